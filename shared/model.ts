@@ -1,0 +1,142 @@
+/**
+ * The DWOP domain, in one place.
+ *
+ * Glossary
+ * - Workflow: one submission of a `.workflow` file; a DAG of tasks that ends succeeded, failed or cancelled.
+ * - Task: one `fun name(...)` block of a workflow. Its body is a Python script; its parameters name the
+ *   upstream tasks whose outputs it reads. A task with no parameters is a root.
+ * - Parameter: `p:upstream` in a task's signature. The upstream's output is written to a file named `p`
+ *   in the task's working folder before the body runs.
+ * - Attempt: one try at running a task, numbered from 1. Retries make new attempts; an attempt never runs
+ *   twice successfully.
+ * - Run: the record of one attempt (executor, job name, timestamps, exit code, failure reason, log tail).
+ *   Keyed by (task, attempt), so a duplicate message finds the run already there.
+ * - Outbox: rows written in the same transaction as a state change, to be published to the bus by a
+ *   claimer. A claim is a lease; a dead claimer's rows are claimed again when the lease runs out.
+ * - Claimer: the loop that claims outbox rows, publishes them with confirms and marks them published.
+ * - Dispatcher: the process that consumes task messages, records runs, starts them on an executor and
+ *   observes them to their end.
+ * - Executor: where a run's worker process runs (local child processes, Kubernetes Jobs).
+ * - Worker: the Python program that fetches code and inputs by signed URL, runs the body, uploads output.
+ * - Infrastructure failure: a run lost to something other than the task's code (dispatcher died, pod
+ *   evicted, image not pulled). It retries from its own budget, not the task's retries.
+ */
+
+export const TASK_STATES = [
+  "pending",
+  "queued",
+  "dispatched",
+  "running",
+  "succeeded",
+  "failed",
+  "upstream_failed",
+  "cancelled",
+] as const;
+export type TaskState = (typeof TASK_STATES)[number];
+
+export const TERMINAL_TASK_STATES: readonly TaskState[] = ["succeeded", "failed", "upstream_failed", "cancelled"];
+
+export const WORKFLOW_STATES = ["queued", "running", "succeeded", "failed", "cancelled"] as const;
+export type WorkflowState = (typeof WORKFLOW_STATES)[number];
+
+export const TERMINAL_WORKFLOW_STATES: readonly WorkflowState[] = ["succeeded", "failed", "cancelled"];
+
+export const RUN_STATES = ["starting", "dispatched", "running", "succeeded", "failed", "lost", "cancelled"] as const;
+export type RunState = (typeof RUN_STATES)[number];
+
+/**
+ * Why a run failed. `exit_code`, `timeout` and `oom_killed` count against the task's own retries;
+ * the others are infrastructure failures with their own budget (see `increase_attempt`).
+ */
+export const FAILURE_REASONS = [
+  "exit_code",
+  "timeout",
+  "oom_killed",
+  "lost",
+  "evicted",
+  "image_pull",
+  "unschedulable",
+  "worker_error",
+] as const;
+export type FailureReason = (typeof FAILURE_REASONS)[number];
+
+/** Per-task options set by decorator lines above `fun`. */
+export interface TaskOptions {
+  /** Retries after the first failed attempt (so `retries: 2` allows 3 attempts). */
+  retries: number;
+  /** Wall-clock limit of one attempt, in seconds; null for none. */
+  timeoutSeconds: number | null;
+  /** Worker image for the Kubernetes executor; null for the configured default. */
+  image: string | null;
+  /** Kubernetes resource quantities, e.g. "500m" and "256Mi"; null for the cluster's default. */
+  cpu: string | null;
+  memory: string | null;
+}
+
+export const DEFAULT_TASK_OPTIONS: TaskOptions = {
+  retries: 0,
+  timeoutSeconds: null,
+  image: null,
+  cpu: null,
+  memory: null,
+};
+
+/** One `p:upstream` pair of a task's signature. */
+export interface TaskParam {
+  name: string;
+  upstream: string;
+}
+
+/** A task as the DSL parser produces it. */
+export interface TaskSpec {
+  name: string;
+  params: TaskParam[];
+  /** The body, dedented as Python reads it, blank lines and comments kept, ending in a newline. */
+  body: string;
+  options: TaskOptions;
+  /** 1-based line of the `fun` keyword, for messages about this task. */
+  line: number;
+}
+
+/** A parsed, validated workflow: tasks in topological order (every upstream before its dependents). */
+export interface WorkflowSpec {
+  tasks: TaskSpec[];
+}
+
+/** The bus message that asks a dispatcher to run one attempt of one task. */
+export interface TaskMessage {
+  taskId: string;
+  attempt: number;
+}
+
+/** What a dispatcher needs to run an attempt, returned by `start_run`. */
+export interface RunAssignment {
+  runId: string;
+  workflowId: string;
+  taskId: string;
+  taskName: string;
+  attempt: number;
+  params: TaskParam[];
+  options: TaskOptions;
+  hasRequirements: boolean;
+}
+
+/** The one failure shape a worker writes and the dispatcher records (Python writes the same JSON). */
+export interface WorkerFailure {
+  type: "task_failed" | "download_failed" | "requirements_failed" | "upload_failed" | "worker_error";
+  message: string;
+  exitCode: number | null;
+  /** True when running the attempt again cannot help (the failure is in what was submitted). */
+  nonRetryable: boolean;
+}
+
+/** Storage buckets and the deterministic object paths inside them. */
+export const OUTPUT_BUCKET = "Task_Output";
+export const CODE_BUCKET = "Task_Code";
+
+export const objectPaths = {
+  output: (workflowId: string, taskName: string) => `${workflowId}/${taskName}/output.txt`,
+  log: (workflowId: string, taskName: string, attempt: number) => `${workflowId}/${taskName}/attempt-${attempt}.log`,
+  code: (workflowId: string, taskName: string) => `${workflowId}/${taskName}/main.py`,
+  requirements: (workflowId: string) => `${workflowId}/requirements.txt`,
+};
