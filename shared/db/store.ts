@@ -1,0 +1,212 @@
+import type { Db } from "./connect.ts";
+import type {
+  FailureReason,
+  RunAssignment,
+  TaskMessage,
+  TaskOptions,
+  TaskParam,
+  TaskSpec,
+  TaskState,
+  WorkflowState,
+} from "../model.ts";
+
+/** A claimed outbox row. */
+export interface ClaimedEvent {
+  id: string;
+  message: TaskMessage;
+}
+
+export type StartRunResult =
+  | { kind: "created"; assignment: RunAssignment }
+  | { kind: "duplicate"; runId: string }
+  | { kind: "stale" };
+
+export interface RunFailure {
+  reason: FailureReason;
+  message: string;
+  exitCode: number | null;
+  logTail: string | null;
+  nonRetryable: boolean;
+}
+
+export interface SubmitInput {
+  id: string;
+  owner: string;
+  name: string;
+  source: string;
+  hasRequirements: boolean;
+  inputs: string[];
+  tasks: TaskSpec[];
+  /** Base delay before the first retry; doubles with each further retry. */
+  retryBackoffMs: number;
+}
+
+export interface TaskSummary {
+  name: string;
+  status: TaskState;
+  attempt: number;
+  attempts: number;
+  error: string | null;
+}
+
+export interface WorkflowSummary {
+  id: string;
+  name: string;
+  owner: string;
+  status: WorkflowState;
+  createdAt: Date;
+  finishedAt: Date | null;
+  tasks: TaskSummary[];
+}
+
+interface StartRunRow {
+  run_id: string;
+  created: boolean;
+  workflow_id: string;
+  task_name: string;
+  params: TaskParam[];
+  options: Partial<TaskOptions>;
+  timeout_seconds: number | null;
+  has_requirements: boolean;
+}
+
+/** Typed calls to DWOP's SQL functions: the only way the engine changes state. */
+export class Store {
+  constructor(readonly db: Db) {}
+
+  /** Inserts the workflow, tasks and root outbox rows in one transaction; false if the id exists. */
+  async submitWorkflow(input: SubmitInput): Promise<boolean> {
+    const tasks = input.tasks.map((t) => ({
+      name: t.name,
+      params: t.params,
+      retries: t.options.retries,
+      timeout_seconds: t.options.timeoutSeconds,
+      backoff_ms: input.retryBackoffMs,
+      options: { image: t.options.image, cpu: t.options.cpu, memory: t.options.memory },
+    }));
+    const [row] = await this.db<{ created: boolean }[]>`
+      select dwop.submit_workflow(${input.id}, ${input.owner}, ${input.name}, ${input.source},
+        ${input.hasRequirements}, ${input.inputs}::text[], ${this.db.json(tasks)}) as created`;
+    return row?.created ?? false;
+  }
+
+  async claimOutbox(claimerId: string, batchSize: number, leaseSeconds: number): Promise<ClaimedEvent[]> {
+    const rows = await this.db<{ id: string; payload: TaskMessage }[]>`
+      select id, payload from dwop.claim_outbox_events(${claimerId}, ${batchSize}, ${leaseSeconds})`;
+    return rows.map((r) => ({ id: r.id, message: { taskId: r.payload.taskId, attempt: r.payload.attempt } }));
+  }
+
+  async markPublished(claimerId: string, ids: string[]): Promise<number> {
+    if (ids.length === 0) return 0;
+    const [row] = await this.db<{ n: number }[]>`
+      select dwop.mark_outbox_published(${claimerId}, ${ids}::bigint[]) as n`;
+    return row?.n ?? 0;
+  }
+
+  /** When the earliest unpublished row becomes claimable, or null when there is none. */
+  async nextOutboxDue(): Promise<Date | null> {
+    const [row] = await this.db<{ due: Date | null }[]>`select dwop.next_outbox_due() as due`;
+    return row?.due ?? null;
+  }
+
+  async startRun(message: TaskMessage, dispatcherId: string, executor: string): Promise<StartRunResult> {
+    const [row] = await this.db<StartRunRow[]>`
+      select * from dwop.start_run(${message.taskId}, ${message.attempt}, ${dispatcherId}, ${executor})`;
+    if (!row) return { kind: "stale" };
+    if (!row.created) return { kind: "duplicate", runId: row.run_id };
+    return {
+      kind: "created",
+      assignment: {
+        runId: row.run_id,
+        workflowId: row.workflow_id,
+        taskId: message.taskId,
+        taskName: row.task_name,
+        attempt: message.attempt,
+        params: row.params,
+        options: {
+          retries: 0,
+          timeoutSeconds: row.timeout_seconds,
+          image: row.options.image ?? null,
+          cpu: row.options.cpu ?? null,
+          memory: row.options.memory ?? null,
+        },
+        hasRequirements: row.has_requirements,
+      },
+    };
+  }
+
+  async markRunDispatched(runId: string, jobName: string, started: boolean): Promise<boolean> {
+    const [row] = await this.db<{ ok: boolean }[]>`
+      select dwop.mark_run_dispatched(${runId}, ${jobName}, ${started}) as ok`;
+    return row?.ok ?? false;
+  }
+
+  async markRunRunning(runId: string): Promise<boolean> {
+    const [row] = await this.db<{ ok: boolean }[]>`select dwop.mark_run_running(${runId}) as ok`;
+    return row?.ok ?? false;
+  }
+
+  /** Records successes; returns the run ids this call recorded. */
+  async completeRuns(runIds: string[]): Promise<string[]> {
+    if (runIds.length === 0) return [];
+    const rows = await this.db<{ id: string }[]>`select dwop.complete_runs(${runIds}::bigint[]) as id`;
+    return rows.map((r) => r.id);
+  }
+
+  async increaseAttempt(runId: string, f: RunFailure): Promise<"retried" | "failed" | "ignored"> {
+    const [row] = await this.db<{ result: "retried" | "failed" | "ignored" }[]>`
+      select dwop.increase_attempt(${runId}, ${f.message}, ${f.reason}, ${f.exitCode}, ${f.logTail},
+        ${f.nonRetryable}) as result`;
+    return row?.result ?? "ignored";
+  }
+
+  /** Cancels a workflow; null when it does not exist. */
+  async cancelWorkflow(workflowId: string): Promise<number | null> {
+    const [row] = await this.db<{ n: number | null }[]>`select dwop.cancel_workflow(${workflowId}) as n`;
+    return row?.n ?? null;
+  }
+
+  /** Reruns a failed or cancelled workflow from its failures; null when it cannot be retried. */
+  async retryWorkflow(workflowId: string): Promise<number | null> {
+    const [row] = await this.db<{ n: number | null }[]>`select dwop.retry_workflow(${workflowId}) as n`;
+    return row?.n ?? null;
+  }
+
+  async heartbeat(dispatcherId: string, executor: string): Promise<void> {
+    await this.db`select dwop.heartbeat_dispatcher(${dispatcherId}, ${executor})`;
+  }
+
+  async reapLostRuns(staleSeconds: number, ownId: string | null): Promise<number> {
+    const [row] = await this.db<{ n: number }[]>`select dwop.reap_lost_runs(${staleSeconds}, ${ownId}) as n`;
+    return row?.n ?? 0;
+  }
+
+  /** Of the given runs, those that are no longer active (cancelled or recorded elsewhere). */
+  async inactiveRuns(runIds: string[]): Promise<string[]> {
+    if (runIds.length === 0) return [];
+    const rows = await this.db<{ id: string }[]>`
+      select id from dwop.runs
+      where id = any(${runIds}::bigint[]) and status not in ('starting', 'dispatched', 'running')`;
+    return rows.map((r) => r.id);
+  }
+
+  async workflowSummary(workflowId: string): Promise<WorkflowSummary | null> {
+    const [wf] = await this.db<
+      { id: string; name: string; owner: string; status: WorkflowState; created_at: Date; finished_at: Date | null }[]
+    >`select id, name, owner, status, created_at, finished_at from dwop.workflows where id = ${workflowId}`;
+    if (!wf) return null;
+    const tasks = await this.db<TaskSummary[]>`
+      select t.name, t.status, t.attempt, t.error,
+             (select count(*)::int from dwop.runs r where r.task_id = t.id) as attempts
+      from dwop.tasks t where t.workflow_id = ${workflowId} order by t.position`;
+    return {
+      id: wf.id,
+      name: wf.name,
+      owner: wf.owner,
+      status: wf.status,
+      createdAt: wf.created_at,
+      finishedAt: wf.finished_at,
+      tasks: tasks.map((t) => ({ ...t })),
+    };
+  }
+}

@@ -1,0 +1,144 @@
+-- DWOP core schema: workflows, tasks and their edges, runs (one per attempt), the transactional outbox,
+-- the event log, and dispatcher heartbeats. State changes go through the SQL functions of the next
+-- migrations; callers never write these tables directly.
+
+create schema if not exists dwop;
+
+create table dwop.workflows (
+  id uuid primary key,
+  owner text not null default 'local',
+  name text not null,
+  status text not null default 'queued'
+    check (status in ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+  source text not null,
+  has_requirements boolean not null default false,
+  inputs text[] not null default '{}',
+  task_count int not null check (task_count > 0),
+  created_at timestamptz not null default now(),
+  started_at timestamptz,
+  finished_at timestamptz,
+  updated_at timestamptz not null default now(),
+  constraint workflows_finished_at_iff_terminal
+    check ((status in ('succeeded', 'failed', 'cancelled')) = (finished_at is not null))
+);
+
+create index workflows_owner_created on dwop.workflows (owner, created_at desc, id desc);
+create index workflows_status_created on dwop.workflows (status, created_at desc, id desc);
+
+create table dwop.tasks (
+  id bigint generated always as identity primary key,
+  workflow_id uuid not null references dwop.workflows (id) on delete cascade,
+  name text not null check (name ~ '^[A-Za-z_][A-Za-z0-9_]{0,62}$'),
+  position int not null,
+  status text not null
+    check (status in ('pending', 'queued', 'dispatched', 'running', 'succeeded', 'failed', 'upstream_failed', 'cancelled')),
+  -- The attempt now queued or running; 0 until the task is first queued. Every queueing increments it,
+  -- so (task, attempt) names one try for the whole life of the workflow, retries from failure included.
+  attempt int not null default 0 check (attempt >= 0),
+  failures int not null default 0 check (failures >= 0),
+  infra_failures int not null default 0 check (infra_failures >= 0),
+  max_retries int not null default 0 check (max_retries between 0 and 100),
+  max_infra_retries int not null default 3 check (max_infra_retries >= 0),
+  retry_backoff_ms int not null default 1000 check (retry_backoff_ms >= 0),
+  timeout_seconds int check (timeout_seconds > 0),
+  options jsonb not null default '{}',
+  params jsonb not null default '[]',
+  upstream_count int not null check (upstream_count >= 0),
+  pending_inputs int not null check (pending_inputs >= 0 and pending_inputs <= upstream_count),
+  error text,
+  created_at timestamptz not null default now(),
+  queued_at timestamptz,
+  dispatched_at timestamptz,
+  started_at timestamptz,
+  finished_at timestamptz,
+  unique (workflow_id, name),
+  constraint tasks_queued_has_attempt check (status = 'pending' or attempt >= 1 or status in ('cancelled', 'upstream_failed')),
+  constraint tasks_pending_waits check (status <> 'queued' or pending_inputs = 0)
+);
+
+-- Open tasks of a workflow: what the end-of-workflow check looks for.
+create index tasks_open on dwop.tasks (workflow_id)
+  where status in ('pending', 'queued', 'dispatched', 'running');
+
+create table dwop.task_edges (
+  upstream_id bigint not null references dwop.tasks (id) on delete cascade,
+  downstream_id bigint not null references dwop.tasks (id) on delete cascade,
+  primary key (upstream_id, downstream_id),
+  check (upstream_id <> downstream_id)
+);
+
+create index task_edges_downstream on dwop.task_edges (downstream_id);
+
+create table dwop.runs (
+  id bigint generated always as identity primary key,
+  task_id bigint not null references dwop.tasks (id) on delete cascade,
+  workflow_id uuid not null references dwop.workflows (id) on delete cascade,
+  attempt int not null check (attempt >= 1),
+  status text not null
+    check (status in ('starting', 'dispatched', 'running', 'succeeded', 'failed', 'lost', 'cancelled')),
+  executor text,
+  job_name text,
+  dispatcher_id text,
+  exit_code int,
+  failure_reason text
+    check (failure_reason in ('exit_code', 'timeout', 'oom_killed', 'lost', 'evicted', 'image_pull', 'unschedulable', 'worker_error')),
+  error text,
+  log_tail text,
+  created_at timestamptz not null default now(),
+  dispatched_at timestamptz,
+  started_at timestamptz,
+  finished_at timestamptz,
+  unique (task_id, attempt),
+  constraint runs_failed_has_reason check (status not in ('failed', 'lost') or failure_reason is not null)
+);
+
+create index runs_active_by_dispatcher on dwop.runs (dispatcher_id)
+  where status in ('starting', 'dispatched', 'running');
+create index runs_workflow on dwop.runs (workflow_id);
+
+create table dwop.outbox (
+  id bigint generated always as identity primary key,
+  topic text not null default 'task.ready' check (topic in ('task.ready')),
+  payload jsonb not null,
+  available_at timestamptz not null default now(),
+  claimed_by text,
+  lease_until timestamptz,
+  claim_count int not null default 0,
+  published_at timestamptz,
+  created_at timestamptz not null default now()
+);
+
+-- Claims scan only what is unpublished; published rows never enter this index.
+create index outbox_unpublished on dwop.outbox (id) where published_at is null;
+
+create table dwop.events (
+  id bigint generated always as identity primary key,
+  workflow_id uuid not null references dwop.workflows (id) on delete cascade,
+  task_name text,
+  kind text not null,
+  status text,
+  attempt int,
+  data jsonb,
+  at timestamptz not null default now()
+);
+
+create index events_workflow on dwop.events (workflow_id, id);
+
+create table dwop.dispatchers (
+  id text primary key,
+  executor text not null,
+  started_at timestamptz not null default now(),
+  heartbeat_at timestamptz not null default now()
+);
+
+-- Wake claimers as soon as outbox rows commit; one notification per statement, not per row.
+create function dwop.notify_outbox() returns trigger
+language plpgsql as $$
+begin
+  perform pg_notify('dwop_outbox', '');
+  return null;
+end;
+$$;
+
+create trigger outbox_notify after insert on dwop.outbox
+  for each statement execute function dwop.notify_outbox();

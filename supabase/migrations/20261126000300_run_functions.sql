@@ -1,0 +1,329 @@
+-- The life of one attempt: claimed from the outbox, started by a dispatcher, completed or failed.
+-- Each transition is a compare-and-set: a call that finds the row in another state changes nothing.
+
+-- Claims up to p_batch_size due, unleased outbox rows for p_claimer_id. The lease lets another claimer
+-- take the rows again if this one dies before marking them published.
+create function dwop.claim_outbox_events(p_claimer_id text, p_batch_size int, p_lease_seconds int default 30,
+                                         p_now timestamptz default null)
+returns table (id bigint, topic text, payload jsonb)
+language plpgsql as $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+begin
+  return query
+  with due as (
+    select o.id from dwop.outbox o
+    where o.published_at is null and o.available_at <= v_now
+      and (o.lease_until is null or o.lease_until < v_now)
+    order by o.id
+    limit p_batch_size
+    for update skip locked
+  )
+  update dwop.outbox o
+  set claimed_by = p_claimer_id, lease_until = v_now + make_interval(secs => p_lease_seconds),
+      claim_count = o.claim_count + 1
+  from due where o.id = due.id
+  returning o.id, o.topic, o.payload;
+end;
+$$;
+
+-- Marks rows published once the broker confirmed them. Only the claimer holding the lease may do so,
+-- so a claimer whose lease ran out does not mark rows that another claimer now holds.
+create function dwop.mark_outbox_published(p_claimer_id text, p_ids bigint[], p_now timestamptz default null)
+returns int
+language sql as $$
+  with marked as (
+    update dwop.outbox set published_at = coalesce(p_now, now()), lease_until = null
+    where id = any(p_ids) and published_at is null and claimed_by = p_claimer_id
+    returning 1
+  )
+  select count(*)::int from marked;
+$$;
+
+-- Earliest time a not-yet-due unpublished row becomes due (for the claimer's next wake-up).
+create function dwop.next_outbox_due(p_now timestamptz default null)
+returns timestamptz
+language sql stable as $$
+  select min(greatest(available_at, coalesce(lease_until, available_at)))
+  from dwop.outbox where published_at is null;
+$$;
+
+-- Records the run of (task, attempt) for a dispatcher. Returns the run with created = true when this
+-- call made it; created = false when a duplicate delivery finds it already there (do not run it again);
+-- no row when the task has moved on (cancelled, or a newer attempt).
+create function dwop.start_run(p_task_id bigint, p_attempt int, p_dispatcher_id text, p_executor text,
+                               p_now timestamptz default null)
+returns table (run_id bigint, created boolean, workflow_id uuid, task_name text, params jsonb,
+               options jsonb, timeout_seconds int, has_requirements boolean)
+language plpgsql as $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  v_task dwop.tasks;
+  v_run bigint;
+begin
+  select * into v_task from dwop.tasks t where t.id = p_task_id for update;
+  if not found then
+    return;
+  end if;
+
+  if v_task.status = 'queued' and v_task.attempt = p_attempt then
+    insert into dwop.runs (task_id, workflow_id, attempt, status, executor, dispatcher_id, created_at)
+    values (p_task_id, v_task.workflow_id, p_attempt, 'starting', p_executor, p_dispatcher_id, v_now)
+    on conflict on constraint runs_task_id_attempt_key do nothing
+    returning id into v_run;
+  end if;
+
+  if v_run is null then
+    return query
+    select r.id, false, r.workflow_id, v_task.name, v_task.params, v_task.options, v_task.timeout_seconds, false
+    from dwop.runs r where r.task_id = p_task_id and r.attempt = p_attempt;
+    return;
+  end if;
+
+  update dwop.tasks t set status = 'dispatched', dispatched_at = v_now where t.id = p_task_id;
+  update dwop.workflows w set status = 'running', started_at = v_now, updated_at = v_now
+  where w.id = v_task.workflow_id and w.status = 'queued';
+  perform dwop.log_event(v_task.workflow_id, 'task', v_task.name, 'dispatched', p_attempt,
+                         jsonb_build_object('run_id', v_run, 'executor', p_executor), v_now);
+
+  return query
+  select v_run, true, v_task.workflow_id, v_task.name, v_task.params, v_task.options, v_task.timeout_seconds,
+         w.has_requirements
+  from dwop.workflows w where w.id = v_task.workflow_id;
+end;
+$$;
+
+-- The executor accepted the run (process spawned, Job created). p_started says the task's code is
+-- already starting (a local process); otherwise mark_run_running follows when the pod starts.
+create function dwop.mark_run_dispatched(p_run_id bigint, p_job_name text, p_started boolean default false,
+                                         p_now timestamptz default null)
+returns boolean
+language plpgsql as $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  v_task_id bigint;
+begin
+  update dwop.runs
+  set status = case when p_started then 'running' else 'dispatched' end, job_name = p_job_name,
+      dispatched_at = v_now, started_at = case when p_started then v_now end
+  where id = p_run_id and status = 'starting'
+  returning task_id into v_task_id;
+  if not found then
+    return false;
+  end if;
+  if p_started then
+    update dwop.tasks set status = 'running', started_at = v_now where id = v_task_id and status = 'dispatched';
+  end if;
+  return true;
+end;
+$$;
+
+-- The run's code started (the pod is running).
+create function dwop.mark_run_running(p_run_id bigint, p_now timestamptz default null)
+returns boolean
+language plpgsql as $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  v_task_id bigint;
+begin
+  update dwop.runs set status = 'running', started_at = coalesce(started_at, v_now)
+  where id = p_run_id and status in ('starting', 'dispatched')
+  returning task_id into v_task_id;
+  if not found then
+    return false;
+  end if;
+  update dwop.tasks set status = 'running', started_at = coalesce(started_at, v_now)
+  where id = v_task_id and status = 'dispatched';
+  return true;
+end;
+$$;
+
+-- Records the success of many runs in one transaction: marks each task succeeded, counts down its
+-- dependents' pending inputs, queues the ones that became ready (outbox rows) and ends workflows with
+-- nothing left to run. Returns the run ids whose success this call recorded; a run that was already
+-- finished, cancelled or superseded is left out.
+create function dwop.complete_runs(p_run_ids bigint[], p_now timestamptz default null)
+returns setof bigint
+language plpgsql as $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  v_runs bigint[];
+  v_tasks bigint[];
+  v_workflow uuid;
+begin
+  with done as (
+    update dwop.runs r
+    set status = 'succeeded', finished_at = v_now, started_at = coalesce(r.started_at, v_now)
+    from dwop.tasks t
+    where r.id = any(p_run_ids) and r.status in ('starting', 'dispatched', 'running')
+      and t.id = r.task_id and t.attempt = r.attempt and t.status in ('dispatched', 'running')
+    returning r.id, r.task_id
+  )
+  select array_agg(done.id order by done.task_id), array_agg(done.task_id order by done.task_id)
+  into v_runs, v_tasks from done;
+  if v_runs is null then
+    return;
+  end if;
+
+  with succeeded as (
+    update dwop.tasks
+    set status = 'succeeded', finished_at = v_now, started_at = coalesce(started_at, v_now), error = null
+    where id = any(v_tasks) and status in ('dispatched', 'running')
+    returning workflow_id, name, attempt
+  )
+  insert into dwop.events (workflow_id, kind, task_name, status, attempt, at)
+  select workflow_id, 'task', name, 'succeeded', attempt, v_now from succeeded;
+
+  -- Fan-in tasks are counted down by concurrent calls: lock them in one order so calls never deadlock.
+  perform 1 from dwop.tasks
+  where id in (select downstream_id from dwop.task_edges where upstream_id = any(v_tasks))
+  order by id for update;
+
+  with counts as (
+    select downstream_id as id, count(*)::int as n
+    from dwop.task_edges where upstream_id = any(v_tasks) group by downstream_id
+  ),
+  counted as (
+    update dwop.tasks d
+    set pending_inputs = d.pending_inputs - c.n,
+        status = case when d.pending_inputs = c.n then 'queued' else d.status end,
+        attempt = case when d.pending_inputs = c.n then d.attempt + 1 else d.attempt end,
+        queued_at = case when d.pending_inputs = c.n then v_now else d.queued_at end
+    from counts c
+    where d.id = c.id and d.status = 'pending'
+    returning d.id, d.status, d.attempt, d.workflow_id, d.name, d.position
+  ),
+  queued as (
+    insert into dwop.outbox (payload, available_at, created_at)
+    select jsonb_build_object('taskId', id::text, 'attempt', attempt), v_now, v_now
+    from counted where status = 'queued' order by position
+  )
+  insert into dwop.events (workflow_id, kind, task_name, status, attempt, at)
+  select workflow_id, 'task', name, 'queued', attempt, v_now from counted where status = 'queued';
+
+  for v_workflow in
+    select distinct t.workflow_id from dwop.tasks t where t.id = any(v_tasks) order by 1
+  loop
+    perform dwop.finish_workflow_if_done(v_workflow, v_now);
+  end loop;
+
+  return query select unnest(v_runs);
+end;
+$$;
+
+-- Records the success of one run; true when recorded, false when the run had already moved on.
+create function dwop.complete_run(p_run_id bigint, p_now timestamptz default null)
+returns boolean
+language sql as $$
+  select exists (select 1 from dwop.complete_runs(array[p_run_id], p_now));
+$$;
+
+-- Records a failed attempt and decides what follows (the seed design's name and first two parameters).
+-- Infrastructure failures (lost, evicted, image_pull, unschedulable) spend the task's infrastructure
+-- budget; others spend its retries. With budget left the task is queued again as the next attempt after
+-- an exponential backoff; otherwise it fails and everything waiting downstream becomes upstream_failed.
+-- Returns 'retried', 'failed', or 'ignored' when the run was no longer active.
+create function dwop.increase_attempt(p_run_id bigint, p_error_msg text, p_reason text default 'exit_code',
+                                      p_exit_code int default null, p_log_tail text default null,
+                                      p_non_retryable boolean default false, p_now timestamptz default null)
+returns text
+language plpgsql as $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  v_run dwop.runs;
+  v_task dwop.tasks;
+  v_infra boolean := p_reason in ('lost', 'evicted', 'image_pull', 'unschedulable');
+  v_spent int;
+  v_retry boolean;
+  v_delay_ms bigint;
+begin
+  update dwop.runs
+  set status = case when p_reason = 'lost' then 'lost' else 'failed' end, finished_at = v_now,
+      failure_reason = p_reason, error = p_error_msg, exit_code = p_exit_code, log_tail = p_log_tail
+  where id = p_run_id and status in ('starting', 'dispatched', 'running')
+  returning * into v_run;
+  if not found then
+    return 'ignored';
+  end if;
+
+  select * into v_task from dwop.tasks
+  where id = v_run.task_id and attempt = v_run.attempt and status in ('dispatched', 'running')
+  for update;
+  if not found then
+    return 'ignored';
+  end if;
+
+  if v_infra then
+    v_spent := v_task.infra_failures + 1;
+    v_retry := v_spent <= v_task.max_infra_retries;
+  else
+    v_spent := v_task.failures + 1;
+    v_retry := not p_non_retryable and v_spent <= v_task.max_retries;
+  end if;
+
+  update dwop.tasks
+  set failures = failures + case when v_infra then 0 else 1 end,
+      infra_failures = infra_failures + case when v_infra then 1 else 0 end,
+      error = p_error_msg
+  where id = v_task.id;
+
+  if v_retry then
+    v_delay_ms := least(v_task.retry_backoff_ms::bigint * (2 ^ (v_spent - 1))::bigint, 300000);
+    update dwop.tasks
+    set status = 'queued', attempt = attempt + 1, queued_at = v_now, dispatched_at = null, started_at = null
+    where id = v_task.id;
+    insert into dwop.outbox (payload, available_at, created_at)
+    values (jsonb_build_object('taskId', v_task.id::text, 'attempt', v_task.attempt + 1),
+            v_now + make_interval(secs => v_delay_ms / 1000.0), v_now);
+    perform dwop.log_event(v_task.workflow_id, 'task', v_task.name, 'retrying', v_task.attempt,
+                           jsonb_build_object('reason', p_reason, 'exit_code', p_exit_code,
+                                              'error', p_error_msg, 'delay_ms', v_delay_ms), v_now);
+    return 'retried';
+  end if;
+
+  update dwop.tasks set status = 'failed', finished_at = v_now where id = v_task.id;
+  perform dwop.log_event(v_task.workflow_id, 'task', v_task.name, 'failed', v_task.attempt,
+                         jsonb_build_object('reason', p_reason, 'exit_code', p_exit_code, 'error', p_error_msg), v_now);
+  perform dwop.fail_downstream(v_task.id, v_now);
+  perform dwop.finish_workflow_if_done(v_task.workflow_id, v_now);
+  return 'failed';
+end;
+$$;
+
+-- A dispatcher says it is alive.
+create function dwop.heartbeat_dispatcher(p_id text, p_executor text, p_now timestamptz default null)
+returns void
+language sql as $$
+  insert into dwop.dispatchers (id, executor, started_at, heartbeat_at)
+  values (p_id, p_executor, coalesce(p_now, now()), coalesce(p_now, now()))
+  on conflict (id) do update set heartbeat_at = excluded.heartbeat_at;
+$$;
+
+-- Retries as lost every active local run whose dispatcher is p_own_id (a restarted dispatcher reclaiming
+-- its own) or has not been heard from for p_stale_seconds. Local runs die with their dispatcher, so
+-- nothing else would ever finish them. Returns how many runs were reaped.
+create function dwop.reap_lost_runs(p_stale_seconds int, p_own_id text default null, p_now timestamptz default null)
+returns int
+language plpgsql as $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  v_run bigint;
+  v_count int := 0;
+begin
+  for v_run in
+    select r.id from dwop.runs r
+    left join dwop.dispatchers d on d.id = r.dispatcher_id
+    where r.status in ('starting', 'dispatched', 'running') and r.executor = 'local'
+      and (r.dispatcher_id = p_own_id
+           or d.id is null
+           or d.heartbeat_at < v_now - make_interval(secs => p_stale_seconds))
+    order by r.id
+  loop
+    if dwop.increase_attempt(v_run, 'the dispatcher running this attempt stopped', 'lost',
+                             null, null, false, v_now) <> 'ignored' then
+      v_count := v_count + 1;
+    end if;
+  end loop;
+  return v_count;
+end;
+$$;
