@@ -139,4 +139,7 @@ export const objectPaths = {
   log: (workflowId: string, taskName: string, attempt: number) => `${workflowId}/${taskName}/attempt-${attempt}.log`,
   code: (workflowId: string, taskName: string) => `${workflowId}/${taskName}/main.py`,
   requirements: (workflowId: string) => `${workflowId}/requirements.txt`,
+  /** A submit-time input (`inputs.NAME`), stored beside the workflow's code. */
+  input: (workflowId: string, name: string) => `${workflowId}/inputs/${name}`,
 };
+

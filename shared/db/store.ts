@@ -1,3 +1,4 @@
+import type postgres from "postgres";
 import type { Db } from "./connect.ts";
 import type {
   FailureReason,
@@ -47,6 +48,8 @@ export interface TaskSummary {
   attempt: number;
   attempts: number;
   error: string | null;
+  startedAt: Date | null;
+  finishedAt: Date | null;
 }
 
 export interface WorkflowSummary {
@@ -86,7 +89,7 @@ export class Store {
     }));
     const [row] = await this.db<{ created: boolean }[]>`
       select dwop.submit_workflow(${input.id}, ${input.owner}, ${input.name}, ${input.source},
-        ${input.hasRequirements}, ${input.inputs}::text[], ${this.db.json(tasks)}) as created`;
+        ${input.hasRequirements}, ${input.inputs}::text[], ${this.db.json(tasks as unknown as postgres.JSONValue)}) as created`;
     return row?.created ?? false;
   }
 
@@ -196,7 +199,7 @@ export class Store {
     >`select id, name, owner, status, created_at, finished_at from dwop.workflows where id = ${workflowId}`;
     if (!wf) return null;
     const tasks = await this.db<TaskSummary[]>`
-      select t.name, t.status, t.attempt, t.error,
+      select t.name, t.status, t.attempt, t.error, t.started_at as "startedAt", t.finished_at as "finishedAt",
              (select count(*)::int from dwop.runs r where r.task_id = t.id) as attempts
       from dwop.tasks t where t.workflow_id = ${workflowId} order by t.position`;
     return {

@@ -35,8 +35,8 @@ export interface StartedRun {
 export interface Executor {
   readonly kind: "local" | "kubernetes";
   start(run: RunAssignment, env: WorkerEnv): Promise<StartedRun>;
-  /** Stops a run early (cancellation); the run's outcome is then not reported. */
-  kill(runId: string): Promise<void>;
+  /** Stops a run early (cancellation). True when the run was still held: its outcome is then never reported. */
+  kill(runId: string): Promise<boolean>;
   /** Runs this executor is currently responsible for. */
   active(): string[];
   onFinished(listener: (run: RunAssignment, outcome: RunOutcome) => void): void;

@@ -1,0 +1,152 @@
+import { serve, type ServerType } from "@hono/node-server";
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { Claimer } from "../cron/claimer.ts";
+import { Dispatcher } from "../dispatcher/dispatcher.ts";
+import { createApp } from "../functions/app.ts";
+import type { Bus } from "../shared/bus/bus.ts";
+import { connectBus } from "../shared/bus/from-config.ts";
+import { databaseUrl, type Config } from "../shared/config.ts";
+import { connectDb, type Db } from "../shared/db/connect.ts";
+import { migrate } from "../shared/db/migrate.ts";
+import { Store } from "../shared/db/store.ts";
+import { LocalExecutor } from "../shared/executors/local.ts";
+import { resolvePython, WORKER_SCRIPT } from "../shared/executors/python.ts";
+import type { Logger } from "../shared/log.ts";
+import { LocalStorage } from "../shared/storage/local.ts";
+import { localStorageRoutes } from "../shared/storage/local-routes.ts";
+import { startEmbeddedPostgres, type EmbeddedDatabase } from "./embedded-postgres.ts";
+
+export interface StackOptions {
+  config: Config;
+  logger: Logger;
+  /** Run a claimer and a dispatcher in this process (false for an API-only server). */
+  engine: boolean;
+  /** Progress lines for a person (embedded database start); stderr in the CLI. */
+  say?: (msg: string) => void;
+}
+
+/** Everything `dwop run` and `dwop dev` run in one process, and how to stop it in order. */
+export interface Stack {
+  db: Db;
+  store: Store;
+  storage: LocalStorage;
+  bus: Bus;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts DWOP on one machine: the database (embedded unless DATABASE_URL is set), migrations, local
+ * storage behind the HTTP server, the bus (pg-boss unless RABBITMQ_CONNECTION_URL is set), and with
+ * `engine`, a claimer and a dispatcher with the local executor.
+ */
+export async function startStack(options: StackOptions): Promise<Stack> {
+  const { config, logger } = options;
+  const say = options.say ?? (() => {});
+  const home = resolve(config.DWOP_HOME);
+  await mkdir(home, { recursive: true, mode: 0o755 });
+
+  let embedded: EmbeddedDatabase | null = null;
+  let url = databaseUrl(config);
+  if (!url) {
+    embedded = await startEmbeddedPostgres(home, say);
+    url = embedded.url;
+  }
+  const db = connectDb(url, { max: 20, applicationName: "dwop" });
+  await migrate(db);
+  const store = new Store(db);
+
+  const storage = new LocalStorage({
+    root: join(home, "storage"),
+    secret: config.DWOP_STORAGE_SECRET ?? (await homeSecret(home)),
+  });
+  const app = createApp({ db, extraRoutes: localStorageRoutes(storage) });
+  const server = await listen(app.fetch, config.DWOP_HOST, config.DWOP_PORT);
+  const serverUrl = config.DWOP_PUBLIC_URL ?? `http://${config.DWOP_HOST}:${server.port}`;
+  storage.setBaseUrl(serverUrl);
+
+  const bus = await connectBus(config, url, logger);
+
+  const stops: (() => Promise<void>)[] = [];
+  if (options.engine) {
+    const id = config.DWOP_DISPATCHER_ID ?? `${hostname()}-${process.pid}-${randomBytes(2).toString("hex")}`;
+    const executor = new LocalExecutor({
+      python: await resolvePython(),
+      workerScript: WORKER_SCRIPT,
+      workRoot: join(home, "runs"),
+      passEnv: pipEnv(),
+      logger,
+    });
+    const dispatcher = new Dispatcher(store, bus, executor, storage, {
+      id,
+      concurrency: config.DWOP_CONCURRENCY,
+      heartbeatSeconds: config.DWOP_HEARTBEAT_SECONDS,
+      lostAfterSeconds: config.DWOP_LOST_AFTER_SECONDS,
+      shutdownGraceSeconds: config.DWOP_SHUTDOWN_GRACE_SECONDS,
+      signedUrlTtlSeconds: config.DWOP_SIGNED_URL_TTL_SECONDS,
+      logger,
+    });
+    const claimer = new Claimer(store, bus, {
+      id,
+      batchSize: config.DWOP_CLAIM_BATCH,
+      leaseSeconds: config.DWOP_CLAIM_LEASE_SECONDS,
+      pollMs: config.DWOP_CLAIM_POLL_MS,
+      logger,
+    });
+    await dispatcher.start();
+    await claimer.start();
+    stops.push(
+      () => claimer.stop(),
+      () => dispatcher.stop(),
+      () => executor.close(),
+    );
+  }
+
+  return {
+    db,
+    store,
+    storage,
+    bus,
+    url: serverUrl,
+    async stop() {
+      for (const stop of stops) await stop();
+      await bus.close();
+      await new Promise<void>((r) => server.server.close(() => r()));
+      await db.end({ timeout: 5 });
+      await embedded?.stop();
+    },
+  };
+}
+
+/** pip settings (an offline wheel folder, a private index) reach the worker; nothing else does. */
+function pipEnv(): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(process.env).filter((e): e is [string, string] => e[0].startsWith("PIP_") && e[1] !== undefined),
+  );
+}
+
+/** The signing secret of a home folder, made once, so URLs outlive a restart of `dwop dev`. */
+async function homeSecret(home: string): Promise<string> {
+  const path = join(home, "storage.secret");
+  try {
+    return (await readFile(path, "utf8")).trim();
+  } catch {
+    const secret = randomBytes(32).toString("hex");
+    await writeFile(path, secret, { mode: 0o600 });
+    return secret;
+  }
+}
+
+function listen(
+  fetch: (req: Request) => Response | Promise<Response>,
+  host: string,
+  port: number,
+): Promise<{ server: ServerType; port: number }> {
+  return new Promise((resolvePromise, reject) => {
+    const server = serve({ fetch, hostname: host, port }, (info) => resolvePromise({ server, port: info.port }));
+    server.once("error", reject);
+  });
+}

@@ -1,0 +1,87 @@
+import type { Bus } from "../shared/bus/bus.ts";
+import type { Store } from "../shared/db/store.ts";
+import { silentLogger, type Logger } from "../shared/log.ts";
+import { Wakeup } from "../shared/wakeup.ts";
+
+export interface ClaimerOptions {
+  id: string;
+  batchSize: number;
+  leaseSeconds: number;
+  /** Longest sleep between claims when no NOTIFY arrives: the backstop for a lost notification. */
+  pollMs: number;
+  logger?: Logger;
+}
+
+/**
+ * Moves outbox rows to the bus: claim a batch (a lease), publish with confirms, mark the confirmed rows
+ * published. Rows the broker did not confirm stay claimed until their lease runs out and are then
+ * claimed again, by this claimer or another.
+ */
+export class Claimer {
+  private readonly wakeup = new Wakeup();
+  private stopped = false;
+  private loop: Promise<void> | null = null;
+  private unlisten: (() => Promise<void>) | null = null;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly store: Store,
+    private readonly bus: Bus,
+    private readonly options: ClaimerOptions,
+  ) {
+    this.log = (options.logger ?? silentLogger).child({ component: "claimer", claimer: options.id });
+  }
+
+  /** Claims and publishes one batch; returns how many rows it claimed. */
+  async runOnce(): Promise<number> {
+    const claimed = await this.store.claimOutbox(this.options.id, this.options.batchSize, this.options.leaseSeconds);
+    if (claimed.length === 0) return 0;
+    const confirmed = await this.bus.publish(claimed.map((c) => ({ outboxId: c.id, body: c.message })));
+    await this.store.markPublished(this.options.id, confirmed);
+    if (confirmed.length < claimed.length) {
+      this.log.warn({ claimed: claimed.length, confirmed: confirmed.length }, "broker did not confirm every message");
+    }
+    return claimed.length;
+  }
+
+  /** Listens for outbox inserts and claims until stopped. */
+  async start(): Promise<void> {
+    const listener = await this.store.db.listen(
+      "dwop_outbox",
+      () => this.wakeup.wake(),
+      () => this.wakeup.wake(), // (re)connected: anything inserted meanwhile is due now
+    );
+    this.unlisten = () => listener.unlisten();
+    this.loop = this.run();
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    while (!this.stopped) {
+      try {
+        const n = await this.runOnce();
+        failures = 0;
+        if (n === this.options.batchSize) continue;
+        await this.wakeup.sleep(await this.untilNextDue());
+      } catch (err) {
+        failures += 1;
+        const delay = Math.min(100 * 2 ** failures, 5000);
+        this.log.error({ err, delay }, "claim failed; retrying");
+        await this.wakeup.sleep(delay);
+      }
+    }
+  }
+
+  private async untilNextDue(): Promise<number> {
+    const due = await this.store.nextOutboxDue();
+    if (!due) return this.options.pollMs;
+    return Math.min(this.options.pollMs, Math.max(0, due.getTime() - Date.now()));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wakeup.wake();
+    await this.loop;
+    await this.unlisten?.().catch(() => {});
+  }
+}

@@ -1,0 +1,40 @@
+// The outbox claimer as its own process. On Supabase, a pg_cron job is the backstop instead.
+import { hostname } from "node:os";
+import { connectBus } from "../shared/bus/from-config.ts";
+import { databaseUrl, loadConfig } from "../shared/config.ts";
+import { connectDb } from "../shared/db/connect.ts";
+import { migrate } from "../shared/db/migrate.ts";
+import { Store } from "../shared/db/store.ts";
+import { readEnv } from "../shared/env.ts";
+import { createLogger } from "../shared/pino.ts";
+import { Claimer } from "./claimer.ts";
+
+const config = loadConfig(readEnv());
+const logger = createLogger(config.DWOP_LOG_LEVEL);
+const url = databaseUrl(config);
+if (!url) {
+  logger.error({}, "the claimer needs DATABASE_URL");
+  process.exit(2);
+}
+const id = process.env.DWOP_CLAIMER_ID ?? `claimer-${hostname()}-${process.pid}`;
+const db = connectDb(url, { max: 4, applicationName: `dwop-claimer:${id}` });
+await migrate(db);
+const bus = await connectBus(config, url, logger, `dwop-claimer:${id}`);
+const claimer = new Claimer(new Store(db), bus, {
+  id,
+  batchSize: config.DWOP_CLAIM_BATCH,
+  leaseSeconds: config.DWOP_CLAIM_LEASE_SECONDS,
+  pollMs: config.DWOP_CLAIM_POLL_MS,
+  logger,
+});
+await claimer.start();
+logger.info({ id }, "claimer started");
+
+async function shutdown() {
+  await claimer.stop();
+  await bus.close();
+  await db.end({ timeout: 5 });
+  process.exit(0);
+}
+process.once("SIGTERM", () => void shutdown());
+process.once("SIGINT", () => void shutdown());

@@ -1,0 +1,176 @@
+import type { Bus, Consumer, Delivery } from "../shared/bus/bus.ts";
+import { Batcher } from "../shared/batcher.ts";
+import type { Store } from "../shared/db/store.ts";
+import type { Executor, RunOutcome } from "../shared/executors/executor.ts";
+import { silentLogger, type Logger } from "../shared/log.ts";
+import type { RunAssignment } from "../shared/model.ts";
+import { Semaphore } from "../shared/semaphore.ts";
+import type { Storage } from "../shared/storage/storage.ts";
+import { signWorkerEnv } from "./worker-env.ts";
+
+export interface DispatcherOptions {
+  id: string;
+  /** Most runs held at once; also the bus prefetch. */
+  concurrency: number;
+  heartbeatSeconds: number;
+  /** A dispatcher not heard from for this long is dead: its local runs are retried as lost. */
+  lostAfterSeconds: number;
+  /** On stop, how long running tasks may take to finish before they are stopped and retried elsewhere. */
+  shutdownGraceSeconds: number;
+  signedUrlTtlSeconds: number;
+  logger?: Logger;
+}
+
+/**
+ * Consumes task messages and runs each attempt on the executor: record the run (the duplicate check),
+ * start it, mark it dispatched, and only then acknowledge. Observes each run's end and records it:
+ * success through complete_runs (batched), failure through increase_attempt.
+ */
+export class Dispatcher {
+  private readonly slots: Semaphore;
+  private readonly completions: Batcher<string, boolean>;
+  private readonly settling = new Set<Promise<void>>();
+  private readonly log: Logger;
+  private consumer: Consumer | null = null;
+  private heartbeat: ReturnType<typeof setInterval> | null = null;
+  private unlisten: (() => Promise<void>) | null = null;
+  private stopping = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly bus: Bus,
+    private readonly executor: Executor,
+    private readonly storage: Storage,
+    private readonly options: DispatcherOptions,
+  ) {
+    this.slots = new Semaphore(options.concurrency);
+    this.log = (options.logger ?? silentLogger).child({ component: "dispatcher", dispatcher: options.id });
+    this.completions = new Batcher(async (runIds) => {
+      const recorded = new Set(await store.completeRuns(runIds));
+      return runIds.map((id) => recorded.has(id));
+    });
+    executor.onFinished((run, outcome) => this.track(this.settle(run, outcome)));
+  }
+
+  /** Announces itself, retries what a previous life of this dispatcher left behind, then consumes. */
+  async start(): Promise<void> {
+    await this.store.heartbeat(this.options.id, this.executor.kind);
+    const reaped = await this.store.reapLostRuns(this.options.lostAfterSeconds, this.options.id);
+    if (reaped > 0) this.log.warn({ reaped }, "retried runs left by a dispatcher that stopped");
+    this.heartbeat = setInterval(() => void this.beat(), this.options.heartbeatSeconds * 1000);
+    const listener = await this.store.db.listen("dwop_cancel", () => void this.stopCancelledRuns());
+    this.unlisten = () => listener.unlisten();
+    this.consumer = await this.bus.consume((d) => this.handle(d), { prefetch: this.options.concurrency });
+  }
+
+  private async beat(): Promise<void> {
+    try {
+      await this.store.heartbeat(this.options.id, this.executor.kind);
+      await this.store.reapLostRuns(this.options.lostAfterSeconds, null);
+      await this.stopCancelledRuns();
+    } catch (err) {
+      this.log.error({ err }, "heartbeat failed");
+    }
+  }
+
+  /** One delivery: resolves to acknowledge, rejects to have the bus deliver it again. */
+  private async handle(delivery: Delivery): Promise<void> {
+    await this.slots.acquire();
+    let holding = true;
+    try {
+      if (this.stopping) throw new Error("dispatcher is stopping");
+      const result = await this.store.startRun(delivery.body, this.options.id, this.executor.kind);
+      if (result.kind !== "created") {
+        this.log.debug({ ...delivery.body, result: result.kind }, "nothing to run");
+        return;
+      }
+      const run = result.assignment;
+      try {
+        const env = await signWorkerEnv(this.storage, run, this.options.signedUrlTtlSeconds);
+        const started = await this.executor.start(run, env);
+        holding = false; // the slot now belongs to the run; settle() frees it
+        await this.store.markRunDispatched(run.runId, started.jobName, this.executor.kind === "local");
+      } catch (err) {
+        if (!holding) throw err; // the run started; only recording it failed: redelivery finds the run
+        this.log.error({ err, runId: run.runId }, "could not start the run");
+        await this.store.increaseAttempt(run.runId, {
+          reason: "lost",
+          message: `could not start: ${err instanceof Error ? err.message : String(err)}`,
+          exitCode: null,
+          logTail: null,
+          nonRetryable: false,
+        });
+      }
+    } finally {
+      if (holding) this.slots.release();
+    }
+  }
+
+  private async settle(run: RunAssignment, outcome: RunOutcome): Promise<void> {
+    try {
+      await this.record(run, outcome);
+    } catch (err) {
+      // The run stays active in the database; the heartbeat's reaper or a restart retries it as lost.
+      this.log.error({ err, runId: run.runId }, "could not record the end of a run");
+    } finally {
+      this.slots.release();
+    }
+  }
+
+  private async record(run: RunAssignment, outcome: RunOutcome): Promise<void> {
+    if (outcome.kind === "succeeded") {
+      const recorded = await this.completions.add(run.runId);
+      this.log.debug({ runId: run.runId, task: run.taskName, recorded }, "run succeeded");
+      return;
+    }
+    const next = await this.store.increaseAttempt(run.runId, {
+      reason: outcome.reason,
+      message: outcome.message,
+      exitCode: outcome.exitCode,
+      logTail: outcome.logTail,
+      nonRetryable: outcome.nonRetryable,
+    });
+    this.log.info({ runId: run.runId, task: run.taskName, reason: outcome.reason, next }, "run failed");
+  }
+
+  private async stopCancelledRuns(): Promise<void> {
+    const inactive = await this.store.inactiveRuns(this.executor.active());
+    for (const runId of inactive) {
+      // A killed run reports no outcome, so its slot is freed here.
+      if (await this.executor.kill(runId)) this.slots.release();
+    }
+  }
+
+  private track(p: Promise<void>): void {
+    this.settling.add(p);
+    void p.finally(() => this.settling.delete(p));
+  }
+
+  /**
+   * Stops taking messages, lets running tasks finish within the grace period, then stops the rest and
+   * records them as lost so another dispatcher runs them at once, and closes the listener.
+   */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.consumer?.stop();
+    const deadline = Date.now() + this.options.shutdownGraceSeconds * 1000;
+    while (this.executor.active().length > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    for (const runId of this.executor.active()) {
+      await this.executor.kill(runId);
+      await this.store
+        .increaseAttempt(runId, {
+          reason: "lost",
+          message: "the dispatcher shut down before the attempt finished",
+          exitCode: null,
+          logTail: null,
+          nonRetryable: false,
+        })
+        .catch((err: unknown) => this.log.error({ err, runId }, "could not record a stopped run"));
+    }
+    await Promise.allSettled([...this.settling]);
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    await this.unlisten?.().catch(() => {});
+  }
+}

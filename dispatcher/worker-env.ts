@@ -1,0 +1,33 @@
+import type { WorkerEnv } from "../shared/executors/executor.ts";
+import { CODE_BUCKET, OUTPUT_BUCKET, objectPaths, type RunAssignment } from "../shared/model.ts";
+import type { Storage } from "../shared/storage/storage.ts";
+
+/** Default lifetime of a run's URLs when the task has no timeout: long enough for the upload at the end. */
+const UNBOUNDED_RUN_SECONDS = 6 * 3600;
+
+/**
+ * Signs the URLs one attempt needs: its code, requirements and inputs to read, its output and log to
+ * write. Each URL is for one object and one method, and lives as long as the attempt may run.
+ */
+export async function signWorkerEnv(storage: Storage, run: RunAssignment, ttlSeconds: number): Promise<WorkerEnv> {
+  const ttl = ttlSeconds + (run.options.timeoutSeconds ?? UNBOUNDED_RUN_SECONDS);
+  const wf = run.workflowId;
+  const inputs = await Promise.all(
+    run.params.map(async (p) => {
+      const url = p.upstream.startsWith("inputs.")
+        ? await storage.signUrl(CODE_BUCKET, objectPaths.input(wf, p.upstream.slice("inputs.".length)), "GET", ttl)
+        : await storage.signUrl(OUTPUT_BUCKET, objectPaths.output(wf, p.upstream), "GET", ttl);
+      return { param: p.name, url };
+    }),
+  );
+  const env: WorkerEnv = {
+    DWOP_CODE_URL: await storage.signUrl(CODE_BUCKET, objectPaths.code(wf, run.taskName), "GET", ttl),
+    DWOP_INPUTS: JSON.stringify(inputs),
+    DWOP_OUTPUT_URL: await storage.signUrl(OUTPUT_BUCKET, objectPaths.output(wf, run.taskName), "PUT", ttl),
+    DWOP_LOG_URL: await storage.signUrl(OUTPUT_BUCKET, objectPaths.log(wf, run.taskName, run.attempt), "PUT", ttl),
+  };
+  if (run.hasRequirements) {
+    env.DWOP_REQUIREMENTS_URL = await storage.signUrl(CODE_BUCKET, objectPaths.requirements(wf), "GET", ttl);
+  }
+  return env;
+}

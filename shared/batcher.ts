@@ -1,0 +1,35 @@
+/**
+ * Natural batching: items added while a flush is in flight wait for it and go together in the next
+ * one. An idle batcher flushes at once (no added latency); a busy one turns many calls into one.
+ */
+export class Batcher<T, R> {
+  private queue: { item: T; resolve: (r: R) => void; reject: (e: unknown) => void }[] = [];
+  private flushing = false;
+
+  constructor(
+    private readonly flush: (items: T[]) => Promise<R[]>,
+    private readonly maxBatch = 500,
+  ) {}
+
+  /** Resolves with this item's result once the batch that carried it has been flushed. */
+  add(item: T): Promise<R> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ item, resolve, reject });
+      if (!this.flushing) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.flushing = true;
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, this.maxBatch);
+      try {
+        const results = await this.flush(batch.map((b) => b.item));
+        batch.forEach((b, i) => b.resolve(results[i] as R));
+      } catch (err) {
+        batch.forEach((b) => b.reject(err));
+      }
+    }
+    this.flushing = false;
+  }
+}

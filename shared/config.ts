@@ -1,0 +1,68 @@
+import { z } from "zod";
+import type { EnvSource } from "./env.ts";
+
+const int = (min: number, fallback: number) => z.coerce.number().int().min(min).default(fallback);
+const optionalUrl = z
+  .string()
+  .trim()
+  .transform((v) => (v === "" ? undefined : v))
+  .pipe(z.string().url().optional())
+  .optional();
+
+/**
+ * Every environment variable DWOP reads, with its default. The seed design's names are kept
+ * (SUPABASE_PROJECT_URL, RABBITMQ_CONNECTION_URL, DWOP_IMAGE, ...), so its instructions still work.
+ */
+export const configSchema = z.object({
+  DATABASE_URL: optionalUrl,
+  SUPABASE_DB_URL: optionalUrl,
+  SUPABASE_PROJECT_URL: optionalUrl,
+  SUPABASE_SERVICE_KEY: z.string().optional(),
+  RABBITMQ_CONNECTION_URL: optionalUrl,
+  DWOP_QUEUE: z.string().regex(/^[\w.-]+$/).default("dwop.tasks"),
+  DWOP_RABBITMQ_QUORUM: z.enum(["true", "false"]).default("false"),
+  DWOP_EXECUTOR: z.enum(["local", "kubernetes"]).default("local"),
+  DWOP_HOME: z.string().default(".dwop"),
+  DWOP_PORT: int(0, 8080),
+  DWOP_HOST: z.string().default("127.0.0.1"),
+  DWOP_PUBLIC_URL: optionalUrl,
+  DWOP_STORAGE_SECRET: z.string().min(16).optional(),
+  DWOP_IMAGE: z.string().default("dwop-pyworker:dev"),
+  DWOP_NAMESPACE: z.string().default("default"),
+  KUBECONFIG: z.string().optional(),
+  DWOP_CONCURRENCY: int(1, 8),
+  DWOP_DISPATCHER_ID: z.string().min(1).optional(),
+  DWOP_HEARTBEAT_SECONDS: int(1, 5),
+  DWOP_LOST_AFTER_SECONDS: int(2, 30),
+  DWOP_SHUTDOWN_GRACE_SECONDS: int(0, 30),
+  DWOP_CLAIM_BATCH: int(1, 256),
+  DWOP_CLAIM_LEASE_SECONDS: int(1, 30),
+  DWOP_CLAIM_POLL_MS: int(10, 1000),
+  DWOP_RETRY_BACKOFF_MS: int(0, 1000),
+  DWOP_SIGNED_URL_TTL_SECONDS: int(10, 3600),
+  DWOP_PYTHON: z.string().optional(),
+  DWOP_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** Validates the environment once, at start; one error names every missing or bad value. */
+export function loadConfig(env: EnvSource): Config {
+  const result = configSchema.safeParse(env);
+  if (!result.success) {
+    throw new ConfigError(result.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`));
+  }
+  return result.data;
+}
+
+/** The database URL: DATABASE_URL, or the one Supabase gives its Edge Functions. */
+export function databaseUrl(config: Config): string | undefined {
+  return config.DATABASE_URL ?? config.SUPABASE_DB_URL;
+}

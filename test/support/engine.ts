@@ -1,0 +1,139 @@
+import { serve, type ServerType } from "@hono/node-server";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Claimer } from "../../cron/claimer.ts";
+import { Dispatcher } from "../../dispatcher/dispatcher.ts";
+import { createApp } from "../../functions/app.ts";
+import type { Bus } from "../../shared/bus/bus.ts";
+import { PgBossBus } from "../../shared/bus/pgboss.ts";
+import { RabbitBus } from "../../shared/bus/rabbit.ts";
+import type { WorkflowSummary } from "../../shared/db/store.ts";
+import { LocalExecutor } from "../../shared/executors/local.ts";
+import { resolvePython, WORKER_SCRIPT } from "../../shared/executors/python.ts";
+import { OUTPUT_BUCKET, TERMINAL_WORKFLOW_STATES, objectPaths } from "../../shared/model.ts";
+import { LocalStorage } from "../../shared/storage/local.ts";
+import { localStorageRoutes } from "../../shared/storage/local-routes.ts";
+import { submitWorkflow } from "../../shared/submit.ts";
+import { migratedDatabase, type MigratedDatabase } from "./migrated.ts";
+
+export type BusKind = "rabbit" | "pgboss";
+export const RABBIT_URL = process.env.DWOP_TEST_RABBIT_URL ?? "amqp://guest:guest@127.0.0.1:5672";
+
+export interface EngineOptions {
+  bus: BusKind;
+  dispatchers?: number;
+  claimers?: number;
+  concurrency?: number;
+  /** Wraps each bus a claimer publishes on (to duplicate messages, for example). */
+  wrapPublisher?: (bus: Bus) => Bus;
+}
+
+export interface Engine {
+  m: MigratedDatabase;
+  storage: LocalStorage;
+  storageUrl: string;
+  storageRoot: string;
+  storageSecret: string;
+  queue: string;
+  newBus(): Promise<Bus>;
+  submit(source: string, extra?: { requirements?: string; inputs?: Record<string, string> }): Promise<string>;
+  waitFor(workflowId: string, timeoutMs?: number): Promise<WorkflowSummary>;
+  output(workflowId: string, task: string): Promise<string>;
+  stop(passed: boolean): Promise<void>;
+}
+
+/**
+ * The whole engine in this process against a fresh database and fresh queue names: storage served over
+ * HTTP, N claimers and N dispatchers, each with its own bus connection as separate processes would have.
+ */
+export async function startEngine(label: string, options: EngineOptions): Promise<Engine> {
+  const m = await migratedDatabase(label);
+  const queue = `dwop.test.${label.replace(/[^a-z0-9]+/gi, "_").slice(0, 30)}.${randomBytes(3).toString("hex")}`;
+  const storageRoot = await mkdtemp(join(tmpdir(), "dwop-storage-"));
+  const storageSecret = randomBytes(16).toString("hex");
+  const storage = new LocalStorage({ root: storageRoot, secret: storageSecret });
+  const app = createApp({ db: m.db, extraRoutes: localStorageRoutes(storage) });
+  const { server, port } = await listen(app.fetch);
+  const storageUrl = `http://127.0.0.1:${port}`;
+  storage.setBaseUrl(storageUrl);
+
+  const buses: Bus[] = [];
+  const newBus = async () => {
+    const bus =
+      options.bus === "rabbit"
+        ? await RabbitBus.connect({ url: RABBIT_URL, queue, connectionName: `test-${queue}` })
+        : await PgBossBus.connect({ connectionString: m.url, queue, pollIntervalMs: 200 });
+    buses.push(bus);
+    return bus;
+  };
+
+  const python = await resolvePython();
+  const stops: (() => Promise<void>)[] = [];
+  for (let i = 0; i < (options.dispatchers ?? 1); i++) {
+    const executor = new LocalExecutor({ python, workerScript: WORKER_SCRIPT, workRoot: join(storageRoot, `runs-${i}`) });
+    const d = new Dispatcher(m.store, await newBus(), executor, storage, {
+      id: `d${i}-${queue}`,
+      concurrency: options.concurrency ?? 4,
+      heartbeatSeconds: 1,
+      lostAfterSeconds: 10,
+      shutdownGraceSeconds: 5,
+      signedUrlTtlSeconds: 300,
+    });
+    await d.start();
+    stops.push(() => d.stop(), () => executor.close());
+  }
+  for (let i = 0; i < (options.claimers ?? 1); i++) {
+    const bus = await newBus();
+    const c = new Claimer(m.store, options.wrapPublisher ? options.wrapPublisher(bus) : bus, {
+      id: `c${i}-${queue}`,
+      batchSize: 100,
+      leaseSeconds: 30,
+      pollMs: 200,
+    });
+    await c.start();
+    stops.unshift(() => c.stop());
+  }
+
+  return {
+    m,
+    storage,
+    storageUrl,
+    storageRoot,
+    storageSecret,
+    queue,
+    newBus,
+    async submit(source, extra = {}) {
+      const r = await submitWorkflow(
+        { store: m.store, storage },
+        { source, file: `${label}.workflow`, owner: "test", retryBackoffMs: 0, ...extra },
+      );
+      return r.id;
+    },
+    async waitFor(workflowId, timeoutMs = 60_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const w = await m.store.workflowSummary(workflowId);
+        if (w && TERMINAL_WORKFLOW_STATES.includes(w.status)) return w;
+        if (Date.now() > deadline) throw new Error(`workflow did not end in time: ${JSON.stringify(w)}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    async output(workflowId, task) {
+      return readFile(join(storageRoot, OUTPUT_BUCKET, objectPaths.output(workflowId, task)), "utf8");
+    },
+    async stop(passed) {
+      for (const stop of stops) await stop();
+      for (const bus of buses) await bus.close();
+      await new Promise<void>((r) => server.close(() => r()));
+      await m.close(passed);
+    },
+  };
+}
+
+function listen(fetch: (req: Request) => Response | Promise<Response>): Promise<{ server: ServerType; port: number }> {
+  return new Promise((resolve) => {
+    const server = serve({ fetch, hostname: "127.0.0.1", port: 0 }, (info) => resolve({ server, port: info.port }));
+  });
+}
