@@ -1,3 +1,4 @@
+import { inputRefName, isInputRef } from "../shared/dsl/index.ts";
 import type { WorkerEnv } from "../shared/executors/executor.ts";
 import { CODE_BUCKET, OUTPUT_BUCKET, objectPaths, type RunAssignment } from "../shared/model.ts";
 import type { Storage } from "../shared/storage/storage.ts";
@@ -14,8 +15,8 @@ export async function signWorkerEnv(storage: Storage, run: RunAssignment, ttlSec
   const wf = run.workflowId;
   const inputs = await Promise.all(
     run.params.map(async (p) => {
-      const url = p.upstream.startsWith("inputs.")
-        ? await storage.signUrl(CODE_BUCKET, objectPaths.input(wf, p.upstream.slice("inputs.".length)), "GET", ttl)
+      const url = isInputRef(p.upstream)
+        ? await storage.signUrl(CODE_BUCKET, objectPaths.input(wf, inputRefName(p.upstream)), "GET", ttl)
         : await storage.signUrl(OUTPUT_BUCKET, objectPaths.output(wf, p.upstream), "GET", ttl);
       return { param: p.name, url };
     }),

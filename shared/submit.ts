@@ -1,5 +1,5 @@
 import type { Store } from "./db/store.ts";
-import { parseWorkflow } from "./dsl/index.ts";
+import { parseWorkflow, workflowInputs } from "./dsl/index.ts";
 import { CODE_BUCKET, objectPaths, type WorkflowSpec } from "./model.ts";
 import type { Storage } from "./storage/storage.ts";
 
@@ -39,10 +39,7 @@ export async function submitWorkflow(
 ): Promise<SubmitResult> {
   const spec = parseWorkflow(req.source, req.file);
   const inputs = req.inputs ?? {};
-  const wanted = new Set(
-    spec.tasks.flatMap((t) => t.params.filter((p) => p.upstream.startsWith("inputs.")).map((p) => p.upstream.slice(7))),
-  );
-  const missing = [...wanted].filter((name) => !(name in inputs));
+  const missing = workflowInputs(spec).filter((name) => !(name in inputs));
   if (missing.length > 0) throw new MissingInputError(missing);
 
   const id = req.id ?? crypto.randomUUID();
