@@ -8,6 +8,9 @@ import { Semaphore } from "../shared/semaphore.ts";
 import type { Storage } from "../shared/storage/storage.ts";
 import { signWorkerEnv } from "./worker-env.ts";
 
+/** Longest a delivery waits for a free slot before it goes back to the queue. */
+const SLOT_WAIT_MS = 2000;
+
 export interface DispatcherOptions {
   id: string;
   /** Most runs held at once; also the bus prefetch. */
@@ -32,6 +35,7 @@ export class Dispatcher {
   private readonly settling = new Set<Promise<void>>();
   private readonly log: Logger;
   private consumer: Consumer | null = null;
+  private adjustingFlow = false;
   private heartbeat: ReturnType<typeof setInterval> | null = null;
   private unlisten: (() => Promise<void>) | null = null;
   private stopping = false;
@@ -60,7 +64,37 @@ export class Dispatcher {
     this.heartbeat = setInterval(() => void this.beat(), this.options.heartbeatSeconds * 1000);
     const listener = await this.store.db.listen("dwop_cancel", () => void this.stopCancelledRuns());
     this.unlisten = () => listener.unlisten();
-    this.consumer = await this.bus.consume((d) => this.handle(d), { prefetch: this.options.concurrency });
+    await this.adjustFlow();
+  }
+
+  /**
+   * Consumes only while a slot is free. A delivery must not wait long for a slot: RabbitMQ closes a
+   * channel whose delivery stays unacknowledged too long, and pg-boss hands an unsettled job out again.
+   * So a full dispatcher stops consuming, and the few deliveries it already holds go back to the queue
+   * after SLOT_WAIT_MS, for a dispatcher with room.
+   */
+  private async adjustFlow(): Promise<void> {
+    if (this.adjustingFlow) return;
+    this.adjustingFlow = true;
+    try {
+      for (;;) {
+        const wanted = !this.stopping && this.slots.available > 0;
+        if (wanted && !this.consumer) {
+          this.consumer = await this.bus.consume((d) => this.handle(d), { prefetch: this.options.concurrency });
+        } else if (!wanted && this.consumer) {
+          const consumer = this.consumer;
+          this.consumer = null;
+          await consumer.stop();
+        } else {
+          return;
+        }
+      }
+    } catch (err) {
+      this.log.error({ err }, "could not change consumption; retrying");
+      setTimeout(() => void this.adjustFlow(), 1000);
+    } finally {
+      this.adjustingFlow = false;
+    }
   }
 
   private async beat(): Promise<void> {
@@ -75,7 +109,7 @@ export class Dispatcher {
 
   /** One delivery: resolves to acknowledge, rejects to have the bus deliver it again. */
   private async handle(delivery: Delivery): Promise<void> {
-    await this.slots.acquire();
+    if (!(await this.slots.acquire(SLOT_WAIT_MS))) throw new Error("no free slot; back to the queue");
     let holding = true;
     try {
       if (this.stopping) throw new Error("dispatcher is stopping");
@@ -103,6 +137,7 @@ export class Dispatcher {
       }
     } finally {
       if (holding) this.slots.release();
+      void this.adjustFlow();
     }
   }
 
@@ -114,6 +149,7 @@ export class Dispatcher {
       this.log.error({ err, runId: run.runId }, "could not record the end of a run");
     } finally {
       this.slots.release();
+      void this.adjustFlow();
     }
   }
 
@@ -139,6 +175,7 @@ export class Dispatcher {
       // A killed run reports no outcome, so its slot is freed here.
       if (await this.executor.kill(runId)) this.slots.release();
     }
+    void this.adjustFlow();
   }
 
   private track(p: Promise<void>): void {
@@ -152,7 +189,8 @@ export class Dispatcher {
    */
   async stop(): Promise<void> {
     this.stopping = true;
-    await this.consumer?.stop();
+    while (this.adjustingFlow) await new Promise((r) => setTimeout(r, 10));
+    await this.adjustFlow();
     const deadline = Date.now() + this.options.shutdownGraceSeconds * 1000;
     while (this.executor.active().length > 0 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 50));

@@ -1,20 +1,37 @@
 /** Counts free slots; `acquire` waits for one. Bounds how many runs a dispatcher holds at once. */
 export class Semaphore {
-  private waiters: (() => void)[] = [];
+  private waiters: ((ok: boolean) => void)[] = [];
 
   constructor(private free: number) {}
 
-  async acquire(): Promise<void> {
+  get available(): number {
+    return this.free;
+  }
+
+  /** Takes a slot, waiting at most `timeoutMs`; false when none came free in time. */
+  async acquire(timeoutMs = Number.POSITIVE_INFINITY): Promise<boolean> {
     if (this.free > 0) {
       this.free -= 1;
-      return;
+      return true;
     }
-    await new Promise<void>((resolve) => this.waiters.push(resolve));
+    return new Promise<boolean>((resolve) => {
+      const waiter = (ok: boolean) => {
+        clearTimeout(timer);
+        resolve(ok);
+      };
+      const timer = Number.isFinite(timeoutMs)
+        ? setTimeout(() => {
+            this.waiters = this.waiters.filter((w) => w !== waiter);
+            resolve(false);
+          }, timeoutMs)
+        : undefined;
+      this.waiters.push(waiter);
+    });
   }
 
   release(): void {
     const next = this.waiters.shift();
-    if (next) next();
+    if (next) next(true);
     else this.free += 1;
   }
 }
