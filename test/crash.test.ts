@@ -1,0 +1,123 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterEach, describe, expect, it } from "vitest";
+import { Claimer } from "../cron/claimer.ts";
+import { RABBIT_URL, startEngine, type Engine } from "./support/engine.ts";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+
+let engine: Engine | null = null;
+const children: ChildProcess[] = [];
+afterEach(async (ctx) => {
+  for (const c of children.splice(0)) c.kill("SIGKILL");
+  await engine?.stop(ctx.task.result?.state === "pass");
+  engine = null;
+});
+
+/** Starts `dispatcher/main.ts` as its own process, as a deployment would. */
+function startDispatcherProcess(e: Engine, id: string, home: string): ChildProcess {
+  const child = spawn(process.execPath, ["--import", "tsx", "dispatcher/main.ts"], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      DATABASE_URL: e.m.url,
+      RABBITMQ_CONNECTION_URL: RABBIT_URL,
+      DWOP_QUEUE: e.queue,
+      DWOP_PUBLIC_URL: e.storageUrl,
+      DWOP_STORAGE_SECRET: e.storageSecret,
+      DWOP_HOME: home,
+      DWOP_DISPATCHER_ID: id,
+      DWOP_CONCURRENCY: "2",
+      DWOP_LOG_LEVEL: "warn",
+    },
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  children.push(child);
+  return child;
+}
+
+async function until(check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("condition not reached in time");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function runCounts(e: Engine, workflowId: string) {
+  return e.m.db<{ name: string; runs: number; succeeded: number; lost: number }[]>`
+    select t.name, count(r.id)::int as runs,
+           count(r.id) filter (where r.status = 'succeeded')::int as succeeded,
+           count(r.id) filter (where r.status = 'lost')::int as lost
+    from dwop.tasks t left join dwop.runs r on r.task_id = t.id
+    where t.workflow_id = ${workflowId} group by t.name order by t.name`;
+}
+
+describe("crashes", () => {
+  it("finishes a workflow after its dispatcher is killed with SIGKILL and restarted, no task succeeding twice", async () => {
+    engine = await startEngine("sigkill_dispatcher", { bus: "rabbit", dispatchers: 0 });
+    const home = await mkdtemp(join(tmpdir(), "dwop-disp-"));
+    const chain = Array.from({ length: 6 }, (_, i) =>
+      i === 0
+        ? `fun t0():\n    import time; time.sleep(0.4); print(0)\n`
+        : `fun t${i}(x:t${i - 1}):\n    import time; time.sleep(0.4); print(int(open("x").read()) + 1)\n`,
+    ).join("\n");
+    const first = startDispatcherProcess(engine, "fixed-dispatcher", home);
+    const id = await engine.submit(chain);
+    await until(async () => {
+      const [row] = await engine!.m.db<{ n: number }[]>`
+        select count(*)::int as n from dwop.tasks where workflow_id = ${id} and status = 'succeeded'`;
+      return row!.n >= 2;
+    });
+    first.kill("SIGKILL");
+    await new Promise((r) => first.once("exit", r));
+    startDispatcherProcess(engine, "fixed-dispatcher", home);
+    const w = await engine.waitFor(id, 90_000);
+    expect(w.status).toBe("succeeded");
+    expect(await engine.output(id, "t5")).toBe("5\n");
+    const counts = await runCounts(engine, id);
+    expect(counts.every((c) => c.succeeded === 1)).toBe(true);
+    expect(counts.reduce((n, c) => n + c.lost, 0)).toBeLessThanOrEqual(2);
+  });
+
+  it("publishes a dead claimer's rows once after its lease runs out", async () => {
+    engine = await startEngine("dead_claimer", { bus: "rabbit", claimers: 0 });
+    const id = await engine.submit("fun a():\n    print('a')\n\nfun b():\n    print('b')\n");
+    const stolen = await engine.m.store.claimOutbox("dead-claimer", 100, 1);
+    expect(stolen).toHaveLength(2);
+    const claimer = new Claimer(engine.m.store, await engine.newBus(), {
+      id: "live-claimer",
+      batchSize: 100,
+      leaseSeconds: 30,
+      pollMs: 100,
+    });
+    await claimer.start();
+    try {
+      expect((await engine.waitFor(id)).status).toBe("succeeded");
+    } finally {
+      await claimer.stop();
+    }
+    const rows = await engine.m.db<{ claimed_by: string; claim_count: number; published: boolean }[]>`
+      select claimed_by, claim_count, published_at is not null as published from dwop.outbox order by id`;
+    expect(rows).toEqual([
+      { claimed_by: "live-claimer", claim_count: 2, published: true },
+      { claimed_by: "live-claimer", claim_count: 2, published: true },
+    ]);
+    expect((await runCounts(engine, id)).map((c) => c.runs)).toEqual([1, 1]);
+  });
+
+  it("runs a 500-task workflow with two claimers and two dispatchers, each task succeeding once", async () => {
+    engine = await startEngine("two_by_two", { bus: "rabbit", claimers: 2, dispatchers: 2, concurrency: 6 });
+    const middle = Array.from({ length: 498 }, (_, i) => `fun m${i}(x:root):\n    print(${i})\n`);
+    const sink = `fun sink(${Array.from({ length: 498 }, (_, i) => `p${i}:m${i}`).join(", ")}):\n    print("done")\n`;
+    const id = await engine.submit(["fun root():\n    print('go')\n", ...middle, sink].join("\n"));
+    const w = await engine.waitFor(id, 280_000);
+    expect(w.status).toBe("succeeded");
+    const counts = await runCounts(engine, id);
+    expect(counts).toHaveLength(500);
+    expect(counts.filter((c) => c.runs !== 1 || c.succeeded !== 1)).toEqual([]);
+  }, 300_000);
+});
