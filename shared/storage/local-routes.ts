@@ -1,0 +1,132 @@
+// Node-only: the HTTP side of LocalStorage, serving the signed URLs it hands out.
+import type { IncomingMessage } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Readable } from "node:stream";
+import { serve } from "@hono/node-server";
+import { Hono, type Context } from "hono";
+import { LocalStorage, nodeReadable, SIGNED_PATH_PREFIX, type LocalStorageOptions } from "./local.ts";
+
+/**
+ * `GET` and `PUT` of `/storage/v1/object/<bucket>/<key>?method=&expires=&signature=`: the method must be
+ * the signed one, the URL unexpired and its signature valid, or the answer is 403. Bodies stream both ways.
+ * Mount it at the root of the server's app: the path is checked as the client sent it.
+ */
+export function localStorageRoutes(storage: LocalStorage): Hono {
+  const app = new Hono();
+  // All of /storage/: a traversing path may normalise to somewhere else below it, and is refused there too.
+  app.on(["GET", "PUT"], "/storage/*", async (c) => {
+    const target = objectTarget(c);
+    if (typeof target === "string") return forbidden(c, target);
+    const { bucket, key } = target;
+    const query = {
+      method: c.req.query("method"),
+      expires: c.req.query("expires"),
+      signature: c.req.query("signature"),
+    };
+    const refusal = storage.verify(c.req.method, bucket, key, query);
+    if (refusal) return forbidden(c, refusal);
+
+    if (c.req.method === "GET") {
+      const opened = await storage.openRead(bucket, key);
+      if (!opened)
+        return c.json({ error: { code: "not_found", message: `no object ${bucket}/${key}` } }, 404);
+      const body = Readable.toWeb(opened.stream) as ReadableStream<Uint8Array>;
+      return c.body(body, 200, {
+        "content-type": "application/octet-stream",
+        "content-length": String(opened.size),
+      });
+    }
+    try {
+      await storage.putStream(bucket, key, requestBody(c));
+    } catch (err) {
+      if (!isCutOff(err)) throw err;
+      return c.json({ error: { code: "upload_cut_off", message: "the request body ended early" } }, 400);
+    }
+    return c.json({ key: `${bucket}/${key}` }, 200);
+  });
+  return app;
+}
+
+/** A running HTTP server for LocalStorage alone (embedded setups and tests). */
+export interface LocalStorageServer {
+  storage: LocalStorage;
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Serves LocalStorage's routes on their own port (0 picks a free one) and sets its base URL. */
+export async function serveLocalStorage(
+  options: Omit<LocalStorageOptions, "baseUrl">,
+  listen: { hostname?: string; port?: number } = {},
+): Promise<LocalStorageServer> {
+  const storage = new LocalStorage(options);
+  const app = localStorageRoutes(storage);
+  const hostname = listen.hostname ?? "127.0.0.1";
+  const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
+    const s = serve({ fetch: app.fetch, hostname, port: listen.port ?? 0 }, () => resolve(s));
+    s.once("error", reject);
+  });
+  const { port } = server.address() as AddressInfo;
+  const url = `http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
+  storage.setBaseUrl(url);
+  return {
+    storage,
+    url,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.close((err) => (err ? reject(err) : resolve()));
+        (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+      }),
+  };
+}
+
+/**
+ * The bucket and key a request names, or why it is refused. The path is read as the client sent it
+ * (before URL normalisation resolves `..` and `%2e%2e`), each segment decoded on its own: a decoded
+ * segment that is `.` or `..` or holds `/` or `\` is refused rather than reinterpreted.
+ */
+function objectTarget(c: Context): { bucket: string; key: string } | string {
+  // @hono/node-server passes the raw request as env.incoming; elsewhere only the parsed URL exists.
+  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+  // An absolute-form request target (`GET http://host/path`) is cut to its path.
+  const raw = (incoming?.url ?? new URL(c.req.url).pathname).replace(/^https?:\/\/[^/?#]*/i, "");
+  const path = raw.split(/[?#]/, 1)[0] ?? "";
+  if (!path.startsWith(SIGNED_PATH_PREFIX)) return "path outside the storage prefix";
+  const segments: string[] = [];
+  for (const part of path.slice(SIGNED_PATH_PREFIX.length).split("/")) {
+    let segment: string;
+    try {
+      segment = decodeURIComponent(part);
+    } catch {
+      return "malformed percent-encoding in the path";
+    }
+    if (segment === "." || segment === ".." || /[/\\\0]/.test(segment))
+      return "path traversal is not allowed";
+    segments.push(segment);
+  }
+  const [bucket, ...key] = segments;
+  if (!bucket || key.length === 0) return "the path names no object";
+  return { bucket, key: key.join("/") };
+}
+
+/**
+ * The request body as a Node stream: @hono/node-server's own IncomingMessage when nothing has read it yet
+ * (twice as fast for small uploads as going through a web stream and back), else the web body adapted.
+ */
+function requestBody(c: Context): Readable | null {
+  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+  if (incoming && !incoming.readableDidRead && incoming.readable) return incoming;
+  return nodeReadable(c.req.raw.body);
+}
+
+function forbidden(c: Context, message: string) {
+  return c.json({ error: { code: "forbidden", message } }, 403);
+}
+
+/** True for a client that went away mid-upload (the old object stays, so there is nothing to report). */
+function isCutOff(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return (
+    code === "ECONNRESET" || code === "ERR_STREAM_PREMATURE_CLOSE" || (err as Error).name === "AbortError"
+  );
+}

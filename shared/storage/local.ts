@@ -1,0 +1,165 @@
+// Node-only: objects as files under a root folder, reached by workers through HMAC-signed URLs.
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { mkdir, open, rename, rm, writeFile } from "node:fs/promises";
+import { dirname, join, resolve, sep } from "node:path";
+import { Readable } from "node:stream";
+import type { ReadableStream as NodeReadableStream } from "node:stream/web";
+import { pipeline } from "node:stream/promises";
+import { assertObjectPath, encodeObjectPath, InvalidObjectPathError } from "./keys.ts";
+import type { SignedMethod, Storage } from "./storage.ts";
+
+/** Where signed URLs point, below the base URL; `localStorageRoutes` serves it. */
+export const SIGNED_PATH_PREFIX = "/storage/v1/object/";
+
+export interface LocalStorageOptions {
+  /** Objects live at `<root>/<bucket>/<key>`. */
+  root: string;
+  /** HMAC key of the signed URLs. */
+  secret: string | Uint8Array;
+  /** The server's URL (e.g. http://127.0.0.1:8080); may be set later with setBaseUrl. */
+  baseUrl?: string;
+  /** Milliseconds since the epoch; tests move time instead of sleeping. */
+  now?: () => number;
+}
+
+/** The query of a signed URL. */
+export interface SignedQuery {
+  method: string | undefined;
+  expires: string | undefined;
+  signature: string | undefined;
+}
+
+/** An object opened for reading. */
+export interface OpenedObject {
+  size: number;
+  stream: Readable;
+}
+
+/** Local files behind signed URLs: the storage of the embedded (single machine) setup. */
+export class LocalStorage implements Storage {
+  private readonly root: string;
+  private readonly secret: string | Uint8Array;
+  private readonly now: () => number;
+  private baseUrl: string | undefined;
+
+  constructor(options: LocalStorageOptions) {
+    this.root = resolve(options.root);
+    this.secret = options.secret;
+    this.now = options.now ?? Date.now;
+    if (options.baseUrl) this.setBaseUrl(options.baseUrl);
+  }
+
+  /** Sets the URL signed URLs start with, once the server knows its port. */
+  setBaseUrl(url: string): void {
+    this.baseUrl = url.replace(/\/+$/, "");
+  }
+
+  async put(bucket: string, key: string, body: Uint8Array | string): Promise<void> {
+    const file = this.filePath(bucket, key);
+    await this.replaceAtomically(file, (temp) => writeFile(temp, body, { flag: "wx" }));
+  }
+
+  /** Stores a stream without holding it in memory; the object appears whole or not at all. */
+  async putStream(bucket: string, key: string, body: Readable | null): Promise<void> {
+    const file = this.filePath(bucket, key);
+    await this.replaceAtomically(file, async (temp) => {
+      const out = createWriteStream(temp, { flags: "wx" });
+      if (body) await pipeline(body, out);
+      else await new Promise<void>((done, fail) => out.on("error", fail).end(done));
+    });
+  }
+
+  async get(bucket: string, key: string): Promise<ReadableStream<Uint8Array> | null> {
+    const opened = await this.openRead(bucket, key);
+    return opened ? (Readable.toWeb(opened.stream) as ReadableStream<Uint8Array>) : null;
+  }
+
+  /** Opens an object for reading; null when it does not exist. */
+  async openRead(bucket: string, key: string): Promise<OpenedObject | null> {
+    const file = this.filePath(bucket, key);
+    let handle;
+    try {
+      handle = await open(file, "r");
+    } catch (err) {
+      if (isMissing(err)) return null;
+      throw err;
+    }
+    try {
+      const info = await handle.stat();
+      if (!info.isFile()) {
+        await handle.close();
+        return null;
+      }
+      return { size: info.size, stream: handle.createReadStream() };
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+  }
+
+  async signUrl(bucket: string, key: string, method: SignedMethod, ttlSeconds: number): Promise<string> {
+    assertObjectPath(bucket, key);
+    if (!this.baseUrl)
+      throw new Error("LocalStorage has no base URL yet: call setBaseUrl once the server listens");
+    const expires = Math.floor(this.now() / 1000) + Math.max(1, Math.floor(ttlSeconds));
+    const signature = this.signature(method, bucket, key, String(expires));
+    const query = `method=${method}&expires=${expires}&signature=${signature}`;
+    return `${this.baseUrl}${SIGNED_PATH_PREFIX}${encodeObjectPath(bucket, key)}?${query}`;
+  }
+
+  /** Why a signed request may not proceed, or null when it may. */
+  verify(method: string, bucket: string, key: string, query: SignedQuery): string | null {
+    try {
+      assertObjectPath(bucket, key);
+    } catch (err) {
+      if (err instanceof InvalidObjectPathError) return err.message;
+      throw err;
+    }
+    if (query.method !== method)
+      return `this URL is signed for ${query.method ?? "no method"}, not ${method}`;
+    if (!query.expires || !/^\d{1,12}$/.test(query.expires)) return "missing or bad expiry";
+    if (!query.signature || !/^[0-9a-f]{64}$/.test(query.signature)) return "missing or bad signature";
+    const expected = Buffer.from(this.signature(method, bucket, key, query.expires), "hex");
+    if (!timingSafeEqual(Buffer.from(query.signature, "hex"), expected)) return "signature does not match";
+    if (Number(query.expires) * 1000 <= this.now()) return "this URL has expired";
+    return null;
+  }
+
+  private signature(method: string, bucket: string, key: string, expires: string): string {
+    return createHmac("sha256", this.secret).update(`${method}\n${bucket}/${key}\n${expires}`).digest("hex");
+  }
+
+  private filePath(bucket: string, key: string): string {
+    assertObjectPath(bucket, key);
+    const file = join(this.root, bucket, ...key.split("/"));
+    // Checked again on the final path, so a validation bug cannot reach outside the root.
+    if (!file.startsWith(this.root + sep))
+      throw new InvalidObjectPathError(`object path escapes the root: ${key}`);
+    return file;
+  }
+
+  /** Writes to a temporary file (in `<root>/.tmp`, which no bucket can name) and renames it over the object. */
+  private async replaceAtomically(file: string, write: (temp: string) => Promise<void>): Promise<void> {
+    const tempDir = join(this.root, ".tmp");
+    const temp = join(tempDir, `${randomBytes(12).toString("hex")}.part`);
+    await Promise.all([mkdir(tempDir, { recursive: true }), mkdir(dirname(file), { recursive: true })]);
+    try {
+      await write(temp);
+      await rename(temp, file);
+    } catch (err) {
+      await rm(temp, { force: true });
+      throw err;
+    }
+  }
+}
+
+/** Adapts a web request body to a Node stream. */
+export function nodeReadable(body: ReadableStream<Uint8Array> | null): Readable | null {
+  return body ? Readable.fromWeb(body as NodeReadableStream<Uint8Array>) : null;
+}
+
+function isMissing(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return code === "ENOENT" || code === "ENOTDIR" || code === "EISDIR";
+}

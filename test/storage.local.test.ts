@@ -1,0 +1,242 @@
+import { createHmac } from "node:crypto";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { request } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { InvalidObjectPathError } from "../shared/storage/keys.ts";
+import { LocalStorage } from "../shared/storage/local.ts";
+import {
+  localStorageRoutes,
+  serveLocalStorage,
+  type LocalStorageServer,
+} from "../shared/storage/local-routes.ts";
+import { storageContract } from "./support/storage-contract.ts";
+
+const SECRET = "test-secret-0123456789";
+
+storageContract("local files", async () => {
+  const root = await mkdtemp(join(tmpdir(), "dwop-storage-"));
+  const server = await serveLocalStorage({ root, secret: SECRET });
+  return {
+    storage: server.storage,
+    bucket: "Task_Output",
+    close: async () => {
+      await server.close();
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+});
+
+describe("LocalStorage", () => {
+  let dir: string;
+  let root: string;
+  let clock: number;
+  let server: LocalStorageServer;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), "dwop-storage-"));
+    root = join(dir, "root");
+    clock = Date.parse("2030-01-01T00:00:00Z");
+    server = await serveLocalStorage({ root, secret: SECRET, now: () => clock });
+  });
+  afterEach(async () => {
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const storage = () => server.storage;
+
+  it("signs METHOD, bucket/key and expiry with HMAC-SHA256", async () => {
+    const url = new URL(await storage().signUrl("Task_Output", "wf/t/output.txt", "PUT", 60));
+    const expires = String(clock / 1000 + 60);
+    expect(url.origin + url.pathname).toBe(`${server.url}/storage/v1/object/Task_Output/wf/t/output.txt`);
+    expect(url.searchParams.get("method")).toBe("PUT");
+    expect(url.searchParams.get("expires")).toBe(expires);
+    expect(url.searchParams.get("signature")).toBe(hmac(`PUT\nTask_Output/wf/t/output.txt\n${expires}`));
+  });
+
+  it("answers 404 with a JSON error for a signed GET of a missing object", async () => {
+    const res = await fetch(await storage().signUrl("Task_Output", "wf/t/output.txt", "GET", 60));
+    expect(res.status).toBe(404);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("not_found");
+  });
+
+  it("refuses a tampered signature, path, method or expiry with 403", async () => {
+    await storage().put("Task_Output", "wf/a/output.txt", "secret a");
+    await storage().put("Task_Output", "wf/b/output.txt", "secret b");
+    const signed = new URL(await storage().signUrl("Task_Output", "wf/a/output.txt", "GET", 60));
+    expect((await fetch(signed)).status).toBe(200);
+
+    const badSignature = new URL(signed);
+    const sig = badSignature.searchParams.get("signature") ?? "";
+    badSignature.searchParams.set("signature", (sig[0] === "0" ? "1" : "0") + sig.slice(1));
+    const otherPath = new URL(signed);
+    otherPath.pathname = otherPath.pathname.replace("/a/", "/b/");
+    const laterExpiry = new URL(signed);
+    laterExpiry.searchParams.set("expires", String(Number(signed.searchParams.get("expires")) + 3600));
+    const noSignature = new URL(signed);
+    noSignature.searchParams.delete("signature");
+
+    for (const url of [badSignature, otherPath, laterExpiry, noSignature]) {
+      const res = await fetch(url);
+      expect(res.status, url.href).toBe(403);
+      const body = (await res.json()) as { error: { code: string; message: string } };
+      expect(body.error.code).toBe("forbidden");
+    }
+
+    const put = await fetch(signed, { method: "PUT", body: "overwritten" });
+    expect(put.status).toBe(403);
+    const signedPut = await storage().signUrl("Task_Output", "wf/a/output.txt", "PUT", 60);
+    expect((await fetch(signedPut)).status).toBe(403);
+    expect(await readText(storage(), "wf/a/output.txt")).toBe("secret a");
+  });
+
+  it("refuses an expired URL", async () => {
+    await storage().put("Task_Output", "wf/a/output.txt", "x");
+    const url = await storage().signUrl("Task_Output", "wf/a/output.txt", "GET", 30);
+    clock += 29_000;
+    expect((await fetch(url)).status).toBe(200);
+    clock += 1_000;
+    const res = await fetch(url);
+    expect(res.status).toBe(403);
+    expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/expired/);
+  });
+
+  it("refuses path traversal, even when the traversing path is correctly signed", async () => {
+    await writeFile(join(dir, "secret.txt"), "outside the root");
+    await storage().put("Task_Code", "wf/t/main.py", "the task code");
+    const expires = String(clock / 1000 + 60);
+    const query = (signedPath: string) =>
+      `?method=GET&expires=${expires}&signature=${hmac(`GET\n${signedPath}\n${expires}`)}`;
+    const attempts = [
+      // URL normalisation would turn these into Task_Code/wf/t/main.py, whose signature they carry.
+      `/storage/v1/object/Task_Output/x/../../Task_Code/wf/t/main.py${query("Task_Code/wf/t/main.py")}`,
+      `/storage/v1/object/Task_Output/%2e%2e/Task_Code/wf/t/main.py${query("Task_Code/wf/t/main.py")}`,
+      // Signed for the traversing key itself.
+      `/storage/v1/object/Task_Output/%2e%2e/%2e%2e/secret.txt${query("Task_Output/../../secret.txt")}`,
+      `/storage/v1/object/Task_Output/..%2f..%2fsecret.txt${query("Task_Output/../../secret.txt")}`,
+      `/storage/v1/object/Task_Output/x%2f..%2f..%2f..%2fsecret.txt${query("Task_Output/x/../../../secret.txt")}`,
+      `/storage/v1/object/Task_Output/%5c..%5csecret.txt${query("Task_Output/\\..\\secret.txt")}`,
+      `/storage/v1/object/..${query("../")}`,
+    ];
+    for (const path of attempts) {
+      const res = await rawGet(server.url, path);
+      expect(res.status, path).toBe(403);
+      expect(res.body).not.toContain("outside the root");
+      expect(res.body).not.toContain("the task code");
+    }
+  });
+
+  it("rejects keys that could leave their bucket in put, get and signUrl", async () => {
+    const bad: [string, string][] = [
+      ["Task_Output", "../x"],
+      ["Task_Output", "a/../../x"],
+      ["Task_Output", "/abs/path"],
+      ["Task_Output", "a//b"],
+      ["Task_Output", "a/"],
+      ["Task_Output", "a/./b"],
+      ["Task_Output", "a\\b"],
+      ["Task_Output", "a\0b"],
+      ["Task_Output", "a b"],
+      ["Task_Output", ""],
+      ["..", "x"],
+      [".tmp", "x"],
+      ["a/b", "x"],
+    ];
+    for (const [bucket, key] of bad) {
+      await expect(storage().put(bucket, key, "x"), `${bucket} ${key}`).rejects.toThrow(
+        InvalidObjectPathError,
+      );
+      await expect(storage().get(bucket, key)).rejects.toThrow(InvalidObjectPathError);
+      await expect(storage().signUrl(bucket, key, "GET", 60)).rejects.toThrow(InvalidObjectPathError);
+    }
+    expect((await readdir(dir)).filter((name) => name !== "root")).toEqual([]);
+  });
+
+  it("accepts keys with letters of any script", async () => {
+    const key = "wf-1/tâche_été/日本語.txt";
+    await storage().put("Task_Output", key, "ok");
+    expect(await readText(storage(), key)).toBe("ok");
+    const url = await storage().signUrl("Task_Output", key, "GET", 60);
+    expect(url).not.toMatch(/[^\x21-\x7e]/);
+    expect(await (await fetch(url)).text()).toBe("ok");
+  });
+
+  it("keeps the old object until an upload is complete, and after an aborted one", async () => {
+    await storage().put("Task_Output", "wf/t/output.txt", "old");
+    const url = await storage().signUrl("Task_Output", "wf/t/output.txt", "PUT", 60);
+    let push!: (chunk: string) => void;
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        push = (chunk) => controller.enqueue(new TextEncoder().encode(chunk));
+      },
+    });
+    const abort = new AbortController();
+    const upload = fetch(url, { method: "PUT", body, duplex: "half", signal: abort.signal } as RequestInit);
+    push("new, first half; ");
+    await waitFor(async () => (await readdir(join(root, ".tmp")).catch(() => [])).length === 1);
+    expect(await readText(storage(), "wf/t/output.txt")).toBe("old");
+    abort.abort();
+    await expect(upload).rejects.toThrow();
+    await waitFor(async () => (await readdir(join(root, ".tmp"))).length === 0);
+    expect(await readText(storage(), "wf/t/output.txt")).toBe("old");
+  });
+
+  it("serves signed URLs in-process through app.request", async () => {
+    const local = new LocalStorage({ root, secret: SECRET, baseUrl: "http://storage.test" });
+    await local.put("Task_Code", "wf/t/main.py", "print(1)\n");
+    const app = localStorageRoutes(local);
+    const res = await app.request(await local.signUrl("Task_Code", "wf/t/main.py", "GET", 60));
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe("print(1)\n");
+    const put = await app.request(await local.signUrl("Task_Code", "wf/t/x.txt", "PUT", 60), {
+      method: "PUT",
+      body: "written",
+    });
+    expect(put.status).toBe(200);
+    expect(await readText(local, "wf/t/x.txt", "Task_Code")).toBe("written");
+  });
+
+  it("refuses to sign before it knows its base URL", async () => {
+    const local = new LocalStorage({ root, secret: SECRET });
+    await expect(local.signUrl("Task_Code", "wf/t/main.py", "GET", 60)).rejects.toThrow(/base URL/);
+    local.setBaseUrl("http://127.0.0.1:9/");
+    expect(await local.signUrl("Task_Code", "wf/t/main.py", "GET", 60)).toMatch(
+      /^http:\/\/127\.0\.0\.1:9\/storage\/v1\/object\/Task_Code\/wf\/t\/main\.py\?/,
+    );
+  });
+});
+
+function hmac(message: string): string {
+  return createHmac("sha256", SECRET).update(message).digest("hex");
+}
+
+async function readText(storage: LocalStorage, key: string, bucket = "Task_Output"): Promise<string> {
+  const stream = await storage.get(bucket, key);
+  expect(stream).not.toBeNull();
+  return new Response(stream).text();
+}
+
+/** A GET with the path sent exactly as written: fetch would normalise `..` and `%2e%2e` away first. */
+function rawGet(base: string, path: string): Promise<{ status: number; body: string }> {
+  const { hostname, port } = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = request({ host: hostname, port, path, method: "GET" }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => (body += chunk));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+async function waitFor(condition: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

@@ -1,0 +1,276 @@
+"""DWOP worker: fetch one task's code and inputs by signed URL, run the body, upload its output.
+
+Started as `python dwop_worker.py` (a launcher, so this module's bytecode is cached). Environment:
+  DWOP_CODE_URL          signed GET of the body, saved as main.py
+  DWOP_REQUIREMENTS_URL  optional signed GET of requirements.txt
+  DWOP_INPUTS            JSON array [{"param": "raw", "url": "<signed GET>"}]; each saved as file `param`
+  DWOP_OUTPUT_URL        signed PUT of Task_Output/<workflow>/<task>/output.txt (the body's stdout)
+  DWOP_LOG_URL           signed PUT of the full log (stdout and stderr in arrival order)
+  DWOP_RESULT_FILE       where the failure JSON goes (default /dev/termination-log when it is writable)
+  DWOP_DIE_WITH_PARENT   "1": die (SIGKILL) when the process that started the worker dies
+
+Exit status: 0 on success. When the body fails, the body's own status (128+N when signal N killed it);
+any other failure, 70. Each of these non-zero exits writes one line of JSON, the WorkerFailure shape of
+shared/model.ts: {"type", "message", "exitCode", "nonRetryable"}. A worker killed from outside writes
+nothing.
+
+The body runs in a forked child (no second interpreter start), as `python main.py` would run it. The
+worker tees the body's stdout to an unnamed output file and its own stdout, the body's stderr to its own
+stderr, and both to an unnamed log file, which are uploaded when the body has exited.
+
+Start-up time is most of a small task's cost, so only C modules and the worker's own files are
+imported: json, socket, runpy and ctypes would pull in re, enum and importlib.util (~20 ms together on
+a clean CPython 3.11), and http.client with ssl costs more than the rest of a run (~35 ms).
+"""
+
+import _json
+import _signal
+import os
+import sys
+
+from dwop_http import Transfer, transfer_all, write_all
+from dwop_process import die_with_parent, load_prctl, run_child, run_script
+
+RESULT_FILE_DEFAULT = "/dev/termination-log"
+DEPS_DIR = ".dwop-deps"
+EXIT_WORKER_FAILURE = 70  # EX_SOFTWARE: anything that is not the body's own failure
+MAX_MESSAGE = 2000
+
+
+class Failure(Exception):
+    """A failure the worker reports as a WorkerFailure."""
+
+    def __init__(self, type_, message, non_retryable=False, exit_code=None, status=EXIT_WORKER_FAILURE):
+        super().__init__(message)
+        self.type = type_
+        self.message = message
+        self.non_retryable = non_retryable
+        self.exit_code = exit_code
+        self.status = status
+
+    def to_json(self):
+        enc = _json.encode_basestring_ascii
+        exit_code = "null" if self.exit_code is None else str(int(self.exit_code))
+        return '{"type":%s,"message":%s,"exitCode":%s,"nonRetryable":%s}' % (
+            enc(self.type),
+            enc(self.message[:MAX_MESSAGE]),
+            exit_code,
+            "true" if self.non_retryable else "false",
+        )
+
+
+def anonymous_file():
+    """A read-write file in the working folder that has no name, so the body never sees it."""
+    try:
+        return os.open(".", os.O_TMPFILE | os.O_RDWR, 0o600)
+    except (AttributeError, OSError):
+        name = ".dwop-%d.tmp" % os.getpid()
+        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        os.unlink(name)
+        return fd
+
+
+class Log:
+    """The full log file; what the worker says itself goes there and to its stderr."""
+
+    def __init__(self):
+        self.fd = anonymous_file()
+
+    def say(self, message):
+        line = ("dwop-worker: %s\n" % message).encode("utf-8", "replace")
+        write_all(self.fd, line)
+        try:
+            write_all(2, line)
+        except OSError:
+            pass
+
+
+def parse_json(text):
+    """json.loads without importing json (and re); raises ValueError."""
+
+    class Context:
+        strict = True
+        object_hook = None
+        object_pairs_hook = None
+        parse_float = float
+        parse_int = int
+        parse_constant = float
+        memo = {}
+
+    try:
+        value, end = _json.make_scanner(Context)(text, 0)
+    except StopIteration as e:
+        raise ValueError("invalid JSON at character %s" % e.value) from None
+    if text[end:].strip():
+        raise ValueError("extra data after JSON at character %d" % end)
+    return value
+
+
+class Task:
+    """What the environment asks for."""
+
+    def __init__(self, env):
+        try:
+            self.code_url = env["DWOP_CODE_URL"]
+            self.output_url = env["DWOP_OUTPUT_URL"]
+            self.log_url = env["DWOP_LOG_URL"]
+        except KeyError as e:
+            message = "missing environment variable %s" % e.args[0]
+            raise Failure("worker_error", message, non_retryable=True) from None
+        self.requirements_url = env.get("DWOP_REQUIREMENTS_URL") or None
+        try:
+            inputs = parse_json(env.get("DWOP_INPUTS") or "[]")
+            self.inputs = [(item["param"], item["url"]) for item in inputs]
+        except (ValueError, TypeError, KeyError) as e:
+            message = "DWOP_INPUTS is not a JSON array of {param, url}: %s" % e
+            raise Failure("worker_error", message, non_retryable=True) from None
+        for param, url in self.inputs:
+            if not isinstance(param, str) or not isinstance(url, str) or not safe_file_name(param):
+                message = "input %r is not a safe file name" % (param,)
+                raise Failure("worker_error", message, non_retryable=True)
+
+
+def safe_file_name(name):
+    reserved = (".", "..", "main.py", "requirements.txt", DEPS_DIR)
+    return bool(name) and name not in reserved and not any(c in name for c in "/\\\0")
+
+
+def download(task, while_waiting):
+    """Fetches code, inputs and requirements, all requests at once; runs while_waiting() meanwhile."""
+    wanted = [("main.py", task.code_url, "the task's code")]
+    wanted += [(param, url, "input %s" % param) for param, url in task.inputs]
+    if task.requirements_url:
+        wanted.append(("requirements.txt", task.requirements_url, "requirements.txt"))
+    transfers = []
+    try:
+        for path, url, what in wanted:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            transfers.append(Transfer("GET", url, fd, what))
+        failed = transfer_all(transfers, while_waiting)
+    finally:
+        for transfer in transfers:
+            os.close(transfer.fd)
+    if failed:
+        transfer, error = failed[0]
+        raise Failure("download_failed", "downloading %s: %s" % (transfer.what, describe(error)))
+
+
+def describe(error):
+    return str(error) or type(error).__name__
+
+
+def has_requirement_lines(path):
+    with open(path, "rb") as f:
+        return any(line.strip() and not line.strip().startswith(b"#") for line in f)
+
+
+def install_requirements(log, prctl):
+    """pip install --target .dwop-deps; pip's output goes to the log and the worker's stderr."""
+    deps = os.path.abspath(DEPS_DIR)
+    argv = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
+    argv += ["--target", deps, "-r", "requirements.txt"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DWOP_")}
+    sinks = (2, log.fd)
+    code, signal = run_child(lambda: os.execve(sys.executable, argv, env), sinks, sinks, (log.fd,), prctl)
+    if code != 0:
+        how = "was killed by signal %d" % signal if signal else "exited with code %d" % code
+        raise Failure("requirements_failed", "pip install -r requirements.txt %s" % how, non_retryable=True)
+    return deps
+
+
+def run_task(log, output_fd, deps, prctl):
+    code, signal = run_child(
+        lambda: run_script("main.py", deps), (1, output_fd, log.fd), (2, log.fd), (output_fd, log.fd), prctl
+    )
+    if code != 0:
+        message = "killed by signal %d" % signal if signal else "exit code %d" % code
+        raise Failure("task_failed", message, exit_code=code, status=code)
+
+
+def upload(transfers, log):
+    """Uploads output and log together; only a failed output upload fails the attempt."""
+    failed = transfer_all(transfers)
+    for transfer, error in failed:
+        message = "uploading %s: %s" % (transfer.what, describe(error))
+        if transfer.what == "the output":
+            raise Failure("upload_failed", message)
+        log.say(message)
+
+
+def work(task, log, parent, die_with_parent_wanted):
+    """The steps of a run; raises Failure."""
+    prctl = None
+
+    def while_downloading():
+        nonlocal prctl
+        if die_with_parent_wanted:
+            prctl = load_prctl()
+            die_with_parent(prctl, parent)
+        compile("pass", "<warm-up>", "exec")  # the first compile sets the compiler up: ~2 ms
+
+    download(task, while_downloading)
+    deps = None
+    if task.requirements_url and has_requirement_lines("requirements.txt"):
+        deps = install_requirements(log, prctl)
+    output_fd = anonymous_file()
+    run_task(log, output_fd, deps, prctl)
+    output = Transfer("PUT", task.output_url, output_fd, "the output")
+    upload([output, Transfer("PUT", task.log_url, log.fd, "the log")], log)
+
+
+def result_file():
+    path = os.environ.get("DWOP_RESULT_FILE")
+    if path:
+        return path
+    return RESULT_FILE_DEFAULT if os.access(RESULT_FILE_DEFAULT, os.W_OK) else None
+
+
+def report(failure):
+    """Writes the failure JSON where the executor reads it."""
+    path = result_file()
+    if path is None:
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            write_all(fd, (failure.to_json() + "\n").encode())
+        finally:
+            os.close(fd)
+    except OSError as e:
+        write_all(2, ("dwop-worker: cannot write %s: %s\n" % (path, e)).encode("utf-8", "replace"))
+
+
+def main():
+    """Runs the worker; never returns."""
+    if os.getpid() == 1:
+        # As a container's first process, signals without a handler are ignored: make SIGTERM stop us.
+        _signal.signal(_signal.SIGTERM, lambda signum, _frame: os._exit(128 + signum))
+    parent = os.getppid()
+    failure = None
+    log = None
+    try:
+        log = Log()
+        task = Task(os.environ)
+        work(task, log, parent, os.environ.get("DWOP_DIE_WITH_PARENT") == "1")
+    except Failure as e:
+        failure = e
+    except BaseException as e:
+        failure = Failure("worker_error", "%s: %s" % (type(e).__name__, describe(e)))
+        import traceback
+
+        trace = traceback.format_exc().encode("utf-8", "replace")
+        if log:
+            write_all(log.fd, trace)
+        write_all(2, trace)
+    if failure is None:
+        os._exit(0)
+    if log:
+        if failure.type != "task_failed":
+            log.say("%s: %s" % (failure.type, failure.message))
+        log_url = os.environ.get("DWOP_LOG_URL")
+        if log_url:
+            transfer_all([Transfer("PUT", log_url, log.fd, "the log")])
+    else:
+        write_all(2, ("dwop-worker: %s: %s\n" % (failure.type, failure.message)).encode("utf-8", "replace"))
+    report(failure)
+    os._exit(failure.status)

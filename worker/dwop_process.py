@@ -1,0 +1,238 @@
+"""Child processes of the worker: the task body (forked, no second interpreter) and pip (forked, exec'd).
+
+The parent tees each child's stdout and stderr to file descriptors as the bytes arrive, and forwards
+SIGTERM to the child, so stopping the worker stops the task.
+"""
+
+import _signal
+import builtins
+import os
+import select
+import sys
+
+CHUNK = 256 * 1024
+PR_SET_PDEATHSIG = 1
+EXIT_NOT_STARTED = 70
+
+
+def load_prctl():
+    """prctl(2) through ctypes' C core (the ctypes package costs ~4 ms to import); None off Linux."""
+    try:
+        import _ctypes
+
+        class Int(_ctypes._SimpleCData):
+            _type_ = "i"
+
+        class Function(_ctypes.CFuncPtr):
+            _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+            _restype_ = Int
+
+        class Libc:
+            _handle = _ctypes.dlopen(None, os.RTLD_NOW)
+
+        return Function(("prctl", Libc))
+    except (ImportError, AttributeError, OSError, TypeError):
+        pass
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (ImportError, AttributeError, OSError):
+        return None
+
+
+def die_with_parent(prctl, parent_pid):
+    """Asks for SIGKILL when the parent dies, then exits if it is already gone (the race prctl leaves)."""
+    if prctl is None:
+        return
+    prctl(PR_SET_PDEATHSIG, _signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(EXIT_NOT_STARTED)
+
+
+def run_child(run, out_sinks, err_sinks, close_fds, prctl):
+    """Runs run() (which must not return) in a forked child whose stdout and stderr are copied to the
+    sinks; returns (exit status, killing signal or None), with 128+N as the status for signal N."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        in_child(run, out_w, err_w, {out_r, err_r, *close_fds}, prctl, parent)
+    os.close(out_w)
+    os.close(err_w)
+    previous = _signal.signal(_signal.SIGTERM, lambda signum, _frame: forward(pid, signum))
+    try:
+        status = pump(pid, out_r, err_r, out_sinks, err_sinks)
+    except BaseException:
+        forward(pid, _signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    finally:
+        _signal.signal(_signal.SIGTERM, previous)
+        os.close(out_r)
+        os.close(err_r)
+    code = os.waitstatus_to_exitcode(status)
+    return (code, None) if code >= 0 else (128 - code, -code)
+
+
+def forward(pid, signum):
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def in_child(run, out_w, err_w, close_fds, prctl, parent):
+    try:
+        _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
+        die_with_parent(prctl, parent)  # the setting does not survive fork
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        for fd in {null, out_w, err_w, *close_fds}:
+            os.close(fd)
+        run()
+    except BaseException as e:
+        try:
+            os.write(2, ("dwop-worker: in the child process: %r\n" % e).encode("utf-8", "replace"))
+        finally:
+            os._exit(EXIT_NOT_STARTED)
+    finally:
+        os._exit(EXIT_NOT_STARTED)
+
+
+def pump(pid, out_r, err_r, out_sinks, err_sinks):
+    """Copies the child's stdout and stderr to their sinks as they arrive; returns its wait status.
+
+    Ends when the child exits (seen through a pidfd where there is one), so a grandchild that keeps the
+    pipes open does not hold the worker.
+    """
+    sinks = {out_r: list(out_sinks), err_r: list(err_sinks)}
+    poller = select.poll()
+    for fd in sinks:
+        os.set_blocking(fd, False)
+        poller.register(fd, select.POLLIN)
+    try:
+        pidfd = os.pidfd_open(pid)
+        poller.register(pidfd, select.POLLIN)
+    except (AttributeError, OSError):
+        pidfd = None
+    open_fds = set(sinks)
+    exited = False
+    while open_fds and not exited:
+        for fd, _ in poller.poll():
+            if fd == pidfd:
+                exited = True
+            elif fd in open_fds and not copy_available(fd, sinks[fd], once=True):
+                poller.unregister(fd)
+                open_fds.discard(fd)
+    for fd in sorted(open_fds):
+        copy_available(fd, sinks[fd], once=False)
+    if pidfd is not None:
+        os.close(pidfd)
+    return os.waitpid(pid, 0)[1]
+
+
+def copy_available(fd, sinks, once):
+    """Reads what the pipe holds (one read when once) and writes it to every sink; False at end of file."""
+    while True:
+        try:
+            data = os.read(fd, CHUNK)
+        except BlockingIOError:
+            return True
+        if not data:
+            return False
+        for sink in list(sinks):
+            try:
+                write_all(sink, data)
+            except OSError:
+                if sink > 2:
+                    raise
+                sinks.remove(sink)  # nobody reads the worker's own stdout or stderr any more
+        if once:
+            return True
+
+
+def write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+# --- the task body, in the forked child -------------------------------------------------------------
+
+
+def run_script(path, deps):
+    """Runs path as `python path` would, in this (forked) process, then exits with its status."""
+    for name in [k for k in os.environ if k.startswith("DWOP_")]:
+        del os.environ[name]
+    sys.argv = [path]
+    sys.path[0] = os.getcwd()
+    if deps:
+        sys.path.insert(1, deps)
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (deps, os.environ.get("PYTHONPATH"))))
+        if any(name.endswith(".pth") for name in os.listdir(deps)):
+            import site
+
+            site.addsitedir(deps)  # already on sys.path, so this only processes its .pth files
+    status = execute_main(path)
+    # What interpreter shutdown does: wait for non-daemon threads, then run atexit callbacks.
+    if "threading" in sys.modules:
+        try:
+            sys.modules["threading"]._shutdown()
+        except BaseException:
+            pass
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            status = status or 120  # what CPython exits with when the final flush fails
+    os._exit(status)
+
+
+def execute_main(path):
+    """Executes path as the __main__ module (what runpy.run_path does, without importing runpy and
+    importlib.util, ~5 ms); returns the exit status."""
+    main = type(sys)("__main__")
+    main.__file__ = path
+    main.__cached__ = None
+    main.__builtins__ = builtins
+    sys.modules["__main__"] = main
+    try:
+        with open(path, "rb") as f:
+            code = compile(f.read(), path, "exec")
+        exec(code, main.__dict__)
+        return 0
+    except SystemExit as e:
+        return exit_status(e.code)
+    except BaseException as e:
+        flush_quietly(sys.stdout)  # so the traceback ends the log, as its reader expects
+        tb = e.__traceback__.tb_next if e.__traceback__ else None  # this frame is not the user's
+        sys.excepthook(type(e), e.with_traceback(tb), tb)
+        return 1
+
+
+def exit_status(code):
+    """The process status for SystemExit(code), as CPython computes it."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    flush_quietly(sys.stdout)
+    try:
+        print(code, file=sys.stderr)
+    except BaseException:
+        pass
+    return 1
+
+
+def flush_quietly(stream):
+    try:
+        stream.flush()
+    except BaseException:
+        pass

@@ -1,0 +1,71 @@
+"""Wall time of one worker run for a trivial body, spawn to exit, against a local object store.
+
+python worker/tests/bench_worker.py [--python /path/to/python] [--runs 40]
+Prints the median and 10th percentile of the wall time, and the CPU time (user + system, worker and
+body) per run, which a busy machine disturbs less; next to a bare `python -c pass` for comparison.
+"""
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_worker import WORKER, ObjectStore  # noqa: E402
+
+
+def cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(argv, cwd, env, runs):
+    times = []
+    cpu = cpu_seconds()
+    for _ in range(runs):
+        start = time.perf_counter()
+        code = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL).returncode
+        times.append((time.perf_counter() - start) * 1000)
+        if code != 0:
+            raise SystemExit("%s exited with %d" % (argv, code))
+    cpu = (cpu_seconds() - cpu) / runs * 1000
+    times.sort()
+    return statistics.median(times), times[len(times) // 10], cpu
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--runs", type=int, default=40)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = ObjectStore(os.path.join(tmp, "store"))
+        store.put("code/main.py", "print('hello')\n")
+        store.put("in/raw", "a,b,c")
+        work = os.path.join(tmp, "work")
+        os.makedirs(work)
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "LANG": "C.UTF-8",
+            "DWOP_CODE_URL": store.url("code/main.py"),
+            "DWOP_INPUTS": '[{"param": "raw", "url": "%s"}]' % store.url("in/raw"),
+            "DWOP_OUTPUT_URL": store.url("out/output.txt"),
+            "DWOP_LOG_URL": store.url("out/attempt-1.log"),
+            "DWOP_RESULT_FILE": os.path.join(tmp, "result.json"),
+            "DWOP_DIE_WITH_PARENT": "1",
+        }
+        for label, argv in (
+            ("python -c pass", [args.python, "-c", "pass"]),
+            ("worker, trivial body, 1 input", [args.python, WORKER]),
+        ):
+            median, p10, cpu = timed(argv, work, env, args.runs)
+            print("%-32s median %6.1f ms   p10 %6.1f ms   cpu %5.1f ms" % (label, median, p10, cpu))
+        store.close()
+
+
+if __name__ == "__main__":
+    main()

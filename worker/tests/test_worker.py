@@ -1,0 +1,573 @@
+"""Tests of dwop_worker.py, run as a real process against a small HTTP object store (stdlib only).
+
+Run with: python -m unittest discover -s worker/tests -v
+"""
+
+import base64
+import hashlib
+import http.server
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import unittest
+import zipfile
+
+# A body that says where it is, then waits to be killed.
+SLEEPER = "import os, time\nopen('pid', 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
+
+WORKER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER = os.path.join(WORKER_DIR, "dwop_worker.py")
+sys.path.insert(0, WORKER_DIR)
+
+import dwop_http  # noqa: E402
+
+
+class ObjectStore:
+    """A threaded HTTP server that serves GET and PUT of files under a folder, with injectable faults."""
+
+    def __init__(self, root):
+        self.root = root
+        self.faults = {}  # (method, path) -> list of statuses answered before the real one
+        self.requests = []  # (method, path)
+        self.chunked = set()  # paths whose GET answers with Transfer-Encoding: chunked
+        self.redirects = {}  # path -> URL a GET is redirected to
+        store = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def fault(self):
+                store.requests.append((self.command, self.path))
+                pending = store.faults.get((self.command, self.path))
+                if not pending:
+                    return False
+                self.reply(pending.pop(0), b"injected fault")
+                return True
+
+            def reply(self, status, body):
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                if self.fault():
+                    return
+                if self.path in store.redirects:
+                    self.send_response(307)
+                    self.send_header("Location", store.redirects[self.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                path = store.file(self.path)
+                if not os.path.isfile(path):
+                    self.reply(404, b"not found")
+                    return
+                if self.path in store.chunked:
+                    self.send_response(200)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    with open(path, "rb") as f:
+                        while chunk := f.read(7):
+                            self.wfile.write(b"%x;ext=1\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.write(b"0\r\nX-Trailer: yes\r\n\r\n")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(os.path.getsize(path)))
+                self.end_headers()
+                with open(path, "rb") as f:
+                    while chunk := f.read(65536):
+                        self.wfile.write(chunk)
+
+            def do_PUT(self):
+                remaining = int(self.headers.get("Content-Length", "0"))
+                if self.fault():
+                    return
+                path = store.file(self.path)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path + ".part", "wb") as f:
+                    while remaining:
+                        chunk = self.rfile.read(min(remaining, 65536))
+                        if not chunk:
+                            break
+                        f.write(chunk)
+                        remaining -= len(chunk)
+                os.replace(path + ".part", path)
+                self.reply(200, b"{}")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def file(self, url_path):
+        return os.path.join(self.root, url_path.lstrip("/").split("?")[0])
+
+    def url(self, path):
+        return "http://127.0.0.1:%d/%s" % (self.server.server_address[1], path)
+
+    def put(self, path, data):
+        full = self.file(path)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+
+    def read(self, path):
+        full = self.file(path)
+        if not os.path.exists(full):
+            return None
+        with open(full, "rb") as f:
+            return f.read()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Run:
+    def __init__(self, process, work, store, result_file):
+        self.code = process.returncode
+        self.stdout = process.stdout
+        self.stderr = process.stderr
+        self.work = work
+        self.output = store.read("out/output.txt")
+        self.log = store.read("out/attempt-1.log")
+        self.result = None
+        if os.path.exists(result_file):
+            with open(result_file) as f:
+                self.result = f.read()
+
+    def failure(self):
+        return json.loads(self.result)
+
+
+def build_wheel(folder, name="dwoptiny", version="0.1"):
+    """A minimal pure-Python wheel, so requirements install without a package index."""
+    dist = "%s-%s.dist-info" % (name, version)
+    files = {
+        "%s/__init__.py" % name: "GREETING = 'hello from the wheel'\n",
+        "%s/METADATA" % dist: "Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (name, version),
+        "%s/WHEEL" % dist: "Wheel-Version: 1.0\nGenerator: dwop-test\nRoot-Is-Purelib: true\n"
+        "Tag: py3-none-any\n",
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append("%s,sha256=%s,%d" % (path, digest, len(text.encode())))
+    record.append("%s/RECORD,," % dist)
+    files["%s/RECORD" % dist] = "\n".join(record) + "\n"
+    path = os.path.join(folder, "%s-%s-py3-none-any.whl" % (name, version))
+    with zipfile.ZipFile(path, "w") as whl:
+        for name_in_zip, text in files.items():
+            whl.writestr(name_in_zip, text)
+    return path
+
+
+class WorkerTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="dwop-worker-test-")
+        self.addCleanup(self.tmp.cleanup)
+        self.store = ObjectStore(os.path.join(self.tmp.name, "store"))
+        self.addCleanup(self.store.close)
+        self.work = os.path.join(self.tmp.name, "work")
+        os.makedirs(self.work)
+        self.result_file = os.path.join(self.tmp.name, "result.json")
+
+    def env(self, inputs=(), requirements=False, extra=None):
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "DWOP_CODE_URL": self.store.url("code/main.py"),
+            "DWOP_INPUTS": json.dumps([{"param": p, "url": self.store.url("in/" + p)} for p in inputs]),
+            "DWOP_OUTPUT_URL": self.store.url("out/output.txt"),
+            "DWOP_LOG_URL": self.store.url("out/attempt-1.log"),
+            "DWOP_RESULT_FILE": self.result_file,
+        }
+        if requirements:
+            env["DWOP_REQUIREMENTS_URL"] = self.store.url("code/requirements.txt")
+        env.update(extra or {})
+        return env
+
+    def start(self, body, **kwargs):
+        self.store.put("code/main.py", textwrap.dedent(body))
+        return subprocess.Popen(
+            [sys.executable, WORKER],
+            cwd=self.work,
+            env=self.env(**kwargs),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    def run_worker(self, body, **kwargs):
+        process = self.start(body, **kwargs)
+        stdout, stderr = process.communicate(timeout=120)
+        process.stdout, process.stderr = stdout, stderr
+        return Run(process, self.work, self.store, self.result_file)
+
+    def assertSucceeded(self, run):
+        self.assertEqual(run.code, 0, "worker failed: %r %r" % (run.stderr, run.result))
+        self.assertIsNone(run.result)
+
+    # --- the happy path ---
+
+    def test_runs_the_body_and_uploads_stdout_and_log(self):
+        run = self.run_worker('print("hello")\nprint(__name__)\n')
+        self.assertSucceeded(run)
+        self.assertEqual(run.output, b"hello\n__main__\n")
+        self.assertEqual(run.log, b"hello\n__main__\n")
+        self.assertEqual(run.stdout, b"hello\n__main__\n")
+
+    def test_writes_each_input_to_a_file_named_by_its_parameter(self):
+        self.store.put("in/raw", "a,b,c")
+        self.store.put("in/other", "x y")
+        run = self.run_worker(
+            """
+            print(open("raw").read().upper())
+            print(open("other").read())
+            """,
+            inputs=("raw", "other"),
+        )
+        self.assertSucceeded(run)
+        self.assertEqual(run.output, b"A,B,C\nx y\n")
+        self.assertEqual(sorted(os.listdir(self.work)), ["main.py", "other", "raw"])
+
+    def test_fetches_more_inputs_than_go_in_one_batch(self):
+        params = ["p%02d" % i for i in range(40)]
+        for i, param in enumerate(params):
+            self.store.put("in/" + param, str(i))
+        run = self.run_worker("print(sum(int(open('p%02d' % i).read()) for i in range(40)))\n", inputs=params)
+        self.assertSucceeded(run)
+        self.assertEqual(run.output, b"780\n")
+
+    def test_body_sees_a_plain_script_environment(self):
+        run = self.run_worker(
+            """
+            import os, pickle, sys
+            class Point:
+                pass
+            print(sys.argv, __file__, repr(sys.stdin.read()))
+            print(sorted(k for k in os.environ if k.startswith("DWOP_")))
+            print(sys.path[0] == os.getcwd(), sys.modules["__main__"].Point is Point)
+            print(type(pickle.loads(pickle.dumps(Point()))).__name__)
+            """
+        )
+        self.assertSucceeded(run)
+        self.assertEqual(run.output, b"['main.py'] main.py ''\n[]\nTrue True\nPoint\n")
+
+    def test_non_daemon_threads_and_atexit_run_before_the_output_is_taken(self):
+        run = self.run_worker(
+            """
+            import atexit, threading, time
+            atexit.register(print, "at exit")
+            threading.Thread(target=lambda: (time.sleep(0.2), print("thread"))).start()
+            print("main")
+            """
+        )
+        self.assertSucceeded(run)
+        self.assertEqual(run.output, b"main\nthread\nat exit\n")
+
+    def test_stderr_goes_to_the_log_and_the_workers_stderr_but_not_the_output(self):
+        run = self.run_worker(
+            """
+            import sys, time
+            # Two pipes keep no order between them: the log has the order the worker reads them in,
+            # so the writes are spaced out.
+            print("out 1", flush=True)
+            time.sleep(0.1)
+            print("err 1", file=sys.stderr, flush=True)
+            time.sleep(0.1)
+            print("out 2", flush=True)
+            """
+        )
+        self.assertSucceeded(run)
+        self.assertEqual(run.output, b"out 1\nout 2\n")
+        self.assertEqual(run.log, b"out 1\nerr 1\nout 2\n")
+        self.assertEqual(run.stderr, b"err 1\n")
+        self.assertEqual(run.stdout, b"out 1\nout 2\n")
+
+    def test_streams_a_large_non_ascii_output_byte_for_byte(self):
+        line = "héllo wörld ✓ 日本語 \U0001f600\n".encode()
+        count = 5 * 1024 * 1024 // len(line) + 1
+        body = """
+            import sys
+            line = "héllo wörld ✓ 日本語 \\U0001f600\\n".encode()
+            block = line * 1000
+            for _ in range(%d):
+                sys.stdout.buffer.write(block)
+            sys.stdout.buffer.write(line * %d)
+        """ % (count // 1000, count % 1000)
+        self.store.put("code/main.py", textwrap.dedent(body))
+        # The worker runs under a wrapper so its peak memory can be read: streaming keeps it flat.
+        measure = (
+            "import resource, subprocess, sys\n"
+            "subprocess.run([sys.executable, %r], stdout=subprocess.DEVNULL, check=False)\n"
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n" % WORKER
+        )
+
+        def peak_kib():
+            argv = [sys.executable, "-c", measure]
+            out = subprocess.run(argv, cwd=self.work, env=self.env(), capture_output=True, check=True)
+            return int(out.stdout)
+
+        big = peak_kib()
+        output = self.store.read("out/output.txt")
+        self.assertGreater(len(output), 5 * 1024 * 1024)
+        self.assertEqual(hashlib.sha256(output).hexdigest(), hashlib.sha256(line * count).hexdigest())
+        os.unlink(os.path.join(self.work, "main.py"))
+        self.store.put("code/main.py", "print('small')\n")
+        small = peak_kib()
+        self.assertLess(big - small, 2048, "peak RSS grew by %d KiB for a 5 MB output" % (big - small))
+
+    # --- requirements ---
+
+    def fake_pip(self):
+        """A `pip` that shadows the real one through PYTHONPATH and leaves a marker when it runs."""
+        folder = os.path.join(self.tmp.name, "fakepip")
+        os.makedirs(os.path.join(folder, "pip"))
+        marker = os.path.join(self.tmp.name, "pip-ran")
+        with open(os.path.join(folder, "pip", "__init__.py"), "w"):
+            pass
+        with open(os.path.join(folder, "pip", "__main__.py"), "w") as f:
+            f.write("open(%r, 'w').close()\nraise SystemExit(1)\n" % marker)
+        return {"PYTHONPATH": folder}, marker
+
+    def test_requirements_without_a_requirement_line_do_not_call_pip(self):
+        env, marker = self.fake_pip()
+        self.store.put("code/requirements.txt", "# nothing needed\n\n   \n")
+        run = self.run_worker("print('ok')\n", requirements=True, extra=env)
+        self.assertSucceeded(run)
+        self.assertFalse(os.path.exists(marker))
+        self.assertFalse(os.path.exists(os.path.join(self.work, ".dwop-deps")))
+        run = self.run_worker("print('ok')\n", extra=env)
+        self.assertSucceeded(run)
+        self.assertFalse(os.path.exists(marker))
+
+    def test_a_failed_install_is_a_non_retryable_requirements_failure(self):
+        env, marker = self.fake_pip()
+        self.store.put("code/requirements.txt", "# comment\nsomething==1.0\n")
+        run = self.run_worker("print('never')\n", requirements=True, extra=env)
+        self.assertTrue(os.path.exists(marker))
+        self.assertEqual(run.code, 70)
+        failure = run.failure()
+        self.assertEqual(failure["type"], "requirements_failed")
+        self.assertIs(failure["nonRetryable"], True)
+        self.assertIsNone(run.output)
+
+    def test_installs_requirements_from_a_local_wheel_folder(self):
+        wheels = os.path.join(self.tmp.name, "wheels")
+        os.makedirs(wheels)
+        build_wheel(wheels)
+        self.store.put("code/requirements.txt", "# test wheel\ndwoptiny==0.1\n")
+        run = self.run_worker(
+            """
+            import subprocess, sys
+            import dwoptiny
+            print(dwoptiny.GREETING)
+            subprocess.run([sys.executable, "-c", "import dwoptiny"], check=True)
+            """,
+            requirements=True,
+            extra={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": wheels, "PIP_NO_CACHE_DIR": "1"},
+        )
+        self.assertSucceeded(run)
+        self.assertEqual(run.output, b"hello from the wheel\n")
+        self.assertIn(b"Successfully installed dwoptiny-0.1", run.log)
+        self.assertTrue(os.path.isdir(os.path.join(self.work, ".dwop-deps", "dwoptiny")))
+
+    # --- failures ---
+
+    def test_a_failing_body_writes_the_failure_and_exits_with_its_code(self):
+        self.store.put("out/output.txt", "previous good output")
+        run = self.run_worker('print("partial")\nraise SystemExit(3)\n')
+        self.assertEqual(run.code, 3)
+        self.assertEqual(
+            run.result, '{"type":"task_failed","message":"exit code 3","exitCode":3,"nonRetryable":false}\n'
+        )
+        self.assertEqual(run.output, b"previous good output")
+        self.assertEqual(run.log, b"partial\n")
+
+    def test_an_uncaught_exception_prints_the_users_traceback_and_exits_1(self):
+        run = self.run_worker('print("before")\nx = 1 / 0\n')
+        self.assertEqual(run.code, 1)
+        self.assertEqual(run.failure()["message"], "exit code 1")
+        self.assertIn(b'File "main.py", line 2, in <module>', run.log)
+        self.assertTrue(run.log.rstrip().endswith(b"ZeroDivisionError: division by zero"), run.log)
+        self.assertNotIn(b"dwop_worker", run.log)
+        self.assertIn(b"ZeroDivisionError", run.stderr)
+        self.assertTrue(run.log.startswith(b"before\n"))
+
+    def test_a_syntax_error_is_reported_like_python_does(self):
+        run = self.run_worker("def broken(:\n")
+        self.assertEqual(run.code, 1)
+        self.assertIn(b"SyntaxError", run.log)
+        self.assertNotIn(b"dwop_worker", run.log)
+
+    def test_system_exit_codes_are_honoured_as_python_does(self):
+        cases = [
+            ("import sys; sys.exit()", 0, b""),
+            ("raise SystemExit(None)", 0, b""),
+            ("raise SystemExit(0)", 0, b""),
+            ("raise SystemExit(5)", 5, b""),
+            ("raise SystemExit(True)", 1, b""),
+            ("import sys; sys.exit('goodbye')", 1, b"goodbye\n"),
+            ("raise SystemExit(256)", 0, b""),
+        ]
+        for body, code, stderr in cases:
+            with self.subTest(body=body):
+                if os.path.exists(self.result_file):
+                    os.unlink(self.result_file)
+                run = self.run_worker(body + "\n")
+                self.assertEqual(run.code, code, run.stderr)
+                self.assertEqual(run.stderr, stderr)
+                self.assertEqual(run.result is None, code == 0)
+
+    def test_a_body_killed_by_a_signal_reports_the_signal(self):
+        run = self.run_worker("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+        self.assertEqual(run.code, 137)
+        self.assertEqual(
+            run.failure(),
+            {"type": "task_failed", "message": "killed by signal 9", "exitCode": 137, "nonRetryable": False},
+        )
+
+    def test_sigterm_to_the_worker_ends_the_body_too(self):
+        pid_file = os.path.join(self.work, "pid")
+        process = self.start(SLEEPER)
+        body_pid = wait_for_pid(pid_file)
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
+        self.assertEqual(process.returncode, 143)
+        self.assertFalse(alive(body_pid))
+        with open(self.result_file) as f:
+            self.assertEqual(json.loads(f.read())["message"], "killed by signal 15")
+
+    @unittest.skipUnless(sys.platform.startswith("linux"), "prctl is Linux-only")
+    def test_die_with_parent_kills_worker_and_body_when_the_parent_dies(self):
+        self.store.put("code/main.py", SLEEPER)
+        env = self.env(extra={"DWOP_DIE_WITH_PARENT": "1"})
+        parent = subprocess.Popen(
+            [sys.executable, "-c", "import subprocess, sys; subprocess.run([sys.executable, %r])" % WORKER],
+            cwd=self.work,
+            env=env,
+        )
+        body_pid = wait_for_pid(os.path.join(self.work, "pid"))
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 5
+        while alive(body_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertFalse(alive(body_pid), "the body outlived the worker's parent")
+
+    def test_a_missing_object_is_a_download_failure(self):
+        run = self.run_worker("print('x')\n", inputs=("raw",))
+        self.assertEqual(run.code, 70)
+        failure = run.failure()
+        self.assertEqual(failure["type"], "download_failed")
+        self.assertIn("404", failure["message"])
+        self.assertIn("input raw", failure["message"])
+        self.assertIs(failure["exitCode"], None)
+        self.assertIn(b"download_failed", run.log)
+        self.assertEqual(self.store.requests.count(("GET", "/in/raw")), 1, "a 404 must not be retried")
+
+    def test_transient_errors_are_retried(self):
+        self.store.faults[("GET", "/code/main.py")] = [503, 502]
+        self.store.faults[("PUT", "/out/output.txt")] = [500]
+        run = self.run_worker("print('eventually')\n")
+        self.assertSucceeded(run)
+        self.assertEqual(run.output, b"eventually\n")
+        self.assertEqual(self.store.requests.count(("GET", "/code/main.py")), 3)
+        self.assertEqual(self.store.requests.count(("PUT", "/out/output.txt")), 2)
+
+    def test_follows_redirects_and_reads_chunked_bodies(self):
+        self.store.put("in/real", "chunked input, longer than one chunk ✓")
+        self.store.chunked.add("/in/real")
+        self.store.redirects["/in/raw"] = "/in/real"
+        run = self.run_worker("print(open('raw', encoding='utf-8').read())\n", inputs=("raw",))
+        self.assertSucceeded(run)
+        self.assertEqual(run.output, "chunked input, longer than one chunk ✓\n".encode())
+
+    def test_a_refused_connection_is_retried_then_reported(self):
+        run = self.run_worker("print('x')\n", extra={"DWOP_CODE_URL": "http://127.0.0.1:1/code/main.py"})
+        self.assertEqual(run.code, 70)
+        self.assertEqual(run.failure()["type"], "download_failed")
+        self.assertIn("refused", run.failure()["message"].lower())
+
+    def test_a_rejected_output_upload_is_an_upload_failure(self):
+        self.store.faults[("PUT", "/out/output.txt")] = [403]
+        run = self.run_worker("print('done')\n")
+        self.assertEqual(run.code, 70)
+        self.assertEqual(run.failure()["type"], "upload_failed")
+        self.assertIn("403", run.failure()["message"])
+
+    def test_a_rejected_log_upload_does_not_fail_a_successful_task(self):
+        self.store.faults[("PUT", "/out/attempt-1.log")] = [403]
+        run = self.run_worker("print('done')\n")
+        self.assertSucceeded(run)
+        self.assertEqual(run.output, b"done\n")
+        self.assertIn(b"uploading the log", run.stderr)
+
+    def test_bad_inputs_json_is_a_worker_error(self):
+        run = self.run_worker("print('x')\n", extra={"DWOP_INPUTS": '[{"param": "../escape", "url": "x"}]'})
+        self.assertEqual(run.code, 70)
+        self.assertEqual(run.failure()["type"], "worker_error")
+        run = self.run_worker("print('x')\n", extra={"DWOP_INPUTS": "[{"})
+        self.assertEqual(run.failure()["type"], "worker_error")
+
+
+class SplitUrlTest(unittest.TestCase):
+    def test_splits_absolute_urls(self):
+        cases = {
+            "http://127.0.0.1:8080/o/b/k?sig=1": ("http", "127.0.0.1", 8080, "/o/b/k?sig=1"),
+            "https://x.supabase.co/o/b/k#frag": ("https", "x.supabase.co", 443, "/o/b/k"),
+            "HTTP://[::1]:9000?q=1": ("http", "::1", 9000, "/?q=1"),
+            "http://user@host": ("http", "host", 80, "/"),
+        }
+        for url, parts in cases.items():
+            with self.subTest(url=url):
+                self.assertEqual(dwop_http.split_url(url), parts)
+
+    def test_rejects_what_is_not_an_http_url(self):
+        for url in ("ftp://host/x", "/relative/path", "http:///no-host"):
+            with self.subTest(url=url), self.assertRaises(ValueError):
+                dwop_http.split_url(url)
+
+    def test_percent_encodes_non_ascii_paths(self):
+        self.assertEqual(dwop_http.request_target("/b/tâche ok?x=1"), b"/b/t%C3%A2che%20ok?x=1")
+
+
+def wait_for_pid(path, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(path) as f:
+                text = f.read()
+            if text:
+                return int(text)
+        except FileNotFoundError:
+            pass
+        time.sleep(0.02)
+    raise AssertionError("the body never started")
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); it has finished running.
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+if __name__ == "__main__":
+    unittest.main()
