@@ -1,0 +1,121 @@
+import { execFile } from "node:child_process";
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { afterEach, describe, expect, it } from "vitest";
+import { createTestDatabase, type TestDatabase } from "./support/db.ts";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const run = promisify(execFile);
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the `dwop` command as a user would, from the repository root. */
+async function dwop(args: string[], env: Record<string, string> = {}): Promise<Result> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [join(ROOT, "bin/dwop.js"), ...args], {
+      cwd: ROOT,
+      env: { ...process.env, DWOP_LOG_LEVEL: "warn", ...env },
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+let database: TestDatabase | null = null;
+afterEach(async (ctx) => {
+  if (database && ctx.task.result?.state === "pass") await database.drop();
+  database = null;
+});
+
+async function workflowFile(text: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "dwop-cli-"));
+  const file = join(dir, "test.workflow");
+  await writeFile(file, text);
+  return file;
+}
+
+describe("dwop run", () => {
+  it("runs the example on the embedded PostgreSQL and prints the final output (the README's quick start)", async () => {
+    const home = await mkdtemp(join(tmpdir(), "dwop-home-"));
+    const r = await dwop(["run", "examples/etl.workflow"], { DWOP_HOME: home, DATABASE_URL: "" });
+    expect(r.stderr).toContain("succeeded");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("Loading: LISBON 69.8F");
+  }, 120_000);
+
+  it("prints one JSON summary with --json, and the output is readable with dwop output", async () => {
+    database = await createTestDatabase("cli_json");
+    const home = await mkdtemp(join(tmpdir(), "dwop-home-"));
+    const env = { DATABASE_URL: database.url, DWOP_HOME: home };
+    const r = await dwop(["run", "examples/diamond.workflow", "--json"], env);
+    expect(r.code).toBe(0);
+    const summary = JSON.parse(r.stdout) as { id: string; status: string; tasks: unknown[] };
+    expect(summary).toEqual({
+      id: expect.stringMatching(/^[0-9a-f-]{36}$/),
+      status: "succeeded",
+      tasks: ["source", "squares", "cubes", "report"].map((name) => ({
+        name,
+        status: "succeeded",
+        attempts: 1,
+        error: null,
+      })),
+    });
+    const out = await dwop(["output", summary.id, "report"], env);
+    expect(out).toMatchObject({ code: 0, stdout: "sum of squares 385, sum of cubes 3025\n" });
+    expect((await dwop(["output", summary.id, "nope"], env)).code).toBe(1);
+  }, 120_000);
+
+  it("exits 1 when the workflow fails, with the failure in the JSON summary", async () => {
+    database = await createTestDatabase("cli_fail");
+    const file = await workflowFile("fun boom():\n    raise SystemExit(4)\n\nfun after(x:boom):\n    pass\n");
+    const r = await dwop(["run", file, "--json"], { DATABASE_URL: database.url, DWOP_HOME: await mkdtemp(join(tmpdir(), "h-")) });
+    expect(r.code).toBe(1);
+    const summary = JSON.parse(r.stdout) as { status: string; tasks: { name: string; status: string; error: string }[] };
+    expect(summary.status).toBe("failed");
+    expect(summary.tasks[0]).toMatchObject({ name: "boom", status: "failed", error: "exit code 4" });
+    expect(summary.tasks[1]).toMatchObject({ name: "after", status: "upstream_failed" });
+  }, 120_000);
+
+  it("passes --input files to tasks as inputs.NAME", async () => {
+    database = await createTestDatabase("cli_input");
+    const file = await workflowFile("fun shout(doc:inputs.doc):\n    print(open('doc').read().upper())\n");
+    const input = join(await mkdtemp(join(tmpdir(), "in-")), "doc.txt");
+    await writeFile(input, "héllo");
+    const home = await mkdtemp(join(tmpdir(), "h-"));
+    const r = await dwop(["run", file, "--input", `doc=${input}`, "--json"], { DATABASE_URL: database.url, DWOP_HOME: home });
+    expect(r.code).toBe(0);
+    const { id } = JSON.parse(r.stdout) as { id: string };
+    expect((await dwop(["output", id, "shout"], { DWOP_HOME: home })).stdout).toBe("HÉLLO\n");
+  }, 120_000);
+
+  it("exits 2 for DSL errors and a missing input, before starting anything", async () => {
+    const file = await workflowFile("fun a(x:missing):\n    pass\n");
+    const r = await dwop(["run", file], { DATABASE_URL: "postgres://nobody@127.0.0.1:1/none" });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${file}:1:9: unknown upstream 'missing'`);
+    expect((await dwop(["run", "does-not-exist.workflow"])).code).toBe(2);
+    expect((await dwop(["run"])).code).toBe(2);
+  });
+});
+
+describe("dwop validate", () => {
+  it("prints the DAG and exits 0, or prints FILE:LINE:COL errors and exits 2", async () => {
+    const ok = await dwop(["validate", "examples/etl.workflow"]);
+    expect(ok).toMatchObject({ code: 0, stdout: "extract (root)\ntransform <- raw:extract\nload <- processed:transform\n" });
+    expect((await dwop(["validate", "examples/etl.workflow", "--format", "dot"])).stdout).toContain("digraph");
+    const file = await workflowFile("fun a():\n    pass\n\nfun a():\n    pass\n");
+    const bad = await dwop(["validate", file]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(new RegExp(`${file}:4:5: .*duplicate task 'a'`));
+  });
+});
