@@ -18,7 +18,7 @@ afterEach(async (ctx) => {
 });
 
 /** Starts `dispatcher/main.ts` as its own process, as a deployment would. */
-function startDispatcherProcess(e: Engine, id: string, home: string): ChildProcess {
+function startDispatcherProcess(e: Engine, id: string, home: string, extraEnv: Record<string, string> = {}): ChildProcess {
   const child = spawn(process.execPath, ["--import", "tsx", "dispatcher/main.ts"], {
     cwd: ROOT,
     env: {
@@ -32,6 +32,7 @@ function startDispatcherProcess(e: Engine, id: string, home: string): ChildProce
       DWOP_DISPATCHER_ID: id,
       DWOP_CONCURRENCY: "2",
       DWOP_LOG_LEVEL: "warn",
+      ...extraEnv,
     },
     stdio: ["ignore", "inherit", "inherit"],
   });
@@ -120,4 +121,41 @@ describe("crashes", () => {
     expect(counts).toHaveLength(500);
     expect(counts.filter((c) => c.runs !== 1 || c.succeeded !== 1)).toEqual([]);
   }, 300_000);
+
+  it("on SIGTERM stops consuming, lets the running task finish within the grace period, and exits 0", async () => {
+    engine = await startEngine("sigterm_drain", { bus: "rabbit", dispatchers: 0 });
+    const home = await mkdtemp(join(tmpdir(), "dwop-disp-"));
+    const child = startDispatcherProcess(engine, "draining", home, { DWOP_SHUTDOWN_GRACE_SECONDS: "10" });
+    const id = await engine.submit("fun slow():\n    import time; time.sleep(1.5); print('done')\n\nfun next(x:slow):\n    print('next')\n");
+    await until(async () => (await engine!.m.store.workflowSummary(id))?.tasks[0]?.status === "running");
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    child.kill("SIGTERM");
+    expect(await exited).toBe(0);
+    const w = await engine.m.store.workflowSummary(id);
+    expect(w?.tasks.map((t) => [t.name, t.status])).toEqual([
+      ["slow", "succeeded"],
+      ["next", "queued"],
+    ]);
+    startDispatcherProcess(engine, "after-drain", home);
+    expect((await engine.waitFor(id)).status).toBe("succeeded");
+  });
+
+  it("records a task still running when the grace period ends as lost, and another dispatcher reruns it", async () => {
+    engine = await startEngine("sigterm_grace_over", { bus: "rabbit", dispatchers: 0 });
+    const home = await mkdtemp(join(tmpdir(), "dwop-disp-"));
+    const child = startDispatcherProcess(engine, "impatient", home, { DWOP_SHUTDOWN_GRACE_SECONDS: "0" });
+    const id = await engine.submit("fun slow():\n    import time; time.sleep(2); print('done')\n");
+    await until(async () => (await engine!.m.store.workflowSummary(id))?.tasks[0]?.status === "running");
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    child.kill("SIGTERM");
+    expect(await exited).toBe(0);
+    startDispatcherProcess(engine, "successor", home);
+    expect((await engine.waitFor(id)).status).toBe("succeeded");
+    const runs = await engine.m.db<{ attempt: number; status: string; failure_reason: string | null }[]>`
+      select attempt, status, failure_reason from dwop.runs order by attempt`;
+    expect(runs).toEqual([
+      { attempt: 1, status: "lost", failure_reason: "lost" },
+      { attempt: 2, status: "succeeded", failure_reason: null },
+    ]);
+  });
 });

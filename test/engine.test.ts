@@ -116,4 +116,41 @@ describe.each<BusKind>(["rabbit", "pgboss"])("the engine on %s", (bus) => {
     const runs = await runsPerTask(id);
     expect(Object.values(runs).every((r) => r.runs === 1)).toBe(true);
   });
+
+  it("kills a task's whole process group at its timeout and records DeadlineExceeded", async () => {
+    engine = await startEngine(`timeout_${bus}`, { bus });
+    const marks = await mkdtemp(join(tmpdir(), "dwop-timeout-"));
+    const grandchild = join(marks, "grandchild-alive");
+    const source = [
+      "@timeout(1)",
+      "fun slow():",
+      "    import subprocess, time",
+      `    subprocess.Popen(["sh", "-c", "sleep 3; touch ${grandchild}"])`,
+      "    time.sleep(30)",
+    ].join("\n");
+    const id = await engine.submit(source);
+    const w = await engine.waitFor(id);
+    expect(w.tasks[0]).toMatchObject({ status: "failed", error: "timed out after 1s (DeadlineExceeded)" });
+    await new Promise((r) => setTimeout(r, 3500));
+    await expect(readFile(grandchild)).rejects.toMatchObject({ code: "ENOENT" });
+  });
+
+  it("stops a running task when its workflow is cancelled", async () => {
+    engine = await startEngine(`cancel_${bus}`, { bus });
+    const marks = await mkdtemp(join(tmpdir(), "dwop-cancel-"));
+    const done = join(marks, "finished");
+    const id = await engine.submit(`fun long():\n    import time; time.sleep(5); open(${JSON.stringify(done)}, "w")\n`);
+    for (;;) {
+      const w = await engine.m.store.workflowSummary(id);
+      if (w?.tasks[0]?.status === "running") break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(await engine.m.store.cancelWorkflow(id)).toBe(1);
+    expect((await engine.waitFor(id)).status).toBe("cancelled");
+    await new Promise((r) => setTimeout(r, 6000));
+    await expect(readFile(done)).rejects.toMatchObject({ code: "ENOENT" });
+    const [run] = await engine.m.db<{ status: string }[]>`select status from dwop.runs`;
+    expect(run?.status).toBe("cancelled");
+  });
 });
+
