@@ -5,7 +5,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Claimer } from "../cron/claimer.ts";
 import { Dispatcher } from "../dispatcher/dispatcher.ts";
-import { createApp } from "../functions/app.ts";
+import { apiSettings, createApp } from "../functions/app.ts";
 import type { Bus } from "../shared/bus/bus.ts";
 import { connectBus } from "../shared/bus/from-config.ts";
 import { databaseUrl, type Config } from "../shared/config.ts";
@@ -35,6 +35,8 @@ export interface Stack {
   storage: LocalStorage;
   bus: Bus;
   url: string;
+  /** Where the generated API token is kept, when DWOP_API_TOKEN is not set. */
+  apiTokenFile: string | null;
   stop(): Promise<void>;
 }
 
@@ -61,9 +63,16 @@ export async function startStack(options: StackOptions): Promise<Stack> {
 
   const storage = new LocalStorage({
     root: join(home, "storage"),
-    secret: config.DWOP_STORAGE_SECRET ?? (await homeSecret(home)),
+    secret: config.DWOP_STORAGE_SECRET ?? (await homeSecret(home, "storage.secret")),
   });
-  const app = createApp({ db, extraRoutes: localStorageRoutes(storage) });
+  const apiTokenFile = config.DWOP_API_TOKEN ? null : join(home, "api.token");
+  const app = createApp({
+    db,
+    storage,
+    settings: apiSettings({ ...config, DWOP_API_TOKEN: config.DWOP_API_TOKEN ?? (await homeSecret(home, "api.token")) }),
+    logger: logger.child({ component: "api" }),
+    extraRoutes: localStorageRoutes(storage),
+  });
   const server = await listen(app.fetch, config.DWOP_HOST, config.DWOP_PORT);
   const serverUrl = config.DWOP_PUBLIC_URL ?? `http://${config.DWOP_HOST}:${server.port}`;
   storage.setBaseUrl(serverUrl);
@@ -111,6 +120,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     storage,
     bus,
     url: serverUrl,
+    apiTokenFile,
     async stop() {
       for (const stop of stops) await stop();
       await bus.close();
@@ -128,9 +138,9 @@ function pipEnv(): Record<string, string> {
   );
 }
 
-/** The signing secret of a home folder, made once, so URLs outlive a restart of `dwop dev`. */
-async function homeSecret(home: string): Promise<string> {
-  const path = join(home, "storage.secret");
+/** A secret of a home folder (storage signing key, API token), made once, so it outlives a restart. */
+async function homeSecret(home: string, file: string): Promise<string> {
+  const path = join(home, file);
   try {
     return (await readFile(path, "utf8")).trim();
   } catch {

@@ -1,4 +1,5 @@
 import type { Bus } from "../shared/bus/bus.ts";
+import { CallbackSender, type CallbackSenderOptions } from "../shared/callbacks.ts";
 import type { Store } from "../shared/db/store.ts";
 import { silentLogger, type Logger } from "../shared/log.ts";
 import { Wakeup } from "../shared/wakeup.ts";
@@ -10,12 +11,15 @@ export interface ClaimerOptions {
   /** Longest sleep between claims when no NOTIFY arrives: the backstop for a lost notification. */
   pollMs: number;
   logger?: Logger;
+  /** How completion callbacks are sent (tries, backoff, timeout, fetch); defaults suit production. */
+  callbacks?: Partial<Omit<CallbackSenderOptions, "claimerId" | "leaseSeconds" | "logger">>;
 }
 
 /**
  * Moves outbox rows to the bus: claim a batch (a lease), publish with confirms, mark the confirmed rows
  * published. Rows the broker did not confirm stay claimed until their lease runs out and are then
- * claimed again, by this claimer or another.
+ * claimed again, by this claimer or another. Rows of topic `workflow.callback` are not for the bus: they
+ * go to the CallbackSender, which POSTs them and reschedules failed sends.
  */
 export class Claimer {
   private readonly wakeup = new Wakeup();
@@ -23,6 +27,7 @@ export class Claimer {
   private loop: Promise<void> | null = null;
   private unlisten: (() => Promise<void>) | null = null;
   private readonly log: Logger;
+  private readonly callbacks: CallbackSender;
 
   constructor(
     private readonly store: Store,
@@ -30,10 +35,21 @@ export class Claimer {
     private readonly options: ClaimerOptions,
   ) {
     this.log = (options.logger ?? silentLogger).child({ component: "claimer", claimer: options.id });
+    this.callbacks = new CallbackSender(store, {
+      ...options.callbacks,
+      claimerId: options.id,
+      leaseSeconds: options.leaseSeconds,
+      logger: this.log,
+    });
   }
 
-  /** Claims and publishes one batch; returns how many rows it claimed. */
+  /** Claims and publishes one batch of task rows and starts sending due callbacks; returns how many rows it claimed. */
   async runOnce(): Promise<number> {
+    const [published, callbacks] = await Promise.all([this.publishOnce(), this.callbacks.pump()]);
+    return published + callbacks;
+  }
+
+  private async publishOnce(): Promise<number> {
     const claimed = await this.store.claimOutbox(this.options.id, this.options.batchSize, this.options.leaseSeconds);
     if (claimed.length === 0) return 0;
     const confirmed = await this.bus.publish(claimed.map((c) => ({ outboxId: c.id, body: c.message })));
@@ -82,6 +98,7 @@ export class Claimer {
     this.stopped = true;
     this.wakeup.wake();
     await this.loop;
+    await this.callbacks.drain();
     await this.unlisten?.().catch(() => {});
   }
 }

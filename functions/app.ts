@@ -1,36 +1,160 @@
-import { Hono } from "hono";
-import { HTTPException } from "hono/http-exception";
+import { Hono, type MiddlewareHandler } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import type { Config } from "../shared/config.ts";
+import { ApiStore } from "../shared/db/api-store.ts";
 import type { Db } from "../shared/db/connect.ts";
+import { Store } from "../shared/db/store.ts";
+import type { Logger } from "../shared/log.ts";
+import type { Storage } from "../shared/storage/storage.ts";
+import { authenticate } from "./auth.ts";
+import type { ApiDeps, ApiEnv, ApiSettings } from "./context.ts";
+import { errorBody, errorHandler, routeNotFound, tooLarge } from "./errors.ts";
+import { eventDocs, eventRoutes } from "./events.ts";
+import { hookDocs, hookRoutes } from "./hooks.ts";
+import { keyDocs, keyRoutes } from "./keys.ts";
+import { openApiDocument, type RouteDoc } from "./openapi.ts";
+import { runDocs, runRoutes } from "./runs.ts";
+import { Health } from "./schemas.ts";
+import { triggerDocs, triggerRoutes } from "./triggers.ts";
+import { workflowDocs, workflowRoutes } from "./workflows.ts";
 
 export interface AppDeps {
   db: Db;
+  /** Where code, inputs, outputs and logs live; without it, routes that need objects answer 503. */
+  storage?: Storage | null;
+  /** Missing values take DEFAULT_SETTINGS (and no credentials: only API keys are then accepted). */
+  settings?: Partial<ApiSettings>;
+  logger?: Logger;
+  /** Milliseconds since the epoch (JWT expiry, webhook timestamps); tests move it. */
+  now?: () => number;
   /** Routes only some runtimes have (local file storage on Node), mounted at the root. */
-  extraRoutes?: Hono;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- any sub-app's environment will do
+  extraRoutes?: Hono<any>;
 }
 
+export const DEFAULT_SETTINGS: ApiSettings = {
+  maxRequestBytes: 10 * 1024 * 1024,
+  maxWebhookBytes: 1024 * 1024,
+  eventsPollMs: 500,
+  retryBackoffMs: 1000,
+};
+
+/** The API's settings from the validated configuration. */
+export function apiSettings(config: Config): ApiSettings {
+  return {
+    apiToken: config.DWOP_API_TOKEN,
+    jwtSecret: config.SUPABASE_JWT_SECRET,
+    maxRequestBytes: config.DWOP_MAX_REQUEST_BYTES,
+    maxWebhookBytes: config.DWOP_MAX_WEBHOOK_BYTES,
+    eventsPollMs: config.DWOP_EVENTS_POLL_MS,
+    retryBackoffMs: config.DWOP_RETRY_BACKOFF_MS,
+  };
+}
+
+/** Where errors go when no logger is given: the console, which every runtime has. */
+const consoleLogger: Logger = {
+  debug: () => {},
+  info: () => {},
+  warn: (obj, msg) => console.warn(msg, obj),
+  error: (obj, msg) => console.error(msg, obj),
+  child: () => consoleLogger,
+};
+
+/** The resources behind `Authorization: Bearer`; health, openapi.json, hooks and storage URLs are open. */
+const PROTECTED = ["/workflows", "/triggers", "/keys"];
+
 /**
- * DWOP's HTTP API: one Hono app that every runtime (Node, Deno/Supabase Edge, workerd) serves.
- * Every error leaves as JSON `{"error": {"code", "message"}}`; stack traces stay in the logs.
+ * DWOP's HTTP API: one Hono app that every runtime (Node, Deno/Supabase Edge, workerd) serves. Every
+ * error leaves as JSON `{"error": {"code", "message", "details"}}`; stack traces stay in the logs.
  */
-export function createApp(deps: AppDeps): Hono {
-  const app = new Hono();
+export function createApp(deps: AppDeps): Hono<ApiEnv> {
+  const logger = deps.logger ?? consoleLogger;
+  const api: ApiDeps = {
+    db: deps.db,
+    store: new Store(deps.db),
+    api: new ApiStore(deps.db),
+    storage: deps.storage ?? null,
+    settings: { ...DEFAULT_SETTINGS, ...deps.settings },
+    logger,
+    now: deps.now ?? Date.now,
+  };
+  const app = new Hono<ApiEnv>();
+  app.onError(errorHandler(logger));
+  app.notFound(routeNotFound);
+
+  const auth = authenticate(api);
+  const requestLimit = limit(api.settings.maxRequestBytes);
+  // `/workflows/*` matches `/workflows` itself too.
+  for (const prefix of PROTECTED) app.use(`${prefix}/*`, auth, requestLimit);
+  app.use("/hooks/*", limit(api.settings.maxWebhookBytes));
+
+  healthRoutes(app, deps.db);
+  workflowRoutes(app, api);
+  runRoutes(app, api);
+  eventRoutes(app, api);
+  triggerRoutes(app, api);
+  keyRoutes(app, api);
+  hookRoutes(app, api);
+  if (deps.extraRoutes) app.route("/", deps.extraRoutes);
+  return app;
+}
+
+/** 413 from the Content-Length, or while reading a body sent without one, before it is read whole. */
+function limit(maxSize: number): MiddlewareHandler {
+  return bodyLimit({
+    maxSize,
+    onError: () => {
+      throw tooLarge(maxSize);
+    },
+  });
+}
+
+function healthRoutes(app: Hono<ApiEnv>, db: Db): void {
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   app.get("/readyz", async (c) => {
     try {
-      await deps.db`select 1`;
+      await db`select 1`;
       return c.json({ status: "ready" });
     } catch {
-      return c.json({ error: { code: "unavailable", message: "database unreachable" } }, 503);
+      return c.json(errorBody("unavailable", "database unreachable"), 503);
     }
   });
-  if (deps.extraRoutes) app.route("/", deps.extraRoutes);
-  app.notFound((c) => c.json({ error: { code: "not_found", message: `no route for ${c.req.method} ${c.req.path}` } }, 404));
-  app.onError((err, c) => {
-    if (err instanceof HTTPException) {
-      return c.json({ error: { code: "http_error", message: err.message } }, err.status);
-    }
-    console.error(err);
-    return c.json({ error: { code: "internal", message: "internal error" } }, 500);
-  });
-  return app;
+  let document: object | null = null;
+  app.get("/openapi.json", (c) => c.json((document ??= openApiDocument(ROUTE_DOCS))));
 }
+
+const healthDocs: RouteDoc[] = [
+  {
+    method: "get",
+    path: "/healthz",
+    summary: "The process is up",
+    auth: "none",
+    responses: { 200: { description: "ok", schema: Health } },
+  },
+  {
+    method: "get",
+    path: "/readyz",
+    summary: "The database is reachable",
+    auth: "none",
+    responses: { 200: { description: "ready", schema: Health } },
+    errors: [503],
+  },
+  {
+    method: "get",
+    path: "/openapi.json",
+    summary: "This document",
+    auth: "none",
+    responses: { 200: { description: "OpenAPI 3.1" } },
+  },
+];
+
+/** Every route of the app, as /openapi.json describes it. */
+export const ROUTE_DOCS: RouteDoc[] = [
+  ...healthDocs,
+  ...workflowDocs,
+  ...runDocs,
+  ...eventDocs,
+  ...triggerDocs,
+  ...keyDocs,
+  ...hookDocs,
+];

@@ -8,6 +8,12 @@ const optionalUrl = z
   .transform((v) => (v === "" ? undefined : v))
   .pipe(z.string().url().optional())
   .optional();
+/** A secret of at least 16 characters; empty counts as unset. */
+const optionalSecret = z
+  .string()
+  .transform((v) => (v === "" ? undefined : v))
+  .pipe(z.string().min(16, "must be at least 16 characters").optional())
+  .optional();
 
 /**
  * Every environment variable DWOP reads, with its default. The seed design's names are kept
@@ -30,6 +36,19 @@ export const configSchema = z.object({
   DWOP_IMAGE: z.string().default("dwop-pyworker:dev"),
   DWOP_NAMESPACE: z.string().default("default"),
   KUBECONFIG: z.string().optional(),
+  DWOP_IMAGE_PULL_POLICY: z.enum(["Always", "IfNotPresent", "Never"]).default("IfNotPresent"),
+  DWOP_KUBE_MAX_JOBS: int(1, 100),
+  DWOP_KUBE_API_QPS: int(1, 20),
+  DWOP_KUBE_API_BURST: int(1, 40),
+  DWOP_KUBE_RECONCILE_SECONDS: int(1, 30),
+  DWOP_KUBE_LOST_GRACE_SECONDS: int(1, 60),
+  DWOP_KUBE_IMAGE_PULL_TIMEOUT_SECONDS: int(1, 120),
+  DWOP_KUBE_PENDING_TIMEOUT_SECONDS: int(1, 600),
+  DWOP_KUBE_JOB_TTL_SECONDS: int(0, 3600),
+  DWOP_KUBE_LEASE_SECONDS: int(3, 15),
+  DWOP_KUBE_RUN_AS_USER: int(1, 10001),
+  DWOP_METRICS_PORT: int(0, 9090),
+  DWOP_METRICS_HOST: z.string().default("0.0.0.0"),
   DWOP_CONCURRENCY: int(1, 8),
   DWOP_DISPATCHER_ID: z.string().min(1).optional(),
   DWOP_HEARTBEAT_SECONDS: int(1, 5),
@@ -41,6 +60,11 @@ export const configSchema = z.object({
   DWOP_RETRY_BACKOFF_MS: int(0, 1000),
   DWOP_SIGNED_URL_TTL_SECONDS: int(10, 3600),
   DWOP_PYTHON: z.string().optional(),
+  SUPABASE_JWT_SECRET: optionalSecret,
+  DWOP_API_TOKEN: optionalSecret,
+  DWOP_MAX_REQUEST_BYTES: int(1024, 10 * 1024 * 1024),
+  DWOP_MAX_WEBHOOK_BYTES: int(1, 1024 * 1024),
+  DWOP_EVENTS_POLL_MS: int(10, 500),
   DWOP_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
 });
 

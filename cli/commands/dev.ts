@@ -8,6 +8,11 @@ export async function devCommand(config: Config): Promise<number> {
   const logger = createLogger(config.DWOP_LOG_LEVEL);
   const stack = await startStack({ config, logger, engine: true, say: (m) => process.stderr.write(`${m}\n`) });
   process.stderr.write(`dwop dev listening on ${stack.url}\n`);
+  process.stderr.write(
+    stack.apiTokenFile
+      ? `API token: export DWOP_API_TOKEN=$(cat ${stack.apiTokenFile})  (send it as Authorization: Bearer)\n`
+      : "API token: DWOP_API_TOKEN (send it as Authorization: Bearer)\n",
+  );
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once("SIGINT", () => resolve("SIGINT"));
     process.once("SIGTERM", () => resolve("SIGTERM"));

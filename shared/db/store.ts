@@ -17,6 +17,18 @@ export interface ClaimedEvent {
   message: TaskMessage;
 }
 
+/** A claimed completion callback: where to send it, how to sign it, what to send, and which try it is. */
+export interface CallbackDelivery {
+  id: string;
+  workflowId: string;
+  url: string;
+  secret: string;
+  body: unknown;
+  attempt: number;
+}
+
+export type CallbackResult = "delivered" | "retrying" | "gave_up" | "ignored";
+
 export type StartRunResult =
   | { kind: "created"; assignment: RunAssignment }
   | { kind: "duplicate"; runId: string }
@@ -104,6 +116,26 @@ export class Store {
     const [row] = await this.db<{ n: number }[]>`
       select dwop.mark_outbox_published(${claimerId}, ${ids}::bigint[]) as n`;
     return row?.n ?? 0;
+  }
+
+  /** Claims due completion callbacks (outbox rows of topic `workflow.callback`). */
+  async claimCallbacks(claimerId: string, batchSize: number, leaseSeconds: number): Promise<CallbackDelivery[]> {
+    return this.db<CallbackDelivery[]>`
+      select id, workflow_id as "workflowId", url, secret, body, attempt
+      from dwop.claim_callback_events(${claimerId}, ${batchSize}, ${leaseSeconds})`;
+  }
+
+  /** Records one try of a claimed callback; `error` null means it was delivered. */
+  async recordCallbackResult(
+    claimerId: string,
+    id: string,
+    error: string | null,
+    maxAttempts: number,
+    backoffMs: number,
+  ): Promise<CallbackResult> {
+    const [row] = await this.db<{ result: CallbackResult }[]>`
+      select dwop.record_callback_result(${claimerId}, ${id}, ${error}, ${maxAttempts}, ${backoffMs}) as result`;
+    return row?.result ?? "ignored";
   }
 
   /** When the earliest unpublished row becomes claimable, or null when there is none. */

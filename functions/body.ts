@@ -1,0 +1,45 @@
+import type { Context } from "hono";
+import type { z } from "zod";
+import type { Storage } from "../shared/storage/storage.ts";
+import { ApiError, notFound, parseWith } from "./errors.ts";
+
+/** The media type of a request, lowercased, without parameters; "" when there is none. */
+export function mediaType(c: Context): string {
+  return (c.req.header("content-type") ?? "").split(";", 1)[0]!.trim().toLowerCase();
+}
+
+export function unsupportedMediaType(accepted: string[]): ApiError {
+  return new ApiError(415, "unsupported_media_type", `send the body as ${accepted.join(" or ")}`, {
+    accepted,
+  });
+}
+
+/** Any JSON value of an application/json body: 415 for another type, 400 when it does not parse. */
+export async function readJsonValue(c: Context): Promise<unknown> {
+  if (mediaType(c) !== "application/json") throw unsupportedMediaType(["application/json"]);
+  try {
+    return JSON.parse(await c.req.text());
+  } catch {
+    throw new ApiError(400, "bad_request", "the body is not valid JSON");
+  }
+}
+
+/** An application/json body validated with `schema` (422 naming every bad field). */
+export async function readJson<S extends z.ZodType>(c: Context, schema: S): Promise<z.output<S>> {
+  return parseWith(schema, await readJsonValue(c), 422, "request body");
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** A path parameter that must be a UUID; anything else names nothing, so it is a 404. */
+export function uuidParam(c: Context, name: string, what: string): string {
+  const value = c.req.param(name) ?? "";
+  if (!UUID.test(value)) throw notFound(what);
+  return value.toLowerCase();
+}
+
+export function needStorage(storage: Storage | null): Storage {
+  if (!storage)
+    throw new ApiError(503, "storage_unavailable", "no object storage is configured on this server");
+  return storage;
+}

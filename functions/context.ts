@@ -1,0 +1,41 @@
+import type { Db } from "../shared/db/connect.ts";
+import type { ApiStore } from "../shared/db/api-store.ts";
+import type { Store } from "../shared/db/store.ts";
+import type { Logger } from "../shared/log.ts";
+import type { Storage } from "../shared/storage/storage.ts";
+
+/** Who is calling: the owner whose workflows it sees, and how it proved it. */
+export interface Caller {
+  owner: string;
+  via: "api_token" | "jwt" | "api_key";
+}
+
+/** The Hono environment of the API's routes: the authenticated caller. */
+export type ApiEnv = { Variables: { caller: Caller } };
+
+/** What the API reads from the configuration; `apiSettings(config)` makes it from the environment. */
+export interface ApiSettings {
+  /** The static bearer token of `dwop dev` and scripts (owner "local"); none when unset. */
+  apiToken?: string;
+  /** HS256 secret of Supabase JWTs; JWTs are refused when unset. */
+  jwtSecret?: string;
+  maxRequestBytes: number;
+  maxWebhookBytes: number;
+  /** How often an event stream looks for new events. */
+  eventsPollMs: number;
+  /** Delay before a task's first retry (doubles with each further one). */
+  retryBackoffMs: number;
+}
+
+/** Everything the routes are given. */
+export interface ApiDeps {
+  db: Db;
+  store: Store;
+  api: ApiStore;
+  /** Null where no storage is configured: routes that need it answer 503. */
+  storage: Storage | null;
+  settings: ApiSettings;
+  logger: Logger;
+  /** Milliseconds since the epoch; tests move time instead of sleeping. */
+  now: () => number;
+}

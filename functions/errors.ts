@@ -1,0 +1,89 @@
+import type { Context, ErrorHandler, NotFoundHandler } from "hono";
+import { HTTPException } from "hono/http-exception";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { z } from "zod";
+import { DslErrors } from "../shared/dsl/index.ts";
+import type { Logger } from "../shared/log.ts";
+import { MissingInputError } from "../shared/submit.ts";
+
+/** The one exception of the HTTP edge: a status, a stable code, a message for people, and details. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: ContentfulStatusCode,
+    readonly code: string,
+    message: string,
+    readonly details: unknown = null,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+    this.name = "ApiError";
+  }
+}
+
+export const notFound = (what: string) => new ApiError(404, "not_found", `${what} not found`);
+
+export const unauthorized = (message: string) =>
+  new ApiError(401, "unauthorized", message, null, { "WWW-Authenticate": 'Bearer realm="dwop"' });
+
+export const tooLarge = (limit: number) =>
+  new ApiError(413, "payload_too_large", `the request body is larger than ${limit} bytes`, { limit });
+
+/** A zod failure as the details of a 400 or 422: where and what, for each issue. */
+export function invalid(status: 400 | 422, message: string, error: z.ZodError): ApiError {
+  const details = error.issues.map((i) => ({ path: i.path.join("."), message: i.message }));
+  return new ApiError(status, status === 400 ? "bad_request" : "invalid_request", message, details);
+}
+
+/** Parses with a schema, or throws a 400 or 422 that names every bad field. */
+export function parseWith<S extends z.ZodType>(
+  schema: S,
+  data: unknown,
+  status: 400 | 422,
+  what: string,
+): z.output<S> {
+  const result = schema.safeParse(data);
+  if (!result.success) throw invalid(status, `invalid ${what}`, result.error);
+  return result.data;
+}
+
+/** `{"error": {"code", "message", "details"}}`: the body of every error response. */
+export function errorBody(code: string, message: string, details: unknown = null) {
+  return { error: { code, message, details } };
+}
+
+function toApiError(err: unknown): ApiError | null {
+  if (err instanceof ApiError) return err;
+  if (err instanceof DslErrors) {
+    const n = err.errors.length;
+    return new ApiError(
+      400,
+      "invalid_workflow",
+      `the workflow has ${n} error${n === 1 ? "" : "s"}`,
+      err.errors,
+    );
+  }
+  if (err instanceof MissingInputError) {
+    return new ApiError(422, "missing_inputs", err.message, { inputs: err.names });
+  }
+  if (err instanceof HTTPException && err.status < 500) {
+    return new ApiError(err.status as ContentfulStatusCode, "http_error", err.message || "bad request");
+  }
+  return null;
+}
+
+/** Turns every error into the JSON error body; anything unexpected is logged and answered as a bare 500. */
+export function errorHandler(logger: Logger): ErrorHandler {
+  return (err, c) => {
+    const known = toApiError(err);
+    if (known) return respond(c, known);
+    logger.error({ err, method: c.req.method, path: c.req.path }, "request failed");
+    return respond(c, new ApiError(500, "internal", "internal error"));
+  };
+}
+
+export const routeNotFound: NotFoundHandler = (c) =>
+  c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404);
+
+function respond(c: Context, e: ApiError) {
+  return c.json(errorBody(e.code, e.message, e.details), e.status, e.headers);
+}

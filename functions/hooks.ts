@@ -1,0 +1,82 @@
+import type { Hono } from "hono";
+import { z } from "zod";
+import { checkSignature, DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER } from "../shared/signature.ts";
+import { submitWorkflow } from "../shared/submit.ts";
+import { needStorage } from "./body.ts";
+import type { ApiDeps, ApiEnv } from "./context.ts";
+import { ApiError, notFound } from "./errors.ts";
+import type { RouteDoc } from "./openapi.ts";
+import { HookAccepted, TRIGGER_NAME } from "./schemas.ts";
+import { PAYLOAD_INPUT } from "./triggers.ts";
+
+/**
+ * `POST /hooks/:name`: a webhook delivery. No bearer token; instead an HMAC-SHA256 signature of
+ * `<timestamp>.<raw body>` with the trigger's secret, a timestamp within five minutes, and a delivery id
+ * never seen before. The body becomes `inputs.payload` of a new workflow of the trigger's owner, and the
+ * answer is 202 as soon as the workflow is recorded (it runs after).
+ */
+export function hookRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
+  app.post("/hooks/:name", async (c) => {
+    const name = c.req.param("name");
+    const trigger = TRIGGER_NAME.test(name) ? await deps.api.triggerForDelivery(name) : null;
+    if (!trigger) throw notFound("trigger");
+    const body = new Uint8Array(await c.req.arrayBuffer());
+    const headers = { signature: c.req.header(SIGNATURE_HEADER), timestamp: c.req.header(TIMESTAMP_HEADER) };
+    const refusal = await checkSignature(trigger.secret, headers, body, deps.now());
+    if (refusal) throw new ApiError(401, "invalid_signature", refusal);
+    const delivery = c.req.header(DELIVERY_HEADER);
+    if (!delivery || !/^[\x21-\x7e]{1,200}$/.test(delivery)) {
+      throw new ApiError(400, "bad_request", `${DELIVERY_HEADER} must be 1 to 200 visible ASCII characters`);
+    }
+
+    const recorded = await deps.api.recordHookDelivery(name, delivery, crypto.randomUUID());
+    if (!recorded.workflowExists) {
+      const submitted = await submitWorkflow(
+        { store: deps.store, storage: needStorage(deps.storage) },
+        {
+          source: trigger.source,
+          file: `${name}.workflow`,
+          requirements: trigger.requirements,
+          inputs: { [PAYLOAD_INPUT]: body },
+          owner: trigger.owner,
+          id: recorded.workflowId,
+          retryBackoffMs: deps.settings.retryBackoffMs,
+        },
+      );
+      if (submitted.created) return c.json({ workflowId: submitted.id }, 202);
+    }
+    // A replay, or the same delivery arriving twice at once: the other request started the workflow.
+    const details = { workflowId: recorded.workflowId };
+    throw new ApiError(409, "replayed_delivery", `delivery ${delivery} was already received`, details);
+  });
+}
+
+export const hookDocs: RouteDoc[] = [
+  {
+    method: "post",
+    path: "/hooks/:name",
+    summary: "Deliver a signed webhook: starts the trigger's workflow with the body as inputs.payload",
+    auth: "signed",
+    headers: [
+      {
+        name: SIGNATURE_HEADER,
+        required: true,
+        description: "sha256=<hex HMAC-SHA256 of `<timestamp>.<raw body>`>",
+      },
+      {
+        name: TIMESTAMP_HEADER,
+        required: true,
+        description: "unix seconds; refused beyond 5 minutes either way",
+      },
+      { name: DELIVERY_HEADER, required: true, description: "unique per delivery; a replayed id is refused" },
+    ],
+    body: [
+      {
+        contentType: "*/*",
+        schema: z.unknown().meta({ description: "any bytes: signed as sent, then inputs.payload" }),
+      },
+    ],
+    responses: { 202: { description: "the workflow was started", schema: HookAccepted } },
+    errors: [400, 401, 404, 409, 413],
+  },
+];

@@ -1,0 +1,186 @@
+import { z } from "zod";
+import { FAILURE_REASONS, RUN_STATES, TASK_STATES, WORKFLOW_STATES } from "../shared/model.ts";
+
+/**
+ * The API's schemas: requests are validated with them and `/openapi.json` is generated from them, so
+ * the two cannot drift. Responses are described here too (tests parse real answers with them).
+ */
+
+const Timestamp = z.iso.datetime({ offset: true });
+const InputName = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "an input name is a letter or _ then letters, digits, _");
+export const TRIGGER_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
+
+const callbackFields = {
+  callback_url: z
+    .url({ protocol: /^https?$/, error: "callback_url must be an http or https URL" })
+    .max(2048)
+    .optional()
+    .meta({ description: "POSTed the workflow's summary when it ends, signed with callback_secret" }),
+  callback_secret: z
+    .string()
+    .min(16)
+    .max(256)
+    .optional()
+    .meta({ description: "HMAC-SHA256 key of the callback's X-DWOP-Signature; required with callback_url" }),
+};
+
+const bothOrNeither = (v: { callback_url?: string; callback_secret?: string }) =>
+  (v.callback_url === undefined) === (v.callback_secret === undefined);
+const bothOrNeitherError = {
+  message: "callback_url and callback_secret go together",
+  path: ["callback_secret"],
+};
+
+export const SubmitJson = z
+  .strictObject({
+    workflow: z.string().min(1).meta({ description: "the .workflow source" }),
+    name: z
+      .string()
+      .regex(/^[\w.-]{1,100}$/)
+      .optional()
+      .meta({ description: "the workflow's name (default: workflow)" }),
+    requirements: z.string().nullable().optional().meta({ description: "a requirements.txt" }),
+    inputs: z
+      .record(InputName, z.string())
+      .optional()
+      .meta({ description: "inputs.NAME values, read by tasks" }),
+    ...callbackFields,
+  })
+  .refine(bothOrNeither, bothOrNeitherError);
+
+/** The text fields of a multipart submit; `inputs.NAME` file fields come beside them. */
+export const SubmitForm = z
+  .object({
+    workflow: z
+      .string()
+      .min(1)
+      .meta({ description: "the .workflow file (its file name names the workflow)" }),
+    requirements: z.string().optional().meta({ description: "a requirements.txt file" }),
+    ...callbackFields,
+  })
+  .refine(bothOrNeither, bothOrNeitherError)
+  .meta({ description: "also any number of inputs.NAME file fields, read by tasks as inputs.NAME" });
+
+export const WorkflowListQuery = z.object({
+  status: z.enum(WORKFLOW_STATES).optional(),
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  cursor: z.uuid().optional().meta({ description: "nextCursor of the previous page" }),
+});
+
+export const LogsQuery = z.object({
+  attempt: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .optional()
+    .meta({ description: "default: the task's latest attempt" }),
+});
+
+export const TriggerCreate = z.strictObject({
+  name: z.string().regex(TRIGGER_NAME, "a trigger name is letters, digits, _ and -, at most 63"),
+  workflow: z.string().min(1),
+  requirements: z.string().nullable().optional(),
+  secret: z
+    .string()
+    .min(16)
+    .max(256)
+    .meta({ description: "HMAC-SHA256 key of the deliveries; never returned" }),
+});
+
+export const ApiKeyCreate = z.strictObject({ name: z.string().min(1).max(100) });
+
+export const ErrorResponse = z.object({
+  error: z.object({ code: z.string(), message: z.string(), details: z.unknown() }),
+});
+
+export const Health = z.object({ status: z.string() });
+
+export const RunSummary = z.object({
+  id: z.string(),
+  attempt: z.int(),
+  status: z.enum(RUN_STATES),
+  failureReason: z.enum(FAILURE_REASONS).nullable(),
+  exitCode: z.int().nullable(),
+  startedAt: Timestamp.nullable(),
+  finishedAt: Timestamp.nullable(),
+});
+
+export const Task = z.object({
+  name: z.string(),
+  status: z.enum(TASK_STATES),
+  attempt: z.int().meta({ description: "the attempt now queued, running or last run; 0 before the first" }),
+  maxRetries: z.int(),
+  error: z.string().nullable(),
+  params: z.array(z.object({ name: z.string(), upstream: z.string() })),
+  queuedAt: Timestamp.nullable(),
+  dispatchedAt: Timestamp.nullable(),
+  startedAt: Timestamp.nullable(),
+  finishedAt: Timestamp.nullable(),
+  runs: z.array(RunSummary),
+});
+
+export const Workflow = z.object({
+  id: z.uuid(),
+  name: z.string(),
+  status: z.enum(WORKFLOW_STATES),
+  taskCount: z.int(),
+  createdAt: Timestamp,
+  startedAt: Timestamp.nullable(),
+  finishedAt: Timestamp.nullable(),
+});
+
+export const WorkflowDetail = Workflow.extend({
+  inputs: z.array(z.string()),
+  hasRequirements: z.boolean(),
+  tasks: z.array(Task),
+});
+
+export const WorkflowList = z.object({ workflows: z.array(Workflow), nextCursor: z.uuid().nullable() });
+
+export const Run = RunSummary.extend({
+  workflowId: z.uuid(),
+  taskName: z.string(),
+  executor: z.string().nullable(),
+  jobName: z.string().nullable(),
+  dispatcherId: z.string().nullable(),
+  error: z.string().nullable(),
+  logTail: z.string().nullable(),
+  createdAt: Timestamp,
+  dispatchedAt: Timestamp.nullable(),
+});
+
+export const WorkflowEvent = z.object({
+  id: z.string(),
+  kind: z.string().meta({ description: "workflow, task or callback" }),
+  task: z.string().nullable(),
+  status: z.string().nullable(),
+  attempt: z.int().nullable(),
+  data: z.unknown(),
+  at: Timestamp,
+});
+
+export const Trigger = z.object({
+  name: z.string(),
+  url: z.string().meta({ description: "the path deliveries are POSTed to" }),
+  workflow: z.string(),
+  requirements: z.string().nullable(),
+  createdAt: Timestamp,
+});
+
+export const TriggerList = z.object({ triggers: z.array(Trigger) });
+
+export const HookAccepted = z.object({ workflowId: z.uuid() });
+
+export const ApiKey = z.object({
+  id: z.uuid(),
+  name: z.string(),
+  prefix: z.string().meta({ description: "the key's first characters, to tell keys apart" }),
+  createdAt: Timestamp,
+  revokedAt: Timestamp.nullable(),
+});
+
+export const ApiKeyCreated = ApiKey.extend({ key: z.string().meta({ description: "shown this once" }) });
+
+export const ApiKeyList = z.object({ keys: z.array(ApiKey) });

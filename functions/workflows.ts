@@ -1,0 +1,157 @@
+import type { Context, Hono } from "hono";
+import { TERMINAL_WORKFLOW_STATES } from "../shared/model.ts";
+import { submitWorkflow } from "../shared/submit.ts";
+import { needStorage, uuidParam } from "./body.ts";
+import type { ApiDeps, ApiEnv } from "./context.ts";
+import { ApiError, notFound, parseWith } from "./errors.ts";
+import type { RouteDoc } from "./openapi.ts";
+import { SubmitForm, SubmitJson, WorkflowDetail, WorkflowList, WorkflowListQuery } from "./schemas.ts";
+import { checkWorkflow, idempotencyKey, readSubmission, requestHash } from "./submission.ts";
+
+/** `POST /workflows`, `GET /workflows`, `GET /workflows/:id`, and cancel and retry of one workflow. */
+export function workflowRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
+  app.post("/workflows", (c) => submit(c, deps));
+
+  app.get("/workflows", async (c) => {
+    const q = parseWith(WorkflowListQuery, c.req.query(), 400, "query");
+    const rows = await deps.api.listWorkflows(c.get("caller").owner, { ...q, limit: q.limit + 1 });
+    const page = rows.slice(0, q.limit);
+    return c.json({ workflows: page, nextCursor: rows.length > q.limit ? (page.at(-1)?.id ?? null) : null });
+  });
+
+  app.get("/workflows/:id", (c) => respondWorkflow(c, deps, uuidParam(c, "id", "workflow"), 200));
+
+  app.post("/workflows/:id/cancel", async (c) => {
+    const id = uuidParam(c, "id", "workflow");
+    const before = await deps.api.cancelWorkflow(c.get("caller").owner, id);
+    if (before === null) throw notFound("workflow");
+    if (TERMINAL_WORKFLOW_STATES.includes(before)) {
+      throw new ApiError(409, "workflow_ended", `the workflow has already ended (${before})`, {
+        status: before,
+      });
+    }
+    return respondWorkflow(c, deps, id, 200);
+  });
+
+  app.post("/workflows/:id/retry", async (c) => {
+    const id = uuidParam(c, "id", "workflow");
+    const result = await deps.api.retryWorkflow(c.get("caller").owner, id);
+    if (result === null) throw notFound("workflow");
+    if (!result.retried) {
+      const message = `only a failed or cancelled workflow can be retried; this one is ${result.before}`;
+      throw new ApiError(409, "not_retryable", message, { status: result.before });
+    }
+    return respondWorkflow(c, deps, id, 200);
+  });
+}
+
+/**
+ * Validates the workflow before anything is stored. With an Idempotency-Key or a callback, the workflow
+ * id is reserved first: the same key and body find the first workflow (200), another body is a 409.
+ */
+async function submit(c: Context<ApiEnv>, deps: ApiDeps): Promise<Response> {
+  const owner = c.get("caller").owner;
+  const key = idempotencyKey(c);
+  const sub = await readSubmission(c);
+  checkWorkflow(sub.source, sub.file, Object.keys(sub.inputs));
+  let id: string | undefined;
+  if (key !== null || sub.callbackUrl !== null) {
+    const hash = await requestHash(sub);
+    const reserved = await deps.api.reserveSubmission({
+      owner,
+      idempotencyKey: key,
+      requestHash: hash,
+      workflowId: crypto.randomUUID(),
+      callbackUrl: sub.callbackUrl,
+      callbackSecret: sub.callbackSecret,
+    });
+    if (reserved.requestHash !== hash) {
+      throw new ApiError(
+        409,
+        "idempotency_conflict",
+        "this Idempotency-Key was already used with another request body",
+      );
+    }
+    if (reserved.workflowExists) return respondWorkflow(c, deps, reserved.workflowId, 200);
+    id = reserved.workflowId;
+  }
+  const submitted = await submitWorkflow(
+    { store: deps.store, storage: needStorage(deps.storage) },
+    {
+      source: sub.source,
+      file: sub.file,
+      requirements: sub.requirements,
+      inputs: sub.inputs,
+      owner,
+      id,
+      retryBackoffMs: deps.settings.retryBackoffMs,
+    },
+  );
+  return respondWorkflow(c, deps, submitted.id, submitted.created ? 201 : 200);
+}
+
+async function respondWorkflow(
+  c: Context<ApiEnv>,
+  deps: ApiDeps,
+  id: string,
+  status: 200 | 201,
+): Promise<Response> {
+  const workflow = await deps.api.workflow(c.get("caller").owner, id);
+  if (!workflow) throw notFound("workflow");
+  return c.json(workflow, status, status === 201 ? { Location: `/workflows/${id}` } : {});
+}
+
+const workflowResponse = { description: "the workflow and every task", schema: WorkflowDetail };
+const idempotencyHeader = {
+  name: "Idempotency-Key",
+  description: "the same key and body return the first workflow (200); another body is a 409",
+};
+
+export const workflowDocs: RouteDoc[] = [
+  {
+    method: "post",
+    path: "/workflows",
+    summary: "Submit a workflow",
+    auth: "bearer",
+    headers: [idempotencyHeader],
+    body: [
+      { contentType: "multipart/form-data", schema: SubmitForm },
+      { contentType: "application/json", schema: SubmitJson },
+    ],
+    responses: { 201: { description: "submitted", schema: WorkflowDetail }, 200: workflowResponse },
+    errors: [400, 409, 413, 415, 422],
+  },
+  {
+    method: "get",
+    path: "/workflows",
+    summary: "List the caller's workflows, newest first",
+    auth: "bearer",
+    query: WorkflowListQuery,
+    responses: { 200: { description: "one page", schema: WorkflowList } },
+    errors: [400],
+  },
+  {
+    method: "get",
+    path: "/workflows/:id",
+    summary: "A workflow with every task's state, attempts and timestamps",
+    auth: "bearer",
+    responses: { 200: workflowResponse },
+    errors: [404],
+  },
+  {
+    method: "post",
+    path: "/workflows/:id/cancel",
+    summary: "Cancel a workflow that has not ended",
+    auth: "bearer",
+    responses: { 200: workflowResponse },
+    errors: [404, 409],
+  },
+  {
+    method: "post",
+    path: "/workflows/:id/retry",
+    summary: "Rerun a failed or cancelled workflow from its failures",
+    auth: "bearer",
+    responses: { 200: workflowResponse },
+    errors: [404, 409],
+  },
+];

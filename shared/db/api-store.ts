@@ -1,0 +1,288 @@
+import type { Db } from "./connect.ts";
+import type { FailureReason, RunState, TaskParam, TaskState, WorkflowState } from "../model.ts";
+
+/**
+ * The HTTP API's reads and calls, each scoped to one owner: a workflow, run or trigger of another owner
+ * is not found. State changes go through DWOP's SQL functions, as everywhere.
+ */
+
+export interface RunSummary {
+  id: string;
+  attempt: number;
+  status: RunState;
+  failureReason: FailureReason | null;
+  exitCode: number | null;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+}
+
+export interface TaskDetail {
+  name: string;
+  status: TaskState;
+  attempt: number;
+  maxRetries: number;
+  error: string | null;
+  params: TaskParam[];
+  queuedAt: Date | null;
+  dispatchedAt: Date | null;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+  runs: RunSummary[];
+}
+
+export interface WorkflowRow {
+  id: string;
+  name: string;
+  status: WorkflowState;
+  taskCount: number;
+  createdAt: Date;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+}
+
+export interface WorkflowDetail extends WorkflowRow {
+  inputs: string[];
+  hasRequirements: boolean;
+  tasks: TaskDetail[];
+}
+
+export interface RunDetail extends RunSummary {
+  workflowId: string;
+  taskName: string;
+  executor: string | null;
+  jobName: string | null;
+  dispatcherId: string | null;
+  error: string | null;
+  logTail: string | null;
+  createdAt: Date;
+  dispatchedAt: Date | null;
+}
+
+export interface WorkflowEvent {
+  id: string;
+  kind: string;
+  task: string | null;
+  status: string | null;
+  attempt: number | null;
+  data: unknown;
+  at: Date;
+}
+
+export interface TriggerRow {
+  name: string;
+  owner: string;
+  source: string;
+  requirements: string | null;
+  createdAt: Date;
+}
+
+export interface ApiKeyRow {
+  id: string;
+  name: string;
+  prefix: string;
+  createdAt: Date;
+  revokedAt: Date | null;
+}
+
+export interface Reservation {
+  workflowId: string;
+  requestHash: string;
+  workflowExists: boolean;
+}
+
+const WORKFLOW_COLUMNS = `id, name, status, task_count as "taskCount", created_at as "createdAt",
+  started_at as "startedAt", finished_at as "finishedAt"`;
+
+export class ApiStore {
+  constructor(readonly db: Db) {}
+
+  /** The owner's workflows, newest first, `limit` of them after the workflow `cursor` (an id). */
+  async listWorkflows(
+    owner: string,
+    q: { status?: WorkflowState; limit: number; cursor?: string },
+  ): Promise<WorkflowRow[]> {
+    const sql = this.db;
+    return sql<WorkflowRow[]>`
+      select ${sql.unsafe(WORKFLOW_COLUMNS)} from dwop.workflows
+      where owner = ${owner}
+        ${q.status ? sql`and status = ${q.status}` : sql``}
+        ${
+          q.cursor
+            ? sql`and (created_at, id) < (
+          select created_at, id from dwop.workflows where id = ${q.cursor} and owner = ${owner})`
+            : sql``
+        }
+      order by created_at desc, id desc
+      limit ${q.limit}`;
+  }
+
+  async workflow(owner: string, id: string): Promise<WorkflowDetail | null> {
+    const sql = this.db;
+    const [wf] = await sql<(WorkflowRow & { inputs: string[]; hasRequirements: boolean })[]>`
+      select ${sql.unsafe(WORKFLOW_COLUMNS)}, inputs, has_requirements as "hasRequirements"
+      from dwop.workflows where id = ${id} and owner = ${owner}`;
+    if (!wf) return null;
+    const [tasks, runs] = await Promise.all([
+      sql<(Omit<TaskDetail, "runs"> & { id: string })[]>`
+        select id, name, status, attempt, max_retries as "maxRetries", error, params, queued_at as "queuedAt",
+               dispatched_at as "dispatchedAt", started_at as "startedAt", finished_at as "finishedAt"
+        from dwop.tasks where workflow_id = ${id} order by position`,
+      sql<(RunSummary & { taskId: string })[]>`
+        select id, task_id as "taskId", attempt, status, failure_reason as "failureReason", exit_code as "exitCode",
+               started_at as "startedAt", finished_at as "finishedAt"
+        from dwop.runs where workflow_id = ${id} order by attempt`,
+    ]);
+    return {
+      ...wf,
+      tasks: tasks.map(({ id: taskId, ...t }) => ({
+        ...t,
+        runs: runs.filter((r) => r.taskId === taskId).map(({ taskId: _, ...r }) => r),
+      })),
+    };
+  }
+
+  /** The workflow's state, or null when the owner has no such workflow. */
+  async workflowStatus(owner: string, id: string): Promise<WorkflowState | null> {
+    const [row] = await this.db<{ status: WorkflowState }[]>`
+      select status from dwop.workflows where id = ${id} and owner = ${owner}`;
+    return row?.status ?? null;
+  }
+
+  /** Cancels the owner's workflow; null when not found, else its state before the call. */
+  async cancelWorkflow(owner: string, id: string): Promise<WorkflowState | null> {
+    const [row] = await this.db<{ before: WorkflowState }[]>`
+      select w.status as before,
+             case when w.status in ('queued', 'running') then dwop.cancel_workflow(w.id) end as cancelled
+      from dwop.workflows w where w.id = ${id} and w.owner = ${owner}`;
+    return row?.before ?? null;
+  }
+
+  /** Retries the owner's workflow; null when not found, else its state before and whether it was retried. */
+  async retryWorkflow(
+    owner: string,
+    id: string,
+  ): Promise<{ before: WorkflowState; retried: boolean } | null> {
+    const [row] = await this.db<{ before: WorkflowState; retried: boolean }[]>`
+      select w.status as before, dwop.retry_workflow(w.id) is not null as retried
+      from dwop.workflows w where w.id = ${id} and w.owner = ${owner}`;
+    return row ?? null;
+  }
+
+  /** The attempt a task of the owner's workflow is at (0 before its first), or null when there is none. */
+  async taskAttempt(owner: string, workflowId: string, name: string): Promise<number | null> {
+    const [row] = await this.db<{ attempt: number }[]>`
+      select t.attempt from dwop.tasks t join dwop.workflows w on w.id = t.workflow_id
+      where w.id = ${workflowId} and w.owner = ${owner} and t.name = ${name}`;
+    return row?.attempt ?? null;
+  }
+
+  async run(owner: string, workflowId: string, runId: string): Promise<RunDetail | null> {
+    const [row] = await this.db<RunDetail[]>`
+      select r.id, r.workflow_id as "workflowId", t.name as "taskName", r.attempt, r.status, r.executor,
+             r.job_name as "jobName", r.dispatcher_id as "dispatcherId", r.exit_code as "exitCode",
+             r.failure_reason as "failureReason", r.error, r.log_tail as "logTail", r.created_at as "createdAt",
+             r.dispatched_at as "dispatchedAt", r.started_at as "startedAt", r.finished_at as "finishedAt"
+      from dwop.runs r
+      join dwop.tasks t on t.id = r.task_id
+      join dwop.workflows w on w.id = r.workflow_id
+      where r.id = ${runId} and r.workflow_id = ${workflowId} and w.owner = ${owner}`;
+    return row ?? null;
+  }
+
+  /** Up to `limit` events of a workflow with ids above `afterId`, in id order. */
+  async eventsAfter(workflowId: string, afterId: string, limit: number): Promise<WorkflowEvent[]> {
+    return this.db<WorkflowEvent[]>`
+      select id, kind, task_name as task, status, attempt, data, at from dwop.events
+      where workflow_id = ${workflowId} and id > ${afterId}
+      order by id limit ${limit}`;
+  }
+
+  /** Reserves a workflow id for a submission with an idempotency key or a callback (see the migration). */
+  async reserveSubmission(s: {
+    owner: string;
+    idempotencyKey: string | null;
+    requestHash: string;
+    workflowId: string;
+    callbackUrl: string | null;
+    callbackSecret: string | null;
+  }): Promise<Reservation> {
+    const [row] = await this.db<Reservation[]>`
+      select workflow_id as "workflowId", request_hash as "requestHash", workflow_exists as "workflowExists"
+      from dwop.reserve_submission(${s.owner}, ${s.idempotencyKey}, ${s.requestHash}, ${s.workflowId},
+                                   ${s.callbackUrl}, ${s.callbackSecret})`;
+    if (!row) throw new Error("reserve_submission returned no row");
+    return row;
+  }
+
+  async createApiKey(owner: string, name: string): Promise<ApiKeyRow & { key: string }> {
+    const [row] = await this.db<(ApiKeyRow & { key: string })[]>`
+      select id, ${name}::text as name, key, prefix, created_at as "createdAt", null::timestamptz as "revokedAt"
+      from dwop.create_api_key(${owner}, ${name})`;
+    if (!row) throw new Error("create_api_key returned no row");
+    return row;
+  }
+
+  async listApiKeys(owner: string): Promise<ApiKeyRow[]> {
+    return this.db<ApiKeyRow[]>`
+      select id, name, prefix, created_at as "createdAt", revoked_at as "revokedAt"
+      from dwop.api_keys where owner = ${owner} order by created_at desc, id`;
+  }
+
+  async revokeApiKey(owner: string, id: string): Promise<boolean> {
+    const [row] = await this.db<{ ok: boolean }[]>`select dwop.revoke_api_key(${owner}, ${id}) as ok`;
+    return row?.ok ?? false;
+  }
+
+  /** The owner of the live key with this SHA-256 (hex), or null. */
+  async apiKeyOwner(keyHash: string): Promise<string | null> {
+    const [row] = await this.db<{ owner: string | null }[]>`select dwop.api_key_owner(${keyHash}) as owner`;
+    return row?.owner ?? null;
+  }
+
+  /** Registers a trigger; false when the name is taken. */
+  async createTrigger(t: {
+    owner: string;
+    name: string;
+    source: string;
+    requirements: string | null;
+    secret: string;
+  }) {
+    const [row] = await this.db<{ ok: boolean }[]>`
+      select dwop.create_trigger(${t.owner}, ${t.name}, ${t.source}, ${t.requirements}, ${t.secret}) as ok`;
+    return row?.ok ?? false;
+  }
+
+  /** The owner's triggers (never their secrets). */
+  async listTriggers(owner: string, name?: string): Promise<TriggerRow[]> {
+    const sql = this.db;
+    return sql<TriggerRow[]>`
+      select name, owner, source, requirements, created_at as "createdAt" from dwop.triggers
+      where owner = ${owner} ${name === undefined ? sql`` : sql`and name = ${name}`} order by name`;
+  }
+
+  async deleteTrigger(owner: string, name: string): Promise<boolean> {
+    const [row] = await this.db<{ ok: boolean }[]>`select dwop.delete_trigger(${owner}, ${name}) as ok`;
+    return row?.ok ?? false;
+  }
+
+  /** A trigger with its secret, for checking a delivery; null when there is none of that name. */
+  async triggerForDelivery(name: string): Promise<(TriggerRow & { secret: string }) | null> {
+    const [row] = await this.db<(TriggerRow & { secret: string })[]>`
+      select name, owner, source, requirements, secret, created_at as "createdAt"
+      from dwop.triggers where name = ${name}`;
+    return row ?? null;
+  }
+
+  /** Records a delivery (reserving `workflowId` for it) or finds the earlier record of the same one. */
+  async recordHookDelivery(
+    trigger: string,
+    deliveryId: string,
+    workflowId: string,
+  ): Promise<{ workflowId: string; workflowExists: boolean }> {
+    const [row] = await this.db<{ workflowId: string; workflowExists: boolean }[]>`
+      select workflow_id as "workflowId", workflow_exists as "workflowExists"
+      from dwop.record_hook_delivery(${trigger}, ${deliveryId}, ${workflowId})`;
+    if (!row) throw new Error("record_hook_delivery returned no row");
+    return row;
+  }
+}

@@ -1,0 +1,223 @@
+import { createServer, type IncomingMessage, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { Claimer } from "../cron/claimer.ts";
+import { WorkflowDetail } from "../functions/schemas.ts";
+import type { Bus, OutgoingMessage } from "../shared/bus/bus.ts";
+import { checkSignature } from "../shared/signature.ts";
+import { apiHarness, driveToEnd, SAMPLE, type ApiHarness } from "./support/api.ts";
+
+const SECRET = "callback-secret-0123456789";
+
+interface Received {
+  headers: IncomingMessage["headers"];
+  body: string;
+}
+
+/** A receiver that answers each POST with the next status of `statuses` (the last one repeats). */
+async function receiver(statuses: number[]): Promise<{ url: string; received: Received[]; server: Server }> {
+  const received: Received[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      received.push({ headers: req.headers, body: Buffer.concat(chunks).toString("utf8") });
+      const status = statuses[Math.min(received.length - 1, statuses.length - 1)]!;
+      if (status === 0) return; // never answers
+      res.writeHead(status).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/done`, received, server };
+}
+
+/** A bus that records what it is asked to publish and confirms it all. */
+function recordingBus(): Bus & { published: OutgoingMessage[] } {
+  const published: OutgoingMessage[] = [];
+  return {
+    published,
+    publish: (messages) => {
+      published.push(...messages);
+      return Promise.resolve(messages.map((m) => m.outboxId));
+    },
+    consume: () => Promise.reject(new Error("not a consumer")),
+    depth: () => Promise.resolve(0),
+    close: () => Promise.resolve(),
+  };
+}
+
+async function until<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+let h: ApiHarness;
+let server: Server | null = null;
+let claimer: Claimer | null = null;
+
+beforeEach(async (ctx) => {
+  h = await apiHarness(ctx.task.name);
+});
+afterEach(async (ctx) => {
+  server?.closeAllConnections();
+  server?.close();
+  await claimer?.stop();
+  server = claimer = null;
+  await h.close(ctx.task.result?.state === "pass");
+});
+
+async function submitWithCallback(url: string, workflow = SAMPLE): Promise<string> {
+  const body = { workflow, callback_url: url, callback_secret: SECRET };
+  const res = await h.postJson("/workflows", body, await h.as("alice"));
+  expect(res.status).toBe(201);
+  return WorkflowDetail.parse(await res.json()).id;
+}
+
+async function callbackRows() {
+  return h.m.db<
+    {
+      id: string;
+      published: boolean;
+      gave_up: boolean;
+      delivery_attempts: number;
+      payload: { summary: unknown };
+    }[]
+  >`
+    select id, published_at is not null as published, gave_up_at is not null as gave_up, delivery_attempts, payload
+    from dwop.outbox where topic = 'workflow.callback' order by id`;
+}
+
+async function startClaimer(bus: Bus, callbacks: ConstructorParameters<typeof Claimer>[2]["callbacks"]) {
+  claimer = new Claimer(h.m.store, bus, {
+    id: "callback-claimer",
+    batchSize: 100,
+    leaseSeconds: 30,
+    pollMs: 50,
+    callbacks,
+  });
+  await claimer.start();
+}
+
+describe("completion callbacks", () => {
+  it("are queued by the transaction that ends the workflow, cancel included, and only when asked for", async () => {
+    const plain = await h.postJson("/workflows", { workflow: SAMPLE }, await h.as("alice"));
+    expect(plain.status).toBe(201);
+    const id = await submitWithCallback("http://127.0.0.1:9/x");
+    await driveToEnd(h.m); // claims task rows only: callback rows are not for the bus
+    const [row, ...rest] = await callbackRows();
+    expect(rest).toEqual([]);
+    expect(row).toMatchObject({ published: false, delivery_attempts: 0 });
+    expect(row!.payload.summary).toMatchObject({
+      id,
+      status: "succeeded",
+      tasks: [
+        { name: "extract", status: "succeeded", attempts: 1, error: null },
+        { name: "shout", status: "succeeded", attempts: 1, error: null },
+      ],
+    });
+    const cancelled = await submitWithCallback("http://127.0.0.1:9/x");
+    await h.app.request(`/workflows/${cancelled}/cancel`, { method: "POST", headers: await h.as("alice") });
+    expect((await callbackRows()).map((r) => (r.payload.summary as { status: string }).status)).toEqual([
+      "succeeded",
+      "cancelled",
+    ]);
+  });
+
+  it("refuses a callback URL without a secret", async () => {
+    const res = await h.postJson(
+      "/workflows",
+      { workflow: SAMPLE, callback_url: "http://x.test/" },
+      await h.as("a"),
+    );
+    expect(res.status).toBe(422);
+  });
+
+  it("POST the signed summary, retried with backoff until a 2xx", async () => {
+    const r = await receiver([500, 502, 204]);
+    server = r.server;
+    const id = await submitWithCallback(r.url);
+    await driveToEnd(h.m);
+    await startClaimer(recordingBus(), { backoffMs: 50 });
+    const [row] = await until(async () => {
+      const rows = await callbackRows();
+      return rows[0]?.published ? rows : undefined;
+    });
+    expect(row).toMatchObject({ gave_up: false, delivery_attempts: 3 });
+    expect(r.received).toHaveLength(3);
+    for (const got of r.received) {
+      const headers = {
+        signature: got.headers["x-dwop-signature"] as string,
+        timestamp: got.headers["x-dwop-timestamp"] as string,
+      };
+      expect(
+        await checkSignature(SECRET, headers, new TextEncoder().encode(got.body), Date.now()),
+      ).toBeNull();
+      expect(got.headers["x-dwop-delivery"]).toBe(`callback-${row!.id}`); // the same id on every try
+      expect(got.headers["content-type"]).toBe("application/json");
+      expect(JSON.parse(got.body)).toMatchObject({ id, status: "succeeded" });
+    }
+    const events = await h.m.db<{ status: string; attempt: number }[]>`
+      select status, attempt from dwop.events where workflow_id = ${id} and kind = 'callback' order by id`;
+    expect(events).toEqual([
+      { status: "retrying", attempt: 1 },
+      { status: "retrying", attempt: 2 },
+      { status: "delivered", attempt: 3 },
+    ]);
+  });
+
+  it("give up after the last try", async () => {
+    const r = await receiver([503]);
+    server = r.server;
+    const id = await submitWithCallback(r.url);
+    await driveToEnd(h.m);
+    await startClaimer(recordingBus(), { backoffMs: 20, maxAttempts: 3 });
+    const [row] = await until(async () => {
+      const rows = await callbackRows();
+      return rows[0]?.published ? rows : undefined;
+    });
+    expect(row).toMatchObject({ gave_up: true, delivery_attempts: 3 });
+    expect(r.received).toHaveLength(3);
+    const [last] = await h.m.db<{ status: string; data: { error: string } }[]>`
+      select status, data from dwop.events where workflow_id = ${id} and kind = 'callback' order by id desc limit 1`;
+    expect(last).toEqual({ status: "failed", data: { error: "HTTP 503" } });
+  });
+
+  it("doubles the delay after each failed try, up to an hour", async () => {
+    await submitWithCallback("http://127.0.0.1:9/x");
+    await driveToEnd(h.m);
+    const delays: number[] = [];
+    let now = new Date("2030-01-01T00:00:00Z");
+    for (let i = 0; i < 14; i++) {
+      const [claimed] = await h.m.db<
+        { id: string }[]
+      >`select id from dwop.claim_callback_events('c', 10, 30, ${now})`;
+      await h.m.db`select dwop.record_callback_result('c', ${claimed!.id}, 'HTTP 500', 20, 1000, ${now})`;
+      const [row] = await h.m.db<
+        { available_at: Date }[]
+      >`select available_at from dwop.outbox where id = ${claimed!.id}`;
+      delays.push((row!.available_at.getTime() - now.getTime()) / 1000);
+      now = row!.available_at;
+    }
+    expect(delays).toEqual([1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 3600, 3600]);
+  });
+
+  it("never hold up task messages while a receiver is slow", async () => {
+    const r = await receiver([0]);
+    server = r.server;
+    await submitWithCallback(r.url);
+    await driveToEnd(h.m);
+    const bus = recordingBus();
+    await startClaimer(bus, { timeoutMs: 10_000 });
+    await until(() => r.received.length === 1);
+    const started = Date.now();
+    await h.postJson("/workflows", { workflow: SAMPLE }, await h.as("alice"));
+    await until(() => bus.published.length === 1);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect((await callbackRows())[0]?.published).toBe(false); // still waiting for its answer
+  });
+});
