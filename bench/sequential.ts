@@ -17,10 +17,10 @@ for (const bus of busesFromArgs()) {
     const wall = performance.now() - t0;
     const hops = await engine.m.db<{ ms: number }[]>`
       select extract(epoch from (down.started_at - up.finished_at)) * 1000 as ms
-      from dwop.task_edges e
-      join dwop.runs up on up.task_id = e.upstream_id
-      join dwop.runs down on down.task_id = e.downstream_id
-      join dwop.tasks t on t.id = e.downstream_id
+      from dwop.tasks t
+      cross join lateral unnest(t.downstream_ids) d (id)
+      join dwop.runs up on up.task_id = t.id
+      join dwop.runs down on down.task_id = d.id
       where t.workflow_id = ${id}`;
     const ms = hops.map((h) => Number(h.ms));
     console.log(

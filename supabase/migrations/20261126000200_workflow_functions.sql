@@ -10,11 +10,12 @@ language sql as $$
   values (p_workflow_id, p_kind, p_task_name, p_status, p_attempt, p_data, p_now);
 $$;
 
--- Inserts a workflow, its tasks, their edges and one outbox row per root task, in one transaction.
+-- Inserts a workflow, its tasks and one outbox row per root task, in one transaction.
 -- p_tasks is a JSON array in topological order of
 --   {"name", "params": [{"name", "upstream"}], "retries", "timeout_seconds", "backoff_ms", "options"}.
 -- Upstreams starting with "inputs." are submit-time inputs, not tasks. Submitting an id that already
--- exists changes nothing and returns false.
+-- exists changes nothing and returns false. Task ids are drawn from the sequence first, so each task
+-- row is written once, with both directions of its edges.
 create function dwop.submit_workflow(p_id uuid, p_owner text, p_name text, p_source text,
                                      p_has_requirements boolean, p_inputs text[], p_tasks jsonb,
                                      p_now timestamptz default null)
@@ -23,8 +24,8 @@ language plpgsql as $$
 declare
   v_now timestamptz := coalesce(p_now, now());
   v_count int := jsonb_array_length(p_tasks);
-  v_expected_edges int;
-  v_edges int;
+  v_ids bigint[];
+  v_unknown text;
 begin
   insert into dwop.workflows (id, owner, name, source, has_requirements, inputs, task_count, created_at, updated_at)
   values (p_id, p_owner, p_name, p_source, p_has_requirements, coalesce(p_inputs, '{}'), v_count, v_now, v_now)
@@ -33,34 +34,46 @@ begin
     return false;
   end if;
 
-  insert into dwop.tasks (workflow_id, name, position, status, attempt, max_retries, retry_backoff_ms,
-                          timeout_seconds, options, params, upstream_count, pending_inputs, created_at, queued_at)
-  select p_id, t.spec->>'name', t.ord, case when u.n = 0 then 'queued' else 'pending' end,
-         case when u.n = 0 then 1 else 0 end,
-         coalesce((t.spec->>'retries')::int, 0), coalesce((t.spec->>'backoff_ms')::int, 1000),
-         (t.spec->>'timeout_seconds')::int, coalesce(t.spec->'options', '{}'), coalesce(t.spec->'params', '[]'),
-         u.n, u.n, v_now, case when u.n = 0 then v_now end
-  from jsonb_array_elements(p_tasks) with ordinality as t (spec, ord)
-  cross join lateral (
-    select count(distinct p->>'upstream')::int as n
-    from jsonb_array_elements(coalesce(t.spec->'params', '[]')) p
-    where p->>'upstream' not like 'inputs.%'
-  ) u;
-
-  select coalesce(sum(upstream_count), 0) into v_expected_edges from dwop.tasks where workflow_id = p_id;
-
-  insert into dwop.task_edges (upstream_id, downstream_id)
-  select distinct up.id, down.id
-  from dwop.tasks down
-  cross join lateral jsonb_array_elements(down.params) p
-  join dwop.tasks up on up.workflow_id = p_id and up.name = p->>'upstream'
-  where down.workflow_id = p_id;
-  get diagnostics v_edges = row_count;
-
-  if v_edges <> v_expected_edges then
-    raise exception 'workflow % names an upstream that is not one of its tasks', p_id
+  select p->>'upstream' into v_unknown
+  from jsonb_array_elements(p_tasks) t
+  cross join lateral jsonb_array_elements(coalesce(t->'params', '[]')) p
+  where p->>'upstream' not like 'inputs.%'
+    and not exists (select 1 from jsonb_array_elements(p_tasks) u where u->>'name' = p->>'upstream')
+  limit 1;
+  if v_unknown is not null then
+    raise exception 'workflow % names an upstream that is not one of its tasks: %', p_id, v_unknown
       using errcode = '22023';
   end if;
+
+  select array_agg(nextval(pg_get_serial_sequence('dwop.tasks', 'id')) order by g)
+  into v_ids from generate_series(1, v_count) g;
+
+  with specs as (
+    select t.spec, t.ord::int as ord, v_ids[t.ord] as id, t.spec->>'name' as name
+    from jsonb_array_elements(p_tasks) with ordinality as t (spec, ord)
+  ),
+  links as (
+    select distinct d.id as down, u.id as up
+    from specs d
+    cross join lateral jsonb_array_elements(coalesce(d.spec->'params', '[]')) p
+    join specs u on u.name = p->>'upstream'
+  ),
+  ups as (select down as id, array_agg(up order by up) as ids from links group by down),
+  downs as (select up as id, array_agg(down order by down) as ids from links group by up)
+  insert into dwop.tasks (id, workflow_id, name, position, status, attempt, max_retries, retry_backoff_ms,
+                          timeout_seconds, options, params, upstream_ids, downstream_ids, pending_inputs,
+                          created_at, queued_at)
+  overriding system value
+  select s.id, p_id, s.name, s.ord, case when u.ids is null then 'queued' else 'pending' end,
+         case when u.ids is null then 1 else 0 end,
+         coalesce((s.spec->>'retries')::int, 0), coalesce((s.spec->>'backoff_ms')::int, 1000),
+         (s.spec->>'timeout_seconds')::int, coalesce(s.spec->'options', '{}'), coalesce(s.spec->'params', '[]'),
+         coalesce(u.ids, '{}'), coalesce(d.ids, '{}'), coalesce(cardinality(u.ids), 0),
+         v_now, case when u.ids is null then v_now end
+  from specs s
+  left join ups u on u.id = s.id
+  left join downs d on d.id = s.id;
+
   if not exists (select 1 from dwop.tasks where workflow_id = p_id and status = 'queued') then
     raise exception 'workflow % has no root task', p_id using errcode = '22023';
   end if;
@@ -77,7 +90,9 @@ $$;
 
 -- Ends the workflow when none of its tasks can move any more. Locking the workflow row first makes the
 -- check see every task transition committed before it, so two last tasks finishing at once cannot both
--- miss the end.
+-- miss the end. The lock is FOR NO KEY UPDATE: it excludes other finishers but not the KEY SHARE locks
+-- that inserting events (a foreign key to the workflow) takes, which would otherwise deadlock two
+-- completions that each hold a task the other waits for.
 create function dwop.finish_workflow_if_done(p_workflow_id uuid, p_now timestamptz)
 returns text
 language plpgsql as $$
@@ -85,7 +100,7 @@ declare
   v_status text;
   v_final text;
 begin
-  select status into v_status from dwop.workflows where id = p_workflow_id for update;
+  select status into v_status from dwop.workflows where id = p_workflow_id for no key update;
   if v_status is null or v_status in ('succeeded', 'failed', 'cancelled') then
     return null;
   end if;
@@ -119,9 +134,9 @@ declare
   v_count int;
 begin
   with recursive downstream (id) as (
-    select downstream_id from dwop.task_edges where upstream_id = p_task_id
+    select unnest(downstream_ids) from dwop.tasks where id = p_task_id
     union
-    select e.downstream_id from dwop.task_edges e join downstream d on e.upstream_id = d.id
+    select x.id from downstream d join dwop.tasks t on t.id = d.id cross join lateral unnest(t.downstream_ids) x (id)
   ),
   marked as (
     update dwop.tasks t
@@ -142,6 +157,7 @@ $$;
 
 -- Cancels every task that has not ended, and the workflow. Dispatchers hear `dwop_cancel` and stop
 -- the runs they hold; a run that finishes anyway is then ignored by complete_run's compare-and-set.
+-- Runs and tasks are locked before the workflow row, the order completions take them in.
 create function dwop.cancel_workflow(p_workflow_id uuid, p_now timestamptz default null)
 returns int
 language plpgsql as $$
@@ -149,7 +165,7 @@ declare
   v_now timestamptz := coalesce(p_now, now());
   v_count int;
 begin
-  perform 1 from dwop.workflows where id = p_workflow_id for update;
+  perform 1 from dwop.workflows where id = p_workflow_id;
   if not found then
     return null;
   end if;
@@ -188,7 +204,7 @@ declare
   v_status text;
   v_count int;
 begin
-  select status into v_status from dwop.workflows where id = p_workflow_id for update;
+  select status into v_status from dwop.workflows where id = p_workflow_id for no key update;
   if v_status is null or v_status not in ('failed', 'cancelled') then
     return null;
   end if;
@@ -201,8 +217,7 @@ begin
 
   update dwop.tasks t
   set pending_inputs = (
-    select count(*) from dwop.task_edges e join dwop.tasks u on u.id = e.upstream_id
-    where e.downstream_id = t.id and u.status <> 'succeeded'
+    select count(*) from dwop.tasks u where u.id = any(t.upstream_ids) and u.status <> 'succeeded'
   )
   where t.workflow_id = p_workflow_id and t.status = 'pending';
 

@@ -61,7 +61,7 @@ declare
   v_task dwop.tasks;
   v_run bigint;
 begin
-  select * into v_task from dwop.tasks t where t.id = p_task_id for update;
+  select * into v_task from dwop.tasks t where t.id = p_task_id for no key update;
   if not found then
     return;
   end if;
@@ -176,12 +176,13 @@ begin
 
   -- Fan-in tasks are counted down by concurrent calls: lock them in one order so calls never deadlock.
   perform 1 from dwop.tasks
-  where id in (select downstream_id from dwop.task_edges where upstream_id = any(v_tasks))
-  order by id for update;
+  where id in (select unnest(downstream_ids) from dwop.tasks where id = any(v_tasks))
+  order by id for no key update;
 
   with counts as (
-    select downstream_id as id, count(*)::int as n
-    from dwop.task_edges where upstream_id = any(v_tasks) group by downstream_id
+    select d.id, count(*)::int as n
+    from dwop.tasks t cross join lateral unnest(t.downstream_ids) d (id)
+    where t.id = any(v_tasks) group by d.id
   ),
   counted as (
     update dwop.tasks d
@@ -248,7 +249,7 @@ begin
 
   select * into v_task from dwop.tasks
   where id = v_run.task_id and attempt = v_run.attempt and status in ('dispatched', 'running')
-  for update;
+  for no key update;
   if not found then
     return 'ignored';
   end if;

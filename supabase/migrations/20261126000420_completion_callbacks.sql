@@ -48,7 +48,7 @@ declare
   v_status text;
   v_final text;
 begin
-  select status into v_status from dwop.workflows where id = p_workflow_id for update;
+  select status into v_status from dwop.workflows where id = p_workflow_id for no key update;
   if v_status is null or v_status in ('succeeded', 'failed', 'cancelled') then
     return null;
   end if;
@@ -83,7 +83,7 @@ declare
   v_now timestamptz := coalesce(p_now, now());
   v_count int;
 begin
-  perform 1 from dwop.workflows where id = p_workflow_id for update;
+  perform 1 from dwop.workflows where id = p_workflow_id;
   if not found then
     return null;
   end if;

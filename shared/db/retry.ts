@@ -1,0 +1,43 @@
+/** SQLSTATE classes and client codes after which running the same call again can succeed. */
+const TRANSIENT_SQLSTATE = /^(40001|40P01|55P03|57P01|57P02|57P03|53300|08\d{3})$/;
+const TRANSIENT_CLIENT = new Set([
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+]);
+
+/** True for a deadlock, a serialization failure, or a connection that dropped or was refused. */
+export function isTransient(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && (TRANSIENT_SQLSTATE.test(code) || TRANSIENT_CLIENT.has(code));
+}
+
+export interface RetryOptions {
+  /** Stops retrying (the caller is shutting down): the last error is thrown. */
+  giveUp?: () => boolean;
+  maxDelayMs?: number;
+  onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
+}
+
+/**
+ * Runs `fn` until it succeeds, retrying transient errors with exponential backoff (50 ms doubling, capped).
+ * A state change that must be recorded (a run's end) is worth waiting for; a non-transient error is thrown
+ * at once.
+ */
+export async function retryTransient<T>(fn: () => Promise<T>, options: RetryOptions = {}): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!isTransient(err) || options.giveUp?.()) throw err;
+      const delay = Math.min(50 * 2 ** (attempt - 1), options.maxDelayMs ?? 5000);
+      options.onRetry?.(err, attempt, delay);
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
