@@ -26,6 +26,7 @@ declare
   v_count int := jsonb_array_length(p_tasks);
   v_ids bigint[];
   v_unknown text;
+  v_sequence regclass := pg_get_serial_sequence('dwop.tasks', 'id')::regclass;
 begin
   insert into dwop.workflows (id, owner, name, source, has_requirements, inputs, task_count, created_at, updated_at)
   values (p_id, p_owner, p_name, p_source, p_has_requirements, coalesce(p_inputs, '{}'), v_count, v_now, v_now)
@@ -45,8 +46,7 @@ begin
       using errcode = '22023';
   end if;
 
-  select array_agg(nextval(pg_get_serial_sequence('dwop.tasks', 'id')) order by g)
-  into v_ids from generate_series(1, v_count) g;
+  select array_agg(nextval(v_sequence) order by g) into v_ids from generate_series(1, v_count) g;
 
   with specs as (
     select t.spec, t.ord::int as ord, v_ids[t.ord] as id, t.spec->>'name' as name
