@@ -7,6 +7,7 @@ import type { RunAssignment } from "../shared/model.ts";
  */
 export class NoopExecutor implements Executor {
   readonly kind = "local" as const;
+  readonly runsIn = "process" as const;
   private readonly listeners: ((run: RunAssignment, outcome: RunOutcome) => void)[] = [];
   private readonly held = new Set<string>();
 

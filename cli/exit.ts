@@ -3,8 +3,10 @@ export const EXIT = {
   ok: 0,
   /** The workflow failed or was cancelled; a requested thing was not found. */
   failed: 1,
-  /** Bad usage or a workflow file with DSL errors. */
+  /** Bad usage, a workflow file with DSL errors, or a request the server found invalid. */
   usage: 2,
+  /** The server could not be reached, refused the credentials, or failed. */
+  server: 3,
   interrupted: 130,
 } as const;
 

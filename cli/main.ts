@@ -3,11 +3,8 @@ import { existsSync } from "node:fs";
 import { ConfigError, loadConfig } from "../shared/config.ts";
 import { DslErrors } from "../shared/dsl/index.ts";
 import { readEnv } from "../shared/env.ts";
+import { ApiRequestError } from "./client.ts";
 import { CliError, EXIT } from "./exit.ts";
-import { devCommand } from "./commands/dev.ts";
-import { outputCommand } from "./commands/output.ts";
-import { runCommand } from "./commands/run.ts";
-import { validateCommand } from "./commands/validate.ts";
 
 function config() {
   if (existsSync(".env")) process.loadEnvFile(".env");
@@ -16,9 +13,27 @@ function config() {
 
 const program = new Command()
   .name("dwop")
-  .description("Run Python workflows as reliable DAGs, on one laptop or on Kubernetes.")
+  .description(
+    "Run Python workflows as reliable DAGs, on one laptop or on Kubernetes.\n\n" +
+      "Commands that talk to a server use DWOP_URL (default: the local `dwop dev`) and DWOP_TOKEN.\n" +
+      "Exit codes: 0 ok (the workflow succeeded), 1 the workflow failed or was cancelled, or not found,\n" +
+      "2 usage or workflow (DSL) errors, 3 server unreachable, credentials refused, or server error.",
+  )
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+const json = "print JSON on stdout";
+type Flags = Record<string, string | string[] | boolean | undefined>;
+
+/**
+ * Runs a command's action and keeps its exit code. Each command's module is loaded when it runs: a
+ * client command then starts without loading the engine (dispatcher, executors, embedded PostgreSQL).
+ */
+const act =
+  <A extends unknown[]>(fn: (...args: A) => Promise<number>) =>
+  async (...args: A) => {
+    process.exitCode = await fn(...args);
+  };
 
 program
   .command("run")
@@ -27,34 +42,86 @@ program
   .option("-r, --requirements <file>", "requirements.txt installed before each task")
   .option("-i, --input <name=file...>", "a workflow input, read by tasks as inputs.NAME")
   .option("--json", "print one JSON summary on stdout")
-  .action(async (file: string, opts: { requirements?: string; input?: string[]; json?: boolean }) => {
-    process.exitCode = await runCommand(config(), file, opts);
-  });
+  .action(act(async (file: string, opts: { requirements?: string; input?: string[]; json?: boolean }) => (await import("./commands/run.ts")).runCommand(config(), file, opts)));
+
+program
+  .command("submit")
+  .description("submit a workflow to DWOP_URL; prints its id")
+  .argument("<file>", "the .workflow file")
+  .option("-r, --requirements <file>", "requirements.txt installed before each task")
+  .option("-i, --input <name=file...>", "a workflow input, read by tasks as inputs.NAME")
+  .option("-w, --wait", "follow it to the end with live progress; exit 0 if it succeeded, 1 if not")
+  .option("--json", "print the workflow as JSON (with --wait, the final one)")
+  .action(act(async (file: string, opts: Flags) => (await import("./commands/submit.ts")).submitCommand(config(), file, opts)));
+
+program
+  .command("status")
+  .description("a workflow's state and its tasks' (exit 1 when it failed or was cancelled)")
+  .argument("<id>", "the workflow id")
+  .option("--json", json)
+  .action(act(async (id: string, opts: { json?: boolean }) => (await import("./commands/status.ts")).statusCommand(config(), id, opts)));
+
+program
+  .command("list")
+  .description("your workflows, newest first")
+  .option("-s, --status <state>", "only queued, running, succeeded, failed or cancelled ones")
+  .option("-n, --limit <n>", "how many (1-100)", "20")
+  .option("--json", json)
+  .action(act(async (opts: { status?: string; limit?: string; json?: boolean }) => (await import("./commands/list.ts")).listCommand(config(), opts)));
+
+program
+  .command("logs")
+  .description("a task's full log (stdout and stderr) of its latest attempt")
+  .argument("<id>", "the workflow id")
+  .argument("<task>", "the task name")
+  .option("-a, --attempt <n>", "another attempt than the latest")
+  .option("-f, --follow", "print each attempt's log as it ends, until the task ends (exit 0 if it succeeded)")
+  .option("--json", "print {workflowId, task, attempt, status, log} (one a line with --follow)")
+  .action(act(async (id: string, task: string, opts: Flags) => (await import("./commands/logs.ts")).logsCommand(config(), id, task, opts)));
 
 program
   .command("output")
-  .description("print a task's output")
-  .argument("<workflowId>")
-  .argument("<task>")
-  .action(async (workflowId: string, task: string) => {
-    process.exitCode = await outputCommand(config(), workflowId, task);
-  });
+  .description("print a task's output (from DWOP_URL when set, else from this machine's storage)")
+  .argument("<id>", "the workflow id")
+  .argument("<task>", "the task name")
+  .option("--json", "print {workflowId, task, output}")
+  .action(act(async (id: string, task: string, opts: { json?: boolean }) => (await import("./commands/output.ts")).outputCommand(config(), id, task, opts)));
+
+program
+  .command("cancel")
+  .description("cancel a queued or running workflow")
+  .argument("<id>", "the workflow id")
+  .option("--json", json)
+  .action(act(async (id: string, opts: { json?: boolean }) => (await import("./commands/cancel.ts")).cancelCommand(config(), id, opts)));
+
+program
+  .command("retry")
+  .description("rerun a failed or cancelled workflow from its failures")
+  .argument("<id>", "the workflow id")
+  .option("-w, --wait", "follow it to the end, as submit --wait")
+  .option("--json", json)
+  .action(act(async (id: string, opts: { json?: boolean; wait?: boolean }) => (await import("./commands/retry.ts")).retryCommand(config(), id, opts)));
 
 program
   .command("validate")
   .description("check a workflow file and print its DAG")
   .argument("<file>")
   .option("--format <format>", "text, mermaid, dot or json", "text")
-  .action(async (file: string, opts: { format: string }) => {
-    process.exitCode = await validateCommand(file, opts.format);
-  });
+  .option("--json", "the same as --format json")
+  .action(act(async (file: string, opts: { format: string; json?: boolean }) => (await import("./commands/validate.ts")).validateCommand(file, opts.json ? "json" : opts.format)));
+
+program
+  .command("graph")
+  .description("a workflow's DAG as Mermaid or DOT, from a file or a submitted workflow's id (colored by state)")
+  .argument("<file-or-id>")
+  .option("--format <format>", "mermaid or dot", "mermaid")
+  .option("--json", "print {nodes, edges}")
+  .action(act(async (target: string, opts: { format: string; json?: boolean }) => (await import("./commands/graph.ts")).graphCommand(config(), target, opts)));
 
 program
   .command("dev")
-  .description("run the API, claimer and dispatcher as one long-running local server")
-  .action(async () => {
-    process.exitCode = await devCommand(config());
-  });
+  .description("run the API, dashboard, claimer and dispatcher as one long-running local server")
+  .action(act(async () => (await import("./commands/dev.ts")).devCommand(config())));
 
 try {
   await program.parseAsync(process.argv);
@@ -76,10 +143,32 @@ function report(err: unknown): number {
     process.stderr.write(`${err.message}\n`);
     return EXIT.usage;
   }
+  if (err instanceof ApiRequestError) {
+    process.stderr.write(`dwop: ${describeApiError(err)}\n`);
+    return err.exitCode;
+  }
   if (err instanceof ConfigError) {
     process.stderr.write(`dwop: ${err.message}\n`);
     return EXIT.usage;
   }
   process.stderr.write(`dwop: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   return EXIT.failed;
+}
+
+/** The server's message, its DSL errors as FILE:LINE:COL lines, and a hint for the usual mistakes. */
+function describeApiError(err: ApiRequestError): string {
+  if (err.code === "invalid_workflow" && Array.isArray(err.details)) {
+    const lines = (err.details as { file: string; line: number; column: number; message: string }[]).map(
+      (e) => `${e.file}:${e.line}:${e.column}: ${e.message}`,
+    );
+    return `${err.message}\n${lines.join("\n")}`;
+  }
+  const status = err.status === 0 ? "" : ` (HTTP ${err.status})`;
+  const hint =
+    err.status === 0
+      ? "\n  start a server with `dwop dev`, or set DWOP_URL"
+      : err.status === 401
+        ? "\n  set DWOP_TOKEN to an API key, a Supabase access token, or the server's DWOP_API_TOKEN"
+        : "";
+  return `${err.message}${status}${hint}`;
 }

@@ -1,5 +1,16 @@
 import type { Store, TaskSummary, WorkflowSummary } from "../shared/db/store.ts";
-import { TERMINAL_WORKFLOW_STATES } from "../shared/model.ts";
+import { TERMINAL_TASK_STATES, TERMINAL_WORKFLOW_STATES } from "../shared/model.ts";
+import { palette, stateColor, type OutStream, type Palette } from "./terminal.ts";
+
+/** What a progress line shows of a task, from the database (`dwop run`) or the API (`dwop submit --wait`). */
+export interface ProgressTask {
+  name: string;
+  status: string;
+  attempt: number;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+  error: string | null;
+}
 
 const MARK: Record<string, string> = {
   pending: "·",
@@ -12,33 +23,173 @@ const MARK: Record<string, string> = {
   cancelled: "⊘",
 };
 
-/** One progress line for a task: state, attempt and duration. */
-export function taskLine(t: TaskSummary): string {
-  const seconds =
-    t.startedAt && t.finishedAt ? ` ${((t.finishedAt.getTime() - t.startedAt.getTime()) / 1000).toFixed(2)}s` : "";
+const isDone = (status: string) => (TERMINAL_TASK_STATES as readonly string[]).includes(status);
+
+/** `0.31s`, `12.4s`, `3m05s`. */
+export function seconds(ms: number): string {
+  if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)}s`;
+  const s = Math.round(ms / 1000);
+  return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+}
+
+/** One task: state mark, name, state, attempt, duration (running ones count up), and the error. */
+export function taskLine(t: ProgressTask, p: Palette = palette(false), now = Date.now()): string {
+  const took = t.startedAt ? ` ${seconds((t.finishedAt?.getTime() ?? now) - t.startedAt.getTime())}` : "";
   const attempt = t.attempt > 1 ? ` attempt ${t.attempt}` : "";
   const error = t.status === "failed" && t.error ? ` — ${t.error}` : "";
-  return `${MARK[t.status] ?? "?"} ${t.name} ${t.status}${attempt}${seconds}${error}`;
+  const paint = stateColor(p, t.status);
+  return `${paint(MARK[t.status] ?? "?")} ${t.name} ${paint(t.status)}${attempt}${p.dim(took)}${error}`;
 }
 
 /** `[######----] 6/10` over tasks that have ended. */
-export function bar(w: WorkflowSummary, width = 24): string {
-  const done = w.tasks.filter((t) => ["succeeded", "failed", "upstream_failed", "cancelled"].includes(t.status)).length;
-  const filled = Math.round((done / Math.max(1, w.tasks.length)) * width);
-  return `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${done}/${w.tasks.length}`;
+export function bar(tasks: readonly ProgressTask[], width = 24): string {
+  const done = tasks.filter((t) => isDone(t.status)).length;
+  const filled = Math.round((done / Math.max(1, tasks.length)) * width);
+  return `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${done}/${tasks.length}`;
+}
+
+// eslint-disable-next-line no-control-regex -- SGR sequences are what is measured away
+const ANSI = /\x1b\[[0-9;]*m/g;
+// eslint-disable-next-line no-control-regex -- split at SGR sequences, keeping them
+const ANSI_PARTS = /(\x1b\[[0-9;]*m)/;
+
+/** Cuts a line with color codes to `width` visible characters, so the terminal never wraps it. */
+function fit(line: string, width: number): string {
+  if (line.replace(ANSI, "").length <= width) return line;
+  let visible = 0;
+  let out = "";
+  for (const part of line.split(ANSI_PARTS)) {
+    if (part.startsWith("\x1b[")) {
+      out += part;
+      continue;
+    }
+    const room = width - 1 - visible;
+    if (room <= 0) continue;
+    out += part.slice(0, room);
+    visible += Math.min(room, part.length);
+  }
+  return `${out}…\x1b[0m`;
+}
+
+export interface ProgressOptions {
+  /** Colors (a terminal without NO_COLOR). */
+  color: boolean;
+  /** Redraw a block of lines in place (a terminal); otherwise print a line per change. */
+  live: boolean;
+  now?: () => number;
 }
 
 /**
- * Waits for a workflow to end, calling `onTask` for every task whose state changed. Woken by the
+ * Live progress of a workflow on stderr. On a terminal, a block of task lines (as many as fit, the
+ * active and failed ones first) and a bar, redrawn in place as things change and as running tasks'
+ * durations grow. Elsewhere (a pipe, a CI log), one line per task change, each with the bar.
+ */
+export class Progress {
+  private readonly p: Palette;
+  private readonly now: () => number;
+  private readonly seen = new Map<string, string>();
+  private tasks: readonly ProgressTask[] = [];
+  private drawn = 0;
+  private lastBlock = "";
+  private timer: ReturnType<typeof setInterval> | null = null;
+
+  constructor(
+    private readonly out: OutStream,
+    private readonly options: ProgressOptions,
+  ) {
+    this.p = palette(options.color);
+    this.now = options.now ?? Date.now;
+  }
+
+  /** The tasks' current states. */
+  update(tasks: readonly ProgressTask[]): void {
+    this.tasks = tasks;
+    if (this.options.live) {
+      this.timer ??= setInterval(() => this.redraw(), 250);
+      this.timer.unref?.();
+      this.redraw();
+      return;
+    }
+    for (const t of tasks) {
+      const key = `${t.status}:${t.attempt}`;
+      if (this.seen.get(t.name) === key) continue;
+      this.seen.set(t.name, key);
+      this.out.write(`${bar(tasks, 12)} ${taskLine(t, this.p, this.now())}\n`);
+    }
+  }
+
+  /** A line above the progress (the block is redrawn below it). */
+  note(line: string): void {
+    this.clear();
+    this.out.write(`${line}\n`);
+    this.lastBlock = "";
+    if (this.options.live && this.tasks.length) this.redraw();
+  }
+
+  /** The last drawing, left on screen; stops the redraw timer. */
+  finish(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    if (this.options.live && this.tasks.length) this.redraw();
+  }
+
+  private clear(): void {
+    if (this.drawn > 0) this.out.write(`\x1b[${this.drawn}F\x1b[J`);
+    this.drawn = 0;
+  }
+
+  private redraw(): void {
+    const block = this.block();
+    if (block.join("\n") === this.lastBlock) return;
+    this.lastBlock = block.join("\n");
+    this.clear();
+    this.out.write(`${block.join("\n")}\n`);
+    this.drawn = block.length;
+  }
+
+  /** The lines that fit the terminal: tasks by urgency (failed, active, then the rest in order). */
+  private block(): string[] {
+    const width = Math.max(20, (this.out.columns ?? 80) - 1);
+    const room = Math.max(3, (this.out.rows ?? 24) - 3);
+    const rank = (t: ProgressTask) =>
+      t.status === "failed" ? 0 : ["running", "dispatched", "queued"].includes(t.status) ? 1 : 2;
+    let shown = [...this.tasks];
+    let rest = "";
+    if (shown.length > room) {
+      const keep = new Set(
+        [...this.tasks]
+          .map((t, i) => ({ t, i }))
+          .sort((a, b) => rank(a.t) - rank(b.t) || a.i - b.i)
+          .slice(0, room - 1)
+          .map((x) => x.t),
+      );
+      const hidden = this.tasks.filter((t) => !keep.has(t));
+      shown = this.tasks.filter((t) => keep.has(t));
+      const counts = new Map<string, number>();
+      for (const t of hidden) counts.set(t.status, (counts.get(t.status) ?? 0) + 1);
+      rest = this.p.dim(`… ${hidden.length} more: ${[...counts].map(([s, n]) => `${n} ${s}`).join(", ")}`);
+    }
+    const now = this.now();
+    const lines = shown.map((t) => fit(taskLine(t, this.p, now), width));
+    if (rest) lines.push(fit(rest, width));
+    const running = this.tasks.filter((t) => t.status === "running").length;
+    const failed = this.tasks.filter((t) => t.status === "failed").length;
+    lines.push(fit(`${bar(this.tasks)}${running ? ` · ${running} running` : ""}${failed ? ` · ${this.p.red(`${failed} failed`)}` : ""}`, width));
+    return lines;
+  }
+}
+
+/**
+ * Waits for a workflow to end, calling `onUpdate` whenever a task's state changed. Woken by the
  * database's `dwop_workflow_done` notification, with a short poll for the per-task progress.
  */
 export async function followWorkflow(
   store: Store,
   workflowId: string,
-  onTask: (t: TaskSummary, w: WorkflowSummary) => void,
+  onUpdate: (tasks: TaskSummary[], w: WorkflowSummary) => void,
   pollMs = 100,
 ): Promise<WorkflowSummary> {
-  const seen = new Map<string, string>();
+  let last = "";
   let wake: (() => void) | null = null;
   const listener = await store.db.listen("dwop_workflow_done", (id) => {
     if (id === workflowId) wake?.();
@@ -47,12 +198,10 @@ export async function followWorkflow(
     for (;;) {
       const w = await store.workflowSummary(workflowId);
       if (!w) throw new Error(`workflow ${workflowId} not found`);
-      for (const t of w.tasks) {
-        const key = `${t.status}:${t.attempt}`;
-        if (seen.get(t.name) !== key) {
-          seen.set(t.name, key);
-          onTask(t, w);
-        }
+      const key = w.tasks.map((t) => `${t.status}:${t.attempt}`).join(",");
+      if (key !== last) {
+        last = key;
+        onUpdate(w.tasks, w);
       }
       if (TERMINAL_WORKFLOW_STATES.includes(w.status)) return w;
       await new Promise<void>((resolve) => {

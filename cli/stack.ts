@@ -17,6 +17,8 @@ import { resolvePython, WORKER_SCRIPT } from "../shared/executors/python.ts";
 import type { Logger } from "../shared/log.ts";
 import { LocalStorage } from "../shared/storage/local.ts";
 import { localStorageRoutes } from "../shared/storage/local-routes.ts";
+import type { Storage } from "../shared/storage/storage.ts";
+import { supabaseStorageFromConfig } from "../shared/storage/supabase.ts";
 import { startEmbeddedPostgres, type EmbeddedDatabase } from "./embedded-postgres.ts";
 
 export interface StackOptions {
@@ -32,7 +34,7 @@ export interface StackOptions {
 export interface Stack {
   db: Db;
   store: Store;
-  storage: LocalStorage;
+  storage: Storage;
   bus: Bus;
   url: string;
   /** Where the generated API token is kept, when DWOP_API_TOKEN is not set. */
@@ -41,8 +43,9 @@ export interface Stack {
 }
 
 /**
- * Starts DWOP on one machine: the database (embedded unless DATABASE_URL is set), migrations, local
- * storage behind the HTTP server, the bus (pg-boss unless RABBITMQ_CONNECTION_URL is set), and with
+ * Starts DWOP on one machine: the database (embedded unless DATABASE_URL is set), migrations, storage
+ * (Supabase Storage when SUPABASE_PROJECT_URL and SUPABASE_SERVICE_KEY are set, else local files behind
+ * the HTTP server), the bus (pg-boss unless RABBITMQ_CONNECTION_URL is set), and with
  * `engine`, a claimer and a dispatcher with the local executor.
  */
 export async function startStack(options: StackOptions): Promise<Stack> {
@@ -61,26 +64,41 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   await migrate(db);
   const store = new Store(db);
 
-  const storage = new LocalStorage({
-    root: join(home, "storage"),
-    secret: config.DWOP_STORAGE_SECRET ?? (await homeSecret(home, "storage.secret")),
-  });
+  const supabase = supabaseStorageFromConfig(config);
+  const local = supabase
+    ? null
+    : new LocalStorage({
+        root: join(home, "storage"),
+        secret: config.DWOP_STORAGE_SECRET ?? (await homeSecret(home, "storage.secret")),
+      });
+  const storage: Storage = supabase ?? local!;
   const apiTokenFile = config.DWOP_API_TOKEN ? null : join(home, "api.token");
   const app = createApp({
     db,
     storage,
     settings: apiSettings({ ...config, DWOP_API_TOKEN: config.DWOP_API_TOKEN ?? (await homeSecret(home, "api.token")) }),
     logger: logger.child({ component: "api" }),
-    extraRoutes: localStorageRoutes(storage),
+    extraRoutes: local ? localStorageRoutes(local) : undefined,
   });
   const server = await listen(app.fetch, config.DWOP_HOST, config.DWOP_PORT);
   const serverUrl = config.DWOP_PUBLIC_URL ?? `http://${config.DWOP_HOST}:${server.port}`;
-  storage.setBaseUrl(serverUrl);
+  local?.setBaseUrl(serverUrl);
 
   const bus = await connectBus(config, url, logger);
 
   const stops: (() => Promise<void>)[] = [];
-  if (options.engine) {
+  if (options.engine && config.DWOP_EXECUTOR === "kubernetes") {
+    // Tasks run as Jobs, started by the dispatcher Deployment in the cluster: here only the claimer.
+    const claimer = new Claimer(store, bus, {
+      id: config.DWOP_DISPATCHER_ID ?? `${hostname()}-${process.pid}`,
+      batchSize: config.DWOP_CLAIM_BATCH,
+      leaseSeconds: config.DWOP_CLAIM_LEASE_SECONDS,
+      pollMs: config.DWOP_CLAIM_POLL_MS,
+      logger,
+    });
+    await claimer.start();
+    stops.push(() => claimer.stop());
+  } else if (options.engine) {
     const id = config.DWOP_DISPATCHER_ID ?? `${hostname()}-${process.pid}-${randomBytes(2).toString("hex")}`;
     const executor = new LocalExecutor({
       python: await resolvePython(),

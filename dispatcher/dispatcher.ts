@@ -3,17 +3,27 @@ import { Batcher } from "../shared/batcher.ts";
 import type { Store } from "../shared/db/store.ts";
 import type { Executor, RunOutcome } from "../shared/executors/executor.ts";
 import { silentLogger, type Logger } from "../shared/log.ts";
-import type { RunAssignment } from "../shared/model.ts";
+import type { RunAssignment, TaskMessage } from "../shared/model.ts";
+import { retryTransient } from "../shared/db/retry.ts";
 import { Semaphore } from "../shared/semaphore.ts";
 import type { Storage } from "../shared/storage/storage.ts";
+import { ClusterStore } from "./cluster-store.ts";
 import { signWorkerEnv } from "./worker-env.ts";
 
 /** Longest a delivery waits for a free slot before it goes back to the queue. */
 const SLOT_WAIT_MS = 2000;
+/**
+ * A delivery held at the cluster cap asks again every CAP_POLL_MS for up to CAP_WAIT_MS (well within
+ * RabbitMQ's consumer timeout and pg-boss's expiry), then goes back to the queue while this dispatcher
+ * stops consuming for CAP_PAUSE_MS.
+ */
+const CAP_POLL_MS = 150;
+const CAP_WAIT_MS = 10_000;
+const CAP_PAUSE_MS = 1000;
 
 export interface DispatcherOptions {
   id: string;
-  /** Most runs held at once; also the bus prefetch. */
+  /** Most runs held at once (for a cluster executor: Job creations in progress); also the bus prefetch. */
   concurrency: number;
   heartbeatSeconds: number;
   /** A dispatcher not heard from for this long is dead: its local runs are retried as lost. */
@@ -21,21 +31,30 @@ export interface DispatcherOptions {
   /** On stop, how long running tasks may take to finish before they are stopped and retried elsewhere. */
   shutdownGraceSeconds: number;
   signedUrlTtlSeconds: number;
+  /** Cluster executors: most runs active at once across every dispatcher (Jobs in flight). */
+  maxActiveRuns?: number;
   logger?: Logger;
 }
 
 /**
  * Consumes task messages and runs each attempt on the executor: record the run (the duplicate check),
- * start it, mark it dispatched, and only then acknowledge. Observes each run's end and records it:
- * success through complete_runs (batched), failure through increase_attempt.
+ * start it, mark it dispatched, and only then acknowledge.
+ *
+ * With a "process" executor (local child processes) a slot is held per run until the run ends, and this
+ * dispatcher records the end: success through complete_runs (batched), failure through increase_attempt.
+ * With a "cluster" executor (Kubernetes Jobs) the slot is freed once the Job is created; the cap on runs
+ * in flight is global (start_cluster_run counts active runs in the database), and the cluster observer,
+ * not this class, records each end.
  */
 export class Dispatcher {
   private readonly slots: Semaphore;
   private readonly completions: Batcher<string, boolean>;
+  private readonly cluster: ClusterStore;
   private readonly settling = new Set<Promise<void>>();
   private readonly log: Logger;
   private consumer: Consumer | null = null;
   private adjustingFlow = false;
+  private pausedUntil = 0;
   private heartbeat: ReturnType<typeof setInterval> | null = null;
   private unlisten: (() => Promise<void>) | null = null;
   private stopping = false;
@@ -48,6 +67,7 @@ export class Dispatcher {
     private readonly options: DispatcherOptions,
   ) {
     this.slots = new Semaphore(options.concurrency);
+    this.cluster = new ClusterStore(store.db);
     this.log = (options.logger ?? silentLogger).child({ component: "dispatcher", dispatcher: options.id });
     this.completions = new Batcher(async (runIds) => {
       const recorded = new Set(await store.completeRuns(runIds));
@@ -71,16 +91,18 @@ export class Dispatcher {
    * Consumes only while a slot is free. A delivery must not wait long for a slot: RabbitMQ closes a
    * channel whose delivery stays unacknowledged too long, and pg-boss hands an unsettled job out again.
    * So a full dispatcher stops consuming, and the few deliveries it already holds go back to the queue
-   * after SLOT_WAIT_MS, for a dispatcher with room.
+   * after SLOT_WAIT_MS, for a dispatcher with room. At the cluster cap it pauses for CAP_PAUSE_MS.
    */
   private async adjustFlow(): Promise<void> {
     if (this.adjustingFlow) return;
     this.adjustingFlow = true;
     try {
       for (;;) {
-        const wanted = !this.stopping && this.slots.available > 0;
+        const wanted = !this.stopping && this.slots.available > 0 && Date.now() >= this.pausedUntil;
         if (wanted && !this.consumer) {
-          this.consumer = await this.bus.consume((d) => this.handle(d), { prefetch: this.options.concurrency });
+          this.consumer = await this.bus.consume((d) => this.handle(d), {
+            prefetch: this.options.concurrency,
+          });
         } else if (!wanted && this.consumer) {
           const consumer = this.consumer;
           this.consumer = null;
@@ -113,37 +135,101 @@ export class Dispatcher {
     let holding = true;
     try {
       if (this.stopping) throw new Error("dispatcher is stopping");
+      if (this.executor.runsIn === "cluster") {
+        await this.dispatchToCluster(delivery.body);
+        return;
+      }
       const result = await this.store.startRun(delivery.body, this.options.id, this.executor.kind);
       if (result.kind !== "created") {
         this.log.debug({ ...delivery.body, result: result.kind }, "nothing to run");
         return;
       }
-      const run = result.assignment;
-      try {
-        const env = await signWorkerEnv(this.storage, run, this.options.signedUrlTtlSeconds);
-        const started = await this.executor.start(run, env);
+      await this.launch(result.assignment, () => {
         holding = false; // the slot now belongs to the run; settle() frees it
-        await this.store.markRunDispatched(run.runId, started.jobName, this.executor.kind === "local");
-      } catch (err) {
-        if (!holding) throw err; // the run started; only recording it failed: redelivery finds the run
-        this.log.error({ err, runId: run.runId }, "could not start the run");
-        await this.store.increaseAttempt(run.runId, {
-          reason: "lost",
-          message: `could not start: ${err instanceof Error ? err.message : String(err)}`,
-          exitCode: null,
-          logTail: null,
-          nonRetryable: false,
-        });
-      }
+      });
     } finally {
       if (holding) this.slots.release();
       void this.adjustFlow();
     }
   }
 
+  /**
+   * Signs the run's URLs, starts it (calling `onStarted` once the executor took it) and marks it
+   * dispatched. A start that failed is recorded as a failed attempt (infrastructure budget, unless it
+   * can never work). A failure to record the dispatch after a start is thrown: the redelivery finds the run.
+   */
+  private async launch(run: RunAssignment, onStarted: () => void = () => {}): Promise<void> {
+    let started = false;
+    try {
+      const env = await signWorkerEnv(this.storage, run, this.options.signedUrlTtlSeconds);
+      const { jobName } = await this.executor.start(run, env);
+      started = true;
+      onStarted();
+      await this.store.markRunDispatched(run.runId, jobName, this.executor.runsIn === "process");
+    } catch (err) {
+      if (started) throw err;
+      await this.recordStartFailure(run, err);
+    }
+  }
+
+  private async recordStartFailure(run: RunAssignment, err: unknown): Promise<void> {
+    this.log.error({ err, runId: run.runId }, "could not start the run");
+    const refused = (err as { nonRetryable?: unknown } | null)?.nonRetryable === true;
+    await this.store.increaseAttempt(run.runId, {
+      reason: refused ? "worker_error" : "lost",
+      message: `could not start: ${err instanceof Error ? err.message : String(err)}`,
+      exitCode: null,
+      logTail: null,
+      nonRetryable: refused,
+    });
+  }
+
+  /**
+   * A delivery for a cluster executor. A new run is created only while fewer than maxActiveRuns runs are
+   * active everywhere; at the cap the delivery asks again for up to CAP_WAIT_MS, then goes back to the
+   * queue while this dispatcher pauses. A redelivery whose run is still 'starting' (its dispatcher died
+   * between recording the run and marking it dispatched) creates the Job if it is missing (a 409 if it
+   * is not) and marks the run dispatched, under the run's row lock.
+   */
+  private async dispatchToCluster(message: TaskMessage): Promise<void> {
+    const deadline = Date.now() + CAP_WAIT_MS;
+    for (;;) {
+      const max = this.options.maxActiveRuns ?? 100;
+      const result = await this.cluster.startClusterRun(message, this.options.id, this.executor.kind, max);
+      if (result.kind === "created") {
+        await this.launch(result.assignment);
+        return;
+      }
+      if (result.kind === "duplicate") {
+        if (result.status === "starting") await this.resumeStartingRun(result.assignment);
+        return;
+      }
+      if (result.kind === "stale") return;
+      if (Date.now() >= deadline || this.stopping) {
+        this.pausedUntil = Date.now() + CAP_PAUSE_MS;
+        setTimeout(() => void this.adjustFlow(), CAP_PAUSE_MS);
+        throw new Error("runs in flight at the cluster cap; back to the queue");
+      }
+      await new Promise((r) => setTimeout(r, CAP_POLL_MS * (0.5 + Math.random())));
+    }
+  }
+
+  private async resumeStartingRun(run: RunAssignment): Promise<void> {
+    const env = await signWorkerEnv(this.storage, run, this.options.signedUrlTtlSeconds);
+    const resumed = await this.cluster.resumeStartingRun(run.runId, async () => {
+      return (await this.executor.start(run, env)).jobName;
+    });
+    this.log.info({ runId: run.runId, resumed }, "redelivered run found starting; its Job is created");
+  }
+
   private async settle(run: RunAssignment, outcome: RunOutcome): Promise<void> {
     try {
-      await this.record(run, outcome);
+      // A deadlock or a dropped connection must not leave the run active forever: retry until recorded.
+      await retryTransient(() => this.record(run, outcome), {
+        giveUp: () => this.stopping,
+        onRetry: (err, attempt) =>
+          this.log.warn({ err, runId: run.runId, attempt }, "recording a run's end; retrying"),
+      });
     } catch (err) {
       // The run stays active in the database; the heartbeat's reaper or a restart retries it as lost.
       this.log.error({ err, runId: run.runId }, "could not record the end of a run");
@@ -185,7 +271,8 @@ export class Dispatcher {
 
   /**
    * Stops taking messages, lets running tasks finish within the grace period, then stops the rest and
-   * records them as lost so another dispatcher runs them at once, and closes the listener.
+   * records them as lost so another dispatcher runs them at once, and closes the listener. (A cluster
+   * executor's runs are not this process's: only the deliveries in progress are waited for.)
    */
   async stop(): Promise<void> {
     this.stopping = true;

@@ -2,22 +2,31 @@
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { connectBus } from "../shared/bus/from-config.ts";
-import { databaseUrl, loadConfig } from "../shared/config.ts";
+import { databaseUrl, loadConfig, type Config } from "../shared/config.ts";
 import { connectDb } from "../shared/db/connect.ts";
 import { migrate } from "../shared/db/migrate.ts";
 import { Store } from "../shared/db/store.ts";
 import { readEnv } from "../shared/env.ts";
+import type { Executor } from "../shared/executors/executor.ts";
 import { LocalExecutor } from "../shared/executors/local.ts";
 import { resolvePython, WORKER_SCRIPT } from "../shared/executors/python.ts";
+import type { Logger } from "../shared/log.ts";
 import { createLogger } from "../shared/pino.ts";
-import { LocalStorage } from "../shared/storage/local.ts";
+import { storageFromConfig } from "../shared/storage/from-config.ts";
 import { Dispatcher } from "./dispatcher.ts";
+import { kubernetesParts, kubernetesSettings, loadKubeConfig, type KubernetesParts } from "./kubernetes.ts";
+import { DispatcherMetrics } from "./metrics.ts";
+import { serveOps } from "./ops-server.ts";
 
 const config = loadConfig(readEnv());
 const logger = createLogger(config.DWOP_LOG_LEVEL);
 const url = databaseUrl(config);
-if (!url || !config.DWOP_PUBLIC_URL || !config.DWOP_STORAGE_SECRET) {
-  logger.error({}, "the dispatcher needs DATABASE_URL, DWOP_PUBLIC_URL and DWOP_STORAGE_SECRET");
+const storage = storageFromConfig(config);
+if (!url || !storage) {
+  logger.error(
+    {},
+    "the dispatcher needs DATABASE_URL, and SUPABASE_PROJECT_URL with SUPABASE_SERVICE_KEY (Supabase Storage) or DWOP_PUBLIC_URL with DWOP_STORAGE_SECRET (the `dwop dev` server's storage)",
+  );
   process.exit(2);
 }
 const id = config.DWOP_DISPATCHER_ID ?? `${hostname()}-${process.pid}`;
@@ -26,18 +35,11 @@ await migrate(db);
 const store = new Store(db);
 const bus = await connectBus(config, url, logger, `dwop-dispatcher:${id}`);
 const home = resolve(config.DWOP_HOME);
-const storage = new LocalStorage({
-  root: join(home, "storage"),
-  secret: config.DWOP_STORAGE_SECRET,
-  baseUrl: config.DWOP_PUBLIC_URL,
-});
-const executor = new LocalExecutor({
-  python: await resolvePython(),
-  workerScript: WORKER_SCRIPT,
-  workRoot: join(home, "runs", id),
-  passEnv: Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith("PIP_"))) as Record<string, string>,
-  logger,
-});
+
+const metrics = new DispatcherMetrics(db, bus, { exportsDatabase: () => kube?.lease.isLeader ?? true });
+const kube: KubernetesParts | null =
+  config.DWOP_EXECUTOR === "kubernetes" ? kubernetes(config, logger) : null;
+const executor: Executor = kube?.executor ?? (await localExecutor(config, logger));
 const dispatcher = new Dispatcher(store, bus, executor, storage, {
   id,
   concurrency: config.DWOP_CONCURRENCY,
@@ -45,16 +47,51 @@ const dispatcher = new Dispatcher(store, bus, executor, storage, {
   lostAfterSeconds: config.DWOP_LOST_AFTER_SECONDS,
   shutdownGraceSeconds: config.DWOP_SHUTDOWN_GRACE_SECONDS,
   signedUrlTtlSeconds: config.DWOP_SIGNED_URL_TTL_SECONDS,
+  maxActiveRuns: config.DWOP_KUBE_MAX_JOBS,
   logger,
 });
+let stopping = false;
+const ops = await serveOps(config.DWOP_METRICS_HOST, config.DWOP_METRICS_PORT, {
+  metrics: () => metrics.render(),
+  contentType: metrics.contentType,
+  healthy: () => true,
+  ready: async () => !stopping && (await db`select 1`.then(() => true)),
+  logger,
+}).catch((err: unknown) => {
+  // Without probes the kubelet restarts the pod, which is the right outcome there; locally, carry on.
+  logger.error({ err, port: config.DWOP_METRICS_PORT }, "could not serve /metrics, /healthz and /readyz");
+  return null;
+});
 await dispatcher.start();
-logger.info({ id }, "dispatcher started");
+await kube?.lease.start();
+logger.info({ id, executor: executor.kind, opsPort: ops?.port ?? null }, "dispatcher started");
+
+function kubernetes(c: Config, log: Logger): KubernetesParts {
+  const onRequest = (call: string) => metrics.kubeRequests.inc({ call });
+  return kubernetesParts(store, loadKubeConfig(c), kubernetesSettings(c), id, log, onRequest);
+}
+
+async function localExecutor(c: Config, log: Logger): Promise<Executor> {
+  return new LocalExecutor({
+    python: await resolvePython(),
+    workerScript: WORKER_SCRIPT,
+    workRoot: join(home, "runs", id),
+    passEnv: Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith("PIP_"))) as Record<
+      string,
+      string
+    >,
+    logger: log,
+  });
+}
 
 async function shutdown(signal: string) {
   logger.info({ signal }, "stopping: no new tasks; running tasks get the grace period");
+  stopping = true;
   await dispatcher.stop();
+  await kube?.lease.stop();
   await executor.close();
   await bus.close();
+  ops?.server.close();
   await db.end({ timeout: 5 });
   process.exit(0);
 }

@@ -8,6 +8,7 @@ import type { Logger } from "../shared/log.ts";
 import type { Storage } from "../shared/storage/storage.ts";
 import { authenticate } from "./auth.ts";
 import type { ApiDeps, ApiEnv, ApiSettings } from "./context.ts";
+import { dashboardDocs, dashboardRoutes } from "./dashboard/routes.ts";
 import { errorBody, errorHandler, routeNotFound, tooLarge } from "./errors.ts";
 import { eventDocs, eventRoutes } from "./events.ts";
 import { hookDocs, hookRoutes } from "./hooks.ts";
@@ -16,6 +17,7 @@ import { openApiDocument, type RouteDoc } from "./openapi.ts";
 import { runDocs, runRoutes } from "./runs.ts";
 import { Health } from "./schemas.ts";
 import { triggerDocs, triggerRoutes } from "./triggers.ts";
+import { validateDocs, validateRoutes } from "./validate.ts";
 import { workflowDocs, workflowRoutes } from "./workflows.ts";
 
 export interface AppDeps {
@@ -60,8 +62,11 @@ const consoleLogger: Logger = {
   child: () => consoleLogger,
 };
 
-/** The resources behind `Authorization: Bearer`; health, openapi.json, hooks and storage URLs are open. */
-const PROTECTED = ["/workflows", "/triggers", "/keys"];
+/**
+ * The resources behind `Authorization: Bearer`; health, openapi.json, hooks, storage URLs and the
+ * dashboard's page (which holds no data) are open.
+ */
+const PROTECTED = ["/workflows", "/triggers", "/keys", "/validate", "/ui/api"];
 
 /**
  * DWOP's HTTP API: one Hono app that every runtime (Node, Deno/Supabase Edge, workerd) serves. Every
@@ -95,6 +100,8 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
   triggerRoutes(app, api);
   keyRoutes(app, api);
   hookRoutes(app, api);
+  validateRoutes(app);
+  dashboardRoutes(app, api);
   if (deps.extraRoutes) app.route("/", deps.extraRoutes);
   return app;
 }
@@ -157,4 +164,6 @@ export const ROUTE_DOCS: RouteDoc[] = [
   ...triggerDocs,
   ...keyDocs,
   ...hookDocs,
+  ...validateDocs,
+  ...dashboardDocs,
 ];

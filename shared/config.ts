@@ -65,6 +65,14 @@ export const configSchema = z.object({
   DWOP_MAX_REQUEST_BYTES: int(1024, 10 * 1024 * 1024),
   DWOP_MAX_WEBHOOK_BYTES: int(1, 1024 * 1024),
   DWOP_EVENTS_POLL_MS: int(10, 500),
+  /** The DWOP server the CLI's client commands talk to (default: the local `dwop dev`). */
+  DWOP_URL: optionalUrl,
+  /** The CLI's bearer token for DWOP_URL: an API key, a Supabase access token, or DWOP_API_TOKEN. */
+  DWOP_TOKEN: z
+    .string()
+    .trim()
+    .transform((v) => (v === "" ? undefined : v))
+    .optional(),
   DWOP_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
 });
 

@@ -45,8 +45,9 @@ export const RUN_STATES = ["starting", "dispatched", "running", "succeeded", "fa
 export type RunState = (typeof RUN_STATES)[number];
 
 /**
- * Why a run failed. `exit_code`, `timeout` and `oom_killed` count against the task's own retries;
- * the others are infrastructure failures with their own budget (see `increase_attempt`).
+ * Why a run failed. `exit_code`, `timeout` and `worker_error` count against the task's own retries;
+ * the others (`oom_killed` included) are infrastructure failures with their own budget (see
+ * `increase_attempt`).
  */
 export const FAILURE_REASONS = [
   "exit_code",

@@ -8,6 +8,7 @@ export async function devCommand(config: Config): Promise<number> {
   const logger = createLogger(config.DWOP_LOG_LEVEL);
   const stack = await startStack({ config, logger, engine: true, say: (m) => process.stderr.write(`${m}\n`) });
   process.stderr.write(`dwop dev listening on ${stack.url}\n`);
+  process.stderr.write(`dashboard: ${stack.url}/ui/ (sign in with the API token)\n`);
   process.stderr.write(
     stack.apiTokenFile
       ? `API token: export DWOP_API_TOKEN=$(cat ${stack.apiTokenFile})  (send it as Authorization: Bearer)\n`

@@ -7,7 +7,8 @@ import { OUTPUT_BUCKET, objectPaths } from "../../shared/model.ts";
 import { MissingInputError, submitWorkflow } from "../../shared/submit.ts";
 import { CliError, EXIT } from "../exit.ts";
 import { createLogger } from "../../shared/pino.ts";
-import { bar, followWorkflow, taskLine } from "../progress.ts";
+import { followWorkflow, Progress } from "../progress.ts";
+import { colorsFor, liveFor } from "../terminal.ts";
 import { startStack, type Stack } from "../stack.ts";
 import { readSource } from "./validate.ts";
 
@@ -50,7 +51,9 @@ export async function runCommand(config: Config, file: string, opts: RunOptions)
       throw e;
     });
     err(`workflow ${submitted.id} (${submitted.spec.tasks.length} tasks)`);
-    const final = await followWorkflow(stack.store, submitted.id, (t, w) => err(`${bar(w, 12)} ${taskLine(t)}`));
+    const progress = new Progress(process.stderr, { color: colorsFor(process.stderr), live: liveFor(process.stderr) });
+    const final = await followWorkflow(stack.store, submitted.id, (tasks) => progress.update(tasks));
+    progress.finish();
     err(`workflow ${final.id} ${final.status}`);
     if (opts.json) {
       process.stdout.write(`${JSON.stringify(jsonSummary(final))}\n`);
@@ -73,7 +76,7 @@ export function jsonSummary(w: WorkflowSummary) {
   };
 }
 
-async function readInputs(specs: string[]): Promise<Record<string, Uint8Array>> {
+export async function readInputs(specs: string[]): Promise<Record<string, Uint8Array>> {
   const inputs: Record<string, Uint8Array> = {};
   for (const spec of specs) {
     const eq = spec.indexOf("=");

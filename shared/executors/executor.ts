@@ -28,16 +28,33 @@ export interface StartedRun {
   jobName: string;
 }
 
+/** A start that can never succeed (the executor refused what the task asks for): retrying cannot help. */
+export class StartRefused extends Error {
+  readonly nonRetryable = true;
+  constructor(message: string) {
+    super(message);
+    this.name = "StartRefused";
+  }
+}
+
 /**
  * Where workers run. `start` must be idempotent for the same (task, attempt): starting twice never runs
- * the attempt twice. `onFinished` is called once per run that this process observes ending.
+ * the attempt twice.
+ *
+ * `runsIn` says who sees a run end:
+ * - "process": runs are children of this process and die with it. The dispatcher holds a slot per run
+ *   until `onFinished` reports it, records the outcome, and a dead dispatcher's runs are reaped as lost.
+ * - "cluster": runs outlive this process (Kubernetes Jobs). `start` only submits; the dispatcher frees
+ *   its slot as soon as it returns, and a cluster observer (one per deployment, not per dispatcher)
+ *   records every end. `active()` is then empty and `onFinished` never fires.
  */
 export interface Executor {
   readonly kind: "local" | "kubernetes";
+  readonly runsIn: "process" | "cluster";
   start(run: RunAssignment, env: WorkerEnv): Promise<StartedRun>;
   /** Stops a run early (cancellation). True when the run was still held: its outcome is then never reported. */
   kill(runId: string): Promise<boolean>;
-  /** Runs this executor is currently responsible for. */
+  /** Runs this process is currently responsible for. */
   active(): string[];
   onFinished(listener: (run: RunAssignment, outcome: RunOutcome) => void): void;
   close(): Promise<void>;

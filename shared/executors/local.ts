@@ -1,11 +1,11 @@
-// Node-only: runs each attempt as a local child process of the Python worker.
-import { spawn, type ChildProcess } from "node:child_process";
+// Node-only: runs each attempt as a fresh local process of the Python worker, forked by the fork server.
 import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { FailureReason, RunAssignment, WorkerFailure } from "../model.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import type { Executor, RunOutcome, StartedRun, WorkerEnv } from "./executor.ts";
-import { LogTail } from "./log-tail.ts";
+import { ForkServer, type ForkedExit } from "./fork-server.ts";
+import { readLogTail } from "./log-tail.ts";
 
 export interface LocalExecutorOptions {
   /** The real interpreter (see resolvePython), not the pyenv shim. */
@@ -20,9 +20,10 @@ export interface LocalExecutorOptions {
 
 interface LocalRun {
   assignment: RunAssignment;
-  child: ChildProcess;
   dir: string;
-  tail: LogTail;
+  /** Resolves to the worker's pid, which is also its process group. */
+  started: Promise<number>;
+  pid: number | null;
   timedOut: boolean;
   killed: boolean;
   timer: ReturnType<typeof setTimeout> | null;
@@ -30,74 +31,94 @@ interface LocalRun {
 
 /** Variables of the dispatcher's own environment a task may see; nothing that holds a credential. */
 const SAFE_ENV = ["PATH", "LANG", "LC_ALL", "TZ", "HOME"];
+/** Where the fork server sends the worker's stdout and stderr, in the run's folder. */
+const LOG_FILE = ".dwop-worker.log";
+const RESULT_FILE = ".dwop-result.json";
+const LOG_TAIL_LINES = 100;
 
 /**
- * Runs the worker as a child process in its own process group, so a timeout or a cancellation kills
- * the task's whole tree. The worker asks the kernel to kill it if the dispatcher dies, so a task never
- * outlives the dispatcher that would record it.
+ * Runs each attempt as a fresh worker process in its own process group, so a timeout or a cancellation
+ * kills the task's whole tree. The processes are forked by one long-lived fork server, which has paid
+ * for Python's start once. The server dies with the dispatcher and each worker with the server, so a
+ * task never outlives the dispatcher that would record it.
  */
 export class LocalExecutor implements Executor {
   readonly kind = "local" as const;
+  readonly runsIn = "process" as const;
   private readonly runs = new Map<string, LocalRun>();
   private readonly listeners: ((run: RunAssignment, outcome: RunOutcome) => void)[] = [];
   private readonly log: Logger;
+  private readonly server: ForkServer;
 
   constructor(private readonly options: LocalExecutorOptions) {
     this.log = (options.logger ?? silentLogger).child({ component: "local-executor" });
+    this.server = new ForkServer({
+      python: options.python,
+      workerScript: options.workerScript,
+      // What every run gets that Python reads at start; HOME has no user site-packages, as a run's has not.
+      env: { ...this.baseEnv(), HOME: options.workRoot },
+      logger: options.logger,
+    });
+    this.server.warm();
   }
 
   async start(assignment: RunAssignment, env: WorkerEnv): Promise<StartedRun> {
     const existing = this.runs.get(assignment.runId);
-    if (existing) return { jobName: `pid-${existing.child.pid}` };
+    if (existing) return { jobName: `pid-${await existing.started}` };
 
     const dir = join(this.options.workRoot, `run-${assignment.runId}`);
-    await rm(dir, { recursive: true, force: true });
-    await mkdir(dir, { recursive: true });
-    const child = spawn(this.options.python, [this.options.workerScript], {
-      cwd: dir,
-      env: this.workerEnv(env, dir),
-      detached: true,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    const run: LocalRun = { assignment, child, dir, tail: new LogTail(100), timedOut: false, killed: false, timer: null };
+    const run: LocalRun = {
+      assignment,
+      dir,
+      started: Promise.resolve(0),
+      pid: null,
+      timedOut: false,
+      killed: false,
+      timer: null,
+    };
+    run.started = this.launch(run, env);
     this.runs.set(assignment.runId, run);
-    child.stdout?.on("data", (chunk: Buffer) => run.tail.push(chunk));
-    child.stderr?.on("data", (chunk: Buffer) => run.tail.push(chunk));
-
-    const spawned = new Promise<void>((resolve, reject) => {
-      child.once("spawn", resolve);
-      child.once("error", reject);
-    });
-    child.once("close", (code, signal) => void this.finish(run, code, signal));
     try {
-      await spawned;
+      return { jobName: `pid-${await run.started}` };
     } catch (err) {
       this.runs.delete(assignment.runId);
       await rm(dir, { recursive: true, force: true });
       throw err;
     }
-    const timeout = assignment.options.timeoutSeconds;
-    if (timeout) {
+  }
+
+  private async launch(run: LocalRun, env: WorkerEnv): Promise<number> {
+    await rm(run.dir, { recursive: true, force: true });
+    await mkdir(run.dir, { recursive: true });
+    const worker = await this.server.fork(run.assignment.runId, run.dir, this.workerEnv(env, run.dir));
+    run.pid = worker.pid;
+    void worker.exited.then((exit) => this.finish(run, exit));
+    if (run.killed) {
+      this.killGroup(run); // kill() came while the fork was on its way
+    } else if (run.assignment.options.timeoutSeconds) {
       run.timer = setTimeout(() => {
         run.timedOut = true;
         this.killGroup(run);
-      }, timeout * 1000);
+      }, run.assignment.options.timeoutSeconds * 1000);
     }
-    return { jobName: `pid-${child.pid}` };
+    return worker.pid;
   }
 
-  private workerEnv(env: WorkerEnv, dir: string): Record<string, string> {
+  private baseEnv(): Record<string, string> {
     const inherited: Record<string, string> = {};
     for (const key of SAFE_ENV) {
       const value = process.env[key];
       if (value !== undefined) inherited[key] = value;
     }
+    return { ...inherited, ...this.options.passEnv, DWOP_DIE_WITH_PARENT: "1", PYTHONUNBUFFERED: "1" };
+  }
+
+  private workerEnv(env: WorkerEnv, dir: string): Record<string, string> {
     return {
-      ...inherited,
-      ...this.options.passEnv,
+      ...this.baseEnv(),
       ...(env as unknown as Record<string, string>),
       HOME: dir,
-      DWOP_RESULT_FILE: join(dir, ".dwop-result.json"),
+      DWOP_RESULT_FILE: join(dir, RESULT_FILE),
       DWOP_DIE_WITH_PARENT: "1",
       PYTHONUNBUFFERED: "1",
     };
@@ -112,10 +133,9 @@ export class LocalExecutor implements Executor {
   }
 
   private killGroup(run: LocalRun): void {
-    const pid = run.child.pid;
-    if (pid === undefined) return;
+    if (run.pid === null) return; // launch() kills it once the pid is known
     try {
-      process.kill(-pid, "SIGKILL");
+      process.kill(-run.pid, "SIGKILL");
     } catch {
       // Already gone.
     }
@@ -129,32 +149,34 @@ export class LocalExecutor implements Executor {
     this.listeners.push(listener);
   }
 
-  private async finish(run: LocalRun, code: number | null, signal: NodeJS.Signals | null): Promise<void> {
+  private async finish(run: LocalRun, exit: ForkedExit): Promise<void> {
     if (run.timer) clearTimeout(run.timer);
-    const outcome = await this.outcome(run, code, signal);
-    // Decided before the folder is removed: a kill() from now on finds no run and reports false.
+    const outcome = await this.outcome(run, exit);
+    // From here on a kill() finds no run and reports false.
     this.runs.delete(run.assignment.runId);
-    const killed = run.killed;
+    // Reported before the folder is removed, which the next task need not wait for.
+    if (!run.killed) for (const listener of this.listeners) listener(run.assignment, outcome);
     await rm(run.dir, { recursive: true, force: true }).catch(() => {});
-    if (killed) return;
-    for (const listener of this.listeners) listener(run.assignment, outcome);
   }
 
-  private async outcome(run: LocalRun, code: number | null, signal: NodeJS.Signals | null): Promise<RunOutcome> {
-    const logTail = run.tail.text();
+  private async outcome(run: LocalRun, exit: ForkedExit): Promise<RunOutcome> {
+    if (exit.code === 0 && !run.timedOut) return { kind: "succeeded" };
+    const logTail = await readLogTail(join(run.dir, LOG_FILE), LOG_TAIL_LINES);
     if (run.timedOut) {
       const seconds = run.assignment.options.timeoutSeconds;
       return failed("timeout", `timed out after ${seconds}s (DeadlineExceeded)`, null, logTail, false);
     }
-    if (code === 0) return { kind: "succeeded" };
-    const reported = await readFailure(join(run.dir, ".dwop-result.json"));
+    if (exit.serverDied) {
+      return failed("lost", "the fork server died while the run was in flight", null, logTail, false);
+    }
+    const reported = await readFailure(join(run.dir, RESULT_FILE));
     if (reported) {
       const reason: FailureReason = reported.type === "task_failed" ? "exit_code" : "worker_error";
-      return failed(reason, reported.message, reported.exitCode ?? code, logTail, reported.nonRetryable);
+      return failed(reason, reported.message, reported.exitCode ?? exit.code, logTail, reported.nonRetryable);
     }
-    const message = signal ? `worker killed by ${signal}` : `worker exited with code ${code}`;
-    this.log.warn({ runId: run.assignment.runId, code, signal }, "worker ended without a result file");
-    return failed("worker_error", message, code, logTail, false);
+    const message = exit.signal ? `worker killed by ${exit.signal}` : `worker exited with code ${exit.code}`;
+    this.log.warn({ runId: run.assignment.runId, ...exit }, "worker ended without a result file");
+    return failed("worker_error", message, exit.code, logTail, false);
   }
 
   async close(): Promise<void> {
@@ -162,6 +184,7 @@ export class LocalExecutor implements Executor {
       run.killed = true;
       this.killGroup(run);
     }
+    await this.server.close();
   }
 }
 

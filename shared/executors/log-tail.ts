@@ -1,4 +1,7 @@
+import { open } from "node:fs/promises";
+
 const MAX_LINE = 4096;
+const READ_CHUNK = 64 * 1024;
 
 /** Keeps the last N lines of a byte stream, each cut to a readable length, for a failed run's record. */
 export class LogTail {
@@ -20,5 +23,41 @@ export class LogTail {
   text(): string {
     const all = this.partial ? [...this.lines, this.partial] : this.lines;
     return all.slice(-this.max).join("\n");
+  }
+}
+
+/**
+ * The last `maxLines` lines of a log file, as LogTail keeps them, reading backwards from its end and
+ * never more than `maxBytes` of it (a line cut by that limit is left out). "" when there is no file.
+ */
+export async function readLogTail(path: string, maxLines: number, maxBytes = 1024 * 1024): Promise<string> {
+  let file;
+  try {
+    file = await open(path, "r");
+  } catch {
+    return "";
+  }
+  try {
+    const { size } = await file.stat();
+    const chunks: Buffer[] = [];
+    let position = size;
+    let newlines = 0;
+    // One newline more than lines wanted, so the first kept line is whole.
+    while (position > 0 && size - position < maxBytes && newlines <= maxLines) {
+      const length = Math.min(READ_CHUNK, position, maxBytes - (size - position));
+      position -= length;
+      const chunk = Buffer.alloc(length);
+      const { bytesRead } = await file.read(chunk, 0, length, position);
+      chunks.unshift(chunk.subarray(0, bytesRead));
+      for (let i = chunk.indexOf(10); i >= 0 && i < bytesRead; i = chunk.indexOf(10, i + 1)) newlines++;
+    }
+    let data = Buffer.concat(chunks);
+    const firstNewline = data.indexOf(10);
+    if (position > 0 && firstNewline >= 0) data = data.subarray(firstNewline + 1);
+    const tail = new LogTail(maxLines);
+    tail.push(data);
+    return tail.text();
+  } finally {
+    await file.close();
   }
 }

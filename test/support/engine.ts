@@ -10,6 +10,7 @@ import type { Bus } from "../../shared/bus/bus.ts";
 import { PgBossBus } from "../../shared/bus/pgboss.ts";
 import { RabbitBus } from "../../shared/bus/rabbit.ts";
 import type { WorkflowSummary } from "../../shared/db/store.ts";
+import type { Executor } from "../../shared/executors/executor.ts";
 import { LocalExecutor } from "../../shared/executors/local.ts";
 import { resolvePython, WORKER_SCRIPT } from "../../shared/executors/python.ts";
 import { OUTPUT_BUCKET, TERMINAL_WORKFLOW_STATES, objectPaths } from "../../shared/model.ts";
@@ -28,6 +29,9 @@ export interface EngineOptions {
   concurrency?: number;
   /** Wraps each bus a claimer publishes on (to duplicate messages, for example). */
   wrapPublisher?: (bus: Bus) => Bus;
+  /** Another executor than local processes (the benchmarks' no-op executor). */
+  executor?: () => Executor;
+  claimBatch?: number;
 }
 
 export interface Engine {
@@ -72,7 +76,9 @@ export async function startEngine(label: string, options: EngineOptions): Promis
   const python = await resolvePython();
   const stops: (() => Promise<void>)[] = [];
   for (let i = 0; i < (options.dispatchers ?? 1); i++) {
-    const executor = new LocalExecutor({ python, workerScript: WORKER_SCRIPT, workRoot: join(storageRoot, `runs-${i}`) });
+    const executor =
+      options.executor?.() ??
+      new LocalExecutor({ python, workerScript: WORKER_SCRIPT, workRoot: join(storageRoot, `runs-${i}`) });
     const d = new Dispatcher(m.store, await newBus(), executor, storage, {
       id: `d${i}-${queue}`,
       concurrency: options.concurrency ?? 4,
@@ -88,7 +94,7 @@ export async function startEngine(label: string, options: EngineOptions): Promis
     const bus = await newBus();
     const c = new Claimer(m.store, options.wrapPublisher ? options.wrapPublisher(bus) : bus, {
       id: `c${i}-${queue}`,
-      batchSize: 100,
+      batchSize: options.claimBatch ?? 100,
       leaseSeconds: 30,
       pollMs: 200,
     });

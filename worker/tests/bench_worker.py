@@ -2,10 +2,12 @@
 
 python worker/tests/bench_worker.py [--python /path/to/python] [--runs 40]
 Prints the median and 10th percentile of the wall time, and the CPU time (user + system, worker and
-body) per run, which a busy machine disturbs less; next to a bare `python -c pass` for comparison.
+body) per run, which a busy machine disturbs less; next to a bare `python -c pass` for comparison, and
+the same run started through the fork server (request sent to exit reported; CPU time not counted).
 """
 
 import argparse
+import json
 import os
 import resource
 import statistics
@@ -37,6 +39,29 @@ def timed(argv, cwd, env, runs):
     return statistics.median(times), times[len(times) // 10], cpu
 
 
+def timed_fork_server(python, cwd, env, runs):
+    server = subprocess.Popen(
+        [python, WORKER, "--fork-server"], cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        server.stdout.readline()  # {"ready": pid}
+        times = []
+        for i in range(runs):
+            start = time.perf_counter()
+            server.stdin.write(b"%s\n" % json.dumps({"id": str(i), "cwd": cwd, "env": env}).encode())
+            server.stdin.flush()
+            server.stdout.readline()  # {"id", "pid"}
+            ended = json.loads(server.stdout.readline())
+            times.append((time.perf_counter() - start) * 1000)
+            if ended.get("exit") != 0:
+                raise SystemExit("the fork server's worker ended with %r" % ended)
+    finally:
+        server.stdin.close()
+        server.wait()
+    times.sort()
+    return statistics.median(times), times[len(times) // 10]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--python", default=sys.executable)
@@ -64,6 +89,8 @@ def main():
         ):
             median, p10, cpu = timed(argv, work, env, args.runs)
             print("%-32s median %6.1f ms   p10 %6.1f ms   cpu %5.1f ms" % (label, median, p10, cpu))
+        median, p10 = timed_fork_server(args.python, work, env, args.runs)
+        print("%-32s median %6.1f ms   p10 %6.1f ms" % ("same, through the fork server", median, p10))
         store.close()
 
 

@@ -1,0 +1,143 @@
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { z } from "zod";
+import type {
+  Run as RunSchema,
+  WorkflowDetail as WorkflowDetailSchema,
+  WorkflowList as WorkflowListSchema,
+} from "../functions/schemas.ts";
+import type { Config } from "../shared/config.ts";
+import type { WorkflowState } from "../shared/model.ts";
+import { readSse, type SseMessage } from "../shared/sse.ts";
+import { EXIT } from "./exit.ts";
+
+/** The API's JSON, typed by the schemas the server validates and documents with. */
+export type WorkflowDetail = z.output<typeof WorkflowDetailSchema>;
+export type WorkflowList = z.output<typeof WorkflowListSchema>;
+export type RunDetail = z.output<typeof RunSchema>;
+export type TaskDetail = WorkflowDetail["tasks"][number];
+
+/** An error answer of the API (or no answer at all: status 0), with the body's code and details. */
+export class ApiRequestError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details: unknown = null,
+  ) {
+    super(message);
+    this.name = "ApiRequestError";
+  }
+
+  /** What `dwop` exits with: 1 not found or conflicting state, 2 invalid request, 3 server or auth. */
+  get exitCode(): number {
+    if (this.status === 404 || this.status === 409) return EXIT.failed;
+    if ([400, 413, 415, 422].includes(this.status)) return EXIT.usage;
+    return EXIT.server;
+  }
+}
+
+/** The HTTP client of a DWOP server, for the CLI's commands. */
+export class DwopClient {
+  constructor(
+    readonly baseUrl: string,
+    private readonly token: string | null,
+  ) {}
+
+  /** A request; any answer but 2xx throws an ApiRequestError. */
+  async request(method: string, path: string, init: RequestInit = {}): Promise<Response> {
+    const headers = new Headers(init.headers);
+    if (this.token) headers.set("authorization", `Bearer ${this.token}`);
+    const url = `${this.baseUrl.replace(/\/+$/, "")}${path}`;
+    let res: Response;
+    try {
+      res = await fetch(url, { ...init, method, headers });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      throw new ApiRequestError(0, "unreachable", `cannot reach ${this.baseUrl}: ${cause?.code ?? cause?.message ?? String(err)}`);
+    }
+    if (res.ok) return res;
+    const text = await res.text();
+    let body: { error?: { code?: string; message?: string; details?: unknown } } = {};
+    try {
+      body = JSON.parse(text) as typeof body;
+    } catch {
+      // not the API's JSON: a proxy's page, say
+    }
+    const message = body.error?.message ?? (`${res.status} ${res.statusText} ${text.slice(0, 200)}`.trim());
+    throw new ApiRequestError(res.status, body.error?.code ?? "http_error", message, body.error?.details ?? null);
+  }
+
+  private async json<T>(method: string, path: string, init: RequestInit = {}): Promise<T> {
+    return (await (await this.request(method, path, init)).json()) as T;
+  }
+
+  submit(form: FormData): Promise<WorkflowDetail> {
+    return this.json("POST", "/workflows", { body: form });
+  }
+
+  workflow(id: string): Promise<WorkflowDetail> {
+    return this.json("GET", `/workflows/${encodeURIComponent(id)}`);
+  }
+
+  list(q: { status?: WorkflowState; limit?: number; cursor?: string }): Promise<WorkflowList> {
+    const query = new URLSearchParams();
+    if (q.status) query.set("status", q.status);
+    if (q.limit) query.set("limit", String(q.limit));
+    if (q.cursor) query.set("cursor", q.cursor);
+    return this.json("GET", `/workflows${query.size ? `?${query}` : ""}`);
+  }
+
+  cancel(id: string): Promise<WorkflowDetail> {
+    return this.json("POST", `/workflows/${encodeURIComponent(id)}/cancel`);
+  }
+
+  retry(id: string): Promise<WorkflowDetail> {
+    return this.json("POST", `/workflows/${encodeURIComponent(id)}/retry`);
+  }
+
+  run(id: string, runId: string): Promise<RunDetail> {
+    return this.json("GET", `/workflows/${encodeURIComponent(id)}/runs/${encodeURIComponent(runId)}`);
+  }
+
+  /** The full log of one attempt (default: the latest), streamed. */
+  log(id: string, task: string, attempt?: number): Promise<Response> {
+    const q = attempt === undefined ? "" : `?attempt=${attempt}`;
+    return this.request("GET", `/workflows/${encodeURIComponent(id)}/tasks/${encodeURIComponent(task)}/logs${q}`);
+  }
+
+  output(id: string, task: string): Promise<Response> {
+    return this.request("GET", `/workflows/${encodeURIComponent(id)}/tasks/${encodeURIComponent(task)}/output`);
+  }
+
+  /** The workflow's event stream from after `lastEventId`, until the server's `end` or `signal`. */
+  async *events(id: string, lastEventId: string | null, signal?: AbortSignal): AsyncGenerator<SseMessage> {
+    const headers: Record<string, string> = lastEventId ? { "last-event-id": lastEventId } : {};
+    const res = await this.request("GET", `/workflows/${encodeURIComponent(id)}/events`, { headers, signal });
+    yield* readSse(res.body!);
+  }
+}
+
+const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]", "::1"]);
+
+/**
+ * The client the configuration names: DWOP_URL (default: the local `dwop dev` at DWOP_HOST:DWOP_PORT)
+ * with DWOP_TOKEN. For a server on this machine only, DWOP_API_TOKEN or the token `dwop dev` made in
+ * DWOP_HOME stand in for a missing DWOP_TOKEN: a server's own secret is never sent anywhere else.
+ */
+export function clientFromConfig(config: Config): DwopClient {
+  const url = config.DWOP_URL ?? `http://${config.DWOP_HOST}:${config.DWOP_PORT}`;
+  let token = config.DWOP_TOKEN ?? null;
+  if (!token && LOOPBACK.has(new URL(url).hostname)) {
+    token = config.DWOP_API_TOKEN ?? homeToken(config.DWOP_HOME);
+  }
+  return new DwopClient(url, token);
+}
+
+function homeToken(home: string): string | null {
+  try {
+    return readFileSync(join(resolve(home), "api.token"), "utf8").trim() || null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,203 @@
+import { h, s } from "./dom.ts";
+import { icon, label } from "./format.ts";
+import { isDummy, layoutDag, type Layout } from "./layout.ts";
+import type { TaskParam } from "./types.ts";
+
+/** A node of the drawn graph: a task (with its state and attempt) or a workflow input. */
+export interface GraphTask {
+  name: string;
+  params: TaskParam[];
+  status: string;
+  attempt: number;
+}
+
+const NODE_W = 176;
+const NODE_H = 34;
+const GAP_X = 64;
+const GAP_Y = 14;
+const PAD = 12;
+/** Characters of a name that fit in a node beside the state symbol and an attempt badge. */
+const MAX_CHARS = 20;
+const INPUT_PREFIX = "inputs.";
+
+export interface DagView {
+  /** The figure: a scrolling box holding the SVG, with a fit-to-width switch. */
+  element: HTMLElement;
+  /** Recolors nodes after state changes; the layout never changes for a workflow. */
+  update(tasks: readonly GraphTask[]): void;
+  select(name: string | null): void;
+}
+
+function fitName(name: string): string {
+  return name.length > MAX_CHARS ? `${name.slice(0, MAX_CHARS - 1)}…` : name;
+}
+
+/**
+ * The workflow's DAG as SVG, upstream to the left. Nodes are one tab stop: arrow keys move between them
+ * (left and right across layers, up and down within one), Enter or Space selects.
+ */
+export function dagView(tasks: readonly GraphTask[], onSelect: (name: string) => void): DagView {
+  const names = tasks.map((t) => t.name);
+  const inputs = [...new Set(tasks.flatMap((t) => t.params.map((p) => p.upstream)))].filter((u) =>
+    u.startsWith(INPUT_PREFIX),
+  );
+  const edges = tasks.flatMap((t) => t.params.map((p) => ({ from: p.upstream, to: t.name })));
+  const layout = layoutDag([...inputs, ...names], edges);
+  const tallest = Math.max(1, ...layout.layers.map((l) => l.length));
+  const width = PAD * 2 + layout.layers.length * NODE_W + Math.max(0, layout.layers.length - 1) * GAP_X;
+  const height = PAD * 2 + tallest * NODE_H + (tallest - 1) * GAP_Y;
+
+  const at = (id: string) => {
+    const p = layout.position.get(id)!;
+    const size = layout.layers[p.layer]!.length;
+    const offset = ((tallest - size) * (NODE_H + GAP_Y)) / 2;
+    return { x: PAD + p.layer * (NODE_W + GAP_X), y: PAD + offset + p.order * (NODE_H + GAP_Y) };
+  };
+
+  const edgeGroup = s("g", { class: "edges" });
+  for (const { via } of layout.paths) edgeGroup.appendChild(s("path", { d: edgePath(via, at), class: "edge" }));
+
+  const nodes = new Map<string, SVGGElement>();
+  const nodeGroup = s("g", { class: "nodes" });
+  for (const id of layout.layers.flat()) {
+    if (isDummy(id)) continue;
+    const { x, y } = at(id);
+    const isInput = id.startsWith(INPUT_PREFIX);
+    const g = s(
+      "g",
+      {
+        class: isInput ? "node input" : "node",
+        transform: `translate(${x} ${y})`,
+        tabindex: -1,
+        role: isInput ? "img" : "button",
+        "data-key": `node:${id}`,
+        "data-task": isInput ? null : id,
+      },
+      s("title", {}, id),
+      s("rect", { width: NODE_W, height: NODE_H, rx: isInput ? 2 : 7 }),
+      s("text", { x: 10, y: NODE_H / 2, class: "icon" }, isInput ? "⇢" : ""),
+      s("text", { x: 28, y: NODE_H / 2, class: "name" }, fitName(id)),
+      s("text", { x: NODE_W - 8, y: NODE_H / 2, class: "badge", "text-anchor": "end" }),
+    );
+    if (!isInput) {
+      g.addEventListener("click", () => onSelect(id));
+      g.addEventListener("keydown", (e) => onKey(e, id));
+    }
+    nodes.set(id, g);
+    nodeGroup.appendChild(g);
+  }
+
+  const svg = s(
+    "svg",
+    {
+      class: "dag",
+      viewBox: `0 0 ${width} ${height}`,
+      width,
+      height,
+      role: "group",
+      "aria-label": `Task graph: ${names.length} tasks in ${layout.layers.length} layers`,
+    },
+    s("defs", {}, s("marker", { id: "arrow", viewBox: "0 0 8 8", refX: 8, refY: 4, markerWidth: 7, markerHeight: 7, orient: "auto" }, s("path", { d: "M0,0 L8,4 L0,8 z" }))),
+    edgeGroup,
+    nodeGroup,
+  );
+  const box = h("div", { class: "dag-box" }, svg);
+  const fit = h("button", { type: "button", class: "small", "aria-pressed": "false" }, "Fit to width");
+  fit.addEventListener("click", () => {
+    const on = box.classList.toggle("fit");
+    fit.setAttribute("aria-pressed", String(on));
+  });
+  const element = h(
+    "figure",
+    { class: "dag-figure" },
+    h("figcaption", {}, h("span", {}, "Graph"), h("span", { class: "hint" }, "arrow keys move, Enter opens"), fit),
+    box,
+  );
+
+  let current: string | null = names[0] ?? null;
+  const focusable = (name: string | null) => {
+    for (const [id, g] of nodes) g.setAttribute("tabindex", id === name ? "0" : "-1");
+  };
+  focusable(current);
+
+  function onKey(e: KeyboardEvent, id: string): void {
+    if (e.key === "Enter" || e.key === " ") {
+      e.preventDefault();
+      onSelect(id);
+      return;
+    }
+    const next = neighbour(layout, id, e.key);
+    if (next) {
+      e.preventDefault();
+      current = next;
+      focusable(next);
+      nodes.get(next)?.focus();
+    }
+  }
+
+  const view: DagView = {
+    element,
+    update(updated) {
+      for (const t of updated) {
+        const g = nodes.get(t.name);
+        if (!g) continue;
+        g.setAttribute("class", `node state-${t.status}${g.classList.contains("selected") ? " selected" : ""}`);
+        g.setAttribute("aria-label", `${t.name}: ${label(t.status)}${t.attempt > 1 ? `, attempt ${t.attempt}` : ""}`);
+        g.querySelector("title")!.textContent = `${t.name}\n${label(t.status)}${t.attempt > 0 ? `, attempt ${t.attempt}` : ""}`;
+        g.querySelector(".icon")!.textContent = icon(t.status);
+        g.querySelector(".badge")!.textContent = t.attempt > 1 ? `×${t.attempt}` : "";
+      }
+    },
+    select(name) {
+      for (const [id, g] of nodes) g.classList.toggle("selected", id === name);
+      if (name && nodes.has(name)) {
+        current = name;
+        focusable(name);
+      }
+    },
+  };
+  view.update(tasks);
+  if (width <= 900) box.classList.add("fit");
+  fit.setAttribute("aria-pressed", String(box.classList.contains("fit")));
+  return view;
+}
+
+/** The real node an arrow key leads to from `id`, skipping dummies; null at an edge of the graph. */
+function neighbour(layout: Layout, id: string, key: string): string | null {
+  const p = layout.position.get(id)!;
+  const real = (layer: number) => (layout.layers[layer] ?? []).filter((n) => !isDummy(n) && !n.startsWith(INPUT_PREFIX));
+  if (key === "ArrowUp" || key === "ArrowDown") {
+    const here = real(p.layer);
+    const i = here.indexOf(id) + (key === "ArrowUp" ? -1 : 1);
+    return here[i] ?? null;
+  }
+  if (key === "ArrowLeft" || key === "ArrowRight") {
+    const step = key === "ArrowLeft" ? -1 : 1;
+    for (let l = p.layer + step; l >= 0 && l < layout.layers.length; l += step) {
+      const there = real(l);
+      if (there.length === 0) continue;
+      // The node nearest in height to this one.
+      const ratio = p.order / Math.max(1, layout.layers[p.layer]!.length - 1);
+      return there[Math.round(ratio * (there.length - 1))] ?? null;
+    }
+  }
+  return null;
+}
+
+/** A smooth path through an edge's nodes: out of a node's right side, into the next one's left side. */
+function edgePath(via: readonly string[], at: (id: string) => { x: number; y: number }): string {
+  const mid = NODE_H / 2;
+  const first = at(via[0]!);
+  let d = `M${first.x + NODE_W},${first.y + mid}`;
+  for (let i = 1; i < via.length; i++) {
+    const prev = at(via[i - 1]!);
+    const here = at(via[i]!);
+    const x0 = prev.x + NODE_W;
+    const x1 = here.x;
+    const cx = (x0 + x1) / 2;
+    d += ` C${cx},${prev.y + mid} ${cx},${here.y + mid} ${x1},${here.y + mid}`;
+    // Through a dummy, a straight line across its column to the next piece.
+    if (isDummy(via[i]!)) d += ` L${here.x + NODE_W},${here.y + mid}`;
+  }
+  return d;
+}

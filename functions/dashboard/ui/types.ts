@@ -1,0 +1,95 @@
+// What the dashboard reads from the API: the JSON shapes of functions/schemas.ts, dates as ISO strings.
+import type { FailureReason, RunState, TaskParam, TaskState, WorkflowState } from "../../../shared/model.ts";
+
+export type { TaskParam, TaskState, WorkflowState };
+
+export const TASK_STATE_ORDER: readonly TaskState[] = [
+  "running",
+  "dispatched",
+  "queued",
+  "pending",
+  "succeeded",
+  "failed",
+  "upstream_failed",
+  "cancelled",
+];
+
+export const WORKFLOW_STATE_LIST: readonly WorkflowState[] = ["queued", "running", "succeeded", "failed", "cancelled"];
+
+export interface RunSummary {
+  id: string;
+  attempt: number;
+  status: RunState;
+  failureReason: FailureReason | null;
+  exitCode: number | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export interface RunDetail extends RunSummary {
+  executor: string | null;
+  jobName: string | null;
+  error: string | null;
+  logTail: string | null;
+  createdAt: string;
+}
+
+export interface Task {
+  name: string;
+  status: TaskState;
+  attempt: number;
+  maxRetries: number;
+  error: string | null;
+  params: TaskParam[];
+  queuedAt: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  runs: RunSummary[];
+}
+
+export interface Workflow {
+  id: string;
+  name: string;
+  status: WorkflowState;
+  taskCount: number;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export interface WorkflowDetail extends Workflow {
+  inputs: string[];
+  hasRequirements: boolean;
+  tasks: Task[];
+}
+
+export interface WorkflowSummary extends Workflow {
+  owner: string;
+  tasks: Partial<Record<TaskState, number>>;
+}
+
+export interface SummaryPage {
+  owner: string;
+  workflows: WorkflowSummary[];
+  nextCursor: string | null;
+}
+
+export interface WorkflowEvent {
+  id: string;
+  kind: string;
+  task: string | null;
+  status: string | null;
+  attempt: number | null;
+}
+
+export interface DslErrorInfo {
+  line: number;
+  column: number;
+  message: string;
+}
+
+export interface ValidatedWorkflow {
+  valid: true;
+  tasks: { name: string; line: number; params: TaskParam[] }[];
+  inputs: string[];
+}

@@ -1,0 +1,5 @@
+// Supabase Edge Function `api`: the whole HTTP API, at https://<project>.supabase.co/functions/v1/api/...
+// `npm run build:functions` bundles this file into build/index.js, which is what gets deployed.
+import { dwopApp, mounted, serve } from "../_shared/dwop.ts";
+
+serve(mounted("api", dwopApp("api")).fetch);

@@ -1,0 +1,10 @@
+// Supabase Edge Function `hooks`: only the signed webhooks, at .../functions/v1/hooks/<trigger name>.
+// Requests arrive as /hooks/<name>, the app's own route; nothing else is served here.
+import { Hono } from "hono";
+import { routeNotFound } from "../../../functions/errors.ts";
+import { dwopApp, serve } from "../_shared/dwop.ts";
+
+const app = dwopApp("hooks");
+const hooks = new Hono().post("/hooks/:name", (c) => app.fetch(c.req.raw));
+hooks.notFound(routeNotFound);
+serve(hooks.fetch);

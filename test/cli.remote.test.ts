@@ -1,0 +1,202 @@
+import { execFile } from "node:child_process";
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { WorkflowDetail, WorkflowList } from "../functions/schemas.ts";
+import { startDevServer, type DevServer } from "./support/api-server.ts";
+
+// The client commands against `dwop dev` run as its own process, as a script would use them.
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const run = promisify(execFile);
+
+let server: DevServer;
+let dir: string;
+let passed = true;
+
+beforeAll(async () => {
+  server = await startDevServer("cli_remote", { DWOP_RETRY_BACKOFF_MS: "0" });
+  dir = await mkdtemp(join(tmpdir(), "dwop-cli-remote-"));
+}, 90_000);
+afterEach((ctx) => {
+  if (ctx.task.result?.state !== "pass") {
+    passed = false;
+    console.error(server.stderr());
+  }
+});
+afterAll(async () => {
+  await server?.stop(passed);
+}, 60_000);
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** `dwop ARGS` with DWOP_URL and DWOP_TOKEN of the test's server, stdout and stderr piped (no terminal). */
+async function dwop(args: string[], env: Record<string, string> = {}): Promise<Result> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [join(ROOT, "bin/dwop.js"), ...args], {
+      cwd: dir,
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        DWOP_URL: server.url,
+        DWOP_TOKEN: server.token,
+        DWOP_HOME: join(dir, "home"),
+        ...env,
+      },
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+async function file(name: string, text: string): Promise<string> {
+  const path = join(dir, name);
+  await writeFile(path, text);
+  return path;
+}
+
+const ETL = join(ROOT, "examples/etl.workflow");
+const json = (r: Result) => JSON.parse(r.stdout) as unknown;
+
+describe("dwop against a server", () => {
+  let etl: string;
+
+  it("submit --wait follows the seed example to the end: progress on stderr, the workflow as JSON, exit 0", async () => {
+    const r = await dwop(["submit", ETL, "--wait", "--json"]);
+    expect(r.code).toBe(0);
+    const w = WorkflowDetail.parse(json(r));
+    etl = w.id;
+    expect(w).toMatchObject({ name: "etl", status: "succeeded" });
+    expect(w.tasks.map((t) => [t.name, t.status, t.attempt])).toEqual([
+      ["extract", "succeeded", 1],
+      ["transform", "succeeded", 1],
+      ["load", "succeeded", 1],
+    ]);
+    // Not a terminal: a line per change, each with the bar, and no escape codes.
+    expect(r.stderr).toMatch(/\[#+\] 3\/3 ✓ load succeeded \d+\.\d+s/);
+    expect(r.stderr).toContain(`workflow ${w.id} succeeded`);
+    expect(r.stderr).not.toContain("\x1b");
+  });
+
+  it("reads a workflow back: status, list, output, logs and graph, each as text and as JSON", async () => {
+    const status = await dwop(["status", etl]);
+    expect(status.code).toBe(0);
+    expect(status.stdout).toMatch(new RegExp(`^etl ${etl} succeeded`));
+    expect(status.stdout).toMatch(/✓ transform succeeded/);
+    expect(WorkflowDetail.parse(json(await dwop(["status", etl, "--json"]))).id).toBe(etl);
+
+    const list = WorkflowList.parse(json(await dwop(["list", "--json"])));
+    expect(list.workflows.map((w) => w.id)).toContain(etl);
+    expect(WorkflowList.parse(json(await dwop(["list", "--status", "failed", "--json"]))).workflows).toEqual([]);
+    const table = await dwop(["list"]);
+    expect(table.stdout.split("\n")[0]).toMatch(/^ID\s+STATE\s+TASKS\s+SUBMITTED\s+TOOK\s+NAME$/);
+    expect(table.stdout).toMatch(new RegExp(`${etl}  succeeded  3 `));
+
+    expect((await dwop(["output", etl, "load"])).stdout).toBe("Loading: LISBON 69.8F\nLoading: OSLO 39.2F\nLoading: LIMA 64.4F\n");
+    expect(json(await dwop(["output", etl, "extract", "--json"]))).toEqual({
+      workflowId: etl,
+      task: "extract",
+      output: expect.stringContaining('"city": "Lisbon"'),
+    });
+    expect((await dwop(["logs", etl, "load"])).stdout).toContain("Loading: LIMA 64.4F");
+    expect(json(await dwop(["logs", etl, "load", "--json"]))).toEqual({
+      workflowId: etl,
+      task: "load",
+      attempt: 1,
+      status: "succeeded",
+      log: expect.stringContaining("Loading: OSLO 39.2F"),
+    });
+
+    const mermaid = await dwop(["graph", etl]);
+    expect(mermaid.stdout).toContain("t_extract -->");
+    expect(mermaid.stdout).toContain("style t_load fill:#86efac");
+    expect((await dwop(["graph", ETL, "--format", "dot"])).stdout).toContain('"transform" -> "load"');
+    expect(json(await dwop(["graph", etl, "--json"]))).toEqual({
+      nodes: ["extract", "transform", "load"].map((name) => ({ name, kind: "task", status: "succeeded" })),
+      edges: [
+        { from: "extract", to: "transform", param: "raw" },
+        { from: "transform", to: "load", param: "processed" },
+      ],
+    });
+  });
+
+  it("exits 1 when a workflow fails, shows the failing log, retries it, and follows the rerun's log", async () => {
+    const flag = join(dir, "fixed");
+    const flaky = await file(
+      "flaky.workflow",
+      `fun flaky():\n    import os, sys\n    print("trying", flush=True)\n    if not os.path.exists(${JSON.stringify(flag)}):\n        sys.exit("no flag yet")\n    print("fixed")\n\nfun after(x:flaky):\n    print(open("x").read().upper())\n`,
+    );
+    const failed = await dwop(["submit", flaky, "--wait"]);
+    expect(failed.code).toBe(1);
+    const id = failed.stdout.trim();
+    expect(failed.stderr).toMatch(/✗ flaky failed .* — exit code 1/);
+    expect(failed.stderr).toMatch(/⊘ after upstream_failed/);
+    expect((await dwop(["status", id])).code).toBe(1);
+    const log = await dwop(["logs", id, "flaky"]);
+    expect(log).toMatchObject({ code: 0 });
+    expect(log.stdout).toContain("trying\nno flag yet");
+    expect((await dwop(["cancel", id])).code).toBe(1); // it has ended: 409
+
+    await writeFile(flag, "");
+    const retried = await dwop(["retry", id, "--json"]);
+    expect(retried.code).toBe(0);
+    expect(["queued", "running"]).toContain(WorkflowDetail.parse(json(retried)).status);
+    const follow = await dwop(["logs", id, "after", "--follow", "--json"]);
+    expect(follow.code).toBe(0);
+    expect(follow.stdout.trim().split("\n").map((l) => JSON.parse(l) as unknown)).toEqual([
+      { workflowId: id, task: "after", attempt: 1, status: "succeeded", log: "TRYING\nFIXED\n\n" },
+    ]);
+    const both = await dwop(["logs", id, "flaky", "--follow"]);
+    expect(both.code).toBe(0);
+    expect(both.stderr).toMatch(/attempt 1: failed \(exit_code 1\)[\s\S]*attempt 2: succeeded/);
+    expect(both.stdout).toBe("trying\nno flag yet\ntrying\nfixed\n");
+    expect((await dwop(["status", id])).code).toBe(0);
+  });
+
+  it("submits with inputs and requirements, and cancels a running workflow", async () => {
+    const sleepy = await file("sleepy.workflow", "fun nap(doc:inputs.doc):\n    import time\n    time.sleep(60)\n");
+    const doc = await file("doc.txt", "hello");
+    expect((await dwop(["submit", sleepy])).code).toBe(2); // inputs.doc not given
+    const r = await dwop(["submit", sleepy, "--input", `doc=${doc}`, "--requirements", await file("req.txt", "\n")]);
+    expect(r.code).toBe(0);
+    const id = r.stdout.trim();
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    const w = WorkflowDetail.parse(json(await dwop(["status", id, "--json"])));
+    expect(w).toMatchObject({ inputs: ["doc"], hasRequirements: true });
+    const cancelled = await dwop(["cancel", id, "--json"]);
+    expect(cancelled.code).toBe(0);
+    expect(WorkflowDetail.parse(json(cancelled)).status).toBe("cancelled");
+    expect((await dwop(["status", id])).code).toBe(1);
+  });
+
+  it("exits 2 for usage and DSL errors, 1 for what is not there, 3 when the server cannot be reached or refuses", async () => {
+    const bad = await file("bad.workflow", "fun a():\n    pass\n\nfun b(x:aa):\n    pass\n");
+    const dsl = await dwop(["submit", bad]);
+    expect(dsl.code).toBe(2);
+    expect(dsl.stderr).toContain(`${bad}:4:9: unknown upstream 'aa'`);
+    expect((await dwop(["status", "not-a-uuid"])).code).toBe(2);
+    expect((await dwop(["list", "--status", "nope"])).code).toBe(2);
+    expect((await dwop(["nonsense"])).code).toBe(2);
+    const missing = await dwop(["status", "00000000-0000-4000-8000-000000000000"]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("workflow not found (HTTP 404)");
+    expect((await dwop(["logs", etl, "nope"])).code).toBe(1);
+
+    const refused = await dwop(["list"], { DWOP_TOKEN: "wrong-token" });
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toContain("HTTP 401");
+    const unreachable = await dwop(["list"], { DWOP_URL: "http://127.0.0.1:9" });
+    expect(unreachable.code).toBe(3);
+    expect(unreachable.stderr).toContain("cannot reach http://127.0.0.1:9");
+  });
+});

@@ -1,0 +1,174 @@
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Page } from "playwright-core";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { startDevServer, type DevServer } from "./support/api-server.ts";
+import { launchBrowser, type Browser } from "./support/browser.ts";
+
+// The dashboard in Debian's Chromium against `dwop dev` run as its own process: what a user does on it.
+
+const ETL = fileURLToPath(new URL("../examples/etl.workflow", import.meta.url));
+
+let server: DevServer;
+let browser: Browser;
+let page: Page;
+let flag: string;
+let passed = true;
+
+beforeAll(async () => {
+  [server, browser] = await Promise.all([
+    startDevServer("dashboard", { DWOP_RETRY_BACKOFF_MS: "0" }),
+    launchBrowser(),
+  ]);
+  page = browser.page;
+  page.setDefaultTimeout(20_000);
+  flag = join(await mkdtemp(join(tmpdir(), "dwop-flag-")), "fixed");
+}, 90_000);
+afterEach((ctx) => {
+  if (ctx.task.result?.state !== "pass") {
+    passed = false;
+    console.error(server.stderr());
+  }
+});
+afterAll(async () => {
+  await browser?.close();
+  await server?.stop(passed);
+}, 60_000);
+
+/** A task that prints 150 lines, then fails until the test creates the flag file. */
+const flaky = () => `fun prepare():
+    print("ready")
+
+@retries(0)
+fun flaky(x:prepare):
+    import os, sys
+    for i in range(1, 151):
+        print(f"line {i}")
+    if not os.path.exists(${JSON.stringify(flag)}):
+        print("flaky: the flag file is missing", file=sys.stderr)
+        sys.exit(3)
+    print("flag found")
+
+fun report(y:flaky):
+    print(open("y").read().splitlines()[-1])
+`;
+
+const node = (task: string) => page.locator(`svg.dag g.node[data-task="${task}"]`);
+
+async function submitThroughForm(text: string | null, file?: string, name?: string): Promise<string> {
+  await page.getByRole("link", { name: "Submit", exact: true }).click();
+  if (file) await page.setInputFiles("#workflow-file", file);
+  if (text !== null) await page.fill("#workflow-source", text);
+  if (name) await page.fill("#workflow-name", name);
+  await expect.poll(() => page.locator(".validation").textContent()).toMatch(/Valid/);
+  await page.getByRole("button", { name: "Submit", exact: true }).click();
+  await page.waitForURL(/#\/workflows\/[0-9a-f-]{36}/);
+  return /workflows\/([0-9a-f-]{36})/.exec(page.url())![1]!;
+}
+
+describe("the dashboard", () => {
+  it("shows nothing before sign-in, refuses a bad token, and signs in with the API token", async () => {
+    await page.goto(`${server.url}/`);
+    await page.waitForURL(/\/ui\/#\/signin/);
+    await expect.poll(() => page.locator("h1").textContent()).toBe("Sign in to DWOP");
+    await page.fill("#token", "not-a-token");
+    await page.keyboard.press("Enter");
+    await expect.poll(() => page.getByRole("alert").textContent()).toContain("not accepted");
+    await page.fill("#token", server.token);
+    await page.keyboard.press("Enter");
+    await expect.poll(() => page.locator("h1").textContent()).toBe("Workflows");
+    expect(await page.locator(".who").textContent()).toBe("signed in as local");
+  });
+
+  it("shows DSL errors at their line and column before submitting, then runs the seed example to green live", async () => {
+    await page.getByRole("link", { name: "Submit", exact: true }).click();
+    await page.fill("#workflow-source", "fun extract():\n    print(1)\n\nfun load(rows:extrct):\n    print(2)\n");
+    const error = page.locator("ol.dsl-errors li");
+    await expect.poll(() => error.textContent()).toContain("Line 4, column 15");
+    expect(await error.textContent()).toContain("unknown upstream 'extrct'");
+    expect(await page.locator(".gutter .error").textContent()).toBe("4");
+    expect(await page.getByRole("button", { name: "Submit", exact: true }).isDisabled()).toBe(true);
+
+    await page.fill("#workflow-source", "");
+    const id = await submitThroughForm(null, ETL);
+    await page.evaluate(() => ((window as unknown as { stayed: boolean }).stayed = true));
+    for (const task of ["extract", "transform", "load"]) {
+      await expect.poll(() => node(task).getAttribute("class"), { timeout: 30_000 }).toContain("state-succeeded");
+    }
+    await expect.poll(() => page.getByRole("status").first().textContent()).toContain("succeeded");
+    // Every change arrived over the event stream: the page was never reloaded.
+    expect(await page.evaluate(() => (window as unknown as { stayed?: boolean }).stayed)).toBe(true);
+    expect(await page.locator("h1").textContent()).toBe("etl");
+    await node("load").click();
+    await expect.poll(() => page.locator("pre.output").textContent()).toContain("Loading: LISBON 69.8F");
+    await browser.screenshot("workflow");
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it("opens a failing task's log at its last lines, retries, and shows the rerun", async () => {
+    await submitThroughForm(flaky(), undefined, "nightly-report");
+    await expect.poll(() => node("flaky").getAttribute("class"), { timeout: 30_000 }).toContain("state-failed");
+    await expect.poll(() => node("report").getAttribute("class")).toContain("state-upstream_failed");
+    await node("flaky").focus();
+    await page.keyboard.press("Enter");
+    const log = page.locator("pre.log");
+    await expect.poll(() => log.textContent()).toContain("flaky: the flag file is missing");
+    expect(await log.textContent()).toContain("line 150");
+    expect(await page.locator(".task-panel .callout.failure").first().textContent()).toContain("exit code 3");
+    await log.scrollIntoViewIfNeeded();
+    await browser.screenshot("failed-task");
+
+    await writeFile(flag, "");
+    await page.getByRole("button", { name: "Retry" }).click();
+    await expect.poll(() => node("report").getAttribute("class"), { timeout: 30_000 }).toContain("state-succeeded");
+    expect(await node("flaky").getAttribute("class")).toContain("state-succeeded");
+    const attempts = page.locator("table.attempts tbody tr");
+    await expect.poll(() => attempts.count()).toBe(2);
+    expect(await attempts.nth(0).textContent()).toContain("failed");
+    expect(await attempts.nth(1).textContent()).toContain("succeeded");
+    expect(await page.locator('ol.timeline li:has([data-key="tl:flaky"]) .run').count()).toBe(2);
+    await expect.poll(() => log.textContent()).toContain("flag found");
+  });
+
+  it("lists the workflows with their task counts, and stays readable at phone width and with 200 tasks", async () => {
+    await page.getByRole("link", { name: "Workflows", exact: true }).click();
+    const rows = page.locator("table.workflows tbody tr");
+    await expect.poll(() => rows.count()).toBe(2);
+    expect(await rows.nth(1).textContent()).toContain("3 succeeded");
+    await browser.screenshot("list");
+    await page.fill("#search", "etl");
+    await expect.poll(() => rows.count()).toBe(1);
+    await page.fill("#search", "");
+
+    const long = "a_rather_long_task_name_that_keeps_going_and_going";
+    const tasks = Array.from({ length: 200 }, (_, i) => {
+      const other = (i * 7) % (i - (i % 20 || 20) + 1);
+      const ups = i < 20 ? "" : [`x:${long}_${i - 20}`, other !== i - 20 ? `y:${long}_${other}` : ""].filter(Boolean).join(", ");
+      return `fun ${long}_${i}(${ups}):\n    import time; time.sleep(30)\n`;
+    });
+    const res = await fetch(`${server.url}/workflows`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${server.token}`, "content-type": "application/json" },
+      body: JSON.stringify({ workflow: tasks.join("\n"), name: "two_hundred" }),
+    });
+    expect(res.status).toBe(201);
+    const { id } = (await res.json()) as { id: string };
+    await page.goto(`${server.url}/ui/#/workflows/${id}`);
+    await expect.poll(() => page.locator("svg.dag g.node").count()).toBe(200);
+    await browser.screenshot("two-hundred-tasks");
+    const overflow = () => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    expect(await overflow()).toBeLessThanOrEqual(0);
+    await page.setViewportSize({ width: 390, height: 844 });
+    expect(await overflow()).toBeLessThanOrEqual(0);
+    page.once("dialog", (d) => void d.accept());
+    await page.getByRole("button", { name: "Cancel" }).click();
+    await expect.poll(() => page.getByRole("status").first().textContent()).toContain("cancelled");
+    await page.getByRole("link", { name: "Workflows", exact: true }).click();
+    await expect.poll(() => rows.count()).toBe(3);
+    expect(await overflow()).toBeLessThanOrEqual(0);
+    await browser.screenshot("list-phone");
+    await page.setViewportSize({ width: 1280, height: 800 });
+  });
+});

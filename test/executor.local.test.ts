@@ -1,0 +1,166 @@
+import { createServer, type Server } from "node:http";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { RunOutcome, WorkerEnv } from "../shared/executors/executor.ts";
+import { ForkServer } from "../shared/executors/fork-server.ts";
+import { LocalExecutor } from "../shared/executors/local.ts";
+import { readLogTail } from "../shared/executors/log-tail.ts";
+import { resolvePython, WORKER_SCRIPT } from "../shared/executors/python.ts";
+import { DEFAULT_TASK_OPTIONS, type RunAssignment } from "../shared/model.ts";
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), "dwop-local-executor-"));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("readLogTail", () => {
+  it("keeps the last lines of a large file, reading only its end", async () => {
+    const path = join(dir, "big.log");
+    const lines = Array.from({ length: 200_000 }, (_, i) => `line ${i}`);
+    await writeFile(path, `${lines.join("\n")}\n`);
+    const tail = await readLogTail(path, 100);
+    expect(tail.split("\n")).toEqual(lines.slice(-100));
+    // Within a budget of 50 bytes (4 lines of 12 bytes and the end of one more) only whole lines are kept.
+    expect(await readLogTail(path, 100, 50)).toBe(lines.slice(-4).join("\n"));
+  });
+
+  it("keeps an unterminated last line and cuts long lines as LogTail does", async () => {
+    const path = join(dir, "odd.log");
+    await writeFile(path, `${"x".repeat(5000)}\nshort\nno newline at the end`);
+    expect(await readLogTail(path, 100)).toBe(`${"x".repeat(4096)}…\nshort\nno newline at the end`);
+    expect(await readLogTail(join(dir, "missing.log"), 100)).toBe("");
+  });
+});
+
+/** An object store stand-in: GETs of /hang never answer, anything else is a 404. */
+async function startStore(): Promise<{ url: string; server: Server }> {
+  const server = createServer((req, res) => {
+    if (req.url?.startsWith("/hang")) return;
+    res.writeHead(404).end("no such object");
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
+}
+
+function assignment(runId: string): RunAssignment {
+  return {
+    runId,
+    workflowId: "wf",
+    taskId: `task-${runId}`,
+    taskName: "t",
+    attempt: 1,
+    params: [],
+    options: DEFAULT_TASK_OPTIONS,
+    hasRequirements: false,
+  };
+}
+
+function env(url: string, code: string): WorkerEnv {
+  return {
+    DWOP_CODE_URL: `${url}/${code}`,
+    DWOP_INPUTS: "[]",
+    DWOP_OUTPUT_URL: `${url}/out`,
+    DWOP_LOG_URL: `${url}/log`,
+  };
+}
+
+/** The parent of a process, from /proc. */
+async function parentOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function until(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("condition not reached in time");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe("LocalExecutor through the fork server", () => {
+  let store: { url: string; server: Server };
+  let executor: LocalExecutor;
+  const outcomes = new Map<string, RunOutcome>();
+
+  beforeEach(async () => {
+    store = await startStore();
+    executor = new LocalExecutor({
+      python: await resolvePython(),
+      workerScript: WORKER_SCRIPT,
+      workRoot: dir,
+    });
+    outcomes.clear();
+    executor.onFinished((run, outcome) => outcomes.set(run.runId, outcome));
+  });
+  afterEach(async () => {
+    await executor.close();
+    store.server.closeAllConnections();
+    await new Promise((r) => store.server.close(r));
+  });
+
+  it("records the last lines of the worker's log file when a run fails", async () => {
+    await executor.start(assignment("404"), env(store.url, "missing"));
+    await until(() => outcomes.has("404"));
+    const outcome = outcomes.get("404");
+    expect(outcome).toMatchObject({ kind: "failed", reason: "worker_error", nonRetryable: false });
+    expect(outcome?.kind === "failed" && outcome.logTail).toContain("dwop-worker: download_failed");
+    expect(executor.active()).toEqual([]);
+  });
+
+  it("reports the runs in flight as lost when the fork server dies, and forks later runs on a new one", async () => {
+    const { jobName } = await executor.start(assignment("first"), env(store.url, "hang"));
+    expect(await executor.start(assignment("first"), env(store.url, "hang"))).toEqual({ jobName });
+    const worker = Number(jobName.replace("pid-", ""));
+    const server = await parentOf(worker);
+    expect(server).not.toBe(process.pid);
+    process.kill(server, "SIGKILL");
+
+    await until(() => outcomes.has("first"));
+    expect(outcomes.get("first")).toMatchObject({ kind: "failed", reason: "lost", exitCode: null });
+    await until(() => !alive(worker));
+
+    const second = await executor.start(assignment("second"), env(store.url, "hang"));
+    const secondPid = Number(second.jobName.replace("pid-", ""));
+    expect(await parentOf(secondPid)).not.toBe(server);
+    expect(await executor.kill("second")).toBe(true);
+    await until(() => !alive(secondPid));
+    await until(() => executor.active().length === 0);
+    expect(outcomes.has("second")).toBe(false);
+  });
+});
+
+describe("ForkServer", () => {
+  it("refuses a run whose folder does not exist, and keeps serving", async () => {
+    const server = new ForkServer({
+      python: await resolvePython(),
+      workerScript: WORKER_SCRIPT,
+      env: { PATH: process.env.PATH ?? "" },
+    });
+    try {
+      await expect(server.fork("a", join(dir, "missing"), {})).rejects.toThrow(/is not a directory/);
+      const worker = await server.fork("b", dir, { PATH: process.env.PATH ?? "" });
+      // No DWOP_* variables: the worker reports a worker error and exits 70.
+      expect(await worker.exited).toEqual({ code: 70, signal: null, serverDied: false });
+      expect(await readFile(join(dir, ".dwop-worker.log"), "utf8")).toContain("missing environment variable");
+    } finally {
+      await server.close();
+    }
+    await expect(server.fork("c", dir, {})).rejects.toThrow(/closed/);
+  });
+});

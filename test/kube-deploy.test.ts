@@ -1,0 +1,136 @@
+// deploy/: every manifest checked against the Kubernetes schemas of the kubernetes-models package, and
+// against what the code expects of it (config names, labels, ports, RBAC verbs).
+import { loadAllYaml, type KubernetesObject } from "@kubernetes/client-node";
+import { readFile } from "node:fs/promises";
+import { describe, expect, it } from "vitest";
+import { loadConfig } from "../shared/config.ts";
+import { LABELS } from "../shared/executors/kubernetes/names.ts";
+
+const DEPLOY = new URL("../deploy/", import.meta.url);
+
+interface Manifest extends KubernetesObject {
+  [field: string]: unknown;
+}
+
+async function manifests(): Promise<Manifest[]> {
+  const kustomization = (
+    loadAllYaml(await readFile(new URL("kustomization.yaml", DEPLOY), "utf8")) as { resources: string[] }[]
+  )[0]!;
+  const docs: Manifest[] = [];
+  for (const file of kustomization.resources) {
+    docs.push(...(loadAllYaml(await readFile(new URL(file, DEPLOY), "utf8")) as Manifest[]));
+  }
+  return docs;
+}
+
+/** The kubernetes-models class for an object's apiVersion and kind (e.g. kubernetes-models/apps/v1/Deployment). */
+async function validate(obj: Manifest): Promise<void> {
+  const module = (await import(`kubernetes-models/${obj.apiVersion}/${obj.kind}`)) as Record<
+    string,
+    new (data: unknown) => { validate(): void }
+  >;
+  const Model = module[obj.kind!];
+  if (!Model) throw new Error(`no schema for ${obj.apiVersion} ${obj.kind}`);
+  new Model(obj).validate();
+}
+
+const find = <T = Manifest>(docs: Manifest[], kind: string) => docs.find((d) => d.kind === kind) as T;
+
+/** Loose access to a manifest's nested fields, for assertions. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Loose = Record<string, any>;
+
+describe("deploy/ manifests", () => {
+  it("are valid Kubernetes objects, all in the dwop namespace", async () => {
+    const docs = await manifests();
+    expect(docs.map((d) => d.kind).sort()).toEqual(
+      [
+        "ConfigMap",
+        "Deployment",
+        "Namespace",
+        "NetworkPolicy",
+        "Role",
+        "RoleBinding",
+        "Secret",
+        "ServiceAccount",
+      ].sort(),
+    );
+    for (const doc of docs) await validate(doc);
+    for (const doc of docs.filter((d) => d.kind !== "Namespace"))
+      expect(doc.metadata?.namespace).toBe("dwop");
+  });
+
+  it("the schemas catch a broken manifest (so the check above can fail)", async () => {
+    const deployment = structuredClone(find(await manifests(), "Deployment"));
+    (deployment as { spec: { replicas: unknown } }).spec.replicas = "two";
+    await expect(validate(deployment)).rejects.toThrow(/replicas/);
+  });
+
+  it("grants the dispatcher only jobs, pods and pods/log in its namespace", async () => {
+    const docs = await manifests();
+    const role = find<{ rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[] }>(
+      docs,
+      "Role",
+    );
+    const grants = role.rules.flatMap((r) =>
+      r.resources.map((res) => `${r.apiGroups.join()}/${res}: ${[...r.verbs].sort().join(",")}`),
+    );
+    expect(grants.sort()).toEqual([
+      "/pods/log: get",
+      "/pods: get,list,watch",
+      "batch/jobs: create,delete,get,list,watch",
+    ]);
+    const binding = find<{ roleRef: { name: string }; subjects: { name: string }[] }>(docs, "RoleBinding");
+    expect(binding.roleRef.name).toBe("dwop-dispatcher");
+    expect(binding.subjects.map((s) => s.name)).toEqual([find(docs, "ServiceAccount").metadata?.name]);
+    expect(docs.some((d) => d.kind === "ClusterRole" || d.kind === "ClusterRoleBinding")).toBe(false);
+  });
+
+  it("runs two dispatcher replicas with probes, resources and a grace period longer than the drain", async () => {
+    const docs = await manifests();
+    const config = find<{ data: Record<string, string> }>(docs, "ConfigMap").data;
+    const secret = find<{ stringData: Record<string, string> }>(docs, "Secret").stringData;
+    const d = find<{ spec: { replicas: number; template: { spec: Loose } } }>(docs, "Deployment");
+    const pod = d.spec.template.spec;
+    const [c] = pod.containers;
+    expect(d.spec.replicas).toBe(2);
+    expect(pod.serviceAccountName).toBe("dwop-dispatcher");
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(Number(config.DWOP_SHUTDOWN_GRACE_SECONDS));
+    expect(c.livenessProbe.httpGet).toMatchObject({ path: "/healthz", port: "metrics" });
+    expect(c.readinessProbe.httpGet).toMatchObject({ path: "/readyz", port: "metrics" });
+    expect(c.ports[0].containerPort).toBe(Number(config.DWOP_METRICS_PORT));
+    expect(c.resources.requests && c.resources.limits).toBeTruthy();
+    expect(c.securityContext).toMatchObject({
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ["ALL"] },
+    });
+    expect(pod.securityContext.runAsNonRoot).toBe(true);
+    // The ConfigMap and Secret together are a configuration the dispatcher accepts.
+    const parsed = loadConfig({ ...config, ...secret });
+    expect(parsed).toMatchObject({
+      DWOP_EXECUTOR: "kubernetes",
+      DWOP_NAMESPACE: "dwop",
+      DWOP_METRICS_PORT: 9090,
+    });
+  });
+
+  it("limits task pods (selected by the label every Job carries) to DNS and HTTPS, and nothing in", async () => {
+    const policy = find<{ spec: Loose }>(await manifests(), "NetworkPolicy").spec;
+    expect(policy.podSelector.matchLabels).toEqual({ [LABELS.managedBy]: "dwop" });
+    expect(policy.policyTypes.sort()).toEqual(["Egress", "Ingress"]);
+    expect(policy.ingress).toEqual([]);
+    const ports = policy.egress.flatMap((rule: { ports: { port: number }[] }) =>
+      rule.ports.map((p) => p.port),
+    );
+    expect([...new Set(ports)].sort()).toEqual([443, 53]);
+  });
+
+  it("builds the dispatcher image on Node 24 as a non-root user", async () => {
+    const dockerfile = await readFile(new URL("dispatcher.Dockerfile", DEPLOY), "utf8");
+    expect(dockerfile).toMatch(/^FROM node:24[-\w.]*$/m);
+    const user = /^USER (\S+)$/m.exec(dockerfile)?.[1];
+    expect(user && !["root", "0"].includes(user)).toBe(true);
+    expect(dockerfile).toMatch(/ENTRYPOINT \["node", "--import", "tsx", "dispatcher\/main.ts"\]/);
+  });
+});

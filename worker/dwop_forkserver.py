@@ -1,0 +1,228 @@
+"""The DWOP fork server: `python dwop_worker.py --fork-server`.
+
+Starting Python costs more than the rest of a small task (site, .pth files, the worker's imports). The
+fork server pays for that once: for each run it forks a child that becomes a fresh worker process (own
+pid, own memory, own session and process group) and runs dwop_main.main(), the same code path as
+`python dwop_worker.py`, in ~1-2 ms instead of an interpreter start.
+
+Protocol, one JSON object per line:
+  stdin   {"id": "<run id>", "cwd": "/abs/folder", "env": {"NAME": "value", ...}}
+  stdout  {"ready": <server pid>}                     once, at start
+          {"id": ..., "pid": <child pid>}            after the fork, once the child leads its own group
+          {"id": ..., "exit": <code>}                 when the child has exited
+          {"id": ..., "signal": <n>}                  when a signal killed the child
+          {"id": <id or null>, "error": "<why>"}      for a request that forks nothing
+The child's environment is exactly "env"; its stdin is /dev/null; its stdout and stderr both go to
+<cwd>/.dwop-worker.log (appended to, so the order of the worker's writes is kept). The child dies (SIGKILL)
+when the server dies, and the task body with it when the run's env has DWOP_DIE_WITH_PARENT=1; with that
+variable in the server's own environment, the server dies when its parent does. When its stdin closes,
+the server kills every child's process group and exits.
+
+What is per child: os.environ, cwd, sys.argv (the worker's, as a fresh start has it), signal handlers,
+umask, and every module's state, since each child is forked from the server, which runs no task code and
+changes no module's state after start. What is the server's: settings an interpreter reads at start from
+the environment (PYTHONPATH, PYTHONUNBUFFERED, PYTHONHASHSEED, ...); start the server with the same
+PYTHON* variables the runs get. The server is single-threaded, so fork() is safe.
+"""
+
+import _json
+import _signal
+import os
+import select
+import sys
+
+from dwop_http import write_all
+from dwop_main import main as worker_main
+from dwop_main import parse_json
+from dwop_process import die_with_parent, load_prctl
+
+LOG_FILE = ".dwop-worker.log"
+EXIT_SETUP_FAILED = 70  # the child could not become a worker (its folder vanished, for example)
+READ_CHUNK = 65536
+MAX_REQUEST = 16 * 1024 * 1024
+
+
+class BadRequest(Exception):
+    """A request the server answers with an error line."""
+
+
+def encode(value):
+    return _json.encode_basestring_ascii(value)
+
+
+def parse_request(line):
+    """(id, cwd, env) of a request line; raises BadRequest naming the id when it could be read."""
+    try:
+        request = parse_json(line.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadRequest(None, "request is not JSON: %s" % e) from None
+    if not isinstance(request, dict):
+        raise BadRequest(None, "request is not a JSON object")
+    run_id = request.get("id")
+    if not isinstance(run_id, str) or not run_id:
+        raise BadRequest(None, "request has no string id")
+    cwd, env = request.get("cwd"), request.get("env")
+    if not isinstance(cwd, str) or not os.path.isabs(cwd) or "\0" in cwd:
+        raise BadRequest(run_id, "cwd is not an absolute path")
+    if not os.path.isdir(cwd):
+        raise BadRequest(run_id, "cwd %s is not a directory" % cwd)
+    if not isinstance(env, dict):
+        raise BadRequest(run_id, "env is not an object")
+    for name, value in env.items():
+        if not name or "=" in name or "\0" in name or not isinstance(value, str) or "\0" in value:
+            raise BadRequest(run_id, "env entry %r is not a NAME=value string pair" % (name,))
+    return run_id, cwd, env
+
+
+class Server:
+    def __init__(self, prctl):
+        self.pid = os.getpid()
+        self.prctl = prctl
+        self.by_pid = {}  # child pid -> run id
+        self.by_id = {}  # run id -> child pid
+        self.pending = b""
+        self.wakeup_r, self.wakeup_w = os.pipe()
+        os.set_blocking(self.wakeup_r, False)
+        os.set_blocking(self.wakeup_w, False)
+        # SIGCHLD must have a Python handler for the C handler to write to the wakeup fd.
+        self.initial_sigchld = _signal.getsignal(_signal.SIGCHLD)
+        _signal.set_wakeup_fd(self.wakeup_w, warn_on_full_buffer=False)
+        _signal.signal(_signal.SIGCHLD, lambda _signum, _frame: None)
+
+    def send(self, run_id, key, value):
+        id_json = "null" if run_id is None else encode(run_id)
+        value_json = encode(value) if isinstance(value, str) else str(int(value))
+        write_all(1, ('{"id":%s,"%s":%s}\n' % (id_json, key, value_json)).encode("ascii"))
+
+    def serve(self):
+        """Answers requests until stdin closes; then kills every child's group and returns."""
+        write_all(1, b'{"ready":%d}\n' % self.pid)
+        poller = select.poll()
+        poller.register(0, select.POLLIN)
+        poller.register(self.wakeup_r, select.POLLIN)
+        try:
+            while True:
+                for fd, _ in poller.poll():
+                    if fd == self.wakeup_r:
+                        self.drain_wakeups()
+                        self.reap()
+                    elif not self.read_requests():
+                        return
+        except BrokenPipeError:
+            return  # nobody reads the events any more
+        finally:
+            self.kill_all()
+
+    def read_requests(self):
+        """Handles the complete lines stdin holds; False at end of file."""
+        data = os.read(0, READ_CHUNK)
+        if not data:
+            return False
+        self.pending += data
+        while b"\n" in self.pending:
+            line, _, self.pending = self.pending.partition(b"\n")
+            if line.strip():
+                self.handle(line)
+        if len(self.pending) > MAX_REQUEST:
+            self.pending = b""
+            self.send(None, "error", "request longer than %d bytes without a newline" % MAX_REQUEST)
+        return True
+
+    def handle(self, line):
+        try:
+            run_id, cwd, env = parse_request(line)
+            if run_id in self.by_id:
+                raise BadRequest(run_id, "run %s is already running" % run_id)
+        except BadRequest as e:
+            self.send(e.args[0], "error", e.args[1])
+            return
+        pid = self.fork(cwd, env)
+        self.by_pid[pid] = run_id
+        self.by_id[run_id] = pid
+        self.send(run_id, "pid", pid)
+
+    def fork(self, cwd, env):
+        """Forks a worker; returns its pid once it leads its own process group, so kill(-pid) reaches it."""
+        ready_r, ready_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(ready_r)
+                self.become_worker(cwd, env, ready_w)
+            finally:
+                os._exit(EXIT_SETUP_FAILED)
+        os.close(ready_w)
+        try:
+            os.read(ready_r, 1)  # end of file: the child has its own session, or has died
+        finally:
+            os.close(ready_r)
+        return pid
+
+    def become_worker(self, cwd, env, ready_w):
+        """In the child: turns this copy of the server into a fresh worker process, then runs it."""
+        try:
+            _signal.set_wakeup_fd(-1)
+            _signal.signal(_signal.SIGCHLD, self.initial_sigchld)
+            os.close(self.wakeup_r)
+            os.close(self.wakeup_w)
+            os.setsid()
+            die_with_parent(self.prctl, self.pid)
+            os.close(ready_w)
+            os.chdir(cwd)
+            log = os.open(LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.close(null)
+            os.close(log)
+            os.environ.clear()
+            os.environ.update(env)
+            sys.argv = sys.argv[:1]
+        except BaseException as e:
+            try:
+                write_all(2, ("dwop-forkserver: the child could not start: %r\n" % e).encode("utf-8", "replace"))
+            finally:
+                os._exit(EXIT_SETUP_FAILED)
+        worker_main()  # never returns: it ends with os._exit
+
+    def drain_wakeups(self):
+        try:
+            while os.read(self.wakeup_r, READ_CHUNK):
+                pass
+        except BlockingIOError:
+            pass
+
+    def reap(self):
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            run_id = self.by_pid.pop(pid, None)
+            if run_id is None:
+                continue
+            del self.by_id[run_id]
+            code = os.waitstatus_to_exitcode(status)
+            if code >= 0:
+                self.send(run_id, "exit", code)
+            else:
+                self.send(run_id, "signal", -code)
+
+    def kill_all(self):
+        for pid in self.by_pid:
+            try:
+                os.killpg(pid, _signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def serve():
+    """Runs the fork server until its stdin closes; never returns."""
+    prctl = load_prctl()
+    if os.environ.get("DWOP_DIE_WITH_PARENT") == "1":
+        die_with_parent(prctl, os.getppid())
+    Server(prctl).serve()
+    os._exit(0)

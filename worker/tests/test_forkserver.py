@@ -1,0 +1,273 @@
+"""Tests of the fork server (`dwop_worker.py --fork-server`), run as a real process with real workers.
+
+Run with: python -m unittest discover -s worker/tests -v
+"""
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_worker import SLEEPER, WORKER, ObjectStore, alive, wait_for_pid  # noqa: E402
+
+# A body that reports what a fresh process would have, as JSON on its stdout.
+INSPECTOR = """
+import json, os, signal, sys
+mask = os.umask(0o022)
+report = {
+    "argv": sys.argv,
+    "path0_is_cwd": sys.path[0] == os.getcwd(),
+    "cwd": os.getcwd(),
+    "env": dict(os.environ),
+    "umask": mask,
+    "handlers": {s.name: str(signal.getsignal(s)) for s in (signal.SIGINT, signal.SIGCHLD, signal.SIGPIPE,
+                 signal.SIGTERM, signal.SIGXFSZ)},
+    "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd")),
+    "leaked": "leaky_module" in sys.modules,
+    "stdin": sys.stdin.read(),
+}
+import leaky_module  # a module of the user's, imported by every run
+leaky_module.counter += 1
+report["counter"] = leaky_module.counter
+os.umask(0o077)  # must not change the next run's
+os.environ["LEAK"] = "1"
+print(json.dumps(report))
+"""
+
+
+class ForkServer:
+    """A fork server process and a reader of its event lines."""
+
+    def __init__(self, cwd, env=None, argv_prefix=()):
+        self.process = subprocess.Popen(
+            [*argv_prefix, sys.executable, WORKER, "--fork-server"],
+            cwd=cwd,
+            env=env if env is not None else {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SERVER_ONLY": "1"},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        self.events = queue.Queue()
+        self.reader = threading.Thread(target=self.read, daemon=True)
+        self.reader.start()
+        self.ready = self.next_event()["ready"]
+
+    def read(self):
+        for line in self.process.stdout:
+            self.events.put(json.loads(line))
+        self.events.put(None)
+
+    def next_event(self, timeout=30):
+        return self.events.get(timeout=timeout)
+
+    def send(self, line):
+        self.process.stdin.write(line if isinstance(line, bytes) else line.encode())
+        self.process.stdin.flush()
+
+    def request(self, run_id, cwd, env):
+        self.send(json.dumps({"id": run_id, "cwd": cwd, "env": env}) + "\n")
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self.process.stdin.close()
+        self.process.stdout.close()
+
+
+class ForkServerTest(unittest.TestCase):
+    def setUp(self):
+        tmp = tempfile.TemporaryDirectory(prefix="dwop-forkserver-test-")
+        self.addCleanup(tmp.cleanup)
+        self.tmp = tmp.name
+        self.store = ObjectStore(os.path.join(self.tmp, "store"))
+        self.addCleanup(self.store.close)
+        self.server = ForkServer(self.tmp)
+        self.addCleanup(self.server.close)
+
+    def task(self, name, body, extra=None):
+        """(cwd, env) of a run of body in a fresh folder."""
+        cwd = os.path.join(self.tmp, name)
+        os.makedirs(cwd)
+        self.store.put("code/%s/main.py" % name, textwrap.dedent(body))
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+            "DWOP_CODE_URL": self.store.url("code/%s/main.py" % name),
+            "DWOP_INPUTS": "[]",
+            "DWOP_OUTPUT_URL": self.store.url("out/%s/output.txt" % name),
+            "DWOP_LOG_URL": self.store.url("out/%s/attempt-1.log" % name),
+            "DWOP_RESULT_FILE": os.path.join(cwd, ".dwop-result.json"),
+            "DWOP_DIE_WITH_PARENT": "1",  # what the local executor asks: the body dies with its worker
+        }
+        env.update(extra or {})
+        return cwd, env
+
+    def run_task(self, name, body, extra=None):
+        """Runs body to its end; returns (pid, end event)."""
+        cwd, env = self.task(name, body, extra)
+        self.server.request(name, cwd, env)
+        started = self.server.next_event()
+        self.assertEqual(set(started), {"id", "pid"}, started)
+        ended = self.server.next_event()
+        self.assertEqual(ended["id"], name)
+        return started["pid"], ended
+
+    def output(self, name):
+        return self.store.read("out/%s/output.txt" % name)
+
+    def test_runs_a_task_as_the_worker_does_with_its_stdout_and_stderr_in_the_log_file(self):
+        pid, ended = self.run_task(
+            "t1",
+            """
+            import os, sys, time
+            # The body's stdout and stderr are two pipes, read in no set order: the writes are spaced out.
+            print("out 1", flush=True)
+            time.sleep(0.1)
+            print("err 1", file=sys.stderr, flush=True)
+            time.sleep(0.1)
+            print("out 2")
+            print(os.getppid() != %d, os.getpgid(0) == os.getppid())
+            """
+            % self.server.ready,
+        )
+        self.assertEqual(ended, {"id": "t1", "exit": 0})
+        self.assertEqual(self.output("t1"), b"out 1\nout 2\nTrue True\n")
+        with open(os.path.join(self.tmp, "t1", ".dwop-worker.log"), "rb") as f:
+            self.assertEqual(f.read(), b"out 1\nerr 1\nout 2\nTrue True\n")
+        self.assertNotEqual(pid, self.server.ready)
+
+    def test_each_run_is_a_fresh_process_that_sees_only_its_own_environment(self):
+        reports = []
+        for name in ("a", "b"):
+            cwd, env = self.task(name, INSPECTOR, {"ONLY_" + name.upper(): name})
+            with open(os.path.join(cwd, "leaky_module.py"), "w") as f:
+                f.write("counter = 0\n")
+            self.server.request(name, cwd, env)
+            self.assertIn("pid", self.server.next_event())
+            self.assertEqual(self.server.next_event(), {"id": name, "exit": 0})
+            report = json.loads(self.output(name))
+            reports.append(report)
+            self.assertEqual(report["argv"], ["main.py"])
+            self.assertTrue(report["path0_is_cwd"])
+            self.assertEqual(report["cwd"], cwd)
+            self.assertEqual(report["stdin"], "")
+            expected_env = {k: v for k, v in env.items() if not k.startswith("DWOP_")}
+            self.assertEqual(report["env"], expected_env)
+            self.assertFalse(report["leaked"])
+            self.assertEqual(report["counter"], 1)
+            # The listing's own descriptor is the only one beyond stdin, stdout and stderr.
+            self.assertEqual(len(report["fds"]), 4, report["fds"])
+        self.assertEqual(reports[0]["umask"], reports[1]["umask"])
+        fresh = subprocess.run(
+            [sys.executable, "-c", INSPECTOR.split("import leaky_module")[0] + "print(json.dumps(report))"],
+            cwd=self.tmp,
+            capture_output=True,
+            check=True,
+            env={"PATH": os.environ.get("PATH", "")},
+        )
+        self.assertEqual(reports[1]["handlers"], json.loads(fresh.stdout)["handlers"])
+
+    def test_two_runs_at_once_each_in_its_own_process_group(self):
+        gate = os.path.join(self.tmp, "gate")
+        body = SLEEPER.replace("time.sleep(60)", "while not os.path.exists(%r): time.sleep(0.01)" % gate)
+        pids = {}
+        for name in ("one", "two"):
+            cwd, env = self.task(name, body)
+            self.server.request(name, cwd, env)
+            event = self.server.next_event()
+            pids[name] = event["pid"]
+        bodies = {name: wait_for_pid(os.path.join(self.tmp, name, "pid")) for name in pids}
+        self.assertNotEqual(pids["one"], pids["two"])
+        for name, pid in pids.items():
+            self.assertEqual(os.getpgid(pid), pid)
+            self.assertEqual(os.getpgid(bodies[name]), pid)
+            self.assertTrue(alive(bodies[name]))
+        open(gate, "w").close()
+        ends = [self.server.next_event(), self.server.next_event()]
+        self.assertCountEqual(ends, [{"id": "one", "exit": 0}, {"id": "two", "exit": 0}])
+
+    def test_reports_the_exit_code_and_the_killing_signal(self):
+        _, ended = self.run_task("fails", "raise SystemExit(3)\n")
+        self.assertEqual(ended, {"id": "fails", "exit": 3})
+        with open(os.path.join(self.tmp, "fails", ".dwop-result.json")) as f:
+            self.assertEqual(json.load(f)["type"], "task_failed")
+        _, ended = self.run_task("killed", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n")
+        self.assertEqual(ended, {"id": "killed", "signal": 9})
+
+    def test_killing_the_process_group_kills_the_worker_and_the_body(self):
+        cwd, env = self.task("sleeper", SLEEPER)
+        self.server.request("sleeper", cwd, env)
+        pid = self.server.next_event()["pid"]
+        body = wait_for_pid(os.path.join(cwd, "pid"))
+        os.killpg(pid, signal.SIGKILL)
+        self.assertEqual(self.server.next_event(), {"id": "sleeper", "signal": 9})
+        wait_until_dead(self, body)
+
+    def test_answers_a_bad_request_with_an_error_and_keeps_serving(self):
+        cwd, env = self.task("good", "print('fine')\n")
+        self.server.send(b"not json\n")
+        self.assertEqual(self.server.next_event()["id"], None)
+        self.server.send(b'{"cwd": "/"}\n')
+        self.assertIn("no string id", self.server.next_event()["error"])
+        self.server.request("x", os.path.join(self.tmp, "missing"), {})
+        self.assertEqual(self.server.next_event()["id"], "x")
+        self.server.request("y", cwd, {"BAD": 1})
+        self.assertIn("error", self.server.next_event())
+        self.server.request("good", cwd, dict(env, DWOP_CODE_URL=self.store.url("slow")))
+        self.store.put("slow", "import time\ntime.sleep(0.5)\n")
+        self.assertIn("pid", self.server.next_event())
+        self.server.request("good", cwd, env)
+        self.assertEqual(self.server.next_event(), {"id": "good", "error": "run good is already running"})
+        self.assertEqual(self.server.next_event(), {"id": "good", "exit": 0})
+
+    def test_exits_when_stdin_closes_and_its_children_die_with_it(self):
+        cwd, env = self.task("orphan", SLEEPER)
+        self.server.request("orphan", cwd, env)
+        self.assertIn("pid", self.server.next_event())
+        body = wait_for_pid(os.path.join(cwd, "pid"))
+        self.server.process.stdin.close()
+        self.assertEqual(self.server.process.wait(timeout=10), 0)
+        wait_until_dead(self, body)
+
+    def test_children_die_when_the_server_is_killed(self):
+        cwd, env = self.task("orphan", SLEEPER)
+        self.server.request("orphan", cwd, env)
+        worker = self.server.next_event()["pid"]
+        body = wait_for_pid(os.path.join(cwd, "pid"))
+        self.server.process.kill()
+        wait_until_dead(self, worker)
+        wait_until_dead(self, body)
+
+    @unittest.skipUnless(sys.platform.startswith("linux"), "prctl is Linux-only")
+    def test_with_die_with_parent_the_server_dies_with_its_parent(self):
+        cwd, env = self.task("orphan", SLEEPER)
+        # The server's parent is a shell that then waits; killing it must take the server and its runs.
+        server_env = {"PATH": os.environ.get("PATH", ""), "DWOP_DIE_WITH_PARENT": "1"}
+        server = ForkServer(self.tmp, server_env, argv_prefix=("/bin/sh", "-c", '"$@"; exit', "sh"))
+        self.addCleanup(server.close)
+        server.request("orphan", cwd, env)
+        self.assertIn("pid", server.next_event())
+        body = wait_for_pid(os.path.join(cwd, "pid"))
+        server.process.kill()  # the shell
+        wait_until_dead(self, server.ready)
+        wait_until_dead(self, body)
+
+
+def wait_until_dead(test, pid, timeout=10):
+    deadline = time.monotonic() + timeout
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    test.assertFalse(alive(pid), "process %d is still alive" % pid)
+
+
+if __name__ == "__main__":
+    unittest.main()
