@@ -1,4 +1,5 @@
-// The outbox claimer as its own process. On Supabase, a pg_cron job is the backstop instead.
+// The outbox claimer as its own process (on Supabase too: its pg_cron job only wakes claimers, see
+// supabase/migrations/20261126000520_outbox_backstop.sql).
 import { hostname } from "node:os";
 import { connectBus } from "../shared/bus/from-config.ts";
 import { databaseUrl, loadConfig } from "../shared/config.ts";

@@ -16,7 +16,10 @@ const BUILTIN = new RegExp(`^(node:)?(${builtinModules.map((m) => m.replace(/[/]
 const nodePrefix: Plugin = {
   name: "node-prefix",
   setup(b) {
-    b.onResolve({ filter: BUILTIN }, (args) => ({ path: args.path.replace(/^(node:)?/, "node:"), external: true }));
+    b.onResolve({ filter: BUILTIN }, (args) => ({
+      path: args.path.replace(/^(node:)?/, "node:"),
+      external: true,
+    }));
   },
 };
 
@@ -47,7 +50,9 @@ export async function buildFunctions(): Promise<string[]> {
         inject: [NODE_GLOBALS],
         plugins: [nodePrefix],
         legalComments: "none",
-        banner: { js: `// Built by \`npm run build:functions\` from supabase/functions/${name}/index.ts; do not edit.` },
+        banner: {
+          js: `// Built by \`npm run build:functions\` from supabase/functions/${name}/index.ts; do not edit.`,
+        },
         logLevel: "warning",
       });
       return outfile;

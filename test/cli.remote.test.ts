@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
 import { mkdtemp, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -66,6 +67,15 @@ async function file(name: string, text: string): Promise<string> {
 }
 
 const ETL = join(ROOT, "examples/etl.workflow");
+
+/** A port nothing listens on: one the system just gave out and took back. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
 const json = (r: Result) => JSON.parse(r.stdout) as unknown;
 
 describe("dwop against a server", () => {
@@ -89,27 +99,40 @@ describe("dwop against a server", () => {
   });
 
   it("reads a workflow back: status, list, output, logs and graph, each as text and as JSON", async () => {
-    const status = await dwop(["status", etl]);
+    // Independent reads, run side by side: each `dwop` is a process of its own.
+    const [status, statusJson, list, failedList, table, output, outputJson, logs, logsJson, mermaid, dot, graph] =
+      await Promise.all([
+        dwop(["status", etl]),
+        dwop(["status", etl, "--json"]),
+        dwop(["list", "--json"]),
+        dwop(["list", "--status", "failed", "--json"]),
+        dwop(["list"]),
+        dwop(["output", etl, "load"]),
+        dwop(["output", etl, "extract", "--json"]),
+        dwop(["logs", etl, "load"]),
+        dwop(["logs", etl, "load", "--json"]),
+        dwop(["graph", etl]),
+        dwop(["graph", ETL, "--format", "dot"]),
+        dwop(["graph", etl, "--json"]),
+      ]);
     expect(status.code).toBe(0);
     expect(status.stdout).toMatch(new RegExp(`^etl ${etl} succeeded`));
     expect(status.stdout).toMatch(/✓ transform succeeded/);
-    expect(WorkflowDetail.parse(json(await dwop(["status", etl, "--json"]))).id).toBe(etl);
+    expect(WorkflowDetail.parse(json(statusJson)).id).toBe(etl);
 
-    const list = WorkflowList.parse(json(await dwop(["list", "--json"])));
-    expect(list.workflows.map((w) => w.id)).toContain(etl);
-    expect(WorkflowList.parse(json(await dwop(["list", "--status", "failed", "--json"]))).workflows).toEqual([]);
-    const table = await dwop(["list"]);
+    expect(WorkflowList.parse(json(list)).workflows.map((w) => w.id)).toContain(etl);
+    expect(WorkflowList.parse(json(failedList)).workflows).toEqual([]);
     expect(table.stdout.split("\n")[0]).toMatch(/^ID\s+STATE\s+TASKS\s+SUBMITTED\s+TOOK\s+NAME$/);
     expect(table.stdout).toMatch(new RegExp(`${etl}  succeeded  3 `));
 
-    expect((await dwop(["output", etl, "load"])).stdout).toBe("Loading: LISBON 69.8F\nLoading: OSLO 39.2F\nLoading: LIMA 64.4F\n");
-    expect(json(await dwop(["output", etl, "extract", "--json"]))).toEqual({
+    expect(output.stdout).toBe("Loading: LISBON 69.8F\nLoading: OSLO 39.2F\nLoading: LIMA 64.4F\n");
+    expect(json(outputJson)).toEqual({
       workflowId: etl,
       task: "extract",
       output: expect.stringContaining('"city": "Lisbon"'),
     });
-    expect((await dwop(["logs", etl, "load"])).stdout).toContain("Loading: LIMA 64.4F");
-    expect(json(await dwop(["logs", etl, "load", "--json"]))).toEqual({
+    expect(logs.stdout).toContain("Loading: LIMA 64.4F");
+    expect(json(logsJson)).toEqual({
       workflowId: etl,
       task: "load",
       attempt: 1,
@@ -117,18 +140,17 @@ describe("dwop against a server", () => {
       log: expect.stringContaining("Loading: OSLO 39.2F"),
     });
 
-    const mermaid = await dwop(["graph", etl]);
     expect(mermaid.stdout).toContain("t_extract -->");
     expect(mermaid.stdout).toContain("style t_load fill:#86efac");
-    expect((await dwop(["graph", ETL, "--format", "dot"])).stdout).toContain('"transform" -> "load"');
-    expect(json(await dwop(["graph", etl, "--json"]))).toEqual({
+    expect(dot.stdout).toContain('"transform" -> "load"');
+    expect(json(graph)).toEqual({
       nodes: ["extract", "transform", "load"].map((name) => ({ name, kind: "task", status: "succeeded" })),
       edges: [
         { from: "extract", to: "transform", param: "raw" },
         { from: "transform", to: "load", param: "processed" },
       ],
     });
-  });
+  }, 120_000);
 
   it("exits 1 when a workflow fails, shows the failing log, retries it, and follows the rerun's log", async () => {
     const flag = join(dir, "fixed");
@@ -161,13 +183,13 @@ describe("dwop against a server", () => {
     expect(both.stderr).toMatch(/attempt 1: failed \(exit_code 1\)[\s\S]*attempt 2: succeeded/);
     expect(both.stdout).toBe("trying\nno flag yet\ntrying\nfixed\n");
     expect((await dwop(["status", id])).code).toBe(0);
-  });
+  }, 120_000);
 
   it("submits with inputs and requirements, and cancels a running workflow", async () => {
     const sleepy = await file("sleepy.workflow", "fun nap(doc:inputs.doc):\n    import time\n    time.sleep(60)\n");
     const doc = await file("doc.txt", "hello");
     expect((await dwop(["submit", sleepy])).code).toBe(2); // inputs.doc not given
-    const r = await dwop(["submit", sleepy, "--input", `doc=${doc}`, "--requirements", await file("req.txt", "\n")]);
+    const r = await dwop(["submit", sleepy, "--input", `doc=${doc}`, "--requirements", await file("req.txt", "# nothing to install\n")]);
     expect(r.code).toBe(0);
     const id = r.stdout.trim();
     expect(id).toMatch(/^[0-9a-f-]{36}$/);
@@ -181,22 +203,26 @@ describe("dwop against a server", () => {
 
   it("exits 2 for usage and DSL errors, 1 for what is not there, 3 when the server cannot be reached or refuses", async () => {
     const bad = await file("bad.workflow", "fun a():\n    pass\n\nfun b(x:aa):\n    pass\n");
-    const dsl = await dwop(["submit", bad]);
+    const closed = `http://127.0.0.1:${await closedPort()}`;
+    const [dsl, notUuid, badState, unknown, missing, noTask, refused, unreachable] = await Promise.all([
+      dwop(["submit", bad]),
+      dwop(["status", "not-a-uuid"]),
+      dwop(["list", "--status", "nope"]),
+      dwop(["nonsense"]),
+      dwop(["status", "00000000-0000-4000-8000-000000000000"]),
+      dwop(["logs", etl, "nope"]),
+      dwop(["list"], { DWOP_TOKEN: "wrong-token" }),
+      dwop(["list"], { DWOP_URL: closed }),
+    ]);
     expect(dsl.code).toBe(2);
     expect(dsl.stderr).toContain(`${bad}:4:9: unknown upstream 'aa'`);
-    expect((await dwop(["status", "not-a-uuid"])).code).toBe(2);
-    expect((await dwop(["list", "--status", "nope"])).code).toBe(2);
-    expect((await dwop(["nonsense"])).code).toBe(2);
-    const missing = await dwop(["status", "00000000-0000-4000-8000-000000000000"]);
+    expect([notUuid.code, badState.code, unknown.code]).toEqual([2, 2, 2]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain("workflow not found (HTTP 404)");
-    expect((await dwop(["logs", etl, "nope"])).code).toBe(1);
-
-    const refused = await dwop(["list"], { DWOP_TOKEN: "wrong-token" });
+    expect(noTask.code).toBe(1);
     expect(refused.code).toBe(3);
     expect(refused.stderr).toContain("HTTP 401");
-    const unreachable = await dwop(["list"], { DWOP_URL: "http://127.0.0.1:9" });
     expect(unreachable.code).toBe(3);
-    expect(unreachable.stderr).toContain("cannot reach http://127.0.0.1:9");
-  });
+    expect(unreachable.stderr).toContain(`cannot reach ${closed}: ECONNREFUSED`);
+  }, 120_000);
 });

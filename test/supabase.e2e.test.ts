@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterEach, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
-import { freePort, ROOT, startEdgeServer, type EdgeServer } from "./support/edge-server.ts";
+import { freePort, ROOT, startEdgeServer, stopEdgeServers, type EdgeServer } from "./support/edge-server.ts";
 import { startSupabaseStorageDouble, type SupabaseStorageDouble } from "./support/supabase-storage-double.ts";
 
 const run = promisify(execFile);
@@ -22,7 +22,8 @@ const processes: EdgeServer[] = [];
 let passed = false;
 
 afterEach(async () => {
-  for (const p of processes.splice(0)) await p.stop();
+  processes.length = 0;
+  await stopEdgeServers();
   await storage?.close();
   if (passed) {
     await database?.drop();

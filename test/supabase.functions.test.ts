@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Db } from "../shared/db/connect.ts";
 import { signedHeaders } from "../shared/signature.ts";
 import { buildFunctions } from "../supabase/build-functions.ts";
-import { freePort, ROOT, startEdgeServer, type EdgeServer } from "./support/edge-server.ts";
+import { freePort, ROOT, startEdgeServer, stopEdgeServers, type EdgeServer } from "./support/edge-server.ts";
 import { migratedDatabase, type MigratedDatabase } from "./support/migrated.ts";
 import { startSupabaseStorageDouble, type SupabaseStorageDouble } from "./support/supabase-storage-double.ts";
 
@@ -36,7 +36,7 @@ describe("Supabase Edge Functions", () => {
     await buildFunctions();
   });
   afterEach(async () => {
-    await server?.stop();
+    await stopEdgeServers();
     server = null;
     await storage?.close();
     await mdb?.close(passed);
@@ -132,7 +132,7 @@ describe("Cloudflare Workers (workerd through wrangler dev)", () => {
   let passed = false;
 
   afterAll(async () => {
-    await server?.stop();
+    await stopEdgeServers();
     await storage?.close();
     await mdb?.close(passed);
     if (persist) await rm(persist, { recursive: true, force: true });

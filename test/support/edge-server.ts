@@ -26,6 +26,13 @@ export interface EdgeServerOptions {
   failOn?: RegExp;
 }
 
+const running = new Set<EdgeServer>();
+
+/** Stops every server still running: for an afterEach, so a test that timed out leaves nothing behind. */
+export async function stopEdgeServers(): Promise<void> {
+  await Promise.all([...running].map((s) => s.stop()));
+}
+
 export async function freePort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -51,6 +58,7 @@ export async function startEdgeServer(options: EdgeServerOptions): Promise<EdgeS
     url,
     output: () => output,
     async stop() {
+      running.delete(server);
       if (child.exitCode === null && child.signalCode === null) {
         try {
           process.kill(-child.pid!, "SIGTERM");
@@ -70,6 +78,7 @@ export async function startEdgeServer(options: EdgeServerOptions): Promise<EdgeS
     },
   };
 
+  running.add(server);
   if (options.readyPath === undefined) return server;
   const deadline = Date.now() + (options.readyTimeoutMs ?? 30_000);
   for (;;) {
