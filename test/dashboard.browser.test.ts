@@ -117,7 +117,6 @@ describe("the dashboard", () => {
     await expect.poll(() => log.textContent()).toContain("flaky: the flag file is missing");
     expect(await log.textContent()).toContain("line 150");
     expect(await page.locator(".task-panel .callout.failure").first().textContent()).toContain("exit code 3");
-    await log.scrollIntoViewIfNeeded();
     await browser.screenshot("failed-task");
 
     await writeFile(flag, "");

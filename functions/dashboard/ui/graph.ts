@@ -15,6 +15,7 @@ const NODE_W = 176;
 const NODE_H = 34;
 const GAP_X = 64;
 const GAP_Y = 14;
+const DUMMY_H = 10;
 const PAD = 12;
 /** Characters of a name that fit in a node beside the state symbol and an attempt badge. */
 const MAX_CHARS = 20;
@@ -28,8 +29,11 @@ export interface DagView {
   select(name: string | null): void;
 }
 
+/** A name cut in the middle: names that share a long prefix still differ at their ends. */
 function fitName(name: string): string {
-  return name.length > MAX_CHARS ? `${name.slice(0, MAX_CHARS - 1)}…` : name;
+  if (name.length <= MAX_CHARS) return name;
+  const tail = Math.floor((MAX_CHARS - 1) / 2);
+  return `${name.slice(0, MAX_CHARS - 1 - tail)}…${name.slice(-tail)}`;
 }
 
 /**
@@ -43,16 +47,22 @@ export function dagView(tasks: readonly GraphTask[], onSelect: (name: string) =>
   );
   const edges = tasks.flatMap((t) => t.params.map((p) => ({ from: p.upstream, to: t.name })));
   const layout = layoutDag([...inputs, ...names], edges);
-  const tallest = Math.max(1, ...layout.layers.map((l) => l.length));
+  // A long edge's dummy nodes take a thin slot, not a node's: long edges then cost little height.
+  const slot = (id: string) => (isDummy(id) ? DUMMY_H : NODE_H + GAP_Y);
+  const layerHeights = layout.layers.map((l) => l.reduce((sum, id) => sum + slot(id), 0));
+  const tallest = Math.max(NODE_H + GAP_Y, ...layerHeights);
   const width = PAD * 2 + layout.layers.length * NODE_W + Math.max(0, layout.layers.length - 1) * GAP_X;
-  const height = PAD * 2 + tallest * NODE_H + (tallest - 1) * GAP_Y;
-
-  const at = (id: string) => {
-    const p = layout.position.get(id)!;
-    const size = layout.layers[p.layer]!.length;
-    const offset = ((tallest - size) * (NODE_H + GAP_Y)) / 2;
-    return { x: PAD + p.layer * (NODE_W + GAP_X), y: PAD + offset + p.order * (NODE_H + GAP_Y) };
-  };
+  const height = PAD * 2 + tallest - GAP_Y;
+  const placed = new Map<string, { x: number; y: number }>();
+  layout.layers.forEach((l, layer) => {
+    let y = PAD + (tallest - layerHeights[layer]!) / 2;
+    for (const id of l) {
+      // A dummy's y is where its edge passes: the middle of its slot, less half a node (see edgePath).
+      placed.set(id, { x: PAD + layer * (NODE_W + GAP_X), y: isDummy(id) ? y + DUMMY_H / 2 - NODE_H / 2 : y });
+      y += slot(id);
+    }
+  });
+  const at = (id: string) => placed.get(id)!;
 
   const edgeGroup = s("g", { class: "edges" });
   for (const { via } of layout.paths) edgeGroup.appendChild(s("path", { d: edgePath(via, at), class: "edge" }));
@@ -159,6 +169,9 @@ export function dagView(tasks: readonly GraphTask[], onSelect: (name: string) =>
   view.update(tasks);
   if (width <= 900) box.classList.add("fit");
   fit.setAttribute("aria-pressed", String(box.classList.contains("fit")));
+  // A tall graph opens at its first root, not at the empty space above a short first layer.
+  const first = layout.layers[0]?.find((id) => !isDummy(id));
+  if (first) requestAnimationFrame(() => (box.scrollTop = Math.max(0, at(first).y - PAD)));
   return view;
 }
 

@@ -19,6 +19,7 @@ const lastLines = (text: string, n: number) => {
  */
 export class TaskPanel {
   readonly element = h("section", { class: "panel task-panel", "aria-labelledby": "task-title" });
+  private readonly head = h("div");
   private readonly facts = h("div");
   private readonly log = h("div", { class: "log-section" });
   private readonly output = h("div", { class: "output-section" });
@@ -47,11 +48,13 @@ export class TaskPanel {
       return;
     }
     if (changedTask || !this.element.contains(this.facts)) {
-      fill(this.element, this.facts, this.log, this.output);
+      // What a failure needs first: the reason and the log's last lines; then attempts and times.
+      fill(this.element, this.head, this.log, this.facts, this.output);
       fill(this.log);
       fill(this.output);
       this.logKey = this.outputKey = "";
     }
+    rerender(this.head, () => this.renderHead(task));
     rerender(this.facts, () => this.renderFacts(task));
     const run = this.shownRun(task);
     const logKey = run ? `${task.name}:${run.id}:${run.status}` : `${task.name}:none`;
@@ -71,9 +74,7 @@ export class TaskPanel {
     return (this.chosen !== null ? runs.find((r) => r.attempt === this.chosen) : undefined) ?? runs.at(-1) ?? null;
   }
 
-  private renderFacts(t: Task): Child {
-    const reads = t.params.map((p) => h("li", {}, h("code", {}, p.name), " ← ", h("code", {}, p.upstream)));
-    const shown = this.shownRun(t);
+  private renderHead(t: Task): Child {
     return [
       h(
         "header",
@@ -81,25 +82,14 @@ export class TaskPanel {
         h("h2", { id: "task-title", class: "task-title", tabindex: -1 }, t.name),
         h("span", { class: `badge state-${t.status}` }, icon(t.status), " ", label(t.status)),
       ),
-      h(
-        "dl",
-        { class: "facts" },
-        h("dt", {}, "Attempt"),
-        h("dd", {}, t.attempt === 0 ? "not started" : String(t.attempt)),
-        h("dt", {}, "Retries"),
-        h("dd", {}, t.maxRetries === 0 ? "none" : `up to ${t.maxRetries} after a failure`),
-        h("dt", {}, "Duration"),
-        h("dd", {}, span(t.startedAt, t.finishedAt)),
-        h("dt", {}, "Queued"),
-        h("dd", {}, when(t.queuedAt)),
-        h("dt", {}, "Started"),
-        h("dd", {}, when(t.startedAt)),
-        h("dt", {}, "Finished"),
-        h("dd", {}, when(t.finishedAt)),
-      ),
-      reads.length ? h("div", {}, h("h3", {}, "Reads"), h("ul", { class: "reads" }, reads)) : null,
       t.error ? h("p", { class: "callout failure", role: "note" }, h("strong", {}, "Failure: "), t.error) : null,
-      h("h3", {}, "Attempts"),
+    ];
+  }
+
+  private renderFacts(t: Task): Child {
+    const reads = t.params.map((p) => h("li", {}, h("code", {}, p.name), " ← ", h("code", {}, p.upstream)));
+    const shown = this.shownRun(t);
+    const attempts =
       t.runs.length === 0
         ? h("p", { class: "muted" }, "No attempt yet.")
         : h(
@@ -136,7 +126,25 @@ export class TaskPanel {
                 ),
               ),
             ),
-          ),
+          );
+    return [
+      h("h3", {}, "Attempts"),
+      attempts,
+      h(
+        "dl",
+        { class: "facts" },
+        h("dt", {}, "Retries"),
+        h("dd", {}, t.maxRetries === 0 ? "none" : `up to ${t.maxRetries} after a failure`),
+        h("dt", {}, "Duration"),
+        h("dd", {}, span(t.startedAt, t.finishedAt)),
+        h("dt", {}, "Queued"),
+        h("dd", {}, when(t.queuedAt)),
+        h("dt", {}, "Started"),
+        h("dd", {}, when(t.startedAt)),
+        h("dt", {}, "Finished"),
+        h("dd", {}, when(t.finishedAt)),
+      ),
+      reads.length ? h("div", {}, h("h3", {}, "Reads"), h("ul", { class: "reads" }, reads)) : null,
     ];
   }
 
