@@ -54,7 +54,11 @@ export class DwopClient {
       res = await fetch(url, { ...init, method, headers });
     } catch (err) {
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-      throw new ApiRequestError(0, "unreachable", `cannot reach ${this.baseUrl}: ${cause?.code ?? cause?.message ?? String(err)}`);
+      throw new ApiRequestError(
+        0,
+        "unreachable",
+        `cannot reach ${this.baseUrl}: ${cause?.code ?? cause?.message ?? String(err)}`,
+      );
     }
     if (res.ok) return res;
     const text = await res.text();
@@ -64,8 +68,13 @@ export class DwopClient {
     } catch {
       // not the API's JSON: a proxy's page, say
     }
-    const message = body.error?.message ?? (`${res.status} ${res.statusText} ${text.slice(0, 200)}`.trim());
-    throw new ApiRequestError(res.status, body.error?.code ?? "http_error", message, body.error?.details ?? null);
+    const message = body.error?.message ?? `${res.status} ${res.statusText} ${text.slice(0, 200)}`.trim();
+    throw new ApiRequestError(
+      res.status,
+      body.error?.code ?? "http_error",
+      message,
+      body.error?.details ?? null,
+    );
   }
 
   private async json<T>(method: string, path: string, init: RequestInit = {}): Promise<T> {
@@ -103,11 +112,17 @@ export class DwopClient {
   /** The full log of one attempt (default: the latest), streamed. */
   log(id: string, task: string, attempt?: number): Promise<Response> {
     const q = attempt === undefined ? "" : `?attempt=${attempt}`;
-    return this.request("GET", `/workflows/${encodeURIComponent(id)}/tasks/${encodeURIComponent(task)}/logs${q}`);
+    return this.request(
+      "GET",
+      `/workflows/${encodeURIComponent(id)}/tasks/${encodeURIComponent(task)}/logs${q}`,
+    );
   }
 
   output(id: string, task: string): Promise<Response> {
-    return this.request("GET", `/workflows/${encodeURIComponent(id)}/tasks/${encodeURIComponent(task)}/output`);
+    return this.request(
+      "GET",
+      `/workflows/${encodeURIComponent(id)}/tasks/${encodeURIComponent(task)}/output`,
+    );
   }
 
   /** The workflow's event stream from after `lastEventId`, until the server's `end` or `signal`. */

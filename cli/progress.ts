@@ -38,7 +38,7 @@ export function taskLine(t: ProgressTask, p: Palette = palette(false), now = Dat
   const attempt = t.attempt > 1 ? ` attempt ${t.attempt}` : "";
   const error = t.status === "failed" && t.error ? ` — ${t.error}` : "";
   const paint = stateColor(p, t.status);
-  return `${paint(MARK[t.status] ?? "?")} ${t.name} ${paint(t.status)}${attempt}${p.dim(took)}${error}`;
+  return `${paint(MARK[t.status] ?? "?")} ${t.name} ${paint(t.status)}${attempt}${took ? p.dim(took) : ""}${error}`;
 }
 
 /** `[######----] 6/10` over tasks that have ended. */
@@ -149,8 +149,9 @@ export class Progress {
 
   /** The lines that fit the terminal: tasks by urgency (failed, active, then the rest in order). */
   private block(): string[] {
-    const width = Math.max(20, (this.out.columns ?? 80) - 1);
-    const room = Math.max(3, (this.out.rows ?? 24) - 3);
+    // A terminal of unknown size (0 or none, as under `script`) is taken as 80x24.
+    const width = Math.max(20, (this.out.columns || 80) - 1);
+    const room = Math.max(3, (this.out.rows || 24) - 3);
     const rank = (t: ProgressTask) =>
       t.status === "failed" ? 0 : ["running", "dispatched", "queued"].includes(t.status) ? 1 : 2;
     let shown = [...this.tasks];
@@ -174,7 +175,12 @@ export class Progress {
     if (rest) lines.push(fit(rest, width));
     const running = this.tasks.filter((t) => t.status === "running").length;
     const failed = this.tasks.filter((t) => t.status === "failed").length;
-    lines.push(fit(`${bar(this.tasks)}${running ? ` · ${running} running` : ""}${failed ? ` · ${this.p.red(`${failed} failed`)}` : ""}`, width));
+    lines.push(
+      fit(
+        `${bar(this.tasks)}${running ? ` · ${running} running` : ""}${failed ? ` · ${this.p.red(`${failed} failed`)}` : ""}`,
+        width,
+      ),
+    );
     return lines;
   }
 }

@@ -76,7 +76,10 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const app = createApp({
     db,
     storage,
-    settings: apiSettings({ ...config, DWOP_API_TOKEN: config.DWOP_API_TOKEN ?? (await homeSecret(home, "api.token")) }),
+    settings: apiSettings({
+      ...config,
+      DWOP_API_TOKEN: config.DWOP_API_TOKEN ?? (await homeSecret(home, "api.token")),
+    }),
     logger: logger.child({ component: "api" }),
     extraRoutes: local ? localStorageRoutes(local) : undefined,
   });
@@ -152,7 +155,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
 /** pip settings (an offline wheel folder, a private index) reach the worker; nothing else does. */
 function pipEnv(): Record<string, string> {
   return Object.fromEntries(
-    Object.entries(process.env).filter((e): e is [string, string] => e[0].startsWith("PIP_") && e[1] !== undefined),
+    Object.entries(process.env).filter(
+      (e): e is [string, string] => e[0].startsWith("PIP_") && e[1] !== undefined,
+    ),
   );
 }
 
@@ -174,7 +179,9 @@ function listen(
   port: number,
 ): Promise<{ server: ServerType; port: number }> {
   return new Promise((resolvePromise, reject) => {
-    const server = serve({ fetch, hostname: host, port }, (info) => resolvePromise({ server, port: info.port }));
+    const server = serve({ fetch, hostname: host, port }, (info) =>
+      resolvePromise({ server, port: info.port }),
+    );
     server.once("error", reject);
   });
 }

@@ -27,12 +27,22 @@ export interface Palette {
   bold: Paint;
 }
 
-const sgr = (open: number, close: number): Paint => (text) => `\x1b[${open}m${text}\x1b[${close}m`;
+const sgr =
+  (open: number, close: number): Paint =>
+  (text) =>
+    `\x1b[${open}m${text}\x1b[${close}m`;
 const plain: Paint = (text) => text;
 
 export function palette(color: boolean): Palette {
   if (!color) return { green: plain, red: plain, yellow: plain, blue: plain, dim: plain, bold: plain };
-  return { green: sgr(32, 39), red: sgr(31, 39), yellow: sgr(33, 39), blue: sgr(34, 39), dim: sgr(2, 22), bold: sgr(1, 22) };
+  return {
+    green: sgr(32, 39),
+    red: sgr(31, 39),
+    yellow: sgr(33, 39),
+    blue: sgr(34, 39),
+    dim: sgr(2, 22),
+    bold: sgr(1, 22),
+  };
 }
 
 /** The color of a task or workflow state. */

@@ -37,7 +37,9 @@ export class SseParser {
 
   private line(line: string): SseMessage | null {
     if (line === "") {
-      const message = this.hasData ? { id: this.id, event: this.event || "message", data: this.data.join("\n") } : null;
+      const message = this.hasData
+        ? { id: this.id, event: this.event || "message", data: this.data.join("\n") }
+        : null;
       this.id = null;
       this.event = "";
       this.data = [];

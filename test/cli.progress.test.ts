@@ -6,7 +6,13 @@ import { SseParser } from "../shared/sse.ts";
 /** A stream that keeps what is written, as a terminal of the given size or as a pipe. */
 function stream(tty: { columns: number; rows: number } | null) {
   const writes: string[] = [];
-  return { writes, text: () => writes.join(""), write: (s: string) => writes.push(s), isTTY: tty !== null, ...tty };
+  return {
+    writes,
+    text: () => writes.join(""),
+    write: (s: string) => writes.push(s),
+    isTTY: tty !== null,
+    ...tty,
+  };
 }
 
 const at = new Date("2026-11-26T10:00:00Z");
@@ -20,6 +26,10 @@ const task = (name: string, status: string, extra: Partial<ProgressTask> = {}): 
   ...extra,
 });
 const now = () => at.getTime() + 4000;
+// eslint-disable-next-line no-control-regex -- terminal escape sequences are what these tests look at
+const SGR = /\x1b\[[0-9;]*m/g;
+// eslint-disable-next-line no-control-regex -- a foreground color
+const COLOR = /\x1b\[3\dm/;
 
 describe("live progress", () => {
   it("prints a line per task change with the bar when stderr is not a terminal, and no escape codes", () => {
@@ -60,12 +70,12 @@ describe("live progress", () => {
     expect(first[3]).toBe("✗ broken failed 1.50s — exit code 1");
     expect(first[4]).toContain("… 8 more: 8 succeeded");
     expect(first[5]).toContain("11/12 · 1 running · 1 failed");
-    for (const line of first) expect(line.replace(/\x1b\[[0-9;]*m/g, "").length).toBeLessThanOrEqual(59);
+    for (const line of first) expect(line.replace(SGR, "").length).toBeLessThanOrEqual(59);
     // Nothing changed on screen, so nothing was redrawn.
     expect(out.writes).toHaveLength(1);
     p.note("a message");
     expect(out.writes[1]).toBe("\x1b[6F\x1b[J");
-    expect(out.text()).not.toMatch(/\x1b\[3\dm/);
+    expect(out.text()).not.toMatch(COLOR);
   });
 
   it("colors only a terminal, and never with NO_COLOR", () => {
@@ -83,7 +93,8 @@ describe("live progress", () => {
 
 describe("the event stream reader", () => {
   it("parses events split anywhere across chunks, with ids, event names, comments and CRLF", () => {
-    const text = "retry: 1000\r\n\r\n: keepalive\n\nid: 7\ndata: {\"a\":1}\n\nid: 8\ndata: x\ndata: y\n\nevent: end\ndata: {}\n\n";
+    const text =
+      'retry: 1000\r\n\r\n: keepalive\n\nid: 7\ndata: {"a":1}\n\nid: 8\ndata: x\ndata: y\n\nevent: end\ndata: {}\n\n';
     for (let cut = 0; cut < text.length; cut++) {
       const parser = new SseParser();
       const messages = [...parser.push(text.slice(0, cut)), ...parser.push(text.slice(cut))];

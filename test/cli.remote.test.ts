@@ -100,21 +100,33 @@ describe("dwop against a server", () => {
 
   it("reads a workflow back: status, list, output, logs and graph, each as text and as JSON", async () => {
     // Independent reads, run side by side: each `dwop` is a process of its own.
-    const [status, statusJson, list, failedList, table, output, outputJson, logs, logsJson, mermaid, dot, graph] =
-      await Promise.all([
-        dwop(["status", etl]),
-        dwop(["status", etl, "--json"]),
-        dwop(["list", "--json"]),
-        dwop(["list", "--status", "failed", "--json"]),
-        dwop(["list"]),
-        dwop(["output", etl, "load"]),
-        dwop(["output", etl, "extract", "--json"]),
-        dwop(["logs", etl, "load"]),
-        dwop(["logs", etl, "load", "--json"]),
-        dwop(["graph", etl]),
-        dwop(["graph", ETL, "--format", "dot"]),
-        dwop(["graph", etl, "--json"]),
-      ]);
+    const [
+      status,
+      statusJson,
+      list,
+      failedList,
+      table,
+      output,
+      outputJson,
+      logs,
+      logsJson,
+      mermaid,
+      dot,
+      graph,
+    ] = await Promise.all([
+      dwop(["status", etl]),
+      dwop(["status", etl, "--json"]),
+      dwop(["list", "--json"]),
+      dwop(["list", "--status", "failed", "--json"]),
+      dwop(["list"]),
+      dwop(["output", etl, "load"]),
+      dwop(["output", etl, "extract", "--json"]),
+      dwop(["logs", etl, "load"]),
+      dwop(["logs", etl, "load", "--json"]),
+      dwop(["graph", etl]),
+      dwop(["graph", ETL, "--format", "dot"]),
+      dwop(["graph", etl, "--json"]),
+    ]);
     expect(status.code).toBe(0);
     expect(status.stdout).toMatch(new RegExp(`^etl ${etl} succeeded`));
     expect(status.stdout).toMatch(/✓ transform succeeded/);
@@ -175,9 +187,12 @@ describe("dwop against a server", () => {
     expect(["queued", "running"]).toContain(WorkflowDetail.parse(json(retried)).status);
     const follow = await dwop(["logs", id, "after", "--follow", "--json"]);
     expect(follow.code).toBe(0);
-    expect(follow.stdout.trim().split("\n").map((l) => JSON.parse(l) as unknown)).toEqual([
-      { workflowId: id, task: "after", attempt: 1, status: "succeeded", log: "TRYING\nFIXED\n\n" },
-    ]);
+    expect(
+      follow.stdout
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as unknown),
+    ).toEqual([{ workflowId: id, task: "after", attempt: 1, status: "succeeded", log: "TRYING\nFIXED\n\n" }]);
     const both = await dwop(["logs", id, "flaky", "--follow"]);
     expect(both.code).toBe(0);
     expect(both.stderr).toMatch(/attempt 1: failed \(exit_code 1\)[\s\S]*attempt 2: succeeded/);
@@ -186,10 +201,20 @@ describe("dwop against a server", () => {
   }, 120_000);
 
   it("submits with inputs and requirements, and cancels a running workflow", async () => {
-    const sleepy = await file("sleepy.workflow", "fun nap(doc:inputs.doc):\n    import time\n    time.sleep(60)\n");
+    const sleepy = await file(
+      "sleepy.workflow",
+      "fun nap(doc:inputs.doc):\n    import time\n    time.sleep(60)\n",
+    );
     const doc = await file("doc.txt", "hello");
     expect((await dwop(["submit", sleepy])).code).toBe(2); // inputs.doc not given
-    const r = await dwop(["submit", sleepy, "--input", `doc=${doc}`, "--requirements", await file("req.txt", "# nothing to install\n")]);
+    const r = await dwop([
+      "submit",
+      sleepy,
+      "--input",
+      `doc=${doc}`,
+      "--requirements",
+      await file("req.txt", "# nothing to install\n"),
+    ]);
     expect(r.code).toBe(0);
     const id = r.stdout.trim();
     expect(id).toMatch(/^[0-9a-f-]{36}$/);

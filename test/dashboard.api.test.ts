@@ -38,7 +38,9 @@ describe("the dashboard's page", () => {
     expect(js.headers.get("content-type")).toContain("text/javascript");
     expect(js.headers.get("cache-control")).toContain("immutable");
     expect(await js.text()).toBe(DASHBOARD_JS);
-    const again = await h.app.request("/ui/app.css", { headers: { "if-none-match": `"${DASHBOARD_VERSION}"` } });
+    const again = await h.app.request("/ui/app.css", {
+      headers: { "if-none-match": `"${DASHBOARD_VERSION}"` },
+    });
     expect(again.status).toBe(304);
   });
 
@@ -54,7 +56,11 @@ describe("the dashboard's page", () => {
 describe("GET /ui/api/workflows", () => {
   it("lists the caller's workflows with owner and task counts by state, filtered and searched", async () => {
     const submit = async (name: string, headers: Record<string, string>) => {
-      const res = await h.app.request("/workflows", { method: "POST", headers, body: workflowForm(SAMPLE, {}, `${name}.workflow`) });
+      const res = await h.app.request("/workflows", {
+        method: "POST",
+        headers,
+        body: workflowForm(SAMPLE, {}, `${name}.workflow`),
+      });
       expect(res.status).toBe(201);
       return ((await res.json()) as { id: string }).id;
     };
@@ -92,7 +98,11 @@ describe("GET /ui/api/workflows", () => {
 
 describe("POST /validate", () => {
   it("returns the DAG and the inputs read, and stores nothing", async () => {
-    const res = await h.postJson("/validate", { workflow: "fun a(doc:inputs.doc):\n    pass\n\n@retries(2)\nfun b(x:a):\n    pass\n" }, token);
+    const res = await h.postJson(
+      "/validate",
+      { workflow: "fun a(doc:inputs.doc):\n    pass\n\n@retries(2)\nfun b(x:a):\n    pass\n" },
+      token,
+    );
     expect(res.status).toBe(200);
     const body = ValidatedWorkflow.parse(await res.json());
     expect(body.inputs).toEqual(["doc"]);
@@ -103,13 +113,24 @@ describe("POST /validate", () => {
   });
 
   it("answers DSL errors as POST /workflows does: 400 invalid_workflow, each with line and column", async () => {
-    const res = await h.postJson("/validate", { workflow: "fun extract():\n    pass\n\nfun b(x:extrct):\n    pass\n", file: "etl.workflow" }, token);
+    const res = await h.postJson(
+      "/validate",
+      { workflow: "fun extract():\n    pass\n\nfun b(x:extrct):\n    pass\n", file: "etl.workflow" },
+      token,
+    );
     expect(res.status).toBe(400);
     expect(await res.json()).toEqual({
       error: {
         code: "invalid_workflow",
         message: "the workflow has 1 error",
-        details: [{ file: "etl.workflow", line: 4, column: 9, message: "unknown upstream 'extrct' (did you mean 'extract'?)" }],
+        details: [
+          {
+            file: "etl.workflow",
+            line: 4,
+            column: 9,
+            message: "unknown upstream 'extrct' (did you mean 'extract'?)",
+          },
+        ],
       },
     });
     expect((await h.postJson("/validate", { workflow: "" }, token)).status).toBe(400);

@@ -84,7 +84,10 @@ describe("the dashboard", () => {
 
   it("shows DSL errors at their line and column before submitting, then runs the seed example to green live", async () => {
     await page.getByRole("link", { name: "Submit", exact: true }).click();
-    await page.fill("#workflow-source", "fun extract():\n    print(1)\n\nfun load(rows:extrct):\n    print(2)\n");
+    await page.fill(
+      "#workflow-source",
+      "fun extract():\n    print(1)\n\nfun load(rows:extrct):\n    print(2)\n",
+    );
     const error = page.locator("ol.dsl-errors li");
     await expect.poll(() => error.textContent()).toContain("Line 4, column 15");
     expect(await error.textContent()).toContain("unknown upstream 'extrct'");
@@ -95,21 +98,28 @@ describe("the dashboard", () => {
     const id = await submitThroughForm(null, ETL);
     await page.evaluate(() => ((window as unknown as { stayed: boolean }).stayed = true));
     for (const task of ["extract", "transform", "load"]) {
-      await expect.poll(() => node(task).getAttribute("class"), { timeout: 30_000 }).toContain("state-succeeded");
+      await expect
+        .poll(() => node(task).getAttribute("class"), { timeout: 30_000 })
+        .toContain("state-succeeded");
     }
     await expect.poll(() => page.getByRole("status").first().textContent()).toContain("succeeded");
     // Every change arrived over the event stream: the page was never reloaded.
     expect(await page.evaluate(() => (window as unknown as { stayed?: boolean }).stayed)).toBe(true);
     expect(await page.locator("h1").textContent()).toBe("etl");
+    // The attempts arrive with the workflow read after the events: one bar per task on the timeline.
+    await expect.poll(() => page.locator("ol.timeline .run.state-succeeded").count()).toBe(3);
     await node("load").click();
     await expect.poll(() => page.locator("pre.output").textContent()).toContain("Loading: LISBON 69.8F");
+    await expect.poll(() => page.locator("pre.log").textContent()).toContain("Loading: LIMA 64.4F");
     await browser.screenshot("workflow");
     expect(id).toMatch(/^[0-9a-f-]{36}$/);
   });
 
   it("opens a failing task's log at its last lines, retries, and shows the rerun", async () => {
     await submitThroughForm(flaky(), undefined, "nightly-report");
-    await expect.poll(() => node("flaky").getAttribute("class"), { timeout: 30_000 }).toContain("state-failed");
+    await expect
+      .poll(() => node("flaky").getAttribute("class"), { timeout: 30_000 })
+      .toContain("state-failed");
     await expect.poll(() => node("report").getAttribute("class")).toContain("state-upstream_failed");
     await node("flaky").focus();
     await page.keyboard.press("Enter");
@@ -121,7 +131,9 @@ describe("the dashboard", () => {
 
     await writeFile(flag, "");
     await page.getByRole("button", { name: "Retry" }).click();
-    await expect.poll(() => node("report").getAttribute("class"), { timeout: 30_000 }).toContain("state-succeeded");
+    await expect
+      .poll(() => node("report").getAttribute("class"), { timeout: 30_000 })
+      .toContain("state-succeeded");
     expect(await node("flaky").getAttribute("class")).toContain("state-succeeded");
     const attempts = page.locator("table.attempts tbody tr");
     await expect.poll(() => attempts.count()).toBe(2);
@@ -144,7 +156,10 @@ describe("the dashboard", () => {
     const long = "a_rather_long_task_name_that_keeps_going_and_going";
     const tasks = Array.from({ length: 200 }, (_, i) => {
       const other = (i * 7) % (i - (i % 20 || 20) + 1);
-      const ups = i < 20 ? "" : [`x:${long}_${i - 20}`, other !== i - 20 ? `y:${long}_${other}` : ""].filter(Boolean).join(", ");
+      const ups =
+        i < 20
+          ? ""
+          : [`x:${long}_${i - 20}`, other !== i - 20 ? `y:${long}_${other}` : ""].filter(Boolean).join(", ");
       return `fun ${long}_${i}(${ups}):\n    import time; time.sleep(30)\n`;
     });
     const res = await fetch(`${server.url}/workflows`, {

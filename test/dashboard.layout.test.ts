@@ -11,12 +11,18 @@ function segments(layout: ReturnType<typeof layoutDag>): [string, string][] {
 
 describe("the DAG layout", () => {
   it("puts each task one layer right of its furthest upstream", () => {
-    const layers = longestPathLayers(["a", "b", "c", "d"], [edge("a", "b"), edge("b", "c"), edge("a", "c"), edge("a", "d")]);
+    const layers = longestPathLayers(
+      ["a", "b", "c", "d"],
+      [edge("a", "b"), edge("b", "c"), edge("a", "c"), edge("a", "d")],
+    );
     expect(Object.fromEntries(layers)).toEqual({ a: 0, b: 1, c: 2, d: 1 });
   });
 
   it("routes an edge that spans layers through one dummy node per layer it skips", () => {
-    const layout = layoutDag(["a", "b", "c", "d"], [edge("a", "b"), edge("b", "c"), edge("c", "d"), edge("a", "d")]);
+    const layout = layoutDag(
+      ["a", "b", "c", "d"],
+      [edge("a", "b"), edge("b", "c"), edge("c", "d"), edge("a", "d")],
+    );
     const long = layout.paths.find((p) => p.edge.to === "d" && p.edge.from === "a")!;
     expect(long.via).toHaveLength(4);
     expect(long.via.slice(1, -1).every(isDummy)).toBe(true);
@@ -27,19 +33,25 @@ describe("the DAG layout", () => {
     // a1 feeds b2 and a2 feeds b1: in input order the two edges cross; swapping one layer removes it.
     const nodes = ["a1", "a2", "b1", "b2"];
     const edges = [edge("a1", "b2"), edge("a2", "b1")];
-    expect(countCrossings([["a1", "a2"], ["b1", "b2"]], edges.map((e) => [e.from, e.to]))).toBe(1);
+    expect(
+      countCrossings(
+        [
+          ["a1", "a2"],
+          ["b1", "b2"],
+        ],
+        edges.map((e) => [e.from, e.to]),
+      ),
+    ).toBe(1);
     expect(layoutDag(nodes, edges).crossings).toBe(0);
   });
 
   it("never does worse than the input order, and places every node once, upstreams to the left", () => {
-    const dag = fc
-      .integer({ min: 1, max: 40 })
-      .chain((n) =>
-        fc.record({
-          n: fc.constant(n),
-          edges: fc.array(fc.tuple(fc.nat(n - 1), fc.nat(n - 1)), { maxLength: n * 2 }),
-        }),
-      );
+    const dag = fc.integer({ min: 1, max: 40 }).chain((n) =>
+      fc.record({
+        n: fc.constant(n),
+        edges: fc.array(fc.tuple(fc.nat(n - 1), fc.nat(n - 1)), { maxLength: n * 2 }),
+      }),
+    );
     fc.assert(
       fc.property(dag, ({ n, edges }) => {
         const nodes = Array.from({ length: n }, (_, i) => `t${i}`);
@@ -48,7 +60,8 @@ describe("the DAG layout", () => {
         const layout = layoutDag(nodes, es);
         const placed = layout.layers.flat().filter((id) => !isDummy(id));
         expect(placed.sort()).toEqual([...nodes].sort());
-        for (const e of es) expect(layout.position.get(e.from)!.layer).toBeLessThan(layout.position.get(e.to)!.layer);
+        for (const e of es)
+          expect(layout.position.get(e.from)!.layer).toBeLessThan(layout.position.get(e.to)!.layer);
         const inputOrder = layoutDag(nodes, es, 0);
         expect(layout.crossings).toBeLessThanOrEqual(inputOrder.crossings);
         expect(countCrossings(layout.layers, segments(layout))).toBe(layout.crossings);

@@ -123,6 +123,18 @@ describe("LocalExecutor through the fork server", () => {
     expect(executor.active()).toEqual([]);
   });
 
+  it("reports a worker killed from outside as lost (infrastructure), not as the task's failure", async () => {
+    // Found by the chaos soak: a SIGKILLed worker spent the task's own retry budget (worker_error).
+    const { jobName } = await executor.start(assignment("killed"), env(store.url, "hang"));
+    process.kill(Number(jobName.replace("pid-", "")), "SIGKILL");
+    await until(() => outcomes.has("killed"));
+    expect(outcomes.get("killed")).toMatchObject({
+      kind: "failed",
+      reason: "lost",
+      message: "worker killed by SIGKILL",
+    });
+  });
+
   it("reports the runs in flight as lost when the fork server dies, and forks later runs on a new one", async () => {
     const { jobName } = await executor.start(assignment("first"), env(store.url, "hang"));
     expect(await executor.start(assignment("first"), env(store.url, "hang"))).toEqual({ jobName });

@@ -211,6 +211,15 @@ describe("judging a Job", () => {
       reason(failed(), [terminated({ exitCode: 1, reason: "Error", message: "Traceback..." })]).slice(0, 2),
     ).toEqual(["worker_error", 1]);
     expect(reason(failed(), [])[0]).toBe("lost");
+    // Found by the chaos soak: a worker SIGKILLed from outside spent the task's own retries.
+    expect(reason(failed(), [terminated({ exitCode: 137, reason: "Error" })]).slice(0, 2)).toEqual([
+      "lost",
+      137,
+    ]);
+    expect(reason(failed(), [terminated({ exitCode: 143, reason: "Error" })]).slice(0, 2)).toEqual([
+      "lost",
+      143,
+    ]);
   });
 
   it("fails a Job waiting for its image or a node only once it has waited longer than allowed", () => {

@@ -10,7 +10,9 @@ import os
 import time
 
 TIMEOUT = 60.0
-RETRY_DELAYS = (0.2, 0.5, 1.5)  # seconds before the 2nd, 3rd and 4th try of a transient failure
+# Seconds before each further try of a transient failure: about 10 s in all, so a worker rides out a
+# restart of the storage server (the chaos soak's API kills) instead of failing the attempt.
+RETRY_DELAYS = (0.2, 0.5, 1.5, 3.0, 5.0)
 CHUNK = 256 * 1024
 MAX_REDIRECTS = 5
 MAX_CONCURRENT = 16  # requests in flight at once

@@ -25,9 +25,14 @@ export function workflowState(value: string | undefined): WorkflowState | undefi
   return value as WorkflowState;
 }
 
-export function positiveInt(value: string | undefined, flag: string, max = Number.MAX_SAFE_INTEGER): number | undefined {
+export function positiveInt(
+  value: string | undefined,
+  flag: string,
+  max = Number.MAX_SAFE_INTEGER,
+): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > max) throw new CliError(`${flag} wants a whole number from 1 to ${max}`, EXIT.usage);
+  if (!Number.isInteger(n) || n < 1 || n > max)
+    throw new CliError(`${flag} wants a whole number from 1 to ${max}`, EXIT.usage);
   return n;
 }

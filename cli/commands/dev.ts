@@ -6,7 +6,12 @@ import { EXIT } from "../exit.ts";
 /** `dwop dev`: the whole stack as one long-running server, until SIGINT or SIGTERM. */
 export async function devCommand(config: Config): Promise<number> {
   const logger = createLogger(config.DWOP_LOG_LEVEL);
-  const stack = await startStack({ config, logger, engine: true, say: (m) => process.stderr.write(`${m}\n`) });
+  const stack = await startStack({
+    config,
+    logger,
+    engine: true,
+    say: (m) => process.stderr.write(`${m}\n`),
+  });
   process.stderr.write(`dwop dev listening on ${stack.url}\n`);
   process.stderr.write(`dashboard: ${stack.url}/ui/ (sign in with the API token)\n`);
   process.stderr.write(

@@ -42,13 +42,21 @@ async function load(config: Config, target: string): Promise<GraphSource> {
 
 /** The graph as nodes and edges: `{"nodes": [{"name", "kind", "status"}], "edges": [{"from", "to", "param"}]}`. */
 export function graphJson(source: GraphSource) {
-  const inputs = new Set(source.spec.tasks.flatMap((t) => t.params.map((p) => p.upstream)).filter((u) => u.startsWith("inputs.")));
+  const inputs = new Set(
+    source.spec.tasks.flatMap((t) => t.params.map((p) => p.upstream)).filter((u) => u.startsWith("inputs.")),
+  );
   return {
     nodes: [
       ...[...inputs].map((name) => ({ name, kind: "input", status: null })),
-      ...source.spec.tasks.map((t) => ({ name: t.name, kind: "task", status: source.status?.get(t.name) ?? null })),
+      ...source.spec.tasks.map((t) => ({
+        name: t.name,
+        kind: "task",
+        status: source.status?.get(t.name) ?? null,
+      })),
     ],
-    edges: source.spec.tasks.flatMap((t) => t.params.map((p) => ({ from: p.upstream, to: t.name, param: p.name }))),
+    edges: source.spec.tasks.flatMap((t) =>
+      t.params.map((p) => ({ from: p.upstream, to: t.name, param: p.name })),
+    ),
   };
 }
 
@@ -56,8 +64,13 @@ export function graphJson(source: GraphSource) {
  * `dwop graph FILE|ID [--format mermaid|dot]`: the DAG as Mermaid or Graphviz DOT; for a submitted
  * workflow, each task filled with its state's color.
  */
-export async function graphCommand(config: Config, target: string, opts: { format: string; json?: boolean }): Promise<number> {
-  if (!["mermaid", "dot"].includes(opts.format)) throw new CliError(`unknown format '${opts.format}' (mermaid or dot)`, EXIT.usage);
+export async function graphCommand(
+  config: Config,
+  target: string,
+  opts: { format: string; json?: boolean },
+): Promise<number> {
+  if (!["mermaid", "dot"].includes(opts.format))
+    throw new CliError(`unknown format '${opts.format}' (mermaid or dot)`, EXIT.usage);
   const source = await load(config, target);
   if (opts.json) {
     process.stdout.write(`${JSON.stringify(graphJson(source))}\n`);
@@ -70,7 +83,9 @@ export async function graphCommand(config: Config, target: string, opts: { forma
   }
   let text = lines.join("\n");
   if (source.status && opts.format === "dot") {
-    const styles = [...source.status].map(([name, s]) => `  "${name}" [style=filled, fillcolor="${FILL[s] ?? "#fff"}"];`);
+    const styles = [...source.status].map(
+      ([name, s]) => `  "${name}" [style=filled, fillcolor="${FILL[s] ?? "#fff"}"];`,
+    );
     text = text.replace(/\}\s*$/, `${styles.join("\n")}\n}`);
   }
   process.stdout.write(`${text}\n`);

@@ -10,7 +10,14 @@ function table(list: WorkflowList, color: boolean, now = Date.now()): string {
   const rows = list.workflows.map((w) => {
     const start = w.startedAt ?? w.createdAt;
     const took = seconds((w.finishedAt ? Date.parse(w.finishedAt) : now) - Date.parse(start));
-    return [w.id, w.status, String(w.taskCount), w.createdAt.replace("T", " ").replace(/\.\d+/, ""), took, w.name];
+    return [
+      w.id,
+      w.status,
+      String(w.taskCount),
+      w.createdAt.replace("T", " ").replace(/\.\d+/, ""),
+      took,
+      w.name,
+    ];
   });
   const head = ["ID", "STATE", "TASKS", "SUBMITTED", "TOOK", "NAME"];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
@@ -25,7 +32,10 @@ function table(list: WorkflowList, color: boolean, now = Date.now()): string {
 }
 
 /** `dwop list [--status S]`: the caller's workflows, newest first. */
-export async function listCommand(config: Config, opts: { status?: string; limit?: string; json?: boolean }): Promise<number> {
+export async function listCommand(
+  config: Config,
+  opts: { status?: string; limit?: string; json?: boolean },
+): Promise<number> {
   const list = await clientFromConfig(config).list({
     status: workflowState(opts.status),
     limit: positiveInt(opts.limit, "--limit", 100) ?? 20,

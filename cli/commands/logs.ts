@@ -22,7 +22,12 @@ const ended = (t: TaskDetail) => TERMINAL_TASK_STATES.includes(t.status as TaskS
  * stored when its attempt ends, so `--follow` prints each attempt's log as it ends, until the task
  * has ended; it then exits 0 if the task succeeded, 1 if not.
  */
-export async function logsCommand(config: Config, id: string, task: string, opts: LogsOptions): Promise<number> {
+export async function logsCommand(
+  config: Config,
+  id: string,
+  task: string,
+  opts: LogsOptions,
+): Promise<number> {
   const client = clientFromConfig(config);
   const wf = workflowId(id);
   const name = taskName(task);
@@ -44,10 +49,14 @@ export async function logsCommand(config: Config, id: string, task: string, opts
     if (!t) throw new CliError(`workflow ${wf} has no task '${name}'`, EXIT.failed);
     last = t;
     for (const run of t.runs) {
-      if (!run.finishedAt || printed.has(run.attempt) || (attempt !== undefined && run.attempt < attempt)) continue;
+      if (!run.finishedAt || printed.has(run.attempt) || (attempt !== undefined && run.attempt < attempt))
+        continue;
       printed.add(run.attempt);
-      const why = run.failureReason ? ` (${run.failureReason}${run.exitCode === null ? "" : ` ${run.exitCode}`})` : "";
-      if (!opts.json) process.stderr.write(p.dim(`── ${name} attempt ${run.attempt}: ${run.status}${why} ──\n`));
+      const why = run.failureReason
+        ? ` (${run.failureReason}${run.exitCode === null ? "" : ` ${run.exitCode}`})`
+        : "";
+      if (!opts.json)
+        process.stderr.write(p.dim(`── ${name} attempt ${run.attempt}: ${run.status}${why} ──\n`));
       await printLog(client, wf, name, run.attempt, opts.json ?? false, run.status).catch((err: unknown) => {
         if (!(err instanceof ApiRequestError && err.status === 404)) throw err;
         process.stderr.write(`(no log stored for attempt ${run.attempt})\n`);
@@ -83,7 +92,9 @@ async function printLog(
   }
   if (json) {
     const log = await res.text();
-    process.stdout.write(`${JSON.stringify({ workflowId: id, task, attempt, status: status ?? null, log })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ workflowId: id, task, attempt, status: status ?? null, log })}\n`,
+    );
     return;
   }
   await pipeline(Readable.fromWeb(res.body as NodeReadableStream), process.stdout, { end: false });

@@ -36,7 +36,11 @@ export async function outputCommand(
   return EXIT.ok;
 }
 
-async function fromServer(config: Config, id: string, task: string): Promise<ReadableStream<Uint8Array> | null> {
+async function fromServer(
+  config: Config,
+  id: string,
+  task: string,
+): Promise<ReadableStream<Uint8Array> | null> {
   try {
     return (await clientFromConfig(config).output(id, task)).body;
   } catch (err) {
@@ -45,7 +49,11 @@ async function fromServer(config: Config, id: string, task: string): Promise<Rea
   }
 }
 
-async function fromStorage(config: Config, id: string, task: string): Promise<ReadableStream<Uint8Array> | null> {
+async function fromStorage(
+  config: Config,
+  id: string,
+  task: string,
+): Promise<ReadableStream<Uint8Array> | null> {
   const storage =
     supabaseStorageFromConfig(config) ??
     new LocalStorage({ root: join(resolve(config.DWOP_HOME), "storage"), secret: "unused-for-reading" });

@@ -8,7 +8,11 @@ import { waitWithProgress } from "./submit.ts";
  * `dwop retry ID`: reruns a failed or cancelled workflow from its failures (1 when it has not failed,
  * or does not exist). With --wait, follows it as `dwop submit --wait` does.
  */
-export async function retryCommand(config: Config, id: string, opts: { json?: boolean; wait?: boolean }): Promise<number> {
+export async function retryCommand(
+  config: Config,
+  id: string,
+  opts: { json?: boolean; wait?: boolean },
+): Promise<number> {
   const client = clientFromConfig(config);
   const w = await client.retry(workflowId(id));
   if (!opts.wait) {

@@ -51,7 +51,10 @@ export async function runCommand(config: Config, file: string, opts: RunOptions)
       throw e;
     });
     err(`workflow ${submitted.id} (${submitted.spec.tasks.length} tasks)`);
-    const progress = new Progress(process.stderr, { color: colorsFor(process.stderr), live: liveFor(process.stderr) });
+    const progress = new Progress(process.stderr, {
+      color: colorsFor(process.stderr),
+      live: liveFor(process.stderr),
+    });
     const final = await followWorkflow(stack.store, submitted.id, (tasks) => progress.update(tasks));
     progress.finish();
     err(`workflow ${final.id} ${final.status}`);
@@ -106,7 +109,9 @@ async function printLeafOutputs(
     if (!body) continue;
     process.stdout.write(`── ${t.name} ──\n`);
     let written = 0;
-    for await (const chunk of Readable.fromWeb(body as import("node:stream/web").ReadableStream) as AsyncIterable<Buffer>) {
+    for await (const chunk of Readable.fromWeb(
+      body as import("node:stream/web").ReadableStream,
+    ) as AsyncIterable<Buffer>) {
       const room = OUTPUT_PREVIEW - written;
       process.stdout.write(chunk.subarray(0, room));
       written += Math.min(room, chunk.length);

@@ -25,6 +25,8 @@ export function describeWorkflow(w: WorkflowDetail, color: boolean, now = Date.n
  */
 export async function statusCommand(config: Config, id: string, opts: { json?: boolean }): Promise<number> {
   const w = await clientFromConfig(config).workflow(workflowId(id));
-  process.stdout.write(opts.json ? `${JSON.stringify(w)}\n` : `${describeWorkflow(w, colorsFor(process.stdout))}\n`);
+  process.stdout.write(
+    opts.json ? `${JSON.stringify(w)}\n` : `${describeWorkflow(w, colorsFor(process.stdout))}\n`,
+  );
   return w.status === "failed" || w.status === "cancelled" ? EXIT.failed : EXIT.ok;
 }

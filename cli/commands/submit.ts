@@ -28,18 +28,25 @@ export async function submitCommand(config: Config, file: string, opts: SubmitOp
   const inputs = await readInputs(opts.input ?? []);
   const missing = workflowInputs(spec).filter((name) => !(name in inputs));
   if (missing.length) {
-    throw new CliError(`the workflow reads inputs that were not given: ${missing.map((n) => `--input ${n}=FILE`).join(", ")}`, EXIT.usage);
+    throw new CliError(
+      `the workflow reads inputs that were not given: ${missing.map((n) => `--input ${n}=FILE`).join(", ")}`,
+      EXIT.usage,
+    );
   }
 
   const form = new FormData();
   form.set("workflow", new File([source], basename(file), { type: "text/plain" }));
-  if (requirements !== null) form.set("requirements", new File([requirements], "requirements.txt", { type: "text/plain" }));
-  for (const [name, bytes] of Object.entries(inputs)) form.set(`inputs.${name}`, new File([new Uint8Array(bytes)], name));
+  if (requirements !== null)
+    form.set("requirements", new File([requirements], "requirements.txt", { type: "text/plain" }));
+  for (const [name, bytes] of Object.entries(inputs))
+    form.set(`inputs.${name}`, new File([new Uint8Array(bytes)], name));
 
   const client = clientFromConfig(config);
   const submitted = await client.submit(form);
   const say = (s: string) => process.stderr.write(`${s}\n`);
-  say(`workflow ${submitted.id} (${submitted.tasks.length} tasks): ${client.baseUrl.replace(/\/+$/, "")}/ui/#/workflows/${submitted.id}`);
+  say(
+    `workflow ${submitted.id} (${submitted.tasks.length} tasks): ${client.baseUrl.replace(/\/+$/, "")}/ui/#/workflows/${submitted.id}`,
+  );
   if (!opts.wait) {
     process.stdout.write(opts.json ? `${JSON.stringify(submitted)}\n` : `${submitted.id}\n`);
     return EXIT.ok;
@@ -51,8 +58,14 @@ export async function submitCommand(config: Config, file: string, opts: SubmitOp
 }
 
 /** Follows a workflow to its end with live progress on stderr; returns the final workflow. */
-export async function waitWithProgress(client: ReturnType<typeof clientFromConfig>, id: string): Promise<WorkflowDetail> {
-  const progress = new Progress(process.stderr, { color: colorsFor(process.stderr), live: liveFor(process.stderr) });
+export async function waitWithProgress(
+  client: ReturnType<typeof clientFromConfig>,
+  id: string,
+): Promise<WorkflowDetail> {
+  const progress = new Progress(process.stderr, {
+    color: colorsFor(process.stderr),
+    live: liveFor(process.stderr),
+  });
   const final = await followRemote(client, id, (w) => progress.update(w.tasks.map(progressTask)));
   progress.finish();
   process.stderr.write(`workflow ${final.id} ${final.status}\n`);

@@ -10,7 +10,11 @@ import { listWorkflowSummaries } from "./summaries.ts";
 
 export const WorkflowSummaryQuery = z.object({
   status: z.enum(WORKFLOW_STATES).optional(),
-  q: z.string().max(200).optional().meta({ description: "part of the name (any case), or the start of the id" }),
+  q: z
+    .string()
+    .max(200)
+    .optional()
+    .meta({ description: "part of the name (any case), or the start of the id" }),
   limit: z.coerce.number().int().min(1).max(100).default(50),
   cursor: z.uuid().optional().meta({ description: "nextCursor of the previous page" }),
 });

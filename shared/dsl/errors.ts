@@ -45,34 +45,52 @@ export class DslErrors extends Error {
   }
 }
 
+/**
+ * Every error carries the file name, and a message echoes it per error: a longer name (a multipart
+ * upload's file name is the client's choice) keeps its end, where the extension is.
+ */
+export const MAX_FILE_NAME = 255;
+
 /** Collects errors for one file, pinning each position inside the file so the caret always has a line. */
 export class Problems {
-  private readonly found: DslError[] = [];
+  private found: DslError[] = [];
+  /** Errors found but dropped, being after the first MAX_ERRORS + 1 by position: memory stays bounded. */
+  private dropped = 0;
+  private readonly file: string;
 
   constructor(
-    private readonly file: string,
+    file: string,
     private readonly lines: readonly string[],
-  ) {}
+  ) {
+    this.file = file.length > MAX_FILE_NAME ? `…${file.slice(-(MAX_FILE_NAME - 1))}` : file;
+  }
 
   add(line: number, column: number, message: string): void {
     const lineNo = clamp(line, 1, Math.max(1, this.lines.length));
     const text = this.lines[lineNo - 1] ?? "";
     this.found.push(new DslError(this.file, lineNo, clamp(column, 1, text.length + 1), message, text));
+    // A file of a million bad lines would otherwise hold a million errors, of which 501 are shown.
+    if (this.found.length >= 4 * MAX_ERRORS) {
+      const kept = byPosition(this.found).slice(0, MAX_ERRORS + 1);
+      this.dropped += this.found.length - kept.length;
+      this.found = kept;
+    }
   }
 
   get count(): number {
-    return this.found.length;
+    return this.found.length + this.dropped;
   }
 
   /**
-   * The errors by position (errors at one position in the order found), at most `limit` of them and then
-   * one that says how many more there are.
+   * The errors by position (errors at one position in the order found), at most MAX_ERRORS of them and
+   * then one that says how many more there are.
    */
-  sorted(limit = MAX_ERRORS): DslError[] {
-    const all = [...this.found].sort((a, b) => a.line - b.line || a.column - b.column);
+  sorted(): DslError[] {
+    const limit = MAX_ERRORS;
+    const all = byPosition(this.found);
     const next = all[limit];
     if (!next) return all;
-    const rest = all.length - limit;
+    const rest = this.count - limit;
     return [
       ...all.slice(0, limit),
       new DslError(
@@ -84,6 +102,11 @@ export class Problems {
       ),
     ];
   }
+}
+
+/** A stable sort: errors at one position stay in the order found. */
+function byPosition(errors: readonly DslError[]): DslError[] {
+  return [...errors].sort((a, b) => a.line - b.line || a.column - b.column);
 }
 
 /** User text inside a message: quoted, shortened, and unable to move a terminal's cursor. */

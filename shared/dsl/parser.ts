@@ -16,10 +16,22 @@ export function tryParseWorkflow(source: string, file = "workflow"): ParseResult
   const texts = splitLines(text);
   const problems = new Problems(String(file), texts);
   if (typeof source !== "string") problems.add(1, 1, "the workflow source is not text");
+  reportNulCharacters(texts, problems);
   const parsed = new TopLevel(texts.map(classifyLine), problems).run();
   const tasks = validate(parsed, problems);
   if (problems.count > 0) return { ok: false, errors: problems.sorted() };
   return { ok: true, spec: { tasks } };
+}
+
+/**
+ * Python refuses source text holding U+0000 (and Postgres refuses to store it), so a NUL anywhere, even
+ * in a comment, is an error here rather than a failure when the task runs.
+ */
+function reportNulCharacters(lines: readonly string[], problems: Problems): void {
+  lines.forEach((text, i) => {
+    const at = text.indexOf("\0");
+    if (at >= 0) problems.add(i + 1, at + 1, "NUL character (U+0000): Python source text cannot contain it");
+  });
 }
 
 /** Parses and validates a workflow file; throws `DslErrors`, and nothing else, when it has errors. */

@@ -1,6 +1,6 @@
 // Node-only: runs each attempt as a fresh local process of the Python worker, forked by the fork server.
 import { mkdir, readFile, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import type { FailureReason, RunAssignment, WorkerFailure } from "../model.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import type { Executor, RunOutcome, StartedRun, WorkerEnv } from "./executor.ts";
@@ -56,7 +56,7 @@ export class LocalExecutor implements Executor {
       python: options.python,
       workerScript: options.workerScript,
       // What every run gets that Python reads at start; HOME has no user site-packages, as a run's has not.
-      env: { ...this.baseEnv(), HOME: options.workRoot },
+      env: { ...this.baseEnv(), HOME: resolve(options.workRoot) },
       logger: options.logger,
     });
     this.server.warm();
@@ -66,11 +66,11 @@ export class LocalExecutor implements Executor {
     const existing = this.runs.get(assignment.runId);
     if (existing) return { jobName: `pid-${await existing.started}` };
 
-    const dir = join(this.options.workRoot, `run-${assignment.runId}`);
+    const dir = resolve(this.options.workRoot, `run-${assignment.runId}`);
     const run: LocalRun = {
       assignment,
       dir,
-      started: Promise.resolve(0),
+      started: Promise.resolve(0), // replaced just below by the launch itself
       pid: null,
       timedOut: false,
       killed: false,
@@ -92,7 +92,11 @@ export class LocalExecutor implements Executor {
     await mkdir(run.dir, { recursive: true });
     const worker = await this.server.fork(run.assignment.runId, run.dir, this.workerEnv(env, run.dir));
     run.pid = worker.pid;
-    void worker.exited.then((exit) => this.finish(run, exit));
+    void worker.exited
+      .then((exit) => this.finish(run, exit))
+      .catch((err: unknown) =>
+        this.log.error({ err, runId: run.assignment.runId }, "could not report a run's end"),
+      );
     if (run.killed) {
       this.killGroup(run); // kill() came while the fork was on its way
     } else if (run.assignment.options.timeoutSeconds) {
@@ -174,9 +178,11 @@ export class LocalExecutor implements Executor {
       const reason: FailureReason = reported.type === "task_failed" ? "exit_code" : "worker_error";
       return failed(reason, reported.message, reported.exitCode ?? exit.code, logTail, reported.nonRetryable);
     }
-    const message = exit.signal ? `worker killed by ${exit.signal}` : `worker exited with code ${exit.code}`;
     this.log.warn({ runId: run.assignment.runId, ...exit }, "worker ended without a result file");
-    return failed("worker_error", message, exit.code, logTail, false);
+    // Killed from outside (the kernel's OOM killer, an operator): the task did nothing wrong, so the
+    // attempt is an infrastructure loss, as an evicted pod is, and spends no retry of the task's own.
+    if (exit.signal) return failed("lost", `worker killed by ${exit.signal}`, null, logTail, false);
+    return failed("worker_error", `worker exited with code ${exit.code}`, exit.code, logTail, false);
   }
 
   async close(): Promise<void> {

@@ -485,6 +485,13 @@ class WorkerTest(unittest.TestCase):
         self.assertEqual(self.store.requests.count(("GET", "/code/main.py")), 3)
         self.assertEqual(self.store.requests.count(("PUT", "/out/output.txt")), 2)
 
+    def test_a_storage_outage_of_several_seconds_is_ridden_out(self):
+        # Found by the chaos soak: a storage restart of a few seconds failed the attempt.
+        self.store.faults[("GET", "/code/main.py")] = [503, 503, 503, 503]
+        run = self.run_worker("print('after the outage')\n")
+        self.assertSucceeded(run)
+        self.assertEqual(self.store.requests.count(("GET", "/code/main.py")), 5)
+
     def test_follows_redirects_and_reads_chunked_bodies(self):
         self.store.put("in/real", "chunked input, longer than one chunk ✓")
         self.store.chunked.add("/in/real")

@@ -29,7 +29,10 @@ export interface Layout {
 export const isDummy = (id: string) => id.startsWith("\u0000");
 
 /** Layer of each node: 0 for roots, else one more than its furthest upstream. Ignores edges of a cycle. */
-export function longestPathLayers(nodes: readonly string[], edges: readonly LayoutEdge[]): Map<string, number> {
+export function longestPathLayers(
+  nodes: readonly string[],
+  edges: readonly LayoutEdge[],
+): Map<string, number> {
   const preds = new Map<string, string[]>(nodes.map((n) => [n, []]));
   const succs = new Map<string, string[]>(nodes.map((n) => [n, []]));
   for (const e of edges) {
@@ -56,7 +59,11 @@ export function longestPathLayers(nodes: readonly string[], edges: readonly Layo
 }
 
 /** Crossings between two adjacent layers, counted over every pair of edges between them. */
-function crossingsBetween(upper: readonly string[], lower: readonly string[], edges: [string, string][]): number {
+function crossingsBetween(
+  upper: readonly string[],
+  lower: readonly string[],
+  edges: [string, string][],
+): number {
   const a = new Map(upper.map((n, i) => [n, i]));
   const b = new Map(lower.map((n, i) => [n, i]));
   const pairs = edges
@@ -79,12 +86,17 @@ export function countCrossings(layers: readonly string[][], segments: readonly [
   const byLayer = layers.map(() => [] as [string, string][]);
   for (const seg of segments) byLayer[layerOf.get(seg[0]) ?? 0]?.push(seg);
   let total = 0;
-  for (let i = 0; i + 1 < layers.length; i++) total += crossingsBetween(layers[i]!, layers[i + 1]!, byLayer[i]!);
+  for (let i = 0; i + 1 < layers.length; i++)
+    total += crossingsBetween(layers[i]!, layers[i + 1]!, byLayer[i]!);
   return total;
 }
 
 /** Reorders `layer` by the mean position of each node's neighbours in `fixed`; nodes without keep theirs. */
-function barycenterSort(layer: string[], fixed: readonly string[], neighbours: Map<string, string[]>): string[] {
+function barycenterSort(
+  layer: string[],
+  fixed: readonly string[],
+  neighbours: Map<string, string[]>,
+): string[] {
   const pos = new Map(fixed.map((n, i) => [n, i]));
   const keyed = layer.map((n, i) => {
     const ps = (neighbours.get(n) ?? []).map((m) => pos.get(m)).filter((p): p is number => p !== undefined);
@@ -131,7 +143,8 @@ export function layoutDag(nodes: readonly string[], edges: readonly LayoutEdge[]
   let fewest = countCrossings(best, segments);
   for (let round = 0; round < sweeps && fewest > 0; round++) {
     for (let i = 1; i < layers.length; i++) layers[i] = barycenterSort(layers[i]!, layers[i - 1]!, preds);
-    for (let i = layers.length - 2; i >= 0; i--) layers[i] = barycenterSort(layers[i]!, layers[i + 1]!, succs);
+    for (let i = layers.length - 2; i >= 0; i--)
+      layers[i] = barycenterSort(layers[i]!, layers[i + 1]!, succs);
     const crossings = countCrossings(layers, segments);
     if (crossings < fewest) {
       fewest = crossings;

@@ -33,7 +33,11 @@ function row(w: WorkflowSummary): HTMLTableRowElement {
   return h(
     "tr",
     { "data-id": w.id },
-    h("td", { "data-label": "State" }, h("span", { class: `badge state-${w.status}` }, icon(w.status), " ", label(w.status))),
+    h(
+      "td",
+      { "data-label": "State" },
+      h("span", { class: `badge state-${w.status}` }, icon(w.status), " ", label(w.status)),
+    ),
     h(
       "td",
       { "data-label": "Name", class: "name-cell" },
@@ -52,76 +56,136 @@ function row(w: WorkflowSummary): HTMLTableRowElement {
  * they run (the list is read again every two seconds while the tab is visible).
  */
 export function listPage(root: HTMLElement, query: URLSearchParams): Page {
-  const status = h(
+  return new ListPage(root, query);
+}
+
+class ListPage implements Page {
+  private readonly status = h(
     "select",
     { id: "status-filter", name: "status" },
     h("option", { value: "" }, "all states"),
     WORKFLOW_STATE_LIST.map((s) => h("option", { value: s }, label(s))),
   );
-  status.value = query.get("status") ?? "";
-  const search = h("input", { id: "search", type: "search", name: "q", placeholder: "name or id", autocomplete: "off" });
-  search.value = query.get("q") ?? "";
-  const tbody = h("tbody");
-  const empty = h("p", { class: "muted", hidden: true });
-  const more = h("button", { type: "button", hidden: true }, "Show more");
-  const error = h("p", { class: "callout failure", role: "alert", hidden: true });
-  const summary = h("p", { class: "muted", role: "status" });
+  private readonly search = h("input", {
+    id: "search",
+    type: "search",
+    name: "q",
+    placeholder: "name or id",
+    autocomplete: "off",
+  });
+  private readonly tbody = h("tbody");
+  private readonly empty = h("p", { class: "muted", hidden: true });
+  private readonly more = h("button", { type: "button", hidden: true }, "Show more");
+  private readonly error = h("p", { class: "callout failure", role: "alert", hidden: true });
+  private readonly summary = h("p", { class: "muted", role: "status" });
+  /** How many rows are asked for: a page more with each "Show more", up to the API's 100. */
+  private shown = PAGE;
+  private stopped = false;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private typing: ReturnType<typeof setTimeout> | null = null;
+  private seq = 0;
 
-  fill(
-    root,
-    h("div", { class: "page-head" }, h("div", { class: "title-row" }, h("h1", { tabindex: -1 }, "Workflows"), h("a", { href: "#/submit", class: "button primary" }, "Submit a workflow"))),
-    h(
-      "form",
-      { class: "filters", role: "search", onsubmit: (e: Event) => e.preventDefault() },
-      h("label", { for: "status-filter" }, "State"),
-      status,
-      h("label", { for: "search" }, "Search"),
-      search,
-    ),
-    error,
-    h(
-      "table",
-      { class: "workflows" },
-      h("caption", { class: "sr-only" }, "Workflows, newest first"),
-      h("thead", {}, h("tr", {}, ["State", "Name", "Owner", "Started", "Duration", "Tasks"].map((c) => h("th", { scope: "col" }, c)))),
-      tbody,
-    ),
-    empty,
-    summary,
-    h("div", { class: "actions" }, more),
-  );
+  constructor(root: HTMLElement, query: URLSearchParams) {
+    this.status.value = query.get("status") ?? "";
+    this.search.value = query.get("q") ?? "";
+    this.layout(root);
+    this.status.addEventListener("change", () => this.refilter());
+    this.search.addEventListener("input", () => {
+      if (this.typing) clearTimeout(this.typing);
+      this.typing = setTimeout(() => this.refilter(), 250);
+    });
+    this.more.addEventListener("click", () => {
+      this.shown = Math.min(100, this.shown + PAGE);
+      void this.load();
+    });
+    document.title = "Workflows · DWOP";
+    void this.load();
+    root.querySelector<HTMLElement>("h1")?.focus({ preventScroll: true });
+  }
 
-  let shown = PAGE;
-  let stopped = false;
-  let timer: ReturnType<typeof setTimeout> | null = null;
-  let seq = 0;
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.typing) clearTimeout(this.typing);
+  }
 
-  async function load(): Promise<void> {
-    const mine = ++seq;
-    const q = new URLSearchParams({ limit: String(Math.min(100, shown)) });
-    if (status.value) q.set("status", status.value);
-    if (search.value.trim()) q.set("q", search.value.trim());
+  private layout(root: HTMLElement): void {
+    const columns = ["State", "Name", "Owner", "Started", "Duration", "Tasks"];
+    fill(
+      root,
+      h(
+        "div",
+        { class: "page-head" },
+        h(
+          "div",
+          { class: "title-row" },
+          h("h1", { tabindex: -1 }, "Workflows"),
+          h("a", { href: "#/submit", class: "button primary" }, "Submit a workflow"),
+        ),
+      ),
+      h(
+        "form",
+        { class: "filters", role: "search", onsubmit: (e: Event) => e.preventDefault() },
+        h("label", { for: "status-filter" }, "State"),
+        this.status,
+        h("label", { for: "search" }, "Search"),
+        this.search,
+      ),
+      this.error,
+      h(
+        "table",
+        { class: "workflows" },
+        h("caption", { class: "sr-only" }, "Workflows, newest first"),
+        h(
+          "thead",
+          {},
+          h(
+            "tr",
+            {},
+            columns.map((c) => h("th", { scope: "col" }, c)),
+          ),
+        ),
+        this.tbody,
+      ),
+      this.empty,
+      this.summary,
+      h("div", { class: "actions" }, this.more),
+    );
+  }
+
+  private filters(): URLSearchParams {
+    const q = new URLSearchParams();
+    if (this.status.value) q.set("status", this.status.value);
+    if (this.search.value.trim()) q.set("q", this.search.value.trim());
+    return q;
+  }
+
+  private async load(): Promise<void> {
+    const mine = ++this.seq;
+    const q = this.filters();
+    q.set("limit", String(Math.min(100, this.shown)));
     try {
       const page = await getJson<SummaryPage>(`ui/api/workflows?${q}`);
-      if (stopped || mine !== seq) return;
-      error.hidden = true;
-      update(page);
+      if (this.stopped || mine !== this.seq) return;
+      this.error.hidden = true;
+      this.update(page);
     } catch (err) {
-      if (stopped || mine !== seq) return;
-      error.hidden = false;
-      error.textContent = `Could not load workflows: ${(err as Error).message}`;
+      if (this.stopped || mine !== this.seq) return;
+      this.error.hidden = false;
+      this.error.textContent = `Could not load workflows: ${(err as Error).message}`;
     }
-    if (!stopped && mine === seq) schedule();
+    if (!this.stopped && mine === this.seq) this.schedule();
   }
 
   /** The next read; a hidden tab waits without asking the server. */
-  function schedule(): void {
-    if (timer) clearTimeout(timer);
-    timer = setTimeout(() => (document.hidden ? schedule() : void load()), POLL_MS);
+  private schedule(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => (document.hidden ? this.schedule() : void this.load()), POLL_MS);
   }
 
   /** Rows are replaced in place, by id, so focus and scroll stay where they were. */
-  function update(page: SummaryPage): void {
+  private update(page: SummaryPage): void {
+    const tbody = this.tbody;
     const existing = new Map([...tbody.rows].map((r) => [r.dataset.id!, r]));
     let before: Element | null = tbody.firstElementChild;
     for (const w of page.workflows) {
@@ -137,40 +201,19 @@ export function listPage(root: HTMLElement, query: URLSearchParams): Page {
       }
     }
     for (const gone of existing.values()) gone.remove();
-    empty.hidden = page.workflows.length > 0;
-    empty.textContent = status.value || search.value ? "No workflow matches." : "No workflows yet. Submit one to see it here.";
-    more.hidden = page.nextCursor === null || shown >= 100;
-    summary.textContent = page.workflows.length ? `${page.workflows.length} workflow${page.workflows.length === 1 ? "" : "s"} shown` : "";
+    const n = page.workflows.length;
+    this.empty.hidden = n > 0;
+    this.empty.textContent =
+      this.filters().size > 0 ? "No workflow matches." : "No workflows yet. Submit one to see it here.";
+    this.more.hidden = page.nextCursor === null || this.shown >= 100;
+    this.summary.textContent = n ? `${n} workflow${n === 1 ? "" : "s"} shown` : "";
   }
 
-  function refilter(): void {
-    const q = new URLSearchParams();
-    if (status.value) q.set("status", status.value);
-    if (search.value.trim()) q.set("q", search.value.trim());
+  private refilter(): void {
+    const q = this.filters();
     history.replaceState(null, "", `#/${q.size ? `?${q}` : ""}`);
-    shown = PAGE;
-    fill(tbody);
-    void load();
+    this.shown = PAGE;
+    fill(this.tbody);
+    void this.load();
   }
-  let typing: ReturnType<typeof setTimeout> | null = null;
-  status.addEventListener("change", refilter);
-  search.addEventListener("input", () => {
-    if (typing) clearTimeout(typing);
-    typing = setTimeout(refilter, 250);
-  });
-  more.addEventListener("click", () => {
-    shown = Math.min(100, shown + PAGE);
-    void load();
-  });
-
-  document.title = "Workflows · DWOP";
-  void load();
-  root.querySelector<HTMLElement>("h1")?.focus({ preventScroll: true });
-  return {
-    stop() {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-      if (typing) clearTimeout(typing);
-    },
-  };
 }

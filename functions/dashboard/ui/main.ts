@@ -22,7 +22,13 @@ const nav = h(
 fill(
   app,
   h("a", { href: "#main", class: "skip" }, "Skip to content"),
-  h("header", { class: "top" }, h("a", { href: "#/", class: "brand" }, "DWOP"), nav, h("div", { class: "account" }, who, signOut)),
+  h(
+    "header",
+    { class: "top" },
+    h("a", { href: "#/", class: "brand" }, "DWOP"),
+    nav,
+    h("div", { class: "account" }, who, signOut),
+  ),
   main,
 );
 

@@ -18,7 +18,8 @@ export function parseRoute(hash: string): Route {
   const path = q === -1 ? raw : raw.slice(0, q);
   const query = new URLSearchParams(q === -1 ? "" : raw.slice(q + 1));
   const parts = path.split("/").filter(Boolean);
-  if (parts[0] === "workflows" && parts[1] && UUID.test(parts[1])) return { name: "workflow", id: parts[1], query };
+  if (parts[0] === "workflows" && parts[1] && UUID.test(parts[1]))
+    return { name: "workflow", id: parts[1], query };
   if (parts[0] === "submit") return { name: "submit", query };
   if (parts[0] === "signin") return { name: "signin", query };
   return { name: "list", query };

@@ -53,7 +53,9 @@ export function signInPage(root: HTMLElement, query: URLSearchParams): Page {
     } catch (err) {
       error.hidden = false;
       error.textContent =
-        err instanceof ApiError && err.status === 401 ? `That token was not accepted: ${err.message}` : String((err as Error).message);
+        err instanceof ApiError && err.status === 401
+          ? `That token was not accepted: ${err.message}`
+          : String((err as Error).message);
       input.focus();
     } finally {
       button.disabled = false;

@@ -71,7 +71,9 @@ export class TaskPanel {
 
   private shownRun(task: Task): RunSummary | null {
     const runs = task.runs;
-    return (this.chosen !== null ? runs.find((r) => r.attempt === this.chosen) : undefined) ?? runs.at(-1) ?? null;
+    return (
+      (this.chosen !== null ? runs.find((r) => r.attempt === this.chosen) : undefined) ?? runs.at(-1) ?? null
+    );
   }
 
   private renderHead(t: Task): Child {
@@ -82,7 +84,9 @@ export class TaskPanel {
         h("h2", { id: "task-title", class: "task-title", tabindex: -1 }, t.name),
         h("span", { class: `badge state-${t.status}` }, icon(t.status), " ", label(t.status)),
       ),
-      t.error ? h("p", { class: "callout failure", role: "note" }, h("strong", {}, "Failure: "), t.error) : null,
+      t.error
+        ? h("p", { class: "callout failure", role: "note" }, h("strong", {}, "Failure: "), t.error)
+        : null,
     ];
   }
 
@@ -95,7 +99,15 @@ export class TaskPanel {
         : h(
             "table",
             { class: "attempts" },
-            h("thead", {}, h("tr", {}, ["#", "state", "reason", "exit", "took"].map((c) => h("th", { scope: "col" }, c)))),
+            h(
+              "thead",
+              {},
+              h(
+                "tr",
+                {},
+                ["#", "state", "reason", "exit", "took"].map((c) => h("th", { scope: "col" }, c)),
+              ),
+            ),
             h(
               "tbody",
               {},
@@ -119,7 +131,11 @@ export class TaskPanel {
                       String(r.attempt),
                     ),
                   ),
-                  h("td", {}, h("span", { class: `badge state-${r.status}` }, icon(r.status), " ", label(r.status))),
+                  h(
+                    "td",
+                    {},
+                    h("span", { class: `badge state-${r.status}` }, icon(r.status), " ", label(r.status)),
+                  ),
                   h("td", {}, r.failureReason ? label(r.failureReason) : ""),
                   h("td", {}, r.exitCode === null ? "" : String(r.exitCode)),
                   h("td", {}, span(r.startedAt, r.finishedAt)),
@@ -178,8 +194,12 @@ export class TaskPanel {
         body = { text: lines.text, cut: tail.cut || lines.cut };
       }
     } catch (err) {
-      if (!(err instanceof ApiError) || err.status !== 404) note = err instanceof Error ? err.message : String(err);
-      else note = run.finishedAt ? "No log was stored for this attempt." : "The log is stored when the attempt ends.";
+      if (!(err instanceof ApiError) || err.status !== 404)
+        note = err instanceof Error ? err.message : String(err);
+      else
+        note = run.finishedAt
+          ? "No log was stored for this attempt."
+          : "The log is stored when the attempt ends.";
     }
     if (seq !== this.seq) return;
     // The task's own failure is shown above; an earlier attempt's, here.
@@ -188,12 +208,16 @@ export class TaskPanel {
         ? h("p", { class: "callout failure" }, h("strong", {}, `Attempt ${run.attempt}: `), detail.error)
         : null;
     const pre = body
-      ? h("pre", { class: "log", tabindex: 0, "aria-label": `Last lines of the log of attempt ${run.attempt}` }, body.text || "(empty)")
+      ? h(
+          "pre",
+          { class: "log", tabindex: 0, "aria-label": `Last lines of the log of attempt ${run.attempt}` },
+          body.text || "(empty)",
+        )
       : h("p", { class: "muted" }, note);
     const dl = h("button", { type: "button", class: "small" }, "Download full log");
     dl.addEventListener("click", () => {
-      void download(`${path}?attempt=${run.attempt}`, `${task.name}-attempt-${run.attempt}.log`).catch((e: Error) =>
-        alert(e.message),
+      void download(`${path}?attempt=${run.attempt}`, `${task.name}-attempt-${run.attempt}.log`).catch(
+        (e: Error) => alert(e.message),
       );
     });
     fill(
@@ -218,7 +242,9 @@ export class TaskPanel {
       const head = await readHead(await call(path), OUTPUT_PREVIEW_BYTES);
       content = [
         h("pre", { class: "output", tabindex: 0, "aria-label": "Output preview" }, head.text || "(empty)"),
-        head.more ? h("p", { class: "muted" }, `The first ${OUTPUT_PREVIEW_BYTES / 1024} KiB; download it for all.`) : null,
+        head.more
+          ? h("p", { class: "muted" }, `The first ${OUTPUT_PREVIEW_BYTES / 1024} KiB; download it for all.`)
+          : null,
       ];
     } catch (err) {
       content = h("p", { class: "muted" }, err instanceof Error ? err.message : String(err));

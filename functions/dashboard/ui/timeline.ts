@@ -32,7 +32,11 @@ function bar(r: RunSummary, t0: number, t1: number, now: number): Child {
  * One row per task, one bar per attempt on a shared time axis: retries, waits between tasks and the
  * slow task stand out at a glance. Each task name is a button that opens the task.
  */
-export function timeline(w: WorkflowDetail, selected: string | null, onSelect: (name: string) => void): Child {
+export function timeline(
+  w: WorkflowDetail,
+  selected: string | null,
+  onSelect: (name: string) => void,
+): Child {
   const now = Date.now();
   const { t0, t1 } = bounds(w, now);
   const rows = w.tasks.map((t) => {
@@ -52,9 +56,17 @@ export function timeline(w: WorkflowDetail, selected: string | null, onSelect: (
         },
         h("span", { class: "state-icon", "aria-hidden": "true" }, icon(t.status)),
         h("span", { class: "tl-label" }, t.name),
-        h("span", { class: "sr-only" }, `, ${label(t.status)}, ${attempts} attempt${attempts === 1 ? "" : "s"}`),
+        h(
+          "span",
+          { class: "sr-only" },
+          `, ${label(t.status)}, ${attempts} attempt${attempts === 1 ? "" : "s"}`,
+        ),
       ),
-      h("span", { class: "tl-track", "aria-hidden": "true" }, t.runs.map((r) => bar(r, t0, t1, now))),
+      h(
+        "span",
+        { class: "tl-track", "aria-hidden": "true" },
+        t.runs.map((r) => bar(r, t0, t1, now)),
+      ),
     );
   });
   return [

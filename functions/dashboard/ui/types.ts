@@ -14,7 +14,13 @@ export const TASK_STATE_ORDER: readonly TaskState[] = [
   "cancelled",
 ];
 
-export const WORKFLOW_STATE_LIST: readonly WorkflowState[] = ["queued", "running", "succeeded", "failed", "cancelled"];
+export const WORKFLOW_STATE_LIST: readonly WorkflowState[] = [
+  "queued",
+  "running",
+  "succeeded",
+  "failed",
+  "cancelled",
+];
 
 export interface RunSummary {
   id: string;

@@ -1,7 +1,7 @@
 import { ApiError, getJson, postJson } from "./api.ts";
 import { fill, h, rerender } from "./dom.ts";
-import { dagView, type DagView } from "./graph.ts";
 import { icon, label, span, when } from "./format.ts";
+import { dagView, type DagView } from "./graph.ts";
 import { followEvents, type Follow } from "./live.ts";
 import type { Page } from "./router.ts";
 import { TaskPanel } from "./task-panel.ts";
@@ -19,76 +19,112 @@ const REFRESH_EVERY_MS = 5000;
  * the selected task's panel. Task states change as the event stream says, without a reload.
  */
 export function workflowPage(root: HTMLElement, id: string, query: URLSearchParams): Page {
-  let w: WorkflowDetail | null = null;
-  let dag: DagView | null = null;
-  let follow: Follow | null = null;
-  let lastEvent: string | null = null;
-  let selected = query.get("task");
-  let stopped = false;
-  let refreshTimer: ReturnType<typeof setTimeout> | null = null;
-  const panel = new TaskPanel(id, (attempt) => setQuery(selected, attempt));
+  return new WorkflowPage(root, id, query);
+}
 
-  const status = h("span", { class: "badge", role: "status", "aria-live": "polite" });
-  const meta = h("p", { class: "meta" });
-  const counts = h("p", { class: "counts" });
-  const connection = h("span", { class: "connection muted" });
-  const cancel = h("button", { type: "button", class: "danger" }, "Cancel");
-  const retry = h("button", { type: "button", class: "primary" }, "Retry");
-  const message = h("p", { class: "callout failure", role: "alert", hidden: true });
-  const title = h("h1", { tabindex: -1 }, "Workflow");
-  const graphSlot = h("div", { class: "graph-slot" });
-  const timelineSlot = h("div", { class: "timeline-box" });
+class WorkflowPage implements Page {
+  private w: WorkflowDetail | null = null;
+  private dag: DagView | null = null;
+  private follow: Follow | null = null;
+  private lastEvent: string | null = null;
+  private selected: string | null;
+  private stopped = false;
+  private refreshTimer: ReturnType<typeof setTimeout> | null = null;
+  private readonly panel: TaskPanel;
+  private readonly status = h("span", { class: "badge", role: "status", "aria-live": "polite" });
+  private readonly meta = h("p", { class: "meta" });
+  private readonly counts = h("p", { class: "counts" });
+  private readonly connection = h("span", { class: "connection muted" });
+  private readonly cancel = h("button", { type: "button", class: "danger" }, "Cancel");
+  private readonly retry = h("button", { type: "button", class: "primary" }, "Retry");
+  private readonly message = h("p", { class: "callout failure", role: "alert", hidden: true });
+  private readonly title = h("h1", { tabindex: -1 }, "Workflow");
+  private readonly graphSlot = h("div", { class: "graph-slot" });
+  private readonly timelineSlot = h("div", { class: "timeline-box" });
 
-  fill(
-    root,
-    h(
-      "header",
-      { class: "page-head" },
-      h("div", { class: "title-row" }, title, status, connection),
-      meta,
-      counts,
-      h("div", { class: "actions" }, cancel, retry),
-      message,
-    ),
-    h(
-      "div",
-      { class: "workflow-grid" },
+  constructor(
+    private readonly root: HTMLElement,
+    private readonly id: string,
+    private readonly query: URLSearchParams,
+  ) {
+    this.selected = query.get("task");
+    this.panel = new TaskPanel(id, (attempt) => this.setQuery(this.selected, attempt));
+    this.layout();
+    this.cancel.addEventListener("click", () => void this.act("cancel"));
+    this.retry.addEventListener("click", () => void this.act("retry"));
+    void this.refresh().then(() => this.title.focus({ preventScroll: true }));
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.follow?.stop();
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+  }
+
+  private layout(): void {
+    fill(
+      this.root,
+      h(
+        "header",
+        { class: "page-head" },
+        h("div", { class: "title-row" }, this.title, this.status, this.connection),
+        this.meta,
+        this.counts,
+        h("div", { class: "actions" }, this.cancel, this.retry),
+        this.message,
+      ),
       h(
         "div",
-        { class: "workflow-main" },
-        h("section", { class: "panel", "aria-label": "Task graph" }, graphSlot),
-        h("section", { class: "panel", "aria-labelledby": "timeline-title" }, h("h2", { id: "timeline-title" }, "Attempts over time"), timelineSlot),
+        { class: "workflow-grid" },
+        h(
+          "div",
+          { class: "workflow-main" },
+          h("section", { class: "panel", "aria-label": "Task graph" }, this.graphSlot),
+          h(
+            "section",
+            { class: "panel", "aria-labelledby": "timeline-title" },
+            h("h2", { id: "timeline-title" }, "Attempts over time"),
+            this.timelineSlot,
+          ),
+        ),
+        this.panel.element,
       ),
-      panel.element,
-    ),
-  );
+    );
+  }
 
-  function setQuery(task: string | null, attempt: number | null): void {
+  /** The selected task and attempt live in the URL, so a link or a reload opens the same view. */
+  private setQuery(task: string | null, attempt: number | null): void {
     const q = new URLSearchParams();
     if (task) q.set("task", task);
     if (attempt !== null) q.set("attempt", String(attempt));
-    const hash = `#/workflows/${id}${q.size ? `?${q}` : ""}`;
+    const hash = `#/workflows/${this.id}${q.size ? `?${q}` : ""}`;
     if (location.hash !== hash) history.replaceState(null, "", hash);
   }
 
-  function select(name: string): void {
-    selected = name;
-    setQuery(name, null);
-    panel.show(w?.tasks.find((t) => t.name === name) ?? null, null);
-    dag?.select(name);
-    render();
-    const heading = panel.element.querySelector<HTMLElement>("#task-title");
-    if (window.matchMedia("(max-width: 1099px)").matches) heading?.scrollIntoView({ block: "start" });
+  private readonly select = (name: string): void => {
+    this.selected = name;
+    this.setQuery(name, null);
+    this.panel.show(this.task(name), null);
+    this.render();
+    // On a narrow screen the panel is below the graph: bring it into view.
+    if (window.matchMedia("(max-width: 1099px)").matches) {
+      this.panel.element.querySelector("#task-title")?.scrollIntoView({ block: "start" });
+    }
+  };
+
+  private task(name: string | null) {
+    return this.w?.tasks.find((t) => t.name === name) ?? null;
   }
 
-  function render(): void {
+  private render(): void {
+    const w = this.w;
     if (!w) return;
     document.title = `${w.name} · ${label(w.status)} · DWOP`;
-    title.textContent = w.name;
-    status.className = `badge state-${w.status}`;
-    status.textContent = `${icon(w.status)} ${label(w.status)}`;
+    this.title.textContent = w.name;
+    this.status.className = `badge state-${w.status}`;
+    this.status.textContent = `${icon(w.status)} ${label(w.status)}`;
     fill(
-      meta,
+      this.meta,
       h("span", {}, "id ", h("code", {}, w.id)),
       h("span", {}, `submitted ${when(w.createdAt)}`),
       h("span", {}, `took ${span(w.startedAt ?? w.createdAt, w.finishedAt)}`),
@@ -96,125 +132,125 @@ export function workflowPage(root: HTMLElement, id: string, query: URLSearchPara
     const byState = new Map<string, number>();
     for (const t of w.tasks) byState.set(t.status, (byState.get(t.status) ?? 0) + 1);
     fill(
-      counts,
+      this.counts,
       `${w.tasks.length} tasks: `,
       TASK_STATE_ORDER.filter((s) => byState.has(s)).map((s) =>
         h("span", { class: `count state-${s}` }, `${icon(s)} ${byState.get(s)} ${label(s)}`),
       ),
     );
-    cancel.hidden = ENDED.includes(w.status);
-    retry.hidden = !(w.status === "failed" || w.status === "cancelled");
-    if (!dag) {
-      dag = dagView(w.tasks, select);
-      fill(graphSlot, dag.element);
+    this.cancel.hidden = ENDED.includes(w.status);
+    this.retry.hidden = !(w.status === "failed" || w.status === "cancelled");
+    if (!this.dag) {
+      this.dag = dagView(w.tasks, this.select);
+      fill(this.graphSlot, this.dag.element);
     }
-    dag.update(w.tasks);
-    dag.select(selected);
-    rerender(timelineSlot, () => timeline(w!, selected, select));
-    panel.show(w.tasks.find((t) => t.name === selected) ?? null);
+    this.dag.update(w.tasks);
+    this.dag.select(this.selected);
+    rerender(this.timelineSlot, () => timeline(w, this.selected, this.select));
+    this.panel.show(this.task(this.selected));
   }
 
-  async function refresh(): Promise<void> {
+  private async refresh(): Promise<void> {
     try {
-      w = await getJson<WorkflowDetail>(`workflows/${id}`);
+      this.w = await getJson<WorkflowDetail>(`workflows/${this.id}`);
     } catch (err) {
-      if (stopped) return;
-      if (err instanceof ApiError && err.status === 404 && !w) {
-        fill(root, h("h1", { tabindex: -1 }, "Workflow not found"), h("p", {}, h("a", { href: "#/" }, "Back to the list")));
+      if (this.stopped) return;
+      if (err instanceof ApiError && err.status === 404 && !this.w) {
+        fill(
+          this.root,
+          h("h1", { tabindex: -1 }, "Workflow not found"),
+          h("p", {}, h("a", { href: "#/" }, "Back to the list")),
+        );
         return;
       }
-      showMessage(err);
+      this.showMessage(err);
       return;
     }
-    if (stopped) return;
-    if (selected === null) {
-      selected = w.tasks.find((t) => t.status === "failed")?.name ?? null;
-      if (selected) panel.show(w.tasks.find((t) => t.name === selected) ?? null, Number(query.get("attempt")) || null);
-    } else if (!panel.element.querySelector("#task-title")) {
-      panel.show(w.tasks.find((t) => t.name === selected) ?? null, Number(query.get("attempt")) || null);
+    if (this.stopped) return;
+    const attempt = Number(this.query.get("attempt")) || null;
+    if (this.selected === null) {
+      // Opening a failed workflow shows what failed.
+      this.selected = this.w.tasks.find((t) => t.status === "failed")?.name ?? null;
+      if (this.selected) this.panel.show(this.task(this.selected), attempt);
+    } else if (!this.panel.element.querySelector("#task-title")) {
+      this.panel.show(this.task(this.selected), attempt);
     }
-    render();
-    if (!ENDED.includes(w.status) && !follow) startFollowing();
-    schedule(REFRESH_EVERY_MS);
+    this.render();
+    if (!ENDED.includes(this.w.status) && !this.follow) this.startFollowing();
+    this.schedule(REFRESH_EVERY_MS);
   }
 
-  function schedule(ms: number): void {
-    if (stopped || (w && ENDED.includes(w.status) && ms === REFRESH_EVERY_MS)) return;
-    if (refreshTimer) {
+  /** The next read: soon after an event (replacing a later one), or the slow backstop while running. */
+  private schedule(ms: number): void {
+    const ended = this.w !== null && ENDED.includes(this.w.status);
+    if (this.stopped || (ended && ms === REFRESH_EVERY_MS)) return;
+    if (this.refreshTimer) {
       if (ms === REFRESH_EVERY_MS) return;
-      clearTimeout(refreshTimer);
+      clearTimeout(this.refreshTimer);
     }
-    refreshTimer = setTimeout(() => {
-      refreshTimer = null;
-      void refresh();
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = null;
+      void this.refresh();
     }, ms);
   }
 
   /** An event changes the task's color at once; the full record (runs, times) follows shortly. */
-  function onEvent(e: WorkflowEvent): void {
-    lastEvent = e.id;
+  private readonly onEvent = (e: WorkflowEvent): void => {
+    this.lastEvent = e.id;
+    const w = this.w;
     if (!w) return;
     if (e.kind === "task" && e.task && e.status) {
-      const t = w.tasks.find((x) => x.name === e.task);
+      const t = this.task(e.task);
       if (t) {
         t.status = e.status as typeof t.status;
         if (e.attempt !== null) t.attempt = e.attempt;
-        dag?.update([t]);
+        this.dag?.update([t]);
       }
     } else if (e.kind === "workflow" && e.status) {
       w.status = e.status as typeof w.status;
-      render();
+      this.render();
     }
-    schedule(REFRESH_AFTER_EVENT_MS);
-  }
+    this.schedule(REFRESH_AFTER_EVENT_MS);
+  };
 
-  function startFollowing(): void {
-    follow = followEvents(
-      id,
+  private startFollowing(): void {
+    this.follow = followEvents(
+      this.id,
       {
-        onEvent,
+        onEvent: this.onEvent,
         onEnd: () => {
-          follow = null;
-          schedule(REFRESH_AFTER_EVENT_MS);
+          this.follow = null;
+          this.schedule(REFRESH_AFTER_EVENT_MS);
         },
         onConnection: (state) => {
-          connection.textContent = state === "live" ? "● live" : state === "reconnecting" ? "reconnecting…" : "";
+          this.connection.textContent =
+            state === "live" ? "● live" : state === "reconnecting" ? "reconnecting…" : "";
         },
       },
-      lastEvent,
+      this.lastEvent,
     );
   }
 
-  function showMessage(err: unknown): void {
-    message.hidden = false;
-    message.textContent = err instanceof Error ? err.message : String(err);
+  private showMessage(err: unknown): void {
+    this.message.hidden = false;
+    this.message.textContent = err instanceof Error ? err.message : String(err);
   }
 
-  async function act(action: "cancel" | "retry"): Promise<void> {
+  private async act(action: "cancel" | "retry"): Promise<void> {
     if (action === "cancel" && !confirm("Cancel this workflow? Running tasks are stopped.")) return;
-    message.hidden = true;
-    const button = action === "cancel" ? cancel : retry;
+    this.message.hidden = true;
+    const button = action === "cancel" ? this.cancel : this.retry;
     button.disabled = true;
     try {
-      w = await postJson<WorkflowDetail>(`workflows/${id}/${action}`);
-      render();
-      if (!ENDED.includes(w.status) && !follow) startFollowing();
-      schedule(REFRESH_AFTER_EVENT_MS);
+      this.w = await postJson<WorkflowDetail>(`workflows/${this.id}/${action}`);
+      this.render();
+      // A retried workflow runs again: follow its events from where the last stream ended.
+      if (!ENDED.includes(this.w.status) && !this.follow) this.startFollowing();
+      this.schedule(REFRESH_AFTER_EVENT_MS);
     } catch (err) {
-      showMessage(err);
+      this.showMessage(err);
     } finally {
       button.disabled = false;
     }
   }
-  cancel.addEventListener("click", () => void act("cancel"));
-  retry.addEventListener("click", () => void act("retry"));
-
-  void refresh().then(() => title.focus({ preventScroll: true }));
-  return {
-    stop() {
-      stopped = true;
-      follow?.stop();
-      if (refreshTimer) clearTimeout(refreshTimer);
-    },
-  };
 }

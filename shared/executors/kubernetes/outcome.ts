@@ -106,6 +106,17 @@ function failureOf(job: V1Job, condition: V1JobCondition, pod: V1Pod | undefined
       nonRetryable: reported.nonRetryable,
     };
   }
+  // 137 and 143 without a report: the worker was killed (SIGKILL, SIGTERM) from outside, its pod deleted
+  // or killed by someone else; the worker reports every failure of its own. An infrastructure loss.
+  if (terminated && (terminated.exitCode === 137 || terminated.exitCode === 143)) {
+    return {
+      ...infra(
+        "lost",
+        `the worker was killed from outside (exit code ${terminated.exitCode}) before it could report`,
+      ),
+      exitCode: terminated.exitCode,
+    };
+  }
   if (terminated) {
     const message = `the worker ended with exit code ${terminated.exitCode} (${terminated.reason ?? "Error"}) without reporting a failure`;
     return { reason: "worker_error", message, exitCode: terminated.exitCode, nonRetryable: false };
