@@ -7,6 +7,14 @@ import { FAILURE_REASONS, RUN_STATES, TASK_STATES, WORKFLOW_STATES } from "../sh
  */
 
 const Timestamp = z.iso.datetime({ offset: true });
+
+/**
+ * Postgres text cannot hold U+0000, and no text field has a use for it: refused as invalid (422), never
+ * a database error. (A workflow's source is checked by the DSL, which reports where the NUL is.)
+ */
+export const withoutNul = (text: string) => !text.includes("\0");
+const NUL_MESSAGE = "must not contain the NUL character (U+0000)";
+const text = () => z.string().refine(withoutNul, NUL_MESSAGE);
 const InputName = z
   .string()
   .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "an input name is a letter or _ then letters, digits, _");
@@ -16,10 +24,10 @@ const callbackFields = {
   callback_url: z
     .url({ protocol: /^https?$/, error: "callback_url must be an http or https URL" })
     .max(2048)
+    .refine(withoutNul, NUL_MESSAGE)
     .optional()
     .meta({ description: "POSTed the workflow's summary when it ends, signed with callback_secret" }),
-  callback_secret: z
-    .string()
+  callback_secret: text()
     .min(16)
     .max(256)
     .optional()
@@ -41,7 +49,7 @@ export const SubmitJson = z
       .regex(/^[\w.-]{1,100}$/)
       .optional()
       .meta({ description: "the workflow's name (default: workflow)" }),
-    requirements: z.string().nullable().optional().meta({ description: "a requirements.txt" }),
+    requirements: text().nullable().optional().meta({ description: "a requirements.txt" }),
     inputs: z
       .record(InputName, z.string())
       .optional()
@@ -57,7 +65,7 @@ export const SubmitForm = z
       .string()
       .min(1)
       .meta({ description: "the .workflow file (its file name names the workflow)" }),
-    requirements: z.string().optional().meta({ description: "a requirements.txt file" }),
+    requirements: text().optional().meta({ description: "a requirements.txt file" }),
     ...callbackFields,
   })
   .refine(bothOrNeither, bothOrNeitherError)
@@ -81,15 +89,14 @@ export const LogsQuery = z.object({
 export const TriggerCreate = z.strictObject({
   name: z.string().regex(TRIGGER_NAME, "a trigger name is letters, digits, _ and -, at most 63"),
   workflow: z.string().min(1),
-  requirements: z.string().nullable().optional(),
-  secret: z
-    .string()
+  requirements: text().nullable().optional(),
+  secret: text()
     .min(16)
     .max(256)
     .meta({ description: "HMAC-SHA256 key of the deliveries; never returned" }),
 });
 
-export const ApiKeyCreate = z.strictObject({ name: z.string().min(1).max(100) });
+export const ApiKeyCreate = z.strictObject({ name: text().min(1).max(100) });
 
 export const ErrorResponse = z.object({
   error: z.object({ code: z.string(), message: z.string(), details: z.unknown() }),
