@@ -155,12 +155,20 @@ export async function checkInvariants(
     if (!r.failure_reason || !r.error)
       bad4.push(`task ${r.task_id} attempt ${r.attempt}: reason ${r.failure_reason}, error ${r.error}`);
     else if (!r.log_tail?.trim()) {
-      if (r.failure_reason === "lost") lostNoLog.push(`task ${r.task_id} attempt ${r.attempt}`);
+      // A timeout can also come before the body printed anything (its inputs still downloading while
+      // the API restarts): there is then no log either. Counted on the same info row, never hidden.
+      if (r.failure_reason === "lost" || r.failure_reason === "timeout")
+        lostNoLog.push(`task ${r.task_id} attempt ${r.attempt}`);
       else bad4.push(`task ${r.task_id} attempt ${r.attempt}: ${r.failure_reason} without a log tail`);
     }
   }
   row("every failed run carries a reason, an error and a log tail", failedRuns.length, bad4);
-  row("  of which 'lost' with no log to keep (process or Job gone)", failedRuns.length, lostNoLog, true);
+  row(
+    "  of which with no log to keep: 'lost' (process or Job gone), or timed out before any output",
+    failedRuns.length,
+    lostNoLog,
+    true,
+  );
 
   // Retry budgets: a task's own failures and its infrastructure failures, each within its budget.
   const bad5: string[] = [];

@@ -42,9 +42,8 @@ for (const executor of executors) {
       say,
     }),
   );
+  say(`\n${formatPass(reports.at(-1)!)}\n`);
 }
-say("");
-for (const r of reports) say(`${formatPass(r)}\n`);
 const violations = reports.reduce((n, r) => n + r.violations, 0);
 say(`total invariant violations: ${violations}`);
 process.exitCode = violations === 0 ? 0 : 1;

@@ -142,7 +142,8 @@ function flaky(key: string, marker: string): PlannedWorkflow {
 }
 
 function timeout(key: string): PlannedWorkflow {
-  const source = `@timeout(1)\nfun sleepy():\n    import time\n    print("sleeping", flush=True)\n    time.sleep(60)\n    print("woke")\n`;
+  // Long enough for the body to start and print on a loaded machine, so the failure has a log tail.
+  const source = `@timeout(4)\nfun sleepy():\n    import time\n    print("sleeping", flush=True)\n    time.sleep(60)\n    print("woke")\n`;
   return {
     key,
     shape: "timeout",

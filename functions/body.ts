@@ -14,11 +14,26 @@ export function unsupportedMediaType(accepted: string[]): ApiError {
   });
 }
 
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Bytes as UTF-8 text, or a 400 naming `what`: decoding with replacement characters would store text the
+ * client never sent (a latin1 workflow file whose `é` became U+FFFD, for instance).
+ */
+export function decodeUtf8(bytes: ArrayBuffer | Uint8Array, what: string): string {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw new ApiError(400, "bad_request", `${what} is not valid UTF-8`);
+  }
+}
+
 /** Any JSON value of an application/json body: 415 for another type, 400 when it does not parse. */
 export async function readJsonValue(c: Context): Promise<unknown> {
   if (mediaType(c) !== "application/json") throw unsupportedMediaType(["application/json"]);
+  const text = decodeUtf8(await c.req.arrayBuffer(), "the body");
   try {
-    return JSON.parse(await c.req.text());
+    return JSON.parse(text);
   } catch {
     throw new ApiError(400, "bad_request", "the body is not valid JSON");
   }

@@ -29,7 +29,7 @@ export function hookRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
       throw new ApiError(400, "bad_request", `${DELIVERY_HEADER} must be 1 to 200 visible ASCII characters`);
     }
 
-    const recorded = await deps.api.recordHookDelivery(name, delivery, crypto.randomUUID());
+    const recorded = await recordDelivery(deps, name, delivery, headers.signature!);
     if (!recorded.workflowExists) {
       const submitted = await submitWorkflow(
         { store: deps.store, storage: needStorage(deps.storage) },
@@ -49,6 +49,31 @@ export function hookRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
     const details = { workflowId: recorded.workflowId };
     throw new ApiError(409, "replayed_delivery", `delivery ${delivery} was already received`, details);
   });
+}
+
+/**
+ * Records a delivery under its id and under its signature. The delivery id is not signed, so a captured
+ * request replayed within the timestamp's five minutes with a new X-DWOP-Delivery would otherwise start
+ * the workflow again; the signature (of the timestamp and body) is the same for the same signed request.
+ * Whichever key was seen first decides the workflow, so a retry of a request that died half-way (same
+ * id, or same signed bytes) starts that one workflow, once. The signature key has a space, which no
+ * delivery id can hold.
+ */
+async function recordDelivery(
+  deps: ApiDeps,
+  trigger: string,
+  delivery: string,
+  signature: string,
+): Promise<{ workflowId: string; workflowExists: boolean }> {
+  const signed = await deps.api.recordHookDelivery(
+    trigger,
+    `signature ${signature.toLowerCase()}`,
+    crypto.randomUUID(),
+  );
+  // A replay of a request that started its workflow: refused without recording anything more.
+  if (signed.workflowExists) return signed;
+  const byId = await deps.api.recordHookDelivery(trigger, delivery, signed.workflowId);
+  return byId.workflowId === signed.workflowId ? signed : byId;
 }
 
 export const hookDocs: RouteDoc[] = [

@@ -2,7 +2,7 @@ import type { Context } from "hono";
 import { parseWorkflow, workflowInputs } from "../shared/dsl/index.ts";
 import { sha256Hex } from "../shared/signature.ts";
 import { MissingInputError } from "../shared/submit.ts";
-import { mediaType, readJsonValue, unsupportedMediaType } from "./body.ts";
+import { decodeUtf8, mediaType, readJsonValue, unsupportedMediaType } from "./body.ts";
 import { ApiError, parseWith } from "./errors.ts";
 import { SubmitForm, SubmitJson } from "./schemas.ts";
 
@@ -19,6 +19,10 @@ export interface Submission {
 
 const INPUT_FIELD = "inputs.";
 const INPUT_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** The uploaded workflow file's name names the workflow and shows in its errors: a file name, not a blob. */
+const MAX_FILE_NAME = 255;
+// eslint-disable-next-line no-control-regex -- control characters are what it finds
+const CONTROL = /[\u0000-\u001f\u007f]/;
 
 /** Reads `multipart/form-data` (as `curl -F` sends) or `application/json`; 415 for anything else. */
 export async function readSubmission(c: Context): Promise<Submission> {
@@ -45,8 +49,9 @@ async function fromForm(c: Context): Promise<Submission> {
   } catch {
     throw new ApiError(400, "bad_request", "the body is not valid multipart/form-data");
   }
-  const fields: Record<string, string> = {};
-  const inputs: Record<string, Uint8Array | string> = {};
+  // No prototype: a field named `inputs.__proto__` or `constructor` is data like any other.
+  const fields: Record<string, string> = Object.create(null) as Record<string, string>;
+  const inputs: Record<string, Uint8Array | string> = Object.create(null) as Record<string, Uint8Array>;
   const problems: { path: string; message: string }[] = [];
   const seen = new Set<string>();
   let file = "workflow.workflow";
@@ -58,13 +63,18 @@ async function fromForm(c: Context): Promise<Submission> {
       if (!INPUT_NAME.test(name))
         problems.push({ path: key, message: "an input name is a letter or _ then letters, digits, _" });
       inputs[name] = typeof value === "string" ? value : new Uint8Array(await value.arrayBuffer());
-    } else if (!(key in SubmitForm.shape)) {
+    } else if (!Object.hasOwn(SubmitForm.shape, key)) {
       problems.push({ path: key, message: "unknown field" });
     } else {
-      fields[key] = typeof value === "string" ? value : await value.text();
+      fields[key] =
+        typeof value === "string" ? value : decodeUtf8(await value.arrayBuffer(), `the ${key} file`);
       if (key === "workflow" && typeof value !== "string" && value.name) file = value.name;
     }
     seen.add(key);
+  }
+  if (file.length > MAX_FILE_NAME || CONTROL.test(file)) {
+    const message = `the workflow's file name must be at most ${MAX_FILE_NAME} characters, without control characters`;
+    problems.push({ path: "workflow", message });
   }
   if (problems.length > 0) throw new ApiError(422, "invalid_request", "invalid submission", problems);
   const body = parseWith(SubmitForm, fields, 422, "submission");

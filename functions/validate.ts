@@ -4,6 +4,7 @@ import { parseWorkflow, workflowInputs } from "../shared/dsl/index.ts";
 import { readJson } from "./body.ts";
 import type { ApiEnv } from "./context.ts";
 import type { RouteDoc } from "./openapi.ts";
+import { withoutNul } from "./schemas.ts";
 
 /** What `POST /validate` reads: the workflow source and the file name its errors are reported against. */
 export const ValidateRequest = z.strictObject({
@@ -11,6 +12,7 @@ export const ValidateRequest = z.strictObject({
   file: z
     .string()
     .max(200)
+    .refine(withoutNul, "must not contain the NUL character (U+0000)")
     .optional()
     .meta({ description: "the file name shown in errors (default: workflow.workflow)" }),
 });

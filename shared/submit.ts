@@ -39,7 +39,7 @@ export async function submitWorkflow(
 ): Promise<SubmitResult> {
   const spec = parseWorkflow(req.source, req.file);
   const inputs = req.inputs ?? {};
-  const missing = workflowInputs(spec).filter((name) => !(name in inputs));
+  const missing = workflowInputs(spec).filter((name) => !Object.hasOwn(inputs, name));
   if (missing.length > 0) throw new MissingInputError(missing);
 
   const id = req.id ?? crypto.randomUUID();

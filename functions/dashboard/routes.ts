@@ -4,7 +4,7 @@ import { WORKFLOW_STATES } from "../../shared/model.ts";
 import type { ApiDeps, ApiEnv } from "../context.ts";
 import { parseWith } from "../errors.ts";
 import type { RouteDoc } from "../openapi.ts";
-import { Workflow } from "../schemas.ts";
+import { Workflow, withoutNul } from "../schemas.ts";
 import { DASHBOARD_CSS, DASHBOARD_JS, DASHBOARD_VERSION } from "./assets.generated.ts";
 import { listWorkflowSummaries } from "./summaries.ts";
 
@@ -13,6 +13,7 @@ export const WorkflowSummaryQuery = z.object({
   q: z
     .string()
     .max(200)
+    .refine(withoutNul, "must not contain the NUL character (U+0000)")
     .optional()
     .meta({ description: "part of the name (any case), or the start of the id" }),
   limit: z.coerce.number().int().min(1).max(100).default(50),

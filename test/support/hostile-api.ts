@@ -55,7 +55,13 @@ export function operations(doc: OpenApiDocument): Operation[] {
   );
 }
 
+/** `METHOD path [what is hostile]`, cut to a readable length. */
+export function describeRequest(r: HostileRequest): string {
+  return `${r.method} ${r.path.slice(0, 200)} [${r.why.join("; ")}]`;
+}
+
 export interface HostileRequest {
+  [fc.toStringMethod]?: () => string;
   /** What was made hostile, for the failure message. */
   why: string[];
   method: string;
@@ -446,24 +452,23 @@ export function hostileRequests(
   for (const [type, { schema }] of contents) {
     if (type === "application/json") {
       const valid = JSON.parse(real.validBody(template, method.toLowerCase(), type) as string) as JsonObject;
-      invalidations.push(
-        brokenJson(schema, valid, maxBytes).map(({ why, body }) => ({
-          why: `json: ${why}`,
-          mustFail: true,
-          apply: (r) => {
-            r.body = body;
-            r.headers["content-type"] = "application/json";
-          },
-        })),
-        fc.constantFrom(...WRONG_TYPES).map((t) => ({
-          why: `content type ${t}`,
-          mustFail: true,
-          apply: (r) => {
-            r.body = JSON.stringify(valid);
-            r.headers["content-type"] = t;
-          },
-        })),
-      );
+      const broken = brokenJson(schema, valid, maxBytes).map(({ why, body }) => ({
+        why: `json: ${why}`,
+        mustFail: true,
+        apply: (r: HostileRequest) => {
+          r.body = body;
+          r.headers["content-type"] = "application/json";
+        },
+      }));
+      const wrongType = fc.constantFrom(...WRONG_TYPES).map((t) => ({
+        why: `content type ${t}`,
+        mustFail: true,
+        apply: (r: HostileRequest) => {
+          r.body = JSON.stringify(valid);
+          r.headers["content-type"] = t;
+        },
+      }));
+      invalidations.push(fc.oneof({ weight: 6, arbitrary: broken }, { weight: 1, arbitrary: wrongType }));
     } else if (type === "multipart/form-data") {
       const valid = () => real.validBody(template, method.toLowerCase(), type) as FormData;
       invalidations.push(
@@ -479,7 +484,7 @@ export function hostileRequests(
     } else {
       // Any bytes (webhooks): refused for their missing or forged signature, or their size.
       invalidations.push(
-        fc.oneof(fc.uint8Array({ maxLength: 2048 }), fc.constant(new Uint8Array(maxBytes + 1))).chain((bytes) =>
+        fc.oneof({ weight: 6, arbitrary: fc.uint8Array({ maxLength: 2048 }) }, { weight: 1, arbitrary: fc.constant(new Uint8Array(maxBytes + 1)) }).chain((bytes) =>
           fc.constantFrom<Record<string, string>>(
             {},
             { "X-DWOP-Signature": "sha256=" + "0".repeat(64), "X-DWOP-Timestamp": String(Math.floor(Date.now() / 1000)), "X-DWOP-Delivery": "d1" },
@@ -502,7 +507,8 @@ export function hostileRequests(
     query: fc.subarray(NOISE_QUERY, { maxLength: 3 }),
     headers: fc.subarray(NOISE_HEADERS, { maxLength: 3 }),
   });
-  const chosen = invalidations.length > 0 ? fc.subarray(invalidations.map((_, i) => i), { minLength: 0, maxLength: 2 }) : fc.constant([]); // prettier-ignore
+  const indexes = invalidations.map((_, i) => i);
+  const chosen = fc.subarray(indexes, { minLength: 0, maxLength: Math.min(2, indexes.length) });
 
   return fc
     .tuple(path, chosen, noise)
@@ -516,6 +522,8 @@ export function hostileRequests(
       let path = template;
       for (const v of values) path = path.replace(`{${v.param}}`, v.value);
       const r: HostileRequest = {
+        // How fast-check prints a counterexample: short, whatever the request's size.
+        [fc.toStringMethod]: () => describeRequest(r),
         why: values.filter((v) => v.hostile).map((v) => `path ${v.param}=${v.value.slice(0, 40)}`),
         method,
         path,

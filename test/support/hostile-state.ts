@@ -44,6 +44,11 @@ export async function stateProbe(db: Db, storageRoot: string): Promise<StateProb
   };
 }
 
+/** The files under `root` alone, for storage without a database. */
+export async function filesFingerprint(root: string): Promise<Fingerprint> {
+  return { tables: {}, files: await listFiles(root) };
+}
+
 async function listFiles(root: string): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   const walk = async (dir: string): Promise<void> => {
