@@ -4,7 +4,7 @@ import type { Store } from "../shared/db/store.ts";
 import type { Executor, RunOutcome } from "../shared/executors/executor.ts";
 import { silentLogger, type Logger } from "../shared/log.ts";
 import type { RunAssignment, TaskMessage } from "../shared/model.ts";
-import { retryTransient } from "../shared/db/retry.ts";
+import { isPermanent, retryTransient } from "../shared/db/retry.ts";
 import { Semaphore } from "../shared/semaphore.ts";
 import type { Storage } from "../shared/storage/storage.ts";
 import { ClusterStore } from "./cluster-store.ts";
@@ -51,6 +51,8 @@ export class Dispatcher {
   private readonly completions: Batcher<string, boolean>;
   private readonly cluster: ClusterStore;
   private readonly settling = new Set<Promise<void>>();
+  /** Runs of this process between start_run and their recorded end: what the orphan reaper must spare. */
+  private readonly held = new Set<string>();
   private readonly log: Logger;
   private consumer: Consumer | null = null;
   private adjustingFlow = false;
@@ -123,6 +125,11 @@ export class Dispatcher {
     try {
       await this.store.heartbeat(this.options.id, this.executor.kind);
       await this.store.reapLostRuns(this.options.lostAfterSeconds, null);
+      if (this.executor.runsIn === "process") {
+        const held = [...new Set([...this.held, ...this.executor.active()])];
+        const orphans = await this.store.reapOrphanedRuns(this.options.id, held, this.options.lostAfterSeconds);
+        if (orphans > 0) this.log.warn({ orphans }, "retried runs whose end this dispatcher failed to record");
+      }
       await this.stopCancelledRuns();
     } catch (err) {
       this.log.error({ err }, "heartbeat failed");
@@ -144,9 +151,16 @@ export class Dispatcher {
         this.log.debug({ ...delivery.body, result: result.kind }, "nothing to run");
         return;
       }
-      await this.launch(result.assignment, () => {
-        holding = false; // the slot now belongs to the run; settle() frees it
-      });
+      this.held.add(result.assignment.runId);
+      let launched = false;
+      try {
+        await this.launch(result.assignment, () => {
+          holding = false; // the slot now belongs to the run; settle() frees it
+          launched = true;
+        });
+      } finally {
+        if (!launched) this.held.delete(result.assignment.runId);
+      }
     } finally {
       if (holding) this.slots.release();
       void this.adjustFlow();
@@ -224,8 +238,10 @@ export class Dispatcher {
 
   private async settle(run: RunAssignment, outcome: RunOutcome): Promise<void> {
     try {
-      // A deadlock or a dropped connection must not leave the run active forever: retry until recorded.
+      // A deadlock, a dropped connection or a database refusing connections must not leave the run
+      // active forever: retry until recorded (the SQL is a compare-and-set, so a retry is harmless).
       await retryTransient(() => this.record(run, outcome), {
+        retryIf: (err) => !isPermanent(err),
         giveUp: () => this.stopping,
         onRetry: (err, attempt) =>
           this.log.warn({ err, runId: run.runId, attempt }, "recording a run's end; retrying"),
@@ -234,6 +250,7 @@ export class Dispatcher {
       // The run stays active in the database; the heartbeat's reaper or a restart retries it as lost.
       this.log.error({ err, runId: run.runId }, "could not record the end of a run");
     } finally {
+      this.held.delete(run.runId);
       this.slots.release();
       void this.adjustFlow();
     }
@@ -259,7 +276,10 @@ export class Dispatcher {
     const inactive = await this.store.inactiveRuns(this.executor.active());
     for (const runId of inactive) {
       // A killed run reports no outcome, so its slot is freed here.
-      if (await this.executor.kill(runId)) this.slots.release();
+      if (await this.executor.kill(runId)) {
+        this.held.delete(runId);
+        this.slots.release();
+      }
     }
     void this.adjustFlow();
   }

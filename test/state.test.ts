@@ -234,6 +234,22 @@ describe("lost runs", () => {
   });
 });
 
+describe("orphaned runs", () => {
+  it("retries a live dispatcher's runs it no longer holds, after the grace period, and spares the held ones", async () => {
+    await store.submitWorkflow(submission([task("a"), task("b")]));
+    const [a, b] = await drain();
+    await store.heartbeat("live", "local");
+    const ra = await store.startRun(a!, "live", "local");
+    await store.startRun(b!, "live", "local");
+    if (ra.kind !== "created") throw new Error("no run");
+    expect(await store.reapOrphanedRuns("live", [], 60)).toBe(0);
+    await m.db`update dwop.runs set created_at = now() - interval '2 minutes'`;
+    expect(await store.reapOrphanedRuns("live", [ra.assignment.runId], 60)).toBe(1);
+    const retried = await drain();
+    expect(retried).toEqual([{ taskId: b!.taskId, attempt: 2 }]);
+  });
+});
+
 describe("constraints", () => {
   it("refuses a task state outside the allowed set and a second run for one attempt", async () => {
     await store.submitWorkflow(submission([task("a")]));

@@ -17,7 +17,18 @@ export function isTransient(err: unknown): boolean {
   return typeof code === "string" && (TRANSIENT_SQLSTATE.test(code) || TRANSIENT_CLIENT.has(code));
 }
 
+/**
+ * True for errors that running the same statement again can never fix: bad data, a broken constraint,
+ * a missing object or a raised exception. Anything else (a refused connection, a server restarting) may pass.
+ */
+export function isPermanent(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && /^(22|23|42|2F|P0)/.test(code);
+}
+
 export interface RetryOptions {
+  /** Which errors to retry (default: isTransient). */
+  retryIf?: (err: unknown) => boolean;
   /** Stops retrying (the caller is shutting down): the last error is thrown. */
   giveUp?: () => boolean;
   maxDelayMs?: number;
@@ -34,7 +45,7 @@ export async function retryTransient<T>(fn: () => Promise<T>, options: RetryOpti
     try {
       return await fn();
     } catch (err) {
-      if (!isTransient(err) || options.giveUp?.()) throw err;
+      if (!(options.retryIf ?? isTransient)(err) || options.giveUp?.()) throw err;
       const delay = Math.min(50 * 2 ** (attempt - 1), options.maxDelayMs ?? 5000);
       options.onRetry?.(err, attempt, delay);
       await new Promise((r) => setTimeout(r, delay));

@@ -216,6 +216,13 @@ export class Store {
     return row?.n ?? 0;
   }
 
+  /** Retries as lost this dispatcher's active local runs that it no longer holds (see the migration). */
+  async reapOrphanedRuns(dispatcherId: string, held: string[], graceSeconds: number): Promise<number> {
+    const [row] = await this.db<{ n: number }[]>`
+      select dwop.reap_orphaned_runs(${dispatcherId}, ${held}::bigint[], ${graceSeconds}) as n`;
+    return row?.n ?? 0;
+  }
+
   /** Of the given runs, those that are no longer active (cancelled or recorded elsewhere). */
   async inactiveRuns(runIds: string[]): Promise<string[]> {
     if (runIds.length === 0) return [];
