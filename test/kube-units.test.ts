@@ -1,5 +1,6 @@
 // The Kubernetes executor's pure parts: Job names, the Job spec (against the batch/v1 schema), how a
 // Job's end is judged from its pods, and the request rate limiter.
+import { reasonForWorkerFailure } from "../shared/executors/worker-failure.ts";
 import type { V1Job, V1Pod } from "@kubernetes/client-node";
 import fc from "fast-check";
 import { Job } from "kubernetes-models/batch/v1/Job";
@@ -263,5 +264,14 @@ describe("the rate limiter", () => {
     expect(delays.map(Math.round)).toEqual([0, 0, 0, 100, 200]);
     now = 1000; // a second later the bucket has refilled to its burst
     expect(limiter.delayMs).toBe(0);
+  });
+});
+
+describe("worker failure reasons", () => {
+  it("charges a failed transfer to the infrastructure, the body's own failure to the task", () => {
+    expect(reasonForWorkerFailure("task_failed")).toBe("exit_code");
+    expect(reasonForWorkerFailure("download_failed")).toBe("lost");
+    expect(reasonForWorkerFailure("upload_failed")).toBe("lost");
+    expect(reasonForWorkerFailure("requirements_failed")).toBe("worker_error");
   });
 });

@@ -1,9 +1,11 @@
 // Node-only: runs each attempt as a fresh local process of the Python worker, forked by the fork server.
+import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { FailureReason, RunAssignment, WorkerFailure } from "../model.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import type { Executor, RunOutcome, StartedRun, WorkerEnv } from "./executor.ts";
+import { reasonForWorkerFailure } from "./worker-failure.ts";
 import { ForkServer, type ForkedExit } from "./fork-server.ts";
 import { readLogTail } from "./log-tail.ts";
 
@@ -66,7 +68,8 @@ export class LocalExecutor implements Executor {
     const existing = this.runs.get(assignment.runId);
     if (existing) return { jobName: `pid-${await existing.started}` };
 
-    const dir = resolve(this.options.workRoot, `run-${assignment.runId}`);
+    // Unguessable (run ids are sequential and shown by the API), and see launch() for its mode.
+    const dir = resolve(this.options.workRoot, `run-${assignment.runId}-${randomBytes(16).toString("hex")}`);
     const run: LocalRun = {
       assignment,
       dir,
@@ -88,8 +91,9 @@ export class LocalExecutor implements Executor {
   }
 
   private async launch(run: LocalRun, env: WorkerEnv): Promise<number> {
-    await rm(run.dir, { recursive: true, force: true });
-    await mkdir(run.dir, { recursive: true });
+    // 0700: the run's inputs, code and output are no other user's to read (umask cannot widen it). Tasks
+    // run as the dispatcher's uid, so this does not keep runs from each other: that needs separate uids.
+    await mkdir(run.dir, { recursive: true, mode: 0o700 });
     const worker = await this.server.fork(run.assignment.runId, run.dir, this.workerEnv(env, run.dir));
     run.pid = worker.pid;
     void worker.exited
@@ -175,8 +179,7 @@ export class LocalExecutor implements Executor {
     }
     const reported = await readFailure(join(run.dir, RESULT_FILE));
     if (reported) {
-      const reason: FailureReason = reported.type === "task_failed" ? "exit_code" : "worker_error";
-      return failed(reason, reported.message, reported.exitCode ?? exit.code, logTail, reported.nonRetryable);
+      return failed(reasonForWorkerFailure(reported.type), reported.message, reported.exitCode ?? exit.code, logTail, reported.nonRetryable);
     }
     this.log.warn({ runId: run.assignment.runId, ...exit }, "worker ended without a result file");
     // Killed from outside (the kernel's OOM killer, an operator): the task did nothing wrong, so the

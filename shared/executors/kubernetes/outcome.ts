@@ -1,4 +1,5 @@
 import type { V1Job, V1JobCondition, V1Pod } from "@kubernetes/client-node";
+import { reasonForWorkerFailure } from "../worker-failure.ts";
 import type { FailureReason, WorkerFailure } from "../../model.ts";
 import { WORKER_CONTAINER } from "./job-spec.ts";
 
@@ -100,7 +101,7 @@ function failureOf(job: V1Job, condition: V1JobCondition, pod: V1Pod | undefined
   const reported = parseWorkerFailure(terminated?.message);
   if (reported) {
     return {
-      reason: reported.type === "task_failed" ? "exit_code" : "worker_error",
+      reason: reasonForWorkerFailure(reported.type),
       message: reported.message,
       exitCode: reported.exitCode ?? terminated?.exitCode ?? null,
       nonRetryable: reported.nonRetryable,
