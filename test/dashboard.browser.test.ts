@@ -138,7 +138,8 @@ describe("the dashboard", () => {
     const attempts = page.locator("table.attempts tbody tr");
     await expect.poll(() => attempts.count()).toBe(2);
     expect(await attempts.nth(0).textContent()).toContain("failed");
-    expect(await attempts.nth(1).textContent()).toContain("succeeded");
+    // The full record follows the events shortly after: wait for the rerun's row to say how it ended.
+    await expect.poll(() => attempts.nth(1).textContent(), { timeout: 15_000 }).toContain("succeeded");
     expect(await page.locator('ol.timeline li:has([data-key="tl:flaky"]) .run').count()).toBe(2);
     await expect.poll(() => log.textContent()).toContain("flag found");
   });

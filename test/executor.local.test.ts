@@ -118,7 +118,7 @@ describe("LocalExecutor through the fork server", () => {
     await executor.start(assignment("404"), env(store.url, "missing"));
     await until(() => outcomes.has("404"));
     const outcome = outcomes.get("404");
-    expect(outcome).toMatchObject({ kind: "failed", reason: "worker_error", nonRetryable: false });
+    expect(outcome).toMatchObject({ kind: "failed", reason: "lost", nonRetryable: false });
     expect(outcome?.kind === "failed" && outcome.logTail).toContain("dwop-worker: download_failed");
     expect(executor.active()).toEqual([]);
   });
