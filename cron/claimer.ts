@@ -50,12 +50,19 @@ export class Claimer {
   }
 
   private async publishOnce(): Promise<number> {
-    const claimed = await this.store.claimOutbox(this.options.id, this.options.batchSize, this.options.leaseSeconds);
+    const claimed = await this.store.claimOutbox(
+      this.options.id,
+      this.options.batchSize,
+      this.options.leaseSeconds,
+    );
     if (claimed.length === 0) return 0;
     const confirmed = await this.bus.publish(claimed.map((c) => ({ outboxId: c.id, body: c.message })));
     await this.store.markPublished(this.options.id, confirmed);
     if (confirmed.length < claimed.length) {
-      this.log.warn({ claimed: claimed.length, confirmed: confirmed.length }, "broker did not confirm every message");
+      this.log.warn(
+        { claimed: claimed.length, confirmed: confirmed.length },
+        "broker did not confirm every message",
+      );
     }
     return claimed.length;
   }

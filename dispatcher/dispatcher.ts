@@ -127,8 +127,13 @@ export class Dispatcher {
       await this.store.reapLostRuns(this.options.lostAfterSeconds, null);
       if (this.executor.runsIn === "process") {
         const held = [...new Set([...this.held, ...this.executor.active()])];
-        const orphans = await this.store.reapOrphanedRuns(this.options.id, held, this.options.lostAfterSeconds);
-        if (orphans > 0) this.log.warn({ orphans }, "retried runs whose end this dispatcher failed to record");
+        const orphans = await this.store.reapOrphanedRuns(
+          this.options.id,
+          held,
+          this.options.lostAfterSeconds,
+        );
+        if (orphans > 0)
+          this.log.warn({ orphans }, "retried runs whose end this dispatcher failed to record");
       }
       await this.stopCancelledRuns();
     } catch (err) {

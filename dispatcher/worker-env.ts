@@ -10,7 +10,11 @@ const UNBOUNDED_RUN_SECONDS = 6 * 3600;
  * Signs the URLs one attempt needs: its code, requirements and inputs to read, its output and log to
  * write. Each URL is for one object and one method, and lives as long as the attempt may run.
  */
-export async function signWorkerEnv(storage: Storage, run: RunAssignment, ttlSeconds: number): Promise<WorkerEnv> {
+export async function signWorkerEnv(
+  storage: Storage,
+  run: RunAssignment,
+  ttlSeconds: number,
+): Promise<WorkerEnv> {
   const ttl = ttlSeconds + (run.options.timeoutSeconds ?? UNBOUNDED_RUN_SECONDS);
   const wf = run.workflowId;
   const inputs = await Promise.all(
@@ -25,7 +29,12 @@ export async function signWorkerEnv(storage: Storage, run: RunAssignment, ttlSec
     DWOP_CODE_URL: await storage.signUrl(CODE_BUCKET, objectPaths.code(wf, run.taskName), "GET", ttl),
     DWOP_INPUTS: JSON.stringify(inputs),
     DWOP_OUTPUT_URL: await storage.signUrl(OUTPUT_BUCKET, objectPaths.output(wf, run.taskName), "PUT", ttl),
-    DWOP_LOG_URL: await storage.signUrl(OUTPUT_BUCKET, objectPaths.log(wf, run.taskName, run.attempt), "PUT", ttl),
+    DWOP_LOG_URL: await storage.signUrl(
+      OUTPUT_BUCKET,
+      objectPaths.log(wf, run.taskName, run.attempt),
+      "PUT",
+      ttl,
+    ),
   };
   if (run.hasRequirements) {
     env.DWOP_REQUIREMENTS_URL = await storage.signUrl(CODE_BUCKET, objectPaths.requirements(wf), "GET", ttl);

@@ -90,10 +90,7 @@ export const TriggerCreate = z.strictObject({
   name: z.string().regex(TRIGGER_NAME, "a trigger name is letters, digits, _ and -, at most 63"),
   workflow: z.string().min(1),
   requirements: text().nullable().optional(),
-  secret: text()
-    .min(16)
-    .max(256)
-    .meta({ description: "HMAC-SHA256 key of the deliveries; never returned" }),
+  secret: text().min(16).max(256).meta({ description: "HMAC-SHA256 key of the deliveries; never returned" }),
 });
 
 export const ApiKeyCreate = z.strictObject({ name: text().min(1).max(100) });

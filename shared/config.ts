@@ -25,7 +25,10 @@ export const configSchema = z.object({
   SUPABASE_PROJECT_URL: optionalUrl,
   SUPABASE_SERVICE_KEY: z.string().optional(),
   RABBITMQ_CONNECTION_URL: optionalUrl,
-  DWOP_QUEUE: z.string().regex(/^[\w.-]+$/).default("dwop.tasks"),
+  DWOP_QUEUE: z
+    .string()
+    .regex(/^[\w.-]+$/)
+    .default("dwop.tasks"),
   DWOP_RABBITMQ_QUORUM: z.enum(["true", "false"]).default("false"),
   DWOP_EXECUTOR: z.enum(["local", "kubernetes"]).default("local"),
   DWOP_HOME: z.string().default(".dwop"),

@@ -34,14 +34,27 @@ export const TASK_STATES = [
 ] as const;
 export type TaskState = (typeof TASK_STATES)[number];
 
-export const TERMINAL_TASK_STATES: readonly TaskState[] = ["succeeded", "failed", "upstream_failed", "cancelled"];
+export const TERMINAL_TASK_STATES: readonly TaskState[] = [
+  "succeeded",
+  "failed",
+  "upstream_failed",
+  "cancelled",
+];
 
 export const WORKFLOW_STATES = ["queued", "running", "succeeded", "failed", "cancelled"] as const;
 export type WorkflowState = (typeof WORKFLOW_STATES)[number];
 
 export const TERMINAL_WORKFLOW_STATES: readonly WorkflowState[] = ["succeeded", "failed", "cancelled"];
 
-export const RUN_STATES = ["starting", "dispatched", "running", "succeeded", "failed", "lost", "cancelled"] as const;
+export const RUN_STATES = [
+  "starting",
+  "dispatched",
+  "running",
+  "succeeded",
+  "failed",
+  "lost",
+  "cancelled",
+] as const;
 export type RunState = (typeof RUN_STATES)[number];
 
 /**
@@ -137,10 +150,10 @@ export const CODE_BUCKET = "Task_Code";
 
 export const objectPaths = {
   output: (workflowId: string, taskName: string) => `${workflowId}/${taskName}/output.txt`,
-  log: (workflowId: string, taskName: string, attempt: number) => `${workflowId}/${taskName}/attempt-${attempt}.log`,
+  log: (workflowId: string, taskName: string, attempt: number) =>
+    `${workflowId}/${taskName}/attempt-${attempt}.log`,
   code: (workflowId: string, taskName: string) => `${workflowId}/${taskName}/main.py`,
   requirements: (workflowId: string) => `${workflowId}/requirements.txt`,
   /** A submit-time input (`inputs.NAME`), stored beside the workflow's code. */
   input: (workflowId: string, name: string) => `${workflowId}/inputs/${name}`,
 };
-

@@ -47,7 +47,8 @@ export async function submitWorkflow(
   const uploads: Promise<void>[] = spec.tasks.map((t) =>
     deps.storage.put(CODE_BUCKET, objectPaths.code(id, t.name), t.body),
   );
-  if (hasRequirements) uploads.push(deps.storage.put(CODE_BUCKET, objectPaths.requirements(id), req.requirements!));
+  if (hasRequirements)
+    uploads.push(deps.storage.put(CODE_BUCKET, objectPaths.requirements(id), req.requirements!));
   for (const [name, body] of Object.entries(inputs)) {
     uploads.push(deps.storage.put(CODE_BUCKET, objectPaths.input(id, name), body));
   }

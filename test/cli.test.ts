@@ -78,9 +78,15 @@ describe("dwop run", () => {
   it("exits 1 when the workflow fails, with the failure in the JSON summary", async () => {
     database = await createTestDatabase("cli_fail");
     const file = await workflowFile("fun boom():\n    raise SystemExit(4)\n\nfun after(x:boom):\n    pass\n");
-    const r = await dwop(["run", file, "--json"], { DATABASE_URL: database.url, DWOP_HOME: await mkdtemp(join(tmpdir(), "h-")) });
+    const r = await dwop(["run", file, "--json"], {
+      DATABASE_URL: database.url,
+      DWOP_HOME: await mkdtemp(join(tmpdir(), "h-")),
+    });
     expect(r.code).toBe(1);
-    const summary = JSON.parse(r.stdout) as { status: string; tasks: { name: string; status: string; error: string }[] };
+    const summary = JSON.parse(r.stdout) as {
+      status: string;
+      tasks: { name: string; status: string; error: string }[];
+    };
     expect(summary.status).toBe("failed");
     expect(summary.tasks[0]).toMatchObject({ name: "boom", status: "failed", error: "exit code 4" });
     expect(summary.tasks[1]).toMatchObject({ name: "after", status: "upstream_failed" });
@@ -92,7 +98,10 @@ describe("dwop run", () => {
     const input = join(await mkdtemp(join(tmpdir(), "in-")), "doc.txt");
     await writeFile(input, "héllo");
     const home = await mkdtemp(join(tmpdir(), "h-"));
-    const r = await dwop(["run", file, "--input", `doc=${input}`, "--json"], { DATABASE_URL: database.url, DWOP_HOME: home });
+    const r = await dwop(["run", file, "--input", `doc=${input}`, "--json"], {
+      DATABASE_URL: database.url,
+      DWOP_HOME: home,
+    });
     expect(r.code).toBe(0);
     const { id } = JSON.parse(r.stdout) as { id: string };
     expect((await dwop(["output", id, "shout"], { DWOP_HOME: home })).stdout).toBe("HÉLLO\n");
@@ -111,8 +120,13 @@ describe("dwop run", () => {
 describe("dwop validate", () => {
   it("prints the DAG and exits 0, or prints FILE:LINE:COL errors and exits 2", async () => {
     const ok = await dwop(["validate", "examples/etl.workflow"]);
-    expect(ok).toMatchObject({ code: 0, stdout: "extract (root)\ntransform <- raw:extract\nload <- processed:transform\n" });
-    expect((await dwop(["validate", "examples/etl.workflow", "--format", "dot"])).stdout).toContain("digraph");
+    expect(ok).toMatchObject({
+      code: 0,
+      stdout: "extract (root)\ntransform <- raw:extract\nload <- processed:transform\n",
+    });
+    expect((await dwop(["validate", "examples/etl.workflow", "--format", "dot"])).stdout).toContain(
+      "digraph",
+    );
     const file = await workflowFile("fun a():\n    pass\n\nfun a():\n    pass\n");
     const bad = await dwop(["validate", file]);
     expect(bad.code).toBe(2);

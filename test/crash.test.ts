@@ -18,7 +18,12 @@ afterEach(async (ctx) => {
 });
 
 /** Starts `dispatcher/main.ts` as its own process, as a deployment would. */
-function startDispatcherProcess(e: Engine, id: string, home: string, extraEnv: Record<string, string> = {}): ChildProcess {
+function startDispatcherProcess(
+  e: Engine,
+  id: string,
+  home: string,
+  extraEnv: Record<string, string> = {},
+): ChildProcess {
   const child = spawn(process.execPath, ["--import", "tsx", "dispatcher/main.ts"], {
     cwd: ROOT,
     env: {
@@ -126,7 +131,9 @@ describe("crashes", () => {
     engine = await startEngine("sigterm_drain", { bus: "rabbit", dispatchers: 0 });
     const home = await mkdtemp(join(tmpdir(), "dwop-disp-"));
     const child = startDispatcherProcess(engine, "draining", home, { DWOP_SHUTDOWN_GRACE_SECONDS: "10" });
-    const id = await engine.submit("fun slow():\n    import time; time.sleep(1.5); print('done')\n\nfun next(x:slow):\n    print('next')\n");
+    const id = await engine.submit(
+      "fun slow():\n    import time; time.sleep(1.5); print('done')\n\nfun next(x:slow):\n    print('next')\n",
+    );
     await until(async () => (await engine!.m.store.workflowSummary(id))?.tasks[0]?.status === "running");
     const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
     child.kill("SIGTERM");

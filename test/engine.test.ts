@@ -28,20 +28,27 @@ describe.each<BusKind>(["rabbit", "pgboss"])("the engine on %s", (bus) => {
     const id = await engine.submit(ETL);
     const w = await engine.waitFor(id);
     expect(w.status).toBe("succeeded");
-    expect(await engine.output(id, "load")).toBe("Loading: LISBON 69.8F\nLoading: OSLO 39.2F\nLoading: LIMA 64.4F\n");
+    expect(await engine.output(id, "load")).toBe(
+      "Loading: LISBON 69.8F\nLoading: OSLO 39.2F\nLoading: LIMA 64.4F\n",
+    );
     expect(JSON.parse(await engine.output(id, "extract"))).toHaveLength(3);
   });
 
   it("runs a diamond", async () => {
     engine = await startEngine(`diamond_${bus}`, { bus });
-    const id = await engine.submit(await readFile(new URL("../examples/diamond.workflow", import.meta.url), "utf8"));
+    const id = await engine.submit(
+      await readFile(new URL("../examples/diamond.workflow", import.meta.url), "utf8"),
+    );
     expect((await engine.waitFor(id)).status).toBe("succeeded");
     expect(await engine.output(id, "report")).toBe("sum of squares 385, sum of cubes 3025\n");
   });
 
   it("runs a 1 -> 100 -> 1 fan-out and fan-in", async () => {
     engine = await startEngine(`fan_${bus}`, { bus, concurrency: 8 });
-    const workers = Array.from({ length: 100 }, (_, i) => `fun w${i}(n:root):\n    print(int(open("n").read()) + ${i})\n`);
+    const workers = Array.from(
+      { length: 100 },
+      (_, i) => `fun w${i}(n:root):\n    print(int(open("n").read()) + ${i})\n`,
+    );
     const params = Array.from({ length: 100 }, (_, i) => `p${i}:w${i}`).join(", ");
     const source = [
       "fun root():\n    print(1000)\n",
@@ -105,7 +112,8 @@ describe.each<BusKind>(["rabbit", "pgboss"])("the engine on %s", (bus) => {
       close: () => bus.close(),
     });
     engine = await startEngine(`dup_${bus}`, { bus, dispatchers: 2, wrapPublisher: twice });
-    const body = (name: string) => `    open(${JSON.stringify(join(marks, "ran.log"))}, "a").write("${name}\\n")\n    print("${name}")\n`;
+    const body = (name: string) =>
+      `    open(${JSON.stringify(join(marks, "ran.log"))}, "a").write("${name}\\n")\n    print("${name}")\n`;
     const source = `fun a():\n${body("a")}\nfun b(x:a):\n${body("b")}\nfun c(x:a):\n${body("c")}\nfun d(x:b, y:c):\n${body("d")}`;
     const id = await engine.submit(source);
     expect((await engine.waitFor(id)).status).toBe("succeeded");
@@ -139,7 +147,9 @@ describe.each<BusKind>(["rabbit", "pgboss"])("the engine on %s", (bus) => {
     engine = await startEngine(`cancel_${bus}`, { bus });
     const marks = await mkdtemp(join(tmpdir(), "dwop-cancel-"));
     const done = join(marks, "finished");
-    const id = await engine.submit(`fun long():\n    import time; time.sleep(5); open(${JSON.stringify(done)}, "w")\n`);
+    const id = await engine.submit(
+      `fun long():\n    import time; time.sleep(5); open(${JSON.stringify(done)}, "w")\n`,
+    );
     for (;;) {
       const w = await engine.m.store.workflowSummary(id);
       if (w?.tasks[0]?.status === "running") break;
@@ -153,4 +163,3 @@ describe.each<BusKind>(["rabbit", "pgboss"])("the engine on %s", (bus) => {
     expect(run?.status).toBe("cancelled");
   });
 });
-

@@ -140,7 +140,13 @@ describe("increase_attempt", () => {
     const badMsg = roots.find((r) => r.taskId === badId)!;
     await runAndSucceed(roots.filter((r) => r !== badMsg));
 
-    const failure = { reason: "exit_code" as const, message: "exit code 3", exitCode: 3, logTail: "boom", nonRetryable: false };
+    const failure = {
+      reason: "exit_code" as const,
+      message: "exit code 3",
+      exitCode: 3,
+      logTail: "boom",
+      nonRetryable: false,
+    };
     const r1 = await store.startRun(badMsg, "d1", "local");
     if (r1.kind !== "created") throw new Error("no run");
     expect(await store.increaseAttempt(r1.assignment.runId, failure)).toBe("retried");
@@ -160,7 +166,8 @@ describe("increase_attempt", () => {
       last: "upstream_failed",
       ok: "succeeded",
     });
-    const [run] = await m.db`select exit_code, log_tail, failure_reason from dwop.runs where id = ${r2.assignment.runId}`;
+    const [run] =
+      await m.db`select exit_code, log_tail, failure_reason from dwop.runs where id = ${r2.assignment.runId}`;
     expect(run).toEqual({ exit_code: 3, log_tail: "boom", failure_reason: "exit_code" });
   });
 
@@ -170,7 +177,13 @@ describe("increase_attempt", () => {
     const [msg] = await drain();
     const run = await store.startRun(msg!, "d1", "local");
     if (run.kind !== "created") throw new Error("no run");
-    const lost = { reason: "lost" as const, message: "gone", exitCode: null, logTail: null, nonRetryable: false };
+    const lost = {
+      reason: "lost" as const,
+      message: "gone",
+      exitCode: null,
+      logTail: null,
+      nonRetryable: false,
+    };
     expect(await store.increaseAttempt(run.assignment.runId, lost)).toBe("retried");
     expect(await drain()).toEqual([]);
     const [due] = await m.db<{ s: number }[]>`
@@ -186,10 +199,22 @@ describe("outbox leases", () => {
     expect(first).toHaveLength(2);
     expect(await store.claimOutbox("alive", 10, 30)).toEqual([]);
     const later = new Date(Date.now() + 31_000);
-    const again = await m.db<{ id: string }[]>`select id from dwop.claim_outbox_events('alive', 10, 30, ${later})`;
+    const again = await m.db<
+      { id: string }[]
+    >`select id from dwop.claim_outbox_events('alive', 10, 30, ${later})`;
     expect(again.map((r) => r.id).sort()).toEqual(first.map((r) => r.id).sort());
-    expect(await store.markPublished("dead", first.map((r) => r.id))).toBe(0);
-    expect(await store.markPublished("alive", first.map((r) => r.id))).toBe(2);
+    expect(
+      await store.markPublished(
+        "dead",
+        first.map((r) => r.id),
+      ),
+    ).toBe(0);
+    expect(
+      await store.markPublished(
+        "alive",
+        first.map((r) => r.id),
+      ),
+    ).toBe(2);
   });
 });
 

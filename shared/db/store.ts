@@ -30,9 +30,7 @@ export interface CallbackDelivery {
 export type CallbackResult = "delivered" | "retrying" | "gave_up" | "ignored";
 
 export type StartRunResult =
-  | { kind: "created"; assignment: RunAssignment }
-  | { kind: "duplicate"; runId: string }
-  | { kind: "stale" };
+  { kind: "created"; assignment: RunAssignment } | { kind: "duplicate"; runId: string } | { kind: "stale" };
 
 export interface RunFailure {
   reason: FailureReason;
@@ -119,7 +117,11 @@ export class Store {
   }
 
   /** Claims due completion callbacks (outbox rows of topic `workflow.callback`). */
-  async claimCallbacks(claimerId: string, batchSize: number, leaseSeconds: number): Promise<CallbackDelivery[]> {
+  async claimCallbacks(
+    claimerId: string,
+    batchSize: number,
+    leaseSeconds: number,
+  ): Promise<CallbackDelivery[]> {
     return this.db<CallbackDelivery[]>`
       select id, workflow_id as "workflowId", url, secret, body, attempt
       from dwop.claim_callback_events(${claimerId}, ${batchSize}, ${leaseSeconds})`;
@@ -234,7 +236,14 @@ export class Store {
 
   async workflowSummary(workflowId: string): Promise<WorkflowSummary | null> {
     const [wf] = await this.db<
-      { id: string; name: string; owner: string; status: WorkflowState; created_at: Date; finished_at: Date | null }[]
+      {
+        id: string;
+        name: string;
+        owner: string;
+        status: WorkflowState;
+        created_at: Date;
+        finished_at: Date | null;
+      }[]
     >`select id, name, owner, status, created_at, finished_at from dwop.workflows where id = ${workflowId}`;
     if (!wf) return null;
     const tasks = await this.db<TaskSummary[]>`

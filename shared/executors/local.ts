@@ -179,7 +179,13 @@ export class LocalExecutor implements Executor {
     }
     const reported = await readFailure(join(run.dir, RESULT_FILE));
     if (reported) {
-      return failed(reasonForWorkerFailure(reported.type), reported.message, reported.exitCode ?? exit.code, logTail, reported.nonRetryable);
+      return failed(
+        reasonForWorkerFailure(reported.type),
+        reported.message,
+        reported.exitCode ?? exit.code,
+        logTail,
+        reported.nonRetryable,
+      );
     }
     this.log.warn({ runId: run.assignment.runId, ...exit }, "worker ended without a result file");
     // Killed from outside (the kernel's OOM killer, an operator): the task did nothing wrong, so the

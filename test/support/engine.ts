@@ -88,7 +88,10 @@ export async function startEngine(label: string, options: EngineOptions): Promis
       signedUrlTtlSeconds: 300,
     });
     await d.start();
-    stops.push(() => d.stop(), () => executor.close());
+    stops.push(
+      () => d.stop(),
+      () => executor.close(),
+    );
   }
   for (let i = 0; i < (options.claimers ?? 1); i++) {
     const bus = await newBus();
@@ -138,8 +141,12 @@ export async function startEngine(label: string, options: EngineOptions): Promis
   };
 }
 
-function listen(fetch: (req: Request) => Response | Promise<Response>): Promise<{ server: ServerType; port: number }> {
+function listen(
+  fetch: (req: Request) => Response | Promise<Response>,
+): Promise<{ server: ServerType; port: number }> {
   return new Promise((resolve) => {
-    const server = serve({ fetch, hostname: "127.0.0.1", port: 0 }, (info) => resolve({ server, port: info.port }));
+    const server = serve({ fetch, hostname: "127.0.0.1", port: 0 }, (info) =>
+      resolve({ server, port: info.port }),
+    );
   });
 }
