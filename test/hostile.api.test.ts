@@ -31,7 +31,7 @@ import { fingerprintDiff, stateProbe, type Fingerprint, type StateProbe } from "
 
 const SEED = Number(process.env.DWOP_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
 /** Requests per operation. */
-const RUNS = Number(process.env.DWOP_FUZZ_API_RUNS ?? 100);
+const RUNS = Number(process.env.DWOP_FUZZ_API_RUNS ?? 80);
 const LIMITS = { maxRequestBytes: 256 * 1024, maxWebhookBytes: 64 * 1024 };
 const HOOK_WORKFLOW = "fun log(event:inputs.payload):\n    print(open('event').read())\n";
 
@@ -67,7 +67,11 @@ beforeAll(async () => {
   const runId = detail.tasks[0]!.runs[0]!.id;
   const key = await h.postJson("/keys", { name: "seed" }, alice);
   const keyId = ((await key.json()) as { id: string }).id;
-  const trigger = await h.postJson("/triggers", { name: "alice-hook", workflow: HOOK_WORKFLOW, secret: "s".repeat(32) }, alice);
+  const trigger = await h.postJson(
+    "/triggers",
+    { name: "alice-hook", workflow: HOOK_WORKFLOW, secret: "s".repeat(32) },
+    alice,
+  );
   expect([key.status, trigger.status]).toEqual([201, 201]);
 
   real = {
@@ -106,7 +110,9 @@ beforeAll(async () => {
         headers: { ...alice, ...(typeof body === "string" ? { "content-type": type } : {}) },
         body: typeof body === "string" ? body.replace("fz-base", "fz-setup") : body,
       });
-      expect(res.status, `${op.method} ${op.template} ${type}: ${await res.clone().text()}`).toBeLessThan(300);
+      expect(res.status, `${op.method} ${op.template} ${type}: ${await res.clone().text()}`).toBeLessThan(
+        300,
+      );
     }
   }
   probe = await stateProbe(h.m.db, root);
@@ -122,7 +128,12 @@ afterEach((ctx) => {
 afterAll(async () => {
   console.log(`API fuzz: ${sent} hostile requests (seed ${SEED}); answers by operation:`);
   for (const [op, counts] of answers) {
-    console.log(`  ${op.padEnd(42)} ${[...counts].sort(([a], [b]) => a - b).map(([s, n]) => `${s}x${n}`).join(" ")}`);
+    console.log(
+      `  ${op.padEnd(42)} ${[...counts]
+        .sort(([a], [b]) => a - b)
+        .map(([s, n]) => `${s}x${n}`)
+        .join(" ")}`,
+    );
   }
   await h?.close(passed);
   if (passed) await rm(root, { recursive: true, force: true });
@@ -171,7 +182,9 @@ describe("hostile requests derived from the OpenAPI document", () => {
   it("covers every operation the document lists", () => {
     const listed = operations(doc).map((o) => `${o.method} ${o.template}`);
     expect(listed.length).toBeGreaterThanOrEqual(20);
-    expect(listed).toEqual(expect.arrayContaining(["POST /workflows", "POST /hooks/{name}", "DELETE /keys/{id}"]));
+    expect(listed).toEqual(
+      expect.arrayContaining(["POST /workflows", "POST /hooks/{name}", "DELETE /keys/{id}"]),
+    );
   });
 
   // One property per operation, so a failure names its route; the list is read from the document.
@@ -183,7 +196,11 @@ describe("hostile requests derived from the OpenAPI document", () => {
     "DELETE /keys/{id}", "POST /hooks/{name}", "POST /validate", "GET /ui/api/workflows",
   ]; // prettier-ignore
   it("lists exactly the operations fuzzed here", () => {
-    expect(operations(doc).map((o) => `${o.method} ${o.template}`).sort()).toEqual([...ops].sort());
+    expect(
+      operations(doc)
+        .map((o) => `${o.method} ${o.template}`)
+        .sort(),
+    ).toEqual([...ops].sort());
   });
 
   ops.forEach((name, i) => {
@@ -219,7 +236,11 @@ async function rawExchange(request: string): Promise<string> {
 }
 
 describe("hostile requests, one by one", () => {
-  async function refused(res: Response, status: number, code?: string): Promise<{ message: string; details: unknown }> {
+  async function refused(
+    res: Response,
+    status: number,
+    code?: string,
+  ): Promise<{ message: string; details: unknown }> {
     const body = (await res.json()) as { error: { code: string; message: string; details: unknown } };
     expect(res.status, JSON.stringify(body)).toBe(status);
     if (code) expect(body.error.code).toBe(code);
@@ -232,12 +253,22 @@ describe("hostile requests, one by one", () => {
     await refused(await h.postJson("/keys", { name: "a\u0000b" }, alice), 422, "invalid_request");
     const trigger = { name: "nul-secret", workflow: HOOK_WORKFLOW, secret: `${"s".repeat(20)}\u0000` };
     await refused(await h.postJson("/triggers", trigger, alice), 422, "invalid_request");
-    const callback = { workflow: SAMPLE, callback_url: "http://127.0.0.1:9/\u0000", callback_secret: "s".repeat(20) };
+    const callback = {
+      workflow: SAMPLE,
+      callback_url: "http://127.0.0.1:9/\u0000",
+      callback_secret: "s".repeat(20),
+    };
     await refused(await h.postJson("/workflows", callback, alice), 422, "invalid_request");
-    await refused(await h.postJson("/workflows", { workflow: SAMPLE, requirements: "six\u0000" }, alice), 422);
+    await refused(
+      await h.postJson("/workflows", { workflow: SAMPLE, requirements: "six\u0000" }, alice),
+      422,
+    );
     await refused(await h.app.request("/ui/api/workflows?q=%00", { headers: alice }), 400, "bad_request");
     // In a workflow's source, the DSL says where the NUL is.
-    const dsl = await refused(await h.postJson("/workflows", { workflow: `${SAMPLE}# \u0000\n` }, alice), 400);
+    const dsl = await refused(
+      await h.postJson("/workflows", { workflow: `${SAMPLE}# \u0000\n` }, alice),
+      400,
+    );
     expect(dsl.details).toEqual([expect.objectContaining({ line: 6, column: 3 })]);
   });
 
@@ -250,9 +281,14 @@ describe("hostile requests, one by one", () => {
     });
     expect((await refused(json, 400, "bad_request")).message).toBe("the body is not valid UTF-8");
     const form = new FormData();
-    form.append("workflow", new File([Buffer.from("fun a():\n    print('caf\xe9')\n", "latin1")], "latin1.workflow"));
+    form.append(
+      "workflow",
+      new File([Buffer.from("fun a():\n    print('caf\xe9')\n", "latin1")], "latin1.workflow"),
+    );
     const multipart = await h.app.request("/workflows", { method: "POST", headers: alice, body: form });
-    expect((await refused(multipart, 400, "bad_request")).message).toBe("the workflow file is not valid UTF-8");
+    expect((await refused(multipart, 400, "bad_request")).message).toBe(
+      "the workflow file is not valid UTF-8",
+    );
   });
 
   it("refuses a workflow file name that is huge or holds control characters, answering briefly", async () => {
@@ -260,7 +296,9 @@ describe("hostile requests, one by one", () => {
       const form = new FormData();
       form.append("workflow", new File(["x\n".repeat(600)], name));
       const res = await h.app.request("/workflows", { method: "POST", headers: alice, body: form });
-      expect(Number(res.headers.get("content-length") ?? (await res.clone().text()).length)).toBeLessThan(10_000);
+      expect(Number(res.headers.get("content-length") ?? (await res.clone().text()).length)).toBeLessThan(
+        10_000,
+      );
       const error = await refused(res, 422, "invalid_request");
       expect(error.details).toEqual([expect.objectContaining({ path: "workflow" })]);
     }
@@ -272,11 +310,16 @@ describe("hostile requests, one by one", () => {
       form.append("workflow", new File([SAMPLE], "proto.workflow"));
       form.append(field, "x");
       const res = await h.app.request("/workflows", { method: "POST", headers: alice, body: form });
-      expect((await refused(res, 422, "invalid_request")).details).toEqual([{ path: field, message: "unknown field" }]);
+      expect((await refused(res, 422, "invalid_request")).details).toEqual([
+        { path: field, message: "unknown field" },
+      ]);
     }
     // An input named __proto__ is an input like any other: stored and counted, not a prototype.
     const form = new FormData();
-    form.append("workflow", new File(["fun a(x:inputs.__proto__):\n    print(open('x').read())\n"], "p.workflow"));
+    form.append(
+      "workflow",
+      new File(["fun a(x:inputs.__proto__):\n    print(open('x').read())\n"], "p.workflow"),
+    );
     form.append("inputs.__proto__", new File(["payload"], "p.bin"));
     const res = await h.app.request("/workflows", { method: "POST", headers: alice, body: form });
     expect(res.status).toBe(201);
@@ -295,7 +338,11 @@ describe("hostile requests, one by one", () => {
     const post = (headers: string) =>
       `POST /keys HTTP/1.1\r\nHost: x\r\n${auth}Content-Type: application/json\r\n${headers}` +
       `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`;
-    for (const injected of ["Idempotency-Key: a\rSet-Cookie: x=1\r\n", "X-A: a\nTransfer-Encoding: chunked\r\n", "X-A: a\u0000b\r\n"]) {
+    for (const injected of [
+      "Idempotency-Key: a\rSet-Cookie: x=1\r\n",
+      "X-A: a\nTransfer-Encoding: chunked\r\n",
+      "X-A: a\u0000b\r\n",
+    ]) {
       expect(await rawExchange(post(injected))).toMatch(/^HTTP\/1\.1 400 /);
     }
     // Headers beyond Node's limit (16 KiB) are refused before the app sees them.

@@ -37,7 +37,8 @@ const mine = { failed: "", queued: "", runId: "", keyId: "", bobWorkflow: "", bo
 let passed = true;
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
-const b64 = (value: unknown) => Buffer.from(typeof value === "string" ? value : JSON.stringify(value)).toString("base64url");
+const b64 = (value: unknown) =>
+  Buffer.from(typeof value === "string" ? value : JSON.stringify(value)).toString("base64url");
 
 async function json<T>(res: Response | Promise<Response>): Promise<T> {
   return (await (await res).json()) as T;
@@ -57,15 +58,20 @@ beforeAll(async () => {
   await driveToEnd(h.m, ["shout"]);
   mine.queued = await submit(alice);
   const runOf = async (id: string, headers: Record<string, string>) =>
-    (await json<{ tasks: { runs: { id: string }[] }[] }>(h.app.request(`/workflows/${id}`, { headers }))).tasks[0]!
-      .runs[0]!.id;
+    (await json<{ tasks: { runs: { id: string }[] }[] }>(h.app.request(`/workflows/${id}`, { headers })))
+      .tasks[0]!.runs[0]!.id;
   mine.runId = await runOf(mine.failed, alice);
   mine.bobRunId = await runOf(mine.bobWorkflow, bob);
   await storage.put(OUTPUT_BUCKET, objectPaths.output(mine.failed, "extract"), "a,b,c\n");
   await storage.put(OUTPUT_BUCKET, objectPaths.log(mine.failed, "extract", 1), "log\n");
 
-  for (const [owner, name, secret] of [[alice, "alice-hook", ALICE_SECRET], [bob, "bob-hook", BOB_SECRET]] as const) {
-    expect((await h.postJson("/triggers", { name, workflow: HOOK_WORKFLOW, secret }, owner)).status).toBe(201);
+  for (const [owner, name, secret] of [
+    [alice, "alice-hook", ALICE_SECRET],
+    [bob, "bob-hook", BOB_SECRET],
+  ] as const) {
+    expect((await h.postJson("/triggers", { name, workflow: HOOK_WORKFLOW, secret }, owner)).status).toBe(
+      201,
+    );
   }
   mine.keyId = (await json<{ id: string }>(h.postJson("/keys", { name: "alice" }, alice))).id;
   bobKey = bearer((await json<{ key: string }>(h.postJson("/keys", { name: "bob" }, bob))).key);
@@ -110,7 +116,11 @@ function requestOf(op: Operation, headers: Record<string, string>): { path: stri
   const path = pathWith(op.template, (p) => aliceValue(op.template, p));
   const bodies: Record<string, unknown> = {
     "POST /workflows": { workflow: SAMPLE },
-    "POST /triggers": { name: `t-${randomBytes(4).toString("hex")}`, workflow: HOOK_WORKFLOW, secret: "s".repeat(20) },
+    "POST /triggers": {
+      name: `t-${randomBytes(4).toString("hex")}`,
+      workflow: HOOK_WORKFLOW,
+      secret: "s".repeat(20),
+    },
     "POST /keys": { name: "sneaky" },
     "POST /validate": { workflow: SAMPLE },
   };
@@ -124,13 +134,19 @@ function requestOf(op: Operation, headers: Record<string, string>): { path: stri
 }
 
 /** The answer must be `status` with the error shape; the state must be what it was. */
-async function expectRefused(res: Response, status: number, before: Fingerprint, what: string): Promise<unknown> {
+async function expectRefused(
+  res: Response,
+  status: number,
+  before: Fingerprint,
+  what: string,
+): Promise<unknown> {
   const text = await res.text();
   expect(res.status, `${what}: ${text.slice(0, 200)}`).toBe(status);
   const body = JSON.parse(text) as { error: { code: string; message: string } };
   expect(typeof body.error.code, what).toBe("string");
   expect(typeof body.error.message, what).toBe("string");
-  if (status === 401 && !what.startsWith("POST /hooks")) expect(res.headers.get("www-authenticate"), what).toContain("Bearer");
+  if (status === 401 && !what.startsWith("POST /hooks"))
+    expect(res.headers.get("www-authenticate"), what).toContain("Bearer");
   expect(h.errors.splice(0), what).toEqual([]);
   expect(fingerprintDiff(before, await probe.fingerprint()), what).toBe("");
   return body;
@@ -189,9 +205,15 @@ describe("bearer credentials that must not work", () => {
       ["alg None with the real signature", bearer(`${b64({ alg: "None" })}.${payload}.${signature}`)],
       ["alg NONE", bearer(`${b64({ alg: "NONE" })}.${payload}.`)],
       ["alg HS512, correctly MAC'd with the secret", bearer(await hs({ alg: "HS512", typ: "JWT" }, claims))],
-      ["alg RS256, MAC'd with the secret (alg confusion)", bearer(await hs({ alg: "RS256", typ: "JWT" }, claims))],
+      [
+        "alg RS256, MAC'd with the secret (alg confusion)",
+        bearer(await hs({ alg: "RS256", typ: "JWT" }, claims)),
+      ],
       ["alg ES256 with a header swapped in", bearer(await macWith({ alg: "ES256" }, claims, JWT_SECRET))],
-      ["a kid pointing at a file, MAC'd with an empty key", bearer(await hs({ alg: "HS256", kid: "../../../dev/null" }, claims, ""))],
+      [
+        "a kid pointing at a file, MAC'd with an empty key",
+        bearer(await hs({ alg: "HS256", kid: "../../../dev/null" }, claims, "")),
+      ],
       ["no alg", bearer(await hs({ typ: "JWT" }, claims))],
       ["a header that is not JSON", bearer(`${b64("{not json")}.${payload}.${signature}`)],
       ["a payload that is an array", bearer(await hs({ alg: "HS256" }, [claims] as unknown as object))],
@@ -211,7 +233,12 @@ describe("bearer credentials that must not work", () => {
     for (const op of ops) {
       for (const [label, headers] of cases) {
         const { path, init } = requestOf(op, headers);
-        await expectRefused(await h.app.request(path, init), 401, before, `${op.method} ${path} with ${label}`);
+        await expectRefused(
+          await h.app.request(path, init),
+          401,
+          before,
+          `${op.method} ${path} with ${label}`,
+        );
         requests++;
       }
     }
@@ -221,7 +248,10 @@ describe("bearer credentials that must not work", () => {
   it("refuses random and JWT-shaped tokens", async () => {
     const ops = protectedOps();
     const before = await probe.fingerprint();
-    const segment = fc.string({ unit: fc.constantFrom(..."ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"), maxLength: 60 });
+    const segment = fc.string({
+      unit: fc.constantFrom(..."ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+      maxLength: 60,
+    });
     const token = fc.oneof(
       fc.string({ unit: fc.integer({ min: 0x21, max: 0x7e }).map((c) => String.fromCharCode(c)), minLength: 1, maxLength: 300 }),
       fc.tuple(segment, segment, segment).map((parts) => parts.join(".")),
@@ -233,7 +263,12 @@ describe("bearer credentials that must not work", () => {
         fc.pre(t !== API_TOKEN && !/\s/.test(t));
         const op = ops[i]!;
         const { path, init } = requestOf(op, bearer(t));
-        await expectRefused(await h.app.request(path, init), 401, before, `${op.method} ${path} with ${JSON.stringify(t).slice(0, 80)}`);
+        await expectRefused(
+          await h.app.request(path, init),
+          401,
+          before,
+          `${op.method} ${path} with ${JSON.stringify(t).slice(0, 80)}`,
+        );
       }),
       { seed: SEED, numRuns: 300 },
     );
@@ -241,16 +276,22 @@ describe("bearer credentials that must not work", () => {
 });
 
 describe("another owner's ids", () => {
-  const callers = () => [
-    ["bob (JWT)", bob],
-    ["bob (API key)", bobKey],
-    ["the static API token (owner local)", bearer(API_TOKEN)],
-  ] as const;
+  const callers = () =>
+    [
+      ["bob (JWT)", bob],
+      ["bob (API key)", bobKey],
+      ["the static API token (owner local)", bearer(API_TOKEN)],
+    ] as const;
 
   it("answer 404 on every route that takes an id, exactly as an id that does not exist, changing nothing", async () => {
     const withIds = protectedOps().filter((o) => pathParams(o.template).length > 0);
     expect(withIds.map((o) => `${o.method} ${o.template}`)).toEqual(
-      expect.arrayContaining(["GET /workflows/{id}/runs/{runId}", "DELETE /triggers/{name}", "DELETE /keys/{id}", "POST /workflows/{id}/retry"]),
+      expect.arrayContaining([
+        "GET /workflows/{id}/runs/{runId}",
+        "DELETE /triggers/{name}",
+        "DELETE /keys/{id}",
+        "POST /workflows/{id}/retry",
+      ]),
     );
     const before = await probe.fingerprint();
     for (const op of withIds) {
@@ -266,12 +307,22 @@ describe("another owner's ids", () => {
           await expectRefused(await h.app.request(p, i), 403, before, `${op.method} ${p} as ${label}`);
           continue;
         }
-        const answer = await expectRefused(await h.app.request(p, i), 404, before, `${op.method} ${p} as ${label}`);
+        const answer = await expectRefused(
+          await h.app.request(p, i),
+          404,
+          before,
+          `${op.method} ${p} as ${label}`,
+        );
         // The same answer as for a workflow, run, trigger or key that never existed.
         const ghost = pathWith(op.template, (param) =>
           op.template.startsWith("/triggers") ? "nobody-here" : { id: crypto.randomUUID(), runId: "999999999", name: "nobody_here" }[param]!,
         ); // prettier-ignore
-        const other = await expectRefused(await h.app.request(ghost, requestOf(op, headers).init), 404, before, `${op.method} ${ghost}`);
+        const other = await expectRefused(
+          await h.app.request(ghost, requestOf(op, headers).init),
+          404,
+          before,
+          `${op.method} ${ghost}`,
+        );
         expect(answer, `${op.method} ${p} as ${label}`).toEqual(other);
       }
     }
@@ -284,7 +335,8 @@ describe("another owner's ids", () => {
       [bob, `/workflows/${mine.bobWorkflow}/runs/${mine.runId}`],
       [alice, `/workflows/${mine.bobWorkflow}/runs/${mine.bobRunId}`],
     ] as const;
-    for (const [headers, path] of paths) await expectRefused(await h.app.request(path, { headers }), 404, before, path);
+    for (const [headers, path] of paths)
+      await expectRefused(await h.app.request(path, { headers }), 404, before, path);
   });
 
   it("never list another owner's workflows, triggers or keys, whatever the cursor or search", async () => {
@@ -309,7 +361,9 @@ describe("another owner's ids", () => {
 
   it("were real targets: alice herself cancels, retries and deletes them afterwards", async () => {
     const ok = async (method: string, path: string, status: number) =>
-      expect((await h.app.request(path, { method, headers: alice })).status, `${method} ${path}`).toBe(status);
+      expect((await h.app.request(path, { method, headers: alice })).status, `${method} ${path}`).toBe(
+        status,
+      );
     await ok("POST", `/workflows/${mine.queued}/cancel`, 200);
     await ok("POST", `/workflows/${mine.failed}/retry`, 200);
     await ok("DELETE", `/keys/${mine.keyId}`, 204);
@@ -319,7 +373,8 @@ describe("another owner's ids", () => {
 describe("webhook deliveries that must not start anything", () => {
   const deliver = (name: string, body: string, headers: Record<string, string>) =>
     h.app.request(`/hooks/${name}`, { method: "POST", headers, body });
-  const workflows = async () => (await h.m.db<{ n: number }[]>`select count(*)::int as n from dwop.workflows`)[0]!.n;
+  const workflows = async () =>
+    (await h.m.db<{ n: number }[]>`select count(*)::int as n from dwop.workflows`)[0]!.n;
 
   it("refuses unsigned, forged, stale and mis-addressed deliveries", async () => {
     const body = '{"ref":"refs/heads/main"}';
@@ -330,7 +385,12 @@ describe("webhook deliveries that must not start anything", () => {
     const cases: [string, string, Record<string, string>, number][] = [
       ["no headers", body, {}, 401],
       ["signed with bob's secret", body, await signedHeaders(BOB_SECRET, body, "f1", now), 401],
-      ["signed with a guessable secret", body, { ...good, "X-DWOP-Signature": await signPayload("secret", ts, body) }, 401],
+      [
+        "signed with a guessable secret",
+        body,
+        { ...good, "X-DWOP-Signature": await signPayload("secret", ts, body) },
+        401,
+      ],
       ["the body changed", `${body} `, good, 401],
       ["an empty body", "", good, 401],
       ["another timestamp than signed", body, { ...good, "X-DWOP-Timestamp": String(Number(ts) + 1) }, 401],
@@ -352,12 +412,27 @@ describe("webhook deliveries that must not start anything", () => {
     ];
     const before = await probe.fingerprint();
     for (const [what, sent, headers, status] of cases) {
-      await expectRefused(await deliver("alice-hook", sent, headers), status, before, `POST /hooks alice-hook: ${what}`);
+      await expectRefused(
+        await deliver("alice-hook", sent, headers),
+        status,
+        before,
+        `POST /hooks alice-hook: ${what}`,
+      );
     }
     // Bob's valid delivery, sent to alice's trigger: computed for another trigger.
     const forBob = await signedHeaders(BOB_SECRET, body, "bob-1", now);
-    await expectRefused(await deliver("alice-hook", body, forBob), 401, before, "POST /hooks: bob's delivery at alice's trigger");
-    await expectRefused(await deliver("no-such-hook", body, good), 404, before, "POST /hooks: unknown trigger");
+    await expectRefused(
+      await deliver("alice-hook", body, forBob),
+      401,
+      before,
+      "POST /hooks: bob's delivery at alice's trigger",
+    );
+    await expectRefused(
+      await deliver("no-such-hook", body, good),
+      404,
+      before,
+      "POST /hooks: unknown trigger",
+    );
   });
 
   it("refuses random changes to a valid delivery", async () => {
@@ -389,11 +464,29 @@ describe("webhook deliveries that must not start anything", () => {
     expect((await deliver("alice-hook", body, good)).status).toBe(202);
     expect(await workflows()).toBe(count + 1);
     const before = await probe.fingerprint();
-    await expectRefused(await deliver("alice-hook", body, good), 409, before, "POST /hooks: the same delivery again");
+    await expectRefused(
+      await deliver("alice-hook", body, good),
+      409,
+      before,
+      "POST /hooks: the same delivery again",
+    );
     // The delivery id is not signed: a captured request sent again with a new id is still a replay.
     const renamed = { ...good, "X-DWOP-Delivery": "deploy-42-again" };
-    await expectRefused(await deliver("alice-hook", body, renamed), 409, before, "POST /hooks: the same signed request, another id");
-    await expectRefused(await deliver("alice-hook", body, { ...good, "X-DWOP-Signature": good["X-DWOP-Signature"]!.toUpperCase().replace("SHA256", "sha256") }), 409, before, "POST /hooks: the signature in upper case");
+    await expectRefused(
+      await deliver("alice-hook", body, renamed),
+      409,
+      before,
+      "POST /hooks: the same signed request, another id",
+    );
+    await expectRefused(
+      await deliver("alice-hook", body, {
+        ...good,
+        "X-DWOP-Signature": good["X-DWOP-Signature"]!.toUpperCase().replace("SHA256", "sha256"),
+      }),
+      409,
+      before,
+      "POST /hooks: the signature in upper case",
+    );
     h.clock.now += 30_000;
     const resigned = await signedHeaders(ALICE_SECRET, body, "deploy-42", h.clock.now);
     const res = await deliver("alice-hook", body, resigned);
@@ -404,7 +497,12 @@ describe("webhook deliveries that must not start anything", () => {
     for (const table of started) expect(after.tables[table], table).toBe(before.tables[table]);
     // Five minutes on, the captured request is stale rather than a replay.
     h.clock.now += 301_000;
-    await expectRefused(await deliver("alice-hook", body, { ...good, "X-DWOP-Delivery": "late" }), 401, after, "POST /hooks: stale");
+    await expectRefused(
+      await deliver("alice-hook", body, { ...good, "X-DWOP-Delivery": "late" }),
+      401,
+      after,
+      "POST /hooks: stale",
+    );
     h.clock.now -= 331_000;
     expect(await workflows()).toBe(count + 1);
   });

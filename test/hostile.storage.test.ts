@@ -7,7 +7,13 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { signWorkerEnv } from "../dispatcher/worker-env.ts";
 import type { WorkerEnv } from "../shared/executors/executor.ts";
-import { CODE_BUCKET, DEFAULT_TASK_OPTIONS, OUTPUT_BUCKET, objectPaths, type RunAssignment } from "../shared/model.ts";
+import {
+  CODE_BUCKET,
+  DEFAULT_TASK_OPTIONS,
+  OUTPUT_BUCKET,
+  objectPaths,
+  type RunAssignment,
+} from "../shared/model.ts";
 import { serveLocalStorage, type LocalStorageServer } from "../shared/storage/local-routes.ts";
 import { SIGNED_PATH_PREFIX } from "../shared/storage/local.ts";
 import { filesFingerprint, fingerprintDiff, type Fingerprint } from "./support/hostile-state.ts";
@@ -69,7 +75,8 @@ beforeAll(async () => {
   root = join(dir, "root");
   clock = Date.parse("2030-01-01T00:00:00Z");
   server = await serveLocalStorage({ root, secret: "hostile-storage-secret-0123", now: () => clock });
-  for (const [bucket, key] of OBJECTS()) await server.storage.put(bucket, key, `contents of ${bucket}/${key}`);
+  for (const [bucket, key] of OBJECTS())
+    await server.storage.put(bucket, key, `contents of ${bucket}/${key}`);
   const params = [
     { name: "raw", upstream: "extract" },
     { name: "doc", upstream: "inputs.doc" },
@@ -118,7 +125,12 @@ function send(method: string, pathAndQuery: string, body?: string): Promise<{ st
 
 const state = (): Promise<Fingerprint> => filesFingerprint(root);
 
-async function expectForbidden(method: string, pathAndQuery: string, what: string, body?: string): Promise<void> {
+async function expectForbidden(
+  method: string,
+  pathAndQuery: string,
+  what: string,
+  body?: string,
+): Promise<void> {
   const before = await state();
   const res = await send(method, pathAndQuery, body);
   expect(res.status, `${what}: ${method} ${pathAndQuery} -> ${res.body.slice(0, 200)}`).toBe(403);
@@ -134,7 +146,11 @@ const objectPath = (bucket: string, key: string) =>
 describe("a worker's signed URLs", () => {
   it("open their own object, with their own method", async () => {
     for (const { what, method, url } of urlsOf(envA)) {
-      const res = await send(method, `${url.pathname}${url.search}`, method === "PUT" ? `new ${what}` : undefined);
+      const res = await send(
+        method,
+        `${url.pathname}${url.search}`,
+        method === "PUT" ? `new ${what}` : undefined,
+      );
       expect(res.status, what).toBe(200);
     }
   });
@@ -146,7 +162,12 @@ describe("a worker's signed URLs", () => {
         for (const [bucket, key] of OBJECTS()) {
           const target = objectPath(bucket, key);
           if (target === pathOf(url)) continue;
-          await expectForbidden(method, withPath(url, target), `${what} URL used for ${bucket}/${key}`, method === "PUT" ? "overwrite" : undefined);
+          await expectForbidden(
+            method,
+            withPath(url, target),
+            `${what} URL used for ${bucket}/${key}`,
+            method === "PUT" ? "overwrite" : undefined,
+          );
           tried++;
         }
       }
@@ -157,10 +178,20 @@ describe("a worker's signed URLs", () => {
   it("work with no other method", async () => {
     for (const { what, method, url } of urlsOf(envA)) {
       const other = method === "GET" ? "PUT" : "GET";
-      await expectForbidden(other, `${url.pathname}${url.search}`, `${what} URL with ${other}`, other === "PUT" ? "x" : undefined);
+      await expectForbidden(
+        other,
+        `${url.pathname}${url.search}`,
+        `${what} URL with ${other}`,
+        other === "PUT" ? "x" : undefined,
+      );
       const relabelled = new URL(url);
       relabelled.searchParams.set("method", other);
-      await expectForbidden(other, `${relabelled.pathname}${relabelled.search}`, `${what} URL relabelled ${other}`, other === "PUT" ? "x" : undefined);
+      await expectForbidden(
+        other,
+        `${relabelled.pathname}${relabelled.search}`,
+        `${what} URL relabelled ${other}`,
+        other === "PUT" ? "x" : undefined,
+      );
       for (const verb of ["POST", "DELETE", "PATCH"]) {
         const before = await state();
         const res = await send(verb, `${url.pathname}${url.search}`, "x");
@@ -226,7 +257,9 @@ describe("a worker's signed URLs", () => {
   it("refuse a traversing, doubled or encoded path, even one signed for where it leads", async () => {
     const { url } = urlsOf(envA).find((u) => u.what === "output")!;
     // Signed for W1/extract/output.txt: a path that only normalises to it is refused all the same.
-    const signedForTarget = new URL(await server.storage.signUrl(OUTPUT_BUCKET, objectPaths.output(W1, "extract"), "GET", TTL));
+    const signedForTarget = new URL(
+      await server.storage.signUrl(OUTPUT_BUCKET, objectPaths.output(W1, "extract"), "GET", TTL),
+    );
     const base = `${SIGNED_PATH_PREFIX}${OUTPUT_BUCKET}/${W1}`;
     const paths = [
       `${base}/shout/../extract/output.txt`,
@@ -250,15 +283,28 @@ describe("a worker's signed URLs", () => {
       `/storage/v1/${OUTPUT_BUCKET}/${W1}/extract/output.txt`,
     ];
     for (const path of paths) {
-      await expectForbidden("GET", `${path}${signedForTarget.search}`, "traversal with the target's signature");
-      await expectForbidden("PUT", `${path}${url.search}`, "traversal with the worker's upload URL", "escaped");
+      await expectForbidden(
+        "GET",
+        `${path}${signedForTarget.search}`,
+        "traversal with the target's signature",
+      );
+      await expectForbidden(
+        "PUT",
+        `${path}${url.search}`,
+        "traversal with the worker's upload URL",
+        "escaped",
+      );
     }
     // A raw backslash never reaches the routes: Node's HTTP parser refuses the request line.
     const before = await state();
     expect((await send("GET", `${base}/extract\\output.txt${signedForTarget.search}`)).status).toBe(400);
     expect(fingerprintDiff(before, await state())).toBe("");
     // An absolute-form request target is cut to its path, then judged the same way.
-    await expectForbidden("GET", `http://127.0.0.1${base}/shout/../extract/output.txt${signedForTarget.search}`, "absolute form");
+    await expectForbidden(
+      "GET",
+      `http://127.0.0.1${base}/shout/../extract/output.txt${signedForTarget.search}`,
+      "absolute form",
+    );
   });
 
   it("refuse any one-character change to a URL, unless it still names the same signed request", async () => {
@@ -302,7 +348,10 @@ function sameSignedRequest(mutated: string, original: string): boolean {
     const [path = "", query = ""] = raw.split(/[?#]/, 2) as [string, string?];
     let decoded: string;
     try {
-      decoded = path.split("/").map((s) => decodeURIComponent(s)).join("\u0000");
+      decoded = path
+        .split("/")
+        .map((s) => decodeURIComponent(s))
+        .join("\u0000");
     } catch {
       return null;
     }

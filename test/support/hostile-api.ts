@@ -104,9 +104,9 @@ function nearMisses(real: string): string[] {
 
 const randomSegment = fc.oneof(
   fc.string({ unit: "binary", maxLength: 40 }).map(encodeURIComponent),
-  fc.string({ unit: fc.constantFrom(..."./%\\\0:;@&=+$,aA1-_~é"), minLength: 1, maxLength: 20 }).map((s) =>
-    s.replace(/%/g, "%25").replace(/\0/g, "%00").replace(/é/g, "%C3%A9"),
-  ),
+  fc
+    .string({ unit: fc.constantFrom(..."./%\\\0:;@&=+$,aA1-_~é"), minLength: 1, maxLength: 20 })
+    .map((s) => s.replace(/%/g, "%25").replace(/\0/g, "%00").replace(/é/g, "%C3%A9")),
 );
 
 function decodesTo(segment: string, real: string): boolean {
@@ -147,9 +147,17 @@ const BAD_NUMBERS = [
 /** Values of a query parameter its schema refuses. */
 function badQueryValues(schema: JsonSchema): string[] {
   if (schema.enum) {
-    return ["", "QUEUED", "done", "queued%20", "queued%00", "%ff", "*", "queued,running", "x".repeat(500)].filter(
-      (v) => !schema.enum!.includes(v),
-    );
+    return [
+      "",
+      "QUEUED",
+      "done",
+      "queued%20",
+      "queued%00",
+      "%ff",
+      "*",
+      "queued,running",
+      "x".repeat(500),
+    ].filter((v) => !schema.enum!.includes(v));
   }
   if (schema.type === "integer" || schema.type === "number") {
     const min = schema.minimum ?? Number.NEGATIVE_INFINITY;
@@ -160,10 +168,20 @@ function badQueryValues(schema: JsonSchema): string[] {
     });
   }
   if (schema.format === "uuid") {
-    return ["", "x", "..%2F..%2F", "%00", "00000000-0000-0000-0000-00000000000g", "0".repeat(36), "{}", "%ff"];
+    return [
+      "",
+      "x",
+      "..%2F..%2F",
+      "%00",
+      "00000000-0000-0000-0000-00000000000g",
+      "0".repeat(36),
+      "{}",
+      "%ff",
+    ];
   }
   const out: string[] = ["%00", `a%00b`];
-  if (schema.maxLength !== undefined) out.push("q".repeat(schema.maxLength + 1), "%C3%A9".repeat(schema.maxLength + 1));
+  if (schema.maxLength !== undefined)
+    out.push("q".repeat(schema.maxLength + 1), "%C3%A9".repeat(schema.maxLength + 1));
   return out;
 }
 
@@ -209,11 +227,21 @@ const NOISE_HEADERS: [string, string][] = [
 const encoder = new TextEncoder();
 
 /** Byte sequences that are not UTF-8: a lone FF, a lone continuation byte, an overlong '.', a surrogate. */
-const INVALID_UTF8: number[][] = [[0xff], [0xfe, 0xff], [0x80], [0xc0, 0xae], [0xed, 0xa0, 0x80], [0xe2, 0x82], [0xf8, 0x88, 0x80, 0x80, 0x80]];
+const INVALID_UTF8: number[][] = [
+  [0xff],
+  [0xfe, 0xff],
+  [0x80],
+  [0xc0, 0xae],
+  [0xed, 0xa0, 0x80],
+  [0xe2, 0x82],
+  [0xf8, 0x88, 0x80, 0x80, 0x80],
+];
 
 /** `[[[...]]]` or `{"a":{"a":...}}`, `depth` levels deep. */
 function deepJson(depth: number, kind: "array" | "object"): string {
-  return kind === "array" ? `${"[".repeat(depth)}${"]".repeat(depth)}` : `${'{"a":'.repeat(depth)}1${"}".repeat(depth)}`;
+  return kind === "array"
+    ? `${"[".repeat(depth)}${"]".repeat(depth)}`
+    : `${'{"a":'.repeat(depth)}1${"}".repeat(depth)}`;
 }
 
 /** Workflow sources the DSL refuses. */
@@ -253,12 +281,18 @@ function badStrings(name: string, schema: JsonSchema): string[] {
   if (!typesOf(schema).includes("string")) return [];
   const out: string[] = [];
   if (schema.minLength) out.push("s".repeat(schema.minLength - 1));
-  if (schema.maxLength !== undefined) out.push("s".repeat(schema.maxLength + 1), "é".repeat(schema.maxLength + 1));
+  if (schema.maxLength !== undefined)
+    out.push("s".repeat(schema.maxLength + 1), "é".repeat(schema.maxLength + 1));
   if (schema.pattern) {
     const re = new RegExp(schema.pattern);
-    out.push(...["", "a b", "../x", "a/b", "é", "-x", "x".repeat(101), "a\u0000b", "a\nb"].filter((v) => !re.test(v)));
+    out.push(
+      ...["", "a b", "../x", "a/b", "é", "-x", "x".repeat(101), "a\u0000b", "a\nb"].filter(
+        (v) => !re.test(v),
+      ),
+    );
   }
-  if (schema.format === "uri") out.push("not a url", "javascript:alert(1)", "file:///etc/passwd", "ftp://x/", "http://");
+  if (schema.format === "uri")
+    out.push("not a url", "javascript:alert(1)", "file:///etc/passwd", "ftp://x/", "http://");
   if (name === "workflow") out.push(...BAD_WORKFLOWS);
   // Postgres text cannot hold NUL: refused as invalid, never a 500.
   out.push(`nul\u0000${"x".repeat(schema.minLength ?? 0)}`);
@@ -338,7 +372,11 @@ const WRONG_TYPES = [
 ]; // prettier-ignore
 
 /** A multipart submission broken in one way. */
-function brokenForm(schema: JsonSchema, valid: () => FormData, maxBytes: number): fc.Arbitrary<{ why: string; body: FormData | Uint8Array; type?: string }> {
+function brokenForm(
+  schema: JsonSchema,
+  valid: () => FormData,
+  maxBytes: number,
+): fc.Arbitrary<{ why: string; body: FormData | Uint8Array; type?: string }> {
   const props = Object.keys(schema.properties ?? {});
   const form = (why: string, edit: (f: FormData) => void) =>
     fc.constant(null).map(() => {
@@ -516,7 +554,11 @@ export function hostileRequests(
       const hostilePath = values.some((v) => v.hostile);
       // At least one refused part: a hostile path value, or one of the other invalidations.
       const need = hostilePath || invalidations.length === 0 ? picks : picks.length > 0 ? picks : [0];
-      return fc.tuple(fc.constant(values), fc.constant(extra), fc.tuple(...need.map((i) => invalidations[i]!)));
+      return fc.tuple(
+        fc.constant(values),
+        fc.constant(extra),
+        fc.tuple(...need.map((i) => invalidations[i]!)),
+      );
     })
     .map(([values, extra, parts]) => {
       let path = template;

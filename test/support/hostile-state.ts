@@ -72,7 +72,8 @@ async function listFiles(root: string): Promise<Record<string, number>> {
 export function fingerprintDiff(before: Fingerprint, after: Fingerprint): string {
   const lines: string[] = [];
   for (const t of new Set([...Object.keys(before.tables), ...Object.keys(after.tables)])) {
-    if (before.tables[t] !== after.tables[t]) lines.push(`table ${t}: ${before.tables[t]} -> ${after.tables[t]}`);
+    if (before.tables[t] !== after.tables[t])
+      lines.push(`table ${t}: ${before.tables[t]} -> ${after.tables[t]}`);
   }
   for (const f of new Set([...Object.keys(before.files), ...Object.keys(after.files)])) {
     if (before.files[f] !== after.files[f]) lines.push(`file ${f}: ${before.files[f]} -> ${after.files[f]}`);
