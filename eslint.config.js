@@ -2,7 +2,16 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/", ".dwop/", ".scratch/", "coverage/", "test-results/", "supabase/functions/*/build/"] },
+  {
+    ignores: [
+      "node_modules/",
+      ".dwop/",
+      ".scratch/",
+      "coverage/",
+      "test-results/",
+      "supabase/functions/*/build/",
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
