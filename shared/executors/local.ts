@@ -5,7 +5,7 @@ import { join, resolve } from "node:path";
 import type { FailureReason, RunAssignment, WorkerFailure } from "../model.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import type { Executor, RunOutcome, StartedRun, WorkerEnv } from "./executor.ts";
-import { reasonForWorkerFailure } from "./worker-failure.ts";
+import { parseWorkerFailure, reasonForWorkerFailure } from "./worker-failure.ts";
 import { ForkServer, type ForkedExit } from "./fork-server.ts";
 import { readLogTail } from "./log-tail.ts";
 
@@ -214,16 +214,5 @@ function failed(
 }
 
 async function readFailure(path: string): Promise<WorkerFailure | null> {
-  try {
-    const parsed = JSON.parse(await readFile(path, "utf8")) as Partial<WorkerFailure>;
-    if (typeof parsed.type !== "string" || typeof parsed.message !== "string") return null;
-    return {
-      type: parsed.type,
-      message: parsed.message,
-      exitCode: typeof parsed.exitCode === "number" ? parsed.exitCode : null,
-      nonRetryable: parsed.nonRetryable === true,
-    };
-  } catch {
-    return null;
-  }
+  return parseWorkerFailure(await readFile(path, "utf8").catch(() => undefined));
 }

@@ -1,5 +1,22 @@
 import type { FailureReason, WorkerFailure } from "../model.ts";
 
+/** The worker's one-line failure JSON (its result file, or a pod's termination message), or null. */
+export function parseWorkerFailure(text: string | undefined): WorkerFailure | null {
+  if (!text?.trim().startsWith("{")) return null;
+  try {
+    const parsed = JSON.parse(text) as Partial<WorkerFailure>;
+    if (typeof parsed.type !== "string" || typeof parsed.message !== "string") return null;
+    return {
+      type: parsed.type,
+      message: parsed.message,
+      exitCode: typeof parsed.exitCode === "number" ? parsed.exitCode : null,
+      nonRetryable: parsed.nonRetryable === true,
+    };
+  } catch {
+    return null;
+  }
+}
+
 /**
  * The failure reason a worker's report stands for. A transfer that failed (storage unreachable, a URL
  * refused) is the infrastructure's fault, not the task's: the next attempt gets fresh URLs, and it spends

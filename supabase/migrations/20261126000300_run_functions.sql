@@ -220,7 +220,7 @@ language sql as $$
 $$;
 
 -- Records a failed attempt and decides what follows (the seed design's name and first two parameters).
--- Infrastructure failures (lost, evicted, image_pull, unschedulable) spend the task's infrastructure
+-- Infrastructure failures (lost, evicted, image_pull, unschedulable, oom_killed) spend the task's infrastructure
 -- budget; others spend its retries. With budget left the task is queued again as the next attempt after
 -- an exponential backoff; otherwise it fails and everything waiting downstream becomes upstream_failed.
 -- Returns 'retried', 'failed', or 'ignored' when the run was no longer active.
@@ -233,7 +233,9 @@ declare
   v_now timestamptz := coalesce(p_now, now());
   v_run dwop.runs;
   v_task dwop.tasks;
-  v_infra boolean := p_reason in ('lost', 'evicted', 'image_pull', 'unschedulable');
+  -- 'oom_killed' too: the node ran out of memory for the limit the task was given, which retrying
+  -- (elsewhere, later) may cure. 'timeout' and 'exit_code' spend the task's own retries.
+  v_infra boolean := p_reason in ('lost', 'evicted', 'image_pull', 'unschedulable', 'oom_killed');
   v_spent int;
   v_retry boolean;
   v_delay_ms bigint;

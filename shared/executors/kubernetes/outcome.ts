@@ -1,6 +1,6 @@
 import type { V1Job, V1JobCondition, V1Pod } from "@kubernetes/client-node";
-import { reasonForWorkerFailure } from "../worker-failure.ts";
-import type { FailureReason, WorkerFailure } from "../../model.ts";
+import { parseWorkerFailure, reasonForWorkerFailure } from "../worker-failure.ts";
+import type { FailureReason } from "../../model.ts";
 import { WORKER_CONTAINER } from "./job-spec.ts";
 
 /** How long a Job may wait before it is failed for it. */
@@ -129,23 +129,6 @@ function failureOf(job: V1Job, condition: V1JobCondition, pod: V1Pod | undefined
     "lost",
     `the Job failed (${condition.reason ?? "unknown"}): ${condition.message ?? ""}`.trim(),
   );
-}
-
-/** The worker's failure JSON (the WorkerFailure shape), when the termination message is one. */
-export function parseWorkerFailure(message: string | undefined): WorkerFailure | null {
-  if (!message?.trim().startsWith("{")) return null;
-  try {
-    const parsed = JSON.parse(message) as Partial<WorkerFailure>;
-    if (typeof parsed.type !== "string" || typeof parsed.message !== "string") return null;
-    return {
-      type: parsed.type,
-      message: parsed.message,
-      exitCode: typeof parsed.exitCode === "number" ? parsed.exitCode : null,
-      nonRetryable: parsed.nonRetryable === true,
-    };
-  } catch {
-    return null;
-  }
 }
 
 const infra = (reason: FailureReason, message: string): JobFailure => ({
