@@ -19,6 +19,8 @@ export interface Verdict {
 }
 
 const INFRA = new Set(["lost", "evicted", "image_pull", "unschedulable", "oom_killed"]);
+/** Failures that can come before the task printed anything, or take its log with them. */
+const NO_LOG_POSSIBLE = new Set(["lost", "timeout", "evicted", "image_pull", "unschedulable"]);
 const OPEN_TASK = new Set(["pending", "queued", "dispatched", "running"]);
 
 interface TaskRow {
@@ -156,15 +158,16 @@ export async function checkInvariants(
       bad4.push(`task ${r.task_id} attempt ${r.attempt}: reason ${r.failure_reason}, error ${r.error}`);
     else if (!r.log_tail?.trim()) {
       // A timeout can also come before the body printed anything (its inputs still downloading while
-      // the API restarts): there is then no log either. Counted on the same info row, never hidden.
-      if (r.failure_reason === "lost" || r.failure_reason === "timeout")
+      // the API restarts), and a pod evicted (or never started) before it printed takes no log with it:
+      // there is then no log either. Counted on the same info row, never hidden.
+      if (NO_LOG_POSSIBLE.has(r.failure_reason))
         lostNoLog.push(`task ${r.task_id} attempt ${r.attempt}`);
       else bad4.push(`task ${r.task_id} attempt ${r.attempt}: ${r.failure_reason} without a log tail`);
     }
   }
   row("every failed run carries a reason, an error and a log tail", failedRuns.length, bad4);
   row(
-    "  of which with no log to keep: 'lost' (process or Job gone), or timed out before any output",
+    "  of which with no log to keep: lost, evicted or never started, or timed out before any output",
     failedRuns.length,
     lostNoLog,
     true,
