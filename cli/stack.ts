@@ -12,7 +12,7 @@ import { databaseUrl, type Config } from "../shared/config.ts";
 import { connectDb, type Db } from "../shared/db/connect.ts";
 import { migrate } from "../shared/db/migrate.ts";
 import { Store } from "../shared/db/store.ts";
-import { LocalExecutor } from "../shared/executors/local.ts";
+import { announceSandbox, LocalExecutor } from "../shared/executors/local.ts";
 import { resolvePython, WORKER_SCRIPT } from "../shared/executors/python.ts";
 import type { Logger } from "../shared/log.ts";
 import { LocalStorage } from "../shared/storage/local.ts";
@@ -108,8 +108,11 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       workerScript: WORKER_SCRIPT,
       workRoot: join(home, "runs"),
       passEnv: pipEnv(),
+      sandbox: config.DWOP_TASK_SANDBOX,
+      hide: [home],
       logger,
     });
+    await announceSandbox(executor, logger);
     const dispatcher = new Dispatcher(store, bus, executor, storage, {
       id,
       concurrency: config.DWOP_CONCURRENCY,

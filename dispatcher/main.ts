@@ -8,7 +8,7 @@ import { migrate } from "../shared/db/migrate.ts";
 import { Store } from "../shared/db/store.ts";
 import { readEnv } from "../shared/env.ts";
 import type { Executor } from "../shared/executors/executor.ts";
-import { LocalExecutor } from "../shared/executors/local.ts";
+import { announceSandbox, LocalExecutor } from "../shared/executors/local.ts";
 import { resolvePython, WORKER_SCRIPT } from "../shared/executors/python.ts";
 import type { Logger } from "../shared/log.ts";
 import { createLogger } from "../shared/pino.ts";
@@ -72,16 +72,20 @@ function kubernetes(c: Config, log: Logger): KubernetesParts {
 }
 
 async function localExecutor(c: Config, log: Logger): Promise<Executor> {
-  return new LocalExecutor({
+  const executor = new LocalExecutor({
     python: await resolvePython(),
     workerScript: WORKER_SCRIPT,
     workRoot: join(home, "runs", id),
+    sandbox: c.DWOP_TASK_SANDBOX,
+    hide: [home],
     passEnv: Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith("PIP_"))) as Record<
       string,
       string
     >,
     logger: log,
   });
+  await announceSandbox(executor, log);
+  return executor;
 }
 
 async function shutdown(signal: string) {

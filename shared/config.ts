@@ -32,6 +32,7 @@ export const configSchema = z.object({
   DWOP_RABBITMQ_QUORUM: z.enum(["true", "false"]).default("false"),
   DWOP_EXECUTOR: z.enum(["local", "kubernetes"]).default("local"),
   DWOP_HOME: z.string().default(".dwop"),
+  DWOP_TASK_SANDBOX: z.enum(["auto", "required", "off"]).default("auto"),
   DWOP_PORT: int(0, 8080),
   DWOP_HOST: z.string().default("127.0.0.1"),
   DWOP_PUBLIC_URL: optionalUrl,

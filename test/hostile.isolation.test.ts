@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { ForkServer } from "../shared/executors/fork-server.ts";
+import type { SandboxStatus } from "../shared/executors/fork-server.ts";
 import { LocalExecutor } from "../shared/executors/local.ts";
 import { resolvePython, WORKER_SCRIPT } from "../shared/executors/python.ts";
 import { startEngine, type Engine } from "./support/engine.ts";
@@ -12,14 +13,11 @@ import { startEngine, type Engine } from "./support/engine.ts";
  * What task code can see in the local executor. The dispatcher's environment holds credentials (set here
  * in this process, which plays the dispatcher, before the engine starts); a task's environment holds none
  * of them, and its worker's only its own signed URLs. Its working folder is its own: a folder of its
- * run's alone, with an unguessable name, that no other user of the machine can enter, and that shows
- * nothing of another run's. Two workflows run at once to check it: a holder keeps a file in its folder
- * while a looker runs.
- *
- * What this cannot promise: a task runs as the dispatcher's uid (here root), so it can still read what
- * that uid can: a sibling run's folder through `..` or /proc/<pid>/cwd, the dispatcher's own
- * /proc/<pid>/environ, the storage folder. Only separate uids or containers (the Kubernetes executor)
- * close that; the looker reports what it could reach, and the test prints it.
+ * run's alone, with an unguessable name, that no other user of the machine can enter. And the task
+ * sandbox (worker/dwop_sandbox.py) closes what the dispatcher's uid could still reach: the task sees only
+ * its own processes (not the dispatcher's /proc/<pid>/environ), nothing of the storage folder, and no
+ * other run's folder, even by its absolute path; it cannot unmount what hides them. Two workflows run at
+ * once to check it: a holder keeps a file in its folder while a looker looks.
  */
 
 const SECRETS: Record<string, string> = {
@@ -41,10 +39,12 @@ const WORKER_ENV = [
   ...["DWOP_CODE_URL", "DWOP_INPUTS", "DWOP_OUTPUT_URL", "DWOP_LOG_URL", "DWOP_REQUIREMENTS_URL"],
 ];
 const NOBODY = 65534;
+const DISPATCHER_PID = process.pid;
 const isRoot = process.getuid?.() === 0;
 
 let engine: Engine;
 let base: string;
+let sandbox: SandboxStatus;
 let sync: string;
 let saved: Record<string, string | undefined>;
 let passed = true;
@@ -70,6 +70,12 @@ interface Looker {
   doc: string;
   siblings: string[];
   siblingRead: string;
+  holderRead: string;
+  dispatcherEnviron: string;
+  processes: number[];
+  storageFiles: string[];
+  unmount: string;
+  mountProc: string;
 }
 
 const holderSource = (sync: string) => `
@@ -84,7 +90,7 @@ fun holder():
     print(json.dumps({"cwd": os.getcwd()}))
 `;
 
-const lookerSource = (sync: string) => `
+const lookerSource = (sync: string, storageRoot: string) => `
 fun extract():
     print("upstream data")
 
@@ -100,6 +106,17 @@ fun looker(raw:extract, doc:inputs.doc):
             return "unreadable: %s" % e
     def parent(pid):
         return int(open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[1])
+    def attempt(call):
+        try:
+            call()
+            return "done"
+        except OSError as e:
+            return "refused: %s" % e.strerror
+    def libc_call(name, *args):
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        if getattr(libc, name)(*args) != 0:
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
     def first(paths):
         for path in paths:
             try:
@@ -120,6 +137,12 @@ fun looker(raw:extract, doc:inputs.doc):
         "doc": open("doc").read(),
         "siblings": sorted(os.listdir("..")) if os.access("..", os.R_OK) else [],
         "siblingRead": first(glob.glob("../*/secret-of-holder")),
+        "holderRead": first([os.path.join(open(${JSON.stringify(join(sync, "holder-cwd"))}).read(), "secret-of-holder")]),
+        "dispatcherEnviron": environ(${DISPATCHER_PID}),
+        "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+        "storageFiles": [os.path.join(d, f) for d, _, fs in os.walk(${JSON.stringify(storageRoot)}) for f in fs],
+        "unmount": attempt(lambda: libc_call("umount2", os.path.dirname(os.getcwd()).encode(), 2)),
+        "mountProc": attempt(lambda: os.mkdir("m") or libc_call("mount", b"proc", b"m", b"proc", 0, None)),
     }))
 `;
 
@@ -152,14 +175,21 @@ beforeAll(async () => {
   await chmod(sync, 0o777);
   const python = await resolvePython();
   const workRoot = join(base, "runs");
+  let executor: LocalExecutor | undefined;
   engine = await startEngine("hostile_isolation", {
     bus: "pgboss",
     concurrency: 4,
-    executor: () => new LocalExecutor({ python, workerScript: WORKER_SCRIPT, workRoot }),
+    executor: (storageRoot) => {
+      executor = new LocalExecutor({ python, workerScript: WORKER_SCRIPT, workRoot, hide: [storageRoot] });
+      return executor;
+    },
   });
+  sandbox = await executor!.sandbox();
 
   ids.holder = await engine.submit(holderSource(sync));
-  ids.looker = await engine.submit(lookerSource(sync), { inputs: { doc: "the looker's input" } });
+  ids.looker = await engine.submit(lookerSource(sync, engine.storageRoot), {
+    inputs: { doc: "the looker's input" },
+  });
   seen.holder = await waitForFile(join(sync, "holder-cwd"), 60_000);
   if (isRoot) {
     // Another user of the machine, while the holder runs: may it list or read the holder's folder?
@@ -186,10 +216,6 @@ afterAll(async () => {
   }
   await engine?.stop(passed);
   if (passed && base) await rm(base, { recursive: true, force: true });
-  console.log(
-    `isolation, same uid (not promised): a task listed ${seen.looker.siblings?.length ?? 0} sibling run folder(s) ` +
-      `and ${seen.looker.siblingRead ? "COULD" : "could not"} read a running sibling's file`,
-  );
 });
 
 describe("a task in the local executor", () => {
@@ -201,7 +227,9 @@ describe("a task in the local executor", () => {
     expect(leaked).toEqual([]);
     const unexpected = Object.keys(seen.looker.env).filter((k) => !TASK_ENV.includes(k));
     expect(unexpected).toEqual([]);
-    for (const environ of [seen.looker.selfEnviron, seen.looker.workerEnviron, seen.looker.serverEnviron]) {
+    // The fork server is outside the task's pid namespace: /proc/0 is all the task finds for it.
+    expect(seen.looker.serverEnviron).toMatch(/^unreadable: \[Errno 2\]/);
+    for (const environ of [seen.looker.selfEnviron, seen.looker.workerEnviron]) {
       const names = environ
         .split("\u0000")
         .filter(Boolean)
@@ -260,6 +288,34 @@ describe("a task in the local executor", () => {
 
   it.runIf(isRoot)("keeps other users of the machine out of a running task's folder", () => {
     expect({ list: seen.nobodyList, read: seen.nobodyRead }).toEqual({ list: 2, read: 1 });
+  });
+
+  it("runs in the sandbox on this machine (Linux with user namespaces)", () => {
+    expect(sandbox).toEqual({ mode: "namespaces", why: null });
+  });
+
+  it("sees only its own processes: the dispatcher's /proc/<pid>/environ is not there to read", () => {
+    expect(seen.looker.dispatcherEnviron).toMatch(/^unreadable: \[Errno 2\]/);
+    // The worker (pid 1 of the namespace) and the body it forked; nothing of the machine's.
+    expect(seen.looker.processes[0]).toBe(1);
+    expect(seen.looker.processes.length).toBeLessThanOrEqual(3);
+  });
+
+  it("cannot see the storage folder, where every workflow's objects are", async () => {
+    const outside = await readdir(engine.storageRoot, { recursive: true });
+    expect(outside.length).toBeGreaterThan(0); // so the empty view below means something
+    expect(seen.looker.storageFiles).toEqual([]);
+  });
+
+  it("cannot reach a running sibling's folder, through .. or by its absolute path", () => {
+    expect(seen.looker.siblings).toEqual([basename(seen.looker.cwd)]);
+    expect(seen.looker.siblingRead).toBe("");
+    expect(seen.looker.holderRead).toBe("");
+  });
+
+  it("cannot unmount what hides them, nor mount a /proc of its own", () => {
+    expect(seen.looker.unmount).toMatch(/^refused: /);
+    expect(seen.looker.mountProc).toMatch(/^refused: /);
   });
 
   it("removes each run's folder when the run ends", async () => {

@@ -35,6 +35,7 @@ from dwop_http import write_all
 from dwop_main import main as worker_main
 from dwop_main import parse_json
 from dwop_process import die_with_parent, load_prctl
+import dwop_sandbox
 
 LOG_FILE = ".dwop-worker.log"
 EXIT_SETUP_FAILED = 70  # the child could not become a worker (its folder vanished, for example)
@@ -75,9 +76,10 @@ def parse_request(line):
 
 
 class Server:
-    def __init__(self, prctl):
+    def __init__(self, prctl, sandbox):
         self.pid = os.getpid()
         self.prctl = prctl
+        self.sandbox = sandbox
         self.by_pid = {}  # child pid -> run id
         self.by_id = {}  # run id -> child pid
         self.pending = b""
@@ -96,7 +98,9 @@ class Server:
 
     def serve(self):
         """Answers requests until stdin closes; then kills every child's group and returns."""
-        write_all(1, b'{"ready":%d}\n' % self.pid)
+        sandbox = self.sandbox
+        why = "null" if sandbox.why is None else encode(sandbox.why)
+        write_all(1, b'{"ready":%d,"sandbox":%s,"why":%s}\n' % (self.pid, encode(sandbox.mode).encode(), why.encode()))
         poller = select.poll()
         poller.register(0, select.POLLIN)
         poller.register(self.wakeup_r, select.POLLIN)
@@ -133,6 +137,8 @@ class Server:
             run_id, cwd, env = parse_request(line)
             if run_id in self.by_id:
                 raise BadRequest(run_id, "run %s is already running" % run_id)
+            if self.sandbox.refusal:
+                raise BadRequest(run_id, self.sandbox.refusal)
         except BadRequest as e:
             self.send(e.args[0], "error", e.args[1])
             return
@@ -168,6 +174,8 @@ class Server:
             os.setsid()
             die_with_parent(self.prctl, self.pid)
             os.close(ready_w)
+            if self.sandbox.libc:
+                dwop_sandbox.enter(self.sandbox.libc, cwd, self.sandbox.hide, self.prctl, die_with_parent)
             os.chdir(cwd)
             log = os.open(LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             null = os.open(os.devnull, os.O_RDONLY)
@@ -219,10 +227,34 @@ class Server:
                 pass
 
 
-def serve():
+class Sandbox:
+    """The sandbox settings of the server's argument {"sandbox": "auto" | "required" | "off", "hide": [...]}
+    and what the probe found: mode "namespaces" (each run in the sandbox, libc set) or "off"; why it is
+    off when it was asked for; a refusal for every run when it is required and cannot be had."""
+
+    def __init__(self, argument):
+        settings = parse_json(argument) if argument else {}
+        wanted = settings.get("sandbox", "off")
+        if wanted not in ("auto", "required", "off"):
+            raise SystemExit("dwop-forkserver: sandbox must be auto, required or off, not %r" % (wanted,))
+        self.hide = [p for p in settings.get("hide", []) if isinstance(p, str)]
+        self.libc = None
+        self.why = None
+        self.refusal = None
+        if wanted != "off":
+            libc = dwop_sandbox.load()
+            self.why = dwop_sandbox.probe(libc, self.hide)
+            if self.why is None:
+                self.libc = libc
+            elif wanted == "required":
+                self.refusal = "the task sandbox is required but cannot be set up here: %s" % self.why
+        self.mode = "namespaces" if self.libc else "off"
+
+
+def serve(argument=None):
     """Runs the fork server until its stdin closes; never returns."""
     prctl = load_prctl()
     if os.environ.get("DWOP_DIE_WITH_PARENT") == "1":
         die_with_parent(prctl, os.getppid())
-    Server(prctl).serve()
+    Server(prctl, Sandbox(argument)).serve()
     os._exit(0)

@@ -9,10 +9,10 @@ a fresh worker per run without paying for an interpreter start each time.
 if __name__ == "__main__":
     import sys
 
-    if sys.argv[1:] == ["--fork-server"]:
+    if sys.argv[1:2] == ["--fork-server"]:
         from dwop_forkserver import serve
 
-        serve()
+        serve(sys.argv[2] if len(sys.argv) > 2 else None)
     from dwop_main import main
 
     main()

@@ -13,7 +13,21 @@ export interface ForkServerOptions {
    * user site, ...) hold for every worker it forks, so give it those the runs would get.
    */
   env: Record<string, string>;
+  /** The task sandbox (worker/dwop_sandbox.py): namespaces around each run, hiding these folders. */
+  sandbox?: { mode: SandboxMode; hide: string[] };
   logger?: Logger;
+}
+
+/**
+ * "auto": each run in the sandbox where the kernel allows it, else without it (said once in the log);
+ * "required": no run starts without it; "off": runs see what the dispatcher's user can.
+ */
+export type SandboxMode = "auto" | "required" | "off";
+
+/** What the server found at start: runs in namespaces, or not, and why not when it was asked for. */
+export interface SandboxStatus {
+  mode: "namespaces" | "off";
+  why: string | null;
 }
 
 /** How a forked worker ended. `serverDied`: the fork server died first, so the worker died unobserved. */
@@ -38,6 +52,8 @@ interface Pending {
 
 interface ServerEvent {
   ready?: number;
+  sandbox?: SandboxStatus["mode"];
+  why?: string | null;
   id?: string | null;
   pid?: number;
   exit?: number;
@@ -66,6 +82,12 @@ export class ForkServer {
   /** Starts the server now rather than at the first fork, so that run does not wait for Python. */
   warm(): void {
     if (!this.closed) this.current();
+  }
+
+  /** What the running server (started now if none runs) says of the task sandbox. */
+  sandbox(): Promise<SandboxStatus> {
+    if (this.closed) return Promise.reject(new Error("the fork server is closed"));
+    return this.current().ready;
   }
 
   /** Forks a worker in `cwd` with exactly `env` as its environment. `id` must be unique among runs in flight. */
@@ -108,13 +130,25 @@ class ServerProcess {
   private readonly pending = new Map<string, Pending>();
   private buffered = "";
   private readonly exited: Promise<void>;
+  readonly ready: Promise<SandboxStatus>;
+  private markReady!: (status: SandboxStatus) => void;
+  private failReady!: (err: Error) => void;
 
   constructor(
     options: ForkServerOptions,
     private readonly log: Logger,
     private readonly onDeath: () => void,
   ) {
-    this.child = spawn(options.python, [options.workerScript, "--fork-server"], {
+    this.ready = new Promise((resolve, reject) => {
+      this.markReady = resolve;
+      this.failReady = reject;
+    });
+    this.ready.catch(() => {});
+    const settings = JSON.stringify({
+      sandbox: options.sandbox?.mode ?? "off",
+      hide: options.sandbox?.hide ?? [],
+    });
+    this.child = spawn(options.python, [options.workerScript, "--fork-server", settings], {
       env: options.env,
       // Its own session, so a terminal's Ctrl-C reaches the dispatcher (which stops gracefully) but not
       // the server and the runs it holds.
@@ -178,7 +212,10 @@ class ServerProcess {
   }
 
   private handle(event: ServerEvent): void {
-    if (event.ready !== undefined) return;
+    if (event.ready !== undefined) {
+      this.markReady({ mode: event.sandbox ?? "off", why: event.why ?? null });
+      return;
+    }
     const id = event.id;
     const entry = typeof id === "string" ? this.pending.get(id) : undefined;
     if (typeof id !== "string" || !entry) {
@@ -209,6 +246,7 @@ class ServerProcess {
     if (this.dead) return;
     this.dead = true;
     this.death = death;
+    this.failReady(new Error(`the fork server died (${describe(death)})`));
     for (const [id, entry] of this.pending) {
       this.settle(id);
       if (entry.pid === null)

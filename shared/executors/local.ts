@@ -6,7 +6,7 @@ import type { FailureReason, RunAssignment, WorkerFailure } from "../model.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import type { Executor, RunOutcome, StartedRun, WorkerEnv } from "./executor.ts";
 import { parseWorkerFailure, reasonForWorkerFailure } from "./worker-failure.ts";
-import { ForkServer, type ForkedExit } from "./fork-server.ts";
+import { ForkServer, type ForkedExit, type SandboxMode, type SandboxStatus } from "./fork-server.ts";
 import { readLogTail } from "./log-tail.ts";
 
 export interface LocalExecutorOptions {
@@ -17,6 +17,13 @@ export interface LocalExecutorOptions {
   workRoot: string;
   /** Extra variables the worker may see (PIP_* for offline installs, for example). */
   passEnv?: Record<string, string>;
+  /** The task sandbox (see worker/dwop_sandbox.py); "auto" when not given. */
+  sandbox?: SandboxMode;
+  /**
+   * Folders no task may see (the DWOP home: storage, secrets, the database). workRoot is always hidden,
+   * all but the run's own folder.
+   */
+  hide?: string[];
   logger?: Logger;
 }
 
@@ -59,9 +66,28 @@ export class LocalExecutor implements Executor {
       workerScript: options.workerScript,
       // What every run gets that Python reads at start; HOME has no user site-packages, as a run's has not.
       env: { ...this.baseEnv(), HOME: resolve(options.workRoot) },
+      sandbox: {
+        mode: options.sandbox ?? "auto",
+        hide: [resolve(options.workRoot), ...(options.hide ?? []).map((p) => resolve(p))],
+      },
       logger: options.logger,
     });
     this.server.warm();
+  }
+
+  /**
+   * Whether runs start in the sandbox; fails when it is required and cannot be had. Call it at start, to
+   * say so (and to stop there) before the first task.
+   */
+  async sandbox(): Promise<SandboxStatus> {
+    await mkdir(this.options.workRoot, { recursive: true, mode: 0o700 });
+    const status = await this.server.sandbox();
+    if (status.mode === "off" && this.options.sandbox === "required") {
+      throw new Error(
+        `DWOP_TASK_SANDBOX=required, but the task sandbox cannot be set up here: ${status.why}`,
+      );
+    }
+    return status;
   }
 
   async start(assignment: RunAssignment, env: WorkerEnv): Promise<StartedRun> {
@@ -201,6 +227,19 @@ export class LocalExecutor implements Executor {
     }
     await this.server.close();
   }
+}
+
+/**
+ * Says at start whether tasks run in the sandbox, with why not when they do not; throws (so the process
+ * stops before its first task) when DWOP_TASK_SANDBOX=required cannot be met.
+ */
+export async function announceSandbox(executor: LocalExecutor, log: Logger): Promise<void> {
+  const status = await executor.sandbox();
+  if (status.mode === "namespaces")
+    log.info({ sandbox: status.mode }, "task sandbox: each run in its own namespaces");
+  else if (status.why)
+    log.warn({ why: status.why }, "task sandbox unavailable: tasks see what this user can");
+  else log.warn({ sandbox: "off" }, "task sandbox off (DWOP_TASK_SANDBOX=off): tasks see what this user can");
 }
 
 function failed(

@@ -29,8 +29,8 @@ export interface EngineOptions {
   concurrency?: number;
   /** Wraps each bus a claimer publishes on (to duplicate messages, for example). */
   wrapPublisher?: (bus: Bus) => Bus;
-  /** Another executor than local processes (the benchmarks' no-op executor). */
-  executor?: () => Executor;
+  /** Another executor than local processes (the benchmarks' no-op executor), given the storage folder. */
+  executor?: (storageRoot: string) => Executor;
   claimBatch?: number;
 }
 
@@ -77,8 +77,13 @@ export async function startEngine(label: string, options: EngineOptions): Promis
   const stops: (() => Promise<void>)[] = [];
   for (let i = 0; i < (options.dispatchers ?? 1); i++) {
     const executor =
-      options.executor?.() ??
-      new LocalExecutor({ python, workerScript: WORKER_SCRIPT, workRoot: join(storageRoot, `runs-${i}`) });
+      options.executor?.(storageRoot) ??
+      new LocalExecutor({
+        python,
+        workerScript: WORKER_SCRIPT,
+        workRoot: join(storageRoot, `runs-${i}`),
+        hide: [storageRoot],
+      });
     const d = new Dispatcher(m.store, await newBus(), executor, storage, {
       id: `d${i}-${queue}`,
       concurrency: options.concurrency ?? 4,

@@ -46,9 +46,9 @@ print(json.dumps(report))
 class ForkServer:
     """A fork server process and a reader of its event lines."""
 
-    def __init__(self, cwd, env=None, argv_prefix=()):
+    def __init__(self, cwd, env=None, argv_prefix=(), settings=None):
         self.process = subprocess.Popen(
-            [*argv_prefix, sys.executable, WORKER, "--fork-server"],
+            [*argv_prefix, sys.executable, WORKER, "--fork-server", *([json.dumps(settings)] if settings else [])],
             cwd=cwd,
             env=env if env is not None else {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SERVER_ONLY": "1"},
             stdin=subprocess.PIPE,
@@ -57,7 +57,8 @@ class ForkServer:
         self.events = queue.Queue()
         self.reader = threading.Thread(target=self.read, daemon=True)
         self.reader.start()
-        self.ready = self.next_event()["ready"]
+        self.hello = self.next_event()
+        self.ready = self.hello["ready"]
 
     def read(self):
         for line in self.process.stdout:
@@ -260,6 +261,185 @@ class ForkServerTest(unittest.TestCase):
         server.process.kill()  # the shell
         wait_until_dead(self, server.ready)
         wait_until_dead(self, body)
+
+
+# What a sandboxed body finds of the world outside: its processes, the hidden folder, a sibling's file.
+LOOKER = """
+import json, os, sys
+def readable(path):
+    try:
+        open(path).read()
+        return True
+    except OSError:
+        return False
+print(json.dumps({
+    "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+    "server_environ": readable("/proc/%d/environ" % SERVER),
+    "hidden": sorted(os.listdir(HIDDEN)),
+    "sibling": readable(SIBLING),
+    "own": sorted(os.listdir(".")),
+}))
+"""
+
+
+@unittest.skipUnless(sys.platform.startswith("linux"), "the sandbox is made of Linux namespaces")
+class SandboxedForkServerTest(ForkServerTest):
+    """The same server with {"sandbox": "required"}: each run in its own user, mount and pid namespaces,
+    the test's folder hidden (its store, every run's folder) but for the run's own folder."""
+
+    def setUp(self):
+        tmp = tempfile.TemporaryDirectory(prefix="dwop-forkserver-sandbox-")
+        self.addCleanup(tmp.cleanup)
+        self.tmp = tmp.name
+        self.store = ObjectStore(os.path.join(self.tmp, "store"))
+        self.addCleanup(self.store.close)
+        self.server = ForkServer(self.tmp, settings={"sandbox": "required", "hide": [self.tmp]})
+        self.addCleanup(self.server.close)
+
+    def test_runs_a_task_as_the_worker_does_with_its_stdout_and_stderr_in_the_log_file(self):
+        # Inside, the worker is the namespace's first process and the group's leader is outside it.
+        _, ended = self.run_task("t1", "import os\nprint('out', os.getppid(), os.getpgid(0))\n")
+        self.assertEqual(ended, {"id": "t1", "exit": 0})
+        self.assertEqual(self.output("t1"), b"out 1 0\n")
+        with open(os.path.join(self.tmp, "t1", ".dwop-worker.log"), "rb") as f:
+            self.assertEqual(f.read(), b"out 1 0\n")
+
+    def test_two_runs_at_once_each_in_its_own_process_group(self):
+        body = SLEEPER.replace("time.sleep(60)", "while not os.path.exists('gate'): time.sleep(0.01)")
+        pids = {}
+        for name in ("one", "two"):
+            cwd, env = self.task(name, body)
+            self.server.request(name, cwd, env)
+            pids[name] = self.server.next_event()["pid"]
+        for name, pid in pids.items():
+            cwd = os.path.join(self.tmp, name)
+            wait_for_pid(os.path.join(cwd, "pid"))
+            inside = processes_in(cwd)
+            self.assertEqual(len(inside), 2, inside)
+            self.assertEqual({os.getpgid(p) for p in [pid, *inside]}, {pid})
+            open(os.path.join(cwd, "gate"), "w").close()
+        ends = [self.server.next_event(), self.server.next_event()]
+        self.assertCountEqual(ends, [{"id": "one", "exit": 0}, {"id": "two", "exit": 0}])
+
+    def test_says_at_start_that_runs_are_sandboxed(self):
+        self.assertEqual(self.server.hello, {"ready": self.server.ready, "sandbox": "namespaces", "why": None})
+
+    def test_a_run_sees_only_its_own_processes_and_folder(self):
+        sibling = os.path.join(self.tmp, "sibling")
+        os.makedirs(sibling)
+        with open(os.path.join(sibling, "data"), "w") as f:
+            f.write("another run's")
+        body = LOOKER.replace("SERVER", str(self.server.ready)).replace("HIDDEN", repr(self.tmp))
+        _, ended = self.run_task("looker", body.replace("SIBLING", repr(os.path.join(sibling, "data"))))
+        self.assertEqual(ended, {"id": "looker", "exit": 0})
+        seen = json.loads(self.output("looker"))
+        self.assertEqual(seen["pids"], [1, 2])  # the worker and its body
+        self.assertFalse(seen["server_environ"])
+        self.assertEqual(seen["hidden"], ["looker"])  # the store and the sibling are not there
+        self.assertFalse(seen["sibling"])
+        self.assertIn("main.py", seen["own"])
+
+    def test_reports_the_exit_code_and_the_killing_signal(self):
+        _, ended = self.run_task("fails", "raise SystemExit(3)\n")
+        self.assertEqual(ended, {"id": "fails", "exit": 3})
+        cwd, env = self.task("killed", SLEEPER)
+        self.server.request("killed", cwd, env)
+        pid = self.server.next_event()["pid"]
+        wait_for_pid(os.path.join(cwd, "pid"))
+        os.kill(pid, signal.SIGKILL)  # the process outside the namespace, as an operator would
+        self.assertEqual(self.server.next_event(), {"id": "killed", "signal": 9})
+
+    def test_a_stop_signal_reaches_the_run_inside(self):
+        cwd, env = self.task("stopped", SLEEPER)
+        self.server.request("stopped", cwd, env)
+        pid = self.server.next_event()["pid"]
+        wait_for_pid(os.path.join(cwd, "pid"))
+        inside = processes_in(cwd)
+        os.kill(pid, signal.SIGTERM)
+        self.assertEqual(self.server.next_event(), {"id": "stopped", "exit": 128 + signal.SIGTERM})
+        for p in inside:
+            wait_until_dead(self, p)
+
+    # Body pids written from inside the namespace are not the machine's: find them by their folder.
+    def test_killing_the_process_group_kills_the_worker_and_the_body(self):
+        cwd, env = self.task("sleeper", SLEEPER)
+        self.server.request("sleeper", cwd, env)
+        pid = self.server.next_event()["pid"]
+        wait_for_pid(os.path.join(cwd, "pid"))
+        inside = processes_in(cwd)
+        self.assertEqual(len(inside), 2, inside)
+        os.killpg(pid, signal.SIGKILL)
+        self.assertEqual(self.server.next_event(), {"id": "sleeper", "signal": 9})
+        for p in inside:
+            wait_until_dead(self, p)
+
+    def test_exits_when_stdin_closes_and_its_children_die_with_it(self):
+        cwd, env = self.task("orphan", SLEEPER)
+        self.server.request("orphan", cwd, env)
+        self.assertIn("pid", self.server.next_event())
+        wait_for_pid(os.path.join(cwd, "pid"))
+        inside = processes_in(cwd)
+        self.server.process.stdin.close()
+        self.assertEqual(self.server.process.wait(timeout=10), 0)
+        for p in inside:
+            wait_until_dead(self, p)
+
+    def test_children_die_when_the_server_is_killed(self):
+        cwd, env = self.task("orphan", SLEEPER)
+        self.server.request("orphan", cwd, env)
+        worker = self.server.next_event()["pid"]
+        wait_for_pid(os.path.join(cwd, "pid"))
+        inside = processes_in(cwd)
+        self.server.process.kill()
+        for p in [worker, *inside]:
+            wait_until_dead(self, p)
+
+    def test_with_die_with_parent_the_server_dies_with_its_parent(self):
+        pass  # the server's own life is the same sandboxed or not (ForkServerTest has it)
+
+
+class SandboxSettingsTest(unittest.TestCase):
+    """What the server does with its settings where the sandbox cannot be had."""
+
+    def setUp(self):
+        import dwop_sandbox
+
+        real = dwop_sandbox.load
+        dwop_sandbox.load = lambda: None
+        self.addCleanup(setattr, dwop_sandbox, "load", real)
+
+    def test_auto_runs_without_it_and_says_why(self):
+        from dwop_forkserver import Sandbox
+
+        sandbox = Sandbox('{"sandbox": "auto", "hide": ["/x"]}')
+        self.assertEqual((sandbox.mode, sandbox.libc, sandbox.refusal), ("off", None, None))
+        self.assertIn("not available", sandbox.why)
+
+    def test_required_refuses_every_run(self):
+        from dwop_forkserver import Sandbox
+
+        sandbox = Sandbox('{"sandbox": "required"}')
+        self.assertEqual(sandbox.mode, "off")
+        self.assertIn("required but cannot be set up here", sandbox.refusal)
+
+    def test_an_unknown_mode_is_refused_at_start(self):
+        from dwop_forkserver import Sandbox
+
+        with self.assertRaises(SystemExit):
+            Sandbox('{"sandbox": "sometimes"}')
+
+
+def processes_in(cwd):
+    """Pids (the machine's) of the processes whose working folder is cwd."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.readlink("/proc/%s/cwd" % name) == cwd:
+                    found.append(int(name))
+            except OSError:
+                pass
+    return found
 
 
 def wait_until_dead(test, pid, timeout=10):
