@@ -23,8 +23,14 @@ export function triggerRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
       throw new ApiError(422, "invalid_request", message, { inputs: extra });
     }
     const requirements = body.requirements ?? null;
-    const created = await deps.api.createTrigger({ ...body, owner, source: body.workflow, requirements });
-    if (!created) throw new ApiError(409, "trigger_exists", `a trigger named ${body.name} already exists`);
+    const outcome = await deps.api.createTrigger({ ...body, owner, source: body.workflow, requirements });
+    if (outcome === "name_taken") {
+      throw new ApiError(409, "trigger_exists", `a trigger named ${body.name} already exists`);
+    }
+    if (outcome === "secret_in_use") {
+      // A delivery's signature does not name its trigger: one secret per trigger keeps them apart.
+      throw new ApiError(409, "secret_in_use", "another trigger has this secret; give each trigger its own");
+    }
     const [row] = await deps.api.listTriggers(owner, body.name);
     if (!row) throw notFound("trigger");
     return c.json(view(row), 201, { Location: `/triggers/${body.name}` });

@@ -66,6 +66,25 @@ describe("triggers", () => {
     expect((await deliver("{}", signed)).status).toBe(404);
   });
 
+  it("refuses a second trigger with a secret already in use, whoever owns the first", async () => {
+    // The signature covers the timestamp and the body, not the trigger's name: with one secret, each
+    // trigger would accept deliveries meant for the other.
+    expect((await register("first")).status).toBe(201);
+    const bob = await h.as("bob");
+    for (const who of [alice, bob]) {
+      const res = await register("second", who);
+      expect(res.status).toBe(409);
+      expect(await code(res)).toBe("secret_in_use");
+    }
+    const [row] = await h.m.db<{ n: number }[]>`select count(*)::int as n from dwop.triggers`;
+    expect(row!.n).toBe(1);
+    // Its own secret, and it is registered; deleting the first frees its secret.
+    const own = { name: "second", workflow: WORKFLOW, secret: `${SECRET}-second` };
+    expect((await h.postJson("/triggers", own, bob)).status).toBe(201);
+    expect((await h.app.request("/triggers/first", { method: "DELETE", headers: alice })).status).toBe(204);
+    expect((await register("third", bob)).status).toBe(201);
+  });
+
   it("validates the workflow and the fields", async () => {
     const dsl = await register("bad", alice, "fun a(:\n");
     expect(dsl.status).toBe(400);

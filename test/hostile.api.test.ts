@@ -89,7 +89,7 @@ beforeAll(async () => {
           return form;
         },
         "post /triggers application/json": () =>
-          JSON.stringify({ name: "fz-base", workflow: HOOK_WORKFLOW, secret: "s".repeat(32) }),
+          JSON.stringify({ name: "fz-base", workflow: HOOK_WORKFLOW, secret: "f".repeat(32) }),
         "post /keys application/json": () => JSON.stringify({ name: "fuzz key" }),
         "post /validate application/json": () => JSON.stringify({ workflow: SAMPLE }),
         "post /hooks/{name} */*": () => "{}",

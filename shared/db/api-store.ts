@@ -239,7 +239,7 @@ export class ApiStore {
     return row?.owner ?? null;
   }
 
-  /** Registers a trigger; false when the name is taken. */
+  /** Registers a trigger, or says why not: its name or its secret is taken. */
   async createTrigger(t: {
     owner: string;
     name: string;
@@ -247,9 +247,9 @@ export class ApiStore {
     requirements: string | null;
     secret: string;
   }) {
-    const [row] = await this.db<{ ok: boolean }[]>`
-      select dwop.create_trigger(${t.owner}, ${t.name}, ${t.source}, ${t.requirements}, ${t.secret}) as ok`;
-    return row?.ok ?? false;
+    const [row] = await this.db<{ outcome: "created" | "name_taken" | "secret_in_use" }[]>`
+      select dwop.create_trigger(${t.owner}, ${t.name}, ${t.source}, ${t.requirements}, ${t.secret}) as outcome`;
+    return row!.outcome;
   }
 
   /** The owner's triggers (never their secrets). */
