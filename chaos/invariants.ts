@@ -160,8 +160,7 @@ export async function checkInvariants(
       // A timeout can also come before the body printed anything (its inputs still downloading while
       // the API restarts), and a pod evicted (or never started) before it printed takes no log with it:
       // there is then no log either. Counted on the same info row, never hidden.
-      if (NO_LOG_POSSIBLE.has(r.failure_reason))
-        lostNoLog.push(`task ${r.task_id} attempt ${r.attempt}`);
+      if (NO_LOG_POSSIBLE.has(r.failure_reason)) lostNoLog.push(`task ${r.task_id} attempt ${r.attempt}`);
       else bad4.push(`task ${r.task_id} attempt ${r.attempt}: ${r.failure_reason} without a log tail`);
     }
   }

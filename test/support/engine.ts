@@ -11,6 +11,7 @@ import { PgBossBus } from "../../shared/bus/pgboss.ts";
 import { RabbitBus } from "../../shared/bus/rabbit.ts";
 import type { WorkflowSummary } from "../../shared/db/store.ts";
 import type { Executor } from "../../shared/executors/executor.ts";
+import type { SandboxMode } from "../../shared/executors/fork-server.ts";
 import { LocalExecutor } from "../../shared/executors/local.ts";
 import { resolvePython, WORKER_SCRIPT } from "../../shared/executors/python.ts";
 import { OUTPUT_BUCKET, TERMINAL_WORKFLOW_STATES, objectPaths } from "../../shared/model.ts";
@@ -32,6 +33,8 @@ export interface EngineOptions {
   /** Another executor than local processes (the benchmarks' no-op executor), given the storage folder. */
   executor?: (storageRoot: string) => Executor;
   claimBatch?: number;
+  /** The local executor's task sandbox ("auto" when not given). */
+  sandbox?: SandboxMode;
 }
 
 export interface Engine {
@@ -83,6 +86,7 @@ export async function startEngine(label: string, options: EngineOptions): Promis
         workerScript: WORKER_SCRIPT,
         workRoot: join(storageRoot, `runs-${i}`),
         hide: [storageRoot],
+        sandbox: options.sandbox,
       });
     const d = new Dispatcher(m.store, await newBus(), executor, storage, {
       id: `d${i}-${queue}`,
