@@ -85,6 +85,8 @@ export async function runPass(o: PassOptions): Promise<PassReport> {
     connection: { application_name: "chaos-runner" },
   });
   const home = await mkdtemp(join(tmpdir(), `dwop-chaos-${o.executor}-`));
+  // The stack's own home (storage, run folders) apart from the markers: the task sandbox hides it.
+  const dwopHome = join(home, "dwop");
   const markerDir = join(home, "markers");
   const logDir = join(home, "logs");
   const podRoot = join(home, "pods");
@@ -99,7 +101,7 @@ export async function runPass(o: PassOptions): Promise<PassReport> {
       DATABASE_URL: m.url,
       RABBITMQ_CONNECTION_URL: RABBIT_URL,
       DWOP_QUEUE: queue,
-      DWOP_HOME: home,
+      DWOP_HOME: dwopHome,
       DWOP_PORT: String(port),
       DWOP_PUBLIC_URL: apiUrl,
       DWOP_STORAGE_SECRET: randomBytes(16).toString("hex"),
@@ -233,7 +235,7 @@ export async function runPass(o: PassOptions): Promise<PassReport> {
       rabbitUrl: RABBIT_URL,
       queue,
       prefix,
-      workerRoots: [join(home, "runs"), podRoot],
+      workerRoots: [join(dwopHome, "runs"), podRoot],
       kubeControl,
       recentMessages: async () =>
         db<{ taskId: string; attempt: number }[]>`
@@ -284,7 +286,7 @@ export async function runPass(o: PassOptions): Promise<PassReport> {
     }
     const settledAt = Date.now();
 
-    const verdict = await checkInvariants(db, join(home, "storage"), plans, await jobsLeft());
+    const verdict = await checkInvariants(db, join(dwopHome, "storage"), plans, await jobsLeft());
     if (settleMs === null) {
       verdict.rows.push({ name: "settled within the timeout", checked: 1, violations: 1 });
       verdict.details.push(`not settled ${o.settleTimeoutMs / 1000}s after the last fault`);

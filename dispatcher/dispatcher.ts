@@ -277,14 +277,23 @@ export class Dispatcher {
     this.log.info({ runId: run.runId, task: run.taskName, reason: outcome.reason, next }, "run failed");
   }
 
+  /**
+   * Kills this dispatcher's runs that are no longer active (cancelled). Never rejects: it runs from the
+   * NOTIFY listener, where a rejection would go unhandled and stop the process; the next heartbeat looks
+   * again after a failure (a database refusing connections, say).
+   */
   private async stopCancelledRuns(): Promise<void> {
-    const inactive = await this.store.inactiveRuns(this.executor.active());
-    for (const runId of inactive) {
-      // A killed run reports no outcome, so its slot is freed here.
-      if (await this.executor.kill(runId)) {
-        this.held.delete(runId);
-        this.slots.release();
+    try {
+      const inactive = await this.store.inactiveRuns(this.executor.active());
+      for (const runId of inactive) {
+        // A killed run reports no outcome, so its slot is freed here.
+        if (await this.executor.kill(runId)) {
+          this.held.delete(runId);
+          this.slots.release();
+        }
       }
+    } catch (err) {
+      this.log.warn({ err }, "could not look for cancelled runs; the next heartbeat looks again");
     }
     void this.adjustFlow();
   }
