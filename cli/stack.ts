@@ -9,7 +9,7 @@ import { apiSettings, createApp } from "../functions/app.ts";
 import type { Bus } from "../shared/bus/bus.ts";
 import { connectBus } from "../shared/bus/from-config.ts";
 import { databaseUrl, type Config } from "../shared/config.ts";
-import { connectDb, type Db } from "../shared/db/connect.ts";
+import { connectDb, waitForDatabase, type Db } from "../shared/db/connect.ts";
 import { migrate } from "../shared/db/migrate.ts";
 import { Store } from "../shared/db/store.ts";
 import { announceSandbox, LocalExecutor } from "../shared/executors/local.ts";
@@ -61,6 +61,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     url = embedded.url;
   }
   const db = connectDb(url, { max: 20, applicationName: "dwop" });
+  await waitForDatabase(db, logger);
   await migrate(db);
   const store = new Store(db);
 

@@ -3,7 +3,7 @@
 import { hostname } from "node:os";
 import { connectBus } from "../shared/bus/from-config.ts";
 import { databaseUrl, loadConfig } from "../shared/config.ts";
-import { connectDb } from "../shared/db/connect.ts";
+import { connectDb, waitForDatabase } from "../shared/db/connect.ts";
 import { migrate } from "../shared/db/migrate.ts";
 import { Store } from "../shared/db/store.ts";
 import { readEnv } from "../shared/env.ts";
@@ -19,6 +19,7 @@ if (!url) {
 }
 const id = process.env.DWOP_CLAIMER_ID ?? `claimer-${hostname()}-${process.pid}`;
 const db = connectDb(url, { max: 4, applicationName: `dwop-claimer:${id}` });
+await waitForDatabase(db, logger);
 await migrate(db);
 const bus = await connectBus(config, url, logger, `dwop-claimer:${id}`);
 const claimer = new Claimer(new Store(db), bus, {

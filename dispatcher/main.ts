@@ -3,7 +3,7 @@ import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { connectBus } from "../shared/bus/from-config.ts";
 import { databaseUrl, loadConfig, type Config } from "../shared/config.ts";
-import { connectDb } from "../shared/db/connect.ts";
+import { connectDb, waitForDatabase } from "../shared/db/connect.ts";
 import { migrate } from "../shared/db/migrate.ts";
 import { Store } from "../shared/db/store.ts";
 import { readEnv } from "../shared/env.ts";
@@ -31,6 +31,7 @@ if (!url || !storage) {
 }
 const id = config.DWOP_DISPATCHER_ID ?? `${hostname()}-${process.pid}`;
 const db = connectDb(url, { max: 10, applicationName: `dwop-dispatcher:${id}` });
+await waitForDatabase(db, logger);
 await migrate(db);
 const store = new Store(db);
 const bus = await connectBus(config, url, logger, `dwop-dispatcher:${id}`);
