@@ -18,7 +18,7 @@ export function formatPass(p: PassReport): string {
     `- workflows: ${p.workflows} (${list(p.workflowsByStatus)}); shapes: ${list(p.shapes)}`,
     `- tasks: ${p.tasks} (${p.succeededTasks} succeeded); runs: ${p.runs}`,
     `- faults injected: ${faults} (${list(p.faults)})${p.faultErrors ? `; ${p.faultErrors} could not be injected` : ""}`,
-    `- processes that exited on their own and were restarted: ${p.unexpectedExits}`,
+    `- processes that exited on their own and were restarted: ${p.unexpectedExits}${p.unexpectedExits && !p.details.length ? ` (logs kept: ${p.logDir})` : ""}`,
     `- time from the last fault to all settled: ${p.settleMs === null ? "did not settle" : `${(p.settleMs / 1000).toFixed(1)} s`}`,
     `- duration: ${(p.durationMs / 60_000).toFixed(1)} min; throughput: ${p.tasksPerMinute.toFixed(0)} tasks succeeded per minute`,
     `- invariant violations: ${p.violations}`,

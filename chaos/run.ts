@@ -312,8 +312,9 @@ export async function runPass(o: PassOptions): Promise<PassReport> {
     await processes.stopAll();
     await db.end({ timeout: 5 });
     await m.close(violations === 0);
-    if (violations === 0) {
-      await deleteRabbitTopology(queue).catch(() => {});
+    if (violations === 0) await deleteRabbitTopology(queue).catch(() => {});
+    // A process that exited on its own (a crash) is no violation, but its log is worth reading.
+    if (violations === 0 && processes.unexpectedExits === 0) {
       await rm(home, { recursive: true, force: true }).catch(() => {});
     }
     const minutes = (settledAt - started) / 60_000;
