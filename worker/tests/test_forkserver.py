@@ -394,9 +394,6 @@ class SandboxedForkServerTest(ForkServerTest):
         for p in [worker, *inside]:
             wait_until_dead(self, p)
 
-    def test_with_die_with_parent_the_server_dies_with_its_parent(self):
-        pass  # the server's own life is the same sandboxed or not (ForkServerTest has it)
-
 
 class SandboxSettingsTest(unittest.TestCase):
     """What the server does with its settings where the sandbox cannot be had."""
