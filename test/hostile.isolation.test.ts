@@ -33,9 +33,10 @@ const SECRETS: Record<string, string> = {
   AWS_SECRET_ACCESS_KEY: "leak-aws-secret-1f7",
 };
 /** What a task body may find in os.environ: the executor's safe list, what Python adds, nothing else. */
-const TASK_ENV = ["PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "PYTHONUNBUFFERED"];
+const TASK_ENV = ["PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "TMPDIR", "PYTHONUNBUFFERED"];
 const WORKER_ENV = [
-  ...["PATH", "LANG", "LC_ALL", "TZ", "HOME", "PYTHONUNBUFFERED", "DWOP_DIE_WITH_PARENT", "DWOP_RESULT_FILE"],
+  ...["PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR", "PYTHONUNBUFFERED", "DWOP_DIE_WITH_PARENT"],
+  "DWOP_RESULT_FILE",
   ...["DWOP_CODE_URL", "DWOP_INPUTS", "DWOP_OUTPUT_URL", "DWOP_LOG_URL", "DWOP_REQUIREMENTS_URL"],
 ];
 const NOBODY = 65534;
@@ -64,6 +65,7 @@ interface Looker {
   serverEnviron: string;
   cwd: string;
   home: string;
+  tmpdir: string;
   listing: string[];
   mode: string;
   raw: string;
@@ -131,6 +133,7 @@ fun looker(raw:extract, doc:inputs.doc):
         "serverEnviron": environ(parent(os.getppid())),
         "cwd": os.getcwd(),
         "home": os.environ.get("HOME", ""),
+        "tmpdir": __import__("tempfile").gettempdir(),
         "listing": sorted(os.listdir(".")),
         "mode": oct(stat.S_IMODE(os.stat(".").st_mode)),
         "raw": open("raw").read(),
@@ -276,7 +279,8 @@ describe("a task in the local executor", () => {
     const { looker } = seen;
     expect(looker.cwd).not.toBe(seen.holder);
     expect(looker.home).toBe(looker.cwd);
-    expect(looker.listing).toEqual([".dwop-worker.log", "doc", "main.py", "raw"]);
+    expect(looker.listing).toEqual([".dwop-worker.log", ".tmp", "doc", "main.py", "raw"]);
+    expect(looker.tmpdir).toBe(join(looker.cwd, ".tmp"));
     expect([looker.raw, looker.doc]).toEqual(["upstream data\n", "the looker's input"]);
     expect(looker.mode).toBe("0o700");
     const runs = await engine.m.db<{ id: string }[]>`select id::text as id from dwop.runs`;

@@ -43,6 +43,8 @@ const SAFE_ENV = ["PATH", "LANG", "LC_ALL", "TZ", "HOME"];
 /** Where the fork server sends the worker's stdout and stderr, in the run's folder. */
 const LOG_FILE = ".dwop-worker.log";
 const RESULT_FILE = ".dwop-result.json";
+/** The run's own temporary folder (TMPDIR), inside its folder: removed with it. */
+const TMP_DIR = ".tmp";
 const LOG_TAIL_LINES = 100;
 
 /**
@@ -119,7 +121,7 @@ export class LocalExecutor implements Executor {
   private async launch(run: LocalRun, env: WorkerEnv): Promise<number> {
     // 0700: the run's inputs, code and output are no other user's to read (umask cannot widen it). Tasks
     // run as the dispatcher's uid, so this does not keep runs from each other: that needs separate uids.
-    await mkdir(run.dir, { recursive: true, mode: 0o700 });
+    await mkdir(join(run.dir, TMP_DIR), { recursive: true, mode: 0o700 });
     const worker = await this.server.fork(run.assignment.runId, run.dir, this.workerEnv(env, run.dir));
     run.pid = worker.pid;
     void worker.exited
@@ -152,6 +154,8 @@ export class LocalExecutor implements Executor {
       ...this.baseEnv(),
       ...(env as unknown as Record<string, string>),
       HOME: dir,
+      // tempfile and most tools put their files here, in the run's own folder, not in the shared /tmp.
+      TMPDIR: join(dir, TMP_DIR),
       DWOP_RESULT_FILE: join(dir, RESULT_FILE),
       DWOP_DIE_WITH_PARENT: "1",
       PYTHONUNBUFFERED: "1",
