@@ -215,9 +215,13 @@ async function duplicateMessages(ctx: FaultContext, pick: number): Promise<strin
   return `${copies.length * (pick % 2 === 0 ? 2 : 1)} copies`;
 }
 
-/** SIGKILLs one running worker of this run (a process-group leader whose working folder is ours). */
+/**
+ * SIGKILLs one running worker of this run: a process whose working folder is ours and whose parent's is
+ * not (the body's parent is the worker). Found so in the task sandbox too, where the process outside the
+ * namespace that leads the group has the fork server's folder, and the worker is its child.
+ */
 async function killWorker(ctx: FaultContext, pick: number): Promise<string> {
-  const workers: number[] = [];
+  const inFolder = new Map<number, number>(); // pid -> parent pid
   for (const entry of await readdir("/proc")) {
     const pid = Number(entry);
     if (!Number.isInteger(pid)) continue;
@@ -225,12 +229,12 @@ async function killWorker(ctx: FaultContext, pick: number): Promise<string> {
       const cwd = await readlink(`/proc/${pid}/cwd`);
       if (!ctx.workerRoots.some((root) => cwd.startsWith(root))) continue;
       const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(fields[2]) === pid) workers.push(pid); // its own process group: the worker, not the body
+      inFolder.set(pid, Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
     } catch {
       // Gone already.
     }
   }
+  const workers = [...inFolder].filter(([, parent]) => !inFolder.has(parent)).map(([pid]) => pid);
   if (workers.length === 0) return "no worker running";
   workers.sort((a, b) => a - b);
   const victim = workers[pick % workers.length]!;

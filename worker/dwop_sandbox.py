@@ -157,7 +157,10 @@ def wait_outside(pid):
         status = os.waitpid(pid, 0)[1]
         code = os.waitstatus_to_exitcode(status)
         if code < 0:
-            _signal.signal(-code, _signal.SIG_DFL)
+            # Killed: die of the same signal, so the fork server reports it as such (a worker killed
+            # from outside is an infrastructure loss, not the task's failure).
+            if -code not in (_signal.SIGKILL, _signal.SIGSTOP):
+                _signal.signal(-code, _signal.SIG_DFL)
             os.kill(os.getpid(), -code)
             code = 128 - code
         os._exit(code)

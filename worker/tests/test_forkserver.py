@@ -349,6 +349,21 @@ class SandboxedForkServerTest(ForkServerTest):
         os.kill(pid, signal.SIGKILL)  # the process outside the namespace, as an operator would
         self.assertEqual(self.server.next_event(), {"id": "killed", "signal": 9})
 
+    def test_a_worker_killed_inside_is_reported_killed(self):
+        # What the OOM killer or an operator's kill -9 of the worker does (found by the soak: the process
+        # outside reported exit 71 instead, a worker error spending the task's own retries).
+        cwd, env = self.task("killed", SLEEPER)
+        self.server.request("killed", cwd, env)
+        self.server.next_event()
+        wait_for_pid(os.path.join(cwd, "pid"))
+        inside = processes_in(cwd)
+        worker = [p for p in inside if parent_of(p) not in inside]
+        self.assertEqual(len(worker), 1, inside)
+        os.kill(worker[0], signal.SIGKILL)
+        self.assertEqual(self.server.next_event(), {"id": "killed", "signal": signal.SIGKILL})
+        for p in inside:
+            wait_until_dead(self, p)
+
     def test_a_stop_signal_reaches_the_run_inside(self):
         cwd, env = self.task("stopped", SLEEPER)
         self.server.request("stopped", cwd, env)
@@ -424,6 +439,11 @@ class SandboxSettingsTest(unittest.TestCase):
 
         with self.assertRaises(SystemExit):
             Sandbox('{"sandbox": "sometimes"}')
+
+
+def parent_of(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
 
 
 def processes_in(cwd):
