@@ -7,12 +7,17 @@ pid, own memory, own session and process group) and runs dwop_main.main(), the s
 
 Protocol, one JSON object per line:
   stdin   {"id": "<run id>", "cwd": "/abs/folder", "env": {"NAME": "value", ...}}
-  stdout  {"ready": <server pid>}                     once, at start
+  argv    [settings]: {"sandbox": "auto" | "required" | "off", "hide": ["/folder", ...]} (default off);
+          see dwop_sandbox.py
+  stdout  {"ready": <server pid>, "sandbox": "namespaces" | "off", "why": <why off, or null>}   once
           {"id": ..., "pid": <child pid>}            after the fork, once the child leads its own group
           {"id": ..., "exit": <code>}                 when the child has exited
           {"id": ..., "signal": <n>}                  when a signal killed the child
-          {"id": <id or null>, "error": "<why>"}      for a request that forks nothing
-The child's environment is exactly "env"; its stdin is /dev/null; its stdout and stderr both go to
+          {"id": <id or null>, "error": "<why>"}      for a request that forks nothing (every request,
+                                                      when the sandbox is required and cannot be had)
+In the sandbox, the child forked here stays outside the run's namespaces and only waits for the worker
+inside (see dwop_sandbox.py); its pid is the one reported, and it leads the process group. The child's
+environment is exactly "env"; its stdin is /dev/null; its stdout and stderr both go to
 <cwd>/.dwop-worker.log (appended to, so the order of the worker's writes is kept). The child dies (SIGKILL)
 when the server dies, and the task body with it when the run's env has DWOP_DIE_WITH_PARENT=1; with that
 variable in the server's own environment, the server dies when its parent does. When its stdin closes,
