@@ -295,7 +295,7 @@ describe("a task in the local executor", () => {
   });
 
   it("runs in the sandbox on this machine (Linux with user namespaces)", () => {
-    expect(sandbox).toEqual({ mode: "namespaces", why: null });
+    expect(sandbox).toEqual({ mode: "namespaces", why: null, visible: [] });
   });
 
   it("sees only its own processes: the dispatcher's /proc/<pid>/environ is not there to read", () => {

@@ -9,7 +9,8 @@ Protocol, one JSON object per line:
   stdin   {"id": "<run id>", "cwd": "/abs/folder", "env": {"NAME": "value", ...}}
   argv    [settings]: {"sandbox": "auto" | "required" | "off", "hide": ["/folder", ...]} (default off);
           see dwop_sandbox.py
-  stdout  {"ready": <server pid>, "sandbox": "namespaces" | "off", "why": <why off, or null>}   once
+  stdout  {"ready": <server pid>, "sandbox": "namespaces" | "off", "why": <why off, or null>,
+           "visible": [hide folders left visible, since Python or the worker is inside]}   once, at start
           {"id": ..., "pid": <child pid>}            after the fork, once the child leads its own group
           {"id": ..., "exit": <code>}                 when the child has exited
           {"id": ..., "signal": <n>}                  when a signal killed the child
@@ -104,8 +105,10 @@ class Server:
     def serve(self):
         """Answers requests until stdin closes; then kills every child's group and returns."""
         sandbox = self.sandbox
-        why = "null" if sandbox.why is None else encode(sandbox.why)
-        write_all(1, b'{"ready":%d,"sandbox":%s,"why":%s}\n' % (self.pid, encode(sandbox.mode).encode(), why.encode()))
+        ready = {"ready": self.pid, "sandbox": sandbox.mode, "why": sandbox.why, "visible": sandbox.visible}
+        import json  # once, at start; the per-run lines are written by hand
+
+        write_all(1, (json.dumps(ready, separators=(",", ":")) + "\n").encode("ascii"))
         poller = select.poll()
         poller.register(0, select.POLLIN)
         poller.register(self.wakeup_r, select.POLLIN)
@@ -242,7 +245,8 @@ class Sandbox:
         wanted = settings.get("sandbox", "off")
         if wanted not in ("auto", "required", "off"):
             raise SystemExit("dwop-forkserver: sandbox must be auto, required or off, not %r" % (wanted,))
-        self.hide = [p for p in settings.get("hide", []) if isinstance(p, str)]
+        hide = [p for p in settings.get("hide", []) if isinstance(p, str)]
+        self.hide, self.visible = dwop_sandbox.split_hidden(hide)
         self.libc = None
         self.why = None
         self.refusal = None

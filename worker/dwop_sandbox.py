@@ -91,6 +91,26 @@ def hidden_roots(paths):
     return kept
 
 
+def needed_by_runs():
+    """Folders a run must still read: Python's installation and the worker's own modules."""
+    import sys
+
+    folders = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, os.path.dirname(__file__)}
+    return sorted(os.path.realpath(f) for f in folders if f)
+
+
+def split_hidden(paths):
+    """(paths to hide, paths left visible because a run needs what is inside them): a DWOP home that holds
+    the Python in use, say, cannot be hidden without breaking every run's imports."""
+    needed = needed_by_runs()
+    hide, visible = [], []
+    for path in paths:
+        real = os.path.realpath(path).rstrip("/") or "/"
+        inside = lambda f: f == real or f.startswith(real + "/") or real == "/"  # noqa: E731
+        (visible if any(inside(f) for f in needed) else hide).append(path)
+    return hide, visible
+
+
 def enter(libc, cwd, hide, prctl, die_with_parent):
     """Puts this process (a freshly forked child of the fork server) in the sandbox. Returns in the run's
     process, inside; the process left outside never returns from here."""

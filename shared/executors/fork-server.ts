@@ -28,6 +28,8 @@ export type SandboxMode = "auto" | "required" | "off";
 export interface SandboxStatus {
   mode: "namespaces" | "off";
   why: string | null;
+  /** Folders asked to be hidden but left visible: Python or the worker is inside them. */
+  visible: string[];
 }
 
 /** How a forked worker ended. `serverDied`: the fork server died first, so the worker died unobserved. */
@@ -54,6 +56,7 @@ interface ServerEvent {
   ready?: number;
   sandbox?: SandboxStatus["mode"];
   why?: string | null;
+  visible?: string[];
   id?: string | null;
   pid?: number;
   exit?: number;
@@ -213,7 +216,7 @@ class ServerProcess {
 
   private handle(event: ServerEvent): void {
     if (event.ready !== undefined) {
-      this.markReady({ mode: event.sandbox ?? "off", why: event.why ?? null });
+      this.markReady({ mode: event.sandbox ?? "off", why: event.why ?? null, visible: event.visible ?? [] });
       return;
     }
     const id = event.id;

@@ -239,6 +239,12 @@ export class LocalExecutor implements Executor {
  */
 export async function announceSandbox(executor: LocalExecutor, log: Logger): Promise<void> {
   const status = await executor.sandbox();
+  if (status.mode === "namespaces" && status.visible.length > 0) {
+    log.warn(
+      { visible: status.visible },
+      "task sandbox: these folders hold Python or the DWOP worker, so tasks still see them; move DWOP_HOME",
+    );
+  }
   if (status.mode === "namespaces")
     log.info({ sandbox: status.mode }, "task sandbox: each run in its own namespaces");
   else if (status.why)

@@ -322,7 +322,9 @@ class SandboxedForkServerTest(ForkServerTest):
         self.assertCountEqual(ends, [{"id": "one", "exit": 0}, {"id": "two", "exit": 0}])
 
     def test_says_at_start_that_runs_are_sandboxed(self):
-        self.assertEqual(self.server.hello, {"ready": self.server.ready, "sandbox": "namespaces", "why": None})
+        self.assertEqual(
+            self.server.hello, {"ready": self.server.ready, "sandbox": "namespaces", "why": None, "visible": []}
+        )
 
     def test_a_run_sees_only_its_own_processes_and_folder(self):
         sibling = os.path.join(self.tmp, "sibling")
@@ -433,6 +435,15 @@ class SandboxSettingsTest(unittest.TestCase):
         sandbox = Sandbox('{"sandbox": "required"}')
         self.assertEqual(sandbox.mode, "off")
         self.assertIn("required but cannot be set up here", sandbox.refusal)
+
+    def test_a_folder_holding_python_or_the_worker_is_left_visible(self):
+        from dwop_forkserver import Sandbox
+
+        worker_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        other = tempfile.gettempdir()
+        sandbox = Sandbox(json.dumps({"sandbox": "auto", "hide": [os.path.dirname(worker_dir), sys.prefix, other]}))
+        self.assertEqual(sandbox.visible, [os.path.dirname(worker_dir), sys.prefix])
+        self.assertEqual(sandbox.hide, [other])
 
     def test_an_unknown_mode_is_refused_at_start(self):
         from dwop_forkserver import Sandbox
