@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { connect, createServer, type AddressInfo } from "node:net";
 import { describe, expect, test } from "vitest";
 import type { Delivery } from "../shared/bus/bus.ts";
 import { silentLogger } from "../shared/log.ts";
@@ -168,6 +169,39 @@ describe("RabbitBus", () => {
     expect(await bus.publish(taskMessages("ur", 1, 2))).toEqual(["o-ur-2"]);
     expect(await bus.depth()).toBe(1);
   });
+
+  test("connect() waits for a broker that comes up a few seconds late (a restart), by default", async () => {
+    // Found by the soak: a dispatcher restarted while the broker restarted gave up after ~3 s and exited.
+    // A port that starts forwarding to the broker only after 5 s.
+    const port = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, "127.0.0.1", () => {
+        const { port } = probe.address() as AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
+    const proxy = createServer((client) => {
+      const upstream = connect(5672, "127.0.0.1");
+      client.pipe(upstream).pipe(client);
+      const close = () => (client.destroy(), upstream.destroy());
+      client.on("error", close).on("close", close);
+      upstream.on("error", close).on("close", close);
+    });
+    const opened = setTimeout(() => proxy.listen(port, "127.0.0.1"), 5_000);
+    const queue = uniqueQueueName("late-broker");
+    try {
+      const bus = await RabbitBus.connect({
+        url: RABBIT_URL.replace(":5672", `:${port}`),
+        queue,
+        logger: silentLogger,
+      });
+      expect(await bus.depth()).toBe(0);
+      await bus.close();
+    } finally {
+      clearTimeout(opened);
+      await new Promise((r) => proxy.close(r));
+      await deleteRabbitTopology(queue).catch(() => {});
+    }
+  }, 60_000);
 
   test("connect() fails when the broker cannot be reached", async () => {
     await expect(

@@ -5,6 +5,9 @@ import { RabbitConsumer } from "./rabbit-consumer.ts";
 import { ConfirmChannelPool } from "./rabbit-pool.ts";
 import { publishBatch } from "./rabbit-publish.ts";
 
+/** 0.1 s doubling to 5 s between attempts: 17 attempts span about a minute. */
+const INITIAL_CONNECT_RETRIES = 17;
+
 export interface RabbitBusOptions {
   /** amqp:// URL (RABBITMQ_CONNECTION_URL). */
   url: string;
@@ -16,7 +19,11 @@ export interface RabbitBusOptions {
   quorum?: boolean;
   /** How long a publish waits for a channel and the broker's confirms before leaving ids out (default 10 s). */
   publishTimeoutMs?: number;
-  /** Connection attempts before `connect` gives up at start (default 5); reconnects after that never stop. */
+  /**
+   * Connection attempts before `connect` gives up at start (default 17: about a minute, so a process that
+   * starts while the broker restarts waits for it, as it waits for the database); reconnects after that
+   * never stop.
+   */
   initialConnectRetries?: number;
   /** Shown in the broker's connection list (and used by tests to close this connection from outside). */
   connectionName?: string;
@@ -69,7 +76,7 @@ export class RabbitBus implements Bus {
         initialDelay: 100,
         maxDelay: 5_000,
         maxRetries: Infinity,
-        initialMaxRetries: options.initialConnectRetries ?? 5,
+        initialMaxRetries: options.initialConnectRetries ?? INITIAL_CONNECT_RETRIES,
         // Resolve at once, so the listeners below see the first 'connect' too.
         waitForConnect: false,
         setup: (model: ChannelModel) => declareTopology(model, options),
