@@ -440,7 +440,8 @@ class SandboxSettingsTest(unittest.TestCase):
         from dwop_forkserver import Sandbox
 
         worker_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        other = tempfile.gettempdir()
+        other = tempfile.mkdtemp(prefix="dwop-hidden-")  # holds neither (the checkout may be under /tmp)
+        self.addCleanup(os.rmdir, other)
         sandbox = Sandbox(json.dumps({"sandbox": "auto", "hide": [os.path.dirname(worker_dir), sys.prefix, other]}))
         self.assertEqual(sandbox.visible, [os.path.dirname(worker_dir), sys.prefix])
         self.assertEqual(sandbox.hide, [other])
