@@ -25,6 +25,8 @@ import _signal
 import os
 import select
 
+from dwop_process import forward
+
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
@@ -81,12 +83,18 @@ def load():
         return None
 
 
+def within(path, folder):
+    """Whether the (real, absolute) path is the folder or below it."""
+    folder = folder.rstrip("/")
+    return path == folder or path.startswith(folder + "/")
+
+
 def hidden_roots(paths):
     """The folders to cover: existing absolute folders, none below another of them."""
     roots = sorted({os.path.realpath(p) for p in paths if os.path.isabs(p) and os.path.isdir(p)})
     kept = []
     for root in roots:
-        if not any(root == k or root.startswith(k.rstrip("/") + "/") for k in kept):
+        if not any(within(root, k) for k in kept):
             kept.append(root)
     return kept
 
@@ -105,9 +113,8 @@ def split_hidden(paths):
     needed = needed_by_runs()
     hide, visible = [], []
     for path in paths:
-        real = os.path.realpath(path).rstrip("/") or "/"
-        inside = lambda f: f == real or f.startswith(real + "/") or real == "/"  # noqa: E731
-        (visible if any(inside(f) for f in needed) else hide).append(path)
+        real = os.path.realpath(path)
+        (visible if any(within(f, real) for f in needed) else hide).append(path)
     return hide, visible
 
 
@@ -157,7 +164,7 @@ def cover(libc, cwd, roots):
     libc.mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     for root in roots:
         libc.mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
-        if cwd.startswith(root.rstrip("/") + "/"):
+        if cwd != root and within(cwd, root):
             os.makedirs(cwd, mode=0o700)
             libc.mount("/proc/self/fd/%d" % own, cwd, None, MS_BIND | MS_REC)
         libc.mount(None, root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
@@ -186,13 +193,6 @@ def wait_outside(pid):
         os._exit(code)
     finally:
         os._exit(EXIT_SANDBOX_FAILED)
-
-
-def forward(pid, signum):
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 def probe(libc, hide):
