@@ -1,4 +1,5 @@
 import postgres from "postgres";
+import { retryTransient } from "./retry.ts";
 
 /** The database handle every part of DWOP is given (postgres.js over DATABASE_URL). */
 export type Db = postgres.Sql;
@@ -35,17 +36,12 @@ export async function waitForDatabase(
   timeoutMs = DATABASE_WAIT_MS,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await db`select 1`;
-      return;
-    } catch (err) {
-      const code = (err as { code?: unknown } | null)?.code;
-      // 28xxx: authentication; 3D000: no such database.
-      if ((typeof code === "string" && /^(28|3D)/.test(code)) || Date.now() >= deadline) throw err;
-      const delay = Math.min(100 * 2 ** (attempt - 1), 2000);
-      log.warn({ err, attempt, retryInMs: delay }, "the database is not answering yet; waiting");
-      await new Promise((r) => setTimeout(r, delay));
-    }
-  }
+  await retryTransient(() => db`select 1`, {
+    // 28xxx: authentication; 3D000: no such database.
+    retryIf: (err) => !/^(28|3D)/.test(String((err as { code?: unknown } | null)?.code ?? "")),
+    giveUp: () => Date.now() >= deadline,
+    maxDelayMs: 2000,
+    onRetry: (err, attempt, retryInMs) =>
+      log.warn({ err, attempt, retryInMs }, "the database is not answering yet; waiting"),
+  });
 }

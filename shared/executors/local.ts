@@ -82,7 +82,6 @@ export class LocalExecutor implements Executor {
    * say so (and to stop there) before the first task.
    */
   async sandbox(): Promise<SandboxStatus> {
-    await mkdir(this.options.workRoot, { recursive: true, mode: 0o700 });
     const status = await this.server.sandbox();
     if (status.mode === "off" && this.options.sandbox === "required") {
       throw new Error(
@@ -119,8 +118,8 @@ export class LocalExecutor implements Executor {
   }
 
   private async launch(run: LocalRun, env: WorkerEnv): Promise<number> {
-    // 0700: the run's inputs, code and output are no other user's to read (umask cannot widen it). Tasks
-    // run as the dispatcher's uid, so this does not keep runs from each other: that needs separate uids.
+    // 0700: the run's inputs, code and output are no other user's to read (umask cannot widen it). Runs
+    // of the same uid are kept from each other by the task sandbox, which hides every other run folder.
     await mkdir(join(run.dir, TMP_DIR), { recursive: true, mode: 0o700 });
     const worker = await this.server.fork(run.assignment.runId, run.dir, this.workerEnv(env, run.dir));
     run.pid = worker.pid;
@@ -239,15 +238,15 @@ export class LocalExecutor implements Executor {
  */
 export async function announceSandbox(executor: LocalExecutor, log: Logger): Promise<void> {
   const status = await executor.sandbox();
-  if (status.mode === "namespaces" && status.visible.length > 0) {
-    log.warn(
-      { visible: status.visible },
-      "task sandbox: these folders hold Python or the DWOP worker, so tasks still see them; move DWOP_HOME",
-    );
-  }
-  if (status.mode === "namespaces")
+  if (status.mode === "namespaces") {
+    if (status.visible.length > 0) {
+      log.warn(
+        { visible: status.visible },
+        "task sandbox: these folders hold Python or the DWOP worker, so tasks still see them; move DWOP_HOME",
+      );
+    }
     log.info({ sandbox: status.mode }, "task sandbox: each run in its own namespaces");
-  else if (status.why)
+  } else if (status.why)
     log.warn({ why: status.why }, "task sandbox unavailable: tasks see what this user can");
   else log.warn({ sandbox: "off" }, "task sandbox off (DWOP_TASK_SANDBOX=off): tasks see what this user can");
 }
