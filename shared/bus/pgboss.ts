@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import PgBoss from "pg-boss";
 import postgres from "postgres";
+import { postgresTarget } from "../db/connect.ts";
 import type { Bus, ConsumeOptions, Consumer, Delivery, OutgoingMessage } from "./bus.ts";
 import { describeError, stderrLogger, type BusLogger } from "./message.ts";
 import { PgBossConsumer } from "./pgboss-consumer.ts";
@@ -194,7 +195,9 @@ export class PgBossBus implements Bus {
   /** Opens the consumer-side connections once and LISTENs on the queue's channel. */
   private async listen(): Promise<postgres.Sql> {
     if (this.consumerSql) return this.consumerSql;
-    const sql = postgres(this.options.connectionString, {
+    const target = postgresTarget(this.options.connectionString);
+    const sql = postgres(target.url, {
+      path: target.path,
       max: 4,
       onnotice: () => {},
       // pg-boss passes undefined for unset parameters.

@@ -13,13 +13,35 @@ export interface ConnectOptions {
 
 /** Opens a pool. Bigint ids come back as strings; notices are not printed. */
 export function connectDb(url: string, options: ConnectOptions = {}): Db {
-  return postgres(url, {
+  const target = postgresTarget(url);
+  return postgres(target.url, {
+    path: target.path,
     max: options.max ?? 10,
     onnotice: () => {},
     connection: { application_name: options.applicationName ?? "dwop" },
     // Supabase's pooler in transaction mode cannot keep prepared statements.
     prepare: !/pooler\.supabase/.test(url),
   });
+}
+
+/**
+ * What postgres.js 3.4 needs to reach a URL. It reads no Unix socket from a URL, where libpq and
+ * node-postgres (pg-boss) take the socket's folder as `?host=/dir`: such a URL loses that parameter
+ * (postgres.js would send it to the server as a setting) and the socket's path comes beside it.
+ */
+export function postgresTarget(url: string): { url: string; path?: string } {
+  const q = url.indexOf("?");
+  if (q < 0) return { url };
+  const query = new URLSearchParams(url.slice(q + 1));
+  const dir = query.get("host");
+  if (!dir?.startsWith("/")) return { url };
+  const base = url.slice(0, q);
+  const authority = base.slice(base.indexOf("://") + 3).split("/")[0] ?? "";
+  const port = query.get("port") ?? /:(\d+)$/.exec(authority.slice(authority.lastIndexOf("@") + 1))?.[1];
+  query.delete("host");
+  query.delete("port");
+  const rest = query.toString();
+  return { url: base + (rest ? `?${rest}` : ""), path: `${dir}/.s.PGSQL.${port ?? 5432}` };
 }
 
 /** How long a starting process waits for its database (restarting, failing over, refusing connections). */
