@@ -16,6 +16,7 @@ import { keyDocs, keyRoutes } from "./keys.ts";
 import { openApiDocument, type RouteDoc } from "./openapi.ts";
 import { runDocs, runRoutes } from "./runs.ts";
 import { Health } from "./schemas.ts";
+import { FailureThrottle, throttleFailures } from "./throttle.ts";
 import { triggerDocs, triggerRoutes } from "./triggers.ts";
 import { validateDocs, validateRoutes } from "./validate.ts";
 import { workflowDocs, workflowRoutes } from "./workflows.ts";
@@ -29,6 +30,11 @@ export interface AppDeps {
   logger?: Logger;
   /** Milliseconds since the epoch (JWT expiry, webhook timestamps); tests move it. */
   now?: () => number;
+  /**
+   * The count of failed authentications per address. Give one that outlives the app where an app is
+   * made per request (workerd); by default each app has its own.
+   */
+  throttle?: FailureThrottle;
   /** Routes only some runtimes have (local file storage on Node), mounted at the root. */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- any sub-app's environment will do
   extraRoutes?: Hono<any>;
@@ -39,6 +45,8 @@ export const DEFAULT_SETTINGS: ApiSettings = {
   maxWebhookBytes: 1024 * 1024,
   eventsPollMs: 500,
   retryBackoffMs: 1000,
+  authThrottle: { maxFailures: 20, windowMs: 60_000, blockMs: 60_000, maxEntries: 10_000 },
+  clientAddress: { proxies: 1 },
 };
 
 /** The API's settings from the validated configuration. */
@@ -50,6 +58,13 @@ export function apiSettings(config: Config): ApiSettings {
     maxWebhookBytes: config.DWOP_MAX_WEBHOOK_BYTES,
     eventsPollMs: config.DWOP_EVENTS_POLL_MS,
     retryBackoffMs: config.DWOP_RETRY_BACKOFF_MS,
+    authThrottle: {
+      maxFailures: config.DWOP_AUTH_FAILURE_LIMIT,
+      windowMs: config.DWOP_AUTH_FAILURE_WINDOW_SECONDS * 1000,
+      blockMs: config.DWOP_AUTH_BLOCK_SECONDS * 1000,
+      maxEntries: config.DWOP_AUTH_THROTTLE_ENTRIES,
+    },
+    clientAddress: { header: config.DWOP_CLIENT_ADDRESS_HEADER, proxies: config.DWOP_TRUSTED_PROXIES },
   };
 }
 
@@ -89,9 +104,14 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
 
   const auth = authenticate(api);
   const requestLimit = limit(api.settings.maxRequestBytes);
+  const throttle = deps.throttle ?? new FailureThrottle(api.settings.authThrottle);
+  const { clientAddress } = api.settings;
+  // A bad bearer token; for webhooks also an unknown trigger id, since ids are what a prober guesses.
+  const badToken = throttleFailures(throttle, clientAddress, api.now, (status) => status === 401);
+  const badHook = throttleFailures(throttle, clientAddress, api.now, (s) => s === 401 || s === 404);
   // `/workflows/*` matches `/workflows` itself too.
-  for (const prefix of PROTECTED) app.use(`${prefix}/*`, auth, requestLimit);
-  app.use("/hooks/*", limit(api.settings.maxWebhookBytes));
+  for (const prefix of PROTECTED) app.use(`${prefix}/*`, badToken, auth, requestLimit);
+  app.use("/hooks/*", badHook, limit(api.settings.maxWebhookBytes));
 
   healthRoutes(app, deps.db);
   workflowRoutes(app, api);

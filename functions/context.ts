@@ -3,6 +3,7 @@ import type { ApiStore } from "../shared/db/api-store.ts";
 import type { Store } from "../shared/db/store.ts";
 import type { Logger } from "../shared/log.ts";
 import type { Storage } from "../shared/storage/storage.ts";
+import type { AddressSettings, ThrottleSettings } from "./throttle.ts";
 
 /** Who is calling: the owner whose workflows it sees, and how it proved it. */
 export interface Caller {
@@ -25,6 +26,10 @@ export interface ApiSettings {
   eventsPollMs: number;
   /** Delay before a task's first retry (doubles with each further one). */
   retryBackoffMs: number;
+  /** When repeated failed authentications from one address are answered 429. */
+  authThrottle: ThrottleSettings;
+  /** Where a request's client address comes from (for that throttle). */
+  clientAddress: AddressSettings;
 }
 
 /** Everything the routes are given. */

@@ -2,40 +2,41 @@ import type { Hono } from "hono";
 import { z } from "zod";
 import { checkSignature, DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER } from "../shared/signature.ts";
 import { submitWorkflow } from "../shared/submit.ts";
-import { needStorage } from "./body.ts";
+import { needStorage, UUID } from "./body.ts";
 import type { ApiDeps, ApiEnv } from "./context.ts";
 import { ApiError, notFound } from "./errors.ts";
 import type { RouteDoc } from "./openapi.ts";
-import { HookAccepted, TRIGGER_NAME } from "./schemas.ts";
+import { HookAccepted } from "./schemas.ts";
 import { PAYLOAD_INPUT } from "./triggers.ts";
 
 /**
- * `POST /hooks/:name`: a webhook delivery. No bearer token; instead an HMAC-SHA256 signature of
- * `<timestamp>.<raw body>` with the trigger's secret, a timestamp within five minutes, and a delivery id
- * never seen before. The body becomes `inputs.payload` of a new workflow of the trigger's owner, and the
- * answer is 202 as soon as the workflow is recorded (it runs after).
+ * `POST /hooks/:id`: a webhook delivery to the trigger with that (random) id. No bearer token; instead an
+ * HMAC-SHA256 signature of `<timestamp>.<trigger id>.<raw body>` with the trigger's secret, a timestamp
+ * within five minutes, and a delivery id never seen before. The body becomes `inputs.payload` of a new
+ * workflow of the trigger's owner, and the answer is 202 as soon as the workflow is recorded (it runs
+ * after).
  */
 export function hookRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
-  app.post("/hooks/:name", async (c) => {
-    const name = c.req.param("name");
-    const trigger = TRIGGER_NAME.test(name) ? await deps.api.triggerForDelivery(name) : null;
+  app.post("/hooks/:id", async (c) => {
+    const id = c.req.param("id").toLowerCase();
+    const trigger = UUID.test(id) ? await deps.api.triggerForDelivery(id) : null;
     if (!trigger) throw notFound("trigger");
     const body = new Uint8Array(await c.req.arrayBuffer());
     const headers = { signature: c.req.header(SIGNATURE_HEADER), timestamp: c.req.header(TIMESTAMP_HEADER) };
-    const refusal = await checkSignature(trigger.secret, headers, body, deps.now());
+    const refusal = await checkSignature(trigger.secret, headers, body, deps.now(), trigger.id);
     if (refusal) throw new ApiError(401, "invalid_signature", refusal);
     const delivery = c.req.header(DELIVERY_HEADER);
     if (!delivery || !/^[\x21-\x7e]{1,200}$/.test(delivery)) {
       throw new ApiError(400, "bad_request", `${DELIVERY_HEADER} must be 1 to 200 visible ASCII characters`);
     }
 
-    const recorded = await recordDelivery(deps, name, delivery, headers.signature!);
+    const recorded = await recordDelivery(deps, trigger.id, delivery, headers.signature!);
     if (!recorded.workflowExists) {
       const submitted = await submitWorkflow(
         { store: deps.store, storage: needStorage(deps.storage) },
         {
           source: trigger.source,
-          file: `${name}.workflow`,
+          file: `${trigger.name}.workflow`,
           requirements: trigger.requirements,
           inputs: { [PAYLOAD_INPUT]: body },
           owner: trigger.owner,
@@ -61,32 +62,33 @@ export function hookRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
  */
 async function recordDelivery(
   deps: ApiDeps,
-  trigger: string,
+  triggerId: string,
   delivery: string,
   signature: string,
 ): Promise<{ workflowId: string; workflowExists: boolean }> {
   const signed = await deps.api.recordHookDelivery(
-    trigger,
+    triggerId,
     `signature ${signature.toLowerCase()}`,
     crypto.randomUUID(),
   );
   // A replay of a request that started its workflow: refused without recording anything more.
   if (signed.workflowExists) return signed;
-  const byId = await deps.api.recordHookDelivery(trigger, delivery, signed.workflowId);
+  const byId = await deps.api.recordHookDelivery(triggerId, delivery, signed.workflowId);
   return byId.workflowId === signed.workflowId ? signed : byId;
 }
 
 export const hookDocs: RouteDoc[] = [
   {
     method: "post",
-    path: "/hooks/:name",
+    path: "/hooks/:id",
     summary: "Deliver a signed webhook: starts the trigger's workflow with the body as inputs.payload",
     auth: "signed",
     headers: [
       {
         name: SIGNATURE_HEADER,
         required: true,
-        description: "sha256=<hex HMAC-SHA256 of `<timestamp>.<raw body>`>",
+        description:
+          "sha256=<hex HMAC-SHA256 of `<timestamp>.<trigger id>.<raw body>` with the trigger's secret>",
       },
       {
         name: TIMESTAMP_HEADER,
@@ -102,6 +104,6 @@ export const hookDocs: RouteDoc[] = [
       },
     ],
     responses: { 202: { description: "the workflow was started", schema: HookAccepted } },
-    errors: [400, 401, 404, 409, 413],
+    errors: [400, 401, 404, 409, 413, 429],
   },
 ];

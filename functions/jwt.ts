@@ -64,8 +64,16 @@ export async function verifyJwt(token: string, secret: string, nowMs: number): P
   if (typeof claims.nbf === "number" && claims.nbf > now) return { ok: false, reason: "token not yet valid" };
   if (typeof claims.sub !== "string" || claims.sub === "")
     return { ok: false, reason: "token has no subject" };
+  if (!OWNER.test(claims.sub)) return { ok: false, reason: "token subject is not a valid owner" };
   return { ok: true, sub: claims.sub, claims };
 }
+
+/**
+ * What a `sub` may be to name an owner: at most 256 characters, none of them a control character (NUL
+ * cannot be stored in Postgres text) or half of a surrogate pair (which the database would store as
+ * U+FFFD, making two subjects one owner). Supabase's subjects are UUIDs.
+ */
+const OWNER = /^[^\p{Cc}\p{Cs}]{1,256}$/u;
 
 /** Signs claims as an HS256 JWT (for tests and scripts that stand in for Supabase Auth). */
 export async function signJwt(claims: Record<string, unknown>, secret: string): Promise<string> {

@@ -13,7 +13,7 @@ export interface RouteDoc {
   headers?: { name: string; description: string; required?: boolean }[];
   body?: { contentType: string; schema: z.ZodType }[];
   responses: Record<number, { description: string; schema?: z.ZodType; contentType?: string }>;
-  /** Error statuses besides 401 (implied by bearer) and 500; each answers the error body. */
+  /** Error statuses besides 401 and 429 (implied by bearer) and 500; each answers the error body. */
   errors?: number[];
 }
 
@@ -26,6 +26,7 @@ const ERROR_TEXT: Record<number, string> = {
   413: "the body is larger than the configured limit",
   415: "unsupported content type",
   422: "the body is well formed but its fields are not valid",
+  429: "too many failed authentications from this address: wait Retry-After seconds",
   500: "internal error (details are logged, never returned)",
   503: "a dependency (database, storage) is not available",
 };
@@ -67,7 +68,7 @@ function operation(doc: RouteDoc): object {
         ? { description: r.description, content: { [r.contentType ?? "application/json"]: { schema } } }
         : { description: r.description };
   }
-  const errors = new Set([...(doc.errors ?? []), ...(doc.auth === "bearer" ? [401] : []), 500]);
+  const errors = new Set([...(doc.errors ?? []), ...(doc.auth === "bearer" ? [401, 429] : []), 500]);
   for (const status of [...errors].sort((a, b) => a - b)) {
     responses[String(status)] = {
       description: ERROR_TEXT[status] ?? "error",

@@ -166,8 +166,9 @@ export const WorkflowEvent = z.object({
 });
 
 export const Trigger = z.object({
-  name: z.string(),
-  url: z.string().meta({ description: "the path deliveries are POSTed to" }),
+  id: z.uuid().meta({ description: "random; deliveries are signed for it" }),
+  name: z.string().meta({ description: "unique among the caller's triggers" }),
+  url: z.string().meta({ description: "the path deliveries are POSTed to: /hooks/{id}" }),
   workflow: z.string(),
   requirements: z.string().nullable(),
   createdAt: Timestamp,

@@ -23,16 +23,13 @@ export function triggerRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
       throw new ApiError(422, "invalid_request", message, { inputs: extra });
     }
     const requirements = body.requirements ?? null;
-    const outcome = await deps.api.createTrigger({ ...body, owner, source: body.workflow, requirements });
-    if (outcome === "name_taken") {
-      throw new ApiError(409, "trigger_exists", `a trigger named ${body.name} already exists`);
-    }
-    if (outcome === "secret_in_use") {
-      // A delivery's signature does not name its trigger: one secret per trigger keeps them apart.
-      throw new ApiError(409, "secret_in_use", "another trigger has this secret; give each trigger its own");
-    }
+    const id = await deps.api.createTrigger({ ...body, owner, source: body.workflow, requirements });
+    // Names are the caller's own: this says nothing of other owners' triggers (nor do secrets, which
+    // need not be unique, since each delivery's signature names its trigger's id).
+    if (id === null)
+      throw new ApiError(409, "trigger_exists", `you already have a trigger named ${body.name}`);
     const [row] = await deps.api.listTriggers(owner, body.name);
-    if (!row) throw notFound("trigger");
+    if (row?.id !== id) throw notFound("trigger");
     return c.json(view(row), 201, { Location: `/triggers/${body.name}` });
   });
 
@@ -59,8 +56,9 @@ export function triggerRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
 
 function view(t: TriggerRow) {
   return {
+    id: t.id,
     name: t.name,
-    url: `/hooks/${t.name}`,
+    url: `/hooks/${t.id}`,
     workflow: t.source,
     requirements: t.requirements,
     createdAt: t.createdAt,
@@ -73,7 +71,7 @@ export const triggerDocs: RouteDoc[] = [
   {
     method: "post",
     path: "/triggers",
-    summary: "Register a webhook trigger: POST /hooks/{name} with a signed body starts its workflow",
+    summary: "Register a webhook trigger: a signed POST to its url (/hooks/{id}) starts its workflow",
     auth: "bearer",
     body: [{ contentType: "application/json", schema: TriggerCreate }],
     responses: { 201: one },

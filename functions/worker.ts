@@ -7,18 +7,26 @@ import { connectDb } from "../shared/db/connect.ts";
 import type { EnvSource } from "../shared/env.ts";
 import { supabaseStorageFromConfig, type SupabaseStorage } from "../shared/storage/supabase.ts";
 import { apiSettings, createApp } from "./app.ts";
+import { FailureThrottle } from "./throttle.ts";
 
 interface ExecutionContext {
   waitUntil(promise: Promise<unknown>): void;
 }
 
-let isolate: { config: Config; url: string; storage: SupabaseStorage | null } | null = null;
+// An app is made per request, so what must outlive one (the failed-authentication count) lives here.
+let isolate: {
+  config: Config;
+  url: string;
+  storage: SupabaseStorage | null;
+  throttle: FailureThrottle;
+} | null = null;
 
 export default {
   async fetch(request: Request, env: EnvSource, ctx: ExecutionContext): Promise<Response> {
     isolate ??= configure(env);
     const db = connectDb(isolate.url, { max: 1, applicationName: "dwop-workerd" });
-    const app = createApp({ db, storage: isolate.storage, settings: apiSettings(isolate.config) });
+    const { storage, throttle } = isolate;
+    const app = createApp({ db, storage, throttle, settings: apiSettings(isolate.config) });
     const close = () => ctx.waitUntil(db.end({ timeout: 5 }));
     try {
       return whenSent(await app.fetch(request), close);
@@ -33,7 +41,8 @@ function configure(env: EnvSource) {
   const config = loadConfig(env);
   const url = databaseUrl(config);
   if (!url) throw new Error("no database: set DATABASE_URL (wrangler secret put DATABASE_URL)");
-  return { config, url, storage: supabaseStorageFromConfig(config) };
+  const throttle = new FailureThrottle(apiSettings(config).authThrottle);
+  return { config, url, storage: supabaseStorageFromConfig(config), throttle };
 }
 
 /** The response, calling `done` once its body has been read to the end, failed or been cancelled. */

@@ -69,6 +69,26 @@ export const configSchema = z.object({
   DWOP_MAX_REQUEST_BYTES: int(1024, 10 * 1024 * 1024),
   DWOP_MAX_WEBHOOK_BYTES: int(1, 1024 * 1024),
   DWOP_EVENTS_POLL_MS: int(10, 500),
+  /** Failed authentications from one address within the window that get it answered 429; 0: never. */
+  DWOP_AUTH_FAILURE_LIMIT: int(0, 20),
+  DWOP_AUTH_FAILURE_WINDOW_SECONDS: int(1, 60),
+  DWOP_AUTH_BLOCK_SECONDS: int(1, 60),
+  /** Most client addresses the throttle remembers (per process or isolate). */
+  DWOP_AUTH_THROTTLE_ENTRIES: int(1, 10_000),
+  /** The header the deployment's proxy puts the client's address in; unset: the TCP peer (Node only). */
+  DWOP_CLIENT_ADDRESS_HEADER: z
+    .string()
+    .trim()
+    .transform((v) => (v === "" ? undefined : v.toLowerCase()))
+    .pipe(
+      z
+        .string()
+        .regex(/^[a-z0-9-]+$/, "must be a header name such as cf-connecting-ip or x-forwarded-for")
+        .optional(),
+    )
+    .optional(),
+  /** With x-forwarded-for: how many proxies of the deployment append to it. */
+  DWOP_TRUSTED_PROXIES: int(1, 1),
   /** The DWOP server the CLI's client commands talk to (default: the local `dwop dev`). */
   DWOP_URL: optionalUrl,
   /** The CLI's bearer token for DWOP_URL: an API key, a Supabase access token, or DWOP_API_TOKEN. */

@@ -1,6 +1,7 @@
 /**
- * The signature of webhook deliveries (`POST /hooks/:name`) and completion callbacks, both ways:
- * `X-DWOP-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<raw body>">`, with the unix seconds in
+ * The signature of webhook deliveries (`POST /hooks/:id`) and completion callbacks, both ways:
+ * `X-DWOP-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<trigger id>.<raw body>">` for a webhook
+ * (`"<timestamp>.<raw body>"` for a callback, which has no trigger), with the unix seconds in
  * `X-DWOP-Timestamp` and a delivery id in `X-DWOP-Delivery`. Web Crypto only, so it runs on every runtime.
  */
 
@@ -19,47 +20,55 @@ async function hmacKey(secret: string, usage: "sign" | "verify"): Promise<Crypto
   ]);
 }
 
-/** The bytes that are signed: `<timestamp>.` followed by the raw body. */
-function signedBytes(timestamp: string, body: Uint8Array): Uint8Array<ArrayBuffer> {
-  const prefix = encoder.encode(`${timestamp}.`);
+/**
+ * The bytes that are signed: `<timestamp>.`, then `<trigger id>.` for a webhook, then the raw body. With
+ * the trigger's id signed, a delivery meant for one trigger is refused by any other, even one with the
+ * same secret. The timestamp is digits and an id has no dot, so the fields cannot run into each other.
+ */
+function signedBytes(timestamp: string, body: Uint8Array, triggerId?: string): Uint8Array<ArrayBuffer> {
+  const prefix = encoder.encode(triggerId === undefined ? `${timestamp}.` : `${timestamp}.${triggerId}.`);
   const bytes = new Uint8Array(prefix.length + body.length);
   bytes.set(prefix, 0);
   bytes.set(body, prefix.length);
   return bytes;
 }
 
-/** The `X-DWOP-Signature` value of a body sent at `timestamp` (unix seconds). */
+/** The `X-DWOP-Signature` value of a body sent at `timestamp` (unix seconds), to a trigger or not. */
 export async function signPayload(
   secret: string,
   timestamp: string,
   body: Uint8Array | string,
+  triggerId?: string,
 ): Promise<string> {
   const bytes = typeof body === "string" ? encoder.encode(body) : body;
-  const mac = await crypto.subtle.sign("HMAC", await hmacKey(secret, "sign"), signedBytes(timestamp, bytes));
+  const signed = signedBytes(timestamp, bytes, triggerId);
+  const mac = await crypto.subtle.sign("HMAC", await hmacKey(secret, "sign"), signed);
   return `sha256=${toHex(new Uint8Array(mac))}`;
 }
 
-/** The three headers of a signed delivery. */
+/** The three headers of a signed delivery (for a webhook: to the trigger `triggerId`). */
 export async function signedHeaders(
   secret: string,
   body: Uint8Array | string,
   deliveryId: string,
   nowMs = Date.now(),
+  triggerId?: string,
 ): Promise<Record<string, string>> {
   const timestamp = String(Math.floor(nowMs / 1000));
   return {
-    [SIGNATURE_HEADER]: await signPayload(secret, timestamp, body),
+    [SIGNATURE_HEADER]: await signPayload(secret, timestamp, body, triggerId),
     [TIMESTAMP_HEADER]: timestamp,
     [DELIVERY_HEADER]: deliveryId,
   };
 }
 
-/** Why a signed delivery is refused, or null when its signature and timestamp are good. */
+/** Why a signed delivery (to the trigger `triggerId`, if any) is refused; null when it is good. */
 export async function checkSignature(
   secret: string,
   headers: { signature: string | undefined; timestamp: string | undefined },
   body: Uint8Array,
   nowMs: number,
+  triggerId?: string,
 ): Promise<string | null> {
   const { signature, timestamp } = headers;
   if (!timestamp || !/^\d{1,12}$/.test(timestamp)) return `missing or malformed ${TIMESTAMP_HEADER}`;
@@ -73,7 +82,7 @@ export async function checkSignature(
     "HMAC",
     await hmacKey(secret, "verify"),
     fromHex(hex),
-    signedBytes(timestamp, body),
+    signedBytes(timestamp, body, triggerId),
   );
   return ok ? null : "signature does not match";
 }

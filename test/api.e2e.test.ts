@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { HookAccepted, WorkflowDetail, WorkflowList } from "../functions/schemas.ts";
+import { HookAccepted, Trigger, WorkflowDetail, WorkflowList } from "../functions/schemas.ts";
 import { TERMINAL_WORKFLOW_STATES } from "../shared/model.ts";
 import { checkSignature, signedHeaders } from "../shared/signature.ts";
 import { buildTestWheel, curl, startDevServer, type DevServer } from "./support/api-server.ts";
@@ -123,8 +123,9 @@ describe("dwop dev over a socket", () => {
       body: JSON.stringify({ name: "greet", workflow: HOOK_WORKFLOW, secret: HOOK_SECRET }),
     });
     expect(registered.status).toBe(201);
+    const { id: triggerId, url } = Trigger.parse(await registered.json());
     const deliver = (body: string, headers: Record<string, string>) =>
-      fetch(`${server.url}/hooks/greet`, {
+      fetch(`${server.url}${url}`, {
         method: "POST",
         headers: { "content-type": "application/json", ...headers },
         body,
@@ -132,14 +133,17 @@ describe("dwop dev over a socket", () => {
 
     const body = JSON.stringify({ message: "hello hook" });
     const before = await workflowCount();
-    const forged = await deliver(body, await signedHeaders("not-the-secret-012345", body, "d-forged"));
+    const forged = await deliver(
+      body,
+      await signedHeaders("not-the-secret-012345", body, "d-forged", Date.now(), triggerId),
+    );
     const stale = await deliver(
       body,
-      await signedHeaders(HOOK_SECRET, body, "d-stale", Date.now() - 10 * 60_000),
+      await signedHeaders(HOOK_SECRET, body, "d-stale", Date.now() - 10 * 60_000, triggerId),
     );
     expect([forged.status, stale.status]).toEqual([401, 401]);
 
-    const good = await signedHeaders(HOOK_SECRET, body, "d-1");
+    const good = await signedHeaders(HOOK_SECRET, body, "d-1", Date.now(), triggerId);
     const accepted = await deliver(body, good);
     expect(accepted.status).toBe(202);
     const { workflowId } = HookAccepted.parse(await accepted.json());

@@ -69,6 +69,6 @@ describe("GET /openapi.json", () => {
       .filter(({ op }) => op.security.length === 0)
       .map(({ route }) => route)
       .sort();
-    expect(open).toEqual(["get /healthz", "get /openapi.json", "get /readyz", "post /hooks/{name}"]);
+    expect(open).toEqual(["get /healthz", "get /openapi.json", "get /readyz", "post /hooks/{id}"]);
   });
 });

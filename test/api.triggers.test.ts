@@ -18,20 +18,40 @@ afterEach(async (ctx) => {
   await h.close(ctx.task.result?.state === "pass");
 });
 
-async function register(name = "github", headers = alice, workflow = WORKFLOW) {
-  return h.postJson("/triggers", { name, workflow, secret: SECRET }, headers);
+async function register(name = "github", headers = alice, workflow = WORKFLOW, secret = SECRET) {
+  return h.postJson("/triggers", { name, workflow, secret }, headers);
 }
 
-async function deliver(body: string, headers: Record<string, string>, name = "github") {
-  return h.app.request(`/hooks/${name}`, {
+/** Registers a trigger and returns its id. */
+async function registered(name = "github", headers = alice, secret = SECRET): Promise<string> {
+  const res = await register(name, headers, WORKFLOW, secret);
+  expect(res.status, await res.clone().text()).toBe(201);
+  return Trigger.parse(await res.json()).id;
+}
+
+async function deliver(body: string, headers: Record<string, string>, id: string) {
+  return h.app.request(`/hooks/${id}`, {
     method: "POST",
     headers: { "content-type": "application/json", ...headers },
     body,
   });
 }
 
+/** The headers of a delivery signed for the trigger `id`. */
+function signed(body: string, delivery: string, id: string, secret = SECRET, now = h.clock.now) {
+  return signedHeaders(secret, body, delivery, now, id);
+}
+
 async function code(res: Response) {
   return ErrorResponse.parse(await res.json()).error.code;
+}
+
+/** The owner of the workflow a 202 started. */
+async function startedFor(res: Response): Promise<string> {
+  expect(res.status).toBe(202);
+  const { workflowId } = HookAccepted.parse(await res.json());
+  const [row] = await h.m.db<{ owner: string }[]>`select owner from dwop.workflows where id = ${workflowId}`;
+  return row!.owner;
 }
 
 describe("triggers", () => {
@@ -40,49 +60,81 @@ describe("triggers", () => {
     expect(res.status).toBe(201);
     const raw = await res.text();
     expect(raw).not.toContain(SECRET);
-    expect(Trigger.parse(JSON.parse(raw))).toMatchObject({
-      name: "github",
-      url: "/hooks/github",
-      workflow: WORKFLOW,
-    });
+    const trigger = Trigger.parse(JSON.parse(raw));
+    expect(trigger).toMatchObject({ name: "github", url: `/hooks/${trigger.id}`, workflow: WORKFLOW });
     const list = await (await h.app.request("/triggers", { headers: alice })).text();
     expect(list).not.toContain(SECRET);
     expect(TriggerList.parse(JSON.parse(list)).triggers.map((t) => t.name)).toEqual(["github"]);
     expect((await h.app.request("/triggers/github", { headers: alice })).status).toBe(200);
   });
 
-  it("keeps one namespace of names, and each owner's triggers to itself", async () => {
-    await register();
+  it("keeps names per owner: another owner may take the same name and secret, and learns nothing", async () => {
+    const aliceId = await registered();
     const bob = await h.as("bob");
-    expect((await register("github", bob)).status).toBe(409);
-    expect((await register("github")).status).toBe(409);
-    expect(
-      TriggerList.parse(await (await h.app.request("/triggers", { headers: bob })).json()).triggers,
-    ).toEqual([]);
-    expect((await h.app.request("/triggers/github", { headers: bob })).status).toBe(404);
-    expect((await h.app.request("/triggers/github", { method: "DELETE", headers: bob })).status).toBe(404);
-    expect((await h.app.request("/triggers/github", { method: "DELETE", headers: alice })).status).toBe(204);
-    const signed = await signedHeaders(SECRET, "{}", "d1", h.clock.now);
-    expect((await deliver("{}", signed)).status).toBe(404);
+    // The same name and secret as alice's: answered exactly as a fresh name and secret would be.
+    const bobRes = await register("github", bob);
+    const freshRes = await register("fresh", bob, WORKFLOW, `${SECRET}-fresh`);
+    expect([bobRes.status, freshRes.status]).toEqual([201, 201]);
+    const bobId = Trigger.parse(await bobRes.json()).id;
+    expect(bobId).not.toBe(aliceId);
+    // A name is taken only among the caller's own triggers.
+    const again = await register("github");
+    expect(again.status).toBe(409);
+    expect(await code(again)).toBe("trigger_exists");
+
+    const listed = TriggerList.parse(await (await h.app.request("/triggers", { headers: bob })).json());
+    expect(listed.triggers.map((t) => [t.name, t.id])).toEqual([
+      ["fresh", expect.any(String)],
+      ["github", bobId],
+    ]);
+    const mine = Trigger.parse(await (await h.app.request("/triggers/github", { headers: alice })).json());
+    expect(mine.id).toBe(aliceId);
+
+    // Each delivery reaches only its own trigger's owner.
+    const body = '{"push": 1}';
+    expect(await startedFor(await deliver(body, await signed(body, "a-1", aliceId), aliceId))).toBe("alice");
+    expect(await startedFor(await deliver(body, await signed(body, "b-1", bobId), bobId))).toBe("bob");
+    const crossed = await deliver(body, await signed(body, "x-1", aliceId), bobId);
+    expect(crossed.status).toBe(401);
+    expect(await code(crossed)).toBe("invalid_signature");
+
+    // Deleting is per owner too: bob's goes, alice's stays and still takes deliveries.
+    expect((await h.app.request("/triggers/github", { method: "DELETE", headers: bob })).status).toBe(204);
+    expect((await deliver(body, await signed(body, "b-2", bobId), bobId)).status).toBe(404);
+    h.clock.now += 1000; // a new signature: the same signed request would be a replay
+    expect(await startedFor(await deliver(body, await signed(body, "a-2", aliceId), aliceId))).toBe("alice");
+    const [row] = await h.m.db<{ n: number }[]>`select count(*)::int as n from dwop.workflows`;
+    expect(row!.n).toBe(3);
   });
 
-  it("refuses a second trigger with a secret already in use, whoever owns the first", async () => {
-    // The signature covers the timestamp and the body, not the trigger's name: with one secret, each
-    // trigger would accept deliveries meant for the other.
-    expect((await register("first")).status).toBe(201);
-    const bob = await h.as("bob");
-    for (const who of [alice, bob]) {
-      const res = await register("second", who);
-      expect(res.status).toBe(409);
-      expect(await code(res)).toBe("secret_in_use");
-    }
-    const [row] = await h.m.db<{ n: number }[]>`select count(*)::int as n from dwop.triggers`;
-    expect(row!.n).toBe(1);
-    // Its own secret, and it is registered; deleting the first frees its secret.
-    const own = { name: "second", workflow: WORKFLOW, secret: `${SECRET}-second` };
-    expect((await h.postJson("/triggers", own, bob)).status).toBe(201);
-    expect((await h.app.request("/triggers/first", { method: "DELETE", headers: alice })).status).toBe(204);
-    expect((await register("third", bob)).status).toBe(201);
+  it("refuses a delivery signed for one trigger at another with the same secret", async () => {
+    const first = await registered("first");
+    const second = await registered("second");
+    const body = '{"event": "push"}';
+    const forFirst = await signed(body, "d-1", first);
+    const res = await deliver(body, forFirst, second);
+    expect(res.status).toBe(401);
+    expect(await code(res)).toBe("invalid_signature");
+    // Signed without any trigger (as completion callbacks are): refused by both.
+    const bare = await signedHeaders(SECRET, body, "d-2", h.clock.now);
+    expect((await deliver(body, bare, first)).status).toBe(401);
+    expect((await deliver(body, bare, second)).status).toBe(401);
+    expect(await workflowIds(h.m)).toEqual([]);
+    expect((await deliver(body, forFirst, first)).status).toBe(202);
+  });
+
+  it("gives a trigger made again under the same name a new id, and the old URL finds nothing", async () => {
+    const old = await registered();
+    const body = "{}";
+    expect((await deliver(body, await signed(body, "d-1", old), old)).status).toBe(202);
+    expect((await h.app.request("/triggers/github", { method: "DELETE", headers: alice })).status).toBe(204);
+    const again = await registered();
+    expect(again).not.toBe(old);
+    expect((await deliver(body, await signed(body, "d-2", old), old)).status).toBe(404);
+    // The old trigger's deliveries went with it: the same delivery id is new to this trigger.
+    expect((await deliver(body, await signed(body, "d-1", again), again)).status).toBe(202);
+    // The name is no URL: /hooks/<name> names no trigger.
+    expect((await deliver(body, await signed(body, "d-3", again), "github")).status).toBe(404);
   });
 
   it("validates the workflow and the fields", async () => {
@@ -103,14 +155,15 @@ describe("triggers", () => {
   });
 });
 
-describe("POST /hooks/:name", () => {
+describe("POST /hooks/:id", () => {
+  let id: string;
   beforeEach(async () => {
-    expect((await register()).status).toBe(201);
+    id = await registered();
   });
 
   it("starts the trigger's workflow as its owner with the raw body as inputs.payload", async () => {
     const body = '{"ref": "refs/heads/main",  "n": 1}';
-    const res = await deliver(body, await signedHeaders(SECRET, body, "delivery-1", h.clock.now));
+    const res = await deliver(body, await signed(body, "delivery-1", id), id);
     expect(res.status).toBe(202);
     const { workflowId } = HookAccepted.parse(await res.json());
     const [row] = await h.m.db<{ owner: string; name: string; inputs: string[] }[]>`
@@ -124,36 +177,29 @@ describe("POST /hooks/:name", () => {
 
   it("refuses a bad signature, a stale or future timestamp, and a replayed delivery, starting nothing", async () => {
     const body = '{"event": "push"}';
-    const good = await signedHeaders(SECRET, body, "delivery-1", h.clock.now);
+    const good = await signed(body, "delivery-1", id);
     const cases: [string, Record<string, string>, string, number][] = [
-      [
-        "signed with another secret",
-        await signedHeaders("another-secret-0123", body, "d2", h.clock.now),
-        body,
-        401,
-      ],
+      ["signed with another secret", await signed(body, "d2", id, "another-secret-0123"), body, 401],
       ["body changed after signing", good, `${body} `, 401],
       ["no signature", { ...good, "X-DWOP-Signature": "" }, body, 401],
-      ["stale", await signedHeaders(SECRET, body, "d3", h.clock.now - 301_000), body, 401],
-      ["from the future", await signedHeaders(SECRET, body, "d4", h.clock.now + 301_000), body, 401],
+      ["stale", await signed(body, "d3", id, SECRET, h.clock.now - 301_000), body, 401],
+      ["from the future", await signed(body, "d4", id, SECRET, h.clock.now + 301_000), body, 401],
       ["no delivery id", { ...good, "X-DWOP-Delivery": "" }, body, 400],
     ];
     for (const [what, headers, sent, status] of cases) {
-      const res = await deliver(sent, headers);
+      const res = await deliver(sent, headers, id);
       expect({ what, status: res.status }).toEqual({ what, status });
     }
     expect(await workflowIds(h.m)).toEqual([]);
 
-    const first = await deliver(body, good);
+    const first = await deliver(body, good, id);
     expect(first.status).toBe(202);
-    const replay = await deliver(body, good);
+    const replay = await deliver(body, good, id);
     expect(replay.status).toBe(409);
     expect(await code(replay)).toBe("replayed_delivery");
     // Re-signed with a fresh timestamp, the same delivery id is still a replay.
     h.clock.now += 10_000;
-    expect((await deliver(body, await signedHeaders(SECRET, body, "delivery-1", h.clock.now))).status).toBe(
-      409,
-    );
+    expect((await deliver(body, await signed(body, "delivery-1", id), id)).status).toBe(409);
     expect((await workflowIds(h.m)).length).toBe(1);
   });
 
@@ -162,16 +208,16 @@ describe("POST /hooks/:name", () => {
     const ts = String(Math.floor(h.clock.now / 1000) - 290);
     const headers = {
       "X-DWOP-Timestamp": ts,
-      "X-DWOP-Signature": await signPayload(SECRET, ts, body),
+      "X-DWOP-Signature": await signPayload(SECRET, ts, body, id),
       "X-DWOP-Delivery": "late",
     };
-    expect((await deliver(body, headers)).status).toBe(202);
+    expect((await deliver(body, headers, id)).status).toBe(202);
   });
 
   it("starts one workflow when the same delivery arrives twice at once", async () => {
     const body = '{"twice": true}';
-    const headers = await signedHeaders(SECRET, body, "dup", h.clock.now);
-    const statuses = (await Promise.all([deliver(body, headers), deliver(body, headers)])).map(
+    const headers = await signed(body, "dup", id);
+    const statuses = (await Promise.all([deliver(body, headers, id), deliver(body, headers, id)])).map(
       (r) => r.status,
     );
     expect(statuses.sort()).toEqual([202, 409]);
@@ -180,11 +226,11 @@ describe("POST /hooks/:name", () => {
 
   it("refuses an unknown trigger with 404 and a body over the webhook limit with 413", async () => {
     const body = "{}";
-    expect((await deliver(body, await signedHeaders(SECRET, body, "x", h.clock.now), "nobody")).status).toBe(
-      404,
-    );
+    for (const other of ["nobody", crypto.randomUUID()]) {
+      expect((await deliver(body, await signed(body, "x", other), other)).status, other).toBe(404);
+    }
     const big = "x".repeat(2048);
-    const res = await deliver(big, await signedHeaders(SECRET, big, "big", h.clock.now));
+    const res = await deliver(big, await signed(big, "big", id), id);
     expect(res.status).toBe(413);
     expect(await workflowIds(h.m)).toEqual([]);
   });

@@ -73,11 +73,13 @@ beforeAll(async () => {
     alice,
   );
   expect([key.status, trigger.status]).toEqual([201, 201]);
+  const triggerId = ((await trigger.json()) as { id: string }).id;
 
   real = {
     pathValue(template, param) {
       if (template.startsWith("/keys")) return keyId;
-      if (template.startsWith("/triggers") || template.startsWith("/hooks")) return "alice-hook";
+      if (template.startsWith("/triggers")) return "alice-hook";
+      if (template.startsWith("/hooks")) return triggerId;
       return { id: workflowId, runId, name: "extract" }[param];
     },
     validBody(template, method, type) {
@@ -92,7 +94,7 @@ beforeAll(async () => {
           JSON.stringify({ name: "fz-base", workflow: HOOK_WORKFLOW, secret: "f".repeat(32) }),
         "post /keys application/json": () => JSON.stringify({ name: "fuzz key" }),
         "post /validate application/json": () => JSON.stringify({ workflow: SAMPLE }),
-        "post /hooks/{name} */*": () => "{}",
+        "post /hooks/{id} */*": () => "{}",
       };
       return bodies[`${method} ${template} ${type}`]?.();
     },
@@ -183,7 +185,7 @@ describe("hostile requests derived from the OpenAPI document", () => {
     const listed = operations(doc).map((o) => `${o.method} ${o.template}`);
     expect(listed.length).toBeGreaterThanOrEqual(20);
     expect(listed).toEqual(
-      expect.arrayContaining(["POST /workflows", "POST /hooks/{name}", "DELETE /keys/{id}"]),
+      expect.arrayContaining(["POST /workflows", "POST /hooks/{id}", "DELETE /keys/{id}"]),
     );
   });
 
@@ -193,7 +195,7 @@ describe("hostile requests derived from the OpenAPI document", () => {
     "POST /workflows/{id}/cancel", "POST /workflows/{id}/retry", "GET /workflows/{id}/runs/{runId}",
     "GET /workflows/{id}/tasks/{name}/output", "GET /workflows/{id}/tasks/{name}/logs", "GET /workflows/{id}/events",
     "POST /triggers", "GET /triggers", "GET /triggers/{name}", "DELETE /triggers/{name}", "POST /keys", "GET /keys",
-    "DELETE /keys/{id}", "POST /hooks/{name}", "POST /validate", "GET /ui/api/workflows",
+    "DELETE /keys/{id}", "POST /hooks/{id}", "POST /validate", "GET /ui/api/workflows",
   ]; // prettier-ignore
   it("lists exactly the operations fuzzed here", () => {
     expect(

@@ -33,7 +33,16 @@ let bob: Record<string, string>;
 let bobKey: Record<string, string>;
 let revokedKey: Record<string, string>;
 /** Alice's things: a failed workflow with runs and an output, a queued one, a trigger, an API key. */
-const mine = { failed: "", queued: "", runId: "", keyId: "", bobWorkflow: "", bobRunId: "" };
+const mine = {
+  failed: "",
+  queued: "",
+  runId: "",
+  keyId: "",
+  bobWorkflow: "",
+  bobRunId: "",
+  hook: "",
+  bobHook: "",
+};
 let passed = true;
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
@@ -65,14 +74,13 @@ beforeAll(async () => {
   await storage.put(OUTPUT_BUCKET, objectPaths.output(mine.failed, "extract"), "a,b,c\n");
   await storage.put(OUTPUT_BUCKET, objectPaths.log(mine.failed, "extract", 1), "log\n");
 
-  for (const [owner, name, secret] of [
-    [alice, "alice-hook", ALICE_SECRET],
-    [bob, "bob-hook", BOB_SECRET],
-  ] as const) {
-    expect((await h.postJson("/triggers", { name, workflow: HOOK_WORKFLOW, secret }, owner)).status).toBe(
-      201,
-    );
-  }
+  const trigger = async (owner: Record<string, string>, name: string, secret: string) => {
+    const res = await h.postJson("/triggers", { name, workflow: HOOK_WORKFLOW, secret }, owner);
+    expect(res.status).toBe(201);
+    return ((await res.json()) as { id: string }).id;
+  };
+  mine.hook = await trigger(alice, "alice-hook", ALICE_SECRET);
+  mine.bobHook = await trigger(bob, "bob-hook", BOB_SECRET);
   mine.keyId = (await json<{ id: string }>(h.postJson("/keys", { name: "alice" }, alice))).id;
   bobKey = bearer((await json<{ key: string }>(h.postJson("/keys", { name: "bob" }, bob))).key);
   const revoked = await json<{ id: string; key: string }>(h.postJson("/keys", { name: "old" }, alice));
@@ -95,7 +103,8 @@ afterAll(async () => {
 /** Alice's value of a path parameter of `template`. */
 function aliceValue(template: string, param: string): string {
   if (template.startsWith("/keys")) return mine.keyId;
-  if (template.startsWith("/triggers") || template.startsWith("/hooks")) return "alice-hook";
+  if (template.startsWith("/triggers")) return "alice-hook";
+  if (template.startsWith("/hooks")) return mine.hook;
   const values: Record<string, string> = {
     id: template.endsWith("/cancel") ? mine.queued : mine.failed,
     runId: mine.runId,
@@ -196,6 +205,19 @@ describe("bearer credentials that must not work", () => {
       ["a JWT without sub", bearer(await signJwt({ exp: now + 3600 }, JWT_SECRET))],
       ["a JWT with an empty sub", bearer(await signJwt({ ...claims, sub: "" }, JWT_SECRET))],
       ["a JWT with a numeric sub", bearer(await signJwt({ ...claims, sub: 42 }, JWT_SECRET))],
+      ["a JWT whose sub holds NUL", bearer(await signJwt({ ...claims, sub: "alice\u0000" }, JWT_SECRET))],
+      [
+        "a JWT whose sub is half a surrogate pair",
+        bearer(await signJwt({ ...claims, sub: "\ud800" }, JWT_SECRET)),
+      ],
+      [
+        "a JWT whose sub holds a newline",
+        bearer(await signJwt({ ...claims, sub: "alice\nbob" }, JWT_SECRET)),
+      ],
+      [
+        "a JWT with a 257-character sub",
+        bearer(await signJwt({ ...claims, sub: "a".repeat(257) }, JWT_SECRET)),
+      ],
       ["a JWT signed with another secret", bearer(await signJwt(claims, "another-secret-0123456789abcdef"))],
       ["a JWT signed with an empty secret", bearer(await hs({ alg: "HS256", typ: "JWT" }, claims, ""))],
       ["a JWT whose payload was swapped", bearer(`${head}.${b64({ ...claims, sub: "bob" })}.${signature}`)],
@@ -371,8 +393,8 @@ describe("another owner's ids", () => {
 });
 
 describe("webhook deliveries that must not start anything", () => {
-  const deliver = (name: string, body: string, headers: Record<string, string>) =>
-    h.app.request(`/hooks/${name}`, { method: "POST", headers, body });
+  const deliver = (id: string, body: string, headers: Record<string, string>) =>
+    h.app.request(`/hooks/${id}`, { method: "POST", headers, body });
   const workflows = async () =>
     (await h.m.db<{ n: number }[]>`select count(*)::int as n from dwop.workflows`)[0]!.n;
 
@@ -380,15 +402,15 @@ describe("webhook deliveries that must not start anything", () => {
     const body = '{"ref":"refs/heads/main"}';
     const now = h.clock.now;
     const ts = String(Math.floor(now / 1000));
-    const good = await signedHeaders(ALICE_SECRET, body, "good-1", now);
+    const good = await signedHeaders(ALICE_SECRET, body, "good-1", now, mine.hook);
     const sig = good["X-DWOP-Signature"]!;
     const cases: [string, string, Record<string, string>, number][] = [
       ["no headers", body, {}, 401],
-      ["signed with bob's secret", body, await signedHeaders(BOB_SECRET, body, "f1", now), 401],
+      ["signed with bob's secret", body, await signedHeaders(BOB_SECRET, body, "f1", now, mine.hook), 401],
       [
         "signed with a guessable secret",
         body,
-        { ...good, "X-DWOP-Signature": await signPayload("secret", ts, body) },
+        { ...good, "X-DWOP-Signature": await signPayload("secret", ts, body, mine.hook) },
         401,
       ],
       ["the body changed", `${body} `, good, 401],
@@ -400,8 +422,13 @@ describe("webhook deliveries that must not start anything", () => {
       ["65 hex digits", body, { ...good, "X-DWOP-Signature": `${sig}0` }, 401],
       ["not hex", body, { ...good, "X-DWOP-Signature": `sha256=${"z".repeat(64)}` }, 401],
       ["two signatures", body, { ...good, "X-DWOP-Signature": `${sig}, ${sig}` }, 401],
-      ["stale by 301 s", body, await signedHeaders(ALICE_SECRET, body, "f2", now - 301_000), 401],
-      ["301 s in the future", body, await signedHeaders(ALICE_SECRET, body, "f3", now + 301_000), 401],
+      ["stale by 301 s", body, await signedHeaders(ALICE_SECRET, body, "f2", now - 301_000, mine.hook), 401],
+      [
+        "301 s in the future",
+        body,
+        await signedHeaders(ALICE_SECRET, body, "f3", now + 301_000, mine.hook),
+        401,
+      ],
       ["a timestamp in ms", body, { ...good, "X-DWOP-Timestamp": String(now) }, 401],
       ["a negative timestamp", body, { ...good, "X-DWOP-Timestamp": `-${ts}` }, 401],
       ["a fractional timestamp", body, { ...good, "X-DWOP-Timestamp": `${ts}.0` }, 401],
@@ -413,31 +440,45 @@ describe("webhook deliveries that must not start anything", () => {
     const before = await probe.fingerprint();
     for (const [what, sent, headers, status] of cases) {
       await expectRefused(
-        await deliver("alice-hook", sent, headers),
+        await deliver(mine.hook, sent, headers),
         status,
         before,
         `POST /hooks alice-hook: ${what}`,
       );
     }
     // Bob's valid delivery, sent to alice's trigger: computed for another trigger.
-    const forBob = await signedHeaders(BOB_SECRET, body, "bob-1", now);
+    const forBob = await signedHeaders(BOB_SECRET, body, "bob-1", now, mine.bobHook);
     await expectRefused(
-      await deliver("alice-hook", body, forBob),
+      await deliver(mine.hook, body, forBob),
       401,
       before,
       "POST /hooks: bob's delivery at alice's trigger",
     );
-    await expectRefused(
-      await deliver("no-such-hook", body, good),
-      404,
-      before,
-      "POST /hooks: unknown trigger",
-    );
+    // Alice's secret, but signed for bob's trigger, or for none (as callbacks are signed).
+    for (const [what, other] of [
+      ["bob's trigger", mine.bobHook],
+      ["no trigger", undefined],
+    ] as const) {
+      const headers = await signedHeaders(ALICE_SECRET, body, "f4", now, other);
+      await expectRefused(
+        await deliver(mine.hook, body, headers),
+        401,
+        before,
+        `POST /hooks: signed for ${what}`,
+      );
+    }
+    for (const [what, id] of [
+      ["unknown trigger", crypto.randomUUID()],
+      ["the trigger's name", "alice-hook"],
+      ["an id one character off", `${mine.hook.slice(0, -1)}${mine.hook.endsWith("0") ? "1" : "0"}`],
+    ]) {
+      await expectRefused(await deliver(id!, body, good), 404, before, `POST /hooks: ${what}`);
+    }
   });
 
   it("refuses random changes to a valid delivery", async () => {
     const body = '{"n":1}';
-    const good = await signedHeaders(ALICE_SECRET, body, "mutant", h.clock.now);
+    const good = await signedHeaders(ALICE_SECRET, body, "mutant", h.clock.now, mine.hook);
     const before = await probe.fingerprint();
     const flip = (text: string, at: number, ch: string) => {
       const i = at % Math.max(1, text.length);
@@ -451,7 +492,7 @@ describe("webhook deliveries that must not start anything", () => {
         if (part === "body") sent = flip(body, at, ch);
         else headers[part] = flip(headers[part]!, part === "X-DWOP-Signature" ? 7 + (at % 64) : at, ch);
         fc.pre(sent !== body || headers[part] !== good[part]);
-        await expectRefused(await deliver("alice-hook", sent, headers), 401, before, `POST /hooks: ${part} changed at ${at} to ${ch}`);
+        await expectRefused(await deliver(mine.hook, sent, headers), 401, before, `POST /hooks: ${part} changed at ${at} to ${ch}`);
       }),
       { seed: SEED, numRuns: 200 },
     ); // prettier-ignore
@@ -459,13 +500,13 @@ describe("webhook deliveries that must not start anything", () => {
 
   it("starts a delivery once: a replay is refused with the same id, a new id, or re-signed", async () => {
     const body = '{"deploy":42}';
-    const good = await signedHeaders(ALICE_SECRET, body, "deploy-42", h.clock.now);
+    const good = await signedHeaders(ALICE_SECRET, body, "deploy-42", h.clock.now, mine.hook);
     const count = await workflows();
-    expect((await deliver("alice-hook", body, good)).status).toBe(202);
+    expect((await deliver(mine.hook, body, good)).status).toBe(202);
     expect(await workflows()).toBe(count + 1);
     const before = await probe.fingerprint();
     await expectRefused(
-      await deliver("alice-hook", body, good),
+      await deliver(mine.hook, body, good),
       409,
       before,
       "POST /hooks: the same delivery again",
@@ -473,13 +514,13 @@ describe("webhook deliveries that must not start anything", () => {
     // The delivery id is not signed: a captured request sent again with a new id is still a replay.
     const renamed = { ...good, "X-DWOP-Delivery": "deploy-42-again" };
     await expectRefused(
-      await deliver("alice-hook", body, renamed),
+      await deliver(mine.hook, body, renamed),
       409,
       before,
       "POST /hooks: the same signed request, another id",
     );
     await expectRefused(
-      await deliver("alice-hook", body, {
+      await deliver(mine.hook, body, {
         ...good,
         "X-DWOP-Signature": good["X-DWOP-Signature"]!.toUpperCase().replace("SHA256", "sha256"),
       }),
@@ -488,8 +529,8 @@ describe("webhook deliveries that must not start anything", () => {
       "POST /hooks: the signature in upper case",
     );
     h.clock.now += 30_000;
-    const resigned = await signedHeaders(ALICE_SECRET, body, "deploy-42", h.clock.now);
-    const res = await deliver("alice-hook", body, resigned);
+    const resigned = await signedHeaders(ALICE_SECRET, body, "deploy-42", h.clock.now, mine.hook);
+    const res = await deliver(mine.hook, body, resigned);
     expect(res.status, "POST /hooks: re-signed later, same id").toBe(409);
     // Its new signature is recorded (so its own replays are known), but nothing is started.
     const started = ["workflows", "tasks", "outbox", "runs", "events"];
@@ -498,7 +539,7 @@ describe("webhook deliveries that must not start anything", () => {
     // Five minutes on, the captured request is stale rather than a replay.
     h.clock.now += 301_000;
     await expectRefused(
-      await deliver("alice-hook", body, { ...good, "X-DWOP-Delivery": "late" }),
+      await deliver(mine.hook, body, { ...good, "X-DWOP-Delivery": "late" }),
       401,
       after,
       "POST /hooks: stale",

@@ -99,21 +99,23 @@ describe("Supabase Edge Functions", () => {
         }),
       });
       expect(trigger.status, await trigger.clone().text()).toBe(201);
+      const { id: triggerId } = (await trigger.json()) as { id: string };
       await server.stop();
 
       // `hooks` has no open GET route: it is up when it answers a stray path with its JSON 404.
       server = await start("hooks", "/", 404);
       const body = JSON.stringify({ ref: "main" });
       const hook = (headers: Record<string, string>) =>
-        fetch(`${server!.url}/hooks/on-push`, { method: "POST", headers, body });
-      const accepted = await hook(await signedHeaders(secret, body, "delivery-1"));
+        fetch(`${server!.url}/hooks/${triggerId}`, { method: "POST", headers, body });
+      const accepted = await hook(await signedHeaders(secret, body, "delivery-1", Date.now(), triggerId));
       expect(accepted.status, await accepted.clone().text()).toBe(202);
       const { workflowId } = (await accepted.json()) as { workflowId: string };
       const [row] = await mdb.db<
         { owner: string }[]
       >`select owner from dwop.workflows where id = ${workflowId}`;
       expect(row?.owner).toBe("local");
-      expect((await hook(await signedHeaders("not-the-secret-at-all", body, "delivery-2"))).status).toBe(401);
+      const forged = await signedHeaders("not-the-secret-at-all", body, "delivery-2", Date.now(), triggerId);
+      expect((await hook(forged)).status).toBe(401);
       // Nothing of the API is reachable through the webhook function.
       expect((await fetch(`${server.url}/hooks`, { headers: AUTH })).status).toBe(404);
       expect((await fetch(`${server.url}/workflows`, { headers: AUTH })).status).toBe(404);

@@ -69,6 +69,9 @@ export interface WorkflowEvent {
 }
 
 export interface TriggerRow {
+  /** Random: the trigger's URL is `/hooks/<id>`, and its deliveries are signed for it. */
+  id: string;
+  /** Unique among its owner's triggers only. */
   name: string;
   owner: string;
   source: string;
@@ -239,24 +242,24 @@ export class ApiStore {
     return row?.owner ?? null;
   }
 
-  /** Registers a trigger, or says why not: its name or its secret is taken. */
+  /** Registers a trigger and returns its id; null when the owner already has one of that name. */
   async createTrigger(t: {
     owner: string;
     name: string;
     source: string;
     requirements: string | null;
     secret: string;
-  }) {
-    const [row] = await this.db<{ outcome: "created" | "name_taken" | "secret_in_use" }[]>`
-      select dwop.create_trigger(${t.owner}, ${t.name}, ${t.source}, ${t.requirements}, ${t.secret}) as outcome`;
-    return row!.outcome;
+  }): Promise<string | null> {
+    const [row] = await this.db<{ id: string | null }[]>`
+      select dwop.create_trigger(${t.owner}, ${t.name}, ${t.source}, ${t.requirements}, ${t.secret}) as id`;
+    return row?.id ?? null;
   }
 
   /** The owner's triggers (never their secrets). */
   async listTriggers(owner: string, name?: string): Promise<TriggerRow[]> {
     const sql = this.db;
     return sql<TriggerRow[]>`
-      select name, owner, source, requirements, created_at as "createdAt" from dwop.triggers
+      select id, name, owner, source, requirements, created_at as "createdAt" from dwop.triggers
       where owner = ${owner} ${name === undefined ? sql`` : sql`and name = ${name}`} order by name`;
   }
 
@@ -265,23 +268,23 @@ export class ApiStore {
     return row?.ok ?? false;
   }
 
-  /** A trigger with its secret, for checking a delivery; null when there is none of that name. */
-  async triggerForDelivery(name: string): Promise<(TriggerRow & { secret: string }) | null> {
+  /** A trigger with its secret, for checking a delivery; null when there is none with that id. */
+  async triggerForDelivery(id: string): Promise<(TriggerRow & { secret: string }) | null> {
     const [row] = await this.db<(TriggerRow & { secret: string })[]>`
-      select name, owner, source, requirements, secret, created_at as "createdAt"
-      from dwop.triggers where name = ${name}`;
+      select id, name, owner, source, requirements, secret, created_at as "createdAt"
+      from dwop.triggers where id = ${id}`;
     return row ?? null;
   }
 
   /** Records a delivery (reserving `workflowId` for it) or finds the earlier record of the same one. */
   async recordHookDelivery(
-    trigger: string,
+    triggerId: string,
     deliveryId: string,
     workflowId: string,
   ): Promise<{ workflowId: string; workflowExists: boolean }> {
     const [row] = await this.db<{ workflowId: string; workflowExists: boolean }[]>`
       select workflow_id as "workflowId", workflow_exists as "workflowExists"
-      from dwop.record_hook_delivery(${trigger}, ${deliveryId}, ${workflowId})`;
+      from dwop.record_hook_delivery(${triggerId}, ${deliveryId}, ${workflowId})`;
     if (!row) throw new Error("record_hook_delivery returned no row");
     return row;
   }
