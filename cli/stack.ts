@@ -98,6 +98,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       batchSize: config.DWOP_CLAIM_BATCH,
       leaseSeconds: config.DWOP_CLAIM_LEASE_SECONDS,
       pollMs: config.DWOP_CLAIM_POLL_MS,
+      republishAfterSeconds: config.DWOP_REPUBLISH_AFTER_SECONDS,
       logger,
     });
     await claimer.start();
@@ -128,6 +129,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       batchSize: config.DWOP_CLAIM_BATCH,
       leaseSeconds: config.DWOP_CLAIM_LEASE_SECONDS,
       pollMs: config.DWOP_CLAIM_POLL_MS,
+      republishAfterSeconds: config.DWOP_REPUBLISH_AFTER_SECONDS,
       logger,
     });
     await dispatcher.start();

@@ -3,6 +3,7 @@ import { CallbackSender, type CallbackSenderOptions } from "../shared/callbacks.
 import type { Store } from "../shared/db/store.ts";
 import { silentLogger, type Logger } from "../shared/log.ts";
 import { Wakeup } from "../shared/wakeup.ts";
+import { Republisher } from "./republish.ts";
 
 export interface ClaimerOptions {
   id: string;
@@ -13,13 +14,21 @@ export interface ClaimerOptions {
   logger?: Logger;
   /** How completion callbacks are sent (tries, backoff, timeout, fetch); defaults suit production. */
   callbacks?: Partial<Omit<CallbackSenderOptions, "claimerId" | "leaseSeconds" | "logger">>;
+  /**
+   * Republish a task whose message was published this long ago without its attempt starting (the
+   * message vanished from the bus; see republish.ts). Unset or 0: never.
+   */
+  republishAfterSeconds?: number;
+  /** How often to look for such tasks (default: a quarter of republishAfterSeconds, 1 to 15 s). */
+  republishEveryMs?: number;
 }
 
 /**
  * Moves outbox rows to the bus: claim a batch (a lease), publish with confirms, mark the confirmed rows
  * published. Rows the broker did not confirm stay claimed until their lease runs out and are then
  * claimed again, by this claimer or another. Rows of topic `workflow.callback` are not for the bus: they
- * go to the CallbackSender, which POSTs them and reschedules failed sends.
+ * go to the CallbackSender, which POSTs them and reschedules failed sends. With
+ * `republishAfterSeconds`, a Republisher writes new rows for tasks whose message vanished from the bus.
  */
 export class Claimer {
   private readonly wakeup = new Wakeup();
@@ -28,6 +37,7 @@ export class Claimer {
   private unlisten: (() => Promise<void>) | null = null;
   private readonly log: Logger;
   private readonly callbacks: CallbackSender;
+  private readonly republisher: Republisher | null;
 
   constructor(
     private readonly store: Store,
@@ -41,12 +51,24 @@ export class Claimer {
       leaseSeconds: options.leaseSeconds,
       logger: this.log,
     });
+    this.republisher = options.republishAfterSeconds
+      ? new Republisher(store.db, bus, {
+          afterSeconds: options.republishAfterSeconds,
+          everyMs: options.republishEveryMs,
+          logger: this.log,
+        })
+      : null;
   }
 
   /** Claims and publishes one batch of task rows and starts sending due callbacks; returns how many rows it claimed. */
   async runOnce(): Promise<number> {
     const [published, callbacks] = await Promise.all([this.publishOnce(), this.callbacks.pump()]);
     return published + callbacks;
+  }
+
+  /** Republishes tasks whose message vanished from the bus (one pass); returns how many. */
+  async republishOnce(now?: Date): Promise<number> {
+    return (await this.republisher?.runOnce(now)) ?? 0;
   }
 
   private async publishOnce(): Promise<number> {
@@ -76,6 +98,7 @@ export class Claimer {
     );
     this.unlisten = () => listener.unlisten();
     this.loop = this.run();
+    this.republisher?.start();
   }
 
   private async run(): Promise<void> {
@@ -104,6 +127,7 @@ export class Claimer {
   async stop(): Promise<void> {
     this.stopped = true;
     this.wakeup.wake();
+    await this.republisher?.stop();
     await this.loop;
     await this.callbacks.drain();
     await this.unlisten?.().catch(() => {});

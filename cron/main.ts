@@ -27,6 +27,7 @@ const claimer = new Claimer(new Store(db), bus, {
   batchSize: config.DWOP_CLAIM_BATCH,
   leaseSeconds: config.DWOP_CLAIM_LEASE_SECONDS,
   pollMs: config.DWOP_CLAIM_POLL_MS,
+  republishAfterSeconds: config.DWOP_REPUBLISH_AFTER_SECONDS,
   logger,
 });
 await claimer.start();

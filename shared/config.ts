@@ -61,6 +61,8 @@ export const configSchema = z.object({
   DWOP_CLAIM_BATCH: int(1, 256),
   DWOP_CLAIM_LEASE_SECONDS: int(1, 30),
   DWOP_CLAIM_POLL_MS: int(10, 1000),
+  /** A task published this long ago whose attempt has not started is published again (0: never). */
+  DWOP_REPUBLISH_AFTER_SECONDS: int(0, 60),
   DWOP_RETRY_BACKOFF_MS: int(0, 1000),
   DWOP_SIGNED_URL_TTL_SECONDS: int(10, 3600),
   DWOP_PYTHON: z.string().optional(),
