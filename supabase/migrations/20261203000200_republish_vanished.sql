@@ -12,7 +12,9 @@
 -- - a backlog (every dispatcher full, messages waiting in the broker): the caller passes how many
 --   messages the bus holds ready, and a pass republishes no more than the stalled tasks outnumber
 --   them. Each waiting message can stand for at most one stalled task, so a task whose message is
---   still in the queue is not counted as lost while that message waits;
+--   still in the queue is not counted as lost while that message waits. (A delivery a dispatcher holds
+--   unacknowledged for a few seconds is not counted as waiting by either broker: a pass at that moment
+--   may republish as many duplicates as deliveries are in hand, which the duplicate check absorbs.)
 -- - a task republished already: the next republish of the same attempt waits twice as long as the
 --   last (after, 2 x after, 4 x after, ... up to 32 x after), measured from the last publish.
 --
