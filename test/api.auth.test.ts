@@ -84,6 +84,33 @@ describe("bearer tokens", () => {
     expect((await refusal(bearer(none))).status).toBe(401);
   });
 
+  it("refuses a correctly signed JWT whose subject cannot name an owner with 401, not a database error", async () => {
+    const exp = Math.floor(h.clock.now / 1000) + 60;
+    for (const sub of ["alice\u0000", "\u0000", "\ud800alice", "alice\r\n", "a".repeat(257)]) {
+      const token = await signJwt({ sub, exp }, JWT_SECRET);
+      for (const [method, path] of [
+        ["GET", "/workflows"],
+        ["GET", "/triggers"],
+        ["POST", "/keys"],
+      ] as const) {
+        const res = await h.app.request(path, {
+          method,
+          headers: { ...bearer(token), "content-type": "application/json" },
+          body: method === "POST" ? '{"name":"k"}' : undefined,
+        });
+        expect({ sub, path, status: res.status }).toEqual({ sub, path, status: 401 });
+        expect(ErrorResponse.parse(await res.json()).error.message).toBe(
+          "token subject is not a valid owner",
+        );
+      }
+    }
+    expect(h.errors).toEqual([]);
+    // A subject of any script, up to 256 characters, is an owner.
+    for (const sub of ["ünïcödé-👩‍💻", "a".repeat(256)]) {
+      expect(await status(bearer(await signJwt({ sub, exp }, JWT_SECRET)))).toBe(200);
+    }
+  });
+
   it("refuses JWTs when no JWT secret is configured", async () => {
     const bare = await apiHarness("no_jwt_secret", { settings: { jwtSecret: undefined } });
     try {
@@ -99,6 +126,8 @@ describe("bearer tokens", () => {
     expect(await status({}, "/readyz")).toBe(200);
     expect(await status({}, "/openapi.json")).toBe(200);
     expect((await h.app.request("/hooks/none", { method: "POST", body: "{}" })).status).toBe(404);
+    const unknown = `/hooks/${crypto.randomUUID()}`;
+    expect((await h.app.request(unknown, { method: "POST", body: "{}" })).status).toBe(404);
   });
 });
 
