@@ -122,6 +122,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       lostAfterSeconds: config.DWOP_LOST_AFTER_SECONDS,
       shutdownGraceSeconds: config.DWOP_SHUTDOWN_GRACE_SECONDS,
       signedUrlTtlSeconds: config.DWOP_SIGNED_URL_TTL_SECONDS,
+      defaultTimeoutSeconds: config.DWOP_DEFAULT_TASK_TIMEOUT_SECONDS,
       logger,
     });
     const claimer = new Claimer(store, bus, {

@@ -20,6 +20,8 @@ const SLOT_WAIT_MS = 2000;
 const CAP_POLL_MS = 150;
 const CAP_WAIT_MS = 10_000;
 const CAP_PAUSE_MS = 1000;
+/** The deadline of an attempt whose task has no @timeout, unless the options say (DWOP_DEFAULT_TASK_TIMEOUT_SECONDS). */
+export const DEFAULT_TASK_TIMEOUT_SECONDS = 3600;
 
 export interface DispatcherOptions {
   id: string;
@@ -30,7 +32,10 @@ export interface DispatcherOptions {
   lostAfterSeconds: number;
   /** On stop, how long running tasks may take to finish before they are stopped and retried elsewhere. */
   shutdownGraceSeconds: number;
+  /** Workers' signed URLs live for the attempt's deadline plus this margin. */
   signedUrlTtlSeconds: number;
+  /** The deadline of an attempt whose task has no @timeout (default DEFAULT_TASK_TIMEOUT_SECONDS). */
+  defaultTimeoutSeconds?: number;
   /** Cluster executors: most runs active at once across every dispatcher (Jobs in flight). */
   maxActiveRuns?: number;
   logger?: Logger;
@@ -177,7 +182,8 @@ export class Dispatcher {
    * dispatched. A start that failed is recorded as a failed attempt (infrastructure budget, unless it
    * can never work). A failure to record the dispatch after a start is thrown: the redelivery finds the run.
    */
-  private async launch(run: RunAssignment, onStarted: () => void = () => {}): Promise<void> {
+  private async launch(assigned: RunAssignment, onStarted: () => void = () => {}): Promise<void> {
+    const run = this.withDeadline(assigned);
     let started = false;
     try {
       const env = await signWorkerEnv(this.storage, run, this.options.signedUrlTtlSeconds);
@@ -189,6 +195,16 @@ export class Dispatcher {
       if (started) throw err;
       await this.recordStartFailure(run, err);
     }
+  }
+
+  /**
+   * The attempt with its deadline: the task's @timeout, else the default. Every attempt gets one, so a
+   * local run is killed and a Job's activeDeadlineSeconds is set, and its signed URLs expire soon after.
+   */
+  private withDeadline(run: RunAssignment): RunAssignment {
+    if (run.options.timeoutSeconds) return run;
+    const timeoutSeconds = this.options.defaultTimeoutSeconds ?? DEFAULT_TASK_TIMEOUT_SECONDS;
+    return { ...run, options: { ...run.options, timeoutSeconds } };
   }
 
   private async recordStartFailure(run: RunAssignment, err: unknown): Promise<void> {
@@ -233,7 +249,8 @@ export class Dispatcher {
     }
   }
 
-  private async resumeStartingRun(run: RunAssignment): Promise<void> {
+  private async resumeStartingRun(assigned: RunAssignment): Promise<void> {
+    const run = this.withDeadline(assigned);
     const env = await signWorkerEnv(this.storage, run, this.options.signedUrlTtlSeconds);
     const resumed = await this.cluster.resumeStartingRun(run.runId, async () => {
       return (await this.executor.start(run, env)).jobName;

@@ -48,6 +48,7 @@ const dispatcher = new Dispatcher(store, bus, executor, storage, {
   lostAfterSeconds: config.DWOP_LOST_AFTER_SECONDS,
   shutdownGraceSeconds: config.DWOP_SHUTDOWN_GRACE_SECONDS,
   signedUrlTtlSeconds: config.DWOP_SIGNED_URL_TTL_SECONDS,
+  defaultTimeoutSeconds: config.DWOP_DEFAULT_TASK_TIMEOUT_SECONDS,
   maxActiveRuns: config.DWOP_KUBE_MAX_JOBS,
   logger,
 });

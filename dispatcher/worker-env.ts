@@ -3,19 +3,20 @@ import type { WorkerEnv } from "../shared/executors/executor.ts";
 import { CODE_BUCKET, OUTPUT_BUCKET, objectPaths, type RunAssignment } from "../shared/model.ts";
 import type { Storage } from "../shared/storage/storage.ts";
 
-/** Default lifetime of a run's URLs when the task has no timeout: long enough for the upload at the end. */
-const UNBOUNDED_RUN_SECONDS = 6 * 3600;
-
 /**
  * Signs the URLs one attempt needs: its code, requirements and inputs to read, its output and log to
- * write. Each URL is for one object and one method, and lives as long as the attempt may run.
+ * write. Each URL is for one object and one method, and lives as long as the attempt may run (its
+ * deadline, which the dispatcher has resolved) plus `marginSeconds`: a URL that leaks from a run is of
+ * no use for long.
  */
 export async function signWorkerEnv(
   storage: Storage,
   run: RunAssignment,
-  ttlSeconds: number,
+  marginSeconds: number,
 ): Promise<WorkerEnv> {
-  const ttl = ttlSeconds + (run.options.timeoutSeconds ?? UNBOUNDED_RUN_SECONDS);
+  const deadline = run.options.timeoutSeconds;
+  if (!deadline) throw new Error(`run ${run.runId} has no deadline: resolve the default timeout first`);
+  const ttl = deadline + marginSeconds;
   const wf = run.workflowId;
   const inputs = await Promise.all(
     run.params.map(async (p) => {

@@ -64,7 +64,10 @@ export const configSchema = z.object({
   /** A task published this long ago whose attempt has not started is published again (0: never). */
   DWOP_REPUBLISH_AFTER_SECONDS: int(0, 60),
   DWOP_RETRY_BACKOFF_MS: int(0, 1000),
-  DWOP_SIGNED_URL_TTL_SECONDS: int(10, 3600),
+  /** The deadline of an attempt whose task has no @timeout: every attempt has one. */
+  DWOP_DEFAULT_TASK_TIMEOUT_SECONDS: int(1, 3600),
+  /** A worker's signed URLs live for its attempt's deadline plus this margin. */
+  DWOP_SIGNED_URL_TTL_SECONDS: int(10, 300),
   DWOP_PYTHON: z.string().optional(),
   SUPABASE_JWT_SECRET: optionalSecret,
   DWOP_API_TOKEN: optionalSecret,
