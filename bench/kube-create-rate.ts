@@ -33,6 +33,9 @@ async function createAll(
     imagePullPolicy: "IfNotPresent",
     ttlSecondsAfterFinished: 60,
     runAsUser: 10001,
+    defaultCpu: "500m",
+    defaultMemory: "512Mi",
+    volumeSizeLimit: "1Gi",
   });
   sim.resetStats();
   let next = 0;

@@ -19,6 +19,9 @@ export interface KubernetesSettings {
   imagePullPolicy: ImagePullPolicy;
   jobTtlSeconds: number;
   runAsUser: number;
+  defaultCpu: string;
+  defaultMemory: string;
+  volumeSizeLimit: string;
   qps: number;
   burst: number;
   reconcileSeconds: number;
@@ -36,6 +39,9 @@ export function kubernetesSettings(config: Config): KubernetesSettings {
     imagePullPolicy: config.DWOP_IMAGE_PULL_POLICY,
     jobTtlSeconds: config.DWOP_KUBE_JOB_TTL_SECONDS,
     runAsUser: config.DWOP_KUBE_RUN_AS_USER,
+    defaultCpu: config.DWOP_KUBE_DEFAULT_CPU,
+    defaultMemory: config.DWOP_KUBE_DEFAULT_MEMORY,
+    volumeSizeLimit: config.DWOP_KUBE_VOLUME_SIZE_LIMIT,
     qps: config.DWOP_KUBE_API_QPS,
     burst: config.DWOP_KUBE_API_BURST,
     reconcileSeconds: config.DWOP_KUBE_RECONCILE_SECONDS,
@@ -76,6 +82,9 @@ export function kubernetesParts(
     imagePullPolicy: s.imagePullPolicy,
     ttlSecondsAfterFinished: s.jobTtlSeconds,
     runAsUser: s.runAsUser,
+    defaultCpu: s.defaultCpu,
+    defaultMemory: s.defaultMemory,
+    volumeSizeLimit: s.volumeSizeLimit,
   });
   const observer = new JobObserver(store, api, {
     limits: { imagePullSeconds: s.imagePullTimeoutSeconds, pendingSeconds: s.pendingTimeoutSeconds },

@@ -2,6 +2,11 @@ import { z } from "zod";
 import type { EnvSource } from "./env.ts";
 
 const int = (min: number, fallback: number) => z.coerce.number().int().min(min).default(fallback);
+/** A Kubernetes quantity kept as written ("500m", "512Mi"), for a pod spec. */
+const kubeQuantity = (pattern: RegExp, fallback: string) =>
+  z.string().trim().regex(pattern, `must be a Kubernetes quantity such as "${fallback}"`).default(fallback);
+const CPU_QUANTITY = /^(\d+m|\d+(\.\d+)?)$/;
+const MEMORY_QUANTITY = /^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/;
 const optionalUrl = z
   .string()
   .trim()
@@ -51,6 +56,11 @@ export const configSchema = z.object({
   DWOP_KUBE_JOB_TTL_SECONDS: int(0, 3600),
   DWOP_KUBE_LEASE_SECONDS: int(3, 15),
   DWOP_KUBE_RUN_AS_USER: int(1, 10001),
+  /** Requests and limits of a task pod whose task sets no @cpu / @memory. */
+  DWOP_KUBE_DEFAULT_CPU: kubeQuantity(CPU_QUANTITY, "500m"),
+  DWOP_KUBE_DEFAULT_MEMORY: kubeQuantity(MEMORY_QUANTITY, "512Mi"),
+  /** sizeLimit of each emptyDir of a task pod (its /work and its /tmp). */
+  DWOP_KUBE_VOLUME_SIZE_LIMIT: kubeQuantity(MEMORY_QUANTITY, "1Gi"),
   DWOP_METRICS_PORT: int(0, 9090),
   DWOP_METRICS_HOST: z.string().default("0.0.0.0"),
   DWOP_CONCURRENCY: int(1, 8),

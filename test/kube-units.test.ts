@@ -11,6 +11,7 @@ import { jobName, runLabels, taskLabel } from "../shared/executors/kubernetes/na
 import { judgeJob } from "../shared/executors/kubernetes/outcome.ts";
 import { RateLimiter } from "../shared/executors/kubernetes/rate-limiter.ts";
 import { DEFAULT_TASK_OPTIONS, type RunAssignment } from "../shared/model.ts";
+import { restrictedViolations } from "./support/pod-security.ts";
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
@@ -40,6 +41,9 @@ const SPEC = {
   imagePullPolicy: "Never" as const,
   ttlSecondsAfterFinished: 3600,
   runAsUser: 10001,
+  defaultCpu: "500m",
+  defaultMemory: "512Mi",
+  volumeSizeLimit: "1Gi",
 };
 
 describe("Job names", () => {
@@ -118,7 +122,10 @@ describe("the Job spec", () => {
       automountServiceAccountToken: false,
       securityContext: { runAsNonRoot: true, runAsUser: 10001, seccompProfile: { type: "RuntimeDefault" } },
     });
-    expect(pod.volumes?.every((v) => v.emptyDir)).toBe(true);
+    expect(pod.volumes).toEqual([
+      { name: "work", emptyDir: { sizeLimit: "1Gi" } },
+      { name: "tmp", emptyDir: { sizeLimit: "1Gi" } },
+    ]);
     const [c] = pod.containers;
     expect(c).toMatchObject({ image: "dwop-pyworker:dev", imagePullPolicy: "Never" });
     expect(c!.command).toBeUndefined(); // the image's ENTRYPOINT runs the worker
@@ -134,10 +141,53 @@ describe("the Job spec", () => {
     expect(Object.fromEntries(c!.env!.map((e) => [e.name, e.value]))).toEqual(ENV);
   });
 
-  it("takes the task's own image and leaves out what the task did not ask for", () => {
+  it("takes the task's own image, and the default requests and limits for what the task did not set", () => {
     const job = buildJob(run({ options: { ...DEFAULT_TASK_OPTIONS, image: "my/image:1" } }), ENV, SPEC);
-    expect(job.spec!.activeDeadlineSeconds).toBeUndefined();
-    expect(job.spec!.template.spec!.containers[0]).toMatchObject({ image: "my/image:1", resources: {} });
+    expect(job.spec!.template.spec!.containers[0]).toMatchObject({
+      image: "my/image:1",
+      resources: { requests: { cpu: "500m", memory: "512Mi" }, limits: { cpu: "500m", memory: "512Mi" } },
+    });
+    const onlyCpu = buildJob(run({ options: { ...DEFAULT_TASK_OPTIONS, cpu: "2" } }), ENV, SPEC);
+    expect(onlyCpu.spec!.template.spec!.containers[0]!.resources).toEqual({
+      requests: { cpu: "2", memory: "512Mi" },
+      limits: { cpu: "2", memory: "512Mi" },
+    });
+    const onlyMemory = buildJob(run({ options: { ...DEFAULT_TASK_OPTIONS, memory: "4Gi" } }), ENV, {
+      ...SPEC,
+      defaultCpu: "250m",
+      volumeSizeLimit: "5Gi",
+    });
+    const pod = onlyMemory.spec!.template.spec!;
+    expect(pod.containers[0]!.resources!.limits).toEqual({ cpu: "250m", memory: "4Gi" });
+    expect(pod.volumes!.map((v) => v.emptyDir?.sizeLimit)).toEqual(["5Gi", "5Gi"]);
+  });
+
+  it("would be admitted in a namespace that enforces Pod Security `restricted`", () => {
+    const pod = buildJob(run(), ENV, SPEC).spec!.template.spec!;
+    expect(restrictedViolations(pod)).toEqual([]);
+    // The check can fail: each of these is refused by `restricted`.
+    const broken = (change: (p: typeof pod) => void) => {
+      const copy = structuredClone(pod);
+      change(copy);
+      return restrictedViolations(copy);
+    };
+    expect(broken((p) => delete p.containers[0]!.securityContext!.allowPrivilegeEscalation)).toEqual([
+      "worker: allowPrivilegeEscalation is not false",
+    ]);
+    expect(broken((p) => (p.containers[0]!.securityContext!.capabilities = { add: ["NET_ADMIN"] }))).toEqual([
+      "worker: capabilities do not drop ALL",
+      "worker: adds capability NET_ADMIN",
+    ]);
+    expect(
+      broken((p) => {
+        delete p.securityContext!.runAsNonRoot;
+        delete p.containers[0]!.securityContext!.runAsNonRoot;
+      }),
+    ).toEqual(["worker: runAsNonRoot is not true"]);
+    expect(broken((p) => delete p.securityContext!.seccompProfile)).toEqual(["worker: seccomp unset"]);
+    expect(broken((p) => p.volumes!.push({ name: "host", hostPath: { path: "/" } }))).toEqual([
+      "volume host of type hostPath",
+    ]);
   });
 });
 

@@ -14,6 +14,11 @@ export interface JobSpecOptions {
   ttlSecondsAfterFinished: number;
   /** The worker image's non-root user and group (10001 in worker/Dockerfile). */
   runAsUser: number;
+  /** Request and limit of a task that sets no @cpu, and of one that sets no @memory. */
+  defaultCpu: string;
+  defaultMemory: string;
+  /** `sizeLimit` of each of the pod's emptyDir volumes (/work and /tmp): past it the pod is evicted. */
+  volumeSizeLimit: string;
 }
 
 /** The container name; the observer reads its state and its log. */
@@ -23,9 +28,10 @@ const WORK_DIR = "/work";
 
 /**
  * The Job that runs one attempt: one pod, never restarted (retries are the orchestrator's), bounded by
- * the task's timeout, locked down (non-root, no capabilities, no privilege escalation, RuntimeDefault
- * seccomp, read-only root with emptyDir folders, no service-account token), and given nothing but the
- * attempt's signed URLs in its environment. The image's ENTRYPOINT runs the worker.
+ * the attempt's deadline, CPU and memory limits and size-limited emptyDir folders, locked down as Pod
+ * Security's `restricted` profile asks (non-root, no capabilities, no privilege escalation,
+ * RuntimeDefault seccomp; also a read-only root and no service-account token), and given nothing but
+ * the attempt's signed URLs in its environment. The image's ENTRYPOINT runs the worker.
  */
 export function buildJob(run: RunAssignment, env: WorkerEnv, options: JobSpecOptions): V1Job {
   const labels = runLabels(run);
@@ -57,8 +63,8 @@ export function buildJob(run: RunAssignment, env: WorkerEnv, options: JobSpecOpt
           },
           containers: [workerContainer(run, env, options)],
           volumes: [
-            { name: "work", emptyDir: {} },
-            { name: "tmp", emptyDir: {} },
+            { name: "work", emptyDir: { sizeLimit: options.volumeSizeLimit } },
+            { name: "tmp", emptyDir: { sizeLimit: options.volumeSizeLimit } },
           ],
         },
       },
@@ -75,7 +81,7 @@ function workerContainer(run: RunAssignment, env: WorkerEnv, options: JobSpecOpt
     env: Object.entries(env)
       .filter((e): e is [string, string] => typeof e[1] === "string")
       .map(([name, value]) => ({ name, value })),
-    resources: resources(run.options.cpu, run.options.memory),
+    resources: resources(run.options.cpu ?? options.defaultCpu, run.options.memory ?? options.defaultMemory),
     // The worker writes its failure JSON there; when it could not (killed), the log's end stands in.
     terminationMessagePolicy: "FallbackToLogsOnError",
     securityContext: {
@@ -91,10 +97,7 @@ function workerContainer(run: RunAssignment, env: WorkerEnv, options: JobSpecOpt
   };
 }
 
-/** The task's cpu and memory as both request and limit: what it asked for is what it may use. */
-function resources(cpu: string | null, memory: string | null): V1ResourceRequirements {
-  const amounts: Record<string, string> = {};
-  if (cpu) amounts.cpu = cpu;
-  if (memory) amounts.memory = memory;
-  return Object.keys(amounts).length === 0 ? {} : { requests: { ...amounts }, limits: { ...amounts } };
+/** The task's cpu and memory (or the defaults) as both request and limit: what it gets is what it may use. */
+function resources(cpu: string, memory: string): V1ResourceRequirements {
+  return { requests: { cpu, memory }, limits: { cpu, memory } };
 }
