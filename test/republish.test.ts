@@ -10,7 +10,7 @@ import type { Logger } from "../shared/log.ts";
 import type { TaskMessage } from "../shared/model.ts";
 import { startEngine, type BusKind, type Engine } from "./support/engine.ts";
 import { migratedDatabase, type MigratedDatabase } from "./support/migrated.ts";
-import { withRabbitChannel } from "./support/rabbit.ts";
+import { deleteRabbitTopology, withRabbitChannel } from "./support/rabbit.ts";
 
 const AFTER = 60;
 
@@ -168,16 +168,21 @@ describe("republish_stalled_tasks", () => {
 
 describe("a vanished message, end to end", () => {
   let engine: Engine | null = null;
+  let rabbitQueue: string | null = null;
   const cleanups: (() => Promise<void>)[] = [];
 
   afterEach(async (ctx) => {
+    const passed = ctx.task.result?.state === "pass";
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-    await engine?.stop(ctx.task.result?.state === "pass");
+    await engine?.stop(passed);
+    if (passed && rabbitQueue) await deleteRabbitTopology(rabbitQueue);
     engine = null;
+    rabbitQueue = null;
   });
 
   async function start(label: string, bus: BusKind): Promise<Engine> {
     engine = await startEngine(label, { bus, dispatchers: 0, claimers: 0 });
+    if (bus === "rabbit") rabbitQueue = engine.queue;
     return engine;
   }
 
