@@ -5,6 +5,7 @@ import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../shared/config.ts";
 import { LABELS } from "../shared/executors/kubernetes/names.ts";
+import { restrictedViolations } from "./support/pod-security.ts";
 
 const DEPLOY = new URL("../deploy/", import.meta.url);
 
@@ -34,6 +35,24 @@ async function validate(obj: Manifest): Promise<void> {
   new Model(obj).validate();
 }
 
+/** A Kubernetes quantity as a number ("500m" is 0.5, "512Mi" is 536870912). */
+function amount(quantity: string): number {
+  const m = /^(\d+(?:\.\d+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$/.exec(quantity);
+  if (!m) throw new Error(`not a quantity: ${quantity}`);
+  const unit = {
+    m: 1e-3,
+    k: 1e3,
+    M: 1e6,
+    G: 1e9,
+    T: 1e12,
+    Ki: 2 ** 10,
+    Mi: 2 ** 20,
+    Gi: 2 ** 30,
+    Ti: 2 ** 40,
+  };
+  return Number(m[1]) * (m[2] ? unit[m[2] as keyof typeof unit] : 1);
+}
+
 const find = <T = Manifest>(docs: Manifest[], kind: string) => docs.find((d) => d.kind === kind) as T;
 
 /** Loose access to a manifest's nested fields, for assertions. */
@@ -47,10 +66,12 @@ describe("deploy/ manifests", () => {
       [
         "ConfigMap",
         "Deployment",
+        "LimitRange",
         "Namespace",
         "NetworkPolicy",
         "Role",
         "RoleBinding",
+        "ResourceQuota",
         "Secret",
         "ServiceAccount",
       ].sort(),
@@ -115,7 +136,7 @@ describe("deploy/ manifests", () => {
     });
   });
 
-  it("limits task pods (selected by the label every Job carries) to DNS and HTTPS, and nothing in", async () => {
+  it("limits task pods (selected by the label every Job carries) to DNS and HTTPS outside the cluster's ranges, and nothing in", async () => {
     const policy = find<{ spec: Loose }>(await manifests(), "NetworkPolicy").spec;
     expect(policy.podSelector.matchLabels).toEqual({ [LABELS.managedBy]: "dwop" });
     expect(policy.policyTypes.sort()).toEqual(["Egress", "Ingress"]);
@@ -124,6 +145,71 @@ describe("deploy/ manifests", () => {
       rule.ports.map((p) => p.port),
     );
     expect([...new Set(ports)].sort()).toEqual([443, 53]);
+    // Every rule names where it goes: a rule without `to` would open its port to every address.
+    for (const rule of policy.egress) expect(rule.to?.length).toBeGreaterThan(0);
+    const [dns, https] = policy.egress as Loose[];
+    expect(dns!.ports.map((p: Loose) => p.port)).toEqual([53, 53]);
+    expect(dns!.to).toEqual([
+      {
+        namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "kube-system" } },
+        podSelector: { matchLabels: { "k8s-app": "kube-dns" } },
+      },
+    ]);
+    expect(https!.ports).toEqual([{ protocol: "TCP", port: 443 }]);
+    const v4 = https!.to.find((t: Loose) => t.ipBlock?.cidr === "0.0.0.0/0");
+    expect(v4.ipBlock.except.sort()).toEqual(
+      [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "169.254.0.0/16",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+      ].sort(),
+    );
+    const v6 = https!.to.find((t: Loose) => t.ipBlock?.cidr === "::/0");
+    expect(v6.ipBlock.except).toEqual(expect.arrayContaining(["fc00::/7", "fe80::/10"]));
+    expect(https!.to.every((t: Loose) => Object.keys(t).join() === "ipBlock")).toBe(true);
+  });
+
+  it("enforces Pod Security `restricted` on the namespace, which the dispatcher's pod satisfies", async () => {
+    const docs = await manifests();
+    const labels = find(docs, "Namespace").metadata!.labels!;
+    for (const mode of ["enforce", "audit", "warn"]) {
+      expect(labels[`pod-security.kubernetes.io/${mode}`]).toBe("restricted");
+    }
+    const d = find<{ spec: { template: { spec: Loose } } }>(docs, "Deployment");
+    expect(restrictedViolations(d.spec.template.spec as never)).toEqual([]);
+  });
+
+  it("gives containers the dispatcher's default requests and limits, and a quota that fits DWOP_KUBE_MAX_JOBS of them", async () => {
+    const docs = await manifests();
+    const config = loadConfig(find<{ data: Record<string, string> }>(docs, "ConfigMap").data);
+    const defaults = loadConfig({});
+    expect([config.DWOP_KUBE_DEFAULT_CPU, config.DWOP_KUBE_DEFAULT_MEMORY]).toEqual([
+      defaults.DWOP_KUBE_DEFAULT_CPU,
+      defaults.DWOP_KUBE_DEFAULT_MEMORY,
+    ]);
+    const [limits] = find<{ spec: { limits: Loose[] } }>(docs, "LimitRange").spec.limits;
+    expect(limits!.type).toBe("Container");
+    const pod = { cpu: config.DWOP_KUBE_DEFAULT_CPU, memory: config.DWOP_KUBE_DEFAULT_MEMORY };
+    expect(limits!._default).toEqual(pod); // the client's model names `default` so
+    expect(limits!.defaultRequest).toEqual(pod);
+    expect(amount(limits!.max.cpu)).toBeGreaterThanOrEqual(amount(pod.cpu));
+    expect(amount(limits!.max.memory)).toBeGreaterThanOrEqual(amount(pod.memory));
+
+    const hard = find<{ spec: { hard: Record<string, string> } }>(docs, "ResourceQuota").spec.hard;
+    const d = find<{ spec: { replicas: number; template: { spec: Loose } } }>(docs, "Deployment");
+    const dispatcher = d.spec.template.spec.containers[0].resources;
+    const replicas = d.spec.replicas + 1; // one more during a rolling update (maxSurge 1)
+    const jobs = config.DWOP_KUBE_MAX_JOBS;
+    expect(Number(hard.pods)).toBeGreaterThanOrEqual(jobs + replicas);
+    for (const kind of ["requests", "limits"] as const) {
+      for (const resource of ["cpu", "memory"] as const) {
+        const need = jobs * amount(pod[resource]) + replicas * amount(dispatcher[kind][resource]);
+        expect(amount(hard[`${kind}.${resource}`]!), `${kind}.${resource}`).toBeGreaterThanOrEqual(need);
+      }
+    }
   });
 
   it("builds the dispatcher image on Node 24 as a non-root user", async () => {
