@@ -15,6 +15,7 @@ import { Store } from "../shared/db/store.ts";
 import { announceSandbox, LocalExecutor } from "../shared/executors/local.ts";
 import { resolvePython, WORKER_SCRIPT } from "../shared/executors/python.ts";
 import type { Logger } from "../shared/log.ts";
+import { parseAllowList } from "../shared/net/addresses.ts";
 import { LocalStorage } from "../shared/storage/local.ts";
 import { localStorageRoutes } from "../shared/storage/local-routes.ts";
 import type { Storage } from "../shared/storage/storage.ts";
@@ -99,6 +100,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       leaseSeconds: config.DWOP_CLAIM_LEASE_SECONDS,
       pollMs: config.DWOP_CLAIM_POLL_MS,
       republishAfterSeconds: config.DWOP_REPUBLISH_AFTER_SECONDS,
+      callbacks: { allow: parseAllowList(config.DWOP_CALLBACK_ALLOW) },
       logger,
     });
     await claimer.start();
@@ -131,6 +133,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       leaseSeconds: config.DWOP_CLAIM_LEASE_SECONDS,
       pollMs: config.DWOP_CLAIM_POLL_MS,
       republishAfterSeconds: config.DWOP_REPUBLISH_AFTER_SECONDS,
+      callbacks: { allow: parseAllowList(config.DWOP_CALLBACK_ALLOW) },
       logger,
     });
     await dispatcher.start();

@@ -12,7 +12,7 @@ export interface ClaimerOptions {
   /** Longest sleep between claims when no NOTIFY arrives: the backstop for a lost notification. */
   pollMs: number;
   logger?: Logger;
-  /** How completion callbacks are sent (tries, backoff, timeout, fetch); defaults suit production. */
+  /** How completion callbacks are sent (tries, backoff, timeout, allow-list, transport); defaults suit production. */
   callbacks?: Partial<Omit<CallbackSenderOptions, "claimerId" | "leaseSeconds" | "logger">>;
   /**
    * Republish a task whose message was published this long ago without its attempt starting (the

@@ -7,6 +7,7 @@ import { connectDb, waitForDatabase } from "../shared/db/connect.ts";
 import { migrate } from "../shared/db/migrate.ts";
 import { Store } from "../shared/db/store.ts";
 import { readEnv } from "../shared/env.ts";
+import { parseAllowList } from "../shared/net/addresses.ts";
 import { createLogger } from "../shared/pino.ts";
 import { Claimer } from "./claimer.ts";
 
@@ -28,6 +29,7 @@ const claimer = new Claimer(new Store(db), bus, {
   leaseSeconds: config.DWOP_CLAIM_LEASE_SECONDS,
   pollMs: config.DWOP_CLAIM_POLL_MS,
   republishAfterSeconds: config.DWOP_REPUBLISH_AFTER_SECONDS,
+  callbacks: { allow: parseAllowList(config.DWOP_CALLBACK_ALLOW) },
   logger,
 });
 await claimer.start();

@@ -5,7 +5,10 @@ import { ApiStore } from "../shared/db/api-store.ts";
 import type { Db } from "../shared/db/connect.ts";
 import { Store } from "../shared/db/store.ts";
 import type { Logger } from "../shared/log.ts";
+import { EMPTY_ALLOW_LIST, parseAllowList } from "../shared/net/addresses.ts";
+import { systemResolver, type ResolveHost } from "../shared/net/callback-target.ts";
 import type { Storage } from "../shared/storage/storage.ts";
+import { DEFAULT_SUBMIT_LIMITS } from "../shared/submit.ts";
 import { authenticate } from "./auth.ts";
 import type { ApiDeps, ApiEnv, ApiSettings } from "./context.ts";
 import { dashboardDocs, dashboardRoutes } from "./dashboard/routes.ts";
@@ -30,6 +33,8 @@ export interface AppDeps {
   logger?: Logger;
   /** Milliseconds since the epoch (JWT expiry, webhook timestamps); tests move it. */
   now?: () => number;
+  /** Resolves callback hosts at submit (default: the runtime's resolver, where it has one). */
+  resolveHost?: ResolveHost | null;
   /**
    * The count of failed authentications per address. Give one that outlives the app where an app is
    * made per request (workerd); by default each app has its own.
@@ -45,6 +50,8 @@ export const DEFAULT_SETTINGS: ApiSettings = {
   maxWebhookBytes: 1024 * 1024,
   eventsPollMs: 500,
   retryBackoffMs: 1000,
+  submitLimits: DEFAULT_SUBMIT_LIMITS,
+  callbackAllow: EMPTY_ALLOW_LIST,
   authThrottle: { maxFailures: 20, windowMs: 60_000, blockMs: 60_000, maxEntries: 10_000 },
   clientAddress: { proxies: 1 },
 };
@@ -58,6 +65,12 @@ export function apiSettings(config: Config): ApiSettings {
     maxWebhookBytes: config.DWOP_MAX_WEBHOOK_BYTES,
     eventsPollMs: config.DWOP_EVENTS_POLL_MS,
     retryBackoffMs: config.DWOP_RETRY_BACKOFF_MS,
+    submitLimits: {
+      maxTasks: config.DWOP_MAX_TASKS_PER_WORKFLOW,
+      maxWorkflowBytes: config.DWOP_MAX_WORKFLOW_BYTES,
+      maxInputs: config.DWOP_MAX_INPUTS_PER_WORKFLOW,
+    },
+    callbackAllow: parseAllowList(config.DWOP_CALLBACK_ALLOW),
     authThrottle: {
       maxFailures: config.DWOP_AUTH_FAILURE_LIMIT,
       windowMs: config.DWOP_AUTH_FAILURE_WINDOW_SECONDS * 1000,
@@ -97,6 +110,7 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
     settings: { ...DEFAULT_SETTINGS, ...deps.settings },
     logger,
     now: deps.now ?? Date.now,
+    resolveHost: deps.resolveHost === undefined ? systemResolver() : deps.resolveHost,
   };
   const app = new Hono<ApiEnv>();
   app.onError(errorHandler(logger));
@@ -120,7 +134,7 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
   triggerRoutes(app, api);
   keyRoutes(app, api);
   hookRoutes(app, api);
-  validateRoutes(app);
+  validateRoutes(app, api);
   dashboardRoutes(app, api);
   if (deps.extraRoutes) app.route("/", deps.extraRoutes);
   return app;

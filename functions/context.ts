@@ -2,7 +2,10 @@ import type { Db } from "../shared/db/connect.ts";
 import type { ApiStore } from "../shared/db/api-store.ts";
 import type { Store } from "../shared/db/store.ts";
 import type { Logger } from "../shared/log.ts";
+import type { AllowList } from "../shared/net/addresses.ts";
+import type { ResolveHost } from "../shared/net/callback-target.ts";
 import type { Storage } from "../shared/storage/storage.ts";
+import type { SubmitLimits } from "../shared/submit.ts";
 import type { AddressSettings, ThrottleSettings } from "./throttle.ts";
 
 /** Who is calling: the owner whose workflows it sees, and how it proved it. */
@@ -26,6 +29,10 @@ export interface ApiSettings {
   eventsPollMs: number;
   /** Delay before a task's first retry (doubles with each further one). */
   retryBackoffMs: number;
+  /** Tasks, workflow bytes and inputs one submission may have. */
+  submitLimits: SubmitLimits;
+  /** Where callbacks may go although the address rules forbid it (DWOP_CALLBACK_ALLOW). */
+  callbackAllow: AllowList;
   /** When repeated failed authentications from one address are answered 429. */
   authThrottle: ThrottleSettings;
   /** Where a request's client address comes from (for that throttle). */
@@ -43,4 +50,6 @@ export interface ApiDeps {
   logger: Logger;
   /** Milliseconds since the epoch; tests move time instead of sleeping. */
   now: () => number;
+  /** Resolves a callback URL's host name at submit; null where the runtime cannot. */
+  resolveHost: ResolveHost | null;
 }

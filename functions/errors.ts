@@ -4,7 +4,8 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { z } from "zod";
 import { DslErrors } from "../shared/dsl/index.ts";
 import type { Logger } from "../shared/log.ts";
-import { MissingInputError } from "../shared/submit.ts";
+import { CallbackRefused } from "../shared/net/callback-target.ts";
+import { MissingInputError, SubmissionRefused } from "../shared/submit.ts";
 
 /** The one exception of the HTTP edge: a status, a stable code, a message for people, and details. */
 export class ApiError extends Error {
@@ -64,6 +65,12 @@ function toApiError(err: unknown): ApiError | null {
   }
   if (err instanceof MissingInputError) {
     return new ApiError(422, "missing_inputs", err.message, { inputs: err.names });
+  }
+  if (err instanceof SubmissionRefused) {
+    return new ApiError(err.code === "unread_inputs" ? 422 : 413, err.code, err.message, err.details);
+  }
+  if (err instanceof CallbackRefused) {
+    return new ApiError(422, "callback_refused", err.message, { path: "callback_url" });
   }
   if (err instanceof HTTPException && err.status < 500) {
     return new ApiError(err.status as ContentfulStatusCode, "http_error", err.message || "bad request");

@@ -1,8 +1,9 @@
 import type { Context } from "hono";
-import { parseWorkflow, workflowInputs } from "../shared/dsl/index.ts";
+import { checkCallbackTarget } from "../shared/net/callback-target.ts";
 import { sha256Hex } from "../shared/signature.ts";
-import { MissingInputError } from "../shared/submit.ts";
+import { SubmissionRefused, type SubmitLimits } from "../shared/submit.ts";
 import { decodeUtf8, mediaType, readJsonValue, unsupportedMediaType } from "./body.ts";
+import type { ApiDeps } from "./context.ts";
 import { ApiError, parseWith } from "./errors.ts";
 import { SubmitForm, SubmitJson } from "./schemas.ts";
 
@@ -24,10 +25,13 @@ const MAX_FILE_NAME = 255;
 // eslint-disable-next-line no-control-regex -- control characters are what it finds
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
-/** Reads `multipart/form-data` (as `curl -F` sends) or `application/json`; 415 for anything else. */
-export async function readSubmission(c: Context): Promise<Submission> {
+/**
+ * Reads `multipart/form-data` (as `curl -F` sends) or `application/json`; 415 for anything else. A
+ * workflow file over the size limit and inputs over their count are refused before they are decoded.
+ */
+export async function readSubmission(c: Context, limits: SubmitLimits): Promise<Submission> {
   const type = mediaType(c);
-  if (type === "multipart/form-data") return fromForm(c);
+  if (type === "multipart/form-data") return fromForm(c, limits);
   if (type === "application/json") {
     const body = parseWith(SubmitJson, await readJsonValue(c), 422, "submission");
     return {
@@ -42,7 +46,7 @@ export async function readSubmission(c: Context): Promise<Submission> {
   throw unsupportedMediaType(["multipart/form-data", "application/json"]);
 }
 
-async function fromForm(c: Context): Promise<Submission> {
+async function fromForm(c: Context, limits: SubmitLimits): Promise<Submission> {
   let form: FormData;
   try {
     form = await c.req.raw.formData();
@@ -55,7 +59,13 @@ async function fromForm(c: Context): Promise<Submission> {
   const problems: { path: string; message: string }[] = [];
   const seen = new Set<string>();
   let file = "workflow.workflow";
+  let inputCount = 0;
   for (const [key, value] of form.entries()) {
+    if (key.startsWith(INPUT_FIELD) && ++inputCount > limits.maxInputs) throw tooManyInputs(limits);
+    if (key === "workflow" && typeof value !== "string" && value.size > limits.maxWorkflowBytes) {
+      const message = `the workflow file is larger than ${limits.maxWorkflowBytes} bytes`;
+      throw new SubmissionRefused("workflow_too_large", message, { limit: limits.maxWorkflowBytes });
+    }
     if (seen.has(key)) {
       problems.push({ path: key, message: "given more than once" });
     } else if (key.startsWith(INPUT_FIELD)) {
@@ -88,11 +98,17 @@ async function fromForm(c: Context): Promise<Submission> {
   };
 }
 
-/** Throws the DSL errors (400) or the missing inputs (422) before anything is stored. */
-export function checkWorkflow(source: string, file: string, inputs: Iterable<string>): void {
-  const given = new Set(inputs);
-  const missing = workflowInputs(parseWorkflow(source, file)).filter((name) => !given.has(name));
-  if (missing.length > 0) throw new MissingInputError(missing);
+function tooManyInputs(limits: SubmitLimits): SubmissionRefused {
+  const message = `more than ${limits.maxInputs} inputs given; a workflow may have at most ${limits.maxInputs}`;
+  return new SubmissionRefused("too_many_inputs", message, { limit: limits.maxInputs });
+}
+
+/**
+ * Refuses (422) a callback URL whose host is, or resolves to, an address callbacks may not reach. Where
+ * the runtime cannot resolve names (workerd), a name passes here; the sender checks it again anyway.
+ */
+export async function checkCallbackUrl(url: string, deps: ApiDeps): Promise<void> {
+  await checkCallbackTarget(url, deps.settings.callbackAllow, deps.resolveHost, { requireResolved: false });
 }
 
 /** What makes two submissions the same request for an Idempotency-Key (the callback secret aside). */

@@ -1,8 +1,9 @@
 import type { Hono } from "hono";
 import { z } from "zod";
 import { parseWorkflow, workflowInputs } from "../shared/dsl/index.ts";
+import { checkWorkflowSize } from "../shared/submit.ts";
 import { readJson } from "./body.ts";
-import type { ApiEnv } from "./context.ts";
+import type { ApiDeps, ApiEnv } from "./context.ts";
 import type { RouteDoc } from "./openapi.ts";
 import { withoutNul } from "./schemas.ts";
 
@@ -44,9 +45,10 @@ export const ValidatedWorkflow = z.object({
  * errors (400 `invalid_workflow`, each error's line and column, as `POST /workflows` answers) as the
  * user types, and draw the DAG before it is submitted.
  */
-export function validateRoutes(app: Hono<ApiEnv>): void {
+export function validateRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
   app.post("/validate", async (c) => {
     const body = await readJson(c, ValidateRequest);
+    checkWorkflowSize(body.workflow, deps.settings.submitLimits); // 413 before the synchronous parse
     const spec = parseWorkflow(body.workflow, body.file ?? "workflow.workflow");
     return c.json({
       valid: true as const,

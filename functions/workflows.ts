@@ -1,12 +1,12 @@
 import type { Context, Hono } from "hono";
 import { TERMINAL_WORKFLOW_STATES } from "../shared/model.ts";
-import { submitWorkflow } from "../shared/submit.ts";
+import { checkSubmission, submitWorkflow } from "../shared/submit.ts";
 import { needStorage, uuidParam } from "./body.ts";
 import type { ApiDeps, ApiEnv } from "./context.ts";
 import { ApiError, notFound, parseWith } from "./errors.ts";
 import type { RouteDoc } from "./openapi.ts";
 import { SubmitForm, SubmitJson, WorkflowDetail, WorkflowList, WorkflowListQuery } from "./schemas.ts";
-import { checkWorkflow, idempotencyKey, readSubmission, requestHash } from "./submission.ts";
+import { checkCallbackUrl, idempotencyKey, readSubmission, requestHash } from "./submission.ts";
 
 /** `POST /workflows`, `GET /workflows`, `GET /workflows/:id`, and cancel and retry of one workflow. */
 export function workflowRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
@@ -46,14 +46,17 @@ export function workflowRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
 }
 
 /**
- * Validates the workflow before anything is stored. With an Idempotency-Key or a callback, the workflow
- * id is reserved first: the same key and body find the first workflow (200), another body is a 409.
+ * Validates the workflow, its limits and its callback URL before anything is stored. With an
+ * Idempotency-Key or a callback, the workflow id is reserved first: the same key and body find the first
+ * workflow (200), another body is a 409.
  */
 async function submit(c: Context<ApiEnv>, deps: ApiDeps): Promise<Response> {
   const owner = c.get("caller").owner;
   const key = idempotencyKey(c);
-  const sub = await readSubmission(c);
-  checkWorkflow(sub.source, sub.file, Object.keys(sub.inputs));
+  const limits = deps.settings.submitLimits;
+  const sub = await readSubmission(c, limits);
+  const spec = checkSubmission(sub.source, sub.file, Object.keys(sub.inputs), limits, { refuseUnread: true });
+  if (sub.callbackUrl !== null) await checkCallbackUrl(sub.callbackUrl, deps);
   let id: string | undefined;
   if (key !== null || sub.callbackUrl !== null) {
     const hash = await requestHash(sub);
@@ -76,7 +79,7 @@ async function submit(c: Context<ApiEnv>, deps: ApiDeps): Promise<Response> {
     id = reserved.workflowId;
   }
   const submitted = await submitWorkflow(
-    { store: deps.store, storage: needStorage(deps.storage) },
+    { store: deps.store, storage: needStorage(deps.storage), logger: deps.logger },
     {
       source: sub.source,
       file: sub.file,
@@ -85,6 +88,8 @@ async function submit(c: Context<ApiEnv>, deps: ApiDeps): Promise<Response> {
       owner,
       id,
       retryBackoffMs: deps.settings.retryBackoffMs,
+      spec,
+      limits,
     },
   );
   return respondWorkflow(c, deps, submitted.id, submitted.created ? 201 : 200);

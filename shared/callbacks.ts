@@ -1,6 +1,14 @@
 import type { CallbackDelivery, Store } from "./db/store.ts";
 import { silentLogger, type Logger } from "./log.ts";
+import { EMPTY_ALLOW_LIST, type AllowList } from "./net/addresses.ts";
+import { pinnedTransport, type CallbackTransport } from "./net/pinned-post.ts";
 import { signedHeaders } from "./signature.ts";
+
+/**
+ * What a failed try records, and so what events and the API show: the same text whatever went wrong,
+ * so a callback URL cannot be used to learn which ports answer and how. The detail goes to the log.
+ */
+export const DELIVERY_FAILED = "delivery failed";
 
 export interface CallbackSenderOptions {
   /** The claimer whose lease the claimed rows carry. */
@@ -14,7 +22,10 @@ export interface CallbackSenderOptions {
   timeoutMs: number;
   /** Callbacks in flight at once. */
   concurrency: number;
-  fetch: typeof fetch;
+  /** Blocks and names callbacks may reach although the address rules forbid them (DWOP_CALLBACK_ALLOW). */
+  allow: AllowList;
+  /** How a callback is POSTed; by default checked and pinned to the checked address (see pinnedTransport). */
+  transport?: CallbackTransport;
   logger: Logger;
 }
 
@@ -33,6 +44,7 @@ export const DEFAULT_CALLBACK_OPTIONS = {
 export class CallbackSender {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly options: CallbackSenderOptions;
+  private readonly transport: CallbackTransport;
   private readonly log: Logger;
 
   constructor(
@@ -45,11 +57,12 @@ export class CallbackSender {
     );
     this.options = {
       ...DEFAULT_CALLBACK_OPTIONS,
-      fetch: (input, init) => fetch(input, init),
+      allow: EMPTY_ALLOW_LIST,
       logger: silentLogger,
       ...options,
       timeoutMs,
     };
+    this.transport = this.options.transport ?? pinnedTransport(this.options.allow);
     this.log = this.options.logger.child({ component: "callbacks" });
   }
 
@@ -71,7 +84,8 @@ export class CallbackSender {
   }
 
   private async deliver(delivery: CallbackDelivery): Promise<void> {
-    const error = await this.send(delivery);
+    const detail = await this.send(delivery);
+    const error = detail === null ? null : DELIVERY_FAILED;
     try {
       const { claimerId, maxAttempts, backoffMs } = this.options;
       const result = await this.store.recordCallbackResult(
@@ -81,29 +95,28 @@ export class CallbackSender {
         maxAttempts,
         backoffMs,
       );
-      const fields = { workflowId: delivery.workflowId, attempt: delivery.attempt, result, error };
+      const fields = { workflowId: delivery.workflowId, attempt: delivery.attempt, result, error: detail };
       if (result === "gave_up") this.log.warn(fields, "completion callback given up");
-      else this.log.debug(fields, "completion callback tried");
+      else if (detail !== null) this.log.info(fields, "completion callback failed; will try again");
+      else this.log.debug(fields, "completion callback delivered");
     } catch (err) {
       // The row stays leased; when the lease runs out it is claimed and sent again.
       this.log.error({ err, workflowId: delivery.workflowId }, "could not record a callback's result");
     }
   }
 
-  /** POSTs one callback: null for a 2xx answer, otherwise why it failed. Redirects are not followed. */
+  /** POSTs one callback: null for a 2xx answer, otherwise why it failed (for the log only). */
   private async send(delivery: CallbackDelivery): Promise<string | null> {
     const body = JSON.stringify(delivery.body);
     const signed = await signedHeaders(delivery.secret, body, `callback-${delivery.id}`);
     try {
-      const res = await this.options.fetch(delivery.url, {
-        method: "POST",
+      const status = await this.transport({
+        url: delivery.url,
         headers: { "content-type": "application/json", "user-agent": "dwop-callback", ...signed },
         body,
-        redirect: "manual",
-        signal: AbortSignal.timeout(this.options.timeoutMs),
+        timeoutMs: this.options.timeoutMs,
       });
-      await res.body?.cancel().catch(() => {});
-      return res.ok ? null : `HTTP ${res.status}`;
+      return status >= 200 && status < 300 ? null : `HTTP ${status}`;
     } catch (err) {
       return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
     }

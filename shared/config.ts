@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { EnvSource } from "./env.ts";
+import { parseAllowList } from "./net/addresses.ts";
 
 const int = (min: number, fallback: number) => z.coerce.number().int().min(min).default(fallback);
 /** A Kubernetes quantity kept as written ("500m", "512Mi"), for a pod spec. */
@@ -104,6 +105,29 @@ export const configSchema = z.object({
     .optional(),
   /** With x-forwarded-for: how many proxies of the deployment append to it. */
   DWOP_TRUSTED_PROXIES: int(1, 1),
+  /** Most tasks one workflow may have; a submission with more is refused before it is parsed. */
+  DWOP_MAX_TASKS_PER_WORKFLOW: int(1, 10_000),
+  /**
+   * Largest workflow file in bytes. Parsing is synchronous, about 0.3 s per MiB of short lines on a
+   * 2-core machine, during which the API answers nothing else.
+   */
+  DWOP_MAX_WORKFLOW_BYTES: int(1024, 1024 * 1024),
+  /** Most `inputs.NAME` files one submission may give. */
+  DWOP_MAX_INPUTS_PER_WORKFLOW: int(0, 100),
+  /**
+   * CIDRs and host names (`*.domain` for every name under it) that completion callbacks may reach
+   * although they are loopback, private or link-local: in-cluster receivers. Commas or blanks between.
+   */
+  DWOP_CALLBACK_ALLOW: z
+    .string()
+    .default("")
+    .superRefine((value, ctx) => {
+      try {
+        parseAllowList(value);
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: (err as Error).message });
+      }
+    }),
   /** The DWOP server the CLI's client commands talk to (default: the local `dwop dev`). */
   DWOP_URL: optionalUrl,
   /** The CLI's bearer token for DWOP_URL: an API key, a Supabase access token, or DWOP_API_TOKEN. */

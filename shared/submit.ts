@@ -1,7 +1,27 @@
 import type { Store } from "./db/store.ts";
-import { parseWorkflow, workflowInputs } from "./dsl/index.ts";
+import { countTasks, parseWorkflow, workflowInputs } from "./dsl/index.ts";
+import { silentLogger, type Logger } from "./log.ts";
 import { CODE_BUCKET, objectPaths, type WorkflowSpec } from "./model.ts";
 import type { Storage } from "./storage/storage.ts";
+
+/** What one submission may hold: these guard the API's memory, time and storage. */
+export interface SubmitLimits {
+  /** Tasks per workflow, counted before the file is parsed. */
+  maxTasks: number;
+  /** UTF-8 bytes of the workflow file: parsing is synchronous, so this bounds how long it holds the server. */
+  maxWorkflowBytes: number;
+  /** `inputs.NAME` files per submission. */
+  maxInputs: number;
+}
+
+export const DEFAULT_SUBMIT_LIMITS: SubmitLimits = {
+  maxTasks: 10_000,
+  maxWorkflowBytes: 1024 * 1024,
+  maxInputs: 100,
+};
+
+/** Objects of one submission stored at once. */
+export const UPLOAD_CONCURRENCY = 16;
 
 export interface SubmitRequest {
   source: string;
@@ -14,6 +34,9 @@ export interface SubmitRequest {
   /** Fixed id (idempotent submits); a new one is made when absent. */
   id?: string;
   retryBackoffMs: number;
+  /** The spec `checkSubmission` returned for this source, so the file is not parsed twice. */
+  spec?: WorkflowSpec;
+  limits?: SubmitLimits;
 }
 
 export interface SubmitResult {
@@ -29,42 +52,172 @@ export class MissingInputError extends Error {
   }
 }
 
+/** A submission over a limit (`too_*`, answered 413) or with inputs no task reads (422). */
+export class SubmissionRefused extends Error {
+  constructor(
+    readonly code: "too_many_tasks" | "workflow_too_large" | "too_many_inputs" | "unread_inputs",
+    message: string,
+    readonly details: Record<string, unknown>,
+  ) {
+    super(message);
+    this.name = "SubmissionRefused";
+  }
+}
+
 /**
- * Parses and validates the workflow (throws DslErrors), uploads each task's code, the requirements and
- * the inputs, then records everything in one transaction. A failed upload leaves no workflow row.
+ * Checks a submission before anything is stored, cheapest first: the file's size and its task count
+ * (both without parsing), the number of inputs, then the parse (DslErrors), inputs read but not given
+ * (MissingInputError) and, with `refuseUnread`, inputs given that no task reads (a webhook's payload is
+ * given whether its workflow reads it or not). Returns the parsed spec.
+ */
+export function checkSubmission(
+  source: string,
+  file: string,
+  inputNames: readonly string[],
+  limits: SubmitLimits = DEFAULT_SUBMIT_LIMITS,
+  options: { refuseUnread: boolean } = { refuseUnread: false },
+): WorkflowSpec {
+  checkWorkflowSize(source, limits);
+  if (inputNames.length > limits.maxInputs) {
+    const message = `${inputNames.length} inputs given; a workflow may have at most ${limits.maxInputs}`;
+    throw new SubmissionRefused("too_many_inputs", message, {
+      limit: limits.maxInputs,
+      inputs: inputNames.length,
+    });
+  }
+  const spec = parseWorkflow(source, file);
+  const read = workflowInputs(spec);
+  const missing = read.filter((name) => !inputNames.includes(name));
+  if (missing.length > 0) throw new MissingInputError(missing);
+  const unread = inputNames.filter((name) => !read.includes(name));
+  if (options.refuseUnread && unread.length > 0) {
+    const list = unread.map((n) => `inputs.${n}`).join(", ");
+    throw new SubmissionRefused("unread_inputs", `no task reads ${list}`, { inputs: unread });
+  }
+  return spec;
+}
+
+/**
+ * Refuses (SubmissionRefused) a workflow file over the byte limit or with more tasks than the limit,
+ * without parsing it: both run in linear time and stop at the limit, before the synchronous parse.
+ */
+export function checkWorkflowSize(source: string, limits: SubmitLimits = DEFAULT_SUBMIT_LIMITS): void {
+  if (utf8Length(source, limits.maxWorkflowBytes) > limits.maxWorkflowBytes) {
+    const message = `the workflow file is larger than ${limits.maxWorkflowBytes} bytes`;
+    throw new SubmissionRefused("workflow_too_large", message, { limit: limits.maxWorkflowBytes });
+  }
+  const tasks = countTasks(source, limits.maxTasks);
+  if (tasks > limits.maxTasks) {
+    const message = `the workflow has more than ${limits.maxTasks} tasks (the limit per workflow)`;
+    throw new SubmissionRefused("too_many_tasks", message, { limit: limits.maxTasks, tasks });
+  }
+}
+
+/** The UTF-8 length of `text`, exact up to `cap` (past it, any number over `cap`). */
+function utf8Length(text: string, cap: number): number {
+  if (text.length > cap) return text.length;
+  if (text.length * 3 <= cap) return text.length;
+  return new TextEncoder().encode(text).byteLength;
+}
+
+/**
+ * Checks the workflow (see `checkSubmission`), uploads each task's code, the requirements and the inputs
+ * (UPLOAD_CONCURRENCY at a time), then records everything in one transaction. When an upload or the
+ * transaction fails, the objects already stored are deleted again: a failed submission leaves no
+ * workflow row and no object.
  */
 export async function submitWorkflow(
-  deps: { store: Store; storage: Storage },
+  deps: { store: Store; storage: Storage; logger?: Logger },
   req: SubmitRequest,
 ): Promise<SubmitResult> {
-  const spec = parseWorkflow(req.source, req.file);
   const inputs = req.inputs ?? {};
-  const missing = workflowInputs(spec).filter((name) => !Object.hasOwn(inputs, name));
-  if (missing.length > 0) throw new MissingInputError(missing);
-
+  const spec = req.spec ?? checkSubmission(req.source, req.file, Object.keys(inputs), req.limits);
   const id = req.id ?? crypto.randomUUID();
   const hasRequirements = Boolean(req.requirements && req.requirements.trim() !== "");
-  const uploads: Promise<void>[] = spec.tasks.map((t) =>
-    deps.storage.put(CODE_BUCKET, objectPaths.code(id, t.name), t.body),
-  );
-  if (hasRequirements)
-    uploads.push(deps.storage.put(CODE_BUCKET, objectPaths.requirements(id), req.requirements!));
-  for (const [name, body] of Object.entries(inputs)) {
-    uploads.push(deps.storage.put(CODE_BUCKET, objectPaths.input(id, name), body));
-  }
-  await Promise.all(uploads);
+  const objects: [string, Uint8Array | string][] = spec.tasks.map((t) => [
+    objectPaths.code(id, t.name),
+    t.body,
+  ]);
+  if (hasRequirements) objects.push([objectPaths.requirements(id), req.requirements!]);
+  for (const [name, body] of Object.entries(inputs)) objects.push([objectPaths.input(id, name), body]);
 
-  const created = await deps.store.submitWorkflow({
-    id,
-    owner: req.owner,
-    name: workflowName(req.file),
-    source: req.source,
-    hasRequirements,
-    inputs: Object.keys(inputs),
-    tasks: spec.tasks,
-    retryBackoffMs: req.retryBackoffMs,
-  });
+  const stored: string[] = [];
+  const cleanUp = () => removeObjects(deps, stored, req.id === undefined ? null : id);
+  try {
+    await eachLimited(objects, UPLOAD_CONCURRENCY, async ([key, body]) => {
+      await deps.storage.put(CODE_BUCKET, key, body);
+      stored.push(key);
+    });
+  } catch (err) {
+    await cleanUp();
+    throw err;
+  }
+
+  let created: boolean;
+  try {
+    created = await deps.store.submitWorkflow({
+      id,
+      owner: req.owner,
+      name: workflowName(req.file),
+      source: req.source,
+      hasRequirements,
+      inputs: Object.keys(inputs),
+      tasks: spec.tasks,
+      retryBackoffMs: req.retryBackoffMs,
+    });
+  } catch (err) {
+    await cleanUp();
+    throw err;
+  }
   return { id, created, spec };
+}
+
+/**
+ * Runs `work` on every item, at most `limit` at once; after the first failure no new item starts, and
+ * the failure is thrown once those in flight have settled (so the caller knows what was stored).
+ */
+async function eachLimited<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: { err: unknown } | null = null;
+  const lane = async () => {
+    while (failure === null && next < items.length) {
+      const item = items[next++]!;
+      try {
+        await work(item);
+      } catch (err) {
+        failure ??= { err };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  if (failure) throw (failure as { err: unknown }).err;
+}
+
+/**
+ * Deletes a failed submission's objects, best effort (a failed delete is logged, never thrown over the
+ * submission's own error). With a caller-chosen id (an Idempotency-Key, a webhook delivery) a duplicate
+ * request may have stored the same keys and recorded the workflow: then they are its objects and stay.
+ */
+async function removeObjects(
+  deps: { store: Store; storage: Storage; logger?: Logger },
+  keys: string[],
+  sharedId: string | null,
+): Promise<void> {
+  if (keys.length === 0) return;
+  const log = deps.logger ?? silentLogger;
+  try {
+    if (sharedId !== null && (await deps.store.workflowSummary(sharedId)) !== null) return;
+  } catch {
+    // Unknown (the database is likely what failed): most likely no request recorded it, so delete.
+  }
+  try {
+    await deps.storage.remove(CODE_BUCKET, keys);
+  } catch (err) {
+    log.error(
+      { err, bucket: CODE_BUCKET, objects: keys.length },
+      "could not delete a failed submission's objects",
+    );
+  }
 }
 
 function workflowName(file: string): string {

@@ -1,13 +1,28 @@
+import { readdir } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Claimer } from "../cron/claimer.ts";
 import { WorkflowDetail } from "../functions/schemas.ts";
 import type { Bus, OutgoingMessage } from "../shared/bus/bus.ts";
+import { DELIVERY_FAILED } from "../shared/callbacks.ts";
+import { parseAllowList } from "../shared/net/addresses.ts";
+import type { ResolveHost } from "../shared/net/callback-target.ts";
+import { pinnedTransport } from "../shared/net/pinned-post.ts";
 import { checkSignature } from "../shared/signature.ts";
-import { apiHarness, driveToEnd, SAMPLE, type ApiHarness } from "./support/api.ts";
+import { apiHarness, driveToEnd, SAMPLE, workflowIds, type ApiHarness } from "./support/api.ts";
 
 const SECRET = "callback-secret-0123456789";
+/** The test receivers listen on 127.0.0.1, which callbacks may reach only when an operator allows it. */
+const LOOPBACK_ALLOWED = parseAllowList("127.0.0.1/32");
+
+/** A resolver that knows only the names it is given (tests never wait on real DNS). */
+function fakeDns(names: Record<string, string[]>): ResolveHost {
+  return (name) =>
+    Object.hasOwn(names, name)
+      ? Promise.resolve(names[name]!)
+      : Promise.reject(new Error(`getaddrinfo ENOTFOUND ${name}`));
+}
 
 interface Received {
   headers: IncomingMessage["headers"];
@@ -61,7 +76,10 @@ let server: Server | null = null;
 let claimer: Claimer | null = null;
 
 beforeEach(async (ctx) => {
-  h = await apiHarness(ctx.task.name);
+  h = await apiHarness(ctx.task.name, {
+    settings: { callbackAllow: LOOPBACK_ALLOWED },
+    resolveHost: fakeDns({ "receiver.test": ["127.0.0.1"], "public.test": ["93.184.216.34"] }),
+  });
 });
 afterEach(async (ctx) => {
   server?.closeAllConnections();
@@ -98,7 +116,7 @@ async function startClaimer(bus: Bus, callbacks: ConstructorParameters<typeof Cl
     batchSize: 100,
     leaseSeconds: 30,
     pollMs: 50,
-    callbacks,
+    callbacks: { allow: LOOPBACK_ALLOWED, ...callbacks },
   });
   await claimer.start();
 }
@@ -184,7 +202,12 @@ describe("completion callbacks", () => {
     expect(r.received).toHaveLength(3);
     const [last] = await h.m.db<{ status: string; data: { error: string } }[]>`
       select status, data from dwop.events where workflow_id = ${id} and kind = 'callback' order by id desc limit 1`;
-    expect(last).toEqual({ status: "failed", data: { error: "HTTP 503" } });
+    // The receiver's answer is not for the tenant to see: it would map which internal ports answer how.
+    expect(last).toEqual({ status: "failed", data: { error: DELIVERY_FAILED } });
+    const [outbox] = await h.m.db<
+      { last_error: string }[]
+    >`select last_error from dwop.outbox where topic = 'workflow.callback'`;
+    expect(outbox!.last_error).toBe(DELIVERY_FAILED);
   });
 
   it("doubles the delay after each failed try, up to an hour", async () => {
@@ -219,5 +242,148 @@ describe("completion callbacks", () => {
     await until(() => bus.published.length === 1);
     expect(Date.now() - started).toBeLessThan(2_000);
     expect((await callbackRows())[0]?.published).toBe(false); // still waiting for its answer
+  });
+});
+
+describe("callback addresses", () => {
+  const refused = [
+    "http://127.0.0.1/",
+    "http://127.0.0.2:8080/x",
+    "http://10.0.0.1/",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://[::1]/",
+    "http://[::ffff:127.0.0.1]/",
+    "http://[::ffff:169.254.169.254]/",
+    "http://[64:ff9b::a9fe:a9fe]/",
+    "http://[2002:7f00:1::]/",
+    "http://[fe80::1]/",
+    "http://[fd00:ec2::254]/",
+    "http://[::]/",
+    "http://0.0.0.0:5432/",
+    "http://100.64.0.1/",
+    "http://100.100.100.200/",
+    "http://172.16.0.1/",
+    "http://192.168.1.1/",
+    "http://224.0.0.1/",
+    "http://localhost:5432/",
+    "http://api.localhost/",
+    "http://2130706433/", // 127.0.0.1 as one decimal number
+    "http://0177.0.0.1/", // octal
+    "http://0x7f.1/", // hex, with the last part covering three bytes
+    "https://rebind.test/", // a name that resolves to loopback
+    "https://split.test/", // one public and one private address: every address must pass
+  ];
+
+  it("refuses (422) a callback URL that is or resolves to a loopback, private, link-local or metadata address, storing nothing", async () => {
+    const strict = await apiHarness("strict_callbacks", {
+      resolveHost: fakeDns({ "rebind.test": ["127.0.0.1"], "split.test": ["93.184.216.34", "10.1.2.3"] }),
+    });
+    try {
+      for (const url of refused) {
+        const res = await strict.postJson(
+          "/workflows",
+          { workflow: SAMPLE, callback_url: url, callback_secret: SECRET },
+          await strict.as("alice"),
+        );
+        const body = (await res.json()) as { error: { code: string; message: string } };
+        expect({ url, status: res.status, code: body.error.code }).toEqual({
+          url,
+          status: 422,
+          code: "callback_refused",
+        });
+        expect(body.error.message).toMatch(/callback/);
+        expect(body.error.message).not.toMatch(/10\.1\.2\.3|127\.0\.0\.1 ?\)/); // never which address a name has
+      }
+      expect(await workflowIds(strict.m)).toEqual([]);
+      expect(await strict.m.db`select 1 from dwop.submissions`).toHaveLength(0);
+      const files = await readdir(strict.storageRoot, { recursive: true });
+      expect(files).toEqual([]);
+    } finally {
+      await strict.close(true);
+    }
+  });
+
+  it("accept public addresses, names that do not resolve here (the sender checks them), and what the allow-list allows", async () => {
+    const allowing = await apiHarness("allowing_callbacks", {
+      settings: { callbackAllow: parseAllowList("10.0.0.0/8, localhost, *.svc.cluster.local") },
+      resolveHost: fakeDns({ "public.test": ["93.184.216.34"], "hook.ns.svc.cluster.local": ["10.96.0.12"] }),
+    });
+    try {
+      for (const url of [
+        "https://93.184.216.34/hook",
+        "https://[2606:4700:4700::1111]/hook",
+        "https://public.test/hook",
+        "https://not-resolvable.example/hook",
+        "http://10.0.0.1/in-cluster",
+        "http://localhost:9/x",
+        "http://hook.ns.svc.cluster.local/done",
+      ]) {
+        const res = await allowing.postJson(
+          "/workflows",
+          { workflow: SAMPLE, callback_url: url, callback_secret: SECRET },
+          await allowing.as("alice"),
+        );
+        expect({ url, status: res.status }).toEqual({ url, status: 201 });
+      }
+      const res = await allowing.postJson(
+        "/workflows",
+        { workflow: SAMPLE, callback_url: "http://192.168.0.1/", callback_secret: SECRET },
+        await allowing.as("alice"),
+      );
+      expect(res.status).toBe(422); // the allow-list allows 10/8, not every private block
+    } finally {
+      await allowing.close(true);
+    }
+  });
+
+  it("are checked again when sent: an address the sender's allow-list does not allow is never connected to", async () => {
+    const r = await receiver([204]);
+    server = r.server;
+    const id = await submitWithCallback(r.url); // the API allows 127.0.0.1; the sender below does not
+    await driveToEnd(h.m);
+    claimer = new Claimer(h.m.store, recordingBus(), {
+      id: "strict-claimer",
+      batchSize: 100,
+      leaseSeconds: 30,
+      pollMs: 50,
+      callbacks: { maxAttempts: 1 },
+    });
+    await claimer.start();
+    const [row] = await until(async () => {
+      const rows = await callbackRows();
+      return rows[0]?.published ? rows : undefined;
+    });
+    expect(row).toMatchObject({ gave_up: true, delivery_attempts: 1 });
+    expect(r.received).toEqual([]);
+    const events = await h.m.db<{ status: string; data: { error: string } }[]>`
+      select status, data from dwop.events where workflow_id = ${id} and kind = 'callback'`;
+    expect(events).toEqual([{ status: "failed", data: { error: DELIVERY_FAILED } }]);
+  });
+
+  it("are sent to the address the sender resolved and checked, with the URL's host in the Host header", async () => {
+    const r = await receiver([204]);
+    server = r.server;
+    const port = new URL(r.url).port;
+    // receiver.test exists only in this test's resolver: a connection made by any other lookup fails.
+    await submitWithCallback(`http://receiver.test:${port}/done`);
+    await driveToEnd(h.m);
+    const transport = pinnedTransport(LOOPBACK_ALLOWED, fakeDns({ "receiver.test": ["127.0.0.1"] }));
+    await startClaimer(recordingBus(), { transport });
+    await until(() => r.received.length === 1);
+    expect(r.received[0]!.headers.host).toBe(`receiver.test:${port}`);
+  });
+
+  it("are refused when sent if the name now resolves elsewhere (DNS rebinding after the submit check)", async () => {
+    const r = await receiver([204]);
+    server = r.server;
+    const port = new URL(r.url).port;
+    await submitWithCallback(`http://public.test:${port}/done`); // public when submitted
+    await driveToEnd(h.m);
+    const rebound = fakeDns({ "public.test": ["127.0.0.1"] });
+    const transport = pinnedTransport(parseAllowList(""), rebound);
+    await startClaimer(recordingBus(), { transport, maxAttempts: 1 });
+    await until(async () => (await callbackRows())[0]?.published);
+    expect((await callbackRows())[0]).toMatchObject({ gave_up: true });
+    expect(r.received).toEqual([]);
   });
 });

@@ -1,7 +1,7 @@
 // Node-only: objects as files under a root folder, reached by workers through HMAC-signed URLs.
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { mkdir, open, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, open, rename, rm, rmdir, writeFile } from "node:fs/promises";
 import { dirname, join, resolve, sep } from "node:path";
 import { Readable } from "node:stream";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
@@ -95,6 +95,23 @@ export class LocalStorage implements Storage {
     } catch (err) {
       await handle.close();
       throw err;
+    }
+  }
+
+  /** Deletes the files, then each folder they leave empty, up to the bucket's. */
+  async remove(bucket: string, keys: readonly string[]): Promise<void> {
+    const files = keys.map((key) => this.filePath(bucket, key));
+    await Promise.all(files.map((file) => rm(file, { force: true })));
+    const bucketDir = join(this.root, bucket);
+    const folders = new Set(files.map((file) => dirname(file)));
+    for (const folder of [...folders].sort((a, b) => b.length - a.length)) {
+      for (let dir = folder; dir.startsWith(bucketDir + sep); dir = dirname(dir)) {
+        const removed = await rmdir(dir).then(
+          () => true,
+          () => false, // not empty (or already gone): its parent is not empty either
+        );
+        if (!removed) break;
+      }
     }
   }
 

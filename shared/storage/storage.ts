@@ -9,4 +9,6 @@ export interface Storage {
   /** The object's bytes as a stream, or null when it does not exist. */
   get(bucket: string, key: string): Promise<ReadableStream<Uint8Array> | null>;
   signUrl(bucket: string, key: string, method: SignedMethod, ttlSeconds: number): Promise<string>;
+  /** Deletes objects; keys that do not exist are no error. */
+  remove(bucket: string, keys: readonly string[]): Promise<void>;
 }

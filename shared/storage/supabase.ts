@@ -86,6 +86,16 @@ export class SupabaseStorage implements Storage {
     throw failure("get", bucket, key, answer);
   }
 
+  /** Deletes in calls of at most 1,000 keys (storage-api's limit per request). */
+  async remove(bucket: string, keys: readonly string[]): Promise<void> {
+    for (const key of keys) assertObjectPath(bucket, key);
+    for (let i = 0; i < keys.length; i += 1000) {
+      const batch = keys.slice(i, i + 1000);
+      const { error } = await this.client.from(bucket).remove(batch);
+      if (error) throw failure("remove", bucket, `${batch[0]} and ${batch.length - 1} more`, error as Answer);
+    }
+  }
+
   /**
    * A GET URL valid for ttlSeconds. A PUT URL's lifetime is not the caller's to choose: Supabase signs
    * upload URLs for the project's fixed time (2 hours unless its storage settings say otherwise).

@@ -7,6 +7,7 @@ import { createApp } from "../../functions/app.ts";
 import type { ApiEnv, ApiSettings } from "../../functions/context.ts";
 import { signJwt } from "../../functions/jwt.ts";
 import type { Logger } from "../../shared/log.ts";
+import type { ResolveHost } from "../../shared/net/callback-target.ts";
 import { LocalStorage } from "../../shared/storage/local.ts";
 import type { Storage } from "../../shared/storage/storage.ts";
 import { migratedDatabase, type MigratedDatabase } from "./migrated.ts";
@@ -28,6 +29,8 @@ export interface ApiHarness {
   m: MigratedDatabase;
   app: Hono<ApiEnv>;
   storage: LocalStorage;
+  /** The local storage's folder: a test can see what was stored, or that nothing was. */
+  storageRoot: string;
   /** The app's clock, in ms; tests move it. */
   clock: { now: number };
   errors: LoggedError[];
@@ -42,6 +45,8 @@ export interface HarnessOptions {
   settings?: Partial<ApiSettings>;
   /** Storage to give the app instead of the harness's local storage (null: none). */
   storage?: Storage | null;
+  /** How callback hosts resolve at submit (default: no resolver, so no test waits on DNS). */
+  resolveHost?: ResolveHost | null;
 }
 
 /** The app in process against a fresh database and a temporary storage folder; no engine runs. */
@@ -70,11 +75,13 @@ export async function apiHarness(label: string, options: HarnessOptions = {}): P
     },
     logger,
     now: () => clock.now,
+    resolveHost: options.resolveHost ?? null,
   });
   return {
     m,
     app,
     storage,
+    storageRoot: root,
     clock,
     errors,
     async as(owner) {

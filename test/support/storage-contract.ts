@@ -45,6 +45,16 @@ export function storageContract(name: string, makeStorage: () => Promise<Storage
       expect(await text(await fx.storage.get(fx.bucket, `${prefix}/t/output.txt`))).toBe("second");
     });
 
+    it("removes objects, and takes keys that do not exist as already removed", async () => {
+      const keys = [`${prefix}/a/main.py`, `${prefix}/b/main.py`, `${prefix}/inputs/x`];
+      for (const key of keys) await fx.storage.put(fx.bucket, key, "x");
+      await fx.storage.put(fx.bucket, `${prefix}/kept.txt`, "kept");
+      await fx.storage.remove(fx.bucket, [...keys, `${prefix}/never/put.txt`]);
+      for (const key of keys) expect(await fx.storage.get(fx.bucket, key)).toBeNull();
+      expect(await text(await fx.storage.get(fx.bucket, `${prefix}/kept.txt`))).toBe("kept");
+      await fx.storage.remove(fx.bucket, keys);
+    });
+
     it("serves an object through a signed GET URL", async () => {
       await fx.storage.put(fx.bucket, `${prefix}/t/main.py`, "print('hi')\n");
       const url = await fx.storage.signUrl(fx.bucket, `${prefix}/t/main.py`, "GET", 60);

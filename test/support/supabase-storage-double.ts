@@ -11,6 +11,7 @@ import type { AddressInfo } from "node:net";
  *   GET      /object/sign/{bucket}/{path}?token=
  *   POST     /object/upload/sign/{bucket}/{path} (`x-upsert`) -> `{"url": "/object/upload/sign/...?token=", "token"}`
  *   PUT      /object/upload/sign/{bucket}/{path}?token=   a raw body, any content type
+ *   DELETE   /object/{bucket}                   `{"prefixes": [path, ...]}` -> the objects deleted
  *
  * As storage-api does, it answers its own errors with HTTP 400 (500 for internal ones) and the real
  * status as a string in the body: `{"statusCode": "404", "code": "NoSuchKey", "error": "not_found",
@@ -127,6 +128,8 @@ export async function startSupabaseStorageDouble(
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://double");
     const method = req.method ?? "GET";
+    const bulk = method === "DELETE" ? /^\/storage\/v1\/object\/([^/]+)$/.exec(url.pathname) : null;
+    if (bulk) return removeObjects(req, res, decodeURIComponent(bulk[1]!));
     const route = matchRoute(method, url.pathname);
     if (!route) {
       // Fastify's own 404, which is a real 404 (not a rendered storage error).
@@ -192,6 +195,28 @@ export async function startSupabaseStorageDouble(
         return sendJson(res, 200, { Key: `${bucket}/${key}` });
       }
     }
+  }
+
+  /** storage-api's bulk delete: missing paths are skipped; the answer lists what was deleted. */
+  async function removeObjects(req: IncomingMessage, res: ServerResponse, bucket: string): Promise<void> {
+    authenticate(req);
+    const objects = buckets.get(bucket);
+    if (!objects) throw ERRORS.noSuchBucket();
+    const prefixes = (parseJson(await readBody(req)) as { prefixes?: unknown }).prefixes;
+    if (!Array.isArray(prefixes) || prefixes.length < 1 || prefixes.length > 1000) {
+      return sendJson(res, 400, {
+        statusCode: "400",
+        code: "InvalidRequest",
+        error: "Bad Request",
+        message: "body/prefixes must NOT have fewer than 1 items or more than 1000",
+      });
+    }
+    const deleted = prefixes.filter((p): p is string => typeof p === "string" && objects.delete(p));
+    return sendJson(
+      res,
+      200,
+      deleted.map((name) => ({ name, bucket_id: bucket })),
+    );
   }
 
   /** AccessDenied unless the request carries the service key as its bearer (storage-api's jwt plugin). */
