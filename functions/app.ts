@@ -8,7 +8,7 @@ import type { Logger } from "../shared/log.ts";
 import { EMPTY_ALLOW_LIST, parseAllowList } from "../shared/net/addresses.ts";
 import { systemResolver, type ResolveHost } from "../shared/net/callback-target.ts";
 import type { Storage } from "../shared/storage/storage.ts";
-import { DEFAULT_SUBMIT_LIMITS } from "../shared/submit.ts";
+import { DEFAULT_SUBMIT_LIMITS, submitLimits } from "../shared/submit.ts";
 import { authenticate } from "./auth.ts";
 import type { ApiDeps, ApiEnv, ApiSettings } from "./context.ts";
 import { dashboardDocs, dashboardRoutes } from "./dashboard/routes.ts";
@@ -65,11 +65,7 @@ export function apiSettings(config: Config): ApiSettings {
     maxWebhookBytes: config.DWOP_MAX_WEBHOOK_BYTES,
     eventsPollMs: config.DWOP_EVENTS_POLL_MS,
     retryBackoffMs: config.DWOP_RETRY_BACKOFF_MS,
-    submitLimits: {
-      maxTasks: config.DWOP_MAX_TASKS_PER_WORKFLOW,
-      maxWorkflowBytes: config.DWOP_MAX_WORKFLOW_BYTES,
-      maxInputs: config.DWOP_MAX_INPUTS_PER_WORKFLOW,
-    },
+    submitLimits: submitLimits(config),
     callbackAllow: parseAllowList(config.DWOP_CALLBACK_ALLOW),
     authThrottle: {
       maxFailures: config.DWOP_AUTH_FAILURE_LIMIT,

@@ -1,3 +1,4 @@
+import type { Config } from "./config.ts";
 import type { Store } from "./db/store.ts";
 import { countTasks, parseWorkflow, workflowInputs } from "./dsl/index.ts";
 import { silentLogger, type Logger } from "./log.ts";
@@ -19,6 +20,15 @@ export const DEFAULT_SUBMIT_LIMITS: SubmitLimits = {
   maxWorkflowBytes: 1024 * 1024,
   maxInputs: 100,
 };
+
+/** The limits the configuration sets (DWOP_MAX_TASKS_PER_WORKFLOW, ...). */
+export function submitLimits(config: Config): SubmitLimits {
+  return {
+    maxTasks: config.DWOP_MAX_TASKS_PER_WORKFLOW,
+    maxWorkflowBytes: config.DWOP_MAX_WORKFLOW_BYTES,
+    maxInputs: config.DWOP_MAX_INPUTS_PER_WORKFLOW,
+  };
+}
 
 /** Objects of one submission stored at once. */
 export const UPLOAD_CONCURRENCY = 16;

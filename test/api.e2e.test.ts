@@ -37,6 +37,7 @@ beforeAll(async () => {
     PIP_NO_INDEX: "1",
     PIP_FIND_LINKS: wheels,
     PIP_NO_CACHE_DIR: "1",
+    DWOP_CALLBACK_ALLOW: "127.0.0.1/32", // the callback test's receiver; the API and the sender both need it
   });
   folder = join(server.home, "client");
   await mkdir(folder);

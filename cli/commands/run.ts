@@ -4,7 +4,7 @@ import type { Config } from "../../shared/config.ts";
 import type { WorkflowSummary } from "../../shared/db/store.ts";
 import { parseWorkflow } from "../../shared/dsl/index.ts";
 import { OUTPUT_BUCKET, objectPaths } from "../../shared/model.ts";
-import { MissingInputError, submitWorkflow } from "../../shared/submit.ts";
+import { MissingInputError, SubmissionRefused, submitLimits, submitWorkflow } from "../../shared/submit.ts";
 import { CliError, EXIT } from "../exit.ts";
 import { createLogger } from "../../shared/pino.ts";
 import { followWorkflow, Progress } from "../progress.ts";
@@ -45,9 +45,19 @@ export async function runCommand(config: Config, file: string, opts: RunOptions)
   try {
     const submitted = await submitWorkflow(
       { store: stack.store, storage: stack.storage },
-      { source, file, requirements, inputs, owner: "local", retryBackoffMs: config.DWOP_RETRY_BACKOFF_MS },
+      {
+        source,
+        file,
+        requirements,
+        inputs,
+        owner: "local",
+        retryBackoffMs: config.DWOP_RETRY_BACKOFF_MS,
+        limits: submitLimits(config),
+      },
     ).catch((e: unknown) => {
-      if (e instanceof MissingInputError) throw new CliError(e.message, EXIT.usage);
+      if (e instanceof MissingInputError || e instanceof SubmissionRefused) {
+        throw new CliError(e.message, EXIT.usage);
+      }
       throw e;
     });
     err(`workflow ${submitted.id} (${submitted.spec.tasks.length} tasks)`);

@@ -405,7 +405,7 @@ function brokenForm(
       why: `file name ${JSON.stringify(name).slice(0, 30)} (${name.length})`,
       body: replaced(valid(), "workflow", file("fun a():\n    pass\n", name)),
     })),
-    fc.constantFrom("ftp://x/", "javascript:alert(1)", "not a url", `http://x/${"a".repeat(2100)}`).map((url) => ({
+    fc.constantFrom("ftp://x/", "javascript:alert(1)", "not a url", `http://x/${"a".repeat(2100)}`, "http://169.254.169.254/latest/meta-data/", "http://[::ffff:127.0.0.1]:5432/", "http://2130706433/", "http://localhost:6379/").map((url) => ({
       why: `callback_url ${url.slice(0, 30)}`,
       body: withField(withField(valid(), "callback_url", url), "callback_secret", "0123456789abcdef0"),
     })),
