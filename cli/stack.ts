@@ -12,7 +12,7 @@ import { databaseUrl, type Config } from "../shared/config.ts";
 import { connectDb, waitForDatabase, type Db } from "../shared/db/connect.ts";
 import { migrate } from "../shared/db/migrate.ts";
 import { Store } from "../shared/db/store.ts";
-import { announceSandbox, LocalExecutor } from "../shared/executors/local.ts";
+import { announceSandbox, LocalExecutor, taskLimits } from "../shared/executors/local.ts";
 import { resolvePython, WORKER_SCRIPT } from "../shared/executors/python.ts";
 import type { Logger } from "../shared/log.ts";
 import { parseAllowList } from "../shared/net/addresses.ts";
@@ -113,7 +113,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       workRoot: join(home, "runs"),
       passEnv: pipEnv(),
       sandbox: config.DWOP_TASK_SANDBOX,
-      hide: [home],
+      allow: config.DWOP_TASK_ALLOW,
+      limits: taskLimits(config),
       logger,
     });
     await announceSandbox(executor, logger);

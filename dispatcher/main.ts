@@ -8,7 +8,7 @@ import { migrate } from "../shared/db/migrate.ts";
 import { Store } from "../shared/db/store.ts";
 import { readEnv } from "../shared/env.ts";
 import type { Executor } from "../shared/executors/executor.ts";
-import { announceSandbox, LocalExecutor } from "../shared/executors/local.ts";
+import { announceSandbox, LocalExecutor, taskLimits } from "../shared/executors/local.ts";
 import { resolvePython, WORKER_SCRIPT } from "../shared/executors/python.ts";
 import type { Logger } from "../shared/log.ts";
 import { createLogger } from "../shared/pino.ts";
@@ -79,7 +79,8 @@ async function localExecutor(c: Config, log: Logger): Promise<Executor> {
     workerScript: WORKER_SCRIPT,
     workRoot: join(home, "runs", id),
     sandbox: c.DWOP_TASK_SANDBOX,
-    hide: [home],
+    allow: c.DWOP_TASK_ALLOW,
+    limits: taskLimits(c),
     passEnv: Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith("PIP_"))) as Record<
       string,
       string

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { EnvSource } from "./env.ts";
+import { parseMemory } from "./quantity.ts";
 import { parseAllowList } from "./net/addresses.ts";
 
 const int = (min: number, fallback: number) => z.coerce.number().int().min(min).default(fallback);
@@ -8,6 +9,19 @@ const kubeQuantity = (pattern: RegExp, fallback: string) =>
   z.string().trim().regex(pattern, `must be a Kubernetes quantity such as "${fallback}"`).default(fallback);
 const CPU_QUANTITY = /^(\d+m|\d+(\.\d+)?)$/;
 const MEMORY_QUANTITY = /^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/;
+/** A memory quantity ("1Gi", "512Mi", "2G"), as bytes. */
+const memoryQuantity = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((v, ctx) => {
+      const bytes = parseMemory(v);
+      if (bytes === null || bytes < 2 ** 20) {
+        ctx.addIssue({ code: "custom", message: 'must be a memory quantity of at least 1Mi, such as "1Gi"' });
+        return z.NEVER;
+      }
+      return bytes;
+    });
 const optionalUrl = z
   .string()
   .trim()
@@ -39,6 +53,16 @@ export const configSchema = z.object({
   DWOP_EXECUTOR: z.enum(["local", "kubernetes"]).default("local"),
   DWOP_HOME: z.string().default(".dwop"),
   DWOP_TASK_SANDBOX: z.enum(["auto", "required", "off"]).default("auto"),
+  /** Limits of a sandboxed local run whose task sets none (Kubernetes quantities: "1Gi", "512Mi"). */
+  DWOP_TASK_MEMORY: memoryQuantity("1Gi"),
+  DWOP_TASK_DISK: memoryQuantity("1Gi"),
+  DWOP_TASK_PROCESSES: int(1, 256),
+  /** Folders (absolute, `:`-separated) sandboxed local runs may read besides the system's and Python's. */
+  DWOP_TASK_ALLOW: z
+    .string()
+    .default("")
+    .transform((v) => v.split(":").filter((p) => p !== ""))
+    .pipe(z.array(z.string().startsWith("/", "must hold absolute paths, separated by ':'"))),
   DWOP_PORT: int(0, 8080),
   DWOP_HOST: z.string().default("127.0.0.1"),
   DWOP_PUBLIC_URL: optionalUrl,

@@ -137,7 +137,16 @@ export interface RunAssignment {
 
 /** The one failure shape a worker writes and the dispatcher records (Python writes the same JSON). */
 export interface WorkerFailure {
-  type: "task_failed" | "download_failed" | "requirements_failed" | "upload_failed" | "worker_error";
+  type:
+    | "task_failed"
+    | "download_failed"
+    | "requirements_failed"
+    | "upload_failed"
+    | "worker_error"
+    | "sandbox_failed"
+    | "memory_limit"
+    | "disk_limit"
+    | "cpu_limit";
   message: string;
   exitCode: number | null;
   /** True when running the attempt again cannot help (the failure is in what was submitted). */

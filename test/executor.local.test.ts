@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { RunOutcome, WorkerEnv } from "../shared/executors/executor.ts";
-import { ForkServer } from "../shared/executors/fork-server.ts";
+import { ForkServer, type RunLimits } from "../shared/executors/fork-server.ts";
 import { LocalExecutor } from "../shared/executors/local.ts";
 import { readLogTail } from "../shared/executors/log-tail.ts";
 import { resolvePython, WORKER_SCRIPT } from "../shared/executors/python.ts";
@@ -157,6 +157,8 @@ describe("LocalExecutor through the fork server", () => {
   });
 });
 
+const LIMITS: RunLimits = { memory: 0, disk: 2 ** 30, processes: 0, cpuSeconds: 0 };
+
 describe("ForkServer", () => {
   it("refuses a run whose folder does not exist, and keeps serving", async () => {
     const server = new ForkServer({
@@ -165,14 +167,14 @@ describe("ForkServer", () => {
       env: { PATH: process.env.PATH ?? "" },
     });
     try {
-      await expect(server.fork("a", join(dir, "missing"), {})).rejects.toThrow(/is not a directory/);
-      const worker = await server.fork("b", dir, { PATH: process.env.PATH ?? "" });
+      await expect(server.fork("a", join(dir, "missing"), {}, LIMITS)).rejects.toThrow(/ENOENT/);
+      const worker = await server.fork("b", dir, { PATH: process.env.PATH ?? "" }, LIMITS);
       // No DWOP_* variables: the worker reports a worker error and exits 70.
       expect(await worker.exited).toEqual({ code: 70, signal: null, serverDied: false });
       expect(await readFile(join(dir, ".dwop-worker.log"), "utf8")).toContain("missing environment variable");
     } finally {
       await server.close();
     }
-    await expect(server.fork("c", dir, {})).rejects.toThrow(/closed/);
+    await expect(server.fork("c", dir, {}, LIMITS)).rejects.toThrow(/closed/);
   });
 });

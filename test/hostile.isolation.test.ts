@@ -166,9 +166,15 @@ beforeAll(async () => {
   Object.assign(process.env, SECRETS);
   // Records what each worker is forked with, then forks it.
   const fork = ForkServer.prototype.fork;
-  vi.spyOn(ForkServer.prototype, "fork").mockImplementation(function (this: ForkServer, id, cwd, env) {
+  vi.spyOn(ForkServer.prototype, "fork").mockImplementation(function (
+    this: ForkServer,
+    id,
+    cwd,
+    env,
+    limits,
+  ) {
     forks.push({ id, cwd, env });
-    return fork.call(this, id, cwd, env);
+    return fork.call(this, id, cwd, env, limits);
   });
   // A data folder other users may enter, as ~/.dwop is (mkdtemp's own is 0700, which would hide the point).
   base = await mkdtemp(join(tmpdir(), "dwop-hostile-isolation-"));
@@ -183,7 +189,7 @@ beforeAll(async () => {
     bus: "pgboss",
     concurrency: 4,
     executor: (storageRoot) => {
-      executor = new LocalExecutor({ python, workerScript: WORKER_SCRIPT, workRoot, hide: [storageRoot] });
+      executor = new LocalExecutor({ python, workerScript: WORKER_SCRIPT, workRoot });
       return executor;
     },
   });

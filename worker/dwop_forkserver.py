@@ -6,19 +6,22 @@ pid, own memory, own session and process group) and runs dwop_main.main(), the s
 `python dwop_worker.py`, in ~1-2 ms instead of an interpreter start.
 
 Protocol, one JSON object per line:
-  stdin   {"id": "<run id>", "cwd": "/abs/folder", "env": {"NAME": "value", ...}}
-  argv    [settings]: {"sandbox": "auto" | "required" | "off", "hide": ["/folder", ...]} (default off);
-          see dwop_sandbox.py
-  stdout  {"ready": <server pid>, "sandbox": "namespaces" | "off", "why": <why off, or null>,
-           "visible": [hide folders left visible, since Python or the worker is inside]}   once, at start
+  stdin   {"id": "<run id>", "cwd": "/abs/folder", "limits": {"memory", "disk", "processes", "cpuSeconds"}}
+          The run's environment is not in the request: the child reads it from <cwd>/.dwop-env (a JSON
+          object, mode 0600, written by the executor) and deletes it, so this server never holds a run's
+          signed URLs, and no run forked later inherits them in its memory.
+  argv    [settings]: {"sandbox": "auto" | "required" | "off", "allow": ["/folder", ...],
+          "uidBase": n, "uidCount": n} (default off); see dwop_sandbox.py
+  stdout  {"ready": <server pid>, "sandbox": "namespaces" | "off", "why": <why off, or null>}   once
           {"id": ..., "pid": <child pid>}            after the fork, once the child leads its own group
           {"id": ..., "exit": <code>}                 when the child has exited
           {"id": ..., "signal": <n>}                  when a signal killed the child
           {"id": <id or null>, "error": "<why>"}      for a request that forks nothing (every request,
                                                       when the sandbox is required and cannot be had)
-In the sandbox, the child forked here stays outside the run's namespaces and only waits for the worker
-inside (see dwop_sandbox.py); its pid is the one reported, and it leads the process group. The child's
-environment is exactly "env"; its stdin is /dev/null; its stdout and stderr both go to
+The child forked here is the worker: it stays outside the sandbox (it holds the run's URLs, and is not
+dumpable) and only the task body's process enters it (see dwop_sandbox.py). As root, each run gets a uid
+of its own for its body, from uidBase on, held (by a lock file) while the run lives. The child's
+environment is exactly the env file's; its stdin is /dev/null; its stdout and stderr both go to
 <cwd>/.dwop-worker.log (appended to, so the order of the worker's writes is kept). The child dies (SIGKILL)
 when the server dies, and the task body with it when the run's env has DWOP_DIE_WITH_PARENT=1; with that
 variable in the server's own environment, the server dies when its parent does. When its stdin closes,
@@ -44,6 +47,7 @@ from dwop_process import die_with_parent, load_prctl
 import dwop_sandbox
 
 LOG_FILE = ".dwop-worker.log"
+ENV_FILE = ".dwop-env"
 EXIT_SETUP_FAILED = 70  # the child could not become a worker (its folder vanished, for example)
 READ_CHUNK = 65536
 MAX_REQUEST = 16 * 1024 * 1024
@@ -58,7 +62,7 @@ def encode(value):
 
 
 def parse_request(line):
-    """(id, cwd, env) of a request line; raises BadRequest naming the id when it could be read."""
+    """(id, cwd, limits) of a request line; raises BadRequest naming the id when it could be read."""
     try:
         request = parse_json(line.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
@@ -68,17 +72,34 @@ def parse_request(line):
     run_id = request.get("id")
     if not isinstance(run_id, str) or not run_id:
         raise BadRequest(None, "request has no string id")
-    cwd, env = request.get("cwd"), request.get("env")
+    cwd = request.get("cwd")
     if not isinstance(cwd, str) or not os.path.isabs(cwd) or "\0" in cwd:
         raise BadRequest(run_id, "cwd is not an absolute path")
     if not os.path.isdir(cwd):
         raise BadRequest(run_id, "cwd %s is not a directory" % cwd)
+    return run_id, cwd, dwop_sandbox.Limits.parse(request.get("limits"))
+
+
+def read_env(path):
+    """The run's environment from its env file, which is deleted; raises ValueError."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        os.unlink(path)
+        data = b""
+        while True:
+            chunk = os.read(fd, READ_CHUNK)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
+    env = parse_json(data.decode("utf-8"))
     if not isinstance(env, dict):
-        raise BadRequest(run_id, "env is not an object")
+        raise ValueError("the env file is not a JSON object")
     for name, value in env.items():
         if not name or "=" in name or "\0" in name or not isinstance(value, str) or "\0" in value:
-            raise BadRequest(run_id, "env entry %r is not a NAME=value string pair" % (name,))
-    return run_id, cwd, env
+            raise ValueError("env entry %r is not a NAME=value string pair" % (name,))
+    return env
 
 
 class Server:
@@ -88,6 +109,7 @@ class Server:
         self.sandbox = sandbox
         self.by_pid = {}  # child pid -> run id
         self.by_id = {}  # run id -> child pid
+        self.uids = {}  # child pid -> the run's uid lease (root's servers in the sandbox only)
         self.pending = b""
         self.wakeup_r, self.wakeup_w = os.pipe()
         os.set_blocking(self.wakeup_r, False)
@@ -105,7 +127,7 @@ class Server:
     def serve(self):
         """Answers requests until stdin closes; then kills every child's group and returns."""
         sandbox = self.sandbox
-        ready = {"ready": self.pid, "sandbox": sandbox.mode, "why": sandbox.why, "visible": sandbox.visible}
+        ready = {"ready": self.pid, "sandbox": sandbox.mode, "why": sandbox.why}
         import json  # once, at start; the per-run lines are written by hand
 
         write_all(1, (json.dumps(ready, separators=(",", ":")) + "\n").encode("ascii"))
@@ -142,27 +164,34 @@ class Server:
 
     def handle(self, line):
         try:
-            run_id, cwd, env = parse_request(line)
+            run_id, cwd, limits = parse_request(line)
             if run_id in self.by_id:
                 raise BadRequest(run_id, "run %s is already running" % run_id)
             if self.sandbox.refusal:
                 raise BadRequest(run_id, self.sandbox.refusal)
+            lease = self.sandbox.uid_lease()
         except BadRequest as e:
             self.send(e.args[0], "error", e.args[1])
             return
-        pid = self.fork(cwd, env)
+        except OSError as e:
+            self.send(run_id, "error", "no uid free for the run: %s" % e)
+            return
+        run = dwop_sandbox.Run(self.sandbox.settings, lease.uid, limits, cwd) if self.sandbox.settings else None
+        pid = self.fork(cwd, run, lease)
         self.by_pid[pid] = run_id
         self.by_id[run_id] = pid
+        self.uids[pid] = lease
         self.send(run_id, "pid", pid)
 
-    def fork(self, cwd, env):
+    def fork(self, cwd, run, lease):
         """Forks a worker; returns its pid once it leads its own process group, so kill(-pid) reaches it."""
         ready_r, ready_w = os.pipe()
         pid = os.fork()
         if pid == 0:
             try:
                 os.close(ready_r)
-                self.become_worker(cwd, env, ready_w)
+                lease.release()  # the server's to hold, as the other runs' leases below
+                self.become_worker(cwd, run, ready_w)
             finally:
                 os._exit(EXIT_SETUP_FAILED)
         os.close(ready_w)
@@ -172,19 +201,23 @@ class Server:
             os.close(ready_r)
         return pid
 
-    def become_worker(self, cwd, env, ready_w):
-        """In the child: turns this copy of the server into a fresh worker process, then runs it."""
+    def become_worker(self, cwd, run, ready_w):
+        """In the child: turns this copy of the server into a fresh worker process, then runs it; run is the
+        sandbox its body enters, or None."""
         try:
             _signal.set_wakeup_fd(-1)
             _signal.signal(_signal.SIGCHLD, self.initial_sigchld)
             os.close(self.wakeup_r)
             os.close(self.wakeup_w)
+            for lease in self.uids.values():
+                lease.release()  # the other runs' leases: the server's to hold
             os.setsid()
             die_with_parent(self.prctl, self.pid)
             os.close(ready_w)
-            if self.sandbox.libc:
-                dwop_sandbox.enter(self.sandbox.libc, cwd, self.sandbox.hide, self.prctl, die_with_parent)
+            if self.prctl is not None:
+                self.prctl(dwop_sandbox.PR_SET_DUMPABLE, 0)  # it is about to hold the run's signed URLs
             os.chdir(cwd)
+            env = read_env(ENV_FILE)
             log = os.open(LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             null = os.open(os.devnull, os.O_RDONLY)
             os.dup2(null, 0)
@@ -200,7 +233,7 @@ class Server:
                 write_all(2, ("dwop-forkserver: the child could not start: %r\n" % e).encode("utf-8", "replace"))
             finally:
                 os._exit(EXIT_SETUP_FAILED)
-        worker_main()  # never returns: it ends with os._exit
+        worker_main(run)  # never returns: it ends with os._exit
 
     def drain_wakeups(self):
         try:
@@ -218,6 +251,7 @@ class Server:
             if pid == 0:
                 return
             run_id = self.by_pid.pop(pid, None)
+            self.uids.pop(pid, dwop_sandbox.NO_LEASE).release()
             if run_id is None:
                 continue
             del self.by_id[run_id]
@@ -236,28 +270,38 @@ class Server:
 
 
 class Sandbox:
-    """The sandbox settings of the server's argument {"sandbox": "auto" | "required" | "off", "hide": [...]}
-    and what the probe found: mode "namespaces" (each run in the sandbox, libc set) or "off"; why it is
-    off when it was asked for; a refusal for every run when it is required and cannot be had."""
+    """The sandbox settings of the server's argument (see the protocol above) and what the probe found:
+    mode "namespaces" (each run's body in the sandbox: settings set) or "off"; why it is off when it was
+    asked for; a refusal for every run when it is required and cannot be had."""
 
     def __init__(self, argument):
         settings = parse_json(argument) if argument else {}
         wanted = settings.get("sandbox", "off")
         if wanted not in ("auto", "required", "off"):
             raise SystemExit("dwop-forkserver: sandbox must be auto, required or off, not %r" % (wanted,))
-        hide = [p for p in settings.get("hide", []) if isinstance(p, str)]
-        self.hide, self.visible = dwop_sandbox.split_hidden(hide)
-        self.libc = None
+        self.settings = None
         self.why = None
         self.refusal = None
+        self.uids = None
         if wanted != "off":
-            libc = dwop_sandbox.load()
-            self.why = dwop_sandbox.probe(libc, self.hide)
+            candidate = dwop_sandbox.Settings(
+                dwop_sandbox.load(),
+                allow=settings.get("allow") or [],
+                uid_base=settings.get("uidBase") or dwop_sandbox.DEFAULT_UID_BASE,
+                uid_count=settings.get("uidCount") or dwop_sandbox.DEFAULT_UID_COUNT,
+            )
+            self.why = dwop_sandbox.probe(candidate)
             if self.why is None:
-                self.libc = libc
+                self.settings = candidate
+                if os.geteuid() == 0:
+                    self.uids = dwop_sandbox.UidPool(candidate.uid_base, candidate.uid_count)
             elif wanted == "required":
                 self.refusal = "the task sandbox is required but cannot be set up here: %s" % self.why
-        self.mode = "namespaces" if self.libc else "off"
+        self.mode = "namespaces" if self.settings else "off"
+
+    def uid_lease(self):
+        """A uid of the run's own (root's servers), or the no-op lease; raises OSError when none is free."""
+        return self.uids.lease() if self.uids else dwop_sandbox.NO_LEASE
 
 
 def serve(argument=None):

@@ -30,6 +30,7 @@ import sys
 
 from dwop_http import Transfer, transfer_all, write_all
 from dwop_process import die_with_parent, load_prctl, run_child, run_script
+from dwop_sandbox import SandboxError
 
 RESULT_FILE_DEFAULT = "/dev/termination-log"
 DEPS_DIR = ".dwop-deps"
@@ -164,27 +165,116 @@ def has_requirement_lines(path):
         return any(line.strip() and not line.strip().startswith(b"#") for line in f)
 
 
-def install_requirements(log, prctl):
-    """pip install --target .dwop-deps; pip's output goes to the log and the worker's stderr."""
+def run_body(log, output_fd, has_requirements, sandbox, prctl):
+    """Runs the body (after pip, when there are requirements) in one child process, in the sandbox when
+    there is one; its stdout goes to the output and the log, its stderr to the worker's and the log.
+    Raises Failure for anything but a clean exit."""
+    report_r, report_w = os.pipe()
+
+    def child():
+        note = lambda kind, text: write_all(report_w, ("%s %s\n" % (kind, text)).encode("utf-8", "replace"))  # noqa: E731
+        if sandbox:
+            try:
+                sandbox.enter(note)
+            except (SandboxError, OSError) as e:
+                note("sandbox", describe(e))
+                os._exit(EXIT_WORKER_FAILURE)
+        deps = install_requirements(note) if has_requirements else None
+        run_script("main.py", deps, lambda error: limit_reached(note, error, sandbox))
+
+    try:
+        code, signal = run_child(child, (1, output_fd, log.fd), (2, log.fd), (output_fd, log.fd, report_r), prctl)
+    finally:
+        os.close(report_w)
+    notes = dict(line.partition(" ")[::2] for line in read_all(report_r).splitlines() if line)
+    os.close(report_r)
+    if notes.get("signal", "").isdigit():
+        signal = int(notes["signal"])  # the sandbox's init saw the body killed
+    failure = body_failure(code, signal, notes, sandbox)
+    if failure:
+        raise failure
+
+
+def install_requirements(note):
+    """pip install --target .dwop-deps, in this (the body's) process's child; pip's output goes to stderr.
+    Exits this process when pip fails; returns the folder otherwise."""
     deps = os.path.abspath(DEPS_DIR)
     argv = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
     argv += ["--target", deps, "-r", "requirements.txt"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("DWOP_")}
-    sinks = (2, log.fd)
-    code, signal = run_child(lambda: os.execve(sys.executable, argv, env), sinks, sinks, (log.fd,), prctl)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.dup2(2, 1)
+            os.execve(sys.executable, argv, env)
+        finally:
+            os._exit(127)
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     if code != 0:
-        how = "was killed by signal %d" % signal if signal else "exited with code %d" % code
-        raise Failure("requirements_failed", "pip install -r requirements.txt %s" % how, non_retryable=True)
+        note("requirements", "was killed by signal %d" % -code if code < 0 else "exited with code %d" % code)
+        os._exit(EXIT_WORKER_FAILURE)
     return deps
 
 
-def run_task(log, output_fd, deps, prctl):
-    code, signal = run_child(
-        lambda: run_script("main.py", deps), (1, output_fd, log.fd), (2, log.fd), (output_fd, log.fd), prctl
-    )
-    if code != 0:
-        message = "killed by signal %d" % signal if signal else "exit code %d" % code
-        raise Failure("task_failed", message, exit_code=code, status=code)
+def limit_reached(note, error, sandbox):
+    """After a failed body in the sandbox: says which limit it ran into, when it was one."""
+    if sandbox is None:
+        return
+    if isinstance(error, MemoryError):
+        note("memory", "")
+    else:
+        try:
+            usage = os.statvfs(".")
+            if usage.f_bavail == 0:
+                note("disk", "")
+        except OSError:
+            pass
+
+
+def body_failure(code, signal, notes, sandbox):
+    """The Failure for how the body's process ended and what it noted, or None for a clean exit."""
+    if "sandbox" in notes:
+        return Failure("sandbox_failed", "the task sandbox could not be set up: %s" % notes["sandbox"])
+    if "requirements" in notes:
+        message = "pip install -r requirements.txt %s" % notes["requirements"]
+        if sandbox and not sandbox.settings.internet:
+            message += " (tasks have no network: DWOP_TASK_NETWORK=none)"
+        return Failure("requirements_failed", message, non_retryable=True)
+    if code == 0:
+        return None
+    limits = sandbox.limits if sandbox else None
+    if "memory" in notes:
+        message = "went over its memory limit of %s (MemoryError)" % size(limits.memory)
+        return Failure("memory_limit", message, exit_code=code, status=code)
+    if "disk" in notes:
+        message = "filled its folder's limit of %s (%s)" % (size(limits.disk), "no space left on device")
+        return Failure("disk_limit", message, exit_code=code, status=code)
+    if limits and limits.cpu_seconds and signal == _signal.SIGXCPU:
+        message = "used up its CPU time limit of %d s" % limits.cpu_seconds
+        return Failure("cpu_limit", message, exit_code=code, status=code)
+    message = "killed by signal %d" % signal if signal else "exit code %d" % code
+    return Failure("task_failed", message, exit_code=code, status=code)
+
+
+def size(n):
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale and n % scale == 0 or n >= scale * 10:
+            return "%d %s" % (n // scale, unit)
+    return "%d bytes" % n
+
+
+def read_all(fd):
+    os.set_blocking(fd, False)
+    data = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data.decode("utf-8", "replace")
 
 
 def upload(transfers, log):
@@ -197,7 +287,7 @@ def upload(transfers, log):
         log.say(message)
 
 
-def work(task, log, parent, die_with_parent_wanted):
+def work(task, log, parent, die_with_parent_wanted, sandbox):
     """The steps of a run; raises Failure."""
     prctl = None
 
@@ -209,11 +299,9 @@ def work(task, log, parent, die_with_parent_wanted):
         compile("pass", "<warm-up>", "exec")  # the first compile sets the compiler up: ~2 ms
 
     download(task, while_downloading)
-    deps = None
-    if task.requirements_url and has_requirement_lines("requirements.txt"):
-        deps = install_requirements(log, prctl)
+    has_requirements = bool(task.requirements_url) and has_requirement_lines("requirements.txt")
     output_fd = anonymous_file()
-    run_task(log, output_fd, deps, prctl)
+    run_body(log, output_fd, has_requirements, sandbox, prctl)
     output = Transfer("PUT", task.output_url, output_fd, "the output")
     upload([output, Transfer("PUT", task.log_url, log.fd, "the log")], log)
 
@@ -240,8 +328,8 @@ def report(failure):
         write_all(2, ("dwop-worker: cannot write %s: %s\n" % (path, e)).encode("utf-8", "replace"))
 
 
-def main():
-    """Runs the worker; never returns."""
+def main(sandbox=None):
+    """Runs the worker; never returns. sandbox: the dwop_sandbox.Run the body enters (fork server runs)."""
     if os.getpid() == 1:
         # As a container's first process, signals without a handler are ignored: make SIGTERM stop us.
         _signal.signal(_signal.SIGTERM, lambda signum, _frame: os._exit(128 + signum))
@@ -251,7 +339,7 @@ def main():
     try:
         log = Log()
         task = Task(os.environ)
-        work(task, log, parent, os.environ.get("DWOP_DIE_WITH_PARENT") == "1")
+        work(task, log, parent, os.environ.get("DWOP_DIE_WITH_PARENT") == "1", sandbox)
     except Failure as e:
         failure = e
     except BaseException as e:

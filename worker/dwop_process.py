@@ -164,8 +164,9 @@ def write_all(fd, data):
 # --- the task body, in the forked child -------------------------------------------------------------
 
 
-def run_script(path, deps):
-    """Runs path as `python path` would, in this (forked) process, then exits with its status."""
+def run_script(path, deps, failed=None):
+    """Runs path as `python path` would, in this (forked) process, then exits with its status; calls
+    failed(the exception or None) first when the status is not 0."""
     for name in [k for k in os.environ if k.startswith("DWOP_")]:
         del os.environ[name]
     sys.argv = [path]
@@ -177,7 +178,7 @@ def run_script(path, deps):
             import site
 
             site.addsitedir(deps)  # already on sys.path, so this only processes its .pth files
-    status = execute_main(path)
+    status, error = execute_main(path)
     # What interpreter shutdown does: wait for non-daemon threads, then run atexit callbacks.
     if "threading" in sys.modules:
         try:
@@ -192,12 +193,17 @@ def run_script(path, deps):
             stream.flush()
         except BaseException:
             status = status or 120  # what CPython exits with when the final flush fails
+    if status != 0 and failed is not None:
+        try:
+            failed(error)
+        except BaseException:
+            pass
     os._exit(status)
 
 
 def execute_main(path):
     """Executes path as the __main__ module (what runpy.run_path does, without importing runpy and
-    importlib.util, ~5 ms); returns the exit status."""
+    importlib.util, ~5 ms); returns (the exit status, the exception that ended it or None)."""
     main = type(sys)("__main__")
     main.__file__ = path
     main.__cached__ = None
@@ -207,14 +213,14 @@ def execute_main(path):
         with open(path, "rb") as f:
             code = compile(f.read(), path, "exec")
         exec(code, main.__dict__)
-        return 0
+        return 0, None
     except SystemExit as e:
-        return exit_status(e.code)
+        return exit_status(e.code), None
     except BaseException as e:
         flush_quietly(sys.stdout)  # so the traceback ends the log, as its reader expects
         tb = e.__traceback__.tb_next if e.__traceback__ else None  # this frame is not the user's
         sys.excepthook(type(e), e.with_traceback(tb), tb)
-        return 1
+        return 1, e
 
 
 def exit_status(code):

@@ -1,24 +1,28 @@
-"""The task sandbox of the local executor: Linux namespaces around each forked worker.
+"""The task sandbox of the local executor: an allow-list around each task body, built from namespaces.
 
-A run forked by the fork server runs as the dispatcher's user. Without more, its code could read what that
-user can: the dispatcher's /proc/<pid>/environ (DATABASE_URL, the storage secret), the storage folder
-(every workflow's objects) and the folders of the runs beside it. enter() closes those paths, as
-bubblewrap would, with no helper program and no privilege (unprivileged user namespaces):
+The worker (the process that holds the run's signed URLs) stays outside: it downloads the code and inputs
+into the run's folder, and uploads the output and the log when the body has ended. Only the process that
+runs the body (and pip, when there are requirements) enters the sandbox:
 
-  1. unshare a user, a mount and a pid namespace, mapping the user's own uid and gid onto themselves (the
-     task keeps its uid, so Python and the user's files stay readable);
-  2. fork: the run's process becomes the first process of the new pid namespace; the process left outside
-     only waits for it, forwarding SIGTERM, SIGINT and SIGHUP, and exits as it did;
-  3. mount a fresh /proc, which shows only the run's own processes, and a small read-only tmpfs over each
-     hidden folder (the DWOP home: storage, secrets, the database, every run's folder), with only the
-     run's own folder bound back in place;
-  4. unshare a second user and mount namespace, which locks those mounts: the task cannot unmount them to
-     see what is below, nor mount another /proc.
+  1. unshare a mount, pid, network, IPC and UTS namespace; as a normal user also a user namespace that maps
+     the user's uid onto uid 1000 (as root no user namespace is needed, and the body gets a uid of its own);
+  2. fork: the first process of the new pid namespace; the process left outside only waits for it,
+     forwarding SIGTERM, SIGINT and SIGHUP, and exits as it did. That first process builds the root (3, 4),
+     then forks the body and stays as its init (see init());
+  3. build a new root on a tmpfs: read-only binds of /usr, the /lib folders, what /etc holds that programs
+     need (the dynamic loader's cache, certificates, time zones, passwd, ...) and Python's own folders;
+     the run's folder at /work as an overlay whose writable layer is a tmpfs of the run's disk limit
+     (which also holds /tmp and /dev/shm); a minimal /dev; a fresh /proc; then pivot_root into it, so
+     nothing else of the machine (the user's home, the DWOP checkout and home, .env, every other run) is
+     there to be seen, even by absolute path;
+  4. bring up a loopback of the run's own: the network namespace has no route to the host's loopback or
+     any other network ("none"), or reaches the internet through slirp4netns with the host's loopback and
+     the private ranges closed ("internet");
+  5. set the run's limits (rlimits: data memory, processes, CPU time, file size) and drop every privilege:
+     as root, switch to the run's own uid (setresuid clears the capabilities); as a normal user, clear the
+     capabilities the user namespace gave (capset); no new privileges either way.
 
-The first process of a pid namespace ignores the signals it has no handler for: the worker, as it does as
-a container's first process, stops on SIGTERM through a handler (dwop_main), and on SIGINT through
-Python's own; SIGKILL of the process group reaches both processes as before. When the run's process exits,
-the kernel kills whatever it left running in its namespace.
+When the first process of the pid namespace exits, the kernel kills whatever the body left running in it.
 """
 
 import _signal
@@ -28,18 +32,47 @@ import select
 from dwop_process import forward
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
 MS_NOEXEC = 8
 MS_REMOUNT = 32
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
+MS_RELATIME = 1 << 21
+MNT_DETACH = 2
+ST_NOEXEC, ST_NOATIME, ST_NODIRATIME, ST_RELATIME = 8, 1024, 2048, 4096
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_NO_NEW_PRIVS = 38
+SYSCALLS = {"x86_64": {"pivot_root": 155}, "aarch64": {"pivot_root": 41}}
 STOP_SIGNALS = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP)
 EXIT_SANDBOX_FAILED = 71
+INSIDE_UID = 1000  # what a normal user's uid becomes inside its user namespace
+# Root's runs get uids from here (after systemd's container range, below 2^31) unless /etc/subuid gives
+# root a range of its own.
+DEFAULT_UID_BASE = 0x70000000
+DEFAULT_UID_COUNT = 65536
+WORK = "/work"
+
+# What of the machine a run sees, read-only. Symbolic links are copied as links (/bin -> usr/bin).
+SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+ETC = (
+    "alternatives", "ca-certificates", "ca-certificates.conf", "debian_version", "gai.conf", "group",
+    "host.conf",
+    "hostname", "hosts", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "mime.types",
+    "nsswitch.conf", "os-release", "passwd", "pki", "protocols", "pip.conf", "python3", "resolv.conf", "services",
+    "ssl", "timezone", "xdg",
+)  # fmt: skip
+DEVICES = ("null", "zero", "full", "random", "urandom")
 
 
 class SandboxError(Exception):
@@ -47,19 +80,28 @@ class SandboxError(Exception):
 
 
 class Libc:
-    """unshare(2) and mount(2) through ctypes, loaded once in the fork server before it forks."""
+    """unshare(2), mount(2), umount2(2), pivot_root(2) and capset(2) through ctypes, loaded once in the fork
+    server before it forks."""
 
     def __init__(self):
         import ctypes
 
+        syscalls = SYSCALLS.get(os.uname().machine)
+        if syscalls is None:
+            raise OSError("no pivot_root syscall number for %s" % os.uname().machine)
         libc = ctypes.CDLL(None, use_errno=True)
         self.ctypes = ctypes
+        self.pivot_root_nr = syscalls["pivot_root"]
         self._unshare = libc.unshare
         self._unshare.argtypes = [ctypes.c_int]
-        self._unshare.restype = ctypes.c_int
         self._mount = libc.mount
         self._mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
-        self._mount.restype = ctypes.c_int
+        self._umount2 = libc.umount2
+        self._umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        self._syscall = libc.syscall
+        self._capset = libc.capset
+        self._prctl = libc.prctl
+        self._prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 
     def unshare(self, flags, what):
         if self._unshare(flags) != 0:
@@ -70,85 +112,171 @@ class Libc:
         if self._mount(encode(source), encode(target), encode(fstype), flags, encode(data)) != 0:
             self.fail("mount %s on %s" % (fstype or source or "(remount)", target))
 
+    def umount(self, target):
+        if self._umount2(os.fsencode(target), MNT_DETACH) != 0:
+            self.fail("umount %s" % target)
+
+    def pivot_root(self):
+        """pivot_root(".", "."): the old root ends up below the new one, then is detached."""
+        c = self.ctypes
+        if self._syscall(c.c_long(self.pivot_root_nr), c.c_char_p(b"."), c.c_char_p(b".")) != 0:
+            self.fail("pivot_root")
+        self.umount(".")
+
+    def prctl(self, option, value, what):
+        if self._prctl(option, value, 0, 0, 0) != 0:
+            self.fail(what)
+
+    def drop_capabilities(self):
+        """Clears every capability set (version 3 header, two zeroed data blocks)."""
+        c = self.ctypes
+        header = (c.c_uint32 * 2)(0x20080522, 0)
+        data = (c.c_uint32 * 6)()
+        if self._capset(c.byref(header), c.byref(data)) != 0:
+            self.fail("capset")
+
     def fail(self, what):
         errno = self.ctypes.get_errno()
         raise SandboxError("%s: %s" % (what, os.strerror(errno)))
 
 
 def load():
-    """The Libc, or None where ctypes or the calls are missing (off Linux)."""
+    """The Libc, or None where ctypes or the calls are missing (off Linux, an unknown architecture)."""
     try:
         return Libc()
     except (ImportError, AttributeError, OSError):
         return None
 
 
-def within(path, folder):
-    """Whether the (real, absolute) path is the folder or below it."""
-    folder = folder.rstrip("/")
-    return path == folder or path.startswith(folder + "/")
+class Limits:
+    """What one run may use. Sizes in bytes, CPU in seconds; 0 for no limit."""
+
+    def __init__(self, memory=0, disk=1 << 30, processes=256, cpu_seconds=0):
+        self.memory = memory
+        self.disk = disk
+        self.processes = processes
+        self.cpu_seconds = cpu_seconds
+
+    @classmethod
+    def parse(cls, value):
+        if not isinstance(value, dict):
+            return cls()
+        number = lambda name, default: value.get(name) if isinstance(value.get(name), int) else default  # noqa: E731
+        return cls(
+            memory=max(0, number("memory", 0)),
+            disk=max(1 << 20, number("disk", 1 << 30)),
+            processes=max(0, number("processes", 256)),
+            cpu_seconds=max(0, number("cpuSeconds", 0)),
+        )
+
+    def apply(self):
+        import resource
+
+        pairs = [(resource.RLIMIT_CORE, 0), (resource.RLIMIT_FSIZE, self.disk)]
+        if self.memory:
+            pairs.append((resource.RLIMIT_DATA, self.memory))
+        if self.processes:
+            pairs.append((resource.RLIMIT_NPROC, self.processes))
+        for which, value in pairs:
+            resource.setrlimit(which, (value, value))
+        if self.cpu_seconds:
+            # SIGXCPU at the soft limit ends the body; the hard limit (SIGKILL) catches one that ignores it.
+            _signal.signal(_signal.SIGXCPU, _signal.SIG_DFL)
+            resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, self.cpu_seconds + 5))
 
 
-def hidden_roots(paths):
-    """The folders to cover: existing absolute folders, none below another of them."""
-    roots = sorted({os.path.realpath(p) for p in paths if os.path.isabs(p) and os.path.isdir(p)})
-    kept = []
-    for root in roots:
-        if not any(within(root, k) for k in kept):
-            kept.append(root)
-    return kept
+class Run:
+    """One run's sandbox: the machine-wide settings, the uid it runs as (root's servers only: a uid of the
+    run's own), its limits, and the folder it works in."""
 
+    def __init__(self, settings, uid, limits, folder):
+        self.settings = settings
+        self.uid = uid
+        self.limits = limits
+        self.folder = folder
 
-def needed_by_runs():
-    """Folders a run must still read: Python's installation and the worker's own modules."""
-    import sys
-
-    folders = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, os.path.dirname(__file__)}
-    return sorted(os.path.realpath(f) for f in folders if f)
-
-
-def split_hidden(paths):
-    """(paths to hide, paths left visible because a run needs what is inside them): a DWOP home that holds
-    the Python in use, say, cannot be hidden without breaking every run's imports."""
-    needed = needed_by_runs()
-    hide, visible = [], []
-    for path in paths:
-        real = os.path.realpath(path)
-        (visible if any(within(f, real) for f in needed) else hide).append(path)
-    return hide, visible
-
-
-def enter(libc, cwd, hide, prctl, die_with_parent):
-    """Puts this process (a freshly forked child of the fork server) in the sandbox. Returns in the run's
-    process, inside; the process left outside never returns from here."""
-    uid, gid = os.getuid(), os.getgid()
-    libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID, "user, mount and pid namespaces")
-    map_ids(uid, gid)
-    alive_r, alive_w = os.pipe()
-    pid = os.fork()
-    if pid != 0:
+    def enter(self, note):
+        """Puts this process (a freshly forked child of the worker) in the sandbox. Returns in the body's
+        process, inside, with its cwd at /work; the processes left outside and the namespace's init never
+        return from here. note(kind, text) tells the worker how the body ended when it was killed."""
+        libc = self.settings.libc
+        privileged = os.geteuid() == 0
+        flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+        if not privileged:
+            own_uid, own_gid = os.getuid(), os.getgid()
+            libc.unshare(flags | CLONE_NEWUSER, "user, mount, pid, network and IPC namespaces")
+            map_ids(own_uid, own_gid)
+        else:
+            libc.unshare(flags, "mount, pid, network and IPC namespaces")
+        libc.prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")  # this process holds the worker's memory
+        alive_r, alive_w = os.pipe()
+        pid = os.fork()
+        if pid != 0:
+            os.close(alive_r)
+            wait_outside(pid)  # never returns
+        os.close(alive_w)
+        os.setsid()  # the run's own session: its kill(0, ...) reaches none of the processes outside
+        uid = self.uid if privileged else INSIDE_UID
+        build_root(libc, self.settings, self.folder, self.limits.disk, uid)
+        loopback_up()
+        body = os.fork()
+        if body != 0:
+            self.drop_privileges(libc, privileged)
+            # After the change of credentials, which clears it: the namespace dies with the process outside.
+            libc.prctl(PR_SET_PDEATHSIG, _signal.SIGKILL, "prctl(PR_SET_PDEATHSIG)")
+            if select.select([alive_r], [], [], 0)[0]:
+                os._exit(EXIT_SANDBOX_FAILED)  # end of file: the process outside died before the line above
+            os.close(alive_r)
+            init(body, note)  # never returns
         os.close(alive_r)
-        wait_outside(pid)  # never returns
-    os.close(alive_w)
-    die_with_parent(prctl, 0)  # the parent is outside the namespace: getppid() is 0 while it lives
-    if select.select([alive_r], [], [], 0)[0]:
-        os._exit(EXIT_SANDBOX_FAILED)  # end of file: the process outside died before the line above
-    os.close(alive_r)
-    cover(libc, os.path.realpath(cwd), hidden_roots(hide))
-    libc.unshare(CLONE_NEWUSER | CLONE_NEWNS, "the locking user and mount namespaces")
-    map_ids(uid, gid)
+        self.limits.apply()
+        self.drop_privileges(libc, privileged)
+        libc.prctl(PR_SET_DUMPABLE, 1, "prctl(PR_SET_DUMPABLE)")  # its own /proc/self stays its own
+        os.environ["HOME"] = WORK
+        os.environ["TMPDIR"] = "/tmp"
+        os.environ["USER"] = os.environ["LOGNAME"] = "dwop"
+
+    def drop_privileges(self, libc, privileged):
+        if privileged:
+            os.setgroups([])
+            os.setresgid(self.uid, self.uid, self.uid)
+            os.setresuid(self.uid, self.uid, self.uid)  # from root to another uid: capabilities cleared
+        else:
+            libc.drop_capabilities()
+        libc.prctl(PR_SET_NO_NEW_PRIVS, 1, "prctl(PR_SET_NO_NEW_PRIVS)")
+        libc.prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")
+
+
+def init(body, note):
+    """The namespace's first process: forwards stop signals to the body, reaps whatever is orphaned, and
+    exits as the body ended when it ends (the kernel then kills what is left). The body is not the first
+    process, since that one ignores the signals it has no handler for, SIGXCPU of its CPU limit included."""
+    try:
+        for signum in STOP_SIGNALS:
+            _signal.signal(signum, lambda s, _frame: forward(body, s))
+        while True:
+            pid, status = os.waitpid(-1, 0)
+            if pid == body:
+                break
+        code = os.waitstatus_to_exitcode(status)
+        if code < 0:
+            note("signal", str(-code))  # the first process cannot die of it: say it instead
+            code = 128 - code
+        os._exit(code)
+    finally:
+        os._exit(EXIT_SANDBOX_FAILED)
 
 
 def map_ids(uid, gid):
-    """Maps the user's uid and gid onto themselves in the user namespace just unshared."""
+    """Maps the user's uid and gid onto INSIDE_UID in the user namespace just unshared."""
     write("/proc/self/setgroups", "deny")
-    write("/proc/self/uid_map", "%d %d 1" % (uid, uid))
-    write("/proc/self/gid_map", "%d %d 1" % (gid, gid))
+    write("/proc/self/uid_map", "%d %d 1" % (INSIDE_UID, uid))
+    write("/proc/self/gid_map", "%d %d 1" % (INSIDE_UID, gid))
 
 
 def write(path, text):
     try:
-        fd = os.open(path, os.O_WRONLY)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             os.write(fd, text.encode())
         finally:
@@ -157,18 +285,138 @@ def write(path, text):
         raise SandboxError("write %s: %s" % (path, e.strerror)) from None
 
 
-def cover(libc, cwd, roots):
-    """Mounts a fresh /proc and a read-only tmpfs over each root, keeping cwd (the run's folder) in place."""
-    own = os.open(cwd, os.O_PATH | os.O_DIRECTORY)
+def build_root(libc, settings, folder, disk, uid):
+    """Builds the run's root on a tmpfs and pivots into it; ends with the cwd at /work."""
+    sources = open_sources(settings.visible(), folder)  # before /tmp is covered: a source may be there
     libc.mount(None, "/", None, MS_REC | MS_PRIVATE)
-    libc.mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    for root in roots:
-        libc.mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
-        if cwd != root and within(cwd, root):
-            os.makedirs(cwd, mode=0o700)
-            libc.mount("/proc/self/fd/%d" % own, cwd, None, MS_BIND | MS_REC)
-        libc.mount(None, root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-    os.close(own)
+    libc.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0755")
+    root, scratch, lower = "/tmp/root", "/tmp/scratch", "/tmp/lower"
+    for path in (root, scratch, lower):
+        os.mkdir(path, 0o755)
+    libc.mount("tmpfs", scratch, "tmpfs", MS_NOSUID | MS_NODEV, "size=%d,mode=0755" % disk)
+    for name, mode in (("upper", 0o755), ("work", 0o700), ("tmp", 0o1777), ("shm", 0o1777)):
+        os.mkdir(os.path.join(scratch, name), mode)
+        os.chmod(os.path.join(scratch, name), mode)
+    os.chown(os.path.join(scratch, "upper"), uid, uid)
+    place(libc, sources.pop(folder), lower)
+    for path, source in sources.items():
+        place(libc, source, root + path)
+    os.mkdir(root + WORK, 0o755)
+    overlay = "lowerdir=%s,upperdir=%s/upper,workdir=%s/work" % (lower, scratch, scratch)
+    libc.mount("overlay", root + WORK, "overlay", MS_NOSUID | MS_NODEV, overlay)
+    os.mkdir(root + "/tmp", 0o1777)
+    libc.mount(scratch + "/tmp", root + "/tmp", None, MS_BIND)
+    build_dev(libc, root, scratch)
+    if os.path.isfile("/etc/passwd"):
+        own_user(libc, root, uid)
+    os.mkdir(root + "/proc", 0o555)
+    libc.mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    libc.mount(root, root, None, MS_BIND | MS_REC)
+    os.chdir(root)
+    libc.pivot_root()
+    os.chdir("/")
+    libc.mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    os.chdir(WORK)
+
+
+def open_sources(paths, folder):
+    """{path: (kind, O_PATH descriptor or link target)} of what gets bound in, the run's folder included,
+    read before /tmp is covered (a source may be below it)."""
+    sources = {}
+    for path in list(paths) + [folder]:
+        try:
+            if os.path.islink(path):
+                sources[path] = ("link", os.readlink(path))
+            else:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+                sources[path] = ("dir" if os.path.isdir(path) else "file", fd)
+        except OSError:
+            if path == folder:
+                raise SandboxError("open the run's folder %s" % folder) from None
+    return sources
+
+
+def place(libc, source, target):
+    """Recreates a source at target in the new root: a link as the same link, a folder or file as a
+    read-only bind."""
+    kind, what = source
+    os.makedirs(os.path.dirname(target), 0o755, exist_ok=True)
+    if kind == "link":
+        os.symlink(what, target)
+        return
+    if kind == "dir":
+        os.makedirs(target, 0o755, exist_ok=True)
+    else:
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT, 0o644))
+    try:
+        bind(libc, what, target, read_only=True)
+    finally:
+        os.close(what)
+
+
+def bind(libc, fd, target, read_only):
+    """Binds what fd refers to onto target; read-only keeps the flags the source's mount has locked."""
+    source = "/proc/self/fd/%d" % fd
+    libc.mount(source, target, None, MS_BIND)
+    if read_only:
+        libc.mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | locked_flags(target))
+
+
+def locked_flags(path):
+    """The flags a remount must keep: nosuid and nodev always, noexec and atime as the mount has them."""
+    have = os.statvfs(path).f_flag
+    flags = MS_NOSUID | MS_NODEV
+    flags |= MS_NOEXEC if have & ST_NOEXEC else 0
+    flags |= MS_NOATIME if have & ST_NOATIME else 0
+    flags |= MS_NODIRATIME if have & ST_NODIRATIME else 0
+    flags |= MS_RELATIME if have & ST_RELATIME else 0
+    return flags
+
+
+def build_dev(libc, root, scratch):
+    """A /dev with the harmless devices, the usual links, and /dev/shm on the run's scratch tmpfs."""
+    dev = root + "/dev"
+    os.mkdir(dev, 0o755)
+    libc.mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755")
+    for name in DEVICES:
+        os.close(os.open(dev + "/" + name, os.O_WRONLY | os.O_CREAT, 0o666))
+        libc.mount("/dev/" + name, dev + "/" + name, None, MS_BIND)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1")):
+        os.symlink(target, dev + "/" + name)
+    os.symlink("/proc/self/fd/2", dev + "/stderr")
+    os.mkdir(dev + "/shm", 0o1777)
+    libc.mount(scratch + "/shm", dev + "/shm", None, MS_BIND)
+
+
+def own_user(libc, root, uid):
+    """/etc/passwd and /etc/group with the run's uid named dwop, so tools that look the user up find it."""
+    for name, line in (("passwd", "dwop:x:%d:%d:dwop task:/work:/bin/sh\n" % (uid, uid)), ("group", "dwop:x:%d:\n" % uid)):
+        with open("/etc/" + name, "r", encoding="utf-8", errors="replace") as f:
+            text = "".join(entry for entry in f if not entry.startswith("dwop:"))
+        made = "/tmp/" + name
+        with open(made, "w", encoding="utf-8") as f:
+            f.write(text + line)
+        target = root + "/etc/" + name
+        if not os.path.exists(target):
+            continue
+        libc.mount(made, target, None, MS_BIND)
+        libc.mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def loopback_up():
+    """Brings up the network namespace's own loopback (SIOCSIFFLAGS on lo: up, running)."""
+    import _socket
+    import fcntl
+    import sys
+
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        request = b"lo".ljust(16, b"\0") + (0x1 | 0x8 | 0x40).to_bytes(2, sys.byteorder) + bytes(22)
+        fcntl.ioctl(sock.fileno(), 0x8914, request)
+    except OSError as e:
+        raise SandboxError("bring up the loopback: %s" % e.strerror) from None
+    finally:
+        sock.close()
 
 
 def wait_outside(pid):
@@ -177,15 +425,15 @@ def wait_outside(pid):
     try:
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
-            os.dup2(null, fd)  # the fork server's pipes are not this process's to hold
+            os.dup2(null, fd)  # the worker's pipes are not this process's to hold
         os.close(null)
         for signum in STOP_SIGNALS:
             _signal.signal(signum, lambda s, _frame: forward(pid, s))
         status = os.waitpid(pid, 0)[1]
         code = os.waitstatus_to_exitcode(status)
         if code < 0:
-            # Killed: die of the same signal, so the fork server reports it as such (a worker killed
-            # from outside is an infrastructure loss, not the task's failure).
+            # Killed: die of the same signal, so the worker sees how the body ended (SIGXCPU: its CPU
+            # limit; SIGKILL from outside: an infrastructure loss).
             if -code not in (_signal.SIGKILL, _signal.SIGSTOP):
                 _signal.signal(-code, _signal.SIG_DFL)
             os.kill(os.getpid(), -code)
@@ -195,18 +443,127 @@ def wait_outside(pid):
         os._exit(EXIT_SANDBOX_FAILED)
 
 
-def probe(libc, hide):
-    """Whether enter() works here: forks a child that enters the sandbox and exits. Returns None when it
-    does, else why not."""
-    if libc is None:
-        return "ctypes or unshare(2) is not available"
+class Settings:
+    """The server-wide sandbox settings: the Libc, the extra folders runs may read, whether runs reach the
+    internet, and the uid range of root's runs (uid_base, uid_count; see UidPool)."""
+
+    def __init__(self, libc, allow=(), internet=False, uid_base=None, uid_count=None):
+        self.libc = libc
+        self.allow = [os.path.abspath(p) for p in allow if isinstance(p, str) and os.path.isabs(p)]
+        self.internet = internet
+        subordinate = subordinate_range("/etc/subuid") if uid_base is None else None
+        self.uid_base, self.uid_count = subordinate or (uid_base or DEFAULT_UID_BASE, uid_count or DEFAULT_UID_COUNT)
+
+    def visible(self):
+        """The paths a run sees read-only: the system's, Python's own folders, the operator's extras."""
+        import sys
+
+        etc = ["/etc/" + name for name in ETC]
+        python = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+        python.add(os.path.dirname(os.path.realpath(sys.executable)))
+        wanted = [p for p in list(SYSTEM) + etc if os.path.lexists(p)]
+        for path in sorted(os.path.realpath(p) for p in python | set(self.allow) if p):
+            if os.path.exists(path) and not any(within(path, w) for w in wanted if os.path.isdir(w)):
+                wanted.append(path)
+        return wanted
+
+
+def subordinate_range(path):
+    """(start, count) of this user's first range in /etc/subuid, or None."""
+    import pwd
+
+    uid = os.geteuid()
+    try:
+        names = {str(uid), pwd.getpwuid(uid).pw_name}
+    except KeyError:
+        names = {str(uid)}
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                parts = line.strip().split(":")
+                if len(parts) == 3 and parts[0] in names and parts[1].isdigit() and parts[2].isdigit():
+                    return int(parts[1]), int(parts[2])
+    except OSError:
+        pass
+    return None
+
+
+class Lease:
+    """A run's uid, held by a lock on a file named after it until release()."""
+
+    def __init__(self, uid, fd):
+        self.uid = uid
+        self.fd = fd
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+NO_LEASE = Lease(None, None)
+
+
+class UidPool:
+    """Hands each run of a root server a uid no other run holds, across every fork server of the machine:
+    a uid is held by an exclusive lock on /run/dwop-uids/<uid> (a folder only root can enter)."""
+
+    def __init__(self, base, count):
+        self.base = base
+        self.count = count
+        self.next = 0
+        self.folder = "/run/dwop-uids" if os.access("/run", os.W_OK) else "/tmp/dwop-uids-0"
+        os.makedirs(self.folder, 0o700, exist_ok=True)
+        if os.lstat(self.folder).st_uid != 0 or os.path.islink(self.folder):
+            raise OSError("%s is not root's own folder" % self.folder)
+        os.chmod(self.folder, 0o700)
+
+    def lease(self):
+        import fcntl
+
+        for i in range(self.count):
+            uid = self.base + (self.next + i) % self.count
+            fd = os.open("%s/%d" % (self.folder, uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            self.next = (self.next + i + 1) % self.count
+            return Lease(uid, fd)
+        raise OSError("all %d uids from %d are in use" % (self.count, self.base))
+
+
+def within(path, folder):
+    """Whether the (real, absolute) path is the folder or below it."""
+    folder = folder.rstrip("/")
+    return path == folder or path.startswith(folder + "/")
+
+
+def probe(settings):
+    """Whether a run can enter the sandbox here: forks a child that enters it, in a folder of its own, and
+    exits. Returns None when it can, else why not."""
+    if settings.libc is None:
+        return "ctypes, unshare(2) or pivot_root(2) is not available here"
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="dwop-probe-")
+    os.chmod(folder, 0o755)
+    try:
+        return probe_in(settings, folder)
+    finally:
+        os.rmdir(folder)
+
+
+def probe_in(settings, folder):
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
             os.close(r)
-            enter(libc, "/", hide, None, lambda _prctl, _parent: None)
-            os._exit(0)
+            run = Run(settings, settings.uid_base, Limits(), folder)
+            run.enter(lambda _kind, _text: None)
+            os._exit(0 if os.getcwd() == WORK and not os.path.exists(folder) else 72)
         except BaseException as e:
             os.write(w, str(e).encode("utf-8", "replace")[:500])
             os._exit(EXIT_SANDBOX_FAILED)
@@ -218,7 +575,7 @@ def probe(libc, hide):
             break
         why += chunk
     os.close(r)
-    status = os.waitpid(pid, 0)[1]
-    if os.waitstatus_to_exitcode(status) == 0:
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    if code == 0:
         return None
-    return why.decode("utf-8", "replace") or "the probe exited with %s" % os.waitstatus_to_exitcode(status)
+    return why.decode("utf-8", "replace") or "the probe exited with %s" % code

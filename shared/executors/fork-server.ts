@@ -1,7 +1,9 @@
 // Node-only: a client of the Python fork server (worker/dwop_forkserver.py), which forks a fresh worker
 // process per run instead of paying for an interpreter start each time.
 import { spawn, type ChildProcess } from "node:child_process";
+import { writeFile } from "node:fs/promises";
 import { constants } from "node:os";
+import { join } from "node:path";
 import { silentLogger, type Logger } from "../log.ts";
 
 export interface ForkServerOptions {
@@ -13,8 +15,8 @@ export interface ForkServerOptions {
    * user site, ...) hold for every worker it forks, so give it those the runs would get.
    */
   env: Record<string, string>;
-  /** The task sandbox (worker/dwop_sandbox.py): namespaces around each run, hiding these folders. */
-  sandbox?: { mode: SandboxMode; hide: string[] };
+  /** The task sandbox (worker/dwop_sandbox.py) around each run's body. */
+  sandbox?: SandboxSettings;
   logger?: Logger;
 }
 
@@ -24,13 +26,28 @@ export interface ForkServerOptions {
  */
 export type SandboxMode = "auto" | "required" | "off";
 
+export interface SandboxSettings {
+  mode: SandboxMode;
+  /** Folders (absolute) runs may read besides the system's and Python's: a wheel folder, say. */
+  allow: string[];
+}
+
 /** What the server found at start: runs in namespaces, or not, and why not when it was asked for. */
 export interface SandboxStatus {
   mode: "namespaces" | "off";
   why: string | null;
-  /** Folders asked to be hidden but left visible: Python or the worker is inside them. */
-  visible: string[];
 }
+
+/** What one run may use in the sandbox: sizes in bytes, CPU time in seconds, 0 for no limit. */
+export interface RunLimits {
+  memory: number;
+  disk: number;
+  processes: number;
+  cpuSeconds: number;
+}
+
+/** The file in the run's folder the worker reads its environment from (and deletes); see dwop_forkserver.py. */
+const ENV_FILE = ".dwop-env";
 
 /** How a forked worker ended. `serverDied`: the fork server died first, so the worker died unobserved. */
 export type ForkedExit =
@@ -56,7 +73,6 @@ interface ServerEvent {
   ready?: number;
   sandbox?: SandboxStatus["mode"];
   why?: string | null;
-  visible?: string[];
   id?: string | null;
   pid?: number;
   exit?: number;
@@ -93,10 +109,14 @@ export class ForkServer {
     return this.current().ready;
   }
 
-  /** Forks a worker in `cwd` with exactly `env` as its environment. `id` must be unique among runs in flight. */
-  fork(id: string, cwd: string, env: Record<string, string>): Promise<ForkedWorker> {
-    if (this.closed) return Promise.reject(new Error("the fork server is closed"));
-    return this.current().fork(id, cwd, env);
+  /**
+   * Forks a worker in `cwd` with exactly `env` as its environment, handed over in a 0600 file of `cwd`
+   * (never through the server), and its body held to `limits`. `id` must be unique among runs in flight.
+   */
+  async fork(id: string, cwd: string, env: Record<string, string>, limits: RunLimits): Promise<ForkedWorker> {
+    if (this.closed) throw new Error("the fork server is closed");
+    await writeFile(join(cwd, ENV_FILE), JSON.stringify(env), { mode: 0o600, flag: "wx" });
+    return this.current().fork(id, cwd, limits);
   }
 
   /** Stops the server; it kills the process group of every worker still running. */
@@ -149,7 +169,7 @@ class ServerProcess {
     this.ready.catch(() => {});
     const settings = JSON.stringify({
       sandbox: options.sandbox?.mode ?? "off",
-      hide: options.sandbox?.hide ?? [],
+      allow: options.sandbox?.allow ?? [],
     });
     this.child = spawn(options.python, [options.workerScript, "--fork-server", settings], {
       env: options.env,
@@ -177,13 +197,13 @@ class ServerProcess {
     this.updateRef();
   }
 
-  fork(id: string, cwd: string, env: Record<string, string>): Promise<ForkedWorker> {
+  fork(id: string, cwd: string, limits: RunLimits): Promise<ForkedWorker> {
     if (this.pending.has(id)) return Promise.reject(new Error(`run ${id} is already in the fork server`));
     let exited!: (exit: ForkedExit) => void;
     const exit = new Promise<ForkedExit>((resolve) => (exited = resolve));
     return new Promise((started, failed) => {
       this.pending.set(id, { pid: null, exit, started, failed, exited });
-      this.child.stdin!.write(`${JSON.stringify({ id, cwd, env })}\n`);
+      this.child.stdin!.write(`${JSON.stringify({ id, cwd, limits })}\n`);
       this.updateRef();
     });
   }
@@ -216,7 +236,7 @@ class ServerProcess {
 
   private handle(event: ServerEvent): void {
     if (event.ready !== undefined) {
-      this.markReady({ mode: event.sandbox ?? "off", why: event.why ?? null, visible: event.visible ?? [] });
+      this.markReady({ mode: event.sandbox ?? "off", why: event.why ?? null });
       return;
     }
     const id = event.id;

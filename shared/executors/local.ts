@@ -1,31 +1,50 @@
 // Node-only: runs each attempt as a fresh local process of the Python worker, forked by the fork server.
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rm } from "node:fs/promises";
+import { chmod, mkdir, readFile, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import type { Config } from "../config.ts";
 import type { FailureReason, RunAssignment, WorkerFailure } from "../model.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import type { Executor, RunOutcome, StartedRun, WorkerEnv } from "./executor.ts";
 import { parseWorkerFailure, reasonForWorkerFailure } from "./worker-failure.ts";
-import { ForkServer, type ForkedExit, type SandboxMode, type SandboxStatus } from "./fork-server.ts";
+import {
+  ForkServer,
+  type ForkedExit,
+  type RunLimits,
+  type SandboxMode,
+  type SandboxStatus,
+} from "./fork-server.ts";
+import { parseCpu, parseMemory } from "../quantity.ts";
 import { readLogTail } from "./log-tail.ts";
 
 export interface LocalExecutorOptions {
   /** The real interpreter (see resolvePython), not the pyenv shim. */
   python: string;
   workerScript: string;
-  /** Each run gets a fresh folder below this one, removed when the run ends. */
+  /** Each run gets a fresh folder below this one (made 0700), removed when the run ends. */
   workRoot: string;
   /** Extra variables the worker may see (PIP_* for offline installs, for example). */
   passEnv?: Record<string, string>;
   /** The task sandbox (see worker/dwop_sandbox.py); "auto" when not given. */
   sandbox?: SandboxMode;
   /**
-   * Folders no task may see (the DWOP home: storage, secrets, the database). workRoot is always hidden,
-   * all but the run's own folder.
+   * Folders (absolute) a sandboxed task may read besides the system's and Python's. A PIP_FIND_LINKS
+   * folder of passEnv is added by itself.
    */
-  hide?: string[];
+  allow?: string[];
+  /** What a run may use when its task does not say (@memory), in the sandbox. */
+  limits?: Partial<DefaultLimits>;
   logger?: Logger;
 }
+
+/** The limits of a sandboxed run whose task sets none: bytes, and processes (threads count too). */
+export interface DefaultLimits {
+  memory: number;
+  disk: number;
+  processes: number;
+}
+
+export const DEFAULT_LIMITS: DefaultLimits = { memory: 2 ** 30, disk: 2 ** 30, processes: 256 };
 
 interface LocalRun {
   assignment: RunAssignment;
@@ -68,10 +87,7 @@ export class LocalExecutor implements Executor {
       workerScript: options.workerScript,
       // What every run gets that Python reads at start; HOME has no user site-packages, as a run's has not.
       env: { ...this.baseEnv(), HOME: resolve(options.workRoot) },
-      sandbox: {
-        mode: options.sandbox ?? "auto",
-        hide: [resolve(options.workRoot), ...(options.hide ?? []).map((p) => resolve(p))],
-      },
+      sandbox: { mode: options.sandbox ?? "auto", allow: allowed(options) },
       logger: options.logger,
     });
     this.server.warm();
@@ -118,10 +134,20 @@ export class LocalExecutor implements Executor {
   }
 
   private async launch(run: LocalRun, env: WorkerEnv): Promise<number> {
-    // 0700: the run's inputs, code and output are no other user's to read (umask cannot widen it). Runs
-    // of the same uid are kept from each other by the task sandbox, which hides every other run folder.
-    await mkdir(join(run.dir, TMP_DIR), { recursive: true, mode: 0o700 });
-    const worker = await this.server.fork(run.assignment.runId, run.dir, this.workerEnv(env, run.dir));
+    // The work root is 0700: no other user of the machine enters it. The run's folder is 0755 below it, so
+    // the body, which runs as a uid of its own in the sandbox, can read what the worker downloaded there;
+    // no other run sees it (the sandbox shows each run its own folder only).
+    await mkdir(this.options.workRoot, { recursive: true, mode: 0o700 });
+    await chmod(this.options.workRoot, 0o700);
+    await mkdir(join(run.dir, TMP_DIR), { recursive: true, mode: 0o755 });
+    await chmod(run.dir, 0o755);
+    const limits = runLimits(run.assignment, { ...DEFAULT_LIMITS, ...this.options.limits });
+    const worker = await this.server.fork(
+      run.assignment.runId,
+      run.dir,
+      this.workerEnv(env, run.dir),
+      limits,
+    );
     run.pid = worker.pid;
     void worker.exited
       .then((exit) => this.finish(run, exit))
@@ -239,16 +265,42 @@ export class LocalExecutor implements Executor {
 export async function announceSandbox(executor: LocalExecutor, log: Logger): Promise<void> {
   const status = await executor.sandbox();
   if (status.mode === "namespaces") {
-    if (status.visible.length > 0) {
-      log.warn(
-        { visible: status.visible },
-        "task sandbox: these folders hold Python or the DWOP worker, so tasks still see them; move DWOP_HOME",
-      );
-    }
-    log.info({ sandbox: status.mode }, "task sandbox: each run in its own namespaces");
+    log.info({ sandbox: status.mode }, "task sandbox: each run's body in its own namespaces and root");
   } else if (status.why)
     log.warn({ why: status.why }, "task sandbox unavailable: tasks see what this user can");
   else log.warn({ sandbox: "off" }, "task sandbox off (DWOP_TASK_SANDBOX=off): tasks see what this user can");
+}
+
+/** The default limits the configuration sets (DWOP_TASK_MEMORY, DWOP_TASK_DISK, DWOP_TASK_PROCESSES). */
+export function taskLimits(
+  config: Pick<Config, "DWOP_TASK_MEMORY" | "DWOP_TASK_DISK" | "DWOP_TASK_PROCESSES">,
+) {
+  return {
+    memory: config.DWOP_TASK_MEMORY,
+    disk: config.DWOP_TASK_DISK,
+    processes: config.DWOP_TASK_PROCESSES,
+  };
+}
+
+/**
+ * What one run may use: the task's @memory (else the default), the disk and process defaults, and CPU
+ * time for its @cpu over its whole timeout (none without @cpu: the timeout bounds wall-clock time).
+ */
+export function runLimits(run: RunAssignment, defaults: DefaultLimits): RunLimits {
+  const { memory, cpu, timeoutSeconds } = run.options;
+  const cores = cpu ? parseCpu(cpu) : null;
+  return {
+    memory: (memory ? parseMemory(memory) : null) ?? defaults.memory,
+    disk: defaults.disk,
+    processes: defaults.processes,
+    cpuSeconds: cores && timeoutSeconds ? Math.max(1, Math.ceil(cores * timeoutSeconds)) : 0,
+  };
+}
+
+/** The folders a sandboxed run may read besides the system's: the operator's, and a local wheel folder. */
+function allowed(options: LocalExecutorOptions): string[] {
+  const links = (options.passEnv?.PIP_FIND_LINKS ?? "").split(/\s+/).map((l) => l.replace(/^file:\/\//, ""));
+  return [...(options.allow ?? []), ...links].filter((p) => p.startsWith("/")).map((p) => resolve(p));
 }
 
 function failed(

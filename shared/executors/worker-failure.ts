@@ -29,6 +29,13 @@ export function reasonForWorkerFailure(type: WorkerFailure["type"]): FailureReas
     case "download_failed":
     case "upload_failed":
       return "lost";
+    // The local sandbox's limits, named as Kubernetes names the same ends.
+    case "memory_limit":
+      return "oom_killed";
+    case "disk_limit":
+      return "evicted";
+    case "cpu_limit":
+      return "timeout";
     default:
       return "worker_error";
   }

@@ -85,7 +85,6 @@ export async function startEngine(label: string, options: EngineOptions): Promis
         python,
         workerScript: WORKER_SCRIPT,
         workRoot: join(storageRoot, `runs-${i}`),
-        hide: [storageRoot],
         sandbox: options.sandbox,
       });
     const d = new Dispatcher(m.store, await newBus(), executor, storage, {

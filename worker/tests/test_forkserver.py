@@ -16,7 +16,10 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_worker import SLEEPER, WORKER, ObjectStore, alive, wait_for_pid  # noqa: E402
+from test_worker import WORKER, ObjectStore, alive, wait_for_pid  # noqa: E402
+
+# A body that says it started (in the log, which the worker writes to its folder as it goes) and sleeps.
+SLEEPER = "import os, time\nopen('pid', 'w').write(str(os.getpid()))\nprint('started', flush=True)\ntime.sleep(60)\n"
 
 # A body that reports what a fresh process would have, as JSON on its stdout.
 INSPECTOR = """
@@ -72,8 +75,13 @@ class ForkServer:
         self.process.stdin.write(line if isinstance(line, bytes) else line.encode())
         self.process.stdin.flush()
 
-    def request(self, run_id, cwd, env):
-        self.send(json.dumps({"id": run_id, "cwd": cwd, "env": env}) + "\n")
+    def request(self, run_id, cwd, env, limits=None):
+        """Hands the env over as the executor does, in a 0600 file of the run's folder, then asks for the run."""
+        if os.path.isdir(cwd):
+            fd = os.open(os.path.join(cwd, ".dwop-env"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(env, f)
+        self.send(json.dumps({"id": run_id, "cwd": cwd, "limits": limits or {}}) + "\n")
 
     def close(self):
         if self.process.poll() is None:
@@ -125,6 +133,15 @@ class ForkServerTest(unittest.TestCase):
     def output(self, name):
         return self.store.read("out/%s/output.txt" % name)
 
+    def started(self, cwd, worker):
+        """The (machine's) pid of the body of the run in cwd whose worker is worker, once it has started."""
+        del worker
+        return wait_for_pid(os.path.join(cwd, "pid"))
+
+    def seen_from_inside(self, cwd, env):
+        """The folder and the environment the body finds, for a run in cwd with env."""
+        return cwd, {k: v for k, v in env.items() if not k.startswith("DWOP_")}
+
     def test_runs_a_task_as_the_worker_does_with_its_stdout_and_stderr_in_the_log_file(self):
         pid, ended = self.run_task(
             "t1",
@@ -159,14 +176,15 @@ class ForkServerTest(unittest.TestCase):
             reports.append(report)
             self.assertEqual(report["argv"], ["main.py"])
             self.assertTrue(report["path0_is_cwd"])
-            self.assertEqual(report["cwd"], cwd)
+            inside_cwd, inside_env = self.seen_from_inside(cwd, env)
+            self.assertEqual(report["cwd"], inside_cwd)
             self.assertEqual(report["stdin"], "")
-            expected_env = {k: v for k, v in env.items() if not k.startswith("DWOP_")}
-            self.assertEqual(report["env"], expected_env)
+            self.assertEqual(report["env"], inside_env)
             self.assertFalse(report["leaked"])
             self.assertEqual(report["counter"], 1)
-            # The listing's own descriptor is the only one beyond stdin, stdout and stderr.
-            self.assertEqual(len(report["fds"]), 4, report["fds"])
+            # Beyond stdin, stdout and stderr: the listing's own descriptor, and where the body notes a
+            # limit it ran into (see dwop_main.run_body).
+            self.assertEqual(len(report["fds"]), 5, report["fds"])
         self.assertEqual(reports[0]["umask"], reports[1]["umask"])
         fresh = subprocess.run(
             [sys.executable, "-c", INSPECTOR.split("import leaky_module")[0] + "print(json.dumps(report))"],
@@ -208,7 +226,7 @@ class ForkServerTest(unittest.TestCase):
         cwd, env = self.task("sleeper", SLEEPER)
         self.server.request("sleeper", cwd, env)
         pid = self.server.next_event()["pid"]
-        body = wait_for_pid(os.path.join(cwd, "pid"))
+        body = self.started(cwd, pid)
         os.killpg(pid, signal.SIGKILL)
         self.assertEqual(self.server.next_event(), {"id": "sleeper", "signal": 9})
         wait_until_dead(self, body)
@@ -221,8 +239,9 @@ class ForkServerTest(unittest.TestCase):
         self.assertIn("no string id", self.server.next_event()["error"])
         self.server.request("x", os.path.join(self.tmp, "missing"), {})
         self.assertEqual(self.server.next_event()["id"], "x")
-        self.server.request("y", cwd, {"BAD": 1})
-        self.assertIn("error", self.server.next_event())
+        self.server.request("y", cwd, {"BAD": 1})  # read by the child: it cannot become a worker
+        self.assertIn("pid", self.server.next_event())
+        self.assertEqual(self.server.next_event(), {"id": "y", "exit": 70})
         self.server.request("good", cwd, dict(env, DWOP_CODE_URL=self.store.url("slow")))
         self.store.put("slow", "import time\ntime.sleep(0.5)\n")
         self.assertIn("pid", self.server.next_event())
@@ -233,8 +252,7 @@ class ForkServerTest(unittest.TestCase):
     def test_exits_when_stdin_closes_and_its_children_die_with_it(self):
         cwd, env = self.task("orphan", SLEEPER)
         self.server.request("orphan", cwd, env)
-        self.assertIn("pid", self.server.next_event())
-        body = wait_for_pid(os.path.join(cwd, "pid"))
+        body = self.started(cwd, self.server.next_event()["pid"])
         self.server.process.stdin.close()
         self.assertEqual(self.server.process.wait(timeout=10), 0)
         wait_until_dead(self, body)
@@ -243,7 +261,7 @@ class ForkServerTest(unittest.TestCase):
         cwd, env = self.task("orphan", SLEEPER)
         self.server.request("orphan", cwd, env)
         worker = self.server.next_event()["pid"]
-        body = wait_for_pid(os.path.join(cwd, "pid"))
+        body = self.started(cwd, worker)
         self.server.process.kill()
         wait_until_dead(self, worker)
         wait_until_dead(self, body)
@@ -256,36 +274,52 @@ class ForkServerTest(unittest.TestCase):
         server = ForkServer(self.tmp, server_env, argv_prefix=("/bin/sh", "-c", '"$@"; exit', "sh"))
         self.addCleanup(server.close)
         server.request("orphan", cwd, env)
-        self.assertIn("pid", server.next_event())
-        body = wait_for_pid(os.path.join(cwd, "pid"))
+        body = self.started(cwd, server.next_event()["pid"])
         server.process.kill()  # the shell
         wait_until_dead(self, server.ready)
         wait_until_dead(self, body)
 
 
-# What a sandboxed body finds of the world outside: its processes, the hidden folder, a sibling's file.
+# What a sandboxed body finds of the world outside: its processes, the machine's folders, a sibling's file,
+# the server's network, the system's files to write.
 LOOKER = """
-import json, os, sys
+import json, os, socket, sys
 def readable(path):
     try:
         open(path).read()
         return True
     except OSError:
         return False
+def writable(path):
+    try:
+        open(path, "a").close()
+        return True
+    except OSError:
+        return False
+def connects(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        return True
+    except OSError:
+        return False
 print(json.dumps({
     "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
-    "server_environ": readable("/proc/%d/environ" % SERVER),
-    "hidden": sorted(os.listdir(HIDDEN)),
+    "root": sorted(os.listdir("/")),
+    "test_folder": os.path.exists(TEST_FOLDER),
     "sibling": readable(SIBLING),
     "own": sorted(os.listdir(".")),
+    "store": connects(STORE_PORT),
+    "usr": writable("/usr/lib/dwop-planted.pth"),
+    "python": writable(os.path.join(os.path.dirname(os.__file__), "dwop-planted.pth")),
+    "uid": os.getuid(),
 }))
 """
 
 
 @unittest.skipUnless(sys.platform.startswith("linux"), "the sandbox is made of Linux namespaces")
 class SandboxedForkServerTest(ForkServerTest):
-    """The same server with {"sandbox": "required"}: each run in its own user, mount and pid namespaces,
-    the test's folder hidden (its store, every run's folder) but for the run's own folder."""
+    """The same server with {"sandbox": "required"}: each run's body in its own namespaces and root, with
+    its folder at /work and nothing of the machine but the system's and Python's folders, read-only."""
 
     def setUp(self):
         tmp = tempfile.TemporaryDirectory(prefix="dwop-forkserver-sandbox-")
@@ -293,53 +327,74 @@ class SandboxedForkServerTest(ForkServerTest):
         self.tmp = tmp.name
         self.store = ObjectStore(os.path.join(self.tmp, "store"))
         self.addCleanup(self.store.close)
-        self.server = ForkServer(self.tmp, settings={"sandbox": "required", "hide": [self.tmp]})
+        self.server = ForkServer(self.tmp, settings={"sandbox": "required"})
         self.addCleanup(self.server.close)
 
+    def started(self, cwd, worker):
+        """Inside, the body writes its pid to its own /work; from here it is the worker's last descendant."""
+        deadline = time.monotonic() + 30
+        log = os.path.join(cwd, ".dwop-worker.log")
+        while time.monotonic() < deadline:
+            if os.path.exists(log):
+                with open(log, "rb") as f:
+                    if b"started" in f.read():
+                        return descendants(worker)[-1]
+            time.sleep(0.02)
+        raise AssertionError("the body never started")
+
+    def seen_from_inside(self, cwd, env):
+        inside = {k: v for k, v in env.items() if not k.startswith("DWOP_")}
+        inside.update(HOME="/work", TMPDIR="/tmp", USER="dwop", LOGNAME="dwop")
+        return "/work", inside
+
     def test_runs_a_task_as_the_worker_does_with_its_stdout_and_stderr_in_the_log_file(self):
-        # Inside, the worker is the namespace's first process and the group's leader is outside it.
-        _, ended = self.run_task("t1", "import os\nprint('out', os.getppid(), os.getpgid(0))\n")
+        # Inside, the body is the namespace's second process (the first is its init), in the run's session.
+        _, ended = self.run_task("t1", "import os\nprint('out', os.getpid(), os.getppid(), os.getsid(0))\n")
         self.assertEqual(ended, {"id": "t1", "exit": 0})
-        self.assertEqual(self.output("t1"), b"out 1 0\n")
+        self.assertEqual(self.output("t1"), b"out 2 1 1\n")
         with open(os.path.join(self.tmp, "t1", ".dwop-worker.log"), "rb") as f:
-            self.assertEqual(f.read(), b"out 1 0\n")
+            self.assertEqual(f.read(), b"out 2 1 1\n")
 
     def test_two_runs_at_once_each_in_its_own_process_group(self):
-        body = SLEEPER.replace("time.sleep(60)", "while not os.path.exists('gate'): time.sleep(0.01)")
-        pids = {}
+        workers = {}
         for name in ("one", "two"):
-            cwd, env = self.task(name, body)
+            cwd, env = self.task(name, SLEEPER)
             self.server.request(name, cwd, env)
-            pids[name] = self.server.next_event()["pid"]
-        for name, pid in pids.items():
-            cwd = os.path.join(self.tmp, name)
-            wait_for_pid(os.path.join(cwd, "pid"))
-            inside = processes_in(cwd)
-            self.assertEqual(len(inside), 2, inside)
-            self.assertEqual({os.getpgid(p) for p in [pid, *inside]}, {pid})
-            open(os.path.join(cwd, "gate"), "w").close()
+            workers[name] = self.server.next_event()["pid"]
+        for name, worker in workers.items():
+            self.started(os.path.join(self.tmp, name), worker)
+            chain = descendants(worker)
+            self.assertEqual(len(chain), 3, chain)  # outside the namespace, its init, and the body
+            self.assertEqual(os.getpgid(worker), worker)
+            self.assertNotEqual(os.getpgid(chain[-1]), worker)  # the body's own session
+        for worker in workers.values():
+            os.kill(worker, signal.SIGTERM)
         ends = [self.server.next_event(), self.server.next_event()]
-        self.assertCountEqual(ends, [{"id": "one", "exit": 0}, {"id": "two", "exit": 0}])
+        self.assertCountEqual(ends, [{"id": "one", "exit": 143}, {"id": "two", "exit": 143}])
 
     def test_says_at_start_that_runs_are_sandboxed(self):
-        self.assertEqual(
-            self.server.hello, {"ready": self.server.ready, "sandbox": "namespaces", "why": None, "visible": []}
-        )
+        self.assertEqual(self.server.hello, {"ready": self.server.ready, "sandbox": "namespaces", "why": None})
 
-    def test_a_run_sees_only_its_own_processes_and_folder(self):
+    def test_a_run_sees_only_its_own_processes_folder_and_the_system_read_only(self):
         sibling = os.path.join(self.tmp, "sibling")
         os.makedirs(sibling)
         with open(os.path.join(sibling, "data"), "w") as f:
             f.write("another run's")
-        body = LOOKER.replace("SERVER", str(self.server.ready)).replace("HIDDEN", repr(self.tmp))
+        body = LOOKER.replace("TEST_FOLDER", repr(self.tmp)).replace("STORE_PORT", str(self.store.server.server_address[1]))
         _, ended = self.run_task("looker", body.replace("SIBLING", repr(os.path.join(sibling, "data"))))
         self.assertEqual(ended, {"id": "looker", "exit": 0})
         seen = json.loads(self.output("looker"))
-        self.assertEqual(seen["pids"], [1, 2])  # the worker and its body
-        self.assertFalse(seen["server_environ"])
-        self.assertEqual(seen["hidden"], ["looker"])  # the store and the sibling are not there
+        self.assertEqual(seen["pids"], [1, 2])  # the namespace's init and the body: the worker is outside
+        self.assertFalse(seen["test_folder"])
         self.assertFalse(seen["sibling"])
         self.assertIn("main.py", seen["own"])
+        self.assertNotIn(".dwop-env", seen["own"])
+        self.assertFalse(seen["store"])  # the server's loopback is not the run's
+        self.assertFalse(seen["usr"])
+        self.assertFalse(seen["python"])
+        self.assertLessEqual(set(seen["root"]), {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc",
+                                                 "root", "sbin", "tmp", "usr", "work"} | {sys.prefix.split("/")[1]})
+        self.assertNotEqual(seen["uid"], os.getuid())
 
     def test_reports_the_exit_code_and_the_killing_signal(self):
         _, ended = self.run_task("fails", "raise SystemExit(3)\n")
@@ -347,69 +402,52 @@ class SandboxedForkServerTest(ForkServerTest):
         cwd, env = self.task("killed", SLEEPER)
         self.server.request("killed", cwd, env)
         pid = self.server.next_event()["pid"]
-        wait_for_pid(os.path.join(cwd, "pid"))
-        os.kill(pid, signal.SIGKILL)  # the process outside the namespace, as an operator would
+        self.started(cwd, pid)
+        os.kill(pid, signal.SIGKILL)  # the worker, as an operator would
         self.assertEqual(self.server.next_event(), {"id": "killed", "signal": 9})
 
-    def test_a_worker_killed_inside_is_reported_killed(self):
-        # What the OOM killer or an operator's kill -9 of the worker does (found by the soak: the process
-        # outside reported exit 71 instead, a worker error spending the task's own retries).
-        cwd, env = self.task("killed", SLEEPER)
-        self.server.request("killed", cwd, env)
-        self.server.next_event()
-        wait_for_pid(os.path.join(cwd, "pid"))
-        inside = processes_in(cwd)
-        worker = [p for p in inside if parent_of(p) not in inside]
-        self.assertEqual(len(worker), 1, inside)
-        os.kill(worker[0], signal.SIGKILL)
-        self.assertEqual(self.server.next_event(), {"id": "killed", "signal": signal.SIGKILL})
-        for p in inside:
-            wait_until_dead(self, p)
+    def test_a_body_that_kills_its_group_kills_itself_only(self):
+        _, ended = self.run_task("killer", "import os, signal\nos.kill(0, signal.SIGKILL)\n")
+        self.assertEqual(ended, {"id": "killer", "exit": 128 + signal.SIGKILL})
+        with open(os.path.join(self.tmp, "killer", ".dwop-result.json")) as f:
+            self.assertEqual(json.load(f)["message"], "killed by signal 9")
 
-    def test_a_stop_signal_reaches_the_run_inside(self):
-        cwd, env = self.task("stopped", SLEEPER)
-        self.server.request("stopped", cwd, env)
-        pid = self.server.next_event()["pid"]
-        wait_for_pid(os.path.join(cwd, "pid"))
-        inside = processes_in(cwd)
-        os.kill(pid, signal.SIGTERM)
-        self.assertEqual(self.server.next_event(), {"id": "stopped", "exit": 128 + signal.SIGTERM})
-        for p in inside:
-            wait_until_dead(self, p)
+    def test_limits_end_the_attempt_with_a_typed_reason(self):
+        cases = {
+            "memory": ("bytearray(256 * 1024 * 1024)\n", {"memory": 64 << 20}, "memory_limit"),
+            "disk": ("open('big', 'wb').write(b'x' * (8 << 20))\n", {"disk": 4 << 20}, "disk_limit"),
+            "cpu": ("while True: pass\n", {"cpuSeconds": 1}, "cpu_limit"),
+        }
+        for name, (body, limits, kind) in cases.items():
+            cwd, env = self.task(name, body)
+            self.server.request(name, cwd, env, limits)
+            self.assertIn("pid", self.server.next_event())
+            self.assertNotEqual(self.server.next_event().get("exit"), 0)
+            with open(os.path.join(cwd, ".dwop-result.json")) as f:
+                self.assertEqual(json.load(f)["type"], kind, name)
 
-    # Body pids written from inside the namespace are not the machine's: find them by their folder.
-    def test_killing_the_process_group_kills_the_worker_and_the_body(self):
-        cwd, env = self.task("sleeper", SLEEPER)
-        self.server.request("sleeper", cwd, env)
-        pid = self.server.next_event()["pid"]
-        wait_for_pid(os.path.join(cwd, "pid"))
-        inside = processes_in(cwd)
-        self.assertEqual(len(inside), 2, inside)
-        os.killpg(pid, signal.SIGKILL)
-        self.assertEqual(self.server.next_event(), {"id": "sleeper", "signal": 9})
-        for p in inside:
-            wait_until_dead(self, p)
-
-    def test_exits_when_stdin_closes_and_its_children_die_with_it(self):
-        cwd, env = self.task("orphan", SLEEPER)
-        self.server.request("orphan", cwd, env)
+    def test_processes_are_limited(self):
+        body = "import os\nn = 0\ntry:\n    while n < 100:\n        if os.fork() == 0:\n            import time; time.sleep(5); os._exit(0)\n        n += 1\nexcept OSError:\n    pass\nprint(n)\n"
+        cwd, env = self.task("forker", body)
+        self.server.request("forker", cwd, env, {"processes": 10})
         self.assertIn("pid", self.server.next_event())
-        wait_for_pid(os.path.join(cwd, "pid"))
-        inside = processes_in(cwd)
-        self.server.process.stdin.close()
-        self.assertEqual(self.server.process.wait(timeout=10), 0)
-        for p in inside:
-            wait_until_dead(self, p)
+        self.assertEqual(self.server.next_event(), {"id": "forker", "exit": 0})
+        self.assertLess(int(self.output("forker")), 10)
 
-    def test_children_die_when_the_server_is_killed(self):
-        cwd, env = self.task("orphan", SLEEPER)
-        self.server.request("orphan", cwd, env)
-        worker = self.server.next_event()["pid"]
-        wait_for_pid(os.path.join(cwd, "pid"))
-        inside = processes_in(cwd)
-        self.server.process.kill()
-        for p in [worker, *inside]:
-            wait_until_dead(self, p)
+
+def descendants(pid):
+    """pid's children, their children, ...: the machine's pids, in depth order (one child each here)."""
+    found = []
+    while True:
+        try:
+            with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+                children = [int(c) for c in f.read().split()]
+        except OSError:
+            return found
+        if not children:
+            return found
+        pid = children[0]
+        found.append(pid)
 
 
 class SandboxSettingsTest(unittest.TestCase):
@@ -425,8 +463,8 @@ class SandboxSettingsTest(unittest.TestCase):
     def test_auto_runs_without_it_and_says_why(self):
         from dwop_forkserver import Sandbox
 
-        sandbox = Sandbox('{"sandbox": "auto", "hide": ["/x"]}')
-        self.assertEqual((sandbox.mode, sandbox.libc, sandbox.refusal), ("off", None, None))
+        sandbox = Sandbox('{"sandbox": "auto", "allow": ["/x"]}')
+        self.assertEqual((sandbox.mode, sandbox.settings, sandbox.refusal), ("off", None, None))
         self.assertIn("not available", sandbox.why)
 
     def test_required_refuses_every_run(self):
@@ -435,16 +473,6 @@ class SandboxSettingsTest(unittest.TestCase):
         sandbox = Sandbox('{"sandbox": "required"}')
         self.assertEqual(sandbox.mode, "off")
         self.assertIn("required but cannot be set up here", sandbox.refusal)
-
-    def test_a_folder_holding_python_or_the_worker_is_left_visible(self):
-        from dwop_forkserver import Sandbox
-
-        worker_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        other = tempfile.mkdtemp(prefix="dwop-hidden-")  # holds neither (the checkout may be under /tmp)
-        self.addCleanup(os.rmdir, other)
-        sandbox = Sandbox(json.dumps({"sandbox": "auto", "hide": [os.path.dirname(worker_dir), sys.prefix, other]}))
-        self.assertEqual(sandbox.visible, [os.path.dirname(worker_dir), sys.prefix])
-        self.assertEqual(sandbox.hide, [other])
 
     def test_an_unknown_mode_is_refused_at_start(self):
         from dwop_forkserver import Sandbox
