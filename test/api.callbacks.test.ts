@@ -1,13 +1,16 @@
+import { lookup } from "node:dns/promises";
 import { readdir } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { hostname } from "node:os";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Claimer } from "../cron/claimer.ts";
 import { WorkflowDetail } from "../functions/schemas.ts";
 import type { Bus, OutgoingMessage } from "../shared/bus/bus.ts";
 import { DELIVERY_FAILED } from "../shared/callbacks.ts";
-import { parseAllowList } from "../shared/net/addresses.ts";
-import type { ResolveHost } from "../shared/net/callback-target.ts";
+import type { Logger } from "../shared/log.ts";
+import { forbiddenReason, parseAllowList, parseIp } from "../shared/net/addresses.ts";
+import { systemResolver, type ResolveHost } from "../shared/net/callback-target.ts";
 import { pinnedTransport } from "../shared/net/pinned-post.ts";
 import { checkSignature } from "../shared/signature.ts";
 import { apiHarness, driveToEnd, SAMPLE, workflowIds, type ApiHarness } from "./support/api.ts";
@@ -110,12 +113,24 @@ async function callbackRows() {
     from dwop.outbox where topic = 'workflow.callback' order by id`;
 }
 
+/** What the claimer logged, as [message, fields]. */
+let logged: [string | undefined, object][] = [];
+const capturing: Logger = {
+  debug: (obj, msg) => logged.push([msg, obj]),
+  info: (obj, msg) => logged.push([msg, obj]),
+  warn: (obj, msg) => logged.push([msg, obj]),
+  error: (obj, msg) => logged.push([msg, obj]),
+  child: () => capturing,
+};
+
 async function startClaimer(bus: Bus, callbacks: ConstructorParameters<typeof Claimer>[2]["callbacks"]) {
+  logged = [];
   claimer = new Claimer(h.m.store, bus, {
     id: "callback-claimer",
     batchSize: 100,
     leaseSeconds: 30,
     pollMs: 50,
+    logger: capturing,
     callbacks: { allow: LOOPBACK_ALLOWED, ...callbacks },
   });
   await claimer.start();
@@ -208,6 +223,18 @@ describe("completion callbacks", () => {
       { last_error: string }[]
     >`select last_error from dwop.outbox where topic = 'workflow.callback'`;
     expect(outbox!.last_error).toBe(DELIVERY_FAILED);
+    // The operator still sees what happened, in the log.
+    expect(logged.filter(([msg]) => msg?.startsWith("completion callback"))).toEqual([
+      [
+        "completion callback failed; will try again",
+        expect.objectContaining({ attempt: 1, error: "HTTP 503" }),
+      ],
+      [
+        "completion callback failed; will try again",
+        expect.objectContaining({ attempt: 2, error: "HTTP 503" }),
+      ],
+      ["completion callback given up", expect.objectContaining({ attempt: 3, error: "HTTP 503" })],
+    ]);
   });
 
   it("doubles the delay after each failed try, up to an hour", async () => {
@@ -300,6 +327,28 @@ describe("callback addresses", () => {
       expect(files).toEqual([]);
     } finally {
       await strict.close(true);
+    }
+  });
+
+  it("resolve names with the system's resolver by default: this machine's own name is refused", async (ctx) => {
+    const own = hostname();
+    const addresses = await lookup(own, { all: true }).catch(() => []);
+    const forbidden = addresses.some((a) => {
+      const parsed = parseIp(a.address);
+      return parsed !== null && forbiddenReason(parsed) !== null;
+    });
+    if (!forbidden) ctx.skip(); // a machine whose name resolves to a public address proves nothing here
+    const system = await apiHarness("system_resolver", { resolveHost: systemResolver() });
+    try {
+      const res = await system.postJson(
+        "/workflows",
+        { workflow: SAMPLE, callback_url: `http://${own}:8080/`, callback_secret: SECRET },
+        await system.as("alice"),
+      );
+      expect(res.status).toBe(422);
+      expect((await res.json()) as unknown).toMatchObject({ error: { code: "callback_refused" } });
+    } finally {
+      await system.close(true);
     }
   });
 

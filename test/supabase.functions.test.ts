@@ -220,6 +220,21 @@ async function submitAndRead(base: string, storage: SupabaseStorageDouble, db: D
     ["transform", "pending"],
   ]);
 
+  // Callback addresses are checked on every runtime, names resolved or not.
+  for (const url of [
+    "http://[::ffff:169.254.169.254]/",
+    "http://2130706433:5432/",
+    "http://localhost:6379/",
+  ]) {
+    const refused = await fetch(`${base}/workflows`, {
+      method: "POST",
+      headers: { ...AUTH, "content-type": "application/json" },
+      body: JSON.stringify({ workflow: WORKFLOW, callback_url: url, callback_secret: "0123456789abcdef0" }),
+    });
+    expect({ url, status: refused.status }).toEqual({ url, status: 422 });
+    expect(await refused.json()).toMatchObject({ error: { code: "callback_refused" } });
+  }
+
   // An output as the worker leaves it, read back through Supabase Storage.
   storage.buckets.get("Task_Output")?.set(`${id}/extract/output.txt`, {
     body: Buffer.from("a,b,c\n"),
