@@ -26,7 +26,10 @@ const callbackFields = {
     .max(2048)
     .refine(withoutNul, NUL_MESSAGE)
     .optional()
-    .meta({ description: "POSTed the workflow's summary when it ends, signed with callback_secret" }),
+    .meta({
+      description:
+        "POSTed the workflow's summary when it ends, signed with callback_secret; a host that is or resolves to a loopback, private, link-local or metadata address is refused (422 callback_refused) unless the operator allows it",
+    }),
   callback_secret: text()
     .min(16)
     .max(256)
@@ -69,7 +72,10 @@ export const SubmitForm = z
     ...callbackFields,
   })
   .refine(bothOrNeither, bothOrNeitherError)
-  .meta({ description: "also any number of inputs.NAME file fields, read by tasks as inputs.NAME" });
+  .meta({
+    description:
+      "also inputs.NAME file fields (at most DWOP_MAX_INPUTS_PER_WORKFLOW), each read by a task as inputs.NAME",
+  });
 
 export const WorkflowListQuery = z.object({
   status: z.enum(WORKFLOW_STATES).optional(),
