@@ -71,6 +71,8 @@ describe("callback address rules", () => {
       "12345::",
       "g::1",
       "1:2:3:4:5:6:7:8:9",
+      "1.2.3.4::",
+      "1.2.3.4:1::",
     ]) {
       expect(parseIp(bad), bad).toBeNull();
     }

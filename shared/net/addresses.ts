@@ -85,21 +85,22 @@ function parseIpv4(text: string): bigint | null {
 function parseIpv6(text: string): bigint | null {
   const halves = text.split("::");
   if (halves.length > 2) return null;
-  const groups = (half: string): bigint[] | null => {
+  // A dotted IPv4 tail may only end the whole address.
+  const groups = (half: string, last: boolean): bigint[] | null => {
     if (half === "") return [];
     const out: bigint[] = [];
     const parts = half.split(":");
     for (let i = 0; i < parts.length; i++) {
       const part = parts[i]!;
-      const v4 = i === parts.length - 1 && part.includes(".") ? parseIpv4(part) : null;
+      const v4 = last && i === parts.length - 1 && part.includes(".") ? parseIpv4(part) : null;
       if (v4 !== null) out.push(v4 >> 16n, v4 & 0xffffn);
       else if (/^[0-9a-f]{1,4}$/i.test(part)) out.push(BigInt(`0x${part}`));
       else return null;
     }
     return out;
   };
-  const head = groups(halves[0]!);
-  const tail = halves.length === 2 ? groups(halves[1]!) : [];
+  const head = groups(halves[0]!, halves.length === 1);
+  const tail = halves.length === 2 ? groups(halves[1]!, true) : [];
   if (head === null || tail === null) return null;
   const missing = 8 - head.length - tail.length;
   if (halves.length === 2 ? missing < 1 : missing !== 0) return null;
