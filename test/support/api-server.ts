@@ -37,14 +37,18 @@ export async function buildTestWheel(folder: string): Promise<void> {
   await run("python3", ["-c", script, folder], { cwd: ROOT });
 }
 
-/** Starts `node --import tsx cli/main.ts dev` and waits until it listens. */
-export async function startDevServer(label: string, env: Record<string, string> = {}): Promise<DevServer> {
+/** Starts `node --import tsx cli/main.ts dev` (in cwd, the checkout by default) and waits until it listens. */
+export async function startDevServer(
+  label: string,
+  env: Record<string, string> = {},
+  cwd: string = ROOT,
+): Promise<DevServer> {
   const database = await createTestDatabase(label);
   const home = await mkdtemp(join(tmpdir(), "dwop-dev-"));
   const port = await freePort();
   const token = randomBytes(24).toString("hex");
-  const child = spawn(process.execPath, ["--import", "tsx", "cli/main.ts", "dev"], {
-    cwd: ROOT,
+  const child = spawn(process.execPath, ["--import", import.meta.resolve("tsx"), join(ROOT, "cli/main.ts"), "dev"], {
+    cwd,
     env: {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
