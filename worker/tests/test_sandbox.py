@@ -1,0 +1,108 @@
+"""The task sandbox entered by a normal user (no root): a user namespace instead of a uid of the run's own.
+
+The fork server's tests (test_forkserver.py) run as whoever runs the suite, which is root in CI; these run
+the same boundary as the unprivileged user `nobody`, with Debian's Python (the suite's own interpreter may
+live in root's home, which nobody cannot enter).
+
+Run with: python -m unittest discover -s worker/tests -v
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+WORKER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SYSTEM_PYTHON = "/usr/bin/python3"
+NOBODY = 65534
+
+# Enters the sandbox as the executor's worker would, then reports what the body finds.
+INSIDE = """
+import json, os, socket, sys
+sys.path.insert(0, sys.argv[1])
+import dwop_sandbox
+notes = []
+settings = dwop_sandbox.Settings(dwop_sandbox.load())
+limits = dwop_sandbox.Limits(memory=64 << 20, disk=4 << 20, processes=16)
+why = dwop_sandbox.probe(settings)
+if why:
+    print(json.dumps({"probe": why}))
+    sys.exit(0)
+dwop_sandbox.Run(settings, None, limits, sys.argv[2]).enter(lambda kind, text: notes.append(kind))
+def attempt(call):
+    try:
+        call()
+        return "done"
+    except (OSError, MemoryError) as e:
+        return type(e).__name__
+def write(path):
+    with open(path, "w") as f:
+        f.write("x")
+report = {
+    "uid": os.getuid(),
+    "cwd": os.getcwd(),
+    "listing": sorted(os.listdir(".")),
+    "root": sorted(os.listdir("/")),
+    "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+    "outside": os.path.exists(sys.argv[3]),
+    "connect": attempt(lambda: socket.create_connection(("127.0.0.1", int(sys.argv[4])), timeout=2).close()),
+    "usr": attempt(lambda: write("/usr/lib/zz-dwop")),
+    "work": attempt(lambda: write("/work/mine")),
+    "tmp": attempt(lambda: write("/tmp/mine")),
+    "memory": attempt(lambda: bytearray(256 << 20)),
+    "disk": attempt(lambda: write("/work/big") or open("/work/big", "wb").write(b"x" * (8 << 20))),
+}
+print(json.dumps(report), flush=True)
+"""
+
+
+@unittest.skipUnless(sys.platform.startswith("linux"), "the sandbox is made of Linux namespaces")
+@unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv"), "needs root to become nobody (setpriv)")
+@unittest.skipUnless(os.path.exists(SYSTEM_PYTHON), "needs a system Python that nobody can run")
+class UnprivilegedSandboxTest(unittest.TestCase):
+    def test_a_normal_users_run_sees_only_its_folder_and_the_system_read_only(self):
+        tmp = tempfile.mkdtemp(prefix="dwop-sandbox-nobody-")
+        self.addCleanup(shutil.rmtree, tmp)
+        os.chmod(tmp, 0o755)
+        code = os.path.join(tmp, "code")
+        os.mkdir(code)
+        for name in ("dwop_sandbox.py", "dwop_process.py"):
+            shutil.copy(os.path.join(WORKER_DIR, name), code)
+        folder = os.path.join(tmp, "run")
+        os.mkdir(folder, 0o700)
+        os.chown(folder, NOBODY, NOBODY)
+        with open(os.path.join(folder, "main.py"), "w") as f:
+            f.write("print('hi')\n")
+        os.chown(os.path.join(folder, "main.py"), NOBODY, NOBODY)
+        script = os.path.join(tmp, "inside.py")
+        with open(script, "w") as f:
+            f.write(INSIDE)
+        listener = __import__("socket").create_server(("127.0.0.1", 0))
+        self.addCleanup(listener.close)
+        port = listener.getsockname()[1]
+        argv = ["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups", SYSTEM_PYTHON]
+        result = subprocess.run(
+            argv + [script, code, folder, tmp, str(port)], capture_output=True, text=True, timeout=60, cwd="/"
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        seen = json.loads(result.stdout.splitlines()[-1])
+        self.assertNotIn("probe", seen)
+        self.assertEqual(seen["uid"], 1000)  # nobody's uid, mapped: never root inside, never the server's
+        self.assertEqual(seen["cwd"], "/work")
+        self.assertEqual(seen["listing"], ["main.py"])
+        self.assertEqual(seen["pids"], [1, 2])
+        self.assertFalse(seen["outside"])
+        self.assertEqual(seen["connect"], "ConnectionRefusedError")
+        self.assertEqual(seen["usr"], "OSError")
+        self.assertEqual([seen["work"], seen["tmp"]], ["done", "done"])
+        self.assertEqual(seen["memory"], "MemoryError")
+        self.assertEqual(seen["disk"], "OSError")
+        system = {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "tmp", "usr", "work"}
+        self.assertLessEqual(set(seen["root"]), system)
+
+
+if __name__ == "__main__":
+    unittest.main()
