@@ -8,6 +8,7 @@ import type { Logger } from "../shared/log.ts";
 import { EMPTY_ALLOW_LIST, parseAllowList } from "../shared/net/addresses.ts";
 import { systemResolver, type ResolveHost } from "../shared/net/callback-target.ts";
 import type { Storage } from "../shared/storage/storage.ts";
+import { Semaphore } from "../shared/semaphore.ts";
 import { DEFAULT_SUBMIT_LIMITS, submitLimits } from "../shared/submit.ts";
 import { authenticate } from "./auth.ts";
 import type { ApiDeps, ApiEnv, ApiSettings } from "./context.ts";
@@ -51,6 +52,8 @@ export const DEFAULT_SETTINGS: ApiSettings = {
   eventsPollMs: 500,
   retryBackoffMs: 1000,
   submitLimits: DEFAULT_SUBMIT_LIMITS,
+  // Well below the usual 1,024 open files, with room for the database pool and requests.
+  uploadsInFlight: 64,
   callbackAllow: EMPTY_ALLOW_LIST,
   authThrottle: { maxFailures: 20, windowMs: 60_000, blockMs: 60_000, maxEntries: 10_000 },
   clientAddress: { proxies: 1 },
@@ -66,6 +69,7 @@ export function apiSettings(config: Config): ApiSettings {
     eventsPollMs: config.DWOP_EVENTS_POLL_MS,
     retryBackoffMs: config.DWOP_RETRY_BACKOFF_MS,
     submitLimits: submitLimits(config),
+    uploadsInFlight: DEFAULT_SETTINGS.uploadsInFlight,
     callbackAllow: parseAllowList(config.DWOP_CALLBACK_ALLOW),
     authThrottle: {
       maxFailures: config.DWOP_AUTH_FAILURE_LIMIT,
@@ -98,15 +102,17 @@ const PROTECTED = ["/workflows", "/triggers", "/keys", "/validate", "/ui/api"];
  */
 export function createApp(deps: AppDeps): Hono<ApiEnv> {
   const logger = deps.logger ?? consoleLogger;
+  const settings = { ...DEFAULT_SETTINGS, ...deps.settings };
   const api: ApiDeps = {
     db: deps.db,
     store: new Store(deps.db),
     api: new ApiStore(deps.db),
     storage: deps.storage ?? null,
-    settings: { ...DEFAULT_SETTINGS, ...deps.settings },
+    settings,
     logger,
     now: deps.now ?? Date.now,
     resolveHost: deps.resolveHost === undefined ? systemResolver() : deps.resolveHost,
+    uploadSlots: new Semaphore(settings.uploadsInFlight),
   };
   const app = new Hono<ApiEnv>();
   app.onError(errorHandler(logger));

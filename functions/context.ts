@@ -2,6 +2,7 @@ import type { Db } from "../shared/db/connect.ts";
 import type { ApiStore } from "../shared/db/api-store.ts";
 import type { Store } from "../shared/db/store.ts";
 import type { Logger } from "../shared/log.ts";
+import type { Semaphore } from "../shared/semaphore.ts";
 import type { AllowList } from "../shared/net/addresses.ts";
 import type { ResolveHost } from "../shared/net/callback-target.ts";
 import type { Storage } from "../shared/storage/storage.ts";
@@ -31,6 +32,8 @@ export interface ApiSettings {
   retryBackoffMs: number;
   /** Tasks, workflow bytes and inputs one submission may have. */
   submitLimits: SubmitLimits;
+  /** Objects being uploaded at once, across every submission this app serves. */
+  uploadsInFlight: number;
   /** Where callbacks may go although the address rules forbid it (DWOP_CALLBACK_ALLOW). */
   callbackAllow: AllowList;
   /** When repeated failed authentications from one address are answered 429. */
@@ -52,4 +55,6 @@ export interface ApiDeps {
   now: () => number;
   /** Resolves a callback URL's host name at submit; null where the runtime cannot. */
   resolveHost: ResolveHost | null;
+  /** The slots of `settings.uploadsInFlight`, shared by every submission. */
+  uploadSlots: Semaphore;
 }

@@ -79,7 +79,12 @@ async function submit(c: Context<ApiEnv>, deps: ApiDeps): Promise<Response> {
     id = reserved.workflowId;
   }
   const submitted = await submitWorkflow(
-    { store: deps.store, storage: needStorage(deps.storage), logger: deps.logger },
+    {
+      store: deps.store,
+      storage: needStorage(deps.storage),
+      logger: deps.logger,
+      uploadSlots: deps.uploadSlots,
+    },
     {
       source: sub.source,
       file: sub.file,

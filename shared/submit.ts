@@ -3,6 +3,7 @@ import type { Store } from "./db/store.ts";
 import { countTasks, parseWorkflow, workflowInputs } from "./dsl/index.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import { CODE_BUCKET, objectPaths, type WorkflowSpec } from "./model.ts";
+import type { Semaphore } from "./semaphore.ts";
 import type { Storage } from "./storage/storage.ts";
 
 /** What one submission may hold: these guard the API's memory, time and storage. */
@@ -32,6 +33,14 @@ export function submitLimits(config: Config): SubmitLimits {
 
 /** Objects of one submission stored at once. */
 export const UPLOAD_CONCURRENCY = 16;
+
+/** What a submission needs; `uploadSlots`, when given, bounds uploads across every submission at once. */
+export interface SubmitDeps {
+  store: Store;
+  storage: Storage;
+  logger?: Logger;
+  uploadSlots?: Semaphore;
+}
 
 export interface SubmitRequest {
   source: string;
@@ -136,10 +145,7 @@ function utf8Length(text: string, cap: number): number {
  * transaction fails, the objects already stored are deleted again: a failed submission leaves no
  * workflow row and no object.
  */
-export async function submitWorkflow(
-  deps: { store: Store; storage: Storage; logger?: Logger },
-  req: SubmitRequest,
-): Promise<SubmitResult> {
+export async function submitWorkflow(deps: SubmitDeps, req: SubmitRequest): Promise<SubmitResult> {
   const inputs = req.inputs ?? {};
   const spec = req.spec ?? checkSubmission(req.source, req.file, Object.keys(inputs), req.limits);
   const id = req.id ?? crypto.randomUUID();
@@ -155,7 +161,12 @@ export async function submitWorkflow(
   const cleanUp = () => removeObjects(deps, stored, req.id === undefined ? null : id);
   try {
     await eachLimited(objects, UPLOAD_CONCURRENCY, async ([key, body]) => {
-      await deps.storage.put(CODE_BUCKET, key, body);
+      await deps.uploadSlots?.acquire();
+      try {
+        await deps.storage.put(CODE_BUCKET, key, body);
+      } finally {
+        deps.uploadSlots?.release();
+      }
       stored.push(key);
     });
   } catch (err) {
@@ -208,11 +219,7 @@ async function eachLimited<T>(items: T[], limit: number, work: (item: T) => Prom
  * submission's own error). With a caller-chosen id (an Idempotency-Key, a webhook delivery) a duplicate
  * request may have stored the same keys and recorded the workflow: then they are its objects and stay.
  */
-async function removeObjects(
-  deps: { store: Store; storage: Storage; logger?: Logger },
-  keys: string[],
-  sharedId: string | null,
-): Promise<void> {
+async function removeObjects(deps: SubmitDeps, keys: string[], sharedId: string | null): Promise<void> {
   if (keys.length === 0) return;
   const log = deps.logger ?? silentLogger;
   try {

@@ -123,6 +123,36 @@ describe("submission limits", () => {
     }
   });
 
+  it("share one bound on uploads in flight across concurrent submissions", async () => {
+    let inFlight = 0;
+    let most = 0;
+    const counting: Storage = {
+      ...bind(h.storage),
+      async put(bucket, key, body) {
+        most = Math.max(most, ++inFlight);
+        await new Promise((r) => setTimeout(r, 2));
+        try {
+          await h.storage.put(bucket, key, body);
+        } finally {
+          inFlight -= 1;
+        }
+      },
+    };
+    const shared = await apiHarness("uploads_in_flight", {
+      storage: counting,
+      settings: { uploadsInFlight: 20 },
+    });
+    try {
+      const answers = await Promise.all(
+        [1, 2, 3].map(() => submitForm(workflowForm(manyTasks(100)), shared)),
+      );
+      expect(answers.map((r) => r.status)).toEqual([201, 201, 201]);
+      expect(most).toBe(20); // more than one submission's 16, never more than the app's 20
+    } finally {
+      await shared.close(true);
+    }
+  });
+
   it("leave no object behind when an upload fails", async () => {
     let puts = 0;
     const failing: Storage = {
