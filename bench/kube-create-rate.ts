@@ -15,6 +15,7 @@ const parallel = arg("parallel", 16);
 const ENV: WorkerEnv = {
   DWOP_CODE_URL: "http://x/c",
   DWOP_INPUTS: "[]",
+  DWOP_ATTEMPT: "1",
   DWOP_OUTPUT_URL: "http://x/o",
   DWOP_LOG_URL: "",
 };

@@ -85,7 +85,7 @@ export async function runPass(o: PassOptions): Promise<PassReport> {
     connection: { application_name: "chaos-runner" },
   });
   const home = await mkdtemp(join(tmpdir(), `dwop-chaos-${o.executor}-`));
-  // The stack's own home (storage, run folders) apart from the markers: the task sandbox hides it.
+  // The stack's own home (storage, run folders) apart from the markers, which tasks are allowed to read.
   const dwopHome = join(home, "dwop");
   const markerDir = join(home, "markers");
   const logDir = join(home, "logs");
@@ -116,6 +116,8 @@ export async function runPass(o: PassOptions): Promise<PassReport> {
       DWOP_METRICS_HOST: "127.0.0.1",
       DWOP_CONCURRENCY: "4",
       DWOP_SHUTDOWN_GRACE_SECONDS: "2",
+      // The retry shape's task reads the soak's "fix" marker: the one folder of the machine it may read.
+      DWOP_TASK_ALLOW: markerDir,
     };
     let kubeControl: string | null = null;
     if (o.executor === "kubernetes") {

@@ -59,7 +59,7 @@ export function planWorkflow(rng: Rng, index: number, o: WorkloadOptions): Plann
     case "fails":
       return fails(key, rng.int(0, 2));
     case "flaky":
-      return flaky(key, join(o.markerDir, `${key}.attempts`));
+      return flaky(key);
     case "timeout":
       return timeout(key);
     case "cancel":
@@ -130,11 +130,11 @@ function fails(key: string, retries: number): PlannedWorkflow {
   };
 }
 
-/** Fails on its first attempt (a marker per attempt), succeeds on the second. */
-function flaky(key: string, marker: string): PlannedWorkflow {
+/** Fails on its first attempt (DWOP_ATTEMPT: a task sees no folder of the soak's to keep a marker in). */
+function flaky(key: string): PlannedWorkflow {
   const source = [
-    `@retries(2)\nfun flaky():\n    import os\n    m = ${JSON.stringify(marker)}\n` +
-      `    if not os.path.exists(m):\n        open(m, "w").close()\n        print("first attempt fails")\n        raise SystemExit(1)\n` +
+    `@retries(2)\nfun flaky():\n    import os\n` +
+      `    if os.environ["DWOP_ATTEMPT"] == "1":\n        print("first attempt fails")\n        raise SystemExit(1)\n` +
       `    print("recovered")\n`,
     `fun use(x:flaky):\n    print(open("x").read().strip() + "!")\n`,
   ].join("\n");

@@ -114,6 +114,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       passEnv: pipEnv(),
       sandbox: config.DWOP_TASK_SANDBOX,
       allow: config.DWOP_TASK_ALLOW,
+      network: config.DWOP_TASK_NETWORK,
       limits: taskLimits(config),
       logger,
     });

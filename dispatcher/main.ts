@@ -80,6 +80,7 @@ async function localExecutor(c: Config, log: Logger): Promise<Executor> {
     workRoot: join(home, "runs", id),
     sandbox: c.DWOP_TASK_SANDBOX,
     allow: c.DWOP_TASK_ALLOW,
+    network: c.DWOP_TASK_NETWORK,
     limits: taskLimits(c),
     passEnv: Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith("PIP_"))) as Record<
       string,

@@ -29,6 +29,7 @@ export async function signWorkerEnv(
   const env: WorkerEnv = {
     DWOP_CODE_URL: await storage.signUrl(CODE_BUCKET, objectPaths.code(wf, run.taskName), "GET", ttl),
     DWOP_INPUTS: JSON.stringify(inputs),
+    DWOP_ATTEMPT: String(run.attempt),
     DWOP_OUTPUT_URL: await storage.signUrl(OUTPUT_BUCKET, objectPaths.output(wf, run.taskName), "PUT", ttl),
     DWOP_LOG_URL: await storage.signUrl(
       OUTPUT_BUCKET,

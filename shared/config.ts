@@ -57,6 +57,8 @@ export const configSchema = z.object({
   DWOP_TASK_MEMORY: memoryQuantity("1Gi"),
   DWOP_TASK_DISK: memoryQuantity("1Gi"),
   DWOP_TASK_PROCESSES: int(1, 256),
+  /** What sandboxed local runs reach: the internet through slirp4netns (never the machine), or nothing. */
+  DWOP_TASK_NETWORK: z.enum(["internet", "none"]).default("internet"),
   /** Folders (absolute, `:`-separated) sandboxed local runs may read besides the system's and Python's. */
   DWOP_TASK_ALLOW: z
     .string()

@@ -111,7 +111,8 @@ describe.each<BusKind>(["rabbit", "pgboss"])("the engine on %s", (bus) => {
       depth: () => bus.depth(),
       close: () => bus.close(),
     });
-    engine = await startEngine(`dup_${bus}`, { bus, dispatchers: 2, wrapPublisher: twice });
+    // Sandbox off: the bodies mark each run in a folder of the test's, which a sandboxed task cannot see.
+    engine = await startEngine(`dup_${bus}`, { bus, dispatchers: 2, wrapPublisher: twice, sandbox: "off" });
     const body = (name: string) =>
       `    open(${JSON.stringify(join(marks, "ran.log"))}, "a").write("${name}\\n")\n    print("${name}")\n`;
     const source = `fun a():\n${body("a")}\nfun b(x:a):\n${body("b")}\nfun c(x:a):\n${body("c")}\nfun d(x:b, y:c):\n${body("d")}`;
@@ -126,7 +127,9 @@ describe.each<BusKind>(["rabbit", "pgboss"])("the engine on %s", (bus) => {
   });
 
   it("kills a task's whole process group at its timeout and records DeadlineExceeded", async () => {
-    engine = await startEngine(`timeout_${bus}`, { bus });
+    // Sandbox off, so the grandchild could leave its mark in the test's folder (the sandbox's own kill of
+    // everything in its namespace is in worker/tests/test_forkserver.py).
+    engine = await startEngine(`timeout_${bus}`, { bus, sandbox: "off" });
     const marks = await mkdtemp(join(tmpdir(), "dwop-timeout-"));
     const grandchild = join(marks, "grandchild-alive");
     const source = [
@@ -144,7 +147,7 @@ describe.each<BusKind>(["rabbit", "pgboss"])("the engine on %s", (bus) => {
   });
 
   it("stops a running task when its workflow is cancelled", async () => {
-    engine = await startEngine(`cancel_${bus}`, { bus });
+    engine = await startEngine(`cancel_${bus}`, { bus, sandbox: "off" }); // the mark is in the test's folder
     const marks = await mkdtemp(join(tmpdir(), "dwop-cancel-"));
     const done = join(marks, "finished");
     const id = await engine.submit(

@@ -65,6 +65,7 @@ function env(url: string, code: string): WorkerEnv {
   return {
     DWOP_CODE_URL: `${url}/${code}`,
     DWOP_INPUTS: "[]",
+    DWOP_ATTEMPT: "1",
     DWOP_OUTPUT_URL: `${url}/out`,
     DWOP_LOG_URL: `${url}/log`,
   };

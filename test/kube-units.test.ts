@@ -33,6 +33,7 @@ const run = (over: Partial<RunAssignment> = {}): RunAssignment => ({
 const ENV: WorkerEnv = {
   DWOP_CODE_URL: "https://storage.example/code?sig=1",
   DWOP_INPUTS: "[]",
+  DWOP_ATTEMPT: "1",
   DWOP_OUTPUT_URL: "https://storage.example/out?sig=2",
   DWOP_LOG_URL: "https://storage.example/log?sig=3",
 };

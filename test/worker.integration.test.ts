@@ -34,6 +34,7 @@ describe("worker with LocalStorage", () => {
     return {
       DWOP_CODE_URL: await storage.signUrl(CODE_BUCKET, objectPaths.code(wf, task), "GET", 60),
       DWOP_INPUTS: JSON.stringify(signedInputs),
+      DWOP_ATTEMPT: "1",
       DWOP_OUTPUT_URL: await storage.signUrl(OUTPUT_BUCKET, objectPaths.output(wf, task), "PUT", 60),
       DWOP_LOG_URL: await storage.signUrl(OUTPUT_BUCKET, objectPaths.log(wf, task, 1), "PUT", 60),
     };

@@ -11,8 +11,9 @@ Protocol, one JSON object per line:
           object, mode 0600, written by the executor) and deletes it, so this server never holds a run's
           signed URLs, and no run forked later inherits them in its memory.
   argv    [settings]: {"sandbox": "auto" | "required" | "off", "allow": ["/folder", ...],
-          "uidBase": n, "uidCount": n} (default off); see dwop_sandbox.py
-  stdout  {"ready": <server pid>, "sandbox": "namespaces" | "off", "why": <why off, or null>}   once
+          "network": "none" | "internet", "uidBase": n, "uidCount": n} (default off); see dwop_sandbox.py
+  stdout  {"ready": <server pid>, "sandbox": "namespaces" | "off", "why": <why off, or null>,
+           "network": "none" | "internet" | "host", "networkWhy": <why not internet>?}   once
           {"id": ..., "pid": <child pid>}            after the fork, once the child leads its own group
           {"id": ..., "exit": <code>}                 when the child has exited
           {"id": ..., "signal": <n>}                  when a signal killed the child
@@ -127,7 +128,9 @@ class Server:
     def serve(self):
         """Answers requests until stdin closes; then kills every child's group and returns."""
         sandbox = self.sandbox
-        ready = {"ready": self.pid, "sandbox": sandbox.mode, "why": sandbox.why}
+        ready = {"ready": self.pid, "sandbox": sandbox.mode, "why": sandbox.why, "network": sandbox.network}
+        if sandbox.network_why:
+            ready["networkWhy"] = sandbox.network_why
         import json  # once, at start; the per-run lines are written by hand
 
         write_all(1, (json.dumps(ready, separators=(",", ":")) + "\n").encode("ascii"))
@@ -287,6 +290,7 @@ class Sandbox:
             candidate = dwop_sandbox.Settings(
                 dwop_sandbox.load(),
                 allow=settings.get("allow") or [],
+                network=settings.get("network") or "none",
                 uid_base=settings.get("uidBase") or dwop_sandbox.DEFAULT_UID_BASE,
                 uid_count=settings.get("uidCount") or dwop_sandbox.DEFAULT_UID_COUNT,
             )
@@ -298,6 +302,9 @@ class Sandbox:
             elif wanted == "required":
                 self.refusal = "the task sandbox is required but cannot be set up here: %s" % self.why
         self.mode = "namespaces" if self.settings else "off"
+        # What runs reach: "internet" through slirp4netns, "none" in the sandbox, "host" without it.
+        self.network = "host" if not self.settings else "internet" if self.settings.internet else "none"
+        self.network_why = self.settings.network_why if self.settings else None
 
     def uid_lease(self):
         """A uid of the run's own (root's servers), or the no-op lease; raises OSError when none is free."""

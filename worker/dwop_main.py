@@ -182,10 +182,18 @@ def run_body(log, output_fd, has_requirements, sandbox, prctl):
         deps = install_requirements(note) if has_requirements else None
         run_script("main.py", deps, lambda error: limit_reached(note, error, sandbox))
 
+    after_fork = None
+    if sandbox:
+        sandbox.before_fork()
+        after_fork = sandbox.after_fork
     try:
-        code, signal = run_child(child, (1, output_fd, log.fd), (2, log.fd), (output_fd, log.fd, report_r), prctl)
+        code, signal = run_child(
+            child, (1, output_fd, log.fd), (2, log.fd), (output_fd, log.fd, report_r), prctl, after_fork
+        )
     finally:
         os.close(report_w)
+        if sandbox:
+            sandbox.after_run()
     notes = dict(line.partition(" ")[::2] for line in read_all(report_r).splitlines() if line)
     os.close(report_r)
     if notes.get("signal", "").isdigit():

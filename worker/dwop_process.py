@@ -13,6 +13,7 @@ import sys
 CHUNK = 256 * 1024
 PR_SET_PDEATHSIG = 1
 EXIT_NOT_STARTED = 70
+BODY_KEEPS = ("DWOP_ATTEMPT",)  # the one DWOP_* variable a task body sees: which attempt it is
 
 
 def load_prctl():
@@ -50,9 +51,10 @@ def die_with_parent(prctl, parent_pid):
         os._exit(EXIT_NOT_STARTED)
 
 
-def run_child(run, out_sinks, err_sinks, close_fds, prctl):
+def run_child(run, out_sinks, err_sinks, close_fds, prctl, after_fork=None):
     """Runs run() (which must not return) in a forked child whose stdout and stderr are copied to the
-    sinks; returns (exit status, killing signal or None), with 128+N as the status for signal N."""
+    sinks; returns (exit status, killing signal or None), with 128+N as the status for signal N.
+    after_fork(pid), when given, runs here first, while the child may wait for it."""
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     parent = os.getpid()
@@ -63,6 +65,8 @@ def run_child(run, out_sinks, err_sinks, close_fds, prctl):
     os.close(err_w)
     previous = _signal.signal(_signal.SIGTERM, lambda signum, _frame: forward(pid, signum))
     try:
+        if after_fork:
+            after_fork(pid)
         status = pump(pid, out_r, err_r, out_sinks, err_sinks)
     except BaseException:
         forward(pid, _signal.SIGKILL)
@@ -167,7 +171,7 @@ def write_all(fd, data):
 def run_script(path, deps, failed=None):
     """Runs path as `python path` would, in this (forked) process, then exits with its status; calls
     failed(the exception or None) first when the status is not 0."""
-    for name in [k for k in os.environ if k.startswith("DWOP_")]:
+    for name in [k for k in os.environ if k.startswith("DWOP_") and k not in BODY_KEEPS]:
         del os.environ[name]
     sys.argv = [path]
     sys.path[0] = os.getcwd()

@@ -29,6 +29,7 @@ import _signal
 import os
 import select
 
+import dwop_network
 from dwop_process import forward
 
 CLONE_NEWNS = 0x00020000
@@ -194,6 +195,8 @@ class Run:
         self.uid = uid
         self.limits = limits
         self.folder = folder
+        self.handshake = None
+        self.slirp = None
 
     def enter(self, note):
         """Puts this process (a freshly forked child of the worker) in the sandbox. Returns in the body's
@@ -208,6 +211,7 @@ class Run:
             map_ids(own_uid, own_gid)
         else:
             libc.unshare(flags, "mount, pid, network and IPC namespaces")
+        self.wait_for_network()
         libc.prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")  # this process holds the worker's memory
         alive_r, alive_w = os.pipe()
         pid = os.fork()
@@ -219,6 +223,8 @@ class Run:
         uid = self.uid if privileged else INSIDE_UID
         build_root(libc, self.settings, self.folder, self.limits.disk, uid)
         loopback_up()
+        if self.settings.internet:
+            dwop_network.close_private_routes(self.settings.ip, self.settings.addresses)
         body = os.fork()
         if body != 0:
             self.drop_privileges(libc, privileged)
@@ -235,6 +241,44 @@ class Run:
         os.environ["HOME"] = WORK
         os.environ["TMPDIR"] = "/tmp"
         os.environ["USER"] = os.environ["LOGNAME"] = "dwop"
+
+    # The internet setting: the worker attaches slirp4netns to the namespace between the child's unshare and
+    # its first use of the network: before_fork() makes the two pipes of that handshake, after_fork(pid)
+    # is the worker's half, wait_for_network() the child's, after_run() stops slirp4netns.
+    def before_fork(self):
+        self.handshake = (os.pipe(), os.pipe()) if self.settings.internet else None
+        self.slirp = None
+
+    def after_fork(self, pid):
+        if not self.handshake:
+            return
+        (unshared_r, unshared_w), (attached_r, attached_w) = self.handshake
+        os.close(unshared_w)
+        os.close(attached_r)
+        try:
+            if os.read(unshared_r, 1) == b"u":  # end of file: the child died before its unshare
+                self.slirp = dwop_network.Slirp(self.settings.slirp, pid)
+                os.write(attached_w, b"a")
+        finally:
+            os.close(unshared_r)
+            os.close(attached_w)
+
+    def after_run(self):
+        if self.slirp:
+            self.slirp.stop()
+
+    def wait_for_network(self):
+        if not self.handshake:
+            return
+        (unshared_r, unshared_w), (attached_r, attached_w) = self.handshake
+        os.close(unshared_r)
+        os.close(attached_w)
+        os.write(unshared_w, b"u")
+        os.close(unshared_w)
+        attached = os.read(attached_r, 1) == b"a"
+        os.close(attached_r)
+        if not attached:
+            raise SandboxError("the run's network could not be attached (slirp4netns)")
 
     def drop_privileges(self, libc, privileged):
         if privileged:
@@ -309,6 +353,8 @@ def build_root(libc, settings, folder, disk, uid):
     build_dev(libc, root, scratch)
     if os.path.isfile("/etc/passwd"):
         own_user(libc, root, uid)
+    if settings.internet:
+        replace_file(libc, root + "/etc/resolv.conf", "nameserver %s\n" % dwop_network.GATEWAY_DNS)
     os.mkdir(root + "/proc", 0o555)
     libc.mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     libc.mount(root, root, None, MS_BIND | MS_REC)
@@ -393,14 +439,20 @@ def own_user(libc, root, uid):
     for name, line in (("passwd", "dwop:x:%d:%d:dwop task:/work:/bin/sh\n" % (uid, uid)), ("group", "dwop:x:%d:\n" % uid)):
         with open("/etc/" + name, "r", encoding="utf-8", errors="replace") as f:
             text = "".join(entry for entry in f if not entry.startswith("dwop:"))
-        made = "/tmp/" + name
-        with open(made, "w", encoding="utf-8") as f:
-            f.write(text + line)
-        target = root + "/etc/" + name
-        if not os.path.exists(target):
-            continue
-        libc.mount(made, target, None, MS_BIND)
-        libc.mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        replace_file(libc, root + "/etc/" + name, text + line)
+
+
+def replace_file(libc, target, text):
+    """Binds a read-only file holding text over target in the new root (made when it is not there)."""
+    made = "/tmp/" + os.path.basename(target)
+    with open(made, "w", encoding="utf-8") as f:
+        f.write(text)
+    if not os.path.lexists(target) or os.path.islink(target):
+        if os.path.islink(target):
+            os.unlink(target)
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT, 0o644))
+    libc.mount(made, target, None, MS_BIND)
+    libc.mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
 def loopback_up():
@@ -445,12 +497,18 @@ def wait_outside(pid):
 
 class Settings:
     """The server-wide sandbox settings: the Libc, the extra folders runs may read, whether runs reach the
-    internet, and the uid range of root's runs (uid_base, uid_count; see UidPool)."""
+    internet ("internet" where slirp4netns is there, else "none", with network_why saying why), and the
+    uid range of root's runs (uid_base, uid_count; see UidPool)."""
 
-    def __init__(self, libc, allow=(), internet=False, uid_base=None, uid_count=None):
+    def __init__(self, libc, allow=(), network="none", uid_base=None, uid_count=None):
         self.libc = libc
         self.allow = [os.path.abspath(p) for p in allow if isinstance(p, str) and os.path.isabs(p)]
-        self.internet = internet
+        self.slirp, self.ip = dwop_network.find_slirp(), dwop_network.find_ip()
+        self.internet = network == "internet" and bool(self.slirp and self.ip)
+        self.network_why = None
+        if network == "internet" and not self.internet:
+            self.network_why = "slirp4netns is not installed" if not self.slirp else "ip (iproute2) is not installed"
+        self.addresses = dwop_network.host_addresses() if self.internet else []
         subordinate = subordinate_range("/etc/subuid") if uid_base is None else None
         self.uid_base, self.uid_count = subordinate or (uid_base or DEFAULT_UID_BASE, uid_count or DEFAULT_UID_COUNT)
 

@@ -9,6 +9,8 @@ export interface WorkerEnv {
   DWOP_INPUTS: string;
   DWOP_OUTPUT_URL: string;
   DWOP_LOG_URL: string;
+  /** The attempt this run is (1 for the first), which the task body may read: the only DWOP_* it keeps. */
+  DWOP_ATTEMPT: string;
 }
 
 /** How an attempt ended, as observed by the executor. */

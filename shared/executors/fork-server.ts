@@ -28,6 +28,8 @@ export type SandboxMode = "auto" | "required" | "off";
 
 export interface SandboxSettings {
   mode: SandboxMode;
+  /** "internet": out through slirp4netns where it is installed, never to the machine; "none": nothing. */
+  network: "internet" | "none";
   /** Folders (absolute) runs may read besides the system's and Python's: a wheel folder, say. */
   allow: string[];
 }
@@ -36,6 +38,10 @@ export interface SandboxSettings {
 export interface SandboxStatus {
   mode: "namespaces" | "off";
   why: string | null;
+  /** What runs reach: the internet, nothing, or (no sandbox) whatever the machine does. */
+  network: "internet" | "none" | "host";
+  /** Why runs get no internet when it was asked for (slirp4netns missing, say). */
+  networkWhy: string | null;
 }
 
 /** What one run may use in the sandbox: sizes in bytes, CPU time in seconds, 0 for no limit. */
@@ -73,6 +79,8 @@ interface ServerEvent {
   ready?: number;
   sandbox?: SandboxStatus["mode"];
   why?: string | null;
+  network?: SandboxStatus["network"];
+  networkWhy?: string | null;
   id?: string | null;
   pid?: number;
   exit?: number;
@@ -170,6 +178,7 @@ class ServerProcess {
     const settings = JSON.stringify({
       sandbox: options.sandbox?.mode ?? "off",
       allow: options.sandbox?.allow ?? [],
+      network: options.sandbox?.network ?? "none",
     });
     this.child = spawn(options.python, [options.workerScript, "--fork-server", settings], {
       env: options.env,
@@ -236,7 +245,12 @@ class ServerProcess {
 
   private handle(event: ServerEvent): void {
     if (event.ready !== undefined) {
-      this.markReady({ mode: event.sandbox ?? "off", why: event.why ?? null });
+      this.markReady({
+        mode: event.sandbox ?? "off",
+        why: event.why ?? null,
+        network: event.network ?? "host",
+        networkWhy: event.networkWhy ?? null,
+      });
       return;
     }
     const id = event.id;

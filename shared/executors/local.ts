@@ -32,6 +32,8 @@ export interface LocalExecutorOptions {
    * folder of passEnv is added by itself.
    */
   allow?: string[];
+  /** What sandboxed runs reach (see SandboxSettings); "internet" when not given. */
+  network?: "internet" | "none";
   /** What a run may use when its task does not say (@memory), in the sandbox. */
   limits?: Partial<DefaultLimits>;
   logger?: Logger;
@@ -87,7 +89,11 @@ export class LocalExecutor implements Executor {
       workerScript: options.workerScript,
       // What every run gets that Python reads at start; HOME has no user site-packages, as a run's has not.
       env: { ...this.baseEnv(), HOME: resolve(options.workRoot) },
-      sandbox: { mode: options.sandbox ?? "auto", allow: allowed(options) },
+      sandbox: {
+        mode: options.sandbox ?? "auto",
+        allow: allowed(options),
+        network: options.network ?? "internet",
+      },
       logger: options.logger,
     });
     this.server.warm();
@@ -265,7 +271,12 @@ export class LocalExecutor implements Executor {
 export async function announceSandbox(executor: LocalExecutor, log: Logger): Promise<void> {
   const status = await executor.sandbox();
   if (status.mode === "namespaces") {
-    log.info({ sandbox: status.mode }, "task sandbox: each run's body in its own namespaces and root");
+    log.info(
+      { sandbox: status.mode, network: status.network },
+      "task sandbox: each run's body in its own namespaces and root",
+    );
+    if (status.networkWhy)
+      log.warn({ why: status.networkWhy }, "tasks get no network (DWOP_TASK_NETWORK=internet)");
   } else if (status.why)
     log.warn({ why: status.why }, "task sandbox unavailable: tasks see what this user can");
   else log.warn({ sandbox: "off" }, "task sandbox off (DWOP_TASK_SANDBOX=off): tasks see what this user can");

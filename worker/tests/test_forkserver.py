@@ -7,6 +7,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_worker import WORKER, ObjectStore, alive, wait_for_pid  # noqa: E402
+
+import dwop_network  # noqa: E402
 
 # A body that says it started (in the log, which the worker writes to its folder as it goes) and sleeps.
 SLEEPER = "import os, time\nopen('pid', 'w').write(str(os.getpid()))\nprint('started', flush=True)\ntime.sleep(60)\n"
@@ -373,7 +376,8 @@ class SandboxedForkServerTest(ForkServerTest):
         self.assertCountEqual(ends, [{"id": "one", "exit": 143}, {"id": "two", "exit": 143}])
 
     def test_says_at_start_that_runs_are_sandboxed(self):
-        self.assertEqual(self.server.hello, {"ready": self.server.ready, "sandbox": "namespaces", "why": None})
+        hello = {"ready": self.server.ready, "sandbox": "namespaces", "why": None, "network": "none"}
+        self.assertEqual(self.server.hello, hello)
 
     def test_a_run_sees_only_its_own_processes_folder_and_the_system_read_only(self):
         sibling = os.path.join(self.tmp, "sibling")
@@ -433,6 +437,56 @@ class SandboxedForkServerTest(ForkServerTest):
         self.assertIn("pid", self.server.next_event())
         self.assertEqual(self.server.next_event(), {"id": "forker", "exit": 0})
         self.assertLess(int(self.output("forker")), 10)
+
+
+# What a body with the internet setting reaches: its resolver, the gateway (the machine's loopback behind
+# it), a private address, the metadata service and the machine's own address.
+NETWORK_LOOKER = """
+import json, socket
+def connect(host, port):
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        return "connected"
+    except OSError as e:
+        return type(e).__name__
+print(json.dumps({
+    "resolver": open("/etc/resolv.conf").read(),
+    "gateway": connect("10.0.2.2", PORT),
+    "private": connect("10.255.255.1", 80),
+    "metadata": connect("169.254.169.254", 80),
+    "machine": [connect(address, PORT) for address in ADDRESSES],
+    "routes": [line.split()[:3] for line in open("/proc/net/route").read().splitlines()[1:]],
+}))
+"""
+
+
+@unittest.skipUnless(sys.platform.startswith("linux"), "the sandbox is made of Linux namespaces")
+@unittest.skipUnless(dwop_network.find_slirp(), "slirp4netns is not installed")
+class InternetSandboxTest(unittest.TestCase):
+    """{"network": "internet"}: slirp4netns gives the run a route out, with the machine closed off."""
+
+    def test_a_run_reaches_out_but_not_the_machine_or_its_private_networks(self):
+        tmp = tempfile.TemporaryDirectory(prefix="dwop-forkserver-internet-")
+        self.addCleanup(tmp.cleanup)
+        store = ObjectStore(os.path.join(tmp.name, "store"))
+        self.addCleanup(store.close)
+        server = ForkServer(tmp.name, settings={"sandbox": "required", "network": "internet"})
+        self.addCleanup(server.close)
+        self.assertEqual(server.hello["network"], "internet")
+        listener = socket.create_server(("0.0.0.0", 0))  # a service of the machine's, on every address
+        self.addCleanup(listener.close)
+        addresses = dwop_network.host_addresses()
+        body = NETWORK_LOOKER.replace("PORT", str(listener.getsockname()[1])).replace("ADDRESSES", repr(addresses))
+        test = SandboxedForkServerTest("test_says_at_start_that_runs_are_sandboxed")
+        test.tmp, test.store, test.server = tmp.name, store, server
+        _, ended = test.run_task("net", body)
+        self.assertEqual(ended, {"id": "net", "exit": 0})
+        seen = json.loads(test.output("net"))
+        self.assertEqual(seen["resolver"], "nameserver 10.0.2.3\n")
+        self.assertIn(["tap0", "00000000", "0202000A"], seen["routes"])  # default via 10.0.2.2
+        self.assertNotEqual(seen["gateway"], "connected")
+        self.assertEqual([seen["private"], seen["metadata"]], ["PermissionError", "PermissionError"])
+        self.assertEqual(seen["machine"], ["PermissionError"] * len(addresses))
 
 
 def descendants(pid):

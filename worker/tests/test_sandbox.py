@@ -69,7 +69,7 @@ class UnprivilegedSandboxTest(unittest.TestCase):
         os.chmod(tmp, 0o755)
         code = os.path.join(tmp, "code")
         os.mkdir(code)
-        for name in ("dwop_sandbox.py", "dwop_process.py"):
+        for name in ("dwop_sandbox.py", "dwop_process.py", "dwop_network.py"):
             shutil.copy(os.path.join(WORKER_DIR, name), code)
         folder = os.path.join(tmp, "run")
         os.mkdir(folder, 0o700)
