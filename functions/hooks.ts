@@ -33,7 +33,12 @@ export function hookRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
     const recorded = await recordDelivery(deps, trigger.id, delivery, headers.signature!);
     if (!recorded.workflowExists) {
       const submitted = await submitWorkflow(
-        { store: deps.store, storage: needStorage(deps.storage) },
+        {
+          store: deps.store,
+          storage: needStorage(deps.storage),
+          logger: deps.logger,
+          uploadSlots: deps.uploadSlots,
+        },
         {
           source: trigger.source,
           file: `${trigger.name}.workflow`,
@@ -42,6 +47,7 @@ export function hookRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
           owner: trigger.owner,
           id: recorded.workflowId,
           retryBackoffMs: deps.settings.retryBackoffMs,
+          limits: deps.settings.submitLimits,
         },
       );
       if (submitted.created) return c.json({ workflowId: submitted.id }, 202);

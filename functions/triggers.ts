@@ -1,6 +1,7 @@
 import type { Hono } from "hono";
 import type { TriggerRow } from "../shared/db/api-store.ts";
 import { parseWorkflow, workflowInputs } from "../shared/dsl/index.ts";
+import { checkWorkflowSize } from "../shared/submit.ts";
 import { readJson } from "./body.ts";
 import type { ApiDeps, ApiEnv } from "./context.ts";
 import { ApiError, notFound } from "./errors.ts";
@@ -15,6 +16,7 @@ export function triggerRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
   app.post("/triggers", async (c) => {
     const owner = c.get("caller").owner;
     const body = await readJson(c, TriggerCreate);
+    checkWorkflowSize(body.workflow, deps.settings.submitLimits); // before the parse, which blocks
     const extra = workflowInputs(parseWorkflow(body.workflow, `${body.name}.workflow`)).filter(
       (n) => n !== PAYLOAD_INPUT,
     );
