@@ -25,6 +25,7 @@ a clean CPython 3.11), and http.client with ssl costs more than the rest of a ru
 
 import _json
 import _signal
+import errno
 import os
 import sys
 
@@ -230,6 +231,8 @@ def limit_reached(note, error, sandbox):
         return
     if isinstance(error, MemoryError):
         note("memory", "")
+    elif isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        note("disk", "")
     else:
         try:
             usage = os.statvfs(".")
