@@ -165,10 +165,10 @@ describe("dwop against a server", () => {
   }, 120_000);
 
   it("exits 1 when a workflow fails, shows the failing log, retries it, and follows the rerun's log", async () => {
-    const flag = join(dir, "fixed");
+    // Fails on its first attempt: a sandboxed task sees no folder of the test's to keep a flag in.
     const flaky = await file(
       "flaky.workflow",
-      `fun flaky():\n    import os, sys\n    print("trying", flush=True)\n    if not os.path.exists(${JSON.stringify(flag)}):\n        sys.exit("no flag yet")\n    print("fixed")\n\nfun after(x:flaky):\n    print(open("x").read().upper())\n`,
+      `fun flaky():\n    import os, sys\n    print("trying", flush=True)\n    if os.environ["DWOP_ATTEMPT"] == "1":\n        sys.exit("no flag yet")\n    print("fixed")\n\nfun after(x:flaky):\n    print(open("x").read().upper())\n`,
     );
     const failed = await dwop(["submit", flaky, "--wait"]);
     expect(failed.code).toBe(1);
@@ -181,7 +181,6 @@ describe("dwop against a server", () => {
     expect(log.stdout).toContain("trying\nno flag yet");
     expect((await dwop(["cancel", id])).code).toBe(1); // it has ended: 409
 
-    await writeFile(flag, "");
     const retried = await dwop(["retry", id, "--json"]);
     expect(retried.code).toBe(0);
     expect(["queued", "running"]).toContain(WorkflowDetail.parse(json(retried)).status);

@@ -1,4 +1,4 @@
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -18,13 +18,16 @@ let flag: string;
 let passed = true;
 
 beforeAll(async () => {
+  const flags = await mkdtemp(join(tmpdir(), "dwop-flag-"));
+  await chmod(flags, 0o755); // tasks run as a uid of their own
+  flag = join(flags, "fixed");
   [server, browser] = await Promise.all([
-    startDevServer("dashboard", { DWOP_RETRY_BACKOFF_MS: "0" }),
+    // The task reads the flag from the test's folder: the one folder of the machine the sandbox shows it.
+    startDevServer("dashboard", { DWOP_RETRY_BACKOFF_MS: "0", DWOP_TASK_ALLOW: flags }),
     launchBrowser(),
   ]);
   page = browser.page;
   page.setDefaultTimeout(20_000);
-  flag = join(await mkdtemp(join(tmpdir(), "dwop-flag-")), "fixed");
 }, 90_000);
 afterEach((ctx) => {
   if (ctx.task.result?.state !== "pass") {
