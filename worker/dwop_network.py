@@ -33,6 +33,7 @@ CLOSED_RANGES = (
     "240.0.0.0/4",
 )
 READY_TIMEOUT = 10
+AF_NETLINK, NETLINK_ROUTE, RTM_NEWROUTE, NLMSG_ERROR, RTA_DST, RTN_PROHIBIT = 16, 0, 24, 2, 1, 8
 
 
 class NetworkError(Exception):
@@ -44,13 +45,6 @@ def find_slirp():
     for folder in os.environ.get("PATH", "/usr/bin:/bin").split(":") + ["/usr/bin", "/usr/sbin"]:
         path = os.path.join(folder or ".", "slirp4netns")
         if os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    return None
-
-
-def find_ip():
-    for path in ("/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"):
-        if os.access(path, os.X_OK):
             return path
     return None
 
@@ -102,29 +96,46 @@ class Slirp:
             os.close(ready_r)
 
     def stop(self):
+        """Closes its exit fd, on which it exits; the process is not waited for (the worker ends soon after,
+        and the machine's init reaps it)."""
         if self.exit_w is not None:
-            os.close(self.exit_w)  # slirp4netns exits when its exit fd closes
+            os.close(self.exit_w)
             self.exit_w = None
-            os.waitpid(self.pid, 0)
 
 
-def close_private_routes(ip, addresses):
+def close_private_routes(addresses):
     """In the run's namespace (with the privilege to): prohibit routes to the closed ranges and to the
-    machine's own addresses."""
-    script = "".join("route add prohibit %s\n" % cidr for cidr in CLOSED_RANGES)
-    script += "".join("route add prohibit %s/32\n" % address for address in addresses)
-    r, w = os.pipe()
-    null = os.open(os.devnull, os.O_RDWR)
+    machine's own addresses, through one rtnetlink request per route, acknowledged."""
+    import _socket
+    import struct
+
+    sock = _socket.socket(AF_NETLINK, _socket.SOCK_RAW, NETLINK_ROUTE)
     try:
-        pid = os.posix_spawn(
-            ip, [ip, "-batch", "-"], {"PATH": "/usr/bin:/bin"},
-            file_actions=[(os.POSIX_SPAWN_DUP2, r, 0), (os.POSIX_SPAWN_DUP2, null, 1)],
-        )  # fmt: skip
+        routes = list(CLOSED_RANGES) + ["%s/32" % address for address in addresses]
+        sock.sendall(b"".join(route_message(cidr, seq) for seq, cidr in enumerate(routes, 1)))
+        acked = 0
+        while acked < len(routes):
+            data = sock.recv(65536)
+            while len(data) >= 16:
+                length, kind = struct.unpack_from("=IH", data)
+                if kind == NLMSG_ERROR:
+                    error, seq = struct.unpack_from("=iI", data, 16)[0], struct.unpack_from("=I", data, 28)[0]
+                    if error != 0:
+                        raise NetworkError("route to %s: %s" % (routes[seq - 1], os.strerror(-error)))
+                    acked += 1
+                data = data[(length + 3) & ~3 :]
     finally:
-        os.close(r)
-        os.close(null)
-    os.write(w, script.encode())
-    os.close(w)
-    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-    if code != 0:
-        raise NetworkError("%s -batch exited with %d while closing the private ranges" % (ip, code))
+        sock.close()
+
+
+def route_message(cidr, seq):
+    """An RTM_NEWROUTE message: a prohibit route to cidr in the main table."""
+    import struct
+
+    address, bits = cidr.split("/")
+    destination = bytes(int(part) for part in address.split("."))
+    attribute = struct.pack("=HH", 8, RTA_DST) + destination
+    # rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type; flags
+    body = struct.pack("=BBBBBBBBI", 2, int(bits), 0, 0, 254, 3, 0, RTN_PROHIBIT, 0) + attribute
+    flags = 0x1 | 0x4 | 0x400 | 0x200  # NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+    return struct.pack("=IHHII", 16 + len(body), RTM_NEWROUTE, flags, seq, 0) + body

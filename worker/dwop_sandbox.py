@@ -63,6 +63,7 @@ INSIDE_UID = 1000  # what a normal user's uid becomes inside its user namespace
 DEFAULT_UID_BASE = 0x70000000
 DEFAULT_UID_COUNT = 65536
 WORK = "/work"
+MAX_COPY = 1 << 20  # /etc files up to this size are copied into a run's root rather than bound
 
 # What of the machine a run sees, read-only. Symbolic links are copied as links (/bin -> usr/bin).
 SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -171,6 +172,7 @@ class Limits:
         )
 
     def apply(self):
+        """Sets the limits on this process; its children inherit them."""
         import resource
 
         pairs = [(resource.RLIMIT_CORE, 0), (resource.RLIMIT_FSIZE, self.disk)]
@@ -211,12 +213,13 @@ class Run:
             map_ids(own_uid, own_gid)
         else:
             libc.unshare(flags, "mount, pid, network and IPC namespaces")
-        self.wait_for_network()
+        self.network_unshared()
         libc.prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")  # this process holds the worker's memory
         alive_r, alive_w = os.pipe()
         pid = os.fork()
         if pid != 0:
             os.close(alive_r)
+            self.close_handshake()
             wait_outside(pid)  # never returns
         os.close(alive_w)
         os.setsid()  # the run's own session: its kill(0, ...) reaches none of the processes outside
@@ -224,7 +227,8 @@ class Run:
         build_root(libc, self.settings, self.folder, self.limits.disk, uid)
         loopback_up()
         if self.settings.internet:
-            dwop_network.close_private_routes(self.settings.ip, self.settings.addresses)
+            dwop_network.close_private_routes(self.settings.addresses)
+        self.wait_for_network()
         body = os.fork()
         if body != 0:
             self.drop_privileges(libc, privileged)
@@ -242,9 +246,10 @@ class Run:
         os.environ["TMPDIR"] = "/tmp"
         os.environ["USER"] = os.environ["LOGNAME"] = "dwop"
 
-    # The internet setting: the worker attaches slirp4netns to the namespace between the child's unshare and
-    # its first use of the network: before_fork() makes the two pipes of that handshake, after_fork(pid)
-    # is the worker's half, wait_for_network() the child's, after_run() stops slirp4netns.
+    # The internet setting: the worker attaches slirp4netns to the namespace once the child has unshared
+    # it, while the child builds the root; the body starts once it is attached. before_fork() makes the
+    # two pipes of that handshake, after_fork(pid) is the worker's half, network_unshared() and
+    # wait_for_network() the child's, after_run() stops slirp4netns.
     def before_fork(self):
         self.handshake = (os.pipe(), os.pipe()) if self.settings.internet else None
         self.slirp = None
@@ -267,14 +272,24 @@ class Run:
         if self.slirp:
             self.slirp.stop()
 
-    def wait_for_network(self):
+    def network_unshared(self):
         if not self.handshake:
             return
-        (unshared_r, unshared_w), (attached_r, attached_w) = self.handshake
+        (unshared_r, unshared_w), (_, attached_w) = self.handshake
         os.close(unshared_r)
         os.close(attached_w)
         os.write(unshared_w, b"u")
         os.close(unshared_w)
+
+    def close_handshake(self):
+        """In the process left outside, which has no part in it."""
+        if self.handshake:
+            os.close(self.handshake[1][0])
+
+    def wait_for_network(self):
+        if not self.handshake:
+            return
+        attached_r = self.handshake[1][0]
         attached = os.read(attached_r, 1) == b"a"
         os.close(attached_r)
         if not attached:
@@ -294,7 +309,7 @@ class Run:
 def init(body, note):
     """The namespace's first process: forwards stop signals to the body, reaps whatever is orphaned, and
     exits as the body ended when it ends (the kernel then kills what is left). The body is not the first
-    process, since that one ignores the signals it has no handler for, SIGXCPU of its CPU limit included."""
+    process, which ignores the signals it has no handler for (SIGXCPU of the CPU limit, a body's own kill)."""
     try:
         for signum in STOP_SIGNALS:
             _signal.signal(signum, lambda s, _frame: forward(body, s))
@@ -331,9 +346,15 @@ def write(path, text):
 
 def build_root(libc, settings, folder, disk, uid):
     """Builds the run's root on a tmpfs and pivots into it; ends with the cwd at /work."""
-    sources = open_sources(settings.visible(), folder)  # before /tmp is covered: a source may be there
+    replaced = {
+        "/etc/passwd": settings.passwd["passwd"] + "dwop:x:%d:%d:dwop task:/work:/bin/sh\n" % (uid, uid),
+        "/etc/group": settings.passwd["group"] + "dwop:x:%d:\n" % uid,
+    }  # the run's user named dwop, for tools that look it up
+    if settings.internet:
+        replaced["/etc/resolv.conf"] = "nameserver %s\n" % dwop_network.GATEWAY_DNS
+    sources = open_sources(settings, folder, replaced)  # before /tmp is covered: a source may be there
     libc.mount(None, "/", None, MS_REC | MS_PRIVATE)
-    libc.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0755")
+    libc.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=0755")
     root, scratch, lower = "/tmp/root", "/tmp/scratch", "/tmp/lower"
     for path in (root, scratch, lower):
         os.mkdir(path, 0o755)
@@ -351,10 +372,6 @@ def build_root(libc, settings, folder, disk, uid):
     os.mkdir(root + "/tmp", 0o1777)
     libc.mount(scratch + "/tmp", root + "/tmp", None, MS_BIND)
     build_dev(libc, root, scratch)
-    if os.path.isfile("/etc/passwd"):
-        own_user(libc, root, uid)
-    if settings.internet:
-        replace_file(libc, root + "/etc/resolv.conf", "nameserver %s\n" % dwop_network.GATEWAY_DNS)
     os.mkdir(root + "/proc", 0o555)
     libc.mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     libc.mount(root, root, None, MS_BIND | MS_REC)
@@ -365,17 +382,22 @@ def build_root(libc, settings, folder, disk, uid):
     os.chdir(WORK)
 
 
-def open_sources(paths, folder):
-    """{path: (kind, O_PATH descriptor or link target)} of what gets bound in, the run's folder included,
-    read before /tmp is covered (a source may be below it)."""
+def open_sources(settings, folder, replaced):
+    """{path: (kind, what)} of what goes into the new root, the run's folder included, read before /tmp
+    is covered (a source may be below it): a link with its target, a folder or file as an O_PATH
+    descriptor to bind, a small /etc file as its bytes to copy (a mount each would cost more), or the
+    text of a file in `replaced`."""
     sources = {}
-    for path in list(paths) + [folder]:
+    for path, kind, target in settings.sources + [(folder, "dir", None)]:
         try:
-            if os.path.islink(path):
-                sources[path] = ("link", os.readlink(path))
+            if path in replaced:
+                sources[path] = ("copy", replaced[path].encode())
+            elif kind == "link":
+                sources[path] = ("link", target)
+            elif kind == "copy":
+                sources[path] = ("copy", target)
             else:
-                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-                sources[path] = ("dir" if os.path.isdir(path) else "file", fd)
+                sources[path] = (kind, os.open(path, os.O_PATH | os.O_CLOEXEC))
         except OSError:
             if path == folder:
                 raise SandboxError("open the run's folder %s" % folder) from None
@@ -389,6 +411,13 @@ def place(libc, source, target):
     os.makedirs(os.path.dirname(target), 0o755, exist_ok=True)
     if kind == "link":
         os.symlink(what, target)
+        return
+    if kind == "copy":
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, what)
+        finally:
+            os.close(fd)
         return
     if kind == "dir":
         os.makedirs(target, 0o755, exist_ok=True)
@@ -432,27 +461,6 @@ def build_dev(libc, root, scratch):
     os.symlink("/proc/self/fd/2", dev + "/stderr")
     os.mkdir(dev + "/shm", 0o1777)
     libc.mount(scratch + "/shm", dev + "/shm", None, MS_BIND)
-
-
-def own_user(libc, root, uid):
-    """/etc/passwd and /etc/group with the run's uid named dwop, so tools that look the user up find it."""
-    for name, line in (("passwd", "dwop:x:%d:%d:dwop task:/work:/bin/sh\n" % (uid, uid)), ("group", "dwop:x:%d:\n" % uid)):
-        with open("/etc/" + name, "r", encoding="utf-8", errors="replace") as f:
-            text = "".join(entry for entry in f if not entry.startswith("dwop:"))
-        replace_file(libc, root + "/etc/" + name, text + line)
-
-
-def replace_file(libc, target, text):
-    """Binds a read-only file holding text over target in the new root (made when it is not there)."""
-    made = "/tmp/" + os.path.basename(target)
-    with open(made, "w", encoding="utf-8") as f:
-        f.write(text)
-    if not os.path.lexists(target) or os.path.islink(target):
-        if os.path.islink(target):
-            os.unlink(target)
-        os.close(os.open(target, os.O_WRONLY | os.O_CREAT, 0o644))
-    libc.mount(made, target, None, MS_BIND)
-    libc.mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
 def loopback_up():
@@ -503,12 +511,13 @@ class Settings:
     def __init__(self, libc, allow=(), network="none", uid_base=None, uid_count=None):
         self.libc = libc
         self.allow = [os.path.abspath(p) for p in allow if isinstance(p, str) and os.path.isabs(p)]
-        self.slirp, self.ip = dwop_network.find_slirp(), dwop_network.find_ip()
-        self.internet = network == "internet" and bool(self.slirp and self.ip)
-        self.network_why = None
-        if network == "internet" and not self.internet:
-            self.network_why = "slirp4netns is not installed" if not self.slirp else "ip (iproute2) is not installed"
+        self.slirp = dwop_network.find_slirp()
+        self.internet = network == "internet" and self.slirp is not None
+        self.network_why = "slirp4netns is not installed" if network == "internet" and not self.internet else None
         self.addresses = dwop_network.host_addresses() if self.internet else []
+        self.sources = scan(self.visible())
+        self.passwd = {name: read_etc(name) for name in ("passwd", "group")}
+        warm_up()
         subordinate = subordinate_range("/etc/subuid") if uid_base is None else None
         self.uid_base, self.uid_count = subordinate or (uid_base or DEFAULT_UID_BASE, uid_count or DEFAULT_UID_COUNT)
 
@@ -590,6 +599,41 @@ class UidPool:
             self.next = (self.next + i + 1) % self.count
             return Lease(uid, fd)
         raise OSError("all %d uids from %d are in use" % (self.count, self.base))
+
+
+def warm_up():
+    """Imports in the fork server what each run's sandbox uses, so no run pays for it."""
+    import _socket  # noqa: F401
+    import fcntl  # noqa: F401
+    import resource  # noqa: F401
+    import struct  # noqa: F401
+
+
+def read_etc(name):
+    """/etc/<name> without the lines of a user or group named dwop ("" when it cannot be read)."""
+    try:
+        with open("/etc/" + name, "r", encoding="utf-8", errors="replace") as f:
+            return "".join(entry for entry in f if not entry.startswith("dwop:"))
+    except OSError:
+        return ""
+
+
+def scan(paths):
+    """[(path, kind, link target or bytes)] of the paths a run sees, looked at once, when the server starts:
+    kind "link", "dir", "file" (to bind) or "copy" (a small file of /etc, its bytes copied into each
+    run's root)."""
+    found = []
+    for path in paths:
+        if os.path.islink(path):
+            found.append((path, "link", os.readlink(path)))
+        elif os.path.isdir(path):
+            found.append((path, "dir", None))
+        elif path.startswith("/etc/") and os.path.getsize(path) <= MAX_COPY:
+            with open(path, "rb") as f:
+                found.append((path, "copy", f.read()))
+        else:
+            found.append((path, "file", None))
+    return found
 
 
 def within(path, folder):

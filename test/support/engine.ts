@@ -35,6 +35,8 @@ export interface EngineOptions {
   claimBatch?: number;
   /** The local executor's task sandbox ("auto" when not given). */
   sandbox?: SandboxMode;
+  /** What sandboxed runs reach ("internet" when not given). */
+  network?: "internet" | "none";
 }
 
 export interface Engine {
@@ -86,6 +88,7 @@ export async function startEngine(label: string, options: EngineOptions): Promis
         workerScript: WORKER_SCRIPT,
         workRoot: join(storageRoot, `runs-${i}`),
         sandbox: options.sandbox,
+        network: options.network,
       });
     const d = new Dispatcher(m.store, await newBus(), executor, storage, {
       id: `d${i}-${queue}`,

@@ -572,7 +572,9 @@ def alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
             return f.read().split(") ")[1][0] != "Z"
-    except (FileNotFoundError, IndexError):
+    except (FileNotFoundError, ProcessLookupError):  # reaped between the two looks
+        return False
+    except IndexError:
         return True
 
 
