@@ -1,5 +1,7 @@
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { chmod, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -85,6 +87,20 @@ const PLANTS: Record<string, string> = {
   "the system's libraries": "/usr/lib/zz-dwop-planted",
 };
 
+/** The machine's own IPv4 addresses (its LOCAL routes), outside 127/8. */
+function machineAddresses(): string[] {
+  const lines = readFileSync("/proc/net/fib_trie", "utf8").split("\n");
+  const found = new Set<string>();
+  lines.forEach((line, i) => {
+    if (line.trim() === "/32 host LOCAL" && lines[i - 1]?.includes("|--")) {
+      const address = lines[i - 1]!.split("|--")[1]!.trim();
+      if (!address.startsWith("127.")) found.add(address);
+    }
+  });
+  return [...found];
+}
+let listenerPort = 0;
+
 /** The victim: owner B's task, which keeps a secret in its folder and runs until it is cancelled. */
 const VICTIM = `
 fun victim():
@@ -100,6 +116,7 @@ fun attack():
     import json, os, re, socket, sys, sysconfig
     SECRETS = ${JSON.stringify([JWT_SECRET, STORAGE_SECRET])}
     PLANTS = ${JSON.stringify(PLANTS)}
+    MACHINE, LISTENER = ${JSON.stringify(machineAddresses())}, ${listenerPort}
     HOME, CWD, REPO, API_PORT, VICTIM = ${JSON.stringify(home)}, ${JSON.stringify(cwd)}, ${JSON.stringify(ROOT)}, ${apiPort}, ${JSON.stringify(victimId)}
     found = {}
     def attempt(name, call):
@@ -170,6 +187,10 @@ fun attack():
     for port, name in ((5432, "the machine's PostgreSQL"), (5672, "RabbitMQ"), (6379, "Redis"), (API_PORT, "the DWOP API")):
         attempt(name + " on 127.0.0.1", lambda: connect(socket.AF_INET, ("127.0.0.1", port)))
     attempt("the DWOP API on ::1", lambda: connect(socket.AF_INET6, ("::1", API_PORT)))
+    for address in MACHINE:
+        attempt("a service on the machine's address " + address, lambda: connect(socket.AF_INET, (address, LISTENER)))
+    attempt("the metadata service", lambda: connect(socket.AF_INET, ("169.254.169.254", 80)))
+    attempt("a private network", lambda: connect(socket.AF_INET, ("10.0.0.1", 80)))
     attempt("the server's .env", lambda: read(CWD + "/.env"))
     attempt("the server's API token", lambda: read(HOME + "/api.token"))
     attempt("the storage secret", lambda: read(HOME + "/storage.secret"))
@@ -223,7 +244,13 @@ fun hog_cpu():
         pass
 `;
 
+let listener: Server;
+
 beforeAll(async () => {
+  // A service of the machine's on every address, as many are (epmd, a dev server on 0.0.0.0).
+  listener = createServer((socket) => socket.end());
+  await new Promise<void>((resolve) => listener.listen(0, "0.0.0.0", resolve));
+  listenerPort = (listener.address() as { port: number }).port;
   const site = spawnSync(await resolvePython(), [
     "-c",
     "import sysconfig; print(sysconfig.get_paths()['purelib'])",
@@ -287,6 +314,7 @@ afterEach((ctx) => {
 });
 
 afterAll(async () => {
+  listener?.close();
   for (const path of Object.values(PLANTS)) if (path) await rm(path, { force: true });
   await server?.stop(passed);
   if (passed && cwd) await rm(cwd, { recursive: true, force: true });
@@ -296,7 +324,7 @@ describe("a hostile tenant's task on the embedded default", () => {
   it("reaches nothing of the machine, the server or the other tenant", () => {
     const reached = Object.entries(seen.attack).filter(([, result]) => !result.startsWith("blocked: "));
     expect(reached).toEqual([]);
-    expect(Object.keys(seen.attack).length).toBe(19);
+    expect(Object.keys(seen.attack).length).toBe(21 + machineAddresses().length);
     // Each refused by the boundary, not by a slip in the attack's own code.
     const slips = Object.entries(seen.attack).filter(([, r]) =>
       /is not defined|has no attribute|argument/.test(r),
