@@ -47,22 +47,26 @@ export async function startDevServer(
   const home = await mkdtemp(join(tmpdir(), "dwop-dev-"));
   const port = await freePort();
   const token = randomBytes(24).toString("hex");
-  const child = spawn(process.execPath, ["--import", import.meta.resolve("tsx"), join(ROOT, "cli/main.ts"), "dev"], {
-    cwd,
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      DATABASE_URL: database.url,
-      DWOP_HOME: home,
-      DWOP_PORT: String(port),
-      DWOP_API_TOKEN: token,
-      DWOP_LOG_LEVEL: "warn",
-      DWOP_CLAIM_POLL_MS: "100",
-      DWOP_EVENTS_POLL_MS: "100",
-      ...env,
+  const child = spawn(
+    process.execPath,
+    ["--import", import.meta.resolve("tsx"), join(ROOT, "cli/main.ts"), "dev"],
+    {
+      cwd,
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        DATABASE_URL: database.url,
+        DWOP_HOME: home,
+        DWOP_PORT: String(port),
+        DWOP_API_TOKEN: token,
+        DWOP_LOG_LEVEL: "warn",
+        DWOP_CLAIM_POLL_MS: "100",
+        DWOP_EVENTS_POLL_MS: "100",
+        ...env,
+      },
+      stdio: ["ignore", "ignore", "pipe"],
     },
-    stdio: ["ignore", "ignore", "pipe"],
-  });
+  );
   let stderr = "";
   child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
   await waitForListening(child, () => stderr);
