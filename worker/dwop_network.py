@@ -36,8 +36,8 @@ READY_TIMEOUT = 10
 AF_NETLINK, NETLINK_ROUTE, RTM_NEWROUTE, NLMSG_ERROR, RTA_DST, RTN_PROHIBIT = 16, 0, 24, 2, 1, 8
 
 
-class NetworkError(Exception):
-    """The run's network could not be attached."""
+class NetworkError(OSError):
+    """The run's network could not be attached or closed off."""
 
 
 def find_slirp():
@@ -137,5 +137,5 @@ def route_message(cidr, seq):
     attribute = struct.pack("=HH", 8, RTA_DST) + destination
     # rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type; flags
     body = struct.pack("=BBBBBBBBI", 2, int(bits), 0, 0, 254, 3, 0, RTN_PROHIBIT, 0) + attribute
-    flags = 0x1 | 0x4 | 0x400 | 0x200  # NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+    flags = 0x1 | 0x4 | 0x400 | 0x100  # NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
     return struct.pack("=IHHII", 16 + len(body), RTM_NEWROUTE, flags, seq, 0) + body

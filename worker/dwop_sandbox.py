@@ -264,6 +264,8 @@ class Run:
             if os.read(unshared_r, 1) == b"u":  # end of file: the child died before its unshare
                 self.slirp = dwop_network.Slirp(self.settings.slirp, pid)
                 os.write(attached_w, b"a")
+        except BrokenPipeError:
+            pass  # the namespace's init died first; its end is reported as the child's
         finally:
             os.close(unshared_r)
             os.close(attached_w)
