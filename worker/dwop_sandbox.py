@@ -101,6 +101,8 @@ class Libc:
         self._umount2 = libc.umount2
         self._umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
         self._syscall = libc.syscall
+        self._setns = libc.setns
+        self._setns.argtypes = [ctypes.c_int, ctypes.c_int]
         self._capset = libc.capset
         self._prctl = libc.prctl
         self._prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
@@ -113,6 +115,10 @@ class Libc:
         encode = lambda s: None if s is None else os.fsencode(s)  # noqa: E731
         if self._mount(encode(source), encode(target), encode(fstype), flags, encode(data)) != 0:
             self.fail("mount %s on %s" % (fstype or source or "(remount)", target))
+
+    def setns(self, fd, nstype, what):
+        if self._setns(fd, nstype) != 0:
+            self.fail("setns %s" % what)
 
     def umount(self, target):
         if self._umount2(os.fsencode(target), MNT_DETACH) != 0:
@@ -199,6 +205,7 @@ class Run:
         self.folder = folder
         self.handshake = None
         self.slirp = None
+        self.alive = None
 
     def enter(self, note):
         """Puts this process (a freshly forked child of the worker) in the sandbox. Returns in the body's
@@ -206,22 +213,26 @@ class Run:
         return from here. note(kind, text) tells the worker how the body ended when it was killed."""
         libc = self.settings.libc
         privileged = os.geteuid() == 0
-        flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
-        if not privileged:
-            own_uid, own_gid = os.getuid(), os.getgid()
-            libc.unshare(flags | CLONE_NEWUSER, "user, mount, pid, network and IPC namespaces")
-            map_ids(own_uid, own_gid)
+        flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+        if self.alive:  # root: the worker's pid namespace made this process the first of its own
+            alive_r, alive_w = self.alive
+            os.close(alive_w)
+            os.close(self.own_pid_ns)  # the worker's, to go back to its own pid namespace
+            libc.unshare(flags, "mount, network and IPC namespaces")
+            self.network_unshared()
         else:
-            libc.unshare(flags, "mount, pid, network and IPC namespaces")
-        self.network_unshared()
-        libc.prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")  # this process holds the worker's memory
-        alive_r, alive_w = os.pipe()
-        pid = os.fork()
-        if pid != 0:
-            os.close(alive_r)
-            self.close_handshake()
-            wait_outside(pid)  # never returns
-        os.close(alive_w)
+            own_uid, own_gid = os.getuid(), os.getgid()
+            libc.unshare(flags | CLONE_NEWPID | CLONE_NEWUSER, "user, mount, pid, network and IPC namespaces")
+            map_ids(own_uid, own_gid)
+            self.network_unshared()
+            libc.prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")  # it holds the worker's memory
+            alive_r, alive_w = os.pipe()
+            pid = os.fork()
+            if pid != 0:
+                os.close(alive_r)
+                self.close_handshake()
+                wait_outside(pid)  # never returns
+            os.close(alive_w)
         os.setsid()  # the run's own session: its kill(0, ...) reaches none of the processes outside
         uid = self.uid if privileged else INSIDE_UID
         build_root(libc, self.settings, self.folder, self.limits.disk, uid)
@@ -250,11 +261,26 @@ class Run:
     # it, while the child builds the root; the body starts once it is attached. before_fork() makes the
     # two pipes of that handshake, after_fork(pid) is the worker's half, network_unshared() and
     # wait_for_network() the child's, after_run() stops slirp4netns.
+    #
+    # As root, before_fork() also unshares the worker's pid namespace for its children, so the child it
+    # forks next is the first process of a namespace of its own, with no process left outside to wait
+    # (one fork less per run); a normal user cannot without a user namespace, which the worker must not
+    # enter. After that fork the worker goes back to its own pid namespace (see after_fork).
     def before_fork(self):
         self.handshake = (os.pipe(), os.pipe()) if self.settings.internet else None
         self.slirp = None
+        if os.geteuid() == 0:
+            self.own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+            self.settings.libc.unshare(CLONE_NEWPID, "a pid namespace")
+            self.alive = os.pipe()  # the worker holds the write end until it exits
 
     def after_fork(self, pid):
+        if self.alive:
+            os.close(self.alive[0])
+            # Back to its own pid namespace for any later child (slirp4netns): one in the run's would hold
+            # the namespace's end (its init waits for every process in it to be reaped, the worker for init).
+            self.settings.libc.setns(self.own_pid_ns, CLONE_NEWPID, "the worker's own pid namespace")
+            os.close(self.own_pid_ns)
         if not self.handshake:
             return
         (unshared_r, unshared_w), (attached_r, attached_w) = self.handshake
@@ -645,16 +671,26 @@ def within(path, folder):
 
 
 def probe(settings):
-    """Whether a run can enter the sandbox here: forks a child that enters it, in a folder of its own, and
-    exits. Returns None when it can, else why not."""
+    """Whether a run can enter the sandbox here: a child enters it, as a worker's would, in a folder of
+    its own, and exits. Returns None when it can, else why not. With the internet setting, a second probe
+    attaches slirp4netns; when that fails, runs get no network (settings.internet off, network_why set)
+    rather than no sandbox."""
     if settings.libc is None:
         return "ctypes, unshare(2) or pivot_root(2) is not available here"
     import tempfile
 
     folder = tempfile.mkdtemp(prefix="dwop-probe-")
     os.chmod(folder, 0o755)
+    internet, settings.internet = settings.internet, False
     try:
-        return probe_in(settings, folder)
+        why = probe_in(settings, folder)
+        if why is None and internet:
+            settings.internet = True
+            network_why = probe_in(settings, folder)
+            if network_why is not None:
+                settings.internet = False
+                settings.network_why = "slirp4netns failed: %s" % network_why
+        return why
     finally:
         os.rmdir(folder)
 
@@ -666,8 +702,15 @@ def probe_in(settings, folder):
         try:
             os.close(r)
             run = Run(settings, settings.uid_base, Limits(), folder)
-            run.enter(lambda _kind, _text: None)
-            os._exit(0 if os.getcwd() == WORK and not os.path.exists(folder) else 72)
+            run.before_fork()
+            child = os.fork()
+            if child == 0:
+                run.enter(lambda _kind, _text: None)
+                os._exit(0 if os.getcwd() == WORK and not os.path.exists(folder) else 72)
+            run.after_fork(child)
+            code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+            run.after_run()
+            os._exit(code)
         except BaseException as e:
             os.write(w, str(e).encode("utf-8", "replace")[:500])
             os._exit(EXIT_SANDBOX_FAILED)
