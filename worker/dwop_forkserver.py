@@ -291,8 +291,8 @@ class Sandbox:
                 dwop_sandbox.load(),
                 allow=settings.get("allow") or [],
                 network=settings.get("network") or "none",
-                uid_base=settings.get("uidBase") or dwop_sandbox.DEFAULT_UID_BASE,
-                uid_count=settings.get("uidCount") or dwop_sandbox.DEFAULT_UID_COUNT,
+                uid_base=settings.get("uidBase"),  # none given: root's /etc/subuid range, else the default
+                uid_count=settings.get("uidCount"),
             )
             self.why = dwop_sandbox.probe(candidate)
             if self.why is None:

@@ -530,6 +530,20 @@ class SandboxSettingsTest(unittest.TestCase):
         self.assertEqual(sandbox.mode, "off")
         self.assertIn("required but cannot be set up here", sandbox.refusal)
 
+    def test_root_runs_take_uids_from_roots_subordinate_range(self):
+        import dwop_sandbox
+        from dwop_forkserver import Sandbox
+
+        for name, value in (("load", lambda: "libc"), ("probe", lambda _settings: None),
+                            ("subordinate_range", lambda _path: (500000, 1000))):  # fmt: skip
+            real = getattr(dwop_sandbox, name)
+            setattr(dwop_sandbox, name, value)
+            self.addCleanup(setattr, dwop_sandbox, name, real)
+        sandbox = Sandbox('{"sandbox": "auto"}')
+        self.assertEqual((sandbox.settings.uid_base, sandbox.settings.uid_count), (500000, 1000))
+        given = Sandbox('{"sandbox": "auto", "uidBase": 700000, "uidCount": 10}')
+        self.assertEqual((given.settings.uid_base, given.settings.uid_count), (700000, 10))
+
     def test_an_unknown_mode_is_refused_at_start(self):
         from dwop_forkserver import Sandbox
 
