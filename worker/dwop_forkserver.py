@@ -44,7 +44,7 @@ import sys
 from dwop_http import write_all
 from dwop_main import main as worker_main
 from dwop_main import parse_json
-from dwop_process import die_with_parent, load_prctl
+from dwop_process import die_with_parent, load_prctl, read_to_end
 import dwop_sandbox
 
 LOG_FILE = ".dwop-worker.log"
@@ -86,12 +86,7 @@ def read_env(path):
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     try:
         os.unlink(path)
-        data = b""
-        while True:
-            chunk = os.read(fd, READ_CHUNK)
-            if not chunk:
-                break
-            data += chunk
+        data = read_to_end(fd)
     finally:
         os.close(fd)
     env = parse_json(data.decode("utf-8"))

@@ -275,6 +275,8 @@ def size(n):
 
 
 def read_all(fd):
+    """What fd holds now, without waiting for end of file: a process the body left (sandbox off) may
+    still hold the pipe open."""
     os.set_blocking(fd, False)
     data = b""
     while True:

@@ -161,6 +161,16 @@ def copy_available(fd, sinks, once):
             return True
 
 
+def read_to_end(fd):
+    """Every byte fd gives until end of file."""
+    chunks = []
+    while True:
+        chunk = os.read(fd, CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
 def write_all(fd, data):
     view = memoryview(data)
     while view:

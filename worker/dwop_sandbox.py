@@ -6,9 +6,10 @@ runs the body (and pip, when there are requirements) enters the sandbox:
 
   1. unshare a mount, pid, network, IPC and UTS namespace; as a normal user also a user namespace that maps
      the user's uid onto uid 1000 (as root no user namespace is needed, and the body gets a uid of its own);
-  2. fork: the first process of the new pid namespace; the process left outside only waits for it,
-     forwarding SIGTERM, SIGINT and SIGHUP, and exits as it did. That first process builds the root (3, 4),
-     then forks the body and stays as its init (see init());
+  2. become the first process of the new pid namespace: as root, the worker unshared the pid namespace
+     for its children (Run.before_fork), so its child already is; as a normal user, by a fork, the process
+     left outside only waiting for it, forwarding SIGTERM, SIGINT and SIGHUP, and exiting as it did. That
+     first process builds the root (3, 4), then forks the body and stays as its init (see init());
   3. build a new root on a tmpfs: read-only binds of /usr, the /lib folders, what /etc holds that programs
      need (the dynamic loader's cache, certificates, time zones, passwd, ...) and Python's own folders;
      the run's folder at /work as an overlay whose writable layer is a tmpfs of the run's disk limit
@@ -30,7 +31,7 @@ import os
 import select
 
 import dwop_network
-from dwop_process import forward
+from dwop_process import forward, read_to_end
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -715,12 +716,7 @@ def probe_in(settings, folder):
             os.write(w, str(e).encode("utf-8", "replace")[:500])
             os._exit(EXIT_SANDBOX_FAILED)
     os.close(w)
-    why = b""
-    while True:
-        chunk = os.read(r, 512)
-        if not chunk:
-            break
-        why += chunk
+    why = read_to_end(r)
     os.close(r)
     code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     if code == 0:
