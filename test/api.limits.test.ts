@@ -98,25 +98,12 @@ describe("submission limits", () => {
   });
 
   it("store a submission's objects at most UPLOAD_CONCURRENCY at a time", async () => {
-    let inFlight = 0;
-    let most = 0;
-    const counting: Storage = {
-      ...bind(h.storage),
-      async put(bucket, key, body) {
-        most = Math.max(most, ++inFlight);
-        await new Promise((r) => setTimeout(r, 2));
-        try {
-          await h.storage.put(bucket, key, body);
-        } finally {
-          inFlight -= 1;
-        }
-      },
-    };
+    const { counting, most } = countingPuts(h.storage);
     const wide = await apiHarness("upload_concurrency", { storage: counting });
     try {
       const res = await submitForm(workflowForm(manyTasks(200)), wide);
       expect(res.status).toBe(201);
-      expect(most).toBe(UPLOAD_CONCURRENCY);
+      expect(most()).toBe(UPLOAD_CONCURRENCY);
       expect((await storedFiles(h.storageRoot)).length).toBe(200);
     } finally {
       await wide.close(true);
@@ -124,20 +111,7 @@ describe("submission limits", () => {
   });
 
   it("share one bound on uploads in flight across concurrent submissions", async () => {
-    let inFlight = 0;
-    let most = 0;
-    const counting: Storage = {
-      ...bind(h.storage),
-      async put(bucket, key, body) {
-        most = Math.max(most, ++inFlight);
-        await new Promise((r) => setTimeout(r, 2));
-        try {
-          await h.storage.put(bucket, key, body);
-        } finally {
-          inFlight -= 1;
-        }
-      },
-    };
+    const { counting, most } = countingPuts(h.storage);
     const shared = await apiHarness("uploads_in_flight", {
       storage: counting,
       settings: { uploadsInFlight: 20 },
@@ -147,7 +121,7 @@ describe("submission limits", () => {
         [1, 2, 3].map(() => submitForm(workflowForm(manyTasks(100)), shared)),
       );
       expect(answers.map((r) => r.status)).toEqual([201, 201, 201]);
-      expect(most).toBe(20); // more than one submission's 16, never more than the app's 20
+      expect(most()).toBe(20); // more than one submission's 16, never more than the app's 20
     } finally {
       await shared.close(true);
     }
@@ -210,6 +184,25 @@ describe("submission limits", () => {
 });
 
 /** A Storage's methods bound to it, to spread into a wrapper. */
+/** Storage whose puts each take a moment, counting the most in flight at once. */
+function countingPuts(storage: Storage): { counting: Storage; most: () => number } {
+  let inFlight = 0;
+  let most = 0;
+  const counting: Storage = {
+    ...bind(storage),
+    async put(bucket, key, body) {
+      most = Math.max(most, ++inFlight);
+      await new Promise((r) => setTimeout(r, 2));
+      try {
+        await storage.put(bucket, key, body);
+      } finally {
+        inFlight -= 1;
+      }
+    },
+  };
+  return { counting, most: () => most };
+}
+
 function bind(s: Storage): Storage {
   return {
     put: s.put.bind(s),

@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { Claimer } from "../cron/claimer.ts";
 import { RABBIT_URL, startEngine, type Engine } from "./support/engine.ts";
+import { until } from "./support/until.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -45,14 +46,6 @@ function startDispatcherProcess(
   return child;
 }
 
-async function until(check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error("condition not reached in time");
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 async function runCounts(e: Engine, workflowId: string) {
   return e.m.db<{ name: string; runs: number; succeeded: number; lost: number }[]>`
     select t.name, count(r.id)::int as runs,
@@ -77,7 +70,7 @@ describe("crashes", () => {
       const [row] = await engine!.m.db<{ n: number }[]>`
         select count(*)::int as n from dwop.tasks where workflow_id = ${id} and status = 'succeeded'`;
       return row!.n >= 2;
-    });
+    }, 60_000);
     first.kill("SIGKILL");
     await new Promise((r) => first.once("exit", r));
     startDispatcherProcess(engine, "fixed-dispatcher", home);
@@ -134,7 +127,10 @@ describe("crashes", () => {
     const id = await engine.submit(
       "fun slow():\n    import time; time.sleep(1.5); print('done')\n\nfun next(x:slow):\n    print('next')\n",
     );
-    await until(async () => (await engine!.m.store.workflowSummary(id))?.tasks[0]?.status === "running");
+    await until(
+      async () => (await engine!.m.store.workflowSummary(id))?.tasks[0]?.status === "running",
+      60_000,
+    );
     const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
     child.kill("SIGTERM");
     expect(await exited).toBe(0);
@@ -152,7 +148,10 @@ describe("crashes", () => {
     const home = await mkdtemp(join(tmpdir(), "dwop-disp-"));
     const child = startDispatcherProcess(engine, "impatient", home, { DWOP_SHUTDOWN_GRACE_SECONDS: "0" });
     const id = await engine.submit("fun slow():\n    import time; time.sleep(2); print('done')\n");
-    await until(async () => (await engine!.m.store.workflowSummary(id))?.tasks[0]?.status === "running");
+    await until(
+      async () => (await engine!.m.store.workflowSummary(id))?.tasks[0]?.status === "running",
+      60_000,
+    );
     const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
     child.kill("SIGTERM");
     expect(await exited).toBe(0);

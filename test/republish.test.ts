@@ -11,6 +11,7 @@ import type { TaskMessage } from "../shared/model.ts";
 import { startEngine, type BusKind, type Engine } from "./support/engine.ts";
 import { migratedDatabase, type MigratedDatabase } from "./support/migrated.ts";
 import { deleteRabbitTopology, withRabbitChannel } from "./support/rabbit.ts";
+import { until } from "./support/until.ts";
 
 const AFTER = 60;
 
@@ -232,12 +233,13 @@ describe("a vanished message, end to end", () => {
       where published_at is not null`;
   }
 
-  async function until(check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await check())) {
-      if (Date.now() > deadline) throw new Error("condition not reached in time");
-      await new Promise((r) => setTimeout(r, 50));
-    }
+  /** A claimer and a bus for e, and a workflow of source whose n messages then wait on the bus. */
+  async function queued(e: Engine, source: string, n = 1) {
+    const claimer = await startClaimer(e);
+    const bus = await e.newBus();
+    const id = await e.submit(source);
+    await until(async () => (await bus.depth()) === n);
+    return { claimer, bus, id };
   }
 
   async function runs(e: Engine, workflowId: string) {
@@ -253,10 +255,7 @@ describe("a vanished message, end to end", () => {
 
   it("RabbitMQ: a message a rogue consumer took and acknowledged is republished, and the task runs once", async () => {
     const e = await start("republish rabbit rogue", "rabbit");
-    const claimer = await startClaimer(e);
-    const bus = await e.newBus();
-    const id = await e.submit("fun a():\n    print('a')\n");
-    await until(async () => (await bus.depth()) === 1);
+    const { claimer, bus, id } = await queued(e, "fun a():\n    print('a')\n");
 
     const stolen = await withRabbitChannel(async (channel) => {
       const message = await channel.get(e.queue, { noAck: false });
@@ -304,10 +303,7 @@ describe("a vanished message, end to end", () => {
 
   it("the original, delivered late after the republish, finds the run recorded and starts nothing", async () => {
     const e = await start("republish late original", "rabbit");
-    const claimer = await startClaimer(e);
-    const bus = await e.newBus();
-    const id = await e.submit("fun a():\n    print('a')\n");
-    await until(async () => (await bus.depth()) === 1);
+    const { claimer, bus, id } = await queued(e, "fun a():\n    print('a')\n");
 
     const duplicates: object[] = [];
     const logger: Logger = {
@@ -342,12 +338,8 @@ describe("a vanished message, end to end", () => {
 
   it("a backlog waiting in the broker is not republished; a message taken from it is, once", async () => {
     const e = await start("republish backlog", "rabbit");
-    const claimer = await startClaimer(e);
-    const bus = await e.newBus();
-    const id = await e.submit(
-      ["a", "b", "c"].map((name) => `fun ${name}():\n    print('${name}')\n`).join("\n"),
-    );
-    await until(async () => (await bus.depth()) === 3);
+    const source = ["a", "b", "c"].map((name) => `fun ${name}():\n    print('${name}')\n`).join("\n");
+    const { claimer, bus, id } = await queued(e, source, 3);
     await age(e, AFTER + 1);
     // Nobody consumes: all three still wait in the queue, however long ago they were published.
     expect(await claimer.republishOnce()).toBe(0);
