@@ -2,7 +2,7 @@
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir, readFile, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import type { Config } from "../config.ts";
+import { configSchema, type Config } from "../config.ts";
 import type { FailureReason, RunAssignment, WorkerFailure } from "../model.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import type { Executor, RunOutcome, StartedRun, WorkerEnv } from "./executor.ts";
@@ -46,8 +46,6 @@ export interface DefaultLimits {
   processes: number;
 }
 
-export const DEFAULT_LIMITS: DefaultLimits = { memory: 2 ** 30, disk: 2 ** 30, processes: 256 };
-
 interface LocalRun {
   assignment: RunAssignment;
   dir: string;
@@ -81,9 +79,13 @@ export class LocalExecutor implements Executor {
   private readonly listeners: ((run: RunAssignment, outcome: RunOutcome) => void)[] = [];
   private readonly log: Logger;
   private readonly server: ForkServer;
+  /** A run's limits where its task sets none: the options', else the configuration's defaults. */
+  private readonly defaults: DefaultLimits;
+  private workRootReady: Promise<void> | null = null;
 
   constructor(private readonly options: LocalExecutorOptions) {
     this.log = (options.logger ?? silentLogger).child({ component: "local-executor" });
+    this.defaults = { ...taskLimits(configSchema.parse({})), ...options.limits };
     this.server = new ForkServer({
       python: options.python,
       workerScript: options.workerScript,
@@ -139,15 +141,26 @@ export class LocalExecutor implements Executor {
     }
   }
 
+  /** Makes the work root 0700, once (again after a failure). */
+  private prepareWorkRoot(): Promise<void> {
+    const root = this.options.workRoot;
+    this.workRootReady ??= mkdir(root, { recursive: true, mode: 0o700 })
+      .then(() => chmod(root, 0o700))
+      .catch((err: unknown) => {
+        this.workRootReady = null;
+        throw err;
+      });
+    return this.workRootReady;
+  }
+
   private async launch(run: LocalRun, env: WorkerEnv): Promise<number> {
     // The work root is 0700: no other user of the machine enters it. The run's folder is 0755 below it, so
     // the body, which runs as a uid of its own in the sandbox, can read what the worker downloaded there;
     // no other run sees it (the sandbox shows each run its own folder only).
-    await mkdir(this.options.workRoot, { recursive: true, mode: 0o700 });
-    await chmod(this.options.workRoot, 0o700);
+    await this.prepareWorkRoot();
     await mkdir(join(run.dir, TMP_DIR), { recursive: true, mode: 0o755 });
     await chmod(run.dir, 0o755);
-    const limits = runLimits(run.assignment, { ...DEFAULT_LIMITS, ...this.options.limits });
+    const limits = runLimits(run.assignment, this.defaults);
     const worker = await this.server.fork(
       run.assignment.runId,
       run.dir,
