@@ -224,9 +224,12 @@ class Run:
         else:
             own_uid, own_gid = os.getuid(), os.getgid()
             libc.unshare(flags | CLONE_NEWPID | CLONE_NEWUSER, "user, mount, pid, network and IPC namespaces")
+            # The worker is not dumpable, and a process that is not cannot write its own id maps (its
+            # /proc/self files belong to root): dumpable for that moment only, as it holds the worker's memory.
+            libc.prctl(PR_SET_DUMPABLE, 1, "prctl(PR_SET_DUMPABLE)")
             map_ids(own_uid, own_gid)
+            libc.prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")
             self.network_unshared()
-            libc.prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")  # it holds the worker's memory
             alive_r, alive_w = os.pipe()
             pid = os.fork()
             if pid != 0:
@@ -702,6 +705,7 @@ def probe_in(settings, folder):
     if pid == 0:
         try:
             os.close(r)
+            settings.libc.prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")  # as a worker is
             run = Run(settings, settings.uid_base, Limits(), folder)
             run.before_fork()
             child = os.fork()

@@ -31,6 +31,7 @@ why = dwop_sandbox.probe(settings)
 if why:
     print(json.dumps({"probe": why}))
     sys.exit(0)
+settings.libc.prctl(dwop_sandbox.PR_SET_DUMPABLE, 0, "not dumpable")  # as the worker that forks the run is
 dwop_sandbox.Run(settings, None, limits, sys.argv[2]).enter(lambda kind, text: notes.append(kind))
 def attempt(call):
     try:
