@@ -205,6 +205,7 @@ class Run:
         self.limits = limits
         self.folder = folder
         self.handshake = None
+        self.attached = False
         self.slirp = None
         self.alive = None
 
@@ -226,10 +227,12 @@ class Run:
             libc.unshare(flags | CLONE_NEWPID | CLONE_NEWUSER, "user, mount, pid, network and IPC namespaces")
             # The worker is not dumpable, and a process that is not cannot write its own id maps (its
             # /proc/self files belong to root): dumpable for that moment only, as it holds the worker's memory.
+            # Likewise slirp4netns, which joins them through /proc/<pid>/ns: the network is attached first.
             libc.prctl(PR_SET_DUMPABLE, 1, "prctl(PR_SET_DUMPABLE)")
             map_ids(own_uid, own_gid)
-            libc.prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")
             self.network_unshared()
+            self.wait_for_network()
+            libc.prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")
             alive_r, alive_w = os.pipe()
             pid = os.fork()
             if pid != 0:
@@ -314,18 +317,19 @@ class Run:
         os.close(unshared_w)
 
     def close_handshake(self):
-        """In the process left outside, which has no part in it."""
-        if self.handshake:
+        """In the process left outside, which has no further part in it."""
+        if self.handshake and not self.attached:
             os.close(self.handshake[1][0])
 
     def wait_for_network(self):
-        if not self.handshake:
+        if not self.handshake or self.attached:
             return
         attached_r = self.handshake[1][0]
         attached = os.read(attached_r, 1) == b"a"
         os.close(attached_r)
         if not attached:
             raise SandboxError("the run's network could not be attached (slirp4netns)")
+        self.attached = True
 
     def drop_privileges(self, libc, privileged):
         if privileged:

@@ -105,5 +105,16 @@ class UnprivilegedSandboxTest(unittest.TestCase):
         self.assertLessEqual(set(seen["root"]), system)
 
 
+    @unittest.skipUnless(shutil.which("slirp4netns"), "slirp4netns is not installed")
+    def test_a_normal_users_runs_reach_the_internet_setting(self):
+        # The fork server's probe attaches slirp4netns to a run's namespaces as a worker would.
+        settings = '{"sandbox": "required", "network": "internet"}'
+        argv = ["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups", SYSTEM_PYTHON]
+        argv += [os.path.join(WORKER_DIR, "dwop_worker.py"), "--fork-server", settings]
+        result = subprocess.run(argv, input="", capture_output=True, text=True, timeout=60, cwd="/tmp")
+        hello = json.loads(result.stdout.splitlines()[0])
+        self.assertEqual((hello["sandbox"], hello["network"]), ("namespaces", "internet"), hello)
+
+
 if __name__ == "__main__":
     unittest.main()
