@@ -4,6 +4,7 @@ import { connectDb, type Db } from "../shared/db/connect.ts";
 import { migrate } from "../shared/db/migrate.ts";
 import { Store } from "../shared/db/store.ts";
 import { submission, task } from "./support/factory.ts";
+import { until } from "./support/until.ts";
 import {
   startThrowawayCluster,
   throwawayUnavailable,
@@ -65,10 +66,15 @@ describe.skipIf(unavailable !== null)(
         if (Date.now() > deadline) throw new Error(`no backstop NOTIFY in time\n${await cluster.log()}`);
         await new Promise((r) => setTimeout(r, 200));
       }
-      const runs = await db<{ status: string }[]>`
-        select d.status from cron.job_run_details d join cron.job j using (jobid)
-        where j.jobname = 'dwop-outbox-backstop'`;
-      expect(runs.map((r) => r.status)).toContain("succeeded");
+      // pg_cron records the run's end after the job's transaction (and its NOTIFY) committed.
+      const statuses = async () =>
+        (
+          await db<{ status: string }[]>`
+            select d.status from cron.job_run_details d join cron.job j using (jobid)
+            where j.jobname = 'dwop-outbox-backstop'`
+        ).map((r) => r.status);
+      await until(async () => (await statuses()).includes("succeeded"), Math.max(0, deadline - Date.now()));
+      expect(await statuses()).toContain("succeeded");
     }, 70_000);
   },
 );
