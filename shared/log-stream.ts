@@ -13,13 +13,9 @@ export const LIVE_LOG_MAX_BYTES = 16 * 1024 * 1024;
 const encoder = new TextEncoder();
 
 async function key(secret: Uint8Array, usage: "sign" | "verify"): Promise<CryptoKey> {
-  return crypto.subtle.importKey(
-    "raw",
-    new Uint8Array(secret),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    [usage],
-  );
+  return crypto.subtle.importKey("raw", new Uint8Array(secret), { name: "HMAC", hash: "SHA-256" }, false, [
+    usage,
+  ]);
 }
 
 function message(runId: string): Uint8Array<ArrayBuffer> {
@@ -28,17 +24,28 @@ function message(runId: string): Uint8Array<ArrayBuffer> {
 
 /** The token of a run, base64url. */
 export async function logStreamToken(secret: Uint8Array, runId: string): Promise<string> {
-  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", await key(secret, "sign"), message(runId)));
+  return base64url(
+    new Uint8Array(await crypto.subtle.sign("HMAC", await key(secret, "sign"), message(runId))),
+  );
+}
+
+function base64url(bytes: Uint8Array): string {
   let binary = "";
-  for (const byte of mac) binary += String.fromCharCode(byte);
+  for (const byte of bytes) binary += String.fromCharCode(byte);
   return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
 /** Whether `token` is the run's (compared in constant time by Web Crypto's verify). */
-export async function verifyLogStreamToken(secret: Uint8Array, runId: string, token: string): Promise<boolean> {
+export async function verifyLogStreamToken(
+  secret: Uint8Array,
+  runId: string,
+  token: string,
+): Promise<boolean> {
   if (!/^[A-Za-z0-9_-]{43}$/.test(token)) return false;
   const binary = atob(token.replace(/-/g, "+").replace(/_/g, "/") + "=");
   const mac = Uint8Array.from(binary, (c) => c.charCodeAt(0));
+  // The last character carries 2 unused bits: only the one spelling of the MAC is the token.
+  if (base64url(mac) !== token) return false;
   return crypto.subtle.verify("HMAC", await key(secret, "verify"), mac, message(runId));
 }
 
