@@ -10,7 +10,6 @@ whole log has been stored as an object, the shipped chunks are dropped (sealed).
 
 import _thread
 import os
-import time
 
 from dwop_http import HttpError, request, write_all
 from dwop_json import parse_json
@@ -76,6 +75,7 @@ class LogStream:
         self.open = True  # False once the API said the log takes no more (ended, full, refused)
         self.stopping = False
         self.done = _thread.allocate_lock()
+        self.wake = _thread.allocate_lock()  # held while the thread waits out SHIP_EVERY; stop() frees it
 
     @classmethod
     def from_env(cls, env, log):
@@ -85,12 +85,13 @@ class LogStream:
     def start(self):
         """Ships in a thread of its own until stop(): the body's output is never held up by a request."""
         self.done.acquire()
+        self.wake.acquire()
         _thread.start_new_thread(self.loop, ())
 
     def loop(self):
         try:
             while not self.stopping and self.open:
-                time.sleep(SHIP_EVERY)
+                self.wake.acquire(True, SHIP_EVERY)  # returns at once when stop() releases it
                 if not self.stopping:
                     self.ship_once()
         except BaseException:
@@ -99,8 +100,12 @@ class LogStream:
             self.done.release()
 
     def stop(self):
-        """Ends the thread, waiting for a request in flight (at most REQUEST_TIMEOUT)."""
+        """Ends the thread at once, or after the request it has in flight (at most REQUEST_TIMEOUT)."""
+        if not self.done.locked():
+            return  # never started
         self.stopping = True
+        if self.wake.locked():
+            self.wake.release()
         if self.done.acquire(True, REQUEST_TIMEOUT + 1):
             self.done.release()
 

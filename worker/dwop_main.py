@@ -28,6 +28,7 @@ import _signal
 import errno
 import os
 import sys
+import time as _time
 
 from dwop_http import HttpError, Transfer, transfer_all, write_all
 from dwop_json import parse_json
@@ -40,6 +41,7 @@ RESULT_FILE_DEFAULT = "/dev/termination-log"
 DEPS_DIR = ".dwop-deps"
 EXIT_WORKER_FAILURE = 70  # EX_SOFTWARE: anything that is not the body's own failure
 MAX_MESSAGE = 2000
+FRESH_URLS_AFTER = 300
 
 
 class Failure(Exception):
@@ -80,6 +82,7 @@ class Log(LineLog):
 
     def __init__(self):
         super().__init__(anonymous_file())
+        self.started = _time.monotonic()
         self.stream_to = None  # the LogStream, when the run has one
 
     def say(self, message):
@@ -302,7 +305,7 @@ def upload(task, output_fd, log):
     refusing the output (4xx: too large, an expired URL) is the task's own failure, with storage's
     reason; a storage that cannot be reached is the infrastructure's. A log that cannot be stored does not
     fail the task: its live chunks keep it."""
-    fresh = log.stream_to.upload_urls() if log.stream_to else None
+    fresh = fresh_upload_urls(log)
     output_url, log_url = fresh or (task.output_url, task.log_url)
     output = Transfer("PUT", output_url, output_fd, "the output")
     failed = dict(transfer_all([output, Transfer("PUT", log_url, log.fd, "the log")]))
@@ -314,6 +317,16 @@ def upload(task, output_fd, log):
             raise Failure("output_rejected", "storage refused the output: %s" % describe(error))
         else:
             raise Failure("upload_failed", "uploading the output: %s" % describe(error))
+
+
+def fresh_upload_urls(log):
+    """Upload URLs minted now, for a run old enough that the ones it started with may have expired:
+    every signed URL lives at least FRESH_URLS_AFTER seconds (Supabase's upload URLs two hours,
+    whatever the task's deadline). None for a younger run, or one without a log stream."""
+    after = float(os.environ.get("DWOP_FRESH_URLS_AFTER_SECONDS") or FRESH_URLS_AFTER)
+    if not log.stream_to or _time.monotonic() - log.started < after:
+        return None
+    return log.stream_to.upload_urls()
 
 
 def store_log_done(log, stored):
@@ -394,7 +407,7 @@ def main(sandbox=None):
     if log:
         if failure.type != "task_failed":
             log.say("%s: %s" % (failure.type, failure.message))
-        fresh = log.stream_to.upload_urls() if log.stream_to else None
+        fresh = fresh_upload_urls(log)
         log_url = fresh[1] if fresh else os.environ.get("DWOP_LOG_URL")
         if log_url:
             store_log_done(log, not transfer_all([Transfer("PUT", log_url, log.fd, "the log")]))
