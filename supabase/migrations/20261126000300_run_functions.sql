@@ -1,8 +1,8 @@
 -- The life of one attempt: claimed from the outbox, started by a dispatcher, completed or failed.
 -- Each transition is a compare-and-set: a call that finds the row in another state changes nothing.
 
--- Claims up to p_batch_size due, unleased outbox rows for p_claimer_id. The lease lets another claimer
--- take the rows again if this one dies before marking them published.
+-- Claims up to p_batch_size due, unleased 'task.ready' outbox rows for p_claimer_id. The lease lets
+-- another claimer take the rows again if this one dies before marking them published.
 create function dwop.claim_outbox_events(p_claimer_id text, p_batch_size int, p_lease_seconds int default 30,
                                          p_now timestamptz default null)
 returns table (id bigint, topic text, payload jsonb)
@@ -13,7 +13,7 @@ begin
   return query
   with due as (
     select o.id from dwop.outbox o
-    where o.published_at is null and o.available_at <= v_now
+    where o.published_at is null and o.topic = 'task.ready' and o.available_at <= v_now
       and (o.lease_until is null or o.lease_until < v_now)
     order by o.id
     limit p_batch_size
