@@ -2,7 +2,8 @@
 -- 'workflow.callback' is written in the same transaction. Claimers send those rows over HTTP instead of
 -- publishing them to the bus, and record each try: delivered, retried after a backoff, or given up.
 -- The outbox's columns for it are made with the table (20261126000100); finish_workflow_if_done and
--- cancel_workflow (20261126000200) call enqueue_workflow_callback below.
+-- cancel_workflow (20261126000200) call enqueue_workflow_callback below; claim_outbox_events
+-- (20261126000300) claims callback rows as it claims task rows, given the topic.
 
 -- What a callback says about a workflow: its state and each task's state, attempts and last error.
 create function dwop.workflow_summary_json(p_workflow_id uuid)
@@ -29,37 +30,6 @@ language sql as $$
          p_now, p_now
   from dwop.submissions s
   where s.workflow_id = p_workflow_id and s.callback_url is not null;
-$$;
-
--- Claims up to p_batch_size due callback rows (a lease, as for task rows), with where and how to send
--- each: the URL and signing secret of its submission, the body, and which try this is (from 1).
-create function dwop.claim_callback_events(p_claimer_id text, p_batch_size int, p_lease_seconds int default 30,
-                                           p_now timestamptz default null)
-returns table (id bigint, workflow_id uuid, url text, secret text, body jsonb, attempt int)
-language plpgsql as $$
-declare
-  v_now timestamptz := coalesce(p_now, now());
-begin
-  return query
-  with due as (
-    select o.id from dwop.outbox o
-    where o.published_at is null and o.topic = 'workflow.callback' and o.available_at <= v_now
-      and (o.lease_until is null or o.lease_until < v_now)
-    order by o.id
-    limit p_batch_size
-    for update skip locked
-  ),
-  claimed as (
-    update dwop.outbox o
-    set claimed_by = p_claimer_id, lease_until = v_now + make_interval(secs => p_lease_seconds),
-        claim_count = o.claim_count + 1
-    from due where o.id = due.id
-    returning o.id, o.payload, o.delivery_attempts
-  )
-  select c.id, s.workflow_id, s.callback_url, s.callback_secret, c.payload->'summary', c.delivery_attempts + 1
-  from claimed c join dwop.submissions s on s.workflow_id = (c.payload->>'workflowId')::uuid
-  order by c.id;
-end;
 $$;
 
 -- Records one try of a callback held by p_claimer_id: p_error null means delivered (a 2xx answer).
