@@ -118,6 +118,10 @@ describe("the DAG at real sizes", () => {
     const fitted = await labelHeight();
     expect(fitted).toBeGreaterThanOrEqual(10);
     const atFit = await zoom();
+    // The failed task is selected: its error is the headline, with how and when it ended.
+    const headline = page.locator(".task-panel .callout.headline");
+    await expect.poll(() => headline.locator(".error-line").textContent()).toBe("exited with code 1");
+    expect(await headline.locator(".how").textContent()).toBe("exit code 1 · attempt 1");
     await browser.screenshot("dag-chain-40").then((p) => keepForDocs(p, "dag-chain-40"));
 
     await page.getByRole("button", { name: "Zoom in" }).click();
@@ -173,6 +177,17 @@ describe("the DAG at real sizes", () => {
     await head.click();
     await expect.poll(() => group.count()).toBe(1);
     expect(await page.locator("svg.dag g.node[data-task^='shard_']").count()).toBe(0);
+
+    // The join will never run, and says which failed upstream keeps it back; the name leads there.
+    await task("join").click();
+    const blocked = page.locator(".task-panel .callout.blocked");
+    await expect
+      .poll(() => blocked.textContent())
+      .toContain("Will not run: blocked by failed upstream shard_03");
+    expect(await page.locator(".task-panel .log-section").textContent()).toContain("will not run");
+    await blocked.getByRole("button", { name: "shard_03" }).click();
+    await expect.poll(() => page.locator("#task-title").textContent()).toBe("shard_03");
+    await expect.poll(() => task("shard_03").getAttribute("class")).toContain("selected");
 
     // Opening the failed workflow without a task selects the first failure: its group opens to show it.
     await openWorkflow(id);
