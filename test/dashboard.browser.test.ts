@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startDevServer, type DevServer } from "./support/api-server.ts";
-import { launchBrowser, type Browser } from "./support/browser.ts";
+import { keepForDocs, launchBrowser, type Browser } from "./support/browser.ts";
 
 // The dashboard in Debian's Chromium against `dwop dev` run as its own process: what a user does on it.
 
@@ -15,12 +15,14 @@ let server: DevServer;
 let browser: Browser;
 let page: Page;
 let flag: string;
+let liveFlag: string;
 let passed = true;
 
 beforeAll(async () => {
   const flags = await mkdtemp(join(tmpdir(), "dwop-flag-"));
   await chmod(flags, 0o755); // tasks run as a uid of their own
   flag = join(flags, "fixed");
+  liveFlag = join(flags, "go-on");
   [server, browser] = await Promise.all([
     // The task reads the flag from the test's folder: the one folder of the machine the sandbox shows it.
     startDevServer("dashboard", { DWOP_RETRY_BACKOFF_MS: "0", DWOP_TASK_ALLOW: flags }),
@@ -114,7 +116,7 @@ describe("the dashboard", () => {
     await node("load").click();
     await expect.poll(() => page.locator("pre.output").textContent()).toContain("Loading: LISBON 69.8F");
     await expect.poll(() => page.locator("pre.log").textContent()).toContain("Loading: LIMA 64.4F");
-    await browser.screenshot("workflow");
+    await browser.screenshot("workflow").then((p) => keepForDocs(p, "workflow"));
     expect(id).toMatch(/^[0-9a-f-]{36}$/);
   });
 
@@ -130,7 +132,7 @@ describe("the dashboard", () => {
     await expect.poll(() => log.textContent()).toContain("flaky: the flag file is missing");
     expect(await log.textContent()).toContain("line 150");
     expect(await page.locator(".task-panel .callout.failure").first().textContent()).toContain("exit code 3");
-    await browser.screenshot("failed-task");
+    await browser.screenshot("failed-task").then((p) => keepForDocs(p, "failed-task"));
 
     await writeFile(flag, "");
     await page.getByRole("button", { name: "Retry" }).click();
@@ -152,7 +154,7 @@ describe("the dashboard", () => {
     const rows = page.locator("table.workflows tbody tr");
     await expect.poll(() => rows.count()).toBe(2);
     expect(await rows.nth(1).textContent()).toContain("3 succeeded");
-    await browser.screenshot("list");
+    await browser.screenshot("list").then((p) => keepForDocs(p, "list"));
     await page.fill("#search", "etl");
     await expect.poll(() => rows.count()).toBe(1);
     await page.fill("#search", "");
@@ -188,5 +190,38 @@ describe("the dashboard", () => {
     expect(await overflow()).toBeLessThanOrEqual(0);
     await browser.screenshot("list-phone");
     await page.setViewportSize({ width: 1280, height: 800 });
+  });
+
+  it("follows a running task's log in its panel: its first line shows while it still runs", async () => {
+    const source = `@retries(0)
+fun talk():
+    import os, time
+    print("first line, before the wait")
+    while not os.path.exists(${JSON.stringify(liveFlag)}):
+        time.sleep(0.1)
+    print("second line, after the flag")
+`;
+    const res = await fetch(`${server.url}/workflows`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${server.token}`, "content-type": "application/json" },
+      body: JSON.stringify({ workflow: source, name: "live-log" }),
+    });
+    expect(res.status).toBe(201);
+    const { id } = (await res.json()) as { id: string };
+    await page.goto(`${server.url}/ui/#/workflows/${id}?task=talk`);
+    const log = page.locator(".task-panel pre.log");
+    await expect.poll(() => log.textContent(), { timeout: 30_000 }).toContain("first line, before the wait");
+    // The task is still waiting for the flag: the line came while it ran, not from a log stored at its end.
+    expect(await node("talk").getAttribute("class")).toContain("state-running");
+    expect(await page.locator(".task-panel .log-status").textContent()).toContain("following");
+    expect(await log.textContent()).not.toContain("second line");
+    await browser.screenshot("live-log").then((p) => keepForDocs(p, "live-log"));
+
+    await writeFile(liveFlag, "");
+    await expect.poll(() => log.textContent(), { timeout: 30_000 }).toContain("second line, after the flag");
+    await expect.poll(() => node("talk").getAttribute("class")).toContain("state-succeeded");
+    // Both lines once each: appended, never read twice.
+    expect((await log.textContent())!.match(/first line/g)).toHaveLength(1);
+    await expect.poll(() => page.locator(".task-panel .log-status").isHidden()).toBe(true);
   });
 });

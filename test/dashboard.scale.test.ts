@@ -147,8 +147,8 @@ describe("the DAG at real sizes", () => {
     const id = await submit("fan-out-30", source);
     await driveToEnd(h.m, ["shard_03", "shard_17"]);
 
-    // Opened at the root, the 30 siblings are one node between it and the join.
-    await openWorkflow(id, "?task=split");
+    // Opened at the join, the 30 siblings are one node between the root and it.
+    await openWorkflow(id, "?task=join");
     const group = page.locator("svg.dag g.node.group");
     await expect.poll(() => group.count()).toBe(1);
     await expect.poll(() => group.locator("title").textContent()).toContain("30 tasks: 28 ✓ 2 ✗");
@@ -158,6 +158,12 @@ describe("the DAG at real sizes", () => {
     expect(await inside(task("join"), view())).toBe(true);
     expect(await inside(group, view())).toBe(true);
     expect(await task("join").getAttribute("class")).toContain("state-upstream_failed");
+    // The join will never run, and says which failed upstream keeps it back.
+    const blocked = page.locator(".task-panel .callout.blocked");
+    await expect
+      .poll(() => blocked.textContent())
+      .toContain("Will not run: blocked by failed upstream shard_03");
+    expect(await page.locator(".task-panel .log-section").textContent()).toContain("will not run");
     await browser.screenshot("dag-fanout-30").then((p) => keepForDocs(p, "dag-fanout-30"));
 
     // A click opens it: the 30 tasks in a framed grid, the root and the join still in view.
@@ -178,13 +184,9 @@ describe("the DAG at real sizes", () => {
     await expect.poll(() => group.count()).toBe(1);
     expect(await page.locator("svg.dag g.node[data-task^='shard_']").count()).toBe(0);
 
-    // The join will never run, and says which failed upstream keeps it back; the name leads there.
+    // The join's blocking upstream is a link to it.
     await task("join").click();
-    const blocked = page.locator(".task-panel .callout.blocked");
-    await expect
-      .poll(() => blocked.textContent())
-      .toContain("Will not run: blocked by failed upstream shard_03");
-    expect(await page.locator(".task-panel .log-section").textContent()).toContain("will not run");
+    await expect.poll(() => blocked.count()).toBe(1);
     await blocked.getByRole("button", { name: "shard_03" }).click();
     await expect.poll(() => page.locator("#task-title").textContent()).toBe("shard_03");
     await expect.poll(() => task("shard_03").getAttribute("class")).toContain("selected");
