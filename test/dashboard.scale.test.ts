@@ -135,6 +135,16 @@ describe("the DAG at real sizes", () => {
     await page.getByRole("button", { name: "Fit the whole graph in view" }).click();
     await expect.poll(zoom).toBe(atFit);
     await expect.poll(labelHeight).toBeCloseTo(fitted, 0);
+
+    // Arrow keys follow the chain round its turns: right along the first row, then on to the second.
+    const focused = () => page.evaluate(() => (document.activeElement as SVGElement).dataset?.task);
+    await task("step_01").focus();
+    for (let i = 0; i < 4; i++) await page.keyboard.press("ArrowRight");
+    expect(await focused()).toBe("step_05");
+    await page.keyboard.press("ArrowLeft");
+    expect(await focused()).toBe("step_06");
+    await page.keyboard.press("Enter");
+    await expect.poll(() => page.locator("#task-title").textContent()).toBe("step_06");
   });
 
   it("keeps a 30-way fan-out's root and join in view, as one group that opens and closes", async () => {
@@ -179,10 +189,19 @@ describe("the DAG at real sizes", () => {
     await expect.poll(() => page.locator("#task-title").textContent()).toBe("shard_17");
     await browser.screenshot("dag-fanout-30-open").then((p) => keepForDocs(p, "dag-fanout-30-open"));
 
-    // Its head closes it again.
+    // Its head closes it again; from the keyboard, Enter opens and closes it.
     await head.click();
     await expect.poll(() => group.count()).toBe(1);
     expect(await page.locator("svg.dag g.node[data-task^='shard_']").count()).toBe(0);
+    await group.focus();
+    await page.keyboard.press("Enter");
+    await expect.poll(() => page.locator("svg.dag g.node[data-task^='shard_']").count()).toBe(30);
+    expect(await page.evaluate(() => document.activeElement?.getAttribute("class"))).toContain("frame-head");
+    await page.keyboard.press("ArrowDown");
+    expect(await page.evaluate(() => (document.activeElement as SVGElement).dataset.task)).toBe("shard_00");
+    await page.keyboard.press("ArrowUp");
+    await page.keyboard.press("Enter");
+    await expect.poll(() => group.count()).toBe(1);
 
     // The join's blocking upstream is a link to it.
     await task("join").click();

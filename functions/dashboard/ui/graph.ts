@@ -107,6 +107,7 @@ class DagGraph implements DagView {
   private readonly boxes = new Map<string, Box>();
   private tabStop: string | null = null;
   private selected: string | null = null;
+  private readonly drawnStates = new Map<string, string>();
   private placedWidth = 0;
   private readonly svg: SVGSVGElement;
   private readonly view = h("div", { class: "dag-view" });
@@ -357,6 +358,10 @@ class DagGraph implements DagView {
   private paintTask(g: SVGGElement, t: GraphTask): void {
     const selected = t.name === this.selected ? " selected" : "";
     const attempt = t.attempt > 1 ? `, attempt ${t.attempt}` : "";
+    // The page hands over every task on each read: touch only the nodes that changed.
+    const painted = `${t.status}:${t.attempt}${selected}`;
+    if (g.dataset.painted === painted) return;
+    g.dataset.painted = painted;
     g.setAttribute("class", `node state-${t.status}${selected}`);
     g.setAttribute("aria-label", `${t.name}: ${label(t.status)}${attempt}`);
     g.querySelector("title")!.textContent = `${t.name}\n${label(t.status)}${attempt}`;
@@ -512,9 +517,13 @@ class DagGraph implements DagView {
 
   update(updated: readonly GraphTask[]): void {
     const groups = new Set<SiblingGroup>();
+    let changed = false;
     for (const t of updated) {
       const known = this.tasks.get(t.name);
       if (!known) continue;
+      // The page's live events change task objects in place: compare with what the overview drew.
+      changed ||= this.drawnStates.get(t.name) !== t.status;
+      this.drawnStates.set(t.name, t.status);
       this.tasks.set(t.name, t);
       const g = this.items.get(`t:${t.name}`);
       if (g) this.paintTask(g, t);
@@ -522,7 +531,7 @@ class DagGraph implements DagView {
       if (group) groups.add(group);
     }
     for (const g of groups) this.paintGroup(g);
-    this.minimap.setItems(this.placement.width, this.placement.height, this.miniItems());
+    if (changed) this.minimap.setItems(this.placement.width, this.placement.height, this.miniItems());
   }
 
   /** Marks `name` selected; a newly selected task in a closed group opens it, and comes into view. */
