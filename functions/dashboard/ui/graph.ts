@@ -113,6 +113,7 @@ class DagGraph implements DagView {
   private readonly view = h("div", { class: "dag-view" });
   private readonly pz: PanZoom;
   private readonly minimap: Minimap;
+  private readonly observer = new ResizeObserver(() => this.resized());
   private readonly zoomLevel = h("output", { class: "zoom-level", "aria-live": "off" });
 
   constructor(
@@ -157,7 +158,7 @@ class DagGraph implements DagView {
     this.element = this.figure();
     this.draw(guessWidth());
     this.initialView();
-    new ResizeObserver(() => this.resized()).observe(this.view);
+    this.observer.observe(this.view);
   }
 
   private size(id: string): Size {
@@ -228,10 +229,16 @@ class DagGraph implements DagView {
       const at = first ? p.boxes.get(first)! : { x: 0, y: 0 };
       this.pz.showAt(1, { x: Math.max(0, at.x - 24), y: Math.max(0, at.y - 24) });
     }
+    const selected = this.selected ? this.boxes.get(`t:${this.selected}`) : undefined;
+    if (selected) this.pz.reveal(selected);
   }
 
   /** A new width: lay out again for it (the number of bands may change), unless the user moved the view. */
   private resized(): void {
+    if (!this.view.isConnected) {
+      this.observer.disconnect();
+      return;
+    }
     const width = this.view.clientWidth;
     if (!width || this.pz.moved) return;
     if (Math.abs(width - this.placedWidth) > 1) this.draw(width);
@@ -550,7 +557,7 @@ class DagGraph implements DagView {
       const g = n ? this.items.get(`t:${n}`) : undefined;
       if (g && n) this.paintTask(g, this.tasks.get(n)!);
     }
-    if (name && this.items.has(`t:${name}`)) {
+    if (changed && name && this.items.has(`t:${name}`)) {
       this.tabStop = `t:${name}`;
       this.roving();
       if (reveal) this.pz.reveal(this.boxes.get(`t:${name}`)!);

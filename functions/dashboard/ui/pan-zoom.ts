@@ -20,6 +20,8 @@ const MAX_SCALE = 3;
 const DRAG_SLOP = 4;
 /** How much of the drawing may be pulled past the box's edge. */
 const OVERSCROLL = 40;
+/** How long after the last move the drawing is drawn again at its new scale. */
+const SETTLE_MS = 200;
 
 export class PanZoom {
   scale = 1;
@@ -31,6 +33,7 @@ export class PanZoom {
   private height = 0;
   private minScale = 0.1;
   private frame = 0;
+  private settle: ReturnType<typeof setTimeout> | null = null;
   private readonly pointers = new Map<number, { x: number; y: number }>();
   private pressed: { x: number; y: number } | null = null;
   private dragged = false;
@@ -175,6 +178,14 @@ export class PanZoom {
     this.frame = requestAnimationFrame(() => {
       this.frame = 0;
       this.clamp();
+      // While the view moves, the drawing is a layer of its own that the compositor moves as a picture:
+      // a frame costs the same for 1,000 nodes as for 10. Once still, it is drawn again, sharp at its scale.
+      this.target.style.willChange = "transform";
+      if (this.settle) clearTimeout(this.settle);
+      this.settle = setTimeout(() => {
+        this.settle = null;
+        this.target.style.willChange = "";
+      }, SETTLE_MS);
       this.target.style.transform = `translate(${this.x}px, ${this.y}px) scale(${this.scale})`;
       this.onChange();
     });

@@ -94,13 +94,13 @@ export class TaskPanel {
     if (logKey !== this.logKey) {
       this.logKey = logKey;
       this.loadLog(task, run);
-    } else {
-      this.tail?.nudge();
     }
     const reasonKey = run ? `${run.id}:${run.status}` : "";
     if (reasonKey !== this.reasonKey) {
       this.reasonKey = reasonKey;
       void this.loadReason(task, run);
+      // The attempt changed state (it may have ended): its follower asks at once, not in a second.
+      this.tail?.nudge();
     }
     const outputKey = `${task.name}:${task.status}:${task.attempt}`;
     if (outputKey !== this.outputKey) {
