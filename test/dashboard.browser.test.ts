@@ -192,7 +192,7 @@ describe("the dashboard", () => {
     await page.setViewportSize({ width: 1280, height: 800 });
   });
 
-  it("follows a running task's log in its panel: its first line shows while it still runs", async () => {
+  it("follows a running task's log in its panel while it runs, and heads a failure with its exception", async () => {
     const source = `@retries(0)
 fun talk():
     import os, time
@@ -200,6 +200,7 @@ fun talk():
     while not os.path.exists(${JSON.stringify(liveFlag)}):
         time.sleep(0.1)
     print("second line, after the flag")
+    raise ValueError("bad row 42: expected 3 columns, got 2")
 `;
     const res = await fetch(`${server.url}/workflows`, {
       method: "POST",
@@ -219,7 +220,15 @@ fun talk():
 
     await writeFile(liveFlag, "");
     await expect.poll(() => log.textContent(), { timeout: 30_000 }).toContain("second line, after the flag");
-    await expect.poll(() => node("talk").getAttribute("class")).toContain("state-succeeded");
+    await expect.poll(() => node("talk").getAttribute("class")).toContain("state-failed");
+    // The exception's last line is the headline; the traceback is in the log, after the lines before it.
+    await expect
+      .poll(() => page.locator(".task-panel .callout.headline .error-line").textContent())
+      .toBe("ValueError: bad row 42: expected 3 columns, got 2");
+    expect(await page.locator(".task-panel .callout.headline .how").textContent()).toBe(
+      "exit code 1 · attempt 1",
+    );
+    await expect.poll(() => log.textContent()).toContain("Traceback");
     // Both lines once each: appended, never read twice.
     expect((await log.textContent())!.match(/first line/g)).toHaveLength(1);
     await expect.poll(() => page.locator(".task-panel .log-status").isHidden()).toBe(true);

@@ -8,6 +8,8 @@ const FIRST_LINES = 200;
 const KEEP_LINES = 2000;
 /** About once a second, as the server ships a running attempt's log in half-second chunks. */
 const POLL_MS = 1000;
+/** An answer this big may have been cut at the server's read limit: ask for the rest at once. */
+const CATCH_UP_BYTES = 256 * 1024;
 /** Within this many pixels of the bottom, the reader is "at the bottom" and new lines keep it there. */
 const STICKY_PX = 24;
 
@@ -84,8 +86,10 @@ export class LogTail {
     // A panel that moved on to another task or attempt has taken this element off the page.
     if (this.stopped || (this.offset > 0 && !this.element.isConnected)) return;
     const { path, attempt } = this.source;
+    let behind = false;
     try {
       const first = this.offset === 0;
+      const from = this.offset;
       const res = await call(`${path}?attempt=${attempt}${first ? "" : `&offset=${this.offset}`}`);
       const size = res.headers.get("x-log-size");
       const complete = res.headers.get("x-log-complete");
@@ -104,6 +108,7 @@ export class LogTail {
       }
       // No header: a log stored whole when the attempt ended, which will not grow.
       this.complete = complete === null || complete === "true";
+      behind = this.offset - from >= CATCH_UP_BYTES;
     } catch (err) {
       if (this.stopped) return;
       if (!(err instanceof ApiError && err.status === 404)) {
@@ -123,7 +128,7 @@ export class LogTail {
       return;
     }
     if (this.offset > 0 || this.text) this.status.textContent = "● following the log as the attempt runs";
-    this.timer = setTimeout(() => void this.poll(), POLL_MS);
+    this.timer = setTimeout(() => void this.poll(), behind ? 0 : POLL_MS);
   }
 
   /** No log for an ended attempt: the run's last lines if the dispatcher kept them, else say so. */

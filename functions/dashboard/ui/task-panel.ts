@@ -146,7 +146,7 @@ export class TaskPanel {
           ? label(last.failureReason)
           : null,
       last ? `attempt ${last.attempt}` : null,
-    ].filter(Boolean);
+    ].filter((part): part is string => part !== null && !t.error!.toLowerCase().includes(part.toLowerCase()));
     return h(
       "div",
       { class: "callout failure headline", role: "note" },
