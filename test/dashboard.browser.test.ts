@@ -193,14 +193,15 @@ describe("the dashboard", () => {
   });
 
   it("follows a running task's log in its panel while it runs, and heads a failure with its exception", async () => {
+    // Three phases, each after the test creates a flag file: 30 lines, 30 more, then 30 more and a raise.
+    const wait = (f: string) =>
+      `    while not os.path.exists(${JSON.stringify(f)}):\n        time.sleep(0.1)\n`;
+    const lines = (phase: string) => `    for i in range(30):\n        print("${phase}", i)\n`;
     const source = `@retries(0)
 fun talk():
     import os, time
     print("first line, before the wait")
-    while not os.path.exists(${JSON.stringify(liveFlag)}):
-        time.sleep(0.1)
-    print("second line, after the flag")
-    raise ValueError("bad row 42: expected 3 columns, got 2")
+${lines("one")}${wait(liveFlag)}${lines("two")}${wait(`${liveFlag}-2`)}${lines("three")}    raise ValueError("bad row 42: expected 3 columns, got 2")
 `;
     const res = await fetch(`${server.url}/workflows`, {
       method: "POST",
@@ -211,15 +212,25 @@ fun talk():
     const { id } = (await res.json()) as { id: string };
     await page.goto(`${server.url}/ui/#/workflows/${id}?task=talk`);
     const log = page.locator(".task-panel pre.log");
-    await expect.poll(() => log.textContent(), { timeout: 30_000 }).toContain("first line, before the wait");
-    // The task is still waiting for the flag: the line came while it ran, not from a log stored at its end.
+    await expect.poll(() => log.textContent(), { timeout: 30_000 }).toContain("one 29");
+    // The task is still waiting for the flag: the lines came while it ran, not from a log stored at its end.
     expect(await node("talk").getAttribute("class")).toContain("state-running");
     expect(await page.locator(".task-panel .log-status").textContent()).toContain("following");
-    expect(await log.textContent()).not.toContain("second line");
+    expect(await log.textContent()).not.toContain("two 0");
     await browser.screenshot("live-log").then((p) => keepForDocs(p, "live-log"));
 
+    // New lines keep a reader at the bottom there...
+    const fromBottom = () => log.evaluate((p) => p.scrollHeight - p.scrollTop - p.clientHeight);
     await writeFile(liveFlag, "");
-    await expect.poll(() => log.textContent(), { timeout: 30_000 }).toContain("second line, after the flag");
+    await expect.poll(() => log.textContent(), { timeout: 30_000 }).toContain("two 29");
+    expect(await log.evaluate((p) => p.scrollHeight > p.clientHeight)).toBe(true);
+    expect(await fromBottom()).toBeLessThanOrEqual(2);
+    // ...and leave one who scrolled up where they were.
+    await log.evaluate((p) => (p.scrollTop = 0));
+    await writeFile(`${liveFlag}-2`, "");
+    await expect.poll(() => log.textContent(), { timeout: 30_000 }).toContain("three 29");
+    expect(await log.evaluate((p) => p.scrollTop)).toBe(0);
+
     await expect.poll(() => node("talk").getAttribute("class")).toContain("state-failed");
     // The exception's last line is the headline; the traceback is in the log, after the lines before it.
     await expect
@@ -229,8 +240,10 @@ fun talk():
       "exit code 1 · attempt 1",
     );
     await expect.poll(() => log.textContent()).toContain("Traceback");
-    // Both lines once each: appended, never read twice.
-    expect((await log.textContent())!.match(/first line/g)).toHaveLength(1);
+    // Every line once: appended from the last offset, never read twice.
+    const text = (await log.textContent())!;
+    for (const line of ["first line", "one 0", "two 0", "three 0", "three 29"])
+      expect(text.split("\n").filter((l) => l.startsWith(line))).toHaveLength(1);
     await expect.poll(() => page.locator(".task-panel .log-status").isHidden()).toBe(true);
   });
 });
