@@ -157,6 +157,8 @@ describe("sibling groups", () => {
   it("says how many are in each state, and takes the color of what needs a look first", () => {
     const states = [...Array(28).fill("succeeded"), "failed", "failed"];
     expect(groupSummary(states)).toBe("30 tasks: 28 ✓ 2 ✗");
+    // The submit page's preview has no states yet.
+    expect(groupSummary(Array(12).fill("preview"))).toBe("12 tasks");
     expect(groupState(states)).toBe("failed");
     expect(groupState(["succeeded", "running"])).toBe("running");
     expect(groupState(["succeeded", "succeeded"])).toBe("succeeded");

@@ -389,6 +389,7 @@ class DagGraph implements DagView {
     g.querySelector("title")!.textContent = `${summary}\nthe same upstreams and downstreams; ${action}`;
     g.setAttribute("aria-label", `Group of ${states.length} tasks: ${words}; ${action}`);
     const counts = groupCounts(states)
+      .filter(([st]) => st !== "preview")
       .map(([st, n]) => `${n} ${icon(st)}`)
       .join("  ");
     g.querySelector(".counts")!.textContent = opened ? `▾ ${states.length} tasks: ${counts}` : counts;

@@ -74,10 +74,12 @@ export function groupCounts(states: readonly string[]): [state: string, count: n
   return [...known, ...other];
 }
 
-/** `30 tasks: 28 ✓ 2 ✗`. */
+/** `30 tasks: 28 ✓ 2 ✗`; just `30 tasks` before anything ran (the submit page's preview). */
 export function groupSummary(states: readonly string[]): string {
-  const parts = groupCounts(states).map(([s, n]) => `${n} ${icon(s)}`);
-  return `${states.length} tasks: ${parts.join(" ")}`;
+  const parts = groupCounts(states)
+    .filter(([s]) => s !== "preview")
+    .map(([s, n]) => `${n} ${icon(s)}`);
+  return parts.length ? `${states.length} tasks: ${parts.join(" ")}` : `${states.length} tasks`;
 }
 
 /** The state a group node is colored by. */
