@@ -3,13 +3,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { startDevServer, type DevServer } from "./support/api-server.ts";
 import { keepForDocs, launchBrowser, type Browser } from "./support/browser.ts";
 
 // The dashboard in Debian's Chromium against `dwop dev` run as its own process: what a user does on it.
 
 const ETL = fileURLToPath(new URL("../examples/etl.workflow", import.meta.url));
+
+// A page on a loaded machine can take seconds to show a change: conditions are polled for up to 15 s.
+vi.setConfig({ expect: { poll: { timeout: 15_000, interval: 100 } } });
 
 let server: DevServer;
 let browser: Browser;

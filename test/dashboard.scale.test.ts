@@ -1,7 +1,7 @@
 import type { AddressInfo } from "node:net";
 import { serve, type ServerType } from "@hono/node-server";
 import type { Locator, Page } from "playwright-core";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { API_TOKEN, apiHarness, driveToEnd, type ApiHarness } from "./support/api.ts";
 import { keepForDocs, launchBrowser, type Browser } from "./support/browser.ts";
 
@@ -9,6 +9,9 @@ import { keepForDocs, launchBrowser, type Browser } from "./support/browser.ts";
 // 1,000 tasks, and more than 100 workflows in the list. The API runs in process with no engine: the test
 // moves tasks through their states itself, so the pictures and the assertions do not wait on Python.
 // `DWOP_DOCS_SCREENSHOTS=1` copies the pictures into docs/screenshots/.
+
+// A page on a loaded machine can take seconds to show a change: conditions are polled for up to 15 s.
+vi.setConfig({ expect: { poll: { timeout: 15_000, interval: 100 } } });
 
 let h: ApiHarness;
 let server: ServerType;
@@ -135,6 +138,19 @@ describe("the DAG at real sizes", () => {
     await page.getByRole("button", { name: "Fit the whole graph in view" }).click();
     await expect.poll(zoom).toBe(atFit);
     await expect.poll(labelHeight).toBeCloseTo(fitted, 0);
+
+    // Ctrl with the wheel (a trackpad's pinch) zooms at the pointer: the task under it stays under it.
+    const under = (await task("step_11").boundingBox())!;
+    await page.mouse.move(under.x + under.width / 2, under.y + under.height / 2);
+    await page.keyboard.down("Control");
+    await page.mouse.wheel(0, -300);
+    await page.keyboard.up("Control");
+    await expect.poll(labelHeight).toBeGreaterThan(fitted * 1.3);
+    const after = (await task("step_11").boundingBox())!;
+    expect(Math.abs(after.x + after.width / 2 - (under.x + under.width / 2))).toBeLessThan(4);
+    expect(Math.abs(after.y + after.height / 2 - (under.y + under.height / 2))).toBeLessThan(4);
+    await page.getByRole("button", { name: "Fit the whole graph in view" }).click();
+    await expect.poll(zoom).toBe(atFit);
 
     // Arrow keys follow the chain round its turns: right along the first row, then on to the second.
     const focused = () => page.evaluate(() => (document.activeElement as SVGElement).dataset?.task);
@@ -289,7 +305,7 @@ describe("the DAG at real sizes", () => {
     await page.getByRole("button", { name: "Fit the whole graph in view" }).click();
     await expect.poll(() => inside(page.locator("svg.dag"), view())).toBe(true);
     expect(await minimap.isVisible()).toBe(false);
-  });
+  }, 180_000); // a thousand tasks through the database and the page on a loaded 2-core machine
 });
 
 describe("the workflow list", () => {
