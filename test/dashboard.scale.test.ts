@@ -161,6 +161,14 @@ describe("the DAG at real sizes", () => {
     expect(await focused()).toBe("step_06");
     await page.keyboard.press("Enter");
     await expect.poll(() => page.locator("#task-title").textContent()).toBe("step_06");
+    // Keys zoom too while the focus is in the graph: + in, 0 to 100%, f to fit.
+    await task("step_06").focus();
+    await page.keyboard.press("+");
+    await expect.poll(labelHeight).toBeGreaterThan(fitted * 1.2);
+    await page.keyboard.press("0");
+    await expect.poll(zoom).toBe("100%");
+    await page.keyboard.press("f");
+    await expect.poll(zoom).toBe(atFit);
   });
 
   it("keeps a 30-way fan-out's root and join in view, as one group that opens and closes", async () => {
