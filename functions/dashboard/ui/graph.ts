@@ -1,38 +1,24 @@
 import { h, s } from "./dom.ts";
-import { icon, label } from "./format.ts";
 import {
-  COLLAPSE_AT,
-  groupCounts,
-  groupState,
-  groupSummary,
-  siblingGroups,
-  type SiblingGroup,
-} from "./groups.ts";
+  arrowMarker,
+  groupFrame,
+  groupNode,
+  inputNode,
+  INPUT_PREFIX,
+  nodeSize,
+  paintGroup,
+  paintTask,
+  taskNode,
+  type GraphTask,
+} from "./graph-nodes.ts";
+import { COLLAPSE_AT, groupState, siblingGroups, type SiblingGroup } from "./groups.ts";
 import { isDummy, layoutDag, type Layout, type LayoutEdge } from "./layout.ts";
 import { Minimap, type MiniItem } from "./minimap.ts";
 import { PanZoom } from "./pan-zoom.ts";
 import { placeLayout, type Box, type Placement, type Size } from "./placement.ts";
-import type { TaskParam } from "./types.ts";
 
-/** A node of the drawn graph: a task (with its state and attempt) or a workflow input. */
-export interface GraphTask {
-  name: string;
-  params: TaskParam[];
-  status: string;
-  attempt: number;
-}
+export type { GraphTask };
 
-const NODE_W = 176;
-const NODE_H = 34;
-const GROUP_H = 46;
-/** An open group: its members in a grid inside a frame with a header. */
-const FRAME_PAD = 8;
-const FRAME_HEAD = 28;
-const CELL_GAP_X = 10;
-const CELL_GAP_Y = 8;
-/** Characters of a name that fit in a node beside the state symbol and an attempt badge. */
-const MAX_CHARS = 20;
-const INPUT_PREFIX = "inputs.";
 /** Below this fit scale labels are unreadable: the graph opens at 100% at its start instead. */
 const MIN_FIT = 0.5;
 const MIN_VIEW_H = 160;
@@ -43,36 +29,6 @@ export interface DagView {
   /** Recolors nodes after state changes; the layout never changes for a workflow. */
   update(tasks: readonly GraphTask[]): void;
   select(name: string | null): void;
-}
-
-/** A name cut in the middle: names that share a long prefix still differ at their ends. */
-function fitName(name: string, max = MAX_CHARS): string {
-  if (name.length <= max) return name;
-  const tail = Math.floor((max - 1) / 2);
-  return `${name.slice(0, max - 1 - tail)}…${name.slice(-tail)}`;
-}
-
-/** The longest start the names share, if it says something (`shard_` of shard_0..shard_29). */
-function commonPrefix(names: readonly string[]): string {
-  let p = names[0] ?? "";
-  for (const n of names) while (!n.startsWith(p)) p = p.slice(0, -1);
-  return p.length >= 2 ? p : "";
-}
-
-/** Columns of an open group's grid: one up to six members, then about square on screen. */
-const gridColumns = (n: number) =>
-  n <= 6 ? 1 : Math.max(1, Math.round(Math.sqrt((n * (NODE_H + CELL_GAP_Y)) / (NODE_W + CELL_GAP_X))));
-
-function arrowMarker(): SVGElement {
-  return s(
-    "defs",
-    {},
-    s(
-      "marker",
-      { id: "arrow", viewBox: "0 0 8 8", refX: 8, refY: 4, markerWidth: 7, markerHeight: 7, orient: "auto" },
-      s("path", { d: "M0,0 L8,4 L0,8 z" }),
-    ),
-  );
 }
 
 /** The tallest the graph's box gets: most of the window, so the page around it stays reachable. */
@@ -163,14 +119,7 @@ class DagGraph implements DagView {
 
   private size(id: string): Size {
     const g = this.groups.get(id);
-    if (!g) return { w: NODE_W, h: NODE_H };
-    if (!this.open.has(id)) return { w: NODE_W, h: GROUP_H };
-    const cols = gridColumns(g.members.length);
-    const rows = Math.ceil(g.members.length / cols);
-    return {
-      w: 2 * FRAME_PAD + cols * NODE_W + (cols - 1) * CELL_GAP_X,
-      h: FRAME_HEAD + rows * NODE_H + (rows - 1) * CELL_GAP_Y + FRAME_PAD,
-    };
+    return nodeSize(g ? g.members.length : null, this.open.has(id));
   }
 
   /** Places the graph for a box `width` wide and draws it whole: at start, on a resize, a group's toggle. */
@@ -189,7 +138,7 @@ class DagGraph implements DagView {
         if (isDummy(id)) continue;
         const box = p.boxes.get(id)!;
         const group = this.groups.get(id);
-        if (id.startsWith(INPUT_PREFIX)) nodeGroup.appendChild(this.drawInput(id, box));
+        if (id.startsWith(INPUT_PREFIX)) nodeGroup.appendChild(inputNode(id, box));
         else if (!group) nodeGroup.appendChild(this.drawTask(id, box, l));
         else if (this.open.has(id)) nodeGroup.appendChild(this.drawFrame(group, box, l));
         else nodeGroup.appendChild(this.drawGroup(group, box, l));
@@ -265,94 +214,23 @@ class DagGraph implements DagView {
     return items;
   }
 
-  private drawInput(id: string, { x, y }: Box): SVGGElement {
-    return s(
-      "g",
-      { class: "node input", transform: `translate(${x} ${y})`, role: "img", "aria-label": id },
-      s("title", {}, id),
-      s("rect", { width: NODE_W, height: NODE_H, rx: 2 }),
-      s("text", { x: 10, y: NODE_H / 2, class: "icon" }, "⇢"),
-      s("text", { x: 28, y: NODE_H / 2, class: "name" }, fitName(id)),
-    );
-  }
-
   private drawTask(name: string, box: Box, layer: number): SVGGElement {
-    const g = s(
-      "g",
-      {
-        class: "node",
-        transform: `translate(${box.x} ${box.y})`,
-        tabindex: -1,
-        role: "button",
-        "data-key": `node:${name}`,
-        "data-task": name,
-      },
-      s("title", {}, name),
-      s("rect", { width: NODE_W, height: NODE_H, rx: 7 }),
-      s("text", { x: 10, y: NODE_H / 2, class: "icon" }),
-      s("text", { x: 28, y: NODE_H / 2, class: "name" }, fitName(name)),
-      s("text", { x: NODE_W - 8, y: NODE_H / 2, class: "badge", "text-anchor": "end" }),
-    );
-    this.paintTask(g, this.tasks.get(name)!);
+    const g = taskNode(name, box);
+    paintTask(g, this.tasks.get(name)!, name === this.selected);
     this.remember(`t:${name}`, g, box, layer);
     return g;
   }
 
   private drawGroup(group: SiblingGroup, box: Box, layer: number): SVGGElement {
-    const prefix = commonPrefix(group.members);
-    const title = `${group.members.length} tasks${prefix ? ` · ${prefix}…` : ""}`;
-    const g = s(
-      "g",
-      {
-        class: "node group",
-        transform: `translate(${box.x} ${box.y})`,
-        tabindex: -1,
-        role: "button",
-        "aria-expanded": "false",
-        "data-group": group.id,
-      },
-      s("title"),
-      s("rect", { width: box.w, height: box.h, rx: 7 }),
-      s("rect", { class: "stacked", x: 4, y: box.h - 2, width: box.w - 8, height: 4, rx: 2 }),
-      s("text", { x: 10, y: 15, class: "name" }, `▸ ${fitName(title, 24)}`),
-      s("text", { x: 10, y: 33, class: "counts" }),
-    );
+    const g = groupNode(group, box);
     this.remember(`g:${group.id}`, g, box, layer);
     return g;
   }
 
   private drawFrame(group: SiblingGroup, box: Box, layer: number): SVGGElement {
-    const head = s(
-      "g",
-      {
-        class: "frame-head",
-        tabindex: -1,
-        role: "button",
-        "aria-expanded": "true",
-        "data-group": group.id,
-      },
-      s("title"),
-      s("rect", { width: box.w, height: FRAME_HEAD - 4, rx: 6 }),
-      s("text", { x: 10, y: (FRAME_HEAD - 4) / 2, class: "counts" }),
-    );
-    const frame = s(
-      "g",
-      { class: "frame", "data-frame": group.id },
-      s("rect", { class: "frame-box", x: box.x, y: box.y, width: box.w, height: box.h, rx: 8 }),
-    );
-    head.setAttribute("transform", `translate(${box.x} ${box.y})`);
-    frame.appendChild(head);
-    this.remember(`g:${group.id}`, head, { ...box, h: FRAME_HEAD }, layer);
-    const cols = gridColumns(group.members.length);
-    group.members.forEach((name, i) => {
-      const cell: Box = {
-        x: box.x + FRAME_PAD + (i % cols) * (NODE_W + CELL_GAP_X),
-        y: box.y + FRAME_HEAD + Math.floor(i / cols) * (NODE_H + CELL_GAP_Y),
-        w: NODE_W,
-        h: NODE_H,
-      };
-      frame.appendChild(this.drawTask(name, cell, layer));
-    });
+    const { frame, head, headBox, cells } = groupFrame(group, box);
+    this.remember(`g:${group.id}`, head, headBox, layer);
+    group.members.forEach((name, i) => frame.appendChild(this.drawTask(name, cells[i]!, layer)));
     return frame;
   }
 
@@ -362,39 +240,11 @@ class DagGraph implements DagView {
     this.columns[layer]!.push(key);
   }
 
-  private paintTask(g: SVGGElement, t: GraphTask): void {
-    const selected = t.name === this.selected ? " selected" : "";
-    const attempt = t.attempt > 1 ? `, attempt ${t.attempt}` : "";
-    // The page hands over every task on each read: touch only the nodes that changed.
-    const painted = `${t.status}:${t.attempt}${selected}`;
-    if (g.dataset.painted === painted) return;
-    g.dataset.painted = painted;
-    g.setAttribute("class", `node state-${t.status}${selected}`);
-    g.setAttribute("aria-label", `${t.name}: ${label(t.status)}${attempt}`);
-    g.querySelector("title")!.textContent = `${t.name}\n${label(t.status)}${attempt}`;
-    g.querySelector(".icon")!.textContent = icon(t.status);
-    g.querySelector(".badge")!.textContent = t.attempt > 1 ? `×${t.attempt}` : "";
-  }
-
   private paintGroup(group: SiblingGroup): void {
     const g = this.items.get(`g:${group.id}`);
     if (!g) return;
     const states = group.members.map((m) => this.tasks.get(m)!.status);
-    const summary = groupSummary(states);
-    const words = groupCounts(states)
-      .map(([st, n]) => `${n} ${label(st)}`)
-      .join(", ");
-    const opened = this.open.has(group.id);
-    const action = opened ? "press to collapse" : "press to expand";
-    g.querySelector("title")!.textContent = `${summary}\nthe same upstreams and downstreams; ${action}`;
-    g.setAttribute("aria-label", `Group of ${states.length} tasks: ${words}; ${action}`);
-    const counts = groupCounts(states)
-      .filter(([st]) => st !== "preview")
-      .map(([st, n]) => `${n} ${icon(st)}`)
-      .join("  ");
-    g.querySelector(".counts")!.textContent = opened ? `▾ ${states.length} tasks: ${counts}` : counts;
-    const state = groupState(states);
-    g.setAttribute("class", opened ? `frame-head state-${state}` : `node group state-${state}`);
+    paintGroup(g, states, this.open.has(group.id));
   }
 
   private figure(): HTMLElement {
@@ -534,7 +384,7 @@ class DagGraph implements DagView {
       this.drawnStates.set(t.name, t.status);
       this.tasks.set(t.name, t);
       const g = this.items.get(`t:${t.name}`);
-      if (g) this.paintTask(g, t);
+      if (g) paintTask(g, t, t.name === this.selected);
       const group = this.groupOf.get(t.name);
       if (group) groups.add(group);
     }
@@ -556,7 +406,7 @@ class DagGraph implements DagView {
     }
     for (const n of [before, name]) {
       const g = n ? this.items.get(`t:${n}`) : undefined;
-      if (g && n) this.paintTask(g, this.tasks.get(n)!);
+      if (g && n) paintTask(g, this.tasks.get(n)!, n === this.selected);
     }
     if (changed && name && this.items.has(`t:${name}`)) {
       this.tabStop = `t:${name}`;
