@@ -19,6 +19,8 @@ export interface BuildOptions {
   root: string;
   base: BaseKind;
   say: (line: string) => void;
+  /** Only these images (default: both). */
+  only?: string[];
 }
 
 interface ImageRecipe {
@@ -89,6 +91,7 @@ async function baseId(base: string): Promise<string> {
 export async function buildImages(options: BuildOptions): Promise<string[]> {
   const built: string[] = [];
   for (const recipe of recipes(options.root)) {
+    if (options.only && !options.only.includes(recipe.image)) continue;
     const base = options.base === "offline" ? await recipe.offlineBase(options.say) : null;
     const hash = sourceHash(options.root, recipe, base ? await baseId(base) : "production");
     if ((await imageLabel(recipe.image, SOURCE_LABEL)) === hash) {
