@@ -5,7 +5,8 @@
 ARG BASE=node:24-slim
 FROM ${BASE}
 # "true" where no registry is reachable: `npm run images` then mounts this machine's npm cache at
-# /root/.npm for the build, and `npm ci` installs from it alone.
+# /root/.npm for the build (as an overlay, so the clean below never reaches the machine's own cache), and
+# `npm ci` installs from it alone.
 ARG NPM_CONFIG_OFFLINE=false
 
 ENV NODE_ENV=production \

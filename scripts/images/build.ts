@@ -61,8 +61,13 @@ function recipes(root: string): ImageRecipe[] {
         "supabase/migrations",
       ],
       offlineBase: ensureNodeBase,
-      // No registry: npm ci reads this machine's npm cache, where `npm ci` of the repository put every package.
-      offlineArgs: ["--build-arg=NPM_CONFIG_OFFLINE=true", `--volume=${join(homedir(), ".npm")}:/root/.npm`],
+      // No registry: npm ci reads this machine's npm cache, where `npm ci` of the repository put every
+      // package. An overlay mount (:O): what the build writes there (the Dockerfile cleans the cache)
+      // goes to a throwaway layer, and the machine's own cache is never changed.
+      offlineArgs: [
+        "--build-arg=NPM_CONFIG_OFFLINE=true",
+        `--volume=${join(homedir(), ".npm")}:/root/.npm:O`,
+      ],
     },
   ];
 }

@@ -9,7 +9,7 @@ import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { buildImages, WORKER_IMAGE, type BaseKind } from "../../scripts/images/build.ts";
 import { podmanMissing, STATE_DIR } from "../../scripts/images/podman.ts";
-import { PodmanRuntime } from "./kube-sim/podman-runtime.ts";
+import { PodmanRuntime, type PodmanRuntimeOptions } from "./kube-sim/podman-runtime.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const LOCK = join(STATE_DIR, "build.lock");
@@ -58,14 +58,16 @@ export async function ensureImages(images: string[]): Promise<void> {
  * A container runtime for the simulator's kubelet with the worker image built, or undefined when pods
  * must run as host processes (logged; an error when DWOP_KUBE_SIM_RUNTIME=podman).
  */
-export async function workerContainers(): Promise<PodmanRuntime | undefined> {
+export async function workerContainers(
+  options: PodmanRuntimeOptions = {},
+): Promise<PodmanRuntime | undefined> {
   const wanted = process.env.DWOP_KUBE_SIM_RUNTIME;
   if (wanted === "process") {
     console.warn(`kube-sim: DWOP_KUBE_SIM_RUNTIME=process: ${WORKER_IMAGE} pods run as host processes`);
     return undefined;
   }
   const why = await whyNoContainers();
-  if (why === null) return new PodmanRuntime();
+  if (why === null) return new PodmanRuntime(options);
   if (wanted === "podman") throw new Error(`DWOP_KUBE_SIM_RUNTIME=podman, but ${why}`);
   console.warn(
     `kube-sim: FALLBACK: ${WORKER_IMAGE} pods run as host processes, not containers, because ${why}`,

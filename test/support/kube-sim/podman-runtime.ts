@@ -46,6 +46,7 @@ interface SecurityContext {
 interface Volume {
   name: string;
   emptyDir?: { medium?: string; sizeLimit?: string };
+  hostPath?: { path: string; type?: string };
   [type: string]: unknown;
 }
 
@@ -68,7 +69,17 @@ export interface PodmanLaunch {
   terminationFile: string;
 }
 
+export interface PodmanRuntimeOptions {
+  /**
+   * Host folders every container sees read-only at the same path: the node's one window for a test
+   * harness (the chaos soak's "fix" markers), never something a Job spec asks for.
+   */
+  nodeReadOnlyMounts?: string[];
+}
+
 export class PodmanRuntime {
+  constructor(private readonly options: PodmanRuntimeOptions = {}) {}
+
   private readonly present = new Set<string>();
   private readonly oom = new OomWatch();
   private readonly instance = randomBytes(4).toString("hex");
@@ -193,6 +204,10 @@ export class PodmanRuntime {
     for (const mount of (l.container.volumeMounts ?? []) as VolumeMount[]) {
       const volume = volumes.find((v) => v.name === mount.name);
       if (!volume) throw new ContainerConfigError(`volume "${mount.name}" is not in the pod's volumes`);
+      if (volume.hostPath) {
+        args.push(`--volume=${volume.hostPath.path}:${mount.mountPath}${mount.readOnly ? ":ro" : ""}`);
+        continue;
+      }
       if (!volume.emptyDir) {
         const type = Object.keys(volume).find((k) => k !== "name") ?? "unknown";
         throw new ContainerConfigError(
@@ -210,6 +225,7 @@ export class PodmanRuntime {
     await chmod(l.terminationFile, 0o666);
     const path = l.container.terminationMessagePath ?? "/dev/termination-log";
     args.push(`--volume=${l.terminationFile}:${path}`);
+    for (const host of this.options.nodeReadOnlyMounts ?? []) args.push(`--volume=${host}:${host}:ro`);
     return args;
   }
 }
