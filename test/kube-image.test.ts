@@ -6,7 +6,7 @@
 // kubeconfig, mounted read-only, stands in for the service account's token.
 import { loadAllYaml } from "@kubernetes/client-node";
 import { closeSync, openSync } from "node:fs";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -94,6 +94,7 @@ async function runDispatcherPod(rt: PodmanRuntime, env: Record<string, string>):
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
   const kubeconfig = join(dir, "kubeconfig.json");
   await sim.writeKubeconfig(kubeconfig, env.DWOP_NAMESPACE);
+  await chmod(kubeconfig, 0o644); // as a projected service-account token is: readable by the pod's user
   const port = await freePort();
   const container = template.spec.containers[0]!;
   const pod: Pod = {

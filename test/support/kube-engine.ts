@@ -46,8 +46,8 @@ export async function startWorkerSim(options: KubeSimOptions = {}): Promise<Kube
   }).trim();
   return startKubeSim({
     imagePullBackOffMs: 50,
-    containers: await workerContainers(),
     ...options,
+    containers: "containers" in options ? options.containers : await workerContainers(),
     images: {
       [WORKER_IMAGE]: { command: [python, WORKER_SCRIPT], env: { PYTHONUNBUFFERED: "1" } },
       ...options.images,
