@@ -15,8 +15,10 @@ import { parseCpu, parseMemory } from "../../../shared/quantity.ts";
 import { OomWatch } from "./oom-watch.ts";
 import type { Container, Pod } from "./types.ts";
 
-/** Label on every container this runtime starts: `close()` and a later run find leftovers by it. */
+/** Label on every container this runtime starts: `close()` finds them by it. */
 const LABEL = "dwop.kube-sim";
+/** The pid of the process that started it: a later runtime removes those whose process died. */
+const PID_LABEL = "dwop.kube-sim.pid";
 
 /** A container this runtime started: its `podman run` process, and how to signal and judge it. */
 export interface LaunchedContainer {
@@ -81,6 +83,7 @@ export class PodmanRuntime {
   constructor(private readonly options: PodmanRuntimeOptions = {}) {}
 
   private readonly present = new Set<string>();
+  private swept: Promise<void> | null = null;
   private readonly oom = new OomWatch();
   private readonly instance = randomBytes(4).toString("hex");
 
@@ -101,6 +104,7 @@ export class PodmanRuntime {
    * asks for what cannot be run.
    */
   async prepare(l: PodmanLaunch): Promise<() => LaunchedContainer> {
+    await (this.swept ??= sweepOrphans());
     const name = `kube-sim-${l.pod.metadata.namespace}-${l.pod.metadata.name}-${randomBytes(3).toString("hex")}`;
     const cidFile = join(l.dir, "container-id");
     const args = [
@@ -108,6 +112,7 @@ export class PodmanRuntime {
       "--rm",
       `--name=${name}`,
       `--label=${LABEL}=${this.instance}`,
+      `--label=${PID_LABEL}=${process.pid}`,
       `--cidfile=${cidFile}`,
       // The container writes its stdout and stderr straight into the pod's log file, in order.
       "--log-driver=passthrough",
@@ -228,6 +233,31 @@ export class PodmanRuntime {
     for (const host of this.options.nodeReadOnlyMounts ?? []) args.push(`--volume=${host}:${host}:ro`);
     return args;
   }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Removes the containers of simulators whose process died without closing them (a killed test run). */
+async function sweepOrphans(): Promise<void> {
+  const out = await podman([
+    "ps",
+    "-a",
+    `--filter=label=${PID_LABEL}`,
+    `--format={{.ID}} {{index .Labels "${PID_LABEL}"}}`,
+  ]).catch(() => "");
+  const orphans = out
+    .split("\n")
+    .map((line) => line.trim().split(" "))
+    .filter(([id, pid]) => id && pid && !alive(Number(pid)))
+    .map(([id]) => id!);
+  if (orphans.length > 0) await podman(["rm", "--force", "--time=0", ...orphans]).catch(() => undefined);
 }
 
 /** Limits (requests only matter to a scheduler): memory with no swap, as on a Kubernetes node; CPU as a quota. */
