@@ -77,6 +77,16 @@ function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   }
 }
 
+/**
+ * Removes a pod's folder. A container's runtime may still be letting go of it (podman's cleanup after
+ * `--rm`): retried, and a folder that will not go is left behind rather than crashing the simulator.
+ */
+async function removeDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }).catch((err: unknown) => {
+    console.warn(`kube-sim: could not remove ${dir}: ${(err as Error).message}`);
+  });
+}
+
 export class Kubelet {
   private readonly pods = new Map<string, Runtime>();
 
@@ -173,7 +183,7 @@ export class Kubelet {
       if (rt.child) rt.child.signal("SIGKILL");
     }
     await this.options.containers?.close();
-    await Promise.all(all.map((rt) => (rt.dir ? rm(rt.dir, { recursive: true, force: true }) : undefined)));
+    await Promise.all(all.map((rt) => (rt.dir ? removeDir(rt.dir) : undefined)));
   }
 
   private pod(rt: Runtime): Pod | undefined {
@@ -228,7 +238,7 @@ export class Kubelet {
     const dir = await mkdtemp(join(this.options.workRoot, `kube-sim-${rt.name}-`));
     await mkdir(join(dir, "work"));
     if (rt.kill || !this.pods.has(`${rt.namespace}/${rt.name}`)) {
-      await rm(dir, { recursive: true, force: true });
+      await removeDir(dir);
       return;
     }
     rt.dir = dir;
@@ -394,6 +404,6 @@ export class Kubelet {
     this.pods.delete(`${rt.namespace}/${rt.name}`);
     for (const t of rt.timers) clearTimeout(t);
     this.store.remove<Pod>("Pod", rt.namespace, rt.name);
-    if (rt.dir) void rm(rt.dir, { recursive: true, force: true });
+    if (rt.dir) void removeDir(rt.dir);
   }
 }
