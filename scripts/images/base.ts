@@ -88,12 +88,14 @@ export async function ensureDebianBase(say: Say): Promise<string> {
 /**
  * The Node base: the Debian base plus the Node binary running this script (nodejs.org's build, which
  * needs only glibc and libstdc++, both in the Debian base) and its npm, with the `node` user (uid 1000)
- * that node:*-slim images have. Remade when this machine's Node changes.
+ * that node:*-slim images have. Remade when this machine's Node or the Debian base changes.
  */
 export async function ensureNodeBase(say: Say): Promise<string> {
   const debian = await ensureDebianBase(say);
+  const from = (await podman(["image", "inspect", "--format", "{{.Id}}", debian])).trim();
   const version = process.version;
-  if ((await imageLabel(NODE_BASE, "dwop.node")) === version) return NODE_BASE;
+  const made = `${version}@${from}`;
+  if ((await imageLabel(NODE_BASE, "dwop.node")) === made) return NODE_BASE;
   const npm = join(dirname(process.execPath), "..", "lib", "node_modules", "npm");
   if (!existsSync(join(npm, "bin", "npm-cli.js"))) throw new Error(`npm is not at ${npm}`);
   const context = await mkdtemp(join(STATE_DIR, "node-base-"));
@@ -104,7 +106,7 @@ export async function ensureNodeBase(say: Say): Promise<string> {
       join(context, "Containerfile"),
       [
         `FROM ${debian}`,
-        `LABEL dwop.node=${version}`,
+        `LABEL dwop.node=${made}`,
         "COPY node /usr/local/bin/node",
         "COPY npm /usr/local/lib/node_modules/npm",
         "RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \\",
