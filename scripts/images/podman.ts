@@ -2,7 +2,7 @@
 // machines like the CI host: runc (crun refuses a hybrid cgroup v1 layout), cgroupfs (no systemd), and
 // ulimits that fit under the host's own (podman's defaults exceed them, and then nothing starts).
 import { execFile, execFileSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 /** Where the images' state lives between runs on one machine: podman's config, debootstrap scratch. */
@@ -16,6 +16,20 @@ function hardNofile(): number {
 
 let env: NodeJS.ProcessEnv | undefined;
 
+/** Writes `text` to `path` unless it is already there; atomically, as other processes may be reading it. */
+function writeOnce(path: string, text: string): void {
+  let current: string | null = null;
+  try {
+    current = readFileSync(path, "utf8");
+  } catch {
+    // not there yet
+  }
+  if (current === text) return;
+  const temporary = `${path}.${process.pid}.tmp`;
+  writeFileSync(temporary, text);
+  renameSync(temporary, path);
+}
+
 /**
  * The environment every podman command runs with: CONTAINERS_CONF names a containers.conf written for
  * this machine (so the host's /etc/containers is neither read for these settings nor changed), and a
@@ -26,7 +40,7 @@ export function podmanEnv(): NodeJS.ProcessEnv {
   mkdirSync(STATE_DIR, { recursive: true });
   const conf = join(STATE_DIR, "containers.conf");
   const nofile = hardNofile();
-  writeFileSync(
+  writeOnce(
     conf,
     [
       "[containers]",
@@ -45,7 +59,7 @@ export function podmanEnv(): NodeJS.ProcessEnv {
 /** The policy file for `--signature-policy`: local images, no signatures. */
 export function signaturePolicy(): string {
   const path = join(STATE_DIR, "policy.json");
-  writeFileSync(path, JSON.stringify({ default: [{ type: "insecureAcceptAnything" }] }) + "\n");
+  writeOnce(path, JSON.stringify({ default: [{ type: "insecureAcceptAnything" }] }) + "\n");
   return path;
 }
 
