@@ -114,6 +114,7 @@ export async function ensureNodeBase(say: Say): Promise<string> {
         "",
       ].join("\n"),
     );
+    const previous = await podman(["image", "inspect", "--format", "{{.Id}}", NODE_BASE]).catch(() => "");
     await podman([
       "build",
       "--network=none",
@@ -122,6 +123,7 @@ export async function ensureNodeBase(say: Say): Promise<string> {
       NODE_BASE,
       context,
     ]);
+    if (previous.trim()) await podman(["rmi", previous.trim()]).catch(() => undefined);
   } finally {
     await rm(context, { recursive: true, force: true });
   }

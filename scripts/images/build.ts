@@ -88,6 +88,11 @@ function sourceHash(root: string, recipe: ImageRecipe, base: string): string {
   return hash.digest("hex").slice(0, 32);
 }
 
+/** Removes an image a rebuild left without a tag (a no-op for one still tagged or used by a container). */
+export async function forget(id: string): Promise<void> {
+  if (id) await podman(["rmi", id]).catch(() => undefined);
+}
+
 async function baseId(base: string): Promise<string> {
   return (await podman(["image", "inspect", "--format", "{{.Id}}", base])).trim();
 }
@@ -116,7 +121,9 @@ export async function buildImages(options: BuildOptions): Promise<string[]> {
     if (recipe.context === ".") {
       args.push(`--ignorefile=${join(options.root, "deploy/dispatcher.Dockerfile.dockerignore")}`);
     }
+    const previous = await podman(["image", "inspect", "--format", "{{.Id}}", recipe.image]).catch(() => "");
     await podman([...args, join(options.root, recipe.context)]);
+    await forget(previous.trim());
     options.say(`built ${recipe.image} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     built.push(recipe.image);
   }
