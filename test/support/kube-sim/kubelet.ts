@@ -317,7 +317,10 @@ export class Kubelet {
         logFd,
         terminationFile: rt.resultFile,
       });
-      if (rt.kill || !this.pods.has(`${rt.namespace}/${rt.name}`)) return; // gone while it was prepared
+      if (rt.kill || !this.pods.has(`${rt.namespace}/${rt.name}`)) {
+        await removeDir(rt.dir!); // gone while it was prepared: what prepare wrote goes too
+        return;
+      }
       rt.child = start();
       this.watch(rt, container, container.image!);
     } catch (err) {

@@ -129,11 +129,17 @@ export class PodmanRuntime {
       ...(l.container.args ?? []),
     ];
     this.oom.start();
-    return () => this.start(name, args, l.logFd, cidFile);
+    return () => this.start(name, args, l, cidFile);
   }
 
-  private start(name: string, args: string[], logFd: number, cidFile: string): LaunchedContainer {
-    const child = spawn("podman", args, { env: podmanEnv(), stdio: ["ignore", logFd, logFd] });
+  private start(name: string, args: string[], l: PodmanLaunch, cidFile: string): LaunchedContainer {
+    // In the pod's folder: conmon (podman's monitor) writes a file named "oom" into its working folder
+    // when it sees an OOM kill (a Debian 12 conmon quirk, which is also why podman says OOMKilled=false).
+    const child = spawn("podman", args, {
+      cwd: l.dir,
+      env: podmanEnv(),
+      stdio: ["ignore", l.logFd, l.logFd],
+    });
     const signal = (sig: "SIGTERM" | "SIGKILL", tries = 20): void => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       // Until the container exists there is nothing to signal: try again shortly, while `podman run` lives.
