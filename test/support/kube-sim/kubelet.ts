@@ -317,10 +317,11 @@ export class Kubelet {
         logFd,
         terminationFile: rt.resultFile,
       });
-      if (rt.kill || !this.pods.has(`${rt.namespace}/${rt.name}`)) {
+      if (!this.pods.has(`${rt.namespace}/${rt.name}`)) {
         await removeDir(rt.dir!); // gone while it was prepared: what prepare wrote goes too
         return;
       }
+      if (rt.kill) return; // ended (never started) while it was prepared
       rt.child = start();
       this.watch(rt, container, container.image!);
     } catch (err) {
