@@ -67,7 +67,11 @@ export async function workerContainers(
     return undefined;
   }
   const why = await whyNoContainers();
-  if (why === null) return new PodmanRuntime(options);
+  if (why === null) {
+    const runtime = new PodmanRuntime(options);
+    await runtime.warm([WORKER_IMAGE]);
+    return runtime;
+  }
   if (wanted === "podman") throw new Error(`DWOP_KUBE_SIM_RUNTIME=podman, but ${why}`);
   console.warn(
     `kube-sim: FALLBACK: ${WORKER_IMAGE} pods run as host processes, not containers, because ${why}`,

@@ -87,6 +87,15 @@ export class PodmanRuntime {
   private readonly oom = new OomWatch();
   private readonly instance = randomBytes(4).toString("hex");
 
+  /**
+   * Does once, before any pod, what the first pod would otherwise wait for (removing orphans, looking
+   * the images up): a pod that takes seconds to start is one the observer's pending timeout may fail.
+   */
+  async warm(images: string[]): Promise<void> {
+    await (this.swept ??= sweepOrphans());
+    for (const image of images) await this.has(image);
+  }
+
   /** Whether `image` is in podman's store (a "pull" here: no registry is asked). */
   async has(image: string): Promise<boolean> {
     if (this.present.has(image)) return true;
