@@ -184,7 +184,7 @@ describe.skipIf(!runtime)("the dispatcher image, run as deploy/deployment.yaml r
       // Every migration of this tree, applied by the image from its own copy of supabase/migrations.
       const [applied] = await db<
         { n: number }[]
-      >`select count(*)::int as n from public.dwop_schema_migrations`;
+      >`select count(*)::int as n from supabase_migrations.schema_migrations`;
       expect(applied!.n).toBe((await readMigrations()).length);
     } finally {
       await db.end();
