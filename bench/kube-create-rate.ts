@@ -5,7 +5,7 @@ import { KubeApi } from "../shared/executors/kubernetes/api.ts";
 import { KubernetesExecutor } from "../shared/executors/kubernetes/executor.ts";
 import type { WorkerEnv } from "../shared/executors/executor.ts";
 import { DEFAULT_TASK_OPTIONS } from "../shared/model.ts";
-import { startKubeSim } from "../test/support/kube-sim/index.ts";
+import { startKubeSim } from "../tools/kube-sim/index.ts";
 
 const arg = (name: string, fallback: number) =>
   Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split("=")[1] ?? fallback);

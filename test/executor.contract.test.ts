@@ -2,7 +2,7 @@ import { afterAll, beforeAll } from "vitest";
 import { startEngine } from "./support/engine.ts";
 import { executorContract } from "./support/executor-contract.ts";
 import { startKubeEngine, startWorkerSim } from "./support/kube-engine.ts";
-import type { KubeSim } from "./support/kube-sim/index.ts";
+import type { KubeSim } from "../tools/kube-sim/index.ts";
 
 let sim: KubeSim;
 let namespaces = 0;

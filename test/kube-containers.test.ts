@@ -3,13 +3,13 @@
 // security context, emptyDir volumes, limits and termination-message file. The worker reaches the
 // test's API server and storage on 127.0.0.1 through signed URLs only, as a pod reaches the services.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { KubeSim } from "./support/kube-sim/index.ts";
+import type { KubeSim } from "../tools/kube-sim/index.ts";
 import { startKubeEngine, startWorkerSim, type KubeEngine } from "./support/kube-engine.ts";
-import { workerContainers } from "./support/podman.ts";
+import { workerContainers } from "../tools/kube-sim/worker-containers.ts";
 import { until } from "./support/until.ts";
 
 // Without podman these cases cannot say anything (host processes run as root on a writable system):
-// skipped, after test/support/podman.ts has said why. CI sets DWOP_KUBE_SIM_RUNTIME=podman, where a
+// skipped, after tools/kube-sim/worker-containers.ts has said why. CI sets DWOP_KUBE_SIM_RUNTIME=podman, where a
 // missing runtime fails instead.
 const containers = await workerContainers();
 let sim: KubeSim;

@@ -10,8 +10,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { ClusterStore } from "../dispatcher/cluster-store.ts";
 import { jobName } from "../shared/executors/kubernetes/names.ts";
 import { RABBIT_URL } from "./support/engine.ts";
-import { waitFor } from "./support/kube-sim/fixtures.ts";
-import type { KubeSim } from "./support/kube-sim/index.ts";
+import { waitFor } from "../tools/kube-sim/fixtures.ts";
+import type { KubeSim } from "../tools/kube-sim/index.ts";
 import { startKubeEngine, startWorkerSim, WORKER_IMAGE, type KubeEngine } from "./support/kube-engine.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));

@@ -1,9 +1,9 @@
 // Workflows end to end on the Kubernetes executor: client -> simulator -> real worker containers (or,
-// where podman cannot run them, host processes: see test/support/podman.ts).
+// where podman cannot run them, host processes: see tools/kube-sim/worker-containers.ts).
 import { readFile } from "node:fs/promises";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { waitFor } from "./support/kube-sim/fixtures.ts";
-import type { KubeSim } from "./support/kube-sim/index.ts";
+import { waitFor } from "../tools/kube-sim/fixtures.ts";
+import type { KubeSim } from "../tools/kube-sim/index.ts";
 import { startKubeEngine, startWorkerSim, type KubeEngine } from "./support/kube-engine.ts";
 
 let sim: KubeSim;

@@ -3,8 +3,8 @@
 import { BatchV1Api } from "@kubernetes/client-node";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { jobName } from "../shared/executors/kubernetes/names.ts";
-import { shellJob, waitFor } from "./support/kube-sim/fixtures.ts";
-import type { KubeSim } from "./support/kube-sim/index.ts";
+import { shellJob, waitFor } from "../tools/kube-sim/fixtures.ts";
+import type { KubeSim } from "../tools/kube-sim/index.ts";
 import { startKubeEngine, startWorkerSim, type KubeEngine } from "./support/kube-engine.ts";
 import type { KubernetesSettings } from "../dispatcher/kubernetes.ts";
 

@@ -18,10 +18,10 @@ import { DISPATCHER_IMAGE } from "../scripts/images/build.ts";
 import { readMigrations } from "../shared/db/migrate.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
 import { RABBIT_URL } from "./support/engine.ts";
-import type { KubeSim, Pod } from "./support/kube-sim/index.ts";
-import type { LaunchedContainer, PodmanRuntime } from "./support/kube-sim/podman-runtime.ts";
+import type { KubeSim, Pod } from "../tools/kube-sim/index.ts";
+import type { LaunchedContainer, PodmanRuntime } from "../tools/kube-sim/podman-runtime.ts";
 import { startKubeEngine, startWorkerSim, type KubeEngine } from "./support/kube-engine.ts";
-import { ensureImages, workerContainers } from "./support/podman.ts";
+import { ensureImages, workerContainers } from "../tools/kube-sim/worker-containers.ts";
 import { until } from "./support/until.ts";
 
 const DEPLOY = new URL("../deploy/", import.meta.url);

@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { OBSERVER_LEASE } from "../dispatcher/kubernetes.ts";
 import { ClusterStore } from "../dispatcher/cluster-store.ts";
 import { RABBIT_URL } from "./support/engine.ts";
-import type { KubeSim } from "./support/kube-sim/index.ts";
+import type { KubeSim } from "../tools/kube-sim/index.ts";
 import { startKubeEngine, startWorkerSim, WORKER_IMAGE, type KubeEngine } from "./support/kube-engine.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));

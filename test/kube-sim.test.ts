@@ -18,8 +18,8 @@ import {
   shellJob,
   waitFor,
   type WatchedEvent,
-} from "./support/kube-sim/fixtures.ts";
-import { startKubeSim, type KubeSim } from "./support/kube-sim/index.ts";
+} from "../tools/kube-sim/fixtures.ts";
+import { startKubeSim, type KubeSim } from "../tools/kube-sim/index.ts";
 
 let sim: KubeSim;
 let nsCount = 0;

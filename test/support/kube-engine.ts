@@ -12,8 +12,8 @@ import { WORKER_SCRIPT } from "../../shared/executors/python.ts";
 import type { Executor } from "../../shared/executors/executor.ts";
 import { silentLogger } from "../../shared/log.ts";
 import { startEngine, type Engine } from "./engine.ts";
-import { startKubeSim, type KubeSim, type KubeSimOptions } from "./kube-sim/index.ts";
-import { workerContainers } from "./podman.ts";
+import { startKubeSim, type KubeSim, type KubeSimOptions } from "../../tools/kube-sim/index.ts";
+import { workerContainers } from "../../tools/kube-sim/worker-containers.ts";
 
 export const WORKER_IMAGE = "dwop-pyworker:dev";
 
@@ -38,7 +38,7 @@ export const FAST_SETTINGS: Omit<KubernetesSettings, "namespace"> = {
 
 /**
  * A simulator whose worker image runs the real Python worker: as a real container of dwop-pyworker:dev
- * built from this tree when podman can run it (test/support/podman.ts), else as a host process.
+ * built from this tree when podman can run it (tools/kube-sim/worker-containers.ts), else as a host process.
  */
 export async function startWorkerSim(options: KubeSimOptions = {}): Promise<KubeSim> {
   const python = execFileSync("python3", ["-c", "import sys; print(sys.executable)"], {

@@ -9,7 +9,7 @@ import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { buildImages, WORKER_IMAGE, type BaseKind } from "../../scripts/images/build.ts";
 import { podmanMissing, STATE_DIR } from "../../scripts/images/podman.ts";
-import { PodmanRuntime, type PodmanRuntimeOptions } from "./kube-sim/podman-runtime.ts";
+import { PodmanRuntime, type PodmanRuntimeOptions } from "./podman-runtime.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const LOCK = join(STATE_DIR, "build.lock");

@@ -10,8 +10,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmod, chown, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { podman, podmanEnv } from "../../../scripts/images/podman.ts";
-import { parseCpu, parseMemory } from "../../../shared/quantity.ts";
+import { podman, podmanEnv } from "../../scripts/images/podman.ts";
+import { parseCpu, parseMemory } from "../../shared/quantity.ts";
 import { OomWatch } from "./oom-watch.ts";
 import type { Container, Pod } from "./types.ts";
 
