@@ -12,7 +12,7 @@ import { createLogger } from "../shared/pino.ts";
 import { Claimer } from "./claimer.ts";
 
 const config = loadConfig(readEnv());
-const logger = createLogger(config.DWOP_LOG_LEVEL);
+const logger = createLogger(config.DWOP_LOG_LEVEL, { format: config.DWOP_LOG_FORMAT });
 const url = databaseUrl(config);
 if (!url) {
   logger.error({}, "the claimer needs DATABASE_URL");
