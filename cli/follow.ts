@@ -95,13 +95,16 @@ export class Reconnecting {
   }
 }
 
-/** Asks the server's /readyz every few seconds and reports its stall as it changes; returns a stop. */
-export function watchStall(client: DwopClient, onStall: (stall: Stall | null) => void): () => void {
+/**
+ * Asks the server's /readyz every few seconds and reports its stall as it changes. Returns a stop,
+ * which asks once more if a stall was last reported, so a follower that ends does not leave it said.
+ */
+export function watchStall(client: DwopClient, onStall: (stall: Stall | null) => void): () => Promise<void> {
   let last = "null";
   let stopped = false;
-  const tick = async () => {
+  const tick = async (final = false) => {
     const stall = await client.stall().catch(() => undefined);
-    if (stopped || stall === undefined) return; // unreachable: the follower says so already
+    if ((stopped && !final) || stall === undefined) return; // unreachable: the follower says so already
     const key = JSON.stringify(stall);
     if (key !== last) onStall(stall);
     last = key;
@@ -109,9 +112,10 @@ export function watchStall(client: DwopClient, onStall: (stall: Stall | null) =>
   const timer = setInterval(() => void tick(), STALL_POLL_MS);
   timer.unref?.();
   void tick();
-  return () => {
+  return async () => {
     stopped = true;
     clearInterval(timer);
+    if (last !== "null") await tick(true);
   };
 }
 
@@ -129,7 +133,7 @@ export async function followRemote(
 ): Promise<WorkflowDetail> {
   const server = new Reconnecting(client, options.say ?? ((line) => process.stderr.write(`${line}\n`)));
   const read = () => server.call(() => client.workflow(id));
-  const stopStall = options.onStall ? watchStall(client, options.onStall) : () => {};
+  const stopStall = options.onStall ? watchStall(client, options.onStall) : async () => {};
   try {
     let w = await read();
     await onUpdate(w);
@@ -172,6 +176,6 @@ export async function followRemote(
     }
     return w;
   } finally {
-    stopStall();
+    await stopStall();
   }
 }
