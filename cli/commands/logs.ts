@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import { Readable } from "node:stream";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import { pipeline } from "node:stream/promises";
@@ -51,6 +52,12 @@ export async function logsCommand(
       !config.DWOP_URL && err instanceof ApiRequestError && (err.status === 0 || err.status === 404)
         ? await homeLog(config, wf, name, attempt)
         : null;
+    if (!local && !config.DWOP_URL && err instanceof ApiRequestError && err.status === 0) {
+      throw new CliError(
+        `no log of task '${name}' of workflow ${wf} in ${resolve(config.DWOP_HOME)}, and ${err.message}`,
+        EXIT.failed,
+      );
+    }
     if (!local) throw err;
     if (opts.json) {
       const log = await new Response(local.body).text();
