@@ -102,12 +102,20 @@ program
 
 program
   .command("logs")
-  .description("a task's full log (stdout and stderr) of its latest attempt")
+  .description(
+    "a task's log (stdout and stderr) of its latest attempt, as far as it has run; after `dwop run`, from DWOP_HOME",
+  )
   .argument("<id>", "the workflow id")
   .argument("<task>", "the task name")
   .option("-a, --attempt <n>", "another attempt than the latest")
-  .option("-f, --follow", "print each attempt's log as it ends, until the task ends (exit 0 if it succeeded)")
-  .option("--json", "print {workflowId, task, attempt, status, log} (one a line with --follow)")
+  .option(
+    "-f, --follow",
+    "print lines as they come, attempt after attempt, until the task ends (exit 0 if it succeeded)",
+  )
+  .option(
+    "--json",
+    "print {workflowId, task, attempt, status, log} (with --follow: a line per piece, with its byte offset)",
+  )
   .action(
     act(async (id: string, task: string, opts: Flags) =>
       (await import("./commands/logs.ts")).logsCommand(config(), id, task, opts),

@@ -186,12 +186,29 @@ describe("dwop against a server", () => {
     expect(["queued", "running"]).toContain(WorkflowDetail.parse(json(retried)).status);
     const follow = await dwop(["logs", id, "after", "--follow", "--json"]);
     expect(follow.code).toBe(0);
-    expect(
-      follow.stdout
-        .trim()
-        .split("\n")
-        .map((l) => JSON.parse(l) as unknown),
-    ).toEqual([{ workflowId: id, task: "after", attempt: 1, status: "succeeded", log: "TRYING\nFIXED\n\n" }]);
+    // A line per piece of the log as it came, each at its byte offset; the last with the final status.
+    const pieces = follow.stdout
+      .trim()
+      .split("\n")
+      .map(
+        (l) =>
+          JSON.parse(l) as {
+            workflowId: string;
+            task: string;
+            attempt: number;
+            offset: number;
+            status: string | null;
+            log: string;
+          },
+      );
+    expect(pieces.every((x) => x.workflowId === id && x.task === "after" && x.attempt === 1)).toBe(true);
+    expect(pieces.map((x) => x.log).join("")).toBe("TRYING\nFIXED\n\n");
+    expect(pieces.at(-1)!.status).toBe("succeeded");
+    let at = 0;
+    for (const x of pieces) {
+      expect(x.offset).toBe(at);
+      at += Buffer.byteLength(x.log);
+    }
     const both = await dwop(["logs", id, "flaky", "--follow"]);
     expect(both.code).toBe(0);
     expect(both.stderr).toMatch(/attempt 1: failed \(exit_code 1\)[\s\S]*attempt 2: succeeded/);

@@ -99,9 +99,7 @@ async function followLog(
   const p = palette(colorsFor(process.stderr));
   const server = new Reconnecting(client, (line) => process.stderr.write(`${line}\n`));
   let t = await server.call(() => findTask(client, wf, name));
-  let attempt = from ?? Math.max(1, t.attempt);
-  let offset = 0;
-  let started = false;
+  let attempt = from ?? 1;
   for (;;) {
     if (t.attempt < attempt) {
       // Not started yet (or a later attempt asked for): wait for it, unless the task is over.
@@ -113,31 +111,35 @@ async function followLog(
       t = await server.call(() => findTask(client, wf, name));
       continue;
     }
-    if (!started && !json) process.stderr.write(p.dim(`── ${name} attempt ${attempt} ──\n`));
-    started = true;
-    const chunk = await server
-      .call(() => client.logFrom(wf, name, attempt, offset))
-      .catch((err: unknown) => {
-        if (err instanceof ApiRequestError && err.status === 404) return null; // nothing shipped yet
-        throw err;
-      });
+    if (!json) process.stderr.write(p.dim(`── ${name} attempt ${attempt} ──\n`));
     const run = () => t.runs.find((r) => r.attempt === attempt);
-    let complete: boolean;
-    if (chunk && chunk.size !== null) {
-      write(chunk.text, offset, json);
-      offset = chunk.size;
-      complete = chunk.complete === true;
-    } else {
-      // A server without live logs: the whole log once the attempt has ended.
+    // The attempt's log as it grows, until it is whole.
+    for (let offset = 0; ;) {
+      const chunk = await server
+        .call(() => client.logFrom(wf, name, attempt, offset))
+        .catch((err: unknown) => {
+          if (err instanceof ApiRequestError && err.status === 404) return null; // nothing shipped yet
+          throw err;
+        });
+      if (chunk && chunk.size !== null && chunk.complete !== true) {
+        write(chunk.text, offset, null);
+        offset = chunk.size;
+        await sleep(POLL_MS);
+        continue;
+      }
+      if (chunk && chunk.size !== null) {
+        t = await server.call(() => findTask(client, wf, name));
+        write(chunk.text, offset, run()?.status ?? null, true);
+        break;
+      }
+      // A server that stores a log only when its attempt ends (no x-log-size): the whole log then.
       t = await server.call(() => findTask(client, wf, name));
-      complete = Boolean(run()?.finishedAt) || (ended(t) && t.attempt === attempt && !chunk);
-      if (complete && chunk) write(chunk.text, 0, json);
-    }
-    if (!complete) {
+      if (run()?.finishedAt || (ended(t) && t.attempt === attempt)) {
+        write(chunk?.text ?? "", 0, run()?.status ?? null, true);
+        break;
+      }
       await sleep(POLL_MS);
-      continue;
     }
-    t = await server.call(() => findTask(client, wf, name));
     const r = run();
     if (!json && r) {
       const why = r.failureReason
@@ -145,23 +147,23 @@ async function followLog(
         : "";
       process.stderr.write(p.dim(`── ${name} attempt ${attempt}: ${r.status}${why} ──\n`));
     }
-    if (t.attempt > attempt) {
-      attempt += 1;
-      offset = 0;
-      started = false;
-      continue;
+    // The attempt is over: the task ends, or its next attempt is queued.
+    while (t.attempt === attempt && !ended(t)) {
+      await sleep(POLL_MS);
+      t = await server.call(() => findTask(client, wf, name));
     }
-    if (ended(t)) return t.status === "succeeded" ? EXIT.ok : EXIT.failed;
-    await sleep(POLL_MS);
+    if (t.attempt === attempt) return t.status === "succeeded" ? EXIT.ok : EXIT.failed;
+    attempt += 1;
   }
 
-  function write(text: string, at: number, asJson: boolean): void {
-    if (!text) return;
-    if (asJson) {
-      process.stdout.write(
-        `${JSON.stringify({ workflowId: wf, task: name, attempt, offset: at, log: text })}\n`,
-      );
-    } else {
+  /** Text as it comes; with --json a line per piece, the attempt's last one with its final status. */
+  function write(text: string, at: number, status: string | null, last = false): void {
+    if (json) {
+      if (text || last) {
+        const line = { workflowId: wf, task: name, attempt, offset: at, status, log: text };
+        process.stdout.write(`${JSON.stringify(line)}\n`);
+      }
+    } else if (text) {
       process.stdout.write(text);
     }
   }
