@@ -76,6 +76,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     : new LocalStorage({
         root: join(home, "storage"),
         secret: config.DWOP_STORAGE_SECRET ?? (await homeSecret(home, "storage.secret")),
+        maxObjectBytes: config.DWOP_STORAGE_MAX_OBJECT_SIZE,
       });
   const storage: Storage = supabase ?? local!;
   const apiTokenFile = config.DWOP_API_TOKEN ? null : join(home, "api.token");
@@ -137,6 +138,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         lostAfterSeconds: config.DWOP_LOST_AFTER_SECONDS,
         shutdownGraceSeconds: config.DWOP_SHUTDOWN_GRACE_SECONDS,
         signedUrlTtlSeconds: config.DWOP_SIGNED_URL_TTL_SECONDS,
+        apiUrl: serverUrl,
         defaultTimeoutSeconds: config.DWOP_DEFAULT_TASK_TIMEOUT_SECONDS,
         logger,
       }),

@@ -8,7 +8,8 @@ import { isPermanent, retryTransient } from "../shared/db/retry.ts";
 import { Semaphore } from "../shared/semaphore.ts";
 import type { Storage } from "../shared/storage/storage.ts";
 import { ClusterStore } from "./cluster-store.ts";
-import { signWorkerEnv } from "./worker-env.ts";
+import { signWorkerEnv, type LogStream } from "./worker-env.ts";
+import { RunLogs } from "../shared/db/run-logs.ts";
 
 /** Longest a delivery waits for a free slot before it goes back to the queue. */
 const SLOT_WAIT_MS = 2000;
@@ -36,6 +37,11 @@ export interface DispatcherOptions {
   signedUrlTtlSeconds: number;
   /** The deadline of an attempt whose task has no @timeout (default DEFAULT_TASK_TIMEOUT_SECONDS). */
   defaultTimeoutSeconds?: number;
+  /**
+   * The API's URL as workers reach it: where they ship live logs (and ask for fresh upload URLs). Without
+   * it a worker stores its log only when its attempt ends.
+   */
+  apiUrl?: string | null;
   /** Cluster executors: most runs active at once across every dispatcher (Jobs in flight). */
   maxActiveRuns?: number;
   logger?: Logger;
@@ -52,6 +58,7 @@ export interface DispatcherOptions {
  * not this class, records each end.
  */
 export class Dispatcher {
+  private logStream: LogStream | null = null;
   private readonly slots: Semaphore;
   private readonly completions: Batcher<string, boolean>;
   private readonly cluster: ClusterStore;
@@ -85,6 +92,9 @@ export class Dispatcher {
 
   /** Announces itself, retries what a previous life of this dispatcher left behind, then consumes. */
   async start(): Promise<void> {
+    if (this.options.apiUrl) {
+      this.logStream = { apiUrl: this.options.apiUrl, key: await new RunLogs(this.store.db).streamKey() };
+    }
     await this.store.heartbeat(this.options.id, this.executor.kind);
     const reaped = await this.store.reapLostRuns(this.options.lostAfterSeconds, this.options.id);
     if (reaped > 0) this.log.warn({ reaped }, "retried runs left by a dispatcher that stopped");
@@ -186,7 +196,7 @@ export class Dispatcher {
     const run = this.withDeadline(assigned);
     let started = false;
     try {
-      const env = await signWorkerEnv(this.storage, run, this.options.signedUrlTtlSeconds);
+      const env = await signWorkerEnv(this.storage, run, this.options.signedUrlTtlSeconds, this.logStream);
       const { jobName } = await this.executor.start(run, env);
       started = true;
       onStarted();
@@ -251,7 +261,7 @@ export class Dispatcher {
 
   private async resumeStartingRun(assigned: RunAssignment): Promise<void> {
     const run = this.withDeadline(assigned);
-    const env = await signWorkerEnv(this.storage, run, this.options.signedUrlTtlSeconds);
+    const env = await signWorkerEnv(this.storage, run, this.options.signedUrlTtlSeconds, this.logStream);
     const resumed = await this.cluster.resumeStartingRun(run.runId, async () => {
       return (await this.executor.start(run, env)).jobName;
     });

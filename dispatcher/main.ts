@@ -2,7 +2,7 @@
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { connectBus } from "../shared/bus/from-config.ts";
-import { databaseUrl, loadConfig, type Config } from "../shared/config.ts";
+import { databaseUrl, loadConfig, workerApiUrl, type Config } from "../shared/config.ts";
 import { connectDb, waitForDatabase } from "../shared/db/connect.ts";
 import { migrate } from "../shared/db/migrate.ts";
 import { Store } from "../shared/db/store.ts";
@@ -48,6 +48,7 @@ const dispatcher = new Dispatcher(store, bus, executor, storage, {
   lostAfterSeconds: config.DWOP_LOST_AFTER_SECONDS,
   shutdownGraceSeconds: config.DWOP_SHUTDOWN_GRACE_SECONDS,
   signedUrlTtlSeconds: config.DWOP_SIGNED_URL_TTL_SECONDS,
+  apiUrl: workerApiUrl(config),
   defaultTimeoutSeconds: config.DWOP_DEFAULT_TASK_TIMEOUT_SECONDS,
   maxActiveRuns: config.DWOP_KUBE_MAX_JOBS,
   logger,

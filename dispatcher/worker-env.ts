@@ -2,17 +2,25 @@ import { inputRefName, isInputRef } from "../shared/dsl/index.ts";
 import type { WorkerEnv } from "../shared/executors/executor.ts";
 import { CODE_BUCKET, OUTPUT_BUCKET, objectPaths, type RunAssignment } from "../shared/model.ts";
 import type { Storage } from "../shared/storage/storage.ts";
+import { logStreamToken, logStreamUrl } from "../shared/log-stream.ts";
+
+/** The API a worker ships its live log to, and the key its run's token is signed with. */
+export interface LogStream {
+  apiUrl: string;
+  key: Uint8Array;
+}
 
 /**
  * Signs the URLs one attempt needs: its code, requirements and inputs to read, its output and log to
  * write. Each URL is for one object and one method, and lives as long as the attempt may run (its
  * deadline, which the dispatcher has resolved) plus `marginSeconds`: a URL that leaks from a run is of
- * no use for long.
+ * no use for long. With a log stream, the worker also gets its run's URL and token to ship its live log.
  */
 export async function signWorkerEnv(
   storage: Storage,
   run: RunAssignment,
   marginSeconds: number,
+  logStream?: LogStream | null,
 ): Promise<WorkerEnv> {
   const deadline = run.options.timeoutSeconds;
   if (!deadline) throw new Error(`run ${run.runId} has no deadline: resolve the default timeout first`);
@@ -38,6 +46,10 @@ export async function signWorkerEnv(
       ttl,
     ),
   };
+  if (logStream) {
+    env.DWOP_LOG_STREAM_URL = logStreamUrl(logStream.apiUrl, run.runId);
+    env.DWOP_LOG_STREAM_TOKEN = await logStreamToken(logStream.key, run.runId);
+  }
   if (run.hasRequirements) {
     env.DWOP_REQUIREMENTS_URL = await storage.signUrl(CODE_BUCKET, objectPaths.requirements(wf), "GET", ttl);
   }

@@ -3,6 +3,7 @@ import { bodyLimit } from "hono/body-limit";
 import type { Config } from "../shared/config.ts";
 import { ApiStore } from "../shared/db/api-store.ts";
 import type { Db } from "../shared/db/connect.ts";
+import { RunLogs } from "../shared/db/run-logs.ts";
 import { Store } from "../shared/db/store.ts";
 import type { Logger } from "../shared/log.ts";
 import { EMPTY_ALLOW_LIST, parseAllowList } from "../shared/net/addresses.ts";
@@ -17,6 +18,7 @@ import { errorBody, errorHandler, routeNotFound, tooLarge } from "./errors.ts";
 import { eventDocs, eventRoutes } from "./events.ts";
 import { hookDocs, hookRoutes } from "./hooks.ts";
 import { keyDocs, keyRoutes } from "./keys.ts";
+import { LOG_STREAM_BODY_LIMIT, logStreamDocs, logStreamRoutes } from "./log-stream.ts";
 import { openApiDocument, type RouteDoc } from "./openapi.ts";
 import { runDocs, runRoutes } from "./runs.ts";
 import { Health } from "./schemas.ts";
@@ -57,6 +59,7 @@ export const DEFAULT_SETTINGS: ApiSettings = {
   submitLimits: DEFAULT_SUBMIT_LIMITS,
   // Well below the usual 1,024 open files, with room for the database pool and requests.
   uploadsInFlight: 64,
+  uploadUrlTtlSeconds: 300,
   callbackAllow: EMPTY_ALLOW_LIST,
   authThrottle: { maxFailures: 20, windowMs: 60_000, blockMs: 60_000, maxEntries: 10_000 },
   clientAddress: { proxies: 1 },
@@ -74,6 +77,7 @@ export function apiSettings(config: Config): ApiSettings {
     retryBackoffMs: config.DWOP_RETRY_BACKOFF_MS,
     submitLimits: submitLimits(config),
     uploadsInFlight: DEFAULT_SETTINGS.uploadsInFlight,
+    uploadUrlTtlSeconds: config.DWOP_SIGNED_URL_TTL_SECONDS,
     callbackAllow: parseAllowList(config.DWOP_CALLBACK_ALLOW),
     authThrottle: {
       maxFailures: config.DWOP_AUTH_FAILURE_LIMIT,
@@ -108,10 +112,17 @@ const PROTECTED = ["/workflows", "/triggers", "/keys", "/validate", "/ui/api"];
 export function createApp(deps: AppDeps): Hono<ApiEnv> {
   const logger = deps.logger ?? consoleLogger;
   const settings = { ...DEFAULT_SETTINGS, ...deps.settings };
+  const runLogs = new RunLogs(deps.db);
+  let streamKey: Promise<Uint8Array> | null = null;
   const api: ApiDeps = {
     db: deps.db,
     store: new Store(deps.db),
     api: new ApiStore(deps.db),
+    runLogs,
+    logStreamKey: () => (streamKey ??= runLogs.streamKey().catch((err: unknown) => {
+      streamKey = null; // a database that was down is asked again next time
+      throw err;
+    })),
     storage: deps.storage ?? null,
     settings,
     logger,
@@ -133,10 +144,13 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
   // `/workflows/*` matches `/workflows` itself too.
   for (const prefix of PROTECTED) app.use(`${prefix}/*`, badToken, auth, requestLimit);
   app.use("/hooks/*", badHook, limit(api.settings.maxWebhookBytes));
+  // A running worker's calls, with its run's token (a guessed token is a failed authentication too).
+  app.use("/runs/*", badToken, limit(LOG_STREAM_BODY_LIMIT));
 
   healthRoutes(app, api, deps.databaseWatch ?? new DatabaseWatch(api.now));
   workflowRoutes(app, api);
   runRoutes(app, api);
+  logStreamRoutes(app, api);
   eventRoutes(app, api);
   triggerRoutes(app, api);
   keyRoutes(app, api);
@@ -212,6 +226,7 @@ export const ROUTE_DOCS: RouteDoc[] = [
   ...healthDocs,
   ...workflowDocs,
   ...runDocs,
+  ...logStreamDocs,
   ...eventDocs,
   ...triggerDocs,
   ...keyDocs,

@@ -1,5 +1,6 @@
 import type { Db } from "../shared/db/connect.ts";
 import type { ApiStore } from "../shared/db/api-store.ts";
+import type { RunLogs } from "../shared/db/run-logs.ts";
 import type { Store } from "../shared/db/store.ts";
 import type { Logger } from "../shared/log.ts";
 import type { Semaphore } from "../shared/semaphore.ts";
@@ -35,6 +36,8 @@ export interface ApiSettings {
   submitLimits: SubmitLimits;
   /** Objects being uploaded at once, across every submission this app serves. */
   uploadsInFlight: number;
+  /** Lifetime of the upload URLs a running worker asks for (DWOP_SIGNED_URL_TTL_SECONDS). */
+  uploadUrlTtlSeconds: number;
   /** Where callbacks may go although the address rules forbid it (DWOP_CALLBACK_ALLOW). */
   callbackAllow: AllowList;
   /** When repeated failed authentications from one address are answered 429. */
@@ -50,6 +53,9 @@ export interface ApiDeps {
   db: Db;
   store: Store;
   api: ApiStore;
+  runLogs: RunLogs;
+  /** The key of runs' log-stream tokens, read from the database once. */
+  logStreamKey: () => Promise<Uint8Array>;
   /** Null where no storage is configured: routes that need it answer 503. */
   storage: Storage | null;
   settings: ApiSettings;

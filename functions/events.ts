@@ -29,7 +29,8 @@ export function eventRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
     const after = c.req.header("last-event-id") ?? c.req.query("lastEventId") ?? "0";
     if (!/^\d{1,18}$/.test(after))
       throw new ApiError(400, "bad_request", "Last-Event-ID must be an event id");
-    const stream = eventStream(new EventTail(deps, owner, id, BigInt(after)), deps);
+    const logs = new LogTail(deps, id, await deps.runLogs.sizes(id));
+    const stream = eventStream(new EventTail(deps, owner, id, BigInt(after)), logs, deps);
     return c.body(stream, 200, {
       "content-type": "text/event-stream; charset=utf-8",
       "cache-control": "no-cache",
@@ -72,7 +73,31 @@ class EventTail {
   }
 }
 
-function eventStream(tail: EventTail, deps: ApiDeps): ReadableStream<Uint8Array> {
+/**
+ * New live-log chunks of the workflow's runs, each once: from where each run's log stood when the stream
+ * opened (a client that wants a log's beginning reads it with GET .../logs). One run's chunks commit in
+ * offset order (append_run_log locks the run), so a per-run offset misses none.
+ */
+class LogTail {
+  private readonly decoder = new TextDecoder();
+
+  constructor(
+    private readonly deps: ApiDeps,
+    private readonly workflowId: string,
+    private readonly seen: Map<string, number>,
+  ) {}
+
+  async poll(): Promise<string[]> {
+    const chunks = await this.deps.runLogs.chunksAfter(this.workflowId, this.seen, BATCH);
+    return chunks.map((chunk) => {
+      this.seen.set(chunk.runId, chunk.offset + chunk.data.length);
+      const text = this.decoder.decode(chunk.data);
+      return JSON.stringify({ task: chunk.taskName, attempt: chunk.attempt, offset: chunk.offset, text });
+    });
+  }
+}
+
+function eventStream(tail: EventTail, logs: LogTail, deps: ApiDeps): ReadableStream<Uint8Array> {
   const encoder = new TextEncoder();
   let cancelled = false;
   let lastWrite = deps.now();
@@ -83,11 +108,15 @@ function eventStream(tail: EventTail, deps: ApiDeps): ReadableStream<Uint8Array>
     async pull(controller) {
       try {
         while (!cancelled) {
+          const lines = await logs.poll();
           const { events, ended } = await tail.poll();
           if (cancelled) return;
-          if (events.length > 0) {
+          if (events.length > 0 || lines.length > 0) {
             controller.enqueue(
-              encoder.encode(events.map((e) => `id: ${e.id}\ndata: ${JSON.stringify(e)}\n\n`).join("")),
+              encoder.encode(
+                lines.map((data) => `event: log\ndata: ${data}\n\n`).join("") +
+                  events.map((e) => `id: ${e.id}\ndata: ${JSON.stringify(e)}\n\n`).join(""),
+              ),
             );
             lastWrite = deps.now();
             return;
@@ -126,7 +155,8 @@ export const eventDocs: RouteDoc[] = [
     responses: {
       200: {
         description:
-          "text/event-stream: `id: <event id>` and `data: <event JSON>` per event; " +
+          "text/event-stream: `id: <event id>` and `data: <event JSON>` per event; `event: log` with " +
+          "`data: {task, attempt, offset, text}` for each chunk of live log (whole lines) shipped after the stream opened; " +
           "`event: end` with the final status once the workflow has ended and every event is sent",
         contentType: "text/event-stream",
         schema: WorkflowEventSchema,

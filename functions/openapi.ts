@@ -7,8 +7,8 @@ export interface RouteDoc {
   /** Hono's path syntax: `/workflows/:id`. */
   path: string;
   summary: string;
-  /** bearer: Authorization needed; signed: an X-DWOP-Signature; none: open. */
-  auth: "bearer" | "signed" | "none";
+  /** bearer: Authorization needed; runToken: a run's log-stream token; signed: an X-DWOP-Signature; none: open. */
+  auth: "bearer" | "runToken" | "signed" | "none";
   query?: z.ZodObject;
   headers?: { name: string; description: string; required?: boolean }[];
   body?: { contentType: string; schema: z.ZodType }[];
@@ -68,7 +68,8 @@ function operation(doc: RouteDoc): object {
         ? { description: r.description, content: { [r.contentType ?? "application/json"]: { schema } } }
         : { description: r.description };
   }
-  const errors = new Set([...(doc.errors ?? []), ...(doc.auth === "bearer" ? [401, 429] : []), 500]);
+  const tokened = doc.auth === "bearer" || doc.auth === "runToken";
+  const errors = new Set([...(doc.errors ?? []), ...(tokened ? [401, 429] : []), 500]);
   for (const status of [...errors].sort((a, b) => a - b)) {
     responses[String(status)] = {
       description: ERROR_TEXT[status] ?? "error",
@@ -77,7 +78,7 @@ function operation(doc: RouteDoc): object {
   }
   return {
     summary: doc.summary,
-    ...(doc.auth === "bearer" ? { security: [{ bearer: [] }] } : { security: [] }),
+    security: tokened ? [{ [doc.auth]: [] }] : [],
     parameters: parameters(doc),
     ...(doc.body && {
       requestBody: {
@@ -112,6 +113,11 @@ export function openApiDocument(routes: RouteDoc[]): object {
           type: "http",
           scheme: "bearer",
           description: "a Supabase JWT, a DWOP API key, or DWOP_API_TOKEN",
+        },
+        runToken: {
+          type: "http",
+          scheme: "bearer",
+          description: "one run's log-stream token, which the dispatcher gives that run's worker",
         },
       },
       schemas: { Error: jsonSchema(ErrorResponse, "output") },

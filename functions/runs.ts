@@ -1,5 +1,11 @@
 import type { Context, Hono } from "hono";
-import { OUTPUT_BUCKET, objectPaths } from "../shared/model.ts";
+import {
+  OUTPUT_BUCKET,
+  TERMINAL_TASK_STATES,
+  objectPaths,
+  type RunState,
+  type TaskState,
+} from "../shared/model.ts";
 import { needStorage, uuidParam } from "./body.ts";
 import type { ApiDeps, ApiEnv } from "./context.ts";
 import { notFound, parseWith } from "./errors.ts";
@@ -25,24 +31,82 @@ export function runRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
   });
 
   app.get("/workflows/:id/tasks/:name/logs", async (c) => {
-    const { id, name, attempt: latest } = await findTask(c, deps);
-    const { attempt = latest } = parseWith(LogsQuery, c.req.query(), 400, "query");
+    const { id, name, attempt: latest, status } = await findTask(c, deps);
+    const { attempt = latest, offset = 0 } = parseWith(LogsQuery, c.req.query(), 400, "query");
     if (attempt < 1 || attempt > latest) throw notFound(`log of attempt ${attempt}`);
-    return streamObject(c, deps, objectPaths.log(id, name, attempt), `log of attempt ${attempt}`);
+    const taskEnded = attempt < latest || TERMINAL_TASK_STATES.includes(status);
+    return logResponse(c, deps, { id, name, attempt, offset, taskEnded });
   });
+}
+
+const LIVE_READ_LIMIT = 1024 * 1024;
+const ACTIVE_RUN_STATES: readonly RunState[] = ["starting", "dispatched", "running"];
+
+/**
+ * One attempt's log from `offset`: the stored object once the worker has stored it (the whole log, so
+ * complete), else the live chunks shipped so far (complete once the attempt has ended: whatever ended
+ * it, the log up to that moment stays readable). `x-log-size` is the offset to ask for next.
+ */
+async function logResponse(
+  c: Context<ApiEnv>,
+  deps: ApiDeps,
+  q: { id: string; name: string; attempt: number; offset: number; taskEnded: boolean },
+): Promise<Response> {
+  const owner = c.get("caller").owner;
+  const live = await deps.runLogs.read(owner, q.id, q.name, q.attempt, q.offset, LIVE_READ_LIMIT);
+  const ended = live ? !ACTIVE_RUN_STATES.includes(live.status) : q.taskEnded;
+  if (live && !ended && live.data.length > 0) return logBody(c, live.data, q.offset + live.data.length, false);
+  const stored = await needStorage(deps.storage).get(OUTPUT_BUCKET, objectPaths.log(q.id, q.name, q.attempt));
+  if (stored) return logBody(c, skipBytes(stored, q.offset), null, true);
+  if (ended && (!live || live.size === 0)) throw notFound(`log of attempt ${q.attempt}`);
+  return logBody(c, live?.data ?? new Uint8Array(), q.offset + (live?.data.length ?? 0), ended);
+}
+
+function logBody(
+  c: Context,
+  body: Uint8Array | ReadableStream<Uint8Array>,
+  nextOffset: number | null,
+  complete: boolean,
+): Response {
+  const headers: Record<string, string> = {
+    "content-type": "text/plain; charset=utf-8",
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+    "x-log-complete": String(complete),
+  };
+  if (nextOffset !== null) headers["x-log-size"] = String(nextOffset);
+  return c.body(body instanceof Uint8Array ? new Uint8Array(body).buffer : body, 200, headers);
+}
+
+/** The stream without its first n bytes. */
+function skipBytes(stream: ReadableStream<Uint8Array>, n: number): ReadableStream<Uint8Array> {
+  if (n === 0) return stream;
+  let left = n;
+  return stream.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        if (left >= chunk.length) {
+          left -= chunk.length;
+          return;
+        }
+        controller.enqueue(left > 0 ? chunk.subarray(left) : chunk);
+        left = 0;
+      },
+    }),
+  );
 }
 
 /** The caller's workflow and one of its tasks, with the task's latest attempt; 404 for anything else. */
 async function findTask(
   c: Context<ApiEnv>,
   deps: ApiDeps,
-): Promise<{ id: string; name: string; attempt: number }> {
+): Promise<{ id: string; name: string; attempt: number; status: TaskState }> {
   const id = uuidParam(c, "id", "workflow");
   const name = c.req.param("name") ?? "";
   if (!TASK_NAME.test(name)) throw notFound("task");
-  const attempt = await deps.api.taskAttempt(c.get("caller").owner, id, name);
-  if (attempt === null) throw notFound("task");
-  return { id, name, attempt };
+  const task = await deps.api.taskAttempt(c.get("caller").owner, id, name);
+  if (task === null) throw notFound("task");
+  return { id, name, ...task };
 }
 
 /** Streams an object of the output bucket as it is read, never holding it whole. */
@@ -78,7 +142,9 @@ export const runDocs: RouteDoc[] = [
   {
     method: "get",
     path: "/workflows/:id/tasks/:name/logs",
-    summary: "A task's full log (stdout and stderr) of one attempt, streamed",
+    summary:
+      "One attempt's log (stdout and stderr merged by line), live while it runs: from ?offset=, with " +
+      "X-Log-Size (the offset to ask for next, while the log grows) and X-Log-Complete (true once it will not grow)",
     auth: "bearer",
     query: LogsQuery,
     responses: text("the log bytes"),

@@ -90,6 +90,12 @@ export const LogsQuery = z.object({
     .min(1)
     .optional()
     .meta({ description: "default: the task's latest attempt" }),
+  offset: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .optional()
+    .meta({ description: "the first byte to send (a follower's last X-Log-Size); default 0" }),
 });
 
 export const TriggerCreate = z.strictObject({

@@ -90,6 +90,8 @@ export const configSchema = z.object({
   DWOP_HOST: z.string().default("127.0.0.1"),
   DWOP_PUBLIC_URL: optionalUrl,
   DWOP_STORAGE_SECRET: z.string().min(16).optional(),
+  /** The largest object a worker may store in local storage (a quantity: "5Gi"); larger ones get 413. */
+  DWOP_STORAGE_MAX_OBJECT_SIZE: memoryQuantity("5Gi"),
   DWOP_IMAGE: z.string().default("dwop-pyworker:dev"),
   DWOP_NAMESPACE: z.string().default("default"),
   KUBECONFIG: z.string().optional(),
@@ -211,4 +213,15 @@ export function loadConfig(env: EnvSource): Config {
 /** The database URL: DATABASE_URL, or the one Supabase gives its Edge Functions. */
 export function databaseUrl(config: Config): string | undefined {
   return config.DATABASE_URL ?? config.SUPABASE_DB_URL;
+}
+
+/**
+ * The API's URL as workers reach it, where they ship live logs: DWOP_PUBLIC_URL, else on Supabase the
+ * `api` Edge Function of SUPABASE_PROJECT_URL; null when neither is set (logs are then stored only when
+ * an attempt ends).
+ */
+export function workerApiUrl(config: Config): string | null {
+  if (config.DWOP_PUBLIC_URL) return config.DWOP_PUBLIC_URL;
+  if (config.SUPABASE_PROJECT_URL) return `${config.SUPABASE_PROJECT_URL.replace(/\/+$/, "")}/functions/v1/api`;
+  return null;
 }

@@ -58,7 +58,8 @@ export const RUN_STATES = [
 export type RunState = (typeof RUN_STATES)[number];
 
 /**
- * Why a run failed. `exit_code`, `timeout` and `worker_error` count against the task's own retries;
+ * Why a run failed. `exit_code`, `timeout`, `worker_error` and `output_rejected` (storage refused the
+ * task's output or log: too large, say) count against the task's own retries;
  * the others (`oom_killed` included) are infrastructure failures with their own budget (see
  * `increase_attempt`).
  */
@@ -71,6 +72,7 @@ export const FAILURE_REASONS = [
   "image_pull",
   "unschedulable",
   "worker_error",
+  "output_rejected",
 ] as const;
 export type FailureReason = (typeof FAILURE_REASONS)[number];
 
@@ -146,7 +148,8 @@ export interface WorkerFailure {
     | "sandbox_failed"
     | "memory_limit"
     | "disk_limit"
-    | "cpu_limit";
+    | "cpu_limit"
+    | "output_rejected";
   message: string;
   exitCode: number | null;
   /** True when running the attempt again cannot help (the failure is in what was submitted). */

@@ -2,7 +2,7 @@ import type { Config } from "./config.ts";
 import type { Store } from "./db/store.ts";
 import { countTasks, parseWorkflow, workflowInputs } from "./dsl/index.ts";
 import { silentLogger, type Logger } from "./log.ts";
-import { CODE_BUCKET, objectPaths, type WorkflowSpec } from "./model.ts";
+import { CODE_BUCKET, objectPaths, type TaskSpec, type WorkflowSpec } from "./model.ts";
 import type { Semaphore } from "./semaphore.ts";
 import type { Storage } from "./storage/storage.ts";
 
@@ -150,9 +150,10 @@ export async function submitWorkflow(deps: SubmitDeps, req: SubmitRequest): Prom
   const spec = req.spec ?? checkSubmission(req.source, req.file, Object.keys(inputs), req.limits);
   const id = req.id ?? crypto.randomUUID();
   const hasRequirements = Boolean(req.requirements && req.requirements.trim() !== "");
+  const source = sourceFileName(req.file);
   const objects: [string, Uint8Array | string][] = spec.tasks.map((t) => [
     objectPaths.code(id, t.name),
-    t.body,
+    codeObject(source, t),
   ]);
   if (hasRequirements) objects.push([objectPaths.requirements(id), req.requirements!]);
   for (const [name, body] of Object.entries(inputs)) objects.push([objectPaths.input(id, name), body]);
@@ -235,6 +236,22 @@ async function removeObjects(deps: SubmitDeps, keys: string[], sharedId: string 
       "could not delete a failed submission's objects",
     );
   }
+}
+
+/**
+ * A task's stored code: a first line that says where the body is in the workflow file, then the body.
+ * The worker compiles the body as that file, from the line below `fun`, so a traceback says
+ * `File "etl.workflow", line 10, in transform`.
+ */
+export function codeObject(file: string, task: Pick<TaskSpec, "name" | "line" | "body">): string {
+  return `${SOURCE_MARK}${JSON.stringify({ file, line: task.line, task: task.name })}\n${task.body}`;
+}
+
+/** The first line of a stored task's code (the worker reads it: worker/dwop_source.py). */
+export const SOURCE_MARK = "# dwop-source: ";
+
+function sourceFileName(file: string): string {
+  return file.split(/[\\/]/).pop() || "workflow";
 }
 
 function workflowName(file: string): string {

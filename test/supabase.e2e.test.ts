@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -12,8 +12,12 @@ import { startSupabaseStorageDouble, type SupabaseStorageDouble } from "./suppor
 const run = promisify(execFile);
 const TOKEN = "e2e-test-token-0123456789";
 const AUTH = { authorization: `Bearer ${TOKEN}` };
-const WORKFLOW =
-  'fun extract():\n    print("a,b,c")\n\nfun transform(raw:extract):\n    print(open("raw").read().upper())\n';
+/** transform says it is working, then waits for the test's flag: its live log is read meanwhile. */
+const workflow = (flag: string) =>
+  'fun extract():\n    print("a,b,c")\n\nfun transform(raw:extract):\n    import os, sys, time\n' +
+  '    print("working", file=sys.stderr)\n' +
+  `    while not os.path.exists(${JSON.stringify(flag)}):\n        time.sleep(0.05)\n` +
+  '    print(open("raw").read().upper())\n';
 
 let database: TestDatabase;
 let storage: SupabaseStorageDouble;
@@ -73,6 +77,9 @@ it("runs a workflow submitted to the `api` function, with the claimer and dispat
     DWOP_HOME: home,
     DWOP_LOG_LEVEL: "warn",
     DWOP_CLAIM_POLL_MS: "100",
+    // Where workers ship live logs: the `api` function (on Supabase, the default from SUPABASE_PROJECT_URL).
+    DWOP_PUBLIC_URL: `${api.url}/api`,
+    DWOP_TASK_ALLOW: home,
   };
   const opsPort = await freePort();
   const tsx = (script: string) => ({ command: process.execPath, args: ["--import", "tsx", script] });
@@ -87,10 +94,27 @@ it("runs a workflow submitted to the `api` function, with the claimer and dispat
   );
 
   const form = new FormData();
-  form.append("workflow", new Blob([WORKFLOW]), "etl.workflow");
+  const flag = join(home, "flag");
+  form.append("workflow", new Blob([workflow(flag)]), "etl.workflow");
   const submitted = await fetch(`${api.url}/api/workflows`, { method: "POST", headers: AUTH, body: form });
   expect(submitted.status, await submitted.clone().text()).toBe(201);
   const { id } = (await submitted.json()) as { id: string };
+
+  // The running task's log, live through the function, before the task may end.
+  let live = { text: "", complete: "" };
+  const liveBy = Date.now() + 40_000;
+  while (!live.text.includes("working")) {
+    if (Date.now() > liveBy) {
+      throw new Error(
+        `no live log: ${JSON.stringify(live)}\n${processes.map((p) => p.output()).join("\n---\n")}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    const res = await fetch(`${api.url}/api/workflows/${id}/tasks/transform/logs`, { headers: AUTH });
+    live = { text: res.ok ? await res.text() : "", complete: res.headers.get("x-log-complete") ?? "" };
+  }
+  expect(live).toEqual({ text: "working\n", complete: "false" });
+  await writeFile(flag, "");
 
   let status = "";
   const deadline = Date.now() + 40_000;

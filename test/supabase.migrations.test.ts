@@ -17,13 +17,7 @@ const run = promisify(execFile);
 describe("supabase db push", () => {
   it("applies every migration to an empty database, and DWOP's runner then finds nothing to apply", async () => {
     const tdb = await createTestDatabase("supabase db push");
-    // The CLI (pinned 2.117.0) connects straight to the URL: no Docker, no Supabase project.
-    const { stdout, stderr } = await run(
-      "node_modules/.bin/supabase",
-      ["db", "push", "--db-url", `${tdb.url}?sslmode=disable`, "--yes"],
-      { cwd: ROOT, timeout: 60_000, env: { ...process.env, SUPABASE_TELEMETRY_DISABLED: "1" } },
-    );
-    expect(`${stdout}${stderr}`).toContain("Finished supabase db push.");
+    expect(await push(tdb.url)).toContain("Finished supabase db push.");
 
     const db = connectDb(tdb.url, { max: 2 });
     try {
@@ -38,7 +32,64 @@ describe("supabase db push", () => {
     }
     await tdb.drop();
   });
+
+  it("applies nothing to a database DWOP migrated, nor what DWOP applied after a push", async () => {
+    const tdb = await createTestDatabase("dwop then push");
+    const all = await readMigrations();
+    const db = connectDb(tdb.url, { max: 2 });
+    try {
+      // DWOP first, as a process started before the CLI was run; then the CLI; then DWOP's newer files.
+      expect(await migrate(db, all.slice(0, -2))).toEqual(all.slice(0, -2).map((m) => m.version));
+      const pushed = await push(tdb.url);
+      expect(pushed).not.toContain(`Applying migration ${all.at(-3)!.version}`);
+      expect(pushed).toContain(`Applying migration ${all.at(-2)!.version}`);
+      expect(pushed).toContain(`Applying migration ${all.at(-1)!.version}`);
+      expect(await migrate(db)).toEqual([]);
+      expect(await push(tdb.url)).toContain("Remote database is up to date.");
+      await submit(db, "someone");
+    } finally {
+      await db.end();
+    }
+    await tdb.drop();
+  });
+
+  it("moves the versions of DWOP's former ledger to the shared one, so a push after it applies nothing", async () => {
+    const tdb = await createTestDatabase("former ledger");
+    const all = await readMigrations();
+    const db = connectDb(tdb.url, { max: 2 });
+    try {
+      // A database migrated by DWOP before the ledgers were one: its versions in a table of its own.
+      const before = all.filter((m) => m.version < "20261204000400");
+      for (const m of before) await db.unsafe(m.sql);
+      await db`create table if not exists public.dwop_schema_migrations (
+        version text primary key, name text not null, applied_at timestamptz not null default now())`;
+      for (const m of before) {
+        await db`insert into public.dwop_schema_migrations (version, name) values (${m.version}, ${m.name})`;
+      }
+      expect(await migrate(db)).toEqual(
+        all.filter((m) => m.version >= "20261204000400").map((m) => m.version),
+      );
+      const [own] = await db<{ present: boolean }[]>`
+        select to_regclass('public.dwop_schema_migrations') is not null as present`;
+      expect(own!.present).toBe(false);
+      expect(await push(tdb.url)).toContain("Remote database is up to date.");
+    } finally {
+      await db.end();
+    }
+    await tdb.drop();
+  });
 });
+
+/** `supabase db push` against the database (the CLI, pinned 2.117.0, connects straight to the URL: no
+ * Docker, no Supabase project); its output. */
+async function push(url: string): Promise<string> {
+  const { stdout, stderr } = await run(
+    "node_modules/.bin/supabase",
+    ["db", "push", "--db-url", `${url}?sslmode=disable`, "--yes"],
+    { cwd: ROOT, timeout: 60_000, env: { ...process.env, SUPABASE_TELEMETRY_DISABLED: "1" } },
+  );
+  return `${stdout}${stderr}`;
+}
 
 describe("row-level security", () => {
   let mdb: MigratedDatabase;
@@ -82,7 +133,9 @@ describe("row-level security", () => {
         code: "42501",
       });
     }
-    await expect(asAlice((sql) => sql`select * from public.dwop_schema_migrations`)).rejects.toMatchObject({
+    await expect(
+      asAlice((sql) => sql`select * from supabase_migrations.schema_migrations`),
+    ).rejects.toMatchObject({
       code: "42501",
     });
     // Writing, and calling DWOP's functions, is for DWOP alone.

@@ -173,16 +173,41 @@ def connect(scheme, host, port):
     raise error or OSError("no address for %s" % host)
 
 
+def request_head(method, host, port, path):
+    """The request line and the headers every request has (the caller adds its own and the blank line)."""
+    return b"%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: dwop-worker\r\nAccept-Encoding: identity\r\n" % (
+        method.encode("ascii"),
+        request_target(path),
+        ascii_name(host_header(host, port)),
+    )
+
+
+def request(method, url, headers, body, timeout=TIMEOUT):
+    """One request with a small body in memory (no retries); the body of a 2xx answer, else HttpError."""
+    scheme, host, port, path = split_url(url)
+    sock = connect(scheme, host, port)
+    try:
+        sock.settimeout(timeout)
+        head = request_head(method, host, port, path)
+        for name, value in headers.items():
+            head += b"%s: %s\r\n" % (name.encode("ascii"), value.encode("latin-1"))
+        sock.sendall(head + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+        response = Response(sock)
+        status, response_headers = response.head()
+        data = b"".join(response.body(response_headers))
+        if not 200 <= status < 300:
+            raise HttpError(status, data[:300].decode("utf-8", "replace").strip())
+        return data
+    finally:
+        sock.close()
+
+
 def send_request(method, url, body_fd):
     """Connects and sends a request (with body_fd's content as the body); returns the socket."""
     scheme, host, port, path = split_url(url)
     sock = connect(scheme, host, port)
     try:
-        head = b"%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: dwop-worker\r\nAccept-Encoding: identity\r\n" % (
-            method.encode("ascii"),
-            request_target(path),
-            ascii_name(host_header(host, port)),
-        )
+        head = request_head(method, host, port, path)
         if body_fd is None:
             sock.sendall(head + b"Connection: close\r\n\r\n")
             return sock
@@ -192,12 +217,13 @@ def send_request(method, url, body_fd):
         try:
             send_file(sock, body_fd, head)
         except OSError as send_error:
-            # The server may have answered (403, 413) and closed early: report its status if it did.
+            # The server may have answered (403, 413) and closed early: report its answer if it did.
             try:
-                status, _ = Response(sock).head()
+                response = Response(sock)
+                status, headers = response.head()
             except (OSError, ValueError):
                 raise send_error from None
-            raise HttpError(status, "") from None
+            raise HttpError(status, answer_detail(response, headers)) from None
         return sock
     except BaseException:
         sock.close()
@@ -226,17 +252,25 @@ def read_response(sock, method, url, sink_fd, redirects=MAX_REDIRECTS):
             sock = send_request("GET", location, None)
             return read_response(sock, method, location, sink_fd, redirects - 1)
         if not 200 <= status < 300:
-            detail = b""
-            for chunk in response.body(headers):
-                detail += chunk
-                if len(detail) > 300:
-                    break
-            raise HttpError(status, detail[:300].decode("utf-8", "replace").strip())
+            raise HttpError(status, answer_detail(response, headers))
         for chunk in response.body(headers):
             if sink_fd is not None:
                 write_all(sink_fd, chunk)
     finally:
         sock.close()
+
+
+def answer_detail(response, headers):
+    """The first 300 bytes of an error answer's body (storage says why there: EntityTooLarge, expired)."""
+    detail = b""
+    try:
+        for chunk in response.body(headers):
+            detail += chunk
+            if len(detail) > 300:
+                break
+    except (OSError, ValueError):
+        pass
+    return detail[:300].decode("utf-8", "replace").strip()
 
 
 def write_all(fd, data):

@@ -28,8 +28,12 @@ import _signal
 import errno
 import os
 import sys
+import time as _time
 
-from dwop_http import Transfer, transfer_all, write_all
+from dwop_http import HttpError, Transfer, transfer_all, write_all
+from dwop_json import parse_json
+from dwop_log import LineLog, LogStream
+from dwop_source import exception_line
 from dwop_process import die_with_parent, load_prctl, run_child, run_script
 from dwop_sandbox import SandboxError
 
@@ -37,6 +41,7 @@ RESULT_FILE_DEFAULT = "/dev/termination-log"
 DEPS_DIR = ".dwop-deps"
 EXIT_WORKER_FAILURE = 70  # EX_SOFTWARE: anything that is not the body's own failure
 MAX_MESSAGE = 2000
+FRESH_URLS_AFTER = 300
 
 
 class Failure(Exception):
@@ -72,40 +77,21 @@ def anonymous_file():
         return fd
 
 
-class Log:
-    """The full log file; what the worker says itself goes there and to its stderr."""
+class Log(LineLog):
+    """The attempt's log (dwop_log.LineLog); what the worker says itself goes there and to its stderr."""
 
     def __init__(self):
-        self.fd = anonymous_file()
+        super().__init__(anonymous_file())
+        self.started = _time.monotonic()
+        self.stream_to = None  # the LogStream, when the run has one
 
     def say(self, message):
         line = ("dwop-worker: %s\n" % message).encode("utf-8", "replace")
-        write_all(self.fd, line)
+        self.write(line)
         try:
             write_all(2, line)
         except OSError:
             pass
-
-
-def parse_json(text):
-    """json.loads without importing json (and re); raises ValueError."""
-
-    class Context:
-        strict = True
-        object_hook = None
-        object_pairs_hook = None
-        parse_float = float
-        parse_int = int
-        parse_constant = float
-        memo = {}
-
-    try:
-        value, end = _json.make_scanner(Context)(text, 0)
-    except StopIteration as e:
-        raise ValueError("invalid JSON at character %s" % e.value) from None
-    if text[end:].strip():
-        raise ValueError("extra data after JSON at character %d" % end)
-    return value
 
 
 class Task:
@@ -168,8 +154,9 @@ def has_requirement_lines(path):
 
 def run_body(log, output_fd, has_requirements, sandbox, prctl):
     """Runs the body (after pip, when there are requirements) in one child process, in the sandbox when
-    there is one; its stdout goes to the output and the log, its stderr to the worker's and the log.
-    Raises Failure for anything but a clean exit."""
+    there is one; its stdout goes to the output and the log, its stderr to the worker's and the log (the
+    two merged by line), and the log is shipped live while it runs. Raises Failure for anything but a
+    clean exit."""
     report_r, report_w = os.pipe()
 
     def child():
@@ -181,18 +168,31 @@ def run_body(log, output_fd, has_requirements, sandbox, prctl):
                 note("sandbox", describe(e))
                 os._exit(EXIT_WORKER_FAILURE)
         deps = install_requirements(note) if has_requirements else None
-        run_script("main.py", deps, lambda error: limit_reached(note, error, sandbox))
+        run_script("main.py", deps, lambda error: body_failed(note, error, sandbox))
 
-    after_fork = None
+    def started(pid):
+        if sandbox:
+            sandbox.after_fork(pid)
+        # Only now: the sandbox's namespace calls above need a worker with one thread.
+        if log.stream_to:
+            log.stream_to.start()
+
     if sandbox:
         sandbox.before_fork()
-        after_fork = sandbox.after_fork
     try:
         code, signal = run_child(
-            child, (1, output_fd, log.fd), (2, log.fd), (output_fd, log.fd, report_r), prctl, after_fork
+            child,
+            (1, output_fd, log.stream("stdout")),
+            (2, log.stream("stderr")),
+            (output_fd, log.fd, report_r),
+            prctl,
+            started,
         )
     finally:
         os.close(report_w)
+        log.end_streams()
+        if log.stream_to:
+            log.stream_to.stop()
         if sandbox:
             sandbox.after_run()
     notes = dict(line.partition(" ")[::2] for line in read_all(report_r).splitlines() if line)
@@ -223,6 +223,13 @@ def install_requirements(note):
         note("requirements", "was killed by signal %d" % -code if code < 0 else "exited with code %d" % code)
         os._exit(EXIT_WORKER_FAILURE)
     return deps
+
+
+def body_failed(note, error, sandbox):
+    """In the body's process, when it failed: the exception's last line, and which limit it hit if any."""
+    if isinstance(error, BaseException) and not isinstance(error, SystemExit):
+        note("exception", exception_line(error).replace("\n", " ")[:MAX_MESSAGE])
+    limit_reached(note, error, sandbox)
 
 
 def limit_reached(note, error, sandbox):
@@ -263,7 +270,10 @@ def body_failure(code, signal, notes, sandbox):
     if limits and limits.cpu_seconds and signal == _signal.SIGXCPU:
         message = "used up its CPU time limit of %d s" % limits.cpu_seconds
         return Failure("cpu_limit", message, exit_code=code, status=code)
-    message = "killed by signal %d" % signal if signal else "exit code %d" % code
+    if signal:
+        message = "killed by signal %d" % signal
+    else:
+        message = notes.get("exception") or "exit code %d" % code
     return Failure("task_failed", message, exit_code=code, status=code)
 
 
@@ -290,14 +300,43 @@ def read_all(fd):
     return data.decode("utf-8", "replace")
 
 
-def upload(transfers, log):
-    """Uploads output and log together; only a failed output upload fails the attempt."""
-    failed = transfer_all(transfers)
-    for transfer, error in failed:
-        message = "uploading %s: %s" % (transfer.what, describe(error))
-        if transfer.what == "the output":
-            raise Failure("upload_failed", message)
-        log.say(message)
+def upload(task, output_fd, log):
+    """Uploads output and log together, to URLs minted now when the run has a log stream. Storage
+    refusing the output (4xx: too large, an expired URL) is the task's own failure, with storage's
+    reason; a storage that cannot be reached is the infrastructure's. A log that cannot be stored does not
+    fail the task: its live chunks keep it."""
+    fresh = fresh_upload_urls(log)
+    output_url, log_url = fresh or (task.output_url, task.log_url)
+    output = Transfer("PUT", output_url, output_fd, "the output")
+    failed = dict(transfer_all([output, Transfer("PUT", log_url, log.fd, "the log")]))
+    store_log_done(log, not any(t is not output for t in failed))
+    for transfer, error in failed.items():
+        if transfer is not output:
+            log.say("uploading the log: %s" % describe(error))
+        elif isinstance(error, HttpError) and not error.transient:
+            raise Failure("output_rejected", "storage refused the output: %s" % describe(error))
+        else:
+            raise Failure("upload_failed", "uploading the output: %s" % describe(error))
+
+
+def fresh_upload_urls(log):
+    """Upload URLs minted now, for a run old enough that the ones it started with may have expired:
+    every signed URL lives at least FRESH_URLS_AFTER seconds (Supabase's upload URLs two hours,
+    whatever the task's deadline). None for a younger run, or one without a log stream."""
+    after = float(os.environ.get("DWOP_FRESH_URLS_AFTER_SECONDS") or FRESH_URLS_AFTER)
+    if not log.stream_to or _time.monotonic() - log.started < after:
+        return None
+    return log.stream_to.upload_urls()
+
+
+def store_log_done(log, stored):
+    """After the log's upload: its live chunks are dropped when it was stored, else sent in full."""
+    if not log.stream_to:
+        return
+    if stored:
+        log.stream_to.seal()
+    else:
+        log.stream_to.ship_rest()
 
 
 def work(task, log, parent, die_with_parent_wanted, sandbox):
@@ -315,8 +354,7 @@ def work(task, log, parent, die_with_parent_wanted, sandbox):
     has_requirements = bool(task.requirements_url) and has_requirement_lines("requirements.txt")
     output_fd = anonymous_file()
     run_body(log, output_fd, has_requirements, sandbox, prctl)
-    output = Transfer("PUT", task.output_url, output_fd, "the output")
-    upload([output, Transfer("PUT", task.log_url, log.fd, "the log")], log)
+    upload(task, output_fd, log)
 
 
 def result_file():
@@ -351,6 +389,7 @@ def main(sandbox=None):
     log = None
     try:
         log = Log()
+        log.stream_to = LogStream.from_env(os.environ, log)
         task = Task(os.environ)
         work(task, log, parent, os.environ.get("DWOP_DIE_WITH_PARENT") == "1", sandbox)
     except Failure as e:
@@ -368,9 +407,10 @@ def main(sandbox=None):
     if log:
         if failure.type != "task_failed":
             log.say("%s: %s" % (failure.type, failure.message))
-        log_url = os.environ.get("DWOP_LOG_URL")
+        fresh = fresh_upload_urls(log)
+        log_url = fresh[1] if fresh else os.environ.get("DWOP_LOG_URL")
         if log_url:
-            transfer_all([Transfer("PUT", log_url, log.fd, "the log")])
+            store_log_done(log, not transfer_all([Transfer("PUT", log_url, log.fd, "the log")]))
     else:
         write_all(2, ("dwop-worker: %s: %s\n" % (failure.type, failure.message)).encode("utf-8", "replace"))
     report(failure)

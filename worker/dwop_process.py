@@ -10,6 +10,8 @@ import os
 import select
 import sys
 
+from dwop_source import print_exception, read_source
+
 CHUNK = 256 * 1024
 PR_SET_PDEATHSIG = 1
 EXIT_NOT_STARTED = 70
@@ -142,7 +144,8 @@ def pump(pid, out_r, err_r, out_sinks, err_sinks):
 
 
 def copy_available(fd, sinks, once):
-    """Reads what the pipe holds (one read when once) and writes it to every sink; False at end of file."""
+    """Reads what the pipe holds (one read when once) and writes it to every sink (a file descriptor, or
+    an object with write(data)); False at end of file."""
     while True:
         try:
             data = os.read(fd, CHUNK)
@@ -151,6 +154,9 @@ def copy_available(fd, sinks, once):
         if not data:
             return False
         for sink in list(sinks):
+            if not isinstance(sink, int):
+                sink.write(data)
+                continue
             try:
                 write_all(sink, data)
             except OSError:
@@ -194,6 +200,7 @@ def run_script(path, deps, failed=None):
             import site
 
             site.addsitedir(deps)  # already on sys.path, so this only processes its .pth files
+    unbuffered_stdio()
     status, error = execute_main(path)
     # What interpreter shutdown does: wait for non-daemon threads, then run atexit callbacks.
     if "threading" in sys.modules:
@@ -217,17 +224,32 @@ def run_script(path, deps, failed=None):
     os._exit(status)
 
 
+def unbuffered_stdio():
+    """What `python -u` gives: each print reaches the worker at once, so the live log is live and stdout
+    and stderr lines arrive in the order they were written."""
+    import _io
+
+    for fd, name, errors in ((1, "stdout", "strict"), (2, "stderr", "backslashreplace")):
+        old = getattr(sys, name)
+        flush_quietly(old)
+        encoding = getattr(old, "encoding", None) or "utf-8"
+        raw = _io.FileIO(fd, "w", closefd=False)
+        setattr(sys, name, _io.TextIOWrapper(raw, encoding=encoding, errors=errors, write_through=True))
+
+
 def execute_main(path):
     """Executes path as the __main__ module (what runpy.run_path does, without importing runpy and
-    importlib.util, ~5 ms); returns (the exit status, the exception that ended it or None)."""
+    importlib.util, ~5 ms), compiled as its workflow file (dwop_source); returns (the exit status, the
+    exception that ended it or None)."""
     main = type(sys)("__main__")
     main.__file__ = path
     main.__cached__ = None
     main.__builtins__ = builtins
     sys.modules["__main__"] = main
+    source = None
     try:
-        with open(path, "rb") as f:
-            code = compile(f.read(), path, "exec")
+        source = read_source(path)
+        code = source.compile()
         exec(code, main.__dict__)
         return 0, None
     except SystemExit as e:
@@ -235,7 +257,7 @@ def execute_main(path):
     except BaseException as e:
         flush_quietly(sys.stdout)  # so the traceback ends the log, as its reader expects
         tb = e.__traceback__.tb_next if e.__traceback__ else None  # this frame is not the user's
-        sys.excepthook(type(e), e.with_traceback(tb), tb)
+        print_exception(e.with_traceback(tb), tb, source)
         return 1, e
 
 

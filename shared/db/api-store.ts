@@ -172,11 +172,16 @@ export class ApiStore {
   }
 
   /** The attempt a task of the owner's workflow is at (0 before its first), or null when there is none. */
-  async taskAttempt(owner: string, workflowId: string, name: string): Promise<number | null> {
-    const [row] = await this.db<{ attempt: number }[]>`
-      select t.attempt from dwop.tasks t join dwop.workflows w on w.id = t.workflow_id
+  /** The owner's task's latest attempt and its state; null for another owner's or no such task. */
+  async taskAttempt(
+    owner: string,
+    workflowId: string,
+    name: string,
+  ): Promise<{ attempt: number; status: TaskState } | null> {
+    const [row] = await this.db<{ attempt: number; status: TaskState }[]>`
+      select t.attempt, t.status from dwop.tasks t join dwop.workflows w on w.id = t.workflow_id
       where w.id = ${workflowId} and w.owner = ${owner} and t.name = ${name}`;
-    return row?.attempt ?? null;
+    return row ?? null;
   }
 
   async run(owner: string, workflowId: string, runId: string): Promise<RunDetail | null> {

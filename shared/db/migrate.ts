@@ -27,9 +27,10 @@ export async function readMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]>
 
 /**
  * Applies the migrations not yet applied, each in its own transaction, under a session advisory lock so
- * that many processes starting at once apply each migration exactly once. Migrations applied by
- * `supabase db push` (recorded in supabase_migrations.schema_migrations) count as applied.
- * Returns the versions this call applied.
+ * that many processes starting at once apply each migration exactly once. The ledger is the Supabase
+ * CLI's own, supabase_migrations.schema_migrations (made here when the CLI has not made it): a migration
+ * `supabase db push` applied counts as applied here, and one applied here is one the CLI will not apply
+ * again, in either order. Returns the versions this call applied.
  */
 export async function migrate(db: Db, migrations?: Migration[]): Promise<string[]> {
   const all = migrations ?? (await readMigrations());
@@ -37,9 +38,12 @@ export async function migrate(db: Db, migrations?: Migration[]): Promise<string[
   try {
     await conn`select pg_advisory_lock(${MIGRATION_LOCK})`;
     try {
-      await conn`create table if not exists public.dwop_schema_migrations (
-        version text primary key, name text not null, applied_at timestamptz not null default now())`;
-      const applied = new Set(await appliedVersions(conn));
+      await conn`create schema if not exists supabase_migrations`;
+      await conn`create table if not exists supabase_migrations.schema_migrations (
+        version text not null primary key, statements text[], name text)`;
+      await adoptOwnLedger(conn);
+      const rows = await conn<{ version: string }[]>`select version from supabase_migrations.schema_migrations`;
+      const applied = new Set(rows.map((r) => r.version));
       const done: string[] = [];
       for (const m of all) {
         if (applied.has(m.version)) continue;
@@ -47,7 +51,8 @@ export async function migrate(db: Db, migrations?: Migration[]): Promise<string[
         await conn`begin`;
         try {
           await conn.unsafe(m.sql);
-          await conn`insert into public.dwop_schema_migrations (version, name) values (${m.version}, ${m.name})`;
+          await conn`insert into supabase_migrations.schema_migrations (version, name, statements)
+            values (${m.version}, ${m.name}, ${[m.sql]})`;
           await conn`commit`;
         } catch (err) {
           await conn`rollback`;
@@ -64,12 +69,14 @@ export async function migrate(db: Db, migrations?: Migration[]): Promise<string[
   }
 }
 
-async function appliedVersions(conn: Db): Promise<string[]> {
-  const ours = await conn<{ version: string }[]>`select version from public.dwop_schema_migrations`;
-  const [supabase] = await conn<{ present: boolean }[]>`
-    select to_regclass('supabase_migrations.schema_migrations') is not null as present`;
-  const theirs = supabase?.present
-    ? await conn<{ version: string }[]>`select version from supabase_migrations.schema_migrations`
-    : [];
-  return [...ours, ...theirs].map((r) => r.version);
+/**
+ * DWOP once kept a ledger of its own (public.dwop_schema_migrations), which the CLI did not read: the
+ * versions recorded there move to the shared ledger (migration 20261204000400 then drops the table).
+ */
+async function adoptOwnLedger(conn: Db): Promise<void> {
+  const [own] = await conn<{ present: boolean }[]>`
+    select to_regclass('public.dwop_schema_migrations') is not null as present`;
+  if (!own?.present) return;
+  await conn`insert into supabase_migrations.schema_migrations (version, name)
+    select version, name from public.dwop_schema_migrations on conflict (version) do nothing`;
 }

@@ -9,6 +9,10 @@ export interface WorkerEnv {
   DWOP_INPUTS: string;
   DWOP_OUTPUT_URL: string;
   DWOP_LOG_URL: string;
+  /** Where the worker ships its live log and asks for fresh upload URLs (absent: no API to reach). */
+  DWOP_LOG_STREAM_URL?: string;
+  /** The run's log-stream token (shared/log-stream.ts): good for this run's log and uploads only. */
+  DWOP_LOG_STREAM_TOKEN?: string;
   /** The attempt this run is (1 for the first), which the task body may read: the only DWOP_* it keeps. */
   DWOP_ATTEMPT: string;
 }

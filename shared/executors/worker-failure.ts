@@ -36,6 +36,9 @@ export function reasonForWorkerFailure(type: WorkerFailure["type"]): FailureReas
       return "evicted";
     case "cpu_limit":
       return "timeout";
+    // Storage refused the output (too large, say): the task's own doing, with storage's reason.
+    case "output_rejected":
+      return "output_rejected";
     default:
       return "worker_error";
   }

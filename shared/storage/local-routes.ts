@@ -4,7 +4,13 @@ import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
 import { serve } from "@hono/node-server";
 import { Hono, type Context } from "hono";
-import { LocalStorage, nodeReadable, SIGNED_PATH_PREFIX, type LocalStorageOptions } from "./local.ts";
+import {
+  LocalStorage,
+  nodeReadable,
+  ObjectTooLarge,
+  SIGNED_PATH_PREFIX,
+  type LocalStorageOptions,
+} from "./local.ts";
 
 /**
  * `GET` and `PUT` of `/storage/v1/object/<bucket>/<key>?method=&expires=&signature=`: the method must be
@@ -36,9 +42,12 @@ export function localStorageRoutes(storage: LocalStorage): Hono {
         "content-length": String(opened.size),
       });
     }
+    const max = storage.maxObjectBytes;
+    if (Number(c.req.header("content-length") ?? 0) > max) return entityTooLarge(c, max);
     try {
-      await storage.putStream(bucket, key, requestBody(c));
+      await storage.putStream(bucket, key, requestBody(c), max);
     } catch (err) {
+      if (err instanceof ObjectTooLarge) return entityTooLarge(c, max);
       if (!isCutOff(err)) throw err;
       return c.json({ error: { code: "upload_cut_off", message: "the request body ended early" } }, 400);
     }
@@ -117,6 +126,12 @@ function requestBody(c: Context): Readable | null {
   const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
   if (incoming && !incoming.readableDidRead && incoming.readable) return incoming;
   return nodeReadable(c.req.raw.body);
+}
+
+/** What Supabase Storage answers for an object over its size limit, in this API's error shape. */
+function entityTooLarge(c: Context, max: number) {
+  const message = `EntityTooLarge: the object is larger than the storage's limit of ${max} bytes (DWOP_STORAGE_MAX_OBJECT_SIZE)`;
+  return c.json({ error: { code: "entity_too_large", message } }, 413);
 }
 
 function forbidden(c: Context, message: string) {

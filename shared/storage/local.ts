@@ -3,7 +3,7 @@ import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { mkdir, open, rename, rm, rmdir, writeFile } from "node:fs/promises";
 import { dirname, join, resolve, sep } from "node:path";
-import { Readable } from "node:stream";
+import { Readable, Transform } from "node:stream";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import { pipeline } from "node:stream/promises";
 import { assertObjectPath, encodeObjectPath, InvalidObjectPathError } from "./keys.ts";
@@ -21,6 +21,16 @@ export interface LocalStorageOptions {
   baseUrl?: string;
   /** Milliseconds since the epoch; tests move time instead of sleeping. */
   now?: () => number;
+  /** The largest object a signed PUT may store (DWOP_STORAGE_MAX_OBJECT_SIZE); larger ones get 413. */
+  maxObjectBytes?: number;
+}
+
+/** A stored stream went past the object size limit; nothing was stored. */
+export class ObjectTooLarge extends Error {
+  constructor(readonly limit: number) {
+    super(`the object is larger than ${limit} bytes`);
+    this.name = "ObjectTooLarge";
+  }
 }
 
 /** The query of a signed URL. */
@@ -42,8 +52,10 @@ export class LocalStorage implements Storage {
   private readonly secret: string | Uint8Array;
   private readonly now: () => number;
   private baseUrl: string | undefined;
+  readonly maxObjectBytes: number;
 
   constructor(options: LocalStorageOptions) {
+    this.maxObjectBytes = options.maxObjectBytes ?? Number.MAX_SAFE_INTEGER;
     this.root = resolve(options.root);
     this.secret = options.secret;
     this.now = options.now ?? Date.now;
@@ -61,11 +73,16 @@ export class LocalStorage implements Storage {
   }
 
   /** Stores a stream without holding it in memory; the object appears whole or not at all. */
-  async putStream(bucket: string, key: string, body: Readable | null): Promise<void> {
+  async putStream(
+    bucket: string,
+    key: string,
+    body: Readable | null,
+    maxBytes = Number.MAX_SAFE_INTEGER,
+  ): Promise<void> {
     const file = this.filePath(bucket, key);
     await this.replaceAtomically(file, async (temp) => {
       const out = createWriteStream(temp, { flags: "wx" });
-      if (body) await pipeline(body, out);
+      if (body) await pipeline(body, byteLimit(maxBytes), out);
       else await new Promise<void>((done, fail) => out.on("error", fail).end(done));
     });
   }
@@ -179,4 +196,15 @@ export function nodeReadable(body: ReadableStream<Uint8Array> | null): Readable 
 function isMissing(err: unknown): boolean {
   const code = (err as { code?: string }).code;
   return code === "ENOENT" || code === "ENOTDIR" || code === "EISDIR";
+}
+
+/** Passes bytes through until there are more than max, then fails with ObjectTooLarge. */
+function byteLimit(max: number): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      seen += chunk.length;
+      done(seen > max ? new ObjectTooLarge(max) : null, seen > max ? undefined : chunk);
+    },
+  });
 }

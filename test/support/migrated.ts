@@ -1,5 +1,4 @@
 import { connectDb, type Db } from "../../shared/db/connect.ts";
-import { migrate } from "../../shared/db/migrate.ts";
 import { Store } from "../../shared/db/store.ts";
 import { createTestDatabase, type TestDatabase } from "./db.ts";
 
@@ -10,11 +9,10 @@ export interface MigratedDatabase extends TestDatabase {
   close(passed: boolean): Promise<void>;
 }
 
-/** A fresh database with DWOP's migrations applied, for one test. */
+/** A fresh database with DWOP's migrations applied (a clone of the migrated template), for one test. */
 export async function migratedDatabase(label: string): Promise<MigratedDatabase> {
-  const tdb = await createTestDatabase(label);
+  const tdb = await createTestDatabase(label, { migrated: true });
   const db = connectDb(tdb.url, { max: 6, applicationName: `test:${label}` });
-  await migrate(db);
   return {
     ...tdb,
     db,

@@ -70,7 +70,7 @@ class UnprivilegedSandboxTest(unittest.TestCase):
         os.chmod(tmp, 0o755)
         code = os.path.join(tmp, "code")
         os.mkdir(code)
-        for name in ("dwop_sandbox.py", "dwop_process.py", "dwop_network.py"):
+        for name in ("dwop_sandbox.py", "dwop_process.py", "dwop_network.py", "dwop_source.py", "dwop_json.py"):
             shutil.copy(os.path.join(WORKER_DIR, name), code)
         folder = os.path.join(tmp, "run")
         os.mkdir(folder, 0o700)

@@ -384,6 +384,28 @@ class WorkerTest(unittest.TestCase):
 
     # --- failures ---
 
+    def test_a_traceback_names_the_workflow_file_its_line_and_the_task(self):
+        mark = '# dwop-source: {"file": "etl.workflow", "line": 7, "task": "transform"}\n'
+        body = 'rows = ["a,b,c", "d,e"]\nfor n, row in enumerate(rows, 41):\n    if len(row.split(",")) != 3:\n'
+        body += '        raise ValueError(f"bad row {n}: expected 3 columns, got {len(row.split(\',\'))}")\n'
+        run = self.run_worker(mark + body)
+        self.assertEqual(run.code, 1)
+        self.assertEqual(run.failure()["message"], "ValueError: bad row 42: expected 3 columns, got 2")
+        self.assertIn(b'File "etl.workflow", line 11, in transform\n    raise ValueError(', run.log)
+
+    def test_a_multi_line_exception_message_is_one_line_of_error(self):
+        run = self.run_worker('class Bad(Exception):\n    pass\nraise Bad("first\\nsecond")\n')
+        self.assertEqual(run.failure()["message"], "Bad: first second")
+
+    def test_stdout_and_stderr_are_merged_by_line_never_mid_line(self):
+        body = "import sys\nfor i in range(200):\n"
+        body += "    sys.stdout.write('out-%d ' % i); sys.stderr.write('err-%d\\n' % i); sys.stdout.write('end\\n')\n"
+        run = self.run_worker(body)
+        self.assertSucceeded(run)
+        lines = run.log.decode().splitlines()
+        self.assertEqual(sorted(lines), sorted(["out-%d end" % i for i in range(200)] + ["err-%d" % i for i in range(200)]))
+        self.assertEqual(run.output.decode(), "".join("out-%d end\n" % i for i in range(200)))
+
     def test_a_failing_body_writes_the_failure_and_exits_with_its_code(self):
         self.store.put("out/output.txt", "previous good output")
         run = self.run_worker('print("partial")\nraise SystemExit(3)\n')
@@ -397,7 +419,8 @@ class WorkerTest(unittest.TestCase):
     def test_an_uncaught_exception_prints_the_users_traceback_and_exits_1(self):
         run = self.run_worker('print("before")\nx = 1 / 0\n')
         self.assertEqual(run.code, 1)
-        self.assertEqual(run.failure()["message"], "exit code 1")
+        self.assertEqual(run.failure()["message"], "ZeroDivisionError: division by zero")
+        self.assertEqual(run.failure()["type"], "task_failed")
         self.assertIn(b'File "main.py", line 2, in <module>', run.log)
         self.assertTrue(run.log.rstrip().endswith(b"ZeroDivisionError: division by zero"), run.log)
         self.assertNotIn(b"dwop_worker", run.log)
@@ -506,12 +529,13 @@ class WorkerTest(unittest.TestCase):
         self.assertEqual(run.failure()["type"], "download_failed")
         self.assertIn("refused", run.failure()["message"].lower())
 
-    def test_a_rejected_output_upload_is_an_upload_failure(self):
-        self.store.faults[("PUT", "/out/output.txt")] = [403]
+    def test_an_output_storage_refuses_is_the_tasks_own_failure_with_storages_reason(self):
+        self.store.faults[("PUT", "/out/output.txt")] = [413]
         run = self.run_worker("print('done')\n")
         self.assertEqual(run.code, 70)
-        self.assertEqual(run.failure()["type"], "upload_failed")
-        self.assertIn("403", run.failure()["message"])
+        self.assertEqual(run.failure()["type"], "output_rejected")
+        self.assertEqual(run.failure()["message"], "storage refused the output: HTTP 413: injected fault")
+        self.assertEqual(self.store.requests.count(("PUT", "/out/output.txt")), 1, "a refusal is not retried")
 
     def test_a_rejected_log_upload_does_not_fail_a_successful_task(self):
         self.store.faults[("PUT", "/out/attempt-1.log")] = [403]

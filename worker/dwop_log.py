@@ -1,0 +1,162 @@
+"""The attempt's log: the body's stdout and stderr merged by line, and shipped live while the body runs.
+
+The log is an unnamed file in the run's folder that only ever grows by whole lines: each stream's
+partial line waits until its newline arrives (or it passes PARTIAL_MAX, or the stream ends), so a line of
+stdout and a line of stderr never cut into each other. While the body runs, a thread ships what the log
+has gained to the API (DWOP_LOG_STREAM_URL, with the run's token) about every SHIP_EVERY seconds, at most
+CHUNK_MAX bytes a request; so the log up to that moment stays readable whatever ends the attempt. When the
+whole log has been stored as an object, the shipped chunks are dropped (sealed).
+"""
+
+import _thread
+import os
+
+from dwop_http import HttpError, request, write_all
+from dwop_json import parse_json
+
+PARTIAL_MAX = 64 * 1024
+SHIP_EVERY = 0.5
+CHUNK_MAX = 256 * 1024
+REQUEST_TIMEOUT = 10.0
+
+
+class LineLog:
+    """The log file, written a whole line at a time; size is what it holds (what may be shipped)."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.size = 0
+        self.partial = {}
+
+    def stream(self, name):
+        """A sink for one stream of the body (for dwop_process.pump): .write(data)."""
+        log = self
+
+        class Sink:
+            def write(self, data):
+                log.add(name, data)
+
+        return Sink()
+
+    def add(self, name, data):
+        pending = self.partial.get(name, b"") + data
+        cut = pending.rfind(b"\n") + 1
+        if cut == 0 and len(pending) > PARTIAL_MAX:
+            cut = len(pending)  # a line that never ends: written in pieces rather than held whole
+        if cut:
+            self.write(pending[:cut])
+        self.partial[name] = pending[cut:]
+
+    def end_streams(self):
+        """Writes what each stream left without a newline, ending it with one (in the log only)."""
+        for name in sorted(self.partial):
+            rest = self.partial[name]
+            if rest:
+                self.write(rest + b"\n")
+        self.partial = {}
+
+    def say(self, line):
+        self.write(line)
+
+    def write(self, data):
+        write_all(self.fd, data)
+        self.size += len(data)
+
+
+class LogStream:
+    """Ships a LineLog's new bytes to the run's log-stream URL; asks it for upload URLs; seals it."""
+
+    def __init__(self, url, token, log):
+        # DWOP_LOG_STREAM_URL is <api>/runs/<id>/log; the run's other calls are beside it.
+        self.run_url = url[: -len("/log")] if url.endswith("/log") else url
+        self.headers = {"Authorization": "Bearer " + token}
+        self.log = log
+        self.shipped = 0
+        self.open = True  # False once the API said the log takes no more (ended, full, refused)
+        self.stopping = False
+        self.done = _thread.allocate_lock()
+        self.wake = _thread.allocate_lock()  # held while the thread waits out SHIP_EVERY; stop() frees it
+
+    @classmethod
+    def from_env(cls, env, log):
+        url, token = env.get("DWOP_LOG_STREAM_URL"), env.get("DWOP_LOG_STREAM_TOKEN")
+        return cls(url, token, log) if url and token else None
+
+    def start(self):
+        """Ships in a thread of its own until stop(): the body's output is never held up by a request."""
+        self.done.acquire()
+        self.wake.acquire()
+        _thread.start_new_thread(self.loop, ())
+
+    def loop(self):
+        try:
+            while not self.stopping and self.open:
+                self.wake.acquire(True, SHIP_EVERY)  # returns at once when stop() releases it
+                if not self.stopping:
+                    self.ship_once()
+        except BaseException:
+            pass  # live logs are a convenience: the stored log is the record
+        finally:
+            self.done.release()
+
+    def stop(self):
+        """Ends the thread at once, or after the request it has in flight (at most REQUEST_TIMEOUT)."""
+        if not self.done.locked():
+            return  # never started
+        self.stopping = True
+        if self.wake.locked():
+            self.wake.release()
+        if self.done.acquire(True, REQUEST_TIMEOUT + 1):
+            self.done.release()
+
+    def ship_once(self):
+        """Sends one chunk of what the log has gained, cut after a newline; False when nothing was sent."""
+        end = min(self.log.size, self.shipped + CHUNK_MAX)
+        if end <= self.shipped or not self.open:
+            return False
+        data = os.pread(self.log.fd, end - self.shipped, self.shipped)
+        if end < self.log.size:
+            cut = data.rfind(b"\n") + 1
+            data = data[:cut] if cut else data
+        if not data:
+            return False
+        headers = dict(self.headers, **{"X-Log-Offset": str(self.shipped), "Content-Type": "text/plain"})
+        try:
+            answer = parse_json(self.call("/log", data, headers).decode("utf-8"))
+        except HttpError as e:
+            self.open = e.transient  # a refused token or a gone run is not worth asking again
+            return False
+        except (OSError, ValueError):
+            return False  # the next tick tries again
+        result = answer.get("result")
+        if result in ("appended", "behind"):
+            self.shipped = int(answer.get("size", self.shipped))
+        else:
+            self.open = False
+        return result == "appended"
+
+    def ship_rest(self):
+        """Sends everything not yet shipped (the stored log could not be written)."""
+        for _ in range(1 + self.log.size // CHUNK_MAX * 2):
+            if not self.open or self.shipped >= self.log.size or not self.ship_once():
+                return
+
+    def upload_urls(self):
+        """Signed PUT URLs for the output and the log, minted now: (output, log), or None."""
+        try:
+            answer = parse_json(self.call("/upload-urls", b"", dict(self.headers)).decode("utf-8"))
+            return str(answer["output"]), str(answer["log"])
+        except (HttpError, OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def seal(self):
+        """The whole log is stored: the API drops the chunks."""
+        if self.shipped == 0:
+            return
+        try:
+            self.call("/log/sealed", b"", dict(self.headers))
+        except (HttpError, OSError, ValueError):
+            pass  # the chunks stay until they are cleaned up; the stored log is read first
+
+    def call(self, path, body, headers):
+        return request("POST", self.run_url + path, headers, body, REQUEST_TIMEOUT)
