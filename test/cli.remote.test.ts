@@ -8,6 +8,8 @@ import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { WorkflowDetail, WorkflowList } from "../functions/schemas.ts";
 import { startDevServer, type DevServer } from "./support/api-server.ts";
+import { spawnDwop } from "./support/dev-process.ts";
+import { until } from "./support/until.ts";
 
 // The client commands against `dwop dev` run as its own process, as a script would use them.
 
@@ -214,6 +216,32 @@ describe("dwop against a server", () => {
     expect(both.stderr).toMatch(/attempt 1: failed \(exit_code 1\)[\s\S]*attempt 2: succeeded/);
     expect(both.stdout).toBe("trying\nno flag yet\ntrying\nfixed\n");
     expect((await dwop(["status", id])).code).toBe(0);
+  }, 120_000);
+
+  it("logs prints a running task's log so far, and logs --follow its lines as they come until it ends", async () => {
+    const ticker = await file(
+      "ticker.workflow",
+      'fun ticker():\n    import time\n    print("tick")\n    time.sleep(120)\n',
+    );
+    const id = (await dwop(["submit", ticker])).stdout.trim();
+    const follow = spawnDwop(["logs", id, "ticker", "--follow"], {
+      DWOP_URL: server.url,
+      DWOP_TOKEN: server.token,
+      DWOP_HOME: join(dir, "home"),
+    });
+    try {
+      await until(async () => follow.stdout().includes("tick\n"), 60_000);
+      // The line came while the attempt still runs (it sleeps for two minutes after it).
+      const w = WorkflowDetail.parse(json(await dwop(["status", id, "--json"])));
+      expect(w.tasks[0]!.status).toBe("running");
+      expect((await dwop(["logs", id, "ticker"])).stdout).toBe("tick\n");
+      expect((await dwop(["cancel", id])).code).toBe(0);
+      expect(await follow.exited).toBe(1);
+      expect(follow.stderr()).toMatch(/── ticker attempt 1 ──\n[\s\S]*── ticker attempt 1: cancelled/);
+      expect(follow.stdout()).toBe("tick\n");
+    } finally {
+      await follow.stop("SIGKILL");
+    }
   }, 120_000);
 
   it("submits with inputs and requirements, and cancels a running workflow", async () => {
