@@ -2,6 +2,12 @@ import { EXIT } from "./exit.ts";
 
 /** What a signal's exit code is, as shells report it (128 + the signal's number). */
 const SIGNAL_EXIT: Record<ShutdownSignal, number> = { SIGINT: EXIT.interrupted, SIGTERM: 143, SIGHUP: 129 };
+/**
+ * How long a Ctrl-C's stop may take before the process exits anyway: well inside the two seconds a
+ * person waits, with room for a loaded machine. What is not recorded by then (a killed task's end) the
+ * next start finds and repairs (the reaper marks its run lost and it runs again).
+ */
+export const STOP_DEADLINE_MS = 1000;
 export type ShutdownSignal = "SIGINT" | "SIGTERM" | "SIGHUP";
 const SIGNALS: ShutdownSignal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
 

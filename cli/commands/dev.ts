@@ -2,7 +2,7 @@ import type { Config } from "../../shared/config.ts";
 import { createLogger, type LogFormat } from "../../shared/pino.ts";
 import { startStack } from "../stack.ts";
 import { EXIT } from "../exit.ts";
-import { handleShutdown } from "../shutdown.ts";
+import { handleShutdown, STOP_DEADLINE_MS } from "../shutdown.ts";
 import { muteable } from "../terminal.ts";
 import { positiveInt } from "./args.ts";
 
@@ -38,7 +38,7 @@ export async function devCommand(base: Config, opts: DevOptions = {}): Promise<n
         : `${signal}: stopped (running tasks rerun at the next start)`,
     mute: () => stderr.mute(),
     stop: (signal) => stack.stop({ fast: signal !== "SIGTERM" }),
-    deadlineMs: (signal) => (signal === "SIGTERM" ? (grace + 10) * 1000 : 1500),
+    deadlineMs: (signal) => (signal === "SIGTERM" ? (grace + 10) * 1000 : STOP_DEADLINE_MS),
   });
   say(`dwop dev listening on ${stack.url}`);
   say(`dashboard: ${stack.url}/ui/ (sign in with the API token)`);

@@ -10,7 +10,7 @@ import { createLogger, type LogFormat } from "../../shared/pino.ts";
 import { blockedBy } from "../blocked.ts";
 import { tailLines } from "../log-tail.ts";
 import { followWorkflow, Progress } from "../progress.ts";
-import { handleShutdown } from "../shutdown.ts";
+import { handleShutdown, STOP_DEADLINE_MS } from "../shutdown.ts";
 import { colorsFor, liveFor, muteable, palette, type OutStream } from "../terminal.ts";
 import { startStack, type Stack } from "../stack.ts";
 import { readSource } from "./validate.ts";
@@ -49,7 +49,7 @@ export async function runCommand(config: Config, file: string, opts: RunOptions)
     line: () => "interrupted: stopped; the workflow stays recorded and resumes with `dwop dev`",
     mute: () => stderr.mute(),
     stop: () => stack.stop({ fast: true }),
-    deadlineMs: () => 1500,
+    deadlineMs: () => STOP_DEADLINE_MS,
   });
   try {
     const submitted = await submitWorkflow(
