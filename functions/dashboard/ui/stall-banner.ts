@@ -14,19 +14,27 @@ interface Stall {
 
 const POLL_MS = 3000;
 
-// Styled here rather than in styles.css: the banner is one self-contained piece.
-const STYLE =
-  "margin:0;padding:.5rem 1rem;background:#fff4e5;color:#7a3e00;border-bottom:1px solid #f0b46c;font-size:.9rem";
+// Styled here rather than in styles.css, so the banner is one self-contained piece; through the CSSOM,
+// which the page's Content-Security-Policy allows (a style attribute it refuses).
+const STYLE: Partial<CSSStyleDeclaration> = {
+  margin: "0",
+  padding: ".5rem 1.25rem",
+  background: "#fff4e5",
+  color: "#7a3e00",
+  borderBottom: "1px solid #f0b46c",
+  fontSize: ".9rem",
+};
 
 /** The banner element, kept up to date by polling /readyz; add it once, above the page. */
 export function stallBanner(): HTMLElement {
   const text = h("span", { "data-stall-message": "" });
   const banner = h(
     "div",
-    { class: "stall-banner", role: "status", "aria-live": "polite", style: STYLE },
+    { class: "stall-banner", role: "status", "aria-live": "polite" },
     h("strong", {}, "Stalled: "),
     text,
   );
+  Object.assign(banner.style, STYLE);
   banner.hidden = true;
   let unreachableSince: string | null = null;
 
