@@ -176,8 +176,14 @@ describe("dwop against a server", () => {
     expect(failed.code).toBe(1);
     const id = failed.stdout.trim();
     expect(failed.stderr).toMatch(/✗ flaky failed .* — exit code 1/);
-    expect(failed.stderr).toMatch(/⊘ after upstream_failed/);
-    expect((await dwop(["status", id])).code).toBe(1);
+    expect(failed.stderr).toMatch(/⊘ after upstream_failed — blocked by failed upstream flaky/);
+    const status = await dwop(["status", id]);
+    expect(status.code).toBe(1);
+    expect(status.stdout).toMatch(/⊘ after upstream_failed — blocked by failed upstream flaky/);
+    expect(await dwop(["logs", id, "after"])).toMatchObject({
+      code: 1,
+      stderr: "dwop: task 'after' never ran: blocked by failed upstream flaky\n",
+    });
     const log = await dwop(["logs", id, "flaky"]);
     expect(log).toMatchObject({ code: 0 });
     expect(log.stdout).toContain("trying\nno flag yet");
