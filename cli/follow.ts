@@ -71,19 +71,27 @@ export class Reconnecting {
         this.back();
         return value;
       } catch (err) {
-        if (!transient(err)) throw err;
-        this.lost(err as ApiRequestError);
+        const why = transient(err) ? (err as ApiRequestError).message : await this.databaseDown(err);
+        if (!why) throw err;
+        this.lost(why);
         if (Date.now() - this.lostAt! > RIDE_OUT_MS) throw err;
         await sleep(delay);
       }
     }
   }
 
+  /** A 500 while the server's /readyz says its database is unreachable: an outage, not a bug. */
+  private async databaseDown(err: unknown): Promise<string | null> {
+    if (!(err instanceof ApiRequestError) || err.status !== 500) return null;
+    const stall = await this.client.stall().catch(() => null);
+    return stall?.what === "database" ? `its ${stall.message.replace(/^the /, "")}` : null;
+  }
+
   /** The server went away (a failed call or a dropped stream); said once per absence. */
-  lost(err: ApiRequestError): void {
+  lost(why: string): void {
     if (this.lostAt !== null) return;
     this.lostAt = Date.now();
-    this.say(`lost ${this.client.baseUrl} (${err.message}); waiting for it to come back`);
+    this.say(`lost ${this.client.baseUrl} (${why}); waiting for it to come back`);
   }
 
   private back(): void {

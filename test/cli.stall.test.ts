@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { WorkflowList } from "../functions/schemas.ts";
 import { startDevServer, type DevServer } from "./support/api-server.ts";
+import { createTestDatabase } from "./support/db.ts";
 import { workflowForm } from "./support/api.ts";
 import { RABBIT_URL } from "./support/engine.ts";
 import { freePort, spawnDwop, type DwopProcess } from "./support/dev-process.ts";
@@ -156,6 +157,48 @@ describe("a stall of publishing", () => {
     await broker.restore();
     expect(await wait.exited).toBe(0);
     expect(wait.stderr()).toContain("no longer stalled: tasks are moving again");
+    expect(await readyz(server.url)).toEqual({ status: "ready", stall: null });
+  }, 120_000);
+});
+
+describe("a stall of the database", () => {
+  let server: DevServer;
+  let pg: TcpProxy;
+
+  beforeAll(async () => {
+    const db = await createTestDatabase("cli_stall_database");
+    cleanups.push(() => (passed ? db.drop() : Promise.resolve()));
+    const target = new URL(db.url);
+    pg = new TcpProxy(target.hostname, Number(target.port || 5432));
+    await pg.start();
+    cleanups.push(() => pg.cut());
+    const proxied = new URL(db.url);
+    proxied.port = String(pg.port);
+    server = await startDevServer("cli_stall_database_unused", {
+      DATABASE_URL: proxied.toString(),
+      DWOP_STALL_AFTER_SECONDS: "1",
+    });
+    cleanups.push(() => server.stop(passed));
+  }, 90_000);
+
+  it("shows while the server's database is unreachable, and submit --wait rides it out", async () => {
+    const file = join(dir, "slow.workflow");
+    await writeFile(file, 'fun slow():\n    import time\n    time.sleep(3)\n    print("done")\n');
+    const wait = spawnDwop(["submit", file, "--wait"], clientEnv(server));
+    cleanups.push(() => wait.stop("SIGKILL"));
+    await wait.waitFor(/slow running/);
+
+    await pg.cut();
+    const down = await fetch(`${server.url}/readyz`);
+    expect(down.status).toBe(503);
+    expect(await down.json()).toMatchObject({ stall: { what: "database" } });
+    await wait.waitFor(
+      /stalled: the database cannot be reached|lost http:\/\/\S+ \(its database cannot be reached/,
+    );
+
+    await pg.restore();
+    expect(await wait.exited).toBe(0);
+    expect(wait.stderr()).toMatch(/workflow \S+ succeeded/);
     expect(await readyz(server.url)).toEqual({ status: "ready", stall: null });
   }, 120_000);
 });
