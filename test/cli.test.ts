@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
+import { spawnDwop } from "./support/dev-process.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const run = promisify(execFile);
@@ -138,6 +139,30 @@ describe("dwop run", () => {
     const none = await dwop(["logs", id, "load"], local);
     expect(none.code).toBe(1);
     expect(none.stderr).toContain(`no log of task 'load' of workflow ${id} in ${home}, and cannot reach`);
+  }, 120_000);
+
+  it("says under its progress when dispatching has stalled, and since when", async () => {
+    // No dispatcher: with DWOP_EXECUTOR=kubernetes only the claimer runs here (the cluster has none).
+    database = await createTestDatabase("cli_run_stall");
+    const file = await workflowFile('fun hello():\n    print("hello")\n');
+    const p = spawnDwop(["run", file], {
+      DATABASE_URL: database.url,
+      DWOP_HOME: await mkdtemp(join(tmpdir(), "h-")),
+      DWOP_EXECUTOR: "kubernetes",
+      DWOP_STALL_AFTER_SECONDS: "1",
+      DWOP_LOST_AFTER_SECONDS: "2",
+    });
+    try {
+      await p.waitFor(
+        /stalled: 1 task published but not picked up: no dispatcher is running \(since \d\d:\d\d:\d\d\)/,
+      );
+      expect(await p.stop("SIGINT")).toBe(130);
+      expect(p.stderr()).toMatch(
+        /\ninterrupted: stopped; the workflow stays recorded and resumes with `dwop dev`\n$/,
+      );
+    } finally {
+      await p.stop("SIGKILL");
+    }
   }, 120_000);
 
   it("passes --input files to tasks as inputs.NAME", async () => {
