@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { Claimer } from "../cron/claimer.ts";
+import { Claimer, claimerSettings } from "../cron/claimer.ts";
 import { Dispatcher, type DispatcherOptions } from "../dispatcher/dispatcher.ts";
 import { apiSettings, createApp } from "../functions/app.ts";
 import type { Bus } from "../shared/bus/bus.ts";
@@ -15,7 +15,6 @@ import { Store } from "../shared/db/store.ts";
 import { announceSandbox, LocalExecutor, taskLimits } from "../shared/executors/local.ts";
 import { resolvePython, WORKER_SCRIPT } from "../shared/executors/python.ts";
 import type { Logger } from "../shared/log.ts";
-import { parseAllowList } from "../shared/net/addresses.ts";
 import { LocalStorage } from "../shared/storage/local.ts";
 import { localStorageRoutes } from "../shared/storage/local-routes.ts";
 import type { Storage } from "../shared/storage/storage.ts";
@@ -103,11 +102,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     // Tasks run as Jobs, started by the dispatcher Deployment in the cluster: here only the claimer.
     const claimer = new Claimer(store, bus, {
       id: config.DWOP_DISPATCHER_ID ?? `${hostname()}-${process.pid}`,
-      batchSize: config.DWOP_CLAIM_BATCH,
-      leaseSeconds: config.DWOP_CLAIM_LEASE_SECONDS,
-      pollMs: config.DWOP_CLAIM_POLL_MS,
-      republishAfterSeconds: config.DWOP_REPUBLISH_AFTER_SECONDS,
-      callbacks: { allow: parseAllowList(config.DWOP_CALLBACK_ALLOW) },
+      ...claimerSettings(config),
       logger,
     });
     await claimer.start();
@@ -143,15 +138,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         logger,
       }),
     );
-    const claimer = new Claimer(store, bus, {
-      id,
-      batchSize: config.DWOP_CLAIM_BATCH,
-      leaseSeconds: config.DWOP_CLAIM_LEASE_SECONDS,
-      pollMs: config.DWOP_CLAIM_POLL_MS,
-      republishAfterSeconds: config.DWOP_REPUBLISH_AFTER_SECONDS,
-      callbacks: { allow: parseAllowList(config.DWOP_CALLBACK_ALLOW) },
-      logger,
-    });
+    const claimer = new Claimer(store, bus, { id, ...claimerSettings(config), logger });
     await dispatcher.start();
     await claimer.start();
     stops.push(

@@ -4,6 +4,9 @@ import type { Store } from "../shared/db/store.ts";
 import { silentLogger, type Logger } from "../shared/log.ts";
 import { Wakeup } from "../shared/wakeup.ts";
 import { Republisher } from "./republish.ts";
+import { RetentionSweeper } from "./retention.ts";
+import type { Config } from "../shared/config.ts";
+import { parseAllowList } from "../shared/net/addresses.ts";
 
 export interface ClaimerOptions {
   id: string;
@@ -21,6 +24,20 @@ export interface ClaimerOptions {
   republishAfterSeconds?: number;
   /** How often to look for such tasks (default: a quarter of republishAfterSeconds, 1 to 15 s). */
   republishEveryMs?: number;
+  /** Delete what ended or was published longer ago than this many days (see retention.ts); unset or 0: keep. */
+  retentionDays?: number;
+}
+
+/** A claimer's settings from the configuration (every process that runs one uses the same). */
+export function claimerSettings(config: Config): Omit<ClaimerOptions, "id" | "logger"> {
+  return {
+    batchSize: config.DWOP_CLAIM_BATCH,
+    leaseSeconds: config.DWOP_CLAIM_LEASE_SECONDS,
+    pollMs: config.DWOP_CLAIM_POLL_MS,
+    republishAfterSeconds: config.DWOP_REPUBLISH_AFTER_SECONDS,
+    callbacks: { allow: parseAllowList(config.DWOP_CALLBACK_ALLOW) },
+    retentionDays: config.DWOP_RETENTION_DAYS,
+  };
 }
 
 /**
@@ -38,6 +55,7 @@ export class Claimer {
   private readonly log: Logger;
   private readonly callbacks: CallbackSender;
   private readonly republisher: Republisher | null;
+  private readonly retention: RetentionSweeper | null;
 
   constructor(
     private readonly store: Store,
@@ -57,6 +75,9 @@ export class Claimer {
           everyMs: options.republishEveryMs,
           logger: this.log,
         })
+      : null;
+    this.retention = options.retentionDays
+      ? new RetentionSweeper(store.db, { keepDays: options.retentionDays, logger: this.log })
       : null;
   }
 
@@ -99,6 +120,7 @@ export class Claimer {
     this.unlisten = () => listener.unlisten();
     this.loop = this.run();
     this.republisher?.start();
+    this.retention?.start();
   }
 
   private async run(): Promise<void> {
@@ -128,6 +150,7 @@ export class Claimer {
     this.stopped = true;
     this.wakeup.wake();
     await this.republisher?.stop();
+    await this.retention?.stop();
     await this.loop;
     await this.callbacks.drain();
     await this.unlisten?.().catch(() => {});

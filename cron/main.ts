@@ -7,9 +7,8 @@ import { connectDb, waitForDatabase } from "../shared/db/connect.ts";
 import { migrate } from "../shared/db/migrate.ts";
 import { Store } from "../shared/db/store.ts";
 import { readEnv } from "../shared/env.ts";
-import { parseAllowList } from "../shared/net/addresses.ts";
 import { createLogger } from "../shared/pino.ts";
-import { Claimer } from "./claimer.ts";
+import { Claimer, claimerSettings } from "./claimer.ts";
 
 const config = loadConfig(readEnv());
 const logger = createLogger(config.DWOP_LOG_LEVEL, { format: config.DWOP_LOG_FORMAT });
@@ -23,15 +22,7 @@ const db = connectDb(url, { max: 4, applicationName: `dwop-claimer:${id}` });
 await waitForDatabase(db, logger);
 await migrate(db);
 const bus = await connectBus(config, url, logger, `dwop-claimer:${id}`);
-const claimer = new Claimer(new Store(db), bus, {
-  id,
-  batchSize: config.DWOP_CLAIM_BATCH,
-  leaseSeconds: config.DWOP_CLAIM_LEASE_SECONDS,
-  pollMs: config.DWOP_CLAIM_POLL_MS,
-  republishAfterSeconds: config.DWOP_REPUBLISH_AFTER_SECONDS,
-  callbacks: { allow: parseAllowList(config.DWOP_CALLBACK_ALLOW) },
-  logger,
-});
+const claimer = new Claimer(new Store(db), bus, { id, ...claimerSettings(config), logger });
 await claimer.start();
 logger.info({ id }, "claimer started");
 

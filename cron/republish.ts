@@ -1,6 +1,7 @@
 import type { Bus } from "../shared/bus/bus.ts";
 import type { Db } from "../shared/db/connect.ts";
 import { silentLogger, type Logger } from "../shared/log.ts";
+import { Periodic } from "./periodic.ts";
 
 /** Most tasks one pass republishes. */
 const DEFAULT_LIMIT = 100;
@@ -24,10 +25,7 @@ export interface RepublisherOptions {
  */
 export class Republisher {
   private readonly log: Logger;
-  private readonly everyMs: number;
-  private timer: ReturnType<typeof setTimeout> | null = null;
-  private pass: Promise<void> | null = null;
-  private stopped = false;
+  private readonly periodic: Periodic;
 
   constructor(
     private readonly db: Db,
@@ -35,7 +33,12 @@ export class Republisher {
     private readonly options: RepublisherOptions,
   ) {
     this.log = options.logger ?? silentLogger;
-    this.everyMs = options.everyMs ?? Math.min(15_000, Math.max(1_000, (options.afterSeconds * 1000) / 4));
+    const everyMs = options.everyMs ?? Math.min(15_000, Math.max(1_000, (options.afterSeconds * 1000) / 4));
+    this.periodic = new Periodic(
+      everyMs,
+      () => this.runOnce(),
+      (err) => this.log.warn({ err }, "could not look for vanished messages; trying again later"),
+    );
   }
 
   /** One pass; `now` stands in for the database's clock (tests). Returns how many tasks it republished. */
@@ -53,20 +56,10 @@ export class Republisher {
 
   /** Runs a pass every `everyMs` until stopped; a failed pass is logged and the next one tries again. */
   start(): void {
-    const tick = async () => {
-      this.pass = this.runOnce().then(
-        () => {},
-        (err: unknown) => this.log.warn({ err }, "could not look for vanished messages; trying again later"),
-      );
-      await this.pass;
-      if (!this.stopped) this.timer = setTimeout(() => void tick(), this.everyMs);
-    };
-    this.timer = setTimeout(() => void tick(), this.everyMs);
+    this.periodic.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.pass;
+    await this.periodic.stop();
   }
 }

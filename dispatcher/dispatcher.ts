@@ -10,6 +10,7 @@ import type { Storage } from "../shared/storage/storage.ts";
 import { ClusterStore } from "./cluster-store.ts";
 import { signWorkerEnv, type LogStream } from "./worker-env.ts";
 import { RunLogs } from "../shared/db/run-logs.ts";
+import { deadNeighbours } from "./dead-neighbours.ts";
 
 /** Longest a delivery waits for a free slot before it goes back to the queue. */
 const SLOT_WAIT_MS = 2000;
@@ -96,7 +97,12 @@ export class Dispatcher {
       this.logStream = { apiUrl: this.options.apiUrl, key: await new RunLogs(this.store.db).streamKey() };
     }
     await this.store.heartbeat(this.options.id, this.executor.kind);
-    const reaped = await this.store.reapLostRuns(this.options.lostAfterSeconds, this.options.id);
+    let reaped = await this.store.reapLostRuns(this.options.lostAfterSeconds, this.options.id);
+    if (this.executor.runsIn === "process") {
+      for (const dead of await deadNeighbours(this.store.db, this.options.id)) {
+        reaped += await this.store.reapLostRuns(this.options.lostAfterSeconds, dead);
+      }
+    }
     if (reaped > 0) this.log.warn({ reaped }, "retried runs left by a dispatcher that stopped");
     this.heartbeat = setInterval(() => void this.beat(), this.options.heartbeatSeconds * 1000);
     const listener = await this.store.db.listen("dwop_cancel", () => void this.stopCancelledRuns());

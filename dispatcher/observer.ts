@@ -9,7 +9,7 @@ import { LABELS, MANAGED_SELECTOR, runIdOf } from "../shared/executors/kubernete
 import { judgeJob, type JobVerdict, type WaitLimits } from "../shared/executors/kubernetes/outcome.ts";
 import { silentLogger, type Logger } from "../shared/log.ts";
 import { ClusterStore } from "./cluster-store.ts";
-import { reconcileOnce, type ReconcileReport } from "./reconcile.ts";
+import { reconcileOnce, type ReconcileReport, type ReconcileTarget } from "./reconcile.ts";
 
 export interface ObserverOptions {
   limits: WaitLimits;
@@ -53,7 +53,7 @@ export class JobObserver {
     jobsDeleted: 0,
     reconciles: 0,
   };
-  readonly cluster: ClusterStore;
+  private readonly cluster: ClusterStore;
   /** Jobs by run id (one Job per run: its name is derived from the run's task and attempt). */
   private readonly jobs = new Map<string, V1Job>();
   /** Pods by run id, then by pod name. */
@@ -72,8 +72,8 @@ export class JobObserver {
 
   constructor(
     private readonly store: Store,
-    readonly api: KubeApi,
-    readonly options: ObserverOptions,
+    private readonly api: KubeApi,
+    private readonly options: ObserverOptions,
   ) {
     this.cluster = new ClusterStore(store.db);
     this.log = (options.logger ?? silentLogger).child({ component: "observer" });
@@ -137,7 +137,7 @@ export class JobObserver {
   /** One full reconcile now (also run on a timer); null when the observer is not active. */
   reconcile(): Promise<ReconcileReport | null> {
     if (!this.active) return Promise.resolve(null);
-    this.reconciling ??= reconcileOnce(this)
+    this.reconciling ??= reconcileOnce(this.reconcileTarget())
       .then((report) => {
         this.stats.reconciles++;
         return report;
@@ -148,6 +148,20 @@ export class JobObserver {
       })
       .finally(() => (this.reconciling = null));
     return this.reconciling;
+  }
+
+  /** The narrow view of this observer a reconcile works through. */
+  private reconcileTarget(): ReconcileTarget {
+    return {
+      quietActiveRuns: () => this.cluster.quietActiveRuns("kubernetes", this.options.lostGraceSeconds),
+      listJobs: async () => (await this.api.listJobs(MANAGED_SELECTOR)).items,
+      listPods: async () => (await this.api.listPods(MANAGED_SELECTOR)).items,
+      runStatuses: (runIds) => this.cluster.runStatuses(runIds),
+      consider: (job, pods) => this.consider(job, pods),
+      deleteJob: (name) => this.deleteJob(name),
+      recordLost: (runId) => this.recordLost(runId),
+      forgetExcept: (runIds) => this.forgetExcept(runIds),
+    };
   }
 
   private jobWatch(): ListWatch<V1Job> {
@@ -235,7 +249,7 @@ export class JobObserver {
   }
 
   /** Acts on a Job's verdict: marks it running, or records its end (once). */
-  consider(job: V1Job, pods?: V1Pod[]): void {
+  private consider(job: V1Job, pods?: V1Pod[]): void {
     const runId = runIdOf(job);
     if (!this.active || !runId || this.handled.has(runId)) return;
     const verdict = this.judge(job, pods);
@@ -326,7 +340,7 @@ export class JobObserver {
   }
 
   /** Deletes a Job (Background: its pods go too); a failure is left for the reconcile. */
-  async deleteJob(name: string): Promise<void> {
+  private async deleteJob(name: string): Promise<void> {
     try {
       if (await this.api.deleteJob(name)) this.stats.jobsDeleted++;
     } catch (err) {
@@ -335,7 +349,7 @@ export class JobObserver {
   }
 
   /** An active run whose Job is gone: retried as lost (from the infrastructure budget). */
-  async recordLost(runId: string): Promise<"retried" | "failed" | "ignored"> {
+  private async recordLost(runId: string): Promise<"retried" | "failed" | "ignored"> {
     if (this.recording.has(runId)) return "ignored";
     const result = await this.store.increaseAttempt(runId, {
       reason: "lost",
@@ -364,7 +378,7 @@ export class JobObserver {
   }
 
   /** Forgets runs whose Jobs are gone (bounded memory); called by the reconcile with the Jobs it listed. */
-  forgetExcept(runIds: Set<string>): void {
+  private forgetExcept(runIds: Set<string>): void {
     const gone = (id: string) => !runIds.has(id) && !this.jobs.has(id) && !this.recording.has(id);
     for (const id of this.handled) if (gone(id)) this.handled.delete(id);
     for (const id of this.running) if (gone(id)) this.running.delete(id);

@@ -1,7 +1,22 @@
-import type { V1Pod } from "@kubernetes/client-node";
-import { MANAGED_SELECTOR, runIdOf } from "../shared/executors/kubernetes/names.ts";
+import type { V1Job, V1Pod } from "@kubernetes/client-node";
+import { runIdOf } from "../shared/executors/kubernetes/names.ts";
 import type { RunState } from "../shared/model.ts";
-import type { JobObserver } from "./observer.ts";
+
+/** What a reconcile reads and does: the observer hands it these, and nothing else of itself. */
+export interface ReconcileTarget {
+  /** Active runs quiet for longer than the grace period (a Job of theirs should exist by now). */
+  quietActiveRuns(): Promise<{ runId: string }[]>;
+  /** DWOP's Jobs and their pods, listed afresh (not from the watch caches). */
+  listJobs(): Promise<V1Job[]>;
+  listPods(): Promise<V1Pod[]>;
+  runStatuses(runIds: string[]): Promise<Map<string, RunState>>;
+  /** Judges a Job whose run is active (records an end not yet recorded). */
+  consider(job: V1Job, pods: V1Pod[]): void;
+  deleteJob(name: string): Promise<void>;
+  recordLost(runId: string): Promise<"retried" | "failed" | "ignored">;
+  /** Drops what is remembered of runs whose Jobs are gone. */
+  forgetExcept(runIds: Set<string>): void;
+}
 
 /** What one reconcile found and did. */
 export interface ReconcileReport {
@@ -24,37 +39,36 @@ const ACTIVE: readonly RunState[] = ["starting", "dispatched", "running"];
  * The runs are read before the Jobs are listed: a run whose Job was recorded and deleted in between is
  * no longer active, and increase_attempt's compare-and-set ignores it.
  */
-export async function reconcileOnce(observer: JobObserver): Promise<ReconcileReport> {
-  const { api, cluster, options } = observer;
-  const quiet = await cluster.quietActiveRuns("kubernetes", options.lostGraceSeconds);
-  const [jobs, pods] = await Promise.all([api.listJobs(MANAGED_SELECTOR), api.listPods(MANAGED_SELECTOR)]);
+export async function reconcileOnce(target: ReconcileTarget): Promise<ReconcileReport> {
+  const quiet = await target.quietActiveRuns();
+  const [jobs, pods] = await Promise.all([target.listJobs(), target.listPods()]);
   const podsByRun = new Map<string, V1Pod[]>();
-  for (const pod of pods.items) {
+  for (const pod of pods) {
     const runId = runIdOf(pod);
     if (runId) podsByRun.set(runId, [...(podsByRun.get(runId) ?? []), pod]);
   }
-  const runIds = new Set(jobs.items.map(runIdOf).filter((id): id is string => id !== null));
-  const statuses = await cluster.runStatuses([...runIds]);
+  const runIds = new Set(jobs.map(runIdOf).filter((id): id is string => id !== null));
+  const statuses = await target.runStatuses([...runIds]);
 
-  const report: ReconcileReport = { jobs: jobs.items.length, deleted: 0, lost: 0 };
-  for (const job of jobs.items) {
+  const report: ReconcileReport = { jobs: jobs.length, deleted: 0, lost: 0 };
+  for (const job of jobs) {
     const runId = runIdOf(job);
     const status = runId ? statuses.get(runId) : undefined;
     // A Job of a run this database does not know belongs to someone else: leave it alone.
     if (!runId || !status) continue;
     if (ACTIVE.includes(status)) {
-      observer.consider(job, podsByRun.get(runId) ?? []);
+      target.consider(job, podsByRun.get(runId) ?? []);
     } else {
-      await observer.deleteJob(job.metadata!.name!);
+      await target.deleteJob(job.metadata!.name!);
       report.deleted++;
     }
   }
 
   for (const run of quiet) {
     if (runIds.has(run.runId)) continue;
-    const result = await observer.recordLost(run.runId);
+    const result = await target.recordLost(run.runId);
     if (result !== "ignored") report.lost++;
   }
-  observer.forgetExcept(runIds);
+  target.forgetExcept(runIds);
   return report;
 }

@@ -122,6 +122,8 @@ export const configSchema = z.object({
   DWOP_CLAIM_LEASE_SECONDS: int(1, 30),
   DWOP_CLAIM_POLL_MS: int(10, 1000),
   /** A task published this long ago whose attempt has not started is published again (0: never). */
+  /** Days to keep what ended or was published (events, live logs, outbox rows, deliveries); 0: forever. */
+  DWOP_RETENTION_DAYS: int(0, 30),
   DWOP_REPUBLISH_AFTER_SECONDS: int(0, 60),
   /** A due task unpublished, or a published one with no run and no live dispatcher, this long is a stall (/readyz). */
   DWOP_STALL_AFTER_SECONDS: int(1, 10),
@@ -222,6 +224,7 @@ export function databaseUrl(config: Config): string | undefined {
  */
 export function workerApiUrl(config: Config): string | null {
   if (config.DWOP_PUBLIC_URL) return config.DWOP_PUBLIC_URL;
-  if (config.SUPABASE_PROJECT_URL) return `${config.SUPABASE_PROJECT_URL.replace(/\/+$/, "")}/functions/v1/api`;
+  if (config.SUPABASE_PROJECT_URL)
+    return `${config.SUPABASE_PROJECT_URL.replace(/\/+$/, "")}/functions/v1/api`;
   return null;
 }

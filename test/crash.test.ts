@@ -21,21 +21,22 @@ afterEach(async (ctx) => {
 /** Starts `dispatcher/main.ts` as its own process, as a deployment would. */
 function startDispatcherProcess(
   e: Engine,
-  id: string,
+  id: string | null,
   home: string,
   extraEnv: Record<string, string> = {},
 ): ChildProcess {
+  const { DWOP_DISPATCHER_ID: _inherited, ...inherited } = process.env;
   const child = spawn(process.execPath, ["--import", "tsx", "dispatcher/main.ts"], {
     cwd: ROOT,
     env: {
-      ...process.env,
+      ...inherited,
       DATABASE_URL: e.m.url,
       RABBITMQ_CONNECTION_URL: RABBIT_URL,
       DWOP_QUEUE: e.queue,
       DWOP_PUBLIC_URL: e.storageUrl,
       DWOP_STORAGE_SECRET: e.storageSecret,
       DWOP_HOME: home,
-      DWOP_DISPATCHER_ID: id,
+      ...(id === null ? {} : { DWOP_DISPATCHER_ID: id }),
       DWOP_CONCURRENCY: "2",
       DWOP_LOG_LEVEL: "warn",
       ...extraEnv,
@@ -81,6 +82,21 @@ describe("crashes", () => {
     expect(counts.every((c) => c.succeeded === 1)).toBe(true);
     expect(counts.reduce((n, c) => n + c.lost, 0)).toBeLessThanOrEqual(2);
   });
+
+  it("retries at once the runs of a dead dispatcher of the same machine, under the default ids", async () => {
+    engine = await startEngine("dead_neighbour", { bus: "rabbit", dispatchers: 0 });
+    const home = await mkdtemp(join(tmpdir(), "dwop-disp-"));
+    // Heartbeats would take ten minutes to go stale: only seeing the dead process can retry the run.
+    const slow = { DWOP_LOST_AFTER_SECONDS: "600" };
+    const first = startDispatcherProcess(engine, null, home, slow);
+    const id = await engine.submit("fun slow():\n    import time; time.sleep(1.5); print('done')\n");
+    await until(async () => (await runCounts(engine!, id))[0]!.runs === 1, 60_000);
+    first.kill("SIGKILL");
+    await new Promise((r) => first.once("exit", r));
+    startDispatcherProcess(engine, null, home, slow);
+    expect((await engine.waitFor(id, 60_000)).status).toBe("succeeded");
+    expect(await runCounts(engine, id)).toEqual([{ name: "slow", runs: 2, succeeded: 1, lost: 1 }]);
+  }, 150_000);
 
   it("publishes a dead claimer's rows once after its lease runs out", async () => {
     engine = await startEngine("dead_claimer", { bus: "rabbit", claimers: 0 });

@@ -140,7 +140,7 @@ describe("Cloudflare Workers (workerd through wrangler dev)", () => {
     if (persist) await rm(persist, { recursive: true, force: true });
   });
 
-  it("functions/worker.ts answers a submit and a status read, connecting to Postgres over TCP", async () => {
+  it("functions/workerd.ts answers a submit and a status read, connecting to Postgres over TCP", async () => {
     mdb = await migratedDatabase("workerd");
     storage = await startSupabaseStorageDouble();
     persist = await mkdtemp(join(tmpdir(), "dwop-wrangler-"));
@@ -198,8 +198,9 @@ async function submitAndRead(base: string, storage: SupabaseStorageDouble, db: D
   const submitted = await fetch(`${base}/workflows`, { method: "POST", headers: AUTH, body: form });
   expect(submitted.status, await submitted.clone().text()).toBe(201);
   const { id } = (await submitted.json()) as { id: string };
+  // The body, below the line that tells the worker where it is in the workflow file.
   expect(storage.buckets.get("Task_Code")?.get(`${id}/extract/main.py`)?.body.toString()).toBe(
-    'print("a,b,c")\n',
+    '# dwop-source: {"file":"etl.workflow","line":1,"task":"extract"}\nprint("a,b,c")\n',
   );
 
   const [row] = await db<
