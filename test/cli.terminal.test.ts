@@ -74,7 +74,7 @@ const afterCtrlC = (output: string) =>
 describe("Ctrl-C", () => {
   it("ends dwop dev with exit 130 and one line, and its logs on a terminal are for a person", async () => {
     const db = await database("cli_ctrlc_dev");
-    const r = await ctrlC(["dev", "--port", String(await freePort())], "API token", {
+    const r = await ctrlC(["dev", "--port", String(await freePort())], "as Authorization: Bearer\\)", {
       DATABASE_URL: db.url,
       DWOP_HOME: join(dir, "dev-home"),
       DWOP_LOG_LEVEL: "info",
@@ -106,7 +106,7 @@ describe("Ctrl-C", () => {
 
   it("asks for JSON logs on a terminal with DWOP_LOG_FORMAT=json", async () => {
     const db = await database("cli_ctrlc_json");
-    const r = await ctrlC(["dev", "--port", String(await freePort())], "API token", {
+    const r = await ctrlC(["dev", "--port", String(await freePort())], "as Authorization: Bearer\\)", {
       DATABASE_URL: db.url,
       DWOP_HOME: join(dir, "json-home"),
       DWOP_LOG_LEVEL: "info",
