@@ -20,7 +20,9 @@ const ENV: WorkerEnv = {
   DWOP_LOG_URL: "",
 };
 
-// The "worker" exits at once: this measures the API path, not the kubelet.
+// The "worker" exits at once: this measures the API path, not the kubelet. So its pods stay host processes
+// (`true`): 300 containers started at once would measure podman on two cores, not Job creation.
+// bench/kube-fanout.ts is the one that runs real worker containers.
 const sim = await startKubeSim({ images: { "noop:1": { command: ["true"] } } });
 
 async function createAll(

@@ -1,5 +1,7 @@
 // A 1,000-task fan-out on the Kubernetes executor against the API simulator, with at most 100 Jobs in
-// flight: real client, real Python worker processes, real Postgres and RabbitMQ, two dispatcher replicas.
+// flight: real client, the real Python worker in a container of dwop-pyworker:dev per pod (podman; with
+// DWOP_KUBE_SIM_RUNTIME=process, or without podman, a host process), real Postgres and RabbitMQ, two
+// dispatcher replicas.
 // Run: npx tsx bench/kube-fanout.ts [--tasks=1000] [--max-jobs=100] [--qps=20] [--burst=40]
 import { startKubeEngine, startWorkerSim } from "../test/support/kube-engine.ts";
 

@@ -1,20 +1,24 @@
 // The Kubernetes API simulator as a process of its own, so Jobs and their pods outlive killed
 // dispatchers. Writes a kubeconfig to argv[2], keeps pod folders under argv[3], and serves a small
 // control endpoint for the soak's faults. Prints "ready <apiUrl> <controlUrl>" once both listen.
+// Pods run as real containers of dwop-pyworker:dev when podman can run them (test/support/podman.ts);
+// argv[5], the soak's marker folder, is then the one host folder they see (read-only, at its own path).
 import { createServer, type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
 import { resolvePython, WORKER_SCRIPT } from "../shared/executors/python.ts";
 import { startKubeSim } from "../test/support/kube-sim/index.ts";
+import { workerContainers } from "../test/support/podman.ts";
 
 export const WORKER_IMAGE = "dwop-pyworker:dev";
-const [kubeconfigPath, workRoot, namespace = "chaos"] = process.argv.slice(2);
+const [kubeconfigPath, workRoot, namespace = "chaos", markerDir] = process.argv.slice(2);
 if (!kubeconfigPath || !workRoot) {
-  throw new Error("usage: kube-sim-process.ts <kubeconfig> <workRoot> [namespace]");
+  throw new Error("usage: kube-sim-process.ts <kubeconfig> <workRoot> [namespace] [markerDir]");
 }
 
 const python = await resolvePython();
 const sim = await startKubeSim({
   workRoot,
+  containers: await workerContainers({ nodeReadOnlyMounts: markerDir ? [markerDir] : [] }),
   imagePullBackOffMs: 50,
   images: { [WORKER_IMAGE]: { command: [python, WORKER_SCRIPT], env: { PYTHONUNBUFFERED: "1" } } },
 });

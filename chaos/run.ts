@@ -126,7 +126,8 @@ export async function runPass(o: PassOptions): Promise<PassReport> {
         {
           name: "kube-sim",
           script: "chaos/kube-sim-process.ts",
-          args: [kubeconfig, podRoot, "chaos"],
+          // The marker folder: pods in containers see it read-only, as local runs do through DWOP_TASK_ALLOW.
+          args: [kubeconfig, podRoot, "chaos", markerDir],
           env: {},
         },
         true,

@@ -1,6 +1,13 @@
 # The dispatcher image. Build from the repository root:
-#   docker build -f deploy/dispatcher.Dockerfile -t dwop-dispatcher:dev .
-FROM node:24-slim
+#   docker build -f deploy/dispatcher.Dockerfile -t dwop-dispatcher:dev .   (or `npm run images`)
+# BASE is any image with Node >= 20, npm and a `node` user of uid 1000: the official image by default;
+# `npm run images` passes a Debian base holding the build machine's Node where no registry is reachable.
+ARG BASE=node:24-slim
+FROM ${BASE}
+# "true" where no registry is reachable: `npm run images` then mounts this machine's npm cache at
+# /root/.npm for the build (as an overlay, so the clean below never reaches the machine's own cache), and
+# `npm ci` installs from it alone.
+ARG NPM_CONFIG_OFFLINE=false
 
 ENV NODE_ENV=production \
     NPM_CONFIG_UPDATE_NOTIFIER=false \

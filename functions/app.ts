@@ -119,10 +119,11 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
     store: new Store(deps.db),
     api: new ApiStore(deps.db),
     runLogs,
-    logStreamKey: () => (streamKey ??= runLogs.streamKey().catch((err: unknown) => {
-      streamKey = null; // a database that was down is asked again next time
-      throw err;
-    })),
+    logStreamKey: () =>
+      (streamKey ??= runLogs.streamKey().catch((err: unknown) => {
+        streamKey = null; // a database that was down is asked again next time
+        throw err;
+      })),
     storage: deps.storage ?? null,
     settings,
     logger,

@@ -55,7 +55,8 @@ async function logResponse(
   const owner = c.get("caller").owner;
   const live = await deps.runLogs.read(owner, q.id, q.name, q.attempt, q.offset, LIVE_READ_LIMIT);
   const ended = live ? !ACTIVE_RUN_STATES.includes(live.status) : q.taskEnded;
-  if (live && !ended && live.data.length > 0) return logBody(c, live.data, q.offset + live.data.length, false);
+  if (live && !ended && live.data.length > 0)
+    return logBody(c, live.data, q.offset + live.data.length, false);
   const stored = await needStorage(deps.storage).get(OUTPUT_BUCKET, objectPaths.log(q.id, q.name, q.attempt));
   if (stored) return logBody(c, skipBytes(stored, q.offset), null, true);
   if (ended && (!live || live.size === 0)) throw notFound(`log of attempt ${q.attempt}`);

@@ -245,7 +245,7 @@ describe("completion callbacks", () => {
     for (let i = 0; i < 14; i++) {
       const [claimed] = await h.m.db<
         { id: string }[]
-      >`select id from dwop.claim_callback_events('c', 10, 30, ${now})`;
+      >`select id from dwop.claim_outbox_events('c', 10, 30, ${now}, 'workflow.callback')`;
       await h.m.db`select dwop.record_callback_result('c', ${claimed!.id}, 'HTTP 500', 20, 1000, ${now})`;
       const [row] = await h.m.db<
         { available_at: Date }[]

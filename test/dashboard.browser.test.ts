@@ -3,24 +3,29 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { startDevServer, type DevServer } from "./support/api-server.ts";
-import { launchBrowser, type Browser } from "./support/browser.ts";
+import { keepForDocs, launchBrowser, type Browser } from "./support/browser.ts";
 
 // The dashboard in Debian's Chromium against `dwop dev` run as its own process: what a user does on it.
 
 const ETL = fileURLToPath(new URL("../examples/etl.workflow", import.meta.url));
 
+// A page on a loaded machine can take seconds to show a change: conditions are polled for up to 15 s.
+vi.setConfig({ expect: { poll: { timeout: 15_000, interval: 100 } } });
+
 let server: DevServer;
 let browser: Browser;
 let page: Page;
 let flag: string;
+let liveFlag: string;
 let passed = true;
 
 beforeAll(async () => {
   const flags = await mkdtemp(join(tmpdir(), "dwop-flag-"));
   await chmod(flags, 0o755); // tasks run as a uid of their own
   flag = join(flags, "fixed");
+  liveFlag = join(flags, "go-on");
   [server, browser] = await Promise.all([
     // The task reads the flag from the test's folder: the one folder of the machine the sandbox shows it.
     startDevServer("dashboard", { DWOP_RETRY_BACKOFF_MS: "0", DWOP_TASK_ALLOW: flags }),
@@ -114,7 +119,7 @@ describe("the dashboard", () => {
     await node("load").click();
     await expect.poll(() => page.locator("pre.output").textContent()).toContain("Loading: LISBON 69.8F");
     await expect.poll(() => page.locator("pre.log").textContent()).toContain("Loading: LIMA 64.4F");
-    await browser.screenshot("workflow");
+    await browser.screenshot("workflow").then((p) => keepForDocs(p, "workflow"));
     expect(id).toMatch(/^[0-9a-f-]{36}$/);
   });
 
@@ -130,7 +135,7 @@ describe("the dashboard", () => {
     await expect.poll(() => log.textContent()).toContain("flaky: the flag file is missing");
     expect(await log.textContent()).toContain("line 150");
     expect(await page.locator(".task-panel .callout.failure").first().textContent()).toContain("exit code 3");
-    await browser.screenshot("failed-task");
+    await browser.screenshot("failed-task").then((p) => keepForDocs(p, "failed-task"));
 
     await writeFile(flag, "");
     await page.getByRole("button", { name: "Retry" }).click();
@@ -152,7 +157,7 @@ describe("the dashboard", () => {
     const rows = page.locator("table.workflows tbody tr");
     await expect.poll(() => rows.count()).toBe(2);
     expect(await rows.nth(1).textContent()).toContain("3 succeeded");
-    await browser.screenshot("list");
+    await browser.screenshot("list").then((p) => keepForDocs(p, "list"));
     await page.fill("#search", "etl");
     await expect.poll(() => rows.count()).toBe(1);
     await page.fill("#search", "");
@@ -188,5 +193,60 @@ describe("the dashboard", () => {
     expect(await overflow()).toBeLessThanOrEqual(0);
     await browser.screenshot("list-phone");
     await page.setViewportSize({ width: 1280, height: 800 });
+  });
+
+  it("follows a running task's log in its panel while it runs, and heads a failure with its exception", async () => {
+    // Three phases, each after the test creates a flag file: 30 lines, 30 more, then 30 more and a raise.
+    const wait = (f: string) =>
+      `    while not os.path.exists(${JSON.stringify(f)}):\n        time.sleep(0.1)\n`;
+    const lines = (phase: string) => `    for i in range(30):\n        print("${phase}", i)\n`;
+    const source = `@retries(0)
+fun talk():
+    import os, time
+    print("first line, before the wait")
+${lines("one")}${wait(liveFlag)}${lines("two")}${wait(`${liveFlag}-2`)}${lines("three")}    raise ValueError("bad row 42: expected 3 columns, got 2")
+`;
+    const res = await fetch(`${server.url}/workflows`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${server.token}`, "content-type": "application/json" },
+      body: JSON.stringify({ workflow: source, name: "live-log" }),
+    });
+    expect(res.status).toBe(201);
+    const { id } = (await res.json()) as { id: string };
+    await page.goto(`${server.url}/ui/#/workflows/${id}?task=talk`);
+    const log = page.locator(".task-panel pre.log");
+    await expect.poll(() => log.textContent(), { timeout: 30_000 }).toContain("one 29");
+    // The task is still waiting for the flag: the lines came while it ran, not from a log stored at its end.
+    expect(await node("talk").getAttribute("class")).toContain("state-running");
+    expect(await page.locator(".task-panel .log-status").textContent()).toContain("following");
+    expect(await log.textContent()).not.toContain("two 0");
+    await browser.screenshot("live-log").then((p) => keepForDocs(p, "live-log"));
+
+    // New lines keep a reader at the bottom there...
+    const fromBottom = () => log.evaluate((p) => p.scrollHeight - p.scrollTop - p.clientHeight);
+    await writeFile(liveFlag, "");
+    await expect.poll(() => log.textContent(), { timeout: 30_000 }).toContain("two 29");
+    expect(await log.evaluate((p) => p.scrollHeight > p.clientHeight)).toBe(true);
+    expect(await fromBottom()).toBeLessThanOrEqual(2);
+    // ...and leave one who scrolled up where they were.
+    await log.evaluate((p) => (p.scrollTop = 0));
+    await writeFile(`${liveFlag}-2`, "");
+    await expect.poll(() => log.textContent(), { timeout: 30_000 }).toContain("three 29");
+    expect(await log.evaluate((p) => p.scrollTop)).toBe(0);
+
+    await expect.poll(() => node("talk").getAttribute("class")).toContain("state-failed");
+    // The exception's last line is the headline; the traceback is in the log, after the lines before it.
+    await expect
+      .poll(() => page.locator(".task-panel .callout.headline .error-line").textContent())
+      .toBe("ValueError: bad row 42: expected 3 columns, got 2");
+    expect(await page.locator(".task-panel .callout.headline .how").textContent()).toBe(
+      "exit code 1 · attempt 1",
+    );
+    await expect.poll(() => log.textContent()).toContain("Traceback");
+    // Every line once: appended from the last offset, never read twice.
+    const text = (await log.textContent())!;
+    for (const line of ["first line", "one 0", "two 0", "three 0", "three 29"])
+      expect(text.split("\n").filter((l) => l.startsWith(line))).toHaveLength(1);
+    await expect.poll(() => page.locator(".task-panel .log-status").isHidden()).toBe(true);
   });
 });

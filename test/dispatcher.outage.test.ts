@@ -2,6 +2,8 @@ import postgres from "postgres";
 import { afterEach, expect, it } from "vitest";
 import { ADMIN_URL } from "./support/db.ts";
 import { startEngine, type Engine } from "./support/engine.ts";
+import { recordingLogger } from "./support/recording-logger.ts";
+import { until } from "./support/until.ts";
 
 /**
  * Found by the soak: a cancellation NOTIFY arriving while the database dropped the dispatcher's pool
@@ -23,7 +25,8 @@ afterEach(async () => {
 
 it("keeps running when a cancellation notice comes while the database refuses connections", async () => {
   process.on("unhandledRejection", onUnhandled);
-  engine = await startEngine("dispatcher_outage", { bus: "pgboss", concurrency: 2 });
+  const log = recordingLogger();
+  engine = await startEngine("dispatcher_outage", { bus: "pgboss", concurrency: 2, logger: log.logger });
   const { m } = engine;
   const id = await engine.submit(`fun slow():\n    import time\n    time.sleep(3)\n    print("done")\n`);
   const deadline = Date.now() + 30_000;
@@ -43,7 +46,13 @@ it("keeps running when a cancellation notice comes while the database refuses co
       select pg_terminate_backend(pid) from pg_stat_activity
       where datname = ${m.name} and pid <> ${own!.pid} and query not ilike 'listen%'`;
     await notifier`select pg_notify('dwop_cancel', ${id})`;
-    await new Promise((r) => setTimeout(r, 1500)); // the dispatcher looks, and fails to
+    // The dispatcher looks for the cancelled runs, and fails to.
+    const looked = "could not look for cancelled runs; the next heartbeat looks again";
+    await until(
+      async () => log.count(looked) > 0,
+      30_000,
+      () => JSON.stringify(log.entries.slice(-5)),
+    );
   } finally {
     await admin.unsafe(`alter database "${m.name}" allow_connections true`);
     await Promise.all([admin.end(), notifier.end()]);

@@ -1,3 +1,5 @@
+import { until } from "./support/until.ts";
+import { recordingLogger } from "./support/recording-logger.ts";
 import { readFile } from "node:fs/promises";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -112,14 +114,25 @@ describe.each<BusKind>(["rabbit", "pgboss"])("the engine on %s", (bus) => {
       close: () => bus.close(),
     });
     // Sandbox off: the bodies mark each run in a folder of the test's, which a sandboxed task cannot see.
-    engine = await startEngine(`dup_${bus}`, { bus, dispatchers: 2, wrapPublisher: twice, sandbox: "off" });
+    const log = recordingLogger();
+    engine = await startEngine(`dup_${bus}`, {
+      bus,
+      dispatchers: 2,
+      wrapPublisher: twice,
+      sandbox: "off",
+      logger: log.logger,
+    });
     const body = (name: string) =>
       `    open(${JSON.stringify(join(marks, "ran.log"))}, "a").write("${name}\\n")\n    print("${name}")\n`;
     const source = `fun a():\n${body("a")}\nfun b(x:a):\n${body("b")}\nfun c(x:a):\n${body("c")}\nfun d(x:b, y:c):\n${body("d")}`;
     const id = await engine.submit(source);
     expect((await engine.waitFor(id)).status).toBe("succeeded");
-    // Give the duplicates time to arrive and be refused.
-    await new Promise((r) => setTimeout(r, 500));
+    // Each of the four duplicates is delivered and found to have nothing to run.
+    await until(
+      async () => log.count("nothing to run") >= 4,
+      30_000,
+      () => JSON.stringify(log.entries),
+    );
     const ran = (await readFile(join(marks, "ran.log"), "utf8")).trim().split("\n").sort();
     expect(ran).toEqual(["a", "b", "c", "d"]);
     const runs = await runsPerTask(id);
@@ -136,13 +149,15 @@ describe.each<BusKind>(["rabbit", "pgboss"])("the engine on %s", (bus) => {
       "@timeout(1)",
       "fun slow():",
       "    import subprocess, time",
-      `    subprocess.Popen(["sh", "-c", "sleep 3; touch ${grandchild}"])`,
+      `    subprocess.Popen(["sh", "-c", "echo $$ > ${grandchild}.pid; sleep 3; touch ${grandchild}"])`,
       "    time.sleep(30)",
     ].join("\n");
     const id = await engine.submit(source);
     const w = await engine.waitFor(id);
     expect(w.tasks[0]).toMatchObject({ status: "failed", error: "timed out after 1s (DeadlineExceeded)" });
-    await new Promise((r) => setTimeout(r, 3500));
+    // Gone, and gone before its mark: killed, not ended on its own after 3 s.
+    const pid = await pidIn(`${grandchild}.pid`);
+    await until(async () => !alive(pid), 10_000, `grandchild ${pid} to be gone`);
     await expect(readFile(grandchild)).rejects.toMatchObject({ code: "ENOENT" });
   });
 
@@ -151,7 +166,7 @@ describe.each<BusKind>(["rabbit", "pgboss"])("the engine on %s", (bus) => {
     const marks = await mkdtemp(join(tmpdir(), "dwop-cancel-"));
     const done = join(marks, "finished");
     const id = await engine.submit(
-      `fun long():\n    import time; time.sleep(5); open(${JSON.stringify(done)}, "w")\n`,
+      `fun long():\n    import os, time\n    open(${JSON.stringify(done + ".pid")}, "w").write(str(os.getpid()))\n    time.sleep(5); open(${JSON.stringify(done)}, "w")\n`,
     );
     for (;;) {
       const w = await engine.m.store.workflowSummary(id);
@@ -160,9 +175,26 @@ describe.each<BusKind>(["rabbit", "pgboss"])("the engine on %s", (bus) => {
     }
     expect(await engine.m.store.cancelWorkflow(id)).toBe(1);
     expect((await engine.waitFor(id)).status).toBe("cancelled");
-    await new Promise((r) => setTimeout(r, 6000));
+    // The body is gone, and before it wrote its mark.
+    const pid = await pidIn(`${done}.pid`);
+    await until(async () => !alive(pid), 10_000, `the body ${pid} to be gone`);
     await expect(readFile(done)).rejects.toMatchObject({ code: "ENOENT" });
     const [run] = await engine.m.db<{ status: string }[]>`select status from dwop.runs`;
     expect(run?.status).toBe("cancelled");
   });
 });
+
+/** The pid a process wrote, or 0 when it was stopped before it could write one. */
+async function pidIn(file: string): Promise<number> {
+  return Number(await readFile(file, "utf8").catch(() => "0"));
+}
+
+function alive(pid: number): boolean {
+  if (pid === 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

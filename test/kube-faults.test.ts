@@ -1,10 +1,6 @@
 // Faults on the Kubernetes path: watches that break or expire, Jobs deleted by someone else, pods
 // OOM-killed, evicted, unschedulable or unable to pull their image, and cancellation.
 import { BatchV1Api } from "@kubernetes/client-node";
-import { existsSync } from "node:fs";
-import { mkdtemp } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { jobName } from "../shared/executors/kubernetes/names.ts";
 import { shellJob, waitFor } from "./support/kube-sim/fixtures.ts";
@@ -146,22 +142,18 @@ describe("pods and Jobs that end badly", () => {
    * body is running (so the fault hits it mid-run, not while the worker starts).
    */
   async function slowOnce(e: KubeEngine) {
-    const marks = await mkdtemp(join(tmpdir(), "dwop-kube-fault-"));
-    const path = join(marks, "first");
-    const marker = JSON.stringify(path);
+    // Each attempt is a fresh pod (a container with nothing of the last one's): the attempt number says which.
     const id = await e.submit(
       [
         "fun t():",
         "    import os, time",
         "    print('working', flush=True)",
-        `    if not os.path.exists(${marker}):`,
-        `        open(${marker}, "w").close()`,
+        "    if os.environ['DWOP_ATTEMPT'] == '1':",
         "        time.sleep(30)",
         "    print('done')",
       ].join("\n"),
     );
-    await waitFor("the body running", () => existsSync(path), 15_000);
-    // ...and its first line relayed to the container log, so the log tail has something to keep.
+    // The body is running once its first line is relayed to the container log (the log tail keeps it).
     const api = e.replicas[0]!.parts.api;
     await waitFor(
       "the first line logged",

@@ -42,7 +42,9 @@ export async function migrate(db: Db, migrations?: Migration[]): Promise<string[
       await conn`create table if not exists supabase_migrations.schema_migrations (
         version text not null primary key, statements text[], name text)`;
       await adoptOwnLedger(conn);
-      const rows = await conn<{ version: string }[]>`select version from supabase_migrations.schema_migrations`;
+      const rows = await conn<
+        { version: string }[]
+      >`select version from supabase_migrations.schema_migrations`;
       const applied = new Set(rows.map((r) => r.version));
       const done: string[] = [];
       for (const m of all) {

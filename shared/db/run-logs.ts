@@ -87,10 +87,16 @@ export class RunLogs {
   }
 
   /** Chunks of a workflow's runs past each run's given offset (runs not in `after` from 0), in order. */
-  async chunksAfter(workflowId: string, after: ReadonlyMap<string, number>, limit: number): Promise<LogChunk[]> {
+  async chunksAfter(
+    workflowId: string,
+    after: ReadonlyMap<string, number>,
+    limit: number,
+  ): Promise<LogChunk[]> {
     const ids = [...after.keys()];
     const offsets = ids.map((id) => after.get(id) ?? 0);
-    const rows = await this.db<{ runId: string; taskName: string; attempt: number; offset: string; data: Uint8Array }[]>`
+    const rows = await this.db<
+      { runId: string; taskName: string; attempt: number; offset: string; data: Uint8Array }[]
+    >`
       select c.run_id as "runId", t.name as "taskName", r.attempt, c.byte_offset as "offset", c.data
       from dwop.run_log_chunks c
       join dwop.runs r on r.id = c.run_id

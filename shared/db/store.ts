@@ -123,8 +123,9 @@ export class Store {
     leaseSeconds: number,
   ): Promise<CallbackDelivery[]> {
     return this.db<CallbackDelivery[]>`
-      select id, workflow_id as "workflowId", url, secret, body, attempt
-      from dwop.claim_callback_events(${claimerId}, ${batchSize}, ${leaseSeconds})`;
+      select id, payload->>'workflowId' as "workflowId", callback_url as url, callback_secret as secret,
+             payload->'summary' as body, attempt
+      from dwop.claim_outbox_events(${claimerId}, ${batchSize}, ${leaseSeconds}, p_topic => 'workflow.callback')`;
   }
 
   /** Records one try of a claimed callback; `error` null means it was delivered. */

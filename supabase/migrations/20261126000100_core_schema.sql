@@ -76,7 +76,8 @@ create table dwop.runs (
   dispatcher_id text,
   exit_code int,
   failure_reason text
-    check (failure_reason in ('exit_code', 'timeout', 'oom_killed', 'lost', 'evicted', 'image_pull', 'unschedulable', 'worker_error')),
+    check (failure_reason in ('exit_code', 'timeout', 'oom_killed', 'lost', 'evicted', 'image_pull',
+                              'unschedulable', 'worker_error', 'output_rejected')),
   error text,
   log_tail text,
   created_at timestamptz not null default now(),
@@ -91,20 +92,29 @@ create index runs_active_by_dispatcher on dwop.runs (dispatcher_id)
   where status in ('starting', 'dispatched', 'running');
 create index runs_workflow on dwop.runs (workflow_id);
 
+-- One table for everything that must leave the database after a commit: 'task.ready' rows are published
+-- to the bus, 'workflow.callback' rows (a workflow submitted with a callback URL has ended) are sent over
+-- HTTP, and each try of a callback is recorded here.
 create table dwop.outbox (
   id bigint generated always as identity primary key,
-  topic text not null default 'task.ready' check (topic in ('task.ready')),
+  topic text not null default 'task.ready' check (topic in ('task.ready', 'workflow.callback')),
   payload jsonb not null,
   available_at timestamptz not null default now(),
   claimed_by text,
   lease_until timestamptz,
   claim_count int not null default 0,
   published_at timestamptz,
-  created_at timestamptz not null default now()
+  created_at timestamptz not null default now(),
+  delivery_attempts int not null default 0 check (delivery_attempts >= 0),
+  last_error text,
+  -- Set with published_at when a callback was given up: the row has left the outbox, undelivered.
+  gave_up_at timestamptz
 );
 
--- Claims scan only what is unpublished; published rows never enter this index.
-create index outbox_unpublished on dwop.outbox (id) where published_at is null;
+-- Claims scan only what is unpublished, of one topic, in id order; published rows never enter the index.
+-- The topic leads, so one claim function serves both topics with one plan (a partial index per topic
+-- would only serve a query that spells the topic as a constant).
+create index outbox_unpublished on dwop.outbox (topic, id) where published_at is null;
 
 create table dwop.events (
   id bigint generated always as identity primary key,

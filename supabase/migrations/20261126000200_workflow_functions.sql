@@ -92,7 +92,8 @@ $$;
 -- check see every task transition committed before it, so two last tasks finishing at once cannot both
 -- miss the end. The lock is FOR NO KEY UPDATE: it excludes other finishers but not the KEY SHARE locks
 -- that inserting events (a foreign key to the workflow) takes, which would otherwise deadlock two
--- completions that each hold a task the other waits for.
+-- completions that each hold a task the other waits for. The completion callback (enqueue_workflow_callback,
+-- of migration 20261126000420) is queued in the same transaction.
 create function dwop.finish_workflow_if_done(p_workflow_id uuid, p_now timestamptz)
 returns text
 language plpgsql as $$
@@ -121,18 +122,22 @@ begin
   set status = v_final, finished_at = p_now, updated_at = p_now, started_at = coalesce(started_at, p_now)
   where id = p_workflow_id;
   perform dwop.log_event(p_workflow_id, 'workflow', null, v_final, null, null, p_now);
+  perform dwop.enqueue_workflow_callback(p_workflow_id, p_now);
   perform pg_notify('dwop_workflow_done', p_workflow_id::text);
   return v_final;
 end;
 $$;
 
--- Marks every task downstream of p_task_id that is still waiting as upstream_failed.
+-- Marks every task downstream of p_task_id that is still waiting as upstream_failed, naming the failed
+-- task in its error.
 create function dwop.fail_downstream(p_task_id bigint, p_now timestamptz)
 returns int
 language plpgsql as $$
 declare
   v_count int;
+  v_name text;
 begin
+  select name into v_name from dwop.tasks where id = p_task_id;
   with recursive downstream (id) as (
     select unnest(downstream_ids) from dwop.tasks where id = p_task_id
     union
@@ -140,7 +145,7 @@ begin
   ),
   marked as (
     update dwop.tasks t
-    set status = 'upstream_failed', finished_at = p_now
+    set status = 'upstream_failed', finished_at = p_now, error = 'blocked by failed upstream ' || v_name
     from downstream d
     where t.id = d.id and t.status = 'pending'
     returning t.workflow_id, t.name
@@ -157,7 +162,8 @@ $$;
 
 -- Cancels every task that has not ended, and the workflow. Dispatchers hear `dwop_cancel` and stop
 -- the runs they hold; a run that finishes anyway is then ignored by complete_run's compare-and-set.
--- Runs and tasks are locked before the workflow row, the order completions take them in.
+-- Runs and tasks are locked before the workflow row, the order completions take them in. Cancelling
+-- ends a workflow too, so its completion callback is queued as well.
 create function dwop.cancel_workflow(p_workflow_id uuid, p_now timestamptz default null)
 returns int
 language plpgsql as $$
@@ -186,6 +192,7 @@ begin
   where id = p_workflow_id and status in ('queued', 'running');
   if found then
     perform dwop.log_event(p_workflow_id, 'workflow', null, 'cancelled', null, null, v_now);
+    perform dwop.enqueue_workflow_callback(p_workflow_id, v_now);
     perform pg_notify('dwop_cancel', p_workflow_id::text);
     perform pg_notify('dwop_workflow_done', p_workflow_id::text);
   end if;

@@ -1,11 +1,15 @@
 -- The life of one attempt: claimed from the outbox, started by a dispatcher, completed or failed.
 -- Each transition is a compare-and-set: a call that finds the row in another state changes nothing.
 
--- Claims up to p_batch_size due, unleased outbox rows for p_claimer_id. The lease lets another claimer
--- take the rows again if this one dies before marking them published.
+-- Claims up to p_batch_size due, unleased outbox rows of p_topic for p_claimer_id, oldest first. The lease
+-- lets another claimer take the rows again if this one dies before marking them published (task rows)
+-- or recording the try (callbacks, record_callback_result of 20261126000420). Each row comes with which
+-- try this claim is (from 1), and for a 'workflow.callback' row where to send it: the URL and signing
+-- secret of its submission (of 20261126000400; a callback row whose submission is gone stays leased and
+-- unanswered until its lease ends).
 create function dwop.claim_outbox_events(p_claimer_id text, p_batch_size int, p_lease_seconds int default 30,
-                                         p_now timestamptz default null)
-returns table (id bigint, topic text, payload jsonb)
+                                         p_now timestamptz default null, p_topic text default 'task.ready')
+returns table (id bigint, topic text, payload jsonb, attempt int, callback_url text, callback_secret text)
 language plpgsql as $$
 declare
   v_now timestamptz := coalesce(p_now, now());
@@ -13,17 +17,25 @@ begin
   return query
   with due as (
     select o.id from dwop.outbox o
-    where o.published_at is null and o.available_at <= v_now
+    where o.published_at is null and o.topic = p_topic and o.available_at <= v_now
       and (o.lease_until is null or o.lease_until < v_now)
     order by o.id
     limit p_batch_size
     for update skip locked
+  ),
+  claimed as (
+    update dwop.outbox o
+    set claimed_by = p_claimer_id, lease_until = v_now + make_interval(secs => p_lease_seconds),
+        claim_count = o.claim_count + 1
+    from due where o.id = due.id
+    returning o.id, o.topic, o.payload, o.delivery_attempts
   )
-  update dwop.outbox o
-  set claimed_by = p_claimer_id, lease_until = v_now + make_interval(secs => p_lease_seconds),
-      claim_count = o.claim_count + 1
-  from due where o.id = due.id
-  returning o.id, o.topic, o.payload;
+  select c.id, c.topic, c.payload, c.delivery_attempts + 1, s.callback_url, s.callback_secret
+  from claimed c
+  left join dwop.submissions s
+    on c.topic = 'workflow.callback' and s.workflow_id = (c.payload->>'workflowId')::uuid
+  where c.topic <> 'workflow.callback' or s.workflow_id is not null
+  order by c.id;
 end;
 $$;
 
@@ -302,10 +314,10 @@ language sql as $$
   on conflict (id) do update set heartbeat_at = excluded.heartbeat_at;
 $$;
 
--- Retries as lost every active local run whose dispatcher is p_own_id (a restarted dispatcher reclaiming
--- its own) or has not been heard from for p_stale_seconds. Local runs die with their dispatcher, so
--- nothing else would ever finish them. Returns how many runs were reaped.
-create function dwop.reap_lost_runs(p_stale_seconds int, p_own_id text default null, p_now timestamptz default null)
+-- Retries each of p_run_ids that is still active as lost (an infrastructure failure, so the task's
+-- infrastructure budget pays), with p_error as its error, in the order given. Returns how many it retried
+-- or failed; a run that had already ended is left alone. The one loop of both reapers below.
+create function dwop.retry_runs_as_lost(p_run_ids bigint[], p_error text, p_now timestamptz default null)
 returns int
 language plpgsql as $$
 declare
@@ -313,20 +325,27 @@ declare
   v_run bigint;
   v_count int := 0;
 begin
-  for v_run in
-    select r.id from dwop.runs r
-    left join dwop.dispatchers d on d.id = r.dispatcher_id
-    where r.status in ('starting', 'dispatched', 'running') and r.executor = 'local'
-      and (r.dispatcher_id = p_own_id
-           or d.id is null
-           or d.heartbeat_at < v_now - make_interval(secs => p_stale_seconds))
-    order by r.id
-  loop
-    if dwop.increase_attempt(v_run, 'the dispatcher running this attempt stopped', 'lost',
-                             null, null, false, v_now) <> 'ignored' then
+  foreach v_run in array coalesce(p_run_ids, '{}') loop
+    if dwop.increase_attempt(v_run, p_error, 'lost', null, null, false, v_now) <> 'ignored' then
       v_count := v_count + 1;
     end if;
   end loop;
   return v_count;
 end;
+$$;
+
+-- Retries as lost every active local run whose dispatcher is p_own_id (a restarted dispatcher reclaiming
+-- its own) or has not been heard from for p_stale_seconds. Local runs die with their dispatcher, so
+-- nothing else would ever finish them. Returns how many runs were reaped.
+create function dwop.reap_lost_runs(p_stale_seconds int, p_own_id text default null, p_now timestamptz default null)
+returns int
+language sql as $$
+  select dwop.retry_runs_as_lost(array(
+    select r.id from dwop.runs r
+    left join dwop.dispatchers d on d.id = r.dispatcher_id
+    where r.status in ('starting', 'dispatched', 'running') and r.executor = 'local'
+      and (r.dispatcher_id = p_own_id
+           or d.id is null
+           or d.heartbeat_at < coalesce(p_now, now()) - make_interval(secs => p_stale_seconds))
+    order by r.id), 'the dispatcher running this attempt stopped', p_now);
 $$;

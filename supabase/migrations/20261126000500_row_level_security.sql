@@ -1,8 +1,10 @@
 -- Row-level security for Supabase's `authenticated` role: a signed-in user reading DWOP's tables through
 -- Supabase (PostgREST, Realtime) sees only the workflows whose owner is its auth.uid(), and their
 -- tasks, runs and events. Tables holding secrets or internals (triggers, submissions, api_keys,
--- hook_deliveries, outbox, dispatchers) have RLS and no policy: anon and authenticated never read them.
--- DWOP's own processes connect as the tables' owner, which RLS does not restrict.
+-- hook_deliveries, outbox, dispatchers) have RLS and no policy: anon and authenticated never read them;
+-- tables of later migrations enable RLS where they are made.
+-- DWOP's own processes connect as the tables' owner, which RLS does not restrict. Who may execute DWOP's
+-- functions (nobody but their owner) is settled once, for all of them, by 20261204000300.
 --
 -- On a plain Postgres there is no `authenticated` role and no auth.uid(): this migration makes both
 -- (NOLOGIN roles, and an auth.uid() that reads the JWT claims as Supabase's does), so the same policies
@@ -19,21 +21,6 @@ alter table dwop.api_keys enable row level security;
 alter table dwop.submissions enable row level security;
 alter table dwop.triggers enable row level security;
 alter table dwop.hook_deliveries enable row level security;
-
--- The migration runner's bookkeeping. Made here when absent (after `supabase db push`), because
--- Supabase grants anon and authenticated every privilege on new tables in public by default, and a row
--- written there would make DWOP skip a migration.
-create table if not exists public.dwop_schema_migrations (
-  version text primary key,
-  name text not null,
-  applied_at timestamptz not null default now()
-);
-alter table public.dwop_schema_migrations enable row level security;
-
--- No SQL function of DWOP is for anyone but DWOP itself (they are SECURITY INVOKER, so a caller without
--- table privileges could not use them anyway); functions made by later migrations follow suit.
-revoke execute on all functions in schema dwop from public;
-alter default privileges in schema dwop revoke execute on functions from public;
 
 do $$
 begin
@@ -64,7 +51,6 @@ begin
 
   if exists (select 1 from pg_roles where rolname = 'anon') then
     revoke all on all tables in schema dwop from anon;
-    revoke all on public.dwop_schema_migrations from anon;
     alter default privileges in schema dwop revoke all on tables from anon;
   end if;
   if not exists (select 1 from pg_roles where rolname = 'authenticated') then
@@ -72,7 +58,6 @@ begin
   end if;
 
   revoke all on all tables in schema dwop from authenticated;
-  revoke all on public.dwop_schema_migrations from authenticated;
   alter default privileges in schema dwop revoke all on tables from authenticated;
   grant usage on schema dwop to authenticated;
   grant select on dwop.workflows, dwop.tasks, dwop.runs, dwop.events to authenticated;

@@ -13,6 +13,9 @@ create table dwop.leases (
   check (expires_at > renewed_at)
 );
 
+-- Internals: no policy, so anon and authenticated never read it (see 20261126000500).
+alter table dwop.leases enable row level security;
+
 -- Takes or renews lease p_name for p_holder for p_ttl_seconds (compare-and-set): succeeds when nobody
 -- holds it, p_holder already does, or the holder let it expire. True when p_holder holds it now.
 create function dwop.acquire_lease(p_name text, p_holder text, p_ttl_seconds int, p_now timestamptz default null)

@@ -1,8 +1,9 @@
 -- Live logs: while an attempt runs, its worker ships the log in chunks (whole lines) through the API,
 -- which keeps them here until the worker has stored the whole log as an object; an attempt that ends
 -- without storing it (killed, timed out, cancelled, its dispatcher lost) keeps its chunks, so its log up
--- to that moment stays readable. Also: an upstream_failed task names the upstream that blocked it, and a
--- storage refusal of a task's output is a failure reason of its own.
+-- to that moment stays readable. (It also once made an upstream_failed task name the upstream that blocked
+-- it, and a storage refusal of a task's output a failure reason of its own: both folded into
+-- 20261126000200 and 20261126000100, before any deployment depended on them.)
 
 create table dwop.run_log_chunks (
   run_id bigint not null references dwop.runs (id) on delete cascade,
@@ -85,44 +86,3 @@ begin
   return v_count;
 end;
 $$;
-
--- Marks every task downstream of p_task_id that is still waiting as upstream_failed, naming the failed
--- task in its error (replaces the function of 20261126000200 whole).
-create or replace function dwop.fail_downstream(p_task_id bigint, p_now timestamptz)
-returns int
-language plpgsql as $$
-declare
-  v_count int;
-  v_name text;
-begin
-  select name into v_name from dwop.tasks where id = p_task_id;
-  with recursive downstream (id) as (
-    select unnest(downstream_ids) from dwop.tasks where id = p_task_id
-    union
-    select x.id from downstream d join dwop.tasks t on t.id = d.id cross join lateral unnest(t.downstream_ids) x (id)
-  ),
-  marked as (
-    update dwop.tasks t
-    set status = 'upstream_failed', finished_at = p_now, error = 'blocked by failed upstream ' || v_name
-    from downstream d
-    where t.id = d.id and t.status = 'pending'
-    returning t.workflow_id, t.name
-  ),
-  logged as (
-    insert into dwop.events (workflow_id, kind, task_name, status, at)
-    select workflow_id, 'task', name, 'upstream_failed', p_now from marked
-    returning 1
-  )
-  select count(*) into v_count from logged;
-  return v_count;
-end;
-$$;
-
-alter table dwop.runs drop constraint runs_failure_reason_check;
-alter table dwop.runs add constraint runs_failure_reason_check
-  check (failure_reason in ('exit_code', 'timeout', 'oom_killed', 'lost', 'evicted', 'image_pull',
-                            'unschedulable', 'worker_error', 'output_rejected'));
-
-revoke execute on function dwop.instance_key(text) from public;
-revoke execute on function dwop.append_run_log(bigint, bigint, bytea, bigint) from public;
-revoke execute on function dwop.seal_run_log(bigint) from public;

@@ -1,13 +1,12 @@
--- No function of DWOP is executable by PUBLIC, and every table of DWOP has row-level security.
+-- No function of DWOP is executable by PUBLIC, and every table of DWOP has row-level security (each table
+-- enables it where it is made; test/schema.privileges.test.ts checks both rules over the catalog).
 --
--- Migration 20261126000500 revoked EXECUTE from PUBLIC on the functions that existed then and set
--- `alter default privileges in schema dwop revoke ... from public`, which cannot remove the global
--- default that grants EXECUTE to PUBLIC on every new function: a schema's default privileges only add to
--- the global ones. The global default of the role that runs the migrations is changed instead, so the
--- functions later migrations make are born without it; the test over the catalog
--- (test/schema.privileges.test.ts) holds every migration to both rules.
+-- Postgres grants EXECUTE to PUBLIC on every new function by the global default privileges, which a
+-- schema's default privileges (`alter default privileges in schema dwop`) can only add to, never take
+-- from. So every dwop function made so far loses it here, and the global default of the role that runs
+-- the migrations loses it too, so functions of later migrations are born without it. Not earlier than
+-- here: pg_cron, which 20261126000520 may create, grants its own functions to the roles meant to use
+-- them through that same default.
 
-alter default privileges revoke execute on functions from public;
 revoke execute on all functions in schema dwop from public;
-
-alter table dwop.leases enable row level security;
+alter default privileges revoke execute on functions from public;

@@ -64,5 +64,3 @@ begin
     'dispatchers', v_dispatchers);
 end;
 $$;
-
-revoke execute on function dwop.purge_expired(interval, int, timestamptz) from public;

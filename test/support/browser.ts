@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -9,6 +9,17 @@ export const CHROMIUM = process.env.DWOP_TEST_CHROMIUM ?? "/usr/bin/chromium";
 
 /** Where screenshots go: test artifacts, gitignored. */
 export const ARTIFACTS = fileURLToPath(new URL("../../test-results/dashboard/", import.meta.url));
+
+/** The README's and docs/dashboard.md's pictures: refreshed only when asked, so a test run leaves git clean. */
+export const DOC_SCREENSHOTS = fileURLToPath(new URL("../../docs/screenshots/", import.meta.url));
+
+/**
+ * Copies a screenshot taken by `Browser.screenshot` into docs/screenshots/ when the run was started with
+ * `DWOP_DOCS_SCREENSHOTS=1`.
+ */
+export async function keepForDocs(path: string, name: string): Promise<void> {
+  if (process.env.DWOP_DOCS_SCREENSHOTS === "1") await copyFile(path, join(DOC_SCREENSHOTS, `${name}.png`));
+}
 
 export interface Browser {
   context: BrowserContext;

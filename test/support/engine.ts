@@ -1,3 +1,4 @@
+import type { Logger } from "../../shared/log.ts";
 import { serve, type ServerType } from "@hono/node-server";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile } from "node:fs/promises";
@@ -37,6 +38,8 @@ export interface EngineOptions {
   sandbox?: SandboxMode;
   /** What sandboxed runs reach ("internet" when not given). */
   network?: "internet" | "none";
+  /** Where the dispatchers and claimers log (a recording logger lets a test wait for what they did). */
+  logger?: Logger;
 }
 
 export interface Engine {
@@ -97,6 +100,7 @@ export async function startEngine(label: string, options: EngineOptions): Promis
       lostAfterSeconds: 10,
       shutdownGraceSeconds: 5,
       signedUrlTtlSeconds: 300,
+      logger: options.logger,
     });
     await d.start();
     stops.push(
@@ -111,6 +115,7 @@ export async function startEngine(label: string, options: EngineOptions): Promis
       batchSize: options.claimBatch ?? 100,
       leaseSeconds: 30,
       pollMs: 200,
+      logger: options.logger,
     });
     await c.start();
     stops.unshift(() => c.stop());

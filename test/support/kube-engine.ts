@@ -13,6 +13,7 @@ import type { Executor } from "../../shared/executors/executor.ts";
 import { silentLogger } from "../../shared/log.ts";
 import { startEngine, type Engine } from "./engine.ts";
 import { startKubeSim, type KubeSim, type KubeSimOptions } from "./kube-sim/index.ts";
+import { workerContainers } from "./podman.ts";
 
 export const WORKER_IMAGE = "dwop-pyworker:dev";
 
@@ -35,7 +36,10 @@ export const FAST_SETTINGS: Omit<KubernetesSettings, "namespace"> = {
   watchBackoffMs: { initial: 50, max: 500 },
 };
 
-/** A simulator whose worker image runs the real Python worker. */
+/**
+ * A simulator whose worker image runs the real Python worker: as a real container of dwop-pyworker:dev
+ * built from this tree when podman can run it (test/support/podman.ts), else as a host process.
+ */
 export async function startWorkerSim(options: KubeSimOptions = {}): Promise<KubeSim> {
   const python = execFileSync("python3", ["-c", "import sys; print(sys.executable)"], {
     encoding: "utf8",
@@ -43,6 +47,7 @@ export async function startWorkerSim(options: KubeSimOptions = {}): Promise<Kube
   return startKubeSim({
     imagePullBackOffMs: 50,
     ...options,
+    containers: "containers" in options ? options.containers : await workerContainers(),
     images: {
       [WORKER_IMAGE]: { command: [python, WORKER_SCRIPT], env: { PYTHONUNBUFFERED: "1" } },
       ...options.images,

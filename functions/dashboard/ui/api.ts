@@ -118,21 +118,29 @@ export async function readHead(res: Response, maxBytes: number): Promise<{ text:
   return { text: new TextDecoder().decode(all), more };
 }
 
-/** The last `maxBytes` of a streamed body as text, and whether anything was cut off before them. */
-export async function readTail(res: Response, maxBytes: number): Promise<{ text: string; cut: boolean }> {
+/**
+ * The last `maxBytes` of a streamed body as text, whether anything was cut off before them, and how many
+ * bytes the body had.
+ */
+export async function readTail(
+  res: Response,
+  maxBytes: number,
+): Promise<{ text: string; cut: boolean; size: number }> {
   const reader = res.body!.getReader();
   let kept = new Uint8Array(0);
   let cut = false;
+  let size = 0;
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
+    size += value.length;
     const joined = new Uint8Array(kept.length + value.length);
     joined.set(kept);
     joined.set(value, kept.length);
     cut ||= joined.length > maxBytes;
     kept = joined.length > maxBytes ? joined.slice(joined.length - maxBytes) : joined;
   }
-  return { text: new TextDecoder().decode(kept), cut };
+  return { text: new TextDecoder().decode(kept), cut, size };
 }
 
 /** Downloads an API resource as a file (a link cannot send the Authorization header). */

@@ -1,85 +1,49 @@
 import { h, s } from "./dom.ts";
-import { icon, label } from "./format.ts";
-import { isDummy, layoutDag, type Layout } from "./layout.ts";
-import type { TaskParam } from "./types.ts";
+import {
+  arrowMarker,
+  groupFrame,
+  groupNode,
+  inputNode,
+  INPUT_PREFIX,
+  nodeSize,
+  paintGroup,
+  paintTask,
+  taskNode,
+  type GraphTask,
+} from "./graph-nodes.ts";
+import { COLLAPSE_AT, groupState, siblingGroups, type SiblingGroup } from "./groups.ts";
+import { isDummy, layoutDag, type Layout, type LayoutEdge } from "./layout.ts";
+import { Minimap, type MiniItem } from "./minimap.ts";
+import { PanZoom } from "./pan-zoom.ts";
+import { placeLayout, type Box, type Placement, type Size } from "./placement.ts";
 
-/** A node of the drawn graph: a task (with its state and attempt) or a workflow input. */
-export interface GraphTask {
-  name: string;
-  params: TaskParam[];
-  status: string;
-  attempt: number;
-}
+export type { GraphTask };
 
-const NODE_W = 176;
-const NODE_H = 34;
-const GAP_X = 64;
-const GAP_Y = 14;
-const DUMMY_H = 10;
-const PAD = 12;
-/** Characters of a name that fit in a node beside the state symbol and an attempt badge. */
-const MAX_CHARS = 20;
-const INPUT_PREFIX = "inputs.";
+/** Below this fit scale labels are unreadable: the graph opens at 100% at its start instead. */
+const MIN_FIT = 0.5;
+const MIN_VIEW_H = 160;
 
 export interface DagView {
-  /** The figure: a scrolling box holding the SVG, with a fit-to-width switch. */
+  /** The figure: the graph in a zoomable box, its controls and its overview. */
   element: HTMLElement;
   /** Recolors nodes after state changes; the layout never changes for a workflow. */
   update(tasks: readonly GraphTask[]): void;
   select(name: string | null): void;
 }
 
-/** A name cut in the middle: names that share a long prefix still differ at their ends. */
-function fitName(name: string): string {
-  if (name.length <= MAX_CHARS) return name;
-  const tail = Math.floor((MAX_CHARS - 1) / 2);
-  return `${name.slice(0, MAX_CHARS - 1 - tail)}…${name.slice(-tail)}`;
-}
+/** The tallest the graph's box gets: most of the window, so the page around it stays reachable. */
+const maxViewHeight = () => Math.round(Math.max(280, Math.min(window.innerHeight * 0.68, 900)));
 
-type Point = { x: number; y: number };
-
-/** Where each node (dummies included) goes, and the drawing's size. */
-function place(layout: Layout): { at: (id: string) => Point; width: number; height: number } {
-  // A long edge's dummy nodes take a thin slot, not a node's: long edges then cost little height.
-  const slot = (id: string) => (isDummy(id) ? DUMMY_H : NODE_H + GAP_Y);
-  const layerHeights = layout.layers.map((l) => l.reduce((sum, id) => sum + slot(id), 0));
-  const tallest = Math.max(NODE_H + GAP_Y, ...layerHeights);
-  const columns = layout.layers.length;
-  const placed = new Map<string, Point>();
-  layout.layers.forEach((l, layer) => {
-    // Each layer is centred on the tallest one.
-    let y = PAD + (tallest - layerHeights[layer]!) / 2;
-    for (const id of l) {
-      // A dummy's y is where its edge passes: the middle of its slot, less half a node (see edgePath).
-      placed.set(id, {
-        x: PAD + layer * (NODE_W + GAP_X),
-        y: isDummy(id) ? y + DUMMY_H / 2 - NODE_H / 2 : y,
-      });
-      y += slot(id);
-    }
-  });
-  return {
-    at: (id) => placed.get(id)!,
-    width: PAD * 2 + columns * NODE_W + Math.max(0, columns - 1) * GAP_X,
-    height: PAD * 2 + tallest - GAP_Y,
-  };
-}
-
-function arrowMarker(): SVGElement {
-  return s(
-    "defs",
-    {},
-    s(
-      "marker",
-      { id: "arrow", viewBox: "0 0 8 8", refX: 8, refY: 4, markerWidth: 7, markerHeight: 7, orient: "auto" },
-      s("path", { d: "M0,0 L8,4 L0,8 z" }),
-    ),
-  );
+/** The graph's width before it is on the page (the workflow page's main column), for the first layout. */
+function guessWidth(): number {
+  const w = window.innerWidth;
+  return Math.max(280, w >= 1100 ? w * 0.66 - 60 : w - 40);
 }
 
 /**
- * The workflow's DAG as SVG, upstream to the left. Nodes are one tab stop: arrow keys move between them
- * (left and right across layers, up and down within one), Enter or Space selects.
+ * The workflow's DAG as SVG, upstream first, wrapped into serpentine bands when long, with big sibling
+ * groups collapsed, in a box that zooms and pans (pan-zoom.ts) with an overview (minimap.ts). Nodes are one
+ * tab stop: arrow keys move between them, Enter or Space selects a task or opens and closes a group.
  */
 export function dagView(tasks: readonly GraphTask[], onSelect: (name: string) => void): DagView {
   return new DagGraph(tasks, onSelect);
@@ -87,177 +51,367 @@ export function dagView(tasks: readonly GraphTask[], onSelect: (name: string) =>
 
 class DagGraph implements DagView {
   readonly element: HTMLElement;
+  private readonly tasks = new Map<string, GraphTask>();
   private readonly layout: Layout;
-  private readonly nodes = new Map<string, SVGGElement>();
+  private readonly groups = new Map<string, SiblingGroup>();
+  private readonly groupOf = new Map<string, SiblingGroup>();
+  private readonly open = new Set<string>();
+  private placement!: Placement;
+  /** Drawn focusable things by key (`t:<task>`, `g:<group>`), and each layer's keys in order. */
+  private readonly items = new Map<string, SVGGElement>();
+  private columns: string[][] = [];
+  private readonly boxes = new Map<string, Box>();
+  private tabStop: string | null = null;
+  private selected: string | null = null;
+  private readonly drawnStates = new Map<string, string>();
+  private placedWidth = 0;
+  private readonly svg: SVGSVGElement;
+  private readonly view = h("div", { class: "dag-view" });
+  private readonly pz: PanZoom;
+  private readonly minimap: Minimap;
+  private readonly observer = new ResizeObserver(() => this.resized());
+  private readonly zoomLevel = h("output", { class: "zoom-level", "aria-live": "off" });
 
   constructor(
     tasks: readonly GraphTask[],
     private readonly onSelect: (name: string) => void,
   ) {
+    for (const t of tasks) this.tasks.set(t.name, t);
     const names = tasks.map((t) => t.name);
     const upstreams = new Set(tasks.flatMap((t) => t.params.map((p) => p.upstream)));
     const inputs = [...upstreams].filter((u) => u.startsWith(INPUT_PREFIX));
     const edges = tasks.flatMap((t) => t.params.map((p) => ({ from: p.upstream, to: t.name })));
-    this.layout = layoutDag([...inputs, ...names], edges);
-    const { at, width, height } = place(this.layout);
+    for (const g of siblingGroups(names, edges)) {
+      this.groups.set(g.id, g);
+      for (const m of g.members) this.groupOf.set(m, g);
+      if (g.members.length < COLLAPSE_AT) this.open.add(g.id);
+    }
+    // A group is one node of the layout whether open or not: opening it never moves its layer.
+    const rep = (n: string) => this.groupOf.get(n)?.id ?? n;
+    const nodes = [...new Set([...inputs, ...names.map(rep)])];
+    const seen = new Set<string>();
+    const layoutEdges: LayoutEdge[] = [];
+    for (const e of edges) {
+      const edge = { from: rep(e.from), to: rep(e.to) };
+      const key = `${edge.from}\n${edge.to}`;
+      if (!seen.has(key)) layoutEdges.push(edge);
+      seen.add(key);
+    }
+    this.layout = layoutDag(nodes, layoutEdges);
 
-    const edgeGroup = s("g", { class: "edges" });
-    for (const { via } of this.layout.paths) {
-      edgeGroup.appendChild(s("path", { d: edgePath(via, at), class: "edge" }));
-    }
-    const nodeGroup = s("g", { class: "nodes" });
-    for (const id of this.layout.layers.flat()) {
-      if (isDummy(id)) continue;
-      const g = this.drawNode(id, at(id));
-      this.nodes.set(id, g);
-      nodeGroup.appendChild(g);
-    }
-    const svg = s(
-      "svg",
-      {
-        class: "dag",
-        viewBox: `0 0 ${width} ${height}`,
-        width,
-        height,
-        role: "group",
-        "aria-label": `Task graph: ${names.length} tasks in ${this.layout.layers.length} layers`,
-      },
-      arrowMarker(),
-      edgeGroup,
-      nodeGroup,
-    );
-    this.element = this.figure(svg, width);
-    this.focusable(names[0] ?? null);
-    this.update(tasks);
-    // A tall graph opens at its first root, not at the empty space above a short first layer.
-    const first = this.layout.layers[0]?.find((id) => !isDummy(id));
-    const box = this.element.querySelector(".dag-box")!;
-    if (first) requestAnimationFrame(() => (box.scrollTop = Math.max(0, at(first).y - PAD)));
+    this.svg = s("svg", {
+      class: "dag",
+      role: "group",
+      "aria-label": `Task graph: ${names.length} tasks in ${this.layout.layers.length} layers`,
+    });
+    this.minimap = new Minimap((at) => this.pz.centerOn(at));
+    this.view.append(this.svg, this.minimap.element);
+    this.pz = new PanZoom(this.view, this.svg, () => this.viewChanged());
+    this.svg.addEventListener("click", (e) => this.onClick(e));
+    this.svg.addEventListener("keydown", (e) => this.onKey(e));
+    this.svg.addEventListener("focusin", (e) => this.onFocus(e));
+    this.view.addEventListener("keydown", (e) => this.onZoomKey(e));
+    this.element = this.figure();
+    this.draw(guessWidth());
+    this.initialView();
+    this.observer.observe(this.view);
   }
 
-  private drawNode(id: string, { x, y }: Point): SVGGElement {
-    const isInput = id.startsWith(INPUT_PREFIX);
-    const g = s(
-      "g",
-      {
-        class: isInput ? "node input" : "node",
-        transform: `translate(${x} ${y})`,
-        tabindex: -1,
-        role: isInput ? "img" : "button",
-        "data-key": `node:${id}`,
-        "data-task": isInput ? null : id,
-      },
-      s("title", {}, id),
-      s("rect", { width: NODE_W, height: NODE_H, rx: isInput ? 2 : 7 }),
-      s("text", { x: 10, y: NODE_H / 2, class: "icon" }, isInput ? "⇢" : ""),
-      s("text", { x: 28, y: NODE_H / 2, class: "name" }, fitName(id)),
-      s("text", { x: NODE_W - 8, y: NODE_H / 2, class: "badge", "text-anchor": "end" }),
-    );
-    if (!isInput) {
-      g.addEventListener("click", () => this.onSelect(id));
-      g.addEventListener("keydown", (e) => this.onKey(e, id));
+  private size(id: string): Size {
+    const g = this.groups.get(id);
+    return nodeSize(g ? g.members.length : null, this.open.has(id));
+  }
+
+  /** Places the graph for a box `width` wide and draws it whole: at start, on a resize, a group's toggle. */
+  private draw(width: number): void {
+    this.placedWidth = width;
+    this.placement = placeLayout(this.layout, (id) => this.size(id), { w: width, h: maxViewHeight() });
+    const p = this.placement;
+    this.items.clear();
+    this.boxes.clear();
+    this.columns = this.layout.layers.map(() => []);
+    const edgeGroup = s("g", { class: "edges" });
+    for (const d of p.edges) edgeGroup.appendChild(s("path", { d, class: "edge" }));
+    const nodeGroup = s("g", { class: "nodes" });
+    this.layout.layers.forEach((layer, l) => {
+      for (const id of layer) {
+        if (isDummy(id)) continue;
+        const box = p.boxes.get(id)!;
+        const group = this.groups.get(id);
+        if (id.startsWith(INPUT_PREFIX)) nodeGroup.appendChild(inputNode(id, box));
+        else if (!group) nodeGroup.appendChild(this.drawTask(id, box, l));
+        else if (this.open.has(id)) nodeGroup.appendChild(this.drawFrame(group, box, l));
+        else nodeGroup.appendChild(this.drawGroup(group, box, l));
+      }
+    });
+    this.svg.setAttribute("viewBox", `0 0 ${p.width} ${p.height}`);
+    this.svg.setAttribute("width", String(p.width));
+    this.svg.setAttribute("height", String(p.height));
+    this.svg.dataset.bands = String(p.bands.length);
+    this.svg.replaceChildren(arrowMarker(), edgeGroup, nodeGroup);
+    for (const g of this.groups.values()) this.paintGroup(g);
+    this.select(this.selected, false);
+    if (!this.tabStop || !this.items.has(this.tabStop)) this.tabStop = this.columns.flat()[0] ?? null;
+    this.roving();
+    this.pz.setContent(p.width, p.height);
+    this.minimap.setItems(p.width, p.height, this.miniItems());
+  }
+
+  /** The box as tall as the drawing needs at its first scale, up to most of the window. */
+  private sizeBox(): boolean {
+    const p = this.placement;
+    const readable = p.fitScale >= MIN_FIT;
+    const scale = readable ? p.fitScale : 1;
+    const height = Math.max(MIN_VIEW_H, Math.min(maxViewHeight(), Math.ceil(p.height * scale) + 2));
+    this.view.style.height = `${height}px`;
+    return readable;
+  }
+
+  /** The first view: all of the drawing, or 100% at its start when all of it would be unreadable. */
+  private initialView(): void {
+    const p = this.placement;
+    if (this.sizeBox()) {
+      this.pz.fit();
+    } else {
+      // The first root at the top left, where reading starts.
+      const first = this.layout.layers[0]?.find((id) => !isDummy(id));
+      const at = first ? p.boxes.get(first)! : { x: 0, y: 0 };
+      this.pz.showAt(1, { x: Math.max(0, at.x - 24), y: Math.max(0, at.y - 24) });
     }
+    const selected = this.selected ? this.boxes.get(`t:${this.selected}`) : undefined;
+    if (selected) this.pz.reveal(selected);
+  }
+
+  /** A new width: lay out again for it (the number of bands may change), unless the user moved the view. */
+  private resized(): void {
+    if (!this.view.isConnected) {
+      this.observer.disconnect();
+      return;
+    }
+    const width = this.view.clientWidth;
+    if (!width || this.pz.moved) return;
+    if (Math.abs(width - this.placedWidth) > 1) this.draw(width);
+    this.initialView();
+  }
+
+  private viewChanged(): void {
+    this.zoomLevel.textContent = `${Math.round(this.pz.scale * 100)}%`;
+    const visible = this.pz.visible();
+    const p = this.placement;
+    const all = visible.x <= 1 && visible.y <= 1 && visible.x + visible.w >= p.width - 1;
+    this.minimap.setView(visible, all && visible.y + visible.h >= p.height - 1);
+  }
+
+  private miniItems(): MiniItem[] {
+    const items: MiniItem[] = [];
+    for (const [key, box] of this.boxes) {
+      const state = key.startsWith("g:")
+        ? groupState(this.groups.get(key.slice(2))!.members.map((m) => this.tasks.get(m)!.status))
+        : (this.tasks.get(key.slice(2))?.status ?? "pending");
+      const frame = key.startsWith("g:") && this.open.has(key.slice(2));
+      items.push({ ...box, state, frame });
+    }
+    return items;
+  }
+
+  private drawTask(name: string, box: Box, layer: number): SVGGElement {
+    const g = taskNode(name, box);
+    paintTask(g, this.tasks.get(name)!, name === this.selected);
+    this.remember(`t:${name}`, g, box, layer);
     return g;
   }
 
-  /** The scrolling box around the drawing, and a switch to fit it to the width instead. */
-  private figure(svg: SVGElement, width: number): HTMLElement {
-    const box = h("div", { class: "dag-box" }, svg);
-    if (width <= 900) box.classList.add("fit");
-    const fit = h(
-      "button",
-      { type: "button", class: "small", "aria-pressed": String(width <= 900) },
-      "Fit to width",
-    );
-    fit.addEventListener("click", () =>
-      fit.setAttribute("aria-pressed", String(box.classList.toggle("fit"))),
-    );
+  private drawGroup(group: SiblingGroup, box: Box, layer: number): SVGGElement {
+    const g = groupNode(group, box);
+    this.remember(`g:${group.id}`, g, box, layer);
+    return g;
+  }
+
+  private drawFrame(group: SiblingGroup, box: Box, layer: number): SVGGElement {
+    const { frame, head, headBox, cells } = groupFrame(group, box);
+    this.remember(`g:${group.id}`, head, headBox, layer);
+    group.members.forEach((name, i) => frame.appendChild(this.drawTask(name, cells[i]!, layer)));
+    return frame;
+  }
+
+  private remember(key: string, g: SVGGElement, box: Box, layer: number): void {
+    this.items.set(key, g);
+    this.boxes.set(key, box);
+    this.columns[layer]!.push(key);
+  }
+
+  private paintGroup(group: SiblingGroup): void {
+    const g = this.items.get(`g:${group.id}`);
+    if (!g) return;
+    const states = group.members.map((m) => this.tasks.get(m)!.status);
+    paintGroup(g, states, this.open.has(group.id));
+  }
+
+  private figure(): HTMLElement {
+    const button = (text: string, title: string, act: () => void) => {
+      const b = h("button", { type: "button", class: "small", title, "aria-label": title }, text);
+      b.addEventListener("click", act);
+      return b;
+    };
     const caption = h(
       "figcaption",
       {},
       h("span", {}, "Graph"),
-      h("span", { class: "hint" }, "arrow keys move, Enter opens"),
-      fit,
+      h("span", { class: "hint" }, "drag to pan, Ctrl+wheel or pinch to zoom, arrow keys move, Enter opens"),
+      h(
+        "span",
+        { class: "zoom-controls", role: "group", "aria-label": "Zoom" },
+        button("−", "Zoom out", () => this.pz.zoomBy(1 / 1.25)),
+        this.zoomLevel,
+        button("+", "Zoom in", () => this.pz.zoomBy(1.25)),
+        button("Fit", "Fit the whole graph in view", () => this.pz.fit()),
+        button("100%", "Actual size", () => this.pz.zoomTo(1)),
+      ),
     );
-    return h("figure", { class: "dag-figure" }, caption, box);
+    return h("figure", { class: "dag-figure" }, caption, this.view);
   }
 
-  /** The one node that Tab reaches (a roving tab stop). */
-  private focusable(name: string | null): void {
-    for (const [id, g] of this.nodes) g.setAttribute("tabindex", id === name ? "0" : "-1");
+  /** Keys of the graph's box: + and - zoom, 0 is 100%, F fits (arrow keys belong to the nodes). */
+  private onZoomKey(e: KeyboardEvent): void {
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    const act: Record<string, () => void> = {
+      "+": () => this.pz.zoomBy(1.25),
+      "=": () => this.pz.zoomBy(1.25),
+      "-": () => this.pz.zoomBy(1 / 1.25),
+      "0": () => this.pz.zoomTo(1),
+      f: () => this.pz.fit(),
+    };
+    const run = act[e.key];
+    if (run) {
+      e.preventDefault();
+      run();
+    }
   }
 
-  private onKey(e: KeyboardEvent, id: string): void {
+  private target(e: Event): { key: string; task?: string; group?: string } | null {
+    const el = (e.target as Element).closest<SVGGElement>("[data-task], [data-group]");
+    if (!el) return null;
+    if (el.dataset.task) return { key: `t:${el.dataset.task}`, task: el.dataset.task };
+    return { key: `g:${el.dataset.group}`, group: el.dataset.group! };
+  }
+
+  private onClick(e: MouseEvent): void {
+    const t = this.target(e);
+    if (t?.task) this.onSelect(t.task);
+    else if (t?.group) this.toggle(t.group);
+  }
+
+  private onKey(e: KeyboardEvent): void {
+    const t = this.target(e);
+    if (!t) return;
     if (e.key === "Enter" || e.key === " ") {
       e.preventDefault();
-      this.onSelect(id);
+      if (t.task) this.onSelect(t.task);
+      else this.toggle(t.group!);
       return;
     }
-    const next = neighbour(this.layout, id, e.key);
+    const next = this.neighbour(t.key, e.key);
     if (next) {
       e.preventDefault();
-      this.focusable(next);
-      this.nodes.get(next)?.focus();
+      this.tabStop = next;
+      this.roving();
+      this.items.get(next)?.focus();
     }
+  }
+
+  private onFocus(e: FocusEvent): void {
+    const t = this.target(e);
+    const box = t && this.boxes.get(t.key);
+    if (box) this.pz.reveal(box);
+  }
+
+  /** Opens or closes a group; the view stays where it is, moved only to keep the group in sight. */
+  private toggle(id: string): void {
+    if (this.open.has(id)) this.open.delete(id);
+    else this.open.add(id);
+    const focused = this.svg.contains(document.activeElement);
+    this.tabStop = `g:${id}`;
+    const scale = this.pz.scale;
+    this.draw(this.placedWidth);
+    if (this.sizeBox()) {
+      // A graph that fits readably is shown whole again, the group in its new size included.
+      this.pz.fit();
+    } else {
+      this.pz.zoomTo(scale);
+      // The whole of an opened frame if it fits the view, else its head.
+      const whole = this.placement.boxes.get(id)!;
+      const fits = whole.h * this.pz.scale <= this.view.clientHeight - 32;
+      this.pz.reveal(fits ? whole : this.boxes.get(`g:${id}`)!);
+    }
+    if (focused) this.items.get(`g:${id}`)?.focus({ preventScroll: true });
+  }
+
+  /** The one focusable thing that Tab reaches (a roving tab stop). */
+  private roving(): void {
+    for (const [key, g] of this.items) g.setAttribute("tabindex", key === this.tabStop ? "0" : "-1");
+  }
+
+  /**
+   * Where an arrow key leads: up and down within a layer (an open group's members included), left and
+   * right to the next layer on screen (a right-to-left band turns them round); null at an edge.
+   */
+  private neighbour(key: string, arrow: string): string | null {
+    const layer = this.columns.findIndex((c) => c.includes(key));
+    if (layer < 0) return null;
+    const here = this.columns[layer]!;
+    const i = here.indexOf(key);
+    if (arrow === "ArrowUp" || arrow === "ArrowDown") return here[i + (arrow === "ArrowUp" ? -1 : 1)] ?? null;
+    if (arrow !== "ArrowLeft" && arrow !== "ArrowRight") return null;
+    const reversed = this.placement.bands[this.placement.bandOf[layer]!]!.reversed;
+    const step = (arrow === "ArrowRight") !== reversed ? 1 : -1;
+    for (let l = layer + step; l >= 0 && l < this.columns.length; l += step) {
+      const there = this.columns[l]!;
+      if (there.length === 0) continue;
+      const ratio = i / Math.max(1, here.length - 1);
+      return there[Math.round(ratio * (there.length - 1))] ?? null;
+    }
+    return null;
   }
 
   update(updated: readonly GraphTask[]): void {
+    const groups = new Set<SiblingGroup>();
+    let changed = false;
     for (const t of updated) {
-      const g = this.nodes.get(t.name);
-      if (!g) continue;
-      const selected = g.classList.contains("selected") ? " selected" : "";
-      const attempt = t.attempt > 1 ? `, attempt ${t.attempt}` : "";
-      g.setAttribute("class", `node state-${t.status}${selected}`);
-      g.setAttribute("aria-label", `${t.name}: ${label(t.status)}${attempt}`);
-      g.querySelector("title")!.textContent = `${t.name}\n${label(t.status)}${attempt}`;
-      g.querySelector(".icon")!.textContent = icon(t.status);
-      g.querySelector(".badge")!.textContent = t.attempt > 1 ? `×${t.attempt}` : "";
+      const known = this.tasks.get(t.name);
+      if (!known) continue;
+      // The page's live events change task objects in place: compare with what the overview drew.
+      changed ||= this.drawnStates.get(t.name) !== t.status;
+      this.drawnStates.set(t.name, t.status);
+      this.tasks.set(t.name, t);
+      const g = this.items.get(`t:${t.name}`);
+      if (g) paintTask(g, t, t.name === this.selected);
+      const group = this.groupOf.get(t.name);
+      if (group) groups.add(group);
+    }
+    for (const g of groups) this.paintGroup(g);
+    if (changed) this.minimap.setItems(this.placement.width, this.placement.height, this.miniItems());
+  }
+
+  /** Marks `name` selected; a newly selected task in a closed group opens it, and comes into view. */
+  select(name: string | null, reveal = true): void {
+    const changed = name !== this.selected;
+    const before = this.selected;
+    this.selected = name;
+    if (!changed && reveal) return;
+    const group = name ? this.groupOf.get(name) : undefined;
+    if (reveal && group && !this.open.has(group.id)) {
+      this.open.add(group.id);
+      this.draw(this.placedWidth);
+      this.pz.setContent(this.placement.width, this.placement.height);
+    }
+    for (const n of [before, name]) {
+      const g = n ? this.items.get(`t:${n}`) : undefined;
+      if (g && n) paintTask(g, this.tasks.get(n)!, n === this.selected);
+    }
+    if (changed && name && this.items.has(`t:${name}`)) {
+      this.tabStop = `t:${name}`;
+      this.roving();
+      if (reveal) this.pz.reveal(this.boxes.get(`t:${name}`)!);
     }
   }
-
-  select(name: string | null): void {
-    for (const [id, g] of this.nodes) g.classList.toggle("selected", id === name);
-    if (name && this.nodes.has(name)) this.focusable(name);
-  }
-}
-
-/** The real node an arrow key leads to from `id`, skipping dummies; null at an edge of the graph. */
-function neighbour(layout: Layout, id: string, key: string): string | null {
-  const p = layout.position.get(id)!;
-  const real = (layer: number) =>
-    (layout.layers[layer] ?? []).filter((n) => !isDummy(n) && !n.startsWith(INPUT_PREFIX));
-  if (key === "ArrowUp" || key === "ArrowDown") {
-    const here = real(p.layer);
-    const i = here.indexOf(id) + (key === "ArrowUp" ? -1 : 1);
-    return here[i] ?? null;
-  }
-  if (key === "ArrowLeft" || key === "ArrowRight") {
-    const step = key === "ArrowLeft" ? -1 : 1;
-    for (let l = p.layer + step; l >= 0 && l < layout.layers.length; l += step) {
-      const there = real(l);
-      if (there.length === 0) continue;
-      // The node nearest in height to this one.
-      const ratio = p.order / Math.max(1, layout.layers[p.layer]!.length - 1);
-      return there[Math.round(ratio * (there.length - 1))] ?? null;
-    }
-  }
-  return null;
-}
-
-/** A smooth path through an edge's nodes: out of a node's right side, into the next one's left side. */
-function edgePath(via: readonly string[], at: (id: string) => { x: number; y: number }): string {
-  const mid = NODE_H / 2;
-  const first = at(via[0]!);
-  let d = `M${first.x + NODE_W},${first.y + mid}`;
-  for (let i = 1; i < via.length; i++) {
-    const prev = at(via[i - 1]!);
-    const here = at(via[i]!);
-    const x0 = prev.x + NODE_W;
-    const x1 = here.x;
-    const cx = (x0 + x1) / 2;
-    d += ` C${cx},${prev.y + mid} ${cx},${here.y + mid} ${x1},${here.y + mid}`;
-    // Through a dummy, a straight line across its column to the next piece.
-    if (isDummy(via[i]!)) d += ` L${here.x + NODE_W},${here.y + mid}`;
-  }
-  return d;
 }

@@ -5,6 +5,8 @@ import type { Page } from "./router.ts";
 import { TASK_STATE_ORDER, WORKFLOW_STATE_LIST, type SummaryPage, type WorkflowSummary } from "./types.ts";
 
 const PAGE = 50;
+/** The API's largest page: a list longer than this is read in pages, each after the last's cursor. */
+const API_PAGE = 100;
 const POLL_MS = 2000;
 
 /** Task counts by state: a bar in proportion, and the numbers in words for everyone. */
@@ -78,7 +80,7 @@ class ListPage implements Page {
   private readonly more = h("button", { type: "button", hidden: true }, "Show more");
   private readonly error = h("p", { class: "callout failure", role: "alert", hidden: true });
   private readonly summary = h("p", { class: "muted", role: "status" });
-  /** How many rows are asked for: a page more with each "Show more", up to the API's 100. */
+  /** How many rows are shown: a page more with each "Show more", read again on each refresh. */
   private shown = PAGE;
   private stopped = false;
   private timer: ReturnType<typeof setTimeout> | null = null;
@@ -95,7 +97,7 @@ class ListPage implements Page {
       this.typing = setTimeout(() => this.refilter(), 250);
     });
     this.more.addEventListener("click", () => {
-      this.shown = Math.min(100, this.shown + PAGE);
+      this.shown += PAGE;
       void this.load();
     });
     document.title = "Workflows · DWOP";
@@ -162,10 +164,8 @@ class ListPage implements Page {
 
   private async load(): Promise<void> {
     const mine = ++this.seq;
-    const q = this.filters();
-    q.set("limit", String(Math.min(100, this.shown)));
     try {
-      const page = await getJson<SummaryPage>(`ui/api/workflows?${q}`);
+      const page = await this.read(this.shown);
       if (this.stopped || mine !== this.seq) return;
       this.error.hidden = true;
       this.update(page);
@@ -175,6 +175,24 @@ class ListPage implements Page {
       this.error.textContent = `Could not load workflows: ${(err as Error).message}`;
     }
     if (!this.stopped && mine === this.seq) this.schedule();
+  }
+
+  /**
+   * The first `count` rows, in pages of at most the API's 100, each after the previous one's cursor
+   * (the API stops a page at 100 rows; a longer list follows `nextCursor`).
+   */
+  private async read(count: number): Promise<SummaryPage> {
+    const workflows: WorkflowSummary[] = [];
+    let cursor: string | null = null;
+    for (;;) {
+      const q = this.filters();
+      q.set("limit", String(Math.min(API_PAGE, count - workflows.length)));
+      if (cursor) q.set("cursor", cursor);
+      const page: SummaryPage = await getJson<SummaryPage>(`ui/api/workflows?${q}`);
+      workflows.push(...page.workflows);
+      cursor = page.nextCursor;
+      if (cursor === null || workflows.length >= count) return { ...page, workflows, nextCursor: cursor };
+    }
   }
 
   /** The next read; a hidden tab waits without asking the server. */
@@ -205,7 +223,7 @@ class ListPage implements Page {
     this.empty.hidden = n > 0;
     this.empty.textContent =
       this.filters().size > 0 ? "No workflow matches." : "No workflows yet. Submit one to see it here.";
-    this.more.hidden = page.nextCursor === null || this.shown >= 100;
+    this.more.hidden = page.nextCursor === null;
     this.summary.textContent = n ? `${n} workflow${n === 1 ? "" : "s"} shown` : "";
   }
 

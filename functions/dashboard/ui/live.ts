@@ -33,6 +33,8 @@ export function followEvents(
             handlers.onEnd((JSON.parse(msg.data) as { status: string }).status);
             return;
           }
+          // Log lines come on the same stream (`event: log`); the task panel reads logs on its own.
+          if (msg.event === "log") continue;
           if (msg.id) lastId = msg.id;
           handlers.onEvent(JSON.parse(msg.data) as WorkflowEvent);
         }

@@ -1,17 +1,45 @@
-import { ApiError, call, download, getJson, readHead, readTail } from "./api.ts";
+import { call, download, getJson, readHead } from "./api.ts";
 import { fill, h, rerender, type Child } from "./dom.ts";
 import { icon, label, span, when } from "./format.ts";
+import { LogTail } from "./log-tail.ts";
 import type { RunDetail, RunSummary, Task } from "./types.ts";
 
-/** Lines of a log shown at once; the whole log is a download away. */
-const TAIL_LINES = 200;
-const TAIL_BYTES = 64 * 1024;
 const OUTPUT_PREVIEW_BYTES = 64 * 1024;
+const RUN_ENDED = ["succeeded", "failed", "lost", "cancelled"];
 
-const lastLines = (text: string, n: number) => {
-  const lines = text.replace(/\n$/, "").split("\n");
-  return { text: lines.slice(-n).join("\n"), cut: lines.length > n };
-};
+/** The rest of the workflow, as far as the panel needs it: other tasks, and moving to one of them. */
+export interface PanelContext {
+  task(name: string): Task | null;
+  select(name: string): void;
+}
+
+/**
+ * The failed task that keeps an `upstream_failed` one from running: the one the server names in its
+ * error (`blocked by failed upstream <name>`), else found by walking up through blocked upstreams.
+ */
+export function blockingUpstream(t: Task, ctx: PanelContext): { failed: string; via: string | null } | null {
+  const named = /^blocked by failed upstream (\S+)/.exec(t.error ?? "")?.[1];
+  if (named) return { failed: named, via: null };
+  const seen = new Set<string>();
+  const walk = (task: Task): string | null => {
+    const ups = task.params.map((p) => ctx.task(p.upstream)).filter((u): u is Task => u !== null);
+    const failed = ups.find((u) => u.status === "failed");
+    if (failed) return failed.name;
+    for (const u of ups.filter((x) => x.status === "upstream_failed" && !seen.has(x.name))) {
+      seen.add(u.name);
+      const found = walk(u);
+      if (found) return found;
+    }
+    return null;
+  };
+  const failed = walk(t);
+  if (!failed) return null;
+  const direct = t.params.some((p) => p.upstream === failed);
+  const via = direct
+    ? null
+    : (t.params.find((p) => ctx.task(p.upstream)?.status === "upstream_failed")?.upstream ?? null);
+  return { failed, via };
+}
 
 /**
  * The selected task: its facts, every attempt, the log of one attempt (its last lines at once, the
@@ -27,12 +55,15 @@ export class TaskPanel {
   /** The attempt whose log is shown; null follows the latest. */
   private chosen: number | null = null;
   private logKey = "";
+  private reasonKey = "";
   private outputKey = "";
-  private seq = 0;
+  private tail: LogTail | null = null;
+  private readonly reason = h("div");
 
   constructor(
     private readonly workflowId: string,
     private readonly onAttempt: (attempt: number | null) => void,
+    private readonly ctx: PanelContext,
   ) {
     fill(this.element, h("p", { class: "muted" }, "Select a task in the graph or the timeline."));
   }
@@ -43,8 +74,9 @@ export class TaskPanel {
     this.task = task;
     this.chosen = changedTask ? attempt : (attempt ?? this.chosen);
     if (!task) {
+      this.stop();
       fill(this.element, h("p", { class: "muted" }, "Select a task in the graph or the timeline."));
-      this.logKey = this.outputKey = "";
+      this.logKey = this.reasonKey = this.outputKey = "";
       return;
     }
     if (changedTask || !this.element.contains(this.facts)) {
@@ -52,15 +84,23 @@ export class TaskPanel {
       fill(this.element, this.head, this.log, this.facts, this.output);
       fill(this.log);
       fill(this.output);
-      this.logKey = this.outputKey = "";
+      this.logKey = this.reasonKey = this.outputKey = "";
     }
     rerender(this.head, () => this.renderHead(task));
     rerender(this.facts, () => this.renderFacts(task));
     const run = this.shownRun(task);
-    const logKey = run ? `${task.name}:${run.id}:${run.status}` : `${task.name}:none`;
+    // The log of one attempt is followed from its start to its end: a new state does not reload it.
+    const logKey = run ? `${task.name}:${run.id}` : `${task.name}:none:${task.status}`;
     if (logKey !== this.logKey) {
       this.logKey = logKey;
-      void this.loadLog(task, run);
+      this.loadLog(task, run);
+    }
+    const reasonKey = run ? `${run.id}:${run.status}` : "";
+    if (reasonKey !== this.reasonKey) {
+      this.reasonKey = reasonKey;
+      void this.loadReason(task, run);
+      // The attempt changed state (it may have ended): its follower asks at once, not in a second.
+      this.tail?.nudge();
     }
     const outputKey = `${task.name}:${task.status}:${task.attempt}`;
     if (outputKey !== this.outputKey) {
@@ -76,6 +116,12 @@ export class TaskPanel {
     );
   }
 
+  /** Stops following a log: the page is leaving. */
+  stop(): void {
+    this.tail?.stop();
+    this.tail = null;
+  }
+
   private renderHead(t: Task): Child {
     return [
       h(
@@ -84,10 +130,56 @@ export class TaskPanel {
         h("h2", { id: "task-title", class: "task-title", tabindex: -1 }, t.name),
         h("span", { class: `badge state-${t.status}` }, icon(t.status), " ", label(t.status)),
       ),
-      t.error
-        ? h("p", { class: "callout failure", role: "note" }, h("strong", {}, "Failure: "), t.error)
-        : null,
+      t.status === "upstream_failed" ? this.blocked(t) : this.failure(t),
     ];
+  }
+
+  /** A failure's headline: the task's error (a Python exception's last line), then how it ended. */
+  private failure(t: Task): Child {
+    if (!t.error) return null;
+    const last = t.runs.at(-1);
+    const exit = last?.exitCode ?? null;
+    const how = [
+      last?.failureReason === "exit_code" && exit !== null
+        ? `exit code ${exit}`
+        : last?.failureReason
+          ? label(last.failureReason)
+          : null,
+      last ? `attempt ${last.attempt}` : null,
+    ].filter((part): part is string => part !== null && !t.error!.toLowerCase().includes(part.toLowerCase()));
+    return h(
+      "div",
+      { class: "callout failure headline", role: "note" },
+      h("p", { class: "error-line" }, t.error),
+      how.length ? h("p", { class: "how" }, how.join(" · ")) : null,
+    );
+  }
+
+  /** An upstream_failed task will never run: say so, and which failed upstream keeps it back. */
+  private blocked(t: Task): Child {
+    const b = blockingUpstream(t, this.ctx);
+    const link = (name: string) =>
+      h(
+        "button",
+        {
+          type: "button",
+          class: "link",
+          "data-key": `upstream:${name}`,
+          onclick: () => this.ctx.select(name),
+        },
+        name,
+      );
+    return h(
+      "div",
+      { class: "callout blocked", role: "note" },
+      h(
+        "p",
+        { class: "error-line" },
+        "Will not run: ",
+        b ? ["blocked by failed upstream ", link(b.failed)] : (t.error ?? "an upstream failed."),
+      ),
+      b?.via ? h("p", { class: "how" }, "through ", link(b.via)) : null,
+    );
   }
 
   private renderFacts(t: Task): Child {
@@ -170,50 +262,33 @@ export class TaskPanel {
     if (this.task) this.show(this.task, attempt);
   }
 
-  private async loadLog(task: Task, run: RunSummary | null): Promise<void> {
-    const seq = ++this.seq;
-    const path = `workflows/${this.workflowId}/tasks/${encodeURIComponent(task.name)}/logs`;
+  private loadLog(task: Task, run: RunSummary | null): void {
+    this.tail?.stop();
+    this.tail = null;
     if (!run) {
-      fill(this.log, h("h3", {}, "Log"), h("p", { class: "muted" }, "The task has not run yet."));
+      const note =
+        task.status === "upstream_failed"
+          ? "This task will not run: an upstream failed."
+          : task.status === "cancelled"
+            ? "The workflow was cancelled before this task ran."
+            : "The task has not run yet.";
+      fill(this.log, h("h3", {}, "Log"), h("p", { class: "muted" }, note));
       return;
     }
-    const heading = h("h3", {}, `Log · attempt ${run.attempt}`);
-    fill(this.log, heading, h("p", { class: "muted" }, "Loading…"));
-    let detail: RunDetail | null = null;
-    let body: { text: string; cut: boolean } | null = null;
-    let note = "";
-    try {
-      detail = await getJson<RunDetail>(`workflows/${this.workflowId}/runs/${run.id}`);
-      if (detail.logTail) {
-        // The dispatcher keeps a failed attempt's last 100 lines with the run.
-        body = { text: detail.logTail, cut: detail.logTail.split("\n").length >= 100 };
-      } else {
-        const res = await call(`${path}?attempt=${run.attempt}`);
-        const tail = await readTail(res, TAIL_BYTES);
-        const lines = lastLines(tail.text, TAIL_LINES);
-        body = { text: lines.text, cut: tail.cut || lines.cut };
-      }
-    } catch (err) {
-      if (!(err instanceof ApiError) || err.status !== 404)
-        note = err instanceof Error ? err.message : String(err);
-      else
-        note = run.finishedAt
-          ? "No log was stored for this attempt."
-          : "The log is stored when the attempt ends.";
-    }
-    if (seq !== this.seq) return;
-    // The task's own failure is shown above; an earlier attempt's, here.
-    const reason =
-      detail?.error && detail.error !== task.error
-        ? h("p", { class: "callout failure" }, h("strong", {}, `Attempt ${run.attempt}: `), detail.error)
-        : null;
-    const pre = body
-      ? h(
-          "pre",
-          { class: "log", tabindex: 0, "aria-label": `Last lines of the log of attempt ${run.attempt}` },
-          body.text || "(empty)",
-        )
-      : h("p", { class: "muted" }, note);
+    const path = `workflows/${this.workflowId}/tasks/${encodeURIComponent(task.name)}/logs`;
+    const runId = run.id;
+    const tail = new LogTail({
+      path,
+      attempt: run.attempt,
+      ended: () => {
+        const now = this.task?.runs.find((r) => r.id === runId);
+        return now ? RUN_ENDED.includes(now.status) || now.finishedAt !== null : true;
+      },
+      // The dispatcher keeps a failed attempt's last 100 lines with the run.
+      fallback: async () =>
+        (await getJson<RunDetail>(`workflows/${this.workflowId}/runs/${runId}`)).logTail ?? null,
+    });
+    this.tail = tail;
     const dl = h("button", { type: "button", class: "small" }, "Download full log");
     dl.addEventListener("click", () => {
       void download(`${path}?attempt=${run.attempt}`, `${task.name}-attempt-${run.attempt}.log`).catch(
@@ -222,13 +297,30 @@ export class TaskPanel {
     });
     fill(
       this.log,
-      heading,
-      reason,
-      body?.cut ? h("p", { class: "muted" }, "The last lines; download the log for all of it.") : null,
-      pre,
-      body ? h("div", { class: "actions" }, dl) : null,
+      h("h3", {}, `Log · attempt ${run.attempt}`),
+      this.reason,
+      tail.element,
+      h("div", { class: "actions" }, dl),
     );
-    if (pre instanceof HTMLPreElement) pre.scrollTop = pre.scrollHeight;
+    tail.start();
+  }
+
+  /** An earlier attempt's own failure (the task's is the headline above), once that attempt has ended. */
+  private async loadReason(task: Task, run: RunSummary | null): Promise<void> {
+    fill(this.reason);
+    if (!run || !RUN_ENDED.includes(run.status) || run.status === "succeeded") return;
+    const key = this.reasonKey;
+    let detail: RunDetail;
+    try {
+      detail = await getJson<RunDetail>(`workflows/${this.workflowId}/runs/${run.id}`);
+    } catch {
+      return;
+    }
+    if (key !== this.reasonKey || !detail.error || detail.error === task.error) return;
+    fill(
+      this.reason,
+      h("p", { class: "callout failure" }, h("strong", {}, `Attempt ${run.attempt}: `), detail.error),
+    );
   }
 
   private async loadOutput(task: Task): Promise<void> {

@@ -48,7 +48,10 @@ class WorkflowPage implements Page {
     private readonly query: URLSearchParams,
   ) {
     this.selected = query.get("task");
-    this.panel = new TaskPanel(id, (attempt) => this.setQuery(this.selected, attempt));
+    this.panel = new TaskPanel(id, (attempt) => this.setQuery(this.selected, attempt), {
+      task: (name) => this.task(name),
+      select: this.select,
+    });
     this.layout();
     this.cancel.addEventListener("click", () => void this.act("cancel"));
     this.retry.addEventListener("click", () => void this.act("retry"));
@@ -58,6 +61,7 @@ class WorkflowPage implements Page {
   stop(): void {
     this.stopped = true;
     this.follow?.stop();
+    this.panel.stop();
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
   }
 

@@ -18,6 +18,7 @@ import { WatchHub } from "./watch.ts";
 
 export type { FailSpec, GoneMode } from "./faults.ts";
 export type { KubeSimStats } from "./stats.ts";
+export { PodmanRuntime } from "./podman-runtime.ts";
 export type { ImageSpec, Job, KubeSimOptions, Pod } from "./types.ts";
 
 const isTerminal = (pod: Pod) => pod.status.phase === "Succeeded" || pod.status.phase === "Failed";
@@ -53,6 +54,7 @@ export class KubeSim {
       imagePullBackOffMs: options.imagePullBackOffMs ?? 200,
       timeScale,
       maxGracePeriodMs: options.maxGracePeriodMs ?? 2000,
+      containers: options.containers,
     });
     const jobs = new JobController(store, kubelet, stats, {
       timeScale,

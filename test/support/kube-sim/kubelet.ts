@@ -1,7 +1,9 @@
 /**
- * The simulated scheduler plus kubelet: binds a pod, "pulls" its image, runs its first container as a
- * local process group (the command, args and env of the spec; a fresh temp folder as working folder), and
- * writes each status transition to the store as the real kubelet would report it.
+ * The simulated scheduler plus kubelet: binds a pod, "pulls" its image, runs its first container, and
+ * writes each status transition to the store as the real kubelet would report it. The container is a
+ * real one from the image in podman's store when a PodmanRuntime is given and has the image (the pod
+ * spec honoured: see podman-runtime.ts); otherwise, for an image listed in `images`, a local process
+ * group (the command, args and env of the spec; a fresh temp folder as working folder).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -10,6 +12,7 @@ import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { constants } from "node:os";
 import { join } from "node:path";
 import type { Faults } from "./faults.ts";
+import { ContainerConfigError, type PodmanRuntime } from "./podman-runtime.ts";
 import { PodLog, lastBytes, tailLines } from "./pod-log.ts";
 import { now, type ObjectStore } from "./store.ts";
 import {
@@ -32,6 +35,16 @@ export interface KubeletOptions {
   imagePullBackOffMs: number;
   timeScale: number;
   maxGracePeriodMs: number;
+  /** Runs pods whose image podman has as real containers. */
+  containers?: PodmanRuntime;
+}
+
+/** The container's process, however it runs: signals reach the whole container. */
+interface Running {
+  child: ChildProcess;
+  signal(signal: "SIGTERM" | "SIGKILL"): void;
+  /** Whether the kernel OOM-killed it (real containers only). */
+  oomKilled?(): Promise<boolean>;
 }
 
 interface Runtime {
@@ -44,7 +57,7 @@ interface Runtime {
   /** The pod's own folder: work/ (the working folder), container.log, termination-log. */
   dir?: string;
   resultFile?: string;
-  child?: ChildProcess;
+  child?: Running;
   containerID?: string;
   startedAt?: string;
   kill?: KillReason;
@@ -62,6 +75,16 @@ function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   } catch {
     // The group is already gone.
   }
+}
+
+/**
+ * Removes a pod's folder. A container's runtime may still be letting go of it (podman's cleanup after
+ * `--rm`): retried, and a folder that will not go is left behind rather than crashing the simulator.
+ */
+async function removeDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }).catch((err: unknown) => {
+    console.warn(`kube-sim: could not remove ${dir}: ${(err as Error).message}`);
+  });
 }
 
 export class Kubelet {
@@ -121,10 +144,10 @@ export class Kubelet {
       return true;
     }
     if (reason.kind === "delete") {
-      killGroup(rt.child!, "SIGTERM");
-      this.later(rt, reason.graceMs, () => killGroup(rt.child!, "SIGKILL"));
+      rt.child.signal("SIGTERM");
+      this.later(rt, reason.graceMs, () => rt.child!.signal("SIGKILL"));
     } else {
-      killGroup(rt.child!, "SIGKILL");
+      rt.child.signal("SIGKILL");
     }
     return true;
   }
@@ -157,9 +180,10 @@ export class Kubelet {
     this.pods.clear();
     for (const rt of all) {
       for (const t of rt.timers) clearTimeout(t);
-      if (rt.child) killGroup(rt.child, "SIGKILL");
+      if (rt.child) rt.child.signal("SIGKILL");
     }
-    await Promise.all(all.map((rt) => (rt.dir ? rm(rt.dir, { recursive: true, force: true }) : undefined)));
+    await this.options.containers?.close();
+    await Promise.all(all.map((rt) => (rt.dir ? removeDir(rt.dir) : undefined)));
   }
 
   private pod(rt: Runtime): Pod | undefined {
@@ -204,20 +228,23 @@ export class Kubelet {
     const container = pod?.spec.containers[0];
     if (!pod || !container || rt.kill) return;
     this.update(rt, (p) => (p.status = creatingStatus(p.status, container)));
+    const failing = this.faults.failingImages.has(container.image ?? "");
+    const real = !failing && (await this.options.containers?.has(container.image ?? ""));
     const image = this.options.images[container.image ?? ""];
-    if (!image || image.pull === "fail" || this.faults.failingImages.has(container.image ?? "")) {
+    if (!real && (!image || image.pull === "fail" || failing)) {
       this.failPull(rt, container);
       return;
     }
     const dir = await mkdtemp(join(this.options.workRoot, `kube-sim-${rt.name}-`));
     await mkdir(join(dir, "work"));
     if (rt.kill || !this.pods.has(`${rt.namespace}/${rt.name}`)) {
-      await rm(dir, { recursive: true, force: true });
+      await removeDir(dir);
       return;
     }
     rt.dir = dir;
     rt.log = new PodLog(join(dir, "container.log"));
-    this.run(rt, pod, container, image);
+    if (real) await this.runContainer(rt, pod, container);
+    else this.run(rt, pod, container, image!);
   }
 
   private failPull(rt: Runtime, container: Container): void {
@@ -269,11 +296,55 @@ export class Kubelet {
     } finally {
       closeSync(out);
     }
-    rt.child = child;
+    rt.child = { child, signal: (sig) => killGroup(child, sig) };
+    this.watch(rt, container, argv[0]!);
+  }
+
+  /** The container from its image, through podman, with the spec's env (the image brings its own). */
+  private async runContainer(rt: Runtime, pod: Pod, container: Container): Promise<void> {
+    const env: Record<string, string> = {};
+    for (const e of container.env ?? [])
+      env[e.name] = e.value ?? this.fieldRef(pod, e.valueFrom?.fieldRef?.fieldPath);
+    rt.resultFile = join(rt.dir!, "termination-log");
+    rt.containerID = `containerd://${randomBytes(32).toString("hex")}`;
+    const logFd = rt.log!.openForContainer();
+    try {
+      const start = await this.options.containers!.prepare({
+        pod,
+        container,
+        dir: rt.dir!,
+        env,
+        logFd,
+        terminationFile: rt.resultFile,
+      });
+      if (!this.pods.has(`${rt.namespace}/${rt.name}`)) {
+        await removeDir(rt.dir!); // gone while it was prepared: what prepare wrote goes too
+        return;
+      }
+      if (rt.kill) return; // ended (never started) while it was prepared
+      rt.child = start();
+      this.watch(rt, container, container.image!);
+    } catch (err) {
+      if (!(err instanceof ContainerConfigError)) throw err;
+      rt.waitingReason = "CreateContainerConfigError";
+      this.update(rt, (p) => {
+        p.status.containerStatuses = [
+          containerStatus(container, { waiting: { reason: rt.waitingReason, message: err.message } }),
+        ];
+      });
+      return;
+    } finally {
+      closeSync(logFd);
+    }
+  }
+
+  /** Follows the container's process to its end. */
+  private watch(rt: Runtime, container: Container, program: string): void {
+    const { child } = rt.child!;
     child.on("spawn", () => this.started(rt, container));
     child.on("error", (err: NodeJS.ErrnoException) => {
       if (rt.phase !== "pending") return;
-      const message = `failed to create containerd task: exec: "${argv[0]}": ${err.code === "ENOENT" ? "executable file not found in $PATH" : err.message}`;
+      const message = `failed to create containerd task: exec: "${program}": ${err.code === "ENOENT" ? "executable file not found in $PATH" : err.message}`;
       this.finish(rt, container, { exitCode: 128, reason: "StartError", message });
     });
     // The container ends with its PID 1: whatever that process left behind goes with it.
@@ -306,9 +377,10 @@ export class Kubelet {
     if (!message && exitCode !== 0 && container.terminationMessagePolicy === "FallbackToLogsOnError") {
       message = lastBytes(tailLines(await rt.log!.text(), 80), 2048);
     }
-    const oom = rt.kill?.kind === "oom";
+    const oom = rt.kill?.kind === "oom" || ((await rt.child?.oomKilled?.()) ?? false);
     const reason = oom ? "OOMKilled" : exitCode === 0 ? "Completed" : "Error";
-    this.finish(rt, container, { exitCode: oom ? 137 : exitCode, reason, message });
+    // oomKill() stands for the kernel killing PID 1; a real OOM kill keeps the exit code the container had.
+    this.finish(rt, container, { exitCode: rt.kill?.kind === "oom" ? 137 : exitCode, reason, message });
   }
 
   /** The pod's terminal status; then, when it is being deleted, its removal. */
@@ -336,6 +408,6 @@ export class Kubelet {
     this.pods.delete(`${rt.namespace}/${rt.name}`);
     for (const t of rt.timers) clearTimeout(t);
     this.store.remove<Pod>("Pod", rt.namespace, rt.name);
-    if (rt.dir) void rm(rt.dir, { recursive: true, force: true });
+    if (rt.dir) void removeDir(rt.dir);
   }
 }

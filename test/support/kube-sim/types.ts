@@ -1,3 +1,5 @@
+import type { PodmanRuntime } from "./podman-runtime.ts";
+
 /**
  * The JSON shapes the simulator stores and serves: the subset of batch/v1 Job and v1 Pod that the
  * simulated API server, job controller and kubelet read or write. Unknown fields a client sends are kept
@@ -184,4 +186,9 @@ export interface KubeSimOptions {
   baseEnv?: Record<string, string>;
   /** Folder under which each pod gets its working folder (default: the OS temp folder). */
   workRoot?: string;
+  /**
+   * Runs every pod whose image podman has as a real container from that image, honouring the pod spec
+   * (see podman-runtime.ts); `images` then serves only the images podman lacks.
+   */
+  containers?: PodmanRuntime;
 }

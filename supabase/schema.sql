@@ -1,0 +1,2391 @@
+-- DWOP's schema as supabase/migrations/ leave it: `pg_dump --schema-only --no-owner -n dwop` of a
+-- database freshly migrated by DWOP's runner (shared/db/migrate.ts), less pg_dump's \restrict lines
+-- (a random token per run). Made by `npm run schema:dump` (supabase/schema-dump.ts); do not edit by
+-- hand: change the schema with a migration, then regenerate this file. test/schema.dump.test.ts fails
+-- when it differs from a fresh dump.
+
+--
+-- PostgreSQL database dump
+--
+
+
+-- Dumped from database version 15.20 (Debian 15.20-0+deb12u1)
+-- Dumped by pg_dump version 15.20 (Debian 15.20-0+deb12u1)
+
+SET statement_timeout = 0;
+SET lock_timeout = 0;
+SET idle_in_transaction_session_timeout = 0;
+SET client_encoding = 'UTF8';
+SET standard_conforming_strings = on;
+SELECT pg_catalog.set_config('search_path', '', false);
+SET check_function_bodies = false;
+SET xmloption = content;
+SET client_min_messages = warning;
+SET row_security = off;
+
+--
+-- Name: dwop; Type: SCHEMA; Schema: -; Owner: -
+--
+
+CREATE SCHEMA dwop;
+
+
+--
+-- Name: acquire_lease(text, text, integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.acquire_lease(p_name text, p_holder text, p_ttl_seconds integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  v_holder text;
+begin
+  insert into dwop.leases as l (name, holder, acquired_at, renewed_at, expires_at)
+  values (p_name, p_holder, v_now, v_now, v_now + make_interval(secs => p_ttl_seconds))
+  on conflict (name) do update
+  set holder = excluded.holder,
+      acquired_at = case when l.holder = excluded.holder then l.acquired_at else excluded.acquired_at end,
+      renewed_at = excluded.renewed_at,
+      expires_at = excluded.expires_at
+  where l.holder = excluded.holder or l.expires_at <= v_now
+  returning l.holder into v_holder;
+  return coalesce(v_holder = p_holder, false);
+end;
+$$;
+
+
+--
+-- Name: api_key_owner(text); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.api_key_owner(p_key_hash text) RETURNS text
+    LANGUAGE sql STABLE
+    AS $$
+  select owner from dwop.api_keys where key_hash = p_key_hash and revoked_at is null;
+$$;
+
+
+--
+-- Name: append_run_log(bigint, bigint, bytea, bigint); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.append_run_log(p_run_id bigint, p_offset bigint, p_data bytea, p_max_bytes bigint) RETURNS TABLE(result text, size bigint)
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_run dwop.runs%rowtype;
+  v_size bigint;
+begin
+  select * into v_run from dwop.runs where id = p_run_id for no key update;
+  if not found then
+    return query select 'no_run'::text, 0::bigint;
+    return;
+  end if;
+  select coalesce(max(byte_offset + length(data)), 0) into v_size
+  from dwop.run_log_chunks where run_id = p_run_id;
+  if v_run.status not in ('starting', 'dispatched', 'running') then
+    return query select 'ended'::text, v_size;
+  elsif p_offset <> v_size then
+    return query select 'behind'::text, v_size;
+  elsif v_size + length(p_data) > p_max_bytes then
+    return query select 'full'::text, v_size;
+  else
+    insert into dwop.run_log_chunks (run_id, workflow_id, byte_offset, data)
+    values (p_run_id, v_run.workflow_id, p_offset, p_data);
+    return query select 'appended'::text, v_size + length(p_data);
+  end if;
+end;
+$$;
+
+
+--
+-- Name: cancel_workflow(uuid, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.cancel_workflow(p_workflow_id uuid, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  v_count int;
+begin
+  perform 1 from dwop.workflows where id = p_workflow_id;
+  if not found then
+    return null;
+  end if;
+
+  update dwop.runs set status = 'cancelled', finished_at = v_now
+  where workflow_id = p_workflow_id and status in ('starting', 'dispatched', 'running');
+
+  with cancelled as (
+    update dwop.tasks set status = 'cancelled', finished_at = v_now
+    where workflow_id = p_workflow_id and status in ('pending', 'queued', 'dispatched', 'running')
+    returning name, attempt
+  )
+  insert into dwop.events (workflow_id, kind, task_name, status, attempt, at)
+  select p_workflow_id, 'task', name, 'cancelled', attempt, v_now from cancelled;
+  get diagnostics v_count = row_count;
+
+  update dwop.workflows set status = 'cancelled', finished_at = v_now, updated_at = v_now
+  where id = p_workflow_id and status in ('queued', 'running');
+  if found then
+    perform dwop.log_event(p_workflow_id, 'workflow', null, 'cancelled', null, null, v_now);
+    perform dwop.enqueue_workflow_callback(p_workflow_id, v_now);
+    perform pg_notify('dwop_cancel', p_workflow_id::text);
+    perform pg_notify('dwop_workflow_done', p_workflow_id::text);
+  end if;
+  return v_count;
+end;
+$$;
+
+
+--
+-- Name: claim_outbox_events(text, integer, integer, timestamp with time zone, text); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.claim_outbox_events(p_claimer_id text, p_batch_size integer, p_lease_seconds integer DEFAULT 30, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_topic text DEFAULT 'task.ready'::text) RETURNS TABLE(id bigint, topic text, payload jsonb, attempt integer, callback_url text, callback_secret text)
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+begin
+  return query
+  with due as (
+    select o.id from dwop.outbox o
+    where o.published_at is null and o.topic = p_topic and o.available_at <= v_now
+      and (o.lease_until is null or o.lease_until < v_now)
+    order by o.id
+    limit p_batch_size
+    for update skip locked
+  ),
+  claimed as (
+    update dwop.outbox o
+    set claimed_by = p_claimer_id, lease_until = v_now + make_interval(secs => p_lease_seconds),
+        claim_count = o.claim_count + 1
+    from due where o.id = due.id
+    returning o.id, o.topic, o.payload, o.delivery_attempts
+  )
+  select c.id, c.topic, c.payload, c.delivery_attempts + 1, s.callback_url, s.callback_secret
+  from claimed c
+  left join dwop.submissions s
+    on c.topic = 'workflow.callback' and s.workflow_id = (c.payload->>'workflowId')::uuid
+  where c.topic <> 'workflow.callback' or s.workflow_id is not null
+  order by c.id;
+end;
+$$;
+
+
+--
+-- Name: complete_run(bigint, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.complete_run(p_run_id bigint, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS boolean
+    LANGUAGE sql
+    AS $$
+  select exists (select 1 from dwop.complete_runs(array[p_run_id], p_now));
+$$;
+
+
+--
+-- Name: complete_runs(bigint[], timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.complete_runs(p_run_ids bigint[], p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS SETOF bigint
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  v_runs bigint[];
+  v_tasks bigint[];
+  v_workflow uuid;
+begin
+  with done as (
+    update dwop.runs r
+    set status = 'succeeded', finished_at = v_now, started_at = coalesce(r.started_at, v_now)
+    from dwop.tasks t
+    where r.id = any(p_run_ids) and r.status in ('starting', 'dispatched', 'running')
+      and t.id = r.task_id and t.attempt = r.attempt and t.status in ('dispatched', 'running')
+    returning r.id, r.task_id
+  )
+  select array_agg(done.id order by done.task_id), array_agg(done.task_id order by done.task_id)
+  into v_runs, v_tasks from done;
+  if v_runs is null then
+    return;
+  end if;
+
+  with succeeded as (
+    update dwop.tasks
+    set status = 'succeeded', finished_at = v_now, started_at = coalesce(started_at, v_now), error = null
+    where id = any(v_tasks) and status in ('dispatched', 'running')
+    returning workflow_id, name, attempt
+  )
+  insert into dwop.events (workflow_id, kind, task_name, status, attempt, at)
+  select workflow_id, 'task', name, 'succeeded', attempt, v_now from succeeded;
+
+  -- Fan-in tasks are counted down by concurrent calls: lock them in one order so calls never deadlock.
+  perform 1 from dwop.tasks
+  where id in (select unnest(downstream_ids) from dwop.tasks where id = any(v_tasks))
+  order by id for no key update;
+
+  with counts as (
+    select d.id, count(*)::int as n
+    from dwop.tasks t cross join lateral unnest(t.downstream_ids) d (id)
+    where t.id = any(v_tasks) group by d.id
+  ),
+  counted as (
+    update dwop.tasks d
+    set pending_inputs = d.pending_inputs - c.n,
+        status = case when d.pending_inputs = c.n then 'queued' else d.status end,
+        attempt = case when d.pending_inputs = c.n then d.attempt + 1 else d.attempt end,
+        queued_at = case when d.pending_inputs = c.n then v_now else d.queued_at end
+    from counts c
+    where d.id = c.id and d.status = 'pending'
+    returning d.id, d.status, d.attempt, d.workflow_id, d.name, d.position
+  ),
+  queued as (
+    insert into dwop.outbox (payload, available_at, created_at)
+    select jsonb_build_object('taskId', id::text, 'attempt', attempt), v_now, v_now
+    from counted where status = 'queued' order by position
+  )
+  insert into dwop.events (workflow_id, kind, task_name, status, attempt, at)
+  select workflow_id, 'task', name, 'queued', attempt, v_now from counted where status = 'queued';
+
+  for v_workflow in
+    select distinct t.workflow_id from dwop.tasks t where t.id = any(v_tasks) order by 1
+  loop
+    perform dwop.finish_workflow_if_done(v_workflow, v_now);
+  end loop;
+
+  return query select unnest(v_runs);
+end;
+$$;
+
+
+--
+-- Name: create_api_key(text, text, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.create_api_key(p_owner text, p_name text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(id uuid, key text, prefix text, created_at timestamp with time zone)
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_key text := 'dwop_' || replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '');
+  v_row dwop.api_keys;
+begin
+  insert into dwop.api_keys (owner, name, key_hash, prefix, created_at)
+  values (p_owner, p_name, encode(sha256(convert_to(v_key, 'UTF8')), 'hex'), left(v_key, 12),
+          coalesce(p_now, now()))
+  returning * into v_row;
+  return query select v_row.id, v_key, v_row.prefix, v_row.created_at;
+end;
+$$;
+
+
+--
+-- Name: create_trigger(text, text, text, text, text, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.create_trigger(p_owner text, p_name text, p_source text, p_requirements text, p_secret text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS uuid
+    LANGUAGE sql
+    AS $$
+  insert into dwop.triggers (owner, name, source, requirements, secret, created_at)
+  values (p_owner, p_name, p_source, p_requirements, p_secret, coalesce(p_now, now()))
+  on conflict (owner, name) do nothing
+  returning id
+$$;
+
+
+--
+-- Name: delete_trigger(text, text); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.delete_trigger(p_owner text, p_name text) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+begin
+  delete from dwop.triggers where name = p_name and owner = p_owner;
+  return found;
+end;
+$$;
+
+
+--
+-- Name: enqueue_workflow_callback(uuid, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.enqueue_workflow_callback(p_workflow_id uuid, p_now timestamp with time zone) RETURNS void
+    LANGUAGE sql
+    AS $$
+  insert into dwop.outbox (topic, payload, available_at, created_at)
+  select 'workflow.callback',
+         jsonb_build_object('workflowId', s.workflow_id, 'summary', dwop.workflow_summary_json(s.workflow_id)),
+         p_now, p_now
+  from dwop.submissions s
+  where s.workflow_id = p_workflow_id and s.callback_url is not null;
+$$;
+
+
+--
+-- Name: fail_downstream(bigint, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.fail_downstream(p_task_id bigint, p_now timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_count int;
+  v_name text;
+begin
+  select name into v_name from dwop.tasks where id = p_task_id;
+  with recursive downstream (id) as (
+    select unnest(downstream_ids) from dwop.tasks where id = p_task_id
+    union
+    select x.id from downstream d join dwop.tasks t on t.id = d.id cross join lateral unnest(t.downstream_ids) x (id)
+  ),
+  marked as (
+    update dwop.tasks t
+    set status = 'upstream_failed', finished_at = p_now, error = 'blocked by failed upstream ' || v_name
+    from downstream d
+    where t.id = d.id and t.status = 'pending'
+    returning t.workflow_id, t.name
+  ),
+  logged as (
+    insert into dwop.events (workflow_id, kind, task_name, status, at)
+    select workflow_id, 'task', name, 'upstream_failed', p_now from marked
+    returning 1
+  )
+  select count(*) into v_count from logged;
+  return v_count;
+end;
+$$;
+
+
+--
+-- Name: finish_workflow_if_done(uuid, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.finish_workflow_if_done(p_workflow_id uuid, p_now timestamp with time zone) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_status text;
+  v_final text;
+begin
+  select status into v_status from dwop.workflows where id = p_workflow_id for no key update;
+  if v_status is null or v_status in ('succeeded', 'failed', 'cancelled') then
+    return null;
+  end if;
+  if exists (select 1 from dwop.tasks
+             where workflow_id = p_workflow_id and status in ('pending', 'queued', 'dispatched', 'running')) then
+    return null;
+  end if;
+
+  select case
+           when bool_or(status in ('failed', 'upstream_failed')) then 'failed'
+           when bool_or(status = 'cancelled') then 'cancelled'
+           else 'succeeded'
+         end
+  into v_final
+  from dwop.tasks where workflow_id = p_workflow_id;
+
+  update dwop.workflows
+  set status = v_final, finished_at = p_now, updated_at = p_now, started_at = coalesce(started_at, p_now)
+  where id = p_workflow_id;
+  perform dwop.log_event(p_workflow_id, 'workflow', null, v_final, null, null, p_now);
+  perform dwop.enqueue_workflow_callback(p_workflow_id, p_now);
+  perform pg_notify('dwop_workflow_done', p_workflow_id::text);
+  return v_final;
+end;
+$$;
+
+
+--
+-- Name: finished_runs_since(timestamp with time zone, bigint, integer); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.finished_runs_since(p_after_at timestamp with time zone, p_after_id bigint, p_limit integer) RETURNS TABLE(run_id bigint, finished_at timestamp with time zone, executor text, status text, failure_reason text, retried boolean, queued_to_dispatched double precision, dispatched_to_started double precision, started_to_finished double precision)
+    LANGUAGE sql STABLE
+    AS $$
+  select r.id, r.finished_at, r.executor, r.status, r.failure_reason, t.attempt > r.attempt,
+         case when t.attempt = r.attempt then extract(epoch from r.dispatched_at - t.queued_at) end,
+         extract(epoch from r.started_at - r.dispatched_at),
+         extract(epoch from r.finished_at - r.started_at)
+  from dwop.runs r
+  join dwop.tasks t on t.id = r.task_id
+  where r.finished_at is not null and (r.finished_at, r.id) > (p_after_at, p_after_id)
+  order by r.finished_at, r.id
+  limit p_limit;
+$$;
+
+
+--
+-- Name: heartbeat_dispatcher(text, text, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.heartbeat_dispatcher(p_id text, p_executor text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS void
+    LANGUAGE sql
+    AS $$
+  insert into dwop.dispatchers (id, executor, started_at, heartbeat_at)
+  values (p_id, p_executor, coalesce(p_now, now()), coalesce(p_now, now()))
+  on conflict (id) do update set heartbeat_at = excluded.heartbeat_at;
+$$;
+
+
+--
+-- Name: increase_attempt(bigint, text, text, integer, text, boolean, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.increase_attempt(p_run_id bigint, p_error_msg text, p_reason text DEFAULT 'exit_code'::text, p_exit_code integer DEFAULT NULL::integer, p_log_tail text DEFAULT NULL::text, p_non_retryable boolean DEFAULT false, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  v_run dwop.runs;
+  v_task dwop.tasks;
+  -- 'oom_killed' too: the node ran out of memory for the limit the task was given, which retrying
+  -- (elsewhere, later) may cure. 'timeout' and 'exit_code' spend the task's own retries.
+  v_infra boolean := p_reason in ('lost', 'evicted', 'image_pull', 'unschedulable', 'oom_killed');
+  v_spent int;
+  v_retry boolean;
+  v_delay_ms bigint;
+begin
+  update dwop.runs
+  set status = case when p_reason = 'lost' then 'lost' else 'failed' end, finished_at = v_now,
+      failure_reason = p_reason, error = p_error_msg, exit_code = p_exit_code, log_tail = p_log_tail
+  where id = p_run_id and status in ('starting', 'dispatched', 'running')
+  returning * into v_run;
+  if not found then
+    return 'ignored';
+  end if;
+
+  select * into v_task from dwop.tasks
+  where id = v_run.task_id and attempt = v_run.attempt and status in ('dispatched', 'running')
+  for no key update;
+  if not found then
+    return 'ignored';
+  end if;
+
+  if v_infra then
+    v_spent := v_task.infra_failures + 1;
+    v_retry := v_spent <= v_task.max_infra_retries;
+  else
+    v_spent := v_task.failures + 1;
+    v_retry := not p_non_retryable and v_spent <= v_task.max_retries;
+  end if;
+
+  update dwop.tasks
+  set failures = failures + case when v_infra then 0 else 1 end,
+      infra_failures = infra_failures + case when v_infra then 1 else 0 end,
+      error = p_error_msg
+  where id = v_task.id;
+
+  if v_retry then
+    v_delay_ms := least(v_task.retry_backoff_ms::bigint * (2 ^ (v_spent - 1))::bigint, 300000);
+    update dwop.tasks
+    set status = 'queued', attempt = attempt + 1, queued_at = v_now, dispatched_at = null, started_at = null
+    where id = v_task.id;
+    insert into dwop.outbox (payload, available_at, created_at)
+    values (jsonb_build_object('taskId', v_task.id::text, 'attempt', v_task.attempt + 1),
+            v_now + make_interval(secs => v_delay_ms / 1000.0), v_now);
+    perform dwop.log_event(v_task.workflow_id, 'task', v_task.name, 'retrying', v_task.attempt,
+                           jsonb_build_object('reason', p_reason, 'exit_code', p_exit_code,
+                                              'error', p_error_msg, 'delay_ms', v_delay_ms), v_now);
+    return 'retried';
+  end if;
+
+  update dwop.tasks set status = 'failed', finished_at = v_now where id = v_task.id;
+  perform dwop.log_event(v_task.workflow_id, 'task', v_task.name, 'failed', v_task.attempt,
+                         jsonb_build_object('reason', p_reason, 'exit_code', p_exit_code, 'error', p_error_msg), v_now);
+  perform dwop.fail_downstream(v_task.id, v_now);
+  perform dwop.finish_workflow_if_done(v_task.workflow_id, v_now);
+  return 'failed';
+end;
+$$;
+
+
+--
+-- Name: instance_key(text); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.instance_key(p_name text) RETURNS bytea
+    LANGUAGE sql STABLE
+    AS $$
+  select key from dwop.instance_keys where name = p_name;
+$$;
+
+
+--
+-- Name: lease_holder(text, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.lease_holder(p_name text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS text
+    LANGUAGE sql STABLE
+    AS $$
+  select holder from dwop.leases where name = p_name and expires_at > coalesce(p_now, now());
+$$;
+
+
+--
+-- Name: log_event(uuid, text, text, text, integer, jsonb, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.log_event(p_workflow_id uuid, p_kind text, p_task_name text, p_status text, p_attempt integer, p_data jsonb, p_now timestamp with time zone) RETURNS void
+    LANGUAGE sql
+    AS $$
+  insert into dwop.events (workflow_id, kind, task_name, status, attempt, data, at)
+  values (p_workflow_id, p_kind, p_task_name, p_status, p_attempt, p_data, p_now);
+$$;
+
+
+--
+-- Name: mark_outbox_published(text, bigint[], timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.mark_outbox_published(p_claimer_id text, p_ids bigint[], p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
+    LANGUAGE sql
+    AS $$
+  with marked as (
+    update dwop.outbox set published_at = coalesce(p_now, now()), lease_until = null
+    where id = any(p_ids) and published_at is null and claimed_by = p_claimer_id
+    returning 1
+  )
+  select count(*)::int from marked;
+$$;
+
+
+--
+-- Name: mark_run_dispatched(bigint, text, boolean, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.mark_run_dispatched(p_run_id bigint, p_job_name text, p_started boolean DEFAULT false, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  v_task_id bigint;
+begin
+  update dwop.runs
+  set status = case when p_started then 'running' else 'dispatched' end, job_name = p_job_name,
+      dispatched_at = v_now, started_at = case when p_started then v_now end
+  where id = p_run_id and status = 'starting'
+  returning task_id into v_task_id;
+  if not found then
+    return false;
+  end if;
+  if p_started then
+    update dwop.tasks set status = 'running', started_at = v_now where id = v_task_id and status = 'dispatched';
+  end if;
+  return true;
+end;
+$$;
+
+
+--
+-- Name: mark_run_running(bigint, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.mark_run_running(p_run_id bigint, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  v_task_id bigint;
+begin
+  update dwop.runs set status = 'running', started_at = coalesce(started_at, v_now)
+  where id = p_run_id and status in ('starting', 'dispatched')
+  returning task_id into v_task_id;
+  if not found then
+    return false;
+  end if;
+  update dwop.tasks set status = 'running', started_at = coalesce(started_at, v_now)
+  where id = v_task_id and status = 'dispatched';
+  return true;
+end;
+$$;
+
+
+--
+-- Name: metrics_snapshot(timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.metrics_snapshot(p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(metric text, label text, value double precision)
+    LANGUAGE sql STABLE
+    AS $$
+  select 'runs_active', r.executor || '/' || r.status, count(*)::double precision
+  from dwop.runs r where r.status in ('starting', 'dispatched', 'running')
+  group by r.executor, r.status
+  union all
+  select 'workflows_open', w.status, count(*)::double precision
+  from dwop.workflows w where w.status in ('queued', 'running')
+  group by w.status
+  union all
+  select 'outbox_due', null, count(*)::double precision
+  from dwop.outbox o where o.published_at is null and o.available_at <= coalesce(p_now, now())
+  union all
+  select 'outbox_lag_seconds', null,
+         coalesce(extract(epoch from coalesce(p_now, now()) - min(o.available_at)), 0)::double precision
+  from dwop.outbox o where o.published_at is null and o.available_at <= coalesce(p_now, now());
+$$;
+
+
+--
+-- Name: next_outbox_due(timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.next_outbox_due(p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE sql STABLE
+    AS $$
+  select min(greatest(available_at, coalesce(lease_until, available_at)))
+  from dwop.outbox where published_at is null;
+$$;
+
+
+--
+-- Name: notify_outbox(); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.notify_outbox() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+begin
+  perform pg_notify('dwop_outbox', '');
+  return null;
+end;
+$$;
+
+
+--
+-- Name: purge_expired(interval, integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.purge_expired(p_keep interval, p_batch integer DEFAULT 10000, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS jsonb
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_before timestamptz := coalesce(p_now, now()) - p_keep;
+  v_outbox int;
+  v_events int;
+  v_chunks int;
+  v_deliveries int;
+  v_submissions int;
+  v_secrets int;
+  v_dispatchers int;
+begin
+  delete from dwop.outbox where id in (
+    select id from dwop.outbox where published_at < v_before limit p_batch);
+  get diagnostics v_outbox = row_count;
+
+  delete from dwop.events where id in (
+    select e.id from dwop.events e join dwop.workflows w on w.id = e.workflow_id
+    where w.finished_at < v_before limit p_batch);
+  get diagnostics v_events = row_count;
+
+  delete from dwop.run_log_chunks where (run_id, byte_offset) in (
+    select c.run_id, c.byte_offset from dwop.run_log_chunks c join dwop.workflows w on w.id = c.workflow_id
+    where w.finished_at < v_before limit p_batch);
+  get diagnostics v_chunks = row_count;
+
+  delete from dwop.hook_deliveries where (trigger_id, delivery_id) in (
+    select trigger_id, delivery_id from dwop.hook_deliveries where received_at < v_before limit p_batch);
+  get diagnostics v_deliveries = row_count;
+
+  delete from dwop.submissions where workflow_id in (
+    select s.workflow_id from dwop.submissions s join dwop.workflows w on w.id = s.workflow_id
+    where w.finished_at < v_before limit p_batch);
+  get diagnostics v_submissions = row_count;
+
+  update dwop.submissions set callback_url = null, callback_secret = null
+  where workflow_id in (
+    select s.workflow_id from dwop.submissions s
+    where s.callback_secret is not null
+      and exists (select 1 from dwop.outbox o
+                  where o.topic = 'workflow.callback' and o.published_at is not null
+                    and o.payload ->> 'workflowId' = s.workflow_id::text)
+    limit p_batch);
+  get diagnostics v_secrets = row_count;
+
+  delete from dwop.dispatchers d where d.id in (
+    select id from dwop.dispatchers where heartbeat_at < v_before limit p_batch)
+    and not exists (select 1 from dwop.runs r
+                    where r.dispatcher_id = d.id and r.status in ('starting', 'dispatched', 'running'));
+  get diagnostics v_dispatchers = row_count;
+
+  return jsonb_build_object('outbox', v_outbox, 'events', v_events, 'logChunks', v_chunks,
+    'hookDeliveries', v_deliveries, 'submissions', v_submissions, 'callbackSecrets', v_secrets,
+    'dispatchers', v_dispatchers);
+end;
+$$;
+
+
+--
+-- Name: quiet_active_runs(text, integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.quiet_active_runs(p_executor text, p_min_age_seconds integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(run_id bigint, status text, job_name text)
+    LANGUAGE sql STABLE
+    AS $$
+  select r.id, r.status, r.job_name
+  from dwop.runs r
+  where r.executor = p_executor and r.status in ('starting', 'dispatched', 'running')
+    and coalesce(r.dispatched_at, r.created_at) <= coalesce(p_now, now()) - make_interval(secs => p_min_age_seconds)
+  order by r.id;
+$$;
+
+
+--
+-- Name: reap_lost_runs(integer, text, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.reap_lost_runs(p_stale_seconds integer, p_own_id text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
+    LANGUAGE sql
+    AS $$
+  select dwop.retry_runs_as_lost(array(
+    select r.id from dwop.runs r
+    left join dwop.dispatchers d on d.id = r.dispatcher_id
+    where r.status in ('starting', 'dispatched', 'running') and r.executor = 'local'
+      and (r.dispatcher_id = p_own_id
+           or d.id is null
+           or d.heartbeat_at < coalesce(p_now, now()) - make_interval(secs => p_stale_seconds))
+    order by r.id), 'the dispatcher running this attempt stopped', p_now);
+$$;
+
+
+--
+-- Name: reap_orphaned_runs(text, bigint[], integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.reap_orphaned_runs(p_dispatcher_id text, p_held bigint[], p_grace_seconds integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
+    LANGUAGE sql
+    AS $$
+  select dwop.retry_runs_as_lost(array(
+    select r.id from dwop.runs r
+    where r.dispatcher_id = p_dispatcher_id and r.executor = 'local'
+      and r.status in ('starting', 'dispatched', 'running')
+      and r.id <> all(coalesce(p_held, '{}'))
+      and r.created_at < coalesce(p_now, now()) - make_interval(secs => p_grace_seconds)
+    order by r.id), 'the dispatcher lost track of this attempt', p_now);
+$$;
+
+
+--
+-- Name: record_callback_result(text, bigint, text, integer, integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.record_callback_result(p_claimer_id text, p_id bigint, p_error text, p_max_attempts integer DEFAULT 10, p_backoff_ms integer DEFAULT 1000, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  v_row dwop.outbox;
+  v_tries int;
+  v_workflow uuid;
+  v_delay_ms bigint;
+begin
+  select * into v_row from dwop.outbox
+  where id = p_id and topic = 'workflow.callback' and claimed_by = p_claimer_id and published_at is null
+  for update;
+  if not found then
+    return 'ignored';
+  end if;
+  v_tries := v_row.delivery_attempts + 1;
+  v_workflow := (v_row.payload->>'workflowId')::uuid;
+
+  if p_error is null then
+    update dwop.outbox set published_at = v_now, lease_until = null, delivery_attempts = v_tries, last_error = null
+    where id = p_id;
+    perform dwop.log_event(v_workflow, 'callback', null, 'delivered', v_tries, null, v_now);
+    return 'delivered';
+  end if;
+
+  if v_tries >= p_max_attempts then
+    update dwop.outbox
+    set published_at = v_now, gave_up_at = v_now, lease_until = null, delivery_attempts = v_tries,
+        last_error = p_error
+    where id = p_id;
+    perform dwop.log_event(v_workflow, 'callback', null, 'failed', v_tries,
+                           jsonb_build_object('error', p_error), v_now);
+    return 'gave_up';
+  end if;
+
+  v_delay_ms := least(p_backoff_ms::bigint * (2 ^ (v_tries - 1))::bigint, 3600000);
+  update dwop.outbox
+  set available_at = v_now + make_interval(secs => v_delay_ms / 1000.0), claimed_by = null, lease_until = null,
+      delivery_attempts = v_tries, last_error = p_error
+  where id = p_id;
+  perform dwop.log_event(v_workflow, 'callback', null, 'retrying', v_tries,
+                         jsonb_build_object('error', p_error, 'delay_ms', v_delay_ms), v_now);
+  return 'retrying';
+end;
+$$;
+
+
+--
+-- Name: record_hook_delivery(uuid, text, uuid, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.record_hook_delivery(p_trigger_id uuid, p_delivery_id text, p_workflow_id uuid, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(workflow_id uuid, workflow_exists boolean)
+    LANGUAGE plpgsql
+    AS $$
+begin
+  insert into dwop.hook_deliveries (trigger_id, delivery_id, workflow_id, received_at)
+  values (p_trigger_id, p_delivery_id, p_workflow_id, coalesce(p_now, now()))
+  on conflict (trigger_id, delivery_id) do nothing;
+
+  return query
+  select d.workflow_id, exists (select 1 from dwop.workflows w where w.id = d.workflow_id)
+  from dwop.hook_deliveries d
+  where d.trigger_id = p_trigger_id and d.delivery_id = p_delivery_id;
+end;
+$$;
+
+
+--
+-- Name: release_lease(text, text); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.release_lease(p_name text, p_holder text) RETURNS boolean
+    LANGUAGE sql
+    AS $$
+  with released as (delete from dwop.leases where name = p_name and holder = p_holder returning 1)
+  select exists (select 1 from released);
+$$;
+
+
+--
+-- Name: republish_stalled_tasks(integer, integer, integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.republish_stalled_tasks(p_after_seconds integer, p_waiting integer, p_limit integer DEFAULT 100, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  v_after interval := make_interval(secs => p_after_seconds);
+  v_ids bigint[];
+  v_take int;
+begin
+  if p_after_seconds is null or p_after_seconds < 1 or p_waiting is null or p_limit is null or p_limit < 1 then
+    return 0;
+  end if;
+  -- Two passes at once would each spend the same count of missing messages.
+  if not pg_try_advisory_xact_lock(hashtext('dwop.republish_stalled_tasks')) then
+    return 0;
+  end if;
+  -- A published message is never older than its task's queueing: no more tasks queued that long than
+  -- messages waiting means none can be counted lost (the usual answer during a backlog, and a cheap one).
+  if (select count(*) from dwop.tasks t where t.status = 'queued' and t.queued_at <= v_now - v_after)
+     <= greatest(p_waiting, 0) then
+    return 0;
+  end if;
+
+  select array_agg(s.id order by s.last_published, s.id) into v_ids
+  from (
+    select t.id, p.last_published
+    from dwop.tasks t
+    cross join lateral (
+      select max(o.published_at) as last_published, count(*)::int as published,
+             count(*) filter (where o.published_at is null) as unpublished
+      from dwop.outbox o
+      where o.topic = 'task.ready'
+        and (o.payload->>'taskId')::bigint = t.id and (o.payload->>'attempt')::int = t.attempt
+    ) p
+    where t.status = 'queued' and t.queued_at <= v_now - v_after
+      and p.unpublished = 0
+      and p.last_published <= v_now - v_after * (2 ^ least(p.published - 1, 5))
+      and not exists (select 1 from dwop.runs r where r.task_id = t.id and r.attempt = t.attempt)
+    -- A task being started right now (start_run holds its row) is not stalled.
+    for no key update of t skip locked
+  ) s;
+
+  v_take := least(p_limit, coalesce(cardinality(v_ids), 0) - greatest(p_waiting, 0));
+  if v_take <= 0 then
+    return 0;
+  end if;
+
+  with picked as (
+    select t.id, t.workflow_id, t.name, t.attempt, k.ord
+    from unnest(v_ids[1:v_take]) with ordinality k (id, ord)
+    join dwop.tasks t on t.id = k.id
+  ),
+  queued as (
+    insert into dwop.outbox (payload, available_at, created_at)
+    select jsonb_build_object('taskId', id::text, 'attempt', attempt), v_now, v_now from picked order by ord
+  )
+  insert into dwop.events (workflow_id, kind, task_name, status, attempt, data, at)
+  select workflow_id, 'task', name, 'queued', attempt, jsonb_build_object('republished', true), v_now
+  from picked;
+  return v_take;
+end;
+$$;
+
+
+--
+-- Name: reserve_submission(text, text, text, uuid, text, text, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.reserve_submission(p_owner text, p_idempotency_key text, p_request_hash text, p_workflow_id uuid, p_callback_url text, p_callback_secret text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(workflow_id uuid, request_hash text, workflow_exists boolean)
+    LANGUAGE plpgsql
+    AS $$
+begin
+  insert into dwop.submissions (workflow_id, owner, idempotency_key, request_hash, callback_url,
+                                callback_secret, created_at)
+  values (p_workflow_id, p_owner, p_idempotency_key, p_request_hash, p_callback_url, p_callback_secret,
+          coalesce(p_now, now()))
+  on conflict (owner, idempotency_key) do nothing;
+
+  return query
+  select s.workflow_id, s.request_hash, exists (select 1 from dwop.workflows w where w.id = s.workflow_id)
+  from dwop.submissions s
+  where (p_idempotency_key is null and s.workflow_id = p_workflow_id)
+     or (s.owner = p_owner and s.idempotency_key = p_idempotency_key);
+end;
+$$;
+
+
+--
+-- Name: retry_runs_as_lost(bigint[], text, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.retry_runs_as_lost(p_run_ids bigint[], p_error text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  v_run bigint;
+  v_count int := 0;
+begin
+  foreach v_run in array coalesce(p_run_ids, '{}') loop
+    if dwop.increase_attempt(v_run, p_error, 'lost', null, null, false, v_now) <> 'ignored' then
+      v_count := v_count + 1;
+    end if;
+  end loop;
+  return v_count;
+end;
+$$;
+
+
+--
+-- Name: retry_workflow(uuid, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.retry_workflow(p_workflow_id uuid, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  v_status text;
+  v_count int;
+begin
+  select status into v_status from dwop.workflows where id = p_workflow_id for no key update;
+  if v_status is null or v_status not in ('failed', 'cancelled') then
+    return null;
+  end if;
+
+  update dwop.tasks
+  set status = 'pending', failures = 0, infra_failures = 0, error = null,
+      dispatched_at = null, started_at = null, finished_at = null
+  where workflow_id = p_workflow_id and status in ('failed', 'upstream_failed', 'cancelled');
+  get diagnostics v_count = row_count;
+
+  update dwop.tasks t
+  set pending_inputs = (
+    select count(*) from dwop.tasks u where u.id = any(t.upstream_ids) and u.status <> 'succeeded'
+  )
+  where t.workflow_id = p_workflow_id and t.status = 'pending';
+
+  with ready as (
+    update dwop.tasks
+    set status = 'queued', attempt = attempt + 1, queued_at = v_now
+    where workflow_id = p_workflow_id and status = 'pending' and pending_inputs = 0
+    returning id, name, attempt, position
+  ),
+  queued as (
+    insert into dwop.outbox (payload, available_at, created_at)
+    select jsonb_build_object('taskId', id::text, 'attempt', attempt), v_now, v_now from ready order by position
+  )
+  insert into dwop.events (workflow_id, kind, task_name, status, attempt, at)
+  select p_workflow_id, 'task', name, 'queued', attempt, v_now from ready;
+
+  update dwop.workflows set status = 'running', finished_at = null, updated_at = v_now
+  where id = p_workflow_id;
+  perform dwop.log_event(p_workflow_id, 'workflow', null, 'running', null,
+                         jsonb_build_object('retried_tasks', v_count), v_now);
+  return v_count;
+end;
+$$;
+
+
+--
+-- Name: revoke_api_key(text, uuid, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.revoke_api_key(p_owner text, p_id uuid, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+begin
+  update dwop.api_keys set revoked_at = coalesce(p_now, now())
+  where id = p_id and owner = p_owner and revoked_at is null;
+  return found;
+end;
+$$;
+
+
+--
+-- Name: run_statuses(bigint[]); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.run_statuses(p_run_ids bigint[]) RETURNS TABLE(run_id bigint, status text)
+    LANGUAGE sql STABLE
+    AS $$
+  select r.id, r.status from dwop.runs r where r.id = any(p_run_ids);
+$$;
+
+
+--
+-- Name: seal_run_log(bigint); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.seal_run_log(p_run_id bigint) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_count int;
+begin
+  delete from dwop.run_log_chunks where run_id = p_run_id;
+  get diagnostics v_count = row_count;
+  return v_count;
+end;
+$$;
+
+
+--
+-- Name: start_cluster_run(bigint, integer, text, text, integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.start_cluster_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_max_active integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(run_id bigint, created boolean, run_status text, at_capacity boolean, workflow_id uuid, task_name text, params jsonb, options jsonb, timeout_seconds integer, has_requirements boolean)
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_active int;
+  v_created boolean;
+begin
+  if not exists (select 1 from dwop.runs r where r.task_id = p_task_id and r.attempt = p_attempt) then
+    if not exists (select 1 from dwop.tasks t
+                   where t.id = p_task_id and t.status = 'queued' and t.attempt = p_attempt) then
+      return;
+    end if;
+    perform pg_advisory_xact_lock(hashtext('dwop.start_cluster_run'), hashtext(p_executor));
+    select count(*) into v_active from dwop.runs r
+    where r.executor = p_executor and r.status in ('starting', 'dispatched', 'running');
+    if v_active >= p_max_active then
+      return query select null::bigint, false, null::text, true, null::uuid, null::text, null::jsonb,
+                          null::jsonb, null::int, null::boolean;
+      return;
+    end if;
+    select s.created into v_created
+    from dwop.start_run(p_task_id, p_attempt, p_dispatcher_id, p_executor, p_now) s;
+    if v_created is null then
+      return;
+    end if;
+  end if;
+
+  return query
+  select r.id, coalesce(v_created, false), r.status, false, r.workflow_id, t.name, t.params, t.options,
+         t.timeout_seconds, w.has_requirements
+  from dwop.runs r
+  join dwop.tasks t on t.id = r.task_id
+  join dwop.workflows w on w.id = r.workflow_id
+  where r.task_id = p_task_id and r.attempt = p_attempt;
+end;
+$$;
+
+
+--
+-- Name: start_run(bigint, integer, text, text, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(run_id bigint, created boolean, workflow_id uuid, task_name text, params jsonb, options jsonb, timeout_seconds integer, has_requirements boolean)
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  v_task dwop.tasks;
+  v_run bigint;
+begin
+  select * into v_task from dwop.tasks t where t.id = p_task_id for no key update;
+  if not found then
+    return;
+  end if;
+
+  if v_task.status = 'queued' and v_task.attempt = p_attempt then
+    insert into dwop.runs (task_id, workflow_id, attempt, status, executor, dispatcher_id, created_at)
+    values (p_task_id, v_task.workflow_id, p_attempt, 'starting', p_executor, p_dispatcher_id, v_now)
+    on conflict on constraint runs_task_id_attempt_key do nothing
+    returning id into v_run;
+  end if;
+
+  if v_run is null then
+    return query
+    select r.id, false, r.workflow_id, v_task.name, v_task.params, v_task.options, v_task.timeout_seconds, false
+    from dwop.runs r where r.task_id = p_task_id and r.attempt = p_attempt;
+    return;
+  end if;
+
+  update dwop.tasks t set status = 'dispatched', dispatched_at = v_now where t.id = p_task_id;
+  update dwop.workflows w set status = 'running', started_at = v_now, updated_at = v_now
+  where w.id = v_task.workflow_id and w.status = 'queued';
+  perform dwop.log_event(v_task.workflow_id, 'task', v_task.name, 'dispatched', p_attempt,
+                         jsonb_build_object('run_id', v_run, 'executor', p_executor), v_now);
+
+  return query
+  select v_run, true, v_task.workflow_id, v_task.name, v_task.params, v_task.options, v_task.timeout_seconds,
+         w.has_requirements
+  from dwop.workflows w where w.id = v_task.workflow_id;
+end;
+$$;
+
+
+--
+-- Name: submit_workflow(uuid, text, text, text, boolean, text[], jsonb, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.submit_workflow(p_id uuid, p_owner text, p_name text, p_source text, p_has_requirements boolean, p_inputs text[], p_tasks jsonb, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  v_count int := jsonb_array_length(p_tasks);
+  v_ids bigint[];
+  v_unknown text;
+  v_sequence regclass := pg_get_serial_sequence('dwop.tasks', 'id')::regclass;
+begin
+  insert into dwop.workflows (id, owner, name, source, has_requirements, inputs, task_count, created_at, updated_at)
+  values (p_id, p_owner, p_name, p_source, p_has_requirements, coalesce(p_inputs, '{}'), v_count, v_now, v_now)
+  on conflict (id) do nothing;
+  if not found then
+    return false;
+  end if;
+
+  select p->>'upstream' into v_unknown
+  from jsonb_array_elements(p_tasks) t
+  cross join lateral jsonb_array_elements(coalesce(t->'params', '[]')) p
+  where p->>'upstream' not like 'inputs.%'
+    and not exists (select 1 from jsonb_array_elements(p_tasks) u where u->>'name' = p->>'upstream')
+  limit 1;
+  if v_unknown is not null then
+    raise exception 'workflow % names an upstream that is not one of its tasks: %', p_id, v_unknown
+      using errcode = '22023';
+  end if;
+
+  select array_agg(nextval(v_sequence) order by g) into v_ids from generate_series(1, v_count) g;
+
+  with specs as (
+    select t.spec, t.ord::int as ord, v_ids[t.ord] as id, t.spec->>'name' as name
+    from jsonb_array_elements(p_tasks) with ordinality as t (spec, ord)
+  ),
+  links as (
+    select distinct d.id as down, u.id as up
+    from specs d
+    cross join lateral jsonb_array_elements(coalesce(d.spec->'params', '[]')) p
+    join specs u on u.name = p->>'upstream'
+  ),
+  ups as (select down as id, array_agg(up order by up) as ids from links group by down),
+  downs as (select up as id, array_agg(down order by down) as ids from links group by up)
+  insert into dwop.tasks (id, workflow_id, name, position, status, attempt, max_retries, retry_backoff_ms,
+                          timeout_seconds, options, params, upstream_ids, downstream_ids, pending_inputs,
+                          created_at, queued_at)
+  overriding system value
+  select s.id, p_id, s.name, s.ord, case when u.ids is null then 'queued' else 'pending' end,
+         case when u.ids is null then 1 else 0 end,
+         coalesce((s.spec->>'retries')::int, 0), coalesce((s.spec->>'backoff_ms')::int, 1000),
+         (s.spec->>'timeout_seconds')::int, coalesce(s.spec->'options', '{}'), coalesce(s.spec->'params', '[]'),
+         coalesce(u.ids, '{}'), coalesce(d.ids, '{}'), coalesce(cardinality(u.ids), 0),
+         v_now, case when u.ids is null then v_now end
+  from specs s
+  left join ups u on u.id = s.id
+  left join downs d on d.id = s.id;
+
+  if not exists (select 1 from dwop.tasks where workflow_id = p_id and status = 'queued') then
+    raise exception 'workflow % has no root task', p_id using errcode = '22023';
+  end if;
+
+  insert into dwop.outbox (payload, available_at, created_at)
+  select jsonb_build_object('taskId', id::text, 'attempt', 1), v_now, v_now
+  from dwop.tasks where workflow_id = p_id and status = 'queued'
+  order by position;
+
+  perform dwop.log_event(p_id, 'workflow', null, 'queued', null, jsonb_build_object('tasks', v_count), v_now);
+  return true;
+end;
+$$;
+
+
+--
+-- Name: system_stall(integer, integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.system_stall(p_after_seconds integer, p_alive_seconds integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(what text, since timestamp with time zone, waiting integer)
+    LANGUAGE plpgsql STABLE
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  v_after interval := make_interval(secs => greatest(coalesce(p_after_seconds, 10), 1));
+  v_first_due timestamptz;
+  v_due int;
+  v_last_published timestamptz;
+  v_last_beat timestamptz;
+  v_first_published timestamptz;
+  v_waiting int;
+begin
+  -- Reads only unpublished rows (the partial index outbox_unpublished).
+  select min(o.available_at), count(*)::int into v_first_due, v_due
+  from dwop.outbox o
+  where o.published_at is null and o.topic = 'task.ready' and o.available_at <= v_now;
+  if v_due > 0 and v_first_due <= v_now - v_after then
+    -- The newest published row by id is the last one published: claims take rows in id order. The
+    -- walk back from the newest row passes only over the unpublished ones.
+    select o.published_at into v_last_published
+    from dwop.outbox o
+    where o.published_at is not null and o.topic = 'task.ready'
+    order by o.id desc
+    limit 1;
+    if v_last_published is null or v_last_published <= v_now - v_after then
+      return query select 'publishing'::text, greatest(v_first_due, v_last_published), v_due;
+      return;
+    end if;
+  end if;
+
+  select max(d.heartbeat_at) into v_last_beat from dwop.dispatchers d;
+  if v_last_beat is not null and v_last_beat > v_now - make_interval(secs => greatest(coalesce(p_alive_seconds, 30), 1)) then
+    return;
+  end if;
+  -- Reads only queued tasks (the partial index tasks_queued) and their attempt's outbox rows
+  -- (outbox_task_attempt).
+  select min(p.published_at), count(*)::int into v_first_published, v_waiting
+  from dwop.tasks t
+  cross join lateral (
+    select max(o.published_at) as published_at
+    from dwop.outbox o
+    where o.topic = 'task.ready'
+      and (o.payload->>'taskId')::bigint = t.id and (o.payload->>'attempt')::int = t.attempt
+  ) p
+  where t.status = 'queued'
+    and p.published_at <= v_now - v_after
+    and not exists (select 1 from dwop.runs r where r.task_id = t.id and r.attempt = t.attempt);
+  if v_waiting > 0 then
+    return query select 'dispatching'::text, greatest(v_first_published, v_last_beat), v_waiting;
+  end if;
+end;
+$$;
+
+
+--
+-- Name: wake_stalled_outbox(integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.wake_stalled_outbox(p_stale_seconds integer DEFAULT 10, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  v_stalled int;
+begin
+  select count(*) into v_stalled
+  from dwop.outbox o
+  where o.published_at is null
+    and o.available_at <= v_now - make_interval(secs => p_stale_seconds)
+    and (o.lease_until is null or o.lease_until < v_now);
+  if v_stalled > 0 then
+    perform pg_notify('dwop_outbox', 'backstop');
+  end if;
+  return v_stalled;
+end;
+$$;
+
+
+--
+-- Name: workflow_summary_json(uuid); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.workflow_summary_json(p_workflow_id uuid) RETURNS jsonb
+    LANGUAGE sql STABLE
+    AS $$
+  select jsonb_build_object(
+    'id', w.id, 'name', w.name, 'status', w.status, 'createdAt', w.created_at, 'finishedAt', w.finished_at,
+    'tasks', coalesce((
+      select jsonb_agg(jsonb_build_object(
+               'name', t.name, 'status', t.status, 'error', t.error,
+               'attempts', (select count(*) from dwop.runs r where r.task_id = t.id)) order by t.position)
+      from dwop.tasks t where t.workflow_id = w.id), '[]'::jsonb))
+  from dwop.workflows w where w.id = p_workflow_id;
+$$;
+
+
+SET default_tablespace = '';
+
+SET default_table_access_method = heap;
+
+--
+-- Name: api_keys; Type: TABLE; Schema: dwop; Owner: -
+--
+
+CREATE TABLE dwop.api_keys (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    owner text NOT NULL,
+    name text NOT NULL,
+    key_hash text NOT NULL,
+    prefix text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    revoked_at timestamp with time zone,
+    CONSTRAINT api_keys_key_hash_check CHECK ((key_hash ~ '^[0-9a-f]{64}$'::text)),
+    CONSTRAINT api_keys_name_check CHECK (((char_length(name) >= 1) AND (char_length(name) <= 100))),
+    CONSTRAINT api_keys_owner_check CHECK ((owner <> ''::text))
+);
+
+
+--
+-- Name: dispatchers; Type: TABLE; Schema: dwop; Owner: -
+--
+
+CREATE TABLE dwop.dispatchers (
+    id text NOT NULL,
+    executor text NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    heartbeat_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+
+--
+-- Name: events; Type: TABLE; Schema: dwop; Owner: -
+--
+
+CREATE TABLE dwop.events (
+    id bigint NOT NULL,
+    workflow_id uuid NOT NULL,
+    task_name text,
+    kind text NOT NULL,
+    status text,
+    attempt integer,
+    data jsonb,
+    at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+
+--
+-- Name: events_id_seq; Type: SEQUENCE; Schema: dwop; Owner: -
+--
+
+ALTER TABLE dwop.events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME dwop.events_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: hook_deliveries; Type: TABLE; Schema: dwop; Owner: -
+--
+
+CREATE TABLE dwop.hook_deliveries (
+    delivery_id text NOT NULL,
+    workflow_id uuid NOT NULL,
+    received_at timestamp with time zone DEFAULT now() NOT NULL,
+    trigger_id uuid NOT NULL,
+    CONSTRAINT hook_deliveries_delivery_id_check CHECK (((char_length(delivery_id) >= 1) AND (char_length(delivery_id) <= 200)))
+);
+
+
+--
+-- Name: instance_keys; Type: TABLE; Schema: dwop; Owner: -
+--
+
+CREATE TABLE dwop.instance_keys (
+    name text NOT NULL,
+    key bytea NOT NULL,
+    CONSTRAINT instance_keys_key_check CHECK ((length(key) >= 16))
+);
+
+
+--
+-- Name: leases; Type: TABLE; Schema: dwop; Owner: -
+--
+
+CREATE TABLE dwop.leases (
+    name text NOT NULL,
+    holder text NOT NULL,
+    acquired_at timestamp with time zone NOT NULL,
+    renewed_at timestamp with time zone NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    CONSTRAINT leases_check CHECK ((expires_at > renewed_at))
+);
+
+
+--
+-- Name: outbox; Type: TABLE; Schema: dwop; Owner: -
+--
+
+CREATE TABLE dwop.outbox (
+    id bigint NOT NULL,
+    topic text DEFAULT 'task.ready'::text NOT NULL,
+    payload jsonb NOT NULL,
+    available_at timestamp with time zone DEFAULT now() NOT NULL,
+    claimed_by text,
+    lease_until timestamp with time zone,
+    claim_count integer DEFAULT 0 NOT NULL,
+    published_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    delivery_attempts integer DEFAULT 0 NOT NULL,
+    last_error text,
+    gave_up_at timestamp with time zone,
+    CONSTRAINT outbox_delivery_attempts_check CHECK ((delivery_attempts >= 0)),
+    CONSTRAINT outbox_topic_check CHECK ((topic = ANY (ARRAY['task.ready'::text, 'workflow.callback'::text])))
+);
+
+
+--
+-- Name: outbox_id_seq; Type: SEQUENCE; Schema: dwop; Owner: -
+--
+
+ALTER TABLE dwop.outbox ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME dwop.outbox_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: run_log_chunks; Type: TABLE; Schema: dwop; Owner: -
+--
+
+CREATE TABLE dwop.run_log_chunks (
+    run_id bigint NOT NULL,
+    workflow_id uuid NOT NULL,
+    byte_offset bigint NOT NULL,
+    data bytea NOT NULL,
+    CONSTRAINT run_log_chunks_byte_offset_check CHECK ((byte_offset >= 0)),
+    CONSTRAINT run_log_chunks_data_check CHECK (((length(data) >= 1) AND (length(data) <= 1048576)))
+);
+
+
+--
+-- Name: runs; Type: TABLE; Schema: dwop; Owner: -
+--
+
+CREATE TABLE dwop.runs (
+    id bigint NOT NULL,
+    task_id bigint NOT NULL,
+    workflow_id uuid NOT NULL,
+    attempt integer NOT NULL,
+    status text NOT NULL,
+    executor text,
+    job_name text,
+    dispatcher_id text,
+    exit_code integer,
+    failure_reason text,
+    error text,
+    log_tail text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    dispatched_at timestamp with time zone,
+    started_at timestamp with time zone,
+    finished_at timestamp with time zone,
+    CONSTRAINT runs_attempt_check CHECK ((attempt >= 1)),
+    CONSTRAINT runs_failed_has_reason CHECK (((status <> ALL (ARRAY['failed'::text, 'lost'::text])) OR (failure_reason IS NOT NULL))),
+    CONSTRAINT runs_failure_reason_check CHECK ((failure_reason = ANY (ARRAY['exit_code'::text, 'timeout'::text, 'oom_killed'::text, 'lost'::text, 'evicted'::text, 'image_pull'::text, 'unschedulable'::text, 'worker_error'::text, 'output_rejected'::text]))),
+    CONSTRAINT runs_status_check CHECK ((status = ANY (ARRAY['starting'::text, 'dispatched'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'lost'::text, 'cancelled'::text])))
+);
+
+
+--
+-- Name: runs_id_seq; Type: SEQUENCE; Schema: dwop; Owner: -
+--
+
+ALTER TABLE dwop.runs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME dwop.runs_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: submissions; Type: TABLE; Schema: dwop; Owner: -
+--
+
+CREATE TABLE dwop.submissions (
+    workflow_id uuid NOT NULL,
+    owner text NOT NULL,
+    idempotency_key text,
+    request_hash text NOT NULL,
+    callback_url text,
+    callback_secret text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT submissions_callback_url_check CHECK ((callback_url ~ '^https?://'::text)),
+    CONSTRAINT submissions_check CHECK (((callback_url IS NULL) = (callback_secret IS NULL))),
+    CONSTRAINT submissions_idempotency_key_check CHECK (((char_length(idempotency_key) >= 1) AND (char_length(idempotency_key) <= 255)))
+);
+
+
+--
+-- Name: tasks; Type: TABLE; Schema: dwop; Owner: -
+--
+
+CREATE TABLE dwop.tasks (
+    id bigint NOT NULL,
+    workflow_id uuid NOT NULL,
+    name text NOT NULL,
+    "position" integer NOT NULL,
+    status text NOT NULL,
+    attempt integer DEFAULT 0 NOT NULL,
+    failures integer DEFAULT 0 NOT NULL,
+    infra_failures integer DEFAULT 0 NOT NULL,
+    max_retries integer DEFAULT 0 NOT NULL,
+    max_infra_retries integer DEFAULT 3 NOT NULL,
+    retry_backoff_ms integer DEFAULT 1000 NOT NULL,
+    timeout_seconds integer,
+    options jsonb DEFAULT '{}'::jsonb NOT NULL,
+    params jsonb DEFAULT '[]'::jsonb NOT NULL,
+    upstream_ids bigint[] DEFAULT '{}'::bigint[] NOT NULL,
+    downstream_ids bigint[] DEFAULT '{}'::bigint[] NOT NULL,
+    pending_inputs integer NOT NULL,
+    error text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    queued_at timestamp with time zone,
+    dispatched_at timestamp with time zone,
+    started_at timestamp with time zone,
+    finished_at timestamp with time zone,
+    CONSTRAINT tasks_attempt_check CHECK ((attempt >= 0)),
+    CONSTRAINT tasks_check CHECK (((pending_inputs >= 0) AND (pending_inputs <= cardinality(upstream_ids)))),
+    CONSTRAINT tasks_failures_check CHECK ((failures >= 0)),
+    CONSTRAINT tasks_infra_failures_check CHECK ((infra_failures >= 0)),
+    CONSTRAINT tasks_max_infra_retries_check CHECK ((max_infra_retries >= 0)),
+    CONSTRAINT tasks_max_retries_check CHECK (((max_retries >= 0) AND (max_retries <= 100))),
+    CONSTRAINT tasks_name_check CHECK ((name ~ '^[A-Za-z_][A-Za-z0-9_]{0,62}$'::text)),
+    CONSTRAINT tasks_pending_waits CHECK (((status <> 'queued'::text) OR (pending_inputs = 0))),
+    CONSTRAINT tasks_queued_has_attempt CHECK (((status = 'pending'::text) OR (attempt >= 1) OR (status = ANY (ARRAY['cancelled'::text, 'upstream_failed'::text])))),
+    CONSTRAINT tasks_retry_backoff_ms_check CHECK ((retry_backoff_ms >= 0)),
+    CONSTRAINT tasks_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'queued'::text, 'dispatched'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'upstream_failed'::text, 'cancelled'::text]))),
+    CONSTRAINT tasks_timeout_seconds_check CHECK ((timeout_seconds > 0))
+);
+
+
+--
+-- Name: tasks_id_seq; Type: SEQUENCE; Schema: dwop; Owner: -
+--
+
+ALTER TABLE dwop.tasks ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME dwop.tasks_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: triggers; Type: TABLE; Schema: dwop; Owner: -
+--
+
+CREATE TABLE dwop.triggers (
+    name text NOT NULL,
+    owner text NOT NULL,
+    source text NOT NULL,
+    requirements text,
+    secret text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    CONSTRAINT triggers_name_check CHECK ((name ~ '^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$'::text)),
+    CONSTRAINT triggers_secret_check CHECK ((char_length(secret) >= 16))
+);
+
+
+--
+-- Name: workflows; Type: TABLE; Schema: dwop; Owner: -
+--
+
+CREATE TABLE dwop.workflows (
+    id uuid NOT NULL,
+    owner text DEFAULT 'local'::text NOT NULL,
+    name text NOT NULL,
+    status text DEFAULT 'queued'::text NOT NULL,
+    source text NOT NULL,
+    has_requirements boolean DEFAULT false NOT NULL,
+    inputs text[] DEFAULT '{}'::text[] NOT NULL,
+    task_count integer NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    started_at timestamp with time zone,
+    finished_at timestamp with time zone,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT workflows_finished_at_iff_terminal CHECK (((status = ANY (ARRAY['succeeded'::text, 'failed'::text, 'cancelled'::text])) = (finished_at IS NOT NULL))),
+    CONSTRAINT workflows_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'cancelled'::text]))),
+    CONSTRAINT workflows_task_count_check CHECK ((task_count > 0))
+);
+
+
+--
+-- Name: api_keys api_keys_key_hash_key; Type: CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.api_keys
+    ADD CONSTRAINT api_keys_key_hash_key UNIQUE (key_hash);
+
+
+--
+-- Name: api_keys api_keys_pkey; Type: CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.api_keys
+    ADD CONSTRAINT api_keys_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: dispatchers dispatchers_pkey; Type: CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.dispatchers
+    ADD CONSTRAINT dispatchers_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: events events_pkey; Type: CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.events
+    ADD CONSTRAINT events_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: hook_deliveries hook_deliveries_pkey; Type: CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.hook_deliveries
+    ADD CONSTRAINT hook_deliveries_pkey PRIMARY KEY (trigger_id, delivery_id);
+
+
+--
+-- Name: instance_keys instance_keys_pkey; Type: CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.instance_keys
+    ADD CONSTRAINT instance_keys_pkey PRIMARY KEY (name);
+
+
+--
+-- Name: leases leases_pkey; Type: CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.leases
+    ADD CONSTRAINT leases_pkey PRIMARY KEY (name);
+
+
+--
+-- Name: outbox outbox_pkey; Type: CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.outbox
+    ADD CONSTRAINT outbox_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: run_log_chunks run_log_chunks_pkey; Type: CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.run_log_chunks
+    ADD CONSTRAINT run_log_chunks_pkey PRIMARY KEY (run_id, byte_offset);
+
+
+--
+-- Name: runs runs_pkey; Type: CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.runs
+    ADD CONSTRAINT runs_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: runs runs_task_id_attempt_key; Type: CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.runs
+    ADD CONSTRAINT runs_task_id_attempt_key UNIQUE (task_id, attempt);
+
+
+--
+-- Name: submissions submissions_owner_idempotency_key_key; Type: CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.submissions
+    ADD CONSTRAINT submissions_owner_idempotency_key_key UNIQUE (owner, idempotency_key);
+
+
+--
+-- Name: submissions submissions_pkey; Type: CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.submissions
+    ADD CONSTRAINT submissions_pkey PRIMARY KEY (workflow_id);
+
+
+--
+-- Name: tasks tasks_pkey; Type: CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.tasks
+    ADD CONSTRAINT tasks_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: tasks tasks_workflow_id_name_key; Type: CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.tasks
+    ADD CONSTRAINT tasks_workflow_id_name_key UNIQUE (workflow_id, name);
+
+
+--
+-- Name: triggers triggers_owner_name_key; Type: CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.triggers
+    ADD CONSTRAINT triggers_owner_name_key UNIQUE (owner, name);
+
+
+--
+-- Name: triggers triggers_pkey; Type: CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.triggers
+    ADD CONSTRAINT triggers_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: workflows workflows_pkey; Type: CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.workflows
+    ADD CONSTRAINT workflows_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: api_keys_owner; Type: INDEX; Schema: dwop; Owner: -
+--
+
+CREATE INDEX api_keys_owner ON dwop.api_keys USING btree (owner, created_at DESC);
+
+
+--
+-- Name: events_workflow; Type: INDEX; Schema: dwop; Owner: -
+--
+
+CREATE INDEX events_workflow ON dwop.events USING btree (workflow_id, id);
+
+
+--
+-- Name: outbox_task_attempt; Type: INDEX; Schema: dwop; Owner: -
+--
+
+CREATE INDEX outbox_task_attempt ON dwop.outbox USING btree ((((payload ->> 'taskId'::text))::bigint), (((payload ->> 'attempt'::text))::integer)) WHERE (topic = 'task.ready'::text);
+
+
+--
+-- Name: outbox_unpublished; Type: INDEX; Schema: dwop; Owner: -
+--
+
+CREATE INDEX outbox_unpublished ON dwop.outbox USING btree (topic, id) WHERE (published_at IS NULL);
+
+
+--
+-- Name: run_log_chunks_workflow; Type: INDEX; Schema: dwop; Owner: -
+--
+
+CREATE INDEX run_log_chunks_workflow ON dwop.run_log_chunks USING btree (workflow_id);
+
+
+--
+-- Name: runs_active_by_dispatcher; Type: INDEX; Schema: dwop; Owner: -
+--
+
+CREATE INDEX runs_active_by_dispatcher ON dwop.runs USING btree (dispatcher_id) WHERE (status = ANY (ARRAY['starting'::text, 'dispatched'::text, 'running'::text]));
+
+
+--
+-- Name: runs_finished; Type: INDEX; Schema: dwop; Owner: -
+--
+
+CREATE INDEX runs_finished ON dwop.runs USING btree (finished_at, id) WHERE (finished_at IS NOT NULL);
+
+
+--
+-- Name: runs_workflow; Type: INDEX; Schema: dwop; Owner: -
+--
+
+CREATE INDEX runs_workflow ON dwop.runs USING btree (workflow_id);
+
+
+--
+-- Name: tasks_open; Type: INDEX; Schema: dwop; Owner: -
+--
+
+CREATE INDEX tasks_open ON dwop.tasks USING btree (workflow_id) WHERE (status = ANY (ARRAY['pending'::text, 'queued'::text, 'dispatched'::text, 'running'::text]));
+
+
+--
+-- Name: tasks_queued; Type: INDEX; Schema: dwop; Owner: -
+--
+
+CREATE INDEX tasks_queued ON dwop.tasks USING btree (queued_at) WHERE (status = 'queued'::text);
+
+
+--
+-- Name: workflows_owner_created; Type: INDEX; Schema: dwop; Owner: -
+--
+
+CREATE INDEX workflows_owner_created ON dwop.workflows USING btree (owner, created_at DESC, id DESC);
+
+
+--
+-- Name: workflows_status_created; Type: INDEX; Schema: dwop; Owner: -
+--
+
+CREATE INDEX workflows_status_created ON dwop.workflows USING btree (status, created_at DESC, id DESC);
+
+
+--
+-- Name: outbox outbox_notify; Type: TRIGGER; Schema: dwop; Owner: -
+--
+
+CREATE TRIGGER outbox_notify AFTER INSERT ON dwop.outbox FOR EACH STATEMENT EXECUTE FUNCTION dwop.notify_outbox();
+
+
+--
+-- Name: events events_workflow_id_fkey; Type: FK CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.events
+    ADD CONSTRAINT events_workflow_id_fkey FOREIGN KEY (workflow_id) REFERENCES dwop.workflows(id) ON DELETE CASCADE;
+
+
+--
+-- Name: hook_deliveries hook_deliveries_trigger_id_fkey; Type: FK CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.hook_deliveries
+    ADD CONSTRAINT hook_deliveries_trigger_id_fkey FOREIGN KEY (trigger_id) REFERENCES dwop.triggers(id) ON DELETE CASCADE;
+
+
+--
+-- Name: run_log_chunks run_log_chunks_run_id_fkey; Type: FK CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.run_log_chunks
+    ADD CONSTRAINT run_log_chunks_run_id_fkey FOREIGN KEY (run_id) REFERENCES dwop.runs(id) ON DELETE CASCADE;
+
+
+--
+-- Name: run_log_chunks run_log_chunks_workflow_id_fkey; Type: FK CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.run_log_chunks
+    ADD CONSTRAINT run_log_chunks_workflow_id_fkey FOREIGN KEY (workflow_id) REFERENCES dwop.workflows(id) ON DELETE CASCADE;
+
+
+--
+-- Name: runs runs_task_id_fkey; Type: FK CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.runs
+    ADD CONSTRAINT runs_task_id_fkey FOREIGN KEY (task_id) REFERENCES dwop.tasks(id) ON DELETE CASCADE;
+
+
+--
+-- Name: runs runs_workflow_id_fkey; Type: FK CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.runs
+    ADD CONSTRAINT runs_workflow_id_fkey FOREIGN KEY (workflow_id) REFERENCES dwop.workflows(id) ON DELETE CASCADE;
+
+
+--
+-- Name: tasks tasks_workflow_id_fkey; Type: FK CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.tasks
+    ADD CONSTRAINT tasks_workflow_id_fkey FOREIGN KEY (workflow_id) REFERENCES dwop.workflows(id) ON DELETE CASCADE;
+
+
+--
+-- Name: api_keys; Type: ROW SECURITY; Schema: dwop; Owner: -
+--
+
+ALTER TABLE dwop.api_keys ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: dispatchers; Type: ROW SECURITY; Schema: dwop; Owner: -
+--
+
+ALTER TABLE dwop.dispatchers ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: events; Type: ROW SECURITY; Schema: dwop; Owner: -
+--
+
+ALTER TABLE dwop.events ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: events events_owner_reads; Type: POLICY; Schema: dwop; Owner: -
+--
+
+CREATE POLICY events_owner_reads ON dwop.events FOR SELECT TO authenticated USING ((EXISTS ( SELECT 1
+   FROM dwop.workflows w
+  WHERE ((w.id = events.workflow_id) AND (w.owner = (( SELECT auth.uid() AS uid))::text)))));
+
+
+--
+-- Name: hook_deliveries; Type: ROW SECURITY; Schema: dwop; Owner: -
+--
+
+ALTER TABLE dwop.hook_deliveries ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: instance_keys; Type: ROW SECURITY; Schema: dwop; Owner: -
+--
+
+ALTER TABLE dwop.instance_keys ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: leases; Type: ROW SECURITY; Schema: dwop; Owner: -
+--
+
+ALTER TABLE dwop.leases ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: outbox; Type: ROW SECURITY; Schema: dwop; Owner: -
+--
+
+ALTER TABLE dwop.outbox ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: run_log_chunks; Type: ROW SECURITY; Schema: dwop; Owner: -
+--
+
+ALTER TABLE dwop.run_log_chunks ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: runs; Type: ROW SECURITY; Schema: dwop; Owner: -
+--
+
+ALTER TABLE dwop.runs ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: runs runs_owner_reads; Type: POLICY; Schema: dwop; Owner: -
+--
+
+CREATE POLICY runs_owner_reads ON dwop.runs FOR SELECT TO authenticated USING ((EXISTS ( SELECT 1
+   FROM dwop.workflows w
+  WHERE ((w.id = runs.workflow_id) AND (w.owner = (( SELECT auth.uid() AS uid))::text)))));
+
+
+--
+-- Name: submissions; Type: ROW SECURITY; Schema: dwop; Owner: -
+--
+
+ALTER TABLE dwop.submissions ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: tasks; Type: ROW SECURITY; Schema: dwop; Owner: -
+--
+
+ALTER TABLE dwop.tasks ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: tasks tasks_owner_reads; Type: POLICY; Schema: dwop; Owner: -
+--
+
+CREATE POLICY tasks_owner_reads ON dwop.tasks FOR SELECT TO authenticated USING ((EXISTS ( SELECT 1
+   FROM dwop.workflows w
+  WHERE ((w.id = tasks.workflow_id) AND (w.owner = (( SELECT auth.uid() AS uid))::text)))));
+
+
+--
+-- Name: triggers; Type: ROW SECURITY; Schema: dwop; Owner: -
+--
+
+ALTER TABLE dwop.triggers ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: workflows; Type: ROW SECURITY; Schema: dwop; Owner: -
+--
+
+ALTER TABLE dwop.workflows ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: workflows workflows_owner_reads; Type: POLICY; Schema: dwop; Owner: -
+--
+
+CREATE POLICY workflows_owner_reads ON dwop.workflows FOR SELECT TO authenticated USING ((owner = (( SELECT auth.uid() AS uid))::text));
+
+
+--
+-- Name: SCHEMA dwop; Type: ACL; Schema: -; Owner: -
+--
+
+GRANT USAGE ON SCHEMA dwop TO authenticated;
+
+
+--
+-- Name: FUNCTION acquire_lease(p_name text, p_holder text, p_ttl_seconds integer, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.acquire_lease(p_name text, p_holder text, p_ttl_seconds integer, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION api_key_owner(p_key_hash text); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.api_key_owner(p_key_hash text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION append_run_log(p_run_id bigint, p_offset bigint, p_data bytea, p_max_bytes bigint); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.append_run_log(p_run_id bigint, p_offset bigint, p_data bytea, p_max_bytes bigint) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION cancel_workflow(p_workflow_id uuid, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.cancel_workflow(p_workflow_id uuid, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION claim_outbox_events(p_claimer_id text, p_batch_size integer, p_lease_seconds integer, p_now timestamp with time zone, p_topic text); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.claim_outbox_events(p_claimer_id text, p_batch_size integer, p_lease_seconds integer, p_now timestamp with time zone, p_topic text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION complete_run(p_run_id bigint, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.complete_run(p_run_id bigint, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION complete_runs(p_run_ids bigint[], p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.complete_runs(p_run_ids bigint[], p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION create_api_key(p_owner text, p_name text, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.create_api_key(p_owner text, p_name text, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION create_trigger(p_owner text, p_name text, p_source text, p_requirements text, p_secret text, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.create_trigger(p_owner text, p_name text, p_source text, p_requirements text, p_secret text, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION delete_trigger(p_owner text, p_name text); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.delete_trigger(p_owner text, p_name text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION enqueue_workflow_callback(p_workflow_id uuid, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.enqueue_workflow_callback(p_workflow_id uuid, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION fail_downstream(p_task_id bigint, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.fail_downstream(p_task_id bigint, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION finish_workflow_if_done(p_workflow_id uuid, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.finish_workflow_if_done(p_workflow_id uuid, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION finished_runs_since(p_after_at timestamp with time zone, p_after_id bigint, p_limit integer); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.finished_runs_since(p_after_at timestamp with time zone, p_after_id bigint, p_limit integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION heartbeat_dispatcher(p_id text, p_executor text, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.heartbeat_dispatcher(p_id text, p_executor text, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION increase_attempt(p_run_id bigint, p_error_msg text, p_reason text, p_exit_code integer, p_log_tail text, p_non_retryable boolean, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.increase_attempt(p_run_id bigint, p_error_msg text, p_reason text, p_exit_code integer, p_log_tail text, p_non_retryable boolean, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION instance_key(p_name text); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.instance_key(p_name text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION lease_holder(p_name text, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.lease_holder(p_name text, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION log_event(p_workflow_id uuid, p_kind text, p_task_name text, p_status text, p_attempt integer, p_data jsonb, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.log_event(p_workflow_id uuid, p_kind text, p_task_name text, p_status text, p_attempt integer, p_data jsonb, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION mark_outbox_published(p_claimer_id text, p_ids bigint[], p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.mark_outbox_published(p_claimer_id text, p_ids bigint[], p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION mark_run_dispatched(p_run_id bigint, p_job_name text, p_started boolean, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.mark_run_dispatched(p_run_id bigint, p_job_name text, p_started boolean, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION mark_run_running(p_run_id bigint, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.mark_run_running(p_run_id bigint, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION metrics_snapshot(p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.metrics_snapshot(p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION next_outbox_due(p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.next_outbox_due(p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION notify_outbox(); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.notify_outbox() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION purge_expired(p_keep interval, p_batch integer, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.purge_expired(p_keep interval, p_batch integer, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION quiet_active_runs(p_executor text, p_min_age_seconds integer, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.quiet_active_runs(p_executor text, p_min_age_seconds integer, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION reap_lost_runs(p_stale_seconds integer, p_own_id text, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.reap_lost_runs(p_stale_seconds integer, p_own_id text, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION reap_orphaned_runs(p_dispatcher_id text, p_held bigint[], p_grace_seconds integer, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.reap_orphaned_runs(p_dispatcher_id text, p_held bigint[], p_grace_seconds integer, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION record_callback_result(p_claimer_id text, p_id bigint, p_error text, p_max_attempts integer, p_backoff_ms integer, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.record_callback_result(p_claimer_id text, p_id bigint, p_error text, p_max_attempts integer, p_backoff_ms integer, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION record_hook_delivery(p_trigger_id uuid, p_delivery_id text, p_workflow_id uuid, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.record_hook_delivery(p_trigger_id uuid, p_delivery_id text, p_workflow_id uuid, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION release_lease(p_name text, p_holder text); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.release_lease(p_name text, p_holder text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION republish_stalled_tasks(p_after_seconds integer, p_waiting integer, p_limit integer, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.republish_stalled_tasks(p_after_seconds integer, p_waiting integer, p_limit integer, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION reserve_submission(p_owner text, p_idempotency_key text, p_request_hash text, p_workflow_id uuid, p_callback_url text, p_callback_secret text, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.reserve_submission(p_owner text, p_idempotency_key text, p_request_hash text, p_workflow_id uuid, p_callback_url text, p_callback_secret text, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION retry_runs_as_lost(p_run_ids bigint[], p_error text, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.retry_runs_as_lost(p_run_ids bigint[], p_error text, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION retry_workflow(p_workflow_id uuid, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.retry_workflow(p_workflow_id uuid, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION revoke_api_key(p_owner text, p_id uuid, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.revoke_api_key(p_owner text, p_id uuid, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION run_statuses(p_run_ids bigint[]); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.run_statuses(p_run_ids bigint[]) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION seal_run_log(p_run_id bigint); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.seal_run_log(p_run_id bigint) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION start_cluster_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_max_active integer, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.start_cluster_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_max_active integer, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION submit_workflow(p_id uuid, p_owner text, p_name text, p_source text, p_has_requirements boolean, p_inputs text[], p_tasks jsonb, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.submit_workflow(p_id uuid, p_owner text, p_name text, p_source text, p_has_requirements boolean, p_inputs text[], p_tasks jsonb, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION system_stall(p_after_seconds integer, p_alive_seconds integer, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.system_stall(p_after_seconds integer, p_alive_seconds integer, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION wake_stalled_outbox(p_stale_seconds integer, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.wake_stalled_outbox(p_stale_seconds integer, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION workflow_summary_json(p_workflow_id uuid); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.workflow_summary_json(p_workflow_id uuid) FROM PUBLIC;
+
+
+--
+-- Name: TABLE events; Type: ACL; Schema: dwop; Owner: -
+--
+
+GRANT SELECT ON TABLE dwop.events TO authenticated;
+
+
+--
+-- Name: TABLE runs; Type: ACL; Schema: dwop; Owner: -
+--
+
+GRANT SELECT ON TABLE dwop.runs TO authenticated;
+
+
+--
+-- Name: TABLE tasks; Type: ACL; Schema: dwop; Owner: -
+--
+
+GRANT SELECT ON TABLE dwop.tasks TO authenticated;
+
+
+--
+-- Name: TABLE workflows; Type: ACL; Schema: dwop; Owner: -
+--
+
+GRANT SELECT ON TABLE dwop.workflows TO authenticated;
+
+
+--
+-- PostgreSQL database dump complete
+--
+
+

@@ -1,0 +1,114 @@
+// The Job spec DWOP writes, run as Kubernetes would run it: the simulator's kubelet starts each pod as a
+// real container of dwop-pyworker:dev (built from this tree) through podman and runc, with the pod's
+// security context, emptyDir volumes, limits and termination-message file. The worker reaches the
+// test's API server and storage on 127.0.0.1 through signed URLs only, as a pod reaches the services.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { KubeSim } from "./support/kube-sim/index.ts";
+import { startKubeEngine, startWorkerSim, type KubeEngine } from "./support/kube-engine.ts";
+import { workerContainers } from "./support/podman.ts";
+import { until } from "./support/until.ts";
+
+// Without podman these cases cannot say anything (host processes run as root on a writable system):
+// skipped, after test/support/podman.ts has said why. CI sets DWOP_KUBE_SIM_RUNTIME=podman, where a
+// missing runtime fails instead.
+const containers = await workerContainers();
+let sim: KubeSim;
+let engine: KubeEngine | null = null;
+let namespaces = 0;
+
+beforeAll(async () => {
+  sim = await startWorkerSim({ containers });
+});
+afterAll(() => sim?.close());
+afterEach(async (ctx) => {
+  await engine?.stop(ctx.task.result?.state === "pass");
+  engine = null;
+});
+
+const start = async (label: string) => {
+  engine = await startKubeEngine(label, { sim, namespace: `ctr-${++namespaces}` });
+  return engine;
+};
+
+// What the task sees of its container, one `key value` line each.
+const INSPECT = `
+import os
+def can_write(path):
+    try:
+        with open(path, "w") as f:
+            f.write("x")
+        return "yes"
+    except OSError as e:
+        return type(e).__name__
+status = dict(line.split(":\\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\\t" in line)
+for key, value in [
+    ("uid", os.getuid()), ("gid", os.getgid()), ("groups", sorted(os.getgroups())),
+    ("cwd", os.getcwd()), ("root_writable", can_write("/etc/dwop-probe")),
+    ("work_writable", can_write("/work/probe")), ("tmp_writable", can_write("/tmp/probe")),
+    ("work_group", os.stat("/work").st_gid), ("work_setgid", oct(os.stat("/work").st_mode & 0o2000)),
+    ("cap_eff", status["CapEff"].strip()), ("no_new_privs", status["NoNewPrivs"].strip()),
+    ("memory_limit", open("/sys/fs/cgroup/memory/memory.limit_in_bytes").read().strip()),
+    ("in_container", "libpod-" in open("/proc/self/cgroup").read()),
+]:
+    print(key, value)
+`;
+
+describe.skipIf(!containers)("Job pods as real containers", () => {
+  it("runs a workflow in containers as uid 10001 on a read-only root, with emptyDir /work and /tmp", async () => {
+    const e = await start("kube_ctr_spec");
+    const body = INSPECT.trim()
+      .split("\n")
+      .map((l) => `    ${l}`)
+      .join("\n");
+    const id = await e.submit(
+      `@memory("200Mi")\nfun inspect():\n${body}\n\nfun total(facts:inspect):\n    print(len(open("facts").read().splitlines()))\n`,
+    );
+    const w = await e.waitFor(id, 60_000);
+    expect(w.status).toBe("succeeded");
+    const facts = Object.fromEntries(
+      (await e.output(id, "inspect"))
+        .trim()
+        .split("\n")
+        .map((l) => [l.slice(0, l.indexOf(" ")), l.slice(l.indexOf(" ") + 1)]),
+    );
+    expect(facts).toEqual({
+      uid: "10001",
+      gid: "10001",
+      groups: "[10001]",
+      cwd: "/work",
+      root_writable: "OSError", // EROFS: readOnlyRootFilesystem
+      work_writable: "yes",
+      tmp_writable: "yes",
+      work_group: "10001", // fsGroup
+      work_setgid: "0o2000",
+      cap_eff: "0000000000000000", // capabilities: drop ALL
+      no_new_privs: "1", // allowPrivilegeEscalation: false
+      memory_limit: String(200 * 2 ** 20),
+      in_container: "True",
+    });
+    // The downstream task read inspect's output through its signed URL, in a container of its own.
+    expect(await e.output(id, "total")).toBe("13\n");
+  });
+
+  it("reports a task that goes over its @memory as OOMKilled, which the dispatcher records as oom_killed", async () => {
+    const e = await start("kube_ctr_oom");
+    const id = await e.submit(
+      '@memory("64Mi")\nfun hog():\n    block = bytearray(256 * 1024 * 1024)\n    print(len(block))\n',
+    );
+    const first = async () => {
+      const [run] = await e.m.db<{ status: string; failure_reason: string | null; job_name: string }[]>`
+        select r.status, r.failure_reason, r.job_name from dwop.runs r
+        where r.workflow_id = ${id} and r.attempt = 1`;
+      return run;
+    };
+    await until(async () => (await first())?.status === "failed", 60_000);
+    expect(await first()).toMatchObject({ status: "failed", failure_reason: "oom_killed" });
+    // Out of memory is the infrastructure's budget (max_infra_retries), not the task's own retries.
+    const w = await e.waitFor(id, 120_000);
+    expect(w.status).toBe("failed");
+    const reasons = await e.m.db<{ failure_reason: string }[]>`
+      select failure_reason from dwop.runs where workflow_id = ${id} order by attempt`;
+    expect(reasons.length).toBeGreaterThan(1);
+    expect(reasons.every((r) => r.failure_reason === "oom_killed")).toBe(true);
+  });
+});
