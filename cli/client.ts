@@ -9,6 +9,7 @@ import type {
 import type { Config } from "../shared/config.ts";
 import type { WorkflowState } from "../shared/model.ts";
 import { readSse, type SseMessage } from "../shared/sse.ts";
+import type { Stall } from "../functions/stall.ts";
 import { EXIT } from "./exit.ts";
 
 /** The API's JSON, typed by the schemas the server validates and documents with. */
@@ -31,10 +32,28 @@ export class ApiRequestError extends Error {
 
   /** What `dwop` exits with: 1 not found or conflicting state, 2 invalid request, 3 server or auth. */
   get exitCode(): number {
+    if (this.code === "not_dwop") return EXIT.server;
     if (this.status === 404 || this.status === 409) return EXIT.failed;
     if ([400, 413, 415, 422].includes(this.status)) return EXIT.usage;
     return EXIT.server;
   }
+}
+
+/** No answer at all: why, as the socket said (ECONNREFUSED, EPIPE, ...). */
+function unreachable(baseUrl: string, err: unknown): ApiRequestError {
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  const why = cause?.code ?? cause?.message ?? String(err);
+  return new ApiRequestError(0, "unreachable", `cannot reach ${baseUrl}: ${why}`, { cause: why });
+}
+
+/** An answer without DWOP's JSON: a web page, a proxy, another service at that address. */
+function notDwop(baseUrl: string, res: Response): ApiRequestError {
+  const type = (res.headers.get("content-type") ?? "no content type").split(";")[0];
+  return new ApiRequestError(
+    res.status,
+    "not_dwop",
+    `${baseUrl} is not a DWOP server: it answered HTTP ${res.status} with ${type}, not DWOP's JSON`,
+  );
 }
 
 /** The HTTP client of a DWOP server, for the CLI's commands. */
@@ -44,41 +63,60 @@ export class DwopClient {
     private readonly token: string | null,
   ) {}
 
-  /** A request; any answer but 2xx throws an ApiRequestError. */
+  /** A request; any answer but 2xx throws an ApiRequestError, and so does an answer no DWOP server gives. */
   async request(method: string, path: string, init: RequestInit = {}): Promise<Response> {
     const headers = new Headers(init.headers);
     if (this.token) headers.set("authorization", `Bearer ${this.token}`);
-    const url = `${this.baseUrl.replace(/\/+$/, "")}${path}`;
     let res: Response;
     try {
-      res = await fetch(url, { ...init, method, headers });
+      res = await fetch(this.url(path), { ...init, method, headers });
     } catch (err) {
-      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-      throw new ApiRequestError(
-        0,
-        "unreachable",
-        `cannot reach ${this.baseUrl}: ${cause?.code ?? cause?.message ?? String(err)}`,
-      );
+      if (init.signal?.aborted) throw err;
+      throw unreachable(this.baseUrl, err);
     }
     if (res.ok) return res;
-    const text = await res.text();
+    const text = await res.text().catch(() => "");
     let body: { error?: { code?: string; message?: string; details?: unknown } } = {};
     try {
       body = JSON.parse(text) as typeof body;
     } catch {
       // not the API's JSON: a proxy's page, say
     }
-    const message = body.error?.message ?? `${res.status} ${res.statusText} ${text.slice(0, 200)}`.trim();
+    if (typeof body.error?.code !== "string") throw notDwop(this.baseUrl, res);
     throw new ApiRequestError(
       res.status,
-      body.error?.code ?? "http_error",
-      message,
-      body.error?.details ?? null,
+      body.error.code,
+      body.error.message ?? `${res.status} ${res.statusText}`,
+      body.error.details ?? null,
     );
   }
 
+  private url(path: string): string {
+    return `${this.baseUrl.replace(/\/+$/, "")}${path}`;
+  }
+
   private async json<T>(method: string, path: string, init: RequestInit = {}): Promise<T> {
-    return (await (await this.request(method, path, init)).json()) as T;
+    const res = await this.request(method, path, init);
+    if (!(res.headers.get("content-type") ?? "").includes("json")) {
+      await res.body?.cancel();
+      throw notDwop(this.baseUrl, res);
+    }
+    return (await res.json()) as T;
+  }
+
+  /**
+   * The server's /readyz: null while tasks move, the stall it reports otherwise (a 503 says the
+   * server's database is unreachable). Throws an ApiRequestError (status 0) when it cannot be reached.
+   */
+  async stall(): Promise<Stall | null> {
+    let res: Response;
+    try {
+      res = await fetch(this.url("/readyz"), { signal: AbortSignal.timeout(5000) });
+    } catch (err) {
+      throw unreachable(this.baseUrl, err);
+    }
+    const body = (await res.json().catch(() => ({}))) as { stall?: Stall | null };
+    return body.stall ?? null;
   }
 
   submit(form: FormData): Promise<WorkflowDetail> {
@@ -112,17 +150,33 @@ export class DwopClient {
   /** The full log of one attempt (default: the latest), streamed. */
   log(id: string, task: string, attempt?: number): Promise<Response> {
     const q = attempt === undefined ? "" : `?attempt=${attempt}`;
-    return this.request(
-      "GET",
-      `/workflows/${encodeURIComponent(id)}/tasks/${encodeURIComponent(task)}/logs${q}`,
-    );
+    return this.request("GET", `${taskPath(id, task)}/logs${q}`);
+  }
+
+  /**
+   * One attempt's log from byte `offset` on, as far as it has been shipped: `size` is the next offset,
+   * `complete` says the attempt has ended and its log will not grow. `size` and `complete` are null
+   * from a server that stores a log only when its attempt ends (it then answers the whole log).
+   */
+  async logFrom(
+    id: string,
+    task: string,
+    attempt: number,
+    offset: number,
+  ): Promise<{ text: string; size: number | null; complete: boolean | null }> {
+    const res = await this.request("GET", `${taskPath(id, task)}/logs?attempt=${attempt}&offset=${offset}`);
+    const text = await res.text();
+    const size = res.headers.get("x-log-size");
+    const complete = res.headers.get("x-log-complete");
+    return {
+      text,
+      size: size === null ? null : Number(size),
+      complete: complete === null ? null : complete === "true",
+    };
   }
 
   output(id: string, task: string): Promise<Response> {
-    return this.request(
-      "GET",
-      `/workflows/${encodeURIComponent(id)}/tasks/${encodeURIComponent(task)}/output`,
-    );
+    return this.request("GET", `${taskPath(id, task)}/output`);
   }
 
   /** The workflow's event stream from after `lastEventId`, until the server's `end` or `signal`. */
@@ -132,6 +186,9 @@ export class DwopClient {
     yield* readSse(res.body!);
   }
 }
+
+const taskPath = (id: string, task: string) =>
+  `/workflows/${encodeURIComponent(id)}/tasks/${encodeURIComponent(task)}`;
 
 const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]", "::1"]);
 

@@ -1,8 +1,9 @@
-import { Command, CommanderError } from "commander";
+import { Command, CommanderError, Option } from "commander";
 import { existsSync } from "node:fs";
 import { ConfigError, loadConfig } from "../shared/config.ts";
 import { DslErrors } from "../shared/dsl/index.ts";
 import { readEnv } from "../shared/env.ts";
+import type { LogFormat } from "../shared/pino.ts";
 import { ApiRequestError } from "./client.ts";
 import { CliError, EXIT } from "./exit.ts";
 
@@ -23,6 +24,12 @@ const program = new Command()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
 const json = "print JSON on stdout";
+/** Server logs for a person or a collector; DWOP_LOG_FORMAT sets the default. */
+const logFormat = () =>
+  new Option(
+    "--log-format <format>",
+    "log lines: pretty (default on a terminal) or json (default when piped)",
+  ).choices(["pretty", "json"]);
 type Flags = Record<string, string | string[] | boolean | undefined>;
 
 /**
@@ -44,9 +51,13 @@ program
   .option("-r, --requirements <file>", "requirements.txt installed before each task")
   .option("-i, --input <name=file...>", "a workflow input, read by tasks as inputs.NAME")
   .option("--json", "print one JSON summary on stdout")
+  .addOption(logFormat())
   .action(
-    act(async (file: string, opts: { requirements?: string; input?: string[]; json?: boolean }) =>
-      (await import("./commands/run.ts")).runCommand(config(), file, opts),
+    act(
+      async (
+        file: string,
+        opts: { requirements?: string; input?: string[]; json?: boolean; logFormat?: LogFormat },
+      ) => (await import("./commands/run.ts")).runCommand(config(), file, opts),
     ),
   );
 
@@ -80,21 +91,31 @@ program
   .description("your workflows, newest first")
   .option("-s, --status <state>", "only queued, running, succeeded, failed or cancelled ones")
   .option("-n, --limit <n>", "how many (1-100)", "20")
+  .option("--cursor <cursor>", "the page after this one: the `next page` cursor a previous list printed")
+  .option("--all", "every workflow, page after page (--limit is then the page size)")
   .option("--json", json)
   .action(
-    act(async (opts: { status?: string; limit?: string; json?: boolean }) =>
+    act(async (opts: { status?: string; limit?: string; cursor?: string; all?: boolean; json?: boolean }) =>
       (await import("./commands/list.ts")).listCommand(config(), opts),
     ),
   );
 
 program
   .command("logs")
-  .description("a task's full log (stdout and stderr) of its latest attempt")
+  .description(
+    "a task's log (stdout and stderr) of its latest attempt, as far as it has run; after `dwop run`, from DWOP_HOME",
+  )
   .argument("<id>", "the workflow id")
   .argument("<task>", "the task name")
   .option("-a, --attempt <n>", "another attempt than the latest")
-  .option("-f, --follow", "print each attempt's log as it ends, until the task ends (exit 0 if it succeeded)")
-  .option("--json", "print {workflowId, task, attempt, status, log} (one a line with --follow)")
+  .option(
+    "-f, --follow",
+    "print lines as they come, attempt after attempt, until the task ends (exit 0 if it succeeded)",
+  )
+  .option(
+    "--json",
+    "print {workflowId, task, attempt, status, log} (with --follow: a line per piece, with its byte offset)",
+  )
   .action(
     act(async (id: string, task: string, opts: Flags) =>
       (await import("./commands/logs.ts")).logsCommand(config(), id, task, opts),
@@ -165,7 +186,14 @@ program
 program
   .command("dev")
   .description("run the API, dashboard, claimer and dispatcher as one long-running local server")
-  .action(act(async () => (await import("./commands/dev.ts")).devCommand(config())));
+  .option("-p, --port <port>", "the port to listen on (default: DWOP_PORT, 8080)")
+  .option("--host <host>", "the address to listen on (default: DWOP_HOST, 127.0.0.1)")
+  .addOption(logFormat())
+  .action(
+    act(async (opts: { port?: string; host?: string; logFormat?: LogFormat }) =>
+      (await import("./commands/dev.ts")).devCommand(config(), opts),
+    ),
+  );
 
 try {
   await program.parseAsync(process.argv);
@@ -207,12 +235,17 @@ function describeApiError(err: ApiRequestError): string {
     );
     return `${err.message}\n${lines.join("\n")}`;
   }
-  const status = err.status === 0 ? "" : ` (HTTP ${err.status})`;
+  const status = err.status === 0 || err.code === "not_dwop" ? "" : ` (HTTP ${err.status})`;
+  const cause = (err.details as { cause?: string } | null)?.cause;
   const hint =
-    err.status === 0
-      ? "\n  start a server with `dwop dev`, or set DWOP_URL"
-      : err.status === 401
-        ? "\n  set DWOP_TOKEN to an API key, a Supabase access token, or the server's DWOP_API_TOKEN"
-        : "";
+    err.code === "not_dwop"
+      ? "\n  set DWOP_URL to the DWOP server's address (the URL `dwop dev` prints, or your deployment's API)"
+      : err.status === 0 && cause === "ECONNREFUSED"
+        ? "\n  start a server with `dwop dev`, or set DWOP_URL"
+        : err.status === 0 && cause && /^(EPIPE|ECONNRESET|UND_ERR_SOCKET|HPE_)/.test(cause)
+          ? "\n  it did not answer as an HTTP server would: is DWOP_URL the DWOP server's address?"
+          : err.status === 401
+            ? "\n  set DWOP_TOKEN to an API key, a Supabase access token, or the server's DWOP_API_TOKEN"
+            : "";
   return `${err.message}${status}${hint}`;
 }

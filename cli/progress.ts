@@ -1,5 +1,7 @@
+import { blockedMessage } from "./blocked.ts";
 import type { Store, TaskSummary, WorkflowSummary } from "../shared/db/store.ts";
 import { TERMINAL_TASK_STATES, TERMINAL_WORKFLOW_STATES } from "../shared/model.ts";
+import { DatabaseWatch, readStall, type Stall, type StallSettings } from "../functions/stall.ts";
 import { palette, stateColor, type OutStream, type Palette } from "./terminal.ts";
 
 /** What a progress line shows of a task, from the database (`dwop run`) or the API (`dwop submit --wait`). */
@@ -10,6 +12,8 @@ export interface ProgressTask {
   startedAt: Date | null;
   finishedAt: Date | null;
   error: string | null;
+  /** For an `upstream_failed` task: the failed task that blocked it, when known. */
+  blockedBy?: string | null;
 }
 
 const MARK: Record<string, string> = {
@@ -36,9 +40,19 @@ export function seconds(ms: number): string {
 export function taskLine(t: ProgressTask, p: Palette = palette(false), now = Date.now()): string {
   const took = t.startedAt ? ` ${seconds((t.finishedAt?.getTime() ?? now) - t.startedAt.getTime())}` : "";
   const attempt = t.attempt > 1 ? ` attempt ${t.attempt}` : "";
-  const error = t.status === "failed" && t.error ? ` — ${t.error}` : "";
+  const error =
+    t.status === "failed" && t.error
+      ? ` — ${t.error}`
+      : t.status === "upstream_failed"
+        ? ` — ${blockedMessage(t.error, t.blockedBy ?? null)}`
+        : "";
   const paint = stateColor(p, t.status);
   return `${paint(MARK[t.status] ?? "?")} ${t.name} ${paint(t.status)}${attempt}${took ? p.dim(took) : ""}${error}`;
+}
+
+/** `stalled: <message> (since 12:03:04)`, the time in this machine's zone. */
+export function stallLine(stall: Stall): string {
+  return `stalled: ${stall.message} (since ${new Date(stall.since).toTimeString().slice(0, 8)})`;
 }
 
 /** `[######----] 6/10` over tasks that have ended. */
@@ -92,6 +106,7 @@ export class Progress {
   private drawn = 0;
   private lastBlock = "";
   private timer: ReturnType<typeof setInterval> | null = null;
+  private stalled: Stall | null = null;
 
   constructor(
     private readonly out: OutStream,
@@ -116,6 +131,18 @@ export class Progress {
       this.seen.set(t.name, key);
       this.out.write(`${bar(tasks, 12)} ${taskLine(t, this.p, this.now())}\n`);
     }
+  }
+
+  /** The server's stall (null once tasks move again): a line under the bar, or a line when it changes. */
+  stall(stall: Stall | null): void {
+    const was = this.stalled;
+    this.stalled = stall;
+    if (this.options.live) {
+      if (this.tasks.length) this.redraw();
+      return;
+    }
+    if (stall) this.out.write(`${stallLine(stall)}\n`);
+    else if (was) this.out.write("no longer stalled: tasks are moving again\n");
   }
 
   /** A line above the progress (the block is redrawn below it). */
@@ -151,7 +178,7 @@ export class Progress {
   private block(): string[] {
     // A terminal of unknown size (0 or none, as under `script`) is taken as 80x24.
     const width = Math.max(20, (this.out.columns || 80) - 1);
-    const room = Math.max(3, (this.out.rows || 24) - 3);
+    const room = Math.max(3, (this.out.rows || 24) - (this.stalled ? 4 : 3));
     const rank = (t: ProgressTask) =>
       t.status === "failed" ? 0 : ["running", "dispatched", "queued"].includes(t.status) ? 1 : 2;
     let shown = [...this.tasks];
@@ -181,8 +208,19 @@ export class Progress {
         width,
       ),
     );
+    if (this.stalled) lines.push(fit(this.p.red(stallLine(this.stalled)), width));
     return lines;
   }
+}
+
+/** How often `dwop run` asks the database whether publishing or dispatching has stalled. */
+const STALL_POLL_MS = 2000;
+
+export interface FollowWorkflowOptions {
+  pollMs?: number;
+  /** The stall the database shows, as it changes (null once tasks move again). */
+  onStall?: (stall: Stall | null) => void;
+  stall?: StallSettings;
 }
 
 /**
@@ -193,15 +231,32 @@ export async function followWorkflow(
   store: Store,
   workflowId: string,
   onUpdate: (tasks: TaskSummary[], w: WorkflowSummary) => void,
-  pollMs = 100,
+  options: FollowWorkflowOptions = {},
 ): Promise<WorkflowSummary> {
+  const pollMs = options.pollMs ?? 100;
   let last = "";
   let wake: (() => void) | null = null;
+  let lastStall = "null";
+  let stallAt = 0;
+  const watch = new DatabaseWatch();
   const listener = await store.db.listen("dwop_workflow_done", (id) => {
     if (id === workflowId) wake?.();
   });
   try {
     for (;;) {
+      if (options.onStall && options.stall && Date.now() - stallAt >= STALL_POLL_MS) {
+        stallAt = Date.now();
+        const stall = await readStall(store.db, options.stall).then(
+          (s) => (watch.reached(), s),
+          (err: unknown) => watch.unreachable(err),
+        );
+        if (JSON.stringify(stall) !== lastStall) options.onStall(stall);
+        lastStall = JSON.stringify(stall);
+        if (stall?.what === "database") {
+          await new Promise((r) => setTimeout(r, 1000));
+          continue;
+        }
+      }
       const w = await store.workflowSummary(workflowId);
       if (!w) throw new Error(`workflow ${workflowId} not found`);
       const key = w.tasks.map((t) => `${t.status}:${t.attempt}`).join(",");

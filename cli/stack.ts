@@ -4,7 +4,7 @@ import { hostname } from "node:os";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Claimer, claimerSettings } from "../cron/claimer.ts";
-import { Dispatcher } from "../dispatcher/dispatcher.ts";
+import { Dispatcher, type DispatcherOptions } from "../dispatcher/dispatcher.ts";
 import { apiSettings, createApp } from "../functions/app.ts";
 import type { Bus } from "../shared/bus/bus.ts";
 import { connectBus } from "../shared/bus/from-config.ts";
@@ -39,7 +39,11 @@ export interface Stack {
   url: string;
   /** Where the generated API token is kept, when DWOP_API_TOKEN is not set. */
   apiTokenFile: string | null;
-  stop(): Promise<void>;
+  /**
+   * Stops everything in order. `fast` (Ctrl-C): running tasks are stopped at once and recorded as lost,
+   * so the next start reruns them, instead of getting DWOP_SHUTDOWN_GRACE_SECONDS to finish.
+   */
+  stop(options?: { fast?: boolean }): Promise<void>;
 }
 
 /**
@@ -92,6 +96,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const bus = await connectBus(config, url, logger);
 
   const stops: (() => Promise<void>)[] = [];
+  // Kept to shorten the grace period of a fast stop: the dispatcher reads it when it stops.
+  let dispatcherOptions: DispatcherOptions | null = null;
   if (options.engine && config.DWOP_EXECUTOR === "kubernetes") {
     // Tasks run as Jobs, started by the dispatcher Deployment in the cluster: here only the claimer.
     const claimer = new Claimer(store, bus, {
@@ -115,17 +121,23 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       logger,
     });
     await announceSandbox(executor, logger);
-    const dispatcher = new Dispatcher(store, bus, executor, storage, {
-      id,
-      concurrency: config.DWOP_CONCURRENCY,
-      heartbeatSeconds: config.DWOP_HEARTBEAT_SECONDS,
-      lostAfterSeconds: config.DWOP_LOST_AFTER_SECONDS,
-      shutdownGraceSeconds: config.DWOP_SHUTDOWN_GRACE_SECONDS,
-      signedUrlTtlSeconds: config.DWOP_SIGNED_URL_TTL_SECONDS,
-      apiUrl: serverUrl,
-      defaultTimeoutSeconds: config.DWOP_DEFAULT_TASK_TIMEOUT_SECONDS,
-      logger,
-    });
+    const dispatcher = new Dispatcher(
+      store,
+      bus,
+      executor,
+      storage,
+      (dispatcherOptions = {
+        id,
+        concurrency: config.DWOP_CONCURRENCY,
+        heartbeatSeconds: config.DWOP_HEARTBEAT_SECONDS,
+        lostAfterSeconds: config.DWOP_LOST_AFTER_SECONDS,
+        shutdownGraceSeconds: config.DWOP_SHUTDOWN_GRACE_SECONDS,
+        signedUrlTtlSeconds: config.DWOP_SIGNED_URL_TTL_SECONDS,
+        apiUrl: serverUrl,
+        defaultTimeoutSeconds: config.DWOP_DEFAULT_TASK_TIMEOUT_SECONDS,
+        logger,
+      }),
+    );
     const claimer = new Claimer(store, bus, { id, ...claimerSettings(config), logger });
     await dispatcher.start();
     await claimer.start();
@@ -143,11 +155,15 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     bus,
     url: serverUrl,
     apiTokenFile,
-    async stop() {
+    async stop(stopOptions = {}) {
+      if (stopOptions.fast && dispatcherOptions) dispatcherOptions.shutdownGraceSeconds = 0;
       for (const stop of stops) await stop();
       await bus.close();
-      await new Promise<void>((r) => server.server.close(() => r()));
-      await db.end({ timeout: 5 });
+      // Open event streams (a dashboard, a `--wait`) would hold close() until they end on their own.
+      const closed = new Promise<void>((r) => server.server.close(() => r()));
+      (server.server as { closeAllConnections?: () => void }).closeAllConnections?.();
+      await closed;
+      await db.end({ timeout: stopOptions.fast ? 0 : 5 });
       await embedded?.stop();
     },
   };

@@ -63,3 +63,27 @@ export function stateColor(p: Palette, state: string): Paint {
       return p.dim;
   }
 }
+
+/** A stream that can be silenced: after Ctrl-C nothing but the one line may reach the terminal. */
+export interface MuteableStream extends OutStream {
+  mute(): void;
+}
+
+export function muteable(stream: OutStream): MuteableStream {
+  let muted = false;
+  return {
+    write: (s: string) => (muted ? true : stream.write(s)),
+    get isTTY() {
+      return stream.isTTY;
+    },
+    get columns() {
+      return stream.columns;
+    },
+    get rows() {
+      return stream.rows;
+    },
+    mute() {
+      muted = true;
+    },
+  };
+}

@@ -11,7 +11,7 @@ import { createLogger } from "../shared/pino.ts";
 import { Claimer, claimerSettings } from "./claimer.ts";
 
 const config = loadConfig(readEnv());
-const logger = createLogger(config.DWOP_LOG_LEVEL);
+const logger = createLogger(config.DWOP_LOG_LEVEL, { format: config.DWOP_LOG_FORMAT });
 const url = databaseUrl(config);
 if (!url) {
   logger.error({}, "the claimer needs DATABASE_URL");

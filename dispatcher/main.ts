@@ -19,7 +19,7 @@ import { DispatcherMetrics } from "./metrics.ts";
 import { serveOps } from "./ops-server.ts";
 
 const config = loadConfig(readEnv());
-const logger = createLogger(config.DWOP_LOG_LEVEL);
+const logger = createLogger(config.DWOP_LOG_LEVEL, { format: config.DWOP_LOG_FORMAT });
 const url = databaseUrl(config);
 const storage = storageFromConfig(config);
 if (!url || !storage) {

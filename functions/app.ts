@@ -22,6 +22,7 @@ import { LOG_STREAM_BODY_LIMIT, logStreamDocs, logStreamRoutes } from "./log-str
 import { openApiDocument, type RouteDoc } from "./openapi.ts";
 import { runDocs, runRoutes } from "./runs.ts";
 import { Health } from "./schemas.ts";
+import { DatabaseWatch, DEFAULT_STALL_SETTINGS, Readiness, readStall } from "./stall.ts";
 import { FailureThrottle, throttleFailures } from "./throttle.ts";
 import { triggerDocs, triggerRoutes } from "./triggers.ts";
 import { validateDocs, validateRoutes } from "./validate.ts";
@@ -46,6 +47,8 @@ export interface AppDeps {
   /** Routes only some runtimes have (local file storage on Node), mounted at the root. */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- any sub-app's environment will do
   extraRoutes?: Hono<any>;
+  /** Since when the database has been unreachable; give one that outlives the app, as `throttle`. */
+  databaseWatch?: DatabaseWatch;
 }
 
 export const DEFAULT_SETTINGS: ApiSettings = {
@@ -60,6 +63,7 @@ export const DEFAULT_SETTINGS: ApiSettings = {
   callbackAllow: EMPTY_ALLOW_LIST,
   authThrottle: { maxFailures: 20, windowMs: 60_000, blockMs: 60_000, maxEntries: 10_000 },
   clientAddress: { proxies: 1 },
+  stall: DEFAULT_STALL_SETTINGS,
 };
 
 /** The API's settings from the validated configuration. */
@@ -82,6 +86,7 @@ export function apiSettings(config: Config): ApiSettings {
       maxEntries: config.DWOP_AUTH_THROTTLE_ENTRIES,
     },
     clientAddress: { header: config.DWOP_CLIENT_ADDRESS_HEADER, proxies: config.DWOP_TRUSTED_PROXIES },
+    stall: { afterSeconds: config.DWOP_STALL_AFTER_SECONDS, aliveSeconds: config.DWOP_LOST_AFTER_SECONDS },
   };
 }
 
@@ -143,7 +148,7 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
   // A running worker's calls, with its run's token (a guessed token is a failed authentication too).
   app.use("/runs/*", badToken, limit(LOG_STREAM_BODY_LIMIT));
 
-  healthRoutes(app, deps.db);
+  healthRoutes(app, api, deps.databaseWatch ?? new DatabaseWatch(api.now));
   workflowRoutes(app, api);
   runRoutes(app, api);
   logStreamRoutes(app, api);
@@ -167,15 +172,26 @@ function limit(maxSize: number): MiddlewareHandler {
   });
 }
 
-function healthRoutes(app: Hono<ApiEnv>, db: Db): void {
+function healthRoutes(app: Hono<ApiEnv>, api: ApiDeps, watch: DatabaseWatch): void {
   app.get("/healthz", (c) => c.json({ status: "ok" }));
+  // Ready while the database answers; `stall` says whether tasks are moving (see stall.ts). A stall of
+  // publishing or dispatching keeps 200: the API itself still serves, and a probe must not pull it.
   app.get("/readyz", async (c) => {
     try {
-      await db`select 1`;
-      return c.json({ status: "ready" });
-    } catch {
-      return c.json(errorBody("unavailable", "database unreachable"), 503);
+      await api.db`select 1`;
+      watch.reached();
+    } catch (err) {
+      api.logger.warn({ err }, "readyz: database unreachable");
+      return c.json(
+        { ...errorBody("unavailable", "database unreachable"), stall: watch.unreachable(err) },
+        503,
+      );
     }
+    const stall = await readStall(api.db, api.settings.stall).catch((err: unknown) => {
+      api.logger.error({ err }, "readyz: stall check failed");
+      return null;
+    });
+    return c.json({ status: "ready", stall });
   });
   let document: object | null = null;
   app.get("/openapi.json", (c) => c.json((document ??= openApiDocument(ROUTE_DOCS))));
@@ -192,9 +208,9 @@ const healthDocs: RouteDoc[] = [
   {
     method: "get",
     path: "/readyz",
-    summary: "The database is reachable",
+    summary: "The database is reachable; `stall` says whether publishing or dispatching has stopped",
     auth: "none",
-    responses: { 200: { description: "ready", schema: Health } },
+    responses: { 200: { description: "ready", schema: Readiness } },
     errors: [503],
   },
   {

@@ -8,6 +8,7 @@ import type { AllowList } from "../shared/net/addresses.ts";
 import type { ResolveHost } from "../shared/net/callback-target.ts";
 import type { Storage } from "../shared/storage/storage.ts";
 import type { SubmitLimits } from "../shared/submit.ts";
+import type { StallSettings } from "./stall.ts";
 import type { AddressSettings, ThrottleSettings } from "./throttle.ts";
 
 /** Who is calling: the owner whose workflows it sees, and how it proved it. */
@@ -43,6 +44,8 @@ export interface ApiSettings {
   authThrottle: ThrottleSettings;
   /** Where a request's client address comes from (for that throttle). */
   clientAddress: AddressSettings;
+  /** When unpublished or undispatched tasks count as a stall, on /readyz. */
+  stall: StallSettings;
 }
 
 /** Everything the routes are given. */

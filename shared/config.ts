@@ -28,6 +28,27 @@ const optionalUrl = z
   .transform((v) => (v === "" ? undefined : v))
   .pipe(z.string().url().optional())
   .optional();
+/** A server's address, which must name its scheme ("localhost:8080" would parse as scheme "localhost:"). */
+const optionalHttpUrl = z
+  .string()
+  .trim()
+  .transform((v) => (v === "" ? undefined : v))
+  .pipe(
+    z
+      .string()
+      .superRefine((v, ctx) => {
+        if (!/^https?:\/\/[^/]/i.test(v)) {
+          const guess = `http://${v.replace(/^[a-z]+:\/+/i, "")}`;
+          ctx.addIssue({
+            code: "custom",
+            message: `must start with http:// or https:// (did you mean ${guess}?)`,
+          });
+        }
+      })
+      .pipe(z.string().url())
+      .optional(),
+  )
+  .optional();
 /** A secret of at least 16 characters; empty counts as unset. */
 const optionalSecret = z
   .string()
@@ -104,6 +125,8 @@ export const configSchema = z.object({
   /** Days to keep what ended or was published (events, live logs, outbox rows, deliveries); 0: forever. */
   DWOP_RETENTION_DAYS: int(0, 30),
   DWOP_REPUBLISH_AFTER_SECONDS: int(0, 60),
+  /** A due task unpublished, or a published one with no run and no live dispatcher, this long is a stall (/readyz). */
+  DWOP_STALL_AFTER_SECONDS: int(1, 10),
   DWOP_RETRY_BACKOFF_MS: int(0, 1000),
   /** The deadline of an attempt whose task has no @timeout: every attempt has one. */
   DWOP_DEFAULT_TASK_TIMEOUT_SECONDS: int(1, 3600),
@@ -159,7 +182,7 @@ export const configSchema = z.object({
       }
     }),
   /** The DWOP server the CLI's client commands talk to (default: the local `dwop dev`). */
-  DWOP_URL: optionalUrl,
+  DWOP_URL: optionalHttpUrl,
   /** The CLI's bearer token for DWOP_URL: an API key, a Supabase access token, or DWOP_API_TOKEN. */
   DWOP_TOKEN: z
     .string()
@@ -167,6 +190,8 @@ export const configSchema = z.object({
     .transform((v) => (v === "" ? undefined : v))
     .optional(),
   DWOP_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+  /** Log lines for a person (`pretty`) or for a log collector (`json`); `auto`: pretty on a terminal. */
+  DWOP_LOG_FORMAT: z.enum(["auto", "pretty", "json"]).default("auto"),
 });
 
 export type Config = z.infer<typeof configSchema>;

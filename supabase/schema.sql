@@ -1222,6 +1222,65 @@ $$;
 
 
 --
+-- Name: system_stall(integer, integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.system_stall(p_after_seconds integer, p_alive_seconds integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(what text, since timestamp with time zone, waiting integer)
+    LANGUAGE plpgsql STABLE
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  v_after interval := make_interval(secs => greatest(coalesce(p_after_seconds, 10), 1));
+  v_first_due timestamptz;
+  v_due int;
+  v_last_published timestamptz;
+  v_last_beat timestamptz;
+  v_first_published timestamptz;
+  v_waiting int;
+begin
+  -- Reads only unpublished rows (the partial index outbox_unpublished).
+  select min(o.available_at), count(*)::int into v_first_due, v_due
+  from dwop.outbox o
+  where o.published_at is null and o.topic = 'task.ready' and o.available_at <= v_now;
+  if v_due > 0 and v_first_due <= v_now - v_after then
+    -- The newest published row by id is the last one published: claims take rows in id order. The
+    -- walk back from the newest row passes only over the unpublished ones.
+    select o.published_at into v_last_published
+    from dwop.outbox o
+    where o.published_at is not null and o.topic = 'task.ready'
+    order by o.id desc
+    limit 1;
+    if v_last_published is null or v_last_published <= v_now - v_after then
+      return query select 'publishing'::text, greatest(v_first_due, v_last_published), v_due;
+      return;
+    end if;
+  end if;
+
+  select max(d.heartbeat_at) into v_last_beat from dwop.dispatchers d;
+  if v_last_beat is not null and v_last_beat > v_now - make_interval(secs => greatest(coalesce(p_alive_seconds, 30), 1)) then
+    return;
+  end if;
+  -- Reads only queued tasks (the partial index tasks_queued) and their attempt's outbox rows
+  -- (outbox_task_attempt).
+  select min(p.published_at), count(*)::int into v_first_published, v_waiting
+  from dwop.tasks t
+  cross join lateral (
+    select max(o.published_at) as published_at
+    from dwop.outbox o
+    where o.topic = 'task.ready'
+      and (o.payload->>'taskId')::bigint = t.id and (o.payload->>'attempt')::int = t.attempt
+  ) p
+  where t.status = 'queued'
+    and p.published_at <= v_now - v_after
+    and not exists (select 1 from dwop.runs r where r.task_id = t.id and r.attempt = t.attempt);
+  if v_waiting > 0 then
+    return query select 'dispatching'::text, greatest(v_first_published, v_last_beat), v_waiting;
+  end if;
+end;
+$$;
+
+
+--
 -- Name: wake_stalled_outbox(integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
@@ -2274,6 +2333,13 @@ REVOKE ALL ON FUNCTION dwop.start_run(p_task_id bigint, p_attempt integer, p_dis
 --
 
 REVOKE ALL ON FUNCTION dwop.submit_workflow(p_id uuid, p_owner text, p_name text, p_source text, p_has_requirements boolean, p_inputs text[], p_tasks jsonb, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION system_stall(p_after_seconds integer, p_alive_seconds integer, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.system_stall(p_after_seconds integer, p_alive_seconds integer, p_now timestamp with time zone) FROM PUBLIC;
 
 
 --

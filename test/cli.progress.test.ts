@@ -106,3 +106,39 @@ describe("the event stream reader", () => {
     }
   });
 });
+
+describe("a stall and a blocked task in the progress", () => {
+  const stall = {
+    since: new Date(2026, 11, 4, 12, 3, 4).toISOString(), // 12:03:04 in this machine's zone
+    what: "publishing" as const,
+    message: "2 tasks not published to the queue: is the broker down, or no claimer running?",
+  };
+
+  it("on a terminal, a line under the bar while it lasts, gone once tasks move", () => {
+    const out = stream({ columns: 200, rows: 20 });
+    const p = new Progress(out, { color: false, live: true, now });
+    p.update([task("a", "queued"), task("b", "upstream_failed", { blockedBy: "x" })]);
+    p.stall(stall);
+    const block = out.writes.at(-1)!.split("\n");
+    expect(block.slice(-3)).toEqual([
+      "[############------------] 1/2",
+      "stalled: 2 tasks not published to the queue: is the broker down, or no claimer running? (since 12:03:04)",
+      "",
+    ]);
+    expect(block).toContain("⊘ b upstream_failed 4.00s — blocked by failed upstream x");
+    p.stall(null);
+    expect(out.writes.at(-1)).not.toContain("stalled");
+    p.finish();
+  });
+
+  it("piped, a line when it begins and one when it ends", () => {
+    const out = stream(null);
+    const p = new Progress(out, { color: false, live: false, now });
+    p.stall(stall);
+    p.stall(null);
+    expect(out.text()).toBe(
+      "stalled: 2 tasks not published to the queue: is the broker down, or no claimer running? (since 12:03:04)\n" +
+        "no longer stalled: tasks are moving again\n",
+    );
+  });
+});

@@ -8,6 +8,8 @@ import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { WorkflowDetail, WorkflowList } from "../functions/schemas.ts";
 import { startDevServer, type DevServer } from "./support/api-server.ts";
+import { spawnDwop } from "./support/dev-process.ts";
+import { until } from "./support/until.ts";
 
 // The client commands against `dwop dev` run as its own process, as a script would use them.
 
@@ -174,8 +176,14 @@ describe("dwop against a server", () => {
     expect(failed.code).toBe(1);
     const id = failed.stdout.trim();
     expect(failed.stderr).toMatch(/✗ flaky failed .* — exit code 1/);
-    expect(failed.stderr).toMatch(/⊘ after upstream_failed/);
-    expect((await dwop(["status", id])).code).toBe(1);
+    expect(failed.stderr).toMatch(/⊘ after upstream_failed — blocked by failed upstream flaky/);
+    const status = await dwop(["status", id]);
+    expect(status.code).toBe(1);
+    expect(status.stdout).toMatch(/⊘ after upstream_failed — blocked by failed upstream flaky/);
+    expect(await dwop(["logs", id, "after"])).toMatchObject({
+      code: 1,
+      stderr: "dwop: task 'after' never ran: blocked by failed upstream flaky\n",
+    });
     const log = await dwop(["logs", id, "flaky"]);
     expect(log).toMatchObject({ code: 0 });
     expect(log.stdout).toContain("trying\nno flag yet");
@@ -186,17 +194,60 @@ describe("dwop against a server", () => {
     expect(["queued", "running"]).toContain(WorkflowDetail.parse(json(retried)).status);
     const follow = await dwop(["logs", id, "after", "--follow", "--json"]);
     expect(follow.code).toBe(0);
-    expect(
-      follow.stdout
-        .trim()
-        .split("\n")
-        .map((l) => JSON.parse(l) as unknown),
-    ).toEqual([{ workflowId: id, task: "after", attempt: 1, status: "succeeded", log: "TRYING\nFIXED\n\n" }]);
+    // A line per piece of the log as it came, each at its byte offset; the last with the final status.
+    const pieces = follow.stdout
+      .trim()
+      .split("\n")
+      .map(
+        (l) =>
+          JSON.parse(l) as {
+            workflowId: string;
+            task: string;
+            attempt: number;
+            offset: number;
+            status: string | null;
+            log: string;
+          },
+      );
+    expect(pieces.every((x) => x.workflowId === id && x.task === "after" && x.attempt === 1)).toBe(true);
+    expect(pieces.map((x) => x.log).join("")).toBe("TRYING\nFIXED\n\n");
+    expect(pieces.at(-1)!.status).toBe("succeeded");
+    let at = 0;
+    for (const x of pieces) {
+      expect(x.offset).toBe(at);
+      at += Buffer.byteLength(x.log);
+    }
     const both = await dwop(["logs", id, "flaky", "--follow"]);
     expect(both.code).toBe(0);
     expect(both.stderr).toMatch(/attempt 1: failed \(exit_code 1\)[\s\S]*attempt 2: succeeded/);
     expect(both.stdout).toBe("trying\nno flag yet\ntrying\nfixed\n");
     expect((await dwop(["status", id])).code).toBe(0);
+  }, 120_000);
+
+  it("logs prints a running task's log so far, and logs --follow its lines as they come until it ends", async () => {
+    const ticker = await file(
+      "ticker.workflow",
+      'fun ticker():\n    import time\n    print("tick")\n    time.sleep(120)\n',
+    );
+    const id = (await dwop(["submit", ticker])).stdout.trim();
+    const follow = spawnDwop(["logs", id, "ticker", "--follow"], {
+      DWOP_URL: server.url,
+      DWOP_TOKEN: server.token,
+      DWOP_HOME: join(dir, "home"),
+    });
+    try {
+      await until(async () => follow.stdout().includes("tick\n"), 60_000);
+      // The line came while the attempt still runs (it sleeps for two minutes after it).
+      const w = WorkflowDetail.parse(json(await dwop(["status", id, "--json"])));
+      expect(w.tasks[0]!.status).toBe("running");
+      expect((await dwop(["logs", id, "ticker"])).stdout).toBe("tick\n");
+      expect((await dwop(["cancel", id])).code).toBe(0);
+      expect(await follow.exited).toBe(1);
+      expect(follow.stderr()).toMatch(/── ticker attempt 1 ──\n[\s\S]*── ticker attempt 1: cancelled/);
+      expect(follow.stdout()).toBe("tick\n");
+    } finally {
+      await follow.stop("SIGKILL");
+    }
   }, 120_000);
 
   it("submits with inputs and requirements, and cancels a running workflow", async () => {

@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
+import { spawnDwop } from "./support/dev-process.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const run = promisify(execFile);
@@ -90,6 +91,78 @@ describe("dwop run", () => {
     expect(summary.status).toBe("failed");
     expect(summary.tasks[0]).toMatchObject({ name: "boom", status: "failed", error: "exit code 4" });
     expect(summary.tasks[1]).toMatchObject({ name: "after", status: "upstream_failed" });
+  }, 120_000);
+
+  it("on failure prints each failed task's error and log tail, and the logs stay readable after it ended", async () => {
+    database = await createTestDatabase("cli_fail_tail");
+    const home = await mkdtemp(join(tmpdir(), "h-"));
+    const file = await workflowFile(
+      [
+        "fun extract():",
+        '    print("a,b,c")',
+        "",
+        "fun parse(raw:extract):",
+        "    for i in range(30):",
+        '        print("line", i)',
+        '    raise ValueError("bad row 42: expected 3 columns, got 2")',
+        "",
+        "fun load(rows:parse):",
+        "    pass",
+        "",
+      ].join("\n"),
+    );
+    const r = await dwop(["run", file], { DATABASE_URL: database.url, DWOP_HOME: home });
+    expect(r.code).toBe(1);
+    const id = /workflow (\S+) failed/.exec(r.stderr)![1]!;
+    // The headline is the server's error for the task (the exception's last line once the server
+    // reports it; "exit code 1" before that), then the log's last 20 lines, then the command.
+    expect(r.stderr).toMatch(/✗ parse: .+\n {2}last 20 lines of its log:\n/);
+    const tail = r.stderr.split("last 20 lines of its log:\n")[1]!.split("\n  whole log:")[0]!;
+    expect(tail.split("\n").filter(Boolean)).toHaveLength(20);
+    expect(tail).toContain("  │ ValueError: bad row 42: expected 3 columns, got 2");
+    expect(tail).not.toContain("line 9\n");
+    expect(r.stderr).toContain(`whole log: dwop logs ${id} parse`);
+    expect(r.stderr).toMatch(/⊘ load upstream_failed — blocked by failed upstream parse/);
+
+    // The embedded server is gone: the log and outputs are read from the home. (DWOP_PORT points at
+    // a port nothing listens on, so no other local server answers instead.)
+    const local = { DWOP_HOME: home, DWOP_PORT: "1" };
+    const log = await dwop(["logs", id, "parse"], local);
+    expect(log.code).toBe(0);
+    expect(log.stdout).toContain("line 0\n");
+    expect(log.stdout).toContain("ValueError: bad row 42: expected 3 columns, got 2");
+    expect(await dwop(["logs", id, "parse", "--attempt", "1"], local)).toMatchObject({
+      code: 0,
+      stdout: log.stdout,
+    });
+    expect(await dwop(["output", id, "extract"], local)).toMatchObject({ code: 0, stdout: "a,b,c\n" });
+    const none = await dwop(["logs", id, "load"], local);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain(`no log of task 'load' of workflow ${id} in ${home}, and cannot reach`);
+  }, 120_000);
+
+  it("says under its progress when dispatching has stalled, and since when", async () => {
+    // No dispatcher: with DWOP_EXECUTOR=kubernetes only the claimer runs here (the cluster has none).
+    database = await createTestDatabase("cli_run_stall");
+    const file = await workflowFile('fun hello():\n    print("hello")\n');
+    const p = spawnDwop(["run", file], {
+      DATABASE_URL: database.url,
+      DWOP_HOME: await mkdtemp(join(tmpdir(), "h-")),
+      DWOP_EXECUTOR: "kubernetes",
+      DWOP_STALL_AFTER_SECONDS: "1",
+      DWOP_LOST_AFTER_SECONDS: "2",
+    });
+    try {
+      await p.waitFor(
+        /stalled: 1 task published but not picked up: no dispatcher is running \(since \d\d:\d\d:\d\d\)/,
+      );
+      expect(await p.stop("SIGINT")).toBe(130);
+      expect(p.stderr()).toMatch(
+        /\ninterrupted: stopped; the workflow stays recorded and resumes with `dwop dev`\n$/,
+      );
+    } finally {
+      await p.stop("SIGKILL");
+    }
   }, 120_000);
 
   it("passes --input files to tasks as inputs.NAME", async () => {

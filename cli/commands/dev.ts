@@ -1,29 +1,53 @@
 import type { Config } from "../../shared/config.ts";
-import { createLogger } from "../../shared/pino.ts";
+import { createLogger, type LogFormat } from "../../shared/pino.ts";
 import { startStack } from "../stack.ts";
 import { EXIT } from "../exit.ts";
+import { handleShutdown, STOP_DEADLINE_MS } from "../shutdown.ts";
+import { muteable } from "../terminal.ts";
+import { positiveInt } from "./args.ts";
 
-/** `dwop dev`: the whole stack as one long-running server, until SIGINT or SIGTERM. */
-export async function devCommand(config: Config): Promise<number> {
-  const logger = createLogger(config.DWOP_LOG_LEVEL);
-  const stack = await startStack({
-    config,
-    logger,
-    engine: true,
-    say: (m) => process.stderr.write(`${m}\n`),
+export interface DevOptions {
+  port?: string;
+  host?: string;
+  logFormat?: LogFormat;
+}
+
+/**
+ * `dwop dev`: the whole stack as one long-running server, until a signal. Ctrl-C stops it at once
+ * (running tasks are recorded as lost and rerun at the next start); SIGTERM, a service manager's stop,
+ * gives running tasks DWOP_SHUTDOWN_GRACE_SECONDS to finish first.
+ */
+export async function devCommand(base: Config, opts: DevOptions = {}): Promise<number> {
+  const config: Config = {
+    ...base,
+    DWOP_PORT: opts.port === undefined ? base.DWOP_PORT : (positiveInt(opts.port, "--port", 65535) ?? 0),
+    DWOP_HOST: opts.host ?? base.DWOP_HOST,
+  };
+  const stderr = muteable(process.stderr);
+  const logger = createLogger(config.DWOP_LOG_LEVEL, {
+    format: opts.logFormat ?? config.DWOP_LOG_FORMAT,
+    destination: stderr,
   });
-  process.stderr.write(`dwop dev listening on ${stack.url}\n`);
-  process.stderr.write(`dashboard: ${stack.url}/ui/ (sign in with the API token)\n`);
-  process.stderr.write(
+  const say = (m: string) => stderr.write(`${m}\n`);
+  const stack = await startStack({ config, logger, engine: true, say });
+  const grace = config.DWOP_SHUTDOWN_GRACE_SECONDS;
+  const shutdown = handleShutdown({
+    line: (signal) =>
+      signal === "SIGTERM"
+        ? `SIGTERM: stopping (running tasks get ${grace}s)`
+        : `${signal}: stopped (running tasks rerun at the next start)`,
+    mute: () => stderr.mute(),
+    stop: (signal) => stack.stop({ fast: signal !== "SIGTERM" }),
+    deadlineMs: (signal) => (signal === "SIGTERM" ? (grace + 10) * 1000 : STOP_DEADLINE_MS),
+  });
+  say(`dwop dev listening on ${stack.url}`);
+  say(`dashboard: ${stack.url}/ui/ (sign in with the API token)`);
+  say(
     stack.apiTokenFile
-      ? `API token: export DWOP_API_TOKEN=$(cat ${stack.apiTokenFile})  (send it as Authorization: Bearer)\n`
-      : "API token: DWOP_API_TOKEN (send it as Authorization: Bearer)\n",
+      ? `API token: export DWOP_API_TOKEN=$(cat ${stack.apiTokenFile})  (send it as Authorization: Bearer)`
+      : "API token: DWOP_API_TOKEN (send it as Authorization: Bearer)",
   );
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once("SIGINT", () => resolve("SIGINT"));
-    process.once("SIGTERM", () => resolve("SIGTERM"));
-  });
-  process.stderr.write(`${signal}: stopping (running tasks get ${config.DWOP_SHUTDOWN_GRACE_SECONDS}s)\n`);
-  await stack.stop();
+  await new Promise(() => {}); // until a signal; its handler exits the process
+  shutdown.dispose();
   return EXIT.ok;
 }

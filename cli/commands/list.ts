@@ -1,9 +1,9 @@
 import type { Config } from "../../shared/config.ts";
 import { clientFromConfig, type WorkflowList } from "../client.ts";
-import { EXIT } from "../exit.ts";
+import { CliError, EXIT } from "../exit.ts";
 import { seconds } from "../progress.ts";
 import { colorsFor, palette, stateColor } from "../terminal.ts";
-import { positiveInt, workflowState } from "./args.ts";
+import { isWorkflowId, positiveInt, workflowState } from "./args.ts";
 
 function table(list: WorkflowList, color: boolean, now = Date.now()): string {
   const p = palette(color);
@@ -31,17 +31,41 @@ function table(list: WorkflowList, color: boolean, now = Date.now()): string {
   return [p.dim(line(head)), ...rows.map((r) => line(r, true))].join("\n");
 }
 
-/** `dwop list [--status S]`: the caller's workflows, newest first. */
+/**
+ * `dwop list [--status S] [--cursor C | --all]`: the caller's workflows, newest first, a page at a
+ * time. A full page ends with the cursor of the next one (on stderr; `nextCursor` with --json);
+ * `--all` reads page after page to the end.
+ */
 export async function listCommand(
   config: Config,
-  opts: { status?: string; limit?: string; json?: boolean },
+  opts: { status?: string; limit?: string; cursor?: string; all?: boolean; json?: boolean },
 ): Promise<number> {
-  const list = await clientFromConfig(config).list({
-    status: workflowState(opts.status),
-    limit: positiveInt(opts.limit, "--limit", 100) ?? 20,
-  });
+  const client = clientFromConfig(config);
+  const status = workflowState(opts.status);
+  const limit = positiveInt(opts.limit, "--limit", 100) ?? 20;
+  if (opts.cursor !== undefined && !isWorkflowId(opts.cursor)) {
+    throw new CliError(
+      `--cursor wants the cursor a previous page ended with (a UUID), got '${opts.cursor}'`,
+      EXIT.usage,
+    );
+  }
+  let page = await client.list({ status, limit: opts.all ? 100 : limit, cursor: opts.cursor });
+  const workflows = [...page.workflows];
+  while (opts.all && page.nextCursor) {
+    page = await client.list({ status, limit: 100, cursor: page.nextCursor });
+    workflows.push(...page.workflows);
+  }
+  const list: WorkflowList = { workflows, nextCursor: page.nextCursor };
   if (opts.json) process.stdout.write(`${JSON.stringify(list)}\n`);
   else if (list.workflows.length === 0) process.stderr.write("no workflows\n");
   else process.stdout.write(`${table(list, colorsFor(process.stdout))}\n`);
+  if (!opts.json && list.nextCursor) {
+    const flags = [status ? `--status ${status}` : "", limit !== 20 ? `--limit ${limit}` : ""].filter(
+      Boolean,
+    );
+    process.stderr.write(
+      `more: dwop list ${[...flags, `--cursor ${list.nextCursor}`].join(" ")} (or --all)\n`,
+    );
+  }
   return EXIT.ok;
 }

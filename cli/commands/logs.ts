@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import { Readable } from "node:stream";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import { pipeline } from "node:stream/promises";
@@ -5,7 +6,8 @@ import type { Config } from "../../shared/config.ts";
 import { TERMINAL_TASK_STATES, type TaskState } from "../../shared/model.ts";
 import { ApiRequestError, clientFromConfig, type DwopClient, type TaskDetail } from "../client.ts";
 import { CliError, EXIT } from "../exit.ts";
-import { followRemote } from "../follow.ts";
+import { Reconnecting } from "../follow.ts";
+import { homeLog } from "../local-home.ts";
 import { palette, colorsFor } from "../terminal.ts";
 import { positiveInt, taskName, workflowId } from "./args.ts";
 
@@ -16,11 +18,15 @@ interface LogsOptions {
 }
 
 const ended = (t: TaskDetail) => TERMINAL_TASK_STATES.includes(t.status as TaskState);
+/** How often a follower asks for what a running attempt printed since (the API's contract: ~1 s). */
+const POLL_MS = 1000;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * `dwop logs ID TASK`: the full log of the task's latest attempt (or --attempt N) on stdout. A log is
- * stored when its attempt ends, so `--follow` prints each attempt's log as it ends, until the task
- * has ended; it then exits 0 if the task succeeded, 1 if not.
+ * `dwop logs ID TASK`: the log of the task's latest attempt (or --attempt N) on stdout, as far as it
+ * has been shipped. Without DWOP_URL and with no local server that knows the workflow, it is read from
+ * DWOP_HOME, where `dwop run` left it. `--follow` prints lines as they come, attempt after attempt,
+ * until the task has ended, riding out a server restart; it exits 0 if the task succeeded, 1 if not.
  */
 export async function logsCommand(
   config: Config,
@@ -32,46 +38,136 @@ export async function logsCommand(
   const wf = workflowId(id);
   const name = taskName(task);
   const attempt = positiveInt(opts.attempt, "--attempt");
-  if (!opts.follow) {
-    const t = (await client.workflow(wf)).tasks.find((x) => x.name === name);
-    if (!t) throw new CliError(`workflow ${wf} has no task '${name}'`, EXIT.failed);
+  if (opts.follow) return followLog(client, wf, name, attempt, opts.json ?? false);
+  try {
+    const t = await findTask(client, wf, name);
     const which = attempt ?? t.attempt;
-    if (which === 0) throw new CliError(`task '${name}' has not run yet`, EXIT.failed);
+    if (which === 0) throw new CliError(notRun(t), EXIT.failed);
     const run = t.runs.find((r) => r.attempt === which);
     await printLog(client, wf, name, which, opts.json ?? false, run?.status);
     return EXIT.ok;
-  }
-  const printed = new Set<number>();
-  let last: TaskDetail | null = null;
-  const p = palette(colorsFor(process.stderr));
-  await followRemote(client, wf, async (w) => {
-    const t = w.tasks.find((x) => x.name === name);
-    if (!t) throw new CliError(`workflow ${wf} has no task '${name}'`, EXIT.failed);
-    last = t;
-    for (const run of t.runs) {
-      if (!run.finishedAt || printed.has(run.attempt) || (attempt !== undefined && run.attempt < attempt))
-        continue;
-      printed.add(run.attempt);
-      const why = run.failureReason
-        ? ` (${run.failureReason}${run.exitCode === null ? "" : ` ${run.exitCode}`})`
-        : "";
-      if (!opts.json)
-        process.stderr.write(p.dim(`── ${name} attempt ${run.attempt}: ${run.status}${why} ──\n`));
-      await printLog(client, wf, name, run.attempt, opts.json ?? false, run.status).catch((err: unknown) => {
-        if (!(err instanceof ApiRequestError && err.status === 404)) throw err;
-        process.stderr.write(`(no log stored for attempt ${run.attempt})\n`);
-      });
+  } catch (err) {
+    // `dwop run` has ended and its server with it: its logs are files of the home.
+    const local =
+      !config.DWOP_URL && err instanceof ApiRequestError && (err.status === 0 || err.status === 404)
+        ? await homeLog(config, wf, name, attempt)
+        : null;
+    if (!local && !config.DWOP_URL && err instanceof ApiRequestError && err.status === 0) {
+      throw new CliError(
+        `no log of task '${name}' of workflow ${wf} in ${resolve(config.DWOP_HOME)}, and ${err.message}`,
+        EXIT.failed,
+      );
     }
-    if (ended(t) && t.runs.every((r) => r.finishedAt)) throw new TaskEnded();
-  }).catch((err: unknown) => {
-    if (!(err instanceof TaskEnded)) throw err;
-  });
-  const final = last as TaskDetail | null;
-  return final?.status === "succeeded" ? EXIT.ok : EXIT.failed;
+    if (!local) throw err;
+    if (opts.json) {
+      const log = await new Response(local.body).text();
+      process.stdout.write(
+        `${JSON.stringify({ workflowId: wf, task: name, attempt: local.attempt, status: null, log })}\n`,
+      );
+    } else {
+      await pipeline(Readable.fromWeb(local.body as NodeReadableStream), process.stdout, { end: false });
+    }
+    return EXIT.ok;
+  }
 }
 
-/** Ends the follow once the task has ended and every attempt's log is out. */
-class TaskEnded extends Error {}
+async function findTask(client: DwopClient, wf: string, name: string): Promise<TaskDetail> {
+  const t = (await client.workflow(wf)).tasks.find((x) => x.name === name);
+  if (!t) throw new CliError(`workflow ${wf} has no task '${name}'`, EXIT.failed);
+  return t;
+}
+
+function notRun(t: TaskDetail): string {
+  if (t.status === "upstream_failed")
+    return `task '${t.name}' never ran: ${t.error ?? "blocked by a failed upstream"}`;
+  if (t.status === "cancelled") return `task '${t.name}' was cancelled before it ran`;
+  return `task '${t.name}' has not run yet`;
+}
+
+/**
+ * Prints an attempt's log as it grows (polling with the offset the server gave, about once a second),
+ * then the next attempt's if the task is retried, until the task has ended and its last log is whole.
+ * A server that stores logs only when their attempt ends (no x-log-size) gets each whole log once.
+ */
+async function followLog(
+  client: DwopClient,
+  wf: string,
+  name: string,
+  from: number | undefined,
+  json: boolean,
+): Promise<number> {
+  const p = palette(colorsFor(process.stderr));
+  const server = new Reconnecting(client, (line) => process.stderr.write(`${line}\n`));
+  let t = await server.call(() => findTask(client, wf, name));
+  let attempt = from ?? 1;
+  for (;;) {
+    if (t.attempt < attempt) {
+      // Not started yet (or a later attempt asked for): wait for it, unless the task is over.
+      if (ended(t)) {
+        if (t.attempt === 0) process.stderr.write(`${notRun(t)}\n`);
+        return t.status === "succeeded" ? EXIT.ok : EXIT.failed;
+      }
+      await sleep(POLL_MS);
+      t = await server.call(() => findTask(client, wf, name));
+      continue;
+    }
+    if (!json) process.stderr.write(p.dim(`── ${name} attempt ${attempt} ──\n`));
+    const run = () => t.runs.find((r) => r.attempt === attempt);
+    // The attempt's log as it grows, until it is whole.
+    for (let offset = 0; ;) {
+      const chunk = await server
+        .call(() => client.logFrom(wf, name, attempt, offset))
+        .catch((err: unknown) => {
+          if (err instanceof ApiRequestError && err.status === 404) return null; // nothing shipped yet
+          throw err;
+        });
+      if (chunk && chunk.size !== null && chunk.complete !== true) {
+        write(chunk.text, offset, null);
+        offset = chunk.size;
+        await sleep(POLL_MS);
+        continue;
+      }
+      if (chunk && chunk.size !== null) {
+        t = await server.call(() => findTask(client, wf, name));
+        write(chunk.text, offset, run()?.status ?? null, true);
+        break;
+      }
+      // A server that stores a log only when its attempt ends (no x-log-size): the whole log then.
+      t = await server.call(() => findTask(client, wf, name));
+      if (run()?.finishedAt || (ended(t) && t.attempt === attempt)) {
+        write(chunk?.text ?? "", 0, run()?.status ?? null, true);
+        break;
+      }
+      await sleep(POLL_MS);
+    }
+    const r = run();
+    if (!json && r) {
+      const why = r.failureReason
+        ? ` (${r.failureReason}${r.exitCode === null ? "" : ` ${r.exitCode}`})`
+        : "";
+      process.stderr.write(p.dim(`── ${name} attempt ${attempt}: ${r.status}${why} ──\n`));
+    }
+    // The attempt is over: the task ends, or its next attempt is queued.
+    while (t.attempt === attempt && !ended(t)) {
+      await sleep(POLL_MS);
+      t = await server.call(() => findTask(client, wf, name));
+    }
+    if (t.attempt === attempt) return t.status === "succeeded" ? EXIT.ok : EXIT.failed;
+    attempt += 1;
+  }
+
+  /** Text as it comes; with --json a line per piece, the attempt's last one with its final status. */
+  function write(text: string, at: number, status: string | null, last = false): void {
+    if (json) {
+      if (text || last) {
+        const line = { workflowId: wf, task: name, attempt, offset: at, status, log: text };
+        process.stdout.write(`${JSON.stringify(line)}\n`);
+      }
+    } else if (text) {
+      process.stdout.write(text);
+    }
+  }
+}
 
 async function printLog(
   client: DwopClient,
@@ -86,7 +182,7 @@ async function printLog(
     res = await client.log(id, task, attempt);
   } catch (err) {
     if (err instanceof ApiRequestError && err.status === 404) {
-      throw new CliError(`${err.message} (a log is stored when its attempt ends)`, EXIT.failed);
+      throw new CliError(`${err.message} (nothing of its log has been stored yet)`, EXIT.failed);
     }
     throw err;
   }

@@ -1,13 +1,12 @@
-import { join, resolve } from "node:path";
 import { Readable } from "node:stream";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import { pipeline } from "node:stream/promises";
 import type { Config } from "../../shared/config.ts";
 import { OUTPUT_BUCKET, objectPaths } from "../../shared/model.ts";
-import { LocalStorage } from "../../shared/storage/local.ts";
 import { supabaseStorageFromConfig } from "../../shared/storage/supabase.ts";
 import { ApiRequestError, clientFromConfig } from "../client.ts";
 import { CliError, EXIT } from "../exit.ts";
+import { homeStorage } from "../local-home.ts";
 import { taskName, workflowId } from "./args.ts";
 
 /**
@@ -54,8 +53,6 @@ async function fromStorage(
   id: string,
   task: string,
 ): Promise<ReadableStream<Uint8Array> | null> {
-  const storage =
-    supabaseStorageFromConfig(config) ??
-    new LocalStorage({ root: join(resolve(config.DWOP_HOME), "storage"), secret: "unused-for-reading" });
+  const storage = supabaseStorageFromConfig(config) ?? homeStorage(config);
   return storage.get(OUTPUT_BUCKET, objectPaths.output(id, task));
 }

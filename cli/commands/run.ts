@@ -6,9 +6,12 @@ import { parseWorkflow } from "../../shared/dsl/index.ts";
 import { OUTPUT_BUCKET, objectPaths } from "../../shared/model.ts";
 import { MissingInputError, SubmissionRefused, submitLimits, submitWorkflow } from "../../shared/submit.ts";
 import { CliError, EXIT } from "../exit.ts";
-import { createLogger } from "../../shared/pino.ts";
+import { createLogger, type LogFormat } from "../../shared/pino.ts";
+import { blockedBy } from "../blocked.ts";
+import { tailLines } from "../log-tail.ts";
 import { followWorkflow, Progress } from "../progress.ts";
-import { colorsFor, liveFor } from "../terminal.ts";
+import { handleShutdown, STOP_DEADLINE_MS } from "../shutdown.ts";
+import { colorsFor, liveFor, muteable, palette, type OutStream } from "../terminal.ts";
 import { startStack, type Stack } from "../stack.ts";
 import { readSource } from "./validate.ts";
 
@@ -16,32 +19,38 @@ interface RunOptions {
   requirements?: string;
   input?: string[];
   json?: boolean;
+  logFormat?: LogFormat;
 }
 
 /** Most bytes of each final output printed at the end; `dwop output` prints all of it. */
 const OUTPUT_PREVIEW = 64 * 1024;
+/** Lines of each failed task's log printed at the end; `dwop logs` prints all of it. */
+const LOG_TAIL_LINES = 20;
 
 /**
  * `dwop run FILE`: starts the embedded stack, submits, shows progress on stderr and exits 0 when the
- * workflow succeeded, 1 when it failed or was cancelled, 2 for usage or DSL errors.
+ * workflow succeeded, 1 when it failed or was cancelled (after each failed task's error and log tail),
+ * 2 for usage or DSL errors, 130 on Ctrl-C (the workflow stays recorded; `dwop dev` resumes it).
  */
 export async function runCommand(config: Config, file: string, opts: RunOptions): Promise<number> {
   const source = await readSource(file);
-  parseWorkflow(source, file); // DSL errors exit 2 before anything starts
+  const spec = parseWorkflow(source, file); // DSL errors exit 2 before anything starts
   const requirements = opts.requirements ? await readSource(opts.requirements) : null;
   const inputs = await readInputs(opts.input ?? []);
 
-  const err = (s: string) => process.stderr.write(`${s}\n`);
-  const logger = createLogger(process.env.DWOP_LOG_LEVEL ? config.DWOP_LOG_LEVEL : "warn");
+  const stderr = muteable(process.stderr);
+  const err = (s: string) => stderr.write(`${s}\n`);
+  const logger = createLogger(process.env.DWOP_LOG_LEVEL ? config.DWOP_LOG_LEVEL : "warn", {
+    format: opts.logFormat ?? config.DWOP_LOG_FORMAT,
+    destination: stderr,
+  });
   const stack = await startStack({ config: { ...config, DWOP_PORT: 0 }, logger, engine: true, say: err });
-  let interrupted = false;
-  const interrupt = () => {
-    interrupted = true;
-    err("interrupted: stopping; the workflow stays recorded and resumes with `dwop dev`");
-    void stack.stop().finally(() => process.exit(EXIT.interrupted));
-  };
-  process.once("SIGINT", interrupt);
-  process.once("SIGTERM", interrupt);
+  const shutdown = handleShutdown({
+    line: () => "interrupted: stopped; the workflow stays recorded and resumes with `dwop dev`",
+    mute: () => stderr.mute(),
+    stop: () => stack.stop({ fast: true }),
+    deadlineMs: () => STOP_DEADLINE_MS,
+  });
   try {
     const submitted = await submitWorkflow(
       { store: stack.store, storage: stack.storage },
@@ -61,23 +70,77 @@ export async function runCommand(config: Config, file: string, opts: RunOptions)
       throw e;
     });
     err(`workflow ${submitted.id} (${submitted.spec.tasks.length} tasks)`);
-    const progress = new Progress(process.stderr, {
-      color: colorsFor(process.stderr),
-      live: liveFor(process.stderr),
-    });
-    const final = await followWorkflow(stack.store, submitted.id, (tasks) => progress.update(tasks));
+    const progress = new Progress(stderr, { color: colorsFor(stderr), live: liveFor(stderr) });
+    const upstreams = new Map(spec.tasks.map((t) => [t.name, t.params.map((p) => p.upstream)]));
+    const final = await followWorkflow(
+      stack.store,
+      submitted.id,
+      (tasks) =>
+        progress.update(
+          tasks.map((t) => ({
+            ...t,
+            blockedBy:
+              t.status === "upstream_failed"
+                ? blockedBy(
+                    t.name,
+                    tasks.map((x) => ({ ...x, upstreams: upstreams.get(x.name) ?? [] })),
+                  )
+                : null,
+          })),
+        ),
+      {
+        onStall: (stall) => progress.stall(stall),
+        stall: {
+          afterSeconds: config.DWOP_STALL_AFTER_SECONDS,
+          aliveSeconds: config.DWOP_LOST_AFTER_SECONDS,
+        },
+      },
+    );
     progress.finish();
     err(`workflow ${final.id} ${final.status}`);
+    if (final.status !== "succeeded") await printFailures(stack, final, stderr);
     if (opts.json) {
       process.stdout.write(`${JSON.stringify(jsonSummary(final))}\n`);
     } else {
       await printLeafOutputs(stack, final, submitted.spec.tasks);
     }
+    await shutdown.settle();
     return final.status === "succeeded" ? EXIT.ok : EXIT.failed;
+  } catch (e) {
+    // After Ctrl-C the stack is stopping under the workflow's follower: its errors are not news.
+    await shutdown.settle();
+    throw e;
   } finally {
-    process.off("SIGINT", interrupt);
-    process.off("SIGTERM", interrupt);
-    if (!interrupted) await stack.stop();
+    if (!shutdown.signal) {
+      shutdown.dispose();
+      await stack.stop();
+    }
+  }
+}
+
+/**
+ * Each failed task's error and the last lines of its log, and the command that prints the whole log
+ * (which works after this process has ended: it reads the home's storage).
+ */
+async function printFailures(stack: Stack, final: WorkflowSummary, out: OutStream): Promise<void> {
+  const p = palette(colorsFor(out));
+  for (const t of final.tasks) {
+    if (t.status !== "failed") continue;
+    const attempt = t.attempts > 1 ? ` (attempt ${t.attempt})` : "";
+    out.write(`\n${p.red("✗")} ${p.bold(t.name)}${attempt}: ${t.error ?? "failed"}\n`);
+    const log = await stack.storage
+      .get(OUTPUT_BUCKET, objectPaths.log(final.id, t.name, t.attempt))
+      .catch(() => null);
+    const lines = log ? await tailLines(log, LOG_TAIL_LINES) : [];
+    if (lines.length) {
+      out.write(
+        `${p.dim(`  last ${lines.length === LOG_TAIL_LINES ? `${LOG_TAIL_LINES} lines` : "lines"} of its log:`)}\n`,
+      );
+      for (const line of lines) out.write(`  │ ${line}\n`);
+    } else {
+      out.write(`${p.dim("  (no log was stored for this attempt)")}\n`);
+    }
+    out.write(`${p.dim(`  whole log: dwop logs ${final.id} ${t.name}`)}\n`);
   }
 }
 

@@ -1,7 +1,7 @@
 import type { Config } from "../../shared/config.ts";
 import { clientFromConfig, type WorkflowDetail } from "../client.ts";
 import { EXIT } from "../exit.ts";
-import { progressTask } from "../follow.ts";
+import { progressTasks } from "../follow.ts";
 import { bar, seconds, taskLine } from "../progress.ts";
 import { colorsFor, palette, stateColor } from "../terminal.ts";
 import { workflowId } from "./args.ts";
@@ -11,7 +11,7 @@ export function describeWorkflow(w: WorkflowDetail, color: boolean, now = Date.n
   const p = palette(color);
   const start = w.startedAt ?? w.createdAt;
   const took = seconds((w.finishedAt ? Date.parse(w.finishedAt) : now) - Date.parse(start));
-  const tasks = w.tasks.map(progressTask);
+  const tasks = progressTasks(w);
   return [
     `${p.bold(w.name)} ${w.id} ${stateColor(p, w.status)(w.status)} ${p.dim(`submitted ${w.createdAt}, ${took}`)}`,
     ...tasks.map((t) => `  ${taskLine(t, p, now)}`),

@@ -3,7 +3,7 @@ import type { Config } from "../../shared/config.ts";
 import { parseWorkflow, workflowInputs } from "../../shared/dsl/index.ts";
 import { clientFromConfig, type WorkflowDetail } from "../client.ts";
 import { CliError, EXIT } from "../exit.ts";
-import { followRemote, progressTask } from "../follow.ts";
+import { followRemote, progressTasks } from "../follow.ts";
 import { Progress } from "../progress.ts";
 import { colorsFor, liveFor } from "../terminal.ts";
 import { readInputs } from "./run.ts";
@@ -66,7 +66,10 @@ export async function waitWithProgress(
     color: colorsFor(process.stderr),
     live: liveFor(process.stderr),
   });
-  const final = await followRemote(client, id, (w) => progress.update(w.tasks.map(progressTask)));
+  const final = await followRemote(client, id, (w) => progress.update(progressTasks(w)), {
+    say: (line) => progress.note(line),
+    onStall: (stall) => progress.stall(stall),
+  });
   progress.finish();
   process.stderr.write(`workflow ${final.id} ${final.status}\n`);
   return final;

@@ -3,6 +3,7 @@ import { fill, h } from "./dom.ts";
 import { listPage } from "./list-page.ts";
 import { parseRoute, type Page } from "./router.ts";
 import { signInPage } from "./signin-page.ts";
+import { stallBanner } from "./stall-banner.ts";
 import { submitPage } from "./submit-page.ts";
 import { workflowPage } from "./workflow-page.ts";
 
@@ -29,6 +30,7 @@ fill(
     nav,
     h("div", { class: "account" }, who, signOut),
   ),
+  stallBanner(),
   main,
 );
 

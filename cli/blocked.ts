@@ -1,0 +1,31 @@
+/** A task as far as blame goes: its state and the tasks it reads from. */
+export interface DagTask {
+  name: string;
+  status: string;
+  upstreams: readonly string[];
+}
+
+/**
+ * The failed task that kept an `upstream_failed` one from running: the first upstream that failed, or
+ * the task that blocked the first blocked upstream. The server says this in `tasks[].error`; this is
+ * the same answer for a server that does not yet.
+ */
+export function blockedBy(name: string, tasks: readonly DagTask[]): string | null {
+  const byName = new Map(tasks.map((t) => [t.name, t]));
+  const seen = new Set<string>();
+  let current = byName.get(name);
+  while (current && !seen.has(current.name)) {
+    seen.add(current.name);
+    const ups = current.upstreams.map((u) => byName.get(u)).filter((t) => t !== undefined);
+    const failed = ups.find((t) => t.status === "failed");
+    if (failed) return failed.name;
+    current = ups.find((t) => t.status === "upstream_failed");
+  }
+  return null;
+}
+
+/** What an `upstream_failed` task says: the server's error, else who blocked it. */
+export function blockedMessage(error: string | null, blocker: string | null): string {
+  if (error) return error;
+  return blocker ? `blocked by failed upstream ${blocker}` : "blocked by a failed upstream";
+}
