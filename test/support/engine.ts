@@ -57,8 +57,9 @@ export interface Engine {
 }
 
 /**
- * The whole engine in this process against a fresh database and fresh queue names: storage served over
- * HTTP, N claimers and N dispatchers, each with its own bus connection as separate processes would have.
+ * The whole engine in this process against a fresh database and fresh queue names: storage (and the rest
+ * of the API, where workers ship live logs) served over HTTP, N claimers and N dispatchers, each with its
+ * own bus connection as separate processes would have.
  */
 export async function startEngine(label: string, options: EngineOptions): Promise<Engine> {
   const m = await migratedDatabase(label);
@@ -101,6 +102,7 @@ export async function startEngine(label: string, options: EngineOptions): Promis
       shutdownGraceSeconds: 5,
       signedUrlTtlSeconds: 300,
       logger: options.logger,
+      apiUrl: storageUrl, // the engine's app: workers ship live logs to it
     });
     await d.start();
     stops.push(

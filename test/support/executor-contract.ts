@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
+import { RunLogs } from "../../shared/db/run-logs.ts";
 import type { Engine } from "./engine.ts";
 import { until } from "./until.ts";
 
@@ -68,6 +69,22 @@ export function executorContract(name: string, make: MakeEngine): void {
       const done = await e.waitFor(id, 90_000);
       expect(done.status).toBe("failed");
       expect((await runs(e, id)).map((r) => [r.status, r.failure_reason])).toEqual([["failed", "timeout"]]);
+    });
+
+    it("ships a running attempt's log live, and keeps it when the run is stopped", async () => {
+      const e = await start("contract_live_log");
+      const id = await e.submit('fun talk():\n    import time\n    print("started")\n    time.sleep(60)\n');
+      const logs = new RunLogs(e.m.db);
+      const live = async () => (await logs.read("test", id, "talk", 1, 0, 1024))?.data ?? new Uint8Array();
+      await until(
+        async () => new TextDecoder().decode(await live()) === "started\n",
+        60_000,
+        "the running task's first line in its live log",
+      );
+      expect(["dispatched", "running"]).toContain((await runs(e, id))[0]!.status);
+      expect(await e.m.store.cancelWorkflow(id)).toBe(1);
+      expect((await e.waitFor(id, 60_000)).status).toBe("cancelled");
+      expect(new TextDecoder().decode(await live())).toBe("started\n");
     });
 
     it("stops a run whose workflow is cancelled", async () => {

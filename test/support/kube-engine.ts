@@ -112,6 +112,7 @@ export async function startKubeEngine(label: string, o: KubeEngineOptions): Prom
           shutdownGraceSeconds: 5,
           signedUrlTtlSeconds: 300,
           maxActiveRuns: o.maxActiveRuns ?? 100,
+          apiUrl: engine.storageUrl, // the engine's app: workers ship live logs to it
         });
         await r.dispatcher.start();
       },
