@@ -12,6 +12,8 @@ export interface ProcessSpec {
   script: string;
   args?: string[];
   env: Record<string, string>;
+  /** The stdout line that says the process is ready (default: a line starting "ready "). */
+  ready?: RegExp;
 }
 
 interface Managed {
@@ -67,7 +69,7 @@ export class ProcessSet {
     child.stdout!.on("data", (chunk: Buffer) => {
       m.log.write(chunk);
       buffered += chunk.toString();
-      const line = buffered.split("\n").find((l) => l.startsWith("ready "));
+      const line = buffered.split("\n").find((l) => (m.spec.ready ?? /^ready /).test(l));
       if (line) ready(line);
     });
     child.once("exit", (code, signal) => {

@@ -148,18 +148,22 @@ export async function runPass(o: PassOptions): Promise<PassReport> {
       });
     }
 
-    if (!(await processes.start({ name: "api", script: "chaos/api-process.ts", env }, true))) {
+    // The parts as deployed: `dwop api`, `dwop claimer` and `dwop dispatcher`.
+    const api = { name: "api", script: "cli/main.ts", args: ["api"], env, ready: /^https?:\/\// };
+    if (!(await processes.start(api, true))) {
       throw new Error(`the API did not start; see ${logDir}/api.log`);
     }
     for (const i of [0, 1]) {
       await processes.start({
         name: `claimer-${i}`,
-        script: "cron/main.ts",
+        script: "cli/main.ts",
+        args: ["claimer"],
         env: { ...env, DWOP_CLAIMER_ID: `${prefix}-c${i}` },
       });
       await processes.start({
         name: `dispatcher-${i}`,
-        script: "dispatcher/main.ts",
+        script: "cli/main.ts",
+        args: ["dispatcher"],
         env: { ...env, DWOP_DISPATCHER_ID: `${prefix}-d${i}` },
       });
     }

@@ -195,6 +195,42 @@ program
     ),
   );
 
+program
+  .command("api")
+  .description(
+    "run the HTTP API and dashboard alone (with the local storage it serves), no claimer or dispatcher",
+  )
+  .option("-p, --port <port>", "the port to listen on (default: DWOP_PORT, 8080)")
+  .option("--host <host>", "the address to listen on (default: DWOP_HOST, 127.0.0.1)")
+  .addOption(logFormat())
+  .action(
+    act(async (opts: { port?: string; host?: string; logFormat?: LogFormat }) =>
+      (await import("./commands/dev.ts")).devCommand(config(), opts, "api"),
+    ),
+  );
+
+program
+  .command("claimer")
+  .description("run an outbox claimer: publishes ready tasks to the bus, sends callbacks, sweeps old rows")
+  .action(
+    act(async () => {
+      await import("../cron/main.ts");
+      return new Promise<number>(() => {}); // until a signal: cron/main.ts stops and exits on it
+    }),
+  );
+
+program
+  .command("dispatcher")
+  .description(
+    "run a dispatcher: takes tasks from the bus and runs them (local processes or Kubernetes Jobs)",
+  )
+  .action(
+    act(async () => {
+      await import("../dispatcher/main.ts");
+      return new Promise<number>(() => {}); // until a signal: dispatcher/main.ts stops and exits on it
+    }),
+  );
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {

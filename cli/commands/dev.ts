@@ -15,9 +15,15 @@ export interface DevOptions {
 /**
  * `dwop dev`: the whole stack as one long-running server, until a signal. Ctrl-C stops it at once
  * (running tasks are recorded as lost and rerun at the next start); SIGTERM, a service manager's stop,
- * gives running tasks DWOP_SHUTDOWN_GRACE_SECONDS to finish first.
+ * gives running tasks DWOP_SHUTDOWN_GRACE_SECONDS to finish first. `dwop api`: the same server without
+ * its claimer and dispatcher (they run as `dwop claimer` and `dwop dispatcher`); it prints its URL on
+ * stdout once it listens.
  */
-export async function devCommand(base: Config, opts: DevOptions = {}): Promise<number> {
+export async function devCommand(
+  base: Config,
+  opts: DevOptions = {},
+  part: "dev" | "api" = "dev",
+): Promise<number> {
   const config: Config = {
     ...base,
     DWOP_PORT: opts.port === undefined ? base.DWOP_PORT : (positiveInt(opts.port, "--port", 65535) ?? 0),
@@ -29,7 +35,7 @@ export async function devCommand(base: Config, opts: DevOptions = {}): Promise<n
     destination: stderr,
   });
   const say = (m: string) => stderr.write(`${m}\n`);
-  const stack = await startStack({ config, logger, engine: true, say });
+  const stack = await startStack({ config, logger, engine: part === "dev", say });
   const grace = config.DWOP_SHUTDOWN_GRACE_SECONDS;
   const shutdown = handleShutdown({
     line: (signal) =>
@@ -40,7 +46,8 @@ export async function devCommand(base: Config, opts: DevOptions = {}): Promise<n
     stop: (signal) => stack.stop({ fast: signal !== "SIGTERM" }),
     deadlineMs: (signal) => (signal === "SIGTERM" ? (grace + 10) * 1000 : STOP_DEADLINE_MS),
   });
-  say(`dwop dev listening on ${stack.url}`);
+  say(`dwop ${part} listening on ${stack.url}`);
+  if (part === "api") process.stdout.write(`${stack.url}\n`);
   say(`dashboard: ${stack.url}/ui/ (sign in with the API token)`);
   say(
     stack.apiTokenFile
