@@ -75,6 +75,7 @@ export function apiSettings(config: Config): ApiSettings {
     maxWebhookBytes: config.DWOP_MAX_WEBHOOK_BYTES,
     eventsPollMs: config.DWOP_EVENTS_POLL_MS,
     retryBackoffMs: config.DWOP_RETRY_BACKOFF_MS,
+    maxInfraRetries: config.DWOP_MAX_INFRA_RETRIES,
     submitLimits: submitLimits(config),
     uploadsInFlight: DEFAULT_SETTINGS.uploadsInFlight,
     uploadUrlTtlSeconds: config.DWOP_SIGNED_URL_TTL_SECONDS,

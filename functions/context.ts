@@ -32,6 +32,8 @@ export interface ApiSettings {
   eventsPollMs: number;
   /** Delay before a task's first retry (doubles with each further one). */
   retryBackoffMs: number;
+  /** Each task's infrastructure retry budget (DWOP_MAX_INFRA_RETRIES; the database's default 3 when unset). */
+  maxInfraRetries?: number;
   /** Tasks, workflow bytes and inputs one submission may have. */
   submitLimits: SubmitLimits;
   /** Objects being uploaded at once, across every submission this app serves. */

@@ -47,6 +47,7 @@ export function hookRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
           owner: trigger.owner,
           id: recorded.workflowId,
           retryBackoffMs: deps.settings.retryBackoffMs,
+          maxInfraRetries: deps.settings.maxInfraRetries,
           limits: deps.settings.submitLimits,
         },
       );

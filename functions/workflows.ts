@@ -93,6 +93,7 @@ async function submit(c: Context<ApiEnv>, deps: ApiDeps): Promise<Response> {
       owner,
       id,
       retryBackoffMs: deps.settings.retryBackoffMs,
+      maxInfraRetries: deps.settings.maxInfraRetries,
       spec,
       limits,
     },

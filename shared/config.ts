@@ -127,6 +127,11 @@ export const configSchema = z.object({
   DWOP_REPUBLISH_AFTER_SECONDS: int(0, 60),
   /** A due task unpublished, or a published one with no run and no live dispatcher, this long is a stall (/readyz). */
   DWOP_STALL_AFTER_SECONDS: int(1, 10),
+  /**
+   * Attempts a task may lose to the infrastructure (lost, evicted, OOM-killed, image pull, unschedulable)
+   * beyond its first, apart from its own @retries.
+   */
+  DWOP_MAX_INFRA_RETRIES: int(0, 3),
   DWOP_RETRY_BACKOFF_MS: int(0, 1000),
   /** The deadline of an attempt whose task has no @timeout: every attempt has one. */
   DWOP_DEFAULT_TASK_TIMEOUT_SECONDS: int(1, 3600),

@@ -53,6 +53,8 @@ export interface SubmitRequest {
   /** Fixed id (idempotent submits); a new one is made when absent. */
   id?: string;
   retryBackoffMs: number;
+  /** Each task's infrastructure retry budget (DWOP_MAX_INFRA_RETRIES); default 3. */
+  maxInfraRetries?: number;
   /** The spec `checkSubmission` returned for this source, so the file is not parsed twice. */
   spec?: WorkflowSpec;
   limits?: SubmitLimits;
@@ -186,6 +188,7 @@ export async function submitWorkflow(deps: SubmitDeps, req: SubmitRequest): Prom
       inputs: Object.keys(inputs),
       tasks: spec.tasks,
       retryBackoffMs: req.retryBackoffMs,
+      maxInfraRetries: req.maxInfraRetries,
     });
   } catch (err) {
     await cleanUp();

@@ -1193,13 +1193,13 @@ begin
   ups as (select down as id, array_agg(up order by up) as ids from links group by down),
   downs as (select up as id, array_agg(down order by down) as ids from links group by up)
   insert into dwop.tasks (id, workflow_id, name, position, status, attempt, max_retries, retry_backoff_ms,
-                          timeout_seconds, options, params, upstream_ids, downstream_ids, pending_inputs,
-                          created_at, queued_at)
+                          max_infra_retries, timeout_seconds, options, params, upstream_ids, downstream_ids,
+                          pending_inputs, created_at, queued_at)
   overriding system value
   select s.id, p_id, s.name, s.ord, case when u.ids is null then 'queued' else 'pending' end,
          case when u.ids is null then 1 else 0 end,
          coalesce((s.spec->>'retries')::int, 0), coalesce((s.spec->>'backoff_ms')::int, 1000),
-         (s.spec->>'timeout_seconds')::int, coalesce(s.spec->'options', '{}'), coalesce(s.spec->'params', '[]'),
+         coalesce((s.spec->>'max_infra_retries')::int, 3), (s.spec->>'timeout_seconds')::int, coalesce(s.spec->'options', '{}'), coalesce(s.spec->'params', '[]'),
          coalesce(u.ids, '{}'), coalesce(d.ids, '{}'), coalesce(cardinality(u.ids), 0),
          v_now, case when u.ids is null then v_now end
   from specs s

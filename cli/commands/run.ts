@@ -61,6 +61,7 @@ export async function runCommand(config: Config, file: string, opts: RunOptions)
         inputs,
         owner: "local",
         retryBackoffMs: config.DWOP_RETRY_BACKOFF_MS,
+        maxInfraRetries: config.DWOP_MAX_INFRA_RETRIES,
         limits: submitLimits(config),
       },
     ).catch((e: unknown) => {

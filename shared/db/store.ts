@@ -50,6 +50,8 @@ export interface SubmitInput {
   tasks: TaskSpec[];
   /** Base delay before the first retry; doubles with each further retry. */
   retryBackoffMs: number;
+  /** Attempts each task may lose to the infrastructure (lost, evicted, OOM-killed...) beyond the first; default 3. */
+  maxInfraRetries?: number;
 }
 
 export interface TaskSummary {
@@ -95,6 +97,7 @@ export class Store {
       retries: t.options.retries,
       timeout_seconds: t.options.timeoutSeconds,
       backoff_ms: input.retryBackoffMs,
+      max_infra_retries: input.maxInfraRetries,
       options: { image: t.options.image, cpu: t.options.cpu, memory: t.options.memory },
     }));
     const [row] = await this.db<{ created: boolean }[]>`
