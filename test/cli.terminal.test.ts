@@ -161,13 +161,13 @@ describe("a follower whose server restarts", () => {
     server = start();
     await server.waitFor("dwop dev listening on");
 
-    expect(await wait.exited).toBe(0);
+    expect(await wait.exited, `submit --wait said: ${wait.stderr()}`).toBe(0);
     expect(wait.stderr()).toMatch(
       /lost http:\/\/127\.0\.0\.1:\d+ \(cannot reach .*ECONNREFUSED\); waiting for it to come back/,
     );
     expect(wait.stderr()).toMatch(/reconnected to http:\/\/127\.0\.0\.1:\d+ after \d+\.\ds/);
     expect(wait.stderr()).toContain(`workflow ${id} succeeded`);
-    expect(await follow.exited).toBe(0);
+    expect(await follow.exited, `logs --follow said: ${follow.stderr()}`).toBe(0);
     expect(follow.stdout()).toContain("before\nafter\n");
   }, 180_000);
 });

@@ -196,6 +196,7 @@ describe("hostile requests derived from the OpenAPI document", () => {
     "GET /workflows/{id}/tasks/{name}/output", "GET /workflows/{id}/tasks/{name}/logs", "GET /workflows/{id}/events",
     "POST /triggers", "GET /triggers", "GET /triggers/{name}", "DELETE /triggers/{name}", "POST /keys", "GET /keys",
     "DELETE /keys/{id}", "POST /hooks/{id}", "POST /validate", "GET /ui/api/workflows",
+    "POST /runs/{runId}/log", "POST /runs/{runId}/log/sealed", "POST /runs/{runId}/upload-urls",
   ]; // prettier-ignore
   it("lists exactly the operations fuzzed here", () => {
     expect(

@@ -162,6 +162,11 @@ async function expectRefused(
 }
 
 const protectedOps = () => operations(doc).filter((o) => o.op.security.length > 0);
+/** The routes of an owner's credentials (not a run's log-stream token). */
+const ownerOps = () => operations(doc).filter((o) => o.op.security.some((s) => "bearer" in (s as object)));
+/** The routes a running worker calls with its run's token. */
+const runTokenOps = () =>
+  operations(doc).filter((o) => o.op.security.some((s) => "runToken" in (s as object)));
 
 describe("bearer credentials that must not work", () => {
   /** Credentials each protected route must refuse with 401. */
@@ -305,8 +310,20 @@ describe("another owner's ids", () => {
       ["the static API token (owner local)", bearer(API_TOKEN)],
     ] as const;
 
+  it("are refused with 401 on a run's routes, which take that run's token and no owner's", async () => {
+    const ops = runTokenOps();
+    expect(ops.map((o) => `${o.method} ${o.template}`)).toContain("POST /runs/{runId}/log");
+    const before = await probe.fingerprint();
+    for (const op of ops) {
+      for (const [label, headers] of [...callers(), ["alice (JWT)", alice] as const]) {
+        const { path, init } = requestOf(op, headers);
+        await expectRefused(await h.app.request(path, init), 401, before, `${op.method} ${path} as ${label}`);
+      }
+    }
+  });
+
   it("answer 404 on every route that takes an id, exactly as an id that does not exist, changing nothing", async () => {
-    const withIds = protectedOps().filter((o) => pathParams(o.template).length > 0);
+    const withIds = ownerOps().filter((o) => pathParams(o.template).length > 0);
     expect(withIds.map((o) => `${o.method} ${o.template}`)).toEqual(
       expect.arrayContaining([
         "GET /workflows/{id}/runs/{runId}",
