@@ -4,7 +4,7 @@ import { hostname } from "node:os";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Claimer, claimerSettings } from "../cron/claimer.ts";
-import { Dispatcher, type DispatcherOptions } from "../dispatcher/dispatcher.ts";
+import { Dispatcher, dispatcherSettings, type DispatcherOptions } from "../dispatcher/dispatcher.ts";
 import { apiSettings, createApp } from "../functions/app.ts";
 import type { Bus } from "../shared/bus/bus.ts";
 import { connectBus } from "../shared/bus/from-config.ts";
@@ -126,17 +126,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       bus,
       executor,
       storage,
-      (dispatcherOptions = {
-        id,
-        concurrency: config.DWOP_CONCURRENCY,
-        heartbeatSeconds: config.DWOP_HEARTBEAT_SECONDS,
-        lostAfterSeconds: config.DWOP_LOST_AFTER_SECONDS,
-        shutdownGraceSeconds: config.DWOP_SHUTDOWN_GRACE_SECONDS,
-        signedUrlTtlSeconds: config.DWOP_SIGNED_URL_TTL_SECONDS,
-        apiUrl: serverUrl,
-        defaultTimeoutSeconds: config.DWOP_DEFAULT_TASK_TIMEOUT_SECONDS,
-        logger,
-      }),
+      (dispatcherOptions = { id, ...dispatcherSettings(config), apiUrl: serverUrl, logger }),
     );
     const claimer = new Claimer(store, bus, { id, ...claimerSettings(config), logger });
     await dispatcher.start();

@@ -1,3 +1,4 @@
+import type { Config } from "../shared/config.ts";
 import type { Bus, Consumer, Delivery } from "../shared/bus/bus.ts";
 import { Batcher } from "../shared/batcher.ts";
 import type { Store } from "../shared/db/store.ts";
@@ -24,6 +25,20 @@ const CAP_WAIT_MS = 10_000;
 const CAP_PAUSE_MS = 1000;
 /** The deadline of an attempt whose task has no @timeout, unless the options say (DWOP_DEFAULT_TASK_TIMEOUT_SECONDS). */
 export const DEFAULT_TASK_TIMEOUT_SECONDS = 3600;
+
+/** A dispatcher's settings from the configuration (every process that runs one uses the same). */
+export function dispatcherSettings(
+  config: Config,
+): Omit<DispatcherOptions, "id" | "apiUrl" | "maxActiveRuns" | "logger"> {
+  return {
+    concurrency: config.DWOP_CONCURRENCY,
+    heartbeatSeconds: config.DWOP_HEARTBEAT_SECONDS,
+    lostAfterSeconds: config.DWOP_LOST_AFTER_SECONDS,
+    shutdownGraceSeconds: config.DWOP_SHUTDOWN_GRACE_SECONDS,
+    signedUrlTtlSeconds: config.DWOP_SIGNED_URL_TTL_SECONDS,
+    defaultTimeoutSeconds: config.DWOP_DEFAULT_TASK_TIMEOUT_SECONDS,
+  };
+}
 
 export interface DispatcherOptions {
   id: string;

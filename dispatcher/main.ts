@@ -13,7 +13,7 @@ import { resolvePython, WORKER_SCRIPT } from "../shared/executors/python.ts";
 import type { Logger } from "../shared/log.ts";
 import { createLogger } from "../shared/pino.ts";
 import { storageFromConfig } from "../shared/storage/from-config.ts";
-import { Dispatcher } from "./dispatcher.ts";
+import { Dispatcher, dispatcherSettings } from "./dispatcher.ts";
 import { kubernetesParts, kubernetesSettings, loadKubeConfig, type KubernetesParts } from "./kubernetes.ts";
 import { DispatcherMetrics } from "./metrics.ts";
 import { serveOps } from "./ops-server.ts";
@@ -43,13 +43,8 @@ const kube: KubernetesParts | null =
 const executor: Executor = kube?.executor ?? (await localExecutor(config, logger));
 const dispatcher = new Dispatcher(store, bus, executor, storage, {
   id,
-  concurrency: config.DWOP_CONCURRENCY,
-  heartbeatSeconds: config.DWOP_HEARTBEAT_SECONDS,
-  lostAfterSeconds: config.DWOP_LOST_AFTER_SECONDS,
-  shutdownGraceSeconds: config.DWOP_SHUTDOWN_GRACE_SECONDS,
-  signedUrlTtlSeconds: config.DWOP_SIGNED_URL_TTL_SECONDS,
+  ...dispatcherSettings(config),
   apiUrl: workerApiUrl(config),
-  defaultTimeoutSeconds: config.DWOP_DEFAULT_TASK_TIMEOUT_SECONDS,
   maxActiveRuns: config.DWOP_KUBE_MAX_JOBS,
   logger,
 });
