@@ -7,6 +7,12 @@ import type { KubeSim } from "../tools/kube-sim/index.ts";
 import { startKubeEngine, startWorkerSim, type KubeEngine } from "./support/kube-engine.ts";
 import { workerContainers } from "../tools/kube-sim/worker-containers.ts";
 import { until } from "./support/until.ts";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { containerExitCode } from "../tools/kube-sim/podman-runtime.ts";
+import { podman } from "../scripts/images/podman.ts";
+import { WORKER_IMAGE as WORKER_IMAGE_NAME } from "./support/kube-engine.ts";
 
 // Without podman these cases cannot say anything (host processes run as root on a writable system):
 // skipped, after tools/kube-sim/worker-containers.ts has said why. CI sets DWOP_KUBE_SIM_RUNTIME=podman, where a
@@ -110,5 +116,29 @@ describe.skipIf(!containers)("Job pods as real containers", () => {
       select failure_reason from dwop.runs where workflow_id = ${id} order by attempt`;
     expect(reasons.length).toBeGreaterThan(1);
     expect(reasons.every((r) => r.failure_reason === "oom_killed")).toBe(true);
+  });
+});
+
+describe.skipIf(!containers)("a container whose `podman run` lost track of it", () => {
+  it("is asked for its own exit code and removed; one that never was keeps podman's code", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "dwop-lost-exit-"));
+    const cidFile = join(dir, "container-id");
+    // Ended on its own with 3, left behind as podman leaves a container whose exit code it lost.
+    await podman([
+      "run",
+      "--detach",
+      `--cidfile=${cidFile}`,
+      "--network=none",
+      "--entrypoint=/bin/sh",
+      WORKER_IMAGE_NAME,
+      "-c",
+      "exit 3",
+    ]);
+    const id = (await readFile(cidFile, "utf8")).trim();
+    expect(await containerExitCode(cidFile, 127)).toBe(3);
+    await expect(podman(["container", "exists", id])).rejects.toThrow();
+    expect(await containerExitCode(join(dir, "none"), 127)).toBe(127);
+    expect(await containerExitCode(cidFile, 0)).toBe(0);
+    await rm(dir, { recursive: true, force: true });
   });
 });

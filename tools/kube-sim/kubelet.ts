@@ -45,6 +45,8 @@ interface Running {
   signal(signal: "SIGTERM" | "SIGKILL"): void;
   /** Whether the kernel OOM-killed it (real containers only). */
   oomKilled?(): Promise<boolean>;
+  /** The container's own exit code, given its runner's (real containers: podman's own failures). */
+  exitCode?(runnerCode: number): Promise<number>;
 }
 
 interface Runtime {
@@ -370,8 +372,9 @@ export class Kubelet {
     this.update(rt, (p) => (p.status = runningStatus(p.status, container, rt.startedAt!, rt.containerID!)));
   }
 
-  private async exited(rt: Runtime, container: Container, exitCode: number): Promise<void> {
+  private async exited(rt: Runtime, container: Container, runnerCode: number): Promise<void> {
     rt.phase = "terminated";
+    const exitCode = (await rt.child?.exitCode?.(runnerCode)) ?? runnerCode;
     let message = await readFile(rt.resultFile!, "utf8").catch(() => "");
     message = lastBytes(message, TERMINATION_MESSAGE_LIMIT);
     if (!message && exitCode !== 0 && container.terminationMessagePolicy === "FallbackToLogsOnError") {

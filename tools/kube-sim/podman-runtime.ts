@@ -27,6 +27,8 @@ export interface LaunchedContainer {
   signal(signal: "SIGTERM" | "SIGKILL"): void;
   /** Whether the kernel OOM-killed a process of this container (asked once it has exited). */
   oomKilled(): Promise<boolean>;
+  /** The container's own exit code, given what `podman run` exited with (see containerExitCode). */
+  exitCode(podmanCode: number): Promise<number>;
 }
 
 /** Why a container cannot be created from its spec (the kubelet's CreateContainerConfigError). */
@@ -161,6 +163,7 @@ export class PodmanRuntime {
       signal: (sig) => signal(sig),
       // podman leaves the id file when --rm removes the container.
       oomKilled: async () => this.oom.killedIn((await readFile(cidFile, "utf8").catch(() => "")).trim()),
+      exitCode: (code) => containerExitCode(cidFile, code),
     };
   }
 
@@ -284,4 +287,29 @@ function resourceArgs(container: Container): string[] {
   const cpu = limits.cpu ? parseCpu(limits.cpu) : null;
   if (cpu) args.push(`--cpus=${cpu}`);
   return args;
+}
+
+/** How long to wait for a container whose `podman run` lost track of it. */
+const LOST_WAIT_SECONDS = 30;
+
+/**
+ * `podman run` exits with the container's code, or with 125-127 when podman itself failed. Under load
+ * podman 4.3 sometimes loses the exit code of a container that ended ("getting exit code of container
+ * ... from DB: no such exit code (container in state running)") and exits 127 although the container
+ * exited 0, leaving it behind. Then the container, if it is still there, is asked directly (`podman
+ * wait`) and removed; a container that never was keeps podman's code.
+ */
+export async function containerExitCode(cidFile: string, podmanCode: number): Promise<number> {
+  if (podmanCode < 125) return podmanCode;
+  const id = (await readFile(cidFile, "utf8").catch(() => "")).trim();
+  if (!id) return podmanCode;
+  let timer: NodeJS.Timeout | undefined;
+  const waited = await Promise.race([
+    podman(["wait", "--interval=250ms", id]).catch(() => null),
+    new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), LOST_WAIT_SECONDS * 1000))),
+  ]);
+  clearTimeout(timer);
+  await podman(["rm", "--force", "--time=0", id]).catch(() => undefined);
+  const code = waited === null ? NaN : Number(waited.trim());
+  return Number.isInteger(code) && code >= 0 ? code : podmanCode;
 }
