@@ -8,6 +8,7 @@ import { ListWatch, type WatchEventType } from "../shared/executors/kubernetes/l
 import { LABELS, MANAGED_SELECTOR, runIdOf } from "../shared/executors/kubernetes/names.ts";
 import { judgeJob, type JobVerdict, type WaitLimits } from "../shared/executors/kubernetes/outcome.ts";
 import { silentLogger, type Logger } from "../shared/log.ts";
+import { ACTIVE_RUN_STATES } from "../shared/model.ts";
 import { ClusterStore } from "./cluster-store.ts";
 import { reconcileOnce, type ReconcileReport, type ReconcileTarget } from "./reconcile.ts";
 
@@ -372,8 +373,7 @@ export class JobObserver {
     );
     for (const job of jobs) {
       const status = statuses.get(runIdOf(job) ?? "");
-      if (status && !["starting", "dispatched", "running"].includes(status))
-        await this.deleteJob(job.metadata!.name!);
+      if (status && !ACTIVE_RUN_STATES.includes(status)) await this.deleteJob(job.metadata!.name!);
     }
   }
 

@@ -1,6 +1,6 @@
 import type { V1Job, V1Pod } from "@kubernetes/client-node";
 import { runIdOf } from "../shared/executors/kubernetes/names.ts";
-import type { RunState } from "../shared/model.ts";
+import { ACTIVE_RUN_STATES, type RunState } from "../shared/model.ts";
 
 /** What a reconcile reads and does: the observer hands it these, and nothing else of itself. */
 export interface ReconcileTarget {
@@ -26,8 +26,6 @@ export interface ReconcileReport {
   /** Active runs whose Job is gone, retried as lost. */
   lost: number;
 }
-
-const ACTIVE: readonly RunState[] = ["starting", "dispatched", "running"];
 
 /**
  * Compares the cluster's Jobs with the database's active runs, from fresh lists rather than the watch
@@ -56,7 +54,7 @@ export async function reconcileOnce(target: ReconcileTarget): Promise<ReconcileR
     const status = runId ? statuses.get(runId) : undefined;
     // A Job of a run this database does not know belongs to someone else: leave it alone.
     if (!runId || !status) continue;
-    if (ACTIVE.includes(status)) {
+    if (ACTIVE_RUN_STATES.includes(status)) {
       target.consider(job, podsByRun.get(runId) ?? []);
     } else {
       await target.deleteJob(job.metadata!.name!);

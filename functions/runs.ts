@@ -1,9 +1,9 @@
 import type { Context, Hono } from "hono";
 import {
+  ACTIVE_RUN_STATES,
   OUTPUT_BUCKET,
   TERMINAL_TASK_STATES,
   objectPaths,
-  type RunState,
   type TaskState,
 } from "../shared/model.ts";
 import { needStorage, uuidParam } from "./body.ts";
@@ -40,7 +40,6 @@ export function runRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
 }
 
 const LIVE_READ_LIMIT = 1024 * 1024;
-const ACTIVE_RUN_STATES: readonly RunState[] = ["starting", "dispatched", "running"];
 
 /**
  * One attempt's log from `offset`: the stored object once the worker has stored it (the whole log, so

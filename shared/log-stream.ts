@@ -12,10 +12,23 @@ export const LIVE_LOG_MAX_BYTES = 16 * 1024 * 1024;
 
 const encoder = new TextEncoder();
 
-async function key(secret: Uint8Array, usage: "sign" | "verify"): Promise<CryptoKey> {
-  return crypto.subtle.importKey("raw", new Uint8Array(secret), { name: "HMAC", hash: "SHA-256" }, false, [
-    usage,
-  ]);
+/** Imported once per key (the key is read once per process), not once per run or request. */
+const imported = new WeakMap<Uint8Array, Promise<CryptoKey>>();
+
+function key(secret: Uint8Array): Promise<CryptoKey> {
+  let k = imported.get(secret);
+  if (!k) {
+    const usages: KeyUsage[] = ["sign", "verify"];
+    k = crypto.subtle.importKey(
+      "raw",
+      new Uint8Array(secret),
+      { name: "HMAC", hash: "SHA-256" },
+      false,
+      usages,
+    );
+    imported.set(secret, k);
+  }
+  return k;
 }
 
 function message(runId: string): Uint8Array<ArrayBuffer> {
@@ -24,9 +37,7 @@ function message(runId: string): Uint8Array<ArrayBuffer> {
 
 /** The token of a run, base64url. */
 export async function logStreamToken(secret: Uint8Array, runId: string): Promise<string> {
-  return base64url(
-    new Uint8Array(await crypto.subtle.sign("HMAC", await key(secret, "sign"), message(runId))),
-  );
+  return base64url(new Uint8Array(await crypto.subtle.sign("HMAC", await key(secret), message(runId))));
 }
 
 function base64url(bytes: Uint8Array): string {
@@ -46,7 +57,7 @@ export async function verifyLogStreamToken(
   const mac = Uint8Array.from(binary, (c) => c.charCodeAt(0));
   // The last character carries 2 unused bits: only the one spelling of the MAC is the token.
   if (base64url(mac) !== token) return false;
-  return crypto.subtle.verify("HMAC", await key(secret, "verify"), mac, message(runId));
+  return crypto.subtle.verify("HMAC", await key(secret), mac, message(runId));
 }
 
 /** The URL a run's worker posts its log chunks to, under the API's base URL. */

@@ -57,6 +57,9 @@ export const RUN_STATES = [
 ] as const;
 export type RunState = (typeof RUN_STATES)[number];
 
+/** A run in these states may still start, run or end: its worker may write, its Job must stay. */
+export const ACTIVE_RUN_STATES: readonly RunState[] = ["starting", "dispatched", "running"];
+
 /**
  * Why a run failed. `exit_code`, `timeout`, `worker_error` and `output_rejected` (storage refused the
  * task's output or log: too large, say) count against the task's own retries;

@@ -55,9 +55,6 @@ class LineLog:
                 self.write(rest + b"\n")
         self.partial = {}
 
-    def say(self, line):
-        self.write(line)
-
     def write(self, data):
         write_all(self.fd, data)
         self.size += len(data)

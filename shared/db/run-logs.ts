@@ -1,5 +1,5 @@
 import type { Db } from "./connect.ts";
-import type { RunState } from "../model.ts";
+import { ACTIVE_RUN_STATES, type RunState } from "../model.ts";
 
 /**
  * Live logs: the chunks a running attempt's worker ships (whole lines, in byte order), kept until the
@@ -136,6 +136,6 @@ export async function runTarget(db: Db, runId: string): Promise<RunTarget | null
     select r.workflow_id as "workflowId", t.name as "taskName", r.attempt, r.status
     from dwop.runs r join dwop.tasks t on t.id = r.task_id where r.id = ${runId}`;
   if (!row) return null;
-  const active = row.status === "starting" || row.status === "dispatched" || row.status === "running";
+  const active = ACTIVE_RUN_STATES.includes(row.status);
   return { workflowId: row.workflowId, taskName: row.taskName, attempt: row.attempt, active };
 }
