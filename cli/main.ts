@@ -209,6 +209,31 @@ program
     ),
   );
 
+const dashboard = program
+  .command("dashboard")
+  .description("the web dashboard for an API that cannot serve it as a page (hosted Supabase)");
+dashboard
+  .command("build")
+  .description("write the dashboard as three static files that call the API at --api")
+  .requiredOption("--api <url>", "the API's root URL, such as https://PROJECT.supabase.co/functions/v1/api")
+  .option("-o, --out <dir>", "the folder to write (default: dwop-dashboard)")
+  .action(
+    act(async (opts: { api: string; out?: string }) =>
+      (await import("./commands/dashboard.ts")).dashboardBuildCommand(opts),
+    ),
+  );
+dashboard
+  .command("serve")
+  .description("serve the dashboard on this machine, calling the API at --api")
+  .requiredOption("--api <url>", "the API's root URL, such as https://PROJECT.supabase.co/functions/v1/api")
+  .option("-p, --port <port>", "the port to listen on (default: 8090)")
+  .option("--host <host>", "the address to listen on (default: 127.0.0.1)")
+  .action(
+    act(async (opts: { api: string; port?: string; host?: string }) =>
+      (await import("./commands/dashboard.ts")).dashboardServeCommand(opts),
+    ),
+  );
+
 program
   .command("claimer")
   .description("run an outbox claimer: publishes ready tasks to the bus, sends callbacks, sweeps old rows")

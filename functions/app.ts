@@ -1,5 +1,6 @@
 import { Hono, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { cors } from "hono/cors";
 import type { Config } from "../shared/config.ts";
 import { ApiStore } from "../shared/db/api-store.ts";
 import type { Db } from "../shared/db/connect.ts";
@@ -7,6 +8,7 @@ import { RunLogs } from "../shared/db/run-logs.ts";
 import { Store } from "../shared/db/store.ts";
 import type { Logger } from "../shared/log.ts";
 import { EMPTY_ALLOW_LIST, parseAllowList } from "../shared/net/addresses.ts";
+import { parseOrigins } from "../shared/net/origins.ts";
 import { systemResolver, type ResolveHost } from "../shared/net/callback-target.ts";
 import type { Storage } from "../shared/storage/storage.ts";
 import { Semaphore } from "../shared/semaphore.ts";
@@ -64,6 +66,7 @@ export const DEFAULT_SETTINGS: ApiSettings = {
   authThrottle: { maxFailures: 20, windowMs: 60_000, blockMs: 60_000, maxEntries: 10_000 },
   clientAddress: { proxies: 1 },
   stall: DEFAULT_STALL_SETTINGS,
+  corsOrigins: [],
 };
 
 /** The API's settings from the validated configuration. */
@@ -88,6 +91,7 @@ export function apiSettings(config: Config): ApiSettings {
     },
     clientAddress: { header: config.DWOP_CLIENT_ADDRESS_HEADER, proxies: config.DWOP_TRUSTED_PROXIES },
     stall: { afterSeconds: config.DWOP_STALL_AFTER_SECONDS, aliveSeconds: config.DWOP_LOST_AFTER_SECONDS },
+    corsOrigins: parseOrigins(config.DWOP_CORS_ORIGINS),
   };
 }
 
@@ -135,6 +139,8 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
   app.onError(errorHandler(logger));
   app.notFound(routeNotFound);
+  // First, so that a browser's preflight (OPTIONS, no token) is answered before authentication.
+  if (settings.corsOrigins.length > 0) app.use("*", crossOrigin(settings.corsOrigins));
 
   const auth = authenticate(api);
   const requestLimit = limit(api.settings.maxRequestBytes);
@@ -161,6 +167,21 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
   dashboardRoutes(app, api);
   if (deps.extraRoutes) app.route("/", deps.extraRoutes);
   return app;
+}
+
+/**
+ * Lets pages of the configured origins call the API with a bearer token (no cookies: credentials stay
+ * off), and read the headers the dashboard reads. Other origins get no Access-Control-Allow-Origin, so
+ * their browsers keep the answer from them.
+ */
+function crossOrigin(origins: string[]): MiddlewareHandler {
+  return cors({
+    origin: origins,
+    allowMethods: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+    allowHeaders: ["authorization", "content-type", "idempotency-key", "last-event-id"],
+    exposeHeaders: ["x-log-size", "x-log-complete", "location", "retry-after"],
+    maxAge: 600,
+  });
 }
 
 /** 413 from the Content-Length, or while reading a body sent without one, before it is read whole. */

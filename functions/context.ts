@@ -48,6 +48,8 @@ export interface ApiSettings {
   clientAddress: AddressSettings;
   /** When unpublished or undispatched tasks count as a stall, on /readyz. */
   stall: StallSettings;
+  /** Origins whose pages may call the API from a browser (DWOP_CORS_ORIGINS); none by default. */
+  corsOrigins: string[];
 }
 
 /** Everything the routes are given. */

@@ -2,6 +2,7 @@ import { z } from "zod";
 import type { EnvSource } from "./env.ts";
 import { parseMemory } from "./quantity.ts";
 import { parseAllowList } from "./net/addresses.ts";
+import { parseOrigins } from "./net/origins.ts";
 
 const int = (min: number, fallback: number) => z.coerce.number().int().min(min).default(fallback);
 /** A Kubernetes quantity kept as written ("500m", "512Mi"), for a pod spec. */
@@ -182,6 +183,21 @@ export const configSchema = z.object({
     .superRefine((value, ctx) => {
       try {
         parseAllowList(value);
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: (err as Error).message });
+      }
+    }),
+  /**
+   * Origins (scheme, host and port, such as `https://dash.example.com`) whose pages may call the API from
+   * a browser: where a static build of the dashboard is hosted (`dwop dashboard build`). Commas or blanks
+   * between; none by default, so only the dashboard the API serves itself can call it.
+   */
+  DWOP_CORS_ORIGINS: z
+    .string()
+    .default("")
+    .superRefine((value, ctx) => {
+      try {
+        parseOrigins(value);
       } catch (err) {
         ctx.addIssue({ code: "custom", message: (err as Error).message });
       }

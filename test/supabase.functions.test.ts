@@ -56,10 +56,20 @@ describe("Supabase Edge Functions", () => {
     });
     await submitAndRead(`${server.url}/api`, storage, mdb.db);
 
-    // Requests reach a function under its name; anything else is a JSON 404, as in the app.
-    const stray = await fetch(`${server.url}/workflows`, { headers: AUTH });
+    // Requests reach a function under its name, whatever it was deployed as: the entrypoint does not
+    // hard-code it. Past the name, an unknown path is a JSON 404, as in the app.
+    const renamed = await fetch(
+      `${server.url}/dwop-prod/workflows/${"0".repeat(8)}-0000-4000-8000-${"0".repeat(12)}`,
+      {
+        headers: AUTH,
+      },
+    );
+    expect(renamed.status).toBe(404);
+    expect(await renamed.json()).toMatchObject({ error: { code: "not_found" } });
+    expect((await fetch(`${server.url}/dwop-prod/readyz`)).status).toBe(200);
+    const stray = await fetch(`${server.url}/api/no-such-route`, { headers: AUTH });
     expect(stray.status).toBe(404);
-    expect(await stray.json()).toMatchObject({ error: { code: "not_found" } });
+    expect(await stray.json()).toMatchObject({ error: { message: "no route for GET /no-such-route" } });
     passed = true;
   });
 

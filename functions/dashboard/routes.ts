@@ -6,6 +6,7 @@ import { parseWith } from "../errors.ts";
 import type { RouteDoc } from "../openapi.ts";
 import { Workflow, withoutNul } from "../schemas.ts";
 import { DASHBOARD_CSS, DASHBOARD_JS, DASHBOARD_VERSION } from "./assets.generated.ts";
+import { contentSecurityPolicy, dashboardPage } from "./page.ts";
 import { listWorkflowSummaries } from "./summaries.ts";
 
 export const WorkflowSummaryQuery = z.object({
@@ -36,30 +37,13 @@ export const WorkflowSummaryList = z.object({
  * pages hold no data; everything they show comes from the API with the signed-in token.
  */
 const PAGE_HEADERS = {
-  "content-security-policy":
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  "content-security-policy": contentSecurityPolicy(),
   "x-content-type-options": "nosniff",
   "referrer-policy": "no-referrer",
   "x-frame-options": "DENY",
 };
 
-const INDEX_HTML = `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>DWOP</title>
-<link rel="icon" href="data:,">
-<link rel="stylesheet" href="app.css?v=${DASHBOARD_VERSION}">
-<script src="app.js?v=${DASHBOARD_VERSION}" defer></script>
-</head>
-<body>
-<div id="app"><p class="boot">Loading the DWOP dashboard…</p></div>
-<noscript>The DWOP dashboard needs JavaScript.</noscript>
-</body>
-</html>
-`;
+const INDEX_HTML = dashboardPage();
 
 /**
  * The web dashboard: a single page at `/ui/` (its routes live in the URL's fragment, so it works under

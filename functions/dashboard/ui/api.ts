@@ -25,8 +25,13 @@ export function clearSession(): void {
   sessionStorage.removeItem(SESSION_KEY);
 }
 
-/** The API's root: the page is `<root>/ui/`, so this works behind any path prefix. */
+/**
+ * The API's root. A static build names it in `<meta name="dwop-api">`; served by the API, the page is
+ * `<root>/ui/`, so this works behind any path prefix.
+ */
 export function apiRoot(): string {
+  const named = document.querySelector<HTMLMetaElement>('meta[name="dwop-api"]')?.content;
+  if (named) return named.endsWith("/") ? named : `${named}/`;
   const path = location.pathname;
   const at = path.lastIndexOf("/ui/");
   return at === -1 ? "/" : path.slice(0, at + 1);

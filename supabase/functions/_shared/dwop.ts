@@ -1,5 +1,6 @@
 // What DWOP's Edge Functions share: the HTTP API over SUPABASE_DB_URL, with Supabase Storage.
 import { Hono } from "hono";
+import { getPath } from "hono/utils/url";
 import { apiSettings, createApp } from "../../../functions/app.ts";
 import type { ApiEnv } from "../../../functions/context.ts";
 import { routeNotFound } from "../../../functions/errors.ts";
@@ -20,11 +21,21 @@ export function dwopApp(functionName: string): Hono<ApiEnv> {
   return createApp({ db, storage: supabaseStorageFromConfig(config), settings: apiSettings(config) });
 }
 
-/** Requests reach a function as /<function name>/<path>; the app's routes start at /<path>. */
-export function mounted(functionName: string, app: Hono<ApiEnv>): Hono<ApiEnv> {
-  const root = new Hono<ApiEnv>().route(`/${functionName}`, app);
+/**
+ * Requests reach a function as /<its name>/<path>, whatever name it was deployed under; the app sees
+ * `under` + /<path>. The URL itself is left alone (c.req.url stays what the client asked for).
+ */
+export function mounted(app: Hono<ApiEnv>, under = ""): Hono<ApiEnv> {
+  const root = new Hono<ApiEnv>({ getPath: (req) => under + withoutFunctionName(getPath(req)) });
+  root.route("/", app);
   root.notFound(routeNotFound);
   return root;
+}
+
+/** `/api/workflows` -> `/workflows`; `/api` -> `/`. */
+function withoutFunctionName(path: string): string {
+  const slash = path.indexOf("/", 1);
+  return slash === -1 ? "/" : path.slice(slash);
 }
 
 /** Deno.serve, typed here because the project's TypeScript checks against Node's types, not Deno's. */

@@ -1,10 +1,6 @@
-// Supabase Edge Function `hooks`: only the signed webhooks, at .../functions/v1/hooks/<trigger id>.
-// Requests arrive as /hooks/<id>, the app's own route; nothing else is served here.
-import { Hono } from "hono";
-import { routeNotFound } from "../../../functions/errors.ts";
-import { dwopApp, serve } from "../_shared/dwop.ts";
+// Supabase Edge Function `hooks` (any name will do): only the signed webhooks, at
+// .../functions/v1/<name>/<trigger id>, which the app serves as POST /hooks/<trigger id>. Every path
+// lands under /hooks, so nothing else of the API is reachable here.
+import { dwopApp, mounted, serve } from "../_shared/dwop.ts";
 
-const app = dwopApp("hooks");
-const hooks = new Hono().post("/hooks/:id", (c) => app.fetch(c.req.raw, c.env));
-hooks.notFound(routeNotFound);
-serve(hooks.fetch);
+serve(mounted(dwopApp("hooks"), "/hooks").fetch);
