@@ -99,9 +99,10 @@ export class ClusterStore {
   async quietActiveRuns(
     executor: string,
     minAgeSeconds: number,
+    now: Date | null = null,
   ): Promise<{ runId: string; status: RunState }[]> {
     return this.db<{ runId: string; status: RunState }[]>`
-      select run_id as "runId", status from dwop.quiet_active_runs(${executor}, ${minAgeSeconds})`;
+      select run_id as "runId", status from dwop.quiet_active_runs(${executor}, ${minAgeSeconds}, ${now})`;
   }
 
   /** The status of each run that exists, by id. */

@@ -30,6 +30,8 @@ export interface KubernetesSettings {
   pendingTimeoutSeconds: number;
   leaseSeconds: number;
   watchBackoffMs?: { initial: number; max: number };
+  /** The observer's clock (milliseconds since the epoch); tests move it. */
+  now?: () => number;
 }
 
 export function kubernetesSettings(config: Config): KubernetesSettings {
@@ -92,6 +94,7 @@ export function kubernetesParts(
     lostGraceSeconds: s.lostGraceSeconds,
     watchBackoffMs: s.watchBackoffMs,
     logger,
+    now: s.now,
   });
   const lease = new LeaderLease(new ClusterStore(store.db), {
     name: OBSERVER_LEASE,

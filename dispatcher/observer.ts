@@ -22,6 +22,8 @@ export interface ObserverOptions {
   logTailLines?: number;
   watchBackoffMs?: { initial: number; max: number };
   logger?: Logger;
+  /** Milliseconds since the epoch: when a waiting pod has waited too long, which runs are quiet. Tests move it. */
+  now?: () => number;
 }
 
 /** What the observer did, for tests and /metrics. */
@@ -84,6 +86,10 @@ export class JobObserver {
     });
   }
 
+  private now(): number {
+    return (this.options.now ?? Date.now)();
+  }
+
   get observing(): boolean {
     return this.active;
   }
@@ -108,7 +114,7 @@ export class JobObserver {
     this.timers = [
       setInterval(() => void this.reconcile(), this.options.reconcileSeconds * 1000),
       // Waiting Jobs (image pulls, pending pods) get no events while they wait: judge them again.
-      setInterval(() => this.judgeAll(), 1000),
+      setInterval(() => this.judgeWaiting(), 1000),
     ];
   }
 
@@ -154,7 +160,13 @@ export class JobObserver {
   /** The narrow view of this observer a reconcile works through. */
   private reconcileTarget(): ReconcileTarget {
     return {
-      quietActiveRuns: () => this.cluster.quietActiveRuns("kubernetes", this.options.lostGraceSeconds),
+      // Database time unless a test moves the clock: the dispatcher's host clock may differ from it.
+      quietActiveRuns: () =>
+        this.cluster.quietActiveRuns(
+          "kubernetes",
+          this.options.lostGraceSeconds,
+          this.options.now ? new Date(this.options.now()) : null,
+        ),
       listJobs: async () => (await this.api.listJobs(MANAGED_SELECTOR)).items,
       listPods: async () => (await this.api.listPods(MANAGED_SELECTOR)).items,
       runStatuses: (runIds) => this.cluster.runStatuses(runIds),
@@ -178,7 +190,7 @@ export class JobObserver {
           const runId = runIdOf(job);
           if (runId) this.jobs.set(runId, job);
         }
-        this.judgeAll();
+        this.judgeWaiting();
       },
       onEvent: (type, job) => this.onJobEvent(type, job),
       backoffMs: this.options.watchBackoffMs,
@@ -196,7 +208,7 @@ export class JobObserver {
       onSync: (items) => {
         this.pods.clear();
         for (const pod of items) this.putPod(pod);
-        this.judgeAll();
+        this.judgeWaiting();
       },
       onEvent: (type, pod) => this.onPodEvent(type, pod),
       backoffMs: this.options.watchBackoffMs,
@@ -238,7 +250,8 @@ export class JobObserver {
     byName.set(pod.metadata!.name!, pod);
   }
 
-  private judgeAll(): void {
+  /** One pass over the Jobs seen, judged again by the clock (also run every second while observing). */
+  judgeWaiting(): void {
     for (const job of this.jobs.values()) this.consider(job);
   }
 
@@ -246,7 +259,7 @@ export class JobObserver {
   judge(job: V1Job, pods?: V1Pod[]): JobVerdict {
     const runId = runIdOf(job);
     const known = pods ?? [...(runId ? (this.pods.get(runId)?.values() ?? []) : [])];
-    return judgeJob(job, known, Date.now(), this.options.limits);
+    return judgeJob(job, known, this.now(), this.options.limits);
   }
 
   /** Acts on a Job's verdict: marks it running, or records its end (once). */

@@ -1,6 +1,6 @@
 // Faults on the Kubernetes path: watches that break or expire, Jobs deleted by someone else, pods
 // OOM-killed, evicted, unschedulable or unable to pull their image, and cancellation.
-import { BatchV1Api } from "@kubernetes/client-node";
+import { BatchV1Api, type V1Job } from "@kubernetes/client-node";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { jobName } from "../shared/executors/kubernetes/names.ts";
 import { shellJob, waitFor } from "../tools/kube-sim/fixtures.ts";
@@ -214,21 +214,44 @@ describe("pods and Jobs that end badly", () => {
     await waitFor("Jobs deleted", () => sim.stats().activeJobs === 0, 5000);
   });
 
-  it("fails a pod left Pending (unschedulable) after the configured time, then runs it when it fits", async () => {
-    const e = await start("kube_unschedulable");
-    sim.setUnschedulable("0/3 nodes are available: 3 Insufficient memory.");
-    const id = await e.submit("fun t():\n    print('scheduled at last')\n");
+  it("judges a Pending pod by the observer's clock: left alone before the limit, failed past it", async () => {
+    // The production limit (5 minutes), crossed by moving the observer's clock and running one pass.
+    let skewMs = 0;
+    const e = await start("kube_pending_clock", {
+      pendingTimeoutSeconds: 300,
+      now: () => Date.now() + skewMs,
+    });
+    sim.setUnschedulable("0/3 nodes are available: 3 Insufficient cpu.");
+    const id = await e.submit("fun t():\n    print('fits later')\n");
+    const observer = e.leader()!.parts.observer;
+    const job = () => sim.job(jobName(id, "t", 1), e.namespace) as unknown as V1Job;
+    const verdictAt = (skew: number) => {
+      skewMs = skew; // synchronous: no timer of the observer runs in between
+      const kind = job() ? observer.judge(job()).kind : "none";
+      skewMs = 0;
+      return kind;
+    };
+    // The observer has seen the unschedulable pod once its verdict past the limit is "failed".
+    await waitFor("the observer sees the pending pod", () => verdictAt(301_000) === "failed", 15_000);
+
+    skewMs = 299_000;
+    observer.judgeWaiting();
+    expect(observer.judge(job()).kind).toBe("waiting");
+    const before = await taskRuns(e, id, "t");
+    expect(before).toHaveLength(1);
+    expect(["starting", "dispatched"]).toContain(before[0]!.status);
+
+    skewMs = 301_000;
+    observer.judgeWaiting();
     await waitFor(
-      "first attempt failed",
+      "failed as unschedulable",
       async () => (await taskRuns(e, id, "t"))[0]?.status === "failed",
       15_000,
     );
+    expect((await taskRuns(e, id, "t"))[0]).toMatchObject({ failure_reason: "unschedulable" });
+    skewMs = 0;
     sim.setUnschedulable(false);
     expect((await e.waitFor(id, 30_000)).status).toBe("succeeded");
-    const [first] = await taskRuns(e, id, "t");
-    expect(first).toMatchObject({ failure_reason: "unschedulable" });
-    expect(first!.error).toContain("Insufficient memory");
-    expect((await budgets(e, id, "t")).failures).toBe(0);
   });
 
   it("deletes a cancelled workflow's Jobs and records the task cancelled", async () => {
