@@ -11,6 +11,9 @@ export interface ConnectOptions {
   applicationName?: string;
 }
 
+/** How long a pooled connection may sit unused before it is closed. */
+export const IDLE_TIMEOUT_SECONDS = 30;
+
 /** Opens a pool. Bigint ids come back as strings; notices are not printed. */
 export function connectDb(url: string, options: ConnectOptions = {}): Db {
   const target = postgresTarget(url);
@@ -18,6 +21,9 @@ export function connectDb(url: string, options: ConnectOptions = {}): Db {
     path: target.path,
     max: options.max ?? 10,
     onnotice: () => {},
+    // An idle process keeps only what it listens on: pooled connections close after 30 s unused (a
+    // burst after quiet then pays one connect, a few milliseconds).
+    idle_timeout: IDLE_TIMEOUT_SECONDS,
     connection: { application_name: options.applicationName ?? "dwop" },
     // Supabase's pooler in transaction mode cannot keep prepared statements.
     prepare: !/pooler\.supabase/.test(url),
