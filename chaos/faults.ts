@@ -218,23 +218,34 @@ async function duplicateMessages(ctx: FaultContext, pick: number): Promise<strin
 /**
  * SIGKILLs one running worker of this run: a process whose working folder is ours and whose parent's is
  * not (the body's parent is the worker). Found so in the task sandbox too, where the process outside the
- * namespace that leads the group has the fork server's folder, and the worker is its child.
+ * namespace that leads the group has the fork server's folder, and the worker is its child. In a pod the
+ * simulator runs as a container, the pod's folder is the working folder of `podman run` and of conmon,
+ * its monitor, not of the worker: the worker is conmon's child (the container's first process). Killing
+ * podman or conmon would be no Kubernetes fault (podman then loses the container's exit code).
  */
 async function killWorker(ctx: FaultContext, pick: number): Promise<string> {
-  const inFolder = new Map<number, number>(); // pid -> parent pid
+  const procs = new Map<number, { parent: number; name: string; ours: boolean }>();
   for (const entry of await readdir("/proc")) {
     const pid = Number(entry);
     if (!Number.isInteger(pid)) continue;
     try {
-      const cwd = await readlink(`/proc/${pid}/cwd`);
-      if (!ctx.workerRoots.some((root) => cwd.startsWith(root))) continue;
       const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-      inFolder.set(pid, Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const cwd = await readlink(`/proc/${pid}/cwd`).catch(() => "");
+      procs.set(pid, { parent, name, ours: ctx.workerRoots.some((root) => cwd.startsWith(root)) });
     } catch {
       // Gone already.
     }
   }
-  const workers = [...inFolder].filter(([, parent]) => !inFolder.has(parent)).map(([pid]) => pid);
+  const monitor = (p: { name: string }) => p.name === "podman" || p.name === "conmon";
+  const workers = [...procs]
+    .filter(([, p]) => {
+      const parent = procs.get(p.parent);
+      if (parent && monitor(parent) && parent.ours) return true; // a container's first process
+      return p.ours && !monitor(p) && !parent?.ours;
+    })
+    .map(([pid]) => pid);
   if (workers.length === 0) return "no worker running";
   workers.sort((a, b) => a - b);
   const victim = workers[pick % workers.length]!;
