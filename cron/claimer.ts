@@ -6,7 +6,11 @@ import { Wakeup } from "../shared/wakeup.ts";
 import { Republisher } from "./republish.ts";
 import { RetentionSweeper } from "./retention.ts";
 import type { Config } from "../shared/config.ts";
+import { ScheduleStore } from "../shared/db/schedules.ts";
 import { parseAllowList } from "../shared/net/addresses.ts";
+import type { Storage } from "../shared/storage/storage.ts";
+import { submitLimits, type SubmitLimits } from "../shared/submit.ts";
+import { ScheduleFirer, type Fired } from "./schedules.ts";
 
 export interface ClaimerOptions {
   id: string;
@@ -26,7 +30,17 @@ export interface ClaimerOptions {
   republishEveryMs?: number;
   /** Delete what ended or was published longer ago than this many days (see retention.ts); unset or 0: keep. */
   retentionDays?: number;
+  /** Where scheduled workflows' code is stored; without it this claimer fires no schedules. */
+  storage?: Storage | null;
+  /** How scheduled workflows are submitted (as the API's settings say for submitted ones). */
+  submit?: { retryBackoffMs: number; maxInfraRetries?: number; limits: SubmitLimits };
 }
+
+/**
+ * How long a claimer holds a due schedule: long enough to store a workflow's code, so another claimer
+ * does not take over a fire in progress (which would be harmless, only wasted work).
+ */
+const SCHEDULE_LEASE_SECONDS = 60;
 
 /** A claimer's settings from the configuration (every process that runs one uses the same). */
 export function claimerSettings(config: Config): Omit<ClaimerOptions, "id" | "logger"> {
@@ -37,6 +51,11 @@ export function claimerSettings(config: Config): Omit<ClaimerOptions, "id" | "lo
     republishAfterSeconds: config.DWOP_REPUBLISH_AFTER_SECONDS,
     callbacks: { allow: parseAllowList(config.DWOP_CALLBACK_ALLOW) },
     retentionDays: config.DWOP_RETENTION_DAYS,
+    submit: {
+      retryBackoffMs: config.DWOP_RETRY_BACKOFF_MS,
+      maxInfraRetries: config.DWOP_MAX_INFRA_RETRIES,
+      limits: submitLimits(config),
+    },
   };
 }
 
@@ -46,6 +65,7 @@ export function claimerSettings(config: Config): Omit<ClaimerOptions, "id" | "lo
  * claimed again, by this claimer or another. Rows of topic `workflow.callback` are not for the bus: they
  * go to the CallbackSender, which POSTs them and reschedules failed sends. With
  * `republishAfterSeconds`, a Republisher writes new rows for tasks whose message vanished from the bus.
+ * With `storage`, a ScheduleFirer starts the workflows of due schedules (see schedules.ts).
  */
 export class Claimer {
   private readonly wakeup = new Wakeup();
@@ -56,6 +76,7 @@ export class Claimer {
   private readonly callbacks: CallbackSender;
   private readonly republisher: Republisher | null;
   private readonly retention: RetentionSweeper | null;
+  private readonly schedules: ScheduleFirer | null;
 
   constructor(
     private readonly store: Store,
@@ -79,12 +100,36 @@ export class Claimer {
     this.retention = options.retentionDays
       ? new RetentionSweeper(store.db, { keepDays: options.retentionDays, logger: this.log })
       : null;
+    this.schedules = options.storage
+      ? new ScheduleFirer(new ScheduleStore(store.db), store, options.storage, {
+          claimerId: options.id,
+          leaseSeconds: Math.max(options.leaseSeconds, SCHEDULE_LEASE_SECONDS),
+          batchSize: options.batchSize,
+          retryBackoffMs: options.submit?.retryBackoffMs ?? 1000,
+          maxInfraRetries: options.submit?.maxInfraRetries,
+          limits: options.submit?.limits,
+          logger: this.log,
+        })
+      : null;
   }
 
-  /** Claims and publishes one batch of task rows and starts sending due callbacks; returns how many rows it claimed. */
+  /**
+   * Claims and publishes one batch of task rows, starts sending due callbacks and fires due schedules;
+   * returns how many outbox rows it claimed.
+   */
   async runOnce(): Promise<number> {
-    const [published, callbacks] = await Promise.all([this.publishOnce(), this.callbacks.pump()]);
+    const [published, callbacks] = await Promise.all([
+      this.publishOnce(),
+      this.callbacks.pump(),
+      // A schedule that cannot fire now (storage down) is tried again; task rows still go out meanwhile.
+      this.fireSchedulesOnce().catch((err: unknown) => this.log.error({ err }, "firing schedules failed")),
+    ]);
     return published + callbacks;
+  }
+
+  /** Fires the schedules due at `now` (default: the clock); returns what each did. */
+  async fireSchedulesOnce(now?: Date): Promise<Fired[]> {
+    return (await this.schedules?.runOnce(now)) ?? [];
   }
 
   /** Republishes tasks whose message vanished from the bus (one pass); returns how many. */
@@ -141,9 +186,13 @@ export class Claimer {
   }
 
   private async untilNextDue(): Promise<number> {
-    const due = await this.store.nextOutboxDue();
-    if (!due) return this.options.pollMs;
-    return Math.min(this.options.pollMs, Math.max(0, due.getTime() - Date.now()));
+    const [outbox, schedule] = await Promise.all([
+      this.store.nextOutboxDue(),
+      this.schedules?.nextDue() ?? null,
+    ]);
+    const due = [outbox, schedule].filter((d): d is Date => d !== null).map((d) => d.getTime());
+    if (due.length === 0) return this.options.pollMs;
+    return Math.min(this.options.pollMs, Math.max(0, Math.min(...due) - Date.now()));
   }
 
   async stop(): Promise<void> {
