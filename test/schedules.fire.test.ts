@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { RetentionSweeper } from "../cron/retention.ts";
 import { ScheduleFirer, type Fired } from "../cron/schedules.ts";
 import { connectDb, type Db } from "../shared/db/connect.ts";
 import { ScheduleStore } from "../shared/db/schedules.ts";
@@ -16,6 +17,7 @@ import { until } from "./support/until.ts";
 /** A Thursday, 00:00:30 UTC: `*\/5 * * * *` next fires at 00:05. */
 const T0 = Date.parse("2026-01-01T00:00:30Z");
 const at = (iso: string) => new Date(`2026-01-01T${iso}Z`);
+const DAY = 86_400_000;
 const WORKFLOW = 'fun tick():\n    print("tick")\n';
 
 let h: ApiHarness;
@@ -243,6 +245,22 @@ describe("firing schedules", () => {
     expect(fire).toEqual({ outcome: "failed", error: expect.stringContaining("larger than 10 bytes") });
     expect(await runs("big")).toEqual([]);
     expect(await nextFireAt("big")).toEqual(at("00:10:00"));
+  });
+});
+
+describe("retention of fire records", () => {
+  it("deletes fires older than the setting, never the one a claimer is acting on", async () => {
+    await schedule("kept");
+    const a = firer("a");
+    await a.runOnce(at("00:05:00"));
+    // The 00:10 fire recorded by a claimer that died before submitting it: still to be acted on.
+    const [claimed] = await new ScheduleStore(h.m.db).claimDue("dead", 10, 60, at("00:10:00"));
+    await new ScheduleStore(h.m.db).recordFire(claimed!.id, at("00:10:00"), crypto.randomUUID(), "started");
+    const sweeper = new RetentionSweeper(h.m.db, { keepDays: 30 });
+    expect((await sweeper.runOnce(new Date(at("00:10:00").getTime() + 29 * DAY))).scheduleFires).toBe(0);
+    expect((await sweeper.runOnce(new Date(at("00:10:00").getTime() + 31 * DAY))).scheduleFires).toBe(1);
+    const left = await h.m.db<{ fireAt: Date }[]>`select fire_at as "fireAt" from dwop.schedule_fires`;
+    expect(left.map((f) => f.fireAt)).toEqual([at("00:10:00")]);
   });
 });
 
