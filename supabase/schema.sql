@@ -1700,7 +1700,7 @@ ALTER TABLE dwop.runs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 
 CREATE TABLE dwop.schedule_fires (
     schedule_id uuid NOT NULL,
-    fire_at timestamp with time zone NOT NULL,
+    fire_at timestamp(3) with time zone NOT NULL,
     workflow_id uuid NOT NULL,
     outcome text NOT NULL,
     error text,
@@ -1725,7 +1725,7 @@ CREATE TABLE dwop.schedules (
     overlap text DEFAULT 'skip'::text NOT NULL,
     catchup text DEFAULT 'none'::text NOT NULL,
     paused boolean DEFAULT false NOT NULL,
-    next_fire_at timestamp with time zone,
+    next_fire_at timestamp(3) with time zone,
     claimed_by text,
     lease_until timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,

@@ -22,8 +22,9 @@ create table dwop.schedules (
   overlap text not null default 'skip' check (overlap in ('allow', 'skip', 'cancel_previous')),
   catchup text not null default 'none' check (catchup in ('none', 'latest')),
   paused boolean not null default false,
-  -- The next fire time to act on; null when the expression names no later time.
-  next_fire_at timestamptz,
+  -- The next fire time to act on; null when the expression names no later time. Milliseconds, as the
+  -- claimers' clocks have them, so a time read back compares equal to itself.
+  next_fire_at timestamptz(3),
   claimed_by text,
   lease_until timestamptz,
   created_at timestamptz not null default now(),
@@ -39,7 +40,7 @@ alter table dwop.schedules enable row level security;
 -- workflow of the schedule was still running), or `failed` when the workflow could not be submitted.
 create table dwop.schedule_fires (
   schedule_id uuid not null references dwop.schedules (id) on delete cascade,
-  fire_at timestamptz not null,
+  fire_at timestamptz(3) not null,
   workflow_id uuid not null unique,
   outcome text not null check (outcome in ('started', 'skipped', 'failed')),
   error text,
