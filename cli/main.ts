@@ -247,7 +247,9 @@ dashboard
 
 program
   .command("claimer")
-  .description("run an outbox claimer: publishes ready tasks to the bus, sends callbacks, sweeps old rows")
+  .description(
+    "run an outbox claimer: publishes ready tasks to the bus, sends callbacks, fires schedules, sweeps old rows",
+  )
   .action(
     act(async () => {
       await import("../cron/main.ts");
