@@ -32,9 +32,9 @@ function table(list: WorkflowList, color: boolean, now = Date.now()): string {
 }
 
 /**
- * `dwop list [--status S] [--schedule NAME] [--cursor C | --all]`: the caller's workflows, newest first, a page at a
- * time. A full page ends with the cursor of the next one (on stderr; `nextCursor` with --json);
- * `--all` reads page after page to the end.
+ * `dwop list [--status S] [--schedule NAME] [--cursor C | --all]`: the caller's workflows, newest
+ * first, a page at a time. A full page ends with the cursor of the next one (on stderr; `nextCursor`
+ * with --json); `--all` reads page after page to the end.
  */
 export async function listCommand(
   config: Config,
