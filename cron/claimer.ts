@@ -10,6 +10,7 @@ import { ScheduleStore } from "../shared/db/schedules.ts";
 import { parseAllowList } from "../shared/net/addresses.ts";
 import type { Storage } from "../shared/storage/storage.ts";
 import { submitLimits, type SubmitLimits } from "../shared/submit.ts";
+import { Periodic } from "./periodic.ts";
 import { ScheduleFirer, type Fired } from "./schedules.ts";
 
 export interface ClaimerOptions {
@@ -32,6 +33,8 @@ export interface ClaimerOptions {
   retentionDays?: number;
   /** Where scheduled workflows' code is stored; without it this claimer fires no schedules. */
   storage?: Storage | null;
+  /** How often to look for due schedules (default every second). */
+  scheduleEveryMs?: number;
   /** How scheduled workflows are submitted (as the API's settings say for submitted ones). */
   submit?: { retryBackoffMs: number; maxInfraRetries?: number; limits: SubmitLimits };
 }
@@ -65,7 +68,9 @@ export function claimerSettings(config: Config): Omit<ClaimerOptions, "id" | "lo
  * claimed again, by this claimer or another. Rows of topic `workflow.callback` are not for the bus: they
  * go to the CallbackSender, which POSTs them and reschedules failed sends. With
  * `republishAfterSeconds`, a Republisher writes new rows for tasks whose message vanished from the bus.
- * With `storage`, a ScheduleFirer starts the workflows of due schedules (see schedules.ts).
+ * With `storage`, a ScheduleFirer starts the workflows of due schedules every second (see
+ * schedules.ts), in a loop of its own so that storing a scheduled workflow's code never holds up
+ * publishing.
  */
 export class Claimer {
   private readonly wakeup = new Wakeup();
@@ -77,6 +82,7 @@ export class Claimer {
   private readonly republisher: Republisher | null;
   private readonly retention: RetentionSweeper | null;
   private readonly schedules: ScheduleFirer | null;
+  private readonly scheduleLoop: Periodic | null;
 
   constructor(
     private readonly store: Store,
@@ -111,19 +117,19 @@ export class Claimer {
           logger: this.log,
         })
       : null;
+    // A schedule that cannot fire now (storage down) stays claimed and is tried again after its lease.
+    this.scheduleLoop = this.schedules
+      ? new Periodic(
+          options.scheduleEveryMs ?? 1000,
+          () => this.fireSchedulesOnce(),
+          (err) => this.log.error({ err }, "firing schedules failed"),
+        )
+      : null;
   }
 
-  /**
-   * Claims and publishes one batch of task rows, starts sending due callbacks and fires due schedules;
-   * returns how many outbox rows it claimed.
-   */
+  /** Claims and publishes one batch of task rows and starts sending due callbacks; returns how many rows it claimed. */
   async runOnce(): Promise<number> {
-    const [published, callbacks] = await Promise.all([
-      this.publishOnce(),
-      this.callbacks.pump(),
-      // A schedule that cannot fire now (storage down) is tried again; task rows still go out meanwhile.
-      this.fireSchedulesOnce().catch((err: unknown) => this.log.error({ err }, "firing schedules failed")),
-    ]);
+    const [published, callbacks] = await Promise.all([this.publishOnce(), this.callbacks.pump()]);
     return published + callbacks;
   }
 
@@ -166,6 +172,7 @@ export class Claimer {
     this.loop = this.run();
     this.republisher?.start();
     this.retention?.start();
+    this.scheduleLoop?.start();
   }
 
   private async run(): Promise<void> {
@@ -186,13 +193,9 @@ export class Claimer {
   }
 
   private async untilNextDue(): Promise<number> {
-    const [outbox, schedule] = await Promise.all([
-      this.store.nextOutboxDue(),
-      this.schedules?.nextDue() ?? null,
-    ]);
-    const due = [outbox, schedule].filter((d): d is Date => d !== null).map((d) => d.getTime());
-    if (due.length === 0) return this.options.pollMs;
-    return Math.min(this.options.pollMs, Math.max(0, Math.min(...due) - Date.now()));
+    const due = await this.store.nextOutboxDue();
+    if (!due) return this.options.pollMs;
+    return Math.min(this.options.pollMs, Math.max(0, due.getTime() - Date.now()));
   }
 
   async stop(): Promise<void> {
@@ -200,6 +203,7 @@ export class Claimer {
     this.wakeup.wake();
     await this.republisher?.stop();
     await this.retention?.stop();
+    await this.scheduleLoop?.stop();
     await this.loop;
     await this.callbacks.drain();
     await this.unlisten?.().catch(() => {});

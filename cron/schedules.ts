@@ -68,11 +68,6 @@ export class ScheduleFirer {
     return fired;
   }
 
-  /** When a schedule is next due, or null when none is. */
-  nextDue(): Promise<Date | null> {
-    return this.schedules.nextDue();
-  }
-
   private async fire(s: ClaimedSchedule, now: Date): Promise<Fired> {
     const spec = { cron: s.cron, timezone: s.timezone };
     let fire = s.recorded;

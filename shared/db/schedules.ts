@@ -176,11 +176,4 @@ export class ScheduleStore {
   async cancelRun(workflowId: string): Promise<void> {
     await this.db`select dwop.cancel_workflow(${workflowId})`;
   }
-
-  /** When the earliest unpaused schedule is due (or its lease runs out), or null when none is. */
-  async nextDue(): Promise<Date | null> {
-    const [row] = await this.db<{ at: Date | null }[]>`
-      select min(greatest(next_fire_at, lease_until)) as at from dwop.schedules where not paused`;
-    return row?.at ?? null;
-  }
 }
