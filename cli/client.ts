@@ -127,9 +127,15 @@ export class DwopClient {
     return this.json("GET", `/workflows/${encodeURIComponent(id)}`);
   }
 
-  list(q: { status?: WorkflowState; limit?: number; cursor?: string }): Promise<WorkflowList> {
+  list(q: {
+    status?: WorkflowState;
+    schedule?: string;
+    limit?: number;
+    cursor?: string;
+  }): Promise<WorkflowList> {
     const query = new URLSearchParams();
     if (q.status) query.set("status", q.status);
+    if (q.schedule) query.set("schedule", q.schedule);
     if (q.limit) query.set("limit", String(q.limit));
     if (q.cursor) query.set("cursor", q.cursor);
     return this.json("GET", `/workflows${query.size ? `?${query}` : ""}`);

@@ -5,6 +5,7 @@ import { DslErrors } from "../shared/dsl/index.ts";
 import { readEnv } from "../shared/env.ts";
 import type { LogFormat } from "../shared/pino.ts";
 import { ApiRequestError } from "./client.ts";
+import { scheduleCommands } from "./commands/schedule-cli.ts";
 import { CliError, EXIT } from "./exit.ts";
 
 function config() {
@@ -90,15 +91,25 @@ program
   .command("list")
   .description("your workflows, newest first")
   .option("-s, --status <state>", "only queued, running, succeeded, failed or cancelled ones")
+  .option("--schedule <name>", "only the ones this schedule started")
   .option("-n, --limit <n>", "how many (1-100)", "20")
   .option("--cursor <cursor>", "the page after this one: the `next page` cursor a previous list printed")
   .option("--all", "every workflow, page after page (--limit is then the page size)")
   .option("--json", json)
   .action(
-    act(async (opts: { status?: string; limit?: string; cursor?: string; all?: boolean; json?: boolean }) =>
-      (await import("./commands/list.ts")).listCommand(config(), opts),
+    act(
+      async (opts: {
+        status?: string;
+        schedule?: string;
+        limit?: string;
+        cursor?: string;
+        all?: boolean;
+        json?: boolean;
+      }) => (await import("./commands/list.ts")).listCommand(config(), opts),
     ),
   );
+
+scheduleCommands(program, config, act);
 
 program
   .command("logs")
@@ -236,7 +247,9 @@ dashboard
 
 program
   .command("claimer")
-  .description("run an outbox claimer: publishes ready tasks to the bus, sends callbacks, sweeps old rows")
+  .description(
+    "run an outbox claimer: publishes ready tasks to the bus, sends callbacks, fires schedules, sweeps old rows",
+  )
   .action(
     act(async () => {
       await import("../cron/main.ts");

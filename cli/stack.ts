@@ -103,6 +103,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     const claimer = new Claimer(store, bus, {
       id: config.DWOP_DISPATCHER_ID ?? `${hostname()}-${process.pid}`,
       ...claimerSettings(config),
+      storage,
       logger,
     });
     await claimer.start();
@@ -128,7 +129,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       storage,
       (dispatcherOptions = { id, ...dispatcherSettings(config), apiUrl: serverUrl, logger }),
     );
-    const claimer = new Claimer(store, bus, { id, ...claimerSettings(config), logger });
+    const claimer = new Claimer(store, bus, { id, ...claimerSettings(config), storage, logger });
     await dispatcher.start();
     await claimer.start();
     stops.push(

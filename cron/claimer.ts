@@ -6,7 +6,12 @@ import { Wakeup } from "../shared/wakeup.ts";
 import { Republisher } from "./republish.ts";
 import { RetentionSweeper } from "./retention.ts";
 import type { Config } from "../shared/config.ts";
+import { ScheduleStore } from "../shared/db/schedules.ts";
 import { parseAllowList } from "../shared/net/addresses.ts";
+import type { Storage } from "../shared/storage/storage.ts";
+import { submitLimits, type SubmitLimits } from "../shared/submit.ts";
+import { Periodic } from "./periodic.ts";
+import { ScheduleFirer, type Fired } from "./schedules.ts";
 
 export interface ClaimerOptions {
   id: string;
@@ -26,7 +31,19 @@ export interface ClaimerOptions {
   republishEveryMs?: number;
   /** Delete what ended or was published longer ago than this many days (see retention.ts); unset or 0: keep. */
   retentionDays?: number;
+  /** Where scheduled workflows' code is stored; without it this claimer fires no schedules. */
+  storage?: Storage | null;
+  /** How often to look for due schedules (default every second). */
+  scheduleEveryMs?: number;
+  /** How scheduled workflows are submitted (as the API's settings say for submitted ones). */
+  submit?: { retryBackoffMs: number; maxInfraRetries?: number; limits: SubmitLimits };
 }
+
+/**
+ * How long a claimer holds a due schedule: long enough to store a workflow's code, so another claimer
+ * does not take over a fire in progress (which would be harmless, only wasted work).
+ */
+const SCHEDULE_LEASE_SECONDS = 60;
 
 /** A claimer's settings from the configuration (every process that runs one uses the same). */
 export function claimerSettings(config: Config): Omit<ClaimerOptions, "id" | "logger"> {
@@ -37,6 +54,11 @@ export function claimerSettings(config: Config): Omit<ClaimerOptions, "id" | "lo
     republishAfterSeconds: config.DWOP_REPUBLISH_AFTER_SECONDS,
     callbacks: { allow: parseAllowList(config.DWOP_CALLBACK_ALLOW) },
     retentionDays: config.DWOP_RETENTION_DAYS,
+    submit: {
+      retryBackoffMs: config.DWOP_RETRY_BACKOFF_MS,
+      maxInfraRetries: config.DWOP_MAX_INFRA_RETRIES,
+      limits: submitLimits(config),
+    },
   };
 }
 
@@ -46,6 +68,9 @@ export function claimerSettings(config: Config): Omit<ClaimerOptions, "id" | "lo
  * claimed again, by this claimer or another. Rows of topic `workflow.callback` are not for the bus: they
  * go to the CallbackSender, which POSTs them and reschedules failed sends. With
  * `republishAfterSeconds`, a Republisher writes new rows for tasks whose message vanished from the bus.
+ * With `storage`, a ScheduleFirer starts the workflows of due schedules every second (see
+ * schedules.ts), in a loop of its own so that storing a scheduled workflow's code never holds up
+ * publishing.
  */
 export class Claimer {
   private readonly wakeup = new Wakeup();
@@ -56,6 +81,8 @@ export class Claimer {
   private readonly callbacks: CallbackSender;
   private readonly republisher: Republisher | null;
   private readonly retention: RetentionSweeper | null;
+  private readonly schedules: ScheduleFirer | null;
+  private readonly scheduleLoop: Periodic | null;
 
   constructor(
     private readonly store: Store,
@@ -79,12 +106,36 @@ export class Claimer {
     this.retention = options.retentionDays
       ? new RetentionSweeper(store.db, { keepDays: options.retentionDays, logger: this.log })
       : null;
+    this.schedules = options.storage
+      ? new ScheduleFirer(new ScheduleStore(store.db), store, options.storage, {
+          claimerId: options.id,
+          leaseSeconds: Math.max(options.leaseSeconds, SCHEDULE_LEASE_SECONDS),
+          batchSize: options.batchSize,
+          retryBackoffMs: options.submit?.retryBackoffMs ?? 1000,
+          maxInfraRetries: options.submit?.maxInfraRetries,
+          limits: options.submit?.limits,
+          logger: this.log,
+        })
+      : null;
+    // A schedule that cannot fire now (storage down) stays claimed and is tried again after its lease.
+    this.scheduleLoop = this.schedules
+      ? new Periodic(
+          options.scheduleEveryMs ?? 1000,
+          () => this.fireSchedulesOnce(),
+          (err) => this.log.error({ err }, "firing schedules failed"),
+        )
+      : null;
   }
 
   /** Claims and publishes one batch of task rows and starts sending due callbacks; returns how many rows it claimed. */
   async runOnce(): Promise<number> {
     const [published, callbacks] = await Promise.all([this.publishOnce(), this.callbacks.pump()]);
     return published + callbacks;
+  }
+
+  /** Fires the schedules due at `now` (default: the clock); returns what each did. */
+  async fireSchedulesOnce(now?: Date): Promise<Fired[]> {
+    return (await this.schedules?.runOnce(now)) ?? [];
   }
 
   /** Republishes tasks whose message vanished from the bus (one pass); returns how many. */
@@ -121,6 +172,7 @@ export class Claimer {
     this.loop = this.run();
     this.republisher?.start();
     this.retention?.start();
+    this.scheduleLoop?.start();
   }
 
   private async run(): Promise<void> {
@@ -151,6 +203,7 @@ export class Claimer {
     this.wakeup.wake();
     await this.republisher?.stop();
     await this.retention?.stop();
+    await this.scheduleLoop?.stop();
     await this.loop;
     await this.callbacks.drain();
     await this.unlisten?.().catch(() => {});

@@ -8,6 +8,7 @@ import { migrate } from "../shared/db/migrate.ts";
 import { Store } from "../shared/db/store.ts";
 import { readEnv } from "../shared/env.ts";
 import { createLogger } from "../shared/pino.ts";
+import { storageFromConfig } from "../shared/storage/from-config.ts";
 import { Claimer, claimerSettings } from "./claimer.ts";
 
 const config = loadConfig(readEnv());
@@ -22,7 +23,10 @@ const db = connectDb(url, { max: 4, applicationName: `dwop-claimer:${id}` });
 await waitForDatabase(db, logger);
 await migrate(db);
 const bus = await connectBus(config, url, logger, `dwop-claimer:${id}`);
-const claimer = new Claimer(new Store(db), bus, { id, ...claimerSettings(config), logger });
+// Scheduled workflows' code goes to storage; without storage configured this claimer fires no schedules.
+const storage = storageFromConfig(config);
+if (!storage) logger.warn({}, "no storage configured: this claimer fires no schedules");
+const claimer = new Claimer(new Store(db), bus, { id, ...claimerSettings(config), storage, logger });
 await claimer.start();
 logger.info({ id }, "claimer started");
 

@@ -20,8 +20,8 @@ export type Purged = Record<string, number>;
 
 /**
  * Deletes what DWOP keeps only for a while (dwop.purge_expired): published outbox rows, events and live
- * logs of workflows that ended, webhook deliveries, submissions, dead dispatchers' rows; and a
- * delivered callback's secret at once. Any claimer may sweep; several at once only share the work.
+ * logs of workflows that ended, webhook deliveries, submissions, dead dispatchers' rows, schedules'
+ * past fire records (dwop.purge_schedule_fires); and a delivered callback's secret at once. Any claimer may sweep; several at once only share the work.
  */
 export class RetentionSweeper {
   private readonly log: Logger;
@@ -48,6 +48,12 @@ export class RetentionSweeper {
       const purged = row?.purged ?? {};
       for (const [kind, n] of Object.entries(purged)) total[kind] = (total[kind] ?? 0) + n;
       if (!Object.values(purged).some((n) => n >= BATCH)) break;
+    }
+    for (let call = 0; call < MAX_CALLS; call++) {
+      const [row] = await this.db<{ n: number }[]>`
+        select dwop.purge_schedule_fires(${`${this.options.keepDays} days`}::interval, ${BATCH}, ${now ?? null}) as n`;
+      total.scheduleFires = (total.scheduleFires ?? 0) + (row?.n ?? 0);
+      if ((row?.n ?? 0) < BATCH) break;
     }
     if (Object.values(total).some((n) => n > 0)) this.log.info({ purged: total }, "deleted expired rows");
     return total;

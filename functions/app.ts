@@ -5,6 +5,7 @@ import type { Config } from "../shared/config.ts";
 import { ApiStore } from "../shared/db/api-store.ts";
 import type { Db } from "../shared/db/connect.ts";
 import { RunLogs } from "../shared/db/run-logs.ts";
+import { ScheduleStore } from "../shared/db/schedules.ts";
 import { Store } from "../shared/db/store.ts";
 import type { Logger } from "../shared/log.ts";
 import { EMPTY_ALLOW_LIST, parseAllowList } from "../shared/net/addresses.ts";
@@ -23,6 +24,7 @@ import { keyDocs, keyRoutes } from "./keys.ts";
 import { LOG_STREAM_BODY_LIMIT, logStreamDocs, logStreamRoutes } from "./log-stream.ts";
 import { openApiDocument, type RouteDoc } from "./openapi.ts";
 import { runDocs, runRoutes } from "./runs.ts";
+import { scheduleDocs, scheduleRoutes } from "./schedules.ts";
 import { Health } from "./schemas.ts";
 import { DatabaseWatch, DEFAULT_STALL_SETTINGS, Readiness, readStall } from "./stall.ts";
 import { FailureThrottle, throttleFailures } from "./throttle.ts";
@@ -67,6 +69,7 @@ export const DEFAULT_SETTINGS: ApiSettings = {
   clientAddress: { proxies: 1 },
   stall: DEFAULT_STALL_SETTINGS,
   corsOrigins: [],
+  maxSchedulesPerOwner: 100,
 };
 
 /** The API's settings from the validated configuration. */
@@ -92,6 +95,7 @@ export function apiSettings(config: Config): ApiSettings {
     clientAddress: { header: config.DWOP_CLIENT_ADDRESS_HEADER, proxies: config.DWOP_TRUSTED_PROXIES },
     stall: { afterSeconds: config.DWOP_STALL_AFTER_SECONDS, aliveSeconds: config.DWOP_LOST_AFTER_SECONDS },
     corsOrigins: parseOrigins(config.DWOP_CORS_ORIGINS),
+    maxSchedulesPerOwner: config.DWOP_MAX_SCHEDULES_PER_OWNER,
   };
 }
 
@@ -108,7 +112,7 @@ const consoleLogger: Logger = {
  * The resources behind `Authorization: Bearer`; health, openapi.json, hooks, storage URLs and the
  * dashboard's page (which holds no data) are open.
  */
-const PROTECTED = ["/workflows", "/triggers", "/keys", "/validate", "/ui/api"];
+const PROTECTED = ["/workflows", "/triggers", "/schedules", "/keys", "/validate", "/ui/api"];
 
 /**
  * DWOP's HTTP API: one Hono app that every runtime (Node, Deno/Supabase Edge, workerd) serves. Every
@@ -123,6 +127,7 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
     db: deps.db,
     store: new Store(deps.db),
     api: new ApiStore(deps.db),
+    schedules: new ScheduleStore(deps.db),
     runLogs,
     logStreamKey: () =>
       (streamKey ??= runLogs.streamKey().catch((err: unknown) => {
@@ -161,6 +166,7 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
   logStreamRoutes(app, api);
   eventRoutes(app, api);
   triggerRoutes(app, api);
+  scheduleRoutes(app, api);
   keyRoutes(app, api);
   hookRoutes(app, api);
   validateRoutes(app, api);
@@ -252,6 +258,7 @@ export const ROUTE_DOCS: RouteDoc[] = [
   ...logStreamDocs,
   ...eventDocs,
   ...triggerDocs,
+  ...scheduleDocs,
   ...keyDocs,
   ...hookDocs,
   ...validateDocs,

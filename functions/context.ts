@@ -1,6 +1,7 @@
 import type { Db } from "../shared/db/connect.ts";
 import type { ApiStore } from "../shared/db/api-store.ts";
 import type { RunLogs } from "../shared/db/run-logs.ts";
+import type { ScheduleStore } from "../shared/db/schedules.ts";
 import type { Store } from "../shared/db/store.ts";
 import type { Logger } from "../shared/log.ts";
 import type { Semaphore } from "../shared/semaphore.ts";
@@ -50,6 +51,8 @@ export interface ApiSettings {
   stall: StallSettings;
   /** Origins whose pages may call the API from a browser (DWOP_CORS_ORIGINS); none by default. */
   corsOrigins: string[];
+  /** Schedules one owner may have (DWOP_MAX_SCHEDULES_PER_OWNER). */
+  maxSchedulesPerOwner: number;
 }
 
 /** Everything the routes are given. */
@@ -57,6 +60,7 @@ export interface ApiDeps {
   db: Db;
   store: Store;
   api: ApiStore;
+  schedules: ScheduleStore;
   runLogs: RunLogs;
   /** The key of runs' log-stream tokens, read from the database once. */
   logStreamKey: () => Promise<Uint8Array>;

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { CATCHUP_MODES, OVERLAP_MODES } from "../shared/db/schedules.ts";
 import { FAILURE_REASONS, RUN_STATES, TASK_STATES, WORKFLOW_STATES } from "../shared/model.ts";
 
 /**
@@ -79,6 +80,11 @@ export const SubmitForm = z
 
 export const WorkflowListQuery = z.object({
   status: z.enum(WORKFLOW_STATES).optional(),
+  schedule: z
+    .string()
+    .regex(TRIGGER_NAME, "a schedule name is letters, digits, _ and -, at most 63")
+    .optional()
+    .meta({ description: "only the workflows this schedule started" }),
   limit: z.coerce.number().int().min(1).max(100).default(20),
   cursor: z.uuid().optional().meta({ description: "nextCursor of the previous page" }),
 });
@@ -104,6 +110,56 @@ export const TriggerCreate = z.strictObject({
   requirements: text().nullable().optional(),
   secret: text().min(16).max(256).meta({ description: "HMAC-SHA256 key of the deliveries; never returned" }),
 });
+
+const scheduleFields = {
+  cron: text()
+    .min(1)
+    .max(200)
+    .meta({ description: "5 fields (minute hour day-of-month month day-of-week) or @hourly, @daily..." }),
+  timezone: text()
+    .min(1)
+    .max(100)
+    .meta({ description: "IANA time zone the expression is read in; default UTC" }),
+  workflow: z.string().min(1).meta({ description: "the .workflow source each fire starts" }),
+  requirements: text().nullable().meta({ description: "a requirements.txt" }),
+  inputs: z
+    .record(InputName, text())
+    .meta({ description: "inputs.NAME values given to every workflow it starts" }),
+  overlap: z.enum(OVERLAP_MODES).meta({
+    description:
+      "when a fire comes while a run it started has not ended: allow, skip (default) or cancel_previous",
+  }),
+  catchup: z.enum(CATCHUP_MODES).meta({
+    description:
+      "fire times missed by over a minute (downtime): none (default) or latest (fire the latest once)",
+  }),
+};
+
+export const ScheduleCreate = z.strictObject({
+  name: z.string().regex(TRIGGER_NAME, "a schedule name is letters, digits, _ and -, at most 63"),
+  ...scheduleFields,
+  timezone: scheduleFields.timezone.optional(),
+  requirements: scheduleFields.requirements.optional(),
+  inputs: scheduleFields.inputs.optional(),
+  overlap: scheduleFields.overlap.optional(),
+  catchup: scheduleFields.catchup.optional(),
+});
+
+export const ScheduleUpdate = z
+  .strictObject({
+    paused: z
+      .boolean()
+      .optional()
+      .meta({ description: "true pauses; false resumes from the next fire time" }),
+    cron: scheduleFields.cron.optional(),
+    timezone: scheduleFields.timezone.optional(),
+    workflow: scheduleFields.workflow.optional(),
+    requirements: scheduleFields.requirements.optional(),
+    inputs: scheduleFields.inputs.optional(),
+    overlap: scheduleFields.overlap.optional(),
+    catchup: scheduleFields.catchup.optional(),
+  })
+  .refine((v) => Object.keys(v).length > 0, { message: "give at least one field to change" });
 
 export const ApiKeyCreate = z.strictObject({ name: text().min(1).max(100) });
 
@@ -140,6 +196,7 @@ export const Task = z.object({
 export const Workflow = z.object({
   id: z.uuid(),
   name: z.string(),
+  schedule: z.string().nullable().meta({ description: "the schedule that started it, if one did" }),
   status: z.enum(WORKFLOW_STATES),
   taskCount: z.int(),
   createdAt: Timestamp,
@@ -187,6 +244,31 @@ export const Trigger = z.object({
 });
 
 export const TriggerList = z.object({ triggers: z.array(Trigger) });
+
+export const ScheduledRun = z.object({
+  id: z.uuid(),
+  status: z.enum(WORKFLOW_STATES),
+  createdAt: Timestamp,
+  finishedAt: Timestamp.nullable(),
+});
+
+export const Schedule = z.object({
+  name: z.string().meta({ description: "unique among the caller's schedules" }),
+  cron: z.string(),
+  timezone: z.string(),
+  workflow: z.string(),
+  requirements: z.string().nullable(),
+  inputs: z.record(z.string(), z.string()),
+  overlap: z.enum(OVERLAP_MODES),
+  catchup: z.enum(CATCHUP_MODES),
+  paused: z.boolean(),
+  nextFireAt: Timestamp.nullable().meta({ description: "when it fires next; null while paused" }),
+  lastRuns: z.array(ScheduledRun).meta({ description: "the last workflows it started, newest first" }),
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+});
+
+export const ScheduleList = z.object({ schedules: z.array(Schedule) });
 
 export const HookAccepted = z.object({ workflowId: z.uuid() });
 

@@ -173,6 +173,8 @@ export const configSchema = z.object({
   DWOP_MAX_WORKFLOW_BYTES: int(1024, 1024 * 1024),
   /** Most `inputs.NAME` files one submission may give. */
   DWOP_MAX_INPUTS_PER_WORKFLOW: int(0, 100),
+  /** Most schedules one owner may have. */
+  DWOP_MAX_SCHEDULES_PER_OWNER: int(0, 100),
   /**
    * CIDRs and host names (`*.domain` for every name under it) that completion callbacks may reach
    * although they are loopback, private or link-local: in-cluster receivers. Commas or blanks between.

@@ -58,6 +58,8 @@ export interface SubmitRequest {
   /** The spec `checkSubmission` returned for this source, so the file is not parsed twice. */
   spec?: WorkflowSpec;
   limits?: SubmitLimits;
+  /** The schedule that starts this workflow (marked on it, listed by `GET /workflows?schedule=`). */
+  schedule?: string;
 }
 
 export interface SubmitResult {
@@ -189,6 +191,7 @@ export async function submitWorkflow(deps: SubmitDeps, req: SubmitRequest): Prom
       tasks: spec.tasks,
       retryBackoffMs: req.retryBackoffMs,
       maxInfraRetries: req.maxInfraRetries,
+      schedule: req.schedule,
     });
   } catch (err) {
     await cleanUp();

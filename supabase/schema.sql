@@ -56,6 +56,21 @@ $$;
 
 
 --
+-- Name: advance_schedule(uuid, text, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.advance_schedule(p_schedule_id uuid, p_claimer text, p_from timestamp with time zone, p_next timestamp with time zone) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+begin
+  update dwop.schedules set next_fire_at = p_next, claimed_by = null, lease_until = null
+  where id = p_schedule_id and claimed_by = p_claimer and next_fire_at = p_from;
+  return found;
+end;
+$$;
+
+
+--
 -- Name: api_key_owner(text); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
@@ -136,6 +151,41 @@ begin
     perform pg_notify('dwop_workflow_done', p_workflow_id::text);
   end if;
   return v_count;
+end;
+$$;
+
+
+--
+-- Name: claim_due_schedules(text, integer, integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.claim_due_schedules(p_claimer text, p_batch integer, p_lease_seconds integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(id uuid, owner text, name text, cron text, timezone text, source text, requirements text, inputs jsonb, overlap text, catchup text, next_fire_at timestamp with time zone, recorded_fire_at timestamp with time zone, recorded_workflow_id uuid, recorded_outcome text)
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+begin
+  return query
+  with due as (
+    select s.id from dwop.schedules s
+    where not s.paused and s.next_fire_at <= v_now and (s.lease_until is null or s.lease_until < v_now)
+    order by s.next_fire_at
+    limit p_batch
+    for update skip locked
+  ), claimed as (
+    update dwop.schedules s
+    set claimed_by = p_claimer, lease_until = v_now + make_interval(secs => p_lease_seconds)
+    from due where s.id = due.id
+    returning s.*
+  )
+  select c.id, c.owner, c.name, c.cron, c.timezone, c.source, c.requirements, c.inputs, c.overlap, c.catchup,
+         c.next_fire_at, f.fire_at, f.workflow_id, f.outcome
+  from claimed c
+  left join lateral (
+    select f.fire_at, f.workflow_id, f.outcome from dwop.schedule_fires f
+    where f.schedule_id = c.id and f.fire_at >= c.next_fire_at
+    order by f.fire_at desc limit 1
+  ) f on true;
 end;
 $$;
 
@@ -283,6 +333,30 @@ $$;
 
 
 --
+-- Name: create_schedule(text, text, text, text, text, text, jsonb, text, text, timestamp with time zone, integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.create_schedule(p_owner text, p_name text, p_cron text, p_timezone text, p_source text, p_requirements text, p_inputs jsonb, p_overlap text, p_catchup text, p_next_fire_at timestamp with time zone, p_max_per_owner integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+begin
+  perform pg_advisory_xact_lock(hashtextextended('dwop.schedules ' || p_owner, 0));
+  if exists (select 1 from dwop.schedules where owner = p_owner and name = p_name) then
+    return 'exists';
+  end if;
+  if (select count(*) from dwop.schedules where owner = p_owner) >= p_max_per_owner then
+    return 'limit';
+  end if;
+  insert into dwop.schedules (owner, name, cron, timezone, source, requirements, inputs, overlap, catchup,
+                              next_fire_at, created_at, updated_at)
+  values (p_owner, p_name, p_cron, p_timezone, p_source, p_requirements, coalesce(p_inputs, '{}'),
+          p_overlap, p_catchup, p_next_fire_at, coalesce(p_now, now()), coalesce(p_now, now()));
+  return 'created';
+end;
+$$;
+
+
+--
 -- Name: create_trigger(text, text, text, text, text, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
@@ -293,6 +367,20 @@ CREATE FUNCTION dwop.create_trigger(p_owner text, p_name text, p_source text, p_
   values (p_owner, p_name, p_source, p_requirements, p_secret, coalesce(p_now, now()))
   on conflict (owner, name) do nothing
   returning id
+$$;
+
+
+--
+-- Name: delete_schedule(text, text); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.delete_schedule(p_owner text, p_name text) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+begin
+  delete from dwop.schedules where owner = p_owner and name = p_name;
+  return found;
+end;
 $$;
 
 
@@ -358,6 +446,19 @@ begin
   select count(*) into v_count from logged;
   return v_count;
 end;
+$$;
+
+
+--
+-- Name: fail_schedule_fire(uuid, timestamp with time zone, text); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.fail_schedule_fire(p_schedule_id uuid, p_fire_at timestamp with time zone, p_error text) RETURNS void
+    LANGUAGE sql
+    AS $$
+  update dwop.schedule_fires set outcome = 'failed', error = p_error
+  where schedule_id = p_schedule_id and fire_at = p_fire_at and outcome = 'started'
+    and not exists (select 1 from dwop.workflows w where w.id = workflow_id);
 $$;
 
 
@@ -719,6 +820,27 @@ $$;
 
 
 --
+-- Name: purge_schedule_fires(interval, integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.purge_schedule_fires(p_keep interval, p_batch integer DEFAULT 10000, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_count int;
+begin
+  delete from dwop.schedule_fires where (schedule_id, fire_at) in (
+    select f.schedule_id, f.fire_at from dwop.schedule_fires f join dwop.schedules s on s.id = f.schedule_id
+    where f.fire_at < coalesce(p_now, now()) - p_keep
+      and (s.next_fire_at is null or f.fire_at < s.next_fire_at)
+    limit p_batch);
+  get diagnostics v_count = row_count;
+  return v_count;
+end;
+$$;
+
+
+--
 -- Name: quiet_active_runs(text, integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
@@ -836,6 +958,26 @@ begin
   select d.workflow_id, exists (select 1 from dwop.workflows w where w.id = d.workflow_id)
   from dwop.hook_deliveries d
   where d.trigger_id = p_trigger_id and d.delivery_id = p_delivery_id;
+end;
+$$;
+
+
+--
+-- Name: record_schedule_fire(uuid, timestamp with time zone, uuid, text, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.record_schedule_fire(p_schedule_id uuid, p_fire_at timestamp with time zone, p_workflow_id uuid, p_outcome text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(workflow_id uuid, outcome text, workflow_exists boolean)
+    LANGUAGE plpgsql
+    AS $$
+begin
+  insert into dwop.schedule_fires (schedule_id, fire_at, workflow_id, outcome, recorded_at)
+  values (p_schedule_id, p_fire_at, p_workflow_id, p_outcome, coalesce(p_now, now()))
+  on conflict (schedule_id, fire_at) do nothing;
+
+  return query
+  select f.workflow_id, f.outcome, exists (select 1 from dwop.workflows w where w.id = f.workflow_id)
+  from dwop.schedule_fires f
+  where f.schedule_id = p_schedule_id and f.fire_at = p_fire_at;
 end;
 $$;
 
@@ -1147,6 +1289,23 @@ $$;
 
 
 --
+-- Name: submit_scheduled_workflow(text, uuid, text, text, text, boolean, text[], jsonb); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.submit_scheduled_workflow(p_schedule text, p_id uuid, p_owner text, p_name text, p_source text, p_has_requirements boolean, p_inputs text[], p_tasks jsonb) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+begin
+  if not dwop.submit_workflow(p_id, p_owner, p_name, p_source, p_has_requirements, p_inputs, p_tasks) then
+    return false;
+  end if;
+  update dwop.workflows set schedule = p_schedule where id = p_id;
+  return true;
+end;
+$$;
+
+
+--
 -- Name: submit_workflow(uuid, text, text, text, boolean, text[], jsonb, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
@@ -1276,6 +1435,25 @@ begin
   if v_waiting > 0 then
     return query select 'dispatching'::text, greatest(v_first_published, v_last_beat), v_waiting;
   end if;
+end;
+$$;
+
+
+--
+-- Name: update_schedule(text, text, text, text, text, text, jsonb, text, text, boolean, boolean, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.update_schedule(p_owner text, p_name text, p_cron text, p_timezone text, p_source text, p_requirements text, p_inputs jsonb, p_overlap text, p_catchup text, p_paused boolean, p_reschedule boolean, p_next_fire_at timestamp with time zone, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+begin
+  update dwop.schedules
+  set cron = p_cron, timezone = p_timezone, source = p_source, requirements = p_requirements,
+      inputs = coalesce(p_inputs, '{}'), overlap = p_overlap, catchup = p_catchup, paused = p_paused,
+      next_fire_at = case when p_reschedule then p_next_fire_at else next_fire_at end,
+      updated_at = coalesce(p_now, now())
+  where owner = p_owner and name = p_name;
+  return found;
 end;
 $$;
 
@@ -1517,6 +1695,51 @@ ALTER TABLE dwop.runs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 
 
 --
+-- Name: schedule_fires; Type: TABLE; Schema: dwop; Owner: -
+--
+
+CREATE TABLE dwop.schedule_fires (
+    schedule_id uuid NOT NULL,
+    fire_at timestamp(3) with time zone NOT NULL,
+    workflow_id uuid NOT NULL,
+    outcome text NOT NULL,
+    error text,
+    recorded_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT schedule_fires_outcome_check CHECK ((outcome = ANY (ARRAY['started'::text, 'skipped'::text, 'failed'::text])))
+);
+
+
+--
+-- Name: schedules; Type: TABLE; Schema: dwop; Owner: -
+--
+
+CREATE TABLE dwop.schedules (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    owner text NOT NULL,
+    name text NOT NULL,
+    cron text NOT NULL,
+    timezone text DEFAULT 'UTC'::text NOT NULL,
+    source text NOT NULL,
+    requirements text,
+    inputs jsonb DEFAULT '{}'::jsonb NOT NULL,
+    overlap text DEFAULT 'skip'::text NOT NULL,
+    catchup text DEFAULT 'none'::text NOT NULL,
+    paused boolean DEFAULT false NOT NULL,
+    next_fire_at timestamp(3) with time zone,
+    claimed_by text,
+    lease_until timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT schedules_catchup_check CHECK ((catchup = ANY (ARRAY['none'::text, 'latest'::text]))),
+    CONSTRAINT schedules_cron_check CHECK (((char_length(cron) >= 1) AND (char_length(cron) <= 200))),
+    CONSTRAINT schedules_inputs_check CHECK ((jsonb_typeof(inputs) = 'object'::text)),
+    CONSTRAINT schedules_name_check CHECK ((name ~ '^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$'::text)),
+    CONSTRAINT schedules_overlap_check CHECK ((overlap = ANY (ARRAY['allow'::text, 'skip'::text, 'cancel_previous'::text]))),
+    CONSTRAINT schedules_timezone_check CHECK (((char_length(timezone) >= 1) AND (char_length(timezone) <= 100)))
+);
+
+
+--
 -- Name: submissions; Type: TABLE; Schema: dwop; Owner: -
 --
 
@@ -1625,6 +1848,7 @@ CREATE TABLE dwop.workflows (
     started_at timestamp with time zone,
     finished_at timestamp with time zone,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    schedule text,
     CONSTRAINT workflows_finished_at_iff_terminal CHECK (((status = ANY (ARRAY['succeeded'::text, 'failed'::text, 'cancelled'::text])) = (finished_at IS NOT NULL))),
     CONSTRAINT workflows_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'cancelled'::text]))),
     CONSTRAINT workflows_task_count_check CHECK ((task_count > 0))
@@ -1717,6 +1941,38 @@ ALTER TABLE ONLY dwop.runs
 
 ALTER TABLE ONLY dwop.runs
     ADD CONSTRAINT runs_task_id_attempt_key UNIQUE (task_id, attempt);
+
+
+--
+-- Name: schedule_fires schedule_fires_pkey; Type: CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.schedule_fires
+    ADD CONSTRAINT schedule_fires_pkey PRIMARY KEY (schedule_id, fire_at);
+
+
+--
+-- Name: schedule_fires schedule_fires_workflow_id_key; Type: CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.schedule_fires
+    ADD CONSTRAINT schedule_fires_workflow_id_key UNIQUE (workflow_id);
+
+
+--
+-- Name: schedules schedules_owner_name_key; Type: CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.schedules
+    ADD CONSTRAINT schedules_owner_name_key UNIQUE (owner, name);
+
+
+--
+-- Name: schedules schedules_pkey; Type: CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.schedules
+    ADD CONSTRAINT schedules_pkey PRIMARY KEY (id);
 
 
 --
@@ -1832,6 +2088,13 @@ CREATE INDEX runs_workflow ON dwop.runs USING btree (workflow_id);
 
 
 --
+-- Name: schedules_due; Type: INDEX; Schema: dwop; Owner: -
+--
+
+CREATE INDEX schedules_due ON dwop.schedules USING btree (next_fire_at) WHERE (NOT paused);
+
+
+--
 -- Name: tasks_open; Type: INDEX; Schema: dwop; Owner: -
 --
 
@@ -1850,6 +2113,13 @@ CREATE INDEX tasks_queued ON dwop.tasks USING btree (queued_at) WHERE (status = 
 --
 
 CREATE INDEX workflows_owner_created ON dwop.workflows USING btree (owner, created_at DESC, id DESC);
+
+
+--
+-- Name: workflows_owner_schedule; Type: INDEX; Schema: dwop; Owner: -
+--
+
+CREATE INDEX workflows_owner_schedule ON dwop.workflows USING btree (owner, schedule, created_at DESC, id DESC) WHERE (schedule IS NOT NULL);
 
 
 --
@@ -1912,6 +2182,14 @@ ALTER TABLE ONLY dwop.runs
 
 ALTER TABLE ONLY dwop.runs
     ADD CONSTRAINT runs_workflow_id_fkey FOREIGN KEY (workflow_id) REFERENCES dwop.workflows(id) ON DELETE CASCADE;
+
+
+--
+-- Name: schedule_fires schedule_fires_schedule_id_fkey; Type: FK CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.schedule_fires
+    ADD CONSTRAINT schedule_fires_schedule_id_fkey FOREIGN KEY (schedule_id) REFERENCES dwop.schedules(id) ON DELETE CASCADE;
 
 
 --
@@ -1995,6 +2273,18 @@ CREATE POLICY runs_owner_reads ON dwop.runs FOR SELECT TO authenticated USING ((
 
 
 --
+-- Name: schedule_fires; Type: ROW SECURITY; Schema: dwop; Owner: -
+--
+
+ALTER TABLE dwop.schedule_fires ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: schedules; Type: ROW SECURITY; Schema: dwop; Owner: -
+--
+
+ALTER TABLE dwop.schedules ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: submissions; Type: ROW SECURITY; Schema: dwop; Owner: -
 --
 
@@ -2049,6 +2339,13 @@ REVOKE ALL ON FUNCTION dwop.acquire_lease(p_name text, p_holder text, p_ttl_seco
 
 
 --
+-- Name: FUNCTION advance_schedule(p_schedule_id uuid, p_claimer text, p_from timestamp with time zone, p_next timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.advance_schedule(p_schedule_id uuid, p_claimer text, p_from timestamp with time zone, p_next timestamp with time zone) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION api_key_owner(p_key_hash text); Type: ACL; Schema: dwop; Owner: -
 --
 
@@ -2067,6 +2364,13 @@ REVOKE ALL ON FUNCTION dwop.append_run_log(p_run_id bigint, p_offset bigint, p_d
 --
 
 REVOKE ALL ON FUNCTION dwop.cancel_workflow(p_workflow_id uuid, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION claim_due_schedules(p_claimer text, p_batch integer, p_lease_seconds integer, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.claim_due_schedules(p_claimer text, p_batch integer, p_lease_seconds integer, p_now timestamp with time zone) FROM PUBLIC;
 
 
 --
@@ -2098,10 +2402,24 @@ REVOKE ALL ON FUNCTION dwop.create_api_key(p_owner text, p_name text, p_now time
 
 
 --
+-- Name: FUNCTION create_schedule(p_owner text, p_name text, p_cron text, p_timezone text, p_source text, p_requirements text, p_inputs jsonb, p_overlap text, p_catchup text, p_next_fire_at timestamp with time zone, p_max_per_owner integer, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.create_schedule(p_owner text, p_name text, p_cron text, p_timezone text, p_source text, p_requirements text, p_inputs jsonb, p_overlap text, p_catchup text, p_next_fire_at timestamp with time zone, p_max_per_owner integer, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION create_trigger(p_owner text, p_name text, p_source text, p_requirements text, p_secret text, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
 --
 
 REVOKE ALL ON FUNCTION dwop.create_trigger(p_owner text, p_name text, p_source text, p_requirements text, p_secret text, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION delete_schedule(p_owner text, p_name text); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.delete_schedule(p_owner text, p_name text) FROM PUBLIC;
 
 
 --
@@ -2123,6 +2441,13 @@ REVOKE ALL ON FUNCTION dwop.enqueue_workflow_callback(p_workflow_id uuid, p_now 
 --
 
 REVOKE ALL ON FUNCTION dwop.fail_downstream(p_task_id bigint, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION fail_schedule_fire(p_schedule_id uuid, p_fire_at timestamp with time zone, p_error text); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.fail_schedule_fire(p_schedule_id uuid, p_fire_at timestamp with time zone, p_error text) FROM PUBLIC;
 
 
 --
@@ -2224,6 +2549,13 @@ REVOKE ALL ON FUNCTION dwop.purge_expired(p_keep interval, p_batch integer, p_no
 
 
 --
+-- Name: FUNCTION purge_schedule_fires(p_keep interval, p_batch integer, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.purge_schedule_fires(p_keep interval, p_batch integer, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION quiet_active_runs(p_executor text, p_min_age_seconds integer, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
 --
 
@@ -2256,6 +2588,13 @@ REVOKE ALL ON FUNCTION dwop.record_callback_result(p_claimer_id text, p_id bigin
 --
 
 REVOKE ALL ON FUNCTION dwop.record_hook_delivery(p_trigger_id uuid, p_delivery_id text, p_workflow_id uuid, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION record_schedule_fire(p_schedule_id uuid, p_fire_at timestamp with time zone, p_workflow_id uuid, p_outcome text, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.record_schedule_fire(p_schedule_id uuid, p_fire_at timestamp with time zone, p_workflow_id uuid, p_outcome text, p_now timestamp with time zone) FROM PUBLIC;
 
 
 --
@@ -2329,6 +2668,13 @@ REVOKE ALL ON FUNCTION dwop.start_run(p_task_id bigint, p_attempt integer, p_dis
 
 
 --
+-- Name: FUNCTION submit_scheduled_workflow(p_schedule text, p_id uuid, p_owner text, p_name text, p_source text, p_has_requirements boolean, p_inputs text[], p_tasks jsonb); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.submit_scheduled_workflow(p_schedule text, p_id uuid, p_owner text, p_name text, p_source text, p_has_requirements boolean, p_inputs text[], p_tasks jsonb) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION submit_workflow(p_id uuid, p_owner text, p_name text, p_source text, p_has_requirements boolean, p_inputs text[], p_tasks jsonb, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
 --
 
@@ -2340,6 +2686,13 @@ REVOKE ALL ON FUNCTION dwop.submit_workflow(p_id uuid, p_owner text, p_name text
 --
 
 REVOKE ALL ON FUNCTION dwop.system_stall(p_after_seconds integer, p_alive_seconds integer, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION update_schedule(p_owner text, p_name text, p_cron text, p_timezone text, p_source text, p_requirements text, p_inputs jsonb, p_overlap text, p_catchup text, p_paused boolean, p_reschedule boolean, p_next_fire_at timestamp with time zone, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.update_schedule(p_owner text, p_name text, p_cron text, p_timezone text, p_source text, p_requirements text, p_inputs jsonb, p_overlap text, p_catchup text, p_paused boolean, p_reschedule boolean, p_next_fire_at timestamp with time zone, p_now timestamp with time zone) FROM PUBLIC;
 
 
 --

@@ -24,7 +24,7 @@ import { fingerprintDiff, stateProbe, type Fingerprint, type StateProbe } from "
 /**
  * Property-based requests derived from GET /openapi.json: for every operation, requests that each carry
  * something the operation must refuse (see test/support/hostile-api.ts), made in process as a signed-in
- * owner who has a workflow with runs, a trigger and an API key. Every answer is a documented 4xx with the
+ * owner who has a workflow with runs, a trigger, a schedule and an API key. Every answer is a documented 4xx with the
  * `{"error": {"code", "message"}}` shape, never a 5xx or a stack trace, and nothing is written: every
  * dwop table and every storage file is the same after each request as before the first.
  */
@@ -72,13 +72,19 @@ beforeAll(async () => {
     { name: "alice-hook", workflow: HOOK_WORKFLOW, secret: "s".repeat(32) },
     alice,
   );
-  expect([key.status, trigger.status]).toEqual([201, 201]);
+  const schedule = await h.postJson(
+    "/schedules",
+    { name: "alice-nightly", cron: "0 2 * * *", workflow: SAMPLE },
+    alice,
+  );
+  expect([key.status, trigger.status, schedule.status]).toEqual([201, 201, 201]);
   const triggerId = ((await trigger.json()) as { id: string }).id;
 
   real = {
     pathValue(template, param) {
       if (template.startsWith("/keys")) return keyId;
       if (template.startsWith("/triggers")) return "alice-hook";
+      if (template.startsWith("/schedules")) return "alice-nightly";
       if (template.startsWith("/hooks")) return triggerId;
       return { id: workflowId, runId, name: "extract" }[param];
     },
@@ -93,6 +99,14 @@ beforeAll(async () => {
         "post /triggers application/json": () =>
           JSON.stringify({ name: "fz-base", workflow: HOOK_WORKFLOW, secret: "f".repeat(32) }),
         "post /keys application/json": () => JSON.stringify({ name: "fuzz key" }),
+        "post /schedules application/json": () =>
+          JSON.stringify({
+            name: "fz-base",
+            cron: "*/5 * * * *",
+            workflow: SAMPLE,
+            timezone: "Europe/Paris",
+          }),
+        "patch /schedules/{name} application/json": () => JSON.stringify({ paused: true }),
         "post /validate application/json": () => JSON.stringify({ workflow: SAMPLE }),
         "post /hooks/{id} */*": () => "{}",
       };
@@ -107,7 +121,8 @@ beforeAll(async () => {
       const body = real.validBody(op.template, op.method.toLowerCase(), type);
       expect(body, `a valid body for ${op.method} ${op.template} ${type}`).toBeDefined();
       if (op.template.startsWith("/hooks")) continue;
-      const res = await h.app.request(op.template, {
+      const path = op.template.replace(/\{(\w+)\}/g, (_, p: string) => real.pathValue(op.template, p)!);
+      const res = await h.app.request(path, {
         method: op.method,
         headers: { ...alice, ...(typeof body === "string" ? { "content-type": type } : {}) },
         body: typeof body === "string" ? body.replace("fz-base", "fz-setup") : body,
@@ -194,7 +209,8 @@ describe("hostile requests derived from the OpenAPI document", () => {
     "GET /healthz", "GET /readyz", "GET /openapi.json", "POST /workflows", "GET /workflows", "GET /workflows/{id}",
     "POST /workflows/{id}/cancel", "POST /workflows/{id}/retry", "GET /workflows/{id}/runs/{runId}",
     "GET /workflows/{id}/tasks/{name}/output", "GET /workflows/{id}/tasks/{name}/logs", "GET /workflows/{id}/events",
-    "POST /triggers", "GET /triggers", "GET /triggers/{name}", "DELETE /triggers/{name}", "POST /keys", "GET /keys",
+    "POST /triggers", "GET /triggers", "GET /triggers/{name}", "DELETE /triggers/{name}", "POST /schedules",
+    "GET /schedules", "GET /schedules/{name}", "PATCH /schedules/{name}", "DELETE /schedules/{name}", "POST /keys", "GET /keys",
     "DELETE /keys/{id}", "POST /hooks/{id}", "POST /validate", "GET /ui/api/workflows",
     "POST /runs/{runId}/log", "POST /runs/{runId}/log/sealed", "POST /runs/{runId}/upload-urls",
   ]; // prettier-ignore

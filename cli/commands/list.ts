@@ -32,16 +32,27 @@ function table(list: WorkflowList, color: boolean, now = Date.now()): string {
 }
 
 /**
- * `dwop list [--status S] [--cursor C | --all]`: the caller's workflows, newest first, a page at a
- * time. A full page ends with the cursor of the next one (on stderr; `nextCursor` with --json);
- * `--all` reads page after page to the end.
+ * `dwop list [--status S] [--schedule NAME] [--cursor C | --all]`: the caller's workflows, newest
+ * first, a page at a time. A full page ends with the cursor of the next one (on stderr; `nextCursor`
+ * with --json); `--all` reads page after page to the end.
  */
 export async function listCommand(
   config: Config,
-  opts: { status?: string; limit?: string; cursor?: string; all?: boolean; json?: boolean },
+  opts: {
+    status?: string;
+    schedule?: string;
+    limit?: string;
+    cursor?: string;
+    all?: boolean;
+    json?: boolean;
+  },
 ): Promise<number> {
   const client = clientFromConfig(config);
   const status = workflowState(opts.status);
+  const schedule = opts.schedule;
+  if (schedule !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/.test(schedule)) {
+    throw new CliError(`--schedule wants a schedule's name, got '${schedule}'`, EXIT.usage);
+  }
   const limit = positiveInt(opts.limit, "--limit", 100) ?? 20;
   if (opts.cursor !== undefined && !isWorkflowId(opts.cursor)) {
     throw new CliError(
@@ -49,10 +60,10 @@ export async function listCommand(
       EXIT.usage,
     );
   }
-  let page = await client.list({ status, limit: opts.all ? 100 : limit, cursor: opts.cursor });
+  let page = await client.list({ status, schedule, limit: opts.all ? 100 : limit, cursor: opts.cursor });
   const workflows = [...page.workflows];
   while (opts.all && page.nextCursor) {
-    page = await client.list({ status, limit: 100, cursor: page.nextCursor });
+    page = await client.list({ status, schedule, limit: 100, cursor: page.nextCursor });
     workflows.push(...page.workflows);
   }
   const list: WorkflowList = { workflows, nextCursor: page.nextCursor };
@@ -60,9 +71,11 @@ export async function listCommand(
   else if (list.workflows.length === 0) process.stderr.write("no workflows\n");
   else process.stdout.write(`${table(list, colorsFor(process.stdout))}\n`);
   if (!opts.json && list.nextCursor) {
-    const flags = [status ? `--status ${status}` : "", limit !== 20 ? `--limit ${limit}` : ""].filter(
-      Boolean,
-    );
+    const flags = [
+      status ? `--status ${status}` : "",
+      schedule ? `--schedule ${schedule}` : "",
+      limit !== 20 ? `--limit ${limit}` : "",
+    ].filter(Boolean);
     process.stderr.write(
       `more: dwop list ${[...flags, `--cursor ${list.nextCursor}`].join(" ")} (or --all)\n`,
     );

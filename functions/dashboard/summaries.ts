@@ -5,6 +5,7 @@ import type { TaskState, WorkflowState } from "../../shared/model.ts";
 export interface WorkflowSummaryRow {
   id: string;
   name: string;
+  schedule: string | null;
   owner: string;
   status: WorkflowState;
   taskCount: number;
@@ -41,7 +42,7 @@ export async function listWorkflowSummaries(
   const pattern = `%${likeEscape(search)}%`;
   const idPrefix = `${likeEscape(search.toLowerCase())}%`;
   return db<WorkflowSummaryRow[]>`
-    select w.id, w.name, w.owner, w.status, w.task_count as "taskCount", w.created_at as "createdAt",
+    select w.id, w.name, w.schedule, w.owner, w.status, w.task_count as "taskCount", w.created_at as "createdAt",
            w.started_at as "startedAt", w.finished_at as "finishedAt",
            coalesce((select jsonb_object_agg(s.status, s.n)
                      from (select t.status, count(*)::int as n from dwop.tasks t

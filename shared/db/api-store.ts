@@ -33,6 +33,8 @@ export interface TaskDetail {
 export interface WorkflowRow {
   id: string;
   name: string;
+  /** The schedule that started it, if one did. */
+  schedule: string | null;
   status: WorkflowState;
   taskCount: number;
   createdAt: Date;
@@ -93,7 +95,7 @@ export interface Reservation {
   workflowExists: boolean;
 }
 
-const WORKFLOW_COLUMNS = `id, name, status, task_count as "taskCount", created_at as "createdAt",
+const WORKFLOW_COLUMNS = `id, name, schedule, status, task_count as "taskCount", created_at as "createdAt",
   started_at as "startedAt", finished_at as "finishedAt"`;
 
 export class ApiStore {
@@ -102,13 +104,14 @@ export class ApiStore {
   /** The owner's workflows, newest first, `limit` of them after the workflow `cursor` (an id). */
   async listWorkflows(
     owner: string,
-    q: { status?: WorkflowState; limit: number; cursor?: string },
+    q: { status?: WorkflowState; schedule?: string; limit: number; cursor?: string },
   ): Promise<WorkflowRow[]> {
     const sql = this.db;
     return sql<WorkflowRow[]>`
       select ${sql.unsafe(WORKFLOW_COLUMNS)} from dwop.workflows
       where owner = ${owner}
         ${q.status ? sql`and status = ${q.status}` : sql``}
+        ${q.schedule ? sql`and schedule = ${q.schedule}` : sql``}
         ${
           q.cursor
             ? sql`and (created_at, id) < (

@@ -52,6 +52,8 @@ export interface SubmitInput {
   retryBackoffMs: number;
   /** Attempts each task may lose to the infrastructure (lost, evicted, OOM-killed...) beyond the first; default 3. */
   maxInfraRetries?: number;
+  /** The name of the schedule that starts this workflow, marked on it in the same transaction. */
+  schedule?: string;
 }
 
 export interface TaskSummary {
@@ -100,9 +102,14 @@ export class Store {
       max_infra_retries: input.maxInfraRetries,
       options: { image: t.options.image, cpu: t.options.cpu, memory: t.options.memory },
     }));
-    const [row] = await this.db<{ created: boolean }[]>`
-      select dwop.submit_workflow(${input.id}, ${input.owner}, ${input.name}, ${input.source},
-        ${input.hasRequirements}, ${input.inputs}::text[], ${this.db.json(tasks as unknown as postgres.JSONValue)}) as created`;
+    const json = this.db.json(tasks as unknown as postgres.JSONValue);
+    const [row] = input.schedule
+      ? await this.db<{ created: boolean }[]>`
+          select dwop.submit_scheduled_workflow(${input.schedule}, ${input.id}, ${input.owner}, ${input.name},
+            ${input.source}, ${input.hasRequirements}, ${input.inputs}::text[], ${json}) as created`
+      : await this.db<{ created: boolean }[]>`
+          select dwop.submit_workflow(${input.id}, ${input.owner}, ${input.name}, ${input.source},
+            ${input.hasRequirements}, ${input.inputs}::text[], ${json}) as created`;
     return row?.created ?? false;
   }
 

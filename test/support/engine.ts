@@ -117,6 +117,7 @@ export async function startEngine(label: string, options: EngineOptions): Promis
       batchSize: options.claimBatch ?? 100,
       leaseSeconds: 30,
       pollMs: 200,
+      storage, // due schedules fire too
       logger: options.logger,
     });
     await c.start();

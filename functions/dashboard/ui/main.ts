@@ -2,13 +2,14 @@ import { clearSession, currentSession, whenUnauthorized } from "./api.ts";
 import { fill, h } from "./dom.ts";
 import { listPage } from "./list-page.ts";
 import { parseRoute, type Page } from "./router.ts";
+import { schedulesPage } from "./schedules-page.ts";
 import { signInPage } from "./signin-page.ts";
 import { stallBanner } from "./stall-banner.ts";
 import { submitPage } from "./submit-page.ts";
 import { workflowPage } from "./workflow-page.ts";
 
 // The DWOP dashboard: one page, its screens in the URL's fragment (`#/`, `#/workflows/<id>`,
-// `#/submit`, `#/signin`). Nothing is shown before sign-in; the token lives in sessionStorage only.
+// `#/submit`, `#/schedules`, `#/signin`). Nothing is shown before sign-in; the token lives in sessionStorage only.
 
 const app = document.getElementById("app")!;
 const main = h("main", { id: "main", tabindex: -1 });
@@ -19,6 +20,7 @@ const nav = h(
   { "aria-label": "Main" },
   h("a", { href: "#/", "data-nav": "list" }, "Workflows"),
   h("a", { href: "#/submit", "data-nav": "submit" }, "Submit"),
+  h("a", { href: "#/schedules", "data-nav": "schedules" }, "Schedules"),
 );
 fill(
   app,
@@ -69,6 +71,9 @@ function show(): void {
       break;
     case "submit":
       page = submitPage(main);
+      break;
+    case "schedules":
+      page = schedulesPage(main);
       break;
     case "workflow":
       page = workflowPage(main, route.id, route.query);

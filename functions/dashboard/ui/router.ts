@@ -7,6 +7,7 @@ export type Route =
   | { name: "list"; query: URLSearchParams }
   | { name: "workflow"; id: string; query: URLSearchParams }
   | { name: "submit"; query: URLSearchParams }
+  | { name: "schedules"; query: URLSearchParams }
   | { name: "signin"; query: URLSearchParams };
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -21,6 +22,7 @@ export function parseRoute(hash: string): Route {
   if (parts[0] === "workflows" && parts[1] && UUID.test(parts[1]))
     return { name: "workflow", id: parts[1], query };
   if (parts[0] === "submit") return { name: "submit", query };
+  if (parts[0] === "schedules") return { name: "schedules", query };
   if (parts[0] === "signin") return { name: "signin", query };
   return { name: "list", query };
 }

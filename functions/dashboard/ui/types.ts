@@ -56,6 +56,7 @@ export interface Task {
 export interface Workflow {
   id: string;
   name: string;
+  schedule: string | null;
   status: WorkflowState;
   taskCount: number;
   createdAt: string;
@@ -67,6 +68,18 @@ export interface WorkflowDetail extends Workflow {
   inputs: string[];
   hasRequirements: boolean;
   tasks: Task[];
+}
+
+/** A schedule as GET /schedules lists it. */
+export interface Schedule {
+  name: string;
+  cron: string;
+  timezone: string;
+  overlap: string;
+  catchup: string;
+  paused: boolean;
+  nextFireAt: string | null;
+  lastRuns: { id: string; status: WorkflowState; createdAt: string; finishedAt: string | null }[];
 }
 
 export interface WorkflowSummary extends Workflow {

@@ -1,0 +1,183 @@
+import type { Hono } from "hono";
+import { checkCron, CronError } from "../shared/cron.ts";
+import type { ScheduledRun, ScheduleRow, ScheduleSettings } from "../shared/db/schedules.ts";
+import { checkSubmission } from "../shared/submit.ts";
+import { readJson } from "./body.ts";
+import type { ApiDeps, ApiEnv } from "./context.ts";
+import { ApiError, notFound } from "./errors.ts";
+import type { RouteDoc } from "./openapi.ts";
+import { Schedule, ScheduleCreate, ScheduleList, ScheduleUpdate, TRIGGER_NAME } from "./schemas.ts";
+
+/** Runs listed with each schedule. */
+const LAST_RUNS = 5;
+
+/**
+ * The caller's schedules: `POST /schedules`, `GET /schedules`, and `GET`, `PATCH` (pause, resume, change)
+ * and `DELETE /schedules/:name`. The claimers fire them (cron/schedules.ts); each workflow a schedule
+ * starts carries its name (`GET /workflows?schedule=NAME`).
+ */
+export function scheduleRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
+  app.post("/schedules", async (c) => {
+    const owner = c.get("caller").owner;
+    const body = await readJson(c, ScheduleCreate);
+    const settings: Omit<ScheduleSettings, "paused"> = {
+      cron: body.cron,
+      timezone: body.timezone ?? "UTC",
+      source: body.workflow,
+      requirements: body.requirements ?? null,
+      inputs: body.inputs ?? {},
+      overlap: body.overlap ?? "skip",
+      catchup: body.catchup ?? "none",
+    };
+    const next = checkSchedule(deps, body.name, settings);
+    const max = deps.settings.maxSchedulesPerOwner;
+    const result = await deps.schedules.create(owner, body.name, settings, next, max);
+    if (result === "exists") {
+      throw new ApiError(409, "schedule_exists", `you already have a schedule named ${body.name}`);
+    }
+    if (result === "limit") {
+      const message = `you have ${max} schedules, the most one owner may have; delete one first`;
+      throw new ApiError(409, "too_many_schedules", message, { limit: max });
+    }
+    return c.json(await respond(deps, owner, body.name), 201, { Location: `/schedules/${body.name}` });
+  });
+
+  app.get("/schedules", async (c) => {
+    const owner = c.get("caller").owner;
+    const rows = await deps.schedules.list(owner);
+    const runs = await deps.schedules.lastRuns(
+      owner,
+      rows.map((r) => r.name),
+      LAST_RUNS,
+    );
+    return c.json({ schedules: rows.map((r) => view(r, runs)) });
+  });
+
+  app.get("/schedules/:name", async (c) => c.json(await respond(deps, c.get("caller").owner, name(c))));
+
+  app.patch("/schedules/:name", async (c) => {
+    const owner = c.get("caller").owner;
+    const scheduleName = name(c);
+    const [row] = await deps.schedules.list(owner, scheduleName);
+    if (!row) throw notFound("schedule");
+    const body = await readJson(c, ScheduleUpdate);
+    const settings: ScheduleSettings = {
+      cron: body.cron ?? row.cron,
+      timezone: body.timezone ?? row.timezone,
+      source: body.workflow ?? row.source,
+      requirements: body.requirements === undefined ? row.requirements : body.requirements,
+      inputs: body.inputs ?? row.inputs,
+      overlap: body.overlap ?? row.overlap,
+      catchup: body.catchup ?? row.catchup,
+      paused: body.paused ?? row.paused,
+    };
+    const next = checkSchedule(deps, scheduleName, settings);
+    // A new expression or zone, or a resume, counts from now: a paused time is not caught up.
+    const retimed = settings.cron !== row.cron || settings.timezone !== row.timezone;
+    const resumed = row.paused && !settings.paused;
+    const reschedule = retimed || resumed || row.nextFireAt === null ? { nextFireAt: next } : null;
+    if (!(await deps.schedules.update(owner, scheduleName, settings, reschedule))) throw notFound("schedule");
+    return c.json(await respond(deps, owner, scheduleName));
+  });
+
+  app.delete("/schedules/:name", async (c) => {
+    if (!(await deps.schedules.delete(c.get("caller").owner, name(c)))) throw notFound("schedule");
+    return c.body(null, 204);
+  });
+}
+
+/** The `:name` parameter; a name no schedule can have names nothing (404). */
+function name(c: { req: { param(name: string): string | undefined } }): string {
+  const value = c.req.param("name") ?? "";
+  if (!TRIGGER_NAME.test(value)) throw notFound("schedule");
+  return value;
+}
+
+/**
+ * Checks a schedule before anything is stored: the expression and zone (422 invalid_cron or
+ * invalid_timezone), then the workflow with its inputs as a submission would be checked. Returns the
+ * next fire time after now.
+ */
+function checkSchedule(deps: ApiDeps, name: string, s: Omit<ScheduleSettings, "paused">): Date {
+  let next: Date;
+  try {
+    next = checkCron(s, new Date(deps.now()));
+  } catch (err) {
+    if (!(err instanceof CronError)) throw err;
+    throw new ApiError(422, `invalid_${err.field}`, err.message, { path: err.field });
+  }
+  checkSubmission(s.source, `${name}.workflow`, Object.keys(s.inputs), deps.settings.submitLimits, {
+    refuseUnread: true,
+  });
+  return next;
+}
+
+async function respond(deps: ApiDeps, owner: string, scheduleName: string) {
+  const [row] = await deps.schedules.list(owner, scheduleName);
+  if (!row) throw notFound("schedule");
+  return view(row, await deps.schedules.lastRuns(owner, [scheduleName], LAST_RUNS));
+}
+
+function view(s: ScheduleRow, runs: ScheduledRun[]) {
+  return {
+    name: s.name,
+    cron: s.cron,
+    timezone: s.timezone,
+    workflow: s.source,
+    requirements: s.requirements,
+    inputs: s.inputs,
+    overlap: s.overlap,
+    catchup: s.catchup,
+    paused: s.paused,
+    nextFireAt: s.paused ? null : s.nextFireAt,
+    lastRuns: runs.filter((r) => r.schedule === s.name).map(({ schedule: _, ...r }) => r),
+    createdAt: s.createdAt,
+    updatedAt: s.updatedAt,
+  };
+}
+
+const one = { description: "the schedule, its next fire time and its last runs", schema: Schedule };
+
+export const scheduleDocs: RouteDoc[] = [
+  {
+    method: "post",
+    path: "/schedules",
+    summary: "Create a schedule: its workflow starts at every time the cron expression names",
+    auth: "bearer",
+    body: [{ contentType: "application/json", schema: ScheduleCreate }],
+    responses: { 201: one },
+    errors: [400, 409, 413, 415, 422],
+  },
+  {
+    method: "get",
+    path: "/schedules",
+    summary: "The caller's schedules",
+    auth: "bearer",
+    responses: { 200: { description: "every schedule of the caller", schema: ScheduleList } },
+  },
+  {
+    method: "get",
+    path: "/schedules/:name",
+    summary: "One schedule",
+    auth: "bearer",
+    responses: { 200: one },
+    errors: [404],
+  },
+  {
+    method: "patch",
+    path: "/schedules/:name",
+    summary: "Pause (paused: true), resume (paused: false) or change a schedule",
+    auth: "bearer",
+    body: [{ contentType: "application/json", schema: ScheduleUpdate }],
+    responses: { 200: one },
+    errors: [400, 404, 413, 415, 422],
+  },
+  {
+    method: "delete",
+    path: "/schedules/:name",
+    summary: "Delete a schedule (the workflows it started stay)",
+    auth: "bearer",
+    responses: { 204: { description: "deleted" } },
+    errors: [404],
+  },
+];
