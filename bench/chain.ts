@@ -236,7 +236,11 @@ async function benchSnakemake(home: string): Promise<number> {
   for (let i = 0; i <= rounds; i++) {
     await run("sh", ["-c", "rm -rf t*.txt .snakemake"], dir);
     const t0 = performance.now();
-    await run("/usr/bin/python3", ["/usr/bin/snakemake", "--cores", "1", "--quiet", "all", "--", `t${n - 1}.txt`], dir);
+    await run(
+      "/usr/bin/python3",
+      ["/usr/bin/snakemake", "--cores", "1", "--quiet", "all", "--", `t${n - 1}.txt`],
+      dir,
+    );
     if (i > 0) times.push((performance.now() - t0) / 1000); // the first round warms the disk cache
   }
   console.log(
