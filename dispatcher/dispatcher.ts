@@ -120,9 +120,12 @@ export class Dispatcher {
     }
     await this.store.heartbeat(this.options.id, this.executor.kind);
     let reaped = await this.store.reapLostRuns(this.options.lostAfterSeconds, this.options.id);
+    // Ready tasks a previous life claimed when it recorded a success, and died before publishing.
+    await this.store.releaseOutboxClaims(this.options.id);
     if (this.executor.runsIn === "process") {
       for (const dead of await deadNeighbours(this.store.db, this.options.id)) {
         reaped += await this.store.reapLostRuns(this.options.lostAfterSeconds, dead);
+        await this.store.releaseOutboxClaims(dead);
       }
     }
     if (reaped > 0) this.log.warn({ reaped }, "retried runs left by a dispatcher that stopped");

@@ -895,6 +895,27 @@ $$;
 
 
 --
+-- Name: release_outbox_claims(text); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.release_outbox_claims(p_claimer_id text) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_released int;
+begin
+  update dwop.outbox set lease_until = null
+  where claimed_by = p_claimer_id and published_at is null and lease_until is not null;
+  get diagnostics v_released = row_count;
+  if v_released > 0 then
+    perform pg_notify('dwop_outbox', '');
+  end if;
+  return v_released;
+end;
+$$;
+
+
+--
 -- Name: republish_stalled_tasks(integer, integer, integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
@@ -2312,6 +2333,13 @@ REVOKE ALL ON FUNCTION dwop.record_hook_delivery(p_trigger_id uuid, p_delivery_i
 --
 
 REVOKE ALL ON FUNCTION dwop.release_lease(p_name text, p_holder text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION release_outbox_claims(p_claimer_id text); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.release_outbox_claims(p_claimer_id text) FROM PUBLIC;
 
 
 --

@@ -6,6 +6,7 @@ import type { TaskMessage } from "../shared/model.ts";
 import { startEngine, type Engine } from "./support/engine.ts";
 import { submission, task } from "./support/factory.ts";
 import { migratedDatabase, type MigratedDatabase } from "./support/migrated.ts";
+import { until } from "./support/until.ts";
 
 describe("complete_runs_and_claim", () => {
   let m: MigratedDatabase;
@@ -74,6 +75,28 @@ describe("complete_runs_and_claim", () => {
     const reclaimed = await m.store.claimOutbox("c2", 10, 30);
     expect(reclaimed.map((r) => r.id)).toEqual([claimed[0]!.id]);
     expect(await m.store.markPublished("c2", [claimed[0]!.id])).toBe(1);
+  });
+
+  it("frees the rows a dead dispatcher claimed, for a claimer to publish at once, and wakes claimers", async (ctx) => {
+    m = await migratedDatabase(ctx.task.name);
+    await m.store.submitWorkflow(submission([task("a"), task("b", ["a"])]));
+    const [root] = await m.store.claimOutbox("c1", 10, 30);
+    await m.store.markPublished("c1", [root!.id]);
+    const { claimed } = await m.store.completeRunsAndClaim([await started(root!.message)], "d1", 30);
+    expect(await m.store.claimOutbox("c2", 10, 30)).toEqual([]);
+    let woken = 0;
+    const listener = await m.db.listen("dwop_outbox", () => woken++);
+    try {
+      expect(await m.store.releaseOutboxClaims("other")).toBe(0);
+      expect(await m.store.releaseOutboxClaims("d1")).toBe(1);
+      await until(async () => woken > 0, 5000);
+    } finally {
+      await listener.unlisten();
+    }
+    expect((await m.store.claimOutbox("c2", 10, 30)).map((r) => r.id)).toEqual([claimed[0]!.id]);
+    // Published rows are never freed again.
+    await m.store.markPublished("c2", [claimed[0]!.id]);
+    expect(await m.store.releaseOutboxClaims("c2")).toBe(0);
   });
 });
 

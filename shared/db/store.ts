@@ -219,6 +219,12 @@ export class Store {
     return { completed, claimed };
   }
 
+  /** Frees the unpublished outbox rows claimed under this id (its process died), for a claimer to publish now. */
+  async releaseOutboxClaims(claimerId: string): Promise<number> {
+    const [row] = await this.db<{ n: number }[]>`select dwop.release_outbox_claims(${claimerId}) as n`;
+    return row?.n ?? 0;
+  }
+
   async increaseAttempt(runId: string, f: RunFailure): Promise<"retried" | "failed" | "ignored"> {
     const [row] = await this.db<{ result: "retried" | "failed" | "ignored" }[]>`
       select dwop.increase_attempt(${runId}, ${f.message}, ${f.reason}, ${f.exitCode}, ${f.logTail},

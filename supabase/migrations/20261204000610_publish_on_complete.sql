@@ -41,3 +41,22 @@ begin
   returning null::bigint, o.id, o.payload;
 end;
 $$;
+
+-- A claimer or dispatcher that starts again (same id), or one that finds a dead one of its machine, frees
+-- the rows that one had claimed and not published: a claimer publishes them now (the NOTIFY wakes it)
+-- rather than after their lease. Returns how many.
+create function dwop.release_outbox_claims(p_claimer_id text)
+returns int
+language plpgsql as $$
+declare
+  v_released int;
+begin
+  update dwop.outbox set lease_until = null
+  where claimed_by = p_claimer_id and published_at is null and lease_until is not null;
+  get diagnostics v_released = row_count;
+  if v_released > 0 then
+    perform pg_notify('dwop_outbox', '');
+  end if;
+  return v_released;
+end;
+$$;
