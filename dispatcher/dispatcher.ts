@@ -1,7 +1,7 @@
 import type { Config } from "../shared/config.ts";
 import type { Bus, Consumer, Delivery } from "../shared/bus/bus.ts";
 import { Batcher } from "../shared/batcher.ts";
-import type { Store } from "../shared/db/store.ts";
+import type { ClaimedEvent, Store } from "../shared/db/store.ts";
 import type { Executor, RunOutcome } from "../shared/executors/executor.ts";
 import { silentLogger, type Logger } from "../shared/log.ts";
 import type { RunAssignment, TaskMessage } from "../shared/model.ts";
@@ -37,6 +37,7 @@ export function dispatcherSettings(
     shutdownGraceSeconds: config.DWOP_SHUTDOWN_GRACE_SECONDS,
     signedUrlTtlSeconds: config.DWOP_SIGNED_URL_TTL_SECONDS,
     defaultTimeoutSeconds: config.DWOP_DEFAULT_TASK_TIMEOUT_SECONDS,
+    readyLeaseSeconds: config.DWOP_CLAIM_LEASE_SECONDS,
   };
 }
 
@@ -60,6 +61,12 @@ export interface DispatcherOptions {
   apiUrl?: string | null;
   /** Cluster executors: most runs active at once across every dispatcher (Jobs in flight). */
   maxActiveRuns?: number;
+  /**
+   * Publish the tasks a recorded success made ready at once, claimed under a lease of this many seconds
+   * (a claimer's DWOP_CLAIM_LEASE_SECONDS: a row this dispatcher fails to publish goes to a claimer when
+   * it runs out). Unset or 0: leave them to the claimers.
+   */
+  readyLeaseSeconds?: number;
   logger?: Logger;
 }
 
@@ -100,7 +107,7 @@ export class Dispatcher {
     this.cluster = new ClusterStore(store.db);
     this.log = (options.logger ?? silentLogger).child({ component: "dispatcher", dispatcher: options.id });
     this.completions = new Batcher(async (runIds) => {
-      const recorded = new Set(await store.completeRuns(runIds));
+      const recorded = new Set(await this.completeRuns(runIds));
       return runIds.map((id) => recorded.has(id));
     });
     executor.onFinished((run, outcome) => this.track(this.settle(run, outcome)));
@@ -113,9 +120,12 @@ export class Dispatcher {
     }
     await this.store.heartbeat(this.options.id, this.executor.kind);
     let reaped = await this.store.reapLostRuns(this.options.lostAfterSeconds, this.options.id);
+    // Ready tasks a previous life claimed when it recorded a success, and died before publishing.
+    await this.store.releaseOutboxClaims(this.options.id);
     if (this.executor.runsIn === "process") {
       for (const dead of await deadNeighbours(this.store.db, this.options.id)) {
         reaped += await this.store.reapLostRuns(this.options.lostAfterSeconds, dead);
+        await this.store.releaseOutboxClaims(dead);
       }
     }
     if (reaped > 0) this.log.warn({ reaped }, "retried runs left by a dispatcher that stopped");
@@ -306,6 +316,28 @@ export class Dispatcher {
       this.held.delete(run.runId);
       this.slots.release();
       void this.adjustFlow();
+    }
+  }
+
+  /**
+   * Records successes; with readyLeaseSeconds, also publishes the tasks they made ready (in the background:
+   * the run's end is recorded once the transaction commits).
+   */
+  private async completeRuns(runIds: string[]): Promise<string[]> {
+    const lease = this.options.readyLeaseSeconds;
+    if (!lease) return this.store.completeRuns(runIds);
+    const { completed, claimed } = await this.store.completeRunsAndClaim(runIds, this.options.id, lease);
+    if (claimed.length > 0) this.track(this.publishReady(claimed));
+    return completed;
+  }
+
+  /** Publishes claimed outbox rows and marks the confirmed ones; what fails is a claimer's once the lease ends. */
+  private async publishReady(claimed: ClaimedEvent[]): Promise<void> {
+    try {
+      const confirmed = await this.bus.publish(claimed.map((c) => ({ outboxId: c.id, body: c.message })));
+      await this.store.markPublished(this.options.id, confirmed);
+    } catch (err) {
+      this.log.warn({ err, rows: claimed.length }, "could not publish ready tasks; a claimer will");
     }
   }
 

@@ -313,6 +313,48 @@ $$;
 
 
 --
+-- Name: complete_runs_and_claim(bigint[], text, integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.complete_runs_and_claim(p_run_ids bigint[], p_claimer_id text, p_lease_seconds integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(run_id bigint, outbox_id bigint, payload jsonb)
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  -- Rows complete_runs writes get ids above this one: the claim reads only that end of the primary key.
+  v_last bigint := (select max(o.id) from dwop.outbox o);
+  v_runs bigint[];
+begin
+  select array_agg(c.id) into v_runs from dwop.complete_runs(p_run_ids, v_now) as c (id);
+  if v_runs is null then
+    return;
+  end if;
+  return query select r.id, null::bigint, null::jsonb from unnest(v_runs) as r (id);
+  return query
+  with ready as (
+    select d.id::text as task_id
+    from dwop.runs r
+    join dwop.tasks t on t.id = r.task_id
+    cross join lateral unnest(t.downstream_ids) as d (id)
+    where r.id = any(v_runs)
+  ),
+  written as (
+    select o.id from dwop.outbox o
+    where o.id > coalesce(v_last, 0) and o.topic = 'task.ready' and o.published_at is null
+      and o.claimed_by is null and o.payload ->> 'taskId' in (select task_id from ready)
+    order by o.id
+    for update skip locked
+  )
+  update dwop.outbox o
+  set claimed_by = p_claimer_id, lease_until = v_now + make_interval(secs => p_lease_seconds),
+      claim_count = o.claim_count + 1
+  from written where o.id = written.id
+  returning null::bigint, o.id, o.payload;
+end;
+$$;
+
+
+--
 -- Name: create_api_key(text, text, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
@@ -991,6 +1033,27 @@ CREATE FUNCTION dwop.release_lease(p_name text, p_holder text) RETURNS boolean
     AS $$
   with released as (delete from dwop.leases where name = p_name and holder = p_holder returning 1)
   select exists (select 1 from released);
+$$;
+
+
+--
+-- Name: release_outbox_claims(text); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.release_outbox_claims(p_claimer_id text) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_released int;
+begin
+  update dwop.outbox set lease_until = null
+  where claimed_by = p_claimer_id and published_at is null and lease_until is not null;
+  get diagnostics v_released = row_count;
+  if v_released > 0 then
+    perform pg_notify('dwop_outbox', '');
+  end if;
+  return v_released;
+end;
 $$;
 
 
@@ -2395,6 +2458,13 @@ REVOKE ALL ON FUNCTION dwop.complete_runs(p_run_ids bigint[], p_now timestamp wi
 
 
 --
+-- Name: FUNCTION complete_runs_and_claim(p_run_ids bigint[], p_claimer_id text, p_lease_seconds integer, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.complete_runs_and_claim(p_run_ids bigint[], p_claimer_id text, p_lease_seconds integer, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION create_api_key(p_owner text, p_name text, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
 --
 
@@ -2602,6 +2672,13 @@ REVOKE ALL ON FUNCTION dwop.record_schedule_fire(p_schedule_id uuid, p_fire_at t
 --
 
 REVOKE ALL ON FUNCTION dwop.release_lease(p_name text, p_holder text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION release_outbox_claims(p_claimer_id text); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.release_outbox_claims(p_claimer_id text) FROM PUBLIC;
 
 
 --

@@ -34,7 +34,7 @@ from dwop_http import HttpError, Transfer, transfer_all, write_all
 from dwop_json import parse_json
 from dwop_log import LineLog, LogStream
 from dwop_source import exception_line
-from dwop_process import die_with_parent, load_prctl, run_child, run_script
+from dwop_process import abandon_child, die_with_parent, fork_child, load_prctl, run_script, wait_child
 from dwop_sandbox import SandboxError
 
 RESULT_FILE_DEFAULT = "/dev/termination-log"
@@ -152,56 +152,99 @@ def has_requirement_lines(path):
         return any(line.strip() and not line.strip().startswith(b"#") for line in f)
 
 
-def run_body(log, output_fd, has_requirements, sandbox, prctl):
-    """Runs the body (after pip, when there are requirements) in one child process, in the sandbox when
-    there is one; its stdout goes to the output and the log, its stderr to the worker's and the log (the
-    two merged by line), and the log is shipped live while it runs. Raises Failure for anything but a
-    clean exit."""
-    report_r, report_w = os.pipe()
+class Body:
+    """The body's process (after pip, when there are requirements), in the sandbox when there is one. It is
+    forked before the downloads, so that its set-up (the sandbox's namespaces and root, the process's own
+    first page copies) overlaps them, and waits at a gate until they are in: open() starts it, abandon()
+    ends it unstarted. Its stdout goes to the output and the log, its stderr to the worker's and the log
+    (the two merged by line), and the log is shipped live while it runs."""
 
-    def child():
-        note = lambda kind, text: write_all(report_w, ("%s %s\n" % (kind, text)).encode("utf-8", "replace"))  # noqa: E731
+    def __init__(self, log, output_fd, sandbox, prctl):
+        self.log = log
+        self.sandbox = sandbox
+        self.requirements = False  # in the child, once the gate opened: whether pip runs first
+        self.attached = False
+        self.report_r, self.report_w = os.pipe()
+        gate_r, self.gate_w = os.pipe()
         if sandbox:
+            sandbox.before_fork()
+        close = (output_fd, log.fd, self.report_r, self.gate_w)
+        self.child = fork_child(lambda: self.main(gate_r), close, prctl)
+        os.close(gate_r)
+        self.output_fd = output_fd
+
+    def note(self, kind, text):
+        write_all(self.report_w, ("%s %s\n" % (kind, text)).encode("utf-8", "replace"))
+
+    def main(self, gate_r):
+        """In the child: set up (the sandbox), wait at the gate, then run pip and the body; never returns."""
+        compile("pass", "<warm-up>", "exec")  # the first compile sets the compiler up: ~2 ms
+
+        def gate():
+            go = os.read(gate_r, 1)
+            os.close(gate_r)
+            if not go:
+                os._exit(EXIT_WORKER_FAILURE)  # abandoned: the downloads failed
+            self.requirements = go == b"r"
+
+        if self.sandbox:
             try:
-                sandbox.enter(note)
+                self.sandbox.enter(self.note, gate)
             except (SandboxError, OSError) as e:
-                note("sandbox", describe(e))
+                self.note("sandbox", describe(e))
                 os._exit(EXIT_WORKER_FAILURE)
-        deps = install_requirements(note) if has_requirements else None
-        run_script("main.py", deps, lambda error: body_failed(note, error, sandbox))
+        else:
+            gate()
+        deps = install_requirements(self.note) if self.requirements else None
+        run_script("main.py", deps, lambda error: body_failed(self.note, error, self.sandbox))
 
-    def started(pid):
-        if sandbox:
-            sandbox.after_fork(pid)
+    def started(self):
+        """While the downloads are in flight: the worker's half of the sandbox's set-up, then the live log."""
+        self.attached = True
+        if self.sandbox:
+            self.sandbox.after_fork(self.child[0])
         # Only now: the sandbox's namespace calls above need a worker with one thread.
-        if log.stream_to:
-            log.stream_to.start()
+        if self.log.stream_to:
+            self.log.stream_to.start()
 
-    if sandbox:
-        sandbox.before_fork()
-    try:
-        code, signal = run_child(
-            child,
-            (1, output_fd, log.stream("stdout")),
-            (2, log.stream("stderr")),
-            (output_fd, log.fd, report_r),
-            prctl,
-            started,
-        )
-    finally:
-        os.close(report_w)
-        log.end_streams()
-        if log.stream_to:
-            log.stream_to.stop()
-        if sandbox:
-            sandbox.after_run()
-    notes = dict(line.partition(" ")[::2] for line in read_all(report_r).splitlines() if line)
-    os.close(report_r)
-    if notes.get("signal", "").isdigit():
-        signal = int(notes["signal"])  # the sandbox's init saw the body killed
-    failure = body_failure(code, signal, notes, sandbox)
-    if failure:
-        raise failure
+    def abandon(self):
+        """Ends the child unstarted (the downloads failed)."""
+        os.close(self.gate_w)
+        abandon_child(self.child)
+        os.close(self.report_r)
+        os.close(self.report_w)
+        if self.log.stream_to:
+            self.log.stream_to.stop()
+        if self.sandbox and self.attached:
+            self.sandbox.after_run()
+
+    def open(self, has_requirements):
+        """Lets the body run, copies its output until it exits; raises Failure for anything but a clean exit."""
+        try:
+            write_all(self.gate_w, b"r" if has_requirements else b"g")
+        except BrokenPipeError:
+            pass  # it died setting up; how is in its notes
+        os.close(self.gate_w)
+        try:
+            code, signal = wait_child(
+                self.child,
+                (1, self.output_fd, self.log.stream("stdout")),
+                (2, self.log.stream("stderr")),
+            )
+        finally:
+            os.close(self.report_w)
+            self.log.end_streams()
+            if self.log.stream_to:
+                self.log.stream_to.stop()
+            if self.sandbox:
+                self.sandbox.after_run()
+        notes = dict(line.partition(" ")[::2] for line in read_all(self.report_r).splitlines() if line)
+        os.close(self.report_r)
+        if notes.get("signal", "").isdigit():
+            signal = int(notes["signal"])  # the sandbox's init saw the body killed
+        failure = body_failure(code, signal, notes, self.sandbox)
+        if failure:
+            raise failure
 
 
 def install_requirements(note):
@@ -342,18 +385,18 @@ def store_log_done(log, stored):
 def work(task, log, parent, die_with_parent_wanted, sandbox):
     """The steps of a run; raises Failure."""
     prctl = None
-
-    def while_downloading():
-        nonlocal prctl
-        if die_with_parent_wanted:
-            prctl = load_prctl()
-            die_with_parent(prctl, parent)
-        compile("pass", "<warm-up>", "exec")  # the first compile sets the compiler up: ~2 ms
-
-    download(task, while_downloading)
-    has_requirements = bool(task.requirements_url) and has_requirement_lines("requirements.txt")
+    if die_with_parent_wanted:
+        prctl = load_prctl()
+        die_with_parent(prctl, parent)
     output_fd = anonymous_file()
-    run_body(log, output_fd, has_requirements, sandbox, prctl)
+    body = Body(log, output_fd, sandbox, prctl)
+    try:
+        download(task, body.started)
+        has_requirements = bool(task.requirements_url) and has_requirement_lines("requirements.txt")
+    except BaseException:
+        body.abandon()
+        raise
+    body.open(has_requirements)
     upload(task, output_fd, log)
 
 

@@ -55,10 +55,9 @@ def die_with_parent(prctl, parent_pid):
         os._exit(EXIT_NOT_STARTED)
 
 
-def run_child(run, out_sinks, err_sinks, close_fds, prctl, after_fork=None):
-    """Runs run() (which must not return) in a forked child whose stdout and stderr are copied to the
-    sinks; returns (exit status, killing signal or None), with 128+N as the status for signal N.
-    after_fork(pid), when given, runs here first, while the child may wait for it."""
+def fork_child(run, close_fds, prctl):
+    """Forks a child that runs run() (which must not return) with its stdout and stderr on pipes; returns
+    (pid, stdout's read end, stderr's read end), for wait_child."""
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     parent = os.getpid()
@@ -67,10 +66,15 @@ def run_child(run, out_sinks, err_sinks, close_fds, prctl, after_fork=None):
         in_child(run, out_w, err_w, {out_r, err_r, *close_fds}, prctl, parent)
     os.close(out_w)
     os.close(err_w)
+    return pid, out_r, err_r
+
+
+def wait_child(child, out_sinks, err_sinks):
+    """Copies a fork_child's stdout and stderr to the sinks until it exits, forwarding SIGTERM to it;
+    returns (exit status, killing signal or None), with 128+N as the status for signal N."""
+    pid, out_r, err_r = child
     previous = _signal.signal(_signal.SIGTERM, lambda signum, _frame: forward(pid, signum))
     try:
-        if after_fork:
-            after_fork(pid)
         status = pump(pid, out_r, err_r, out_sinks, err_sinks)
     except BaseException:
         forward(pid, _signal.SIGKILL)
@@ -82,6 +86,15 @@ def run_child(run, out_sinks, err_sinks, close_fds, prctl, after_fork=None):
         os.close(err_r)
     code = os.waitstatus_to_exitcode(status)
     return (code, None) if code >= 0 else (128 - code, -code)
+
+
+def abandon_child(child):
+    """Kills a fork_child that is not to run, and reaps it."""
+    pid, out_r, err_r = child
+    forward(pid, _signal.SIGKILL)
+    os.waitpid(pid, 0)
+    os.close(out_r)
+    os.close(err_r)
 
 
 def forward(pid, signum):

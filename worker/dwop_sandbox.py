@@ -209,10 +209,12 @@ class Run:
         self.slirp = None
         self.alive = None
 
-    def enter(self, note):
+    def enter(self, note, gate=None):
         """Puts this process (a freshly forked child of the worker) in the sandbox. Returns in the body's
         process, inside, with its cwd at /work; the processes left outside and the namespace's init never
-        return from here. note(kind, text) tells the worker how the body ended when it was killed."""
+        return from here. note(kind, text) tells the worker how the body ended when it was killed. gate(),
+        when given, is called once the root is built but for the run's folder, and returns when the folder
+        holds what the body needs (the worker forks the body's process while it downloads)."""
         libc = self.settings.libc
         privileged = os.geteuid() == 0
         flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
@@ -242,7 +244,7 @@ class Run:
             os.close(alive_w)
         os.setsid()  # the run's own session: its kill(0, ...) reaches none of the processes outside
         uid = self.uid if privileged else INSIDE_UID
-        build_root(libc, self.settings, self.folder, self.limits.disk, uid)
+        build_root(libc, self.settings, self.folder, self.limits.disk, uid, gate)
         loopback_up()
         if self.settings.internet:
             dwop_network.close_private_routes(self.settings.addresses)
@@ -380,8 +382,10 @@ def write(path, text):
         raise SandboxError("write %s: %s" % (path, e.strerror)) from None
 
 
-def build_root(libc, settings, folder, disk, uid):
-    """Builds the run's root on a tmpfs and pivots into it; ends with the cwd at /work."""
+def build_root(libc, settings, folder, disk, uid, gate=None):
+    """Builds the run's root on a tmpfs and pivots into it; ends with the cwd at /work. The run's folder is
+    mounted (an overlay on it) last, after gate() returns: files written below an overlay's lower folder
+    once it is mounted need not show through."""
     replaced = {
         "/etc/passwd": settings.passwd["passwd"] + "dwop:x:%d:%d:dwop task:/work:/bin/sh\n" % (uid, uid),
         "/etc/group": settings.passwd["group"] + "dwop:x:%d:\n" % uid,
@@ -403,13 +407,15 @@ def build_root(libc, settings, folder, disk, uid):
     for path, source in sources.items():
         place(libc, source, root + path)
     os.mkdir(root + WORK, 0o755)
-    overlay = "lowerdir=%s,upperdir=%s/upper,workdir=%s/work" % (lower, scratch, scratch)
-    libc.mount("overlay", root + WORK, "overlay", MS_NOSUID | MS_NODEV, overlay)
     os.mkdir(root + "/tmp", 0o1777)
     libc.mount(scratch + "/tmp", root + "/tmp", None, MS_BIND)
     build_dev(libc, root, scratch)
     os.mkdir(root + "/proc", 0o555)
     libc.mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    if gate is not None:
+        gate()
+    overlay = "lowerdir=%s,upperdir=%s/upper,workdir=%s/work" % (lower, scratch, scratch)
+    libc.mount("overlay", root + WORK, "overlay", MS_NOSUID | MS_NODEV, overlay)
     libc.mount(root, root, None, MS_BIND | MS_REC)
     os.chdir(root)
     libc.pivot_root()

@@ -201,6 +201,37 @@ export class Store {
     return rows.map((r) => r.id);
   }
 
+  /**
+   * Records successes as completeRuns does and, in the same transaction, claims (leases to `claimerId`) the
+   * outbox rows of the tasks they made ready, for the caller to publish and mark published.
+   */
+  async completeRunsAndClaim(
+    runIds: string[],
+    claimerId: string,
+    leaseSeconds: number,
+  ): Promise<{ completed: string[]; claimed: ClaimedEvent[] }> {
+    if (runIds.length === 0) return { completed: [], claimed: [] };
+    const rows = await this.db<
+      { runId: string | null; outboxId: string | null; payload: TaskMessage | null }[]
+    >`
+      select run_id as "runId", outbox_id as "outboxId", payload
+      from dwop.complete_runs_and_claim(${runIds}::bigint[], ${claimerId}, ${leaseSeconds})`;
+    const completed: string[] = [];
+    const claimed: ClaimedEvent[] = [];
+    for (const r of rows) {
+      if (r.runId !== null) completed.push(r.runId);
+      else if (r.outboxId !== null && r.payload)
+        claimed.push({ id: r.outboxId, message: { taskId: r.payload.taskId, attempt: r.payload.attempt } });
+    }
+    return { completed, claimed };
+  }
+
+  /** Frees the unpublished outbox rows claimed under this id (its process died), for a claimer to publish now. */
+  async releaseOutboxClaims(claimerId: string): Promise<number> {
+    const [row] = await this.db<{ n: number }[]>`select dwop.release_outbox_claims(${claimerId}) as n`;
+    return row?.n ?? 0;
+  }
+
   async increaseAttempt(runId: string, f: RunFailure): Promise<"retried" | "failed" | "ignored"> {
     const [row] = await this.db<{ result: "retried" | "failed" | "ignored" }[]>`
       select dwop.increase_attempt(${runId}, ${f.message}, ${f.reason}, ${f.exitCode}, ${f.logTail},

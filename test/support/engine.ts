@@ -29,7 +29,7 @@ export interface EngineOptions {
   dispatchers?: number;
   claimers?: number;
   concurrency?: number;
-  /** Wraps each bus a claimer publishes on (to duplicate messages, for example). */
+  /** Wraps each bus a claimer or a dispatcher publishes on (to duplicate messages, for example). */
   wrapPublisher?: (bus: Bus) => Bus;
   /** Another executor than local processes (the benchmarks' no-op executor), given the storage folder. */
   executor?: (storageRoot: string) => Executor;
@@ -40,6 +40,8 @@ export interface EngineOptions {
   network?: "internet" | "none";
   /** Where the dispatchers and claimers log (a recording logger lets a test wait for what they did). */
   logger?: Logger;
+  /** Dispatchers publish the tasks their successes made ready (readyLeaseSeconds 30); true when not given. */
+  publishReady?: boolean;
 }
 
 export interface Engine {
@@ -94,7 +96,9 @@ export async function startEngine(label: string, options: EngineOptions): Promis
         sandbox: options.sandbox,
         network: options.network,
       });
-    const d = new Dispatcher(m.store, await newBus(), executor, storage, {
+    // A dispatcher publishes what its successes made ready: through the same wrapper as a claimer.
+    const bus = await newBus();
+    const d = new Dispatcher(m.store, options.wrapPublisher?.(bus) ?? bus, executor, storage, {
       id: `d${i}-${queue}`,
       concurrency: options.concurrency ?? 4,
       heartbeatSeconds: 1,
@@ -103,6 +107,7 @@ export async function startEngine(label: string, options: EngineOptions): Promis
       signedUrlTtlSeconds: 300,
       logger: options.logger,
       apiUrl: storageUrl, // the engine's app: workers ship live logs to it
+      readyLeaseSeconds: options.publishReady === false ? 0 : 30,
     });
     await d.start();
     stops.push(

@@ -248,9 +248,51 @@ class ForkServerTest(unittest.TestCase):
         self.server.request("good", cwd, dict(env, DWOP_CODE_URL=self.store.url("slow")))
         self.store.put("slow", "import time\ntime.sleep(0.5)\n")
         self.assertIn("pid", self.server.next_event())
+        # The pid comes before the worker has taken its env file (a spare worker reads it after the answer).
+        env_file = os.path.join(cwd, ".dwop-env")
+        deadline = time.monotonic() + 10
+        while os.path.exists(env_file) and time.monotonic() < deadline:
+            time.sleep(0.01)
         self.server.request("good", cwd, env)
         self.assertEqual(self.server.next_event(), {"id": "good", "error": "run good is already running"})
         self.assertEqual(self.server.next_event(), {"id": "good", "exit": 0})
+
+    def spare(self, not_pid=None):
+        """The pid of the worker the server keeps forked ahead (other than not_pid), once it is there."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            children = [p for p in children_of(self.server.ready) if p != not_pid]
+            if children:
+                return children[0]
+            time.sleep(0.01)
+        raise AssertionError("the server forked no spare worker")
+
+    def test_a_run_goes_to_the_worker_forked_ahead_and_the_next_spare_is_forked(self):
+        spare = self.spare()
+        pid, ended = self.run_task("first", "print('one')\n")
+        self.assertEqual(pid, spare)
+        self.assertEqual(ended, {"id": "first", "exit": 0})
+        self.assertEqual(self.output("first"), b"one\n")
+        next_spare = self.spare(not_pid=spare)
+        pid, ended = self.run_task("second", "print('two')\n")
+        self.assertEqual((pid, ended), (next_spare, {"id": "second", "exit": 0}))
+        self.assertEqual(self.output("second"), b"two\n")
+
+    def test_a_spare_that_died_is_replaced_and_the_run_still_starts(self):
+        spare = self.spare()
+        os.kill(spare, signal.SIGKILL)
+        wait_until_dead(self, spare)
+        pid, ended = self.run_task("after", "print('fine')\n")
+        self.assertNotEqual(pid, spare)
+        self.assertEqual(ended, {"id": "after", "exit": 0})
+        self.assertEqual(self.output("after"), b"fine\n")
+        self.assertNotEqual(self.spare(), spare)
+
+    def test_the_spare_exits_with_the_server(self):
+        spare = self.spare()
+        self.server.process.stdin.close()
+        self.assertEqual(self.server.process.wait(timeout=10), 0)
+        wait_until_dead(self, spare)
 
     def test_exits_when_stdin_closes_and_its_children_die_with_it(self):
         cwd, env = self.task("orphan", SLEEPER)
@@ -489,6 +531,16 @@ class InternetSandboxTest(unittest.TestCase):
         self.assertNotEqual(seen["gateway"], "connected")
         self.assertEqual([seen["private"], seen["metadata"]], ["PermissionError", "PermissionError"])
         self.assertEqual(seen["machine"], ["PermissionError"] * len(addresses))
+
+
+def children_of(pid):
+    """pid's live children (zombies, already ended, left out)."""
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            children = [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+    return [c for c in children if alive(c)]
 
 
 def descendants(pid):
