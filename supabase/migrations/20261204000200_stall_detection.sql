@@ -57,7 +57,7 @@ begin
     where o.topic = 'task.ready'
       and (o.payload->>'taskId')::bigint = t.id and (o.payload->>'attempt')::int = t.attempt
   ) p
-  where t.status = 'queued'
+  where t.status = 'queued' and t.parked is null
     and p.published_at <= v_now - v_after
     and not exists (select 1 from dwop.runs r where r.task_id = t.id and r.attempt = t.attempt);
   if v_waiting > 0 then
