@@ -26,7 +26,17 @@ export interface ClaimerOptions {
   republishEveryMs?: number;
   /** Delete what ended or was published longer ago than this many days (see retention.ts); unset or 0: keep. */
   retentionDays?: number;
+  /**
+   * Most task messages left waiting in the bus; the rest wait in the outbox, where claims take owners in
+   * turn and higher priorities first (fair share). Unset or 0: no limit.
+   */
+  busBacklog?: number;
+  /** DWOP_OWNER_MAX_RUNNING, for reoffering tasks parked at an owner's cap; unset or 0: no cap. */
+  ownerMaxRunning?: number;
 }
+
+/** How soon a claimer held back by a full bus backlog looks again. */
+const BACKLOG_POLL_MS = 50;
 
 /** A claimer's settings from the configuration (every process that runs one uses the same). */
 export function claimerSettings(config: Config): Omit<ClaimerOptions, "id" | "logger"> {
@@ -37,6 +47,8 @@ export function claimerSettings(config: Config): Omit<ClaimerOptions, "id" | "lo
     republishAfterSeconds: config.DWOP_REPUBLISH_AFTER_SECONDS,
     callbacks: { allow: parseAllowList(config.DWOP_CALLBACK_ALLOW) },
     retentionDays: config.DWOP_RETENTION_DAYS,
+    busBacklog: config.DWOP_BUS_BACKLOG,
+    ownerMaxRunning: config.DWOP_OWNER_MAX_RUNNING,
   };
 }
 
@@ -56,6 +68,8 @@ export class Claimer {
   private readonly callbacks: CallbackSender;
   private readonly republisher: Republisher | null;
   private readonly retention: RetentionSweeper | null;
+  /** The last pass left due rows in the outbox because the bus held busBacklog messages. */
+  private heldBack = false;
 
   constructor(
     private readonly store: Store,
@@ -93,11 +107,11 @@ export class Claimer {
   }
 
   private async publishOnce(): Promise<number> {
-    const claimed = await this.store.claimOutbox(
-      this.options.id,
-      this.options.batchSize,
-      this.options.leaseSeconds,
-    );
+    await this.store.reofferParkedTasks(this.options.ownerMaxRunning || null);
+    const room = await this.roomInBus();
+    this.heldBack = room <= 0;
+    if (this.heldBack) return 0;
+    const claimed = await this.store.claimOutbox(this.options.id, room, this.options.leaseSeconds);
     if (claimed.length === 0) return 0;
     const confirmed = await this.bus.publish(claimed.map((c) => ({ outboxId: c.id, body: c.message })));
     await this.store.markPublished(this.options.id, confirmed);
@@ -108,6 +122,17 @@ export class Claimer {
       );
     }
     return claimed.length;
+  }
+
+  /**
+   * How many rows this pass may publish: the batch, or less when the bus already holds nearly
+   * busBacklog waiting messages. Rows kept back stay in the outbox, where the next claim takes owners
+   * in turn; published, they would wait in the bus's first-in first-out order.
+   */
+  private async roomInBus(): Promise<number> {
+    const backlog = this.options.busBacklog ?? 0;
+    if (backlog <= 0) return this.options.batchSize;
+    return Math.min(this.options.batchSize, backlog - (await this.bus.depth()));
   }
 
   /** Listens for outbox inserts and claims until stopped. */
@@ -130,7 +155,8 @@ export class Claimer {
         const n = await this.runOnce();
         failures = 0;
         if (n === this.options.batchSize) continue;
-        await this.wakeup.sleep(await this.untilNextDue());
+        if (this.heldBack) await this.wakeup.sleep(BACKLOG_POLL_MS);
+        else await this.wakeup.sleep(await this.untilNextDue());
       } catch (err) {
         failures += 1;
         const delay = Math.min(100 * 2 ** failures, 5000);

@@ -37,6 +37,7 @@ export function dispatcherSettings(
     shutdownGraceSeconds: config.DWOP_SHUTDOWN_GRACE_SECONDS,
     signedUrlTtlSeconds: config.DWOP_SIGNED_URL_TTL_SECONDS,
     defaultTimeoutSeconds: config.DWOP_DEFAULT_TASK_TIMEOUT_SECONDS,
+    ownerMaxRunning: config.DWOP_OWNER_MAX_RUNNING,
   };
 }
 
@@ -60,6 +61,11 @@ export interface DispatcherOptions {
   apiUrl?: string | null;
   /** Cluster executors: most runs active at once across every dispatcher (Jobs in flight). */
   maxActiveRuns?: number;
+  /**
+   * Most runs of one owner active at once across every dispatcher (DWOP_OWNER_MAX_RUNNING; an API key's
+   * maxRunning overrides it); unset or 0: no cap. A task over it, or whose pool is full, is parked.
+   */
+  ownerMaxRunning?: number;
   logger?: Logger;
 }
 
@@ -187,7 +193,12 @@ export class Dispatcher {
         await this.dispatchToCluster(delivery.body);
         return;
       }
-      const result = await this.store.startRun(delivery.body, this.options.id, this.executor.kind);
+      const result = await this.store.startRun(
+        delivery.body,
+        this.options.id,
+        this.executor.kind,
+        this.options.ownerMaxRunning || null,
+      );
       if (result.kind !== "created") {
         this.log.debug({ ...delivery.body, result: result.kind }, "nothing to run");
         return;
@@ -261,7 +272,13 @@ export class Dispatcher {
     const deadline = Date.now() + CAP_WAIT_MS;
     for (;;) {
       const max = this.options.maxActiveRuns ?? 100;
-      const result = await this.cluster.startClusterRun(message, this.options.id, this.executor.kind, max);
+      const result = await this.cluster.startClusterRun(
+        message,
+        this.options.id,
+        this.executor.kind,
+        max,
+        this.options.ownerMaxRunning || null,
+      );
       if (result.kind === "created") {
         await this.launch(result.assignment);
         return;

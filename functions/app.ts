@@ -22,6 +22,7 @@ import { hookDocs, hookRoutes } from "./hooks.ts";
 import { keyDocs, keyRoutes } from "./keys.ts";
 import { LOG_STREAM_BODY_LIMIT, logStreamDocs, logStreamRoutes } from "./log-stream.ts";
 import { openApiDocument, type RouteDoc } from "./openapi.ts";
+import { poolDocs, poolRoutes } from "./pools.ts";
 import { runDocs, runRoutes } from "./runs.ts";
 import { Health } from "./schemas.ts";
 import { DatabaseWatch, DEFAULT_STALL_SETTINGS, Readiness, readStall } from "./stall.ts";
@@ -79,6 +80,7 @@ export function apiSettings(config: Config): ApiSettings {
     eventsPollMs: config.DWOP_EVENTS_POLL_MS,
     retryBackoffMs: config.DWOP_RETRY_BACKOFF_MS,
     maxInfraRetries: config.DWOP_MAX_INFRA_RETRIES,
+    ownerMaxRunning: config.DWOP_OWNER_MAX_RUNNING || null,
     submitLimits: submitLimits(config),
     uploadsInFlight: DEFAULT_SETTINGS.uploadsInFlight,
     uploadUrlTtlSeconds: config.DWOP_SIGNED_URL_TTL_SECONDS,
@@ -108,7 +110,7 @@ const consoleLogger: Logger = {
  * The resources behind `Authorization: Bearer`; health, openapi.json, hooks, storage URLs and the
  * dashboard's page (which holds no data) are open.
  */
-const PROTECTED = ["/workflows", "/triggers", "/keys", "/validate", "/ui/api"];
+const PROTECTED = ["/workflows", "/triggers", "/keys", "/pools", "/validate", "/ui/api"];
 
 /**
  * DWOP's HTTP API: one Hono app that every runtime (Node, Deno/Supabase Edge, workerd) serves. Every
@@ -162,6 +164,7 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
   eventRoutes(app, api);
   triggerRoutes(app, api);
   keyRoutes(app, api);
+  poolRoutes(app, api);
   hookRoutes(app, api);
   validateRoutes(app, api);
   dashboardRoutes(app, api);
@@ -253,6 +256,7 @@ export const ROUTE_DOCS: RouteDoc[] = [
   ...eventDocs,
   ...triggerDocs,
   ...keyDocs,
+  ...poolDocs,
   ...hookDocs,
   ...validateDocs,
   ...dashboardDocs,

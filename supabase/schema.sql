@@ -1529,7 +1529,8 @@ begin
     and not exists (select 1 from dwop.pools p where p.name = t->>'pool')
   limit 1;
   if v_unknown is not null then
-    raise exception 'no pool named %', v_unknown using errcode = 'DW001';
+    raise exception 'the workflow names pool %, which does not exist (an operator makes it with PUT /pools/%)',
+      v_unknown, v_unknown using errcode = 'DW001';
   end if;
   perform 1 from dwop.pools p
   where p.name in (select t->>'pool' from jsonb_array_elements(p_tasks) t) for key share;
@@ -1608,7 +1609,17 @@ begin
     where o.published_at is not null and o.topic = 'task.ready'
     order by o.id desc
     limit 1;
-    if v_last_published is null or v_last_published <= v_now - v_after then
+    -- A claimer holds rows back while the bus already holds DWOP_BUS_BACKLOG messages (fair share,
+    -- 20261205000200): while a published message still waits for its dispatcher, publishing is not
+    -- what stalled.
+    if (v_last_published is null or v_last_published <= v_now - v_after)
+       and not exists (
+         select 1 from dwop.tasks t
+         where t.status = 'queued' and t.parked is null
+           and exists (select 1 from dwop.outbox o
+                       where o.topic = 'task.ready' and o.published_at is not null
+                         and (o.payload->>'taskId')::bigint = t.id and (o.payload->>'attempt')::int = t.attempt)
+           and not exists (select 1 from dwop.runs r where r.task_id = t.id and r.attempt = t.attempt)) then
       return query select 'publishing'::text, greatest(v_first_due, v_last_published), v_due;
       return;
     end if;

@@ -55,7 +55,8 @@ begin
     and not exists (select 1 from dwop.pools p where p.name = t->>'pool')
   limit 1;
   if v_unknown is not null then
-    raise exception 'no pool named %', v_unknown using errcode = 'DW001';
+    raise exception 'the workflow names pool %, which does not exist (an operator makes it with PUT /pools/%)',
+      v_unknown, v_unknown using errcode = 'DW001';
   end if;
   perform 1 from dwop.pools p
   where p.name in (select t->>'pool' from jsonb_array_elements(p_tasks) t) for key share;
