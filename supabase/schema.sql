@@ -274,7 +274,7 @@ begin
     where w.owner is not null
   ),
   due as (
-    select o.id from dwop.outbox o join ranked k on k.id = o.id
+    select o.id, k.turn, k.priority from dwop.outbox o join ranked k on k.id = o.id
     where o.published_at is null and (o.lease_until is null or o.lease_until < v_now)
     order by k.turn, k.priority desc, k.id
     limit p_batch_size
@@ -289,10 +289,11 @@ begin
   )
   select c.id, c.topic, c.payload, c.delivery_attempts + 1, s.callback_url, s.callback_secret
   from claimed c
+  join due d on d.id = c.id
   left join dwop.submissions s
     on c.topic = 'workflow.callback' and s.workflow_id = (c.payload->>'workflowId')::uuid
   where c.topic <> 'workflow.callback' or s.workflow_id is not null
-  order by c.id;
+  order by d.turn, d.priority desc, c.id;
 end;
 $$;
 
