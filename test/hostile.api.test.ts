@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { LocalStorage } from "../shared/storage/local.ts";
-import { apiHarness, driveToEnd, SAMPLE, type ApiHarness } from "./support/api.ts";
+import { API_TOKEN, apiHarness, driveToEnd, SAMPLE, type ApiHarness } from "./support/api.ts";
 import {
   describeRequest,
   hostileRequests,
@@ -78,6 +78,7 @@ beforeAll(async () => {
   real = {
     pathValue(template, param) {
       if (template.startsWith("/keys")) return keyId;
+      if (template.startsWith("/pools")) return "fuzzpool";
       if (template.startsWith("/triggers")) return "alice-hook";
       if (template.startsWith("/hooks")) return triggerId;
       return { id: workflowId, runId, name: "extract" }[param];
@@ -93,6 +94,8 @@ beforeAll(async () => {
         "post /triggers application/json": () =>
           JSON.stringify({ name: "fz-base", workflow: HOOK_WORKFLOW, secret: "f".repeat(32) }),
         "post /keys application/json": () => JSON.stringify({ name: "fuzz key" }),
+        "put /pools/{name} application/json": () => JSON.stringify({ slots: 2 }),
+        "patch /keys/{id} application/json": () => JSON.stringify({ maxRunning: 3 }),
         "post /validate application/json": () => JSON.stringify({ workflow: SAMPLE }),
         "post /hooks/{id} */*": () => "{}",
       };
@@ -107,9 +110,12 @@ beforeAll(async () => {
       const body = real.validBody(op.template, op.method.toLowerCase(), type);
       expect(body, `a valid body for ${op.method} ${op.template} ${type}`).toBeDefined();
       if (op.template.startsWith("/hooks")) continue;
-      const res = await h.app.request(op.template, {
+      // Pools and caps are the operator's to change (the fuzzed requests, as alice, are refused 403).
+      const operatorOnly = op.template.startsWith("/pools") || op.method === "PATCH";
+      const who = operatorOnly ? { authorization: `Bearer ${API_TOKEN}` } : alice;
+      const res = await h.app.request(op.template.replace("{name}", "fuzzpool").replace("{id}", keyId), {
         method: op.method,
-        headers: { ...alice, ...(typeof body === "string" ? { "content-type": type } : {}) },
+        headers: { ...who, ...(typeof body === "string" ? { "content-type": type } : {}) },
         body: typeof body === "string" ? body.replace("fz-base", "fz-setup") : body,
       });
       expect(res.status, `${op.method} ${op.template} ${type}: ${await res.clone().text()}`).toBeLessThan(
@@ -195,7 +201,8 @@ describe("hostile requests derived from the OpenAPI document", () => {
     "POST /workflows/{id}/cancel", "POST /workflows/{id}/retry", "GET /workflows/{id}/runs/{runId}",
     "GET /workflows/{id}/tasks/{name}/output", "GET /workflows/{id}/tasks/{name}/logs", "GET /workflows/{id}/events",
     "POST /triggers", "GET /triggers", "GET /triggers/{name}", "DELETE /triggers/{name}", "POST /keys", "GET /keys",
-    "DELETE /keys/{id}", "POST /hooks/{id}", "POST /validate", "GET /ui/api/workflows",
+    "DELETE /keys/{id}", "PATCH /keys/{id}", "GET /pools", "PUT /pools/{name}", "DELETE /pools/{name}",
+    "POST /hooks/{id}", "POST /validate", "GET /ui/api/workflows",
     "POST /runs/{runId}/log", "POST /runs/{runId}/log/sealed", "POST /runs/{runId}/upload-urls",
   ]; // prettier-ignore
   it("lists exactly the operations fuzzed here", () => {

@@ -40,6 +40,10 @@ export interface EngineOptions {
   network?: "internet" | "none";
   /** Where the dispatchers and claimers log (a recording logger lets a test wait for what they did). */
   logger?: Logger;
+  /** Claimers keep at most this many messages waiting in the bus (fair share); unset: no limit. */
+  busBacklog?: number;
+  /** DWOP_OWNER_MAX_RUNNING of the dispatchers and claimers; unset: no cap. */
+  ownerMaxRunning?: number;
 }
 
 export interface Engine {
@@ -50,7 +54,10 @@ export interface Engine {
   storageSecret: string;
   queue: string;
   newBus(): Promise<Bus>;
-  submit(source: string, extra?: { requirements?: string; inputs?: Record<string, string> }): Promise<string>;
+  submit(
+    source: string,
+    extra?: { requirements?: string; inputs?: Record<string, string>; owner?: string; priority?: number },
+  ): Promise<string>;
   waitFor(workflowId: string, timeoutMs?: number): Promise<WorkflowSummary>;
   output(workflowId: string, task: string): Promise<string>;
   stop(passed: boolean): Promise<void>;
@@ -103,6 +110,7 @@ export async function startEngine(label: string, options: EngineOptions): Promis
       signedUrlTtlSeconds: 300,
       logger: options.logger,
       apiUrl: storageUrl, // the engine's app: workers ship live logs to it
+      ownerMaxRunning: options.ownerMaxRunning,
     });
     await d.start();
     stops.push(
@@ -118,6 +126,8 @@ export async function startEngine(label: string, options: EngineOptions): Promis
       leaseSeconds: 30,
       pollMs: 200,
       logger: options.logger,
+      busBacklog: options.busBacklog,
+      ownerMaxRunning: options.ownerMaxRunning,
     });
     await c.start();
     stops.unshift(() => c.stop());
