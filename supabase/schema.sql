@@ -113,44 +113,43 @@ CREATE TABLE dwop.tasks (
 -- Name: admit_task(dwop.tasks, integer); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
-CREATE FUNCTION dwop.admit_task(p_task dwop.tasks, p_owner_max_running integer) RETURNS TABLE(slot integer, wait text)
+CREATE FUNCTION dwop.admit_task(p_task dwop.tasks, p_owner_max_running integer) RETURNS TABLE(pool_slot integer, owner_slot integer, wait text)
     LANGUAGE plpgsql
     AS $$
 declare
   v_cap int := dwop.owner_max_running(p_task.owner, p_owner_max_running);
   v_slots int;
-  v_slot int;
+  v_pool_slot int;
+  v_owner_slot int;
 begin
   if v_cap is not null then
-    perform pg_advisory_xact_lock(hashtext('dwop.owner_max_running'), hashtext(p_task.owner));
-    if dwop.owner_running(p_task.owner) >= v_cap then
-      return query select null::int, 'owner'::text;
+    if dwop.owner_running(p_task.owner) < v_cap then
+      v_owner_slot := dwop.take_owner_slot(p_task.owner, v_cap);
+      if v_owner_slot is null
+         and (select count(*) from dwop.owner_slots s where s.owner = p_task.owner) < v_cap then
+        -- The cap's rows are made when it is first needed (or grew).
+        insert into dwop.owner_slots (owner, slot)
+        select p_task.owner, g from generate_series(0, v_cap - 1) g
+        on conflict on constraint owner_slots_pkey do nothing;
+        v_owner_slot := dwop.take_owner_slot(p_task.owner, v_cap);
+      end if;
+    end if;
+    if v_owner_slot is null then
+      return query select null::int, null::int, 'owner'::text;
       return;
     end if;
   end if;
-  if p_task.pool is null then
-    return query select null::int, null::text;
-    return;
+  if p_task.pool is not null then
+    select p.slots into v_slots from dwop.pools p where p.name = p_task.pool;
+    if v_slots is not null and dwop.pool_held(p_task.pool) < v_slots then
+      v_pool_slot := dwop.take_pool_slot(p_task.pool, v_slots);
+    end if;
+    if v_pool_slot is null then
+      return query select null::int, null::int, 'pool'::text;
+      return;
+    end if;
   end if;
-  select p.slots into v_slots from dwop.pools p where p.name = p_task.pool;
-  -- Slots above a shrunk pool's size may still be held: they count until their runs end.
-  if v_slots is null or dwop.pool_held(p_task.pool) >= v_slots then
-    return query select null::int, 'pool'::text;
-    return;
-  end if;
-  select s.slot into v_slot from dwop.pool_slots s
-  where s.pool = p_task.pool and s.slot < v_slots
-    and (s.run_id is null
-         or not exists (select 1 from dwop.runs r
-                        where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running')))
-  order by s.slot
-  limit 1
-  for update of s skip locked;
-  if v_slot is null then
-    return query select null::int, 'pool'::text;
-    return;
-  end if;
-  return query select v_slot, null::text;
+  return query select v_pool_slot, v_owner_slot, null::text;
 end;
 $$;
 
@@ -1445,7 +1444,8 @@ declare
   v_now timestamptz := coalesce(p_now, now());
   v_task dwop.tasks;
   v_run bigint;
-  v_slot int;
+  v_pool_slot int;
+  v_owner_slot int;
   v_wait text;
 begin
   select * into v_task from dwop.tasks t where t.id = p_task_id for no key update;
@@ -1455,7 +1455,8 @@ begin
 
   if v_task.status = 'queued' and v_task.attempt = p_attempt
      and not exists (select 1 from dwop.runs r where r.task_id = p_task_id and r.attempt = p_attempt) then
-    select a.slot, a.wait into v_slot, v_wait from dwop.admit_task(v_task, p_owner_max_running) a;
+    select a.pool_slot, a.owner_slot, a.wait into v_pool_slot, v_owner_slot, v_wait
+    from dwop.admit_task(v_task, p_owner_max_running) a;
     if v_wait is not null then
       update dwop.tasks t set parked = v_wait where t.id = p_task_id;
       return;
@@ -1464,8 +1465,11 @@ begin
     values (p_task_id, v_task.workflow_id, p_attempt, 'starting', p_executor, p_dispatcher_id, v_task.owner, v_now)
     on conflict on constraint runs_task_id_attempt_key do nothing
     returning id into v_run;
-    if v_run is not null and v_slot is not null then
-      update dwop.pool_slots s set run_id = v_run where s.pool = v_task.pool and s.slot = v_slot;
+    if v_run is not null and v_pool_slot is not null then
+      update dwop.pool_slots s set run_id = v_run where s.pool = v_task.pool and s.slot = v_pool_slot;
+    end if;
+    if v_run is not null and v_owner_slot is not null then
+      update dwop.owner_slots s set run_id = v_run where s.owner = v_task.owner and s.slot = v_owner_slot;
     end if;
   end if;
 
@@ -1651,6 +1655,72 @@ $$;
 
 
 --
+-- Name: take_owner_slot(text, integer); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.take_owner_slot(p_owner text, p_cap integer) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_slot int;
+begin
+  for i in 1..8 loop
+    select s.slot into v_slot from dwop.owner_slots s
+    where s.owner = p_owner and s.slot < p_cap
+      and (s.run_id is null
+           or not exists (select 1 from dwop.runs r
+                          where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running')))
+    order by s.slot
+    limit 1
+    for update of s skip locked;
+    if v_slot is null then
+      return null;
+    end if;
+    if not exists (select 1 from dwop.owner_slots s join dwop.runs r on r.id = s.run_id
+                   where s.owner = p_owner and s.slot = v_slot
+                     and r.status in ('starting', 'dispatched', 'running')) then
+      return v_slot;
+    end if;
+  end loop;
+  return null;
+end;
+$$;
+
+
+--
+-- Name: take_pool_slot(text, integer); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.take_pool_slot(p_pool text, p_slots integer) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_slot int;
+begin
+  for i in 1..8 loop
+    select s.slot into v_slot from dwop.pool_slots s
+    where s.pool = p_pool and s.slot < p_slots
+      and (s.run_id is null
+           or not exists (select 1 from dwop.runs r
+                          where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running')))
+    order by s.slot
+    limit 1
+    for update of s skip locked;
+    if v_slot is null then
+      return null;
+    end if;
+    if not exists (select 1 from dwop.pool_slots s join dwop.runs r on r.id = s.run_id
+                   where s.pool = p_pool and s.slot = v_slot
+                     and r.status in ('starting', 'dispatched', 'running')) then
+      return v_slot;
+    end if;
+  end loop;
+  return null;
+end;
+$$;
+
+
+--
 -- Name: wake_stalled_outbox(integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
@@ -1827,6 +1897,18 @@ ALTER TABLE dwop.outbox ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
+);
+
+
+--
+-- Name: owner_slots; Type: TABLE; Schema: dwop; Owner: -
+--
+
+CREATE TABLE dwop.owner_slots (
+    owner text NOT NULL,
+    slot integer NOT NULL,
+    run_id bigint,
+    CONSTRAINT owner_slots_slot_check CHECK ((slot >= 0))
 );
 
 
@@ -2047,6 +2129,14 @@ ALTER TABLE ONLY dwop.leases
 
 ALTER TABLE ONLY dwop.outbox
     ADD CONSTRAINT outbox_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: owner_slots owner_slots_pkey; Type: CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.owner_slots
+    ADD CONSTRAINT owner_slots_pkey PRIMARY KEY (owner, slot);
 
 
 --
@@ -2281,6 +2371,14 @@ ALTER TABLE ONLY dwop.hook_deliveries
 
 
 --
+-- Name: owner_slots owner_slots_run_id_fkey; Type: FK CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.owner_slots
+    ADD CONSTRAINT owner_slots_run_id_fkey FOREIGN KEY (run_id) REFERENCES dwop.runs(id) ON DELETE SET NULL;
+
+
+--
 -- Name: pool_slots pool_slots_pool_fkey; Type: FK CONSTRAINT; Schema: dwop; Owner: -
 --
 
@@ -2386,6 +2484,12 @@ ALTER TABLE dwop.leases ENABLE ROW LEVEL SECURITY;
 --
 
 ALTER TABLE dwop.outbox ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: owner_slots; Type: ROW SECURITY; Schema: dwop; Owner: -
+--
+
+ALTER TABLE dwop.owner_slots ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: pool_slots; Type: ROW SECURITY; Schema: dwop; Owner: -
@@ -2850,6 +2954,20 @@ REVOKE ALL ON FUNCTION dwop.submit_workflow(p_id uuid, p_owner text, p_name text
 --
 
 REVOKE ALL ON FUNCTION dwop.system_stall(p_after_seconds integer, p_alive_seconds integer, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION take_owner_slot(p_owner text, p_cap integer); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.take_owner_slot(p_owner text, p_cap integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION take_pool_slot(p_pool text, p_slots integer); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.take_pool_slot(p_pool text, p_slots integer) FROM PUBLIC;
 
 
 --

@@ -173,10 +173,11 @@ describe("an owner's cap", () => {
     ] as const) {
       await store.submitWorkflow(submission([task(name)], { owner }));
     }
-    const byName = new Map((await drain()).map((msg, i) => [["a1", "a2", "b1"][i]!, msg]));
-    // The claim interleaves owners: a1, b1, a2.
-    const order = await taskNames([...byName.values()]);
-    expect(order.sort()).toEqual(["a1", "a2", "b1"]);
+    const messages = await drain();
+    const names = await taskNames(messages);
+    // The claim takes owners in turn: alice's first, bob's, then alice's second.
+    expect(names).toEqual(["a1", "b1", "a2"]);
+    const byName = new Map(messages.map((msg, i) => [names[i]!, msg]));
 
     expect((await store.startRun(byName.get("a1")!, "d1", "local", 1)).kind).toBe("created");
     expect((await store.startRun(byName.get("a2")!, "d1", "local", 1)).kind).toBe("stale");
@@ -191,6 +192,30 @@ describe("an owner's cap", () => {
     expect(await pools.setKeyMaxRunning(key!.id, 2)).toBe(true);
     expect(await store.reofferParkedTasks(1)).toBe(1);
     expect((await store.startRun((await drain())[0]!, "d1", "local", 1)).kind).toBe("created");
+  });
+});
+
+describe("an owner's cap under concurrency", () => {
+  it("never lets more of an owner's runs start than its cap when many dispatchers start at once", async () => {
+    await store.submitWorkflow(
+      submission(
+        Array.from({ length: 20 }, (_, i) => task(`t${i}`)),
+        { owner: "alice" },
+      ),
+    );
+    const messages = await drain();
+    const dbs = messages.map(() => connectDb(m.url, { max: 1 }));
+    try {
+      const results = await Promise.all(
+        messages.map((msg, i) => new Store(dbs[i]!).startRun(msg, `d${i}`, "local", 3)),
+      );
+      expect(results.filter((r) => r.kind === "created")).toHaveLength(3);
+    } finally {
+      await Promise.all(dbs.map((d) => d.end()));
+    }
+    expect(Object.values(await parked())).toEqual(Array.from({ length: 17 }, () => "owner"));
+    expect(await store.reofferParkedTasks(3)).toBe(0);
+    expect(await store.reofferParkedTasks(5)).toBe(2);
   });
 });
 

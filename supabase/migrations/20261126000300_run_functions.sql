@@ -99,7 +99,8 @@ declare
   v_now timestamptz := coalesce(p_now, now());
   v_task dwop.tasks;
   v_run bigint;
-  v_slot int;
+  v_pool_slot int;
+  v_owner_slot int;
   v_wait text;
 begin
   select * into v_task from dwop.tasks t where t.id = p_task_id for no key update;
@@ -109,7 +110,8 @@ begin
 
   if v_task.status = 'queued' and v_task.attempt = p_attempt
      and not exists (select 1 from dwop.runs r where r.task_id = p_task_id and r.attempt = p_attempt) then
-    select a.slot, a.wait into v_slot, v_wait from dwop.admit_task(v_task, p_owner_max_running) a;
+    select a.pool_slot, a.owner_slot, a.wait into v_pool_slot, v_owner_slot, v_wait
+    from dwop.admit_task(v_task, p_owner_max_running) a;
     if v_wait is not null then
       update dwop.tasks t set parked = v_wait where t.id = p_task_id;
       return;
@@ -118,8 +120,11 @@ begin
     values (p_task_id, v_task.workflow_id, p_attempt, 'starting', p_executor, p_dispatcher_id, v_task.owner, v_now)
     on conflict on constraint runs_task_id_attempt_key do nothing
     returning id into v_run;
-    if v_run is not null and v_slot is not null then
-      update dwop.pool_slots s set run_id = v_run where s.pool = v_task.pool and s.slot = v_slot;
+    if v_run is not null and v_pool_slot is not null then
+      update dwop.pool_slots s set run_id = v_run where s.pool = v_task.pool and s.slot = v_pool_slot;
+    end if;
+    if v_run is not null and v_owner_slot is not null then
+      update dwop.owner_slots s set run_id = v_run where s.owner = v_task.owner and s.slot = v_owner_slot;
     end if;
   end if;
 
