@@ -92,7 +92,11 @@ export function apiSettings(config: Config): ApiSettings {
       maxEntries: config.DWOP_AUTH_THROTTLE_ENTRIES,
     },
     clientAddress: { header: config.DWOP_CLIENT_ADDRESS_HEADER, proxies: config.DWOP_TRUSTED_PROXIES },
-    stall: { afterSeconds: config.DWOP_STALL_AFTER_SECONDS, aliveSeconds: config.DWOP_LOST_AFTER_SECONDS },
+    stall: {
+      afterSeconds: config.DWOP_STALL_AFTER_SECONDS,
+      aliveSeconds: config.DWOP_LOST_AFTER_SECONDS,
+      busBacklog: config.DWOP_BUS_BACKLOG,
+    },
     corsOrigins: parseOrigins(config.DWOP_CORS_ORIGINS),
   };
 }

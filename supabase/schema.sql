@@ -1586,10 +1586,10 @@ $$;
 
 
 --
--- Name: system_stall(integer, integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+-- Name: system_stall(integer, integer, timestamp with time zone, integer); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
-CREATE FUNCTION dwop.system_stall(p_after_seconds integer, p_alive_seconds integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(what text, since timestamp with time zone, waiting integer)
+CREATE FUNCTION dwop.system_stall(p_after_seconds integer, p_alive_seconds integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_bus_backlog integer DEFAULT 0) RETURNS TABLE(what text, since timestamp with time zone, waiting integer)
     LANGUAGE plpgsql STABLE
     AS $$
 declare
@@ -1614,17 +1614,19 @@ begin
     where o.published_at is not null and o.topic = 'task.ready'
     order by o.id desc
     limit 1;
-    -- A claimer holds rows back while the bus already holds DWOP_BUS_BACKLOG messages (fair share,
-    -- 20261205000200): while a published message still waits for its dispatcher, publishing is not
-    -- what stalled.
+    -- A claimer holds rows back while the bus holds p_bus_backlog messages (DWOP_BUS_BACKLOG, fair
+    -- share, 20261205000200): while that many published tasks still wait for a dispatcher, publishing
+    -- is not what stalled.
     if (v_last_published is null or v_last_published <= v_now - v_after)
-       and not exists (
-         select 1 from dwop.tasks t
-         where t.status = 'queued' and t.parked is null
-           and exists (select 1 from dwop.outbox o
-                       where o.topic = 'task.ready' and o.published_at is not null
-                         and (o.payload->>'taskId')::bigint = t.id and (o.payload->>'attempt')::int = t.attempt)
-           and not exists (select 1 from dwop.runs r where r.task_id = t.id and r.attempt = t.attempt)) then
+       and (coalesce(p_bus_backlog, 0) <= 0 or (
+         select count(*) from (
+           select 1 from dwop.tasks t
+           where t.status = 'queued' and t.parked is null
+             and exists (select 1 from dwop.outbox o
+                         where o.topic = 'task.ready' and o.published_at is not null
+                           and (o.payload->>'taskId')::bigint = t.id and (o.payload->>'attempt')::int = t.attempt)
+             and not exists (select 1 from dwop.runs r where r.task_id = t.id and r.attempt = t.attempt)
+           limit p_bus_backlog) w) < p_bus_backlog) then
       return query select 'publishing'::text, greatest(v_first_due, v_last_published), v_due;
       return;
     end if;
@@ -2950,10 +2952,10 @@ REVOKE ALL ON FUNCTION dwop.submit_workflow(p_id uuid, p_owner text, p_name text
 
 
 --
--- Name: FUNCTION system_stall(p_after_seconds integer, p_alive_seconds integer, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+-- Name: FUNCTION system_stall(p_after_seconds integer, p_alive_seconds integer, p_now timestamp with time zone, p_bus_backlog integer); Type: ACL; Schema: dwop; Owner: -
 --
 
-REVOKE ALL ON FUNCTION dwop.system_stall(p_after_seconds integer, p_alive_seconds integer, p_now timestamp with time zone) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dwop.system_stall(p_after_seconds integer, p_alive_seconds integer, p_now timestamp with time zone, p_bus_backlog integer) FROM PUBLIC;
 
 
 --
