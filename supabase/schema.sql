@@ -141,7 +141,13 @@ begin
   end if;
   if p_task.pool is not null then
     select p.slots into v_slots from dwop.pools p where p.name = p_task.pool;
-    if v_slots is not null and dwop.pool_held(p_task.pool) < v_slots then
+    -- Slots above a shrunk pool's size still held by a run count until it ends: then the pool takes
+    -- no more than its size minus those (counted only when there are any, which is rare).
+    if v_slots is not null
+       and (not exists (select 1 from dwop.pool_slots s join dwop.runs r on r.id = s.run_id
+                        where s.pool = p_task.pool and s.slot >= v_slots
+                          and r.status in ('starting', 'dispatched', 'running'))
+            or dwop.pool_held(p_task.pool) < v_slots) then
       v_pool_slot := dwop.take_pool_slot(p_task.pool, v_slots);
     end if;
     if v_pool_slot is null then
@@ -1665,16 +1671,30 @@ CREATE FUNCTION dwop.take_owner_slot(p_owner text, p_cap integer) RETURNS intege
     AS $$
 declare
   v_slot int;
+  v_start int;
 begin
   for i in 1..8 loop
+    -- From a random slot on, then the ones before it: starting at the first free slot every time
+    -- would walk past every held one and have all starts contend for the same few rows.
+    v_start := floor(random() * p_cap)::int;
     select s.slot into v_slot from dwop.owner_slots s
-    where s.owner = p_owner and s.slot < p_cap
+    where s.owner = p_owner and s.slot >= v_start and s.slot < p_cap
       and (s.run_id is null
            or not exists (select 1 from dwop.runs r
                           where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running')))
     order by s.slot
     limit 1
     for update of s skip locked;
+    if v_slot is null then
+      select s.slot into v_slot from dwop.owner_slots s
+      where s.owner = p_owner and s.slot < v_start
+        and (s.run_id is null
+             or not exists (select 1 from dwop.runs r
+                            where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running')))
+      order by s.slot
+      limit 1
+      for update of s skip locked;
+    end if;
     if v_slot is null then
       return null;
     end if;
@@ -1698,16 +1718,30 @@ CREATE FUNCTION dwop.take_pool_slot(p_pool text, p_slots integer) RETURNS intege
     AS $$
 declare
   v_slot int;
+  v_start int;
 begin
   for i in 1..8 loop
+    -- From a random slot on, then the ones before it: starting at the first free slot every time
+    -- would walk past every held one and have all starts contend for the same few rows.
+    v_start := floor(random() * p_slots)::int;
     select s.slot into v_slot from dwop.pool_slots s
-    where s.pool = p_pool and s.slot < p_slots
+    where s.pool = p_pool and s.slot >= v_start and s.slot < p_slots
       and (s.run_id is null
            or not exists (select 1 from dwop.runs r
                           where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running')))
     order by s.slot
     limit 1
     for update of s skip locked;
+    if v_slot is null then
+      select s.slot into v_slot from dwop.pool_slots s
+      where s.pool = p_pool and s.slot < v_start
+        and (s.run_id is null
+             or not exists (select 1 from dwop.runs r
+                            where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running')))
+      order by s.slot
+      limit 1
+      for update of s skip locked;
+    end if;
     if v_slot is null then
       return null;
     end if;
