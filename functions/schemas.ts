@@ -37,7 +37,8 @@ const callbackFields = {
     .meta({ description: "HMAC-SHA256 key of the callback's X-DWOP-Signature; required with callback_url" }),
 };
 
-const PRIORITY_TEXT = "the priority of tasks without @priority, -100 to 100 (higher first among the owner's ready tasks)";
+const PRIORITY_TEXT =
+  "the priority of tasks without @priority, -100 to 100 (higher first among the owner's ready tasks)";
 const priorityField = z.int().min(-100).max(100).optional().meta({ description: PRIORITY_TEXT });
 /** A multipart field is text: "-5" is read as -5. */
 const priorityFormField = z
@@ -222,7 +223,11 @@ export const ApiKeyCreated = ApiKey.extend({ key: z.string().meta({ description:
 export const ApiKeyList = z.object({ keys: z.array(ApiKey) });
 
 export const PoolSet = z.strictObject({
-  slots: z.int().min(0).max(10_000).meta({ description: "attempts of the pool's tasks starting or running at once" }),
+  slots: z
+    .int()
+    .min(0)
+    .max(10_000)
+    .meta({ description: "attempts of the pool's tasks starting or running at once" }),
 });
 
 export const Pool = z.object({

@@ -125,7 +125,11 @@ export class ApiStore {
   }
 
   /** The owner's workflow with its tasks and runs; `ownerMaxRunning` is DWOP_OWNER_MAX_RUNNING. */
-  async workflow(owner: string, id: string, ownerMaxRunning: number | null = null): Promise<WorkflowDetail | null> {
+  async workflow(
+    owner: string,
+    id: string,
+    ownerMaxRunning: number | null = null,
+  ): Promise<WorkflowDetail | null> {
     const sql = this.db;
     const [wf] = await sql<(WorkflowRow & { inputs: string[]; hasRequirements: boolean })[]>`
       select ${sql.unsafe(WORKFLOW_COLUMNS)}, inputs, has_requirements as "hasRequirements"

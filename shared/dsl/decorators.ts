@@ -169,7 +169,12 @@ function pool(arg: Literal): Partial<TaskOptions> | string {
 }
 
 function priority(arg: Literal): Partial<TaskOptions> | string {
-  if (arg.kind === "number" && /^-?\d+$/.test(arg.text) && arg.value >= MIN_PRIORITY && arg.value <= MAX_PRIORITY)
+  if (
+    arg.kind === "number" &&
+    /^-?\d+$/.test(arg.text) &&
+    arg.value >= MIN_PRIORITY &&
+    arg.value <= MAX_PRIORITY
+  )
     return { priority: arg.value };
   return `@priority takes a whole number from ${MIN_PRIORITY} to ${MAX_PRIORITY} (higher runs first), e.g. @priority(10)`;
 }
