@@ -156,6 +156,37 @@ program
     ),
   );
 
+const pool = program
+  .command("pool")
+  .description("pools: at most N attempts of the tasks naming one run at once");
+pool
+  .command("set")
+  .description("make or resize a pool (needs the server's DWOP_API_TOKEN)")
+  .argument("<name>", 'the pool\'s name, as @pool("name") names it')
+  .argument("<slots>", "attempts of its tasks starting or running at once")
+  .option("--json", json)
+  .action(
+    act(async (name: string, slots: string, opts: { json?: boolean }) =>
+      (await import("./commands/pool.ts")).poolSetCommand(config(), name, slots, opts),
+    ),
+  );
+pool
+  .command("list")
+  .description("every pool: slots, runs holding one, tasks waiting")
+  .option("--json", json)
+  .action(
+    act(async (opts: { json?: boolean }) =>
+      (await import("./commands/pool.ts")).poolListCommand(config(), opts),
+    ),
+  );
+pool
+  .command("rm")
+  .description("delete a pool no open task names (needs the server's DWOP_API_TOKEN)")
+  .argument("<name>", "the pool's name")
+  .action(
+    act(async (name: string) => (await import("./commands/pool.ts")).poolRemoveCommand(config(), name)),
+  );
+
 program
   .command("retry")
   .description("rerun a failed or cancelled workflow from its failures")

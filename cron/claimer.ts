@@ -37,6 +37,13 @@ export interface ClaimerOptions {
   scheduleEveryMs?: number;
   /** How scheduled workflows are submitted (as the API's settings say for submitted ones). */
   submit?: { retryBackoffMs: number; maxInfraRetries?: number; limits: SubmitLimits };
+  /**
+   * Most task messages left waiting in the bus; the rest wait in the outbox, where claims take owners in
+   * turn and higher priorities first (fair share). Unset or 0: no limit.
+   */
+  busBacklog?: number;
+  /** DWOP_OWNER_MAX_RUNNING, for reoffering tasks parked at an owner's cap; unset or 0: no cap. */
+  ownerMaxRunning?: number;
 }
 
 /**
@@ -44,6 +51,9 @@ export interface ClaimerOptions {
  * does not take over a fire in progress (which would be harmless, only wasted work).
  */
 const SCHEDULE_LEASE_SECONDS = 60;
+
+/** How soon a claimer held back by a full bus backlog looks again. */
+const BACKLOG_POLL_MS = 50;
 
 /** A claimer's settings from the configuration (every process that runs one uses the same). */
 export function claimerSettings(config: Config): Omit<ClaimerOptions, "id" | "logger"> {
@@ -59,6 +69,8 @@ export function claimerSettings(config: Config): Omit<ClaimerOptions, "id" | "lo
       maxInfraRetries: config.DWOP_MAX_INFRA_RETRIES,
       limits: submitLimits(config),
     },
+    busBacklog: config.DWOP_BUS_BACKLOG,
+    ownerMaxRunning: config.DWOP_OWNER_MAX_RUNNING,
   };
 }
 
@@ -83,6 +95,8 @@ export class Claimer {
   private readonly retention: RetentionSweeper | null;
   private readonly schedules: ScheduleFirer | null;
   private readonly scheduleLoop: Periodic | null;
+  /** The last pass left due rows in the outbox because the bus held busBacklog messages. */
+  private heldBack = false;
 
   constructor(
     private readonly store: Store,
@@ -144,11 +158,11 @@ export class Claimer {
   }
 
   private async publishOnce(): Promise<number> {
-    const claimed = await this.store.claimOutbox(
-      this.options.id,
-      this.options.batchSize,
-      this.options.leaseSeconds,
-    );
+    await this.store.reofferParkedTasks(this.options.ownerMaxRunning || null);
+    const room = await this.roomInBus();
+    this.heldBack = room <= 0;
+    if (this.heldBack) return 0;
+    const claimed = await this.store.claimOutbox(this.options.id, room, this.options.leaseSeconds);
     if (claimed.length === 0) return 0;
     const confirmed = await this.bus.publish(claimed.map((c) => ({ outboxId: c.id, body: c.message })));
     await this.store.markPublished(this.options.id, confirmed);
@@ -159,6 +173,17 @@ export class Claimer {
       );
     }
     return claimed.length;
+  }
+
+  /**
+   * How many rows this pass may publish: the batch, or less when the bus already holds nearly
+   * busBacklog waiting messages. Rows kept back stay in the outbox, where the next claim takes owners
+   * in turn; published, they would wait in the bus's first-in first-out order.
+   */
+  private async roomInBus(): Promise<number> {
+    const backlog = this.options.busBacklog ?? 0;
+    if (backlog <= 0) return this.options.batchSize;
+    return Math.min(this.options.batchSize, backlog - (await this.bus.depth()));
   }
 
   /** Listens for outbox inserts and claims until stopped. */
@@ -182,7 +207,8 @@ export class Claimer {
         const n = await this.runOnce();
         failures = 0;
         if (n === this.options.batchSize) continue;
-        await this.wakeup.sleep(await this.untilNextDue());
+        if (this.heldBack) await this.wakeup.sleep(BACKLOG_POLL_MS);
+        else await this.wakeup.sleep(await this.untilNextDue());
       } catch (err) {
         failures += 1;
         const delay = Math.min(100 * 2 ** failures, 5000);

@@ -33,10 +33,11 @@ export class ClusterStore {
     dispatcherId: string,
     executor: string,
     maxActive: number,
+    ownerMaxRunning: number | null = null,
   ): Promise<ClusterStartResult> {
     const [row] = await this.db<StartRow[]>`
       select * from dwop.start_cluster_run(${message.taskId}, ${message.attempt}, ${dispatcherId}, ${executor},
-                                           ${maxActive})`;
+                                           ${maxActive}, p_owner_max_running => ${ownerMaxRunning})`;
     if (!row) return { kind: "stale" };
     if (row.at_capacity || row.run_id === null) return { kind: "at_capacity" };
     const assignment: RunAssignment = {
@@ -52,6 +53,8 @@ export class ClusterStore {
         image: row.options.image ?? null,
         cpu: row.options.cpu ?? null,
         memory: row.options.memory ?? null,
+        pool: null,
+        priority: null,
       },
       hasRequirements: row.has_requirements,
     };

@@ -38,6 +38,7 @@ export function dispatcherSettings(
     signedUrlTtlSeconds: config.DWOP_SIGNED_URL_TTL_SECONDS,
     defaultTimeoutSeconds: config.DWOP_DEFAULT_TASK_TIMEOUT_SECONDS,
     readyLeaseSeconds: config.DWOP_CLAIM_LEASE_SECONDS,
+    ownerMaxRunning: config.DWOP_OWNER_MAX_RUNNING,
   };
 }
 
@@ -67,6 +68,11 @@ export interface DispatcherOptions {
    * it runs out). Unset or 0: leave them to the claimers.
    */
   readyLeaseSeconds?: number;
+  /**
+   * Most runs of one owner active at once across every dispatcher (DWOP_OWNER_MAX_RUNNING; an API key's
+   * maxRunning overrides it); unset or 0: no cap. A task over it, or whose pool is full, is parked.
+   */
+  ownerMaxRunning?: number;
   logger?: Logger;
 }
 
@@ -197,7 +203,12 @@ export class Dispatcher {
         await this.dispatchToCluster(delivery.body);
         return;
       }
-      const result = await this.store.startRun(delivery.body, this.options.id, this.executor.kind);
+      const result = await this.store.startRun(
+        delivery.body,
+        this.options.id,
+        this.executor.kind,
+        this.options.ownerMaxRunning || null,
+      );
       if (result.kind !== "created") {
         this.log.debug({ ...delivery.body, result: result.kind }, "nothing to run");
         return;
@@ -271,7 +282,13 @@ export class Dispatcher {
     const deadline = Date.now() + CAP_WAIT_MS;
     for (;;) {
       const max = this.options.maxActiveRuns ?? 100;
-      const result = await this.cluster.startClusterRun(message, this.options.id, this.executor.kind, max);
+      const result = await this.cluster.startClusterRun(
+        message,
+        this.options.id,
+        this.executor.kind,
+        max,
+        this.options.ownerMaxRunning || null,
+      );
       if (result.kind === "created") {
         await this.launch(result.assignment);
         return;

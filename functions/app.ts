@@ -23,6 +23,7 @@ import { hookDocs, hookRoutes } from "./hooks.ts";
 import { keyDocs, keyRoutes } from "./keys.ts";
 import { LOG_STREAM_BODY_LIMIT, logStreamDocs, logStreamRoutes } from "./log-stream.ts";
 import { openApiDocument, type RouteDoc } from "./openapi.ts";
+import { poolDocs, poolRoutes } from "./pools.ts";
 import { runDocs, runRoutes } from "./runs.ts";
 import { scheduleDocs, scheduleRoutes } from "./schedules.ts";
 import { Health } from "./schemas.ts";
@@ -82,6 +83,7 @@ export function apiSettings(config: Config): ApiSettings {
     eventsPollMs: config.DWOP_EVENTS_POLL_MS,
     retryBackoffMs: config.DWOP_RETRY_BACKOFF_MS,
     maxInfraRetries: config.DWOP_MAX_INFRA_RETRIES,
+    ownerMaxRunning: config.DWOP_OWNER_MAX_RUNNING || null,
     submitLimits: submitLimits(config),
     uploadsInFlight: DEFAULT_SETTINGS.uploadsInFlight,
     uploadUrlTtlSeconds: config.DWOP_SIGNED_URL_TTL_SECONDS,
@@ -93,7 +95,11 @@ export function apiSettings(config: Config): ApiSettings {
       maxEntries: config.DWOP_AUTH_THROTTLE_ENTRIES,
     },
     clientAddress: { header: config.DWOP_CLIENT_ADDRESS_HEADER, proxies: config.DWOP_TRUSTED_PROXIES },
-    stall: { afterSeconds: config.DWOP_STALL_AFTER_SECONDS, aliveSeconds: config.DWOP_LOST_AFTER_SECONDS },
+    stall: {
+      afterSeconds: config.DWOP_STALL_AFTER_SECONDS,
+      aliveSeconds: config.DWOP_LOST_AFTER_SECONDS,
+      busBacklog: config.DWOP_BUS_BACKLOG,
+    },
     corsOrigins: parseOrigins(config.DWOP_CORS_ORIGINS),
     maxSchedulesPerOwner: config.DWOP_MAX_SCHEDULES_PER_OWNER,
   };
@@ -112,7 +118,7 @@ const consoleLogger: Logger = {
  * The resources behind `Authorization: Bearer`; health, openapi.json, hooks, storage URLs and the
  * dashboard's page (which holds no data) are open.
  */
-const PROTECTED = ["/workflows", "/triggers", "/schedules", "/keys", "/validate", "/ui/api"];
+const PROTECTED = ["/workflows", "/triggers", "/schedules", "/keys", "/pools", "/validate", "/ui/api"];
 
 /**
  * DWOP's HTTP API: one Hono app that every runtime (Node, Deno/Supabase Edge, workerd) serves. Every
@@ -168,6 +174,7 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
   triggerRoutes(app, api);
   scheduleRoutes(app, api);
   keyRoutes(app, api);
+  poolRoutes(app, api);
   hookRoutes(app, api);
   validateRoutes(app, api);
   dashboardRoutes(app, api);
@@ -260,6 +267,7 @@ export const ROUTE_DOCS: RouteDoc[] = [
   ...triggerDocs,
   ...scheduleDocs,
   ...keyDocs,
+  ...poolDocs,
   ...hookDocs,
   ...validateDocs,
   ...dashboardDocs,

@@ -35,6 +35,8 @@ export interface ApiSettings {
   retryBackoffMs: number;
   /** Each task's infrastructure retry budget (DWOP_MAX_INFRA_RETRIES; the database's default 3 when unset). */
   maxInfraRetries?: number;
+  /** DWOP_OWNER_MAX_RUNNING (null: no cap), for the sentence saying why a task waits. */
+  ownerMaxRunning?: number | null;
   /** Tasks, workflow bytes and inputs one submission may have. */
   submitLimits: SubmitLimits;
   /** Objects being uploaded at once, across every submission this app serves. */

@@ -5,6 +5,7 @@ import { z } from "zod";
 import { DslErrors } from "../shared/dsl/index.ts";
 import type { Logger } from "../shared/log.ts";
 import { CallbackRefused } from "../shared/net/callback-target.ts";
+import { UnknownPoolError } from "../shared/db/store.ts";
 import { MissingInputError, SubmissionRefused } from "../shared/submit.ts";
 
 /** The one exception of the HTTP edge: a status, a stable code, a message for people, and details. */
@@ -68,6 +69,9 @@ function toApiError(err: unknown): ApiError | null {
   }
   if (err instanceof SubmissionRefused) {
     return new ApiError(err.code === "unread_inputs" ? 422 : 413, err.code, err.message, err.details);
+  }
+  if (err instanceof UnknownPoolError) {
+    return new ApiError(422, "unknown_pool", err.message, { path: "pool" });
   }
   if (err instanceof CallbackRefused) {
     return new ApiError(422, "callback_refused", err.message, { path: "callback_url" });

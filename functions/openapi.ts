@@ -3,7 +3,7 @@ import { ErrorResponse } from "./schemas.ts";
 
 /** How a route is described in /openapi.json: the same zod schemas its handler validates with. */
 export interface RouteDoc {
-  method: "get" | "post" | "patch" | "delete";
+  method: "get" | "post" | "put" | "patch" | "delete";
   /** Hono's path syntax: `/workflows/:id`. */
   path: string;
   summary: string;

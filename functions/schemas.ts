@@ -38,6 +38,18 @@ const callbackFields = {
     .meta({ description: "HMAC-SHA256 key of the callback's X-DWOP-Signature; required with callback_url" }),
 };
 
+const PRIORITY_TEXT =
+  "the priority of tasks without @priority, -100 to 100 (higher first among the owner's ready tasks)";
+const priorityField = z.int().min(-100).max(100).optional().meta({ description: PRIORITY_TEXT });
+/** A multipart field is text: "-5" is read as -5. */
+const priorityFormField = z
+  .string()
+  .regex(/^-?\d{1,3}$/, "priority is a whole number from -100 to 100")
+  .transform(Number)
+  .pipe(z.int().min(-100).max(100))
+  .optional()
+  .meta({ description: PRIORITY_TEXT });
+
 const bothOrNeither = (v: { callback_url?: string; callback_secret?: string }) =>
   (v.callback_url === undefined) === (v.callback_secret === undefined);
 const bothOrNeitherError = {
@@ -58,6 +70,7 @@ export const SubmitJson = z
       .record(InputName, z.string())
       .optional()
       .meta({ description: "inputs.NAME values, read by tasks" }),
+    priority: priorityField,
     ...callbackFields,
   })
   .refine(bothOrNeither, bothOrNeitherError);
@@ -70,6 +83,7 @@ export const SubmitForm = z
       .min(1)
       .meta({ description: "the .workflow file (its file name names the workflow)" }),
     requirements: text().optional().meta({ description: "a requirements.txt file" }),
+    priority: priorityFormField,
     ...callbackFields,
   })
   .refine(bothOrNeither, bothOrNeitherError)
@@ -186,6 +200,11 @@ export const Task = z.object({
   maxRetries: z.int(),
   error: z.string().nullable(),
   params: z.array(z.object({ name: z.string(), upstream: z.string() })),
+  pool: z.string().nullable(),
+  priority: z.int(),
+  waiting: z.string().nullable().meta({
+    description: "why a queued task has not started, e.g. waiting for pool gpu (2/2 slots busy)",
+  }),
   queuedAt: Timestamp.nullable(),
   dispatchedAt: Timestamp.nullable(),
   startedAt: Timestamp.nullable(),
@@ -278,8 +297,39 @@ export const ApiKey = z.object({
   prefix: z.string().meta({ description: "the key's first characters, to tell keys apart" }),
   createdAt: Timestamp,
   revokedAt: Timestamp.nullable(),
+  maxRunning: z.int().nullable().meta({ description: "the operator's cap on the owner's running tasks" }),
 });
 
 export const ApiKeyCreated = ApiKey.extend({ key: z.string().meta({ description: "shown this once" }) });
 
 export const ApiKeyList = z.object({ keys: z.array(ApiKey) });
+
+export const PoolSet = z.strictObject({
+  slots: z
+    .int()
+    .min(0)
+    .max(10_000)
+    .meta({ description: "attempts of the pool's tasks starting or running at once" }),
+});
+
+export const Pool = z.object({
+  name: z.string(),
+  slots: z.int(),
+  running: z.int().meta({ description: "slots held by a run that is starting or running" }),
+  waiting: z.int().meta({ description: "tasks of the pool queued for a slot" }),
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+});
+
+export const PoolList = z.object({ pools: z.array(Pool) });
+
+export const ApiKeyLimitSet = z.strictObject({
+  maxRunning: z
+    .int()
+    .min(0)
+    .max(100_000)
+    .nullable()
+    .meta({ description: "most tasks of the key's owner running at once; null: DWOP_OWNER_MAX_RUNNING" }),
+});
+
+export const ApiKeyLimit = ApiKeyLimitSet.extend({ id: z.uuid() });

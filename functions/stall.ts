@@ -25,6 +25,8 @@ export interface StallSettings {
   afterSeconds: number;
   /** A dispatcher whose last heartbeat is older than this counts as gone (DWOP_LOST_AFTER_SECONDS). */
   aliveSeconds: number;
+  /** DWOP_BUS_BACKLOG: while that many published tasks wait for a dispatcher, claimers hold the rest back. */
+  busBacklog?: number;
 }
 
 export const DEFAULT_STALL_SETTINGS: StallSettings = { afterSeconds: 10, aliveSeconds: 30 };
@@ -35,7 +37,8 @@ const tasks = (n: number) => (n === 1 ? "1 task" : `${n} tasks`);
 export async function readStall(db: Db, settings: StallSettings, now?: Date): Promise<Stall | null> {
   const [row] = await db<{ what: "publishing" | "dispatching"; since: Date; waiting: number }[]>`
     select what, since, waiting
-    from dwop.system_stall(${settings.afterSeconds}, ${settings.aliveSeconds}, ${now ?? null})`;
+    from dwop.system_stall(${settings.afterSeconds}, ${settings.aliveSeconds}, ${now ?? null},
+                           ${settings.busBacklog ?? 0})`;
   if (!row) return null;
   const message =
     row.what === "publishing"

@@ -16,6 +16,8 @@ export interface Submission {
   inputs: Record<string, Uint8Array | string>;
   callbackUrl: string | null;
   callbackSecret: string | null;
+  /** The priority of tasks without @priority (issue 14); null: 0. */
+  priority: number | null;
 }
 
 const INPUT_FIELD = "inputs.";
@@ -41,6 +43,7 @@ export async function readSubmission(c: Context, limits: SubmitLimits): Promise<
       inputs: body.inputs ?? {},
       callbackUrl: body.callback_url ?? null,
       callbackSecret: body.callback_secret ?? null,
+      priority: body.priority ?? null,
     };
   }
   throw unsupportedMediaType(["multipart/form-data", "application/json"]);
@@ -95,6 +98,7 @@ async function fromForm(c: Context, limits: SubmitLimits): Promise<Submission> {
     inputs,
     callbackUrl: body.callback_url ?? null,
     callbackSecret: body.callback_secret ?? null,
+    priority: body.priority ?? null,
   };
 }
 
@@ -115,7 +119,9 @@ export async function checkCallbackUrl(url: string, deps: ApiDeps): Promise<void
 export async function requestHash(s: Submission): Promise<string> {
   const names = Object.keys(s.inputs).sort();
   const inputs = await Promise.all(names.map(async (name) => [name, await sha256Hex(s.inputs[name]!)]));
-  return sha256Hex(JSON.stringify([s.file, s.source, s.requirements, inputs, s.callbackUrl]));
+  // A priority joins the hash only when given, so hashes of submissions without one stay as they were.
+  const priority = s.priority === null ? [] : [s.priority];
+  return sha256Hex(JSON.stringify([s.file, s.source, s.requirements, inputs, s.callbackUrl, ...priority]));
 }
 
 /** The Idempotency-Key header: null when absent, 400 when it is not 1 to 255 visible ASCII characters. */

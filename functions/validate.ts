@@ -24,6 +24,8 @@ const TaskOptions = z.object({
   image: z.string().nullable(),
   cpu: z.string().nullable(),
   memory: z.string().nullable(),
+  pool: z.string().nullable(),
+  priority: z.int().nullable(),
 });
 
 /** The parsed DAG: tasks in dependency order, with their parameters and options, and the inputs read. */

@@ -94,6 +94,7 @@ async function submit(c: Context<ApiEnv>, deps: ApiDeps): Promise<Response> {
       id,
       retryBackoffMs: deps.settings.retryBackoffMs,
       maxInfraRetries: deps.settings.maxInfraRetries,
+      priority: sub.priority ?? undefined,
       spec,
       limits,
     },
@@ -107,7 +108,7 @@ async function respondWorkflow(
   id: string,
   status: 200 | 201,
 ): Promise<Response> {
-  const workflow = await deps.api.workflow(c.get("caller").owner, id);
+  const workflow = await deps.api.workflow(c.get("caller").owner, id, deps.settings.ownerMaxRunning ?? null);
   if (!workflow) throw notFound("workflow");
   return c.json(workflow, status, status === 201 ? { Location: `/workflows/${id}` } : {});
 }

@@ -122,6 +122,13 @@ export const configSchema = z.object({
   DWOP_CLAIM_BATCH: int(1, 256),
   DWOP_CLAIM_LEASE_SECONDS: int(1, 30),
   DWOP_CLAIM_POLL_MS: int(10, 1000),
+  /**
+   * Most task messages a claimer lets wait in the bus (ready, not yet taken by a dispatcher); the rest wait
+   * in the outbox, where claims take owners in turn and higher priorities first. 0: no limit (no fair share).
+   */
+  DWOP_BUS_BACKLOG: int(0, 100),
+  /** Most tasks of one owner starting or running at once (an API key's maxRunning overrides it); 0: no cap. */
+  DWOP_OWNER_MAX_RUNNING: int(0, 0),
   /** A task published this long ago whose attempt has not started is published again (0: never). */
   /** Days to keep what ended or was published (events, live logs, outbox rows, deliveries); 0: forever. */
   DWOP_RETENTION_DAYS: int(0, 30),

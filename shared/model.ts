@@ -90,6 +90,10 @@ export interface TaskOptions {
   /** Kubernetes resource quantities, e.g. "500m" and "256Mi"; null for the cluster's default. */
   cpu: string | null;
   memory: string | null;
+  /** The pool whose slot an attempt holds while it starts and runs (`@pool("name")`); null for none. */
+  pool: string | null;
+  /** Order among the owner's ready tasks, -100 to 100, higher first; null: the submission's, else 0. */
+  priority: number | null;
 }
 
 export const DEFAULT_TASK_OPTIONS: TaskOptions = {
@@ -98,6 +102,8 @@ export const DEFAULT_TASK_OPTIONS: TaskOptions = {
   image: null,
   cpu: null,
   memory: null,
+  pool: null,
+  priority: null,
 };
 
 /** One `p:upstream` pair of a task's signature. */

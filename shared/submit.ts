@@ -55,6 +55,8 @@ export interface SubmitRequest {
   retryBackoffMs: number;
   /** Each task's infrastructure retry budget (DWOP_MAX_INFRA_RETRIES); default 3. */
   maxInfraRetries?: number;
+  /** The priority of the workflow's tasks that set no @priority (default 0). */
+  priority?: number;
   /** The spec `checkSubmission` returned for this source, so the file is not parsed twice. */
   spec?: WorkflowSpec;
   limits?: SubmitLimits;
@@ -192,6 +194,7 @@ export async function submitWorkflow(deps: SubmitDeps, req: SubmitRequest): Prom
       retryBackoffMs: req.retryBackoffMs,
       maxInfraRetries: req.maxInfraRetries,
       schedule: req.schedule,
+      priority: req.priority,
     });
   } catch (err) {
     await cleanUp();

@@ -55,6 +55,111 @@ end;
 $$;
 
 
+SET default_tablespace = '';
+
+SET default_table_access_method = heap;
+
+--
+-- Name: tasks; Type: TABLE; Schema: dwop; Owner: -
+--
+
+CREATE TABLE dwop.tasks (
+    id bigint NOT NULL,
+    workflow_id uuid NOT NULL,
+    name text NOT NULL,
+    "position" integer NOT NULL,
+    status text NOT NULL,
+    attempt integer DEFAULT 0 NOT NULL,
+    failures integer DEFAULT 0 NOT NULL,
+    infra_failures integer DEFAULT 0 NOT NULL,
+    max_retries integer DEFAULT 0 NOT NULL,
+    max_infra_retries integer DEFAULT 3 NOT NULL,
+    retry_backoff_ms integer DEFAULT 1000 NOT NULL,
+    timeout_seconds integer,
+    options jsonb DEFAULT '{}'::jsonb NOT NULL,
+    params jsonb DEFAULT '[]'::jsonb NOT NULL,
+    owner text DEFAULT 'local'::text NOT NULL,
+    pool text,
+    priority integer DEFAULT 0 NOT NULL,
+    parked text,
+    upstream_ids bigint[] DEFAULT '{}'::bigint[] NOT NULL,
+    downstream_ids bigint[] DEFAULT '{}'::bigint[] NOT NULL,
+    pending_inputs integer NOT NULL,
+    error text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    queued_at timestamp with time zone,
+    dispatched_at timestamp with time zone,
+    started_at timestamp with time zone,
+    finished_at timestamp with time zone,
+    CONSTRAINT tasks_attempt_check CHECK ((attempt >= 0)),
+    CONSTRAINT tasks_check CHECK (((pending_inputs >= 0) AND (pending_inputs <= cardinality(upstream_ids)))),
+    CONSTRAINT tasks_failures_check CHECK ((failures >= 0)),
+    CONSTRAINT tasks_infra_failures_check CHECK ((infra_failures >= 0)),
+    CONSTRAINT tasks_max_infra_retries_check CHECK ((max_infra_retries >= 0)),
+    CONSTRAINT tasks_max_retries_check CHECK (((max_retries >= 0) AND (max_retries <= 100))),
+    CONSTRAINT tasks_name_check CHECK ((name ~ '^[A-Za-z_][A-Za-z0-9_]{0,62}$'::text)),
+    CONSTRAINT tasks_parked_check CHECK ((parked = ANY (ARRAY['pool'::text, 'owner'::text]))),
+    CONSTRAINT tasks_parked_is_queued CHECK (((parked IS NULL) OR (status = 'queued'::text))),
+    CONSTRAINT tasks_pending_waits CHECK (((status <> 'queued'::text) OR (pending_inputs = 0))),
+    CONSTRAINT tasks_priority_check CHECK (((priority >= '-100'::integer) AND (priority <= 100))),
+    CONSTRAINT tasks_queued_has_attempt CHECK (((status = 'pending'::text) OR (attempt >= 1) OR (status = ANY (ARRAY['cancelled'::text, 'upstream_failed'::text])))),
+    CONSTRAINT tasks_retry_backoff_ms_check CHECK ((retry_backoff_ms >= 0)),
+    CONSTRAINT tasks_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'queued'::text, 'dispatched'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'upstream_failed'::text, 'cancelled'::text]))),
+    CONSTRAINT tasks_timeout_seconds_check CHECK ((timeout_seconds > 0))
+);
+
+
+--
+-- Name: admit_task(dwop.tasks, integer); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.admit_task(p_task dwop.tasks, p_owner_max_running integer) RETURNS TABLE(pool_slot integer, owner_slot integer, wait text)
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_cap int := dwop.owner_max_running(p_task.owner, p_owner_max_running);
+  v_slots int;
+  v_pool_slot int;
+  v_owner_slot int;
+begin
+  if v_cap is not null then
+    if dwop.owner_running(p_task.owner) < v_cap then
+      v_owner_slot := dwop.take_owner_slot(p_task.owner, v_cap);
+      if v_owner_slot is null
+         and (select count(*) from dwop.owner_slots s where s.owner = p_task.owner) < v_cap then
+        -- The cap's rows are made when it is first needed (or grew).
+        insert into dwop.owner_slots (owner, slot)
+        select p_task.owner, g from generate_series(0, v_cap - 1) g
+        on conflict on constraint owner_slots_pkey do nothing;
+        v_owner_slot := dwop.take_owner_slot(p_task.owner, v_cap);
+      end if;
+    end if;
+    if v_owner_slot is null then
+      return query select null::int, null::int, 'owner'::text;
+      return;
+    end if;
+  end if;
+  if p_task.pool is not null then
+    select p.slots into v_slots from dwop.pools p where p.name = p_task.pool;
+    -- Slots above a shrunk pool's size still held by a run count until it ends: then the pool takes
+    -- no more than its size minus those (counted only when there are any, which is rare).
+    if v_slots is not null
+       and (not exists (select 1 from dwop.pool_slots s join dwop.runs r on r.id = s.run_id
+                        where s.pool = p_task.pool and s.slot >= v_slots
+                          and r.status in ('starting', 'dispatched', 'running'))
+            or dwop.pool_held(p_task.pool) < v_slots) then
+      v_pool_slot := dwop.take_pool_slot(p_task.pool, v_slots);
+    end if;
+    if v_pool_slot is null then
+      return query select null::int, null::int, 'pool'::text;
+      return;
+    end if;
+  end if;
+  return query select v_pool_slot, v_owner_slot, null::text;
+end;
+$$;
+
+
 --
 -- Name: advance_schedule(uuid, text, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
 --
@@ -134,7 +239,7 @@ begin
   where workflow_id = p_workflow_id and status in ('starting', 'dispatched', 'running');
 
   with cancelled as (
-    update dwop.tasks set status = 'cancelled', finished_at = v_now
+    update dwop.tasks set status = 'cancelled', finished_at = v_now, parked = null
     where workflow_id = p_workflow_id and status in ('pending', 'queued', 'dispatched', 'running')
     returning name, attempt
   )
@@ -149,6 +254,7 @@ begin
     perform dwop.enqueue_workflow_callback(p_workflow_id, v_now);
     perform pg_notify('dwop_cancel', p_workflow_id::text);
     perform pg_notify('dwop_workflow_done', p_workflow_id::text);
+    perform dwop.notify_if_parked();
   end if;
   return v_count;
 end;
@@ -201,13 +307,33 @@ declare
   v_now timestamptz := coalesce(p_now, now());
 begin
   return query
-  with due as (
-    select o.id from dwop.outbox o
-    where o.published_at is null and o.topic = p_topic and o.available_at <= v_now
-      and (o.lease_until is null or o.lease_until < v_now)
-    order by o.id
+  with recursive owners (owner) as (
+    (select o.owner from dwop.outbox o
+     where o.topic = p_topic and o.published_at is null order by o.owner limit 1)
+    union all
+    select (select o.owner from dwop.outbox o
+            where o.topic = p_topic and o.published_at is null and o.owner > w.owner
+            order by o.owner limit 1)
+    from owners w where w.owner is not null
+  ),
+  ranked as (
+    select c.id, c.priority, row_number() over (partition by w.owner order by c.priority desc, c.id) as turn
+    from owners w
+    cross join lateral (
+      select o.id, o.priority from dwop.outbox o
+      where o.topic = p_topic and o.published_at is null and o.owner = w.owner
+        and o.available_at <= v_now and (o.lease_until is null or o.lease_until < v_now)
+      order by o.priority desc, o.id
+      limit p_batch_size
+    ) c
+    where w.owner is not null
+  ),
+  due as (
+    select o.id, k.turn, k.priority from dwop.outbox o join ranked k on k.id = o.id
+    where o.published_at is null and (o.lease_until is null or o.lease_until < v_now)
+    order by k.turn, k.priority desc, k.id
     limit p_batch_size
-    for update skip locked
+    for update of o skip locked
   ),
   claimed as (
     update dwop.outbox o
@@ -218,10 +344,11 @@ begin
   )
   select c.id, c.topic, c.payload, c.delivery_attempts + 1, s.callback_url, s.callback_secret
   from claimed c
+  join due d on d.id = c.id
   left join dwop.submissions s
     on c.topic = 'workflow.callback' and s.workflow_id = (c.payload->>'workflowId')::uuid
   where c.topic <> 'workflow.callback' or s.workflow_id is not null
-  order by c.id;
+  order by d.turn, d.priority desc, c.id;
 end;
 $$;
 
@@ -291,11 +418,11 @@ begin
         queued_at = case when d.pending_inputs = c.n then v_now else d.queued_at end
     from counts c
     where d.id = c.id and d.status = 'pending'
-    returning d.id, d.status, d.attempt, d.workflow_id, d.name, d.position
+    returning d.id, d.status, d.attempt, d.workflow_id, d.name, d.position, d.owner, d.priority
   ),
   queued as (
-    insert into dwop.outbox (payload, available_at, created_at)
-    select jsonb_build_object('taskId', id::text, 'attempt', attempt), v_now, v_now
+    insert into dwop.outbox (payload, available_at, created_at, owner, priority)
+    select jsonb_build_object('taskId', id::text, 'attempt', attempt), v_now, v_now, owner, priority
     from counted where status = 'queued' order by position
   )
   insert into dwop.events (workflow_id, kind, task_name, status, attempt, at)
@@ -306,6 +433,7 @@ begin
   loop
     perform dwop.finish_workflow_if_done(v_workflow, v_now);
   end loop;
+  perform dwop.notify_if_parked();
 
   return query select unnest(v_runs);
 end;
@@ -342,7 +470,11 @@ begin
     select o.id from dwop.outbox o
     where o.id > coalesce(v_last, 0) and o.topic = 'task.ready' and o.published_at is null
       and o.claimed_by is null and o.payload ->> 'taskId' in (select task_id from ready)
-    order by o.id
+    order by o.priority desc, o.id
+    -- One row per success at most: a chain's next task goes at once, while a fan-out's other rows stay
+    -- for the claimers, whose claims take owners in turn and keep the bus's backlog (pools.md). So the
+    -- bus never holds more of an owner's messages than before the success.
+    limit cardinality(v_runs)
     for update skip locked
   )
   update dwop.outbox o
@@ -409,6 +541,28 @@ CREATE FUNCTION dwop.create_trigger(p_owner text, p_name text, p_source text, p_
   values (p_owner, p_name, p_source, p_requirements, p_secret, coalesce(p_now, now()))
   on conflict (owner, name) do nothing
   returning id
+$$;
+
+
+--
+-- Name: delete_pool(text); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.delete_pool(p_name text) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+begin
+  perform 1 from dwop.pools p where p.name = p_name for update;
+  if not found then
+    return 'not_found';
+  end if;
+  if exists (select 1 from dwop.tasks t
+             where t.pool = p_name and t.status in ('pending', 'queued', 'dispatched', 'running')) then
+    return 'in_use';
+  end if;
+  delete from dwop.pools p where p.name = p_name;
+  return 'deleted';
+end;
 $$;
 
 
@@ -601,6 +755,8 @@ begin
   if not found then
     return 'ignored';
   end if;
+  -- The run's pool slot and its owner's share are free again.
+  perform dwop.notify_if_parked();
 
   select * into v_task from dwop.tasks
   where id = v_run.task_id and attempt = v_run.attempt and status in ('dispatched', 'running')
@@ -628,9 +784,9 @@ begin
     update dwop.tasks
     set status = 'queued', attempt = attempt + 1, queued_at = v_now, dispatched_at = null, started_at = null
     where id = v_task.id;
-    insert into dwop.outbox (payload, available_at, created_at)
+    insert into dwop.outbox (payload, available_at, created_at, owner, priority)
     values (jsonb_build_object('taskId', v_task.id::text, 'attempt', v_task.attempt + 1),
-            v_now + make_interval(secs => v_delay_ms / 1000.0), v_now);
+            v_now + make_interval(secs => v_delay_ms / 1000.0), v_now, v_task.owner, v_task.priority);
     perform dwop.log_event(v_task.workflow_id, 'task', v_task.name, 'retrying', v_task.attempt,
                            jsonb_build_object('reason', p_reason, 'exit_code', p_exit_code,
                                               'error', p_error_msg, 'delay_ms', v_delay_ms), v_now);
@@ -785,6 +941,21 @@ $$;
 
 
 --
+-- Name: notify_if_parked(); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.notify_if_parked() RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+begin
+  if exists (select 1 from dwop.tasks t where t.parked is not null) then
+    perform pg_notify('dwop_outbox', '');
+  end if;
+end;
+$$;
+
+
+--
 -- Name: notify_outbox(); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
@@ -795,6 +966,75 @@ begin
   perform pg_notify('dwop_outbox', '');
   return null;
 end;
+$$;
+
+
+--
+-- Name: owner_max_running(text, integer); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.owner_max_running(p_owner text, p_default integer) RETURNS integer
+    LANGUAGE sql STABLE
+    AS $$
+  select coalesce((select max(k.max_running) from dwop.api_keys k
+                   where k.owner = p_owner and k.revoked_at is null), p_default);
+$$;
+
+
+--
+-- Name: owner_running(text); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.owner_running(p_owner text) RETURNS integer
+    LANGUAGE sql STABLE
+    AS $$
+  select count(*)::int from dwop.runs r
+  where r.owner = p_owner and r.status in ('starting', 'dispatched', 'running');
+$$;
+
+
+--
+-- Name: parked_reason(text, text, text, integer); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.parked_reason(p_parked text, p_owner text, p_pool text, p_owner_max_running integer) RETURNS text
+    LANGUAGE sql STABLE
+    AS $$
+  select case p_parked
+    when 'pool' then format('waiting for pool %s (%s/%s slots busy)', p_pool, dwop.pool_held(p_pool),
+                            coalesce((select p.slots from dwop.pools p where p.name = p_pool), 0))
+    when 'owner' then format('waiting for a running slot of owner %s (%s/%s running)', p_owner,
+                             dwop.owner_running(p_owner),
+                             coalesce(dwop.owner_max_running(p_owner, p_owner_max_running)::text, 'no cap'))
+  end;
+$$;
+
+
+--
+-- Name: pool_held(text); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.pool_held(p_pool text) RETURNS integer
+    LANGUAGE sql STABLE
+    AS $$
+  select count(*)::int from dwop.pool_slots s join dwop.runs r on r.id = s.run_id
+  where s.pool = p_pool and r.status in ('starting', 'dispatched', 'running');
+$$;
+
+
+--
+-- Name: pool_list(); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.pool_list() RETURNS TABLE(name text, slots integer, running integer, waiting integer, created_at timestamp with time zone, updated_at timestamp with time zone)
+    LANGUAGE sql STABLE
+    AS $$
+  select p.name, p.slots, dwop.pool_held(p.name),
+         (select count(*)::int from dwop.tasks t
+          where t.pool = p.name and t.status = 'queued'
+            and t.status in ('pending', 'queued', 'dispatched', 'running')),
+         p.created_at, p.updated_at
+  from dwop.pools p order by p.name;
 $$;
 
 
@@ -1058,6 +1298,63 @@ $$;
 
 
 --
+-- Name: reoffer_parked_tasks(integer, integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.reoffer_parked_tasks(p_owner_max_running integer DEFAULT NULL::integer, p_limit integer DEFAULT 1000, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  v_count int;
+begin
+  if not exists (select 1 from dwop.tasks t where t.parked is not null) then
+    return 0;
+  end if;
+  if not pg_try_advisory_xact_lock(hashtext('dwop.reoffer_parked_tasks')) then
+    return 0;
+  end if;
+  with parked as (
+    select t.id, t.owner, t.pool, t.priority,
+           row_number() over (partition by t.owner order by t.priority desc, t.id) as owner_turn
+    from dwop.tasks t where t.parked is not null
+  ),
+  fair as (
+    select p.*, row_number() over (partition by p.pool order by p.owner_turn, p.priority desc, p.id) as pool_turn
+    from parked p
+  ),
+  room as (
+    select o.owner, dwop.owner_max_running(o.owner, p_owner_max_running) - dwop.owner_running(o.owner) as n
+    from (select distinct owner from parked) o
+  ),
+  free as (
+    select l.name as pool, l.slots - dwop.pool_held(l.name) as n
+    from dwop.pools l where l.name in (select pool from parked)
+  ),
+  picked as (
+    select f.id, f.owner_turn, f.priority from fair f
+    join room r on r.owner = f.owner
+    left join free x on x.pool = f.pool
+    where (r.n is null or f.owner_turn <= r.n) and (f.pool is null or f.pool_turn <= coalesce(x.n, 0))
+    order by f.owner_turn, f.priority desc, f.id
+    limit p_limit
+  ),
+  reoffered as (
+    update dwop.tasks t set parked = null
+    from picked k
+    where t.id = k.id and t.parked is not null and t.status = 'queued'
+    returning t.id, t.attempt, t.owner, t.priority, k.owner_turn
+  )
+  insert into dwop.outbox (payload, available_at, created_at, owner, priority)
+  select jsonb_build_object('taskId', id::text, 'attempt', attempt), v_now, v_now, owner, priority
+  from reoffered order by owner_turn, priority desc, id;
+  get diagnostics v_count = row_count;
+  return v_count;
+end;
+$$;
+
+
+--
 -- Name: republish_stalled_tasks(integer, integer, integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
@@ -1095,7 +1392,7 @@ begin
       where o.topic = 'task.ready'
         and (o.payload->>'taskId')::bigint = t.id and (o.payload->>'attempt')::int = t.attempt
     ) p
-    where t.status = 'queued' and t.queued_at <= v_now - v_after
+    where t.status = 'queued' and t.queued_at <= v_now - v_after and t.parked is null
       and p.unpublished = 0
       and p.last_published <= v_now - v_after * (2 ^ least(p.published - 1, 5))
       and not exists (select 1 from dwop.runs r where r.task_id = t.id and r.attempt = t.attempt)
@@ -1203,11 +1500,12 @@ begin
     update dwop.tasks
     set status = 'queued', attempt = attempt + 1, queued_at = v_now
     where workflow_id = p_workflow_id and status = 'pending' and pending_inputs = 0
-    returning id, name, attempt, position
+    returning id, name, attempt, position, owner, priority
   ),
   queued as (
-    insert into dwop.outbox (payload, available_at, created_at)
-    select jsonb_build_object('taskId', id::text, 'attempt', attempt), v_now, v_now from ready order by position
+    insert into dwop.outbox (payload, available_at, created_at, owner, priority)
+    select jsonb_build_object('taskId', id::text, 'attempt', attempt), v_now, v_now, owner, priority
+    from ready order by position
   )
   insert into dwop.events (workflow_id, kind, task_name, status, attempt, at)
   select p_workflow_id, 'task', name, 'queued', attempt, v_now from ready;
@@ -1265,10 +1563,54 @@ $$;
 
 
 --
--- Name: start_cluster_run(bigint, integer, text, text, integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+-- Name: set_key_max_running(uuid, integer); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
-CREATE FUNCTION dwop.start_cluster_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_max_active integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(run_id bigint, created boolean, run_status text, at_capacity boolean, workflow_id uuid, task_name text, params jsonb, options jsonb, timeout_seconds integer, has_requirements boolean)
+CREATE FUNCTION dwop.set_key_max_running(p_id uuid, p_max_running integer) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+begin
+  update dwop.api_keys k set max_running = p_max_running where k.id = p_id and k.revoked_at is null;
+  if not found then
+    return false;
+  end if;
+  perform dwop.notify_if_parked();
+  return true;
+end;
+$$;
+
+
+--
+-- Name: set_pool(text, integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.set_pool(p_name text, p_slots integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(name text, slots integer, running integer, waiting integer, created_at timestamp with time zone, updated_at timestamp with time zone)
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+begin
+  insert into dwop.pools as p (name, slots, created_at, updated_at)
+  values (p_name, p_slots, v_now, v_now)
+  on conflict on constraint pools_pkey do update set slots = excluded.slots, updated_at = excluded.updated_at;
+  insert into dwop.pool_slots (pool, slot)
+  select p_name, g from generate_series(0, p_slots - 1) g
+  on conflict on constraint pool_slots_pkey do nothing;
+  delete from dwop.pool_slots s
+  where s.pool = p_name and s.slot >= p_slots
+    and not exists (select 1 from dwop.runs r
+                    where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running'));
+  perform dwop.notify_if_parked();
+  return query select l.* from dwop.pool_list() l where l.name = p_name;
+end;
+$$;
+
+
+--
+-- Name: start_cluster_run(bigint, integer, text, text, integer, timestamp with time zone, integer); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.start_cluster_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_max_active integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_owner_max_running integer DEFAULT NULL::integer) RETURNS TABLE(run_id bigint, created boolean, run_status text, at_capacity boolean, workflow_id uuid, task_name text, params jsonb, options jsonb, timeout_seconds integer, has_requirements boolean)
     LANGUAGE plpgsql
     AS $$
 declare
@@ -1289,7 +1631,7 @@ begin
       return;
     end if;
     select s.created into v_created
-    from dwop.start_run(p_task_id, p_attempt, p_dispatcher_id, p_executor, p_now) s;
+    from dwop.start_run(p_task_id, p_attempt, p_dispatcher_id, p_executor, p_now, p_owner_max_running) s;
     if v_created is null then
       return;
     end if;
@@ -1307,27 +1649,43 @@ $$;
 
 
 --
--- Name: start_run(bigint, integer, text, text, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+-- Name: start_run(bigint, integer, text, text, timestamp with time zone, integer); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
-CREATE FUNCTION dwop.start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(run_id bigint, created boolean, workflow_id uuid, task_name text, params jsonb, options jsonb, timeout_seconds integer, has_requirements boolean)
+CREATE FUNCTION dwop.start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_owner_max_running integer DEFAULT NULL::integer) RETURNS TABLE(run_id bigint, created boolean, workflow_id uuid, task_name text, params jsonb, options jsonb, timeout_seconds integer, has_requirements boolean)
     LANGUAGE plpgsql
     AS $$
 declare
   v_now timestamptz := coalesce(p_now, now());
   v_task dwop.tasks;
   v_run bigint;
+  v_pool_slot int;
+  v_owner_slot int;
+  v_wait text;
 begin
   select * into v_task from dwop.tasks t where t.id = p_task_id for no key update;
   if not found then
     return;
   end if;
 
-  if v_task.status = 'queued' and v_task.attempt = p_attempt then
-    insert into dwop.runs (task_id, workflow_id, attempt, status, executor, dispatcher_id, created_at)
-    values (p_task_id, v_task.workflow_id, p_attempt, 'starting', p_executor, p_dispatcher_id, v_now)
+  if v_task.status = 'queued' and v_task.attempt = p_attempt
+     and not exists (select 1 from dwop.runs r where r.task_id = p_task_id and r.attempt = p_attempt) then
+    select a.pool_slot, a.owner_slot, a.wait into v_pool_slot, v_owner_slot, v_wait
+    from dwop.admit_task(v_task, p_owner_max_running) a;
+    if v_wait is not null then
+      update dwop.tasks t set parked = v_wait where t.id = p_task_id;
+      return;
+    end if;
+    insert into dwop.runs (task_id, workflow_id, attempt, status, executor, dispatcher_id, owner, created_at)
+    values (p_task_id, v_task.workflow_id, p_attempt, 'starting', p_executor, p_dispatcher_id, v_task.owner, v_now)
     on conflict on constraint runs_task_id_attempt_key do nothing
     returning id into v_run;
+    if v_run is not null and v_pool_slot is not null then
+      update dwop.pool_slots s set run_id = v_run where s.pool = v_task.pool and s.slot = v_pool_slot;
+    end if;
+    if v_run is not null and v_owner_slot is not null then
+      update dwop.owner_slots s set run_id = v_run where s.owner = v_task.owner and s.slot = v_owner_slot;
+    end if;
   end if;
 
   if v_run is null then
@@ -1337,7 +1695,7 @@ begin
     return;
   end if;
 
-  update dwop.tasks t set status = 'dispatched', dispatched_at = v_now where t.id = p_task_id;
+  update dwop.tasks t set status = 'dispatched', dispatched_at = v_now, parked = null where t.id = p_task_id;
   update dwop.workflows w set status = 'running', started_at = v_now, updated_at = v_now
   where w.id = v_task.workflow_id and w.status = 'queued';
   perform dwop.log_event(v_task.workflow_id, 'task', v_task.name, 'dispatched', p_attempt,
@@ -1400,6 +1758,20 @@ begin
       using errcode = '22023';
   end if;
 
+  -- Pools (20261205000200): a task names an existing pool; the pool rows are held until commit, so a
+  -- pool is not deleted under a workflow that uses it.
+  select t->>'pool' into v_unknown
+  from jsonb_array_elements(p_tasks) t
+  where t->>'pool' is not null
+    and not exists (select 1 from dwop.pools p where p.name = t->>'pool')
+  limit 1;
+  if v_unknown is not null then
+    raise exception 'the workflow names pool %, which does not exist (an operator makes it with PUT /pools/%)',
+      v_unknown, v_unknown using errcode = 'DW001';
+  end if;
+  perform 1 from dwop.pools p
+  where p.name in (select t->>'pool' from jsonb_array_elements(p_tasks) t) for key share;
+
   select array_agg(nextval(v_sequence) order by g) into v_ids from generate_series(1, v_count) g;
 
   with specs as (
@@ -1416,14 +1788,16 @@ begin
   downs as (select up as id, array_agg(down order by down) as ids from links group by up)
   insert into dwop.tasks (id, workflow_id, name, position, status, attempt, max_retries, retry_backoff_ms,
                           max_infra_retries, timeout_seconds, options, params, upstream_ids, downstream_ids,
-                          pending_inputs, created_at, queued_at)
+                          pending_inputs, created_at, queued_at,
+                          owner, pool, priority)
   overriding system value
   select s.id, p_id, s.name, s.ord, case when u.ids is null then 'queued' else 'pending' end,
          case when u.ids is null then 1 else 0 end,
          coalesce((s.spec->>'retries')::int, 0), coalesce((s.spec->>'backoff_ms')::int, 1000),
          coalesce((s.spec->>'max_infra_retries')::int, 3), (s.spec->>'timeout_seconds')::int, coalesce(s.spec->'options', '{}'), coalesce(s.spec->'params', '[]'),
          coalesce(u.ids, '{}'), coalesce(d.ids, '{}'), coalesce(cardinality(u.ids), 0),
-         v_now, case when u.ids is null then v_now end
+         v_now, case when u.ids is null then v_now end,
+         p_owner, s.spec->>'pool', coalesce((s.spec->>'priority')::int, 0)
   from specs s
   left join ups u on u.id = s.id
   left join downs d on d.id = s.id;
@@ -1432,8 +1806,8 @@ begin
     raise exception 'workflow % has no root task', p_id using errcode = '22023';
   end if;
 
-  insert into dwop.outbox (payload, available_at, created_at)
-  select jsonb_build_object('taskId', id::text, 'attempt', 1), v_now, v_now
+  insert into dwop.outbox (payload, available_at, created_at, owner, priority)
+  select jsonb_build_object('taskId', id::text, 'attempt', 1), v_now, v_now, owner, priority
   from dwop.tasks where workflow_id = p_id and status = 'queued'
   order by position;
 
@@ -1444,10 +1818,10 @@ $$;
 
 
 --
--- Name: system_stall(integer, integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+-- Name: system_stall(integer, integer, timestamp with time zone, integer); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
-CREATE FUNCTION dwop.system_stall(p_after_seconds integer, p_alive_seconds integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(what text, since timestamp with time zone, waiting integer)
+CREATE FUNCTION dwop.system_stall(p_after_seconds integer, p_alive_seconds integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_bus_backlog integer DEFAULT 0) RETURNS TABLE(what text, since timestamp with time zone, waiting integer)
     LANGUAGE plpgsql STABLE
     AS $$
 declare
@@ -1472,7 +1846,19 @@ begin
     where o.published_at is not null and o.topic = 'task.ready'
     order by o.id desc
     limit 1;
-    if v_last_published is null or v_last_published <= v_now - v_after then
+    -- A claimer holds rows back while the bus holds p_bus_backlog messages (DWOP_BUS_BACKLOG, fair
+    -- share, 20261205000200): while that many published tasks still wait for a dispatcher, publishing
+    -- is not what stalled.
+    if (v_last_published is null or v_last_published <= v_now - v_after)
+       and (coalesce(p_bus_backlog, 0) <= 0 or (
+         select count(*) from (
+           select 1 from dwop.tasks t
+           where t.status = 'queued' and t.parked is null
+             and exists (select 1 from dwop.outbox o
+                         where o.topic = 'task.ready' and o.published_at is not null
+                           and (o.payload->>'taskId')::bigint = t.id and (o.payload->>'attempt')::int = t.attempt)
+             and not exists (select 1 from dwop.runs r where r.task_id = t.id and r.attempt = t.attempt)
+           limit p_bus_backlog) w) < p_bus_backlog) then
       return query select 'publishing'::text, greatest(v_first_due, v_last_published), v_due;
       return;
     end if;
@@ -1492,12 +1878,106 @@ begin
     where o.topic = 'task.ready'
       and (o.payload->>'taskId')::bigint = t.id and (o.payload->>'attempt')::int = t.attempt
   ) p
-  where t.status = 'queued'
+  where t.status = 'queued' and t.parked is null
     and p.published_at <= v_now - v_after
     and not exists (select 1 from dwop.runs r where r.task_id = t.id and r.attempt = t.attempt);
   if v_waiting > 0 then
     return query select 'dispatching'::text, greatest(v_first_published, v_last_beat), v_waiting;
   end if;
+end;
+$$;
+
+
+--
+-- Name: take_owner_slot(text, integer); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.take_owner_slot(p_owner text, p_cap integer) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_slot int;
+  v_start int;
+begin
+  for i in 1..8 loop
+    -- From a random slot on, then the ones before it: starting at the first free slot every time
+    -- would walk past every held one and have all starts contend for the same few rows.
+    v_start := floor(random() * p_cap)::int;
+    select s.slot into v_slot from dwop.owner_slots s
+    where s.owner = p_owner and s.slot >= v_start and s.slot < p_cap
+      and (s.run_id is null
+           or not exists (select 1 from dwop.runs r
+                          where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running')))
+    order by s.slot
+    limit 1
+    for update of s skip locked;
+    if v_slot is null then
+      select s.slot into v_slot from dwop.owner_slots s
+      where s.owner = p_owner and s.slot < v_start
+        and (s.run_id is null
+             or not exists (select 1 from dwop.runs r
+                            where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running')))
+      order by s.slot
+      limit 1
+      for update of s skip locked;
+    end if;
+    if v_slot is null then
+      return null;
+    end if;
+    if not exists (select 1 from dwop.owner_slots s join dwop.runs r on r.id = s.run_id
+                   where s.owner = p_owner and s.slot = v_slot
+                     and r.status in ('starting', 'dispatched', 'running')) then
+      return v_slot;
+    end if;
+  end loop;
+  return null;
+end;
+$$;
+
+
+--
+-- Name: take_pool_slot(text, integer); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.take_pool_slot(p_pool text, p_slots integer) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_slot int;
+  v_start int;
+begin
+  for i in 1..8 loop
+    -- From a random slot on, then the ones before it: starting at the first free slot every time
+    -- would walk past every held one and have all starts contend for the same few rows.
+    v_start := floor(random() * p_slots)::int;
+    select s.slot into v_slot from dwop.pool_slots s
+    where s.pool = p_pool and s.slot >= v_start and s.slot < p_slots
+      and (s.run_id is null
+           or not exists (select 1 from dwop.runs r
+                          where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running')))
+    order by s.slot
+    limit 1
+    for update of s skip locked;
+    if v_slot is null then
+      select s.slot into v_slot from dwop.pool_slots s
+      where s.pool = p_pool and s.slot < v_start
+        and (s.run_id is null
+             or not exists (select 1 from dwop.runs r
+                            where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running')))
+      order by s.slot
+      limit 1
+      for update of s skip locked;
+    end if;
+    if v_slot is null then
+      return null;
+    end if;
+    if not exists (select 1 from dwop.pool_slots s join dwop.runs r on r.id = s.run_id
+                   where s.pool = p_pool and s.slot = v_slot
+                     and r.status in ('starting', 'dispatched', 'running')) then
+      return v_slot;
+    end if;
+  end loop;
+  return null;
 end;
 $$;
 
@@ -1563,10 +2043,6 @@ CREATE FUNCTION dwop.workflow_summary_json(p_workflow_id uuid) RETURNS jsonb
 $$;
 
 
-SET default_tablespace = '';
-
-SET default_table_access_method = heap;
-
 --
 -- Name: api_keys; Type: TABLE; Schema: dwop; Owner: -
 --
@@ -1577,9 +2053,11 @@ CREATE TABLE dwop.api_keys (
     name text NOT NULL,
     key_hash text NOT NULL,
     prefix text NOT NULL,
+    max_running integer,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     revoked_at timestamp with time zone,
     CONSTRAINT api_keys_key_hash_check CHECK ((key_hash ~ '^[0-9a-f]{64}$'::text)),
+    CONSTRAINT api_keys_max_running_check CHECK (((max_running >= 0) AND (max_running <= 100000))),
     CONSTRAINT api_keys_name_check CHECK (((char_length(name) >= 1) AND (char_length(name) <= 100))),
     CONSTRAINT api_keys_owner_check CHECK ((owner <> ''::text))
 );
@@ -1673,6 +2151,8 @@ CREATE TABLE dwop.outbox (
     id bigint NOT NULL,
     topic text DEFAULT 'task.ready'::text NOT NULL,
     payload jsonb NOT NULL,
+    owner text DEFAULT ''::text NOT NULL,
+    priority integer DEFAULT 0 NOT NULL,
     available_at timestamp with time zone DEFAULT now() NOT NULL,
     claimed_by text,
     lease_until timestamp with time zone,
@@ -1698,6 +2178,44 @@ ALTER TABLE dwop.outbox ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
+);
+
+
+--
+-- Name: owner_slots; Type: TABLE; Schema: dwop; Owner: -
+--
+
+CREATE TABLE dwop.owner_slots (
+    owner text NOT NULL,
+    slot integer NOT NULL,
+    run_id bigint,
+    CONSTRAINT owner_slots_slot_check CHECK ((slot >= 0))
+);
+
+
+--
+-- Name: pool_slots; Type: TABLE; Schema: dwop; Owner: -
+--
+
+CREATE TABLE dwop.pool_slots (
+    pool text NOT NULL,
+    slot integer NOT NULL,
+    run_id bigint,
+    CONSTRAINT pool_slots_slot_check CHECK ((slot >= 0))
+);
+
+
+--
+-- Name: pools; Type: TABLE; Schema: dwop; Owner: -
+--
+
+CREATE TABLE dwop.pools (
+    name text NOT NULL,
+    slots integer NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT pools_name_check CHECK ((name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'::text)),
+    CONSTRAINT pools_slots_check CHECK (((slots >= 0) AND (slots <= 10000)))
 );
 
 
@@ -1728,6 +2246,7 @@ CREATE TABLE dwop.runs (
     executor text,
     job_name text,
     dispatcher_id text,
+    owner text DEFAULT 'local'::text NOT NULL,
     exit_code integer,
     failure_reason text,
     error text,
@@ -1817,49 +2336,6 @@ CREATE TABLE dwop.submissions (
     CONSTRAINT submissions_callback_url_check CHECK ((callback_url ~ '^https?://'::text)),
     CONSTRAINT submissions_check CHECK (((callback_url IS NULL) = (callback_secret IS NULL))),
     CONSTRAINT submissions_idempotency_key_check CHECK (((char_length(idempotency_key) >= 1) AND (char_length(idempotency_key) <= 255)))
-);
-
-
---
--- Name: tasks; Type: TABLE; Schema: dwop; Owner: -
---
-
-CREATE TABLE dwop.tasks (
-    id bigint NOT NULL,
-    workflow_id uuid NOT NULL,
-    name text NOT NULL,
-    "position" integer NOT NULL,
-    status text NOT NULL,
-    attempt integer DEFAULT 0 NOT NULL,
-    failures integer DEFAULT 0 NOT NULL,
-    infra_failures integer DEFAULT 0 NOT NULL,
-    max_retries integer DEFAULT 0 NOT NULL,
-    max_infra_retries integer DEFAULT 3 NOT NULL,
-    retry_backoff_ms integer DEFAULT 1000 NOT NULL,
-    timeout_seconds integer,
-    options jsonb DEFAULT '{}'::jsonb NOT NULL,
-    params jsonb DEFAULT '[]'::jsonb NOT NULL,
-    upstream_ids bigint[] DEFAULT '{}'::bigint[] NOT NULL,
-    downstream_ids bigint[] DEFAULT '{}'::bigint[] NOT NULL,
-    pending_inputs integer NOT NULL,
-    error text,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    queued_at timestamp with time zone,
-    dispatched_at timestamp with time zone,
-    started_at timestamp with time zone,
-    finished_at timestamp with time zone,
-    CONSTRAINT tasks_attempt_check CHECK ((attempt >= 0)),
-    CONSTRAINT tasks_check CHECK (((pending_inputs >= 0) AND (pending_inputs <= cardinality(upstream_ids)))),
-    CONSTRAINT tasks_failures_check CHECK ((failures >= 0)),
-    CONSTRAINT tasks_infra_failures_check CHECK ((infra_failures >= 0)),
-    CONSTRAINT tasks_max_infra_retries_check CHECK ((max_infra_retries >= 0)),
-    CONSTRAINT tasks_max_retries_check CHECK (((max_retries >= 0) AND (max_retries <= 100))),
-    CONSTRAINT tasks_name_check CHECK ((name ~ '^[A-Za-z_][A-Za-z0-9_]{0,62}$'::text)),
-    CONSTRAINT tasks_pending_waits CHECK (((status <> 'queued'::text) OR (pending_inputs = 0))),
-    CONSTRAINT tasks_queued_has_attempt CHECK (((status = 'pending'::text) OR (attempt >= 1) OR (status = ANY (ARRAY['cancelled'::text, 'upstream_failed'::text])))),
-    CONSTRAINT tasks_retry_backoff_ms_check CHECK ((retry_backoff_ms >= 0)),
-    CONSTRAINT tasks_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'queued'::text, 'dispatched'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'upstream_failed'::text, 'cancelled'::text]))),
-    CONSTRAINT tasks_timeout_seconds_check CHECK ((timeout_seconds > 0))
 );
 
 
@@ -1980,6 +2456,30 @@ ALTER TABLE ONLY dwop.leases
 
 ALTER TABLE ONLY dwop.outbox
     ADD CONSTRAINT outbox_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: owner_slots owner_slots_pkey; Type: CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.owner_slots
+    ADD CONSTRAINT owner_slots_pkey PRIMARY KEY (owner, slot);
+
+
+--
+-- Name: pool_slots pool_slots_pkey; Type: CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.pool_slots
+    ADD CONSTRAINT pool_slots_pkey PRIMARY KEY (pool, slot);
+
+
+--
+-- Name: pools pools_pkey; Type: CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.pools
+    ADD CONSTRAINT pools_pkey PRIMARY KEY (name);
 
 
 --
@@ -2123,6 +2623,13 @@ CREATE INDEX outbox_unpublished ON dwop.outbox USING btree (topic, id) WHERE (pu
 
 
 --
+-- Name: outbox_unpublished_fair; Type: INDEX; Schema: dwop; Owner: -
+--
+
+CREATE INDEX outbox_unpublished_fair ON dwop.outbox USING btree (topic, owner, priority DESC, id) WHERE (published_at IS NULL);
+
+
+--
 -- Name: run_log_chunks_workflow; Type: INDEX; Schema: dwop; Owner: -
 --
 
@@ -2134,6 +2641,13 @@ CREATE INDEX run_log_chunks_workflow ON dwop.run_log_chunks USING btree (workflo
 --
 
 CREATE INDEX runs_active_by_dispatcher ON dwop.runs USING btree (dispatcher_id) WHERE (status = ANY (ARRAY['starting'::text, 'dispatched'::text, 'running'::text]));
+
+
+--
+-- Name: runs_active_by_owner; Type: INDEX; Schema: dwop; Owner: -
+--
+
+CREATE INDEX runs_active_by_owner ON dwop.runs USING btree (owner) WHERE (status = ANY (ARRAY['starting'::text, 'dispatched'::text, 'running'::text]));
 
 
 --
@@ -2162,6 +2676,20 @@ CREATE INDEX schedules_due ON dwop.schedules USING btree (next_fire_at) WHERE (N
 --
 
 CREATE INDEX tasks_open ON dwop.tasks USING btree (workflow_id) WHERE (status = ANY (ARRAY['pending'::text, 'queued'::text, 'dispatched'::text, 'running'::text]));
+
+
+--
+-- Name: tasks_open_by_pool; Type: INDEX; Schema: dwop; Owner: -
+--
+
+CREATE INDEX tasks_open_by_pool ON dwop.tasks USING btree (pool) WHERE ((pool IS NOT NULL) AND (status = ANY (ARRAY['pending'::text, 'queued'::text, 'dispatched'::text, 'running'::text])));
+
+
+--
+-- Name: tasks_parked; Type: INDEX; Schema: dwop; Owner: -
+--
+
+CREATE INDEX tasks_parked ON dwop.tasks USING btree (owner, priority DESC, id) WHERE (parked IS NOT NULL);
 
 
 --
@@ -2213,6 +2741,30 @@ ALTER TABLE ONLY dwop.events
 
 ALTER TABLE ONLY dwop.hook_deliveries
     ADD CONSTRAINT hook_deliveries_trigger_id_fkey FOREIGN KEY (trigger_id) REFERENCES dwop.triggers(id) ON DELETE CASCADE;
+
+
+--
+-- Name: owner_slots owner_slots_run_id_fkey; Type: FK CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.owner_slots
+    ADD CONSTRAINT owner_slots_run_id_fkey FOREIGN KEY (run_id) REFERENCES dwop.runs(id) ON DELETE SET NULL;
+
+
+--
+-- Name: pool_slots pool_slots_pool_fkey; Type: FK CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.pool_slots
+    ADD CONSTRAINT pool_slots_pool_fkey FOREIGN KEY (pool) REFERENCES dwop.pools(name) ON DELETE CASCADE;
+
+
+--
+-- Name: pool_slots pool_slots_run_id_fkey; Type: FK CONSTRAINT; Schema: dwop; Owner: -
+--
+
+ALTER TABLE ONLY dwop.pool_slots
+    ADD CONSTRAINT pool_slots_run_id_fkey FOREIGN KEY (run_id) REFERENCES dwop.runs(id) ON DELETE SET NULL;
 
 
 --
@@ -2315,6 +2867,24 @@ ALTER TABLE dwop.leases ENABLE ROW LEVEL SECURITY;
 ALTER TABLE dwop.outbox ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: owner_slots; Type: ROW SECURITY; Schema: dwop; Owner: -
+--
+
+ALTER TABLE dwop.owner_slots ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: pool_slots; Type: ROW SECURITY; Schema: dwop; Owner: -
+--
+
+ALTER TABLE dwop.pool_slots ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: pools; Type: ROW SECURITY; Schema: dwop; Owner: -
+--
+
+ALTER TABLE dwop.pools ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: run_log_chunks; Type: ROW SECURITY; Schema: dwop; Owner: -
 --
 
@@ -2402,6 +2972,20 @@ REVOKE ALL ON FUNCTION dwop.acquire_lease(p_name text, p_holder text, p_ttl_seco
 
 
 --
+-- Name: TABLE tasks; Type: ACL; Schema: dwop; Owner: -
+--
+
+GRANT SELECT ON TABLE dwop.tasks TO authenticated;
+
+
+--
+-- Name: FUNCTION admit_task(p_task dwop.tasks, p_owner_max_running integer); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.admit_task(p_task dwop.tasks, p_owner_max_running integer) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION advance_schedule(p_schedule_id uuid, p_claimer text, p_from timestamp with time zone, p_next timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
 --
 
@@ -2483,6 +3067,13 @@ REVOKE ALL ON FUNCTION dwop.create_schedule(p_owner text, p_name text, p_cron te
 --
 
 REVOKE ALL ON FUNCTION dwop.create_trigger(p_owner text, p_name text, p_source text, p_requirements text, p_secret text, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION delete_pool(p_name text); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.delete_pool(p_name text) FROM PUBLIC;
 
 
 --
@@ -2605,10 +3196,52 @@ REVOKE ALL ON FUNCTION dwop.next_outbox_due(p_now timestamp with time zone) FROM
 
 
 --
+-- Name: FUNCTION notify_if_parked(); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.notify_if_parked() FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION notify_outbox(); Type: ACL; Schema: dwop; Owner: -
 --
 
 REVOKE ALL ON FUNCTION dwop.notify_outbox() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION owner_max_running(p_owner text, p_default integer); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.owner_max_running(p_owner text, p_default integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION owner_running(p_owner text); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.owner_running(p_owner text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION parked_reason(p_parked text, p_owner text, p_pool text, p_owner_max_running integer); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.parked_reason(p_parked text, p_owner text, p_pool text, p_owner_max_running integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION pool_held(p_pool text); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.pool_held(p_pool text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION pool_list(); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.pool_list() FROM PUBLIC;
 
 
 --
@@ -2682,6 +3315,13 @@ REVOKE ALL ON FUNCTION dwop.release_outbox_claims(p_claimer_id text) FROM PUBLIC
 
 
 --
+-- Name: FUNCTION reoffer_parked_tasks(p_owner_max_running integer, p_limit integer, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.reoffer_parked_tasks(p_owner_max_running integer, p_limit integer, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION republish_stalled_tasks(p_after_seconds integer, p_waiting integer, p_limit integer, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
 --
 
@@ -2731,17 +3371,31 @@ REVOKE ALL ON FUNCTION dwop.seal_run_log(p_run_id bigint) FROM PUBLIC;
 
 
 --
--- Name: FUNCTION start_cluster_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_max_active integer, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+-- Name: FUNCTION set_key_max_running(p_id uuid, p_max_running integer); Type: ACL; Schema: dwop; Owner: -
 --
 
-REVOKE ALL ON FUNCTION dwop.start_cluster_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_max_active integer, p_now timestamp with time zone) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dwop.set_key_max_running(p_id uuid, p_max_running integer) FROM PUBLIC;
 
 
 --
--- Name: FUNCTION start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+-- Name: FUNCTION set_pool(p_name text, p_slots integer, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
 --
 
-REVOKE ALL ON FUNCTION dwop.start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dwop.set_pool(p_name text, p_slots integer, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION start_cluster_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_max_active integer, p_now timestamp with time zone, p_owner_max_running integer); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.start_cluster_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_max_active integer, p_now timestamp with time zone, p_owner_max_running integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone, p_owner_max_running integer); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone, p_owner_max_running integer) FROM PUBLIC;
 
 
 --
@@ -2759,10 +3413,24 @@ REVOKE ALL ON FUNCTION dwop.submit_workflow(p_id uuid, p_owner text, p_name text
 
 
 --
--- Name: FUNCTION system_stall(p_after_seconds integer, p_alive_seconds integer, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+-- Name: FUNCTION system_stall(p_after_seconds integer, p_alive_seconds integer, p_now timestamp with time zone, p_bus_backlog integer); Type: ACL; Schema: dwop; Owner: -
 --
 
-REVOKE ALL ON FUNCTION dwop.system_stall(p_after_seconds integer, p_alive_seconds integer, p_now timestamp with time zone) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dwop.system_stall(p_after_seconds integer, p_alive_seconds integer, p_now timestamp with time zone, p_bus_backlog integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION take_owner_slot(p_owner text, p_cap integer); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.take_owner_slot(p_owner text, p_cap integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION take_pool_slot(p_pool text, p_slots integer); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.take_pool_slot(p_pool text, p_slots integer) FROM PUBLIC;
 
 
 --
@@ -2798,13 +3466,6 @@ GRANT SELECT ON TABLE dwop.events TO authenticated;
 --
 
 GRANT SELECT ON TABLE dwop.runs TO authenticated;
-
-
---
--- Name: TABLE tasks; Type: ACL; Schema: dwop; Owner: -
---
-
-GRANT SELECT ON TABLE dwop.tasks TO authenticated;
 
 
 --

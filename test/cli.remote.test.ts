@@ -300,4 +300,17 @@ describe("dwop against a server", () => {
     expect(unreachable.code).toBe(3);
     expect(unreachable.stderr).toContain(`cannot reach ${closed}: ECONNREFUSED`);
   }, 120_000);
+
+  it("pool set, list and rm manage pools with the server's token; bad arguments exit 2 and change nothing", async () => {
+    const set = await dwop(["pool", "set", "gpu", "3"]);
+    expect([set.code, set.stdout]).toEqual([0, "gpu  0/3 slots busy, 0 waiting\n"]);
+    const listed = await dwop(["pool", "list", "--json"]);
+    expect(JSON.parse(listed.stdout)).toMatchObject([{ name: "gpu", slots: 3, running: 0, waiting: 0 }]);
+    const bad = await dwop(["pool", "set", "gpu", "many"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("SLOTS must be a whole number from 0 to 10000");
+    expect((await dwop(["pool", "list"])).stdout).toBe("gpu  0/3 slots busy, 0 waiting\n");
+    expect(await dwop(["pool", "rm", "gpu"])).toMatchObject({ code: 0, stdout: "pool gpu deleted\n" });
+    expect((await dwop(["pool", "list"])).stdout).toBe("no pools\n");
+  }, 60_000);
 });

@@ -110,6 +110,8 @@ describe("decorators", () => {
         "@image('python:3.12-slim')",
         '@cpu("500m")',
         '@memory("256Mi")',
+        '@pool("gpu-a100")',
+        "@priority(-7)",
         "fun a():",
         "    pass",
         "fun b():",
@@ -122,6 +124,8 @@ describe("decorators", () => {
       image: "python:3.12-slim",
       cpu: "500m",
       memory: "256Mi",
+      pool: "gpu-a100",
+      priority: -7,
     });
     expect(spec.tasks[1]!.options).toEqual(DEFAULT_TASK_OPTIONS);
   });
@@ -183,6 +187,51 @@ describe("decorators", () => {
       9,
       '@memory takes a quoted positive memory quantity, e.g. @memory("256Mi") or @memory("1Gi")',
     ],
+    [
+      "@pool(gpu)",
+      7,
+      '@pool takes a quoted pool name (letters, digits, "_", "." and "-", up to 64), e.g. @pool("gpu")',
+    ],
+    [
+      '@pool("")',
+      7,
+      '@pool takes a quoted pool name (letters, digits, "_", "." and "-", up to 64), e.g. @pool("gpu")',
+    ],
+    [
+      '@pool("a b")',
+      7,
+      '@pool takes a quoted pool name (letters, digits, "_", "." and "-", up to 64), e.g. @pool("gpu")',
+    ],
+    [
+      '@pool("-x")',
+      7,
+      '@pool takes a quoted pool name (letters, digits, "_", "." and "-", up to 64), e.g. @pool("gpu")',
+    ],
+    [
+      `@pool("${"a".repeat(65)}")`,
+      7,
+      '@pool takes a quoted pool name (letters, digits, "_", "." and "-", up to 64), e.g. @pool("gpu")',
+    ],
+    [
+      "@priority(101)",
+      11,
+      "@priority takes a whole number from -100 to 100 (higher runs first), e.g. @priority(10)",
+    ],
+    [
+      "@priority(-101)",
+      11,
+      "@priority takes a whole number from -100 to 100 (higher runs first), e.g. @priority(10)",
+    ],
+    [
+      "@priority(1.5)",
+      11,
+      "@priority takes a whole number from -100 to 100 (higher runs first), e.g. @priority(10)",
+    ],
+    [
+      '@priority("1")',
+      11,
+      "@priority takes a whole number from -100 to 100 (higher runs first), e.g. @priority(10)",
+    ],
   ])("rejects %s at its argument", (decorator, column, message) => {
     expect(onlyError(`${decorator}\nfun a():\n    pass\n`)).toEqual({ line: 1, column, message });
   });
@@ -205,7 +254,7 @@ describe("decorators", () => {
       line: 1,
       column: 2,
       message:
-        "unknown decorator '@retry' (did you mean '@retries'?); known: @retries, @timeout, @image, @cpu, @memory",
+        "unknown decorator '@retry' (did you mean '@retries'?); known: @retries, @timeout, @image, @cpu, @memory, @pool, @priority",
     });
   });
 

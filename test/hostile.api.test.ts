@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { LocalStorage } from "../shared/storage/local.ts";
-import { apiHarness, driveToEnd, SAMPLE, type ApiHarness } from "./support/api.ts";
+import { API_TOKEN, apiHarness, driveToEnd, SAMPLE, type ApiHarness } from "./support/api.ts";
 import {
   describeRequest,
   hostileRequests,
@@ -83,6 +83,7 @@ beforeAll(async () => {
   real = {
     pathValue(template, param) {
       if (template.startsWith("/keys")) return keyId;
+      if (template.startsWith("/pools")) return "fuzzpool";
       if (template.startsWith("/triggers")) return "alice-hook";
       if (template.startsWith("/schedules")) return "alice-nightly";
       if (template.startsWith("/hooks")) return triggerId;
@@ -107,6 +108,8 @@ beforeAll(async () => {
             timezone: "Europe/Paris",
           }),
         "patch /schedules/{name} application/json": () => JSON.stringify({ paused: true }),
+        "put /pools/{name} application/json": () => JSON.stringify({ slots: 2 }),
+        "patch /keys/{id} application/json": () => JSON.stringify({ maxRunning: 3 }),
         "post /validate application/json": () => JSON.stringify({ workflow: SAMPLE }),
         "post /hooks/{id} */*": () => "{}",
       };
@@ -121,10 +124,14 @@ beforeAll(async () => {
       const body = real.validBody(op.template, op.method.toLowerCase(), type);
       expect(body, `a valid body for ${op.method} ${op.template} ${type}`).toBeDefined();
       if (op.template.startsWith("/hooks")) continue;
+      // Pools and caps are the operator's to change (the fuzzed requests, as alice, are refused 403).
+      const operatorOnly =
+        op.template.startsWith("/pools") || (op.method === "PATCH" && op.template.startsWith("/keys"));
+      const who = operatorOnly ? { authorization: `Bearer ${API_TOKEN}` } : alice;
       const path = op.template.replace(/\{(\w+)\}/g, (_, p: string) => real.pathValue(op.template, p)!);
       const res = await h.app.request(path, {
         method: op.method,
-        headers: { ...alice, ...(typeof body === "string" ? { "content-type": type } : {}) },
+        headers: { ...who, ...(typeof body === "string" ? { "content-type": type } : {}) },
         body: typeof body === "string" ? body.replace("fz-base", "fz-setup") : body,
       });
       expect(res.status, `${op.method} ${op.template} ${type}: ${await res.clone().text()}`).toBeLessThan(
@@ -211,7 +218,8 @@ describe("hostile requests derived from the OpenAPI document", () => {
     "GET /workflows/{id}/tasks/{name}/output", "GET /workflows/{id}/tasks/{name}/logs", "GET /workflows/{id}/events",
     "POST /triggers", "GET /triggers", "GET /triggers/{name}", "DELETE /triggers/{name}", "POST /schedules",
     "GET /schedules", "GET /schedules/{name}", "PATCH /schedules/{name}", "DELETE /schedules/{name}", "POST /keys", "GET /keys",
-    "DELETE /keys/{id}", "POST /hooks/{id}", "POST /validate", "GET /ui/api/workflows",
+    "DELETE /keys/{id}", "PATCH /keys/{id}", "GET /pools", "PUT /pools/{name}", "DELETE /pools/{name}",
+    "POST /hooks/{id}", "POST /validate", "GET /ui/api/workflows",
     "POST /runs/{runId}/log", "POST /runs/{runId}/log/sealed", "POST /runs/{runId}/upload-urls",
   ]; // prettier-ignore
   it("lists exactly the operations fuzzed here", () => {

@@ -60,6 +60,23 @@ describe("dwop.system_stall", () => {
     expect(stall).toMatchObject({ what: "publishing", since: at.toISOString() });
   });
 
+  it("is no publishing stall while a claimer holds rows back because DWOP_BUS_BACKLOG tasks wait in the bus", async () => {
+    m = await migratedDatabase("stall_bus_backlog");
+    await m.store.submitWorkflow(submission([task("a"), task("b"), task("c")]));
+    await m.store.heartbeat("d1", "local");
+    const claimed = await m.store.claimOutbox("c1", 2, 30);
+    await m.store.markPublished(
+      "c1",
+      claimed.map((c) => c.id),
+    );
+    // Two published tasks wait for a dispatcher: a backlog of 2 is full, so c is held back, rightly.
+    expect(await readStall(m.db, { ...SETTINGS, busBacklog: 2 }, later(20))).toBeNull();
+    // With room for 3 in the bus, c should have been published: the claimer stalled.
+    expect(await readStall(m.db, { ...SETTINGS, busBacklog: 3 }, later(20))).toMatchObject({
+      what: "publishing",
+    });
+  });
+
   it("says dispatching when published tasks get no run and no dispatcher is alive, and not while one is", async () => {
     m = await migratedDatabase("stall_dispatching");
     await m.store.submitWorkflow(submission([task("a")]));

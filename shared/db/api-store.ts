@@ -23,6 +23,10 @@ export interface TaskDetail {
   maxRetries: number;
   error: string | null;
   params: TaskParam[];
+  pool: string | null;
+  priority: number;
+  /** Why a queued task has not started (its pool is full, its owner at its cap); null otherwise. */
+  waiting: string | null;
   queuedAt: Date | null;
   dispatchedAt: Date | null;
   startedAt: Date | null;
@@ -87,6 +91,7 @@ export interface ApiKeyRow {
   prefix: string;
   createdAt: Date;
   revokedAt: Date | null;
+  maxRunning: number | null;
 }
 
 export interface Reservation {
@@ -122,7 +127,12 @@ export class ApiStore {
       limit ${q.limit}`;
   }
 
-  async workflow(owner: string, id: string): Promise<WorkflowDetail | null> {
+  /** The owner's workflow with its tasks and runs; `ownerMaxRunning` is DWOP_OWNER_MAX_RUNNING. */
+  async workflow(
+    owner: string,
+    id: string,
+    ownerMaxRunning: number | null = null,
+  ): Promise<WorkflowDetail | null> {
     const sql = this.db;
     const [wf] = await sql<(WorkflowRow & { inputs: string[]; hasRequirements: boolean })[]>`
       select ${sql.unsafe(WORKFLOW_COLUMNS)}, inputs, has_requirements as "hasRequirements"
@@ -130,7 +140,8 @@ export class ApiStore {
     if (!wf) return null;
     const [tasks, runs] = await Promise.all([
       sql<(Omit<TaskDetail, "runs"> & { id: string })[]>`
-        select id, name, status, attempt, max_retries as "maxRetries", error, params, queued_at as "queuedAt",
+        select id, name, status, attempt, max_retries as "maxRetries", error, params, pool, priority,
+               dwop.parked_reason(parked, owner, pool, ${ownerMaxRunning}::int) as waiting, queued_at as "queuedAt",
                dispatched_at as "dispatchedAt", started_at as "startedAt", finished_at as "finishedAt"
         from dwop.tasks where workflow_id = ${id} order by position`,
       sql<(RunSummary & { taskId: string })[]>`
@@ -227,7 +238,8 @@ export class ApiStore {
 
   async createApiKey(owner: string, name: string): Promise<ApiKeyRow & { key: string }> {
     const [row] = await this.db<(ApiKeyRow & { key: string })[]>`
-      select id, ${name}::text as name, key, prefix, created_at as "createdAt", null::timestamptz as "revokedAt"
+      select id, ${name}::text as name, key, prefix, created_at as "createdAt", null::timestamptz as "revokedAt",
+             null::int as "maxRunning"
       from dwop.create_api_key(${owner}, ${name})`;
     if (!row) throw new Error("create_api_key returned no row");
     return row;
@@ -235,7 +247,7 @@ export class ApiStore {
 
   async listApiKeys(owner: string): Promise<ApiKeyRow[]> {
     return this.db<ApiKeyRow[]>`
-      select id, name, prefix, created_at as "createdAt", revoked_at as "revokedAt"
+      select id, name, prefix, created_at as "createdAt", revoked_at as "revokedAt", max_running as "maxRunning"
       from dwop.api_keys where owner = ${owner} order by created_at desc, id`;
   }
 

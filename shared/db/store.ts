@@ -54,6 +54,16 @@ export interface SubmitInput {
   maxInfraRetries?: number;
   /** The name of the schedule that starts this workflow, marked on it in the same transaction. */
   schedule?: string;
+  /** The priority of tasks without @priority (default 0). */
+  priority?: number;
+}
+
+/** A workflow names a pool that does not exist (SQLSTATE DW001 of submit_workflow). */
+export class UnknownPoolError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UnknownPoolError";
+  }
 }
 
 export interface TaskSummary {
@@ -101,16 +111,24 @@ export class Store {
       backoff_ms: input.retryBackoffMs,
       max_infra_retries: input.maxInfraRetries,
       options: { image: t.options.image, cpu: t.options.cpu, memory: t.options.memory },
+      // Pools and priorities (issue 14).
+      pool: t.options.pool,
+      priority: t.options.priority ?? input.priority ?? 0,
     }));
     const json = this.db.json(tasks as unknown as postgres.JSONValue);
-    const [row] = input.schedule
-      ? await this.db<{ created: boolean }[]>`
-          select dwop.submit_scheduled_workflow(${input.schedule}, ${input.id}, ${input.owner}, ${input.name},
-            ${input.source}, ${input.hasRequirements}, ${input.inputs}::text[], ${json}) as created`
-      : await this.db<{ created: boolean }[]>`
-          select dwop.submit_workflow(${input.id}, ${input.owner}, ${input.name}, ${input.source},
-            ${input.hasRequirements}, ${input.inputs}::text[], ${json}) as created`;
-    return row?.created ?? false;
+    try {
+      const [row] = input.schedule
+        ? await this.db<{ created: boolean }[]>`
+            select dwop.submit_scheduled_workflow(${input.schedule}, ${input.id}, ${input.owner}, ${input.name},
+              ${input.source}, ${input.hasRequirements}, ${input.inputs}::text[], ${json}) as created`
+        : await this.db<{ created: boolean }[]>`
+            select dwop.submit_workflow(${input.id}, ${input.owner}, ${input.name}, ${input.source},
+              ${input.hasRequirements}, ${input.inputs}::text[], ${json}) as created`;
+      return row?.created ?? false;
+    } catch (err) {
+      if ((err as { code?: unknown }).code === "DW001") throw new UnknownPoolError((err as Error).message);
+      throw err;
+    }
   }
 
   async claimOutbox(claimerId: string, batchSize: number, leaseSeconds: number): Promise<ClaimedEvent[]> {
@@ -151,15 +169,29 @@ export class Store {
     return row?.result ?? "ignored";
   }
 
+  /** Queues again parked tasks that now have room (pool slots, owner caps); returns how many. */
+  async reofferParkedTasks(ownerMaxRunning: number | null): Promise<number> {
+    const [row] = await this.db<{ n: number }[]>`
+      select dwop.reoffer_parked_tasks(${ownerMaxRunning}) as n`;
+    return row?.n ?? 0;
+  }
+
   /** When the earliest unpublished row becomes claimable, or null when there is none. */
   async nextOutboxDue(): Promise<Date | null> {
     const [row] = await this.db<{ due: Date | null }[]>`select dwop.next_outbox_due() as due`;
     return row?.due ?? null;
   }
 
-  async startRun(message: TaskMessage, dispatcherId: string, executor: string): Promise<StartRunResult> {
+  /** Records the run of an attempt; "stale" also when the task was parked (pool full, owner at its cap). */
+  async startRun(
+    message: TaskMessage,
+    dispatcherId: string,
+    executor: string,
+    ownerMaxRunning: number | null = null,
+  ): Promise<StartRunResult> {
     const [row] = await this.db<StartRunRow[]>`
-      select * from dwop.start_run(${message.taskId}, ${message.attempt}, ${dispatcherId}, ${executor})`;
+      select * from dwop.start_run(${message.taskId}, ${message.attempt}, ${dispatcherId}, ${executor},
+        p_owner_max_running => ${ownerMaxRunning})`;
     if (!row) return { kind: "stale" };
     if (!row.created) return { kind: "duplicate", runId: row.run_id };
     return {
@@ -177,6 +209,8 @@ export class Store {
           image: row.options.image ?? null,
           cpu: row.options.cpu ?? null,
           memory: row.options.memory ?? null,
+          pool: null,
+          priority: null,
         },
         hasRequirements: row.has_requirements,
       },

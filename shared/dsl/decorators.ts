@@ -21,6 +21,10 @@ const IMAGE = /^[A-Za-z0-9][A-Za-z0-9._/:@-]*$/;
 const CPU = /^(\d+m|\d+(\.\d+)?)$/;
 const MEMORY = /^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/;
 const NUMBER = /^-?\d+(\.\d+)?$/;
+// The names PUT /pools/:name accepts (the database checks the same pattern).
+export const POOL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+export const MIN_PRIORITY = -100;
+export const MAX_PRIORITY = 100;
 
 const RULES = new Map<string, Rule>([
   ["retries", retries],
@@ -28,6 +32,8 @@ const RULES = new Map<string, Rule>([
   ["image", image],
   ["cpu", cpu],
   ["memory", memory],
+  ["pool", pool],
+  ["priority", priority],
 ]);
 
 /** A decorator line as read; `options` is null when it was unknown or its argument was bad. */
@@ -155,6 +161,22 @@ function cpu(arg: Literal): Partial<TaskOptions> | string {
   const text = arg.kind === "number" ? arg.text : arg.kind === "string" ? arg.value : "";
   if (text.length <= 32 && CPU.test(text) && Number.parseFloat(text) > 0) return { cpu: text };
   return '@cpu takes a positive CPU quantity, e.g. @cpu("500m") or @cpu("2")';
+}
+
+function pool(arg: Literal): Partial<TaskOptions> | string {
+  if (arg.kind === "string" && POOL_NAME.test(arg.value)) return { pool: arg.value };
+  return '@pool takes a quoted pool name (letters, digits, "_", "." and "-", up to 64), e.g. @pool("gpu")';
+}
+
+function priority(arg: Literal): Partial<TaskOptions> | string {
+  if (
+    arg.kind === "number" &&
+    /^-?\d+$/.test(arg.text) &&
+    arg.value >= MIN_PRIORITY &&
+    arg.value <= MAX_PRIORITY
+  )
+    return { priority: arg.value };
+  return `@priority takes a whole number from ${MIN_PRIORITY} to ${MAX_PRIORITY} (higher runs first), e.g. @priority(10)`;
 }
 
 function memory(arg: Literal): Partial<TaskOptions> | string {

@@ -43,6 +43,13 @@ create table dwop.tasks (
   timeout_seconds int check (timeout_seconds > 0),
   options jsonb not null default '{}',
   params jsonb not null default '[]',
+  -- Fair share, pools and priorities (migration 20261205000200): the workflow's owner, the pool whose
+  -- slot an attempt must hold to start (null: none), the order among one owner's ready tasks (higher
+  -- first), and why a queued task waits without a message on the bus ('pool' full, 'owner' at its cap).
+  owner text not null default 'local',
+  pool text,
+  priority int not null default 0 check (priority between -100 and 100),
+  parked text check (parked in ('pool', 'owner')),
   -- The DAG's edges, both ways, as ids of tasks of the same workflow (written once, at submit). Arrays
   -- instead of an edge table: a 10,000-task submit then writes 10,000 rows, not 30,000 with 40,000
   -- foreign-key checks.
@@ -57,7 +64,8 @@ create table dwop.tasks (
   finished_at timestamptz,
   unique (workflow_id, name),
   constraint tasks_queued_has_attempt check (status = 'pending' or attempt >= 1 or status in ('cancelled', 'upstream_failed')),
-  constraint tasks_pending_waits check (status <> 'queued' or pending_inputs = 0)
+  constraint tasks_pending_waits check (status <> 'queued' or pending_inputs = 0),
+  constraint tasks_parked_is_queued check (parked is null or status = 'queued')
 );
 
 -- Open tasks of a workflow: what the end-of-workflow check looks for.
@@ -74,6 +82,8 @@ create table dwop.runs (
   executor text,
   job_name text,
   dispatcher_id text,
+  -- The task's owner, so the per-owner cap counts active runs without a join.
+  owner text not null default 'local',
   exit_code int,
   failure_reason text
     check (failure_reason in ('exit_code', 'timeout', 'oom_killed', 'lost', 'evicted', 'image_pull',
@@ -91,6 +101,8 @@ create table dwop.runs (
 create index runs_active_by_dispatcher on dwop.runs (dispatcher_id)
   where status in ('starting', 'dispatched', 'running');
 create index runs_workflow on dwop.runs (workflow_id);
+-- The per-owner cap counts an owner's active runs.
+create index runs_active_by_owner on dwop.runs (owner) where status in ('starting', 'dispatched', 'running');
 
 -- One table for everything that must leave the database after a commit: 'task.ready' rows are published
 -- to the bus, 'workflow.callback' rows (a workflow submitted with a callback URL has ended) are sent over
@@ -99,6 +111,9 @@ create table dwop.outbox (
   id bigint generated always as identity primary key,
   topic text not null default 'task.ready' check (topic in ('task.ready', 'workflow.callback')),
   payload jsonb not null,
+  -- A task.ready row's task owner and priority: claims take owners in turn, higher priority first.
+  owner text not null default '',
+  priority int not null default 0,
   available_at timestamptz not null default now(),
   claimed_by text,
   lease_until timestamptz,
@@ -115,6 +130,8 @@ create table dwop.outbox (
 -- The topic leads, so one claim function serves both topics with one plan (a partial index per topic
 -- would only serve a query that spells the topic as a constant).
 create index outbox_unpublished on dwop.outbox (topic, id) where published_at is null;
+-- The fair claim's walk: each owner's unpublished rows, highest priority first.
+create index outbox_unpublished_fair on dwop.outbox (topic, owner, priority desc, id) where published_at is null;
 
 create table dwop.events (
   id bigint generated always as identity primary key,

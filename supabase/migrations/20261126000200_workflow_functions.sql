@@ -12,7 +12,8 @@ $$;
 
 -- Inserts a workflow, its tasks and one outbox row per root task, in one transaction.
 -- p_tasks is a JSON array in topological order of
---   {"name", "params": [{"name", "upstream"}], "retries", "timeout_seconds", "backoff_ms", "options"}.
+--   {"name", "params": [{"name", "upstream"}], "retries", "timeout_seconds", "backoff_ms", "options",
+--    "pool", "priority"}.
 -- Upstreams starting with "inputs." are submit-time inputs, not tasks. Submitting an id that already
 -- exists changes nothing and returns false. Task ids are drawn from the sequence first, so each task
 -- row is written once, with both directions of its edges.
@@ -46,6 +47,20 @@ begin
       using errcode = '22023';
   end if;
 
+  -- Pools (20261205000200): a task names an existing pool; the pool rows are held until commit, so a
+  -- pool is not deleted under a workflow that uses it.
+  select t->>'pool' into v_unknown
+  from jsonb_array_elements(p_tasks) t
+  where t->>'pool' is not null
+    and not exists (select 1 from dwop.pools p where p.name = t->>'pool')
+  limit 1;
+  if v_unknown is not null then
+    raise exception 'the workflow names pool %, which does not exist (an operator makes it with PUT /pools/%)',
+      v_unknown, v_unknown using errcode = 'DW001';
+  end if;
+  perform 1 from dwop.pools p
+  where p.name in (select t->>'pool' from jsonb_array_elements(p_tasks) t) for key share;
+
   select array_agg(nextval(v_sequence) order by g) into v_ids from generate_series(1, v_count) g;
 
   with specs as (
@@ -62,14 +77,16 @@ begin
   downs as (select up as id, array_agg(down order by down) as ids from links group by up)
   insert into dwop.tasks (id, workflow_id, name, position, status, attempt, max_retries, retry_backoff_ms,
                           max_infra_retries, timeout_seconds, options, params, upstream_ids, downstream_ids,
-                          pending_inputs, created_at, queued_at)
+                          pending_inputs, created_at, queued_at,
+                          owner, pool, priority)
   overriding system value
   select s.id, p_id, s.name, s.ord, case when u.ids is null then 'queued' else 'pending' end,
          case when u.ids is null then 1 else 0 end,
          coalesce((s.spec->>'retries')::int, 0), coalesce((s.spec->>'backoff_ms')::int, 1000),
          coalesce((s.spec->>'max_infra_retries')::int, 3), (s.spec->>'timeout_seconds')::int, coalesce(s.spec->'options', '{}'), coalesce(s.spec->'params', '[]'),
          coalesce(u.ids, '{}'), coalesce(d.ids, '{}'), coalesce(cardinality(u.ids), 0),
-         v_now, case when u.ids is null then v_now end
+         v_now, case when u.ids is null then v_now end,
+         p_owner, s.spec->>'pool', coalesce((s.spec->>'priority')::int, 0)
   from specs s
   left join ups u on u.id = s.id
   left join downs d on d.id = s.id;
@@ -78,8 +95,8 @@ begin
     raise exception 'workflow % has no root task', p_id using errcode = '22023';
   end if;
 
-  insert into dwop.outbox (payload, available_at, created_at)
-  select jsonb_build_object('taskId', id::text, 'attempt', 1), v_now, v_now
+  insert into dwop.outbox (payload, available_at, created_at, owner, priority)
+  select jsonb_build_object('taskId', id::text, 'attempt', 1), v_now, v_now, owner, priority
   from dwop.tasks where workflow_id = p_id and status = 'queued'
   order by position;
 
@@ -180,7 +197,7 @@ begin
   where workflow_id = p_workflow_id and status in ('starting', 'dispatched', 'running');
 
   with cancelled as (
-    update dwop.tasks set status = 'cancelled', finished_at = v_now
+    update dwop.tasks set status = 'cancelled', finished_at = v_now, parked = null
     where workflow_id = p_workflow_id and status in ('pending', 'queued', 'dispatched', 'running')
     returning name, attempt
   )
@@ -195,6 +212,7 @@ begin
     perform dwop.enqueue_workflow_callback(p_workflow_id, v_now);
     perform pg_notify('dwop_cancel', p_workflow_id::text);
     perform pg_notify('dwop_workflow_done', p_workflow_id::text);
+    perform dwop.notify_if_parked();
   end if;
   return v_count;
 end;
@@ -232,11 +250,12 @@ begin
     update dwop.tasks
     set status = 'queued', attempt = attempt + 1, queued_at = v_now
     where workflow_id = p_workflow_id and status = 'pending' and pending_inputs = 0
-    returning id, name, attempt, position
+    returning id, name, attempt, position, owner, priority
   ),
   queued as (
-    insert into dwop.outbox (payload, available_at, created_at)
-    select jsonb_build_object('taskId', id::text, 'attempt', attempt), v_now, v_now from ready order by position
+    insert into dwop.outbox (payload, available_at, created_at, owner, priority)
+    select jsonb_build_object('taskId', id::text, 'attempt', attempt), v_now, v_now, owner, priority
+    from ready order by position
   )
   insert into dwop.events (workflow_id, kind, task_name, status, attempt, at)
   select p_workflow_id, 'task', name, 'queued', attempt, v_now from ready;

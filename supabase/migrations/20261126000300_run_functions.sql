@@ -1,7 +1,11 @@
 -- The life of one attempt: claimed from the outbox, started by a dispatcher, completed or failed.
 -- Each transition is a compare-and-set: a call that finds the row in another state changes nothing.
 
--- Claims up to p_batch_size due, unleased outbox rows of p_topic for p_claimer_id, oldest first. The lease
+-- Claims up to p_batch_size due, unleased outbox rows of p_topic for p_claimer_id. Owners take turns
+-- (fair share, 20261205000200): each owner's rows are ranked by priority (higher first) then age, and the
+-- batch takes every owner's first row, then every owner's second, and so on; so one owner's thousands
+-- of ready tasks do not go ahead of another's one. The owners are found by a skip scan of the partial
+-- index outbox_unpublished_fair, each owner's rows by a walk of it. The lease
 -- lets another claimer take the rows again if this one dies before marking them published (task rows)
 -- or recording the try (callbacks, record_callback_result of 20261126000420). Each row comes with which
 -- try this claim is (from 1), and for a 'workflow.callback' row where to send it: the URL and signing
@@ -15,13 +19,33 @@ declare
   v_now timestamptz := coalesce(p_now, now());
 begin
   return query
-  with due as (
-    select o.id from dwop.outbox o
-    where o.published_at is null and o.topic = p_topic and o.available_at <= v_now
-      and (o.lease_until is null or o.lease_until < v_now)
-    order by o.id
+  with recursive owners (owner) as (
+    (select o.owner from dwop.outbox o
+     where o.topic = p_topic and o.published_at is null order by o.owner limit 1)
+    union all
+    select (select o.owner from dwop.outbox o
+            where o.topic = p_topic and o.published_at is null and o.owner > w.owner
+            order by o.owner limit 1)
+    from owners w where w.owner is not null
+  ),
+  ranked as (
+    select c.id, c.priority, row_number() over (partition by w.owner order by c.priority desc, c.id) as turn
+    from owners w
+    cross join lateral (
+      select o.id, o.priority from dwop.outbox o
+      where o.topic = p_topic and o.published_at is null and o.owner = w.owner
+        and o.available_at <= v_now and (o.lease_until is null or o.lease_until < v_now)
+      order by o.priority desc, o.id
+      limit p_batch_size
+    ) c
+    where w.owner is not null
+  ),
+  due as (
+    select o.id, k.turn, k.priority from dwop.outbox o join ranked k on k.id = o.id
+    where o.published_at is null and (o.lease_until is null or o.lease_until < v_now)
+    order by k.turn, k.priority desc, k.id
     limit p_batch_size
-    for update skip locked
+    for update of o skip locked
   ),
   claimed as (
     update dwop.outbox o
@@ -32,10 +56,11 @@ begin
   )
   select c.id, c.topic, c.payload, c.delivery_attempts + 1, s.callback_url, s.callback_secret
   from claimed c
+  join due d on d.id = c.id
   left join dwop.submissions s
     on c.topic = 'workflow.callback' and s.workflow_id = (c.payload->>'workflowId')::uuid
   where c.topic <> 'workflow.callback' or s.workflow_id is not null
-  order by c.id;
+  order by d.turn, d.priority desc, c.id;
 end;
 $$;
 
@@ -62,9 +87,11 @@ $$;
 
 -- Records the run of (task, attempt) for a dispatcher. Returns the run with created = true when this
 -- call made it; created = false when a duplicate delivery finds it already there (do not run it again);
--- no row when the task has moved on (cancelled, or a newer attempt).
+-- no row when the task has moved on (cancelled, or a newer attempt) or was parked: its owner is at its
+-- cap on active runs (p_owner_max_running, unless a key of the owner overrides it) or its pool has no
+-- free slot. A parked task waits, queued, until reoffer_parked_tasks (20261205000200) queues it again.
 create function dwop.start_run(p_task_id bigint, p_attempt int, p_dispatcher_id text, p_executor text,
-                               p_now timestamptz default null)
+                               p_now timestamptz default null, p_owner_max_running int default null)
 returns table (run_id bigint, created boolean, workflow_id uuid, task_name text, params jsonb,
                options jsonb, timeout_seconds int, has_requirements boolean)
 language plpgsql as $$
@@ -72,17 +99,33 @@ declare
   v_now timestamptz := coalesce(p_now, now());
   v_task dwop.tasks;
   v_run bigint;
+  v_pool_slot int;
+  v_owner_slot int;
+  v_wait text;
 begin
   select * into v_task from dwop.tasks t where t.id = p_task_id for no key update;
   if not found then
     return;
   end if;
 
-  if v_task.status = 'queued' and v_task.attempt = p_attempt then
-    insert into dwop.runs (task_id, workflow_id, attempt, status, executor, dispatcher_id, created_at)
-    values (p_task_id, v_task.workflow_id, p_attempt, 'starting', p_executor, p_dispatcher_id, v_now)
+  if v_task.status = 'queued' and v_task.attempt = p_attempt
+     and not exists (select 1 from dwop.runs r where r.task_id = p_task_id and r.attempt = p_attempt) then
+    select a.pool_slot, a.owner_slot, a.wait into v_pool_slot, v_owner_slot, v_wait
+    from dwop.admit_task(v_task, p_owner_max_running) a;
+    if v_wait is not null then
+      update dwop.tasks t set parked = v_wait where t.id = p_task_id;
+      return;
+    end if;
+    insert into dwop.runs (task_id, workflow_id, attempt, status, executor, dispatcher_id, owner, created_at)
+    values (p_task_id, v_task.workflow_id, p_attempt, 'starting', p_executor, p_dispatcher_id, v_task.owner, v_now)
     on conflict on constraint runs_task_id_attempt_key do nothing
     returning id into v_run;
+    if v_run is not null and v_pool_slot is not null then
+      update dwop.pool_slots s set run_id = v_run where s.pool = v_task.pool and s.slot = v_pool_slot;
+    end if;
+    if v_run is not null and v_owner_slot is not null then
+      update dwop.owner_slots s set run_id = v_run where s.owner = v_task.owner and s.slot = v_owner_slot;
+    end if;
   end if;
 
   if v_run is null then
@@ -92,7 +135,7 @@ begin
     return;
   end if;
 
-  update dwop.tasks t set status = 'dispatched', dispatched_at = v_now where t.id = p_task_id;
+  update dwop.tasks t set status = 'dispatched', dispatched_at = v_now, parked = null where t.id = p_task_id;
   update dwop.workflows w set status = 'running', started_at = v_now, updated_at = v_now
   where w.id = v_task.workflow_id and w.status = 'queued';
   perform dwop.log_event(v_task.workflow_id, 'task', v_task.name, 'dispatched', p_attempt,
@@ -204,11 +247,11 @@ begin
         queued_at = case when d.pending_inputs = c.n then v_now else d.queued_at end
     from counts c
     where d.id = c.id and d.status = 'pending'
-    returning d.id, d.status, d.attempt, d.workflow_id, d.name, d.position
+    returning d.id, d.status, d.attempt, d.workflow_id, d.name, d.position, d.owner, d.priority
   ),
   queued as (
-    insert into dwop.outbox (payload, available_at, created_at)
-    select jsonb_build_object('taskId', id::text, 'attempt', attempt), v_now, v_now
+    insert into dwop.outbox (payload, available_at, created_at, owner, priority)
+    select jsonb_build_object('taskId', id::text, 'attempt', attempt), v_now, v_now, owner, priority
     from counted where status = 'queued' order by position
   )
   insert into dwop.events (workflow_id, kind, task_name, status, attempt, at)
@@ -219,6 +262,7 @@ begin
   loop
     perform dwop.finish_workflow_if_done(v_workflow, v_now);
   end loop;
+  perform dwop.notify_if_parked();
 
   return query select unnest(v_runs);
 end;
@@ -260,6 +304,8 @@ begin
   if not found then
     return 'ignored';
   end if;
+  -- The run's pool slot and its owner's share are free again.
+  perform dwop.notify_if_parked();
 
   select * into v_task from dwop.tasks
   where id = v_run.task_id and attempt = v_run.attempt and status in ('dispatched', 'running')
@@ -287,9 +333,9 @@ begin
     update dwop.tasks
     set status = 'queued', attempt = attempt + 1, queued_at = v_now, dispatched_at = null, started_at = null
     where id = v_task.id;
-    insert into dwop.outbox (payload, available_at, created_at)
+    insert into dwop.outbox (payload, available_at, created_at, owner, priority)
     values (jsonb_build_object('taskId', v_task.id::text, 'attempt', v_task.attempt + 1),
-            v_now + make_interval(secs => v_delay_ms / 1000.0), v_now);
+            v_now + make_interval(secs => v_delay_ms / 1000.0), v_now, v_task.owner, v_task.priority);
     perform dwop.log_event(v_task.workflow_id, 'task', v_task.name, 'retrying', v_task.attempt,
                            jsonb_build_object('reason', p_reason, 'exit_code', p_exit_code,
                                               'error', p_error_msg, 'delay_ms', v_delay_ms), v_now);

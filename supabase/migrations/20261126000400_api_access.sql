@@ -10,6 +10,9 @@ create table dwop.api_keys (
   key_hash text not null unique check (key_hash ~ '^[0-9a-f]{64}$'),
   -- The first characters of the key, so an owner can tell keys apart without the key.
   prefix text not null,
+  -- An operator's override of the owner's cap on running tasks (DWOP_OWNER_MAX_RUNNING; see
+  -- 20261205000200): the largest among an owner's live keys applies.
+  max_running int check (max_running between 0 and 100000),
   created_at timestamptz not null default now(),
   revoked_at timestamptz
 );

@@ -8,6 +8,8 @@
 -- starts nothing.
 --
 -- Tasks that wait for good reasons are left alone:
+-- - a parked task (its pool is full or its owner at its cap; 20261205000200): it waits in the database,
+--   and reoffer_parked_tasks queues it again;
 -- - a retry in its backoff, or a row not yet published: its outbox row is still unpublished;
 -- - a backlog (every dispatcher full, messages waiting in the broker): the caller passes how many
 --   messages the bus holds ready, and a pass republishes no more than the stalled tasks outnumber
@@ -69,7 +71,7 @@ begin
       where o.topic = 'task.ready'
         and (o.payload->>'taskId')::bigint = t.id and (o.payload->>'attempt')::int = t.attempt
     ) p
-    where t.status = 'queued' and t.queued_at <= v_now - v_after
+    where t.status = 'queued' and t.queued_at <= v_now - v_after and t.parked is null
       and p.unpublished = 0
       and p.last_published <= v_now - v_after * (2 ^ least(p.published - 1, 5))
       and not exists (select 1 from dwop.runs r where r.task_id = t.id and r.attempt = t.attempt)

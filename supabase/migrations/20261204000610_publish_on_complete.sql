@@ -4,6 +4,7 @@
 -- writes are claimed (leased to p_claimer_id) in the same transaction and returned with the run ids. They
 -- stay in the outbox until the caller marks them published after the broker's confirm
 -- (mark_outbox_published); if it dies first, the lease runs out and a claimer publishes them, as any row.
+-- At most one row per recorded success is taken so: the rest are left to the claimers' fair claims.
 create function dwop.complete_runs_and_claim(p_run_ids bigint[], p_claimer_id text, p_lease_seconds int,
   p_now timestamptz default null)
 returns table (run_id bigint, outbox_id bigint, payload jsonb)
@@ -31,7 +32,11 @@ begin
     select o.id from dwop.outbox o
     where o.id > coalesce(v_last, 0) and o.topic = 'task.ready' and o.published_at is null
       and o.claimed_by is null and o.payload ->> 'taskId' in (select task_id from ready)
-    order by o.id
+    order by o.priority desc, o.id
+    -- One row per success at most: a chain's next task goes at once, while a fan-out's other rows stay
+    -- for the claimers, whose claims take owners in turn and keep the bus's backlog (pools.md). So the
+    -- bus never holds more of an owner's messages than before the success.
+    limit cardinality(v_runs)
     for update skip locked
   )
   update dwop.outbox o

@@ -42,6 +42,10 @@ export interface EngineOptions {
   logger?: Logger;
   /** Dispatchers publish the tasks their successes made ready (readyLeaseSeconds 30); true when not given. */
   publishReady?: boolean;
+  /** Claimers keep at most this many messages waiting in the bus (fair share); unset: no limit. */
+  busBacklog?: number;
+  /** DWOP_OWNER_MAX_RUNNING of the dispatchers and claimers; unset: no cap. */
+  ownerMaxRunning?: number;
 }
 
 export interface Engine {
@@ -52,7 +56,10 @@ export interface Engine {
   storageSecret: string;
   queue: string;
   newBus(): Promise<Bus>;
-  submit(source: string, extra?: { requirements?: string; inputs?: Record<string, string> }): Promise<string>;
+  submit(
+    source: string,
+    extra?: { requirements?: string; inputs?: Record<string, string>; owner?: string; priority?: number },
+  ): Promise<string>;
   waitFor(workflowId: string, timeoutMs?: number): Promise<WorkflowSummary>;
   output(workflowId: string, task: string): Promise<string>;
   stop(passed: boolean): Promise<void>;
@@ -108,6 +115,7 @@ export async function startEngine(label: string, options: EngineOptions): Promis
       logger: options.logger,
       apiUrl: storageUrl, // the engine's app: workers ship live logs to it
       readyLeaseSeconds: options.publishReady === false ? 0 : 30,
+      ownerMaxRunning: options.ownerMaxRunning,
     });
     await d.start();
     stops.push(
@@ -124,6 +132,8 @@ export async function startEngine(label: string, options: EngineOptions): Promis
       pollMs: 200,
       storage, // due schedules fire too
       logger: options.logger,
+      busBacklog: options.busBacklog,
+      ownerMaxRunning: options.ownerMaxRunning,
     });
     await c.start();
     stops.unshift(() => c.stop());

@@ -131,6 +131,7 @@ export class TaskPanel {
         h("span", { class: `badge state-${t.status}` }, icon(t.status), " ", label(t.status)),
       ),
       t.status === "upstream_failed" ? this.blocked(t) : this.failure(t),
+      t.waiting ? h("p", { class: "callout waiting", role: "status" }, `Queued, ${t.waiting}.`) : null,
     ];
   }
 
@@ -243,6 +244,8 @@ export class TaskPanel {
         { class: "facts" },
         h("dt", {}, "Retries"),
         h("dd", {}, t.maxRetries === 0 ? "none" : `up to ${t.maxRetries} after a failure`),
+        t.pool ? [h("dt", {}, "Pool"), h("dd", {}, t.pool)] : null,
+        t.priority !== 0 ? [h("dt", {}, "Priority"), h("dd", {}, String(t.priority))] : null,
         h("dt", {}, "Duration"),
         h("dd", {}, span(t.startedAt, t.finishedAt)),
         h("dt", {}, "Queued"),

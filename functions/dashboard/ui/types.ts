@@ -47,6 +47,10 @@ export interface Task {
   maxRetries: number;
   error: string | null;
   params: TaskParam[];
+  pool: string | null;
+  priority: number;
+  /** Why a queued task has not started: its pool is full, or its owner at its cap. */
+  waiting: string | null;
   queuedAt: string | null;
   startedAt: string | null;
   finishedAt: string | null;

@@ -1,0 +1,365 @@
+-- Pools, per-owner caps and their waiting tasks (issue 14). Every limit is derived from the runs'
+-- states, never kept as a counter: a slot is held exactly while the run it points at is starting,
+-- dispatched or running, so a run that ends, is lost, reaped or cancelled gives its slot back without
+-- anyone having to remember to. The columns these read (tasks.owner/pool/priority/parked, runs.owner,
+-- outbox.owner/priority, api_keys.max_running) are made with their tables; the admission step is called
+-- by start_run (20261126000300), the fair claim is claim_outbox_events there too.
+--
+-- A task that cannot start (pool full, owner at its cap) is parked: it stays queued with `parked` saying
+-- why, its message is acknowledged, and reoffer_parked_tasks (called by every claimer pass; a run's end
+-- wakes the claimers with NOTIFY dwop_outbox) queues it again once there is room.
+
+-- A named limit on how many attempts of the tasks that name it (@pool("name")) start or run at once.
+create table dwop.pools (
+  name text primary key check (name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'),
+  slots int not null check (slots between 0 and 10000),
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now()
+);
+
+-- One row per slot of a pool. run_id is the run that last took the slot: the slot is held while that run
+-- is active, free otherwise. Admission takes a free row FOR UPDATE SKIP LOCKED, so two dispatchers never
+-- take the same slot.
+create table dwop.pool_slots (
+  pool text not null references dwop.pools (name) on delete cascade,
+  slot int not null check (slot >= 0),
+  run_id bigint references dwop.runs (id) on delete set null,
+  primary key (pool, slot)
+);
+
+-- An owner's cap works the same way: one row per slot of the cap, made as the cap first needs it, held
+-- while its run is active. (A counted check under a lock per owner serialised every start of an owner:
+-- a 2,000-task fan-out ran at half the speed.)
+create table dwop.owner_slots (
+  owner text not null,
+  slot int not null check (slot >= 0),
+  run_id bigint references dwop.runs (id) on delete set null,
+  primary key (owner, slot)
+);
+
+alter table dwop.pools enable row level security;
+alter table dwop.pool_slots enable row level security;
+alter table dwop.owner_slots enable row level security;
+
+-- Open tasks of a pool (DELETE refuses a pool still in use; GET /pools counts the waiting).
+create index tasks_open_by_pool on dwop.tasks (pool)
+  where pool is not null and status in ('pending', 'queued', 'dispatched', 'running');
+-- Parked tasks: what reoffer_parked_tasks reads, and the cheap "is anything parked?" of a run's end.
+create index tasks_parked on dwop.tasks (owner, priority desc, id) where parked is not null;
+
+-- Slots of p_pool held by an active run.
+create function dwop.pool_held(p_pool text)
+returns int
+language sql stable as $$
+  select count(*)::int from dwop.pool_slots s join dwop.runs r on r.id = s.run_id
+  where s.pool = p_pool and r.status in ('starting', 'dispatched', 'running');
+$$;
+
+-- The most runs p_owner may have active: the largest max_running among its live keys (an operator's
+-- override), else p_default (DWOP_OWNER_MAX_RUNNING); null for no cap.
+create function dwop.owner_max_running(p_owner text, p_default int)
+returns int
+language sql stable as $$
+  select coalesce((select max(k.max_running) from dwop.api_keys k
+                   where k.owner = p_owner and k.revoked_at is null), p_default);
+$$;
+
+-- Runs of p_owner that are active.
+create function dwop.owner_running(p_owner text)
+returns int
+language sql stable as $$
+  select count(*)::int from dwop.runs r
+  where r.owner = p_owner and r.status in ('starting', 'dispatched', 'running');
+$$;
+
+-- Whether p_task may start now: (pool_slot, owner_slot, null) with the slots it took (null where it has
+-- no pool, or its owner no cap), or (null, null, 'owner' | 'pool') saying why it must wait. Called by
+-- start_run with the task row locked. Each limit is checked twice: the active runs are counted (so runs
+-- holding a slot above a shrunk limit still count), then a free slot row below the limit is taken FOR
+-- UPDATE SKIP LOCKED (so two dispatchers never take the same one, and the limit holds exactly).
+create function dwop.admit_task(p_task dwop.tasks, p_owner_max_running int)
+returns table (pool_slot int, owner_slot int, wait text)
+language plpgsql as $$
+declare
+  v_cap int := dwop.owner_max_running(p_task.owner, p_owner_max_running);
+  v_slots int;
+  v_pool_slot int;
+  v_owner_slot int;
+begin
+  if v_cap is not null then
+    if dwop.owner_running(p_task.owner) < v_cap then
+      v_owner_slot := dwop.take_owner_slot(p_task.owner, v_cap);
+      if v_owner_slot is null
+         and (select count(*) from dwop.owner_slots s where s.owner = p_task.owner) < v_cap then
+        -- The cap's rows are made when it is first needed (or grew).
+        insert into dwop.owner_slots (owner, slot)
+        select p_task.owner, g from generate_series(0, v_cap - 1) g
+        on conflict on constraint owner_slots_pkey do nothing;
+        v_owner_slot := dwop.take_owner_slot(p_task.owner, v_cap);
+      end if;
+    end if;
+    if v_owner_slot is null then
+      return query select null::int, null::int, 'owner'::text;
+      return;
+    end if;
+  end if;
+  if p_task.pool is not null then
+    select p.slots into v_slots from dwop.pools p where p.name = p_task.pool;
+    -- Slots above a shrunk pool's size still held by a run count until it ends: then the pool takes
+    -- no more than its size minus those (counted only when there are any, which is rare).
+    if v_slots is not null
+       and (not exists (select 1 from dwop.pool_slots s join dwop.runs r on r.id = s.run_id
+                        where s.pool = p_task.pool and s.slot >= v_slots
+                          and r.status in ('starting', 'dispatched', 'running'))
+            or dwop.pool_held(p_task.pool) < v_slots) then
+      v_pool_slot := dwop.take_pool_slot(p_task.pool, v_slots);
+    end if;
+    if v_pool_slot is null then
+      return query select null::int, null::int, 'pool'::text;
+      return;
+    end if;
+  end if;
+  return query select v_pool_slot, v_owner_slot, null::text;
+end;
+$$;
+
+-- A free slot row of p_owner's cap below p_cap, locked for this transaction; null when none is free.
+-- The lock's recheck (FOR UPDATE of a row another transaction just gave a run) evaluates the runs
+-- subquery on the statement's older snapshot, where that run is not yet visible: so the row is checked
+-- again by a new statement, which sees the run, and another is tried.
+create function dwop.take_owner_slot(p_owner text, p_cap int)
+returns int
+language plpgsql as $$
+declare
+  v_slot int;
+  v_start int;
+begin
+  for i in 1..8 loop
+    -- From a random slot on, then the ones before it: starting at the first free slot every time
+    -- would walk past every held one and have all starts contend for the same few rows.
+    v_start := floor(random() * p_cap)::int;
+    select s.slot into v_slot from dwop.owner_slots s
+    where s.owner = p_owner and s.slot >= v_start and s.slot < p_cap
+      and (s.run_id is null
+           or not exists (select 1 from dwop.runs r
+                          where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running')))
+    order by s.slot
+    limit 1
+    for update of s skip locked;
+    if v_slot is null then
+      select s.slot into v_slot from dwop.owner_slots s
+      where s.owner = p_owner and s.slot < v_start
+        and (s.run_id is null
+             or not exists (select 1 from dwop.runs r
+                            where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running')))
+      order by s.slot
+      limit 1
+      for update of s skip locked;
+    end if;
+    if v_slot is null then
+      return null;
+    end if;
+    if not exists (select 1 from dwop.owner_slots s join dwop.runs r on r.id = s.run_id
+                   where s.owner = p_owner and s.slot = v_slot
+                     and r.status in ('starting', 'dispatched', 'running')) then
+      return v_slot;
+    end if;
+  end loop;
+  return null;
+end;
+$$;
+
+-- take_owner_slot for a pool's slots.
+create function dwop.take_pool_slot(p_pool text, p_slots int)
+returns int
+language plpgsql as $$
+declare
+  v_slot int;
+  v_start int;
+begin
+  for i in 1..8 loop
+    -- From a random slot on, then the ones before it: starting at the first free slot every time
+    -- would walk past every held one and have all starts contend for the same few rows.
+    v_start := floor(random() * p_slots)::int;
+    select s.slot into v_slot from dwop.pool_slots s
+    where s.pool = p_pool and s.slot >= v_start and s.slot < p_slots
+      and (s.run_id is null
+           or not exists (select 1 from dwop.runs r
+                          where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running')))
+    order by s.slot
+    limit 1
+    for update of s skip locked;
+    if v_slot is null then
+      select s.slot into v_slot from dwop.pool_slots s
+      where s.pool = p_pool and s.slot < v_start
+        and (s.run_id is null
+             or not exists (select 1 from dwop.runs r
+                            where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running')))
+      order by s.slot
+      limit 1
+      for update of s skip locked;
+    end if;
+    if v_slot is null then
+      return null;
+    end if;
+    if not exists (select 1 from dwop.pool_slots s join dwop.runs r on r.id = s.run_id
+                   where s.pool = p_pool and s.slot = v_slot
+                     and r.status in ('starting', 'dispatched', 'running')) then
+      return v_slot;
+    end if;
+  end loop;
+  return null;
+end;
+$$;
+
+-- Wakes the claimers (which reoffer parked tasks) when any task is parked; called where runs end and
+-- where limits grow. One cheap index probe when nothing is parked.
+create function dwop.notify_if_parked()
+returns void
+language plpgsql as $$
+begin
+  if exists (select 1 from dwop.tasks t where t.parked is not null) then
+    perform pg_notify('dwop_outbox', '');
+  end if;
+end;
+$$;
+
+-- Queues again parked tasks that now have room: per pool no more than its free slots, per owner no more
+-- than its room under its cap, owners in turn and higher priority first (as claims go). The new outbox
+-- rows carry the same (task, attempt); start_run admits the task or parks it again. Returns how many it
+-- queued. One pass at a time; a second caller meanwhile returns 0 at once.
+create function dwop.reoffer_parked_tasks(p_owner_max_running int default null, p_limit int default 1000,
+                                          p_now timestamptz default null)
+returns int
+language plpgsql as $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  v_count int;
+begin
+  if not exists (select 1 from dwop.tasks t where t.parked is not null) then
+    return 0;
+  end if;
+  if not pg_try_advisory_xact_lock(hashtext('dwop.reoffer_parked_tasks')) then
+    return 0;
+  end if;
+  with parked as (
+    select t.id, t.owner, t.pool, t.priority,
+           row_number() over (partition by t.owner order by t.priority desc, t.id) as owner_turn
+    from dwop.tasks t where t.parked is not null
+  ),
+  fair as (
+    select p.*, row_number() over (partition by p.pool order by p.owner_turn, p.priority desc, p.id) as pool_turn
+    from parked p
+  ),
+  room as (
+    select o.owner, dwop.owner_max_running(o.owner, p_owner_max_running) - dwop.owner_running(o.owner) as n
+    from (select distinct owner from parked) o
+  ),
+  free as (
+    select l.name as pool, l.slots - dwop.pool_held(l.name) as n
+    from dwop.pools l where l.name in (select pool from parked)
+  ),
+  picked as (
+    select f.id, f.owner_turn, f.priority from fair f
+    join room r on r.owner = f.owner
+    left join free x on x.pool = f.pool
+    where (r.n is null or f.owner_turn <= r.n) and (f.pool is null or f.pool_turn <= coalesce(x.n, 0))
+    order by f.owner_turn, f.priority desc, f.id
+    limit p_limit
+  ),
+  reoffered as (
+    update dwop.tasks t set parked = null
+    from picked k
+    where t.id = k.id and t.parked is not null and t.status = 'queued'
+    returning t.id, t.attempt, t.owner, t.priority, k.owner_turn
+  )
+  insert into dwop.outbox (payload, available_at, created_at, owner, priority)
+  select jsonb_build_object('taskId', id::text, 'attempt', attempt), v_now, v_now, owner, priority
+  from reoffered order by owner_turn, priority desc, id;
+  get diagnostics v_count = row_count;
+  return v_count;
+end;
+$$;
+
+-- Every pool with its slots, the runs holding one, and the open tasks waiting for one.
+create function dwop.pool_list()
+returns table (name text, slots int, running int, waiting int, created_at timestamptz, updated_at timestamptz)
+language sql stable as $$
+  select p.name, p.slots, dwop.pool_held(p.name),
+         (select count(*)::int from dwop.tasks t
+          where t.pool = p.name and t.status = 'queued'
+            and t.status in ('pending', 'queued', 'dispatched', 'running')),
+         p.created_at, p.updated_at
+  from dwop.pools p order by p.name;
+$$;
+
+-- Makes pool p_name with p_slots slots, or resizes it. Shrinking never stops a run: a held slot above the
+-- new size counts until its run ends (admit_task), and is dropped by the next resize once free.
+create function dwop.set_pool(p_name text, p_slots int, p_now timestamptz default null)
+returns table (name text, slots int, running int, waiting int, created_at timestamptz, updated_at timestamptz)
+language plpgsql as $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+begin
+  insert into dwop.pools as p (name, slots, created_at, updated_at)
+  values (p_name, p_slots, v_now, v_now)
+  on conflict on constraint pools_pkey do update set slots = excluded.slots, updated_at = excluded.updated_at;
+  insert into dwop.pool_slots (pool, slot)
+  select p_name, g from generate_series(0, p_slots - 1) g
+  on conflict on constraint pool_slots_pkey do nothing;
+  delete from dwop.pool_slots s
+  where s.pool = p_name and s.slot >= p_slots
+    and not exists (select 1 from dwop.runs r
+                    where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running'));
+  perform dwop.notify_if_parked();
+  return query select l.* from dwop.pool_list() l where l.name = p_name;
+end;
+$$;
+
+-- Deletes pool p_name: 'deleted', 'not_found', or 'in_use' (an open task names it; nothing changes).
+create function dwop.delete_pool(p_name text)
+returns text
+language plpgsql as $$
+begin
+  perform 1 from dwop.pools p where p.name = p_name for update;
+  if not found then
+    return 'not_found';
+  end if;
+  if exists (select 1 from dwop.tasks t
+             where t.pool = p_name and t.status in ('pending', 'queued', 'dispatched', 'running')) then
+    return 'in_use';
+  end if;
+  delete from dwop.pools p where p.name = p_name;
+  return 'deleted';
+end;
+$$;
+
+-- An operator sets (or with null clears) the cap on running tasks of key p_id's owner; false when there
+-- is no live key p_id.
+create function dwop.set_key_max_running(p_id uuid, p_max_running int)
+returns boolean
+language plpgsql as $$
+begin
+  update dwop.api_keys k set max_running = p_max_running where k.id = p_id and k.revoked_at is null;
+  if not found then
+    return false;
+  end if;
+  perform dwop.notify_if_parked();
+  return true;
+end;
+$$;
+
+-- Why a parked task waits, as a sentence (the API and the dashboard show it); null when it is not parked.
+create function dwop.parked_reason(p_parked text, p_owner text, p_pool text, p_owner_max_running int)
+returns text
+language sql stable as $$
+  select case p_parked
+    when 'pool' then format('waiting for pool %s (%s/%s slots busy)', p_pool, dwop.pool_held(p_pool),
+                            coalesce((select p.slots from dwop.pools p where p.name = p_pool), 0))
+    when 'owner' then format('waiting for a running slot of owner %s (%s/%s running)', p_owner,
+                             dwop.owner_running(p_owner),
+                             coalesce(dwop.owner_max_running(p_owner, p_owner_max_running)::text, 'no cap'))
+  end;
+$$;
+
+revoke execute on all functions in schema dwop from public;
