@@ -14,7 +14,7 @@ import type { Logger } from "../shared/log.ts";
 import { createLogger } from "../shared/pino.ts";
 import { storageFromConfig } from "../shared/storage/from-config.ts";
 import { Dispatcher, dispatcherSettings } from "./dispatcher.ts";
-import { kubernetesParts, kubernetesSettings, loadKubeConfig, type KubernetesParts } from "./kubernetes.ts";
+import type { KubernetesParts } from "./kubernetes.ts";
 import { DispatcherMetrics } from "./metrics.ts";
 import { serveOps } from "./ops-server.ts";
 
@@ -30,17 +30,20 @@ if (!url || !storage) {
   process.exit(2);
 }
 const id = config.DWOP_DISPATCHER_ID ?? `${hostname()}-${process.pid}`;
+const home = resolve(config.DWOP_HOME);
+// Started before the database is reached, to overlap it: the local executor's Python and fork server
+// (its sandbox probe), or the Kubernetes client's modules (hundreds; loaded only for that executor).
+const local = config.DWOP_EXECUTOR === "kubernetes" ? null : settled(localExecutor(config, logger));
+const kubeModule = config.DWOP_EXECUTOR === "kubernetes" ? settled(import("./kubernetes.ts")) : null;
 const db = connectDb(url, { max: 10, applicationName: `dwop-dispatcher:${id}` });
 await waitForDatabase(db, logger);
 await migrate(db);
 const store = new Store(db);
 const bus = await connectBus(config, url, logger, `dwop-dispatcher:${id}`);
-const home = resolve(config.DWOP_HOME);
 
 const metrics = new DispatcherMetrics(db, bus, { exportsDatabase: () => kube?.lease.isLeader ?? true });
-const kube: KubernetesParts | null =
-  config.DWOP_EXECUTOR === "kubernetes" ? kubernetes(config, logger) : null;
-const executor: Executor = kube?.executor ?? (await localExecutor(config, logger));
+const kube: KubernetesParts | null = kubeModule ? kubernetes(config, logger, await kubeModule) : null;
+const executor: Executor = kube?.executor ?? (await local!);
 const dispatcher = new Dispatcher(store, bus, executor, storage, {
   id,
   ...dispatcherSettings(config),
@@ -64,9 +67,15 @@ await dispatcher.start();
 await kube?.lease.start();
 logger.info({ id, executor: executor.kind, opsPort: ops?.port ?? null }, "dispatcher started");
 
-function kubernetes(c: Config, log: Logger): KubernetesParts {
+function kubernetes(c: Config, log: Logger, k: typeof import("./kubernetes.ts")): KubernetesParts {
   const onRequest = (call: string) => metrics.kubeRequests.inc({ call });
-  return kubernetesParts(store, loadKubeConfig(c), kubernetesSettings(c), id, log, onRequest);
+  return k.kubernetesParts(store, k.loadKubeConfig(c), k.kubernetesSettings(c), id, log, onRequest);
+}
+
+/** The promise, marked as handled until awaited: a failure then surfaces where it is awaited. */
+function settled<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => {});
+  return p;
 }
 
 async function localExecutor(c: Config, log: Logger): Promise<Executor> {
