@@ -4,7 +4,7 @@
 // from are unchanged (dist/sources.json: each source's size and mtime) and the sources through tsx when
 // one changed, so a checkout under edit never runs a stale bundle.
 import { readFileSync } from "node:fs";
-import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build, type Plugin } from "esbuild";
@@ -26,8 +26,8 @@ export type EntryName = keyof typeof ENTRIES;
  */
 const INLINED = new Set(["zod", "commander"]);
 
-function external(): string[] {
-  const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as {
+function external(root: string): string[] {
+  const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as {
     dependencies: Record<string, string>;
     devDependencies: Record<string, string>;
   };
@@ -63,20 +63,32 @@ function sourceRelativeUrls(outdir: string): Plugin {
   };
 }
 
-/** Bundles the given entries into outdir (emptied first) and writes the sources manifest beside them. */
-export async function buildBundle(
-  outdir: string,
-  entries: readonly EntryName[] = Object.keys(ENTRIES) as EntryName[],
-): Promise<SourcesManifest> {
-  const out = resolve(outdir);
+export interface BuildOptions {
+  /** The checkout to build (default: this one); its node_modules is where the bundle finds packages. */
+  root?: string;
+  /** Default: ROOT/dist, where bin/dwop.js looks. */
+  outdir?: string;
+  entries?: readonly EntryName[];
+}
+
+/**
+ * Bundles the entries into outdir, with the sources manifest beside them. The build is written beside
+ * outdir and swapped in whole, so a `dwop` starting meanwhile finds the old bundle, the new one, or none
+ * (and runs the sources), never half of one.
+ */
+export async function buildBundle(options: BuildOptions = {}): Promise<SourcesManifest> {
+  const root = options.root ?? ROOT;
+  const final = resolve(options.outdir ?? join(root, "dist"));
+  const out = `${final}.building-${process.pid}`;
+  const entries = options.entries ?? (Object.keys(ENTRIES) as EntryName[]);
   await rm(out, { recursive: true, force: true });
   await mkdir(out, { recursive: true });
   const result = await build({
-    absWorkingDir: ROOT,
+    absWorkingDir: root,
     entryPoints: Object.fromEntries(entries.map((e) => [e, ENTRIES[e]])),
     outdir: out,
     bundle: true,
-    external: external(),
+    external: external(root),
     splitting: true,
     format: "esm",
     platform: "node",
@@ -95,12 +107,18 @@ export async function buildBundle(
   const inputs = Object.keys(result.metafile.inputs).filter((p) => !p.includes("node_modules"));
   const sources = await Promise.all(
     inputs.sort().map(async (p): Promise<[string, number, number]> => {
-      const s = await stat(join(ROOT, p));
+      const s = await stat(join(root, p));
       return [p, s.size, s.mtimeMs];
     }),
   );
   const manifest: SourcesManifest = { sources };
   await writeFile(join(out, SOURCES_MANIFEST), JSON.stringify(manifest));
+  const old = `${final}.old-${process.pid}`;
+  await rename(final, old).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== "ENOENT") throw err;
+  });
+  await rename(out, final);
+  await rm(old, { recursive: true, force: true });
   return manifest;
 }
 
@@ -115,6 +133,6 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     process.exit(2);
   }
   const entries = asked.length > 0 ? (asked as EntryName[]) : undefined;
-  const manifest = await buildBundle(join(ROOT, outdir), entries);
+  const manifest = await buildBundle({ outdir: join(ROOT, outdir), entries });
   process.stdout.write(`built ${outdir}/ from ${manifest.sources.length} sources\n`);
 }
