@@ -24,12 +24,22 @@ const load = () =>
     .map((l) => l.toFixed(2))
     .join(" ")}`;
 
-/** Wall milliseconds of `node ARGS` run to its exit, `runs` times after one warm-up. */
-function time(args: string[], env: NodeJS.ProcessEnv, runs = RUNS): number[] {
-  const once = () => {
+interface Sample {
+  wall: number;
+  /** User plus system CPU milliseconds: on a loaded machine, steadier than the wall time. */
+  cpu: number;
+}
+
+/** `node ARGS` run to its exit, `runs` times after one warm-up; bash's `time` gives its CPU time. */
+function time(args: string[], env: NodeJS.ProcessEnv, runs = RUNS): Sample[] {
+  const quoted = [process.execPath, ...args].map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
+  const script = `TIMEFORMAT='%U %S'; { time ${quoted} >/dev/null 2>&1; } 2>&1`;
+  const once = (): Sample => {
     const t0 = performance.now();
-    execFileSync(process.execPath, args, { cwd: ROOT, env, stdio: "ignore" });
-    return performance.now() - t0;
+    const out = execFileSync("bash", ["-c", script], { cwd: ROOT, env, encoding: "utf8" });
+    const wall = performance.now() - t0;
+    const [user, sys] = out.trim().split("\n").at(-1)!.split(" ").map(Number);
+    return { wall, cpu: (user! + sys!) * 1000 };
   };
   once();
   return Array.from({ length: runs }, once);
@@ -60,11 +70,18 @@ async function dispatcherReady(args: string[], env: NodeJS.ProcessEnv): Promise<
   return ms;
 }
 
-function line(label: string, ms: number[], floor: number): string {
-  const p50 = percentile(ms, 50);
-  return `${label.padEnd(36)} p50 ${p50.toFixed(0).padStart(5)} ms  min ${Math.min(...ms)
-    .toFixed(0)
-    .padStart(5)} ms  (+${(p50 - floor).toFixed(0)} ms over node -e 0)`;
+const ms = (n: number) => `${n.toFixed(0).padStart(5)} ms`;
+
+/** p50 and min of the wall times (and of the CPU times when measured), and p50's excess over the floor. */
+function line(label: string, samples: (Sample | number)[], floor: Sample): string {
+  const wall = samples.map((s) => (typeof s === "number" ? s : s.wall));
+  const cpu = samples.flatMap((s) => (typeof s === "number" ? [] : [s.cpu]));
+  const p50 = percentile(wall, 50);
+  const cpuText =
+    cpu.length > 0
+      ? `  cpu p50 ${ms(percentile(cpu, 50))} (+${(percentile(cpu, 50) - floor.cpu).toFixed(0)})`
+      : "";
+  return `${label.padEnd(34)} wall p50 ${ms(p50)} min ${ms(Math.min(...wall))} (+${(p50 - floor.wall).toFixed(0)} over node -e 0)${cpuText}`;
 }
 
 const database = await createTestDatabase("bench_startup", { migrated: true });
@@ -89,8 +106,24 @@ try {
   const id = submitted.trim().split("\n")[0]!;
   console.log(`node ${process.version}, ${load()}, ${RUNS} runs each (${DISPATCHER_RUNS} for dispatchers)`);
 
-  const floor = percentile(time(["-e", "0"], process.env), 50);
-  console.log(line("node -e 0", [floor], floor));
+  const nodeAlone = time(["-e", "0"], process.env);
+  const floor = {
+    wall: percentile(
+      nodeAlone.map((s) => s.wall),
+      50,
+    ),
+    cpu: percentile(
+      nodeAlone.map((s) => s.cpu),
+      50,
+    ),
+  };
+  console.log(line("node -e 0", nodeAlone, floor));
+  // What no start-up work can remove: Node, plus the server's answer to status's one request.
+  const token = (await readFile(join(home, "api.token"), "utf8")).trim();
+  const request = `await fetch("http://127.0.0.1:${port}/workflows/${id}", { headers: { authorization: "Bearer ${token}" } }).then((r) => r.text())`;
+  console.log(
+    line("node + the same request (fetch)", time(["--input-type=module", "-e", request], process.env), floor),
+  );
   for (const [name, args] of [
     ["bundle", BUNDLE],
     ["sources (tsx)", SOURCES],
@@ -112,9 +145,9 @@ try {
     ["bundle", BUNDLE],
     ["sources (tsx)", SOURCES],
   ] as const) {
-    const ms: number[] = [];
-    for (let i = 0; i < DISPATCHER_RUNS; i++) ms.push(await dispatcherReady([...args], dispatcherEnv));
-    console.log(line(`dispatcher ready, ${name}`, ms, floor));
+    const ready: number[] = [];
+    for (let i = 0; i < DISPATCHER_RUNS; i++) ready.push(await dispatcherReady([...args], dispatcherEnv));
+    console.log(line(`dispatcher ready, ${name}`, ready, floor));
   }
   console.log(`(${load()} at the end)`);
 } finally {
