@@ -3,6 +3,7 @@
 // time to its "dispatcher started" line (what a crashed dispatcher's recovery waits for).
 // Run: npm run build && npx tsx bench/startup.ts [--runs=10] [--dispatcher-runs=5]
 import { execFileSync, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdtemp, readFile } from "node:fs/promises";
 import { tmpdir, loadavg } from "node:os";
 import { join } from "node:path";
@@ -30,34 +31,45 @@ interface Sample {
   cpu: number;
 }
 
-/** `node ARGS` run to its exit, `runs` times after one warm-up; bash's `time` gives its CPU time. */
+/**
+ * `node ARGS` run to its exit, `runs` times after one warm-up, timed by bash's `time` (wall, and user
+ * plus system CPU) so that nothing of this process's own spawning is counted.
+ */
 function time(args: string[], env: NodeJS.ProcessEnv, runs = RUNS): Sample[] {
   const quoted = [process.execPath, ...args].map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
-  const script = `TIMEFORMAT='%U %S'; { time ${quoted} >/dev/null 2>&1; } 2>&1`;
+  const script = `TIMEFORMAT='%R %U %S'; { time ${quoted} >/dev/null 2>&1; } 2>&1`;
   const once = (): Sample => {
-    const t0 = performance.now();
     const out = execFileSync("bash", ["-c", script], { cwd: ROOT, env, encoding: "utf8" });
-    const wall = performance.now() - t0;
-    const [user, sys] = out.trim().split("\n").at(-1)!.split(" ").map(Number);
-    return { wall, cpu: (user! + sys!) * 1000 };
+    const [real, user, sys] = out.trim().split("\n").at(-1)!.split(" ").map(Number);
+    return { wall: real! * 1000, cpu: (user! + sys!) * 1000 };
   };
   once();
   return Array.from({ length: runs }, once);
 }
 
-/** Milliseconds from spawning a dispatcher to its "dispatcher started" line; then it is stopped. */
+/** When a process started (epoch ms, to 10 ms), from Linux's /proc: its spawn by this process not counted. */
+function processStart(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  const ticks = Number(fields[19]); // starttime, field 22: clock ticks after boot
+  const boot = Number(/^btime (\d+)$/m.exec(readFileSync("/proc/stat", "utf8"))![1]);
+  return boot * 1000 + (ticks * 1000) / CLOCK_TICKS;
+}
+const CLOCK_TICKS = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }));
+
+/** Milliseconds from a dispatcher's process start to its "dispatcher started" log line; then it is stopped. */
 async function dispatcherReady(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  const t0 = performance.now();
   const child = spawn(process.execPath, [...args, "dispatcher"], {
     cwd: ROOT,
     env,
     stdio: ["ignore", "ignore", "pipe"],
   });
+  const started = processStart(child.pid!);
   let seen = "";
   const ms = await new Promise<number>((resolve, reject) => {
     child.stderr!.on("data", (chunk: Buffer) => {
       seen += chunk.toString();
-      if (seen.includes("dispatcher started")) resolve(performance.now() - t0);
+      const line = seen.split("\n").find((l) => l.includes('"dispatcher started"'));
+      if (line) resolve((JSON.parse(line) as { time: number }).time - started);
     });
     child.once("exit", (code) =>
       reject(new Error(`the dispatcher exited (${code}) before it started:\n${seen}`)),
