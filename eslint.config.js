@@ -32,6 +32,8 @@ export default tseslint.config(
   {
     ignores: [
       "node_modules/",
+      "dist/",
+      "dist.*/",
       ".dwop/",
       ".scratch/",
       "coverage/",

@@ -55,7 +55,9 @@ export class ProcessSet {
   }
 
   private spawn(m: Managed, waitReady: boolean): Promise<string | null> {
-    const child = spawn(process.execPath, ["--import", "tsx", m.spec.script, ...(m.spec.args ?? [])], {
+    // TypeScript through tsx; bin/dwop.js picks the bundle or the sources itself.
+    const loader = m.spec.script.endsWith(".ts") ? ["--import", "tsx"] : [];
+    const child = spawn(process.execPath, [...loader, m.spec.script, ...(m.spec.args ?? [])], {
       cwd: ROOT,
       env: { ...process.env, ...m.spec.env },
       stdio: ["ignore", "pipe", "pipe"],

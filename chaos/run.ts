@@ -148,21 +148,22 @@ export async function runPass(o: PassOptions): Promise<PassReport> {
       });
     }
 
-    // The parts as deployed: `dwop api`, `dwop claimer` and `dwop dispatcher`.
-    const api = { name: "api", script: "cli/main.ts", args: ["api"], env, ready: /^https?:\/\// };
+    // The parts as deployed: `dwop api`, `dwop claimer` and `dwop dispatcher` (the bundle, when
+    // `npm run build` made it from these sources; the sources through tsx otherwise).
+    const api = { name: "api", script: "bin/dwop.js", args: ["api"], env, ready: /^https?:\/\// };
     if (!(await processes.start(api, true))) {
       throw new Error(`the API did not start; see ${logDir}/api.log`);
     }
     for (const i of [0, 1]) {
       await processes.start({
         name: `claimer-${i}`,
-        script: "cli/main.ts",
+        script: "bin/dwop.js",
         args: ["claimer"],
         env: { ...env, DWOP_CLAIMER_ID: `${prefix}-c${i}` },
       });
       await processes.start({
         name: `dispatcher-${i}`,
-        script: "cli/main.ts",
+        script: "bin/dwop.js",
         args: ["dispatcher"],
         env: { ...env, DWOP_DISPATCHER_ID: `${prefix}-d${i}` },
       });

@@ -11,6 +11,7 @@ import type { WorkflowState } from "../shared/model.ts";
 import { readSse, type SseMessage } from "../shared/sse.ts";
 import type { Stall } from "../functions/stall.ts";
 import { EXIT } from "./exit.ts";
+import { requestWithoutBody } from "./http.ts";
 
 /** The API's JSON, typed by the schemas the server validates and documents with. */
 export type WorkflowDetail = z.output<typeof WorkflowDetailSchema>;
@@ -69,7 +70,10 @@ export class DwopClient {
     if (this.token) headers.set("authorization", `Bearer ${this.token}`);
     let res: Response;
     try {
-      res = await fetch(this.url(path), { ...init, method, headers });
+      res =
+        init.body === undefined || init.body === null
+          ? await requestWithoutBody(this.url(path), { method, headers, signal: init.signal ?? null })
+          : await fetch(this.url(path), { ...init, method, headers });
     } catch (err) {
       if (init.signal?.aborted) throw err;
       throw unreachable(this.baseUrl, err);

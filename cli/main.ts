@@ -1,15 +1,17 @@
 import { Command, CommanderError, Option } from "commander";
 import { existsSync } from "node:fs";
-import { ConfigError, loadConfig } from "../shared/config.ts";
-import { DslErrors } from "../shared/dsl/index.ts";
+import type { Config } from "../shared/config.ts";
+import { DslErrors } from "../shared/dsl/errors.ts";
 import { readEnv } from "../shared/env.ts";
 import type { LogFormat } from "../shared/pino.ts";
 import { ApiRequestError } from "./client.ts";
 import { scheduleCommands } from "./commands/schedule-cli.ts";
 import { CliError, EXIT } from "./exit.ts";
 
-function config() {
+/** The validated settings; loaded by the commands that need them, so `--help` never loads zod. */
+async function config(): Promise<Config> {
   if (existsSync(".env")) process.loadEnvFile(".env");
+  const { loadConfig } = await import("../shared/config.ts");
   return loadConfig(readEnv());
 }
 
@@ -58,7 +60,7 @@ program
       async (
         file: string,
         opts: { requirements?: string; input?: string[]; json?: boolean; logFormat?: LogFormat },
-      ) => (await import("./commands/run.ts")).runCommand(config(), file, opts),
+      ) => (await import("./commands/run.ts")).runCommand(await config(), file, opts),
     ),
   );
 
@@ -72,7 +74,7 @@ program
   .option("--json", "print the workflow as JSON (with --wait, the final one)")
   .action(
     act(async (file: string, opts: Flags) =>
-      (await import("./commands/submit.ts")).submitCommand(config(), file, opts),
+      (await import("./commands/submit.ts")).submitCommand(await config(), file, opts),
     ),
   );
 
@@ -83,7 +85,7 @@ program
   .option("--json", json)
   .action(
     act(async (id: string, opts: { json?: boolean }) =>
-      (await import("./commands/status.ts")).statusCommand(config(), id, opts),
+      (await import("./commands/status.ts")).statusCommand(await config(), id, opts),
     ),
   );
 
@@ -105,7 +107,7 @@ program
         cursor?: string;
         all?: boolean;
         json?: boolean;
-      }) => (await import("./commands/list.ts")).listCommand(config(), opts),
+      }) => (await import("./commands/list.ts")).listCommand(await config(), opts),
     ),
   );
 
@@ -129,7 +131,7 @@ program
   )
   .action(
     act(async (id: string, task: string, opts: Flags) =>
-      (await import("./commands/logs.ts")).logsCommand(config(), id, task, opts),
+      (await import("./commands/logs.ts")).logsCommand(await config(), id, task, opts),
     ),
   );
 
@@ -141,7 +143,7 @@ program
   .option("--json", "print {workflowId, task, output}")
   .action(
     act(async (id: string, task: string, opts: { json?: boolean }) =>
-      (await import("./commands/output.ts")).outputCommand(config(), id, task, opts),
+      (await import("./commands/output.ts")).outputCommand(await config(), id, task, opts),
     ),
   );
 
@@ -152,7 +154,7 @@ program
   .option("--json", json)
   .action(
     act(async (id: string, opts: { json?: boolean }) =>
-      (await import("./commands/cancel.ts")).cancelCommand(config(), id, opts),
+      (await import("./commands/cancel.ts")).cancelCommand(await config(), id, opts),
     ),
   );
 
@@ -167,7 +169,7 @@ pool
   .option("--json", json)
   .action(
     act(async (name: string, slots: string, opts: { json?: boolean }) =>
-      (await import("./commands/pool.ts")).poolSetCommand(config(), name, slots, opts),
+      (await import("./commands/pool.ts")).poolSetCommand(await config(), name, slots, opts),
     ),
   );
 pool
@@ -176,7 +178,7 @@ pool
   .option("--json", json)
   .action(
     act(async (opts: { json?: boolean }) =>
-      (await import("./commands/pool.ts")).poolListCommand(config(), opts),
+      (await import("./commands/pool.ts")).poolListCommand(await config(), opts),
     ),
   );
 pool
@@ -184,7 +186,7 @@ pool
   .description("delete a pool no open task names (needs the server's DWOP_API_TOKEN)")
   .argument("<name>", "the pool's name")
   .action(
-    act(async (name: string) => (await import("./commands/pool.ts")).poolRemoveCommand(config(), name)),
+    act(async (name: string) => (await import("./commands/pool.ts")).poolRemoveCommand(await config(), name)),
   );
 
 program
@@ -195,7 +197,7 @@ program
   .option("--json", json)
   .action(
     act(async (id: string, opts: { json?: boolean; wait?: boolean }) =>
-      (await import("./commands/retry.ts")).retryCommand(config(), id, opts),
+      (await import("./commands/retry.ts")).retryCommand(await config(), id, opts),
     ),
   );
 
@@ -221,7 +223,7 @@ program
   .option("--json", "print {nodes, edges}")
   .action(
     act(async (target: string, opts: { format: string; json?: boolean }) =>
-      (await import("./commands/graph.ts")).graphCommand(config(), target, opts),
+      (await import("./commands/graph.ts")).graphCommand(await config(), target, opts),
     ),
   );
 
@@ -233,7 +235,7 @@ program
   .addOption(logFormat())
   .action(
     act(async (opts: { port?: string; host?: string; logFormat?: LogFormat }) =>
-      (await import("./commands/dev.ts")).devCommand(config(), opts),
+      (await import("./commands/dev.ts")).devCommand(await config(), opts),
     ),
   );
 
@@ -247,7 +249,7 @@ program
   .addOption(logFormat())
   .action(
     act(async (opts: { port?: string; host?: string; logFormat?: LogFormat }) =>
-      (await import("./commands/dev.ts")).devCommand(config(), opts, "api"),
+      (await import("./commands/dev.ts")).devCommand(await config(), opts, "api"),
     ),
   );
 
@@ -303,12 +305,12 @@ program
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
-  process.exitCode = report(err);
+  process.exitCode = await report(err);
 }
 // Every command has closed what it opened; a stray handle (a pool's idle timer) must not hold the exit.
 process.exit(process.exitCode ?? EXIT.ok);
 
-function report(err: unknown): number {
+async function report(err: unknown): Promise<number> {
   if (err instanceof CommanderError) {
     return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
   }
@@ -324,6 +326,8 @@ function report(err: unknown): number {
     process.stderr.write(`dwop: ${describeApiError(err)}\n`);
     return err.exitCode;
   }
+  // Loaded here only: a usage error, like --help, must not load zod.
+  const { ConfigError } = await import("../shared/config.ts");
   if (err instanceof ConfigError) {
     process.stderr.write(`dwop: ${err.message}\n`);
     return EXIT.usage;

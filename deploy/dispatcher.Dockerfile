@@ -22,8 +22,11 @@ COPY shared/ shared/
 COPY dispatcher/ dispatcher/
 COPY supabase/migrations/ supabase/migrations/
 COPY tsconfig.json ./
+COPY bin/build-cli.ts bin/
+# The dispatcher as plain JavaScript (dist/dispatcher.mjs): a restarted pod compiles no TypeScript.
+RUN node --import tsx bin/build-cli.ts dispatcher
 
 # The base image's unprivileged user (uid 1000); the Deployment also requires a non-root user.
 USER node
 EXPOSE 9090
-ENTRYPOINT ["node", "--import", "tsx", "dispatcher/main.ts"]
+ENTRYPOINT ["node", "dist/dispatcher.mjs"]

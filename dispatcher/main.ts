@@ -1,11 +1,8 @@
 // The dispatcher as its own process (the Kubernetes Deployment, or a second dispatcher beside `dwop dev`).
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
-import { connectBus } from "../shared/bus/from-config.ts";
 import { databaseUrl, loadConfig, workerApiUrl, type Config } from "../shared/config.ts";
-import { connectDb, waitForDatabase } from "../shared/db/connect.ts";
-import { migrate } from "../shared/db/migrate.ts";
-import { Store } from "../shared/db/store.ts";
+import type { Store } from "../shared/db/store.ts";
 import { readEnv } from "../shared/env.ts";
 import type { Executor } from "../shared/executors/executor.ts";
 import { announceSandbox, LocalExecutor, taskLimits } from "../shared/executors/local.ts";
@@ -13,10 +10,7 @@ import { resolvePython, WORKER_SCRIPT } from "../shared/executors/python.ts";
 import type { Logger } from "../shared/log.ts";
 import { createLogger } from "../shared/pino.ts";
 import { storageFromConfig } from "../shared/storage/from-config.ts";
-import { Dispatcher, dispatcherSettings } from "./dispatcher.ts";
-import { kubernetesParts, kubernetesSettings, loadKubeConfig, type KubernetesParts } from "./kubernetes.ts";
-import { DispatcherMetrics } from "./metrics.ts";
-import { serveOps } from "./ops-server.ts";
+import type { KubernetesParts } from "./kubernetes.ts";
 
 const config = loadConfig(readEnv());
 const logger = createLogger(config.DWOP_LOG_LEVEL, { format: config.DWOP_LOG_FORMAT });
@@ -30,17 +24,39 @@ if (!url || !storage) {
   process.exit(2);
 }
 const id = config.DWOP_DISPATCHER_ID ?? `${hostname()}-${process.pid}`;
+const home = resolve(config.DWOP_HOME);
+// A restarted dispatcher is ready as soon as its slowest part is, so the parts start together: the local
+// executor's Python and fork server (its sandbox probe) or the Kubernetes client's modules (hundreds,
+// loaded only for that executor), beside the modules of the database, bus and dispatcher and the
+// database's answer.
+const local = config.DWOP_EXECUTOR === "kubernetes" ? null : settled(localExecutor(config, logger));
+const kubeModule = config.DWOP_EXECUTOR === "kubernetes" ? settled(import("./kubernetes.ts")) : null;
+const [
+  { connectBus },
+  { connectDb, waitForDatabase },
+  { migrate },
+  { Store: StoreClass },
+  { Dispatcher, dispatcherSettings },
+  { DispatcherMetrics },
+  { serveOps },
+] = await Promise.all([
+  import("../shared/bus/from-config.ts"),
+  import("../shared/db/connect.ts"),
+  import("../shared/db/migrate.ts"),
+  import("../shared/db/store.ts"),
+  import("./dispatcher.ts"),
+  import("./metrics.ts"),
+  import("./ops-server.ts"),
+]);
 const db = connectDb(url, { max: 10, applicationName: `dwop-dispatcher:${id}` });
 await waitForDatabase(db, logger);
 await migrate(db);
-const store = new Store(db);
+const store: Store = new StoreClass(db);
 const bus = await connectBus(config, url, logger, `dwop-dispatcher:${id}`);
-const home = resolve(config.DWOP_HOME);
 
 const metrics = new DispatcherMetrics(db, bus, { exportsDatabase: () => kube?.lease.isLeader ?? true });
-const kube: KubernetesParts | null =
-  config.DWOP_EXECUTOR === "kubernetes" ? kubernetes(config, logger) : null;
-const executor: Executor = kube?.executor ?? (await localExecutor(config, logger));
+const kube: KubernetesParts | null = kubeModule ? kubernetes(config, logger, await kubeModule) : null;
+const executor: Executor = kube?.executor ?? (await local!);
 const dispatcher = new Dispatcher(store, bus, executor, storage, {
   id,
   ...dispatcherSettings(config),
@@ -64,9 +80,15 @@ await dispatcher.start();
 await kube?.lease.start();
 logger.info({ id, executor: executor.kind, opsPort: ops?.port ?? null }, "dispatcher started");
 
-function kubernetes(c: Config, log: Logger): KubernetesParts {
+function kubernetes(c: Config, log: Logger, k: typeof import("./kubernetes.ts")): KubernetesParts {
   const onRequest = (call: string) => metrics.kubeRequests.inc({ call });
-  return kubernetesParts(store, loadKubeConfig(c), kubernetesSettings(c), id, log, onRequest);
+  return k.kubernetesParts(store, k.loadKubeConfig(c), k.kubernetesSettings(c), id, log, onRequest);
+}
+
+/** The promise, marked as handled until awaited: a failure then surfaces where it is awaited. */
+function settled<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => {});
+  return p;
 }
 
 async function localExecutor(c: Config, log: Logger): Promise<Executor> {

@@ -219,6 +219,8 @@ describe("deploy/ manifests", () => {
     expect(dockerfile).toMatch(/^FROM \$\{BASE\}$/m);
     const user = /^USER (\S+)$/m.exec(dockerfile)?.[1];
     expect(user && !["root", "0"].includes(user)).toBe(true);
-    expect(dockerfile).toMatch(/ENTRYPOINT \["node", "--import", "tsx", "dispatcher\/main.ts"\]/);
+    // The prebuilt bundle: a restarted pod compiles no TypeScript.
+    expect(dockerfile).toMatch(/^RUN node --import tsx bin\/build-cli.ts dispatcher$/m);
+    expect(dockerfile).toMatch(/ENTRYPOINT \["node", "dist\/dispatcher.mjs"\]/);
   });
 });

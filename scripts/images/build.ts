@@ -56,6 +56,7 @@ function recipes(root: string): ImageRecipe[] {
         "package.json",
         "package-lock.json",
         "tsconfig.json",
+        "bin/build-cli.ts",
         "shared",
         "dispatcher",
         "supabase/migrations",

@@ -1,12 +1,19 @@
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 import type { Bus } from "./bus.ts";
-import { PgBossBus } from "./pgboss.ts";
-import { RabbitBus } from "./rabbit.ts";
 
-/** RabbitMQ when RABBITMQ_CONNECTION_URL is set; otherwise pg-boss in the same Postgres as the state. */
-export function connectBus(config: Config, databaseUrl: string, logger: Logger, name = "dwop"): Promise<Bus> {
+/**
+ * RabbitMQ when RABBITMQ_CONNECTION_URL is set; otherwise pg-boss in the same Postgres as the state.
+ * Only the chosen adapter's client is loaded (each is a CommonJS package of dozens of modules).
+ */
+export async function connectBus(
+  config: Config,
+  databaseUrl: string,
+  logger: Logger,
+  name = "dwop",
+): Promise<Bus> {
   if (config.RABBITMQ_CONNECTION_URL) {
+    const { RabbitBus } = await import("./rabbit.ts");
     return RabbitBus.connect({
       url: config.RABBITMQ_CONNECTION_URL,
       queue: config.DWOP_QUEUE,
@@ -15,5 +22,6 @@ export function connectBus(config: Config, databaseUrl: string, logger: Logger, 
       logger,
     });
   }
+  const { PgBossBus } = await import("./pgboss.ts");
   return PgBossBus.connect({ connectionString: databaseUrl, queue: config.DWOP_QUEUE, logger });
 }
