@@ -1,6 +1,7 @@
 import type postgres from "postgres";
 import type { Db } from "./connect.ts";
 import type {
+  CodeRange,
   FailureReason,
   RunAssignment,
   TaskMessage,
@@ -48,8 +49,12 @@ export interface SubmitInput {
   hasRequirements: boolean;
   inputs: string[];
   tasks: TaskSpec[];
+  /** Each task's range in the code bundle, in the order of `tasks`. */
+  code: CodeRange[];
   /** Base delay before the first retry; doubles with each further retry. */
   retryBackoffMs: number;
+  /** When it was submitted (tests move time); the database's now when absent. */
+  now?: Date;
   /** Attempts each task may lose to the infrastructure (lost, evicted, OOM-killed...) beyond the first; default 3. */
   maxInfraRetries?: number;
 }
@@ -80,7 +85,7 @@ interface StartRunRow {
   workflow_id: string;
   task_name: string;
   params: TaskParam[];
-  options: Partial<TaskOptions>;
+  options: Partial<TaskOptions> & { code: CodeRange };
   timeout_seconds: number | null;
   has_requirements: boolean;
 }
@@ -91,18 +96,13 @@ export class Store {
 
   /** Inserts the workflow, tasks and root outbox rows in one transaction; false if the id exists. */
   async submitWorkflow(input: SubmitInput): Promise<boolean> {
-    const tasks = input.tasks.map((t) => ({
-      name: t.name,
-      params: t.params,
-      retries: t.options.retries,
-      timeout_seconds: t.options.timeoutSeconds,
-      backoff_ms: input.retryBackoffMs,
-      max_infra_retries: input.maxInfraRetries,
-      options: { image: t.options.image, cpu: t.options.cpu, memory: t.options.memory },
-    }));
+    const c = taskColumns(input.tasks, input.code);
     const [row] = await this.db<{ created: boolean }[]>`
       select dwop.submit_workflow(${input.id}, ${input.owner}, ${input.name}, ${input.source},
-        ${input.hasRequirements}, ${input.inputs}::text[], ${this.db.json(tasks as unknown as postgres.JSONValue)}) as created`;
+        ${input.hasRequirements}, ${input.inputs}::text[], ${c.names}::text[], ${this.db.json(c.params)},
+        ${c.retries}::int[], ${c.timeouts}::int[], ${c.images}::text[], ${c.cpus}::text[], ${c.memories}::text[],
+        ${c.codeOffsets}::bigint[], ${c.codeLengths}::int[], ${c.edgeDown}::int[], ${c.edgeUp}::int[],
+        ${input.retryBackoffMs}, ${input.maxInfraRetries ?? null}, ${input.now ?? null}) as created`;
     return row?.created ?? false;
   }
 
@@ -171,6 +171,7 @@ export class Store {
           cpu: row.options.cpu ?? null,
           memory: row.options.memory ?? null,
         },
+        code: row.options.code,
         hasRequirements: row.has_requirements,
       },
     };
@@ -264,4 +265,40 @@ export class Store {
       tasks: tasks.map((t) => ({ ...t })),
     };
   }
+}
+
+/**
+ * The tasks as submit_workflow's columns: one array per column in the tasks' order, params as one JSON
+ * array, and each edge as the 1-based positions of the task that reads and the task it reads.
+ */
+function taskColumns(tasks: TaskSpec[], code: CodeRange[]) {
+  const position = new Map<string, number>();
+  if (code.length !== tasks.length) throw new Error(`${tasks.length} tasks but ${code.length} code ranges`);
+  tasks.forEach((t, i) => position.set(t.name, i + 1));
+  const edgeDown: number[] = [];
+  const edgeUp: number[] = [];
+  tasks.forEach((t, i) => {
+    for (const p of t.params) {
+      const up = position.get(p.upstream);
+      if (up !== undefined) {
+        edgeDown.push(i + 1);
+        edgeUp.push(up);
+      } else if (!p.upstream.startsWith("inputs.")) {
+        throw new Error(`task ${t.name} reads ${p.upstream}, which is not one of the workflow's tasks`);
+      }
+    }
+  });
+  return {
+    names: tasks.map((t) => t.name),
+    params: tasks.map((t) => t.params) as unknown as postgres.JSONValue,
+    retries: tasks.map((t) => t.options.retries),
+    timeouts: tasks.map((t) => t.options.timeoutSeconds),
+    images: tasks.map((t) => t.options.image),
+    cpus: tasks.map((t) => t.options.cpu),
+    memories: tasks.map((t) => t.options.memory),
+    codeOffsets: code.map((r) => r.offset),
+    codeLengths: code.map((r) => r.length),
+    edgeDown,
+    edgeUp,
+  };
 }
