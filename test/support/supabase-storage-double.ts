@@ -44,6 +44,7 @@ export interface RecordedRequest {
   apikey: string | undefined;
   upsert: string | undefined;
   contentType: string | undefined;
+  range: string | undefined;
 }
 
 export interface DoubleOptions {
@@ -112,6 +113,7 @@ export async function startSupabaseStorageDouble(
       apikey: header(req, "apikey"),
       upsert: header(req, "x-upsert"),
       contentType: header(req, "content-type"),
+      range: header(req, "range"),
     });
     handle(req, res).catch((err: unknown) => {
       const failure =
