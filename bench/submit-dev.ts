@@ -2,7 +2,8 @@
 // 10,001 and 100,000 tasks (a root, n - 2 middles, a sink reading them all), with the server's peak RSS while
 // each is submitted; then the largest one left to run for --run-seconds, with the server's peak RSS and what
 // it got done; with --dispatcher, a lone `dwop dispatcher` (beside `dwop api` and `dwop claimer`) with
-// 10,000 root tasks queued, and its peak RSS.
+// 10,000 root tasks queued, and its peak RSS. CPU seconds of the server and of the database's backends are
+// printed beside wall times: on a shared machine they are the figures to compare.
 // Run: npx tsx bench/submit-dev.ts [--tasks=10001,100000] [--rounds=3] [--run-seconds=20] [--dispatcher]
 //      [--bus=pgboss|rabbit] [--cpu-prof=DIR] (the server writes a V8 CPU profile there when it stops)
 import { spawn, type ChildProcess } from "node:child_process";
@@ -24,7 +25,10 @@ const runSeconds = Number(arg("run-seconds") ?? 20);
 const cpuProf = arg("cpu-prof");
 const bus = arg("bus") ?? "pgboss";
 const MB = 1024 * 1024;
-const load = () => loadavg().map((l) => l.toFixed(1)).join(" ");
+const load = () =>
+  loadavg()
+    .map((l) => l.toFixed(1))
+    .join(" ");
 
 /** One `dwop` process and the RSS figures the kernel keeps for it. */
 class Part {
@@ -65,6 +69,36 @@ class Part {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** CPU seconds a process has used (user + system), from /proc; 0 once it is gone. */
+function cpuSeconds(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime: clock ticks of 1/100 s
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * CPU seconds used by the server and by the Postgres backends of the stack's database while `work` runs:
+ * figures that a shared machine's load does not inflate the way it does wall time.
+ */
+async function cpuDuring<T>(s: Stack, server: Part, work: () => Promise<T>) {
+  const backends = async () =>
+    (
+      await s.m.db<{ pid: number }[]>`select pid from pg_stat_activity where datname = current_database()`
+    ).map((r) => r.pid);
+  const before = new Map((await backends()).map((pid) => [pid, cpuSeconds(pid)]));
+  const server0 = cpuSeconds(server.child.pid!);
+  const result = await work();
+  const serverCpu = cpuSeconds(server.child.pid!) - server0;
+  let postgresCpu = 0;
+  for (const pid of new Set([...before.keys(), ...(await backends())])) {
+    postgresCpu += Math.max(0, cpuSeconds(pid) - (before.get(pid) ?? 0));
+  }
+  return { result, serverCpu, postgresCpu };
+}
 
 interface Stack {
   url: string;
@@ -150,11 +184,12 @@ async function submitBench(): Promise<void> {
         await sleep(1000); // the previous workflow's cancel settles
         const before = dev.rss();
         dev.resetPeak();
-        const r = await submit(s, source);
+        const { result: r, serverCpu, postgresCpu } = await cpuDuring(s, dev, () => submit(s, source));
         const peak = dev.peak();
         console.log(
           `${n} tasks (${(Buffer.byteLength(source) / MB).toFixed(2)} MB), round ${round}: 201 in ${r.to201.toFixed(0)} ms, ` +
-            `body read ${r.toBody.toFixed(0)} ms | server RSS ${before.toFixed(0)} -> peak ${peak.toFixed(0)} MB | load ${load()}`,
+            `body read ${r.toBody.toFixed(0)} ms | CPU: server ${serverCpu.toFixed(2)} s, Postgres ${postgresCpu.toFixed(2)} s | ` +
+            `server RSS ${before.toFixed(0)} -> peak ${peak.toFixed(0)} MB | load ${load()}`,
         );
         if (round < rounds || n !== sizes.at(-1)) await cancel(s, r.id);
         else last = { id: r.id, n };
