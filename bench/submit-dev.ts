@@ -4,6 +4,7 @@
 // it got done; with --dispatcher, a lone `dwop dispatcher` (beside `dwop api` and `dwop claimer`) with
 // 10,000 root tasks queued, and its peak RSS. CPU seconds of the server and of the database's backends are
 // printed beside wall times: on a shared machine they are the figures to compare.
+// Each round runs on a fresh stack.
 // Run: npx tsx bench/submit-dev.ts [--tasks=10001,100000] [--rounds=3] [--run-seconds=20] [--dispatcher]
 //      [--bus=pgboss|rabbit] [--cpu-prof=DIR] (the server writes a V8 CPU profile there when it stops)
 import { spawn, type ChildProcess } from "node:child_process";
@@ -170,43 +171,43 @@ async function watch(part: Part, seconds: number): Promise<{ peak: number; last:
   return { peak: part.peak(), last: part.rss() };
 }
 
+/**
+ * Each round on a fresh stack (database, home and `dwop dev`), warmed with one 100-task submit: a previous
+ * round's workflow, even cancelled, keeps the claimer and the dispatcher busy with its messages.
+ */
 async function submitBench(): Promise<void> {
-  const s = await stack("bench_submit_dev");
-  const nodeArgs = cpuProf ? ["--cpu-prof", `--cpu-prof-dir=${cpuProf}`] : [];
-  const dev = new Part(["dev"], s.env, nodeArgs);
-  try {
-    await dev.ready("dwop dev listening");
-    console.log(`dwop dev (${bus}) up; RSS ${dev.rss().toFixed(0)} MB; load ${load()}`);
-    let last: { id: string; n: number } | null = null;
-    for (const n of sizes) {
-      const source = fanWorkflow(n - 2);
-      for (let round = 1; round <= rounds; round++) {
-        await sleep(1000); // the previous workflow's cancel settles
+  for (const n of sizes) {
+    const source = fanWorkflow(n - 2);
+    for (let round = 1; round <= rounds; round++) {
+      const s = await stack("bench_submit_dev");
+      const nodeArgs = cpuProf ? ["--cpu-prof", `--cpu-prof-dir=${cpuProf}`] : [];
+      const dev = new Part(["dev"], s.env, nodeArgs);
+      try {
+        await dev.ready("dwop dev listening");
+        await cancel(s, (await submit(s, fanWorkflow(98))).id);
+        await sleep(2000);
         const before = dev.rss();
         dev.resetPeak();
         const { result: r, serverCpu, postgresCpu } = await cpuDuring(s, dev, () => submit(s, source));
         const peak = dev.peak();
         console.log(
-          `${n} tasks (${(Buffer.byteLength(source) / MB).toFixed(2)} MB), round ${round}: 201 in ${r.to201.toFixed(0)} ms, ` +
+          `${n} tasks (${(Buffer.byteLength(source) / MB).toFixed(2)} MB, ${bus}), round ${round}: 201 in ${r.to201.toFixed(0)} ms, ` +
             `body read ${r.toBody.toFixed(0)} ms | CPU: server ${serverCpu.toFixed(2)} s, Postgres ${postgresCpu.toFixed(2)} s | ` +
             `server RSS ${before.toFixed(0)} -> peak ${peak.toFixed(0)} MB | load ${load()}`,
         );
-        if (round < rounds || n !== sizes.at(-1)) await cancel(s, r.id);
-        else last = { id: r.id, n };
+        if (round === rounds && n === sizes.at(-1) && runSeconds > 0) {
+          const { peak, last: rss } = await watch(dev, runSeconds);
+          console.log(
+            `${n} tasks running for ${runSeconds} s: server RSS peak ${peak.toFixed(0)} MB, now ${rss.toFixed(0)} MB; ` +
+              `tasks: ${await counts(s, r.id)} | load ${load()}`,
+          );
+        }
+      } finally {
+        await dev.stop();
+        await s.m.close(true);
+        await rm(s.home, { recursive: true, force: true });
       }
     }
-    if (last && runSeconds > 0) {
-      const { peak, last: rss } = await watch(dev, runSeconds);
-      console.log(
-        `${last.n} tasks running for ${runSeconds} s: server RSS peak ${peak.toFixed(0)} MB, now ${rss.toFixed(0)} MB; ` +
-          `tasks: ${await counts(s, last.id)} | load ${load()}`,
-      );
-      await cancel(s, last.id);
-    }
-  } finally {
-    await dev.stop();
-    await s.m.close(true);
-    await rm(s.home, { recursive: true, force: true });
   }
 }
 
