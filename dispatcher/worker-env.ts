@@ -14,7 +14,8 @@ export interface LogStream {
  * Signs the URLs one attempt needs: its code (the workflow's code bundle, and the task's range in it),
  * requirements and inputs to read, its output and log to write. Each URL is for one object and one
  * method, and lives as long as the attempt may run (its deadline, which the dispatcher has resolved)
- * plus `marginSeconds`: a URL that leaks from a run is of no use for long. With a log stream, the worker also gets its run's URL and token to ship its live log.
+ * plus `marginSeconds`: a URL that leaks from a run is of no use for long. With a log stream, the worker
+ * also gets its run's URL and token to ship its live log.
  */
 export async function signWorkerEnv(
   storage: Storage,
