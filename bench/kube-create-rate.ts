@@ -56,6 +56,7 @@ async function createAll(
             attempt: 1,
             params: [],
             options: { ...DEFAULT_TASK_OPTIONS },
+            code: { offset: 0, length: 0 },
             hasRequirements: false,
           },
           ENV,

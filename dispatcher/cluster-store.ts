@@ -1,5 +1,12 @@
 import type { Db } from "../shared/db/connect.ts";
-import type { RunAssignment, RunState, TaskMessage, TaskOptions, TaskParam } from "../shared/model.ts";
+import type {
+  CodeRange,
+  RunAssignment,
+  RunState,
+  TaskMessage,
+  TaskOptions,
+  TaskParam,
+} from "../shared/model.ts";
 
 /** What start_cluster_run found for a delivery. */
 export type ClusterStartResult =
@@ -19,7 +26,7 @@ interface StartRow {
   workflow_id: string;
   task_name: string;
   params: TaskParam[];
-  options: Partial<TaskOptions>;
+  options: Partial<TaskOptions> & { code: CodeRange };
   timeout_seconds: number | null;
   has_requirements: boolean;
 }
@@ -56,6 +63,7 @@ export class ClusterStore {
         pool: null,
         priority: null,
       },
+      code: row.options.code,
       hasRequirements: row.has_requirements,
     };
     if (row.created) return { kind: "created", assignment };

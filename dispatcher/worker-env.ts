@@ -11,10 +11,11 @@ export interface LogStream {
 }
 
 /**
- * Signs the URLs one attempt needs: its code, requirements and inputs to read, its output and log to
- * write. Each URL is for one object and one method, and lives as long as the attempt may run (its
- * deadline, which the dispatcher has resolved) plus `marginSeconds`: a URL that leaks from a run is of
- * no use for long. With a log stream, the worker also gets its run's URL and token to ship its live log.
+ * Signs the URLs one attempt needs: its code (the workflow's code bundle, and the task's range in it),
+ * requirements and inputs to read, its output and log to write. Each URL is for one object and one
+ * method, and lives as long as the attempt may run (its deadline, which the dispatcher has resolved)
+ * plus `marginSeconds`: a URL that leaks from a run is of no use for long. With a log stream, the worker
+ * also gets its run's URL and token to ship its live log.
  */
 export async function signWorkerEnv(
   storage: Storage,
@@ -35,7 +36,8 @@ export async function signWorkerEnv(
     }),
   );
   const env: WorkerEnv = {
-    DWOP_CODE_URL: await storage.signUrl(CODE_BUCKET, objectPaths.code(wf, run.taskName), "GET", ttl),
+    DWOP_CODE_URL: await storage.signUrl(CODE_BUCKET, objectPaths.codeBundle(wf), "GET", ttl),
+    DWOP_CODE_RANGE: codeRange(run),
     DWOP_INPUTS: JSON.stringify(inputs),
     DWOP_ATTEMPT: String(run.attempt),
     DWOP_OUTPUT_URL: await storage.signUrl(OUTPUT_BUCKET, objectPaths.output(wf, run.taskName), "PUT", ttl),
@@ -54,4 +56,13 @@ export async function signWorkerEnv(
     env.DWOP_REQUIREMENTS_URL = await storage.signUrl(CODE_BUCKET, objectPaths.requirements(wf), "GET", ttl);
   }
   return env;
+}
+
+/** The task's range of the code bundle as `offset,length` (DWOP_CODE_RANGE). */
+function codeRange(run: RunAssignment): string {
+  const { offset, length } = run.code ?? {};
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset! < 0 || length! < 1) {
+    throw new Error(`task ${run.taskName} of workflow ${run.workflowId} has no valid code range`);
+  }
+  return `${offset},${length}`;
 }

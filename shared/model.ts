@@ -143,7 +143,15 @@ export interface RunAssignment {
   attempt: number;
   params: TaskParam[];
   options: TaskOptions;
+  /** Where the task's code is in its workflow's code bundle. */
+  code: CodeRange;
   hasRequirements: boolean;
+}
+
+/** A task's bytes in its workflow's code bundle (`objectPaths.codeBundle`): `length` bytes from `offset`. */
+export interface CodeRange {
+  offset: number;
+  length: number;
 }
 
 /** The one failure shape a worker writes and the dispatcher records (Python writes the same JSON). */
@@ -173,7 +181,8 @@ export const objectPaths = {
   output: (workflowId: string, taskName: string) => `${workflowId}/${taskName}/output.txt`,
   log: (workflowId: string, taskName: string, attempt: number) =>
     `${workflowId}/${taskName}/attempt-${attempt}.log`,
-  code: (workflowId: string, taskName: string) => `${workflowId}/${taskName}/main.py`,
+  /** Every task's code of one workflow, one after another; each task's range is stored with the task. */
+  codeBundle: (workflowId: string) => `${workflowId}/code.bundle`,
   requirements: (workflowId: string) => `${workflowId}/requirements.txt`,
   /** A submit-time input (`inputs.NAME`), stored beside the workflow's code. */
   input: (workflowId: string, name: string) => `${workflowId}/inputs/${name}`,

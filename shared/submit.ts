@@ -2,7 +2,7 @@ import type { Config } from "./config.ts";
 import type { Store } from "./db/store.ts";
 import { countTasks, parseWorkflow, workflowInputs } from "./dsl/index.ts";
 import { silentLogger, type Logger } from "./log.ts";
-import { CODE_BUCKET, objectPaths, type TaskSpec, type WorkflowSpec } from "./model.ts";
+import { CODE_BUCKET, objectPaths, type CodeRange, type TaskSpec, type WorkflowSpec } from "./model.ts";
 import type { Semaphore } from "./semaphore.ts";
 import type { Storage } from "./storage/storage.ts";
 
@@ -146,7 +146,7 @@ function utf8Length(text: string, cap: number): number {
 }
 
 /**
- * Checks the workflow (see `checkSubmission`), uploads each task's code, the requirements and the inputs
+ * Checks the workflow (see `checkSubmission`), uploads the code bundle, the requirements and the inputs
  * (UPLOAD_CONCURRENCY at a time), then records everything in one transaction. When an upload or the
  * transaction fails, the objects already stored are deleted again: a failed submission leaves no
  * workflow row and no object.
@@ -156,11 +156,8 @@ export async function submitWorkflow(deps: SubmitDeps, req: SubmitRequest): Prom
   const spec = req.spec ?? checkSubmission(req.source, req.file, Object.keys(inputs), req.limits);
   const id = req.id ?? crypto.randomUUID();
   const hasRequirements = Boolean(req.requirements && req.requirements.trim() !== "");
-  const source = sourceFileName(req.file);
-  const objects: [string, Uint8Array | string][] = spec.tasks.map((t) => [
-    objectPaths.code(id, t.name),
-    codeObject(source, t),
-  ]);
+  const bundle = codeBundle(sourceFileName(req.file), spec.tasks);
+  const objects: [string, Uint8Array | string][] = [[objectPaths.codeBundle(id), bundle.bytes]];
   if (hasRequirements) objects.push([objectPaths.requirements(id), req.requirements!]);
   for (const [name, body] of Object.entries(inputs)) objects.push([objectPaths.input(id, name), body]);
 
@@ -191,6 +188,7 @@ export async function submitWorkflow(deps: SubmitDeps, req: SubmitRequest): Prom
       hasRequirements,
       inputs: Object.keys(inputs),
       tasks: spec.tasks,
+      code: bundle.ranges,
       retryBackoffMs: req.retryBackoffMs,
       maxInfraRetries: req.maxInfraRetries,
       schedule: req.schedule,
@@ -254,6 +252,54 @@ async function removeObjects(deps: SubmitDeps, keys: string[], sharedId: string 
  */
 export function codeObject(file: string, task: Pick<TaskSpec, "name" | "line" | "body">): string {
   return `${SOURCE_MARK}${JSON.stringify({ file, line: task.line, task: task.name })}\n${task.body}`;
+}
+
+/** Every task's code object, one after another, and each one's byte range in it. */
+export interface CodeBundle {
+  bytes: Uint8Array;
+  ranges: CodeRange[];
+}
+
+/**
+ * One object holding every task's code (`codeObject`), so a submit stores one object whatever its task
+ * count; each worker reads its own range of it. The text is encoded once, and each range measured
+ * without encoding it again.
+ */
+export function codeBundle(
+  file: string,
+  tasks: readonly Pick<TaskSpec, "name" | "line" | "body">[],
+): CodeBundle {
+  const ranges: CodeRange[] = [];
+  const parts: string[] = [];
+  let offset = 0;
+  for (const task of tasks) {
+    const part = codeObject(file, task);
+    const length = utf8ByteLength(part);
+    parts.push(part);
+    ranges.push({ offset, length });
+    offset += length;
+  }
+  const bytes = new TextEncoder().encode(parts.join(""));
+  if (bytes.byteLength !== offset) throw new Error("the code bundle's ranges do not add up to its size");
+  return { bytes, ranges };
+}
+
+/** The UTF-8 length of `text` (a lone surrogate counts as U+FFFD's 3 bytes, as TextEncoder writes it). */
+function utf8ByteLength(text: string): number {
+  let n = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) n += 1;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      const next = text.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        n += 2; // a pair: 2 UTF-16 units, 4 bytes
+        i++;
+      } else n += 2;
+    } else n += 2;
+  }
+  return n;
 }
 
 /** The first line of a stored task's code (the worker reads it: worker/dwop_source.py). */

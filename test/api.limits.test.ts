@@ -13,6 +13,13 @@ function manyTasks(n: number): string {
   return Array.from({ length: n }, (_, i) => `fun t${i}():\n    print(${i})\n`).join("");
 }
 
+/** A workflow of one task reading `n` inputs, and the form that gives them: n + 1 objects to store. */
+function manyInputs(n: number): FormData {
+  const names = Array.from({ length: n }, (_, i) => `i${i}`);
+  const source = `fun reader(${names.map((x) => `${x}:inputs.${x}`).join(", ")}):\n    pass\n`;
+  return workflowForm(source, Object.fromEntries(names.map((x) => [`inputs.${x}`, x])));
+}
+
 const READS_DATA = "fun f(d:inputs.data):\n    print(open('d').read())\n";
 
 let h: ApiHarness;
@@ -101,10 +108,10 @@ describe("submission limits", () => {
     const { counting, most } = countingPuts(h.storage);
     const wide = await apiHarness("upload_concurrency", { storage: counting });
     try {
-      const res = await submitForm(workflowForm(manyTasks(200)), wide);
+      const res = await submitForm(manyInputs(60), wide);
       expect(res.status).toBe(201);
       expect(most()).toBe(UPLOAD_CONCURRENCY);
-      expect((await storedFiles(h.storageRoot)).length).toBe(200);
+      expect((await storedFiles(h.storageRoot)).length).toBe(61); // the code bundle and the inputs
     } finally {
       await wide.close(true);
     }
@@ -117,9 +124,7 @@ describe("submission limits", () => {
       settings: { uploadsInFlight: 20 },
     });
     try {
-      const answers = await Promise.all(
-        [1, 2, 3].map(() => submitForm(workflowForm(manyTasks(100)), shared)),
-      );
+      const answers = await Promise.all([1, 2, 3].map(() => submitForm(manyInputs(40), shared)));
       expect(answers.map((r) => r.status)).toEqual([201, 201, 201]);
       expect(most()).toBe(20); // more than one submission's 16, never more than the app's 20
     } finally {
@@ -138,8 +143,7 @@ describe("submission limits", () => {
     };
     const broken = await apiHarness("upload_fails", { storage: failing });
     try {
-      const source = `${manyTasks(100)}fun reader(x:inputs.x):\n    print(open("x").read())\n`;
-      const res = await submitForm(workflowForm(source, { "inputs.x": "1" }), broken);
+      const res = await submitForm(manyInputs(60), broken);
       expect(res.status).toBe(500);
       expect(await workflowIds(broken.m)).toEqual([]);
       expect(await storedFiles(h.storageRoot)).toEqual([]);
@@ -169,7 +173,7 @@ describe("submission limits", () => {
     };
     const broken = await apiHarness("delete_fails", { storage: stuck });
     try {
-      const res = await submitForm(workflowForm(SAMPLE), broken);
+      const res = await submitForm(manyInputs(1), broken);
       expect(res.status).toBe(500);
       const logged = broken.errors.map((e) => [e.msg, String((e.obj as { err: Error }).err)]);
       expect(logged).toEqual([
@@ -278,8 +282,9 @@ describe("a huge submission over a real socket", () => {
       const created = WorkflowDetail.parse(statuses[3]![1]);
       expect(created.tasks).toHaveLength(DEFAULT_SUBMIT_LIMITS.maxTasks);
       expect(await workflowIds(server.m)).toEqual([created.id]);
+      // Every task's code in one object.
       const files = await readdir(`${server.storageRoot}/${CODE_BUCKET}/${created.id}`);
-      expect(files).toHaveLength(DEFAULT_SUBMIT_LIMITS.maxTasks);
+      expect(files).toEqual(["code.bundle"]);
 
       console.log(`/healthz: ${latencies.length} answers, slowest ${Math.max(...latencies).toFixed(0)} ms`);
       expect(latencies.length).toBeGreaterThan(3);

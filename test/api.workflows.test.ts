@@ -35,7 +35,7 @@ async function text(stream: ReadableStream<Uint8Array> | null): Promise<string> 
 }
 
 describe("POST /workflows", () => {
-  it("accepts the multipart form of curl -F and stores each task's code and the requirements", async () => {
+  it("accepts the multipart form of curl -F and stores the code bundle, each task's range of it, and the requirements", async () => {
     const res = await submit(alice, SAMPLE, { requirements: new Blob(["six==1.16.0\n"]) });
     expect(res.status).toBe(201);
     const body = WorkflowDetail.parse(await res.json());
@@ -46,9 +46,21 @@ describe("POST /workflows", () => {
       ["shout", "pending", 0],
     ]);
     expect(body.tasks[1]!.params).toEqual([{ name: "raw", upstream: "extract" }]);
-    expect(await text(await h.storage.get(CODE_BUCKET, objectPaths.code(body.id, "shout")))).toContain(
-      ".upper()",
-    );
+    const bundle = Buffer.from(await text(await h.storage.get(CODE_BUCKET, objectPaths.codeBundle(body.id))));
+    const ranges = await h.m.db<{ name: string; code: { offset: number; length: number } }[]>`
+      select name, options->'code' as code from dwop.tasks where workflow_id = ${body.id} order by position`;
+    const code = ranges.map((r) => [
+      r.name,
+      bundle.subarray(r.code.offset, r.code.offset + r.code.length).toString(),
+    ]);
+    expect(code).toEqual([
+      [
+        "extract",
+        expect.stringMatching(/^# dwop-source: \{"file":"sample.workflow","line":1,"task":"extract"\}\n/),
+      ],
+      ["shout", expect.stringMatching(/^# dwop-source: .*"task":"shout"\}\n.*\.upper\(\)/s)],
+    ]);
+    expect(ranges[1]!.code.offset + ranges[1]!.code.length).toBe(bundle.length);
     expect(await text(await h.storage.get(CODE_BUCKET, objectPaths.requirements(body.id)))).toBe(
       "six==1.16.0\n",
     );

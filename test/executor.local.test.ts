@@ -57,6 +57,7 @@ function assignment(runId: string): RunAssignment {
     attempt: 1,
     params: [],
     options: DEFAULT_TASK_OPTIONS,
+    code: { offset: 0, length: 0 },
     hasRequirements: false,
   };
 }

@@ -49,15 +49,15 @@ function assignment(workflowId: string, taskName: string, params: RunAssignment[
     attempt: 1,
     params,
     options: { ...DEFAULT_TASK_OPTIONS, timeoutSeconds: 1 },
+    code: { offset: 0, length: 10 },
     hasRequirements: true,
   };
 }
 
 /** Every object of both workflows, as bucket/key. */
 const OBJECTS = (): [string, string][] => [
-  [CODE_BUCKET, objectPaths.code(W1, "extract")],
-  [CODE_BUCKET, objectPaths.code(W1, "shout")],
-  [CODE_BUCKET, objectPaths.code(W2, "extract")],
+  [CODE_BUCKET, objectPaths.codeBundle(W1)],
+  [CODE_BUCKET, objectPaths.codeBundle(W2)],
   [CODE_BUCKET, objectPaths.requirements(W1)],
   [CODE_BUCKET, objectPaths.requirements(W2)],
   [CODE_BUCKET, objectPaths.input(W1, "doc")],

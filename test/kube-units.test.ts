@@ -26,6 +26,7 @@ const run = (over: Partial<RunAssignment> = {}): RunAssignment => ({
   attempt: 2,
   params: [],
   options: { ...DEFAULT_TASK_OPTIONS },
+  code: { offset: 0, length: 0 },
   hasRequirements: false,
   ...over,
 });

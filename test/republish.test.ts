@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { Claimer } from "../cron/claimer.ts";
@@ -9,6 +8,7 @@ import { resolvePython, WORKER_SCRIPT } from "../shared/executors/python.ts";
 import type { Logger } from "../shared/log.ts";
 import type { TaskMessage } from "../shared/model.ts";
 import { startEngine, type BusKind, type Engine } from "./support/engine.ts";
+import { submission, task } from "./support/factory.ts";
 import { migratedDatabase, type MigratedDatabase } from "./support/migrated.ts";
 import { deleteRabbitTopology, withRabbitChannel } from "./support/rabbit.ts";
 import { until } from "./support/until.ts";
@@ -46,11 +46,12 @@ describe("republish_stalled_tasks", () => {
 
   /** Submits root tasks at t0; returns the workflow's id. */
   async function submitTasks(names: string[], retries = 0, backoffMs = 0): Promise<string> {
-    const id = randomUUID();
-    const tasks = names.map((name) => ({ name, params: [], retries, backoff_ms: backoffMs }));
-    await m.db`select dwop.submit_workflow(${id}, 'test', 'w', 'src', false, '{}'::text[], ${m.db.json(tasks)},
-      ${t0})`;
-    return id;
+    const s = submission(
+      names.map((name) => task(name, [], { retries })),
+      { retryBackoffMs: backoffMs, now: t0 },
+    );
+    await m.store.submitWorkflow(s);
+    return s.id;
   }
 
   it("republishes a published task that has not started once it waited past the threshold, doubling the wait each time", async () => {

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { connectDb } from "../shared/db/connect.ts";
 import { migrate } from "../shared/db/migrate.ts";
@@ -60,12 +61,29 @@ describe("submit", () => {
     ]);
   });
 
-  it("refuses an unknown upstream and writes nothing", async () => {
+  it("refuses an unknown upstream, an edge outside the workflow and columns of other lengths, writing nothing", async () => {
     const s = submission([task("a"), task("b", ["nope"])]);
-    await expect(store.submitWorkflow(s)).rejects.toMatchObject({ code: "22023" });
+    await expect(store.submitWorkflow(s)).rejects.toThrow(
+      "task b reads nope, which is not one of the workflow's tasks",
+    );
+    const call = (edgeUp: number[], names = ["a", "b"]) => m.db`
+      select dwop.submit_workflow(${randomUUID()}, 'test', 'w', 'src', false, '{}'::text[], ${names}::text[],
+        ${m.db.json([[], [{ name: "x", upstream: "a" }]])}, '{0,0}'::int[], '{null,null}'::int[],
+        '{null,null}'::text[], '{null,null}'::text[], '{null,null}'::text[], '{0,10}'::bigint[], '{10,10}'::int[],
+        '{null,null}'::text[], '{0,0}'::int[], '{2}'::int[], ${edgeUp}::int[], 0, 3)`;
+    for (const up of [0, 3, 2]) {
+      await expect(call([up]), `edge 2 -> ${up}`).rejects.toMatchObject({
+        code: "22023",
+        message: expect.stringContaining("has an edge that is not between two of its tasks"),
+      });
+    }
+    await expect(call([1], ["a", "b", "c"])).rejects.toMatchObject({
+      code: "22023",
+      message: expect.stringContaining("the task columns must all hold one value per task (3 names)"),
+    });
+    await call([1]); // the same call with a good edge is accepted
     const [row] = await m.db<{ n: number }[]>`select count(*)::int as n from dwop.workflows`;
-    expect(row!.n).toBe(0);
-    expect(await store.claimOutbox("c", 10, 30)).toEqual([]);
+    expect(row!.n).toBe(1);
   });
 
   it("treats inputs.* parameters as submit-time inputs, not upstream tasks", async () => {

@@ -46,11 +46,14 @@ it("with SUPABASE_PROJECT_URL and SUPABASE_SERVICE_KEY, code and outputs live in
   expect(outputs.has(`${id}/transform/attempt-1.log`)).toBe(true);
   expect(existsSync(join(dev.home, "storage"))).toBe(false);
 
-  // The Python worker read its code and its input, and wrote its output, through signed URLs alone.
+  // The Python worker read its code (its range of the bundle) and its input, and wrote its output,
+  // through signed URLs alone.
   const byWorker = storage.requests.filter((r) => r.authorization === undefined);
-  expect(byWorker.map((r) => `${r.method} ${r.path.split("?")[0]}`)).toEqual(
+  const bundle = storage.buckets.get("Task_Code")!.get(`${id}/code.bundle`)!.body;
+  const start = bundle.indexOf('# dwop-source: {"file":"etl.workflow","line":4,"task":"transform"}\n');
+  expect(byWorker.map((r) => `${r.method} ${r.path.split("?")[0]} ${r.range ?? ""}`.trim())).toEqual(
     expect.arrayContaining([
-      `GET /storage/v1/object/sign/Task_Code/${id}/transform/main.py`,
+      `GET /storage/v1/object/sign/Task_Code/${id}/code.bundle bytes=${start}-${bundle.length - 1}`,
       `GET /storage/v1/object/sign/Task_Output/${id}/extract/output.txt`,
       `PUT /storage/v1/object/upload/sign/Task_Output/${id}/transform/output.txt`,
     ]),

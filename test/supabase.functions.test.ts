@@ -208,9 +208,9 @@ async function submitAndRead(base: string, storage: SupabaseStorageDouble, db: D
   const submitted = await fetch(`${base}/workflows`, { method: "POST", headers: AUTH, body: form });
   expect(submitted.status, await submitted.clone().text()).toBe(201);
   const { id } = (await submitted.json()) as { id: string };
-  // The body, below the line that tells the worker where it is in the workflow file.
-  expect(storage.buckets.get("Task_Code")?.get(`${id}/extract/main.py`)?.body.toString()).toBe(
-    '# dwop-source: {"file":"etl.workflow","line":1,"task":"extract"}\nprint("a,b,c")\n',
+  // The first task's body, below the line that tells the worker where it is in the workflow file.
+  expect(storage.buckets.get("Task_Code")?.get(`${id}/code.bundle`)?.body.toString()).toMatch(
+    /^# dwop-source: \{"file":"etl.workflow","line":1,"task":"extract"\}\nprint\("a,b,c"\)\n# dwop-source: /,
   );
 
   const [row] = await db<

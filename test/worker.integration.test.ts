@@ -7,6 +7,7 @@ import { resolvePython, WORKER_SCRIPT } from "../shared/executors/python.ts";
 import type { WorkerEnv } from "../shared/executors/executor.ts";
 import { CODE_BUCKET, OUTPUT_BUCKET, objectPaths, type WorkerFailure } from "../shared/model.ts";
 import { serveLocalStorage, type LocalStorageServer } from "../shared/storage/local-routes.ts";
+import { codeBundle } from "../shared/submit.ts";
 
 /** The real worker against LocalStorage over HTTP, as the local executor runs it. */
 describe("worker with LocalStorage", () => {
@@ -23,16 +24,27 @@ describe("worker with LocalStorage", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  /**
+   * The env of a run of `task`, whose code sits in the workflow's code bundle between two other tasks'
+   * (with text of 2, 3 and 4 UTF-8 bytes a character, so a range counted in characters would miss).
+   */
   async function workerEnv(task: string, body: string, inputs: Record<string, string>): Promise<WorkerEnv> {
     const { storage } = server;
-    await storage.put(CODE_BUCKET, objectPaths.code(wf, task), body);
+    const bundle = codeBundle("etl.workflow", [
+      { name: "before", line: 1, body: 'print("déjà ✓ 😀")\n' },
+      { name: task, line: 3, body },
+      { name: "after", line: 9, body: 'print("after")\n' },
+    ]);
+    await storage.put(CODE_BUCKET, objectPaths.codeBundle(wf), bundle.bytes);
+    const { offset, length } = bundle.ranges[1]!;
     const signedInputs = [];
     for (const [param, upstream] of Object.entries(inputs)) {
       const url = await storage.signUrl(OUTPUT_BUCKET, objectPaths.output(wf, upstream), "GET", 60);
       signedInputs.push({ param, url });
     }
     return {
-      DWOP_CODE_URL: await storage.signUrl(CODE_BUCKET, objectPaths.code(wf, task), "GET", 60),
+      DWOP_CODE_URL: await storage.signUrl(CODE_BUCKET, objectPaths.codeBundle(wf), "GET", 60),
+      DWOP_CODE_RANGE: `${offset},${length}`,
       DWOP_INPUTS: JSON.stringify(signedInputs),
       DWOP_ATTEMPT: "1",
       DWOP_OUTPUT_URL: await storage.signUrl(OUTPUT_BUCKET, objectPaths.output(wf, task), "PUT", 60),
@@ -44,6 +56,7 @@ describe("worker with LocalStorage", () => {
     env: WorkerEnv,
   ): Promise<{ code: number | null; resultFile: string; stderr: string }> {
     const work = join(dir, "work");
+    await rm(work, { recursive: true, force: true });
     await mkdir(work);
     const resultFile = join(dir, "result.json");
     const child = spawn(await resolvePython(), [WORKER_SCRIPT], {
@@ -123,5 +136,48 @@ describe("worker with LocalStorage", () => {
     expect(failure.type).toBe("download_failed");
     expect(failure.message).toContain("403");
     expect(failure.nonRetryable).toBe(false);
+  });
+
+  async function failureOf(env: WorkerEnv): Promise<WorkerFailure> {
+    const { code, resultFile } = await runWorker(env);
+    expect(code).toBe(70);
+    return JSON.parse(await readFile(resultFile, "utf8")) as WorkerFailure;
+  }
+
+  it("fails clearly, running nothing, when its code range is tampered with", async () => {
+    const env = await workerEnv("load", 'print("ran")\n', {});
+    const [offset, length] = env.DWOP_CODE_RANGE!.split(",").map(Number) as [number, number];
+    const size =
+      offset +
+      length +
+      Buffer.byteLength('# dwop-source: {"file":"etl.workflow","line":9,"task":"after"}\nprint("after")\n');
+
+    expect(await failureOf({ ...env, DWOP_CODE_RANGE: `${size},10` })).toMatchObject({
+      type: "download_failed",
+      message: expect.stringMatching(
+        new RegExp(
+          `^downloading the task's code \\(bytes ${size}\\+10 of the code bundle\\): HTTP 416: .*outside the object \\(${size} bytes\\)`,
+        ),
+      ),
+    });
+    expect(await failureOf({ ...env, DWOP_CODE_RANGE: `${size - 5},10` })).toMatchObject({
+      type: "download_failed",
+      message: expect.stringContaining(
+        `asked for bytes ${size - 5}-${size + 4} but the storage answered 206 with bytes ${size - 5}-${size - 1}/${size}`,
+      ),
+    });
+    expect(await failureOf({ ...env, DWOP_CODE_RANGE: `${offset + 1},${length}` })).toMatchObject({
+      type: "download_failed",
+      message: expect.stringMatching(/is not a task's code \(it does not start with '# dwop-source: '\)/),
+      nonRetryable: true,
+    });
+    for (const bad of ["12", "-1,5", "0,0", "a,b", "1,2,3"]) {
+      expect(await failureOf({ ...env, DWOP_CODE_RANGE: bad }), bad).toMatchObject({
+        type: "worker_error",
+        message: `DWOP_CODE_RANGE is not offset,length (two whole numbers, length above 0): ${bad}`,
+        nonRetryable: true,
+      });
+    }
+    expect(await object(objectPaths.output(wf, "load"))).toBeNull();
   });
 });

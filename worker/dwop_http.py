@@ -35,24 +35,27 @@ def is_transient(error):
 
 
 class Transfer:
-    """One object to move: a GET written to fd, or a PUT of fd's whole content."""
+    """One object to move: a GET written to fd (only bytes [offset, offset + length) of it when
+    byte_range is (offset, length)), or a PUT of fd's whole content."""
 
-    def __init__(self, method, url, fd, what):
+    def __init__(self, method, url, fd, what, byte_range=None):
         self.method = method
         self.url = url
         self.fd = fd
         self.what = what
+        self.byte_range = byte_range
 
     def start(self):
         """Connects and sends the request; returns the socket with the response still to read."""
         if self.method == "GET":
             os.ftruncate(self.fd, 0)
             os.lseek(self.fd, 0, os.SEEK_SET)
-            return send_request("GET", self.url, None)
+            return send_request("GET", self.url, None, range_header(self.byte_range))
         return send_request(self.method, self.url, self.fd)
 
     def finish(self, sock):
-        read_response(sock, self.method, self.url, self.fd if self.method == "GET" else None)
+        sink = self.fd if self.method == "GET" else None
+        read_response(sock, self.method, self.url, sink, byte_range=self.byte_range)
 
     def run_once(self):
         self.finish(self.start())
@@ -202,12 +205,32 @@ def request(method, url, headers, body, timeout=TIMEOUT):
         sock.close()
 
 
-def send_request(method, url, body_fd):
+def range_header(byte_range):
+    """The Range header line asking for (offset, length), or nothing for the whole object."""
+    if byte_range is None:
+        return b""
+    offset, length = byte_range
+    return b"Range: bytes=%d-%d\r\n" % (offset, offset + length - 1)
+
+
+def check_range(status, headers, byte_range):
+    """Raises ValueError unless the answer is exactly the range asked for: a storage that ignored the
+    Range header (200) or answered another range would hand the worker some other task's code."""
+    offset, length = byte_range
+    wanted = "bytes %d-%d/" % (offset, offset + length - 1)
+    got = headers.get("content-range", "")
+    if status != 206 or not got.startswith(wanted):
+        raise ValueError(
+            "asked for %s but the storage answered %d%s" % (wanted[:-1], status, (" with " + got) if got else "")
+        )
+
+
+def send_request(method, url, body_fd, extra_headers=b""):
     """Connects and sends a request (with body_fd's content as the body); returns the socket."""
     scheme, host, port, path = split_url(url)
     sock = connect(scheme, host, port)
     try:
-        head = request_head(method, host, port, path)
+        head = request_head(method, host, port, path) + extra_headers
         if body_fd is None:
             sock.sendall(head + b"Connection: close\r\n\r\n")
             return sock
@@ -238,8 +261,9 @@ def send_file(sock, fd, head):
         data = os.read(fd, CHUNK)
 
 
-def read_response(sock, method, url, sink_fd, redirects=MAX_REDIRECTS):
-    """Reads the answer to a request sent on sock, writing a 2xx body to sink_fd; closes sock."""
+def read_response(sock, method, url, sink_fd, redirects=MAX_REDIRECTS, byte_range=None):
+    """Reads the answer to a request sent on sock, writing a 2xx body to sink_fd; closes sock. With
+    byte_range, only a 206 of exactly that range is accepted."""
     try:
         response = Response(sock)
         status, headers = response.head()
@@ -249,13 +273,19 @@ def read_response(sock, method, url, sink_fd, redirects=MAX_REDIRECTS):
                 scheme, host, port, _ = split_url(url)
                 location = "%s://%s%s" % (scheme, host_header(host, port), location)
             sock.close()
-            sock = send_request("GET", location, None)
-            return read_response(sock, method, location, sink_fd, redirects - 1)
+            sock = send_request("GET", location, None, range_header(byte_range))
+            return read_response(sock, method, location, sink_fd, redirects - 1, byte_range)
         if not 200 <= status < 300:
             raise HttpError(status, answer_detail(response, headers))
+        if byte_range is not None:
+            check_range(status, headers, byte_range)
+        received = 0
         for chunk in response.body(headers):
+            received += len(chunk)
             if sink_fd is not None:
                 write_all(sink_fd, chunk)
+        if byte_range is not None and received != byte_range[1]:
+            raise ValueError("asked for %d bytes but the storage sent %d" % (byte_range[1], received))
     finally:
         sock.close()
 

@@ -2,6 +2,8 @@
 
 Started as `python dwop_worker.py` (a launcher, so this module's bytecode is cached). Environment:
   DWOP_CODE_URL          signed GET of the body, saved as main.py
+  DWOP_CODE_RANGE        optional "offset,length": the body is those bytes of DWOP_CODE_URL's object (the
+                         workflow's code bundle), fetched with an HTTP Range request
   DWOP_REQUIREMENTS_URL  optional signed GET of requirements.txt
   DWOP_INPUTS            JSON array [{"param": "raw", "url": "<signed GET>"}]; each saved as file `param`
   DWOP_OUTPUT_URL        signed PUT of Task_Output/<workflow>/<task>/output.txt (the body's stdout)
@@ -33,7 +35,7 @@ import time as _time
 from dwop_http import HttpError, Transfer, transfer_all, write_all
 from dwop_json import parse_json
 from dwop_log import LineLog, LogStream
-from dwop_source import exception_line
+from dwop_source import MARK, exception_line
 from dwop_process import abandon_child, die_with_parent, fork_child, load_prctl, run_script, wait_child
 from dwop_sandbox import SandboxError
 
@@ -105,6 +107,7 @@ class Task:
         except KeyError as e:
             message = "missing environment variable %s" % e.args[0]
             raise Failure("worker_error", message, non_retryable=True) from None
+        self.code_range = code_range(env.get("DWOP_CODE_RANGE"))
         self.requirements_url = env.get("DWOP_REQUIREMENTS_URL") or None
         try:
             inputs = parse_json(env.get("DWOP_INPUTS") or "[]")
@@ -118,6 +121,17 @@ class Task:
                 raise Failure("worker_error", message, non_retryable=True)
 
 
+def code_range(text):
+    """(offset, length) of DWOP_CODE_RANGE, or None when it is absent."""
+    if not text:
+        return None
+    offset, _, length = text.partition(",")
+    if not (offset.isdigit() and length.isdigit() and int(length) > 0):
+        message = "DWOP_CODE_RANGE is not offset,length (two whole numbers, length above 0): %.80s" % text
+        raise Failure("worker_error", message, non_retryable=True)
+    return int(offset), int(length)
+
+
 def safe_file_name(name):
     reserved = (".", "..", "main.py", "requirements.txt", DEPS_DIR)
     return bool(name) and name not in reserved and not any(c in name for c in "/\\\0")
@@ -125,15 +139,18 @@ def safe_file_name(name):
 
 def download(task, while_waiting):
     """Fetches code, inputs and requirements, all requests at once; runs while_waiting() meanwhile."""
-    wanted = [("main.py", task.code_url, "the task's code")]
-    wanted += [(param, url, "input %s" % param) for param, url in task.inputs]
+    code = "the task's code"
+    if task.code_range:
+        code += " (bytes %d+%d of the code bundle)" % task.code_range
+    wanted = [("main.py", task.code_url, code, task.code_range)]
+    wanted += [(param, url, "input %s" % param, None) for param, url in task.inputs]
     if task.requirements_url:
-        wanted.append(("requirements.txt", task.requirements_url, "requirements.txt"))
+        wanted.append(("requirements.txt", task.requirements_url, "requirements.txt", None))
     transfers = []
     try:
-        for path, url, what in wanted:
+        for path, url, what, byte_range in wanted:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            transfers.append(Transfer("GET", url, fd, what))
+            transfers.append(Transfer("GET", url, fd, what, byte_range))
         failed = transfer_all(transfers, while_waiting)
     finally:
         for transfer in transfers:
@@ -141,6 +158,11 @@ def download(task, while_waiting):
     if failed:
         transfer, error = failed[0]
         raise Failure("download_failed", "downloading %s: %s" % (transfer.what, describe(error)))
+    if task.code_range:
+        with open("main.py", "rb") as f:
+            if f.read(len(MARK)) != MARK:
+                message = "%s is not a task's code (it does not start with %r)" % (code, MARK.decode())
+                raise Failure("download_failed", message, non_retryable=True)
 
 
 def describe(error):

@@ -149,12 +149,16 @@ export class ApiStore {
                started_at as "startedAt", finished_at as "finishedAt"
         from dwop.runs where workflow_id = ${id} order by attempt`,
     ]);
+    // Grouped once: filtering every run for each task is quadratic, minutes for a running 100,000-task workflow.
+    const runsOf = new Map<string, RunSummary[]>();
+    for (const { taskId, ...r } of runs) {
+      const list = runsOf.get(taskId);
+      if (list) list.push(r);
+      else runsOf.set(taskId, [r]);
+    }
     return {
       ...wf,
-      tasks: tasks.map(({ id: taskId, ...t }) => ({
-        ...t,
-        runs: runs.filter((r) => r.taskId === taskId).map(({ taskId: _, ...r }) => r),
-      })),
+      tasks: tasks.map(({ id: taskId, ...t }) => ({ ...t, runs: runsOf.get(taskId) ?? [] })),
     };
   }
 

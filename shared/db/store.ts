@@ -1,6 +1,7 @@
 import type postgres from "postgres";
 import type { Db } from "./connect.ts";
 import type {
+  CodeRange,
   FailureReason,
   RunAssignment,
   TaskMessage,
@@ -48,8 +49,12 @@ export interface SubmitInput {
   hasRequirements: boolean;
   inputs: string[];
   tasks: TaskSpec[];
+  /** Each task's range in the code bundle, in the order of `tasks`. */
+  code: CodeRange[];
   /** Base delay before the first retry; doubles with each further retry. */
   retryBackoffMs: number;
+  /** When it was submitted (tests move time); the database's now when absent. */
+  now?: Date;
   /** Attempts each task may lose to the infrastructure (lost, evicted, OOM-killed...) beyond the first; default 3. */
   maxInfraRetries?: number;
   /** The name of the schedule that starts this workflow, marked on it in the same transaction. */
@@ -92,7 +97,7 @@ interface StartRunRow {
   workflow_id: string;
   task_name: string;
   params: TaskParam[];
-  options: Partial<TaskOptions>;
+  options: Partial<TaskOptions> & { code: CodeRange };
   timeout_seconds: number | null;
   has_requirements: boolean;
 }
@@ -103,28 +108,24 @@ export class Store {
 
   /** Inserts the workflow, tasks and root outbox rows in one transaction; false if the id exists. */
   async submitWorkflow(input: SubmitInput): Promise<boolean> {
-    const tasks = input.tasks.map((t) => ({
-      name: t.name,
-      params: t.params,
-      retries: t.options.retries,
-      timeout_seconds: t.options.timeoutSeconds,
-      backoff_ms: input.retryBackoffMs,
-      max_infra_retries: input.maxInfraRetries,
-      options: { image: t.options.image, cpu: t.options.cpu, memory: t.options.memory },
-      // Pools and priorities (issue 14).
-      pool: t.options.pool,
-      priority: t.options.priority ?? input.priority ?? 0,
-    }));
-    const json = this.db.json(tasks as unknown as postgres.JSONValue);
+    const c = taskColumns(input.tasks, input.code, input.priority ?? 0);
+    const submit = async (sql: postgres.Sql | postgres.TransactionSql) => {
+      const [row] = await sql<{ created: boolean }[]>`
+        select dwop.submit_workflow(${input.id}, ${input.owner}, ${input.name}, ${input.source},
+          ${input.hasRequirements}, ${input.inputs}::text[], ${c.names}::text[], ${sql.json(c.params)},
+          ${c.retries}::int[], ${c.timeouts}::int[], ${c.images}::text[], ${c.cpus}::text[], ${c.memories}::text[],
+          ${c.codeOffsets}::bigint[], ${c.codeLengths}::int[], ${c.pools}::text[], ${c.priorities}::int[],
+          ${c.edgeDown}::int[], ${c.edgeUp}::int[],
+          ${input.retryBackoffMs}, ${input.maxInfraRetries ?? null}, ${input.now ?? null}) as created`;
+      const created = row?.created ?? false;
+      if (created && input.schedule) {
+        await sql`select dwop.mark_workflow_scheduled(${input.id}, ${input.schedule})`;
+      }
+      return created;
+    };
     try {
-      const [row] = input.schedule
-        ? await this.db<{ created: boolean }[]>`
-            select dwop.submit_scheduled_workflow(${input.schedule}, ${input.id}, ${input.owner}, ${input.name},
-              ${input.source}, ${input.hasRequirements}, ${input.inputs}::text[], ${json}) as created`
-        : await this.db<{ created: boolean }[]>`
-            select dwop.submit_workflow(${input.id}, ${input.owner}, ${input.name}, ${input.source},
-              ${input.hasRequirements}, ${input.inputs}::text[], ${json}) as created`;
-      return row?.created ?? false;
+      // A scheduled workflow is made and marked with its schedule in one transaction.
+      return input.schedule ? await this.db.begin((sql) => submit(sql)) : await submit(this.db);
     } catch (err) {
       if ((err as { code?: unknown }).code === "DW001") throw new UnknownPoolError((err as Error).message);
       throw err;
@@ -212,6 +213,7 @@ export class Store {
           pool: null,
           priority: null,
         },
+        code: row.options.code,
         hasRequirements: row.has_requirements,
       },
     };
@@ -336,4 +338,53 @@ export class Store {
       tasks: tasks.map((t) => ({ ...t })),
     };
   }
+}
+
+/**
+ * The tasks as submit_workflow's columns: one array per column in the tasks' order, params as one JSON
+ * array, and each edge as the 1-based positions of the task that reads and the task it reads.
+ */
+function taskColumns(tasks: TaskSpec[], code: CodeRange[], defaultPriority: number) {
+  const position = new Map<string, number>();
+  if (code.length !== tasks.length) throw new Error(`${tasks.length} tasks but ${code.length} code ranges`);
+  tasks.forEach((t, i) => position.set(t.name, i + 1));
+  const edgeDown: number[] = [];
+  const edgeUp: number[] = [];
+  tasks.forEach((t, i) => {
+    for (const p of t.params) {
+      const up = position.get(p.upstream);
+      if (up !== undefined) {
+        edgeDown.push(i + 1);
+        edgeUp.push(up);
+      } else if (!p.upstream.startsWith("inputs.")) {
+        throw new Error(`task ${t.name} reads ${p.upstream}, which is not one of the workflow's tasks`);
+      }
+    }
+  });
+  return {
+    names: tasks.map((t) => t.name),
+    params: tasks.map((t) => t.params) as unknown as postgres.JSONValue,
+    retries: intArray(tasks.map((t) => t.options.retries)),
+    timeouts: intArray(tasks.map((t) => t.options.timeoutSeconds)),
+    images: tasks.map((t) => t.options.image),
+    cpus: tasks.map((t) => t.options.cpu),
+    memories: tasks.map((t) => t.options.memory),
+    codeOffsets: intArray(code.map((r) => r.offset)),
+    codeLengths: intArray(code.map((r) => r.length)),
+    pools: tasks.map((t) => t.options.pool ?? null),
+    priorities: intArray(tasks.map((t) => t.options.priority ?? defaultPriority)),
+    edgeDown: intArray(edgeDown),
+    edgeUp: intArray(edgeUp),
+  };
+}
+
+/**
+ * An integer array's literal (`{1,2,NULL}`): postgres.js quotes and escapes each element of an array it
+ * is given, which for a 100,000-task submit's eight integer columns costs more than the rest of the call.
+ */
+function intArray(values: (number | null)[]): string {
+  for (const v of values) {
+    if (v !== null && !Number.isSafeInteger(v)) throw new Error(`not an integer: ${v}`);
+  }
+  return `{${values.map((v) => (v === null ? "NULL" : v)).join(",")}}`;
 }

@@ -2,7 +2,10 @@ import type { FailureReason, RunAssignment } from "../model.ts";
 
 /** Everything a worker needs, as signed URLs: its environment holds nothing else of DWOP's. */
 export interface WorkerEnv {
+  /** Signed GET of the workflow's code bundle. */
   DWOP_CODE_URL: string;
+  /** The task's bytes in the bundle, `offset,length`: the worker fetches only these (an HTTP Range). Absent: the whole object is the task's code. */
+  DWOP_CODE_RANGE?: string;
   /** Absent when the workflow has no requirements. */
   DWOP_REQUIREMENTS_URL?: string;
   /** JSON array of {"param": name, "url": signed GET URL}. */

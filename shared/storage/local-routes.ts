@@ -5,11 +5,13 @@ import { Readable } from "node:stream";
 import { serve } from "@hono/node-server";
 import { Hono, type Context } from "hono";
 import {
+  type ByteRange,
   LocalStorage,
   nodeReadable,
   ObjectTooLarge,
   SIGNED_PATH_PREFIX,
   type LocalStorageOptions,
+  type OpenedObject,
 } from "./local.ts";
 
 /**
@@ -33,14 +35,15 @@ export function localStorageRoutes(storage: LocalStorage): Hono {
     if (refusal) return forbidden(c, refusal);
 
     if (c.req.method === "GET") {
-      const opened = await storage.openRead(bucket, key);
+      const asked = c.req.header("range");
+      let range: ByteRange | "unsatisfiable" | null = null;
+      const opened = await storage.openRead(bucket, key, (size) => {
+        range = asked === undefined ? null : parseRange(asked, size);
+        return typeof range === "object" ? range : null;
+      });
       if (!opened)
         return c.json({ error: { code: "not_found", message: `no object ${bucket}/${key}` } }, 404);
-      const body = Readable.toWeb(opened.stream) as ReadableStream<Uint8Array>;
-      return c.body(body, 200, {
-        "content-type": "application/octet-stream",
-        "content-length": String(opened.size),
-      });
+      return sendObject(c, opened, range);
     }
     const max = storage.maxObjectBytes;
     if (Number(c.req.header("content-length") ?? 0) > max) return entityTooLarge(c, max);
@@ -54,6 +57,45 @@ export function localStorageRoutes(storage: LocalStorage): Hono {
     return c.json({ key: `${bucket}/${key}` }, 200);
   });
   return app;
+}
+
+/** 200 with the whole object, 206 with the range asked for, or 416 when the range is past its end. */
+function sendObject(c: Context, opened: OpenedObject, range: ByteRange | "unsatisfiable" | null) {
+  if (range === "unsatisfiable") {
+    opened.stream.destroy();
+    const message = `the range asked for is outside the object (${opened.size} bytes)`;
+    return c.json({ error: { code: "range_not_satisfiable", message } }, 416, {
+      "content-range": `bytes */${opened.size}`,
+    });
+  }
+  const body = Readable.toWeb(opened.stream) as ReadableStream<Uint8Array>;
+  const headers = { "content-type": "application/octet-stream", "accept-ranges": "bytes" };
+  if (range === null) return c.body(body, 200, { ...headers, "content-length": String(opened.size) });
+  return c.body(body, 206, {
+    ...headers,
+    "content-length": String(range.end - range.start + 1),
+    "content-range": `bytes ${range.start}-${range.end}/${opened.size}`,
+  });
+}
+
+/**
+ * One range of a `Range` header (RFC 9110 14.2): `bytes=first-last`, `bytes=first-` or `bytes=-suffix`,
+ * cut to the object's end. Null for a header to ignore (malformed, another unit, several ranges: the
+ * whole object is then a valid answer); "unsatisfiable" when the range starts past the end.
+ */
+export function parseRange(header: string, size: number): ByteRange | "unsatisfiable" | null {
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === "" && m[2] === "")) return null;
+  if (m[1] === "") {
+    const suffix = Number(m[2]);
+    if (suffix === 0 || size === 0) return "unsatisfiable";
+    return { start: Math.max(0, size - suffix), end: size - 1 };
+  }
+  const start = Number(m[1]);
+  const end = m[2] === "" ? size - 1 : Number(m[2]);
+  if (end < start) return null;
+  if (start >= size) return "unsatisfiable";
+  return { start, end: Math.min(end, size - 1) };
 }
 
 /** A running HTTP server for LocalStorage alone (embedded setups and tests). */

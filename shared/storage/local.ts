@@ -42,8 +42,16 @@ export interface SignedQuery {
 
 /** An object opened for reading. */
 export interface OpenedObject {
+  /** The whole object's size. */
   size: number;
+  /** Its bytes, or only those of the range it was opened with. */
   stream: Readable;
+}
+
+/** Bytes `start` to `end` of an object, both included (as an HTTP Range names them). */
+export interface ByteRange {
+  start: number;
+  end: number;
 }
 
 /** Local files behind signed URLs: the storage of the embedded (single machine) setup. */
@@ -92,8 +100,15 @@ export class LocalStorage implements Storage {
     return opened ? (Readable.toWeb(opened.stream) as ReadableStream<Uint8Array>) : null;
   }
 
-  /** Opens an object for reading; null when it does not exist. */
-  async openRead(bucket: string, key: string): Promise<OpenedObject | null> {
+  /**
+   * Opens an object for reading; null when it does not exist. `range`, told the object's size, picks
+   * the bytes to read (null: all of them).
+   */
+  async openRead(
+    bucket: string,
+    key: string,
+    range?: (size: number) => ByteRange | null,
+  ): Promise<OpenedObject | null> {
     const file = this.filePath(bucket, key);
     let handle;
     try {
@@ -108,7 +123,8 @@ export class LocalStorage implements Storage {
         await handle.close();
         return null;
       }
-      return { size: info.size, stream: handle.createReadStream() };
+      const wanted = range?.(info.size) ?? undefined;
+      return { size: info.size, stream: handle.createReadStream(wanted) };
     } catch (err) {
       await handle.close();
       throw err;

@@ -11,24 +11,67 @@ language sql as $$
 $$;
 
 -- Inserts a workflow, its tasks and one outbox row per root task, in one transaction.
--- p_tasks is a JSON array in topological order of
---   {"name", "params": [{"name", "upstream"}], "retries", "timeout_seconds", "backoff_ms", "options",
---    "pool", "priority"}.
--- Upstreams starting with "inputs." are submit-time inputs, not tasks. Submitting an id that already
--- exists changes nothing and returns false. Task ids are drawn from the sequence first, so each task
--- row is written once, with both directions of its edges.
+-- The tasks come as one array per column, each in topological order (position i is element i):
+--   p_names, p_retries, p_timeouts (null: the default), p_images, p_cpus, p_memories (null: none),
+--   p_code_offsets and p_code_lengths (the task's byte range in the workflow's code bundle),
+--   p_pools (null: none; an existing pool, see 20261205000200) and p_priorities (null: 0),
+--   p_params: a JSON array holding each task's [{"name", "upstream"}].
+-- Edges are pairs of positions (p_edge_down[i] reads p_edge_up[i]'s output). Upstreams starting with
+-- "inputs." are submit-time inputs, not tasks, and have no edge. Submitting an id that already exists
+-- changes nothing and returns false. Task ids are drawn from the sequence first, so each task row is
+-- written once, with both directions of its edges. Columns, not a JSON array of tasks: a 100,000-task
+-- submit spends its time inserting rows instead of taking JSON apart.
 create function dwop.submit_workflow(p_id uuid, p_owner text, p_name text, p_source text,
-                                     p_has_requirements boolean, p_inputs text[], p_tasks jsonb,
+                                     p_has_requirements boolean, p_inputs text[],
+                                     p_names text[], p_params jsonb, p_retries int[], p_timeouts int[],
+                                     p_images text[], p_cpus text[], p_memories text[],
+                                     p_code_offsets bigint[], p_code_lengths int[],
+                                     p_pools text[], p_priorities int[],
+                                     p_edge_down int[], p_edge_up int[],
+                                     p_backoff_ms int, p_max_infra_retries int,
                                      p_now timestamptz default null)
 returns boolean
-language plpgsql as $$
+language plpgsql
+-- The edge aggregation of a 100,000-task workflow sorts in memory instead of on disk.
+set work_mem = '64MB'
+as $$
 declare
   v_now timestamptz := coalesce(p_now, now());
-  v_count int := jsonb_array_length(p_tasks);
+  v_count int := coalesce(cardinality(p_names), 0);
   v_ids bigint[];
-  v_unknown text;
+  v_roots int;
   v_sequence regclass := pg_get_serial_sequence('dwop.tasks', 'id')::regclass;
+  v_unknown text;
 begin
+  if v_count = 0
+     or jsonb_typeof(p_params) is distinct from 'array' or jsonb_array_length(p_params) <> v_count
+     or coalesce(cardinality(p_retries), 0) <> v_count or coalesce(cardinality(p_timeouts), 0) <> v_count
+     or coalesce(cardinality(p_images), 0) <> v_count or coalesce(cardinality(p_cpus), 0) <> v_count
+     or coalesce(cardinality(p_memories), 0) <> v_count
+     or coalesce(cardinality(p_code_offsets), 0) <> v_count or coalesce(cardinality(p_code_lengths), 0) <> v_count
+     or coalesce(cardinality(p_pools), 0) <> v_count or coalesce(cardinality(p_priorities), 0) <> v_count
+     or coalesce(cardinality(p_edge_down), 0) <> coalesce(cardinality(p_edge_up), 0) then
+    raise exception 'workflow %: the task columns must all hold one value per task (% names)', p_id, v_count
+      using errcode = '22023';
+  end if;
+  if exists (select 1 from unnest(p_edge_down, p_edge_up) e (down, up)
+             where down is null or up is null or down not between 1 and v_count or up not between 1 and v_count
+                or down = up) then
+    raise exception 'workflow % has an edge that is not between two of its tasks', p_id using errcode = '22023';
+  end if;
+
+  -- Pools (20261205000200): a task names an existing pool; the pool rows are held until commit, so a
+  -- pool is not deleted under a workflow that uses it.
+  select p.name into v_unknown
+  from unnest(p_pools) p (name)
+  where p.name is not null and not exists (select 1 from dwop.pools o where o.name = p.name)
+  limit 1;
+  if v_unknown is not null then
+    raise exception 'the workflow names pool %, which does not exist (an operator makes it with PUT /pools/%)',
+      v_unknown, v_unknown using errcode = 'DW001';
+  end if;
+  perform 1 from dwop.pools o where o.name = any(p_pools) for key share;
+
   insert into dwop.workflows (id, owner, name, source, has_requirements, inputs, task_count, created_at, updated_at)
   values (p_id, p_owner, p_name, p_source, p_has_requirements, coalesce(p_inputs, '{}'), v_count, v_now, v_now)
   on conflict (id) do nothing;
@@ -36,69 +79,46 @@ begin
     return false;
   end if;
 
-  select p->>'upstream' into v_unknown
-  from jsonb_array_elements(p_tasks) t
-  cross join lateral jsonb_array_elements(coalesce(t->'params', '[]')) p
-  where p->>'upstream' not like 'inputs.%'
-    and not exists (select 1 from jsonb_array_elements(p_tasks) u where u->>'name' = p->>'upstream')
-  limit 1;
-  if v_unknown is not null then
-    raise exception 'workflow % names an upstream that is not one of its tasks: %', p_id, v_unknown
-      using errcode = '22023';
-  end if;
-
-  -- Pools (20261205000200): a task names an existing pool; the pool rows are held until commit, so a
-  -- pool is not deleted under a workflow that uses it.
-  select t->>'pool' into v_unknown
-  from jsonb_array_elements(p_tasks) t
-  where t->>'pool' is not null
-    and not exists (select 1 from dwop.pools p where p.name = t->>'pool')
-  limit 1;
-  if v_unknown is not null then
-    raise exception 'the workflow names pool %, which does not exist (an operator makes it with PUT /pools/%)',
-      v_unknown, v_unknown using errcode = 'DW001';
-  end if;
-  perform 1 from dwop.pools p
-  where p.name in (select t->>'pool' from jsonb_array_elements(p_tasks) t) for key share;
-
   select array_agg(nextval(v_sequence) order by g) into v_ids from generate_series(1, v_count) g;
 
-  with specs as (
-    select t.spec, t.ord::int as ord, v_ids[t.ord] as id, t.spec->>'name' as name
-    from jsonb_array_elements(p_tasks) with ordinality as t (spec, ord)
-  ),
-  links as (
-    select distinct d.id as down, u.id as up
-    from specs d
-    cross join lateral jsonb_array_elements(coalesce(d.spec->'params', '[]')) p
-    join specs u on u.name = p->>'upstream'
+  with links as (
+    select distinct v_ids[e.down] as down, v_ids[e.up] as up from unnest(p_edge_down, p_edge_up) e (down, up)
   ),
   ups as (select down as id, array_agg(up order by up) as ids from links group by down),
-  downs as (select up as id, array_agg(down order by down) as ids from links group by up)
-  insert into dwop.tasks (id, workflow_id, name, position, status, attempt, max_retries, retry_backoff_ms,
-                          max_infra_retries, timeout_seconds, options, params, upstream_ids, downstream_ids,
-                          pending_inputs, created_at, queued_at,
-                          owner, pool, priority)
-  overriding system value
-  select s.id, p_id, s.name, s.ord, case when u.ids is null then 'queued' else 'pending' end,
-         case when u.ids is null then 1 else 0 end,
-         coalesce((s.spec->>'retries')::int, 0), coalesce((s.spec->>'backoff_ms')::int, 1000),
-         coalesce((s.spec->>'max_infra_retries')::int, 3), (s.spec->>'timeout_seconds')::int, coalesce(s.spec->'options', '{}'), coalesce(s.spec->'params', '[]'),
-         coalesce(u.ids, '{}'), coalesce(d.ids, '{}'), coalesce(cardinality(u.ids), 0),
-         v_now, case when u.ids is null then v_now end,
-         p_owner, s.spec->>'pool', coalesce((s.spec->>'priority')::int, 0)
-  from specs s
-  left join ups u on u.id = s.id
-  left join downs d on d.id = s.id;
+  downs as (select up as id, array_agg(down order by down) as ids from links group by up),
+  inserted as (
+    insert into dwop.tasks (id, workflow_id, name, position, status, attempt, max_retries, retry_backoff_ms,
+                            max_infra_retries, timeout_seconds, options, params, upstream_ids, downstream_ids,
+                            pending_inputs, created_at, queued_at, owner, pool, priority)
+    overriding system value
+    select v_ids[t.ord], p_id, t.name, t.ord, case when u.ids is null then 'queued' else 'pending' end,
+           case when u.ids is null then 1 else 0 end,
+           coalesce(t.retries, 0), coalesce(p_backoff_ms, 1000), coalesce(p_max_infra_retries, 3), t.timeout,
+           jsonb_build_object('image', t.image, 'cpu', t.cpu, 'memory', t.memory,
+                              'code', jsonb_build_object('offset', t.code_offset, 'length', t.code_length)),
+           coalesce(p_params -> (t.ord::int - 1), '[]'),
+           coalesce(u.ids, '{}'), coalesce(d.ids, '{}'), coalesce(cardinality(u.ids), 0),
+           v_now, case when u.ids is null then v_now end, p_owner, t.pool, coalesce(t.priority, 0)
+    from unnest(p_names, p_retries, p_timeouts, p_images, p_cpus, p_memories, p_code_offsets, p_code_lengths,
+                p_pools, p_priorities)
+           with ordinality t (name, retries, timeout, image, cpu, memory, code_offset, code_length, pool, priority,
+                              ord)
+    left join ups u on u.id = v_ids[t.ord]
+    left join downs d on d.id = v_ids[t.ord]
+    returning id, position, status, priority
+  ),
+  roots as (
+    insert into dwop.outbox (payload, available_at, created_at, owner, priority)
+    select jsonb_build_object('taskId', id::text, 'attempt', 1), v_now, v_now, p_owner, priority
+    from inserted where status = 'queued'
+    order by position
+    returning 1
+  )
+  select count(*) into v_roots from roots;
 
-  if not exists (select 1 from dwop.tasks where workflow_id = p_id and status = 'queued') then
+  if v_roots = 0 then
     raise exception 'workflow % has no root task', p_id using errcode = '22023';
   end if;
-
-  insert into dwop.outbox (payload, available_at, created_at, owner, priority)
-  select jsonb_build_object('taskId', id::text, 'attempt', 1), v_now, v_now, owner, priority
-  from dwop.tasks where workflow_id = p_id and status = 'queued'
-  order by position;
 
   perform dwop.log_event(p_id, 'workflow', null, 'queued', null, jsonb_build_object('tasks', v_count), v_now);
   return true;

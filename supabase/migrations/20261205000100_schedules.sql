@@ -189,20 +189,12 @@ begin
 end;
 $$;
 
--- Submits a workflow (dwop.submit_workflow) started by the schedule named p_schedule, in one
--- transaction with the mark of that schedule on it.
-create function dwop.submit_scheduled_workflow(p_schedule text, p_id uuid, p_owner text, p_name text,
-                                               p_source text, p_has_requirements boolean, p_inputs text[],
-                                               p_tasks jsonb)
-returns boolean
-language plpgsql as $$
-begin
-  if not dwop.submit_workflow(p_id, p_owner, p_name, p_source, p_has_requirements, p_inputs, p_tasks) then
-    return false;
-  end if;
+-- Marks a workflow as started by the schedule named p_schedule; the claimer calls it in the transaction
+-- of dwop.submit_workflow, when that made the workflow.
+create function dwop.mark_workflow_scheduled(p_id uuid, p_schedule text)
+returns void
+language sql as $$
   update dwop.workflows set schedule = p_schedule where id = p_id;
-  return true;
-end;
 $$;
 
 -- Deletes, at most p_batch a call, fire rows of fire times before p_now - p_keep that their schedule

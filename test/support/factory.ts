@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { DEFAULT_TASK_OPTIONS, type TaskOptions, type TaskSpec } from "../../shared/model.ts";
 import type { SubmitInput } from "../../shared/db/store.ts";
+import { codeBundle } from "../../shared/submit.ts";
 
 /** A task with consistent defaults: `task("b", ["a"])` depends on a, reading it from a file named `a`. */
 export function task(name: string, upstreams: string[] = [], options: Partial<TaskOptions> = {}): TaskSpec {
@@ -23,6 +24,7 @@ export function submission(tasks: TaskSpec[], overrides: Partial<SubmitInput> = 
     hasRequirements: false,
     inputs: [],
     tasks,
+    code: codeBundle("test.workflow", tasks).ranges,
     retryBackoffMs: 0,
     ...overrides,
   };

@@ -63,6 +63,42 @@ export function storageContract(name: string, makeStorage: () => Promise<Storage
       expect(await res.text()).toBe("print('hi')\n");
     });
 
+    it("serves one byte range of an object through a signed GET URL, and 416 past its end", async () => {
+      const key = `${prefix}/code.bundle`;
+      const bundle = "# a\nprint('é')\n# b\nprint('✓ 😀')\n";
+      await fx.storage.put(fx.bucket, key, bundle);
+      const size = Buffer.byteLength(bundle);
+      const url = await fx.storage.signUrl(fx.bucket, key, "GET", 60);
+      const get = (range: string) => fetch(url, { headers: { range } });
+      const b = Buffer.byteLength("# a\nprint('é')\n");
+
+      const part = await get(`bytes=${b}-${size - 1}`);
+      expect(part.status).toBe(206);
+      expect(part.headers.get("content-range")).toBe(`bytes ${b}-${size - 1}/${size}`);
+      expect(part.headers.get("content-length")).toBe(String(size - b));
+      expect(await part.text()).toBe("# b\nprint('✓ 😀')\n");
+
+      const cut = await get(`bytes=2-${size + 100}`); // past the end: cut to it
+      expect([cut.status, cut.headers.get("content-range")]).toEqual([206, `bytes 2-${size - 1}/${size}`]);
+      expect(Buffer.from(await cut.arrayBuffer())).toEqual(Buffer.from(bundle).subarray(2));
+      const tail = await get("bytes=-5");
+      expect([tail.status, await tail.text()]).toEqual([
+        206,
+        Buffer.from(bundle)
+          .subarray(size - 5)
+          .toString(),
+      ]);
+
+      const outside = await get(`bytes=${size}-${size + 10}`);
+      expect(outside.status).toBe(416);
+      expect(outside.headers.get("content-range")).toBe(`bytes */${size}`);
+      await outside.arrayBuffer();
+      for (const ignored of ["bytes=5-2", "items=0-1", "bytes=0-1,4-5"]) {
+        const whole = await get(ignored);
+        expect([whole.status, await whole.text()], ignored).toEqual([200, bundle]);
+      }
+    });
+
     it("stores and replaces an object through a signed PUT URL", async () => {
       const key = `${prefix}/t/output.txt`;
       for (const body of ["from the worker ✓\n", "again"]) {

@@ -17,7 +17,9 @@ import type { AddressInfo } from "node:net";
  * status as a string in the body: `{"statusCode": "404", "code": "NoSuchKey", "error": "not_found",
  * "message": "Object not found"}`. Service calls need `Authorization: Bearer <service key>`; signed
  * URLs carry an HS256 token naming `bucket/path` and its expiry, and need no header. Objects live in
- * memory. Not modelled: multipart form uploads, row-level security, image transforms, ranges.
+ * memory. Downloads honour one `Range: bytes=` range as S3 (behind storage-api) does: 206 with
+ * Content-Range, 416 past the end, the whole object for a header it does not take. Not modelled:
+ * multipart form uploads, row-level security, image transforms, several ranges in one request.
  */
 export interface SupabaseStorageDouble {
   /** The project URL: what SUPABASE_PROJECT_URL would be. */
@@ -42,6 +44,7 @@ export interface RecordedRequest {
   apikey: string | undefined;
   upsert: string | undefined;
   contentType: string | undefined;
+  range: string | undefined;
 }
 
 export interface DoubleOptions {
@@ -110,6 +113,7 @@ export async function startSupabaseStorageDouble(
       apikey: header(req, "apikey"),
       upsert: header(req, "x-upsert"),
       contentType: header(req, "content-type"),
+      range: header(req, "range"),
     });
     handle(req, res).catch((err: unknown) => {
       const failure =
@@ -160,7 +164,7 @@ export async function startSupabaseStorageDouble(
         // The plain route lets a request without a valid JWT through as anon, who sees no private bucket.
         const authorized = kind === "download" ? tryAuthenticate(req) : (authenticate(req), true);
         if (!authorized) throw ERRORS.noSuchBucket();
-        return sendObject(res, objects(), key);
+        return sendObject(res, objects(), key, header(req, "range"));
       }
       case "sign": {
         authenticate(req);
@@ -180,7 +184,7 @@ export async function startSupabaseStorageDouble(
       }
       case "signed-download": {
         verifySigned(url, bucket, key);
-        return sendObject(res, objects(), key);
+        return sendObject(res, objects(), key, header(req, "range"));
       }
       case "sign-upload": {
         authenticate(req);
@@ -312,15 +316,48 @@ function store(
   objects.set(key, { body, contentType: header(req, "content-type") ?? "application/octet-stream" });
 }
 
-function sendObject(res: ServerResponse, objects: Map<string, StoredObject>, key: string): void {
+function sendObject(
+  res: ServerResponse,
+  objects: Map<string, StoredObject>,
+  key: string,
+  range: string | undefined,
+): void {
   const object = objects.get(key);
   if (!object) throw ERRORS.noSuchKey();
-  res.writeHead(200, {
+  const size = object.body.length;
+  const headers = {
     "content-type": object.contentType,
-    "content-length": object.body.length,
     "cache-control": "max-age=3600",
+    "accept-ranges": "bytes",
+  };
+  const m = /^bytes=(\d*)-(\d*)$/.exec(range ?? "");
+  if (!m || (m[1] === "" && m[2] === "") || (m[1] !== "" && m[2] !== "" && Number(m[2]) < Number(m[1]))) {
+    res.writeHead(200, { ...headers, "content-length": size });
+    res.end(object.body);
+    return;
+  }
+  const start = m[1] === "" ? Math.max(0, size - Number(m[2])) : Number(m[1]);
+  const end = m[1] === "" || m[2] === "" ? size - 1 : Math.min(Number(m[2]), size - 1);
+  if (start >= size || (m[1] === "" && Number(m[2]) === 0)) {
+    const text = JSON.stringify({
+      statusCode: "416",
+      code: "InvalidRange",
+      error: "InvalidRange",
+      message: "The requested range is not satisfiable",
+    });
+    res.writeHead(416, {
+      "content-type": "application/json; charset=utf-8",
+      "content-range": `bytes */${size}`,
+    });
+    res.end(text);
+    return;
+  }
+  res.writeHead(206, {
+    ...headers,
+    "content-length": end - start + 1,
+    "content-range": `bytes ${start}-${end}/${size}`,
   });
-  res.end(object.body);
+  res.end(object.body.subarray(start, end + 1));
 }
 
 function sendJson(res: ServerResponse, status: number, body: object): void {

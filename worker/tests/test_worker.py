@@ -529,6 +529,17 @@ class WorkerTest(unittest.TestCase):
         self.assertEqual(run.failure()["type"], "download_failed")
         self.assertIn("refused", run.failure()["message"].lower())
 
+    def test_a_storage_that_ignores_the_code_range_fails_the_run_before_the_body(self):
+        # This store answers every GET with the whole object (200): the worker must not run it as its code.
+        run = self.run_worker("print('ran')\n", extra={"DWOP_CODE_RANGE": "0,6"})
+        self.assertEqual(run.code, 70)
+        self.assertEqual(run.failure()["type"], "download_failed")
+        self.assertEqual(
+            run.failure()["message"],
+            "downloading the task's code (bytes 0+6 of the code bundle): asked for bytes 0-5 but the storage answered 200",
+        )
+        self.assertIsNone(run.output)
+
     def test_an_output_storage_refuses_is_the_tasks_own_failure_with_storages_reason(self):
         self.store.faults[("PUT", "/out/output.txt")] = [413]
         run = self.run_worker("print('done')\n")
