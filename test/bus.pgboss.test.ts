@@ -113,6 +113,23 @@ describe("PgBossBus", () => {
     expect(await bus.publish(taskMessages("fail", 1, 2))).toEqual(["o-fail-2"]);
   });
 
+  test("processes that make the same queue at once all start (pg-boss's createQueue races)", async () => {
+    const db = await createTestDatabase("bus_race");
+    const buses = Array.from(
+      { length: 6 },
+      () => new PgBossBus({ connectionString: db.url, queue: QUEUE, logger: silentLogger }),
+    );
+    try {
+      // What a claimer and a dispatcher starting together do; without the retry one of them failed
+      // with a deadlock (40P01) in createQueue.
+      await Promise.all(buses.map((bus) => bus.ready()));
+      expect(await buses[0]!.publish(taskMessages("race", 1))).toEqual(["o-race-0"]);
+    } finally {
+      await Promise.all(buses.map((bus) => bus.close()));
+    }
+    await db.drop();
+  });
+
   test("a bus made with `new` publishes and consumes without waiting for ready()", async () => {
     const db = await createTestDatabase("bus_lazy");
     const bus = new PgBossBus({ connectionString: db.url, queue: QUEUE, logger: silentLogger });

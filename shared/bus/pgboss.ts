@@ -28,6 +28,8 @@ export interface PgBossBusOptions {
 const RETRY_LIMIT = 1_000_000;
 /** Unconsumed jobs are kept this long (pg-boss's default of 14 days would silently drop them). */
 const RETENTION_MINUTES = 365 * 24 * 60;
+/** What two processes making the same queue at once get (deadlock, unique violation, duplicate table). */
+const RACED_CREATE_CODES = new Set(["40P01", "23505", "42P07"]);
 
 /** The NOTIFY channel a bus on `queue` wakes its consumers with (a valid, bounded identifier). */
 export function pgBossChannel(queue: string): string {
@@ -166,7 +168,24 @@ export class PgBossBus implements Bus {
     await this.boss.stop({ graceful: false, close: true }).catch(() => {});
   }
 
+  /**
+   * pg-boss's createQueue is not safe when two processes make the same queue at once (the claimer and
+   * the dispatcher starting together): one of them gets a deadlock, a unique violation or "relation
+   * already exists" while the other makes it. The loser tries again and finds the queue made.
+   */
   private async createQueues(): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.createQueuesOnce();
+      } catch (err) {
+        const code = (err as { code?: unknown }).code;
+        if (attempt >= 5 || !RACED_CREATE_CODES.has(String(code))) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 50 * attempt + Math.random() * 100));
+      }
+    }
+  }
+
+  private async createQueuesOnce(): Promise<void> {
     const common = { retentionMinutes: RETENTION_MINUTES };
     await this.boss.createQueue(this.deadLetterQueue, { name: this.deadLetterQueue, ...common });
     const settings = {
