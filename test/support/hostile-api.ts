@@ -271,9 +271,16 @@ const WRONG_VALUES: Record<string, unknown[]> = {
 function wrongTypeValues(schema: JsonSchema): unknown[] {
   const allowed = typesOf(schema);
   if (allowed.length === 0) return [];
-  return Object.entries(WRONG_VALUES)
-    .filter(([type]) => !allowed.includes(type) && !(type === "integer" && allowed.includes("number")))
-    .flatMap(([, values]) => values);
+  return (
+    Object.entries(WRONG_VALUES)
+      .filter(([type]) => !allowed.includes(type) && !(type === "integer" && allowed.includes("number")))
+      // A whole number is of the type "integer" even where it is listed as a number (0 for a priority).
+      .flatMap(([type, values]) =>
+        type === "number" && allowed.includes("integer")
+          ? values.filter((v) => !Number.isInteger(v))
+          : values,
+      )
+  );
 }
 
 /** String values the property's schema refuses (length, pattern, format, NUL). */
