@@ -69,7 +69,11 @@ export class PgBossBus implements Bus {
       supervise: true,
       maintenanceIntervalSeconds: options.maintenanceIntervalSeconds ?? 10,
     });
-    this.boss.on("error", (err: Error) => logger.warn({ err: describeError(err) }, "pg-boss error"));
+    // Once close() began, an error is the stop's own doing (a query cut as pg-boss closes its pool):
+    // nothing for the person who pressed Ctrl-C to read.
+    this.boss.on("error", (err: Error) => {
+      if (!this.closed) logger.warn({ err: describeError(err) }, "pg-boss error");
+    });
     this.started = this.boss.start().then(() => this.createQueues());
     this.started.catch(() => {}); // surfaced by ready() and every call that needs the queue
   }
