@@ -452,29 +452,37 @@ declare
   -- Rows complete_runs writes get ids above this one: the claim reads only that end of the primary key.
   v_last bigint := (select max(o.id) from dwop.outbox o);
   v_runs bigint[];
+  v_ready text[];
 begin
   select array_agg(c.id) into v_runs from dwop.complete_runs(p_run_ids, v_now) as c (id);
   if v_runs is null then
     return;
   end if;
   return query select r.id, null::bigint, null::jsonb from unnest(v_runs) as r (id);
-  return query
-  with ready as (
-    select d.id::text as task_id
+  -- One task per recorded success at most: a chain's next task goes at once, while a fan-out's other rows
+  -- stay for the claimers, whose claims take owners in turn and keep the bus's backlog (pools.md). So the
+  -- bus never holds more of an owner's messages than before the success. The few tasks are picked first
+  -- (highest priority first), then their rows among the ones written since v_last: matching every new row
+  -- against every ready task instead took minutes when a root's success made 100,000 tasks ready.
+  select array_agg(x.id::text) into v_ready from (
+    select d.id
     from dwop.runs r
     join dwop.tasks t on t.id = r.task_id
     cross join lateral unnest(t.downstream_ids) as d (id)
-    where r.id = any(v_runs)
-  ),
-  written as (
+    join dwop.tasks dt on dt.id = d.id
+    where r.id = any(v_runs) and dt.status = 'queued' and dt.queued_at = v_now
+    order by dt.priority desc, dt.id
+    limit cardinality(v_runs)
+  ) x;
+  if v_ready is null then
+    return;
+  end if;
+  return query
+  with written as (
     select o.id from dwop.outbox o
     where o.id > coalesce(v_last, 0) and o.topic = 'task.ready' and o.published_at is null
-      and o.claimed_by is null and o.payload ->> 'taskId' in (select task_id from ready)
+      and o.claimed_by is null and o.payload ->> 'taskId' = any(v_ready)
     order by o.priority desc, o.id
-    -- One row per success at most: a chain's next task goes at once, while a fan-out's other rows stay
-    -- for the claimers, whose claims take owners in turn and keep the bus's backlog (pools.md). So the
-    -- bus never holds more of an owner's messages than before the success.
-    limit cardinality(v_runs)
     for update skip locked
   )
   update dwop.outbox o
