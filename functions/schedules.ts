@@ -1,6 +1,6 @@
 import type { Hono } from "hono";
 import { checkCron, CronError } from "../shared/cron.ts";
-import type { ScheduledRun, ScheduleRow, ScheduleSettings } from "../shared/db/schedules.ts";
+import type { ScheduledRun, ScheduleFire, ScheduleRow, ScheduleSettings } from "../shared/db/schedules.ts";
 import { checkSubmission } from "../shared/submit.ts";
 import { readJson } from "./body.ts";
 import type { ApiDeps, ApiEnv } from "./context.ts";
@@ -10,6 +10,8 @@ import { Schedule, ScheduleCreate, ScheduleList, ScheduleUpdate, TRIGGER_NAME } 
 
 /** Runs listed with each schedule. */
 const LAST_RUNS = 5;
+/** Fire records listed with each schedule. */
+const LAST_FIRES = 10;
 
 /**
  * The caller's schedules: `POST /schedules`, `GET /schedules`, and `GET`, `PATCH` (pause, resume, change)
@@ -45,12 +47,12 @@ export function scheduleRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
   app.get("/schedules", async (c) => {
     const owner = c.get("caller").owner;
     const rows = await deps.schedules.list(owner);
-    const runs = await deps.schedules.lastRuns(
-      owner,
-      rows.map((r) => r.name),
-      LAST_RUNS,
-    );
-    return c.json({ schedules: rows.map((r) => view(r, runs)) });
+    const names = rows.map((r) => r.name);
+    const [runs, fires] = await Promise.all([
+      deps.schedules.lastRuns(owner, names, LAST_RUNS),
+      deps.schedules.lastFires(owner, names, LAST_FIRES),
+    ]);
+    return c.json({ schedules: rows.map((r) => view(r, runs, fires)) });
   });
 
   app.get("/schedules/:name", async (c) => c.json(await respond(deps, c.get("caller").owner, name(c))));
@@ -115,10 +117,14 @@ function checkSchedule(deps: ApiDeps, name: string, s: Omit<ScheduleSettings, "p
 async function respond(deps: ApiDeps, owner: string, scheduleName: string) {
   const [row] = await deps.schedules.list(owner, scheduleName);
   if (!row) throw notFound("schedule");
-  return view(row, await deps.schedules.lastRuns(owner, [scheduleName], LAST_RUNS));
+  const [runs, fires] = await Promise.all([
+    deps.schedules.lastRuns(owner, [scheduleName], LAST_RUNS),
+    deps.schedules.lastFires(owner, [scheduleName], LAST_FIRES),
+  ]);
+  return view(row, runs, fires);
 }
 
-function view(s: ScheduleRow, runs: ScheduledRun[]) {
+function view(s: ScheduleRow, runs: ScheduledRun[], fires: ScheduleFire[]) {
   return {
     name: s.name,
     cron: s.cron,
@@ -131,12 +137,16 @@ function view(s: ScheduleRow, runs: ScheduledRun[]) {
     paused: s.paused,
     nextFireAt: s.paused ? null : s.nextFireAt,
     lastRuns: runs.filter((r) => r.schedule === s.name).map(({ schedule: _, ...r }) => r),
+    lastFires: fires.filter((f) => f.schedule === s.name).map(({ schedule: _, ...f }) => f),
     createdAt: s.createdAt,
     updatedAt: s.updatedAt,
   };
 }
 
-const one = { description: "the schedule, its next fire time and its last runs", schema: Schedule };
+const one = {
+  description: "the schedule, its next fire time, its last runs and its last fire records",
+  schema: Schedule,
+};
 
 export const scheduleDocs: RouteDoc[] = [
   {

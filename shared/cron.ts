@@ -72,3 +72,23 @@ export function latestFireAtOrBefore(spec: CronSpec, at: Date): Date | null {
   const [latest] = parse(spec).previousRuns(1, new Date(at.getTime() + 1000));
   return latest && latest.getTime() <= at.getTime() ? latest : null;
 }
+
+/** The latest fire time strictly before `before`, or null when there is none. */
+export function latestFireBefore(spec: CronSpec, before: Date): Date | null {
+  const [latest] = parse(spec).previousRuns(1, before);
+  return latest && latest.getTime() < before.getTime() ? latest : null;
+}
+
+/**
+ * How many fire times lie in `from`..`through` (both included, `from` counted whether or not the
+ * expression names it), or null when more than `cap` do: each step costs tens of microseconds, so a
+ * minutely schedule down for a month is not walked minute by minute.
+ */
+export function countFires(spec: CronSpec, from: Date, through: Date, cap: number): number | null {
+  const cron = parse(spec);
+  let count = 1;
+  for (let t = cron.nextRun(from); t && t.getTime() <= through.getTime(); t = cron.nextRun(t)) {
+    if (++count > cap) return null;
+  }
+  return count;
+}
