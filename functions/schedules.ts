@@ -31,7 +31,7 @@ export function scheduleRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
       overlap: body.overlap ?? "skip",
       catchup: body.catchup ?? "none",
     };
-    const next = checkSchedule(deps, body.name, settings);
+    const next = await checkSchedule(deps, body.name, settings);
     const max = deps.settings.maxSchedulesPerOwner;
     const result = await deps.schedules.create(owner, body.name, settings, next, max);
     if (result === "exists") {
@@ -73,7 +73,7 @@ export function scheduleRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
       catchup: body.catchup ?? row.catchup,
       paused: body.paused ?? row.paused,
     };
-    const next = checkSchedule(deps, scheduleName, settings);
+    const next = await checkSchedule(deps, scheduleName, settings);
     // A new expression or zone, or a resume, counts from now: a paused time is not caught up.
     const retimed = settings.cron !== row.cron || settings.timezone !== row.timezone;
     const resumed = row.paused && !settings.paused;
@@ -96,21 +96,38 @@ function name(c: { req: { param(name: string): string | undefined } }): string {
 }
 
 /**
- * Checks a schedule before anything is stored: the expression and zone (422 invalid_cron or
- * invalid_timezone), then the workflow with its inputs as a submission would be checked. Returns the
- * next fire time after now.
+ * Checks a schedule before anything is stored: the expression and zone (422 invalid_cron, with the
+ * field and column, or invalid_timezone), then the workflow with its inputs as a submission would be
+ * checked, and that each pool it names exists (422 unknown_pool, as a submit would answer: else every
+ * fire would fail). Returns the next fire time after now.
  */
-function checkSchedule(deps: ApiDeps, name: string, s: Omit<ScheduleSettings, "paused">): Date {
+async function checkSchedule(
+  deps: ApiDeps,
+  name: string,
+  s: Omit<ScheduleSettings, "paused">,
+): Promise<Date> {
   let next: Date;
   try {
     next = checkCron(s, new Date(deps.now()));
   } catch (err) {
     if (!(err instanceof CronError)) throw err;
-    throw new ApiError(422, `invalid_${err.field}`, err.message, { path: err.field });
+    throw new ApiError(422, `invalid_${err.field}`, err.message, { path: err.field, ...err.position });
   }
-  checkSubmission(s.source, `${name}.workflow`, Object.keys(s.inputs), deps.settings.submitLimits, {
-    refuseUnread: true,
-  });
+  const spec = checkSubmission(
+    s.source,
+    `${name}.workflow`,
+    Object.keys(s.inputs),
+    deps.settings.submitLimits,
+    {
+      refuseUnread: true,
+    },
+  );
+  const pools = [...new Set(spec.tasks.flatMap((t) => (t.options.pool ? [t.options.pool] : [])))];
+  const [missing] = await deps.schedules.unknownPools(pools);
+  if (missing !== undefined) {
+    const message = `the workflow names pool ${missing}, which does not exist (an operator makes it with PUT /pools/${missing})`;
+    throw new ApiError(422, "unknown_pool", message, { path: "workflow", pool: missing });
+  }
   return next;
 }
 

@@ -236,6 +236,15 @@ export class ScheduleStore {
     return row?.ok ?? false;
   }
 
+  /** Of `names`, the pools that do not exist. */
+  async unknownPools(names: string[]): Promise<string[]> {
+    if (names.length === 0) return [];
+    const rows = await this.db<{ name: string }[]>`
+      select n.name from unnest(${names}::text[]) as n(name)
+      where not exists (select 1 from dwop.pools p where p.name = n.name) order by n.name`;
+    return rows.map((r) => r.name);
+  }
+
   /** The owner's workflows started by schedule `name` that have not ended. */
   async unfinishedRuns(owner: string, name: string): Promise<string[]> {
     const rows = await this.db<{ id: string }[]>`
