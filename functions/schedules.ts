@@ -73,7 +73,10 @@ export function scheduleRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
       catchup: body.catchup ?? row.catchup,
       paused: body.paused ?? row.paused,
     };
-    const next = await checkSchedule(deps, scheduleName, settings);
+    // The workflow is checked again only when it or its inputs change: a schedule whose pool was
+    // deleted, or whose file a lowered limit now refuses, can still be paused or retimed.
+    const what = body.workflow !== undefined || body.inputs !== undefined ? "all" : "timing";
+    const next = await checkSchedule(deps, scheduleName, settings, what);
     // A new expression or zone, or a resume, counts from now: a paused time is not caught up.
     const retimed = settings.cron !== row.cron || settings.timezone !== row.timezone;
     const resumed = row.paused && !settings.paused;
@@ -99,12 +102,14 @@ function name(c: { req: { param(name: string): string | undefined } }): string {
  * Checks a schedule before anything is stored: the expression and zone (422 invalid_cron, with the
  * field and column, or invalid_timezone), then the workflow with its inputs as a submission would be
  * checked, and that each pool it names exists (422 unknown_pool, as a submit would answer: else every
- * fire would fail). Returns the next fire time after now.
+ * fire would fail); with `what` "timing", the expression and zone only. Returns the next fire time
+ * after now.
  */
 async function checkSchedule(
   deps: ApiDeps,
   name: string,
   s: Omit<ScheduleSettings, "paused">,
+  what: "all" | "timing" = "all",
 ): Promise<Date> {
   let next: Date;
   try {
@@ -113,6 +118,7 @@ async function checkSchedule(
     if (!(err instanceof CronError)) throw err;
     throw new ApiError(422, `invalid_${err.field}`, err.message, { path: err.field, ...err.position });
   }
+  if (what === "timing") return next;
   const spec = checkSubmission(
     s.source,
     `${name}.workflow`,

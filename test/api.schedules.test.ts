@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ErrorResponse, Schedule, ScheduleList } from "../functions/schemas.ts";
+import { PoolStore } from "../shared/db/pool-store.ts";
 import { apiHarness, type ApiHarness } from "./support/api.ts";
 
 /**
@@ -156,6 +157,18 @@ describe("PATCH /schedules/:name", () => {
       timezone: "Asia/Kolkata",
       nextFireAt: "2026-01-01T01:00:00.000Z",
     });
+  });
+
+  it("pauses and retimes a schedule whose pool was deleted since, and refuses only a new workflow naming it", async () => {
+    const pools = new PoolStore(h.m.db);
+    await pools.set("gpu", 1);
+    const workflow = '@pool("gpu")\nfun a():\n    print(1)\n';
+    expect((await create({ workflow })).status).toBe(201);
+    expect(await pools.delete("gpu")).toBe("deleted");
+    const paused = await send("PATCH", "/schedules/nightly", alice, { paused: true, cron: "0 3 * * *" });
+    expect(Schedule.parse(await paused.json())).toMatchObject({ paused: true, cron: "0 3 * * *" });
+    const e = await error(await send("PATCH", "/schedules/nightly", alice, { workflow }), 422);
+    expect(e).toMatchObject({ code: "unknown_pool", details: { path: "workflow", pool: "gpu" } });
   });
 
   it("refuses a bad change and keeps the schedule as it was", async () => {
