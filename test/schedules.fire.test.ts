@@ -142,6 +142,24 @@ describe("firing schedules", () => {
     }
   });
 
+  it("after downtime, racing claimers record one missed range and fire the latest time once", async () => {
+    const names = ["c1", "c2", "c3", "c4"];
+    for (const name of names) await schedule(name, { catchup: "latest", overlap: "allow" });
+    const claimers = ["a", "b", "c"].map((id) => firer(id, { leaseSeconds: 0 }));
+    // Every claimer was down from 00:01 to 00:21:30: 00:05, 00:10, 00:15 and 00:20 are due at once.
+    const late = at("00:21:30");
+    await Promise.all(claimers.flatMap((c) => [c.runOnce(late), c.runOnce(new Date(late.getTime() + 1000))]));
+    for (const name of names) {
+      const fires = await lastFires(name);
+      expect(fires.map((f) => [f.fireAt, f.outcome, f.missedThrough, f.missedCount])).toEqual([
+        [at("00:20:00").toISOString(), "started", null, null],
+        [at("00:05:00").toISOString(), "missed", at("00:15:00").toISOString(), 3],
+      ]);
+      expect((await runs(name)).map((r) => r.id)).toEqual([fires[0]!.workflowId]);
+      expect(await nextFireAt(name)).toEqual(at("00:25:00"));
+    }
+  });
+
   it("after a claimer dies between recording a fire and submitting it, the next claimer submits that same workflow once", async () => {
     await schedule("hourly");
     // Claimer "dead" claims and records the 00:05 fire, then its process dies.
