@@ -33,7 +33,11 @@ export const tooLarge = (limit: number) =>
 /** A zod failure as the details of a 400 or 422: where and what, for each issue. */
 export function invalid(status: 400 | 422, message: string, error: z.ZodError): ApiError {
   const details = error.issues.map((i) => ({ path: i.path.join("."), message: i.message }));
-  return new ApiError(status, status === 400 ? "bad_request" : "invalid_request", message, details);
+  // The first issue in the message too, so a client that prints only the message says what was wrong.
+  const [first] = details;
+  const more = details.length > 1 ? ` (and ${details.length - 1} more)` : "";
+  const said = first ? `${message}: ${first.path ? `${first.path}: ` : ""}${first.message}${more}` : message;
+  return new ApiError(status, status === 400 ? "bad_request" : "invalid_request", said, details);
 }
 
 /** Parses with a schema, or throws a 400 or 422 that names every bad field. */

@@ -1,6 +1,6 @@
 import type { Hono } from "hono";
 import { checkCron, CronError } from "../shared/cron.ts";
-import type { ScheduledRun, ScheduleRow, ScheduleSettings } from "../shared/db/schedules.ts";
+import type { ScheduledRun, ScheduleFire, ScheduleRow, ScheduleSettings } from "../shared/db/schedules.ts";
 import { checkSubmission } from "../shared/submit.ts";
 import { readJson } from "./body.ts";
 import type { ApiDeps, ApiEnv } from "./context.ts";
@@ -10,6 +10,8 @@ import { Schedule, ScheduleCreate, ScheduleList, ScheduleUpdate, TRIGGER_NAME } 
 
 /** Runs listed with each schedule. */
 const LAST_RUNS = 5;
+/** Fire records listed with each schedule. */
+const LAST_FIRES = 10;
 
 /**
  * The caller's schedules: `POST /schedules`, `GET /schedules`, and `GET`, `PATCH` (pause, resume, change)
@@ -29,7 +31,7 @@ export function scheduleRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
       overlap: body.overlap ?? "skip",
       catchup: body.catchup ?? "none",
     };
-    const next = checkSchedule(deps, body.name, settings);
+    const next = await checkSchedule(deps, body.name, settings);
     const max = deps.settings.maxSchedulesPerOwner;
     const result = await deps.schedules.create(owner, body.name, settings, next, max);
     if (result === "exists") {
@@ -45,12 +47,12 @@ export function scheduleRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
   app.get("/schedules", async (c) => {
     const owner = c.get("caller").owner;
     const rows = await deps.schedules.list(owner);
-    const runs = await deps.schedules.lastRuns(
-      owner,
-      rows.map((r) => r.name),
-      LAST_RUNS,
-    );
-    return c.json({ schedules: rows.map((r) => view(r, runs)) });
+    const names = rows.map((r) => r.name);
+    const [runs, fires] = await Promise.all([
+      deps.schedules.lastRuns(owner, names, LAST_RUNS),
+      deps.schedules.lastFires(owner, names, LAST_FIRES),
+    ]);
+    return c.json({ schedules: rows.map((r) => view(r, runs, fires)) });
   });
 
   app.get("/schedules/:name", async (c) => c.json(await respond(deps, c.get("caller").owner, name(c))));
@@ -71,7 +73,10 @@ export function scheduleRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
       catchup: body.catchup ?? row.catchup,
       paused: body.paused ?? row.paused,
     };
-    const next = checkSchedule(deps, scheduleName, settings);
+    // The workflow is checked again only when it or its inputs change: a schedule whose pool was
+    // deleted, or whose file a lowered limit now refuses, can still be paused or retimed.
+    const what = body.workflow !== undefined || body.inputs !== undefined ? "all" : "timing";
+    const next = await checkSchedule(deps, scheduleName, settings, what);
     // A new expression or zone, or a resume, counts from now: a paused time is not caught up.
     const retimed = settings.cron !== row.cron || settings.timezone !== row.timezone;
     const resumed = row.paused && !settings.paused;
@@ -94,31 +99,55 @@ function name(c: { req: { param(name: string): string | undefined } }): string {
 }
 
 /**
- * Checks a schedule before anything is stored: the expression and zone (422 invalid_cron or
- * invalid_timezone), then the workflow with its inputs as a submission would be checked. Returns the
- * next fire time after now.
+ * Checks a schedule before anything is stored: the expression and zone (422 invalid_cron, with the
+ * field and column, or invalid_timezone), then the workflow with its inputs as a submission would be
+ * checked, and that each pool it names exists (422 unknown_pool, as a submit would answer: else every
+ * fire would fail); with `what` "timing", the expression and zone only. Returns the next fire time
+ * after now.
  */
-function checkSchedule(deps: ApiDeps, name: string, s: Omit<ScheduleSettings, "paused">): Date {
+async function checkSchedule(
+  deps: ApiDeps,
+  name: string,
+  s: Omit<ScheduleSettings, "paused">,
+  what: "all" | "timing" = "all",
+): Promise<Date> {
   let next: Date;
   try {
     next = checkCron(s, new Date(deps.now()));
   } catch (err) {
     if (!(err instanceof CronError)) throw err;
-    throw new ApiError(422, `invalid_${err.field}`, err.message, { path: err.field });
+    throw new ApiError(422, `invalid_${err.field}`, err.message, { path: err.field, ...err.position });
   }
-  checkSubmission(s.source, `${name}.workflow`, Object.keys(s.inputs), deps.settings.submitLimits, {
-    refuseUnread: true,
-  });
+  if (what === "timing") return next;
+  const spec = checkSubmission(
+    s.source,
+    `${name}.workflow`,
+    Object.keys(s.inputs),
+    deps.settings.submitLimits,
+    {
+      refuseUnread: true,
+    },
+  );
+  const pools = [...new Set(spec.tasks.flatMap((t) => (t.options.pool ? [t.options.pool] : [])))];
+  const [missing] = await deps.schedules.unknownPools(pools);
+  if (missing !== undefined) {
+    const message = `the workflow names pool ${missing}, which does not exist (an operator makes it with PUT /pools/${missing})`;
+    throw new ApiError(422, "unknown_pool", message, { path: "workflow", pool: missing });
+  }
   return next;
 }
 
 async function respond(deps: ApiDeps, owner: string, scheduleName: string) {
   const [row] = await deps.schedules.list(owner, scheduleName);
   if (!row) throw notFound("schedule");
-  return view(row, await deps.schedules.lastRuns(owner, [scheduleName], LAST_RUNS));
+  const [runs, fires] = await Promise.all([
+    deps.schedules.lastRuns(owner, [scheduleName], LAST_RUNS),
+    deps.schedules.lastFires(owner, [scheduleName], LAST_FIRES),
+  ]);
+  return view(row, runs, fires);
 }
 
-function view(s: ScheduleRow, runs: ScheduledRun[]) {
+function view(s: ScheduleRow, runs: ScheduledRun[], fires: ScheduleFire[]) {
   return {
     name: s.name,
     cron: s.cron,
@@ -131,12 +160,16 @@ function view(s: ScheduleRow, runs: ScheduledRun[]) {
     paused: s.paused,
     nextFireAt: s.paused ? null : s.nextFireAt,
     lastRuns: runs.filter((r) => r.schedule === s.name).map(({ schedule: _, ...r }) => r),
+    lastFires: fires.filter((f) => f.schedule === s.name).map(({ schedule: _, ...f }) => f),
     createdAt: s.createdAt,
     updatedAt: s.updatedAt,
   };
 }
 
-const one = { description: "the schedule, its next fire time and its last runs", schema: Schedule };
+const one = {
+  description: "the schedule, its next fire time, its last runs and its last fire records",
+  schema: Schedule,
+};
 
 export const scheduleDocs: RouteDoc[] = [
   {

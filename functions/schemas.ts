@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { CATCHUP_MODES, OVERLAP_MODES } from "../shared/db/schedules.ts";
+import { CATCHUP_MODES, FIRE_OUTCOMES, OVERLAP_MODES } from "../shared/db/schedules.ts";
 import { FAILURE_REASONS, RUN_STATES, TASK_STATES, WORKFLOW_STATES } from "../shared/model.ts";
 
 /**
@@ -271,6 +271,22 @@ export const ScheduledRun = z.object({
   finishedAt: Timestamp.nullable(),
 });
 
+export const ScheduleFire = z.object({
+  fireAt: Timestamp.meta({ description: "the fire time; for missed, the first of the times it covers" }),
+  outcome: z.enum(FIRE_OUTCOMES).meta({
+    description:
+      "started (its workflow was made), failed (it could not be submitted), skipped_overlap (overlap skip: a run it started had not ended) or missed (passed over by catchup after downtime; never fired)",
+  }),
+  workflowId: z.uuid().nullable().meta({ description: "the workflow it started (outcome started)" }),
+  reason: z.string().nullable().meta({ description: "why it failed, was skipped or was missed" }),
+  missedThrough: Timestamp.nullable().meta({ description: "missed: the last fire time it covers" }),
+  missedCount: z
+    .int()
+    .nullable()
+    .meta({ description: "missed: how many fire times it covers; null when over 1,000" }),
+  recordedAt: Timestamp,
+});
+
 export const Schedule = z.object({
   name: z.string().meta({ description: "unique among the caller's schedules" }),
   cron: z.string(),
@@ -283,6 +299,9 @@ export const Schedule = z.object({
   paused: z.boolean(),
   nextFireAt: Timestamp.nullable().meta({ description: "when it fires next; null while paused" }),
   lastRuns: z.array(ScheduledRun).meta({ description: "the last workflows it started, newest first" }),
+  lastFires: z
+    .array(ScheduleFire)
+    .meta({ description: "its last fire records (started, failed, skipped, missed), newest first" }),
   createdAt: Timestamp,
   updatedAt: Timestamp,
 });

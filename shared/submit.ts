@@ -62,6 +62,8 @@ export interface SubmitRequest {
   limits?: SubmitLimits;
   /** The schedule that starts this workflow (marked on it, listed by `GET /workflows?schedule=`). */
   schedule?: string;
+  /** With `schedule`: cancel its unfinished workflows in the transaction that makes this one. */
+  cancelPrevious?: boolean;
 }
 
 export interface SubmitResult {
@@ -192,6 +194,7 @@ export async function submitWorkflow(deps: SubmitDeps, req: SubmitRequest): Prom
       retryBackoffMs: req.retryBackoffMs,
       maxInfraRetries: req.maxInfraRetries,
       schedule: req.schedule,
+      cancelPrevious: req.cancelPrevious,
       priority: req.priority,
     });
   } catch (err) {

@@ -265,7 +265,7 @@ $$;
 -- Name: claim_due_schedules(text, integer, integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
-CREATE FUNCTION dwop.claim_due_schedules(p_claimer text, p_batch integer, p_lease_seconds integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(id uuid, owner text, name text, cron text, timezone text, source text, requirements text, inputs jsonb, overlap text, catchup text, next_fire_at timestamp with time zone, recorded_fire_at timestamp with time zone, recorded_workflow_id uuid, recorded_outcome text)
+CREATE FUNCTION dwop.claim_due_schedules(p_claimer text, p_batch integer, p_lease_seconds integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(id uuid, owner text, name text, cron text, timezone text, source text, requirements text, inputs jsonb, overlap text, catchup text, next_fire_at timestamp with time zone, recorded_fire_at timestamp with time zone, recorded_workflow_id uuid, recorded_outcome text, recorded_missed_through timestamp with time zone)
     LANGUAGE plpgsql
     AS $$
 declare
@@ -285,10 +285,10 @@ begin
     returning s.*
   )
   select c.id, c.owner, c.name, c.cron, c.timezone, c.source, c.requirements, c.inputs, c.overlap, c.catchup,
-         c.next_fire_at, f.fire_at, f.workflow_id, f.outcome
+         c.next_fire_at, f.fire_at, f.workflow_id, f.outcome, f.missed_through
   from claimed c
   left join lateral (
-    select f.fire_at, f.workflow_id, f.outcome from dwop.schedule_fires f
+    select f.fire_at, f.workflow_id, f.outcome, f.missed_through from dwop.schedule_fires f
     where f.schedule_id = c.id and f.fire_at >= c.next_fire_at
     order by f.fire_at desc limit 1
   ) f on true;
@@ -657,12 +657,12 @@ $$;
 -- Name: fail_schedule_fire(uuid, timestamp with time zone, text); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
-CREATE FUNCTION dwop.fail_schedule_fire(p_schedule_id uuid, p_fire_at timestamp with time zone, p_error text) RETURNS void
+CREATE FUNCTION dwop.fail_schedule_fire(p_schedule_id uuid, p_fire_at timestamp with time zone, p_reason text) RETURNS void
     LANGUAGE sql
     AS $$
-  update dwop.schedule_fires set outcome = 'failed', error = p_error
-  where schedule_id = p_schedule_id and fire_at = p_fire_at and outcome = 'started'
-    and not exists (select 1 from dwop.workflows w where w.id = workflow_id);
+  update dwop.schedule_fires f set outcome = 'failed', reason = p_reason
+  where f.schedule_id = p_schedule_id and f.fire_at = p_fire_at and f.outcome = 'started'
+    and not exists (select 1 from dwop.workflows w where w.id = f.workflow_id);
 $$;
 
 
@@ -913,13 +913,30 @@ $$;
 
 
 --
--- Name: mark_workflow_scheduled(uuid, text); Type: FUNCTION; Schema: dwop; Owner: -
+-- Name: mark_workflow_scheduled(uuid, text, boolean); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
-CREATE FUNCTION dwop.mark_workflow_scheduled(p_id uuid, p_schedule text) RETURNS void
-    LANGUAGE sql
+CREATE FUNCTION dwop.mark_workflow_scheduled(p_id uuid, p_schedule text, p_cancel_previous boolean DEFAULT false) RETURNS integer
+    LANGUAGE plpgsql
     AS $$
-  update dwop.workflows set schedule = p_schedule where id = p_id;
+declare
+  v_owner text;
+  v_previous uuid;
+  v_count int := 0;
+begin
+  update dwop.workflows set schedule = p_schedule where id = p_id returning owner into v_owner;
+  if p_cancel_previous and v_owner is not null then
+    for v_previous in
+      select w.id from dwop.workflows w
+      where w.owner = v_owner and w.schedule = p_schedule and w.id <> p_id and w.status in ('queued', 'running')
+      order by w.created_at, w.id
+    loop
+      perform dwop.cancel_workflow(v_previous);
+      v_count := v_count + 1;
+    end loop;
+  end if;
+  return v_count;
+end;
 $$;
 
 
@@ -1264,21 +1281,38 @@ $$;
 
 
 --
--- Name: record_schedule_fire(uuid, timestamp with time zone, uuid, text, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+-- Name: record_schedule_fire(uuid, text, timestamp with time zone, timestamp with time zone, text, uuid, text, timestamp with time zone, integer, text, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
-CREATE FUNCTION dwop.record_schedule_fire(p_schedule_id uuid, p_fire_at timestamp with time zone, p_workflow_id uuid, p_outcome text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(workflow_id uuid, outcome text, workflow_exists boolean)
+CREATE FUNCTION dwop.record_schedule_fire(p_schedule_id uuid, p_claimer text, p_from timestamp with time zone, p_fire_at timestamp with time zone, p_outcome text, p_workflow_id uuid, p_reason text, p_missed_through timestamp with time zone, p_missed_count integer, p_missed_reason text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(fire_at timestamp with time zone, outcome text, workflow_id uuid, missed_through timestamp with time zone, workflow_exists boolean)
     LANGUAGE plpgsql
     AS $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
 begin
-  insert into dwop.schedule_fires (schedule_id, fire_at, workflow_id, outcome, recorded_at)
-  values (p_schedule_id, p_fire_at, p_workflow_id, p_outcome, coalesce(p_now, now()))
-  on conflict (schedule_id, fire_at) do nothing;
+  perform 1 from dwop.schedules s
+  where s.id = p_schedule_id and s.claimed_by = p_claimer and s.next_fire_at = p_from
+  for update;
+  if not found then
+    return;
+  end if;
+  if p_missed_through is not null then
+    insert into dwop.schedule_fires (schedule_id, fire_at, outcome, reason, missed_through, missed_count,
+                                     recorded_at)
+    values (p_schedule_id, p_from, 'missed', p_missed_reason, p_missed_through, p_missed_count, v_now)
+    on conflict do nothing;
+  end if;
+  if p_fire_at is not null then
+    insert into dwop.schedule_fires (schedule_id, fire_at, outcome, workflow_id, reason, recorded_at)
+    values (p_schedule_id, p_fire_at, p_outcome, p_workflow_id, p_reason, v_now)
+    on conflict do nothing;
+  end if;
 
   return query
-  select f.workflow_id, f.outcome, exists (select 1 from dwop.workflows w where w.id = f.workflow_id)
+  select f.fire_at, f.outcome, f.workflow_id, f.missed_through,
+         f.workflow_id is not null and exists (select 1 from dwop.workflows w where w.id = f.workflow_id)
   from dwop.schedule_fires f
-  where f.schedule_id = p_schedule_id and f.fire_at = p_fire_at;
+  where f.schedule_id = p_schedule_id and f.fire_at = coalesce(p_fire_at, p_from);
 end;
 $$;
 
@@ -2293,11 +2327,17 @@ ALTER TABLE dwop.runs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 CREATE TABLE dwop.schedule_fires (
     schedule_id uuid NOT NULL,
     fire_at timestamp(3) with time zone NOT NULL,
-    workflow_id uuid NOT NULL,
     outcome text NOT NULL,
-    error text,
+    workflow_id uuid,
+    reason text,
+    missed_through timestamp(3) with time zone,
+    missed_count integer,
     recorded_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT schedule_fires_outcome_check CHECK ((outcome = ANY (ARRAY['started'::text, 'skipped'::text, 'failed'::text])))
+    CONSTRAINT schedule_fires_check CHECK (((workflow_id IS NOT NULL) = (outcome = ANY (ARRAY['started'::text, 'failed'::text])))),
+    CONSTRAINT schedule_fires_check1 CHECK (((missed_through IS NOT NULL) = (outcome = 'missed'::text))),
+    CONSTRAINT schedule_fires_check2 CHECK ((missed_through >= fire_at)),
+    CONSTRAINT schedule_fires_missed_count_check CHECK ((missed_count > 0)),
+    CONSTRAINT schedule_fires_outcome_check CHECK ((outcome = ANY (ARRAY['started'::text, 'failed'::text, 'skipped_overlap'::text, 'missed'::text])))
 );
 
 
@@ -3115,10 +3155,10 @@ REVOKE ALL ON FUNCTION dwop.fail_downstream(p_task_id bigint, p_now timestamp wi
 
 
 --
--- Name: FUNCTION fail_schedule_fire(p_schedule_id uuid, p_fire_at timestamp with time zone, p_error text); Type: ACL; Schema: dwop; Owner: -
+-- Name: FUNCTION fail_schedule_fire(p_schedule_id uuid, p_fire_at timestamp with time zone, p_reason text); Type: ACL; Schema: dwop; Owner: -
 --
 
-REVOKE ALL ON FUNCTION dwop.fail_schedule_fire(p_schedule_id uuid, p_fire_at timestamp with time zone, p_error text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dwop.fail_schedule_fire(p_schedule_id uuid, p_fire_at timestamp with time zone, p_reason text) FROM PUBLIC;
 
 
 --
@@ -3192,10 +3232,10 @@ REVOKE ALL ON FUNCTION dwop.mark_run_running(p_run_id bigint, p_now timestamp wi
 
 
 --
--- Name: FUNCTION mark_workflow_scheduled(p_id uuid, p_schedule text); Type: ACL; Schema: dwop; Owner: -
+-- Name: FUNCTION mark_workflow_scheduled(p_id uuid, p_schedule text, p_cancel_previous boolean); Type: ACL; Schema: dwop; Owner: -
 --
 
-REVOKE ALL ON FUNCTION dwop.mark_workflow_scheduled(p_id uuid, p_schedule text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dwop.mark_workflow_scheduled(p_id uuid, p_schedule text, p_cancel_previous boolean) FROM PUBLIC;
 
 
 --
@@ -3311,10 +3351,10 @@ REVOKE ALL ON FUNCTION dwop.record_hook_delivery(p_trigger_id uuid, p_delivery_i
 
 
 --
--- Name: FUNCTION record_schedule_fire(p_schedule_id uuid, p_fire_at timestamp with time zone, p_workflow_id uuid, p_outcome text, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+-- Name: FUNCTION record_schedule_fire(p_schedule_id uuid, p_claimer text, p_from timestamp with time zone, p_fire_at timestamp with time zone, p_outcome text, p_workflow_id uuid, p_reason text, p_missed_through timestamp with time zone, p_missed_count integer, p_missed_reason text, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
 --
 
-REVOKE ALL ON FUNCTION dwop.record_schedule_fire(p_schedule_id uuid, p_fire_at timestamp with time zone, p_workflow_id uuid, p_outcome text, p_now timestamp with time zone) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dwop.record_schedule_fire(p_schedule_id uuid, p_claimer text, p_from timestamp with time zone, p_fire_at timestamp with time zone, p_outcome text, p_workflow_id uuid, p_reason text, p_missed_through timestamp with time zone, p_missed_count integer, p_missed_reason text, p_now timestamp with time zone) FROM PUBLIC;
 
 
 --

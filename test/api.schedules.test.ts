@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ErrorResponse, Schedule, ScheduleList } from "../functions/schemas.ts";
+import { PoolStore } from "../shared/db/pool-store.ts";
 import { apiHarness, type ApiHarness } from "./support/api.ts";
 
 /**
@@ -67,11 +68,16 @@ describe("POST /schedules", () => {
     [{ cron: "* * * * * *" }, 422, "invalid_cron", "has 5 fields"],
     [{ cron: "61 * * * *" }, 422, "invalid_cron", "minute"],
     [{ cron: "0 0 30 2 *" }, 422, "invalid_cron", "never fires"],
+    [{ cron: "@fortnightly" }, 422, "invalid_cron", "unknown cron nickname"],
+    [{ cron: "" }, 422, "invalid_request", "cron"],
     [{ timezone: "Mars/Olympus" }, 422, "invalid_timezone", "Mars/Olympus"],
+    [{ timezone: "" }, 422, "invalid_request", "timezone"],
     [{ name: "no spaces" }, 422, "invalid_request", "schedule name"],
-    [{ overlap: "queue" }, 422, "invalid_request", "overlap"],
-    [{ catchup: "all" }, 422, "invalid_request", "catchup"],
+    [{ overlap: "queue" }, 422, "invalid_request", 'overlap: Invalid option: expected one of \\"allow\\"'],
+    [{ catchup: "all" }, 422, "invalid_request", 'catchup: Invalid option: expected one of \\"none\\"'],
+    [{ overlap: null }, 422, "invalid_request", "overlap"],
     [{ extra: 1 }, 422, "invalid_request", "extra"],
+    [{ workflow: '@pool("gpu")\nfun a():\n    print(1)\n' }, 422, "unknown_pool", "pool gpu"],
     [{ workflow: "fun broken(:\n" }, 400, "invalid_workflow", "error"],
     [{ workflow: "fun a(x:inputs.x):\n    print(1)\n" }, 422, "missing_inputs", "inputs.x"],
     [{ inputs: { unread: "1" } }, 422, "unread_inputs", "inputs.unread"],
@@ -92,6 +98,20 @@ describe("POST /schedules", () => {
     // Another owner has a limit of its own and may use the same names.
     expect((await create({}, await h.as("bob"))).status).toBe(201);
     expect(await scheduleCount()).toBe(4);
+  });
+
+  it.each([
+    ["0 25 * * *", 2, "hour", 3, '"25"'],
+    ["0 0 32 * *", 3, "day of month", 5, '"32"'],
+    ["0 0 * 13 *", 4, "month", 7, '"13"'],
+    ["0  0 * * MON-FOO", 5, "day of week", 10, '"MON-FOO"'],
+    ["*/0 * * * *", 1, "minute", 1, "illegal stepping"],
+  ])("names the bad field of %j: field %i (%s) at column %i", async (cron, field, name, column, says) => {
+    const e = await error(await create({ cron }), 422);
+    expect(e).toMatchObject({ code: "invalid_cron", details: { path: "cron", field, name, column } });
+    expect(e.message).toContain(`field ${field} (${name}, column ${column}) is`);
+    expect(e.message).toContain(says);
+    expect(await scheduleCount()).toBe(0);
   });
 });
 
@@ -139,17 +159,42 @@ describe("PATCH /schedules/:name", () => {
     });
   });
 
+  it("pauses and retimes a schedule whose pool was deleted since, and refuses only a new workflow naming it", async () => {
+    const pools = new PoolStore(h.m.db);
+    await pools.set("gpu", 1);
+    const workflow = '@pool("gpu")\nfun a():\n    print(1)\n';
+    expect((await create({ workflow })).status).toBe(201);
+    expect(await pools.delete("gpu")).toBe("deleted");
+    const paused = await send("PATCH", "/schedules/nightly", alice, { paused: true, cron: "0 3 * * *" });
+    expect(Schedule.parse(await paused.json())).toMatchObject({ paused: true, cron: "0 3 * * *" });
+    const e = await error(await send("PATCH", "/schedules/nightly", alice, { workflow }), 422);
+    expect(e).toMatchObject({ code: "unknown_pool", details: { path: "workflow", pool: "gpu" } });
+  });
+
   it("refuses a bad change and keeps the schedule as it was", async () => {
     await create({});
     const before = await (await send("GET", "/schedules/nightly", alice)).json();
-    expect((await error(await send("PATCH", "/schedules/nightly", alice, { cron: "bad" }), 422)).code).toBe(
-      "invalid_cron",
-    );
-    await error(await send("PATCH", "/schedules/nightly", alice, {}), 422);
-    await error(await send("PATCH", "/schedules/nightly", alice, { paused: "yes" }), 422);
-    expect((await error(await send("PATCH", "/schedules/nightly", alice, { workflow: "x" }), 400)).code).toBe(
-      "invalid_workflow",
-    );
+    const refusals: [Record<string, unknown>, number, string, string][] = [
+      [{ cron: "bad" }, 422, "invalid_cron", "has 5 fields"],
+      [{ cron: "0 24 * * *", paused: true }, 422, "invalid_cron", "field 2 (hour, column 3)"],
+      [{ timezone: "Europe/Atlantis", overlap: "allow" }, 422, "invalid_timezone", "Europe/Atlantis"],
+      [{ overlap: "queue" }, 422, "invalid_request", "overlap: Invalid option"],
+      [{ catchup: "every" }, 422, "invalid_request", "catchup: Invalid option"],
+      [{ catchup: "latest", overlap: 1 }, 422, "invalid_request", "overlap"],
+      [{}, 422, "invalid_request", "give at least one field to change"],
+      [{ paused: "yes" }, 422, "invalid_request", "paused"],
+      [{ name: "renamed" }, 422, "invalid_request", "name"],
+      [{ workflow: "x" }, 400, "invalid_workflow", "error"],
+      [{ inputs: { unread: "1" } }, 422, "unread_inputs", "inputs.unread"],
+      [{ workflow: '@pool("gpu")\nfun a():\n    print(1)\n' }, 422, "unknown_pool", "pool gpu"],
+    ];
+    for (const [body, status, code, says] of refusals) {
+      const e = await error(await send("PATCH", "/schedules/nightly", alice, body), status);
+      expect([body, e.code]).toEqual([body, code]);
+      expect(e.message + JSON.stringify(e.details)).toContain(says);
+    }
     expect(await (await send("GET", "/schedules/nightly", alice)).json()).toEqual(before);
+    const [row] = await h.m.db<{ updated: Date }[]>`select updated_at as updated from dwop.schedules`;
+    expect(row!.updated.toISOString()).toBe((before as { updatedAt: string }).updatedAt);
   });
 });

@@ -136,8 +136,10 @@ describe("dwop against a server", () => {
 
     expect(WorkflowList.parse(json(list)).workflows.map((w) => w.id)).toContain(etl);
     expect(WorkflowList.parse(json(failedList)).workflows).toEqual([]);
-    expect(table.stdout.split("\n")[0]).toMatch(/^ID\s+STATE\s+TASKS\s+SUBMITTED\s+TOOK\s+NAME$/);
+    expect(table.stdout.split("\n")[0]).toMatch(/^ID\s+STATE\s+TASKS\s+SUBMITTED\s+TOOK\s+SCHEDULE\s+NAME$/);
     expect(table.stdout).toMatch(new RegExp(`${etl}  succeeded  3 `));
+    // No schedule started it.
+    expect(table.stdout).toMatch(new RegExp(`${etl}  succeeded .* -  +\\S+\\n`));
 
     expect(output.stdout).toBe("Loading: LISBON 69.8F\nLoading: OSLO 39.2F\nLoading: LIMA 64.4F\n");
     expect(json(outputJson)).toEqual({

@@ -117,6 +117,8 @@ describe("dwop schedule", { timeout: 240_000 }, () => {
     const wf = await file("tick.workflow", "fun tick():\n    print('tick')\n");
     const badCron = await dwop(["schedule", "add", "tick", wf, "--cron", "* * * * * *"]);
     expect(badCron).toMatchObject({ code: 2, stderr: expect.stringContaining("has 5 fields") });
+    const badField = await dwop(["schedule", "add", "tick", wf, "--cron", "0 25 * * *"]);
+    expect(badField).toMatchObject({ code: 2, stderr: expect.stringContaining("field 2 (hour, column 3)") });
     const badZone = await dwop(["schedule", "add", "tick", wf, "--cron", "@daily", "--tz", "Nowhere/Land"]);
     expect(badZone).toMatchObject({ code: 2, stderr: expect.stringContaining("unknown time zone") });
     const badMode = await dwop(["schedule", "add", "tick", wf, "--cron", "@daily", "--overlap", "queue"]);
@@ -154,7 +156,19 @@ describe("dwop schedule", { timeout: 240_000 }, () => {
     expect(ids).toHaveLength(1);
     const listed = await dwop(["schedule", "list"]);
     expect(listed.stdout).toMatch(
-      /ticker\s+0 0 1 1 \*\s+UTC\s+\d{4}-01-01 00:00:00 UTC\s+(queued|running|succeeded)/,
+      /ticker\s+0 0 1 1 \*\s+UTC\s+\d{4}-01-01 00:00:00 UTC\s+(queued|running|succeeded)\s+[0-9a-f-]{36}\s+started \d{4}-/,
+    );
+    // The list of workflows says which schedule started each, and filters by it.
+    const all = await dwop(["list"]);
+    expect(all.stdout).toMatch(/^ID\s+STATE\s+TASKS\s+SUBMITTED\s+TOOK\s+SCHEDULE\s+NAME\n/);
+    expect(all.stdout).toContain(ids[0]!);
+    expect(all.stdout).toMatch(new RegExp(`${ids[0]}\\s.*\\sticker\\s+ticker\\n`));
+    const shown = await dwop(["schedule", "show", "ticker"]);
+    expect(shown.stdout).toMatch(
+      /^ticker: 0 0 1 1 \* \(UTC\), next \d{4}-01-01 00:00:00 UTC\noverlap skip, catchup none\n/,
+    );
+    expect(shown.stdout).toMatch(
+      new RegExp(`FIRE TIME\\s+OUTCOME\\s+WORKFLOW OR REASON\\n\\S+ \\S+ UTC\\s+started\\s+${ids[0]}\\n$`),
     );
     expect((await dwop(["list", "--schedule", "other", "--json"])).stdout).toBe(
       '{"workflows":[],"nextCursor":null}\n',

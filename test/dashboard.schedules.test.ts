@@ -66,13 +66,26 @@ describe("the Schedules page", () => {
     const sql = postgres(server.database.url, { max: 1, onnotice: () => {} });
     try {
       await sql`update dwop.schedules set next_fire_at = now() where name = 'new-year'`;
+      const run = row.locator(".last-runs a");
+      await expect.poll(() => run.count()).toBe(1);
+      await expect.poll(() => run.getAttribute("class")).toContain("state-succeeded");
+      const fires = row.locator(".last-fires li");
+      expect(await fires.first().locator("a").getAttribute("data-outcome")).toBe("started");
+
+      // As if that fire was twenty minutes ago, and the next time came ten minutes ago while every
+      // claimer was down: with catchup none that time is missed, and the page says why.
+      await sql`update dwop.schedule_fires set fire_at = now() - interval '20 minutes'`;
+      await sql`update dwop.schedules set next_fire_at = now() - interval '10 minutes' where name = 'new-year'`;
+      await expect.poll(() => fires.count()).toBe(2);
+      const missed = fires.nth(0);
+      expect(await missed.locator(".fire").getAttribute("data-outcome")).toBe("missed");
+      expect(await missed.textContent()).toContain("catchup none skips such times");
+      expect(await run.count()).toBe(1);
     } finally {
       await sql.end();
     }
-    const run = row.locator(".last-runs a");
-    await expect.poll(() => run.count()).toBe(1);
-    await expect.poll(() => run.getAttribute("class")).toContain("state-succeeded");
     await browser.screenshot("schedules");
+    const run = row.locator(".last-runs a");
 
     await row.getByRole("button", { name: "Pause" }).click();
     await expect.poll(() => row.locator(".next-fire").textContent()).toBe("paused");
@@ -85,5 +98,19 @@ describe("the Schedules page", () => {
     await run.click();
     await page.waitForURL(/#\/workflows\/[0-9a-f-]{36}/);
     await expect.poll(() => page.locator("h1").textContent()).toBe("new-year");
+
+    // The workflow list says which schedule started each run and filters by it.
+    await page.goto(`${server.url}/ui/#/schedules`);
+    await row.getByRole("link", { name: "all runs" }).click();
+    await expect.poll(() => page.locator("h1").textContent()).toBe("Workflows");
+    const listed = page.locator("table.workflows tbody tr");
+    await expect.poll(() => listed.count()).toBe(1);
+    expect(await listed.locator("td[data-label='Schedule']").textContent()).toBe("new-year");
+    await expect.poll(() => page.locator("#schedule-filter").inputValue()).toBe("new-year");
+    const other = await api("POST", "/workflows", { workflow: "fun x():\n    print(1)\n" });
+    expect(other.status).toBe(201);
+    await page.selectOption("#schedule-filter", "");
+    await expect.poll(() => listed.count()).toBe(2);
+    expect(await listed.locator("td[data-label='Schedule']").allTextContents()).toEqual(["—", "new-year"]);
   });
 });

@@ -2,7 +2,9 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { RetentionSweeper } from "../cron/retention.ts";
 import { ScheduleFirer, type Fired } from "../cron/schedules.ts";
 import { connectDb, type Db } from "../shared/db/connect.ts";
-import { ScheduleStore } from "../shared/db/schedules.ts";
+import { Schedule } from "../functions/schemas.ts";
+import { ScheduleStore, type FireDecision } from "../shared/db/schedules.ts";
+import { PoolStore } from "../shared/db/pool-store.ts";
 import { Store } from "../shared/db/store.ts";
 import { apiHarness, driveToEnd, type ApiHarness } from "./support/api.ts";
 import { startEngine, type Engine } from "./support/engine.ts";
@@ -70,6 +72,20 @@ async function nextFireAt(name: string): Promise<Date | null> {
 
 const started = (fired: Fired[]) => fired.filter((f) => f.result === "started");
 
+/** A claimer's decision to start the fire at `at`, its schedule's next time, passing nothing over. */
+const startAt = (at: Date): FireDecision => ({
+  from: at,
+  fire: { at, outcome: "started", workflowId: crypto.randomUUID(), reason: null },
+  missed: null,
+});
+
+/** What GET /schedules/:name says of its last fires. */
+async function lastFires(name: string): Promise<Record<string, unknown>[]> {
+  const res = await h.app.request(`/schedules/${name}`, { headers: alice });
+  expect(res.status).toBe(200);
+  return Schedule.parse(await res.json()).lastFires;
+}
+
 describe("firing schedules", () => {
   it("starts one workflow per fire time, marked with its schedule and listed by GET /workflows?schedule=", async () => {
     await schedule("nightly", {
@@ -126,13 +142,31 @@ describe("firing schedules", () => {
     }
   });
 
+  it("after downtime, racing claimers record one missed range and fire the latest time once", async () => {
+    const names = ["c1", "c2", "c3", "c4"];
+    for (const name of names) await schedule(name, { catchup: "latest", overlap: "allow" });
+    const claimers = ["a", "b", "c"].map((id) => firer(id, { leaseSeconds: 0 }));
+    // Every claimer was down from 00:01 to 00:21:30: 00:05, 00:10, 00:15 and 00:20 are due at once.
+    const late = at("00:21:30");
+    await Promise.all(claimers.flatMap((c) => [c.runOnce(late), c.runOnce(new Date(late.getTime() + 1000))]));
+    for (const name of names) {
+      const fires = await lastFires(name);
+      expect(fires.map((f) => [f.fireAt, f.outcome, f.missedThrough, f.missedCount])).toEqual([
+        [at("00:20:00").toISOString(), "started", null, null],
+        [at("00:05:00").toISOString(), "missed", at("00:15:00").toISOString(), 3],
+      ]);
+      expect((await runs(name)).map((r) => r.id)).toEqual([fires[0]!.workflowId]);
+      expect(await nextFireAt(name)).toEqual(at("00:25:00"));
+    }
+  });
+
   it("after a claimer dies between recording a fire and submitting it, the next claimer submits that same workflow once", async () => {
     await schedule("hourly");
     // Claimer "dead" claims and records the 00:05 fire, then its process dies.
     const dead = new ScheduleStore(h.m.db);
     const [claimed] = await dead.claimDue("dead", 10, 60, at("00:05:01"));
-    const recorded = await dead.recordFire(claimed!.id, claimed!.nextFireAt, crypto.randomUUID(), "started");
-    expect(recorded.workflowExists).toBe(false);
+    const recorded = (await dead.recordFire(claimed!.id, "dead", startAt(claimed!.nextFireAt)))!;
+    expect(recorded).toMatchObject({ outcome: "started", workflowExists: false });
 
     const restarted = firer("restarted");
     expect(await restarted.runOnce(at("00:05:30"))).toEqual([]); // the dead one's lease still holds
@@ -169,7 +203,7 @@ describe("firing schedules", () => {
     await schedule("skipper");
     const a = firer("a");
     expect(started(await a.runOnce(at("00:05:00")))).toHaveLength(1);
-    expect(await a.runOnce(at("00:10:00"))).toMatchObject([{ result: "skipped", workflowId: null }]);
+    expect(await a.runOnce(at("00:10:00"))).toMatchObject([{ result: "skipped_overlap", workflowId: null }]);
     expect(await runs("skipper")).toHaveLength(1);
     await driveToEnd(h.m);
     expect((await runs("skipper"))[0]!.status).toBe("succeeded");
@@ -193,22 +227,159 @@ describe("firing schedules", () => {
     expect((await runs("canceller")).map((r) => r.status)).toEqual(["cancelled", "queued"]);
   });
 
+  it("overlap cancel_previous cancels nothing when the new run's submit is refused", async () => {
+    await schedule("canceller", { overlap: "cancel_previous" });
+    await firer("a").runOnce(at("00:05:00"));
+    // The file now exceeds this claimer's limits: the 00:10 fire fails before any transaction.
+    const limited = new ScheduleFirer(new ScheduleStore(h.m.db), h.m.store, h.storage, {
+      claimerId: "limited",
+      leaseSeconds: 60,
+      batchSize: 10,
+      retryBackoffMs: 0,
+      limits: { maxTasks: 10, maxWorkflowBytes: 10, maxInputs: 10 },
+    });
+    expect(await limited.runOnce(at("00:10:00"))).toMatchObject([{ result: "failed", workflowId: null }]);
+    expect((await runs("canceller")).map((r) => r.status)).toEqual(["queued"]);
+    expect((await lastFires("canceller")).map((f) => f.outcome)).toEqual(["failed", "started"]);
+  });
+
+  it("overlap cancel_previous cancels nothing when the new run's transaction fails", async () => {
+    const pools = new PoolStore(h.m.db);
+    await pools.set("gpu", 1);
+    await schedule("canceller", { overlap: "cancel_previous" });
+    const a = firer("a");
+    await a.runOnce(at("00:05:00"));
+    // Its workflow now names pool gpu, which an operator then deletes: submit_workflow refuses the
+    // 00:10 fire inside the transaction that would have cancelled the 00:05 run.
+    const patched = await h.app.request("/schedules/canceller", {
+      method: "PATCH",
+      headers: { ...alice, "content-type": "application/json" },
+      body: JSON.stringify({ workflow: `@pool("gpu")\n${WORKFLOW}` }),
+    });
+    expect(patched.status, await patched.clone().text()).toBe(200);
+    expect(await pools.delete("gpu")).toBe("deleted");
+    expect(await a.runOnce(at("00:10:00"))).toMatchObject([{ result: "failed", workflowId: null }]);
+    expect((await runs("canceller")).map((r) => r.status)).toEqual(["queued"]);
+    const [failed] = await lastFires("canceller");
+    expect(failed).toMatchObject({ outcome: "failed", reason: expect.stringContaining("pool gpu") });
+    expect(await nextFireAt("canceller")).toEqual(at("00:15:00"));
+  });
+
+  it("overlap skip records the skipped time and the run that was still going", async () => {
+    await schedule("skipper");
+    const a = firer("a");
+    const [first] = await a.runOnce(at("00:05:00"));
+    await a.runOnce(at("00:10:00"));
+    expect(await lastFires("skipper")).toEqual([
+      expect.objectContaining({
+        fireAt: at("00:10:00").toISOString(),
+        outcome: "skipped_overlap",
+        workflowId: null,
+        reason: `overlap skip: workflow ${first!.workflowId} it started had not ended`,
+      }),
+      expect.objectContaining({ outcome: "started", workflowId: first!.workflowId, reason: null }),
+    ]);
+  });
+
   it("catchup none fires a time late by less than a minute, and skips one missed by more", async () => {
     await schedule("none");
     const a = firer("a");
     expect(await a.runOnce(at("00:05:59"))).toMatchObject([{ fireAt: at("00:05:00"), result: "started" }]);
     // Down from 00:06 to 00:21: 00:10, 00:15 and 00:20 were missed.
-    expect(await a.runOnce(at("00:21:30"))).toMatchObject([{ fireAt: at("00:10:00"), result: "missed" }]);
+    expect(await a.runOnce(at("00:21:30"))).toMatchObject([
+      {
+        fireAt: at("00:10:00"),
+        result: "missed",
+        missed: { from: at("00:10:00"), through: at("00:20:00"), count: 3 },
+      },
+    ]);
+    expect(await a.runOnce(at("00:21:40"))).toEqual([]);
     expect(await runs("none")).toHaveLength(1);
     expect(await nextFireAt("none")).toEqual(at("00:25:00"));
+    // Down again from 00:26 to 00:40:30: 00:30 and 00:35 are missed, 00:40 is late by less than a minute.
+    await driveToEnd(h.m);
+    expect(await a.runOnce(at("00:25:00"))).toMatchObject([{ result: "started" }]);
+    await driveToEnd(h.m);
+    expect(await a.runOnce(at("00:40:30"))).toMatchObject([
+      {
+        fireAt: at("00:40:00"),
+        result: "started",
+        missed: { from: at("00:30:00"), through: at("00:35:00"), count: 2 },
+      },
+    ]);
+    const fires = await lastFires("none");
+    expect(fires.map((f) => [f.fireAt, f.outcome, f.missedThrough, f.missedCount])).toEqual([
+      [at("00:40:00").toISOString(), "started", null, null],
+      [at("00:30:00").toISOString(), "missed", at("00:35:00").toISOString(), 2],
+      [at("00:25:00").toISOString(), "started", null, null],
+      [at("00:10:00").toISOString(), "missed", at("00:20:00").toISOString(), 3],
+      [at("00:05:00").toISOString(), "started", null, null],
+    ]);
+    expect(fires[3]!.reason).toBe(
+      "not fired within 60 s of its time (no claimer ran); catchup none skips such times",
+    );
+    expect(await runs("none")).toHaveLength(3);
+  });
+
+  it("records a long downtime's missed times in one record, counted up to a cap", async () => {
+    await schedule("minutely", { cron: "* * * * *" });
+    const a = firer("a");
+    // From 00:01 to two days later: 2,880 minutes passed over, and the one of now fires.
+    const now = new Date(at("00:01:00").getTime() + 2 * DAY);
+    const fired = await a.runOnce(now);
+    const through = new Date(now.getTime() - 60_000);
+    expect(fired).toMatchObject([
+      { result: "started", fireAt: now, missed: { from: at("00:01:00"), through, count: null } },
+    ]);
+    const [, missed] = await lastFires("minutely");
+    expect(missed).toMatchObject({
+      outcome: "missed",
+      missedThrough: through.toISOString(),
+      missedCount: null,
+    });
+    expect(await runs("minutely")).toHaveLength(1);
+  });
+
+  it("a claimer that died after recording a missed range only moves the schedule past it", async () => {
+    await schedule("none");
+    const dead = new ScheduleStore(h.m.db);
+    const [claimed] = await dead.claimDue("dead", 10, 60, at("00:21:30"));
+    const decision: FireDecision = {
+      from: at("00:05:00"),
+      fire: null,
+      missed: { through: at("00:20:00"), count: 4, reason: "down" },
+    };
+    expect(await dead.recordFire(claimed!.id, "dead", decision)).toMatchObject({ outcome: "missed" });
+    // A claimer that does not hold the schedule records nothing.
+    expect(await dead.recordFire(claimed!.id, "other", startAt(at("00:05:00")))).toBeNull();
+    const fired = await firer("b").runOnce(at("00:22:31"));
+    expect(fired).toMatchObject([{ fireAt: at("00:05:00"), result: "missed", workflowId: null }]);
+    expect(await nextFireAt("none")).toEqual(at("00:25:00"));
+    expect((await lastFires("none")).map((f) => f.outcome)).toEqual(["missed"]);
+    expect(await runs("none")).toEqual([]);
   });
 
   it("catchup latest fires the latest missed time once, then goes on from there", async () => {
     await schedule("latest", { catchup: "latest", overlap: "allow" });
     const a = firer("a");
-    expect(await a.runOnce(at("00:21:30"))).toMatchObject([{ fireAt: at("00:20:00"), result: "started" }]);
+    expect(await a.runOnce(at("00:21:30"))).toMatchObject([
+      {
+        fireAt: at("00:20:00"),
+        result: "started",
+        missed: { from: at("00:05:00"), through: at("00:15:00"), count: 3 },
+      },
+    ]);
     expect(await a.runOnce(at("00:21:40"))).toEqual([]);
     expect(await runs("latest")).toHaveLength(1);
+    const [fired, missed] = await lastFires("latest");
+    expect(fired).toMatchObject({ outcome: "started", fireAt: at("00:20:00").toISOString() });
+    expect(missed).toMatchObject({
+      outcome: "missed",
+      fireAt: at("00:05:00").toISOString(),
+      missedThrough: at("00:15:00").toISOString(),
+      missedCount: 3,
+      reason: expect.stringContaining("catchup latest fired only the latest missed time"),
+    });
     expect(await nextFireAt("latest")).toEqual(at("00:25:00"));
   });
 
@@ -241,10 +412,13 @@ describe("firing schedules", () => {
       limits: { maxTasks: 10, maxWorkflowBytes: 10, maxInputs: 10 },
     });
     expect(await limited.runOnce(at("00:05:00"))).toMatchObject([{ result: "failed", workflowId: null }]);
-    const [fire] = await h.m.db<
-      { outcome: string; error: string }[]
-    >`select outcome, error from dwop.schedule_fires`;
-    expect(fire).toEqual({ outcome: "failed", error: expect.stringContaining("larger than 10 bytes") });
+    const [fire] = await lastFires("big");
+    expect(fire).toMatchObject({
+      fireAt: at("00:05:00").toISOString(),
+      outcome: "failed",
+      workflowId: null,
+      reason: expect.stringContaining("larger than 10 bytes"),
+    });
     expect(await runs("big")).toEqual([]);
     expect(await nextFireAt("big")).toEqual(at("00:10:00"));
   });
@@ -257,7 +431,7 @@ describe("retention of fire records", () => {
     await a.runOnce(at("00:05:00"));
     // The 00:10 fire recorded by a claimer that died before submitting it: still to be acted on.
     const [claimed] = await new ScheduleStore(h.m.db).claimDue("dead", 10, 60, at("00:10:00"));
-    await new ScheduleStore(h.m.db).recordFire(claimed!.id, at("00:10:00"), crypto.randomUUID(), "started");
+    await new ScheduleStore(h.m.db).recordFire(claimed!.id, "dead", startAt(at("00:10:00")));
     const sweeper = new RetentionSweeper(h.m.db, { keepDays: 30 });
     expect((await sweeper.runOnce(new Date(at("00:10:00").getTime() + 29 * DAY))).scheduleFires).toBe(0);
     expect((await sweeper.runOnce(new Date(at("00:10:00").getTime() + 31 * DAY))).scheduleFires).toBe(1);

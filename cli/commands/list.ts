@@ -16,10 +16,11 @@ function table(list: WorkflowList, color: boolean, now = Date.now()): string {
       String(w.taskCount),
       w.createdAt.replace("T", " ").replace(/\.\d+/, ""),
       took,
+      w.schedule ?? "-",
       w.name,
     ];
   });
-  const head = ["ID", "STATE", "TASKS", "SUBMITTED", "TOOK", "NAME"];
+  const head = ["ID", "STATE", "TASKS", "SUBMITTED", "TOOK", "SCHEDULE", "NAME"];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[], paintState = false) =>
     cells
@@ -33,7 +34,7 @@ function table(list: WorkflowList, color: boolean, now = Date.now()): string {
 
 /**
  * `dwop list [--status S] [--schedule NAME] [--cursor C | --all]`: the caller's workflows, newest
- * first, a page at a time. A full page ends with the cursor of the next one (on stderr; `nextCursor`
+ * first, each with the schedule that started it (`-` for none), a page at a time. A full page ends with the cursor of the next one (on stderr; `nextCursor`
  * with --json); `--all` reads page after page to the end.
  */
 export async function listCommand(

@@ -6,7 +6,7 @@ type Flags = { json?: boolean };
 type Act = <A extends unknown[]>(fn: (...args: A) => Promise<number>) => (...args: A) => Promise<void>;
 
 /**
- * Registers `dwop schedule add|list|pause|resume|rm` on the program. The commands' module
+ * Registers `dwop schedule add|list|show|pause|resume|rm` on the program. The commands' module
  * (schedule.ts) is loaded when one runs; `config` is read then too.
  */
 export function scheduleCommands(program: Command, config: () => Config | Promise<Config>, act: Act): void {
@@ -43,6 +43,18 @@ export function scheduleCommands(program: Command, config: () => Config | Promis
     .description("your schedules, with the next fire time and the last run of each")
     .option("--json", json)
     .action(act(async (opts: Flags) => (await load()).scheduleListCommand(await config(), opts)));
+  schedule
+    .command("show")
+    .description(
+      "one schedule, with its last fires: the workflow each started, or why it was skipped or missed",
+    )
+    .argument("<name>", "the schedule's name")
+    .option("--json", json)
+    .action(
+      act(async (name: string, opts: Flags) =>
+        (await load()).scheduleShowCommand(await config(), name, opts),
+      ),
+    );
   for (const [verb, paused] of [
     ["pause", true],
     ["resume", false],

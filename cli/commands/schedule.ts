@@ -72,6 +72,46 @@ export async function scheduleListCommand(config: Config, opts: { json?: boolean
   return EXIT.ok;
 }
 
+/**
+ * `dwop schedule show NAME`: the schedule, then its last fire records, newest first: each fire time and
+ * what became of it (the workflow it started, or why it failed, was skipped or was missed).
+ */
+export async function scheduleShowCommand(
+  config: Config,
+  name: string,
+  opts: { json?: boolean },
+): Promise<number> {
+  const path = `/schedules/${encodeURIComponent(scheduleName(name))}`;
+  const s = await send(clientFromConfig(config), "GET", path);
+  if (opts.json) {
+    process.stdout.write(`${JSON.stringify(s)}\n`);
+    return EXIT.ok;
+  }
+  print(s, false);
+  process.stdout.write(`overlap ${s.overlap}, catchup ${s.catchup}\n`);
+  if (s.lastFires.length === 0) {
+    process.stdout.write("no fires yet\n");
+    return EXIT.ok;
+  }
+  const p = palette(colorsFor(process.stdout));
+  const rows = s.lastFires.map((f) => [fireTimes(f), f.outcome, f.workflowId ?? f.reason ?? ""]);
+  const widths = [0, 1].map((i) => Math.max(...rows.map((r) => r[i]!.length), i === 0 ? 9 : 7));
+  const line = (cells: string[]) => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c)).join("  ");
+  process.stdout.write(
+    `${[p.dim(line(["FIRE TIME", "OUTCOME", "WORKFLOW OR REASON"])), ...rows.map(line)].join("\n")}\n`,
+  );
+  return EXIT.ok;
+}
+
+/** A fire's time, or for a missed record the range of times it covers and how many. */
+function fireTimes(f: Schedule["lastFires"][number]): string {
+  if (f.outcome !== "missed" || !f.missedThrough) return when(f.fireAt);
+  const count = f.missedCount === null ? "over 1000" : String(f.missedCount);
+  return f.missedThrough === f.fireAt
+    ? when(f.fireAt)
+    : `${when(f.fireAt)} to ${when(f.missedThrough)} (${count})`;
+}
+
 /** `dwop schedule pause|resume NAME`. */
 export async function schedulePauseCommand(
   config: Config,
@@ -127,16 +167,18 @@ function table(schedules: Schedule[], color: boolean): string {
   const p = palette(color);
   const rows = schedules.map((s) => {
     const last = s.lastRuns[0];
+    const fire = s.lastFires[0];
     return [
       s.name,
       s.cron,
       s.timezone,
       s.paused ? "paused" : when(s.nextFireAt),
       last ? last.status : "-",
-      last ? last.id : "",
+      last ? last.id : "-",
+      fire ? `${fire.outcome} ${when(fire.fireAt)}` : "-",
     ];
   });
-  const head = ["NAME", "CRON", "ZONE", "NEXT", "LAST", "LAST RUN"];
+  const head = ["NAME", "CRON", "ZONE", "NEXT", "LAST", "LAST RUN", "LAST FIRE"];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[], paint = false) =>
     cells

@@ -4,13 +4,18 @@ import { WORKFLOW_STATES } from "../../shared/model.ts";
 import type { ApiDeps, ApiEnv } from "../context.ts";
 import { parseWith } from "../errors.ts";
 import type { RouteDoc } from "../openapi.ts";
-import { Workflow, withoutNul } from "../schemas.ts";
+import { TRIGGER_NAME, Workflow, withoutNul } from "../schemas.ts";
 import { DASHBOARD_CSS, DASHBOARD_JS, DASHBOARD_VERSION } from "./assets.generated.ts";
 import { contentSecurityPolicy, dashboardPage } from "./page.ts";
 import { listWorkflowSummaries } from "./summaries.ts";
 
 export const WorkflowSummaryQuery = z.object({
   status: z.enum(WORKFLOW_STATES).optional(),
+  schedule: z
+    .string()
+    .regex(TRIGGER_NAME, "a schedule name is letters, digits, _ and -, at most 63")
+    .optional()
+    .meta({ description: "only the workflows this schedule started" }),
   q: z
     .string()
     .max(200)
@@ -57,6 +62,7 @@ export function dashboardRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
     const owner = c.get("caller").owner;
     const rows = await listWorkflowSummaries(deps.db, owner, {
       status: q.status,
+      schedule: q.schedule,
       search: q.q,
       limit: q.limit + 1,
       cursor: q.cursor,

@@ -17,6 +17,8 @@ export interface WorkflowSummaryRow {
 
 export interface SummaryQuery {
   status?: WorkflowState;
+  /** Only the workflows this schedule started. */
+  schedule?: string;
   /** Part of the name (any case), or the start of the id. */
   search?: string;
   limit: number;
@@ -50,6 +52,7 @@ export async function listWorkflowSummaries(
     from dwop.workflows w
     where w.owner = ${owner}
       ${q.status ? db`and w.status = ${q.status}` : db``}
+      ${q.schedule ? db`and w.schedule = ${q.schedule}` : db``}
       ${search ? db`and (w.name ilike ${pattern} or w.id::text like ${idPrefix})` : db``}
       ${
         q.cursor

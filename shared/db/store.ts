@@ -59,6 +59,8 @@ export interface SubmitInput {
   maxInfraRetries?: number;
   /** The name of the schedule that starts this workflow, marked on it in the same transaction. */
   schedule?: string;
+  /** With `schedule`: cancel its other unfinished workflows in the same transaction (overlap cancel_previous). */
+  cancelPrevious?: boolean;
   /** The priority of tasks without @priority (default 0). */
   priority?: number;
 }
@@ -119,12 +121,13 @@ export class Store {
           ${input.retryBackoffMs}, ${input.maxInfraRetries ?? null}, ${input.now ?? null}) as created`;
       const created = row?.created ?? false;
       if (created && input.schedule) {
-        await sql`select dwop.mark_workflow_scheduled(${input.id}, ${input.schedule})`;
+        await sql`select dwop.mark_workflow_scheduled(${input.id}, ${input.schedule}, ${input.cancelPrevious ?? false})`;
       }
       return created;
     };
     try {
-      // A scheduled workflow is made and marked with its schedule in one transaction.
+      // A scheduled workflow is made, marked with its schedule and its previous runs cancelled (when
+      // asked) in one transaction: a submit that fails cancels nothing.
       return input.schedule ? await this.db.begin((sql) => submit(sql)) : await submit(this.db);
     } catch (err) {
       if ((err as { code?: unknown }).code === "DW001") throw new UnknownPoolError((err as Error).message);

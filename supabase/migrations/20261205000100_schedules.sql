@@ -35,17 +35,25 @@ create table dwop.schedules (
 create index schedules_due on dwop.schedules (next_fire_at) where not paused;
 alter table dwop.schedules enable row level security;
 
--- One row per fire time acted on. `workflow_id` is reserved when the row is written, before the
--- workflow exists; `outcome` is what the first claimer decided (started, or skipped because a
--- workflow of the schedule was still running), or `failed` when the workflow could not be submitted.
+-- One row per fire time acted on, so a user sees what became of each: `started` (its workflow id is
+-- reserved when the row is written, before the workflow exists), `failed` (that workflow could not be
+-- submitted: `reason` says why), `skipped_overlap` (overlap skip, and a workflow of the schedule had not
+-- ended: `reason` names it) or `missed` (catchup passed over the times fire_at..missed_through after
+-- downtime; `missed_count` of them, null when over 1,000). A fire time is in at most one row: a
+-- missed row is keyed by the first time it covers, and next_fire_at moves past all of them.
 create table dwop.schedule_fires (
   schedule_id uuid not null references dwop.schedules (id) on delete cascade,
   fire_at timestamptz(3) not null,
-  workflow_id uuid not null unique,
-  outcome text not null check (outcome in ('started', 'skipped', 'failed')),
-  error text,
+  outcome text not null check (outcome in ('started', 'failed', 'skipped_overlap', 'missed')),
+  workflow_id uuid unique,
+  reason text,
+  missed_through timestamptz(3),
+  missed_count int check (missed_count > 0),
   recorded_at timestamptz not null default now(),
-  primary key (schedule_id, fire_at)
+  primary key (schedule_id, fire_at),
+  check ((workflow_id is not null) = (outcome in ('started', 'failed'))),
+  check ((missed_through is not null) = (outcome = 'missed')),
+  check (missed_through >= fire_at)
 );
 
 alter table dwop.schedule_fires enable row level security;
@@ -117,7 +125,8 @@ create function dwop.claim_due_schedules(p_claimer text, p_batch int, p_lease_se
                                          p_now timestamptz default null)
 returns table (id uuid, owner text, name text, cron text, timezone text, source text, requirements text,
                inputs jsonb, overlap text, catchup text, next_fire_at timestamptz,
-               recorded_fire_at timestamptz, recorded_workflow_id uuid, recorded_outcome text)
+               recorded_fire_at timestamptz, recorded_workflow_id uuid, recorded_outcome text,
+               recorded_missed_through timestamptz)
 language plpgsql as $$
 declare
   v_now timestamptz := coalesce(p_now, now());
@@ -136,43 +145,67 @@ begin
     returning s.*
   )
   select c.id, c.owner, c.name, c.cron, c.timezone, c.source, c.requirements, c.inputs, c.overlap, c.catchup,
-         c.next_fire_at, f.fire_at, f.workflow_id, f.outcome
+         c.next_fire_at, f.fire_at, f.workflow_id, f.outcome, f.missed_through
   from claimed c
   left join lateral (
-    select f.fire_at, f.workflow_id, f.outcome from dwop.schedule_fires f
+    select f.fire_at, f.workflow_id, f.outcome, f.missed_through from dwop.schedule_fires f
     where f.schedule_id = c.id and f.fire_at >= c.next_fire_at
     order by f.fire_at desc limit 1
   ) f on true;
 end;
 $$;
 
--- Records the fire of p_schedule_id at p_fire_at with the workflow id p_workflow_id and p_outcome, or
--- finds the one recorded before. Returns the recorded workflow id and outcome, and whether that
--- workflow exists yet.
-create function dwop.record_schedule_fire(p_schedule_id uuid, p_fire_at timestamptz, p_workflow_id uuid,
-                                          p_outcome text, p_now timestamptz default null)
-returns table (workflow_id uuid, outcome text, workflow_exists boolean)
+-- Records what p_claimer decided for the schedule it holds at next_fire_at p_from: the fire at
+-- p_fire_at (p_outcome started, with the workflow id p_workflow_id reserved, or skipped_overlap with
+-- p_reason), and, with p_missed_through, the times p_from..p_missed_through it passes over (a missed row
+-- keyed by p_from, with p_missed_count and p_missed_reason). p_fire_at null: only missed. Returns the
+-- row recorded at p_fire_at (else p_from), this call's or one recorded before at that time, and whether
+-- its workflow exists yet; no row when p_claimer no longer holds the schedule at p_from (its lease ran
+-- out and another claimer took it, or the schedule was changed), so a stale claimer records nothing.
+create function dwop.record_schedule_fire(p_schedule_id uuid, p_claimer text, p_from timestamptz,
+                                          p_fire_at timestamptz, p_outcome text, p_workflow_id uuid,
+                                          p_reason text, p_missed_through timestamptz, p_missed_count int,
+                                          p_missed_reason text, p_now timestamptz default null)
+returns table (fire_at timestamptz, outcome text, workflow_id uuid, missed_through timestamptz,
+               workflow_exists boolean)
 language plpgsql as $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
 begin
-  insert into dwop.schedule_fires (schedule_id, fire_at, workflow_id, outcome, recorded_at)
-  values (p_schedule_id, p_fire_at, p_workflow_id, p_outcome, coalesce(p_now, now()))
-  on conflict (schedule_id, fire_at) do nothing;
+  perform 1 from dwop.schedules s
+  where s.id = p_schedule_id and s.claimed_by = p_claimer and s.next_fire_at = p_from
+  for update;
+  if not found then
+    return;
+  end if;
+  if p_missed_through is not null then
+    insert into dwop.schedule_fires (schedule_id, fire_at, outcome, reason, missed_through, missed_count,
+                                     recorded_at)
+    values (p_schedule_id, p_from, 'missed', p_missed_reason, p_missed_through, p_missed_count, v_now)
+    on conflict do nothing;
+  end if;
+  if p_fire_at is not null then
+    insert into dwop.schedule_fires (schedule_id, fire_at, outcome, workflow_id, reason, recorded_at)
+    values (p_schedule_id, p_fire_at, p_outcome, p_workflow_id, p_reason, v_now)
+    on conflict do nothing;
+  end if;
 
   return query
-  select f.workflow_id, f.outcome, exists (select 1 from dwop.workflows w where w.id = f.workflow_id)
+  select f.fire_at, f.outcome, f.workflow_id, f.missed_through,
+         f.workflow_id is not null and exists (select 1 from dwop.workflows w where w.id = f.workflow_id)
   from dwop.schedule_fires f
-  where f.schedule_id = p_schedule_id and f.fire_at = p_fire_at;
+  where f.schedule_id = p_schedule_id and f.fire_at = coalesce(p_fire_at, p_from);
 end;
 $$;
 
 -- A recorded fire whose workflow could not be submitted (its file or inputs no longer pass the
--- limits, say): marked failed with the reason, so it is not tried again.
-create function dwop.fail_schedule_fire(p_schedule_id uuid, p_fire_at timestamptz, p_error text)
+-- limits, or it names a pool that is gone): marked failed with the reason, so it is not tried again.
+create function dwop.fail_schedule_fire(p_schedule_id uuid, p_fire_at timestamptz, p_reason text)
 returns void
 language sql as $$
-  update dwop.schedule_fires set outcome = 'failed', error = p_error
-  where schedule_id = p_schedule_id and fire_at = p_fire_at and outcome = 'started'
-    and not exists (select 1 from dwop.workflows w where w.id = workflow_id);
+  update dwop.schedule_fires f set outcome = 'failed', reason = p_reason
+  where f.schedule_id = p_schedule_id and f.fire_at = p_fire_at and f.outcome = 'started'
+    and not exists (select 1 from dwop.workflows w where w.id = f.workflow_id);
 $$;
 
 -- Moves a schedule claimed by p_claimer from the fire time p_from to p_next and releases it. False
@@ -189,12 +222,32 @@ begin
 end;
 $$;
 
--- Marks a workflow as started by the schedule named p_schedule; the claimer calls it in the transaction
--- of dwop.submit_workflow, when that made the workflow.
-create function dwop.mark_workflow_scheduled(p_id uuid, p_schedule text)
-returns void
-language sql as $$
-  update dwop.workflows set schedule = p_schedule where id = p_id;
+-- Marks a workflow as started by the schedule named p_schedule and, with p_cancel_previous (overlap
+-- cancel_previous), cancels the owner's other workflows of that schedule that have not ended. The
+-- claimer calls it in the transaction of dwop.submit_workflow, when that made the workflow: the
+-- previous runs are cancelled exactly when the new one is made, never for a submit that fails.
+-- Returns how many it cancelled.
+create function dwop.mark_workflow_scheduled(p_id uuid, p_schedule text, p_cancel_previous boolean default false)
+returns int
+language plpgsql as $$
+declare
+  v_owner text;
+  v_previous uuid;
+  v_count int := 0;
+begin
+  update dwop.workflows set schedule = p_schedule where id = p_id returning owner into v_owner;
+  if p_cancel_previous and v_owner is not null then
+    for v_previous in
+      select w.id from dwop.workflows w
+      where w.owner = v_owner and w.schedule = p_schedule and w.id <> p_id and w.status in ('queued', 'running')
+      order by w.created_at, w.id
+    loop
+      perform dwop.cancel_workflow(v_previous);
+      v_count := v_count + 1;
+    end loop;
+  end if;
+  return v_count;
+end;
 $$;
 
 -- Deletes, at most p_batch a call, fire rows of fire times before p_now - p_keep that their schedule

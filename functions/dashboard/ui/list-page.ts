@@ -2,7 +2,13 @@ import { getJson } from "./api.ts";
 import { fill, h } from "./dom.ts";
 import { icon, label, shortId, span, when } from "./format.ts";
 import type { Page } from "./router.ts";
-import { TASK_STATE_ORDER, WORKFLOW_STATE_LIST, type SummaryPage, type WorkflowSummary } from "./types.ts";
+import {
+  TASK_STATE_ORDER,
+  WORKFLOW_STATE_LIST,
+  type Schedule,
+  type SummaryPage,
+  type WorkflowSummary,
+} from "./types.ts";
 
 const PAGE = 50;
 /** The API's largest page: a list longer than this is read in pages, each after the last's cursor. */
@@ -46,6 +52,20 @@ function row(w: WorkflowSummary): HTMLTableRowElement {
       h("a", { href: `#/workflows/${w.id}`, class: "wf-name", "data-key": `wf:${w.id}` }, w.name),
       h("span", { class: "muted id" }, shortId(w.id)),
     ),
+    h(
+      "td",
+      { "data-label": "Schedule", class: "schedule" },
+      w.schedule
+        ? h(
+            "a",
+            {
+              href: `#/?schedule=${encodeURIComponent(w.schedule)}`,
+              title: `only the runs of ${w.schedule}`,
+            },
+            w.schedule,
+          )
+        : h("span", { class: "muted" }, "—"),
+    ),
     h("td", { "data-label": "Owner", class: "owner" }, w.owner),
     h("td", { "data-label": "Started" }, when(w.startedAt ?? w.createdAt)),
     h("td", { "data-label": "Duration" }, span(w.startedAt ?? w.createdAt, w.finishedAt)),
@@ -67,6 +87,11 @@ class ListPage implements Page {
     { id: "status-filter", name: "status" },
     h("option", { value: "" }, "all states"),
     WORKFLOW_STATE_LIST.map((s) => h("option", { value: s }, label(s))),
+  );
+  private readonly scheduleFilter = h(
+    "select",
+    { id: "schedule-filter", name: "schedule" },
+    h("option", { value: "" }, "any or none"),
   );
   private readonly search = h("input", {
     id: "search",
@@ -90,8 +115,12 @@ class ListPage implements Page {
   constructor(root: HTMLElement, query: URLSearchParams) {
     this.status.value = query.get("status") ?? "";
     this.search.value = query.get("q") ?? "";
+    this.scheduleOption(query.get("schedule") ?? "");
+    this.scheduleFilter.value = query.get("schedule") ?? "";
     this.layout(root);
     this.status.addEventListener("change", () => this.refilter());
+    this.scheduleFilter.addEventListener("change", () => this.refilter());
+    void this.loadSchedules();
     this.search.addEventListener("input", () => {
       if (this.typing) clearTimeout(this.typing);
       this.typing = setTimeout(() => this.refilter(), 250);
@@ -112,7 +141,7 @@ class ListPage implements Page {
   }
 
   private layout(root: HTMLElement): void {
-    const columns = ["State", "Name", "Owner", "Started", "Duration", "Tasks"];
+    const columns = ["State", "Name", "Schedule", "Owner", "Started", "Duration", "Tasks"];
     fill(
       root,
       h(
@@ -130,6 +159,8 @@ class ListPage implements Page {
         { class: "filters", role: "search", onsubmit: (e: Event) => e.preventDefault() },
         h("label", { for: "status-filter" }, "State"),
         this.status,
+        h("label", { for: "schedule-filter" }, "Schedule"),
+        this.scheduleFilter,
         h("label", { for: "search" }, "Search"),
         this.search,
       ),
@@ -158,8 +189,25 @@ class ListPage implements Page {
   private filters(): URLSearchParams {
     const q = new URLSearchParams();
     if (this.status.value) q.set("status", this.status.value);
+    if (this.scheduleFilter.value) q.set("schedule", this.scheduleFilter.value);
     if (this.search.value.trim()) q.set("q", this.search.value.trim());
     return q;
+  }
+
+  /** The filter's choices: the caller's schedules (a deleted one's runs keep its name: see the URL's). */
+  private async loadSchedules(): Promise<void> {
+    try {
+      const { schedules } = await getJson<{ schedules: Schedule[] }>("schedules");
+      if (this.stopped) return;
+      for (const s of schedules) this.scheduleOption(s.name);
+    } catch {
+      // The filter still holds the URL's schedule; the list itself reports a failing API.
+    }
+  }
+
+  private scheduleOption(name: string): void {
+    if (!name || [...this.scheduleFilter.options].some((o) => o.value === name)) return;
+    this.scheduleFilter.appendChild(h("option", { value: name }, name));
   }
 
   private async load(): Promise<void> {

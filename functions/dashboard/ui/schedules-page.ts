@@ -2,7 +2,7 @@ import { call, getJson } from "./api.ts";
 import { fill, h } from "./dom.ts";
 import { icon, label, shortId, when } from "./format.ts";
 import type { Page } from "./router.ts";
-import type { Schedule } from "./types.ts";
+import type { Schedule, ScheduleFire } from "./types.ts";
 
 const POLL_MS = 5000;
 
@@ -33,6 +33,51 @@ function lastRuns(s: Schedule): HTMLElement {
   );
 }
 
+const FIRES_SHOWN = 5;
+const OUTCOME_ICON: Record<ScheduleFire["outcome"], string> = {
+  started: "▶",
+  failed: "✗",
+  skipped_overlap: "⏭",
+  missed: "⌀",
+};
+const OUTCOME_WORDS: Record<ScheduleFire["outcome"], string> = {
+  started: "started",
+  failed: "failed",
+  skipped_overlap: "skipped (overlap)",
+  missed: "missed",
+};
+
+/** A fire's time, or a missed record's range and count. */
+function fireTimes(f: ScheduleFire): string {
+  if (f.outcome !== "missed" || !f.missedThrough || f.missedThrough === f.fireAt) return when(f.fireAt);
+  const count = f.missedCount === null ? "over 1000" : String(f.missedCount);
+  return `${when(f.fireAt)} – ${when(f.missedThrough)} (${count})`;
+}
+
+/**
+ * A schedule's last fire records, newest first: what became of each time (started, failed, skipped,
+ * missed) and, in words, why; a started one links to its workflow.
+ */
+function lastFires(s: Schedule): HTMLElement {
+  if (s.lastFires.length === 0) return h("span", { class: "muted" }, "none yet");
+  return h(
+    "ul",
+    { class: "last-fires" },
+    s.lastFires.slice(0, FIRES_SHOWN).map((f) => {
+      const text = `${OUTCOME_ICON[f.outcome]} ${OUTCOME_WORDS[f.outcome]} ${fireTimes(f)}`;
+      const attrs = { class: `fire fire-${f.outcome}`, "data-outcome": f.outcome, title: f.reason ?? "" };
+      return h(
+        "li",
+        {},
+        f.workflowId
+          ? h("a", { ...attrs, href: `#/workflows/${f.workflowId}` }, text)
+          : h("span", attrs, text),
+        f.reason ? h("span", { class: "fire-reason muted" }, ` ${f.reason}`) : null,
+      );
+    }),
+  );
+}
+
 /**
  * The caller's schedules: each one's expression and zone, when it fires next, its last runs, and a
  * button that pauses or resumes it. Read again every five seconds while the tab is visible.
@@ -53,7 +98,7 @@ class SchedulesPage implements Page {
   private timer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(root: HTMLElement) {
-    const columns = ["Name", "When", "Next fire", "Overlap · catchup", "Last runs", ""];
+    const columns = ["Name", "When", "Next fire", "Overlap · catchup", "Last runs", "Last fires", ""];
     fill(
       root,
       h(
@@ -123,7 +168,12 @@ class SchedulesPage implements Page {
     return h(
       "tr",
       { "data-name": s.name },
-      h("td", { "data-label": "Name", class: "name-cell" }, h("span", { class: "wf-name" }, s.name)),
+      h(
+        "td",
+        { "data-label": "Name", class: "name-cell" },
+        h("span", { class: "wf-name" }, s.name),
+        h("a", { href: `#/?schedule=${encodeURIComponent(s.name)}`, class: "muted all-runs" }, "all runs"),
+      ),
       h(
         "td",
         { "data-label": "When" },
@@ -137,6 +187,7 @@ class SchedulesPage implements Page {
       ),
       h("td", { "data-label": "Overlap · catchup" }, `${label(s.overlap)} · ${s.catchup}`),
       h("td", { "data-label": "Last runs" }, lastRuns(s)),
+      h("td", { "data-label": "Last fires" }, lastFires(s)),
       h("td", {}, toggle),
     );
   }

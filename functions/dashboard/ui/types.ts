@@ -84,6 +84,17 @@ export interface Schedule {
   paused: boolean;
   nextFireAt: string | null;
   lastRuns: { id: string; status: WorkflowState; createdAt: string; finishedAt: string | null }[];
+  lastFires: ScheduleFire[];
+}
+
+/** What became of one fire time (or, missed, of the range fireAt..missedThrough). */
+export interface ScheduleFire {
+  fireAt: string;
+  outcome: "started" | "failed" | "skipped_overlap" | "missed";
+  workflowId: string | null;
+  reason: string | null;
+  missedThrough: string | null;
+  missedCount: number | null;
 }
 
 export interface WorkflowSummary extends Workflow {
