@@ -913,6 +913,43 @@ $$;
 
 
 --
+-- Name: mark_runs_dispatched(bigint[], text[], boolean, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.mark_runs_dispatched(p_run_ids bigint[], p_job_names text[], p_started boolean DEFAULT false, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS SETOF bigint
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+begin
+  if coalesce(cardinality(p_run_ids), 0) <> coalesce(cardinality(p_job_names), 0) then
+    raise exception 'mark_runs_dispatched: % runs but % job names', cardinality(p_run_ids),
+      cardinality(p_job_names) using errcode = '22023';
+  end if;
+  return query
+  with given as (
+    select distinct on (g.id) g.id, g.job_name
+    from unnest(p_run_ids, p_job_names) as g (id, job_name) order by g.id
+  ),
+  marked as (
+    update dwop.runs r
+    set status = case when p_started then 'running' else 'dispatched' end, job_name = g.job_name,
+        dispatched_at = v_now, started_at = case when p_started then v_now end
+    from given g
+    where r.id = g.id and r.status = 'starting'
+    returning r.id, r.task_id
+  ),
+  running as (
+    update dwop.tasks t set status = 'running', started_at = v_now
+    from marked m
+    where p_started and t.id = m.task_id and t.status = 'dispatched'
+  )
+  select m.id from marked m;
+end;
+$$;
+
+
+--
 -- Name: mark_workflow_scheduled(uuid, text); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
@@ -1724,6 +1761,32 @@ begin
   select v_run, true, v_task.workflow_id, v_task.name, v_task.params, v_task.options, v_task.timeout_seconds,
          w.has_requirements
   from dwop.workflows w where w.id = v_task.workflow_id;
+end;
+$$;
+
+
+--
+-- Name: start_runs(bigint[], integer[], text, text, timestamp with time zone, integer); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.start_runs(p_task_ids bigint[], p_attempts integer[], p_dispatcher_id text, p_executor text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_owner_max_running integer DEFAULT NULL::integer) RETURNS TABLE(item integer, run_id bigint, created boolean, workflow_id uuid, task_name text, params jsonb, options jsonb, timeout_seconds integer, has_requirements boolean)
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_now timestamptz := coalesce(p_now, now());
+  v_item int;
+begin
+  if coalesce(cardinality(p_task_ids), 0) <> coalesce(cardinality(p_attempts), 0) then
+    raise exception 'start_runs: % task ids but % attempts', cardinality(p_task_ids), cardinality(p_attempts)
+      using errcode = '22023';
+  end if;
+  for v_item in
+    select i from generate_subscripts(p_task_ids, 1) as g (i) order by p_task_ids[i], p_attempts[i], i
+  loop
+    return query
+    select v_item, s.* from dwop.start_run(p_task_ids[v_item], p_attempts[v_item], p_dispatcher_id, p_executor,
+                                           v_now, p_owner_max_running) s;
+  end loop;
 end;
 $$;
 
@@ -3192,6 +3255,13 @@ REVOKE ALL ON FUNCTION dwop.mark_run_running(p_run_id bigint, p_now timestamp wi
 
 
 --
+-- Name: FUNCTION mark_runs_dispatched(p_run_ids bigint[], p_job_names text[], p_started boolean, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.mark_runs_dispatched(p_run_ids bigint[], p_job_names text[], p_started boolean, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION mark_workflow_scheduled(p_id uuid, p_schedule text); Type: ACL; Schema: dwop; Owner: -
 --
 
@@ -3413,6 +3483,13 @@ REVOKE ALL ON FUNCTION dwop.start_cluster_run(p_task_id bigint, p_attempt intege
 --
 
 REVOKE ALL ON FUNCTION dwop.start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone, p_owner_max_running integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION start_runs(p_task_ids bigint[], p_attempts integer[], p_dispatcher_id text, p_executor text, p_now timestamp with time zone, p_owner_max_running integer); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.start_runs(p_task_ids bigint[], p_attempts integer[], p_dispatcher_id text, p_executor text, p_now timestamp with time zone, p_owner_max_running integer) FROM PUBLIC;
 
 
 --
