@@ -1596,6 +1596,18 @@ $$;
 
 
 --
+-- Name: run_ended(bigint); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.run_ended(p_run_id bigint) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+  select coalesce((select r.status not in ('starting', 'dispatched', 'running') from dwop.runs r
+                   where r.id = p_run_id), true);
+$$;
+
+
+--
 -- Name: run_statuses(bigint[]); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
@@ -1983,18 +1995,14 @@ begin
     v_start := floor(random() * p_cap)::int;
     select s.slot into v_slot from dwop.owner_slots s
     where s.owner = p_owner and s.slot >= v_start and s.slot < p_cap
-      and (s.run_id is null
-           or not exists (select 1 from dwop.runs r
-                          where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running')))
+      and (s.run_id is null or dwop.run_ended(s.run_id))
     order by s.slot
     limit 1
     for update of s skip locked;
     if v_slot is null then
       select s.slot into v_slot from dwop.owner_slots s
       where s.owner = p_owner and s.slot < v_start
-        and (s.run_id is null
-             or not exists (select 1 from dwop.runs r
-                            where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running')))
+        and (s.run_id is null or dwop.run_ended(s.run_id))
       order by s.slot
       limit 1
       for update of s skip locked;
@@ -2030,18 +2038,14 @@ begin
     v_start := floor(random() * p_slots)::int;
     select s.slot into v_slot from dwop.pool_slots s
     where s.pool = p_pool and s.slot >= v_start and s.slot < p_slots
-      and (s.run_id is null
-           or not exists (select 1 from dwop.runs r
-                          where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running')))
+      and (s.run_id is null or dwop.run_ended(s.run_id))
     order by s.slot
     limit 1
     for update of s skip locked;
     if v_slot is null then
       select s.slot into v_slot from dwop.pool_slots s
       where s.pool = p_pool and s.slot < v_start
-        and (s.run_id is null
-             or not exists (select 1 from dwop.runs r
-                            where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running')))
+        and (s.run_id is null or dwop.run_ended(s.run_id))
       order by s.slot
       limit 1
       for update of s skip locked;
@@ -3446,6 +3450,13 @@ REVOKE ALL ON FUNCTION dwop.retry_workflow(p_workflow_id uuid, p_now timestamp w
 --
 
 REVOKE ALL ON FUNCTION dwop.revoke_api_key(p_owner text, p_id uuid, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION run_ended(p_run_id bigint); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.run_ended(p_run_id bigint) FROM PUBLIC;
 
 
 --
