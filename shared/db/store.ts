@@ -285,9 +285,15 @@ export class Store {
     return row?.n ?? 0;
   }
 
+  /**
+   * Records a failed attempt. NUL bytes of the message and log tail are dropped: Postgres text cannot hold
+   * them, and a killed pod's log can end in some (the observer retried such an end forever, chaos seed 1126).
+   */
   async increaseAttempt(runId: string, f: RunFailure): Promise<"retried" | "failed" | "ignored"> {
+    const message = withoutNul(f.message);
+    const logTail = f.logTail === null ? null : withoutNul(f.logTail);
     const [row] = await this.db<{ result: "retried" | "failed" | "ignored" }[]>`
-      select dwop.increase_attempt(${runId}, ${f.message}, ${f.reason}, ${f.exitCode}, ${f.logTail},
+      select dwop.increase_attempt(${runId}, ${message}, ${f.reason}, ${f.exitCode}, ${logTail},
         ${f.nonRetryable}) as result`;
     return row?.result ?? "ignored";
   }
@@ -355,6 +361,10 @@ export class Store {
       tasks: tasks.map((t) => ({ ...t })),
     };
   }
+}
+
+function withoutNul(text: string): string {
+  return text.includes("\0") ? text.replaceAll("\0", "") : text;
 }
 
 /** What start_run's row (or its absence) says about a delivery. */
