@@ -58,14 +58,20 @@ describe("start_runs", () => {
     const stale = { taskId: a!.taskId, attempt: 2 }; // an attempt the task never reached
     const unknown = { taskId: "999999999", attempt: 1 };
     const nonsense = { taskId: "not-a-task", attempt: 1 };
+    const hugeAttempt = { taskId: a!.taskId, attempt: 2 ** 31 }; // beyond an int: would fail the whole batch
 
-    const results = await store.startRuns([c!, a!, b!, stale, c!, unknown, nonsense], "d1", "local");
+    const results = await store.startRuns(
+      [c!, a!, b!, stale, c!, unknown, nonsense, hugeAttempt],
+      "d1",
+      "local",
+    );
     expect(results.map((r) => r.kind)).toEqual([
       "created",
       "created",
       "duplicate",
       "stale",
       "duplicate",
+      "stale",
       "stale",
       "stale",
     ]);

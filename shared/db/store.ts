@@ -93,6 +93,8 @@ export interface WorkflowSummary {
 
 /** A task id as the database makes them (bigint identity). */
 const TASK_ID = /^[1-9][0-9]{0,17}$/;
+/** The largest attempt number (an int column). */
+const MAX_INT = 2 ** 31 - 1;
 
 interface StartRunRow {
   run_id: string;
@@ -209,8 +211,8 @@ export class Store {
     executor: string,
     ownerMaxRunning: number | null = null,
   ): Promise<StartRunResult[]> {
-    // A message naming no possible task id has nothing to run (one such must not fail the batch).
-    const valid = messages.flatMap((m, i) => (TASK_ID.test(m.taskId) ? [i] : []));
+    // A message naming no possible task or attempt has nothing to run (one such must not fail the batch).
+    const valid = messages.flatMap((m, i) => (TASK_ID.test(m.taskId) && m.attempt <= MAX_INT ? [i] : []));
     const results: StartRunResult[] = messages.map(() => ({ kind: "stale" }));
     if (valid.length === 0) return results;
     const rows = await this.db<(StartRunRow & { item: number })[]>`
