@@ -1,12 +1,16 @@
 // Orchestration throughput: a 2,000-task fan-out with a no-op executor (no Python), completed tasks per
 // second, beside this machine's Postgres commit rate measured in the same run.
-// Run: npx tsx bench/throughput.ts [--bus=rabbit|pgboss] [--tasks=2000]
+// Run: npx tsx bench/throughput.ts [--bus=rabbit|pgboss] [--tasks=2000] [--dispatchers=1,2] [--rounds=1]
 import postgres from "postgres";
 import { NoopExecutor } from "./noop-executor.ts";
 import { startEngine } from "../test/support/engine.ts";
 import { busesFromArgs, fanWorkflow } from "./stats.ts";
 
 const n = Number(process.argv.find((a) => a.startsWith("--tasks="))?.slice(8) ?? 2000);
+const dispatcherCounts = (process.argv.find((a) => a.startsWith("--dispatchers="))?.slice(14) ?? "2")
+  .split(",")
+  .map(Number);
+const rounds = Number(process.argv.find((a) => a.startsWith("--rounds="))?.slice(9) ?? 1);
 
 /** Single-row insert transactions per second over 8 connections for 2 s: what fsync allows here. */
 async function commitRate(url: string): Promise<number> {
@@ -27,29 +31,34 @@ async function commitRate(url: string): Promise<number> {
   return commits / 2;
 }
 
-for (const bus of busesFromArgs()) {
-  const engine = await startEngine(`bench_tp_${bus}`, {
-    bus,
-    concurrency: 64,
-    dispatchers: 2,
-    claimers: 1,
-    claimBatch: 500,
-    executor: () => new NoopExecutor(),
-  });
-  try {
-    const commits = await commitRate(engine.m.url);
-    const id = await engine.submit(fanWorkflow(n - 2));
-    await engine.waitFor(id, 600_000);
-    const [span] = await engine.m.db<{ first: Date; last: Date; done: number }[]>`
-      select min(r.created_at) as first, max(r.finished_at) as last, count(*)::int as done
-      from dwop.runs r where r.workflow_id = ${id} and r.status = 'succeeded'`;
-    const seconds = (span!.last.getTime() - span!.first.getTime()) / 1000;
-    console.log(
-      `${bus.padEnd(7)} ${span!.done} tasks in ${seconds.toFixed(2)} s: ${(span!.done / seconds).toFixed(0)} tasks/s ` +
-        `(Postgres here: ${commits.toFixed(0)} single-row commits/s over 8 connections)`,
-    );
-  } finally {
-    await engine.stop(true);
+for (let round = 0; round < rounds; round++) {
+  for (const bus of busesFromArgs()) {
+    for (const dispatchers of dispatcherCounts) {
+      const engine = await startEngine(`bench_tp_${bus}`, {
+        bus,
+        concurrency: 64,
+        dispatchers,
+        claimers: 1,
+        claimBatch: 500,
+        executor: () => new NoopExecutor(),
+      });
+      try {
+        const commits = await commitRate(engine.m.url);
+        const id = await engine.submit(fanWorkflow(n - 2));
+        await engine.waitFor(id, 600_000);
+        const [span] = await engine.m.db<{ first: Date; last: Date; done: number }[]>`
+          select min(r.created_at) as first, max(r.finished_at) as last, count(*)::int as done
+          from dwop.runs r where r.workflow_id = ${id} and r.status = 'succeeded'`;
+        const seconds = (span!.last.getTime() - span!.first.getTime()) / 1000;
+        console.log(
+          `${bus.padEnd(7)} ${dispatchers} dispatcher(s): ${span!.done} tasks in ${seconds.toFixed(2)} s: ` +
+            `${(span!.done / seconds).toFixed(0)} tasks/s ` +
+            `(Postgres here: ${commits.toFixed(0)} single-row commits/s over 8 connections)`,
+        );
+      } finally {
+        await engine.stop(true);
+      }
+    }
   }
 }
 process.exit(0);

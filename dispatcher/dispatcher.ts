@@ -1,7 +1,7 @@
 import type { Config } from "../shared/config.ts";
 import type { Bus, Consumer, Delivery } from "../shared/bus/bus.ts";
 import { Batcher } from "../shared/batcher.ts";
-import type { ClaimedEvent, Store } from "../shared/db/store.ts";
+import type { ClaimedEvent, StartRunResult, Store } from "../shared/db/store.ts";
 import type { Executor, RunOutcome } from "../shared/executors/executor.ts";
 import { silentLogger, type Logger } from "../shared/log.ts";
 import type { RunAssignment, TaskMessage } from "../shared/model.ts";
@@ -23,6 +23,8 @@ const SLOT_WAIT_MS = 2000;
 const CAP_POLL_MS = 150;
 const CAP_WAIT_MS = 10_000;
 const CAP_PAUSE_MS = 1000;
+/** Tries of a batched call that a deadlock or a serialization failure aborted, before its deliveries go back. */
+const BATCH_TRIES = 3;
 /** The deadline of an attempt whose task has no @timeout, unless the options say (DWOP_DEFAULT_TASK_TIMEOUT_SECONDS). */
 export const DEFAULT_TASK_TIMEOUT_SECONDS = 3600;
 
@@ -90,6 +92,10 @@ export class Dispatcher {
   private logStream: LogStream | null = null;
   private readonly slots: Semaphore;
   private readonly completions: Batcher<string, boolean>;
+  /** Deliveries arriving while a start_runs is in flight go together in the next one. */
+  private readonly starts: Batcher<TaskMessage, StartRunResult>;
+  /** Runs the executor took while a mark_runs_dispatched is in flight go together in the next one. */
+  private readonly dispatches: Batcher<{ runId: string; jobName: string }, boolean>;
   private readonly cluster: ClusterStore;
   private readonly settling = new Set<Promise<void>>();
   /** Runs of this process between start_run and their recorded end: what the orphan reaper must spare. */
@@ -115,6 +121,17 @@ export class Dispatcher {
     this.completions = new Batcher(async (runIds) => {
       const recorded = new Set(await this.completeRuns(runIds));
       return runIds.map((id) => recorded.has(id));
+    });
+    this.starts = new Batcher((messages) =>
+      retryDeadlock(() =>
+        store.startRuns(messages, options.id, executor.kind, options.ownerMaxRunning || null),
+      ),
+    );
+    this.dispatches = new Batcher(async (runs) => {
+      const marked = new Set(
+        await retryDeadlock(() => store.markRunsDispatched(runs, executor.runsIn === "process")),
+      );
+      return runs.map((r) => marked.has(r.runId));
     });
     executor.onFinished((run, outcome) => this.track(this.settle(run, outcome)));
   }
@@ -203,12 +220,7 @@ export class Dispatcher {
         await this.dispatchToCluster(delivery.body);
         return;
       }
-      const result = await this.store.startRun(
-        delivery.body,
-        this.options.id,
-        this.executor.kind,
-        this.options.ownerMaxRunning || null,
-      );
+      const result = await this.starts.add(delivery.body);
       if (result.kind !== "created") {
         this.log.debug({ ...delivery.body, result: result.kind }, "nothing to run");
         return;
@@ -242,7 +254,7 @@ export class Dispatcher {
       const { jobName } = await this.executor.start(run, env);
       started = true;
       onStarted();
-      await this.store.markRunDispatched(run.runId, jobName, this.executor.runsIn === "process");
+      await this.dispatches.add({ runId: run.runId, jobName });
     } catch (err) {
       if (started) throw err;
       await this.recordStartFailure(run, err);
@@ -429,4 +441,16 @@ export class Dispatcher {
     if (this.heartbeat) clearInterval(this.heartbeat);
     await this.unlisten?.().catch(() => {});
   }
+}
+
+/**
+ * Runs a batched call again after a deadlock or a serialization failure (two batches that share a task
+ * or a workflow can meet in either order): failing it would send every delivery of the batch back.
+ */
+function retryDeadlock<T>(fn: () => Promise<T>): Promise<T> {
+  let tries = 0;
+  return retryTransient(fn, {
+    retryIf: (err) => /^(40P01|40001)$/.test(String((err as { code?: unknown } | null)?.code)),
+    giveUp: () => ++tries >= BATCH_TRIES,
+  });
 }

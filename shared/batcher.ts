@@ -1,6 +1,8 @@
 /**
  * Natural batching: items added while a flush is in flight wait for it and go together in the next
- * one. An idle batcher flushes at once (no added latency); a busy one turns many calls into one.
+ * one. An idle batcher flushes on the event loop's next turn (what the current turn adds joins it: a
+ * wave of deliveries that reach the same step together is one flush, not one lone item then the rest);
+ * a busy one turns many calls into one.
  */
 export class Batcher<T, R> {
   private queue: { item: T; resolve: (r: R) => void; reject: (e: unknown) => void }[] = [];
@@ -21,6 +23,7 @@ export class Batcher<T, R> {
 
   private async drain(): Promise<void> {
     this.flushing = true;
+    await new Promise((resolve) => setImmediate(resolve));
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0, this.maxBatch);
       try {

@@ -77,7 +77,7 @@ describe("dispatching Jobs", () => {
       replicas: 0,
     }));
     let child: ChildProcess | null = null;
-    const proxy = await tripwire("mark_run_dispatched", () => child?.kill("SIGKILL"));
+    const proxy = await tripwire("mark_runs_dispatched", () => child?.kill("SIGKILL"));
     cleanups.push(() => proxy.server.close());
     const kubeconfig = join(await mkdtemp(join(tmpdir(), "dwop-kubeconfig-")), "config.json");
     await sim.writeKubeconfig(kubeconfig, e.namespace);

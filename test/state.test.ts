@@ -145,6 +145,25 @@ describe("start_run", () => {
 });
 
 describe("increase_attempt", () => {
+  it("records a failure whose log tail holds NUL bytes (a killed pod's log), without them", async () => {
+    const s = submission([task("a")]);
+    await store.submitWorkflow(s);
+    const [msg] = await drain();
+    const started = await store.startRun(msg!, "d1", "local");
+    if (started.kind !== "created") throw new Error(`expected a new run, got ${started.kind}`);
+    const failure = {
+      reason: "exit_code" as const,
+      message: "exit 137\0",
+      exitCode: 137,
+      logTail: "line 1\n\0\0\0line 2",
+      nonRetryable: false,
+    };
+    expect(await store.increaseAttempt(started.assignment.runId, failure)).toBe("failed");
+    const [run] = await m.db<{ error: string; logTail: string }[]>`
+      select error, log_tail as "logTail" from dwop.runs where id = ${started.assignment.runId}`;
+    expect(run).toEqual({ error: "exit 137", logTail: "line 1\nline 2" });
+  });
+
   it("retries within the budget, then fails the task and its downstream while a branch finishes", async () => {
     const s = submission([
       task("bad", [], { retries: 1 }),

@@ -93,6 +93,11 @@ export interface WorkflowSummary {
   tasks: TaskSummary[];
 }
 
+/** A task id as the database makes them (bigint identity). */
+const TASK_ID = /^[1-9][0-9]{0,17}$/;
+/** The largest attempt number (an int column). */
+const MAX_INT = 2 ** 31 - 1;
+
 interface StartRunRow {
   run_id: string;
   created: boolean;
@@ -196,36 +201,50 @@ export class Store {
     const [row] = await this.db<StartRunRow[]>`
       select * from dwop.start_run(${message.taskId}, ${message.attempt}, ${dispatcherId}, ${executor},
         p_owner_max_running => ${ownerMaxRunning})`;
-    if (!row) return { kind: "stale" };
-    if (!row.created) return { kind: "duplicate", runId: row.run_id };
-    return {
-      kind: "created",
-      assignment: {
-        runId: row.run_id,
-        workflowId: row.workflow_id,
-        taskId: message.taskId,
-        taskName: row.task_name,
-        attempt: message.attempt,
-        params: row.params,
-        options: {
-          retries: 0,
-          timeoutSeconds: row.timeout_seconds,
-          image: row.options.image ?? null,
-          cpu: row.options.cpu ?? null,
-          memory: row.options.memory ?? null,
-          pool: null,
-          priority: null,
-        },
-        code: row.options.code,
-        hasRequirements: row.has_requirements,
-      },
-    };
+    return startRunResult(message, row);
+  }
+
+  /**
+   * startRun for many deliveries in one transaction (start_runs): one result per message, in their order.
+   * A (task, attempt) given twice is created once; the second copy is answered "duplicate".
+   */
+  async startRuns(
+    messages: TaskMessage[],
+    dispatcherId: string,
+    executor: string,
+    ownerMaxRunning: number | null = null,
+  ): Promise<StartRunResult[]> {
+    // A message naming no possible task or attempt has nothing to run (one such must not fail the batch).
+    const valid = messages.flatMap((m, i) => (TASK_ID.test(m.taskId) && m.attempt <= MAX_INT ? [i] : []));
+    const results: StartRunResult[] = messages.map(() => ({ kind: "stale" }));
+    if (valid.length === 0) return results;
+    const rows = await this.db<(StartRunRow & { item: number })[]>`
+      select * from dwop.start_runs(${`{${valid.map((i) => messages[i]!.taskId).join(",")}}`}::bigint[],
+        ${intArray(valid.map((i) => messages[i]!.attempt))}::int[], ${dispatcherId}, ${executor},
+        p_owner_max_running => ${ownerMaxRunning})`;
+    for (const row of rows) {
+      const i = valid[row.item - 1]!;
+      results[i] = startRunResult(messages[i]!, row);
+    }
+    return results;
   }
 
   async markRunDispatched(runId: string, jobName: string, started: boolean): Promise<boolean> {
     const [row] = await this.db<{ ok: boolean }[]>`
       select dwop.mark_run_dispatched(${runId}, ${jobName}, ${started}) as ok`;
     return row?.ok ?? false;
+  }
+
+  /**
+   * markRunDispatched for many runs in one transaction (mark_runs_dispatched); returns the ids of the runs
+   * it marked (those still starting).
+   */
+  async markRunsDispatched(runs: { runId: string; jobName: string }[], started: boolean): Promise<string[]> {
+    if (runs.length === 0) return [];
+    const rows = await this.db<{ id: string }[]>`
+      select id from dwop.mark_runs_dispatched(${runs.map((r) => r.runId)}::bigint[],
+        ${runs.map((r) => r.jobName)}::text[], ${started}) as m (id)`;
+    return rows.map((r) => r.id);
   }
 
   async markRunRunning(runId: string): Promise<boolean> {
@@ -271,9 +290,15 @@ export class Store {
     return row?.n ?? 0;
   }
 
+  /**
+   * Records a failed attempt. NUL bytes of the message and log tail are dropped: Postgres text cannot hold
+   * them, and a killed pod's log can end in some (the observer retried such an end forever, chaos seed 1126).
+   */
   async increaseAttempt(runId: string, f: RunFailure): Promise<"retried" | "failed" | "ignored"> {
+    const message = withoutNul(f.message);
+    const logTail = f.logTail === null ? null : withoutNul(f.logTail);
     const [row] = await this.db<{ result: "retried" | "failed" | "ignored" }[]>`
-      select dwop.increase_attempt(${runId}, ${f.message}, ${f.reason}, ${f.exitCode}, ${f.logTail},
+      select dwop.increase_attempt(${runId}, ${message}, ${f.reason}, ${f.exitCode}, ${logTail},
         ${f.nonRetryable}) as result`;
     return row?.result ?? "ignored";
   }
@@ -341,6 +366,38 @@ export class Store {
       tasks: tasks.map((t) => ({ ...t })),
     };
   }
+}
+
+function withoutNul(text: string): string {
+  return text.includes("\0") ? text.replaceAll("\0", "") : text;
+}
+
+/** What start_run's row (or its absence) says about a delivery. */
+function startRunResult(message: TaskMessage, row: StartRunRow | undefined): StartRunResult {
+  if (!row) return { kind: "stale" };
+  if (!row.created) return { kind: "duplicate", runId: row.run_id };
+  return {
+    kind: "created",
+    assignment: {
+      runId: row.run_id,
+      workflowId: row.workflow_id,
+      taskId: message.taskId,
+      taskName: row.task_name,
+      attempt: message.attempt,
+      params: row.params,
+      options: {
+        retries: 0,
+        timeoutSeconds: row.timeout_seconds,
+        image: row.options.image ?? null,
+        cpu: row.options.cpu ?? null,
+        memory: row.options.memory ?? null,
+        pool: null,
+        priority: null,
+      },
+      code: row.options.code,
+      hasRequirements: row.has_requirements,
+    },
+  };
 }
 
 /**

@@ -123,6 +123,16 @@ begin
 end;
 $$;
 
+-- Whether run p_run_id is no longer active (or gone): what frees the slot row pointing at it. A lookup by
+-- primary key per row looked at; written as NOT EXISTS inside the slot queries' OR, the planner ran it as
+-- a hashed subplan that read every active run on each take (0.28 ms a start with 128 runs active).
+create function dwop.run_ended(p_run_id bigint)
+returns boolean
+language sql stable as $$
+  select coalesce((select r.status not in ('starting', 'dispatched', 'running') from dwop.runs r
+                   where r.id = p_run_id), true);
+$$;
+
 -- A free slot row of p_owner's cap below p_cap, locked for this transaction; null when none is free.
 -- The lock's recheck (FOR UPDATE of a row another transaction just gave a run) evaluates the runs
 -- subquery on the statement's older snapshot, where that run is not yet visible: so the row is checked
@@ -140,18 +150,14 @@ begin
     v_start := floor(random() * p_cap)::int;
     select s.slot into v_slot from dwop.owner_slots s
     where s.owner = p_owner and s.slot >= v_start and s.slot < p_cap
-      and (s.run_id is null
-           or not exists (select 1 from dwop.runs r
-                          where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running')))
+      and (s.run_id is null or dwop.run_ended(s.run_id))
     order by s.slot
     limit 1
     for update of s skip locked;
     if v_slot is null then
       select s.slot into v_slot from dwop.owner_slots s
       where s.owner = p_owner and s.slot < v_start
-        and (s.run_id is null
-             or not exists (select 1 from dwop.runs r
-                            where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running')))
+        and (s.run_id is null or dwop.run_ended(s.run_id))
       order by s.slot
       limit 1
       for update of s skip locked;
@@ -183,18 +189,14 @@ begin
     v_start := floor(random() * p_slots)::int;
     select s.slot into v_slot from dwop.pool_slots s
     where s.pool = p_pool and s.slot >= v_start and s.slot < p_slots
-      and (s.run_id is null
-           or not exists (select 1 from dwop.runs r
-                          where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running')))
+      and (s.run_id is null or dwop.run_ended(s.run_id))
     order by s.slot
     limit 1
     for update of s skip locked;
     if v_slot is null then
       select s.slot into v_slot from dwop.pool_slots s
       where s.pool = p_pool and s.slot < v_start
-        and (s.run_id is null
-             or not exists (select 1 from dwop.runs r
-                            where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running')))
+        and (s.run_id is null or dwop.run_ended(s.run_id))
       order by s.slot
       limit 1
       for update of s skip locked;

@@ -1,0 +1,204 @@
+// A dispatcher records its deliveries' runs and marks them dispatched in batches (start_runs,
+// mark_runs_dispatched of 20261205000300): each item of a batch is answered as the one-item call would.
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { connectDb } from "../shared/db/connect.ts";
+import { PoolStore } from "../shared/db/pool-store.ts";
+import { Store } from "../shared/db/store.ts";
+import type { TaskMessage } from "../shared/model.ts";
+import { submission, task } from "./support/factory.ts";
+import { migratedDatabase, type MigratedDatabase } from "./support/migrated.ts";
+
+let m: MigratedDatabase;
+let store: Store;
+
+beforeEach(async (ctx) => {
+  m = await migratedDatabase(ctx.task.name);
+  store = m.store;
+});
+afterEach(async (ctx) => {
+  await m.close(ctx.task.result?.state === "pass");
+});
+
+/** Claims and marks published every due outbox row; their messages, in claim order. */
+async function drain(): Promise<TaskMessage[]> {
+  const claimed = await store.claimOutbox("c1", 1000, 30);
+  await store.markPublished(
+    "c1",
+    claimed.map((c) => c.id),
+  );
+  return claimed.map((c) => c.message);
+}
+
+/** Submits one workflow of the given roots; returns its id and the roots' messages, by task name. */
+async function roots(names: string[], pool?: string) {
+  const s = submission(names.map((n) => task(n, [], pool ? { pool } : {})));
+  await store.submitWorkflow(s);
+  const messages = await drain();
+  const rows = await m.db<{ id: string; name: string }[]>`
+    select id, name from dwop.tasks where workflow_id = ${s.id}`;
+  const byName = Object.fromEntries(
+    rows.map((r) => [r.name, messages.find((x) => x.taskId === r.id)!] as const),
+  );
+  return { id: s.id, byName };
+}
+
+async function runsOf(taskIds: string[]) {
+  return m.db<{ taskId: string; attempt: number; status: string; dispatcherId: string }[]>`
+    select task_id as "taskId", attempt, status, dispatcher_id as "dispatcherId" from dwop.runs
+    where task_id = any(${taskIds}::bigint[]) order by task_id, attempt`;
+}
+
+describe("start_runs", () => {
+  it("answers each delivery as start_run would, in the order given: new, duplicate, stale", async () => {
+    const w = await roots(["a", "b", "c"]);
+    const { a, b, c } = w.byName as Record<string, TaskMessage>;
+    // b's run already exists (an earlier delivery); c was delivered twice into this one batch.
+    const earlier = await store.startRun(b!, "d0", "local");
+    expect(earlier.kind).toBe("created");
+    const stale = { taskId: a!.taskId, attempt: 2 }; // an attempt the task never reached
+    const unknown = { taskId: "999999999", attempt: 1 };
+    const nonsense = { taskId: "not-a-task", attempt: 1 };
+    const hugeAttempt = { taskId: a!.taskId, attempt: 2 ** 31 }; // beyond an int: would fail the whole batch
+
+    const results = await store.startRuns(
+      [c!, a!, b!, stale, c!, unknown, nonsense, hugeAttempt],
+      "d1",
+      "local",
+    );
+    expect(results.map((r) => r.kind)).toEqual([
+      "created",
+      "created",
+      "duplicate",
+      "stale",
+      "duplicate",
+      "stale",
+      "stale",
+      "stale",
+    ]);
+    const [cRun, aRun, bRun, , cAgain] = results;
+    if (cRun?.kind !== "created" || aRun?.kind !== "created") throw new Error("expected new runs");
+    expect(aRun.assignment).toMatchObject({ taskId: a!.taskId, taskName: "a", attempt: 1, workflowId: w.id });
+    expect(cRun.assignment.taskName).toBe("c");
+    expect(bRun).toEqual({
+      kind: "duplicate",
+      runId: earlier.kind === "created" ? earlier.assignment.runId : "",
+    });
+    expect(cAgain).toEqual({ kind: "duplicate", runId: cRun.assignment.runId });
+    // One run per (task, attempt), each by the dispatcher that made it.
+    expect(await runsOf([a!.taskId, b!.taskId, c!.taskId])).toEqual(
+      [
+        { taskId: a!.taskId, attempt: 1, status: "starting", dispatcherId: "d1" },
+        { taskId: b!.taskId, attempt: 1, status: "starting", dispatcherId: "d0" },
+        { taskId: c!.taskId, attempt: 1, status: "starting", dispatcherId: "d1" },
+      ].sort((x, y) => Number(x.taskId) - Number(y.taskId)),
+    );
+  });
+
+  it("starts nothing of a cancelled workflow, and the rest of the batch as usual", async () => {
+    const kept = await roots(["k1", "k2"]);
+    const gone = await roots(["g1", "g2"]);
+    expect(await store.cancelWorkflow(gone.id)).toBe(2);
+    const batch = [gone.byName.g1!, kept.byName.k1!, gone.byName.g2!, kept.byName.k2!];
+    const results = await store.startRuns(batch, "d1", "local");
+    expect(results.map((r) => r.kind)).toEqual(["stale", "created", "stale", "created"]);
+    expect(await runsOf([gone.byName.g1!.taskId, gone.byName.g2!.taskId])).toEqual([]);
+  });
+
+  it("admits by pool slots within one batch: the rest are parked, and nothing is held for them", async () => {
+    await new PoolStore(m.db).set("two", 2);
+    const w = await roots(["p1", "p2", "p3", "p4", "p5"], "two");
+    const results = await store.startRuns(Object.values(w.byName), "d1", "local");
+    expect(results.filter((r) => r.kind === "created")).toHaveLength(2);
+    expect(results.filter((r) => r.kind === "stale")).toHaveLength(3);
+    const [parked] = await m.db<{ n: number }[]>`
+      select count(*)::int as n from dwop.tasks where workflow_id = ${w.id} and parked = 'pool'`;
+    expect(parked!.n).toBe(3);
+    expect((await new PoolStore(m.db).list()).find((p) => p.name === "two")).toMatchObject({
+      running: 2,
+      waiting: 3,
+    });
+  });
+
+  it("creates one run per attempt when two dispatchers' batches share tasks in opposite orders", async () => {
+    const names = Array.from({ length: 40 }, (_, i) => `t${i}`);
+    const w = await roots(names);
+    const messages = names.map((n) => w.byName[n]!);
+    const dbs = [connectDb(m.url, { max: 1 }), connectDb(m.url, { max: 1 })];
+    try {
+      const [one, two] = await Promise.all([
+        new Store(dbs[0]!).startRuns(messages, "d1", "local"),
+        new Store(dbs[1]!).startRuns([...messages].reverse(), "d2", "local"),
+      ]);
+      const created = [...one!, ...two!].filter((r) => r.kind === "created");
+      expect(created).toHaveLength(40);
+      const duplicates = [...one!, ...two!].filter((r) => r.kind === "duplicate");
+      expect(duplicates).toHaveLength(40);
+    } finally {
+      await Promise.all(dbs.map((d) => d.end()));
+    }
+    const runs = await runsOf(messages.map((x) => x.taskId));
+    expect(runs).toHaveLength(40);
+  });
+
+  it("refuses arrays of different lengths with a clear error, changing nothing", async () => {
+    const w = await roots(["a"]);
+    await expect(
+      m.db`select * from dwop.start_runs(${[w.byName.a!.taskId]}::bigint[], '{1,1}'::int[], 'd1', 'local')`,
+    ).rejects.toMatchObject({ code: "22023", message: "start_runs: 1 task ids but 2 attempts" });
+    expect(await runsOf([w.byName.a!.taskId])).toEqual([]);
+  });
+});
+
+describe("mark_runs_dispatched", () => {
+  it("marks the runs still starting, leaves out those that moved on, and marks local tasks running", async () => {
+    const w = await roots(["a", "b", "c"]);
+    const started = await store.startRuns(
+      ["a", "b", "c"].map((n) => w.byName[n]!),
+      "d1",
+      "local",
+    );
+    const [a, b, c] = started.map((r) => (r.kind === "created" ? r.assignment.runId : ""));
+    // b's run was lost meanwhile (reaped); a is given twice.
+    expect(
+      await store.increaseAttempt(b!, {
+        reason: "lost",
+        message: "gone",
+        exitCode: null,
+        logTail: null,
+        nonRetryable: false,
+      }),
+    ).toBe("retried");
+    const marked = await store.markRunsDispatched(
+      [
+        { runId: a!, jobName: "pid-1" },
+        { runId: b!, jobName: "pid-2" },
+        { runId: c!, jobName: "pid-3" },
+        { runId: a!, jobName: "pid-1" },
+      ],
+      true,
+    );
+    expect(marked.sort()).toEqual([a, c].sort());
+    const rows = await m.db<{ name: string; run: string; job: string | null; task: string }[]>`
+      select t.name, r.status as run, r.job_name as job, t.status as task
+      from dwop.runs r join dwop.tasks t on t.id = r.task_id
+      where r.workflow_id = ${w.id} and r.attempt = 1 order by t.name`;
+    expect(rows).toEqual([
+      { name: "a", run: "running", job: "pid-1", task: "running" },
+      { name: "b", run: "lost", job: null, task: "queued" },
+      { name: "c", run: "running", job: "pid-3", task: "running" },
+    ]);
+    // A second mark changes nothing.
+    expect(await store.markRunsDispatched([{ runId: a!, jobName: "pid-9" }], true)).toEqual([]);
+  });
+
+  it("leaves a cluster run's task dispatched until its pod runs", async () => {
+    const w = await roots(["a"]);
+    const [r] = await store.startRuns([w.byName.a!], "d1", "kubernetes");
+    const runId = r?.kind === "created" ? r.assignment.runId : "";
+    expect(await store.markRunsDispatched([{ runId, jobName: "dwop-a-1" }], false)).toEqual([runId]);
+    const [row] = await m.db<{ run: string; task: string }[]>`
+      select r.status as run, t.status as task from dwop.runs r join dwop.tasks t on t.id = r.task_id
+      where r.id = ${runId}`;
+    expect(row).toEqual({ run: "dispatched", task: "dispatched" });
+  });
+});
