@@ -1,12 +1,6 @@
 import type { Db } from "../shared/db/connect.ts";
-import type {
-  CodeRange,
-  RunAssignment,
-  RunState,
-  TaskMessage,
-  TaskOptions,
-  TaskParam,
-} from "../shared/model.ts";
+import { runAssignment, type StartRunRow } from "../shared/db/store.ts";
+import type { RunAssignment, RunState, TaskMessage } from "../shared/model.ts";
 
 /** What start_cluster_run found for a delivery. */
 export type ClusterStartResult =
@@ -18,17 +12,11 @@ export type ClusterStartResult =
   /** The task moved on (cancelled, or a newer attempt): nothing to run. */
   | { kind: "stale" };
 
-interface StartRow {
+/** start_cluster_run's row: start_run's, with no run when the cap is reached. */
+interface StartRow extends Omit<StartRunRow, "run_id"> {
   run_id: string | null;
-  created: boolean;
   run_status: RunState | null;
   at_capacity: boolean;
-  workflow_id: string;
-  task_name: string;
-  params: TaskParam[];
-  options: Partial<TaskOptions> & { code: CodeRange };
-  timeout_seconds: number | null;
-  has_requirements: boolean;
 }
 
 /** Typed calls to the SQL functions of cluster executors: capped starts, leases, the reconcile's reads. */
@@ -47,25 +35,7 @@ export class ClusterStore {
                                            ${maxActive}, p_owner_max_running => ${ownerMaxRunning})`;
     if (!row) return { kind: "stale" };
     if (row.at_capacity || row.run_id === null) return { kind: "at_capacity" };
-    const assignment: RunAssignment = {
-      runId: row.run_id,
-      workflowId: row.workflow_id,
-      taskId: message.taskId,
-      taskName: row.task_name,
-      attempt: message.attempt,
-      params: row.params,
-      options: {
-        retries: 0,
-        timeoutSeconds: row.timeout_seconds,
-        image: row.options.image ?? null,
-        cpu: row.options.cpu ?? null,
-        memory: row.options.memory ?? null,
-        pool: null,
-        priority: null,
-      },
-      code: row.options.code,
-      hasRequirements: row.has_requirements,
-    };
+    const assignment = runAssignment(message, { ...row, run_id: row.run_id });
     if (row.created) return { kind: "created", assignment };
     return { kind: "duplicate", status: row.run_status ?? "starting", assignment };
   }

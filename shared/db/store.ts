@@ -98,7 +98,8 @@ const TASK_ID = /^[1-9][0-9]{0,17}$/;
 /** The largest attempt number (an int column). */
 const MAX_INT = 2 ** 31 - 1;
 
-interface StartRunRow {
+/** The row start_run (and start_cluster_run) answers for a run it made or found. */
+export interface StartRunRow {
   run_id: string;
   created: boolean;
   workflow_id: string;
@@ -376,27 +377,29 @@ function withoutNul(text: string): string {
 function startRunResult(message: TaskMessage, row: StartRunRow | undefined): StartRunResult {
   if (!row) return { kind: "stale" };
   if (!row.created) return { kind: "duplicate", runId: row.run_id };
+  return { kind: "created", assignment: runAssignment(message, row) };
+}
+
+/** What a dispatcher needs to run the attempt a start_run row describes. */
+export function runAssignment(message: TaskMessage, row: StartRunRow): RunAssignment {
   return {
-    kind: "created",
-    assignment: {
-      runId: row.run_id,
-      workflowId: row.workflow_id,
-      taskId: message.taskId,
-      taskName: row.task_name,
-      attempt: message.attempt,
-      params: row.params,
-      options: {
-        retries: 0,
-        timeoutSeconds: row.timeout_seconds,
-        image: row.options.image ?? null,
-        cpu: row.options.cpu ?? null,
-        memory: row.options.memory ?? null,
-        pool: null,
-        priority: null,
-      },
-      code: row.options.code,
-      hasRequirements: row.has_requirements,
+    runId: row.run_id,
+    workflowId: row.workflow_id,
+    taskId: message.taskId,
+    taskName: row.task_name,
+    attempt: message.attempt,
+    params: row.params,
+    options: {
+      retries: 0,
+      timeoutSeconds: row.timeout_seconds,
+      image: row.options.image ?? null,
+      cpu: row.options.cpu ?? null,
+      memory: row.options.memory ?? null,
+      pool: null,
+      priority: null,
     },
+    code: row.options.code,
+    hasRequirements: row.has_requirements,
   };
 }
 
