@@ -6,6 +6,7 @@ import { PoolStore } from "../shared/db/pool-store.ts";
 import { Store } from "../shared/db/store.ts";
 import type { TaskMessage } from "../shared/model.ts";
 import { submission, task } from "./support/factory.ts";
+import { drainOutbox } from "./support/outbox.ts";
 import { migratedDatabase, type MigratedDatabase } from "./support/migrated.ts";
 
 let m: MigratedDatabase;
@@ -20,14 +21,7 @@ afterEach(async (ctx) => {
 });
 
 /** Claims and marks published every due outbox row; their messages, in claim order. */
-async function drain(): Promise<TaskMessage[]> {
-  const claimed = await store.claimOutbox("c1", 1000, 30);
-  await store.markPublished(
-    "c1",
-    claimed.map((c) => c.id),
-  );
-  return claimed.map((c) => c.message);
-}
+const drain = () => drainOutbox(store);
 
 /** Submits one workflow of the given roots; returns its id and the roots' messages, by task name. */
 async function roots(names: string[], pool?: string) {

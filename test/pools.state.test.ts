@@ -4,6 +4,7 @@ import { PoolStore } from "../shared/db/pool-store.ts";
 import { Store, UnknownPoolError } from "../shared/db/store.ts";
 import type { TaskMessage } from "../shared/model.ts";
 import { submission, task } from "./support/factory.ts";
+import { drainOutbox } from "./support/outbox.ts";
 import { migratedDatabase, type MigratedDatabase } from "./support/migrated.ts";
 
 /**
@@ -24,14 +25,7 @@ afterEach(async (ctx) => {
   await m.close(ctx.task.result?.state === "pass");
 });
 
-async function drain(batch = 1000): Promise<TaskMessage[]> {
-  const claimed = await store.claimOutbox("c1", batch, 30);
-  await store.markPublished(
-    "c1",
-    claimed.map((c) => c.id),
-  );
-  return claimed.map((c) => c.message);
-}
+const drain = (batch = 1000) => drainOutbox(store, "c1", batch);
 
 async function taskNames(messages: TaskMessage[]): Promise<string[]> {
   const rows = await m.db<{ id: string; name: string }[]>`

@@ -6,6 +6,7 @@ import type { Store } from "../shared/db/store.ts";
 import type { TaskMessage } from "../shared/model.ts";
 import { createTestDatabase } from "./support/db.ts";
 import { submission, task } from "./support/factory.ts";
+import { drainOutbox } from "./support/outbox.ts";
 import { migratedDatabase, type MigratedDatabase } from "./support/migrated.ts";
 
 let m: MigratedDatabase;
@@ -20,14 +21,7 @@ afterEach(async (ctx) => {
 });
 
 /** Claims everything due, marks it published and returns the messages. */
-async function drain(claimer = "c1"): Promise<TaskMessage[]> {
-  const claimed = await store.claimOutbox(claimer, 1000, 30);
-  await store.markPublished(
-    claimer,
-    claimed.map((c) => c.id),
-  );
-  return claimed.map((c) => c.message);
-}
+const drain = (claimer = "c1") => drainOutbox(store, claimer);
 
 async function taskIdOf(workflowId: string, name: string): Promise<string> {
   const [row] = await m.db<{ id: string }[]>`
