@@ -57,6 +57,17 @@ function firer(id: string, options: { leaseSeconds?: number } = {}): ScheduleFir
   });
 }
 
+/** A firer whose limits refuse any workflow file (10 bytes at most). */
+function limitedFirer(): ScheduleFirer {
+  return new ScheduleFirer(new ScheduleStore(h.m.db), h.m.store, h.storage, {
+    claimerId: "limited",
+    leaseSeconds: 60,
+    batchSize: 10,
+    retryBackoffMs: 0,
+    limits: { maxTasks: 10, maxWorkflowBytes: 10, maxInputs: 10 },
+  });
+}
+
 /** The workflows a schedule started, oldest first. */
 async function runs(name: string): Promise<{ id: string; status: string; schedule: string }[]> {
   return h.m.db`select id, status, schedule from dwop.workflows where owner = 'alice' and schedule = ${name}
@@ -231,13 +242,7 @@ describe("firing schedules", () => {
     await schedule("canceller", { overlap: "cancel_previous" });
     await firer("a").runOnce(at("00:05:00"));
     // The file now exceeds this claimer's limits: the 00:10 fire fails before any transaction.
-    const limited = new ScheduleFirer(new ScheduleStore(h.m.db), h.m.store, h.storage, {
-      claimerId: "limited",
-      leaseSeconds: 60,
-      batchSize: 10,
-      retryBackoffMs: 0,
-      limits: { maxTasks: 10, maxWorkflowBytes: 10, maxInputs: 10 },
-    });
+    const limited = limitedFirer();
     expect(await limited.runOnce(at("00:10:00"))).toMatchObject([{ result: "failed", workflowId: null }]);
     expect((await runs("canceller")).map((r) => r.status)).toEqual(["queued"]);
     expect((await lastFires("canceller")).map((f) => f.outcome)).toEqual(["failed", "started"]);
@@ -404,13 +409,7 @@ describe("firing schedules", () => {
 
   it("marks a fire failed, once, when its workflow no longer passes the limits", async () => {
     await schedule("big");
-    const limited = new ScheduleFirer(new ScheduleStore(h.m.db), h.m.store, h.storage, {
-      claimerId: "limited",
-      leaseSeconds: 60,
-      batchSize: 10,
-      retryBackoffMs: 0,
-      limits: { maxTasks: 10, maxWorkflowBytes: 10, maxInputs: 10 },
-    });
+    const limited = limitedFirer();
     expect(await limited.runOnce(at("00:05:00"))).toMatchObject([{ result: "failed", workflowId: null }]);
     const [fire] = await lastFires("big");
     expect(fire).toMatchObject({
