@@ -10,6 +10,8 @@ Started as `python dwop_worker.py` (a launcher, so this module's bytecode is cac
   DWOP_LOG_URL           signed PUT of the full log (stdout and stderr in arrival order)
   DWOP_RESULT_FILE       where the failure JSON goes (default /dev/termination-log when it is writable)
   DWOP_DIE_WITH_PARENT   "1": die (SIGKILL) when the process that started the worker dies
+  DWOP_RETRY_DELAYS      optional "0.2,0.5,1.5,3,5" (the default): seconds before each further try of a
+                         transfer that failed transiently (a refused connection, 5xx, 408, 429)
 
 Exit status: 0 on success. When the body fails, the body's own status (128+N when signal N killed it);
 any other failure, 70. Each of these non-zero exits writes one line of JSON, the WorkerFailure shape of
@@ -32,7 +34,7 @@ import os
 import sys
 import time as _time
 
-from dwop_http import HttpError, Transfer, transfer_all, write_all
+from dwop_http import RETRY_DELAYS, HttpError, Transfer, parse_retry_delays, transfer_all, write_all
 from dwop_json import parse_json
 from dwop_log import LineLog, LogStream
 from dwop_source import MARK, exception_line
@@ -108,6 +110,10 @@ class Task:
             message = "missing environment variable %s" % e.args[0]
             raise Failure("worker_error", message, non_retryable=True) from None
         self.code_range = code_range(env.get("DWOP_CODE_RANGE"))
+        try:
+            self.retry_delays = parse_retry_delays(env.get("DWOP_RETRY_DELAYS"))
+        except ValueError as e:
+            raise Failure("worker_error", str(e), non_retryable=True) from None
         self.requirements_url = env.get("DWOP_REQUIREMENTS_URL") or None
         try:
             inputs = parse_json(env.get("DWOP_INPUTS") or "[]")
@@ -151,7 +157,7 @@ def download(task, while_waiting):
         for path, url, what, byte_range in wanted:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             transfers.append(Transfer("GET", url, fd, what, byte_range))
-        failed = transfer_all(transfers, while_waiting)
+        failed = transfer_all(transfers, while_waiting, task.retry_delays)
     finally:
         for transfer in transfers:
             os.close(transfer.fd)
@@ -373,7 +379,7 @@ def upload(task, output_fd, log):
     fresh = fresh_upload_urls(log)
     output_url, log_url = fresh or (task.output_url, task.log_url)
     output = Transfer("PUT", output_url, output_fd, "the output")
-    failed = dict(transfer_all([output, Transfer("PUT", log_url, log.fd, "the log")]))
+    failed = dict(transfer_all([output, Transfer("PUT", log_url, log.fd, "the log")], None, task.retry_delays))
     store_log_done(log, not any(t is not output for t in failed))
     for transfer, error in failed.items():
         if transfer is not output:
@@ -452,6 +458,7 @@ def main(sandbox=None):
     parent = os.getppid()
     failure = None
     log = None
+    task = None
     try:
         log = Log()
         log.stream_to = LogStream.from_env(os.environ, log)
@@ -475,7 +482,8 @@ def main(sandbox=None):
         fresh = fresh_upload_urls(log)
         log_url = fresh[1] if fresh else os.environ.get("DWOP_LOG_URL")
         if log_url:
-            store_log_done(log, not transfer_all([Transfer("PUT", log_url, log.fd, "the log")]))
+            delays = task.retry_delays if task else RETRY_DELAYS
+            store_log_done(log, not transfer_all([Transfer("PUT", log_url, log.fd, "the log")], None, delays))
     else:
         write_all(2, ("dwop-worker: %s: %s\n" % (failure.type, failure.message)).encode("utf-8", "replace"))
     report(failure)
