@@ -20,7 +20,8 @@ Protocol, one JSON object per line:
           {"id": <id or null>, "error": "<why>"}      for a request that forks nothing (every request,
                                                       when the sandbox is required and cannot be had)
 The child forked here is the worker: it stays outside the sandbox (it holds the run's URLs, and is not
-dumpable) and only the task body's process enters it (see dwop_sandbox.py). As root, each run gets a uid
+dumpable) and only the task body's process enters it (see dwop_sandbox.py); that process is forked before
+the worker reads the run's environment, so it never holds the run's URLs either. As root, each run gets a uid
 of its own for its body, from uidBase on, held (by a lock file) while the run lives. The child's
 environment is exactly the env file's; its stdin is /dev/null; its stdout and stderr both go to
 <cwd>/.dwop-worker.log (appended to, so the order of the worker's writes is kept). The child dies (SIGKILL)
@@ -30,8 +31,10 @@ the server kills every child's process group and exits.
 
 A fork costs more than it seems on some machines (each page the child writes is copied, and a page fault
 costs 12-15 us in a paravirtualized guest): so the server keeps one spare child forked ahead, which has
-already left the server's session and waits on a pipe for its run's request; a request is handed to it,
-and the next spare is forked once the answer is out. A spare that died is replaced by a fresh fork.
+already left the server's session, forked its run's body process and set that one's sandbox up as far as
+it can be without the run (namespaces, the system's part of the root, slirp4netns attached; see
+dwop_main.Body), and waits on a pipe for its run's request; a request is handed to it, and the next spare
+is forked once the answer is out. A spare that died is replaced by a fresh fork.
 
 What is per child: os.environ, cwd, sys.argv (the worker's, as a fresh start has it), signal handlers,
 umask, and every module's state, since each child is forked from the server, which runs no task code and

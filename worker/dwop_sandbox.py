@@ -9,17 +9,20 @@ runs the body (and pip, when there are requirements) enters the sandbox:
   2. become the first process of the new pid namespace: as root, the worker unshared the pid namespace
      for its children (Run.before_fork), so its child already is; as a normal user, by a fork, the process
      left outside only waiting for it, forwarding SIGTERM, SIGINT and SIGHUP, and exiting as it did. That
-     first process builds the root (3, 4), then forks the body and stays as its init (see init());
+     first process builds the root (3, 4, 5), then forks the body and stays as its init (see init());
   3. build a new root on a tmpfs: read-only binds of /usr, the /lib folders, what /etc holds that programs
-     need (the dynamic loader's cache, certificates, time zones, passwd, ...) and Python's own folders;
-     the run's folder at /work as an overlay whose writable layer is a tmpfs of the run's disk limit
-     (which also holds /tmp and /dev/shm); a minimal /dev; a fresh /proc; then pivot_root into it, so
-     nothing else of the machine (the user's home, the DWOP checkout and home, .env, every other run) is
-     there to be seen, even by absolute path;
+     need (the dynamic loader's cache, certificates, time zones, ...) and Python's own folders; a minimal
+     /dev; a fresh /proc;
   4. bring up a loopback of the run's own: the network namespace has no route to the host's loopback or
      any other network ("none"), or reaches the internet through slirp4netns with the host's loopback and
      the private ranges closed ("internet");
-  5. set the run's limits (rlimits: data memory, processes, CPU time, file size) and drop every privilege:
+  5. (all of the above can be done before the run is known: the fork server's spare worker does it while
+     it waits for a request, and the gate hands the run over; see dwop_gate.py) add the run's part: its
+     user in /etc/passwd, the run's folder at /work as an overlay whose writable layer is a tmpfs of the
+     run's disk limit (which also holds /tmp and /dev/shm); then pivot_root into it, so nothing else of
+     the machine (the user's home, the DWOP checkout and home, .env, every other run) is there to be seen,
+     even by absolute path;
+  6. set the run's limits (rlimits: data memory, processes, CPU time, file size) and drop every privilege:
      as root, switch to the run's own uid (setresuid clears the capabilities); as a normal user, clear the
      capabilities the user namespace gave (capset); no new privileges either way.
 
