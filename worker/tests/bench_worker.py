@@ -1,10 +1,13 @@
 """Wall time of one worker run for a trivial body, spawn to exit, against a local object store.
 
-python worker/tests/bench_worker.py [--python /path/to/python] [--runs 40]
+python worker/tests/bench_worker.py [--python /path/to/python] [--runs 40] [--gap 10]
 Prints the median and 10th percentile of the wall time, and the CPU time (user + system, worker and
 body) per run, which a busy machine disturbs less; next to a bare `python -c pass` for comparison, and
 the same run started through the fork server (request sent to exit reported; CPU time not counted),
-outside the task sandbox and in it, without and with the internet (slirp4netns).
+outside the task sandbox and in it, without and with the internet (slirp4netns). --gap waits that many
+milliseconds between two runs through the fork server, as the orchestration between two tasks of a chain
+does (the server's spare worker prepares the next run's body meanwhile); 0 sends each request as soon
+as the last run ended.
 """
 
 import argparse
@@ -40,7 +43,7 @@ def timed(argv, cwd, env, runs):
     return statistics.median(times), times[len(times) // 10], cpu
 
 
-def timed_fork_server(python, cwd, env, runs, settings):
+def timed_fork_server(python, cwd, env, runs, settings, gap):
     server = subprocess.Popen(
         [python, WORKER, "--fork-server", json.dumps(settings)],
         cwd=cwd,
@@ -54,6 +57,7 @@ def timed_fork_server(python, cwd, env, runs, settings):
             raise SystemExit("no sandbox here: %s" % ready["why"])
         times = []
         for i in range(runs):
+            time.sleep(gap / 1000)
             start = time.perf_counter()
             with open(os.path.join(cwd, ".dwop-env"), "w") as f:  # the executor hands the env over so
                 json.dump(env, f)
@@ -75,6 +79,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--gap", type=float, default=0, help="milliseconds between two fork server runs")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = ObjectStore(os.path.join(tmp, "store"))
@@ -104,7 +109,7 @@ def main():
             ("  in the sandbox, network none", {"sandbox": "required", "network": "none"}),
             ("  in the sandbox, internet", {"sandbox": "required", "network": "internet"}),
         ):
-            median, p10 = timed_fork_server(args.python, work, env, args.runs, settings)
+            median, p10 = timed_fork_server(args.python, work, env, args.runs, settings, args.gap)
             print("%-32s median %6.1f ms   p10 %6.1f ms" % (label, median, p10))
         store.close()
 
