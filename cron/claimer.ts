@@ -188,6 +188,10 @@ export class Claimer {
 
   /** Listens for outbox inserts and claims until stopped. */
   async start(): Promise<void> {
+    // Rows this id claimed in an earlier life and never published go now, not after their lease: a
+    // restarted claimer with a stable DWOP_CLAIMER_ID picks up where it died (the NOTIFY wakes it).
+    const released = await this.store.releaseOutboxClaims(this.options.id);
+    if (released > 0) this.log.info({ released }, "released the rows this claimer had claimed before");
     const listener = await this.store.db.listen(
       "dwop_outbox",
       () => this.wakeup.wake(),

@@ -18,7 +18,7 @@ if (!url) {
   logger.error({}, "the claimer needs DATABASE_URL");
   process.exit(2);
 }
-const id = process.env.DWOP_CLAIMER_ID ?? `claimer-${hostname()}-${process.pid}`;
+const id = config.DWOP_CLAIMER_ID ?? `claimer-${hostname()}-${process.pid}`;
 const db = connectDb(url, { max: 4, applicationName: `dwop-claimer:${id}` });
 await waitForDatabase(db, logger);
 await migrate(db);

@@ -116,6 +116,7 @@ export const configSchema = z.object({
   DWOP_METRICS_HOST: z.string().default("0.0.0.0"),
   DWOP_CONCURRENCY: int(1, 8),
   DWOP_DISPATCHER_ID: z.string().min(1).optional(),
+  DWOP_CLAIMER_ID: z.string().min(1).max(200).optional(),
   DWOP_HEARTBEAT_SECONDS: int(1, 5),
   DWOP_LOST_AFTER_SECONDS: int(2, 30),
   DWOP_SHUTDOWN_GRACE_SECONDS: int(0, 30),

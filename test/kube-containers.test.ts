@@ -7,7 +7,7 @@ import type { KubeSim } from "../tools/kube-sim/index.ts";
 import { startKubeEngine, startWorkerSim, type KubeEngine } from "./support/kube-engine.ts";
 import { workerContainers } from "../tools/kube-sim/worker-containers.ts";
 import { until } from "./support/until.ts";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { containerExitCode } from "../tools/kube-sim/podman-runtime.ts";
@@ -96,6 +96,28 @@ describe.skipIf(!containers)("Job pods as real containers", () => {
     expect(await e.output(id, "total")).toBe("13\n");
   });
 
+  it("keeps the pod's env (its signed URLs) off podman's command line, which any local user can read", async () => {
+    const e = await start("kube_ctr_env");
+    const id = await e.submit(`fun wait():\n    import time\n    time.sleep(2)\n    print("done")\n`);
+    // While the pod runs: every process's arguments, read as another user could.
+    let podmanRuns = 0;
+    await until(async () => {
+      for (const args of await commandLines()) {
+        if (!args.includes("podman") || !args.includes("run") || !args.some((a) => a.includes(e.namespace)))
+          continue;
+        podmanRuns++;
+        expect(
+          args.filter((a) => a.startsWith("--env=")),
+          args.join(" "),
+        ).toEqual([]);
+        expect(args.some((a) => a.startsWith("--env-file="))).toBe(true);
+      }
+      return podmanRuns > 0;
+    }, 60_000);
+    expect((await e.waitFor(id, 60_000)).status).toBe("succeeded");
+    expect(await e.output(id, "wait")).toBe("done\n");
+  });
+
   it("reports a task that goes over its @memory as OOMKilled, which the dispatcher records as oom_killed", async () => {
     const e = await start("kube_ctr_oom");
     const id = await e.submit(
@@ -142,3 +164,12 @@ describe.skipIf(!containers)("a container whose `podman run` lost track of it", 
     await rm(dir, { recursive: true, force: true });
   });
 });
+
+/** The arguments of every process on the machine, from /proc (skipping those gone meanwhile). */
+async function commandLines(): Promise<string[][]> {
+  const pids = (await readdir("/proc")).filter((name) => /^\d+$/.test(name));
+  const lines = await Promise.all(
+    pids.map((pid) => readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")),
+  );
+  return lines.filter(Boolean).map((line) => line.split("\0").filter(Boolean));
+}

@@ -372,4 +372,22 @@ describe("a vanished message, end to end", () => {
       { name: "c", attempt: 1, status: "succeeded" },
     ]);
   });
+
+  it("a claimer started under the id of one that died publishes at once the rows that one had claimed", async () => {
+    const e = await start("claimer restart releases", "rabbit");
+    const bus = await e.newBus();
+    await e.submit("fun a():\n    print('a')\n");
+    // The dead claimer's claim, an hour's lease, never published: no other claimer may take it.
+    const [claimed] = await e.m.db<
+      { id: string }[]
+    >`select id from dwop.claim_outbox_events('claimer', 10, 3600)`;
+    expect(claimed).toBeDefined();
+    expect(await e.m.db`select id from dwop.claim_outbox_events('other', 10, 30)`).toHaveLength(0);
+
+    await startClaimer(e);
+    await until(async () => (await bus.depth()) === 1);
+    const [row] = await e.m.db<{ published: boolean; claims: number }[]>`
+      select published_at is not null as published, claim_count as claims from dwop.outbox where id = ${claimed!.id}`;
+    expect(row).toEqual({ published: true, claims: 2 });
+  });
 });

@@ -134,7 +134,7 @@ export class PodmanRuntime {
       ...(await this.volumeArgs(l)),
       ...resourceArgs(l.container),
       ...(l.container.workingDir ? [`--workdir=${l.container.workingDir}`] : []),
-      ...Object.entries(l.env).map(([k, v]) => `--env=${k}=${v}`),
+      ...(await envArgs(l)),
       ...(l.container.command ? [`--entrypoint=${JSON.stringify(l.container.command)}`] : []),
       l.container.image!,
       ...(l.container.args ?? []),
@@ -312,4 +312,20 @@ export async function containerExitCode(cidFile: string, podmanCode: number): Pr
   await podman(["rm", "--force", "--time=0", id]).catch(() => undefined);
   const code = waited === null ? NaN : Number(waited.trim());
   return Number.isInteger(code) && code >= 0 ? code : podmanCode;
+}
+
+/**
+ * The container's env as podman arguments. The values (signed URLs among them) go in a file only the
+ * simulator's user can read, not on podman's command line, which any local user can read in /proc. A
+ * value with a line break cannot be written in podman's env-file format: only such a one is passed as an
+ * argument.
+ */
+async function envArgs(l: PodmanLaunch): Promise<string[]> {
+  const entries = Object.entries(l.env);
+  const inFile = entries.filter(([, v]) => !/[\r\n]/.test(v));
+  const args = entries.filter(([, v]) => /[\r\n]/.test(v)).map(([k, v]) => `--env=${k}=${v}`);
+  if (inFile.length === 0) return args;
+  const file = join(l.dir, "container.env");
+  await writeFile(file, inFile.map(([k, v]) => `${k}=${v}\n`).join(""), { mode: 0o600 });
+  return [`--env-file=${file}`, ...args];
 }
