@@ -207,9 +207,9 @@ class Body:
 
     def main(self, gate_r):
         """In the child: set up (the sandbox), wait at the gate, then run pip and the body; never returns."""
-        compile("pass", "<warm-up>", "exec")  # the first compile sets the compiler up: ~2 ms
-
         def gate():
+            # In the process that runs the body (the sandbox forks it before its gate), while it waits.
+            compile("pass", "<warm-up>", "exec")  # the first compile sets the compiler up: ~2 ms
             job = dwop_gate.receive(gate_r)
             if job is None:
                 os._exit(EXIT_WORKER_FAILURE)  # abandoned: the downloads failed

@@ -9,7 +9,9 @@ runs the body (and pip, when there are requirements) enters the sandbox:
   2. become the first process of the new pid namespace: as root, the worker unshared the pid namespace
      for its children (Run.before_fork), so its child already is; as a normal user, by a fork, the process
      left outside only waiting for it, forwarding SIGTERM, SIGINT and SIGHUP, and exiting as it did. That
-     first process builds the root (3, 4, 5), then forks the body and stays as its init (see init());
+     first process builds the root's system part (3, 4), then forks the body's process, which waits for
+     its run, adds the run's part (5) and tells the first process the run's uid; the first process then
+     drops its privileges to it and stays as the body's init (see init());
   3. build a new root on a tmpfs: read-only binds of /usr, the /lib folders, what /etc holds that programs
      need (the dynamic loader's cache, certificates, time zones, ...) and Python's own folders; a minimal
      /dev; a fresh /proc;
@@ -264,24 +266,39 @@ class Run:
         if self.settings.internet:
             dwop_network.close_private_routes(self.settings.addresses)
         self.wait_for_network()
+        # The body's process is forked now, before the gate, and takes the run itself: it adds the run's
+        # part of the root (its pivot_root moves the init's root too), then tells the init the run's uid,
+        # for the init to drop its privileges to.
+        told_r, told_w = os.pipe()
+        body = os.fork()
+        if body != 0:
+            os.close(told_w)
+            told = read_to_end(told_r)
+            os.close(told_r)
+            if told:  # else the body ended before it had its run: nothing of the run's to guard
+                self.uid = int(told)
+                self.drop_privileges(libc, privileged)
+                # After the change of credentials, which clears it: the namespace dies with the process outside.
+                libc.prctl(PR_SET_PDEATHSIG, _signal.SIGKILL, "prctl(PR_SET_PDEATHSIG)")
+                if select.select([alive_r], [], [], 0)[0]:
+                    os._exit(EXIT_SANDBOX_FAILED)  # end of file: the process outside died before the line above
+            os.close(alive_r)
+            init(body, note, ended)  # never returns
+        os.close(told_r)
+        os.close(alive_r)
+        if ended is not None:
+            os.close(ended)
         if gate:
             job = gate()
             self.uid, self.limits = job.uid, job.limits
             folder = open_folder(job.folder, below_tmp)
             os.close(below_tmp)
-        finish_root(libc, self.settings, folder, self.limits.disk, self.uid if privileged else INSIDE_UID)
-        body = os.fork()
-        if body != 0:
-            self.drop_privileges(libc, privileged)
-            # After the change of credentials, which clears it: the namespace dies with the process outside.
-            libc.prctl(PR_SET_PDEATHSIG, _signal.SIGKILL, "prctl(PR_SET_PDEATHSIG)")
-            if select.select([alive_r], [], [], 0)[0]:
-                os._exit(EXIT_SANDBOX_FAILED)  # end of file: the process outside died before the line above
-            os.close(alive_r)
-            init(body, note, ended)  # never returns
-        os.close(alive_r)
-        if ended is not None:
-            os.close(ended)
+        uid = self.uid if privileged else INSIDE_UID
+        if uid is None:
+            raise SandboxError("no uid of its own for the run (root's runs get one from the fork server)")
+        finish_root(libc, self.settings, folder, self.limits.disk, uid)
+        os.write(told_w, b"%d" % uid)
+        os.close(told_w)
         self.limits.apply()
         self.drop_privileges(libc, privileged)
         libc.prctl(PR_SET_DUMPABLE, 1, "prctl(PR_SET_DUMPABLE)")  # its own /proc/self stays its own
