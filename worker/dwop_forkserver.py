@@ -33,7 +33,7 @@ A fork costs more than it seems on some machines (each page the child writes is 
 costs 12-15 us in a paravirtualized guest): so the server keeps one spare child forked ahead, which has
 already left the server's session, forked its run's body process and set that one's sandbox up as far as
 it can be without the run (namespaces, the system's part of the root, slirp4netns attached; see
-dwop_main.Body), and waits on a pipe for its run's request; a request is handed to it, and the next spare
+dwop_main.Body; without the sandbox, the body is forked once the run is there), and waits on a pipe for its run's request; a request is handed to it, and the next spare
 is forked once the answer is out. A spare that died is replaced by a fresh fork.
 
 What is per child: os.environ, cwd, sys.argv (the worker's, as a fresh start has it), signal handlers,
@@ -199,8 +199,10 @@ class Server:
         self.fork_spare()
 
     def prepare_body(self, run, close=()):
-        """In a child out of the server's session: forks the run's body process ahead, in the sandbox
-        when there is one (set up as far as it can be before the run is known; see dwop_main.Body)."""
+        """In a child out of the server's session: forks the run's body process ahead, in the sandbox run
+        (set up as far as it can be before the run is known; see dwop_main.Body). Without the sandbox the
+        worker forks it once it has the run, while its downloads are in flight: measured faster there
+        (the chain through dwop dev, sandbox off: 0.64-1.20 s against 0.67-1.36 s ahead)."""
         body = Body(run, self.prctl, close)
         body.started()
         return body
@@ -215,7 +217,7 @@ class Server:
                 lease.release()  # the server's to hold, as the other runs' leases below
                 self.leave_server(ready_w)
                 run = dwop_sandbox.Run(self.sandbox.settings, uid, limits) if self.sandbox.settings else None
-                self.become_worker(cwd, self.prepare_body(run))
+                self.become_worker(cwd, self.prepare_body(run) if run else None)
             finally:
                 os._exit(EXIT_SETUP_FAILED)
         os.close(ready_w)
@@ -282,7 +284,7 @@ class Server:
         os.dup2(null, 1)
         os.close(null)
         run = dwop_sandbox.Run(self.sandbox.settings) if self.sandbox.settings else None
-        body = self.prepare_body(run, close=(request_r,))
+        body = self.prepare_body(run, close=(request_r,)) if run else None
         data = read_to_end(request_r)
         os.close(request_r)
         if not data:

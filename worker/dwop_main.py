@@ -184,10 +184,10 @@ def has_requirement_lines(path):
 
 class Body:
     """The body's process (after pip, when there are requirements), in the sandbox when there is one. It is
-    forked before the run is known where it can be (the fork server's spare worker forks it, and sets its
-    sandbox up, while it waits for a run: the namespaces, the system's part of the root, slirp4netns), and
-    waits at a gate (dwop_gate) until the worker hands it the run once the downloads are in: open() does,
-    abandon() ends it unstarted. Its stdout goes to the output and the log, its stderr to the worker's and
+    forked before the run is known when it is sandboxed (the fork server's spare worker forks it, and sets
+    its sandbox up, while it waits for a run: the namespaces, the system's part of the root, slirp4netns),
+    else by the worker as its downloads start; it waits at a gate (dwop_gate) until the worker hands it the
+    run once the downloads are in: open() does, abandon() ends it unstarted. Its stdout goes to the output and the log, its stderr to the worker's and
     the log (the two merged by line)."""
 
     def __init__(self, sandbox, prctl, close=()):
@@ -470,8 +470,8 @@ def report(failure):
 
 
 def main(body=None):
-    """Runs the worker; never returns. body: the Body prepared for the run (fork server runs), in the
-    sandbox when the server has one; None forks one, without the sandbox, when the run starts."""
+    """Runs the worker; never returns. body: the Body prepared for the run in the sandbox (fork server
+    runs); None forks one, without the sandbox, when the run starts."""
     if os.getpid() == 1:
         # As a container's first process, signals without a handler are ignored: make SIGTERM stop us.
         _signal.signal(_signal.SIGTERM, lambda signum, _frame: os._exit(128 + signum))

@@ -167,17 +167,6 @@ class ForkServerTest(unittest.TestCase):
             self.assertEqual(f.read(), b"out 1\nerr 1\nout 2\nTrue True\n")
         self.assertNotEqual(pid, self.server.ready)
 
-    def test_the_body_holds_no_signed_url_of_its_run(self):
-        # Its process is forked before the worker reads the run's environment. The URLs carry a token the
-        # body knows only the hash of; a control token it makes itself shows that the scan finds one.
-        token = os.urandom(20).hex()
-        url = lambda path: self.store.url(path) + "?signature=" + token  # noqa: E731
-        body = URL_SCAN.replace("TOKEN_HASH", repr(hashlib.sha256(token.encode()).hexdigest()))
-        extra = {"DWOP_OUTPUT_URL": url("out/scan/output.txt"), "DWOP_LOG_URL": url("out/scan/attempt-1.log")}
-        _, ended = self.run_task("scan", body, extra)
-        self.assertEqual(ended, {"id": "scan", "exit": 0})
-        self.assertEqual(json.loads(self.output("scan")), {"control": True, "run's token": False})
-
     def test_each_run_is_a_fresh_process_that_sees_only_its_own_environment(self):
         reports = []
         for name in ("a", "b"):
@@ -452,6 +441,17 @@ class SandboxedForkServerTest(ForkServerTest):
             os.kill(worker, signal.SIGTERM)
         ends = [self.server.next_event(), self.server.next_event()]
         self.assertCountEqual(ends, [{"id": "one", "exit": 143}, {"id": "two", "exit": 143}])
+
+    def test_the_body_holds_no_signed_url_of_its_run(self):
+        # In the sandbox, its process is forked before the worker reads the run's environment. The URLs carry a token the
+        # body knows only the hash of; a control token it makes itself shows that the scan finds one.
+        token = os.urandom(20).hex()
+        url = lambda path: self.store.url(path) + "?signature=" + token  # noqa: E731
+        body = URL_SCAN.replace("TOKEN_HASH", repr(hashlib.sha256(token.encode()).hexdigest()))
+        extra = {"DWOP_OUTPUT_URL": url("out/scan/output.txt"), "DWOP_LOG_URL": url("out/scan/attempt-1.log")}
+        _, ended = self.run_task("scan", body, extra)
+        self.assertEqual(ended, {"id": "scan", "exit": 0})
+        self.assertEqual(json.loads(self.output("scan")), {"control": True, "run's token": False})
 
     def test_says_at_start_that_runs_are_sandboxed(self):
         hello = {"ready": self.server.ready, "sandbox": "namespaces", "why": None, "network": "none"}
