@@ -11,8 +11,10 @@ import time
 
 TIMEOUT = 60.0
 # Seconds before each further try of a transient failure: about 10 s in all, so a worker rides out a
-# restart of the storage server (the chaos soak's API kills) instead of failing the attempt.
+# restart of the storage server (the chaos soak's API kills) instead of failing the attempt. A run's
+# DWOP_RETRY_DELAYS replaces it (see parse_retry_delays).
 RETRY_DELAYS = (0.2, 0.5, 1.5, 3.0, 5.0)
+MAX_RETRIES = 20
 CHUNK = 256 * 1024
 MAX_REDIRECTS = 5
 MAX_CONCURRENT = 16  # requests in flight at once
@@ -61,11 +63,27 @@ class Transfer:
         self.finish(self.start())
 
 
-def transfer_all(transfers, while_waiting=None):
+def parse_retry_delays(text):
+    """The retry schedule of a run's DWOP_RETRY_DELAYS ("0.2,0.5,1.5": the seconds before each further
+    try), RETRY_DELAYS when it is not set; raises ValueError naming what is wrong."""
+    if not text:
+        return RETRY_DELAYS
+    try:
+        delays = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        delays = None
+    if delays is None or len(delays) > MAX_RETRIES or not all(0 <= d <= 600 for d in delays):
+        message = "DWOP_RETRY_DELAYS is not a comma-separated list of at most %d delays of 0 to 600 seconds: %.80s"
+        raise ValueError(message % (MAX_RETRIES, text))
+    return delays
+
+
+def transfer_all(transfers, while_waiting=None, delays=RETRY_DELAYS):
     """Moves every transfer; returns [(transfer, error)] for those that failed for good.
 
     First tries go in batches whose requests are all sent before any response is read, so the server
-    works on them together; while_waiting() runs in the first such gap. Retries go one at a time.
+    works on them together; while_waiting() runs in the first such gap. Retries go one at a time, after
+    each of delays (seconds) in turn.
     """
     failed = []
     for first in range(0, len(transfers), MAX_CONCURRENT):
@@ -86,7 +104,7 @@ def transfer_all(transfers, while_waiting=None):
                 transfer.finish(sock)
             except (HttpError, OSError, ValueError) as e:
                 try:
-                    with_retries(transfer.run_once, e)
+                    with_retries(transfer.run_once, e, delays)
                 except (HttpError, OSError, ValueError) as final:
                     failed.append((transfer, final))
     if while_waiting is not None:
@@ -94,12 +112,12 @@ def transfer_all(transfers, while_waiting=None):
     return failed
 
 
-def with_retries(attempt, error=None):
-    """Calls attempt() until it succeeds, fails for good, or the retries run out.
+def with_retries(attempt, error=None, delays=RETRY_DELAYS):
+    """Calls attempt() until it succeeds, fails for good, or the retries (one after each delay) run out.
 
     error is a failure of a first try already made elsewhere.
     """
-    delays = iter(RETRY_DELAYS)
+    delays = iter(delays)
     while True:
         if error is not None:
             delay = next(delays, None)

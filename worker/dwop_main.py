@@ -10,6 +10,8 @@ Started as `python dwop_worker.py` (a launcher, so this module's bytecode is cac
   DWOP_LOG_URL           signed PUT of the full log (stdout and stderr in arrival order)
   DWOP_RESULT_FILE       where the failure JSON goes (default /dev/termination-log when it is writable)
   DWOP_DIE_WITH_PARENT   "1": die (SIGKILL) when the process that started the worker dies
+  DWOP_RETRY_DELAYS      optional "0.2,0.5,1.5,3,5" (the default): seconds before each further try of a
+                         transfer that failed transiently (a refused connection, 5xx, 408, 429)
 
 Exit status: 0 on success. When the body fails, the body's own status (128+N when signal N killed it);
 any other failure, 70. Each of these non-zero exits writes one line of JSON, the WorkerFailure shape of
@@ -32,12 +34,14 @@ import os
 import sys
 import time as _time
 
-from dwop_http import HttpError, Transfer, transfer_all, write_all
+from dwop_http import RETRY_DELAYS, HttpError, Transfer, parse_retry_delays, transfer_all, write_all
 from dwop_json import parse_json
 from dwop_log import LineLog, LogStream
 from dwop_source import MARK, exception_line
-from dwop_process import abandon_child, die_with_parent, fork_child, load_prctl, run_script, wait_child
-from dwop_sandbox import SandboxError
+from dwop_process import BODY_KEEPS, abandon_child, die_with_parent, fork_child, load_prctl, reap_child
+from dwop_process import run_script, wait_child
+from dwop_sandbox import Limits, SandboxError
+import dwop_gate
 
 RESULT_FILE_DEFAULT = "/dev/termination-log"
 DEPS_DIR = ".dwop-deps"
@@ -108,6 +112,10 @@ class Task:
             message = "missing environment variable %s" % e.args[0]
             raise Failure("worker_error", message, non_retryable=True) from None
         self.code_range = code_range(env.get("DWOP_CODE_RANGE"))
+        try:
+            self.retry_delays = parse_retry_delays(env.get("DWOP_RETRY_DELAYS"))
+        except ValueError as e:
+            raise Failure("worker_error", str(e), non_retryable=True) from None
         self.requirements_url = env.get("DWOP_REQUIREMENTS_URL") or None
         try:
             inputs = parse_json(env.get("DWOP_INPUTS") or "[]")
@@ -151,7 +159,7 @@ def download(task, while_waiting):
         for path, url, what, byte_range in wanted:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             transfers.append(Transfer("GET", url, fd, what, byte_range))
-        failed = transfer_all(transfers, while_waiting)
+        failed = transfer_all(transfers, while_waiting, task.retry_delays)
     finally:
         for transfer in transfers:
             os.close(transfer.fd)
@@ -176,38 +184,39 @@ def has_requirement_lines(path):
 
 class Body:
     """The body's process (after pip, when there are requirements), in the sandbox when there is one. It is
-    forked before the downloads, so that its set-up (the sandbox's namespaces and root, the process's own
-    first page copies) overlaps them, and waits at a gate until they are in: open() starts it, abandon()
-    ends it unstarted. Its stdout goes to the output and the log, its stderr to the worker's and the log
-    (the two merged by line), and the log is shipped live while it runs."""
+    forked before the run is known when it is sandboxed (the fork server's spare worker forks it, and sets
+    its sandbox up, while it waits for a run: the namespaces, the system's part of the root, slirp4netns),
+    else by the worker as its downloads start; it waits at a gate (dwop_gate) until the worker hands it the
+    run once the downloads are in: open() does, abandon() ends it unstarted. Its stdout goes to the output and the log, its stderr to the worker's and
+    the log (the two merged by line)."""
 
-    def __init__(self, log, output_fd, sandbox, prctl):
-        self.log = log
+    def __init__(self, sandbox, prctl, close=()):
         self.sandbox = sandbox
         self.requirements = False  # in the child, once the gate opened: whether pip runs first
         self.attached = False
+        self.setup_error = None  # why the worker's half of the set-up failed (started()), if it did
         self.report_r, self.report_w = os.pipe()
         gate_r, self.gate_w = os.pipe()
         if sandbox:
             sandbox.before_fork()
-        close = (output_fd, log.fd, self.report_r, self.gate_w)
-        self.child = fork_child(lambda: self.main(gate_r), close, prctl)
+        self.child = fork_child(lambda: self.main(gate_r), (*close, self.report_r, self.gate_w), prctl)
         os.close(gate_r)
-        self.output_fd = output_fd
 
     def note(self, kind, text):
         write_all(self.report_w, ("%s %s\n" % (kind, text)).encode("utf-8", "replace"))
 
     def main(self, gate_r):
         """In the child: set up (the sandbox), wait at the gate, then run pip and the body; never returns."""
-        compile("pass", "<warm-up>", "exec")  # the first compile sets the compiler up: ~2 ms
-
         def gate():
-            go = os.read(gate_r, 1)
-            os.close(gate_r)
-            if not go:
+            # In the process that runs the body (the sandbox forks it before its gate), while it waits.
+            compile("pass", "<warm-up>", "exec")  # the first compile sets the compiler up: ~2 ms
+            job = dwop_gate.receive(gate_r)
+            if job is None:
                 os._exit(EXIT_WORKER_FAILURE)  # abandoned: the downloads failed
-            self.requirements = go == b"r"
+            self.requirements = job.requirements
+            os.environ.clear()
+            os.environ.update(job.env)
+            return job
 
         if self.sandbox:
             try:
@@ -216,18 +225,19 @@ class Body:
                 self.note("sandbox", describe(e))
                 os._exit(EXIT_WORKER_FAILURE)
         else:
-            gate()
+            os.chdir(gate().folder)
         deps = install_requirements(self.note) if self.requirements else None
         run_script("main.py", deps, lambda error: body_failed(self.note, error, self.sandbox))
 
     def started(self):
-        """While the downloads are in flight: the worker's half of the sandbox's set-up, then the live log."""
+        """Right after the fork, while the child sets up: the worker's half of the sandbox's set-up
+        (slirp4netns). Its failure is kept, for the run to report."""
         self.attached = True
         if self.sandbox:
-            self.sandbox.after_fork(self.child[0])
-        # Only now: the sandbox's namespace calls above need a worker with one thread.
-        if self.log.stream_to:
-            self.log.stream_to.start()
+            try:
+                self.sandbox.after_fork(self.child[0])
+            except (SandboxError, OSError) as e:
+                self.setup_error = describe(e)
 
     def abandon(self):
         """Ends the child unstarted (the downloads failed)."""
@@ -235,36 +245,41 @@ class Body:
         abandon_child(self.child)
         os.close(self.report_r)
         os.close(self.report_w)
-        if self.log.stream_to:
-            self.log.stream_to.stop()
         if self.sandbox and self.attached:
             self.sandbox.after_run()
 
-    def open(self, has_requirements):
-        """Lets the body run, copies its output until it exits; raises Failure for anything but a clean exit."""
+    def open(self, has_requirements, log, output_fd):
+        """Hands the body its run, copies its output until it exits; raises Failure for anything but a
+        clean exit."""
+        sandbox = self.sandbox
+        body_env = {k: v for k, v in os.environ.items() if not k.startswith("DWOP_") or k in BODY_KEEPS}
+        uid, limits = (sandbox.uid, sandbox.limits) if sandbox else (None, Limits())
         try:
-            write_all(self.gate_w, b"r" if has_requirements else b"g")
+            dwop_gate.send(self.gate_w, dwop_gate.Job(has_requirements, uid, limits, os.getcwd(), body_env))
         except BrokenPipeError:
             pass  # it died setting up; how is in its notes
-        os.close(self.gate_w)
+        ended = sandbox.ended[0] if sandbox else None
         try:
             code, signal = wait_child(
                 self.child,
-                (1, self.output_fd, self.log.stream("stdout")),
-                (2, self.log.stream("stderr")),
+                (1, output_fd, log.stream("stdout")),
+                (2, log.stream("stderr")),
+                ended,
             )
         finally:
+            if ended is not None:
+                os.close(ended)
             os.close(self.report_w)
-            self.log.end_streams()
-            if self.log.stream_to:
-                self.log.stream_to.stop()
-            if self.sandbox:
-                self.sandbox.after_run()
+            log.end_streams()
+            if log.stream_to:
+                log.stream_to.stop()
+            if sandbox:
+                sandbox.after_run()
         notes = dict(line.partition(" ")[::2] for line in read_all(self.report_r).splitlines() if line)
         os.close(self.report_r)
         if notes.get("signal", "").isdigit():
             signal = int(notes["signal"])  # the sandbox's init saw the body killed
-        failure = body_failure(code, signal, notes, self.sandbox)
+        failure = body_failure(code, signal, notes, sandbox)
         if failure:
             raise failure
 
@@ -373,7 +388,7 @@ def upload(task, output_fd, log):
     fresh = fresh_upload_urls(log)
     output_url, log_url = fresh or (task.output_url, task.log_url)
     output = Transfer("PUT", output_url, output_fd, "the output")
-    failed = dict(transfer_all([output, Transfer("PUT", log_url, log.fd, "the log")]))
+    failed = dict(transfer_all([output, Transfer("PUT", log_url, log.fd, "the log")], None, task.retry_delays))
     store_log_done(log, not any(t is not output for t in failed))
     for transfer, error in failed.items():
         if transfer is not output:
@@ -404,22 +419,32 @@ def store_log_done(log, stored):
         log.stream_to.ship_rest()
 
 
-def work(task, log, parent, die_with_parent_wanted, sandbox):
-    """The steps of a run; raises Failure."""
+def work(task, log, parent, die_with_parent_wanted, body):
+    """The steps of a run; raises Failure. body: the Body prepared for it, or None to fork one now."""
     prctl = None
     if die_with_parent_wanted:
         prctl = load_prctl()
         die_with_parent(prctl, parent)
     output_fd = anonymous_file()
-    body = Body(log, output_fd, sandbox, prctl)
+    if body is None:
+        body = Body(None, prctl, close=(output_fd, log.fd))
+        body.started()
     try:
-        download(task, body.started)
+        if body.setup_error:
+            raise Failure("sandbox_failed", "the task sandbox could not be set up: %s" % body.setup_error)
+        download(task, log.stream_to.start if log.stream_to else None)
         has_requirements = bool(task.requirements_url) and has_requirement_lines("requirements.txt")
     except BaseException:
         body.abandon()
+        if log.stream_to:
+            log.stream_to.stop()
         raise
-    body.open(has_requirements)
-    upload(task, output_fd, log)
+    try:
+        body.open(has_requirements, log, output_fd)
+        upload(task, output_fd, log)
+    finally:
+        if body.sandbox:
+            reap_child(body.child)  # its namespaces were torn down while the output went up
 
 
 def result_file():
@@ -444,19 +469,21 @@ def report(failure):
         write_all(2, ("dwop-worker: cannot write %s: %s\n" % (path, e)).encode("utf-8", "replace"))
 
 
-def main(sandbox=None):
-    """Runs the worker; never returns. sandbox: the dwop_sandbox.Run the body enters (fork server runs)."""
+def main(body=None):
+    """Runs the worker; never returns. body: the Body prepared for the run in the sandbox (fork server
+    runs); None forks one, without the sandbox, when the run starts."""
     if os.getpid() == 1:
         # As a container's first process, signals without a handler are ignored: make SIGTERM stop us.
         _signal.signal(_signal.SIGTERM, lambda signum, _frame: os._exit(128 + signum))
     parent = os.getppid()
     failure = None
     log = None
+    task = None
     try:
         log = Log()
         log.stream_to = LogStream.from_env(os.environ, log)
         task = Task(os.environ)
-        work(task, log, parent, os.environ.get("DWOP_DIE_WITH_PARENT") == "1", sandbox)
+        work(task, log, parent, os.environ.get("DWOP_DIE_WITH_PARENT") == "1", body)
     except Failure as e:
         failure = e
     except BaseException as e:
@@ -475,7 +502,8 @@ def main(sandbox=None):
         fresh = fresh_upload_urls(log)
         log_url = fresh[1] if fresh else os.environ.get("DWOP_LOG_URL")
         if log_url:
-            store_log_done(log, not transfer_all([Transfer("PUT", log_url, log.fd, "the log")]))
+            delays = task.retry_delays if task else RETRY_DELAYS
+            store_log_done(log, not transfer_all([Transfer("PUT", log_url, log.fd, "the log")], None, delays))
     else:
         write_all(2, ("dwop-worker: %s: %s\n" % (failure.type, failure.message)).encode("utf-8", "replace"))
     report(failure)

@@ -69,13 +69,20 @@ def fork_child(run, close_fds, prctl):
     return pid, out_r, err_r
 
 
-def wait_child(child, out_sinks, err_sinks):
+def wait_child(child, out_sinks, err_sinks, ended=None):
     """Copies a fork_child's stdout and stderr to the sinks until it exits, forwarding SIGTERM to it;
-    returns (exit status, killing signal or None), with 128+N as the status for signal N."""
+    returns (exit status, killing signal or None), with 128+N as the status for signal N.
+
+    ended: a pipe on which the child (the sandbox's init) writes its exit status just before it exits:
+    read from there, the status comes before the kernel has torn the child's namespaces down (~2 ms), and
+    the child is left to reap (reap_child)."""
     pid, out_r, err_r = child
     previous = _signal.signal(_signal.SIGTERM, lambda signum, _frame: forward(pid, signum))
     try:
-        status = pump(pid, out_r, err_r, out_sinks, err_sinks)
+        status = pump(pid, out_r, err_r, out_sinks, err_sinks, ended)
+        if status is None:
+            said = os.read(ended, 16)
+            status = int(said) << 8 if said.isdigit() else os.waitpid(pid, 0)[1]
     except BaseException:
         forward(pid, _signal.SIGKILL)
         os.waitpid(pid, 0)
@@ -124,22 +131,24 @@ def in_child(run, out_w, err_w, close_fds, prctl, parent):
         os._exit(EXIT_NOT_STARTED)
 
 
-def pump(pid, out_r, err_r, out_sinks, err_sinks):
-    """Copies the child's stdout and stderr to their sinks as they arrive; returns its wait status.
+def pump(pid, out_r, err_r, out_sinks, err_sinks, ended=None):
+    """Copies the child's stdout and stderr to their sinks as they arrive; returns its wait status, or
+    None when the ended pipe (see wait_child) is there to read it from.
 
-    Ends when the child exits (seen through a pidfd where there is one), so a grandchild that keeps the
-    pipes open does not hold the worker.
+    Ends when the child exits (seen through a pidfd where there is one, or the ended pipe), so a grandchild
+    that keeps the pipes open does not hold the worker.
     """
     sinks = {out_r: list(out_sinks), err_r: list(err_sinks)}
     poller = select.poll()
     for fd in sinks:
         os.set_blocking(fd, False)
         poller.register(fd, select.POLLIN)
+    pidfd = None
     try:
-        pidfd = os.pidfd_open(pid)
+        pidfd = ended if ended is not None else os.pidfd_open(pid)
         poller.register(pidfd, select.POLLIN)
     except (AttributeError, OSError):
-        pidfd = None
+        pass
     open_fds = set(sinks)
     exited = False
     while open_fds and not exited:
@@ -151,9 +160,19 @@ def pump(pid, out_r, err_r, out_sinks, err_sinks):
                 open_fds.discard(fd)
     for fd in sorted(open_fds):
         copy_available(fd, sinks[fd], once=False)
+    if ended is not None:
+        return None
     if pidfd is not None:
         os.close(pidfd)
     return os.waitpid(pid, 0)[1]
+
+
+def reap_child(child):
+    """Reaps a fork_child whose status wait_child read from its ended pipe."""
+    try:
+        os.waitpid(child[0], 0)
+    except ChildProcessError:
+        pass
 
 
 def copy_available(fd, sinks, once):

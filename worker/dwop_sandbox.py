@@ -9,17 +9,22 @@ runs the body (and pip, when there are requirements) enters the sandbox:
   2. become the first process of the new pid namespace: as root, the worker unshared the pid namespace
      for its children (Run.before_fork), so its child already is; as a normal user, by a fork, the process
      left outside only waiting for it, forwarding SIGTERM, SIGINT and SIGHUP, and exiting as it did. That
-     first process builds the root (3, 4), then forks the body and stays as its init (see init());
+     first process builds the root's system part (3, 4), then forks the body's process, which waits for
+     its run, adds the run's part (5) and tells the first process the run's uid; the first process then
+     drops its privileges to it and stays as the body's init (see init());
   3. build a new root on a tmpfs: read-only binds of /usr, the /lib folders, what /etc holds that programs
-     need (the dynamic loader's cache, certificates, time zones, passwd, ...) and Python's own folders;
-     the run's folder at /work as an overlay whose writable layer is a tmpfs of the run's disk limit
-     (which also holds /tmp and /dev/shm); a minimal /dev; a fresh /proc; then pivot_root into it, so
-     nothing else of the machine (the user's home, the DWOP checkout and home, .env, every other run) is
-     there to be seen, even by absolute path;
+     need (the dynamic loader's cache, certificates, time zones, ...) and Python's own folders; a minimal
+     /dev; a fresh /proc;
   4. bring up a loopback of the run's own: the network namespace has no route to the host's loopback or
      any other network ("none"), or reaches the internet through slirp4netns with the host's loopback and
      the private ranges closed ("internet");
-  5. set the run's limits (rlimits: data memory, processes, CPU time, file size) and drop every privilege:
+  5. (all of the above can be done before the run is known: the fork server's spare worker does it while
+     it waits for a request, and the gate hands the run over; see dwop_gate.py) add the run's part: its
+     user in /etc/passwd, the run's folder at /work as an overlay whose writable layer is a tmpfs of the
+     run's disk limit (which also holds /tmp and /dev/shm); then pivot_root into it, so nothing else of
+     the machine (the user's home, the DWOP checkout and home, .env, every other run) is there to be seen,
+     even by absolute path;
+  6. set the run's limits (rlimits: data memory, processes, CPU time, file size) and drop every privilege:
      as root, switch to the run's own uid (setresuid clears the capabilities); as a normal user, clear the
      capabilities the user namespace gave (capset); no new privileges either way.
 
@@ -197,26 +202,34 @@ class Limits:
 
 class Run:
     """One run's sandbox: the machine-wide settings, the uid it runs as (root's servers only: a uid of the
-    run's own), its limits, and the folder it works in."""
+    run's own), its limits, and the folder it works in. The last three may be left out when the sandbox is
+    prepared before the run is known: the gate given to enter() hands them over (a Job)."""
 
-    def __init__(self, settings, uid, limits, folder):
+    def __init__(self, settings, uid=None, limits=None, folder=None):
         self.settings = settings
         self.uid = uid
-        self.limits = limits
+        self.limits = limits or Limits()
         self.folder = folder
         self.handshake = None
         self.attached = False
         self.slirp = None
         self.alive = None
+        self.ended = None  # (read, write): the body's status, from the namespace's init (before_fork)
 
     def enter(self, note, gate=None):
         """Puts this process (a freshly forked child of the worker) in the sandbox. Returns in the body's
         process, inside, with its cwd at /work; the processes left outside and the namespace's init never
         return from here. note(kind, text) tells the worker how the body ended when it was killed. gate(),
-        when given, is called once the root is built but for the run's folder, and returns when the folder
-        holds what the body needs (the worker forks the body's process while it downloads)."""
+        when given, is called once everything but the run's own part is set up (the namespaces, the
+        system's part of the root, the network attached) and returns the run's Job: its uid, limits, folder
+        (an open descriptor) and environment; so all of that is done before the run is even asked for.
+        Without a gate, the Run's own uid, limits and folder are used."""
         libc = self.settings.libc
         privileged = os.geteuid() == 0
+        ended = None
+        if self.ended:
+            os.close(self.ended[0])
+            ended = self.ended[1]
         flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
         if self.alive:  # root: the worker's pid namespace made this process the first of its own
             alive_r, alive_w = self.alive
@@ -239,26 +252,53 @@ class Run:
             pid = os.fork()
             if pid != 0:
                 os.close(alive_r)
+                if ended is not None:
+                    os.close(ended)
                 self.close_handshake()
                 wait_outside(pid)  # never returns
             os.close(alive_w)
         os.setsid()  # the run's own session: its kill(0, ...) reaches none of the processes outside
-        uid = self.uid if privileged else INSIDE_UID
-        build_root(libc, self.settings, self.folder, self.limits.disk, uid, gate)
+        # In this mount namespace (a bind's source must be), before /tmp is covered: the folder may be there.
+        folder = None if gate else open_folder(self.folder, None)
+        below_tmp = os.open("/tmp", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if gate else None
+        build_system_root(libc, self.settings)
         loopback_up()
         if self.settings.internet:
             dwop_network.close_private_routes(self.settings.addresses)
         self.wait_for_network()
+        # The body's process is forked now, before the gate, and takes the run itself: it adds the run's
+        # part of the root (its pivot_root moves the init's root too), then tells the init the run's uid,
+        # for the init to drop its privileges to.
+        told_r, told_w = os.pipe()
         body = os.fork()
         if body != 0:
-            self.drop_privileges(libc, privileged)
-            # After the change of credentials, which clears it: the namespace dies with the process outside.
-            libc.prctl(PR_SET_PDEATHSIG, _signal.SIGKILL, "prctl(PR_SET_PDEATHSIG)")
-            if select.select([alive_r], [], [], 0)[0]:
-                os._exit(EXIT_SANDBOX_FAILED)  # end of file: the process outside died before the line above
+            os.close(told_w)
+            told = read_to_end(told_r)
+            os.close(told_r)
+            if told:  # else the body ended before it had its run: nothing of the run's to guard
+                self.uid = int(told)
+                self.drop_privileges(libc, privileged)
+                # After the change of credentials, which clears it: the namespace dies with the process outside.
+                libc.prctl(PR_SET_PDEATHSIG, _signal.SIGKILL, "prctl(PR_SET_PDEATHSIG)")
+                if select.select([alive_r], [], [], 0)[0]:
+                    os._exit(EXIT_SANDBOX_FAILED)  # end of file: the process outside died before the line above
             os.close(alive_r)
-            init(body, note)  # never returns
+            init(body, note, ended)  # never returns
+        os.close(told_r)
         os.close(alive_r)
+        if ended is not None:
+            os.close(ended)
+        if gate:
+            job = gate()
+            self.uid, self.limits = job.uid, job.limits
+            folder = open_folder(job.folder, below_tmp)
+            os.close(below_tmp)
+        uid = self.uid if privileged else INSIDE_UID
+        if uid is None:
+            raise SandboxError("no uid of its own for the run (root's runs get one from the fork server)")
+        finish_root(libc, self.settings, folder, self.limits.disk, uid)
+        os.write(told_w, b"%d" % uid)
+        os.close(told_w)
         self.limits.apply()
         self.drop_privileges(libc, privileged)
         libc.prctl(PR_SET_DUMPABLE, 1, "prctl(PR_SET_DUMPABLE)")  # its own /proc/self stays its own
@@ -278,12 +318,14 @@ class Run:
     def before_fork(self):
         self.handshake = (os.pipe(), os.pipe()) if self.settings.internet else None
         self.slirp = None
+        self.ended = os.pipe()
         if os.geteuid() == 0:
             self.own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
             self.settings.libc.unshare(CLONE_NEWPID, "a pid namespace")
             self.alive = os.pipe()  # the worker holds the write end until it exits
 
     def after_fork(self, pid):
+        os.close(self.ended[1])
         if self.alive:
             os.close(self.alive[0])
             # Back to its own pid namespace for any later child (slirp4netns): one in the run's would hold
@@ -344,10 +386,11 @@ class Run:
         libc.prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")
 
 
-def init(body, note):
+def init(body, note, ended=None):
     """The namespace's first process: forwards stop signals to the body, reaps whatever is orphaned, and
-    exits as the body ended when it ends (the kernel then kills what is left). The body is not the first
-    process, which ignores the signals it has no handler for (SIGXCPU of the CPU limit, a body's own kill)."""
+    exits as the body ended when it ends (the kernel then kills what is left), having written that status
+    to ended first. The body is not the first process, which ignores the signals it has no handler for
+    (SIGXCPU of the CPU limit, a body's own kill)."""
     try:
         for signum in STOP_SIGNALS:
             _signal.signal(signum, lambda s, _frame: forward(body, s))
@@ -359,6 +402,8 @@ def init(body, note):
         if code < 0:
             note("signal", str(-code))  # the first process cannot die of it: say it instead
             code = 128 - code
+        if ended is not None:
+            os.write(ended, b"%d" % code)  # the worker goes on while the kernel tears the namespaces down
         os._exit(code)
     finally:
         os._exit(EXIT_SANDBOX_FAILED)
@@ -382,55 +427,80 @@ def write(path, text):
         raise SandboxError("write %s: %s" % (path, e.strerror)) from None
 
 
-def build_root(libc, settings, folder, disk, uid, gate=None):
-    """Builds the run's root on a tmpfs and pivots into it; ends with the cwd at /work. The run's folder is
-    mounted (an overlay on it) last, after gate() returns: files written below an overlay's lower folder
-    once it is mounted need not show through."""
-    replaced = {
-        "/etc/passwd": settings.passwd["passwd"] + "dwop:x:%d:%d:dwop task:/work:/bin/sh\n" % (uid, uid),
-        "/etc/group": settings.passwd["group"] + "dwop:x:%d:\n" % uid,
-    }  # the run's user named dwop, for tools that look it up
+ROOT, SCRATCH, LOWER = "/tmp/root", "/tmp/scratch", "/tmp/lower"
+RUN_FILES = ("/etc/passwd", "/etc/group")  # written for each run, which has a user of its own
+
+
+def open_folder(folder, below_tmp):
+    """The run's folder (an absolute path) as an O_PATH descriptor, to bind. below_tmp, when given, is
+    what /tmp was before build_system_root covered it: a folder below /tmp is looked up from there."""
+    try:
+        if below_tmp is not None and folder.startswith("/tmp/"):
+            return os.open(folder[len("/tmp/") :], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=below_tmp)
+        return os.open(folder, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        raise SandboxError("open the run's folder %s" % folder) from None
+
+
+def build_system_root(libc, settings):
+    """Builds the part of a run's root that is the same for every run, on a tmpfs at ROOT (in this
+    process's own mount namespace): the system read-only, /dev, /proc. finish_root adds the run's part."""
+    replaced = {}
     if settings.internet:
         replaced["/etc/resolv.conf"] = "nameserver %s\n" % dwop_network.GATEWAY_DNS
-    sources = open_sources(settings, folder, replaced)  # before /tmp is covered: a source may be there
+    sources = open_sources(settings, replaced)  # before /tmp is covered: a source may be there
     libc.mount(None, "/", None, MS_REC | MS_PRIVATE)
     libc.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=0755")
-    root, scratch, lower = "/tmp/root", "/tmp/scratch", "/tmp/lower"
-    for path in (root, scratch, lower):
+    for path in (ROOT, SCRATCH, LOWER):
         os.mkdir(path, 0o755)
-    libc.mount("tmpfs", scratch, "tmpfs", MS_NOSUID | MS_NODEV, "size=%d,mode=0755" % disk)
-    for name, mode in (("upper", 0o755), ("work", 0o700), ("tmp", 0o1777), ("shm", 0o1777)):
-        os.mkdir(os.path.join(scratch, name), mode)
-        os.chmod(os.path.join(scratch, name), mode)
-    os.chown(os.path.join(scratch, "upper"), uid, uid)
-    place(libc, sources.pop(folder), lower)
     for path, source in sources.items():
-        place(libc, source, root + path)
-    os.mkdir(root + WORK, 0o755)
-    os.mkdir(root + "/tmp", 0o1777)
-    libc.mount(scratch + "/tmp", root + "/tmp", None, MS_BIND)
-    build_dev(libc, root, scratch)
-    os.mkdir(root + "/proc", 0o555)
-    libc.mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    if gate is not None:
-        gate()
-    overlay = "lowerdir=%s,upperdir=%s/upper,workdir=%s/work" % (lower, scratch, scratch)
-    libc.mount("overlay", root + WORK, "overlay", MS_NOSUID | MS_NODEV, overlay)
-    libc.mount(root, root, None, MS_BIND | MS_REC)
-    os.chdir(root)
+        place(libc, source, ROOT + path)
+    os.mkdir(ROOT + WORK, 0o755)
+    os.mkdir(ROOT + "/tmp", 0o1777)
+    build_dev(libc, ROOT)
+    os.mkdir(ROOT + "/proc", 0o555)
+    libc.mount("proc", ROOT + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def finish_root(libc, settings, folder, disk, uid):
+    """Adds the run's part to the root build_system_root made, pivots into it and ends with the cwd at
+    /work: the run's user (named dwop, for tools that look it up), a scratch tmpfs of the run's disk limit
+    (/tmp, /dev/shm and the writable layer of /work), and its folder (the descriptor folder, closed here)
+    as the overlay's lower layer. The folder is mounted last: files written below an overlay's lower
+    folder once it is mounted need not show through."""
+    os.makedirs(ROOT + "/etc", 0o755, exist_ok=True)
+    own = {
+        "/etc/passwd": settings.passwd["passwd"] + "dwop:x:%d:%d:dwop task:/work:/bin/sh\n" % (uid, uid),
+        "/etc/group": settings.passwd["group"] + "dwop:x:%d:\n" % uid,
+    }
+    for path, text in own.items():
+        place(libc, ("copy", text.encode()), ROOT + path)
+    libc.mount("tmpfs", SCRATCH, "tmpfs", MS_NOSUID | MS_NODEV, "size=%d,mode=0755" % disk)
+    for name, mode in (("upper", 0o755), ("work", 0o700), ("tmp", 0o1777), ("shm", 0o1777)):
+        os.mkdir(os.path.join(SCRATCH, name), mode)
+        os.chmod(os.path.join(SCRATCH, name), mode)
+    os.chown(os.path.join(SCRATCH, "upper"), uid, uid)
+    libc.mount(SCRATCH + "/tmp", ROOT + "/tmp", None, MS_BIND)
+    libc.mount(SCRATCH + "/shm", ROOT + "/dev/shm", None, MS_BIND)
+    place(libc, ("dir", folder), LOWER)
+    overlay = "lowerdir=%s,upperdir=%s/upper,workdir=%s/work" % (LOWER, SCRATCH, SCRATCH)
+    libc.mount("overlay", ROOT + WORK, "overlay", MS_NOSUID | MS_NODEV, overlay)
+    libc.mount(ROOT, ROOT, None, MS_BIND | MS_REC)
+    os.chdir(ROOT)
     libc.pivot_root()
     os.chdir("/")
     libc.mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
     os.chdir(WORK)
 
 
-def open_sources(settings, folder, replaced):
-    """{path: (kind, what)} of what goes into the new root, the run's folder included, read before /tmp
-    is covered (a source may be below it): a link with its target, a folder or file as an O_PATH
-    descriptor to bind, a small /etc file as its bytes to copy (a mount each would cost more), or the
-    text of a file in `replaced`."""
+def open_sources(settings, replaced):
+    """{path: (kind, what)} of the system's part of the root, read before /tmp is covered (a source may
+    be below it): a link with its target, a folder or file as an O_PATH descriptor to bind, a small /etc
+    file as its bytes to copy (a mount each would cost more), or the text of a file in `replaced`."""
     sources = {}
-    for path, kind, target in settings.sources + [(folder, "dir", None)]:
+    for path, kind, target in settings.sources:
+        if path in RUN_FILES:
+            continue
         try:
             if path in replaced:
                 sources[path] = ("copy", replaced[path].encode())
@@ -441,8 +511,7 @@ def open_sources(settings, folder, replaced):
             else:
                 sources[path] = (kind, os.open(path, os.O_PATH | os.O_CLOEXEC))
         except OSError:
-            if path == folder:
-                raise SandboxError("open the run's folder %s" % folder) from None
+            pass
     return sources
 
 
@@ -490,8 +559,9 @@ def locked_flags(path):
     return flags
 
 
-def build_dev(libc, root, scratch):
-    """A /dev with the harmless devices, the usual links, and /dev/shm on the run's scratch tmpfs."""
+def build_dev(libc, root):
+    """A /dev with the harmless devices and the usual links; finish_root puts /dev/shm on the run's
+    scratch tmpfs."""
     dev = root + "/dev"
     os.mkdir(dev, 0o755)
     libc.mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755")
@@ -502,7 +572,6 @@ def build_dev(libc, root, scratch):
         os.symlink(target, dev + "/" + name)
     os.symlink("/proc/self/fd/2", dev + "/stderr")
     os.mkdir(dev + "/shm", 0o1777)
-    libc.mount(scratch + "/shm", dev + "/shm", None, MS_BIND)
 
 
 def loopback_up():

@@ -1,7 +1,7 @@
 // Node-only: a client of the Python fork server (worker/dwop_forkserver.py), which forks a fresh worker
 // process per run instead of paying for an interpreter start each time.
 import { spawn, type ChildProcess } from "node:child_process";
-import { writeFile } from "node:fs/promises";
+import { writeFileSync } from "node:fs";
 import { constants } from "node:os";
 import { join } from "node:path";
 import { silentLogger, type Logger } from "../log.ts";
@@ -123,7 +123,9 @@ export class ForkServer {
    */
   async fork(id: string, cwd: string, env: Record<string, string>, limits: RunLimits): Promise<ForkedWorker> {
     if (this.closed) throw new Error("the fork server is closed");
-    await writeFile(join(cwd, ENV_FILE), JSON.stringify(env), { mode: 0o600, flag: "wx" });
+    // Synchronous: one small file on a local disk, where fs/promises would take three trips through
+    // libuv's thread pool (open, write, close) on the path of every run's start.
+    writeFileSync(join(cwd, ENV_FILE), JSON.stringify(env), { mode: 0o600, flag: "wx" });
     return this.current().fork(id, cwd, limits);
   }
 

@@ -1,5 +1,6 @@
 // Node-only: runs each attempt as a fresh local process of the Python worker, forked by the fork server.
 import { randomBytes } from "node:crypto";
+import { chmodSync, mkdirSync } from "node:fs";
 import { chmod, mkdir, readFile, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { configSchema, type Config } from "../config.ts";
@@ -158,8 +159,11 @@ export class LocalExecutor implements Executor {
     // the body, which runs as a uid of its own in the sandbox, can read what the worker downloaded there;
     // no other run sees it (the sandbox shows each run its own folder only).
     await this.prepareWorkRoot();
-    await mkdir(join(run.dir, TMP_DIR), { recursive: true, mode: 0o755 });
-    await chmod(run.dir, 0o755);
+    // Synchronous: a few microseconds each on a local disk, where each await of fs/promises is a trip
+    // through libuv's thread pool and back (~0.1-0.3 ms apiece on the path of every run's start).
+    mkdirSync(run.dir, { mode: 0o755 });
+    chmodSync(run.dir, 0o755);
+    mkdirSync(join(run.dir, TMP_DIR), { mode: 0o755 });
     const limits = runLimits(run.assignment, this.defaults);
     const worker = await this.server.fork(
       run.assignment.runId,

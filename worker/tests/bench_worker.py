@@ -1,10 +1,14 @@
 """Wall time of one worker run for a trivial body, spawn to exit, against a local object store.
 
-python worker/tests/bench_worker.py [--python /path/to/python] [--runs 40]
+python worker/tests/bench_worker.py [--python /path/to/python] [--runs 40] [--gap 10]
 Prints the median and 10th percentile of the wall time, and the CPU time (user + system, worker and
 body) per run, which a busy machine disturbs less; next to a bare `python -c pass` for comparison, and
-the same run started through the fork server (request sent to exit reported; CPU time not counted),
-outside the task sandbox and in it, without and with the internet (slirp4netns).
+the same run started through the fork server (request sent to exit reported; CPU time: the server's and
+its reaped children's, so the worker, the sandbox's processes and the body, but not slirp4netns),
+outside the task sandbox and in it, without and with the internet (slirp4netns). --gap waits that many
+milliseconds between two runs through the fork server, as the orchestration between two tasks of a chain
+does (the server's spare worker prepares the next run's body meanwhile); 0 sends each request as soon
+as the last run ended.
 """
 
 import argparse
@@ -40,7 +44,7 @@ def timed(argv, cwd, env, runs):
     return statistics.median(times), times[len(times) // 10], cpu
 
 
-def timed_fork_server(python, cwd, env, runs, settings):
+def timed_fork_server(python, cwd, env, runs, settings, gap):
     server = subprocess.Popen(
         [python, WORKER, "--fork-server", json.dumps(settings)],
         cwd=cwd,
@@ -53,7 +57,9 @@ def timed_fork_server(python, cwd, env, runs, settings):
         if settings.get("sandbox") == "required" and ready["sandbox"] != "namespaces":
             raise SystemExit("no sandbox here: %s" % ready["why"])
         times = []
+        cpu = server_cpu(server.pid)
         for i in range(runs):
+            time.sleep(gap / 1000)
             start = time.perf_counter()
             with open(os.path.join(cwd, ".dwop-env"), "w") as f:  # the executor hands the env over so
                 json.dump(env, f)
@@ -64,17 +70,26 @@ def timed_fork_server(python, cwd, env, runs, settings):
             times.append((time.perf_counter() - start) * 1000)
             if ended.get("exit") != 0:
                 raise SystemExit("the fork server's worker ended with %r" % ended)
+        cpu = (server_cpu(server.pid) - cpu) / runs * 1000
     finally:
         server.stdin.close()
         server.wait()
     times.sort()
-    return statistics.median(times), times[len(times) // 10]
+    return statistics.median(times), times[len(times) // 10], cpu
+
+
+def server_cpu(pid):
+    """Seconds of CPU of a process and of its children it has reaped."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rpartition(")")[2].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--gap", type=float, default=0, help="milliseconds between two fork server runs")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = ObjectStore(os.path.join(tmp, "store"))
@@ -104,8 +119,8 @@ def main():
             ("  in the sandbox, network none", {"sandbox": "required", "network": "none"}),
             ("  in the sandbox, internet", {"sandbox": "required", "network": "internet"}),
         ):
-            median, p10 = timed_fork_server(args.python, work, env, args.runs, settings)
-            print("%-32s median %6.1f ms   p10 %6.1f ms" % (label, median, p10))
+            median, p10, cpu = timed_fork_server(args.python, work, env, args.runs, settings, args.gap)
+            print("%-32s median %6.1f ms   p10 %6.1f ms   cpu %5.1f ms" % (label, median, p10, cpu))
         store.close()
 
 

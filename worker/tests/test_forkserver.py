@@ -3,6 +3,7 @@
 Run with: python -m unittest discover -s worker/tests -v
 """
 
+import hashlib
 import json
 import os
 import queue
@@ -327,6 +328,28 @@ class ForkServerTest(unittest.TestCase):
 
 # What a sandboxed body finds of the world outside: its processes, the machine's folders, a sibling's file,
 # the server's network, the system's files to write.
+# Scans its own readable memory for 40 hex digits whose SHA-256 is TOKEN_HASH, and for a control.
+URL_SCAN = """
+import hashlib, json, os, re
+control = os.urandom(20).hex()
+wanted = {"control": hashlib.sha256(control.encode()).hexdigest(), "run's token": TOKEN_HASH}
+found = set()
+mem = open("/proc/self/mem", "rb", 0)
+for line in open("/proc/self/maps"):
+    span, perms = line.split()[:2]
+    if not perms.startswith("r") or "[vsyscall]" in line:
+        continue
+    start, end = (int(x, 16) for x in span.split("-"))
+    try:
+        mem.seek(start)
+        chunk = mem.read(end - start)
+    except (OSError, OverflowError, ValueError):
+        continue
+    for m in re.finditer(rb"[0-9a-f]{40}", chunk):
+        found.add(hashlib.sha256(m.group()).hexdigest())
+print(json.dumps({name: digest in found for name, digest in wanted.items()}))
+"""
+
 LOOKER = """
 import json, os, socket, sys
 def readable(path):
@@ -418,6 +441,17 @@ class SandboxedForkServerTest(ForkServerTest):
             os.kill(worker, signal.SIGTERM)
         ends = [self.server.next_event(), self.server.next_event()]
         self.assertCountEqual(ends, [{"id": "one", "exit": 143}, {"id": "two", "exit": 143}])
+
+    def test_the_body_holds_no_signed_url_of_its_run(self):
+        # In the sandbox, its process is forked before the worker reads the run's environment. The URLs carry a token the
+        # body knows only the hash of; a control token it makes itself shows that the scan finds one.
+        token = os.urandom(20).hex()
+        url = lambda path: self.store.url(path) + "?signature=" + token  # noqa: E731
+        body = URL_SCAN.replace("TOKEN_HASH", repr(hashlib.sha256(token.encode()).hexdigest()))
+        extra = {"DWOP_OUTPUT_URL": url("out/scan/output.txt"), "DWOP_LOG_URL": url("out/scan/attempt-1.log")}
+        _, ended = self.run_task("scan", body, extra)
+        self.assertEqual(ended, {"id": "scan", "exit": 0})
+        self.assertEqual(json.loads(self.output("scan")), {"control": True, "run's token": False})
 
     def test_says_at_start_that_runs_are_sandboxed(self):
         hello = {"ready": self.server.ready, "sandbox": "namespaces", "why": None, "network": "none"}

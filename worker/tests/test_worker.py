@@ -17,6 +17,7 @@ import threading
 import time
 import unittest
 import zipfile
+from unittest import mock
 
 # A body that says where it is, then waits to be killed.
 SLEEPER = "import os, time\nopen('pid', 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
@@ -26,6 +27,8 @@ WORKER = os.path.join(WORKER_DIR, "dwop_worker.py")
 sys.path.insert(0, WORKER_DIR)
 
 import dwop_http  # noqa: E402
+
+FAST_RETRIES = ",".join(["0.01"] * len(dwop_http.RETRY_DELAYS))
 
 
 class ObjectStore:
@@ -104,7 +107,12 @@ class ObjectStore:
                 os.replace(path + ".part", path)
                 self.reply(200, b"{}")
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            # socketserver's default backlog is 5: the SYNs of a worker's 16 requests at once beyond it
+            # were dropped, and each such connect waited a second for its SYN to be sent again.
+            request_queue_size = 64
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
@@ -191,6 +199,9 @@ class WorkerTest(unittest.TestCase):
             "DWOP_OUTPUT_URL": self.store.url("out/output.txt"),
             "DWOP_LOG_URL": self.store.url("out/attempt-1.log"),
             "DWOP_RESULT_FILE": self.result_file,
+            # The default schedule waits ~10 s in all (test_the_default_retry_schedule_rides_out_10_s):
+            # the same number of tries, without the waits.
+            "DWOP_RETRY_DELAYS": FAST_RETRIES,
         }
         if requirements:
             env["DWOP_REQUIREMENTS_URL"] = self.store.url("code/requirements.txt")
@@ -561,6 +572,53 @@ class WorkerTest(unittest.TestCase):
         self.assertEqual(run.failure()["type"], "worker_error")
         run = self.run_worker("print('x')\n", extra={"DWOP_INPUTS": "[{"})
         self.assertEqual(run.failure()["type"], "worker_error")
+
+    def test_a_bad_retry_schedule_is_a_worker_error_that_names_it(self):
+        for schedule in ("soon", "1,-1", "0.1,nan", ",".join(["1"] * 21)):
+            with self.subTest(schedule=schedule):
+                run = self.run_worker("print('x')\n", extra={"DWOP_RETRY_DELAYS": schedule})
+                self.assertEqual(run.code, 70)
+                self.assertEqual(run.failure()["type"], "worker_error")
+                self.assertTrue(run.failure()["nonRetryable"])
+                self.assertIn("DWOP_RETRY_DELAYS is not", run.failure()["message"])
+                fetched = [path for method, path in self.store.requests if method == "GET"]
+                self.assertEqual(fetched, [], "nothing is fetched with a bad schedule")
+
+
+class RetryScheduleTest(unittest.TestCase):
+    def test_the_default_schedule_rides_out_about_10_s_of_storage_outage(self):
+        self.assertEqual(dwop_http.parse_retry_delays(None), dwop_http.RETRY_DELAYS)
+        self.assertEqual(dwop_http.parse_retry_delays(""), dwop_http.RETRY_DELAYS)
+        self.assertEqual(len(dwop_http.RETRY_DELAYS), 5)
+        self.assertGreaterEqual(sum(dwop_http.RETRY_DELAYS), 10)
+
+    def test_a_set_schedule_is_read_as_seconds(self):
+        self.assertEqual(dwop_http.parse_retry_delays("0.5, 2,10"), (0.5, 2.0, 10.0))
+
+    def test_each_retry_waits_its_delay_and_a_final_failure_is_raised(self):
+        slept, tries = [], []
+
+        def attempt():
+            tries.append(1)
+            raise ConnectionRefusedError("refused")
+
+        with mock.patch.object(dwop_http.time, "sleep", slept.append):
+            with self.assertRaises(ConnectionRefusedError):
+                dwop_http.with_retries(attempt, None, (0.2, 0.5, 1.5))
+        self.assertEqual(slept, [0.2, 0.5, 1.5])
+        self.assertEqual(len(tries), 4)
+
+    def test_a_final_answer_is_not_retried(self):
+        slept, tries = [], []
+
+        def attempt():
+            tries.append(1)
+            raise dwop_http.HttpError(404, "missing")
+
+        with mock.patch.object(dwop_http.time, "sleep", slept.append):
+            with self.assertRaises(dwop_http.HttpError):
+                dwop_http.with_retries(attempt, None, (0.2, 0.5))
+        self.assertEqual((slept, len(tries)), ([], 1))
 
 
 class SplitUrlTest(unittest.TestCase):

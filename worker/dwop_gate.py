@@ -1,0 +1,59 @@
+"""The body's gate: how the worker hands its run to the body's process, which was forked (and, in the
+sandbox, set up) before the run was known.
+
+A pipe made before the fork. Once the downloads are in, the worker writes one Job and closes its end: a
+line with whether pip runs first, the uid and the limits, then the run's folder and the body's environment
+(NAME=value entries), each ended by a NUL byte. The body's process reads it to the end of file. A worker
+that closes its end without writing abandons the body (its downloads failed).
+"""
+
+import os
+
+from dwop_process import read_to_end, write_all
+from dwop_sandbox import Limits
+
+
+class Job:
+    """What the body's process needs of its run: whether pip runs first, the uid (None: the worker's own,
+    or outside the sandbox), the limits, the folder (an absolute path) and the environment."""
+
+    def __init__(self, requirements, uid, limits, folder, env):
+        self.requirements = requirements
+        self.uid = uid
+        self.limits = limits
+        self.folder = folder
+        self.env = env
+
+
+def send(fd, job):
+    """Writes the job and closes the worker's end. Raises OSError when the body's process is gone."""
+    try:
+        limits = job.limits
+        head = b"%s %d %d %d %d %d\n" % (
+            b"r" if job.requirements else b"g",
+            -1 if job.uid is None else job.uid,
+            limits.memory,
+            limits.disk,
+            limits.processes,
+            limits.cpu_seconds,
+        )
+        entries = [job.folder] + ["%s=%s" % item for item in job.env.items()]
+        write_all(fd, head + b"".join(e.encode("utf-8", "surrogateescape") + b"\0" for e in entries))
+    finally:
+        os.close(fd)
+
+
+def receive(fd):
+    """The Job the worker wrote, or None when it closed its end without one; closes the body's end."""
+    try:
+        data = read_to_end(fd)
+    finally:
+        os.close(fd)
+    if not data:
+        return None
+    head, _, rest = data.partition(b"\n")
+    go, uid, memory, disk, processes, cpu_seconds = head.split()
+    entries = [e.decode("utf-8", "surrogateescape") for e in rest.split(b"\0")[:-1]]
+    env = dict(entry.partition("=")[::2] for entry in entries[1:])
+    limits = Limits(int(memory), int(disk), int(processes), int(cpu_seconds))
+    return Job(go == b"r", None if int(uid) < 0 else int(uid), limits, entries[0], env)
