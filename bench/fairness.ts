@@ -28,8 +28,11 @@ function engineFor(label: string, bus: BusKind, on: boolean) {
   });
 }
 
-/** Completed tasks per second of an n-task fan-out. */
-async function throughput(bus: BusKind, on: boolean): Promise<number> {
+/**
+ * Completed tasks per second of an n-task fan-out, and how many times a task was parked (queued again by
+ * reoffer_parked_tasks: its pool or its owner had no free slot when its message came).
+ */
+async function throughput(bus: BusKind, on: boolean): Promise<{ rate: number; parked: number }> {
   const engine = await engineFor(`bench_fair_tp_${bus}_${on}`, bus, on);
   try {
     let source = fanWorkflow(n - 2);
@@ -42,7 +45,12 @@ async function throughput(bus: BusKind, on: boolean): Promise<number> {
     const [span] = await engine.m.db<{ first: Date; last: Date; done: number }[]>`
       select min(r.created_at) as first, max(r.finished_at) as last, count(*)::int as done
       from dwop.runs r where r.workflow_id = ${id} and r.status = 'succeeded'`;
-    return span!.done / ((span!.last.getTime() - span!.first.getTime()) / 1000);
+    const [offers] = await engine.m.db<{ n: number }[]>`
+      select count(*)::int as n from dwop.outbox where topic = 'task.ready'`;
+    return {
+      rate: span!.done / ((span!.last.getTime() - span!.first.getTime()) / 1000),
+      parked: offers!.n - span!.done,
+    };
   } finally {
     await engine.stop(true);
   }
@@ -70,16 +78,19 @@ async function waitOfB(bus: BusKind, on: boolean): Promise<{ wait: number; ahead
 for (const bus of busesFromArgs()) {
   for (let round = 0; round < rounds; round++) {
     // Interleaved, so a change of load hits both.
-    const off = await throughput(bus, false);
-    const on = await throughput(bus, true);
+    const { rate: off } = await throughput(bus, false);
+    const { rate: on, parked } = await throughput(bus, true);
+    const parkedNote = parked > 0 ? ` (${parked} parked and offered again)` : "";
     if (onlyThroughput) {
-      console.log(`${bus.padEnd(7)} off ${off.toFixed(0)} tasks/s, on (${parts}) ${on.toFixed(0)} tasks/s`);
+      console.log(
+        `${bus.padEnd(7)} off ${off.toFixed(0)} tasks/s, on (${parts}) ${on.toFixed(0)} tasks/s${parkedNote}`,
+      );
       continue;
     }
     const bOff = await waitOfB(bus, false);
     const bOn = await waitOfB(bus, true);
     console.log(
-      `${bus.padEnd(7)} ${n}-task fan-out: off ${off.toFixed(0)} tasks/s, on ${on.toFixed(0)} tasks/s ` +
+      `${bus.padEnd(7)} ${n}-task fan-out: off ${off.toFixed(0)} tasks/s, on ${on.toFixed(0)} tasks/s${parkedNote} ` +
         `(${((on / off - 1) * 100).toFixed(1)}%); owner B's task behind A's ${n}: ` +
         `off waited ${bOff.wait.toFixed(2)} s (${bOff.ahead} of A's ran first), ` +
         `on ${bOn.wait.toFixed(2)} s (${bOn.ahead} first)`,

@@ -1637,7 +1637,7 @@ CREATE FUNCTION dwop.run_ended(p_run_id bigint) RETURNS boolean
     LANGUAGE sql STABLE
     AS $$
   select coalesce((select r.status not in ('starting', 'dispatched', 'running') from dwop.runs r
-                   where r.id = p_run_id), true);
+                   where r.id = p_run_id), false);
 $$;
 
 
@@ -2021,36 +2021,23 @@ CREATE FUNCTION dwop.take_owner_slot(p_owner text, p_cap integer) RETURNS intege
     AS $$
 declare
   v_slot int;
-  v_start int;
+  v_start int := floor(random() * p_cap)::int;
 begin
-  for i in 1..8 loop
-    -- From a random slot on, then the ones before it: starting at the first free slot every time
-    -- would walk past every held one and have all starts contend for the same few rows.
-    v_start := floor(random() * p_cap)::int;
+  select s.slot into v_slot from dwop.owner_slots s
+  where s.owner = p_owner and s.slot >= v_start and s.slot < p_cap
+    and (s.run_id is null or dwop.run_ended(s.run_id))
+  order by s.slot
+  limit 1
+  for update of s skip locked;
+  if v_slot is null then
     select s.slot into v_slot from dwop.owner_slots s
-    where s.owner = p_owner and s.slot >= v_start and s.slot < p_cap
+    where s.owner = p_owner and s.slot < v_start
       and (s.run_id is null or dwop.run_ended(s.run_id))
     order by s.slot
     limit 1
     for update of s skip locked;
-    if v_slot is null then
-      select s.slot into v_slot from dwop.owner_slots s
-      where s.owner = p_owner and s.slot < v_start
-        and (s.run_id is null or dwop.run_ended(s.run_id))
-      order by s.slot
-      limit 1
-      for update of s skip locked;
-    end if;
-    if v_slot is null then
-      return null;
-    end if;
-    if not exists (select 1 from dwop.owner_slots s join dwop.runs r on r.id = s.run_id
-                   where s.owner = p_owner and s.slot = v_slot
-                     and r.status in ('starting', 'dispatched', 'running')) then
-      return v_slot;
-    end if;
-  end loop;
-  return null;
+  end if;
+  return v_slot;
 end;
 $$;
 
@@ -2064,36 +2051,23 @@ CREATE FUNCTION dwop.take_pool_slot(p_pool text, p_slots integer) RETURNS intege
     AS $$
 declare
   v_slot int;
-  v_start int;
+  v_start int := floor(random() * p_slots)::int;
 begin
-  for i in 1..8 loop
-    -- From a random slot on, then the ones before it: starting at the first free slot every time
-    -- would walk past every held one and have all starts contend for the same few rows.
-    v_start := floor(random() * p_slots)::int;
+  select s.slot into v_slot from dwop.pool_slots s
+  where s.pool = p_pool and s.slot >= v_start and s.slot < p_slots
+    and (s.run_id is null or dwop.run_ended(s.run_id))
+  order by s.slot
+  limit 1
+  for update of s skip locked;
+  if v_slot is null then
     select s.slot into v_slot from dwop.pool_slots s
-    where s.pool = p_pool and s.slot >= v_start and s.slot < p_slots
+    where s.pool = p_pool and s.slot < v_start
       and (s.run_id is null or dwop.run_ended(s.run_id))
     order by s.slot
     limit 1
     for update of s skip locked;
-    if v_slot is null then
-      select s.slot into v_slot from dwop.pool_slots s
-      where s.pool = p_pool and s.slot < v_start
-        and (s.run_id is null or dwop.run_ended(s.run_id))
-      order by s.slot
-      limit 1
-      for update of s skip locked;
-    end if;
-    if v_slot is null then
-      return null;
-    end if;
-    if not exists (select 1 from dwop.pool_slots s join dwop.runs r on r.id = s.run_id
-                   where s.pool = p_pool and s.slot = v_slot
-                     and r.status in ('starting', 'dispatched', 'running')) then
-      return v_slot;
-    end if;
-  end loop;
-  return null;
+  end if;
+  return v_slot;
 end;
 $$;
 

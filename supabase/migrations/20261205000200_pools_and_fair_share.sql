@@ -123,55 +123,46 @@ begin
 end;
 $$;
 
--- Whether run p_run_id is no longer active (or gone): what frees the slot row pointing at it. A lookup by
--- primary key per row looked at; written as NOT EXISTS inside the slot queries' OR, the planner ran it as
--- a hashed subplan that read every active run on each take (0.28 ms a start with 128 runs active).
+-- Whether run p_run_id is no longer active: what frees the slot row pointing at it. A lookup by primary
+-- key per row looked at; written as NOT EXISTS inside the slot queries' OR, the planner ran it as a hashed
+-- subplan that read every active run on each take (0.28 ms a start with 128 runs active). A run this
+-- statement cannot see counts as active: the slot's foreign key (on delete set null) means it exists, so
+-- it was started by a transaction that committed after the statement began. That is also what makes a
+-- take safe without a second look: when FOR UPDATE finds a slot row another transaction just gave a run,
+-- it evaluates the condition again on that new row with the statement's snapshot, in which the new run
+-- is invisible, so the row is skipped.
 create function dwop.run_ended(p_run_id bigint)
 returns boolean
 language sql stable as $$
   select coalesce((select r.status not in ('starting', 'dispatched', 'running') from dwop.runs r
-                   where r.id = p_run_id), true);
+                   where r.id = p_run_id), false);
 $$;
 
 -- A free slot row of p_owner's cap below p_cap, locked for this transaction; null when none is free.
--- The lock's recheck (FOR UPDATE of a row another transaction just gave a run) evaluates the runs
--- subquery on the statement's older snapshot, where that run is not yet visible: so the row is checked
--- again by a new statement, which sees the run, and another is tried.
+-- From a random slot on, then the ones before it: starting at the first free slot every time would walk
+-- past every held one and have all starts contend for the same few rows.
 create function dwop.take_owner_slot(p_owner text, p_cap int)
 returns int
 language plpgsql as $$
 declare
   v_slot int;
-  v_start int;
+  v_start int := floor(random() * p_cap)::int;
 begin
-  for i in 1..8 loop
-    -- From a random slot on, then the ones before it: starting at the first free slot every time
-    -- would walk past every held one and have all starts contend for the same few rows.
-    v_start := floor(random() * p_cap)::int;
+  select s.slot into v_slot from dwop.owner_slots s
+  where s.owner = p_owner and s.slot >= v_start and s.slot < p_cap
+    and (s.run_id is null or dwop.run_ended(s.run_id))
+  order by s.slot
+  limit 1
+  for update of s skip locked;
+  if v_slot is null then
     select s.slot into v_slot from dwop.owner_slots s
-    where s.owner = p_owner and s.slot >= v_start and s.slot < p_cap
+    where s.owner = p_owner and s.slot < v_start
       and (s.run_id is null or dwop.run_ended(s.run_id))
     order by s.slot
     limit 1
     for update of s skip locked;
-    if v_slot is null then
-      select s.slot into v_slot from dwop.owner_slots s
-      where s.owner = p_owner and s.slot < v_start
-        and (s.run_id is null or dwop.run_ended(s.run_id))
-      order by s.slot
-      limit 1
-      for update of s skip locked;
-    end if;
-    if v_slot is null then
-      return null;
-    end if;
-    if not exists (select 1 from dwop.owner_slots s join dwop.runs r on r.id = s.run_id
-                   where s.owner = p_owner and s.slot = v_slot
-                     and r.status in ('starting', 'dispatched', 'running')) then
-      return v_slot;
-    end if;
-  end loop;
-  return null;
+  end if;
+  return v_slot;
 end;
 $$;
 
@@ -181,36 +172,23 @@ returns int
 language plpgsql as $$
 declare
   v_slot int;
-  v_start int;
+  v_start int := floor(random() * p_slots)::int;
 begin
-  for i in 1..8 loop
-    -- From a random slot on, then the ones before it: starting at the first free slot every time
-    -- would walk past every held one and have all starts contend for the same few rows.
-    v_start := floor(random() * p_slots)::int;
+  select s.slot into v_slot from dwop.pool_slots s
+  where s.pool = p_pool and s.slot >= v_start and s.slot < p_slots
+    and (s.run_id is null or dwop.run_ended(s.run_id))
+  order by s.slot
+  limit 1
+  for update of s skip locked;
+  if v_slot is null then
     select s.slot into v_slot from dwop.pool_slots s
-    where s.pool = p_pool and s.slot >= v_start and s.slot < p_slots
+    where s.pool = p_pool and s.slot < v_start
       and (s.run_id is null or dwop.run_ended(s.run_id))
     order by s.slot
     limit 1
     for update of s skip locked;
-    if v_slot is null then
-      select s.slot into v_slot from dwop.pool_slots s
-      where s.pool = p_pool and s.slot < v_start
-        and (s.run_id is null or dwop.run_ended(s.run_id))
-      order by s.slot
-      limit 1
-      for update of s skip locked;
-    end if;
-    if v_slot is null then
-      return null;
-    end if;
-    if not exists (select 1 from dwop.pool_slots s join dwop.runs r on r.id = s.run_id
-                   where s.pool = p_pool and s.slot = v_slot
-                     and r.status in ('starting', 'dispatched', 'running')) then
-      return v_slot;
-    end if;
-  end loop;
-  return null;
+  end if;
+  return v_slot;
 end;
 $$;
 
