@@ -110,20 +110,21 @@ CREATE TABLE dwop.tasks (
 
 
 --
--- Name: admit_task(dwop.tasks, integer); Type: FUNCTION; Schema: dwop; Owner: -
+-- Name: admit_task(dwop.tasks, integer, integer, integer, integer); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
-CREATE FUNCTION dwop.admit_task(p_task dwop.tasks, p_owner_max_running integer) RETURNS TABLE(pool_slot integer, owner_slot integer, wait text)
+CREATE FUNCTION dwop.admit_task(p_task dwop.tasks, p_owner_max_running integer, p_owner_cap integer DEFAULT NULL::integer, p_owner_room integer DEFAULT NULL::integer, p_pool_slots integer DEFAULT NULL::integer) RETURNS TABLE(pool_slot integer, owner_slot integer, wait text)
     LANGUAGE plpgsql
     AS $$
 declare
-  v_cap int := dwop.owner_max_running(p_task.owner, p_owner_max_running);
+  v_cap int := case when p_owner_room is not null then p_owner_cap
+                    else dwop.owner_max_running(p_task.owner, p_owner_max_running) end;
   v_slots int;
   v_pool_slot int;
   v_owner_slot int;
 begin
   if v_cap is not null then
-    if dwop.owner_running(p_task.owner) < v_cap then
+    if coalesce(p_owner_room > 0, dwop.owner_running(p_task.owner) < v_cap) then
       v_owner_slot := dwop.take_owner_slot(p_task.owner, v_cap);
       if v_owner_slot is null
          and (select count(*) from dwop.owner_slots s where s.owner = p_task.owner) < v_cap then
@@ -140,15 +141,16 @@ begin
     end if;
   end if;
   if p_task.pool is not null then
-    select p.slots into v_slots from dwop.pools p where p.name = p_task.pool;
-    -- Slots above a shrunk pool's size still held by a run count until it ends: then the pool takes
-    -- no more than its size minus those (counted only when there are any, which is rare).
-    if v_slots is not null
-       and (not exists (select 1 from dwop.pool_slots s join dwop.runs r on r.id = s.run_id
-                        where s.pool = p_task.pool and s.slot >= v_slots
-                          and r.status in ('starting', 'dispatched', 'running'))
-            or dwop.pool_held(p_task.pool) < v_slots) then
-      v_pool_slot := dwop.take_pool_slot(p_task.pool, v_slots);
+    if p_pool_slots is not null then
+      v_pool_slot := dwop.take_pool_slot(p_task.pool, p_pool_slots);
+    else
+      select p.slots into v_slots from dwop.pools p where p.name = p_task.pool;
+      -- Slots above a shrunk pool's size still held by a run count until it ends: then the pool takes
+      -- no more than its size minus those (counted only when there are any, which is rare).
+      if v_slots is not null and (not dwop.pool_shrunk_held(p_task.pool, v_slots)
+                                  or dwop.pool_held(p_task.pool) < v_slots) then
+        v_pool_slot := dwop.take_pool_slot(p_task.pool, v_slots);
+      end if;
     end if;
     if v_pool_slot is null then
       return query select null::int, null::int, 'pool'::text;
@@ -377,6 +379,10 @@ declare
   v_tasks bigint[];
   v_workflow uuid;
 begin
+  -- Runs locked in id order, as mark_runs_dispatched locks them: a dispatcher's two batches that share runs
+  -- (a quick run ends before its dispatch is marked) wait for each other instead of deadlocking, which
+  -- cost a second (deadlock_timeout) and a retry each time.
+  perform 1 from dwop.runs r where r.id = any(p_run_ids) order by r.id for no key update;
   with done as (
     update dwop.runs r
     set status = 'succeeded', finished_at = v_now, started_at = coalesce(r.started_at, v_now)
@@ -931,6 +937,8 @@ begin
     raise exception 'mark_runs_dispatched: % runs but % job names', cardinality(p_run_ids),
       cardinality(p_job_names) using errcode = '22023';
   end if;
+  -- In id order, as complete_runs locks them (a batch of both can share runs).
+  perform 1 from dwop.runs r where r.id = any(p_run_ids) order by r.id for no key update;
   return query
   with given as (
     select distinct on (g.id) g.id, g.job_name
@@ -1113,6 +1121,18 @@ CREATE FUNCTION dwop.pool_list() RETURNS TABLE(name text, slots integer, running
             and t.status in ('pending', 'queued', 'dispatched', 'running')),
          p.created_at, p.updated_at
   from dwop.pools p order by p.name;
+$$;
+
+
+--
+-- Name: pool_shrunk_held(text, integer); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.pool_shrunk_held(p_pool text, p_slots integer) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+  select exists (select 1 from dwop.pool_slots s join dwop.runs r on r.id = s.run_id
+                 where s.pool = p_pool and s.slot >= p_slots and r.status in ('starting', 'dispatched', 'running'));
 $$;
 
 
@@ -1756,10 +1776,10 @@ $$;
 
 
 --
--- Name: start_run(bigint, integer, text, text, timestamp with time zone, integer); Type: FUNCTION; Schema: dwop; Owner: -
+-- Name: start_run(bigint, integer, text, text, timestamp with time zone, integer, integer, integer, integer); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
-CREATE FUNCTION dwop.start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_owner_max_running integer DEFAULT NULL::integer) RETURNS TABLE(run_id bigint, created boolean, workflow_id uuid, task_name text, params jsonb, options jsonb, timeout_seconds integer, has_requirements boolean)
+CREATE FUNCTION dwop.start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_owner_max_running integer DEFAULT NULL::integer, p_owner_cap integer DEFAULT NULL::integer, p_owner_room integer DEFAULT NULL::integer, p_pool_slots integer DEFAULT NULL::integer) RETURNS TABLE(run_id bigint, created boolean, workflow_id uuid, task_name text, params jsonb, options jsonb, timeout_seconds integer, has_requirements boolean)
     LANGUAGE plpgsql
     AS $$
 declare
@@ -1778,7 +1798,7 @@ begin
   if v_task.status = 'queued' and v_task.attempt = p_attempt
      and not exists (select 1 from dwop.runs r where r.task_id = p_task_id and r.attempt = p_attempt) then
     select a.pool_slot, a.owner_slot, a.wait into v_pool_slot, v_owner_slot, v_wait
-    from dwop.admit_task(v_task, p_owner_max_running) a;
+    from dwop.admit_task(v_task, p_owner_max_running, p_owner_cap, p_owner_room, p_pool_slots) a;
     if v_wait is not null then
       update dwop.tasks t set parked = v_wait where t.id = p_task_id;
       return;
@@ -1826,17 +1846,57 @@ CREATE FUNCTION dwop.start_runs(p_task_ids bigint[], p_attempts integer[], p_dis
 declare
   v_now timestamptz := coalesce(p_now, now());
   v_item int;
+  v_run record;
+  -- Each item's owner and pool, and per owner with a cap / per pool what admit_task would look up for
+  -- every task: counted once for the batch (an owner's room shrinks as the batch starts its runs).
+  v_item_owners text[];
+  v_item_pools text[];
+  v_owners text[];
+  v_caps int[];
+  v_rooms int[];
+  v_pools text[];
+  v_pool_sizes int[];
+  v_o int;
+  v_p int;
 begin
   if coalesce(cardinality(p_task_ids), 0) <> coalesce(cardinality(p_attempts), 0) then
     raise exception 'start_runs: % task ids but % attempts', cardinality(p_task_ids), cardinality(p_attempts)
       using errcode = '22023';
   end if;
+  select array_agg(t.owner order by g.i), array_agg(t.pool order by g.i) into v_item_owners, v_item_pools
+  from generate_subscripts(p_task_ids, 1) as g (i) left join dwop.tasks t on t.id = p_task_ids[g.i];
+  select array_agg(c.owner), array_agg(c.cap), array_agg(c.cap - dwop.owner_running(c.owner))
+  into v_owners, v_caps, v_rooms
+  from (select o.owner, dwop.owner_max_running(o.owner, p_owner_max_running) as cap
+        from (select distinct u.owner from unnest(v_item_owners) as u (owner) where u.owner is not null) o) c
+  where c.cap is not null;
+  select array_agg(p.name), array_agg(p.slots) into v_pools, v_pool_sizes
+  from dwop.pools p
+  where p.name in (select u.pool from unnest(v_item_pools) as u (pool)) and not dwop.pool_shrunk_held(p.name, p.slots);
+
   for v_item in
     select i from generate_subscripts(p_task_ids, 1) as g (i) order by p_task_ids[i], p_attempts[i], i
   loop
-    return query
-    select v_item, s.* from dwop.start_run(p_task_ids[v_item], p_attempts[v_item], p_dispatcher_id, p_executor,
-                                           v_now, p_owner_max_running) s;
+    v_o := array_position(v_owners, v_item_owners[v_item]);
+    v_p := array_position(v_pools, v_item_pools[v_item]);
+    for v_run in
+      select * from dwop.start_run(p_task_ids[v_item], p_attempts[v_item], p_dispatcher_id, p_executor, v_now,
+                                   p_owner_max_running, v_caps[v_o], v_rooms[v_o], v_pool_sizes[v_p])
+    loop
+      item := v_item;
+      run_id := v_run.run_id;
+      created := v_run.created;
+      workflow_id := v_run.workflow_id;
+      task_name := v_run.task_name;
+      params := v_run.params;
+      options := v_run.options;
+      timeout_seconds := v_run.timeout_seconds;
+      has_requirements := v_run.has_requirements;
+      return next;
+      if v_run.created and v_o is not null then
+        v_rooms[v_o] := v_rooms[v_o] - 1;
+      end if;
+    end loop;
   end loop;
 end;
 $$;
@@ -3075,10 +3135,10 @@ GRANT SELECT ON TABLE dwop.tasks TO authenticated;
 
 
 --
--- Name: FUNCTION admit_task(p_task dwop.tasks, p_owner_max_running integer); Type: ACL; Schema: dwop; Owner: -
+-- Name: FUNCTION admit_task(p_task dwop.tasks, p_owner_max_running integer, p_owner_cap integer, p_owner_room integer, p_pool_slots integer); Type: ACL; Schema: dwop; Owner: -
 --
 
-REVOKE ALL ON FUNCTION dwop.admit_task(p_task dwop.tasks, p_owner_max_running integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dwop.admit_task(p_task dwop.tasks, p_owner_max_running integer, p_owner_cap integer, p_owner_room integer, p_pool_slots integer) FROM PUBLIC;
 
 
 --
@@ -3355,6 +3415,13 @@ REVOKE ALL ON FUNCTION dwop.pool_list() FROM PUBLIC;
 
 
 --
+-- Name: FUNCTION pool_shrunk_held(p_pool text, p_slots integer); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.pool_shrunk_held(p_pool text, p_slots integer) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION purge_expired(p_keep interval, p_batch integer, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
 --
 
@@ -3509,10 +3576,10 @@ REVOKE ALL ON FUNCTION dwop.start_cluster_run(p_task_id bigint, p_attempt intege
 
 
 --
--- Name: FUNCTION start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone, p_owner_max_running integer); Type: ACL; Schema: dwop; Owner: -
+-- Name: FUNCTION start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone, p_owner_max_running integer, p_owner_cap integer, p_owner_room integer, p_pool_slots integer); Type: ACL; Schema: dwop; Owner: -
 --
 
-REVOKE ALL ON FUNCTION dwop.start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone, p_owner_max_running integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dwop.start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone, p_owner_max_running integer, p_owner_cap integer, p_owner_room integer, p_pool_slots integer) FROM PUBLIC;
 
 
 --

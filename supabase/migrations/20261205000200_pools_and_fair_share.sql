@@ -75,19 +75,25 @@ $$;
 -- Whether p_task may start now: (pool_slot, owner_slot, null) with the slots it took (null where it has
 -- no pool, or its owner no cap), or (null, null, 'owner' | 'pool') saying why it must wait. Called by
 -- start_run with the task row locked. Each limit is checked twice: the active runs are counted (so runs
--- holding a slot above a shrunk limit still count), then a free slot row below the limit is taken FOR
--- UPDATE SKIP LOCKED (so two dispatchers never take the same one, and the limit holds exactly).
-create function dwop.admit_task(p_task dwop.tasks, p_owner_max_running int)
+-- holding a slot above a shrunk limit, or none, still count), then a free slot row below the limit is
+-- taken FOR UPDATE SKIP LOCKED (so two dispatchers never take the same one, and the limit holds exactly).
+-- A batch (start_runs) counts once for all its tasks and passes what it found: the owner's cap and the
+-- room under it left by the batch's earlier starts (p_owner_cap, p_owner_room), the size of a pool that
+-- has no slot above its size held (p_pool_slots). Runs that end meanwhile are missed until the next
+-- batch, which can only make this one more careful; the slot rows still bound every start.
+create function dwop.admit_task(p_task dwop.tasks, p_owner_max_running int, p_owner_cap int default null,
+                                p_owner_room int default null, p_pool_slots int default null)
 returns table (pool_slot int, owner_slot int, wait text)
 language plpgsql as $$
 declare
-  v_cap int := dwop.owner_max_running(p_task.owner, p_owner_max_running);
+  v_cap int := case when p_owner_room is not null then p_owner_cap
+                    else dwop.owner_max_running(p_task.owner, p_owner_max_running) end;
   v_slots int;
   v_pool_slot int;
   v_owner_slot int;
 begin
   if v_cap is not null then
-    if dwop.owner_running(p_task.owner) < v_cap then
+    if coalesce(p_owner_room > 0, dwop.owner_running(p_task.owner) < v_cap) then
       v_owner_slot := dwop.take_owner_slot(p_task.owner, v_cap);
       if v_owner_slot is null
          and (select count(*) from dwop.owner_slots s where s.owner = p_task.owner) < v_cap then
@@ -104,15 +110,16 @@ begin
     end if;
   end if;
   if p_task.pool is not null then
-    select p.slots into v_slots from dwop.pools p where p.name = p_task.pool;
-    -- Slots above a shrunk pool's size still held by a run count until it ends: then the pool takes
-    -- no more than its size minus those (counted only when there are any, which is rare).
-    if v_slots is not null
-       and (not exists (select 1 from dwop.pool_slots s join dwop.runs r on r.id = s.run_id
-                        where s.pool = p_task.pool and s.slot >= v_slots
-                          and r.status in ('starting', 'dispatched', 'running'))
-            or dwop.pool_held(p_task.pool) < v_slots) then
-      v_pool_slot := dwop.take_pool_slot(p_task.pool, v_slots);
+    if p_pool_slots is not null then
+      v_pool_slot := dwop.take_pool_slot(p_task.pool, p_pool_slots);
+    else
+      select p.slots into v_slots from dwop.pools p where p.name = p_task.pool;
+      -- Slots above a shrunk pool's size still held by a run count until it ends: then the pool takes
+      -- no more than its size minus those (counted only when there are any, which is rare).
+      if v_slots is not null and (not dwop.pool_shrunk_held(p_task.pool, v_slots)
+                                  or dwop.pool_held(p_task.pool) < v_slots) then
+        v_pool_slot := dwop.take_pool_slot(p_task.pool, v_slots);
+      end if;
     end if;
     if v_pool_slot is null then
       return query select null::int, null::int, 'pool'::text;
@@ -121,6 +128,15 @@ begin
   end if;
   return query select v_pool_slot, v_owner_slot, null::text;
 end;
+$$;
+
+-- Whether a slot of p_pool at or above p_slots (its size now) is held by an active run: the pool shrank
+-- under its running tasks.
+create function dwop.pool_shrunk_held(p_pool text, p_slots int)
+returns boolean
+language sql stable as $$
+  select exists (select 1 from dwop.pool_slots s join dwop.runs r on r.id = s.run_id
+                 where s.pool = p_pool and s.slot >= p_slots and r.status in ('starting', 'dispatched', 'running'));
 $$;
 
 -- Whether run p_run_id is no longer active: what frees the slot row pointing at it. A lookup by primary
