@@ -110,39 +110,42 @@ CREATE TABLE dwop.tasks (
 
 
 --
--- Name: admit_task(dwop.tasks, integer, integer, integer, integer); Type: FUNCTION; Schema: dwop; Owner: -
+-- Name: admit_task(dwop.tasks, integer, integer, integer, integer, integer); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
-CREATE FUNCTION dwop.admit_task(p_task dwop.tasks, p_owner_max_running integer, p_owner_cap integer DEFAULT NULL::integer, p_owner_room integer DEFAULT NULL::integer, p_pool_slots integer DEFAULT NULL::integer) RETURNS TABLE(pool_slot integer, owner_slot integer, wait text)
+CREATE FUNCTION dwop.admit_task(p_task dwop.tasks, p_owner_max_running integer, p_owner_cap integer DEFAULT NULL::integer, p_owner_slot integer DEFAULT NULL::integer, p_pool_slots integer DEFAULT NULL::integer, p_pool_slot integer DEFAULT NULL::integer) RETURNS TABLE(pool_slot integer, owner_slot integer, wait text)
     LANGUAGE plpgsql
     AS $$
 declare
-  v_cap int := case when p_owner_room is not null then p_owner_cap
-                    else dwop.owner_max_running(p_task.owner, p_owner_max_running) end;
+  v_cap int;
   v_slots int;
   v_pool_slot int;
   v_owner_slot int;
 begin
-  if v_cap is not null then
-    if coalesce(p_owner_room > 0, dwop.owner_running(p_task.owner) < v_cap) then
-      v_owner_slot := dwop.take_owner_slot(p_task.owner, v_cap);
-      if v_owner_slot is null
-         and (select count(*) from dwop.owner_slots s where s.owner = p_task.owner) < v_cap then
-        -- The cap's rows are made when it is first needed (or grew).
-        insert into dwop.owner_slots (owner, slot)
-        select p_task.owner, g from generate_series(0, v_cap - 1) g
-        on conflict on constraint owner_slots_pkey do nothing;
-        v_owner_slot := dwop.take_owner_slot(p_task.owner, v_cap);
-      end if;
-    end if;
+  if p_owner_cap is not null then
+    v_owner_slot := p_owner_slot;
     if v_owner_slot is null then
       return query select null::int, null::int, 'owner'::text;
       return;
     end if;
+  else
+    v_cap := dwop.owner_max_running(p_task.owner, p_owner_max_running);
+    if v_cap is not null then
+      if dwop.owner_running(p_task.owner) < v_cap then
+        v_owner_slot := dwop.take_owner_slot(p_task.owner, v_cap);
+        if v_owner_slot is null and dwop.make_owner_slots(p_task.owner, v_cap) then
+          v_owner_slot := dwop.take_owner_slot(p_task.owner, v_cap);
+        end if;
+      end if;
+      if v_owner_slot is null then
+        return query select null::int, null::int, 'owner'::text;
+        return;
+      end if;
+    end if;
   end if;
   if p_task.pool is not null then
     if p_pool_slots is not null then
-      v_pool_slot := dwop.take_pool_slot(p_task.pool, p_pool_slots);
+      v_pool_slot := p_pool_slot;
     else
       select p.slots into v_slots from dwop.pools p where p.name = p_task.pool;
       -- Slots above a shrunk pool's size still held by a run count until it ends: then the pool takes
@@ -853,6 +856,25 @@ CREATE FUNCTION dwop.log_event(p_workflow_id uuid, p_kind text, p_task_name text
     AS $$
   insert into dwop.events (workflow_id, kind, task_name, status, attempt, data, at)
   values (p_workflow_id, p_kind, p_task_name, p_status, p_attempt, p_data, p_now);
+$$;
+
+
+--
+-- Name: make_owner_slots(text, integer); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.make_owner_slots(p_owner text, p_cap integer) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+begin
+  if (select count(*) from dwop.owner_slots s where s.owner = p_owner) >= p_cap then
+    return false;
+  end if;
+  insert into dwop.owner_slots (owner, slot)
+  select p_owner, g from generate_series(0, p_cap - 1) g
+  on conflict on constraint owner_slots_pkey do nothing;
+  return true;
+end;
 $$;
 
 
@@ -1776,10 +1798,10 @@ $$;
 
 
 --
--- Name: start_run(bigint, integer, text, text, timestamp with time zone, integer, integer, integer, integer); Type: FUNCTION; Schema: dwop; Owner: -
+-- Name: start_run(bigint, integer, text, text, timestamp with time zone, integer, integer, integer, integer, integer); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
-CREATE FUNCTION dwop.start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_owner_max_running integer DEFAULT NULL::integer, p_owner_cap integer DEFAULT NULL::integer, p_owner_room integer DEFAULT NULL::integer, p_pool_slots integer DEFAULT NULL::integer) RETURNS TABLE(run_id bigint, created boolean, workflow_id uuid, task_name text, params jsonb, options jsonb, timeout_seconds integer, has_requirements boolean)
+CREATE FUNCTION dwop.start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_owner_max_running integer DEFAULT NULL::integer, p_owner_cap integer DEFAULT NULL::integer, p_owner_slot integer DEFAULT NULL::integer, p_pool_slots integer DEFAULT NULL::integer, p_pool_slot integer DEFAULT NULL::integer) RETURNS TABLE(run_id bigint, created boolean, workflow_id uuid, task_name text, params jsonb, options jsonb, timeout_seconds integer, has_requirements boolean)
     LANGUAGE plpgsql
     AS $$
 declare
@@ -1798,7 +1820,7 @@ begin
   if v_task.status = 'queued' and v_task.attempt = p_attempt
      and not exists (select 1 from dwop.runs r where r.task_id = p_task_id and r.attempt = p_attempt) then
     select a.pool_slot, a.owner_slot, a.wait into v_pool_slot, v_owner_slot, v_wait
-    from dwop.admit_task(v_task, p_owner_max_running, p_owner_cap, p_owner_room, p_pool_slots) a;
+    from dwop.admit_task(v_task, p_owner_max_running, p_owner_cap, p_owner_slot, p_pool_slots, p_pool_slot) a;
     if v_wait is not null then
       update dwop.tasks t set parked = v_wait where t.id = p_task_id;
       return;
@@ -1847,17 +1869,25 @@ declare
   v_now timestamptz := coalesce(p_now, now());
   v_item int;
   v_run record;
-  -- Each item's owner and pool, and per owner with a cap / per pool what admit_task would look up for
-  -- every task: counted once for the batch (an owner's room shrinks as the batch starts its runs).
+  v_group record;
+  -- Each item's owner and pool. Per owner with a cap and per pool (not shrunk under its runs), the slots
+  -- the batch took for its tasks in one statement: all of them in one array (v_slots), each owner's and
+  -- pool's from v_next (the next one to give) to v_end (exclusive). A slot is given to the next task
+  -- that starts a run; one a task does not use (stale, duplicate, parked) goes to the next task.
   v_item_owners text[];
   v_item_pools text[];
-  v_owners text[];
-  v_caps int[];
-  v_rooms int[];
-  v_pools text[];
-  v_pool_sizes int[];
+  v_owners text[] := '{}';
+  v_caps int[] := '{}';
+  v_pools text[] := '{}';
+  v_sizes int[] := '{}';
+  v_slots int[] := '{}';
+  v_next int[] := '{}';
+  v_end int[] := '{}';
+  v_taken int[];
   v_o int;
   v_p int;
+  v_owner_slot int;
+  v_pool_slot int;
 begin
   if coalesce(cardinality(p_task_ids), 0) <> coalesce(cardinality(p_attempts), 0) then
     raise exception 'start_runs: % task ids but % attempts', cardinality(p_task_ids), cardinality(p_attempts)
@@ -1865,23 +1895,59 @@ begin
   end if;
   select array_agg(t.owner order by g.i), array_agg(t.pool order by g.i) into v_item_owners, v_item_pools
   from generate_subscripts(p_task_ids, 1) as g (i) left join dwop.tasks t on t.id = p_task_ids[g.i];
-  select array_agg(c.owner), array_agg(c.cap), array_agg(c.cap - dwop.owner_running(c.owner))
-  into v_owners, v_caps, v_rooms
-  from (select o.owner, dwop.owner_max_running(o.owner, p_owner_max_running) as cap
-        from (select distinct u.owner from unnest(v_item_owners) as u (owner) where u.owner is not null) o) c
-  where c.cap is not null;
-  select array_agg(p.name), array_agg(p.slots) into v_pools, v_pool_sizes
-  from dwop.pools p
-  where p.name in (select u.pool from unnest(v_item_pools) as u (pool)) and not dwop.pool_shrunk_held(p.name, p.slots);
+
+  for v_group in
+    select c.owner, c.cap, c.n from (
+      select u.owner, count(*)::int as n, dwop.owner_max_running(u.owner, p_owner_max_running) as cap
+      from unnest(v_item_owners) as u (owner) where u.owner is not null group by u.owner
+    ) c where c.cap is not null order by c.owner
+  loop
+    perform dwop.make_owner_slots(v_group.owner, v_group.cap);
+    select coalesce(array_agg(x.slot order by x.slot), '{}') into v_taken from (
+      select s.slot from dwop.owner_slots s
+      where s.owner = v_group.owner and s.slot < v_group.cap and (s.run_id is null or dwop.run_ended(s.run_id))
+      order by s.slot
+      limit greatest(0, least(v_group.n, v_group.cap - dwop.owner_running(v_group.owner)))
+      for update of s skip locked
+    ) x;
+    v_owners := v_owners || v_group.owner;
+    v_caps := v_caps || v_group.cap;
+    v_next := v_next || (cardinality(v_slots) + 1);
+    v_slots := v_slots || v_taken;
+    v_end := v_end || (cardinality(v_slots) + 1);
+  end loop;
+  for v_group in
+    select p.name, p.slots, c.n from (
+      select u.pool, count(*)::int as n from unnest(v_item_pools) as u (pool) where u.pool is not null group by u.pool
+    ) c join dwop.pools p on p.name = c.pool
+    where not dwop.pool_shrunk_held(p.name, p.slots) order by p.name
+  loop
+    select coalesce(array_agg(x.slot order by x.slot), '{}') into v_taken from (
+      select s.slot from dwop.pool_slots s
+      where s.pool = v_group.name and s.slot < v_group.slots and (s.run_id is null or dwop.run_ended(s.run_id))
+      order by s.slot
+      limit v_group.n
+      for update of s skip locked
+    ) x;
+    v_pools := v_pools || v_group.name;
+    v_sizes := v_sizes || v_group.slots;
+    v_next := v_next || (cardinality(v_slots) + 1);
+    v_slots := v_slots || v_taken;
+    v_end := v_end || (cardinality(v_slots) + 1);
+  end loop;
 
   for v_item in
     select i from generate_subscripts(p_task_ids, 1) as g (i) order by p_task_ids[i], p_attempts[i], i
   loop
     v_o := array_position(v_owners, v_item_owners[v_item]);
-    v_p := array_position(v_pools, v_item_pools[v_item]);
+    -- Pools' entries in v_next and v_end come after the owners'.
+    v_p := cardinality(v_owners) + array_position(v_pools, v_item_pools[v_item]);
+    v_owner_slot := case when v_next[v_o] < v_end[v_o] then v_slots[v_next[v_o]] end;
+    v_pool_slot := case when v_next[v_p] < v_end[v_p] then v_slots[v_next[v_p]] end;
     for v_run in
       select * from dwop.start_run(p_task_ids[v_item], p_attempts[v_item], p_dispatcher_id, p_executor, v_now,
-                                   p_owner_max_running, v_caps[v_o], v_rooms[v_o], v_pool_sizes[v_p])
+                                   p_owner_max_running, v_caps[v_o], v_owner_slot,
+                                   v_sizes[v_p - cardinality(v_owners)], v_pool_slot)
     loop
       item := v_item;
       run_id := v_run.run_id;
@@ -1893,8 +1959,13 @@ begin
       timeout_seconds := v_run.timeout_seconds;
       has_requirements := v_run.has_requirements;
       return next;
-      if v_run.created and v_o is not null then
-        v_rooms[v_o] := v_rooms[v_o] - 1;
+      if v_run.created then
+        if v_owner_slot is not null then
+          v_next[v_o] := v_next[v_o] + 1;
+        end if;
+        if v_pool_slot is not null then
+          v_next[v_p] := v_next[v_p] + 1;
+        end if;
       end if;
     end loop;
   end loop;
@@ -3135,10 +3206,10 @@ GRANT SELECT ON TABLE dwop.tasks TO authenticated;
 
 
 --
--- Name: FUNCTION admit_task(p_task dwop.tasks, p_owner_max_running integer, p_owner_cap integer, p_owner_room integer, p_pool_slots integer); Type: ACL; Schema: dwop; Owner: -
+-- Name: FUNCTION admit_task(p_task dwop.tasks, p_owner_max_running integer, p_owner_cap integer, p_owner_slot integer, p_pool_slots integer, p_pool_slot integer); Type: ACL; Schema: dwop; Owner: -
 --
 
-REVOKE ALL ON FUNCTION dwop.admit_task(p_task dwop.tasks, p_owner_max_running integer, p_owner_cap integer, p_owner_room integer, p_pool_slots integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dwop.admit_task(p_task dwop.tasks, p_owner_max_running integer, p_owner_cap integer, p_owner_slot integer, p_pool_slots integer, p_pool_slot integer) FROM PUBLIC;
 
 
 --
@@ -3314,6 +3385,13 @@ REVOKE ALL ON FUNCTION dwop.lease_holder(p_name text, p_now timestamp with time 
 --
 
 REVOKE ALL ON FUNCTION dwop.log_event(p_workflow_id uuid, p_kind text, p_task_name text, p_status text, p_attempt integer, p_data jsonb, p_now timestamp with time zone) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION make_owner_slots(p_owner text, p_cap integer); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.make_owner_slots(p_owner text, p_cap integer) FROM PUBLIC;
 
 
 --
@@ -3576,10 +3654,10 @@ REVOKE ALL ON FUNCTION dwop.start_cluster_run(p_task_id bigint, p_attempt intege
 
 
 --
--- Name: FUNCTION start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone, p_owner_max_running integer, p_owner_cap integer, p_owner_room integer, p_pool_slots integer); Type: ACL; Schema: dwop; Owner: -
+-- Name: FUNCTION start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone, p_owner_max_running integer, p_owner_cap integer, p_owner_slot integer, p_pool_slots integer, p_pool_slot integer); Type: ACL; Schema: dwop; Owner: -
 --
 
-REVOKE ALL ON FUNCTION dwop.start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone, p_owner_max_running integer, p_owner_cap integer, p_owner_room integer, p_pool_slots integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dwop.start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone, p_owner_max_running integer, p_owner_cap integer, p_owner_slot integer, p_pool_slots integer, p_pool_slot integer) FROM PUBLIC;
 
 
 --

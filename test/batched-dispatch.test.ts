@@ -113,6 +113,76 @@ describe("start_runs", () => {
     });
   });
 
+  it("admits by an owner's cap within one batch, giving a slot a duplicate did not use to the next task", async () => {
+    const w = await roots(["c1", "c2", "c3", "c4", "c5"]);
+    const batch = [w.byName.c1!, w.byName.c1!, w.byName.c2!, w.byName.c3!, w.byName.c4!, w.byName.c5!];
+    const results = await store.startRuns(batch, "d1", "local", 2);
+    expect(results.map((r) => r.kind)).toEqual([
+      "created",
+      "duplicate",
+      "created",
+      "stale",
+      "stale",
+      "stale",
+    ]);
+    const parked = await m.db<{ name: string; parked: string }[]>`
+      select name, parked from dwop.tasks where workflow_id = ${w.id} and parked is not null order by name`;
+    expect(parked).toEqual(["c3", "c4", "c5"].map((name) => ({ name, parked: "owner" })));
+    const held = await m.db<{ slot: number }[]>`
+      select s.slot from dwop.owner_slots s join dwop.runs r on r.id = s.run_id
+      where r.status = 'starting' order by s.slot`;
+    expect(held).toHaveLength(2);
+    expect(new Set(held.map((h) => h.slot)).size).toBe(2);
+  });
+
+  it("never starts more than a pool's slots or an owner's cap while another dispatcher's batch holds them", async () => {
+    await new PoolStore(m.db).set("three", 3);
+    await m.db`select dwop.make_owner_slots('test', 2)`; // as an earlier batch of the owner left them
+    const w = await roots(
+      Array.from({ length: 12 }, (_, i) => `t${i}`),
+      "three",
+    );
+    const messages = Object.values(w.byName);
+    const [first, second] = [connectDb(m.url, { max: 1 }), connectDb(m.url, { max: 1 })];
+    let commit: () => void = () => {};
+    let firstBatch: Promise<unknown> = Promise.resolve();
+    try {
+      // The first dispatcher's batch takes the owner's two slots and has not committed yet.
+      const committed = new Promise<void>((resolve) => (commit = resolve));
+      let taken!: () => void;
+      const holding = new Promise<void>((resolve) => (taken = resolve));
+      const batch = first.begin(async (tx) => {
+        const rows = await tx`select * from dwop.start_runs(
+          ${`{${messages
+            .slice(0, 6)
+            .map((x) => x.taskId)
+            .join(",")}}`}::bigint[], '{1,1,1,1,1,1}'::int[],
+          'd1', 'local', p_owner_max_running => 2)`;
+        taken();
+        await committed;
+        return rows;
+      });
+      firstBatch = batch;
+      await Promise.race([holding, batch]);
+      // The second one's batch, tasks of its own: the slots it would need are taken, so it parks them
+      // at once instead of waiting for the first (or, with the slots free as they look, taking them too).
+      const second6 = new Store(second).startRuns(messages.slice(6), "d2", "local", 2);
+      const answered = await Promise.race([
+        second6,
+        new Promise((r) => setTimeout(() => r("waited"), 10_000)),
+      ]);
+      expect(answered).not.toBe("waited");
+      expect((answered as { kind: string }[]).filter((r) => r.kind === "created")).toHaveLength(0);
+      commit();
+      expect((await batch).filter((r) => r.created)).toHaveLength(2);
+    } finally {
+      commit();
+      await firstBatch.catch(() => {});
+      await Promise.all([first.end({ timeout: 5 }), second.end({ timeout: 5 })]);
+    }
+    expect(await runsOf(messages.map((x) => x.taskId))).toHaveLength(2);
+  });
+
   it("creates one run per attempt when two dispatchers' batches share tasks in opposite orders", async () => {
     const names = Array.from({ length: 40 }, (_, i) => `t${i}`);
     const w = await roots(names);

@@ -90,12 +90,12 @@ $$;
 -- no row when the task has moved on (cancelled, or a newer attempt) or was parked: its owner is at its
 -- cap on active runs (p_owner_max_running, unless a key of the owner overrides it) or its pool has no
 -- free slot. A parked task waits, queued, until reoffer_parked_tasks (20261205000200) queues it again.
--- p_owner_cap, p_owner_room and p_pool_slots are what start_runs counted once for its whole batch (see
--- admit_task); null: admit_task looks them up itself.
+-- p_owner_cap, p_owner_slot, p_pool_slots and p_pool_slot are what start_runs counted and took once for
+-- its whole batch (see admit_task); null: admit_task counts and takes itself.
 create function dwop.start_run(p_task_id bigint, p_attempt int, p_dispatcher_id text, p_executor text,
                                p_now timestamptz default null, p_owner_max_running int default null,
-                               p_owner_cap int default null, p_owner_room int default null,
-                               p_pool_slots int default null)
+                               p_owner_cap int default null, p_owner_slot int default null,
+                               p_pool_slots int default null, p_pool_slot int default null)
 returns table (run_id bigint, created boolean, workflow_id uuid, task_name text, params jsonb,
                options jsonb, timeout_seconds int, has_requirements boolean)
 language plpgsql as $$
@@ -115,7 +115,7 @@ begin
   if v_task.status = 'queued' and v_task.attempt = p_attempt
      and not exists (select 1 from dwop.runs r where r.task_id = p_task_id and r.attempt = p_attempt) then
     select a.pool_slot, a.owner_slot, a.wait into v_pool_slot, v_owner_slot, v_wait
-    from dwop.admit_task(v_task, p_owner_max_running, p_owner_cap, p_owner_room, p_pool_slots) a;
+    from dwop.admit_task(v_task, p_owner_max_running, p_owner_cap, p_owner_slot, p_pool_slots, p_pool_slot) a;
     if v_wait is not null then
       update dwop.tasks t set parked = v_wait where t.id = p_task_id;
       return;

@@ -77,41 +77,45 @@ $$;
 -- start_run with the task row locked. Each limit is checked twice: the active runs are counted (so runs
 -- holding a slot above a shrunk limit, or none, still count), then a free slot row below the limit is
 -- taken FOR UPDATE SKIP LOCKED (so two dispatchers never take the same one, and the limit holds exactly).
--- A batch (start_runs) counts once for all its tasks and passes what it found: the owner's cap and the
--- room under it left by the batch's earlier starts (p_owner_cap, p_owner_room), the size of a pool that
--- has no slot above its size held (p_pool_slots). Runs that end meanwhile are missed until the next
--- batch, which can only make this one more careful; the slot rows still bound every start.
+-- A batch (start_runs) does both once for all its tasks of an owner or a pool and passes its result: the
+-- owner's cap with a slot it took for this task (p_owner_cap, p_owner_slot), the size of a pool that has
+-- no slot above its size held with a slot taken from it (p_pool_slots, p_pool_slot); a null slot then
+-- means the batch found none left for this task, which waits.
 create function dwop.admit_task(p_task dwop.tasks, p_owner_max_running int, p_owner_cap int default null,
-                                p_owner_room int default null, p_pool_slots int default null)
+                                p_owner_slot int default null, p_pool_slots int default null,
+                                p_pool_slot int default null)
 returns table (pool_slot int, owner_slot int, wait text)
 language plpgsql as $$
 declare
-  v_cap int := case when p_owner_room is not null then p_owner_cap
-                    else dwop.owner_max_running(p_task.owner, p_owner_max_running) end;
+  v_cap int;
   v_slots int;
   v_pool_slot int;
   v_owner_slot int;
 begin
-  if v_cap is not null then
-    if coalesce(p_owner_room > 0, dwop.owner_running(p_task.owner) < v_cap) then
-      v_owner_slot := dwop.take_owner_slot(p_task.owner, v_cap);
-      if v_owner_slot is null
-         and (select count(*) from dwop.owner_slots s where s.owner = p_task.owner) < v_cap then
-        -- The cap's rows are made when it is first needed (or grew).
-        insert into dwop.owner_slots (owner, slot)
-        select p_task.owner, g from generate_series(0, v_cap - 1) g
-        on conflict on constraint owner_slots_pkey do nothing;
-        v_owner_slot := dwop.take_owner_slot(p_task.owner, v_cap);
-      end if;
-    end if;
+  if p_owner_cap is not null then
+    v_owner_slot := p_owner_slot;
     if v_owner_slot is null then
       return query select null::int, null::int, 'owner'::text;
       return;
     end if;
+  else
+    v_cap := dwop.owner_max_running(p_task.owner, p_owner_max_running);
+    if v_cap is not null then
+      if dwop.owner_running(p_task.owner) < v_cap then
+        v_owner_slot := dwop.take_owner_slot(p_task.owner, v_cap);
+        if v_owner_slot is null and dwop.make_owner_slots(p_task.owner, v_cap) then
+          v_owner_slot := dwop.take_owner_slot(p_task.owner, v_cap);
+        end if;
+      end if;
+      if v_owner_slot is null then
+        return query select null::int, null::int, 'owner'::text;
+        return;
+      end if;
+    end if;
   end if;
   if p_task.pool is not null then
     if p_pool_slots is not null then
-      v_pool_slot := dwop.take_pool_slot(p_task.pool, p_pool_slots);
+      v_pool_slot := p_pool_slot;
     else
       select p.slots into v_slots from dwop.pools p where p.name = p_task.pool;
       -- Slots above a shrunk pool's size still held by a run count until it ends: then the pool takes
@@ -127,6 +131,21 @@ begin
     end if;
   end if;
   return query select v_pool_slot, v_owner_slot, null::text;
+end;
+$$;
+
+-- Makes the rows of p_owner's cap of p_cap when the cap is first needed (or grew); true when it made any.
+create function dwop.make_owner_slots(p_owner text, p_cap int)
+returns boolean
+language plpgsql as $$
+begin
+  if (select count(*) from dwop.owner_slots s where s.owner = p_owner) >= p_cap then
+    return false;
+  end if;
+  insert into dwop.owner_slots (owner, slot)
+  select p_owner, g from generate_series(0, p_cap - 1) g
+  on conflict on constraint owner_slots_pkey do nothing;
+  return true;
 end;
 $$;
 

@@ -17,17 +17,25 @@ declare
   v_now timestamptz := coalesce(p_now, now());
   v_item int;
   v_run record;
-  -- Each item's owner and pool, and per owner with a cap / per pool what admit_task would look up for
-  -- every task: counted once for the batch (an owner's room shrinks as the batch starts its runs).
+  v_group record;
+  -- Each item's owner and pool. Per owner with a cap and per pool (not shrunk under its runs), the slots
+  -- the batch took for its tasks in one statement: all of them in one array (v_slots), each owner's and
+  -- pool's from v_next (the next one to give) to v_end (exclusive). A slot is given to the next task
+  -- that starts a run; one a task does not use (stale, duplicate, parked) goes to the next task.
   v_item_owners text[];
   v_item_pools text[];
-  v_owners text[];
-  v_caps int[];
-  v_rooms int[];
-  v_pools text[];
-  v_pool_sizes int[];
+  v_owners text[] := '{}';
+  v_caps int[] := '{}';
+  v_pools text[] := '{}';
+  v_sizes int[] := '{}';
+  v_slots int[] := '{}';
+  v_next int[] := '{}';
+  v_end int[] := '{}';
+  v_taken int[];
   v_o int;
   v_p int;
+  v_owner_slot int;
+  v_pool_slot int;
 begin
   if coalesce(cardinality(p_task_ids), 0) <> coalesce(cardinality(p_attempts), 0) then
     raise exception 'start_runs: % task ids but % attempts', cardinality(p_task_ids), cardinality(p_attempts)
@@ -35,23 +43,59 @@ begin
   end if;
   select array_agg(t.owner order by g.i), array_agg(t.pool order by g.i) into v_item_owners, v_item_pools
   from generate_subscripts(p_task_ids, 1) as g (i) left join dwop.tasks t on t.id = p_task_ids[g.i];
-  select array_agg(c.owner), array_agg(c.cap), array_agg(c.cap - dwop.owner_running(c.owner))
-  into v_owners, v_caps, v_rooms
-  from (select o.owner, dwop.owner_max_running(o.owner, p_owner_max_running) as cap
-        from (select distinct u.owner from unnest(v_item_owners) as u (owner) where u.owner is not null) o) c
-  where c.cap is not null;
-  select array_agg(p.name), array_agg(p.slots) into v_pools, v_pool_sizes
-  from dwop.pools p
-  where p.name in (select u.pool from unnest(v_item_pools) as u (pool)) and not dwop.pool_shrunk_held(p.name, p.slots);
+
+  for v_group in
+    select c.owner, c.cap, c.n from (
+      select u.owner, count(*)::int as n, dwop.owner_max_running(u.owner, p_owner_max_running) as cap
+      from unnest(v_item_owners) as u (owner) where u.owner is not null group by u.owner
+    ) c where c.cap is not null order by c.owner
+  loop
+    perform dwop.make_owner_slots(v_group.owner, v_group.cap);
+    select coalesce(array_agg(x.slot order by x.slot), '{}') into v_taken from (
+      select s.slot from dwop.owner_slots s
+      where s.owner = v_group.owner and s.slot < v_group.cap and (s.run_id is null or dwop.run_ended(s.run_id))
+      order by s.slot
+      limit greatest(0, least(v_group.n, v_group.cap - dwop.owner_running(v_group.owner)))
+      for update of s skip locked
+    ) x;
+    v_owners := v_owners || v_group.owner;
+    v_caps := v_caps || v_group.cap;
+    v_next := v_next || (cardinality(v_slots) + 1);
+    v_slots := v_slots || v_taken;
+    v_end := v_end || (cardinality(v_slots) + 1);
+  end loop;
+  for v_group in
+    select p.name, p.slots, c.n from (
+      select u.pool, count(*)::int as n from unnest(v_item_pools) as u (pool) where u.pool is not null group by u.pool
+    ) c join dwop.pools p on p.name = c.pool
+    where not dwop.pool_shrunk_held(p.name, p.slots) order by p.name
+  loop
+    select coalesce(array_agg(x.slot order by x.slot), '{}') into v_taken from (
+      select s.slot from dwop.pool_slots s
+      where s.pool = v_group.name and s.slot < v_group.slots and (s.run_id is null or dwop.run_ended(s.run_id))
+      order by s.slot
+      limit v_group.n
+      for update of s skip locked
+    ) x;
+    v_pools := v_pools || v_group.name;
+    v_sizes := v_sizes || v_group.slots;
+    v_next := v_next || (cardinality(v_slots) + 1);
+    v_slots := v_slots || v_taken;
+    v_end := v_end || (cardinality(v_slots) + 1);
+  end loop;
 
   for v_item in
     select i from generate_subscripts(p_task_ids, 1) as g (i) order by p_task_ids[i], p_attempts[i], i
   loop
     v_o := array_position(v_owners, v_item_owners[v_item]);
-    v_p := array_position(v_pools, v_item_pools[v_item]);
+    -- Pools' entries in v_next and v_end come after the owners'.
+    v_p := cardinality(v_owners) + array_position(v_pools, v_item_pools[v_item]);
+    v_owner_slot := case when v_next[v_o] < v_end[v_o] then v_slots[v_next[v_o]] end;
+    v_pool_slot := case when v_next[v_p] < v_end[v_p] then v_slots[v_next[v_p]] end;
     for v_run in
       select * from dwop.start_run(p_task_ids[v_item], p_attempts[v_item], p_dispatcher_id, p_executor, v_now,
-                                   p_owner_max_running, v_caps[v_o], v_rooms[v_o], v_pool_sizes[v_p])
+                                   p_owner_max_running, v_caps[v_o], v_owner_slot,
+                                   v_sizes[v_p - cardinality(v_owners)], v_pool_slot)
     loop
       item := v_item;
       run_id := v_run.run_id;
@@ -63,8 +107,13 @@ begin
       timeout_seconds := v_run.timeout_seconds;
       has_requirements := v_run.has_requirements;
       return next;
-      if v_run.created and v_o is not null then
-        v_rooms[v_o] := v_rooms[v_o] - 1;
+      if v_run.created then
+        if v_owner_slot is not null then
+          v_next[v_o] := v_next[v_o] + 1;
+        end if;
+        if v_pool_slot is not null then
+          v_next[v_p] := v_next[v_p] + 1;
+        end if;
       end if;
     end loop;
   end loop;
