@@ -249,4 +249,30 @@ ${lines("one")}${wait(liveFlag)}${lines("two")}${wait(`${liveFlag}-2`)}${lines("
       expect(text.split("\n").filter((l) => l.startsWith(line))).toHaveLength(1);
     await expect.poll(() => page.locator(".task-panel .log-status").isHidden()).toBe(true);
   });
+
+  it("submits a file chosen right after typing: the typed check, still pending, does not unset what was checked", async () => {
+    // Typing schedules a check (debounced, 300 ms); choosing a file checks at once. The typed check
+    // must not run after the file's and leave Submit enabled with nothing checked (a click then did
+    // nothing, seen in CI). Every check after the first is held, so such a one would stay in flight.
+    let checks = 0;
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    await page.route("**/validate", async (route) => {
+      if (++checks > 1) await held;
+      await route.continue();
+    });
+    try {
+      await page.getByRole("link", { name: "Submit", exact: true }).click();
+      await page.fill("#workflow-source", "fun typed():\n    pass\n");
+      await page.setInputFiles("#workflow-file", ETL);
+      await expect.poll(() => page.locator(".validation").textContent()).toMatch(/Valid: 3 tasks/);
+      await page.waitForTimeout(600); // past the typed check's 300 ms
+      await page.getByRole("button", { name: "Submit", exact: true }).click({ timeout: 10_000 });
+      await page.waitForURL(/#\/workflows\/[0-9a-f-]{36}/, { timeout: 10_000 });
+      expect(checks).toBe(1);
+    } finally {
+      release();
+      await page.unroute("**/validate");
+    }
+  });
 });

@@ -198,6 +198,12 @@ class SubmitPage implements Page {
   }
 
   private async validate(): Promise<void> {
+    // A check typed for earlier is superseded by this one, and Submit waits for its answer: a debounced
+    // check firing after a file was read (and checked) used to leave Submit enabled with nothing
+    // validated, so a click then did nothing.
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.submit.disabled = true;
     const source = this.editor.textarea.value;
     const mine = ++this.seq;
     this.validated = null;
