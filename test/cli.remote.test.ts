@@ -1,20 +1,18 @@
-import { execFile } from "node:child_process";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { WorkflowDetail, WorkflowList } from "../functions/schemas.ts";
 import { startDevServer, type DevServer } from "./support/api-server.ts";
+import { dwopClient, type CliResult } from "./support/cli-client.ts";
 import { spawnDwop } from "./support/dev-process.ts";
 import { until } from "./support/until.ts";
 
 // The client commands against `dwop dev` run as its own process, as a script would use them.
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const run = promisify(execFile);
 
 let server: DevServer;
 let dir: string;
@@ -34,33 +32,8 @@ afterAll(async () => {
   await server?.stop(passed);
 }, 60_000);
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 /** `dwop ARGS` with DWOP_URL and DWOP_TOKEN of the test's server, stdout and stderr piped (no terminal). */
-async function dwop(args: string[], env: Record<string, string> = {}): Promise<Result> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [join(ROOT, "bin/dwop.js"), ...args], {
-      cwd: dir,
-      env: {
-        PATH: process.env.PATH,
-        HOME: process.env.HOME,
-        DWOP_URL: server.url,
-        DWOP_TOKEN: server.token,
-        DWOP_HOME: join(dir, "home"),
-        ...env,
-      },
-      maxBuffer: 16 * 1024 * 1024,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const dwop = (args: string[], env: Record<string, string> = {}) => dwopClient(server, dir, args, env);
 
 async function file(name: string, text: string): Promise<string> {
   const path = join(dir, name);
@@ -78,7 +51,7 @@ async function closedPort(): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
 }
-const json = (r: Result) => JSON.parse(r.stdout) as unknown;
+const json = (r: CliResult) => JSON.parse(r.stdout) as unknown;
 
 describe("dwop against a server", () => {
   let etl: string;

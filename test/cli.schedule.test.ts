@@ -1,20 +1,15 @@
-import { execFile } from "node:child_process";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import postgres from "postgres";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { WorkflowList } from "../functions/schemas.ts";
 import { startDevServer, type DevServer } from "./support/api-server.ts";
+import { dwopClient } from "./support/cli-client.ts";
 import { until } from "./support/until.ts";
 
 // `dwop schedule ...` and `dwop list --schedule` against `dwop dev` as its own process: the schedule
 // fires in that server's claimer loop.
-
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const run = promisify(execFile);
 
 let server: DevServer;
 let dir: string;
@@ -34,30 +29,7 @@ afterAll(async () => {
   await server?.stop(passed);
 }, 60_000);
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function dwop(args: string[]): Promise<Result> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [join(ROOT, "bin/dwop.js"), ...args], {
-      cwd: dir,
-      env: {
-        PATH: process.env.PATH,
-        HOME: process.env.HOME,
-        DWOP_URL: server.url,
-        DWOP_TOKEN: server.token,
-        DWOP_HOME: join(dir, "home"),
-      },
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const dwop = (args: string[]) => dwopClient(server, dir, args);
 
 async function file(name: string, text: string): Promise<string> {
   const path = join(dir, name);
