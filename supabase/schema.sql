@@ -55,116 +55,6 @@ end;
 $$;
 
 
-SET default_tablespace = '';
-
-SET default_table_access_method = heap;
-
---
--- Name: tasks; Type: TABLE; Schema: dwop; Owner: -
---
-
-CREATE TABLE dwop.tasks (
-    id bigint NOT NULL,
-    workflow_id uuid NOT NULL,
-    name text NOT NULL,
-    "position" integer NOT NULL,
-    status text NOT NULL,
-    attempt integer DEFAULT 0 NOT NULL,
-    failures integer DEFAULT 0 NOT NULL,
-    infra_failures integer DEFAULT 0 NOT NULL,
-    max_retries integer DEFAULT 0 NOT NULL,
-    max_infra_retries integer DEFAULT 3 NOT NULL,
-    retry_backoff_ms integer DEFAULT 1000 NOT NULL,
-    timeout_seconds integer,
-    options jsonb DEFAULT '{}'::jsonb NOT NULL,
-    params jsonb DEFAULT '[]'::jsonb NOT NULL,
-    owner text DEFAULT 'local'::text NOT NULL,
-    pool text,
-    priority integer DEFAULT 0 NOT NULL,
-    parked text,
-    upstream_ids bigint[] DEFAULT '{}'::bigint[] NOT NULL,
-    downstream_ids bigint[] DEFAULT '{}'::bigint[] NOT NULL,
-    pending_inputs integer NOT NULL,
-    error text,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    queued_at timestamp with time zone,
-    dispatched_at timestamp with time zone,
-    started_at timestamp with time zone,
-    finished_at timestamp with time zone,
-    CONSTRAINT tasks_attempt_check CHECK ((attempt >= 0)),
-    CONSTRAINT tasks_check CHECK (((pending_inputs >= 0) AND (pending_inputs <= cardinality(upstream_ids)))),
-    CONSTRAINT tasks_failures_check CHECK ((failures >= 0)),
-    CONSTRAINT tasks_infra_failures_check CHECK ((infra_failures >= 0)),
-    CONSTRAINT tasks_max_infra_retries_check CHECK ((max_infra_retries >= 0)),
-    CONSTRAINT tasks_max_retries_check CHECK (((max_retries >= 0) AND (max_retries <= 100))),
-    CONSTRAINT tasks_name_check CHECK ((name ~ '^[A-Za-z_][A-Za-z0-9_]{0,62}$'::text)),
-    CONSTRAINT tasks_parked_check CHECK ((parked = ANY (ARRAY['pool'::text, 'owner'::text]))),
-    CONSTRAINT tasks_parked_is_queued CHECK (((parked IS NULL) OR (status = 'queued'::text))),
-    CONSTRAINT tasks_pending_waits CHECK (((status <> 'queued'::text) OR (pending_inputs = 0))),
-    CONSTRAINT tasks_priority_check CHECK (((priority >= '-100'::integer) AND (priority <= 100))),
-    CONSTRAINT tasks_queued_has_attempt CHECK (((status = 'pending'::text) OR (attempt >= 1) OR (status = ANY (ARRAY['cancelled'::text, 'upstream_failed'::text])))),
-    CONSTRAINT tasks_retry_backoff_ms_check CHECK ((retry_backoff_ms >= 0)),
-    CONSTRAINT tasks_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'queued'::text, 'dispatched'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'upstream_failed'::text, 'cancelled'::text]))),
-    CONSTRAINT tasks_timeout_seconds_check CHECK ((timeout_seconds > 0))
-);
-
-
---
--- Name: admit_task(dwop.tasks, integer, integer, integer, integer, integer); Type: FUNCTION; Schema: dwop; Owner: -
---
-
-CREATE FUNCTION dwop.admit_task(p_task dwop.tasks, p_owner_max_running integer, p_owner_cap integer DEFAULT NULL::integer, p_owner_slot integer DEFAULT NULL::integer, p_pool_slots integer DEFAULT NULL::integer, p_pool_slot integer DEFAULT NULL::integer) RETURNS TABLE(pool_slot integer, owner_slot integer, wait text)
-    LANGUAGE plpgsql
-    AS $$
-declare
-  v_cap int;
-  v_slots int;
-  v_pool_slot int;
-  v_owner_slot int;
-begin
-  if p_owner_cap is not null then
-    v_owner_slot := p_owner_slot;
-    if v_owner_slot is null then
-      return query select null::int, null::int, 'owner'::text;
-      return;
-    end if;
-  else
-    v_cap := dwop.owner_max_running(p_task.owner, p_owner_max_running);
-    if v_cap is not null then
-      if dwop.owner_running(p_task.owner) < v_cap then
-        v_owner_slot := dwop.take_owner_slot(p_task.owner, v_cap);
-        if v_owner_slot is null and dwop.make_owner_slots(p_task.owner, v_cap) then
-          v_owner_slot := dwop.take_owner_slot(p_task.owner, v_cap);
-        end if;
-      end if;
-      if v_owner_slot is null then
-        return query select null::int, null::int, 'owner'::text;
-        return;
-      end if;
-    end if;
-  end if;
-  if p_task.pool is not null then
-    if p_pool_slots is not null then
-      v_pool_slot := p_pool_slot;
-    else
-      select p.slots into v_slots from dwop.pools p where p.name = p_task.pool;
-      -- Slots above a shrunk pool's size still held by a run count until it ends: then the pool takes
-      -- no more than its size minus those (counted only when there are any, which is rare).
-      if v_slots is not null and (not dwop.pool_shrunk_held(p_task.pool, v_slots)
-                                  or dwop.pool_held(p_task.pool) < v_slots) then
-        v_pool_slot := dwop.take_pool_slot(p_task.pool, v_slots);
-      end if;
-    end if;
-    if v_pool_slot is null then
-      return query select null::int, null::int, 'pool'::text;
-      return;
-    end if;
-  end if;
-  return query select v_pool_slot, v_owner_slot, null::text;
-end;
-$$;
-
-
 --
 -- Name: advance_schedule(uuid, text, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
 --
@@ -1780,7 +1670,8 @@ begin
       return;
     end if;
     select s.created into v_created
-    from dwop.start_run(p_task_id, p_attempt, p_dispatcher_id, p_executor, p_now, p_owner_max_running) s;
+    from dwop.start_runs(array[p_task_id], array[p_attempt], p_dispatcher_id, p_executor, p_now,
+                         p_owner_max_running) s;
     if v_created is null then
       return;
     end if;
@@ -1798,19 +1689,16 @@ $$;
 
 
 --
--- Name: start_run(bigint, integer, text, text, timestamp with time zone, integer, integer, integer, integer, integer); Type: FUNCTION; Schema: dwop; Owner: -
+-- Name: start_run(bigint, integer, text, text, timestamp with time zone, text, integer, integer); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
-CREATE FUNCTION dwop.start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_owner_max_running integer DEFAULT NULL::integer, p_owner_cap integer DEFAULT NULL::integer, p_owner_slot integer DEFAULT NULL::integer, p_pool_slots integer DEFAULT NULL::integer, p_pool_slot integer DEFAULT NULL::integer) RETURNS TABLE(run_id bigint, created boolean, workflow_id uuid, task_name text, params jsonb, options jsonb, timeout_seconds integer, has_requirements boolean)
+CREATE FUNCTION dwop.start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone, p_wait text, p_pool_slot integer, p_owner_slot integer) RETURNS TABLE(run_id bigint, created boolean, workflow_id uuid, task_name text, params jsonb, options jsonb, timeout_seconds integer, has_requirements boolean)
     LANGUAGE plpgsql
     AS $$
 declare
   v_now timestamptz := coalesce(p_now, now());
   v_task dwop.tasks;
   v_run bigint;
-  v_pool_slot int;
-  v_owner_slot int;
-  v_wait text;
 begin
   select * into v_task from dwop.tasks t where t.id = p_task_id for no key update;
   if not found then
@@ -1819,21 +1707,19 @@ begin
 
   if v_task.status = 'queued' and v_task.attempt = p_attempt
      and not exists (select 1 from dwop.runs r where r.task_id = p_task_id and r.attempt = p_attempt) then
-    select a.pool_slot, a.owner_slot, a.wait into v_pool_slot, v_owner_slot, v_wait
-    from dwop.admit_task(v_task, p_owner_max_running, p_owner_cap, p_owner_slot, p_pool_slots, p_pool_slot) a;
-    if v_wait is not null then
-      update dwop.tasks t set parked = v_wait where t.id = p_task_id;
+    if p_wait is not null then
+      update dwop.tasks t set parked = p_wait where t.id = p_task_id;
       return;
     end if;
     insert into dwop.runs (task_id, workflow_id, attempt, status, executor, dispatcher_id, owner, created_at)
     values (p_task_id, v_task.workflow_id, p_attempt, 'starting', p_executor, p_dispatcher_id, v_task.owner, v_now)
     on conflict on constraint runs_task_id_attempt_key do nothing
     returning id into v_run;
-    if v_run is not null and v_pool_slot is not null then
-      update dwop.pool_slots s set run_id = v_run where s.pool = v_task.pool and s.slot = v_pool_slot;
+    if v_run is not null and p_pool_slot is not null then
+      update dwop.pool_slots s set run_id = v_run where s.pool = v_task.pool and s.slot = p_pool_slot;
     end if;
-    if v_run is not null and v_owner_slot is not null then
-      update dwop.owner_slots s set run_id = v_run where s.owner = v_task.owner and s.slot = v_owner_slot;
+    if v_run is not null and p_owner_slot is not null then
+      update dwop.owner_slots s set run_id = v_run where s.owner = v_task.owner and s.slot = p_owner_slot;
     end if;
   end if;
 
@@ -1870,16 +1756,14 @@ declare
   v_item int;
   v_run record;
   v_group record;
-  -- Each item's owner and pool. Per owner with a cap and per pool (not shrunk under its runs), the slots
-  -- the batch took for its tasks in one statement: all of them in one array (v_slots), each owner's and
-  -- pool's from v_next (the next one to give) to v_end (exclusive). A slot is given to the next task
-  -- that starts a run; one a task does not use (stale, duplicate, parked) goes to the next task.
+  -- Each item's owner and pool. The owners with a cap (v_owners) and the pools (v_pools), each with the
+  -- slots the batch took for it: all of them in one array (v_slots), each owner's and pool's from
+  -- v_next (the next one to give) to v_end (exclusive); the pools' entries in v_next and v_end come
+  -- after the owners'.
   v_item_owners text[];
   v_item_pools text[];
   v_owners text[] := '{}';
-  v_caps int[] := '{}';
   v_pools text[] := '{}';
-  v_sizes int[] := '{}';
   v_slots int[] := '{}';
   v_next int[] := '{}';
   v_end int[] := '{}';
@@ -1888,6 +1772,7 @@ declare
   v_p int;
   v_owner_slot int;
   v_pool_slot int;
+  v_wait text;
 begin
   if coalesce(cardinality(p_task_ids), 0) <> coalesce(cardinality(p_attempts), 0) then
     raise exception 'start_runs: % task ids but % attempts', cardinality(p_task_ids), cardinality(p_attempts)
@@ -1896,6 +1781,7 @@ begin
   select array_agg(t.owner order by g.i), array_agg(t.pool order by g.i) into v_item_owners, v_item_pools
   from generate_subscripts(p_task_ids, 1) as g (i) left join dwop.tasks t on t.id = p_task_ids[g.i];
 
+  -- An owner may start as many as its cap leaves room for (active runs counted, whichever slot they hold).
   for v_group in
     select c.owner, c.cap, c.n from (
       select u.owner, count(*)::int as n, dwop.owner_max_running(u.owner, p_owner_max_running) as cap
@@ -1911,26 +1797,28 @@ begin
       for update of s skip locked
     ) x;
     v_owners := v_owners || v_group.owner;
-    v_caps := v_caps || v_group.cap;
     v_next := v_next || (cardinality(v_slots) + 1);
     v_slots := v_slots || v_taken;
     v_end := v_end || (cardinality(v_slots) + 1);
   end loop;
+  -- A pool gives its free slots below its size. When it shrank under its running tasks, slots above its
+  -- size still held by a run count until that run ends: it then gives no more than its size minus every
+  -- slot held (counted only then, which is rare). A deleted pool gives none.
   for v_group in
     select p.name, p.slots, c.n from (
       select u.pool, count(*)::int as n from unnest(v_item_pools) as u (pool) where u.pool is not null group by u.pool
-    ) c join dwop.pools p on p.name = c.pool
-    where not dwop.pool_shrunk_held(p.name, p.slots) order by p.name
+    ) c join dwop.pools p on p.name = c.pool order by p.name
   loop
     select coalesce(array_agg(x.slot order by x.slot), '{}') into v_taken from (
       select s.slot from dwop.pool_slots s
       where s.pool = v_group.name and s.slot < v_group.slots and (s.run_id is null or dwop.run_ended(s.run_id))
       order by s.slot
-      limit v_group.n
+      limit case when dwop.pool_shrunk_held(v_group.name, v_group.slots)
+                 then greatest(0, least(v_group.n, v_group.slots - dwop.pool_held(v_group.name)))
+                 else v_group.n end
       for update of s skip locked
     ) x;
     v_pools := v_pools || v_group.name;
-    v_sizes := v_sizes || v_group.slots;
     v_next := v_next || (cardinality(v_slots) + 1);
     v_slots := v_slots || v_taken;
     v_end := v_end || (cardinality(v_slots) + 1);
@@ -1940,14 +1828,14 @@ begin
     select i from generate_subscripts(p_task_ids, 1) as g (i) order by p_task_ids[i], p_attempts[i], i
   loop
     v_o := array_position(v_owners, v_item_owners[v_item]);
-    -- Pools' entries in v_next and v_end come after the owners'.
     v_p := cardinality(v_owners) + array_position(v_pools, v_item_pools[v_item]);
     v_owner_slot := case when v_next[v_o] < v_end[v_o] then v_slots[v_next[v_o]] end;
     v_pool_slot := case when v_next[v_p] < v_end[v_p] then v_slots[v_next[v_p]] end;
+    v_wait := case when v_o is not null and v_owner_slot is null then 'owner'
+                   when v_item_pools[v_item] is not null and v_pool_slot is null then 'pool' end;
     for v_run in
       select * from dwop.start_run(p_task_ids[v_item], p_attempts[v_item], p_dispatcher_id, p_executor, v_now,
-                                   p_owner_max_running, v_caps[v_o], v_owner_slot,
-                                   v_sizes[v_p - cardinality(v_owners)], v_pool_slot)
+                                   v_wait, v_pool_slot, v_owner_slot)
     loop
       item := v_item;
       run_id := v_run.run_id;
@@ -2144,66 +2032,6 @@ $$;
 
 
 --
--- Name: take_owner_slot(text, integer); Type: FUNCTION; Schema: dwop; Owner: -
---
-
-CREATE FUNCTION dwop.take_owner_slot(p_owner text, p_cap integer) RETURNS integer
-    LANGUAGE plpgsql
-    AS $$
-declare
-  v_slot int;
-  v_start int := floor(random() * p_cap)::int;
-begin
-  select s.slot into v_slot from dwop.owner_slots s
-  where s.owner = p_owner and s.slot >= v_start and s.slot < p_cap
-    and (s.run_id is null or dwop.run_ended(s.run_id))
-  order by s.slot
-  limit 1
-  for update of s skip locked;
-  if v_slot is null then
-    select s.slot into v_slot from dwop.owner_slots s
-    where s.owner = p_owner and s.slot < v_start
-      and (s.run_id is null or dwop.run_ended(s.run_id))
-    order by s.slot
-    limit 1
-    for update of s skip locked;
-  end if;
-  return v_slot;
-end;
-$$;
-
-
---
--- Name: take_pool_slot(text, integer); Type: FUNCTION; Schema: dwop; Owner: -
---
-
-CREATE FUNCTION dwop.take_pool_slot(p_pool text, p_slots integer) RETURNS integer
-    LANGUAGE plpgsql
-    AS $$
-declare
-  v_slot int;
-  v_start int := floor(random() * p_slots)::int;
-begin
-  select s.slot into v_slot from dwop.pool_slots s
-  where s.pool = p_pool and s.slot >= v_start and s.slot < p_slots
-    and (s.run_id is null or dwop.run_ended(s.run_id))
-  order by s.slot
-  limit 1
-  for update of s skip locked;
-  if v_slot is null then
-    select s.slot into v_slot from dwop.pool_slots s
-    where s.pool = p_pool and s.slot < v_start
-      and (s.run_id is null or dwop.run_ended(s.run_id))
-    order by s.slot
-    limit 1
-    for update of s skip locked;
-  end if;
-  return v_slot;
-end;
-$$;
-
-
---
 -- Name: update_schedule(text, text, text, text, text, text, jsonb, text, text, boolean, boolean, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
@@ -2263,6 +2091,10 @@ CREATE FUNCTION dwop.workflow_summary_json(p_workflow_id uuid) RETURNS jsonb
   from dwop.workflows w where w.id = p_workflow_id;
 $$;
 
+
+SET default_tablespace = '';
+
+SET default_table_access_method = heap;
 
 --
 -- Name: api_keys; Type: TABLE; Schema: dwop; Owner: -
@@ -2563,6 +2395,56 @@ CREATE TABLE dwop.submissions (
     CONSTRAINT submissions_callback_url_check CHECK ((callback_url ~ '^https?://'::text)),
     CONSTRAINT submissions_check CHECK (((callback_url IS NULL) = (callback_secret IS NULL))),
     CONSTRAINT submissions_idempotency_key_check CHECK (((char_length(idempotency_key) >= 1) AND (char_length(idempotency_key) <= 255)))
+);
+
+
+--
+-- Name: tasks; Type: TABLE; Schema: dwop; Owner: -
+--
+
+CREATE TABLE dwop.tasks (
+    id bigint NOT NULL,
+    workflow_id uuid NOT NULL,
+    name text NOT NULL,
+    "position" integer NOT NULL,
+    status text NOT NULL,
+    attempt integer DEFAULT 0 NOT NULL,
+    failures integer DEFAULT 0 NOT NULL,
+    infra_failures integer DEFAULT 0 NOT NULL,
+    max_retries integer DEFAULT 0 NOT NULL,
+    max_infra_retries integer DEFAULT 3 NOT NULL,
+    retry_backoff_ms integer DEFAULT 1000 NOT NULL,
+    timeout_seconds integer,
+    options jsonb DEFAULT '{}'::jsonb NOT NULL,
+    params jsonb DEFAULT '[]'::jsonb NOT NULL,
+    owner text DEFAULT 'local'::text NOT NULL,
+    pool text,
+    priority integer DEFAULT 0 NOT NULL,
+    parked text,
+    upstream_ids bigint[] DEFAULT '{}'::bigint[] NOT NULL,
+    downstream_ids bigint[] DEFAULT '{}'::bigint[] NOT NULL,
+    pending_inputs integer NOT NULL,
+    error text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    queued_at timestamp with time zone,
+    dispatched_at timestamp with time zone,
+    started_at timestamp with time zone,
+    finished_at timestamp with time zone,
+    CONSTRAINT tasks_attempt_check CHECK ((attempt >= 0)),
+    CONSTRAINT tasks_check CHECK (((pending_inputs >= 0) AND (pending_inputs <= cardinality(upstream_ids)))),
+    CONSTRAINT tasks_failures_check CHECK ((failures >= 0)),
+    CONSTRAINT tasks_infra_failures_check CHECK ((infra_failures >= 0)),
+    CONSTRAINT tasks_max_infra_retries_check CHECK ((max_infra_retries >= 0)),
+    CONSTRAINT tasks_max_retries_check CHECK (((max_retries >= 0) AND (max_retries <= 100))),
+    CONSTRAINT tasks_name_check CHECK ((name ~ '^[A-Za-z_][A-Za-z0-9_]{0,62}$'::text)),
+    CONSTRAINT tasks_parked_check CHECK ((parked = ANY (ARRAY['pool'::text, 'owner'::text]))),
+    CONSTRAINT tasks_parked_is_queued CHECK (((parked IS NULL) OR (status = 'queued'::text))),
+    CONSTRAINT tasks_pending_waits CHECK (((status <> 'queued'::text) OR (pending_inputs = 0))),
+    CONSTRAINT tasks_priority_check CHECK (((priority >= '-100'::integer) AND (priority <= 100))),
+    CONSTRAINT tasks_queued_has_attempt CHECK (((status = 'pending'::text) OR (attempt >= 1) OR (status = ANY (ARRAY['cancelled'::text, 'upstream_failed'::text])))),
+    CONSTRAINT tasks_retry_backoff_ms_check CHECK ((retry_backoff_ms >= 0)),
+    CONSTRAINT tasks_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'queued'::text, 'dispatched'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'upstream_failed'::text, 'cancelled'::text]))),
+    CONSTRAINT tasks_timeout_seconds_check CHECK ((timeout_seconds > 0))
 );
 
 
@@ -3199,20 +3081,6 @@ REVOKE ALL ON FUNCTION dwop.acquire_lease(p_name text, p_holder text, p_ttl_seco
 
 
 --
--- Name: TABLE tasks; Type: ACL; Schema: dwop; Owner: -
---
-
-GRANT SELECT ON TABLE dwop.tasks TO authenticated;
-
-
---
--- Name: FUNCTION admit_task(p_task dwop.tasks, p_owner_max_running integer, p_owner_cap integer, p_owner_slot integer, p_pool_slots integer, p_pool_slot integer); Type: ACL; Schema: dwop; Owner: -
---
-
-REVOKE ALL ON FUNCTION dwop.admit_task(p_task dwop.tasks, p_owner_max_running integer, p_owner_cap integer, p_owner_slot integer, p_pool_slots integer, p_pool_slot integer) FROM PUBLIC;
-
-
---
 -- Name: FUNCTION advance_schedule(p_schedule_id uuid, p_claimer text, p_from timestamp with time zone, p_next timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
 --
 
@@ -3654,10 +3522,10 @@ REVOKE ALL ON FUNCTION dwop.start_cluster_run(p_task_id bigint, p_attempt intege
 
 
 --
--- Name: FUNCTION start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone, p_owner_max_running integer, p_owner_cap integer, p_owner_slot integer, p_pool_slots integer, p_pool_slot integer); Type: ACL; Schema: dwop; Owner: -
+-- Name: FUNCTION start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone, p_wait text, p_pool_slot integer, p_owner_slot integer); Type: ACL; Schema: dwop; Owner: -
 --
 
-REVOKE ALL ON FUNCTION dwop.start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone, p_owner_max_running integer, p_owner_cap integer, p_owner_slot integer, p_pool_slots integer, p_pool_slot integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dwop.start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone, p_wait text, p_pool_slot integer, p_owner_slot integer) FROM PUBLIC;
 
 
 --
@@ -3679,20 +3547,6 @@ REVOKE ALL ON FUNCTION dwop.submit_workflow(p_id uuid, p_owner text, p_name text
 --
 
 REVOKE ALL ON FUNCTION dwop.system_stall(p_after_seconds integer, p_alive_seconds integer, p_now timestamp with time zone, p_bus_backlog integer) FROM PUBLIC;
-
-
---
--- Name: FUNCTION take_owner_slot(p_owner text, p_cap integer); Type: ACL; Schema: dwop; Owner: -
---
-
-REVOKE ALL ON FUNCTION dwop.take_owner_slot(p_owner text, p_cap integer) FROM PUBLIC;
-
-
---
--- Name: FUNCTION take_pool_slot(p_pool text, p_slots integer); Type: ACL; Schema: dwop; Owner: -
---
-
-REVOKE ALL ON FUNCTION dwop.take_pool_slot(p_pool text, p_slots integer) FROM PUBLIC;
 
 
 --
@@ -3728,6 +3582,13 @@ GRANT SELECT ON TABLE dwop.events TO authenticated;
 --
 
 GRANT SELECT ON TABLE dwop.runs TO authenticated;
+
+
+--
+-- Name: TABLE tasks; Type: ACL; Schema: dwop; Owner: -
+--
+
+GRANT SELECT ON TABLE dwop.tasks TO authenticated;
 
 
 --

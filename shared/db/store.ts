@@ -199,10 +199,8 @@ export class Store {
     executor: string,
     ownerMaxRunning: number | null = null,
   ): Promise<StartRunResult> {
-    const [row] = await this.db<StartRunRow[]>`
-      select * from dwop.start_run(${message.taskId}, ${message.attempt}, ${dispatcherId}, ${executor},
-        p_owner_max_running => ${ownerMaxRunning})`;
-    return startRunResult(message, row);
+    const [result] = await this.startRuns([message], dispatcherId, executor, ownerMaxRunning);
+    return result!;
   }
 
   /**

@@ -85,17 +85,15 @@ language sql stable as $$
   from dwop.outbox where published_at is null;
 $$;
 
--- Records the run of (task, attempt) for a dispatcher. Returns the run with created = true when this
--- call made it; created = false when a duplicate delivery finds it already there (do not run it again);
--- no row when the task has moved on (cancelled, or a newer attempt) or was parked: its owner is at its
--- cap on active runs (p_owner_max_running, unless a key of the owner overrides it) or its pool has no
--- free slot. A parked task waits, queued, until reoffer_parked_tasks (20261205000200) queues it again.
--- p_owner_cap, p_owner_slot, p_pool_slots and p_pool_slot are what start_runs counted and took once for
--- its whole batch (see admit_task); null: admit_task counts and takes itself.
+-- Records the run of (task, attempt) for a dispatcher: one item of start_runs (20261205000300), which
+-- decided its admission for the whole batch. Returns the run with created = true when this call made it;
+-- created = false when a duplicate delivery finds it already there (do not run it again); no row when the
+-- task has moved on (cancelled, or a newer attempt) or was parked. p_wait ('owner' or 'pool') parks a
+-- task that would start: its owner is at its cap on active runs or its pool has no free slot, and it
+-- waits, queued, until reoffer_parked_tasks (20261205000200) queues it again. Otherwise the run takes
+-- p_pool_slot and p_owner_slot (null where the task has no pool, or its owner no cap).
 create function dwop.start_run(p_task_id bigint, p_attempt int, p_dispatcher_id text, p_executor text,
-                               p_now timestamptz default null, p_owner_max_running int default null,
-                               p_owner_cap int default null, p_owner_slot int default null,
-                               p_pool_slots int default null, p_pool_slot int default null)
+                               p_now timestamptz, p_wait text, p_pool_slot int, p_owner_slot int)
 returns table (run_id bigint, created boolean, workflow_id uuid, task_name text, params jsonb,
                options jsonb, timeout_seconds int, has_requirements boolean)
 language plpgsql as $$
@@ -103,9 +101,6 @@ declare
   v_now timestamptz := coalesce(p_now, now());
   v_task dwop.tasks;
   v_run bigint;
-  v_pool_slot int;
-  v_owner_slot int;
-  v_wait text;
 begin
   select * into v_task from dwop.tasks t where t.id = p_task_id for no key update;
   if not found then
@@ -114,21 +109,19 @@ begin
 
   if v_task.status = 'queued' and v_task.attempt = p_attempt
      and not exists (select 1 from dwop.runs r where r.task_id = p_task_id and r.attempt = p_attempt) then
-    select a.pool_slot, a.owner_slot, a.wait into v_pool_slot, v_owner_slot, v_wait
-    from dwop.admit_task(v_task, p_owner_max_running, p_owner_cap, p_owner_slot, p_pool_slots, p_pool_slot) a;
-    if v_wait is not null then
-      update dwop.tasks t set parked = v_wait where t.id = p_task_id;
+    if p_wait is not null then
+      update dwop.tasks t set parked = p_wait where t.id = p_task_id;
       return;
     end if;
     insert into dwop.runs (task_id, workflow_id, attempt, status, executor, dispatcher_id, owner, created_at)
     values (p_task_id, v_task.workflow_id, p_attempt, 'starting', p_executor, p_dispatcher_id, v_task.owner, v_now)
     on conflict on constraint runs_task_id_attempt_key do nothing
     returning id into v_run;
-    if v_run is not null and v_pool_slot is not null then
-      update dwop.pool_slots s set run_id = v_run where s.pool = v_task.pool and s.slot = v_pool_slot;
+    if v_run is not null and p_pool_slot is not null then
+      update dwop.pool_slots s set run_id = v_run where s.pool = v_task.pool and s.slot = p_pool_slot;
     end if;
-    if v_run is not null and v_owner_slot is not null then
-      update dwop.owner_slots s set run_id = v_run where s.owner = v_task.owner and s.slot = v_owner_slot;
+    if v_run is not null and p_owner_slot is not null then
+      update dwop.owner_slots s set run_id = v_run where s.owner = v_task.owner and s.slot = p_owner_slot;
     end if;
   end if;
 

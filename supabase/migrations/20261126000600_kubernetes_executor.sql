@@ -58,7 +58,7 @@ $$;
 --   to (re)create its Job, since a dispatcher may have died between creating the run and the Job;
 -- - a task that moved on (cancelled, newer attempt) gives no row;
 -- - otherwise, when p_max_active runs of p_executor are active, one row with at_capacity = true;
--- - otherwise the run is created, as start_run does (or the task parked, with no row: see start_run).
+-- - otherwise the run is created, as start_runs does (or the task parked, with no row: see start_run).
 -- Counting and inserting happen under one transaction-scoped advisory lock, so dispatchers starting
 -- runs at once never pass the cap together.
 create function dwop.start_cluster_run(p_task_id bigint, p_attempt int, p_dispatcher_id text, p_executor text,
@@ -85,7 +85,8 @@ begin
       return;
     end if;
     select s.created into v_created
-    from dwop.start_run(p_task_id, p_attempt, p_dispatcher_id, p_executor, p_now, p_owner_max_running) s;
+    from dwop.start_runs(array[p_task_id], array[p_attempt], p_dispatcher_id, p_executor, p_now,
+                         p_owner_max_running) s;
     if v_created is null then
       return;
     end if;

@@ -2,8 +2,8 @@
 -- states, never kept as a counter: a slot is held exactly while the run it points at is starting,
 -- dispatched or running, so a run that ends, is lost, reaped or cancelled gives its slot back without
 -- anyone having to remember to. The columns these read (tasks.owner/pool/priority/parked, runs.owner,
--- outbox.owner/priority, api_keys.max_running) are made with their tables; the admission step is called
--- by start_run (20261126000300), the fair claim is claim_outbox_events there too.
+-- outbox.owner/priority, api_keys.max_running) are made with their tables; the admission step is
+-- start_runs (20261205000300), the fair claim is claim_outbox_events (20261126000300).
 --
 -- A task that cannot start (pool full, owner at its cap) is parked: it stays queued with `parked` saying
 -- why, its message is acknowledged, and reoffer_parked_tasks (called by every claimer pass; a run's end
@@ -72,68 +72,6 @@ language sql stable as $$
   where r.owner = p_owner and r.status in ('starting', 'dispatched', 'running');
 $$;
 
--- Whether p_task may start now: (pool_slot, owner_slot, null) with the slots it took (null where it has
--- no pool, or its owner no cap), or (null, null, 'owner' | 'pool') saying why it must wait. Called by
--- start_run with the task row locked. Each limit is checked twice: the active runs are counted (so runs
--- holding a slot above a shrunk limit, or none, still count), then a free slot row below the limit is
--- taken FOR UPDATE SKIP LOCKED (so two dispatchers never take the same one, and the limit holds exactly).
--- A batch (start_runs) does both once for all its tasks of an owner or a pool and passes its result: the
--- owner's cap with a slot it took for this task (p_owner_cap, p_owner_slot), the size of a pool that has
--- no slot above its size held with a slot taken from it (p_pool_slots, p_pool_slot); a null slot then
--- means the batch found none left for this task, which waits.
-create function dwop.admit_task(p_task dwop.tasks, p_owner_max_running int, p_owner_cap int default null,
-                                p_owner_slot int default null, p_pool_slots int default null,
-                                p_pool_slot int default null)
-returns table (pool_slot int, owner_slot int, wait text)
-language plpgsql as $$
-declare
-  v_cap int;
-  v_slots int;
-  v_pool_slot int;
-  v_owner_slot int;
-begin
-  if p_owner_cap is not null then
-    v_owner_slot := p_owner_slot;
-    if v_owner_slot is null then
-      return query select null::int, null::int, 'owner'::text;
-      return;
-    end if;
-  else
-    v_cap := dwop.owner_max_running(p_task.owner, p_owner_max_running);
-    if v_cap is not null then
-      if dwop.owner_running(p_task.owner) < v_cap then
-        v_owner_slot := dwop.take_owner_slot(p_task.owner, v_cap);
-        if v_owner_slot is null and dwop.make_owner_slots(p_task.owner, v_cap) then
-          v_owner_slot := dwop.take_owner_slot(p_task.owner, v_cap);
-        end if;
-      end if;
-      if v_owner_slot is null then
-        return query select null::int, null::int, 'owner'::text;
-        return;
-      end if;
-    end if;
-  end if;
-  if p_task.pool is not null then
-    if p_pool_slots is not null then
-      v_pool_slot := p_pool_slot;
-    else
-      select p.slots into v_slots from dwop.pools p where p.name = p_task.pool;
-      -- Slots above a shrunk pool's size still held by a run count until it ends: then the pool takes
-      -- no more than its size minus those (counted only when there are any, which is rare).
-      if v_slots is not null and (not dwop.pool_shrunk_held(p_task.pool, v_slots)
-                                  or dwop.pool_held(p_task.pool) < v_slots) then
-        v_pool_slot := dwop.take_pool_slot(p_task.pool, v_slots);
-      end if;
-    end if;
-    if v_pool_slot is null then
-      return query select null::int, null::int, 'pool'::text;
-      return;
-    end if;
-  end if;
-  return query select v_pool_slot, v_owner_slot, null::text;
-end;
-$$;
-
 -- Makes the rows of p_owner's cap of p_cap when the cap is first needed (or grew); true when it made any.
 create function dwop.make_owner_slots(p_owner text, p_cap int)
 returns boolean
@@ -173,60 +111,6 @@ language sql stable as $$
                    where r.id = p_run_id), false);
 $$;
 
--- A free slot row of p_owner's cap below p_cap, locked for this transaction; null when none is free.
--- From a random slot on, then the ones before it: starting at the first free slot every time would walk
--- past every held one and have all starts contend for the same few rows.
-create function dwop.take_owner_slot(p_owner text, p_cap int)
-returns int
-language plpgsql as $$
-declare
-  v_slot int;
-  v_start int := floor(random() * p_cap)::int;
-begin
-  select s.slot into v_slot from dwop.owner_slots s
-  where s.owner = p_owner and s.slot >= v_start and s.slot < p_cap
-    and (s.run_id is null or dwop.run_ended(s.run_id))
-  order by s.slot
-  limit 1
-  for update of s skip locked;
-  if v_slot is null then
-    select s.slot into v_slot from dwop.owner_slots s
-    where s.owner = p_owner and s.slot < v_start
-      and (s.run_id is null or dwop.run_ended(s.run_id))
-    order by s.slot
-    limit 1
-    for update of s skip locked;
-  end if;
-  return v_slot;
-end;
-$$;
-
--- take_owner_slot for a pool's slots.
-create function dwop.take_pool_slot(p_pool text, p_slots int)
-returns int
-language plpgsql as $$
-declare
-  v_slot int;
-  v_start int := floor(random() * p_slots)::int;
-begin
-  select s.slot into v_slot from dwop.pool_slots s
-  where s.pool = p_pool and s.slot >= v_start and s.slot < p_slots
-    and (s.run_id is null or dwop.run_ended(s.run_id))
-  order by s.slot
-  limit 1
-  for update of s skip locked;
-  if v_slot is null then
-    select s.slot into v_slot from dwop.pool_slots s
-    where s.pool = p_pool and s.slot < v_start
-      and (s.run_id is null or dwop.run_ended(s.run_id))
-    order by s.slot
-    limit 1
-    for update of s skip locked;
-  end if;
-  return v_slot;
-end;
-$$;
-
 -- Wakes the claimers (which reoffer parked tasks) when any task is parked; called where runs end and
 -- where limits grow. One cheap index probe when nothing is parked.
 create function dwop.notify_if_parked()
@@ -241,7 +125,7 @@ $$;
 
 -- Queues again parked tasks that now have room: per pool no more than its free slots, per owner no more
 -- than its room under its cap, owners in turn and higher priority first (as claims go). The new outbox
--- rows carry the same (task, attempt); start_run admits the task or parks it again. Returns how many it
+-- rows carry the same (task, attempt); start_runs admits the task or parks it again. Returns how many it
 -- queued. One pass at a time; a second caller meanwhile returns 0 at once.
 create function dwop.reoffer_parked_tasks(p_owner_max_running int default null, p_limit int default 1000,
                                           p_now timestamptz default null)

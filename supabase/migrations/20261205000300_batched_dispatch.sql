@@ -3,11 +3,16 @@
 -- is one transaction (one commit, one round trip) for the whole batch; every row is still a
 -- compare-and-set, so a batch answers each of its items as the one-item call would.
 
--- start_run (20261126000300) for many deliveries at once. Returns one row per item that start_run
--- answers with a row, carrying the item's 1-based position in the arrays (`item`); an item without a row
--- is stale or parked, as with start_run. The items are taken in task order, so two batches that share
--- tasks (a duplicate delivery to two dispatchers) lock their task rows in the same order. A (task, attempt)
--- given twice in one batch is created once: the second finds the first's run (created = false).
+-- Records the runs of many deliveries at once, for a dispatcher (each item as start_run, 20261126000300,
+-- describes): one row per item answered with a row, carrying the item's 1-based position in the arrays
+-- (`item`); an item without a row is stale or parked. A (task, attempt) given twice in one batch is
+-- created once: the second finds the first's run (created = false). The items are taken in task order,
+-- so two batches that share tasks (a duplicate delivery to two dispatchers) lock their task rows in the
+-- same order. This is the one admission step (pools and owner caps, issue 14): per owner with a cap and
+-- per pool it counts once what may start and takes that many free slot rows in one statement
+-- (FOR UPDATE SKIP LOCKED, so two dispatchers never take the same slot and a limit holds exactly). Each
+-- slot goes to the next task that starts a run: one a task does not use (stale, duplicate) passes on,
+-- and a task left without one is parked. The Kubernetes executor's start_cluster_run calls it with one item.
 create function dwop.start_runs(p_task_ids bigint[], p_attempts int[], p_dispatcher_id text, p_executor text,
                                 p_now timestamptz default null, p_owner_max_running int default null)
 returns table (item int, run_id bigint, created boolean, workflow_id uuid, task_name text, params jsonb,
@@ -18,16 +23,14 @@ declare
   v_item int;
   v_run record;
   v_group record;
-  -- Each item's owner and pool. Per owner with a cap and per pool (not shrunk under its runs), the slots
-  -- the batch took for its tasks in one statement: all of them in one array (v_slots), each owner's and
-  -- pool's from v_next (the next one to give) to v_end (exclusive). A slot is given to the next task
-  -- that starts a run; one a task does not use (stale, duplicate, parked) goes to the next task.
+  -- Each item's owner and pool. The owners with a cap (v_owners) and the pools (v_pools), each with the
+  -- slots the batch took for it: all of them in one array (v_slots), each owner's and pool's from
+  -- v_next (the next one to give) to v_end (exclusive); the pools' entries in v_next and v_end come
+  -- after the owners'.
   v_item_owners text[];
   v_item_pools text[];
   v_owners text[] := '{}';
-  v_caps int[] := '{}';
   v_pools text[] := '{}';
-  v_sizes int[] := '{}';
   v_slots int[] := '{}';
   v_next int[] := '{}';
   v_end int[] := '{}';
@@ -36,6 +39,7 @@ declare
   v_p int;
   v_owner_slot int;
   v_pool_slot int;
+  v_wait text;
 begin
   if coalesce(cardinality(p_task_ids), 0) <> coalesce(cardinality(p_attempts), 0) then
     raise exception 'start_runs: % task ids but % attempts', cardinality(p_task_ids), cardinality(p_attempts)
@@ -44,6 +48,7 @@ begin
   select array_agg(t.owner order by g.i), array_agg(t.pool order by g.i) into v_item_owners, v_item_pools
   from generate_subscripts(p_task_ids, 1) as g (i) left join dwop.tasks t on t.id = p_task_ids[g.i];
 
+  -- An owner may start as many as its cap leaves room for (active runs counted, whichever slot they hold).
   for v_group in
     select c.owner, c.cap, c.n from (
       select u.owner, count(*)::int as n, dwop.owner_max_running(u.owner, p_owner_max_running) as cap
@@ -59,26 +64,28 @@ begin
       for update of s skip locked
     ) x;
     v_owners := v_owners || v_group.owner;
-    v_caps := v_caps || v_group.cap;
     v_next := v_next || (cardinality(v_slots) + 1);
     v_slots := v_slots || v_taken;
     v_end := v_end || (cardinality(v_slots) + 1);
   end loop;
+  -- A pool gives its free slots below its size. When it shrank under its running tasks, slots above its
+  -- size still held by a run count until that run ends: it then gives no more than its size minus every
+  -- slot held (counted only then, which is rare). A deleted pool gives none.
   for v_group in
     select p.name, p.slots, c.n from (
       select u.pool, count(*)::int as n from unnest(v_item_pools) as u (pool) where u.pool is not null group by u.pool
-    ) c join dwop.pools p on p.name = c.pool
-    where not dwop.pool_shrunk_held(p.name, p.slots) order by p.name
+    ) c join dwop.pools p on p.name = c.pool order by p.name
   loop
     select coalesce(array_agg(x.slot order by x.slot), '{}') into v_taken from (
       select s.slot from dwop.pool_slots s
       where s.pool = v_group.name and s.slot < v_group.slots and (s.run_id is null or dwop.run_ended(s.run_id))
       order by s.slot
-      limit v_group.n
+      limit case when dwop.pool_shrunk_held(v_group.name, v_group.slots)
+                 then greatest(0, least(v_group.n, v_group.slots - dwop.pool_held(v_group.name)))
+                 else v_group.n end
       for update of s skip locked
     ) x;
     v_pools := v_pools || v_group.name;
-    v_sizes := v_sizes || v_group.slots;
     v_next := v_next || (cardinality(v_slots) + 1);
     v_slots := v_slots || v_taken;
     v_end := v_end || (cardinality(v_slots) + 1);
@@ -88,14 +95,14 @@ begin
     select i from generate_subscripts(p_task_ids, 1) as g (i) order by p_task_ids[i], p_attempts[i], i
   loop
     v_o := array_position(v_owners, v_item_owners[v_item]);
-    -- Pools' entries in v_next and v_end come after the owners'.
     v_p := cardinality(v_owners) + array_position(v_pools, v_item_pools[v_item]);
     v_owner_slot := case when v_next[v_o] < v_end[v_o] then v_slots[v_next[v_o]] end;
     v_pool_slot := case when v_next[v_p] < v_end[v_p] then v_slots[v_next[v_p]] end;
+    v_wait := case when v_o is not null and v_owner_slot is null then 'owner'
+                   when v_item_pools[v_item] is not null and v_pool_slot is null then 'pool' end;
     for v_run in
       select * from dwop.start_run(p_task_ids[v_item], p_attempts[v_item], p_dispatcher_id, p_executor, v_now,
-                                   p_owner_max_running, v_caps[v_o], v_owner_slot,
-                                   v_sizes[v_p - cardinality(v_owners)], v_pool_slot)
+                                   v_wait, v_pool_slot, v_owner_slot)
     loop
       item := v_item;
       run_id := v_run.run_id;
