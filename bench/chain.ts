@@ -42,7 +42,7 @@ const load = () =>
 const median = (xs: number[]) => percentile(xs, 50);
 
 interface Split {
-  /** The task's outbox row written (its upstream's success recorded) to its run row (start_run). */
+  /** The task's outbox row written (its upstream's success recorded) to its run row (start_runs). */
   toRun: number[];
   /** The run row to the process started (mark_run_dispatched, after the fork server's answer). */
   toStart: number[];

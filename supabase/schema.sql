@@ -1689,62 +1689,6 @@ $$;
 
 
 --
--- Name: start_run(bigint, integer, text, text, timestamp with time zone, text, integer, integer); Type: FUNCTION; Schema: dwop; Owner: -
---
-
-CREATE FUNCTION dwop.start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone, p_wait text, p_pool_slot integer, p_owner_slot integer) RETURNS TABLE(run_id bigint, created boolean, workflow_id uuid, task_name text, params jsonb, options jsonb, timeout_seconds integer, has_requirements boolean)
-    LANGUAGE plpgsql
-    AS $$
-declare
-  v_now timestamptz := coalesce(p_now, now());
-  v_task dwop.tasks;
-  v_run bigint;
-begin
-  select * into v_task from dwop.tasks t where t.id = p_task_id for no key update;
-  if not found then
-    return;
-  end if;
-
-  if v_task.status = 'queued' and v_task.attempt = p_attempt
-     and not exists (select 1 from dwop.runs r where r.task_id = p_task_id and r.attempt = p_attempt) then
-    if p_wait is not null then
-      update dwop.tasks t set parked = p_wait where t.id = p_task_id;
-      return;
-    end if;
-    insert into dwop.runs (task_id, workflow_id, attempt, status, executor, dispatcher_id, owner, created_at)
-    values (p_task_id, v_task.workflow_id, p_attempt, 'starting', p_executor, p_dispatcher_id, v_task.owner, v_now)
-    on conflict on constraint runs_task_id_attempt_key do nothing
-    returning id into v_run;
-    if v_run is not null and p_pool_slot is not null then
-      update dwop.pool_slots s set run_id = v_run where s.pool = v_task.pool and s.slot = p_pool_slot;
-    end if;
-    if v_run is not null and p_owner_slot is not null then
-      update dwop.owner_slots s set run_id = v_run where s.owner = v_task.owner and s.slot = p_owner_slot;
-    end if;
-  end if;
-
-  if v_run is null then
-    return query
-    select r.id, false, r.workflow_id, v_task.name, v_task.params, v_task.options, v_task.timeout_seconds, false
-    from dwop.runs r where r.task_id = p_task_id and r.attempt = p_attempt;
-    return;
-  end if;
-
-  update dwop.tasks t set status = 'dispatched', dispatched_at = v_now, parked = null where t.id = p_task_id;
-  update dwop.workflows w set status = 'running', started_at = v_now, updated_at = v_now
-  where w.id = v_task.workflow_id and w.status = 'queued';
-  perform dwop.log_event(v_task.workflow_id, 'task', v_task.name, 'dispatched', p_attempt,
-                         jsonb_build_object('run_id', v_run, 'executor', p_executor), v_now);
-
-  return query
-  select v_run, true, v_task.workflow_id, v_task.name, v_task.params, v_task.options, v_task.timeout_seconds,
-         w.has_requirements
-  from dwop.workflows w where w.id = v_task.workflow_id;
-end;
-$$;
-
-
---
 -- Name: start_runs(bigint[], integer[], text, text, timestamp with time zone, integer); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
@@ -1753,39 +1697,54 @@ CREATE FUNCTION dwop.start_runs(p_task_ids bigint[], p_attempts integer[], p_dis
     AS $$
 declare
   v_now timestamptz := coalesce(p_now, now());
-  v_item int;
-  v_run record;
   v_group record;
-  -- Each item's owner and pool. The owners with a cap (v_owners) and the pools (v_pools), each with the
-  -- slots the batch took for it: all of them in one array (v_slots), each owner's and pool's from
-  -- v_next (the next one to give) to v_end (exclusive); the pools' entries in v_next and v_end come
-  -- after the owners'.
+  -- The items that would start a run, in task order, with their owner and pool.
+  v_items int[];
   v_item_owners text[];
   v_item_pools text[];
+  -- The owners with a cap (v_owners) and the pools (v_pools), each with the slots the batch took for it:
+  -- all of them in one array (v_slots), each owner's and pool's from v_next (the next one to give) to
+  -- v_end (exclusive); the pools' entries in v_next and v_end come after the owners'.
   v_owners text[] := '{}';
   v_pools text[] := '{}';
   v_slots int[] := '{}';
   v_next int[] := '{}';
   v_end int[] := '{}';
   v_taken int[];
+  v_k int;
   v_o int;
   v_p int;
   v_owner_slot int;
   v_pool_slot int;
-  v_wait text;
+  -- What admission decided: the items to start with their slots (null: no pool, or no cap), and the
+  -- tasks to park with why.
+  v_start int[] := '{}';
+  v_start_pool_slots int[] := '{}';
+  v_start_owner_slots int[] := '{}';
+  v_park bigint[] := '{}';
+  v_park_why text[] := '{}';
 begin
   if coalesce(cardinality(p_task_ids), 0) <> coalesce(cardinality(p_attempts), 0) then
     raise exception 'start_runs: % task ids but % attempts', cardinality(p_task_ids), cardinality(p_attempts)
       using errcode = '22023';
   end if;
-  select array_agg(t.owner order by g.i), array_agg(t.pool order by g.i) into v_item_owners, v_item_pools
-  from generate_subscripts(p_task_ids, 1) as g (i) left join dwop.tasks t on t.id = p_task_ids[g.i];
+  perform 1 from dwop.tasks t where t.id = any(p_task_ids) order by t.id for no key update;
+  select coalesce(array_agg(f.i order by f.task_id), '{}'), array_agg(f.owner order by f.task_id),
+         array_agg(f.pool order by f.task_id)
+  into v_items, v_item_owners, v_item_pools
+  from (
+    select distinct on (g.task_id) g.i::int as i, g.task_id, t.owner, t.pool
+    from unnest(p_task_ids, p_attempts) with ordinality as g (task_id, attempt, i)
+    join dwop.tasks t on t.id = g.task_id and t.status = 'queued' and t.attempt = g.attempt
+    where not exists (select 1 from dwop.runs r where r.task_id = g.task_id and r.attempt = g.attempt)
+    order by g.task_id, g.i
+  ) f;
 
   -- An owner may start as many as its cap leaves room for (active runs counted, whichever slot they hold).
   for v_group in
     select c.owner, c.cap, c.n from (
       select u.owner, count(*)::int as n, dwop.owner_max_running(u.owner, p_owner_max_running) as cap
-      from unnest(v_item_owners) as u (owner) where u.owner is not null group by u.owner
+      from unnest(v_item_owners) as u (owner) group by u.owner
     ) c where c.cap is not null order by c.owner
   loop
     perform dwop.make_owner_slots(v_group.owner, v_group.cap);
@@ -1824,39 +1783,81 @@ begin
     v_end := v_end || (cardinality(v_slots) + 1);
   end loop;
 
-  for v_item in
-    select i from generate_subscripts(p_task_ids, 1) as g (i) order by p_task_ids[i], p_attempts[i], i
-  loop
-    v_o := array_position(v_owners, v_item_owners[v_item]);
-    v_p := cardinality(v_owners) + array_position(v_pools, v_item_pools[v_item]);
+  -- Each item in turn takes the next slot of its owner and of its pool, or waits (and takes neither).
+  for v_k in 1 .. cardinality(v_items) loop
+    v_o := array_position(v_owners, v_item_owners[v_k]);
+    v_p := cardinality(v_owners) + array_position(v_pools, v_item_pools[v_k]);
     v_owner_slot := case when v_next[v_o] < v_end[v_o] then v_slots[v_next[v_o]] end;
     v_pool_slot := case when v_next[v_p] < v_end[v_p] then v_slots[v_next[v_p]] end;
-    v_wait := case when v_o is not null and v_owner_slot is null then 'owner'
-                   when v_item_pools[v_item] is not null and v_pool_slot is null then 'pool' end;
-    for v_run in
-      select * from dwop.start_run(p_task_ids[v_item], p_attempts[v_item], p_dispatcher_id, p_executor, v_now,
-                                   v_wait, v_pool_slot, v_owner_slot)
-    loop
-      item := v_item;
-      run_id := v_run.run_id;
-      created := v_run.created;
-      workflow_id := v_run.workflow_id;
-      task_name := v_run.task_name;
-      params := v_run.params;
-      options := v_run.options;
-      timeout_seconds := v_run.timeout_seconds;
-      has_requirements := v_run.has_requirements;
-      return next;
-      if v_run.created then
-        if v_owner_slot is not null then
-          v_next[v_o] := v_next[v_o] + 1;
-        end if;
-        if v_pool_slot is not null then
-          v_next[v_p] := v_next[v_p] + 1;
-        end if;
+    if v_o is not null and v_owner_slot is null then
+      v_park := v_park || p_task_ids[v_items[v_k]];
+      v_park_why := v_park_why || 'owner'::text;
+    elsif v_item_pools[v_k] is not null and v_pool_slot is null then
+      v_park := v_park || p_task_ids[v_items[v_k]];
+      v_park_why := v_park_why || 'pool'::text;
+    else
+      v_start := v_start || v_items[v_k];
+      v_start_pool_slots := v_start_pool_slots || v_pool_slot;
+      v_start_owner_slots := v_start_owner_slots || v_owner_slot;
+      if v_o is not null then
+        v_next[v_o] := v_next[v_o] + 1;
       end if;
-    end loop;
+      if v_pool_slot is not null then
+        v_next[v_p] := v_next[v_p] + 1;
+      end if;
+    end if;
   end loop;
+
+  update dwop.tasks t set parked = w.why from unnest(v_park, v_park_why) as w (id, why) where t.id = w.id;
+
+  return query
+  with admitted as (
+    select a.item::int as item, a.pool_slot, a.owner_slot, t.id as task_id, t.workflow_id, t.attempt, t.owner,
+           t.pool, t.name, t.params, t.options, t.timeout_seconds
+    from unnest(v_start, v_start_pool_slots, v_start_owner_slots) as a (item, pool_slot, owner_slot)
+    join dwop.tasks t on t.id = p_task_ids[a.item]
+  ),
+  made as (
+    insert into dwop.runs (task_id, workflow_id, attempt, status, executor, dispatcher_id, owner, created_at)
+    select a.task_id, a.workflow_id, a.attempt, 'starting', p_executor, p_dispatcher_id, a.owner, v_now
+    from admitted a order by a.task_id
+    returning id, task_id
+  ),
+  pooled as (
+    update dwop.pool_slots s set run_id = m.id
+    from made m join admitted a on a.task_id = m.task_id
+    where s.pool = a.pool and s.slot = a.pool_slot
+  ),
+  capped as (
+    update dwop.owner_slots s set run_id = m.id
+    from made m join admitted a on a.task_id = m.task_id
+    where s.owner = a.owner and s.slot = a.owner_slot
+  ),
+  dispatched as (
+    update dwop.tasks t set status = 'dispatched', dispatched_at = v_now, parked = null
+    from made m where t.id = m.task_id
+  ),
+  running as (
+    update dwop.workflows w set status = 'running', started_at = v_now, updated_at = v_now
+    where w.id in (select a.workflow_id from admitted a) and w.status = 'queued'
+  ),
+  logged as (
+    insert into dwop.events (workflow_id, kind, task_name, status, attempt, data, at)
+    select a.workflow_id, 'task', a.name, 'dispatched', a.attempt,
+           jsonb_build_object('run_id', m.id, 'executor', p_executor), v_now
+    from made m join admitted a on a.task_id = m.task_id order by a.task_id
+  )
+  select a.item, m.id, true, a.workflow_id, a.name, a.params, a.options, a.timeout_seconds, w.has_requirements
+  from made m join admitted a on a.task_id = m.task_id join dwop.workflows w on w.id = a.workflow_id;
+
+  -- Every other item whose (task, attempt) has a run: a duplicate (of a delivery before, or of an item of
+  -- this batch, whose run this statement sees).
+  return query
+  select g.i::int, r.id, false, r.workflow_id, t.name, t.params, t.options, t.timeout_seconds, false
+  from unnest(p_task_ids, p_attempts) with ordinality as g (task_id, attempt, i)
+  join dwop.runs r on r.task_id = g.task_id and r.attempt = g.attempt
+  join dwop.tasks t on t.id = g.task_id
+  where not (g.i::int = any(v_start));
 end;
 $$;
 
@@ -3519,13 +3520,6 @@ REVOKE ALL ON FUNCTION dwop.set_pool(p_name text, p_slots integer, p_now timesta
 --
 
 REVOKE ALL ON FUNCTION dwop.start_cluster_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_max_active integer, p_now timestamp with time zone, p_owner_max_running integer) FROM PUBLIC;
-
-
---
--- Name: FUNCTION start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone, p_wait text, p_pool_slot integer, p_owner_slot integer); Type: ACL; Schema: dwop; Owner: -
---
-
-REVOKE ALL ON FUNCTION dwop.start_run(p_task_id bigint, p_attempt integer, p_dispatcher_id text, p_executor text, p_now timestamp with time zone, p_wait text, p_pool_slot integer, p_owner_slot integer) FROM PUBLIC;
 
 
 --

@@ -43,7 +43,7 @@ async function runsOf(taskIds: string[]) {
 }
 
 describe("start_runs", () => {
-  it("answers each delivery as start_run would, in the order given: new, duplicate, stale", async () => {
+  it("answers each delivery in the order given: new, duplicate, stale", async () => {
     const w = await roots(["a", "b", "c"]);
     const { a, b, c } = w.byName as Record<string, TaskMessage>;
     // b's run already exists (an earlier delivery); c was delivered twice into this one batch.

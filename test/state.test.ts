@@ -106,7 +106,7 @@ describe("a diamond runs to success", () => {
   });
 });
 
-describe("start_run", () => {
+describe("starting a run", () => {
   it("records one run per (task, attempt): a duplicate delivery finds it already there", async () => {
     await store.submitWorkflow(submission([task("a")]));
     const [msg] = await drain();
