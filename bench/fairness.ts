@@ -4,16 +4,18 @@
 // "On": every task in one pool (256 slots, more than the dispatchers hold, so it admits without
 // limiting), DWOP_OWNER_MAX_RUNNING 1000 (checked on every start, never reached), DWOP_BUS_BACKLOG 100.
 // Run: npx tsx bench/fairness.ts [--bus=rabbit|pgboss] [--tasks=2000] [--rounds=1] [--on=pool,cap,backlog]
-// [--only=throughput]; --on picks which parts "on" turns on (default all three).
+// [--only=throughput] [--in-use]; --on picks which parts "on" turns on (default all three); --in-use
+// measures the throughput on a database in use (bringIntoUse) instead of a fresh one.
 import { NoopExecutor } from "./noop-executor.ts";
 import { PoolStore } from "../shared/db/pool-store.ts";
 import { startEngine, type BusKind } from "../test/support/engine.ts";
-import { busesFromArgs, fanWorkflow } from "./stats.ts";
+import { bringIntoUse, busesFromArgs, completedPerSecond, fanWorkflow } from "./stats.ts";
 
 const n = Number(process.argv.find((a) => a.startsWith("--tasks="))?.slice(8) ?? 2000);
 const rounds = Number(process.argv.find((a) => a.startsWith("--rounds="))?.slice(9) ?? 1);
 const parts = (process.argv.find((a) => a.startsWith("--on="))?.slice(5) ?? "pool,cap,backlog").split(",");
 const onlyThroughput = process.argv.includes("--only=throughput");
+const inUse = process.argv.includes("--in-use");
 
 function engineFor(label: string, bus: BusKind, on: boolean) {
   return startEngine(label, {
@@ -35,22 +37,19 @@ function engineFor(label: string, bus: BusKind, on: boolean) {
 async function throughput(bus: BusKind, on: boolean): Promise<{ rate: number; parked: number }> {
   const engine = await engineFor(`bench_fair_tp_${bus}_${on}`, bus, on);
   try {
-    let source = fanWorkflow(n - 2);
-    if (on && parts.includes("pool")) {
-      await new PoolStore(engine.m.db).set("bench", 256);
-      source = source.replace(/^fun /gm, '@pool("bench")\nfun ');
-    }
+    const pooled = on && parts.includes("pool");
+    const inPool = (source: string) => (pooled ? source.replace(/^fun /gm, '@pool("bench")\nfun ') : source);
+    if (pooled) await new PoolStore(engine.m.db).set("bench", 256);
+    if (inUse) await bringIntoUse(engine, inPool(fanWorkflow(1000)));
+    const source = inPool(fanWorkflow(n - 2));
     const id = await engine.submit(source);
     await engine.waitFor(id, 600_000);
-    const [span] = await engine.m.db<{ first: Date; last: Date; done: number }[]>`
-      select min(r.created_at) as first, max(r.finished_at) as last, count(*)::int as done
-      from dwop.runs r where r.workflow_id = ${id} and r.status = 'succeeded'`;
     const [offers] = await engine.m.db<{ n: number }[]>`
-      select count(*)::int as n from dwop.outbox where topic = 'task.ready'`;
-    return {
-      rate: span!.done / ((span!.last.getTime() - span!.first.getTime()) / 1000),
-      parked: offers!.n - span!.done,
-    };
+      select count(*)::int as n from dwop.outbox o where o.topic = 'task.ready'
+        and (o.payload ->> 'taskId')::bigint in (select t.id from dwop.tasks t where t.workflow_id = ${id})`;
+    const [tasks] = await engine.m.db<{ n: number }[]>`
+      select count(*)::int as n from dwop.tasks t where t.workflow_id = ${id}`;
+    return { rate: await completedPerSecond(engine.m.db, id), parked: offers!.n - tasks!.n };
   } finally {
     await engine.stop(true);
   }

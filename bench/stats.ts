@@ -1,3 +1,6 @@
+import type { Sql } from "postgres";
+import type { Engine } from "../test/support/engine.ts";
+
 /** The p-th percentile (0..100) of a list of numbers, nearest-rank. */
 export function percentile(values: number[], p: number): number {
   if (values.length === 0) return Number.NaN;
@@ -18,6 +21,28 @@ export function fanWorkflow(n: number): string {
   const middle = Array.from({ length: n }, (_, i) => `fun m${i}(x:root):\n    pass\n`);
   const sink = `fun sink(${Array.from({ length: n }, (_, i) => `p${i}:m${i}`).join(", ")}):\n    pass\n`;
   return ["fun root():\n    pass\n", ...middle, sink].join("\n");
+}
+
+/**
+ * Completed tasks per second of workflow `id`: its succeeded runs over the span from the first run created
+ * to the last one finished (the database's timestamps).
+ */
+export async function completedPerSecond(db: Sql, id: string): Promise<number> {
+  const [span] = await db<{ first: Date; last: Date; done: number }[]>`
+    select min(r.created_at) as first, max(r.finished_at) as last, count(*)::int as done
+    from dwop.runs r where r.workflow_id = ${id} and r.status = 'succeeded'`;
+  return span!.done / ((span!.last.getTime() - span!.first.getTime()) / 1000);
+}
+
+/**
+ * Brings a fresh engine's database into the state of one in use: a workflow (by default a 1,000-task
+ * fan-out) run through it, then
+ * ANALYZE, as autovacuum does on a database in use. Its statistics are then taken while the queue is
+ * empty, which is what exposed the plans that walked a whole partial index of open rows for each row.
+ */
+export async function bringIntoUse(engine: Engine, source = fanWorkflow(1000)): Promise<void> {
+  await engine.waitFor(await engine.submit(source), 600_000);
+  await engine.m.db`analyze`;
 }
 
 export function busesFromArgs(): ("rabbit" | "pgboss")[] {

@@ -56,15 +56,20 @@ begin
     raise exception 'start_runs: % task ids but % attempts', cardinality(p_task_ids), cardinality(p_attempts)
       using errcode = '22023';
   end if;
+  -- The tasks are read by primary key once locked, their state tested outside the scan (see complete_runs).
   perform 1 from dwop.tasks t where t.id = any(p_task_ids) order by t.id for no key update;
+  with locked as materialized (
+    select t.id, t.status, t.attempt, t.owner, t.pool from dwop.tasks t where t.id = any(p_task_ids)
+  )
   select coalesce(array_agg(f.i order by f.task_id), '{}'), array_agg(f.owner order by f.task_id),
          array_agg(f.pool order by f.task_id)
   into v_items, v_item_owners, v_item_pools
   from (
     select distinct on (g.task_id) g.i::int as i, g.task_id, t.owner, t.pool
     from unnest(p_task_ids, p_attempts) with ordinality as g (task_id, attempt, i)
-    join dwop.tasks t on t.id = g.task_id and t.status = 'queued' and t.attempt = g.attempt
-    where not exists (select 1 from dwop.runs r where r.task_id = g.task_id and r.attempt = g.attempt)
+    join locked t on t.id = g.task_id
+    where t.status = 'queued' and t.attempt = g.attempt
+      and not exists (select 1 from dwop.runs r where r.task_id = g.task_id and r.attempt = g.attempt)
     order by g.task_id, g.i
   ) f;
 
@@ -204,25 +209,31 @@ begin
     raise exception 'mark_runs_dispatched: % runs but % job names', cardinality(p_run_ids),
       cardinality(p_job_names) using errcode = '22023';
   end if;
-  -- In id order, as complete_runs locks them (a batch of both can share runs).
+  -- In id order, as complete_runs locks them (a batch of both can share runs). Their state is tested
+  -- outside the scans, and a task's in its update's SET (see complete_runs).
   perform 1 from dwop.runs r where r.id = any(p_run_ids) order by r.id for no key update;
   return query
   with given as (
     select distinct on (g.id) g.id, g.job_name
     from unnest(p_run_ids, p_job_names) as g (id, job_name) order by g.id
   ),
+  locked as materialized (
+    select r.id, r.status from dwop.runs r where r.id = any(p_run_ids)
+  ),
   marked as (
     update dwop.runs r
     set status = case when p_started then 'running' else 'dispatched' end, job_name = g.job_name,
         dispatched_at = v_now, started_at = case when p_started then v_now end
-    from given g
-    where r.id = g.id and r.status = 'starting'
+    from given g join locked l on l.id = g.id
+    where r.id = g.id and l.status = 'starting'
     returning r.id, r.task_id
   ),
   running as (
-    update dwop.tasks t set status = 'running', started_at = v_now
+    update dwop.tasks t
+    set status = case when t.status = 'dispatched' then 'running' else t.status end,
+        started_at = case when t.status = 'dispatched' then v_now else t.started_at end
     from marked m
-    where p_started and t.id = m.task_id and t.status = 'dispatched'
+    where p_started and t.id = m.task_id
   )
   select m.id from marked m;
 end;
