@@ -765,25 +765,6 @@ $$;
 
 
 --
--- Name: make_owner_slots(text, integer); Type: FUNCTION; Schema: dwop; Owner: -
---
-
-CREATE FUNCTION dwop.make_owner_slots(p_owner text, p_cap integer) RETURNS boolean
-    LANGUAGE plpgsql
-    AS $$
-begin
-  if (select count(*) from dwop.owner_slots s where s.owner = p_owner) >= p_cap then
-    return false;
-  end if;
-  insert into dwop.owner_slots (owner, slot)
-  select p_owner, g from generate_series(0, p_cap - 1) g
-  on conflict on constraint owner_slots_pkey do nothing;
-  return true;
-end;
-$$;
-
-
---
 -- Name: mark_outbox_published(text, bigint[], timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
@@ -1036,8 +1017,8 @@ $$;
 CREATE FUNCTION dwop.pool_held(p_pool text) RETURNS integer
     LANGUAGE sql STABLE
     AS $$
-  select count(*)::int from dwop.pool_slots s join dwop.runs r on r.id = s.run_id
-  where s.pool = p_pool and r.status in ('starting', 'dispatched', 'running');
+  select count(*)::int from dwop.runs r
+  where r.pool = p_pool and r.pool_slot is not null and r.status in ('starting', 'dispatched', 'running');
 $$;
 
 
@@ -1054,18 +1035,6 @@ CREATE FUNCTION dwop.pool_list() RETURNS TABLE(name text, slots integer, running
             and t.status in ('pending', 'queued', 'dispatched', 'running')),
          p.created_at, p.updated_at
   from dwop.pools p order by p.name;
-$$;
-
-
---
--- Name: pool_shrunk_held(text, integer); Type: FUNCTION; Schema: dwop; Owner: -
---
-
-CREATE FUNCTION dwop.pool_shrunk_held(p_pool text, p_slots integer) RETURNS boolean
-    LANGUAGE sql STABLE
-    AS $$
-  select exists (select 1 from dwop.pool_slots s join dwop.runs r on r.id = s.run_id
-                 where s.pool = p_pool and s.slot >= p_slots and r.status in ('starting', 'dispatched', 'running'));
 $$;
 
 
@@ -1583,18 +1552,6 @@ $$;
 
 
 --
--- Name: run_ended(bigint); Type: FUNCTION; Schema: dwop; Owner: -
---
-
-CREATE FUNCTION dwop.run_ended(p_run_id bigint) RETURNS boolean
-    LANGUAGE sql STABLE
-    AS $$
-  select coalesce((select r.status not in ('starting', 'dispatched', 'running') from dwop.runs r
-                   where r.id = p_run_id), false);
-$$;
-
-
---
 -- Name: run_statuses(bigint[]); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
@@ -1653,13 +1610,6 @@ begin
   insert into dwop.pools as p (name, slots, created_at, updated_at)
   values (p_name, p_slots, v_now, v_now)
   on conflict on constraint pools_pkey do update set slots = excluded.slots, updated_at = excluded.updated_at;
-  insert into dwop.pool_slots (pool, slot)
-  select p_name, g from generate_series(0, p_slots - 1) g
-  on conflict on constraint pool_slots_pkey do nothing;
-  delete from dwop.pool_slots s
-  where s.pool = p_name and s.slot >= p_slots
-    and not exists (select 1 from dwop.runs r
-                    where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running'));
   perform dwop.notify_if_parked();
   return query select l.* from dwop.pool_list() l where l.name = p_name;
 end;
@@ -1731,7 +1681,6 @@ declare
   v_slots int[] := '{}';
   v_next int[] := '{}';
   v_end int[] := '{}';
-  v_taken int[];
   v_k int;
   v_o int;
   v_p int;
@@ -1766,46 +1715,26 @@ begin
     order by g.task_id, g.i
   ) f;
 
-  -- An owner may start as many as its cap leaves room for (active runs counted, whichever slot they hold).
+  -- Each owner with a cap and each pool (a deleted pool gives none) takes free slots for its tasks.
   for v_group in
     select c.owner, c.cap, c.n from (
-      select u.owner, count(*)::int as n, dwop.owner_max_running(u.owner, p_owner_max_running) as cap
-      from unnest(v_item_owners) as u (owner) group by u.owner
+      select u.owner, u.n, dwop.owner_max_running(u.owner, p_owner_max_running) as cap
+      from (select x.owner, count(*)::int as n from unnest(v_item_owners) as x (owner) group by x.owner) u
     ) c where c.cap is not null order by c.owner
   loop
-    perform dwop.make_owner_slots(v_group.owner, v_group.cap);
-    select coalesce(array_agg(x.slot order by x.slot), '{}') into v_taken from (
-      select s.slot from dwop.owner_slots s
-      where s.owner = v_group.owner and s.slot < v_group.cap and (s.run_id is null or dwop.run_ended(s.run_id))
-      order by s.slot
-      limit greatest(0, least(v_group.n, v_group.cap - dwop.owner_running(v_group.owner)))
-      for update of s skip locked
-    ) x;
     v_owners := v_owners || v_group.owner;
     v_next := v_next || (cardinality(v_slots) + 1);
-    v_slots := v_slots || v_taken;
+    v_slots := v_slots || dwop.take_slots('owner', v_group.owner, v_group.cap, v_group.n);
     v_end := v_end || (cardinality(v_slots) + 1);
   end loop;
-  -- A pool gives its free slots below its size. When it shrank under its running tasks, slots above its
-  -- size still held by a run count until that run ends: it then gives no more than its size minus every
-  -- slot held (counted only then, which is rare). A deleted pool gives none.
   for v_group in
     select p.name, p.slots, c.n from (
       select u.pool, count(*)::int as n from unnest(v_item_pools) as u (pool) where u.pool is not null group by u.pool
     ) c join dwop.pools p on p.name = c.pool order by p.name
   loop
-    select coalesce(array_agg(x.slot order by x.slot), '{}') into v_taken from (
-      select s.slot from dwop.pool_slots s
-      where s.pool = v_group.name and s.slot < v_group.slots and (s.run_id is null or dwop.run_ended(s.run_id))
-      order by s.slot
-      limit case when dwop.pool_shrunk_held(v_group.name, v_group.slots)
-                 then greatest(0, least(v_group.n, v_group.slots - dwop.pool_held(v_group.name)))
-                 else v_group.n end
-      for update of s skip locked
-    ) x;
     v_pools := v_pools || v_group.name;
     v_next := v_next || (cardinality(v_slots) + 1);
-    v_slots := v_slots || v_taken;
+    v_slots := v_slots || dwop.take_slots('pool', v_group.name, v_group.slots, v_group.n);
     v_end := v_end || (cardinality(v_slots) + 1);
   end loop;
 
@@ -1843,21 +1772,16 @@ begin
     from unnest(v_start, v_start_pool_slots, v_start_owner_slots) as a (item, pool_slot, owner_slot)
     join dwop.tasks t on t.id = p_task_ids[a.item]
   ),
+  -- (take_slots read the slots held again after locking its own, so the unique slot indexes find
+  -- nothing here; were one to, that run would be left out and its task parked below, not the batch failed.)
   made as (
-    insert into dwop.runs (task_id, workflow_id, attempt, status, executor, dispatcher_id, owner, created_at)
-    select a.task_id, a.workflow_id, a.attempt, 'starting', p_executor, p_dispatcher_id, a.owner, v_now
+    insert into dwop.runs (task_id, workflow_id, attempt, status, executor, dispatcher_id, owner, pool, pool_slot,
+                           owner_slot, created_at)
+    select a.task_id, a.workflow_id, a.attempt, 'starting', p_executor, p_dispatcher_id, a.owner,
+           case when a.pool_slot is not null then a.pool end, a.pool_slot, a.owner_slot, v_now
     from admitted a order by a.task_id
+    on conflict do nothing
     returning id, task_id
-  ),
-  pooled as (
-    update dwop.pool_slots s set run_id = m.id
-    from made m join admitted a on a.task_id = m.task_id
-    where s.pool = a.pool and s.slot = a.pool_slot
-  ),
-  capped as (
-    update dwop.owner_slots s set run_id = m.id
-    from made m join admitted a on a.task_id = m.task_id
-    where s.owner = a.owner and s.slot = a.owner_slot
   ),
   dispatched as (
     update dwop.tasks t set status = 'dispatched', dispatched_at = v_now, parked = null
@@ -1875,6 +1799,11 @@ begin
   )
   select a.item, m.id, true, a.workflow_id, a.name, a.params, a.options, a.timeout_seconds, w.has_requirements
   from made m join admitted a on a.task_id = m.task_id join dwop.workflows w on w.id = a.workflow_id;
+
+  update dwop.tasks t set parked = case when a.pool_slot is not null then 'pool' else 'owner' end
+  from unnest(v_start, v_start_pool_slots) as a (item, pool_slot)
+  where t.id = p_task_ids[a.item]
+    and not exists (select 1 from dwop.runs r where r.task_id = t.id and r.attempt = p_attempts[a.item]);
 
   -- Every other item whose (task, attempt) has a run: a duplicate (of a delivery before, or of an item of
   -- this batch, whose run this statement sees).
@@ -2054,6 +1983,46 @@ begin
   if v_waiting > 0 then
     return query select 'dispatching'::text, greatest(v_first_published, v_last_beat), v_waiting;
   end if;
+end;
+$$;
+
+
+--
+-- Name: take_slots(text, text, integer, integer); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.take_slots(p_kind text, p_name text, p_size integer, p_count integer) RETURNS integer[]
+    LANGUAGE plpgsql
+    AS $$
+declare
+  v_key int := hashtext('dwop.slot.' || p_kind || ':' || p_name);
+  v_held int[];
+  v_room int;
+  v_got int[] := '{}';
+  v_taken int[];
+begin
+  loop
+    if p_kind = 'pool' then
+      v_held := array(select r.pool_slot from dwop.runs r
+                      where r.pool = p_name and r.pool_slot is not null
+                        and r.status in ('starting', 'dispatched', 'running'));
+      v_room := p_size - cardinality(v_held);
+    else
+      v_held := array(select r.owner_slot from dwop.runs r
+                      where r.owner = p_name and r.owner_slot is not null
+                        and r.status in ('starting', 'dispatched', 'running'));
+      v_room := p_size - dwop.owner_running(p_name);
+    end if;
+    v_got := array(select g from unnest(v_got) g where g <> all(v_held));
+    v_taken := array(select g from generate_series(0, p_size - 1) g
+                     where case when g = any(v_held) or g = any(v_got) then false
+                                else pg_try_advisory_xact_lock(v_key, g) end
+                     limit greatest(0, least(p_count, v_room) - cardinality(v_got)));
+    if cardinality(v_taken) = 0 then
+      return v_got;
+    end if;
+    v_got := v_got || v_taken;
+  end loop;
 end;
 $$;
 
@@ -2262,30 +2231,6 @@ ALTER TABLE dwop.outbox ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 
 
 --
--- Name: owner_slots; Type: TABLE; Schema: dwop; Owner: -
---
-
-CREATE TABLE dwop.owner_slots (
-    owner text NOT NULL,
-    slot integer NOT NULL,
-    run_id bigint,
-    CONSTRAINT owner_slots_slot_check CHECK ((slot >= 0))
-);
-
-
---
--- Name: pool_slots; Type: TABLE; Schema: dwop; Owner: -
---
-
-CREATE TABLE dwop.pool_slots (
-    pool text NOT NULL,
-    slot integer NOT NULL,
-    run_id bigint,
-    CONSTRAINT pool_slots_slot_check CHECK ((slot >= 0))
-);
-
-
---
 -- Name: pools; Type: TABLE; Schema: dwop; Owner: -
 --
 
@@ -2327,6 +2272,9 @@ CREATE TABLE dwop.runs (
     job_name text,
     dispatcher_id text,
     owner text DEFAULT 'local'::text NOT NULL,
+    pool text,
+    pool_slot integer,
+    owner_slot integer,
     exit_code integer,
     failure_reason text,
     error text,
@@ -2338,6 +2286,8 @@ CREATE TABLE dwop.runs (
     CONSTRAINT runs_attempt_check CHECK ((attempt >= 1)),
     CONSTRAINT runs_failed_has_reason CHECK (((status <> ALL (ARRAY['failed'::text, 'lost'::text])) OR (failure_reason IS NOT NULL))),
     CONSTRAINT runs_failure_reason_check CHECK ((failure_reason = ANY (ARRAY['exit_code'::text, 'timeout'::text, 'oom_killed'::text, 'lost'::text, 'evicted'::text, 'image_pull'::text, 'unschedulable'::text, 'worker_error'::text, 'output_rejected'::text]))),
+    CONSTRAINT runs_owner_slot_check CHECK ((owner_slot >= 0)),
+    CONSTRAINT runs_pool_slot_check CHECK ((pool_slot >= 0)),
     CONSTRAINT runs_status_check CHECK ((status = ANY (ARRAY['starting'::text, 'dispatched'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'lost'::text, 'cancelled'::text])))
 );
 
@@ -2595,22 +2545,6 @@ ALTER TABLE ONLY dwop.outbox
 
 
 --
--- Name: owner_slots owner_slots_pkey; Type: CONSTRAINT; Schema: dwop; Owner: -
---
-
-ALTER TABLE ONLY dwop.owner_slots
-    ADD CONSTRAINT owner_slots_pkey PRIMARY KEY (owner, slot);
-
-
---
--- Name: pool_slots pool_slots_pkey; Type: CONSTRAINT; Schema: dwop; Owner: -
---
-
-ALTER TABLE ONLY dwop.pool_slots
-    ADD CONSTRAINT pool_slots_pkey PRIMARY KEY (pool, slot);
-
-
---
 -- Name: pools pools_pkey; Type: CONSTRAINT; Schema: dwop; Owner: -
 --
 
@@ -2794,6 +2728,20 @@ CREATE INDEX runs_finished ON dwop.runs USING btree (finished_at, id) WHERE (fin
 
 
 --
+-- Name: runs_owner_slot; Type: INDEX; Schema: dwop; Owner: -
+--
+
+CREATE UNIQUE INDEX runs_owner_slot ON dwop.runs USING btree (owner, owner_slot) WHERE ((owner_slot IS NOT NULL) AND (status = ANY (ARRAY['starting'::text, 'dispatched'::text, 'running'::text])));
+
+
+--
+-- Name: runs_pool_slot; Type: INDEX; Schema: dwop; Owner: -
+--
+
+CREATE UNIQUE INDEX runs_pool_slot ON dwop.runs USING btree (pool, pool_slot) WHERE ((pool_slot IS NOT NULL) AND (status = ANY (ARRAY['starting'::text, 'dispatched'::text, 'running'::text])));
+
+
+--
 -- Name: runs_workflow; Type: INDEX; Schema: dwop; Owner: -
 --
 
@@ -2877,30 +2825,6 @@ ALTER TABLE ONLY dwop.events
 
 ALTER TABLE ONLY dwop.hook_deliveries
     ADD CONSTRAINT hook_deliveries_trigger_id_fkey FOREIGN KEY (trigger_id) REFERENCES dwop.triggers(id) ON DELETE CASCADE;
-
-
---
--- Name: owner_slots owner_slots_run_id_fkey; Type: FK CONSTRAINT; Schema: dwop; Owner: -
---
-
-ALTER TABLE ONLY dwop.owner_slots
-    ADD CONSTRAINT owner_slots_run_id_fkey FOREIGN KEY (run_id) REFERENCES dwop.runs(id) ON DELETE SET NULL;
-
-
---
--- Name: pool_slots pool_slots_pool_fkey; Type: FK CONSTRAINT; Schema: dwop; Owner: -
---
-
-ALTER TABLE ONLY dwop.pool_slots
-    ADD CONSTRAINT pool_slots_pool_fkey FOREIGN KEY (pool) REFERENCES dwop.pools(name) ON DELETE CASCADE;
-
-
---
--- Name: pool_slots pool_slots_run_id_fkey; Type: FK CONSTRAINT; Schema: dwop; Owner: -
---
-
-ALTER TABLE ONLY dwop.pool_slots
-    ADD CONSTRAINT pool_slots_run_id_fkey FOREIGN KEY (run_id) REFERENCES dwop.runs(id) ON DELETE SET NULL;
 
 
 --
@@ -3001,18 +2925,6 @@ ALTER TABLE dwop.leases ENABLE ROW LEVEL SECURITY;
 --
 
 ALTER TABLE dwop.outbox ENABLE ROW LEVEL SECURITY;
-
---
--- Name: owner_slots; Type: ROW SECURITY; Schema: dwop; Owner: -
---
-
-ALTER TABLE dwop.owner_slots ENABLE ROW LEVEL SECURITY;
-
---
--- Name: pool_slots; Type: ROW SECURITY; Schema: dwop; Owner: -
---
-
-ALTER TABLE dwop.pool_slots ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: pools; Type: ROW SECURITY; Schema: dwop; Owner: -
@@ -3283,13 +3195,6 @@ REVOKE ALL ON FUNCTION dwop.log_event(p_workflow_id uuid, p_kind text, p_task_na
 
 
 --
--- Name: FUNCTION make_owner_slots(p_owner text, p_cap integer); Type: ACL; Schema: dwop; Owner: -
---
-
-REVOKE ALL ON FUNCTION dwop.make_owner_slots(p_owner text, p_cap integer) FROM PUBLIC;
-
-
---
 -- Name: FUNCTION mark_outbox_published(p_claimer_id text, p_ids bigint[], p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
 --
 
@@ -3385,13 +3290,6 @@ REVOKE ALL ON FUNCTION dwop.pool_held(p_pool text) FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION dwop.pool_list() FROM PUBLIC;
-
-
---
--- Name: FUNCTION pool_shrunk_held(p_pool text, p_slots integer); Type: ACL; Schema: dwop; Owner: -
---
-
-REVOKE ALL ON FUNCTION dwop.pool_shrunk_held(p_pool text, p_slots integer) FROM PUBLIC;
 
 
 --
@@ -3507,13 +3405,6 @@ REVOKE ALL ON FUNCTION dwop.revoke_api_key(p_owner text, p_id uuid, p_now timest
 
 
 --
--- Name: FUNCTION run_ended(p_run_id bigint); Type: ACL; Schema: dwop; Owner: -
---
-
-REVOKE ALL ON FUNCTION dwop.run_ended(p_run_id bigint) FROM PUBLIC;
-
-
---
 -- Name: FUNCTION run_statuses(p_run_ids bigint[]); Type: ACL; Schema: dwop; Owner: -
 --
 
@@ -3567,6 +3458,13 @@ REVOKE ALL ON FUNCTION dwop.submit_workflow(p_id uuid, p_owner text, p_name text
 --
 
 REVOKE ALL ON FUNCTION dwop.system_stall(p_after_seconds integer, p_alive_seconds integer, p_now timestamp with time zone, p_bus_backlog integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION take_slots(p_kind text, p_name text, p_size integer, p_count integer); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.take_slots(p_kind text, p_name text, p_size integer, p_count integer) FROM PUBLIC;
 
 
 --

@@ -84,6 +84,11 @@ create table dwop.runs (
   dispatcher_id text,
   -- The task's owner, so the per-owner cap counts active runs without a join.
   owner text not null default 'local',
+  -- The slot the run holds while it is active (migration 20261205000200): a number below its pool's size
+  -- (pool_slot, with its task's pool) and below its owner's cap (owner_slot); null where there is none.
+  pool text,
+  pool_slot int check (pool_slot >= 0),
+  owner_slot int check (owner_slot >= 0),
   exit_code int,
   failure_reason text
     check (failure_reason in ('exit_code', 'timeout', 'oom_killed', 'lost', 'evicted', 'image_pull',
@@ -103,6 +108,11 @@ create index runs_active_by_dispatcher on dwop.runs (dispatcher_id)
 create index runs_workflow on dwop.runs (workflow_id);
 -- The per-owner cap counts an owner's active runs.
 create index runs_active_by_owner on dwop.runs (owner) where status in ('starting', 'dispatched', 'running');
+-- No two active runs hold the same slot of a pool, or of an owner's cap: the limits hold exactly.
+create unique index runs_pool_slot on dwop.runs (pool, pool_slot)
+  where pool_slot is not null and status in ('starting', 'dispatched', 'running');
+create unique index runs_owner_slot on dwop.runs (owner, owner_slot)
+  where owner_slot is not null and status in ('starting', 'dispatched', 'running');
 
 -- One table for everything that must leave the database after a commit: 'task.ready' rows are published
 -- to the bus, 'workflow.callback' rows (a workflow submitted with a callback URL has ended) are sent over

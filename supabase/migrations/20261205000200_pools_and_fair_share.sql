@@ -1,9 +1,11 @@
 -- Pools, per-owner caps and their waiting tasks (issue 14). Every limit is derived from the runs'
--- states, never kept as a counter: a slot is held exactly while the run it points at is starting,
--- dispatched or running, so a run that ends, is lost, reaped or cancelled gives its slot back without
--- anyone having to remember to. The columns these read (tasks.owner/pool/priority/parked, runs.owner,
--- outbox.owner/priority, api_keys.max_running) are made with their tables; the admission step is
--- start_runs (20261205000300), the fair claim is claim_outbox_events (20261126000300).
+-- states, never kept as a counter: a run holds a slot (a number below its pool's size, runs.pool_slot, and
+-- below its owner's cap, runs.owner_slot) exactly while it is starting, dispatched or running, and a
+-- unique index over the active runs (runs_pool_slot, runs_owner_slot) keeps two from holding the same
+-- one. So a run that ends, is lost, reaped or cancelled gives its slot back without anyone having to
+-- remember to. The columns these read (tasks.owner/pool/priority/parked, runs.owner/pool/pool_slot/
+-- owner_slot, outbox.owner/priority, api_keys.max_running) are made with their tables; the admission step
+-- is start_runs (20261205000300), the fair claim is claim_outbox_events (20261126000300).
 --
 -- A task that cannot start (pool full, owner at its cap) is parked: it stays queued with `parked` saying
 -- why, its message is acknowledged, and reoffer_parked_tasks (called by every claimer pass; a run's end
@@ -17,29 +19,7 @@ create table dwop.pools (
   updated_at timestamptz not null default now()
 );
 
--- One row per slot of a pool. run_id is the run that last took the slot: the slot is held while that run
--- is active, free otherwise. Admission takes a free row FOR UPDATE SKIP LOCKED, so two dispatchers never
--- take the same slot.
-create table dwop.pool_slots (
-  pool text not null references dwop.pools (name) on delete cascade,
-  slot int not null check (slot >= 0),
-  run_id bigint references dwop.runs (id) on delete set null,
-  primary key (pool, slot)
-);
-
--- An owner's cap works the same way: one row per slot of the cap, made as the cap first needs it, held
--- while its run is active. (A counted check under a lock per owner serialised every start of an owner:
--- a 2,000-task fan-out ran at half the speed.)
-create table dwop.owner_slots (
-  owner text not null,
-  slot int not null check (slot >= 0),
-  run_id bigint references dwop.runs (id) on delete set null,
-  primary key (owner, slot)
-);
-
 alter table dwop.pools enable row level security;
-alter table dwop.pool_slots enable row level security;
-alter table dwop.owner_slots enable row level security;
 
 -- Open tasks of a pool (DELETE refuses a pool still in use; GET /pools counts the waiting).
 create index tasks_open_by_pool on dwop.tasks (pool)
@@ -51,8 +31,8 @@ create index tasks_parked on dwop.tasks (owner, priority desc, id) where parked 
 create function dwop.pool_held(p_pool text)
 returns int
 language sql stable as $$
-  select count(*)::int from dwop.pool_slots s join dwop.runs r on r.id = s.run_id
-  where s.pool = p_pool and r.status in ('starting', 'dispatched', 'running');
+  select count(*)::int from dwop.runs r
+  where r.pool = p_pool and r.pool_slot is not null and r.status in ('starting', 'dispatched', 'running');
 $$;
 
 -- The most runs p_owner may have active: the largest max_running among its live keys (an operator's
@@ -72,43 +52,48 @@ language sql stable as $$
   where r.owner = p_owner and r.status in ('starting', 'dispatched', 'running');
 $$;
 
--- Makes the rows of p_owner's cap of p_cap when the cap is first needed (or grew); true when it made any.
-create function dwop.make_owner_slots(p_owner text, p_cap int)
-returns boolean
+-- Takes up to p_count free slots of pool p_name (p_kind 'pool', p_size its size) or of owner p_name's cap
+-- (p_kind 'owner', p_size the cap), no more than the limit has room for: a pool's size minus the slots its
+-- active runs hold (one at or above a shrunk pool's size counts until its run ends), an owner's cap minus
+-- its active runs. Each slot is locked for this transaction by a transaction-scoped advisory lock, so a
+-- slot another dispatcher's uncommitted batch holds is skipped, never waited for nor taken twice. A slot
+-- locked after its holder committed can still look free to the statement that read the held ones (taken
+-- before that commit): the held ones are read again after the locks, with a newer snapshot, and such a
+-- slot is given up for another. Lowest first. The unique indexes runs_pool_slot and runs_owner_slot
+-- would refuse a slot taken twice.
+create function dwop.take_slots(p_kind text, p_name text, p_size int, p_count int)
+returns int[]
 language plpgsql as $$
+declare
+  v_key int := hashtext('dwop.slot.' || p_kind || ':' || p_name);
+  v_held int[];
+  v_room int;
+  v_got int[] := '{}';
+  v_taken int[];
 begin
-  if (select count(*) from dwop.owner_slots s where s.owner = p_owner) >= p_cap then
-    return false;
-  end if;
-  insert into dwop.owner_slots (owner, slot)
-  select p_owner, g from generate_series(0, p_cap - 1) g
-  on conflict on constraint owner_slots_pkey do nothing;
-  return true;
+  loop
+    if p_kind = 'pool' then
+      v_held := array(select r.pool_slot from dwop.runs r
+                      where r.pool = p_name and r.pool_slot is not null
+                        and r.status in ('starting', 'dispatched', 'running'));
+      v_room := p_size - cardinality(v_held);
+    else
+      v_held := array(select r.owner_slot from dwop.runs r
+                      where r.owner = p_name and r.owner_slot is not null
+                        and r.status in ('starting', 'dispatched', 'running'));
+      v_room := p_size - dwop.owner_running(p_name);
+    end if;
+    v_got := array(select g from unnest(v_got) g where g <> all(v_held));
+    v_taken := array(select g from generate_series(0, p_size - 1) g
+                     where case when g = any(v_held) or g = any(v_got) then false
+                                else pg_try_advisory_xact_lock(v_key, g) end
+                     limit greatest(0, least(p_count, v_room) - cardinality(v_got)));
+    if cardinality(v_taken) = 0 then
+      return v_got;
+    end if;
+    v_got := v_got || v_taken;
+  end loop;
 end;
-$$;
-
--- Whether a slot of p_pool at or above p_slots (its size now) is held by an active run: the pool shrank
--- under its running tasks.
-create function dwop.pool_shrunk_held(p_pool text, p_slots int)
-returns boolean
-language sql stable as $$
-  select exists (select 1 from dwop.pool_slots s join dwop.runs r on r.id = s.run_id
-                 where s.pool = p_pool and s.slot >= p_slots and r.status in ('starting', 'dispatched', 'running'));
-$$;
-
--- Whether run p_run_id is no longer active: what frees the slot row pointing at it. A lookup by primary
--- key per row looked at; written as NOT EXISTS inside the slot queries' OR, the planner ran it as a hashed
--- subplan that read every active run on each take (0.28 ms a start with 128 runs active). A run this
--- statement cannot see counts as active: the slot's foreign key (on delete set null) means it exists, so
--- it was started by a transaction that committed after the statement began. That is also what makes a
--- take safe without a second look: when FOR UPDATE finds a slot row another transaction just gave a run,
--- it evaluates the condition again on that new row with the statement's snapshot, in which the new run
--- is invisible, so the row is skipped.
-create function dwop.run_ended(p_run_id bigint)
-returns boolean
-language sql stable as $$
-  select coalesce((select r.status not in ('starting', 'dispatched', 'running') from dwop.runs r
-                   where r.id = p_run_id), false);
 $$;
 
 -- Wakes the claimers (which reoffer parked tasks) when any task is parked; called where runs end and
@@ -192,8 +177,8 @@ language sql stable as $$
   from dwop.pools p order by p.name;
 $$;
 
--- Makes pool p_name with p_slots slots, or resizes it. Shrinking never stops a run: a held slot above the
--- new size counts until its run ends (admit_task), and is dropped by the next resize once free.
+-- Makes pool p_name with p_slots slots, or resizes it. Shrinking never stops a run: a slot at or above
+-- the new size held by a run counts until that run ends (start_runs).
 create function dwop.set_pool(p_name text, p_slots int, p_now timestamptz default null)
 returns table (name text, slots int, running int, waiting int, created_at timestamptz, updated_at timestamptz)
 language plpgsql as $$
@@ -203,13 +188,6 @@ begin
   insert into dwop.pools as p (name, slots, created_at, updated_at)
   values (p_name, p_slots, v_now, v_now)
   on conflict on constraint pools_pkey do update set slots = excluded.slots, updated_at = excluded.updated_at;
-  insert into dwop.pool_slots (pool, slot)
-  select p_name, g from generate_series(0, p_slots - 1) g
-  on conflict on constraint pool_slots_pkey do nothing;
-  delete from dwop.pool_slots s
-  where s.pool = p_name and s.slot >= p_slots
-    and not exists (select 1 from dwop.runs r
-                    where r.id = s.run_id and r.status in ('starting', 'dispatched', 'running'));
   perform dwop.notify_if_parked();
   return query select l.* from dwop.pool_list() l where l.name = p_name;
 end;

@@ -14,9 +14,9 @@
 -- The batch's tasks are locked in id order, so two batches that share tasks (a duplicate delivery to two
 -- dispatchers) wait for each other instead of deadlocking. This is the one admission step of pools and
 -- owner caps (issue 14): per owner with a cap and per pool it counts once what may start and takes that
--- many free slot rows in one statement (FOR UPDATE SKIP LOCKED, so two dispatchers never take the same
--- slot and a limit holds exactly), then gives them to the tasks in task order; a task left without one is
--- parked. Everything else is a statement per batch, not per task. The Kubernetes executor's
+-- many free slots (take_slots: an advisory lock each, so two dispatchers never take the same slot, and the
+-- unique indexes over the active runs' slots make a limit hold exactly), then gives them to the tasks in
+-- task order; a task left without one is parked. Everything else is a statement per batch, not per task. The Kubernetes executor's
 -- start_cluster_run calls it with one item.
 create function dwop.start_runs(p_task_ids bigint[], p_attempts int[], p_dispatcher_id text, p_executor text,
                                 p_now timestamptz default null, p_owner_max_running int default null)
@@ -38,7 +38,6 @@ declare
   v_slots int[] := '{}';
   v_next int[] := '{}';
   v_end int[] := '{}';
-  v_taken int[];
   v_k int;
   v_o int;
   v_p int;
@@ -73,46 +72,26 @@ begin
     order by g.task_id, g.i
   ) f;
 
-  -- An owner may start as many as its cap leaves room for (active runs counted, whichever slot they hold).
+  -- Each owner with a cap and each pool (a deleted pool gives none) takes free slots for its tasks.
   for v_group in
     select c.owner, c.cap, c.n from (
-      select u.owner, count(*)::int as n, dwop.owner_max_running(u.owner, p_owner_max_running) as cap
-      from unnest(v_item_owners) as u (owner) group by u.owner
+      select u.owner, u.n, dwop.owner_max_running(u.owner, p_owner_max_running) as cap
+      from (select x.owner, count(*)::int as n from unnest(v_item_owners) as x (owner) group by x.owner) u
     ) c where c.cap is not null order by c.owner
   loop
-    perform dwop.make_owner_slots(v_group.owner, v_group.cap);
-    select coalesce(array_agg(x.slot order by x.slot), '{}') into v_taken from (
-      select s.slot from dwop.owner_slots s
-      where s.owner = v_group.owner and s.slot < v_group.cap and (s.run_id is null or dwop.run_ended(s.run_id))
-      order by s.slot
-      limit greatest(0, least(v_group.n, v_group.cap - dwop.owner_running(v_group.owner)))
-      for update of s skip locked
-    ) x;
     v_owners := v_owners || v_group.owner;
     v_next := v_next || (cardinality(v_slots) + 1);
-    v_slots := v_slots || v_taken;
+    v_slots := v_slots || dwop.take_slots('owner', v_group.owner, v_group.cap, v_group.n);
     v_end := v_end || (cardinality(v_slots) + 1);
   end loop;
-  -- A pool gives its free slots below its size. When it shrank under its running tasks, slots above its
-  -- size still held by a run count until that run ends: it then gives no more than its size minus every
-  -- slot held (counted only then, which is rare). A deleted pool gives none.
   for v_group in
     select p.name, p.slots, c.n from (
       select u.pool, count(*)::int as n from unnest(v_item_pools) as u (pool) where u.pool is not null group by u.pool
     ) c join dwop.pools p on p.name = c.pool order by p.name
   loop
-    select coalesce(array_agg(x.slot order by x.slot), '{}') into v_taken from (
-      select s.slot from dwop.pool_slots s
-      where s.pool = v_group.name and s.slot < v_group.slots and (s.run_id is null or dwop.run_ended(s.run_id))
-      order by s.slot
-      limit case when dwop.pool_shrunk_held(v_group.name, v_group.slots)
-                 then greatest(0, least(v_group.n, v_group.slots - dwop.pool_held(v_group.name)))
-                 else v_group.n end
-      for update of s skip locked
-    ) x;
     v_pools := v_pools || v_group.name;
     v_next := v_next || (cardinality(v_slots) + 1);
-    v_slots := v_slots || v_taken;
+    v_slots := v_slots || dwop.take_slots('pool', v_group.name, v_group.slots, v_group.n);
     v_end := v_end || (cardinality(v_slots) + 1);
   end loop;
 
@@ -150,21 +129,16 @@ begin
     from unnest(v_start, v_start_pool_slots, v_start_owner_slots) as a (item, pool_slot, owner_slot)
     join dwop.tasks t on t.id = p_task_ids[a.item]
   ),
+  -- (take_slots read the slots held again after locking its own, so the unique slot indexes find
+  -- nothing here; were one to, that run would be left out and its task parked below, not the batch failed.)
   made as (
-    insert into dwop.runs (task_id, workflow_id, attempt, status, executor, dispatcher_id, owner, created_at)
-    select a.task_id, a.workflow_id, a.attempt, 'starting', p_executor, p_dispatcher_id, a.owner, v_now
+    insert into dwop.runs (task_id, workflow_id, attempt, status, executor, dispatcher_id, owner, pool, pool_slot,
+                           owner_slot, created_at)
+    select a.task_id, a.workflow_id, a.attempt, 'starting', p_executor, p_dispatcher_id, a.owner,
+           case when a.pool_slot is not null then a.pool end, a.pool_slot, a.owner_slot, v_now
     from admitted a order by a.task_id
+    on conflict do nothing
     returning id, task_id
-  ),
-  pooled as (
-    update dwop.pool_slots s set run_id = m.id
-    from made m join admitted a on a.task_id = m.task_id
-    where s.pool = a.pool and s.slot = a.pool_slot
-  ),
-  capped as (
-    update dwop.owner_slots s set run_id = m.id
-    from made m join admitted a on a.task_id = m.task_id
-    where s.owner = a.owner and s.slot = a.owner_slot
   ),
   dispatched as (
     update dwop.tasks t set status = 'dispatched', dispatched_at = v_now, parked = null
@@ -182,6 +156,11 @@ begin
   )
   select a.item, m.id, true, a.workflow_id, a.name, a.params, a.options, a.timeout_seconds, w.has_requirements
   from made m join admitted a on a.task_id = m.task_id join dwop.workflows w on w.id = a.workflow_id;
+
+  update dwop.tasks t set parked = case when a.pool_slot is not null then 'pool' else 'owner' end
+  from unnest(v_start, v_start_pool_slots) as a (item, pool_slot)
+  where t.id = p_task_ids[a.item]
+    and not exists (select 1 from dwop.runs r where r.task_id = t.id and r.attempt = p_attempts[a.item]);
 
   -- Every other item whose (task, attempt) has a run: a duplicate (of a delivery before, or of an item of
   -- this batch, whose run this statement sees).
