@@ -13,6 +13,9 @@ import { signWorkerEnv, type LogStream } from "./worker-env.ts";
 import { RunLogs } from "../shared/db/run-logs.ts";
 import { deadNeighbours } from "./dead-neighbours.ts";
 
+/** Most deliveries one start_runs call takes. */
+const START_BATCH = 128;
+
 /** Longest a delivery waits for a free slot before it goes back to the queue. */
 const SLOT_WAIT_MS = 2000;
 /**
@@ -122,10 +125,14 @@ export class Dispatcher {
       const recorded = new Set(await this.completeRuns(runIds));
       return runIds.map((id) => recorded.has(id));
     });
-    this.starts = new Batcher((messages) =>
-      retryDeadlock(() =>
-        store.startRuns(messages, options.id, executor.kind, options.ownerMaxRunning || null),
-      ),
+    // A start batch holds an advisory lock per pool and per cap slot it takes until it commits: 128
+    // deliveries keep that to at most 256 entries of Postgres's shared lock table.
+    this.starts = new Batcher(
+      (messages) =>
+        retryDeadlock(() =>
+          store.startRuns(messages, options.id, executor.kind, options.ownerMaxRunning || null),
+        ),
+      START_BATCH,
     );
     this.dispatches = new Batcher(async (runs) => {
       const marked = new Set(
