@@ -1,4 +1,5 @@
 import type { Bus } from "../shared/bus/bus.ts";
+import { BusBacklog } from "./bus-backlog.ts";
 import { CallbackSender, type CallbackSenderOptions } from "../shared/callbacks.ts";
 import type { Store } from "../shared/db/store.ts";
 import { silentLogger, type Logger } from "../shared/log.ts";
@@ -38,8 +39,9 @@ export interface ClaimerOptions {
   /** How scheduled workflows are submitted (as the API's settings say for submitted ones). */
   submit?: { retryBackoffMs: number; maxInfraRetries?: number; limits: SubmitLimits };
   /**
-   * Most task messages left waiting in the bus; the rest wait in the outbox, where claims take owners in
-   * turn and higher priorities first (fair share). Unset or 0: no limit.
+   * Task messages left waiting in the bus: this many, or what the dispatchers take in 100 ms when that is
+   * more (BusBacklog); the rest wait in the outbox, where claims take owners in turn and higher priorities
+   * first (fair share). Unset or 0: no limit.
    */
   busBacklog?: number;
   /** DWOP_OWNER_MAX_RUNNING, for reoffering tasks parked at an owner's cap; unset or 0: no cap. */
@@ -95,7 +97,9 @@ export class Claimer {
   private readonly retention: RetentionSweeper | null;
   private readonly schedules: ScheduleFirer | null;
   private readonly scheduleLoop: Periodic | null;
-  /** The last pass left due rows in the outbox because the bus held busBacklog messages. */
+  /** What the bus may hold; null: no limit (busBacklog 0). */
+  private readonly backlog: BusBacklog | null;
+  /** The last pass left due rows in the outbox because the bus held its backlog. */
   private heldBack = false;
 
   constructor(
@@ -104,6 +108,7 @@ export class Claimer {
     private readonly options: ClaimerOptions,
   ) {
     this.log = (options.logger ?? silentLogger).child({ component: "claimer", claimer: options.id });
+    this.backlog = options.busBacklog ? new BusBacklog(options.busBacklog) : null;
     this.callbacks = new CallbackSender(store, {
       ...options.callbacks,
       claimerId: options.id,
@@ -165,6 +170,7 @@ export class Claimer {
     const claimed = await this.store.claimOutbox(this.options.id, room, this.options.leaseSeconds);
     if (claimed.length === 0) return 0;
     const confirmed = await this.bus.publish(claimed.map((c) => ({ outboxId: c.id, body: c.message })));
+    this.backlog?.published(confirmed.length);
     await this.store.markPublished(this.options.id, confirmed);
     if (confirmed.length < claimed.length) {
       this.log.warn(
@@ -175,15 +181,10 @@ export class Claimer {
     return claimed.length;
   }
 
-  /**
-   * How many rows this pass may publish: the batch, or less when the bus already holds nearly
-   * busBacklog waiting messages. Rows kept back stay in the outbox, where the next claim takes owners
-   * in turn; published, they would wait in the bus's first-in first-out order.
-   */
+  /** How many rows this pass may publish: the batch, or less when the bus holds its backlog (BusBacklog). */
   private async roomInBus(): Promise<number> {
-    const backlog = this.options.busBacklog ?? 0;
-    if (backlog <= 0) return this.options.batchSize;
-    return Math.min(this.options.batchSize, backlog - (await this.bus.depth()));
+    if (!this.backlog) return this.options.batchSize;
+    return Math.min(this.options.batchSize, this.backlog.room(await this.bus.depth()));
   }
 
   /** Listens for outbox inserts and claims until stopped. */
