@@ -1,7 +1,7 @@
 import type { Config } from "../shared/config.ts";
 import type { Bus, Consumer, Delivery } from "../shared/bus/bus.ts";
 import { Batcher } from "../shared/batcher.ts";
-import type { ClaimedEvent, StartRunResult, Store } from "../shared/db/store.ts";
+import type { StartRunResult, Store } from "../shared/db/store.ts";
 import type { Executor, RunOutcome } from "../shared/executors/executor.ts";
 import { silentLogger, type Logger } from "../shared/log.ts";
 import type { RunAssignment, TaskMessage } from "../shared/model.ts";
@@ -42,7 +42,6 @@ export function dispatcherSettings(
     shutdownGraceSeconds: config.DWOP_SHUTDOWN_GRACE_SECONDS,
     signedUrlTtlSeconds: config.DWOP_SIGNED_URL_TTL_SECONDS,
     defaultTimeoutSeconds: config.DWOP_DEFAULT_TASK_TIMEOUT_SECONDS,
-    readyLeaseSeconds: config.DWOP_CLAIM_LEASE_SECONDS,
     ownerMaxRunning: config.DWOP_OWNER_MAX_RUNNING,
   };
 }
@@ -68,11 +67,10 @@ export interface DispatcherOptions {
   /** Cluster executors: most runs active at once across every dispatcher (Jobs in flight). */
   maxActiveRuns?: number;
   /**
-   * Publish the tasks a recorded success made ready at once, claimed under a lease of this many seconds
-   * (a claimer's DWOP_CLAIM_LEASE_SECONDS: a row this dispatcher fails to publish goes to a claimer when
-   * it runs out). Unset or 0: leave them to the claimers.
+   * Start here, in the transaction that records a success, one task it made ready (complete_runs_and_start)
+   * in the slot it frees. Unset: true; false leaves every ready task to the claimers and the bus.
    */
-  readyLeaseSeconds?: number;
+  startReady?: boolean;
   /**
    * Most runs of one owner active at once across every dispatcher (DWOP_OWNER_MAX_RUNNING; an API key's
    * maxRunning overrides it); unset or 0: no cap. A task over it, or whose pool is full, is parked.
@@ -94,7 +92,8 @@ export interface DispatcherOptions {
 export class Dispatcher {
   private logStream: LogStream | null = null;
   private readonly slots: Semaphore;
-  private readonly completions: Batcher<string, boolean>;
+  /** Each success recorded: false when it was not (already recorded), else the run it started, or true. */
+  private readonly completions: Batcher<string, RunAssignment | boolean>;
   /** Deliveries arriving while a start_runs is in flight go together in the next one. */
   private readonly starts: Batcher<TaskMessage, StartRunResult>;
   /** Runs the executor took while a mark_runs_dispatched is in flight go together in the next one. */
@@ -122,8 +121,10 @@ export class Dispatcher {
     this.cluster = new ClusterStore(store.db);
     this.log = (options.logger ?? silentLogger).child({ component: "dispatcher", dispatcher: options.id });
     this.completions = new Batcher(async (runIds) => {
-      const recorded = new Set(await this.completeRuns(runIds));
-      return runIds.map((id) => recorded.has(id));
+      const { completed, started } = await this.completeRuns(runIds);
+      const recorded = new Set(completed);
+      // Each run started here takes the slot of one recorded success: slots are alike.
+      return runIds.map((id) => (recorded.has(id) ? started.shift() : undefined) ?? recorded.has(id));
     });
     // A start batch holds an advisory lock per pool and per cap slot it takes until it commits: 128
     // deliveries keep that to at most 256 entries of Postgres's shared lock table.
@@ -150,12 +151,9 @@ export class Dispatcher {
     }
     await this.store.heartbeat(this.options.id, this.executor.kind);
     let reaped = await this.store.reapLostRuns(this.options.lostAfterSeconds, this.options.id);
-    // Ready tasks a previous life claimed when it recorded a success, and died before publishing.
-    await this.store.releaseOutboxClaims(this.options.id);
     if (this.executor.runsIn === "process") {
       for (const dead of await deadNeighbours(this.store.db, this.options.id)) {
         reaped += await this.store.reapLostRuns(this.options.lostAfterSeconds, dead);
-        await this.store.releaseOutboxClaims(dead);
       }
     }
     if (reaped > 0) this.log.warn({ reaped }, "retried runs left by a dispatcher that stopped");
@@ -336,10 +334,12 @@ export class Dispatcher {
   }
 
   private async settle(run: RunAssignment, outcome: RunOutcome): Promise<void> {
+    let next: RunAssignment | undefined;
     try {
       // A deadlock, a dropped connection or a database refusing connections must not leave the run
-      // active forever: retry until recorded (the SQL is a compare-and-set, so a retry is harmless).
-      await retryTransient(() => this.record(run, outcome), {
+      // active forever: retry until recorded (the SQL is a compare-and-set, so a retry is harmless; a run
+      // the lost answer had started here is this dispatcher's orphan, which its heartbeat retries).
+      await retryTransient(async () => void (next = await this.record(run, outcome)), {
         retryIf: (err) => !isPermanent(err),
         giveUp: () => this.stopping,
         onRetry: (err, attempt) =>
@@ -350,38 +350,68 @@ export class Dispatcher {
       this.log.error({ err, runId: run.runId }, "could not record the end of a run");
     } finally {
       this.held.delete(run.runId);
-      this.slots.release();
-      void this.adjustFlow();
+      if (next) {
+        this.track(this.launchHere(next));
+      } else {
+        this.slots.release();
+        void this.adjustFlow();
+      }
     }
   }
 
   /**
-   * Records successes; with readyLeaseSeconds, also publishes the tasks they made ready (in the background:
-   * the run's end is recorded once the transaction commits).
+   * Launches a run that a success recorded here started for its successor, in the slot it freed. Once
+   * stopping, it is recorded lost instead (retried at once elsewhere), as a run stopped at shutdown is.
    */
-  private async completeRuns(runIds: string[]): Promise<string[]> {
-    const lease = this.options.readyLeaseSeconds;
-    if (!lease) return this.store.completeRuns(runIds);
-    const { completed, claimed } = await this.store.completeRunsAndClaim(runIds, this.options.id, lease);
-    if (claimed.length > 0) this.track(this.publishReady(claimed));
-    return completed;
-  }
-
-  /** Publishes claimed outbox rows and marks the confirmed ones; what fails is a claimer's once the lease ends. */
-  private async publishReady(claimed: ClaimedEvent[]): Promise<void> {
+  private async launchHere(run: RunAssignment): Promise<void> {
+    this.held.add(run.runId);
+    let launched = false;
     try {
-      const confirmed = await this.bus.publish(claimed.map((c) => ({ outboxId: c.id, body: c.message })));
-      await this.store.markPublished(this.options.id, confirmed);
+      if (this.stopping) {
+        await this.store.increaseAttempt(run.runId, {
+          reason: "lost",
+          message: "the dispatcher shut down before the attempt started",
+          exitCode: null,
+          logTail: null,
+          nonRetryable: false,
+        });
+        return;
+      }
+      await this.launch(run, () => (launched = true));
     } catch (err) {
-      this.log.warn({ err, rows: claimed.length }, "could not publish ready tasks; a claimer will");
+      // Started, its dispatch unrecorded: the run's end is recorded all the same (a starting run can end).
+      this.log.error({ err, runId: run.runId }, "could not record a run's dispatch");
+    } finally {
+      if (!launched) {
+        this.held.delete(run.runId);
+        this.slots.release();
+        void this.adjustFlow();
+      }
     }
   }
 
-  private async record(run: RunAssignment, outcome: RunOutcome): Promise<void> {
+  /**
+   * Records successes; unless startReady is false or the dispatcher is stopping, also starts one task each
+   * made ready (launched by settle).
+   */
+  private async completeRuns(runIds: string[]): Promise<{ completed: string[]; started: RunAssignment[] }> {
+    if (this.options.startReady === false || this.stopping) {
+      return { completed: await this.store.completeRuns(runIds), started: [] };
+    }
+    return this.store.completeRunsAndStart(
+      runIds,
+      this.options.id,
+      this.executor.kind,
+      this.options.ownerMaxRunning || null,
+    );
+  }
+
+  /** Records a run's end; returns the run its success started here, if any. */
+  private async record(run: RunAssignment, outcome: RunOutcome): Promise<RunAssignment | undefined> {
     if (outcome.kind === "succeeded") {
       const recorded = await this.completions.add(run.runId);
-      this.log.debug({ runId: run.runId, task: run.taskName, recorded }, "run succeeded");
-      return;
+      this.log.debug({ runId: run.runId, task: run.taskName, recorded: recorded !== false }, "run succeeded");
+      return typeof recorded === "object" ? recorded : undefined;
     }
     const next = await this.store.increaseAttempt(run.runId, {
       reason: outcome.reason,

@@ -355,34 +355,34 @@ $$;
 
 
 --
--- Name: complete_runs_and_claim(bigint[], text, integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+-- Name: complete_runs_and_start(bigint[], text, text, integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
-CREATE FUNCTION dwop.complete_runs_and_claim(p_run_ids bigint[], p_claimer_id text, p_lease_seconds integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(run_id bigint, outbox_id bigint, payload jsonb)
+CREATE FUNCTION dwop.complete_runs_and_start(p_run_ids bigint[], p_dispatcher_id text, p_executor text, p_owner_max_running integer DEFAULT NULL::integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(completed_id bigint, run_id bigint, task_id bigint, attempt integer, workflow_id uuid, task_name text, params jsonb, options jsonb, timeout_seconds integer, has_requirements boolean)
     LANGUAGE plpgsql
     AS $$
 declare
   v_now timestamptz := coalesce(p_now, now());
-  -- Rows complete_runs writes get ids above this one: the claim reads only that end of the primary key.
+  -- Rows complete_runs writes get ids above this one: the outbox update reads only that end of the key.
   v_last bigint := (select max(o.id) from dwop.outbox o);
   v_runs bigint[];
-  v_ready text[];
+  v_ready bigint[];
+  v_attempts int[];
 begin
   select array_agg(c.id) into v_runs from dwop.complete_runs(p_run_ids, v_now) as c (id);
   if v_runs is null then
     return;
   end if;
-  return query select r.id, null::bigint, null::jsonb from unnest(v_runs) as r (id);
-  -- One task per recorded success at most: a chain's next task goes at once, while a fan-out's other rows
-  -- stay for the claimers, whose claims take owners in turn and keep the bus's backlog (pools.md). So the
-  -- bus never holds more of an owner's messages than before the success. The few tasks are picked first
-  -- (highest priority first), then their rows among the ones written since v_last: matching every new row
-  -- against every ready task instead took minutes when a root's success made 100,000 tasks ready. The
-  -- dependents are gathered into one array first and read by primary key: joined to the unnest of
-  -- downstream_ids, the planner (which guesses 10 rows for an unnest) matched each of a 2,000-task
-  -- fan-out's ready tasks against all 2,000 ids, 4 million comparisons (0.4-1.5 s of the root's success).
-  select array_agg(x.id::text) into v_ready from (
-    select dt.id
+  return query select r.id, null::bigint, null::bigint, null::int, null::uuid, null::text, null::jsonb,
+                      null::jsonb, null::int, null::boolean
+               from unnest(v_runs) as r (id);
+  -- The tasks these successes queued, highest priority first. The dependents are gathered into one array
+  -- first and read by primary key: joined to the unnest of downstream_ids, the planner (which guesses 10
+  -- rows for an unnest) matched each of a 2,000-task fan-out's ready tasks against all 2,000 ids.
+  select array_agg(x.id order by x.priority desc, x.id), array_agg(x.attempt order by x.priority desc, x.id)
+  into v_ready, v_attempts
+  from (
+    select dt.id, dt.attempt, dt.priority
     from dwop.tasks dt
     where dt.id = any(array(select d.id
                             from dwop.runs r
@@ -396,19 +396,14 @@ begin
   if v_ready is null then
     return;
   end if;
+  update dwop.outbox o set published_at = v_now, claimed_by = p_dispatcher_id, lease_until = null
+  where o.id > coalesce(v_last, 0) and o.topic = 'task.ready' and o.published_at is null
+    and (o.payload ->> 'taskId')::bigint = any(v_ready);
   return query
-  with written as (
-    select o.id from dwop.outbox o
-    where o.id > coalesce(v_last, 0) and o.topic = 'task.ready' and o.published_at is null
-      and o.claimed_by is null and o.payload ->> 'taskId' = any(v_ready)
-    order by o.priority desc, o.id
-    for update skip locked
-  )
-  update dwop.outbox o
-  set claimed_by = p_claimer_id, lease_until = v_now + make_interval(secs => p_lease_seconds),
-      claim_count = o.claim_count + 1
-  from written where o.id = written.id
-  returning null::bigint, o.id, o.payload;
+  select null::bigint, s.run_id, v_ready[s.item], v_attempts[s.item], s.workflow_id, s.task_name, s.params,
+         s.options, s.timeout_seconds, s.has_requirements
+  from dwop.start_runs(v_ready, v_attempts, p_dispatcher_id, p_executor, v_now, p_owner_max_running) s
+  where s.created;
 end;
 $$;
 
@@ -3076,10 +3071,10 @@ REVOKE ALL ON FUNCTION dwop.complete_runs(p_run_ids bigint[], p_now timestamp wi
 
 
 --
--- Name: FUNCTION complete_runs_and_claim(p_run_ids bigint[], p_claimer_id text, p_lease_seconds integer, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+-- Name: FUNCTION complete_runs_and_start(p_run_ids bigint[], p_dispatcher_id text, p_executor text, p_owner_max_running integer, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
 --
 
-REVOKE ALL ON FUNCTION dwop.complete_runs_and_claim(p_run_ids bigint[], p_claimer_id text, p_lease_seconds integer, p_now timestamp with time zone) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dwop.complete_runs_and_start(p_run_ids bigint[], p_dispatcher_id text, p_executor text, p_owner_max_running integer, p_now timestamp with time zone) FROM PUBLIC;
 
 
 --

@@ -119,6 +119,7 @@ describe.each<BusKind>(["rabbit", "pgboss"])("the engine on %s", (bus) => {
       bus,
       dispatchers: 2,
       wrapPublisher: twice,
+      startReady: false, // every task through the bus, so every one is delivered twice
       sandbox: "off",
       logger: log.logger,
     });

@@ -1,14 +1,14 @@
-// A dispatcher that records a success publishes the tasks it made ready itself (complete_runs_and_claim):
-// the successors' outbox rows are leased to it in the completion's transaction, published, and marked.
+// A dispatcher that records a success starts the tasks it made ready itself (complete_runs_and_start):
+// one per success, in the completion's transaction, their outbox rows consumed; the rest go to claimers.
 import { afterEach, describe, expect, it } from "vitest";
 import { Claimer } from "../cron/claimer.ts";
+import { PoolStore } from "../shared/db/pool-store.ts";
 import type { TaskMessage } from "../shared/model.ts";
 import { startEngine, type Engine } from "./support/engine.ts";
 import { submission, task } from "./support/factory.ts";
 import { migratedDatabase, type MigratedDatabase } from "./support/migrated.ts";
-import { until } from "./support/until.ts";
 
-describe("complete_runs_and_claim", () => {
+describe("complete_runs_and_start", () => {
   let m: MigratedDatabase;
   afterEach(async (ctx) => {
     await m.close(ctx.task.result?.state === "pass");
@@ -22,7 +22,15 @@ describe("complete_runs_and_claim", () => {
     return result.assignment.runId;
   }
 
-  it("records the runs and leases to the caller exactly the rows of the tasks they made ready", async (ctx) => {
+  /** The names of the tasks of these runs, sorted. */
+  async function taskNames(runIds: string[]): Promise<string[]> {
+    const rows = await m.db<{ name: string }[]>`
+      select t.name from dwop.runs r join dwop.tasks t on t.id = r.task_id
+      where r.id = any(${runIds}::bigint[]) order by t.name`;
+    return rows.map((r) => r.name);
+  }
+
+  it("records the runs and starts, as the caller, one task each success made ready", async (ctx) => {
     m = await migratedDatabase(ctx.task.name);
     // a -> c, b -> c (fan-in), a -> d; and x, another workflow's root, left queued in the outbox.
     const s = submission([task("a"), task("b"), task("c", ["a", "b"]), task("d", ["a"])]);
@@ -35,72 +43,91 @@ describe("complete_runs_and_claim", () => {
     await m.store.submitWorkflow(submission([task("x")]));
     const [a, b] = await Promise.all(roots.map((r) => started(r.message)));
 
-    const first = await m.store.completeRunsAndClaim([a!], "d1", 30);
+    const first = await m.store.completeRunsAndStart([a!], "d1", "local");
     expect(first.completed).toEqual([a]);
-    // d became ready, c still waits for b; x is not this call's.
-    const names = async (ids: string[]) =>
-      (
-        await m.db<{ name: string }[]>`
-          select t.name from dwop.outbox o join dwop.tasks t on t.id = (o.payload ->> 'taskId')::bigint
-          where o.id = any(${ids}::bigint[]) order by t.name`
-      ).map((r) => r.name);
-    expect(await names(first.claimed.map((c) => c.id))).toEqual(["d"]);
-    const [row] = await m.db<{ claimedBy: string; leased: boolean }[]>`
-      select claimed_by as "claimedBy", lease_until > now() + interval '25 seconds' as leased
-      from dwop.outbox where id = ${first.claimed[0]!.id}`;
-    expect(row).toEqual({ claimedBy: "d1", leased: true });
+    // d became ready and started here; c still waits for b; x is not this call's.
+    expect(first.started.map((r) => r.taskName)).toEqual(["d"]);
+    expect(await taskNames(first.started.map((r) => r.runId))).toEqual(["d"]);
+    const [run] = await m.db<{ status: string; dispatcherId: string; taskStatus: string }[]>`
+      select r.status, r.dispatcher_id as "dispatcherId", t.status as "taskStatus"
+      from dwop.runs r join dwop.tasks t on t.id = r.task_id where r.id = ${first.started[0]!.runId}`;
+    expect(run).toEqual({ status: "starting", dispatcherId: "d1", taskStatus: "dispatched" });
 
-    // Recorded already: nothing is recorded or claimed again.
-    expect(await m.store.completeRunsAndClaim([a!], "d1", 30)).toEqual({ completed: [], claimed: [] });
-    const second = await m.store.completeRunsAndClaim([b!], "d1", 30);
+    // Recorded already: nothing is recorded or started again.
+    expect(await m.store.completeRunsAndStart([a!], "d1", "local")).toEqual({ completed: [], started: [] });
+    const second = await m.store.completeRunsAndStart([b!], "d1", "local");
     expect(second.completed).toEqual([b]);
-    expect(await names(second.claimed.map((c) => c.id))).toEqual(["c"]);
+    expect(second.started.map((r) => r.taskName)).toEqual(["c"]);
 
-    // A claimer finds only x: the leased rows are the dispatcher's until their lease runs out.
+    // Their outbox rows were consumed by d1: a claimer finds only x.
     const due = await m.store.claimOutbox("c2", 10, 30);
     expect(due.map((d) => d.message.attempt)).toEqual([1]);
-    expect(await names(due.map((d) => d.id))).toEqual(["x"]);
+    const [x] = await m.db<{ name: string }[]>`
+      select t.name from dwop.tasks t where t.id = ${due[0]!.message.taskId}`;
+    expect(x!.name).toBe("x");
+    const consumed = await m.db<{ claimedBy: string; published: boolean }[]>`
+      select o.claimed_by as "claimedBy", o.published_at is not null as published from dwop.outbox o
+      join dwop.tasks t on t.id = (o.payload ->> 'taskId')::bigint where t.name in ('c', 'd')`;
+    expect(consumed).toEqual([
+      { claimedBy: "d1", published: true },
+      { claimedBy: "d1", published: true },
+    ]);
   });
 
-  it("leaves a row its dispatcher never published to a claimer once the lease has run out", async (ctx) => {
+  it("starts one task per success and leaves the rest of a fan-out to the claimers", async (ctx) => {
     m = await migratedDatabase(ctx.task.name);
-    const s = submission([task("a"), task("b", ["a"])]);
+    await m.store.submitWorkflow(
+      submission([task("r"), task("k1", ["r"]), task("k2", ["r"]), task("k3", ["r"])]),
+    );
+    const [root] = await m.store.claimOutbox("c1", 10, 30);
+    await m.store.markPublished("c1", [root!.id]);
+    const { started: one } = await m.store.completeRunsAndStart(
+      [await started(root!.message)],
+      "d1",
+      "local",
+    );
+    expect(one).toHaveLength(1);
+    const rest = await m.store.claimOutbox("c2", 10, 30);
+    expect(rest).toHaveLength(2);
+    expect(new Set([...one.map((r) => r.taskId), ...rest.map((r) => r.message.taskId)]).size).toBe(3);
+  });
+
+  it("parks a successor whose pool is full, as a delivered one would be, and still records the success", async (ctx) => {
+    m = await migratedDatabase(ctx.task.name);
+    await new PoolStore(m.db).set("none", 0);
+    const s = submission([task("a"), task("b", ["a"], { pool: "none" })]);
     await m.store.submitWorkflow(s);
     const [root] = await m.store.claimOutbox("c1", 10, 30);
     await m.store.markPublished("c1", [root!.id]);
-    const { claimed } = await m.store.completeRunsAndClaim([await started(root!.message)], "d1", 30);
-    expect(claimed).toHaveLength(1);
-    // The dispatcher died before publishing: its lease is backdated, as time would run it out.
-    await m.db`update dwop.outbox set lease_until = now() - interval '1 second' where id = ${claimed[0]!.id}`;
-    const reclaimed = await m.store.claimOutbox("c2", 10, 30);
-    expect(reclaimed.map((r) => r.id)).toEqual([claimed[0]!.id]);
-    expect(await m.store.markPublished("c2", [claimed[0]!.id])).toBe(1);
+    const a = await started(root!.message);
+    expect(await m.store.completeRunsAndStart([a], "d1", "local")).toEqual({ completed: [a], started: [] });
+    const [b] = await m.db<{ status: string; parked: string }[]>`
+      select status, parked from dwop.tasks where name = 'b'`;
+    expect(b).toEqual({ status: "queued", parked: "pool" });
   });
 
-  it("frees the rows a dead dispatcher claimed, for a claimer to publish at once, and wakes claimers", async (ctx) => {
+  it("leaves a run started here by a dispatcher that then died to be retried as lost", async (ctx) => {
     m = await migratedDatabase(ctx.task.name);
     await m.store.submitWorkflow(submission([task("a"), task("b", ["a"])]));
     const [root] = await m.store.claimOutbox("c1", 10, 30);
     await m.store.markPublished("c1", [root!.id]);
-    const { claimed } = await m.store.completeRunsAndClaim([await started(root!.message)], "d1", 30);
-    expect(await m.store.claimOutbox("c2", 10, 30)).toEqual([]);
-    let woken = 0;
-    const listener = await m.db.listen("dwop_outbox", () => woken++);
-    try {
-      expect(await m.store.releaseOutboxClaims("other")).toBe(0);
-      expect(await m.store.releaseOutboxClaims("d1")).toBe(1);
-      await until(async () => woken > 0, 5000);
-    } finally {
-      await listener.unlisten();
-    }
-    expect((await m.store.claimOutbox("c2", 10, 30)).map((r) => r.id)).toEqual([claimed[0]!.id]);
-    // Published rows are never freed again.
-    await m.store.markPublished("c2", [claimed[0]!.id]);
-    expect(await m.store.releaseOutboxClaims("c2")).toBe(0);
+    await m.store.heartbeat("d1", "local");
+    const { started: next } = await m.store.completeRunsAndStart(
+      [await started(root!.message)],
+      "d1",
+      "local",
+    );
+    expect(next).toHaveLength(1);
+    // d1 never launches it and stops beating: its runs are lost once it is silent for the limit.
+    await m.db`update dwop.dispatchers set heartbeat_at = now() - interval '1 hour' where id = 'd1'`;
+    expect(await m.store.reapLostRuns(10, null)).toBe(1);
+    const [b] = await m.db<{ status: string; attempt: number }[]>`
+      select status, attempt from dwop.tasks where name = 'b'`;
+    expect(b).toEqual({ status: "queued", attempt: 2 });
   });
 });
 
-describe("a dispatcher publishing what its successes made ready", () => {
+describe("a dispatcher starting what its successes made ready", () => {
   let engine: Engine;
   afterEach(async (ctx) => {
     await engine.stop(ctx.task.result?.state === "pass");
@@ -129,6 +156,15 @@ describe("a dispatcher publishing what its successes made ready", () => {
       { claimedBy: "root-only", published: true },
       { claimedBy: `d0-${engine.queue}`, published: true },
       { claimedBy: `d0-${engine.queue}`, published: true },
+    ]);
+    // b and c never went through the bus: their runs were created in their upstream's success.
+    const hops = await engine.m.db<{ name: string; same: boolean }[]>`
+      select t.name, r.created_at = (select u.finished_at from dwop.runs u join dwop.tasks ut on ut.id = u.task_id
+                                     where ut.workflow_id = t.workflow_id and ut.name = case t.name when 'b' then 'a' else 'b' end) as same
+      from dwop.runs r join dwop.tasks t on t.id = r.task_id where t.name in ('b', 'c') order by t.name`;
+    expect(hops).toEqual([
+      { name: "b", same: true },
+      { name: "c", same: true },
     ]);
   });
 });

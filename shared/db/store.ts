@@ -259,28 +259,28 @@ export class Store {
   }
 
   /**
-   * Records successes as completeRuns does and, in the same transaction, claims (leases to `claimerId`) the
-   * outbox rows of the tasks they made ready, for the caller to publish and mark published.
+   * Records successes as completeRuns does and, in the same transaction, starts as `dispatcherId` one task
+   * they made ready per success (complete_runs_and_start): their runs, for the caller to launch.
    */
-  async completeRunsAndClaim(
+  async completeRunsAndStart(
     runIds: string[],
-    claimerId: string,
-    leaseSeconds: number,
-  ): Promise<{ completed: string[]; claimed: ClaimedEvent[] }> {
-    if (runIds.length === 0) return { completed: [], claimed: [] };
+    dispatcherId: string,
+    executor: string,
+    ownerMaxRunning: number | null = null,
+  ): Promise<{ completed: string[]; started: RunAssignment[] }> {
+    if (runIds.length === 0) return { completed: [], started: [] };
     const rows = await this.db<
-      { runId: string | null; outboxId: string | null; payload: TaskMessage | null }[]
+      (StartRunRow & { completed_id: string | null; task_id: string; attempt: number })[]
     >`
-      select run_id as "runId", outbox_id as "outboxId", payload
-      from dwop.complete_runs_and_claim(${runIds}::bigint[], ${claimerId}, ${leaseSeconds})`;
+      select * from dwop.complete_runs_and_start(${runIds}::bigint[], ${dispatcherId}, ${executor},
+        ${ownerMaxRunning})`;
     const completed: string[] = [];
-    const claimed: ClaimedEvent[] = [];
+    const started: RunAssignment[] = [];
     for (const r of rows) {
-      if (r.runId !== null) completed.push(r.runId);
-      else if (r.outboxId !== null && r.payload)
-        claimed.push({ id: r.outboxId, message: { taskId: r.payload.taskId, attempt: r.payload.attempt } });
+      if (r.completed_id !== null) completed.push(r.completed_id);
+      else started.push(runAssignment({ taskId: r.task_id, attempt: r.attempt }, r));
     }
-    return { completed, claimed };
+    return { completed, started };
   }
 
   /** Frees the unpublished outbox rows claimed under this id (its process died), for a claimer to publish now. */

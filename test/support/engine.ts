@@ -40,8 +40,8 @@ export interface EngineOptions {
   network?: "internet" | "none";
   /** Where the dispatchers and claimers log (a recording logger lets a test wait for what they did). */
   logger?: Logger;
-  /** Dispatchers publish the tasks their successes made ready (readyLeaseSeconds 30); true when not given. */
-  publishReady?: boolean;
+  /** Dispatchers start a task each success made ready (startReady); true when not given. */
+  startReady?: boolean;
   /** Claimers keep at most this many messages waiting in the bus (fair share); unset: no limit. */
   busBacklog?: number;
   /** DWOP_OWNER_MAX_RUNNING of the dispatchers and claimers; unset: no cap. */
@@ -103,7 +103,7 @@ export async function startEngine(label: string, options: EngineOptions): Promis
         sandbox: options.sandbox,
         network: options.network,
       });
-    // A dispatcher publishes what its successes made ready: through the same wrapper as a claimer.
+    // Through the same wrapper as a claimer, so faults injected on the bus reach both.
     const bus = await newBus();
     const d = new Dispatcher(m.store, options.wrapPublisher?.(bus) ?? bus, executor, storage, {
       id: `d${i}-${queue}`,
@@ -114,7 +114,7 @@ export async function startEngine(label: string, options: EngineOptions): Promis
       signedUrlTtlSeconds: 300,
       logger: options.logger,
       apiUrl: storageUrl, // the engine's app: workers ship live logs to it
-      readyLeaseSeconds: options.publishReady === false ? 0 : 30,
+      startReady: options.startReady,
       ownerMaxRunning: options.ownerMaxRunning,
     });
     await d.start();
