@@ -44,7 +44,7 @@ const median = (xs: number[]) => percentile(xs, 50);
 interface Split {
   /** The task's outbox row written (its upstream's success recorded) to its run row (start_runs). */
   toRun: number[];
-  /** The run row to the process started (mark_run_dispatched, after the fork server's answer). */
+  /** The run row to the process started (mark_runs_dispatched, after the fork server's answer). */
   toStart: number[];
   /** The process started to the success recorded: the worker, its exit seen, complete_runs. */
   worker: number[];

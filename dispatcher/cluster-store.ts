@@ -12,7 +12,7 @@ export type ClusterStartResult =
   /** The task moved on (cancelled, or a newer attempt): nothing to run. */
   | { kind: "stale" };
 
-/** start_cluster_run's row: start_run's, with no run when the cap is reached. */
+/** start_cluster_run's row: start_runs's, with no run when the cap is reached. */
 interface StartRow extends Omit<StartRunRow, "run_id"> {
   run_id: string | null;
   run_status: RunState | null;
@@ -53,7 +53,7 @@ export class ClusterStore {
       >`select status from dwop.runs where id = ${runId} for update`;
       if (row?.status !== "starting") return false;
       const jobName = await start();
-      await tx`select dwop.mark_run_dispatched(${runId}, ${jobName}, false)`;
+      await tx`select dwop.mark_runs_dispatched(array[${runId}]::bigint[], array[${jobName}], false)`;
       return true;
     });
   }

@@ -134,7 +134,7 @@ export interface TaskMessage {
   attempt: number;
 }
 
-/** What a dispatcher needs to run an attempt, returned by `start_run`. */
+/** What a dispatcher needs to run an attempt, returned by `start_runs`. */
 export interface RunAssignment {
   runId: string;
   workflowId: string;

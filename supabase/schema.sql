@@ -253,17 +253,6 @@ $$;
 
 
 --
--- Name: complete_run(bigint, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
---
-
-CREATE FUNCTION dwop.complete_run(p_run_id bigint, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS boolean
-    LANGUAGE sql
-    AS $$
-  select exists (select 1 from dwop.complete_runs(array[p_run_id], p_now));
-$$;
-
-
---
 -- Name: complete_runs(bigint[], timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
@@ -772,33 +761,6 @@ CREATE FUNCTION dwop.mark_outbox_published(p_claimer_id text, p_ids bigint[], p_
     returning 1
   )
   select count(*)::int from marked;
-$$;
-
-
---
--- Name: mark_run_dispatched(bigint, text, boolean, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
---
-
-CREATE FUNCTION dwop.mark_run_dispatched(p_run_id bigint, p_job_name text, p_started boolean DEFAULT false, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS boolean
-    LANGUAGE plpgsql
-    AS $$
-declare
-  v_now timestamptz := coalesce(p_now, now());
-  v_task_id bigint;
-begin
-  update dwop.runs
-  set status = case when p_started then 'running' else 'dispatched' end, job_name = p_job_name,
-      dispatched_at = v_now, started_at = case when p_started then v_now end
-  where id = p_run_id and status = 'starting'
-  returning task_id into v_task_id;
-  if not found then
-    return false;
-  end if;
-  if p_started then
-    update dwop.tasks set status = 'running', started_at = v_now where id = v_task_id and status = 'dispatched';
-  end if;
-  return true;
-end;
 $$;
 
 
@@ -1408,7 +1370,7 @@ begin
       and p.unpublished = 0
       and p.last_published <= v_now - v_after * (2 ^ least(p.published - 1, 5))
       and not exists (select 1 from dwop.runs r where r.task_id = t.id and r.attempt = t.attempt)
-    -- A task being started right now (start_run holds its row) is not stalled.
+    -- A task being started right now (start_runs holds its row) is not stalled.
     for no key update of t skip locked
   ) s;
 
@@ -1663,16 +1625,15 @@ CREATE FUNCTION dwop.start_runs(p_task_ids bigint[], p_attempts integer[], p_dis
     AS $$
 declare
   v_now timestamptz := coalesce(p_now, now());
-  v_group record;
+  v_limit record;
   -- The items that would start a run, in task order, with their owner and pool.
   v_items int[];
   v_item_owners text[];
   v_item_pools text[];
-  -- The owners with a cap (v_owners) and the pools (v_pools), each with the slots the batch took for it:
-  -- all of them in one array (v_slots), each owner's and pool's from v_next (the next one to give) to
-  -- v_end (exclusive); the pools' entries in v_next and v_end come after the owners'.
-  v_owners text[] := '{}';
-  v_pools text[] := '{}';
+  -- The limits the items are under ('owner:NAME' for an owner with a cap, 'pool:NAME'), each with the
+  -- slots the batch took for it: all of them in one array (v_slots), limit i's from v_next[i] (the next
+  -- one to give) to v_end[i] (exclusive).
+  v_limits text[] := '{}';
   v_slots int[] := '{}';
   v_next int[] := '{}';
   v_end int[] := '{}';
@@ -1693,10 +1654,11 @@ begin
     raise exception 'start_runs: % task ids but % attempts', cardinality(p_task_ids), cardinality(p_attempts)
       using errcode = '22023';
   end if;
-  -- The tasks are read by primary key once locked, their state tested outside the scan (see complete_runs).
-  perform 1 from dwop.tasks t where t.id = any(p_task_ids) order by t.id for no key update;
+  -- The tasks are locked in id order and read by primary key, their state tested outside the scan (see
+  -- complete_runs); the lock returns each row as it is once locked.
   with locked as materialized (
     select t.id, t.status, t.attempt, t.owner, t.pool from dwop.tasks t where t.id = any(p_task_ids)
+    order by t.id for no key update
   )
   select coalesce(array_agg(f.i order by f.task_id), '{}'), array_agg(f.owner order by f.task_id),
          array_agg(f.pool order by f.task_id)
@@ -1711,32 +1673,27 @@ begin
   ) f;
 
   -- Each owner with a cap and each pool (a deleted pool gives none) takes free slots for its tasks.
-  for v_group in
-    select c.owner, c.cap, c.n from (
+  for v_limit in
+    select 'owner' as kind, c.owner as name, c.cap as size, c.n from (
       select u.owner, u.n, dwop.owner_max_running(u.owner, p_owner_max_running) as cap
       from (select x.owner, count(*)::int as n from unnest(v_item_owners) as x (owner) group by x.owner) u
-    ) c where c.cap is not null order by c.owner
-  loop
-    v_owners := v_owners || v_group.owner;
-    v_next := v_next || (cardinality(v_slots) + 1);
-    v_slots := v_slots || dwop.take_slots('owner', v_group.owner, v_group.cap, v_group.n);
-    v_end := v_end || (cardinality(v_slots) + 1);
-  end loop;
-  for v_group in
-    select p.name, p.slots, c.n from (
+    ) c where c.cap is not null
+    union all
+    select 'pool', p.name, p.slots, c.n from (
       select u.pool, count(*)::int as n from unnest(v_item_pools) as u (pool) where u.pool is not null group by u.pool
-    ) c join dwop.pools p on p.name = c.pool order by p.name
+    ) c join dwop.pools p on p.name = c.pool
+    order by 1, 2
   loop
-    v_pools := v_pools || v_group.name;
+    v_limits := v_limits || (v_limit.kind || ':' || v_limit.name);
     v_next := v_next || (cardinality(v_slots) + 1);
-    v_slots := v_slots || dwop.take_slots('pool', v_group.name, v_group.slots, v_group.n);
+    v_slots := v_slots || dwop.take_slots(v_limit.kind, v_limit.name, v_limit.size, v_limit.n);
     v_end := v_end || (cardinality(v_slots) + 1);
   end loop;
 
   -- Each item in turn takes the next slot of its owner and of its pool, or waits (and takes neither).
   for v_k in 1 .. cardinality(v_items) loop
-    v_o := array_position(v_owners, v_item_owners[v_k]);
-    v_p := cardinality(v_owners) + array_position(v_pools, v_item_pools[v_k]);
+    v_o := array_position(v_limits, 'owner:' || v_item_owners[v_k]);
+    v_p := array_position(v_limits, 'pool:' || v_item_pools[v_k]);
     v_owner_slot := case when v_next[v_o] < v_end[v_o] then v_slots[v_next[v_o]] end;
     v_pool_slot := case when v_next[v_p] < v_end[v_p] then v_slots[v_next[v_p]] end;
     if v_o is not null and v_owner_slot is null then
@@ -3057,13 +3014,6 @@ REVOKE ALL ON FUNCTION dwop.claim_outbox_events(p_claimer_id text, p_batch_size 
 
 
 --
--- Name: FUNCTION complete_run(p_run_id bigint, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
---
-
-REVOKE ALL ON FUNCTION dwop.complete_run(p_run_id bigint, p_now timestamp with time zone) FROM PUBLIC;
-
-
---
 -- Name: FUNCTION complete_runs(p_run_ids bigint[], p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
 --
 
@@ -3194,13 +3144,6 @@ REVOKE ALL ON FUNCTION dwop.log_event(p_workflow_id uuid, p_kind text, p_task_na
 --
 
 REVOKE ALL ON FUNCTION dwop.mark_outbox_published(p_claimer_id text, p_ids bigint[], p_now timestamp with time zone) FROM PUBLIC;
-
-
---
--- Name: FUNCTION mark_run_dispatched(p_run_id bigint, p_job_name text, p_started boolean, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
---
-
-REVOKE ALL ON FUNCTION dwop.mark_run_dispatched(p_run_id bigint, p_job_name text, p_started boolean, p_now timestamp with time zone) FROM PUBLIC;
 
 
 --

@@ -98,7 +98,7 @@ const TASK_ID = /^[1-9][0-9]{0,17}$/;
 /** The largest attempt number (an int column). */
 const MAX_INT = 2 ** 31 - 1;
 
-/** The row start_run (and start_cluster_run) answers for a run it made or found. */
+/** The row start_runs (and start_cluster_run) answers for a run it made or found. */
 export interface StartRunRow {
   run_id: string;
   created: boolean;
@@ -228,15 +228,14 @@ export class Store {
     return results;
   }
 
+  /** Marks one run dispatched (markRunsDispatched); false when it was no longer starting. */
   async markRunDispatched(runId: string, jobName: string, started: boolean): Promise<boolean> {
-    const [row] = await this.db<{ ok: boolean }[]>`
-      select dwop.mark_run_dispatched(${runId}, ${jobName}, ${started}) as ok`;
-    return row?.ok ?? false;
+    return (await this.markRunsDispatched([{ runId, jobName }], started)).length > 0;
   }
 
   /**
-   * markRunDispatched for many runs in one transaction (mark_runs_dispatched); returns the ids of the runs
-   * it marked (those still starting).
+   * Marks runs the executor accepted dispatched, in one transaction (mark_runs_dispatched); returns the ids
+   * of the runs it marked (those still starting).
    */
   async markRunsDispatched(runs: { runId: string; jobName: string }[], started: boolean): Promise<string[]> {
     if (runs.length === 0) return [];
@@ -371,14 +370,14 @@ function withoutNul(text: string): string {
   return text.includes("\0") ? text.replaceAll("\0", "") : text;
 }
 
-/** What start_run's row (or its absence) says about a delivery. */
+/** What start_runs's row for a delivery (or its absence) says about it. */
 function startRunResult(message: TaskMessage, row: StartRunRow | undefined): StartRunResult {
   if (!row) return { kind: "stale" };
   if (!row.created) return { kind: "duplicate", runId: row.run_id };
   return { kind: "created", assignment: runAssignment(message, row) };
 }
 
-/** What a dispatcher needs to run the attempt a start_run row describes. */
+/** What a dispatcher needs to run the attempt a start_runs row describes. */
 export function runAssignment(message: TaskMessage, row: StartRunRow): RunAssignment {
   return {
     runId: row.run_id,

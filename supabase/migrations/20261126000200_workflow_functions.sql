@@ -198,7 +198,7 @@ end;
 $$;
 
 -- Cancels every task that has not ended, and the workflow. Dispatchers hear `dwop_cancel` and stop
--- the runs they hold; a run that finishes anyway is then ignored by complete_run's compare-and-set.
+-- the runs they hold; a run that finishes anyway is then ignored by complete_runs's compare-and-set.
 -- Runs and tasks are locked before the workflow row, the order completions take them in. Cancelling
 -- ends a workflow too, so its completion callback is queued as well.
 create function dwop.cancel_workflow(p_workflow_id uuid, p_now timestamptz default null)

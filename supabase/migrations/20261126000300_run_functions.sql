@@ -90,31 +90,6 @@ language sql stable as $$
   from dwop.outbox where published_at is null;
 $$;
 
--- The executor accepted the run (process spawned, Job created). p_started says the task's code is
--- already starting (a local process); otherwise mark_run_running follows when the pod starts.
-create function dwop.mark_run_dispatched(p_run_id bigint, p_job_name text, p_started boolean default false,
-                                         p_now timestamptz default null)
-returns boolean
-language plpgsql as $$
-declare
-  v_now timestamptz := coalesce(p_now, now());
-  v_task_id bigint;
-begin
-  update dwop.runs
-  set status = case when p_started then 'running' else 'dispatched' end, job_name = p_job_name,
-      dispatched_at = v_now, started_at = case when p_started then v_now end
-  where id = p_run_id and status = 'starting'
-  returning task_id into v_task_id;
-  if not found then
-    return false;
-  end if;
-  if p_started then
-    update dwop.tasks set status = 'running', started_at = v_now where id = v_task_id and status = 'dispatched';
-  end if;
-  return true;
-end;
-$$;
-
 -- The run's code started (the pod is running).
 create function dwop.mark_run_running(p_run_id bigint, p_now timestamptz default null)
 returns boolean
@@ -223,13 +198,6 @@ begin
 
   return query select unnest(v_runs);
 end;
-$$;
-
--- Records the success of one run; true when recorded, false when the run had already moved on.
-create function dwop.complete_run(p_run_id bigint, p_now timestamptz default null)
-returns boolean
-language sql as $$
-  select exists (select 1 from dwop.complete_runs(array[p_run_id], p_now));
 $$;
 
 -- Records a failed attempt and decides what follows (the seed design's name and first two parameters).

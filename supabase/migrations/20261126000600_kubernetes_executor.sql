@@ -53,12 +53,12 @@ language sql stable as $$
   select holder from dwop.leases where name = p_name and expires_at > coalesce(p_now, now());
 $$;
 
--- start_run for executors whose runs outlive the dispatcher (Kubernetes Jobs), under a global cap:
+-- start_runs for executors whose runs outlive the dispatcher (Kubernetes Jobs), under a global cap:
 -- - a duplicate delivery finds its run whatever the load, with the run's status and everything needed
 --   to (re)create its Job, since a dispatcher may have died between creating the run and the Job;
 -- - a task that moved on (cancelled, newer attempt) gives no row;
 -- - otherwise, when p_max_active runs of p_executor are active, one row with at_capacity = true;
--- - otherwise the run is created, as start_runs does (or the task parked, with no row: see start_run).
+-- - otherwise the run is created, as start_runs does (or the task parked, with no row: see start_runs).
 -- Counting and inserting happen under one transaction-scoped advisory lock, so dispatchers starting
 -- runs at once never pass the cap together.
 create function dwop.start_cluster_run(p_task_id bigint, p_attempt int, p_dispatcher_id text, p_executor text,

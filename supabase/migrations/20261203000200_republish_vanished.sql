@@ -4,7 +4,7 @@
 -- would stay queued forever. The claimer therefore calls republish_stalled_tasks now and then: a task
 -- whose current attempt was published long enough ago and has no run gets a new outbox row for the same
 -- (task, attempt), which the claimer publishes as any other. A message that was only late and arrives
--- as well finds the run recorded (start_run and start_cluster_run are keyed by (task, attempt)) and
+-- as well finds the run recorded (start_runs and start_cluster_run are keyed by (task, attempt)) and
 -- starts nothing.
 --
 -- Tasks that wait for good reasons are left alone:
@@ -75,7 +75,7 @@ begin
       and p.unpublished = 0
       and p.last_published <= v_now - v_after * (2 ^ least(p.published - 1, 5))
       and not exists (select 1 from dwop.runs r where r.task_id = t.id and r.attempt = t.attempt)
-    -- A task being started right now (start_run holds its row) is not stalled.
+    -- A task being started right now (start_runs holds its row) is not stalled.
     for no key update of t skip locked
   ) s;
 

@@ -16,8 +16,8 @@
 -- owner caps (issue 14): per owner with a cap and per pool it counts once what may start and takes that
 -- many free slots (take_slots: an advisory lock each, so two dispatchers never take the same slot, and the
 -- unique indexes over the active runs' slots make a limit hold exactly), then gives them to the tasks in
--- task order; a task left without one is parked. Everything else is a statement per batch, not per task. The Kubernetes executor's
--- start_cluster_run calls it with one item.
+-- task order; a task left without one is parked. Everything else is a statement per batch, not per
+-- task. The Kubernetes executor's start_cluster_run calls it with one item.
 create function dwop.start_runs(p_task_ids bigint[], p_attempts int[], p_dispatcher_id text, p_executor text,
                                 p_now timestamptz default null, p_owner_max_running int default null)
 returns table (item int, run_id bigint, created boolean, workflow_id uuid, task_name text, params jsonb,
@@ -25,16 +25,15 @@ returns table (item int, run_id bigint, created boolean, workflow_id uuid, task_
 language plpgsql as $$
 declare
   v_now timestamptz := coalesce(p_now, now());
-  v_group record;
+  v_limit record;
   -- The items that would start a run, in task order, with their owner and pool.
   v_items int[];
   v_item_owners text[];
   v_item_pools text[];
-  -- The owners with a cap (v_owners) and the pools (v_pools), each with the slots the batch took for it:
-  -- all of them in one array (v_slots), each owner's and pool's from v_next (the next one to give) to
-  -- v_end (exclusive); the pools' entries in v_next and v_end come after the owners'.
-  v_owners text[] := '{}';
-  v_pools text[] := '{}';
+  -- The limits the items are under ('owner:NAME' for an owner with a cap, 'pool:NAME'), each with the
+  -- slots the batch took for it: all of them in one array (v_slots), limit i's from v_next[i] (the next
+  -- one to give) to v_end[i] (exclusive).
+  v_limits text[] := '{}';
   v_slots int[] := '{}';
   v_next int[] := '{}';
   v_end int[] := '{}';
@@ -55,10 +54,11 @@ begin
     raise exception 'start_runs: % task ids but % attempts', cardinality(p_task_ids), cardinality(p_attempts)
       using errcode = '22023';
   end if;
-  -- The tasks are read by primary key once locked, their state tested outside the scan (see complete_runs).
-  perform 1 from dwop.tasks t where t.id = any(p_task_ids) order by t.id for no key update;
+  -- The tasks are locked in id order and read by primary key, their state tested outside the scan (see
+  -- complete_runs); the lock returns each row as it is once locked.
   with locked as materialized (
     select t.id, t.status, t.attempt, t.owner, t.pool from dwop.tasks t where t.id = any(p_task_ids)
+    order by t.id for no key update
   )
   select coalesce(array_agg(f.i order by f.task_id), '{}'), array_agg(f.owner order by f.task_id),
          array_agg(f.pool order by f.task_id)
@@ -73,32 +73,27 @@ begin
   ) f;
 
   -- Each owner with a cap and each pool (a deleted pool gives none) takes free slots for its tasks.
-  for v_group in
-    select c.owner, c.cap, c.n from (
+  for v_limit in
+    select 'owner' as kind, c.owner as name, c.cap as size, c.n from (
       select u.owner, u.n, dwop.owner_max_running(u.owner, p_owner_max_running) as cap
       from (select x.owner, count(*)::int as n from unnest(v_item_owners) as x (owner) group by x.owner) u
-    ) c where c.cap is not null order by c.owner
-  loop
-    v_owners := v_owners || v_group.owner;
-    v_next := v_next || (cardinality(v_slots) + 1);
-    v_slots := v_slots || dwop.take_slots('owner', v_group.owner, v_group.cap, v_group.n);
-    v_end := v_end || (cardinality(v_slots) + 1);
-  end loop;
-  for v_group in
-    select p.name, p.slots, c.n from (
+    ) c where c.cap is not null
+    union all
+    select 'pool', p.name, p.slots, c.n from (
       select u.pool, count(*)::int as n from unnest(v_item_pools) as u (pool) where u.pool is not null group by u.pool
-    ) c join dwop.pools p on p.name = c.pool order by p.name
+    ) c join dwop.pools p on p.name = c.pool
+    order by 1, 2
   loop
-    v_pools := v_pools || v_group.name;
+    v_limits := v_limits || (v_limit.kind || ':' || v_limit.name);
     v_next := v_next || (cardinality(v_slots) + 1);
-    v_slots := v_slots || dwop.take_slots('pool', v_group.name, v_group.slots, v_group.n);
+    v_slots := v_slots || dwop.take_slots(v_limit.kind, v_limit.name, v_limit.size, v_limit.n);
     v_end := v_end || (cardinality(v_slots) + 1);
   end loop;
 
   -- Each item in turn takes the next slot of its owner and of its pool, or waits (and takes neither).
   for v_k in 1 .. cardinality(v_items) loop
-    v_o := array_position(v_owners, v_item_owners[v_k]);
-    v_p := cardinality(v_owners) + array_position(v_pools, v_item_pools[v_k]);
+    v_o := array_position(v_limits, 'owner:' || v_item_owners[v_k]);
+    v_p := array_position(v_limits, 'pool:' || v_item_pools[v_k]);
     v_owner_slot := case when v_next[v_o] < v_end[v_o] then v_slots[v_next[v_o]] end;
     v_pool_slot := case when v_next[v_p] < v_end[v_p] then v_slots[v_next[v_p]] end;
     if v_o is not null and v_owner_slot is null then
@@ -173,10 +168,10 @@ begin
 end;
 $$;
 
--- mark_run_dispatched (20261126000300) for many runs at once: each run still 'starting' gets its job name
--- and becomes 'dispatched' (or 'running' where p_started says its code is already starting, and its task
--- with it). Returns the ids of the runs it marked; a run that moved on meanwhile (finished, cancelled,
--- reaped) is left out and left alone.
+-- The executor accepted these runs (processes spawned, Jobs created): each run still 'starting' gets its
+-- job name and becomes 'dispatched' (or 'running' where p_started says its code is already starting, and
+-- its task with it; otherwise mark_run_running follows when the pod starts). Returns the ids of the runs
+-- it marked; a run that moved on meanwhile (finished, cancelled, reaped) is left out and left alone.
 create function dwop.mark_runs_dispatched(p_run_ids bigint[], p_job_names text[], p_started boolean default false,
                                           p_now timestamptz default null)
 returns setof bigint
