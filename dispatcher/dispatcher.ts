@@ -92,15 +92,15 @@ export interface DispatcherOptions {
 export class Dispatcher {
   private logStream: LogStream | null = null;
   private readonly slots: Semaphore;
-  /** Each success recorded: false when it was not (already recorded), else the run it started, or true. */
-  private readonly completions: Batcher<string, RunAssignment | boolean>;
+  /** Each success: whether this call recorded it, and the run it started here (complete_runs_and_start). */
+  private readonly completions: Batcher<string, { recorded: boolean; next?: RunAssignment }>;
   /** Deliveries arriving while a start_runs is in flight go together in the next one. */
   private readonly starts: Batcher<TaskMessage, StartRunResult>;
   /** Runs the executor took while a mark_runs_dispatched is in flight go together in the next one. */
   private readonly dispatches: Batcher<{ runId: string; jobName: string }, boolean>;
   private readonly cluster: ClusterStore;
   private readonly settling = new Set<Promise<void>>();
-  /** Runs of this process between start_run and their recorded end: what the orphan reaper must spare. */
+  /** Runs of this process between start_runs and their recorded end: what the orphan reaper must spare. */
   private readonly held = new Set<string>();
   private readonly log: Logger;
   private consumer: Consumer | null = null;
@@ -120,11 +120,13 @@ export class Dispatcher {
     this.slots = new Semaphore(options.concurrency);
     this.cluster = new ClusterStore(store.db);
     this.log = (options.logger ?? silentLogger).child({ component: "dispatcher", dispatcher: options.id });
-    this.completions = new Batcher(async (runIds) => {
+    this.completions = new Batcher(async (runIds): Promise<{ recorded: boolean; next?: RunAssignment }[]> => {
       const { completed, started } = await this.completeRuns(runIds);
       const recorded = new Set(completed);
       // Each run started here takes the slot of one recorded success: slots are alike.
-      return runIds.map((id) => (recorded.has(id) ? started.shift() : undefined) ?? recorded.has(id));
+      return runIds.map((id) =>
+        recorded.has(id) ? { recorded: true, next: started.shift() } : { recorded: false },
+      );
     });
     // A start batch holds an advisory lock per pool and per cap slot it takes until it commits: 128
     // deliveries keep that to at most 256 entries of Postgres's shared lock table.
@@ -368,13 +370,7 @@ export class Dispatcher {
     let launched = false;
     try {
       if (this.stopping) {
-        await this.store.increaseAttempt(run.runId, {
-          reason: "lost",
-          message: "the dispatcher shut down before the attempt started",
-          exitCode: null,
-          logTail: null,
-          nonRetryable: false,
-        });
+        await this.recordLost(run.runId, "the dispatcher shut down before the attempt started");
         return;
       }
       await this.launch(run, () => (launched = true));
@@ -409,9 +405,9 @@ export class Dispatcher {
   /** Records a run's end; returns the run its success started here, if any. */
   private async record(run: RunAssignment, outcome: RunOutcome): Promise<RunAssignment | undefined> {
     if (outcome.kind === "succeeded") {
-      const recorded = await this.completions.add(run.runId);
-      this.log.debug({ runId: run.runId, task: run.taskName, recorded: recorded !== false }, "run succeeded");
-      return typeof recorded === "object" ? recorded : undefined;
+      const { recorded, next } = await this.completions.add(run.runId);
+      this.log.debug({ runId: run.runId, task: run.taskName, recorded }, "run succeeded");
+      return next;
     }
     const next = await this.store.increaseAttempt(run.runId, {
       reason: outcome.reason,
@@ -444,6 +440,17 @@ export class Dispatcher {
     void this.adjustFlow();
   }
 
+  /** Records an attempt this dispatcher gives up as lost: retried at once, from the infrastructure budget. */
+  private async recordLost(runId: string, message: string): Promise<void> {
+    await this.store.increaseAttempt(runId, {
+      reason: "lost",
+      message,
+      exitCode: null,
+      logTail: null,
+      nonRetryable: false,
+    });
+  }
+
   private track(p: Promise<void>): void {
     this.settling.add(p);
     void p.finally(() => this.settling.delete(p));
@@ -464,15 +471,9 @@ export class Dispatcher {
     }
     for (const runId of this.executor.active()) {
       await this.executor.kill(runId);
-      await this.store
-        .increaseAttempt(runId, {
-          reason: "lost",
-          message: "the dispatcher shut down before the attempt finished",
-          exitCode: null,
-          logTail: null,
-          nonRetryable: false,
-        })
-        .catch((err: unknown) => this.log.error({ err, runId }, "could not record a stopped run"));
+      await this.recordLost(runId, "the dispatcher shut down before the attempt finished").catch(
+        (err: unknown) => this.log.error({ err, runId }, "could not record a stopped run"),
+      );
     }
     await Promise.allSettled([...this.settling]);
     if (this.heartbeat) clearInterval(this.heartbeat);
