@@ -36,9 +36,9 @@ export async function completedPerSecond(db: Sql, id: string): Promise<number> {
 
 /**
  * Brings a fresh engine's database into the state of one in use: a workflow (by default a 1,000-task
- * fan-out) run through it, then
- * ANALYZE, as autovacuum does on a database in use. Its statistics are then taken while the queue is
- * empty, which is what exposed the plans that walked a whole partial index of open rows for each row.
+ * fan-out) run through it, then ANALYZE, as autovacuum does on a database in use. Its statistics are then
+ * taken while the queue is empty, which is what exposed the plans that walked a whole partial index of
+ * open rows for each row.
  */
 export async function bringIntoUse(engine: Engine, source = fanWorkflow(1000)): Promise<void> {
   await engine.waitFor(await engine.submit(source), 600_000);

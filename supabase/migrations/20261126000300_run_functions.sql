@@ -164,12 +164,12 @@ begin
   -- calls: lock them in one order so calls never deadlock.
   select array_agg(d.id) into v_inputs
   from dwop.tasks t cross join lateral unnest(t.downstream_ids) d (id) where t.id = any(v_tasks);
-  perform 1 from dwop.tasks d where d.id = any(v_inputs) order by d.id for no key update;
   with counts as (
     select u.id, count(*)::int as n from unnest(v_inputs) as u (id) group by u.id
   ),
   waiting as materialized (
     select d.id, d.status, d.pending_inputs from dwop.tasks d where d.id = any(v_inputs)
+    order by d.id for no key update
   ),
   counted as (
     update dwop.tasks d
