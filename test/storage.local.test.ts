@@ -1,6 +1,7 @@
 import { createHmac } from "node:crypto";
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { request } from "node:http";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -181,6 +182,25 @@ describe("LocalStorage", () => {
     await expect(upload).rejects.toThrow();
     await waitFor(async () => (await readdir(join(root, ".tmp"))).length === 0);
     expect(await readText(storage(), "wf/t/output.txt")).toBe("old");
+  });
+
+  it("keeps the old object when a small upload's connection drops before its Content-Length is in", async () => {
+    await storage().put("Task_Output", "wf/t/output.txt", "old");
+    const url = new URL(await storage().signUrl("Task_Output", "wf/t/output.txt", "PUT", 60));
+    const socket = connect(Number(url.port), url.hostname);
+    await new Promise((resolve) => socket.once("connect", resolve));
+    socket.write(
+      `PUT ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nContent-Length: 100\r\n\r\nnew, only a part`,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 100)); // the server has read the part
+    socket.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await readText(storage(), "wf/t/output.txt")).toBe("old");
+    expect(await readdir(join(root, ".tmp")).catch(() => [])).toEqual([]);
+    // And the same upload whole is stored.
+    const whole = await fetch(url, { method: "PUT", body: "x".repeat(100) });
+    expect(whole.status).toBe(200);
+    expect(await readText(storage(), "wf/t/output.txt")).toBe("x".repeat(100));
   });
 
   it("serves signed URLs in-process through app.request", async () => {

@@ -12,6 +12,7 @@ import {
   SIGNED_PATH_PREFIX,
   type LocalStorageOptions,
   type OpenedObject,
+  SMALL_OBJECT_BYTES,
 } from "./local.ts";
 
 /**
@@ -46,9 +47,17 @@ export function localStorageRoutes(storage: LocalStorage): Hono {
       return sendObject(c, opened, range);
     }
     const max = storage.maxObjectBytes;
-    if (Number(c.req.header("content-length") ?? 0) > max) return entityTooLarge(c, max);
+    const declared = Number(c.req.header("content-length") ?? NaN);
+    if (declared > max) return entityTooLarge(c, max);
     try {
-      await storage.putStream(bucket, key, requestBody(c), max);
+      if (declared <= SMALL_OBJECT_BYTES) {
+        const body = await smallBody(requestBody(c), declared);
+        if (body === null)
+          throw Object.assign(new Error("the request body ended early"), { code: "ECONNRESET" });
+        await storage.put(bucket, key, body);
+      } else {
+        await storage.putStream(bucket, key, requestBody(c), max);
+      }
     } catch (err) {
       if (err instanceof ObjectTooLarge) return entityTooLarge(c, max);
       if (!isCutOff(err)) throw err;
@@ -62,13 +71,15 @@ export function localStorageRoutes(storage: LocalStorage): Hono {
 /** 200 with the whole object, 206 with the range asked for, or 416 when the range is past its end. */
 function sendObject(c: Context, opened: OpenedObject, range: ByteRange | "unsatisfiable" | null) {
   if (range === "unsatisfiable") {
-    opened.stream.destroy();
+    if (!(opened.body instanceof Uint8Array)) opened.body.destroy();
     const message = `the range asked for is outside the object (${opened.size} bytes)`;
     return c.json({ error: { code: "range_not_satisfiable", message } }, 416, {
       "content-range": `bytes */${opened.size}`,
     });
   }
-  const body = Readable.toWeb(opened.stream) as ReadableStream<Uint8Array>;
+  const { body: content } = opened;
+  const body =
+    content instanceof Uint8Array ? content : (Readable.toWeb(content) as ReadableStream<Uint8Array>);
   const headers = { "content-type": "application/octet-stream", "accept-ranges": "bytes" };
   if (range === null) return c.body(body, 200, { ...headers, "content-length": String(opened.size) });
   return c.body(body, 206, {
@@ -168,6 +179,22 @@ function requestBody(c: Context): Readable | null {
   const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
   if (incoming && !incoming.readableDidRead && incoming.readable) return incoming;
   return nodeReadable(c.req.raw.body);
+}
+
+/**
+ * A body of `length` bytes (its Content-Length) read into memory, or null when it ended before them. Node's
+ * parser stops at the declared length, so a longer body cannot reach past it.
+ */
+async function smallBody(body: Readable | null, length: number): Promise<Uint8Array | null> {
+  const chunks: Buffer[] = [];
+  let read = 0;
+  if (body) {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      chunks.push(chunk);
+      read += chunk.length;
+    }
+  }
+  return read === length ? Buffer.concat(chunks, read) : null;
 }
 
 /** What Supabase Storage answers for an object over its size limit, in this API's error shape. */

@@ -1,7 +1,18 @@
 // Node-only: objects as files under a root folder, reached by workers through HMAC-signed URLs.
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { createWriteStream } from "node:fs";
-import { mkdir, open, rename, rm, rmdir, writeFile } from "node:fs/promises";
+import {
+  closeSync,
+  createReadStream,
+  createWriteStream,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { mkdir, rename, rm, rmdir, writeFile } from "node:fs/promises";
 import { dirname, join, resolve, sep } from "node:path";
 import { Readable, Transform } from "node:stream";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
@@ -40,12 +51,23 @@ export interface SignedQuery {
   signature: string | undefined;
 }
 
+/**
+ * Objects (or ranges) up to this size are read and written with synchronous calls, a few microseconds each
+ * on a local disk, where each step of fs/promises or of a file stream is a trip through libuv's thread
+ * pool and back (~0.1-0.5 ms apiece, four to six of them per request). A task's code, inputs and outputs
+ * are mostly this small; larger ones stream, so memory stays bounded.
+ */
+export const SMALL_OBJECT_BYTES = 256 * 1024;
+
 /** An object opened for reading. */
 export interface OpenedObject {
   /** The whole object's size. */
   size: number;
-  /** Its bytes, or only those of the range it was opened with. */
-  stream: Readable;
+  /**
+   * Its bytes, or only those of the range it was opened with: read already when they are at most
+   * SMALL_OBJECT_BYTES, else a stream.
+   */
+  body: Uint8Array<ArrayBuffer> | Readable;
 }
 
 /** Bytes `start` to `end` of an object, both included (as an HTTP Range names them). */
@@ -77,6 +99,7 @@ export class LocalStorage implements Storage {
 
   async put(bucket: string, key: string, body: Uint8Array | string): Promise<void> {
     const file = this.filePath(bucket, key);
+    if (body.length <= SMALL_OBJECT_BYTES) return this.replaceNow(file, body);
     await this.replaceAtomically(file, (temp) => writeFile(temp, body, { flag: "wx" }));
   }
 
@@ -97,7 +120,11 @@ export class LocalStorage implements Storage {
 
   async get(bucket: string, key: string): Promise<ReadableStream<Uint8Array> | null> {
     const opened = await this.openRead(bucket, key);
-    return opened ? (Readable.toWeb(opened.stream) as ReadableStream<Uint8Array>) : null;
+    if (!opened) return null;
+    const { body } = opened;
+    return body instanceof Uint8Array
+      ? (new Response(body).body as ReadableStream<Uint8Array>)
+      : (Readable.toWeb(body) as ReadableStream<Uint8Array>);
   }
 
   /**
@@ -110,24 +137,28 @@ export class LocalStorage implements Storage {
     range?: (size: number) => ByteRange | null,
   ): Promise<OpenedObject | null> {
     const file = this.filePath(bucket, key);
-    let handle;
+    let fd: number;
     try {
-      handle = await open(file, "r");
+      fd = openSync(file, "r");
     } catch (err) {
       if (isMissing(err)) return null;
       throw err;
     }
+    let streaming = false;
     try {
-      const info = await handle.stat();
-      if (!info.isFile()) {
-        await handle.close();
-        return null;
-      }
+      const info = fstatSync(fd);
+      if (!info.isFile()) return null;
       const wanted = range?.(info.size) ?? undefined;
-      return { size: info.size, stream: handle.createReadStream(wanted) };
-    } catch (err) {
-      await handle.close();
-      throw err;
+      const start = wanted?.start ?? 0;
+      const length = Math.max(0, (wanted?.end ?? info.size - 1) - start + 1);
+      if (length <= SMALL_OBJECT_BYTES) return { size: info.size, body: readAt(fd, start, length) };
+      streaming = true;
+      return {
+        size: info.size,
+        body: createReadStream(file, { fd, start: wanted?.start, end: wanted?.end }),
+      };
+    } finally {
+      if (!streaming) closeSync(fd);
     }
   }
 
@@ -189,6 +220,21 @@ export class LocalStorage implements Storage {
     return file;
   }
 
+  /** replaceAtomically for bytes in memory, with synchronous calls (see SMALL_OBJECT_BYTES). */
+  private replaceNow(file: string, body: Uint8Array | string): void {
+    const tempDir = join(this.root, ".tmp");
+    const temp = join(tempDir, `${randomBytes(12).toString("hex")}.part`);
+    mkdirSync(tempDir, { recursive: true });
+    mkdirSync(dirname(file), { recursive: true });
+    try {
+      writeFileSync(temp, body, { flag: "wx" });
+      renameSync(temp, file);
+    } catch (err) {
+      rmSync(temp, { force: true });
+      throw err;
+    }
+  }
+
   /** Writes to a temporary file (in `<root>/.tmp`, which no bucket can name) and renames it over the object. */
   private async replaceAtomically(file: string, write: (temp: string) => Promise<void>): Promise<void> {
     const tempDir = join(this.root, ".tmp");
@@ -202,6 +248,18 @@ export class LocalStorage implements Storage {
       throw err;
     }
   }
+}
+
+/** `length` bytes of the file from `start` (fewer when it ends first). */
+function readAt(fd: number, start: number, length: number): Uint8Array<ArrayBuffer> {
+  const bytes = Buffer.allocUnsafe(length);
+  let read = 0;
+  while (read < length) {
+    const n = readSync(fd, bytes, read, length - read, start + read);
+    if (n === 0) break;
+    read += n;
+  }
+  return bytes.subarray(0, read) as Uint8Array<ArrayBuffer>;
 }
 
 /** Adapts a web request body to a Node stream. */
