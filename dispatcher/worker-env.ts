@@ -2,7 +2,8 @@ import { inputRefName, isInputRef } from "../shared/dsl/index.ts";
 import type { WorkerEnv } from "../shared/executors/executor.ts";
 import { CODE_BUCKET, OUTPUT_BUCKET, objectPaths, type RunAssignment } from "../shared/model.ts";
 import type { Storage } from "../shared/storage/storage.ts";
-import { logStreamToken, logStreamUrl } from "../shared/log-stream.ts";
+import { createHmac } from "node:crypto";
+import { logStreamMessage, logStreamUrl } from "../shared/log-stream.ts";
 
 /** The API a worker ships its live log to, and the key its run's token is signed with. */
 export interface LogStream {
@@ -50,7 +51,11 @@ export async function signWorkerEnv(
   };
   if (logStream) {
     env.DWOP_LOG_STREAM_URL = logStreamUrl(logStream.apiUrl, run.runId);
-    env.DWOP_LOG_STREAM_TOKEN = await logStreamToken(logStream.key, run.runId);
+    // logStreamToken's MAC with Node's synchronous HMAC: Web Crypto's sign is a trip through libuv's
+    // thread pool on the path of every run's start (the dispatcher runs on Node only).
+    env.DWOP_LOG_STREAM_TOKEN = createHmac("sha256", logStream.key)
+      .update(logStreamMessage(run.runId))
+      .digest("base64url");
   }
   if (run.hasRequirements) {
     env.DWOP_REQUIREMENTS_URL = await storage.signUrl(CODE_BUCKET, objectPaths.requirements(wf), "GET", ttl);

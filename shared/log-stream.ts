@@ -31,8 +31,13 @@ function key(secret: Uint8Array): Promise<CryptoKey> {
   return k;
 }
 
+/** What a run's token is the MAC of. */
+export function logStreamMessage(runId: string): string {
+  return `run-log:${runId}`;
+}
+
 function message(runId: string): Uint8Array<ArrayBuffer> {
-  return encoder.encode(`run-log:${runId}`);
+  return encoder.encode(logStreamMessage(runId));
 }
 
 /** The token of a run, base64url. */
