@@ -34,7 +34,10 @@ costs 12-15 us in a paravirtualized guest): so the server keeps one spare child 
 already left the server's session, forked its run's body process and set that one's sandbox up as far as
 it can be without the run (namespaces, the system's part of the root, slirp4netns attached; see
 dwop_main.Body; without the sandbox, the body is forked once the run is there), and waits on a pipe for its run's request; a request is handed to it, and the next spare
-is forked once the answer is out. A spare that died is replaced by a fresh fork.
+is forked once the answer is out. A spare that died is replaced by a fresh fork. While they wait, the spare
+and the server each go through their first steps of a run on a made-up one (dwop_main.rehearse,
+Server.rehearse): the pages those steps write are copied then, not on the run's path (in a paravirtualized
+guest, ~50 faults fewer on the server's answer, ~95 fewer between a spare's request and its downloads).
 
 What is per child: os.environ, cwd, sys.argv (the worker's, as a fresh start has it), signal handlers,
 umask, and every module's state, since each child is forked from the server, which runs no task code and
@@ -50,7 +53,7 @@ import select
 import sys
 
 from dwop_http import write_all
-from dwop_main import Body, parse_json
+from dwop_main import Body, parse_json, rehearse
 from dwop_main import main as worker_main
 from dwop_process import die_with_parent, load_prctl, read_to_end
 import dwop_sandbox
@@ -60,6 +63,8 @@ ENV_FILE = ".dwop-env"
 EXIT_SETUP_FAILED = 70  # the child could not become a worker (its folder vanished, for example)
 READ_CHUNK = 65536
 MAX_REQUEST = 16 * 1024 * 1024
+# A request as the executor writes one, for Server.rehearse (its folder must exist: the root).
+REHEARSAL_REQUEST = b'{"id":"rehearsal","cwd":"/","limits":{"memory":1,"disk":1,"processes":1,"cpuSeconds":0}}'
 
 
 class BadRequest(Exception):
@@ -197,6 +202,14 @@ class Server:
         self.uids[pid] = lease
         self.send(run_id, "pid", pid)
         self.fork_spare()
+        self.rehearse()
+
+    def rehearse(self):
+        """The server's own steps of a request (its line read, its answer written) on a made-up one, while it
+        waits for the next: the fork just made shares every page with the spare again, and a page written
+        first here is copied now rather than on the next run's path (see dwop_main.rehearse)."""
+        run_id, _, _ = parse_request(REHEARSAL_REQUEST)
+        ('{"id":%s,"%s":%s}\n' % (encode(run_id), "pid", str(int(self.pid)))).encode("ascii")
 
     def prepare_body(self, run, close=()):
         """In a child out of the server's session: forks the run's body process ahead, in the sandbox run
@@ -285,6 +298,7 @@ class Server:
         os.close(null)
         run = dwop_sandbox.Run(self.sandbox.settings) if self.sandbox.settings else None
         body = self.prepare_body(run, close=(request_r,)) if run else None
+        rehearse_environ(rehearse())
         data = read_to_end(request_r)
         os.close(request_r)
         if not data:
@@ -361,6 +375,16 @@ class Server:
                 os.killpg(pid, _signal.SIGKILL)
             except OSError:
                 pass
+
+
+def rehearse_environ(env):
+    """become_worker's change of the environment (dwop_main.rehearse) on made-up variables, set and removed
+    again: the body's process, prepared already, does not see them, and the worker's environment is
+    replaced when its run comes."""
+    for name, value in env.items():
+        os.environ["DWOP_REHEARSAL_" + name] = value
+    for name in env:
+        del os.environ["DWOP_REHEARSAL_" + name]
 
 
 def wait_ready(ready_r):

@@ -447,6 +447,27 @@ def work(task, log, parent, die_with_parent_wanted, body):
             reap_child(body.child)  # its namespaces were torn down while the output went up
 
 
+# A made-up run for rehearse(), its URL as long as a real one, so that the same sizes are allocated.
+REHEARSAL_URL = "http://127.0.0.1:1/storage/v1/object/dwop-outputs/rehearsal?method=GET&expires=1&signature=" + "0" * 64
+
+
+def rehearse():
+    """Takes the first steps of a run (its environment read and checked) on a made-up one, in a spare worker
+    while it waits for its run. A forked process pays a page fault the first time it writes a page it still
+    shares with the fork server (a reference count, a freed block reused), about 2-3 us apiece on bare
+    metal and 20-30 us in a paravirtualized guest; here they are paid before the run is asked for instead of
+    on its path. It touches nothing outside this process's memory; returns the made-up environment."""
+    url = _json.encode_basestring_ascii(REHEARSAL_URL)
+    inputs = _json.encode_basestring_ascii('[{"param":"x","url":%s}]' % url)
+    env = parse_json(
+        '{"DWOP_CODE_URL":%s,"DWOP_CODE_RANGE":"1,2","DWOP_INPUTS":%s,"DWOP_OUTPUT_URL":%s,"DWOP_LOG_URL":%s,'
+        '"DWOP_LOG_STREAM_URL":%s,"DWOP_LOG_STREAM_TOKEN":"x"}' % (url, inputs, url, url, url)
+    )
+    Task(env)
+    LogStream.from_env(env, None)
+    return env
+
+
 def result_file():
     path = os.environ.get("DWOP_RESULT_FILE")
     if path:

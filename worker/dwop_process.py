@@ -18,8 +18,18 @@ EXIT_NOT_STARTED = 70
 BODY_KEEPS = ("DWOP_ATTEMPT",)  # the one DWOP_* variable a task body sees: which attempt it is
 
 
+_prctl = []  # what load_prctl found, once: the fork server's forks have it already
+
+
 def load_prctl():
-    """prctl(2) through ctypes' C core (the ctypes package costs ~4 ms to import); None off Linux."""
+    """prctl(2) through ctypes' C core (the ctypes package costs ~4 ms to import); None off Linux. Loaded
+    once per process (and its forks): making the function's classes costs a forked worker ~30 page faults."""
+    if not _prctl:
+        _prctl.append(find_prctl())
+    return _prctl[0]
+
+
+def find_prctl():
     try:
         import _ctypes
 

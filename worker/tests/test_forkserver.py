@@ -95,6 +95,22 @@ class ForkServer:
         self.process.stdout.close()
 
 
+class RehearsalTest(unittest.TestCase):
+    """The made-up run a spare worker and the server go through ahead of a real one (dwop_main.rehearse)."""
+
+    def test_the_rehearsals_run_through_and_leave_the_environment_as_it_was(self):
+        import dwop_forkserver
+        import dwop_main
+
+        before = dict(os.environ)
+        env = dwop_main.rehearse()  # raises when the made-up run is not one the worker would take
+        self.assertIn("DWOP_CODE_URL", env)
+        dwop_forkserver.rehearse_environ(env)
+        self.assertEqual(dict(os.environ), before)
+        run_id, cwd, _ = dwop_forkserver.parse_request(dwop_forkserver.REHEARSAL_REQUEST)
+        self.assertEqual((run_id, cwd), ("rehearsal", "/"))
+
+
 class ForkServerTest(unittest.TestCase):
     def setUp(self):
         tmp = tempfile.TemporaryDirectory(prefix="dwop-forkserver-test-")
