@@ -1,6 +1,10 @@
 // Orchestration throughput: a 2,000-task fan-out with a no-op executor (no Python), completed tasks per
-// second, beside this machine's Postgres commit rate measured in the same run. Each is printed twice: on a
-// fresh database, and on one in use (a workflow run through it and ANALYZE taken, see bringIntoUse).
+// second, beside this machine's Postgres commit rate measured in the same run. Each is printed three times:
+// on a fresh database by processes that just started ("cold"); on a fresh database again (its tables
+// emptied, never analyzed) by the same processes once they have run a 2,000-task workflow ("warm"); and on
+// a database in use (a workflow run through it and ANALYZE taken, see bringIntoUse). Cold against warm is
+// the processes' start (V8 compiling the hot paths, new connections and backends); warm against in use is
+// the database's state.
 // Run: npx tsx bench/throughput.ts [--bus=rabbit|pgboss] [--tasks=2000] [--dispatchers=1,2] [--rounds=1]
 import postgres from "postgres";
 import { NoopExecutor } from "./noop-executor.ts";
@@ -46,7 +50,11 @@ for (let round = 0; round < rounds; round++) {
       try {
         const commits = await commitRate(engine.m.url);
         const rates: string[] = [];
-        for (const state of ["fresh", "in use"]) {
+        for (const state of ["cold", "warm", "in use"]) {
+          if (state === "warm") {
+            await engine.waitFor(await engine.submit(fanWorkflow(n - 2)), 600_000);
+            await engine.m.db`truncate dwop.workflows cascade`;
+          }
           if (state === "in use") await bringIntoUse(engine);
           const id = await engine.submit(fanWorkflow(n - 2));
           await engine.waitFor(id, 600_000);
