@@ -273,6 +273,14 @@ describe("judging a Job", () => {
       "lost",
       143,
     ]);
+    // Found by the chaos soak: the runtime failed to start the worker's container, and the task failed.
+    const unstarted = terminated({ exitCode: 128, reason: "StartError", message: "podman exited 126" });
+    expect(reason(failed(), [unstarted])).toEqual([
+      "lost",
+      128,
+      false,
+      "the container runtime could not start the worker (StartError): podman exited 126",
+    ]);
   });
 
   it("fails a Job waiting for its image or a node only once it has waited longer than allowed", () => {

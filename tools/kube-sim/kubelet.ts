@@ -45,8 +45,11 @@ interface Running {
   signal(signal: "SIGTERM" | "SIGKILL"): void;
   /** Whether the kernel OOM-killed it (real containers only). */
   oomKilled?(): Promise<boolean>;
-  /** The container's own exit code, given its runner's (real containers: podman's own failures). */
-  exitCode?(runnerCode: number): Promise<number>;
+  /**
+   * The container's own exit code, given its runner's (real containers: podman's own failures); null when
+   * the runner failed and the container has none to give.
+   */
+  exitCode?(runnerCode: number): Promise<number | null>;
 }
 
 interface Runtime {
@@ -374,9 +377,18 @@ export class Kubelet {
 
   private async exited(rt: Runtime, container: Container, runnerCode: number): Promise<void> {
     rt.phase = "terminated";
-    const exitCode = (await rt.child?.exitCode?.(runnerCode)) ?? runnerCode;
+    const own = rt.child?.exitCode ? await rt.child.exitCode(runnerCode) : runnerCode;
     let message = await readFile(rt.resultFile!, "utf8").catch(() => "");
     message = lastBytes(message, TERMINATION_MESSAGE_LIMIT);
+    if (own === null && !message) {
+      // The runtime failed, not a process of the container (podman under load, seen in the chaos soak), and
+      // nothing ran far enough to leave a termination message: what a kubelet reports when containerd
+      // cannot start a container's task.
+      const why = `the container runtime failed to run the container (podman exited ${runnerCode})`;
+      this.finish(rt, container, { exitCode: 128, reason: "StartError", message: why });
+      return;
+    }
+    const exitCode = own ?? runnerCode;
     if (!message && exitCode !== 0 && container.terminationMessagePolicy === "FallbackToLogsOnError") {
       message = lastBytes(tailLines(await rt.log!.text(), 80), 2048);
     }

@@ -27,8 +27,11 @@ export interface LaunchedContainer {
   signal(signal: "SIGTERM" | "SIGKILL"): void;
   /** Whether the kernel OOM-killed a process of this container (asked once it has exited). */
   oomKilled(): Promise<boolean>;
-  /** The container's own exit code, given what `podman run` exited with (see containerExitCode). */
-  exitCode(podmanCode: number): Promise<number>;
+  /**
+   * The container's own exit code, given what `podman run` exited with; null when podman itself failed
+   * and no container's code can be found (see containerExitCode).
+   */
+  exitCode(podmanCode: number): Promise<number | null>;
 }
 
 /** Why a container cannot be created from its spec (the kubelet's CreateContainerConfigError). */
@@ -297,12 +300,13 @@ const LOST_WAIT_SECONDS = 30;
  * podman 4.3 sometimes loses the exit code of a container that ended ("getting exit code of container
  * ... from DB: no such exit code (container in state running)") and exits 127 although the container
  * exited 0, leaving it behind. Then the container, if it is still there, is asked directly (`podman
- * wait`) and removed; a container that never was keeps podman's code.
+ * wait`) and removed. Null when there is no container's code to be had: podman failed to create or start
+ * it (the kubelet reports that as StartError), or lost it altogether.
  */
-export async function containerExitCode(cidFile: string, podmanCode: number): Promise<number> {
+export async function containerExitCode(cidFile: string, podmanCode: number): Promise<number | null> {
   if (podmanCode < 125) return podmanCode;
   const id = (await readFile(cidFile, "utf8").catch(() => "")).trim();
-  if (!id) return podmanCode;
+  if (!id) return null;
   let timer: NodeJS.Timeout | undefined;
   const waited = await Promise.race([
     podman(["wait", "--interval=250ms", id]).catch(() => null),
@@ -311,7 +315,7 @@ export async function containerExitCode(cidFile: string, podmanCode: number): Pr
   clearTimeout(timer);
   await podman(["rm", "--force", "--time=0", id]).catch(() => undefined);
   const code = waited === null ? NaN : Number(waited.trim());
-  return Number.isInteger(code) && code >= 0 ? code : podmanCode;
+  return Number.isInteger(code) && code >= 0 ? code : null;
 }
 
 /**

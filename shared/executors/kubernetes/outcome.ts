@@ -118,6 +118,18 @@ function failureOf(job: V1Job, condition: V1JobCondition, pod: V1Pod | undefined
       exitCode: terminated.exitCode,
     };
   }
+  // The container runtime could not start DWOP's worker (its command, its mounts, the runtime itself): the
+  // task never ran, so its attempt is an infrastructure loss, not its failure. Found by the chaos soak:
+  // podman under load failed to start one worker's container, and the task failed for it.
+  if (terminated && START_FAILURES.has(terminated.reason ?? "")) {
+    return {
+      ...infra(
+        "lost",
+        `the container runtime could not start the worker (${terminated.reason}): ${terminated.message ?? ""}`.trim(),
+      ),
+      exitCode: terminated.exitCode,
+    };
+  }
   if (terminated) {
     const message = `the worker ended with exit code ${terminated.exitCode} (${terminated.reason ?? "Error"}) without reporting a failure`;
     return { reason: "worker_error", message, exitCode: terminated.exitCode, nonRetryable: false };
@@ -130,6 +142,9 @@ function failureOf(job: V1Job, condition: V1JobCondition, pod: V1Pod | undefined
     `the Job failed (${condition.reason ?? "unknown"}): ${condition.message ?? ""}`.trim(),
   );
 }
+
+/** A terminated container's reasons that say its process was never started (containerd, CRI-O, docker). */
+const START_FAILURES = new Set(["StartError", "ContainerCannotRun"]);
 
 const infra = (reason: FailureReason, message: string): JobFailure => ({
   reason,
