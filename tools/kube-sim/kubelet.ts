@@ -380,9 +380,10 @@ export class Kubelet {
     const own = rt.child?.exitCode ? await rt.child.exitCode(runnerCode) : runnerCode;
     let message = await readFile(rt.resultFile!, "utf8").catch(() => "");
     message = lastBytes(message, TERMINATION_MESSAGE_LIMIT);
-    if (own === null && !message) {
-      // The runtime failed, not a process of the container (podman under load, seen in the chaos soak), and
-      // nothing ran far enough to leave a termination message: what a kubelet reports when containerd
+    if (own === null && !message && !rt.kill) {
+      // The runtime failed, not a process of the container (podman under load, seen in the chaos soak),
+      // nothing ran far enough to leave a termination message, and the simulator killed nothing (a kill
+      // keeps its own reason below, whatever podman answered): what a kubelet reports when containerd
       // cannot start a container's task.
       const why = `the container runtime failed to run the container (podman exited ${runnerCode})`;
       this.finish(rt, container, { exitCode: 128, reason: "StartError", message: why });
