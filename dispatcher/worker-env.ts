@@ -51,11 +51,7 @@ export async function signWorkerEnv(
   };
   if (logStream) {
     env.DWOP_LOG_STREAM_URL = logStreamUrl(logStream.apiUrl, run.runId);
-    // logStreamToken's MAC with Node's synchronous HMAC: Web Crypto's sign is a trip through libuv's
-    // thread pool on the path of every run's start (the dispatcher runs on Node only).
-    env.DWOP_LOG_STREAM_TOKEN = createHmac("sha256", logStream.key)
-      .update(logStreamMessage(run.runId))
-      .digest("base64url");
+    env.DWOP_LOG_STREAM_TOKEN = logStreamToken(logStream.key, run.runId);
   }
   if (run.hasRequirements) {
     env.DWOP_REQUIREMENTS_URL = await storage.signUrl(CODE_BUCKET, objectPaths.requirements(wf), "GET", ttl);
@@ -70,4 +66,12 @@ function codeRange(run: RunAssignment): string {
     throw new Error(`task ${run.taskName} of workflow ${run.workflowId} has no valid code range`);
   }
   return `${offset},${length}`;
+}
+
+/**
+ * A run's log-stream token (shared/log-stream.ts, which checks it), base64url: Node's synchronous HMAC,
+ * where Web Crypto's sign would be a trip through libuv's thread pool on the path of every run's start.
+ */
+export function logStreamToken(secret: Uint8Array, runId: string): string {
+  return createHmac("sha256", secret).update(logStreamMessage(runId)).digest("base64url");
 }

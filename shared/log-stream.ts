@@ -3,7 +3,8 @@
  * fresh upload URLs), and nothing else. It is the HMAC-SHA256 of the run id under the installation's
  * `log_stream` key (kept in the database, read by the dispatcher that signs and the API that checks), so
  * no setting is shared between them; it stops working when the run ends, because the API checks the
- * run's state on every use. Web Crypto only: the API runs on Deno and workerd too.
+ * run's state on every use. The dispatcher signs it with Node's HMAC (dispatcher/worker-env.ts); this
+ * file checks it with Web Crypto only: the API runs on Deno and workerd too.
  */
 
 /** Chunks a worker may ship, and how much of one attempt's log the database keeps while it runs. */
@@ -18,7 +19,7 @@ const imported = new WeakMap<Uint8Array, Promise<CryptoKey>>();
 function key(secret: Uint8Array): Promise<CryptoKey> {
   let k = imported.get(secret);
   if (!k) {
-    const usages: KeyUsage[] = ["sign", "verify"];
+    const usages: KeyUsage[] = ["verify"];
     k = crypto.subtle.importKey(
       "raw",
       new Uint8Array(secret),
@@ -31,18 +32,13 @@ function key(secret: Uint8Array): Promise<CryptoKey> {
   return k;
 }
 
-/** What a run's token is the MAC of. */
+/** What a run's token is the MAC of (logStreamToken in dispatcher/worker-env.ts signs it). */
 export function logStreamMessage(runId: string): string {
   return `run-log:${runId}`;
 }
 
 function message(runId: string): Uint8Array<ArrayBuffer> {
   return encoder.encode(logStreamMessage(runId));
-}
-
-/** The token of a run, base64url. */
-export async function logStreamToken(secret: Uint8Array, runId: string): Promise<string> {
-  return base64url(new Uint8Array(await crypto.subtle.sign("HMAC", await key(secret), message(runId))));
 }
 
 function base64url(bytes: Uint8Array): string {

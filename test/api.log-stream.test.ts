@@ -1,9 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { signWorkerEnv } from "../dispatcher/worker-env.ts";
+import { logStreamToken, signWorkerEnv } from "../dispatcher/worker-env.ts";
 import { WorkflowDetail } from "../functions/schemas.ts";
 import { RunLogs } from "../shared/db/run-logs.ts";
 import { buildJob } from "../shared/executors/kubernetes/job-spec.ts";
-import { logStreamToken, verifyLogStreamToken } from "../shared/log-stream.ts";
+import { verifyLogStreamToken } from "../shared/log-stream.ts";
 import { DEFAULT_TASK_OPTIONS, type RunAssignment } from "../shared/model.ts";
 import { apiHarness, SAMPLE, workflowForm, type ApiHarness } from "./support/api.ts";
 
@@ -58,7 +58,7 @@ async function liveLog(query = ""): Promise<{ text: string; size: string | null;
 
 describe("a run's log-stream token", () => {
   it("opens that run's log and nothing else: no other run, no owner's route, no guessed token", async () => {
-    const token = await logStreamToken(key, run.runId);
+    const token = logStreamToken(key, run.runId);
     expect(await verifyLogStreamToken(key, run.runId, token)).toBe(true);
     const otherRun = String(Number(run.runId) + 1);
     expect(await verifyLogStreamToken(key, otherRun, token)).toBe(false);
@@ -80,7 +80,7 @@ describe("a run's log-stream token", () => {
   });
 
   it("appends chunks in order, answers a resend or a gap with the size to resume from, and serves them live", async () => {
-    const token = await logStreamToken(key, run.runId);
+    const token = logStreamToken(key, run.runId);
     expect(await (await ship(run.runId, token, 0, "one\n")).json()).toEqual({ result: "appended", size: 4 });
     expect(await (await ship(run.runId, token, 0, "one\ntwo\n")).json()).toEqual({
       result: "behind",
@@ -100,7 +100,7 @@ describe("a run's log-stream token", () => {
   });
 
   it("closes the log when the run ends: nothing more is taken, and the log up to then stays readable", async () => {
-    const token = await logStreamToken(key, run.runId);
+    const token = logStreamToken(key, run.runId);
     await ship(run.runId, token, 0, "before the end\n");
     await h.m.store.increaseAttempt(run.runId, {
       reason: "timeout",
@@ -119,7 +119,7 @@ describe("a run's log-stream token", () => {
   });
 
   it("mints upload URLs for the run's own output and log, and sealing drops the chunks", async () => {
-    const token = await logStreamToken(key, run.runId);
+    const token = logStreamToken(key, run.runId);
     const res = await h.app.request(`/runs/${run.runId}/upload-urls`, {
       method: "POST",
       headers: { authorization: `Bearer ${token}` },
