@@ -52,8 +52,7 @@ export function localStorageRoutes(storage: LocalStorage): Hono {
     try {
       if (declared <= SMALL_OBJECT_BYTES) {
         const body = await smallBody(requestBody(c), declared);
-        if (body === null)
-          throw Object.assign(new Error("the request body ended early"), { code: "ECONNRESET" });
+        if (body === null) return cutOff(c);
         await storage.put(bucket, key, body);
       } else {
         await storage.putStream(bucket, key, requestBody(c), max);
@@ -61,7 +60,7 @@ export function localStorageRoutes(storage: LocalStorage): Hono {
     } catch (err) {
       if (err instanceof ObjectTooLarge) return entityTooLarge(c, max);
       if (!isCutOff(err)) throw err;
-      return c.json({ error: { code: "upload_cut_off", message: "the request body ended early" } }, 400);
+      return cutOff(c);
     }
     return c.json({ key: `${bucket}/${key}` }, 200);
   });
@@ -201,6 +200,11 @@ async function smallBody(body: Readable | null, length: number): Promise<Uint8Ar
 function entityTooLarge(c: Context, max: number) {
   const message = `EntityTooLarge: the object is larger than the storage's limit of ${max} bytes (DWOP_STORAGE_MAX_OBJECT_SIZE)`;
   return c.json({ error: { code: "entity_too_large", message } }, 413);
+}
+
+/** An upload whose body ended before it was whole (the old object stays). */
+function cutOff(c: Context) {
+  return c.json({ error: { code: "upload_cut_off", message: "the request body ended early" } }, 400);
 }
 
 function forbidden(c: Context, message: string) {

@@ -12,7 +12,7 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
-import { mkdir, rename, rm, rmdir, writeFile } from "node:fs/promises";
+import { rename, rm, rmdir, writeFile } from "node:fs/promises";
 import { dirname, join, resolve, sep } from "node:path";
 import { Readable, Transform } from "node:stream";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
@@ -220,12 +220,20 @@ export class LocalStorage implements Storage {
     return file;
   }
 
-  /** replaceAtomically for bytes in memory, with synchronous calls (see SMALL_OBJECT_BYTES). */
-  private replaceNow(file: string, body: Uint8Array | string): void {
+  /**
+   * A fresh temporary file's path for an object's file (in `<root>/.tmp`, which no bucket can name), with
+   * both folders made: two mkdir calls, synchronous (see SMALL_OBJECT_BYTES).
+   */
+  private tempFor(file: string): string {
     const tempDir = join(this.root, ".tmp");
-    const temp = join(tempDir, `${randomBytes(12).toString("hex")}.part`);
     mkdirSync(tempDir, { recursive: true });
     mkdirSync(dirname(file), { recursive: true });
+    return join(tempDir, `${randomBytes(12).toString("hex")}.part`);
+  }
+
+  /** replaceAtomically for bytes in memory, with synchronous calls (see SMALL_OBJECT_BYTES). */
+  private replaceNow(file: string, body: Uint8Array | string): void {
+    const temp = this.tempFor(file);
     try {
       writeFileSync(temp, body, { flag: "wx" });
       renameSync(temp, file);
@@ -237,9 +245,7 @@ export class LocalStorage implements Storage {
 
   /** Writes to a temporary file (in `<root>/.tmp`, which no bucket can name) and renames it over the object. */
   private async replaceAtomically(file: string, write: (temp: string) => Promise<void>): Promise<void> {
-    const tempDir = join(this.root, ".tmp");
-    const temp = join(tempDir, `${randomBytes(12).toString("hex")}.part`);
-    await Promise.all([mkdir(tempDir, { recursive: true }), mkdir(dirname(file), { recursive: true })]);
+    const temp = this.tempFor(file);
     try {
       await write(temp);
       await rename(temp, file);
