@@ -75,6 +75,13 @@ def encode(value):
     return _json.encode_basestring_ascii(value)
 
 
+def event_line(run_id, key, value):
+    """One event of the protocol above, as the bytes of its line."""
+    id_json = "null" if run_id is None else encode(run_id)
+    value_json = encode(value) if isinstance(value, str) else str(int(value))
+    return ('{"id":%s,"%s":%s}\n' % (id_json, key, value_json)).encode("ascii")
+
+
 def parse_request(line):
     """(id, cwd, limits) of a request line; raises BadRequest naming the id when it could be read."""
     try:
@@ -130,9 +137,7 @@ class Server:
         _signal.signal(_signal.SIGCHLD, lambda _signum, _frame: None)
 
     def send(self, run_id, key, value):
-        id_json = "null" if run_id is None else encode(run_id)
-        value_json = encode(value) if isinstance(value, str) else str(int(value))
-        write_all(1, ('{"id":%s,"%s":%s}\n' % (id_json, key, value_json)).encode("ascii"))
+        write_all(1, event_line(run_id, key, value))
 
     def serve(self):
         """Answers requests until stdin closes; then kills every child's group and returns."""
@@ -209,7 +214,7 @@ class Server:
         waits for the next: the fork just made shares every page with the spare again, and a page written
         first here is copied now rather than on the next run's path (see dwop_main.rehearse)."""
         run_id, _, _ = parse_request(REHEARSAL_REQUEST)
-        ('{"id":%s,"%s":%s}\n' % (encode(run_id), "pid", str(int(self.pid)))).encode("ascii")
+        event_line(run_id, "pid", self.pid)
 
     def prepare_body(self, run, close=()):
         """In a child out of the server's session: forks the run's body process ahead, in the sandbox run
