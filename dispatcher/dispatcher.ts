@@ -2,7 +2,7 @@ import type { Config } from "../shared/config.ts";
 import type { Bus, Consumer, Delivery } from "../shared/bus/bus.ts";
 import { Batcher } from "../shared/batcher.ts";
 import type { StartRunResult, Store } from "../shared/db/store.ts";
-import type { Executor, RunOutcome } from "../shared/executors/executor.ts";
+import type { Executor, RunOutcome, WorkerEnv } from "../shared/executors/executor.ts";
 import { silentLogger, type Logger } from "../shared/log.ts";
 import type { RunAssignment, TaskMessage } from "../shared/model.ts";
 import { isPermanent, retryTransient } from "../shared/db/retry.ts";
@@ -257,7 +257,7 @@ export class Dispatcher {
     const run = this.withDeadline(assigned);
     let started = false;
     try {
-      const env = await signWorkerEnv(this.storage, run, this.options.signedUrlTtlSeconds, this.logStream);
+      const env = await this.workerEnv(run);
       const { jobName } = await this.executor.start(run, env);
       started = true;
       onStarted();
@@ -266,6 +266,12 @@ export class Dispatcher {
       if (started) throw err;
       await this.recordStartFailure(run, err);
     }
+  }
+
+  /** The run's environment: its signed URLs, and its small objects inline where the executor takes them. */
+  private workerEnv(run: RunAssignment): Promise<WorkerEnv> {
+    const { storage, executor, logStream } = this;
+    return signWorkerEnv(storage, run, this.options.signedUrlTtlSeconds, logStream, executor.inlineBytes);
   }
 
   /**
@@ -328,7 +334,7 @@ export class Dispatcher {
 
   private async resumeStartingRun(assigned: RunAssignment): Promise<void> {
     const run = this.withDeadline(assigned);
-    const env = await signWorkerEnv(this.storage, run, this.options.signedUrlTtlSeconds, this.logStream);
+    const env = await this.workerEnv(run);
     const resumed = await this.cluster.resumeStartingRun(run.runId, async () => {
       return (await this.executor.start(run, env)).jobName;
     });

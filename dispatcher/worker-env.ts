@@ -1,7 +1,7 @@
 import { inputRefName, isInputRef } from "../shared/dsl/index.ts";
 import type { WorkerEnv } from "../shared/executors/executor.ts";
 import { CODE_BUCKET, OUTPUT_BUCKET, objectPaths, type RunAssignment } from "../shared/model.ts";
-import type { Storage } from "../shared/storage/storage.ts";
+import type { ObjectRange, Storage } from "../shared/storage/storage.ts";
 import { createHmac } from "node:crypto";
 import { logStreamMessage, logStreamUrl } from "../shared/log-stream.ts";
 
@@ -17,28 +17,41 @@ export interface LogStream {
  * method, and lives as long as the attempt may run (its deadline, which the dispatcher has resolved)
  * plus `marginSeconds`: a URL that leaks from a run is of no use for long. With a log stream, the worker
  * also gets its run's URL and token to ship its live log.
+ *
+ * With `inlineBytes` (the executor's, see Executor.inlineBytes), the code and each input of at most that
+ * many bytes that the storage can read at once are given in the environment instead (base64), up to
+ * INLINE_TOTAL_BYTES in all; the rest, and every object of a storage that cannot, by URL.
  */
 export async function signWorkerEnv(
   storage: Storage,
   run: RunAssignment,
   marginSeconds: number,
   logStream?: LogStream | null,
+  inlineBytes = 0,
 ): Promise<WorkerEnv> {
   const deadline = run.options.timeoutSeconds;
   if (!deadline) throw new Error(`run ${run.runId} has no deadline: resolve the default timeout first`);
   const ttl = deadline + marginSeconds;
   const wf = run.workflowId;
+  const range = codeRange(run);
+  const inline = inliner(storage, inlineBytes);
+  const code = inline(CODE_BUCKET, objectPaths.codeBundle(wf), range);
   const inputs = await Promise.all(
     run.params.map(async (p) => {
-      const url = isInputRef(p.upstream)
-        ? await storage.signUrl(CODE_BUCKET, objectPaths.input(wf, inputRefName(p.upstream)), "GET", ttl)
-        : await storage.signUrl(OUTPUT_BUCKET, objectPaths.output(wf, p.upstream), "GET", ttl);
-      return { param: p.name, url };
+      const [bucket, key] = isInputRef(p.upstream)
+        ? [CODE_BUCKET, objectPaths.input(wf, inputRefName(p.upstream))]
+        : [OUTPUT_BUCKET, objectPaths.output(wf, p.upstream)];
+      const data = inline(bucket, key, null);
+      return data !== null
+        ? { param: p.name, data }
+        : { param: p.name, url: await storage.signUrl(bucket, key, "GET", ttl) };
     }),
   );
   const env: WorkerEnv = {
-    DWOP_CODE_URL: await storage.signUrl(CODE_BUCKET, objectPaths.codeBundle(wf), "GET", ttl),
-    DWOP_CODE_RANGE: codeRange(run),
+    ...(code !== null
+      ? { DWOP_CODE: code }
+      : { DWOP_CODE_URL: await storage.signUrl(CODE_BUCKET, objectPaths.codeBundle(wf), "GET", ttl) }),
+    DWOP_CODE_RANGE: `${range.offset},${range.length}`,
     DWOP_INPUTS: JSON.stringify(inputs),
     DWOP_ATTEMPT: String(run.attempt),
     DWOP_OUTPUT_URL: await storage.signUrl(OUTPUT_BUCKET, objectPaths.output(wf, run.taskName), "PUT", ttl),
@@ -59,13 +72,31 @@ export async function signWorkerEnv(
   return env;
 }
 
-/** The task's range of the code bundle as `offset,length` (DWOP_CODE_RANGE). */
-function codeRange(run: RunAssignment): string {
+/** The most bytes one run gets in its environment (its code and inputs together); see signWorkerEnv. */
+export const INLINE_TOTAL_BYTES = 256 * 1024;
+
+/**
+ * Reads objects for one run's environment: base64 of an object (or range) of at most `maxBytes`, while
+ * the run's total stays within INLINE_TOTAL_BYTES; null when it goes by URL.
+ */
+function inliner(storage: Storage, maxBytes: number) {
+  let left = INLINE_TOTAL_BYTES;
+  return (bucket: string, key: string, range: ObjectRange | null): string | null => {
+    if (!storage.readNow || maxBytes <= 0 || left <= 0) return null;
+    const bytes = storage.readNow(bucket, key, range, Math.min(maxBytes, left));
+    if (bytes === null) return null;
+    left -= bytes.length;
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64");
+  };
+}
+
+/** The task's range of the code bundle (DWOP_CODE_RANGE is `offset,length`). */
+function codeRange(run: RunAssignment): ObjectRange {
   const { offset, length } = run.code ?? {};
   if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset! < 0 || length! < 1) {
     throw new Error(`task ${run.taskName} of workflow ${run.workflowId} has no valid code range`);
   }
-  return `${offset},${length}`;
+  return { offset: offset!, length: length! };
 }
 
 /**

@@ -46,7 +46,7 @@ class RecordingExecutor implements Executor {
 /** Every signed URL a worker was given, with the lifetime it was signed for. */
 function lifetimes(env: WorkerEnv, signedAt: number): number[] {
   const inputs = (JSON.parse(env.DWOP_INPUTS) as { url: string }[]).map((i) => i.url);
-  const urls = [env.DWOP_CODE_URL, env.DWOP_OUTPUT_URL, env.DWOP_LOG_URL, ...inputs];
+  const urls = [env.DWOP_CODE_URL!, env.DWOP_OUTPUT_URL, env.DWOP_LOG_URL, ...inputs];
   return urls.map((u) => Number(new URL(u).searchParams.get("expires")) - signedAt);
 }
 

@@ -98,7 +98,7 @@ afterAll(async () => {
 function urlsOf(env: WorkerEnv): { what: string; method: "GET" | "PUT"; url: URL }[] {
   const inputs = JSON.parse(env.DWOP_INPUTS) as { param: string; url: string }[];
   return [
-    { what: "code", method: "GET", url: new URL(env.DWOP_CODE_URL) },
+    { what: "code", method: "GET", url: new URL(env.DWOP_CODE_URL!) },
     { what: "requirements", method: "GET", url: new URL(env.DWOP_REQUIREMENTS_URL!) },
     ...inputs.map((i) => ({ what: `input ${i.param}`, method: "GET" as const, url: new URL(i.url) })),
     { what: "output", method: "PUT", url: new URL(env.DWOP_OUTPUT_URL) },

@@ -2,10 +2,13 @@
 
 Started as `python dwop_worker.py` (a launcher, so this module's bytecode is cached). Environment:
   DWOP_CODE_URL          signed GET of the body, saved as main.py
+  DWOP_CODE              instead of DWOP_CODE_URL: the body itself, base64 (a small one, which the dispatcher
+                         read from storage on the same machine: no request)
   DWOP_CODE_RANGE        optional "offset,length": the body is those bytes of DWOP_CODE_URL's object (the
                          workflow's code bundle), fetched with an HTTP Range request
   DWOP_REQUIREMENTS_URL  optional signed GET of requirements.txt
-  DWOP_INPUTS            JSON array [{"param": "raw", "url": "<signed GET>"}]; each saved as file `param`
+  DWOP_INPUTS            JSON array [{"param": "raw", "url": "<signed GET>"}]; each saved as file `param`;
+                         an item may hold {"param", "data": "<base64>"} instead of a URL, as DWOP_CODE
   DWOP_OUTPUT_URL        signed PUT of Task_Output/<workflow>/<task>/output.txt (the body's stdout)
   DWOP_LOG_URL           signed PUT of the full log (stdout and stderr in arrival order)
   DWOP_RESULT_FILE       where the failure JSON goes (default /dev/termination-log when it is writable)
@@ -29,6 +32,7 @@ a clean CPython 3.11), and http.client with ssl costs more than the rest of a ru
 
 import _json
 import _signal
+import binascii
 import errno
 import os
 import sys
@@ -105,9 +109,10 @@ class Task:
 
     def __init__(self, env):
         try:
-            self.code_url = env["DWOP_CODE_URL"]
             self.output_url = env["DWOP_OUTPUT_URL"]
             self.log_url = env["DWOP_LOG_URL"]
+            self.code = inline_bytes(env["DWOP_CODE"], "DWOP_CODE") if "DWOP_CODE" in env else None
+            self.code_url = None if self.code is not None else env["DWOP_CODE_URL"]
         except KeyError as e:
             message = "missing environment variable %s" % e.args[0]
             raise Failure("worker_error", message, non_retryable=True) from None
@@ -119,14 +124,29 @@ class Task:
         self.requirements_url = env.get("DWOP_REQUIREMENTS_URL") or None
         try:
             inputs = parse_json(env.get("DWOP_INPUTS") or "[]")
-            self.inputs = [(item["param"], item["url"]) for item in inputs]
-        except (ValueError, TypeError, KeyError) as e:
-            message = "DWOP_INPUTS is not a JSON array of {param, url}: %s" % e
+            # (param, url or None, bytes or None) of each input
+            self.inputs = [(item["param"], item.get("url"), item.get("data")) for item in inputs]
+            if not all(isinstance(url, str) != isinstance(data, str) for _, url, data in self.inputs):
+                raise ValueError("each item needs a url or data, not both")
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            message = "DWOP_INPUTS is not a JSON array of {param, url} or {param, data}: %s" % e
             raise Failure("worker_error", message, non_retryable=True) from None
-        for param, url in self.inputs:
-            if not isinstance(param, str) or not isinstance(url, str) or not safe_file_name(param):
+        for param, _, _ in self.inputs:
+            if not isinstance(param, str) or not safe_file_name(param):
                 message = "input %r is not a safe file name" % (param,)
                 raise Failure("worker_error", message, non_retryable=True)
+        self.inputs = [
+            (param, url, None if data is None else inline_bytes(data, "input %s" % param))
+            for param, url, data in self.inputs
+        ]
+
+
+def inline_bytes(text, what):
+    """The bytes of an object given inline (base64); raises Failure when it is not base64."""
+    try:
+        return binascii.a2b_base64(text)
+    except (binascii.Error, ValueError, TypeError) as e:
+        raise Failure("worker_error", "%s is not base64: %s" % (what, e), non_retryable=True) from None
 
 
 def code_range(text):
@@ -146,14 +166,24 @@ def safe_file_name(name):
 
 
 def download(task, while_waiting):
-    """Fetches code, inputs and requirements, all requests at once; runs while_waiting() meanwhile."""
+    """Saves code, inputs and requirements: those given inline at once, the others with all their requests
+    at once; runs while_waiting() meanwhile."""
     code = "the task's code"
     if task.code_range:
         code += " (bytes %d+%d of the code bundle)" % task.code_range
+    given = [("main.py", task.code)] + [(param, data) for param, _, data in task.inputs]
+    for path, data in given:
+        if data is not None:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                write_all(fd, data)
+            finally:
+                os.close(fd)
     wanted = [("main.py", task.code_url, code, task.code_range)]
-    wanted += [(param, url, "input %s" % param, None) for param, url in task.inputs]
+    wanted += [(param, url, "input %s" % param, None) for param, url, _ in task.inputs]
     if task.requirements_url:
         wanted.append(("requirements.txt", task.requirements_url, "requirements.txt", None))
+    wanted = [item for item in wanted if item[1] is not None]
     transfers = []
     try:
         for path, url, what, byte_range in wanted:
@@ -458,10 +488,10 @@ def rehearse():
     metal and 20-30 us in a paravirtualized guest; here they are paid before the run is asked for instead of
     on its path. It touches nothing outside this process's memory; returns the made-up environment."""
     url = _json.encode_basestring_ascii(REHEARSAL_URL)
-    inputs = _json.encode_basestring_ascii('[{"param":"x","url":%s}]' % url)
+    inputs = _json.encode_basestring_ascii('[{"param":"x","url":%s},{"param":"y","data":"eA=="}]' % url)
     env = parse_json(
-        '{"DWOP_CODE_URL":%s,"DWOP_CODE_RANGE":"1,2","DWOP_INPUTS":%s,"DWOP_OUTPUT_URL":%s,"DWOP_LOG_URL":%s,'
-        '"DWOP_LOG_STREAM_URL":%s,"DWOP_LOG_STREAM_TOKEN":"x"}' % (url, inputs, url, url, url)
+        '{"DWOP_CODE":"eA==","DWOP_CODE_RANGE":"1,2","DWOP_INPUTS":%s,"DWOP_OUTPUT_URL":%s,"DWOP_LOG_URL":%s,'
+        '"DWOP_LOG_STREAM_URL":%s,"DWOP_LOG_STREAM_TOKEN":"x"}' % (inputs, url, url, url)
     )
     Task(env)
     LogStream.from_env(env, None)

@@ -2,13 +2,18 @@ import type { FailureReason, RunAssignment } from "../model.ts";
 
 /** Everything a worker needs, as signed URLs: its environment holds nothing else of DWOP's. */
 export interface WorkerEnv {
-  /** Signed GET of the workflow's code bundle. */
-  DWOP_CODE_URL: string;
+  /** Signed GET of the workflow's code bundle; absent when DWOP_CODE holds the task's code. */
+  DWOP_CODE_URL?: string;
+  /** The task's code itself (its range of the bundle), base64: a small one, read by the dispatcher (inlineBytes). */
+  DWOP_CODE?: string;
   /** The task's bytes in the bundle, `offset,length`: the worker fetches only these (an HTTP Range). Absent: the whole object is the task's code. */
   DWOP_CODE_RANGE?: string;
   /** Absent when the workflow has no requirements. */
   DWOP_REQUIREMENTS_URL?: string;
-  /** JSON array of {"param": name, "url": signed GET URL}. */
+  /**
+   * JSON array of {"param": name, "url": signed GET URL}, or {"param": name, "data": base64} for a small
+   * input the dispatcher read itself (inlineBytes).
+   */
   DWOP_INPUTS: string;
   DWOP_OUTPUT_URL: string;
   DWOP_LOG_URL: string;
@@ -60,6 +65,12 @@ export class StartRefused extends Error {
 export interface Executor {
   readonly kind: "local" | "kubernetes";
   readonly runsIn: "process" | "cluster";
+  /**
+   * Objects a run reads (its code, its inputs) of at most this many bytes are put in its environment
+   * instead of a signed URL, where the storage can read them at once (Storage.readNow): no GET on the
+   * run's path. Absent or 0: always URLs.
+   */
+  readonly inlineBytes?: number;
   start(run: RunAssignment, env: WorkerEnv): Promise<StartedRun>;
   /** Stops a run early (cancellation). True when the run was still held: its outcome is then never reported. */
   kill(runId: string): Promise<boolean>;

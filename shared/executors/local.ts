@@ -66,6 +66,8 @@ const RESULT_FILE = ".dwop-result.json";
 /** The run's own temporary folder (TMPDIR), inside its folder: removed with it. */
 const TMP_DIR = ".tmp";
 const LOG_TAIL_LINES = 100;
+/** The largest object a run gets in its env file rather than by URL (Executor.inlineBytes). */
+const INLINE_OBJECT_BYTES = 64 * 1024;
 
 /**
  * Runs each attempt as a fresh worker process in its own process group, so a timeout or a cancellation
@@ -76,6 +78,8 @@ const LOG_TAIL_LINES = 100;
 export class LocalExecutor implements Executor {
   readonly kind = "local" as const;
   readonly runsIn = "process" as const;
+  /** The env file takes them (see WorkerEnv.DWOP_CODE): a run's GETs of its small code and inputs are gone. */
+  readonly inlineBytes = INLINE_OBJECT_BYTES;
   private readonly runs = new Map<string, LocalRun>();
   private readonly listeners: ((run: RunAssignment, outcome: RunOutcome) => void)[] = [];
   private readonly log: Logger;

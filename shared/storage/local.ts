@@ -18,7 +18,7 @@ import { Readable, Transform } from "node:stream";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import { pipeline } from "node:stream/promises";
 import { assertObjectPath, encodeObjectPath, InvalidObjectPathError } from "./keys.ts";
-import type { SignedMethod, Storage } from "./storage.ts";
+import type { ObjectRange, SignedMethod, Storage } from "./storage.ts";
 
 /** Where signed URLs point, below the base URL; `localStorageRoutes` serves it. */
 export const SIGNED_PATH_PREFIX = "/storage/v1/object/";
@@ -159,6 +159,27 @@ export class LocalStorage implements Storage {
       };
     } finally {
       if (!streaming) closeSync(fd);
+    }
+  }
+
+  readNow(bucket: string, key: string, range: ObjectRange | null, maxBytes: number): Uint8Array | null {
+    if (range && range.length > maxBytes) return null;
+    let fd: number;
+    try {
+      fd = openSync(this.filePath(bucket, key), "r");
+    } catch (err) {
+      if (isMissing(err)) return null;
+      throw err;
+    }
+    try {
+      const info = fstatSync(fd);
+      if (!info.isFile()) return null;
+      const { offset, length } = range ?? { offset: 0, length: info.size };
+      // Too large, or a range past the object's end: left to the run's GET, which reports it as it should.
+      if (length > maxBytes || offset + length > info.size) return null;
+      return readAt(fd, offset, length);
+    } finally {
+      closeSync(fd);
     }
   }
 

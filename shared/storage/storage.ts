@@ -11,4 +11,16 @@ export interface Storage {
   signUrl(bucket: string, key: string, method: SignedMethod, ttlSeconds: number): Promise<string>;
   /** Deletes objects; keys that do not exist are no error. */
   remove(bucket: string, keys: readonly string[]): Promise<void>;
+  /**
+   * The bytes of a small object, or of `range` of it, read at once from this machine's disk; null when it
+   * is missing or larger than `maxBytes`. Only a storage on this machine has it (LocalStorage): a run the
+   * dispatcher starts here then gets such objects in its environment instead of a GET each.
+   */
+  readNow?(bucket: string, key: string, range: ObjectRange | null, maxBytes: number): Uint8Array | null;
+}
+
+/** `length` bytes of an object from `offset` on. */
+export interface ObjectRange {
+  offset: number;
+  length: number;
 }

@@ -104,7 +104,7 @@ class RehearsalTest(unittest.TestCase):
 
         before = dict(os.environ)
         env = dwop_main.rehearse()  # raises when the made-up run is not one the worker would take
-        self.assertIn("DWOP_CODE_URL", env)
+        self.assertIn("DWOP_CODE", env)  # a code given inline, and an input of each kind
         dwop_forkserver.rehearse_environ(env)
         self.assertEqual(dict(os.environ), before)
         run_id, cwd, _ = dwop_forkserver.parse_request(dwop_forkserver.REHEARSAL_REQUEST)

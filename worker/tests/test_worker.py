@@ -251,6 +251,49 @@ class WorkerTest(unittest.TestCase):
         self.assertEqual(run.output, b"A,B,C\nx y\n")
         self.assertEqual(sorted(os.listdir(self.work)), ["main.py", "other", "raw"])
 
+    def test_code_and_inputs_given_inline_are_saved_without_a_request(self):
+        self.store.put("in/fetched", "by url")
+        code = b"print(open('given').read(), open('fetched').read(), open('empty').read() == '')\n"
+        inputs = [
+            {"param": "given", "data": base64.b64encode("inline \x00\xff".encode()).decode()},  # a NUL too
+            {"param": "fetched", "url": self.store.url("in/fetched")},
+            {"param": "empty", "data": ""},
+        ]
+        run = self.run_worker(
+            "raise SystemExit('the code was fetched')\n",
+            extra={
+                "DWOP_CODE": base64.b64encode(code).decode(),
+                "DWOP_CODE_URL": "",  # absent in practice: with DWOP_CODE it is never read
+                "DWOP_INPUTS": json.dumps(inputs),
+            },
+        )
+        self.assertSucceeded(run)
+        self.assertEqual(run.output, "inline \x00\xff by url True\n".encode())
+        fetched = [path for method, path in self.store.requests if method == "GET"]
+        self.assertEqual(fetched, ["/in/fetched"])
+        self.assertEqual(open(os.path.join(self.work, "main.py"), "rb").read(), code)
+
+    def test_inline_code_is_checked_as_downloaded_code_is(self):
+        bad = [
+            ({"DWOP_CODE": "not base64!"}, "worker_error", "DWOP_CODE is not base64"),
+            ({"DWOP_INPUTS": '[{"param": "x", "data": "eA="}]'}, "worker_error", "input x is not base64"),
+            ({"DWOP_INPUTS": '[{"param": "x", "data": "eA==", "url": "u"}]'}, "worker_error", "a url or data"),
+            ({"DWOP_INPUTS": '[{"param": "x"}]'}, "worker_error", "a url or data"),
+            (
+                {"DWOP_CODE": base64.b64encode(b"print(1)\n").decode(), "DWOP_CODE_RANGE": "0,9"},
+                "download_failed",
+                "is not a task's code",
+            ),
+        ]
+        for extra, kind, message in bad:
+            with self.subTest(extra=extra):
+                run = self.run_worker("print('ran')\n", extra=extra)
+                self.assertEqual(run.code, 70)
+                self.assertEqual(run.failure()["type"], kind)
+                self.assertTrue(run.failure()["nonRetryable"])
+                self.assertIn(message, run.failure()["message"])
+                self.assertIsNone(run.output)
+
     def test_fetches_more_inputs_than_go_in_one_batch(self):
         params = ["p%02d" % i for i in range(40)]
         for i, param in enumerate(params):
