@@ -92,6 +92,45 @@ describe("complete_runs_and_start", () => {
     expect(new Set([...one.map((r) => r.taskId), ...rest.map((r) => r.message.taskId)]).size).toBe(3);
   });
 
+  it("wakes the claimers only when it leaves them rows to publish", async (ctx) => {
+    m = await migratedDatabase(ctx.task.name);
+    const heard: string[] = [];
+    const listener = await m.db.listen("dwop_outbox", (payload) => heard.push(payload));
+    /** What the claimers heard until now: a marker notified after a commit arrives after its notifications. */
+    const heardSince = async (): Promise<string[]> => {
+      const marker = `marker-${heard.length}`;
+      await m.db`select pg_notify('dwop_outbox', ${marker})`;
+      await expect.poll(() => heard.includes(marker)).toBe(true);
+      return heard.splice(0).filter((p) => p !== marker);
+    };
+    try {
+      await m.store.submitWorkflow(
+        submission([task("a"), task("b", ["a"]), task("k1", ["b"]), task("k2", ["b"]), task("k3", ["b"])]),
+      );
+      expect(await heardSince()).toEqual([""]); // a submit's outbox rows, as ever
+      const [root] = await m.store.claimOutbox("c1", 10, 30);
+      await m.store.markPublished("c1", [root!.id]);
+      // a -> b: b is started here, its row consumed; nothing is left for a claimer.
+      const chain = await m.store.completeRunsAndStart([await started(root!.message)], "d1", "local");
+      expect(chain.started.map((r) => r.taskName)).toEqual(["b"]);
+      expect(await heardSince()).toEqual([]);
+      // b -> k1, k2, k3: one is started here, two are the claimers'.
+      await m.store.markRunDispatched(chain.started[0]!.runId, "job", true);
+      const fanOut = await m.store.completeRunsAndStart([chain.started[0]!.runId], "d1", "local");
+      expect(fanOut.started).toHaveLength(1);
+      expect(await heardSince()).toEqual([""]);
+      expect(await m.store.claimOutbox("c2", 10, 30)).toHaveLength(2);
+      // The quiet lasts only for the function: another insert in the same transaction notifies.
+      await m.db.begin(async (sql) => {
+        await sql`select dwop.complete_runs_and_start(array[]::bigint[], 'd1', 'local')`;
+        await sql`insert into dwop.outbox (topic, payload) values ('workflow.callback', '{}')`;
+      });
+      expect(await heardSince()).toEqual([""]);
+    } finally {
+      await listener.unlisten();
+    }
+  });
+
   it("parks a successor whose pool is full, as a delivered one would be, and still records the success", async (ctx) => {
     m = await migratedDatabase(ctx.task.name);
     await new PoolStore(m.db).set("none", 0);
