@@ -4,7 +4,7 @@ import { Batcher } from "../shared/batcher.ts";
 import type { StartRunResult, Store } from "../shared/db/store.ts";
 import type { Executor, RunOutcome, WorkerEnv } from "../shared/executors/executor.ts";
 import { silentLogger, type Logger } from "../shared/log.ts";
-import type { RunAssignment, TaskMessage } from "../shared/model.ts";
+import { OUTPUT_BUCKET, objectPaths, type RunAssignment, type TaskMessage } from "../shared/model.ts";
 import { isPermanent, retryTransient } from "../shared/db/retry.ts";
 import { Semaphore } from "../shared/semaphore.ts";
 import type { Storage } from "../shared/storage/storage.ts";
@@ -341,9 +341,10 @@ export class Dispatcher {
     this.log.info({ runId: run.runId, resumed }, "redelivered run found starting; its Job is created");
   }
 
-  private async settle(run: RunAssignment, outcome: RunOutcome): Promise<void> {
+  private async settle(run: RunAssignment, ended: RunOutcome): Promise<void> {
     let next: RunAssignment | undefined;
     try {
+      const outcome = await this.storeResult(run, ended);
       // A deadlock, a dropped connection or a database refusing connections must not leave the run
       // active forever: retry until recorded (the SQL is a compare-and-set, so a retry is harmless; a run
       // the lost answer had started here is this dispatcher's orphan, which its heartbeat retries).
@@ -406,6 +407,27 @@ export class Dispatcher {
       this.executor.kind,
       this.options.ownerMaxRunning || null,
     );
+  }
+
+  /**
+   * Stores the output and log a local run left to the dispatcher (RunOutcome's `result`) where its worker
+   * would have uploaded them, before its success is recorded. A storage that fails them fails the attempt
+   * as a failed upload does, an infrastructure loss; a log that cannot be stored does not fail the run.
+   */
+  private async storeResult(run: RunAssignment, outcome: RunOutcome): Promise<RunOutcome> {
+    if (outcome.kind !== "succeeded" || !outcome.result) return outcome;
+    const { output, log } = outcome.result;
+    const wf = run.workflowId;
+    const [stored, logged] = await Promise.allSettled([
+      this.storage.put(OUTPUT_BUCKET, objectPaths.output(wf, run.taskName), output),
+      this.storage.put(OUTPUT_BUCKET, objectPaths.log(wf, run.taskName, run.attempt), log),
+    ]);
+    if (logged.status === "rejected") {
+      this.log.warn({ err: logged.reason, runId: run.runId }, "could not store a run's log");
+    }
+    if (stored.status === "fulfilled") return { kind: "succeeded" };
+    const message = `storing the output: ${(stored.reason as Error).message ?? String(stored.reason)}`;
+    return { kind: "failed", reason: "lost", message, exitCode: null, logTail: "", nonRetryable: false };
   }
 
   /** Records a run's end; returns the run its success started here, if any. */

@@ -20,7 +20,8 @@ export interface LogStream {
  *
  * With `inlineBytes` (the executor's, see Executor.inlineBytes), the code and each input of at most that
  * many bytes that the storage can read at once are given in the environment instead (base64), up to
- * INLINE_TOTAL_BYTES in all; the rest, and every object of a storage that cannot, by URL.
+ * INLINE_TOTAL_BYTES in all; the rest, and every object of a storage that cannot, by URL. Such a storage
+ * also takes a small output and log from the executor (DWOP_INLINE_RESULT_BYTES), within its size limit.
  */
 export async function signWorkerEnv(
   storage: Storage,
@@ -62,6 +63,10 @@ export async function signWorkerEnv(
       ttl,
     ),
   };
+  if (inlineBytes > 0 && storage.readNow) {
+    const most = Math.min(inlineBytes, storage.maxObjectBytes ?? inlineBytes);
+    env.DWOP_INLINE_RESULT_BYTES = String(most);
+  }
   if (logStream) {
     env.DWOP_LOG_STREAM_URL = logStreamUrl(logStream.apiUrl, run.runId);
     env.DWOP_LOG_STREAM_TOKEN = logStreamToken(logStream.key, run.runId);

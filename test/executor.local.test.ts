@@ -1,12 +1,12 @@
 import { createServer, type Server } from "node:http";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { link, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { RunOutcome, WorkerEnv } from "../shared/executors/executor.ts";
 import { ForkServer, type RunLimits } from "../shared/executors/fork-server.ts";
-import { LocalExecutor } from "../shared/executors/local.ts";
+import { LocalExecutor, readResult } from "../shared/executors/local.ts";
 import { readLogTail } from "../shared/executors/log-tail.ts";
 import { resolvePython, WORKER_SCRIPT } from "../shared/executors/python.ts";
 import { DEFAULT_TASK_OPTIONS, type RunAssignment } from "../shared/model.ts";
@@ -156,6 +156,68 @@ describe("LocalExecutor through the fork server", () => {
     await until(() => !alive(secondPid));
     await until(() => executor.active().length === 0);
     expect(outcomes.has("second")).toBe(false);
+  });
+});
+
+describe("a run's output and log left to the dispatcher", () => {
+  /** A run whose code is given inline, and whose small output and log come back in its outcome. */
+  async function runInline(sandbox: "auto" | "off", code: string): Promise<RunOutcome> {
+    const executor = new LocalExecutor({
+      python: await resolvePython(),
+      workerScript: WORKER_SCRIPT,
+      workRoot: dir,
+      sandbox,
+    });
+    let outcome: RunOutcome | null = null;
+    executor.onFinished((_, o) => (outcome = o));
+    try {
+      const { DWOP_CODE_URL: _, ...urls } = env("http://127.0.0.1:9", "unused");
+      await executor.start(assignment(`inline-${sandbox}`), {
+        ...urls,
+        DWOP_CODE: Buffer.from(code).toString("base64"),
+        DWOP_INLINE_RESULT_BYTES: "1000",
+      });
+      await until(() => outcome !== null, 60_000);
+      return outcome!;
+    } finally {
+      await executor.close();
+    }
+  }
+
+  const text = (bytes: Uint8Array | undefined) => Buffer.from(bytes ?? []).toString();
+
+  it("comes back in a success's outcome, without a request", async () => {
+    const outcome = await runInline("auto", "print('hi')\n");
+    expect(outcome.kind).toBe("succeeded");
+    const result = outcome.kind === "succeeded" ? outcome.result : undefined;
+    expect([text(result?.output), text(result?.log)]).toEqual(["hi\n", "hi\n"]);
+  });
+
+  it("is the worker's own even when a body outside the sandbox planted a link in its place", async () => {
+    const secret = join(dir, "secret.txt");
+    await writeFile(secret, "the dispatcher's secret\n");
+    const plant = `import os\nos.symlink(${JSON.stringify(secret)}, ".dwop-output")\nprint('mine')\n`;
+    const outcome = await runInline("off", plant);
+    const result = outcome.kind === "succeeded" ? outcome.result : undefined;
+    expect(text(result?.output)).toBe("mine\n");
+  });
+
+  it("is read only from regular files of one link, within the limit", async () => {
+    const secret = join(dir, "secret.txt");
+    await writeFile(secret, "secret\n");
+    const folder = async (output: (path: string) => Promise<void>): Promise<string> => {
+      const run = await mkdtemp(join(dir, "run-"));
+      await output(join(run, ".dwop-output"));
+      await writeFile(join(run, ".dwop-log"), "log\n");
+      return run;
+    };
+    const good = await folder((path) => writeFile(path, "out\n"));
+    expect(text(readResult(good, 4)?.output)).toBe("out\n");
+    expect(readResult(good, 3)).toBeNull(); // over the limit
+    expect(readResult(good, 0)).toBeNull(); // none asked for
+    expect(readResult(await folder((path) => symlink(secret, path)), 100)).toBeNull();
+    expect(readResult(await folder((path) => link(secret, path)), 100)).toBeNull();
+    expect(readResult(await folder(async () => {}), 100)).toBeNull(); // uploaded by the worker
   });
 });
 

@@ -11,6 +11,9 @@ Started as `python dwop_worker.py` (a launcher, so this module's bytecode is cac
                          an item may hold {"param", "data": "<base64>"} instead of a URL, as DWOP_CODE
   DWOP_OUTPUT_URL        signed PUT of Task_Output/<workflow>/<task>/output.txt (the body's stdout)
   DWOP_LOG_URL           signed PUT of the full log (stdout and stderr in arrival order)
+  DWOP_INLINE_RESULT_BYTES  optional n: after a success whose output and log are both at most n bytes (and
+                         none of the log went out live), they are left in the working folder as .dwop-output
+                         and .dwop-log for the executor to store, instead of uploaded (a local run)
   DWOP_RESULT_FILE       where the failure JSON goes (default /dev/termination-log when it is writable)
   DWOP_DIE_WITH_PARENT   "1": die (SIGKILL) when the process that started the worker dies
   DWOP_RETRY_DELAYS      optional "0.2,0.5,1.5,3,5" (the default): seconds before each further try of a
@@ -50,6 +53,7 @@ import dwop_gate
 RESULT_FILE_DEFAULT = "/dev/termination-log"
 DEPS_DIR = ".dwop-deps"
 EXIT_WORKER_FAILURE = 70  # EX_SOFTWARE: anything that is not the body's own failure
+RESULT_FILES = (".dwop-output", ".dwop-log")  # see DWOP_INLINE_RESULT_BYTES
 MAX_MESSAGE = 2000
 FRESH_URLS_AFTER = 300
 
@@ -122,6 +126,11 @@ class Task:
         except ValueError as e:
             raise Failure("worker_error", str(e), non_retryable=True) from None
         self.requirements_url = env.get("DWOP_REQUIREMENTS_URL") or None
+        inline_result = env.get("DWOP_INLINE_RESULT_BYTES") or "0"
+        if not inline_result.isdigit():
+            message = "DWOP_INLINE_RESULT_BYTES is not a whole number: %.40s" % inline_result
+            raise Failure("worker_error", message, non_retryable=True)
+        self.inline_result_bytes = int(inline_result)
         try:
             inputs = parse_json(env.get("DWOP_INPUTS") or "[]")
             # (param, url or None, bytes or None) of each input
@@ -411,10 +420,12 @@ def read_all(fd):
 
 
 def upload(task, output_fd, log):
-    """Uploads output and log together, to URLs minted now when the run has a log stream. Storage
-    refusing the output (4xx: too large, an expired URL) is the task's own failure, with storage's
-    reason; a storage that cannot be reached is the infrastructure's. A log that cannot be stored does not
-    fail the task: its live chunks keep it."""
+    """Uploads output and log together, to URLs minted now when the run has a log stream, unless they are
+    left to the executor (leave_to_executor). Storage refusing the output (4xx: too large, an expired URL)
+    is the task's own failure, with storage's reason; a storage that cannot be reached is the
+    infrastructure's. A log that cannot be stored does not fail the task: its live chunks keep it."""
+    if leave_to_executor(task, output_fd, log):
+        return
     fresh = fresh_upload_urls(log)
     output_url, log_url = fresh or (task.output_url, task.log_url)
     output = Transfer("PUT", output_url, output_fd, "the output")
@@ -427,6 +438,29 @@ def upload(task, output_fd, log):
             raise Failure("output_rejected", "storage refused the output: %s" % describe(error))
         else:
             raise Failure("upload_failed", "uploading the output: %s" % describe(error))
+
+
+def leave_to_executor(task, output_fd, log):
+    """Writes the output and the log to RESULT_FILES in the working folder, for the executor to store
+    (DWOP_INLINE_RESULT_BYTES): no request. Only when both fit and nothing of the log went out live, whose
+    chunks only a stored log seals. False to upload them."""
+    limit = task.inline_result_bytes
+    if not limit or (log.stream_to and log.stream_to.shipped):
+        return False
+    sizes = (os.fstat(output_fd).st_size, log.size)
+    if max(sizes) > limit:
+        return False
+    for name, fd, size in zip(RESULT_FILES, (output_fd, log.fd), sizes):
+        try:
+            os.unlink(name)  # none but one a body outside the sandbox made: the run's folder is new
+        except FileNotFoundError:
+            pass
+        target = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            write_all(target, os.pread(fd, size, 0))
+        finally:
+            os.close(target)
+    return True
 
 
 def fresh_upload_urls(log):

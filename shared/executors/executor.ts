@@ -21,13 +21,19 @@ export interface WorkerEnv {
   DWOP_LOG_STREAM_URL?: string;
   /** The run's log-stream token (shared/log-stream.ts): good for this run's log and uploads only. */
   DWOP_LOG_STREAM_TOKEN?: string;
+  /**
+   * After a success whose output and log are both at most this many bytes, the worker leaves them to the
+   * executor (RunOutcome's `result`) instead of uploading them: set with inline objects (inlineBytes).
+   */
+  DWOP_INLINE_RESULT_BYTES?: string;
   /** The attempt this run is (1 for the first), which the task body may read: the only DWOP_* it keeps. */
   DWOP_ATTEMPT: string;
 }
 
 /** How an attempt ended, as observed by the executor. */
 export type RunOutcome =
-  | { kind: "succeeded" }
+  /** `result`: the output and log the worker left to be stored (WorkerEnv.DWOP_INLINE_RESULT_BYTES). */
+  | { kind: "succeeded"; result?: RunResult }
   | {
       kind: "failed";
       reason: FailureReason;
@@ -36,6 +42,12 @@ export type RunOutcome =
       logTail: string;
       nonRetryable: boolean;
     };
+
+/** A run's output (the body's stdout) and log, for the dispatcher to store where the worker would have. */
+export interface RunResult {
+  output: Uint8Array;
+  log: Uint8Array;
+}
 
 export interface StartedRun {
   /** Executor-specific name: a process id, a Job name. */
@@ -68,7 +80,8 @@ export interface Executor {
   /**
    * Objects a run reads (its code, its inputs) of at most this many bytes are put in its environment
    * instead of a signed URL, where the storage can read them at once (Storage.readNow): no GET on the
-   * run's path. Absent or 0: always URLs.
+   * run's path; its output and log come back the same way when they are as small (RunOutcome's
+   * `result`). Absent or 0: always URLs.
    */
   readonly inlineBytes?: number;
   start(run: RunAssignment, env: WorkerEnv): Promise<StartedRun>;

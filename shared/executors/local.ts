@@ -1,12 +1,12 @@
 // Node-only: runs each attempt as a fresh local process of the Python worker, forked by the fork server.
 import { randomBytes } from "node:crypto";
-import { chmodSync, mkdirSync } from "node:fs";
+import { chmodSync, closeSync, constants, fstatSync, mkdirSync, openSync, readSync } from "node:fs";
 import { chmod, mkdir, readFile, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { configSchema, type Config } from "../config.ts";
 import type { FailureReason, RunAssignment, WorkerFailure } from "../model.ts";
 import { silentLogger, type Logger } from "../log.ts";
-import type { Executor, RunOutcome, StartedRun, WorkerEnv } from "./executor.ts";
+import type { Executor, RunOutcome, RunResult, StartedRun, WorkerEnv } from "./executor.ts";
 import { parseWorkerFailure, reasonForWorkerFailure } from "./worker-failure.ts";
 import {
   ForkServer,
@@ -50,6 +50,8 @@ export interface DefaultLimits {
 interface LocalRun {
   assignment: RunAssignment;
   dir: string;
+  /** The largest output and log the worker leaves in `dir` for the dispatcher to store (0: none). */
+  inlineResultBytes: number;
   /** Resolves to the worker's pid, which is also its process group. */
   started: Promise<number>;
   pid: number | null;
@@ -60,6 +62,8 @@ interface LocalRun {
 
 /** Variables of the dispatcher's own environment a task may see; nothing that holds a credential. */
 const SAFE_ENV = ["PATH", "LANG", "LC_ALL", "TZ", "HOME"];
+/** Where a worker leaves its output and log for the dispatcher to store (WorkerEnv.DWOP_INLINE_RESULT_BYTES). */
+const RESULT_FILES = { output: ".dwop-output", log: ".dwop-log" } as const;
 /** Where the fork server sends the worker's stdout and stderr, in the run's folder. */
 const LOG_FILE = ".dwop-worker.log";
 const RESULT_FILE = ".dwop-result.json";
@@ -129,6 +133,7 @@ export class LocalExecutor implements Executor {
     const run: LocalRun = {
       assignment,
       dir,
+      inlineResultBytes: Number(env.DWOP_INLINE_RESULT_BYTES ?? 0),
       started: Promise.resolve(0), // replaced just below by the launch itself
       pid: null,
       timedOut: false,
@@ -250,7 +255,10 @@ export class LocalExecutor implements Executor {
   }
 
   private async outcome(run: LocalRun, exit: ForkedExit): Promise<RunOutcome> {
-    if (exit.code === 0 && !run.timedOut) return { kind: "succeeded" };
+    if (exit.code === 0 && !run.timedOut) {
+      const result = readResult(run.dir, run.inlineResultBytes);
+      return result ? { kind: "succeeded", result } : { kind: "succeeded" };
+    }
     const logTail = await readLogTail(join(run.dir, LOG_FILE), LOG_TAIL_LINES);
     if (run.timedOut) {
       const seconds = run.assignment.options.timeoutSeconds;
@@ -343,6 +351,35 @@ function failed(
   nonRetryable: boolean,
 ): RunOutcome {
   return { kind: "failed", reason, message, exitCode, logTail, nonRetryable };
+}
+
+/**
+ * The output and log a successful worker left in its folder (both, or null when it uploaded them). Each
+ * must be a regular file of this user's, with one link and no more than `limit` bytes: a body run outside
+ * the sandbox shares the folder, and must not get the dispatcher to read another file for it.
+ */
+export function readResult(dir: string, limit: number): RunResult | null {
+  if (limit <= 0) return null;
+  const read = (name: string): Uint8Array | null => {
+    let fd: number;
+    try {
+      fd = openSync(join(dir, name), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    } catch {
+      return null;
+    }
+    try {
+      const info = fstatSync(fd);
+      const own = info.isFile() && info.nlink === 1 && info.uid === process.getuid?.() && info.size <= limit;
+      if (!own) return null;
+      const bytes = Buffer.alloc(info.size);
+      return readSync(fd, bytes, 0, info.size, 0) === info.size ? bytes : null;
+    } finally {
+      closeSync(fd);
+    }
+  };
+  const output = read(RESULT_FILES.output);
+  const log = output && read(RESULT_FILES.log);
+  return output && log ? { output, log } : null;
 }
 
 async function readFailure(path: string): Promise<WorkerFailure | null> {

@@ -5,6 +5,8 @@ export type SignedMethod = "GET" | "PUT";
  * signed URL per object and method, valid for a short time.
  */
 export interface Storage {
+  /** The largest object a worker may store, where the storage sets one (a signed PUT of more is refused). */
+  readonly maxObjectBytes?: number;
   put(bucket: string, key: string, body: Uint8Array | string): Promise<void>;
   /** The object's bytes as a stream, or null when it does not exist. */
   get(bucket: string, key: string): Promise<ReadableStream<Uint8Array> | null>;

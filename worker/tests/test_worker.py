@@ -180,6 +180,11 @@ def build_wheel(folder, name="dwoptiny", version="0.1"):
     return path
 
 
+def read_file(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 class WorkerTest(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory(prefix="dwop-worker-test-")
@@ -271,7 +276,7 @@ class WorkerTest(unittest.TestCase):
         self.assertEqual(run.output, "inline \x00\xff by url True\n".encode())
         fetched = [path for method, path in self.store.requests if method == "GET"]
         self.assertEqual(fetched, ["/in/fetched"])
-        self.assertEqual(open(os.path.join(self.work, "main.py"), "rb").read(), code)
+        self.assertEqual(read_file(os.path.join(self.work, "main.py")), code)
 
     def test_inline_code_is_checked_as_downloaded_code_is(self):
         bad = [
@@ -293,6 +298,32 @@ class WorkerTest(unittest.TestCase):
                 self.assertTrue(run.failure()["nonRetryable"])
                 self.assertIn(message, run.failure()["message"])
                 self.assertIsNone(run.output)
+
+    def test_a_small_result_is_left_to_the_executor_and_a_large_one_uploaded(self):
+        run = self.run_worker("print('small')\n", extra={"DWOP_INLINE_RESULT_BYTES": "6"})
+        self.assertSucceeded(run)
+        self.assertEqual([m for m, _ in self.store.requests if m == "PUT"], [])
+        self.assertIsNone(run.output)
+        left = [read_file(os.path.join(self.work, name)) for name in (".dwop-output", ".dwop-log")]
+        self.assertEqual(left, [b"small\n", b"small\n"])
+        self.assertEqual(os.stat(os.path.join(self.work, ".dwop-output")).st_mode & 0o777, 0o600)
+
+        for name in (".dwop-output", ".dwop-log"):
+            os.unlink(os.path.join(self.work, name))
+        run = self.run_worker("print('larger')\n", extra={"DWOP_INLINE_RESULT_BYTES": "6"})
+        self.assertSucceeded(run)
+        self.assertEqual(run.output, b"larger\n")
+        self.assertFalse(os.path.exists(os.path.join(self.work, ".dwop-output")))
+
+        run = self.run_worker("print('x')\n", extra={"DWOP_INLINE_RESULT_BYTES": "lots"})
+        self.assertEqual(run.failure()["type"], "worker_error")
+        self.assertIn("DWOP_INLINE_RESULT_BYTES", run.failure()["message"])
+
+    def test_a_failed_run_uploads_its_log_whatever_its_size(self):
+        run = self.run_worker("raise SystemExit(3)\n", extra={"DWOP_INLINE_RESULT_BYTES": "65536"})
+        self.assertEqual(run.code, 3)
+        self.assertIn(("PUT", "/out/attempt-1.log"), self.store.requests)
+        self.assertFalse(os.path.exists(os.path.join(self.work, ".dwop-log")))
 
     def test_fetches_more_inputs_than_go_in_one_batch(self):
         params = ["p%02d" % i for i in range(40)]
