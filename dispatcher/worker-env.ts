@@ -20,8 +20,9 @@ export interface LogStream {
  *
  * With `inlineBytes` (the executor's, see Executor.inlineBytes), the code and each input of at most that
  * many bytes that the storage can read at once are given in the environment instead (base64), up to
- * INLINE_TOTAL_BYTES in all; the rest, and every object of a storage that cannot, by URL. Such a storage
- * also takes a small output and log from the executor (DWOP_INLINE_RESULT_BYTES), within its size limit.
+ * INLINE_TOTAL_BYTES in all; the rest, and every object of a storage that cannot, by URL. Where the code
+ * itself was read so, the storage also takes a small output and log from the executor
+ * (DWOP_INLINE_RESULT_BYTES), within its size limit.
  */
 export async function signWorkerEnv(
   storage: Storage,
@@ -63,9 +64,11 @@ export async function signWorkerEnv(
       ttl,
     ),
   };
-  if (inlineBytes > 0 && storage.readNow) {
-    const most = Math.min(inlineBytes, storage.maxObjectBytes ?? inlineBytes);
-    env.DWOP_INLINE_RESULT_BYTES = String(most);
+  // The code found where the storage keeps objects shows that it is the storage server's own: a
+  // dispatcher whose DWOP_HOME is not the API's signs URLs for objects it does not hold, and must not
+  // store a run's output where nobody reads it.
+  if (code !== null) {
+    env.DWOP_INLINE_RESULT_BYTES = String(Math.min(inlineBytes, storage.maxObjectBytes ?? inlineBytes));
   }
   if (logStream) {
     env.DWOP_LOG_STREAM_URL = logStreamUrl(logStream.apiUrl, run.runId);

@@ -80,6 +80,7 @@ describe("a run's objects given inline", () => {
     expect(decoded(env.DWOP_CODE).toString()).toBe(BUNDLE.slice(CODE.offset, CODE.offset + CODE.length));
     expect(env.DWOP_CODE_URL).toBeUndefined();
     expect(env.DWOP_CODE_RANGE).toBe(`${CODE.offset},${CODE.length}`);
+    expect(env.DWOP_INLINE_RESULT_BYTES).toBe(String(LIMIT));
     const [a, b, c, d, e] = inputsOf(env);
     expect([...decoded(a!.data)]).toEqual([0, 1, 255, 10]);
     expect(a!.url).toBeUndefined();
@@ -108,9 +109,18 @@ describe("a run's objects given inline", () => {
     ] as const) {
       const env = await signWorkerEnv(store, assignment(params), 60, null, limit);
       expect(env.DWOP_CODE).toBeUndefined();
+      expect(env.DWOP_INLINE_RESULT_BYTES).toBeUndefined();
       expect(env.DWOP_CODE_URL).toMatch(/^http:\/\/127\.0\.0\.1:9\//);
       expect(inputsOf(env)[0]!.url).toMatch(/^http:/);
     }
+  });
+
+  it("takes no result back where the storage does not hold the workflow's code (another DWOP_HOME)", async () => {
+    const elsewhere = new LocalStorage({ root: join(dir, "not-the-servers"), secret: "s".repeat(32) });
+    elsewhere.setBaseUrl("http://127.0.0.1:9");
+    const env = await signWorkerEnv(elsewhere, assignment([]), 60, null, LIMIT);
+    expect(env.DWOP_CODE).toBeUndefined();
+    expect(env.DWOP_INLINE_RESULT_BYTES).toBeUndefined();
   });
 
   it("stops inlining once the run's total would pass INLINE_TOTAL_BYTES", async () => {
