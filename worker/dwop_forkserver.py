@@ -15,7 +15,8 @@ Protocol, one JSON object per line:
   stdout  {"ready": <server pid>, "sandbox": "namespaces" | "off", "why": <why off, or null>,
            "network": "none" | "internet" | "host", "networkWhy": <why not internet>?}   once
           {"id": ..., "pid": <child pid>}            after the fork, once the child leads its own group
-          {"id": ..., "exit": <code>}                 when the child has exited
+          {"id": ..., "exit": <code>}                 when the child has exited, or told its exit code
+                                                      just before its exit (on a pipe of its own)
           {"id": ..., "signal": <n>}                  when a signal killed the child
           {"id": <id or null>, "error": "<why>"}      for a request that forks nothing (every request,
                                                       when the sandbox is required and cannot be had)
@@ -128,6 +129,10 @@ class Server:
         self.uids = {}  # child pid -> the run's uid lease (root's servers in the sandbox only)
         self.pending = b""
         self.spare = None  # (pid, request pipe, ready pipe) of the child forked ahead, or None
+        self.done_fds = {}  # child pid -> the read end of the pipe it tells its exit code on (Worker.exit_now)
+        self.done_pids = {}  # the same, the other way round
+        self.told = set()  # children whose end was reported from their pipe: their reap reports nothing
+        self.poller = select.poll()
         self.wakeup_r, self.wakeup_w = os.pipe()
         os.set_blocking(self.wakeup_r, False)
         os.set_blocking(self.wakeup_w, False)
@@ -154,16 +159,17 @@ class Server:
         gc.collect()
         gc.freeze()
         self.fork_spare()
-        poller = select.poll()
-        poller.register(0, select.POLLIN)
-        poller.register(self.wakeup_r, select.POLLIN)
+        self.poller.register(0, select.POLLIN)
+        self.poller.register(self.wakeup_r, select.POLLIN)
         try:
             while True:
-                for fd, _ in poller.poll():
+                for fd, _ in self.poller.poll():
                     if fd == self.wakeup_r:
                         self.drain_wakeups()
                         self.reap()
-                    elif not self.read_requests():
+                    elif fd in self.done_pids:
+                        self.hear_exit(fd)
+                    elif fd == 0 and not self.read_requests():
                         return
         except BrokenPipeError:
             return  # nobody reads the events any more
@@ -228,19 +234,55 @@ class Server:
     def fork_worker(self, cwd, uid, limits, lease):
         """Forks a worker for a run now; returns its pid once it leads its own process group."""
         ready_r, ready_w = os.pipe()
+        done_r, done_w = os.pipe()
         pid = os.fork()
         if pid == 0:
             try:
                 os.close(ready_r)
+                os.close(done_r)
                 lease.release()  # the server's to hold, as the other runs' leases below
                 self.leave_server(ready_w)
                 run = dwop_sandbox.Run(self.sandbox.settings, uid, limits) if self.sandbox.settings else None
-                self.become_worker(cwd, self.prepare_body(run) if run else None)
+                body = self.prepare_body(run, close=(done_w,)) if run else None
+                self.become_worker(cwd, body, done_w)
             finally:
                 os._exit(EXIT_SETUP_FAILED)
         os.close(ready_w)
+        self.listen_done(pid, done_r, done_w)
         wait_ready(ready_r)
         return pid
+
+    def listen_done(self, pid, done_r, done_w):
+        """Watches the pipe on which child pid tells its exit code (its write end is the child's alone)."""
+        os.close(done_w)
+        # Not blocking: a poll result may name a descriptor closed since (its child reaped) and already
+        # reused for a newer child's pipe, which has nothing to say yet.
+        os.set_blocking(done_r, False)
+        self.done_fds[pid] = done_r
+        self.done_pids[done_r] = pid
+        self.poller.register(done_r, select.POLLIN)
+
+    def hear_exit(self, fd):
+        """A child told its exit code (or closed its pipe): its run's end is reported now, before the kernel
+        has torn the process down; its reap then reports nothing more."""
+        pid = self.done_pids[fd]
+        try:
+            said = os.read(fd, 32).strip()
+        except BlockingIOError:
+            return
+        self.forget_done(pid)
+        run_id = self.by_pid.get(pid)
+        if run_id is None or not said.isdigit() or pid in self.told:
+            return  # a spare, or a child that ended without a word: its reap reports it
+        self.told.add(pid)
+        self.send(run_id, "exit", int(said))
+
+    def forget_done(self, pid):
+        fd = self.done_fds.pop(pid, None)
+        if fd is not None:
+            del self.done_pids[fd]
+            self.poller.unregister(fd)
+            os.close(fd)
 
     def fork_spare(self):
         """Forks the next run's worker ahead, to wait for its request (one spare at a time)."""
@@ -248,17 +290,20 @@ class Server:
             return
         request_r, request_w = os.pipe()
         ready_r, ready_w = os.pipe()
+        done_r, done_w = os.pipe()
         pid = os.fork()
         if pid == 0:
             try:
                 os.close(request_w)
                 os.close(ready_r)
+                os.close(done_r)
                 self.leave_server(ready_w)
-                self.await_run(request_r)
+                self.await_run(request_r, done_w)
             finally:
                 os._exit(EXIT_SETUP_FAILED)
         os.close(request_r)
         os.close(ready_w)
+        self.listen_done(pid, done_r, done_w)
         self.spare = (pid, request_w, ready_r)
 
     def hand_to_spare(self, uid, line):
@@ -288,13 +333,15 @@ class Server:
             os.close(self.spare[2])
         for lease in self.uids.values():
             lease.release()  # the other runs' leases: the server's to hold
+        for fd in self.done_pids:
+            os.close(fd)  # the other children's pipes
         os.setsid()
         die_with_parent(self.prctl, self.pid)
         os.close(ready_w)
         if self.prctl is not None:
             self.prctl(dwop_sandbox.PR_SET_DUMPABLE, 0)  # it is about to hold the run's signed URLs
 
-    def await_run(self, request_r):
+    def await_run(self, request_r, done_w):
         """In the spare: prepares the run's body, waits for its request (uid, then the request line), then
         becomes its worker; exits quietly when the server closes the pipe without one."""
         null = os.open(os.devnull, os.O_RDWR)
@@ -302,7 +349,7 @@ class Server:
         os.dup2(null, 1)
         os.close(null)
         run = dwop_sandbox.Run(self.sandbox.settings) if self.sandbox.settings else None
-        body = self.prepare_body(run, close=(request_r,)) if run else None
+        body = self.prepare_body(run, close=(request_r, done_w)) if run else None
         rehearse_environ(rehearse())
         data = read_to_end(request_r)
         os.close(request_r)
@@ -317,11 +364,11 @@ class Server:
         if run:
             run.uid = None if int(uid) < 0 else int(uid)
             run.limits = limits
-        self.become_worker(cwd, body)
+        self.become_worker(cwd, body, done_w)
 
-    def become_worker(self, cwd, body):
+    def become_worker(self, cwd, body, done_w):
         """In the child, out of the server's session: turns it into a fresh worker process for the run in
-        cwd, then runs it with its prepared body."""
+        cwd, then runs it with its prepared body, telling its exit code on done_w."""
         try:
             os.chdir(cwd)
             env = read_env(ENV_FILE)
@@ -340,7 +387,7 @@ class Server:
                 write_all(2, ("dwop-forkserver: the child could not start: %r\n" % e).encode("utf-8", "replace"))
             finally:
                 os._exit(EXIT_SETUP_FAILED)
-        worker_main(body)  # never returns: it ends with os._exit
+        worker_main(body, done_w)  # never returns: it ends with os._exit
 
     def drain_wakeups(self):
         try:
@@ -359,6 +406,11 @@ class Server:
                 return
             run_id = self.by_pid.pop(pid, None)
             self.uids.pop(pid, dwop_sandbox.NO_LEASE).release()
+            self.forget_done(pid)
+            if pid in self.told:
+                self.told.discard(pid)
+                del self.by_id[run_id]
+                continue  # its end was reported when it told it
             if self.spare is not None and self.spare[0] == pid:
                 os.close(self.spare[1])
                 os.close(self.spare[2])

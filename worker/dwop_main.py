@@ -483,15 +483,16 @@ def store_log_done(log, stored):
         log.stream_to.ship_rest()
 
 
-def work(task, log, parent, die_with_parent_wanted, body):
-    """The steps of a run; raises Failure. body: the Body prepared for it, or None to fork one now."""
+def work(task, log, parent, die_with_parent_wanted, body, done=None):
+    """The steps of a run; raises Failure. body: the Body prepared for it, or None to fork one now (which
+    does not keep done, the worker's pipe to the fork server)."""
     prctl = None
     if die_with_parent_wanted:
         prctl = load_prctl()
         die_with_parent(prctl, parent)
     output_fd = anonymous_file()
     if body is None:
-        body = Body(None, prctl, close=(output_fd, log.fd))
+        body = Body(None, prctl, close=(output_fd, log.fd) + (() if done is None else (done,)))
         body.started()
     try:
         if body.setup_error:
@@ -554,9 +555,10 @@ def report(failure):
         write_all(2, ("dwop-worker: cannot write %s: %s\n" % (path, e)).encode("utf-8", "replace"))
 
 
-def main(body=None):
+def main(body=None, done=None):
     """Runs the worker; never returns. body: the Body prepared for the run in the sandbox (fork server
-    runs); None forks one, without the sandbox, when the run starts."""
+    runs); None forks one, without the sandbox, when the run starts. done: a pipe to the fork server, told
+    the exit code just before the exit (see exit_now)."""
     if os.getpid() == 1:
         # As a container's first process, signals without a handler are ignored: make SIGTERM stop us.
         _signal.signal(_signal.SIGTERM, lambda signum, _frame: os._exit(128 + signum))
@@ -568,7 +570,7 @@ def main(body=None):
         log = Log()
         log.stream_to = LogStream.from_env(os.environ, log)
         task = Task(os.environ)
-        work(task, log, parent, os.environ.get("DWOP_DIE_WITH_PARENT") == "1", body)
+        work(task, log, parent, os.environ.get("DWOP_DIE_WITH_PARENT") == "1", body, done)
     except Failure as e:
         failure = e
     except BaseException as e:
@@ -580,7 +582,7 @@ def main(body=None):
             write_all(log.fd, trace)
         write_all(2, trace)
     if failure is None:
-        os._exit(0)
+        exit_now(0, done)
     if log:
         if failure.type != "task_failed":
             log.say("%s: %s" % (failure.type, failure.message))
@@ -592,4 +594,16 @@ def main(body=None):
     else:
         write_all(2, ("dwop-worker: %s: %s\n" % (failure.type, failure.message)).encode("utf-8", "replace"))
     report(failure)
-    os._exit(failure.status)
+    exit_now(failure.status, done)
+
+
+def exit_now(code, done):
+    """Exits with code, having told the fork server on done first: the server reports the run's end
+    without waiting for the kernel to tear this process down (half a millisecond and more). Everything of
+    the run is over by then: its body reaped, its output stored or its failure written."""
+    if done is not None:
+        try:
+            os.write(done, b"%d\n" % code)
+        except OSError:
+            pass  # the server is gone; its end ends the run anyway
+    os._exit(code)

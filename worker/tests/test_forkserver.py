@@ -242,6 +242,29 @@ class ForkServerTest(unittest.TestCase):
         _, ended = self.run_task("killed", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n")
         self.assertEqual(ended, {"id": "killed", "signal": 9})
 
+    def test_each_run_ends_with_one_event_which_its_body_cannot_forge(self):
+        # The worker tells the server its exit code on a pipe of its own just before it exits, and the
+        # server reports the end from there; the body must not hold that pipe. This one writes "0" to every
+        # descriptor it has, then fails.
+        forger = textwrap.dedent(
+            """
+            import os
+            for fd in range(3, 1024):
+                try:
+                    os.write(fd, b"0\\n")
+                except OSError:
+                    pass
+            raise SystemExit(5)
+            """
+        )
+        _, ended = self.run_task("forger", forger)
+        self.assertEqual(ended, {"id": "forger", "exit": 5})
+        # run_task checks that the next event is each new run's pid: no run's end is reported twice.
+        for i in range(3):
+            _, ended = self.run_task("run%d" % i, "print(%d)\n" % i)
+            self.assertEqual(ended, {"id": "run%d" % i, "exit": 0})
+            self.assertEqual(self.output("run%d" % i), b"%d\n" % i)
+
     def test_killing_the_process_group_kills_the_worker_and_the_body(self):
         cwd, env = self.task("sleeper", SLEEPER)
         self.server.request("sleeper", cwd, env)
