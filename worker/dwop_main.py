@@ -293,6 +293,8 @@ class Body:
         sandbox = self.sandbox
         body_env = {k: v for k, v in os.environ.items() if not k.startswith("DWOP_") or k in BODY_KEEPS}
         uid, limits = (sandbox.uid, sandbox.limits) if sandbox else (None, Limits())
+        if sandbox:
+            sandbox.hold_mounts(self.child[0])
         try:
             dwop_gate.send(self.gate_w, dwop_gate.Job(has_requirements, uid, limits, os.getcwd(), body_env))
         except BrokenPipeError:
