@@ -205,13 +205,16 @@ class Server:
         except OSError as e:
             self.send(run_id, "error", "no uid free for the run: %s" % e)
             return
-        pid = self.hand_to_spare(lease.uid, line)
-        if pid is None:
-            pid = self.fork_worker(cwd, lease.uid, limits, lease)
+        handed = self.hand_to_spare(lease.uid, line)
+        pid = handed[0] if handed else self.fork_worker(cwd, lease.uid, limits, lease)
         self.by_pid[pid] = run_id
         self.by_id[run_id] = pid
         self.uids[pid] = lease
         self.send(run_id, "pid", pid)
+        if handed:
+            # The end of file that starts the spare on its run comes after the answer: woken first, the
+            # spare took the CPU from the server, and the answer waited.
+            os.close(handed[1])
         self.fork_spare()
         self.rehearse()
 
@@ -307,7 +310,8 @@ class Server:
         self.spare = (pid, request_w, ready_r)
 
     def hand_to_spare(self, uid, line):
-        """Gives the request to the spare; returns its pid, or None when there is no live spare."""
+        """Gives the request to the spare; returns (its pid, the request pipe for the caller to close, which
+        starts the spare on it), or None when there is no live spare."""
         self.reap()  # a spare that died is seen now, rather than handed a request its child may take in
         if self.spare is None:
             return None
@@ -317,10 +321,9 @@ class Server:
             wait_ready(ready_r)  # at once, unless the spare was forked a moment ago
             write_all(request_w, b"%d\n%s" % (-1 if uid is None else uid, line))
         except OSError:
-            return None  # it died (it is reaped as a child without a run)
-        finally:
             os.close(request_w)
-        return pid
+            return None  # it died (it is reaped as a child without a run)
+        return pid, request_w
 
     def leave_server(self, ready_w):
         """In a child: drops what is the server's, leads a session of its own, then closes ready_w."""
