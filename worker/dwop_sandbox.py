@@ -215,6 +215,7 @@ class Run:
         self.slirp = None
         self.alive = None
         self.ended = None  # (read, write): the body's status, from the namespace's init (before_fork)
+        self.mounts_held = False  # see hold_mounts
 
     def enter(self, note, gate=None):
         """Puts this process (a freshly forked child of the worker) in the sandbox. Returns in the body's
@@ -339,6 +340,7 @@ class Run:
         os.close(attached_r)
         try:
             if os.read(unshared_r, 1) == b"u":  # end of file: the child died before its unshare
+                self.hold_mounts(pid)
                 self.slirp = dwop_network.Slirp(self.settings.slirp, pid)
                 os.write(attached_w, b"a")
         except BrokenPipeError:
@@ -348,14 +350,19 @@ class Run:
             os.close(attached_w)
 
     def hold_mounts(self, pid):
-        """In the worker: holds the mount namespace of its child pid (the run's, which the child has set up)
+        """In the worker: holds the mount namespace of its child pid (the run's, once the child unshared it)
         open until the worker exits. Its last process's exit would otherwise tear it down (unmount the
         root's few dozen mounts, waiting out an RCU grace period: 0.3-1.3 ms here), and the worker waits for
-        that exit before it reports the run's end; held, it goes when the worker exits, after the report."""
+        that exit before it reports the run's end; held, it goes when the worker exits, after the report.
+        A normal user's worker may open it only while the child is dumpable: during the network's
+        handshake (after_fork), which the setting none does not have; root's, at any time."""
+        if self.mounts_held:
+            return
         try:
             os.open("/proc/%d/ns/mnt" % pid, os.O_RDONLY | os.O_CLOEXEC)  # closed by the worker's exit
+            self.mounts_held = True
         except OSError:
-            pass  # the child died setting up; its notes say how
+            pass  # the child died setting up (its notes say how), or a normal user's without the handshake
 
     def after_run(self):
         if self.slirp:
