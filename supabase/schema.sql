@@ -258,6 +258,7 @@ $$;
 
 CREATE FUNCTION dwop.complete_runs(p_run_ids bigint[], p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS SETOF bigint
     LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   v_now timestamptz := coalesce(p_now, now());
@@ -349,6 +350,7 @@ $$;
 
 CREATE FUNCTION dwop.complete_runs_and_start(p_run_ids bigint[], p_dispatcher_id text, p_executor text, p_owner_max_running integer DEFAULT NULL::integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(completed_id bigint, run_id bigint, task_id bigint, attempt integer, workflow_id uuid, task_name text, params jsonb, options jsonb, timeout_seconds integer, has_requirements boolean)
     LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   v_now timestamptz := coalesce(p_now, now());
@@ -797,6 +799,7 @@ $$;
 
 CREATE FUNCTION dwop.mark_runs_dispatched(p_run_ids bigint[], p_job_names text[], p_started boolean DEFAULT false, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS SETOF bigint
     LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   v_now timestamptz := coalesce(p_now, now());
@@ -1627,6 +1630,7 @@ $$;
 
 CREATE FUNCTION dwop.start_runs(p_task_ids bigint[], p_attempts integer[], p_dispatcher_id text, p_executor text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_owner_max_running integer DEFAULT NULL::integer) RETURNS TABLE(item integer, run_id bigint, created boolean, workflow_id uuid, task_name text, params jsonb, options jsonb, timeout_seconds integer, has_requirements boolean)
     LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   v_now timestamptz := coalesce(p_now, now());
