@@ -10,6 +10,7 @@ import { createApp } from "../../functions/app.ts";
 import type { Bus } from "../../shared/bus/bus.ts";
 import { PgBossBus } from "../../shared/bus/pgboss.ts";
 import { RabbitBus } from "../../shared/bus/rabbit.ts";
+import { deleteRabbitTopology } from "./rabbit.ts";
 import type { WorkflowSummary } from "../../shared/db/store.ts";
 import type { Executor } from "../../shared/executors/executor.ts";
 import type { SandboxMode } from "../../shared/executors/fork-server.ts";
@@ -171,6 +172,9 @@ export async function startEngine(label: string, options: EngineOptions): Promis
       for (const bus of buses) await bus.close();
       await new Promise<void>((r) => server.close(() => r()));
       await m.close(passed);
+      // A passed test's queues go with its database (a failed one keeps both as evidence): each quorum
+      // queue is a process of the broker, and a machine that runs the suite again and again piled them up.
+      if (passed && options.bus === "rabbit") await deleteRabbitTopology(queue).catch(() => {});
     },
   };
 }
