@@ -285,8 +285,9 @@ class ForkServerTest(unittest.TestCase):
         self.server.request("y", cwd, {"BAD": 1})  # read by the child: it cannot become a worker
         self.assertIn("pid", self.server.next_event())
         self.assertEqual(self.server.next_event(), {"id": "y", "exit": 70})
-        self.server.request("good", cwd, dict(env, DWOP_CODE_URL=self.store.url("slow")))
+        # Stored first: a worker quicker than this test found no code there and failed (a run of the suite).
         self.store.put("slow", "import time\ntime.sleep(0.5)\n")
+        self.server.request("good", cwd, dict(env, DWOP_CODE_URL=self.store.url("slow")))
         self.assertIn("pid", self.server.next_event())
         # The pid comes before the worker has taken its env file (a spare worker reads it after the answer).
         env_file = os.path.join(cwd, ".dwop-env")
