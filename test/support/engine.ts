@@ -10,7 +10,7 @@ import { createApp } from "../../functions/app.ts";
 import type { Bus } from "../../shared/bus/bus.ts";
 import { PgBossBus } from "../../shared/bus/pgboss.ts";
 import { RabbitBus } from "../../shared/bus/rabbit.ts";
-import { deleteRabbitTopology } from "./rabbit.ts";
+import { deleteRabbitTopology, RABBIT_URL } from "./rabbit.ts";
 import type { WorkflowSummary } from "../../shared/db/store.ts";
 import type { Executor } from "../../shared/executors/executor.ts";
 import type { SandboxMode } from "../../shared/executors/fork-server.ts";
@@ -23,7 +23,8 @@ import { submitWorkflow } from "../../shared/submit.ts";
 import { migratedDatabase, type MigratedDatabase } from "./migrated.ts";
 
 export type BusKind = "rabbit" | "pgboss";
-export const RABBIT_URL = process.env.DWOP_TEST_RABBIT_URL ?? "amqp://guest:guest@127.0.0.1:5672";
+/** The machine's RabbitMQ, as test/support/rabbit.ts names it (DWOP_TEST_RABBITMQ_URL). */
+export { RABBIT_URL };
 
 export interface EngineOptions {
   bus: BusKind;
