@@ -137,26 +137,17 @@ export class LocalStorage implements Storage {
     range?: (size: number) => ByteRange | null,
   ): Promise<OpenedObject | null> {
     const file = this.filePath(bucket, key);
-    let fd: number;
-    try {
-      fd = openSync(file, "r");
-    } catch (err) {
-      if (isMissing(err)) return null;
-      throw err;
-    }
+    const opened = openFile(file);
+    if (!opened) return null;
+    const { fd, size } = opened;
     let streaming = false;
     try {
-      const info = fstatSync(fd);
-      if (!info.isFile()) return null;
-      const wanted = range?.(info.size) ?? undefined;
+      const wanted = range?.(size) ?? undefined;
       const start = wanted?.start ?? 0;
-      const length = Math.max(0, (wanted?.end ?? info.size - 1) - start + 1);
-      if (length <= SMALL_OBJECT_BYTES) return { size: info.size, body: readAt(fd, start, length) };
+      const length = Math.max(0, (wanted?.end ?? size - 1) - start + 1);
+      if (length <= SMALL_OBJECT_BYTES) return { size, body: readAt(fd, start, length) };
       streaming = true;
-      return {
-        size: info.size,
-        body: createReadStream(file, { fd, start: wanted?.start, end: wanted?.end }),
-      };
+      return { size, body: createReadStream(file, { fd, start: wanted?.start, end: wanted?.end }) };
     } finally {
       if (!streaming) closeSync(fd);
     }
@@ -164,22 +155,15 @@ export class LocalStorage implements Storage {
 
   readNow(bucket: string, key: string, range: ObjectRange | null, maxBytes: number): Uint8Array | null {
     if (range && range.length > maxBytes) return null;
-    let fd: number;
+    const opened = openFile(this.filePath(bucket, key));
+    if (!opened) return null;
     try {
-      fd = openSync(this.filePath(bucket, key), "r");
-    } catch (err) {
-      if (isMissing(err)) return null;
-      throw err;
-    }
-    try {
-      const info = fstatSync(fd);
-      if (!info.isFile()) return null;
-      const { offset, length } = range ?? { offset: 0, length: info.size };
+      const { offset, length } = range ?? { offset: 0, length: opened.size };
       // Too large, or a range past the object's end: left to the run's GET, which reports it as it should.
-      if (length > maxBytes || offset + length > info.size) return null;
-      return readAt(fd, offset, length);
+      if (length > maxBytes || offset + length > opened.size) return null;
+      return readAt(opened.fd, offset, length);
     } finally {
-      closeSync(fd);
+      closeSync(opened.fd);
     }
   }
 
@@ -278,6 +262,27 @@ export class LocalStorage implements Storage {
 }
 
 /** `length` bytes of the file from `start` (fewer when it ends first). */
+/** An object's file open for reading, with its size; null when there is no such object (the caller closes fd). */
+function openFile(file: string): { fd: number; size: number } | null {
+  let fd: number;
+  try {
+    fd = openSync(file, "r");
+  } catch (err) {
+    if (isMissing(err)) return null;
+    throw err;
+  }
+  let info;
+  try {
+    info = fstatSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+  if (info.isFile()) return { fd, size: info.size };
+  closeSync(fd);
+  return null;
+}
+
 function readAt(fd: number, start: number, length: number): Uint8Array<ArrayBuffer> {
   const bytes = Buffer.allocUnsafe(length);
   let read = 0;
