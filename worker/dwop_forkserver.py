@@ -129,7 +129,7 @@ class Server:
         self.uids = {}  # child pid -> the run's uid lease (root's servers in the sandbox only)
         self.pending = b""
         self.spare = None  # (pid, request pipe, ready pipe) of the child forked ahead, or None
-        self.done_fds = {}  # child pid -> the read end of the pipe it tells its exit code on (Worker.exit_now)
+        self.done_fds = {}  # child pid -> the read end of the pipe it tells its exit code on (dwop_main.exit_now)
         self.done_pids = {}  # the same, the other way round
         self.told = set()  # children whose end was reported from their pipe: their reap reports nothing
         self.poller = select.poll()
@@ -275,7 +275,7 @@ class Server:
             return
         self.forget_done(pid)
         run_id = self.by_pid.get(pid)
-        if run_id is None or not said.isdigit() or pid in self.told:
+        if run_id is None or not said.isdigit():
             return  # a spare, or a child that ended without a word: its reap reports it
         self.told.add(pid)
         self.send(run_id, "exit", int(said))
