@@ -556,6 +556,71 @@ class SandboxedForkServerTest(ForkServerTest):
         self.assertEqual(self.server.next_event(), {"id": "forker", "exit": 0})
         self.assertLess(int(self.output("forker")), 10)
 
+    @unittest.skipUnless(os.geteuid() == 0, "joining a run's pid namespace from outside takes root")
+    def test_the_end_is_told_before_the_namespaces_go_and_the_uid_is_held_until_they_have(self):
+        # A process of the run's pid namespace whose parent is this test holds the namespace's end: its init,
+        # having killed it, waits until this test reaps it. The run's end comes meanwhile, its uid still held.
+        body = "import signal, sys\nsignal.signal(signal.SIGUSR1, lambda *_: sys.exit(0))\nprint('started', flush=True)\nsignal.pause()\n"
+        cwd, env = self.task("held", body)
+        self.server.request("held", cwd, env)
+        worker = self.server.next_event()["pid"]
+        body_pid = self.started(cwd, worker)
+        init = descendants(worker)[0]
+        with open("/proc/%d/status" % body_pid) as f:
+            uid = int(next(line for line in f if line.startswith("Uid:")).split()[1])
+        held = join_pid_namespace(init)
+        os.kill(body_pid, signal.SIGUSR1)
+        try:
+            self.assertEqual(self.server.next_event(timeout=10), {"id": "held", "exit": 0})
+            self.assertTrue(alive(worker))  # reaping the init, which waits for this test
+            self.assertTrue(uid_leased(uid))
+        finally:
+            os.waitpid(held, 0)
+        deadline = time.monotonic() + 10
+        while (alive(worker) or uid_leased(uid)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertFalse(alive(worker))
+        self.assertFalse(uid_leased(uid))
+
+
+def join_pid_namespace(pid):
+    """Forks a child of this process into pid's pid namespace (it waits there to be killed); returns its pid."""
+    import ctypes
+
+    setns = ctypes.CDLL(None, use_errno=True).setns
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY)
+    theirs = os.open("/proc/%d/ns/pid" % pid, os.O_RDONLY)
+    try:
+        if setns(theirs, 0x20000000) != 0:  # CLONE_NEWPID: for this process's next children
+            raise OSError(ctypes.get_errno(), "setns into the run's pid namespace")
+        child = os.fork()
+        if child == 0:
+            while True:
+                signal.pause()
+        if setns(own, 0x20000000) != 0:
+            raise OSError(ctypes.get_errno(), "setns back into the test's pid namespace")
+        return child
+    finally:
+        os.close(own)
+        os.close(theirs)
+
+
+def uid_leased(uid):
+    """Whether a fork server holds uid's lease (dwop_sandbox.UidPool: a lock on a file named after it)."""
+    import fcntl
+
+    import dwop_sandbox
+
+    pool = dwop_sandbox.UidPool(0, 1)
+    fd = os.open("%s/%d" % (pool.folder, uid), os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
 
 # What a body with the internet setting reaches: its resolver, the gateway (the machine's loopback behind
 # it), a private address, the metadata service and the machine's own address.
