@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { migratedDatabase, type MigratedDatabase } from "../test/support/migrated.ts";
 import { deleteRabbitTopology, RABBIT_URL } from "../test/support/rabbit.ts";
 import { freePort } from "../test/support/dev-process.ts";
-import { percentile } from "./stats.ts";
+import { childrenOf, cpuSeconds, percentile } from "./stats.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const arg = (name: string, fallback: string) =>
@@ -40,6 +40,12 @@ const load = () =>
     .map((l) => l.toFixed(2))
     .join(" ");
 const median = (xs: number[]) => percentile(xs, 50);
+
+interface Cpu {
+  dwop: number;
+  python: number;
+  postgres: number;
+}
 
 interface Split {
   /** The task's outbox row written (its upstream's success recorded) to its run row (start_runs). */
@@ -129,6 +135,22 @@ class Deployment {
     };
   }
 
+  /**
+   * CPU seconds so far: of its processes; of their Python children (the fork server, with the runs it has
+   * reaped: workers, the sandboxes' processes, the bodies; not slirp4netns); of its database's backends.
+   */
+  async cpu(): Promise<Cpu> {
+    const pids = this.children.map((c) => c.pid!);
+    const backends = await this.m.db<{ pid: number }[]>`
+      select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`;
+    const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+    return {
+      dwop: sum(pids.map((pid) => cpuSeconds(pid))),
+      python: sum(pids.flatMap(childrenOf).map((pid) => cpuSeconds(pid, true))),
+      postgres: sum(backends.map((b) => cpuSeconds(b.pid))),
+    };
+  }
+
   async stop(): Promise<void> {
     await Promise.all(
       this.children.map(
@@ -186,12 +208,15 @@ async function benchDwop(mode: string, home: string): Promise<number> {
     await d.runChain(3); // warm: the fork server, the first Python start, connections
     const times: number[] = [];
     const split: Split = { toRun: [], toStart: [], worker: [] };
+    const cpu0 = await d.cpu();
     for (let i = 0; i < rounds; i++) {
       const { id, seconds } = await d.runChain(n);
       times.push(seconds);
       const s = await d.split(id);
       for (const k of Object.keys(split) as (keyof Split)[]) split[k].push(...s[k]);
     }
+    const cpu1 = await d.cpu();
+    const perTask = (k: keyof Cpu) => (((cpu1[k] - cpu0[k]) * 1000) / (rounds * n)).toFixed(1);
     const p = (xs: number[]) => `${median(xs).toFixed(1)}/${percentile(xs, 99).toFixed(1)}`;
     console.log(
       `dwop ${mode.padEnd(8)} ${bus} sandbox ${sandbox}: ${n} tasks ${times.map((t) => t.toFixed(3)).join(" ")} s, ` +
@@ -200,6 +225,10 @@ async function benchDwop(mode: string, home: string): Promise<number> {
     console.log(
       `  per task p50/p99 ms: outbox row -> run row ${p(split.toRun)}, run row -> process started ${p(split.toStart)}, ` +
         `started -> success recorded (worker) ${p(split.worker)}; the next task's outbox row is written in that transaction`,
+    );
+    console.log(
+      `  CPU ms per task: dwop ${perTask("dwop")}, its Python ${perTask("python")} (fork server, workers, ` +
+        `sandboxes, bodies; slirp4netns not counted), Postgres backends ${perTask("postgres")}`,
     );
     return median(times);
   } finally {

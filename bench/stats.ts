@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import type { Sql } from "postgres";
 import type { Engine } from "../test/support/engine.ts";
 
@@ -48,4 +49,28 @@ export async function bringIntoUse(engine: Engine, source = fanWorkflow(1000)): 
 export function busesFromArgs(): ("rabbit" | "pgboss")[] {
   const arg = process.argv.find((a) => a.startsWith("--bus="));
   return arg ? [arg.slice(6) as "rabbit" | "pgboss"] : ["rabbit", "pgboss"];
+}
+
+/**
+ * CPU seconds a process has used (user + system), from /proc; with `reaped`, also those of the children
+ * it has waited for (and theirs). 0 once it is gone.
+ */
+export function cpuSeconds(pid: number, reaped = false): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    // utime, stime, cutime, cstime: clock ticks of 1/100 s
+    const ticks = fields.slice(11, reaped ? 15 : 13).reduce((sum, t) => sum + Number(t), 0);
+    return ticks / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** The pids of a process's children, from /proc; none once it is gone. */
+export function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").split(" ").filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
 }

@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort } from "../test/support/dev-process.ts";
 import { migratedDatabase, type MigratedDatabase } from "../test/support/migrated.ts";
-import { fanWorkflow } from "./stats.ts";
+import { cpuSeconds, fanWorkflow } from "./stats.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split("=")[1];
@@ -70,16 +70,6 @@ class Part {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** CPU seconds a process has used (user + system), from /proc; 0 once it is gone. */
-function cpuSeconds(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime: clock ticks of 1/100 s
-  } catch {
-    return 0;
-  }
-}
 
 /**
  * CPU seconds used by the server and by the Postgres backends of the stack's database while `work` runs:
