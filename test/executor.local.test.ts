@@ -202,6 +202,34 @@ describe("a run's output and log left to the dispatcher", () => {
     expect(text(result?.output)).toBe("mine\n");
   });
 
+  it("gives the body a TMPDIR of its own: its folder's .tmp outside the sandbox, its own /tmp inside", async () => {
+    const code = "import os, tempfile\ntempfile.NamedTemporaryFile().close()\nprint(os.environ['TMPDIR'])\n";
+    const off = await runInline("off", code);
+    const outside = off.kind === "succeeded" ? text(off.result?.output).trim() : "";
+    expect(outside.startsWith(join(dir, "run-inline-off-"))).toBe(true);
+    expect(outside.endsWith("/.tmp")).toBe(true);
+    const status = await sandboxStatus();
+    const auto = await runInline("auto", code);
+    const inside = auto.kind === "succeeded" ? text(auto.result?.output).trim() : "";
+    if (status === "namespaces") expect(inside).toBe("/tmp");
+    else expect(inside.endsWith("/.tmp")).toBe(true);
+  });
+
+  /** Whether runs get the sandbox on this machine with sandbox "auto". */
+  async function sandboxStatus(): Promise<string> {
+    const executor = new LocalExecutor({
+      python: await resolvePython(),
+      workerScript: WORKER_SCRIPT,
+      workRoot: dir,
+      sandbox: "auto",
+    });
+    try {
+      return (await executor.sandbox()).mode;
+    } finally {
+      await executor.close();
+    }
+  }
+
   it("is read only from regular files of one link, within the limit", async () => {
     const secret = join(dir, "secret.txt");
     await writeFile(secret, "secret\n");
