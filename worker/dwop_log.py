@@ -1,6 +1,6 @@
 """The attempt's log: the body's stdout and stderr merged by line, and shipped live while the body runs.
 
-The log is an unnamed file in the run's folder that only ever grows by whole lines: each stream's
+The log is an unnamed file (dwop_unnamed) that only ever grows by whole lines: each stream's
 partial line waits until its newline arrives (or it passes PARTIAL_MAX, or the stream ends), so a line of
 stdout and a line of stderr never cut into each other. While the body runs, a thread ships what the log
 has gained to the API (DWOP_LOG_STREAM_URL, with the run's token) about every SHIP_EVERY seconds, at most
@@ -11,7 +11,7 @@ whole log has been stored as an object, the shipped chunks are dropped (sealed).
 import _thread
 import os
 
-from dwop_http import HttpError, request, write_all
+from dwop_http import HttpError, request
 from dwop_json import parse_json
 
 PARTIAL_MAX = 64 * 1024
@@ -21,12 +21,17 @@ REQUEST_TIMEOUT = 10.0
 
 
 class LineLog:
-    """The log file, written a whole line at a time; size is what it holds (what may be shipped)."""
+    """The log file (an UnnamedFile), written a whole line at a time; size is what it holds (what may be
+    shipped), counted after each write, so a reader that takes size and then fd finds all of it."""
 
-    def __init__(self, fd):
-        self.fd = fd
+    def __init__(self, file):
+        self.file = file
         self.size = 0
         self.partial = {}
+
+    @property
+    def fd(self):
+        return self.file.fd
 
     def stream(self, name):
         """A sink for one stream of the body (for dwop_process.pump): .write(data)."""
@@ -56,7 +61,7 @@ class LineLog:
         self.partial = {}
 
     def write(self, data):
-        write_all(self.fd, data)
+        self.file.write(data)
         self.size += len(data)
 
 

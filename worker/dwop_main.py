@@ -45,6 +45,7 @@ from dwop_http import RETRY_DELAYS, HttpError, Transfer, parse_retry_delays, tra
 from dwop_json import parse_json
 from dwop_log import LineLog, LogStream
 from dwop_source import MARK, exception_line
+from dwop_unnamed import UnnamedFile
 from dwop_process import BODY_KEEPS, abandon_child, die_with_parent, fork_child, load_prctl, reap_child
 from dwop_process import run_script, wait_child
 from dwop_sandbox import Limits, SandboxError
@@ -80,22 +81,11 @@ class Failure(Exception):
         )
 
 
-def anonymous_file():
-    """A read-write file in the working folder that has no name, so the body never sees it."""
-    try:
-        return os.open(".", os.O_TMPFILE | os.O_RDWR, 0o600)
-    except (AttributeError, OSError):
-        name = ".dwop-%d.tmp" % os.getpid()
-        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        os.unlink(name)
-        return fd
-
-
 class Log(LineLog):
     """The attempt's log (dwop_log.LineLog); what the worker says itself goes there and to its stderr."""
 
     def __init__(self):
-        super().__init__(anonymous_file())
+        super().__init__(UnnamedFile("dwop-log"))
         self.started = _time.monotonic()
         self.stream_to = None  # the LogStream, when the run has one
 
@@ -287,7 +277,7 @@ class Body:
         if self.sandbox and self.attached:
             self.sandbox.after_run()
 
-    def open(self, has_requirements, log, output_fd):
+    def open(self, has_requirements, log, output):
         """Hands the body its run, copies its output until it exits; raises Failure for anything but a
         clean exit."""
         sandbox = self.sandbox
@@ -303,7 +293,7 @@ class Body:
         try:
             code, signal = wait_child(
                 self.child,
-                (1, output_fd, log.stream("stdout")),
+                (1, output, log.stream("stdout")),
                 (2, log.stream("stderr")),
                 ended,
             )
@@ -421,20 +411,20 @@ def read_all(fd):
     return data.decode("utf-8", "replace")
 
 
-def upload(task, output_fd, log):
+def upload(task, output, log):
     """Uploads output and log together, to URLs minted now when the run has a log stream, unless they are
     left to the executor (leave_to_executor). Storage refusing the output (4xx: too large, an expired URL)
     is the task's own failure, with storage's reason; a storage that cannot be reached is the
     infrastructure's. A log that cannot be stored does not fail the task: its live chunks keep it."""
-    if leave_to_executor(task, output_fd, log):
+    if leave_to_executor(task, output, log):
         return
     fresh = fresh_upload_urls(log)
     output_url, log_url = fresh or (task.output_url, task.log_url)
-    output = Transfer("PUT", output_url, output_fd, "the output")
-    failed = dict(transfer_all([output, Transfer("PUT", log_url, log.fd, "the log")], None, task.retry_delays))
-    store_log_done(log, not any(t is not output for t in failed))
+    sent = Transfer("PUT", output_url, output.fd, "the output")
+    failed = dict(transfer_all([sent, Transfer("PUT", log_url, log.fd, "the log")], None, task.retry_delays))
+    store_log_done(log, not any(t is not sent for t in failed))
     for transfer, error in failed.items():
-        if transfer is not output:
+        if transfer is not sent:
             log.say("uploading the log: %s" % describe(error))
         elif isinstance(error, HttpError) and not error.transient:
             raise Failure("output_rejected", "storage refused the output: %s" % describe(error))
@@ -442,17 +432,17 @@ def upload(task, output_fd, log):
             raise Failure("upload_failed", "uploading the output: %s" % describe(error))
 
 
-def leave_to_executor(task, output_fd, log):
+def leave_to_executor(task, output, log):
     """Writes the output and the log to RESULT_FILES in the working folder, for the executor to store
     (DWOP_INLINE_RESULT_BYTES): no request. Only when both fit and nothing of the log went out live, whose
     chunks only a stored log seals. False to upload them."""
     limit = task.inline_result_bytes
     if not limit or (log.stream_to and log.stream_to.shipped):
         return False
-    sizes = (os.fstat(output_fd).st_size, log.size)
+    sizes = (output.size, log.size)
     if max(sizes) > limit:
         return False
-    for name, fd, size in zip(RESULT_FILES, (output_fd, log.fd), sizes):
+    for name, fd, size in zip(RESULT_FILES, (output.fd, log.fd), sizes):
         try:
             os.unlink(name)  # none but one a body outside the sandbox made: the run's folder is new
         except FileNotFoundError:
@@ -493,9 +483,9 @@ def work(task, log, parent, die_with_parent_wanted, body, done=None):
     if die_with_parent_wanted:
         prctl = load_prctl()
         die_with_parent(prctl, parent)
-    output_fd = anonymous_file()
+    output = UnnamedFile("dwop-output")
     if body is None:
-        body = Body(None, prctl, close=(output_fd, log.fd) + (() if done is None else (done,)))
+        body = Body(None, prctl, close=(output.fd, log.fd) + (() if done is None else (done,)))
         body.started()
     try:
         if body.setup_error:
@@ -508,8 +498,8 @@ def work(task, log, parent, die_with_parent_wanted, body, done=None):
             log.stream_to.stop()
         raise
     try:
-        body.open(has_requirements, log, output_fd)
-        upload(task, output_fd, log)
+        body.open(has_requirements, log, output)
+        upload(task, output, log)
     except BaseException:
         if body.sandbox:
             reap_child(body.child)
@@ -585,7 +575,7 @@ def main(body=None, done=None):
 
         trace = traceback.format_exc().encode("utf-8", "replace")
         if log:
-            write_all(log.fd, trace)
+            log.write(trace)
         write_all(2, trace)
     if failure is None:
         exit_now(0, done, init)

@@ -659,6 +659,35 @@ class WorkerTest(unittest.TestCase):
                 self.assertEqual(fetched, [], "nothing is fetched with a bad schedule")
 
 
+class UnnamedFileTest(unittest.TestCase):
+    """The output's and the log's file (dwop_unnamed): in memory while small, then on disk, never named."""
+
+    def setUp(self):
+        tmp = tempfile.TemporaryDirectory(prefix="dwop-unnamed-")
+        self.addCleanup(tmp.cleanup)
+        self.addCleanup(os.chdir, os.getcwd())
+        os.chdir(tmp.name)
+        self.folder = os.path.realpath(tmp.name)
+
+    def test_a_small_file_stays_in_memory_and_a_large_one_moves_to_the_folder_with_every_byte(self):
+        from dwop_unnamed import IN_MEMORY_BYTES, UnnamedFile
+
+        where = lambda fd: os.readlink("/proc/self/fd/%d" % fd)  # noqa: E731
+        f = UnnamedFile("dwop-test")
+        self.addCleanup(os.close, f.fd)
+        f.write(b"a" * 1000)
+        self.assertTrue(where(f.fd).startswith("/memfd:dwop-test"), where(f.fd))
+        memory = f.fd
+        f.write(b"b" * IN_MEMORY_BYTES)
+        self.assertTrue(where(f.fd).startswith(self.folder + "/"), where(f.fd))
+        self.assertEqual(f.size, 1000 + IN_MEMORY_BYTES)
+        self.assertEqual(os.fstat(f.fd).st_size, f.size)
+        self.assertEqual(os.pread(f.fd, f.size + 1, 0), b"a" * 1000 + b"b" * IN_MEMORY_BYTES)
+        # What was in memory stays readable there, for a reader that took the size before the move.
+        self.assertEqual(os.pread(memory, 2000, 0), b"a" * 1000)
+        self.assertEqual(os.listdir("."), [])
+
+
 class RetryScheduleTest(unittest.TestCase):
     def test_the_default_schedule_rides_out_about_10_s_of_storage_outage(self):
         self.assertEqual(dwop_http.parse_retry_delays(None), dwop_http.RETRY_DELAYS)
