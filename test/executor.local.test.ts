@@ -196,7 +196,7 @@ describe("a run's output and log left to the dispatcher", () => {
   it("is the worker's own even when a body outside the sandbox planted a link in its place", async () => {
     const secret = join(dir, "secret.txt");
     await writeFile(secret, "the dispatcher's secret\n");
-    const plant = `import os\nos.symlink(${JSON.stringify(secret)}, ".dwop-output")\nprint('mine')\n`;
+    const plant = `import os\nos.symlink(${JSON.stringify(secret)}, ".dwop-output-and-log")\nprint('mine')\n`;
     const outcome = await runInline("off", plant);
     const result = outcome.kind === "succeeded" ? outcome.result : undefined;
     expect(text(result?.output)).toBe("mine\n");
@@ -230,22 +230,31 @@ describe("a run's output and log left to the dispatcher", () => {
     }
   }
 
-  it("is read only from regular files of one link, within the limit", async () => {
+  it("is read only from a regular file of one link, each part within the limit", async () => {
     const secret = join(dir, "secret.txt");
-    await writeFile(secret, "secret\n");
-    const folder = async (output: (path: string) => Promise<void>): Promise<string> => {
+    await writeFile(secret, "4 4\nsecrsecr");
+    const folder = async (left: (path: string) => Promise<void>): Promise<string> => {
       const run = await mkdtemp(join(dir, "run-"));
-      await output(join(run, ".dwop-output"));
-      await writeFile(join(run, ".dwop-log"), "log\n");
+      await left(join(run, ".dwop-output-and-log"));
       return run;
     };
-    const good = await folder((path) => writeFile(path, "out\n"));
-    expect(text(readResult(good, 4)?.output)).toBe("out\n");
-    expect(readResult(good, 3)).toBeNull(); // over the limit
+    const good = await folder((path) => writeFile(path, "4 5\nout\nlog!\n"));
+    const result = readResult(good, 5);
+    expect([text(result?.output), text(result?.log)]).toEqual(["out\n", "log!\n"]);
+    expect(readResult(good, 4)).toBeNull(); // the log over the limit
     expect(readResult(good, 0)).toBeNull(); // none asked for
     expect(readResult(await folder((path) => symlink(secret, path)), 100)).toBeNull();
     expect(readResult(await folder((path) => link(secret, path)), 100)).toBeNull();
     expect(readResult(await folder(async () => {}), 100)).toBeNull(); // uploaded by the worker
+    for (const bad of [
+      "4 5\nout\nlog!\nmore",
+      "4 5\nout\nlog",
+      "4 5 out\nlog!\n",
+      "-4 5\nout\nlog!\n",
+      "out\n",
+    ]) {
+      expect(readResult(await folder((path) => writeFile(path, bad)), 100), bad).toBeNull();
+    }
   });
 });
 

@@ -12,8 +12,9 @@ Started as `python dwop_worker.py` (a launcher, so this module's bytecode is cac
   DWOP_OUTPUT_URL        signed PUT of Task_Output/<workflow>/<task>/output.txt (the body's stdout)
   DWOP_LOG_URL           signed PUT of the full log (stdout and stderr in arrival order)
   DWOP_INLINE_RESULT_BYTES  optional n: after a success whose output and log are both at most n bytes (and
-                         none of the log went out live), they are left in the working folder as .dwop-output
-                         and .dwop-log for the executor to store, instead of uploaded (a local run)
+                         none of the log went out live), they are left in the working folder as one file,
+                         .dwop-output-and-log, for the executor to store, instead of uploaded (a local run):
+                         a line "<output bytes> <log bytes>", then the output, then the log
   DWOP_RESULT_FILE       where the failure JSON goes (default /dev/termination-log when it is writable)
   DWOP_DIE_WITH_PARENT   "1": die (SIGKILL) when the process that started the worker dies
   DWOP_RETRY_DELAYS      optional "0.2,0.5,1.5,3,5" (the default): seconds before each further try of a
@@ -54,7 +55,7 @@ import dwop_gate
 RESULT_FILE_DEFAULT = "/dev/termination-log"
 DEPS_DIR = ".dwop-deps"
 EXIT_WORKER_FAILURE = 70  # EX_SOFTWARE: anything that is not the body's own failure
-RESULT_FILES = (".dwop-output", ".dwop-log")  # see DWOP_INLINE_RESULT_BYTES
+RESULT_FILE = ".dwop-output-and-log"  # see DWOP_INLINE_RESULT_BYTES
 MAX_MESSAGE = 2000
 FRESH_URLS_AFTER = 300
 
@@ -433,25 +434,24 @@ def upload(task, output, log):
 
 
 def leave_to_executor(task, output, log):
-    """Writes the output and the log to RESULT_FILES in the working folder, for the executor to store
+    """Writes the output and the log to RESULT_FILE in the working folder, for the executor to store
     (DWOP_INLINE_RESULT_BYTES): no request. Only when both fit and nothing of the log went out live, whose
     chunks only a stored log seals. False to upload them."""
     limit = task.inline_result_bytes
     if not limit or (log.stream_to and log.stream_to.shipped):
         return False
-    sizes = (output.size, log.size)
-    if max(sizes) > limit:
+    if max(output.size, log.size) > limit:
         return False
-    for name, fd, size in zip(RESULT_FILES, (output.fd, log.fd), sizes):
-        try:
-            os.unlink(name)  # none but one a body outside the sandbox made: the run's folder is new
-        except FileNotFoundError:
-            pass
-        target = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            write_all(target, os.pread(fd, size, 0))
-        finally:
-            os.close(target)
+    try:
+        os.unlink(RESULT_FILE)  # none but one a body outside the sandbox made: the run's folder is new
+    except FileNotFoundError:
+        pass
+    target = os.open(RESULT_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        head = b"%d %d\n" % (output.size, log.size)
+        write_all(target, head + os.pread(output.fd, output.size, 0) + os.pread(log.fd, log.size, 0))
+    finally:
+        os.close(target)
     return True
 
 

@@ -62,8 +62,11 @@ interface LocalRun {
 
 /** Variables of the dispatcher's own environment a task may see; nothing that holds a credential. */
 const SAFE_ENV = ["PATH", "LANG", "LC_ALL", "TZ", "HOME"];
-/** Where a worker leaves its output and log for the dispatcher to store (WorkerEnv.DWOP_INLINE_RESULT_BYTES). */
-const RESULT_FILES = { output: ".dwop-output", log: ".dwop-log" } as const;
+/**
+ * Where a worker leaves its output and log for the dispatcher to store (WorkerEnv.DWOP_INLINE_RESULT_BYTES):
+ * a line "<output bytes> <log bytes>", then the output, then the log.
+ */
+const OUTPUT_AND_LOG_FILE = ".dwop-output-and-log";
 /** Where the fork server sends the worker's stdout and stderr, in the run's folder. */
 const LOG_FILE = ".dwop-worker.log";
 const RESULT_FILE = ".dwop-result.json";
@@ -358,32 +361,37 @@ function failed(
 }
 
 /**
- * The output and log a successful worker left in its folder (both, or null when it uploaded them). Each
- * must be a regular file of this user's, with one link and no more than `limit` bytes: a body run outside
- * the sandbox shares the folder, and must not get the dispatcher to read another file for it.
+ * The output and log a successful worker left in its folder (null when it uploaded them). The file must
+ * be a regular file of this user's, with one link, and hold each part within `limit` bytes: a body run
+ * outside the sandbox shares the folder, and must not get the dispatcher to read another file for it.
  */
 export function readResult(dir: string, limit: number): RunResult | null {
   if (limit <= 0) return null;
-  const read = (name: string): Uint8Array | null => {
-    let fd: number;
-    try {
-      fd = openSync(join(dir, name), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-    } catch {
-      return null;
-    }
-    try {
-      const info = fstatSync(fd);
-      const own = info.isFile() && info.nlink === 1 && info.uid === process.getuid?.() && info.size <= limit;
-      if (!own) return null;
-      const bytes = Buffer.alloc(info.size);
-      return readSync(fd, bytes, 0, info.size, 0) === info.size ? bytes : null;
-    } finally {
-      closeSync(fd);
-    }
-  };
-  const output = read(RESULT_FILES.output);
-  const log = output && read(RESULT_FILES.log);
-  return output && log ? { output, log } : null;
+  let fd: number;
+  try {
+    fd = openSync(
+      join(dir, OUTPUT_AND_LOG_FILE),
+      constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
+    );
+  } catch {
+    return null;
+  }
+  try {
+    const info = fstatSync(fd);
+    const most = 2 * limit + 2 * String(limit).length + 2; // both parts at the limit, and the sizes' line
+    const own = info.isFile() && info.nlink === 1 && info.uid === process.getuid?.() && info.size <= most;
+    if (!own) return null;
+    const bytes = Buffer.alloc(info.size);
+    if (readSync(fd, bytes, 0, info.size, 0) !== info.size) return null;
+    const newline = bytes.indexOf(10);
+    const sizes = /^(\d+) (\d+)$/.exec(bytes.subarray(0, Math.max(newline, 0)).toString("latin1"));
+    const [output, log] = [Number(sizes?.[1]), Number(sizes?.[2])];
+    if (!sizes || output > limit || log > limit || newline + 1 + output + log !== info.size) return null;
+    const start = newline + 1;
+    return { output: bytes.subarray(start, start + output), log: bytes.subarray(start + output) };
+  } finally {
+    closeSync(fd);
+  }
 }
 
 async function readFailure(path: string): Promise<WorkerFailure | null> {

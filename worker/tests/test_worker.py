@@ -304,16 +304,15 @@ class WorkerTest(unittest.TestCase):
         self.assertSucceeded(run)
         self.assertEqual([m for m, _ in self.store.requests if m == "PUT"], [])
         self.assertIsNone(run.output)
-        left = [read_file(os.path.join(self.work, name)) for name in (".dwop-output", ".dwop-log")]
-        self.assertEqual(left, [b"small\n", b"small\n"])
-        self.assertEqual(os.stat(os.path.join(self.work, ".dwop-output")).st_mode & 0o777, 0o600)
+        left = os.path.join(self.work, ".dwop-output-and-log")
+        self.assertEqual(read_file(left), b"6 6\nsmall\nsmall\n")  # the sizes, the output, the log
+        self.assertEqual(os.stat(left).st_mode & 0o777, 0o600)
 
-        for name in (".dwop-output", ".dwop-log"):
-            os.unlink(os.path.join(self.work, name))
+        os.unlink(left)
         run = self.run_worker("print('larger')\n", extra={"DWOP_INLINE_RESULT_BYTES": "6"})
         self.assertSucceeded(run)
         self.assertEqual(run.output, b"larger\n")
-        self.assertFalse(os.path.exists(os.path.join(self.work, ".dwop-output")))
+        self.assertFalse(os.path.exists(left))
 
         run = self.run_worker("print('x')\n", extra={"DWOP_INLINE_RESULT_BYTES": "lots"})
         self.assertEqual(run.failure()["type"], "worker_error")
@@ -323,7 +322,7 @@ class WorkerTest(unittest.TestCase):
         run = self.run_worker("raise SystemExit(3)\n", extra={"DWOP_INLINE_RESULT_BYTES": "65536"})
         self.assertEqual(run.code, 3)
         self.assertIn(("PUT", "/out/attempt-1.log"), self.store.requests)
-        self.assertFalse(os.path.exists(os.path.join(self.work, ".dwop-log")))
+        self.assertFalse(os.path.exists(os.path.join(self.work, ".dwop-output-and-log")))
 
     def test_fetches_more_inputs_than_go_in_one_batch(self):
         params = ["p%02d" % i for i in range(40)]
