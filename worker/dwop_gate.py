@@ -2,7 +2,8 @@
 sandbox, set up) before the run was known.
 
 A pipe made before the fork. Once the downloads are in, the worker writes one Job and closes its end: a
-line with whether pip runs first, the uid and the limits, then the run's folder and the body's environment
+line with whether pip runs first, the uid, the limits and how many files follow; each file as its name and
+its length, each ended by a NUL byte, then its bytes; then the run's folder and the body's environment
 (NAME=value entries), each ended by a NUL byte. The body's process reads it to the end of file. A worker
 that closes its end without writing abandons the body (its downloads failed).
 """
@@ -15,30 +16,35 @@ from dwop_sandbox import Limits
 
 class Job:
     """What the body's process needs of its run: whether pip runs first, the uid (None: the worker's own,
-    or outside the sandbox), the limits, the folder (an absolute path) and the environment."""
+    or outside the sandbox), the limits, the folder (an absolute path), the environment, and the files the
+    body writes itself into its working folder ((name, bytes) pairs: in the sandbox, the code and inputs
+    given inline, which then never touch the disk of the run's folder)."""
 
-    def __init__(self, requirements, uid, limits, folder, env):
+    def __init__(self, requirements, uid, limits, folder, env, files=()):
         self.requirements = requirements
         self.uid = uid
         self.limits = limits
         self.folder = folder
         self.env = env
+        self.files = files
 
 
 def send(fd, job):
     """Writes the job and closes the worker's end. Raises OSError when the body's process is gone."""
     try:
         limits = job.limits
-        head = b"%s %d %d %d %d %d\n" % (
+        head = b"%s %d %d %d %d %d %d\n" % (
             b"r" if job.requirements else b"g",
             -1 if job.uid is None else job.uid,
             limits.memory,
             limits.disk,
             limits.processes,
             limits.cpu_seconds,
+            len(job.files),
         )
+        files = b"".join(b"%s\0%d\0%s" % (name.encode(), len(data), data) for name, data in job.files)
         entries = [job.folder] + ["%s=%s" % item for item in job.env.items()]
-        write_all(fd, head + b"".join(e.encode("utf-8", "surrogateescape") + b"\0" for e in entries))
+        write_all(fd, head + files + b"".join(e.encode("utf-8", "surrogateescape") + b"\0" for e in entries))
     finally:
         os.close(fd)
 
@@ -52,8 +58,17 @@ def receive(fd):
     if not data:
         return None
     head, _, rest = data.partition(b"\n")
-    go, uid, memory, disk, processes, cpu_seconds = head.split()
-    entries = [e.decode("utf-8", "surrogateescape") for e in rest.split(b"\0")[:-1]]
+    go, uid, memory, disk, processes, cpu_seconds, count = head.split()
+    files = []
+    at = 0
+    for _ in range(int(count)):
+        name_end = rest.index(b"\0", at)
+        size_end = rest.index(b"\0", name_end + 1)
+        start = size_end + 1
+        end = start + int(rest[name_end + 1 : size_end])
+        files.append((rest[at:name_end].decode(), rest[start:end]))
+        at = end
+    entries = [e.decode("utf-8", "surrogateescape") for e in rest[at:].split(b"\0")[:-1]]
     env = dict(entry.partition("=")[::2] for entry in entries[1:])
     limits = Limits(int(memory), int(disk), int(processes), int(cpu_seconds))
-    return Job(go == b"r", None if int(uid) < 0 else int(uid), limits, entries[0], env)
+    return Job(go == b"r", None if int(uid) < 0 else int(uid), limits, entries[0], env, files)

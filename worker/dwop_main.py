@@ -165,20 +165,18 @@ def safe_file_name(name):
     return bool(name) and name not in reserved and not any(c in name for c in "/\\\0")
 
 
-def download(task, while_waiting):
-    """Saves code, inputs and requirements: those given inline at once, the others with all their requests
-    at once; runs while_waiting() meanwhile."""
+def download(task, while_waiting, keep_inline=False):
+    """Saves code, inputs and requirements: those given inline at once (or, with keep_inline, returns them
+    as (name, bytes) pairs, for the body to write in its own folder), the others with all their requests at
+    once; runs while_waiting() meanwhile."""
     code = "the task's code"
     if task.code_range:
         code += " (bytes %d+%d of the code bundle)" % task.code_range
     given = [("main.py", task.code)] + [(param, data) for param, _, data in task.inputs]
-    for path, data in given:
-        if data is not None:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                write_all(fd, data)
-            finally:
-                os.close(fd)
+    given = [(path, data) for path, data in given if data is not None]
+    if not keep_inline:
+        for path, data in given:
+            write_file(path, data)
     wanted = [("main.py", task.code_url, code, task.code_range)]
     wanted += [(param, url, "input %s" % param, None) for param, url, _ in task.inputs]
     if task.requirements_url:
@@ -197,10 +195,25 @@ def download(task, while_waiting):
         transfer, error = failed[0]
         raise Failure("download_failed", "downloading %s: %s" % (transfer.what, describe(error)))
     if task.code_range:
-        with open("main.py", "rb") as f:
-            if f.read(len(MARK)) != MARK:
-                message = "%s is not a task's code (it does not start with %r)" % (code, MARK.decode())
-                raise Failure("download_failed", message, non_retryable=True)
+        if task.code is not None:
+            start = task.code[: len(MARK)]
+        else:
+            with open("main.py", "rb") as f:
+                start = f.read(len(MARK))
+        if start != MARK:
+            message = "%s is not a task's code (it does not start with %r)" % (code, MARK.decode())
+            raise Failure("download_failed", message, non_retryable=True)
+    return given if keep_inline else []
+
+
+def write_file(path, data, exclusive=False):
+    """Writes a file of the run (mode 0644); exclusive: only a new one, never through a link."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL | os.O_NOFOLLOW if exclusive else os.O_TRUNC)
+    fd = os.open(path, flags, 0o644)
+    try:
+        write_all(fd, data)
+    finally:
+        os.close(fd)
 
 
 def describe(error):
@@ -223,6 +236,7 @@ class Body:
     def __init__(self, sandbox, prctl, close=()):
         self.sandbox = sandbox
         self.requirements = False  # in the child, once the gate opened: whether pip runs first
+        self.files = ()  # in the child, once the gate opened: what it writes in its own folder itself
         self.attached = False
         self.setup_error = None  # why the worker's half of the set-up failed (started()), if it did
         self.report_r, self.report_w = os.pipe()
@@ -246,11 +260,14 @@ class Body:
             self.requirements = job.requirements
             os.environ.clear()
             os.environ.update(job.env)
+            self.files = job.files
             return job
 
         if self.sandbox:
             try:
                 self.sandbox.enter(self.note, gate)
+                for name, data in self.files:  # into its own /work, as the run's user
+                    write_file(name, data, exclusive=True)
             except (SandboxError, OSError) as e:
                 self.note("sandbox", describe(e))
                 os._exit(EXIT_WORKER_FAILURE)
@@ -278,7 +295,7 @@ class Body:
         if self.sandbox and self.attached:
             self.sandbox.after_run()
 
-    def open(self, has_requirements, log, output):
+    def open(self, has_requirements, log, output, files=()):
         """Hands the body its run, copies its output until it exits; raises Failure for anything but a
         clean exit."""
         sandbox = self.sandbox
@@ -287,7 +304,8 @@ class Body:
         if sandbox:
             sandbox.hold_mounts(self.child[0])
         try:
-            dwop_gate.send(self.gate_w, dwop_gate.Job(has_requirements, uid, limits, os.getcwd(), body_env))
+            job = dwop_gate.Job(has_requirements, uid, limits, os.getcwd(), body_env, files)
+            dwop_gate.send(self.gate_w, job)
         except BrokenPipeError:
             pass  # it died setting up; how is in its notes
         ended = sandbox.ended[0] if sandbox else None
@@ -490,7 +508,9 @@ def work(task, log, parent, die_with_parent_wanted, body, done=None):
     try:
         if body.setup_error:
             raise Failure("sandbox_failed", "the task sandbox could not be set up: %s" % body.setup_error)
-        download(task, log.stream_to.start if log.stream_to else None)
+        # In the sandbox, the code and inputs given inline go to the body, which writes them in its own
+        # /work (a tmpfs): none of them is a file of the run's folder on disk.
+        files = download(task, log.stream_to.start if log.stream_to else None, keep_inline=bool(body.sandbox))
         has_requirements = bool(task.requirements_url) and has_requirement_lines("requirements.txt")
     except BaseException:
         body.abandon()
@@ -498,7 +518,7 @@ def work(task, log, parent, die_with_parent_wanted, body, done=None):
             log.stream_to.stop()
         raise
     try:
-        body.open(has_requirements, log, output)
+        body.open(has_requirements, log, output, files)
         upload(task, output, log)
     except BaseException:
         if body.sandbox:

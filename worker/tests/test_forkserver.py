@@ -556,6 +556,20 @@ class SandboxedForkServerTest(ForkServerTest):
         self.assertEqual(self.server.next_event(), {"id": "forker", "exit": 0})
         self.assertLess(int(self.output("forker")), 10)
 
+    def test_code_and_inputs_given_inline_are_the_bodys_own_files_and_never_in_the_runs_folder(self):
+        import base64
+
+        body = "import os\nprint(open('raw').read(), sorted(f for f in os.listdir('.') if not f.startswith('.')))\n"
+        cwd, env = self.task("inline", "")
+        del env["DWOP_CODE_URL"]
+        env["DWOP_CODE"] = base64.b64encode(body.encode()).decode()
+        env["DWOP_INPUTS"] = json.dumps([{"param": "raw", "data": base64.b64encode(b"a,b").decode()}])
+        self.server.request("inline", cwd, env)
+        self.assertIn("pid", self.server.next_event())
+        self.assertEqual(self.server.next_event(), {"id": "inline", "exit": 0})
+        self.assertEqual(self.output("inline"), b"a,b ['main.py', 'raw']\n")
+        self.assertEqual(sorted(f for f in os.listdir(cwd) if not f.startswith(".")), [])
+
     @unittest.skipUnless(os.geteuid() == 0, "joining a run's pid namespace from outside takes root")
     def test_the_end_is_told_before_the_namespaces_go_and_the_uid_is_held_until_they_have(self):
         # A process of the run's pid namespace whose parent is this test holds the namespace's end: its init,
