@@ -1681,23 +1681,29 @@ begin
     order by g.task_id, g.i
   ) f;
 
-  -- Each owner with a cap and each pool (a deleted pool gives none) takes free slots for its tasks.
-  for v_limit in
-    select 'owner' as kind, c.owner as name, c.cap as size, c.n from (
-      select u.owner, u.n, dwop.owner_max_running(u.owner, p_owner_max_running) as cap
-      from (select x.owner, count(*)::int as n from unnest(v_item_owners) as x (owner) group by x.owner) u
-    ) c where c.cap is not null
-    union all
-    select 'pool', p.name, p.slots, c.n from (
-      select u.pool, count(*)::int as n from unnest(v_item_pools) as u (pool) where u.pool is not null group by u.pool
-    ) c join dwop.pools p on p.name = c.pool
-    order by 1, 2
-  loop
-    v_limits := v_limits || (v_limit.kind || ':' || v_limit.name);
-    v_next := v_next || (cardinality(v_slots) + 1);
-    v_slots := v_slots || dwop.take_slots(v_limit.kind, v_limit.name, v_limit.size, v_limit.n);
-    v_end := v_end || (cardinality(v_slots) + 1);
-  end loop;
+  -- Each owner with a cap and each pool (a deleted pool gives none) takes free slots for its tasks: none
+  -- when no item has a pool and no owner of theirs has a cap (most batches, each of a chain's starts).
+  if p_owner_max_running is not null
+     or exists (select 1 from unnest(v_item_pools) as u (pool) where u.pool is not null)
+     or exists (select 1 from dwop.api_keys k
+                where k.owner = any(v_item_owners) and k.revoked_at is null and k.max_running is not null) then
+    for v_limit in
+      select 'owner' as kind, c.owner as name, c.cap as size, c.n from (
+        select u.owner, u.n, dwop.owner_max_running(u.owner, p_owner_max_running) as cap
+        from (select x.owner, count(*)::int as n from unnest(v_item_owners) as x (owner) group by x.owner) u
+      ) c where c.cap is not null
+      union all
+      select 'pool', p.name, p.slots, c.n from (
+        select u.pool, count(*)::int as n from unnest(v_item_pools) as u (pool) where u.pool is not null group by u.pool
+      ) c join dwop.pools p on p.name = c.pool
+      order by 1, 2
+    loop
+      v_limits := v_limits || (v_limit.kind || ':' || v_limit.name);
+      v_next := v_next || (cardinality(v_slots) + 1);
+      v_slots := v_slots || dwop.take_slots(v_limit.kind, v_limit.name, v_limit.size, v_limit.n);
+      v_end := v_end || (cardinality(v_slots) + 1);
+    end loop;
+  end if;
 
   -- Each item in turn takes the next slot of its owner and of its pool, or waits (and takes neither).
   for v_k in 1 .. cardinality(v_items) loop
@@ -1724,7 +1730,9 @@ begin
     end if;
   end loop;
 
-  update dwop.tasks t set parked = w.why from unnest(v_park, v_park_why) as w (id, why) where t.id = w.id;
+  if cardinality(v_park) > 0 then
+    update dwop.tasks t set parked = w.why from unnest(v_park, v_park_why) as w (id, why) where t.id = w.id;
+  end if;
 
   return query
   with admitted as (
@@ -1761,10 +1769,13 @@ begin
   select a.item, m.id, true, a.workflow_id, a.name, a.params, a.options, a.timeout_seconds, w.has_requirements
   from made m join admitted a on a.task_id = m.task_id join dwop.workflows w on w.id = a.workflow_id;
 
-  update dwop.tasks t set parked = case when a.pool_slot is not null then 'pool' else 'owner' end
-  from unnest(v_start, v_start_pool_slots) as a (item, pool_slot)
-  where t.id = p_task_ids[a.item]
-    and not exists (select 1 from dwop.runs r where r.task_id = t.id and r.attempt = p_attempts[a.item]);
+  -- Only a slot's unique index can have left an admitted item without its run (see made).
+  if cardinality(v_slots) > 0 then
+    update dwop.tasks t set parked = case when a.pool_slot is not null then 'pool' else 'owner' end
+    from unnest(v_start, v_start_pool_slots) as a (item, pool_slot)
+    where t.id = p_task_ids[a.item]
+      and not exists (select 1 from dwop.runs r where r.task_id = t.id and r.attempt = p_attempts[a.item]);
+  end if;
 
   -- Every other item whose (task, attempt) has a run: a duplicate (of a delivery before, or of an item of
   -- this batch, whose run this statement sees).

@@ -187,6 +187,29 @@ describe("an owner's cap", () => {
     expect(await store.reofferParkedTasks(1)).toBe(1);
     expect((await store.startRun((await drain())[0]!, "d1", "local", 1)).kind).toBe("created");
   });
+
+  it("caps an owner by its key's maxRunning where no default cap is set, and no longer once the key is revoked", async () => {
+    const [key] = await m.db<{ id: string }[]>`select id from dwop.create_api_key('carol', 'ci')`;
+    expect(await pools.setKeyMaxRunning(key!.id, 1)).toBe(true);
+    for (const [owner, name] of [
+      ["carol", "c1"],
+      ["carol", "c2"],
+      ["dave", "d1"],
+      ["dave", "d2"],
+    ] as const) {
+      await store.submitWorkflow(submission([task(name)], { owner }));
+    }
+    const messages = await drain();
+    const names = await taskNames(messages);
+    const byName = new Map(messages.map((msg, i) => [names[i]!, msg]));
+    for (const name of ["c1", "c2", "d1", "d2"]) await store.startRun(byName.get(name)!, "d1", "local", null);
+    expect(await parked()).toEqual({ c2: "owner" });
+
+    await m.db`update dwop.api_keys set revoked_at = now() where id = ${key!.id}`;
+    expect(await store.reofferParkedTasks(null)).toBe(1);
+    expect((await store.startRun((await drain())[0]!, "d1", "local", null)).kind).toBe("created");
+    expect(await parked()).toEqual({});
+  });
 });
 
 describe("an owner's cap under concurrency", () => {
