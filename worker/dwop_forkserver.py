@@ -31,11 +31,14 @@ variable in the server's own environment, the server dies when its parent does. 
 the server kills every child's process group and exits.
 
 A fork costs more than it seems on some machines (each page the child writes is copied, and a page fault
-costs 12-15 us in a paravirtualized guest): so the server keeps one spare child forked ahead, which has
+costs 12-15 us in a paravirtualized guest): so the server keeps SPARES children forked ahead, each of which has
 already left the server's session, forked its run's body process and set that one's sandbox up as far as
 it can be without the run (namespaces, the system's part of the root, slirp4netns attached; see
-dwop_main.Body; without the sandbox, the body is forked once the run is there), and waits on a pipe for its run's request; a request is handed to it, and the next spare
-is forked once the answer is out. A spare that died is replaced by a fresh fork. While they wait, the spare
+dwop_main.Body; without the sandbox, the body is forked once the run is there), and waits on a pipe for its run's request; a request is handed to the oldest.
+A spare's preparation takes a few milliseconds of a core (the namespaces, the root's mounts, slirp4netns):
+made beside the run just handed over, it slowed that run on a small machine (a chain's task by ~8 %), so
+the replacement is forked when a run ends, while the orchestration between two tasks runs, and at once
+only when no spare is left. A spare that died is replaced by a fresh fork. While they wait, the spare
 and the server each go through their first steps of a run on a made-up one (dwop_main.rehearse,
 Server.rehearse): the pages those steps write are copied then, not on the run's path (in a paravirtualized
 guest, ~50 faults fewer on the server's answer, ~95 fewer between a spare's request and its downloads).
@@ -64,6 +67,7 @@ ENV_FILE = ".dwop-env"
 EXIT_SETUP_FAILED = 70  # the child could not become a worker (its folder vanished, for example)
 READ_CHUNK = 65536
 MAX_REQUEST = 16 * 1024 * 1024
+SPARES = 2  # workers forked ahead (see above)
 # A request as the executor writes one, for Server.rehearse (its folder must exist: the root).
 REHEARSAL_REQUEST = b'{"id":"rehearsal","cwd":"/","limits":{"memory":1,"disk":1,"processes":1,"cpuSeconds":0}}'
 
@@ -128,7 +132,7 @@ class Server:
         self.by_id = {}  # run id -> child pid
         self.uids = {}  # child pid -> the run's uid lease (root's servers in the sandbox only)
         self.pending = b""
-        self.spare = None  # (pid, request pipe, ready pipe) of the child forked ahead, or None
+        self.spares = []  # (pid, request pipe, ready pipe) of each child forked ahead, the oldest first
         self.done_fds = {}  # child pid -> the read end of the pipe it tells its exit code on (dwop_main.exit_now)
         self.done_pids = {}  # the same, the other way round
         self.told = set()  # children whose end was reported from their pipe: their reap reports nothing
@@ -158,7 +162,7 @@ class Server:
 
         gc.collect()
         gc.freeze()
-        self.fork_spare()
+        self.fork_spares()
         self.poller.register(0, select.POLLIN)
         self.poller.register(self.wakeup_r, select.POLLIN)
         try:
@@ -166,7 +170,8 @@ class Server:
                 for fd, _ in self.poller.poll():
                     if fd == self.wakeup_r:
                         self.drain_wakeups()
-                        self.reap()
+                        if self.reap():
+                            self.fork_spares()
                     elif fd in self.done_pids:
                         self.hear_exit(fd)
                     elif fd == 0 and not self.read_requests():
@@ -215,7 +220,8 @@ class Server:
             # The end of file that starts the spare on its run comes after the answer: woken first, the
             # spare took the CPU from the server, and the answer waited.
             os.close(handed[1])
-        self.fork_spare()
+        if not self.spares:
+            self.fork_spares()  # none left for the next request: at once (else when a run ends)
         self.rehearse()
 
     def rehearse(self):
@@ -279,6 +285,7 @@ class Server:
             return  # a spare, or a child that ended without a word: its reap reports it
         self.told.add(pid)
         self.send(run_id, "exit", int(said))
+        self.fork_spares()
 
     def forget_done(self, pid):
         fd = self.done_fds.pop(pid, None)
@@ -287,10 +294,12 @@ class Server:
             self.poller.unregister(fd)
             os.close(fd)
 
+    def fork_spares(self):
+        """Forks workers ahead, to wait for their requests, until SPARES are waiting."""
+        while len(self.spares) < SPARES:
+            self.fork_spare()
+
     def fork_spare(self):
-        """Forks the next run's worker ahead, to wait for its request (one spare at a time)."""
-        if self.spare is not None:
-            return
         request_r, request_w = os.pipe()
         ready_r, ready_w = os.pipe()
         done_r, done_w = os.pipe()
@@ -307,16 +316,15 @@ class Server:
         os.close(request_r)
         os.close(ready_w)
         self.listen_done(pid, done_r, done_w)
-        self.spare = (pid, request_w, ready_r)
+        self.spares.append((pid, request_w, ready_r))
 
     def hand_to_spare(self, uid, line):
-        """Gives the request to the spare; returns (its pid, the request pipe for the caller to close, which
-        starts the spare on it), or None when there is no live spare."""
+        """Gives the request to the oldest spare; returns (its pid, the request pipe for the caller to close,
+        which starts the spare on it), or None when there is no live spare."""
         self.reap()  # a spare that died is seen now, rather than handed a request its child may take in
-        if self.spare is None:
+        if not self.spares:
             return None
-        pid, request_w, ready_r = self.spare
-        self.spare = None
+        pid, request_w, ready_r = self.spares.pop(0)
         try:
             wait_ready(ready_r)  # at once, unless the spare was forked a moment ago
             write_all(request_w, b"%d\n%s" % (-1 if uid is None else uid, line))
@@ -331,9 +339,9 @@ class Server:
         _signal.signal(_signal.SIGCHLD, self.initial_sigchld)
         os.close(self.wakeup_r)
         os.close(self.wakeup_w)
-        if self.spare is not None:
-            os.close(self.spare[1])
-            os.close(self.spare[2])
+        for _, request_w, ready_r in self.spares:
+            os.close(request_w)
+            os.close(ready_r)
         for lease in self.uids.values():
             lease.release()  # the other runs' leases: the server's to hold
         for fd in self.done_pids:
@@ -400,13 +408,15 @@ class Server:
             pass
 
     def reap(self):
+        """Reaps the children that ended; True when a run's end was reported here."""
+        reported = False
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                return reported
             if pid == 0:
-                return
+                return reported
             run_id = self.by_pid.pop(pid, None)
             self.uids.pop(pid, dwop_sandbox.NO_LEASE).release()
             self.forget_done(pid)
@@ -414,10 +424,10 @@ class Server:
                 self.told.discard(pid)
                 del self.by_id[run_id]
                 continue  # its end was reported when it told it
-            if self.spare is not None and self.spare[0] == pid:
-                os.close(self.spare[1])
-                os.close(self.spare[2])
-                self.spare = None  # died waiting; the next request forks a worker and a new spare
+            for spare in [s for s in self.spares if s[0] == pid]:
+                os.close(spare[1])
+                os.close(spare[2])
+                self.spares.remove(spare)  # died waiting: replaced when a run ends, or by the next request
             if run_id is None:
                 continue
             del self.by_id[run_id]
@@ -426,10 +436,11 @@ class Server:
                 self.send(run_id, "exit", code)
             else:
                 self.send(run_id, "signal", -code)
+            reported = True
 
     def kill_all(self):
-        if self.spare is not None:
-            os.close(self.spare[1])  # end of file: the spare exits
+        for _, request_w, _ in self.spares:
+            os.close(request_w)  # end of file: the spare exits
         for pid in self.by_pid:
             try:
                 os.killpg(pid, _signal.SIGKILL)

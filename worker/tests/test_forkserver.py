@@ -319,6 +319,33 @@ class ForkServerTest(unittest.TestCase):
         self.assertEqual((pid, ended), (next_spare, {"id": "second", "exit": 0}))
         self.assertEqual(self.output("second"), b"two\n")
 
+    def test_two_spares_wait_and_the_one_a_run_took_is_replaced_when_a_run_ends(self):
+        from dwop_forkserver import SPARES
+
+        self.assertEqual(SPARES, 2)
+        spares = self.spares(2)
+        cwd, env = self.task("sleeper", SLEEPER)
+        self.server.request("sleeper", cwd, env)
+        worker = self.server.next_event()["pid"]
+        self.assertEqual(worker, spares[0])  # the oldest
+        self.started(cwd, worker)
+        # One is left, so none is forked beside the run: its preparation would take the run's CPU.
+        time.sleep(0.2)
+        self.assertEqual(self.spares(1, not_pid=worker), spares[1:])
+        os.kill(worker, signal.SIGTERM)
+        self.assertEqual(self.server.next_event(), {"id": "sleeper", "exit": 143})
+        self.assertEqual(self.spares(2, not_pid=worker)[0], spares[1])
+
+    def spares(self, count, not_pid=None):
+        """The pids of the workers the server keeps forked ahead (other than not_pid), once there are count."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            children = [p for p in children_of(self.server.ready) if p != not_pid]
+            if len(children) == count:
+                return children
+            time.sleep(0.01)
+        raise AssertionError("the server has %d spare workers, not %d" % (len(children), count))
+
     def test_a_spare_that_died_is_replaced_and_the_run_still_starts(self):
         spare = self.spare()
         os.kill(spare, signal.SIGKILL)
