@@ -9,9 +9,9 @@ runs the body (and pip, when there are requirements) enters the sandbox:
   2. become the first process of the new pid namespace: as root, the worker unshared the pid namespace
      for its children (Run.before_fork), so its child already is; as a normal user, by a fork, the process
      left outside only waiting for it, forwarding SIGTERM, SIGINT and SIGHUP, and exiting as it did. That
-     first process builds the root's system part (3, 4), then forks the body's process, which waits for
-     its run, adds the run's part (5) and tells the first process the run's uid; the first process then
-     drops its privileges to it and stays as the body's init (see init());
+     first process forks the body's process at once, which builds the root's system part (3, 4), waits
+     for its run, adds the run's part (5) and tells the first process the run's uid; the first process
+     then drops its privileges to it and stays as the body's init (see init());
   3. build a new root on a tmpfs: read-only binds of /usr, the /lib folders, what /etc holds that programs
      need (the dynamic loader's cache, certificates, time zones, ...) and Python's own folders; a minimal
      /dev; a fresh /proc;
