@@ -464,7 +464,9 @@ def open_folder(folder, below_tmp):
 
 def build_system_root(libc, settings):
     """Builds the part of a run's root that is the same for every run, on a tmpfs at ROOT (in this
-    process's own mount namespace): the system read-only, /dev, /proc. finish_root adds the run's part."""
+    process's own mount namespace): the system read-only, /dev, /proc, and the scratch tmpfs (/tmp, /dev/shm
+    and the folders of /work's writable layer), whose size finish_root sets. finish_root adds the run's
+    part."""
     replaced = {}
     if settings.internet:
         replaced["/etc/resolv.conf"] = "nameserver %s\n" % dwop_network.GATEWAY_DNS
@@ -480,13 +482,19 @@ def build_system_root(libc, settings):
     build_dev(libc, ROOT)
     os.mkdir(ROOT + "/proc", 0o555)
     libc.mount("proc", ROOT + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    libc.mount("tmpfs", SCRATCH, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")  # sized by finish_root
+    for name, mode in (("upper", 0o755), ("work", 0o700), ("tmp", 0o1777), ("shm", 0o1777)):
+        os.mkdir(os.path.join(SCRATCH, name), mode)
+        os.chmod(os.path.join(SCRATCH, name), mode)
+    libc.mount(SCRATCH + "/tmp", ROOT + "/tmp", None, MS_BIND)
+    libc.mount(SCRATCH + "/shm", ROOT + "/dev/shm", None, MS_BIND)
 
 
 def finish_root(libc, settings, folder, disk, uid):
     """Adds the run's part to the root build_system_root made, pivots into it and ends with the cwd at
-    /work: the run's user (named dwop, for tools that look it up), a scratch tmpfs of the run's disk limit
-    (/tmp, /dev/shm and the writable layer of /work), and its folder (the descriptor folder, closed here)
-    as the overlay's lower layer. The folder is mounted last: files written below an overlay's lower
+    /work: the run's user (named dwop, for tools that look it up), the scratch tmpfs's size (the run's disk
+    limit) and writable layer of /work (the run's user's), and its folder (the descriptor folder, closed
+    here) as the overlay's lower layer. The folder is mounted last: files written below an overlay's lower
     folder once it is mounted need not show through."""
     os.makedirs(ROOT + "/etc", 0o755, exist_ok=True)
     own = {
@@ -495,13 +503,8 @@ def finish_root(libc, settings, folder, disk, uid):
     }
     for path, text in own.items():
         place(libc, ("copy", text.encode()), ROOT + path)
-    libc.mount("tmpfs", SCRATCH, "tmpfs", MS_NOSUID | MS_NODEV, "size=%d,mode=0755" % disk)
-    for name, mode in (("upper", 0o755), ("work", 0o700), ("tmp", 0o1777), ("shm", 0o1777)):
-        os.mkdir(os.path.join(SCRATCH, name), mode)
-        os.chmod(os.path.join(SCRATCH, name), mode)
+    libc.mount(None, SCRATCH, None, MS_REMOUNT | MS_NOSUID | MS_NODEV, "size=%d" % disk)
     os.chown(os.path.join(SCRATCH, "upper"), uid, uid)
-    libc.mount(SCRATCH + "/tmp", ROOT + "/tmp", None, MS_BIND)
-    libc.mount(SCRATCH + "/shm", ROOT + "/dev/shm", None, MS_BIND)
     place(libc, ("dir", folder), LOWER)
     overlay = "lowerdir=%s,upperdir=%s/upper,workdir=%s/work" % (LOWER, SCRATCH, SCRATCH)
     libc.mount("overlay", ROOT + WORK, "overlay", MS_NOSUID | MS_NODEV, overlay)
@@ -580,7 +583,7 @@ def locked_flags(path):
 
 
 def build_dev(libc, root):
-    """A /dev with the harmless devices and the usual links; finish_root puts /dev/shm on the run's
+    """A /dev with the harmless devices and the usual links; build_system_root puts /dev/shm on the run's
     scratch tmpfs."""
     dev = root + "/dev"
     os.mkdir(dev, 0o755)
