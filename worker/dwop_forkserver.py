@@ -23,8 +23,9 @@ Protocol, one JSON object per line:
 The child forked here is the worker: it stays outside the sandbox (it holds the run's URLs, and is not
 dumpable) and only the task body's process enters it (see dwop_sandbox.py); that process is forked before
 the worker reads the run's environment, so it never holds the run's URLs either. As root, each run gets a uid
-of its own for its body, from uidBase on, held (by a lock file) while the run lives. The child's
-environment is exactly the env file's; its stdin is /dev/null; its stdout and stderr both go to
+of its own for its body, from uidBase on, held (by a lock file) while the run lives. The child takes its
+run's environment from the env file and keeps it in memory (its own process environment stays the
+server's; the body's is the run's, set at its gate); its stdin is /dev/null; its stdout and stderr go to
 <cwd>/.dwop-worker.log (appended to, so the order of the worker's writes is kept). The child dies (SIGKILL)
 when the server dies, and the task body with it when the run's env has DWOP_DIE_WITH_PARENT=1; with that
 variable in the server's own environment, the server dies when its parent does. When its stdin closes,
@@ -361,7 +362,7 @@ class Server:
         os.close(null)
         run = dwop_sandbox.Run(self.sandbox.settings) if self.sandbox.settings else None
         body = self.prepare_body(run, close=(request_r, done_w)) if run else None
-        rehearse_environ(rehearse())
+        rehearse()
         data = read_to_end(request_r)
         os.close(request_r)
         if not data:
@@ -390,15 +391,13 @@ class Server:
             os.dup2(log, 2)
             os.close(null)
             os.close(log)
-            os.environ.clear()
-            os.environ.update(env)
             sys.argv = sys.argv[:1]
         except BaseException as e:
             try:
                 write_all(2, ("dwop-forkserver: the child could not start: %r\n" % e).encode("utf-8", "replace"))
             finally:
                 os._exit(EXIT_SETUP_FAILED)
-        worker_main(body, done_w)  # never returns: it ends with os._exit
+        worker_main(body, done_w, env)  # never returns: it ends with os._exit
 
     def drain_wakeups(self):
         try:
@@ -446,16 +445,6 @@ class Server:
                 os.killpg(pid, _signal.SIGKILL)
             except OSError:
                 pass
-
-
-def rehearse_environ(env):
-    """become_worker's change of the environment (dwop_main.rehearse) on made-up variables, set and removed
-    again: the body's process, prepared already, does not see them, and the worker's environment is
-    replaced when its run comes."""
-    for name, value in env.items():
-        os.environ["DWOP_REHEARSAL_" + name] = value
-    for name in env:
-        del os.environ["DWOP_REHEARSAL_" + name]
 
 
 def wait_ready(ready_r):

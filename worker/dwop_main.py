@@ -100,9 +100,13 @@ class Log(LineLog):
 
 
 class Task:
-    """What the environment asks for."""
+    """What the environment asks for (env: the run's, which the fork server's worker reads from its env
+    file and keeps here rather than in its own process environment)."""
 
     def __init__(self, env):
+        self.env = env
+        # The body's environment: the run's, without the worker's own variables.
+        self.body_env = {k: v for k, v in env.items() if not k.startswith("DWOP_") or k in BODY_KEEPS}
         try:
             self.output_url = env["DWOP_OUTPUT_URL"]
             self.log_url = env["DWOP_LOG_URL"]
@@ -254,6 +258,7 @@ class Body:
         def gate():
             # In the process that runs the body (the sandbox forks it before its gate), while it waits.
             compile("pass", "<warm-up>", "exec")  # the first compile sets the compiler up: ~2 ms
+            rehearse_environment()
             job = dwop_gate.receive(gate_r)
             if job is None:
                 os._exit(EXIT_WORKER_FAILURE)  # abandoned: the downloads failed
@@ -295,11 +300,10 @@ class Body:
         if self.sandbox and self.attached:
             self.sandbox.after_run()
 
-    def open(self, has_requirements, log, output, files=()):
-        """Hands the body its run, copies its output until it exits; raises Failure for anything but a
-        clean exit."""
+    def open(self, has_requirements, log, output, body_env, files=()):
+        """Hands the body its run (body_env: its environment), copies its output until it exits; raises
+        Failure for anything but a clean exit."""
         sandbox = self.sandbox
-        body_env = {k: v for k, v in os.environ.items() if not k.startswith("DWOP_") or k in BODY_KEEPS}
         uid, limits = (sandbox.uid, sandbox.limits) if sandbox else (None, Limits())
         if sandbox:
             sandbox.hold_mounts(self.child[0])
@@ -437,7 +441,7 @@ def upload(task, output, log):
     infrastructure's. A log that cannot be stored does not fail the task: its live chunks keep it."""
     if leave_to_executor(task, output, log):
         return
-    fresh = fresh_upload_urls(log)
+    fresh = fresh_upload_urls(log, task.env)
     output_url, log_url = fresh or (task.output_url, task.log_url)
     sent = Transfer("PUT", output_url, output.fd, "the output")
     failed = dict(transfer_all([sent, Transfer("PUT", log_url, log.fd, "the log")], None, task.retry_delays))
@@ -473,11 +477,11 @@ def leave_to_executor(task, output, log):
     return True
 
 
-def fresh_upload_urls(log):
+def fresh_upload_urls(log, env):
     """Upload URLs minted now, for a run old enough that the ones it started with may have expired:
     every signed URL lives at least FRESH_URLS_AFTER seconds (Supabase's upload URLs two hours,
     whatever the task's deadline). None for a younger run, or one without a log stream."""
-    after = float(os.environ.get("DWOP_FRESH_URLS_AFTER_SECONDS") or FRESH_URLS_AFTER)
+    after = float(env.get("DWOP_FRESH_URLS_AFTER_SECONDS") or FRESH_URLS_AFTER)
     if not log.stream_to or _time.monotonic() - log.started < after:
         return None
     return log.stream_to.upload_urls()
@@ -518,7 +522,7 @@ def work(task, log, parent, die_with_parent_wanted, body, done=None):
             log.stream_to.stop()
         raise
     try:
-        body.open(has_requirements, log, output, files)
+        body.open(has_requirements, log, output, task.body_env, files)
         upload(task, output, log)
     except BaseException:
         if body.sandbox:
@@ -548,16 +552,25 @@ def rehearse():
     return env
 
 
-def result_file():
-    path = os.environ.get("DWOP_RESULT_FILE")
+def rehearse_environment():
+    """In the body's process, while it waits at its gate: the change of environment the gate makes (every
+    variable removed, the run's set), on made-up variables. The pages that change writes are copied now
+    rather than once the run is there (0.4 -> 0.1 ms of each run's path here). The made-up environment
+    stays until the gate replaces it; nothing runs meanwhile."""
+    os.environ.clear()
+    os.environ.update({"DWOP_REHEARSAL_%d" % i: "x" * 64 for i in range(16)})
+
+
+def result_file(env):
+    path = env.get("DWOP_RESULT_FILE")
     if path:
         return path
     return RESULT_FILE_DEFAULT if os.access(RESULT_FILE_DEFAULT, os.W_OK) else None
 
 
-def report(failure):
+def report(failure, env):
     """Writes the failure JSON where the executor reads it."""
-    path = result_file()
+    path = result_file(env)
     if path is None:
         return
     try:
@@ -570,10 +583,12 @@ def report(failure):
         write_all(2, ("dwop-worker: cannot write %s: %s\n" % (path, e)).encode("utf-8", "replace"))
 
 
-def main(body=None, done=None):
+def main(body=None, done=None, env=None):
     """Runs the worker; never returns. body: the Body prepared for the run in the sandbox (fork server
     runs); None forks one, without the sandbox, when the run starts. done: a pipe to the fork server, told
-    the exit code just before the exit (see exit_now)."""
+    the exit code just before the exit (see exit_now). env: the run's environment (the fork server's env
+    file), else this process's."""
+    env = os.environ if env is None else env
     if os.getpid() == 1:
         # As a container's first process, signals without a handler are ignored: make SIGTERM stop us.
         _signal.signal(_signal.SIGTERM, lambda signum, _frame: os._exit(128 + signum))
@@ -584,9 +599,9 @@ def main(body=None, done=None):
     init = None
     try:
         log = Log()
-        log.stream_to = LogStream.from_env(os.environ, log)
-        task = Task(os.environ)
-        init = work(task, log, parent, os.environ.get("DWOP_DIE_WITH_PARENT") == "1", body, done)
+        log.stream_to = LogStream.from_env(env, log)
+        task = Task(env)
+        init = work(task, log, parent, env.get("DWOP_DIE_WITH_PARENT") == "1", body, done)
     except Failure as e:
         failure = e
     except BaseException as e:
@@ -602,14 +617,14 @@ def main(body=None, done=None):
     if log:
         if failure.type != "task_failed":
             log.say("%s: %s" % (failure.type, failure.message))
-        fresh = fresh_upload_urls(log)
-        log_url = fresh[1] if fresh else os.environ.get("DWOP_LOG_URL")
+        fresh = fresh_upload_urls(log, env)
+        log_url = fresh[1] if fresh else env.get("DWOP_LOG_URL")
         if log_url:
             delays = task.retry_delays if task else RETRY_DELAYS
             store_log_done(log, not transfer_all([Transfer("PUT", log_url, log.fd, "the log")], None, delays))
     else:
         write_all(2, ("dwop-worker: %s: %s\n" % (failure.type, failure.message)).encode("utf-8", "replace"))
-    report(failure)
+    report(failure, env)
     exit_now(failure.status, done)
 
 

@@ -105,10 +105,24 @@ class RehearsalTest(unittest.TestCase):
         before = dict(os.environ)
         env = dwop_main.rehearse()  # raises when the made-up run is not one the worker would take
         self.assertIn("DWOP_CODE", env)  # a code given inline, and an input of each kind
-        dwop_forkserver.rehearse_environ(env)
         self.assertEqual(dict(os.environ), before)
         run_id, cwd, _ = dwop_forkserver.parse_request(dwop_forkserver.REHEARSAL_REQUEST)
         self.assertEqual((run_id, cwd), ("rehearsal", "/"))
+
+    def test_the_bodys_rehearsal_leaves_made_up_variables_only_which_its_gate_replaces(self):
+        import dwop_main
+
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.environ["DWOP_OUTPUT_URL"] = "http://example.invalid/signed"
+                dwop_main.rehearse_environment()
+                made_up = all(k.startswith("DWOP_REHEARSAL_") for k in os.environ) and len(os.environ) == 16
+                seen = os.popen("env").read()  # what a program the body started would get
+                os._exit(0 if made_up and "DWOP_OUTPUT_URL" not in seen and "DWOP_REHEARSAL_0" in seen else 1)
+            finally:
+                os._exit(2)
+        self.assertEqual(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), 0)
 
 
 class ForkServerTest(unittest.TestCase):
