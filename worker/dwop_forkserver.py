@@ -23,7 +23,8 @@ Protocol, one JSON object per line:
 The child forked here is the worker: it stays outside the sandbox (it holds the run's URLs, and is not
 dumpable) and only the task body's process enters it (see dwop_sandbox.py); that process is forked before
 the worker reads the run's environment, so it never holds the run's URLs either. As root, each run gets a uid
-of its own for its body, from uidBase on, held (by a lock file) while the run lives. The child takes its
+of its own for its body, from uidBase on, held (by a lock file) while the run lives (and while its spare
+waits: a spare is forked with its run's uid). The child takes its
 run's environment from the env file and keeps it in memory (its own process environment stays the
 server's; the body's is the run's, set at its gate); its stdin is /dev/null; its stdout and stderr go to
 <cwd>/.dwop-worker.log (appended to, so the order of the worker's writes is kept). The child dies (SIGKILL)
@@ -204,18 +205,22 @@ class Server:
                 raise BadRequest(run_id, "run %s is already running" % run_id)
             if self.sandbox.refusal:
                 raise BadRequest(run_id, self.sandbox.refusal)
-            lease = self.sandbox.uid_lease()
         except BadRequest as e:
             self.send(e.args[0], "error", e.args[1])
             return
-        except OSError as e:
-            self.send(run_id, "error", "no uid free for the run: %s" % e)
-            return
-        handed = self.hand_to_spare(lease.uid, line)
-        pid = handed[0] if handed else self.fork_worker(cwd, lease.uid, limits, lease)
+        handed = self.hand_to_spare(line)  # with the uid it was forked with (see fork_spare)
+        if handed:
+            pid = handed[0]
+        else:
+            try:
+                lease = self.sandbox.uid_lease()
+            except OSError as e:
+                self.send(run_id, "error", "no uid free for the run: %s" % e)
+                return
+            pid = self.fork_worker(cwd, lease.uid, limits, lease)
+            self.uids[pid] = lease
         self.by_pid[pid] = run_id
         self.by_id[run_id] = pid
-        self.uids[pid] = lease
         self.send(run_id, "pid", pid)
         if handed:
             # The end of file that starts the spare on its run comes after the answer: woken first, the
@@ -223,12 +228,13 @@ class Server:
             os.close(handed[1])
         if not self.spares:
             self.fork_spares()  # none left for the next request: at once (else when a run ends)
-        self.rehearse()
 
     def rehearse(self):
         """The server's own steps of a request (its line read, its answer written) on a made-up one, while it
         waits for the next: the fork just made shares every page with the spare again, and a page written
-        first here is copied now rather than on the next run's path (see dwop_main.rehearse)."""
+        first here is copied now rather than on the next run's path (see dwop_main.rehearse). It covers
+        the parse and the answer; the rest of a request's handling (a spare's pipes, the uid's
+        bookkeeping) still writes a few pages of its own."""
         run_id, _, _ = parse_request(REHEARSAL_REQUEST)
         event_line(run_id, "pid", self.pid)
 
@@ -296,11 +302,22 @@ class Server:
             os.close(fd)
 
     def fork_spares(self):
-        """Forks workers ahead, to wait for their requests, until SPARES are waiting."""
-        while len(self.spares) < SPARES:
-            self.fork_spare()
+        """Forks workers ahead, to wait for their requests, until SPARES are waiting (or no uid is free);
+        then rehearses, as a fork shares the server's pages again."""
+        forked = False
+        while len(self.spares) < SPARES and self.fork_spare():
+            forked = True
+        if forked:
+            self.rehearse()
 
     def fork_spare(self):
+        """Forks a worker ahead with the uid its run will have (root's servers in the sandbox: leased now,
+        so that neither the lease, a file's lock, nor the parts of the sandbox made for that uid are on a
+        run's path); False when no uid is free."""
+        try:
+            lease = self.sandbox.uid_lease()
+        except OSError:
+            return False  # a request then forks its worker itself, and says why when none is free still
         request_r, request_w = os.pipe()
         ready_r, ready_w = os.pipe()
         done_r, done_w = os.pipe()
@@ -310,16 +327,19 @@ class Server:
                 os.close(request_w)
                 os.close(ready_r)
                 os.close(done_r)
+                lease.release()  # the server's to hold
                 self.leave_server(ready_w)
-                self.await_run(request_r, done_w)
+                self.await_run(request_r, done_w, lease.uid)
             finally:
                 os._exit(EXIT_SETUP_FAILED)
         os.close(request_r)
         os.close(ready_w)
         self.listen_done(pid, done_r, done_w)
+        self.uids[pid] = lease
         self.spares.append((pid, request_w, ready_r))
+        return True
 
-    def hand_to_spare(self, uid, line):
+    def hand_to_spare(self, line):
         """Gives the request to the oldest spare; returns (its pid, the request pipe for the caller to close,
         which starts the spare on it), or None when there is no live spare."""
         self.reap()  # a spare that died is seen now, rather than handed a request its child may take in
@@ -328,7 +348,7 @@ class Server:
         pid, request_w, ready_r = self.spares.pop(0)
         try:
             wait_ready(ready_r)  # at once, unless the spare was forked a moment ago
-            write_all(request_w, b"%d\n%s" % (-1 if uid is None else uid, line))
+            write_all(request_w, line)
         except OSError:
             os.close(request_w)
             return None  # it died (it is reaped as a child without a run)
@@ -353,28 +373,26 @@ class Server:
         if self.prctl is not None:
             self.prctl(dwop_sandbox.PR_SET_DUMPABLE, 0)  # it is about to hold the run's signed URLs
 
-    def await_run(self, request_r, done_w):
-        """In the spare: prepares the run's body, waits for its request (uid, then the request line), then
-        becomes its worker; exits quietly when the server closes the pipe without one."""
+    def await_run(self, request_r, done_w, uid):
+        """In the spare: prepares the run's body (for uid, in the sandbox as root), waits for its request
+        line, then becomes its worker; exits quietly when the server closes the pipe without one."""
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)  # the server's stdin and stdout are not the spare's to hold open
         os.dup2(null, 1)
         os.close(null)
-        run = dwop_sandbox.Run(self.sandbox.settings) if self.sandbox.settings else None
+        run = dwop_sandbox.Run(self.sandbox.settings, uid) if self.sandbox.settings else None
         body = self.prepare_body(run, close=(request_r, done_w)) if run else None
         rehearse()
-        data = read_to_end(request_r)
+        line = read_to_end(request_r)
         os.close(request_r)
-        if not data:
+        if not line:
             os._exit(0)
-        uid, _, line = data.partition(b"\n")
         try:
             _, cwd, limits = parse_request(line)
         except BadRequest as e:
             write_all(2, ("dwop-forkserver: the spare got a bad request: %s\n" % e.args[1]).encode())
             os._exit(EXIT_SETUP_FAILED)
         if run:
-            run.uid = None if int(uid) < 0 else int(uid)
             run.limits = limits
         self.become_worker(cwd, body, done_w)
 

@@ -288,6 +288,11 @@ class Run:
         folder = None if gate else open_folder(self.folder, None)
         below_tmp = os.open("/tmp", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if gate else None
         build_system_root(libc, self.settings)
+        # The run's user, when its uid is known already (a normal user's always is; root's spares are
+        # forked with their run's).
+        ahead = self.uid if privileged else INSIDE_UID
+        if ahead is not None:
+            add_user(libc, self.settings, ahead)
         loopback_up()
         if self.settings.internet:
             dwop_network.close_private_routes(self.settings.addresses)
@@ -300,7 +305,9 @@ class Run:
         uid = self.uid if privileged else INSIDE_UID
         if uid is None:
             raise SandboxError("no uid of its own for the run (root's runs get one from the fork server)")
-        finish_root(libc, self.settings, folder, self.limits.disk, uid)
+        if uid != ahead:
+            add_user(libc, self.settings, uid)
+        finish_root(libc, folder, self.limits.disk)
         os.write(told_w, b"%d" % uid)
         os.close(told_w)
         self.limits.apply()
@@ -490,21 +497,29 @@ def build_system_root(libc, settings):
     libc.mount(SCRATCH + "/shm", ROOT + "/dev/shm", None, MS_BIND)
 
 
-def finish_root(libc, settings, folder, disk, uid):
-    """Adds the run's part to the root build_system_root made, pivots into it and ends with the cwd at
-    /work: the run's user (named dwop, for tools that look it up), the scratch tmpfs's size (the run's disk
-    limit) and writable layer of /work (the run's user's), and its folder (the descriptor folder, closed
-    here) as the overlay's lower layer. The folder is mounted last: files written below an overlay's lower
-    folder once it is mounted need not show through."""
+def add_user(libc, settings, uid):
+    """The run's user in the root build_system_root made (named dwop, for tools that look it up), and the
+    writable layer of /work its own."""
     os.makedirs(ROOT + "/etc", 0o755, exist_ok=True)
     own = {
         "/etc/passwd": settings.passwd["passwd"] + "dwop:x:%d:%d:dwop task:/work:/bin/sh\n" % (uid, uid),
         "/etc/group": settings.passwd["group"] + "dwop:x:%d:\n" % uid,
     }
     for path, text in own.items():
-        place(libc, ("copy", text.encode()), ROOT + path)
-    libc.mount(None, SCRATCH, None, MS_REMOUNT | MS_NOSUID | MS_NODEV, "size=%d" % disk)
+        fd = os.open(ROOT + path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
     os.chown(os.path.join(SCRATCH, "upper"), uid, uid)
+
+
+def finish_root(libc, folder, disk):
+    """Adds the run's part to the root build_system_root made (and add_user), pivots into it and ends with
+    the cwd at /work: the scratch tmpfs's size (the run's disk limit), and its folder (the descriptor
+    folder, closed here) as the overlay's lower layer. The folder is mounted last: files written below an
+    overlay's lower folder once it is mounted need not show through."""
+    libc.mount(None, SCRATCH, None, MS_REMOUNT | MS_NOSUID | MS_NODEV, "size=%d" % disk)
     place(libc, ("dir", folder), LOWER)
     overlay = "lowerdir=%s,upperdir=%s/upper,workdir=%s/work" % (LOWER, SCRATCH, SCRATCH)
     libc.mount("overlay", ROOT + WORK, "overlay", MS_NOSUID | MS_NODEV, overlay)
