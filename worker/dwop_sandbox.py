@@ -479,9 +479,11 @@ def build_system_root(libc, settings):
         replaced["/etc/resolv.conf"] = "nameserver %s\n" % dwop_network.GATEWAY_DNS
     sources = open_sources(settings, replaced)  # before /tmp is covered: a source may be there
     libc.mount(None, "/", None, MS_REC | MS_PRIVATE)
-    libc.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=0755")
+    libc.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
     for path in (ROOT, SCRATCH, LOWER):
         os.mkdir(path, 0o755)
+    # A mount of its own, so pivot_root can take it as it is (no bind of the whole tree onto itself).
+    libc.mount("tmpfs", ROOT, "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=0755")
     for path, source in sources.items():
         place(libc, source, ROOT + path)
     os.mkdir(ROOT + WORK, 0o755)
@@ -523,7 +525,6 @@ def finish_root(libc, folder, disk):
     place(libc, ("dir", folder), LOWER)
     overlay = "lowerdir=%s,upperdir=%s/upper,workdir=%s/work" % (LOWER, SCRATCH, SCRATCH)
     libc.mount("overlay", ROOT + WORK, "overlay", MS_NOSUID | MS_NODEV, overlay)
-    libc.mount(ROOT, ROOT, None, MS_BIND | MS_REC)
     os.chdir(ROOT)
     libc.pivot_root()
     os.chdir("/")
