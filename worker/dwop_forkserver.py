@@ -383,6 +383,7 @@ class Server:
         run = dwop_sandbox.Run(self.sandbox.settings, uid) if self.sandbox.settings else None
         body = self.prepare_body(run, close=(request_r, done_w)) if run else None
         rehearse()
+        parse_request(REHEARSAL_REQUEST)  # its own first parse, as the server rehearses its own
         line = read_to_end(request_r)
         os.close(request_r)
         if not line:

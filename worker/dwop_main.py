@@ -259,6 +259,7 @@ class Body:
             # In the process that runs the body (the sandbox forks it before its gate), while it waits.
             compile("pass", "<warm-up>", "exec")  # the first compile sets the compiler up: ~2 ms
             rehearse_environment()
+            dwop_gate.rehearse()
             job = dwop_gate.receive(gate_r)
             if job is None:
                 os._exit(EXIT_WORKER_FAILURE)  # abandoned: the downloads failed

@@ -109,6 +109,19 @@ class RehearsalTest(unittest.TestCase):
         run_id, cwd, _ = dwop_forkserver.parse_request(dwop_forkserver.REHEARSAL_REQUEST)
         self.assertEqual((run_id, cwd), ("rehearsal", "/"))
 
+    def test_a_job_crosses_the_gate_whole_files_with_any_bytes_included(self):
+        import dwop_gate
+        from dwop_sandbox import Limits
+
+        dwop_gate.rehearse()  # the body's made-up one goes through
+        files = [("main.py", b"print(1)\n"), ("raw", b"\0a\0\n\xff" * 3), ("empty", b"")]
+        job = dwop_gate.Job(True, 70000, Limits(1, 2, 3, 4), "/runs/x", {"A": "b=c", "E": ""}, files)
+        back = dwop_gate.decode(dwop_gate.encode(job))
+        self.assertEqual((back.requirements, back.uid, back.folder, back.env, back.files),
+                         (True, 70000, "/runs/x", {"A": "b=c", "E": ""}, files))  # fmt: skip
+        limits = back.limits
+        self.assertEqual((limits.memory, limits.disk, limits.processes, limits.cpu_seconds), (1, 2, 3, 4))
+
     def test_the_bodys_rehearsal_leaves_made_up_variables_only_which_its_gate_replaces(self):
         import dwop_main
 
