@@ -48,7 +48,7 @@ from dwop_log import LineLog, LogStream
 from dwop_source import MARK, exception_line
 from dwop_unnamed import UnnamedFile
 from dwop_process import BODY_KEEPS, abandon_child, die_with_parent, fork_child, load_prctl, reap_child
-from dwop_process import run_script, wait_child
+from dwop_process import run_script, unbuffered_stdio, wait_child
 from dwop_sandbox import Limits, SandboxError
 import dwop_gate
 
@@ -258,6 +258,7 @@ class Body:
         def gate():
             # In the process that runs the body (the sandbox forks it before its gate), while it waits.
             compile("pass", "<warm-up>", "exec")  # the first compile sets the compiler up: ~2 ms
+            unbuffered_stdio()  # what `python -u` gives the body (nothing is written to it before)
             rehearse_environment()
             dwop_gate.rehearse()
             job = dwop_gate.receive(gate_r)

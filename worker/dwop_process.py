@@ -230,7 +230,8 @@ def write_all(fd, data):
 
 def run_script(path, deps, failed=None):
     """Runs path as `python path` would, in this (forked) process, then exits with its status; calls
-    failed(the exception or None) first when the status is not 0."""
+    failed(the exception or None) first when the status is not 0. The process's stdio is made unbuffered
+    beforehand (unbuffered_stdio), while it waits for its run."""
     for name in [k for k in os.environ if k.startswith("DWOP_") and k not in BODY_KEEPS]:
         del os.environ[name]
     sys.argv = [path]
@@ -242,7 +243,6 @@ def run_script(path, deps, failed=None):
             import site
 
             site.addsitedir(deps)  # already on sys.path, so this only processes its .pth files
-    unbuffered_stdio()
     status, error = execute_main(path)
     # What interpreter shutdown does: wait for non-daemon threads, then run atexit callbacks.
     if "threading" in sys.modules:
