@@ -171,11 +171,11 @@ export class LocalExecutor implements Executor {
     // the body, which runs as a uid of its own in the sandbox, can read what the worker downloaded there;
     // no other run sees it (the sandbox shows each run its own folder only).
     await this.prepareWorkRoot();
-    // Synchronous: a few microseconds each on a local disk, where each await of fs/promises is a trip
-    // through libuv's thread pool and back (~0.1-0.3 ms apiece on the path of every run's start).
     // In the sandbox the body's TMPDIR is its own /tmp (a tmpfs of its disk limit): the folder's .tmp is
     // made only for a run outside it, one file system entry less on each sandboxed run's start.
     const sandboxed = (await this.server.sandbox()).mode === "namespaces";
+    // Synchronous: a few microseconds each on a local disk, where each await of fs/promises is a trip
+    // through libuv's thread pool and back (~0.1-0.3 ms apiece on the path of every run's start).
     mkdirSync(run.dir, { mode: 0o755 });
     chmodSync(run.dir, 0o755);
     if (!sandboxed) mkdirSync(join(run.dir, TMP_DIR), { mode: 0o755 });

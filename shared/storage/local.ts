@@ -261,7 +261,6 @@ export class LocalStorage implements Storage {
   }
 }
 
-/** `length` bytes of the file from `start` (fewer when it ends first). */
 /** An object's file open for reading, with its size; null when there is no such object (the caller closes fd). */
 function openFile(file: string): { fd: number; size: number } | null {
   let fd: number;
@@ -283,6 +282,7 @@ function openFile(file: string): { fd: number; size: number } | null {
   return null;
 }
 
+/** `length` bytes of the file from `start` (fewer when it ends first). */
 function readAt(fd: number, start: number, length: number): Uint8Array<ArrayBuffer> {
   const bytes = Buffer.allocUnsafe(length);
   let read = 0;
