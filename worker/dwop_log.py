@@ -26,12 +26,15 @@ class LineLog:
 
     def __init__(self, file):
         self.file = file
-        self.size = 0
         self.partial = {}
 
     @property
     def fd(self):
         return self.file.fd
+
+    @property
+    def size(self):
+        return self.file.size
 
     def stream(self, name):
         """A sink for one stream of the body (for dwop_process.pump): .write(data)."""
@@ -62,7 +65,6 @@ class LineLog:
 
     def write(self, data):
         self.file.write(data)
-        self.size += len(data)
 
 
 class LogStream:

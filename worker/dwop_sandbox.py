@@ -445,7 +445,7 @@ def map_ids(uid, gid):
 
 def write(path, text):
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
         try:
             os.write(fd, text.encode())
         finally:
@@ -508,11 +508,7 @@ def add_user(libc, settings, uid):
         "/etc/group": settings.passwd["group"] + "dwop:x:%d:\n" % uid,
     }
     for path, text in own.items():
-        fd = os.open(ROOT + path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-        try:
-            os.write(fd, text.encode())
-        finally:
-            os.close(fd)
+        write(ROOT + path, text)
     os.chown(os.path.join(SCRATCH, "upper"), uid, uid)
 
 

@@ -29,20 +29,20 @@ class UnnamedFile:
     """A file only this process holds, written by write(); fd is where it is now, size how much it holds.
 
     When it moves to disk, fd changes after the bytes so far are copied and before any later byte is
-    written, and the memory file stays open: a reader that took size first and fd after it (the live log's
-    thread) reads every byte up to that size, from either."""
+    written, and the memory file is never closed: a reader that took size first and fd after it (the live
+    log's thread) reads every byte up to that size, from either."""
 
     def __init__(self, name):
         self.size = 0
-        self.in_memory = None  # the memory file left behind once it moved to disk, kept open (see above)
+        self.on_disk = False
         try:
             self.fd = os.memfd_create(name, os.MFD_CLOEXEC)
         except (AttributeError, OSError):
             self.fd = anonymous_file()
-            self.in_memory = -1  # on disk from the start: nothing to move
+            self.on_disk = True
 
     def write(self, data):
-        if self.in_memory is None and self.size + len(data) > IN_MEMORY_BYTES:
+        if not self.on_disk and self.size + len(data) > IN_MEMORY_BYTES:
             self.move_to_disk()
         write_all(self.fd, data)
         self.size += len(data)
@@ -54,4 +54,4 @@ class UnnamedFile:
             chunk = os.pread(self.fd, min(COPY_CHUNK, self.size - offset), offset)
             write_all(disk, chunk)
             offset += len(chunk)
-        self.in_memory, self.fd = self.fd, disk
+        self.fd, self.on_disk = disk, True  # the memory file stays open (see above)
