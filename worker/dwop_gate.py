@@ -46,11 +46,12 @@ def receive(fd):
     return decode(data) if data else None
 
 
-def rehearse():
-    """A made-up job encoded and read back, in the body's process while it waits at its gate: the pages
-    reading its real one writes are copied then, not on the run's path."""
+def rehearsal():
+    """A made-up job, encoded and read back as the body's process reads its real one: for the body to go
+    through its gate's steps while it waits, so that the pages they write are copied then, not on the run's
+    path (see dwop_main.Body)."""
     env = {"DWOP_REHEARSAL_%d" % i: "x" * 64 for i in range(16)}
-    decode(encode(Job(False, 1, Limits(1, 1, 1, 1), "/rehearsal", env, [("main.py", b"x" * 64)])))
+    return decode(encode(Job(False, 1, Limits(1, 1, 1, 1), "/rehearsal", env, [("main.py", b"x" * 64)])))
 
 
 def encode(job):

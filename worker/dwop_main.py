@@ -259,14 +259,14 @@ class Body:
             # In the process that runs the body (the sandbox forks it before its gate), while it waits.
             compile("pass", "<warm-up>", "exec")  # the first compile sets the compiler up: ~2 ms
             unbuffered_stdio()  # what `python -u` gives the body (nothing is written to it before)
-            rehearse_environment()
-            dwop_gate.rehearse()
+            # The gate's steps on a made-up job: the job read, its environment taken (0.4 -> 0.1 ms of
+            # each run's path here). The made-up environment stays until the real one replaces it.
+            take_environment(dwop_gate.rehearsal())
             job = dwop_gate.receive(gate_r)
             if job is None:
                 os._exit(EXIT_WORKER_FAILURE)  # abandoned: the downloads failed
             self.requirements = job.requirements
-            os.environ.clear()
-            os.environ.update(job.env)
+            take_environment(job)
             self.files = job.files
             return job
 
@@ -554,13 +554,11 @@ def rehearse():
     return env
 
 
-def rehearse_environment():
-    """In the body's process, while it waits at its gate: the change of environment the gate makes (every
-    variable removed, the run's set), on made-up variables. The pages that change writes are copied now
-    rather than once the run is there (0.4 -> 0.1 ms of each run's path here). The made-up environment
-    stays until the gate replaces it; nothing runs meanwhile."""
+def take_environment(job):
+    """In the body's process, at its gate: the job's environment becomes the process's, every variable it
+    had removed."""
     os.environ.clear()
-    os.environ.update({"DWOP_REHEARSAL_%d" % i: "x" * 64 for i in range(16)})
+    os.environ.update(job.env)
 
 
 def result_file(env):

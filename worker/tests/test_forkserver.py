@@ -113,7 +113,6 @@ class RehearsalTest(unittest.TestCase):
         import dwop_gate
         from dwop_sandbox import Limits
 
-        dwop_gate.rehearse()  # the body's made-up one goes through
         files = [("main.py", b"print(1)\n"), ("raw", b"\0a\0\n\xff" * 3), ("empty", b"")]
         job = dwop_gate.Job(True, 70000, Limits(1, 2, 3, 4), "/runs/x", {"A": "b=c", "E": ""}, files)
         back = dwop_gate.decode(dwop_gate.encode(job))
@@ -123,13 +122,14 @@ class RehearsalTest(unittest.TestCase):
         self.assertEqual((limits.memory, limits.disk, limits.processes, limits.cpu_seconds), (1, 2, 3, 4))
 
     def test_the_bodys_rehearsal_leaves_made_up_variables_only_which_its_gate_replaces(self):
+        import dwop_gate
         import dwop_main
 
         pid = os.fork()
         if pid == 0:
             try:
                 os.environ["DWOP_OUTPUT_URL"] = "http://example.invalid/signed"
-                dwop_main.rehearse_environment()
+                dwop_main.take_environment(dwop_gate.rehearsal())
                 made_up = all(k.startswith("DWOP_REHEARSAL_") for k in os.environ) and len(os.environ) == 16
                 seen = os.popen("env").read()  # what a program the body started would get
                 os._exit(0 if made_up and "DWOP_OUTPUT_URL" not in seen and "DWOP_REHEARSAL_0" in seen else 1)
