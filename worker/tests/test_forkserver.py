@@ -121,6 +121,31 @@ class RehearsalTest(unittest.TestCase):
         limits = back.limits
         self.assertEqual((limits.memory, limits.disk, limits.processes, limits.cpu_seconds), (1, 2, 3, 4))
 
+    def test_the_bodys_source_rehearsal_goes_the_real_way_and_writes_nothing_a_run_would_see(self):
+        import dwop_source
+
+        made_up = dwop_source.source_of(dwop_source.REHEARSAL, "main.py")
+        self.assertEqual((made_up.filename, made_up.task), ("rehearsal.workflow", "rehearsal"))  # its mark read
+        out_r, out_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.dup2(out_w, 1)
+                os.dup2(out_w, 2)
+                main, argv, env, cwd = sys.modules["__main__"], list(sys.argv), dict(os.environ), os.getcwd()
+                dwop_source.rehearse()
+                sys.stdout.flush()
+                sys.stderr.flush()
+                same = (sys.modules["__main__"], sys.argv, dict(os.environ), os.getcwd()) == (main, argv, env, cwd)
+                os._exit(0 if same else 1)
+            finally:
+                os._exit(2)
+        os.close(out_w)
+        written = os.read(out_r, 4096)
+        os.close(out_r)
+        self.assertEqual(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), 0)
+        self.assertEqual(written, b"")  # its print went to /dev/null, not to the body's stdout (the output)
+
     def test_the_bodys_rehearsal_leaves_made_up_variables_only_which_its_gate_replaces(self):
         import dwop_gate
         import dwop_main
