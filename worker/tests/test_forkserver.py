@@ -121,11 +121,12 @@ class RehearsalTest(unittest.TestCase):
         limits = back.limits
         self.assertEqual((limits.memory, limits.disk, limits.processes, limits.cpu_seconds), (1, 2, 3, 4))
 
-    def test_the_bodys_source_rehearsal_goes_the_real_way_and_writes_nothing_a_run_would_see(self):
+    def test_the_bodys_source_rehearsal_goes_the_real_way_and_runs_nothing_a_run_would_see(self):
         import dwop_source
 
         made_up = dwop_source.source_of(dwop_source.REHEARSAL, "main.py")
         self.assertEqual((made_up.filename, made_up.task), ("rehearsal.workflow", "rehearsal"))  # its mark read
+        self.assertEqual(made_up.compile().co_name, "rehearsal")  # compiled as a task's body is
         out_r, out_w = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -144,7 +145,7 @@ class RehearsalTest(unittest.TestCase):
         written = os.read(out_r, 4096)
         os.close(out_r)
         self.assertEqual(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), 0)
-        self.assertEqual(written, b"")  # its print went to /dev/null, not to the body's stdout (the output)
+        self.assertEqual(written, b"")  # nothing of it ran: its print would be on the body's stderr (the log)
 
     def test_the_bodys_rehearsal_leaves_made_up_variables_only_which_its_gate_replaces(self):
         import dwop_gate
