@@ -11,10 +11,12 @@ costs ~2-3 us on bare metal and ~25 us in a paravirtualized guest, so this count
 speed does not change, is the figure to compare across machines). --gap waits that many
 milliseconds between two runs through the fork server, as the orchestration between two tasks of a chain
 does (the server's spare worker prepares the next run's body meanwhile); 0 sends each request as soon
-as the last run ended.
+as the last run ended. --inline gives the code and the input in the run's environment and has the output
+and the log left in its folder, as the local executor does with small objects: no request to a store.
 """
 
 import argparse
+import base64
 import json
 import os
 import resource
@@ -99,18 +101,29 @@ def stat_fields(pid):
         return f.read().rpartition(")")[2].split()
 
 
+def new_folder(tmp):
+    """A run folder of its own for each series: a run given its files inline in the sandbox finds the
+    folder as the one before left it (the files it wrote outside the sandbox, say) and refuses to overwrite them."""
+    folder = tempfile.mkdtemp(dir=tmp, prefix="work-")
+    os.chmod(folder, 0o755)
+    return folder
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--gap", type=float, default=0, help="milliseconds between two fork server runs")
+    parser.add_argument(
+        "--inline",
+        action="store_true",
+        help="code and input given in the env, output and log left in the folder: a local run's way (no URL)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = ObjectStore(os.path.join(tmp, "store"))
         store.put("code/main.py", "print('hello')\n")
         store.put("in/raw", "a,b,c")
-        work = os.path.join(tmp, "work")
-        os.makedirs(work, 0o755)
         os.chmod(tmp, 0o755)
         env = {
             "PATH": os.environ.get("PATH", ""),
@@ -122,17 +135,24 @@ def main():
             "DWOP_RESULT_FILE": os.path.join(tmp, "result.json"),
             "DWOP_DIE_WITH_PARENT": "1",
         }
+        if args.inline:  # as the local executor gives small objects (shared/executors/local.ts)
+            code = b'# dwop-source: {"file": "bench.workflow", "line": 1, "task": "main"}\nprint("hello")\n'
+            del env["DWOP_CODE_URL"]
+            env["DWOP_CODE"] = base64.b64encode(code).decode()
+            env["DWOP_INPUTS"] = '[{"param": "raw", "data": "%s"}]' % base64.b64encode(b"a,b,c").decode()
+            env["DWOP_INLINE_RESULT_BYTES"] = "65536"
         for label, argv in (
             ("python -c pass", [args.python, "-c", "pass"]),
             ("worker, trivial body, 1 input", [args.python, WORKER]),
         ):
-            median, p10, cpu = timed(argv, work, env, args.runs)
+            median, p10, cpu = timed(argv, new_folder(tmp), env, args.runs)
             print("%-32s median %6.1f ms   p10 %6.1f ms   cpu %5.1f ms" % (label, median, p10, cpu))
         for label, settings in (
             ("same, through the fork server", {}),
             ("  in the sandbox, network none", {"sandbox": "required", "network": "none"}),
             ("  in the sandbox, internet", {"sandbox": "required", "network": "internet"}),
         ):
+            work = new_folder(tmp)
             median, p10, cpu, faults = timed_fork_server(args.python, work, env, args.runs, settings, args.gap)
             print(
                 "%-32s median %6.1f ms   p10 %6.1f ms   cpu %5.1f ms   page faults %5.0f"
