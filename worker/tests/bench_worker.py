@@ -1,6 +1,6 @@
 """Wall time of one worker run for a trivial body, spawn to exit, against a local object store.
 
-python worker/tests/bench_worker.py [--python /path/to/python] [--runs 40] [--gap 10]
+python worker/tests/bench_worker.py [--python /path/to/python] [--runs 40] [--gap 10] [--inline]
 Prints the median and 10th percentile of the wall time, and the CPU time (user + system, worker and
 body) per run, which a busy machine disturbs less; next to a bare `python -c pass` for comparison, and
 the same run started through the fork server (request sent to exit reported; CPU time: the server's and
