@@ -258,7 +258,7 @@ class Body:
         """In the child: set up (the sandbox), wait at the gate, then run pip and the body; never returns."""
         def gate():
             # In the process that runs the body (the sandbox forks it before its gate), while it waits.
-            if self.sandbox:  # forked ahead of its run: a made-up body read, compiled and run
+            if self.sandbox:  # forked ahead of its run: a made-up body read and compiled
                 dwop_source.rehearse()
             else:  # forked on the run's path, its job on the way: only the compiler set up (~2 ms)
                 compile("pass", "<warm-up>", "exec")

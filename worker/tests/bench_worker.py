@@ -102,8 +102,8 @@ def stat_fields(pid):
 
 
 def new_folder(tmp):
-    """A run folder of its own for each series: a run given its files inline in the sandbox finds the
-    folder as the one before left it (the files it wrote outside the sandbox, say) and refuses to overwrite them."""
+    """A run folder of its own for each series: in the sandbox, a run given its files inline refuses to
+    overwrite those a series outside it left in the folder."""
     folder = tempfile.mkdtemp(dir=tmp, prefix="work-")
     os.chmod(folder, 0o755)
     return folder
