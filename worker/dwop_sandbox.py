@@ -266,6 +266,9 @@ class Run:
         told_r, told_w = os.pipe()
         body = os.fork()
         if body != 0:
+            # At once: as the namespace's first process it drops a signal it has no handler for, and a run
+            # stopped as it starts (the worker forwards SIGTERM) would go on.
+            pass_stop_signals(body)
             os.close(told_w)
             self.close_handshake()
             told = read_to_end(told_r)
@@ -413,13 +416,11 @@ class Run:
 
 
 def init(body, note, ended=None):
-    """The namespace's first process: forwards stop signals to the body, reaps whatever is orphaned, and
-    exits as the body ended when it ends (the kernel then kills what is left), having written that status
-    to ended first. The body is not the first process, which ignores the signals it has no handler for
-    (SIGXCPU of the CPU limit, a body's own kill)."""
+    """The namespace's first process, which forwards stop signals to the body from its fork on (see enter):
+    reaps whatever is orphaned, and exits as the body ended when it ends (the kernel then kills what is
+    left), having written that status to ended first. The body is not the first process, which ignores the
+    signals it has no handler for (SIGXCPU of the CPU limit, a body's own kill)."""
     try:
-        for signum in STOP_SIGNALS:
-            _signal.signal(signum, lambda s, _frame: forward(body, s))
         while True:
             pid, status = os.waitpid(-1, 0)
             if pid == body:
@@ -624,6 +625,12 @@ def loopback_up():
         sock.close()
 
 
+def pass_stop_signals(pid):
+    """From now on this process passes SIGTERM, SIGINT and SIGHUP on to its child pid."""
+    for signum in STOP_SIGNALS:
+        _signal.signal(signum, lambda s, _frame: forward(pid, s))
+
+
 def wait_outside(pid):
     """The process outside the namespace: forwards stop signals to the run's process, waits for it, then
     ends as it ended (its exit code, or killed by the same signal)."""
@@ -632,8 +639,7 @@ def wait_outside(pid):
         for fd in (0, 1, 2):
             os.dup2(null, fd)  # the worker's pipes are not this process's to hold
         os.close(null)
-        for signum in STOP_SIGNALS:
-            _signal.signal(signum, lambda s, _frame: forward(pid, s))
+        pass_stop_signals(pid)
         status = os.waitpid(pid, 0)[1]
         code = os.waitstatus_to_exitcode(status)
         if code < 0:

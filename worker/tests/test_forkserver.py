@@ -562,6 +562,27 @@ class SandboxedForkServerTest(ForkServerTest):
         ends = [self.server.next_event(), self.server.next_event()]
         self.assertCountEqual(ends, [{"id": "one", "exit": 143}, {"id": "two", "exit": 143}])
 
+    def test_the_namespaces_init_passes_a_stop_signal_on_from_the_moment_the_body_is_forked(self):
+        # The first process of a pid namespace drops a signal it has no handler for, even one sent from
+        # outside. A run stopped as it starts (the worker forwarding SIGTERM while the body still builds the
+        # run's part of the root) reached the init before it had its handlers, and the body ran on: a spare,
+        # whose body waits at its gate, is that moment held still.
+        outside = 0 if os.geteuid() == 0 else 1  # as a normal user, a process outside the namespace first
+        deadline = time.monotonic() + 30
+        chain = []
+        while len(chain) < outside + 3 and time.monotonic() < deadline:
+            with open("/proc/%d/task/%d/children" % (self.server.ready, self.server.ready)) as f:
+                spares = [int(c) for c in f.read().split()]
+            chain = [spares[0], *descendants(spares[0])] if spares else []
+            time.sleep(0.02)
+        self.assertEqual(len(chain), outside + 3, chain)  # the spare, the namespace's init, the body
+        init, body = chain[-2], chain[-1]
+        os.kill(init, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while alive(body) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertFalse(alive(body), "the init kept the signal from the body")
+
     def test_the_body_holds_no_signed_url_of_its_run(self):
         # In the sandbox, its process is forked before the worker reads the run's environment. The URLs carry a token the
         # body knows only the hash of; a control token it makes itself shows that the scan finds one.
