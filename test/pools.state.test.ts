@@ -51,6 +51,19 @@ async function pooledTasks(poolName: string, names: string[], owner = "alice"): 
   return drain();
 }
 
+/**
+ * Submits one workflow per (owner, task name) pair and publishes their messages: the task names in the
+ * order the claim took them, and each message by its task's name.
+ */
+async function ownersTasks(pairs: readonly (readonly [string, string])[]) {
+  for (const [owner, name] of pairs) {
+    await store.submitWorkflow(submission([task(name)], { owner }));
+  }
+  const messages = await drain();
+  const names = await taskNames(messages);
+  return { names, byName: new Map(messages.map((msg, i) => [names[i]!, msg])) };
+}
+
 describe("a pool", () => {
   it("holds a slot exactly while a run starts or runs, parks the rest, and reoffers on the slot's release", async () => {
     await pools.set("gpu", 1);
@@ -160,18 +173,13 @@ describe("a pool", () => {
 
 describe("an owner's cap", () => {
   it("parks an owner's tasks over DWOP_OWNER_MAX_RUNNING, not another owner's; a key's maxRunning overrides it", async () => {
-    for (const [owner, name] of [
+    const { names, byName } = await ownersTasks([
       ["alice", "a1"],
       ["alice", "a2"],
       ["bob", "b1"],
-    ] as const) {
-      await store.submitWorkflow(submission([task(name)], { owner }));
-    }
-    const messages = await drain();
-    const names = await taskNames(messages);
+    ]);
     // The claim takes owners in turn: alice's first, bob's, then alice's second.
     expect(names).toEqual(["a1", "b1", "a2"]);
-    const byName = new Map(messages.map((msg, i) => [names[i]!, msg]));
 
     expect((await store.startRun(byName.get("a1")!, "d1", "local", 1)).kind).toBe("created");
     expect((await store.startRun(byName.get("a2")!, "d1", "local", 1)).kind).toBe("stale");
@@ -191,17 +199,12 @@ describe("an owner's cap", () => {
   it("caps an owner by its key's maxRunning where no default cap is set, and no longer once the key is revoked", async () => {
     const [key] = await m.db<{ id: string }[]>`select id from dwop.create_api_key('carol', 'ci')`;
     expect(await pools.setKeyMaxRunning(key!.id, 1)).toBe(true);
-    for (const [owner, name] of [
+    const { byName } = await ownersTasks([
       ["carol", "c1"],
       ["carol", "c2"],
       ["dave", "d1"],
       ["dave", "d2"],
-    ] as const) {
-      await store.submitWorkflow(submission([task(name)], { owner }));
-    }
-    const messages = await drain();
-    const names = await taskNames(messages);
-    const byName = new Map(messages.map((msg, i) => [names[i]!, msg]));
+    ]);
     for (const name of ["c1", "c2", "d1", "d2"]) await store.startRun(byName.get(name)!, "d1", "local", null);
     expect(await parked()).toEqual({ c2: "owner" });
 
