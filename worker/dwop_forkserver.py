@@ -36,7 +36,7 @@ A fork costs more than it seems on some machines (each page the child writes is 
 costs 12-15 us in a paravirtualized guest): so the server keeps SPARES children forked ahead, each of
 which has already left the server's session, forked its run's body process and set that one's sandbox up
 as far as it can be without the run (namespaces, the system's part of the root, slirp4netns attached; see
-dwop_main.Body; without the sandbox, the body is forked once the run is there), and waits on a pipe for
+dwop_main.Body; without the sandbox, only the fork), and waits on a pipe for
 its run's request; a request is handed to the oldest. A spare's preparation takes a few milliseconds of a
 core (the namespaces, the root's mounts, slirp4netns): made beside the run just handed over, it slowed
 that run on a small machine (a chain's task by ~8 %), so the replacement is forked when a run ends, while
@@ -241,10 +241,10 @@ class Server:
 
     def prepare_body(self, run, close=()):
         """In a child out of the server's session: forks the run's body process ahead, in the sandbox run
-        (set up as far as it can be before the run is known; see dwop_main.Body). Without the sandbox the
-        worker forks it once it has the run, while its downloads are in flight: measured faster there
-        (the chain through dwop dev, sandbox off: 0.64-1.20 s against 0.67-1.36 s ahead)."""
-        body = Body(run, self.prctl, close)
+        (set up as far as it can be before the run is known; see dwop_main.Body), or outside any sandbox
+        when run is None. Forked on the run's path instead (its inputs inline, so no download overlaps it),
+        the fork and the child's first pages were a run's largest cost without the sandbox."""
+        body = Body(run, self.prctl, close, ahead=True)
         body.started()
         return body
 
@@ -382,7 +382,7 @@ class Server:
         os.dup2(null, 1)
         os.close(null)
         run = dwop_sandbox.Run(self.sandbox.settings, uid) if self.sandbox.settings else None
-        body = self.prepare_body(run, close=(request_r, done_w)) if run else None
+        body = self.prepare_body(run, close=(request_r, done_w))
         rehearse()
         parse_request(REHEARSAL_REQUEST)  # its own first parse, as the server rehearses its own
         line = read_to_end(request_r)

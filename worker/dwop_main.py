@@ -231,15 +231,16 @@ def has_requirement_lines(path):
 
 
 class Body:
-    """The body's process (after pip, when there are requirements), in the sandbox when there is one. It is
-    forked before the run is known when it is sandboxed (the fork server's spare worker forks it, and sets
-    its sandbox up, while it waits for a run: the namespaces, the system's part of the root, slirp4netns),
-    else by the worker as its downloads start; it waits at a gate (dwop_gate) until the worker hands it the
-    run once the downloads are in: open() does, abandon() ends it unstarted. Its stdout goes to the output and the log, its stderr to the worker's and
-    the log (the two merged by line)."""
+    """The body's process (after pip, when there are requirements), in the sandbox when there is one. The fork
+    server's spare worker forks it ahead (ahead=True), before the run is known, and sets its sandbox up
+    while it waits for a run: the namespaces, the system's part of the root, slirp4netns. A worker started
+    on its own forks it as its downloads start. It waits at a gate (dwop_gate) until the worker hands it the
+    run once the downloads are in: open() does, abandon() ends it unstarted. Its stdout goes to the output
+    and the log, its stderr to the worker's and the log (the two merged by line)."""
 
-    def __init__(self, sandbox, prctl, close=()):
+    def __init__(self, sandbox, prctl, close=(), ahead=False):
         self.sandbox = sandbox
+        self.ahead = ahead
         self.requirements = False  # in the child, once the gate opened: whether pip runs first
         self.files = ()  # in the child, once the gate opened: what it writes in its own folder itself
         self.attached = False
@@ -258,7 +259,7 @@ class Body:
         """In the child: set up (the sandbox), wait at the gate, then run pip and the body; never returns."""
         def gate():
             # In the process that runs the body (the sandbox forks it before its gate), while it waits.
-            if self.sandbox:  # forked ahead of its run: a made-up body read and compiled
+            if self.ahead:  # a made-up body read and compiled
                 dwop_source.rehearse()
             else:  # forked on the run's path, its job on the way: only the compiler set up (~2 ms)
                 compile("pass", "<warm-up>", "exec")

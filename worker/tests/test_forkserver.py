@@ -215,6 +215,10 @@ class ForkServerTest(unittest.TestCase):
         """The folder and the environment the body finds, for a run in cwd with env."""
         return cwd, {k: v for k, v in env.items() if not k.startswith("DWOP_")}
 
+    def processes_ahead(self):
+        """How many processes a spare worker forks before its run: the body's."""
+        return 1
+
     def test_runs_a_task_as_the_worker_does_with_its_stdout_and_stderr_in_the_log_file(self):
         pid, ended = self.run_task(
             "t1",
@@ -371,6 +375,21 @@ class ForkServerTest(unittest.TestCase):
         pid, ended = self.run_task("second", "print('two')\n")
         self.assertEqual((pid, ended), (next_spare, {"id": "second", "exit": 0}))
         self.assertEqual(self.output("second"), b"two\n")
+
+    def test_a_spare_forks_its_runs_body_ahead_and_the_run_is_run_by_that_process(self):
+        spare = self.spare()
+        waiting = descendants(spare)
+        deadline = time.monotonic() + 10
+        while len(waiting) < self.processes_ahead() and time.monotonic() < deadline:
+            time.sleep(0.01)
+            waiting = descendants(spare)
+        self.assertEqual(len(waiting), self.processes_ahead(), "the spare forked no body ahead")
+        cwd, env = self.task("ahead", SLEEPER)
+        self.server.request("ahead", cwd, env)
+        self.assertEqual(self.server.next_event()["pid"], spare)
+        self.assertIn(self.started(cwd, spare), waiting)  # the body's process was there before its run
+        os.kill(spare, signal.SIGTERM)
+        self.assertEqual(self.server.next_event(), {"id": "ahead", "exit": 143})
 
     def test_two_spares_wait_and_the_one_a_run_took_is_replaced_when_a_run_ends(self):
         from dwop_forkserver import SPARES
@@ -529,6 +548,10 @@ class SandboxedForkServerTest(ForkServerTest):
                         return descendants(worker)[-1]
             time.sleep(0.02)
         raise AssertionError("the body never started")
+
+    def processes_ahead(self):
+        # The namespace's init and the body; as a normal user, also a process left outside the namespace.
+        return 2 if os.geteuid() == 0 else 3
 
     def seen_from_inside(self, cwd, env):
         inside = {k: v for k, v in env.items() if not k.startswith("DWOP_")}
