@@ -62,7 +62,7 @@ import sys
 from dwop_http import write_all
 from dwop_main import Body, parse_json, rehearse
 from dwop_main import main as worker_main
-from dwop_process import die_with_parent, load_prctl, read_to_end
+from dwop_process import die_with_parent, exit_on_stop_signals, load_prctl, read_to_end
 import dwop_sandbox
 
 LOG_FILE = ".dwop-worker.log"
@@ -252,13 +252,13 @@ class Server:
         """Forks a worker for a run now; returns its pid once it leads its own process group."""
         ready_r, ready_w = os.pipe()
         done_r, done_w = os.pipe()
-        pid = os.fork()
+        pid = self.sandbox.fork_worker()
         if pid == 0:
             try:
                 os.close(ready_r)
                 os.close(done_r)
                 lease.release()  # the server's to hold, as the other runs' leases below
-                self.leave_server(ready_w)
+                self.leave_server(ready_w, done_w)
                 run = dwop_sandbox.Run(self.sandbox.settings, uid, limits) if self.sandbox.settings else None
                 body = self.prepare_body(run, close=(done_w,)) if run else None
                 self.become_worker(cwd, body, done_w)
@@ -322,14 +322,14 @@ class Server:
         request_r, request_w = os.pipe()
         ready_r, ready_w = os.pipe()
         done_r, done_w = os.pipe()
-        pid = os.fork()
+        pid = self.sandbox.fork_worker()
         if pid == 0:
             try:
                 os.close(request_w)
                 os.close(ready_r)
                 os.close(done_r)
                 lease.release()  # the server's to hold
-                self.leave_server(ready_w)
+                self.leave_server(ready_w, done_w)
                 self.await_run(request_r, done_w, lease.uid)
             finally:
                 os._exit(EXIT_SETUP_FAILED)
@@ -355,8 +355,9 @@ class Server:
             return None  # it died (it is reaped as a child without a run)
         return pid, request_w
 
-    def leave_server(self, ready_w):
-        """In a child: drops what is the server's, leads a session of its own, then closes ready_w."""
+    def leave_server(self, ready_w, done_w):
+        """In a child: drops what is the server's, leads a session of its own, then closes ready_w. done_w,
+        its pipe to the server, tells whether the server is still there once the child dies with it."""
         _signal.set_wakeup_fd(-1)
         _signal.signal(_signal.SIGCHLD, self.initial_sigchld)
         os.close(self.wakeup_r)
@@ -369,7 +370,9 @@ class Server:
         for fd in self.done_pids:
             os.close(fd)  # the other children's pipes
         os.setsid()
-        die_with_parent(self.prctl, self.pid)
+        if os.getpid() == 1:  # as root in the sandbox, the first process of its run's pid namespace
+            exit_on_stop_signals()
+        die_with_parent(self.prctl, self.pid, done_w)
         os.close(ready_w)
         if self.prctl is not None:
             self.prctl(dwop_sandbox.PR_SET_DUMPABLE, 0)  # it is about to hold the run's signed URLs
@@ -508,6 +511,10 @@ class Sandbox:
         # What runs reach: "internet" through slirp4netns, "none" in the sandbox, "host" without it.
         self.network = "host" if not self.settings else "internet" if self.settings.internet else "none"
         self.network_why = self.settings.network_why if self.settings else None
+
+    def fork_worker(self):
+        """os.fork() for a worker: as root in the sandbox, into a pid namespace of its own (see dwop_sandbox)."""
+        return self.settings.fork_worker() if self.settings else os.fork()
 
     def uid_lease(self):
         """A uid of the run's own (root's servers), or the no-op lease; raises OSError when none is free."""

@@ -47,7 +47,8 @@ from dwop_json import parse_json
 from dwop_log import LineLog, LogStream
 from dwop_source import MARK, exception_line
 from dwop_unnamed import UnnamedFile
-from dwop_process import BODY_KEEPS, abandon_child, die_with_parent, fork_child, load_prctl, reap_child
+from dwop_process import BODY_KEEPS, abandon_child, die_with_parent, exit_on_stop_signals, fork_child, load_prctl
+from dwop_process import reap_child
 from dwop_process import run_script, unbuffered_stdio, wait_child
 from dwop_sandbox import Limits, SandboxError
 import dwop_gate
@@ -312,14 +313,14 @@ class Body:
         Failure for anything but a clean exit."""
         sandbox = self.sandbox
         uid, limits = (sandbox.uid, sandbox.limits) if sandbox else (None, Limits())
-        if sandbox:
-            sandbox.hold_mounts(self.child[0])
         try:
             job = dwop_gate.Job(has_requirements, uid, limits, os.getcwd(), body_env, files)
             dwop_gate.send(self.gate_w, job)
         except BrokenPipeError:
             pass  # it died setting up; how is in its notes
-        ended = sandbox.ended[0] if sandbox else None
+        if sandbox:
+            sandbox.hold_mounts(self.child[0])  # while the body adds the run's part of its root
+        ended = sandbox.ended[0] if sandbox and sandbox.ended else None
         try:
             code, signal = wait_child(
                 self.child,
@@ -506,8 +507,8 @@ def store_log_done(log, stored):
 
 def work(task, log, parent, die_with_parent_wanted, body, done=None):
     """The steps of a run; raises Failure. body: the Body prepared for it, or None to fork one now (which
-    does not keep done, the worker's pipe to the fork server). Returns the sandbox's init (a fork_child)
-    after a success, for exit_now to reap once the run's end is told; None without the sandbox."""
+    does not keep done, the worker's pipe to the fork server). Returns the sandbox's init (a normal user's
+    runs: a fork_child) after a success, for exit_now to reap once the run's end is told; else None."""
     prctl = None
     if die_with_parent_wanted:
         prctl = load_prctl()
@@ -535,7 +536,7 @@ def work(task, log, parent, die_with_parent_wanted, body, done=None):
         if body.sandbox:
             reap_child(body.child)
         raise
-    return body.child if body.sandbox else None
+    return body.child if body.sandbox and body.sandbox.has_init else None
 
 
 # A made-up run for rehearse(), its URL as long as a real one, so that the same sizes are allocated.
@@ -595,8 +596,7 @@ def main(body=None, done=None, env=None):
     file), else this process's."""
     env = os.environ if env is None else env
     if os.getpid() == 1:
-        # As a container's first process, signals without a handler are ignored: make SIGTERM stop us.
-        _signal.signal(_signal.SIGTERM, lambda signum, _frame: os._exit(128 + signum))
+        exit_on_stop_signals()
     parent = os.getppid()
     failure = None
     log = None
@@ -638,10 +638,11 @@ def exit_now(code, done, init=None):
     without waiting for the kernel to tear this process down (half a millisecond and more). The run is
     over by then: its body reaped, its output stored or its failure written.
 
-    init, the sandbox's first process after a success, is reaped after the telling: its exit kills what
-    the body left running in the run's pid namespace and tears the namespaces down (0.3-0.6 ms), which the
-    report need not wait for. This process's own exit comes after that reap, and the server frees the
-    run's uid only when it reaps this process: no other run gets the uid while anything of this one is left."""
+    init, the sandbox's first process after a success (a normal user's runs), is reaped after the telling:
+    its exit kills what the body left running in the run's pid namespace and tears the namespaces down
+    (0.3-0.6 ms), which the report need not wait for. As root this process is that first process, and its
+    own exit does the same. Either way the server frees the run's uid only when it reaps this process: no
+    other run gets the uid while anything of this one is left."""
     if done is not None:
         try:
             os.write(done, b"%d\n" % code)

@@ -54,14 +54,22 @@ def find_prctl():
         return None
 
 
-def die_with_parent(prctl, parent_pid):
-    """Asks for SIGKILL when the parent dies, then exits if it is already gone (the race prctl leaves)."""
+def die_with_parent(prctl, parent_pid, parent_reads=None):
+    """Asks for SIGKILL when the parent dies, then exits if it is already gone (the race prctl leaves).
+    The parent of the first process of a pid namespace is outside it, and getppid() says 0 whether it
+    lives or not: parent_reads, a pipe whose other end only the parent holds, tells instead (it has no
+    reader left once the parent is gone); without it, the check is left to the caller."""
     if prctl is None:
         return
     prctl(PR_SET_PDEATHSIG, _signal.SIGKILL)
-    # 0: the parent is outside this process's pid namespace (the sandbox's init, as root), where the check
-    # cannot be made; the sandbox makes it with a pipe instead.
-    if os.getppid() not in (parent_pid, 0):
+    parent = os.getppid()
+    if parent == 0 and parent_reads is not None:
+        poller = select.poll()
+        poller.register(parent_reads, 0)  # POLLERR, which is always asked for: no reader
+        gone = bool(poller.poll(0))
+    else:
+        gone = parent not in (parent_pid, 0)
+    if gone:
         os._exit(EXIT_NOT_STARTED)
 
 
@@ -88,6 +96,8 @@ def wait_child(child, out_sinks, err_sinks, ended=None):
     the child is left to reap (reap_child)."""
     pid, out_r, err_r = child
     previous = _signal.signal(_signal.SIGTERM, lambda signum, _frame: forward(pid, signum))
+    # The first process of a pid namespace (the sandbox's worker, as root) is given every orphan in it.
+    previous_chld = _signal.signal(_signal.SIGCHLD, lambda *_: reap_orphans(pid)) if os.getpid() == 1 else None
     try:
         status = pump(pid, out_r, err_r, out_sinks, err_sinks, ended)
         if status is None:
@@ -99,10 +109,29 @@ def wait_child(child, out_sinks, err_sinks, ended=None):
         raise
     finally:
         _signal.signal(_signal.SIGTERM, previous)
+        if previous_chld is not None:
+            _signal.signal(_signal.SIGCHLD, previous_chld)
         os.close(out_r)
         os.close(err_r)
     code = os.waitstatus_to_exitcode(status)
     return (code, None) if code >= 0 else (128 - code, -code)
+
+
+def reap_orphans(child):
+    """Reaps the processes that were orphaned to this one (the first of its pid namespace) and have ended,
+    until none is left or the next is child, its own, which its caller waits for. Its other children
+    (slirp4netns) are not waited for by anyone else."""
+    while True:
+        try:
+            ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if ended is None or ended.si_pid == child:
+            return
+        try:
+            os.waitpid(ended.si_pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
 
 
 def abandon_child(child):
@@ -114,6 +143,21 @@ def abandon_child(child):
     os.close(err_r)
 
 
+STOP_SIGNALS = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP)
+# What a fresh interpreter has (the fork server imports this module as it starts): a body gets them back,
+# whatever its worker set; SIGTERM ends it, as the worker forwards a stop.
+FRESH_HANDLERS = {signum: _signal.getsignal(signum) or _signal.SIG_DFL for signum in STOP_SIGNALS}
+FRESH_HANDLERS[_signal.SIGTERM] = _signal.SIG_DFL
+
+
+def exit_on_stop_signals():
+    """For the first process of a pid namespace (a container's, or its run's as the sandbox's worker as
+    root), which the kernel spares every signal it has no handler for: SIGTERM, SIGINT and SIGHUP end it
+    (and its exit, the namespace's other processes)."""
+    for signum in STOP_SIGNALS:
+        _signal.signal(signum, lambda signum, _frame: os._exit(128 + signum))
+
+
 def forward(pid, signum):
     try:
         os.kill(pid, signum)
@@ -123,7 +167,8 @@ def forward(pid, signum):
 
 def in_child(run, out_w, err_w, close_fds, prctl, parent):
     try:
-        _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
+        for signum, handler in FRESH_HANDLERS.items():
+            _signal.signal(signum, handler)
         die_with_parent(prctl, parent)  # the setting does not survive fork
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)

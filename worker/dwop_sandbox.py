@@ -6,12 +6,16 @@ runs the body (and pip, when there are requirements) enters the sandbox:
 
   1. unshare a mount, pid, network, IPC and UTS namespace; as a normal user also a user namespace that maps
      the user's uid onto uid 1000 (as root no user namespace is needed, and the body gets a uid of its own);
-  2. become the first process of the new pid namespace: as root, the worker unshared the pid namespace
-     for its children (Run.before_fork), so its child already is; as a normal user, by a fork, the process
-     left outside only waiting for it, forwarding SIGTERM, SIGINT and SIGHUP, and exiting as it did. That
-     first process forks the body's process at once, which builds the root's system part (3, 4), waits
-     for its run, adds the run's part (5) and tells the first process the run's uid; the first process
-     then drops its privileges to it and stays as the body's init (see init());
+  2. as root, the worker itself is the first process (the init) of the run's pid namespace: the fork
+     server forked it into a new one (Settings.fork_worker), and the process it forks for the body is in
+     it, with no process of the run's between the two. The worker stays in the machine's other
+     namespaces; it reaps what is orphaned to it while the body runs, and kills what the body left when
+     it ends (Run.after_run). As a normal user, the worker cannot make a pid namespace without entering a
+     user namespace, which it must not: its child unshares both, then forks the first process of the new
+     pid namespace, and is left outside only waiting for it, forwarding SIGTERM, SIGINT and SIGHUP, and
+     exiting as it did. That first process forks the body's process at once, which builds the root's
+     system part (3, 4), waits for its run, adds the run's part (5) and tells the first process the run's
+     uid; the first process then drops its capabilities and stays as the body's init (see init());
   3. build a new root on a tmpfs: read-only binds of /usr, the /lib folders, what /etc holds that programs
      need (the dynamic loader's cache, certificates, time zones, ...) and Python's own folders; a minimal
      /dev; a fresh /proc;
@@ -37,7 +41,7 @@ import resource  # here, not in Limits.apply: its import is on a run's path ther
 import select
 
 import dwop_network
-from dwop_process import forward, read_to_end
+from dwop_process import STOP_SIGNALS, forward, read_to_end
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -62,7 +66,6 @@ PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 SYSCALLS = {"x86_64": {"pivot_root": 155}, "aarch64": {"pivot_root": 41}}
-STOP_SIGNALS = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP)
 EXIT_SANDBOX_FAILED = 71
 INSIDE_UID = 1000  # what a normal user's uid becomes inside its user namespace
 # Root's runs get uids from here (after systemd's container range, below 2^31) unless /etc/subuid gives
@@ -212,80 +215,31 @@ class Run:
         self.handshake = None
         self.attached = False
         self.slirp = None
-        self.alive = None
         self.ended = None  # (read, write): the body's status, from the namespace's init (before_fork)
         self.mounts_held = False  # see hold_mounts
 
     def enter(self, note, gate=None):
         """Puts this process (a freshly forked child of the worker) in the sandbox. Returns in the body's
-        process, inside, with its cwd at /work; the processes left outside and the namespace's init never
-        return from here. note(kind, text) tells the worker how the body ended when it was killed. gate(),
-        when given, is called once everything but the run's own part is set up (the namespaces, the
-        system's part of the root, the network attached) and returns the run's Job: its uid, limits, folder
-        (an open descriptor) and environment; so all of that is done before the run is even asked for.
-        Without a gate, the Run's own uid, limits and folder are used."""
+        process, inside, with its cwd at /work; as a normal user, the process left outside and the
+        namespace's init never return from here. note(kind, text) tells the worker how the body ended when
+        it was killed. gate(), when given, is called once everything but the run's own part is set up (the
+        namespaces, the system's part of the root, the network attached) and returns the run's Job: its
+        uid, limits, folder (an open descriptor) and environment; so all of that is done before the run is
+        even asked for. Without a gate, the Run's own uid, limits and folder are used."""
         libc = self.settings.libc
-        privileged = os.geteuid() == 0
-        ended = None
-        if self.ended:
-            os.close(self.ended[0])
-            ended = self.ended[1]
+        privileged = self.settings.privileged
         flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
-        if self.alive:  # root: the worker's pid namespace made this process the first of its own
-            alive_r, alive_w = self.alive
-            os.close(alive_w)
-            os.close(self.own_pid_ns)  # the worker's, to go back to its own pid namespace
+        told_w = None
+        if privileged:
+            # The worker is the first process of this pid namespace (Settings.fork_worker): this process is
+            # the body's already, with no init of its own to fork.
+            if os.stat("/proc/self/ns/pid").st_ino == self.settings.pid_namespace:
+                raise SandboxError("the run's worker is not the first process of a pid namespace of its own")
             libc.unshare(flags, "mount, network and IPC namespaces")
             self.network_unshared()
+            os.setsid()  # the run's own session: its kill(0, ...) reaches none of the processes outside
         else:
-            own_uid, own_gid = os.getuid(), os.getgid()
-            libc.unshare(flags | CLONE_NEWPID | CLONE_NEWUSER, "user, mount, pid, network and IPC namespaces")
-            # The worker is not dumpable, and a process that is not cannot write its own id maps (its
-            # /proc/self files belong to root): dumpable for that moment only, as it holds the worker's memory.
-            # Likewise slirp4netns, which joins them through /proc/<pid>/ns: the network is attached first.
-            libc.prctl(PR_SET_DUMPABLE, 1, "prctl(PR_SET_DUMPABLE)")
-            map_ids(own_uid, own_gid)
-            self.network_unshared()
-            self.wait_for_network()
-            libc.prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")
-            alive_r, alive_w = os.pipe()
-            pid = os.fork()
-            if pid != 0:
-                os.close(alive_r)
-                if ended is not None:
-                    os.close(ended)
-                self.close_handshake()
-                wait_outside(pid)  # never returns
-            os.close(alive_w)
-        os.setsid()  # the run's own session: its kill(0, ...) reaches none of the processes outside
-        # The body's process is forked at once and does the rest: the system's part of the root, the
-        # network, then (with its run) the run's part, whose pivot_root moves the init's root too; then it
-        # tells the init the run's uid, for the init to drop its privileges to. The init runs next to no
-        # Python before its fork, so the pages a forked process copies as it writes them are copied once,
-        # in the body, rather than in the init and again in the body (~400 page faults a run).
-        told_r, told_w = os.pipe()
-        body = os.fork()
-        if body != 0:
-            # At once: as the namespace's first process it drops a signal it has no handler for, and a run
-            # stopped as it starts (the worker forwards SIGTERM) would go on.
-            pass_stop_signals(body)
-            os.close(told_w)
-            self.close_handshake()
-            told = read_to_end(told_r)
-            os.close(told_r)
-            if told:  # else the body ended before it had its run: nothing of the run's to guard
-                self.uid = int(told)
-                self.drop_privileges(libc, privileged)
-                # After the change of credentials, which clears it: the namespace dies with the process outside.
-                libc.prctl(PR_SET_PDEATHSIG, _signal.SIGKILL, "prctl(PR_SET_PDEATHSIG)")
-                if select.select([alive_r], [], [], 0)[0]:
-                    os._exit(EXIT_SANDBOX_FAILED)  # end of file: the process outside died before the line above
-            os.close(alive_r)
-            init(body, note, ended)  # never returns
-        os.close(told_r)
-        os.close(alive_r)
-        if ended is not None:
-            os.close(ended)
+            told_w = self.enter_user_namespace(libc, flags, note)
         # In this mount namespace (a bind's source must be), before /tmp is covered: the folder may be there.
         folder = None if gate else open_folder(self.folder, None)
         below_tmp = os.open("/tmp", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if gate else None
@@ -310,8 +264,9 @@ class Run:
         if uid != ahead:
             add_user(libc, self.settings, uid)
         finish_root(libc, folder, self.limits.disk)
-        os.write(told_w, b"%d" % uid)
-        os.close(told_w)
+        if told_w is not None:
+            os.write(told_w, b"%d" % uid)
+            os.close(told_w)
         self.limits.apply()
         self.drop_privileges(libc, privileged)
         libc.prctl(PR_SET_DUMPABLE, 1, "prctl(PR_SET_DUMPABLE)")  # its own /proc/self stays its own
@@ -319,32 +274,78 @@ class Run:
         os.environ["TMPDIR"] = "/tmp"
         os.environ["USER"] = os.environ["LOGNAME"] = "dwop"
 
+    def enter_user_namespace(self, libc, flags, note):
+        """A normal user's way in (see enter): the namespaces with a user namespace, the process left outside
+        and the pid namespace's init. Returns in the body's process the pipe on which it tells the init
+        the run's uid once the run's part of the root is there; the init then drops its capabilities."""
+        ended = None
+        if self.ended:  # none when the caller waits for this process itself (before_fork not called)
+            os.close(self.ended[0])
+            ended = self.ended[1]
+        own_uid, own_gid = os.getuid(), os.getgid()
+        libc.unshare(flags | CLONE_NEWPID | CLONE_NEWUSER, "user, mount, pid, network and IPC namespaces")
+        # The worker is not dumpable, and a process that is not cannot write its own id maps (its
+        # /proc/self files belong to root): dumpable for that moment only, as it holds the worker's memory.
+        # Likewise slirp4netns, which joins them through /proc/<pid>/ns: the network is attached first.
+        libc.prctl(PR_SET_DUMPABLE, 1, "prctl(PR_SET_DUMPABLE)")
+        map_ids(own_uid, own_gid)
+        self.network_unshared()
+        self.wait_for_network()
+        libc.prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")
+        alive_r, alive_w = os.pipe()
+        pid = os.fork()
+        if pid != 0:
+            os.close(alive_r)
+            if ended is not None:
+                os.close(ended)
+            self.close_handshake()
+            wait_outside(pid)  # never returns
+        os.close(alive_w)
+        os.setsid()  # the run's own session: its kill(0, ...) reaches none of the processes outside
+        # The body's process is forked at once and does the rest: the system's part of the root, the
+        # network, then (with its run) the run's part, whose pivot_root moves the init's root too; then it
+        # tells the init the run's uid. The init runs next to no Python before its fork, so the pages a
+        # forked process copies as it writes them are copied once, in the body, rather than in the init
+        # and again in the body (~400 page faults a run).
+        told_r, told_w = os.pipe()
+        body = os.fork()
+        if body != 0:
+            # At once: as the namespace's first process it drops a signal it has no handler for, and a run
+            # stopped as it starts (the worker forwards SIGTERM) would go on.
+            pass_stop_signals(body)
+            os.close(told_w)
+            self.close_handshake()
+            told = read_to_end(told_r)
+            os.close(told_r)
+            if told:  # else the body ended before it had its run: nothing of the run's to guard
+                self.uid = int(told)
+                self.drop_privileges(libc, False)
+                # After the change of credentials, which clears it: the namespace dies with the process outside.
+                libc.prctl(PR_SET_PDEATHSIG, _signal.SIGKILL, "prctl(PR_SET_PDEATHSIG)")
+                if select.select([alive_r], [], [], 0)[0]:
+                    os._exit(EXIT_SANDBOX_FAILED)  # end of file: the process outside died before the line above
+            os.close(alive_r)
+            init(body, note, ended)  # never returns
+        os.close(told_r)
+        os.close(alive_r)
+        if ended is not None:
+            os.close(ended)
+        return told_w
+
     # The internet setting: the worker attaches slirp4netns to the namespace once the child has unshared
     # it, while the child builds the root; the body starts once it is attached. before_fork() makes the
     # two pipes of that handshake, after_fork(pid) is the worker's half, network_unshared() and
     # wait_for_network() the child's, after_run() stops slirp4netns.
     #
-    # As root, before_fork() also unshares the worker's pid namespace for its children, so the child it
-    # forks next is the first process of a namespace of its own, with no process left outside to wait
-    # (one fork less per run); a normal user cannot without a user namespace, which the worker must not
-    # enter. After that fork the worker goes back to its own pid namespace (see after_fork).
+    # The ended pipe is a normal user's, whose run has an init of its own (see enter_user_namespace).
     def before_fork(self):
         self.handshake = (os.pipe(), os.pipe()) if self.settings.internet else None
         self.slirp = None
-        self.ended = os.pipe()
-        if os.geteuid() == 0:
-            self.own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-            self.settings.libc.unshare(CLONE_NEWPID, "a pid namespace")
-            self.alive = os.pipe()  # the worker holds the write end until it exits
+        self.ended = None if self.settings.privileged else os.pipe()
 
     def after_fork(self, pid):
-        os.close(self.ended[1])
-        if self.alive:
-            os.close(self.alive[0])
-            # Back to its own pid namespace for any later child (slirp4netns): one in the run's would hold
-            # the namespace's end (its init waits for every process in it to be reaped, the worker for init).
-            self.settings.libc.setns(self.own_pid_ns, CLONE_NEWPID, "the worker's own pid namespace")
-            os.close(self.own_pid_ns)
+        if self.ended:
+            os.close(self.ended[1])
         if not self.handshake:
             return
         (unshared_r, unshared_w), (attached_r, attached_w) = self.handshake
@@ -353,13 +354,33 @@ class Run:
         try:
             if os.read(unshared_r, 1) == b"u":  # end of file: the child died before its unshare
                 self.hold_mounts(pid)
-                self.slirp = dwop_network.Slirp(self.settings.slirp, pid)
+                self.slirp = dwop_network.Slirp(self.settings.slirp, self.machine_pid(pid))
                 os.write(attached_w, b"a")
         except BrokenPipeError:
-            pass  # the namespace's init died first; its end is reported as the child's
+            pass  # the child died first; its end is reported as the child's
         finally:
             os.close(unshared_r)
             os.close(attached_w)
+
+    def machine_pid(self, pid):
+        """The pid of this worker's child pid as the machine's /proc names it (slirp4netns and the worker
+        look there): as root the worker is the first process of the run's pid namespace, and the pid its
+        fork gave is the namespace's own (the body is 2)."""
+        if not self.settings.privileged:
+            return pid
+        pidfd = os.pidfd_open(pid)
+        try:
+            fd = os.open("/proc/self/fdinfo/%d" % pidfd, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                info = os.read(fd, 4096)
+            finally:
+                os.close(fd)
+        finally:
+            os.close(pidfd)
+        for line in info.splitlines():
+            if line.startswith(b"Pid:"):
+                return int(line.split()[1])
+        raise SandboxError("no pid of the run's body in /proc")
 
     def hold_mounts(self, pid):
         """In the worker: holds the mount namespace of its child pid (the run's, once the child unshared it)
@@ -371,14 +392,30 @@ class Run:
         if self.mounts_held:
             return
         try:
-            os.open("/proc/%d/ns/mnt" % pid, os.O_RDONLY | os.O_CLOEXEC)  # closed by the worker's exit
+            os.open("/proc/%d/ns/mnt" % self.machine_pid(pid), os.O_RDONLY | os.O_CLOEXEC)  # closed by its exit
             self.mounts_held = True
-        except OSError:
+        except (OSError, SandboxError):
             pass  # the child died setting up (its notes say how), or a normal user's without the handshake
 
     def after_run(self):
+        """In the worker, once the body has ended: stops slirp4netns; as root, the worker being the first
+        process of the run's pid namespace, kills whatever the body left running there, as an init's exit
+        would (in no other namespace: the worker's own must not be the machine's)."""
         if self.slirp:
             self.slirp.stop()
+        if self.settings.privileged and os.getpid() == 1:
+            if os.stat("/proc/self/ns/pid").st_ino != self.settings.pid_namespace:
+                try:
+                    os.kill(-1, _signal.SIGKILL)
+                except ProcessLookupError:
+                    pass  # nothing was left
+
+    @property
+    def has_init(self):
+        """Whether a process of the run's own is its pid namespace's init (a normal user's runs): it reports
+        the body's status on the ended pipe and is reaped after the run's end is told. As root the worker
+        is the init, and reaps the body itself."""
+        return not self.settings.privileged
 
     def network_unshared(self):
         if not self.handshake:
@@ -490,7 +527,8 @@ def build_system_root(libc, settings):
     os.mkdir(ROOT + "/tmp", 0o1777)
     build_dev(libc, ROOT)
     os.mkdir(ROOT + "/proc", 0o555)
-    libc.mount("proc", ROOT + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    # Only the run's own processes: as root its pid namespace's first process is the worker (another uid).
+    libc.mount("proc", ROOT + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2")
     libc.mount("tmpfs", SCRATCH, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")  # sized by finish_root
     for name, mode in (("upper", 0o755), ("work", 0o700), ("tmp", 0o1777), ("shm", 0o1777)):
         os.mkdir(os.path.join(SCRATCH, name), mode)
@@ -671,6 +709,30 @@ class Settings:
         warm_up()
         subordinate = subordinate_range("/etc/subuid") if uid_base is None else None
         self.uid_base, self.uid_count = subordinate or (uid_base or DEFAULT_UID_BASE, uid_count or DEFAULT_UID_COUNT)
+        # As root, each worker is the first process of its run's pid namespace (see fork_worker); this
+        # process's own, which no run's body may be in.
+        self.privileged = os.geteuid() == 0
+        self.pid_namespace = os.stat("/proc/self/ns/pid").st_ino
+
+    def fork_worker(self):
+        """os.fork() for a run's worker. As root, the child is the first process of a pid namespace of its
+        own, which it forks the run's body into (Run.enter): it is the namespace's init, its stop signals
+        and orphans its own, and its exit ends whatever the body left there. So no process of the run
+        stands between the worker and the body. This process stays in its own pid namespace."""
+        if not self.privileged:
+            return os.fork()
+        own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self.libc.unshare(CLONE_NEWPID, "a pid namespace")
+            pid = -1
+            try:
+                pid = os.fork()
+            finally:
+                if pid != 0:
+                    self.libc.setns(own, CLONE_NEWPID, "its own pid namespace")
+        finally:
+            os.close(own)
+        return pid
 
     def visible(self):
         """The paths a run sees read-only: the system's, Python's own folders, the operator's extras."""
@@ -820,7 +882,7 @@ def probe(settings):
 
 def probe_in(settings, folder):
     r, w = os.pipe()
-    pid = os.fork()
+    pid = settings.fork_worker()
     if pid == 0:
         try:
             os.close(r)

@@ -95,6 +95,52 @@ class ForkServer:
         self.process.stdout.close()
 
 
+# A first process of a pid namespace (getppid() says 0) asks to die with its parent, which has gone already
+# (argv[1] "gone") or is there still ("alive"); prints the exit code the check gave it.
+FIRST_OF_ITS_NAMESPACE = """
+import ctypes, os, sys
+sys.path.insert(0, sys.argv[2])
+from dwop_process import die_with_parent, load_prctl
+libc = ctypes.CDLL(None, use_errno=True)
+libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: an orphan comes back to this process
+reads_r, reads_w = os.pipe()  # the read end is the parent's alone
+go_r, go_w = os.pipe()
+parent = os.fork()
+if parent == 0:
+    if libc.unshare(0x20000000) != 0:  # CLONE_NEWPID, for its next child
+        os._exit(99)
+    child = os.fork()
+    if child == 0:
+        os.close(reads_r)
+        os.close(go_w)
+        os.read(go_r, 1)  # a byte from the live parent, or end of file once it has gone
+        die_with_parent(load_prctl(), 12345, reads_w)
+        os._exit(0)
+    if sys.argv[1] == "alive":
+        os.write(go_w, b"g")
+        os._exit(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
+    os._exit(0)
+os.close(reads_r)
+os.close(go_w)
+code = os.waitstatus_to_exitcode(os.waitpid(parent, 0)[1])
+if sys.argv[1] == "gone":
+    code = os.waitstatus_to_exitcode(os.wait()[1])  # the orphan's
+print(code)
+"""
+
+
+@unittest.skipUnless(sys.platform.startswith("linux") and os.geteuid() == 0, "makes a pid namespace: root")
+class DieWithParentTest(unittest.TestCase):
+    def test_the_first_process_of_a_pid_namespace_learns_from_a_pipe_that_its_parent_has_gone(self):
+        worker_dir = os.path.dirname(WORKER)
+        said = {}
+        for case in ("gone", "alive"):
+            result = subprocess.run([sys.executable, "-c", FIRST_OF_ITS_NAMESPACE, case, worker_dir],
+                                    capture_output=True, text=True, timeout=30)
+            said[case] = result.stdout.strip() or result.stderr
+        self.assertEqual(said, {"gone": "70", "alive": "0"})  # 70: EXIT_NOT_STARTED
+
+
 class RehearsalTest(unittest.TestCase):
     """The made-up run a spare worker and the server go through ahead of a real one (dwop_main.rehearse)."""
 
@@ -489,6 +535,49 @@ for line in open("/proc/self/maps"):
 print(json.dumps({name: digest in found for name, digest in wanted.items()}))
 """
 
+# What a body learns of, and does to, the first process of its pid namespace.
+NEIGHBOUR = """
+import json, os, signal
+def attempt(call):
+    try:
+        call()
+        return "done"
+    except OSError as e:
+        return type(e).__name__
+print(json.dumps({
+    "ppid": os.getppid(),
+    "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+    "cmdline": attempt(lambda: open("/proc/1/cmdline").read()),
+    "environ": attempt(lambda: open("/proc/1/environ").read()),
+    "term": attempt(lambda: os.kill(1, signal.SIGTERM)),
+    "kill": attempt(lambda: os.kill(1, signal.SIGKILL)),
+}))
+"""
+
+# Orphans 20 processes that end at once, then leaves one sleeping, in a session of its own, as it ends.
+ORPHANS = """
+import json, os, time
+for _ in range(20):
+    if os.fork() == 0:
+        if os.fork() == 0:
+            os._exit(0)
+        os._exit(0)
+    os.wait()
+time.sleep(0.5)
+def state(pid):
+    try:
+        with open("/proc/%s/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+zombies = [int(p) for p in os.listdir("/proc") if p.isdigit() and state(p) == "Z"]
+if os.fork() == 0:
+    os.setsid()
+    time.sleep(60)
+    os._exit(0)
+print(json.dumps({"zombies": zombies, "uid": os.getuid()}))
+"""
+
 LOOKER = """
 import json, os, socket, sys
 def readable(path):
@@ -550,8 +639,9 @@ class SandboxedForkServerTest(ForkServerTest):
         raise AssertionError("the body never started")
 
     def processes_ahead(self):
-        # The namespace's init and the body; as a normal user, also a process left outside the namespace.
-        return 2 if os.geteuid() == 0 else 3
+        # As root, the body's (the worker is its pid namespace's init); as a normal user, a process left
+        # outside the namespace, the namespace's init and the body's.
+        return 1 if os.geteuid() == 0 else 3
 
     def seen_from_inside(self, cwd, env):
         inside = {k: v for k, v in env.items() if not k.startswith("DWOP_")}
@@ -559,12 +649,14 @@ class SandboxedForkServerTest(ForkServerTest):
         return "/work", inside
 
     def test_runs_a_task_as_the_worker_does_with_its_stdout_and_stderr_in_the_log_file(self):
-        # Inside, the body is the namespace's second process (the first is its init), in the run's session.
+        # Inside, the body is the namespace's second process, in the run's session: the first is the worker
+        # as root (the body leads the session), the run's init as a normal user (the init leads it).
         _, ended = self.run_task("t1", "import os\nprint('out', os.getpid(), os.getppid(), os.getsid(0))\n")
         self.assertEqual(ended, {"id": "t1", "exit": 0})
-        self.assertEqual(self.output("t1"), b"out 2 1 1\n")
+        said = b"out 2 1 2\n" if os.geteuid() == 0 else b"out 2 1 1\n"
+        self.assertEqual(self.output("t1"), said)
         with open(os.path.join(self.tmp, "t1", ".dwop-worker.log"), "rb") as f:
-            self.assertEqual(f.read(), b"out 2 1 1\n")
+            self.assertEqual(f.read(), said)
 
     def test_two_runs_at_once_each_in_its_own_process_group(self):
         workers = {}
@@ -575,9 +667,10 @@ class SandboxedForkServerTest(ForkServerTest):
         for name, worker in workers.items():
             self.started(os.path.join(self.tmp, name), worker)
             chain = descendants(worker)
-            # As a normal user, a process outside the namespace (in it as root, the worker's own child).
-            outside = 0 if os.geteuid() == 0 else 1
-            self.assertEqual(len(chain), outside + 2, chain)  # the namespace's init, and the body
+            # As root the body's process is the worker's own child; as a normal user, a process outside the
+            # namespace and the namespace's init come first.
+            before_body = 0 if os.geteuid() == 0 else 2
+            self.assertEqual(len(chain), before_body + 1, chain)
             self.assertEqual(os.getpgid(worker), worker)
             self.assertNotEqual(os.getpgid(chain[-1]), worker)  # the body's own session
         for worker in workers.values():
@@ -589,16 +682,16 @@ class SandboxedForkServerTest(ForkServerTest):
         # The first process of a pid namespace drops a signal it has no handler for, even one sent from
         # outside. A run stopped as it starts (the worker forwarding SIGTERM while the body still builds the
         # run's part of the root) reached the init before it had its handlers, and the body ran on: a spare,
-        # whose body waits at its gate, is that moment held still.
-        outside = 0 if os.geteuid() == 0 else 1  # as a normal user, a process outside the namespace first
+        # whose body waits at its gate, is that moment held still. As root the spare is the init.
+        length = 2 if os.geteuid() == 0 else 4  # the spare, (a process outside, the namespace's init,) the body
         deadline = time.monotonic() + 30
         chain = []
-        while len(chain) < outside + 3 and time.monotonic() < deadline:
+        while len(chain) < length and time.monotonic() < deadline:
             with open("/proc/%d/task/%d/children" % (self.server.ready, self.server.ready)) as f:
                 spares = [int(c) for c in f.read().split()]
             chain = [spares[0], *descendants(spares[0])] if spares else []
             time.sleep(0.02)
-        self.assertEqual(len(chain), outside + 3, chain)  # the spare, the namespace's init, the body
+        self.assertEqual(len(chain), length, chain)
         init, body = chain[-2], chain[-1]
         os.kill(init, signal.SIGTERM)
         deadline = time.monotonic() + 10
@@ -630,7 +723,9 @@ class SandboxedForkServerTest(ForkServerTest):
         _, ended = self.run_task("looker", body.replace("SIBLING", repr(os.path.join(sibling, "data"))))
         self.assertEqual(ended, {"id": "looker", "exit": 0})
         seen = json.loads(self.output("looker"))
-        self.assertEqual(seen["pids"], [1, 2])  # the namespace's init and the body: the worker is outside
+        # The body's own: its pid namespace's first process (the worker as root, the run's init as a normal
+        # user) is not the run's uid's, or not dumpable, and its /proc shows only what it may look into.
+        self.assertEqual(seen["pids"], [2])
         self.assertFalse(seen["test_folder"])
         self.assertFalse(seen["sibling"])
         self.assertIn("main.py", seen["own"])
@@ -641,6 +736,28 @@ class SandboxedForkServerTest(ForkServerTest):
         self.assertLessEqual(set(seen["root"]), {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc",
                                                  "root", "sbin", "tmp", "usr", "work"} | {sys.prefix.split("/")[1]})
         self.assertNotEqual(seen["uid"], os.getuid())
+
+    @unittest.skipUnless(os.geteuid() == 0, "as root the worker is the first process of its run's pid namespace")
+    def test_the_body_can_neither_see_nor_touch_its_worker_the_first_process_of_its_namespace(self):
+        _, ended = self.run_task("neighbour", NEIGHBOUR)
+        self.assertEqual(ended, {"id": "neighbour", "exit": 0})
+        seen = json.loads(self.output("neighbour"))
+        self.assertEqual(seen, {"ppid": 1, "pids": [2], "cmdline": "FileNotFoundError",
+                                "environ": "FileNotFoundError", "term": "PermissionError", "kill": "PermissionError"})
+
+    def test_what_the_body_orphans_is_reaped_while_it_runs_and_killed_once_it_has_ended(self):
+        _, ended = self.run_task("orphans", ORPHANS)
+        self.assertEqual(ended, {"id": "orphans", "exit": 0})
+        seen = json.loads(self.output("orphans"))
+        self.assertEqual(seen["zombies"], [])  # 20 ended orphans, reaped by the namespace's first process
+        if os.geteuid() != 0:
+            return  # a normal user's runs share the user's uid: nothing tells their processes from the rest
+        # Killed once the body ended, before the run's end is told: dead, if not reaped yet.
+        self.assertEqual([state for state in processes_of(seen["uid"]).values() if state != "Z"], [])
+        deadline = time.monotonic() + 10
+        while processes_of(seen["uid"]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertEqual(processes_of(seen["uid"]), {})
 
     def test_reports_the_exit_code_and_the_killing_signal(self):
         _, ended = self.run_task("fails", "raise SystemExit(3)\n")
@@ -696,21 +813,21 @@ class SandboxedForkServerTest(ForkServerTest):
 
     @unittest.skipUnless(os.geteuid() == 0, "joining a run's pid namespace from outside takes root")
     def test_the_end_is_told_before_the_namespaces_go_and_the_uid_is_held_until_they_have(self):
-        # A process of the run's pid namespace whose parent is this test holds the namespace's end: its init,
-        # having killed it, waits until this test reaps it. The run's end comes meanwhile, its uid still held.
+        # A process of the run's pid namespace whose parent is this test holds the namespace's end: its init
+        # (the worker, as root), having killed it, waits until this test reaps it. The run's end comes
+        # meanwhile, its uid still held.
         body = "import signal, sys\nsignal.signal(signal.SIGUSR1, lambda *_: sys.exit(0))\nprint('started', flush=True)\nsignal.pause()\n"
         cwd, env = self.task("held", body)
         self.server.request("held", cwd, env)
         worker = self.server.next_event()["pid"]
         body_pid = self.started(cwd, worker)
-        init = descendants(worker)[0]
         with open("/proc/%d/status" % body_pid) as f:
             uid = int(next(line for line in f if line.startswith("Uid:")).split()[1])
-        held = join_pid_namespace(init)
+        held = join_pid_namespace(body_pid)
         os.kill(body_pid, signal.SIGUSR1)
         try:
             self.assertEqual(self.server.next_event(timeout=10), {"id": "held", "exit": 0})
-            self.assertTrue(alive(worker))  # reaping the init, which waits for this test
+            self.assertTrue(alive(worker))  # its exit (or its reap of the init) waits for this test
             self.assertTrue(uid_leased(uid))
         finally:
             os.waitpid(held, 0)
@@ -741,6 +858,20 @@ def join_pid_namespace(pid):
     finally:
         os.close(own)
         os.close(theirs)
+
+
+def processes_of(uid):
+    """{pid: state letter} of the machine's processes whose real uid is uid."""
+    found = {}
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            with open("/proc/%s/status" % pid) as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+            if int(fields["Uid"].split()[0]) == uid:
+                found[int(pid)] = fields["State"].split()[0]
+        except (OSError, KeyError):
+            pass
+    return found
 
 
 def uid_leased(uid):
