@@ -218,7 +218,12 @@ class Server:
             except OSError as e:
                 self.send(run_id, "error", "no uid free for the run: %s" % e)
                 return
-            pid = self.fork_worker(cwd, lease.uid, limits, lease)
+            try:
+                pid = self.fork_worker(cwd, lease.uid, limits, lease)
+            except (OSError, dwop_sandbox.SandboxError) as e:
+                lease.release()
+                self.send(run_id, "error", "could not fork the run's worker: %s" % e)
+                return
             self.uids[pid] = lease
         self.by_pid[pid] = run_id
         self.by_id[run_id] = pid
@@ -252,7 +257,7 @@ class Server:
         """Forks a worker for a run now; returns its pid once it leads its own process group."""
         ready_r, ready_w = os.pipe()
         done_r, done_w = os.pipe()
-        pid = self.sandbox.fork_worker()
+        pid = self.fork_or_close(ready_r, ready_w, done_r, done_w)
         if pid == 0:
             try:
                 os.close(ready_r)
@@ -268,6 +273,16 @@ class Server:
         self.listen_done(pid, done_r, done_w)
         wait_ready(ready_r)
         return pid
+
+    def fork_or_close(self, *pipes):
+        """Forks a worker (see Sandbox.fork_worker); closes the pipes made for it when that fails (no process
+        left, no pid namespace to be had) and raises."""
+        try:
+            return self.sandbox.fork_worker()
+        except BaseException:
+            for fd in pipes:
+                os.close(fd)
+            raise
 
     def listen_done(self, pid, done_r, done_w):
         """Watches the pipe on which child pid tells its exit code (its write end is the child's alone)."""
@@ -322,7 +337,12 @@ class Server:
         request_r, request_w = os.pipe()
         ready_r, ready_w = os.pipe()
         done_r, done_w = os.pipe()
-        pid = self.sandbox.fork_worker()
+        try:
+            pid = self.fork_or_close(request_r, request_w, ready_r, ready_w, done_r, done_w)
+        except (OSError, dwop_sandbox.SandboxError) as e:
+            lease.release()
+            write_all(2, ("dwop-forkserver: could not fork a spare worker: %s\n" % e).encode("utf-8", "replace"))
+            return False  # a request then forks its worker itself, and says why it cannot
         if pid == 0:
             try:
                 os.close(request_w)

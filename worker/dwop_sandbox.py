@@ -882,7 +882,12 @@ def probe(settings):
 
 def probe_in(settings, folder):
     r, w = os.pipe()
-    pid = settings.fork_worker()
+    try:
+        pid = settings.fork_worker()
+    except (OSError, SandboxError) as e:
+        os.close(r)
+        os.close(w)
+        return str(e)  # as root: no pid namespace to be had (a container without CAP_SYS_ADMIN, say)
     if pid == 0:
         try:
             os.close(r)

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import queue
+import shutil
 import signal
 import socket
 import subprocess
@@ -964,6 +965,31 @@ def descendants(pid):
             return found
         pid = children[0]
         found.append(pid)
+
+
+@unittest.skipUnless(sys.platform.startswith("linux") and os.geteuid() == 0 and shutil.which("setpriv"),
+                     "needs root, and setpriv to take CAP_SYS_ADMIN away")
+class RootWithoutSysAdminTest(unittest.TestCase):
+    def test_a_root_without_cap_sys_admin_runs_without_the_sandbox_and_says_why(self):
+        # Root in a container that keeps CAP_SYS_ADMIN from it: no namespace can be made for a worker.
+        tmp = tempfile.TemporaryDirectory(prefix="dwop-forkserver-nosysadmin-")
+        self.addCleanup(tmp.cleanup)
+        store = ObjectStore(os.path.join(tmp.name, "store"))
+        self.addCleanup(store.close)
+        server = ForkServer(tmp.name, argv_prefix=("setpriv", "--bounding-set=-sys_admin"), settings={"sandbox": "auto"})
+        self.addCleanup(server.close)
+        self.assertEqual((server.hello["sandbox"], server.hello["network"]), ("off", "host"), server.hello)
+        self.assertIn("Operation not permitted", server.hello["why"])
+        cwd = os.path.join(tmp.name, "run")
+        os.makedirs(cwd)
+        store.put("code/run/main.py", "print('fine')\n")
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DWOP_CODE_URL": store.url("code/run/main.py"),
+               "DWOP_INPUTS": "[]", "DWOP_OUTPUT_URL": store.url("out/run/output.txt"),
+               "DWOP_LOG_URL": store.url("out/run/attempt-1.log"), "DWOP_RESULT_FILE": os.path.join(cwd, "r.json")}
+        server.request("run", cwd, env)
+        self.assertIn("pid", server.next_event())
+        self.assertEqual(server.next_event(), {"id": "run", "exit": 0})
+        self.assertEqual(store.read("out/run/output.txt"), b"fine\n")
 
 
 class SandboxSettingsTest(unittest.TestCase):
