@@ -839,6 +839,17 @@ class SandboxedForkServerTest(ForkServerTest):
         self.assertFalse(uid_leased(uid))
 
 
+def server_of_its_own(test, name, settings, argv_prefix=()):
+    """(folder, ObjectStore, ForkServer) of a test that starts a server with settings of its own."""
+    tmp = tempfile.TemporaryDirectory(prefix="dwop-forkserver-%s-" % name)
+    test.addCleanup(tmp.cleanup)
+    store = ObjectStore(os.path.join(tmp.name, "store"))
+    test.addCleanup(store.close)
+    server = ForkServer(tmp.name, argv_prefix=argv_prefix, settings=settings)
+    test.addCleanup(server.close)
+    return tmp, store, server
+
+
 def join_pid_namespace(pid):
     """Forks a child of this process into pid's pid namespace (it waits there to be killed); returns its pid."""
     import ctypes
@@ -919,12 +930,7 @@ class InternetSandboxTest(unittest.TestCase):
     """{"network": "internet"}: slirp4netns gives the run a route out, with the machine closed off."""
 
     def test_a_run_reaches_out_but_not_the_machine_or_its_private_networks(self):
-        tmp = tempfile.TemporaryDirectory(prefix="dwop-forkserver-internet-")
-        self.addCleanup(tmp.cleanup)
-        store = ObjectStore(os.path.join(tmp.name, "store"))
-        self.addCleanup(store.close)
-        server = ForkServer(tmp.name, settings={"sandbox": "required", "network": "internet"})
-        self.addCleanup(server.close)
+        tmp, store, server = server_of_its_own(self, "internet", {"sandbox": "required", "network": "internet"})
         self.assertEqual(server.hello["network"], "internet")
         listener = socket.create_server(("0.0.0.0", 0))  # a service of the machine's, on every address
         self.addCleanup(listener.close)
@@ -972,12 +978,8 @@ def descendants(pid):
 class RootWithoutSysAdminTest(unittest.TestCase):
     def test_a_root_without_cap_sys_admin_runs_without_the_sandbox_and_says_why(self):
         # Root in a container that keeps CAP_SYS_ADMIN from it: no namespace can be made for a worker.
-        tmp = tempfile.TemporaryDirectory(prefix="dwop-forkserver-nosysadmin-")
-        self.addCleanup(tmp.cleanup)
-        store = ObjectStore(os.path.join(tmp.name, "store"))
-        self.addCleanup(store.close)
-        server = ForkServer(tmp.name, argv_prefix=("setpriv", "--bounding-set=-sys_admin"), settings={"sandbox": "auto"})
-        self.addCleanup(server.close)
+        taken = ("setpriv", "--bounding-set=-sys_admin")
+        tmp, store, server = server_of_its_own(self, "nosysadmin", {"sandbox": "auto"}, argv_prefix=taken)
         self.assertEqual((server.hello["sandbox"], server.hello["network"]), ("off", "host"), server.hello)
         self.assertIn("Operation not permitted", server.hello["why"])
         cwd = os.path.join(tmp.name, "run")
