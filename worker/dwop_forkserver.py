@@ -21,30 +21,30 @@ Protocol, one JSON object per line:
           {"id": <id or null>, "error": "<why>"}      for a request that forks nothing (every request,
                                                       when the sandbox is required and cannot be had)
 The child forked here is the worker: it stays outside the sandbox (it holds the run's URLs, and is not
-dumpable) and only the task body's process enters it (see dwop_sandbox.py); that process is forked before
-the worker reads the run's environment, so it never holds the run's URLs either. As root, each run gets a uid
-of its own for its body, from uidBase on, held (by a lock file) while the run lives, and while its spare
-waits (a spare is forked with its run's uid). The child takes its run's environment from the env file and
-keeps it in memory (its own process environment stays the server's; the body's is the run's, set at its
-gate); its stdin is /dev/null; its stdout and stderr go to <cwd>/.dwop-worker.log (appended to, so the
-order of the worker's writes is kept). The child dies (SIGKILL) when the server dies, and the task body
-with it when the run's env has DWOP_DIE_WITH_PARENT=1; with that variable in the server's own
-environment, the server dies when its parent does. When its stdin closes, the server kills every child's
-process group and exits.
+dumpable; as root it is forked into a pid namespace of its own, whose first process it is, and which the
+body's process is forked into) and only the task body's process enters it (see dwop_sandbox.py); that
+process is forked before the worker reads the run's environment, so it never holds the run's URLs either. As
+root, each run gets a uid of its own for its body, from uidBase on, held (by a lock file) while the run
+lives, and while its spare waits (a spare is forked with its run's uid). The child takes its run's
+environment from the env file and keeps it in memory (its own process environment stays the server's; the
+body's is the run's, set at its gate); its stdin is /dev/null; its stdout and stderr go to
+<cwd>/.dwop-worker.log (appended to, so the order of the worker's writes is kept). The child dies (SIGKILL)
+when the server dies, and the task body with it when the run's env has DWOP_DIE_WITH_PARENT=1; with that
+variable in the server's own environment, the server dies when its parent does. When its stdin closes, the
+server kills every child's process group and exits.
 
 A fork costs more than it seems on some machines (each page the child writes is copied, and a page fault
-costs 12-15 us in a paravirtualized guest): so the server keeps SPARES children forked ahead, each of
-which has already left the server's session, forked its run's body process and set that one's sandbox up
-as far as it can be without the run (namespaces, the system's part of the root, slirp4netns attached; see
-dwop_main.Body; without the sandbox, only the fork), and waits on a pipe for
-its run's request; a request is handed to the oldest. A spare's preparation takes a few milliseconds of a
-core (the namespaces, the root's mounts, slirp4netns): made beside the run just handed over, it slowed
-that run on a small machine (a chain's task by ~8 %), so the replacement is forked when a run ends, while
-the orchestration between two tasks runs, and at once only when no spare is left. A spare that died is
-replaced by a fresh fork. While they wait, the spare and the server each go through their first steps of
-a run on a made-up one (dwop_main.rehearse, Server.rehearse): the pages those steps write are copied
-then, not on the run's path (in a paravirtualized guest, ~50 faults fewer on the server's answer, ~95
-fewer between a spare's request and its downloads).
+costs 12-15 us in a paravirtualized guest): so the server keeps SPARES children forked ahead, each of which
+has already left the server's session, forked its run's body process and set that one's sandbox up as far as
+it can be without the run (namespaces, the system's part of the root, slirp4netns attached; see
+dwop_main.Body; without the sandbox, only the fork), and waits on a pipe for its run's request; a request is
+handed to the oldest. A spare's preparation takes a few milliseconds of a core (the namespaces, the root's
+mounts, slirp4netns): made beside the run just handed over, it slowed that run on a small machine (a chain's
+task by ~8 %), so the replacement is forked when a run ends, while the orchestration between two tasks runs,
+and at once only when no spare is left. A spare that died is replaced by a fresh fork. While they wait, the
+spare and the server each go through their first steps of a run on a made-up one (dwop_main.rehearse,
+Server.rehearse): the pages those steps write are copied then, not on the run's path (in a paravirtualized
+guest, ~50 faults fewer on the server's answer, ~95 fewer between a spare's request and its downloads).
 
 What is per child: os.environ, cwd, sys.argv (the worker's, as a fresh start has it), signal handlers,
 umask, and every module's state, since each child is forked from the server, which runs no task code and
