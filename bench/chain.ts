@@ -146,7 +146,13 @@ class Deployment {
     const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
     return {
       dwop: sum(pids.map((pid) => cpuSeconds(pid))),
-      python: sum(pids.flatMap(childrenOf).map((pid) => cpuSeconds(pid, true))),
+      // The fork server, and its zygote, which reaps the spare workers.
+      python: sum(
+        pids
+          .flatMap(childrenOf)
+          .flatMap((pid) => [pid, ...childrenOf(pid)])
+          .map((pid) => cpuSeconds(pid, true)),
+      ),
       postgres: sum(backends.map((b) => cpuSeconds(b.pid))),
     };
   }

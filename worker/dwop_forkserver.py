@@ -12,8 +12,9 @@ Protocol, one JSON object per line:
           signed URLs, and no run forked later inherits them in its memory.
   argv    [settings]: {"sandbox": "auto" | "required" | "off", "allow": ["/folder", ...],
           "network": "none" | "internet", "uidBase": n, "uidCount": n} (default off); see dwop_sandbox.py
-  stdout  {"ready": <server pid>, "sandbox": "namespaces" | "off", "why": <why off, or null>,
-           "network": "none" | "internet" | "host", "networkWhy": <why not internet>?}   once
+  stdout  {"ready": <server pid>, "zygote": <its zygote's pid>, "sandbox": "namespaces" | "off",
+           "why": <why off, or null>, "network": "none" | "internet" | "host",
+           "networkWhy": <why not internet>?}                                          once
           {"id": ..., "pid": <child pid>}            after the fork, once the child leads its own group
           {"id": ..., "exit": <code>}                 when the child has exited, or told its exit code
                                                       just before its exit (on a pipe of its own)
@@ -34,17 +35,22 @@ variable in the server's own environment, the server dies when its parent does. 
 server kills every child's process group and exits.
 
 A fork costs more than it seems on some machines (each page the child writes is copied, and a page fault
-costs 12-15 us in a paravirtualized guest): so the server keeps SPARES children forked ahead, each of which
+costs 12-40 us in a paravirtualized guest): so the server keeps SPARES children forked ahead, each of which
 has already left the server's session, forked its run's body process and set that one's sandbox up as far as
 it can be without the run (namespaces, the system's part of the root, slirp4netns attached; see
 dwop_main.Body; without the sandbox, only the fork), and waits on a pipe for its run's request; a request is
-handed to the oldest. A spare's preparation takes a few milliseconds of a core (the namespaces, the root's
-mounts, slirp4netns): made beside the run just handed over, it slowed that run on a small machine (a chain's
-task by ~8 %), so the replacement is forked when a run ends, while the orchestration between two tasks runs,
-and at once only when no spare is left. A spare that died is replaced by a fresh fork. While they wait, the
-spare and the server each go through their first steps of a run on a made-up one (dwop_main.rehearse,
-Server.rehearse): the pages those steps write are copied then, not on the run's path (in a paravirtualized
-guest, ~50 faults fewer on the server's answer, ~95 fewer between a spare's request and its downloads).
+handed to the oldest. The spares are forked by the zygote, a copy of the server made as it starts, which
+passes each spare's pipes to the server over a socket, reaps the spares and tells the server how each ended:
+the server forks no spare itself, so its pages stay its own (a fork shares them with the child again, and
+each is copied at the server's next write of it) and it answers a request while a spare is forked. Only when
+no spare is left does the server fork a worker itself. A spare's preparation takes a few milliseconds of a
+core (the namespaces, the root's mounts, slirp4netns): made beside the run just handed over, it slowed that
+run on a small machine (a chain's task by ~8 %), so the replacement is asked for when a run ends, while the
+orchestration between two tasks runs, and at once only when no spare is left. A spare that died is replaced
+by a fresh fork. While they wait, the spare goes through its first steps of a run on a made-up one
+(dwop_main.rehearse), and the server through its own after it forked a worker itself (Server.rehearse): the
+pages those steps write are copied then, not on the run's path (in a paravirtualized guest, ~50 faults fewer
+on the server's answer, ~95 fewer between a spare's request and its downloads).
 
 What is per child: os.environ, cwd, sys.argv (the worker's, as a fresh start has it), signal handlers,
 umask, and every module's state, since each child is forked from the server, which runs no task code and
@@ -55,8 +61,10 @@ PYTHON* variables the runs get. The server is single-threaded, so fork() is safe
 
 import _json
 import _signal
+import _socket
 import os
 import select
+import struct
 import sys
 
 from dwop_http import write_all
@@ -71,8 +79,25 @@ EXIT_SETUP_FAILED = 70  # the child could not become a worker (its folder vanish
 READ_CHUNK = 65536
 MAX_REQUEST = 16 * 1024 * 1024
 SPARES = 2  # workers forked ahead (see above)
+SPARE_FDS = struct.Struct("3i")  # a spare's pipes the zygote passes to the server: request, ready, done
 # A request as the executor writes one, for Server.rehearse (its folder must exist: the root).
 REHEARSAL_REQUEST = b'{"id":"rehearsal","cwd":"/","limits":{"memory":1,"disk":1,"processes":1,"cpuSeconds":0}}'
+
+
+class ZygoteGone(Exception):
+    """The zygote died: the server cannot fork spares any more, and ends (its runs are reported lost)."""
+
+
+def reaped():
+    """(pid, wait status) of each ended child of this process, reaped now."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        yield pid, status
 
 
 class BadRequest(Exception):
@@ -139,6 +164,8 @@ class Server:
         self.done_fds = {}  # child pid -> the read end of the pipe it tells its exit code on (dwop_main.exit_now)
         self.done_pids = {}  # the same, the other way round
         self.told = set()  # children whose end was reported from their pipe: their reap reports nothing
+        self.zygote = None  # (pid, socket) of the process that forks the spares (start_zygote)
+        self.asked = []  # the uid leases of the spares asked of the zygote and not yet had, oldest first
         self.poller = select.poll()
         self.wakeup_r, self.wakeup_w = os.pipe()
         os.set_blocking(self.wakeup_r, False)
@@ -152,22 +179,26 @@ class Server:
         write_all(1, event_line(run_id, key, value))
 
     def serve(self):
-        """Answers requests until stdin closes; then kills every child's group and returns."""
-        sandbox = self.sandbox
-        ready = {"ready": self.pid, "sandbox": sandbox.mode, "why": sandbox.why, "network": sandbox.network}
-        if sandbox.network_why:
-            ready["networkWhy"] = sandbox.network_why
+        """Answers requests until stdin closes; then kills every child's group and returns the server's exit
+        code (not 0 when it could not go on)."""
         import json  # once, at start; the per-run lines are written by hand
 
-        write_all(1, (json.dumps(ready, separators=(",", ":")) + "\n").encode("ascii"))
         # Objects made so far are the server's for good: a child's collections need not touch (copy) them.
         import gc
 
         gc.collect()
         gc.freeze()
+        self.start_zygote()
+        sandbox = self.sandbox
+        ready = {"ready": self.pid, "zygote": self.zygote[0], "sandbox": sandbox.mode, "why": sandbox.why}
+        ready["network"] = sandbox.network
+        if sandbox.network_why:
+            ready["networkWhy"] = sandbox.network_why
+        write_all(1, (json.dumps(ready, separators=(",", ":")) + "\n").encode("ascii"))
         self.fork_spares()
         self.poller.register(0, select.POLLIN)
         self.poller.register(self.wakeup_r, select.POLLIN)
+        self.poller.register(self.zygote[1].fileno(), select.POLLIN)
         try:
             while True:
                 for fd, _ in self.poller.poll():
@@ -177,10 +208,16 @@ class Server:
                             self.fork_spares()
                     elif fd in self.done_pids:
                         self.hear_exit(fd)
+                    elif fd == self.zygote[1].fileno():
+                        if self.hear_zygote():
+                            self.fork_spares()
                     elif fd == 0 and not self.read_requests():
-                        return
+                        return 0
         except BrokenPipeError:
-            return  # nobody reads the events any more
+            return 0  # nobody reads the events any more
+        except ZygoteGone:
+            write_all(2, b"dwop-forkserver: the zygote that forks the spare workers died; the server stops\n")
+            return EXIT_SETUP_FAILED
         finally:
             self.kill_all()
 
@@ -232,12 +269,15 @@ class Server:
             # The end of file that starts the spare on its run comes after the answer: woken first, the
             # spare took the CPU from the server, and the answer waited.
             os.close(handed[1])
-        if not self.spares:
-            self.fork_spares()  # none left for the next request: at once (else when a run ends)
+        else:
+            self.rehearse()  # the server forked: its pages are shared again
+        if not self.spares and not self.asked:
+            self.fork_spares()  # none left or on its way for the next request: at once (else when a run ends)
 
     def rehearse(self):
-        """The server's own steps of a request (its line read, its answer written) on a made-up one, while it
-        waits for the next: the fork just made shares every page with the spare again, and a page written
+        """The server's own steps of a request (its line read, its answer written) on a made-up one, after it
+        forked a worker itself (no spare was there): the fork just made shares every page with the worker
+        again, and a page written
         first here is copied now rather than on the next run's path (see dwop_main.rehearse). It covers
         the parse and the answer; the rest of a request's handling (a spare's pipes, the uid's
         bookkeeping) still writes a few pages of its own."""
@@ -270,7 +310,8 @@ class Server:
             finally:
                 os._exit(EXIT_SETUP_FAILED)
         os.close(ready_w)
-        self.listen_done(pid, done_r, done_w)
+        os.close(done_w)
+        self.listen_done(pid, done_r)
         wait_ready(ready_r)
         return pid
 
@@ -284,9 +325,8 @@ class Server:
                 os.close(fd)
             raise
 
-    def listen_done(self, pid, done_r, done_w):
+    def listen_done(self, pid, done_r):
         """Watches the pipe on which child pid tells its exit code (its write end is the child's alone)."""
-        os.close(done_w)
         # Not blocking: a poll result may name a descriptor closed since (its child reaped) and already
         # reused for a newer child's pipe, which has nothing to say yet.
         os.set_blocking(done_r, False)
@@ -318,52 +358,158 @@ class Server:
             os.close(fd)
 
     def fork_spares(self):
-        """Forks workers ahead, to wait for their requests, until SPARES are waiting (or no uid is free);
-        then rehearses, as a fork shares the server's pages again."""
-        forked = False
-        while len(self.spares) < SPARES and self.fork_spare():
-            forked = True
-        if forked:
-            self.rehearse()
+        """Asks the zygote for spares until SPARES are waiting or on their way (or no uid is free)."""
+        while len(self.spares) + len(self.asked) < SPARES:
+            try:
+                lease = self.sandbox.uid_lease()
+            except OSError:
+                return  # a request then forks its worker itself, and says why when none is free still
+            try:
+                self.zygote[1].send(b"spare -" if lease.uid is None else b"spare %d" % lease.uid)
+            except OSError:
+                lease.release()
+                return  # the zygote is gone: its reap ends the server
+            self.asked.append(lease)
 
-    def fork_spare(self):
-        """Forks a worker ahead with the uid its run will have (root's servers in the sandbox: leased now,
-        so that neither the lease, a file's lock, nor the parts of the sandbox made for that uid are on a
-        run's path); False when no uid is free."""
+    def start_zygote(self):
+        """Forks the zygote: a copy of the server as it starts, which forks each spare when asked (a spare is
+        forked with the uid its run will have: root's servers in the sandbox lease it first, so that
+        neither the lease, a file's lock, nor the parts of the sandbox made for that uid are on a run's
+        path), reaps them and tells the server both over a socket. A fork leaves the forking process's
+        pages shared with the child, each copied again at its next write: the zygote writes few, and the
+        server, which forks no spare itself, keeps its own pages and answers a request while a spare is
+        forked. In a paravirtualized guest, the fork and the writes after it took the server 7-9 ms of CPU
+        at each run's end, and the next run's request waited for them (7.3 ms at the median)."""
+        server_end, zygote_end = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                server_end.close()
+                self.serve_as_zygote(zygote_end)
+            finally:
+                os._exit(EXIT_SETUP_FAILED)
+        zygote_end.close()
+        # Not blocking: a poll result may be stale, its message taken since (hear_zygote_now).
+        server_end.setblocking(False)
+        self.zygote = (pid, server_end)
+
+    def serve_as_zygote(self, sock):
+        """In the zygote: forks a spare for each uid the server asks, reaps them, and tells the server of
+        each ("spare <pid>" with its pipes, "failed <why>", "ended <pid> <wait status>"); exits when the
+        server's end of the socket closes, and dies with the server."""
+        server = self.pid
+        self.pid = os.getpid()  # what its children die with (leave_server)
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 0)  # the server's stdin and stdout are not the zygote's to hold open
+        os.dup2(null, 1)
+        os.close(null)
+        die_with_parent(self.prctl, server)
+        os.close(self.wakeup_r)
+        os.close(self.wakeup_w)
+        self.wakeup_r, self.wakeup_w = os.pipe()  # its own: the server's tells the server of its children
+        os.set_blocking(self.wakeup_r, False)
+        os.set_blocking(self.wakeup_w, False)
+        _signal.set_wakeup_fd(self.wakeup_w, warn_on_full_buffer=False)
+        self.zygote = (None, sock)  # closed by each spare (leave_server)
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        poller.register(self.wakeup_r, select.POLLIN)
         try:
-            lease = self.sandbox.uid_lease()
+            while True:
+                for fd, _ in poller.poll():
+                    if fd == self.wakeup_r:
+                        self.drain_wakeups()
+                        for pid, status in reaped():
+                            sock.send(b"ended %d %d" % (pid, status))
+                        continue
+                    asked = sock.recv(64).split()
+                    if not asked:
+                        return  # the server closed its end
+                    try:
+                        pid, fds = self.fork_spare(None if asked[1] == b"-" else int(asked[1]))
+                    except (OSError, dwop_sandbox.SandboxError) as e:
+                        sock.send(b"failed " + str(e).encode("utf-8", "replace")[:1000])
+                        continue
+                    passed = (_socket.SOL_SOCKET, _socket.SCM_RIGHTS, SPARE_FDS.pack(*fds))
+                    sock.sendmsg([b"spare %d" % pid], [passed])
+                    for fd in fds:
+                        os.close(fd)
         except OSError:
-            return False  # a request then forks its worker itself, and says why when none is free still
+            return  # the server is gone
+
+    def fork_spare(self, uid):
+        """In the zygote: forks a worker ahead with its run's uid, which waits for its request (await_run);
+        returns its pid and the server's ends of its pipes (request, ready, done)."""
         request_r, request_w = os.pipe()
         ready_r, ready_w = os.pipe()
         done_r, done_w = os.pipe()
-        try:
-            pid = self.fork_or_close(request_r, request_w, ready_r, ready_w, done_r, done_w)
-        except (OSError, dwop_sandbox.SandboxError) as e:
-            lease.release()
-            write_all(2, ("dwop-forkserver: could not fork a spare worker: %s\n" % e).encode("utf-8", "replace"))
-            return False  # a request then forks its worker itself, and says why it cannot
+        pid = self.fork_or_close(request_r, request_w, ready_r, ready_w, done_r, done_w)
         if pid == 0:
             try:
                 os.close(request_w)
                 os.close(ready_r)
                 os.close(done_r)
-                lease.release()  # the server's to hold
                 self.leave_server(ready_w, done_w)
-                self.await_run(request_r, done_w, lease.uid)
+                self.await_run(request_r, done_w, uid)
             finally:
                 os._exit(EXIT_SETUP_FAILED)
         os.close(request_r)
         os.close(ready_w)
-        self.listen_done(pid, done_r, done_w)
-        self.uids[pid] = lease
-        self.spares.append((pid, request_w, ready_r))
-        return True
+        os.close(done_w)
+        return pid, (request_w, ready_r, done_r)
+
+    def hear_zygote(self):
+        """Takes what the zygote says (see serve_as_zygote); True when a run's end was reported here."""
+        try:
+            message, ancillary, _, _ = self.zygote[1].recvmsg(1100, _socket.CMSG_SPACE(SPARE_FDS.size))
+        except BlockingIOError:
+            return False
+        except OSError:
+            raise ZygoteGone() from None
+        if not message:
+            raise ZygoteGone()
+        kind, _, rest = message.partition(b" ")
+        if kind == b"spare":
+            pid = int(rest)
+            passed = ancillary[0][2] if ancillary else b""
+            if len(passed) < SPARE_FDS.size:  # not received (no descriptor free here): the spare, its
+                self.asked.pop(0).release()  # request pipe's end of file seen, exits unstarted
+                for fd in struct.unpack("%di" % (len(passed) // 4), passed[: len(passed) // 4 * 4]):
+                    os.close(fd)
+                return False
+            request_w, ready_r, done_r = SPARE_FDS.unpack(passed[: SPARE_FDS.size])
+            self.listen_done(pid, done_r)
+            self.uids[pid] = self.asked.pop(0)
+            self.spares.append((pid, request_w, ready_r))
+        elif kind == b"failed":
+            self.asked.pop(0).release()
+            write_all(2, b"dwop-forkserver: could not fork a spare worker: " + rest + b"\n")
+        elif kind == b"ended":
+            pid, status = (int(word) for word in rest.split())
+            return self.ended(pid, status)
+        return False
+
+    def await_spare(self):
+        """When no spare is there but one is on its way from the zygote, waits for it (a second at most
+        between two words of the zygote): it is forked already, and sooner ready than a worker forked now."""
+        sock = self.zygote[1].fileno()
+        while not self.spares and self.asked and select.select([sock], [], [], 1.0)[0]:
+            if self.hear_zygote():
+                self.fork_spares()
+
+    def hear_zygote_now(self):
+        """Takes what the zygote has said so far (a spare that died is seen before a request goes to it)."""
+        sock = self.zygote[1].fileno()
+        while select.select([sock], [], [], 0)[0]:
+            if self.hear_zygote():
+                self.fork_spares()
 
     def hand_to_spare(self, line):
         """Gives the request to the oldest spare; returns (its pid, the request pipe for the caller to close,
         which starts the spare on it), or None when there is no live spare."""
         self.reap()  # a spare that died is seen now, rather than handed a request its child may take in
+        self.hear_zygote_now()
+        self.await_spare()
         if not self.spares:
             return None
         pid, request_w, ready_r = self.spares.pop(0)
@@ -385,8 +531,10 @@ class Server:
         for _, request_w, ready_r in self.spares:
             os.close(request_w)
             os.close(ready_r)
-        for lease in self.uids.values():
+        for lease in [*self.uids.values(), *self.asked]:
             lease.release()  # the other runs' leases: the server's to hold
+        if self.zygote:
+            self.zygote[1].close()
         for fd in self.done_pids:
             os.close(fd)  # the other children's pipes
         os.setsid()
@@ -450,37 +598,42 @@ class Server:
             pass
 
     def reap(self):
-        """Reaps the children that ended; True when a run's end was reported here."""
+        """Reaps the server's own children that ended (the zygote, a worker forked for a request when no spare
+        was there); True when a run's end was reported here."""
         reported = False
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return reported
-            if pid == 0:
-                return reported
-            run_id = self.by_pid.pop(pid, None)
-            self.uids.pop(pid, dwop_sandbox.NO_LEASE).release()
-            self.forget_done(pid)
-            if pid in self.told:
-                self.told.discard(pid)
-                del self.by_id[run_id]
-                continue  # its end was reported when it told it
-            for spare in [s for s in self.spares if s[0] == pid]:
-                os.close(spare[1])
-                os.close(spare[2])
-                self.spares.remove(spare)  # died waiting: replaced when a run ends, or by the next request
-            if run_id is None:
-                continue
+        for pid, status in reaped():
+            if self.zygote and pid == self.zygote[0]:
+                raise ZygoteGone()
+            reported = self.ended(pid, status) or reported
+        return reported
+
+    def ended(self, pid, status):
+        """Child pid ended with status (reaped here or by the zygote); True when its run's end is reported
+        here."""
+        run_id = self.by_pid.pop(pid, None)
+        self.uids.pop(pid, dwop_sandbox.NO_LEASE).release()
+        self.forget_done(pid)
+        if pid in self.told:
+            self.told.discard(pid)
             del self.by_id[run_id]
-            code = os.waitstatus_to_exitcode(status)
-            if code >= 0:
-                self.send(run_id, "exit", code)
-            else:
-                self.send(run_id, "signal", -code)
-            reported = True
+            return False  # its end was reported when it told it
+        for spare in [s for s in self.spares if s[0] == pid]:
+            os.close(spare[1])
+            os.close(spare[2])
+            self.spares.remove(spare)  # died waiting: replaced when a run ends, or by the next request
+        if run_id is None:
+            return False
+        del self.by_id[run_id]
+        code = os.waitstatus_to_exitcode(status)
+        if code >= 0:
+            self.send(run_id, "exit", code)
+        else:
+            self.send(run_id, "signal", -code)
+        return True
 
     def kill_all(self):
+        if self.zygote:
+            self.zygote[1].close()  # end of file: the zygote exits
         for _, request_w, _ in self.spares:
             os.close(request_w)  # end of file: the spare exits
         for pid in self.by_pid:
@@ -546,5 +699,4 @@ def serve(argument=None):
     prctl = load_prctl()
     if os.environ.get("DWOP_DIE_WITH_PARENT") == "1":
         die_with_parent(prctl, os.getppid())
-    Server(prctl, Sandbox(argument)).serve()
-    os._exit(0)
+    os._exit(Server(prctl, Sandbox(argument)).serve())

@@ -85,14 +85,19 @@ def timed_fork_server(python, cwd, env, runs, settings, gap):
 
 
 def server_cpu(pid):
-    """Seconds of CPU of a process and of its children it has reaped."""
-    return sum(int(x) for x in stat_fields(pid)[11:15]) / os.sysconf("SC_CLK_TCK")
+    """Seconds of CPU of the fork server and of its zygote, with the children each has reaped."""
+    return sum(sum(int(x) for x in stat_fields(p)[11:15]) for p in server_and_zygote(pid)) / os.sysconf("SC_CLK_TCK")
 
 
 def server_faults(pid):
-    """Minor page faults of a process and of its children it has reaped."""
-    fields = stat_fields(pid)
-    return int(fields[7]) + int(fields[8])
+    """Minor page faults of the fork server and of its zygote, with the children each has reaped."""
+    return sum(int(stat_fields(p)[7]) + int(stat_fields(p)[8]) for p in server_and_zygote(pid))
+
+
+def server_and_zygote(pid):
+    """The fork server and its live children (the zygote, which reaps the spare workers)."""
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+        return [pid, *(int(child) for child in f.read().split())]
 
 
 def stat_fields(pid):

@@ -390,23 +390,20 @@ class ForkServerTest(unittest.TestCase):
         self.assertIn("pid", self.server.next_event())
         self.assertEqual(self.server.next_event(), {"id": "y", "exit": 70})
         # Stored first: a worker quicker than this test found no code there and failed (a run of the suite).
-        self.store.put("slow", "import time\ntime.sleep(0.5)\n")
+        self.store.put("slow", SLEEPER)
         self.server.request("good", cwd, dict(env, DWOP_CODE_URL=self.store.url("slow")))
-        self.assertIn("pid", self.server.next_event())
-        # The pid comes before the worker has taken its env file (a spare worker reads it after the answer).
-        env_file = os.path.join(cwd, ".dwop-env")
-        deadline = time.monotonic() + 10
-        while os.path.exists(env_file) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        worker = self.server.next_event()["pid"]
+        self.started(cwd, worker)
         self.server.request("good", cwd, env)
         self.assertEqual(self.server.next_event(), {"id": "good", "error": "run good is already running"})
-        self.assertEqual(self.server.next_event(), {"id": "good", "exit": 0})
+        os.kill(worker, signal.SIGTERM)  # it serves on: the first run ends as stopped
+        self.assertEqual(self.server.next_event(), {"id": "good", "exit": 143})
 
     def spare(self, not_pid=None):
         """The pid of the worker the server keeps forked ahead (other than not_pid), once it is there."""
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            children = [p for p in children_of(self.server.ready) if p != not_pid]
+            children = [p for p in children_of(self.server.hello["zygote"]) if p != not_pid]
             if children:
                 return children[0]
             time.sleep(0.01)
@@ -459,7 +456,7 @@ class ForkServerTest(unittest.TestCase):
         """The pids of the workers the server keeps forked ahead (other than not_pid), once there are count."""
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            children = [p for p in children_of(self.server.ready) if p != not_pid]
+            children = [p for p in children_of(self.server.hello["zygote"]) if p != not_pid]
             if len(children) == count:
                 return children
             time.sleep(0.01)
@@ -474,6 +471,14 @@ class ForkServerTest(unittest.TestCase):
         self.assertEqual(ended, {"id": "after", "exit": 0})
         self.assertEqual(self.output("after"), b"fine\n")
         self.assertNotEqual(self.spare(), spare)
+
+    def test_the_spares_are_the_zygotes_and_the_server_stops_when_the_zygote_dies(self):
+        spare = self.spare()
+        zygote = self.server.hello["zygote"]
+        self.assertEqual(children_of(self.server.ready), [zygote])  # the server forks no spare itself
+        os.kill(zygote, signal.SIGKILL)
+        self.assertEqual(self.server.process.wait(timeout=10), 70)  # EXIT_SETUP_FAILED: it cannot go on
+        wait_until_dead(self, spare)
 
     def test_the_spare_exits_with_the_server(self):
         spare = self.spare()
@@ -688,8 +693,7 @@ class SandboxedForkServerTest(ForkServerTest):
         deadline = time.monotonic() + 30
         chain = []
         while len(chain) < length and time.monotonic() < deadline:
-            with open("/proc/%d/task/%d/children" % (self.server.ready, self.server.ready)) as f:
-                spares = [int(c) for c in f.read().split()]
+            spares = children_of(self.server.hello["zygote"])
             chain = [spares[0], *descendants(spares[0])] if spares else []
             time.sleep(0.02)
         self.assertEqual(len(chain), length, chain)
@@ -712,7 +716,8 @@ class SandboxedForkServerTest(ForkServerTest):
         self.assertEqual(json.loads(self.output("scan")), {"control": True, "run's token": False})
 
     def test_says_at_start_that_runs_are_sandboxed(self):
-        hello = {"ready": self.server.ready, "sandbox": "namespaces", "why": None, "network": "none"}
+        hello = {"ready": self.server.ready, "zygote": self.server.hello["zygote"], "sandbox": "namespaces",
+                 "why": None, "network": "none"}
         self.assertEqual(self.server.hello, hello)
 
     def test_a_run_sees_only_its_own_processes_folder_and_the_system_read_only(self):
