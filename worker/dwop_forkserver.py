@@ -277,10 +277,9 @@ class Server:
     def rehearse(self):
         """The server's own steps of a request (its line read, its answer written) on a made-up one, after it
         forked a worker itself (no spare was there): the fork just made shares every page with the worker
-        again, and a page written
-        first here is copied now rather than on the next run's path (see dwop_main.rehearse). It covers
-        the parse and the answer; the rest of a request's handling (a spare's pipes, the uid's
-        bookkeeping) still writes a few pages of its own."""
+        again, and a page written first here is copied now rather than on the next run's path (see
+        dwop_main.rehearse). It covers the parse and the answer; the rest of a request's handling (a spare's
+        pipes, the uid's bookkeeping) still writes a few pages of its own."""
         run_id, _, _ = parse_request(REHEARSAL_REQUEST)
         event_line(run_id, "pid", self.pid)
 
@@ -389,7 +388,7 @@ class Server:
             finally:
                 os._exit(EXIT_SETUP_FAILED)
         zygote_end.close()
-        # Not blocking: a poll result may be stale, its message taken since (hear_zygote_now).
+        # Not blocking: a poll result may be stale, its message taken since (hear_zygote_while).
         server_end.setblocking(False)
         self.zygote = (pid, server_end)
 
@@ -489,18 +488,10 @@ class Server:
             return self.ended(pid, status)
         return False
 
-    def await_spare(self):
-        """When no spare is there but one is on its way from the zygote, waits for it (a second at most
-        between two words of the zygote): it is forked already, and sooner ready than a worker forked now."""
+    def hear_zygote_while(self, wanted, timeout):
+        """Takes the zygote's words as they come, while wanted() and the next comes within timeout seconds."""
         sock = self.zygote[1].fileno()
-        while not self.spares and self.asked and select.select([sock], [], [], 1.0)[0]:
-            if self.hear_zygote():
-                self.fork_spares()
-
-    def hear_zygote_now(self):
-        """Takes what the zygote has said so far (a spare that died is seen before a request goes to it)."""
-        sock = self.zygote[1].fileno()
-        while select.select([sock], [], [], 0)[0]:
+        while wanted() and select.select([sock], [], [], timeout)[0]:
             if self.hear_zygote():
                 self.fork_spares()
 
@@ -508,8 +499,9 @@ class Server:
         """Gives the request to the oldest spare; returns (its pid, the request pipe for the caller to close,
         which starts the spare on it), or None when there is no live spare."""
         self.reap()  # a spare that died is seen now, rather than handed a request its child may take in
-        self.hear_zygote_now()
-        self.await_spare()
+        self.hear_zygote_while(lambda: True, 0)  # likewise one the zygote reaped
+        # None is there but one is on its way: it is forked already, and sooner ready than a worker forked now.
+        self.hear_zygote_while(lambda: not self.spares and self.asked, 1.0)
         if not self.spares:
             return None
         pid, request_w, ready_r = self.spares.pop(0)

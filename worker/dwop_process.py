@@ -150,12 +150,17 @@ FRESH_HANDLERS = {signum: _signal.getsignal(signum) or _signal.SIG_DFL for signu
 FRESH_HANDLERS[_signal.SIGTERM] = _signal.SIG_DFL
 
 
+def on_stop_signals(handler):
+    """From now on handler(signum, frame) takes SIGTERM, SIGINT and SIGHUP."""
+    for signum in STOP_SIGNALS:
+        _signal.signal(signum, handler)
+
+
 def exit_on_stop_signals():
     """For the first process of a pid namespace (a container's, or its run's as the sandbox's worker as
     root), which the kernel spares every signal it has no handler for: SIGTERM, SIGINT and SIGHUP end it
     (and its exit, the namespace's other processes)."""
-    for signum in STOP_SIGNALS:
-        _signal.signal(signum, lambda signum, _frame: os._exit(128 + signum))
+    on_stop_signals(lambda signum, _frame: os._exit(128 + signum))
 
 
 def forward(pid, signum):

@@ -41,7 +41,7 @@ import resource  # here, not in Limits.apply: its import is on a run's path ther
 import select
 
 import dwop_network
-from dwop_process import STOP_SIGNALS, forward, read_to_end
+from dwop_process import forward, on_stop_signals, read_to_end
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -233,7 +233,7 @@ class Run:
         if privileged:
             # The worker is the first process of this pid namespace (Settings.fork_worker): this process is
             # the body's already, with no init of its own to fork.
-            if os.stat("/proc/self/ns/pid").st_ino == self.settings.pid_namespace:
+            if not self.settings.apart():
                 raise SandboxError("the run's worker is not the first process of a pid namespace of its own")
             libc.unshare(flags, "mount, network and IPC namespaces")
             self.network_unshared()
@@ -372,7 +372,7 @@ class Run:
         try:
             fd = os.open("/proc/self/fdinfo/%d" % pidfd, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                info = os.read(fd, 4096)
+                info = read_to_end(fd)
             finally:
                 os.close(fd)
         finally:
@@ -403,12 +403,11 @@ class Run:
         would (in no other namespace: the worker's own must not be the machine's)."""
         if self.slirp:
             self.slirp.stop()
-        if self.settings.privileged and os.getpid() == 1:
-            if os.stat("/proc/self/ns/pid").st_ino != self.settings.pid_namespace:
-                try:
-                    os.kill(-1, _signal.SIGKILL)
-                except ProcessLookupError:
-                    pass  # nothing was left
+        if self.settings.privileged and os.getpid() == 1 and self.settings.apart():
+            try:
+                os.kill(-1, _signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # nothing was left
 
     @property
     def has_init(self):
@@ -665,8 +664,7 @@ def loopback_up():
 
 def pass_stop_signals(pid):
     """From now on this process passes SIGTERM, SIGINT and SIGHUP on to its child pid."""
-    for signum in STOP_SIGNALS:
-        _signal.signal(signum, lambda s, _frame: forward(pid, s))
+    on_stop_signals(lambda signum, _frame: forward(pid, signum))
 
 
 def wait_outside(pid):
@@ -712,7 +710,11 @@ class Settings:
         # As root, each worker is the first process of its run's pid namespace (see fork_worker); this
         # process's own, which no run's body may be in.
         self.privileged = os.geteuid() == 0
-        self.pid_namespace = os.stat("/proc/self/ns/pid").st_ino
+        self.pid_namespace = pid_namespace()
+
+    def apart(self):
+        """Whether this process is in a pid namespace other than the one these settings were made in."""
+        return pid_namespace() != self.pid_namespace
 
     def fork_worker(self):
         """os.fork() for a run's worker. As root, the child is the first process of a pid namespace of its
@@ -746,6 +748,11 @@ class Settings:
             if os.path.exists(path) and not any(within(path, w) for w in wanted if os.path.isdir(w)):
                 wanted.append(path)
         return wanted
+
+
+def pid_namespace():
+    """This process's pid namespace (its inode)."""
+    return os.stat("/proc/self/ns/pid").st_ino
 
 
 def subordinate_range(path):
