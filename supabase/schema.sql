@@ -197,6 +197,7 @@ $$;
 
 CREATE FUNCTION dwop.claim_outbox_events(p_claimer_id text, p_batch_size integer, p_lease_seconds integer DEFAULT 30, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_topic text DEFAULT 'task.ready'::text) RETURNS TABLE(id bigint, topic text, payload jsonb, attempt integer, callback_url text, callback_secret text)
     LANGUAGE plpgsql
+    SET enable_seqscan TO 'off'
     AS $$
 declare
   v_now timestamptz := coalesce(p_now, now());
@@ -259,6 +260,7 @@ $$;
 CREATE FUNCTION dwop.complete_runs(p_run_ids bigint[], p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS SETOF bigint
     LANGUAGE plpgsql
     SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
     AS $$
 declare
   v_now timestamptz := coalesce(p_now, now());
@@ -351,6 +353,7 @@ $$;
 CREATE FUNCTION dwop.complete_runs_and_start(p_run_ids bigint[], p_dispatcher_id text, p_executor text, p_owner_max_running integer DEFAULT NULL::integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(completed_id bigint, run_id bigint, task_id bigint, attempt integer, workflow_id uuid, task_name text, params jsonb, options jsonb, timeout_seconds integer, has_requirements boolean)
     LANGUAGE plpgsql
     SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
     AS $$
 declare
   v_now timestamptz := coalesce(p_now, now());
@@ -580,6 +583,7 @@ $$;
 
 CREATE FUNCTION dwop.finish_workflow_if_done(p_workflow_id uuid, p_now timestamp with time zone) RETURNS text
     LANGUAGE plpgsql
+    SET enable_seqscan TO 'off'
     AS $$
 declare
   v_status text;
@@ -759,6 +763,7 @@ $$;
 
 CREATE FUNCTION dwop.mark_outbox_published(p_claimer_id text, p_ids bigint[], p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
     LANGUAGE sql
+    SET enable_seqscan TO 'off'
     AS $$
   with marked as (
     update dwop.outbox set published_at = coalesce(p_now, now()), lease_until = null
@@ -800,6 +805,7 @@ $$;
 CREATE FUNCTION dwop.mark_runs_dispatched(p_run_ids bigint[], p_job_names text[], p_started boolean DEFAULT false, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS SETOF bigint
     LANGUAGE plpgsql
     SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
     AS $$
 declare
   v_now timestamptz := coalesce(p_now, now());
@@ -909,6 +915,7 @@ $$;
 
 CREATE FUNCTION dwop.notify_if_parked() RETURNS void
     LANGUAGE plpgsql
+    SET enable_seqscan TO 'off'
     AS $$
 begin
   if exists (select 1 from dwop.tasks t where t.parked is not null) then
@@ -1285,6 +1292,7 @@ $$;
 
 CREATE FUNCTION dwop.reoffer_parked_tasks(p_owner_max_running integer DEFAULT NULL::integer, p_limit integer DEFAULT 1000, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS integer
     LANGUAGE plpgsql
+    SET enable_seqscan TO 'off'
     AS $$
 declare
   v_now timestamptz := coalesce(p_now, now());
@@ -1631,6 +1639,7 @@ $$;
 CREATE FUNCTION dwop.start_runs(p_task_ids bigint[], p_attempts integer[], p_dispatcher_id text, p_executor text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_owner_max_running integer DEFAULT NULL::integer) RETURNS TABLE(item integer, run_id bigint, created boolean, workflow_id uuid, task_name text, params jsonb, options jsonb, timeout_seconds integer, has_requirements boolean)
     LANGUAGE plpgsql
     SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
     AS $$
 declare
   v_now timestamptz := coalesce(p_now, now());

@@ -16,7 +16,7 @@ import type { Executor } from "../../shared/executors/executor.ts";
 import type { SandboxMode } from "../../shared/executors/fork-server.ts";
 import { LocalExecutor } from "../../shared/executors/local.ts";
 import { resolvePython, WORKER_SCRIPT } from "../../shared/executors/python.ts";
-import { OUTPUT_BUCKET, TERMINAL_WORKFLOW_STATES, objectPaths } from "../../shared/model.ts";
+import { OUTPUT_BUCKET, TERMINAL_WORKFLOW_STATES, objectPaths, type WorkflowState } from "../../shared/model.ts";
 import { LocalStorage } from "../../shared/storage/local.ts";
 import { localStorageRoutes } from "../../shared/storage/local-routes.ts";
 import { submitWorkflow } from "../../shared/submit.ts";
@@ -158,10 +158,19 @@ export async function startEngine(label: string, options: EngineOptions): Promis
     },
     async waitFor(workflowId, timeoutMs = 60_000) {
       const deadline = Date.now() + timeoutMs;
+      // Polls the workflow's row alone and reads its tasks once it ended: the whole summary of a
+      // 2,000-task workflow every 50 ms took a fifth of a core from the engine a benchmark measures.
       for (;;) {
-        const w = await m.store.workflowSummary(workflowId);
-        if (w && TERMINAL_WORKFLOW_STATES.includes(w.status)) return w;
-        if (Date.now() > deadline) throw new Error(`workflow did not end in time: ${JSON.stringify(w)}`);
+        const [w] = await m.db<{ status: WorkflowState }[]>`
+          select status from dwop.workflows where id = ${workflowId}`;
+        if (w && TERMINAL_WORKFLOW_STATES.includes(w.status)) {
+          const summary = await m.store.workflowSummary(workflowId);
+          if (summary) return summary;
+        }
+        if (Date.now() > deadline) {
+          const summary = await m.store.workflowSummary(workflowId);
+          throw new Error(`workflow did not end in time: ${JSON.stringify(summary)}`);
+        }
         await new Promise((r) => setTimeout(r, 50));
       }
     },
