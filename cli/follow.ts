@@ -1,17 +1,16 @@
 import { TERMINAL_WORKFLOW_STATES, type WorkflowState } from "../shared/model.ts";
 import { ApiRequestError, type DwopClient, type TaskDetail, type WorkflowDetail } from "./client.ts";
 import type { Stall } from "../functions/stall.ts";
-import { blockedBy } from "./blocked.ts";
-import type { ProgressTask } from "./progress.ts";
+import { blame } from "./blocked.ts";
+import { readSpacing, type ProgressTask } from "./progress.ts";
 
 const ended = (w: WorkflowDetail) => TERMINAL_WORKFLOW_STATES.includes(w.status as WorkflowState);
 /** Events come in bursts: the workflow is read this long after the first of one. */
 const REFRESH_MS = 200;
 
-/** A task of the API as a progress line sees it (`w`: its workflow, to name who blocked it). */
-export function progressTask(t: TaskDetail, w?: WorkflowDetail): ProgressTask {
+/** A task of the API as a progress line sees it (`blocker`: who blocked a task of its workflow). */
+export function progressTask(t: TaskDetail, blocker?: (name: string) => string | null): ProgressTask {
   const date = (iso: string | null) => (iso ? new Date(iso) : null);
-  const dag = () => w!.tasks.map((x) => ({ ...x, upstreams: x.params.map((p) => p.upstream) }));
   return {
     name: t.name,
     status: t.status,
@@ -19,12 +18,15 @@ export function progressTask(t: TaskDetail, w?: WorkflowDetail): ProgressTask {
     startedAt: date(t.startedAt),
     finishedAt: date(t.finishedAt),
     error: t.error,
-    blockedBy: t.status === "upstream_failed" && w ? blockedBy(t.name, dag()) : null,
+    blockedBy: t.status === "upstream_failed" && blocker ? blocker(t.name) : null,
   };
 }
 
 /** Every task of a workflow as progress lines see them. */
-export const progressTasks = (w: WorkflowDetail): ProgressTask[] => w.tasks.map((t) => progressTask(t, w));
+export function progressTasks(w: WorkflowDetail): ProgressTask[] {
+  const blocker = blame(w.tasks.map((x) => ({ ...x, upstreams: x.params.map((p) => p.upstream) })));
+  return w.tasks.map((t) => progressTask(t, blocker));
+}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -145,6 +147,7 @@ export async function followRemote(
   try {
     let w = await read();
     await onUpdate(w);
+    let lastReadMs = 0; // the last read and its display, which space the next (readSpacing)
     let lastEventId: string | null = null;
     while (!ended(w)) {
       const abort = new AbortController();
@@ -170,9 +173,11 @@ export async function followRemote(
           setTimeout(resolve, 3000);
         });
         if (stream.done) break;
-        await sleep(REFRESH_MS);
+        await sleep(readSpacing(REFRESH_MS, lastReadMs));
+        const began = performance.now();
         w = await read();
         await onUpdate(w);
+        lastReadMs = performance.now() - began;
       }
       abort.abort();
       await pump;

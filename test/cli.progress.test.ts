@@ -1,5 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { Progress, type ProgressTask } from "../cli/progress.ts";
+import { blame } from "../cli/blocked.ts";
+import type { WorkflowDetail } from "../cli/client.ts";
+import { progressTasks } from "../cli/follow.ts";
+import { Progress, readSpacing, type ProgressTask } from "../cli/progress.ts";
 import { colorsFor } from "../cli/terminal.ts";
 import { SseParser } from "../shared/sse.ts";
 
@@ -50,6 +53,16 @@ describe("live progress", () => {
     );
   });
 
+  it("piped, prints a line for each of 200,000 tasks counting them once an update", () => {
+    // The bar of each line counted every task again: 69 s for the first update of 100,000.
+    const out = stream(null);
+    const p = new Progress(out, { color: false, live: false, now });
+    const n = 200_000;
+    p.update(Array.from({ length: n }, (_, i) => task(`t${i}`, i === 0 ? "succeeded" : "pending")));
+    expect(out.writes).toHaveLength(n);
+    expect(out.writes.at(-1)).toBe(`[------------] 1/${n} · t${n - 1} pending\n`);
+  });
+
   it("redraws one block in place on a terminal: lines that fit, the rest counted, and the bar", () => {
     const out = stream({ columns: 60, rows: 8 });
     const p = new Progress(out, { color: false, live: true, now });
@@ -91,6 +104,17 @@ describe("live progress", () => {
   });
 });
 
+describe("a follower's reads of a workflow", () => {
+  it("come every floor ms, spaced to four times what the last read took once that is longer, at most 5 s", () => {
+    expect([
+      readSpacing(100, 8),
+      readSpacing(100, 25),
+      readSpacing(100, 260),
+      readSpacing(200, 3000),
+    ]).toEqual([100, 100, 1040, 5000]);
+  });
+});
+
 describe("the event stream reader", () => {
   it("parses events split anywhere across chunks, with ids, event names, comments and CRLF", () => {
     const text =
@@ -104,6 +128,34 @@ describe("the event stream reader", () => {
         { id: null, event: "end", data: "{}" },
       ]);
     }
+  });
+});
+
+describe("who blocked a task", () => {
+  it("is the failed upstream, or the one that blocked its first blocked upstream", () => {
+    const blocker = blame([
+      { name: "a", status: "failed", upstreams: [] },
+      { name: "ok", status: "succeeded", upstreams: [] },
+      { name: "b", status: "upstream_failed", upstreams: ["ok", "a"] },
+      { name: "c", status: "upstream_failed", upstreams: ["b"] },
+      { name: "loop", status: "upstream_failed", upstreams: ["loop"] },
+    ]);
+    expect(["b", "c", "loop", "ok", "missing"].map(blocker)).toEqual(["a", "a", null, null, null]);
+  });
+
+  it("is named for each task of a followed 20,000-task fan-out whose root failed, in one pass", () => {
+    // Each blocked task's answer indexed every task again: two minutes for 10,000 at each update.
+    const at = (name: string, status: string, upstreams: string[]) => ({
+      ...{ name, status, attempt: 1, startedAt: null, finishedAt: null, error: null },
+      params: upstreams.map((upstream) => ({ name: "x", upstream })),
+    });
+    const tasks = [
+      at("root", "failed", []),
+      ...Array.from({ length: 20_000 }, (_, i) => at(`t${i}`, "upstream_failed", ["root"])),
+    ];
+    const shown = progressTasks({ tasks } as unknown as WorkflowDetail);
+    expect(new Set(shown.slice(1).map((t) => t.blockedBy))).toEqual(new Set(["root"]));
+    expect(shown[0]!.blockedBy).toBeNull();
   });
 });
 

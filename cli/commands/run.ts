@@ -7,7 +7,7 @@ import { OUTPUT_BUCKET, objectPaths } from "../../shared/model.ts";
 import { MissingInputError, SubmissionRefused, submitLimits, submitWorkflow } from "../../shared/submit.ts";
 import { CliError, EXIT } from "../exit.ts";
 import { createLogger, type LogFormat } from "../../shared/pino.ts";
-import { blockedBy } from "../blocked.ts";
+import { blame } from "../blocked.ts";
 import { tailLines } from "../log-tail.ts";
 import { followWorkflow, Progress } from "../progress.ts";
 import { handleShutdown, STOP_DEADLINE_MS } from "../shutdown.ts";
@@ -76,19 +76,12 @@ export async function runCommand(config: Config, file: string, opts: RunOptions)
     const final = await followWorkflow(
       stack.store,
       submitted.id,
-      (tasks) =>
+      (tasks) => {
+        const blocker = blame(tasks.map((x) => ({ ...x, upstreams: upstreams.get(x.name) ?? [] })));
         progress.update(
-          tasks.map((t) => ({
-            ...t,
-            blockedBy:
-              t.status === "upstream_failed"
-                ? blockedBy(
-                    t.name,
-                    tasks.map((x) => ({ ...x, upstreams: upstreams.get(x.name) ?? [] })),
-                  )
-                : null,
-          })),
-        ),
+          tasks.map((t) => ({ ...t, blockedBy: t.status === "upstream_failed" ? blocker(t.name) : null })),
+        );
+      },
       {
         onStall: (stall) => progress.stall(stall),
         stall: {
