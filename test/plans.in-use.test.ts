@@ -22,24 +22,34 @@ function fan(n: number) {
   ]);
 }
 
-/** Runs everything queued to its end through the store's calls, as dispatchers would. */
-async function runToEnd(store: Store): Promise<void> {
+/**
+ * Runs everything queued to its end through the store's calls, as dispatchers would; with `startReady`,
+ * each success also starts a task it made ready (complete_runs_and_start), as a dispatcher records them.
+ */
+async function runToEnd(store: Store, startReady = false): Promise<void> {
   for (;;) {
     const messages = await drainOutbox(store);
     if (messages.length === 0) return;
-    const runs = (await store.startRuns(messages, "d1", "local")).flatMap((r) =>
+    let runs = (await store.startRuns(messages, "d1", "local")).flatMap((r) =>
       r.kind === "created" ? [r.assignment.runId] : [],
     );
-    await store.markRunsDispatched(
-      runs.map((runId) => ({ runId, jobName: "job" })),
-      true,
-    );
-    await store.completeRuns(runs);
+    while (runs.length > 0) {
+      await store.markRunsDispatched(
+        runs.map((runId) => ({ runId, jobName: "job" })),
+        true,
+      );
+      if (!startReady) await store.completeRuns(runs);
+      runs = startReady
+        ? (await store.completeRunsAndStart(runs, "d1", "local")).started.map((r) => r.runId)
+        : [];
+    }
   }
 }
 
-/** A connection of its own whose every statement's plan, nested ones included, with the rows each node
- * read, is pushed to `plans`. */
+/**
+ * A connection of its own: the plan of every statement it runs, nested ones included, with the rows each
+ * node read, is pushed to `plans`.
+ */
 async function explained(url: string, plans: string[]): Promise<postgres.Sql> {
   const db = postgres(url, { max: 1, onnotice: (n) => void plans.push(String(n.message)) });
   await db.unsafe(`load 'auto_explain';
@@ -59,24 +69,6 @@ async function plansOf(url: string, work: (store: Store) => Promise<unknown>): P
     await db.end();
   }
   return plans;
-}
-
-/** As a dispatcher records its runs: each success with the start of one task it made ready. */
-async function runToEndStarting(store: Store): Promise<void> {
-  for (;;) {
-    const messages = await drainOutbox(store);
-    if (messages.length === 0) return;
-    let runs = (await store.startRuns(messages, "d1", "local")).flatMap((r) =>
-      r.kind === "created" ? [r.assignment.runId] : [],
-    );
-    while (runs.length > 0) {
-      await store.markRunsDispatched(
-        runs.map((runId) => ({ runId, jobName: "job" })),
-        true,
-      );
-      runs = (await store.completeRunsAndStart(runs, "d1", "local")).started.map((r) => r.runId);
-    }
-  }
 }
 
 /** Rows the plans' nodes read and threw away (filters and join filters), summed. */
@@ -127,18 +119,20 @@ describe("plans on a database in use", () => {
     try {
       const store = new Store(db);
       await m.store.submitWorkflow(fan(3));
-      await runToEndStarting(store); // every statement planned on a few rows
+      await runToEnd(store, true); // every statement planned on a few rows
       await m.store.submitWorkflow(fan(2000));
-      await runToEndStarting(m.store); // 2,000 more runs, tasks and outbox rows, no ANALYZE
+      await runToEnd(m.store, true); // 2,000 more runs, tasks and outbox rows, no ANALYZE
 
       await m.store.submitWorkflow(fan(2000));
       plans.length = 0;
-      await runToEndStarting(store);
+      await runToEnd(store, true);
     } finally {
       await db.end();
     }
     expect(plans.length).toBeGreaterThan(10);
-    const scanned = plans.flatMap((p) => [...p.matchAll(/Seq Scan on (runs|tasks|outbox)\b/g)].map((x) => x[1]));
+    const scanned = plans.flatMap((p) =>
+      [...p.matchAll(/Seq Scan on (runs|tasks|outbox)\b/g)].map((x) => x[1]),
+    );
     expect(scanned).toEqual([]);
     expect(rowsRemoved(plans)).toBeLessThan(50_000);
   });
