@@ -16,7 +16,12 @@ import type { Executor } from "../../shared/executors/executor.ts";
 import type { SandboxMode } from "../../shared/executors/fork-server.ts";
 import { LocalExecutor } from "../../shared/executors/local.ts";
 import { resolvePython, WORKER_SCRIPT } from "../../shared/executors/python.ts";
-import { OUTPUT_BUCKET, TERMINAL_WORKFLOW_STATES, objectPaths, type WorkflowState } from "../../shared/model.ts";
+import {
+  OUTPUT_BUCKET,
+  TERMINAL_WORKFLOW_STATES,
+  objectPaths,
+  type WorkflowState,
+} from "../../shared/model.ts";
 import { LocalStorage } from "../../shared/storage/local.ts";
 import { localStorageRoutes } from "../../shared/storage/local-routes.ts";
 import { submitWorkflow } from "../../shared/submit.ts";
