@@ -1,0 +1,43 @@
+// The one-process stack of `dwop run` and `dwop dev` starts its fork server beside the database: a start
+// that fails afterwards must not leave that server (and its spare workers) behind.
+import { randomBytes } from "node:crypto";
+import { mkdtemp, readdir, readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { startStack } from "../cli/stack.ts";
+import { loadConfig } from "../shared/config.ts";
+import { silentLogger } from "../shared/log.ts";
+import { ADMIN_URL } from "./support/db.ts";
+
+/** Command lines of this process's children that are a DWOP fork server. */
+async function forkServers(): Promise<string[]> {
+  const found: string[] = [];
+  for (const tid of await readdir(`/proc/${process.pid}/task`)) {
+    const children = await readFile(`/proc/${process.pid}/task/${tid}/children`, "utf8").catch(() => "");
+    for (const pid of children.split(" ").filter(Boolean)) {
+      const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+      if (cmdline.includes("--fork-server")) found.push(`${pid}: ${cmdline.replaceAll("\0", " ")}`);
+    }
+  }
+  return found;
+}
+
+describe("the one-process stack's start", () => {
+  it("stops the fork server it started when the database refuses the start", async () => {
+    const missing = new URL(ADMIN_URL);
+    missing.pathname = `/dwop_no_such_database_${randomBytes(4).toString("hex")}`;
+    const config = loadConfig({
+      DATABASE_URL: missing.toString(),
+      DWOP_HOME: await mkdtemp(join(tmpdir(), "dwop-stack-")),
+      DWOP_PORT: "0",
+    });
+    const start = startStack({ config, logger: silentLogger, engine: true });
+    await expect(start).rejects.toThrow(/does not exist/);
+    // A server still starting when the start failed would appear a moment later: look for a while.
+    for (const until = Date.now() + 2000; Date.now() < until;) {
+      expect(await forkServers()).toEqual([]);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+});
