@@ -12,8 +12,7 @@ import { databaseUrl, type Config } from "../shared/config.ts";
 import { connectDb, waitForDatabase, type Db } from "../shared/db/connect.ts";
 import { migrate } from "../shared/db/migrate.ts";
 import { Store } from "../shared/db/store.ts";
-import { announceSandbox, LocalExecutor, taskLimits } from "../shared/executors/local.ts";
-import { resolvePython, WORKER_SCRIPT } from "../shared/executors/python.ts";
+import { startLocalExecutor, type LocalExecutor } from "../shared/executors/local.ts";
 import type { Logger } from "../shared/log.ts";
 import { LocalStorage } from "../shared/storage/local.ts";
 import { localStorageRoutes } from "../shared/storage/local-routes.ts";
@@ -60,7 +59,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   // shim) and the fork server's start with its sandbox probe took 0.6 s of `dwop run`'s 1.1 s start here
   // when they came after everything else.
   const starting =
-    options.engine && config.DWOP_EXECUTOR !== "kubernetes" ? startLocalExecutor(config, home, logger) : null;
+    options.engine && config.DWOP_EXECUTOR !== "kubernetes"
+      ? startLocalExecutor(config, join(home, "runs"), logger)
+      : null;
   starting?.catch(() => {}); // a failure is thrown where it is awaited
   try {
     return await startRest(options, home, starting);
@@ -68,28 +69,6 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     await starting?.then((executor) => executor.close()).catch(() => {});
     throw err;
   }
-}
-
-/** The local executor of `dwop run` and `dwop dev`, its fork server started and its sandbox said. */
-async function startLocalExecutor(config: Config, home: string, logger: Logger): Promise<LocalExecutor> {
-  const executor = new LocalExecutor({
-    python: await resolvePython(),
-    workerScript: WORKER_SCRIPT,
-    workRoot: join(home, "runs"),
-    passEnv: pipEnv(),
-    sandbox: config.DWOP_TASK_SANDBOX,
-    allow: config.DWOP_TASK_ALLOW,
-    network: config.DWOP_TASK_NETWORK,
-    limits: taskLimits(config),
-    logger,
-  });
-  try {
-    await announceSandbox(executor, logger);
-  } catch (err) {
-    await executor.close();
-    throw err;
-  }
-  return executor;
 }
 
 async function startRest(
@@ -188,15 +167,6 @@ async function startRest(
       await embedded?.stop();
     },
   };
-}
-
-/** pip settings (an offline wheel folder, a private index) reach the worker; nothing else does. */
-function pipEnv(): Record<string, string> {
-  return Object.fromEntries(
-    Object.entries(process.env).filter(
-      (e): e is [string, string] => e[0].startsWith("PIP_") && e[1] !== undefined,
-    ),
-  );
 }
 
 /** A secret of a home folder (storage signing key, API token), made once, so it outlives a restart. */

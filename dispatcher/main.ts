@@ -5,8 +5,7 @@ import { databaseUrl, loadConfig, workerApiUrl, type Config } from "../shared/co
 import type { Store } from "../shared/db/store.ts";
 import { readEnv } from "../shared/env.ts";
 import type { Executor } from "../shared/executors/executor.ts";
-import { announceSandbox, LocalExecutor, taskLimits } from "../shared/executors/local.ts";
-import { resolvePython, WORKER_SCRIPT } from "../shared/executors/python.ts";
+import { startLocalExecutor } from "../shared/executors/local.ts";
 import type { Logger } from "../shared/log.ts";
 import { createLogger } from "../shared/pino.ts";
 import { storageFromConfig } from "../shared/storage/from-config.ts";
@@ -29,7 +28,10 @@ const home = resolve(config.DWOP_HOME);
 // executor's Python and fork server (its sandbox probe) or the Kubernetes client's modules (hundreds,
 // loaded only for that executor), beside the modules of the database, bus and dispatcher and the
 // database's answer.
-const local = config.DWOP_EXECUTOR === "kubernetes" ? null : settled(localExecutor(config, logger));
+const local =
+  config.DWOP_EXECUTOR === "kubernetes"
+    ? null
+    : settled(startLocalExecutor(config, join(home, "runs", id), logger));
 const kubeModule = config.DWOP_EXECUTOR === "kubernetes" ? settled(import("./kubernetes.ts")) : null;
 const [
   { connectBus },
@@ -89,25 +91,6 @@ function kubernetes(c: Config, log: Logger, k: typeof import("./kubernetes.ts"))
 function settled<T>(p: Promise<T>): Promise<T> {
   p.catch(() => {});
   return p;
-}
-
-async function localExecutor(c: Config, log: Logger): Promise<Executor> {
-  const executor = new LocalExecutor({
-    python: await resolvePython(),
-    workerScript: WORKER_SCRIPT,
-    workRoot: join(home, "runs", id),
-    sandbox: c.DWOP_TASK_SANDBOX,
-    allow: c.DWOP_TASK_ALLOW,
-    network: c.DWOP_TASK_NETWORK,
-    limits: taskLimits(c),
-    passEnv: Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith("PIP_"))) as Record<
-      string,
-      string
-    >,
-    logger: log,
-  });
-  await announceSandbox(executor, log);
-  return executor;
 }
 
 async function shutdown(signal: string) {

@@ -17,6 +17,7 @@ import {
 } from "./fork-server.ts";
 import { parseCpu, parseMemory } from "../quantity.ts";
 import { readLogTail } from "./log-tail.ts";
+import { resolvePython, WORKER_SCRIPT } from "./python.ts";
 
 export interface LocalExecutorOptions {
   /** The real interpreter (see resolvePython), not the pyenv shim. */
@@ -304,7 +305,7 @@ export class LocalExecutor implements Executor {
  * Says at start whether tasks run in the sandbox, with why not when they do not; throws (so the process
  * stops before its first task) when DWOP_TASK_SANDBOX=required cannot be met.
  */
-export async function announceSandbox(executor: LocalExecutor, log: Logger): Promise<void> {
+async function announceSandbox(executor: LocalExecutor, log: Logger): Promise<void> {
   const status = await executor.sandbox();
   if (status.mode === "namespaces") {
     log.info(
@@ -316,6 +317,54 @@ export async function announceSandbox(executor: LocalExecutor, log: Logger): Pro
   } else if (status.why)
     log.warn({ why: status.why }, "task sandbox unavailable: tasks see what this user can");
   else log.warn({ sandbox: "off" }, "task sandbox off (DWOP_TASK_SANDBOX=off): tasks see what this user can");
+}
+
+/**
+ * A local executor for `config`, its runs' folders under `workRoot`: its interpreter asked of `python3`
+ * (unless DWOP_PYTHON is set), its fork server started and its sandbox said (announceSandbox), closed again
+ * when that fails. A process that runs one (a dispatcher, `dwop run`, `dwop dev`) calls this first and
+ * awaits it last, so that Python's start goes beside the database's.
+ */
+export async function startLocalExecutor(
+  config: Pick<
+    Config,
+    | "DWOP_TASK_SANDBOX"
+    | "DWOP_TASK_ALLOW"
+    | "DWOP_TASK_NETWORK"
+    | "DWOP_TASK_MEMORY"
+    | "DWOP_TASK_DISK"
+    | "DWOP_TASK_PROCESSES"
+  >,
+  workRoot: string,
+  logger: Logger,
+): Promise<LocalExecutor> {
+  const executor = new LocalExecutor({
+    python: await resolvePython(),
+    workerScript: WORKER_SCRIPT,
+    workRoot,
+    passEnv: pipEnv(),
+    sandbox: config.DWOP_TASK_SANDBOX,
+    allow: config.DWOP_TASK_ALLOW,
+    network: config.DWOP_TASK_NETWORK,
+    limits: taskLimits(config),
+    logger,
+  });
+  try {
+    await announceSandbox(executor, logger);
+  } catch (err) {
+    await executor.close();
+    throw err;
+  }
+  return executor;
+}
+
+/** pip settings (an offline wheel folder, a private index) reach the worker; nothing else does. */
+function pipEnv(): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(process.env).filter(
+      (e): e is [string, string] => e[0].startsWith("PIP_") && e[1] !== undefined,
+    ),
+  );
 }
 
 /** The default limits the configuration sets (DWOP_TASK_MEMORY, DWOP_TASK_DISK, DWOP_TASK_PROCESSES). */
