@@ -38,7 +38,11 @@ export function seconds(ms: number): string {
 
 /** One task: state mark, name, state, attempt, duration (running ones count up), and the error. */
 export function taskLine(t: ProgressTask, p: Palette = palette(false), now = Date.now()): string {
-  const took = t.startedAt ? ` ${seconds((t.finishedAt?.getTime() ?? now) - t.startedAt.getTime())}` : "";
+  // Never below zero: a success recorded in a transaction that began before the one that marked the run
+  // started (and waited for its lock) carries the earlier time.
+  const took = t.startedAt
+    ? ` ${seconds(Math.max(0, (t.finishedAt?.getTime() ?? now) - t.startedAt.getTime()))}`
+    : "";
   const attempt = t.attempt > 1 ? ` attempt ${t.attempt}` : "";
   const error =
     t.status === "failed" && t.error

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { blame } from "../cli/blocked.ts";
 import type { WorkflowDetail } from "../cli/client.ts";
 import { progressTasks } from "../cli/follow.ts";
-import { Progress, readSpacing, type ProgressTask } from "../cli/progress.ts";
+import { Progress, readSpacing, taskLine, type ProgressTask } from "../cli/progress.ts";
 import { colorsFor } from "../cli/terminal.ts";
 import { SseParser } from "../shared/sse.ts";
 
@@ -89,6 +89,11 @@ describe("live progress", () => {
     p.note("a message");
     expect(out.writes[1]).toBe("\x1b[6F\x1b[J");
     expect(out.text()).not.toMatch(COLOR);
+  });
+
+  it("never shows a negative duration, as a success recorded by a transaction begun before its start's", () => {
+    const t = task("load", "succeeded", { finishedAt: new Date(at.getTime() - 10) });
+    expect(taskLine(t)).toBe("✓ load succeeded 0.00s");
   });
 
   it("colors only a terminal, and never with NO_COLOR", () => {
