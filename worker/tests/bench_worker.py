@@ -91,7 +91,7 @@ def server_cpu(pid):
 
 def server_faults(pid):
     """Minor page faults of the fork server and of its zygote, with the children each has reaped."""
-    return sum(int(stat_fields(p)[7]) + int(stat_fields(p)[8]) for p in server_and_zygote(pid))
+    return sum(int(fields[7]) + int(fields[8]) for fields in map(stat_fields, server_and_zygote(pid)))
 
 
 def server_and_zygote(pid):
