@@ -294,11 +294,13 @@ begin
   end if;
 
   update dwop.runs r
-  set status = 'succeeded', finished_at = v_now, started_at = coalesce(r.started_at, v_now)
+  set status = 'succeeded', finished_at = greatest(v_now, r.started_at),
+      started_at = coalesce(r.started_at, v_now)
   where r.id = any(v_runs);
   with succeeded as (
     update dwop.tasks t
-    set status = 'succeeded', finished_at = v_now, started_at = coalesce(t.started_at, v_now), error = null
+    set status = 'succeeded', finished_at = greatest(v_now, t.started_at), started_at = coalesce(t.started_at, v_now),
+        error = null
     where t.id = any(v_tasks)
     returning t.workflow_id, t.name, t.attempt
   )
@@ -668,7 +670,7 @@ declare
   v_delay_ms bigint;
 begin
   update dwop.runs
-  set status = case when p_reason = 'lost' then 'lost' else 'failed' end, finished_at = v_now,
+  set status = case when p_reason = 'lost' then 'lost' else 'failed' end, finished_at = greatest(v_now, started_at),
       failure_reason = p_reason, error = p_error_msg, exit_code = p_exit_code, log_tail = p_log_tail
   where id = p_run_id and status in ('starting', 'dispatched', 'running')
   returning * into v_run;
@@ -713,7 +715,7 @@ begin
     return 'retried';
   end if;
 
-  update dwop.tasks set status = 'failed', finished_at = v_now where id = v_task.id;
+  update dwop.tasks set status = 'failed', finished_at = greatest(v_now, started_at) where id = v_task.id;
   perform dwop.log_event(v_task.workflow_id, 'task', v_task.name, 'failed', v_task.attempt,
                          jsonb_build_object('reason', p_reason, 'exit_code', p_exit_code, 'error', p_error_msg), v_now);
   perform dwop.fail_downstream(v_task.id, v_now);

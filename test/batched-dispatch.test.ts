@@ -264,3 +264,53 @@ describe("mark_runs_dispatched", () => {
     expect(row).toEqual({ run: "dispatched", task: "dispatched" });
   });
 });
+
+describe("a run that ends before its start is recorded", () => {
+  // The end's transaction began before the mark's and waited for its row lock: its time is the earlier.
+  const marked = "2026-12-05T10:00:00.050Z";
+  const ended = "2026-12-05T10:00:00.020Z";
+
+  async function startedAndMarked(names: string[]) {
+    const w = await roots(names);
+    const started = await store.startRuns(
+      names.map((n) => w.byName[n]!),
+      "d1",
+      "local",
+    );
+    const ids = started.map((r) => (r.kind === "created" ? r.assignment.runId : ""));
+    await m.db`select dwop.mark_runs_dispatched(${ids}::bigint[], ${ids.map((i) => `pid-${i}`)}::text[],
+                                                true, ${marked}::timestamptz)`;
+    return ids;
+  }
+
+  async function times(ids: string[]) {
+    return m.db<
+      { run: string; runStarted: Date; runFinished: Date; taskStarted: Date; taskFinished: Date }[]
+    >`
+      select r.status as run, r.started_at as "runStarted", r.finished_at as "runFinished",
+             t.started_at as "taskStarted", t.finished_at as "taskFinished"
+      from dwop.runs r join dwop.tasks t on t.id = r.task_id where r.id = any(${ids}::bigint[])`;
+  }
+
+  it("has its success end no earlier than its start", async () => {
+    const ids = await startedAndMarked(["a", "b"]);
+    await m.db`select dwop.complete_runs(${ids}::bigint[], ${ended}::timestamptz)`;
+    const rows = await times(ids);
+    expect(rows.map((r) => r.run)).toEqual(["succeeded", "succeeded"]);
+    for (const r of rows) {
+      expect(r.runStarted.toISOString()).toBe(marked);
+      expect(r.runFinished.toISOString()).toBe(marked);
+      expect(r.taskFinished.getTime()).toBeGreaterThanOrEqual(r.taskStarted.getTime());
+    }
+  });
+
+  it("has its failure end no earlier than its start", async () => {
+    const [id] = await startedAndMarked(["a"]);
+    await m.db`select dwop.increase_attempt(${id!}::bigint, 'exit 3', 'exit_code', 3, null, true,
+                                            ${ended}::timestamptz)`;
+    const [row] = await times([id!]);
+    expect(row).toMatchObject({ run: "failed" });
+    expect(row!.runFinished.toISOString()).toBe(marked);
+    expect(row!.taskFinished.toISOString()).toBe(marked);
+  });
+});
