@@ -1,5 +1,17 @@
 import { createServer, type Server } from "node:http";
-import { link, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import {
+  chmod,
+  chown,
+  link,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,6 +20,7 @@ import type { RunOutcome, WorkerEnv } from "../shared/executors/executor.ts";
 import { ForkServer, type RunLimits } from "../shared/executors/fork-server.ts";
 import { LocalExecutor, readResult } from "../shared/executors/local.ts";
 import { readLogTail } from "../shared/executors/log-tail.ts";
+import { memoryRoot, memoryRootPath } from "../shared/executors/memory-root.ts";
 import { resolvePython, WORKER_SCRIPT } from "../shared/executors/python.ts";
 import { DEFAULT_TASK_OPTIONS, type RunAssignment } from "../shared/model.ts";
 
@@ -254,6 +267,94 @@ describe("a run's output and log left to the dispatcher", () => {
       "out\n",
     ]) {
       expect(readResult(await folder((path) => writeFile(path, bad)), 100), bad).toBeNull();
+    }
+  });
+});
+
+describe("a run's folder", () => {
+  /** A folder of /dev/shm for one test, as memoryRoot makes it (0700). */
+  async function shmFolder(): Promise<string> {
+    return mkdtemp("/dev/shm/dwop-test-runs-");
+  }
+
+  /** The run folders in a folder. */
+  async function runFolders(root: string): Promise<string[]> {
+    return (await readdir(root)).filter((n) => n.startsWith("run-"));
+  }
+
+  it("is in memory for a sandboxed run whose code and inputs came inline, on disk for one that downloads", async (ctx) => {
+    const memory = await shmFolder();
+    const store = await startStore();
+    const executor = new LocalExecutor({
+      python: await resolvePython(),
+      workerScript: WORKER_SCRIPT,
+      workRoot: dir,
+      memoryRoot: memory,
+    });
+    try {
+      if ((await executor.sandbox()).mode !== "namespaces") return ctx.skip();
+      const { DWOP_CODE_URL: _, ...urls } = env(store.url, "unused");
+      const sleeps = Buffer.from("import time\ntime.sleep(60)\n").toString("base64");
+      const x = Buffer.from("1").toString("base64");
+      await executor.start(assignment("small"), {
+        ...urls,
+        DWOP_CODE: sleeps,
+        DWOP_INPUTS: JSON.stringify([{ param: "x", data: x }]),
+      });
+      const [small] = await runFolders(memory);
+      expect(small).toMatch(/^run-small-[0-9a-f]{32}$/);
+      expect(await runFolders(dir)).toEqual([]);
+      // An output or log that outgrows memory goes to the work root on disk, not to the folder in memory.
+      const smallEnv = JSON.parse(await readFile(join(memory, small!, ".dwop-env"), "utf8")) as object;
+      expect(smallEnv).toMatchObject({ DWOP_SPILL_FOLDER: dir });
+      // An input by URL is downloaded into the folder (this one never comes): on disk.
+      await executor.start(assignment("downloads"), {
+        ...urls,
+        DWOP_CODE: sleeps,
+        DWOP_INPUTS: JSON.stringify([{ param: "x", url: `${store.url}/hang` }]),
+      });
+      const [downloads] = await runFolders(dir);
+      expect(downloads).toMatch(/^run-downloads-/);
+      const downloadsEnv = JSON.parse(await readFile(join(dir, downloads!, ".dwop-env"), "utf8")) as object;
+      expect(downloadsEnv).not.toHaveProperty("DWOP_SPILL_FOLDER");
+      // So is the code by URL.
+      await executor.start(assignment("code"), env(store.url, "hang"));
+      expect((await runFolders(dir)).sort()).toEqual([
+        expect.stringMatching(/^run-code-/),
+        expect.stringMatching(/^run-downloads-/),
+      ]);
+      // A memory root that is no longer this user's alone is not used.
+      await chmod(memory, 0o755);
+      await executor.start(assignment("open"), { ...urls, DWOP_CODE: sleeps, DWOP_INPUTS: "[]" });
+      expect(await runFolders(dir)).toContainEqual(expect.stringMatching(/^run-open-/));
+      for (const id of executor.active()) await executor.kill(id);
+      await until(async () => (await runFolders(memory)).length + (await runFolders(dir)).length === 0);
+    } finally {
+      await executor.close();
+      store.server.closeAllConnections();
+      await new Promise((r) => store.server.close(r));
+      await rm(memory, { recursive: true, force: true });
+    }
+  });
+
+  it("goes in memory only in a tmpfs folder of this user's alone", async () => {
+    expect(memoryRoot(dir, dir)).toBeNull(); // not a tmpfs
+    const shm = await shmFolder();
+    try {
+      const root = memoryRoot(join(dir, "runs"), shm);
+      expect(root).toBe(memoryRootPath(join(dir, "runs"), shm));
+      expect(root && (await stat(root)).mode & 0o777).toBe(0o700);
+      expect(memoryRoot(join(dir, "runs"), shm)).toBe(root); // the same for the next process
+      await symlink(dir, memoryRootPath(join(dir, "other"), shm));
+      expect(memoryRoot(join(dir, "other"), shm)).toBeNull(); // a link in its place
+      if (process.getuid?.() === 0) {
+        const taken = memoryRootPath(join(dir, "taken"), shm);
+        await mkdir(taken, { mode: 0o700 });
+        await chown(taken, 65534, 65534);
+        expect(memoryRoot(join(dir, "taken"), shm)).toBeNull(); // made first by another user
+      }
+    } finally {
+      await rm(shm, { recursive: true, force: true });
     }
   });
 });

@@ -9,6 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { signJwt } from "../functions/jwt.ts";
 import { resolvePython } from "../shared/executors/python.ts";
 import { startDevServer, type DevServer } from "./support/api-server.ts";
+import { memoryRootPath } from "../shared/executors/memory-root.ts";
 
 /**
  * A tenant's task is hostile code. Two owners share one `dwop dev` on the embedded default (the embedded
@@ -101,6 +102,15 @@ function machineAddresses(): string[] {
 }
 let listenerPort = 0;
 
+/** The server's work root, where its runs' folders are when they are not in memory. */
+const runs = () => join(server.home, "runs");
+
+/** The run folders in a folder (none when it does not exist). */
+async function runFolders(root: string): Promise<string[]> {
+  const names = await readdir(root).catch(() => []);
+  return names.filter((n) => n.startsWith("run-")).map((n) => join(root, n));
+}
+
 /** The victim: owner B's task, which keeps a secret in its folder and runs until it is cancelled. */
 const VICTIM = `
 fun victim():
@@ -111,13 +121,14 @@ fun victim():
 `;
 
 /** Owner A's attack: each attempt is reported as "blocked: why" or "REACHED: what". */
-const attack = (home: string, apiPort: number, victimId: string) => `
+const attack = (home: string, apiPort: number, victimId: string, memory: string) => `
 fun attack():
     import json, os, re, socket, sys, sysconfig
     SECRETS = ${JSON.stringify([JWT_SECRET, STORAGE_SECRET])}
     PLANTS = ${JSON.stringify(PLANTS)}
     MACHINE, LISTENER = ${JSON.stringify(machineAddresses())}, ${listenerPort}
     HOME, CWD, REPO, API_PORT, VICTIM = ${JSON.stringify(home)}, ${JSON.stringify(cwd)}, ${JSON.stringify(ROOT)}, ${apiPort}, ${JSON.stringify(victimId)}
+    MEMORY = ${JSON.stringify(memory)}
     found = {}
     def attempt(name, call):
         try:
@@ -202,6 +213,7 @@ fun attack():
     attempt("the storage secret", lambda: read(HOME + "/storage.secret"))
     attempt("the storage folder", lambda: os.listdir(HOME + "/storage"))
     attempt("the other runs' folders", lambda: os.listdir(HOME + "/runs"))
+    attempt("the other runs' folders in memory", lambda: os.listdir(MEMORY))
     for name, path in PLANTS.items():
         attempt(name, lambda: plant(path))
     attempt("another run's signed URLs", victim_urls)
@@ -289,13 +301,15 @@ beforeAll(async () => {
   await waitFor(tokens.b, victim.id, (w) => w.tasks[0]!.status === "running");
   // Another user of the machine, while the victim runs, with DWOP's home open to all as ~/.dwop often is.
   await chmod(server.home, 0o755);
-  const [folder] = await readdir(join(server.home, "runs"));
-  seen.nobodyList = isRoot
-    ? spawnSync("ls", [join(server.home, "runs", folder!)], { uid: 65534, gid: 65534 }).status
-    : null;
+  // Its folder is in memory (its code came inline, it downloads nothing), or on disk where there is none.
+  const [folder] = [...(await runFolders(memoryRootPath(runs()))), ...(await runFolders(runs()))];
+  seen.nobodyList = isRoot ? spawnSync("ls", [folder!], { uid: 65534, gid: 65534 }).status : null;
   const port = Number(new URL(server.url).port);
   const uid = process.getuid?.() ?? -1;
-  const source = attack(server.home, port, victim.id).replaceAll("SERVER_UID", String(uid));
+  const source = attack(server.home, port, victim.id, memoryRootPath(runs())).replaceAll(
+    "SERVER_UID",
+    String(uid),
+  );
   const attacker = await waitFor(tokens.a, (await submit(tokens.a, source)).id, ended);
   expect(attacker.status, JSON.stringify(attacker)).toBe("succeeded");
   const output = await fetch(`${server.url}/workflows/${attacker.id}/tasks/attack/output`, {
@@ -330,7 +344,7 @@ describe("a hostile tenant's task on the embedded default", () => {
   it("reaches nothing of the machine, the server or the other tenant", () => {
     const reached = Object.entries(seen.attack).filter(([, result]) => !result.startsWith("blocked: "));
     expect(reached).toEqual([]);
-    expect(Object.keys(seen.attack).length).toBe(21 + machineAddresses().length);
+    expect(Object.keys(seen.attack).length).toBe(22 + machineAddresses().length);
     // Each refused by the boundary, not by a slip in the attack's own code.
     const slips = Object.entries(seen.attack).filter(([, r]) =>
       /is not defined|has no attribute|argument/.test(r),
@@ -371,11 +385,12 @@ describe("a hostile tenant's task on the embedded default", () => {
     expect(seen.nobodyList).toBe(2); // ls: cannot access
   });
 
-  it("leaves no run folder behind", async () => {
+  it("leaves no run folder behind, on disk or in memory", async () => {
+    const left = async () => [...(await runFolders(runs())), ...(await runFolders(memoryRootPath(runs())))];
     const deadline = Date.now() + 10_000;
-    while ((await readdir(join(server.home, "runs"))).length > 0 && Date.now() < deadline) {
+    while ((await left()).length > 0 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
     }
-    expect(await readdir(join(server.home, "runs"))).toEqual([]);
+    expect(await left()).toEqual([]);
   });
 });

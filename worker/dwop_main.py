@@ -46,7 +46,7 @@ from dwop_http import RETRY_DELAYS, HttpError, Transfer, parse_retry_delays, tra
 from dwop_json import parse_json
 from dwop_log import LineLog, LogStream
 from dwop_source import MARK, exception_line
-from dwop_unnamed import UnnamedFile
+from dwop_unnamed import UnnamedFile, spill_to
 from dwop_process import BODY_KEEPS, abandon_child, die_with_parent, exit_on_stop_signals, fork_child, load_prctl
 from dwop_process import reap_child
 from dwop_process import run_script, unbuffered_stdio, wait_child
@@ -595,6 +595,7 @@ def main(body=None, done=None, env=None):
     the exit code just before the exit (see exit_now). env: the run's environment (the fork server's env
     file), else this process's."""
     env = os.environ if env is None else env
+    spill_to(env.get("DWOP_SPILL_FOLDER"))
     if os.getpid() == 1:
         exit_on_stop_signals()
     parent = os.getppid()

@@ -3,7 +3,8 @@
 Each starts in memory (memfd_create) and moves to an unnamed file in the run's folder (O_TMPFILE) once it
 holds more than IN_MEMORY_BYTES: a small task's run makes no inode on disk for either (on a file system
 that makes inodes slowly, each cost up to half a millisecond on the run's path), and a large output still
-goes to disk, not to memory.
+goes to disk, not to memory. A run whose folder is itself in memory (the local executor keeps a small
+sandboxed run's there) is given a folder on disk for them instead: DWOP_SPILL_FOLDER (spill_to).
 """
 
 import os
@@ -12,14 +13,22 @@ from dwop_process import write_all
 
 IN_MEMORY_BYTES = 256 * 1024
 COPY_CHUNK = 1 << 20
+# Where a file goes once it outgrows memory: the working folder (the run's), unless spill_to said.
+SPILL_FOLDER = "."
+
+
+def spill_to(folder):
+    """Has files that outgrow memory go to folder (None: the working folder), in this process."""
+    global SPILL_FOLDER
+    SPILL_FOLDER = folder or "."
 
 
 def anonymous_file():
-    """A read-write file in the working folder that has no name, so the body never sees it."""
+    """A read-write file in the spill folder that has no name, so the body never sees it."""
     try:
-        return os.open(".", os.O_TMPFILE | os.O_RDWR, 0o600)
+        return os.open(SPILL_FOLDER, os.O_TMPFILE | os.O_RDWR, 0o600)
     except (AttributeError, OSError):
-        name = ".dwop-%d.tmp" % os.getpid()
+        name = os.path.join(SPILL_FOLDER, ".dwop-%d.tmp" % os.getpid())
         fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         os.unlink(name)
         return fd

@@ -1,7 +1,7 @@
 // Node-only: runs each attempt as a fresh local process of the Python worker, forked by the fork server.
 import { randomBytes } from "node:crypto";
 import { chmodSync, closeSync, constants, fstatSync, mkdirSync, openSync, readSync } from "node:fs";
-import { chmod, mkdir, readFile, rm } from "node:fs/promises";
+import { chmod, mkdir, readFile, rm, rmdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { configSchema, type Config } from "../config.ts";
 import type { FailureReason, RunAssignment, WorkerFailure } from "../model.ts";
@@ -17,6 +17,7 @@ import {
 } from "./fork-server.ts";
 import { parseCpu, parseMemory } from "../quantity.ts";
 import { readLogTail } from "./log-tail.ts";
+import { memoryRoot, ownFolder } from "./memory-root.ts";
 import { resolvePython, WORKER_SCRIPT } from "./python.ts";
 
 export interface LocalExecutorOptions {
@@ -25,6 +26,11 @@ export interface LocalExecutorOptions {
   workerScript: string;
   /** Each run gets a fresh folder below this one (made 0700), removed when the run ends. */
   workRoot: string;
+  /**
+   * Where a run whose folder holds only small files keeps it instead (inMemory): a 0700 folder of a tmpfs.
+   * Not given: memoryRoot(workRoot), the work root's folder in /dev/shm; null: every run's folder is on disk.
+   */
+  memoryRoot?: string | null;
   /** Extra variables the worker may see (PIP_* for offline installs, for example). */
   passEnv?: Record<string, string>;
   /** The task sandbox (see worker/dwop_sandbox.py); "auto" when not given. */
@@ -95,10 +101,12 @@ export class LocalExecutor implements Executor {
   /** A run's limits where its task sets none: the options', else the configuration's defaults. */
   private readonly defaults: DefaultLimits;
   private workRootReady: Promise<void> | null = null;
+  private readonly memoryRoot: string | null;
 
   constructor(private readonly options: LocalExecutorOptions) {
     this.log = (options.logger ?? silentLogger).child({ component: "local-executor" });
     this.defaults = { ...taskLimits(configSchema.parse({})), ...options.limits };
+    this.memoryRoot = options.memoryRoot === undefined ? memoryRoot(options.workRoot) : options.memoryRoot;
     this.server = new ForkServer({
       python: options.python,
       workerScript: options.workerScript,
@@ -132,11 +140,9 @@ export class LocalExecutor implements Executor {
     const existing = this.runs.get(assignment.runId);
     if (existing) return { jobName: `pid-${await existing.started}` };
 
-    // Unguessable (run ids are sequential and shown by the API), and see launch() for its mode.
-    const dir = resolve(this.options.workRoot, `run-${assignment.runId}-${randomBytes(16).toString("hex")}`);
     const run: LocalRun = {
       assignment,
-      dir,
+      dir: "", // launch() picks it
       inlineResultBytes: Number(env.DWOP_INLINE_RESULT_BYTES ?? 0),
       started: Promise.resolve(0), // replaced just below by the launch itself
       pid: null,
@@ -150,8 +156,28 @@ export class LocalExecutor implements Executor {
       return { jobName: `pid-${await run.started}` };
     } catch (err) {
       this.runs.delete(assignment.runId);
-      await rm(dir, { recursive: true, force: true });
+      if (run.dir) await rm(run.dir, { recursive: true, force: true });
       throw err;
+    }
+  }
+
+  /**
+   * Whether a sandboxed run's folder goes in memory: it holds small files only (the env file, the worker's
+   * log, its result), as the body writes in a tmpfs of its own (the sandbox's /work and /tmp), when the code
+   * and every input came in the env file (nothing is downloaded into the folder). A run's folder on disk is
+   * a few inodes made and freed, which some file systems pay dearly for (docs/configuration.md, DWOP_HOME).
+   * The memory root is checked before each use: a folder that another user could have made in its place
+   * (after it was removed) is not used.
+   */
+  private inMemory(env: WorkerEnv): boolean {
+    if (!this.memoryRoot || env.DWOP_CODE === undefined || env.DWOP_REQUIREMENTS_URL) {
+      return false;
+    }
+    try {
+      const inputs = JSON.parse(env.DWOP_INPUTS) as { data?: unknown }[];
+      return inputs.every((input) => typeof input.data === "string") && ownFolder(this.memoryRoot);
+    } catch {
+      return false;
     }
   }
 
@@ -175,16 +201,27 @@ export class LocalExecutor implements Executor {
     // In the sandbox the body's TMPDIR is its own /tmp (a tmpfs of its disk limit): the folder's .tmp is
     // made only for a run outside it, one file system entry less on each sandboxed run's start.
     const sandboxed = (await this.server.sandbox()).mode === "namespaces";
+    // Unguessable (run ids are sequential and shown by the API), in memory when it holds small files only.
+    const name = `run-${run.assignment.runId}-${randomBytes(16).toString("hex")}`;
+    const inMemory = sandboxed && this.inMemory(env);
+    run.dir = resolve(inMemory ? this.memoryRoot! : this.options.workRoot, name);
     // Synchronous: a few microseconds each on a local disk, where each await of fs/promises is a trip
     // through libuv's thread pool and back (~0.1-0.3 ms apiece on the path of every run's start).
-    mkdirSync(run.dir, { mode: 0o755 });
+    try {
+      mkdirSync(run.dir, { mode: 0o755 });
+    } catch (err) {
+      if (!inMemory) throw err;
+      // The memory root is gone (another process of the same work root removed it as it stopped).
+      run.dir = resolve(this.options.workRoot, name);
+      mkdirSync(run.dir, { mode: 0o755 });
+    }
     chmodSync(run.dir, 0o755);
     if (!sandboxed) mkdirSync(join(run.dir, TMP_DIR), { mode: 0o755 });
     const limits = runLimits(run.assignment, this.defaults);
     const worker = await this.server.fork(
       run.assignment.runId,
       run.dir,
-      this.workerEnv(env, run.dir, sandboxed),
+      this.workerEnv(env, run.dir, sandboxed, inMemory && run.dir.startsWith(this.memoryRoot! + "/")),
       limits,
     );
     run.pid = worker.pid;
@@ -213,7 +250,12 @@ export class LocalExecutor implements Executor {
     return { ...inherited, ...this.options.passEnv, DWOP_DIE_WITH_PARENT: "1", PYTHONUNBUFFERED: "1" };
   }
 
-  private workerEnv(env: WorkerEnv, dir: string, sandboxed: boolean): Record<string, string> {
+  private workerEnv(
+    env: WorkerEnv,
+    dir: string,
+    sandboxed: boolean,
+    inMemory: boolean,
+  ): Record<string, string> {
     return {
       ...this.baseEnv(),
       ...(env as unknown as Record<string, string>),
@@ -222,6 +264,8 @@ export class LocalExecutor implements Executor {
       // (in the sandbox, the body's TMPDIR is its own /tmp).
       ...(sandboxed ? {} : { TMPDIR: join(dir, TMP_DIR) }),
       DWOP_RESULT_FILE: join(dir, RESULT_FILE),
+      // A folder in memory keeps no large file: an output or log that outgrows memory goes to the disk's.
+      ...(inMemory ? { DWOP_SPILL_FOLDER: resolve(this.options.workRoot) } : {}),
       DWOP_DIE_WITH_PARENT: "1",
       PYTHONUNBUFFERED: "1",
     };
@@ -298,6 +342,8 @@ export class LocalExecutor implements Executor {
       this.killGroup(run);
     }
     await this.server.close();
+    // Empty unless another process of the same work root has runs in it: then it stays.
+    if (this.memoryRoot) await rmdir(this.memoryRoot).catch(() => {});
   }
 }
 

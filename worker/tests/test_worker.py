@@ -686,6 +686,21 @@ class UnnamedFileTest(unittest.TestCase):
         self.assertEqual(os.pread(memory, 2000, 0), b"a" * 1000)
         self.assertEqual(os.listdir("."), [])
 
+    def test_a_large_one_moves_to_the_spill_folder_when_there_is_one(self):
+        import dwop_unnamed
+        from dwop_unnamed import IN_MEMORY_BYTES, UnnamedFile
+
+        spill = tempfile.TemporaryDirectory(prefix="dwop-spill-")
+        self.addCleanup(spill.cleanup)
+        self.addCleanup(dwop_unnamed.spill_to, None)
+        dwop_unnamed.spill_to(spill.name)
+        f = UnnamedFile("dwop-test")
+        self.addCleanup(os.close, f.fd)
+        f.write(b"c" * (IN_MEMORY_BYTES + 1))
+        self.assertTrue(os.readlink("/proc/self/fd/%d" % f.fd).startswith(os.path.realpath(spill.name) + "/"))
+        self.assertEqual(os.pread(f.fd, f.size + 1, 0), b"c" * (IN_MEMORY_BYTES + 1))
+        self.assertEqual((os.listdir("."), os.listdir(spill.name)), ([], []))
+
 
 class RetryScheduleTest(unittest.TestCase):
     def test_the_default_schedule_rides_out_about_10_s_of_storage_outage(self):
