@@ -812,6 +812,9 @@ CREATE FUNCTION dwop.mark_runs_dispatched(p_run_ids bigint[], p_job_names text[]
 declare
   v_now timestamptz := coalesce(p_now, now());
 begin
+  if p_started then
+    perform set_config('synchronous_commit', 'off', true); -- this transaction only
+  end if;
   if coalesce(cardinality(p_run_ids), 0) <> coalesce(cardinality(p_job_names), 0) then
     raise exception 'mark_runs_dispatched: % runs but % job names', cardinality(p_run_ids),
       cardinality(p_job_names) using errcode = '22023';

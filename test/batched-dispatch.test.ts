@@ -253,6 +253,33 @@ describe("mark_runs_dispatched", () => {
     expect(await store.markRunsDispatched([{ runId: a!, jobName: "pid-9" }], true)).toEqual([]);
   });
 
+  it("commits a local run's mark without waiting for the disk, a cluster run's as every other", async () => {
+    const w = await roots(["a", "b"]);
+    const [a, b] = (await store.startRuns([w.byName.a!, w.byName.b!], "d1", "local")).map((r) =>
+      r.kind === "created" ? r.assignment.runId : "",
+    );
+    const commitOf = async (runId: string, started: boolean) => {
+      const connection = await m.db.reserve();
+      try {
+        await connection`begin`;
+        await connection`select dwop.mark_runs_dispatched(array[${runId}]::bigint[], array['job'], ${started})`;
+        const [mark] = await connection<
+          { value: string }[]
+        >`select current_setting('synchronous_commit') as value`;
+        await connection`commit`;
+        // Its transaction's alone: the connection's next one waits for the disk again.
+        const [after] = await connection<
+          { value: string }[]
+        >`select current_setting('synchronous_commit') as value`;
+        return [mark!.value, after!.value];
+      } finally {
+        connection.release();
+      }
+    };
+    expect(await commitOf(a!, true)).toEqual(["off", "on"]);
+    expect(await commitOf(b!, false)).toEqual(["on", "on"]);
+  });
+
   it("leaves a cluster run's task dispatched until its pod runs", async () => {
     const w = await roots(["a"]);
     const [r] = await store.startRuns([w.byName.a!], "d1", "kubernetes");
