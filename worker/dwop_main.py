@@ -250,8 +250,16 @@ class Body:
         gate_r, self.gate_w = os.pipe()
         if sandbox:
             sandbox.before_fork()
-        self.child = fork_child(lambda: self.main(gate_r), (*close, self.report_r, self.gate_w), prctl)
+        # The body's process tells its exit status just before it exits (dwop_process.wait_child), where no
+        # init of the sandbox's tells it (ended, a normal user's runs).
+        self.told = None if sandbox and sandbox.ended else os.pipe()
+        told_r = (self.told[0],) if self.told else ()
+        ends = (*close, self.report_r, self.gate_w, *told_r)  # the child's to close
+        self.child = fork_child(lambda: self.main(gate_r), ends, prctl)
         os.close(gate_r)
+        if self.told:
+            os.close(self.told[1])
+        self.unreaped = False  # after open(): whether its status came before its exit, to reap it then
 
     def note(self, kind, text):
         write_all(self.report_w, ("%s %s\n" % (kind, text)).encode("utf-8", "replace"))
@@ -287,7 +295,8 @@ class Body:
         else:
             os.chdir(gate().folder)
         deps = install_requirements(self.note) if self.requirements else None
-        run_script("main.py", deps, lambda error: body_failed(self.note, error, self.sandbox))
+        told = self.told[1] if self.told else None
+        run_script("main.py", deps, lambda error: body_failed(self.note, error, self.sandbox), told)
 
     def started(self):
         """Right after the fork, while the child sets up: the worker's half of the sandbox's set-up
@@ -305,6 +314,8 @@ class Body:
         abandon_child(self.child)
         os.close(self.report_r)
         os.close(self.report_w)
+        if self.told:
+            os.close(self.told[0])
         if self.sandbox and self.attached:
             self.sandbox.after_run()
 
@@ -321,16 +332,19 @@ class Body:
         if sandbox:
             sandbox.hold_mounts(self.child[0])  # while the body adds the run's part of its root
         ended = sandbox.ended[0] if sandbox and sandbox.ended else None
+        told = self.told[0] if self.told else None
         try:
-            code, signal = wait_child(
+            code, signal, self.unreaped = wait_child(
                 self.child,
                 (1, output, log.stream("stdout")),
                 (2, log.stream("stderr")),
                 ended,
+                told,
             )
         finally:
-            if ended is not None:
-                os.close(ended)
+            for fd in (ended, told):
+                if fd is not None:
+                    os.close(fd)
             os.close(self.report_w)
             log.end_streams()
             if log.stream_to:
@@ -508,7 +522,8 @@ def store_log_done(log, stored):
 def work(task, log, parent, die_with_parent_wanted, body, done=None):
     """The steps of a run; raises Failure. body: the Body prepared for it, or None to fork one now (which
     does not keep done, the worker's pipe to the fork server). Returns the sandbox's init (a normal user's
-    runs: a fork_child) after a success, for exit_now to reap once the run's end is told; else None."""
+    runs: a fork_child) or the body's process (whose status it told, see dwop_process.wait_child) after a
+    success, for exit_now to reap once the run's end is told; else None."""
     prctl = None
     if die_with_parent_wanted:
         prctl = load_prctl()
@@ -533,10 +548,10 @@ def work(task, log, parent, die_with_parent_wanted, body, done=None):
         body.open(has_requirements, log, output, task.body_env, files)
         upload(task, output, log)
     except BaseException:
-        if body.sandbox:
+        if body.sandbox or body.unreaped:
             reap_child(body.child)
         raise
-    return body.child if body.sandbox and body.sandbox.has_init else None
+    return body.child if (body.sandbox and body.sandbox.has_init) or body.unreaped else None
 
 
 # A made-up run for rehearse(), its URL as long as a real one, so that the same sizes are allocated.
@@ -637,11 +652,13 @@ def main(body=None, done=None, env=None):
 def exit_now(code, done, init=None):
     """Exits with code, having told the fork server on done first: the server reports the run's end
     without waiting for the kernel to tear this process down (half a millisecond and more). The run is
-    over by then: its body reaped, its output stored or its failure written.
+    over by then: its body ended (killed, when it told its status), its output stored or its failure
+    written.
 
-    init, the sandbox's first process after a success (a normal user's runs), is reaped after the telling:
-    its exit kills what the body left running in the run's pid namespace and tears the namespaces down
-    (0.3-0.6 ms), which the report need not wait for. As root this process is that first process, and its
+    init, the sandbox's first process after a success (a normal user's runs), or the body whose status it
+    told, is reaped after the telling: the first's exit kills what the body left running in the run's pid
+    namespace and tears the namespaces down (0.3-0.6 ms), the body's tears its process down (~1 ms), which
+    the report need not wait for. As root this process is that first process, and its
     own exit does the same. Either way the server frees the run's uid only when it reaps this process: no
     other run gets the uid while anything of this one is left."""
     if done is not None:

@@ -87,22 +87,34 @@ def fork_child(run, close_fds, prctl):
     return pid, out_r, err_r
 
 
-def wait_child(child, out_sinks, err_sinks, ended=None):
+def wait_child(child, out_sinks, err_sinks, ended=None, told=None):
     """Copies a fork_child's stdout and stderr to the sinks until it exits, forwarding SIGTERM to it;
-    returns (exit status, killing signal or None), with 128+N as the status for signal N.
+    returns (exit status, killing signal or None, whether it is left to reap), with 128+N as the status for
+    signal N.
 
     ended: a pipe on which the child (the sandbox's init) writes its exit status just before it exits:
     read from there, the status comes before the kernel has torn the child's namespaces down (~2 ms), and
-    the child is left to reap (reap_child)."""
+    the child is left to reap (reap_child).
+
+    told: a pipe on which the child itself (the body's process, run_script) writes the status it is about
+    to exit with. Read from there, the run's end does not wait for the kernel to tear the process down (~1
+    ms here), and the child is left to reap. The child's own code could write there first: it can only make
+    its own run end sooner, as closing its stdout and exiting would. Without a word on it (the child was
+    killed, exited on its own, or closed it) its exit is waited for as without told."""
     pid, out_r, err_r = child
     previous = _signal.signal(_signal.SIGTERM, lambda signum, _frame: forward(pid, signum))
     # The first process of a pid namespace (the sandbox's worker, as root) is given every orphan in it.
     previous_chld = _signal.signal(_signal.SIGCHLD, lambda *_: reap_orphans(pid)) if os.getpid() == 1 else None
+    unreaped = False
     try:
-        status = pump(pid, out_r, err_r, out_sinks, err_sinks, ended)
+        status = pump(pid, out_r, err_r, out_sinks, err_sinks, ended, told)
         if status is None:
             said = os.read(ended, 16)
             status = int(said) << 8 if said.isdigit() else os.waitpid(pid, 0)[1]
+            unreaped = said.isdigit()
+        elif isinstance(status, Told):
+            status, unreaped = status.status, True
+            forward(pid, _signal.SIGKILL)  # it said it exits: nothing of it goes on (had it lied)
     except BaseException:
         forward(pid, _signal.SIGKILL)
         os.waitpid(pid, 0)
@@ -114,7 +126,23 @@ def wait_child(child, out_sinks, err_sinks, ended=None):
         os.close(out_r)
         os.close(err_r)
     code = os.waitstatus_to_exitcode(status)
-    return (code, None) if code >= 0 else (128 - code, -code)
+    return (code, None, unreaped) if code >= 0 else (128 - code, -code, unreaped)
+
+
+class Told:
+    """A wait status the child told on its told pipe (see wait_child), not the kernel's."""
+
+    def __init__(self, code):
+        self.status = code << 8
+
+
+def tell_exit(told, status):
+    """In the child, just before it exits with status: tells it on told (see wait_child)."""
+    if told is not None:
+        try:
+            os.write(told, b"%d" % status)
+        except OSError:
+            pass  # the worker is gone, or the body closed it: its exit is waited for instead
 
 
 def reap_orphans(child):
@@ -191,12 +219,12 @@ def in_child(run, out_w, err_w, close_fds, prctl, parent):
         os._exit(EXIT_NOT_STARTED)
 
 
-def pump(pid, out_r, err_r, out_sinks, err_sinks, ended=None):
-    """Copies the child's stdout and stderr to their sinks as they arrive; returns its wait status, or
-    None when the ended pipe (see wait_child) is there to read it from.
+def pump(pid, out_r, err_r, out_sinks, err_sinks, ended=None, told=None):
+    """Copies the child's stdout and stderr to their sinks as they arrive; returns its wait status, None
+    when the ended pipe (see wait_child) is there to read it from, or a Told when the child told it.
 
-    Ends when the child exits (seen through a pidfd where there is one, or the ended pipe), so a grandchild
-    that keeps the pipes open does not hold the worker.
+    Ends when the child exits (seen through a pidfd where there is one, the ended pipe, or its word on told),
+    so a grandchild that keeps the pipes open does not hold the worker.
     """
     sinks = {out_r: list(out_sinks), err_r: list(err_sinks)}
     poller = select.poll()
@@ -209,12 +237,22 @@ def pump(pid, out_r, err_r, out_sinks, err_sinks, ended=None):
         poller.register(pidfd, select.POLLIN)
     except (AttributeError, OSError):
         pass
+    if told is not None:
+        poller.register(told, select.POLLIN)
     open_fds = set(sinks)
     exited = False
+    said = None
     while open_fds and not exited:
         for fd, _ in poller.poll():
             if fd == pidfd:
                 exited = True
+            elif fd == told:
+                # Written whole just before the child's exit (a few bytes are one write); anything else,
+                # end of file without a word included, leaves its exit to be waited for.
+                word = os.read(told, 16)
+                poller.unregister(told)
+                if word.isdigit() and int(word) < 256:
+                    said, exited = int(word), True
             elif fd in open_fds and not copy_available(fd, sinks[fd], once=True):
                 poller.unregister(fd)
                 open_fds.discard(fd)
@@ -224,11 +262,13 @@ def pump(pid, out_r, err_r, out_sinks, err_sinks, ended=None):
         return None
     if pidfd is not None:
         os.close(pidfd)
+    if said is not None:
+        return Told(said)
     return os.waitpid(pid, 0)[1]
 
 
 def reap_child(child):
-    """Reaps a fork_child whose status wait_child read from its ended pipe."""
+    """Reaps a fork_child whose status wait_child read from its ended or told pipe."""
     try:
         os.waitpid(child[0], 0)
     except ChildProcessError:
@@ -278,10 +318,11 @@ def write_all(fd, data):
 # --- the task body, in the forked child -------------------------------------------------------------
 
 
-def run_script(path, deps, failed=None):
+def run_script(path, deps, failed=None, told=None):
     """Runs path as `python path` would, in this (forked) process, then exits with its status; calls
-    failed(the exception or None) first when the status is not 0. The process's stdio is made unbuffered
-    beforehand (unbuffered_stdio), while it waits for its run."""
+    failed(the exception or None) first when the status is not 0, and tells the status on told last (see
+    wait_child). The process's stdio is made unbuffered beforehand (unbuffered_stdio), while it waits for
+    its run."""
     for name in [k for k in os.environ if k.startswith("DWOP_") and k not in BODY_KEEPS]:
         del os.environ[name]
     sys.argv = [path]
@@ -313,6 +354,7 @@ def run_script(path, deps, failed=None):
             failed(error)
         except BaseException:
             pass
+    tell_exit(told, status)
     os._exit(status)
 
 

@@ -287,6 +287,42 @@ class ForkServerTest(unittest.TestCase):
             self.assertEqual(f.read(), b"out 1\nerr 1\nout 2\nTrue True\n")
         self.assertNotEqual(pid, self.server.ready)
 
+    def test_a_body_that_closes_its_descriptors_still_gives_all_its_output_and_its_exit(self):
+        # What a daemonizing library does: the pipe on which the body tells its exit status goes too, so its
+        # exit is waited for; its output is larger than a pipe holds.
+        _, ended = self.run_task(
+            "closer",
+            """
+            import os, sys
+            os.closerange(3, 4096)
+            sys.stdout.write("x" * 200000 + "\\n")
+            """,
+        )
+        self.assertEqual(ended, {"id": "closer", "exit": 0})
+        self.assertEqual(self.output("closer"), b"x" * 200000 + b"\n")
+
+    def test_a_body_that_says_it_exits_before_it_does_ends_its_run_there(self):
+        # The status the body tells (dwop_process.wait_child) is its own to tell: told early, its run ends
+        # and the body is killed, as if it had exited; it cannot make the run last longer.
+        if isinstance(self, SandboxedForkServerTest) and os.getuid() != 0:
+            self.skipTest("a normal user's sandbox has an init, which tells the body's status")
+        start = time.monotonic()
+        _, ended = self.run_task(
+            "teller",
+            """
+            import os, stat, time
+            for fd in map(int, os.listdir("/proc/self/fd")):
+                try:
+                    if fd > 2 and stat.S_ISFIFO(os.fstat(fd).st_mode):
+                        os.write(fd, b"0")
+                except OSError:
+                    pass
+            time.sleep(30)
+            """,
+        )
+        self.assertEqual(ended, {"id": "teller", "exit": 0})
+        self.assertLess(time.monotonic() - start, 15)
+
     def test_each_run_is_a_fresh_process_that_sees_only_its_own_environment(self):
         reports = []
         for name in ("a", "b"):
@@ -306,9 +342,11 @@ class ForkServerTest(unittest.TestCase):
             self.assertEqual(report["env"], inside_env)
             self.assertFalse(report["leaked"])
             self.assertEqual(report["counter"], 1)
-            # Beyond stdin, stdout and stderr: the listing's own descriptor, and where the body notes a
-            # limit it ran into (see dwop_main.run_body).
-            self.assertEqual(len(report["fds"]), 5, report["fds"])
+            # Beyond stdin, stdout and stderr: the listing's own descriptor, where the body notes a limit it
+            # ran into (see dwop_main.run_body), and where it tells its exit status (dwop_process.wait_child)
+            # unless a normal user's sandbox gives it an init that tells it.
+            told = 0 if isinstance(self, SandboxedForkServerTest) and os.getuid() != 0 else 1
+            self.assertEqual(len(report["fds"]), 5 + told, report["fds"])
         self.assertEqual(reports[0]["umask"], reports[1]["umask"])
         fresh = subprocess.run(
             [sys.executable, "-c", INSPECTOR.split("import leaky_module")[0] + "print(json.dumps(report))"],
