@@ -991,6 +991,35 @@ class InternetSandboxTest(unittest.TestCase):
         self.assertEqual(seen["machine"], ["PermissionError"] * len(addresses))
 
 
+    def test_a_run_whose_slirp4netns_does_not_attach_fails_its_set_up_and_says_so(self):
+        # A spare's slirp4netns that does not attach (Run.after_fork) fails the run that spare takes, saying
+        # why, and holds nothing.
+        tmp = tempfile.TemporaryDirectory(prefix="dwop-forkserver-badslirp-")
+        self.addCleanup(tmp.cleanup)
+        fake = os.path.join(tmp.name, "bin")
+        os.makedirs(fake)
+        probed = os.path.join(tmp.name, "probed")  # the server's probe at start gets the real one
+        with open(os.path.join(fake, "slirp4netns"), "w") as f:
+            f.write('#!/bin/sh\n[ -e %s ] && exit 1\n: > %s\nexec %s "$@"\n' % (probed, probed, dwop_network.find_slirp()))
+        os.chmod(os.path.join(fake, "slirp4netns"), 0o755)
+        store = ObjectStore(os.path.join(tmp.name, "store"))
+        self.addCleanup(store.close)
+        env = {"PATH": fake + ":" + os.environ.get("PATH", "/usr/bin:/bin"), "SERVER_ONLY": "1"}
+        server = ForkServer(tmp.name, env=env, settings={"sandbox": "required", "network": "internet"})
+        self.addCleanup(server.close)
+        self.assertEqual(server.hello["network"], "internet")
+        test = SandboxedForkServerTest("test_says_at_start_that_runs_are_sandboxed")
+        test.tmp, test.store, test.server = tmp.name, store, server
+        start = time.monotonic()
+        _, ended = test.run_task("badnet", "print('never')\n")
+        self.assertNotEqual(ended.get("exit"), 0, ended)
+        self.assertLess(time.monotonic() - start, 10)
+        with open(os.path.join(tmp.name, "badnet", ".dwop-result.json")) as f:
+            failure = json.load(f)
+        self.assertEqual(failure["type"], "sandbox_failed", failure)
+        self.assertIn("slirp4netns", failure["message"])
+
+
 def children_of(pid):
     """pid's live children (zombies, already ended, left out)."""
     try:
