@@ -15,13 +15,13 @@ import {
 } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { RunOutcome, WorkerEnv } from "../shared/executors/executor.ts";
 import { ForkServer, type RunLimits } from "../shared/executors/fork-server.ts";
 import { LocalExecutor, readResult } from "../shared/executors/local.ts";
 import { readLogTail } from "../shared/executors/log-tail.ts";
-import { memoryRoot, memoryRootPath } from "../shared/executors/memory-root.ts";
+import { ensureMemoryRoot, memoryRoot, memoryRootPath } from "../shared/executors/memory-root.ts";
 import { resolvePython, WORKER_SCRIPT } from "../shared/executors/python.ts";
 import { DEFAULT_TASK_OPTIONS, type RunAssignment } from "../shared/model.ts";
 
@@ -331,6 +331,13 @@ describe("a run's folder", () => {
         expect.stringMatching(/^run-code-/),
         expect.stringMatching(/^run-downloads-/),
       ]);
+      // A memory root removed meanwhile (by another process's sweep, say) is made again.
+      for (const id of executor.active()) await executor.kill(id);
+      await until(async () => (await runFolders(memory)).length === 0);
+      await rm(memory, { recursive: true });
+      await executor.start(assignment("again"), { ...urls, DWOP_CODE: code(""), DWOP_INPUTS: "[]" });
+      expect(await runFolders(memory)).toEqual([expect.stringMatching(/^run-again-/)]);
+      expect((await stat(memory)).mode & 0o777).toBe(0o700);
       // A memory root that is no longer this user's alone is not used.
       await chmod(memory, 0o755);
       await executor.start(assignment("open"), { ...urls, DWOP_CODE: code(""), DWOP_INPUTS: "[]" });
@@ -353,13 +360,21 @@ describe("a run's folder", () => {
       expect(root).toBe(memoryRootPath(join(dir, "runs"), shm));
       expect(root && (await stat(root)).mode & 0o777).toBe(0o700);
       expect(memoryRoot(join(dir, "runs"), shm)).toBe(root); // the same for the next process
-      await symlink(dir, memoryRootPath(join(dir, "other"), shm));
-      expect(memoryRoot(join(dir, "other"), shm)).toBeNull(); // a link in its place
+      // Empty ones of this user's, left by processes that did not close, are swept; one in use stays.
+      const [stale, busy] = [join(dir, "stale"), join(dir, "busy")].map((w) => memoryRootPath(w, shm));
+      await mkdir(stale!, { mode: 0o700 });
+      await mkdir(join(busy!, "run-1"), { recursive: true, mode: 0o700 });
+      expect(memoryRoot(join(dir, "runs"), shm)).toBe(root);
+      expect((await readdir(shm)).sort()).toEqual([basename(busy!), basename(root!)].sort());
+      // Not used (ensureMemoryRoot, before each run's) with a link in its place, or made first by another user.
+      const link = memoryRootPath(join(dir, "other"), shm);
+      await symlink(dir, link);
+      expect([memoryRoot(join(dir, "other"), shm), ensureMemoryRoot(link)]).toEqual([link, false]);
       if (process.getuid?.() === 0) {
         const taken = memoryRootPath(join(dir, "taken"), shm);
         await mkdir(taken, { mode: 0o700 });
         await chown(taken, 65534, 65534);
-        expect(memoryRoot(join(dir, "taken"), shm)).toBeNull(); // made first by another user
+        expect(ensureMemoryRoot(taken)).toBe(false);
       }
     } finally {
       await rm(shm, { recursive: true, force: true });

@@ -1,7 +1,7 @@
 // Node-only: runs each attempt as a fresh local process of the Python worker, forked by the fork server.
 import { randomBytes } from "node:crypto";
 import { chmodSync, closeSync, constants, fstatSync, mkdirSync, openSync, readSync } from "node:fs";
-import { chmod, mkdir, readFile, rm, rmdir } from "node:fs/promises";
+import { chmod, mkdir, readFile, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { configSchema, type Config } from "../config.ts";
 import type { FailureReason, RunAssignment, WorkerFailure } from "../model.ts";
@@ -17,7 +17,7 @@ import {
 } from "./fork-server.ts";
 import { parseCpu, parseMemory } from "../quantity.ts";
 import { readLogTail } from "./log-tail.ts";
-import { memoryRoot, ownFolder } from "./memory-root.ts";
+import { ensureMemoryRoot, memoryRoot, rmdirQuietly } from "./memory-root.ts";
 import { resolvePython, WORKER_SCRIPT } from "./python.ts";
 
 export interface LocalExecutorOptions {
@@ -166,8 +166,8 @@ export class LocalExecutor implements Executor {
    * log, its result), as the body writes in a tmpfs of its own (the sandbox's /work and /tmp), when the code
    * and every input came in the env file (nothing is downloaded into the folder). A run's folder on disk is
    * a few inodes made and freed, which some file systems pay dearly for (docs/configuration.md, DWOP_HOME).
-   * The memory root is checked before each use: a folder that another user could have made in its place
-   * (after it was removed) is not used.
+   * The memory root is made again when it is gone (removed as empty by another process of this user's, or
+   * by logind at the user's last logout), and not used when another user made it first.
    */
   private inMemory(env: WorkerEnv): boolean {
     if (!this.memoryRoot || env.DWOP_CODE === undefined || env.DWOP_REQUIREMENTS_URL) {
@@ -175,7 +175,7 @@ export class LocalExecutor implements Executor {
     }
     try {
       const inputs = JSON.parse(env.DWOP_INPUTS) as { data?: unknown }[];
-      return inputs.every((input) => typeof input.data === "string") && ownFolder(this.memoryRoot);
+      return inputs.every((input) => typeof input.data === "string") && ensureMemoryRoot(this.memoryRoot);
     } catch {
       return false;
     }
@@ -343,7 +343,7 @@ export class LocalExecutor implements Executor {
     }
     await this.server.close();
     // Empty unless another process of the same work root has runs in it: then it stays.
-    if (this.memoryRoot) await rmdir(this.memoryRoot).catch(() => {});
+    if (this.memoryRoot) rmdirQuietly(this.memoryRoot);
   }
 }
 

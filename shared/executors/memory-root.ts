@@ -1,6 +1,6 @@
 // Node-only: where a local executor keeps the folders of runs that hold only small files: in memory.
 import { createHash } from "node:crypto";
-import { lstatSync, mkdirSync, statfsSync } from "node:fs";
+import { lstatSync, mkdirSync, readdirSync, rmdirSync, statfsSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 /** Where Linux has a tmpfs open to every user (mode 1777: only a file's owner may remove it). */
@@ -18,22 +18,45 @@ export function memoryRootPath(workRoot: string, shm = SHM): string {
 }
 
 /**
- * memoryRootPath made (0700) where /dev/shm is a tmpfs; null where it is not, or where the folder is not
- * this user's alone (another user made it first: runs then keep their folders on disk, since whoever owns
- * the folder could swap a run's folder in it for a link).
+ * memoryRootPath where /dev/shm is a tmpfs (made by ensureMemoryRoot), else null. The empty memory roots of
+ * this user's that processes gone without closing left (a crash) are removed first: a process that uses
+ * one makes it again when it needs it.
  */
 export function memoryRoot(workRoot: string, shm = SHM): string | null {
   try {
     if (statfsSync(shm).type !== TMPFS_MAGIC) return null;
-    const root = memoryRootPath(workRoot, shm);
-    try {
-      mkdirSync(root, { mode: 0o700 });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") return null;
+    const prefix = `dwop-runs-${process.getuid?.() ?? "x"}-`;
+    for (const name of readdirSync(shm).filter((n) => n.startsWith(prefix))) {
+      if (ownFolder(join(shm, name))) rmdirQuietly(join(shm, name));
     }
-    return ownFolder(root) ? root : null;
+    const root = memoryRootPath(workRoot, shm);
+    ensureMemoryRoot(root);
+    return root;
   } catch {
     return null;
+  }
+}
+
+/**
+ * Makes the memory root (0700) unless it is there; whether it is this user's alone. Not (another user made
+ * it first): the runs keep their folders on disk, since whoever owns the folder could swap a run's folder
+ * in it for a link. Once it is, no other user can remove or replace it (/dev/shm is sticky).
+ */
+export function ensureMemoryRoot(root: string): boolean {
+  try {
+    mkdirSync(root, { mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") return false;
+  }
+  return ownFolder(root);
+}
+
+/** Removes an empty folder; leaves one that is not empty (or gone) as it is. */
+export function rmdirQuietly(path: string): void {
+  try {
+    rmdirSync(path);
+  } catch {
+    // Not empty: in use.
   }
 }
 
