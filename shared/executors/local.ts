@@ -203,7 +203,7 @@ export class LocalExecutor implements Executor {
     const sandboxed = (await this.server.sandbox()).mode === "namespaces";
     // Unguessable (run ids are sequential and shown by the API), in memory when it holds small files only.
     const name = `run-${run.assignment.runId}-${randomBytes(16).toString("hex")}`;
-    const inMemory = sandboxed && this.inMemory(env);
+    let inMemory = sandboxed && this.inMemory(env);
     run.dir = resolve(inMemory ? this.memoryRoot! : this.options.workRoot, name);
     // Synchronous: a few microseconds each on a local disk, where each await of fs/promises is a trip
     // through libuv's thread pool and back (~0.1-0.3 ms apiece on the path of every run's start).
@@ -211,7 +211,9 @@ export class LocalExecutor implements Executor {
       mkdirSync(run.dir, { mode: 0o755 });
     } catch (err) {
       if (!inMemory) throw err;
-      // The memory root is gone (another process of the same work root removed it as it stopped).
+      // The memory root went since inMemory() made sure of it (another process of this user's removed it
+      // as empty): on disk then.
+      inMemory = false;
       run.dir = resolve(this.options.workRoot, name);
       mkdirSync(run.dir, { mode: 0o755 });
     }
@@ -221,7 +223,7 @@ export class LocalExecutor implements Executor {
     const worker = await this.server.fork(
       run.assignment.runId,
       run.dir,
-      this.workerEnv(env, run.dir, sandboxed, inMemory && run.dir.startsWith(this.memoryRoot! + "/")),
+      this.workerEnv(env, run.dir, sandboxed, inMemory),
       limits,
     );
     run.pid = worker.pid;

@@ -7,6 +7,9 @@ import { join, resolve } from "node:path";
 const SHM = "/dev/shm";
 const TMPFS_MAGIC = 0x01021994;
 
+/** The start of the names of this user's memory roots. */
+const ownPrefix = () => `dwop-runs-${process.getuid?.() ?? "x"}-`;
+
 /**
  * The in-memory folder of `workRoot`'s runs: a folder of /dev/shm named for this user and the work root, so
  * every process that runs tasks in that work root (a dispatcher restarted, `dwop dev` again) uses the same
@@ -14,7 +17,7 @@ const TMPFS_MAGIC = 0x01021994;
  */
 export function memoryRootPath(workRoot: string, shm = SHM): string {
   const hash = createHash("sha256").update(resolve(workRoot)).digest("hex").slice(0, 16);
-  return join(shm, `dwop-runs-${process.getuid?.() ?? "x"}-${hash}`);
+  return join(shm, `${ownPrefix()}${hash}`);
 }
 
 /**
@@ -25,8 +28,7 @@ export function memoryRootPath(workRoot: string, shm = SHM): string {
 export function memoryRoot(workRoot: string, shm = SHM): string | null {
   try {
     if (statfsSync(shm).type !== TMPFS_MAGIC) return null;
-    const prefix = `dwop-runs-${process.getuid?.() ?? "x"}-`;
-    for (const name of readdirSync(shm).filter((n) => n.startsWith(prefix))) {
+    for (const name of readdirSync(shm).filter((n) => n.startsWith(ownPrefix()))) {
       if (ownFolder(join(shm, name))) rmdirQuietly(join(shm, name));
     }
     const root = memoryRootPath(workRoot, shm);
@@ -61,7 +63,7 @@ export function rmdirQuietly(path: string): void {
 }
 
 /** Whether path is a folder (not a link to one) of this user's that no other user may enter. */
-export function ownFolder(path: string): boolean {
+function ownFolder(path: string): boolean {
   try {
     const info = lstatSync(path);
     return info.isDirectory() && info.uid === process.getuid?.() && (info.mode & 0o077) === 0;
