@@ -148,21 +148,35 @@ export class Dispatcher {
 
   /** Announces itself, retries what a previous life of this dispatcher left behind, then consumes. */
   async start(): Promise<void> {
+    // The listener's own connection opens beside the rest (40 ms of a `dwop run`'s start here).
+    const listening = this.store.db.listen("dwop_cancel", () => void this.stopCancelledRuns());
+    try {
+      await this.register();
+    } catch (err) {
+      await listening.then((l) => l.unlisten()).catch(() => {});
+      throw err;
+    }
+    const listener = await listening;
+    this.unlisten = () => listener.unlisten();
+    this.heartbeat = setInterval(() => void this.beat(), this.options.heartbeatSeconds * 1000);
+    await this.adjustFlow();
+  }
+
+  /**
+   * Beats once, then retries the runs of this dispatcher's earlier life and of the dispatchers gone with
+   * their process on this machine, whose rows it deletes: a home's every `dwop run` left one, which each
+   * start after it read again.
+   */
+  private async register(): Promise<void> {
     if (this.options.apiUrl) {
       this.logStream = { apiUrl: this.options.apiUrl, key: await new RunLogs(this.store.db).streamKey() };
     }
     await this.store.heartbeat(this.options.id, this.executor.kind);
-    let reaped = await this.store.reapLostRuns(this.options.lostAfterSeconds, this.options.id);
     if (this.executor.runsIn === "process") {
-      for (const dead of await deadNeighbours(this.store.db, this.options.id)) {
-        reaped += await this.store.reapLostRuns(this.options.lostAfterSeconds, dead);
-      }
+      await this.store.forgetDispatchers(await deadNeighbours(this.store.db, this.options.id));
     }
+    const reaped = await this.store.reapLostRuns(this.options.lostAfterSeconds, this.options.id);
     if (reaped > 0) this.log.warn({ reaped }, "retried runs left by a dispatcher that stopped");
-    this.heartbeat = setInterval(() => void this.beat(), this.options.heartbeatSeconds * 1000);
-    const listener = await this.store.db.listen("dwop_cancel", () => void this.stopCancelledRuns());
-    this.unlisten = () => listener.unlisten();
-    await this.adjustFlow();
   }
 
   /**

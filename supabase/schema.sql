@@ -639,6 +639,20 @@ $$;
 
 
 --
+-- Name: forget_dispatchers(text[]); Type: FUNCTION; Schema: dwop; Owner: -
+--
+
+CREATE FUNCTION dwop.forget_dispatchers(p_ids text[]) RETURNS integer
+    LANGUAGE sql
+    AS $$
+  with gone as (
+    delete from dwop.dispatchers d where d.id = any(p_ids) and d.executor = 'local' returning 1
+  )
+  select count(*)::int from gone;
+$$;
+
+
+--
 -- Name: heartbeat_dispatcher(text, text, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
@@ -3136,6 +3150,13 @@ REVOKE ALL ON FUNCTION dwop.finish_workflow_if_done(p_workflow_id uuid, p_now ti
 --
 
 REVOKE ALL ON FUNCTION dwop.finished_runs_since(p_after_at timestamp with time zone, p_after_id bigint, p_limit integer) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION forget_dispatchers(p_ids text[]); Type: ACL; Schema: dwop; Owner: -
+--
+
+REVOKE ALL ON FUNCTION dwop.forget_dispatchers(p_ids text[]) FROM PUBLIC;
 
 
 --

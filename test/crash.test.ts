@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdtemp, readFile } from "node:fs/promises";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
@@ -93,9 +93,22 @@ describe("crashes", () => {
     await until(async () => (await runCounts(engine!, id))[0]!.runs === 1, 60_000);
     first.kill("SIGKILL");
     await new Promise((r) => first.once("exit", r));
-    startDispatcherProcess(engine, null, home, slow);
+    // Rows every earlier `dwop run` of a home left: pids above pid_max are never alive.
+    const host = hostname();
+    const pidMax = Number((await readFile("/proc/sys/kernel/pid_max", "utf8")).trim());
+    const gone = Array.from({ length: 30 }, (_, i) => `${host}-${pidMax + 1 + i}-gone`);
+    const kept = [`elsewhere-${pidMax + 1}`, `${host}-${pidMax + 1}-cluster`];
+    await engine.m.db`
+      insert into dwop.dispatchers (id, executor)
+      select id, case when id like '%-cluster' then 'kubernetes' else 'local' end
+      from unnest(${[...gone, ...kept]}::text[]) as u (id)`;
+    const second = startDispatcherProcess(engine, null, home, slow);
     expect((await engine.waitFor(id, 60_000)).status).toBe("succeeded");
     expect(await runCounts(engine, id)).toEqual([{ name: "slow", runs: 2, succeeded: 1, lost: 1 }]);
+    // The dead ones' rows went (the first dispatcher's too); the live one's, another machine's and a
+    // cluster dispatcher's stay.
+    const rows = await engine.m.db<{ id: string }[]>`select id from dwop.dispatchers order by id`;
+    expect(rows.map((r) => r.id).sort()).toEqual([...kept, `${host}-${second.pid}`].sort());
   }, 150_000);
 
   it("publishes a dead claimer's rows once after its lease runs out", async () => {

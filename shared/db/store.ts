@@ -317,6 +317,16 @@ export class Store {
     await this.db`select dwop.heartbeat_dispatcher(${dispatcherId}, ${executor})`;
   }
 
+  /**
+   * Deletes the rows of these local dispatchers (gone: see dead-neighbours.ts), whose active runs the next
+   * reapLostRuns then retries. Returns how many rows went.
+   */
+  async forgetDispatchers(ids: string[]): Promise<number> {
+    if (ids.length === 0) return 0;
+    const [row] = await this.db<{ n: number }[]>`select dwop.forget_dispatchers(${ids}::text[]) as n`;
+    return row?.n ?? 0;
+  }
+
   async reapLostRuns(staleSeconds: number, ownId: string | null): Promise<number> {
     const [row] = await this.db<{ n: number }[]>`select dwop.reap_lost_runs(${staleSeconds}, ${ownId}) as n`;
     return row?.n ?? 0;
