@@ -268,6 +268,7 @@ declare
   v_tasks bigint[];
   v_inputs bigint[];
   v_workflow uuid;
+  v_continuing uuid[]; -- workflows with a task this batch counted down and left open
 begin
   -- Every row here is found by its primary key and locked before its state is tested, and the tests sit
   -- outside the scans (materialized CTEs): a state predicate in a scan lets the planner pick a partial
@@ -332,12 +333,19 @@ begin
     insert into dwop.outbox (payload, available_at, created_at, owner, priority)
     select jsonb_build_object('taskId', id::text, 'attempt', attempt), v_now, v_now, owner, priority
     from counted where status = 'queued' order by position
+  ),
+  logged as (
+    insert into dwop.events (workflow_id, kind, task_name, status, attempt, at)
+    select workflow_id, 'task', name, 'queued', attempt, v_now from counted where status = 'queued'
   )
-  insert into dwop.events (workflow_id, kind, task_name, status, attempt, at)
-  select workflow_id, 'task', name, 'queued', attempt, v_now from counted where status = 'queued';
+  select coalesce(array_agg(distinct c.workflow_id), '{}') into v_continuing from counted c;
 
+  -- A workflow whose task this batch counted down is not done: that task is still open (pending or
+  -- queued), and whatever ends it later locks its row, so it waits for this transaction's commit, and
+  -- then looks (migration 20261205001100 says why). Only the others are looked at, under their workflow's row lock.
   for v_workflow in
-    select distinct t.workflow_id from dwop.tasks t where t.id = any(v_tasks) order by 1
+    select distinct t.workflow_id from dwop.tasks t
+    where t.id = any(v_tasks) and not (t.workflow_id = any(v_continuing)) order by 1
   loop
     perform dwop.finish_workflow_if_done(v_workflow, v_now);
   end loop;

@@ -8,6 +8,7 @@ import type { TaskMessage } from "../shared/model.ts";
 import { submission, task } from "./support/factory.ts";
 import { drainOutbox } from "./support/outbox.ts";
 import { migratedDatabase, type MigratedDatabase } from "./support/migrated.ts";
+import { until } from "./support/until.ts";
 
 let m: MigratedDatabase;
 let store: Store;
@@ -339,5 +340,89 @@ describe("a run that ends before its start is recorded", () => {
     expect(row).toMatchObject({ run: "failed" });
     expect(row!.runFinished.toISOString()).toBe(marked);
     expect(row!.taskFinished.toISOString()).toBe(marked);
+  });
+});
+
+describe("a success's lock on its workflow", () => {
+  /** Runs `work` in a transaction held open until the returned release() is called. */
+  async function heldOpen(work: (sql: typeof m.db) => Promise<unknown>) {
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let entered!: () => void;
+    const inside = new Promise<void>((r) => (entered = r));
+    const done = m.db.begin(async (sql) => {
+      await work(sql as unknown as typeof m.db);
+      entered();
+      await released;
+    });
+    await Promise.race([inside, done]);
+    return { release, done };
+  }
+
+  /** Resolves once a statement of this database waits for a row lock. */
+  const someoneWaits = () =>
+    until(async () => {
+      const [row] = await m.db<{ n: number }[]>`
+        select count(*)::int as n from pg_stat_activity
+        where datname = current_database() and wait_event_type = 'Lock'`;
+      return row!.n > 0;
+    }, 10_000);
+
+  const lockWorkflow = (id: string) =>
+    m.db`select id from dwop.workflows where id = ${id} for no key update nowait`;
+
+  async function started(names: string[], messages: TaskMessage[]) {
+    const rows = await m.db<{ id: string; name: string }[]>`
+      select id, name from dwop.tasks where name = any(${names}::text[])`;
+    const results = await store.startRuns(
+      names.map((n) => messages.find((x) => x.taskId === rows.find((r) => r.name === n)!.id)!),
+      "d1",
+      "local",
+    );
+    return results.map((r) => (r.kind === "created" ? r.assignment.runId : ""));
+  }
+
+  it("is not taken while the task it counts down stays open; the last task's success takes it and ends the workflow", async () => {
+    const s = submission([task("a"), task("b"), task("c", ["a", "b"])]);
+    await store.submitWorkflow(s);
+    const [runA, runB] = await started(["a", "b"], await drain());
+
+    // a's success counts c down (still pending): the workflow's row stays free until a commits.
+    const a = await heldOpen((sql) => sql`select dwop.complete_runs(${[runA!]}::bigint[])`);
+    await expect(lockWorkflow(s.id)).resolves.toHaveLength(1);
+    // b's success counts c down too: it waits for a's commit on c's row, then queues c once.
+    const b = m.db`select dwop.complete_runs(${[runB!]}::bigint[])`.execute();
+    await someoneWaits();
+    a.release();
+    await a.done;
+    await b;
+    const [c] = await m.db<{ status: string; pending: number }[]>`
+      select status, pending_inputs as pending from dwop.tasks where workflow_id = ${s.id} and name = 'c'`;
+    expect(c).toEqual({ status: "queued", pending: 0 });
+    const queued = await drain();
+    expect(queued).toHaveLength(1);
+
+    // c has nothing downstream: its success takes the workflow's row and ends the workflow.
+    const [runC] = await started(["c"], queued);
+    const last = await heldOpen((sql) => sql`select dwop.complete_runs(${[runC!]}::bigint[])`);
+    await expect(lockWorkflow(s.id)).rejects.toMatchObject({ code: "55P03" });
+    last.release();
+    await last.done;
+    const [w] = await m.db<{ status: string }[]>`select status from dwop.workflows where id = ${s.id}`;
+    expect(w!.status).toBe("succeeded");
+  });
+
+  it("ends the workflow when its last two tasks succeed at once in two transactions", async () => {
+    const s = submission([task("a"), task("b")]);
+    await store.submitWorkflow(s);
+    const [runA, runB] = await started(["a", "b"], await drain());
+    const a = await heldOpen((sql) => sql`select dwop.complete_runs(${[runA!]}::bigint[])`);
+    const b = m.db`select dwop.complete_runs(${[runB!]}::bigint[])`.execute();
+    await someoneWaits(); // for a's lock on the workflow's row
+    a.release();
+    await a.done;
+    await b;
+    const [w] = await m.db<{ status: string }[]>`select status from dwop.workflows where id = ${s.id}`;
+    expect(w!.status).toBe("succeeded");
   });
 });
