@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
+import { testFolder } from "./support/test-folder.ts";
 import { spawnDwop } from "./support/dev-process.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -39,7 +40,7 @@ afterEach(async (ctx) => {
 });
 
 async function workflowFile(text: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), "dwop-cli-"));
+  const dir = await testFolder("dwop-cli-");
   const file = join(dir, "test.workflow");
   await writeFile(file, text);
   return file;
@@ -47,7 +48,7 @@ async function workflowFile(text: string): Promise<string> {
 
 describe("dwop run", () => {
   it("runs the example on the embedded PostgreSQL and prints the final output (the README's quick start)", async () => {
-    const home = await mkdtemp(join(tmpdir(), "dwop-home-"));
+    const home = await testFolder("dwop-home-");
     const r = await dwop(["run", "examples/etl.workflow"], { DWOP_HOME: home, DATABASE_URL: "" });
     expect(r.stderr).toContain("succeeded");
     expect(r.code).toBe(0);
@@ -56,7 +57,7 @@ describe("dwop run", () => {
 
   it("prints one JSON summary with --json, and the output is readable with dwop output", async () => {
     database = await createTestDatabase("cli_json");
-    const home = await mkdtemp(join(tmpdir(), "dwop-home-"));
+    const home = await testFolder("dwop-home-");
     const env = { DATABASE_URL: database.url, DWOP_HOME: home };
     const r = await dwop(["run", "examples/diamond.workflow", "--json"], env);
     expect(r.code).toBe(0);

@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, readFile } from "node:fs/promises";
-import { hostname, tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFile } from "node:fs/promises";
+import { hostname } from "node:os";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { Claimer } from "../cron/claimer.ts";
 import { RABBIT_URL, startEngine, type Engine } from "./support/engine.ts";
+import { testFolder } from "./support/test-folder.ts";
 import { until } from "./support/until.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -59,7 +59,7 @@ async function runCounts(e: Engine, workflowId: string) {
 describe("crashes", () => {
   it("finishes a workflow after its dispatcher is killed with SIGKILL and restarted, no task succeeding twice", async () => {
     engine = await startEngine("sigkill_dispatcher", { bus: "rabbit", dispatchers: 0 });
-    const home = await mkdtemp(join(tmpdir(), "dwop-disp-"));
+    const home = await testFolder("dwop-disp-");
     const chain = Array.from({ length: 6 }, (_, i) =>
       i === 0
         ? `fun t0():\n    import time; time.sleep(0.4); print(0)\n`
@@ -85,7 +85,7 @@ describe("crashes", () => {
 
   it("retries at once the runs of a dead dispatcher of the same machine, under the default ids", async () => {
     engine = await startEngine("dead_neighbour", { bus: "rabbit", dispatchers: 0 });
-    const home = await mkdtemp(join(tmpdir(), "dwop-disp-"));
+    const home = await testFolder("dwop-disp-");
     // Heartbeats would take ten minutes to go stale: only seeing the dead process can retry the run.
     const slow = { DWOP_LOST_AFTER_SECONDS: "600" };
     const first = startDispatcherProcess(engine, null, home, slow);
@@ -151,7 +151,7 @@ describe("crashes", () => {
 
   it("on SIGTERM stops consuming, lets the running task finish within the grace period, and exits 0", async () => {
     engine = await startEngine("sigterm_drain", { bus: "rabbit", dispatchers: 0 });
-    const home = await mkdtemp(join(tmpdir(), "dwop-disp-"));
+    const home = await testFolder("dwop-disp-");
     const child = startDispatcherProcess(engine, "draining", home, { DWOP_SHUTDOWN_GRACE_SECONDS: "10" });
     const id = await engine.submit(
       "fun slow():\n    import time; time.sleep(1.5); print('done')\n\nfun next(x:slow):\n    print('next')\n",
@@ -174,7 +174,7 @@ describe("crashes", () => {
 
   it("records a task still running when the grace period ends as lost, and another dispatcher reruns it", async () => {
     engine = await startEngine("sigterm_grace_over", { bus: "rabbit", dispatchers: 0 });
-    const home = await mkdtemp(join(tmpdir(), "dwop-disp-"));
+    const home = await testFolder("dwop-disp-");
     const child = startDispatcherProcess(engine, "impatient", home, { DWOP_SHUTDOWN_GRACE_SECONDS: "0" });
     const id = await engine.submit("fun slow():\n    import time; time.sleep(2); print('done')\n");
     await until(

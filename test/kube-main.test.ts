@@ -1,8 +1,6 @@
 // dispatcher/main.ts as its own process with DWOP_EXECUTOR=kubernetes: it runs workflows through the
 // simulator, serves /metrics, /healthz and /readyz, and on SIGTERM drains and gives its lease up.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -10,6 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { OBSERVER_LEASE } from "../dispatcher/kubernetes.ts";
 import { ClusterStore } from "../dispatcher/cluster-store.ts";
 import { RABBIT_URL } from "./support/engine.ts";
+import { testFolder } from "./support/test-folder.ts";
 import type { KubeSim } from "../tools/kube-sim/index.ts";
 import { startKubeEngine, startWorkerSim, WORKER_IMAGE, type KubeEngine } from "./support/kube-engine.ts";
 
@@ -31,7 +30,7 @@ afterEach(async (ctx) => {
 
 /** Starts the dispatcher process; resolves with the port of its ops server, from its start-up log line. */
 async function startDispatcher(e: KubeEngine): Promise<number> {
-  const kubeconfig = join(await mkdtemp(join(tmpdir(), "dwop-kubeconfig-")), "config.json");
+  const kubeconfig = join(await testFolder("dwop-kubeconfig-"), "config.json");
   await sim.writeKubeconfig(kubeconfig, e.namespace);
   child = spawn(process.execPath, ["--import", "tsx", "dispatcher/main.ts"], {
     cwd: ROOT,

@@ -1,12 +1,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { NoopExecutor } from "../bench/noop-executor.ts";
 import { PoolStore } from "../shared/db/pool-store.ts";
 import { RABBIT_URL, startEngine, type Engine } from "./support/engine.ts";
+import { testFolder } from "./support/test-folder.ts";
 import { until } from "./support/until.ts";
 
 /**
@@ -69,7 +67,7 @@ describe("a pool through the real stack", () => {
   it("never runs more of its tasks at once than it has slots, and a killed dispatcher gives its slots back", async () => {
     engine = await startEngine("pool_killed_dispatcher", { bus: "rabbit", dispatchers: 0 });
     await new PoolStore(engine.m.db).set("pair", 2);
-    const home = await mkdtemp(join(tmpdir(), "dwop-disp-"));
+    const home = await testFolder("dwop-disp-");
     const tasks = Array.from(
       { length: 6 },
       (_, i) => `@pool("pair")\nfun t${i}():\n    import time; time.sleep(0.6); print(${i})\n`,

@@ -1,14 +1,13 @@
 // The one-process stack of `dwop run` and `dwop dev` starts its fork server beside the database: a start
 // that fails afterwards must not leave that server (and its spare workers) behind.
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readdir, readFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readdir, readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
 import { startStack } from "../cli/stack.ts";
 import { loadConfig } from "../shared/config.ts";
 import { silentLogger } from "../shared/log.ts";
 import { ADMIN_URL } from "./support/db.ts";
+import { testFolder } from "./support/test-folder.ts";
 
 /** Command lines of this process's children that are a DWOP fork server. */
 async function forkServers(): Promise<string[]> {
@@ -29,7 +28,7 @@ describe("the one-process stack's start", () => {
     missing.pathname = `/dwop_no_such_database_${randomBytes(4).toString("hex")}`;
     const config = loadConfig({
       DATABASE_URL: missing.toString(),
-      DWOP_HOME: await mkdtemp(join(tmpdir(), "dwop-stack-")),
+      DWOP_HOME: await testFolder("dwop-stack-"),
       DWOP_PORT: "0",
     });
     const start = startStack({ config, logger: silentLogger, engine: true });

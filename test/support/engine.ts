@@ -1,7 +1,7 @@
 import type { Logger } from "../../shared/log.ts";
 import { serve, type ServerType } from "@hono/node-server";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Claimer } from "../../cron/claimer.ts";
@@ -190,6 +190,8 @@ export async function startEngine(label: string, options: EngineOptions): Promis
       // A passed test's queues go with its database (a failed one keeps both as evidence): each quorum
       // queue is a process of the broker, and a machine that runs the suite again and again piled them up.
       if (passed && options.bus === "rabbit") await deleteRabbitTopology(queue).catch(() => {});
+      // And its storage folder (the runs' outputs and logs): a full run of the suite left 68 in /tmp.
+      if (passed) await rm(storageRoot, { recursive: true, force: true }).catch(() => {});
     },
   };
 }
