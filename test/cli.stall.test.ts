@@ -8,6 +8,7 @@ import { startDevServer, type DevServer } from "./support/api-server.ts";
 import { createTestDatabase } from "./support/db.ts";
 import { workflowForm } from "./support/api.ts";
 import { RABBIT_URL } from "./support/engine.ts";
+import { deleteRabbitTopology } from "./support/rabbit.ts";
 import { freePort, spawnDwop, type DwopProcess } from "./support/dev-process.ts";
 import { TcpProxy } from "./support/tcp-proxy.ts";
 
@@ -145,12 +146,19 @@ describe("a stall of publishing", () => {
     cleanups.push(() => broker.cut());
     const proxied = new URL(RABBIT_URL);
     proxied.port = String(broker.port);
+    const queue = `dwop.test.stall.${randomBytes(4).toString("hex")}`;
     server = await startDevServer("cli_stall_publish", {
       RABBITMQ_CONNECTION_URL: proxied.toString(),
-      DWOP_QUEUE: `dwop.test.stall.${randomBytes(4).toString("hex")}`,
+      DWOP_QUEUE: queue,
       DWOP_STALL_AFTER_SECONDS: "1",
     });
-    cleanups.push(() => server.stop(passed));
+    // Run in reverse: the server stops, then its queues go (when every test passed).
+    cleanups.push(
+      async () => {
+        if (passed) await deleteRabbitTopology(queue);
+      },
+      () => server.stop(passed),
+    );
   }, 90_000);
 
   it("shows while the broker is down, on /readyz and under submit --wait's progress, and ends when it is back", async () => {

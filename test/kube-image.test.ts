@@ -18,6 +18,7 @@ import { DISPATCHER_IMAGE } from "../scripts/images/build.ts";
 import { readMigrations } from "../shared/db/migrate.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
 import { RABBIT_URL } from "./support/engine.ts";
+import { deleteRabbitTopology } from "./support/rabbit.ts";
 import type { KubeSim, Pod } from "../tools/kube-sim/index.ts";
 import type { LaunchedContainer, PodmanRuntime } from "../tools/kube-sim/podman-runtime.ts";
 import { startKubeEngine, startWorkerSim, type KubeEngine } from "./support/kube-engine.ts";
@@ -169,10 +170,11 @@ async function exitCode(c: LaunchedContainer): Promise<number | null> {
 describe.skipIf(!runtime)("the dispatcher image, run as deploy/deployment.yaml runs it", () => {
   it("migrates an empty database, and its probes answer", async () => {
     blank = await createTestDatabase("image_migrate");
+    const queue = `dwop.test.image_migrate.${process.pid}`;
     const d = await runDispatcherPod(runtime!, {
       DATABASE_URL: blank.url,
       RABBITMQ_CONNECTION_URL: RABBIT_URL,
-      DWOP_QUEUE: `dwop.test.image_migrate.${process.pid}`,
+      DWOP_QUEUE: queue,
       DWOP_NAMESPACE: "image-migrate",
       DWOP_PUBLIC_URL: "http://127.0.0.1:9", // never asked: no workflow runs here
       DWOP_STORAGE_SECRET: "a-test-secret-of-enough-length",
@@ -191,6 +193,7 @@ describe.skipIf(!runtime)("the dispatcher image, run as deploy/deployment.yaml r
     }
     d.container.signal("SIGTERM");
     expect(await exitCode(d.container), await d.log()).toBe(0);
+    await deleteRabbitTopology(queue);
   });
 
   it("runs a workflow's Jobs as worker containers, and on SIGTERM exits 0 and releases its lease", async () => {
