@@ -864,24 +864,24 @@ def within(path, folder):
 
 def probe(settings):
     """Whether a run can enter the sandbox here: a child enters it, as a worker's would, in a folder of
-    its own, and exits. Returns None when it can, else why not. With the internet setting, a second probe
-    attaches slirp4netns; when that fails, runs get no network (settings.internet off, network_why set)
-    rather than no sandbox."""
+    its own, and exits. Returns None when it can, else why not. With the internet setting the probe
+    attaches slirp4netns too; only when that fails does a second probe, without it, tell whether runs get
+    no network (settings.internet off, network_why set) or no sandbox. (One probe where two ran: 30 ms of
+    every fork server's start, a pyenv Python on a slow machine.)"""
     if settings.libc is None:
         return "ctypes, unshare(2) or pivot_root(2) is not available here"
     import tempfile
 
     folder = tempfile.mkdtemp(prefix="dwop-probe-")
     os.chmod(folder, 0o755)
-    internet, settings.internet = settings.internet, False
     try:
+        network_why = probe_in(settings, folder) if settings.internet else None
+        if settings.internet and network_why is None:
+            return None
+        internet, settings.internet = settings.internet, False
         why = probe_in(settings, folder)
         if why is None and internet:
-            settings.internet = True
-            network_why = probe_in(settings, folder)
-            if network_why is not None:
-                settings.internet = False
-                settings.network_why = "slirp4netns failed: %s" % network_why
+            settings.network_why = "slirp4netns failed: %s" % network_why
         return why
     finally:
         os.rmdir(folder)

@@ -991,6 +991,21 @@ class InternetSandboxTest(unittest.TestCase):
         self.assertEqual(seen["machine"], ["PermissionError"] * len(addresses))
 
 
+    def test_a_slirp4netns_that_fails_the_probe_leaves_runs_sandboxed_without_network(self):
+        # The probe with slirp4netns fails; the one without it decides: the sandbox stays, the network goes.
+        tmp = tempfile.TemporaryDirectory(prefix="dwop-forkserver-noslirp-")
+        self.addCleanup(tmp.cleanup)
+        fake = os.path.join(tmp.name, "bin")
+        os.makedirs(fake)
+        with open(os.path.join(fake, "slirp4netns"), "w") as f:
+            f.write("#!/bin/sh\necho 'no tap device here' >&2\nexit 1\n")
+        os.chmod(os.path.join(fake, "slirp4netns"), 0o755)
+        env = {"PATH": fake + ":" + os.environ.get("PATH", "/usr/bin:/bin"), "SERVER_ONLY": "1"}
+        server = ForkServer(tmp.name, env=env, settings={"sandbox": "required", "network": "internet"})
+        self.addCleanup(server.close)
+        self.assertEqual((server.hello["sandbox"], server.hello["network"]), ("namespaces", "none"), server.hello)
+        self.assertIn("slirp4netns failed", server.hello.get("networkWhy", ""), server.hello)
+
     def test_a_run_whose_slirp4netns_does_not_attach_fails_its_set_up_and_says_so(self):
         # A spare's slirp4netns that does not attach (Run.after_fork) fails the run that spare takes, saying
         # why, and holds nothing.
