@@ -27,6 +27,12 @@ export interface StackOptions {
   engine: boolean;
   /** Progress lines for a person (embedded database start); stderr in the CLI. */
   say?: (msg: string) => void;
+  /**
+   * Work that needs only the database and the storage (`dwop run`'s submit), done while the engine
+   * starts (its fork server, the dispatcher's registration); startStack returns once both are done, and
+   * stops what it started when this fails.
+   */
+  meanwhile?: (parts: { store: Store; storage: Storage }) => Promise<void>;
 }
 
 /** Everything `dwop run` and `dwop dev` run in one process, and how to stop it in order. */
@@ -118,37 +124,40 @@ async function startRest(
   const stops: (() => Promise<void>)[] = [];
   // Kept to shorten the grace period of a fast stop: the dispatcher reads it when it stops.
   let dispatcherOptions: DispatcherOptions | null = null;
-  if (options.engine && config.DWOP_EXECUTOR === "kubernetes") {
-    // Tasks run as Jobs, started by the dispatcher Deployment in the cluster: here only the claimer.
-    const claimer = new Claimer(store, bus, {
-      id: config.DWOP_DISPATCHER_ID ?? `${hostname()}-${process.pid}`,
-      ...claimerSettings(config),
-      storage,
-      logger,
-    });
-    await claimer.start();
-    stops.push(() => claimer.stop());
-  } else if (starting) {
-    const id = config.DWOP_DISPATCHER_ID ?? `${hostname()}-${process.pid}-${randomBytes(2).toString("hex")}`;
-    const executor = await starting;
-    const dispatcher = new Dispatcher(
-      store,
-      bus,
-      executor,
-      storage,
-      (dispatcherOptions = { id, ...dispatcherSettings(config), apiUrl: serverUrl, logger }),
-    );
-    const claimer = new Claimer(store, bus, { id, ...claimerSettings(config), storage, logger });
-    await dispatcher.start();
-    await claimer.start();
-    stops.push(
-      () => claimer.stop(),
-      () => dispatcher.stop(),
-      () => executor.close(),
-    );
-  }
+  const startEngine = async () => {
+    if (options.engine && config.DWOP_EXECUTOR === "kubernetes") {
+      // Tasks run as Jobs, started by the dispatcher Deployment in the cluster: here only the claimer.
+      const claimer = new Claimer(store, bus, {
+        id: config.DWOP_DISPATCHER_ID ?? `${hostname()}-${process.pid}`,
+        ...claimerSettings(config),
+        storage,
+        logger,
+      });
+      await claimer.start();
+      stops.push(() => claimer.stop());
+    } else if (starting) {
+      const id =
+        config.DWOP_DISPATCHER_ID ?? `${hostname()}-${process.pid}-${randomBytes(2).toString("hex")}`;
+      const executor = await starting;
+      const dispatcher = new Dispatcher(
+        store,
+        bus,
+        executor,
+        storage,
+        (dispatcherOptions = { id, ...dispatcherSettings(config), apiUrl: serverUrl, logger }),
+      );
+      const claimer = new Claimer(store, bus, { id, ...claimerSettings(config), storage, logger });
+      await dispatcher.start();
+      await claimer.start();
+      stops.push(
+        () => claimer.stop(),
+        () => dispatcher.stop(),
+        () => executor.close(),
+      );
+    }
+  };
 
-  return {
+  const stack: Stack = {
     db,
     store,
     storage,
@@ -167,6 +176,16 @@ async function startRest(
       await embedded?.stop();
     },
   };
+  const [engine, meanwhile] = await Promise.allSettled([
+    startEngine(),
+    options.meanwhile?.({ store, storage }),
+  ]);
+  if (engine.status === "rejected") throw engine.reason; // startStack closes the executor
+  if (meanwhile.status === "rejected") {
+    await stack.stop();
+    throw meanwhile.reason;
+  }
+  return stack;
 }
 
 /** A secret of a home folder (storage signing key, API token), made once, so it outlives a restart. */

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
+import postgres from "postgres";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
 import { testFolder } from "./support/test-folder.ts";
 import { spawnDwop } from "./support/dev-process.ts";
@@ -179,6 +180,21 @@ describe("dwop run", () => {
     expect(r.code).toBe(0);
     const { id } = JSON.parse(r.stdout) as { id: string };
     expect((await dwop(["output", id, "shout"], { DWOP_HOME: home })).stdout).toBe("HÉLLO\n");
+  }, 120_000);
+
+  it("exits 2 for an input the workflow reads and was not given, recording nothing and stopping what it started", async () => {
+    database = await createTestDatabase("cli_missing_input");
+    const file = await workflowFile("fun shout(doc:inputs.doc):\n    print(open('doc').read())\n");
+    const home = await testFolder("dwop-home-");
+    const r = await dwop(["run", file], { DATABASE_URL: database.url, DWOP_HOME: home });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("the workflow reads inputs that were not given: inputs.doc");
+    const db = postgres(database.url, { max: 1, onnotice: () => {} });
+    try {
+      expect(await db`select id from dwop.workflows`).toHaveLength(0);
+    } finally {
+      await db.end();
+    }
   }, 120_000);
 
   it("exits 2 for DSL errors and a missing input, before starting anything", async () => {

@@ -4,7 +4,13 @@ import type { Config } from "../../shared/config.ts";
 import type { WorkflowSummary } from "../../shared/db/store.ts";
 import { parseWorkflow } from "../../shared/dsl/index.ts";
 import { OUTPUT_BUCKET, objectPaths } from "../../shared/model.ts";
-import { MissingInputError, SubmissionRefused, submitLimits, submitWorkflow } from "../../shared/submit.ts";
+import {
+  MissingInputError,
+  SubmissionRefused,
+  submitLimits,
+  submitWorkflow,
+  type SubmitResult,
+} from "../../shared/submit.ts";
 import { CliError, EXIT } from "../exit.ts";
 import { createLogger, type LogFormat } from "../../shared/pino.ts";
 import { blame } from "../blocked.ts";
@@ -44,7 +50,32 @@ export async function runCommand(config: Config, file: string, opts: RunOptions)
     format: opts.logFormat ?? config.DWOP_LOG_FORMAT,
     destination: stderr,
   });
-  const stack = await startStack({ config: { ...config, DWOP_PORT: 0 }, logger, engine: true, say: err });
+  // The workflow is submitted while the engine starts (the fork server is the slowest part of a start).
+  let submitted!: SubmitResult;
+  const submit = async (parts: Pick<Stack, "store" | "storage">) => {
+    submitted = await submitWorkflow(parts, {
+      source,
+      file,
+      requirements,
+      inputs,
+      owner: "local",
+      retryBackoffMs: config.DWOP_RETRY_BACKOFF_MS,
+      maxInfraRetries: config.DWOP_MAX_INFRA_RETRIES,
+      limits: submitLimits(config),
+    }).catch((e: unknown) => {
+      if (e instanceof MissingInputError || e instanceof SubmissionRefused) {
+        throw new CliError(e.message, EXIT.usage);
+      }
+      throw e;
+    });
+  };
+  const stack = await startStack({
+    config: { ...config, DWOP_PORT: 0 },
+    logger,
+    engine: true,
+    say: err,
+    meanwhile: submit,
+  });
   const shutdown = handleShutdown({
     line: () => "interrupted: stopped; the workflow stays recorded and resumes with `dwop dev`",
     mute: () => stderr.mute(),
@@ -52,24 +83,6 @@ export async function runCommand(config: Config, file: string, opts: RunOptions)
     deadlineMs: () => STOP_DEADLINE_MS,
   });
   try {
-    const submitted = await submitWorkflow(
-      { store: stack.store, storage: stack.storage },
-      {
-        source,
-        file,
-        requirements,
-        inputs,
-        owner: "local",
-        retryBackoffMs: config.DWOP_RETRY_BACKOFF_MS,
-        maxInfraRetries: config.DWOP_MAX_INFRA_RETRIES,
-        limits: submitLimits(config),
-      },
-    ).catch((e: unknown) => {
-      if (e instanceof MissingInputError || e instanceof SubmissionRefused) {
-        throw new CliError(e.message, EXIT.usage);
-      }
-      throw e;
-    });
     err(`workflow ${submitted.id} (${submitted.spec.tasks.length} tasks)`);
     const progress = new Progress(stderr, { color: colorsFor(stderr), live: liveFor(stderr) });
     const upstreams = new Map(spec.tasks.map((t) => [t.name, t.params.map((p) => p.upstream)]));
