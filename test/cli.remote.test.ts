@@ -1,4 +1,4 @@
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -30,6 +30,7 @@ afterEach((ctx) => {
 });
 afterAll(async () => {
   await server?.stop(passed);
+  if (passed) await rm(dir, { recursive: true, force: true });
 }, 60_000);
 
 /** `dwop ARGS` with DWOP_URL and DWOP_TOKEN of the test's server, stdout and stderr piped (no terminal). */

@@ -1,4 +1,4 @@
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
@@ -27,6 +27,7 @@ afterEach((ctx) => {
 });
 afterAll(async () => {
   await server?.stop(passed);
+  if (passed) await rm(dir, { recursive: true, force: true });
 }, 60_000);
 
 const dwop = (args: string[]) => dwopClient(server, dir, args);

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -28,6 +28,7 @@ afterEach((ctx) => {
 });
 afterAll(async () => {
   for (const clean of cleanups.reverse()) await clean().catch(() => {});
+  if (passed) await rm(dir, { recursive: true, force: true });
 }, 120_000);
 
 const WORKFLOW = 'fun hello():\n    print("hello")\n';

@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { createServer as createHttpServer } from "node:http";
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer as createTcpServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -33,6 +33,7 @@ afterEach((ctx) => {
 afterAll(async () => {
   for (const p of processes) await p.stop("SIGKILL");
   if (passed) for (const d of databases) await d.drop();
+  if (passed) await rm(dir, { recursive: true, force: true });
 }, 60_000);
 
 async function database(label: string): Promise<TestDatabase> {

@@ -1,6 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdtemp, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -83,7 +82,7 @@ describe("dwop run", () => {
     const file = await workflowFile("fun boom():\n    raise SystemExit(4)\n\nfun after(x:boom):\n    pass\n");
     const r = await dwop(["run", file, "--json"], {
       DATABASE_URL: database.url,
-      DWOP_HOME: await mkdtemp(join(tmpdir(), "h-")),
+      DWOP_HOME: await testFolder("dwop-h-"),
     });
     expect(r.code).toBe(1);
     const summary = JSON.parse(r.stdout) as {
@@ -97,7 +96,7 @@ describe("dwop run", () => {
 
   it("on failure prints each failed task's error and log tail, and the logs stay readable after it ended", async () => {
     database = await createTestDatabase("cli_fail_tail");
-    const home = await mkdtemp(join(tmpdir(), "h-"));
+    const home = await testFolder("dwop-h-");
     const file = await workflowFile(
       [
         "fun extract():",
@@ -149,7 +148,7 @@ describe("dwop run", () => {
     const file = await workflowFile('fun hello():\n    print("hello")\n');
     const p = spawnDwop(["run", file], {
       DATABASE_URL: database.url,
-      DWOP_HOME: await mkdtemp(join(tmpdir(), "h-")),
+      DWOP_HOME: await testFolder("dwop-h-"),
       DWOP_EXECUTOR: "kubernetes",
       DWOP_STALL_AFTER_SECONDS: "1",
       DWOP_LOST_AFTER_SECONDS: "2",
@@ -170,9 +169,9 @@ describe("dwop run", () => {
   it("passes --input files to tasks as inputs.NAME", async () => {
     database = await createTestDatabase("cli_input");
     const file = await workflowFile("fun shout(doc:inputs.doc):\n    print(open('doc').read().upper())\n");
-    const input = join(await mkdtemp(join(tmpdir(), "in-")), "doc.txt");
+    const input = join(await testFolder("dwop-in-"), "doc.txt");
     await writeFile(input, "héllo");
-    const home = await mkdtemp(join(tmpdir(), "h-"));
+    const home = await testFolder("dwop-h-");
     const r = await dwop(["run", file, "--input", `doc=${input}`, "--json"], {
       DATABASE_URL: database.url,
       DWOP_HOME: home,

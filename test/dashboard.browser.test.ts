@@ -1,4 +1,4 @@
-import { chmod, mkdtemp, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -17,12 +17,13 @@ vi.setConfig({ expect: { poll: { timeout: 15_000, interval: 100 } } });
 let server: DevServer;
 let browser: Browser;
 let page: Page;
+let flags: string;
 let flag: string;
 let liveFlag: string;
 let passed = true;
 
 beforeAll(async () => {
-  const flags = await mkdtemp(join(tmpdir(), "dwop-flag-"));
+  flags = await mkdtemp(join(tmpdir(), "dwop-flag-"));
   await chmod(flags, 0o755); // tasks run as a uid of their own
   flag = join(flags, "fixed");
   liveFlag = join(flags, "go-on");
@@ -43,6 +44,7 @@ afterEach((ctx) => {
 afterAll(async () => {
   await browser?.close();
   await server?.stop(passed);
+  if (passed) await rm(flags, { recursive: true, force: true });
 }, 60_000);
 
 /** A task that prints 150 lines, then fails until the test creates the flag file. */
