@@ -874,11 +874,13 @@ def probe(settings):
 
     folder = tempfile.mkdtemp(prefix="dwop-probe-")
     os.chmod(folder, 0o755)
+    internet = settings.internet
     try:
-        network_why = probe_in(settings, folder) if settings.internet else None
-        if settings.internet and network_why is None:
-            return None
-        internet, settings.internet = settings.internet, False
+        if internet:
+            network_why = probe_in(settings, folder)
+            if network_why is None:
+                return None
+            settings.internet = False
         why = probe_in(settings, folder)
         if why is None and internet:
             settings.network_why = "slirp4netns failed: %s" % network_why
