@@ -196,6 +196,16 @@ describe("dwop run", () => {
     }
   }, 120_000);
 
+  it("exits 1 saying why when the embedded database cannot start while the fork server starts", async () => {
+    // The database fails at once, while the fork server is still starting and holds nothing else up:
+    // the process once ran out of work there and exited 0, having said nothing.
+    const home = await testFolder("dwop-home-");
+    await writeFile(join(home, "postgres.password"), "not a password\n");
+    const r = await dwop(["run", "examples/etl.workflow"], { DWOP_HOME: home, DATABASE_URL: "" });
+    expect(r.stderr).toContain("postgres.password must hold the embedded PostgreSQL's password");
+    expect(r.code).toBe(1);
+  });
+
   it("exits 2 for DSL errors and a missing input, before starting anything", async () => {
     const file = await workflowFile("fun a(x:missing):\n    pass\n");
     const r = await dwop(["run", file], { DATABASE_URL: "postgres://nobody@127.0.0.1:1/none" });

@@ -164,6 +164,8 @@ class ServerProcess {
   private buffered = "";
   private readonly exited: Promise<void>;
   readonly ready: Promise<SandboxStatus>;
+  /** Until the server says it is ready: a start awaited with nothing else pending must keep Node up. */
+  private starting = true;
   private markReady!: (status: SandboxStatus) => void;
   private failReady!: (err: Error) => void;
 
@@ -247,6 +249,8 @@ class ServerProcess {
 
   private handle(event: ServerEvent): void {
     if (event.ready !== undefined) {
+      this.starting = false;
+      this.updateRef();
       this.markReady({
         mode: event.sandbox ?? "off",
         why: event.why ?? null,
@@ -295,9 +299,12 @@ class ServerProcess {
     this.onDeath();
   }
 
-  /** An idle server does not keep Node running; one with runs in flight does, as their processes would. */
+  /**
+   * An idle server does not keep Node running; one starting does, and one with runs in flight, as their
+   * processes would.
+   */
   private updateRef(): void {
-    const busy = this.pending.size > 0 && !this.dead;
+    const busy = (this.starting || this.pending.size > 0) && !this.dead;
     for (const handle of [this.child, this.child.stdin, this.child.stdout, this.child.stderr]) {
       const h = handle as unknown as { ref?: () => void; unref?: () => void } | null;
       if (busy) h?.ref?.();
