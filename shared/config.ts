@@ -244,7 +244,7 @@ export function loadConfig(env: EnvSource): Config {
 }
 
 /** The database URL: DATABASE_URL, or the one Supabase gives its Edge Functions. */
-export function databaseUrl(config: Config): string | undefined {
+export function databaseUrl(config: Pick<Config, "DATABASE_URL" | "SUPABASE_DB_URL">): string | undefined {
   return config.DATABASE_URL ?? config.SUPABASE_DB_URL;
 }
 

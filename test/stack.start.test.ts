@@ -1,12 +1,13 @@
 // The one-process stack of `dwop run` and `dwop dev` starts its fork server beside the database: a start
 // that fails afterwards must not leave that server (and its spare workers) behind.
+import postgres from "postgres";
 import { randomBytes } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
 import { startStack } from "../cli/stack.ts";
 import { loadConfig } from "../shared/config.ts";
 import { silentLogger } from "../shared/log.ts";
-import { ADMIN_URL } from "./support/db.ts";
+import { ADMIN_URL, createTestDatabase } from "./support/db.ts";
 import { testFolder } from "./support/test-folder.ts";
 
 /** Command lines of this process's children that are a DWOP fork server. */
@@ -33,10 +34,48 @@ describe("the one-process stack's start", () => {
     });
     const start = startStack({ config, logger: silentLogger, engine: true });
     await expect(start).rejects.toThrow(/does not exist/);
-    // A server still starting when the start failed would appear a moment later: look for a while.
-    for (const until = Date.now() + 2000; Date.now() < until;) {
-      expect(await forkServers()).toEqual([]);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await expectNoForkServer();
+  });
+
+  it("ends the work begun meanwhile, then closes what it started, when the bus cannot start", async () => {
+    // pg-boss finds its schema without its tables and fails; the migrations (of another schema) pass.
+    const db = await createTestDatabase("stack bus fails");
+    const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+    await sql.unsafe(`create schema pgboss;
+      create table pgboss.version (version int primary key, maintained_on timestamptz, cron_on timestamptz);
+      insert into pgboss.version values (0)`);
+    const config = loadConfig({
+      DATABASE_URL: db.url,
+      DWOP_HOME: await testFolder("dwop-stack-"),
+      DWOP_PORT: "0",
+    });
+    let meanwhileEnded = false;
+    const start = startStack({
+      config,
+      logger: silentLogger,
+      engine: true,
+      // Slower than the bus's failure: the start must wait for it, not leave it writing.
+      meanwhile: async ({ store }) => {
+        await store.db`select pg_sleep(0.5)`;
+        meanwhileEnded = true;
+      },
+    });
+    await expect(start).rejects.toThrow(/pgboss\.job/);
+    expect(meanwhileEnded).toBe(true);
+    await expectNoForkServer();
+    // Its pool is closed: no session of it is left on the database.
+    const left = await sql`select count(*)::int as n from pg_stat_activity
+      where datname = ${db.name} and application_name = 'dwop'`;
+    expect(left[0]!.n).toBe(0);
+    await sql.end();
+    await db.drop();
   });
 });
+
+/** No fork server now nor a moment later (one still starting when the start failed would appear late). */
+async function expectNoForkServer(): Promise<void> {
+  for (const until = Date.now() + 2000; Date.now() < until;) {
+    expect(await forkServers()).toEqual([]);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -18,7 +18,8 @@ import { tailLines } from "../log-tail.ts";
 import { followWorkflow, Progress } from "../progress.ts";
 import { handleShutdown, STOP_DEADLINE_MS } from "../shutdown.ts";
 import { colorsFor, liveFor, muteable, palette, type OutStream } from "../terminal.ts";
-import { startStack, type Stack } from "../stack.ts";
+import { startHomeDatabase } from "../embedded-postgres.ts";
+import type { Stack } from "../stack.ts";
 import { readSource } from "./validate.ts";
 
 interface RunOptions {
@@ -69,12 +70,20 @@ export async function runCommand(config: Config, file: string, opts: RunOptions)
       throw e;
     });
   };
+  // The database starts while the engine's modules load (about 0.25 s each here, now side by side).
+  const database = startHomeDatabase(config, err);
+  database.catch(() => {}); // a failure is thrown by startStack, which awaits it
+  const { startStack } = await import("../stack.ts").catch(async (e: unknown) => {
+    await (await database.catch(() => null))?.stop();
+    throw e;
+  });
   const stack = await startStack({
     config: { ...config, DWOP_PORT: 0 },
     logger,
     engine: true,
     say: err,
     meanwhile: submit,
+    database,
   });
   const shutdown = handleShutdown({
     line: () => "interrupted: stopped; the workflow stays recorded and resumes with `dwop dev`",
