@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import type { z } from "zod";
+import type * as z from "zod";
 import type {
   Run as RunSchema,
   WorkflowDetail as WorkflowDetailSchema,

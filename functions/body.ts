@@ -1,5 +1,5 @@
 import type { Context } from "hono";
-import type { z } from "zod";
+import type * as z from "zod";
 import type { Storage } from "../shared/storage/storage.ts";
 import { ApiError, notFound, parseWith } from "./errors.ts";
 

@@ -1,7 +1,7 @@
 import type { Context, ErrorHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { z } from "zod";
+import * as z from "zod";
 import { DslErrors } from "../shared/dsl/index.ts";
 import type { Logger } from "../shared/log.ts";
 import { CallbackRefused } from "../shared/net/callback-target.ts";

@@ -1,5 +1,5 @@
 import type { Hono } from "hono";
-import { z } from "zod";
+import * as z from "zod";
 import { checkSignature, DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER } from "../shared/signature.ts";
 import { submitWorkflow } from "../shared/submit.ts";
 import { needStorage, UUID } from "./body.ts";

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { ErrorResponse } from "./schemas.ts";
 
 /** How a route is described in /openapi.json: the same zod schemas its handler validates with. */

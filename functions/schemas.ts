@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { CATCHUP_MODES, FIRE_OUTCOMES, OVERLAP_MODES } from "../shared/db/schedules.ts";
 import { FAILURE_REASONS, RUN_STATES, TASK_STATES, WORKFLOW_STATES } from "../shared/model.ts";
 

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import type { Db } from "../shared/db/connect.ts";
 
 // Stall visibility: whether the system has stopped moving tasks along, and since when. What the

@@ -1,5 +1,5 @@
 import type { Hono } from "hono";
-import { z } from "zod";
+import * as z from "zod";
 import { parseWorkflow, workflowInputs } from "../shared/dsl/index.ts";
 import { checkWorkflowSize } from "../shared/submit.ts";
 import { readJson } from "./body.ts";

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import type { EnvSource } from "./env.ts";
 import { parseMemory } from "./quantity.ts";
 import { parseAllowList } from "./net/addresses.ts";

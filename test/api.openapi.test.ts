@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { z } from "zod";
+import * as z from "zod";
 import { ROUTE_DOCS } from "../functions/app.ts";
 import { SubmitJson, WorkflowListQuery } from "../functions/schemas.ts";
 import { apiHarness, type ApiHarness } from "./support/api.ts";

@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import type * as z from "zod";
 import type { Schedule as ScheduleSchema } from "../../functions/schemas.ts";
 import type { Config } from "../../shared/config.ts";
 import { parseWorkflow } from "../../shared/dsl/index.ts";

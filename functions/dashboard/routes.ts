@@ -1,5 +1,5 @@
 import type { Context, Hono, MiddlewareHandler } from "hono";
-import { z } from "zod";
+import * as z from "zod";
 import { WORKFLOW_STATES } from "../../shared/model.ts";
 import type { ApiDeps, ApiEnv } from "../context.ts";
 import { parseWith } from "../errors.ts";
