@@ -2,9 +2,9 @@ import { readFile } from "node:fs/promises";
 import { Readable } from "node:stream";
 import type { Config } from "../../shared/config.ts";
 import type { WorkflowSummary } from "../../shared/db/store.ts";
-import { parseWorkflow } from "../../shared/dsl/index.ts";
 import { OUTPUT_BUCKET, objectPaths } from "../../shared/model.ts";
 import {
+  checkSubmission,
   MissingInputError,
   SubmissionRefused,
   submitLimits,
@@ -41,9 +41,11 @@ const LOG_TAIL_LINES = 20;
  */
 export async function runCommand(config: Config, file: string, opts: RunOptions): Promise<number> {
   const source = await readSource(file);
-  const spec = parseWorkflow(source, file); // DSL errors exit 2 before anything starts
   const requirements = opts.requirements ? await readSource(opts.requirements) : null;
   const inputs = await readInputs(opts.input ?? []);
+  // DSL errors, a file over the limits and an input read but not given exit 2 before anything starts;
+  // the submit takes the spec parsed here.
+  const spec = refusedAsUsage(() => checkSubmission(source, file, Object.keys(inputs), submitLimits(config)));
 
   const stderr = muteable(process.stderr);
   const err = (s: string) => stderr.write(`${s}\n`);
@@ -62,12 +64,7 @@ export async function runCommand(config: Config, file: string, opts: RunOptions)
       owner: "local",
       retryBackoffMs: config.DWOP_RETRY_BACKOFF_MS,
       maxInfraRetries: config.DWOP_MAX_INFRA_RETRIES,
-      limits: submitLimits(config),
-    }).catch((e: unknown) => {
-      if (e instanceof MissingInputError || e instanceof SubmissionRefused) {
-        throw new CliError(e.message, EXIT.usage);
-      }
-      throw e;
+      spec,
     });
   };
   // The database starts while the engine's modules load (about 0.25 s each here, now side by side).
@@ -209,5 +206,17 @@ async function printLeafOutputs(
         break;
       }
     }
+  }
+}
+
+/** Runs `check`, with a refused submission (a missing input, a limit) as a usage error (exit 2). */
+function refusedAsUsage<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (e) {
+    if (e instanceof MissingInputError || e instanceof SubmissionRefused) {
+      throw new CliError(e.message, EXIT.usage);
+    }
+    throw e;
   }
 }
