@@ -7,6 +7,7 @@
 // Each round runs on a fresh stack.
 // Run: npx tsx bench/submit-dev.ts [--tasks=10001,100000] [--rounds=3] [--run-seconds=20] [--dispatcher]
 //      [--bus=pgboss|rabbit] [--cpu-prof=DIR] (the server writes a V8 CPU profile there when it stops)
+//      [--prefer=minimal] (the measured submit sends Prefer: return=minimal and gets {"id"} alone)
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -25,6 +26,8 @@ const rounds = Number(arg("rounds") ?? 3);
 const runSeconds = Number(arg("run-seconds") ?? 20);
 const cpuProf = arg("cpu-prof");
 const bus = arg("bus") ?? "pgboss";
+/** `--prefer=minimal`: the measured submit asks for `{"id"}` alone (Prefer: return=minimal). */
+const prefer = arg("prefer");
 const MB = 1024 * 1024;
 const load = () =>
   loadavg()
@@ -123,13 +126,17 @@ async function stack(label: string): Promise<Stack> {
   return { url: `http://127.0.0.1:${port}`, token, env, m, home };
 }
 
-async function submit(s: Stack, source: string): Promise<{ id: string; to201: number; toBody: number }> {
+async function submit(
+  s: Stack,
+  source: string,
+  headers: Record<string, string> = {},
+): Promise<{ id: string; to201: number; toBody: number }> {
   const form = new FormData();
   form.append("workflow", new Blob([source]), "fan.workflow");
   const started = performance.now();
   const res = await fetch(`${s.url}/workflows`, {
     method: "POST",
-    headers: { authorization: `Bearer ${s.token}` },
+    headers: { authorization: `Bearer ${s.token}`, ...headers },
     body: form,
   });
   const to201 = performance.now() - started;
@@ -178,10 +185,14 @@ async function submitBench(): Promise<void> {
         await sleep(2000);
         const before = dev.rss();
         dev.resetPeak();
-        const { result: r, serverCpu, postgresCpu } = await cpuDuring(s, dev, () => submit(s, source));
+        const {
+          result: r,
+          serverCpu,
+          postgresCpu,
+        } = await cpuDuring(s, dev, () => submit(s, source, prefer ? { prefer: `return=${prefer}` } : {}));
         const peak = dev.peak();
         console.log(
-          `${n} tasks (${(Buffer.byteLength(source) / MB).toFixed(2)} MB, ${bus}), round ${round}: 201 in ${r.to201.toFixed(0)} ms, ` +
+          `${n} tasks (${(Buffer.byteLength(source) / MB).toFixed(2)} MB, ${bus}${prefer ? `, return=${prefer}` : ""}), round ${round}: 201 in ${r.to201.toFixed(0)} ms, ` +
             `body read ${r.toBody.toFixed(0)} ms | CPU: server ${serverCpu.toFixed(2)} s, Postgres ${postgresCpu.toFixed(2)} s | ` +
             `server RSS ${before.toFixed(0)} -> peak ${peak.toFixed(0)} MB | load ${load()}`,
         );

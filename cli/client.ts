@@ -127,6 +127,11 @@ export class DwopClient {
     return this.json("POST", "/workflows", { body: form });
   }
 
+  /** Submits and gets the new workflow's id alone (`Prefer: return=minimal`): no read back of its tasks. */
+  submitForId(form: FormData): Promise<{ id: string }> {
+    return this.json("POST", "/workflows", { body: form, headers: { prefer: "return=minimal" } });
+  }
+
   workflow(id: string): Promise<WorkflowDetail> {
     return this.json("GET", `/workflows/${encodeURIComponent(id)}`);
   }

@@ -191,8 +191,8 @@ function crossOrigin(origins: string[]): MiddlewareHandler {
   return cors({
     origin: origins,
     allowMethods: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
-    allowHeaders: ["authorization", "content-type", "idempotency-key", "last-event-id"],
-    exposeHeaders: ["x-log-size", "x-log-complete", "location", "retry-after"],
+    allowHeaders: ["authorization", "content-type", "idempotency-key", "last-event-id", "prefer"],
+    exposeHeaders: ["x-log-size", "x-log-complete", "location", "retry-after", "preference-applied"],
     maxAge: 600,
   });
 }

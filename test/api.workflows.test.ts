@@ -200,6 +200,27 @@ describe("POST /workflows", () => {
     expect(bad.status).toBe(400);
   });
 
+  it("answers {id} alone to Prefer: return=minimal, after recording the same workflow", async () => {
+    const minimal = { ...alice, prefer: "respond-async, return=minimal" };
+    const res = await submit(minimal);
+    expect(res.status).toBe(201);
+    expect(res.headers.get("preference-applied")).toBe("return=minimal");
+    const body = (await res.json()) as { id: string };
+    expect(Object.keys(body)).toEqual(["id"]);
+    expect(res.headers.get("location")).toBe(`/workflows/${body.id}`);
+    const read = await h.app.request(`/workflows/${body.id}`, { headers: alice });
+    expect(WorkflowDetail.parse(await read.json()).tasks.map((t) => t.name)).toEqual(["extract", "shout"]);
+    // A repeated Idempotency-Key answers minimally too; another preference gets the whole workflow.
+    const keyed = { ...minimal, "idempotency-key": "minimal-1" };
+    const first = (await (await submit(keyed)).json()) as { id: string };
+    const again = await submit({ ...keyed, prefer: 'return="minimal"' });
+    expect(again.status).toBe(200);
+    expect(await again.json()).toEqual({ id: first.id });
+    const full = await submit({ ...alice, prefer: "return=representation" });
+    expect(full.headers.get("preference-applied")).toBeNull();
+    expect(WorkflowDetail.parse(await full.json()).tasks).toHaveLength(2);
+  });
+
   it("answers 500 without details when storage fails, and logs the cause", async () => {
     const broken = await apiHarness("broken_storage", {
       storage: {

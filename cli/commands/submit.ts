@@ -42,13 +42,19 @@ export async function submitCommand(config: Config, file: string, opts: SubmitOp
     form.set(`inputs.${name}`, new File([new Uint8Array(bytes)], name));
 
   const client = clientFromConfig(config);
-  const submitted = await client.submit(form);
+  // Only --json without --wait prints the submitted workflow; otherwise its id is all that is needed.
+  const printsWorkflow = opts.json && !opts.wait;
+  const submitted = printsWorkflow ? await client.submit(form) : await client.submitForId(form);
   const say = (s: string) => process.stderr.write(`${s}\n`);
   say(
-    `workflow ${submitted.id} (${submitted.tasks.length} tasks): ${client.baseUrl.replace(/\/+$/, "")}/ui/#/workflows/${submitted.id}`,
+    `workflow ${submitted.id} (${spec.tasks.length} tasks): ${client.baseUrl.replace(/\/+$/, "")}/ui/#/workflows/${submitted.id}`,
   );
+  if (printsWorkflow) {
+    process.stdout.write(`${JSON.stringify(submitted)}\n`);
+    return EXIT.ok;
+  }
   if (!opts.wait) {
-    process.stdout.write(opts.json ? `${JSON.stringify(submitted)}\n` : `${submitted.id}\n`);
+    process.stdout.write(`${submitted.id}\n`);
     return EXIT.ok;
   }
   if (!opts.json) process.stdout.write(`${submitted.id}\n`);
