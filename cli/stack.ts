@@ -7,7 +7,7 @@ import { Claimer, claimerSettings } from "../cron/claimer.ts";
 import { Dispatcher, dispatcherSettings, type DispatcherOptions } from "../dispatcher/dispatcher.ts";
 import { apiSettings, createApp } from "../functions/app.ts";
 import type { Bus } from "../shared/bus/bus.ts";
-import { connectBus } from "../shared/bus/from-config.ts";
+import { connectBus, preloadBus } from "../shared/bus/from-config.ts";
 import { databaseUrl, type Config } from "../shared/config.ts";
 import { connectDb, waitForDatabase, type Db } from "../shared/db/connect.ts";
 import { migrate } from "../shared/db/migrate.ts";
@@ -86,6 +86,7 @@ async function startRest(
 ): Promise<Stack> {
   const { config, logger } = options;
   const say = options.say ?? (() => {});
+  preloadBus(config);
   const embedded = await (options.database ?? startHomeDatabase({ ...config, DWOP_HOME: home }, say));
   const url = embedded?.url ?? databaseUrl(config)!;
   const db = connectDb(url, { max: 20, applicationName: "dwop" });
