@@ -122,7 +122,7 @@ async function respondWorkflow(
 }
 
 /** Whether a Prefer header asks for `return=minimal` among its preferences (`respond-async, return=minimal`). */
-export function prefersMinimal(prefer: string | undefined): boolean {
+function prefersMinimal(prefer: string | undefined): boolean {
   return (prefer ?? "").split(",").some((preference) => {
     const [token = "", value = ""] = (preference.split(";")[0] ?? "").split("=").map((x) => x.trim());
     return token.toLowerCase() === "return" && value.replace(/^"(.*)"$/, "$1").toLowerCase() === "minimal";
