@@ -5,6 +5,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Claimer, claimerSettings } from "../cron/claimer.ts";
 import { Dispatcher, dispatcherSettings, type DispatcherOptions } from "../dispatcher/dispatcher.ts";
+import { registerDispatcher } from "../dispatcher/registration.ts";
 import { apiSettings, createApp } from "../functions/app.ts";
 import type { Bus } from "../shared/bus/bus.ts";
 import { connectBus, preloadBus } from "../shared/bus/from-config.ts";
@@ -12,7 +13,7 @@ import { databaseUrl, type Config } from "../shared/config.ts";
 import { connectDb, waitForDatabase, type Db } from "../shared/db/connect.ts";
 import { migrate } from "../shared/db/migrate.ts";
 import { Store } from "../shared/db/store.ts";
-import { startLocalExecutor, type LocalExecutor } from "../shared/executors/local.ts";
+import { LOCAL_EXECUTOR, startLocalExecutor, type LocalExecutor } from "../shared/executors/local.ts";
 import type { Logger } from "../shared/log.ts";
 import { LocalStorage } from "../shared/storage/local.ts";
 import { localStorageRoutes } from "../shared/storage/local-routes.ts";
@@ -93,7 +94,7 @@ async function startRest(
   await waitForDatabase(db, logger);
   // The bus connects beside the migrations and the server's start (pg-boss's start and its queues took
   // 0.12 s of `dwop run`'s start here after them); neither touches the other's schema.
-  const connecting = connectBus(config, url, logger);
+  const connecting = connectBus(config, url, logger, "dwop", starting !== null);
   connecting.catch(() => {}); // a failure is thrown where it is awaited
   /** Closes the server (when it listens), the database's pool and the embedded database. */
   const release = async (server: HttpServer | null, fast = false) => {
@@ -113,8 +114,19 @@ async function startRest(
   // The meanwhile work (`dwop run`'s submit) needs neither the bus nor the engine.
   const meanwhile = options.meanwhile?.({ store, storage }) ?? Promise.resolve();
   meanwhile.catch(() => {}); // a failure is thrown where it is awaited
+  // Nor does the dispatcher's registration, which goes beside the bus's and the executor's start.
+  const id = config.DWOP_DISPATCHER_ID ?? `${hostname()}-${process.pid}-${randomBytes(2).toString("hex")}`;
+  const registration = starting
+    ? registerDispatcher(store, {
+        id,
+        executor: LOCAL_EXECUTOR,
+        lostAfterSeconds: config.DWOP_LOST_AFTER_SECONDS,
+        log: logger.child({ component: "dispatcher", dispatcher: id }),
+      })
+    : undefined;
+  registration?.catch(() => {}); // thrown by the dispatcher's start, which awaits it
   const bus = await connecting.catch(async (err: unknown) => {
-    await meanwhile.catch(() => {});
+    await Promise.allSettled([meanwhile, registration]);
     await release(server);
     throw err;
   });
@@ -134,15 +146,19 @@ async function startRest(
       await claimer.start();
       stops.push(() => claimer.stop());
     } else if (starting) {
-      const id =
-        config.DWOP_DISPATCHER_ID ?? `${hostname()}-${process.pid}-${randomBytes(2).toString("hex")}`;
       const executor = await starting;
       const dispatcher = new Dispatcher(
         store,
         bus,
         executor,
         storage,
-        (dispatcherOptions = { id, ...dispatcherSettings(config), apiUrl: serverUrl, logger }),
+        (dispatcherOptions = {
+          id,
+          ...dispatcherSettings(config),
+          apiUrl: serverUrl,
+          registration,
+          logger,
+        }),
       );
       const claimer = new Claimer(store, bus, { id, ...claimerSettings(config), storage, logger });
       await dispatcher.start();

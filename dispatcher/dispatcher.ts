@@ -11,7 +11,7 @@ import type { Storage } from "../shared/storage/storage.ts";
 import { ClusterStore } from "./cluster-store.ts";
 import { signWorkerEnv, type LogStream } from "./worker-env.ts";
 import { RunLogs } from "../shared/db/run-logs.ts";
-import { deadNeighbours } from "./dead-neighbours.ts";
+import { registerDispatcher } from "./registration.ts";
 
 /** Most deliveries one start_runs call takes. */
 const START_BATCH = 128;
@@ -76,6 +76,11 @@ export interface DispatcherOptions {
    * maxRunning overrides it); unset or 0: no cap. A task over it, or whose pool is full, is parked.
    */
   ownerMaxRunning?: number;
+  /**
+   * This dispatcher's registration (registerDispatcher with the same id), begun by the process while the
+   * executor started; unset, start() registers.
+   */
+  registration?: Promise<void>;
   logger?: Logger;
 }
 
@@ -162,21 +167,21 @@ export class Dispatcher {
     await this.adjustFlow();
   }
 
-  /**
-   * Beats once, then retries the runs of this dispatcher's earlier life and of the dispatchers gone with
-   * their process on this machine, whose rows it deletes: a home's every `dwop run` left one, which each
-   * start after it read again.
-   */
+  /** The registration (registerDispatcher), unless the process began it, and the live logs' key. */
   private async register(): Promise<void> {
+    const registered =
+      this.options.registration ??
+      registerDispatcher(this.store, {
+        id: this.options.id,
+        executor: this.executor,
+        lostAfterSeconds: this.options.lostAfterSeconds,
+        log: this.log,
+      });
+    registered.catch(() => {}); // thrown below, once the key is read
     if (this.options.apiUrl) {
       this.logStream = { apiUrl: this.options.apiUrl, key: await new RunLogs(this.store.db).streamKey() };
     }
-    await this.store.heartbeat(this.options.id, this.executor.kind);
-    if (this.executor.runsIn === "process") {
-      await this.store.forgetDispatchers(await deadNeighbours(this.store.db, this.options.id));
-    }
-    const reaped = await this.store.reapLostRuns(this.options.lostAfterSeconds, this.options.id);
-    if (reaped > 0) this.log.warn({ reaped }, "retried runs left by a dispatcher that stopped");
+    await registered;
   }
 
   /**

@@ -5,7 +5,7 @@ import { databaseUrl, loadConfig, workerApiUrl, type Config } from "../shared/co
 import type { Store } from "../shared/db/store.ts";
 import { readEnv } from "../shared/env.ts";
 import type { Executor } from "../shared/executors/executor.ts";
-import { startLocalExecutor } from "../shared/executors/local.ts";
+import { LOCAL_EXECUTOR, startLocalExecutor } from "../shared/executors/local.ts";
 import type { Logger } from "../shared/log.ts";
 import { createLogger } from "../shared/pino.ts";
 import { storageFromConfig } from "../shared/storage/from-config.ts";
@@ -41,6 +41,7 @@ const [
   { Dispatcher, dispatcherSettings },
   { DispatcherMetrics },
   { serveOps },
+  { registerDispatcher },
 ] = await Promise.all([
   import("../shared/bus/from-config.ts"),
   import("../shared/db/connect.ts"),
@@ -49,12 +50,24 @@ const [
   import("./dispatcher.ts"),
   import("./metrics.ts"),
   import("./ops-server.ts"),
+  import("./registration.ts"),
 ]);
 const db = connectDb(url, { max: 10, applicationName: `dwop-dispatcher:${id}` });
 await waitForDatabase(db, logger);
 await migrate(db);
 const store: Store = new StoreClass(db);
-const bus = await connectBus(config, url, logger, `dwop-dispatcher:${id}`);
+// The registration needs only the database: it goes beside the executor's start and the bus's.
+const registration = local
+  ? settled(
+      registerDispatcher(store, {
+        id,
+        executor: LOCAL_EXECUTOR,
+        lostAfterSeconds: dispatcherSettings(config).lostAfterSeconds,
+        log: logger.child({ component: "dispatcher", dispatcher: id }),
+      }),
+    )
+  : undefined;
+const bus = await connectBus(config, url, logger, `dwop-dispatcher:${id}`, true);
 
 const metrics = new DispatcherMetrics(db, bus, { exportsDatabase: () => kube?.lease.isLeader ?? true });
 const kube: KubernetesParts | null = kubeModule ? kubernetes(config, logger, await kubeModule) : null;
@@ -64,6 +77,7 @@ const dispatcher = new Dispatcher(store, bus, executor, storage, {
   ...dispatcherSettings(config),
   apiUrl: workerApiUrl(config),
   maxActiveRuns: config.DWOP_KUBE_MAX_JOBS,
+  registration,
   logger,
 });
 let stopping = false;

@@ -130,6 +130,26 @@ describe("PgBossBus", () => {
     await db.drop();
   });
 
+  test("a bus that will consume is LISTENing once connected; one that only publishes opens no such connection", async () => {
+    const fx = await useFixture(pgBossFixture, "consumes");
+    const listeners = () =>
+      fx.sql(
+        (s) => s`select count(*)::int as n from pg_stat_activity
+          where datname = current_database() and application_name = 'dwop-bus-consumer'
+            and query ilike 'listen%'`,
+      );
+    const publisher = await fx.open();
+    expect(await listeners()).toEqual([{ n: 0 }]);
+    const consumer = await fx.open({ consumes: true });
+    expect(await listeners()).toEqual([{ n: 1 }]);
+    // Its first consume() uses that connection rather than opening another.
+    const seen: string[] = [];
+    await consumer.consume(async (d) => void seen.push(d.body.taskId), { prefetch: 1 });
+    await publisher.publish(taskMessages("woken", 1));
+    await waitFor("the delivery", () => seen.length === 1);
+    expect(await listeners()).toEqual([{ n: 1 }]);
+  });
+
   test("a bus made with `new` publishes and consumes without waiting for ready()", async () => {
     const db = await createTestDatabase("bus_lazy");
     const bus = new PgBossBus({ connectionString: db.url, queue: QUEUE, logger: silentLogger });

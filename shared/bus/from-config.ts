@@ -20,6 +20,8 @@ export async function connectBus(
   databaseUrl: string,
   logger: Logger,
   name = "dwop",
+  /** The process will consume (a dispatcher): a bus that can prepares for it while it connects. */
+  consumes = false,
 ): Promise<Bus> {
   if (config.RABBITMQ_CONNECTION_URL) {
     const { RabbitBus } = await import("./rabbit.ts");
@@ -32,5 +34,5 @@ export async function connectBus(
     });
   }
   const { PgBossBus } = await import("./pgboss.ts");
-  return PgBossBus.connect({ connectionString: databaseUrl, queue: config.DWOP_QUEUE, logger });
+  return PgBossBus.connect({ connectionString: databaseUrl, queue: config.DWOP_QUEUE, consumes, logger });
 }

@@ -19,6 +19,11 @@ export interface PgBossBusOptions {
   maintenanceIntervalSeconds?: number;
   /** Delay before a job whose handler rejected can be fetched again (default 1). */
   retryDelaySeconds?: number;
+  /**
+   * This process will consume: the consumers' connection and its LISTEN open beside pg-boss's start, not
+   * at the first consume() (30-45 ms of a dispatcher's start here).
+   */
+  consumes?: boolean;
   /** Poll backstop for lost notifications (default 1000). */
   pollIntervalMs?: number;
   logger?: BusLogger;
@@ -51,6 +56,7 @@ export class PgBossBus implements Bus {
   private readonly consumers = new Set<PgBossConsumer>();
   /** Consumer-side connections (LISTEN, fetch, complete), opened by the first consume(). */
   private consumerSql: postgres.Sql | null = null;
+  private listening: Promise<postgres.Sql> | null = null;
   private readonly boss: PgBoss;
   private readonly started: Promise<void>;
   private closed = false;
@@ -74,7 +80,8 @@ export class PgBossBus implements Bus {
     this.boss.on("error", (err: Error) => {
       if (!this.closed) logger.warn({ err: describeError(err) }, "pg-boss error");
     });
-    this.started = this.boss.start().then(() => this.createQueues());
+    const starting = this.boss.start().then(() => this.createQueues());
+    this.started = options.consumes ? Promise.all([starting, this.listen()]).then(() => {}) : starting;
     this.started.catch(() => {}); // surfaced by ready() and every call that needs the queue
   }
 
@@ -215,9 +222,16 @@ export class PgBossBus implements Bus {
     }
   }
 
-  /** Opens the consumer-side connections once and LISTENs on the queue's channel. */
-  private async listen(): Promise<postgres.Sql> {
-    if (this.consumerSql) return this.consumerSql;
+  /** The consumer-side connections, opened once, LISTENing on the queue's channel; tried again after a failure. */
+  private listen(): Promise<postgres.Sql> {
+    this.listening ??= this.openListening().catch((err: unknown) => {
+      this.listening = null;
+      throw err;
+    });
+    return this.listening;
+  }
+
+  private async openListening(): Promise<postgres.Sql> {
     const target = postgresTarget(this.options.connectionString);
     const sql = postgres(target.url, {
       path: target.path,
@@ -232,7 +246,13 @@ export class PgBossBus implements Bus {
       for (const consumer of this.consumers) consumer.wake();
     };
     // The second callback runs again after postgres.js re-listens on a new connection: catch up then.
-    await sql.listen(this.channel, wakeAll, wakeAll);
+    try {
+      await sql.listen(this.channel, wakeAll, wakeAll);
+    } catch (err) {
+      this.consumerSql = null;
+      await sql.end({ timeout: 1 }).catch(() => {});
+      throw err;
+    }
     return sql;
   }
 }

@@ -83,6 +83,12 @@ const LOG_TAIL_LINES = 100;
 /** The largest object a run gets in its env file rather than by URL (Executor.inlineBytes). */
 const INLINE_OBJECT_BYTES = 64 * 1024;
 
+/** What a local executor is, known before one has started (a dispatcher registers as one meanwhile). */
+export const LOCAL_EXECUTOR = { kind: "local", runsIn: "process" } as const satisfies Pick<
+  Executor,
+  "kind" | "runsIn"
+>;
+
 /**
  * Runs each attempt as a fresh worker process in its own process group, so a timeout or a cancellation
  * kills the task's whole tree. The processes are forked by one long-lived fork server, which has paid
@@ -90,8 +96,8 @@ const INLINE_OBJECT_BYTES = 64 * 1024;
  * task never outlives the dispatcher that would record it.
  */
 export class LocalExecutor implements Executor {
-  readonly kind = "local" as const;
-  readonly runsIn = "process" as const;
+  readonly kind = LOCAL_EXECUTOR.kind;
+  readonly runsIn = LOCAL_EXECUTOR.runsIn;
   /** The env file takes them (see WorkerEnv.DWOP_CODE): a run's GETs of its small code and inputs are gone. */
   readonly inlineBytes = INLINE_OBJECT_BYTES;
   private readonly runs = new Map<string, LocalRun>();
