@@ -20,7 +20,7 @@ export async function connectBus(
   databaseUrl: string,
   logger: Logger,
   name = "dwop",
-  /** The process will consume (a dispatcher): a bus that can prepares for it while it connects. */
+  /** The process will consume (a dispatcher): a pg-boss bus then opens its consumers' connection as it connects. */
   consumes = false,
 ): Promise<Bus> {
   if (config.RABBITMQ_CONNECTION_URL) {

@@ -54,7 +54,7 @@ export class PgBossBus implements Bus {
   private readonly channel: string;
   private readonly logger: BusLogger;
   private readonly consumers = new Set<PgBossConsumer>();
-  /** Consumer-side connections (LISTEN, fetch, complete), opened by the first consume(). */
+  /** Consumer-side connections (LISTEN, fetch, complete), opened at start with `consumes`, else by the first consume(). */
   private consumerSql: postgres.Sql | null = null;
   private listening: Promise<postgres.Sql> | null = null;
   private readonly boss: PgBoss;
