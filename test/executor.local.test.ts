@@ -352,6 +352,36 @@ describe("a run's folder", () => {
     }
   });
 
+  it("of a run that close() kills is gone when close() returns, in memory and on disk", async (ctx) => {
+    const memory = await shmFolder();
+    const store = await startStore();
+    const executor = new LocalExecutor({
+      python: await resolvePython(),
+      workerScript: WORKER_SCRIPT,
+      workRoot: dir,
+      memoryRoot: memory,
+    });
+    try {
+      if ((await executor.sandbox()).mode !== "namespaces") return ctx.skip();
+      const { DWOP_CODE_URL: _, ...urls } = env(store.url, "unused");
+      const code = Buffer.from("import time\ntime.sleep(60)\n").toString("base64");
+      await executor.start(assignment("in-memory"), { ...urls, DWOP_CODE: code, DWOP_INPUTS: "[]" });
+      await executor.start(assignment("on-disk"), env(store.url, "hang"));
+      expect(await runFolders(memory)).toHaveLength(1);
+      expect(await runFolders(dir)).toHaveLength(1);
+      // A process stops right after close() (Ctrl-C's fast stop): nothing may be left for later.
+      await executor.close();
+      expect(await runFolders(dir)).toEqual([]);
+      // The memory root goes too once empty (close() removes it then).
+      expect(await runFolders(memory).catch(() => [])).toEqual([]);
+    } finally {
+      await executor.close();
+      store.server.closeAllConnections();
+      await new Promise((r) => store.server.close(r));
+      await rm(memory, { recursive: true, force: true });
+    }
+  });
+
   it("goes in memory only in a tmpfs folder of this user's alone", async () => {
     expect(memoryRoot(dir, dir)).toBeNull(); // not a tmpfs
     const shm = await shmFolder();

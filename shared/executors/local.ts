@@ -65,6 +65,8 @@ interface LocalRun {
   timedOut: boolean;
   killed: boolean;
   timer: ReturnType<typeof setTimeout> | null;
+  /** Once its worker is forked: settles when its end is handled and its folder removed (finish). */
+  ended: Promise<void> | null;
 }
 
 /** Variables of the dispatcher's own environment a task may see; nothing that holds a credential. */
@@ -155,6 +157,7 @@ export class LocalExecutor implements Executor {
       timedOut: false,
       killed: false,
       timer: null,
+      ended: null,
     };
     run.started = this.launch(run, env);
     this.runs.set(assignment.runId, run);
@@ -233,7 +236,7 @@ export class LocalExecutor implements Executor {
       limits,
     );
     run.pid = worker.pid;
-    void worker.exited
+    run.ended = worker.exited
       .then((exit) => this.finish(run, exit))
       .catch((err: unknown) =>
         this.log.error({ err, runId: run.assignment.runId }, "could not report a run's end"),
@@ -345,11 +348,20 @@ export class LocalExecutor implements Executor {
   }
 
   async close(): Promise<void> {
-    for (const run of this.runs.values()) {
+    const killed = [...this.runs.values()];
+    for (const run of killed) {
       run.killed = true;
       this.killGroup(run);
     }
     await this.server.close();
+    // Their folders go before close() returns: one in memory would stay until a later start's sweep, and
+    // a process stops right after this (Ctrl-C's fast stop left them in /dev/shm).
+    await Promise.allSettled(
+      killed.map(async (run) => {
+        await (run.ended ?? run.started.catch(() => {}));
+        if (run.dir) await rm(run.dir, { recursive: true, force: true });
+      }),
+    );
     // Empty unless another process of the same work root has runs in it: then it stays.
     if (this.memoryRoot) rmdirQuietly(this.memoryRoot);
   }
