@@ -16,7 +16,7 @@ import {
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, type TestContext } from "vitest";
 import type { RunOutcome, WorkerEnv } from "../shared/executors/executor.ts";
 import { ForkServer, type RunLimits } from "../shared/executors/fork-server.ts";
 import { LocalExecutor, readResult } from "../shared/executors/local.ts";
@@ -283,7 +283,17 @@ describe("a run's folder", () => {
     return (await readdir(root)).filter((n) => n.startsWith("run-"));
   }
 
-  it("is in memory for a sandboxed run whose code and inputs came inline, on disk for one that downloads", async (ctx) => {
+  interface InMemory {
+    executor: LocalExecutor;
+    /** Its memory root, a fresh folder of /dev/shm. */
+    memory: string;
+    store: Awaited<ReturnType<typeof startStore>>;
+    /** A run's URLs without the code's (it comes inline). */
+    urls: Omit<WorkerEnv, "DWOP_CODE_URL">;
+  }
+
+  /** `use` with an executor whose runs may go in memory; skipped where there is no sandbox. */
+  async function withMemoryExecutor(ctx: TestContext, use: (parts: InMemory) => Promise<void>) {
     const memory = await shmFolder();
     const store = await startStore();
     const executor = new LocalExecutor({
@@ -295,6 +305,17 @@ describe("a run's folder", () => {
     try {
       if ((await executor.sandbox()).mode !== "namespaces") return ctx.skip();
       const { DWOP_CODE_URL: _, ...urls } = env(store.url, "unused");
+      await use({ executor, memory, store, urls });
+    } finally {
+      await executor.close();
+      store.server.closeAllConnections();
+      await new Promise((r) => store.server.close(r));
+      await rm(memory, { recursive: true, force: true });
+    }
+  }
+
+  it("is in memory for a sandboxed run whose code and inputs came inline, on disk for one that downloads", async (ctx) => {
+    await withMemoryExecutor(ctx, async ({ executor, memory, store, urls }) => {
       const code = (body: string) => Buffer.from(`import time\n${body}time.sleep(60)\n`).toString("base64");
       const x = Buffer.from("1").toString("base64");
       // Its output outgrows memory (256 KiB): the worker moves it to the work root on disk, not to the folder.
@@ -344,26 +365,11 @@ describe("a run's folder", () => {
       expect(await runFolders(dir)).toContainEqual(expect.stringMatching(/^run-open-/));
       for (const id of executor.active()) await executor.kill(id);
       await until(async () => (await runFolders(memory)).length + (await runFolders(dir)).length === 0);
-    } finally {
-      await executor.close();
-      store.server.closeAllConnections();
-      await new Promise((r) => store.server.close(r));
-      await rm(memory, { recursive: true, force: true });
-    }
+    });
   });
 
   it("of a run that close() kills is gone when close() returns, in memory and on disk", async (ctx) => {
-    const memory = await shmFolder();
-    const store = await startStore();
-    const executor = new LocalExecutor({
-      python: await resolvePython(),
-      workerScript: WORKER_SCRIPT,
-      workRoot: dir,
-      memoryRoot: memory,
-    });
-    try {
-      if ((await executor.sandbox()).mode !== "namespaces") return ctx.skip();
-      const { DWOP_CODE_URL: _, ...urls } = env(store.url, "unused");
+    await withMemoryExecutor(ctx, async ({ executor, memory, store, urls }) => {
       const code = Buffer.from("import time\ntime.sleep(60)\n").toString("base64");
       await executor.start(assignment("in-memory"), { ...urls, DWOP_CODE: code, DWOP_INPUTS: "[]" });
       await executor.start(assignment("on-disk"), env(store.url, "hang"));
@@ -374,12 +380,7 @@ describe("a run's folder", () => {
       expect(await runFolders(dir)).toEqual([]);
       // The memory root goes too once empty (close() removes it then).
       expect(await runFolders(memory).catch(() => [])).toEqual([]);
-    } finally {
-      await executor.close();
-      store.server.closeAllConnections();
-      await new Promise((r) => store.server.close(r));
-      await rm(memory, { recursive: true, force: true });
-    }
+    });
   });
 
   it("goes in memory only in a tmpfs folder of this user's alone", async () => {
