@@ -358,8 +358,10 @@ export class LocalExecutor implements Executor {
     // a process stops right after this (Ctrl-C's fast stop left them in /dev/shm).
     await Promise.allSettled(
       killed.map(async (run) => {
-        await (run.ended ?? run.started.catch(() => {}));
-        if (run.dir) await rm(run.dir, { recursive: true, force: true });
+        await run.started.catch(() => {}); // a fork on its way when the server closed ends here
+        if (run.ended)
+          await run.ended; // finish() removes the folder
+        else if (run.dir) await rm(run.dir, { recursive: true, force: true });
       }),
     );
     // Empty unless another process of the same work root has runs in it: then it stays.
