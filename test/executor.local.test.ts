@@ -229,6 +229,14 @@ describe("a run's output and log left to the dispatcher", () => {
     else expect(inside.endsWith("/.tmp")).toBe(true);
   });
 
+  it("shows a sandboxed body whose every file came inline its own files alone, nothing of the run's folder", async (ctx) => {
+    if ((await sandboxStatus()) !== "namespaces") return ctx.skip();
+    // The executor tells the fork server so: the body's /work is a folder of its own, and the worker's log
+    // and env file, in the run's folder, are not there.
+    const outcome = await runInline("auto", "import os\nprint(sorted(os.listdir('.')))\n");
+    expect(outcome.kind === "succeeded" ? text(outcome.result?.output) : outcome).toBe("['main.py']\n");
+  });
+
   /** Whether runs get the sandbox on this machine with sandbox "auto". */
   async function sandboxStatus(): Promise<string> {
     const executor = new LocalExecutor({

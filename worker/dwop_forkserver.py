@@ -6,10 +6,14 @@ pid, own memory, own session and process group) and runs dwop_main.main(), the s
 `python dwop_worker.py`, in ~1-2 ms instead of an interpreter start.
 
 Protocol, one JSON object per line:
-  stdin   {"id": "<run id>", "cwd": "/abs/folder", "limits": {"memory", "disk", "processes", "cpuSeconds"}}
+  stdin   {"id": "<run id>", "cwd": "/abs/folder", "limits": {"memory", "disk", "processes", "cpuSeconds"},
+           "inline": true?}
           The run's environment is not in the request: the child reads it from <cwd>/.dwop-env (a JSON
           object, mode 0600, written by the executor) and deletes it, so this server never holds a run's
-          signed URLs, and no run forked later inherits them in its memory.
+          signed URLs, and no run forked later inherits them in its memory. "inline": every file of the run
+          (its code, its inputs) comes in that environment, nothing is downloaded into cwd: in the sandbox,
+          the body's /work is then a folder of its own, which it sets up while the worker reads the
+          environment (see dwop_gate); a worker whose environment asks for a download then fails the run.
   argv    [settings]: {"sandbox": "auto" | "required" | "off", "allow": ["/folder", ...],
           "network": "none" | "internet", "uidBase": n, "uidCount": n} (default off); see dwop_sandbox.py
   stdout  {"ready": <server pid>, "zygote": <its zygote's pid>, "sandbox": "namespaces" | "off",
@@ -81,7 +85,9 @@ MAX_REQUEST = 16 * 1024 * 1024
 SPARES = 2  # workers forked ahead (see above)
 SPARE_FDS = struct.Struct("3i")  # a spare's pipes the zygote passes to the server: request, ready, done
 # A request as the executor writes one, for Server.rehearse (its folder must exist: the root).
-REHEARSAL_REQUEST = b'{"id":"rehearsal","cwd":"/","limits":{"memory":1,"disk":1,"processes":1,"cpuSeconds":0}}'
+REHEARSAL_REQUEST = (
+    b'{"id":"rehearsal","cwd":"/","limits":{"memory":1,"disk":1,"processes":1,"cpuSeconds":0},"inline":true}'
+)
 
 
 class ZygoteGone(Exception):
@@ -116,7 +122,7 @@ def event_line(run_id, key, value):
 
 
 def parse_request(line):
-    """(id, cwd, limits) of a request line; raises BadRequest naming the id when it could be read."""
+    """(id, cwd, limits, inline) of a request line; raises BadRequest naming the id when it could be read."""
     try:
         request = parse_json(line.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
@@ -131,7 +137,10 @@ def parse_request(line):
         raise BadRequest(run_id, "cwd is not an absolute path")
     if not os.path.isdir(cwd):
         raise BadRequest(run_id, "cwd %s is not a directory" % cwd)
-    return run_id, cwd, dwop_sandbox.Limits.parse(request.get("limits"))
+    inline = request.get("inline", False)
+    if not isinstance(inline, bool):
+        raise BadRequest(run_id, "inline is not true or false")
+    return run_id, cwd, dwop_sandbox.Limits.parse(request.get("limits")), inline
 
 
 def read_env(path):
@@ -238,7 +247,7 @@ class Server:
 
     def handle(self, line):
         try:
-            run_id, cwd, limits = parse_request(line)
+            run_id, cwd, limits, inline = parse_request(line)
             if run_id in self.by_id:
                 raise BadRequest(run_id, "run %s is already running" % run_id)
             if self.sandbox.refusal:
@@ -256,7 +265,7 @@ class Server:
                 self.send(run_id, "error", "no uid free for the run: %s" % e)
                 return
             try:
-                pid = self.fork_worker(cwd, lease.uid, limits, lease)
+                pid = self.fork_worker(cwd, lease.uid, limits, lease, inline)
             except (OSError, dwop_sandbox.SandboxError) as e:
                 lease.release()
                 self.send(run_id, "error", "could not fork the run's worker: %s" % e)
@@ -280,7 +289,7 @@ class Server:
         again, and a page written first here is copied now rather than on the next run's path (see
         dwop_main.rehearse). It covers the parse and the answer; the rest of a request's handling (a spare's
         pipes, the uid's bookkeeping) still writes a few pages of its own."""
-        run_id, _, _ = parse_request(REHEARSAL_REQUEST)
+        run_id, _, _, _ = parse_request(REHEARSAL_REQUEST)
         event_line(run_id, "pid", self.pid)
 
     def prepare_body(self, run, close=()):
@@ -292,7 +301,7 @@ class Server:
         body.started()
         return body
 
-    def fork_worker(self, cwd, uid, limits, lease):
+    def fork_worker(self, cwd, uid, limits, lease, inline):
         """Forks a worker for a run now; returns its pid once it leads its own process group."""
         ready_r, ready_w = os.pipe()
         done_r, done_w = os.pipe()
@@ -305,7 +314,7 @@ class Server:
                 self.leave_server(ready_w, done_w)
                 run = dwop_sandbox.Run(self.sandbox.settings, uid, limits) if self.sandbox.settings else None
                 body = self.prepare_body(run, close=(done_w,)) if run else None
-                self.become_worker(cwd, body, done_w)
+                self.become_worker(cwd, body, done_w, inline)
             finally:
                 os._exit(EXIT_SETUP_FAILED)
         os.close(ready_w)
@@ -553,17 +562,20 @@ class Server:
         if not line:
             os._exit(0)
         try:
-            _, cwd, limits = parse_request(line)
+            _, cwd, limits, inline = parse_request(line)
         except BadRequest as e:
             write_all(2, ("dwop-forkserver: the spare got a bad request: %s\n" % e.args[1]).encode())
             os._exit(EXIT_SETUP_FAILED)
         if run:
             run.limits = limits
-        self.become_worker(cwd, body, done_w)
+        self.become_worker(cwd, body, done_w, inline)
 
-    def become_worker(self, cwd, body, done_w):
+    def become_worker(self, cwd, body, done_w, inline):
         """In the child, out of the server's session: turns it into a fresh worker process for the run in
-        cwd, then runs it with its prepared body, telling its exit code on done_w."""
+        cwd, then runs it with its prepared body, telling its exit code on done_w. A sandboxed body of an
+        inline run is told at once that it runs without the folder: it finishes its root meanwhile."""
+        if inline and body and body.sandbox:
+            body.place(None)
         try:
             os.chdir(cwd)
             env = read_env(ENV_FILE)

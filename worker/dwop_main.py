@@ -212,6 +212,13 @@ def download(task, while_waiting, keep_inline=False):
     return given if keep_inline else []
 
 
+def fetched(task):
+    """What of the run is downloaded into its folder (its code, an input or requirements.txt), or None."""
+    wanted = [("the task's code", task.code_url)] + [("input " + param, url) for param, url, _ in task.inputs]
+    wanted.append(("requirements.txt", task.requirements_url))
+    return next((what for what, url in wanted if url is not None), None)
+
+
 def write_file(path, data, exclusive=False):
     """Writes a file of the run (mode 0644); exclusive: only a new one, never through a link."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL | os.O_NOFOLLOW if exclusive else os.O_TRUNC)
@@ -236,14 +243,16 @@ class Body:
     server's spare worker forks it ahead (ahead=True), before the run is known, and sets its sandbox up
     while it waits for a run: the namespaces, the system's part of the root, slirp4netns. A worker started
     on its own forks it as its downloads start. It waits at a gate (dwop_gate) until the worker hands it the
-    run once the downloads are in: open() does, abandon() ends it unstarted. Its stdout goes to the output
-    and the log, its stderr to the worker's and the log (the two merged by line)."""
+    run: place() tells it where and as whom it runs (for a run whose every file comes in its environment,
+    before the worker even reads that, so that the body finishes its root meanwhile), open() the rest once
+    the downloads are in, abandon() ends it unstarted. Its stdout goes to the output and the log, its
+    stderr to the worker's and the log (the two merged by line)."""
 
     def __init__(self, sandbox, prctl, close=(), ahead=False):
         self.sandbox = sandbox
         self.ahead = ahead
-        self.requirements = False  # in the child, once the gate opened: whether pip runs first
-        self.files = ()  # in the child, once the gate opened: what it writes in its own folder itself
+        self.placed = False  # whether place() told the body where it runs
+        self.folderless = False  # whether it was told that no file of its run is in the run's folder
         self.attached = False
         self.setup_error = None  # why the worker's half of the set-up failed (started()), if it did
         self.report_r, self.report_w = os.pipe()
@@ -266,6 +275,8 @@ class Body:
 
     def main(self, gate_r):
         """In the child: set up (the sandbox), wait at the gate, then run pip and the body; never returns."""
+        reader = dwop_gate.Reader(gate_r)
+
         def gate():
             # In the process that runs the body (the sandbox forks it before its gate), while it waits.
             if self.ahead:  # a made-up body read and compiled
@@ -273,28 +284,35 @@ class Body:
             else:  # forked on the run's path, its job on the way: only the compiler set up (~2 ms)
                 compile("pass", "<warm-up>", "exec")
             unbuffered_stdio()  # what `python -u` gives the body (nothing is written to it before)
-            # The gate's steps on a made-up job: the job read, its environment taken (0.4 -> 0.1 ms of
-            # each run's path here). The made-up environment stays until the real one replaces it.
+            # The gate's steps on a made-up run: its Place and Job read, its environment taken (0.4 -> 0.1 ms
+            # of each run's path here). The made-up environment stays until the real one replaces it.
             take_environment(dwop_gate.rehearsal())
-            job = dwop_gate.receive(gate_r)
-            if job is None:
+            place = reader.place()
+            if place is None:
                 os._exit(EXIT_WORKER_FAILURE)  # abandoned: the downloads failed
-            self.requirements = job.requirements
-            take_environment(job)
-            self.files = job.files
-            return job
+            return place
 
         if self.sandbox:
             try:
                 self.sandbox.enter(self.note, gate)
-                for name, data in self.files:  # into its own /work, as the run's user
-                    write_file(name, data, exclusive=True)
             except (SandboxError, OSError) as e:
                 self.note("sandbox", describe(e))
                 os._exit(EXIT_WORKER_FAILURE)
         else:
             os.chdir(gate().folder)
-        deps = install_requirements(self.note) if self.requirements else None
+        job = reader.job()
+        if job is None:
+            os._exit(EXIT_WORKER_FAILURE)  # abandoned after its Place: the downloads failed
+        take_environment(job)
+        if self.sandbox:
+            self.sandbox.own_environment()
+        try:
+            for name, data in job.files:  # into its own /work, as the run's user (the sandbox's only)
+                write_file(name, data, exclusive=True)
+        except OSError as e:
+            self.note("sandbox", describe(e))
+            os._exit(EXIT_WORKER_FAILURE)
+        deps = install_requirements(self.note) if job.requirements else None
         told = self.told[1] if self.told else None
         run_script("main.py", deps, lambda error: body_failed(self.note, error, self.sandbox), told)
 
@@ -319,18 +337,32 @@ class Body:
         if self.sandbox and self.attached:
             self.sandbox.after_run()
 
-    def open(self, has_requirements, log, output, body_env, files=()):
-        """Hands the body its run (body_env: its environment), copies its output until it exits; raises
-        Failure for anything but a clean exit."""
+    def place(self, folder):
+        """Tells the body where and as whom it runs (once): its uid and limits, and the run's folder (the
+        cwd), or None (in the sandbox only) when no file of the run will be in the folder, every one coming
+        in its Job: the body then finishes its root at once, beside what the worker does before open()."""
+        if self.placed:
+            return
+        self.placed = True
+        self.folderless = folder is None
         sandbox = self.sandbox
         uid, limits = (sandbox.uid, sandbox.limits) if sandbox else (None, Limits())
         try:
-            job = dwop_gate.Job(has_requirements, uid, limits, os.getcwd(), body_env, files)
-            dwop_gate.send(self.gate_w, job)
+            dwop_gate.send_place(self.gate_w, dwop_gate.Place(uid, limits, folder))
         except BrokenPipeError:
             pass  # it died setting up; how is in its notes
         if sandbox:
             sandbox.hold_mounts(self.child[0])  # while the body adds the run's part of its root
+
+    def open(self, has_requirements, log, output, body_env, files=()):
+        """Hands the body its run (body_env: its environment), copies its output until it exits; raises
+        Failure for anything but a clean exit."""
+        self.place(os.getcwd())
+        sandbox = self.sandbox
+        try:
+            dwop_gate.send(self.gate_w, dwop_gate.Job(has_requirements, body_env, files))
+        except BrokenPipeError:
+            pass  # it died setting up; how is in its notes
         ended = sandbox.ended[0] if sandbox and sandbox.ended else None
         told = self.told[0] if self.told else None
         try:
@@ -535,6 +567,10 @@ def work(task, log, parent, die_with_parent_wanted, body, done=None):
     try:
         if body.setup_error:
             raise Failure("sandbox_failed", "the task sandbox could not be set up: %s" % body.setup_error)
+        if body.folderless and fetched(task):
+            # The executor asked for it as inline, but its environment says otherwise: the body cannot see it.
+            message = "the run was asked for as inline (every file in its environment), but %s is fetched by URL"
+            raise Failure("worker_error", message % fetched(task), non_retryable=True)
         # In the sandbox, the code and inputs given inline go to the body, which writes them in its own
         # /work (a tmpfs): none of them is a file of the run's folder on disk.
         files = download(task, log.stream_to.start if log.stream_to else None, keep_inline=bool(body.sandbox))

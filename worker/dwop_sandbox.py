@@ -223,9 +223,10 @@ class Run:
         process, inside, with its cwd at /work; as a normal user, the process left outside and the
         namespace's init never return from here. note(kind, text) tells the worker how the body ended when
         it was killed. gate(), when given, is called once everything but the run's own part is set up (the
-        namespaces, the system's part of the root, the network attached) and returns the run's Job: its
-        uid, limits, folder (an open descriptor) and environment; so all of that is done before the run is
-        even asked for. Without a gate, the Run's own uid, limits and folder are used."""
+        namespaces, the system's part of the root, the network attached) and returns the run's Place (see
+        dwop_gate): its uid, limits and folder, or no folder when every file of the run comes in its Job, the
+        body's /work then a folder of its own; so all of that is done before the run is even asked for.
+        Without a gate, the Run's own uid, limits and folder are used."""
         libc = self.settings.libc
         privileged = self.settings.privileged
         flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
@@ -254,9 +255,9 @@ class Run:
             dwop_network.close_private_routes(self.settings.addresses)
         self.wait_for_network()
         if gate:
-            job = gate()
-            self.uid, self.limits = job.uid, job.limits
-            folder = open_folder(job.folder, below_tmp)
+            place = gate()
+            self.uid, self.limits = place.uid, place.limits
+            folder = open_folder(place.folder, below_tmp) if place.folder is not None else None
             os.close(below_tmp)
         uid = self.uid if privileged else INSIDE_UID
         if uid is None:
@@ -270,6 +271,10 @@ class Run:
         self.limits.apply()
         self.drop_privileges(libc, privileged)
         libc.prctl(PR_SET_DUMPABLE, 1, "prctl(PR_SET_DUMPABLE)")  # its own /proc/self stays its own
+        self.own_environment()
+
+    def own_environment(self):
+        """The variables the sandbox sets in the body's environment (again after the run's replaced it)."""
         os.environ["HOME"] = WORK
         os.environ["TMPDIR"] = "/tmp"
         os.environ["USER"] = os.environ["LOGNAME"] = "dwop"
@@ -552,12 +557,16 @@ def add_user(libc, settings, uid):
 def finish_root(libc, folder, disk):
     """Adds the run's part to the root build_system_root made (and add_user), pivots into it and ends with
     the cwd at /work: the scratch tmpfs's size (the run's disk limit), and its folder (the descriptor
-    folder, closed here) as the overlay's lower layer. The folder is mounted last: files written below an
+    folder, closed here) as the overlay's lower layer; without a folder (every file of the run came in its
+    Job), /work is the scratch's writable folder alone. The folder is mounted last: files written below an
     overlay's lower folder once it is mounted need not show through."""
     libc.mount(None, SCRATCH, None, MS_REMOUNT | MS_NOSUID | MS_NODEV, "size=%d" % disk)
-    place(libc, ("dir", folder), LOWER)
-    overlay = "lowerdir=%s,upperdir=%s/upper,workdir=%s/work" % (LOWER, SCRATCH, SCRATCH)
-    libc.mount("overlay", ROOT + WORK, "overlay", MS_NOSUID | MS_NODEV, overlay)
+    if folder is None:
+        libc.mount(SCRATCH + "/upper", ROOT + WORK, None, MS_BIND)
+    else:
+        place(libc, ("dir", folder), LOWER)
+        overlay = "lowerdir=%s,upperdir=%s/upper,workdir=%s/work" % (LOWER, SCRATCH, SCRATCH)
+        libc.mount("overlay", ROOT + WORK, "overlay", MS_NOSUID | MS_NODEV, overlay)
     os.chdir(ROOT)
     libc.pivot_root()
     os.chdir("/")

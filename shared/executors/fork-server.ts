@@ -120,13 +120,21 @@ export class ForkServer {
   /**
    * Forks a worker in `cwd` with exactly `env` as its environment, handed over in a 0600 file of `cwd`
    * (never through the server), and its body held to `limits`. `id` must be unique among runs in flight.
+   * `inline`: every file of the run comes in `env` (nothing is downloaded into `cwd`), so a sandboxed body's
+   * /work is a folder of its own, set up while the worker reads `env` (worker/dwop_gate.py).
    */
-  async fork(id: string, cwd: string, env: Record<string, string>, limits: RunLimits): Promise<ForkedWorker> {
+  async fork(
+    id: string,
+    cwd: string,
+    env: Record<string, string>,
+    limits: RunLimits,
+    inline = false,
+  ): Promise<ForkedWorker> {
     if (this.closed) throw new Error("the fork server is closed");
     // Synchronous: one small file on a local disk, where fs/promises would take three trips through
     // libuv's thread pool (open, write, close) on the path of every run's start.
     writeFileSync(join(cwd, ENV_FILE), JSON.stringify(env), { mode: 0o600, flag: "wx" });
-    return this.current().fork(id, cwd, limits);
+    return this.current().fork(id, cwd, limits, inline);
   }
 
   /** Stops the server; it kills the process group of every worker still running. */
@@ -210,13 +218,13 @@ class ServerProcess {
     this.updateRef();
   }
 
-  fork(id: string, cwd: string, limits: RunLimits): Promise<ForkedWorker> {
+  fork(id: string, cwd: string, limits: RunLimits, inline: boolean): Promise<ForkedWorker> {
     if (this.pending.has(id)) return Promise.reject(new Error(`run ${id} is already in the fork server`));
     let exited!: (exit: ForkedExit) => void;
     const exit = new Promise<ForkedExit>((resolve) => (exited = resolve));
     return new Promise((started, failed) => {
       this.pending.set(id, { pid: null, exit, started, failed, exited });
-      this.child.stdin!.write(`${JSON.stringify({ id, cwd, limits })}\n`);
+      this.child.stdin!.write(`${JSON.stringify({ id, cwd, limits, inline })}\n`);
       this.updateRef();
     });
   }

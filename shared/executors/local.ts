@@ -173,21 +173,13 @@ export class LocalExecutor implements Executor {
   /**
    * Whether a sandboxed run's folder goes in memory: it holds small files only (the env file, the worker's
    * log, its result), as the body writes in a tmpfs of its own (the sandbox's /work and /tmp), when the code
-   * and every input came in the env file (nothing is downloaded into the folder). A run's folder on disk is
-   * a few inodes made and freed, which some file systems pay dearly for (docs/configuration.md, DWOP_HOME).
-   * The memory root is made again when it is gone (removed as empty by another process of this user's, or
-   * by logind at the user's last logout), and not used when another user made it first.
+   * and every input came in the env file (inline: nothing is downloaded into the folder). A run's folder on
+   * disk is a few inodes made and freed, which some file systems pay dearly for (docs/configuration.md,
+   * DWOP_HOME). The memory root is made again when it is gone (removed as empty by another process of this
+   * user's, or by logind at the user's last logout), and not used when another user made it first.
    */
-  private inMemory(env: WorkerEnv): boolean {
-    if (!this.memoryRoot || env.DWOP_CODE === undefined || env.DWOP_REQUIREMENTS_URL) {
-      return false;
-    }
-    try {
-      const inputs = JSON.parse(env.DWOP_INPUTS) as { data?: unknown }[];
-      return inputs.every((input) => typeof input.data === "string") && ensureMemoryRoot(this.memoryRoot);
-    } catch {
-      return false;
-    }
+  private inMemory(inline: boolean): boolean {
+    return inline && this.memoryRoot !== null && ensureMemoryRoot(this.memoryRoot);
   }
 
   /** Makes the work root 0700, once (again after a failure). */
@@ -210,9 +202,10 @@ export class LocalExecutor implements Executor {
     // In the sandbox the body's TMPDIR is its own /tmp (a tmpfs of its disk limit): the folder's .tmp is
     // made only for a run outside it, one file system entry less on each sandboxed run's start.
     const sandboxed = (await this.server.sandbox()).mode === "namespaces";
+    const inline = sandboxed && filesInline(env);
     // Unguessable (run ids are sequential and shown by the API), in memory when it holds small files only.
     const name = `run-${run.assignment.runId}-${randomBytes(16).toString("hex")}`;
-    let inMemory = sandboxed && this.inMemory(env);
+    let inMemory = this.inMemory(inline);
     run.dir = resolve(inMemory ? this.memoryRoot! : this.options.workRoot, name);
     // Synchronous: a few microseconds each on a local disk, where each await of fs/promises is a trip
     // through libuv's thread pool and back (~0.1-0.3 ms apiece on the path of every run's start).
@@ -234,6 +227,7 @@ export class LocalExecutor implements Executor {
       run.dir,
       this.workerEnv(env, run.dir, sandboxed, inMemory),
       limits,
+      inline,
     );
     run.pid = worker.pid;
     run.ended = worker.exited
@@ -424,6 +418,17 @@ export async function startLocalExecutor(
     throw err;
   }
   return executor;
+}
+
+/** Whether every file of a run (its code, each input) comes in its env, none by URL, and it has no requirements. */
+function filesInline(env: WorkerEnv): boolean {
+  if (env.DWOP_CODE === undefined || env.DWOP_REQUIREMENTS_URL) return false;
+  try {
+    const inputs = JSON.parse(env.DWOP_INPUTS) as { data?: unknown }[];
+    return inputs.every((input) => typeof input.data === "string");
+  } catch {
+    return false;
+  }
 }
 
 /** pip settings (an offline wheel folder, a private index) reach the worker; nothing else does. */

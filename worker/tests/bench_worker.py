@@ -12,7 +12,8 @@ speed does not change, is the figure to compare across machines). --gap waits th
 milliseconds between two runs through the fork server, as the orchestration between two tasks of a chain
 does (the server's spare worker prepares the next run's body meanwhile); 0 sends each request as soon
 as the last run ended. --inline gives the code and the input in the run's environment and has the output
-and the log left in its folder, as the local executor does with small objects: no request to a store.
+and the log left in its folder, as the local executor does with small objects: no request to a store (and
+the request says so, as the executor's does: in the sandbox, the body sets its root up meanwhile).
 """
 
 import argparse
@@ -49,7 +50,7 @@ def timed(argv, cwd, env, runs):
     return statistics.median(times), times[len(times) // 10], cpu
 
 
-def timed_fork_server(python, cwd, env, runs, settings, gap):
+def timed_fork_server(python, cwd, env, runs, settings, gap, inline):
     server = subprocess.Popen(
         [python, WORKER, "--fork-server", json.dumps(settings)],
         cwd=cwd,
@@ -68,7 +69,9 @@ def timed_fork_server(python, cwd, env, runs, settings, gap):
             start = time.perf_counter()
             with open(os.path.join(cwd, ".dwop-env"), "w") as f:  # the executor hands the env over so
                 json.dump(env, f)
-            server.stdin.write(b"%s\n" % json.dumps({"id": str(i), "cwd": cwd}).encode())
+            # As the local executor asks for a run whose every file comes in its environment.
+            request = {"id": str(i), "cwd": cwd, **({"inline": True} if inline else {})}
+            server.stdin.write(b"%s\n" % json.dumps(request).encode())
             server.stdin.flush()
             server.stdout.readline()  # {"id", "pid"}
             ended = json.loads(server.stdout.readline())
@@ -158,7 +161,9 @@ def main():
             ("  in the sandbox, internet", {"sandbox": "required", "network": "internet"}),
         ):
             work = new_folder(tmp)
-            median, p10, cpu, faults = timed_fork_server(args.python, work, env, args.runs, settings, args.gap)
+            median, p10, cpu, faults = timed_fork_server(
+                args.python, work, env, args.runs, settings, args.gap, args.inline
+            )
             print(
                 "%-32s median %6.1f ms   p10 %6.1f ms   cpu %5.1f ms   page faults %5.0f"
                 % (label, median, p10, cpu, faults)

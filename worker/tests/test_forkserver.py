@@ -80,13 +80,16 @@ class ForkServer:
         self.process.stdin.write(line if isinstance(line, bytes) else line.encode())
         self.process.stdin.flush()
 
-    def request(self, run_id, cwd, env, limits=None):
+    def request(self, run_id, cwd, env, limits=None, inline=False):
         """Hands the env over as the executor does, in a 0600 file of the run's folder, then asks for the run."""
         if os.path.isdir(cwd):
             fd = os.open(os.path.join(cwd, ".dwop-env"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 json.dump(env, f)
-        self.send(json.dumps({"id": run_id, "cwd": cwd, "limits": limits or {}}) + "\n")
+        request = {"id": run_id, "cwd": cwd, "limits": limits or {}}
+        if inline:
+            request["inline"] = True
+        self.send(json.dumps(request) + "\n")
 
     def close(self):
         if self.process.poll() is None:
@@ -153,20 +156,37 @@ class RehearsalTest(unittest.TestCase):
         env = dwop_main.rehearse()  # raises when the made-up run is not one the worker would take
         self.assertIn("DWOP_CODE", env)  # a code given inline, and an input of each kind
         self.assertEqual(dict(os.environ), before)
-        run_id, cwd, _ = dwop_forkserver.parse_request(dwop_forkserver.REHEARSAL_REQUEST)
-        self.assertEqual((run_id, cwd), ("rehearsal", "/"))
+        run_id, cwd, _, inline = dwop_forkserver.parse_request(dwop_forkserver.REHEARSAL_REQUEST)
+        self.assertEqual((run_id, cwd, inline), ("rehearsal", "/", True))
 
-    def test_a_job_crosses_the_gate_whole_files_with_any_bytes_included(self):
+    def test_a_place_then_a_job_cross_the_gate_whole_files_with_any_bytes_included(self):
         import dwop_gate
         from dwop_sandbox import Limits
 
         files = [("main.py", b"print(1)\n"), ("raw", b"\0a\0\n\xff" * 3), ("empty", b"")]
-        job = dwop_gate.Job(True, 70000, Limits(1, 2, 3, 4), "/runs/x", {"A": "b=c", "E": ""}, files)
-        back = dwop_gate.decode(dwop_gate.encode(job))
-        self.assertEqual((back.requirements, back.uid, back.folder, back.env, back.files),
-                         (True, 70000, "/runs/x", {"A": "b=c", "E": ""}, files))  # fmt: skip
-        limits = back.limits
-        self.assertEqual((limits.memory, limits.disk, limits.processes, limits.cpu_seconds), (1, 2, 3, 4))
+        for folder in ("/runs/x \n\xe9", None):  # any path; none for a run whose every file came inline
+            read_end, write_end = os.pipe()
+            dwop_gate.send_place(write_end, dwop_gate.Place(70000, Limits(1, 2, 3, 4), folder))
+            dwop_gate.send(write_end, dwop_gate.Job(True, {"A": "b=c", "E": ""}, files))
+            reader = dwop_gate.Reader(read_end)
+            place, job = reader.place(), reader.job()
+            self.assertEqual((place.uid, place.folder, job.requirements, job.env, job.files),
+                             (70000, folder, True, {"A": "b=c", "E": ""}, files))  # fmt: skip
+            limits = place.limits
+            self.assertEqual((limits.memory, limits.disk, limits.processes, limits.cpu_seconds), (1, 2, 3, 4))
+
+    def test_a_worker_that_closes_the_gate_after_the_place_or_before_it_abandons_the_body(self):
+        import dwop_gate
+        from dwop_sandbox import Limits
+
+        read_end, write_end = os.pipe()
+        dwop_gate.send_place(write_end, dwop_gate.Place(None, Limits(), "/runs/y"))
+        os.close(write_end)
+        reader = dwop_gate.Reader(read_end)
+        self.assertEqual((reader.place().folder, reader.job()), ("/runs/y", None))
+        read_end, write_end = os.pipe()
+        os.close(write_end)
+        self.assertIsNone(dwop_gate.Reader(read_end).place())
 
     def test_the_bodys_source_rehearsal_goes_the_real_way_and_runs_nothing_a_run_would_see(self):
         import dwop_source
@@ -854,6 +874,42 @@ class SandboxedForkServerTest(ForkServerTest):
         self.assertEqual(self.server.next_event(), {"id": "inline", "exit": 0})
         self.assertEqual(self.output("inline"), b"a,b ['main.py', 'raw']\n")
         self.assertEqual(sorted(f for f in os.listdir(cwd) if not f.startswith(".")), [])
+
+    def test_an_inline_runs_body_works_in_a_folder_of_its_own_which_shows_nothing_of_the_runs_folder(self):
+        # The request says every file comes in the environment ("inline"): the body's /work is the scratch's
+        # folder alone, set up before the worker reads the environment; the worker's log and env file, in
+        # the run's folder, do not show there. A spare and a worker forked for the request alike.
+        import base64
+
+        body = "import os\nopen('made', 'w').write('x')\nprint(open('raw').read(), sorted(os.listdir('.')))\n"
+        for name in ("first", "second", "third"):  # more runs than spares
+            cwd, env = self.task(name, "")
+            del env["DWOP_CODE_URL"]
+            env["DWOP_CODE"] = base64.b64encode(body.encode()).decode()
+            env["DWOP_INPUTS"] = json.dumps([{"param": "raw", "data": base64.b64encode(b"a,b").decode()}])
+            self.server.request(name, cwd, env, inline=True)
+        started = [self.server.next_event() for _ in range(3)]
+        self.assertEqual([sorted(event) for event in started], [["id", "pid"]] * 3)
+        ended = [self.server.next_event() for _ in range(3)]
+        self.assertCountEqual(ended, [{"id": name, "exit": 0} for name in ("first", "second", "third")])
+        for name in ("first", "second", "third"):
+            self.assertEqual(self.output(name), b"a,b ['made', 'main.py', 'raw']\n")
+            self.assertTrue(os.path.exists(os.path.join(self.tmp, name, ".dwop-worker.log")))
+
+    def test_an_inline_run_whose_environment_fetches_a_file_fails_saying_so(self):
+        import base64
+
+        cwd, env = self.task("liar", "")
+        env["DWOP_CODE"] = base64.b64encode(b"print('never')\n").decode()
+        del env["DWOP_CODE_URL"]
+        env["DWOP_INPUTS"] = json.dumps([{"param": "raw", "url": self.store.url("code/liar/main.py")}])
+        self.server.request("liar", cwd, env, inline=True)
+        self.assertIn("pid", self.server.next_event())
+        self.assertEqual(self.server.next_event(), {"id": "liar", "exit": 70})
+        with open(os.path.join(cwd, ".dwop-result.json")) as f:
+            failure = json.load(f)
+        self.assertEqual((failure["type"], failure["nonRetryable"]), ("worker_error", True))
+        self.assertIn("input raw is fetched by URL", failure["message"])
 
     @unittest.skipUnless(os.geteuid() == 0, "joining a run's pid namespace from outside takes root")
     def test_the_end_is_told_before_the_namespaces_go_and_the_uid_is_held_until_they_have(self):
