@@ -26,6 +26,7 @@ const NODE_ONLY_FILES = [
   "**/pino*",
   "**/storage/local*",
   "**/storage/from-config*",
+  "**/shared/folders*",
 ];
 
 export default tseslint.config(
@@ -72,6 +73,7 @@ export default tseslint.config(
       "shared/bus/pgboss*.ts",
       "shared/db/migrate.ts",
       "shared/pino.ts",
+      "shared/folders.ts",
       "shared/storage/local.ts",
       "shared/storage/local-routes.ts",
       "shared/storage/from-config.ts",

@@ -6,6 +6,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { databaseUrl, type Config } from "../shared/config.ts";
 import { connectDb } from "../shared/db/connect.ts";
+import { prepareHome } from "../shared/folders.ts";
 
 export interface EmbeddedDatabase {
   /** A libpq-style URL of the server's Unix socket (`?host=/dir`), with the home's password. */
@@ -66,7 +67,7 @@ export async function startEmbeddedPostgres(
   const dataDir = join(root, "postgres");
   const serverFile = join(root, "postgres.json");
   // The server runs as the `postgres` user when we are root: it must be able to enter every parent.
-  await mkdir(root, { recursive: true, mode: 0o755 });
+  await prepareHome(root);
   await chmod(root, 0o755);
   const password = await homePassword(root);
 

@@ -1,7 +1,7 @@
 import { serve, type ServerType } from "@hono/node-server";
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Claimer, claimerSettings } from "../cron/claimer.ts";
 import { Dispatcher, dispatcherSettings, type DispatcherOptions } from "../dispatcher/dispatcher.ts";
@@ -20,6 +20,7 @@ import { localStorageRoutes } from "../shared/storage/local-routes.ts";
 import type { Storage } from "../shared/storage/storage.ts";
 import { supabaseStorageFromConfig } from "../shared/storage/supabase.ts";
 import { startHomeDatabase, type EmbeddedDatabase } from "./embedded-postgres.ts";
+import { prepareHome } from "../shared/folders.ts";
 
 export interface StackOptions {
   config: Config;
@@ -63,7 +64,7 @@ export interface Stack {
 export async function startStack(options: StackOptions): Promise<Stack> {
   const { config, logger } = options;
   const home = resolve(config.DWOP_HOME);
-  await mkdir(home, { recursive: true, mode: 0o755 });
+  await prepareHome(home);
   // The tasks' side starts beside the database: asking `python3` for its interpreter (through a pyenv
   // shim) and the fork server's start with its sandbox probe took 0.6 s of `dwop run`'s 1.1 s start here
   // when they came after everything else.

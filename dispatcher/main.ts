@@ -10,6 +10,7 @@ import type { Logger } from "../shared/log.ts";
 import { createLogger } from "../shared/pino.ts";
 import { storageFromConfig } from "../shared/storage/from-config.ts";
 import type { KubernetesParts } from "./kubernetes.ts";
+import { prepareHome } from "../shared/folders.ts";
 
 const config = loadConfig(readEnv());
 const logger = createLogger(config.DWOP_LOG_LEVEL, { format: config.DWOP_LOG_FORMAT });
@@ -24,6 +25,7 @@ if (!url || !storage) {
 }
 const id = config.DWOP_DISPATCHER_ID ?? `${hostname()}-${process.pid}`;
 const home = resolve(config.DWOP_HOME);
+if (config.DWOP_EXECUTOR !== "kubernetes") await prepareHome(home); // where its runs' folders go
 // A restarted dispatcher is ready as soon as its slowest part is, so the parts start together: the local
 // executor's Python and fork server (its sandbox probe) or the Kubernetes client's modules (hundreds,
 // loaded only for that executor), beside the modules of the database, bus and dispatcher and the

@@ -207,6 +207,18 @@ describe("dwop run", () => {
     expect(r.code).toBe(1);
   });
 
+  it("exits 2 naming DWOP_HOME when no folder for files can be made there, instead of hanging", async () => {
+    // /proc answers ENOENT to a mkdir: Node 20's recursive mkdir tried again forever, and `dwop run` hung.
+    for (const [home, url] of [
+      ["/proc/dwop-no-such-home", ""],
+      ["/proc/self", "postgres://nobody@127.0.0.1:1/none"], // not the embedded database: the stack's own check
+    ]) {
+      const r = await dwop(["run", "examples/etl.workflow"], { DWOP_HOME: home!, DATABASE_URL: url! });
+      expect(r.stderr).toContain(`DWOP_HOME: ${home} is not a folder DWOP can keep its files in`);
+      expect(r.code).toBe(2);
+    }
+  }, 60_000);
+
   it("exits 2 for DSL errors and a missing input, before starting anything", async () => {
     const file = await workflowFile("fun a(x:missing):\n    pass\n");
     const r = await dwop(["run", file], { DATABASE_URL: "postgres://nobody@127.0.0.1:1/none" });

@@ -1,10 +1,11 @@
-import { mkdir, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import { join, resolve } from "node:path";
 import { DASHBOARD_CSS, DASHBOARD_JS } from "../../functions/dashboard/assets.generated.ts";
 import { dashboardPage } from "../../functions/dashboard/page.ts";
 import { CliError, EXIT } from "../exit.ts";
 import { handleShutdown, STOP_DEADLINE_MS } from "../shutdown.ts";
+import { makeFolders } from "../../shared/folders.ts";
 
 /** The static dashboard's files, pointed at the API whose root URL is `api`. */
 export function staticDashboard(api: string): Map<string, { body: string; type: string }> {
@@ -19,7 +20,7 @@ export function staticDashboard(api: string): Map<string, { body: string; type: 
 export async function dashboardBuildCommand(opts: { api: string; out?: string }): Promise<number> {
   const out = resolve(opts.out ?? "dwop-dashboard");
   const files = staticDashboard(opts.api);
-  await mkdir(out, { recursive: true });
+  await makeFolders(out);
   for (const [name, file] of files) await writeFile(join(out, name), file.body);
   process.stdout.write(
     `wrote ${[...files.keys()].join(", ")} to ${out}\n` +

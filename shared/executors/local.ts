@@ -1,7 +1,7 @@
 // Node-only: runs each attempt as a fresh local process of the Python worker, forked by the fork server.
 import { randomBytes } from "node:crypto";
 import { chmodSync, closeSync, constants, fstatSync, mkdirSync, openSync, readSync } from "node:fs";
-import { chmod, mkdir, readFile, rm } from "node:fs/promises";
+import { chmod, readFile, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { configSchema, type Config } from "../config.ts";
 import type { FailureReason, RunAssignment, WorkerFailure } from "../model.ts";
@@ -19,6 +19,7 @@ import { parseCpu, parseMemory } from "../quantity.ts";
 import { readLogTail } from "./log-tail.ts";
 import { ensureMemoryRoot, memoryRoot, rmdirQuietly } from "./memory-root.ts";
 import { resolvePython, WORKER_SCRIPT } from "./python.ts";
+import { makeFolders } from "../folders.ts";
 
 export interface LocalExecutorOptions {
   /** The real interpreter (see resolvePython), not the pyenv shim. */
@@ -185,7 +186,7 @@ export class LocalExecutor implements Executor {
   /** Makes the work root 0700, once (again after a failure). */
   private prepareWorkRoot(): Promise<void> {
     const root = this.options.workRoot;
-    this.workRootReady ??= mkdir(root, { recursive: true, mode: 0o700 })
+    this.workRootReady ??= makeFolders(root, 0o700)
       .then(() => chmod(root, 0o700))
       .catch((err: unknown) => {
         this.workRootReady = null;

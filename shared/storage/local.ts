@@ -5,7 +5,6 @@ import {
   createReadStream,
   createWriteStream,
   fstatSync,
-  mkdirSync,
   openSync,
   readSync,
   renameSync,
@@ -19,6 +18,7 @@ import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import { pipeline } from "node:stream/promises";
 import { assertObjectPath, encodeObjectPath, InvalidObjectPathError } from "./keys.ts";
 import type { ObjectRange, SignedMethod, Storage } from "./storage.ts";
+import { makeFoldersSync } from "../folders.ts";
 
 /** Where signed URLs point, below the base URL; `localStorageRoutes` serves it. */
 export const SIGNED_PATH_PREFIX = "/storage/v1/object/";
@@ -231,8 +231,8 @@ export class LocalStorage implements Storage {
    */
   private tempFor(file: string): string {
     const tempDir = join(this.root, ".tmp");
-    mkdirSync(tempDir, { recursive: true });
-    mkdirSync(dirname(file), { recursive: true });
+    makeFoldersSync(tempDir);
+    makeFoldersSync(dirname(file));
     return join(tempDir, `${randomBytes(12).toString("hex")}.part`);
   }
 

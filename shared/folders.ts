@@ -1,0 +1,66 @@
+// Node-only: making folders, and DWOP_HOME, without Node 20's recursive mkdir.
+import { mkdirSync } from "node:fs";
+import { mkdir, rmdir, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { ConfigError } from "./config.ts";
+
+// Node 20's `mkdir(path, { recursive: true })` (sync and async) never returns when a folder cannot be made
+// although its parent exists: in /proc, mkdir answers ENOENT, and Node makes the parent and tries again,
+// forever. `DWOP_HOME=/proc/x dwop run ...` hung so. These make the missing parents, then try once more.
+
+/** Makes `path` and its missing parents (each with `mode`), as `mkdir -p` does; an existing one is left. */
+export function makeFoldersSync(path: string, mode = 0o777): void {
+  try {
+    mkdirSync(path, { mode });
+  } catch (err) {
+    if (!missingParent(err, path)) return ignoreExisting(err);
+    makeFoldersSync(dirname(path), mode);
+    try {
+      mkdirSync(path, { mode }); // once: a second ENOENT is this folder's own
+    } catch (again) {
+      ignoreExisting(again);
+    }
+  }
+}
+
+/** makeFoldersSync, with fs/promises. */
+export async function makeFolders(path: string, mode = 0o777): Promise<void> {
+  try {
+    await mkdir(path, { mode });
+  } catch (err) {
+    if (!missingParent(err, path)) return ignoreExisting(err);
+    await makeFolders(dirname(path), mode);
+    await mkdir(path, { mode }).catch(ignoreExisting); // once: a second ENOENT is this folder's own
+  }
+}
+
+/**
+ * Makes DWOP_HOME (`home`, absolute) with its missing parents, and makes sure it is a folder DWOP can make
+ * folders in (its database, storage and runs go there); throws a ConfigError saying which home and why not.
+ */
+export async function prepareHome(home: string, mode = 0o755): Promise<void> {
+  const probe = join(home, `.dwop-probe-${process.pid}`);
+  try {
+    await makeFolders(home, mode);
+    if (!(await stat(home)).isDirectory())
+      throw Object.assign(new Error("not a folder"), { code: "ENOTDIR" });
+    await mkdir(probe);
+    await rmdir(probe);
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new ConfigError([`DWOP_HOME: ${home} is not a folder DWOP can keep its files in: ${why}`]);
+  }
+}
+
+function code(err: unknown): unknown {
+  return (err as NodeJS.ErrnoException | null)?.code;
+}
+
+function missingParent(err: unknown, path: string): boolean {
+  return code(err) === "ENOENT" && dirname(path) !== path;
+}
+
+/** An existing folder is no failure (another process made it meanwhile, or it was there). */
+function ignoreExisting(err: unknown): void {
+  if (code(err) !== "EEXIST") throw err;
+}
