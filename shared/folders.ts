@@ -1,6 +1,6 @@
 // Node-only: making folders, and DWOP_HOME, without Node 20's recursive mkdir.
 import { mkdirSync } from "node:fs";
-import { mkdir, rmdir, stat } from "node:fs/promises";
+import { mkdir, mkdtemp, rmdir, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { ConfigError } from "./config.ts";
 
@@ -39,13 +39,10 @@ export async function makeFolders(path: string, mode = 0o777): Promise<void> {
  * folders in (its database, storage and runs go there); throws a ConfigError saying which home and why not.
  */
 export async function prepareHome(home: string, mode = 0o755): Promise<void> {
-  const probe = join(home, `.dwop-probe-${process.pid}`);
   try {
     await makeFolders(home, mode);
-    if (!(await stat(home)).isDirectory())
-      throw Object.assign(new Error("not a folder"), { code: "ENOTDIR" });
-    await mkdir(probe);
-    await rmdir(probe);
+    if (!(await stat(home)).isDirectory()) throw new Error("not a folder");
+    await rmdir(await mkdtemp(join(home, ".dwop-probe-"))); // a folder can be made in it
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
     throw new ConfigError([`DWOP_HOME: ${home} is not a folder DWOP can keep its files in: ${why}`]);
