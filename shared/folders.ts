@@ -8,17 +8,26 @@ import { ConfigError } from "./config.ts";
 // although its parent exists: in /proc, mkdir answers ENOENT, and Node makes the parent and tries again,
 // forever. `DWOP_HOME=/proc/x dwop run ...` hung so. These make the missing parents, then try once more.
 
-/** Makes `path` and its missing parents (each with `mode`), as `mkdir -p` does; an existing one is left. */
-export function makeFoldersSync(path: string, mode = 0o777): void {
+/**
+ * Makes `path` and its missing parents (each with `mode`), as `mkdir -p` does; an existing one is left.
+ * Returns the folders it made, outermost first.
+ */
+export function makeFoldersSync(path: string, mode = 0o777): string[] {
   try {
     mkdirSync(path, { mode });
+    return [path];
   } catch (err) {
-    if (!missingParent(err, path)) return ignoreExisting(err);
-    makeFoldersSync(dirname(path), mode);
+    if (!missingParent(err, path)) {
+      ignoreExisting(err);
+      return [];
+    }
+    const made = makeFoldersSync(dirname(path), mode);
     try {
       mkdirSync(path, { mode }); // once: a second ENOENT is this folder's own
+      return [...made, path];
     } catch (again) {
       ignoreExisting(again);
+      return made;
     }
   }
 }

@@ -2,8 +2,10 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import {
   closeSync,
+  constants,
   createReadStream,
   createWriteStream,
+  fdatasync,
   fstatSync,
   openSync,
   readSync,
@@ -11,11 +13,12 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
-import { rename, rm, rmdir, writeFile } from "node:fs/promises";
+import { open, rename, rm, rmdir, writeFile } from "node:fs/promises";
 import { dirname, join, resolve, sep } from "node:path";
 import { Readable, Transform } from "node:stream";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import { pipeline } from "node:stream/promises";
+import { promisify } from "node:util";
 import { assertObjectPath, encodeObjectPath, InvalidObjectPathError } from "./keys.ts";
 import type { ObjectRange, SignedMethod, Storage } from "./storage.ts";
 import { makeFoldersSync } from "../folders.ts";
@@ -55,7 +58,8 @@ export interface SignedQuery {
  * Objects (or ranges) up to this size are read and written with synchronous calls, a few microseconds each
  * on a local disk, where each step of fs/promises or of a file stream is a trip through libuv's thread
  * pool and back (~0.1-0.5 ms apiece, four to six of them per request). A task's code, inputs and outputs
- * are mostly this small; larger ones stream, so memory stays bounded.
+ * are mostly this small; larger ones stream, so memory stays bounded. Only a write's flushes go to the
+ * thread pool: they wait for the disk anyway.
  */
 export const SMALL_OBJECT_BYTES = 256 * 1024;
 
@@ -83,6 +87,8 @@ export class LocalStorage implements Storage {
   private readonly now: () => number;
   private baseUrl: string | undefined;
   readonly maxObjectBytes: number;
+  /** Each folder's flush that has not begun (syncFolders). */
+  private readonly folderSyncs = new Map<string, Promise<void>>();
 
   constructor(options: LocalStorageOptions) {
     this.maxObjectBytes = options.maxObjectBytes ?? Number.MAX_SAFE_INTEGER;
@@ -100,7 +106,7 @@ export class LocalStorage implements Storage {
   async put(bucket: string, key: string, body: Uint8Array | string): Promise<void> {
     const file = this.filePath(bucket, key);
     if (body.length <= SMALL_OBJECT_BYTES) return this.replaceNow(file, body);
-    await this.replaceAtomically(file, (temp) => writeFile(temp, body, { flag: "wx" }));
+    await this.replaceAtomically(file, (temp) => writeFile(temp, body, { flag: "wx", flush: true }));
   }
 
   /** Stores a stream without holding it in memory; the object appears whole or not at all. */
@@ -112,7 +118,7 @@ export class LocalStorage implements Storage {
   ): Promise<void> {
     const file = this.filePath(bucket, key);
     await this.replaceAtomically(file, async (temp) => {
-      const out = createWriteStream(temp, { flags: "wx" });
+      const out = createWriteStream(temp, { flags: "wx", flush: true });
       if (body) await pipeline(body, byteLimit(maxBytes), out);
       else await new Promise<void>((done, fail) => out.on("error", fail).end(done));
     });
@@ -227,30 +233,71 @@ export class LocalStorage implements Storage {
 
   /**
    * A fresh temporary file's path for an object's file (in `<root>/.tmp`, which no bucket can name), with
-   * both folders made: two mkdir calls, synchronous (see SMALL_OBJECT_BYTES).
+   * both folders made: two mkdir calls, synchronous (see SMALL_OBJECT_BYTES). `synced`: the folders whose
+   * entries make the object reachable, flushed once it is in place (its own, and the parent of each folder
+   * made for it).
    */
-  private tempFor(file: string): string {
+  private tempFor(file: string): { temp: string; synced: string[] } {
     const tempDir = join(this.root, ".tmp");
     makeFoldersSync(tempDir);
-    makeFoldersSync(dirname(file));
-    return join(tempDir, `${randomBytes(12).toString("hex")}.part`);
+    const made = makeFoldersSync(dirname(file));
+    const synced = [...new Set([...made.map((folder) => dirname(folder)), dirname(file)])];
+    return { temp: join(tempDir, `${randomBytes(12).toString("hex")}.part`), synced };
   }
 
-  /** replaceAtomically for bytes in memory, with synchronous calls (see SMALL_OBJECT_BYTES). */
-  private replaceNow(file: string, body: Uint8Array | string): void {
-    const temp = this.tempFor(file);
+  /**
+   * replaceAtomically for bytes in memory, with synchronous calls but for the flushes (see
+   * SMALL_OBJECT_BYTES), which go to the thread pool: a run's output and log, which the dispatcher stores
+   * together, flush side by side. The object is on the disk once the promise settles, as it is for
+   * replaceAtomically: a dispatcher records a success, in a transaction that waits for the disk, only once
+   * its output is stored, so a machine that stops after that commit must find the output whole (its bytes
+   * flushed before the rename, its name after).
+   */
+  private async replaceNow(file: string, body: Uint8Array | string): Promise<void> {
+    const { temp, synced } = this.tempFor(file);
     try {
-      writeFileSync(temp, body, { flag: "wx" });
+      const fd = openSync(temp, "wx");
+      try {
+        writeFileSync(fd, body);
+        await flushData(fd);
+      } finally {
+        closeSync(fd);
+      }
       renameSync(temp, file);
     } catch (err) {
       rmSync(temp, { force: true });
       throw err;
     }
+    await this.syncFolders(synced);
   }
 
-  /** Writes to a temporary file (in `<root>/.tmp`, which no bucket can name) and renames it over the object. */
+  /**
+   * Flushes each folder's entries (syncFolder) once every rename made before now is in it. A flush asked
+   * for while another of the same folder waits for its turn joins that one: the dispatcher stores a run's
+   * output and log together, in one folder (and made that folder in another, once).
+   */
+  private syncFolders(folders: string[]): Promise<unknown> {
+    return Promise.all(
+      folders.map((folder) => {
+        let waiting = this.folderSyncs.get(folder);
+        if (!waiting) {
+          waiting = new Promise((resolve) => setImmediate(resolve)).then(() => {
+            this.folderSyncs.delete(folder); // begun: a later rename needs a flush of its own
+            return syncFolder(folder);
+          });
+          this.folderSyncs.set(folder, waiting);
+        }
+        return waiting;
+      }),
+    );
+  }
+
+  /**
+   * Writes to a temporary file (in `<root>/.tmp`, which no bucket can name), which `write` flushes, and
+   * renames it over the object; then flushes the folders that name it (see replaceNow).
+   */
   private async replaceAtomically(file: string, write: (temp: string) => Promise<void>): Promise<void> {
-    const temp = this.tempFor(file);
+    const { temp, synced } = this.tempFor(file);
     try {
       await write(temp);
       await rename(temp, file);
@@ -258,6 +305,19 @@ export class LocalStorage implements Storage {
       await rm(temp, { force: true });
       throw err;
     }
+    await this.syncFolders(synced);
+  }
+}
+
+const flushData = promisify(fdatasync);
+
+/** Flushes a folder's entries to the disk (a file renamed into it, a folder made in it). */
+async function syncFolder(folder: string): Promise<void> {
+  const handle = await open(folder, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }
 

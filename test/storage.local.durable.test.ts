@@ -1,0 +1,70 @@
+import { execFile } from "node:child_process";
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { describe, expect, it } from "vitest";
+import { testFolder } from "./support/test-folder.ts";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const run = promisify(execFile);
+
+interface Call {
+  at: number;
+  name: string;
+  args: string;
+  result: number;
+}
+
+describe("LocalStorage on the disk", () => {
+  // A dispatcher records a success, in a transaction that waits for the disk, once the output is stored:
+  // a machine that stops right after must find the output whole. So each way of writing an object flushes
+  // its bytes before the rename that names it, then the folders that hold its name (its own, and the
+  // parent of each folder made for it). Seen from the system calls (strace) of a process storing three.
+  it("flushes an object's bytes before it is named, and its name before the put returns", async () => {
+    const root = await testFolder("dwop-durable-");
+    const trace = join(root, "trace");
+    const storage = join(root, "storage");
+    // A file per thread (-ff: the flushes run in libuv's pool), each call with its time, merged in order.
+    await run("strace", [
+      ...["-ff", "-ttt", "-qq", "-o", trace, "-e", "trace=openat,fsync,fdatasync,rename,renameat,renameat2"],
+      ...[process.execPath, "--import", "tsx", join(ROOT, "test/support/store-objects.ts"), storage],
+    ]);
+    const files = (await readdir(root)).filter((f) => f.startsWith("trace."));
+    const lines = (await Promise.all(files.map((f) => readFile(join(root, f), "utf8")))).join("\n");
+    const calls = lines
+      .split("\n")
+      .map((line) => /^(\d+\.\d+) (\w+)\((.*)\) += (-?\d+)/.exec(line))
+      .filter((m) => m !== null)
+      .map((m): Call => ({ at: Number(m[1]), name: m[2]!, args: m[3]!, result: Number(m[4]) }))
+      .sort((x, y) => x.at - y.at);
+    const synced = (path: string, from: number, to = calls.length) => {
+      // An fsync (or fdatasync) of a descriptor opened on `path`, between calls `from` and `to`.
+      for (let i = from; i < to; i++) {
+        const c = calls[i]!;
+        if (c.name !== "openat" || !c.args.includes(`"${path}"`)) continue;
+        const j = calls.findIndex(
+          (d, k) => k > i && k < to && /^f(data)?sync$/.test(d.name) && d.args === String(c.result),
+        );
+        if (j >= 0) return true;
+      }
+      return false;
+    };
+    const folder = join(storage, "Task_Output", "wf");
+    for (const name of ["small", "large", "streamed"]) {
+      const object = join(folder, name, "output.txt");
+      const renamed = calls.findIndex(
+        (c) => c.name.startsWith("rename") && c.args.endsWith(`"${object}"`) && c.result === 0,
+      );
+      expect(renamed, `${name} renamed into place`).toBeGreaterThan(0);
+      const temp = /"([^"]+\.part)"/.exec(calls[renamed]!.args)![1]!;
+      expect(synced(temp, 0, renamed), `${name}'s bytes flushed before its rename`).toBe(true);
+      expect(synced(join(folder, name), renamed), `${name}'s folder flushed after its rename`).toBe(true);
+      // Its folder was made for it: the folder that holds that one's name is flushed as well.
+      expect(synced(folder, renamed), `the entry of ${name}'s folder flushed`).toBe(true);
+    }
+    // The first object made the bucket's folders too.
+    expect(synced(storage, 0)).toBe(true);
+    expect(synced(join(storage, "Task_Output"), 0)).toBe(true);
+  }, 60_000);
+});
