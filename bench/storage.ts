@@ -1,6 +1,7 @@
 // A run's storage round trips against `dwop dev`'s local storage: the worker's own client (dwop_http)
 // downloads a range of a code bundle and an input together, then uploads an output and a log together,
-// round after round; p50 and p90 of each pair.
+// round after round; p50 and p90 of each pair. Then the dispatcher's way for a local run's small output
+// and log: both stored together (LocalStorage.put, on the disk when it returns) in a new task's folder.
 // Run: npx tsx bench/storage.ts [--rounds=150] [--python=python3]
 import { spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -31,6 +32,15 @@ let out = "";
 client.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
 client.stdin.end(`${JSON.stringify(ask)}\n`);
 const code = await new Promise<number | null>((resolve) => client.on("close", resolve));
+const stored: number[] = [];
+for (let i = 0; i < rounds; i++) {
+  const start = performance.now();
+  await Promise.all([
+    storage.put("dwop-outputs", `Task_Output/wf/s${i}/output.txt`, "1\n"),
+    storage.put("dwop-outputs", `Task_Output/wf/s${i}/attempt-1.log`, "1\n"),
+  ]);
+  stored.push(performance.now() - start);
+}
 await server.close();
 await rm(root, { recursive: true, force: true });
 if (code !== 0) throw new Error(`the storage client exited with ${code}`);
@@ -38,3 +48,4 @@ const { downloads, uploads } = JSON.parse(out) as { downloads: number[]; uploads
 const line = (ms: number[]) =>
   `p50 ${percentile(ms, 50).toFixed(2)} ms, p90 ${percentile(ms, 90).toFixed(2)} ms`;
 console.log(`${rounds} rounds: two GETs together ${line(downloads)}; two PUTs together ${line(uploads)}`);
+console.log(`an output and a log stored together by the dispatcher, in a new task's folder: ${line(stored)}`);
