@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { readdir, readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
@@ -19,15 +19,23 @@ interface Call {
 describe("LocalStorage on the disk", () => {
   // A dispatcher records a success, in a transaction that waits for the disk, once the output is stored:
   // a machine that stops right after must find the output whole. So each way of writing an object flushes
-  // its bytes before the rename that names it, then the folders that hold its name (its own, and the
-  // parent of each folder made for it). Seen from the system calls (strace) of a process storing three.
+  // its bytes before the rename that names it, then the folder that holds its name; and the name of each
+  // folder made for it (its parent) once made. Seen from the system calls (strace) of a process storing three.
   it("flushes an object's bytes before it is named, and its name before the put returns", async () => {
     const root = await testFolder("dwop-durable-");
     const trace = join(root, "trace");
     const storage = join(root, "storage");
     // A file per thread (-ff: the flushes run in libuv's pool), each call with its time, merged in order.
     await run("strace", [
-      ...["-ff", "-ttt", "-qq", "-o", trace, "-e", "trace=openat,fsync,fdatasync,rename,renameat,renameat2"],
+      ...[
+        "-ff",
+        "-ttt",
+        "-qq",
+        "-o",
+        trace,
+        "-e",
+        "trace=openat,fsync,fdatasync,rename,renameat,renameat2,mkdir,mkdirat",
+      ],
       ...[process.execPath, "--import", "tsx", join(ROOT, "test/support/store-objects.ts"), storage],
     ]);
     const files = (await readdir(root)).filter((f) => f.startsWith("trace."));
@@ -60,11 +68,18 @@ describe("LocalStorage on the disk", () => {
       const temp = /"([^"]+\.part)"/.exec(calls[renamed]!.args)![1]!;
       expect(synced(temp, 0, renamed), `${name}'s bytes flushed before its rename`).toBe(true);
       expect(synced(join(folder, name), renamed), `${name}'s folder flushed after its rename`).toBe(true);
-      // Its folder was made for it: the folder that holds that one's name is flushed as well.
-      expect(synced(folder, renamed), `the entry of ${name}'s folder flushed`).toBe(true);
     }
-    // The first object made the bucket's folders too.
-    expect(synced(storage, 0)).toBe(true);
-    expect(synced(join(storage, "Task_Output"), 0)).toBe(true);
+    // The folders made for the objects: each one's parent flushed once it is made (before the put returns).
+    for (const made of [
+      join(storage, "Task_Output"),
+      folder,
+      ...["small", "large", "streamed"].map((n) => join(folder, n)),
+    ]) {
+      const at = calls.findIndex(
+        (c) => c.name.startsWith("mkdir") && c.args.includes(`"${made}"`) && c.result === 0,
+      );
+      expect(at, `${made} made`).toBeGreaterThanOrEqual(0);
+      expect(synced(dirname(made), at), `${made}'s name flushed`).toBe(true);
+    }
   }, 60_000);
 });

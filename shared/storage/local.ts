@@ -7,6 +7,7 @@ import {
   createWriteStream,
   fdatasync,
   fstatSync,
+  fsyncSync,
   openSync,
   readSync,
   renameSync,
@@ -87,7 +88,7 @@ export class LocalStorage implements Storage {
   private readonly now: () => number;
   private baseUrl: string | undefined;
   readonly maxObjectBytes: number;
-  /** Each folder's flush that has not begun (syncFolders). */
+  /** Each folder's flush that has not begun (flushFolder). */
   private readonly folderSyncs = new Map<string, Promise<void>>();
 
   constructor(options: LocalStorageOptions) {
@@ -233,16 +234,16 @@ export class LocalStorage implements Storage {
 
   /**
    * A fresh temporary file's path for an object's file (in `<root>/.tmp`, which no bucket can name), with
-   * both folders made: two mkdir calls, synchronous (see SMALL_OBJECT_BYTES). `synced`: the folders whose
-   * entries make the object reachable, flushed once it is in place (its own, and the parent of each folder
-   * made for it).
+   * both folders made: two mkdir calls, synchronous (see SMALL_OBJECT_BYTES). The name of each folder made
+   * for the object is flushed here, at once (a synchronous flush of its parent): no other put of this
+   * process can find the folder before its name is on the disk. The object's own name is flushed once it
+   * is in place (flushFolder).
    */
-  private tempFor(file: string): { temp: string; synced: string[] } {
+  private tempFor(file: string): string {
     const tempDir = join(this.root, ".tmp");
     makeFoldersSync(tempDir);
-    const made = makeFoldersSync(dirname(file));
-    const synced = [...new Set([...made.map((folder) => dirname(folder)), dirname(file)])];
-    return { temp: join(tempDir, `${randomBytes(12).toString("hex")}.part`), synced };
+    for (const folder of makeFoldersSync(dirname(file))) syncFolderNow(dirname(folder));
+    return join(tempDir, `${randomBytes(12).toString("hex")}.part`);
   }
 
   /**
@@ -254,7 +255,7 @@ export class LocalStorage implements Storage {
    * flushed before the rename, its name after).
    */
   private async replaceNow(file: string, body: Uint8Array | string): Promise<void> {
-    const { temp, synced } = this.tempFor(file);
+    const temp = this.tempFor(file);
     try {
       const fd = openSync(temp, "wx");
       try {
@@ -268,28 +269,24 @@ export class LocalStorage implements Storage {
       rmSync(temp, { force: true });
       throw err;
     }
-    await this.syncFolders(synced);
+    await this.flushFolder(dirname(file));
   }
 
   /**
-   * Flushes each folder's entries (syncFolder) once every rename made before now is in it. A flush asked
+   * Flushes a folder's entries (syncFolder) once every rename made into it before now is in. A flush asked
    * for while another of the same folder waits for its turn joins that one: the dispatcher stores a run's
-   * output and log together, in one folder (and made that folder in another, once).
+   * output and log together, in one folder.
    */
-  private syncFolders(folders: string[]): Promise<unknown> {
-    return Promise.all(
-      folders.map((folder) => {
-        let waiting = this.folderSyncs.get(folder);
-        if (!waiting) {
-          waiting = new Promise((resolve) => setImmediate(resolve)).then(() => {
-            this.folderSyncs.delete(folder); // begun: a later rename needs a flush of its own
-            return syncFolder(folder);
-          });
-          this.folderSyncs.set(folder, waiting);
-        }
-        return waiting;
-      }),
-    );
+  private flushFolder(folder: string): Promise<void> {
+    let waiting = this.folderSyncs.get(folder);
+    if (!waiting) {
+      waiting = new Promise((resolve) => setImmediate(resolve)).then(() => {
+        this.folderSyncs.delete(folder); // begun: a later rename needs a flush of its own
+        return syncFolder(folder);
+      });
+      this.folderSyncs.set(folder, waiting);
+    }
+    return waiting;
   }
 
   /**
@@ -297,7 +294,7 @@ export class LocalStorage implements Storage {
    * renames it over the object; then flushes the folders that name it (see replaceNow).
    */
   private async replaceAtomically(file: string, write: (temp: string) => Promise<void>): Promise<void> {
-    const { temp, synced } = this.tempFor(file);
+    const temp = this.tempFor(file);
     try {
       await write(temp);
       await rename(temp, file);
@@ -305,13 +302,23 @@ export class LocalStorage implements Storage {
       await rm(temp, { force: true });
       throw err;
     }
-    await this.syncFolders(synced);
+    await this.flushFolder(dirname(file));
   }
 }
 
 const flushData = promisify(fdatasync);
 
 /** Flushes a folder's entries to the disk (a file renamed into it, a folder made in it). */
+function syncFolderNow(folder: string): void {
+  const fd = openSync(folder, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** syncFolderNow, in the thread pool. */
 async function syncFolder(folder: string): Promise<void> {
   const handle = await open(folder, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
