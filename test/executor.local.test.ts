@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { createServer, type Server } from "node:http";
 import {
   chmod,
@@ -332,7 +333,7 @@ describe("a run's folder", () => {
         DWOP_CODE: code("print('x' * 300000, flush=True)\n"),
         DWOP_INPUTS: JSON.stringify([{ param: "x", data: x }]),
       });
-      expect(await runFolders(memory)).toEqual([expect.stringMatching(/^run-small-[0-9a-f]{32}$/)]);
+      expect(await runFolders(memory)).toEqual([expect.stringMatching(/^run-small-p[0-9]+-[0-9a-f]{32}$/)]);
       expect(await runFolders(dir)).toEqual([]);
       if (process.getuid?.() === 0) {
         // Root may read a worker's descriptors (it is not dumpable): its output's file is a deleted one of dir.
@@ -389,6 +390,41 @@ describe("a run's folder", () => {
       // The memory root goes too once empty (close() removes it then).
       expect(await runFolders(memory).catch(() => [])).toEqual([]);
     });
+  });
+
+  it("of a process killed mid-run is removed by the next executor of its roots; a live one's is left", async () => {
+    // A process killed mid-run (SIGKILL, the OOM killer) never removes its runs' folders; in memory they
+    // would hold memory until the machine restarts. Its pid is in their names.
+    const dead = spawnSync("true").pid;
+    const memory = await shmFolder();
+    const hex = "0".repeat(32);
+    try {
+      for (const root of [dir, memory]) {
+        await mkdir(join(root, `run-7-p${dead}-${hex}`)); // the killed process's, with its worker's log
+        await writeFile(join(root, `run-7-p${dead}-${hex}`, ".dwop-worker.log"), "killed\n");
+        await mkdir(join(root, `run-8-p${process.ppid}-${hex}`)); // a live process's
+        await mkdir(join(root, `run-9-${hex}`)); // an older version's name: whose, it does not say
+        await mkdir(join(root, "dispatcher-1")); // a dispatcher's own work root below this one
+      }
+      const executor = new LocalExecutor({
+        python: await resolvePython(),
+        workerScript: WORKER_SCRIPT,
+        workRoot: dir,
+        memoryRoot: memory,
+      });
+      try {
+        expect(await executor.sweep()).toBe(2);
+      } finally {
+        await executor.close();
+      }
+      for (const root of [dir, memory]) {
+        expect((await readdir(root)).sort()).toEqual(
+          ["dispatcher-1", `run-8-p${process.ppid}-${hex}`, `run-9-${hex}`].sort(),
+        );
+      }
+    } finally {
+      await rm(memory, { recursive: true, force: true });
+    }
   });
 
   it("goes in memory only in a tmpfs folder of this user's alone", async () => {

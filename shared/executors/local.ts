@@ -1,5 +1,4 @@
 // Node-only: runs each attempt as a fresh local process of the Python worker, forked by the fork server.
-import { randomBytes } from "node:crypto";
 import { chmodSync, closeSync, constants, fstatSync, mkdirSync, openSync, readSync } from "node:fs";
 import { chmod, readFile, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
@@ -19,6 +18,7 @@ import { parseCpu, parseMemory } from "../quantity.ts";
 import { readLogTail } from "./log-tail.ts";
 import { ensureMemoryRoot, memoryRoot, rmdirQuietly } from "./memory-root.ts";
 import { resolvePython, WORKER_SCRIPT } from "./python.ts";
+import { runFolderName, sweepRunFolders } from "./run-folders.ts";
 import { makeFolders } from "../folders.ts";
 
 export interface LocalExecutorOptions {
@@ -204,8 +204,8 @@ export class LocalExecutor implements Executor {
     // made only for a run outside it, one file system entry less on each sandboxed run's start.
     const sandboxed = (await this.server.sandbox()).mode === "namespaces";
     const inline = sandboxed && filesInline(env);
-    // Unguessable (run ids are sequential and shown by the API), in memory when it holds small files only.
-    const name = `run-${run.assignment.runId}-${randomBytes(16).toString("hex")}`;
+    // Unguessable (runFolderName), in memory when it holds small files only.
+    const name = runFolderName(run.assignment.runId);
     let inMemory = this.inMemory(inline);
     run.dir = resolve(inMemory ? this.memoryRoot! : this.options.workRoot, name);
     // Synchronous: a few microseconds each on a local disk, where each await of fs/promises is a trip
@@ -275,6 +275,16 @@ export class LocalExecutor implements Executor {
       DWOP_DIE_WITH_PARENT: "1",
       PYTHONUNBUFFERED: "1",
     };
+  }
+
+  /**
+   * Removes the run folders that processes killed mid-run left in this executor's work root and memory
+   * root (sweepRunFolders); returns how many.
+   */
+  async sweep(): Promise<number> {
+    const roots = [this.options.workRoot, ...(this.memoryRoot ? [this.memoryRoot] : [])];
+    const counts = await Promise.all(roots.map((root) => sweepRunFolders(root)));
+    return counts.reduce((a, b) => a + b, 0);
   }
 
   async kill(runId: string): Promise<boolean> {
@@ -412,12 +422,18 @@ export async function startLocalExecutor(
     limits: taskLimits(config),
     logger,
   });
+  // Beside the fork server's start: the folders that killed processes left (they never removed their own).
+  const swept = executor.sweep().then((removed) => {
+    if (removed > 0) logger.info({ removed }, "removed the run folders of processes killed mid-run");
+  });
   try {
     await announceSandbox(executor, logger);
   } catch (err) {
+    await swept;
     await executor.close();
     throw err;
   }
+  await swept;
   return executor;
 }
 

@@ -1,0 +1,48 @@
+// Node-only: the names of a local executor's run folders, and the sweep of those a killed process left.
+import { randomBytes } from "node:crypto";
+import { readdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+
+/**
+ * A run's folder name: its run id, the pid of the process that runs it (its workers die with that one),
+ * and a random part, so that it cannot be guessed (run ids are sequential and shown by the API).
+ */
+export function runFolderName(runId: string): string {
+  return `run-${runId}-p${process.pid}-${randomBytes(16).toString("hex")}`;
+}
+
+const NAME = /^run-.+-p(\d+)-[0-9a-f]{32}$/;
+
+/**
+ * Removes the run folders in `root` whose process is gone: one killed mid-run (SIGKILL, the OOM killer)
+ * never removes its own, and one in memory (/dev/shm) would take memory until the machine restarts. A
+ * folder of a live process is left, as is one of a pid that was reused since (kept, not lost) and one
+ * named otherwise (an older version's, say, or a dispatcher's own work root below `root`). Pids are this
+ * pid namespace's: processes that share a work root must share it too, as `dwop dev` and `dwop run` on
+ * one machine do. Returns how many it removed; never throws.
+ */
+export async function sweepRunFolders(root: string): Promise<number> {
+  const names = await readdir(root).catch(() => [] as string[]);
+  const gone = names.filter((name) => {
+    const pid = Number(NAME.exec(name)?.[1]);
+    return Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && !alive(pid);
+  });
+  const removed = await Promise.all(
+    gone.map((name) =>
+      rm(join(root, name), { recursive: true, force: true }).then(
+        () => 1,
+        () => 0,
+      ),
+    ),
+  );
+  return removed.reduce((a: number, b) => a + b, 0);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM"; // another user's: alive
+  }
+}
