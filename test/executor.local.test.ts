@@ -301,16 +301,17 @@ describe("a run's folder", () => {
     urls: Omit<WorkerEnv, "DWOP_CODE_URL">;
   }
 
+  /** An executor of the test's work root whose runs may go in `memory`. */
+  async function memoryExecutor(memory: string): Promise<LocalExecutor> {
+    const python = await resolvePython();
+    return new LocalExecutor({ python, workerScript: WORKER_SCRIPT, workRoot: dir, memoryRoot: memory });
+  }
+
   /** `use` with an executor whose runs may go in memory; skipped where there is no sandbox. */
   async function withMemoryExecutor(ctx: TestContext, use: (parts: InMemory) => Promise<void>) {
     const memory = await shmFolder();
     const store = await startStore();
-    const executor = new LocalExecutor({
-      python: await resolvePython(),
-      workerScript: WORKER_SCRIPT,
-      workRoot: dir,
-      memoryRoot: memory,
-    });
+    const executor = await memoryExecutor(memory);
     try {
       if ((await executor.sandbox()).mode !== "namespaces") return ctx.skip();
       const { DWOP_CODE_URL: _, ...urls } = env(store.url, "unused");
@@ -406,12 +407,7 @@ describe("a run's folder", () => {
         await mkdir(join(root, `run-9-${hex}`)); // an older version's name: whose, it does not say
         await mkdir(join(root, "dispatcher-1")); // a dispatcher's own work root below this one
       }
-      const executor = new LocalExecutor({
-        python: await resolvePython(),
-        workerScript: WORKER_SCRIPT,
-        workRoot: dir,
-        memoryRoot: memory,
-      });
+      const executor = await memoryExecutor(memory);
       try {
         expect(await executor.sweep()).toBe(2);
       } finally {
