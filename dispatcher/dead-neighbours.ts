@@ -1,6 +1,7 @@
 // Node-only: looks at this machine's processes.
 import { hostname } from "node:os";
 import type { Db } from "../shared/db/connect.ts";
+import { processGone } from "../shared/executors/pids.ts";
 
 /**
  * The ids of this machine's local dispatchers whose process is gone. A local dispatcher's id defaults to
@@ -12,19 +13,5 @@ export async function deadNeighbours(db: Db, ownId: string, host = hostname()): 
   const rows = await db<{ id: string }[]>`
     select id from dwop.dispatchers
     where executor = 'local' and id <> ${ownId} and starts_with(id, ${`${host}-`})`;
-  return rows
-    .map((r) => r.id)
-    .filter((id) => {
-      const pid = Number(id.slice(host.length + 1).split("-")[0]);
-      return Number.isSafeInteger(pid) && pid > 1 && pid !== process.pid && !alive(pid);
-    });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM"; // alive, another user's
-  }
+  return rows.map((r) => r.id).filter((id) => processGone(Number(id.slice(host.length + 1).split("-")[0])));
 }

@@ -567,10 +567,11 @@ def work(task, log, parent, die_with_parent_wanted, body, done=None):
     try:
         if body.setup_error:
             raise Failure("sandbox_failed", "the task sandbox could not be set up: %s" % body.setup_error)
-        if body.folderless and fetched(task):
+        unseen = body.folderless and fetched(task)
+        if unseen:
             # The executor asked for it as inline, but its environment says otherwise: the body cannot see it.
             message = "the run was asked for as inline (every file in its environment), but %s is fetched by URL"
-            raise Failure("worker_error", message % fetched(task), non_retryable=True)
+            raise Failure("worker_error", message % unseen, non_retryable=True)
         # In the sandbox, the code and inputs given inline go to the body, which writes them in its own
         # /work (a tmpfs): none of them is a file of the run's folder on disk.
         files = download(task, log.stream_to.start if log.stream_to else None, keep_inline=bool(body.sandbox))

@@ -2,6 +2,7 @@
 import { randomBytes } from "node:crypto";
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { processGone } from "./pids.ts";
 
 /**
  * A run's folder name: its run id, the pid of the process that runs it (its workers die with that one),
@@ -23,10 +24,7 @@ const NAME = /^run-.+-p(\d+)-[0-9a-f]{32}$/;
  */
 export async function sweepRunFolders(root: string): Promise<number> {
   const names = await readdir(root).catch(() => [] as string[]);
-  const gone = names.filter((name) => {
-    const pid = Number(NAME.exec(name)?.[1]);
-    return Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && !alive(pid);
-  });
+  const gone = names.filter((name) => processGone(Number(NAME.exec(name)?.[1])));
   const removed = await Promise.all(
     gone.map((name) =>
       rm(join(root, name), { recursive: true, force: true }).then(
@@ -36,13 +34,4 @@ export async function sweepRunFolders(root: string): Promise<number> {
     ),
   );
   return removed.reduce((a: number, b) => a + b, 0);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM"; // another user's: alive
-  }
 }
