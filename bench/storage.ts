@@ -1,7 +1,8 @@
 // A run's storage round trips against `dwop dev`'s local storage: the worker's own client (dwop_http)
 // downloads a range of a code bundle and an input together, then uploads an output and a log together,
 // round after round; p50 and p90 of each pair. Then the dispatcher's way for a local run's small output
-// and log: both stored together (LocalStorage.put, on the disk when it returns) in a new task's folder.
+// and log: both stored together (LocalStorage.put, on the disk when it returns) in a new task's folder;
+// and the same for 500 tasks at once, as a fan-out's runs that end together have them stored.
 // Run: npx tsx bench/storage.ts [--rounds=150] [--python=python3]
 import { spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -41,6 +42,16 @@ for (let i = 0; i < rounds; i++) {
   ]);
   stored.push(performance.now() - start);
 }
+const fanStart = performance.now();
+await Promise.all(
+  Array.from({ length: 500 }, (_, i) =>
+    Promise.all([
+      storage.put("dwop-outputs", `Task_Output/fan/t${i}/output.txt`, "1\n"),
+      storage.put("dwop-outputs", `Task_Output/fan/t${i}/attempt-1.log`, "1\n"),
+    ]),
+  ),
+);
+const fan = performance.now() - fanStart;
 await server.close();
 await rm(root, { recursive: true, force: true });
 if (code !== 0) throw new Error(`the storage client exited with ${code}`);
@@ -49,3 +60,4 @@ const line = (ms: number[]) =>
   `p50 ${percentile(ms, 50).toFixed(2)} ms, p90 ${percentile(ms, 90).toFixed(2)} ms`;
 console.log(`${rounds} rounds: two GETs together ${line(downloads)}; two PUTs together ${line(uploads)}`);
 console.log(`an output and a log stored together by the dispatcher, in a new task's folder: ${line(stored)}`);
+console.log(`the same for 500 tasks at once: ${fan.toFixed(0)} ms`);

@@ -20,7 +20,8 @@ describe("LocalStorage on the disk", () => {
   // A dispatcher records a success, in a transaction that waits for the disk, once the output is stored:
   // a machine that stops right after must find the output whole. So each way of writing an object flushes
   // its bytes before the rename that names it, then the folder that holds its name; and the name of each
-  // folder made for it (its parent) once made. Seen from the system calls (strace) of a process storing three.
+  // folder made for it (its parent) once made, all before the put returns, as does a put into a folder
+  // another put is making. Seen from the system calls (strace) of a process storing five.
   it("flushes an object's bytes before it is named, and its name before the put returns", async () => {
     const root = await testFolder("dwop-durable-");
     const trace = join(root, "trace");
@@ -34,7 +35,7 @@ describe("LocalStorage on the disk", () => {
         "-o",
         trace,
         "-e",
-        "trace=openat,fsync,fdatasync,rename,renameat,renameat2,mkdir,mkdirat",
+        "trace=openat,fsync,fdatasync,rename,renameat,renameat2,mkdir,mkdirat,access,faccessat,faccessat2",
       ],
       ...[process.execPath, "--import", "tsx", join(ROOT, "test/support/store-objects.ts"), storage],
     ]);
@@ -59,27 +60,48 @@ describe("LocalStorage on the disk", () => {
       return false;
     };
     const folder = join(storage, "Task_Output", "wf");
-    for (const name of ["small", "large", "streamed"]) {
-      const object = join(folder, name, "output.txt");
+    const returned = (name: string) => {
+      // The storing process looks for `returned-<name>` once that put has returned.
+      const at = calls.findIndex((c) => /access/.test(c.name) && c.args.includes(`returned-${name}"`));
+      expect(at, `${name}'s put returned`).toBeGreaterThan(0);
+      return at;
+    };
+    const objects = [
+      ["small", "small/output.txt"],
+      ["large", "large/output.txt"],
+      ["streamed", "streamed/output.txt"],
+      ["first", "pair/output.txt"],
+      ["second", "pair/attempt-1.log"],
+    ] as const;
+    for (const [name, path] of objects) {
+      const object = join(folder, path);
       const renamed = calls.findIndex(
         (c) => c.name.startsWith("rename") && c.args.endsWith(`"${object}"`) && c.result === 0,
       );
       expect(renamed, `${name} renamed into place`).toBeGreaterThan(0);
       const temp = /"([^"]+\.part)"/.exec(calls[renamed]!.args)![1]!;
       expect(synced(temp, 0, renamed), `${name}'s bytes flushed before its rename`).toBe(true);
-      expect(synced(join(folder, name), renamed), `${name}'s folder flushed after its rename`).toBe(true);
+      expect(
+        synced(dirname(object), renamed, returned(name)),
+        `${name}'s folder flushed after its rename, before its put returned`,
+      ).toBe(true);
     }
-    // The folders made for the objects: each one's parent flushed once it is made (before the put returns).
-    for (const made of [
-      join(storage, "Task_Output"),
-      folder,
-      ...["small", "large", "streamed"].map((n) => join(folder, n)),
-    ]) {
+    // The folders made for the objects: each one's parent flushed once it is made, before the put that made
+    // it returned; the pair's folder, which the second put found made, also before that one returned.
+    for (const [made, by] of [
+      [join(storage, "Task_Output"), "small"],
+      [folder, "small"],
+      ...["small", "large", "streamed"].map((n) => [join(folder, n), n]),
+      [join(folder, "pair"), "first"],
+      [join(folder, "pair"), "second"],
+    ] as const) {
       const at = calls.findIndex(
         (c) => c.name.startsWith("mkdir") && c.args.includes(`"${made}"`) && c.result === 0,
       );
       expect(at, `${made} made`).toBeGreaterThanOrEqual(0);
-      expect(synced(dirname(made), at), `${made}'s name flushed`).toBe(true);
+      expect(synced(dirname(made), at, returned(by)), `${made}'s name flushed before ${by} returned`).toBe(
+        true,
+      );
     }
   }, 60_000);
 });

@@ -7,7 +7,6 @@ import {
   createWriteStream,
   fdatasync,
   fstatSync,
-  fsyncSync,
   openSync,
   readSync,
   renameSync,
@@ -90,6 +89,8 @@ export class LocalStorage implements Storage {
   readonly maxObjectBytes: number;
   /** Each folder's flush that has not begun (flushFolder). */
   private readonly folderSyncs = new Map<string, Promise<void>>();
+  /** Each folder a put of this process made whose name is not on the disk yet: its parent's flush (tempFor). */
+  private readonly namings = new Map<string, Promise<void>>();
 
   constructor(options: LocalStorageOptions) {
     this.maxObjectBytes = options.maxObjectBytes ?? Number.MAX_SAFE_INTEGER;
@@ -235,15 +236,30 @@ export class LocalStorage implements Storage {
   /**
    * A fresh temporary file's path for an object's file (in `<root>/.tmp`, which no bucket can name), with
    * both folders made: two mkdir calls, synchronous (see SMALL_OBJECT_BYTES). The name of each folder made
-   * for the object is flushed here, at once (a synchronous flush of its parent): no other put of this
-   * process can find the folder before its name is on the disk. The object's own name is flushed once it
-   * is in place (flushFolder).
+   * for the object is flushed (a flush of its parent, in the thread pool), and `named` settles once the
+   * names of the object's folder and of its parents are on the disk: those this put made, and those another
+   * put of this process made and is still flushing (it found them made). The object's own name is flushed
+   * once it is in place (flushFolder).
    */
-  private tempFor(file: string): string {
+  private tempFor(file: string): { temp: string; named: Promise<unknown> } {
     const tempDir = join(this.root, ".tmp");
     makeFoldersSync(tempDir);
-    for (const folder of makeFoldersSync(dirname(file))) syncFolderNow(dirname(folder));
-    return join(tempDir, `${randomBytes(12).toString("hex")}.part`);
+    const folder = dirname(file);
+    for (const made of makeFoldersSync(folder)) {
+      const flushed: Promise<void> = this.flushFolder(dirname(made)).finally(() => {
+        if (this.namings.get(made) === flushed) this.namings.delete(made);
+      });
+      flushed.catch(() => {}); // a put that waits for it fails with it
+      this.namings.set(made, flushed);
+    }
+    const waits: Promise<void>[] = [];
+    for (let f = folder; f.startsWith(this.root + sep); f = dirname(f)) {
+      const flushing = this.namings.get(f);
+      if (flushing) waits.push(flushing);
+    }
+    const named = Promise.all(waits);
+    named.catch(() => {}); // awaited once the object is in place; a failed write leaves it
+    return { temp: join(tempDir, `${randomBytes(12).toString("hex")}.part`), named };
   }
 
   /**
@@ -255,7 +271,7 @@ export class LocalStorage implements Storage {
    * flushed before the rename, its name after).
    */
   private async replaceNow(file: string, body: Uint8Array | string): Promise<void> {
-    const temp = this.tempFor(file);
+    const { temp, named } = this.tempFor(file);
     try {
       const fd = openSync(temp, "wx");
       try {
@@ -269,7 +285,7 @@ export class LocalStorage implements Storage {
       rmSync(temp, { force: true });
       throw err;
     }
-    await this.flushFolder(dirname(file));
+    await Promise.all([this.flushFolder(dirname(file)), named]);
   }
 
   /**
@@ -294,7 +310,7 @@ export class LocalStorage implements Storage {
    * renames it over the object; then flushes the folders that name it (see replaceNow).
    */
   private async replaceAtomically(file: string, write: (temp: string) => Promise<void>): Promise<void> {
-    const temp = this.tempFor(file);
+    const { temp, named } = this.tempFor(file);
     try {
       await write(temp);
       await rename(temp, file);
@@ -302,23 +318,13 @@ export class LocalStorage implements Storage {
       await rm(temp, { force: true });
       throw err;
     }
-    await this.flushFolder(dirname(file));
+    await Promise.all([this.flushFolder(dirname(file)), named]);
   }
 }
 
 const flushData = promisify(fdatasync);
 
-/** Flushes a folder's entries to the disk (a file renamed into it, a folder made in it). */
-function syncFolderNow(folder: string): void {
-  const fd = openSync(folder, constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** syncFolderNow, in the thread pool. */
+/** Flushes a folder's entries to the disk (a file renamed into it, a folder made in it), in the thread pool. */
 async function syncFolder(folder: string): Promise<void> {
   const handle = await open(folder, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
