@@ -38,13 +38,7 @@ class LineLog:
 
     def stream(self, name):
         """A sink for one stream of the body (for dwop_process.pump): .write(data)."""
-        log = self
-
-        class Sink:
-            def write(self, data):
-                log.add(name, data)
-
-        return Sink()
+        return Sink(self, name)
 
     def add(self, name, data):
         pending = self.partial.get(name, b"") + data
@@ -164,3 +158,14 @@ class LogStream:
 
     def call(self, path, body, headers):
         return request("POST", self.run_url + path, headers, body, REQUEST_TIMEOUT)
+
+
+class Sink:
+    """One stream of the body into the log (Log.stream)."""
+
+    def __init__(self, log, name):
+        self.log = log
+        self.name = name
+
+    def write(self, data):
+        self.log.add(self.name, data)
