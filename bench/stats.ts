@@ -86,6 +86,19 @@ export function cpuSeconds(pid: number, reaped = false): number {
   }
 }
 
+/**
+ * Seconds of CPU the whole machine has used (every process and the kernel's own threads; /proc/stat's
+ * first line but idle and iowait) and its number of cores: busy seconds between two readings over the
+ * wall time between them and the cores is how busy it was.
+ */
+export function machineCpu(): { busy: number; cores: number } {
+  const lines = readFileSync("/proc/stat", "utf8").split("\n");
+  const [, ...ticks] = lines[0]!.trim().split(/\s+/).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is counted in user already)
+  const busy = ticks.slice(0, 8).reduce((sum, t, i) => (i === 3 || i === 4 ? sum : sum + t), 0);
+  return { busy: busy / 100, cores: lines.filter((l) => /^cpu\d/.test(l)).length };
+}
+
 /** The pids of a process's children, from /proc; none once it is gone. */
 export function childrenOf(pid: number): number[] {
   try {
