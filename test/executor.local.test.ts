@@ -334,7 +334,9 @@ describe("a run's folder", () => {
         DWOP_CODE: code("print('x' * 300000, flush=True)\n"),
         DWOP_INPUTS: JSON.stringify([{ param: "x", data: x }]),
       });
-      expect(await runFolders(memory)).toEqual([expect.stringMatching(/^run-small-p[0-9]+-[0-9a-f]{32}$/)]);
+      expect(await runFolders(memory)).toEqual([
+        expect.stringMatching(/^run-small-p[0-9]+-n[0-9]+-[0-9a-f]{32}$/),
+      ]);
       expect(await runFolders(dir)).toEqual([]);
       if (process.getuid?.() === 0) {
         // Root may read a worker's descriptors (it is not dumpable): its output's file is a deleted one of dir.
@@ -395,31 +397,45 @@ describe("a run's folder", () => {
 
   it("of a process killed mid-run is removed by the next executor of its roots; a live one's is left", async () => {
     // A process killed mid-run (SIGKILL, the OOM killer) never removes its runs' folders; in memory they
-    // would hold memory until the machine restarts. Its pid is in their names.
+    // would hold memory until the machine restarts. Its pid, and its pid namespace, are in their names.
     const dead = spawnSync("true").pid;
-    const memory = await shmFolder();
+    const ns = (await stat("/proc/self/ns/pid")).ino;
+    const shm = await shmFolder();
+    const memory = join(shm, "own");
+    // This user's memory root of another work root: its home was deleted after a crash, say.
+    const deleted = memoryRootPath(join(dir, "deleted-home"), shm);
     const hex = "0".repeat(32);
     try {
+      for (const root of [dir, memory, deleted]) await mkdir(root, { recursive: true, mode: 0o700 });
       for (const root of [dir, memory]) {
-        await mkdir(join(root, `run-7-p${dead}-${hex}`)); // the killed process's, with its worker's log
-        await writeFile(join(root, `run-7-p${dead}-${hex}`, ".dwop-worker.log"), "killed\n");
-        await mkdir(join(root, `run-8-p${process.ppid}-${hex}`)); // a live process's
+        await mkdir(join(root, `run-7-p${dead}-n${ns}-${hex}`)); // the killed process's, with its worker's log
+        await writeFile(join(root, `run-7-p${dead}-n${ns}-${hex}`, ".dwop-worker.log"), "killed\n");
+        await mkdir(join(root, `run-6-p${dead}-${hex}`)); // the same, named before pid namespaces were
+        await mkdir(join(root, `run-5-p${dead}-n1-${hex}`)); // another namespace's: its pid is not ours
+        await mkdir(join(root, `run-8-p${process.ppid}-n${ns}-${hex}`)); // a live process's
         await mkdir(join(root, `run-9-${hex}`)); // an older version's name: whose, it does not say
         await mkdir(join(root, "dispatcher-1")); // a dispatcher's own work root below this one
       }
+      await mkdir(join(deleted, `run-4-p${dead}-n${ns}-${hex}`));
       const executor = await memoryExecutor(memory);
       try {
-        expect(await executor.sweep()).toBe(2);
+        expect(await executor.sweep()).toBe(5);
       } finally {
         await executor.close();
       }
       for (const root of [dir, memory]) {
         expect((await readdir(root)).sort()).toEqual(
-          ["dispatcher-1", `run-8-p${process.ppid}-${hex}`, `run-9-${hex}`].sort(),
+          [
+            "dispatcher-1",
+            `run-5-p${dead}-n1-${hex}`,
+            `run-8-p${process.ppid}-n${ns}-${hex}`,
+            `run-9-${hex}`,
+          ].sort(),
         );
       }
+      expect(await readdir(shm)).toEqual(["own"]); // the deleted home's memory root is gone
     } finally {
-      await rm(memory, { recursive: true, force: true });
+      await rm(shm, { recursive: true, force: true });
     }
   });
 

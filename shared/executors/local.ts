@@ -1,7 +1,7 @@
 // Node-only: runs each attempt as a fresh local process of the Python worker, forked by the fork server.
 import { chmodSync, closeSync, constants, fstatSync, mkdirSync, openSync, readSync } from "node:fs";
 import { chmod, readFile, rm } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { configSchema, type Config } from "../config.ts";
 import type { FailureReason, RunAssignment, WorkerFailure } from "../model.ts";
 import { silentLogger, type Logger } from "../log.ts";
@@ -16,7 +16,7 @@ import {
 } from "./fork-server.ts";
 import { parseCpu, parseMemory } from "../quantity.ts";
 import { readLogTail } from "./log-tail.ts";
-import { ensureMemoryRoot, memoryRoot, rmdirQuietly } from "./memory-root.ts";
+import { ensureMemoryRoot, memoryRoot, ownMemoryRoots, rmdirQuietly } from "./memory-root.ts";
 import { resolvePython, WORKER_SCRIPT } from "./python.ts";
 import { runFolderName, sweepRunFolders } from "./run-folders.ts";
 import { makeFolders } from "../folders.ts";
@@ -279,11 +279,16 @@ export class LocalExecutor implements Executor {
 
   /**
    * Removes the run folders that processes killed mid-run left in this executor's work root and memory
-   * root (sweepRunFolders); returns how many.
+   * root, and in this user's other memory roots beside it (sweepRunFolders), which go too once empty: the
+   * home of one may have been deleted since, and with it every process that would sweep it. Returns how
+   * many run folders it removed.
    */
   async sweep(): Promise<number> {
-    const roots = [this.options.workRoot, ...(this.memoryRoot ? [this.memoryRoot] : [])];
+    const own = this.memoryRoot;
+    const others = own ? ownMemoryRoots(dirname(own)).filter((root) => root !== own) : [];
+    const roots = [this.options.workRoot, ...(own ? [own] : []), ...others];
     const counts = await Promise.all(roots.map((root) => sweepRunFolders(root)));
+    for (const root of others) rmdirQuietly(root);
     return counts.reduce((a, b) => a + b, 0);
   }
 

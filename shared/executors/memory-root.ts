@@ -40,6 +40,20 @@ export function memoryRoot(workRoot: string, shm = SHM): string | null {
 }
 
 /**
+ * Every memory root of this user's in `shm` (of any work root: a home deleted after a crash left its own,
+ * which no process of that home will sweep again); none where it is not a tmpfs.
+ */
+export function ownMemoryRoots(shm = SHM): string[] {
+  try {
+    if (statfsSync(shm).type !== TMPFS_MAGIC) return [];
+    const names = readdirSync(shm).filter((n) => n.startsWith(ownPrefix()));
+    return names.map((name) => join(shm, name)).filter(ownFolder);
+  } catch {
+    return [];
+  }
+}
+
+/**
  * Makes the memory root (0700) unless it is there; whether it is this user's alone. Not (another user made
  * it first): the runs keep their folders on disk, since whoever owns the folder could swap a run's folder
  * in it for a link. Once it is, no other user can remove or replace it (/dev/shm is sticky).

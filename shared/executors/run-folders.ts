@@ -1,30 +1,53 @@
 // Node-only: the names of a local executor's run folders, and the sweep of those a killed process left.
 import { randomBytes } from "node:crypto";
+import { statSync } from "node:fs";
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { processGone } from "./pids.ts";
 
 /**
- * A run's folder name: its run id, the pid of the process that runs it (its workers die with that one),
- * and a random part, so that it cannot be guessed (run ids are sequential and shown by the API).
+ * This process's pid namespace (its inode number), which its pid belongs to: two processes of one pid
+ * in two namespaces (a container sharing the home, or /dev/shm, with the machine) are told apart by it.
  */
-export function runFolderName(runId: string): string {
-  return `run-${runId}-p${process.pid}-${randomBytes(16).toString("hex")}`;
+const PID_NAMESPACE = pidNamespace();
+
+function pidNamespace(): string {
+  try {
+    return String(statSync("/proc/self/ns/pid").ino);
+  } catch {
+    return "0"; // no /proc: the pid alone, as before
+  }
 }
 
-const NAME = /^run-.+-p(\d+)-[0-9a-f]{32}$/;
+/**
+ * A run's folder name: its run id, the pid of the process that runs it (its workers die with that one) and
+ * that pid's namespace, and a random part, so that it cannot be guessed (run ids are sequential and shown
+ * by the API).
+ */
+export function runFolderName(runId: string): string {
+  return `run-${runId}-p${process.pid}-n${PID_NAMESPACE}-${randomBytes(16).toString("hex")}`;
+}
+
+/** A run folder's name: its pid, and its pid namespace (none in the names of 2026-12-05, which are ours). */
+const NAME = /^run-.+-p(\d+)(?:-n(\d+))?-[0-9a-f]{32}$/;
+
+/** Whether the process named in a run folder's name is gone; false for another namespace's, or no such name. */
+function ownerGone(name: string): boolean {
+  const match = NAME.exec(name);
+  if (!match || (match[2] !== undefined && match[2] !== PID_NAMESPACE)) return false;
+  return processGone(Number(match[1]));
+}
 
 /**
  * Removes the run folders in `root` whose process is gone: one killed mid-run (SIGKILL, the OOM killer)
  * never removes its own, and one in memory (/dev/shm) would take memory until the machine restarts. A
- * folder of a live process is left, as is one of a pid that was reused since (kept, not lost) and one
- * named otherwise (an older version's, say, or a dispatcher's own work root below `root`). Pids are this
- * pid namespace's: processes that share a work root must share it too, as `dwop dev` and `dwop run` on
- * one machine do. Returns how many it removed; never throws.
+ * folder of a live process is left, as is one of a pid that was reused since (kept, not lost), one of
+ * another pid namespace's process (which this one cannot see), and one named otherwise (an older
+ * version's, say, or a dispatcher's own work root below `root`). Returns how many it removed; never throws.
  */
 export async function sweepRunFolders(root: string): Promise<number> {
   const names = await readdir(root).catch(() => [] as string[]);
-  const gone = names.filter((name) => processGone(Number(NAME.exec(name)?.[1])));
+  const gone = names.filter(ownerGone);
   const removed = await Promise.all(
     gone.map((name) =>
       rm(join(root, name), { recursive: true, force: true }).then(
