@@ -312,21 +312,25 @@ begin
   -- calls: lock them in one order so calls never deadlock.
   select array_agg(d.id) into v_inputs
   from dwop.tasks t cross join lateral unnest(t.downstream_ids) d (id) where t.id = any(v_tasks);
+  -- Each dependent is found by its primary key from its count (the count the outer side, so each is
+  -- looked up once), and carries that count on: joining the counts to the locked rows instead, the planner
+  -- (which guesses 10 rows for either) walked every count for each locked row, and a 20,000-task fan-out's
+  -- root success took 53 s (migration 20261205001200).
   with counts as (
     select u.id, count(*)::int as n from unnest(v_inputs) as u (id) group by u.id
   ),
   waiting as materialized (
-    select d.id, d.status, d.pending_inputs from dwop.tasks d where d.id = any(v_inputs)
-    order by d.id for no key update
+    select d.id, d.status, d.pending_inputs, c.n from counts c join dwop.tasks d on d.id = c.id
+    order by d.id for no key update of d
   ),
   counted as (
     update dwop.tasks d
-    set pending_inputs = w.pending_inputs - c.n,
-        status = case when w.pending_inputs = c.n then 'queued' else d.status end,
-        attempt = case when w.pending_inputs = c.n then d.attempt + 1 else d.attempt end,
-        queued_at = case when w.pending_inputs = c.n then v_now else d.queued_at end
-    from counts c join waiting w on w.id = c.id
-    where d.id = c.id and w.status = 'pending'
+    set pending_inputs = w.pending_inputs - w.n,
+        status = case when w.pending_inputs = w.n then 'queued' else d.status end,
+        attempt = case when w.pending_inputs = w.n then d.attempt + 1 else d.attempt end,
+        queued_at = case when w.pending_inputs = w.n then v_now else d.queued_at end
+    from waiting w
+    where d.id = w.id and w.status = 'pending'
     returning d.id, d.status, d.attempt, d.workflow_id, d.name, d.position, d.owner, d.priority
   ),
   queued as (
@@ -382,18 +386,25 @@ begin
     -- The tasks these successes queued, highest priority first. The dependents are gathered into one
     -- array first and read by primary key: joined to the unnest of downstream_ids, the planner (which
     -- guesses 10 rows for an unnest) matched each of a 2,000-task fan-out's ready tasks against all 2,000 ids.
-    select array_agg(x.id order by x.priority desc, x.id), array_agg(x.attempt order by x.priority desc, x.id)
-    into v_ready, v_attempts
-    from (
-      select dt.id, dt.attempt, dt.priority
+    -- Found by primary key alone, then tested (a materialized CTE): with the state tests in the scan, the
+    -- planner walked the index of queued tasks and tested each against the whole array, which for the
+    -- root of a 20,000-task fan-out took 0.7 s (migration 20261205001200).
+    with dependents as materialized (
+      select dt.id, dt.attempt, dt.priority, dt.status, dt.queued_at
       from dwop.tasks dt
       where dt.id = any(array(select d.id
                               from dwop.runs r
                               join dwop.tasks t on t.id = r.task_id
                               cross join lateral unnest(t.downstream_ids) as d (id)
                               where r.id = any(v_runs)))
-        and dt.status = 'queued' and dt.queued_at = v_now
-      order by dt.priority desc, dt.id
+    )
+    select array_agg(x.id order by x.priority desc, x.id), array_agg(x.attempt order by x.priority desc, x.id)
+    into v_ready, v_attempts
+    from (
+      select f.id, f.attempt, f.priority
+      from dependents f
+      where f.status = 'queued' and f.queued_at = v_now
+      order by f.priority desc, f.id
       limit cardinality(v_runs)
     ) x;
   end if;
