@@ -556,22 +556,31 @@ $$;
 
 CREATE FUNCTION dwop.fail_downstream(p_task_id bigint, p_now timestamp with time zone) RETURNS integer
     LANGUAGE plpgsql
+    SET enable_seqscan TO 'off'
     AS $$
 declare
   v_count int;
   v_name text;
+  v_ids bigint[];
 begin
   select name into v_name from dwop.tasks where id = p_task_id;
   with recursive downstream (id) as (
     select unnest(downstream_ids) from dwop.tasks where id = p_task_id
     union
     select x.id from downstream d join dwop.tasks t on t.id = d.id cross join lateral unnest(t.downstream_ids) x (id)
+  )
+  select array_agg(d.id) into v_ids from downstream d;
+  if v_ids is null then
+    return 0;
+  end if;
+  with found as materialized (
+    select t.id, t.status from dwop.tasks t where t.id = any(v_ids) order by t.id for no key update
   ),
   marked as (
     update dwop.tasks t
     set status = 'upstream_failed', finished_at = p_now, error = 'blocked by failed upstream ' || v_name
-    from downstream d
-    where t.id = d.id and t.status = 'pending'
+    from found f
+    where t.id = f.id and f.status = 'pending'
     returning t.workflow_id, t.name
   ),
   logged as (
