@@ -39,12 +39,17 @@ async function readyz(
   return (await (await askReadyz(url)).json()) as never;
 }
 
-/** GET /readyz, once more if the kept-alive connection it went on was closed under it ("other side closed"). */
+/**
+ * GET /readyz, once more if the kept-alive connection it went on was closed under it: the server closes an
+ * idle one after its keep-alive timeout (5 s), which races a request sent on it at that moment ("other side
+ * closed", or a reset: CI of 2026-12-05 22:54).
+ */
 async function askReadyz(url: string): Promise<Response> {
   try {
     return await fetch(`${url}/readyz`);
   } catch (err) {
-    if ((err as { cause?: { code?: string } }).cause?.code !== "UND_ERR_SOCKET") throw err;
+    const code = (err as { cause?: { code?: string } }).cause?.code;
+    if (code !== "UND_ERR_SOCKET" && code !== "ECONNRESET") throw err;
     return fetch(`${url}/readyz`);
   }
 }
