@@ -5,6 +5,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Claimer, claimerSettings } from "../cron/claimer.ts";
 import { Dispatcher, dispatcherSettings, type DispatcherOptions } from "../dispatcher/dispatcher.ts";
+import { localDispatcherId } from "../dispatcher/dead-neighbours.ts";
 import { registerDispatcher } from "../dispatcher/registration.ts";
 import { apiSettings, createApp } from "../functions/app.ts";
 import type { Bus } from "../shared/bus/bus.ts";
@@ -116,7 +117,7 @@ async function startRest(
   const meanwhile = options.meanwhile?.({ store, storage }) ?? Promise.resolve();
   meanwhile.catch(() => {}); // a failure is thrown where it is awaited
   // Nor does the dispatcher's registration, which goes beside the bus's and the executor's start.
-  const id = config.DWOP_DISPATCHER_ID ?? `${hostname()}-${process.pid}-${randomBytes(2).toString("hex")}`;
+  const id = config.DWOP_DISPATCHER_ID ?? localDispatcherId(randomBytes(2).toString("hex"));
   const registration = starting
     ? registerDispatcher(store, {
         id,

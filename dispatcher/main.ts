@@ -1,5 +1,5 @@
 // The dispatcher as its own process (the Kubernetes Deployment, or a second dispatcher beside `dwop dev`).
-import { hostname } from "node:os";
+import { localDispatcherId } from "./dead-neighbours.ts";
 import { join, resolve } from "node:path";
 import { databaseUrl, loadConfig, workerApiUrl, type Config } from "../shared/config.ts";
 import type { Store } from "../shared/db/store.ts";
@@ -23,7 +23,7 @@ if (!url || !storage) {
   );
   process.exit(2);
 }
-const id = config.DWOP_DISPATCHER_ID ?? `${hostname()}-${process.pid}`;
+const id = config.DWOP_DISPATCHER_ID ?? localDispatcherId();
 const home = resolve(config.DWOP_HOME);
 if (config.DWOP_EXECUTOR !== "kubernetes") await prepareHome(home); // where its runs' folders go
 // A restarted dispatcher is ready as soon as its slowest part is, so the parts start together: the local

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { hostname } from "node:os";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
@@ -93,11 +93,22 @@ describe("crashes", () => {
     await until(async () => (await runCounts(engine!, id))[0]!.runs === 1, 60_000);
     first.kill("SIGKILL");
     await new Promise((r) => first.once("exit", r));
-    // Rows every earlier `dwop run` of a home left: pids above pid_max are never alive.
+    // Rows every earlier `dwop run` of a home left: pids above pid_max are never alive. Ids name their
+    // pid's namespace (older ones do not); another namespace's pid is not this one's to judge (a container
+    // run with the machine's hostname).
     const host = hostname();
+    const ns = (await stat("/proc/self/ns/pid")).ino;
     const pidMax = Number((await readFile("/proc/sys/kernel/pid_max", "utf8")).trim());
-    const gone = Array.from({ length: 30 }, (_, i) => `${host}-${pidMax + 1 + i}-gone`);
-    const kept = [`elsewhere-${pidMax + 1}`, `${host}-${pidMax + 1}-cluster`];
+    const gone = [
+      ...Array.from({ length: 30 }, (_, i) => `${host}-${pidMax + 1 + i}-gone`),
+      `${host}-${pidMax + 31}-n${ns}`,
+      `${host}-${pidMax + 32}-n${ns}-ab12`,
+    ];
+    const kept = [
+      `elsewhere-${pidMax + 1}`,
+      `${host}-${pidMax + 1}-cluster`,
+      `${host}-${pidMax + 33}-n1-ab12`,
+    ];
     await engine.m.db`
       insert into dwop.dispatchers (id, executor)
       select id, case when id like '%-cluster' then 'kubernetes' else 'local' end
@@ -105,10 +116,10 @@ describe("crashes", () => {
     const second = startDispatcherProcess(engine, null, home, slow);
     expect((await engine.waitFor(id, 60_000)).status).toBe("succeeded");
     expect(await runCounts(engine, id)).toEqual([{ name: "slow", runs: 2, succeeded: 1, lost: 1 }]);
-    // The dead ones' rows went (the first dispatcher's too); the live one's, another machine's and a
-    // cluster dispatcher's stay.
+    // The dead ones' rows went (the first dispatcher's too); the live one's, another machine's, another
+    // pid namespace's and a cluster dispatcher's stay.
     const rows = await engine.m.db<{ id: string }[]>`select id from dwop.dispatchers order by id`;
-    expect(rows.map((r) => r.id).sort()).toEqual([...kept, `${host}-${second.pid}`].sort());
+    expect(rows.map((r) => r.id).sort()).toEqual([...kept, `${host}-${second.pid}-n${ns}`].sort());
   }, 150_000);
 
   it("publishes a dead claimer's rows once after its lease runs out", async () => {

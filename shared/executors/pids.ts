@@ -1,4 +1,20 @@
 // Node-only: whether a process of this machine is gone.
+import { statSync } from "node:fs";
+
+/**
+ * This process's pid namespace (its inode number), which its pid belongs to: two processes of one pid in
+ * two namespaces (a container and the machine it runs on) are told apart by it. Names that carry a pid
+ * for processGone carry this too, so that another namespace's pid is never judged here.
+ */
+export const PID_NAMESPACE = pidNamespace();
+
+function pidNamespace(): string {
+  try {
+    return String(statSync("/proc/self/ns/pid").ino);
+  } catch {
+    return "0"; // no /proc: the pid alone, as before
+  }
+}
 
 /**
  * Whether `pid` names another process of this machine (this pid namespace) that no longer runs: its

@@ -1,23 +1,8 @@
 // Node-only: the names of a local executor's run folders, and the sweep of those a killed process left.
 import { randomBytes } from "node:crypto";
-import { statSync } from "node:fs";
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { processGone } from "./pids.ts";
-
-/**
- * This process's pid namespace (its inode number), which its pid belongs to: two processes of one pid
- * in two namespaces (a container sharing the home, or /dev/shm, with the machine) are told apart by it.
- */
-const PID_NAMESPACE = pidNamespace();
-
-function pidNamespace(): string {
-  try {
-    return String(statSync("/proc/self/ns/pid").ino);
-  } catch {
-    return "0"; // no /proc: the pid alone, as before
-  }
-}
+import { PID_NAMESPACE, processGone } from "./pids.ts";
 
 /**
  * A run's folder name: its run id, the pid of the process that runs it (its workers die with that one) and
