@@ -28,7 +28,7 @@ export async function deadNeighbours(db: Db, ownId: string, host = hostname()): 
     .map((r) => r.id)
     .filter((id) => {
       const [pid, ...rest] = id.slice(host.length + 1).split("-");
-      const namespace = rest.find((part) => /^n\d+$/.test(part));
-      return (namespace === undefined || namespace === `n${PID_NAMESPACE}`) && processGone(Number(pid));
+      const namespace = rest.find((part) => /^n\d+$/.test(part))?.slice(1);
+      return processGone(Number(pid), namespace);
     });
 }

@@ -28,9 +28,7 @@ export function memoryRootPath(workRoot: string, shm = SHM): string {
 export function memoryRoot(workRoot: string, shm = SHM): string | null {
   try {
     if (statfsSync(shm).type !== TMPFS_MAGIC) return null;
-    for (const name of readdirSync(shm).filter((n) => n.startsWith(ownPrefix()))) {
-      if (ownFolder(join(shm, name))) rmdirQuietly(join(shm, name));
-    }
+    for (const root of ownMemoryRoots(shm)) rmdirQuietly(root);
     const root = memoryRootPath(workRoot, shm);
     ensureMemoryRoot(root);
     return root;

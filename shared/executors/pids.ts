@@ -20,8 +20,11 @@ function pidNamespace(): string {
  * Whether `pid` names another process of this machine (this pid namespace) that no longer runs: its
  * children died with it, so what it left may be cleaned up. Another user's live process counts as
  * running (EPERM); a pid reused since counts as running too, so its leavings are kept, not lost.
+ * `namespace`, the pid's namespace where the name that carries the pid says it (PID_NAMESPACE's form): a
+ * pid of another namespace is never gone here, since this one cannot see it.
  */
-export function processGone(pid: number): boolean {
+export function processGone(pid: number, namespace?: string): boolean {
+  if (namespace !== undefined && namespace !== PID_NAMESPACE) return false;
   if (!Number.isSafeInteger(pid) || pid <= 1 || pid === process.pid) return false;
   try {
     process.kill(pid, 0);

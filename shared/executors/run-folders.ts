@@ -19,8 +19,7 @@ const NAME = /^run-.+-p(\d+)(?:-n(\d+))?-[0-9a-f]{32}$/;
 /** Whether the process named in a run folder's name is gone; false for another namespace's, or no such name. */
 function ownerGone(name: string): boolean {
   const match = NAME.exec(name);
-  if (!match || (match[2] !== undefined && match[2] !== PID_NAMESPACE)) return false;
-  return processGone(Number(match[1]));
+  return match !== null && processGone(Number(match[1]), match[2]);
 }
 
 /**
