@@ -8,7 +8,7 @@ import {
   type V1Job,
 } from "@kubernetes/client-node";
 import { execFileSync } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -20,6 +20,8 @@ import {
   type WatchedEvent,
 } from "../tools/kube-sim/fixtures.ts";
 import { startKubeSim, type KubeSim } from "../tools/kube-sim/index.ts";
+import { PodmanRuntime, type PodmanLaunch } from "../tools/kube-sim/podman-runtime.ts";
+import { deferred } from "./support/bus-contract.ts";
 
 let sim: KubeSim;
 let nsCount = 0;
@@ -506,5 +508,49 @@ describe("faults and counters", () => {
     expect(stats.maxActiveJobs).toBeGreaterThanOrEqual(2);
     await batch.deleteNamespacedJob({ name: "g", namespace, propagationPolicy: "Foreground" });
     await waitFor("g gone", () => !sim.job("g", namespace));
+  });
+});
+
+describe("a pod deleted while its container is prepared", () => {
+  /** Real containers for every image, whose preparation waits until the test lets it go on. */
+  class HeldRuntime extends PodmanRuntime {
+    preparing = deferred();
+    proceed = deferred();
+    override has(): Promise<boolean> {
+      return Promise.resolve(true);
+    }
+    override async prepare(l: PodmanLaunch) {
+      this.preparing.resolve();
+      await this.proceed.promise;
+      return super.prepare(l);
+    }
+  }
+
+  it("ends quietly: the preparation that fails on the removed folder is no error, and no folder is left", async () => {
+    // The CI failure: the pod's folder was removed under podman's preparation (ENOENT), and the kubelet
+    // threw that out of a timer, an unhandled rejection.
+    const workRoot = await mkdtemp(join(tmpdir(), "kube-sim-held-"));
+    const containers = new HeldRuntime();
+    const held = await startKubeSim({ workRoot, containers, images: {} });
+    try {
+      const namespace = "held";
+      const batch = held.kubeConfig(namespace).makeApiClient(BatchV1Api);
+      await batch.createNamespacedJob({ namespace, body: shellJob("held", "true") });
+      await containers.preparing.promise;
+      expect(await readdir(workRoot)).toHaveLength(1); // the pod's folder, made before the preparation
+      await batch.deleteNamespacedJob({ name: "held", namespace, propagationPolicy: "Foreground" });
+      await waitFor("pod gone", () => held.pods("held", namespace).length === 0);
+      const unhandled: unknown[] = [];
+      const hear = (reason: unknown) => unhandled.push(reason);
+      process.on("unhandledRejection", hear);
+      containers.proceed.resolve(); // its termination file is written into the removed folder: ENOENT
+      await waitFor("folder removed", async () => (await readdir(workRoot)).length === 0);
+      await new Promise((r) => setTimeout(r, 200));
+      process.removeListener("unhandledRejection", hear);
+      expect(unhandled).toEqual([]);
+    } finally {
+      await held.close();
+      await rm(workRoot, { recursive: true, force: true });
+    }
   });
 });

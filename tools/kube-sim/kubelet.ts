@@ -330,6 +330,11 @@ export class Kubelet {
       rt.child = start();
       this.watch(rt, container, container.image!);
     } catch (err) {
+      if (!this.pods.has(`${rt.namespace}/${rt.name}`)) {
+        // Deleted while it was prepared: its folder went from under prepare (ENOENT), and what prepare made after goes too.
+        await removeDir(rt.dir!);
+        return;
+      }
       if (!(err instanceof ContainerConfigError)) throw err;
       rt.waitingReason = "CreateContainerConfigError";
       this.update(rt, (p) => {
