@@ -41,14 +41,14 @@ server kills every child's process group and exits.
 A fork costs more than it seems on some machines (each page the child writes is copied, and a page fault
 costs 12-40 us in a paravirtualized guest): so the server keeps SPARES children forked ahead, each of which
 has already left the server's session, forked its run's body process and set that one's sandbox up as far as
-it can be without the run (namespaces, the system's part of the root, slirp4netns attached; see
+it can be without the run (namespaces, the system's part of the root, the network's trap; see
 dwop_main.Body; without the sandbox, only the fork), and waits on a pipe for its run's request; a request is
 handed to the oldest. The spares are forked by the zygote, a copy of the server made as it starts, which
 passes each spare's pipes to the server over a socket, reaps the spares and tells the server how each ended:
 the server forks no spare itself, so its pages stay its own (a fork shares them with the child again, and
 each is copied at the server's next write of it) and it answers a request while a spare is forked. Only when
 no spare is left does the server fork a worker itself. A spare's preparation takes a few milliseconds of a
-core (the namespaces, the root's mounts, slirp4netns): made beside the run just handed over, it slowed that
+core (the namespaces, the root's mounts): made beside the run just handed over, it slowed that
 run on a small machine (a chain's task by ~8 %), so the replacement is asked for when a run ends, while the
 orchestration between two tasks runs, and at once only when no spare is left. A spare that died is replaced
 by a fresh fork. While they wait, the spare goes through its first steps of a run on a made-up one

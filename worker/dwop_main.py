@@ -241,7 +241,7 @@ def has_requirement_lines(path):
 class Body:
     """The body's process (after pip, when there are requirements), in the sandbox when there is one. The fork
     server's spare worker forks it ahead (ahead=True), before the run is known, and sets its sandbox up
-    while it waits for a run: the namespaces, the system's part of the root, slirp4netns. A worker started
+    while it waits for a run: the namespaces, the system's part of the root, the network's trap. A worker started
     on its own forks it as its downloads start. It waits at a gate (dwop_gate) until the worker hands it the
     run: place() tells it where and as whom it runs (for a run whose every file comes in its environment,
     before the worker even reads that, so that the body finishes its root meanwhile), open() the rest once
@@ -318,7 +318,8 @@ class Body:
 
     def started(self):
         """Right after the fork, while the child sets up: the worker's half of the sandbox's set-up
-        (slirp4netns). Its failure is kept, for the run to report."""
+        (the run's namespaces held, slirp4netns where it is not attached on demand). Its failure is kept, for
+        the run to report."""
         self.attached = True
         if self.sandbox:
             try:
@@ -372,7 +373,10 @@ class Body:
                 (2, log.stream("stderr")),
                 ended,
                 told,
+                sandbox.network_watch() if sandbox else None,
             )
+        except SandboxError as e:  # the network, attached at the body's first socket
+            raise Failure("sandbox_failed", "the task sandbox could not be set up: %s" % describe(e)) from None
         finally:
             for fd in (ended, told):
                 if fd is not None:

@@ -87,7 +87,7 @@ def fork_child(run, close_fds, prctl):
     return pid, out_r, err_r
 
 
-def wait_child(child, out_sinks, err_sinks, ended=None, told=None):
+def wait_child(child, out_sinks, err_sinks, ended=None, told=None, watch=None):
     """Copies a fork_child's stdout and stderr to the sinks until it exits, forwarding SIGTERM to it;
     returns (exit status, killing signal or None, whether it is left to reap), with 128+N as the status for
     signal N.
@@ -100,14 +100,16 @@ def wait_child(child, out_sinks, err_sinks, ended=None, told=None):
     to exit with. Read from there, the run's end does not wait for the kernel to tear the process down (~1
     ms here), and the child is left to reap. The child's own code could write there first: it can only make
     its own run end sooner, as closing its stdout and exiting would. Without a word on it (the child was
-    killed, exited on its own, or closed it) its exit is waited for as without told."""
+    killed, exited on its own, or closed it) its exit is waited for as without told.
+
+    watch: {fd: handler} of other file descriptors to serve meanwhile (see pump)."""
     pid, out_r, err_r = child
     previous = _signal.signal(_signal.SIGTERM, lambda signum, _frame: forward(pid, signum))
     # The first process of a pid namespace (the sandbox's worker, as root) is given every orphan in it.
     previous_chld = _signal.signal(_signal.SIGCHLD, lambda *_: reap_orphans(pid)) if os.getpid() == 1 else None
     unreaped = False
     try:
-        status = pump(pid, out_r, err_r, out_sinks, err_sinks, ended, told)
+        status = pump(pid, out_r, err_r, out_sinks, err_sinks, ended, told, watch)
         if status is None:
             said = os.read(ended, 16)
             status = int(said) << 8 if said.isdigit() else os.waitpid(pid, 0)[1]
@@ -219,9 +221,11 @@ def in_child(run, out_w, err_w, close_fds, prctl, parent):
         os._exit(EXIT_NOT_STARTED)
 
 
-def pump(pid, out_r, err_r, out_sinks, err_sinks, ended=None, told=None):
+def pump(pid, out_r, err_r, out_sinks, err_sinks, ended=None, told=None, watch=None):
     """Copies the child's stdout and stderr to their sinks as they arrive; returns its wait status, None
     when the ended pipe (see wait_child) is there to read it from, or a Told when the child told it.
+    Meanwhile each file descriptor of watch that is ready is given to its handler(fd, poll events), which
+    returns {fd: handler} to watch from then on, or {fd: None} to stop watching one.
 
     Ends when the child exits (seen through a pidfd where there is one, the ended pipe, or its word on told),
     so a grandchild that keeps the pipes open does not hold the worker.
@@ -239,12 +243,26 @@ def pump(pid, out_r, err_r, out_sinks, err_sinks, ended=None, told=None):
         pass
     if told is not None:
         poller.register(told, select.POLLIN)
+    handlers = {}
+
+    def serve(changes):
+        for fd, handler in changes.items():
+            if handler is None:
+                poller.unregister(fd)
+                handlers.pop(fd)
+            else:
+                poller.register(fd, select.POLLIN)
+                handlers[fd] = handler
+
+    serve(watch or {})
     open_fds = set(sinks)
     exited = False
     said = None
     while open_fds and not exited:
-        for fd, _ in poller.poll():
-            if fd == pidfd:
+        for fd, events in poller.poll():
+            if fd in handlers:
+                serve(handlers[fd](fd, events))
+            elif fd == pidfd:
                 exited = True
             elif fd == told:
                 # Written whole just before the child's exit (a few bytes are one write); anything else,

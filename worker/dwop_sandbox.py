@@ -215,6 +215,9 @@ class Run:
         self.handshake = None
         self.attached = False
         self.slirp = None
+        self.namespaces = None  # the worker's: the run's network and (a normal user's) user namespaces
+        self.trap_ends = None  # the worker's and the body's ends of the socket the listener is passed on
+        self.listener = None  # the worker's: the body's trap of its first IPv4 or IPv6 socket
         self.ended = None  # (read, write): the body's status, from the namespace's init (before_fork)
         self.mounts_held = False  # see hold_mounts
 
@@ -231,6 +234,8 @@ class Run:
         privileged = self.settings.privileged
         flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
         told_w = None
+        if self.trap_ends:
+            os.close(self.trap_ends[0])
         if privileged:
             # The worker is the first process of this pid namespace (Settings.fork_worker): this process is
             # the body's already, with no init of its own to fork.
@@ -254,6 +259,10 @@ class Run:
         if self.settings.internet:
             dwop_network.close_private_routes(self.settings.addresses)
         self.wait_for_network()
+        if self.trap_ends:  # this process and every one it starts; only the worker keeps the listener
+            listener = dwop_network.trap_inet_sockets(libc)
+            dwop_network.send_fd(self.trap_ends[1], listener)
+            os.close(listener)
         if gate:
             place = gate()
             self.uid, self.limits = place.uid, place.limits
@@ -337,20 +346,28 @@ class Run:
             os.close(ended)
         return told_w
 
-    # The internet setting: the worker attaches slirp4netns to the namespace once the child has unshared
-    # it, while the child builds the root; the body starts once it is attached. before_fork() makes the
-    # two pipes of that handshake, after_fork(pid) is the worker's half, network_unshared() and
-    # wait_for_network() the child's, after_run() stops slirp4netns.
+    # The internet setting: once the child has unshared the namespaces, the worker opens the run's network
+    # and user namespaces (a normal user's child is dumpable then) while the child builds the root. Where
+    # the kernel can trap a call for a listener (dwop_network.can_trap), the child then traps its first
+    # IPv4 or IPv6 socket and passes the listener to the worker, which attaches slirp4netns when that
+    # call comes (network_watch); elsewhere the worker attaches it at once, and the body starts once it
+    # is attached. before_fork() makes the two pipes of that handshake and the socket of the listener,
+    # after_fork(pid) is the worker's half, network_unshared() and wait_for_network() the child's,
+    # after_run() stops slirp4netns.
     #
     # The ended pipe is a normal user's, whose run has an init of its own (see enter_user_namespace).
     def before_fork(self):
-        self.handshake = (os.pipe(), os.pipe()) if self.settings.internet else None
-        self.slirp = None
+        internet = self.settings.internet
+        self.handshake = (os.pipe(), os.pipe()) if internet else None
+        self.trap_ends = dwop_network.socket_pair() if internet and self.settings.on_demand else None
+        self.slirp = self.namespaces = self.listener = None
         self.ended = None if self.settings.privileged else os.pipe()
 
     def after_fork(self, pid):
         if self.ended:
             os.close(self.ended[1])
+        if self.trap_ends:
+            os.close(self.trap_ends[1])
         if not self.handshake:
             return
         (unshared_r, unshared_w), (attached_r, attached_w) = self.handshake
@@ -359,13 +376,52 @@ class Run:
         try:
             if os.read(unshared_r, 1) == b"u":  # end of file: the child died before its unshare
                 self.hold_mounts(pid)
-                self.slirp = dwop_network.Slirp(self.settings.slirp, self.machine_pid(pid))
+                self.hold_namespaces(pid)
+                if not self.trap_ends:
+                    self.attach()
                 os.write(attached_w, b"a")
         except BrokenPipeError:
             pass  # the child died first; its end is reported as the child's
         finally:
             os.close(unshared_r)
             os.close(attached_w)
+
+    def hold_namespaces(self, pid):
+        """In the worker: opens the network namespace of its child pid (and a normal user's, its user
+        namespace), which slirp4netns joins through them, whenever it is started."""
+        where = "/proc/%d/ns/" % self.machine_pid(pid)
+        net = os.open(where + "net", os.O_RDONLY | os.O_CLOEXEC)
+        user = None if self.settings.privileged else os.open(where + "user", os.O_RDONLY | os.O_CLOEXEC)
+        self.namespaces = (net, user)
+
+    def attach(self):
+        """In the worker: slirp4netns into the run's network namespace, once."""
+        if self.slirp is None:
+            self.slirp = dwop_network.Slirp(self.settings.slirp, *self.namespaces)
+
+    def network_watch(self):
+        """In the worker, while the body runs: what it serves for the run's network (dwop_process.pump), the
+        socket the body's listener comes on. {} when slirp4netns is attached at once, or not at all."""
+        return {self.trap_ends[0]: self.take_listener} if self.trap_ends and self.namespaces else {}
+
+    def take_listener(self, fd, events):
+        self.listener = dwop_network.receive_fd(fd) if events & select.POLLIN else None
+        os.close(fd)
+        self.trap_ends = None
+        return {fd: None, **({self.listener: self.answer} if self.listener is not None else {})}
+
+    def answer(self, fd, events):
+        """A call the body's trap holds: slirp4netns is attached (the first time), then the call goes on."""
+        if not events & select.POLLIN:
+            return {fd: None}  # no process of the run's is left to make one
+        call = dwop_network.next_trapped(fd)
+        if call is not None:
+            try:
+                self.attach()
+            except OSError as e:
+                raise SandboxError("the run's network could not be attached: %s" % e) from None
+            dwop_network.let_go(fd, call)
+        return {}
 
     def machine_pid(self, pid):
         """The pid of this worker's child pid as the machine's /proc names it (slirp4netns and the worker
@@ -408,6 +464,10 @@ class Run:
         would (in no other namespace: the worker's own must not be the machine's)."""
         if self.slirp:
             self.slirp.stop()
+        for fd in (*(self.namespaces or ()), self.listener, *(self.trap_ends or ())[:1]):
+            if fd is not None:
+                os.close(fd)
+        self.namespaces = self.listener = self.trap_ends = None
         if self.settings.privileged and os.getpid() == 1 and self.settings.apart():
             try:
                 os.kill(-1, _signal.SIGKILL)
@@ -434,6 +494,8 @@ class Run:
         """In the process left outside, which has no further part in it."""
         if self.handshake and not self.attached:
             os.close(self.handshake[1][0])
+        if self.trap_ends:
+            os.close(self.trap_ends[1])
 
     def wait_for_network(self):
         if not self.handshake or self.attached:
@@ -709,6 +771,7 @@ class Settings:
         self.allow = [os.path.abspath(p) for p in allow if isinstance(p, str) and os.path.isabs(p)]
         self.slirp = dwop_network.find_slirp()
         self.internet = network == "internet" and self.slirp is not None
+        self.on_demand = dwop_network.can_trap()  # slirp4netns attached at a run's first socket (Run.answer)
         self.network_why = "slirp4netns is not installed" if network == "internet" and not self.internet else None
         self.addresses = dwop_network.host_addresses() if self.internet else []
         self.sources = scan(self.visible())
@@ -917,6 +980,8 @@ def probe_in(settings, folder):
                 run.enter(lambda _kind, _text: None)
                 os._exit(0 if os.getcwd() == WORK and not os.path.exists(folder) else 72)
             run.after_fork(child)
+            if run.namespaces:
+                run.attach()  # as a run's first socket would have it
             code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
             run.after_run()
             os._exit(code)

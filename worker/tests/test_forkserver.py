@@ -1064,8 +1064,49 @@ class InternetSandboxTest(unittest.TestCase):
         self.assertEqual((server.hello["sandbox"], server.hello["network"]), ("namespaces", "none"), server.hello)
         self.assertIn("slirp4netns failed", server.hello.get("networkWhy", ""), server.hello)
 
+    def test_slirp4netns_is_attached_at_a_runs_first_internet_socket_only(self):
+        # Each start of slirp4netns is counted: the server's probe at start, then only the run that opens an
+        # IPv4 or IPv6 socket (a Unix one does not count), whose socket then has the route out.
+        tmp = tempfile.TemporaryDirectory(prefix="dwop-forkserver-lazyslirp-")
+        self.addCleanup(tmp.cleanup)
+        fake = os.path.join(tmp.name, "bin")
+        os.makedirs(fake)
+        starts = os.path.join(tmp.name, "starts")
+        with open(os.path.join(fake, "slirp4netns"), "w") as f:
+            f.write('#!/bin/sh\necho >> %s\nexec %s "$@"\n' % (starts, dwop_network.find_slirp()))
+        os.chmod(os.path.join(fake, "slirp4netns"), 0o755)
+        store = ObjectStore(os.path.join(tmp.name, "store"))
+        self.addCleanup(store.close)
+        env = {"PATH": fake + ":" + os.environ.get("PATH", "/usr/bin:/bin"), "SERVER_ONLY": "1"}
+        server = ForkServer(tmp.name, env=env, settings={"sandbox": "required", "network": "internet"})
+        self.addCleanup(server.close)
+        self.assertEqual(server.hello["network"], "internet")
+        test = SandboxedForkServerTest("test_says_at_start_that_runs_are_sandboxed")
+        test.tmp, test.store, test.server = tmp.name, store, server
+
+        def count():
+            with open(starts) as f:
+                return len(f.read().splitlines())
+
+        self.assertEqual(count(), 1)  # the probe's
+        quiet = "import os, socket\nsocket.socket(socket.AF_UNIX).close()\n"
+        quiet += "print(open('/proc/net/route').read().count('tap0'))\n"
+        # The trap's listener is the worker's alone: a body holding it could answer its own calls.
+        quiet += "fds = []\nfor fd in os.listdir('/proc/self/fd'):\n    try:\n"
+        quiet += "        fds.append(os.readlink('/proc/self/fd/' + fd))\n    except OSError:\n        pass\n"
+        quiet += "print(sorted(fds))\n"
+        self.assertEqual(test.run_task("quiet", quiet)[1], {"id": "quiet", "exit": 0})
+        routes, fds = test.output("quiet").decode().splitlines()
+        self.assertEqual((routes, count()), ("0", 1))
+        self.assertNotIn("seccomp", fds)
+        self.assertIn("pipe:", fds)  # the listing is there: its stdout is a pipe
+        body = "import socket\nsocket.socket().close()\nsocket.socket(socket.AF_INET6).close()\n"
+        body += "print(open('/proc/net/route').read().count('tap0') > 0)\n"
+        self.assertEqual(test.run_task("loud", body)[1], {"id": "loud", "exit": 0})
+        self.assertEqual((test.output("loud").strip(), count()), (b"True", 2))
+
     def test_a_run_whose_slirp4netns_does_not_attach_fails_its_set_up_and_says_so(self):
-        # A spare's slirp4netns that does not attach (Run.after_fork) fails the run that spare takes, saying
+        # A run's slirp4netns that does not attach at its first socket (Run.answer) fails the run, saying
         # why, and holds nothing.
         tmp = tempfile.TemporaryDirectory(prefix="dwop-forkserver-badslirp-")
         self.addCleanup(tmp.cleanup)
@@ -1084,7 +1125,7 @@ class InternetSandboxTest(unittest.TestCase):
         test = SandboxedForkServerTest("test_says_at_start_that_runs_are_sandboxed")
         test.tmp, test.store, test.server = tmp.name, store, server
         start = time.monotonic()
-        _, ended = test.run_task("badnet", "print('never')\n")
+        _, ended = test.run_task("badnet", "import socket\nsocket.socket()\nprint('never')\n")
         self.assertNotEqual(ended.get("exit"), 0, ended)
         self.assertLess(time.monotonic() - start, 10)
         with open(os.path.join(tmp.name, "badnet", ".dwop-result.json")) as f:
