@@ -1064,25 +1064,31 @@ class InternetSandboxTest(unittest.TestCase):
         self.assertEqual((server.hello["sandbox"], server.hello["network"]), ("namespaces", "none"), server.hello)
         self.assertIn("slirp4netns failed", server.hello.get("networkWhy", ""), server.hello)
 
+    def server_with_slirp4netns(self, folder, script):
+        """A fork server (internet) in folder whose slirp4netns is the shell script given, on its PATH; a
+        SandboxedForkServerTest to run tasks on it."""
+        fake = os.path.join(folder, "bin")
+        os.makedirs(fake)
+        with open(os.path.join(fake, "slirp4netns"), "w") as f:
+            f.write("#!/bin/sh\n%s\n" % script)
+        os.chmod(os.path.join(fake, "slirp4netns"), 0o755)
+        store = ObjectStore(os.path.join(folder, "store"))
+        self.addCleanup(store.close)
+        env = {"PATH": fake + ":" + os.environ.get("PATH", "/usr/bin:/bin"), "SERVER_ONLY": "1"}
+        server = ForkServer(folder, env=env, settings={"sandbox": "required", "network": "internet"})
+        self.addCleanup(server.close)
+        self.assertEqual(server.hello["network"], "internet")
+        test = SandboxedForkServerTest("test_says_at_start_that_runs_are_sandboxed")
+        test.tmp, test.store, test.server = folder, store, server
+        return test
+
     def test_slirp4netns_is_attached_at_a_runs_first_internet_socket_only(self):
         # Each start of slirp4netns is counted: the server's probe at start, then only the run that opens an
         # IPv4 or IPv6 socket (a Unix one does not count), whose socket then has the route out.
         tmp = tempfile.TemporaryDirectory(prefix="dwop-forkserver-lazyslirp-")
         self.addCleanup(tmp.cleanup)
-        fake = os.path.join(tmp.name, "bin")
-        os.makedirs(fake)
         starts = os.path.join(tmp.name, "starts")
-        with open(os.path.join(fake, "slirp4netns"), "w") as f:
-            f.write('#!/bin/sh\necho >> %s\nexec %s "$@"\n' % (starts, dwop_network.find_slirp()))
-        os.chmod(os.path.join(fake, "slirp4netns"), 0o755)
-        store = ObjectStore(os.path.join(tmp.name, "store"))
-        self.addCleanup(store.close)
-        env = {"PATH": fake + ":" + os.environ.get("PATH", "/usr/bin:/bin"), "SERVER_ONLY": "1"}
-        server = ForkServer(tmp.name, env=env, settings={"sandbox": "required", "network": "internet"})
-        self.addCleanup(server.close)
-        self.assertEqual(server.hello["network"], "internet")
-        test = SandboxedForkServerTest("test_says_at_start_that_runs_are_sandboxed")
-        test.tmp, test.store, test.server = tmp.name, store, server
+        test = self.server_with_slirp4netns(tmp.name, 'echo >> %s\nexec %s "$@"' % (starts, dwop_network.find_slirp()))
 
         def count():
             with open(starts) as f:
@@ -1110,20 +1116,9 @@ class InternetSandboxTest(unittest.TestCase):
         # why, and holds nothing.
         tmp = tempfile.TemporaryDirectory(prefix="dwop-forkserver-badslirp-")
         self.addCleanup(tmp.cleanup)
-        fake = os.path.join(tmp.name, "bin")
-        os.makedirs(fake)
         probed = os.path.join(tmp.name, "probed")  # the server's probe at start gets the real one
-        with open(os.path.join(fake, "slirp4netns"), "w") as f:
-            f.write('#!/bin/sh\n[ -e %s ] && exit 1\n: > %s\nexec %s "$@"\n' % (probed, probed, dwop_network.find_slirp()))
-        os.chmod(os.path.join(fake, "slirp4netns"), 0o755)
-        store = ObjectStore(os.path.join(tmp.name, "store"))
-        self.addCleanup(store.close)
-        env = {"PATH": fake + ":" + os.environ.get("PATH", "/usr/bin:/bin"), "SERVER_ONLY": "1"}
-        server = ForkServer(tmp.name, env=env, settings={"sandbox": "required", "network": "internet"})
-        self.addCleanup(server.close)
-        self.assertEqual(server.hello["network"], "internet")
-        test = SandboxedForkServerTest("test_says_at_start_that_runs_are_sandboxed")
-        test.tmp, test.store, test.server = tmp.name, store, server
+        script = '[ -e %s ] && exit 1\n: > %s\nexec %s "$@"' % (probed, probed, dwop_network.find_slirp())
+        test = self.server_with_slirp4netns(tmp.name, script)
         start = time.monotonic()
         _, ended = test.run_task("badnet", "import socket\nsocket.socket()\nprint('never')\n")
         self.assertNotEqual(ended.get("exit"), 0, ended)
