@@ -1025,6 +1025,33 @@ print(json.dumps({
 """
 
 
+# A run set up as a worker sets it up (dwop_sandbox.probe_in), where no call can be held: argv[1] the worker's
+# folder, argv[2] the run's (removed after).
+ATTACHED_AT_ONCE = """
+import os, shutil, sys
+sys.path.insert(0, sys.argv[1])
+import dwop_sandbox
+settings = dwop_sandbox.Settings(dwop_sandbox.load(), network="internet")
+settings.on_demand = False
+folder = sys.argv[2]
+os.chmod(folder, 0o755)
+pid = settings.fork_worker()
+if pid == 0:
+    run = dwop_sandbox.Run(settings, settings.uid_base, dwop_sandbox.Limits(), folder)
+    run.before_fork()
+    child = os.fork()
+    if child == 0:
+        run.enter(lambda _kind, _text: None)
+        print("tap0 there:", "tap0" in open("/proc/net/route").read(), flush=True)
+        os._exit(0)
+    run.after_fork(child)
+    os._exit(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
+code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+shutil.rmtree(folder)
+sys.exit(code)
+"""
+
+
 @unittest.skipUnless(sys.platform.startswith("linux"), "the sandbox is made of Linux namespaces")
 @unittest.skipUnless(dwop_network.find_slirp(), "slirp4netns is not installed")
 class InternetSandboxTest(unittest.TestCase):
@@ -1088,7 +1115,8 @@ class InternetSandboxTest(unittest.TestCase):
         tmp = tempfile.TemporaryDirectory(prefix="dwop-forkserver-lazyslirp-")
         self.addCleanup(tmp.cleanup)
         starts = os.path.join(tmp.name, "starts")
-        test = self.server_with_slirp4netns(tmp.name, 'echo >> %s\nexec %s "$@"' % (starts, dwop_network.find_slirp()))
+        script = 'echo >> %s\nexec %s "$@"' % (starts, dwop_network.find_slirp())
+        test = self.server_with_slirp4netns(tmp.name, script)
 
         def count():
             with open(starts) as f:
@@ -1110,6 +1138,17 @@ class InternetSandboxTest(unittest.TestCase):
         body += "print(open('/proc/net/route').read().count('tap0') > 0)\n"
         self.assertEqual(test.run_task("loud", body)[1], {"id": "loud", "exit": 0})
         self.assertEqual((test.output("loud").strip(), count()), (b"True", 2))
+
+    def test_where_no_call_can_be_held_slirp4netns_is_attached_as_the_run_is_set_up(self):
+        # A kernel older than 5.5 (dwop_network.can_trap): the probe's run, as any, gets slirp4netns at once.
+        # The body looks for slirp4netns's device before it opens any socket.
+        result = subprocess.run(
+            [sys.executable, "-c", ATTACHED_AT_ONCE, os.path.dirname(WORKER), tempfile.mkdtemp(prefix="dwop-eager-")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        self.assertEqual(result.stdout, "tap0 there: True\n", result.stderr)
 
     def test_a_run_whose_slirp4netns_does_not_attach_fails_its_set_up_and_says_so(self):
         # A run's slirp4netns that does not attach at its first socket (Run.answer) fails the run, saying
