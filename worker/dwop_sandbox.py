@@ -937,9 +937,10 @@ def within(path, folder):
 def probe(settings):
     """Whether a run can enter the sandbox here: a child enters it, as a worker's would, in a folder of
     its own, and exits. Returns None when it can, else why not. With the internet setting the probe
-    attaches slirp4netns too; only when that fails does a second probe, without it, tell whether runs get
-    no network (settings.internet off, network_why set) or no sandbox. (One probe where two ran: 30 ms of
-    every fork server's start, a pyenv Python on a slow machine.)"""
+    attaches slirp4netns too; only when that fails does a second probe, without the trap of the first
+    socket (settings.on_demand off), tell whether runs get slirp4netns as they are set up, and a third,
+    without it, whether they get no network (settings.internet off, network_why set) or no sandbox. (One
+    probe where two ran: 30 ms of every fork server's start, a pyenv Python on a slow machine.)"""
     if settings.libc is None:
         return "ctypes, unshare(2) or pivot_root(2) is not available here"
     import tempfile
@@ -952,6 +953,12 @@ def probe(settings):
             network_why = probe_in(settings, folder)
             if network_why is None:
                 return None
+            if settings.on_demand:
+                # The trap (a seccomp listener: one under a runtime that holds one itself is refused) may be
+                # what failed: slirp4netns attached to every run as it is set up, then.
+                settings.on_demand = False
+                if probe_in(settings, folder) is None:
+                    return None
             settings.internet = False
         why = probe_in(settings, folder)
         if why is None and internet:

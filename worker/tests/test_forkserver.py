@@ -1150,6 +1150,17 @@ class InternetSandboxTest(unittest.TestCase):
         )
         self.assertEqual(result.stdout, "tap0 there: True\n", result.stderr)
 
+    def test_where_the_trap_is_refused_slirp4netns_is_attached_as_the_run_is_set_up(self):
+        # A seccomp listener refused (EBUSY under a runtime that holds one itself): the server's probe finds
+        # it, and runs get slirp4netns at once rather than no network.
+        script = "import sys\nsys.path.insert(0, %r)\nimport dwop_network, dwop_sandbox\n" % os.path.dirname(WORKER)
+        script += "def refused(libc):\n    raise dwop_network.NetworkError(16, 'seccomp: Device or resource busy')\n"
+        script += "dwop_network.trap_inet_sockets = refused\n"
+        script += "settings = dwop_sandbox.Settings(dwop_sandbox.load(), network='internet')\n"
+        script += "print(dwop_sandbox.probe(settings), settings.internet, settings.on_demand, settings.network_why)\n"
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.stdout, "None True False None\n", result.stderr)
+
     def test_a_run_whose_slirp4netns_does_not_attach_fails_its_set_up_and_says_so(self):
         # A run's slirp4netns that does not attach at its first socket (Run.answer) fails the run, saying
         # why, and holds nothing.
