@@ -1138,6 +1138,16 @@ class InternetSandboxTest(unittest.TestCase):
         body += "print(open('/proc/net/route').read().count('tap0') > 0)\n"
         self.assertEqual(test.run_task("loud", body)[1], {"id": "loud", "exit": 0})
         self.assertEqual((test.output("loud").strip(), count()), (b"True", 2))
+        # The trap is the body's processes' and threads' too: each run's first socket is a child's here.
+        child = "import os, socket\npid = os.fork()\nif pid == 0:\n    socket.socket().close()\n"
+        child += "    print(open('/proc/net/route').read().count('tap0') > 0, flush=True)\n    os._exit(0)\n"
+        child += "os.waitpid(pid, 0)\n"
+        self.assertEqual(test.run_task("child", child)[1], {"id": "child", "exit": 0})
+        self.assertEqual((test.output("child").strip(), count()), (b"True", 3))
+        thread = "import socket, threading\nt = threading.Thread(target=lambda: socket.socket().close())\n"
+        thread += "t.start()\nt.join()\nprint(open('/proc/net/route').read().count('tap0') > 0)\n"
+        self.assertEqual(test.run_task("thread", thread)[1], {"id": "thread", "exit": 0})
+        self.assertEqual((test.output("thread").strip(), count()), (b"True", 4))
 
     def test_where_no_call_can_be_held_slirp4netns_is_attached_as_the_run_is_set_up(self):
         # A kernel older than 5.5 (dwop_network.can_trap): the probe's run, as any, gets slirp4netns at once.
