@@ -3,7 +3,7 @@
 // time to its "dispatcher started" line (what a crashed dispatcher's recovery waits for).
 // Run: npm run build && npx tsx bench/startup.ts [--runs=10] [--dispatcher-runs=5]
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtemp, readFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir, loadavg } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -92,6 +92,7 @@ function line(label: string, samples: (Sample | number)[], floor: Sample): strin
 
 const database = await createTestDatabase("bench_startup", { migrated: true });
 const home = await mkdtemp(join(tmpdir(), "dwop-bench-startup-"));
+const dispatcherHome = await mkdtemp(join(tmpdir(), "dwop-bench-dispatcher-"));
 const port = await freePort();
 const serverEnv = {
   DATABASE_URL: database.url,
@@ -141,7 +142,7 @@ try {
   const dispatcherEnv = {
     ...process.env,
     DATABASE_URL: database.url,
-    DWOP_HOME: await mkdtemp(join(tmpdir(), "dwop-bench-dispatcher-")),
+    DWOP_HOME: dispatcherHome,
     DWOP_PUBLIC_URL: `http://127.0.0.1:${port}`,
     DWOP_STORAGE_SECRET: (await readFile(join(home, "storage.secret"), "utf8")).trim(),
     DWOP_METRICS_PORT: "0",
@@ -159,5 +160,6 @@ try {
 } finally {
   await dev.stop();
   await database.drop();
+  await Promise.all([home, dispatcherHome].map((dir) => rm(dir, { recursive: true, force: true })));
 }
 process.exit(0);
