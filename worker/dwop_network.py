@@ -14,7 +14,7 @@ closed here:
 Names resolve through slirp4netns's own forwarder (10.0.2.3), which asks the machine's resolver; the run's
 /etc/resolv.conf says so.
 
-slirp4netns is attached when the run first needs it: a seccomp filter on the body (trap_inet_sockets) holds
+slirp4netns is attached when the run first needs it: a seccomp filter on the body (SocketTrap) holds
 its first socket(2) of an IPv4 or IPv6 family until the worker has attached it (the listener's
 notification, answered with "go on"); a run that opens no such socket never starts slirp4netns, which
 cost a sandboxed run more CPU than anything but Python (~11 % of a chain's on a 2-core PVM guest). The
@@ -147,28 +147,37 @@ def inet_socket_filter(machine):
     ]
 
 
-def trap_inet_sockets(libc):
-    """In the body's process (with the privilege to: CAP_SYS_ADMIN in its user namespace): installs the
-    filter on it and every process it starts from now on; returns the listener's file descriptor."""
-    c = libc.ctypes
-    machine = os.uname().machine
-    program = inet_socket_filter(machine)
-    code = c.create_string_buffer(b"".join(struct.pack("=HBBI", *line) for line in program))
-    fprog = c.create_string_buffer(struct.pack("=H6xQ", len(program), c.addressof(code)))
-    flags = (SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER)
-    fd = libc._syscall(c.c_long(TRAPS[machine]["seccomp"]), c.c_long(flags[0]), c.c_long(flags[1]), fprog)
-    if fd < 0:
-        raise NetworkError(c.get_errno(), "seccomp: %s" % os.strerror(c.get_errno()))
-    return fd
+class SocketTrap:
+    """The filter (inet_socket_filter), built once in the fork server, whose forks install it: load() gives
+    None where this machine's filters cannot hold a call for a listener and let it go on (before Linux 5.5,
+    another architecture)."""
 
+    @classmethod
+    def load(cls, libc):
+        try:
+            major, minor = (int(part) for part in os.uname().release.split(".")[:2])
+        except ValueError:
+            return None
+        machine = os.uname().machine
+        return cls(libc, machine) if machine in TRAPS and (major, minor) >= (5, 5) else None
 
-def can_trap():
-    """Whether this machine's filters can hold a call for a listener and let it go on (Linux 5.5)."""
-    try:
-        major, minor = (int(part) for part in os.uname().release.split(".")[:2])
-    except ValueError:
-        return False
-    return os.uname().machine in TRAPS and (major, minor) >= (5, 5)
+    def __init__(self, libc, machine):
+        c = self.ctypes = libc.ctypes
+        self.syscall = libc._syscall
+        self.number = c.c_long(TRAPS[machine]["seccomp"])
+        program = inet_socket_filter(machine)
+        self.code = c.create_string_buffer(b"".join(struct.pack("=HBBI", *line) for line in program))
+        self.fprog = c.create_string_buffer(struct.pack("=H6xQ", len(program), c.addressof(self.code)))
+
+    def install(self):
+        """In the body's process (with the privilege to: CAP_SYS_ADMIN in its user namespace): installs the
+        filter on it and every process it starts from now on; returns the listener's file descriptor."""
+        c = self.ctypes
+        flags = (c.c_long(SECCOMP_SET_MODE_FILTER), c.c_long(SECCOMP_FILTER_FLAG_NEW_LISTENER))
+        fd = self.syscall(self.number, *flags, self.fprog)
+        if fd < 0:
+            raise NetworkError(c.get_errno(), "seccomp: %s" % os.strerror(c.get_errno()))
+        return fd
 
 
 def next_trapped(listener):

@@ -260,7 +260,7 @@ class Run:
             dwop_network.close_private_routes(self.settings.addresses)
         self.wait_for_network()
         if self.trap_ends:  # this process and every one it starts; only the worker keeps the listener
-            listener = dwop_network.trap_inet_sockets(libc)
+            listener = self.settings.trap.install()
             dwop_network.send_fd(self.trap_ends[1], listener)
             os.close(listener)
         if gate:
@@ -348,7 +348,7 @@ class Run:
 
     # The internet setting: once the child has unshared the namespaces, the worker opens the run's network
     # and user namespaces (a normal user's child is dumpable then) while the child builds the root. Where
-    # the kernel can trap a call for a listener (dwop_network.can_trap), the child then traps its first
+    # the kernel can trap a call for a listener (settings.trap), the child then traps its first
     # IPv4 or IPv6 socket and passes the listener to the worker, which attaches slirp4netns when that
     # call comes (network_watch); elsewhere the worker attaches it at once, and the body starts once it
     # is attached. before_fork() makes the two pipes of that handshake and the socket of the listener,
@@ -359,7 +359,7 @@ class Run:
     def before_fork(self):
         internet = self.settings.internet
         self.handshake = (os.pipe(), os.pipe()) if internet else None
-        self.trap_ends = dwop_network.socket_pair() if internet and self.settings.on_demand else None
+        self.trap_ends = dwop_network.socket_pair() if internet and self.settings.trap else None
         self.slirp = self.namespaces = self.listener = None
         self.ended = None if self.settings.privileged else os.pipe()
 
@@ -771,7 +771,8 @@ class Settings:
         self.allow = [os.path.abspath(p) for p in allow if isinstance(p, str) and os.path.isabs(p)]
         self.slirp = dwop_network.find_slirp()
         self.internet = network == "internet" and self.slirp is not None
-        self.on_demand = dwop_network.can_trap()  # slirp4netns attached at a run's first socket (Run.answer)
+        # slirp4netns attached at a run's first socket (Run.answer); None: as a run is set up
+        self.trap = dwop_network.SocketTrap.load(libc) if self.internet and libc is not None else None
         self.network_why = "slirp4netns is not installed" if network == "internet" and not self.internet else None
         self.addresses = dwop_network.host_addresses() if self.internet else []
         self.sources = scan(self.visible())
@@ -938,7 +939,7 @@ def probe(settings):
     """Whether a run can enter the sandbox here: a child enters it, as a worker's would, in a folder of
     its own, and exits. Returns None when it can, else why not. With the internet setting the probe
     attaches slirp4netns too; only when that fails does a second probe, without the trap of the first
-    socket (settings.on_demand off), tell whether runs get slirp4netns as they are set up, and a third,
+    socket (settings.trap None), tell whether runs get slirp4netns as they are set up, and a third,
     without it, whether they get no network (settings.internet off, network_why set) or no sandbox. (One
     probe where two ran: 30 ms of every fork server's start, a pyenv Python on a slow machine.)"""
     if settings.libc is None:
@@ -953,10 +954,10 @@ def probe(settings):
             network_why = probe_in(settings, folder)
             if network_why is None:
                 return None
-            if settings.on_demand:
+            if settings.trap:
                 # The trap (a seccomp listener: one under a runtime that holds one itself is refused) may be
                 # what failed: slirp4netns attached to every run as it is set up, then.
-                settings.on_demand = False
+                settings.trap = None
                 if probe_in(settings, folder) is None:
                     return None
             settings.internet = False

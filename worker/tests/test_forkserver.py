@@ -1032,7 +1032,7 @@ import os, shutil, sys
 sys.path.insert(0, sys.argv[1])
 import dwop_sandbox
 settings = dwop_sandbox.Settings(dwop_sandbox.load(), network="internet")
-settings.on_demand = False
+settings.trap = None
 folder = sys.argv[2]
 os.chmod(folder, 0o755)
 pid = settings.fork_worker()
@@ -1150,7 +1150,7 @@ class InternetSandboxTest(unittest.TestCase):
         self.assertEqual((test.output("thread").strip(), count()), (b"True", 4))
 
     def test_where_no_call_can_be_held_slirp4netns_is_attached_as_the_run_is_set_up(self):
-        # A kernel older than 5.5 (dwop_network.can_trap): the probe's run, as any, gets slirp4netns at once.
+        # A kernel older than 5.5 (SocketTrap.load): the probe's run, as any, gets slirp4netns at once.
         # The body looks for slirp4netns's device before it opens any socket.
         result = subprocess.run(
             [sys.executable, "-c", ATTACHED_AT_ONCE, os.path.dirname(WORKER), tempfile.mkdtemp(prefix="dwop-eager-")],
@@ -1164,10 +1164,10 @@ class InternetSandboxTest(unittest.TestCase):
         # A seccomp listener refused (EBUSY under a runtime that holds one itself): the server's probe finds
         # it, and runs get slirp4netns at once rather than no network.
         script = "import sys\nsys.path.insert(0, %r)\nimport dwop_network, dwop_sandbox\n" % os.path.dirname(WORKER)
-        script += "def refused(libc):\n    raise dwop_network.NetworkError(16, 'seccomp: Device or resource busy')\n"
-        script += "dwop_network.trap_inet_sockets = refused\n"
+        script += "def refused(trap):\n    raise dwop_network.NetworkError(16, 'seccomp: Device or resource busy')\n"
+        script += "dwop_network.SocketTrap.install = refused\n"
         script += "settings = dwop_sandbox.Settings(dwop_sandbox.load(), network='internet')\n"
-        script += "print(dwop_sandbox.probe(settings), settings.internet, settings.on_demand, settings.network_why)\n"
+        script += "print(dwop_sandbox.probe(settings), settings.internet, settings.trap is not None, settings.network_why)\n"
         result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
         self.assertEqual(result.stdout, "None True False None\n", result.stderr)
 
