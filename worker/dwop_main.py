@@ -84,6 +84,11 @@ class Failure(Exception):
         )
 
 
+def sandbox_failed(why):
+    """The Failure of a run whose sandbox could not be set up, for why (which step, and how)."""
+    return Failure("sandbox_failed", "the task sandbox could not be set up: %s" % why)
+
+
 class Log(LineLog):
     """The attempt's log (dwop_log.LineLog); what the worker says itself goes there and to its stderr."""
 
@@ -376,7 +381,7 @@ class Body:
                 sandbox.network_watch() if sandbox else None,
             )
         except SandboxError as e:  # the network, attached at the body's first socket
-            raise Failure("sandbox_failed", "the task sandbox could not be set up: %s" % describe(e)) from None
+            raise sandbox_failed(describe(e)) from None
         finally:
             for fd in (ended, told):
                 if fd is not None:
@@ -444,7 +449,7 @@ def limit_reached(note, error, sandbox):
 def body_failure(code, signal, notes, sandbox):
     """The Failure for how the body's process ended and what it noted, or None for a clean exit."""
     if "sandbox" in notes:
-        return Failure("sandbox_failed", "the task sandbox could not be set up: %s" % notes["sandbox"])
+        return sandbox_failed(notes["sandbox"])
     if "requirements" in notes:
         message = "pip install -r requirements.txt %s" % notes["requirements"]
         if sandbox and not sandbox.settings.internet:
@@ -570,7 +575,7 @@ def work(task, log, parent, die_with_parent_wanted, body, done=None):
         body.started()
     try:
         if body.setup_error:
-            raise Failure("sandbox_failed", "the task sandbox could not be set up: %s" % body.setup_error)
+            raise sandbox_failed(body.setup_error)
         unseen = body.folderless and fetched(task)
         if unseen:
             # The executor asked for it as inline, but its environment says otherwise: the body cannot see it.

@@ -191,6 +191,11 @@ export class Kubelet {
     await Promise.all(all.map((rt) => (rt.dir ? removeDir(rt.dir) : undefined)));
   }
 
+  /** Whether the pod left the kubelet (deleted) since rt was read. */
+  private gone(rt: Runtime): boolean {
+    return !this.pods.has(`${rt.namespace}/${rt.name}`);
+  }
+
   private pod(rt: Runtime): Pod | undefined {
     return this.store.get<Pod>("Pod", rt.namespace, rt.name);
   }
@@ -242,7 +247,7 @@ export class Kubelet {
     }
     const dir = await mkdtemp(join(this.options.workRoot, `kube-sim-${rt.name}-`));
     await mkdir(join(dir, "work"));
-    if (rt.kill || !this.pods.has(`${rt.namespace}/${rt.name}`)) {
+    if (rt.kill || this.gone(rt)) {
       await removeDir(dir);
       return;
     }
@@ -322,7 +327,7 @@ export class Kubelet {
         logFd,
         terminationFile: rt.resultFile,
       });
-      if (!this.pods.has(`${rt.namespace}/${rt.name}`)) {
+      if (this.gone(rt)) {
         await removeDir(rt.dir!); // gone while it was prepared: what prepare wrote goes too
         return;
       }
@@ -330,7 +335,7 @@ export class Kubelet {
       rt.child = start();
       this.watch(rt, container, container.image!);
     } catch (err) {
-      if (!this.pods.has(`${rt.namespace}/${rt.name}`)) {
+      if (this.gone(rt)) {
         // Deleted while it was prepared: its folder went from under prepare (ENOENT), and what prepare made after goes too.
         await removeDir(rt.dir!);
         return;
