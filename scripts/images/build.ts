@@ -55,6 +55,7 @@ function recipes(root: string): ImageRecipe[] {
         "deploy/dispatcher.Dockerfile.dockerignore",
         "package.json",
         "package-lock.json",
+        "scripts/patch-postgres.mjs",
         "tsconfig.json",
         "bin/build-cli.ts",
         "shared",

@@ -1,0 +1,104 @@
+import postgres from "postgres";
+import { afterEach, expect, it } from "vitest";
+import { connectDb, type Db } from "../shared/db/connect.ts";
+import { isTransient, retryTransient } from "../shared/db/retry.ts";
+import { ADMIN_URL, createTestDatabase, type TestDatabase } from "./support/db.ts";
+
+/**
+ * A connection lost in the middle of a statement (its backend terminated: a failover, an operator, a
+ * pooler restarting) fails that statement with a transient error, and the process and its pool go on.
+ * postgres.js 3.4.9 instead threw an uncaught TypeError out of a setImmediate (the process ended) or left
+ * queries waiting forever; scripts/patch-postgres.mjs repairs it at install.
+ */
+
+let database: TestDatabase | undefined;
+const open: Db[] = [];
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((db) => db.end({ timeout: 1 })));
+  await database?.drop();
+  database = undefined;
+});
+
+async function setUp(label: string) {
+  database = await createTestDatabase(label);
+  const db = connectDb(database.url, { max: 4, applicationName: `test:${label}` });
+  open.push(db);
+  await db`select 1`;
+  return db;
+}
+
+/** Terminates the backend once it runs `pg_sleep` (the statement in flight). */
+async function terminateSleeper(name: string): Promise<void> {
+  const admin = postgres(ADMIN_URL, { max: 1, onnotice: () => {} });
+  try {
+    for (let i = 0; i < 200; i++) {
+      const [row] = await admin<{ n: number }[]>`
+        select count(pg_terminate_backend(pid))::int as n from pg_stat_activity
+        where datname = ${name} and query like 'select pg_sleep%' and pid <> pg_backend_pid()`;
+      if (row!.n > 0) return;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error("the statement never started");
+  } finally {
+    await admin.end();
+  }
+}
+
+/** Rejects when `p` has not settled within `ms`: a hang fails the test instead of stalling it. */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+it("fails a transaction whose connection is lost mid-statement with a transient error, and goes on", async () => {
+  const db = await setUp("lost_in_tx");
+  const tx = db
+    .begin((sql) => sql`select pg_sleep(30)`)
+    .then(
+      () => null,
+      (e: unknown) => e,
+    );
+  await terminateSleeper(database!.name);
+  const err = await within(tx, 10_000, "the transaction");
+  expect(isTransient(err)).toBe(true);
+  // The pool replaces the connection: the next statements and transactions run.
+  expect(await within(db`select 1 as x`, 10_000, "the next query")).toEqual([{ x: 1 }]);
+  expect(await db.begin((sql) => sql`select 2 as x`)).toEqual([{ x: 2 }]);
+  await within(db.end(), 10_000, "closing the pool");
+  open.splice(open.indexOf(db), 1);
+});
+
+it("fails the next statement on a reserved connection that was lost, and the pool goes on", async () => {
+  const db = await setUp("lost_reserved");
+  const reserved = await db.reserve();
+  // A query is sent when it is awaited or given a handler (postgres.js queries are lazy).
+  const sleeping = reserved`select pg_sleep(30)`.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  await terminateSleeper(database!.name);
+  const first = await within(sleeping, 10_000, "the statement");
+  expect(isTransient(first)).toBe(true);
+  // Its session is gone: what is sent on it now fails at once rather than never being answered.
+  const next = await within(
+    reserved`select 1`.then(
+      () => null,
+      (e: unknown) => e,
+    ),
+    10_000,
+    "the next one",
+  );
+  expect(isTransient(next)).toBe(true);
+  reserved.release();
+  const answer = await within(
+    retryTransient(() => db`select 3 as x`),
+    10_000,
+    "the pool's next query",
+  );
+  expect(answer).toEqual([{ x: 3 }]);
+  await within(db.end(), 10_000, "closing the pool");
+  open.splice(open.indexOf(db), 1);
+});
