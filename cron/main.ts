@@ -3,7 +3,7 @@
 import { hostname } from "node:os";
 import { connectBus } from "../shared/bus/from-config.ts";
 import { databaseUrl, loadConfig } from "../shared/config.ts";
-import { connectDb, waitForDatabase } from "../shared/db/connect.ts";
+import { connectDb, retryWhileStarting, waitForDatabase } from "../shared/db/connect.ts";
 import { migrate } from "../shared/db/migrate.ts";
 import { Store } from "../shared/db/store.ts";
 import { readEnv } from "../shared/env.ts";
@@ -21,13 +21,17 @@ if (!url) {
 const id = config.DWOP_CLAIMER_ID ?? `claimer-${hostname()}-${process.pid}`;
 const db = connectDb(url, { max: 4, applicationName: `dwop-claimer:${id}` });
 await waitForDatabase(db, logger);
-await migrate(db);
-const bus = await connectBus(config, url, logger, `dwop-claimer:${id}`);
+await retryWhileStarting("the migrations", () => migrate(db), logger);
+const bus = await retryWhileStarting(
+  "the bus's connection",
+  () => connectBus(config, url, logger, `dwop-claimer:${id}`),
+  logger,
+);
 // Scheduled workflows' code goes to storage; without storage configured this claimer fires no schedules.
 const storage = storageFromConfig(config);
 if (!storage) logger.warn({}, "no storage configured: this claimer fires no schedules");
 const claimer = new Claimer(new Store(db), bus, { id, ...claimerSettings(config), storage, logger });
-await claimer.start();
+await retryWhileStarting("the claimer's start", () => claimer.start(), logger);
 logger.info({ id }, "claimer started");
 
 async function shutdown() {

@@ -37,7 +37,7 @@ const local =
 const kubeModule = config.DWOP_EXECUTOR === "kubernetes" ? settled(import("./kubernetes.ts")) : null;
 const [
   { connectBus },
-  { connectDb, waitForDatabase },
+  { connectDb, retryWhileStarting, waitForDatabase },
   { migrate },
   { Store: StoreClass },
   { Dispatcher, dispatcherSettings },
@@ -56,20 +56,29 @@ const [
 ]);
 const db = connectDb(url, { max: 10, applicationName: `dwop-dispatcher:${id}` });
 await waitForDatabase(db, logger);
-await migrate(db);
+await retryWhileStarting("the migrations", () => migrate(db), logger);
 const store: Store = new StoreClass(db);
 // The registration needs only the database: it goes beside the executor's start and the bus's.
 const registration = local
   ? settled(
-      registerDispatcher(store, {
-        id,
-        executor: LOCAL_EXECUTOR,
-        lostAfterSeconds: dispatcherSettings(config).lostAfterSeconds,
-        log: logger.child({ component: "dispatcher", dispatcher: id }),
-      }),
+      retryWhileStarting(
+        "the registration",
+        () =>
+          registerDispatcher(store, {
+            id,
+            executor: LOCAL_EXECUTOR,
+            lostAfterSeconds: dispatcherSettings(config).lostAfterSeconds,
+            log: logger.child({ component: "dispatcher", dispatcher: id }),
+          }),
+        logger,
+      ),
     )
   : undefined;
-const bus = await connectBus(config, url, logger, `dwop-dispatcher:${id}`, true);
+const bus = await retryWhileStarting(
+  "the bus's connection",
+  () => connectBus(config, url, logger, `dwop-dispatcher:${id}`, true),
+  logger,
+);
 
 const metrics = new DispatcherMetrics(db, bus, { exportsDatabase: () => kube?.lease.isLeader ?? true });
 const kube: KubernetesParts | null = kubeModule ? kubernetes(config, logger, await kubeModule) : null;
@@ -94,7 +103,7 @@ const ops = await serveOps(config.DWOP_METRICS_HOST, config.DWOP_METRICS_PORT, {
   logger.error({ err, port: config.DWOP_METRICS_PORT }, "could not serve /metrics, /healthz and /readyz");
   return null;
 });
-await dispatcher.start();
+await retryWhileStarting("the dispatcher's start", () => dispatcher.start(), logger);
 await kube?.lease.start();
 logger.info({ id, executor: executor.kind, opsPort: ops?.port ?? null }, "dispatcher started");
 

@@ -2,8 +2,11 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readFile, stat } from "node:fs/promises";
 import { hostname } from "node:os";
 import { fileURLToPath } from "node:url";
+import postgres from "postgres";
 import { afterEach, describe, expect, it } from "vitest";
 import { Claimer } from "../cron/claimer.ts";
+import { MIGRATION_LOCK } from "../shared/db/migrate.ts";
+import { ADMIN_URL } from "./support/db.ts";
 import { RABBIT_URL, startEngine, type Engine } from "./support/engine.ts";
 import { testFolder } from "./support/test-folder.ts";
 import { until } from "./support/until.ts";
@@ -82,6 +85,42 @@ describe("crashes", () => {
     expect(counts.every((c) => c.succeeded === 1)).toBe(true);
     expect(counts.reduce((n, c) => n + c.lost, 0)).toBeLessThanOrEqual(2);
   });
+
+  it("starts when its database drops and refuses its connections after it first answered", async () => {
+    engine = await startEngine("refused_start", { bus: "rabbit", dispatchers: 0 });
+    const e = engine;
+    const home = await testFolder("dwop-disp-");
+    // The dispatcher's migrations wait for this lock: it has passed its wait for the database by then.
+    const holder = await e.m.db.reserve();
+    await holder`select pg_advisory_lock(${MIGRATION_LOCK})`;
+    const admin = postgres(ADMIN_URL, { max: 1, onnotice: () => {} });
+    let exited: number | null = null;
+    try {
+      const child = startDispatcherProcess(e, "refused-dispatcher", home);
+      child.once("exit", (code) => (exited = code ?? -1));
+      const app = "dwop-dispatcher:refused-dispatcher";
+      await until(async () => {
+        const [row] = await e.m.db<{ n: number }[]>`
+          select count(*)::int as n from pg_stat_activity
+          where datname = ${e.m.name} and application_name = ${app} and wait_event_type = 'Lock'`;
+        return row!.n > 0;
+      }, 60_000);
+      await admin.unsafe(`alter database "${e.m.name}" allow_connections false`);
+      await admin`select pg_terminate_backend(pid) from pg_stat_activity
+        where datname = ${e.m.name} and application_name = ${app}`;
+      await holder`select pg_advisory_unlock(${MIGRATION_LOCK})`;
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(exited).toBeNull();
+      await admin.unsafe(`alter database "${e.m.name}" allow_connections true`);
+      const id = await e.submit("fun a():\n    print('a')\n");
+      expect((await e.waitFor(id, 60_000)).status).toBe("succeeded");
+      expect(exited).toBeNull();
+    } finally {
+      holder.release();
+      await admin.unsafe(`alter database "${e.m.name}" allow_connections true`);
+      await admin.end();
+    }
+  }, 120_000);
 
   it("retries at once the runs of a dead dispatcher of the same machine, under the default ids", async () => {
     engine = await startEngine("dead_neighbour", { bus: "rabbit", dispatchers: 0 });

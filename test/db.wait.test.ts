@@ -1,6 +1,7 @@
 import postgres from "postgres";
 import { afterEach, expect, it } from "vitest";
 import { connectDb, waitForDatabase, type Db } from "../shared/db/connect.ts";
+import { isTransient } from "../shared/db/retry.ts";
 import { ADMIN_URL, createTestDatabase, type TestDatabase } from "./support/db.ts";
 
 /** A process that starts while its database refuses connections waits for it instead of dying. */
@@ -48,4 +49,25 @@ it("fails at once for a database that does not exist, and after the timeout for 
   const log = quietLog();
   await expect(waitForDatabase(closed, log, 1_000)).rejects.toMatchObject({ code: "ECONNREFUSED" });
   expect(log.warnings.length).toBeGreaterThan(1);
+});
+
+it("takes a database that does not accept connections for now as transient, and not an error of that code", async () => {
+  database = await createTestDatabase("refusing_db");
+  const admin = postgres(ADMIN_URL, { max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(`alter database "${database.name}" allow_connections false`);
+    const db = connectDb(database.url, { max: 1 });
+    open.push(db);
+    const refused = await db`select 1`.then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(refused).toMatchObject({ code: "55000", severity: "FATAL" });
+    expect(isTransient(refused)).toBe(true);
+    // The same code from a statement (an object in the wrong state) is that statement's own failure.
+    expect(isTransient({ code: "55000", severity: "ERROR" })).toBe(false);
+  } finally {
+    await admin.unsafe(`alter database "${database.name}" allow_connections true`);
+    await admin.end();
+  }
 });

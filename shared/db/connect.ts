@@ -54,6 +54,31 @@ export function postgresTarget(url: string): { url: string; path?: string } {
 export const DATABASE_WAIT_MS = 60_000;
 
 /**
+ * Runs one step of a process's start (its migrations, its registration, its bus's connection), again
+ * after a transient error (isTransient: a connection dropped or refused) until `timeoutMs` have passed:
+ * the database can go away again once waitForDatabase has passed, and a process that exits then restarts
+ * only after its supervisor's back-off. Any other error, or the last one after the timeout, is thrown.
+ * The step must be safe to run again after it failed half way.
+ */
+export async function retryWhileStarting<T>(
+  what: string,
+  step: () => Promise<T>,
+  log: { warn(obj: object, msg?: string): void },
+  timeoutMs = DATABASE_WAIT_MS,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  return retryTransient(step, {
+    giveUp: () => Date.now() >= deadline,
+    maxDelayMs: 2000,
+    onRetry: (err, attempt, retryInMs) =>
+      log.warn(
+        { err, attempt, retryInMs },
+        `${what} failed: a connection was dropped or refused; trying again`,
+      ),
+  });
+}
+
+/**
  * Resolves once the database answers. A process that starts while its database restarts or refuses
  * connections waits for it (saying so) instead of dying; after `timeoutMs` the last error is thrown. Bad
  * credentials or a database that does not exist are thrown at once: waiting cannot fix them.

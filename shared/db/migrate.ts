@@ -1,12 +1,13 @@
 import { readdir, readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import type { Db } from "./connect.ts";
+import { connectionLost } from "./retry.ts";
 
 /** Where the numbered migrations live: the same files `supabase db push` applies. */
 export const MIGRATIONS_DIR = fileURLToPath(new URL("../../supabase/migrations/", import.meta.url));
 
 // Any constant works; it only has to be the same in every DWOP process.
-const MIGRATION_LOCK = 0x6477_6f70;
+export const MIGRATION_LOCK = 0x6477_6f70;
 
 export interface Migration {
   version: string;
@@ -35,40 +36,55 @@ export async function readMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]>
 export async function migrate(db: Db, migrations?: Migration[]): Promise<string[]> {
   const all = migrations ?? (await readMigrations());
   const conn = await db.reserve();
+  // Nothing more is sent on a connection that was lost: its session, and the lock with it, ended, and a
+  // reserved connection is not replaced, so an unlock or a rollback sent there would only fail in the
+  // place of the error that tells what happened.
+  let lost = false;
+  const noting = (err: unknown) => {
+    lost ||= connectionLost(err);
+    return err;
+  };
   try {
-    await conn`select pg_advisory_lock(${MIGRATION_LOCK})`;
+    await conn`select pg_advisory_lock(${MIGRATION_LOCK})`.catch((err: unknown) => {
+      throw noting(err);
+    });
     try {
-      await conn`create schema if not exists supabase_migrations`;
-      await conn`create table if not exists supabase_migrations.schema_migrations (
-        version text not null primary key, statements text[], name text)`;
-      await adoptOwnLedger(conn);
-      const rows = await conn<
-        { version: string }[]
-      >`select version from supabase_migrations.schema_migrations`;
-      const applied = new Set(rows.map((r) => r.version));
-      const done: string[] = [];
-      for (const m of all) {
-        if (applied.has(m.version)) continue;
-        // A reserved connection has no begin(); the transaction is spelled out on it.
-        await conn`begin`;
-        try {
-          await conn.unsafe(m.sql);
-          await conn`insert into supabase_migrations.schema_migrations (version, name, statements)
-            values (${m.version}, ${m.name}, ${[m.sql]})`;
-          await conn`commit`;
-        } catch (err) {
-          await conn`rollback`;
-          throw err;
-        }
-        done.push(m.version);
-      }
-      return done;
+      return await applyPending(conn, all);
+    } catch (err) {
+      throw noting(err);
     } finally {
-      await conn`select pg_advisory_unlock(${MIGRATION_LOCK})`;
+      if (!lost) await conn`select pg_advisory_unlock(${MIGRATION_LOCK})`;
     }
   } finally {
     conn.release();
   }
+}
+
+/** Applies, on the locked connection, each migration the ledger does not list, each in its transaction. */
+async function applyPending(conn: Db, all: Migration[]): Promise<string[]> {
+  await conn`create schema if not exists supabase_migrations`;
+  await conn`create table if not exists supabase_migrations.schema_migrations (
+    version text not null primary key, statements text[], name text)`;
+  await adoptOwnLedger(conn);
+  const rows = await conn<{ version: string }[]>`select version from supabase_migrations.schema_migrations`;
+  const applied = new Set(rows.map((r) => r.version));
+  const done: string[] = [];
+  for (const m of all) {
+    if (applied.has(m.version)) continue;
+    // A reserved connection has no begin(); the transaction is spelled out on it.
+    await conn`begin`;
+    try {
+      await conn.unsafe(m.sql);
+      await conn`insert into supabase_migrations.schema_migrations (version, name, statements)
+        values (${m.version}, ${m.name}, ${[m.sql]})`;
+      await conn`commit`;
+    } catch (err) {
+      if (!connectionLost(err)) await conn`rollback`;
+      throw err;
+    }
+    done.push(m.version);
+  }
+  return done;
 }
 
 /**

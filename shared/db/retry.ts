@@ -11,10 +11,26 @@ const TRANSIENT_CLIENT = new Set([
   "ETIMEDOUT",
 ]);
 
-/** True for a deadlock, a serialization failure, or a connection that dropped or was refused. */
+/**
+ * True for a deadlock, a serialization failure, or a connection that dropped or was refused: by the
+ * network, a server starting or stopping, or a database that does not accept connections for now
+ * (ALLOW_CONNECTIONS false, as for maintenance: 55000 at the connection's start, a FATAL).
+ */
 export function isTransient(err: unknown): boolean {
+  const { code, severity } = (err ?? {}) as { code?: unknown; severity?: unknown };
+  if (typeof code !== "string") return false;
+  return (
+    TRANSIENT_SQLSTATE.test(code) || TRANSIENT_CLIENT.has(code) || (code === "55000" && severity === "FATAL")
+  );
+}
+
+/**
+ * True when the error ended the connection's session: the socket closed or the server ended the backend
+ * (57P01-57P03, class 08). The session's locks and its open transaction went with it.
+ */
+export function connectionLost(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === "string" && (TRANSIENT_SQLSTATE.test(code) || TRANSIENT_CLIENT.has(code));
+  return typeof code === "string" && (/^(57P0[123]|08\d{3})$/.test(code) || TRANSIENT_CLIENT.has(code));
 }
 
 /**
