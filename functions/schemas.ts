@@ -103,6 +103,17 @@ export const WorkflowListQuery = z.object({
   cursor: z.uuid().optional().meta({ description: "nextCursor of the previous page" }),
 });
 
+export const TaskListQuery = z.object({
+  status: z
+    .string()
+    .transform((v) => v.split(",").map((x) => x.trim()))
+    .pipe(z.array(z.enum(TASK_STATES)).min(1))
+    .optional()
+    .meta({ description: "only tasks in these states, separated by commas (failed,upstream_failed)" }),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  cursor: z.string().min(1).max(200).optional().meta({ description: "nextCursor of the previous page" }),
+});
+
 export const LogsQuery = z.object({
   attempt: z.coerce
     .number()
@@ -230,6 +241,11 @@ export const WorkflowDetail = Workflow.extend({
 });
 
 export const WorkflowList = z.object({ workflows: z.array(Workflow), nextCursor: z.uuid().nullable() });
+
+export const TaskList = z.object({
+  tasks: z.array(Task),
+  nextCursor: z.string().nullable().meta({ description: "the last task's name, when more follow" }),
+});
 
 export const Run = RunSummary.extend({
   workflowId: z.uuid(),

@@ -5,10 +5,21 @@ import { needStorage, uuidParam } from "./body.ts";
 import type { ApiDeps, ApiEnv } from "./context.ts";
 import { ApiError, notFound, parseWith } from "./errors.ts";
 import type { RouteDoc } from "./openapi.ts";
-import { SubmitForm, SubmitJson, WorkflowDetail, WorkflowList, WorkflowListQuery } from "./schemas.ts";
+import {
+  SubmitForm,
+  SubmitJson,
+  TaskList,
+  TaskListQuery,
+  WorkflowDetail,
+  WorkflowList,
+  WorkflowListQuery,
+} from "./schemas.ts";
 import { checkCallbackUrl, idempotencyKey, readSubmission, requestHash } from "./submission.ts";
 
-/** `POST /workflows`, `GET /workflows`, `GET /workflows/:id`, and cancel and retry of one workflow. */
+/**
+ * `POST /workflows`, `GET /workflows`, `GET /workflows/:id` and its tasks a page at a time, and cancel and
+ * retry of one workflow.
+ */
 export function workflowRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
   app.post("/workflows", (c) => submit(c, deps));
 
@@ -20,6 +31,17 @@ export function workflowRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
   });
 
   app.get("/workflows/:id", (c) => respondWorkflow(c, deps, uuidParam(c, "id", "workflow"), 200));
+
+  app.get("/workflows/:id/tasks", async (c) => {
+    const id = uuidParam(c, "id", "workflow");
+    const q = parseWith(TaskListQuery, c.req.query(), 400, "query");
+    const owner = c.get("caller").owner;
+    const query = { statuses: q.status, cursor: q.cursor, limit: q.limit + 1 };
+    const rows = await deps.api.tasks(owner, id, query, deps.settings.ownerMaxRunning ?? null);
+    if (!rows) throw notFound("workflow");
+    const page = rows.slice(0, q.limit);
+    return c.json({ tasks: page, nextCursor: rows.length > q.limit ? (page.at(-1)?.name ?? null) : null });
+  });
 
   app.post("/workflows/:id/cancel", async (c) => {
     const id = uuidParam(c, "id", "workflow");
@@ -170,6 +192,15 @@ export const workflowDocs: RouteDoc[] = [
     auth: "bearer",
     responses: { 200: workflowResponse },
     errors: [404],
+  },
+  {
+    method: "get",
+    path: "/workflows/:id/tasks",
+    summary: "A workflow's tasks a page at a time, by name, optionally of some states only",
+    auth: "bearer",
+    query: TaskListQuery,
+    responses: { 200: { description: "one page", schema: TaskList } },
+    errors: [400, 404],
   },
   {
     method: "post",

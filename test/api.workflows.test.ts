@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ErrorResponse, WorkflowDetail, WorkflowList } from "../functions/schemas.ts";
+import { ErrorResponse, TaskList, WorkflowDetail, WorkflowList } from "../functions/schemas.ts";
 import { CODE_BUCKET, objectPaths } from "../shared/model.ts";
 import { apiHarness, driveToEnd, SAMPLE, workflowForm, workflowIds, type ApiHarness } from "./support/api.ts";
 
@@ -314,6 +314,70 @@ describe("one workflow", () => {
       [2, "failed", "exit_code", 1],
     ]);
     expect(shout).toMatchObject({ status: "upstream_failed", runs: [] });
+  });
+
+  it("gives its tasks a page at a time, by name, of the states asked for", async () => {
+    // A root, 250 tasks that read it, and one that reads two of them: 252 tasks.
+    const fan = Array.from(
+      { length: 250 },
+      (_, i) => `fun t${String(i).padStart(3, "0")}(x:root):\n    print(1)\n`,
+    );
+    const source = `fun root():\n    print(0)\n\n${fan.join("\n")}\nfun zlast(a:t000, b:t001):\n    print(2)\n`;
+    const id = await submitted(alice, source);
+    const pages: string[][] = [];
+    let cursor: string | null = null;
+    do {
+      const query: string = cursor ? `&cursor=${encodeURIComponent(cursor)}` : "";
+      const res = await h.app.request(`/workflows/${id}/tasks?limit=100${query}`, { headers: alice });
+      expect(res.status).toBe(200);
+      const page = TaskList.parse(await res.json());
+      pages.push(page.tasks.map((t) => t.name));
+      cursor = page.nextCursor;
+    } while (cursor && pages.length < 10);
+    expect(pages.map((p) => p.length)).toEqual([100, 100, 52]);
+    const names = pages.flat();
+    expect(names).toEqual([...names].sort());
+    expect(new Set(names).size).toBe(252);
+    expect(names.slice(0, 2)).toEqual(["root", "t000"]);
+
+    // The root runs and succeeds: its page shows its run; the states filter the pages.
+    await driveToEnd(h.m);
+    const ended = async (q: string) => {
+      const res = await h.app.request(`/workflows/${id}/tasks?${q}`, { headers: alice });
+      expect(res.status).toBe(200);
+      return TaskList.parse(await res.json());
+    };
+    const succeeded = await ended("status=succeeded&limit=1000");
+    expect(succeeded.tasks).toHaveLength(252);
+    expect(succeeded.nextCursor).toBeNull();
+    expect(succeeded.tasks[0]!.runs.map((r) => [r.attempt, r.status])).toEqual([[1, "succeeded"]]);
+    expect((await ended("status=failed,upstream_failed")).tasks).toEqual([]);
+    const last = await ended("cursor=t249&limit=5");
+    expect(last.tasks.map((t) => t.name)).toEqual(["zlast"]);
+    expect(last.tasks[0]!.params).toEqual([
+      { name: "a", upstream: "t000" },
+      { name: "b", upstream: "t001" },
+    ]);
+
+    for (const bad of [
+      "status=nope",
+      "status=",
+      "status=succeeded,nope",
+      "limit=0",
+      "limit=1001",
+      "limit=x",
+    ]) {
+      const res = await h.app.request(`/workflows/${id}/tasks?${bad}`, { headers: alice });
+      expect(res.status, bad).toBe(400);
+      expect((await errorOf(res)).message, bad).toMatch(bad.startsWith("status") ? /status/ : /limit/);
+    }
+    for (const [path, who] of [
+      [`/workflows/${id}/tasks`, bob],
+      [`/workflows/${crypto.randomUUID()}/tasks`, alice],
+      ["/workflows/not-a-uuid/tasks", alice],
+    ] as const) {
+      expect((await h.app.request(path, { headers: who })).status, path).toBe(404);
+    }
   });
 
   it("is not found for another owner, an unknown id or a malformed one", async () => {

@@ -103,6 +103,36 @@ export interface Reservation {
 const WORKFLOW_COLUMNS = `id, name, schedule, status, task_count as "taskCount", created_at as "createdAt",
   started_at as "startedAt", finished_at as "finishedAt"`;
 
+type TaskRow = Omit<TaskDetail, "runs"> & { id: string };
+type RunRow = RunSummary & { taskId: string };
+
+const RUN_SUMMARY_COLUMNS = `id, task_id as "taskId", attempt, status, failure_reason as "failureReason",
+  exit_code as "exitCode", started_at as "startedAt", finished_at as "finishedAt"`;
+
+/**
+ * A task's columns as the API shows them. parked_reason (a SQL function with subqueries, never inlined)
+ * only for parked tasks: called for each row it took 30-40 ms of reading a 10,000-task workflow.
+ */
+function taskColumns(sql: Db, ownerMaxRunning: number | null) {
+  return sql`id, name, status, attempt, max_retries as "maxRetries", error, params, pool, priority,
+    case when parked is not null then dwop.parked_reason(parked, owner, pool, ${ownerMaxRunning}::int) end
+      as waiting,
+    queued_at as "queuedAt", dispatched_at as "dispatchedAt", started_at as "startedAt",
+    finished_at as "finishedAt"`;
+}
+
+/** Each task with its runs, the runs grouped once (filtering them for each task is quadratic: minutes for
+ * a running 100,000-task workflow). */
+function withRuns(tasks: TaskRow[], runs: RunRow[]): TaskDetail[] {
+  const runsOf = new Map<string, RunSummary[]>();
+  for (const { taskId, ...r } of runs) {
+    const list = runsOf.get(taskId);
+    if (list) list.push(r);
+    else runsOf.set(taskId, [r]);
+  }
+  return tasks.map(({ id, ...t }) => ({ ...t, runs: runsOf.get(id) ?? [] }));
+}
+
 export class ApiStore {
   constructor(readonly db: Db) {}
 
@@ -138,32 +168,45 @@ export class ApiStore {
       select ${sql.unsafe(WORKFLOW_COLUMNS)}, inputs, has_requirements as "hasRequirements"
       from dwop.workflows where id = ${id} and owner = ${owner}`;
     if (!wf) return null;
-    // parked_reason (a SQL function with subqueries, never inlined) only for parked tasks: called for each
-    // row it took 30-40 ms of reading a 10,000-task workflow.
     const [tasks, runs] = await Promise.all([
-      sql<(Omit<TaskDetail, "runs"> & { id: string })[]>`
-        select id, name, status, attempt, max_retries as "maxRetries", error, params, pool, priority,
-               case when parked is not null
-                 then dwop.parked_reason(parked, owner, pool, ${ownerMaxRunning}::int) end as waiting,
-               queued_at as "queuedAt", dispatched_at as "dispatchedAt", started_at as "startedAt",
-               finished_at as "finishedAt"
+      sql<TaskRow[]>`
+        select ${taskColumns(sql, ownerMaxRunning)}
         from dwop.tasks where workflow_id = ${id} order by position`,
-      sql<(RunSummary & { taskId: string })[]>`
-        select id, task_id as "taskId", attempt, status, failure_reason as "failureReason", exit_code as "exitCode",
-               started_at as "startedAt", finished_at as "finishedAt"
+      sql<RunRow[]>`
+        select ${sql.unsafe(RUN_SUMMARY_COLUMNS)}
         from dwop.runs where workflow_id = ${id} order by attempt`,
     ]);
-    // Grouped once: filtering every run for each task is quadratic, minutes for a running 100,000-task workflow.
-    const runsOf = new Map<string, RunSummary[]>();
-    for (const { taskId, ...r } of runs) {
-      const list = runsOf.get(taskId);
-      if (list) list.push(r);
-      else runsOf.set(taskId, [r]);
-    }
-    return {
-      ...wf,
-      tasks: tasks.map(({ id: taskId, ...t }) => ({ ...t, runs: runsOf.get(taskId) ?? [] })),
-    };
+    return { ...wf, tasks: withRuns(tasks, runs) };
+  }
+
+  /**
+   * A page of the owner's workflow's tasks with their runs, by name: `limit` of them after the task named
+   * `cursor`, of the given states only when `statuses` names some; null when the owner has no such
+   * workflow. Each page is read through the (workflow, name) index, whatever the workflow's size.
+   */
+  async tasks(
+    owner: string,
+    id: string,
+    q: { statuses?: TaskState[]; limit: number; cursor?: string },
+    ownerMaxRunning: number | null = null,
+  ): Promise<TaskDetail[] | null> {
+    const sql = this.db;
+    const [wf] = await sql`select 1 from dwop.workflows where id = ${id} and owner = ${owner}`;
+    if (!wf) return null;
+    const tasks = await sql<TaskRow[]>`
+      select ${taskColumns(sql, ownerMaxRunning)}
+      from dwop.tasks
+      where workflow_id = ${id}
+        ${q.cursor === undefined ? sql`` : sql`and name > ${q.cursor}`}
+        ${q.statuses?.length ? sql`and status = any(${q.statuses}::text[])` : sql``}
+      order by name
+      limit ${q.limit}`;
+    const runs = tasks.length
+      ? await sql<RunRow[]>`
+          select ${sql.unsafe(RUN_SUMMARY_COLUMNS)}
+          from dwop.runs where task_id = any(${tasks.map((t) => t.id)}::bigint[]) order by attempt`
+      : [];
+    return withRuns(tasks, runs);
   }
 
   /** The workflow's state, or null when the owner has no such workflow. */
