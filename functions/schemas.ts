@@ -111,7 +111,11 @@ export const TaskListQuery = z.object({
     .optional()
     .meta({ description: "only tasks in these states, separated by commas (failed,upstream_failed)" }),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
-  cursor: z.string().min(1).max(200).optional().meta({ description: "nextCursor of the previous page" }),
+  cursor: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, "a cursor is a task's name (the nextCursor of the previous page)")
+    .optional()
+    .meta({ description: "nextCursor of the previous page" }),
 });
 
 export const LogsQuery = z.object({
