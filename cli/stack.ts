@@ -11,7 +11,7 @@ import { apiSettings, createApp } from "../functions/app.ts";
 import type { Bus } from "../shared/bus/bus.ts";
 import { connectBus, preloadBus } from "../shared/bus/from-config.ts";
 import { databaseUrl, type Config } from "../shared/config.ts";
-import { connectDb, waitForDatabase, type Db } from "../shared/db/connect.ts";
+import { connectDb, retryWhileStarting, waitForDatabase, type Db } from "../shared/db/connect.ts";
 import { migrate } from "../shared/db/migrate.ts";
 import { Store } from "../shared/db/store.ts";
 import { LOCAL_EXECUTOR, startLocalExecutor, type LocalExecutor } from "../shared/executors/local.ts";
@@ -210,7 +210,7 @@ interface Served {
  */
 async function startServer(options: StackOptions, home: string, db: Db): Promise<Served> {
   const { config, logger } = options;
-  await migrate(db);
+  await retryWhileStarting("the migrations", () => migrate(db), logger);
   const store = new Store(db);
   const supabase = supabaseStorageFromConfig(config);
   const local = supabase
