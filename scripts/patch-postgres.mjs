@@ -11,6 +11,8 @@
 //     are never sent and their queries wait forever.
 //   - A connection closed after its error (ECONNRESET) keeps the statement in flight: a query sent on it
 //     in between is never answered, and sql.end() waits for it forever.
+//   - A connection closed while a statement ran keeps that statement's error (57P01 when its backend was
+//     terminated): the first query after the pool reconnects it is failed with that stale error.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
@@ -40,7 +42,9 @@ const EDITS = {
     ],
     [
       "    !hadError && (query || sent.length) && error(Errors.connection('CONNECTION_CLOSED', options, socket))",
-      "    ;(query || sent.length) && error(Errors.connection('CONNECTION_CLOSED', options, socket))\n    query = null",
+      "    ;(query || sent.length) && error(errorResponse || Errors.connection('CONNECTION_CLOSED', options, socket))\n" +
+        "    query = results = errorResponse = null\n" +
+        "    result = new Result()",
     ],
   ],
   "index.js": [

@@ -71,6 +71,22 @@ it("fails a transaction whose connection is lost mid-statement with a transient 
   open.splice(open.indexOf(db), 1);
 });
 
+it("fails a statement whose backend is terminated with that error, and the next one on the connection runs", async () => {
+  database = await createTestDatabase("lost_statement");
+  // One connection: the next query is the one the pool reconnects, where the lost statement's error was
+  // kept and given to it (57P01 again, though its backend was new).
+  const db = connectDb(database.url, { max: 1, applicationName: "test:lost_statement" });
+  open.push(db);
+  await db`select 1`;
+  const sleeping = db`select pg_sleep(30)`.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  await terminateSleeper(database.name);
+  expect(await within(sleeping, 10_000, "the statement")).toMatchObject({ code: "57P01" });
+  expect(await within(db`select 4 as x`, 10_000, "the next query")).toEqual([{ x: 4 }]);
+});
+
 it("fails the next statement on a reserved connection that was lost, and the pool goes on", async () => {
   const db = await setUp("lost_reserved");
   const reserved = await db.reserve();
