@@ -18,24 +18,36 @@ function quietLog() {
   return { warnings, warn: (_obj: object, msg?: string) => void warnings.push(msg ?? "") };
 }
 
-it("waits while the database refuses connections, and goes on once it answers", async () => {
-  database = await createTestDatabase("wait_for_db");
+/**
+ * Runs `fn` with a pool of one on a fresh database that refuses connections; `allow()` lets them in again,
+ * as the end does whatever happened.
+ */
+async function whileRefused(label: string, fn: (db: Db, allow: () => Promise<unknown>) => Promise<void>) {
+  database = await createTestDatabase(label);
+  const name = database.name;
   const admin = postgres(ADMIN_URL, { max: 1, onnotice: () => {} });
+  const allow = () => admin.unsafe(`alter database "${name}" allow_connections true`);
   try {
-    await admin.unsafe(`alter database "${database.name}" allow_connections false`);
+    await admin.unsafe(`alter database "${name}" allow_connections false`);
     const db = connectDb(database.url, { max: 1 });
     open.push(db);
+    await fn(db, allow);
+  } finally {
+    await allow();
+    await admin.end();
+  }
+}
+
+it("waits while the database refuses connections, and goes on once it answers", async () => {
+  await whileRefused("wait_for_db", async (db, allow) => {
     const log = quietLog();
     const waited = waitForDatabase(db, log, 30_000);
     await new Promise((r) => setTimeout(r, 1200));
     expect(log.warnings.length).toBeGreaterThan(0);
-    await admin.unsafe(`alter database "${database.name}" allow_connections true`);
+    await allow();
     await waited;
     expect(await db`select 1 as one`).toEqual([{ one: 1 }]);
-  } finally {
-    await admin.unsafe(`alter database "${database.name}" allow_connections true`);
-    await admin.end();
-  }
+  });
 });
 
 it("fails at once for a database that does not exist, and after the timeout for one that never answers", async () => {
@@ -52,12 +64,7 @@ it("fails at once for a database that does not exist, and after the timeout for 
 });
 
 it("takes a database that does not accept connections for now as transient, and not an error of that code", async () => {
-  database = await createTestDatabase("refusing_db");
-  const admin = postgres(ADMIN_URL, { max: 1, onnotice: () => {} });
-  try {
-    await admin.unsafe(`alter database "${database.name}" allow_connections false`);
-    const db = connectDb(database.url, { max: 1 });
-    open.push(db);
+  await whileRefused("refusing_db", async (db) => {
     const refused = await db`select 1`.then(
       () => null,
       (e: unknown) => e,
@@ -66,8 +73,5 @@ it("takes a database that does not accept connections for now as transient, and 
     expect(isTransient(refused)).toBe(true);
     // The same code from a statement (an object in the wrong state) is that statement's own failure.
     expect(isTransient({ code: "55000", severity: "ERROR" })).toBe(false);
-  } finally {
-    await admin.unsafe(`alter database "${database.name}" allow_connections true`);
-    await admin.end();
-  }
+  });
 });

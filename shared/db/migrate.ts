@@ -36,25 +36,20 @@ export async function readMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]>
 export async function migrate(db: Db, migrations?: Migration[]): Promise<string[]> {
   const all = migrations ?? (await readMigrations());
   const conn = await db.reserve();
-  // Nothing more is sent on a connection that was lost: its session, and the lock with it, ended, and a
-  // reserved connection is not replaced, so an unlock or a rollback sent there would only fail in the
-  // place of the error that tells what happened.
-  let lost = false;
-  const noting = (err: unknown) => {
-    lost ||= connectionLost(err);
-    return err;
-  };
   try {
-    await conn`select pg_advisory_lock(${MIGRATION_LOCK})`.catch((err: unknown) => {
-      throw noting(err);
-    });
+    await conn`select pg_advisory_lock(${MIGRATION_LOCK})`;
+    let done: string[];
     try {
-      return await applyPending(conn, all);
+      done = await applyPending(conn, all);
     } catch (err) {
-      throw noting(err);
-    } finally {
-      if (!lost) await conn`select pg_advisory_unlock(${MIGRATION_LOCK})`;
+      // Nothing more is sent on a connection that was lost: its session, and the lock with it, ended, and
+      // a reserved connection is not replaced, so an unlock sent there would only fail in the place of the
+      // error that tells what happened.
+      if (!connectionLost(err)) await conn`select pg_advisory_unlock(${MIGRATION_LOCK})`;
+      throw err;
     }
+    await conn`select pg_advisory_unlock(${MIGRATION_LOCK})`;
+    return done;
   } finally {
     conn.release();
   }

@@ -1,6 +1,7 @@
-/** SQLSTATE classes and client codes after which running the same call again can succeed. */
-const TRANSIENT_SQLSTATE = /^(40001|40P01|55P03|57P01|57P02|57P03|53300|08\d{3})$/;
-const TRANSIENT_CLIENT = new Set([
+/** SQLSTATEs after which the connection's session is gone: the server ended its backend, or class 08. */
+const SESSION_ENDED_SQLSTATE = /^(57P01|57P02|57P03|08\d{3})$/;
+/** Client codes of a connection that closed, was refused or timed out: no session either. */
+const CONNECTION_CLIENT = new Set([
   "CONNECTION_CLOSED",
   "CONNECTION_ENDED",
   "CONNECTION_DESTROYED",
@@ -10,6 +11,9 @@ const TRANSIENT_CLIENT = new Set([
   "EPIPE",
   "ETIMEDOUT",
 ]);
+/** The other SQLSTATEs after which the same call can succeed: a serialization failure, a deadlock, a lock
+ * not available, too many connections. */
+const RETRYABLE_SQLSTATE = /^(40001|40P01|55P03|53300)$/;
 
 /**
  * True for a deadlock, a serialization failure, or a connection that dropped or was refused: by the
@@ -19,18 +23,16 @@ const TRANSIENT_CLIENT = new Set([
 export function isTransient(err: unknown): boolean {
   const { code, severity } = (err ?? {}) as { code?: unknown; severity?: unknown };
   if (typeof code !== "string") return false;
-  return (
-    TRANSIENT_SQLSTATE.test(code) || TRANSIENT_CLIENT.has(code) || (code === "55000" && severity === "FATAL")
-  );
+  return connectionLost(err) || RETRYABLE_SQLSTATE.test(code) || (code === "55000" && severity === "FATAL");
 }
 
 /**
- * True when the error ended the connection's session: the socket closed or the server ended the backend
- * (57P01-57P03, class 08). The session's locks and its open transaction went with it.
+ * True when the error ended the connection's session (or there never was one): the socket closed or was
+ * refused, or the server ended the backend. The session's locks and its open transaction went with it.
  */
 export function connectionLost(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === "string" && (/^(57P0[123]|08\d{3})$/.test(code) || TRANSIENT_CLIENT.has(code));
+  return typeof code === "string" && (SESSION_ENDED_SQLSTATE.test(code) || CONNECTION_CLIENT.has(code));
 }
 
 /**
