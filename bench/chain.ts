@@ -4,7 +4,8 @@
 // is submitted over HTTP and timed from the submit request to the workflow's end (its NOTIFY). The
 // per-task split comes from the database's timestamps of each task's outbox row and run.
 // Run: npx tsx bench/chain.ts [--mode=dev|deployed|both] [--tasks=40] [--rounds=3] [--sandbox=auto|off]
-//                             [--bus=rabbit|pgboss] [--baselines=yes|no]
+//                             [--bus=rabbit|pgboss] [--baselines=yes|no] [--cpu-prof=DIR]
+// --cpu-prof: each DWOP process writes a V8 CPU profile into DIR when it stops.
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -23,6 +24,7 @@ const n = Number(arg("tasks", "40"));
 const rounds = Number(arg("rounds", "3"));
 const sandbox = arg("sandbox", "auto");
 const bus = arg("bus", "rabbit");
+const cpuProf = arg("cpu-prof", "");
 const modes = arg("mode", "both") === "both" ? ["dev", "deployed"] : [arg("mode", "dev")];
 const FIBO = "fibo = lambda n: n if n < 2 else fibo(n - 1) + fibo(n - 2)";
 
@@ -95,7 +97,8 @@ class Deployment {
 
   /** Starts `dwop ARGS`; resolves when its stderr (or stdout) shows `ready` (at once without one). */
   start(args: string[], ready: RegExp | null, extra: Record<string, string> = {}): Promise<string> {
-    const child = spawn(process.execPath, [join(ROOT, "bin/dwop.js"), ...args], {
+    const nodeArgs = cpuProf ? ["--cpu-prof", `--cpu-prof-dir=${cpuProf}`] : [];
+    const child = spawn(process.execPath, [...nodeArgs, join(ROOT, "bin/dwop.js"), ...args], {
       cwd: ROOT,
       env: { ...process.env, ...this.env, ...extra },
       stdio: ["ignore", "pipe", "pipe"],

@@ -15,7 +15,9 @@ Protocol, one JSON object per line:
           the body's /work is then a folder of its own, which it sets up while the worker reads the
           environment (see dwop_gate); a worker whose environment asks for a download then fails the run.
   argv    [settings]: {"sandbox": "auto" | "required" | "off", "allow": ["/folder", ...],
-          "network": "none" | "internet", "uidBase": n, "uidCount": n} (default off); see dwop_sandbox.py
+          "network": "none" | "internet", "uidBase": n, "uidCount": n, "rootTemplate": "/folder"} (default
+          off); see dwop_sandbox.py. rootTemplate (root's servers): a folder of the server's, made if missing,
+          that the zygote mounts the system's part of every run's root on (dwop_sandbox.build_template)
   stdout  {"ready": <server pid>, "zygote": <its zygote's pid>, "sandbox": "namespaces" | "off",
            "why": <why off, or null>, "network": "none" | "internet" | "host",
            "networkWhy": <why not internet>?}                                          once
@@ -419,6 +421,13 @@ class Server:
         os.set_blocking(self.wakeup_w, False)
         _signal.set_wakeup_fd(self.wakeup_w, warn_on_full_buffer=False)
         self.zygote = (None, sock)  # closed by each spare (leave_server)
+        if self.sandbox.template:
+            try:
+                settings = self.sandbox.settings
+                dwop_sandbox.build_template(settings.libc, settings, self.sandbox.template)
+            except (OSError, dwop_sandbox.SandboxError) as e:
+                message = "dwop-forkserver: no template of the runs' root (each run builds it): %s\n" % e
+                write_all(2, message.encode("utf-8", "replace"))
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN)
         poller.register(self.wakeup_r, select.POLLIN)
@@ -684,6 +693,12 @@ class Sandbox:
                     self.uids = dwop_sandbox.UidPool(candidate.uid_base, candidate.uid_count)
             elif wanted == "required":
                 self.refusal = "the task sandbox is required but cannot be set up here: %s" % self.why
+        # Root's servers: an empty folder the zygote mounts the template of the runs' root on, in its own
+        # mount namespace (dwop_sandbox.build_template); on the machine it stays empty.
+        template = settings.get("rootTemplate")
+        self.template = None
+        if template is not None and self.settings and self.settings.privileged:
+            self.template = dwop_sandbox.template_folder(template if isinstance(template, str) else "")
         self.mode = "namespaces" if self.settings else "off"
         # What runs reach: "internet" through slirp4netns, "none" in the sandbox, "host" without it.
         self.network = "host" if not self.settings else "internet" if self.settings.internet else "none"

@@ -32,6 +32,11 @@ export interface SandboxSettings {
   network: "internet" | "none";
   /** Folders (absolute) runs may read besides the system's and Python's: a wheel folder, say. */
   allow: string[];
+  /**
+   * As root: a folder of the dispatcher's (made when missing) on which the fork server mounts, in a mount
+   * namespace of its own, the system's part of every run's root once, instead of each run building it.
+   */
+  rootTemplate?: string;
 }
 
 /** What the server found at start: runs in namespaces, or not, and why not when it was asked for. */
@@ -191,6 +196,7 @@ class ServerProcess {
       sandbox: options.sandbox?.mode ?? "off",
       allow: options.sandbox?.allow ?? [],
       network: options.sandbox?.network ?? "none",
+      rootTemplate: options.sandbox?.rootTemplate,
     });
     this.child = spawn(options.python, [options.workerScript, "--fork-server", settings], {
       env: options.env,

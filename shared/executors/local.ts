@@ -125,6 +125,7 @@ export class LocalExecutor implements Executor {
         mode: options.sandbox ?? "auto",
         allow: allowed(options),
         network: options.network ?? "internet",
+        rootTemplate: join(resolve(options.workRoot), ".root-template"),
       },
       logger: options.logger,
     });

@@ -3,6 +3,7 @@
 Run with: python -m unittest discover -s worker/tests -v
 """
 
+import errno
 import hashlib
 import json
 import os
@@ -687,7 +688,9 @@ class SandboxedForkServerTest(ForkServerTest):
         self.tmp = tmp.name
         self.store = ObjectStore(os.path.join(self.tmp, "store"))
         self.addCleanup(self.store.close)
-        self.server = ForkServer(self.tmp, settings={"sandbox": "required"})
+        # As root, the spares' bodies bind the root's system part the zygote built once (build_template).
+        self.template = os.path.join(self.tmp, "root-template")
+        self.server = ForkServer(self.tmp, settings={"sandbox": "required", "rootTemplate": self.template})
         self.addCleanup(self.server.close)
 
     def started(self, cwd, worker):
@@ -761,6 +764,39 @@ class SandboxedForkServerTest(ForkServerTest):
         while alive(body) and time.monotonic() < deadline:
             time.sleep(0.02)
         self.assertFalse(alive(body), "the init kept the signal from the body")
+
+    @unittest.skipUnless(os.geteuid() == 0, "root's servers share one template of the runs' root")
+    def test_two_runs_at_once_on_the_shared_template_each_have_their_own_user_and_cannot_write_to_it(self):
+        body = """
+            import json, os
+            tried = {}
+            for path in ("/etc/hosts", "/etc/new", "/new", "/dev/new", "/usr/new"):
+                try:
+                    open(path, "a").close()
+                    tried[path] = "written"
+                except OSError as e:
+                    tried[path] = e.errno
+            user = open("/etc/passwd").read().splitlines()[-1]
+            root = [line.split(" - ")[1].split() for line in open("/proc/self/mountinfo") if line.split()[4] == "/"]
+            print(json.dumps({"uid": os.getuid(), "user": user, "tried": tried, "root": root[0]}))
+        """
+        runs = {}
+        for name in ("left", "right"):
+            cwd, env = self.task(name, body)
+            self.server.request(name, cwd, env)
+            runs[name] = self.server.next_event()["pid"]
+        ends = [self.server.next_event(), self.server.next_event()]
+        self.assertCountEqual(ends, [{"id": "left", "exit": 0}, {"id": "right", "exit": 0}])
+        seen = {name: json.loads(self.output(name)) for name in runs}
+        self.assertNotEqual(seen["left"]["uid"], seen["right"]["uid"])
+        for name, inside in seen.items():
+            uid = inside["uid"]
+            self.assertEqual(inside["user"], "dwop:x:%d:%d:dwop task:/work:/bin/sh" % (uid, uid), name)
+            self.assertEqual(set(inside["tried"].values()), {errno.EROFS}, inside["tried"])
+            # The template's tmpfs, read-only as a whole (its own options say ro, not just this bind's).
+            self.assertEqual(inside["root"][0], "tmpfs")
+            self.assertTrue(inside["root"][2].startswith("ro,"), inside["root"])
+        self.assertEqual(os.listdir(self.template), [])  # on the machine it is an empty folder
 
     def test_the_body_holds_no_signed_url_of_its_run(self):
         # In the sandbox, its process is forked before the worker reads the run's environment. The URLs carry a token the
