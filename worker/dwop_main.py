@@ -269,7 +269,7 @@ class Body:
         self.told = None if sandbox and sandbox.ended else os.pipe()
         told_r = (self.told[0],) if self.told else ()
         ends = (*close, self.report_r, self.gate_w, *told_r)  # the child's to close
-        self.child = fork_child(lambda: self.main(gate_r), ends, prctl)
+        self.child = fork_child(lambda: self.main(gate_r), ends, prctl, sandbox.fork if sandbox else os.fork)
         os.close(gate_r)
         if self.told:
             os.close(self.told[1])

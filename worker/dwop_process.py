@@ -73,13 +73,18 @@ def die_with_parent(prctl, parent_pid, parent_reads=None):
         os._exit(EXIT_NOT_STARTED)
 
 
-def fork_child(run, close_fds, prctl):
-    """Forks a child that runs run() (which must not return) with its stdout and stderr on pipes; returns
-    (pid, stdout's read end, stderr's read end), for wait_child."""
+def fork_child(run, close_fds, prctl, fork=os.fork):
+    """Forks (with fork) a child that runs run() (which must not return) with its stdout and stderr on
+    pipes; returns (pid, stdout's read end, stderr's read end), for wait_child."""
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     parent = os.getpid()
-    pid = os.fork()
+    try:
+        pid = fork()
+    except BaseException:
+        for fd in (out_r, out_w, err_r, err_w):
+            os.close(fd)
+        raise
     if pid == 0:
         in_child(run, out_w, err_w, {out_r, err_r, *close_fds}, prctl, parent)
     os.close(out_w)

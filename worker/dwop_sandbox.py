@@ -50,6 +50,7 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+NAMESPACES = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS  # a run's own, beside its pid (and user)
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
@@ -67,7 +68,7 @@ ST_NOEXEC, ST_NOATIME, ST_NODIRATIME, ST_RELATIME = 8, 1024, 2048, 4096
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
-SYSCALLS = {"x86_64": {"pivot_root": 155}, "aarch64": {"pivot_root": 41}}
+SYSCALLS = {"x86_64": {"pivot_root": 155, "clone": 56}, "aarch64": {"pivot_root": 41, "clone": 220}}
 EXIT_SANDBOX_FAILED = 71
 INSIDE_UID = 1000  # what a normal user's uid becomes inside its user namespace
 # Root's runs get uids from here (after systemd's container range, below 2^31) unless /etc/subuid gives
@@ -106,6 +107,11 @@ class Libc:
         libc = ctypes.CDLL(None, use_errno=True)
         self.ctypes = ctypes
         self.pivot_root_nr = syscalls["pivot_root"]
+        self.clone_nr = syscalls["clone"]
+        # clone(2) with the interpreter's lock held throughout (a PyDLL call), as os.fork() makes it.
+        self._clone = ctypes.PyDLL(None, use_errno=True).syscall
+        self._clone.restype = ctypes.c_long
+        self.python = ctypes.pythonapi
         self._unshare = libc.unshare
         self._unshare.argtypes = [ctypes.c_int]
         self._mount = libc.mount
@@ -118,6 +124,25 @@ class Libc:
         self._capset = libc.capset
         self._prctl = libc.prctl
         self._prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+
+    def fork_into(self, flags, what):
+        """os.fork() into new namespaces (clone(2) with flags): with CLONE_NEWPID the child is the first
+        process of its pid namespace, where unshare(2) would leave the caller outside it and need a process
+        more a run. The interpreter is told of the fork as os.fork() tells it (its locks, its threads' state,
+        the at-fork hooks). Unlike glibc's fork(), the child's libc still holds its parent's thread id (for
+        raise(3) and pthread_kill(3), which the child must not call: os.kill() and os._exit() are safe);
+        processes it forks in turn have their own."""
+        c = self.ctypes
+        self.python.PyOS_BeforeFork()
+        pid = self._clone(c.c_long(self.clone_nr), c.c_ulong(flags | _signal.SIGCHLD), None, None, None, None)
+        if pid == 0:
+            self.python.PyOS_AfterFork_Child()
+            return 0
+        errno = c.get_errno()
+        self.python.PyOS_AfterFork_Parent()
+        if pid < 0:
+            raise SandboxError("clone %s: %s" % (what, os.strerror(errno)))
+        return pid
 
     def unshare(self, flags, what):
         if self._unshare(flags) != 0:
@@ -221,12 +246,14 @@ class Run:
         self.trap_ends = None  # the worker's and the body's ends of the socket the listener is passed on
         self.listener = None  # the worker's: the body's trap of its first IPv4 or IPv6 socket
         self.ended = None  # (read, write): the body's status, from the namespace's init (before_fork)
+        self.alive = None  # (read, write): the init's, end of file once the worker is gone (before_fork)
+        self.fork_error = None  # why fork() could not fork into the run's namespaces
         self.mounts_held = False  # see hold_mounts
 
     def enter(self, note, gate=None):
-        """Puts this process (a freshly forked child of the worker) in the sandbox. Returns in the body's
-        process, inside, with its cwd at /work; as a normal user, the process left outside and the
-        namespace's init never return from here. note(kind, text) tells the worker how the body ended when
+        """Puts this process (a child the worker forked with fork()) in the sandbox. Returns in the body's
+        process, inside, with its cwd at /work; as a normal user, the namespace's init (this process, which
+        forks the body's) never returns from here. note(kind, text) tells the worker how the body ended when
         it was killed. gate(), when given, is called once everything but the run's own part is set up (the
         namespaces, the system's part of the root, the network attached) and returns the run's Place (see
         dwop_gate): its uid, limits and folder, or no folder when every file of the run comes in its Job, the
@@ -234,7 +261,6 @@ class Run:
         Without a gate, the Run's own uid, limits and folder are used."""
         libc = self.settings.libc
         privileged = self.settings.privileged
-        flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
         told_w = None
         if self.trap_ends:
             os.close(self.trap_ends[0])
@@ -243,11 +269,15 @@ class Run:
             # the body's already, with no init of its own to fork.
             if not self.settings.apart():
                 raise SandboxError("the run's worker is not the first process of a pid namespace of its own")
-            libc.unshare(flags, "mount, network and IPC namespaces")
+            libc.unshare(NAMESPACES, "mount, network and IPC namespaces")
             self.network_unshared()
             os.setsid()  # the run's own session: its kill(0, ...) reaches none of the processes outside
+        elif self.fork_error:
+            raise SandboxError(self.fork_error)
+        elif os.getpid() != 1:
+            raise SandboxError("the run's process was not forked into its namespaces (Run.fork)")
         else:
-            told_w = self.enter_user_namespace(libc, flags, note)
+            told_w = self.become_init(libc, note)
         # In this mount namespace (a bind's source must be), before /tmp is covered: the folder may be there.
         folder = None if gate else open_folder(self.folder, None)
         below_tmp = os.open("/tmp", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if gate else None
@@ -290,33 +320,42 @@ class Run:
         os.environ["TMPDIR"] = "/tmp"
         os.environ["USER"] = os.environ["LOGNAME"] = "dwop"
 
-    def enter_user_namespace(self, libc, flags, note):
-        """A normal user's way in (see enter): the namespaces with a user namespace, the process left outside
-        and the pid namespace's init. Returns in the body's process the pipe on which it tells the init
-        the run's uid once the run's part of the root is there; the init then drops its capabilities."""
+    def fork(self):
+        """os.fork() for the body's process (dwop_process.fork_child, the worker's). As root a plain fork:
+        the worker is its pid namespace's first process already, and the child unshares the rest (enter). As
+        a normal user, into the run's user, pid, mount, network, IPC and UTS namespaces at once: the child is
+        the pid namespace's first process, the run's init (become_init), with no process of the run's left
+        outside between it and the worker."""
+        if self.settings.privileged:
+            return os.fork()
+        flags = NAMESPACES | CLONE_NEWUSER | CLONE_NEWPID
+        try:
+            return self.settings.libc.fork_into(flags, "into the run's user, pid, mount, network and IPC namespaces")
+        except SandboxError as e:  # out of namespaces or processes, say: the child says so (enter), as it
+            self.fork_error = str(e)  # did when it unshared them itself
+            return os.fork()
+
+    def become_init(self, libc, note):
+        """A normal user's way in (see enter): this process, forked into the run's namespaces (fork()), maps the
+        user's ids, forks the body's process and stays as the pid namespace's init. Returns in the body's
+        process the pipe on which it tells the init the run's uid once the run's part of the root is there;
+        the init then drops its capabilities."""
         ended = None
         if self.ended:  # none when the caller waits for this process itself (before_fork not called)
             os.close(self.ended[0])
             ended = self.ended[1]
-        own_uid, own_gid = os.getuid(), os.getgid()
-        libc.unshare(flags | CLONE_NEWPID | CLONE_NEWUSER, "user, mount, pid, network and IPC namespaces")
+        alive_r = None
+        if self.alive:  # its other end is the worker's alone: end of file once the worker is gone
+            os.close(self.alive[1])
+            alive_r = self.alive[0]
         # The worker is not dumpable, and a process that is not cannot write its own id maps (its
         # /proc/self files belong to root): dumpable for that moment only, as it holds the worker's memory.
         # Likewise slirp4netns, which joins them through /proc/<pid>/ns: the network is attached first.
         libc.prctl(PR_SET_DUMPABLE, 1, "prctl(PR_SET_DUMPABLE)")
-        map_ids(own_uid, own_gid)
+        map_ids(*self.settings.own_ids)
         self.network_unshared()
         self.wait_for_network()
         libc.prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")
-        alive_r, alive_w = os.pipe()
-        pid = os.fork()
-        if pid != 0:
-            os.close(alive_r)
-            if ended is not None:
-                os.close(ended)
-            self.close_handshake()
-            wait_outside(pid)  # never returns
-        os.close(alive_w)
         os.setsid()  # the run's own session: its kill(0, ...) reaches none of the processes outside
         # The body's process is forked at once and does the rest: the system's part of the root, the
         # network, then (with its run) the run's part, whose pivot_root moves the init's root too; then it
@@ -336,14 +375,16 @@ class Run:
             if told:  # else the body ended before it had its run: nothing of the run's to guard
                 self.uid = int(told)
                 self.drop_privileges(libc, False)
-                # After the change of credentials, which clears it: the namespace dies with the process outside.
+                # After the change of credentials, which clears it: the namespace dies with the worker.
                 libc.prctl(PR_SET_PDEATHSIG, _signal.SIGKILL, "prctl(PR_SET_PDEATHSIG)")
-                if select.select([alive_r], [], [], 0)[0]:
-                    os._exit(EXIT_SANDBOX_FAILED)  # end of file: the process outside died before the line above
-            os.close(alive_r)
+                if alive_r is not None and select.select([alive_r], [], [], 0)[0]:
+                    os._exit(EXIT_SANDBOX_FAILED)  # end of file: the worker died before the line above
+            if alive_r is not None:
+                os.close(alive_r)
             init(body, note, ended)  # never returns
         os.close(told_r)
-        os.close(alive_r)
+        if alive_r is not None:
+            os.close(alive_r)
         if ended is not None:
             os.close(ended)
         return told_w
@@ -357,17 +398,20 @@ class Run:
     # after_fork(pid) is the worker's half, network_unshared() and wait_for_network() the child's,
     # after_run() stops slirp4netns.
     #
-    # The ended pipe is a normal user's, whose run has an init of its own (see enter_user_namespace).
+    # The ended and alive pipes are a normal user's, whose run has an init of its own (see become_init).
     def before_fork(self):
         internet = self.settings.internet
         self.handshake = (os.pipe(), os.pipe()) if internet else None
         self.trap_ends = dwop_network.socket_pair() if internet and self.settings.trap else None
         self.slirp = self.namespaces = self.listener = None
         self.ended = None if self.settings.privileged else os.pipe()
+        self.alive = None if self.settings.privileged else os.pipe()
 
     def after_fork(self, pid):
         if self.ended:
             os.close(self.ended[1])
+        if self.alive:
+            os.close(self.alive[0])
         if self.trap_ends:
             os.close(self.trap_ends[1])
         if not self.handshake:
@@ -470,6 +514,9 @@ class Run:
             if fd is not None:
                 os.close(fd)
         self.namespaces = self.listener = self.trap_ends = None
+        if self.alive:
+            os.close(self.alive[1])
+            self.alive = None
         if self.settings.privileged and os.getpid() == 1 and self.settings.apart():
             try:
                 os.kill(-1, _signal.SIGKILL)
@@ -787,29 +834,6 @@ def pass_stop_signals(pid):
     on_stop_signals(lambda signum, _frame: forward(pid, signum))
 
 
-def wait_outside(pid):
-    """The process outside the namespace: forwards stop signals to the run's process, waits for it, then
-    ends as it ended (its exit code, or killed by the same signal)."""
-    try:
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)  # the worker's pipes are not this process's to hold
-        os.close(null)
-        pass_stop_signals(pid)
-        status = os.waitpid(pid, 0)[1]
-        code = os.waitstatus_to_exitcode(status)
-        if code < 0:
-            # Killed: die of the same signal, so the worker sees how the body ended (SIGXCPU: its CPU
-            # limit; SIGKILL from outside: an infrastructure loss).
-            if -code not in (_signal.SIGKILL, _signal.SIGSTOP):
-                _signal.signal(-code, _signal.SIG_DFL)
-            os.kill(os.getpid(), -code)
-            code = 128 - code
-        os._exit(code)
-    finally:
-        os._exit(EXIT_SANDBOX_FAILED)
-
-
 class Settings:
     """The server-wide sandbox settings: the Libc, the extra folders runs may read, whether runs reach the
     internet ("internet" where slirp4netns is there, else "none", with network_why saying why), and the
@@ -832,6 +856,7 @@ class Settings:
         # As root, each worker is the first process of its run's pid namespace (see fork_worker); this
         # process's own, which no run's body may be in.
         self.privileged = os.geteuid() == 0
+        self.own_ids = (os.getuid(), os.getgid())  # what a normal user's runs map their uid 1000 onto
         self.pid_namespace = pid_namespace()
         self.template = None  # the folder of the root's system part, in the zygote's spares (build_template)
 
@@ -1063,7 +1088,7 @@ def probe_in(settings, folder):
             settings.libc.prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")  # as a worker is
             run = Run(settings, settings.uid_base, Limits(), folder)
             run.before_fork()
-            child = os.fork()
+            child = run.fork()
             if child == 0:
                 run.enter(lambda _kind, _text: None)
                 os._exit(0 if os.getcwd() == WORK and not os.path.exists(folder) else 72)

@@ -32,7 +32,11 @@ if why:
     print(json.dumps({"probe": why}))
     sys.exit(0)
 settings.libc.prctl(dwop_sandbox.PR_SET_DUMPABLE, 0, "not dumpable")  # as the worker that forks the run is
-dwop_sandbox.Run(settings, None, limits, sys.argv[2]).enter(lambda kind, text: notes.append(kind))
+run = dwop_sandbox.Run(settings, None, limits, sys.argv[2])
+pid = run.fork()  # into the run's namespaces, as the worker forks the body's process
+if pid != 0:
+    sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+run.enter(lambda kind, text: notes.append(kind))
 def attempt(call):
     try:
         call()
