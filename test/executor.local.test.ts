@@ -23,6 +23,7 @@ import { ForkServer, type RunLimits } from "../shared/executors/fork-server.ts";
 import { LocalExecutor, readResult } from "../shared/executors/local.ts";
 import { readLogTail } from "../shared/executors/log-tail.ts";
 import { ensureMemoryRoot, memoryRoot, memoryRootPath } from "../shared/executors/memory-root.ts";
+import { removeRunFolder } from "../shared/executors/run-folders.ts";
 import { resolvePython, WORKER_SCRIPT } from "../shared/executors/python.ts";
 import { DEFAULT_TASK_OPTIONS, type RunAssignment } from "../shared/model.ts";
 
@@ -393,6 +394,26 @@ describe("a run's folder", () => {
       // The memory root goes too once empty (close() removes it then).
       expect(await runFolders(memory).catch(() => [])).toEqual([]);
     });
+  });
+
+  it("is removed whole once its run ended, whatever it holds (a body without the sandbox writes there)", async () => {
+    const folders = {
+      asLeft: { ".dwop-worker.log": "x", ".dwop-output-and-log": "1 1\nab" },
+      many: Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`f${i}`, "x"])),
+      nested: { "a/b/c": "x", top: "x" },
+      empty: {},
+    };
+    for (const [name, files] of Object.entries(folders)) {
+      const folder = join(dir, name);
+      for (const [path, text] of Object.entries(files)) {
+        await mkdir(join(folder, path, ".."), { recursive: true });
+        await writeFile(join(folder, path), text);
+      }
+      await mkdir(folder, { recursive: true });
+      await removeRunFolder(folder);
+      await expect(stat(folder)).rejects.toMatchObject({ code: "ENOENT" });
+    }
+    await removeRunFolder(join(dir, "never-made")); // no throw
   });
 
   it("of a process killed mid-run is removed by the next executor of its roots; a live one's is left", async () => {

@@ -18,7 +18,7 @@ import { parseCpu, parseMemory } from "../quantity.ts";
 import { readLogTail } from "./log-tail.ts";
 import { ensureMemoryRoot, memoryRoot, ownMemoryRoots, rmdirQuietly } from "./memory-root.ts";
 import { resolvePython, WORKER_SCRIPT } from "./python.ts";
-import { runFolderName, sweepRunFolders } from "./run-folders.ts";
+import { removeRunFolder, runFolderName, sweepRunFolders } from "./run-folders.ts";
 import { makeFolders } from "../folders.ts";
 
 export interface LocalExecutorOptions {
@@ -325,7 +325,7 @@ export class LocalExecutor implements Executor {
     this.runs.delete(run.assignment.runId);
     // Reported before the folder is removed, which the next task need not wait for.
     if (!run.killed) for (const listener of this.listeners) listener(run.assignment, outcome);
-    await rm(run.dir, { recursive: true, force: true }).catch(() => {});
+    await removeRunFolder(run.dir);
   }
 
   private async outcome(run: LocalRun, exit: ForkedExit): Promise<RunOutcome> {
