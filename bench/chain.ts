@@ -6,26 +6,24 @@
 // Run: npx tsx bench/chain.ts [--mode=dev|deployed|both] [--tasks=40] [--rounds=3] [--sandbox=auto|off]
 //                             [--bus=rabbit|pgboss] [--baselines=yes|no] [--cpu-prof=DIR]
 // --cpu-prof: each DWOP process writes a V8 CPU profile into DIR when it stops.
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { migratedDatabase, type MigratedDatabase } from "../test/support/migrated.ts";
-import { deleteRabbitTopology, RABBIT_URL } from "../test/support/rabbit.ts";
-import { freePort } from "../test/support/dev-process.ts";
-import { childrenOf, cpuSeconds, fileCreationMs, machineCpu, percentile } from "./stats.ts";
+import { deploy, ROOT, type Cpu, type Deployment } from "./deployment.ts";
+import { fileCreationMs, machineCpu, percentile } from "./stats.ts";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const arg = (name: string, fallback: string) =>
   process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
 const n = Number(arg("tasks", "40"));
 const rounds = Number(arg("rounds", "3"));
 const sandbox = arg("sandbox", "auto");
-const bus = arg("bus", "rabbit");
+const bus = arg("bus", "rabbit") as "rabbit" | "pgboss";
 const cpuProf = arg("cpu-prof", "");
-const modes = arg("mode", "both") === "both" ? ["dev", "deployed"] : [arg("mode", "dev")];
+const modes = (arg("mode", "both") === "both" ? ["dev", "deployed"] : [arg("mode", "dev")]) as (
+  "dev" | "deployed"
+)[];
 const FIBO = "fibo = lambda n: n if n < 2 else fibo(n - 1) + fibo(n - 2)";
 
 /** The chain in DWOP's DSL: t0 prints fibo(10); each next task adds its upstream's output times 0. */
@@ -42,12 +40,6 @@ const load = () =>
     .map((l) => l.toFixed(2))
     .join(" ");
 const median = (xs: number[]) => percentile(xs, 50);
-
-interface Cpu {
-  dwop: number;
-  python: number;
-  postgres: number;
-}
 
 interface Split {
   /** The task's outbox row written (its upstream's success recorded) to its run row (start_runs). */
@@ -84,174 +76,38 @@ class MachineCpu {
   }
 }
 
-/** One DWOP deployment of processes on a fresh database and queue. */
-class Deployment {
-  private readonly children: ChildProcess[] = [];
-  url = "";
-  readonly token = randomBytes(16).toString("hex");
-
-  constructor(
-    readonly m: MigratedDatabase,
-    private readonly env: Record<string, string>,
-  ) {}
-
-  /** Starts `dwop ARGS`; resolves when its stderr (or stdout) shows `ready` (at once without one). */
-  start(args: string[], ready: RegExp | null, extra: Record<string, string> = {}): Promise<string> {
-    const nodeArgs = cpuProf ? ["--cpu-prof", `--cpu-prof-dir=${cpuProf}`] : [];
-    const child = spawn(process.execPath, [...nodeArgs, join(ROOT, "bin/dwop.js"), ...args], {
-      cwd: ROOT,
-      env: { ...process.env, ...this.env, ...extra },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    this.children.push(child);
-    let seen = "";
-    return new Promise((resolve, reject) => {
-      if (!ready) resolve("");
-      const look = (chunk: Buffer) => {
-        seen += chunk.toString();
-        const match = ready?.exec(seen);
-        if (match) resolve(match[1] ?? match[0]);
-      };
-      child.stdout!.on("data", look);
-      child.stderr!.on("data", look);
-      child.once("exit", (code) => reject(new Error(`dwop ${args[0]} exited (${code}):\n${seen}`)));
-    });
-  }
-
-  async submit(source: string): Promise<string> {
-    const res = await fetch(`${this.url}/workflows`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${this.token}`, "content-type": "application/json" },
-      body: JSON.stringify({ workflow: source, name: "chain" }),
-    });
-    if (res.status !== 201) throw new Error(`submit: HTTP ${res.status} ${await res.text()}`);
-    return ((await res.json()) as { id: string }).id;
-  }
-
-  /** Submits the chain and resolves with the seconds from the request to the workflow's end. */
-  async runChain(tasks: number): Promise<{ id: string; seconds: number }> {
-    let done: (id: string) => void = () => {};
-    const listener = await this.m.db.listen("dwop_workflow_done", (id) => done(id));
-    try {
-      const t0 = performance.now();
-      const finished = new Promise<string>((resolve) => (done = resolve));
-      const id = await this.submit(chainSource(tasks));
-      const timeout = new Promise<null>((r) => setTimeout(() => r(null), 120_000).unref());
-      if ((await Promise.race([finished, timeout])) !== id) throw new Error(`workflow ${id} did not end`);
-      const seconds = (performance.now() - t0) / 1000;
-      const [w] = await this.m.db<{ status: string }[]>`select status from dwop.workflows where id = ${id}`;
-      if (w?.status !== "succeeded") throw new Error(`workflow ${id} ended ${w?.status}`);
-      return { id, seconds };
-    } finally {
-      await listener.unlisten();
-    }
-  }
-
-  /** Per task after the first: its outbox row to its run row, to the process started, to finished. */
-  async split(id: string): Promise<Split> {
-    const rows = await this.m.db<{ toRun: number; toStart: number; worker: number }[]>`
-      select extract(epoch from r.created_at - o.created_at) * 1000 as "toRun",
-             extract(epoch from r.started_at - r.created_at) * 1000 as "toStart",
-             extract(epoch from r.finished_at - r.started_at) * 1000 as worker
-      from dwop.tasks t
-      join dwop.runs r on r.task_id = t.id
-      join dwop.outbox o on o.topic = 'task.ready' and o.payload ->> 'taskId' = t.id::text
-      where t.workflow_id = ${id} and cardinality(t.upstream_ids) > 0`;
-    return {
-      toRun: rows.map((r) => Number(r.toRun)),
-      toStart: rows.map((r) => Number(r.toStart)),
-      worker: rows.map((r) => Number(r.worker)),
-    };
-  }
-
-  /**
-   * CPU seconds so far: of its processes; of their Python children (the fork server, with the runs it has
-   * reaped: workers, the sandboxes' processes, the bodies; not slirp4netns); of its database's backends.
-   */
-  async cpu(): Promise<Cpu> {
-    const pids = this.children.map((c) => c.pid!);
-    const backends = await this.m.db<{ pid: number }[]>`
-      select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`;
-    const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
-    return {
-      dwop: sum(pids.map((pid) => cpuSeconds(pid))),
-      // The fork server, and its zygote, which reaps the spare workers.
-      python: sum(
-        pids
-          .flatMap(childrenOf)
-          .flatMap((pid) => [pid, ...childrenOf(pid)])
-          .map((pid) => cpuSeconds(pid, true)),
-      ),
-      postgres: sum(backends.map((b) => cpuSeconds(b.pid))),
-    };
-  }
-
-  async stop(): Promise<void> {
-    await Promise.all(
-      this.children.map(
-        (c) =>
-          new Promise<void>((resolve) => {
-            if (c.exitCode !== null || c.signalCode !== null) return resolve();
-            c.once("exit", () => resolve());
-            c.kill("SIGTERM");
-            setTimeout(() => c.kill("SIGKILL"), 15_000).unref();
-          }),
-      ),
-    );
-  }
-}
-
-async function deploy(mode: string, home: string): Promise<Deployment> {
-  const m = await migratedDatabase(`bench_chain_${mode}`);
-  const port = await freePort();
-  const queue = `dwop.bench.chain.${randomBytes(3).toString("hex")}`;
-  const env: Record<string, string> = {
-    DATABASE_URL: m.url,
-    ...(bus === "rabbit" ? { RABBITMQ_CONNECTION_URL: RABBIT_URL, DWOP_QUEUE: queue } : {}),
-    DWOP_HOME: join(home, mode),
-    DWOP_PORT: String(port),
-    DWOP_PUBLIC_URL: `http://127.0.0.1:${port}`,
-    DWOP_STORAGE_SECRET: randomBytes(16).toString("hex"),
-    DWOP_TASK_SANDBOX: sandbox,
-    DWOP_LOG_LEVEL: "warn",
-    DWOP_METRICS_PORT: "0",
+/** Per task after the first: its outbox row to its run row, to the process started, to finished. */
+async function split(d: Deployment, id: string): Promise<Split> {
+  const rows = await d.m.db<{ toRun: number; toStart: number; worker: number }[]>`
+    select extract(epoch from r.created_at - o.created_at) * 1000 as "toRun",
+           extract(epoch from r.started_at - r.created_at) * 1000 as "toStart",
+           extract(epoch from r.finished_at - r.started_at) * 1000 as worker
+    from dwop.tasks t
+    join dwop.runs r on r.task_id = t.id
+    join dwop.outbox o on o.topic = 'task.ready' and o.payload ->> 'taskId' = t.id::text
+    where t.workflow_id = ${id} and cardinality(t.upstream_ids) > 0`;
+  return {
+    toRun: rows.map((r) => Number(r.toRun)),
+    toStart: rows.map((r) => Number(r.toStart)),
+    worker: rows.map((r) => Number(r.worker)),
   };
-  const d = new Deployment(m, env);
-  env.DWOP_API_TOKEN = d.token;
-  if (mode === "dev") {
-    await d.start(["dev"], /listening on (http\S+)/);
-  } else {
-    await d.start(["api"], /^(http\S+)$/m);
-    // Claimer and dispatcher print nothing at warn level: they are up once the dispatcher has a heartbeat.
-    await d.start(["claimer"], null, { DWOP_CLAIMER_ID: `${queue}-c` });
-    await d.start(["dispatcher"], null, { DWOP_DISPATCHER_ID: `${queue}-d` });
-    for (let i = 0; ; i++) {
-      const [row] = await m.db<{ n: number }[]>`select count(*)::int as n from dwop.dispatchers`;
-      if (row!.n > 0) break;
-      if (i > 600) throw new Error("the dispatcher did not start");
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  d.url = env.DWOP_PUBLIC_URL!;
-  (d as { queue?: string }).queue = queue;
-  return d;
 }
 
-async function benchDwop(mode: string, home: string): Promise<number> {
-  const d = await deploy(mode, home);
+async function benchDwop(mode: "dev" | "deployed", home: string): Promise<number> {
+  const d = await deploy({ mode, home, bus, sandbox, cpuProf: cpuProf || undefined });
   try {
-    await d.runChain(3); // warm: the fork server, the first Python start, connections
+    await d.runTimed(chainSource(3), "chain"); // warm: the fork server, the first Python start, connections
     const times: number[] = [];
-    const split: Split = { toRun: [], toStart: [], worker: [] };
+    const spans: Split = { toRun: [], toStart: [], worker: [] };
     const cpu0 = await d.cpu();
     const machine = new MachineCpu();
     for (let i = 0; i < rounds; i++) {
       machine.begin();
-      const { id, seconds } = await d.runChain(n);
+      const { id, seconds } = await d.runTimed(chainSource(n), "chain");
       machine.end();
       times.push(seconds);
-      const s = await d.split(id);
-      for (const k of Object.keys(split) as (keyof Split)[]) split[k].push(...s[k]);
+      const s = await split(d, id);
+      for (const k of Object.keys(spans) as (keyof Split)[]) spans[k].push(...s[k]);
     }
     const cpu1 = await d.cpu();
     const made = fileCreationMs(join(home, mode, "storage", ".tmp")); // where the storage makes its files
@@ -264,8 +120,8 @@ async function benchDwop(mode: string, home: string): Promise<number> {
     // The storage makes two files a task (its output and log): where that is slow, so is every task.
     console.log(`  a small file made where its storage makes them (two a task): ${made.toFixed(2)} ms`);
     console.log(
-      `  per task p50/p99 ms: outbox row -> run row ${p(split.toRun)}, run row -> process started ${p(split.toStart)}, ` +
-        `started -> success recorded (worker) ${p(split.worker)}; the next task's outbox row is written in that transaction`,
+      `  per task p50/p99 ms: outbox row -> run row ${p(spans.toRun)}, run row -> process started ${p(spans.toStart)}, ` +
+        `started -> success recorded (worker) ${p(spans.worker)}; the next task's outbox row is written in that transaction`,
     );
     console.log(
       `  CPU ms per task: dwop ${perTask("dwop")}, its Python ${perTask("python")} (fork server, workers, ` +
@@ -274,10 +130,7 @@ async function benchDwop(mode: string, home: string): Promise<number> {
     console.log(`  ${machine.line(rounds * n)}`);
     return median(times);
   } finally {
-    await d.stop();
-    await d.m.close(true);
-    const queue = (d as { queue?: string }).queue;
-    if (bus === "rabbit" && queue) await deleteRabbitTopology(queue).catch(() => {});
+    await d.stop(bus);
   }
 }
 

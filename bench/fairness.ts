@@ -40,7 +40,8 @@ async function throughput(bus: BusKind, on: boolean): Promise<{ rate: number; pa
     const pooled = on && parts.includes("pool");
     const inPool = (source: string) => (pooled ? source.replace(/^fun /gm, '@pool("bench")\nfun ') : source);
     if (pooled) await new PoolStore(engine.m.db).set("bench", 256);
-    if (inUse) await bringIntoUse(engine, inPool(fanWorkflow(1000)));
+    const run = async (source: string) => engine.waitFor(await engine.submit(source), 600_000);
+    if (inUse) await bringIntoUse(run, engine.m.db, inPool(fanWorkflow(1000)));
     const source = inPool(fanWorkflow(n - 2));
     const id = await engine.submit(source);
     await engine.waitFor(id, 600_000);

@@ -1,7 +1,6 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Sql } from "postgres";
-import type { Engine } from "../test/support/engine.ts";
 
 /** The p-th percentile (0..100) of a list of numbers, nearest-rank. */
 export function percentile(values: number[], p: number): number {
@@ -61,9 +60,13 @@ export async function completedPerSecond(db: Sql, id: string): Promise<number> {
  * taken while the queue is empty, which is what exposed the plans that walked a whole partial index of
  * open rows for each row.
  */
-export async function bringIntoUse(engine: Engine, source = fanWorkflow(1000)): Promise<void> {
-  await engine.waitFor(await engine.submit(source), 600_000);
-  await engine.m.db`analyze`;
+export async function bringIntoUse(
+  run: (source: string) => Promise<unknown>,
+  db: Sql,
+  source = fanWorkflow(1000),
+): Promise<void> {
+  await run(source);
+  await db`analyze`;
 }
 
 export function busesFromArgs(): ("rabbit" | "pgboss")[] {

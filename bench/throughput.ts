@@ -5,8 +5,16 @@
 // a database in use (a workflow run through it and ANALYZE taken, see bringIntoUse). Cold against warm is
 // the processes' start (V8 compiling the hot paths, new connections and backends); warm against in use is
 // the database's state.
+// By default the claimer and the dispatchers run in this process (test/support/engine.ts); with
+// --processes, as deployed: `dwop api` (the workflow submitted over HTTP), `dwop claimer` and each
+// dispatcher a process of its own (bench/noop-dispatcher.ts: the real dispatcher with the no-op executor).
 // Run: npx tsx bench/throughput.ts [--bus=rabbit|pgboss] [--tasks=2000] [--dispatchers=1,2] [--rounds=1]
+//                                  [--processes]
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import postgres from "postgres";
+import { deploy, ROOT } from "./deployment.ts";
 import { NoopExecutor } from "./noop-executor.ts";
 import { startEngine } from "../test/support/engine.ts";
 import { bringIntoUse, busesFromArgs, completedPerSecond, fanWorkflow } from "./stats.ts";
@@ -16,6 +24,58 @@ const dispatcherCounts = (process.argv.find((a) => a.startsWith("--dispatchers="
   .split(",")
   .map(Number);
 const rounds = Number(process.argv.find((a) => a.startsWith("--rounds="))?.slice(9) ?? 1);
+const processes = process.argv.includes("--processes");
+/** As the in-process engine below: 64 runs a dispatcher at once (its bus prefetch), claims of 500. */
+const SETTINGS = { concurrency: 64, claimBatch: 500 };
+
+/** What the three measurements need of a deployment: a workflow run to its end, its database. */
+interface Target {
+  run(source: string): Promise<string>;
+  db: postgres.Sql;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** The claimer and dispatchers in this process (test/support/engine.ts). */
+async function inProcess(bus: "rabbit" | "pgboss", dispatchers: number): Promise<Target> {
+  const engine = await startEngine(`bench_tp_${bus}`, {
+    bus,
+    concurrency: SETTINGS.concurrency,
+    dispatchers,
+    claimers: 1,
+    claimBatch: SETTINGS.claimBatch,
+    executor: () => new NoopExecutor(),
+  });
+  return {
+    run: async (source) => {
+      const id = await engine.submit(source);
+      await engine.waitFor(id, 600_000);
+      return id;
+    },
+    db: engine.m.db,
+    url: engine.m.url,
+    stop: () => engine.stop(true),
+  };
+}
+
+/** `dwop api`, `dwop claimer` and the dispatchers as processes of their own. */
+async function asDeployed(bus: "rabbit" | "pgboss", dispatchers: number, home: string): Promise<Target> {
+  const d = await deploy({
+    mode: "deployed",
+    home,
+    bus,
+    sandbox: "off",
+    dispatchers,
+    dispatcher: ["--import", "tsx", join(ROOT, "bench/noop-dispatcher.ts")],
+    env: { DWOP_CONCURRENCY: String(SETTINGS.concurrency), DWOP_CLAIM_BATCH: String(SETTINGS.claimBatch) },
+  });
+  return {
+    run: async (source) => (await d.runTimed(source, "fan")).id,
+    db: d.m.db,
+    url: d.m.url,
+    stop: () => d.stop(bus),
+  };
+}
 
 /** Single-row insert transactions per second over 8 connections for 2 s: what fsync allows here. */
 async function commitRate(url: string): Promise<number> {
@@ -36,38 +96,37 @@ async function commitRate(url: string): Promise<number> {
   return commits / 2;
 }
 
-for (let round = 0; round < rounds; round++) {
-  for (const bus of busesFromArgs()) {
-    for (const dispatchers of dispatcherCounts) {
-      const engine = await startEngine(`bench_tp_${bus}`, {
-        bus,
-        concurrency: 64,
-        dispatchers,
-        claimers: 1,
-        claimBatch: 500,
-        executor: () => new NoopExecutor(),
-      });
-      try {
-        const commits = await commitRate(engine.m.url);
-        const rates: string[] = [];
-        for (const state of ["cold", "warm", "in use"]) {
-          if (state === "warm") {
-            await engine.waitFor(await engine.submit(fanWorkflow(n - 2)), 600_000);
-            await engine.m.db`truncate dwop.workflows cascade`;
+const home = await mkdtemp(join(tmpdir(), "dwop-bench-throughput-"));
+try {
+  for (let round = 0; round < rounds; round++) {
+    for (const bus of busesFromArgs()) {
+      for (const dispatchers of dispatcherCounts) {
+        const target = processes
+          ? await asDeployed(bus, dispatchers, home)
+          : await inProcess(bus, dispatchers);
+        try {
+          const commits = await commitRate(target.url);
+          const rates: string[] = [];
+          for (const state of ["cold", "warm", "in use"]) {
+            if (state === "warm") {
+              await target.run(fanWorkflow(n - 2));
+              await target.db`truncate dwop.workflows cascade`;
+            }
+            if (state === "in use") await bringIntoUse(target.run, target.db);
+            const id = await target.run(fanWorkflow(n - 2));
+            rates.push(`${state} ${(await completedPerSecond(target.db, id)).toFixed(0)}`);
           }
-          if (state === "in use") await bringIntoUse(engine);
-          const id = await engine.submit(fanWorkflow(n - 2));
-          await engine.waitFor(id, 600_000);
-          rates.push(`${state} ${(await completedPerSecond(engine.m.db, id)).toFixed(0)}`);
+          console.log(
+            `${bus.padEnd(7)} ${dispatchers} dispatcher(s)${processes ? " (processes)" : ""}, ${n} tasks: ` +
+              `${rates.join(", ")} tasks/s (Postgres here: ${commits.toFixed(0)} single-row commits/s over 8 connections)`,
+          );
+        } finally {
+          await target.stop();
         }
-        console.log(
-          `${bus.padEnd(7)} ${dispatchers} dispatcher(s), ${n} tasks: ${rates.join(", ")} tasks/s ` +
-            `(Postgres here: ${commits.toFixed(0)} single-row commits/s over 8 connections)`,
-        );
-      } finally {
-        await engine.stop(true);
       }
     }
   }
+} finally {
+  await rm(home, { recursive: true, force: true });
 }
 process.exit(0);
