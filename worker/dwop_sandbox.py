@@ -1043,14 +1043,17 @@ def probe(settings):
 
 
 def template_folder(path):
-    """The folder given for build_template (absolute), made with its parents when missing, or None, said on
-    stderr, when it cannot be had or is not a folder of this user's alone (a link, say, or one others may
-    write to): each run then builds its root's system part itself."""
+    """The folder given for build_template (absolute), made when missing (its parent must be there), or None,
+    said on stderr, when it cannot be had or is not a folder of this user's alone (a link, say, or one others
+    may write to): each run then builds its root's system part itself."""
     why = None
     try:
         if not os.path.isabs(path):
             raise OSError("not an absolute path")
-        os.makedirs(path, 0o700, exist_ok=True)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
         st = os.lstat(path)
         if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
             raise OSError("not a folder of this user's alone")

@@ -19,7 +19,7 @@ import { readLogTail } from "./log-tail.ts";
 import { ensureMemoryRoot, memoryRoot, ownMemoryRoots, rmdirQuietly } from "./memory-root.ts";
 import { resolvePython, WORKER_SCRIPT } from "./python.ts";
 import { removeRunFolder, runFolderName, sweepRunFolders } from "./run-folders.ts";
-import { makeFolders } from "../folders.ts";
+import { makeFolders, makeFoldersSync } from "../folders.ts";
 
 export interface LocalExecutorOptions {
   /** The real interpreter (see resolvePython), not the pyenv shim. */
@@ -125,7 +125,7 @@ export class LocalExecutor implements Executor {
         mode: options.sandbox ?? "auto",
         allow: allowed(options),
         network: options.network ?? "internet",
-        rootTemplate: join(resolve(options.workRoot), ".root-template"),
+        rootTemplate: rootTemplate(options.workRoot),
       },
       logger: options.logger,
     });
@@ -503,6 +503,22 @@ function failed(
   nonRetryable: boolean,
 ): RunOutcome {
   return { kind: "failed", reason, message, exitCode, logTail, nonRetryable };
+}
+
+/**
+ * As root, the empty folder of the work root the fork server mounts the runs' root template on (see
+ * docs/task-sandbox.md), made here (0700, as the work root) before the server starts; undefined for a
+ * normal user's runs, which build their root each, or where it cannot be made.
+ */
+function rootTemplate(workRoot: string): string | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const folder = join(resolve(workRoot), ".root-template");
+  try {
+    makeFoldersSync(folder, 0o700);
+    return folder;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
