@@ -9,7 +9,7 @@
 // --processes, as deployed: `dwop api` (the workflow submitted over HTTP), `dwop claimer` and each
 // dispatcher a process of its own (bench/noop-dispatcher.ts: the real dispatcher with the no-op executor).
 // Run: npx tsx bench/throughput.ts [--bus=rabbit|pgboss] [--tasks=2000] [--dispatchers=1,2] [--rounds=1]
-//                                  [--processes]
+//                                  [--processes [--cpu-prof=DIR]]
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,6 +25,8 @@ const dispatcherCounts = (process.argv.find((a) => a.startsWith("--dispatchers="
   .map(Number);
 const rounds = Number(process.argv.find((a) => a.startsWith("--rounds="))?.slice(9) ?? 1);
 const processes = process.argv.includes("--processes");
+/** --cpu-prof=DIR (with --processes): each process writes a V8 CPU profile there when it stops. */
+const cpuProf = process.argv.find((a) => a.startsWith("--cpu-prof="))?.slice(11);
 /** As the in-process engine below: 64 runs a dispatcher at once (its bus prefetch), claims of 500. */
 const SETTINGS = { concurrency: 64, claimBatch: 500 };
 
@@ -68,6 +70,7 @@ async function asDeployed(bus: "rabbit" | "pgboss", dispatchers: number, home: s
     dispatchers,
     dispatcher: ["--import", "tsx", join(ROOT, "bench/noop-dispatcher.ts")],
     env: { DWOP_CONCURRENCY: String(SETTINGS.concurrency), DWOP_CLAIM_BATCH: String(SETTINGS.claimBatch) },
+    cpuProf,
   });
   return {
     run: async (source) => (await d.runTimed(source, "fan")).id,
