@@ -316,6 +316,53 @@ describe("the DAG at real sizes", () => {
   }, 180_000); // a thousand tasks through the database and the page on a loaded 2-core machine
 });
 
+describe("a big workflow while it runs", () => {
+  it("is read whole at most every 20 times as long as a read takes, its tasks' colors following the events meanwhile", async () => {
+    const layers = 8;
+    const width = 10;
+    const name = (l: number, i: number) => `l${l}_${i}`;
+    const tasks: string[] = [];
+    for (let l = 0; l < layers; l++) {
+      for (let i = 0; i < width; i++)
+        tasks.push(`fun ${name(l, i)}(${l ? `x:${name(l - 1, i)}` : ""}):\n    pass\n`);
+    }
+    const id = await submit("slow-reads", tasks.join("\n"));
+    // Each whole read takes 400 ms (a workflow of thousands of tasks on a busy server, say).
+    let reads = 0;
+    const whole = new RegExp(`/workflows/${id}$`);
+    await page.route(whole, async (route) => {
+      reads += 1;
+      await new Promise((r) => setTimeout(r, 400));
+      await route.continue();
+    });
+    try {
+      await driveRounds(1, 1);
+      await openWorkflow(id);
+      await expect.poll(() => task(name(0, 0)).getAttribute("class")).toContain("state-running");
+      await expect.poll(() => page.locator(".connection").textContent()).toContain("live");
+      const before = reads;
+      const started = Date.now();
+      // Six bursts of events, each a layer's successes and the next layer's starts, 600 ms apart: before,
+      // each lull after a burst (250 ms) brought a whole read.
+      for (let l = 0; l < 6; l++) {
+        const running = await h.m.db<{ id: string }[]>`
+          select id::text from dwop.runs where workflow_id = ${id} and status = 'running'`;
+        await h.m.store.completeRuns(running.map((r) => r.id));
+        await driveRounds(1, 1);
+        await expect.poll(() => task(name(l, 0)).getAttribute("class")).toContain("state-succeeded");
+        await new Promise((r) => setTimeout(r, 600));
+      }
+      const seconds = (Date.now() - started) / 1000;
+      // 20 x 0.4 s = 8 s between two reads at the least; one may come from the first burst.
+      expect(reads - before, `${reads - before} whole reads in ${seconds.toFixed(1)} s`).toBeLessThanOrEqual(
+        1 + Math.floor(seconds / 8),
+      );
+    } finally {
+      await page.unroute(whole);
+    }
+  }, 120_000);
+});
+
 describe("the workflow list", () => {
   it("shows more past 100 workflows, page after page, to the last one", async () => {
     const before = Number(

@@ -13,6 +13,13 @@ const ENDED = ["succeeded", "failed", "cancelled"];
 const REFRESH_AFTER_EVENT_MS = 250;
 /** A slow read while the workflow runs: running durations move on, and a missed event is caught. */
 const REFRESH_EVERY_MS = 5000;
+/**
+ * The next whole read waits at least this many times as long as the last one took: a workflow of
+ * thousands of tasks (megabytes a read, a tenth of a second of the server's each) is read every few
+ * seconds while its events stream, not after each burst, so one page open on it never takes more than a
+ * small share of the server. A small workflow's reads, milliseconds each, keep the delays above.
+ */
+const READ_COST_FACTOR = 20;
 
 /**
  * A workflow: its state and actions, the DAG colored by task state, the attempts on a timeline, and
@@ -30,6 +37,10 @@ class WorkflowPage implements Page {
   private selected: string | null;
   private stopped = false;
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
+  /** When the last whole read ended, and how long it took (performance.now() milliseconds). */
+  private lastRead = { end: 0, took: 0 };
+  /** The tasks by name, as of the last read (an event names its task). */
+  private byName = new Map<string, WorkflowDetail["tasks"][number]>();
   private readonly panel: TaskPanel;
   private readonly status = h("span", { class: "badge", role: "status", "aria-live": "polite" });
   private readonly meta = h("p", { class: "meta" });
@@ -117,7 +128,7 @@ class WorkflowPage implements Page {
   };
 
   private task(name: string | null) {
-    return this.w?.tasks.find((t) => t.name === name) ?? null;
+    return (name !== null && this.byName.get(name)) || null;
   }
 
   private render(): void {
@@ -155,8 +166,11 @@ class WorkflowPage implements Page {
   }
 
   private async refresh(): Promise<void> {
+    const start = performance.now();
     try {
       this.w = await getJson<WorkflowDetail>(`workflows/${this.id}`);
+      this.lastRead = { end: performance.now(), took: performance.now() - start };
+      this.byName = new Map(this.w.tasks.map((t) => [t.name, t]));
     } catch (err) {
       if (this.stopped) return;
       if (err instanceof ApiError && err.status === 404 && !this.w) {
@@ -184,7 +198,10 @@ class WorkflowPage implements Page {
     this.schedule(REFRESH_EVERY_MS);
   }
 
-  /** The next read: soon after an event (replacing a later one), or the slow backstop while running. */
+  /**
+   * The next read: soon after an event (replacing a later one), or the slow backstop while running; never
+   * sooner than READ_COST_FACTOR times the last read's duration after it.
+   */
   private schedule(ms: number): void {
     const ended = this.w !== null && ENDED.includes(this.w.status);
     if (this.stopped || (ended && ms === REFRESH_EVERY_MS)) return;
@@ -192,10 +209,14 @@ class WorkflowPage implements Page {
       if (ms === REFRESH_EVERY_MS) return;
       clearTimeout(this.refreshTimer);
     }
-    this.refreshTimer = setTimeout(() => {
-      this.refreshTimer = null;
-      void this.refresh();
-    }, ms);
+    const earliest = this.lastRead.end + READ_COST_FACTOR * this.lastRead.took - performance.now();
+    this.refreshTimer = setTimeout(
+      () => {
+        this.refreshTimer = null;
+        void this.refresh();
+      },
+      Math.max(ms, earliest),
+    );
   }
 
   /** An event changes the task's color at once; the full record (runs, times) follows shortly. */
