@@ -68,7 +68,8 @@ print(json.dumps(report), flush=True)
 @unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv"), "needs root to become nobody (setpriv)")
 @unittest.skipUnless(os.path.exists(SYSTEM_PYTHON), "needs a system Python that nobody can run")
 class UnprivilegedSandboxTest(unittest.TestCase):
-    def test_a_normal_users_run_sees_only_its_folder_and_the_system_read_only(self):
+    def nobodys_copy(self):
+        """A folder nobody can enter, holding a copy of the sandbox's code in code/: (folder, code)."""
         tmp = tempfile.mkdtemp(prefix="dwop-sandbox-nobody-")
         self.addCleanup(shutil.rmtree, tmp)
         os.chmod(tmp, 0o755)
@@ -76,6 +77,51 @@ class UnprivilegedSandboxTest(unittest.TestCase):
         os.mkdir(code)
         for name in ("dwop_sandbox.py", "dwop_process.py", "dwop_network.py", "dwop_source.py", "dwop_json.py"):
             shutil.copy(os.path.join(WORKER_DIR, name), code)
+        return tmp, code
+
+    def as_nobody(self, argv, **kwargs):
+        setpriv = ["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups", SYSTEM_PYTHON]
+        return subprocess.run(setpriv + argv, capture_output=True, text=True, timeout=60, **kwargs)
+
+    def test_a_run_that_cannot_be_forked_into_its_namespaces_fails_saying_why(self):
+        # clone(2) refused (no user namespace left, say): the worker forks a plain child, which fails the
+        # run's set-up with clone's reason, as it did when it unshared the namespaces itself. A process not
+        # forked into them is refused.
+        tmp, code = self.nobodys_copy()
+        script = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+import dwop_sandbox
+def refused(self, flags, what):
+    raise dwop_sandbox.SandboxError("clone %s: No space left on device" % what)
+dwop_sandbox.Libc.fork_into = refused
+settings = dwop_sandbox.Settings(dwop_sandbox.load())
+for forked in (True, False):
+    run = dwop_sandbox.Run(settings, None, dwop_sandbox.Limits(), sys.argv[2])
+    pid = run.fork() if forked else 0
+    if pid == 0:
+        try:
+            run.enter(lambda kind, text: None)
+            print("entered", flush=True)
+        except dwop_sandbox.SandboxError as e:
+            print(e, flush=True)
+        if forked:
+            os._exit(0)
+    else:
+        os.waitpid(pid, 0)
+"""
+        result = self.as_nobody(["-c", script, code, tmp], cwd="/")
+        self.assertEqual(
+            result.stdout.splitlines(),
+            [
+                "clone into the run's user, pid, mount, network and IPC namespaces: No space left on device",
+                "the run's process was not forked into its namespaces (Run.fork)",
+            ],
+            result.stderr,
+        )
+
+    def test_a_normal_users_run_sees_only_its_folder_and_the_system_read_only(self):
+        tmp, code = self.nobodys_copy()
         folder = os.path.join(tmp, "run")
         os.mkdir(folder, 0o700)
         os.chown(folder, NOBODY, NOBODY)
@@ -88,10 +134,7 @@ class UnprivilegedSandboxTest(unittest.TestCase):
         listener = __import__("socket").create_server(("127.0.0.1", 0))
         self.addCleanup(listener.close)
         port = listener.getsockname()[1]
-        argv = ["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups", SYSTEM_PYTHON]
-        result = subprocess.run(
-            argv + [script, code, folder, tmp, str(port)], capture_output=True, text=True, timeout=60, cwd="/"
-        )
+        result = self.as_nobody([script, code, folder, tmp, str(port)], cwd="/")
         self.assertEqual(result.returncode, 0, result.stderr)
         seen = json.loads(result.stdout.splitlines()[-1])
         self.assertNotIn("probe", seen)
@@ -113,9 +156,8 @@ class UnprivilegedSandboxTest(unittest.TestCase):
     def test_a_normal_users_runs_reach_the_internet_setting(self):
         # The fork server's probe attaches slirp4netns to a run's namespaces as a worker would.
         settings = '{"sandbox": "required", "network": "internet"}'
-        argv = ["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups", SYSTEM_PYTHON]
-        argv += [os.path.join(WORKER_DIR, "dwop_worker.py"), "--fork-server", settings]
-        result = subprocess.run(argv, input="", capture_output=True, text=True, timeout=60, cwd="/tmp")
+        argv = [os.path.join(WORKER_DIR, "dwop_worker.py"), "--fork-server", settings]
+        result = self.as_nobody(argv, input="", cwd="/tmp")
         hello = json.loads(result.stdout.splitlines()[0])
         self.assertEqual((hello["sandbox"], hello["network"]), ("namespaces", "internet"), hello)
 
