@@ -126,8 +126,11 @@ if parent == 0:
         os._exit(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
     os._exit(0)
 os.close(reads_r)
-os.close(go_w)
 code = os.waitstatus_to_exitcode(os.waitpid(parent, 0)[1])
+# Only once the parent is reaped, its descriptors all closed: the order in which an exiting process's files
+# are released is the kernel's, and the child, woken by the end of file of go_w, found the parent's copy
+# of reads_r still open now and then on a loaded machine.
+os.close(go_w)
 if sys.argv[1] == "gone":
     code = os.waitstatus_to_exitcode(os.wait()[1])  # the orphan's
 print(code)
