@@ -20,7 +20,7 @@ Protocol, one JSON object per line:
           that the zygote mounts the system's part of every run's root on (dwop_sandbox.build_template)
   stdout  {"ready": <server pid>, "zygote": <its zygote's pid>, "sandbox": "namespaces" | "off",
            "why": <why off, or null>, "network": "none" | "internet" | "host",
-           "networkWhy": <why not internet>?}                                          once
+           "networkWhy": <why not internet>?, "holder": <a normal user's template holder's pid>?}  once
           {"id": ..., "pid": <child pid>}            after the fork, once the child leads its own group
           {"id": ..., "exit": <code>}                 when the child has exited, or told its exit code
                                                       just before its exit (on a pipe of its own)
@@ -176,6 +176,8 @@ class Server:
         self.done_pids = {}  # the same, the other way round
         self.told = set()  # children whose end was reported from their pipe: their reap reports nothing
         self.zygote = None  # (pid, socket) of the process that forks the spares (start_zygote)
+        self.holder = None  # a normal user's: the holder of the runs' root template, asked by the zygote
+        self.holder_pid = None
         self.asked = []  # the uid leases of the spares asked of the zygote and not yet had, oldest first
         self.poller = select.poll()
         self.wakeup_r, self.wakeup_w = os.pipe()
@@ -202,6 +204,8 @@ class Server:
         self.start_zygote()
         sandbox = self.sandbox
         ready = {"ready": self.pid, "zygote": self.zygote[0], "sandbox": sandbox.mode, "why": sandbox.why}
+        if self.holder_pid:
+            ready["holder"] = self.holder_pid
         ready["network"] = sandbox.network
         if sandbox.network_why:
             ready["networkWhy"] = sandbox.network_why
@@ -300,6 +304,9 @@ class Server:
         when run is None. Forked on the run's path instead (its inputs inline, so no download overlaps it),
         the fork and the child's first pages were a run's largest cost without the sandbox."""
         body = Body(run, self.prctl, close, ahead=True)
+        if run and run.settings.tree is not None:
+            os.close(run.settings.tree)  # its body's (dwop_sandbox.TemplateHolder)
+            run.settings.tree = None
         body.started()
         return body
 
@@ -390,6 +397,12 @@ class Server:
         server, which forks no spare itself, keeps its own pages and answers a request while a spare is
         forked. In a paravirtualized guest, the fork and the writes after it took the server 7-9 ms of CPU
         at each run's end, and the next run's request waited for them (7.3 ms at the median)."""
+        settings = self.sandbox.settings
+        if self.sandbox.template and not settings.privileged:
+            try:  # a process of the server's, whose socket only the zygote keeps
+                self.holder = dwop_sandbox.TemplateHolder(settings.libc, settings, self.sandbox.template, self.prctl)
+            except (OSError, dwop_sandbox.SandboxError) as e:
+                no_template(e)
         server_end, zygote_end = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:
@@ -399,6 +412,10 @@ class Server:
             finally:
                 os._exit(EXIT_SETUP_FAILED)
         zygote_end.close()
+        if self.holder:
+            self.holder_pid = self.holder.pid
+            self.holder.sock.close()  # the zygote's to ask
+            self.holder = None
         # Not blocking: a poll result may be stale, its message taken since (hear_zygote_while).
         server_end.setblocking(False)
         self.zygote = (pid, server_end)
@@ -421,13 +438,12 @@ class Server:
         os.set_blocking(self.wakeup_w, False)
         _signal.set_wakeup_fd(self.wakeup_w, warn_on_full_buffer=False)
         self.zygote = (None, sock)  # closed by each spare (leave_server)
-        if self.sandbox.template:
+        if self.sandbox.template and self.sandbox.settings.privileged:
             try:
                 settings = self.sandbox.settings
                 dwop_sandbox.build_template(settings.libc, settings, self.sandbox.template)
             except (OSError, dwop_sandbox.SandboxError) as e:
-                message = "dwop-forkserver: no template of the runs' root (each run builds it): %s\n" % e
-                write_all(2, message.encode("utf-8", "replace"))
+                no_template(e)
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN)
         poller.register(self.wakeup_r, select.POLLIN)
@@ -460,7 +476,15 @@ class Server:
         request_r, request_w = os.pipe()
         ready_r, ready_w = os.pipe()
         done_r, done_w = os.pipe()
-        pid = self.fork_or_close(request_r, request_w, ready_r, ready_w, done_r, done_w)
+        settings = self.sandbox.settings
+        if self.holder:
+            settings.tree = self.holder.tree()  # for the spare's body to attach (dwop_sandbox.TemplateHolder)
+        try:
+            pid = self.fork_or_close(request_r, request_w, ready_r, ready_w, done_r, done_w)
+        finally:
+            if self.holder and settings.tree is not None and os.getpid() == self.pid:
+                os.close(settings.tree)
+                settings.tree = None
         if pid == 0:
             try:
                 os.close(request_w)
@@ -545,6 +569,8 @@ class Server:
             lease.release()  # the other runs' leases: the server's to hold
         if self.zygote:
             self.zygote[1].close()
+        if self.holder:
+            self.holder.sock.close()
         for fd in self.done_pids:
             os.close(fd)  # the other children's pipes
         os.setsid()
@@ -656,6 +682,12 @@ class Server:
                 pass
 
 
+def no_template(why):
+    """Says on stderr that the runs' root template could not be had (each run then builds its root)."""
+    message = "dwop-forkserver: no template of the runs' root (each run builds it): %s\n" % why
+    write_all(2, message.encode("utf-8", "replace"))
+
+
 def wait_ready(ready_r):
     """Until end of file on ready_r: the child leads its own group (so kill(-pid) reaches it), or died."""
     try:
@@ -693,11 +725,12 @@ class Sandbox:
                     self.uids = dwop_sandbox.UidPool(candidate.uid_base, candidate.uid_count)
             elif wanted == "required":
                 self.refusal = "the task sandbox is required but cannot be set up here: %s" % self.why
-        # Root's servers: an empty folder the zygote mounts the template of the runs' root on, in its own
-        # mount namespace (dwop_sandbox.build_template); on the machine it stays empty.
+        # An empty folder the template of the runs' root is mounted on, in the zygote's own mount namespace
+        # as root (dwop_sandbox.build_template), its holder's as a normal user (TemplateHolder); on the
+        # machine it stays empty.
         template = settings.get("rootTemplate")
         self.template = None
-        if template is not None and self.settings and self.settings.privileged:
+        if template is not None and self.settings:
             self.template = dwop_sandbox.template_folder(template if isinstance(template, str) else "")
         self.mode = "namespaces" if self.settings else "off"
         # What runs reach: "internet" through slirp4netns, "none" in the sandbox, "host" without it.

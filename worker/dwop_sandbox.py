@@ -68,7 +68,14 @@ ST_NOEXEC, ST_NOATIME, ST_NODIRATIME, ST_RELATIME = 8, 1024, 2048, 4096
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
-SYSCALLS = {"x86_64": {"pivot_root": 155, "clone": 56}, "aarch64": {"pivot_root": 41, "clone": 220}}
+SYSCALLS = {
+    "x86_64": {"pivot_root": 155, "clone": 56, "open_tree": 428, "move_mount": 429},
+    "aarch64": {"pivot_root": 41, "clone": 220, "open_tree": 428, "move_mount": 429},
+}
+AT_FDCWD = -100
+OPEN_TREE_CLONE = 1
+AT_RECURSIVE = 0x8000
+MOVE_MOUNT_F_EMPTY_PATH = 4
 EXIT_SANDBOX_FAILED = 71
 INSIDE_UID = 1000  # what a normal user's uid becomes inside its user namespace
 # Root's runs get uids from here (after systemd's container range, below 2^31) unless /etc/subuid gives
@@ -108,6 +115,8 @@ class Libc:
         self.ctypes = ctypes
         self.pivot_root_nr = syscalls["pivot_root"]
         self.clone_nr = syscalls["clone"]
+        self.open_tree_nr = syscalls["open_tree"]
+        self.move_mount_nr = syscalls["move_mount"]
         # clone(2) with the interpreter's lock held throughout (a PyDLL call), as os.fork() makes it.
         self._clone = ctypes.PyDLL(None, use_errno=True).syscall
         self._clone.restype = ctypes.c_long
@@ -143,6 +152,23 @@ class Libc:
         if pid < 0:
             raise SandboxError("clone %s: %s" % (what, os.strerror(errno)))
         return pid
+
+    def open_tree_clone(self, path):
+        """A detached copy of the mounts at path and below (open_tree(2) with OPEN_TREE_CLONE | AT_RECURSIVE,
+        Linux 5.2+): a descriptor another process, in a mount namespace of its own, attaches (move_mount)."""
+        c = self.ctypes
+        flags = c.c_uint(OPEN_TREE_CLONE | AT_RECURSIVE)
+        fd = self._syscall(c.c_long(self.open_tree_nr), c.c_int(AT_FDCWD), c.c_char_p(os.fsencode(path)), flags)
+        if fd < 0:
+            self.fail("open_tree %s" % path)
+        return fd
+
+    def move_mount(self, fd, target):
+        """Attaches the detached mounts of fd (open_tree_clone) at target."""
+        c = self.ctypes
+        args = (c.c_int(fd), c.c_char_p(b""), c.c_int(AT_FDCWD), c.c_char_p(os.fsencode(target)))
+        if self._syscall(c.c_long(self.move_mount_nr), *args, c.c_uint(MOVE_MOUNT_F_EMPTY_PATH)) != 0:
+            self.fail("move_mount on %s" % target)
 
     def unshare(self, flags, what):
         if self._unshare(flags) != 0:
@@ -368,6 +394,9 @@ class Run:
             # At once: as the namespace's first process it drops a signal it has no handler for, and a run
             # stopped as it starts (the worker forwards SIGTERM) would go on.
             pass_stop_signals(body)
+            if self.settings.tree is not None:
+                os.close(self.settings.tree)  # the body's to attach
+                self.settings.tree = None
             os.close(told_w)
             self.close_handshake()
             told = read_to_end(told_r)
@@ -628,7 +657,10 @@ def build_system_root(libc, settings):
     /etc/group (add_user writes them), and the scratch tmpfs (/tmp, /dev/shm and the folders of /work's
     writable layer), whose size finish_root sets. finish_root adds the run's part."""
     # Before /tmp is covered: a source, or the template, may be there.
-    if settings.template:
+    tree, settings.tree = settings.tree, None
+    if tree is not None:
+        pass  # a normal user's: the holder's copy of the template (TemplateHolder), attached below
+    elif settings.template:
         template = os.open(settings.template, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     else:
         sources = open_sources(settings)
@@ -637,7 +669,12 @@ def build_system_root(libc, settings):
     for path in (ROOT, SCRATCH, LOWER):
         os.mkdir(path, 0o755)
     # A mount of its own, so pivot_root can take it as it is (no bind of the whole tree onto itself).
-    if settings.template:
+    if tree is not None:
+        try:
+            libc.move_mount(tree, ROOT)
+        finally:
+            os.close(tree)
+    elif settings.template:
         try:
             libc.mount("/proc/self/fd/%d" % template, ROOT, None, MS_BIND | MS_REC)
         finally:
@@ -688,12 +725,88 @@ def build_template(libc, settings, folder):
     made later still reach the zygote's namespace (a slave of the machine's where that one is shared)."""
     libc.unshare(CLONE_NEWNS, "a mount namespace")
     libc.mount(None, "/", None, MS_REC | MS_SLAVE)
+    make_template(libc, settings, folder)
+    settings.template = folder
+
+
+def make_template(libc, settings, folder):
+    """On folder, in this process's mount namespace: a tmpfs holding the system's part of the root
+    (build_system_part), then read-only whole, its /dev too: every run shares it, and no bind of a run's
+    can be made writable again."""
     libc.mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=0755")
     build_system_part(libc, open_sources(settings), folder)
-    # Read-only whole (no bind of a run's can be made writable again): shared by every run.
     libc.mount(None, folder + "/dev", None, MS_REMOUNT | MS_NOSUID | MS_NOEXEC | MS_RDONLY, "size=64k,mode=0755")
     libc.mount(None, folder, None, MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_RDONLY, "size=16m,mode=0755")
-    settings.template = folder
+
+
+class TemplateHolder:
+    """A normal user's template of the runs' root (see build_template, root's): its zygote cannot make a mount
+    namespace without entering a user namespace, which the workers it forks must not be in. So a process
+    of its own (the holder, forked by the zygote, dying with it) enters a user and a mount namespace, builds
+    the system's part of the root once on a tmpfs mounted on folder, read-only whole, and hands the zygote a
+    detached copy of it (an open_tree clone) for each spare it forks; the spare's body, in namespaces of
+    its own, attaches it as its root (move_mount) instead of building it (~1.5-2 ms of CPU a run). Linux
+    5.2+; where the holder cannot be had, runs build the part per run, as before."""
+
+    def __init__(self, libc, settings, folder, prctl):
+        import _socket
+
+        self.sock, holder_end = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+        parent = os.getpid()
+        self.pid = os.fork()
+        if self.pid == 0:
+            try:
+                self.sock.close()
+                self.serve(libc, settings, folder, prctl, parent, holder_end)
+            finally:
+                os._exit(EXIT_SANDBOX_FAILED)
+        holder_end.close()
+        said = self.sock.recv(1000)  # "ok", or why not
+        if said != b"ok":
+            self.sock.close()
+            raise SandboxError(said.decode("utf-8", "replace") or "the template's holder died")
+
+    @staticmethod
+    def serve(libc, settings, folder, prctl, parent, sock):
+        """In the holder: builds the template, then answers each byte with a clone's descriptor (or b"e")."""
+        import _socket
+        import struct
+
+        from dwop_process import die_with_parent
+
+        die_with_parent(prctl, parent)
+        try:
+            libc.unshare(CLONE_NEWUSER | CLONE_NEWNS, "a user and a mount namespace")
+            libc.prctl(PR_SET_DUMPABLE, 1, "prctl(PR_SET_DUMPABLE)")  # its own id maps (see become_init)
+            map_ids(*settings.own_ids)
+            make_template(libc, settings, folder)
+            os.close(libc.open_tree_clone(folder))  # a kernel without open_tree(2) says so now
+        except (OSError, SandboxError) as e:
+            sock.send(str(e).encode("utf-8", "replace")[:1000])
+            os._exit(EXIT_SANDBOX_FAILED)
+        sock.send(b"ok")
+        while sock.recv(1):
+            try:
+                fd = libc.open_tree_clone(folder)
+            except SandboxError:
+                sock.send(b"e")
+                continue
+            sock.sendmsg([b"t"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", fd))])
+            os.close(fd)
+        os._exit(0)
+
+    def tree(self):
+        """A detached copy of the template, or None (the holder is gone, or could not make one)."""
+        import _socket
+        import struct
+
+        try:
+            self.sock.send(b"?")
+            message, ancillary, _, _ = self.sock.recvmsg(1, _socket.CMSG_SPACE(4))
+        except OSError:
+            return None
+        fds = [struct.unpack("i", data[:4])[0] for level, kind, data in ancillary if len(data) >= 4]
+        return fds[0] if message == b"t" and fds else None
 
 
 def add_user(libc, settings, uid):
@@ -859,6 +972,7 @@ class Settings:
         self.own_ids = (os.getuid(), os.getgid())  # what a normal user's runs map their uid 1000 onto
         self.pid_namespace = pid_namespace()
         self.template = None  # the folder of the root's system part, in the zygote's spares (build_template)
+        self.tree = None  # a normal user's spare's: a detached copy of the template (TemplateHolder.tree)
 
     def apart(self):
         """Whether this process is in a pid namespace other than the one these settings were made in."""

@@ -506,12 +506,11 @@ function failed(
 }
 
 /**
- * As root, the empty folder of the work root the fork server mounts the runs' root template on (see
- * docs/task-sandbox.md), made here (0700, as the work root) before the server starts; undefined for a
- * normal user's runs, which build their root each, or where it cannot be made.
+ * The empty folder of the work root the fork server mounts the runs' root template on (see
+ * docs/task-sandbox.md), made here (0700, as the work root) before the server starts; undefined where it
+ * cannot be made (each run then builds its root).
  */
 function rootTemplate(workRoot: string): string | undefined {
-  if (process.getuid?.() !== 0) return undefined;
   const folder = join(resolve(workRoot), ".root-template");
   try {
     makeFoldersSync(folder, 0o700);

@@ -7,6 +7,8 @@ live in root's home, which nobody cannot enter).
 Run with: python -m unittest discover -s worker/tests -v
 """
 
+import base64
+import errno
 import json
 import os
 import shutil
@@ -151,6 +153,61 @@ for forked in (True, False):
         system = {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "tmp", "usr", "work"}
         self.assertLessEqual(set(seen["root"]), system)
 
+
+    def test_a_normal_users_runs_attach_a_read_only_copy_of_one_template_of_their_root(self):
+        # A normal user's fork server has a holder build the system's part of the runs' root once, in a user
+        # and mount namespace of its own; each run's body attaches a copy as its root (TemplateHolder).
+        tmp, _ = self.nobodys_copy()
+        home = os.path.join(tmp, "home")
+        folder = os.path.join(tmp, "run")
+        for path in (home, folder):
+            os.mkdir(path, 0o700)
+            os.chown(path, NOBODY, NOBODY)
+        settings = {"sandbox": "required", "rootTemplate": os.path.join(home, ".root-template")}
+        argv = [os.path.join(WORKER_DIR, "dwop_worker.py"), "--fork-server", json.dumps(settings)]
+        setpriv = ["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups", SYSTEM_PYTHON]
+        server = subprocess.Popen(setpriv + argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd="/tmp")
+        self.addCleanup(server.wait, 30)
+        self.addCleanup(server.stdin.close)
+        hello = json.loads(server.stdout.readline())
+        self.assertIn("holder", hello)
+        body = """
+import json
+tried = {}
+for path in ("/etc/new", "/new", "/usr/new"):
+    try:
+        open(path, "a").close()
+        tried[path] = "written"
+    except OSError as e:
+        tried[path] = e.errno
+root = [line.split(" - ")[1].split() for line in open("/proc/self/mountinfo") if line.split()[4] == "/"]
+print(json.dumps({"user": open("/etc/passwd").read().splitlines()[-1], "tried": tried, "root": root[0]}))
+"""
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "DWOP_CODE": base64.b64encode(body.encode()).decode(),
+            "DWOP_INPUTS": "[]",
+            "DWOP_OUTPUT_URL": "http://127.0.0.1:1/unused",
+            "DWOP_LOG_URL": "http://127.0.0.1:1/unused",
+            "DWOP_INLINE_RESULT_BYTES": "65536",
+            "DWOP_RESULT_FILE": os.path.join(folder, "result.json"),
+        }
+        env_file = os.path.join(folder, ".dwop-env")
+        with open(os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            json.dump(env, f)
+        os.chown(env_file, NOBODY, NOBODY)
+        server.stdin.write(json.dumps({"id": "t", "cwd": folder, "inline": True}).encode() + b"\n")
+        server.stdin.flush()
+        events = [json.loads(server.stdout.readline()) for _ in range(2)]
+        self.assertEqual(events[1], {"id": "t", "exit": 0}, events)
+        with open(os.path.join(folder, ".dwop-output-and-log"), "rb") as f:
+            sizes, _, rest = f.read().partition(b"\n")
+        seen = json.loads(rest[: int(sizes.split()[0])])
+        self.assertEqual(seen["user"], "dwop:x:1000:1000:dwop task:/work:/bin/sh")
+        self.assertEqual(set(seen["tried"].values()), {errno.EROFS}, seen["tried"])
+        self.assertEqual(seen["root"][0], "tmpfs")
+        self.assertTrue(seen["root"][2].startswith("ro,"), seen["root"])  # the template's, read-only whole
+        self.assertEqual(os.listdir(os.path.join(home, ".root-template")), [])  # empty on the machine
 
     @unittest.skipUnless(shutil.which("slirp4netns"), "slirp4netns is not installed")
     def test_a_normal_users_runs_reach_the_internet_setting(self):
