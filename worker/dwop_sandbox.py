@@ -742,11 +742,11 @@ def make_template(libc, settings, folder):
 class TemplateHolder:
     """A normal user's template of the runs' root (see build_template, root's): its zygote cannot make a mount
     namespace without entering a user namespace, which the workers it forks must not be in. So a process
-    of its own (the holder, forked by the zygote, dying with it) enters a user and a mount namespace, builds
-    the system's part of the root once on a tmpfs mounted on folder, read-only whole, and hands the zygote a
+    of the fork server's (the holder, dying with it) enters a user and a mount namespace, builds the
+    system's part of the root once on a tmpfs mounted on folder, read-only whole, and hands the zygote a
     detached copy of it (an open_tree clone) for each spare it forks; the spare's body, in namespaces of
     its own, attaches it as its root (move_mount) instead of building it (~1.5-2 ms of CPU a run). Linux
-    5.2+; where the holder cannot be had, runs build the part per run, as before."""
+    5.2+, checked at start (check); where the holder cannot be had, runs build the part per run."""
 
     def __init__(self, libc, settings, folder, prctl):
         import _socket
@@ -762,9 +762,33 @@ class TemplateHolder:
                 os._exit(EXIT_SANDBOX_FAILED)
         holder_end.close()
         said = self.sock.recv(1000)  # "ok", or why not
-        if said != b"ok":
-            self.sock.close()
-            raise SandboxError(said.decode("utf-8", "replace") or "the template's holder died")
+        try:
+            if said != b"ok":
+                raise SandboxError(said.decode("utf-8", "replace") or "the template's holder died")
+            self.check(libc)
+        except BaseException:
+            self.sock.close()  # end of file: the holder exits
+            raise
+
+    def check(self, libc):
+        """Raises SandboxError unless a process in a user and a mount namespace of its own, as a run's body,
+        can attach a copy (a kernel's rules on attaching another namespace's mounts may refuse it)."""
+        tree = self.tree()
+        if tree is None:
+            raise SandboxError("the template's holder made no copy of it")
+        pid = os.fork()
+        if pid == 0:
+            code = EXIT_SANDBOX_FAILED
+            try:
+                libc.unshare(CLONE_NEWUSER | CLONE_NEWNS, "a user and a mount namespace")
+                libc.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=64k")
+                libc.move_mount(tree, "/tmp")
+                code = 0 if os.path.isdir("/tmp/usr") else EXIT_SANDBOX_FAILED
+            finally:
+                os._exit(code)
+        os.close(tree)
+        if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0:
+            raise SandboxError("a run's namespaces cannot attach a copy of the template made in another's")
 
     @staticmethod
     def serve(libc, settings, folder, prctl, parent, sock):
