@@ -16,8 +16,9 @@ Protocol, one JSON object per line:
           environment (see dwop_gate); a worker whose environment asks for a download then fails the run.
   argv    [settings]: {"sandbox": "auto" | "required" | "off", "allow": ["/folder", ...],
           "network": "none" | "internet", "uidBase": n, "uidCount": n, "rootTemplate": "/folder"} (default
-          off); see dwop_sandbox.py. rootTemplate (root's servers): a folder of the server's, made if missing,
-          that the zygote mounts the system's part of every run's root on (dwop_sandbox.build_template)
+          off); see dwop_sandbox.py. rootTemplate: a folder of the server's, made if missing, that the system's
+          part of every run's root is built on once (as root by the zygote, dwop_sandbox.build_template; as a
+          normal user by the template's holder, dwop_sandbox.TemplateHolder)
   stdout  {"ready": <server pid>, "zygote": <its zygote's pid>, "sandbox": "namespaces" | "off",
            "why": <why off, or null>, "network": "none" | "internet" | "host",
            "networkWhy": <why not internet>?, "holder": <a normal user's template holder's pid>?}  once

@@ -793,9 +793,6 @@ class TemplateHolder:
     @staticmethod
     def serve(libc, settings, folder, prctl, parent, sock):
         """In the holder: builds the template, then answers each byte with a clone's descriptor (or b"e")."""
-        import _socket
-        import struct
-
         from dwop_process import die_with_parent
 
         die_with_parent(prctl, parent)
@@ -815,22 +812,17 @@ class TemplateHolder:
             except SandboxError:
                 sock.send(b"e")
                 continue
-            sock.sendmsg([b"t"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", fd))])
+            dwop_network.pass_fd(sock, fd)
             os.close(fd)
         os._exit(0)
 
     def tree(self):
         """A detached copy of the template, or None (the holder is gone, or could not make one)."""
-        import _socket
-        import struct
-
         try:
             self.sock.send(b"?")
-            message, ancillary, _, _ = self.sock.recvmsg(1, _socket.CMSG_SPACE(4))
+            return dwop_network.receive_fd(self.sock.fileno())
         except OSError:
             return None
-        fds = [struct.unpack("i", data[:4])[0] for level, kind, data in ancillary if len(data) >= 4]
-        return fds[0] if message == b"t" and fds else None
 
 
 def add_user(libc, settings, uid):

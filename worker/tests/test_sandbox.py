@@ -20,6 +20,7 @@ import unittest
 WORKER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYSTEM_PYTHON = "/usr/bin/python3"
 NOBODY = 65534
+AS_NOBODY = ["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups", SYSTEM_PYTHON]
 
 # Enters the sandbox as the executor's worker would, then reports what the body finds.
 INSIDE = """
@@ -82,8 +83,7 @@ class UnprivilegedSandboxTest(unittest.TestCase):
         return tmp, code
 
     def as_nobody(self, argv, **kwargs):
-        setpriv = ["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups", SYSTEM_PYTHON]
-        return subprocess.run(setpriv + argv, capture_output=True, text=True, timeout=60, **kwargs)
+        return subprocess.run(AS_NOBODY + argv, capture_output=True, text=True, timeout=60, **kwargs)
 
     def test_a_run_that_cannot_be_forked_into_its_namespaces_fails_saying_why(self):
         # clone(2) refused (no user namespace left, say): the worker forks a plain child, which fails the
@@ -165,8 +165,7 @@ for forked in (True, False):
             os.chown(path, NOBODY, NOBODY)
         settings = {"sandbox": "required", "rootTemplate": os.path.join(home, ".root-template")}
         argv = [os.path.join(WORKER_DIR, "dwop_worker.py"), "--fork-server", json.dumps(settings)]
-        setpriv = ["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups", SYSTEM_PYTHON]
-        server = subprocess.Popen(setpriv + argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd="/tmp")
+        server = subprocess.Popen(AS_NOBODY + argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd="/tmp")
         self.addCleanup(server.wait, 30)
         self.addCleanup(server.stdin.close)
         hello = json.loads(server.stdout.readline())
