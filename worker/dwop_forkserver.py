@@ -29,17 +29,17 @@ Protocol, one JSON object per line:
           {"id": <id or null>, "error": "<why>"}      for a request that forks nothing (every request,
                                                       when the sandbox is required and cannot be had)
 The child forked here is the worker: it stays outside the sandbox (it holds the run's URLs, and is not
-dumpable; as root it is forked into a pid namespace of its own, whose first process it is, and which the
-body's process is forked into) and only the task body's process enters it (see dwop_sandbox.py); that
-process is forked before the worker reads the run's environment, so it never holds the run's URLs either. As
-root, each run gets a uid of its own for its body, from uidBase on, held (by a lock file) while the run
-lives, and while its spare waits (a spare is forked with its run's uid). The child takes its run's
-environment from the env file and keeps it in memory (its own process environment stays the server's; the
-body's is the run's, set at its gate); its stdin is /dev/null; its stdout and stderr go to
-<cwd>/.dwop-worker.log (appended to, so the order of the worker's writes is kept). The child dies (SIGKILL)
-when the server dies, and the task body with it when the run's env has DWOP_DIE_WITH_PARENT=1; with that
-variable in the server's own environment, the server dies when its parent does. When its stdin closes, the
-server kills every child's process group and exits.
+dumpable; in the sandbox it is forked into a pid namespace of its own, whose first process it is, and which
+the body's process is forked into: dwop_sandbox.Settings.fork_worker) and only the task body's process
+enters it (see dwop_sandbox.py); that process is forked before the worker reads the run's environment, so it
+never holds the run's URLs either. As root, each run gets a uid of its own for its body, from uidBase on,
+held (by a lock file) while the run lives, and while its spare waits (a spare is forked with its run's uid).
+The child takes its run's environment from the env file and keeps it in memory (its own process environment
+stays the server's; the body's is the run's, set at its gate); its stdin is /dev/null; its stdout and stderr
+go to <cwd>/.dwop-worker.log (appended to, so the order of the worker's writes is kept). The child dies
+(SIGKILL) when the server dies, and the task body with it when the run's env has DWOP_DIE_WITH_PARENT=1;
+with that variable in the server's own environment, the server dies when its parent does. When its stdin
+closes, the server kills every child's process group and exits.
 
 A fork costs more than it seems on some machines (each page the child writes is copied, and a page fault
 costs 12-40 us in a paravirtualized guest): so the server keeps SPARES children forked ahead, each of which
@@ -575,7 +575,7 @@ class Server:
         for fd in self.done_pids:
             os.close(fd)  # the other children's pipes
         os.setsid()
-        if os.getpid() == 1:  # as root in the sandbox, the first process of its run's pid namespace
+        if os.getpid() == 1:  # in the sandbox, the first process of its run's pid namespace
             exit_on_stop_signals()
         die_with_parent(self.prctl, self.pid, done_w)
         os.close(ready_w)
@@ -739,7 +739,7 @@ class Sandbox:
         self.network_why = self.settings.network_why if self.settings else None
 
     def fork_worker(self):
-        """os.fork() for a worker: as root in the sandbox, into a pid namespace of its own (see dwop_sandbox)."""
+        """os.fork() for a worker: in the sandbox, into a pid namespace of its own (see dwop_sandbox)."""
         return self.settings.fork_worker() if self.settings else os.fork()
 
     def uid_lease(self):

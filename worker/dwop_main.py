@@ -264,15 +264,12 @@ class Body:
         gate_r, self.gate_w = os.pipe()
         if sandbox:
             sandbox.before_fork()
-        # The body's process tells its exit status just before it exits (dwop_process.wait_child), where no
-        # init of the sandbox's tells it (ended, a normal user's runs).
-        self.told = None if sandbox and sandbox.ended else os.pipe()
-        told_r = (self.told[0],) if self.told else ()
-        ends = (*close, self.report_r, self.gate_w, *told_r)  # the child's to close
-        self.child = fork_child(lambda: self.main(gate_r), ends, prctl, sandbox.fork if sandbox else os.fork)
+        # The body's process tells its exit status just before it exits (dwop_process.wait_child).
+        self.told = os.pipe()
+        ends = (*close, self.report_r, self.gate_w, self.told[0])  # the child's to close
+        self.child = fork_child(lambda: self.main(gate_r), ends, prctl)
         os.close(gate_r)
-        if self.told:
-            os.close(self.told[1])
+        os.close(self.told[1])
         self.unreaped = False  # after open(): whether its status came before its exit, to reap it then
 
     def note(self, kind, text):
@@ -369,23 +366,18 @@ class Body:
             dwop_gate.send(self.gate_w, dwop_gate.Job(has_requirements, body_env, files))
         except BrokenPipeError:
             pass  # it died setting up; how is in its notes
-        ended = sandbox.ended[0] if sandbox and sandbox.ended else None
-        told = self.told[0] if self.told else None
         try:
             code, signal, self.unreaped = wait_child(
                 self.child,
                 (1, output, log.stream("stdout")),
                 (2, log.stream("stderr")),
-                ended,
-                told,
+                self.told[0],
                 sandbox.network_watch() if sandbox else None,
             )
         except SandboxError as e:  # the network, attached at the body's first socket
             raise sandbox_failed(describe(e)) from None
         finally:
-            for fd in (ended, told):
-                if fd is not None:
-                    os.close(fd)
+            os.close(self.told[0])
             os.close(self.report_w)
             log.end_streams()
             if log.stream_to:
@@ -394,8 +386,6 @@ class Body:
                 sandbox.after_run()
         notes = dict(line.partition(" ")[::2] for line in read_all(self.report_r).splitlines() if line)
         os.close(self.report_r)
-        if notes.get("signal", "").isdigit():
-            signal = int(notes["signal"])  # the sandbox's init saw the body killed
         failure = body_failure(code, signal, notes, sandbox)
         if failure:
             raise failure
@@ -562,9 +552,9 @@ def store_log_done(log, stored):
 
 def work(task, log, parent, die_with_parent_wanted, body, done=None):
     """The steps of a run; raises Failure. body: the Body prepared for it, or None to fork one now (which
-    does not keep done, the worker's pipe to the fork server). Returns the sandbox's init (a normal user's
-    runs: a fork_child) or the body's process (whose status it told, see dwop_process.wait_child) after a
-    success, for exit_now to reap once the run's end is told; else None."""
+    does not keep done, the worker's pipe to the fork server). Returns the body's process (a fork_child) when
+    it told its status (see dwop_process.wait_child) and succeeded, for exit_now to reap once the run's end
+    is told; else None."""
     prctl = None
     if die_with_parent_wanted:
         prctl = load_prctl()
@@ -597,7 +587,7 @@ def work(task, log, parent, die_with_parent_wanted, body, done=None):
         if body.sandbox or body.unreaped:
             reap_child(body.child)
         raise
-    return body.child if (body.sandbox and body.sandbox.has_init) or body.unreaped else None
+    return body.child if body.unreaped else None
 
 
 # A made-up run for rehearse(), its URL as long as a real one, so that the same sizes are allocated.
@@ -663,12 +653,12 @@ def main(body=None, done=None, env=None):
     failure = None
     log = None
     task = None
-    init = None
+    body_left = None
     try:
         log = Log()
         log.stream_to = LogStream.from_env(env, log)
         task = Task(env)
-        init = work(task, log, parent, env.get("DWOP_DIE_WITH_PARENT") == "1", body, done)
+        body_left = work(task, log, parent, env.get("DWOP_DIE_WITH_PARENT") == "1", body, done)
     except Failure as e:
         failure = e
     except BaseException as e:
@@ -680,7 +670,7 @@ def main(body=None, done=None, env=None):
             log.write(trace)
         write_all(2, trace)
     if failure is None:
-        exit_now(0, done, init)
+        exit_now(0, done, body_left)
     if log:
         if failure.type != "task_failed":
             log.say("%s: %s" % (failure.type, failure.message))
@@ -695,23 +685,22 @@ def main(body=None, done=None, env=None):
     exit_now(failure.status, done)
 
 
-def exit_now(code, done, init=None):
+def exit_now(code, done, body=None):
     """Exits with code, having told the fork server on done first: the server reports the run's end
     without waiting for the kernel to tear this process down (half a millisecond and more). The run is
     over by then: its body ended (killed, when it told its status), its output stored or its failure
     written.
 
-    init, the sandbox's first process after a success (a normal user's runs), or the body whose status it
-    told, is reaped after the telling: the first's exit kills what the body left running in the run's pid
-    namespace and tears the namespaces down (0.3-0.6 ms), the body's tears its process down (~1 ms), which
-    the report need not wait for. As root this process is that first process, and its
-    own exit does the same. Either way the server frees the run's uid only when it reaps this process: no
-    other run gets the uid while anything of this one is left."""
+    body, the body's process after a success whose status it told, is reaped after the telling: its exit
+    tears its process down (~1 ms), which the report need not wait for. In the sandbox this process is the
+    first of the run's pid namespace, and its own exit kills what the body left running there. The server
+    frees the run's uid only when it reaps this process: no other run gets the uid while anything of this
+    one is left."""
     if done is not None:
         try:
             os.write(done, b"%d\n" % code)
         except OSError:
             pass  # the server is gone; its end ends the run anyway
-    if init is not None:
-        reap_child(init)
+    if body is not None:
+        reap_child(body)
     os._exit(code)

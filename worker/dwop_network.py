@@ -76,19 +76,17 @@ def host_addresses():
 
 
 class Slirp:
-    """slirp4netns attached to a run's network namespace, from the worker; stop() ends it. net and user: the
-    worker's file descriptors of the run's network namespace and (a normal user's runs) user namespace,
-    which slirp4netns joins through its own /proc/self/fd: the run's processes may have ended by then."""
+    """slirp4netns attached to a run's network namespace, from the worker; stop() ends it. net: the worker's
+    file descriptor of the run's network namespace, which slirp4netns joins through its own /proc/self/fd:
+    the run's processes may have ended by then."""
 
-    def __init__(self, program, net, user=None):
+    def __init__(self, program, net):
         ready_r, ready_w = os.pipe()
         self.exit_r, self.exit_w = os.pipe()
         argv = [program, "--configure", "--mtu=65520", "--disable-host-loopback", "--netns-type=path"]
         argv += ["--ready-fd=%d" % ready_w, "--exit-fd=%d" % self.exit_r]
-        if user is not None:
-            argv += ["--userns-path=/proc/self/fd/%d" % user]
         argv += ["/proc/self/fd/%d" % net, "tap0"]
-        passed = (ready_w, self.exit_r, net) + (() if user is None else (user,))
+        passed = (ready_w, self.exit_r, net)
         for fd in passed:
             os.set_inheritable(fd, True)
         null = os.open(os.devnull, os.O_RDWR)

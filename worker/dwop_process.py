@@ -73,14 +73,14 @@ def die_with_parent(prctl, parent_pid, parent_reads=None):
         os._exit(EXIT_NOT_STARTED)
 
 
-def fork_child(run, close_fds, prctl, fork=os.fork):
-    """Forks (with fork) a child that runs run() (which must not return) with its stdout and stderr on
+def fork_child(run, close_fds, prctl):
+    """Forks a child that runs run() (which must not return) with its stdout and stderr on
     pipes; returns (pid, stdout's read end, stderr's read end), for wait_child."""
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     parent = os.getpid()
     try:
-        pid = fork()
+        pid = os.fork()
     except BaseException:
         for fd in (out_r, out_w, err_r, err_w):
             os.close(fd)
@@ -92,14 +92,10 @@ def fork_child(run, close_fds, prctl, fork=os.fork):
     return pid, out_r, err_r
 
 
-def wait_child(child, out_sinks, err_sinks, ended=None, told=None, watch=None):
+def wait_child(child, out_sinks, err_sinks, told=None, watch=None):
     """Copies a fork_child's stdout and stderr to the sinks until it exits, forwarding SIGTERM to it;
     returns (exit status, killing signal or None, whether it is left to reap), with 128+N as the status for
     signal N.
-
-    ended: a pipe on which the child (the sandbox's init) writes its exit status just before it exits:
-    read from there, the status comes before the kernel has torn the child's namespaces down (~2 ms), and
-    the child is left to reap (reap_child).
 
     told: a pipe on which the child itself (the body's process, run_script) writes the status it is about
     to exit with. Read from there, the run's end does not wait for the kernel to tear the process down (~1
@@ -114,12 +110,8 @@ def wait_child(child, out_sinks, err_sinks, ended=None, told=None, watch=None):
     previous_chld = _signal.signal(_signal.SIGCHLD, lambda *_: reap_orphans(pid)) if os.getpid() == 1 else None
     unreaped = False
     try:
-        status = pump(pid, out_r, err_r, out_sinks, err_sinks, ended, told, watch)
-        if status is None:
-            said = os.read(ended, 16)
-            status = int(said) << 8 if said.isdigit() else os.waitpid(pid, 0)[1]
-            unreaped = said.isdigit()
-        elif isinstance(status, Told):
+        status = pump(pid, out_r, err_r, out_sinks, err_sinks, told, watch)
+        if isinstance(status, Told):
             status, unreaped = status.status, True
             forward(pid, _signal.SIGKILL)  # it said it exits: nothing of it goes on (had it lied)
     except BaseException:
@@ -226,13 +218,13 @@ def in_child(run, out_w, err_w, close_fds, prctl, parent):
         os._exit(EXIT_NOT_STARTED)
 
 
-def pump(pid, out_r, err_r, out_sinks, err_sinks, ended=None, told=None, watch=None):
-    """Copies the child's stdout and stderr to their sinks as they arrive; returns its wait status, None
-    when the ended pipe (see wait_child) is there to read it from, or a Told when the child told it.
+def pump(pid, out_r, err_r, out_sinks, err_sinks, told=None, watch=None):
+    """Copies the child's stdout and stderr to their sinks as they arrive; returns its wait status, or a
+    Told when the child told it (see wait_child).
     Meanwhile each file descriptor of watch that is ready is given to its handler(fd, poll events), which
     returns {fd: handler} to watch from then on, or {fd: None} to stop watching one.
 
-    Ends when the child exits (seen through a pidfd where there is one, the ended pipe, or its word on told),
+    Ends when the child exits (seen through a pidfd where there is one, or its word on told),
     so a grandchild that keeps the pipes open does not hold the worker.
     """
     sinks = {out_r: list(out_sinks), err_r: list(err_sinks)}
@@ -242,7 +234,7 @@ def pump(pid, out_r, err_r, out_sinks, err_sinks, ended=None, told=None, watch=N
         poller.register(fd, select.POLLIN)
     pidfd = None
     try:
-        pidfd = ended if ended is not None else os.pidfd_open(pid)
+        pidfd = os.pidfd_open(pid)
         poller.register(pidfd, select.POLLIN)
     except (AttributeError, OSError):
         pass
@@ -281,8 +273,6 @@ def pump(pid, out_r, err_r, out_sinks, err_sinks, ended=None, told=None, watch=N
                 open_fds.discard(fd)
     for fd in sorted(open_fds):
         copy_available(fd, sinks[fd], once=False)
-    if ended is not None:
-        return None
     if pidfd is not None:
         os.close(pidfd)
     if said is not None:
@@ -291,7 +281,7 @@ def pump(pid, out_r, err_r, out_sinks, err_sinks, ended=None, told=None, watch=N
 
 
 def reap_child(child):
-    """Reaps a fork_child whose status wait_child read from its ended or told pipe."""
+    """Reaps a fork_child whose status wait_child read from its told pipe."""
     try:
         os.waitpid(child[0], 0)
     except ChildProcessError:

@@ -4,18 +4,16 @@ The worker (the process that holds the run's signed URLs) stays outside: it down
 into the run's folder, and uploads the output and the log when the body has ended. Only the process that
 runs the body (and pip, when there are requirements) enters the sandbox:
 
-  1. unshare a mount, pid, network, IPC and UTS namespace; as a normal user also a user namespace that maps
-     the user's uid onto uid 1000 (as root no user namespace is needed, and the body gets a uid of its own);
-  2. as root, the worker itself is the first process (the init) of the run's pid namespace: the fork
-     server forked it into a new one (Settings.fork_worker), and the process it forks for the body is in
-     it, with no process of the run's between the two. The worker stays in the machine's other
-     namespaces; it reaps what is orphaned to it while the body runs, and kills what the body left when
-     it ends (Run.after_run). As a normal user, the worker cannot make a pid namespace without entering a
-     user namespace, which it must not: its child unshares both, then forks the first process of the new
-     pid namespace, and is left outside only waiting for it, forwarding SIGTERM, SIGINT and SIGHUP, and
-     exiting as it did. That first process forks the body's process at once, which builds the root's
-     system part (3, 4), waits for its run, adds the run's part (5) and tells the first process the run's
-     uid; the first process then drops its capabilities and stays as the body's init (see init());
+  1. unshare a mount, network, IPC and UTS namespace (the pid namespace is the worker's, see 2); as a normal
+     user also a user namespace that maps the user's uid onto uid 1000 (as root no user namespace is needed,
+     and the body gets a uid of its own);
+  2. the worker itself is the first process (the init) of the run's pid namespace: the fork server forked it
+     into a new one (Settings.fork_worker), and the process it forks for the body is in it, with no process
+     of the run's between the two. It reaps what is orphaned to it while the body runs, and kills what the
+     body left when it ends (Run.after_run). As root the worker stays in the machine's other namespaces; a
+     normal user cannot make a pid namespace without a user namespace, so a normal user's worker is in one
+     of its own too, its ids mapped onto themselves, which owns nothing but the pid namespace and the
+     body's user namespace (nested in it: the body gets no capability over the worker's);
   3. build a new root on a tmpfs: read-only binds of /usr, the /lib folders, what /etc holds that programs
      need (the dynamic loader's cache, certificates, time zones, ...) and Python's own folders; a minimal
      /dev; a fresh /proc;
@@ -42,7 +40,7 @@ import select
 import stat
 
 import dwop_network
-from dwop_process import forward, on_stop_signals, read_to_end
+from dwop_process import read_to_end
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -68,6 +66,8 @@ ST_NOEXEC, ST_NOATIME, ST_NODIRATIME, ST_RELATIME = 8, 1024, 2048, 4096
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE = 47, 2
+CAP_NET_ADMIN, CAP_SYS_ADMIN = 12, 21
 SYSCALLS = {
     "x86_64": {"pivot_root": 155, "clone": 56, "open_tree": 428, "move_mount": 429},
     "aarch64": {"pivot_root": 41, "clone": 220, "open_tree": 428, "move_mount": 429},
@@ -131,6 +131,7 @@ class Libc:
         self._setns = libc.setns
         self._setns.argtypes = [ctypes.c_int, ctypes.c_int]
         self._capset = libc.capset
+        self._capget = libc.capget
         self._prctl = libc.prctl
         self._prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 
@@ -138,8 +139,9 @@ class Libc:
         """os.fork() into new namespaces (clone(2) with flags): with CLONE_NEWPID the child is the first
         process of its pid namespace, where unshare(2) would leave the caller outside it and need a process
         more a run. The interpreter is told of the fork as os.fork() tells it (its locks, its threads' state,
-        the at-fork hooks). Unlike glibc's fork(), the child's libc still holds its parent's thread id (for
-        raise(3) and pthread_kill(3), which the child must not call: os.kill() and os._exit() are safe);
+        the at-fork hooks). Unlike glibc's fork(), the child's libc still holds its parent's thread id, which
+        only raise(3), abort(3) and pthread_kill(3) use: the child (a normal user's worker) calls none of them
+        (signal.raise_signal, os.abort); os.kill(), os.fork(), os.posix_spawn() and os._exit() are safe, and
         processes it forks in turn have their own."""
         c = self.ctypes
         self.python.PyOS_BeforeFork()
@@ -206,6 +208,25 @@ class Libc:
         if self._capset(c.byref(header), c.byref(data)) != 0:
             self.fail("capset")
 
+    def keep_across_exec(self, caps):
+        """Makes caps (numbers below 32, held now) ambient: kept by what this process executes next, which
+        as a user other than root would lose them (capabilities(7))."""
+        c = self.ctypes
+        header = (c.c_uint32 * 2)(0x20080522, 0)
+        data = (c.c_uint32 * 6)()  # effective, permitted, inheritable: the low 32 bits, then the high
+        if self._capget(c.byref(header), c.byref(data)) != 0:
+            self.fail("capget")
+        for cap in caps:
+            data[2] |= 1 << cap
+        if self._capset(c.byref(header), c.byref(data)) != 0:
+            self.fail("capset")
+        for cap in caps:
+            self.prctl2(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, "prctl(PR_CAP_AMBIENT_RAISE)")
+
+    def prctl2(self, option, arg2, arg3, what):
+        if self._prctl(option, arg2, arg3, 0, 0) != 0:
+            self.fail(what)
+
     def fail(self, what):
         errno = self.ctypes.get_errno()
         raise SandboxError("%s: %s" % (what, os.strerror(errno)))
@@ -268,42 +289,39 @@ class Run:
         self.handshake = None
         self.attached = False
         self.slirp = None
-        self.namespaces = None  # the worker's: the run's network and (a normal user's) user namespaces
+        self.namespaces = None  # the worker's: the run's network namespace, (net,)
         self.trap_ends = None  # the worker's and the body's ends of the socket the listener is passed on
         self.listener = None  # the worker's: the body's trap of its first IPv4 or IPv6 socket
-        self.ended = None  # (read, write): the body's status, from the namespace's init (before_fork)
-        self.alive = None  # (read, write): the init's, end of file once the worker is gone (before_fork)
-        self.fork_error = None  # why fork() could not fork into the run's namespaces
         self.mounts_held = False  # see hold_mounts
 
     def enter(self, note, gate=None):
-        """Puts this process (a child the worker forked with fork()) in the sandbox. Returns in the body's
-        process, inside, with its cwd at /work; as a normal user, the namespace's init (this process, which
-        forks the body's) never returns from here. note(kind, text) tells the worker how the body ended when
-        it was killed. gate(), when given, is called once everything but the run's own part is set up (the
-        namespaces, the system's part of the root, the network attached) and returns the run's Place (see
-        dwop_gate): its uid, limits and folder, or no folder when every file of the run comes in its Job, the
-        body's /work then a folder of its own; so all of that is done before the run is even asked for.
-        Without a gate, the Run's own uid, limits and folder are used."""
+        """Puts this process (the body's, which the worker forked) in the sandbox. Returns inside, with its cwd
+        at /work. note(kind, text) tells the worker why the set-up failed. gate(), when given, is called once
+        everything but the run's own part is set up (the namespaces, the system's part of the root, the
+        network attached) and returns the run's Place (see dwop_gate): its uid, limits and folder, or no
+        folder when every file of the run comes in its Job, the body's /work then a folder of its own; so all
+        of that is done before the run is even asked for. Without a gate, the Run's own uid, limits and
+        folder are used."""
         libc = self.settings.libc
         privileged = self.settings.privileged
-        told_w = None
         if self.trap_ends:
             os.close(self.trap_ends[0])
+        # The worker is the first process of this pid namespace (Settings.fork_worker): this process is the
+        # body's already, with no init of its own to fork.
+        if not self.settings.apart():
+            raise SandboxError("the run's worker is not the first process of a pid namespace of its own")
+        libc.unshare(NAMESPACES, "mount, network and IPC namespaces")
         if privileged:
-            # The worker is the first process of this pid namespace (Settings.fork_worker): this process is
-            # the body's already, with no init of its own to fork.
-            if not self.settings.apart():
-                raise SandboxError("the run's worker is not the first process of a pid namespace of its own")
-            libc.unshare(NAMESPACES, "mount, network and IPC namespaces")
             self.network_unshared()
-            os.setsid()  # the run's own session: its kill(0, ...) reaches none of the processes outside
-        elif self.fork_error:
-            raise SandboxError(self.fork_error)
-        elif os.getpid() != 1:
-            raise SandboxError("the run's process was not forked into its namespaces (Run.fork)")
         else:
-            told_w = self.become_init(libc, note)
+            # A normal user's worker opens the run's network namespace through /proc/<pid>/ns, for
+            # slirp4netns, which only a dumpable process lets it do: dumpable for the handshake only, as it
+            # holds the worker's memory (not yet the run's).
+            libc.prctl(PR_SET_DUMPABLE, 1, "prctl(PR_SET_DUMPABLE)")
+            self.network_unshared()
+            self.wait_for_network()
+            libc.prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")
+        os.setsid()  # the run's own session: its kill(0, ...) reaches none of the processes outside
         # In this mount namespace (a bind's source must be), before /tmp is covered: the folder may be there.
         folder = None if gate else open_folder(self.folder, None)
         below_tmp = os.open("/tmp", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if gate else None
@@ -332,9 +350,6 @@ class Run:
         if uid != ahead:
             add_user(libc, self.settings, uid)
         finish_root(libc, folder, self.limits.disk)
-        if told_w is not None:
-            os.write(told_w, b"%d" % uid)
-            os.close(told_w)
         self.limits.apply()
         self.drop_privileges(libc, privileged)
         libc.prctl(PR_SET_DUMPABLE, 1, "prctl(PR_SET_DUMPABLE)")  # its own /proc/self stays its own
@@ -346,101 +361,21 @@ class Run:
         os.environ["TMPDIR"] = "/tmp"
         os.environ["USER"] = os.environ["LOGNAME"] = "dwop"
 
-    def fork(self):
-        """os.fork() for the body's process (dwop_process.fork_child, the worker's). As root a plain fork:
-        the worker is its pid namespace's first process already, and the child unshares the rest (enter). As
-        a normal user, into the run's user, pid, mount, network, IPC and UTS namespaces at once: the child is
-        the pid namespace's first process, the run's init (become_init), with no process of the run's left
-        outside between it and the worker."""
-        if self.settings.privileged:
-            return os.fork()
-        flags = NAMESPACES | CLONE_NEWUSER | CLONE_NEWPID
-        try:
-            return self.settings.libc.fork_into(flags, "into the run's user, pid, mount, network and IPC namespaces")
-        except SandboxError as e:  # out of namespaces or processes, say: the child says so (enter), as it
-            self.fork_error = str(e)  # did when it unshared them itself
-            return os.fork()
-
-    def become_init(self, libc, note):
-        """A normal user's way in (see enter): this process, forked into the run's namespaces (fork()), maps the
-        user's ids, forks the body's process and stays as the pid namespace's init. Returns in the body's
-        process the pipe on which it tells the init the run's uid once the run's part of the root is there;
-        the init then drops its capabilities."""
-        ended = None
-        if self.ended:  # none when the caller waits for this process itself (before_fork not called)
-            os.close(self.ended[0])
-            ended = self.ended[1]
-        alive_r = None
-        if self.alive:  # its other end is the worker's alone: end of file once the worker is gone
-            os.close(self.alive[1])
-            alive_r = self.alive[0]
-        # The worker is not dumpable, and a process that is not cannot write its own id maps (its
-        # /proc/self files belong to root): dumpable for that moment only, as it holds the worker's memory.
-        # Likewise slirp4netns, which joins them through /proc/<pid>/ns: the network is attached first.
-        libc.prctl(PR_SET_DUMPABLE, 1, "prctl(PR_SET_DUMPABLE)")
-        map_ids(*self.settings.own_ids)
-        self.network_unshared()
-        self.wait_for_network()
-        libc.prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")
-        os.setsid()  # the run's own session: its kill(0, ...) reaches none of the processes outside
-        # The body's process is forked at once and does the rest: the system's part of the root, the
-        # network, then (with its run) the run's part, whose pivot_root moves the init's root too; then it
-        # tells the init the run's uid. The init runs next to no Python before its fork, so the pages a
-        # forked process copies as it writes them are copied once, in the body, rather than in the init
-        # and again in the body (~400 page faults a run).
-        told_r, told_w = os.pipe()
-        body = os.fork()
-        if body != 0:
-            # At once: as the namespace's first process it drops a signal it has no handler for, and a run
-            # stopped as it starts (the worker forwards SIGTERM) would go on.
-            pass_stop_signals(body)
-            if self.settings.tree is not None:
-                os.close(self.settings.tree)  # the body's to attach
-                self.settings.tree = None
-            os.close(told_w)
-            self.close_handshake()
-            told = read_to_end(told_r)
-            os.close(told_r)
-            if told:  # else the body ended before it had its run: nothing of the run's to guard
-                self.uid = int(told)
-                self.drop_privileges(libc, False)
-                # After the change of credentials, which clears it: the namespace dies with the worker.
-                libc.prctl(PR_SET_PDEATHSIG, _signal.SIGKILL, "prctl(PR_SET_PDEATHSIG)")
-                if alive_r is not None and select.select([alive_r], [], [], 0)[0]:
-                    os._exit(EXIT_SANDBOX_FAILED)  # end of file: the worker died before the line above
-            if alive_r is not None:
-                os.close(alive_r)
-            init(body, note, ended)  # never returns
-        os.close(told_r)
-        if alive_r is not None:
-            os.close(alive_r)
-        if ended is not None:
-            os.close(ended)
-        return told_w
-
     # The internet setting: once the child has unshared the namespaces, the worker opens the run's network
-    # and user namespaces (a normal user's child is dumpable then) while the child builds the root. Where
+    # namespace (a normal user's child is dumpable then) while the child builds the root. Where
     # the kernel can trap a call for a listener (settings.trap), the child then traps its first
     # IPv4 or IPv6 socket and passes the listener to the worker, which attaches slirp4netns when that
     # call comes (network_watch); elsewhere the worker attaches it at once, and the body starts once it
     # is attached. before_fork() makes the two pipes of that handshake and the socket of the listener,
     # after_fork(pid) is the worker's half, network_unshared() and wait_for_network() the child's,
     # after_run() stops slirp4netns.
-    #
-    # The ended and alive pipes are a normal user's, whose run has an init of its own (see become_init).
     def before_fork(self):
         internet = self.settings.internet
         self.handshake = (os.pipe(), os.pipe()) if internet else None
         self.trap_ends = dwop_network.socket_pair() if internet and self.settings.trap else None
         self.slirp = self.namespaces = self.listener = None
-        self.ended = None if self.settings.privileged else os.pipe()
-        self.alive = None if self.settings.privileged else os.pipe()
 
     def after_fork(self, pid):
-        if self.ended:
-            os.close(self.ended[1])
-        if self.alive:
-            os.close(self.alive[0])
         if self.trap_ends:
             os.close(self.trap_ends[1])
         if not self.handshake:
@@ -462,16 +397,18 @@ class Run:
             os.close(attached_w)
 
     def hold_namespaces(self, pid):
-        """In the worker: opens the network namespace of its child pid (and a normal user's, its user
-        namespace), which slirp4netns joins through them, whenever it is started."""
-        where = "/proc/%d/ns/" % self.machine_pid(pid)
-        net = os.open(where + "net", os.O_RDONLY | os.O_CLOEXEC)
-        user = None if self.settings.privileged else os.open(where + "user", os.O_RDONLY | os.O_CLOEXEC)
-        self.namespaces = (net, user)
+        """In the worker: opens the network namespace of its child pid, which slirp4netns joins through it,
+        whenever it is started."""
+        net = os.open("/proc/%d/ns/net" % self.machine_pid(pid), os.O_RDONLY | os.O_CLOEXEC)
+        self.namespaces = (net,)
 
     def attach(self):
-        """In the worker: slirp4netns into the run's network namespace, once."""
+        """In the worker: slirp4netns into the run's network namespace, once. A normal user's worker is in
+        the run's user namespace, which owns that network namespace: slirp4netns, which it executes as a
+        user other than root there, keeps the capabilities it needs to join it and make its device."""
         if self.slirp is None:
+            if not self.settings.privileged:
+                self.settings.libc.keep_across_exec((CAP_SYS_ADMIN, CAP_NET_ADMIN))
             self.slirp = dwop_network.Slirp(self.settings.slirp, *self.namespaces)
 
     def network_watch(self):
@@ -500,10 +437,8 @@ class Run:
 
     def machine_pid(self, pid):
         """The pid of this worker's child pid as the machine's /proc names it (slirp4netns and the worker
-        look there): as root the worker is the first process of the run's pid namespace, and the pid its
-        fork gave is the namespace's own (the body is 2)."""
-        if not self.settings.privileged:
-            return pid
+        look there): the worker is the first process of the run's pid namespace, and the pid its fork gave
+        is the namespace's own (the body is 2)."""
         pidfd = os.pidfd_open(pid)
         try:
             fd = os.open("/proc/self/fdinfo/%d" % pidfd, os.O_RDONLY | os.O_CLOEXEC)
@@ -534,30 +469,20 @@ class Run:
             pass  # the child died setting up (its notes say how), or a normal user's without the handshake
 
     def after_run(self):
-        """In the worker, once the body has ended: stops slirp4netns; as root, the worker being the first
-        process of the run's pid namespace, kills whatever the body left running there, as an init's exit
-        would (in no other namespace: the worker's own must not be the machine's)."""
+        """In the worker, once the body has ended: stops slirp4netns; the worker being the first process of
+        the run's pid namespace, kills whatever the body left running there, as an init's exit would (in no
+        other namespace: the worker's own must not be the machine's)."""
         if self.slirp:
             self.slirp.stop()
         for fd in (*(self.namespaces or ()), self.listener, *(self.trap_ends or ())[:1]):
             if fd is not None:
                 os.close(fd)
         self.namespaces = self.listener = self.trap_ends = None
-        if self.alive:
-            os.close(self.alive[1])
-            self.alive = None
-        if self.settings.privileged and os.getpid() == 1 and self.settings.apart():
+        if os.getpid() == 1 and self.settings.apart():
             try:
                 os.kill(-1, _signal.SIGKILL)
             except ProcessLookupError:
                 pass  # nothing was left
-
-    @property
-    def has_init(self):
-        """Whether a process of the run's own is its pid namespace's init (a normal user's runs): it reports
-        the body's status on the ended pipe and is reaped after the run's end is told. As root the worker
-        is the init, and reaps the body itself."""
-        return not self.settings.privileged
 
     def network_unshared(self):
         if not self.handshake:
@@ -567,13 +492,6 @@ class Run:
         os.close(attached_w)
         os.write(unshared_w, b"u")
         os.close(unshared_w)
-
-    def close_handshake(self):
-        """In the process left outside, which has no further part in it."""
-        if self.handshake and not self.attached:
-            os.close(self.handshake[1][0])
-        if self.trap_ends:
-            os.close(self.trap_ends[1])
 
     def wait_for_network(self):
         if not self.handshake or self.attached:
@@ -596,32 +514,12 @@ class Run:
         libc.prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")
 
 
-def init(body, note, ended=None):
-    """The namespace's first process, which forwards stop signals to the body from its fork on (see enter):
-    reaps whatever is orphaned, and exits as the body ended when it ends (the kernel then kills what is
-    left), having written that status to ended first. The body is not the first process, which ignores the
-    signals it has no handler for (SIGXCPU of the CPU limit, a body's own kill)."""
-    try:
-        while True:
-            pid, status = os.waitpid(-1, 0)
-            if pid == body:
-                break
-        code = os.waitstatus_to_exitcode(status)
-        if code < 0:
-            note("signal", str(-code))  # the first process cannot die of it: say it instead
-            code = 128 - code
-        if ended is not None:
-            os.write(ended, b"%d" % code)  # the worker goes on while the kernel tears the namespaces down
-        os._exit(code)
-    finally:
-        os._exit(EXIT_SANDBOX_FAILED)
-
-
-def map_ids(uid, gid):
-    """Maps the user's uid and gid onto INSIDE_UID in the user namespace just unshared."""
+def map_ids(inside, uid, gid):
+    """Maps the user's uid and gid (as the parent user namespace has them) onto inside in the user namespace
+    this process just entered."""
     write("/proc/self/setgroups", "deny")
-    write("/proc/self/uid_map", "%d %d 1" % (INSIDE_UID, uid))
-    write("/proc/self/gid_map", "%d %d 1" % (INSIDE_UID, gid))
+    write("/proc/self/uid_map", "%d %d 1" % (inside, uid))
+    write("/proc/self/gid_map", "%d %d 1" % (inside, gid))
 
 
 def write(path, text):
@@ -741,7 +639,7 @@ def make_template(libc, settings, folder):
 
 class TemplateHolder:
     """A normal user's template of the runs' root (see build_template, root's): its zygote cannot make a mount
-    namespace without entering a user namespace, which the workers it forks must not be in. So a process
+    namespace without entering a user namespace, which the server's processes stay out of. So a process
     of the fork server's (the holder, dying with it) enters a user and a mount namespace, builds the
     system's part of the root once on a tmpfs mounted on folder, read-only whole, and hands the zygote a
     detached copy of it (an open_tree clone) for each spare it forks; the spare's body, in namespaces of
@@ -765,22 +663,28 @@ class TemplateHolder:
         try:
             if said != b"ok":
                 raise SandboxError(said.decode("utf-8", "replace") or "the template's holder died")
-            self.check(libc)
+            self.check(settings)
         except BaseException:
             self.sock.close()  # end of file: the holder exits
             raise
 
-    def check(self, libc):
-        """Raises SandboxError unless a process in a user and a mount namespace of its own, as a run's body,
-        can attach a copy (a kernel's rules on attaching another namespace's mounts may refuse it)."""
+    def check(self, settings):
+        """Raises SandboxError unless a process in a mount namespace of its own in a worker's user namespace
+        (Settings.fork_worker), as a run's body, can attach a copy (a kernel's rules on attaching another
+        namespace's mounts may refuse it)."""
+        libc = settings.libc
         tree = self.tree()
         if tree is None:
             raise SandboxError("the template's holder made no copy of it")
-        pid = os.fork()
+        try:
+            pid = settings.fork_worker()
+        except BaseException:
+            os.close(tree)
+            raise
         if pid == 0:
             code = EXIT_SANDBOX_FAILED
             try:
-                libc.unshare(CLONE_NEWUSER | CLONE_NEWNS, "a user and a mount namespace")
+                libc.unshare(CLONE_NEWNS, "a mount namespace")
                 libc.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=64k")
                 libc.move_mount(tree, "/tmp")
                 code = 0 if os.path.isdir("/tmp/usr") else EXIT_SANDBOX_FAILED
@@ -798,8 +702,9 @@ class TemplateHolder:
         die_with_parent(prctl, parent)
         try:
             libc.unshare(CLONE_NEWUSER | CLONE_NEWNS, "a user and a mount namespace")
-            libc.prctl(PR_SET_DUMPABLE, 1, "prctl(PR_SET_DUMPABLE)")  # its own id maps (see become_init)
-            map_ids(*settings.own_ids)
+            # A process that is not dumpable cannot write its own id maps (its /proc/self files belong to root).
+            libc.prctl(PR_SET_DUMPABLE, 1, "prctl(PR_SET_DUMPABLE)")
+            map_ids(INSIDE_UID, *settings.own_ids)
             make_template(libc, settings, folder)
             os.close(libc.open_tree_clone(folder))  # a kernel without open_tree(2) says so now
         except (OSError, SandboxError) as e:
@@ -958,11 +863,6 @@ def loopback_up():
         sock.close()
 
 
-def pass_stop_signals(pid):
-    """From now on this process passes SIGTERM, SIGINT and SIGHUP on to its child pid."""
-    on_stop_signals(lambda signum, _frame: forward(pid, signum))
-
-
 class Settings:
     """The server-wide sandbox settings: the Libc, the extra folders runs may read, whether runs reach the
     internet ("internet" where slirp4netns is there, else "none", with network_why saying why), and the
@@ -995,12 +895,26 @@ class Settings:
         return pid_namespace() != self.pid_namespace
 
     def fork_worker(self):
-        """os.fork() for a run's worker. As root, the child is the first process of a pid namespace of its
-        own, which it forks the run's body into (Run.enter): it is the namespace's init, its stop signals
-        and orphans its own, and its exit ends whatever the body left there. So no process of the run
-        stands between the worker and the body. This process stays in its own pid namespace."""
+        """os.fork() for a run's worker: the child is the first process of a pid namespace of its own, which
+        it forks the run's body into (Run.enter): it is the namespace's init, its stop signals and orphans
+        its own, and its exit ends whatever the body left there. So no process of the run stands between
+        the worker and the body. This process stays in its own namespaces.
+
+        As root, the pid namespace is the only new one. A normal user cannot make a pid namespace without a
+        user namespace: the worker is cloned into both (Libc.fork_into), the run's user namespace, where
+        the user's uid and gid are INSIDE_UID. Its capabilities there reach only what that namespace owns:
+        the pid namespace and the namespaces the body unshares. The body drops every one of them before its
+        run; it cannot reach the worker's memory (the worker is not dumpable, and its memory belongs to the
+        machine's user namespace) nor see it (/proc hides what it cannot read)."""
         if not self.privileged:
-            return os.fork()
+            pid = self.libc.fork_into(CLONE_NEWUSER | CLONE_NEWPID, "into a user and a pid namespace")
+            if pid == 0:
+                try:
+                    map_ids(INSIDE_UID, *self.own_ids)
+                except BaseException as e:
+                    os.write(2, ("dwop-forkserver: the worker's ids: %s\n" % e).encode("utf-8", "replace"))
+                    os._exit(EXIT_SANDBOX_FAILED)
+            return pid
         own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         try:
             self.libc.unshare(CLONE_NEWPID, "a pid namespace")
@@ -1221,7 +1135,7 @@ def probe_in(settings, folder):
             settings.libc.prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")  # as a worker is
             run = Run(settings, settings.uid_base, Limits(), folder)
             run.before_fork()
-            child = run.fork()
+            child = os.fork()
             if child == 0:
                 run.enter(lambda _kind, _text: None)
                 os._exit(0 if os.getcwd() == WORK and not os.path.exists(folder) else 72)

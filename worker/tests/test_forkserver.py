@@ -328,8 +328,6 @@ class ForkServerTest(unittest.TestCase):
     def test_a_body_that_says_it_exits_before_it_does_ends_its_run_there(self):
         # The status the body tells (dwop_process.wait_child) is its own to tell: told early, its run ends
         # and the body is killed, as if it had exited; it cannot make the run last longer.
-        if isinstance(self, SandboxedForkServerTest) and os.getuid() != 0:
-            self.skipTest("a normal user's sandbox has an init, which tells the body's status")
         start = time.monotonic()
         _, ended = self.run_task(
             "teller",
@@ -367,10 +365,8 @@ class ForkServerTest(unittest.TestCase):
             self.assertFalse(report["leaked"])
             self.assertEqual(report["counter"], 1)
             # Beyond stdin, stdout and stderr: the listing's own descriptor, where the body notes a limit it
-            # ran into (see dwop_main.run_body), and where it tells its exit status (dwop_process.wait_child)
-            # unless a normal user's sandbox gives it an init that tells it.
-            told = 0 if isinstance(self, SandboxedForkServerTest) and os.getuid() != 0 else 1
-            self.assertEqual(len(report["fds"]), 5 + told, report["fds"])
+            # ran into (see dwop_main.run_body), and where it tells its exit status (dwop_process.wait_child).
+            self.assertEqual(len(report["fds"]), 6, report["fds"])
         self.assertEqual(reports[0]["umask"], reports[1]["umask"])
         fresh = subprocess.run(
             [sys.executable, "-c", INSPECTOR.split("import leaky_module")[0] + "print(json.dumps(report))"],
@@ -711,9 +707,7 @@ class SandboxedForkServerTest(ForkServerTest):
         raise AssertionError("the body never started")
 
     def processes_ahead(self):
-        # As root, the body's (the worker is its pid namespace's init); as a normal user, the namespace's
-        # init (forked into it by the worker) and the body's.
-        return 1 if os.geteuid() == 0 else 2
+        return 1  # the body's: the worker is its pid namespace's init
 
     def seen_from_inside(self, cwd, env):
         inside = {k: v for k, v in env.items() if not k.startswith("DWOP_")}
@@ -721,11 +715,11 @@ class SandboxedForkServerTest(ForkServerTest):
         return "/work", inside
 
     def test_runs_a_task_as_the_worker_does_with_its_stdout_and_stderr_in_the_log_file(self):
-        # Inside, the body is the namespace's second process, in the run's session: the first is the worker
-        # as root (the body leads the session), the run's init as a normal user (the init leads it).
+        # Inside, the body is the namespace's second process and leads the run's session: the first is the
+        # worker.
         _, ended = self.run_task("t1", "import os\nprint('out', os.getpid(), os.getppid(), os.getsid(0))\n")
         self.assertEqual(ended, {"id": "t1", "exit": 0})
-        said = b"out 2 1 2\n" if os.geteuid() == 0 else b"out 2 1 1\n"
+        said = b"out 2 1 2\n"
         self.assertEqual(self.output("t1"), said)
         with open(os.path.join(self.tmp, "t1", ".dwop-worker.log"), "rb") as f:
             self.assertEqual(f.read(), said)
@@ -739,10 +733,7 @@ class SandboxedForkServerTest(ForkServerTest):
         for name, worker in workers.items():
             self.started(os.path.join(self.tmp, name), worker)
             chain = descendants(worker)
-            # As root the body's process is the worker's own child; as a normal user, the namespace's init
-            # comes first.
-            before_body = 0 if os.geteuid() == 0 else 1
-            self.assertEqual(len(chain), before_body + 1, chain)
+            self.assertEqual(len(chain), 1, chain)  # the body's process, the worker's own child
             self.assertEqual(os.getpgid(worker), worker)
             self.assertNotEqual(os.getpgid(chain[-1]), worker)  # the body's own session
         for worker in workers.values():
@@ -750,12 +741,11 @@ class SandboxedForkServerTest(ForkServerTest):
         ends = [self.server.next_event(), self.server.next_event()]
         self.assertCountEqual(ends, [{"id": "one", "exit": 143}, {"id": "two", "exit": 143}])
 
-    def test_the_namespaces_init_passes_a_stop_signal_on_from_the_moment_the_body_is_forked(self):
+    def test_the_namespaces_init_stops_on_a_stop_signal_from_the_moment_the_body_is_forked(self):
         # The first process of a pid namespace drops a signal it has no handler for, even one sent from
-        # outside. A run stopped as it starts (the worker forwarding SIGTERM while the body still builds the
-        # run's part of the root) reached the init before it had its handlers, and the body ran on: a spare,
-        # whose body waits at its gate, is that moment held still. As root the spare is the init.
-        length = 2 if os.geteuid() == 0 else 3  # the spare, (the namespace's init,) the body
+        # outside: the worker (the spare) must have its handlers before its body is forked, and a spare,
+        # whose body waits at its gate, is that moment held still.
+        length = 2  # the spare, the body
         deadline = time.monotonic() + 30
         chain = []
         while len(chain) < length and time.monotonic() < deadline:
@@ -1083,7 +1073,7 @@ pid = settings.fork_worker()
 if pid == 0:
     run = dwop_sandbox.Run(settings, settings.uid_base, dwop_sandbox.Limits(), folder)
     run.before_fork()
-    child = run.fork()
+    child = os.fork()
     if child == 0:
         run.enter(lambda _kind, _text: None)
         print("tap0 there:", "tap0" in open("/proc/net/route").read(), flush=True)

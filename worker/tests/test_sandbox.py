@@ -34,11 +34,14 @@ why = dwop_sandbox.probe(settings)
 if why:
     print(json.dumps({"probe": why}))
     sys.exit(0)
-settings.libc.prctl(dwop_sandbox.PR_SET_DUMPABLE, 0, "not dumpable")  # as the worker that forks the run is
+worker = settings.fork_worker()  # as the fork server forks a run's worker
+if worker != 0:
+    sys.exit(os.waitstatus_to_exitcode(os.waitpid(worker, 0)[1]))
+settings.libc.prctl(dwop_sandbox.PR_SET_DUMPABLE, 0, "not dumpable")  # as the worker is
 run = dwop_sandbox.Run(settings, None, limits, sys.argv[2])
-pid = run.fork()  # into the run's namespaces, as the worker forks the body's process
+pid = os.fork()  # as the worker forks the body's process
 if pid != 0:
-    sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+    os._exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
 run.enter(lambda kind, text: notes.append(kind))
 def attempt(call):
     try:
@@ -85,10 +88,10 @@ class UnprivilegedSandboxTest(unittest.TestCase):
     def as_nobody(self, argv, **kwargs):
         return subprocess.run(AS_NOBODY + argv, capture_output=True, text=True, timeout=60, **kwargs)
 
-    def test_a_run_that_cannot_be_forked_into_its_namespaces_fails_saying_why(self):
-        # clone(2) refused (no user namespace left, say): the worker forks a plain child, which fails the
-        # run's set-up with clone's reason, as it did when it unshared the namespaces itself. A process not
-        # forked into them is refused.
+    def test_a_worker_that_cannot_be_cloned_into_its_namespaces_fails_saying_why(self):
+        # clone(2) refused (no user namespace left, say): forking the worker fails with clone's reason (the
+        # fork server answers the run with it). A body whose worker is not the first process of a pid
+        # namespace of its own is refused.
         tmp, code = self.nobodys_copy()
         script = """
 import os, sys
@@ -98,26 +101,28 @@ def refused(self, flags, what):
     raise dwop_sandbox.SandboxError("clone %s: No space left on device" % what)
 dwop_sandbox.Libc.fork_into = refused
 settings = dwop_sandbox.Settings(dwop_sandbox.load())
-for forked in (True, False):
-    run = dwop_sandbox.Run(settings, None, dwop_sandbox.Limits(), sys.argv[2])
-    pid = run.fork() if forked else 0
-    if pid == 0:
-        try:
-            run.enter(lambda kind, text: None)
-            print("entered", flush=True)
-        except dwop_sandbox.SandboxError as e:
-            print(e, flush=True)
-        if forked:
-            os._exit(0)
-    else:
-        os.waitpid(pid, 0)
+try:
+    settings.fork_worker()
+    print("forked", flush=True)
+except dwop_sandbox.SandboxError as e:
+    print(e, flush=True)
+run = dwop_sandbox.Run(settings, None, dwop_sandbox.Limits(), sys.argv[2])
+pid = os.fork()
+if pid == 0:
+    try:
+        run.enter(lambda kind, text: None)
+        print("entered", flush=True)
+    except dwop_sandbox.SandboxError as e:
+        print(e, flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
 """
         result = self.as_nobody(["-c", script, code, tmp], cwd="/")
         self.assertEqual(
             result.stdout.splitlines(),
             [
-                "clone into the run's user, pid, mount, network and IPC namespaces: No space left on device",
-                "the run's process was not forked into its namespaces (Run.fork)",
+                "clone into a user and a pid namespace: No space left on device",
+                "the run's worker is not the first process of a pid namespace of its own",
             ],
             result.stderr,
         )
