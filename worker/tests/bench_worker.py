@@ -1,6 +1,6 @@
 """Wall time of one worker run for a trivial body, spawn to exit, against a local object store.
 
-python worker/tests/bench_worker.py [--python /path/to/python] [--runs 40] [--gap 10] [--inline]
+python worker/tests/bench_worker.py [--python /path/to/python] [--runs 40] [--gap 10] [--inline] [--fork-server-only]
 Prints the median and 10th percentile of the wall time, and the CPU time (user + system, worker and
 body) per run, which a busy machine disturbs less; next to a bare `python -c pass` for comparison, and
 the same run started through the fork server (request sent to exit reported; CPU time: the server's and
@@ -127,6 +127,9 @@ def main():
         action="store_true",
         help="code and input given in the env, output and log left in the folder: a local run's way (no URL)",
     )
+    parser.add_argument(
+        "--fork-server-only", action="store_true", help="only the fork server's rows (no interpreter started per run)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = ObjectStore(os.path.join(tmp, "store"))
@@ -149,10 +152,11 @@ def main():
             env["DWOP_CODE"] = base64.b64encode(code).decode()
             env["DWOP_INPUTS"] = '[{"param": "raw", "data": "%s"}]' % base64.b64encode(b"a,b,c").decode()
             env["DWOP_INLINE_RESULT_BYTES"] = "65536"
-        for label, argv in (
+        spawned = (
             ("python -c pass", [args.python, "-c", "pass"]),
             ("worker, trivial body, 1 input", [args.python, WORKER]),
-        ):
+        )
+        for label, argv in () if args.fork_server_only else spawned:
             median, p10, cpu = timed(argv, new_folder(tmp), env, args.runs)
             print("%-32s median %6.1f ms   p10 %6.1f ms   cpu %5.1f ms" % (label, median, p10, cpu))
         # As the local executor starts it: as root, the runs' root template on a folder of its own.
