@@ -296,7 +296,7 @@ class Body:
 
         if self.sandbox:
             try:
-                self.sandbox.enter(self.note, gate)
+                self.sandbox.enter(gate)
             except (SandboxError, OSError) as e:
                 self.note("sandbox", describe(e))
                 os._exit(EXIT_WORKER_FAILURE)

@@ -4,16 +4,15 @@ The worker (the process that holds the run's signed URLs) stays outside: it down
 into the run's folder, and uploads the output and the log when the body has ended. Only the process that
 runs the body (and pip, when there are requirements) enters the sandbox:
 
-  1. unshare a mount, network, IPC and UTS namespace (the pid namespace is the worker's, see 2); as a normal
-     user also a user namespace that maps the user's uid onto uid 1000 (as root no user namespace is needed,
-     and the body gets a uid of its own);
+  1. unshare a mount, network, IPC and UTS namespace (the pid namespace, and a normal user's user
+     namespace, are the worker's: see 2);
   2. the worker itself is the first process (the init) of the run's pid namespace: the fork server forked it
      into a new one (Settings.fork_worker), and the process it forks for the body is in it, with no process
      of the run's between the two. It reaps what is orphaned to it while the body runs, and kills what the
-     body left when it ends (Run.after_run). As root the worker stays in the machine's other namespaces; a
-     normal user cannot make a pid namespace without a user namespace, so a normal user's worker is in one
-     of its own too, its ids mapped onto themselves, which owns nothing but the pid namespace and the
-     body's user namespace (nested in it: the body gets no capability over the worker's);
+     body left when it ends (Run.after_run). As root the worker stays in the machine's other namespaces (no
+     user namespace is needed, and the body gets a uid of its own); a normal user cannot make a pid
+     namespace without a user namespace, so a normal user's worker is in the run's user namespace too,
+     which maps the user's uid onto 1000 and owns nothing but the run's namespaces;
   3. build a new root on a tmpfs: read-only binds of /usr, the /lib folders, what /etc holds that programs
      need (the dynamic loader's cache, certificates, time zones, ...) and Python's own folders; a minimal
      /dev; a fresh /proc;
@@ -63,7 +62,6 @@ MS_SLAVE = 1 << 19
 MS_RELATIME = 1 << 21
 MNT_DETACH = 2
 ST_NOEXEC, ST_NOATIME, ST_NODIRATIME, ST_RELATIME = 8, 1024, 2048, 4096
-PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE = 47, 2
@@ -294,14 +292,14 @@ class Run:
         self.listener = None  # the worker's: the body's trap of its first IPv4 or IPv6 socket
         self.mounts_held = False  # see hold_mounts
 
-    def enter(self, note, gate=None):
-        """Puts this process (the body's, which the worker forked) in the sandbox. Returns inside, with its cwd
-        at /work. note(kind, text) tells the worker why the set-up failed. gate(), when given, is called once
-        everything but the run's own part is set up (the namespaces, the system's part of the root, the
-        network attached) and returns the run's Place (see dwop_gate): its uid, limits and folder, or no
-        folder when every file of the run comes in its Job, the body's /work then a folder of its own; so all
-        of that is done before the run is even asked for. Without a gate, the Run's own uid, limits and
-        folder are used."""
+    def enter(self, gate=None):
+        """Puts this process (the body's, which the worker forked) in the sandbox; raises SandboxError (or
+        OSError) naming the step that failed. Returns inside, with its cwd at /work. gate(), when given, is
+        called once everything but the run's own part is set up (the namespaces, the system's part of the
+        root, the network attached) and returns the run's Place (see dwop_gate): its uid, limits and folder,
+        or no folder when every file of the run comes in its Job, the body's /work then a folder of its own;
+        so all of that is done before the run is even asked for. Without a gate, the Run's own uid, limits
+        and folder are used."""
         libc = self.settings.libc
         privileged = self.settings.privileged
         if self.trap_ends:
@@ -514,12 +512,11 @@ class Run:
         libc.prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")
 
 
-def map_ids(inside, uid, gid):
-    """Maps the user's uid and gid (as the parent user namespace has them) onto inside in the user namespace
-    this process just entered."""
+def map_ids(uid, gid):
+    """Maps the user's uid and gid onto INSIDE_UID in the user namespace this process just entered."""
     write("/proc/self/setgroups", "deny")
-    write("/proc/self/uid_map", "%d %d 1" % (inside, uid))
-    write("/proc/self/gid_map", "%d %d 1" % (inside, gid))
+    write("/proc/self/uid_map", "%d %d 1" % (INSIDE_UID, uid))
+    write("/proc/self/gid_map", "%d %d 1" % (INSIDE_UID, gid))
 
 
 def write(path, text):
@@ -704,7 +701,7 @@ class TemplateHolder:
             libc.unshare(CLONE_NEWUSER | CLONE_NEWNS, "a user and a mount namespace")
             # A process that is not dumpable cannot write its own id maps (its /proc/self files belong to root).
             libc.prctl(PR_SET_DUMPABLE, 1, "prctl(PR_SET_DUMPABLE)")
-            map_ids(INSIDE_UID, *settings.own_ids)
+            map_ids(*settings.own_ids)
             make_template(libc, settings, folder)
             os.close(libc.open_tree_clone(folder))  # a kernel without open_tree(2) says so now
         except (OSError, SandboxError) as e:
@@ -910,7 +907,7 @@ class Settings:
             pid = self.libc.fork_into(CLONE_NEWUSER | CLONE_NEWPID, "into a user and a pid namespace")
             if pid == 0:
                 try:
-                    map_ids(INSIDE_UID, *self.own_ids)
+                    map_ids(*self.own_ids)
                 except BaseException as e:
                     os.write(2, ("dwop-forkserver: the worker's ids: %s\n" % e).encode("utf-8", "replace"))
                     os._exit(EXIT_SANDBOX_FAILED)
@@ -1137,7 +1134,7 @@ def probe_in(settings, folder):
             run.before_fork()
             child = os.fork()
             if child == 0:
-                run.enter(lambda _kind, _text: None)
+                run.enter()
                 os._exit(0 if os.getcwd() == WORK and not os.path.exists(folder) else 72)
             run.after_fork(child)
             if run.namespaces:

@@ -1075,7 +1075,7 @@ if pid == 0:
     run.before_fork()
     child = os.fork()
     if child == 0:
-        run.enter(lambda _kind, _text: None)
+        run.enter()
         print("tap0 there:", "tap0" in open("/proc/net/route").read(), flush=True)
         os._exit(0)
     run.after_fork(child)
