@@ -305,9 +305,9 @@ class Server:
         when run is None. Forked on the run's path instead (its inputs inline, so no download overlaps it),
         the fork and the child's first pages were a run's largest cost without the sandbox."""
         body = Body(run, self.prctl, close, ahead=True)
-        if run and run.settings.tree is not None:
-            os.close(run.settings.tree)  # its body's (dwop_sandbox.TemplateHolder)
-            run.settings.tree = None
+        if run and run.tree is not None:
+            os.close(run.tree)  # its body's to attach (dwop_sandbox.TemplateHolder)
+            run.tree = None
         body.started()
         return body
 
@@ -477,24 +477,24 @@ class Server:
         request_r, request_w = os.pipe()
         ready_r, ready_w = os.pipe()
         done_r, done_w = os.pipe()
-        settings = self.sandbox.settings
-        if self.holder:
-            settings.tree = self.holder.tree()  # for the spare's body to attach (dwop_sandbox.TemplateHolder)
+        tree = self.holder.tree() if self.holder else None  # for the spare's body (dwop_sandbox.TemplateHolder)
         try:
             pid = self.fork_or_close(request_r, request_w, ready_r, ready_w, done_r, done_w)
-        finally:
-            if self.holder and settings.tree is not None and os.getpid() == self.pid:
-                os.close(settings.tree)
-                settings.tree = None
+        except BaseException:
+            if tree is not None:
+                os.close(tree)
+            raise
         if pid == 0:
             try:
                 os.close(request_w)
                 os.close(ready_r)
                 os.close(done_r)
                 self.leave_server(ready_w, done_w)
-                self.await_run(request_r, done_w, uid)
+                self.await_run(request_r, done_w, uid, tree)
             finally:
                 os._exit(EXIT_SETUP_FAILED)
+        if tree is not None:
+            os.close(tree)
         os.close(request_r)
         os.close(ready_w)
         os.close(done_w)
@@ -582,14 +582,15 @@ class Server:
         if self.prctl is not None:
             self.prctl(dwop_sandbox.PR_SET_DUMPABLE, 0)  # it is about to hold the run's signed URLs
 
-    def await_run(self, request_r, done_w, uid):
-        """In the spare: prepares the run's body (for uid, in the sandbox as root), waits for its request
-        line, then becomes its worker; exits quietly when the server closes the pipe without one."""
+    def await_run(self, request_r, done_w, uid, tree=None):
+        """In the spare: prepares the run's body (for uid, in the sandbox as root; tree: a copy of the runs'
+        root template for it to attach, a normal user's), waits for its request line, then becomes its
+        worker; exits quietly when the server closes the pipe without one."""
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)  # the server's stdin and stdout are not the spare's to hold open
         os.dup2(null, 1)
         os.close(null)
-        run = dwop_sandbox.Run(self.sandbox.settings, uid) if self.sandbox.settings else None
+        run = dwop_sandbox.Run(self.sandbox.settings, uid, tree=tree) if self.sandbox.settings else None
         body = self.prepare_body(run, close=(request_r, done_w))
         rehearse()
         parse_request(REHEARSAL_REQUEST)  # its own first parse, as the server rehearses its own

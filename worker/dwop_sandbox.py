@@ -279,11 +279,12 @@ class Run:
     run's own), its limits, and the folder it works in. The last three may be left out when the sandbox is
     prepared before the run is known: the gate given to enter() hands them over (a Job)."""
 
-    def __init__(self, settings, uid=None, limits=None, folder=None):
+    def __init__(self, settings, uid=None, limits=None, folder=None, tree=None):
         self.settings = settings
         self.uid = uid
         self.limits = limits or Limits()
         self.folder = folder
+        self.tree = tree  # a normal user's spare's: a detached copy of the root's template (TemplateHolder.tree)
         self.handshake = None
         self.attached = False
         self.slirp = None
@@ -323,7 +324,8 @@ class Run:
         # In this mount namespace (a bind's source must be), before /tmp is covered: the folder may be there.
         folder = None if gate else open_folder(self.folder, None)
         below_tmp = os.open("/tmp", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if gate else None
-        build_system_root(libc, self.settings)
+        tree, self.tree = self.tree, None
+        build_system_root(libc, self.settings, tree)
         # The run's user, when its uid is known already (a normal user's always is; root's spares are
         # forked with their run's).
         ahead = self.uid if privileged else INSIDE_UID
@@ -545,16 +547,16 @@ def open_folder(folder, below_tmp):
         raise SandboxError("open the run's folder %s" % folder) from None
 
 
-def build_system_root(libc, settings):
+def build_system_root(libc, settings, tree=None):
     """Builds the part of a run's root that is the same for every run at ROOT (in this process's own mount
     namespace): the system read-only and /dev (a recursive bind of the template, where the zygote built
-    one: see build_template; else built here on a tmpfs of its own), a fresh /proc, the run's /etc/passwd and
+    one: see build_template; the holder's copy of it given as tree, a normal user's: see TemplateHolder;
+    else built here on a tmpfs of its own), a fresh /proc, the run's /etc/passwd and
     /etc/group (add_user writes them), and the scratch tmpfs (/tmp, /dev/shm and the folders of /work's
     writable layer), whose size finish_root sets. finish_root adds the run's part."""
     # Before /tmp is covered: a source, or the template, may be there.
-    tree, settings.tree = settings.tree, None
     if tree is not None:
-        pass  # a normal user's: the holder's copy of the template (TemplateHolder), attached below
+        pass  # attached below
     elif settings.template:
         template = os.open(settings.template, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     else:
@@ -885,7 +887,6 @@ class Settings:
         self.own_ids = (os.getuid(), os.getgid())  # what a normal user's runs map their uid 1000 onto
         self.pid_namespace = pid_namespace()
         self.template = None  # the folder of the root's system part, in the zygote's spares (build_template)
-        self.tree = None  # a normal user's spare's: a detached copy of the template (TemplateHolder.tree)
 
     def apart(self):
         """Whether this process is in a pid namespace other than the one these settings were made in."""
