@@ -158,21 +158,56 @@ os.waitpid(pid, 0)
         self.assertLessEqual(set(seen["root"]), system)
 
 
+    def nobodys_server(self, tmp, settings):
+        """A fork server run by nobody with settings, and its hello."""
+        argv = [os.path.join(WORKER_DIR, "dwop_worker.py"), "--fork-server", json.dumps(settings)]
+        server = subprocess.Popen(AS_NOBODY + argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd="/tmp")
+        self.addCleanup(server.wait, 30)
+        self.addCleanup(server.stdin.close)
+        return server, json.loads(server.stdout.readline())
+
+    def ask(self, server, tmp, run_id, body):
+        """Asks nobody's server for an inline run of body, in a folder of nobody's below tmp: its folder."""
+        folder = os.path.join(tmp, run_id)
+        os.mkdir(folder, 0o700)
+        os.chown(folder, NOBODY, NOBODY)
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "DWOP_CODE": base64.b64encode(body.encode()).decode(),
+            "DWOP_INPUTS": "[]",
+            "DWOP_OUTPUT_URL": "http://127.0.0.1:1/unused",
+            "DWOP_LOG_URL": "http://127.0.0.1:1/unused",
+            "DWOP_INLINE_RESULT_BYTES": "65536",
+            "DWOP_RESULT_FILE": os.path.join(folder, "result.json"),
+            "DWOP_RETRY_DELAYS": "0",  # a failed run's log goes to its (unused) URL: tried once more, at once
+        }
+        env_file = os.path.join(folder, ".dwop-env")
+        with open(os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            json.dump(env, f)
+        os.chown(env_file, NOBODY, NOBODY)
+        server.stdin.write(json.dumps({"id": run_id, "cwd": folder, "inline": True}).encode() + b"\n")
+        server.stdin.flush()
+        return folder
+
+    @staticmethod
+    def output(folder):
+        """What a run's body printed (the executor's share of its folder), or None when it left nothing."""
+        try:
+            with open(os.path.join(folder, ".dwop-output-and-log"), "rb") as f:
+                sizes, _, rest = f.read().partition(b"\n")
+        except FileNotFoundError:
+            return None
+        return rest[: int(sizes.split()[0])]
+
     def test_a_normal_users_runs_attach_a_read_only_copy_of_one_template_of_their_root(self):
         # A normal user's fork server has a holder build the system's part of the runs' root once, in a user
         # and mount namespace of its own; each run's body attaches a copy as its root (TemplateHolder).
         tmp, _ = self.nobodys_copy()
         home = os.path.join(tmp, "home")
-        folder = os.path.join(tmp, "run")
-        for path in (home, folder):
-            os.mkdir(path, 0o700)
-            os.chown(path, NOBODY, NOBODY)
+        os.mkdir(home, 0o700)
+        os.chown(home, NOBODY, NOBODY)
         settings = {"sandbox": "required", "rootTemplate": os.path.join(home, ".root-template")}
-        argv = [os.path.join(WORKER_DIR, "dwop_worker.py"), "--fork-server", json.dumps(settings)]
-        server = subprocess.Popen(AS_NOBODY + argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd="/tmp")
-        self.addCleanup(server.wait, 30)
-        self.addCleanup(server.stdin.close)
-        hello = json.loads(server.stdout.readline())
+        server, hello = self.nobodys_server(tmp, settings)
         self.assertIn("holder", hello)
         body = """
 import json
@@ -186,31 +221,51 @@ for path in ("/etc/new", "/new", "/usr/new"):
 root = [line.split(" - ")[1].split() for line in open("/proc/self/mountinfo") if line.split()[4] == "/"]
 print(json.dumps({"user": open("/etc/passwd").read().splitlines()[-1], "tried": tried, "root": root[0]}))
 """
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "DWOP_CODE": base64.b64encode(body.encode()).decode(),
-            "DWOP_INPUTS": "[]",
-            "DWOP_OUTPUT_URL": "http://127.0.0.1:1/unused",
-            "DWOP_LOG_URL": "http://127.0.0.1:1/unused",
-            "DWOP_INLINE_RESULT_BYTES": "65536",
-            "DWOP_RESULT_FILE": os.path.join(folder, "result.json"),
-        }
-        env_file = os.path.join(folder, ".dwop-env")
-        with open(os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
-            json.dump(env, f)
-        os.chown(env_file, NOBODY, NOBODY)
-        server.stdin.write(json.dumps({"id": "t", "cwd": folder, "inline": True}).encode() + b"\n")
-        server.stdin.flush()
+        folder = self.ask(server, tmp, "t", body)
         events = [json.loads(server.stdout.readline()) for _ in range(2)]
         self.assertEqual(events[1], {"id": "t", "exit": 0}, events)
-        with open(os.path.join(folder, ".dwop-output-and-log"), "rb") as f:
-            sizes, _, rest = f.read().partition(b"\n")
-        seen = json.loads(rest[: int(sizes.split()[0])])
+        seen = json.loads(self.output(folder))
         self.assertEqual(seen["user"], "dwop:x:1000:1000:dwop task:/work:/bin/sh")
         self.assertEqual(set(seen["tried"].values()), {errno.EROFS}, seen["tried"])
         self.assertEqual(seen["root"][0], "tmpfs")
         self.assertTrue(seen["root"][2].startswith("ro,"), seen["root"])  # the template's, read-only whole
         self.assertEqual(os.listdir(os.path.join(home, ".root-template")), [])  # empty on the machine
+
+    def test_a_normal_users_body_cannot_see_or_read_its_worker_and_its_signal_ends_only_its_own_run(self):
+        # The worker is the first process of the run's pid namespace and, a normal user's, in the run's user
+        # namespace, where the body has the same uid: the worker is not dumpable (its memory is the
+        # machine's user namespace's) and holds capabilities the body has not (either alone makes the kernel
+        # refuse the body), so /proc hides it and its files are not the body's to read. A stop
+        # signal the body sends it while it runs comes back to the body (the worker passes SIGTERM on): it
+        # ends the body's own run, as the body's own kill would, and no other.
+        tmp, _ = self.nobodys_copy()
+        server, _ = self.nobodys_server(tmp, {"sandbox": "required"})
+        look = """
+import json, os
+def attempt(path):
+    try:
+        open(path, "rb").read()
+        return "read"
+    except OSError as e:
+        return type(e).__name__
+print(json.dumps({"ppid": os.getppid(), "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+                  "cmdline": attempt("/proc/1/cmdline"), "environ": attempt("/proc/1/environ"),
+                  "mem": attempt("/proc/1/mem")}))
+"""
+        folder = self.ask(server, tmp, "look", look)
+        events = [json.loads(server.stdout.readline()) for _ in range(2)]
+        self.assertEqual(events[1], {"id": "look", "exit": 0}, events)
+        seen = json.loads(self.output(folder))
+        self.assertEqual(seen, {"ppid": 1, "pids": [2], "cmdline": "FileNotFoundError",
+                                "environ": "FileNotFoundError", "mem": "FileNotFoundError"})  # fmt: skip
+        beside = self.ask(server, tmp, "beside", "import time\ntime.sleep(1.5)\nprint('still here')\n")
+        self.ask(server, tmp, "stopper", "import os, signal, time\nos.kill(1, signal.SIGTERM)\ntime.sleep(10)\n")
+        events = [json.loads(server.stdout.readline()) for _ in range(4)]
+        ends = [e for e in events if "exit" in e or "signal" in e]
+        self.assertEqual(ends, [{"id": "stopper", "exit": 143}, {"id": "beside", "exit": 0}], events)
+        self.assertEqual(self.output(beside), b"still here\n")
+        with open(os.path.join(tmp, "stopper", "result.json")) as f:
+            self.assertEqual(json.load(f)["message"], "killed by signal 15")
 
     @unittest.skipUnless(shutil.which("slirp4netns"), "slirp4netns is not installed")
     def test_a_normal_users_runs_reach_the_internet_setting(self):
