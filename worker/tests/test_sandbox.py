@@ -262,7 +262,7 @@ print(json.dumps({"ppid": os.getppid(), "pids": sorted(int(p) for p in os.listdi
         self.ask(server, tmp, "stopper", "import os, signal, time\nos.kill(1, signal.SIGTERM)\ntime.sleep(10)\n")
         events = [json.loads(server.stdout.readline()) for _ in range(4)]
         ends = [e for e in events if "exit" in e or "signal" in e]
-        self.assertEqual(ends, [{"id": "stopper", "exit": 143}, {"id": "beside", "exit": 0}], events)
+        self.assertCountEqual(ends, [{"id": "stopper", "exit": 143}, {"id": "beside", "exit": 0}], events)
         self.assertEqual(self.output(beside), b"still here\n")
         with open(os.path.join(tmp, "stopper", "result.json")) as f:
             self.assertEqual(json.load(f)["message"], "killed by signal 15")
