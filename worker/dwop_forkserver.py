@@ -17,11 +17,10 @@ Protocol, one JSON object per line:
   argv    [settings]: {"sandbox": "auto" | "required" | "off", "allow": ["/folder", ...],
           "network": "none" | "internet", "uidBase": n, "uidCount": n, "rootTemplate": "/folder"} (default
           off); see dwop_sandbox.py. rootTemplate: a folder of the server's, made if missing, that the system's
-          part of every run's root is built on once (as root by the zygote, dwop_sandbox.build_template; as a
-          normal user by the template's holder, dwop_sandbox.TemplateHolder)
+          part of every run's root is built on once, by the zygote (dwop_sandbox.build_template)
   stdout  {"ready": <server pid>, "zygote": <its zygote's pid>, "sandbox": "namespaces" | "off",
            "why": <why off, or null>, "network": "none" | "internet" | "host",
-           "networkWhy": <why not internet>?, "holder": <a normal user's template holder's pid>?}  once
+           "networkWhy": <why not internet>?}  once
           {"id": ..., "pid": <child pid>}            after the fork, once the child leads its own group
           {"id": ..., "exit": <code>}                 when the child has exited, or told its exit code
                                                       just before its exit (on a pipe of its own)
@@ -177,8 +176,6 @@ class Server:
         self.done_pids = {}  # the same, the other way round
         self.told = set()  # children whose end was reported from their pipe: their reap reports nothing
         self.zygote = None  # (pid, socket) of the process that forks the spares (start_zygote)
-        self.holder = None  # a normal user's: the holder of the runs' root template, asked by the zygote
-        self.holder_pid = None
         self.asked = []  # the uid leases of the spares asked of the zygote and not yet had, oldest first
         self.poller = select.poll()
         self.wakeup_r, self.wakeup_w = os.pipe()
@@ -205,8 +202,6 @@ class Server:
         self.start_zygote()
         sandbox = self.sandbox
         ready = {"ready": self.pid, "zygote": self.zygote[0], "sandbox": sandbox.mode, "why": sandbox.why}
-        if self.holder_pid:
-            ready["holder"] = self.holder_pid
         ready["network"] = sandbox.network
         if sandbox.network_why:
             ready["networkWhy"] = sandbox.network_why
@@ -305,9 +300,6 @@ class Server:
         when run is None. Forked on the run's path instead (its inputs inline, so no download overlaps it),
         the fork and the child's first pages were a run's largest cost without the sandbox."""
         body = Body(run, self.prctl, close, ahead=True)
-        if run and run.tree is not None:
-            os.close(run.tree)  # its body's to attach (dwop_sandbox.TemplateHolder)
-            run.tree = None
         body.started()
         return body
 
@@ -398,12 +390,6 @@ class Server:
         server, which forks no spare itself, keeps its own pages and answers a request while a spare is
         forked. In a paravirtualized guest, the fork and the writes after it took the server 7-9 ms of CPU
         at each run's end, and the next run's request waited for them (7.3 ms at the median)."""
-        settings = self.sandbox.settings
-        if self.sandbox.template and not settings.privileged:
-            try:  # a process of the server's, whose socket only the zygote keeps
-                self.holder = dwop_sandbox.TemplateHolder(settings.libc, settings, self.sandbox.template, self.prctl)
-            except (OSError, dwop_sandbox.SandboxError) as e:
-                no_template(e)
         server_end, zygote_end = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:
@@ -413,10 +399,6 @@ class Server:
             finally:
                 os._exit(EXIT_SETUP_FAILED)
         zygote_end.close()
-        if self.holder:
-            self.holder_pid = self.holder.pid
-            self.holder.sock.close()  # the zygote's to ask
-            self.holder = None
         # Not blocking: a poll result may be stale, its message taken since (hear_zygote_while).
         server_end.setblocking(False)
         self.zygote = (pid, server_end)
@@ -439,7 +421,7 @@ class Server:
         os.set_blocking(self.wakeup_w, False)
         _signal.set_wakeup_fd(self.wakeup_w, warn_on_full_buffer=False)
         self.zygote = (None, sock)  # closed by each spare (leave_server)
-        if self.sandbox.template and self.sandbox.settings.privileged:
+        if self.sandbox.template:
             try:
                 settings = self.sandbox.settings
                 dwop_sandbox.build_template(settings.libc, settings, self.sandbox.template)
@@ -477,24 +459,16 @@ class Server:
         request_r, request_w = os.pipe()
         ready_r, ready_w = os.pipe()
         done_r, done_w = os.pipe()
-        tree = self.holder.tree() if self.holder else None  # for the spare's body (dwop_sandbox.TemplateHolder)
-        try:
-            pid = self.fork_or_close(request_r, request_w, ready_r, ready_w, done_r, done_w)
-        except BaseException:
-            if tree is not None:
-                os.close(tree)
-            raise
+        pid = self.fork_or_close(request_r, request_w, ready_r, ready_w, done_r, done_w)
         if pid == 0:
             try:
                 os.close(request_w)
                 os.close(ready_r)
                 os.close(done_r)
                 self.leave_server(ready_w, done_w)
-                self.await_run(request_r, done_w, uid, tree)
+                self.await_run(request_r, done_w, uid)
             finally:
                 os._exit(EXIT_SETUP_FAILED)
-        if tree is not None:
-            os.close(tree)
         os.close(request_r)
         os.close(ready_w)
         os.close(done_w)
@@ -570,8 +544,6 @@ class Server:
             lease.release()  # the other runs' leases: the server's to hold
         if self.zygote:
             self.zygote[1].close()
-        if self.holder:
-            self.holder.sock.close()
         for fd in self.done_pids:
             os.close(fd)  # the other children's pipes
         os.setsid()
@@ -582,15 +554,14 @@ class Server:
         if self.prctl is not None:
             self.prctl(dwop_sandbox.PR_SET_DUMPABLE, 0)  # it is about to hold the run's signed URLs
 
-    def await_run(self, request_r, done_w, uid, tree=None):
-        """In the spare: prepares the run's body (for uid, in the sandbox as root; tree: a copy of the runs'
-        root template for it to attach, a normal user's), waits for its request line, then becomes its
-        worker; exits quietly when the server closes the pipe without one."""
+    def await_run(self, request_r, done_w, uid):
+        """In the spare: prepares the run's body (for uid, in the sandbox as root), waits for its request
+        line, then becomes its worker; exits quietly when the server closes the pipe without one."""
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)  # the server's stdin and stdout are not the spare's to hold open
         os.dup2(null, 1)
         os.close(null)
-        run = dwop_sandbox.Run(self.sandbox.settings, uid, tree=tree) if self.sandbox.settings else None
+        run = dwop_sandbox.Run(self.sandbox.settings, uid) if self.sandbox.settings else None
         body = self.prepare_body(run, close=(request_r, done_w))
         rehearse()
         parse_request(REHEARSAL_REQUEST)  # its own first parse, as the server rehearses its own
@@ -728,8 +699,7 @@ class Sandbox:
             elif wanted == "required":
                 self.refusal = "the task sandbox is required but cannot be set up here: %s" % self.why
         # An empty folder the template of the runs' root is mounted on, in the zygote's own mount namespace
-        # as root (dwop_sandbox.build_template), its holder's as a normal user (TemplateHolder); on the
-        # machine it stays empty.
+        # (dwop_sandbox.build_template); on the machine it stays empty.
         template = settings.get("rootTemplate")
         self.template = None
         if template is not None and self.settings:

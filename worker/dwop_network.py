@@ -207,14 +207,9 @@ def send_fd(sock, fd):
     """Sends the file descriptor fd on the Unix socket sock, and closes sock."""
     conn = _socket.socket(fileno=sock)
     try:
-        pass_fd(conn, fd)
+        conn.sendmsg([b"t"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("=i", fd))])
     finally:
         conn.close()
-
-
-def pass_fd(conn, fd):
-    """Sends the file descriptor fd on the connected Unix socket conn (a socket object), which stays open."""
-    conn.sendmsg([b"t"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("=i", fd))])
 
 
 def receive_fd(sock):

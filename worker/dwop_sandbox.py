@@ -67,13 +67,9 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE = 47, 2
 CAP_NET_ADMIN, CAP_SYS_ADMIN = 12, 21
 SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "clone": 56, "open_tree": 428, "move_mount": 429},
-    "aarch64": {"pivot_root": 41, "clone": 220, "open_tree": 428, "move_mount": 429},
+    "x86_64": {"pivot_root": 155, "clone": 56},
+    "aarch64": {"pivot_root": 41, "clone": 220},
 }
-AT_FDCWD = -100
-OPEN_TREE_CLONE = 1
-AT_RECURSIVE = 0x8000
-MOVE_MOUNT_F_EMPTY_PATH = 4
 EXIT_SANDBOX_FAILED = 71
 INSIDE_UID = 1000  # what a normal user's uid becomes inside its user namespace
 # Root's runs get uids from here (after systemd's container range, below 2^31) unless /etc/subuid gives
@@ -113,8 +109,6 @@ class Libc:
         self.ctypes = ctypes
         self.pivot_root_nr = syscalls["pivot_root"]
         self.clone_nr = syscalls["clone"]
-        self.open_tree_nr = syscalls["open_tree"]
-        self.move_mount_nr = syscalls["move_mount"]
         # clone(2) with the interpreter's lock held throughout (a PyDLL call), as os.fork() makes it.
         self._clone = ctypes.PyDLL(None, use_errno=True).syscall
         self._clone.restype = ctypes.c_long
@@ -152,23 +146,6 @@ class Libc:
         if pid < 0:
             raise SandboxError("clone %s: %s" % (what, os.strerror(errno)))
         return pid
-
-    def open_tree_clone(self, path):
-        """A detached copy of the mounts at path and below (open_tree(2) with OPEN_TREE_CLONE | AT_RECURSIVE,
-        Linux 5.2+): a descriptor another process, in a mount namespace of its own, attaches (move_mount)."""
-        c = self.ctypes
-        flags = c.c_uint(OPEN_TREE_CLONE | AT_RECURSIVE)
-        fd = self._syscall(c.c_long(self.open_tree_nr), c.c_int(AT_FDCWD), c.c_char_p(os.fsencode(path)), flags)
-        if fd < 0:
-            self.fail("open_tree %s" % path)
-        return fd
-
-    def move_mount(self, fd, target):
-        """Attaches the detached mounts of fd (open_tree_clone) at target."""
-        c = self.ctypes
-        args = (c.c_int(fd), c.c_char_p(b""), c.c_int(AT_FDCWD), c.c_char_p(os.fsencode(target)))
-        if self._syscall(c.c_long(self.move_mount_nr), *args, c.c_uint(MOVE_MOUNT_F_EMPTY_PATH)) != 0:
-            self.fail("move_mount on %s" % target)
 
     def unshare(self, flags, what):
         if self._unshare(flags) != 0:
@@ -279,12 +256,11 @@ class Run:
     run's own), its limits, and the folder it works in. The last three may be left out when the sandbox is
     prepared before the run is known: the gate given to enter() hands them over (a Job)."""
 
-    def __init__(self, settings, uid=None, limits=None, folder=None, tree=None):
+    def __init__(self, settings, uid=None, limits=None, folder=None):
         self.settings = settings
         self.uid = uid
         self.limits = limits or Limits()
         self.folder = folder
-        self.tree = tree  # a normal user's spare's: a detached copy of the root's template (TemplateHolder.tree)
         self.handshake = None
         self.attached = False
         self.slirp = None
@@ -324,8 +300,7 @@ class Run:
         # In this mount namespace (a bind's source must be), before /tmp is covered: the folder may be there.
         folder = None if gate else open_folder(self.folder, None)
         below_tmp = os.open("/tmp", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if gate else None
-        tree, self.tree = self.tree, None
-        build_system_root(libc, self.settings, tree)
+        build_system_root(libc, self.settings)
         # The run's user, when its uid is known already (a normal user's always is; root's spares are
         # forked with their run's).
         ahead = self.uid if privileged else INSIDE_UID
@@ -514,11 +489,12 @@ class Run:
         libc.prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")
 
 
-def map_ids(uid, gid):
-    """Maps the user's uid and gid onto INSIDE_UID in the user namespace this process just entered."""
+def map_ids(uid, gid, inside=(INSIDE_UID, INSIDE_UID)):
+    """Maps the user's uid and gid onto inside's (INSIDE_UID for both by default) in the user namespace this
+    process just entered."""
     write("/proc/self/setgroups", "deny")
-    write("/proc/self/uid_map", "%d %d 1" % (INSIDE_UID, uid))
-    write("/proc/self/gid_map", "%d %d 1" % (INSIDE_UID, gid))
+    write("/proc/self/uid_map", "%d %d 1" % (inside[0], uid))
+    write("/proc/self/gid_map", "%d %d 1" % (inside[1], gid))
 
 
 def write(path, text):
@@ -547,17 +523,14 @@ def open_folder(folder, below_tmp):
         raise SandboxError("open the run's folder %s" % folder) from None
 
 
-def build_system_root(libc, settings, tree=None):
+def build_system_root(libc, settings):
     """Builds the part of a run's root that is the same for every run at ROOT (in this process's own mount
     namespace): the system read-only and /dev (a recursive bind of the template, where the zygote built
-    one: see build_template; the holder's copy of it given as tree, a normal user's: see TemplateHolder;
-    else built here on a tmpfs of its own), a fresh /proc, the run's /etc/passwd and
+    one: see build_template; else built here on a tmpfs of its own), a fresh /proc, the run's /etc/passwd and
     /etc/group (add_user writes them), and the scratch tmpfs (/tmp, /dev/shm and the folders of /work's
     writable layer), whose size finish_root sets. finish_root adds the run's part."""
     # Before /tmp is covered: a source, or the template, may be there.
-    if tree is not None:
-        pass  # attached below
-    elif settings.template:
+    if settings.template:
         template = os.open(settings.template, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     else:
         sources = open_sources(settings)
@@ -566,12 +539,7 @@ def build_system_root(libc, settings, tree=None):
     for path in (ROOT, SCRATCH, LOWER):
         os.mkdir(path, 0o755)
     # A mount of its own, so pivot_root can take it as it is (no bind of the whole tree onto itself).
-    if tree is not None:
-        try:
-            libc.move_mount(tree, ROOT)
-        finally:
-            os.close(tree)
-    elif settings.template:
+    if settings.template:
         try:
             libc.mount("/proc/self/fd/%d" % template, ROOT, None, MS_BIND | MS_REC)
         finally:
@@ -614,119 +582,37 @@ def build_system_part(libc, sources, root):
 
 
 def build_template(libc, settings, folder):
-    """In the zygote of root's fork server, once: the system's part of every run's root (build_system_part)
-    on a tmpfs mounted on folder (empty, root's own) in a mount namespace of the zygote's own, which the
+    """In the fork server's zygote, once: the system's part of every run's root (build_system_part) on a
+    tmpfs mounted on folder (empty, the user's own) in a mount namespace of the zygote's own, which the
     spares it forks, and their bodies, are in. A run's body then binds it whole (one recursive bind) where
     it built it piece by piece (some 40 mounts, copies and links: ~1.5 ms of CPU a run here). The template
     is a snapshot of the sources scanned at the server's start, as the pieces were; the machine's mounts
-    made later still reach the zygote's namespace (a slave of the machine's where that one is shared)."""
-    libc.unshare(CLONE_NEWNS, "a mount namespace")
+    made later still reach the zygote's namespace (a slave of the machine's where that one is shared).
+
+    A normal user cannot make a mount namespace without a user namespace: the zygote enters one of its
+    own, its ids mapped onto themselves, so the workers it clones into their runs' user namespaces
+    (Settings.fork_worker) nest theirs in it; the capabilities it has there are over its own namespaces
+    only. Once it has unshared that user namespace, the zygote cannot go back: a failure to map its ids
+    ends it (the server then stops, saying so), where any other failure here leaves each run to build its
+    root."""
+    if settings.privileged:
+        libc.unshare(CLONE_NEWNS, "a mount namespace")
+    else:
+        libc.unshare(CLONE_NEWUSER | CLONE_NEWNS, "a user and a mount namespace")
+        try:
+            # A process that is not dumpable cannot write its own id maps (its /proc/self files belong to root).
+            libc.prctl(PR_SET_DUMPABLE, 1, "prctl(PR_SET_DUMPABLE)")
+            map_ids(*settings.own_ids, inside=settings.own_ids)
+        except SandboxError as e:
+            os.write(2, ("dwop-forkserver: the zygote's user namespace: %s\n" % e).encode("utf-8", "replace"))
+            os._exit(EXIT_SANDBOX_FAILED)
     libc.mount(None, "/", None, MS_REC | MS_SLAVE)
-    make_template(libc, settings, folder)
-    settings.template = folder
-
-
-def make_template(libc, settings, folder):
-    """On folder, in this process's mount namespace: a tmpfs holding the system's part of the root
-    (build_system_part), then read-only whole, its /dev too: every run shares it, and no bind of a run's
-    can be made writable again."""
+    # Read-only whole, its /dev too: every run shares it, and no bind of a run's can be made writable again.
     libc.mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=0755")
     build_system_part(libc, open_sources(settings), folder)
     libc.mount(None, folder + "/dev", None, MS_REMOUNT | MS_NOSUID | MS_NOEXEC | MS_RDONLY, "size=64k,mode=0755")
     libc.mount(None, folder, None, MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_RDONLY, "size=16m,mode=0755")
-
-
-class TemplateHolder:
-    """A normal user's template of the runs' root (see build_template, root's): its zygote cannot make a mount
-    namespace without entering a user namespace, which the server's processes stay out of. So a process
-    of the fork server's (the holder, dying with it) enters a user and a mount namespace, builds the
-    system's part of the root once on a tmpfs mounted on folder, read-only whole, and hands the zygote a
-    detached copy of it (an open_tree clone) for each spare it forks; the spare's body, in namespaces of
-    its own, attaches it as its root (move_mount) instead of building it (~1.5-2 ms of CPU a run). Linux
-    5.2+, checked at start (check); where the holder cannot be had, runs build the part per run."""
-
-    def __init__(self, libc, settings, folder, prctl):
-        import _socket
-
-        self.sock, holder_end = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
-        parent = os.getpid()
-        self.pid = os.fork()
-        if self.pid == 0:
-            try:
-                self.sock.close()
-                self.serve(libc, settings, folder, prctl, parent, holder_end)
-            finally:
-                os._exit(EXIT_SANDBOX_FAILED)
-        holder_end.close()
-        said = self.sock.recv(1000)  # "ok", or why not
-        try:
-            if said != b"ok":
-                raise SandboxError(said.decode("utf-8", "replace") or "the template's holder died")
-            self.check(settings)
-        except BaseException:
-            self.sock.close()  # end of file: the holder exits
-            raise
-
-    def check(self, settings):
-        """Raises SandboxError unless a process in a mount namespace of its own in a worker's user namespace
-        (Settings.fork_worker), as a run's body, can attach a copy (a kernel's rules on attaching another
-        namespace's mounts may refuse it)."""
-        libc = settings.libc
-        tree = self.tree()
-        if tree is None:
-            raise SandboxError("the template's holder made no copy of it")
-        try:
-            pid = settings.fork_worker()
-        except BaseException:
-            os.close(tree)
-            raise
-        if pid == 0:
-            code = EXIT_SANDBOX_FAILED
-            try:
-                libc.unshare(CLONE_NEWNS, "a mount namespace")
-                libc.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=64k")
-                libc.move_mount(tree, "/tmp")
-                code = 0 if os.path.isdir("/tmp/usr") else EXIT_SANDBOX_FAILED
-            finally:
-                os._exit(code)
-        os.close(tree)
-        if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0:
-            raise SandboxError("a run's namespaces cannot attach a copy of the template made in another's")
-
-    @staticmethod
-    def serve(libc, settings, folder, prctl, parent, sock):
-        """In the holder: builds the template, then answers each byte with a clone's descriptor (or b"e")."""
-        from dwop_process import die_with_parent
-
-        die_with_parent(prctl, parent)
-        try:
-            libc.unshare(CLONE_NEWUSER | CLONE_NEWNS, "a user and a mount namespace")
-            # A process that is not dumpable cannot write its own id maps (its /proc/self files belong to root).
-            libc.prctl(PR_SET_DUMPABLE, 1, "prctl(PR_SET_DUMPABLE)")
-            map_ids(*settings.own_ids)
-            make_template(libc, settings, folder)
-            os.close(libc.open_tree_clone(folder))  # a kernel without open_tree(2) says so now
-        except (OSError, SandboxError) as e:
-            sock.send(str(e).encode("utf-8", "replace")[:1000])
-            os._exit(EXIT_SANDBOX_FAILED)
-        sock.send(b"ok")
-        while sock.recv(1):
-            try:
-                fd = libc.open_tree_clone(folder)
-            except SandboxError:
-                sock.send(b"e")
-                continue
-            dwop_network.pass_fd(sock, fd)
-            os.close(fd)
-        os._exit(0)
-
-    def tree(self):
-        """A detached copy of the template, or None (the holder is gone, or could not make one)."""
-        try:
-            self.sock.send(b"?")
-            return dwop_network.receive_fd(self.sock.fileno())
-        except OSError:
-            return None
+    settings.template = folder
 
 
 def add_user(libc, settings, uid):

@@ -533,9 +533,8 @@ class ForkServerTest(unittest.TestCase):
     def test_the_spares_are_the_zygotes_and_the_server_stops_when_the_zygote_dies(self):
         spare = self.spare()
         zygote = self.server.hello["zygote"]
-        # The server forks no spare itself (as a normal user, it forked the holder of the runs' root template).
-        holder = [self.server.hello["holder"]] if "holder" in self.server.hello else []
-        self.assertEqual(sorted(children_of(self.server.ready)), sorted([zygote, *holder]))
+        # The server forks no spare itself.
+        self.assertEqual(children_of(self.server.ready), [zygote])
         os.kill(zygote, signal.SIGKILL)
         self.assertEqual(self.server.process.wait(timeout=10), 70)  # EXIT_SETUP_FAILED: it cannot go on
         wait_until_dead(self, spare)
@@ -761,7 +760,7 @@ class SandboxedForkServerTest(ForkServerTest):
         self.assertFalse(alive(body), "the init kept the signal from the body")
 
     def test_two_runs_at_once_on_the_shared_template_each_have_their_own_user_and_cannot_write_to_it(self):
-        # As root, the zygote's template, bound whole; as a normal user, a copy from its holder, attached.
+        # The zygote's template, bound whole (as a normal user, in a user namespace of the zygote's own).
         body = """
             import json, os
             tried = {}
@@ -808,8 +807,6 @@ class SandboxedForkServerTest(ForkServerTest):
     def test_says_at_start_that_runs_are_sandboxed(self):
         hello = {"ready": self.server.ready, "zygote": self.server.hello["zygote"], "sandbox": "namespaces",
                  "why": None, "network": "none"}
-        if os.geteuid() != 0:  # a normal user's server forks the holder of the runs' root template
-            hello["holder"] = self.server.hello["holder"]
         self.assertEqual(self.server.hello, hello)
 
     def test_a_run_sees_only_its_own_processes_folder_and_the_system_read_only(self):
