@@ -612,7 +612,31 @@ def build_template(libc, settings, folder):
     build_system_part(libc, open_sources(settings), folder)
     libc.mount(None, folder + "/dev", None, MS_REMOUNT | MS_NOSUID | MS_NOEXEC | MS_RDONLY, "size=64k,mode=0755")
     libc.mount(None, folder, None, MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_RDONLY, "size=16m,mode=0755")
+    if not template_bindable(settings, folder):
+        raise SandboxError("a run's namespaces cannot bind it (each run builds its root)")
     settings.template = folder
+
+
+def template_bindable(settings, folder):
+    """Whether a body in a worker's namespaces (Settings.fork_worker) can bind the template as
+    build_system_root does: a normal user's body binds mounts of the zygote's user namespace, which a
+    kernel's rules on such mounts could refuse, and every run would then fail its set-up."""
+    libc = settings.libc
+    pid = settings.fork_worker()
+    if pid == 0:
+        code = EXIT_SANDBOX_FAILED
+        try:
+            libc.unshare(CLONE_NEWNS, "a mount namespace")
+            # In this namespace (a bind's source must be), before /tmp is covered: the folder may be there.
+            template = os.open(folder, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            libc.mount(None, "/", None, MS_REC | MS_PRIVATE)
+            libc.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=64k")
+            os.mkdir(ROOT)
+            libc.mount("/proc/self/fd/%d" % template, ROOT, None, MS_BIND | MS_REC)
+            code = 0 if os.path.isdir(ROOT + "/usr") else EXIT_SANDBOX_FAILED
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
 
 
 def add_user(libc, settings, uid):

@@ -457,11 +457,18 @@ class ForkServerTest(unittest.TestCase):
         os.kill(worker, signal.SIGTERM)  # it serves on: the first run ends as stopped
         self.assertEqual(self.server.next_event(), {"id": "good", "exit": 143})
 
+    def spare_workers(self):
+        """The zygote's children, the oldest first, once each has forked its body ahead (none until then): its
+        spares. As it starts, the zygote also forks a process that checks the runs' root template can be bound,
+        which forks nothing, and reaps it."""
+        children = children_of(self.server.hello["zygote"])
+        return children if all(children_of(p) for p in children) else []
+
     def spare(self, not_pid=None):
         """The pid of the worker the server keeps forked ahead (other than not_pid), once it is there."""
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            children = [p for p in children_of(self.server.hello["zygote"]) if p != not_pid]
+            children = [p for p in self.spare_workers() if p != not_pid]
             if children:
                 return children[0]
             time.sleep(0.01)
@@ -514,7 +521,7 @@ class ForkServerTest(unittest.TestCase):
         """The pids of the workers the server keeps forked ahead (other than not_pid), once there are count."""
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            children = [p for p in children_of(self.server.hello["zygote"]) if p != not_pid]
+            children = [p for p in self.spare_workers() if p != not_pid]
             if len(children) == count:
                 return children
             time.sleep(0.01)
@@ -640,7 +647,7 @@ if os.fork() == 0:
     os.setsid()
     time.sleep(60)
     os._exit(0)
-print(json.dumps({"zombies": zombies, "uid": os.getuid()}))
+print(json.dumps({"zombies": zombies, "uid": os.getuid(), "pidns": os.readlink("/proc/self/ns/pid")}))
 """
 
 LOOKER = """
@@ -847,12 +854,14 @@ class SandboxedForkServerTest(ForkServerTest):
         self.assertEqual(seen["zombies"], [])  # 20 ended orphans, reaped by the namespace's first process
         if os.geteuid() != 0:
             return  # a normal user's runs share the user's uid: nothing tells their processes from the rest
-        # Killed once the body ended, before the run's end is told: dead, if not reaped yet.
-        self.assertEqual([state for state in processes_of(seen["uid"]).values() if state != "Z"], [])
+        # Killed once the body ended, before the run's end is told: dead, if not reaped yet. (Its uid is
+        # another run's as soon as the server frees it: the run's own processes are those of its pid namespace.)
+        left = processes_of(seen["uid"], seen["pidns"])
+        self.assertEqual([state for state in left.values() if state != "Z"], [])
         deadline = time.monotonic() + 10
-        while processes_of(seen["uid"]) and time.monotonic() < deadline:
+        while processes_of(seen["uid"], seen["pidns"]) and time.monotonic() < deadline:
             time.sleep(0.02)
-        self.assertEqual(processes_of(seen["uid"]), {})
+        self.assertEqual(processes_of(seen["uid"], seen["pidns"]), {})
 
     def test_reports_the_exit_code_and_the_killing_signal(self):
         _, ended = self.run_task("fails", "raise SystemExit(3)\n")
@@ -1004,14 +1013,17 @@ def join_pid_namespace(pid):
         os.close(theirs)
 
 
-def processes_of(uid):
-    """{pid: state letter} of the machine's processes whose real uid is uid."""
+def processes_of(uid, pidns=None):
+    """{pid: state letter} of the machine's processes whose real uid is uid (and, given one, in the pid
+    namespace pidns, as /proc/<pid>/ns/pid names it)."""
     found = {}
     for pid in (p for p in os.listdir("/proc") if p.isdigit()):
         try:
             with open("/proc/%s/status" % pid) as f:
                 fields = dict(line.split(":", 1) for line in f if ":" in line)
-            if int(fields["Uid"].split()[0]) == uid:
+            if int(fields["Uid"].split()[0]) != uid:
+                continue
+            if pidns is None or os.readlink("/proc/%s/ns/pid" % pid) == pidns:
                 found[int(pid)] = fields["State"].split()[0]
         except (OSError, KeyError):
             pass
