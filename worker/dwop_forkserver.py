@@ -426,7 +426,7 @@ class Server:
                 settings = self.sandbox.settings
                 dwop_sandbox.build_template(settings.libc, settings, self.sandbox.template)
             except (OSError, dwop_sandbox.SandboxError) as e:
-                no_template(e)
+                dwop_sandbox.no_template(e)
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN)
         poller.register(self.wakeup_r, select.POLLIN)
@@ -653,12 +653,6 @@ class Server:
                 os.killpg(pid, _signal.SIGKILL)
             except OSError:
                 pass
-
-
-def no_template(why):
-    """Says on stderr that the runs' root template could not be had (each run then builds its root)."""
-    message = "dwop-forkserver: no template of the runs' root (each run builds it): %s\n" % why
-    write_all(2, message.encode("utf-8", "replace"))
 
 
 def wait_ready(ready_r):

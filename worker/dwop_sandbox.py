@@ -66,10 +66,7 @@ PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE = 47, 2
 CAP_NET_ADMIN, CAP_SYS_ADMIN = 12, 21
-SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "clone": 56},
-    "aarch64": {"pivot_root": 41, "clone": 220},
-}
+SYSCALLS = {"x86_64": {"pivot_root": 155, "clone": 56}, "aarch64": {"pivot_root": 41, "clone": 220}}
 EXIT_SANDBOX_FAILED = 71
 INSIDE_UID = 1000  # what a normal user's uid becomes inside its user namespace
 # Root's runs get uids from here (after systemd's container range, below 2^31) unless /etc/subuid gives
@@ -171,8 +168,8 @@ class Libc:
             self.fail("pivot_root")
         self.umount(".")
 
-    def prctl(self, option, value, what):
-        if self._prctl(option, value, 0, 0, 0) != 0:
+    def prctl(self, option, value, what, arg3=0):
+        if self._prctl(option, value, arg3, 0, 0) != 0:
             self.fail(what)
 
     def drop_capabilities(self):
@@ -196,11 +193,7 @@ class Libc:
         if self._capset(c.byref(header), c.byref(data)) != 0:
             self.fail("capset")
         for cap in caps:
-            self.prctl2(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, "prctl(PR_CAP_AMBIENT_RAISE)")
-
-    def prctl2(self, option, arg2, arg3, what):
-        if self._prctl(option, arg2, arg3, 0, 0) != 0:
-            self.fail(what)
+            self.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, "prctl(PR_CAP_AMBIENT_RAISE)", arg3=cap)
 
     def fail(self, what):
         errno = self.ctypes.get_errno()
@@ -286,7 +279,7 @@ class Run:
         if not self.settings.apart():
             raise SandboxError("the run's worker is not the first process of a pid namespace of its own")
         libc.unshare(NAMESPACES, "mount, network and IPC namespaces")
-        if privileged:
+        if privileged or not self.handshake:
             self.network_unshared()
         else:
             # A normal user's worker opens the run's network namespace through /proc/<pid>/ns, for
@@ -497,6 +490,18 @@ def map_ids(uid, gid, inside=(INSIDE_UID, INSIDE_UID)):
     write("/proc/self/gid_map", "%d %d 1" % (inside[1], gid))
 
 
+def map_ids_or_exit(settings, whose, inside=(INSIDE_UID, INSIDE_UID)):
+    """map_ids of the server's user, in a process that just entered a user namespace it cannot leave: one
+    that cannot have them (whose: the zygote's, a worker's) says why on stderr and exits."""
+    try:
+        # A process that is not dumpable cannot write its own id maps (its /proc/self files belong to root).
+        settings.libc.prctl(PR_SET_DUMPABLE, 1, "prctl(PR_SET_DUMPABLE)")
+        map_ids(*settings.own_ids, inside=inside)
+    except BaseException as e:
+        os.write(2, ("dwop-forkserver: %s user namespace: %s\n" % (whose, e)).encode("utf-8", "replace"))
+        os._exit(EXIT_SANDBOX_FAILED)
+
+
 def write(path, text):
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
@@ -599,28 +604,23 @@ def build_template(libc, settings, folder):
         libc.unshare(CLONE_NEWNS, "a mount namespace")
     else:
         libc.unshare(CLONE_NEWUSER | CLONE_NEWNS, "a user and a mount namespace")
-        try:
-            # A process that is not dumpable cannot write its own id maps (its /proc/self files belong to root).
-            libc.prctl(PR_SET_DUMPABLE, 1, "prctl(PR_SET_DUMPABLE)")
-            map_ids(*settings.own_ids, inside=settings.own_ids)
-        except SandboxError as e:
-            os.write(2, ("dwop-forkserver: the zygote's user namespace: %s\n" % e).encode("utf-8", "replace"))
-            os._exit(EXIT_SANDBOX_FAILED)
+        map_ids_or_exit(settings, "the zygote's", inside=settings.own_ids)
     libc.mount(None, "/", None, MS_REC | MS_SLAVE)
     # Read-only whole, its /dev too: every run shares it, and no bind of a run's can be made writable again.
     libc.mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=0755")
     build_system_part(libc, open_sources(settings), folder)
     libc.mount(None, folder + "/dev", None, MS_REMOUNT | MS_NOSUID | MS_NOEXEC | MS_RDONLY, "size=64k,mode=0755")
     libc.mount(None, folder, None, MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_RDONLY, "size=16m,mode=0755")
-    if not template_bindable(settings, folder):
+    # Root's bodies bind mounts of a namespace of root's: nothing to check.
+    if not settings.privileged and not template_bindable(settings, folder):
         raise SandboxError("a run's namespaces cannot bind it (each run builds its root)")
     settings.template = folder
 
 
 def template_bindable(settings, folder):
-    """Whether a body in a worker's namespaces (Settings.fork_worker) can bind the template as
-    build_system_root does: a normal user's body binds mounts of the zygote's user namespace, which a
-    kernel's rules on such mounts could refuse, and every run would then fail its set-up."""
+    """Whether a normal user's body, in a worker's namespaces (Settings.fork_worker), can bind the template as
+    build_system_root does: it binds mounts of the zygote's user namespace, which a kernel's rules on such
+    mounts could refuse, and every run would then fail its set-up."""
     libc = settings.libc
     pid = settings.fork_worker()
     if pid == 0:
@@ -817,11 +817,7 @@ class Settings:
         if not self.privileged:
             pid = self.libc.fork_into(CLONE_NEWUSER | CLONE_NEWPID, "into a user and a pid namespace")
             if pid == 0:
-                try:
-                    map_ids(*self.own_ids)
-                except BaseException as e:
-                    os.write(2, ("dwop-forkserver: the worker's ids: %s\n" % e).encode("utf-8", "replace"))
-                    os._exit(EXIT_SANDBOX_FAILED)
+                map_ids_or_exit(self, "the worker's")
             return pid
         own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -998,7 +994,6 @@ def template_folder(path):
     """The folder given for build_template (absolute), made when missing (its parent must be there), or None,
     said on stderr, when it cannot be had or is not a folder of this user's alone (a link, say, or one others
     may write to): each run then builds its root's system part itself."""
-    why = None
     try:
         if not os.path.isabs(path):
             raise OSError("not an absolute path")
@@ -1011,9 +1006,14 @@ def template_folder(path):
             raise OSError("not a folder of this user's alone")
         return path
     except OSError as e:
-        why = "dwop-forkserver: no template of the runs' root (each run builds it): %s: %s\n" % (path, e)
-    os.write(2, why.encode("utf-8", "replace"))
+        no_template("%s: %s" % (path, e))
     return None
+
+
+def no_template(why):
+    """Says on stderr that the runs' root template could not be had (each run then builds its root)."""
+    message = "dwop-forkserver: no template of the runs' root (each run builds it): %s\n" % why
+    os.write(2, message.encode("utf-8", "replace"))
 
 
 def private_folder(prefix):

@@ -459,8 +459,8 @@ class ForkServerTest(unittest.TestCase):
 
     def spare_workers(self):
         """The zygote's children, the oldest first, once each has forked its body ahead (none until then): its
-        spares. As it starts, the zygote also forks a process that checks the runs' root template can be bound,
-        which forks nothing, and reaps it."""
+        spares. As it starts, a normal user's zygote also forks a process that checks the runs' root template
+        can be bound, which forks nothing, and reaps it."""
         children = children_of(self.server.hello["zygote"])
         return children if all(children_of(p) for p in children) else []
 
