@@ -39,7 +39,7 @@ export interface DeployOptions {
 
 /** One DWOP deployment of processes on a fresh database and queue. */
 export class Deployment {
-  private readonly children: ChildProcess[] = [];
+  private readonly children: { name: string; child: ChildProcess }[] = [];
   url = "";
   readonly token = randomBytes(16).toString("hex");
 
@@ -50,15 +50,23 @@ export class Deployment {
     private readonly cpuProf?: string,
   ) {}
 
-  /** Starts node with argv; resolves when its stderr (or stdout) shows `ready` (at once without one). */
-  start(argv: string[], ready: RegExp | null, extra: Record<string, string> = {}): Promise<string> {
+  /**
+   * Starts node with argv as the process `name`; resolves when its stderr (or stdout) shows `ready` (at
+   * once without one).
+   */
+  start(
+    name: string,
+    argv: string[],
+    ready: RegExp | null,
+    extra: Record<string, string> = {},
+  ): Promise<string> {
     const nodeArgs = this.cpuProf ? ["--cpu-prof", `--cpu-prof-dir=${this.cpuProf}`] : [];
     const child = spawn(process.execPath, [...nodeArgs, ...argv], {
       cwd: ROOT,
       env: { ...process.env, ...this.env, ...extra },
       stdio: ["ignore", "pipe", "pipe"],
     });
-    this.children.push(child);
+    this.children.push({ name, child });
     let seen = "";
     return new Promise((resolve, reject) => {
       if (!ready) resolve("");
@@ -112,7 +120,7 @@ export class Deployment {
    * reaped: workers, the sandboxes' processes, the bodies; not slirp4netns); of its database's backends.
    */
   async cpu(): Promise<Cpu> {
-    const pids = this.children.map((c) => c.pid!);
+    const pids = this.children.map((c) => c.child.pid!);
     const backends = await this.m.db<{ pid: number }[]>`
       select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`;
     const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
@@ -129,11 +137,16 @@ export class Deployment {
     };
   }
 
+  /** CPU seconds so far of each of its processes by name (`api`, `claimer`, `dispatcher 0`, ...). */
+  cpuByProcess(): Map<string, number> {
+    return new Map(this.children.map(({ name, child }) => [name, cpuSeconds(child.pid!)]));
+  }
+
   /** Stops its processes (SIGTERM, then SIGKILL after 15 s), drops its database and its queue. */
   async stop(bus: "rabbit" | "pgboss"): Promise<void> {
     await Promise.all(
       this.children.map(
-        (c) =>
+        ({ child: c }) =>
           new Promise<void>((resolve) => {
             if (c.exitCode !== null || c.signalCode !== null) return resolve();
             c.once("exit", () => resolve());
@@ -167,14 +180,16 @@ export async function deploy(o: DeployOptions): Promise<Deployment> {
   const d = new Deployment(m, queue, env, o.cpuProf);
   env.DWOP_API_TOKEN = d.token;
   if (o.mode === "dev") {
-    await d.start(dwop("dev"), /listening on (http\S+)/);
+    await d.start("dev", dwop("dev"), /listening on (http\S+)/);
   } else {
-    await d.start(dwop("api"), /^(http\S+)$/m);
+    await d.start("api", dwop("api"), /^(http\S+)$/m);
     // Claimer and dispatchers print nothing at warn level: they are up once each has its heartbeat.
-    await d.start(dwop("claimer"), null, { DWOP_CLAIMER_ID: `${queue}-c` });
+    await d.start("claimer", dwop("claimer"), null, { DWOP_CLAIMER_ID: `${queue}-c` });
     const dispatchers = o.dispatchers ?? 1;
     for (let i = 0; i < dispatchers; i++) {
-      await d.start(o.dispatcher ?? dwop("dispatcher"), null, { DWOP_DISPATCHER_ID: `${queue}-d${i}` });
+      await d.start(`dispatcher ${i}`, o.dispatcher ?? dwop("dispatcher"), null, {
+        DWOP_DISPATCHER_ID: `${queue}-d${i}`,
+      });
     }
     for (let i = 0; ; i++) {
       const [row] = await m.db<{ n: number }[]>`select count(*)::int as n from dwop.dispatchers`;

@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Sql } from "postgres";
 
@@ -100,6 +100,20 @@ export function machineCpu(): { busy: number; cores: number } {
   // user nice system idle iowait irq softirq steal (guest time is counted in user already)
   const busy = ticks.slice(0, 8).reduce((sum, t, i) => (i === 3 || i === 4 ? sum : sum + t), 0);
   return { busy: busy / 100, cores: lines.filter((l) => /^cpu\d/.test(l)).length };
+}
+
+/** The pids of the processes whose command name (/proc/PID/comm) is `comm`, as `beam.smp` for RabbitMQ. */
+export function pidsNamed(comm: string): number[] {
+  return readdirSync("/proc")
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/comm`, "utf8").trim() === comm;
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
 }
 
 /** The pids of a process's children, from /proc; none once it is gone. */

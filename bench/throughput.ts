@@ -17,7 +17,15 @@ import postgres from "postgres";
 import { deploy, ROOT } from "./deployment.ts";
 import { NoopExecutor } from "./noop-executor.ts";
 import { startEngine } from "../test/support/engine.ts";
-import { bringIntoUse, busesFromArgs, completedPerSecond, fanWorkflow } from "./stats.ts";
+import {
+  bringIntoUse,
+  busesFromArgs,
+  completedPerSecond,
+  cpuSeconds,
+  fanWorkflow,
+  machineCpu,
+  pidsNamed,
+} from "./stats.ts";
 
 const n = Number(process.argv.find((a) => a.startsWith("--tasks="))?.slice(8) ?? 2000);
 const dispatcherCounts = (process.argv.find((a) => a.startsWith("--dispatchers="))?.slice(14) ?? "2")
@@ -36,6 +44,8 @@ interface Target {
   db: postgres.Sql;
   url: string;
   stop(): Promise<void>;
+  /** CPU seconds so far of each part that uses some (as deployed only). */
+  cpu?(): Promise<Map<string, number>>;
 }
 
 /** The claimer and dispatchers in this process (test/support/engine.ts). */
@@ -77,7 +87,30 @@ async function asDeployed(bus: "rabbit" | "pgboss", dispatchers: number, home: s
     db: d.m.db,
     url: d.m.url,
     stop: () => d.stop(bus),
+    cpu: async () => {
+      const parts = d.cpuByProcess();
+      parts.set("Postgres backends", (await d.cpu()).postgres);
+      if (bus === "rabbit") parts.set("RabbitMQ", sum(pidsNamed("beam.smp").map((pid) => cpuSeconds(pid))));
+      parts.set("the machine", machineCpu().busy);
+      return parts;
+    },
   };
+}
+
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+
+/** CPU ms a task of each part between two readings, and how busy the cores were over `seconds`. */
+function cpuLine(
+  before: Map<string, number>,
+  after: Map<string, number>,
+  tasks: number,
+  seconds: number,
+): string {
+  const parts = [...after].map(
+    ([name, s]) => `${name} ${(((s - before.get(name)!) * 1000) / tasks).toFixed(3)}`,
+  );
+  const busy = (after.get("the machine")! - before.get("the machine")!) / (seconds * machineCpu().cores);
+  return `  in use, CPU ms a task: ${parts.join(", ")} (its cores ${(busy * 100).toFixed(0)} % busy)`;
 }
 
 /** Single-row insert transactions per second over 8 connections for 2 s: what fsync allows here. */
@@ -110,19 +143,25 @@ try {
         try {
           const commits = await commitRate(target.url);
           const rates: string[] = [];
+          let split = "";
           for (const state of ["cold", "warm", "in use"]) {
             if (state === "warm") {
               await target.run(fanWorkflow(n - 2));
               await target.db`truncate dwop.workflows cascade`;
             }
             if (state === "in use") await bringIntoUse(target.run, target.db);
+            const before = await target.cpu?.();
+            const t0 = performance.now();
             const id = await target.run(fanWorkflow(n - 2));
+            const seconds = (performance.now() - t0) / 1000;
+            if (before) split = cpuLine(before, await target.cpu!(), n, seconds);
             rates.push(`${state} ${(await completedPerSecond(target.db, id)).toFixed(0)}`);
           }
           console.log(
             `${bus.padEnd(7)} ${dispatchers} dispatcher(s)${processes ? " (processes)" : ""}, ${n} tasks: ` +
               `${rates.join(", ")} tasks/s (Postgres here: ${commits.toFixed(0)} single-row commits/s over 8 connections)`,
           );
+          if (split) console.log(split);
         } finally {
           await target.stop();
         }
