@@ -5,6 +5,7 @@ import { connectBus } from "../shared/bus/from-config.ts";
 import { databaseUrl, loadConfig } from "../shared/config.ts";
 import { connectDb, retryWhileStarting, waitForDatabase } from "../shared/db/connect.ts";
 import { migrate } from "../shared/db/migrate.ts";
+import { postgresPatchProblem } from "../shared/db/postgres-patch.ts";
 import { Store } from "../shared/db/store.ts";
 import { readEnv } from "../shared/env.ts";
 import { createLogger } from "../shared/pino.ts";
@@ -16,6 +17,11 @@ const logger = createLogger(config.DWOP_LOG_LEVEL, { format: config.DWOP_LOG_FOR
 const url = databaseUrl(config);
 if (!url) {
   logger.error({}, "the claimer needs DATABASE_URL");
+  process.exit(2);
+}
+const unpatched = postgresPatchProblem();
+if (unpatched) {
+  logger.error({}, unpatched);
   process.exit(2);
 }
 const id = config.DWOP_CLAIMER_ID ?? `claimer-${hostname()}-${process.pid}`;

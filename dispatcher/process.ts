@@ -12,6 +12,7 @@ import { createLogger } from "../shared/pino.ts";
 import { storageFromConfig } from "../shared/storage/from-config.ts";
 import type { KubernetesParts } from "./kubernetes.ts";
 import { prepareHome } from "../shared/folders.ts";
+import { postgresPatchProblem } from "../shared/db/postgres-patch.ts";
 
 export interface DispatcherProcessOptions {
   /** Runs the tasks instead of the configured executor: a benchmark's no-op one, registered as local. */
@@ -29,6 +30,11 @@ export async function runDispatcher(options: DispatcherProcessOptions = {}): Pro
       {},
       "the dispatcher needs DATABASE_URL, and SUPABASE_PROJECT_URL with SUPABASE_SERVICE_KEY (Supabase Storage) or DWOP_PUBLIC_URL with DWOP_STORAGE_SECRET (the `dwop dev` server's storage)",
     );
+    process.exit(2);
+  }
+  const unpatched = postgresPatchProblem();
+  if (unpatched) {
+    logger.error({}, unpatched);
     process.exit(2);
   }
   const id = config.DWOP_DISPATCHER_ID ?? localDispatcherId();

@@ -20,6 +20,7 @@ const COPIED = [
   "shared",
   "worker",
   "supabase/migrations",
+  "scripts/postgres-patch.mjs",
 ];
 const DESCRIPTION = "Run Python workflows as reliable DAGs, on one laptop or on Kubernetes.";
 

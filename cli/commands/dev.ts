@@ -2,6 +2,7 @@ import type { Config } from "../../shared/config.ts";
 import { createLogger, type LogFormat } from "../../shared/pino.ts";
 import { startStack } from "../stack.ts";
 import { EXIT } from "../exit.ts";
+import { refuseUnpatchedPostgres } from "../postgres-patched.ts";
 import { handleShutdown, STOP_DEADLINE_MS } from "../shutdown.ts";
 import { muteable } from "../terminal.ts";
 import { positiveInt } from "./args.ts";
@@ -24,6 +25,7 @@ export async function devCommand(
   opts: DevOptions = {},
   part: "dev" | "api" = "dev",
 ): Promise<number> {
+  refuseUnpatchedPostgres();
   const config: Config = {
     ...base,
     DWOP_PORT: opts.port === undefined ? base.DWOP_PORT : (positiveInt(opts.port, "--port", 65535) ?? 0),

@@ -19,6 +19,7 @@ import { followWorkflow, Progress } from "../progress.ts";
 import { handleShutdown, STOP_DEADLINE_MS } from "../shutdown.ts";
 import { colorsFor, liveFor, muteable, palette, type OutStream } from "../terminal.ts";
 import { startHomeDatabase } from "../embedded-postgres.ts";
+import { refuseUnpatchedPostgres } from "../postgres-patched.ts";
 import type { Stack } from "../stack.ts";
 import { readSource } from "./validate.ts";
 
@@ -68,6 +69,7 @@ export async function runCommand(config: Config, file: string, opts: RunOptions)
     });
   };
   // The database starts while the engine's modules load (about 0.25 s each here, now side by side).
+  refuseUnpatchedPostgres();
   const database = startHomeDatabase(config, err);
   database.catch(() => {}); // a failure is thrown by startStack, which awaits it
   const { startStack } = await import("../stack.ts").catch(async (e: unknown) => {

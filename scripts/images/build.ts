@@ -56,6 +56,7 @@ function recipes(root: string): ImageRecipe[] {
         "package.json",
         "package-lock.json",
         "scripts/patch-postgres.mjs",
+        "scripts/postgres-patch.mjs",
         "tsconfig.json",
         "bin/build-cli.ts",
         "shared",
