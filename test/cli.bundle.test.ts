@@ -2,26 +2,14 @@
 // sources. Each test builds into a copy of the checkout's sources in a temporary folder (node_modules
 // linked), so the checkout's own dist/ is never rebuilt under a test running beside this one.
 import { execFile } from "node:child_process";
-import { cp, mkdir, mkdtemp, readFile, rm, symlink, utimes, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, symlink, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { buildBundle, type SourcesManifest } from "../bin/build-cli.ts";
+import { copySources, ROOT } from "./support/checkout-copy.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const COPIED = [
-  "bin/dwop.js",
-  "cli",
-  "cron",
-  "dispatcher",
-  "functions",
-  "shared",
-  "worker",
-  "supabase/migrations",
-  "scripts/postgres-patch.mjs",
-];
 const DESCRIPTION = "Run Python workflows as reliable DAGs, on one laptop or on Kubernetes.";
 
 let checkout: string | null = null;
@@ -38,8 +26,7 @@ afterEach(async () => {
 async function copyCheckout(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), "dwop-bundle-"));
   checkout = dir;
-  for (const path of COPIED) await cp(join(ROOT, path), join(dir, path), { recursive: true });
-  await cp(join(ROOT, "package.json"), join(dir, "package.json"));
+  await copySources(dir);
   await symlink(join(ROOT, "node_modules"), join(dir, "node_modules"));
   return dir;
 }

@@ -4,13 +4,12 @@
 import { execFile } from "node:child_process";
 import { cp, mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { EDITS, patchPostgres, postgresRoot, unpatchedFiles } from "../scripts/postgres-patch.mjs";
 import { postgresPatchProblem } from "../shared/db/postgres-patch.ts";
+import { copySources, ROOT } from "./support/checkout-copy.ts";
 import { testFolder } from "./support/test-folder.ts";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const BUILDS = ["src", "cjs/src", "cf/src"];
 
 /** A copy of the installed postgres.js in `folder` as npm ships it: every edit of the patch undone. */
@@ -51,19 +50,7 @@ describe("postgres.js's patch", () => {
   // `dwop run` and `dwop dispatcher` stop before they start anything, naming the fix.
   it("missing, keeps `dwop run` and `dwop dispatcher` from starting", async () => {
     const dir = await testFolder("dwop-unpatched-");
-    for (const path of [
-      "bin/dwop.js",
-      "cli",
-      "cron",
-      "dispatcher",
-      "functions",
-      "shared",
-      "worker",
-      "scripts",
-    ]) {
-      await cp(join(ROOT, path), join(dir, path), { recursive: true });
-    }
-    await cp(join(ROOT, "package.json"), join(dir, "package.json"));
+    await copySources(dir);
     await mkdir(join(dir, "node_modules"));
     for (const entry of await readdir(join(ROOT, "node_modules"))) {
       if (entry !== "postgres")
