@@ -11,7 +11,7 @@ import type { WorkflowState } from "../shared/model.ts";
 import { readSse, type SseMessage } from "../shared/sse.ts";
 import type { Stall } from "../functions/stall.ts";
 import { EXIT } from "./exit.ts";
-import { requestWithoutBody } from "./http.ts";
+import { requestWithoutBody, type Answer } from "./http.ts";
 
 /** The API's JSON, typed by the schemas the server validates and documents with. */
 export type WorkflowDetail = z.output<typeof WorkflowDetailSchema>;
@@ -48,13 +48,20 @@ function unreachable(baseUrl: string, err: unknown): ApiRequestError {
 }
 
 /** An answer without DWOP's JSON: a web page, a proxy, another service at that address. */
-function notDwop(baseUrl: string, res: Response): ApiRequestError {
+function notDwop(baseUrl: string, res: Answer): ApiRequestError {
   const type = (res.headers.get("content-type") ?? "no content type").split(";")[0];
   return new ApiRequestError(
     res.status,
     "not_dwop",
     `${baseUrl} is not a DWOP server: it answered HTTP ${res.status} with ${type}, not DWOP's JSON`,
   );
+}
+
+/** What a request may carry besides its method and path. */
+export interface RequestOptions {
+  headers?: Record<string, string>;
+  body?: string | FormData;
+  signal?: AbortSignal;
 }
 
 /** The HTTP client of a DWOP server, for the CLI's commands. */
@@ -65,10 +72,10 @@ export class DwopClient {
   ) {}
 
   /** A request; any answer but 2xx throws an ApiRequestError, and so does an answer no DWOP server gives. */
-  async request(method: string, path: string, init: RequestInit = {}): Promise<Response> {
-    const headers = new Headers(init.headers);
-    if (this.token) headers.set("authorization", `Bearer ${this.token}`);
-    let res: Response;
+  async request(method: string, path: string, init: RequestOptions = {}): Promise<Answer> {
+    const headers: Record<string, string> = { ...init.headers };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    let res: Answer;
     try {
       res =
         init.body === undefined || init.body === null
@@ -99,7 +106,7 @@ export class DwopClient {
     return `${this.baseUrl.replace(/\/+$/, "")}${path}`;
   }
 
-  private async json<T>(method: string, path: string, init: RequestInit = {}): Promise<T> {
+  private async json<T>(method: string, path: string, init: RequestOptions = {}): Promise<T> {
     const res = await this.request(method, path, init);
     if (!(res.headers.get("content-type") ?? "").includes("json")) {
       await res.body?.cancel();
@@ -163,7 +170,7 @@ export class DwopClient {
   }
 
   /** The full log of one attempt (default: the latest), streamed. */
-  log(id: string, task: string, attempt?: number): Promise<Response> {
+  log(id: string, task: string, attempt?: number): Promise<Answer> {
     const q = attempt === undefined ? "" : `?attempt=${attempt}`;
     return this.request("GET", `${taskPath(id, task)}/logs${q}`);
   }
@@ -190,7 +197,7 @@ export class DwopClient {
     };
   }
 
-  output(id: string, task: string): Promise<Response> {
+  output(id: string, task: string): Promise<Answer> {
     return this.request("GET", `${taskPath(id, task)}/output`);
   }
 

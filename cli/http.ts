@@ -1,42 +1,84 @@
-// Node-only: a body-less request over node:http, answered as a WHATWG Response. On Node 20 the first
-// fetch() costs a CLI process ~300 ms of CPU (undici compiles its WebAssembly HTTP parser), more than the
-// rest of `dwop status` together; node:http's parser is native.
+// Node-only: a body-less request over node:http, and its answer with what the client reads of one. On
+// Node 20 the first fetch() costs a CLI process ~300 ms of CPU (undici compiles its WebAssembly HTTP
+// parser), more than the rest of `dwop status` together; node:http's parser is native. The answer is not a
+// WHATWG Response either: Node loads `Headers` and `Response` from undici too (~26 ms of `dwop status`'s
+// start on 2026-12-06's machine, out of ~150 above `node -e 0`).
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { Readable } from "node:stream";
 
+/** What the CLI reads of an HTTP answer: a fetch Response has it, and so does a body-less request's. */
+export interface Answer {
+  readonly status: number;
+  readonly statusText: string;
+  readonly ok: boolean;
+  readonly headers: { get(name: string): string | null };
+  /** The body as a stream; a caller reads it this way or with text() or json(), not both. */
+  readonly body: ReadableStream<Uint8Array> | null;
+  text(): Promise<string>;
+  json(): Promise<unknown>;
+}
+
 export interface BodylessInit {
   method: string;
-  headers: Headers;
+  headers: Record<string, string>;
   signal?: AbortSignal | null;
 }
 
 /** Like fetch(url, init) for a request without a body; a failure to connect rejects as fetch's does. */
-export function requestWithoutBody(url: string, init: BodylessInit): Promise<Response> {
+export function requestWithoutBody(url: string, init: BodylessInit): Promise<Answer> {
   const target = new URL(url);
   const send = target.protocol === "https:" ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
     const req = send(target, {
       method: init.method,
-      headers: Object.fromEntries(init.headers),
+      headers: init.headers,
       ...(init.signal ? { signal: init.signal } : {}),
     });
     // fetch's shape: a TypeError whose cause carries the socket's code (ECONNREFUSED, ...).
     req.once("error", (err) =>
       reject(init.signal?.aborted ? err : new TypeError("fetch failed", { cause: err })),
     );
-    req.once("response", (res) => resolve(toResponse(res)));
+    req.once("response", (res) => resolve(new NodeAnswer(res)));
     req.end();
   });
 }
 
-function toResponse(res: IncomingMessage): Response {
-  const headers = new Headers();
-  for (let i = 0; i < res.rawHeaders.length; i += 2)
-    headers.append(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
-  const status = res.statusCode ?? 0;
-  const empty = status === 204 || status === 304;
-  if (empty) res.resume();
-  const body = empty ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>);
-  return new Response(body, { status, statusText: res.statusMessage ?? "", headers });
+class NodeAnswer implements Answer {
+  readonly status: number;
+  readonly statusText: string;
+  readonly ok: boolean;
+  readonly headers: { get(name: string): string | null };
+  private stream: ReadableStream<Uint8Array> | null | undefined;
+
+  constructor(private readonly res: IncomingMessage) {
+    this.status = res.statusCode ?? 0;
+    this.statusText = res.statusMessage ?? "";
+    this.ok = this.status >= 200 && this.status <= 299;
+    this.headers = {
+      get: (name) => {
+        const value = res.headers[name.toLowerCase()];
+        return value === undefined ? null : Array.isArray(value) ? value.join(", ") : value;
+      },
+    };
+    if (this.status === 204 || this.status === 304) {
+      res.resume();
+      this.stream = null;
+    }
+  }
+
+  get body(): ReadableStream<Uint8Array> | null {
+    if (this.stream === undefined) this.stream = Readable.toWeb(this.res) as ReadableStream<Uint8Array>;
+    return this.stream;
+  }
+
+  async text(): Promise<string> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of this.res) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks).toString("utf8");
+  }
+
+  async json(): Promise<unknown> {
+    return JSON.parse(await this.text());
+  }
 }

@@ -5,6 +5,7 @@ import { pipeline } from "node:stream/promises";
 import type { Config } from "../../shared/config.ts";
 import { TERMINAL_TASK_STATES, type TaskState } from "../../shared/model.ts";
 import { ApiRequestError, clientFromConfig, type DwopClient, type TaskDetail } from "../client.ts";
+import type { Answer } from "../http.ts";
 import { CliError, EXIT } from "../exit.ts";
 import { Reconnecting } from "../follow.ts";
 import { homeLog } from "../local-home.ts";
@@ -177,7 +178,7 @@ async function printLog(
   json: boolean,
   status?: string,
 ): Promise<void> {
-  let res: Response;
+  let res: Answer;
   try {
     res = await client.log(id, task, attempt);
   } catch (err) {

@@ -2,7 +2,7 @@ import type * as z from "zod";
 import type { Schedule as ScheduleSchema } from "../../functions/schemas.ts";
 import type { Config } from "../../shared/config.ts";
 import { parseWorkflow } from "../../shared/dsl/index.ts";
-import { clientFromConfig, type DwopClient } from "../client.ts";
+import { clientFromConfig, type DwopClient, type RequestOptions } from "../client.ts";
 import { CliError, EXIT } from "../exit.ts";
 import { colorsFor, palette, stateColor } from "../terminal.ts";
 import { readInputs } from "./run.ts";
@@ -145,7 +145,7 @@ async function send<T = Schedule>(
   path: string,
   body?: unknown,
 ): Promise<T> {
-  const init: RequestInit =
+  const init: RequestOptions =
     body === undefined ? {} : { headers: { "content-type": "application/json" }, body: JSON.stringify(body) };
   return (await (await client.request(method, path, init)).json()) as T;
 }
