@@ -17,9 +17,11 @@ export function postgresPatchProblem(root?: string): string | null {
   }
   if (missing.length === 0) return null;
   const script = fileURLToPath(new URL("../../scripts/patch-postgres.mjs", import.meta.url));
+  const dwop = fileURLToPath(new URL("../..", import.meta.url));
   return (
     `postgres.js in ${at} is not patched (${missing.join(", ")}): without the patch a lost database ` +
-    `connection can end this process or hang its queries. npm install applies it unless scripts are off ` +
-    `(--ignore-scripts); apply it with \`node ${script}\`, then start again`
+    `connection can end this process or hang its queries. npm install applies it unless install scripts are ` +
+    `off (--ignore-scripts), which also leaves the embedded PostgreSQL unable to start: run \`npm rebuild\` ` +
+    `in ${dwop} (or \`node ${script}\` for the patch alone), then start again`
   );
 }
