@@ -68,8 +68,8 @@ export async function runCommand(config: Config, file: string, opts: RunOptions)
       spec,
     });
   };
-  // The database starts while the engine's modules load (about 0.25 s each here, now side by side).
   refuseUnpatchedPostgres();
+  // The database starts while the engine's modules load (about 0.25 s each here, now side by side).
   const database = startHomeDatabase(config, err);
   database.catch(() => {}); // a failure is thrown by startStack, which awaits it
   const { startStack } = await import("../stack.ts").catch(async (e: unknown) => {
