@@ -4,6 +4,15 @@ import { parseMemory } from "./quantity.ts";
 import { parseAllowList } from "./net/addresses.ts";
 import { parseOrigins } from "./net/origins.ts";
 
+/** The places of a sandboxed run's root that are its own (worker/dwop_sandbox.py RUN_OWN). */
+const RUN_OWN = ["/tmp", "/dev", "/proc", "/work"];
+
+/** The place of RUN_OWN an absolute path is in or is, or null. */
+function runOwnPlace(path: string): string | null {
+  const clean = path.replace(/\/+/g, "/").replace(/(.)\/$/, "$1");
+  return RUN_OWN.find((own) => clean === own || clean.startsWith(`${own}/`)) ?? null;
+}
+
 const int = (min: number, fallback: number) => z.coerce.number().int().min(min).default(fallback);
 /** A Kubernetes quantity kept as written ("500m", "512Mi"), for a pod spec. */
 const kubeQuantity = (pattern: RegExp, fallback: string) =>
@@ -81,12 +90,31 @@ export const configSchema = z.object({
   DWOP_TASK_PROCESSES: int(1, 256),
   /** What sandboxed local runs reach: the internet through slirp4netns (never the machine), or nothing. */
   DWOP_TASK_NETWORK: z.enum(["internet", "none"]).default("internet"),
-  /** Folders (absolute, `:`-separated) sandboxed local runs may read besides the system's and Python's. */
+  /**
+   * Folders (absolute, `:`-separated) sandboxed local runs may read besides the system's and Python's;
+   * none inside a place each run has its own of (RUN_OWN), which would hide it. The fork server checks
+   * again where links lead.
+   */
   DWOP_TASK_ALLOW: z
     .string()
     .default("")
     .transform((v) => v.split(":").filter((p) => p !== ""))
-    .pipe(z.array(z.string().startsWith("/", "must hold absolute paths, separated by ':'"))),
+    .pipe(
+      z.array(
+        z
+          .string()
+          .startsWith("/", "must hold absolute paths, separated by ':'")
+          .superRefine((path, ctx) => {
+            const own = runOwnPlace(path);
+            if (own) {
+              ctx.addIssue({
+                code: "custom",
+                message: `${path} is inside ${own}, which each sandboxed run has its own of: runs cannot be shown it there; allow a folder outside ${RUN_OWN.join(", ")}`,
+              });
+            }
+          }),
+      ),
+    ),
   DWOP_PORT: int(0, 8080),
   DWOP_HOST: z.string().default("127.0.0.1"),
   DWOP_PUBLIC_URL: optionalUrl,

@@ -1,7 +1,8 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
+import { SHOWN_TMP } from "./support/test-folder.ts";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterEach, expect, it } from "vitest";
@@ -22,6 +23,7 @@ const workflow = (flag: string) =>
 let database: TestDatabase;
 let storage: SupabaseStorageDouble;
 let home: string;
+let flags: string;
 const processes: EdgeServer[] = [];
 let passed = false;
 
@@ -32,6 +34,7 @@ afterEach(async () => {
   if (passed) {
     await database?.drop();
     await rm(home, { recursive: true, force: true });
+    await rm(flags, { recursive: true, force: true });
   }
 });
 
@@ -42,6 +45,10 @@ it("runs a workflow submitted to the `api` function, with the claimer and dispat
   database = await createTestDatabase("supabase e2e");
   storage = await startSupabaseStorageDouble();
   home = await mkdtemp(join(tmpdir(), "dwop-supabase-e2e-"));
+  // The flag the task waits for: in a folder the sandbox shows runs (not the dispatcher's home, which holds
+  // every run's folder), readable by a run's own uid.
+  flags = await mkdtemp(join(SHOWN_TMP, "dwop-supabase-e2e-flags-"));
+  await chmod(flags, 0o755);
   await run(
     "node_modules/.bin/supabase",
     ["db", "push", "--db-url", `${database.url}?sslmode=disable`, "--yes"],
@@ -79,7 +86,7 @@ it("runs a workflow submitted to the `api` function, with the claimer and dispat
     DWOP_CLAIM_POLL_MS: "100",
     // Where workers ship live logs: the `api` function (on Supabase, the default from SUPABASE_PROJECT_URL).
     DWOP_PUBLIC_URL: `${api.url}/api`,
-    DWOP_TASK_ALLOW: home,
+    DWOP_TASK_ALLOW: flags,
   };
   const opsPort = await freePort();
   const tsx = (script: string) => ({ command: process.execPath, args: ["--import", "tsx", script] });
@@ -94,7 +101,7 @@ it("runs a workflow submitted to the `api` function, with the claimer and dispat
   );
 
   const form = new FormData();
-  const flag = join(home, "flag");
+  const flag = join(flags, "flag");
   form.append("workflow", new Blob([workflow(flag)]), "etl.workflow");
   const submitted = await fetch(`${api.url}/api/workflows`, { method: "POST", headers: AUTH, body: form });
   expect(submitted.status, await submitted.clone().text()).toBe(201);

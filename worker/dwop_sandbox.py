@@ -515,6 +515,9 @@ def write(path, text):
 
 ROOT, SCRATCH, LOWER = "/tmp/root", "/tmp/scratch", "/tmp/lower"
 RUN_FILES = ("/etc/passwd", "/etc/group")  # written for each run, which has a user of its own
+# The places of a run's root that are its own (a fresh tmpfs, its /dev, its /proc, its /work): no folder of
+# the machine inside one of them can be shown to a run.
+RUN_OWN = ("/tmp", "/dev", "/proc", WORK)
 
 
 def open_folder(folder, below_tmp):
@@ -788,6 +791,7 @@ class Settings:
         self.addresses = dwop_network.host_addresses() if self.internet else []
         self.sources = scan(self.visible())
         self.passwd = {name: read_etc(name) for name in ("passwd", "group")}
+        self.unshowable = unshowable(self.allow)  # why the sandbox cannot be had with these folders, or None
         warm_up()
         subordinate = subordinate_range("/etc/subuid") if uid_base is None else None
         self.uid_base, self.uid_count = subordinate or (uid_base or DEFAULT_UID_BASE, uid_count or DEFAULT_UID_COUNT)
@@ -844,6 +848,25 @@ class Settings:
             if os.path.exists(path) and not any(within(path, w) for w in wanted if os.path.isdir(w)):
                 wanted.append(path)
         return wanted
+
+
+def unshowable(allow):
+    """Why a run's root cannot show one of the folders it must (the Python in use, the allowed ones): one
+    inside a place the run has its own of (RUN_OWN); None when every one can be shown."""
+    import sys
+
+    python = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    python.add(os.path.dirname(os.path.realpath(sys.executable)))
+    for what, paths in (("the Python in use", python), ("an allowed folder", allow)):
+        for path in sorted(os.path.realpath(p) for p in paths if p):
+            own = next((place for place in RUN_OWN if within(path, place)), None)
+            if own:
+                return "%s, %s, is inside %s, which each sandboxed run has its own of: it cannot be shown to runs" % (
+                    what,
+                    path,
+                    own,
+                )
+    return None
 
 
 def pid_namespace():
@@ -965,6 +988,8 @@ def probe(settings):
     socket (settings.trap None), tell whether runs get slirp4netns as they are set up, and a third,
     without it, whether they get no network (settings.internet off, network_why set) or no sandbox. (One
     probe where two ran: 30 ms of every fork server's start, a pyenv Python on a slow machine.)"""
+    if settings.unshowable:
+        return settings.unshowable
     if settings.libc is None:
         return "ctypes, unshare(2) or pivot_root(2) is not available here"
     folder = private_folder("dwop-probe-")

@@ -1278,6 +1278,31 @@ class RootWithoutSysAdminTest(unittest.TestCase):
         self.assertEqual(store.read("out/run/output.txt"), b"fine\n")
 
 
+class UnshowableFolderTest(unittest.TestCase):
+    """A folder runs must be shown that lies in a place each run has its own of (/tmp, /dev, /proc, /work):
+    the run's own place would hide it, and building the root failed on it (the probe's "File exists:
+    '/tmp/root/tmp'"), which turned an auto sandbox off. Now the server says which folder and why."""
+
+    def test_an_allowed_folder_in_tmp_refuses_a_required_sandbox_and_names_it(self):
+        from dwop_forkserver import Sandbox
+
+        sandbox = Sandbox('{"sandbox": "required", "allow": ["/tmp/dwop-data"]}')
+        self.assertEqual(sandbox.mode, "off")
+        self.assertIn("an allowed folder, /tmp/dwop-data, is inside /tmp, which each sandboxed run has its own of",
+                      sandbox.refusal)  # fmt: skip
+
+    def test_a_folder_is_judged_where_its_links_lead(self):
+        import dwop_sandbox
+
+        with tempfile.TemporaryDirectory(dir="/var/tmp") as folder:
+            link = os.path.join(folder, "data")
+            os.symlink("/dev/shm", link)
+            self.assertIn("/dev/shm, is inside /dev", dwop_sandbox.unshowable([link]))
+            self.assertIsNone(dwop_sandbox.unshowable([folder, "/usr/share"]))
+        for place in ("/tmp", "/proc/self", "/work/x"):
+            self.assertIn("is inside", dwop_sandbox.unshowable([place]))
+
+
 class SandboxSettingsTest(unittest.TestCase):
     """What the server does with its settings where the sandbox cannot be had."""
 
