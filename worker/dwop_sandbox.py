@@ -791,7 +791,7 @@ class Settings:
         self.addresses = dwop_network.host_addresses() if self.internet else []
         self.sources = scan(self.visible())
         self.passwd = {name: read_etc(name) for name in ("passwd", "group")}
-        self.unshowable = unshowable(self.allow)  # why the sandbox cannot be had with these folders, or None
+        self.unshowable = unshowable(python_folders(), self.allow)  # why runs cannot have a root, or None
         warm_up()
         subordinate = subordinate_range("/etc/subuid") if uid_base is None else None
         self.uid_base, self.uid_count = subordinate or (uid_base or DEFAULT_UID_BASE, uid_count or DEFAULT_UID_COUNT)
@@ -838,25 +838,26 @@ class Settings:
 
     def visible(self):
         """The paths a run sees read-only: the system's, Python's own folders, the operator's extras."""
-        import sys
-
         etc = ["/etc/" + name for name in ETC]
-        python = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-        python.add(os.path.dirname(os.path.realpath(sys.executable)))
         wanted = [p for p in list(SYSTEM) + etc if os.path.lexists(p)]
-        for path in sorted(os.path.realpath(p) for p in python | set(self.allow) if p):
+        for path in sorted(os.path.realpath(p) for p in python_folders() | set(self.allow) if p):
             if os.path.exists(path) and not any(within(path, w) for w in wanted if os.path.isdir(w)):
                 wanted.append(path)
         return wanted
 
 
-def unshowable(allow):
-    """Why a run's root cannot show one of the folders it must (the Python in use, the allowed ones): one
-    inside a place the run has its own of (RUN_OWN); None when every one can be shown."""
+def python_folders():
+    """The folders of the Python in use, which every run's root shows."""
     import sys
 
     python = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
     python.add(os.path.dirname(os.path.realpath(sys.executable)))
+    return python
+
+
+def unshowable(python, allow):
+    """Why a run's root cannot show one of the folders it must (python's, the allowed ones): one inside a
+    place the run has its own of (RUN_OWN); None when every one can be shown."""
     for what, paths in (("the Python in use", python), ("an allowed folder", allow)):
         for path in sorted(os.path.realpath(p) for p in paths if p):
             own = next((place for place in RUN_OWN if within(path, place)), None)
