@@ -1,7 +1,7 @@
 // One soak: the stack as separate processes, a seeded stream of workflows, a seeded fault schedule,
 // then the invariants once everything settles.
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,6 +10,7 @@ import { TERMINAL_WORKFLOW_STATES, type WorkflowState } from "../shared/model.ts
 import { ADMIN_URL } from "../test/support/db.ts";
 import { migratedDatabase } from "../test/support/migrated.ts";
 import { deleteRabbitTopology, RABBIT_URL } from "../test/support/rabbit.ts";
+import { SHOWN_TMP } from "../test/support/test-folder.ts";
 import { ApiClient } from "./client.ts";
 import { faultSchedule, inject, type FaultContext, type FaultKind } from "./faults.ts";
 import { checkInvariants, type InvariantRow } from "./invariants.ts";
@@ -85,12 +86,14 @@ export async function runPass(o: PassOptions): Promise<PassReport> {
     connection: { application_name: "chaos-runner" },
   });
   const home = await mkdtemp(join(tmpdir(), `dwop-chaos-${o.executor}-`));
-  // The stack's own home (storage, run folders) apart from the markers, which tasks are allowed to read.
+  // The stack's own home (storage, run folders) apart from the markers, which tasks are allowed to read:
+  // those outside /tmp, which each sandboxed run has its own of (DWOP_TASK_ALLOW refuses a folder there).
   const dwopHome = join(home, "dwop");
-  const markerDir = join(home, "markers");
+  const markerDir = await mkdtemp(join(SHOWN_TMP, `dwop-chaos-markers-${o.executor}-`));
+  await chmod(markerDir, 0o755); // tasks run as a uid of their own
   const logDir = join(home, "logs");
   const podRoot = join(home, "pods");
-  await Promise.all([markerDir, logDir, podRoot].map((d) => mkdir(d, { recursive: true, mode: 0o755 })));
+  await Promise.all([logDir, podRoot].map((d) => mkdir(d, { recursive: true, mode: 0o755 })));
   const port = await freePort();
   const apiUrl = `http://127.0.0.1:${port}`;
   const token = randomBytes(16).toString("hex");
@@ -324,6 +327,7 @@ export async function runPass(o: PassOptions): Promise<PassReport> {
     // A process that exited on its own (a crash) is no violation, but its log is worth reading.
     if (violations === 0 && processes.unexpectedExits === 0) {
       await rm(home, { recursive: true, force: true }).catch(() => {});
+      await rm(markerDir, { recursive: true, force: true }).catch(() => {});
     }
     const minutes = (settledAt - started) / 60_000;
     return {
