@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import { migratedDatabase, type MigratedDatabase } from "../test/support/migrated.ts";
 import { deleteRabbitTopology, RABBIT_URL } from "../test/support/rabbit.ts";
 import { freePort } from "../test/support/dev-process.ts";
-import { childrenOf, cpuSeconds } from "./stats.ts";
+import { childrenOf, cpuSeconds, sum } from "./stats.ts";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -123,7 +123,6 @@ export class Deployment {
     const pids = this.children.map((c) => c.child.pid!);
     const backends = await this.m.db<{ pid: number }[]>`
       select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`;
-    const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
     return {
       dwop: sum(pids.map((pid) => cpuSeconds(pid))),
       // The fork server, and its zygote, which reaps the spare workers.

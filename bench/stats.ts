@@ -2,6 +2,9 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 
 import { join } from "node:path";
 import type { Sql } from "postgres";
 
+/** The sum of a list of numbers. */
+export const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+
 /** The p-th percentile (0..100) of a list of numbers, nearest-rank. */
 export function percentile(values: number[], p: number): number {
   if (values.length === 0) return Number.NaN;

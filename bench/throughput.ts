@@ -25,6 +25,7 @@ import {
   fanWorkflow,
   machineCpu,
   pidsNamed,
+  sum,
 } from "./stats.ts";
 
 const n = Number(process.argv.find((a) => a.startsWith("--tasks="))?.slice(8) ?? 2000);
@@ -96,8 +97,6 @@ async function asDeployed(bus: "rabbit" | "pgboss", dispatchers: number, home: s
     },
   };
 }
-
-const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 /** CPU ms a task of each part between two readings, and how busy the cores were over `seconds`. */
 function cpuLine(

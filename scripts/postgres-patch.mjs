@@ -58,7 +58,7 @@ export const EDITS = {
 };
 
 /** The package's three builds: ES modules (Node, Deno), CommonJS, and Cloudflare Workers. */
-const BUILDS = ["src", "cjs/src", "cf/src"];
+export const BUILDS = ["src", "cjs/src", "cf/src"];
 
 /** The folder postgres.js is installed in, hoisted or not (its package.json is not among its exports). */
 export function postgresRoot() {

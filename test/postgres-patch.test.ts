@@ -5,12 +5,10 @@ import { execFile } from "node:child_process";
 import { cp, mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { EDITS, patchPostgres, postgresRoot, unpatchedFiles } from "../scripts/postgres-patch.mjs";
+import { BUILDS, EDITS, patchPostgres, postgresRoot, unpatchedFiles } from "../scripts/postgres-patch.mjs";
 import { postgresPatchProblem } from "../shared/db/postgres-patch.ts";
 import { copySources, ROOT } from "./support/checkout-copy.ts";
 import { testFolder } from "./support/test-folder.ts";
-
-const BUILDS = ["src", "cjs/src", "cf/src"];
 
 /** A copy of the installed postgres.js in `folder` as npm ships it: every edit of the patch undone. */
 async function unpatchedCopy(folder: string): Promise<string> {
