@@ -93,6 +93,18 @@ export function cpuSeconds(pid: number, reaped = false): number {
 }
 
 /**
+ * Minor page faults a process has taken (pages it touched first, or copied after a fork), from /proc; 0
+ * once it is gone. In a paravirtualized guest each costs 25-45 us, so a figure that grows memory counts them.
+ */
+export function minorFaults(pid: number): number {
+  try {
+    return Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[7]);
+  } catch {
+    return 0;
+  }
+}
+
+/**
  * Seconds of CPU the whole machine has used (every process and the kernel's own threads; /proc/stat's
  * first line but idle and iowait) and its number of cores: busy seconds between two readings over the
  * wall time between them and the cores is how busy it was.

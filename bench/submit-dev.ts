@@ -3,8 +3,11 @@
 // each is submitted; then the largest one left to run for --run-seconds, with the server's peak RSS and what
 // it got done; with --dispatcher, a lone `dwop dispatcher` (beside `dwop api` and `dwop claimer`) with
 // 10,000 root tasks queued, and its peak RSS. CPU seconds of the server and of the database's backends are
-// printed beside wall times: on a shared machine they are the figures to compare.
-// Each round runs on a fresh stack.
+// printed beside wall times: on a shared machine they are the figures to compare; and the page faults of
+// each (in a paravirtualized guest, where each costs 25-45 us, they are most of that CPU). After each submit,
+// one `GET /workflows/:id` of the whole workflow, with the server's peak RSS while it answers.
+// Each round runs on a fresh stack. BENCH_NODE_ARGS: node flags for the server (with BENCH_TRACE=1 its
+// output is shown, as for --trace-gc).
 // Run: npx tsx bench/submit-dev.ts [--tasks=10001,100000] [--rounds=3] [--run-seconds=20] [--dispatcher]
 //      [--bus=pgboss|rabbit] [--cpu-prof=DIR] (the server writes a V8 CPU profile there when it stops)
 //      [--prefer=minimal] (the measured submit sends Prefer: return=minimal and gets {"id"} alone)
@@ -17,7 +20,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort } from "../test/support/dev-process.ts";
 import { migratedDatabase, type MigratedDatabase } from "../test/support/migrated.ts";
-import { cpuSeconds, fanWorkflow } from "./stats.ts";
+import { cpuSeconds, fanWorkflow, minorFaults } from "./stats.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split("=")[1];
@@ -42,7 +45,7 @@ class Part {
     this.child = spawn(process.execPath, [...nodeArgs, join(ROOT, "bin/dwop.js"), ...args], {
       cwd: ROOT,
       env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
-      stdio: ["ignore", "ignore", "pipe"],
+      stdio: ["ignore", process.env.BENCH_TRACE ? "inherit" : "ignore", "pipe"],
     });
     this.child.stderr!.on("data", (c: Buffer) => {
       if (process.env.BENCH_TRACE) process.stderr.write(c);
@@ -83,15 +86,20 @@ async function cpuDuring<T>(s: Stack, server: Part, work: () => Promise<T>) {
     (
       await s.m.db<{ pid: number }[]>`select pid from pg_stat_activity where datname = current_database()`
     ).map((r) => r.pid);
-  const before = new Map((await backends()).map((pid) => [pid, cpuSeconds(pid)]));
-  const server0 = cpuSeconds(server.child.pid!);
+  const reading = (pid: number) => ({ cpu: cpuSeconds(pid), faults: minorFaults(pid) });
+  const before = new Map((await backends()).map((pid) => [pid, reading(pid)]));
+  const server0 = reading(server.child.pid!);
   const result = await work();
-  const serverCpu = cpuSeconds(server.child.pid!) - server0;
+  const server1 = reading(server.child.pid!);
   let postgresCpu = 0;
+  let postgresFaults = 0;
   for (const pid of new Set([...before.keys(), ...(await backends())])) {
-    postgresCpu += Math.max(0, cpuSeconds(pid) - (before.get(pid) ?? 0));
+    const now = reading(pid);
+    postgresCpu += Math.max(0, now.cpu - (before.get(pid)?.cpu ?? 0));
+    postgresFaults += Math.max(0, now.faults - (before.get(pid)?.faults ?? 0));
   }
-  return { result, serverCpu, postgresCpu };
+  const serverCpu = server1.cpu - server0.cpu;
+  return { result, serverCpu, postgresCpu, serverFaults: server1.faults - server0.faults, postgresFaults };
 }
 
 interface Stack {
@@ -146,6 +154,21 @@ async function submit(
   return { id: body.id, to201, toBody };
 }
 
+/** `GET /workflows/:id` of the whole workflow: its size, time, the server's CPU and peak RSS meanwhile. */
+async function readBack(s: Stack, server: Part, id: string): Promise<string> {
+  const before = server.rss();
+  server.resetPeak();
+  const cpu = cpuSeconds(server.child.pid!);
+  const started = performance.now();
+  const res = await fetch(`${s.url}/workflows/${id}`, { headers: { authorization: `Bearer ${s.token}` } });
+  const body = await res.arrayBuffer();
+  if (res.status !== 200) throw new Error(`GET /workflows/${id}: ${res.status}`);
+  return (
+    `GET /workflows/:id: ${(body.byteLength / MB).toFixed(1)} MB in ${(performance.now() - started).toFixed(0)} ms, ` +
+    `server CPU ${(cpuSeconds(server.child.pid!) - cpu).toFixed(2)} s, RSS ${before.toFixed(0)} -> peak ${server.peak().toFixed(0)} MB`
+  );
+}
+
 async function cancel(s: Stack, id: string): Promise<void> {
   const res = await fetch(`${s.url}/workflows/${id}/cancel`, {
     method: "POST",
@@ -177,7 +200,9 @@ async function submitBench(): Promise<void> {
     const source = fanWorkflow(n - 2);
     for (let round = 1; round <= rounds; round++) {
       const s = await stack("bench_submit_dev");
-      const nodeArgs = cpuProf ? ["--cpu-prof", `--cpu-prof-dir=${cpuProf}`] : [];
+      const nodeArgs = cpuProf
+        ? ["--cpu-prof", `--cpu-prof-dir=${cpuProf}`]
+        : (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
       const dev = new Part(["dev"], s.env, nodeArgs);
       try {
         await dev.ready("dwop dev listening");
@@ -189,13 +214,17 @@ async function submitBench(): Promise<void> {
           result: r,
           serverCpu,
           postgresCpu,
+          serverFaults,
+          postgresFaults,
         } = await cpuDuring(s, dev, () => submit(s, source, prefer ? { prefer: `return=${prefer}` } : {}));
         const peak = dev.peak();
         console.log(
           `${n} tasks (${(Buffer.byteLength(source) / MB).toFixed(2)} MB, ${bus}${prefer ? `, return=${prefer}` : ""}), round ${round}: 201 in ${r.to201.toFixed(0)} ms, ` +
             `body read ${r.toBody.toFixed(0)} ms | CPU: server ${serverCpu.toFixed(2)} s, Postgres ${postgresCpu.toFixed(2)} s | ` +
+            `page faults: server ${serverFaults}, Postgres ${postgresFaults} | ` +
             `server RSS ${before.toFixed(0)} -> peak ${peak.toFixed(0)} MB | load ${load()}`,
         );
+        console.log(`  ${await readBack(s, dev, r.id)}`);
         if (round === rounds && n === sizes.at(-1) && runSeconds > 0) {
           const { peak, last: rss } = await watch(dev, runSeconds);
           console.log(
