@@ -138,9 +138,37 @@ async function respondWorkflow(
   if (prefersMinimal(c.req.header("prefer"))) {
     return c.json({ id }, status, { ...headers, "Preference-Applied": "return=minimal" });
   }
-  const workflow = await deps.api.workflow(c.get("caller").owner, id, deps.settings.ownerMaxRunning ?? null);
-  if (!workflow) throw notFound("workflow");
-  return c.json(workflow, status, headers);
+  const owner = c.get("caller").owner;
+  const pieces = await deps.api.workflowJson(owner, id, deps.settings.ownerMaxRunning ?? null);
+  if (!pieces) throw notFound("workflow");
+  return jsonInPieces(c, pieces, status, headers);
+}
+
+/** Up to this many characters of JSON go out as one string; a longer document is streamed piece by piece. */
+const ONE_PIECE = 1 << 20;
+
+/**
+ * A JSON document given in pieces: a big one is sent as a stream of its pieces, encoded as the connection
+ * takes them, rather than joined into one string and encoded whole (for a 100,000-task workflow ~27 MB,
+ * held twice).
+ */
+function jsonInPieces(
+  c: Context<ApiEnv>,
+  pieces: string[],
+  status: 200 | 201,
+  headers: Record<string, string>,
+): Response {
+  const all = { ...headers, "content-type": "application/json" };
+  if (pieces.reduce((n, p) => n + p.length, 0) <= ONE_PIECE) return c.body(pieces.join(""), status, all);
+  const encoder = new TextEncoder();
+  let next = 0;
+  const stream = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (next < pieces.length) controller.enqueue(encoder.encode(pieces[next++]));
+      else controller.close();
+    },
+  });
+  return c.body(stream, status, all);
 }
 
 /** Whether a Prefer header asks for `return=minimal` among its preferences (`respond-async, return=minimal`). */

@@ -1,4 +1,5 @@
 import type { Db } from "./connect.ts";
+import { tasksJson } from "./workflow-json.ts";
 import type { FailureReason, RunState, TaskParam, TaskState, WorkflowState } from "../model.ts";
 
 /**
@@ -157,26 +158,23 @@ export class ApiStore {
       limit ${q.limit}`;
   }
 
-  /** The owner's workflow with its tasks and runs; `ownerMaxRunning` is DWOP_OWNER_MAX_RUNNING. */
-  async workflow(
+  /**
+   * The owner's workflow with its tasks and runs (WorkflowDetail) as JSON text in pieces whose concatenation
+   * is the document (see tasksJson), or null when the owner has no such workflow; `ownerMaxRunning` is
+   * DWOP_OWNER_MAX_RUNNING.
+   */
+  async workflowJson(
     owner: string,
     id: string,
     ownerMaxRunning: number | null = null,
-  ): Promise<WorkflowDetail | null> {
+  ): Promise<string[] | null> {
     const sql = this.db;
-    const [wf] = await sql<(WorkflowRow & { inputs: string[]; hasRequirements: boolean })[]>`
+    const [wf] = await sql<Omit<WorkflowDetail, "tasks">[]>`
       select ${sql.unsafe(WORKFLOW_COLUMNS)}, inputs, has_requirements as "hasRequirements"
       from dwop.workflows where id = ${id} and owner = ${owner}`;
     if (!wf) return null;
-    const [tasks, runs] = await Promise.all([
-      sql<TaskRow[]>`
-        select ${taskColumns(sql, ownerMaxRunning)}
-        from dwop.tasks where workflow_id = ${id} order by position`,
-      sql<RunRow[]>`
-        select ${sql.unsafe(RUN_SUMMARY_COLUMNS)}
-        from dwop.runs where workflow_id = ${id} order by attempt`,
-    ]);
-    return { ...wf, tasks: withRuns(tasks, runs) };
+    const head = JSON.stringify(wf);
+    return [`${head.slice(0, -1)},"tasks":[`, ...(await tasksJson(sql, id, ownerMaxRunning)), "]}"];
   }
 
   /**
