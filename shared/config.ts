@@ -4,13 +4,17 @@ import { parseMemory } from "./quantity.ts";
 import { parseAllowList } from "./net/addresses.ts";
 import { parseOrigins } from "./net/origins.ts";
 
-/** The places of a sandboxed run's root that are its own (worker/dwop_sandbox.py RUN_OWN). */
+/**
+ * The places of a sandboxed run's root that are its own (worker/dwop_sandbox.py RUN_OWN); a folder below
+ * /tmp is shown inside the run's own /tmp.
+ */
 const RUN_OWN = ["/tmp", "/dev", "/proc", "/work"];
 
-/** The place of RUN_OWN an absolute path is in or is, or null. */
+/** The place of RUN_OWN an absolute path is in or is and that hides it from runs, or null. */
 function runOwnPlace(path: string): string | null {
   const clean = path.replace(/\/+/g, "/").replace(/(.)\/$/, "$1");
-  return RUN_OWN.find((own) => clean === own || clean.startsWith(`${own}/`)) ?? null;
+  const own = RUN_OWN.find((place) => clean === place || clean.startsWith(`${place}/`)) ?? null;
+  return own === "/tmp" && clean !== "/tmp" ? null : own;
 }
 
 const int = (min: number, fallback: number) => z.coerce.number().int().min(min).default(fallback);
@@ -92,8 +96,8 @@ export const configSchema = z.object({
   DWOP_TASK_NETWORK: z.enum(["internet", "none"]).default("internet"),
   /**
    * Folders (absolute, `:`-separated) sandboxed local runs may read besides the system's and Python's;
-   * none inside a place each run has its own of (RUN_OWN), which would hide it. The fork server checks
-   * again where links lead.
+   * none inside a place each run has its own of (RUN_OWN), which would hide it, but for one below /tmp
+   * (shown inside the run's own /tmp). The fork server checks again where links lead.
    */
   DWOP_TASK_ALLOW: z
     .string()
@@ -109,7 +113,7 @@ export const configSchema = z.object({
             if (own) {
               ctx.addIssue({
                 code: "custom",
-                message: `${path} is inside ${own}, which each sandboxed run has its own of: runs cannot be shown it there; allow a folder outside ${RUN_OWN.join(", ")}`,
+                message: `${path} is inside ${own}, which each sandboxed run has its own of: runs cannot be shown it there; allow a folder outside /dev, /proc and /work (or below /tmp)`,
               });
             }
           }),

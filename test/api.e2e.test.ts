@@ -1,13 +1,13 @@
 import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { HookAccepted, Trigger, WorkflowDetail, WorkflowList } from "../functions/schemas.ts";
 import { TERMINAL_WORKFLOW_STATES } from "../shared/model.ts";
 import { checkSignature, signedHeaders } from "../shared/signature.ts";
 import { buildTestWheel, curl, startDevServer, type DevServer } from "./support/api-server.ts";
-import { SHOWN_TMP } from "./support/test-folder.ts";
 
 // The seed's submit, over a real socket to `dwop dev` run as its own process.
 
@@ -31,10 +31,13 @@ let wheels: string;
 let passed = true;
 
 beforeAll(async () => {
-  wheels = await mkdtemp(join(SHOWN_TMP, "dwop-wheels-")); // PIP_FIND_LINKS: sandboxed runs read it
+  // PIP_FIND_LINKS, in the system's temporary folder (/tmp in CI): each sandboxed run is shown it inside its
+  // own /tmp. The sandbox is required, so a folder it could not show would fail the runs, not turn it off.
+  wheels = await mkdtemp(join(tmpdir(), "dwop-wheels-"));
   await chmod(wheels, 0o755);
   await buildTestWheel(wheels);
   server = await startDevServer("api_e2e", {
+    DWOP_TASK_SANDBOX: "required",
     PIP_NO_INDEX: "1",
     PIP_FIND_LINKS: wheels,
     PIP_NO_CACHE_DIR: "1",

@@ -1,26 +1,27 @@
 // DWOP_TASK_ALLOW names folders sandboxed runs are shown; one inside a place each run has its own of
-// (/tmp, /dev, /proc, /work) would be hidden there, and used to turn an `auto` sandbox off at the fork
-// server's start. The setting now refuses it, naming the folder and the place.
+// (/dev, /proc, /work, /tmp itself) would be hidden there, and used to turn an `auto` sandbox off at the fork
+// server's start. The setting refuses it, naming the folder and the place. A folder below /tmp is shown
+// inside the run's own /tmp.
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../shared/config.ts";
 
 const allow = (value: string) => loadConfig({ DWOP_TASK_ALLOW: value }).DWOP_TASK_ALLOW;
 
 describe("DWOP_TASK_ALLOW", () => {
-  it("takes absolute folders outside a run's own places", () => {
-    expect(allow("/data:/opt/models:/workspace:/tmpdata")).toEqual([
+  it("takes absolute folders outside a run's own places, and below /tmp", () => {
+    expect(allow("/data:/opt/models:/workspace:/tmpdata:/tmp/wheels")).toEqual([
       "/data",
       "/opt/models",
       "/workspace",
       "/tmpdata",
+      "/tmp/wheels",
     ]);
     expect(allow("")).toEqual([]);
   });
 
   it.each([
-    ["/tmp/data", "/tmp"],
-    ["//tmp//data/", "/tmp"],
     ["/tmp", "/tmp"],
+    ["//tmp//", "/tmp"],
     ["/dev/shm/x", "/dev"],
     ["/proc/1", "/proc"],
     ["/work/data", "/work"],

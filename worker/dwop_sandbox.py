@@ -516,8 +516,10 @@ def write(path, text):
 ROOT, SCRATCH, LOWER = "/tmp/root", "/tmp/scratch", "/tmp/lower"
 RUN_FILES = ("/etc/passwd", "/etc/group")  # written for each run, which has a user of its own
 # The places of a run's root that are its own (a fresh tmpfs, its /dev, its /proc, its /work): no folder of
-# the machine inside one of them can be shown to a run.
+# the machine inside one of them can be shown to a run, but for one below /tmp, which is shown inside the
+# run's own /tmp (SHOWN_IN_TMP).
 RUN_OWN = ("/tmp", "/dev", "/proc", WORK)
+SHOWN_IN_TMP = "/tmp"
 
 
 def open_folder(folder, below_tmp):
@@ -536,12 +538,14 @@ def build_system_root(libc, settings):
     namespace): the system read-only and /dev (a recursive bind of the template, where the zygote built
     one: see build_template; else built here on a tmpfs of its own), a fresh /proc, the run's /etc/passwd and
     /etc/group (add_user writes them), and the scratch tmpfs (/tmp, /dev/shm and the folders of /work's
-    writable layer), whose size finish_root sets. finish_root adds the run's part."""
+    writable layer), whose size finish_root sets, with the folders below /tmp runs are shown in its /tmp.
+    finish_root adds the run's part."""
     # Before /tmp is covered: a source, or the template, may be there.
     if settings.template:
         template = os.open(settings.template, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     else:
         sources = open_sources(settings)
+    in_tmp = open_sources(settings, in_tmp=True)
     libc.mount(None, "/", None, MS_REC | MS_PRIVATE)
     libc.mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
     for path in (ROOT, SCRATCH, LOWER):
@@ -573,6 +577,10 @@ def build_system_root(libc, settings):
         os.chmod(os.path.join(SCRATCH, name), mode)
     libc.mount(SCRATCH + "/tmp", ROOT + "/tmp", None, MS_BIND)
     libc.mount(SCRATCH + "/shm", ROOT + "/dev/shm", None, MS_BIND)
+    # The machine's folders below /tmp that runs are shown: read-only at their own paths inside the run's /tmp
+    # (the folders above them made there, root's, as /tmp's are), which nothing else of the machine's is in.
+    for path, source in in_tmp.items():
+        place(libc, source, ROOT + path)
 
 
 def build_system_part(libc, sources, root):
@@ -674,17 +682,17 @@ def finish_root(libc, folder, disk):
     os.chdir(WORK)
 
 
-def open_sources(settings):
-    """{path: (kind, what)} of the system's part of the root, read before /tmp is covered (a source may
-    be below it): a link with its target, a folder or file as an O_PATH descriptor to bind, a small /etc
-    file as its bytes to copy (a mount each would cost more); with the internet setting, /etc/resolv.conf
-    names slirp4netns's resolver."""
+def open_sources(settings, in_tmp=False):
+    """{path: (kind, what)} of the system's part of the root (in_tmp: of the folders below /tmp, which each
+    run's own /tmp shows instead), read before /tmp is covered (a source may be below it): a link with its
+    target, a folder or file as an O_PATH descriptor to bind, a small /etc file as its bytes to copy (a mount
+    each would cost more); with the internet setting, /etc/resolv.conf names slirp4netns's resolver."""
     replaced = {}
     if settings.internet:
         replaced["/etc/resolv.conf"] = "nameserver %s\n" % dwop_network.GATEWAY_DNS
     sources = {}
     for path, kind, target in settings.sources:
-        if path in RUN_FILES:
+        if path in RUN_FILES or within(path, SHOWN_IN_TMP) != in_tmp:
             continue
         try:
             if path in replaced:
@@ -857,11 +865,12 @@ def python_folders():
 
 def unshowable(python, allow):
     """Why a run's root cannot show one of the folders it must (python's, the allowed ones): one inside a
-    place the run has its own of (RUN_OWN); None when every one can be shown."""
+    place the run has its own of (RUN_OWN), but for a folder below /tmp (shown inside the run's own); None
+    when every one can be shown."""
     for what, paths in (("the Python in use", python), ("an allowed folder", allow)):
         for path in sorted(os.path.realpath(p) for p in paths if p):
             own = next((place for place in RUN_OWN if within(path, place)), None)
-            if own:
+            if own and not (own == SHOWN_IN_TMP and path != SHOWN_IN_TMP):
                 return "%s, %s, is inside %s, which each sandboxed run has its own of: it cannot be shown to runs" % (
                     what,
                     path,

@@ -839,6 +839,46 @@ class SandboxedForkServerTest(ForkServerTest):
                                                  "root", "sbin", "tmp", "usr", "work"} | {sys.prefix.split("/")[1]})
         self.assertNotEqual(seen["uid"], os.getuid())
 
+    def test_an_allowed_folder_below_tmp_is_shown_read_only_inside_the_runs_own_tmp(self):
+        shown = tempfile.mkdtemp(prefix="dwop-shown-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, shown)
+        os.chmod(shown, 0o755)  # readable by a root run's uid, as its other folders are
+        with open(os.path.join(shown, "data"), "w") as f:
+            f.write("shared wheels")
+        os.chmod(os.path.join(shown, "data"), 0o644)
+        self.server.close()
+        self.server = ForkServer(self.tmp, settings={"sandbox": "required", "rootTemplate": self.template,
+                                                     "allow": [shown]})  # fmt: skip
+        self.addCleanup(self.server.close)
+        self.assertEqual(self.server.hello["sandbox"], "namespaces", self.server.hello)
+        body = """
+import json, os
+def attempt(call):
+    try:
+        return call()
+    except OSError as e:
+        return type(e).__name__
+def write(path):
+    with open(path, "w") as f:
+        f.write("x")
+    return "written"
+print(json.dumps({
+    "read": attempt(lambda: open(SHOWN + "/data").read()),
+    "write": attempt(lambda: write(SHOWN + "/planted")),
+    "own": attempt(lambda: write("/tmp/mine")),
+    "tmp": sorted(os.listdir("/tmp")),
+    "test_folder": os.path.exists(TEST_FOLDER),
+}))
+""".replace("SHOWN", repr(shown)).replace("TEST_FOLDER", repr(self.tmp))
+        _, ended = self.run_task("shown", body)
+        self.assertEqual(ended, {"id": "shown", "exit": 0})
+        seen = json.loads(self.output("shown"))
+        # Its path's first folder below /tmp is all the run's /tmp holds of the machine's (the test's own
+        # folder, also in /tmp, is not there), read-only; the run writes in its /tmp as ever.
+        self.assertEqual(seen, {"read": "shared wheels", "write": "OSError", "own": "written",
+                                "tmp": sorted([os.path.basename(shown), "mine"]), "test_folder": False})  # fmt: skip
+        self.assertFalse(os.path.exists(os.path.join(shown, "planted")))
+
     @unittest.skipUnless(os.geteuid() == 0, "as root the worker is the first process of its run's pid namespace")
     def test_the_body_can_neither_see_nor_touch_its_worker_the_first_process_of_its_namespace(self):
         _, ended = self.run_task("neighbour", NEIGHBOUR)
@@ -1295,16 +1335,17 @@ class RootWithoutSysAdminTest(unittest.TestCase):
 
 
 class UnshowableFolderTest(unittest.TestCase):
-    """A folder runs must be shown that lies in a place each run has its own of (/tmp, /dev, /proc, /work):
-    the run's own place would hide it, and building the root failed on it (the probe's "File exists:
-    '/tmp/root/tmp'"), which turned an auto sandbox off. Now the server says which folder and why."""
+    """A folder runs must be shown that lies in a place each run has its own of (/dev, /proc, /work, /tmp
+    itself): the run's own place would hide it, and building the root failed on it (the probe's "File
+    exists: '/tmp/root/tmp'"), which turned an auto sandbox off. Now the server says which folder and why. A
+    folder below /tmp is shown inside the run's own /tmp (SandboxedForkServerTest)."""
 
-    def test_an_allowed_folder_in_tmp_refuses_a_required_sandbox_and_names_it(self):
+    def test_an_allowed_folder_in_dev_refuses_a_required_sandbox_and_names_it(self):
         from dwop_forkserver import Sandbox
 
-        sandbox = Sandbox('{"sandbox": "required", "allow": ["/tmp/dwop-data"]}')
+        sandbox = Sandbox('{"sandbox": "required", "allow": ["/dev/shm"]}')
         self.assertEqual(sandbox.mode, "off")
-        self.assertIn("an allowed folder, /tmp/dwop-data, is inside /tmp, which each sandboxed run has its own of",
+        self.assertIn("an allowed folder, /dev/shm, is inside /dev, which each sandboxed run has its own of",
                       sandbox.refusal)  # fmt: skip
 
     def test_a_folder_is_judged_where_its_links_lead(self):
@@ -1317,7 +1358,7 @@ class UnshowableFolderTest(unittest.TestCase):
             self.assertIsNone(dwop_sandbox.unshowable(dwop_sandbox.python_folders(), [folder, "/usr/share"]))
         for place in ("/tmp", "/proc/self", "/work/x"):
             self.assertIn("is inside", dwop_sandbox.unshowable([], [place]))
-        self.assertIn("the Python in use, /tmp/venv, is inside /tmp", dwop_sandbox.unshowable(["/tmp/venv"], []))
+        self.assertIsNone(dwop_sandbox.unshowable(["/tmp/venv"], ["/tmp/data"]))
 
 
 class SandboxSettingsTest(unittest.TestCase):
