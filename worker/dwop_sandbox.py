@@ -33,6 +33,7 @@ When the first process of the pid namespace exits, the kernel kills whatever the
 """
 
 import _signal
+import errno
 import os
 import resource  # here, not in Limits.apply: its import is on a run's path there (~0.1 ms)
 import select
@@ -702,10 +703,21 @@ def open_sources(settings, in_tmp=False):
             elif kind == "copy":
                 sources[path] = ("copy", target)
             else:
-                sources[path] = (kind, os.open(path, os.O_PATH | os.O_CLOEXEC))
+                sources[path] = (kind, open_as_scanned(path))
         except OSError:
             pass
     return sources
+
+
+def open_as_scanned(path):
+    """An O_PATH descriptor of path (real and absolute when scanned), only where it still leads there:
+    one of its folders replaced by a link since (by whoever owns it; below /tmp, anyone's) would have this
+    process, root's as it builds the root, bind what the link leads to into a run. Raises OSError."""
+    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    if os.readlink("/proc/self/fd/%d" % fd) != path:
+        os.close(fd)
+        raise OSError(errno.ELOOP, "no longer where it was scanned", path)
+    return fd
 
 
 def place(libc, source, target):

@@ -879,6 +879,38 @@ print(json.dumps({
                                 "tmp": sorted([os.path.basename(shown), "mine"]), "test_folder": False})  # fmt: skip
         self.assertFalse(os.path.exists(os.path.join(shown, "planted")))
 
+    def test_an_allowed_folder_replaced_by_a_link_after_the_start_is_not_shown(self):
+        # Its owner (below /tmp, anyone) swaps it for a link to a folder a run may not enter, whose file it
+        # may read: the root, built by root's process, would bind what the link leads to into the run.
+        shown = tempfile.mkdtemp(prefix="dwop-shown-", dir="/tmp")
+        hidden = tempfile.mkdtemp(prefix="dwop-hidden-", dir="/tmp")  # 0700
+        self.addCleanup(shutil.rmtree, hidden)
+        self.addCleanup(lambda: os.unlink(shown) if os.path.islink(shown) else shutil.rmtree(shown))
+        os.chmod(shown, 0o755)
+        inner = os.path.join(hidden, "inner")  # open to all, in a folder a run's uid cannot enter
+        os.mkdir(inner, 0o755)
+        with open(os.path.join(inner, "secret"), "w") as f:
+            f.write("not the run's")
+        os.chmod(os.path.join(inner, "secret"), 0o644)
+        self.server.close()
+        self.server = ForkServer(self.tmp, settings={"sandbox": "required", "rootTemplate": self.template,
+                                                     "allow": [shown]})  # fmt: skip
+        self.addCleanup(self.server.close)
+        os.rmdir(shown)
+        os.symlink(inner, shown)
+        body = """
+import json, os
+def attempt(call):
+    try:
+        return call()
+    except OSError as e:
+        return type(e).__name__
+print(json.dumps({"secret": attempt(lambda: open(SHOWN + "/secret").read())}))
+""".replace("SHOWN", repr(shown))
+        _, ended = self.run_task("swapped", body)
+        self.assertEqual(ended, {"id": "swapped", "exit": 0})
+        self.assertEqual(json.loads(self.output("swapped")), {"secret": "FileNotFoundError"})
+
     @unittest.skipUnless(os.geteuid() == 0, "as root the worker is the first process of its run's pid namespace")
     def test_the_body_can_neither_see_nor_touch_its_worker_the_first_process_of_its_namespace(self):
         _, ended = self.run_task("neighbour", NEIGHBOUR)
