@@ -650,6 +650,24 @@ if os.fork() == 0:
 print(json.dumps({"zombies": zombies, "uid": os.getuid(), "pidns": os.readlink("/proc/self/ns/pid")}))
 """
 
+# A body's first lines: attempt(call) is what call returns, or the name of the OSError it raised.
+ATTEMPTS = """
+import json, os
+def attempt(call):
+    try:
+        return call()
+    except OSError as e:
+        return type(e).__name__
+"""
+
+
+def write_readable(path, text):
+    """A file of text any uid can read (a root run's among them)."""
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o644)
+
+
 LOOKER = """
 import json, os, socket, sys
 def readable(path):
@@ -839,25 +857,26 @@ class SandboxedForkServerTest(ForkServerTest):
                                                  "root", "sbin", "tmp", "usr", "work"} | {sys.prefix.split("/")[1]})
         self.assertNotEqual(seen["uid"], os.getuid())
 
-    def test_an_allowed_folder_below_tmp_is_shown_read_only_inside_the_runs_own_tmp(self):
+    def shown_folder(self, name, text):
+        """A folder in /tmp a run's uid can read, holding file name with text; removed (or its link) after."""
         shown = tempfile.mkdtemp(prefix="dwop-shown-", dir="/tmp")
-        self.addCleanup(shutil.rmtree, shown)
-        os.chmod(shown, 0o755)  # readable by a root run's uid, as its other folders are
-        with open(os.path.join(shown, "data"), "w") as f:
-            f.write("shared wheels")
-        os.chmod(os.path.join(shown, "data"), 0o644)
+        self.addCleanup(lambda: os.unlink(shown) if os.path.islink(shown) else shutil.rmtree(shown))
+        os.chmod(shown, 0o755)
+        write_readable(os.path.join(shown, name), text)
+        return shown
+
+    def restart_allowing(self, folder):
+        """The server started again with folder allowed (DWOP_TASK_ALLOW)."""
         self.server.close()
         self.server = ForkServer(self.tmp, settings={"sandbox": "required", "rootTemplate": self.template,
-                                                     "allow": [shown]})  # fmt: skip
+                                                     "allow": [folder]})  # fmt: skip
         self.addCleanup(self.server.close)
+
+    def test_an_allowed_folder_below_tmp_is_shown_read_only_inside_the_runs_own_tmp(self):
+        shown = self.shown_folder("data", "shared wheels")
+        self.restart_allowing(shown)
         self.assertEqual(self.server.hello["sandbox"], "namespaces", self.server.hello)
-        body = """
-import json, os
-def attempt(call):
-    try:
-        return call()
-    except OSError as e:
-        return type(e).__name__
+        body = ATTEMPTS + """
 def write(path):
     with open(path, "w") as f:
         f.write("x")
@@ -882,29 +901,16 @@ print(json.dumps({
     def test_an_allowed_folder_replaced_by_a_link_after_the_start_is_not_shown(self):
         # Its owner (below /tmp, anyone) swaps it for a link to a folder a run may not enter, whose file it
         # may read: the root, built by root's process, would bind what the link leads to into the run.
-        shown = tempfile.mkdtemp(prefix="dwop-shown-", dir="/tmp")
+        shown = self.shown_folder("data", "shared wheels")
         hidden = tempfile.mkdtemp(prefix="dwop-hidden-", dir="/tmp")  # 0700
         self.addCleanup(shutil.rmtree, hidden)
-        self.addCleanup(lambda: os.unlink(shown) if os.path.islink(shown) else shutil.rmtree(shown))
-        os.chmod(shown, 0o755)
         inner = os.path.join(hidden, "inner")  # open to all, in a folder a run's uid cannot enter
         os.mkdir(inner, 0o755)
-        with open(os.path.join(inner, "secret"), "w") as f:
-            f.write("not the run's")
-        os.chmod(os.path.join(inner, "secret"), 0o644)
-        self.server.close()
-        self.server = ForkServer(self.tmp, settings={"sandbox": "required", "rootTemplate": self.template,
-                                                     "allow": [shown]})  # fmt: skip
-        self.addCleanup(self.server.close)
-        os.rmdir(shown)
+        write_readable(os.path.join(inner, "secret"), "not the run's")
+        self.restart_allowing(shown)
+        shutil.rmtree(shown)
         os.symlink(inner, shown)
-        body = """
-import json, os
-def attempt(call):
-    try:
-        return call()
-    except OSError as e:
-        return type(e).__name__
+        body = ATTEMPTS + """
 print(json.dumps({"secret": attempt(lambda: open(SHOWN + "/secret").read())}))
 """.replace("SHOWN", repr(shown))
         _, ended = self.run_task("swapped", body)
