@@ -143,6 +143,11 @@ export class DwopClient {
     return this.json("GET", `/workflows/${encodeURIComponent(id)}`);
   }
 
+  /** One task of a workflow with its runs: what following one task needs, whatever the workflow's size. */
+  task(id: string, name: string): Promise<TaskDetail> {
+    return this.json("GET", taskPath(id, name));
+  }
+
   list(q: {
     status?: WorkflowState;
     schedule?: string;

@@ -53,6 +53,15 @@ export function uuidParam(c: Context, name: string, what: string): string {
   return value.toLowerCase();
 }
 
+const TASK_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+
+/** A path parameter that must be a task's name (the DSL's rule); anything else names no task: a 404. */
+export function taskNameParam(c: Context, name = "name"): string {
+  const value = c.req.param(name) ?? "";
+  if (!TASK_NAME.test(value)) throw notFound("task");
+  return value;
+}
+
 export function needStorage(storage: Storage | null): Storage {
   if (!storage)
     throw new ApiError(503, "storage_unavailable", "no object storage is configured on this server");

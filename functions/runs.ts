@@ -6,13 +6,11 @@ import {
   objectPaths,
   type TaskState,
 } from "../shared/model.ts";
-import { needStorage, uuidParam } from "./body.ts";
+import { needStorage, taskNameParam, uuidParam } from "./body.ts";
 import type { ApiDeps, ApiEnv } from "./context.ts";
 import { notFound, parseWith } from "./errors.ts";
 import type { RouteDoc } from "./openapi.ts";
 import { LogsQuery, Run } from "./schemas.ts";
-
-const TASK_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
 /** One attempt's record, and a task's output and logs streamed from storage. */
 export function runRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
@@ -102,8 +100,7 @@ async function findTask(
   deps: ApiDeps,
 ): Promise<{ id: string; name: string; attempt: number; status: TaskState }> {
   const id = uuidParam(c, "id", "workflow");
-  const name = c.req.param("name") ?? "";
-  if (!TASK_NAME.test(name)) throw notFound("task");
+  const name = taskNameParam(c);
   const task = await deps.api.taskAttempt(c.get("caller").owner, id, name);
   if (task === null) throw notFound("task");
   return { id, name, ...task };

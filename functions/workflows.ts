@@ -1,13 +1,14 @@
 import type { Context, Hono } from "hono";
 import { TERMINAL_WORKFLOW_STATES } from "../shared/model.ts";
 import { checkSubmission, submitWorkflow } from "../shared/submit.ts";
-import { needStorage, uuidParam } from "./body.ts";
+import { needStorage, taskNameParam, uuidParam } from "./body.ts";
 import type { ApiDeps, ApiEnv } from "./context.ts";
 import { ApiError, notFound, parseWith } from "./errors.ts";
 import type { RouteDoc } from "./openapi.ts";
 import {
   SubmitForm,
   SubmitJson,
+  Task,
   TaskList,
   TaskListQuery,
   WorkflowDetail,
@@ -17,8 +18,8 @@ import {
 import { checkCallbackUrl, idempotencyKey, readSubmission, requestHash } from "./submission.ts";
 
 /**
- * `POST /workflows`, `GET /workflows`, `GET /workflows/:id` and its tasks a page at a time, and cancel and
- * retry of one workflow.
+ * `POST /workflows`, `GET /workflows`, `GET /workflows/:id`, its tasks a page at a time or one by name, and
+ * cancel and retry of one workflow.
  */
 export function workflowRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
   app.post("/workflows", (c) => submit(c, deps));
@@ -41,6 +42,20 @@ export function workflowRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
     if (!rows) throw notFound("workflow");
     const page = rows.slice(0, q.limit);
     return c.json({ tasks: page, nextCursor: rows.length > q.limit ? (page.at(-1)?.name ?? null) : null });
+  });
+
+  app.get("/workflows/:id/tasks/:name", async (c) => {
+    const id = uuidParam(c, "id", "workflow");
+    const query = { name: taskNameParam(c), limit: 1 };
+    const rows = await deps.api.tasks(
+      c.get("caller").owner,
+      id,
+      query,
+      deps.settings.ownerMaxRunning ?? null,
+    );
+    if (!rows) throw notFound("workflow");
+    if (!rows[0]) throw new ApiError(404, "not_found", "task not found", { task: query.name });
+    return c.json(rows[0]);
   });
 
   app.post("/workflows/:id/cancel", async (c) => {
@@ -229,6 +244,14 @@ export const workflowDocs: RouteDoc[] = [
     query: TaskListQuery,
     responses: { 200: { description: "one page", schema: TaskList } },
     errors: [400, 404],
+  },
+  {
+    method: "get",
+    path: "/workflows/:id/tasks/:name",
+    summary: "One task of a workflow, with its attempts (what a client following one task reads)",
+    auth: "bearer",
+    responses: { 200: { description: "the task", schema: Task } },
+    errors: [404],
   },
   {
     method: "post",

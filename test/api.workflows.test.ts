@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ErrorResponse, TaskList, WorkflowDetail, WorkflowList } from "../functions/schemas.ts";
+import { ErrorResponse, Task, TaskList, WorkflowDetail, WorkflowList } from "../functions/schemas.ts";
 import { CODE_BUCKET, objectPaths } from "../shared/model.ts";
 import { apiHarness, driveToEnd, SAMPLE, workflowForm, workflowIds, type ApiHarness } from "./support/api.ts";
 
@@ -314,6 +314,23 @@ describe("one workflow", () => {
       [2, "failed", "exit_code", 1],
     ]);
     expect(shout).toMatchObject({ status: "upstream_failed", runs: [] });
+
+    // One task by name, as a client following it reads it: the same as in the whole workflow.
+    const one = await h.app.request(`/workflows/${id}/tasks/extract`, { headers: alice });
+    expect(one.status).toBe(200);
+    expect(Task.parse(await one.json())).toEqual(extract);
+    for (const [path, who] of [
+      [`/workflows/${id}/tasks/nope`, alice],
+      [`/workflows/${id}/tasks/not-a-name`, alice],
+      [`/workflows/${id}/tasks/extract`, bob],
+      [`/workflows/${crypto.randomUUID()}/tasks/extract`, alice],
+    ] as const) {
+      const res = await h.app.request(path, { headers: who });
+      expect(res.status, path).toBe(404);
+      expect((await errorOf(res)).message, path).toMatch(/^(task|workflow) not found$/);
+    }
+    const missing = await h.app.request(`/workflows/${id}/tasks/nope`, { headers: alice });
+    expect((await errorOf(missing)).details).toEqual({ task: "nope" });
   });
 
   it("gives its tasks a page at a time, by name, of the states asked for", async () => {

@@ -271,6 +271,7 @@ describe("dwop against a server", () => {
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain("workflow not found (HTTP 404)");
     expect(noTask.code).toBe(1);
+    expect(noTask.stderr).toContain(`workflow ${etl} has no task 'nope'`);
     expect(refused.code).toBe(3);
     expect(refused.stderr).toContain("HTTP 401");
     expect(unreachable.code).toBe(3);

@@ -72,10 +72,18 @@ export async function logsCommand(
   }
 }
 
+/** The task alone (not its whole workflow: `--follow` reads it about once a second). */
 async function findTask(client: DwopClient, wf: string, name: string): Promise<TaskDetail> {
-  const t = (await client.workflow(wf)).tasks.find((x) => x.name === name);
-  if (!t) throw new CliError(`workflow ${wf} has no task '${name}'`, EXIT.failed);
-  return t;
+  try {
+    return await client.task(wf, name);
+  } catch (err) {
+    // The workflow is there, the task not (the 404 names it); any other 404 is the workflow's.
+    const missing = err instanceof ApiRequestError && err.status === 404 && err.details;
+    if (missing && (missing as { task?: unknown }).task === name) {
+      throw new CliError(`workflow ${wf} has no task '${name}'`, EXIT.failed);
+    }
+    throw err;
+  }
 }
 
 function notRun(t: TaskDetail): string {

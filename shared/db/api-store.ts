@@ -179,13 +179,14 @@ export class ApiStore {
 
   /**
    * A page of the owner's workflow's tasks with their runs, by name: `limit` of them after the task named
-   * `cursor`, of the given states only when `statuses` names some; null when the owner has no such
-   * workflow. Each page is read through the (workflow, name) index, whatever the workflow's size.
+   * `cursor` (or the one named `name` alone), of the given states only when `statuses` names some; null
+   * when the owner has no such workflow. Each page is read through the (workflow, name) index, whatever
+   * the workflow's size.
    */
   async tasks(
     owner: string,
     id: string,
-    q: { statuses?: TaskState[]; limit: number; cursor?: string },
+    q: { statuses?: TaskState[]; limit: number; cursor?: string; name?: string },
     ownerMaxRunning: number | null = null,
   ): Promise<TaskDetail[] | null> {
     const sql = this.db;
@@ -196,6 +197,7 @@ export class ApiStore {
       from dwop.tasks
       where workflow_id = ${id}
         ${q.cursor === undefined ? sql`` : sql`and name > ${q.cursor}`}
+        ${q.name === undefined ? sql`` : sql`and name = ${q.name}`}
         ${q.statuses?.length ? sql`and status = any(${q.statuses}::text[])` : sql``}
       order by name
       limit ${q.limit}`;
