@@ -214,7 +214,7 @@ describe("hostile requests derived from the OpenAPI document", () => {
   // One property per operation, so a failure names its route; the list is read from the document.
   const ops = [
     "GET /healthz", "GET /readyz", "GET /openapi.json", "POST /workflows", "GET /workflows", "GET /workflows/{id}",
-    "GET /workflows/{id}/tasks", "POST /workflows/{id}/cancel", "POST /workflows/{id}/retry",
+    "GET /workflows/{id}/tasks", "GET /workflows/{id}/tasks/{name}", "POST /workflows/{id}/cancel", "POST /workflows/{id}/retry",
     "GET /workflows/{id}/runs/{runId}",
     "GET /workflows/{id}/tasks/{name}/output", "GET /workflows/{id}/tasks/{name}/logs", "GET /workflows/{id}/events",
     "POST /triggers", "GET /triggers", "GET /triggers/{name}", "DELETE /triggers/{name}", "POST /schedules",
