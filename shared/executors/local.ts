@@ -1,5 +1,14 @@
 // Node-only: runs each attempt as a fresh local process of the Python worker, forked by the fork server.
-import { chmodSync, closeSync, constants, fstatSync, mkdirSync, openSync, readSync } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  existsSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readSync,
+} from "node:fs";
 import { chmod, readFile, rm } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { configSchema, type Config } from "../config.ts";
@@ -20,6 +29,7 @@ import { ensureMemoryRoot, memoryRoot, ownMemoryRoots, rmdirQuietly } from "./me
 import { resolvePython, WORKER_SCRIPT } from "./python.ts";
 import { removeRunFolder, runFolderName, sweepRunFolders } from "./run-folders.ts";
 import { makeFolders, makeFoldersSync } from "../folders.ts";
+import { shownSecret } from "./shown-folders.ts";
 
 export interface LocalExecutorOptions {
   /** The real interpreter (see resolvePython), not the pyenv shim. */
@@ -407,6 +417,7 @@ async function announceSandbox(executor: LocalExecutor, log: Logger): Promise<vo
 export async function startLocalExecutor(
   config: Pick<
     Config,
+    | "DWOP_HOME"
     | "DWOP_TASK_SANDBOX"
     | "DWOP_TASK_ALLOW"
     | "DWOP_TASK_NETWORK"
@@ -417,11 +428,18 @@ export async function startLocalExecutor(
   workRoot: string,
   logger: Logger,
 ): Promise<LocalExecutor> {
+  const passEnv = pipEnv();
+  if (config.DWOP_TASK_SANDBOX !== "off") {
+    const secrets = [{ what: "DWOP_HOME", path: config.DWOP_HOME }];
+    if (existsSync(".env")) secrets.push({ what: "the .env file", path: ".env" });
+    const shown = shownSecret(allowed({ allow: config.DWOP_TASK_ALLOW, passEnv }), secrets);
+    if (shown) throw new Error(shown);
+  }
   const executor = new LocalExecutor({
     python: await resolvePython(),
     workerScript: WORKER_SCRIPT,
     workRoot,
-    passEnv: pipEnv(),
+    passEnv,
     sandbox: config.DWOP_TASK_SANDBOX,
     allow: config.DWOP_TASK_ALLOW,
     network: config.DWOP_TASK_NETWORK,
@@ -490,7 +508,7 @@ export function runLimits(run: RunAssignment, defaults: DefaultLimits): RunLimit
 }
 
 /** The folders a sandboxed run may read besides the system's: the operator's, and a local wheel folder. */
-function allowed(options: LocalExecutorOptions): string[] {
+function allowed(options: Pick<LocalExecutorOptions, "allow" | "passEnv">): string[] {
   const links = (options.passEnv?.PIP_FIND_LINKS ?? "").split(/\s+/).map((l) => l.replace(/^file:\/\//, ""));
   return [...(options.allow ?? []), ...links].filter((p) => p.startsWith("/")).map((p) => resolve(p));
 }
