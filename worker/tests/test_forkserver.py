@@ -898,6 +898,28 @@ print(json.dumps({
                                 "tmp": sorted([os.path.basename(shown), "mine"]), "test_folder": False})  # fmt: skip
         self.assertFalse(os.path.exists(os.path.join(shown, "planted")))
 
+    def test_a_python_whose_venv_is_below_tmp_runs_sandboxed_and_its_runs_import_from_it(self):
+        # The venv's folders are shown as an allowed one is: inside the run's own /tmp.
+        parent = tempfile.mkdtemp(prefix="dwop-venv-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, parent)
+        os.chmod(parent, 0o755)
+        venv = os.path.join(parent, "venv")
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=60)
+        python = os.path.join(venv, "bin", "python")
+        where = [python, "-c", "import site; print(site.getsitepackages()[0])"]
+        site = subprocess.run(where, check=True, capture_output=True, text=True, timeout=60).stdout.strip()
+        write_readable(os.path.join(site, "dwopvenvmod.py"), 'VALUE = "from the venv"\n')
+        self.server.close()
+        # The server started with the venv's Python in the place of this suite's (sh drops the latter).
+        venv_python = ("/bin/sh", "-c", 'shift; exec "$0" "$@"', python)
+        settings = {"sandbox": "required", "rootTemplate": self.template}
+        self.server = ForkServer(self.tmp, settings=settings, argv_prefix=venv_python)
+        self.addCleanup(self.server.close)
+        self.assertEqual(self.server.hello["sandbox"], "namespaces", self.server.hello)
+        _, ended = self.run_task("venv", "import dwopvenvmod, sys\nprint(dwopvenvmod.VALUE, sys.prefix)\n")
+        self.assertEqual(ended, {"id": "venv", "exit": 0})
+        self.assertEqual(self.output("venv").decode().strip(), "from the venv %s" % venv)
+
     def test_an_allowed_folder_replaced_by_a_link_after_the_start_is_not_shown(self):
         # Its owner (below /tmp, anyone) swaps it for a link to a folder a run may not enter, whose file it
         # may read: the root, built by root's process, would bind what the link leads to into the run.
