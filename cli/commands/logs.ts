@@ -78,8 +78,9 @@ async function findTask(client: DwopClient, wf: string, name: string): Promise<T
     return await client.task(wf, name);
   } catch (err) {
     // The workflow is there, the task not (the 404 names it); any other 404 is the workflow's.
-    const missing = err instanceof ApiRequestError && err.status === 404 && err.details;
-    if (missing && (missing as { task?: unknown }).task === name) {
+    const missing =
+      err instanceof ApiRequestError && err.status === 404 ? (err.details as { task?: unknown }) : null;
+    if (missing?.task === name) {
       throw new CliError(`workflow ${wf} has no task '${name}'`, EXIT.failed);
     }
     throw err;

@@ -174,7 +174,8 @@ export class ApiStore {
       from dwop.workflows where id = ${id} and owner = ${owner}`;
     if (!wf) return null;
     const head = JSON.stringify(wf);
-    return [`${head.slice(0, -1)},"tasks":[`, ...(await tasksJson(sql, id, ownerMaxRunning)), "]}"];
+    const tasks = await tasksJson(sql, id, taskColumns(sql, ownerMaxRunning));
+    return [`${head.slice(0, -1)},"tasks":[`, ...tasks, "]}"];
   }
 
   /**

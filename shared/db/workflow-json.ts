@@ -1,12 +1,14 @@
+import type { PendingQuery, Row } from "postgres";
 import type { Db } from "./connect.ts";
 import type { RunSummary, TaskDetail } from "./api-store.ts";
 
 /** Rows a batch of the read holds (a task, or one of its runs), and tasks a piece of the JSON text holds. */
 const BATCH = 1000;
 
-/** A row of the read: a task, and one of its runs or none. */
+/** A row of the read: a task (the columns it is given, its id and position), and one of its runs or none. */
 type TaskWithRun = Omit<TaskDetail, "runs"> & {
   id: string;
+  position: number;
   runId: string | null;
   runAttempt: number;
   runStatus: RunSummary["status"];
@@ -18,15 +20,16 @@ type TaskWithRun = Omit<TaskDetail, "runs"> & {
 
 /**
  * A workflow's tasks with their runs (the `tasks` of the API's WorkflowDetail) as JSON text in pieces whose
- * concatenation is the array's elements, comma-separated. The tasks and their runs come from one statement
- * (one snapshot) read BATCH rows at a time, and each batch becomes text at once: no object per task is held
- * for the whole workflow and no string of its whole size is made. Read whole into objects, a GET of a
- * 100,000-task workflow just submitted took its server's RSS from 409 to 586 MB; read so, to 506 MB.
+ * concatenation is the array's elements, comma-separated; `taskColumns` are a task's fields as the API shows
+ * them, in its order (its id among them). The tasks and their runs come from one statement (one snapshot)
+ * read BATCH rows at a time, and each batch becomes text at once: no object per task is held for the whole
+ * workflow and no string of its whole size is made. Read whole into objects, a GET of a 100,000-task
+ * workflow just submitted took its server's RSS from 409 to 586 MB; read so, to 506 MB.
  */
 export async function tasksJson(
   db: Db,
   workflowId: string,
-  ownerMaxRunning: number | null,
+  taskColumns: PendingQuery<Row[]>,
 ): Promise<string[]> {
   const pieces: string[] = [];
   let piece: string[] = [];
@@ -43,19 +46,11 @@ export async function tasksJson(
     if (piece.length >= BATCH) flush();
   };
   const rows = db<TaskWithRun[]>`
-    select t.id, t.name, t.status, t.attempt, t.max_retries as "maxRetries", t.error, t.params, t.pool, t.priority,
-      case when t.parked is not null then dwop.parked_reason(t.parked, t.owner, t.pool, ${ownerMaxRunning}::int) end
-        as waiting,
-      t.queued_at as "queuedAt",
-      t.dispatched_at as "dispatchedAt",
-      t.started_at as "startedAt",
-      t.finished_at as "finishedAt",
+    select t.*,
       r.id as "runId", r.attempt as "runAttempt", r.status as "runStatus", r.failure_reason as "runFailureReason",
-      r.exit_code as "runExitCode", r.started_at as "runStartedAt",
-      r.finished_at as "runFinishedAt"
-    from dwop.tasks t
-    left join dwop.runs r on r.task_id = t.id and r.workflow_id = t.workflow_id
-    where t.workflow_id = ${workflowId}
+      r.exit_code as "runExitCode", r.started_at as "runStartedAt", r.finished_at as "runFinishedAt"
+    from (select ${taskColumns}, position from dwop.tasks where workflow_id = ${workflowId}) t
+    left join dwop.runs r on r.task_id = t.id and r.workflow_id = ${workflowId}
     order by t.position, r.attempt`;
   for await (const batch of rows.cursor(BATCH)) {
     for (const row of batch) {
@@ -72,7 +67,7 @@ export async function tasksJson(
   return pieces;
 }
 
-/** The task's fields in the order the API has always shown them. */
+/** The task's fields in the order the API has always shown them (its columns' order). */
 function taskOf(row: TaskWithRun): TaskDetail {
   return {
     name: row.name,
