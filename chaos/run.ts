@@ -10,7 +10,6 @@ import { TERMINAL_WORKFLOW_STATES, type WorkflowState } from "../shared/model.ts
 import { ADMIN_URL } from "../test/support/db.ts";
 import { migratedDatabase } from "../test/support/migrated.ts";
 import { deleteRabbitTopology, RABBIT_URL } from "../test/support/rabbit.ts";
-import { SHOWN_TMP } from "../test/support/test-folder.ts";
 import { ApiClient } from "./client.ts";
 import { faultSchedule, inject, type FaultContext, type FaultKind } from "./faults.ts";
 import { checkInvariants, type InvariantRow } from "./invariants.ts";
@@ -86,10 +85,10 @@ export async function runPass(o: PassOptions): Promise<PassReport> {
     connection: { application_name: "chaos-runner" },
   });
   const home = await mkdtemp(join(tmpdir(), `dwop-chaos-${o.executor}-`));
-  // The stack's own home (storage, run folders) apart from the markers, which tasks are allowed to read:
-  // those outside /tmp, which each sandboxed run has its own of (DWOP_TASK_ALLOW refuses a folder there).
+  // The stack's own home (storage, run folders) apart from the markers, which tasks are allowed to read
+  // (DWOP_TASK_ALLOW: a folder that held the home would show runs its secrets, and is refused).
   const dwopHome = join(home, "dwop");
-  const markerDir = await mkdtemp(join(SHOWN_TMP, `dwop-chaos-markers-${o.executor}-`));
+  const markerDir = await mkdtemp(join(tmpdir(), `dwop-chaos-markers-${o.executor}-`));
   await chmod(markerDir, 0o755); // tasks run as a uid of their own
   const logDir = join(home, "logs");
   const podRoot = join(home, "pods");

@@ -1,5 +1,5 @@
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { SHOWN_TMP } from "./support/test-folder.ts";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
@@ -23,7 +23,7 @@ let liveFlag: string;
 let passed = true;
 
 beforeAll(async () => {
-  flags = await mkdtemp(join(SHOWN_TMP, "dwop-flag-"));
+  flags = await mkdtemp(join(tmpdir(), "dwop-flag-"));
   await chmod(flags, 0o755); // tasks run as a uid of their own
   flag = join(flags, "fixed");
   liveFlag = join(flags, "go-on");

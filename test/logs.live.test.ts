@@ -1,5 +1,5 @@
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { SHOWN_TMP } from "./support/test-folder.ts";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -86,7 +86,7 @@ function waitsForFlag(flag: string, before: string, after: string): string {
 }
 
 beforeAll(async () => {
-  flags = await mkdtemp(join(SHOWN_TMP, "dwop-live-flags-"));
+  flags = await mkdtemp(join(tmpdir(), "dwop-live-flags-"));
   await chmod(flags, 0o755); // tasks run as a uid of their own
   server = await startDevServer("logs-live", {
     DWOP_TASK_ALLOW: flags,

@@ -2,7 +2,6 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { SHOWN_TMP } from "./support/test-folder.ts";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterEach, expect, it } from "vitest";
@@ -47,7 +46,7 @@ it("runs a workflow submitted to the `api` function, with the claimer and dispat
   home = await mkdtemp(join(tmpdir(), "dwop-supabase-e2e-"));
   // The flag the task waits for: in a folder the sandbox shows runs (not the dispatcher's home, which holds
   // every run's folder), readable by a run's own uid.
-  flags = await mkdtemp(join(SHOWN_TMP, "dwop-supabase-e2e-flags-"));
+  flags = await mkdtemp(join(tmpdir(), "dwop-supabase-e2e-flags-"));
   await chmod(flags, 0o755);
   await run(
     "node_modules/.bin/supabase",

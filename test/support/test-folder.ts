@@ -14,9 +14,3 @@ export async function testFolder(prefix: string): Promise<string> {
   });
   return folder;
 }
-
-/**
- * Where a test makes a folder that sandboxed runs are shown (DWOP_TASK_ALLOW): not the system's temporary
- * folder, /tmp, which each run has its own of (the server refuses an allowed folder there).
- */
-export const SHOWN_TMP = "/var/tmp";
