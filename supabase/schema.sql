@@ -131,11 +131,11 @@ begin
   end if;
 
   update dwop.runs set status = 'cancelled', finished_at = v_now
-  where workflow_id = p_workflow_id and status in ('starting', 'dispatched', 'running');
+  where workflow_id = p_workflow_id and finished_at is null;
 
   with cancelled as (
     update dwop.tasks set status = 'cancelled', finished_at = v_now, parked = null
-    where workflow_id = p_workflow_id and status in ('pending', 'queued', 'dispatched', 'running')
+    where workflow_id = p_workflow_id and finished_at is null
     returning name, attempt
   )
   insert into dwop.events (workflow_id, kind, task_name, status, attempt, at)
@@ -497,7 +497,7 @@ begin
     return 'not_found';
   end if;
   if exists (select 1 from dwop.tasks t
-             where t.pool = p_name and t.status in ('pending', 'queued', 'dispatched', 'running')) then
+             where t.pool = p_name and t.finished_at is null) then
     return 'in_use';
   end if;
   delete from dwop.pools p where p.name = p_name;
@@ -624,7 +624,7 @@ begin
     return null;
   end if;
   if exists (select 1 from dwop.tasks
-             where workflow_id = p_workflow_id and status in ('pending', 'queued', 'dispatched', 'running')) then
+             where workflow_id = p_workflow_id and finished_at is null) then
     return null;
   end if;
 
@@ -928,7 +928,7 @@ CREATE FUNCTION dwop.metrics_snapshot(p_now timestamp with time zone DEFAULT NUL
     LANGUAGE sql STABLE
     AS $$
   select 'runs_active', r.executor || '/' || r.status, count(*)::double precision
-  from dwop.runs r where r.status in ('starting', 'dispatched', 'running')
+  from dwop.runs r where r.finished_at is null
   group by r.executor, r.status
   union all
   select 'workflows_open', w.status, count(*)::double precision
@@ -1008,7 +1008,7 @@ CREATE FUNCTION dwop.owner_running(p_owner text) RETURNS integer
     LANGUAGE sql STABLE
     AS $$
   select count(*)::int from dwop.runs r
-  where r.owner = p_owner and r.status in ('starting', 'dispatched', 'running');
+  where r.owner = p_owner and r.finished_at is null;
 $$;
 
 
@@ -1037,7 +1037,7 @@ CREATE FUNCTION dwop.pool_held(p_pool text) RETURNS integer
     LANGUAGE sql STABLE
     AS $$
   select count(*)::int from dwop.runs r
-  where r.pool = p_pool and r.pool_slot is not null and r.status in ('starting', 'dispatched', 'running');
+  where r.pool = p_pool and r.pool_slot is not null and r.finished_at is null;
 $$;
 
 
@@ -1050,8 +1050,7 @@ CREATE FUNCTION dwop.pool_list() RETURNS TABLE(name text, slots integer, running
     AS $$
   select p.name, p.slots, dwop.pool_held(p.name),
          (select count(*)::int from dwop.tasks t
-          where t.pool = p.name and t.status = 'queued'
-            and t.status in ('pending', 'queued', 'dispatched', 'running')),
+          where t.pool = p.name and t.status = 'queued' and t.finished_at is null),
          p.created_at, p.updated_at
   from dwop.pools p order by p.name;
 $$;
@@ -1110,7 +1109,7 @@ begin
   delete from dwop.dispatchers d where d.id in (
     select id from dwop.dispatchers where heartbeat_at < v_before limit p_batch)
     and not exists (select 1 from dwop.runs r
-                    where r.dispatcher_id = d.id and r.status in ('starting', 'dispatched', 'running'));
+                    where r.dispatcher_id = d.id and r.finished_at is null);
   get diagnostics v_dispatchers = row_count;
 
   return jsonb_build_object('outbox', v_outbox, 'events', v_events, 'logChunks', v_chunks,
@@ -1150,7 +1149,7 @@ CREATE FUNCTION dwop.quiet_active_runs(p_executor text, p_min_age_seconds intege
     AS $$
   select r.id, r.status, r.job_name
   from dwop.runs r
-  where r.executor = p_executor and r.status in ('starting', 'dispatched', 'running')
+  where r.executor = p_executor and r.finished_at is null
     and coalesce(r.dispatched_at, r.created_at) <= coalesce(p_now, now()) - make_interval(secs => p_min_age_seconds)
   order by r.id;
 $$;
@@ -1166,7 +1165,7 @@ CREATE FUNCTION dwop.reap_lost_runs(p_stale_seconds integer, p_own_id text DEFAU
   select dwop.retry_runs_as_lost(array(
     select r.id from dwop.runs r
     left join dwop.dispatchers d on d.id = r.dispatcher_id
-    where r.status in ('starting', 'dispatched', 'running') and r.executor = 'local'
+    where r.finished_at is null and r.executor = 'local'
       and (r.dispatcher_id = p_own_id
            or d.id is null
            or d.heartbeat_at < coalesce(p_now, now()) - make_interval(secs => p_stale_seconds))
@@ -1184,7 +1183,7 @@ CREATE FUNCTION dwop.reap_orphaned_runs(p_dispatcher_id text, p_held bigint[], p
   select dwop.retry_runs_as_lost(array(
     select r.id from dwop.runs r
     where r.dispatcher_id = p_dispatcher_id and r.executor = 'local'
-      and r.status in ('starting', 'dispatched', 'running')
+      and r.finished_at is null
       and r.id <> all(coalesce(p_held, '{}'))
       and r.created_at < coalesce(p_now, now()) - make_interval(secs => p_grace_seconds)
     order by r.id), 'the dispatcher lost track of this attempt', p_now);
@@ -1413,7 +1412,8 @@ begin
   end if;
   -- A published message is never older than its task's queueing: no more tasks queued that long than
   -- messages waiting means none can be counted lost (the usual answer during a backlog, and a cheap one).
-  if (select count(*) from dwop.tasks t where t.status = 'queued' and t.queued_at <= v_now - v_after)
+  if (select count(*) from dwop.tasks t where t.status = 'queued' and t.finished_at is null
+                                            and t.queued_at <= v_now - v_after)
      <= greatest(p_waiting, 0) then
     return 0;
   end if;
@@ -1429,7 +1429,7 @@ begin
       where o.topic = 'task.ready'
         and (o.payload->>'taskId')::bigint = t.id and (o.payload->>'attempt')::int = t.attempt
     ) p
-    where t.status = 'queued' and t.queued_at <= v_now - v_after and t.parked is null
+    where t.status = 'queued' and t.finished_at is null and t.queued_at <= v_now - v_after and t.parked is null
       and p.unpublished = 0
       and p.last_published <= v_now - v_after * (2 ^ least(p.published - 1, 5))
       and not exists (select 1 from dwop.runs r where r.task_id = t.id and r.attempt = t.attempt)
@@ -1654,7 +1654,7 @@ begin
     end if;
     perform pg_advisory_xact_lock(hashtext('dwop.start_cluster_run'), hashtext(p_executor));
     select count(*) into v_active from dwop.runs r
-    where r.executor = p_executor and r.status in ('starting', 'dispatched', 'running');
+    where r.executor = p_executor and r.finished_at is null;
     if v_active >= p_max_active then
       return query select null::bigint, false, null::text, true, null::uuid, null::text, null::jsonb,
                           null::jsonb, null::int, null::boolean;
@@ -1980,7 +1980,7 @@ begin
        and (coalesce(p_bus_backlog, 0) <= 0 or (
          select count(*) from (
            select 1 from dwop.tasks t
-           where t.status = 'queued' and t.parked is null
+           where t.status = 'queued' and t.finished_at is null and t.queued_at is not null and t.parked is null
              and exists (select 1 from dwop.outbox o
                          where o.topic = 'task.ready' and o.published_at is not null
                            and (o.payload->>'taskId')::bigint = t.id and (o.payload->>'attempt')::int = t.attempt)
@@ -1995,7 +1995,7 @@ begin
   if v_last_beat is not null and v_last_beat > v_now - make_interval(secs => greatest(coalesce(p_alive_seconds, 30), 1)) then
     return;
   end if;
-  -- Reads only queued tasks (the partial index tasks_queued) and their attempt's outbox rows
+  -- Reads only open tasks (the partial index tasks_open_by_queued_at) and their attempt's outbox rows
   -- (outbox_task_attempt).
   select min(p.published_at), count(*)::int into v_first_published, v_waiting
   from dwop.tasks t
@@ -2005,7 +2005,7 @@ begin
     where o.topic = 'task.ready'
       and (o.payload->>'taskId')::bigint = t.id and (o.payload->>'attempt')::int = t.attempt
   ) p
-  where t.status = 'queued' and t.parked is null
+  where t.status = 'queued' and t.finished_at is null and t.queued_at is not null and t.parked is null
     and p.published_at <= v_now - v_after
     and not exists (select 1 from dwop.runs r where r.task_id = t.id and r.attempt = t.attempt);
   if v_waiting > 0 then
@@ -2033,12 +2033,12 @@ begin
     if p_kind = 'pool' then
       v_held := array(select r.pool_slot from dwop.runs r
                       where r.pool = p_name and r.pool_slot is not null
-                        and r.status in ('starting', 'dispatched', 'running'));
+                        and r.finished_at is null);
       v_room := p_size - cardinality(v_held);
     else
       v_held := array(select r.owner_slot from dwop.runs r
                       where r.owner = p_name and r.owner_slot is not null
-                        and r.status in ('starting', 'dispatched', 'running'));
+                        and r.finished_at is null);
       v_room := p_size - dwop.owner_running(p_name);
     end if;
     v_got := array(select g from unnest(v_got) g where g <> all(v_held));
@@ -2241,7 +2241,8 @@ CREATE TABLE dwop.outbox (
     gave_up_at timestamp with time zone,
     CONSTRAINT outbox_delivery_attempts_check CHECK ((delivery_attempts >= 0)),
     CONSTRAINT outbox_topic_check CHECK ((topic = ANY (ARRAY['task.ready'::text, 'workflow.callback'::text])))
-);
+)
+WITH (fillfactor='70');
 
 
 --
@@ -2314,10 +2315,12 @@ CREATE TABLE dwop.runs (
     CONSTRAINT runs_attempt_check CHECK ((attempt >= 1)),
     CONSTRAINT runs_failed_has_reason CHECK (((status <> ALL (ARRAY['failed'::text, 'lost'::text])) OR (failure_reason IS NOT NULL))),
     CONSTRAINT runs_failure_reason_check CHECK ((failure_reason = ANY (ARRAY['exit_code'::text, 'timeout'::text, 'oom_killed'::text, 'lost'::text, 'evicted'::text, 'image_pull'::text, 'unschedulable'::text, 'worker_error'::text, 'output_rejected'::text]))),
+    CONSTRAINT runs_finished_at_iff_terminal CHECK (((finished_at IS NULL) = (status = ANY (ARRAY['starting'::text, 'dispatched'::text, 'running'::text])))),
     CONSTRAINT runs_owner_slot_check CHECK ((owner_slot >= 0)),
     CONSTRAINT runs_pool_slot_check CHECK ((pool_slot >= 0)),
     CONSTRAINT runs_status_check CHECK ((status = ANY (ARRAY['starting'::text, 'dispatched'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'lost'::text, 'cancelled'::text])))
-);
+)
+WITH (fillfactor='70');
 
 
 --
@@ -2438,6 +2441,7 @@ CREATE TABLE dwop.tasks (
     CONSTRAINT tasks_attempt_check CHECK ((attempt >= 0)),
     CONSTRAINT tasks_check CHECK (((pending_inputs >= 0) AND (pending_inputs <= cardinality(upstream_ids)))),
     CONSTRAINT tasks_failures_check CHECK ((failures >= 0)),
+    CONSTRAINT tasks_finished_at_iff_terminal CHECK (((finished_at IS NULL) = (status = ANY (ARRAY['pending'::text, 'queued'::text, 'dispatched'::text, 'running'::text])))),
     CONSTRAINT tasks_infra_failures_check CHECK ((infra_failures >= 0)),
     CONSTRAINT tasks_max_infra_retries_check CHECK ((max_infra_retries >= 0)),
     CONSTRAINT tasks_max_retries_check CHECK (((max_retries >= 0) AND (max_retries <= 100))),
@@ -2450,7 +2454,8 @@ CREATE TABLE dwop.tasks (
     CONSTRAINT tasks_retry_backoff_ms_check CHECK ((retry_backoff_ms >= 0)),
     CONSTRAINT tasks_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'queued'::text, 'dispatched'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'upstream_failed'::text, 'cancelled'::text]))),
     CONSTRAINT tasks_timeout_seconds_check CHECK ((timeout_seconds > 0))
-);
+)
+WITH (fillfactor='70');
 
 
 --
@@ -2738,14 +2743,14 @@ CREATE INDEX run_log_chunks_workflow ON dwop.run_log_chunks USING btree (workflo
 -- Name: runs_active_by_dispatcher; Type: INDEX; Schema: dwop; Owner: -
 --
 
-CREATE INDEX runs_active_by_dispatcher ON dwop.runs USING btree (dispatcher_id) WHERE (status = ANY (ARRAY['starting'::text, 'dispatched'::text, 'running'::text]));
+CREATE INDEX runs_active_by_dispatcher ON dwop.runs USING btree (dispatcher_id) WHERE (finished_at IS NULL);
 
 
 --
 -- Name: runs_active_by_owner; Type: INDEX; Schema: dwop; Owner: -
 --
 
-CREATE INDEX runs_active_by_owner ON dwop.runs USING btree (owner) WHERE (status = ANY (ARRAY['starting'::text, 'dispatched'::text, 'running'::text]));
+CREATE INDEX runs_active_by_owner ON dwop.runs USING btree (owner) WHERE (finished_at IS NULL);
 
 
 --
@@ -2759,14 +2764,14 @@ CREATE INDEX runs_finished ON dwop.runs USING btree (finished_at, id) WHERE (fin
 -- Name: runs_owner_slot; Type: INDEX; Schema: dwop; Owner: -
 --
 
-CREATE UNIQUE INDEX runs_owner_slot ON dwop.runs USING btree (owner, owner_slot) WHERE ((owner_slot IS NOT NULL) AND (status = ANY (ARRAY['starting'::text, 'dispatched'::text, 'running'::text])));
+CREATE UNIQUE INDEX runs_owner_slot ON dwop.runs USING btree (owner, owner_slot) WHERE ((owner_slot IS NOT NULL) AND (finished_at IS NULL));
 
 
 --
 -- Name: runs_pool_slot; Type: INDEX; Schema: dwop; Owner: -
 --
 
-CREATE UNIQUE INDEX runs_pool_slot ON dwop.runs USING btree (pool, pool_slot) WHERE ((pool_slot IS NOT NULL) AND (status = ANY (ARRAY['starting'::text, 'dispatched'::text, 'running'::text])));
+CREATE UNIQUE INDEX runs_pool_slot ON dwop.runs USING btree (pool, pool_slot) WHERE ((pool_slot IS NOT NULL) AND (finished_at IS NULL));
 
 
 --
@@ -2787,14 +2792,21 @@ CREATE INDEX schedules_due ON dwop.schedules USING btree (next_fire_at) WHERE (N
 -- Name: tasks_open; Type: INDEX; Schema: dwop; Owner: -
 --
 
-CREATE INDEX tasks_open ON dwop.tasks USING btree (workflow_id) WHERE (status = ANY (ARRAY['pending'::text, 'queued'::text, 'dispatched'::text, 'running'::text]));
+CREATE INDEX tasks_open ON dwop.tasks USING btree (workflow_id) WHERE (finished_at IS NULL);
 
 
 --
 -- Name: tasks_open_by_pool; Type: INDEX; Schema: dwop; Owner: -
 --
 
-CREATE INDEX tasks_open_by_pool ON dwop.tasks USING btree (pool) WHERE ((pool IS NOT NULL) AND (status = ANY (ARRAY['pending'::text, 'queued'::text, 'dispatched'::text, 'running'::text])));
+CREATE INDEX tasks_open_by_pool ON dwop.tasks USING btree (pool) WHERE ((pool IS NOT NULL) AND (finished_at IS NULL));
+
+
+--
+-- Name: tasks_open_by_queued_at; Type: INDEX; Schema: dwop; Owner: -
+--
+
+CREATE INDEX tasks_open_by_queued_at ON dwop.tasks USING btree (queued_at) WHERE ((queued_at IS NOT NULL) AND (finished_at IS NULL));
 
 
 --
@@ -2802,13 +2814,6 @@ CREATE INDEX tasks_open_by_pool ON dwop.tasks USING btree (pool) WHERE ((pool IS
 --
 
 CREATE INDEX tasks_parked ON dwop.tasks USING btree (owner, priority DESC, id) WHERE (parked IS NOT NULL);
-
-
---
--- Name: tasks_queued; Type: INDEX; Schema: dwop; Owner: -
---
-
-CREATE INDEX tasks_queued ON dwop.tasks USING btree (queued_at) WHERE (status = 'queued'::text);
 
 
 --

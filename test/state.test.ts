@@ -318,6 +318,38 @@ describe("constraints", () => {
            select task_id, workflow_id, attempt, 'starting' from dwop.runs`,
     ).rejects.toMatchObject({ code: "23505" });
   });
+
+  it("refuses a task or a run whose finished_at disagrees with its state (the open-row indexes rest on it)", async () => {
+    await store.submitWorkflow(submission([task("a")]));
+    await expect(m.db`update dwop.tasks set finished_at = now()`).rejects.toMatchObject({ code: "23514" });
+    await expect(m.db`update dwop.tasks set status = 'succeeded'`).rejects.toMatchObject({ code: "23514" });
+    const [msg] = await drain();
+    const run = await store.startRun(msg!, "d1", "local");
+    if (run.kind !== "created") throw new Error("no run");
+    await expect(m.db`update dwop.runs set finished_at = now()`).rejects.toMatchObject({ code: "23514" });
+    await expect(m.db`update dwop.runs set status = 'lost', failure_reason = 'lost'`).rejects.toMatchObject({
+      code: "23514",
+    });
+  });
+});
+
+describe("in-place state changes", () => {
+  it("rewrites a task's row without new index entries when it is dispatched and started, and its run's when it starts", async () => {
+    await store.submitWorkflow(submission([task("a")]));
+    const [msg] = await drain();
+    // Heap-only (HOT) updates of this transaction: none while a state named in an index's predicate.
+    const hot = await m.db.begin(async (tx) => {
+      const [started] = await tx<{ run_id: string }[]>`
+        select run_id from dwop.start_runs(${`{${msg!.taskId}}`}::bigint[], ${`{${msg!.attempt}}`}::int[],
+          'd1', 'local')`;
+      await tx`select dwop.mark_runs_dispatched(${[started!.run_id]}::bigint[], ${["job"]}::text[], true)`;
+      const [counts] = await tx<{ tasks: number; runs: number }[]>`
+        select pg_stat_get_xact_tuples_hot_updated('dwop.tasks'::regclass)::int as tasks,
+               pg_stat_get_xact_tuples_hot_updated('dwop.runs'::regclass)::int as runs`;
+      return counts!;
+    });
+    expect(hot).toEqual({ tasks: 2, runs: 1 });
+  });
 });
 
 describe("migrations", () => {
