@@ -26,6 +26,8 @@ import {
   machineCpu,
   pidsNamed,
   sum,
+  writesLine,
+  writesSoFar,
 } from "./stats.ts";
 
 const n = Number(process.argv.find((a) => a.startsWith("--tasks="))?.slice(8) ?? 2000);
@@ -143,17 +145,20 @@ try {
           const commits = await commitRate(target.url);
           const rates: string[] = [];
           let split = "";
+          let writes = "";
           for (const state of ["cold", "warm", "in use"]) {
             if (state === "warm") {
               await target.run(fanWorkflow(n - 2));
               await target.db`truncate dwop.workflows cascade`;
             }
             if (state === "in use") await bringIntoUse(target.run, target.db);
+            const written = state === "in use" ? await writesSoFar(target.db) : null;
             const before = await target.cpu?.();
             const t0 = performance.now();
             const id = await target.run(fanWorkflow(n - 2));
             const seconds = (performance.now() - t0) / 1000;
             if (before) split = cpuLine(before, await target.cpu!(), n, seconds);
+            if (written) writes = `  in use, ${writesLine(written, await writesSoFar(target.db), n)}`;
             rates.push(`${state} ${(await completedPerSecond(target.db, id)).toFixed(0)}`);
           }
           console.log(
@@ -161,6 +166,7 @@ try {
               `${rates.join(", ")} tasks/s (Postgres here: ${commits.toFixed(0)} single-row commits/s over 8 connections)`,
           );
           if (split) console.log(split);
+          console.log(writes);
         } finally {
           await target.stop();
         }
