@@ -3,7 +3,7 @@
 -- column changes, the columns of an index's predicate included. Every partial index over open tasks or
 -- active runs named their states in its predicate, so each step of a task (queued, dispatched, running,
 -- succeeded) and of a run (starting, running, succeeded) wrote a new entry into every index of its table:
--- 43 b-tree insertions a task in bench/throughput.ts's fan-out (pg_waldump), and not one HOT update.
+-- 43 b-tree insertions a task in bench/throughput.ts's fan-out (pg_waldump), and almost no HOT update.
 -- Those indexes now say "finished_at is null" instead, which a check constraint makes the same rows (a
 -- task's finished_at is set exactly when it ends, a run's likewise, as every state change already did),
 -- and leave some room in each page for the new versions (fillfactor). The steps in between, a task's
