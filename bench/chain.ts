@@ -48,6 +48,10 @@ interface Split {
   toStart: number[];
   /** The process started to the success recorded: the worker, its exit seen, complete_runs. */
   worker: number[];
+  /** The submit request to the first task's process started: the submit, the first claim and dispatch. */
+  first: number[];
+  /** The last task's success recorded to its workflow's end seen (the NOTIFY at the bench). */
+  last: number[];
 }
 
 /**
@@ -76,8 +80,14 @@ class MachineCpu {
   }
 }
 
-/** Per task after the first: its outbox row to its run row, to the process started, to finished. */
-async function split(d: Deployment, id: string): Promise<Split> {
+/**
+ * Per task after the first: its outbox row to its run row, to the process started, to finished; and the
+ * chain's two ends (the database's clock is the machine's, as Date.now()).
+ */
+async function split(
+  d: Deployment,
+  { id, submittedAt, seenAt }: { id: string; submittedAt: number; seenAt: number },
+): Promise<Split> {
   const rows = await d.m.db<{ toRun: number; toStart: number; worker: number }[]>`
     select extract(epoch from r.created_at - o.created_at) * 1000 as "toRun",
            extract(epoch from r.started_at - r.created_at) * 1000 as "toStart",
@@ -86,10 +96,17 @@ async function split(d: Deployment, id: string): Promise<Split> {
     join dwop.runs r on r.task_id = t.id
     join dwop.outbox o on o.topic = 'task.ready' and o.payload ->> 'taskId' = t.id::text
     where t.workflow_id = ${id} and cardinality(t.upstream_ids) > 0`;
+  const [ends] = await d.m.db<{ started: number; finished: number }[]>`
+    select extract(epoch from min(r.started_at)) * 1000 as started,
+           extract(epoch from max(r.finished_at)) * 1000 as finished
+    from dwop.tasks t join dwop.runs r on r.task_id = t.id
+    where t.workflow_id = ${id}`;
   return {
     toRun: rows.map((r) => Number(r.toRun)),
     toStart: rows.map((r) => Number(r.toStart)),
     worker: rows.map((r) => Number(r.worker)),
+    first: [Number(ends!.started) - submittedAt],
+    last: [seenAt - Number(ends!.finished)],
   };
 }
 
@@ -98,15 +115,15 @@ async function benchDwop(mode: "dev" | "deployed", home: string): Promise<number
   try {
     await d.runTimed(chainSource(3), "chain"); // warm: the fork server, the first Python start, connections
     const times: number[] = [];
-    const spans: Split = { toRun: [], toStart: [], worker: [] };
+    const spans: Split = { toRun: [], toStart: [], worker: [], first: [], last: [] };
     const cpu0 = await d.cpu();
     const machine = new MachineCpu();
     for (let i = 0; i < rounds; i++) {
       machine.begin();
-      const { id, seconds } = await d.runTimed(chainSource(n), "chain");
+      const timed = await d.runTimed(chainSource(n), "chain");
       machine.end();
-      times.push(seconds);
-      const s = await split(d, id);
+      times.push(timed.seconds);
+      const s = await split(d, timed);
       for (const k of Object.keys(spans) as (keyof Split)[]) spans[k].push(...s[k]);
     }
     const cpu1 = await d.cpu();
@@ -122,6 +139,10 @@ async function benchDwop(mode: "dev" | "deployed", home: string): Promise<number
     console.log(
       `  per task p50/p99 ms: outbox row -> run row ${p(spans.toRun)}, run row -> process started ${p(spans.toStart)}, ` +
         `started -> success recorded (worker) ${p(spans.worker)}; the next task's outbox row is written in that transaction`,
+    );
+    console.log(
+      `  the chain's ends, p50 ms: submit request -> first process started ${median(spans.first).toFixed(1)}, ` +
+        `last success recorded -> workflow's end seen ${median(spans.last).toFixed(1)}`,
     );
     console.log(
       `  CPU ms per task: dwop ${perTask("dwop")}, its Python ${perTask("python")} (fork server, workers, ` +

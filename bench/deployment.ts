@@ -92,24 +92,29 @@ export class Deployment {
     return ((await res.json()) as { id: string }).id;
   }
 
-  /** Submits the source and resolves with the seconds from the request to the workflow's end (its NOTIFY). */
+  /**
+   * Submits the source and resolves with the seconds from the request to the workflow's end (its NOTIFY),
+   * and the wall clock (ms since the epoch, as the database's timestamps) at the request and at the NOTIFY.
+   */
   async runTimed(
     source: string,
     name = "bench",
     timeoutMs = 600_000,
-  ): Promise<{ id: string; seconds: number }> {
+  ): Promise<{ id: string; seconds: number; submittedAt: number; seenAt: number }> {
     let done: (id: string) => void = () => {};
     const listener = await this.m.db.listen("dwop_workflow_done", (id) => done(id));
     try {
       const t0 = performance.now();
+      const submittedAt = Date.now();
       const finished = new Promise<string>((resolve) => (done = resolve));
       const id = await this.submit(source, name);
       const timeout = new Promise<null>((r) => setTimeout(() => r(null), timeoutMs).unref());
       if ((await Promise.race([finished, timeout])) !== id) throw new Error(`workflow ${id} did not end`);
       const seconds = (performance.now() - t0) / 1000;
+      const seenAt = Date.now();
       const [w] = await this.m.db<{ status: string }[]>`select status from dwop.workflows where id = ${id}`;
       if (w?.status !== "succeeded") throw new Error(`workflow ${id} ended ${w?.status}`);
-      return { id, seconds };
+      return { id, seconds, submittedAt, seenAt };
     } finally {
       await listener.unlisten();
     }

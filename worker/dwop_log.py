@@ -88,10 +88,10 @@ class LogStream:
 
     def loop(self):
         try:
+            # Started once the run has lasted SHIP_EVERY (see dwop_main.Body.open): what it has so far first.
             while not self.stopping and self.open:
+                self.ship_once()
                 self.wake.acquire(True, SHIP_EVERY)  # returns at once when stop() releases it
-                if not self.stopping:
-                    self.ship_once()
         except BaseException:
             pass  # live logs are a convenience: the stored log is the record
         finally:

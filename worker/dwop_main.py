@@ -44,7 +44,7 @@ import time as _time
 
 from dwop_http import RETRY_DELAYS, HttpError, Transfer, parse_retry_delays, transfer_all, write_all
 from dwop_json import parse_json
-from dwop_log import LineLog, LogStream
+from dwop_log import SHIP_EVERY, LineLog, LogStream
 from dwop_source import MARK, exception_line
 from dwop_unnamed import UnnamedFile, spill_to
 from dwop_process import BODY_KEEPS, abandon_child, die_with_parent, exit_on_stop_signals, fork_child, load_prctl
@@ -373,6 +373,9 @@ class Body:
                 (2, log.stream("stderr")),
                 self.told[0],
                 sandbox.network_watch() if sandbox else None,
+                # Its log shipped live from SHIP_EVERY after the run's start on: a thread a shorter run
+                # neither starts nor waits for at its end.
+                (log.started + SHIP_EVERY, log.stream_to.start) if log.stream_to else None,
             )
         except SandboxError as e:  # the network, attached at the body's first socket
             raise sandbox_failed(describe(e)) from None
@@ -573,7 +576,7 @@ def work(task, log, parent, die_with_parent_wanted, body, done=None):
             raise Failure("worker_error", message % unseen, non_retryable=True)
         # In the sandbox, the code and inputs given inline go to the body, which writes them in its own
         # /work (a tmpfs): none of them is a file of the run's folder on disk.
-        files = download(task, log.stream_to.start if log.stream_to else None, keep_inline=bool(body.sandbox))
+        files = download(task, None, keep_inline=bool(body.sandbox))
         has_requirements = bool(task.requirements_url) and has_requirement_lines("requirements.txt")
     except BaseException:
         body.abandon()

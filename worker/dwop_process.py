@@ -9,6 +9,7 @@ import builtins
 import os
 import select
 import sys
+import time
 
 from dwop_source import print_exception, read_source
 
@@ -92,7 +93,7 @@ def fork_child(run, close_fds, prctl):
     return pid, out_r, err_r
 
 
-def wait_child(child, out_sinks, err_sinks, told=None, watch=None):
+def wait_child(child, out_sinks, err_sinks, told=None, watch=None, later=None):
     """Copies a fork_child's stdout and stderr to the sinks until it exits, forwarding SIGTERM to it;
     returns (exit status, killing signal or None, whether it is left to reap), with 128+N as the status for
     signal N.
@@ -103,14 +104,15 @@ def wait_child(child, out_sinks, err_sinks, told=None, watch=None):
     its own run end sooner, as closing its stdout and exiting would. Without a word on it (the child was
     killed, exited on its own, or closed it) its exit is waited for as without told.
 
-    watch: {fd: handler} of other file descriptors to serve meanwhile (see pump)."""
+    watch: {fd: handler} of other file descriptors to serve meanwhile (see pump).
+    later: (when, call): call() once, if the child still runs at time.monotonic() when (see pump)."""
     pid, out_r, err_r = child
     previous = _signal.signal(_signal.SIGTERM, lambda signum, _frame: forward(pid, signum))
     # The first process of a pid namespace (the sandbox's worker, as root) is given every orphan in it.
     previous_chld = _signal.signal(_signal.SIGCHLD, lambda *_: reap_orphans(pid)) if os.getpid() == 1 else None
     unreaped = False
     try:
-        status = pump(pid, out_r, err_r, out_sinks, err_sinks, told, watch)
+        status = pump(pid, out_r, err_r, out_sinks, err_sinks, told, watch, later)
         if isinstance(status, Told):
             status, unreaped = status.status, True
             forward(pid, _signal.SIGKILL)  # it said it exits: nothing of it goes on (had it lied)
@@ -218,11 +220,13 @@ def in_child(run, out_w, err_w, close_fds, prctl, parent):
         os._exit(EXIT_NOT_STARTED)
 
 
-def pump(pid, out_r, err_r, out_sinks, err_sinks, told=None, watch=None):
+def pump(pid, out_r, err_r, out_sinks, err_sinks, told=None, watch=None, later=None):
     """Copies the child's stdout and stderr to their sinks as they arrive; returns its wait status, or a
     Told when the child told it (see wait_child).
     Meanwhile each file descriptor of watch that is ready is given to its handler(fd, poll events), which
-    returns {fd: handler} to watch from then on, or {fd: None} to stop watching one.
+    returns {fd: handler} to watch from then on, or {fd: None} to stop watching one; and later, when given
+    as (when, call), has call() made once the child still runs at time.monotonic() when: what only a long
+    run needs (a thread that ships its log live) costs a short one nothing.
 
     Ends when the child exits (seen through a pidfd where there is one, or its word on told),
     so a grandchild that keeps the pipes open does not hold the worker.
@@ -256,7 +260,11 @@ def pump(pid, out_r, err_r, out_sinks, err_sinks, told=None, watch=None):
     exited = False
     said = None
     while open_fds and not exited:
-        for fd, events in poller.poll():
+        if later is not None and time.monotonic() >= later[0]:
+            later[1]()
+            later = None
+        timeout = None if later is None else max(0, int((later[0] - time.monotonic()) * 1000) + 1)
+        for fd, events in poller.poll(timeout):
             if fd in handlers:
                 serve(handlers[fd](fd, events))
             elif fd == pidfd:
