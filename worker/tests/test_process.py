@@ -1,0 +1,67 @@
+"""Tests of dwop_process's wait for a child (stdlib only).
+
+Run with: python -m unittest discover -s worker/tests -v
+"""
+
+import os
+import sys
+import time
+import unittest
+
+WORKER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, WORKER_DIR)
+
+import dwop_process  # noqa: E402
+
+
+class Collected:
+    """A sink of wait_child that keeps what it is given."""
+
+    def __init__(self):
+        self.data = b""
+
+    def write(self, data):
+        self.data += data
+
+
+def child_that(seconds, text):
+    """A fork_child that prints text, sleeps, and exits 0."""
+
+    def run():
+        os.write(1, text)
+        time.sleep(seconds)
+        os._exit(0)
+
+    return dwop_process.fork_child(run, (), None)
+
+
+class LaterTest(unittest.TestCase):
+    """wait_child's later: what only a long run needs (its log's shipping thread) is called once, when the
+    child still runs at its time, and never for a child that ended before it."""
+
+    def test_called_once_while_the_child_still_runs(self):
+        calls = []
+        out = Collected()
+        started = time.monotonic()
+        child = child_that(0.4, b"hello\n")
+        code, _, _ = dwop_process.wait_child(
+            child, [out], [], later=(started + 0.1, lambda: calls.append(time.monotonic()))
+        )
+        self.assertEqual(code, 0)
+        self.assertEqual(out.data, b"hello\n")
+        self.assertEqual(len(calls), 1)
+        self.assertGreaterEqual(calls[0], started + 0.1)
+        self.assertLess(calls[0], started + 0.4, "called at its time, not when the child ended")
+
+    def test_not_called_for_a_child_that_ended_first(self):
+        calls = []
+        started = time.monotonic()
+        child = child_that(0, b"")
+        code, _, _ = dwop_process.wait_child(child, [], [], later=(started + 5, lambda: calls.append(1)))
+        self.assertEqual(code, 0)
+        self.assertEqual(calls, [])
+        self.assertLess(time.monotonic() - started, 2, "the wait ended with the child, not at later's time")
+
+
+if __name__ == "__main__":
+    unittest.main()
