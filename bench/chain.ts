@@ -50,6 +50,9 @@ interface Split {
   worker: number[];
   /** The submit request to the first task's process started: the submit, the first claim and dispatch. */
   first: number[];
+  /** The same in steps: to the workflow's row (its transaction's start), to its first run row (the outbox
+   * row claimed, published and delivered), to its process started. */
+  firstSteps: number[][];
   /** The last task's success recorded to its workflow's end seen (the NOTIFY at the bench). */
   last: number[];
 }
@@ -101,11 +104,20 @@ async function split(
            extract(epoch from max(r.finished_at)) * 1000 as finished
     from dwop.tasks t join dwop.runs r on r.task_id = t.id
     where t.workflow_id = ${id}`;
+  const [root] = await d.m.db<{ row: number; run: number; started: number }[]>`
+    select extract(epoch from w.created_at) * 1000 as row, extract(epoch from r.created_at) * 1000 as run,
+           extract(epoch from r.started_at) * 1000 as started
+    from dwop.workflows w
+    join dwop.tasks t on t.workflow_id = w.id and cardinality(t.upstream_ids) = 0
+    join dwop.runs r on r.task_id = t.id
+    where w.id = ${id}`;
+  const marks = [submittedAt, ...[root!.row, root!.run, root!.started].map(Number)];
   return {
     toRun: rows.map((r) => Number(r.toRun)),
     toStart: rows.map((r) => Number(r.toStart)),
     worker: rows.map((r) => Number(r.worker)),
     first: [Number(ends!.started) - submittedAt],
+    firstSteps: [marks.slice(1).map((at, i) => at - marks[i]!)],
     last: [seenAt - Number(ends!.finished)],
   };
 }
@@ -115,7 +127,7 @@ async function benchDwop(mode: "dev" | "deployed", home: string): Promise<number
   try {
     await d.runTimed(chainSource(3), "chain"); // warm: the fork server, the first Python start, connections
     const times: number[] = [];
-    const spans: Split = { toRun: [], toStart: [], worker: [], first: [], last: [] };
+    const spans: Split = { toRun: [], toStart: [], worker: [], first: [], firstSteps: [], last: [] };
     const cpu0 = await d.cpu();
     const machine = new MachineCpu();
     for (let i = 0; i < rounds; i++) {
@@ -124,7 +136,8 @@ async function benchDwop(mode: "dev" | "deployed", home: string): Promise<number
       machine.end();
       times.push(timed.seconds);
       const s = await split(d, timed);
-      for (const k of Object.keys(spans) as (keyof Split)[]) spans[k].push(...s[k]);
+      for (const k of ["toRun", "toStart", "worker", "first", "last"] as const) spans[k].push(...s[k]);
+      spans.firstSteps.push(...s.firstSteps);
     }
     const cpu1 = await d.cpu();
     const made = fileCreationMs(join(home, mode, "storage", ".tmp")); // where the storage makes its files
@@ -141,7 +154,10 @@ async function benchDwop(mode: "dev" | "deployed", home: string): Promise<number
         `started -> success recorded (worker) ${p(spans.worker)}; the next task's outbox row is written in that transaction`,
     );
     console.log(
-      `  the chain's ends, p50 ms: submit request -> first process started ${median(spans.first).toFixed(1)}, ` +
+      `  the chain's ends, p50 ms: submit request -> first process started ${median(spans.first).toFixed(1)} ` +
+        `(${["workflow row", "run row", "started"]
+          .map((step, i) => `${step} +${median(spans.firstSteps.map((s) => s[i]!)).toFixed(1)}`)
+          .join(", ")}), ` +
         `last success recorded -> workflow's end seen ${median(spans.last).toFixed(1)}`,
     );
     console.log(
