@@ -23,6 +23,7 @@ import {
   type WorkflowState,
 } from "../../shared/model.ts";
 import { LocalStorage } from "../../shared/storage/local.ts";
+import type { Storage } from "../../shared/storage/storage.ts";
 import { localStorageRoutes } from "../../shared/storage/local-routes.ts";
 import { submitWorkflow } from "../../shared/submit.ts";
 import { migratedDatabase, type MigratedDatabase } from "./migrated.ts";
@@ -53,6 +54,8 @@ export interface EngineOptions {
   busBacklog?: number;
   /** DWOP_OWNER_MAX_RUNNING of the dispatchers and claimers; unset: no cap. */
   ownerMaxRunning?: number;
+  /** What the dispatchers store runs' outputs and logs in, around the engine's storage (a failing disk). */
+  wrapStorage?: (storage: LocalStorage) => Storage;
 }
 
 export interface Engine {
@@ -112,7 +115,8 @@ export async function startEngine(label: string, options: EngineOptions): Promis
       });
     // Through the same wrapper as a claimer, so faults injected on the bus reach both.
     const bus = await newBus();
-    const d = new Dispatcher(m.store, options.wrapPublisher?.(bus) ?? bus, executor, storage, {
+    const stores = options.wrapStorage?.(storage) ?? storage;
+    const d = new Dispatcher(m.store, options.wrapPublisher?.(bus) ?? bus, executor, stores, {
       id: `d${i}-${queue}`,
       concurrency: options.concurrency ?? 4,
       heartbeatSeconds: 1,
