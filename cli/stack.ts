@@ -22,6 +22,7 @@ import type { Storage } from "../shared/storage/storage.ts";
 import { supabaseStorageFromConfig } from "../shared/storage/supabase.ts";
 import { startHomeDatabase, type EmbeddedDatabase } from "./embedded-postgres.ts";
 import { prepareHome } from "../shared/folders.ts";
+import { boundHeapGrowth } from "./heap-growth.ts";
 
 export interface StackOptions {
   config: Config;
@@ -64,6 +65,7 @@ export interface Stack {
  */
 export async function startStack(options: StackOptions): Promise<Stack> {
   const { config, logger } = options;
+  boundHeapGrowth(); // a big submission's peak memory (cli/heap-growth.ts)
   const home = resolve(config.DWOP_HOME);
   await prepareHome(home);
   // The tasks' side starts beside the database: asking `python3` for its interpreter (through a pyenv
