@@ -1,6 +1,6 @@
 // Node-only: where a local executor keeps the folders of runs that hold only small files: in memory.
 import { createHash } from "node:crypto";
-import { lstatSync, mkdirSync, readdirSync, rmdirSync, statfsSync } from "node:fs";
+import { lstatSync, mkdirSync, readdirSync, rmdirSync, statfsSync, type Stats } from "node:fs";
 import { join, resolve } from "node:path";
 
 /** Where Linux has a tmpfs open to every user (mode 1777: only a file's owner may remove it). */
@@ -57,6 +57,9 @@ export function ownMemoryRoots(shm = SHM): string[] {
  * in it for a link. Once it is, no other user can remove or replace it (/dev/shm is sticky).
  */
 export function ensureMemoryRoot(root: string): boolean {
+  // There already at every run but the first: an lstat, not a mkdir failing with an exception.
+  const found = lstatSync(root, { throwIfNoEntry: false });
+  if (found) return ownedFolder(found);
   try {
     mkdirSync(root, { mode: 0o700 });
   } catch (err) {
@@ -77,9 +80,13 @@ export function rmdirQuietly(path: string): void {
 /** Whether path is a folder (not a link to one) of this user's that no other user may enter. */
 function ownFolder(path: string): boolean {
   try {
-    const info = lstatSync(path);
-    return info.isDirectory() && info.uid === process.getuid?.() && (info.mode & 0o077) === 0;
+    return ownedFolder(lstatSync(path));
   } catch {
     return false;
   }
+}
+
+/** Whether what lstat found is a folder (not a link to one) of this user's that no other user may enter. */
+function ownedFolder(info: Stats): boolean {
+  return info.isDirectory() && info.uid === process.getuid?.() && (info.mode & 0o077) === 0;
 }
