@@ -18,7 +18,12 @@ from dwop_http import Transfer, transfer_all  # noqa: E402
 
 def main():
     ask = json.loads(sys.stdin.readline())
-    os.chdir(tempfile.mkdtemp())
+    with tempfile.TemporaryDirectory(prefix="dwop-bench-storage-") as folder:  # removed at the end
+        os.chdir(folder)
+        rounds(ask)
+
+
+def rounds(ask):
     with open("payload", "w") as f:
         f.write("1\n" * 3)
     downloads, uploads = [], []
