@@ -362,10 +362,13 @@ class Body:
         Failure for anything but a clean exit."""
         self.place(os.getcwd())
         sandbox = self.sandbox
-        try:
-            dwop_gate.send(self.gate_w, dwop_gate.Job(has_requirements, body_env, files))
-        except BrokenPipeError:
-            pass  # it died setting up; how is in its notes
+
+        def hand_over():
+            try:
+                dwop_gate.send(self.gate_w, dwop_gate.Job(has_requirements, body_env, files))
+            except BrokenPipeError:
+                pass  # it died setting up; how is in its notes
+
         try:
             code, signal, self.unreaped = wait_child(
                 self.child,
@@ -376,6 +379,8 @@ class Body:
                 # Its log shipped live from SHIP_EVERY after the run's start on: a thread a shorter run
                 # neither starts nor waits for at its end.
                 (log.started + SHIP_EVERY, log.stream_to.start) if log.stream_to else None,
+                # Once a stop signal the body sends its worker at once is passed back to it.
+                start=hand_over,
             )
         except SandboxError as e:  # the network, attached at the body's first socket
             raise sandbox_failed(describe(e)) from None

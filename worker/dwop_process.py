@@ -93,7 +93,7 @@ def fork_child(run, close_fds, prctl):
     return pid, out_r, err_r
 
 
-def wait_child(child, out_sinks, err_sinks, told=None, watch=None, later=None):
+def wait_child(child, out_sinks, err_sinks, told=None, watch=None, later=None, start=None):
     """Copies a fork_child's stdout and stderr to the sinks until it exits, forwarding SIGTERM to it;
     returns (exit status, killing signal or None, whether it is left to reap), with 128+N as the status for
     signal N.
@@ -105,13 +105,18 @@ def wait_child(child, out_sinks, err_sinks, told=None, watch=None, later=None):
     killed, exited on its own, or closed it) its exit is waited for as without told.
 
     watch: {fd: handler} of other file descriptors to serve meanwhile (see pump).
-    later: (when, call): call() once, if the child still runs at time.monotonic() when (see pump)."""
+    later: (when, call): call() once, if the child still runs at time.monotonic() when (see pump).
+    start: called once SIGTERM is forwarded, to let a child waiting for it go (the body's Job): a stop
+    signal the child sends this process at once is then passed back to it. Before, the first process of a
+    pid namespace (the sandbox's worker) exited on it, with no result (exit_on_stop_signals)."""
     pid, out_r, err_r = child
     previous = _signal.signal(_signal.SIGTERM, lambda signum, _frame: forward(pid, signum))
     # The first process of a pid namespace (the sandbox's worker, as root) is given every orphan in it.
     previous_chld = _signal.signal(_signal.SIGCHLD, lambda *_: reap_orphans(pid)) if os.getpid() == 1 else None
     unreaped = False
     try:
+        if start is not None:
+            start()
         status = pump(pid, out_r, err_r, out_sinks, err_sinks, told, watch, later)
         if isinstance(status, Told):
             status, unreaped = status.status, True

@@ -4,6 +4,7 @@ Run with: python -m unittest discover -s worker/tests -v
 """
 
 import os
+import signal
 import sys
 import time
 import unittest
@@ -61,6 +62,37 @@ class LaterTest(unittest.TestCase):
         self.assertEqual(code, 0)
         self.assertEqual(calls, [])
         self.assertLess(time.monotonic() - started, 2, "the wait ended with the child, not at later's time")
+
+
+class StartTest(unittest.TestCase):
+    """wait_child's start lets the child go once SIGTERM is passed on to it: a stop signal sent the moment
+    the child is let go (as a body may send its worker, the first process of its pid namespace) ends the
+    child, not the waiting process."""
+
+    def test_a_stop_signal_at_the_start_reaches_the_child(self):
+        own = []
+        previous = signal.signal(signal.SIGTERM, lambda signum, _frame: own.append(signum))
+        ready_r, ready_w = os.pipe()
+
+        def run():  # as a body at its gate: the fresh interpreter's signal handlers, waiting to go
+            os.write(ready_w, b"r")
+            time.sleep(5)
+            os._exit(0)
+
+        try:
+            child = dwop_process.fork_child(run, (ready_r,), None)
+            os.close(ready_w)
+            self.assertEqual(os.read(ready_r, 1), b"r")
+            os.close(ready_r)
+            started = time.monotonic()
+            code, killed_by, _ = dwop_process.wait_child(
+                child, [], [], start=lambda: os.kill(os.getpid(), signal.SIGTERM)
+            )
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        self.assertEqual(own, [], "the signal reached the waiting process's own handler")
+        self.assertEqual((code, killed_by), (128 + signal.SIGTERM, signal.SIGTERM))
+        self.assertLess(time.monotonic() - started, 4, "the child was stopped, not waited out")
 
 
 if __name__ == "__main__":
