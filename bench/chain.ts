@@ -184,7 +184,7 @@ function run(cmd: string, args: string[], cwd: string): Promise<string> {
 }
 
 /** Snakemake 7 (Debian), a Python process per rule, from a clean folder each round. */
-async function benchSnakemake(home: string): Promise<number> {
+async function benchSnakemake(home: string, label = ""): Promise<number> {
   const dir = join(home, "snakemake");
   await mkdir(dir, { recursive: true });
   const rules = Array.from({ length: n }, (_, i) => {
@@ -212,7 +212,7 @@ async function benchSnakemake(home: string): Promise<number> {
     if (i > 0) times.push((performance.now() - t0) / 1000); // the first round warms the disk cache
   }
   console.log(
-    `snakemake 7 (a process per rule): ${n} tasks ${times.map((t) => t.toFixed(3)).join(" ")} s, median ${median(times).toFixed(3)} s; load ${load()}`,
+    `snakemake 7 (a process per rule)${label}: ${n} tasks ${times.map((t) => t.toFixed(3)).join(" ")} s, median ${median(times).toFixed(3)} s; load ${load()}`,
   );
   const made = fileCreationMs(dir);
   console.log(
@@ -254,13 +254,19 @@ const home = await mkdtemp(join(tmpdir(), "dwop-bench-chain-"));
 await mkdir(home, { recursive: true, mode: 0o755 });
 try {
   const baselines = arg("baselines", "yes") === "yes";
-  const snakemake = baselines ? await benchSnakemake(home) : Number.NaN;
+  const before = baselines ? await benchSnakemake(home) : Number.NaN;
   const celery = baselines ? await benchCelery() : Number.NaN;
-  for (const mode of modes) {
-    const dwop = await benchDwop(mode, home);
-    if (baselines) {
+  const dwop: [string, number][] = [];
+  for (const mode of modes) dwop.push([mode, await benchDwop(mode, home)]);
+  if (baselines) {
+    // Snakemake again after DWOP, and the ratios to the mean of the two: a machine whose speed drifts over
+    // minutes (seen here: a third) moves both sides of a ratio taken across that span alike.
+    const after = await benchSnakemake(home, ", again");
+    const snakemake = (before + after) / 2;
+    console.log(`snakemake before and after DWOP: ${before.toFixed(3)} and ${after.toFixed(3)} s`);
+    for (const [mode, seconds] of dwop) {
       console.log(
-        `  dwop ${mode} / snakemake = ${(dwop / snakemake).toFixed(2)} (goal <= 0.25), / celery = ${(dwop / celery).toFixed(1)}`,
+        `  dwop ${mode} / snakemake = ${(seconds / snakemake).toFixed(2)} (goal <= 0.25), / celery = ${(seconds / celery).toFixed(1)}`,
       );
     }
   }
