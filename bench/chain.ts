@@ -99,24 +99,23 @@ async function split(
     join dwop.runs r on r.task_id = t.id
     join dwop.outbox o on o.topic = 'task.ready' and o.payload ->> 'taskId' = t.id::text
     where t.workflow_id = ${id} and cardinality(t.upstream_ids) > 0`;
-  const [ends] = await d.m.db<{ started: number; finished: number }[]>`
-    select extract(epoch from min(r.started_at)) * 1000 as started,
+  // The root's row, run and process start (its run is the chain's first), and the last success.
+  const [ends] = await d.m.db<{ row: number; run: number; started: number; finished: number }[]>`
+    select extract(epoch from w.created_at) * 1000 as row,
+           extract(epoch from min(r.created_at)) * 1000 as run,
+           extract(epoch from min(r.started_at)) * 1000 as started,
            extract(epoch from max(r.finished_at)) * 1000 as finished
-    from dwop.tasks t join dwop.runs r on r.task_id = t.id
-    where t.workflow_id = ${id}`;
-  const [root] = await d.m.db<{ row: number; run: number; started: number }[]>`
-    select extract(epoch from w.created_at) * 1000 as row, extract(epoch from r.created_at) * 1000 as run,
-           extract(epoch from r.started_at) * 1000 as started
     from dwop.workflows w
-    join dwop.tasks t on t.workflow_id = w.id and cardinality(t.upstream_ids) = 0
+    join dwop.tasks t on t.workflow_id = w.id
     join dwop.runs r on r.task_id = t.id
-    where w.id = ${id}`;
-  const marks = [submittedAt, ...[root!.row, root!.run, root!.started].map(Number)];
+    where w.id = ${id}
+    group by w.created_at`;
+  const marks = [submittedAt, ...[ends!.row, ends!.run, ends!.started].map(Number)];
   return {
     toRun: rows.map((r) => Number(r.toRun)),
     toStart: rows.map((r) => Number(r.toStart)),
     worker: rows.map((r) => Number(r.worker)),
-    first: [Number(ends!.started) - submittedAt],
+    first: [marks[3]! - submittedAt],
     firstSteps: [marks.slice(1).map((at, i) => at - marks[i]!)],
     last: [seenAt - Number(ends!.finished)],
   };
