@@ -170,6 +170,30 @@ describe("RabbitBus", () => {
     expect(await bus.depth()).toBe(1);
   });
 
+  test("depth() answers after its queue was deleted and declared again, and after the connection was lost", async () => {
+    // depth() keeps one channel for its questions: one the broker closed must not answer the next.
+    const connectionName = `depth-${randomBytes(4).toString("hex")}`;
+    const fx = await useFixture(rabbitFixture({ connectionName }), "depth");
+    const bus = await fx.open();
+    expect(await bus.depth()).toBe(0);
+    await withRabbitChannel((ch) => ch.deleteQueue(fx.names.queue));
+    await expect(bus.depth()).rejects.toThrow(/NOT_FOUND/);
+    expect(await bus.publish(taskMessages("dq", 1))).toEqual([]); // unroutable: the queue is declared again
+    expect(await bus.publish(taskMessages("dq", 2, 1))).toEqual(["o-dq-1", "o-dq-2"]);
+    expect(await bus.depth()).toBe(2);
+    expect(await forceCloseConnections(connectionName)).toBe(1);
+    await waitFor(
+      "depth() on the new connection",
+      () =>
+        bus.depth().then(
+          (n) => n === 2,
+          () => false,
+        ),
+      30_000,
+    );
+    await bus.close();
+  });
+
   test("connect() waits for a broker that comes up a few seconds late (a restart), by default", async () => {
     // Found by the soak: a dispatcher restarted while the broker restarted gave up after ~3 s and exited.
     // A port that starts forwarding to the broker only after 5 s.

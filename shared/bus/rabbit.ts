@@ -1,4 +1,4 @@
-import amqp, { type ChannelModel, type RecoveringChannelModel } from "amqplib";
+import amqp, { type Channel, type ChannelModel, type RecoveringChannelModel } from "amqplib";
 import type { Bus, ConsumeOptions, Consumer, Delivery, OutgoingMessage } from "./bus.ts";
 import { describeError, stderrLogger, type BusLogger } from "./message.ts";
 import { RabbitConsumer } from "./rabbit-consumer.ts";
@@ -64,6 +64,8 @@ export class RabbitBus implements Bus {
   /** Set when the broker said our exchange or queue is missing (deleted from outside): declare them again. */
   private topologyLost = false;
   private closed = false;
+  /** The channel depth() asks on (countingChannel); null until the next question opens one. */
+  private counting: Promise<Channel> | null = null;
 
   /** Starts connecting at once; `ready()` (or `RabbitBus.connect`) waits for the first connection. */
   constructor(private readonly options: RabbitBusOptions) {
@@ -180,6 +182,7 @@ export class RabbitBus implements Bus {
     this.consumers.clear();
     for (const consumer of consumers) void consumer.stop();
     await this.pool.close();
+    await this.counting?.then((channel) => channel.close()).catch(() => {});
     const connection = await this.connection.catch(() => null);
     await connection?.close().catch(() => {});
   }
@@ -248,13 +251,28 @@ export class RabbitBus implements Bus {
 
   private async messageCount(queue: string): Promise<number> {
     await this.connected;
-    const channel = await (await this.connection).createChannel();
-    channel.on("error", () => {});
-    try {
-      return (await channel.checkQueue(queue)).messageCount;
-    } finally {
-      await channel.close().catch(() => {});
-    }
+    const channel = await this.countingChannel();
+    return (await channel.checkQueue(queue)).messageCount;
+  }
+
+  /**
+   * The channel depth() asks on, opened once and kept: a claimer asks before each claim, and a channel
+   * opened and closed for each question cost three round trips to the broker instead of one (1.7 ms
+   * against 0.2 here). The broker closes a channel whose question failed (a queue deleted from
+   * outside), as does a lost connection: the next question opens a new one.
+   */
+  private countingChannel(): Promise<Channel> {
+    if (this.counting) return this.counting;
+    const opening = this.connection.then((connection) => connection.createChannel());
+    this.counting = opening;
+    const forget = () => {
+      if (this.counting === opening) this.counting = null;
+    };
+    opening.then((channel) => {
+      channel.on("error", forget); // the failed question rejects with the same error
+      channel.on("close", forget);
+    }, forget);
+    return opening;
   }
 }
 
