@@ -190,7 +190,11 @@ async function startRest(
     },
   };
   const [engine, submitted] = await Promise.allSettled([startEngine(), meanwhile]);
-  if (engine.status === "rejected") throw engine.reason; // startStack closes the executor
+  if (engine.status === "rejected") {
+    // What started goes (the bus, the server, the pool, the embedded database); startStack closes the executor.
+    await stack.stop().catch(() => {});
+    throw engine.reason;
+  }
   if (submitted.status === "rejected") {
     await stack.stop();
     throw submitted.reason;

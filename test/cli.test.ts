@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
-import { writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -218,6 +219,24 @@ describe("dwop run", () => {
       expect(r.code).toBe(2);
     }
   }, 60_000);
+
+  it("exits 2 for a shown folder holding DWOP_HOME, and stops the embedded database it started", async () => {
+    // DWOP_TASK_ALLOW is checked as the executor starts, beside the database's start: the database, the
+    // server and the bus that started meanwhile are closed, and the error is the setting's, not a trace.
+    const top = await testFolder("dwop-allow-");
+    const home = join(top, ".dwop");
+    const r = await dwop(["run", "examples/etl.workflow"], {
+      DWOP_HOME: home,
+      DATABASE_URL: "",
+      DWOP_TASK_ALLOW: top,
+    });
+    expect(r.stderr).toContain(`the folder ${top} that sandboxed runs would be shown`);
+    expect(r.stderr).not.toContain("    at ");
+    expect(r.code).toBe(2);
+    // Stopped, not killed with the process: its file of the running server is gone with it.
+    await expect(readFile(join(home, "postgres.json"), "utf8")).rejects.toThrow(/ENOENT/);
+    expect(existsSync(join(home, "postgres", "postmaster.pid"))).toBe(false);
+  }, 120_000);
 
   it("exits 2 for DSL errors and a missing input, before starting anything", async () => {
     const file = await workflowFile("fun a(x:missing):\n    pass\n");

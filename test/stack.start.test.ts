@@ -3,11 +3,13 @@
 import postgres from "postgres";
 import { randomBytes } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { startStack } from "../cli/stack.ts";
 import { loadConfig } from "../shared/config.ts";
 import { silentLogger } from "../shared/log.ts";
 import { ADMIN_URL, createTestDatabase } from "./support/db.ts";
+import { recordingLogger } from "./support/recording-logger.ts";
 import { testFolder } from "./support/test-folder.ts";
 
 /** Command lines of this process's children that are a DWOP fork server. */
@@ -67,6 +69,29 @@ describe("the one-process stack's start", () => {
     const left = await sql`select count(*)::int as n from pg_stat_activity
       where datname = ${db.name} and application_name = 'dwop'`;
     expect(left[0]!.n).toBe(0);
+    await sql.end();
+    await db.drop();
+  });
+
+  it("closes what it started when the executor cannot start", async () => {
+    // The executor refuses its settings (a shown folder holding DWOP_HOME) once the database, the server and
+    // the bus have started beside it: they must not stay open, nor anything claim or log on.
+    const db = await createTestDatabase("stack executor fails");
+    const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+    const top = await testFolder("dwop-stack-allow-");
+    const config = loadConfig({
+      DATABASE_URL: db.url,
+      DWOP_HOME: join(top, ".dwop"),
+      DWOP_PORT: "0",
+      DWOP_TASK_ALLOW: top,
+    });
+    const { logger, entries } = recordingLogger();
+    await expect(startStack({ config, logger, engine: true })).rejects.toThrow(/holds DWOP_HOME/);
+    await expectNoForkServer(); // also waits 2 s, in which anything left running would have logged its errors
+    const left = await sql`select count(*)::int as n from pg_stat_activity
+      where datname = ${db.name} and application_name = 'dwop'`;
+    expect(left[0]!.n).toBe(0);
+    expect(entries.filter((e) => e.level === "error")).toEqual([]);
     await sql.end();
     await db.drop();
   });

@@ -11,7 +11,7 @@ import {
 } from "node:fs";
 import { chmod, readFile, rm } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
-import { configSchema, type Config } from "../config.ts";
+import { ConfigError, configSchema, type Config } from "../config.ts";
 import type { FailureReason, RunAssignment, WorkerFailure } from "../model.ts";
 import { silentLogger, type Logger } from "../log.ts";
 import type { Executor, RunOutcome, RunResult, StartedRun, WorkerEnv } from "./executor.ts";
@@ -433,7 +433,7 @@ export async function startLocalExecutor(
     const secrets = [{ what: "DWOP_HOME", path: config.DWOP_HOME }];
     if (existsSync(".env")) secrets.push({ what: "the .env file", path: ".env" });
     const shown = shownSecret(allowed({ allow: config.DWOP_TASK_ALLOW, passEnv }), secrets);
-    if (shown) throw new Error(shown);
+    if (shown) throw new ConfigError([shown]);
   }
   const executor = new LocalExecutor({
     python: await resolvePython(),
