@@ -15,6 +15,9 @@
 //     in between is never answered, and sql.end() waits for it forever.
 //   - A connection closed while a statement ran keeps that statement's error (57P01 when its backend was
 //     terminated): the first query after the pool reconnects it is failed with that stale error.
+//   - A new connection whose array-type query fails (its backend terminated as it starts, the query
+//     cancelled) leaves that failure as an unhandled rejection, which ends the process
+//     (porsager/postgres#1192, #1205, #1223): `dwop api` died so in a chaos soak.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
@@ -47,6 +50,18 @@ export const EDITS = {
       "    ;(query || sent.length) && error(errorResponse || Errors.connection('CONNECTION_CLOSED', options, socket))\n" +
         "    query = results = errorResponse = null\n" +
         "    result = new Result()",
+    ],
+    [
+      "        initial.reserve && (initial = null)\n        return fetchArrayTypes()\n",
+      "        initial.reserve && (initial = null)\n" +
+        "        // Its failure (the backend terminated, the statement cancelled) is the waiting query's already:\n" +
+        "        // not an unhandled rejection, and the types are asked again before the connection takes another.\n" +
+        "        return fetchArrayTypes().catch(() => needsTypes = true)\n",
+    ],
+    [
+      "    if (query)\n      return // Consider opening if able and sent.length < 50\n\n",
+      "    if (query)\n      return // Consider opening if able and sent.length < 50\n\n" +
+        "    if (needsTypes)\n      return fetchArrayTypes().catch(() => needsTypes = true)\n\n",
     ],
   ],
   "index.js": [

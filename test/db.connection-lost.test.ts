@@ -1,3 +1,4 @@
+import { createConnection, createServer, type AddressInfo, type Socket } from "node:net";
 import postgres from "postgres";
 import { afterEach, expect, it } from "vitest";
 import { connectDb, type Db } from "../shared/db/connect.ts";
@@ -118,3 +119,69 @@ it("fails the next statement on a reserved connection that was lost, and the poo
   await within(db.end(), 10_000, "closing the pool");
   open.splice(open.indexOf(db), 1);
 });
+
+it("fails the first query of a connection whose array-type query is cut by its backend's end, and goes on", async () => {
+  // The first thing postgres.js asks a new connection is its array types; a backend terminated at that
+  // moment (a failover, pg_terminate_backend) left that failure an unhandled rejection, which ends the
+  // process (porsager/postgres#1223: `dwop api` died so in a chaos soak). This proxy answers that question
+  // of the first connection as pg_terminate_backend does, and passes every later connection through.
+  database = await createTestDatabase("lost_types");
+  const target = new URL(database.url);
+  let answered = false;
+  const sockets = new Set<Socket>();
+  const proxy = createServer((client) => {
+    const upstream = createConnection({ host: target.hostname, port: Number(target.port) });
+    sockets.add(client).add(upstream);
+    client.on("error", () => {});
+    upstream.on("error", () => {});
+    client.on("close", () => upstream.destroy());
+    upstream.on("close", () => client.destroy());
+    upstream.pipe(client);
+    client.on("data", (chunk: Buffer) => {
+      if (!answered && chunk.includes("pg_catalog.pg_type")) {
+        answered = true;
+        client.end(terminatedByAdministrator());
+        upstream.destroy();
+      } else upstream.write(chunk);
+    });
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => unhandled.push(reason);
+  process.on("unhandledRejection", onUnhandled);
+  try {
+    const url = new URL(database.url);
+    url.port = String((proxy.address() as AddressInfo).port);
+    const db = connectDb(url.toString(), { max: 1, applicationName: "test:lost_types" });
+    open.push(db);
+    const first = await within(
+      db`select 1 as x`.then(
+        () => null,
+        (e: unknown) => e,
+      ),
+      10_000,
+      "the first query",
+    );
+    expect(answered).toBe(true);
+    expect(isTransient(first)).toBe(true); // the backend's end, or the connection ended for it
+    // The next connection asks again: arrays come back as arrays.
+    expect(await within(db`select array[1, 2]::int[] as a`, 10_000, "the next query")).toEqual([
+      { a: [1, 2] },
+    ]);
+    await new Promise((r) => setTimeout(r, 100)); // a rejection left unhandled is reported after a tick
+    expect(unhandled).toEqual([]);
+  } finally {
+    process.off("unhandledRejection", onUnhandled);
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => proxy.close(resolve));
+  }
+});
+
+/** The ErrorResponse a backend sends as pg_terminate_backend ends it (FATAL 57P01). */
+function terminatedByAdministrator(): Buffer {
+  const fields = ["SFATAL", "VFATAL", "C57P01", "Mterminating connection due to administrator command"];
+  const body = Buffer.concat([...fields.map((f) => Buffer.from(`${f}\0`)), Buffer.from([0])]);
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(body.length + 4);
+  return Buffer.concat([Buffer.from("E"), length, body]);
+}
