@@ -1,9 +1,9 @@
-import { createConnection, createServer, type AddressInfo, type Socket } from "node:net";
 import postgres from "postgres";
 import { afterEach, expect, it } from "vitest";
 import { connectDb, type Db } from "../shared/db/connect.ts";
 import { isTransient, retryTransient } from "../shared/db/retry.ts";
 import { ADMIN_URL, createTestDatabase, type TestDatabase } from "./support/db.ts";
+import { TcpProxy } from "./support/tcp-proxy.ts";
 
 /**
  * A connection lost in the middle of a statement (its backend terminated: a failover, an operator, a
@@ -128,30 +128,20 @@ it("fails the first query of a connection whose array-type query is cut by its b
   database = await createTestDatabase("lost_types");
   const target = new URL(database.url);
   let answered = false;
-  const sockets = new Set<Socket>();
-  const proxy = createServer((client) => {
-    const upstream = createConnection({ host: target.hostname, port: Number(target.port) });
-    sockets.add(client).add(upstream);
-    client.on("error", () => {});
-    upstream.on("error", () => {});
-    client.on("close", () => upstream.destroy());
-    upstream.on("close", () => client.destroy());
-    upstream.pipe(client);
-    client.on("data", (chunk: Buffer) => {
-      if (!answered && chunk.includes("pg_catalog.pg_type")) {
-        answered = true;
-        client.end(terminatedByAdministrator());
-        upstream.destroy();
-      } else upstream.write(chunk);
-    });
+  const proxy = new TcpProxy(target.hostname, Number(target.port), (chunk, client, upstream) => {
+    if (answered || !chunk.includes("pg_catalog.pg_type")) return false;
+    answered = true;
+    client.end(terminatedByAdministrator());
+    upstream.destroy();
+    return true;
   });
-  await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+  await proxy.start();
   const unhandled: unknown[] = [];
   const onUnhandled = (reason: unknown) => unhandled.push(reason);
   process.on("unhandledRejection", onUnhandled);
   try {
     const url = new URL(database.url);
-    url.port = String((proxy.address() as AddressInfo).port);
+    url.port = String(proxy.port);
     const db = connectDb(url.toString(), { max: 1, applicationName: "test:lost_types" });
     open.push(db);
     const first = await within(
@@ -172,8 +162,7 @@ it("fails the first query of a connection whose array-type query is cut by its b
     expect(unhandled).toEqual([]);
   } finally {
     process.off("unhandledRejection", onUnhandled);
-    for (const socket of sockets) socket.destroy();
-    await new Promise((resolve) => proxy.close(resolve));
+    await proxy.cut();
   }
 });
 

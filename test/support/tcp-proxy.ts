@@ -1,8 +1,10 @@
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 
 /**
- * A TCP forwarder to a real service (RabbitMQ) that a test can cut and restore: `cut()` closes every
- * connection and stops listening, as a broker that went down; `restore()` listens again on the same port.
+ * A TCP forwarder to a real service (RabbitMQ, PostgreSQL) that a test can cut and restore: `cut()` closes
+ * every connection and stops listening, as a broker that went down; `restore()` listens again on the same
+ * port. `intercept`, when given, sees each chunk a client sends first: when it returns true it has answered
+ * the chunk itself (on `client`, and closed `upstream` if it wants) and the chunk is not passed on.
  */
 export class TcpProxy {
   private server: Server | null = null;
@@ -12,6 +14,7 @@ export class TcpProxy {
   constructor(
     private readonly targetHost: string,
     private readonly targetPort: number,
+    private readonly intercept?: (chunk: Buffer, client: Socket, upstream: Socket) => boolean,
   ) {}
 
   async start(): Promise<void> {
@@ -22,7 +25,10 @@ export class TcpProxy {
         s.on("close", () => this.sockets.delete(s));
         s.on("error", () => {});
       }
-      client.pipe(upstream);
+      const intercept = this.intercept;
+      if (intercept)
+        client.on("data", (chunk: Buffer) => intercept(chunk, client, upstream) || upstream.write(chunk));
+      else client.pipe(upstream);
       upstream.pipe(client);
       client.on("close", () => upstream.destroy());
       upstream.on("close", () => client.destroy());
