@@ -11,7 +11,7 @@ import type { WorkflowState } from "../shared/model.ts";
 import { readSse, type SseMessage } from "../shared/sse.ts";
 import type { Stall } from "../functions/stall.ts";
 import { EXIT } from "./exit.ts";
-import { requestWithoutBody, type Answer } from "./http.ts";
+import { encodeForm, sendRequest, type Answer } from "./http.ts";
 
 /** The API's JSON, typed by the schemas the server validates and documents with. */
 export type WorkflowDetail = z.output<typeof WorkflowDetailSchema>;
@@ -75,12 +75,10 @@ export class DwopClient {
   async request(method: string, path: string, init: RequestOptions = {}): Promise<Answer> {
     const headers: Record<string, string> = { ...init.headers };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
+    const sent = typeof init.body === "object" ? await encodeForm(init.body, headers) : init.body;
     let res: Answer;
     try {
-      res =
-        init.body === undefined || init.body === null
-          ? await requestWithoutBody(this.url(path), { method, headers, signal: init.signal ?? null })
-          : await fetch(this.url(path), { ...init, method, headers });
+      res = await sendRequest(this.url(path), { method, headers, body: sent, signal: init.signal ?? null });
     } catch (err) {
       if (init.signal?.aborted) throw err;
       throw unreachable(this.baseUrl, err);
@@ -120,9 +118,13 @@ export class DwopClient {
    * server's database is unreachable). Throws an ApiRequestError (status 0) when it cannot be reached.
    */
   async stall(): Promise<Stall | null> {
-    let res: Response;
+    let res: Answer;
     try {
-      res = await fetch(this.url("/readyz"), { signal: AbortSignal.timeout(5000) });
+      res = await sendRequest(this.url("/readyz"), {
+        method: "GET",
+        headers: {},
+        signal: AbortSignal.timeout(5000),
+      });
     } catch (err) {
       throw unreachable(this.baseUrl, err);
     }

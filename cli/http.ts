@@ -1,8 +1,10 @@
-// Node-only: a body-less request over node:http, and its answer with what the client reads of one. On
+// Node-only: the CLI's requests over node:http, and their answers with what the client reads of one. On
 // Node 20 the first fetch() costs a CLI process ~300 ms of CPU (undici compiles its WebAssembly HTTP
-// parser), more than the rest of `dwop status` together; node:http's parser is native. The answer is not a
-// WHATWG Response either: Node loads `Headers` and `Response` from undici too (~26 ms of `dwop status`'s
-// start on 2026-12-06's machine, out of ~150 above `node -e 0`).
+// parser), more than the rest of `dwop status` together; node:http's parser is native. And Node 20's fetch
+// of a FormData body, against a server that closes the connection before reading it, leaves its promise
+// unsettled and nothing else running: the process exited 13 ("unfinished top-level await") without a word,
+// 10 times in 10 here. The answer is not a WHATWG Response either: Node loads `Headers` and `Response` from
+// undici too (~26 ms of `dwop status`'s start on 2026-12-06's machine, out of ~150 above `node -e 0`).
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { Readable } from "node:stream";
@@ -19,20 +21,27 @@ export interface Answer {
   json(): Promise<unknown>;
 }
 
-export interface BodylessInit {
+export interface RequestInit {
   method: string;
   headers: Record<string, string>;
+  /** Sent whole, with its Content-Length. */
+  body?: string | Uint8Array;
   signal?: AbortSignal | null;
 }
 
-/** Like fetch(url, init) for a request without a body; a failure to connect rejects as fetch's does. */
-export function requestWithoutBody(url: string, init: BodylessInit): Promise<Answer> {
+/**
+ * Like fetch(url, init); a failure to connect, or a connection lost before the answer, rejects as fetch's
+ * does (a TypeError whose cause is the socket's error).
+ */
+export function sendRequest(url: string, init: RequestInit): Promise<Answer> {
   const target = new URL(url);
   const send = target.protocol === "https:" ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
+    const headers = { ...init.headers };
+    if (init.body !== undefined) headers["content-length"] = String(Buffer.byteLength(init.body));
     const req = send(target, {
       method: init.method,
-      headers: init.headers,
+      headers,
       ...(init.signal ? { signal: init.signal } : {}),
     });
     // fetch's shape: a TypeError whose cause carries the socket's code (ECONNREFUSED, ...).
@@ -40,8 +49,15 @@ export function requestWithoutBody(url: string, init: BodylessInit): Promise<Ans
       reject(init.signal?.aborted ? err : new TypeError("fetch failed", { cause: err })),
     );
     req.once("response", (res) => resolve(new NodeAnswer(res)));
-    req.end();
+    req.end(init.body);
   });
+}
+
+/** A form as the bytes of its multipart body, its content type (with the boundary) set in headers. */
+export async function encodeForm(form: FormData, headers: Record<string, string>): Promise<Uint8Array> {
+  const encoded = new Response(form);
+  headers["content-type"] = encoded.headers.get("content-type")!;
+  return new Uint8Array(await encoded.arrayBuffer());
 }
 
 class NodeAnswer implements Answer {
