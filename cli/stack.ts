@@ -95,17 +95,22 @@ async function startRest(
   const embedded = await (options.database ?? startHomeDatabase({ ...config, DWOP_HOME: home }, say));
   const url = embedded?.url ?? databaseUrl(config)!;
   const db = connectDb(url, { max: 20, applicationName: "dwop" });
-  await waitForDatabase(db, logger);
-  // The bus connects beside the migrations and the server's start (pg-boss's start and its queues took
-  // 0.12 s of `dwop run`'s start here after them); neither touches the other's schema.
-  const connecting = connectBus(config, url, logger, "dwop", starting !== null);
-  connecting.catch(() => {}); // a failure is thrown where it is awaited
   /** Closes the server (when it listens), the database's pool and the embedded database. */
   const release = async (server: HttpServer | null, fast = false) => {
     if (server) await closeServer(server);
     await db.end({ timeout: fast ? 0 : 5 });
     await embedded?.stop();
   };
+  try {
+    await waitForDatabase(db, logger);
+  } catch (err) {
+    await release(null, true);
+    throw err;
+  }
+  // The bus connects beside the migrations and the server's start (pg-boss's start and its queues took
+  // 0.12 s of `dwop run`'s start here after them); neither touches the other's schema.
+  const connecting = connectBus(config, url, logger, "dwop", starting !== null);
+  connecting.catch(() => {}); // a failure is thrown where it is awaited
   let served: Served;
   try {
     served = await startServer(options, home, db);
@@ -189,15 +194,12 @@ async function startRest(
       await release(server, stopOptions.fast);
     },
   };
-  const [engine, submitted] = await Promise.allSettled([startEngine(), meanwhile]);
-  if (engine.status === "rejected") {
-    // What started goes (the bus, the server, the pool, the embedded database); startStack closes the executor.
+  const failed = (await Promise.allSettled([startEngine(), meanwhile])).find((r) => r.status === "rejected");
+  if (failed) {
+    // What started goes (the bus, the server, the pool, the embedded database; startStack closes the
+    // executor), and the start's own error is the one said, not a failure of that stop.
     await stack.stop().catch(() => {});
-    throw engine.reason;
-  }
-  if (submitted.status === "rejected") {
-    await stack.stop();
-    throw submitted.reason;
+    throw failed.reason;
   }
   return stack;
 }

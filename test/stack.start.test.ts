@@ -39,6 +39,24 @@ describe("the one-process stack's start", () => {
     await expectNoForkServer();
   });
 
+  it("stops the embedded database it was handed when that database refuses the start", async () => {
+    // `dwop run` hands the stack the database it started; a login refused after (it went away, its
+    // password file was replaced) must not leave it running.
+    const missing = new URL(ADMIN_URL);
+    missing.pathname = `/dwop_no_such_database_${randomBytes(4).toString("hex")}`;
+    const config = loadConfig({ DWOP_HOME: await testFolder("dwop-stack-"), DWOP_PORT: "0" });
+    let stopped = 0;
+    const database = Promise.resolve({
+      url: missing.toString(),
+      socketDir: "/nonexistent",
+      stop: async () => void stopped++,
+    });
+    const start = startStack({ config, logger: silentLogger, engine: true, database });
+    await expect(start).rejects.toThrow(/does not exist/);
+    expect(stopped).toBe(1);
+    await expectNoForkServer();
+  });
+
   it("ends the work begun meanwhile, then closes what it started, when the bus cannot start", async () => {
     // pg-boss finds its schema without its tables and fails; the migrations (of another schema) pass.
     const db = await createTestDatabase("stack bus fails");
