@@ -16,6 +16,7 @@ import {
   type EmbeddedDatabase,
 } from "../cli/embedded-postgres.ts";
 import { connectDb } from "../shared/db/connect.ts";
+import { processGone } from "../shared/executors/pids.ts";
 import { testFolder } from "./support/test-folder.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -76,15 +77,6 @@ const mode = async (path: string) => (await stat(path)).mode & 0o777;
 async function processGroup(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, "utf8");
   return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 describe("the embedded PostgreSQL", () => {
@@ -165,8 +157,8 @@ describe("the embedded PostgreSQL", () => {
     expect(code).toBe(3);
     const pid = await postmasterPid(home);
     expect(Number(out.trim())).toBe(child.pid);
-    for (let i = 0; i < 100 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
-    expect(isAlive(pid)).toBe(false);
+    for (let i = 0; i < 100 && !processGone(pid); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(processGone(pid)).toBe(true);
 
     // In its own group: a terminal's Ctrl-C reaches DWOP, which stops the server once it has recorded
     // what it stops, not the server first.
