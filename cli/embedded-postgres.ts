@@ -5,6 +5,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { databaseUrl, type Config } from "../shared/config.ts";
 import { prepareHome } from "../shared/folders.ts";
 import {
+  DatabaseStartError,
   initdb,
   newServerUser,
   postgresBinaries,
@@ -82,7 +83,7 @@ export async function startEmbeddedPostgres(
   const running = await readServerFile(serverFile);
   if (running && isAlive(running.pid) && existsSync(join(dataDir, "postmaster.pid"))) {
     if (!running.socketDir || !(await isServerSocketDir(running.socketDir, root, dataDir))) {
-      throw new Error(
+      throw new DatabaseStartError(
         `a PostgreSQL (pid ${running.pid}) that an older DWOP started runs on ${dataDir}: stop that ` +
           "DWOP process and start again (the server now listens on a socket in the home)",
       );
@@ -154,7 +155,9 @@ async function homePassword(root: string): Promise<string> {
   const password = (await readFile(path, "utf8")).trim();
   // It goes into ALTER ROLE as a literal (utility statements take no parameters).
   if (!/^[0-9a-f]{32,}$/.test(password)) {
-    throw new Error(`${path} must hold the embedded PostgreSQL's password (32 or more hex digits)`);
+    throw new DatabaseStartError(
+      `${path} must hold the embedded PostgreSQL's password (32 or more hex digits)`,
+    );
   }
   return password;
 }
@@ -179,7 +182,7 @@ async function socketDirFor(
       if (err.code !== "EEXIST") throw err;
     });
     // A symlink planted here must not move the socket elsewhere.
-    if (!(await lstat(inHome)).isDirectory()) throw new Error(`${inHome} is not a folder`);
+    if (!(await lstat(inHome)).isDirectory()) throw new DatabaseStartError(`${inHome} is not a folder`);
     await chmod(inHome, 0o700);
     return { dir: inHome, temporary: false };
   }
@@ -254,7 +257,7 @@ async function adoptPassword(
       await db.end({ timeout: 5 });
     }
   }
-  throw new Error(
+  throw new DatabaseStartError(
     `cannot log in to the embedded PostgreSQL with the password in ${PASSWORD_FILE}: was the file replaced?`,
   );
 }
@@ -308,6 +311,7 @@ async function removeStalePid(dataDir: string): Promise<void> {
   const pidFile = join(dataDir, "postmaster.pid");
   if (!existsSync(pidFile)) return;
   const pid = await postmasterPid(dataDir).catch(() => 0);
-  if (pid > 0 && isAlive(pid)) throw new Error(`a PostgreSQL (pid ${pid}) already runs on ${dataDir}`);
+  if (pid > 0 && isAlive(pid))
+    throw new DatabaseStartError(`a PostgreSQL (pid ${pid}) already runs on ${dataDir}`);
   await rm(pidFile, { force: true });
 }

