@@ -5,12 +5,14 @@ import { basename, dirname, join, resolve } from "node:path";
 import { databaseUrl, type Config } from "../shared/config.ts";
 import { prepareHome } from "../shared/folders.ts";
 import {
+  adoptPostgres,
   DatabaseStartError,
   initdb,
   newServerUser,
   postgresBinaries,
   SERVER_USER_NAME,
   startPostgres,
+  type PostgresProcess,
   type ServerUser,
 } from "./postgres-server.ts";
 
@@ -19,7 +21,10 @@ export interface EmbeddedDatabase {
   url: string;
   /** The folder holding the server's socket (mode 0700, the server's user's own). */
   socketDir: string;
-  /** Stops the server if this process started it; a server another DWOP process runs is left alone. */
+  /**
+   * Stops the server if this process started it, or took it over from a DWOP process that ended without
+   * stopping it; a server another running DWOP process started is left to that one.
+   */
   stop(): Promise<void>;
 }
 
@@ -31,6 +36,8 @@ export const SOCKET_DIR = "postgres-socket";
 interface ServerFile {
   pid: number;
   socketDir?: string;
+  /** The DWOP process that stops it (absent in the files of older DWOPs). */
+  owner?: number;
 }
 
 const USER = SERVER_USER_NAME;
@@ -66,7 +73,8 @@ export function startHomeDatabase(
  * listens on a Unix socket in a 0700 folder of the home and nowhere else, and its superuser's password
  * is the home's own (`postgres.password`, 0600): a task that shares the host's network finds no port,
  * and nothing it can read logs in. When another DWOP process already runs one on this home (`dwop dev`
- * beside `dwop run`), it is reused.
+ * beside `dwop run`), it is reused; one that a DWOP process left running when it was killed is taken
+ * over, and stopped with this process.
  */
 export async function startEmbeddedPostgres(
   home: string,
@@ -88,9 +96,19 @@ export async function startEmbeddedPostgres(
           "DWOP process and start again (the server now listens on a socket in the home)",
       );
     }
-    return { url: urlFor(password, running.socketDir), socketDir: running.socketDir, stop: async () => {} };
+    const url = urlFor(password, running.socketDir);
+    if (running.owner === undefined || isAlive(running.owner)) {
+      return { url, socketDir: running.socketDir, stop: async () => {} }; // its owner's to stop
+    }
+    // Its owner ended without stopping it (killed): this process stops it, or it would run for good.
+    log(
+      `the embedded PostgreSQL (pid ${running.pid}) that an ended DWOP process left running is used, and stopped with this one`,
+    );
+    const adopted = { ...running, owner: process.pid };
+    await writeFile(serverFile, JSON.stringify(adopted satisfies ServerFile));
+    return served(url, running.socketDir, adoptPostgres(running.pid), serverFile);
   }
-  await removeStaleSocketDir(running?.socketDir);
+  await removeShortSocketDir(running?.socketDir); // a killed server's
 
   const binaries = postgresBinaries();
   if (process.getuid?.() === 0) {
@@ -104,10 +122,10 @@ export async function startEmbeddedPostgres(
   }
   const bootstrapFile = join(root, BOOTSTRAP_FILE);
   const bootstrap = fresh ? null : await readFile(bootstrapFile, "utf8").catch(() => null);
-  const socket = await socketDirFor(root, log);
+  const socketDir = await socketDirFor(root, log);
   // As root, the server runs as the data folder's owner (`postgres`), whose socket folder it is.
   const owner = await dataOwner(dataDir);
-  if (owner) await chown(socket.dir, owner.uid, owner.gid);
+  if (owner) await chown(socketDir, owner.uid, owner.gid);
   await removeStalePid(dataDir);
   const server = await startPostgres(
     binaries,
@@ -116,29 +134,37 @@ export async function startEmbeddedPostgres(
       ...["-p", String(SOCKET_PORT)],
       ...["-c", "max_connections=200"],
       ...["-c", "listen_addresses="],
-      ...["-c", `unix_socket_directories=${socket.dir}`],
+      ...["-c", `unix_socket_directories=${socketDir}`],
       ...["-c", "unix_socket_permissions=0700"],
     ],
     owner,
   );
   try {
-    await adoptPassword(socket.dir, password, [bootstrap, LEGACY_PASSWORD], log);
+    await adoptPassword(socketDir, password, [bootstrap, LEGACY_PASSWORD], log);
   } catch (err) {
     await server.stop();
     throw err;
   }
   await rm(bootstrapFile, { force: true });
-  await writeFile(
-    serverFile,
-    JSON.stringify({ pid: server.pid, socketDir: socket.dir } satisfies ServerFile),
-  );
+  const started: ServerFile = { pid: server.pid, socketDir, owner: process.pid };
+  await writeFile(serverFile, JSON.stringify(started));
+  return served(urlFor(password, socketDir), socketDir, server, serverFile);
+}
+
+/** The database of a server this process stops: then its server file goes, and a /tmp socket folder. */
+function served(
+  url: string,
+  socketDir: string,
+  server: PostgresProcess,
+  serverFile: string,
+): EmbeddedDatabase {
   return {
-    url: urlFor(password, socket.dir),
-    socketDir: socket.dir,
+    url,
+    socketDir,
     async stop() {
       await server.stop();
       await rm(serverFile, { force: true });
-      if (socket.temporary) await rm(socket.dir, { recursive: true, force: true });
+      await removeShortSocketDir(socketDir);
     },
   };
 }
@@ -171,10 +197,7 @@ function randomSecret(): string {
  * socket's name within the 107 bytes a Unix socket path may have (or holds characters the setting would
  * split), a fresh 0700 folder in /tmp, said at start and removed at stop.
  */
-async function socketDirFor(
-  root: string,
-  log: (msg: string) => void,
-): Promise<{ dir: string; temporary: boolean }> {
+async function socketDirFor(root: string, log: (msg: string) => void): Promise<string> {
   const inHome = join(root, SOCKET_DIR);
   const length = Buffer.byteLength(socketPath(inHome));
   if (length <= MAX_SOCKET_PATH && /^[\w/.-]+$/.test(inHome)) {
@@ -184,7 +207,7 @@ async function socketDirFor(
     // A symlink planted here must not move the socket elsewhere.
     if (!(await lstat(inHome)).isDirectory()) throw new DatabaseStartError(`${inHome} is not a folder`);
     await chmod(inHome, 0o700);
-    return { dir: inHome, temporary: false };
+    return inHome;
   }
   const dir = await mkdtemp(join(SHORT_SOCKET_PARENT, SHORT_SOCKET_PREFIX));
   log(
@@ -192,7 +215,7 @@ async function socketDirFor(
       `bytes, that one would have ${length}${length <= MAX_SOCKET_PATH ? " and characters the setting splits" : ""}): ` +
       `it is in ${dir} (mode 0700) while the server runs`,
   );
-  return { dir, temporary: true };
+  return dir;
 }
 
 function socketPath(dir: string): string {
@@ -222,8 +245,8 @@ async function isServerSocketDir(dir: string, root: string, dataDir: string): Pr
   }
 }
 
-/** A /tmp socket folder left by a server that was killed (a home's own folder is simply reused). */
-async function removeStaleSocketDir(dir: string | undefined): Promise<void> {
+/** Removes a /tmp socket folder (socketDirFor's, at its server's stop or after it was killed); a home's own folder stays. */
+async function removeShortSocketDir(dir: string | undefined): Promise<void> {
   if (!dir || dirname(dir) !== SHORT_SOCKET_PARENT || !basename(dir).startsWith(SHORT_SOCKET_PREFIX)) return;
   await rm(dir, { recursive: true, force: true });
 }

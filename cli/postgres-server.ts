@@ -40,6 +40,8 @@ export class DatabaseStartError extends CliError {
 export const SERVER_USER_NAME = "postgres";
 /** What PostgreSQL logs once it takes connections (its messages are asked for in English). */
 const READY_LINE = "database system is ready to accept connections";
+/** How long the stop of an adopted server waits for it to end (it is no child: its end is polled). */
+const ADOPTED_STOP_MS = 60_000;
 /** How much of the server's stderr is kept to say why it did not start. */
 const KEPT_OUTPUT = 8192;
 
@@ -175,6 +177,35 @@ export async function startPostgres(
       await exited;
     },
   };
+}
+
+/**
+ * A server this process did not start (a DWOP process that ended without stopping it left it running),
+ * taken over: its stop is this process's to do, at its stop or at its exit.
+ */
+export function adoptPostgres(pid: number): PostgresProcess {
+  const stopAtExit = () => signal(pid, "SIGINT");
+  process.once("exit", stopAtExit);
+  return {
+    pid,
+    async stop() {
+      process.off("exit", stopAtExit);
+      signal(pid, "SIGINT"); // a fast shutdown, as a started server's stop
+      for (const until = Date.now() + ADOPTED_STOP_MS; Date.now() < until && signal(pid, 0);) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    },
+  };
+}
+
+/** Sends a signal (0: none, to ask whether the process is there); false when there is no such process. */
+function signal(pid: number, sig: NodeJS.Signals | 0): boolean {
+  try {
+    process.kill(pid, sig);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Collects the last KEPT_OUTPUT characters of a stream; returns what it holds so far. */

@@ -118,10 +118,12 @@ describe("the embedded PostgreSQL", () => {
       await sql.end();
     }
 
-    // A second DWOP process on the same home uses the running server.
+    // A second DWOP process on the same home uses the running server, and leaves it to its owner.
     const again = await start(home);
     expect(again.url).toBe(db.url);
     expect(await postmasterPid(home)).toBe(pid);
+    await again.stop();
+    expect(await login(password, db.socketDir)).toBe("ok");
   }, 60_000);
 
   it("says why the server did not start, in PostgreSQL's words, and leaves nothing running", async () => {
@@ -169,6 +171,38 @@ describe("the embedded PostgreSQL", () => {
     expect(await processGroup(server)).toBe(server);
     expect(await processGroup(server)).not.toBe(await processGroup(process.pid));
     expect(await login(await readFile(join(home, PASSWORD_FILE), "utf8"), db.socketDir)).toBe("ok");
+  }, 60_000);
+
+  it("takes over a server whose DWOP process was killed, and stops it with itself", async () => {
+    const home = await testFolder("dwop-epg-");
+    // A process that starts the database and is killed: nothing of it stops the server.
+    const script = join(home, "killed.mts");
+    const module = JSON.stringify(join(ROOT, "cli/embedded-postgres.ts"));
+    await writeFile(
+      script,
+      `const { startEmbeddedPostgres } = await import(${module});\n` +
+        `await startEmbeddedPostgres(${JSON.stringify(home)}, () => {});\n` +
+        `process.kill(process.pid, "SIGKILL");\n`,
+    );
+    const child = spawn(process.execPath, ["--import", "tsx", script], { cwd: ROOT, stdio: "ignore" });
+    expect(await new Promise((r) => child.once("close", (_code, signal) => r(signal)))).toBe("SIGKILL");
+    const orphan = await postmasterPid(home);
+    expect(processGone(orphan)).toBe(false);
+
+    const said: string[] = [];
+    const db = await start(home, said);
+    expect(said.join("\n")).toContain(
+      `the embedded PostgreSQL (pid ${orphan}) that an ended DWOP process left running is used`,
+    );
+    expect(await postmasterPid(home)).toBe(orphan);
+    expect(await login(await readFile(join(home, PASSWORD_FILE), "utf8"), db.socketDir)).toBe("ok");
+    await db.stop();
+    started = [];
+    expect(processGone(orphan)).toBe(true);
+    await expect(stat(join(home, "postgres.json"))).rejects.toThrow(/ENOENT/);
+    // The next start has a server of its own.
+    await start(home);
+    expect(await postmasterPid(home)).not.toBe(orphan);
   }, 60_000);
 
   it("gives initdb the home's password in a file only the server's user may read, removed after", async () => {
