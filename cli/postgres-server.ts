@@ -161,9 +161,11 @@ export async function startPostgres(
     child.once("exit", (code, signal) => resolve(code ?? `killed by ${signal}`));
   });
   if (ready !== true) {
-    if (typeof ready === "string")
-      process.off("exit", stopAtExit); // never started: no close comes
-    else await exited; // the rest of what it said
+    if (typeof ready === "string") {
+      process.off("exit", stopAtExit); // it never started: no close comes
+    } else {
+      await exited; // the rest of what it said
+    }
     throw new DatabaseStartError(
       `the embedded PostgreSQL did not start on ${dataDir} (${describeEnd(ready)}): ${output().trim() || "no output"}`,
     );
