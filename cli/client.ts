@@ -10,7 +10,7 @@ import type { Config } from "../shared/config.ts";
 import type { WorkflowState } from "../shared/model.ts";
 import { readSse, type SseMessage } from "../shared/sse.ts";
 import type { Stall } from "../functions/stall.ts";
-import { EXIT } from "./exit.ts";
+import { ApiRequestError } from "./api-error.ts";
 import { encodeForm, sendRequest, type Answer } from "./http.ts";
 
 /** The API's JSON, typed by the schemas the server validates and documents with. */
@@ -18,27 +18,6 @@ export type WorkflowDetail = z.output<typeof WorkflowDetailSchema>;
 export type WorkflowList = z.output<typeof WorkflowListSchema>;
 export type RunDetail = z.output<typeof RunSchema>;
 export type TaskDetail = WorkflowDetail["tasks"][number];
-
-/** An error answer of the API (or no answer at all: status 0), with the body's code and details. */
-export class ApiRequestError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly details: unknown = null,
-  ) {
-    super(message);
-    this.name = "ApiRequestError";
-  }
-
-  /** What `dwop` exits with: 1 not found or conflicting state, 2 invalid request, 3 server or auth. */
-  get exitCode(): number {
-    if (this.code === "not_dwop") return EXIT.server;
-    if (this.status === 404 || this.status === 409) return EXIT.failed;
-    if ([400, 413, 415, 422].includes(this.status)) return EXIT.usage;
-    return EXIT.server;
-  }
-}
 
 /** No answer at all: why, as the socket said (ECONNREFUSED, EPIPE, ...). */
 function unreachable(baseUrl: string, err: unknown): ApiRequestError {

@@ -1,5 +1,6 @@
 import { TERMINAL_WORKFLOW_STATES, type WorkflowState } from "../shared/model.ts";
-import { ApiRequestError, type DwopClient, type TaskDetail, type WorkflowDetail } from "./client.ts";
+import { ApiRequestError } from "./api-error.ts";
+import type { DwopClient, TaskDetail, WorkflowDetail } from "./client.ts";
 import type { Stall } from "../functions/stall.ts";
 import { blame } from "./blocked.ts";
 import { readSpacing, type ProgressTask } from "./progress.ts";

@@ -4,7 +4,7 @@ import type { Config } from "../shared/config.ts";
 import { DslErrors } from "../shared/dsl/errors.ts";
 import { readEnv } from "../shared/env.ts";
 import type { LogFormat } from "../shared/pino.ts";
-import { ApiRequestError } from "./client.ts";
+import { ApiRequestError } from "./api-error.ts";
 import { scheduleCommands } from "./commands/schedule-cli.ts";
 import { CliError, EXIT } from "./exit.ts";
 
