@@ -27,11 +27,20 @@ export interface RequestInit {
   /** Sent whole, with its Content-Length. */
   body?: string | Uint8Array;
   signal?: AbortSignal | null;
+  /** How long to wait for the answer's headers (default ANSWER_TIMEOUT_MS). */
+  answerTimeoutMs?: number;
 }
 
 /**
- * Like fetch(url, init); a failure to connect, or a connection lost before the answer, rejects as fetch's
- * does (a TypeError whose cause is the socket's error).
+ * How long a request waits for its answer to begin: a server that takes the connection and never
+ * answers fails the command instead of holding it forever (undici's fetch, which the CLI used before,
+ * waits as long for headers).
+ */
+export const ANSWER_TIMEOUT_MS = 300_000;
+
+/**
+ * Like fetch(url, init); a failure to connect, a connection lost before the answer, or no answer in time
+ * rejects as fetch's does (a TypeError whose cause is the socket's error, or says how long it waited).
  */
 export function sendRequest(url: string, init: RequestInit): Promise<Answer> {
   const target = new URL(url);
@@ -44,11 +53,17 @@ export function sendRequest(url: string, init: RequestInit): Promise<Answer> {
       headers,
       ...(init.signal ? { signal: init.signal } : {}),
     });
+    const waited = init.answerTimeoutMs ?? ANSWER_TIMEOUT_MS;
+    const timer = setTimeout(() => req.destroy(new Error(`no answer within ${waited / 1000} s`)), waited);
     // fetch's shape: a TypeError whose cause carries the socket's code (ECONNREFUSED, ...).
-    req.once("error", (err) =>
-      reject(init.signal?.aborted ? err : new TypeError("fetch failed", { cause: err })),
-    );
-    req.once("response", (res) => resolve(new NodeAnswer(res)));
+    req.once("error", (err) => {
+      clearTimeout(timer);
+      reject(init.signal?.aborted ? err : new TypeError("fetch failed", { cause: err }));
+    });
+    req.once("response", (res) => {
+      clearTimeout(timer);
+      resolve(new NodeAnswer(res));
+    });
     req.end(init.body);
   });
 }
