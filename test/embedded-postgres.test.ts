@@ -73,6 +73,22 @@ async function login(password: string, socketDir: string): Promise<string> {
 
 const mode = async (path: string) => (await stat(path)).mode & 0o777;
 
+/** Runs a process that starts the home's database, then runs `end` (its own end, without a stop). */
+async function startThenEnd(
+  home: string,
+  end: string,
+): Promise<{ code: number | null; signal: string | null }> {
+  const script = join(home, "start-then-end.mts");
+  const module = JSON.stringify(join(ROOT, "cli/embedded-postgres.ts"));
+  await writeFile(
+    script,
+    `const { startEmbeddedPostgres } = await import(${module});\n` +
+      `await startEmbeddedPostgres(${JSON.stringify(home)}, () => {});\n${end}\n`,
+  );
+  const child = spawn(process.execPath, ["--import", "tsx", script], { cwd: ROOT, stdio: "ignore" });
+  return new Promise((resolve) => child.once("close", (code, signal) => resolve({ code, signal })));
+}
+
 /** The process group of a process (the fifth field of /proc/PID/stat). */
 async function processGroup(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, "utf8");
@@ -146,21 +162,9 @@ describe("the embedded PostgreSQL", () => {
   it("runs the server in a process group of its own, and stops it when the process that started it exits without stopping it", async () => {
     const home = await testFolder("dwop-epg-");
     // A process that starts the database and ends at once, as a crash would: no stop.
-    const script = join(home, "crash.mts");
-    const module = JSON.stringify(join(ROOT, "cli/embedded-postgres.ts"));
-    await writeFile(
-      script,
-      `const { startEmbeddedPostgres } = await import(${module});\n` +
-        `await startEmbeddedPostgres(${JSON.stringify(home)}, () => {});\n` +
-        `console.log(process.pid);\nprocess.exit(3);\n`,
-    );
-    const child = spawn(process.execPath, ["--import", "tsx", script], { cwd: ROOT });
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    const code = await new Promise<number | null>((r) => child.once("close", r));
+    const { code } = await startThenEnd(home, "process.exit(3);");
     expect(code).toBe(3);
     const pid = await postmasterPid(home);
-    expect(Number(out.trim())).toBe(child.pid);
     for (let i = 0; i < 100 && !processGone(pid); i++) await new Promise((r) => setTimeout(r, 100));
     expect(processGone(pid)).toBe(true);
 
@@ -176,16 +180,7 @@ describe("the embedded PostgreSQL", () => {
   it("takes over a server whose DWOP process was killed, and stops it with itself", async () => {
     const home = await testFolder("dwop-epg-");
     // A process that starts the database and is killed: nothing of it stops the server.
-    const script = join(home, "killed.mts");
-    const module = JSON.stringify(join(ROOT, "cli/embedded-postgres.ts"));
-    await writeFile(
-      script,
-      `const { startEmbeddedPostgres } = await import(${module});\n` +
-        `await startEmbeddedPostgres(${JSON.stringify(home)}, () => {});\n` +
-        `process.kill(process.pid, "SIGKILL");\n`,
-    );
-    const child = spawn(process.execPath, ["--import", "tsx", script], { cwd: ROOT, stdio: "ignore" });
-    expect(await new Promise((r) => child.once("close", (_code, signal) => r(signal)))).toBe("SIGKILL");
+    expect((await startThenEnd(home, 'process.kill(process.pid, "SIGKILL");')).signal).toBe("SIGKILL");
     const orphan = await postmasterPid(home);
     expect(processGone(orphan)).toBe(false);
 
