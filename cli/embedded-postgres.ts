@@ -8,6 +8,7 @@ import {
   adoptPostgres,
   DatabaseStartError,
   initdb,
+  isAlive,
   newServerUser,
   postgresBinaries,
   SERVER_USER_NAME,
@@ -252,8 +253,9 @@ async function removeShortSocketDir(dir: string | undefined): Promise<void> {
 }
 
 /**
- * Makes the home's password the superuser's. A fresh data folder has initdb's throwaway one, and a
- * folder made by an older DWOP the fixed `dwop`; each is tried, over the socket only, until one logs in.
+ * Makes the home's password the superuser's. A data folder this DWOP made has it from initdb; one an older
+ * DWOP made has the fixed `dwop`, or (left half-made) initdb's throwaway one from `postgres.bootstrap`:
+ * each is tried, over the socket only, until one logs in.
  */
 async function adoptPassword(
   socketDir: string,
@@ -312,15 +314,6 @@ async function readServerFile(path: string): Promise<ServerFile | null> {
     return JSON.parse(await readFile(path, "utf8")) as ServerFile;
   } catch {
     return null;
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -105,12 +105,7 @@ export async function initdb(
     }
     const args = [`--pgdata=${dataDir}`, "--auth=scram-sha-256", `--username=${SERVER_USER_NAME}`];
     args.push(`--pwfile=${passwordFile}`, "--lc-messages=C");
-    const child = spawn(binaries.initdb, args, {
-      ...(user ?? {}),
-      env: { ...process.env, LC_MESSAGES: "C" },
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    const output = keepTail(child.stderr);
+    const { child, output } = spawnAs(user, binaries.initdb, args);
     const code = await new Promise<number | string>((resolve) => {
       child.once("error", (err) => resolve(err.message));
       child.once("close", (exitCode, signal) => resolve(exitCode ?? `killed by ${signal}`));
@@ -137,12 +132,8 @@ export async function startPostgres(
   flags: string[],
   user: ServerUser | null,
 ): Promise<PostgresProcess> {
-  const child = spawn(binaries.postgres, ["-D", dataDir, "-c", "lc_messages=C", ...flags], {
-    ...(user ?? {}),
-    env: { ...process.env, LC_MESSAGES: "C" },
-    stdio: ["ignore", "ignore", "pipe"],
-    detached: true,
-  });
+  const args = ["-D", dataDir, "-c", "lc_messages=C", ...flags];
+  const { child, output } = spawnAs(user, binaries.postgres, args, { detached: true });
   const stopAtExit = () => child.kill("SIGINT");
   process.once("exit", stopAtExit);
   const exited = new Promise<void>((resolve) =>
@@ -151,7 +142,6 @@ export async function startPostgres(
       resolve();
     }),
   );
-  const output = keepTail(child.stderr);
   const ready = await new Promise<number | string | true>((resolve) => {
     const watch = () => {
       if (output().includes(READY_LINE)) resolve(true);
@@ -193,11 +183,16 @@ export function adoptPostgres(pid: number): PostgresProcess {
     async stop() {
       process.off("exit", stopAtExit);
       signal(pid, "SIGINT"); // a fast shutdown, as a started server's stop
-      for (const until = Date.now() + ADOPTED_STOP_MS; Date.now() < until && signal(pid, 0);) {
+      for (const until = Date.now() + ADOPTED_STOP_MS; Date.now() < until && isAlive(pid);) {
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
     },
   };
+}
+
+/** Whether a process of this pid is there; one this process may not signal counts as gone (a home's server and DWOP processes are its user's, or root's to signal). */
+export function isAlive(pid: number): boolean {
+  return signal(pid, 0);
 }
 
 /** Sends a signal (0: none, to ask whether the process is there); false when there is no such process. */
@@ -208,6 +203,25 @@ function signal(pid: number, sig: NodeJS.Signals | 0): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Runs one of PostgreSQL's programs as `user` (null: this process's), its messages in English, its stdout
+ * dropped and the last KEPT_OUTPUT characters of its stderr kept (`output()`), to say why it failed.
+ */
+function spawnAs(
+  user: ServerUser | null,
+  binary: string,
+  args: string[],
+  options: { detached?: boolean } = {},
+) {
+  const child = spawn(binary, args, {
+    ...(user ?? {}),
+    ...options,
+    env: { ...process.env, LC_MESSAGES: "C" },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  return { child, output: keepTail(child.stderr) };
 }
 
 /** Collects the last KEPT_OUTPUT characters of a stream; returns what it holds so far. */
