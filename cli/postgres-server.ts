@@ -6,6 +6,7 @@
 // hooks that raced DWOP's own stop.
 import { execFile, spawn } from "node:child_process";
 import { chown, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import type { Socket } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -40,8 +41,8 @@ export class DatabaseStartError extends CliError {
 export const SERVER_USER_NAME = "postgres";
 /** What PostgreSQL logs once it takes connections (its messages are asked for in English). */
 const READY_LINE = "database system is ready to accept connections";
-/** How long the stop of an adopted server waits for it to end (it is no child: its end is polled). */
-const ADOPTED_STOP_MS = 60_000;
+/** How long the stop of a server this process did not start waits for its end (polled: it is no child). */
+export const STOP_WAIT_MS = 60_000;
 /** How much of the server's stderr is kept to say why it did not start. */
 const KEPT_OUTPUT = 8192;
 
@@ -123,8 +124,8 @@ export async function initdb(
 /**
  * Starts the server on dataDir with the given flags, as the owner of dataDir when this process is root;
  * resolves once it takes connections. It gets a process group of its own, so that a terminal's Ctrl-C
- * reaches DWOP alone, which records what it stops before it stops the server; when this process exits
- * without stopping it (a crash), the server is told to stop then.
+ * reaches DWOP alone, which records what it stops before it stops the server (or leaves it to the other
+ * DWOP processes that use it: see embedded-postgres.ts).
  */
 export async function startPostgres(
   binaries: PostgresBinaries,
@@ -134,14 +135,7 @@ export async function startPostgres(
 ): Promise<PostgresProcess> {
   const args = ["-D", dataDir, "-c", "lc_messages=C", ...flags];
   const { child, output } = spawnAs(user, binaries.postgres, args, { detached: true });
-  const stopAtExit = () => child.kill("SIGINT");
-  process.once("exit", stopAtExit);
-  const exited = new Promise<void>((resolve) =>
-    child.once("close", () => {
-      process.off("exit", stopAtExit);
-      resolve();
-    }),
-  );
+  const exited = new Promise<void>((resolve) => child.once("close", () => resolve()));
   const ready = await new Promise<number | string | true>((resolve) => {
     const watch = () => {
       if (output().includes(READY_LINE)) resolve(true);
@@ -151,43 +145,43 @@ export async function startPostgres(
     child.once("exit", (code, signal) => resolve(code ?? `killed by ${signal}`));
   });
   if (ready !== true) {
-    if (typeof ready === "string") {
-      process.off("exit", stopAtExit); // it never started: no close comes
-    } else {
-      await exited; // the rest of what it said
-    }
+    if (typeof ready === "number") await exited; // the rest of what it said (after an error, none comes)
     throw new DatabaseStartError(
       `the embedded PostgreSQL did not start on ${dataDir} (${describeEnd(ready)}): ${output().trim() || "no output"}`,
     );
   }
   child.stderr.removeAllListeners("data");
   child.stderr.resume(); // what it logs from now on is read and dropped
+  // It may outlive this process, for the others that use it (then what it logs is dropped by the kernel).
+  child.unref();
+  (child.stderr as Socket).unref();
   return {
     pid: child.pid!,
     async stop() {
+      child.ref(); // this process waits for its end
+      (child.stderr as Socket).ref();
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGINT");
       await exited;
     },
   };
 }
 
-/**
- * A server this process did not start (a DWOP process that ended without stopping it left it running),
- * taken over: its stop is this process's to do, at its stop or at its exit.
- */
-export function adoptPostgres(pid: number): PostgresProcess {
-  const stopAtExit = () => signal(pid, "SIGINT");
-  process.once("exit", stopAtExit);
+/** A running server this process did not start (another DWOP process did): its stop polls for its end. */
+export function postgresByPid(pid: number): PostgresProcess {
   return {
     pid,
     async stop() {
-      process.off("exit", stopAtExit);
-      signal(pid, "SIGINT"); // a fast shutdown, as a started server's stop
-      for (const until = Date.now() + ADOPTED_STOP_MS; Date.now() < until && isAlive(pid);) {
+      stopPostgresNow(pid);
+      for (const until = Date.now() + STOP_WAIT_MS; Date.now() < until && isAlive(pid);) {
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
     },
   };
+}
+
+/** Tells the server to stop (a fast shutdown: sessions ended, no wait for them) without waiting for it. */
+export function stopPostgresNow(pid: number): void {
+  signal(pid, "SIGINT");
 }
 
 /** Whether a process of this pid is there; one this process may not signal counts as gone (a home's server and DWOP processes are its user's, or root's to signal). */

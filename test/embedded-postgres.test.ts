@@ -89,6 +89,47 @@ async function startThenEnd(
   return new Promise((resolve) => child.once("close", (code, signal) => resolve({ code, signal })));
 }
 
+/**
+ * A child process that starts the home's database and says "ready", then, at each word on its stdin:
+ * `stop` stops it and exits 0, `exit` exits 3 without the stop (as a crash), `kill` SIGKILLs itself.
+ */
+async function userProcess(home: string): Promise<{
+  tell(word: "stop" | "exit" | "kill"): Promise<{ code: number | null; signal: string | null }>;
+}> {
+  const script = join(home, `user-${Math.random().toString(36).slice(2)}.mts`);
+  const module = JSON.stringify(join(ROOT, "cli/embedded-postgres.ts"));
+  await writeFile(
+    script,
+    `const { startEmbeddedPostgres } = await import(${module});\n` +
+      `const db = await startEmbeddedPostgres(${JSON.stringify(home)}, () => {});\n` +
+      `process.stdout.write("ready\\n");\n` +
+      `process.stdin.setEncoding("utf8").once("data", async (word) => {\n` +
+      `  if (word.trim() === "stop") { await db.stop(); process.exit(0); }\n` +
+      `  if (word.trim() === "exit") process.exit(3);\n` +
+      `  process.kill(process.pid, "SIGKILL");\n` +
+      `});\n`,
+  );
+  const child = spawn(process.execPath, ["--import", "tsx", script], {
+    cwd: ROOT,
+    stdio: ["pipe", "pipe", "inherit"],
+  });
+  const ended = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+    child.once("close", (code, signal) => resolve({ code, signal })),
+  );
+  const ready = await new Promise<boolean>((resolve) => {
+    child.stdout.setEncoding("utf8").once("data", (line: string) => resolve(line.startsWith("ready")));
+    void ended.then(() => resolve(false));
+  });
+  if (!ready)
+    throw new Error(`the child that starts the database on ${home} ended: ${JSON.stringify(await ended)}`);
+  return {
+    tell(word) {
+      child.stdin.end(`${word}\n`);
+      return ended;
+    },
+  };
+}
+
 /** The process group of a process (the fifth field of /proc/PID/stat). */
 async function processGroup(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, "utf8");
@@ -134,12 +175,14 @@ describe("the embedded PostgreSQL", () => {
       await sql.end();
     }
 
-    // A second DWOP process on the same home uses the running server, and leaves it to its owner.
+    // A second user of the same home uses the running server; the last to stop stops it.
     const again = await start(home);
     expect(again.url).toBe(db.url);
     expect(await postmasterPid(home)).toBe(pid);
     await again.stop();
     expect(await login(password, db.socketDir)).toBe("ok");
+    await db.stop();
+    expect(processGone(pid)).toBe(true);
   }, 60_000);
 
   it("says why the server did not start, in PostgreSQL's words, and leaves nothing running", async () => {
@@ -199,6 +242,64 @@ describe("the embedded PostgreSQL", () => {
     await start(home);
     expect(await postmasterPid(home)).not.toBe(orphan);
   }, 60_000);
+
+  for (const [word, code] of [
+    ["stop", 0],
+    ["exit", 3],
+  ] as const) {
+    it(`keeps the server for the processes still using it when the one that started it ${word}s`, async () => {
+      const home = await testFolder("dwop-epg-");
+      const first = await userProcess(home);
+      const server = await postmasterPid(home);
+      const db = await start(home); // `dwop run` beside the `dwop dev` that started the server
+      const password = await readFile(join(home, PASSWORD_FILE), "utf8");
+      expect((await first.tell(word)).code).toBe(code);
+      expect(processGone(server)).toBe(false);
+      const sql = connectDb(db.url, { max: 1 });
+      try {
+        expect((await sql<{ n: number }[]>`select 1 as n`)[0]!.n).toBe(1);
+      } finally {
+        await sql.end();
+      }
+      await db.stop(); // the last user: the server stops
+      started = [];
+      expect(processGone(server)).toBe(true);
+      expect(await login(password, db.socketDir)).not.toBe("ok");
+      await expect(stat(join(home, "postgres.json"))).rejects.toThrow(/ENOENT/);
+    }, 60_000);
+  }
+
+  it("lets processes start, use and stop the home's database at the same time, and leaves nothing running", async () => {
+    const home = await testFolder("dwop-epg-");
+    await (await start(home)).stop(); // initdb once
+    started = [];
+    // Each child starts it, queries it and stops it three times over; any start may find another's server
+    // starting, running or stopping.
+    const script = join(home, "cycles.mts");
+    const module = JSON.stringify(join(ROOT, "cli/embedded-postgres.ts"));
+    const connect = JSON.stringify(join(ROOT, "shared/db/connect.ts"));
+    await writeFile(
+      script,
+      `const { startEmbeddedPostgres } = await import(${module});\n` +
+        `const { connectDb } = await import(${connect});\n` +
+        `for (let i = 0; i < 3; i++) {\n` +
+        `  const db = await startEmbeddedPostgres(${JSON.stringify(home)}, () => {});\n` +
+        `  const sql = connectDb(db.url, { max: 1 });\n` +
+        `  await sql\`select pg_sleep(0.05)\`;\n` +
+        `  await sql.end();\n` +
+        `  await db.stop();\n` +
+        `}\n`,
+    );
+    const children = Array.from({ length: 4 }, () =>
+      run(process.execPath, ["--import", "tsx", script], { cwd: ROOT }).then(
+        () => "ok",
+        (err: { stderr?: string }) => err.stderr ?? String(err),
+      ),
+    );
+    expect(await Promise.all(children)).toEqual(["ok", "ok", "ok", "ok"]);
+    await expect(stat(join(home, "postgres.json"))).rejects.toThrow(/ENOENT/);
+    await expect(stat(join(home, "postgres", "postmaster.pid"))).rejects.toThrow(/ENOENT/);
+  }, 120_000);
 
   it("gives initdb the home's password in a file only the server's user may read, removed after", async () => {
     const home = await testFolder("dwop-epg-");
