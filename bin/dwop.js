@@ -4,7 +4,7 @@
 // (a source edited since, or no build) the TypeScript sources through tsx, which compiles them as they
 // load and costs a second or more. Checking costs a stat per source, about a millisecond in all.
 import { readFileSync, statSync } from "node:fs";
-import module from "node:module";
+import { enablePrivateCompileCache } from "./compile-cache.js";
 
 const ROOT = new URL("..", import.meta.url);
 
@@ -24,7 +24,7 @@ function bundleIsFresh() {
 
 if (bundleIsFresh()) {
   // Node 22.1+ keeps V8's compiled code for the bundle between runs; Node 20 has no such cache.
-  module.enableCompileCache?.();
+  enablePrivateCompileCache();
   await import("../dist/dwop.mjs");
 } else {
   const { register } = await import("tsx/esm/api");
