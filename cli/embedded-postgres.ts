@@ -66,7 +66,12 @@ const SHORT_SOCKET_PARENT = "/tmp";
 const SHORT_SOCKET_PREFIX = "dwop-pg-";
 /** How long a start waits for the home's lock: another process may be running initdb meanwhile. */
 const LOCK_WAIT_MS = 120_000;
-/** How long a process's exit waits for the lock before it leaves the server running (for the next start to stop). */
+/**
+ * How long a stop waits for the lock before it leaves the server without stopping it (the lock's holder,
+ * or the next start, uses or stops it): a holder stopped with Ctrl-Z must not hold a Ctrl-C for minutes.
+ */
+export const STOP_LOCK_WAIT_MS = 5_000;
+/** The same for a process's exit, which blocks its thread meanwhile. */
 const EXIT_LOCK_WAIT_MS = 1_000;
 
 /**
@@ -227,7 +232,7 @@ function shared(root: string, server: HomeServer, entry: string): EmbeddedDataba
       if (left) return;
       left = true;
       process.off("exit", leaveAtExit);
-      const lock = await takeLock(lockFile, LOCK_WAIT_MS);
+      const lock = await takeLock(lockFile, STOP_LOCK_WAIT_MS);
       if (!lock) {
         leaveUsers(root, entry); // the lock's holder, or the next start, sees it gone
         return;

@@ -10,11 +10,15 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import {
+  LOCK_FILE,
   PASSWORD_FILE,
   SOCKET_DIR,
   startEmbeddedPostgres,
+  STOP_LOCK_WAIT_MS,
   type EmbeddedDatabase,
 } from "../cli/embedded-postgres.ts";
+import { takeLock } from "../cli/home-lock.ts";
+import { USERS_DIR } from "../cli/postgres-users.ts";
 import { connectDb } from "../shared/db/connect.ts";
 import { processGone } from "../shared/executors/pids.ts";
 import { testFolder } from "./support/test-folder.ts";
@@ -268,6 +272,30 @@ describe("the embedded PostgreSQL", () => {
       await expect(stat(join(home, "postgres.json"))).rejects.toThrow(/ENOENT/);
     }, 60_000);
   }
+
+  it("leaves the server to the next start when its stop cannot have the home's lock in time", async () => {
+    const home = await testFolder("dwop-epg-");
+    const db = await start(home);
+    const server = await postmasterPid(home);
+    const held = await takeLock(join(home, LOCK_FILE), 1_000); // a process stopped (Ctrl-Z) while it held it
+    const began = Date.now();
+    await db.stop();
+    started = [];
+    const waited = Date.now() - began;
+    held!.release();
+    expect(waited).toBeGreaterThanOrEqual(STOP_LOCK_WAIT_MS);
+    expect(waited).toBeLessThan(STOP_LOCK_WAIT_MS + 5_000);
+    expect(processGone(server)).toBe(false);
+    expect(await readdir(join(home, USERS_DIR))).toEqual([]);
+    const said: string[] = [];
+    const next = await start(home, said);
+    expect(said.join("\n")).toContain(
+      `the embedded PostgreSQL (pid ${server}) that an ended DWOP process left running is used`,
+    );
+    await next.stop();
+    started = [];
+    expect(processGone(server)).toBe(true);
+  }, 60_000);
 
   it("lets processes start, use and stop the home's database at the same time, and leaves nothing running", async () => {
     const home = await testFolder("dwop-epg-");
