@@ -14,8 +14,8 @@ import {
   postgresByPid,
   SERVER_USER_NAME,
   startPostgres,
-  STOP_WAIT_MS,
   stopPostgresNow,
+  waitForEnd,
   type PostgresProcess,
   type ServerUser,
 } from "./postgres-server.ts";
@@ -130,7 +130,7 @@ interface HomeServer {
 async function joinOrStart(root: string, password: string, log: (msg: string) => void): Promise<HomeServer> {
   const dataDir = join(root, "postgres");
   const serverFile = join(root, SERVER_FILE);
-  const running = await readServerFile(serverFile);
+  const running = readServerFile(serverFile);
   const alive = running !== null && isAlive(running.pid);
   if (alive && !running.stopping && existsSync(join(dataDir, "postmaster.pid"))) {
     if (!running.socketDir || !(await isServerSocketDir(running.socketDir, root, dataDir))) {
@@ -255,12 +255,7 @@ function shared(root: string, server: HomeServer, entry: string): EmbeddedDataba
  * join it; false (nothing written) when the file names another server (this one ended, another started).
  */
 function markStopping(serverFile: string, server: HomeServer): boolean {
-  let named: ServerFile | null = null;
-  try {
-    named = JSON.parse(readFileSync(serverFile, "utf8")) as ServerFile;
-  } catch {
-    // none: this one is still the home's, if it runs
-  }
+  const named = readServerFile(serverFile); // none: this one is still the home's, if it runs
   if (named && named.pid !== server.process.pid) return false;
   const stopping: ServerFile = { pid: server.process.pid, socketDir: server.socketDir, stopping: true };
   writeFileSync(serverFile, JSON.stringify(stopping));
@@ -406,9 +401,10 @@ function urlFor(password: string, socketDir: string): string {
   return `postgres://${USER}:${password}@localhost:${SOCKET_PORT}/postgres?host=${encodeURIComponent(socketDir)}`;
 }
 
-async function readServerFile(path: string): Promise<ServerFile | null> {
+/** postgres.json (read synchronously: a process's exit handler reads it too), or null when there is none. */
+function readServerFile(path: string): ServerFile | null {
   try {
-    return JSON.parse(await readFile(path, "utf8")) as ServerFile;
+    return JSON.parse(readFileSync(path, "utf8")) as ServerFile;
   } catch {
     return null;
   }
@@ -433,8 +429,7 @@ async function removeStalePid(dataDir: string): Promise<void> {
 
 /** Waits for a server that was told to stop to end (as long as a stop waits); says so when it does not. */
 async function awaitEnd(pid: number, dataDir: string): Promise<void> {
-  for (const until = Date.now() + STOP_WAIT_MS; Date.now() < until && isAlive(pid);) {
-    await new Promise((resolve) => setTimeout(resolve, 20));
+  if (!(await waitForEnd(pid))) {
+    throw new DatabaseStartError(`a PostgreSQL (pid ${pid}) already runs on ${dataDir}`);
   }
-  if (isAlive(pid)) throw new DatabaseStartError(`a PostgreSQL (pid ${pid}) already runs on ${dataDir}`);
 }

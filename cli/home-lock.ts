@@ -15,7 +15,7 @@ const UNWRITTEN_STALE_MS = 2_000;
 
 /**
  * Takes the lock at `path`, waiting while another live process holds it, up to `waitMs`; a lock whose
- * holder is gone (killed while holding it) is broken. Null when the wait ended first (`holder()` says who).
+ * holder is gone (killed while holding it) is broken. Null when the wait ended first (`lockHolder` says who).
  */
 export async function takeLock(path: string, waitMs: number): Promise<HeldLock | null> {
   for (const until = Date.now() + waitMs; ;) {
@@ -39,29 +39,16 @@ export function takeLockNow(path: string, waitMs: number): HeldLock | null {
 
 /** The pid in the lock file: who holds it (undefined: nobody, or a holder still writing it). */
 export function lockHolder(path: string): number | undefined {
-  try {
-    const pid = Number.parseInt(readFileSync(path, "utf8"), 10);
-    return Number.isSafeInteger(pid) ? pid : undefined;
-  } catch {
-    return undefined;
-  }
+  const pid = Number.parseInt(readOr(path) ?? "", 10);
+  return Number.isSafeInteger(pid) ? pid : undefined;
 }
 
 /** One try: the lock (made with O_EXCL, holding this process's pid), or null while a live process holds it. */
 function tryLock(path: string): HeldLock | null {
   const token = `${process.pid} ${Math.random().toString(36).slice(2)}\n`;
-  let fd: number;
-  try {
-    fd = openSync(path, "wx", 0o600);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+  if (!createExclusive(path, token)) {
     breakIfStale(path);
     return null;
-  }
-  try {
-    writeSync(fd, token);
-  } finally {
-    closeSync(fd);
   }
   return {
     release() {
@@ -80,21 +67,32 @@ function breakIfStale(path: string): void {
   const seen = readOr(path);
   if (seen === undefined || !isStale(path, seen)) return;
   const breaker = `${path}.break`;
-  let fd: number;
-  try {
-    fd = openSync(breaker, "wx", 0o600);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+  if (!createExclusive(breaker, `${process.pid}\n`)) {
     if (isStale(breaker, readOr(breaker) ?? "")) unlinkQuietly(breaker); // its taker was killed in that moment
     return;
   }
   try {
-    writeSync(fd, `${process.pid}\n`);
-    closeSync(fd);
     if (readOr(path) === seen) unlinkQuietly(path);
   } finally {
     unlinkQuietly(breaker);
   }
+}
+
+/** Makes `path` (0600) holding `content`, unless it exists (false). */
+function createExclusive(path: string, content: string): boolean {
+  let fd: number;
+  try {
+    fd = openSync(path, "wx", 0o600);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw err;
+  }
+  try {
+    writeSync(fd, content);
+  } finally {
+    closeSync(fd);
+  }
+  return true;
 }
 
 /** Whether the lock file holding `content` was left by a process that is gone. */

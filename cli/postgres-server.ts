@@ -42,7 +42,7 @@ export const SERVER_USER_NAME = "postgres";
 /** What PostgreSQL logs once it takes connections (its messages are asked for in English). */
 const READY_LINE = "database system is ready to accept connections";
 /** How long the stop of a server this process did not start waits for its end (polled: it is no child). */
-export const STOP_WAIT_MS = 60_000;
+const STOP_WAIT_MS = 60_000;
 /** How much of the server's stderr is kept to say why it did not start. */
 const KEPT_OUTPUT = 8192;
 
@@ -172,11 +172,17 @@ export function postgresByPid(pid: number): PostgresProcess {
     pid,
     async stop() {
       stopPostgresNow(pid);
-      for (const until = Date.now() + STOP_WAIT_MS; Date.now() < until && isAlive(pid);) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
+      await waitForEnd(pid);
     },
   };
+}
+
+/** Waits (polling: the server may be no child of this process) until `pid` ends, or STOP_WAIT_MS; whether it ended. */
+export async function waitForEnd(pid: number): Promise<boolean> {
+  for (const until = Date.now() + STOP_WAIT_MS; Date.now() < until && isAlive(pid);) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return !isAlive(pid);
 }
 
 /** Tells the server to stop (a fast shutdown: sessions ended, no wait for them) without waiting for it. */
