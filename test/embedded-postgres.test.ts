@@ -77,22 +77,6 @@ async function login(password: string, socketDir: string): Promise<string> {
 
 const mode = async (path: string) => (await stat(path)).mode & 0o777;
 
-/** Runs a process that starts the home's database, then runs `end` (its own end, without a stop). */
-async function startThenEnd(
-  home: string,
-  end: string,
-): Promise<{ code: number | null; signal: string | null }> {
-  const script = join(home, "start-then-end.mts");
-  const module = JSON.stringify(join(ROOT, "cli/embedded-postgres.ts"));
-  await writeFile(
-    script,
-    `const { startEmbeddedPostgres } = await import(${module});\n` +
-      `await startEmbeddedPostgres(${JSON.stringify(home)}, () => {});\n${end}\n`,
-  );
-  const child = spawn(process.execPath, ["--import", "tsx", script], { cwd: ROOT, stdio: "ignore" });
-  return new Promise((resolve) => child.once("close", (code, signal) => resolve({ code, signal })));
-}
-
 /**
  * A child process that starts the home's database and says "ready", then, at each word on its stdin:
  * `stop` stops it and exits 0, `exit` exits 3 without the stop (as a crash), `kill` SIGKILLs itself.
@@ -209,7 +193,7 @@ describe("the embedded PostgreSQL", () => {
   it("runs the server in a process group of its own, and stops it when the process that started it exits without stopping it", async () => {
     const home = await testFolder("dwop-epg-");
     // A process that starts the database and ends at once, as a crash would: no stop.
-    const { code } = await startThenEnd(home, "process.exit(3);");
+    const { code } = await (await userProcess(home)).tell("exit");
     expect(code).toBe(3);
     const pid = await postmasterPid(home);
     for (let i = 0; i < 100 && !processGone(pid); i++) await new Promise((r) => setTimeout(r, 100));
@@ -227,7 +211,7 @@ describe("the embedded PostgreSQL", () => {
   it("takes over a server whose DWOP process was killed, and stops it with itself", async () => {
     const home = await testFolder("dwop-epg-");
     // A process that starts the database and is killed: nothing of it stops the server.
-    expect((await startThenEnd(home, 'process.kill(process.pid, "SIGKILL");')).signal).toBe("SIGKILL");
+    expect((await (await userProcess(home)).tell("kill")).signal).toBe("SIGKILL");
     const orphan = await postmasterPid(home);
     expect(processGone(orphan)).toBe(false);
 
