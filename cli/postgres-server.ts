@@ -5,7 +5,7 @@
 // loaded node-postgres with it, handed initdb its password in a 0644 file in /tmp, and installed exit
 // hooks that raced DWOP's own stop.
 import { execFile, spawn } from "node:child_process";
-import { chown, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chown, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import type { Socket } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -98,12 +98,15 @@ export async function initdb(
 ): Promise<void> {
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const passwordFile = join(dirname(dataDir), "postgres.initdb-password");
-  await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
+  // Made under another name and given to the server's user first: at its own name, it is the server user's.
+  const made = `${passwordFile}.new`;
+  await writeFile(made, `${password}\n`, { mode: 0o600 });
   try {
     if (user) {
       await chown(dataDir, user.uid, user.gid);
-      await chown(passwordFile, user.uid, user.gid);
+      await chown(made, user.uid, user.gid);
     }
+    await rename(made, passwordFile);
     const args = [`--pgdata=${dataDir}`, "--auth=scram-sha-256", `--username=${SERVER_USER_NAME}`];
     args.push(`--pwfile=${passwordFile}`, "--lc-messages=C");
     const { child, output } = spawnAs(user, binaries.initdb, args);
@@ -117,7 +120,7 @@ export async function initdb(
       );
     }
   } finally {
-    await rm(passwordFile, { force: true });
+    await Promise.all([rm(made, { force: true }), rm(passwordFile, { force: true })]);
   }
 }
 
