@@ -1852,6 +1852,7 @@ $$;
 CREATE FUNCTION dwop.submit_workflow(p_id uuid, p_owner text, p_name text, p_source text, p_has_requirements boolean, p_inputs text[], p_names text[], p_params jsonb, p_retries integer[], p_timeouts integer[], p_images text[], p_cpus text[], p_memories text[], p_code_offsets bigint[], p_code_lengths integer[], p_pools text[], p_priorities integer[], p_edge_down integer[], p_edge_up integer[], p_backoff_ms integer, p_max_infra_retries integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS boolean
     LANGUAGE plpgsql
     SET work_mem TO '64MB'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 declare
   v_now timestamptz := coalesce(p_now, now());
