@@ -125,6 +125,8 @@ interface HomeServer {
   url: string;
   socketDir: string;
   process: PostgresProcess;
+  /** For a server this process started: ends its stop at this process's exit, which shared() takes over. */
+  recorded?: () => void;
 }
 
 async function joinOrStart(root: string, password: string, log: (msg: string) => void): Promise<HomeServer> {
@@ -189,18 +191,24 @@ async function startServer(
     ],
     owner,
   );
+  // Until shared() records this process as its user, nothing else would stop the server: a failure from
+  // here on stops it, and so does this process's exit (a crash) before then.
+  const stopAtExit = () => stopPostgresNow(server.pid);
+  process.once("exit", stopAtExit);
   try {
     await adoptPassword(socketDir, password, [bootstrap, LEGACY_PASSWORD], log);
+    await rm(bootstrapFile, { force: true });
+    await writeFile(
+      join(root, SERVER_FILE),
+      JSON.stringify({ pid: server.pid, socketDir } satisfies ServerFile),
+    );
   } catch (err) {
+    process.off("exit", stopAtExit);
     await server.stop();
     throw err;
   }
-  await rm(bootstrapFile, { force: true });
-  await writeFile(
-    join(root, SERVER_FILE),
-    JSON.stringify({ pid: server.pid, socketDir } satisfies ServerFile),
-  );
-  return { url: urlFor(password, socketDir), socketDir, process: server };
+  const recorded = () => process.off("exit", stopAtExit);
+  return { url: urlFor(password, socketDir), socketDir, process: server, recorded };
 }
 
 /**
@@ -225,6 +233,7 @@ function shared(root: string, server: HomeServer, entry: string): EmbeddedDataba
     }
   };
   process.once("exit", leaveAtExit);
+  server.recorded?.();
   return {
     url: server.url,
     socketDir: server.socketDir,

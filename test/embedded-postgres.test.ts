@@ -190,6 +190,20 @@ describe("the embedded PostgreSQL", () => {
     await expect(stat(join(home, "postgres", "postmaster.pid"))).rejects.toThrow(/ENOENT/);
   }, 60_000);
 
+  it("stops the server it started when it cannot record it, and leaves nothing running", async () => {
+    const home = await testFolder("dwop-epg-");
+    await (await start(home)).stop();
+    started = [];
+    // postgres.json, which names the running server to the next start, cannot be written: a folder is there.
+    await mkdir(join(home, "postgres.json"));
+    const failure = await startEmbeddedPostgres(home, () => {}).then(
+      () => null,
+      (err: unknown) => err,
+    );
+    expect(String(failure)).toMatch(/EISDIR/);
+    await expect(stat(join(home, "postgres", "postmaster.pid"))).rejects.toThrow(/ENOENT/);
+  }, 60_000);
+
   it("runs the server in a process group of its own, and stops it when the process that started it exits without stopping it", async () => {
     const home = await testFolder("dwop-epg-");
     // A process that starts the database and ends at once, as a crash would: no stop.
