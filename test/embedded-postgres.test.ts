@@ -39,6 +39,25 @@ async function start(home: string, said: string[] = []): Promise<EmbeddedDatabas
   return db;
 }
 
+/** A home whose database is made (initdb done) and not running. */
+async function madeHome(): Promise<string> {
+  const home = await testFolder("dwop-epg-");
+  await (await start(home)).stop();
+  started = [];
+  return home;
+}
+
+/** What a start that must fail rejects with (null when it started). */
+async function startFailure(home: string): Promise<unknown> {
+  return startEmbeddedPostgres(home, () => {}).then(
+    async (db) => {
+      await db.stop();
+      return null;
+    },
+    (err: unknown) => err,
+  );
+}
+
 async function postmasterPid(home: string): Promise<number> {
   return (JSON.parse(await readFile(join(home, "postgres.json"), "utf8")) as { pid: number }).pid;
 }
@@ -175,14 +194,9 @@ describe("the embedded PostgreSQL", () => {
   }, 60_000);
 
   it("says why the server did not start, in PostgreSQL's words, and leaves nothing running", async () => {
-    const home = await testFolder("dwop-epg-");
-    await (await start(home)).stop();
-    started = [];
+    const home = await madeHome();
     await appendFile(join(home, "postgres", "postgresql.conf"), "\nshared_buffers = 'plenty'\n");
-    const failure = await startEmbeddedPostgres(home, () => {}).then(
-      () => null,
-      (err: unknown) => err,
-    );
+    const failure = await startFailure(home);
     expect(failure).toBeInstanceOf(Error);
     expect((failure as Error).message).toMatch(
       /the embedded PostgreSQL did not start on .*postgres \(exit code 1\)/,
@@ -192,23 +206,16 @@ describe("the embedded PostgreSQL", () => {
   }, 60_000);
 
   it("stops the server it started when it cannot record it, and leaves nothing running", async () => {
-    const home = await testFolder("dwop-epg-");
-    await (await start(home)).stop();
-    started = [];
+    const home = await madeHome();
     // postgres.json, which names the running server to the next start, cannot be written: a folder is there.
     await mkdir(join(home, "postgres.json"));
-    const failure = await startEmbeddedPostgres(home, () => {}).then(
-      () => null,
-      (err: unknown) => err,
-    );
+    const failure = await startFailure(home);
     expect(String(failure)).toMatch(/EISDIR/);
     await expect(stat(join(home, "postgres", "postmaster.pid"))).rejects.toThrow(/ENOENT/);
   }, 60_000);
 
   it("stops the server when the process that starts it exits before the server is up", async () => {
-    const home = await testFolder("dwop-epg-");
-    await (await start(home)).stop();
-    started = [];
+    const home = await madeHome();
     // A process that exits (as a crash would) as soon as the server has written its pid file: while it
     // waits for the server to take connections, before it recorded anything.
     const pidFile = join(home, "postgres", "postmaster.pid");
@@ -320,9 +327,7 @@ describe("the embedded PostgreSQL", () => {
   }, 60_000);
 
   it("lets processes start, use and stop the home's database at the same time, and leaves nothing running", async () => {
-    const home = await testFolder("dwop-epg-");
-    await (await start(home)).stop(); // initdb once
-    started = [];
+    const home = await madeHome(); // initdb once
     // Each child starts it, queries it and stops it three times over; any start may find another's server
     // starting, running or stopping.
     const script = join(home, "cycles.mts");
