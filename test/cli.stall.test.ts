@@ -90,7 +90,7 @@ describe("a stall of dispatching", () => {
       DWOP_LOG_LEVEL: "warn",
     });
     cleanups.push(() => dispatcher.stop());
-    expect(await wait.exited).toBe(0);
+    expect(await wait.exited, wait.stderr()).toBe(0); // what it said, should it fail
     expect(wait.stderr()).toContain("no longer stalled: tasks are moving again");
     expect(wait.stderr()).toMatch(/workflow \S+ succeeded/);
     await dispatcher.stop();
@@ -179,7 +179,7 @@ describe("a stall of publishing", () => {
     expect(await readyz(server.url)).toMatchObject({ stall: { what: "publishing" } });
 
     await broker.restore();
-    expect(await wait.exited).toBe(0);
+    expect(await wait.exited, wait.stderr()).toBe(0); // what it said, should it fail
     expect(wait.stderr()).toContain("no longer stalled: tasks are moving again");
     expect(await readyz(server.url)).toEqual({ status: "ready", stall: null });
   }, 120_000);
@@ -221,7 +221,7 @@ describe("a stall of the database", () => {
     );
 
     await pg.restore();
-    expect(await wait.exited).toBe(0);
+    expect(await wait.exited, wait.stderr()).toBe(0); // what it said, should it fail
     expect(wait.stderr()).toMatch(/workflow \S+ succeeded/);
     expect(await readyz(server.url)).toEqual({ status: "ready", stall: null });
   }, 120_000);
