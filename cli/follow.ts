@@ -38,11 +38,6 @@ const fatal = (err: unknown) => err instanceof ApiRequestError && err.status !==
 export const RIDE_OUT_MS = 5 * 60_000;
 /** How often a follower asks the server whether publishing or dispatching has stalled. */
 const STALL_POLL_MS = 2000;
-/**
- * How long after the follower last saw the server's database unreachable a 500 still counts as that outage:
- * a request that ran on a connection the outage broke can fail after the database is back.
- */
-export const RECOVERY_MS = 15_000;
 
 export interface FollowOptions {
   /** A line for the person watching (stderr): the server went away, it is back. */
@@ -66,8 +61,6 @@ export function transient(err: unknown): boolean {
  */
 export class Reconnecting {
   private lostAt: number | null = null;
-  /** When this follower last saw the server's database unreachable (databaseSeenDown). */
-  private databaseDownAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly client: DwopClient,
@@ -90,23 +83,14 @@ export class Reconnecting {
     }
   }
 
-  /** The server says its database cannot be reached (its /readyz, seen by a failed call or a stall watch). */
-  databaseSeenDown(): void {
-    this.databaseDownAt = Date.now();
-  }
-
   /**
-   * A 500 while the server's /readyz says its database is unreachable, or within RECOVERY_MS of when this
-   * follower last saw it so: an outage (or the end of one), not a bug.
+   * A 500 while the server's /readyz says its database is unreachable: an outage, not a bug. (A server
+   * answers a request that lost its database 503 itself; one of before 2026-12-07 answered 500.)
    */
   private async databaseDown(err: unknown): Promise<string | null> {
     if (!(err instanceof ApiRequestError) || err.status !== 500) return null;
     const stall = await this.client.stall().catch(() => null);
-    if (stall?.what === "database") {
-      this.databaseSeenDown();
-      return `its ${stall.message.replace(/^the /, "")}`;
-    }
-    return Date.now() - this.databaseDownAt < RECOVERY_MS ? "its database was back a moment ago" : null;
+    return stall?.what === "database" ? `its ${stall.message.replace(/^the /, "")}` : null;
   }
 
   /** The server went away (a failed call or a dropped stream); said once per absence. */
@@ -164,12 +148,7 @@ export async function followRemote(
   const server = new Reconnecting(client, options.say ?? ((line) => process.stderr.write(`${line}\n`)));
   const read = () => server.call(() => client.workflow(id));
   const onStall = options.onStall;
-  const stopStall = onStall
-    ? watchStall(client, (stall) => {
-        if (stall?.what === "database") server.databaseSeenDown();
-        onStall(stall);
-      })
-    : async () => {};
+  const stopStall = onStall ? watchStall(client, onStall) : async () => {};
   try {
     let w = await read();
     await onUpdate(w);

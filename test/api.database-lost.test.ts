@@ -1,0 +1,98 @@
+// A request whose database cannot be reached, or whose connection is lost under its statement, is answered
+// 503 `unavailable` with Retry-After (as /readyz says while it lasts), not a bare 500: every client can tell
+// an outage from a bug and come back. Against a real PostgreSQL behind a proxy the test cuts.
+import postgres from "postgres";
+import { afterEach, describe, expect, it } from "vitest";
+import { createApp } from "../functions/app.ts";
+import { connectDb, type Db } from "../shared/db/connect.ts";
+import type { Logger } from "../shared/log.ts";
+import { migratedDatabase, type MigratedDatabase } from "./support/migrated.ts";
+import { TcpProxy } from "./support/tcp-proxy.ts";
+
+const TOKEN = "test-api-token-0123456789abcdef";
+const auth = { authorization: `Bearer ${TOKEN}` };
+
+let m: MigratedDatabase | undefined;
+let db: Db | undefined;
+let proxy: TcpProxy | undefined;
+afterEach(async (ctx) => {
+  await proxy?.cut();
+  await db?.end({ timeout: 1 });
+  await m?.close(ctx.task.result?.state === "pass");
+  m = db = proxy = undefined;
+});
+
+/** The app on a pool that reaches the test's database through a proxy; what it logged as warnings and errors. */
+async function appBehindProxy(label: string) {
+  m = await migratedDatabase(label);
+  proxy = new TcpProxy("127.0.0.1", Number(new URL(m.url).port || 5432));
+  await proxy.start();
+  const url = new URL(m.url);
+  url.hostname = "127.0.0.1";
+  url.port = String(proxy.port);
+  db = connectDb(url.toString(), { max: 2, applicationName: `test:${label}` });
+  const logged: { level: string; msg: string | undefined }[] = [];
+  const logger: Logger = {
+    debug: () => {},
+    info: () => {},
+    warn: (_obj, msg) => logged.push({ level: "warn", msg }),
+    error: (_obj, msg) => logged.push({ level: "error", msg }),
+    child: () => logger,
+  };
+  const app = createApp({ db, storage: null, settings: { apiToken: TOKEN }, logger });
+  return { app, logged, proxy, m };
+}
+
+describe("the API while its database is away", () => {
+  it("answers 503 unavailable while the database cannot be reached, and serves again once it is back", async () => {
+    const { app, logged, proxy } = await appBehindProxy("api_db_unreachable");
+    expect((await app.request("/workflows", { headers: auth })).status).toBe(200);
+
+    await proxy.cut();
+    const down = await app.request("/workflows", { headers: auth });
+    expect(down.status).toBe(503);
+    expect(down.headers.get("retry-after")).toBe("1");
+    expect(await down.json()).toEqual({
+      error: { code: "unavailable", message: "database unreachable", details: null },
+    });
+    expect(logged).toEqual([{ level: "warn", msg: "database unreachable" }]);
+
+    await proxy.restore();
+    expect((await app.request("/workflows", { headers: auth })).status).toBe(200);
+  });
+
+  it("answers 503 when the connection is lost under the request's statement", async () => {
+    const { app, logged, m } = await appBehindProxy("api_db_lost");
+    const admin = postgres(m.url, { max: 2, onnotice: () => {} });
+    try {
+      // The request's statement waits on a lock; the server then ends its backend (a failover, an operator).
+      const answer = await admin.begin(async (tx) => {
+        await tx`lock table dwop.workflows in access exclusive mode`;
+        const pending = app.request("/workflows", { headers: auth });
+        for (let ended = 0; ended === 0; await new Promise((r) => setTimeout(r, 20))) {
+          // From another session: pg_stat_activity is read once per transaction.
+          const [row] = await admin<{ n: number }[]>`
+            select count(pg_terminate_backend(pid))::int as n from pg_stat_activity
+            where application_name = 'test:api_db_lost' and wait_event_type = 'Lock'`;
+          ended = row!.n;
+        }
+        return pending;
+      });
+      expect(answer.status).toBe(503);
+      expect(await answer.json()).toMatchObject({ error: { code: "unavailable" } });
+      expect(logged).toEqual([{ level: "warn", msg: "database unreachable" }]);
+      expect((await app.request("/workflows", { headers: auth })).status).toBe(200);
+    } finally {
+      await admin.end();
+    }
+  });
+
+  it("still answers a statement's own failure as a 500, logged as an error", async () => {
+    const { app, logged, m } = await appBehindProxy("api_db_broken");
+    await m.db`alter table dwop.workflows rename to workflows_gone`;
+    const broken = await app.request("/workflows", { headers: auth });
+    expect(broken.status).toBe(500);
+    expect(await broken.json()).toMatchObject({ error: { code: "internal" } });
+    expect(logged).toEqual([{ level: "error", msg: "request failed" }]);
+  });
+});
