@@ -1,7 +1,7 @@
 import type { Config } from "../shared/config.ts";
 import type { Bus, Consumer, Delivery } from "../shared/bus/bus.ts";
 import { Batcher } from "../shared/batcher.ts";
-import type { StartRunResult, Store, UnmarkedStart } from "../shared/db/store.ts";
+import type { StartRunResult, Store } from "../shared/db/store.ts";
 import type { Executor, RunOutcome, WorkerEnv } from "../shared/executors/executor.ts";
 import { silentLogger, type Logger } from "../shared/log.ts";
 import { OUTPUT_BUCKET, objectPaths, type RunAssignment, type TaskMessage } from "../shared/model.ts";
@@ -9,7 +9,6 @@ import { isPermanent, retryTransient } from "../shared/db/retry.ts";
 import { Semaphore } from "../shared/semaphore.ts";
 import type { Storage } from "../shared/storage/storage.ts";
 import { ClusterStore } from "./cluster-store.ts";
-import { DeferredMarks } from "./deferred-marks.ts";
 import { signWorkerEnv, type LogStream } from "./worker-env.ts";
 import { RunLogs } from "../shared/db/run-logs.ts";
 import { registerDispatcher } from "./registration.ts";
@@ -98,20 +97,12 @@ export interface DispatcherOptions {
 export class Dispatcher {
   private logStream: LogStream | null = null;
   private readonly slots: Semaphore;
-  /**
-   * Each success (with its run's start when it ended before its mark): whether this call recorded it, and
-   * the run it started here (complete_runs_and_start).
-   */
-  private readonly completions: Batcher<
-    { runId: string; start?: UnmarkedStart },
-    { recorded: boolean; next?: RunAssignment }
-  >;
+  /** Each success: whether this call recorded it, and the run it started here (complete_runs_and_start). */
+  private readonly completions: Batcher<string, { recorded: boolean; next?: RunAssignment }>;
   /** Deliveries arriving while a start_runs is in flight go together in the next one. */
   private readonly starts: Batcher<TaskMessage, StartRunResult>;
   /** Runs the executor took while a mark_runs_dispatched is in flight go together in the next one. */
   private readonly dispatches: Batcher<{ runId: string; jobName: string }, boolean>;
-  /** A process executor's runs whose mark waits for their end (MARK_AFTER_MS). */
-  private readonly marks: DeferredMarks;
   private readonly cluster: ClusterStore;
   private readonly settling = new Set<Promise<void>>();
   /** Runs of this process between start_runs and their recorded end: what the orphan reaper must spare. */
@@ -134,12 +125,12 @@ export class Dispatcher {
     this.slots = new Semaphore(options.concurrency);
     this.cluster = new ClusterStore(store.db);
     this.log = (options.logger ?? silentLogger).child({ component: "dispatcher", dispatcher: options.id });
-    this.completions = new Batcher(async (ends): Promise<{ recorded: boolean; next?: RunAssignment }[]> => {
-      const { completed, started } = await this.completeRuns(ends);
+    this.completions = new Batcher(async (runIds): Promise<{ recorded: boolean; next?: RunAssignment }[]> => {
+      const { completed, started } = await this.completeRuns(runIds);
       const recorded = new Set(completed);
       // Each run started here takes the slot of one recorded success: slots are alike.
-      return ends.map(({ runId }) =>
-        recorded.has(runId) ? { recorded: true, next: started.shift() } : { recorded: false },
+      return runIds.map((id) =>
+        recorded.has(id) ? { recorded: true, next: started.shift() } : { recorded: false },
       );
     });
     // A start batch holds an advisory lock per pool and per cap slot it takes until it commits: 128
@@ -157,11 +148,6 @@ export class Dispatcher {
       );
       return runs.map((r) => marked.has(r.runId));
     });
-    this.marks = new DeferredMarks(
-      (mark) => this.dispatches.add(mark),
-      (runId, err) =>
-        this.log.warn({ err, runId }, "could not mark a run started; its end will record its start"),
-    );
     executor.onFinished((run, outcome) => this.track(this.settle(run, outcome)));
   }
 
@@ -283,9 +269,8 @@ export class Dispatcher {
 
   /**
    * Signs the run's URLs, starts it (calling `onStarted` once the executor took it) and marks it
-   * dispatched: a cluster's Job at once, a local run MARK_AFTER_MS later unless it ended before (its end
-   * then records its start). A start that failed is recorded as a failed attempt (infrastructure budget,
-   * unless it can never work). A failure to record a Job's dispatch is thrown: the redelivery finds the run.
+   * dispatched. A start that failed is recorded as a failed attempt (infrastructure budget, unless it
+   * can never work). A failure to record the dispatch after a start is thrown: the redelivery finds the run.
    */
   private async launch(assigned: RunAssignment, onStarted: () => void = () => {}): Promise<void> {
     const run = this.withDeadline(assigned);
@@ -295,8 +280,7 @@ export class Dispatcher {
       const { jobName } = await this.executor.start(run, env);
       started = true;
       onStarted();
-      if (this.executor.runsIn === "process") this.marks.add(run.runId, jobName);
-      else await this.dispatches.add({ runId: run.runId, jobName });
+      await this.dispatches.add({ runId: run.runId, jobName });
     } catch (err) {
       if (started) throw err;
       await this.recordStartFailure(run, err);
@@ -378,14 +362,12 @@ export class Dispatcher {
 
   private async settle(run: RunAssignment, ended: RunOutcome): Promise<void> {
     let next: RunAssignment | undefined;
-    // Taken once: a retried recording carries the same start.
-    const start = ended.kind === "succeeded" ? this.marks.take(run.runId) : undefined;
     try {
       const outcome = await this.storeResult(run, ended);
       // A deadlock, a dropped connection or a database refusing connections must not leave the run
       // active forever: retry until recorded (the SQL is a compare-and-set, so a retry is harmless; a run
       // the lost answer had started here is this dispatcher's orphan, which its heartbeat retries).
-      await retryTransient(async () => void (next = await this.record(run, outcome, start)), {
+      await retryTransient(async () => void (next = await this.record(run, outcome)), {
         retryIf: (err) => !isPermanent(err),
         giveUp: () => this.stopping,
         onRetry: (err, attempt) =>
@@ -434,20 +416,15 @@ export class Dispatcher {
    * Records successes; unless startReady is false or the dispatcher is stopping, also starts one task each
    * made ready (launched by settle).
    */
-  private async completeRuns(
-    ends: { runId: string; start?: UnmarkedStart }[],
-  ): Promise<{ completed: string[]; started: RunAssignment[] }> {
-    const runIds = ends.map((e) => e.runId);
-    const unmarked = new Map(ends.flatMap((e) => (e.start ? [[e.runId, e.start] as const] : [])));
+  private async completeRuns(runIds: string[]): Promise<{ completed: string[]; started: RunAssignment[] }> {
     if (this.options.startReady === false || this.stopping) {
-      return { completed: await this.store.completeRuns(runIds, unmarked), started: [] };
+      return { completed: await this.store.completeRuns(runIds), started: [] };
     }
     return this.store.completeRunsAndStart(
       runIds,
       this.options.id,
       this.executor.kind,
       this.options.ownerMaxRunning || null,
-      unmarked,
     );
   }
 
@@ -473,18 +450,12 @@ export class Dispatcher {
   }
 
   /** Records a run's end; returns the run its success started here, if any. */
-  private async record(
-    run: RunAssignment,
-    outcome: RunOutcome,
-    start: UnmarkedStart | undefined,
-  ): Promise<RunAssignment | undefined> {
+  private async record(run: RunAssignment, outcome: RunOutcome): Promise<RunAssignment | undefined> {
     if (outcome.kind === "succeeded") {
-      const { recorded, next } = await this.completions.add({ runId: run.runId, start });
+      const { recorded, next } = await this.completions.add(run.runId);
       this.log.debug({ runId: run.runId, task: run.taskName, recorded }, "run succeeded");
       return next;
     }
-    // A failure (a stored output that failed, too) is recorded after the run's start: marked now.
-    await this.marks.flush(run.runId);
     const next = await this.store.increaseAttempt(run.runId, {
       reason: outcome.reason,
       message: outcome.message,
@@ -506,7 +477,6 @@ export class Dispatcher {
       for (const runId of inactive) {
         // A killed run reports no outcome, so its slot is freed here.
         if (await this.executor.kill(runId)) {
-          this.marks.drop(runId);
           this.held.delete(runId);
           this.slots.release();
         }
@@ -548,13 +518,11 @@ export class Dispatcher {
     }
     for (const runId of this.executor.active()) {
       await this.executor.kill(runId);
-      this.marks.drop(runId);
       await this.recordLost(runId, "the dispatcher shut down before the attempt finished").catch(
         (err: unknown) => this.log.error({ err, runId }, "could not record a stopped run"),
       );
     }
     await Promise.allSettled([...this.settling]);
-    this.marks.clear();
     if (this.heartbeat) clearInterval(this.heartbeat);
     await this.unlisten?.().catch(() => {});
   }

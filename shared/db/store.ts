@@ -33,12 +33,6 @@ export type CallbackResult = "delivered" | "retrying" | "gave_up" | "ignored";
 export type StartRunResult =
   { kind: "created"; assignment: RunAssignment } | { kind: "duplicate"; runId: string } | { kind: "stale" };
 
-/** A run of a process executor that started `ranMs` ago as `jobName`, not yet marked so in the database. */
-export interface UnmarkedStart {
-  jobName: string;
-  ranMs: number;
-}
-
 export interface RunFailure {
   reason: FailureReason;
   message: string;
@@ -256,49 +250,29 @@ export class Store {
     return row?.ok ?? false;
   }
 
-  /**
-   * Records successes; returns the run ids this call recorded. The runs in `unmarked` ended before their
-   * start was marked (markRunsDispatched): the same transaction marks them started first.
-   */
-  async completeRuns(
-    runIds: string[],
-    unmarked: ReadonlyMap<string, UnmarkedStart> = new Map(),
-  ): Promise<string[]> {
+  /** Records successes; returns the run ids this call recorded. */
+  async completeRuns(runIds: string[]): Promise<string[]> {
     if (runIds.length === 0) return [];
-    const complete = (sql: postgres.Sql | postgres.TransactionSql) =>
-      sql<{ id: string }[]>`select dwop.complete_runs(${runIds}::bigint[]) as id`;
-    if (unmarked.size === 0) return (await complete(this.db)).map((r) => r.id);
-    const ids = [...unmarked.keys()];
-    const starts = [...unmarked.values()];
-    const rows = await this.db.begin(async (sql) => {
-      await sql`select dwop.mark_runs_started(${ids}::bigint[], ${starts.map((s) => s.jobName)}::text[],
-        ${starts.map((s) => Math.round(s.ranMs))}::int[], now())`;
-      return complete(sql);
-    });
+    const rows = await this.db<{ id: string }[]>`select dwop.complete_runs(${runIds}::bigint[]) as id`;
     return rows.map((r) => r.id);
   }
 
   /**
    * Records successes as completeRuns does and, in the same transaction, starts as `dispatcherId` one task
-   * they made ready per success (complete_runs_and_start): their runs, for the caller to launch. The runs
-   * in `unmarked` ended before their start was marked (markRunsDispatched): they are marked started then.
+   * they made ready per success (complete_runs_and_start): their runs, for the caller to launch.
    */
   async completeRunsAndStart(
     runIds: string[],
     dispatcherId: string,
     executor: string,
     ownerMaxRunning: number | null = null,
-    unmarked: ReadonlyMap<string, UnmarkedStart> = new Map(),
   ): Promise<{ completed: string[]; started: RunAssignment[] }> {
     if (runIds.length === 0) return { completed: [], started: [] };
-    const marks = runIds.map((id) => unmarked.get(id));
-    const some = marks.some((m) => m !== undefined);
     const rows = await this.db<
       (StartRunRow & { completed_id: string | null; task_id: string; attempt: number })[]
     >`
       select * from dwop.complete_runs_and_start(${runIds}::bigint[], ${dispatcherId}, ${executor},
-        ${ownerMaxRunning}, null, ${some ? marks.map((m) => m?.jobName ?? null) : null}::text[],
-        ${some ? marks.map((m) => (m ? Math.round(m.ranMs) : null)) : null}::int[])`;
+        ${ownerMaxRunning})`;
     const completed: string[] = [];
     const started: RunAssignment[] = [];
     for (const r of rows) {
