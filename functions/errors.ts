@@ -59,7 +59,7 @@ export function parseWith<S extends z.ZodType>(
  * /readyz says while it lasts. A write whose connection was lost may have committed; the Idempotency-Key of
  * a submit makes its retry find it.
  */
-export const databaseUnavailable = () =>
+const databaseUnavailable = () =>
   new ApiError(503, "unavailable", "database unreachable", null, { "Retry-After": "1" });
 
 const TOO_MANY_CONNECTIONS = "53300";

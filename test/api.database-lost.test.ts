@@ -1,6 +1,7 @@
-// A request whose database cannot be reached, or whose connection is lost under its statement, is answered
-// 503 `unavailable` with Retry-After (as /readyz says while it lasts), not a bare 500: every client can tell
-// an outage from a bug and come back. Against a real PostgreSQL behind a proxy the test cuts.
+// A request whose database cannot be reached, refuses it (too many connections), or whose connection is lost
+// under its statement, is answered 503 `unavailable` with Retry-After (as /readyz says while it lasts), not a
+// bare 500: every client can tell an outage from a bug and come back. Against a real PostgreSQL, behind a
+// proxy the test cuts.
 import postgres from "postgres";
 import { afterEach, describe, expect, it } from "vitest";
 import { createApp } from "../functions/app.ts";
@@ -83,6 +84,36 @@ describe("the API while its database is away", () => {
       expect(logged).toEqual([{ level: "warn", msg: "database unreachable" }]);
       expect((await app.request("/workflows", { headers: auth })).status).toBe(200);
     } finally {
+      await admin.end();
+    }
+  });
+
+  it("answers 503 when the database refuses the connection for too many (a role at its limit)", async () => {
+    m = await migratedDatabase("api_db_too_many");
+    const role = `dwop_t_limited_${m.name.slice(-6)}`;
+    const admin = postgres(m.url, { max: 1, onnotice: () => {} });
+    try {
+      await admin.unsafe(`create role ${role} login connection limit 0`);
+      const url = new URL(m.url);
+      url.username = role;
+      db = connectDb(url.toString(), { max: 1, applicationName: "test:api_db_too_many" });
+      const logged: string[] = [];
+      const logger: Logger = {
+        debug: () => {},
+        info: () => {},
+        warn: (_obj, msg) => logged.push(`warn ${msg}`),
+        error: (_obj, msg) => logged.push(`error ${msg}`),
+        child: () => logger,
+      };
+      const app = createApp({ db, storage: null, settings: { apiToken: TOKEN }, logger });
+      const refused = await app.request("/workflows", { headers: auth });
+      expect(refused.status).toBe(503);
+      expect(await refused.json()).toMatchObject({ error: { code: "unavailable" } });
+      expect(logged).toEqual(["warn database unreachable"]);
+    } finally {
+      await db?.end({ timeout: 1 });
+      db = undefined;
+      await admin.unsafe(`drop role if exists ${role}`);
       await admin.end();
     }
   });
