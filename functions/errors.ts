@@ -5,7 +5,7 @@ import * as z from "zod";
 import { DslErrors } from "../shared/dsl/index.ts";
 import type { Logger } from "../shared/log.ts";
 import { CallbackRefused } from "../shared/net/callback-target.ts";
-import { connectionLost } from "../shared/db/retry.ts";
+import { databaseUnavailable } from "../shared/db/retry.ts";
 import { UnknownPoolError } from "../shared/db/store.ts";
 import { MissingInputError, SubmissionRefused } from "../shared/submit.ts";
 
@@ -54,15 +54,13 @@ export function parseWith<S extends z.ZodType>(
 }
 
 /**
- * The database could not be reached, or the connection the request's statements ran on was lost under them
- * (an outage, a failover, a restart, too many connections): a 503 that asks the client to come back, as
- * /readyz says while it lasts. A write whose connection was lost may have committed; the Idempotency-Key of
- * a submit makes its retry find it.
+ * The database could not be reached or would not serve (an outage, a failover, a restart, too many
+ * connections, maintenance), or the connection the request's statements ran on was lost under them: a 503
+ * that asks the client to come back, as /readyz says while it lasts. A write whose connection was lost may
+ * have committed; the Idempotency-Key of a submit makes its retry find it.
  */
-const databaseUnavailable = () =>
+const unavailable = () =>
   new ApiError(503, "unavailable", "database unreachable", null, { "Retry-After": "1" });
-
-const TOO_MANY_CONNECTIONS = "53300";
 
 /** `{"error": {"code", "message", "details"}}`: the body of every error response. */
 export function errorBody(code: string, message: string, details: unknown = null) {
@@ -103,9 +101,9 @@ export function errorHandler(logger: Logger): ErrorHandler {
   return (err, c) => {
     const known = toApiError(err);
     if (known) return respond(c, known);
-    if (connectionLost(err) || (err as { code?: unknown }).code === TOO_MANY_CONNECTIONS) {
+    if (databaseUnavailable(err)) {
       logger.warn({ err, method: c.req.method, path: c.req.path }, "database unreachable");
-      return respond(c, databaseUnavailable());
+      return respond(c, unavailable());
     }
     logger.error({ err, method: c.req.method, path: c.req.path }, "request failed");
     return respond(c, new ApiError(500, "internal", "internal error"));

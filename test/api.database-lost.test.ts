@@ -23,15 +23,9 @@ afterEach(async (ctx) => {
   m = db = proxy = undefined;
 });
 
-/** The app on a pool that reaches the test's database through a proxy; what it logged as warnings and errors. */
-async function appBehindProxy(label: string) {
-  m = await migratedDatabase(label);
-  proxy = new TcpProxy("127.0.0.1", Number(new URL(m.url).port || 5432));
-  await proxy.start();
-  const url = new URL(m.url);
-  url.hostname = "127.0.0.1";
-  url.port = String(proxy.port);
-  db = connectDb(url.toString(), { max: 2, applicationName: `test:${label}` });
+/** The app on a pool of its own to `url`; what it logged as warnings and errors. */
+function appOn(url: string, label: string) {
+  db = connectDb(url, { max: 2, applicationName: `test:${label}` });
   const logged: { level: string; msg: string | undefined }[] = [];
   const logger: Logger = {
     debug: () => {},
@@ -40,9 +34,21 @@ async function appBehindProxy(label: string) {
     error: (_obj, msg) => logged.push({ level: "error", msg }),
     child: () => logger,
   };
-  const app = createApp({ db, storage: null, settings: { apiToken: TOKEN }, logger });
-  return { app, logged, proxy, m };
+  return { app: createApp({ db, storage: null, settings: { apiToken: TOKEN }, logger }), logged };
 }
+
+/** The app on a pool that reaches the test's database through a proxy. */
+async function appBehindProxy(label: string) {
+  m = await migratedDatabase(label);
+  proxy = new TcpProxy("127.0.0.1", Number(new URL(m.url).port || 5432));
+  await proxy.start();
+  const url = new URL(m.url);
+  url.hostname = "127.0.0.1";
+  url.port = String(proxy.port);
+  return { ...appOn(url.toString(), label), proxy, m };
+}
+
+const unavailable = { error: { code: "unavailable", message: "database unreachable", details: null } };
 
 describe("the API while its database is away", () => {
   it("answers 503 unavailable while the database cannot be reached, and serves again once it is back", async () => {
@@ -53,9 +59,7 @@ describe("the API while its database is away", () => {
     const down = await app.request("/workflows", { headers: auth });
     expect(down.status).toBe(503);
     expect(down.headers.get("retry-after")).toBe("1");
-    expect(await down.json()).toEqual({
-      error: { code: "unavailable", message: "database unreachable", details: null },
-    });
+    expect(await down.json()).toEqual(unavailable);
     expect(logged).toEqual([{ level: "warn", msg: "database unreachable" }]);
 
     await proxy.restore();
@@ -88,31 +92,29 @@ describe("the API while its database is away", () => {
     }
   });
 
-  it("answers 503 when the database refuses the connection for too many (a role at its limit)", async () => {
-    m = await migratedDatabase("api_db_too_many");
+  it("answers 503 when the database refuses connections: too many for the role, or none for now", async () => {
+    m = await migratedDatabase("api_db_refused");
     const role = `dwop_t_limited_${m.name.slice(-6)}`;
-    const admin = postgres(m.url, { max: 1, onnotice: () => {} });
+    const admin = postgres(m.url.replace(/\/[^/?]*(\?|$)/, "/postgres$1"), { max: 1, onnotice: () => {} });
     try {
       await admin.unsafe(`create role ${role} login connection limit 0`);
-      const url = new URL(m.url);
-      url.username = role;
-      db = connectDb(url.toString(), { max: 1, applicationName: "test:api_db_too_many" });
-      const logged: string[] = [];
-      const logger: Logger = {
-        debug: () => {},
-        info: () => {},
-        warn: (_obj, msg) => logged.push(`warn ${msg}`),
-        error: (_obj, msg) => logged.push(`error ${msg}`),
-        child: () => logger,
-      };
-      const app = createApp({ db, storage: null, settings: { apiToken: TOKEN }, logger });
-      const refused = await app.request("/workflows", { headers: auth });
-      expect(refused.status).toBe(503);
-      expect(await refused.json()).toMatchObject({ error: { code: "unavailable" } });
-      expect(logged).toEqual(["warn database unreachable"]);
-    } finally {
+      const limited = new URL(m.url);
+      limited.username = role;
+      const atLimit = appOn(limited.toString(), "api_db_refused");
+      const refused = await atLimit.app.request("/workflows", { headers: auth });
+      expect([refused.status, await refused.json()]).toEqual([503, unavailable]); // 53300
+      expect(atLimit.logged).toEqual([{ level: "warn", msg: "database unreachable" }]);
       await db?.end({ timeout: 1 });
-      db = undefined;
+
+      // Not accepting connections (maintenance): 55000, a FATAL at the connection's start.
+      await admin.unsafe(`alter database "${m.name}" allow_connections false`);
+      const closed = appOn(m.url, "api_db_refused");
+      const answer = await closed.app.request("/workflows", { headers: auth });
+      expect([answer.status, await answer.json()]).toEqual([503, unavailable]);
+      await admin.unsafe(`alter database "${m.name}" allow_connections true`);
+      expect((await closed.app.request("/workflows", { headers: auth })).status).toBe(200);
+    } finally {
+      await admin.unsafe(`alter database "${m.name}" allow_connections true`);
       await admin.unsafe(`drop role if exists ${role}`);
       await admin.end();
     }

@@ -12,18 +12,26 @@ const CONNECTION_CLIENT = new Set([
   "ETIMEDOUT",
 ]);
 /** The other SQLSTATEs after which the same call can succeed: a serialization failure, a deadlock, a lock
- * not available, too many connections. */
-const RETRYABLE_SQLSTATE = /^(40001|40P01|55P03|53300)$/;
+ * not available. */
+const RETRYABLE_SQLSTATE = /^(40001|40P01|55P03)$/;
+const TOO_MANY_CONNECTIONS = "53300";
+
+/** True for a deadlock, a serialization failure, a lock not available, or databaseUnavailable. */
+export function isTransient(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && (RETRYABLE_SQLSTATE.test(code) || databaseUnavailable(err));
+}
 
 /**
- * True for a deadlock, a serialization failure, or a connection that dropped or was refused: by the
- * network, a server starting or stopping, or a database that does not accept connections for now
- * (ALLOW_CONNECTIONS false, as for maintenance: 55000 at the connection's start, a FATAL).
+ * True when the database could not be reached or would not serve for now: a connection that dropped or was
+ * refused (by the network, a server starting or stopping: connectionLost), too many connections, or a
+ * database that does not accept connections (ALLOW_CONNECTIONS false, as for maintenance: 55000 at the
+ * connection's start, a FATAL).
  */
-export function isTransient(err: unknown): boolean {
+export function databaseUnavailable(err: unknown): boolean {
   const { code, severity } = (err ?? {}) as { code?: unknown; severity?: unknown };
   if (typeof code !== "string") return false;
-  return connectionLost(err) || RETRYABLE_SQLSTATE.test(code) || (code === "55000" && severity === "FATAL");
+  return connectionLost(err) || code === TOO_MANY_CONNECTIONS || (code === "55000" && severity === "FATAL");
 }
 
 /**
