@@ -147,8 +147,7 @@ export async function followRemote(
 ): Promise<WorkflowDetail> {
   const server = new Reconnecting(client, options.say ?? ((line) => process.stderr.write(`${line}\n`)));
   const read = () => server.call(() => client.workflow(id));
-  const onStall = options.onStall;
-  const stopStall = onStall ? watchStall(client, onStall) : async () => {};
+  const stopStall = options.onStall ? watchStall(client, options.onStall) : async () => {};
   try {
     let w = await read();
     await onUpdate(w);

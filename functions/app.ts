@@ -17,7 +17,7 @@ import { DEFAULT_SUBMIT_LIMITS, submitLimits } from "../shared/submit.ts";
 import { authenticate } from "./auth.ts";
 import type { ApiDeps, ApiEnv, ApiSettings } from "./context.ts";
 import { dashboardDocs, dashboardRoutes } from "./dashboard/routes.ts";
-import { errorBody, errorHandler, routeNotFound, tooLarge } from "./errors.ts";
+import { errorBody, errorHandler, routeNotFound, tooLarge, unavailable } from "./errors.ts";
 import { eventDocs, eventRoutes } from "./events.ts";
 import { hookDocs, hookRoutes } from "./hooks.ts";
 import { keyDocs, keyRoutes } from "./keys.ts";
@@ -217,10 +217,8 @@ function healthRoutes(app: Hono<ApiEnv>, api: ApiDeps, watch: DatabaseWatch): vo
       watch.reached();
     } catch (err) {
       api.logger.warn({ err }, "readyz: database unreachable");
-      return c.json(
-        { ...errorBody("unavailable", "database unreachable"), stall: watch.unreachable(err) },
-        503,
-      );
+      const away = unavailable();
+      return c.json({ ...errorBody(away.code, away.message), stall: watch.unreachable(err) }, 503);
     }
     const stall = await readStall(api.db, api.settings.stall).catch((err: unknown) => {
       api.logger.error({ err }, "readyz: stall check failed");

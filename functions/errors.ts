@@ -59,7 +59,7 @@ export function parseWith<S extends z.ZodType>(
  * that asks the client to come back, as /readyz says while it lasts. A write whose connection was lost may
  * have committed; the Idempotency-Key of a submit makes its retry find it.
  */
-const unavailable = () =>
+export const unavailable = () =>
   new ApiError(503, "unavailable", "database unreachable", null, { "Retry-After": "1" });
 
 /** `{"error": {"code", "message", "details"}}`: the body of every error response. */

@@ -7,11 +7,11 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createApp } from "../functions/app.ts";
 import { connectDb, type Db } from "../shared/db/connect.ts";
 import type { Logger } from "../shared/log.ts";
+import { API_TOKEN } from "./support/api.ts";
 import { migratedDatabase, type MigratedDatabase } from "./support/migrated.ts";
 import { TcpProxy } from "./support/tcp-proxy.ts";
 
-const TOKEN = "test-api-token-0123456789abcdef";
-const auth = { authorization: `Bearer ${TOKEN}` };
+const auth = { authorization: `Bearer ${API_TOKEN}` };
 
 let m: MigratedDatabase | undefined;
 let db: Db | undefined;
@@ -34,7 +34,7 @@ function appOn(url: string, label: string) {
     error: (_obj, msg) => logged.push({ level: "error", msg }),
     child: () => logger,
   };
-  return { app: createApp({ db, storage: null, settings: { apiToken: TOKEN }, logger }), logged };
+  return { app: createApp({ db, storage: null, settings: { apiToken: API_TOKEN }, logger }), logged };
 }
 
 /** The app on a pool that reaches the test's database through a proxy. */
