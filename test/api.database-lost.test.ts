@@ -9,6 +9,7 @@ import { connectDb, type Db } from "../shared/db/connect.ts";
 import type { Logger } from "../shared/log.ts";
 import { API_TOKEN } from "./support/api.ts";
 import { migratedDatabase, type MigratedDatabase } from "./support/migrated.ts";
+import { fatalErrorResponse } from "./support/pg-wire.ts";
 import { TcpProxy } from "./support/tcp-proxy.ts";
 
 const auth = { authorization: `Bearer ${API_TOKEN}` };
@@ -37,10 +38,10 @@ function appOn(url: string, label: string) {
   return { app: createApp({ db, storage: null, settings: { apiToken: API_TOKEN }, logger }), logged };
 }
 
-/** The app on a pool that reaches the test's database through a proxy. */
-async function appBehindProxy(label: string) {
+/** The app on a pool that reaches the test's database through a proxy (see TcpProxy for `intercept`). */
+async function appBehindProxy(label: string, intercept?: ConstructorParameters<typeof TcpProxy>[2]) {
   m = await migratedDatabase(label);
-  proxy = new TcpProxy("127.0.0.1", Number(new URL(m.url).port || 5432));
+  proxy = new TcpProxy("127.0.0.1", Number(new URL(m.url).port || 5432), intercept);
   await proxy.start();
   const url = new URL(m.url);
   url.hostname = "127.0.0.1";
@@ -118,6 +119,35 @@ describe("the API while its database is away", () => {
       await admin.unsafe(`drop role if exists ${role}`);
       await admin.end();
     }
+  });
+
+  it("answers 503 when Supabase's pooler refuses for want of connections, 500 when it refuses the user", async () => {
+    // Supavisor's refusals, as its source sends them: a FATAL XX000 whose message starts with its own code.
+    let refusal: string | null = null;
+    const { app, logged } = await appBehindProxy("api_db_pooler", (_chunk, client, upstream) => {
+      if (refusal === null) return false;
+      client.end(fatalErrorResponse("XX000", refusal)); // as a connection starts, or in place of a query's answer
+      upstream.destroy();
+      return true;
+    });
+    const statuses: number[] = [];
+    for (const message of [
+      "(EMAXCONNSESSION) max clients reached in session mode - max clients are limited to pool_size: 15",
+      "(EMAXCONN) max client connections reached, limit: 200",
+      "(ECHECKOUTTIMEOUT) Pool checkout timeout. Request was dropped after 10000ms in Transaction mode.",
+      "(EDBHANDLEREXITED) connection to database closed. Check logs for more information",
+      "MaxClientsInSessionMode: max clients reached - in Session mode max clients are limited to pool_size",
+      "(ENOTFOUND) tenant/user postgres.abcdefgh not found",
+    ]) {
+      refusal = message;
+      const answer = await app.request("/workflows", { headers: auth });
+      statuses.push(answer.status);
+      if (answer.status === 503) expect(await answer.json()).toEqual(unavailable);
+      refusal = null;
+      expect((await app.request("/workflows", { headers: auth })).status).toBe(200);
+    }
+    expect(statuses).toEqual([503, 503, 503, 503, 503, 500]);
+    expect(logged.map((l) => l.level)).toEqual(["warn", "warn", "warn", "warn", "warn", "error"]);
   });
 
   it("still answers a statement's own failure as a 500, logged as an error", async () => {

@@ -3,6 +3,7 @@ import { afterEach, expect, it } from "vitest";
 import { connectDb, type Db } from "../shared/db/connect.ts";
 import { isTransient, retryTransient } from "../shared/db/retry.ts";
 import { ADMIN_URL, createTestDatabase, type TestDatabase } from "./support/db.ts";
+import { fatalErrorResponse } from "./support/pg-wire.ts";
 import { TcpProxy } from "./support/tcp-proxy.ts";
 
 /**
@@ -131,7 +132,7 @@ it("fails the first query of a connection whose array-type query is cut by its b
   const proxy = new TcpProxy(target.hostname, Number(target.port), (chunk, client, upstream) => {
     if (answered || !chunk.includes("pg_catalog.pg_type")) return false;
     answered = true;
-    client.end(terminatedByAdministrator());
+    client.end(fatalErrorResponse("57P01", "terminating connection due to administrator command"));
     upstream.destroy();
     return true;
   });
@@ -165,12 +166,3 @@ it("fails the first query of a connection whose array-type query is cut by its b
     await proxy.cut();
   }
 });
-
-/** The ErrorResponse a backend sends as pg_terminate_backend ends it (FATAL 57P01). */
-function terminatedByAdministrator(): Buffer {
-  const fields = ["SFATAL", "VFATAL", "C57P01", "Mterminating connection due to administrator command"];
-  const body = Buffer.concat([...fields.map((f) => Buffer.from(`${f}\0`)), Buffer.from([0])]);
-  const length = Buffer.alloc(4);
-  length.writeUInt32BE(body.length + 4);
-  return Buffer.concat([Buffer.from("E"), length, body]);
-}

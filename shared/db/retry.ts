@@ -15,6 +15,13 @@ const CONNECTION_CLIENT = new Set([
  * not available. */
 const RETRYABLE_SQLSTATE = /^(40001|40P01|55P03)$/;
 const TOO_MANY_CONNECTIONS = "53300";
+/**
+ * Supabase's pooler (Supavisor) refuses with a FATAL XX000 whose message starts with its own code in
+ * brackets: too many clients (session, transaction or proxy mode), no database connection free in time, or
+ * its own connection to the database ended. Versions before those codes spelled the first two out.
+ */
+const POOLER_REFUSAL =
+  /^(\((EMAXCONN|EMAXCONNSESSION|EMAXCLIENTSESSION|EMAXCLIENTCONN|EMAXPROXYCONN|ECHECKOUTTIMEOUT|EDBHANDLEREXITED)\)|MaxClientsInSessionMode:|Max client connections reached)/;
 
 /** True for a deadlock, a serialization failure, a lock not available, or databaseUnavailable. */
 export function isTransient(err: unknown): boolean {
@@ -26,12 +33,20 @@ export function isTransient(err: unknown): boolean {
  * True when the database could not be reached or would not serve for now: a connection that dropped or was
  * refused (by the network, a server starting or stopping: connectionLost), too many connections, or a
  * database that does not accept connections (ALLOW_CONNECTIONS false, as for maintenance: 55000 at the
- * connection's start, a FATAL).
+ * connection's start, a FATAL), or Supabase's pooler refusing for one of these reasons (POOLER_REFUSAL).
  */
 export function databaseUnavailable(err: unknown): boolean {
-  const { code, severity } = (err ?? {}) as { code?: unknown; severity?: unknown };
+  const { code, severity, message } = (err ?? {}) as {
+    code?: unknown;
+    severity?: unknown;
+    message?: unknown;
+  };
   if (typeof code !== "string") return false;
-  return connectionLost(err) || code === TOO_MANY_CONNECTIONS || (code === "55000" && severity === "FATAL");
+  if (connectionLost(err) || code === TOO_MANY_CONNECTIONS) return true;
+  if (severity !== "FATAL") return false;
+  return (
+    code === "55000" || (code === "XX000" && typeof message === "string" && POOLER_REFUSAL.test(message))
+  );
 }
 
 /**
