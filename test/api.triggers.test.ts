@@ -153,6 +153,17 @@ describe("triggers", () => {
       415,
     );
   });
+
+  it("refuses a workflow over the submission limits (bytes, tasks) with 413 before parsing it", async () => {
+    // Each would fail the parse too (a 400): the 413 shows the cap ran first, as it does for POST /workflows.
+    const tasks = Array.from({ length: 10_001 }, (_, i) => `fun t${i}(:\n`).join("");
+    const tooMany = await register("many", alice, tasks);
+    expect([tooMany.status, await code(tooMany)]).toEqual([413, "too_many_tasks"]);
+    const tooLarge = await register("large", alice, `fun a(:\n# ${"x".repeat(1024 * 1024)}\n`);
+    expect([tooLarge.status, await code(tooLarge)]).toEqual([413, "workflow_too_large"]);
+    const list = TriggerList.parse(await (await h.app.request("/triggers", { headers: alice })).json());
+    expect(list.triggers).toEqual([]);
+  });
 });
 
 describe("POST /hooks/:id", () => {
