@@ -5,6 +5,7 @@ import { execFile } from "node:child_process";
 import { readdir, readFile, readlink } from "node:fs/promises";
 import { promisify } from "node:util";
 import postgres from "postgres";
+import { PgBossBus } from "../shared/bus/pgboss.ts";
 import { rabbitTopology } from "../shared/bus/rabbit.ts";
 import type { ProcessSet } from "./processes.ts";
 import type { Rng } from "./rng.ts";
@@ -44,10 +45,19 @@ export interface ScheduledFault {
 /** The whole schedule, decided up front from the seed: replaying a seed replays the same faults. */
 export function faultSchedule(
   rng: Rng,
-  o: { startMs: number; endMs: number; meanGapMs: number; kube: boolean; brokerRestart: boolean },
+  o: {
+    startMs: number;
+    endMs: number;
+    meanGapMs: number;
+    kube: boolean;
+    brokerRestart: boolean;
+    bus: ChaosBus;
+  },
 ): ScheduledFault[] {
   const weights: Partial<Record<FaultKind, number>> = { ...LOCAL_FAULTS, ...(o.kube ? KUBE_FAULTS : {}) };
   if (o.brokerRestart) weights.broker_restart = 0.5;
+  if (o.bus === "pgboss") weights.rabbit_close = weights.broker_restart = 0; // the bus is the database
+
   for (const k of Object.keys(weights) as FaultKind[]) if (!weights[k]) delete weights[k];
   const out: ScheduledFault[] = [];
   let t = o.startMs;
@@ -59,8 +69,14 @@ export function faultSchedule(
   }
 }
 
+/** The soak's bus: RabbitMQ, or pg-boss in the stack's own database (the embedded default's). */
+export type ChaosBus = "rabbit" | "pgboss";
+
 export interface FaultContext {
   processes: ProcessSet;
+  bus: ChaosBus;
+  /** The stack's database (pg-boss's too). */
+  dbUrl: string;
   adminUrl: string;
   dbName: string;
   rabbitUrl: string;
@@ -189,6 +205,19 @@ async function duplicateMessages(ctx: FaultContext, pick: number): Promise<strin
   if (messages.length === 0) return "no messages yet";
   const copies = messages.filter((_, i) => hash(String(i), pick) % 3 === 0).slice(0, 20);
   copies.reverse(); // reordered: the newest copies first, stale attempts last
+  const twice = pick % 2 === 0;
+  if (ctx.bus === "pgboss") {
+    const bus = await PgBossBus.connect({ connectionString: ctx.dbUrl, queue: ctx.queue });
+    try {
+      const jobs = copies.flatMap((m, i) =>
+        Array(twice ? 2 : 1).fill({ outboxId: `dup-${pick}-${i}`, body: m }),
+      );
+      if ((await bus.publish(jobs)).length !== jobs.length) throw new Error("pg-boss refused the copies");
+      return `${jobs.length} copies`;
+    } finally {
+      await bus.close();
+    }
+  }
   const names = rabbitTopology(ctx.queue);
   const conn = await amqp.connect(ctx.rabbitUrl, {
     clientProperties: { connection_name: `${ctx.prefix}-chaos-dup` },
@@ -202,7 +231,7 @@ async function duplicateMessages(ctx: FaultContext, pick: number): Promise<strin
         contentType: "application/json",
         messageId: `dup-${pick}`,
       });
-      if (pick % 2 === 0)
+      if (twice)
         ch.publish(names.exchange, names.routingKey, body, {
           persistent: true,
           contentType: "application/json",
@@ -212,7 +241,7 @@ async function duplicateMessages(ctx: FaultContext, pick: number): Promise<strin
   } finally {
     await conn.close().catch(() => {});
   }
-  return `${copies.length * (pick % 2 === 0 ? 2 : 1)} copies`;
+  return `${copies.length * (twice ? 2 : 1)} copies`;
 }
 
 /**

@@ -9,6 +9,7 @@ const { values } = parseArgs({
     minutes: { type: "string", default: "10" },
     "kube-minutes": { type: "string" },
     executors: { type: "string", default: "local,kubernetes" },
+    bus: { type: "string", default: "rabbit" },
     fanout: { type: "string", default: "200" },
     "in-flight": { type: "string", default: "10" },
     "fault-gap": { type: "string", default: "6" },
@@ -21,17 +22,23 @@ const kubeMinutes = values["kube-minutes"] ? Number(values["kube-minutes"]) : mi
 const localMinutes =
   executors.includes("kubernetes") && executors.includes("local") ? minutes - kubeMinutes : minutes;
 const brokerRestart = process.env.DWOP_CHAOS_BROKER_RESTART === "1";
+if (values.bus !== "rabbit" && values.bus !== "pgboss")
+  throw new Error(`--bus is rabbit or pgboss, not ${values.bus}`);
+const bus = values.bus;
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
 say(`# DWOP chaos soak`);
 say(`seed ${seed} (replay: DWOP_CHAOS_SEED=${seed} npm run chaos -- ${process.argv.slice(2).join(" ")})`);
-say(`broker restarts: ${brokerRestart ? "on" : "off (DWOP_CHAOS_BROKER_RESTART=1 to enable)"}`);
+say(`bus: ${bus}`);
+if (bus === "rabbit")
+  say(`broker restarts: ${brokerRestart ? "on" : "off (DWOP_CHAOS_BROKER_RESTART=1 to enable)"}`);
 const reports: PassReport[] = [];
 for (const executor of executors) {
   const passMinutes = executor === "kubernetes" ? kubeMinutes : localMinutes;
   reports.push(
     await runPass({
       executor,
+      bus,
       seed,
       durationMs: passMinutes * 60_000,
       settleTimeoutMs: 180_000,

@@ -11,7 +11,7 @@ const list = (o: Record<string, number>) =>
 export function formatPass(p: PassReport): string {
   const faults = Object.values(p.faults).reduce((a, b) => a + b, 0);
   return [
-    `## ${p.executor} executor (seed ${p.seed})`,
+    `## ${p.executor} executor, ${p.bus === "rabbit" ? "RabbitMQ" : "pg-boss"} (seed ${p.seed})`,
     "",
     invariantTable(p.rows),
     "",

@@ -6,12 +6,13 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
+import { memoryRootPath } from "../shared/executors/memory-root.ts";
 import { TERMINAL_WORKFLOW_STATES, type WorkflowState } from "../shared/model.ts";
 import { ADMIN_URL } from "../test/support/db.ts";
 import { migratedDatabase } from "../test/support/migrated.ts";
 import { deleteRabbitTopology, RABBIT_URL } from "../test/support/rabbit.ts";
 import { ApiClient } from "./client.ts";
-import { faultSchedule, inject, type FaultContext, type FaultKind } from "./faults.ts";
+import { faultSchedule, inject, type ChaosBus, type FaultContext, type FaultKind } from "./faults.ts";
 import { checkInvariants, type InvariantRow } from "./invariants.ts";
 import { ProcessSet } from "./processes.ts";
 import { Rng } from "./rng.ts";
@@ -21,6 +22,7 @@ export type Executor = "local" | "kubernetes";
 
 export interface PassOptions {
   executor: Executor;
+  bus: ChaosBus;
   seed: number;
   /** How long workflows are submitted and faults injected. */
   durationMs: number;
@@ -35,6 +37,7 @@ export interface PassOptions {
 
 export interface PassReport {
   executor: Executor;
+  bus: ChaosBus;
   seed: number;
   workflows: number;
   workflowsByStatus: Record<string, number>;
@@ -74,7 +77,7 @@ export async function runPass(o: PassOptions): Promise<PassReport> {
   const faultRng = rng.fork();
   const hex = randomBytes(3).toString("hex");
   const prefix = `chaos-${hex}`;
-  const queue = `dwop.chaos.${o.executor}.${hex}`;
+  const queue = `dwop.chaos.${o.executor}.${o.bus}.${hex}`;
   const m = await migratedDatabase(`chaos_${o.executor}`);
   // The soak's own pool: no type fetch on connect, whose failure (a backend terminated while it
   // connects, which is one of the faults) postgres.js would leave as an unhandled rejection.
@@ -97,11 +100,11 @@ export async function runPass(o: PassOptions): Promise<PassReport> {
   const apiUrl = `http://127.0.0.1:${port}`;
   const token = randomBytes(16).toString("hex");
   const processes = new ProcessSet(logDir);
-  o.say(`[${o.executor}] database ${m.name}, queue ${queue}, home ${home}`);
+  o.say(`[${o.executor}] database ${m.name}, ${o.bus} queue ${queue}, home ${home}`);
   try {
     const env: Record<string, string> = {
       DATABASE_URL: m.url,
-      RABBITMQ_CONNECTION_URL: RABBIT_URL,
+      ...(o.bus === "rabbit" ? { RABBITMQ_CONNECTION_URL: RABBIT_URL } : {}),
       DWOP_QUEUE: queue,
       DWOP_HOME: dwopHome,
       DWOP_PORT: String(port),
@@ -156,6 +159,7 @@ export async function runPass(o: PassOptions): Promise<PassReport> {
     if (!(await processes.start(api, true))) {
       throw new Error(`the API did not start; see ${logDir}/api.log`);
     }
+    const dispatcherIds = [0, 1].map((i) => `${prefix}-d${i}`);
     for (const i of [0, 1]) {
       await processes.start({
         name: `claimer-${i}`,
@@ -167,7 +171,7 @@ export async function runPass(o: PassOptions): Promise<PassReport> {
         name: `dispatcher-${i}`,
         script: "bin/dwop.js",
         args: ["dispatcher"],
-        env: { ...env, DWOP_DISPATCHER_ID: `${prefix}-d${i}` },
+        env: { ...env, DWOP_DISPATCHER_ID: dispatcherIds[i]! },
       });
     }
 
@@ -237,15 +241,23 @@ export async function runPass(o: PassOptions): Promise<PassReport> {
       meanGapMs: o.meanFaultGapMs,
       kube: o.executor === "kubernetes",
       brokerRestart: o.brokerRestart,
+      bus: o.bus,
     });
     const ctx: FaultContext = {
       processes,
+      bus: o.bus,
+      dbUrl: m.url,
       adminUrl: ADMIN_URL,
       dbName: m.name,
       rabbitUrl: RABBIT_URL,
       queue,
       prefix,
-      workerRoots: [join(dwopHome, "runs"), podRoot],
+      // A dispatcher's run folders: on disk, or in memory when the code and inputs came inline (most).
+      workerRoots: [
+        join(dwopHome, "runs"),
+        ...dispatcherIds.map((id) => memoryRootPath(join(dwopHome, "runs", id))),
+        podRoot,
+      ],
       kubeControl,
       recentMessages: async () =>
         db<{ taskId: string; attempt: number }[]>`
@@ -322,7 +334,7 @@ export async function runPass(o: PassOptions): Promise<PassReport> {
     await processes.stopAll();
     await db.end({ timeout: 5 });
     await m.close(violations === 0);
-    if (violations === 0) await deleteRabbitTopology(queue).catch(() => {});
+    if (violations === 0 && o.bus === "rabbit") await deleteRabbitTopology(queue).catch(() => {});
     // A process that exited on its own (a crash) is no violation, but its log is worth reading.
     if (violations === 0 && processes.unexpectedExits === 0) {
       await rm(home, { recursive: true, force: true }).catch(() => {});
@@ -331,6 +343,7 @@ export async function runPass(o: PassOptions): Promise<PassReport> {
     const minutes = (settledAt - started) / 60_000;
     return {
       executor: o.executor,
+      bus: o.bus,
       seed: o.seed,
       workflows: plans.size,
       workflowsByStatus: Object.fromEntries(byStatus.map((r) => [r.status, r.n])),

@@ -2,27 +2,7 @@
 // once with the local executor and once with the Kubernetes executor against the API simulator. Any
 // invariant violation fails the build; `npm run chaos -- --minutes 30` is the long soak.
 import { describe, expect, it } from "vitest";
-import { formatPass } from "../chaos/report.ts";
-import { runPass, type Executor } from "../chaos/run.ts";
-
-const SEED = 1126;
-
-async function soak(executor: Executor, durationMs: number) {
-  const report = await runPass({
-    executor,
-    seed: SEED,
-    durationMs,
-    settleTimeoutMs: 60_000,
-    meanFaultGapMs: 5000,
-    maxInFlight: 5,
-    fanout: 20,
-    brokerRestart: false, // never in the test suite: other suites share the broker
-    say: () => {},
-  });
-  const text = formatPass(report);
-  if (report.violations > 0) console.error(text);
-  return { report, text };
-}
+import { soak } from "./support/chaos-soak.ts";
 
 describe("chaos soak (short, fixed seed)", () => {
   it("local executor: every invariant holds after faults of every kind", async () => {
