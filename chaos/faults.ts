@@ -57,7 +57,6 @@ export function faultSchedule(
   const weights: Partial<Record<FaultKind, number>> = { ...LOCAL_FAULTS, ...(o.kube ? KUBE_FAULTS : {}) };
   if (o.brokerRestart) weights.broker_restart = 0.5;
   if (o.bus === "pgboss") weights.rabbit_close = weights.broker_restart = 0; // the bus is the database
-
   for (const k of Object.keys(weights) as FaultKind[]) if (!weights[k]) delete weights[k];
   const out: ScheduledFault[] = [];
   let t = o.startMs;
