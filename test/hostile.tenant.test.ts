@@ -243,6 +243,11 @@ fun hog_disk():
         for _ in range(256):
             f.write(b"x" * (1024 * 1024))
 
+fun hog_stdout():
+    import sys
+    while True:
+        sys.stdout.write("x" * 65536)
+
 fun hog_processes():
     import os, time
     n = 0
@@ -368,6 +373,16 @@ describe("a hostile tenant's task on the embedded default", () => {
     expect(runs.length).toBeGreaterThan(0);
     for (const run of runs)
       expect([run.failureReason, run.error]).toEqual(["evicted", expect.stringMatching(/limit of 64 MiB/)]);
+  });
+
+  it("ends an attempt that prints without end with evicted: its output is bounded as its files are", () => {
+    const runs = seen.runs.hog_stdout!;
+    expect(runs.length).toBeGreaterThan(0);
+    for (const run of runs)
+      expect([run.failureReason, run.error]).toEqual([
+        "evicted",
+        "wrote more than its disk limit of 64 MiB to stdout and stderr",
+      ]);
   });
 
   it("ends an attempt that uses up its CPU time (@cpu over its timeout) with timeout", () => {

@@ -10,11 +10,18 @@ whole log has been stored as an object, the shipped chunks are dropped (sealed).
 
 import _thread
 import os
+import stat
 
 from dwop_http import HttpError, request
 from dwop_json import parse_json
+from dwop_process import write_all
 
 PARTIAL_MAX = 64 * 1024
+# The worker's own copy of the body's streams, when it is a file (BoundedEcho): what the executor reads a
+# failure's log tail from (the last 1 MiB at most).
+ECHO_MAX = 8 << 20
+ECHO_KEEP = 1 << 20
+ECHO_CHECK_EVERY = 1 << 20
 SHIP_EVERY = 0.5
 CHUNK_MAX = 256 * 1024
 REQUEST_TIMEOUT = 10.0
@@ -59,6 +66,42 @@ class LineLog:
 
     def write(self, data):
         self.file.write(data)
+
+
+class BoundedEcho:
+    """A sink that echoes one of the body's streams on the worker's own stdout or stderr (fd). Where that is
+    a file (the fork server's runs: .dwop-worker.log in the run's folder, in memory for an inline run), it
+    is kept to a tail: past ECHO_MAX it is emptied and given the last ECHO_KEEP bytes of the log (what a
+    failure's log tail is read from), so a big output is not held there a third time. A pipe (a pod's
+    container log) is echoed whole. An echo nobody reads any more is dropped."""
+
+    def __init__(self, fd, log):
+        self.fd = fd
+        self.log = log
+        self.unchecked = 0  # bytes written since the file's size was last looked at
+        try:
+            self.bounded = stat.S_ISREG(os.fstat(fd).st_mode)
+        except OSError:
+            self.bounded = False
+        self.broken = False
+
+    def write(self, data):
+        if self.broken:
+            return
+        try:
+            if self.bounded:
+                self.unchecked += len(data)
+                if self.unchecked >= ECHO_CHECK_EVERY:
+                    self.unchecked = 0
+                    if os.fstat(self.fd).st_size > ECHO_MAX:
+                        # Before this chunk, which the log (a later sink) has not been given yet either.
+                        keep = min(ECHO_KEEP, self.log.size)
+                        tail = os.pread(self.log.fd, keep, self.log.size - keep)
+                        os.ftruncate(self.fd, 0)  # opened to append: the tail goes at the start
+                        write_all(self.fd, tail)
+            write_all(self.fd, data)
+        except OSError:
+            self.broken = True
 
 
 class LogStream:

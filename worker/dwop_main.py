@@ -44,7 +44,7 @@ import time as _time
 
 from dwop_http import RETRY_DELAYS, HttpError, Transfer, parse_retry_delays, transfer_all, write_all
 from dwop_json import parse_json
-from dwop_log import SHIP_EVERY, LineLog, LogStream
+from dwop_log import SHIP_EVERY, BoundedEcho, LineLog, LogStream
 from dwop_source import MARK, exception_line
 from dwop_unnamed import UnnamedFile, spill_to
 from dwop_process import BODY_KEEPS, abandon_child, die_with_parent, exit_on_stop_signals, fork_child, load_prctl
@@ -369,11 +369,13 @@ class Body:
             except BrokenPipeError:
                 pass  # it died setting up; how is in its notes
 
+        # The sandbox's runs: what the body prints is bounded as what it writes is (a pod's by its own limits).
+        budget = (StreamBudget(sandbox.limits.disk),) if sandbox else ()
         try:
             code, signal, self.unreaped = wait_child(
                 self.child,
-                (1, output, log.stream("stdout")),
-                (2, log.stream("stderr")),
+                (*budget, BoundedEcho(1, log), output, log.stream("stdout")),
+                (*budget, BoundedEcho(2, log), log.stream("stderr")),
                 self.told[0],
                 sandbox.network_watch() if sandbox else None,
                 # Its log shipped live from SHIP_EVERY after the run's start on: a thread a shorter run
@@ -470,6 +472,23 @@ def body_failure(code, signal, notes, sandbox):
     else:
         message = notes.get("exception") or "exit code %d" % code
     return Failure("task_failed", message, exit_code=code, status=code)
+
+
+class StreamBudget:
+    """A sink of the body's stdout and stderr together, first in both lists: once they pass the run's disk
+    limit it raises a disk_limit Failure, before the chunk that passed it is written anywhere. What the body
+    prints becomes files of the machine's (its output, its log, and the worker's own copy in the run's
+    folder, which is in memory for an inline run), outside the tmpfs that bounds its other writes."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.left = limit
+
+    def write(self, data):
+        self.left -= len(data)
+        if self.left < 0:
+            message = "wrote more than its disk limit of %s to stdout and stderr" % size(self.limit)
+            raise Failure("disk_limit", message)
 
 
 def size(n):

@@ -311,6 +311,20 @@ class ForkServerTest(unittest.TestCase):
             self.assertEqual(f.read(), b"out 1\nerr 1\nout 2\nTrue True\n")
         self.assertNotEqual(pid, self.server.ready)
 
+    def test_the_workers_own_copy_of_a_big_output_keeps_its_tail_only(self):
+        # .dwop-worker.log is where a failure's log tail is read from; a 24 MiB output is stored whole but
+        # not held there a third time (beside the output and the log).
+        body = "import sys\nfor i in range(24 * 1024):\n    sys.stdout.write('%07d ' % i + 'x' * 1015 + '\\n')\nprint('the end')\n"
+        _, ended = self.run_task("big", body)
+        self.assertEqual(ended, {"id": "big", "exit": 0})
+        output = self.output("big")
+        self.assertEqual(len(output), 24 * 1024 * 1024 + len("the end\n"))
+        with open(os.path.join(self.tmp, "big", ".dwop-worker.log"), "rb") as f:
+            echoed = f.read()
+        self.assertLess(len(echoed), 12 << 20)
+        self.assertGreater(len(echoed), 1 << 20)
+        self.assertTrue(output.endswith(echoed[echoed.index(b"\n") + 1 :]))  # a tail of it, whole lines
+
     def test_a_body_that_closes_its_descriptors_still_gives_all_its_output_and_its_exit(self):
         # What a daemonizing library does: the pipe on which the body tells its exit status goes too, so its
         # exit is waited for; its output is larger than a pipe holds.
@@ -999,6 +1013,21 @@ print(json.dumps({"secret": attempt(lambda: open(SHOWN + "/secret").read())}))
             self.assertNotEqual(self.server.next_event().get("exit"), 0)
             with open(os.path.join(cwd, ".dwop-result.json")) as f:
                 self.assertEqual(json.load(f)["type"], kind, name)
+
+    def test_what_the_body_prints_is_bounded_by_the_disk_limit_too(self):
+        # Its output, its log and the worker's own copy are files of the machine's, outside the run's tmpfs:
+        # a body that prints without end is stopped at the limit, as one that writes without end.
+        body = "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n    sys.stderr.write('y\\n')\n"
+        cwd, env = self.task("printer", body)
+        self.server.request("printer", cwd, env, {"disk": 4 << 20})
+        self.assertIn("pid", self.server.next_event())
+        self.assertEqual(self.server.next_event(), {"id": "printer", "exit": 70})
+        with open(os.path.join(cwd, ".dwop-result.json")) as f:
+            failure = json.load(f)
+        self.assertEqual(failure["type"], "disk_limit")
+        self.assertEqual(failure["message"], "wrote more than its disk limit of 4 MiB to stdout and stderr")
+        self.assertLessEqual(os.path.getsize(os.path.join(cwd, ".dwop-worker.log")), (4 << 20) + 4096)
+        self.assertEqual(self.output("printer"), None)  # not stored: the attempt failed
 
     def test_processes_are_limited(self):
         body = "import os\nn = 0\ntry:\n    while n < 100:\n        if os.fork() == 0:\n            import time; time.sleep(5); os._exit(0)\n        n += 1\nexcept OSError:\n    pass\nprint(n)\n"
