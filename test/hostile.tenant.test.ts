@@ -358,31 +358,21 @@ describe("a hostile tenant's task on the embedded default", () => {
     expect(seen.attack["another run's signed URLs"]).toMatch(/saw the control/); // the scan works
   });
 
-  it("ends an attempt that goes over its memory with oom_killed", () => {
-    const runs = seen.runs.hog_memory!;
+  it.each([
+    ["goes over its memory", "hog_memory", "oom_killed", /memory limit of 256 MiB/],
+    ["fills its disk", "hog_disk", "evicted", /limit of 64 MiB/],
+    // What it prints is bounded as its files are.
+    [
+      "prints without end",
+      "hog_stdout",
+      "evicted",
+      /^wrote more than its disk limit of 64 MiB to stdout and stderr$/,
+    ],
+  ])("ends an attempt that %s with its limit's reason", (_what, task, reason, error) => {
+    const runs = seen.runs[task]!;
     expect(runs.length).toBeGreaterThan(0);
     for (const run of runs)
-      expect([run.failureReason, run.error]).toEqual([
-        "oom_killed",
-        expect.stringMatching(/memory limit of 256 MiB/),
-      ]);
-  });
-
-  it("ends an attempt that fills its disk with evicted", () => {
-    const runs = seen.runs.hog_disk!;
-    expect(runs.length).toBeGreaterThan(0);
-    for (const run of runs)
-      expect([run.failureReason, run.error]).toEqual(["evicted", expect.stringMatching(/limit of 64 MiB/)]);
-  });
-
-  it("ends an attempt that prints without end with evicted: its output is bounded as its files are", () => {
-    const runs = seen.runs.hog_stdout!;
-    expect(runs.length).toBeGreaterThan(0);
-    for (const run of runs)
-      expect([run.failureReason, run.error]).toEqual([
-        "evicted",
-        "wrote more than its disk limit of 64 MiB to stdout and stderr",
-      ]);
+      expect([run.failureReason, run.error]).toEqual([reason, expect.stringMatching(error)]);
   });
 
   it("ends an attempt that uses up its CPU time (@cpu over its timeout) with timeout", () => {
