@@ -97,7 +97,8 @@ class BoundedEcho:
                         # Before this chunk, which the log (a later sink) has not been given yet either.
                         keep = min(ECHO_KEEP, self.log.size)
                         tail = os.pread(self.log.fd, keep, self.log.size - keep)
-                        os.ftruncate(self.fd, 0)  # opened to append: the tail goes at the start
+                        os.ftruncate(self.fd, 0)
+                        os.lseek(self.fd, 0, os.SEEK_SET)  # for a file not opened to append (a shell's >)
                         write_all(self.fd, tail)
             write_all(self.fd, data)
         except OSError:
