@@ -91,7 +91,10 @@ export async function runPass(o: PassOptions): Promise<PassReport> {
   // The stack's own home (storage, run folders) apart from the markers, which tasks are allowed to read
   // (DWOP_TASK_ALLOW: a folder that held the home would show runs its secrets, and is refused).
   const dwopHome = join(home, "dwop");
-  const markerDir = await mkdtemp(join(tmpdir(), `dwop-chaos-markers-${o.executor}-`));
+  // A pod sees the marker folder at its own path: under /tmp, which a task's uid can walk in any image
+  // (an image's /root is 0700: a TMPDIR there left the retry shape's pods without their marker).
+  const markerRoot = o.executor === "kubernetes" ? "/tmp" : tmpdir();
+  const markerDir = await mkdtemp(join(markerRoot, `dwop-chaos-markers-${o.executor}-`));
   await chmod(markerDir, 0o755); // tasks run as a uid of their own
   const logDir = join(home, "logs");
   const podRoot = join(home, "pods");
