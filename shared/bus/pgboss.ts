@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import PgBoss from "pg-boss";
 import postgres from "postgres";
-import { postgresTarget } from "../db/connect.ts";
+import { postgresTarget, preparesStatements } from "../db/connect.ts";
 import type { Bus, ConsumeOptions, Consumer, Delivery, OutgoingMessage } from "./bus.ts";
 import { describeError, stderrLogger, type BusLogger } from "./message.ts";
 import { PgBossConsumer } from "./pgboss-consumer.ts";
@@ -237,6 +237,7 @@ export class PgBossBus implements Bus {
       path: target.path,
       max: 4,
       onnotice: () => {},
+      prepare: preparesStatements(this.options.connectionString),
       // pg-boss passes undefined for unset parameters.
       transform: { undefined: null },
       connection: { application_name: "dwop-bus-consumer", synchronous_commit: "off" },

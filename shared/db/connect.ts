@@ -25,9 +25,22 @@ export function connectDb(url: string, options: ConnectOptions = {}): Db {
     // burst after quiet then pays one connect, a few milliseconds).
     idle_timeout: IDLE_TIMEOUT_SECONDS,
     connection: { application_name: options.applicationName ?? "dwop" },
-    // Supabase's pooler in transaction mode cannot keep prepared statements.
-    prepare: !/pooler\.supabase/.test(url),
+    prepare: preparesStatements(url),
   });
+}
+
+/**
+ * Whether a pool to `url` names its statements and prepares each once per connection (postgres.js's
+ * default). Not through Supabase's pooler, nor where the URL says `prepare=false` (postgres.js's own
+ * parameter, which its options would otherwise override): a pooler in transaction mode hands each
+ * transaction any of its server connections, where a statement prepared on another does not exist
+ * (PgBouncer before 1.21, and later ones without `max_prepared_statements`).
+ */
+export function preparesStatements(url: string): boolean {
+  if (/pooler\.supabase/.test(url)) return false;
+  const q = url.indexOf("?");
+  const prepare = q < 0 ? null : new URLSearchParams(url.slice(q + 1)).get("prepare");
+  return prepare !== "false" && prepare !== "disable";
 }
 
 /**

@@ -6,6 +6,7 @@ import type { Hono } from "hono";
 import { createApp } from "../../functions/app.ts";
 import type { ApiEnv, ApiSettings } from "../../functions/context.ts";
 import { signJwt } from "../../functions/jwt.ts";
+import type { Db } from "../../shared/db/connect.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { ResolveHost } from "../../shared/net/callback-target.ts";
 import { LocalStorage } from "../../shared/storage/local.ts";
@@ -47,6 +48,8 @@ export interface HarnessOptions {
   storage?: Storage | null;
   /** How callback hosts resolve at submit (default: no resolver, so no test waits on DNS). */
   resolveHost?: ResolveHost | null;
+  /** The app's pool, opened on the test database's URL (default: the harness's own); the test closes it. */
+  db?: (url: string) => Db;
 }
 
 /** The app in process against a fresh database and a temporary storage folder; no engine runs. */
@@ -64,7 +67,7 @@ export async function apiHarness(label: string, options: HarnessOptions = {}): P
     child: () => logger,
   };
   const app = createApp({
-    db: m.db,
+    db: options.db ? options.db(m.url) : m.db,
     storage: options.storage === undefined ? storage : options.storage,
     settings: {
       apiToken: API_TOKEN,
