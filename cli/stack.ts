@@ -21,6 +21,7 @@ import { localStorageRoutes } from "../shared/storage/local-routes.ts";
 import type { Storage } from "../shared/storage/storage.ts";
 import { supabaseStorageFromConfig } from "../shared/storage/supabase.ts";
 import { startHomeDatabase, type EmbeddedDatabase } from "./embedded-postgres.ts";
+import { CliError, EXIT } from "./exit.ts";
 import { prepareHome } from "../shared/folders.ts";
 import { boundHeapGrowth } from "./heap-growth.ts";
 
@@ -272,8 +273,23 @@ function listen(
     const server = serve({ fetch, hostname: host, port }, (info) =>
       resolvePromise({ server, port: info.port }),
     );
-    server.once("error", reject);
+    server.once("error", (err: NodeJS.ErrnoException) => reject(listenError(err, host, port)));
   });
+}
+
+/** Why the server cannot listen, said in one line (exit 2) when it is the address given, else as it is. */
+function listenError(err: NodeJS.ErrnoException, host: string, port: number): Error {
+  const why: Record<string, string> = {
+    EADDRINUSE: "something listens there already (another `dwop dev`?)",
+    EACCES: "not allowed (a port below 1024 needs root)",
+    EADDRNOTAVAIL: "no such address on this machine",
+  };
+  const reason = err.code ? why[err.code] : undefined;
+  if (!reason) return err;
+  return new CliError(
+    `cannot listen on ${host}:${port}: ${reason}; choose another with --port and --host, or DWOP_PORT and DWOP_HOST`,
+    EXIT.usage,
+  );
 }
 
 async function closeServer({ server }: HttpServer): Promise<void> {

@@ -282,7 +282,9 @@ describe("dwop against a server", () => {
     const set = await dwop(["pool", "set", "gpu", "3"]);
     expect([set.code, set.stdout]).toEqual([0, "gpu  0/3 slots busy, 0 waiting\n"]);
     const listed = await dwop(["pool", "list", "--json"]);
-    expect(JSON.parse(listed.stdout)).toMatchObject([{ name: "gpu", slots: 3, running: 0, waiting: 0 }]);
+    expect(JSON.parse(listed.stdout)).toMatchObject({
+      pools: [{ name: "gpu", slots: 3, running: 0, waiting: 0 }],
+    });
     const bad = await dwop(["pool", "set", "gpu", "many"]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("SLOTS must be a whole number from 0 to 10000");

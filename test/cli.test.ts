@@ -1,6 +1,7 @@
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { appendFile, readFile, writeFile } from "node:fs/promises";
+import { createServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -141,6 +142,39 @@ describe("dwop run", () => {
     const none = await dwop(["logs", id, "load"], local);
     expect(none.code).toBe(1);
     expect(none.stderr).toContain(`no log of task 'load' of workflow ${id} in ${home}, and cannot reach`);
+    // --follow has no server to wait for: the log the home holds, and exit 3 (the task's state is the
+    // database's to say), at once instead of five minutes of waiting.
+    const followed = await dwop(["logs", id, "parse", "--follow"], local);
+    expect(followed).toMatchObject({ code: 3, stdout: log.stdout });
+    expect(followed.stderr).toContain("── parse attempt 1 ──");
+    expect(followed.stderr).toContain(`no server answers (cannot reach`);
+    const json = await dwop(["logs", id, "parse", "--follow", "--json"], local);
+    expect(json.code).toBe(3);
+    expect(JSON.parse(json.stdout)).toEqual({
+      workflowId: id,
+      task: "parse",
+      attempt: 1,
+      offset: 0,
+      status: null,
+      log: log.stdout,
+    });
+  }, 120_000);
+
+  it("exits 2 for a pool that does not exist, in one line, storing nothing", async () => {
+    database = await createTestDatabase("cli_unknown_pool");
+    const file = await workflowFile('@pool("gpu")\nfun a():\n    print(1)\n');
+    const home = await testFolder("dwop-h-");
+    const r = await dwop(["run", file], { DATABASE_URL: database.url, DWOP_HOME: home });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("dwop: the workflow names pool gpu, which does not exist");
+    expect(r.stderr).toContain("`dwop pool set NAME SLOTS` makes one");
+    expect(r.stderr).not.toMatch(/^\s+at /m);
+    const db = postgres(database.url, { max: 1, onnotice: () => {} });
+    try {
+      expect(await db`select count(*)::int as n from dwop.workflows`).toEqual([{ n: 0 }]);
+    } finally {
+      await db.end();
+    }
   }, 120_000);
 
   it("says under its progress when dispatching has stalled, and since when", async () => {
@@ -259,7 +293,33 @@ describe("dwop run", () => {
     expect(r.stderr).toContain(`${file}:1:9: unknown upstream 'missing'`);
     expect((await dwop(["run", "does-not-exist.workflow"])).code).toBe(2);
     expect((await dwop(["run"])).code).toBe(2);
+    // An input no task reads, as the API refuses it.
+    const reads = await workflowFile("fun a(x:inputs.doc):\n    pass\n");
+    const unread = await dwop(["run", reads, "-i", `doc=${reads}`, "-i", `extra=${reads}`], {
+      DATABASE_URL: "postgres://nobody@127.0.0.1:1/none",
+    });
+    expect(unread).toMatchObject({ code: 2, stderr: "dwop: no task reads inputs.extra\n" });
   });
+});
+
+describe("dwop dev", () => {
+  it("exits 2 in one line when its port is taken, and stops what it started", async () => {
+    database = await createTestDatabase("cli_port_taken");
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      const home = await testFolder("dwop-h-");
+      const r = await dwop(["dev"], { DATABASE_URL: database.url, DWOP_HOME: home, DWOP_PORT: String(port) });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(
+        `dwop: cannot listen on 127.0.0.1:${port}: something listens there already (another \`dwop dev\`?)`,
+      );
+      expect(r.stderr).not.toMatch(/^\s+at /m);
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
+  }, 120_000);
 });
 
 describe("dwop validate", () => {
@@ -276,5 +336,19 @@ describe("dwop validate", () => {
     const bad = await dwop(["validate", file]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(new RegExp(`${file}:4:5: .*duplicate task 'a'`));
+    // --json answers on stdout whatever the error, an unreadable file too.
+    const missing = await dwop(["validate", "does-not-exist.workflow", "--json"]);
+    expect(missing.code).toBe(2);
+    expect(JSON.parse(missing.stdout)).toEqual({
+      valid: false,
+      errors: [
+        {
+          file: "does-not-exist.workflow",
+          line: null,
+          column: null,
+          message: "cannot read does-not-exist.workflow: ENOENT",
+        },
+      ],
+    });
   });
 });

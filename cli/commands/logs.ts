@@ -9,7 +9,7 @@ import { clientFromConfig, type DwopClient, type TaskDetail } from "../client.ts
 import type { Answer } from "../http.ts";
 import { CliError, EXIT } from "../exit.ts";
 import { Reconnecting } from "../follow.ts";
-import { homeLog } from "../local-home.ts";
+import { homeLog, homeLogAttempts } from "../local-home.ts";
 import { palette, colorsFor } from "../terminal.ts";
 import { positiveInt, taskName, workflowId } from "./args.ts";
 
@@ -40,7 +40,12 @@ export async function logsCommand(
   const wf = workflowId(id);
   const name = taskName(task);
   const attempt = positiveInt(opts.attempt, "--attempt");
-  if (opts.follow) return followLog(client, wf, name, attempt, opts.json ?? false);
+  if (opts.follow) {
+    const left = config.DWOP_URL
+      ? null
+      : await leftInHome(config, client, wf, name, attempt, opts.json ?? false);
+    return left ?? followLog(client, wf, name, attempt, opts.json ?? false);
+  }
   try {
     const t = await findTask(client, wf, name);
     const which = attempt ?? t.attempt;
@@ -71,6 +76,50 @@ export async function logsCommand(
     }
     return EXIT.ok;
   }
+}
+
+/**
+ * `--follow` without DWOP_URL, when no server answers and the home holds the task's logs (`dwop run`
+ * has ended): each attempt's log from `from` on, as far as it was stored, then exit 3, since whether
+ * the task succeeded needs a server (`dwop dev` on this home). Null when a server answers or the home
+ * holds none: --follow then follows it, or waits for one.
+ */
+async function leftInHome(
+  config: Config,
+  client: DwopClient,
+  wf: string,
+  name: string,
+  from: number | undefined,
+  json: boolean,
+): Promise<number | null> {
+  let unreachable: ApiRequestError;
+  try {
+    await client.task(wf, name);
+    return null;
+  } catch (err) {
+    if (!(err instanceof ApiRequestError && err.status === 0)) return null; // followLog says it
+    unreachable = err;
+  }
+  const attempts = (await homeLogAttempts(config, wf, name)).filter((a) => a >= (from ?? 1));
+  if (attempts.length === 0) return null;
+  const p = palette(colorsFor(process.stderr));
+  for (const attempt of attempts) {
+    const log = await homeLog(config, wf, name, attempt);
+    if (!log) continue;
+    const text = await new Response(log.body).text();
+    if (json) {
+      const line = { workflowId: wf, task: name, attempt, offset: 0, status: null, log: text };
+      process.stdout.write(`${JSON.stringify(line)}\n`);
+    } else {
+      process.stderr.write(p.dim(`── ${name} attempt ${attempt} ──\n`));
+      process.stdout.write(text);
+    }
+  }
+  process.stderr.write(
+    `no server answers (${unreachable.message}): this is the log \`dwop run\` left in ` +
+      `${resolve(config.DWOP_HOME)}; whether the task succeeded needs \`dwop dev\` on this home\n`,
+  );
+  return EXIT.server;
 }
 
 /** The task alone (not its whole workflow: `--follow` reads it about once a second). */

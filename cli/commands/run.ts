@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { Readable } from "node:stream";
 import type { Config } from "../../shared/config.ts";
-import type { WorkflowSummary } from "../../shared/db/store.ts";
+import { UnknownPoolError, type WorkflowSummary } from "../../shared/db/store.ts";
 import { OUTPUT_BUCKET, objectPaths } from "../../shared/model.ts";
 import {
   checkSubmission,
@@ -44,9 +44,11 @@ export async function runCommand(config: Config, file: string, opts: RunOptions)
   const source = await readSource(file);
   const requirements = opts.requirements ? await readSource(opts.requirements) : null;
   const inputs = await readInputs(opts.input ?? []);
-  // DSL errors, a file over the limits and an input read but not given exit 2 before anything starts;
-  // the submit takes the spec parsed here.
-  const spec = refusedAsUsage(() => checkSubmission(source, file, Object.keys(inputs), submitLimits(config)));
+  // DSL errors, a file over the limits, an input read but not given and one given but not read (as the
+  // API refuses it) exit 2 before anything starts; the submit takes the spec parsed here.
+  const spec = refusedAsUsage(() =>
+    checkSubmission(source, file, Object.keys(inputs), submitLimits(config), { refuseUnread: true }),
+  );
 
   const stderr = muteable(process.stderr);
   const err = (s: string) => stderr.write(`${s}\n`);
@@ -66,6 +68,15 @@ export async function runCommand(config: Config, file: string, opts: RunOptions)
       retryBackoffMs: config.DWOP_RETRY_BACKOFF_MS,
       maxInfraRetries: config.DWOP_MAX_INFRA_RETRIES,
       spec,
+    }).catch((e: unknown) => {
+      // The home's database is the first to know its pools: refused as the API's 422 is (nothing stored).
+      if (e instanceof UnknownPoolError) {
+        throw new CliError(
+          `${e.message}; \`dwop pool set NAME SLOTS\` makes one (docs/pools.md)`,
+          EXIT.usage,
+        );
+      }
+      throw e;
     });
   };
   refuseUnpatchedPostgres();

@@ -6,13 +6,21 @@ import { CliError, EXIT } from "../exit.ts";
 /**
  * `dwop validate FILE`: exit 0 and the DAG, or exit 2 and `FILE:LINE:COL: message` per error. With
  * --json (or --format json), one object on stdout either way, shaped as the API's `POST /validate`:
- * `{"valid": true, "tasks", "inputs"}` or `{"valid": false, "errors": [{"file", "line", "column", "message"}]}`.
+ * `{"valid": true, "tasks", "inputs"}` or `{"valid": false, "errors": [{"file", "line", "column", "message"}]}`
+ * (line and column null for a file that cannot be read, which stderr says as well).
  */
 export async function validateCommand(file: string, format: string): Promise<number> {
   if (!["text", "mermaid", "dot", "json"].includes(format)) {
     throw new CliError(`unknown format '${format}' (text, mermaid, dot or json)`, EXIT.usage);
   }
-  const source = await readSource(file);
+  const source = await readSource(file).catch((err: unknown) => {
+    // --json answers on stdout whatever happened: the file's error has no line or column.
+    if (format === "json" && err instanceof CliError) {
+      const errors = [{ file, line: null, column: null, message: err.message }];
+      process.stdout.write(`${JSON.stringify({ valid: false, errors })}\n`);
+    }
+    throw err;
+  });
   const result = tryParseWorkflow(source, file);
   if (!result.ok) {
     if (format !== "json") throw new DslErrors(result.errors);
