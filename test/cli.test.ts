@@ -41,6 +41,24 @@ afterEach(async (ctx) => {
   database = null;
 });
 
+/** `dwop run` of a workflow's source on a fresh test database (the test's `database`) and home. */
+async function runOnTestDatabase(label: string, source: string): Promise<{ r: Result; url: string }> {
+  database = await createTestDatabase(label);
+  const file = await workflowFile(source);
+  const home = await testFolder("dwop-h-");
+  return { r: await dwop(["run", file], { DATABASE_URL: database.url, DWOP_HOME: home }), url: database.url };
+}
+
+/** A query on a connection of its own to the test's database. */
+async function onDatabase<T>(url: string, query: (db: postgres.Sql) => Promise<T>): Promise<T> {
+  const db = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    return await query(db);
+  } finally {
+    await db.end();
+  }
+}
+
 async function workflowFile(text: string): Promise<string> {
   const dir = await testFolder("dwop-cli-");
   const file = join(dir, "test.workflow");
@@ -161,20 +179,14 @@ describe("dwop run", () => {
   }, 120_000);
 
   it("exits 2 for a pool that does not exist, in one line, storing nothing", async () => {
-    database = await createTestDatabase("cli_unknown_pool");
-    const file = await workflowFile('@pool("gpu")\nfun a():\n    print(1)\n');
-    const home = await testFolder("dwop-h-");
-    const r = await dwop(["run", file], { DATABASE_URL: database.url, DWOP_HOME: home });
+    const { r, url } = await runOnTestDatabase("cli_unknown_pool", '@pool("gpu")\nfun a():\n    print(1)\n');
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("dwop: the workflow names pool gpu, which does not exist");
     expect(r.stderr).toContain("`dwop pool set NAME SLOTS` makes one");
     expect(r.stderr).not.toMatch(/^\s+at /m);
-    const db = postgres(database.url, { max: 1, onnotice: () => {} });
-    try {
-      expect(await db`select count(*)::int as n from dwop.workflows`).toEqual([{ n: 0 }]);
-    } finally {
-      await db.end();
-    }
+    expect(await onDatabase(url, (db) => db`select count(*)::int as n from dwop.workflows`)).toEqual([
+      { n: 0 },
+    ]);
   }, 120_000);
 
   it("says under its progress when dispatching has stalled, and since when", async () => {
@@ -217,19 +229,14 @@ describe("dwop run", () => {
   }, 120_000);
 
   it("exits 2 for an input the workflow reads and was not given, before starting anything", async () => {
-    database = await createTestDatabase("cli_missing_input");
-    const file = await workflowFile("fun shout(doc:inputs.doc):\n    print(open('doc').read())\n");
-    const home = await testFolder("dwop-home-");
-    const r = await dwop(["run", file], { DATABASE_URL: database.url, DWOP_HOME: home });
+    const source = "fun shout(doc:inputs.doc):\n    print(open('doc').read())\n";
+    const { r, url } = await runOnTestDatabase("cli_missing_input", source);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("the workflow reads inputs that were not given: inputs.doc");
-    const db = postgres(database.url, { max: 1, onnotice: () => {} });
-    try {
-      // Not even migrated: the check comes before the database is touched.
-      expect(await db`select to_regclass('dwop.workflows') as t`).toEqual([{ t: null }]);
-    } finally {
-      await db.end();
-    }
+    // Not even migrated: the check comes before the database is touched.
+    expect(await onDatabase(url, (db) => db`select to_regclass('dwop.workflows') as t`)).toEqual([
+      { t: null },
+    ]);
   }, 120_000);
 
   it("exits 1 saying why when the embedded database cannot start while the fork server starts", async () => {
