@@ -240,6 +240,17 @@ describe("the DSL parser under fuzzing", () => {
 const repeatLines = (n: number, line: (i: number) => string) =>
   Array.from({ length: n }, (_, i) => line(i)).join("");
 
+/** `n` distinct three-character names (a letter or "_", then letters, digits or "_"). */
+function unknownShortNames(n: number): string[] {
+  const first = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_";
+  const rest = `${first}0123456789`;
+  return Array.from({ length: n }, (_, i) => {
+    const c = i % rest.length;
+    const b = Math.floor(i / rest.length) % rest.length;
+    return `${first[Math.floor(i / rest.length ** 2)]}${rest[b]}${rest[c]}`;
+  });
+}
+
 describe("the DSL parser on pathological inputs", () => {
   const cases: [string, () => string, "ok" | "errors"][] = [
     ["a 10,000-deep chain", () => `fun t0():\n    pass\n${repeatLines(9_999, (i) => `fun t${i + 1}(x:t${i}):\n    pass\n`)}`, "ok"],
@@ -256,6 +267,7 @@ describe("the DSL parser on pathological inputs", () => {
     ["100,000 duplicate parameters", () => `fun a():\n    pass\nfun b(${repeatLines(100_000, () => "p:a, ")}):\n    pass\n`, "errors"],
     ["100,000 unknown upstreams", () => `fun a():\n    pass\nfun b(${repeatLines(100_000, (i) => `p${i}:zz${i}, `)}):\n    pass\n`, "errors"],
     ["10,000 misspelt upstreams among 10,000 tasks", () => repeatLines(10_000, (i) => `fun task_${i}(x:tsak_${i}):\n    pass\n`), "errors"],
+    ["140,000 unknown upstreams of another length than 9,999 tasks (1 MiB)", () => `fun z(${unknownShortNames(140_000).map((n) => `p:${n}`).join(",")}):\n pass\n${repeatLines(9_999, (i) => `fun t${String(i).padStart(5, "0")}():\n pass\n`)}`, "errors"],
     ["100,000 decorators", () => `${"@retries(1)\n".repeat(100_000)}fun a():\n    pass\n`, "errors"],
     ["50,000 unknown decorators", () => `${"@retriez(1)\n".repeat(50_000)}fun a():\n    pass\n`, "errors"],
     ["1,000,000 spaces of indentation", () => `fun a():\n${" ".repeat(1_000_000)}pass\n`, "ok"],
