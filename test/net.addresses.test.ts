@@ -40,6 +40,7 @@ describe("callback address rules", () => {
     ["[::ffff:a9fe:a9fe]", "link-local (cloud metadata)"],
     ["::127.0.0.1", "loopback"],
     ["64:ff9b::10.0.0.1", "private"],
+    ["::ffff:0:7f00:1", "loopback"], // IPv4-translated (SIIT) 127.0.0.1
     ["2002:a00:1::1", "private"], // 6to4 of 10.0.0.1
     ["fe80::1%eth0", "link-local"],
     ["fd00:ec2::254", "private (unique local)"],
@@ -57,6 +58,7 @@ describe("callback address rules", () => {
     "100.128.0.1",
     "2606:4700:4700::1111",
     "::ffff:8.8.8.8",
+    "::ffff:0:808:808",
   ])("%s is a public address", (address) => {
     expect(forbiddenReason(ip(address))).toBeNull();
   });

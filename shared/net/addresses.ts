@@ -55,8 +55,11 @@ const FORBIDDEN_V6: [string, string][] = [
   ["fec0::/10", "site-local"],
   ["ff00::/8", "multicast"],
 ];
-/** IPv6 blocks that carry an IPv4 address in their low 32 bits, judged as that address. */
-const EMBEDS_V4 = ["::ffff:0:0/96", "::/96", "64:ff9b::/96"].map((c) => parseCidr(c)!);
+/**
+ * IPv6 blocks that carry an IPv4 address in their low 32 bits, judged as that address: IPv4-mapped,
+ * IPv4-compatible, IPv4-translated (SIIT) and NAT64's well-known prefix (its local-use one is forbidden).
+ */
+const EMBEDS_V4 = ["::ffff:0:0/96", "::/96", "::ffff:0:0:0/96", "64:ff9b::/96"].map((c) => parseCidr(c)!);
 const SIX_TO_FOUR = parseCidr("2002::/16")!;
 
 const blocks = (list: [string, string][]) => list.map(([c, why]) => ({ cidr: parseCidr(c)!, why }));
