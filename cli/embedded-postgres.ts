@@ -100,9 +100,10 @@ export async function startEmbeddedPostgres(
   log: (msg: string) => void,
 ): Promise<EmbeddedDatabase> {
   const root = resolve(home);
-  // The server runs as the `postgres` user when we are root: it must be able to enter every parent.
+  // The server runs as the `postgres` user when we are root: it must be able to enter the home (to reach
+  // its data folder, not to list it) and every parent (startServer).
   await prepareHome(root);
-  await chmod(root, 0o755);
+  if (process.getuid?.() === 0) await chmod(root, ((await stat(root)).mode & 0o7777) | 0o001);
   const password = await homePassword(root);
   const lockFile = join(root, LOCK_FILE);
   const lock = await takeLock(lockFile, LOCK_WAIT_MS);

@@ -22,7 +22,7 @@ import type { Storage } from "../shared/storage/storage.ts";
 import { supabaseStorageFromConfig } from "../shared/storage/supabase.ts";
 import { startHomeDatabase, type EmbeddedDatabase } from "./embedded-postgres.ts";
 import { CliError, EXIT } from "./exit.ts";
-import { prepareHome } from "../shared/folders.ts";
+import { makePrivateFolder, prepareHome } from "../shared/folders.ts";
 import { boundHeapGrowth } from "./heap-growth.ts";
 
 export interface StackOptions {
@@ -222,6 +222,8 @@ async function startServer(options: StackOptions, home: string, db: Db): Promise
   await retryWhileStarting("the migrations", () => migrate(db), logger);
   const store = new Store(db);
   const supabase = supabaseStorageFromConfig(config);
+  // Every owner's code, inputs, outputs and logs: the server's alone, however open the home is.
+  if (!supabase) await makePrivateFolder(join(home, "storage"));
   const local = supabase
     ? null
     : new LocalStorage({

@@ -1,6 +1,6 @@
 // Node-only: making folders, and DWOP_HOME, without Node 20's recursive mkdir.
 import { mkdirSync, statSync } from "node:fs";
-import { mkdir, mkdtemp, rmdir, stat } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, rmdir, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { ConfigError } from "./config.ts";
 
@@ -47,10 +47,21 @@ export async function makeFolders(path: string, mode = 0o777): Promise<void> {
 }
 
 /**
- * Makes DWOP_HOME (`home`, absolute) with its missing parents, and makes sure it is a folder DWOP can make
- * folders in (its database, storage and runs go there); throws a ConfigError saying which home and why not.
+ * Makes `path` with its missing parents, and makes it 0700 when it was there already: a folder of DWOP's
+ * own (the tasks' stored code, inputs, outputs and logs, their runs' folders) that no other user of the
+ * machine may enter, whatever the folder above lets them do.
  */
-export async function prepareHome(home: string, mode = 0o755): Promise<void> {
+export async function makePrivateFolder(path: string): Promise<void> {
+  await makeFolders(path, 0o700);
+  await chmod(path, 0o700);
+}
+
+/**
+ * Makes DWOP_HOME (`home`, absolute) with its missing parents (the home itself 0700: nobody else lists
+ * it), and makes sure it is a folder DWOP can make folders in (its database, storage and runs go there);
+ * throws a ConfigError saying which home and why not.
+ */
+export async function prepareHome(home: string, mode = 0o700): Promise<void> {
   try {
     await makeFolders(home, mode);
     if (!(await stat(home)).isDirectory()) throw new Error("not a folder");

@@ -1,7 +1,7 @@
-import { statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { makeFolders, makeFoldersSync, prepareHome } from "../shared/folders.ts";
+import { makeFolders, makeFoldersSync, makePrivateFolder, prepareHome } from "../shared/folders.ts";
 import { testFolder } from "./support/test-folder.ts";
 
 describe("makeFolders and makeFoldersSync", () => {
@@ -39,11 +39,25 @@ describe("prepareHome", () => {
     const root = await testFolder("dwop-folders-");
     await prepareHome(join(root, "home", "nested"));
     expect(statSync(join(root, "home", "nested")).isDirectory()).toBe(true);
+    expect(statSync(join(root, "home", "nested")).mode & 0o777).toBe(0o700); // nobody else lists it
     writeFileSync(join(root, "file"), "");
     for (const home of ["/proc/dwop-no-such-home", "/proc/self", join(root, "file")]) {
       await expect(prepareHome(home)).rejects.toThrow(
         `DWOP_HOME: ${home} is not a folder DWOP can keep its files in`,
       );
     }
+  });
+});
+
+describe("makePrivateFolder", () => {
+  it("makes a folder 0700, also one that was there open to all", async () => {
+    const root = await testFolder("dwop-folders-");
+    await makePrivateFolder(join(root, "made", "here"));
+    expect(statSync(join(root, "made", "here")).mode & 0o777).toBe(0o700);
+    const open = join(root, "open");
+    mkdirSync(open, { mode: 0o755 });
+    chmodSync(open, 0o755);
+    await makePrivateFolder(open);
+    expect(statSync(open).mode & 0o777).toBe(0o700);
   });
 });

@@ -10,6 +10,7 @@ import { signJwt } from "../functions/jwt.ts";
 import { resolvePython } from "../shared/executors/python.ts";
 import { startDevServer, type DevServer } from "./support/api-server.ts";
 import { memoryRootPath } from "../shared/executors/memory-root.ts";
+import { CODE_BUCKET, objectPaths } from "../shared/model.ts";
 
 /**
  * A tenant's task is hostile code. Two owners share one `dwop dev` on the embedded default (the embedded
@@ -34,8 +35,10 @@ const seen: {
   victimId: string;
   runs: Record<string, Run[]>;
   nobodyList: number | null;
+  nobodyRead: number | null;
 } = {
   nobodyList: null,
+  nobodyRead: null,
   attack: {},
   victimId: "",
   runs: {},
@@ -309,6 +312,9 @@ beforeAll(async () => {
   // Its folder is in memory (its code came inline, it downloads nothing), or on disk where there is none.
   const [folder] = [...(await runFolders(memoryRootPath(runs()))), ...(await runFolders(runs()))];
   seen.nobodyList = isRoot ? spawnSync("ls", [folder!], { uid: 65534, gid: 65534 }).status : null;
+  // Nor the stored code (and inputs, outputs, logs) of any owner.
+  const bundle = join(server.home, "storage", CODE_BUCKET, objectPaths.codeBundle(victim.id));
+  seen.nobodyRead = isRoot ? spawnSync("cat", [bundle], { uid: 65534, gid: 65534 }).status : null;
   const port = Number(new URL(server.url).port);
   const uid = process.getuid?.() ?? -1;
   const source = attack(server.home, port, victim.id, memoryRootPath(runs())).replaceAll(
@@ -386,9 +392,13 @@ describe("a hostile tenant's task on the embedded default", () => {
     expect(seen.runs.hog_processes!.map((r) => r.status)).toEqual(["succeeded"]);
   });
 
-  it.runIf(isRoot)("keeps other users of the machine out of a running task's folder", () => {
-    expect(seen.nobodyList).toBe(2); // ls: cannot access
-  });
+  it.runIf(isRoot)(
+    "keeps other users of the machine out of a running task's folder and the stored objects",
+    () => {
+      expect(seen.nobodyList).toBe(2); // ls: cannot access
+      expect(seen.nobodyRead).toBe(1); // cat: Permission denied
+    },
+  );
 
   it("leaves no run folder behind, on disk or in memory", async () => {
     const left = async () => [...(await runFolders(runs())), ...(await runFolders(memoryRootPath(runs())))];

@@ -9,7 +9,7 @@ import {
   openSync,
   readSync,
 } from "node:fs";
-import { chmod, readFile, rm } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { ConfigError, configSchema, type Config } from "../config.ts";
 import type { FailureReason, RunAssignment, WorkerFailure } from "../model.ts";
@@ -28,7 +28,7 @@ import { readLogTail } from "./log-tail.ts";
 import { ensureMemoryRoot, memoryRoot, ownMemoryRoots, rmdirQuietly } from "./memory-root.ts";
 import { resolvePython, WORKER_SCRIPT } from "./python.ts";
 import { removeRunFolder, runFolderName, sweepRunFolders } from "./run-folders.ts";
-import { makeFolders, makeFoldersSync } from "../folders.ts";
+import { makeFoldersSync, makePrivateFolder } from "../folders.ts";
 import { shownSecret } from "./shown-folders.ts";
 
 export interface LocalExecutorOptions {
@@ -197,12 +197,10 @@ export class LocalExecutor implements Executor {
   /** Makes the work root 0700, once (again after a failure). */
   private prepareWorkRoot(): Promise<void> {
     const root = this.options.workRoot;
-    this.workRootReady ??= makeFolders(root, 0o700)
-      .then(() => chmod(root, 0o700))
-      .catch((err: unknown) => {
-        this.workRootReady = null;
-        throw err;
-      });
+    this.workRootReady ??= makePrivateFolder(root).catch((err: unknown) => {
+      this.workRootReady = null;
+      throw err;
+    });
     return this.workRootReady;
   }
 
