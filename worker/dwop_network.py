@@ -29,6 +29,7 @@ import select
 import struct
 
 GATEWAY_DNS = "10.0.2.3"
+SLIRP_NETWORK = "10.0.2."  # slirp4netns's own /24: the run's address, its gateway, its DNS
 CLOSED_RANGES = (
     "0.0.0.0/8",
     "10.0.0.0/8",  # 10.0.2.0/24, slirp4netns's own network, is more specific and stays open
@@ -38,7 +39,10 @@ CLOSED_RANGES = (
     "172.16.0.0/12",
     "192.0.0.0/24",
     "192.168.0.0/16",
+    "192.0.2.0/24",
     "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
     "224.0.0.0/4",
     "240.0.0.0/4",
 )
@@ -61,17 +65,33 @@ def find_slirp():
 
 def host_addresses():
     """The IPv4 addresses of the machine's own interfaces (its LOCAL routes), outside 127/8."""
+    return sorted(cidr[:-3] for cidr in host_networks() if cidr.endswith("/32"))
+
+
+def host_networks():
+    """What a run is closed off from besides CLOSED_RANGES, as CIDRs: the machine's own IPv4 addresses (its
+    LOCAL routes, outside 127/8), and the networks its interfaces are on (their LINK routes: its neighbours
+    and its gateway), whatever range they are in."""
     found = set()
     try:
         with open("/proc/net/fib_trie", encoding="ascii") as f:
             lines = f.read().splitlines()
     except OSError:
         return []
-    for before, line in zip(lines, lines[1:]):
-        if line.strip() == "/32 host LOCAL" and "|--" in before:
-            address = before.split("|--")[1].strip()
-            if not address.startswith("127."):
-                found.add(address)
+    leaf = None  # the address of the entries below it ("|-- a.b.c.d", then "/bits scope type" lines)
+    for line in lines:
+        if "|--" in line:
+            leaf = line.split("|--")[1].strip()
+            continue
+        entry = line.split()
+        if "+--" in line or leaf is None or not entry or not entry[0].startswith("/") or leaf.startswith("127."):
+            leaf = None if "+--" in line else leaf
+            continue
+        bits, kind = int(entry[0][1:]), " ".join(entry[1:])
+        if leaf.startswith(SLIRP_NETWORK) and bits >= 24:
+            continue  # more specific than slirp4netns's own network, it would take the run's gateway
+        if (bits == 32 and kind == "host LOCAL") or (0 < bits < 32 and kind == "link UNICAST"):
+            found.add("%s/%d" % (leaf, bits))
     return sorted(found)
 
 
@@ -225,15 +245,16 @@ def receive_fd(sock):
     return None
 
 
-def close_private_routes(addresses):
+def close_private_routes(networks):
     """In the run's namespace (with the privilege to): prohibit routes to the closed ranges and to the
-    machine's own addresses, through one rtnetlink request per route, acknowledged."""
+    machine's own addresses and networks (host_networks), through one rtnetlink request per route,
+    acknowledged."""
     import _socket
     import struct
 
     sock = _socket.socket(AF_NETLINK, _socket.SOCK_RAW, NETLINK_ROUTE)
     try:
-        routes = list(CLOSED_RANGES) + ["%s/32" % address for address in addresses]
+        routes = list(CLOSED_RANGES) + list(networks)
         sock.sendall(b"".join(route_message(cidr, seq) for seq, cidr in enumerate(routes, 1)))
         acked = 0
         while acked < len(routes):

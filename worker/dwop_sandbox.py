@@ -302,7 +302,7 @@ class Run:
             add_user(libc, self.settings, ahead)
         loopback_up()
         if self.settings.internet:
-            dwop_network.close_private_routes(self.settings.addresses)
+            dwop_network.close_private_routes(self.settings.networks)
         self.wait_for_network()
         if self.trap_ends:  # this process and every one it starts; only the worker keeps the listener
             listener = self.settings.trap.install()
@@ -808,7 +808,7 @@ class Settings:
         # slirp4netns attached at a run's first socket (Run.answer); None: as a run is set up
         self.trap = dwop_network.SocketTrap.load(libc) if self.internet and libc is not None else None
         self.network_why = "slirp4netns is not installed" if network == "internet" and not self.internet else None
-        self.addresses = dwop_network.host_addresses() if self.internet else []
+        self.networks = dwop_network.host_networks() if self.internet else []
         self.sources = scan(self.visible())
         self.passwd = {name: read_etc(name) for name in ("passwd", "group")}
         self.unshowable = unshowable(python_folders(), self.allow)  # why runs cannot have a root, or None

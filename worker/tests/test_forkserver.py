@@ -5,6 +5,7 @@ Run with: python -m unittest discover -s worker/tests -v
 
 import errno
 import hashlib
+import ipaddress
 import json
 import os
 import queue
@@ -1212,7 +1213,9 @@ print(json.dumps({
     "gateway": connect("10.0.2.2", PORT),
     "private": connect("10.255.255.1", 80),
     "metadata": connect("169.254.169.254", 80),
+    "documentation": connect("203.0.113.1", 80),
     "machine": [connect(address, PORT) for address in ADDRESSES],
+    "neighbours": [connect(address, 80) for address in NEIGHBOURS],
     "routes": [line.split()[:3] for line in open("/proc/net/route").read().splitlines()[1:]],
 }))
 """
@@ -1256,7 +1259,14 @@ class InternetSandboxTest(unittest.TestCase):
         listener = socket.create_server(("0.0.0.0", 0))  # a service of the machine's, on every address
         self.addCleanup(listener.close)
         addresses = dwop_network.host_addresses()
+        # An address of each network the machine is on other than its own (its gateway, a neighbour).
+        neighbours = []
+        for network in dwop_network.host_networks():
+            net = ipaddress.ip_network(network)
+            if net.prefixlen < 31:
+                neighbours.append(next(str(a) for a in net.hosts() if str(a) not in addresses))
         body = NETWORK_LOOKER.replace("PORT", str(listener.getsockname()[1])).replace("ADDRESSES", repr(addresses))
+        body = body.replace("NEIGHBOURS", repr(neighbours))
         test = SandboxedForkServerTest("test_says_at_start_that_runs_are_sandboxed")
         test.tmp, test.store, test.server = tmp.name, store, server
         _, ended = test.run_task("net", body)
@@ -1266,7 +1276,9 @@ class InternetSandboxTest(unittest.TestCase):
         self.assertIn(["tap0", "00000000", "0202000A"], seen["routes"])  # default via 10.0.2.2
         self.assertNotEqual(seen["gateway"], "connected")
         self.assertEqual([seen["private"], seen["metadata"]], ["PermissionError", "PermissionError"])
+        self.assertEqual(seen["documentation"], "PermissionError")
         self.assertEqual(seen["machine"], ["PermissionError"] * len(addresses))
+        self.assertEqual(seen["neighbours"], ["PermissionError"] * len(neighbours), neighbours)
 
 
     def test_a_slirp4netns_that_fails_the_probe_leaves_runs_sandboxed_without_network(self):
