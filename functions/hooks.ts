@@ -111,6 +111,6 @@ export const hookDocs: RouteDoc[] = [
       },
     ],
     responses: { 202: { description: "the workflow was started", schema: HookAccepted } },
-    errors: [400, 401, 404, 409, 413, 429],
+    errors: [400, 401, 404, 409, 413, 422, 429],
   },
 ];

@@ -1,6 +1,7 @@
 import type { Hono } from "hono";
 import { PoolStore } from "../shared/db/pool-store.ts";
 import { POOL_NAME } from "../shared/dsl/decorators.ts";
+import type { WorkflowSpec } from "../shared/model.ts";
 import { readJson, uuidParam } from "./body.ts";
 import type { ApiDeps, ApiEnv, Caller } from "./context.ts";
 import { ApiError, notFound } from "./errors.ts";
@@ -96,3 +97,16 @@ export const poolDocs: RouteDoc[] = [
     errors: [400, 403, 404, 413, 415, 422],
   },
 ];
+
+/**
+ * Refuses (422 unknown_pool) a workflow kept to be started later, a schedule's or a trigger's, that names a
+ * pool that does not exist, as its submit would be refused: else every start would fail.
+ */
+export async function refuseUnknownPools(deps: ApiDeps, spec: WorkflowSpec): Promise<void> {
+  const pools = [...new Set(spec.tasks.flatMap((t) => (t.options.pool ? [t.options.pool] : [])))];
+  const [missing] = await deps.schedules.unknownPools(pools);
+  if (missing !== undefined) {
+    const message = `the workflow names pool ${missing}, which does not exist (an operator makes it with PUT /pools/${missing})`;
+    throw new ApiError(422, "unknown_pool", message, { path: "workflow", pool: missing });
+  }
+}

@@ -6,6 +6,7 @@ import { readJson } from "./body.ts";
 import type { ApiDeps, ApiEnv } from "./context.ts";
 import { ApiError, notFound } from "./errors.ts";
 import type { RouteDoc } from "./openapi.ts";
+import { refuseUnknownPools } from "./pools.ts";
 import { Schedule, ScheduleCreate, ScheduleList, ScheduleUpdate, TRIGGER_NAME } from "./schemas.ts";
 
 /** Runs listed with each schedule. */
@@ -128,12 +129,7 @@ async function checkSchedule(
       refuseUnread: true,
     },
   );
-  const pools = [...new Set(spec.tasks.flatMap((t) => (t.options.pool ? [t.options.pool] : [])))];
-  const [missing] = await deps.schedules.unknownPools(pools);
-  if (missing !== undefined) {
-    const message = `the workflow names pool ${missing}, which does not exist (an operator makes it with PUT /pools/${missing})`;
-    throw new ApiError(422, "unknown_pool", message, { path: "workflow", pool: missing });
-  }
+  await refuseUnknownPools(deps, spec);
   return next;
 }
 

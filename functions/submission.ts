@@ -62,9 +62,10 @@ async function fromForm(c: Context, limits: SubmitLimits): Promise<Submission> {
   const problems: { path: string; message: string }[] = [];
   const seen = new Set<string>();
   let file = "workflow.workflow";
-  let inputCount = 0;
+  // The form is read whole already: counted first, so that the refusal says how many there were.
+  const inputCount = [...form.keys()].filter((key) => key.startsWith(INPUT_FIELD)).length;
+  if (inputCount > limits.maxInputs) throw tooManyInputs(limits, inputCount);
   for (const [key, value] of form.entries()) {
-    if (key.startsWith(INPUT_FIELD) && ++inputCount > limits.maxInputs) throw tooManyInputs(limits);
     if (key === "workflow" && typeof value !== "string" && value.size > limits.maxWorkflowBytes) {
       const message = `the workflow file is larger than ${limits.maxWorkflowBytes} bytes`;
       throw new SubmissionRefused("workflow_too_large", message, { limit: limits.maxWorkflowBytes });
@@ -102,9 +103,10 @@ async function fromForm(c: Context, limits: SubmitLimits): Promise<Submission> {
   };
 }
 
-function tooManyInputs(limits: SubmitLimits): SubmissionRefused {
-  const message = `more than ${limits.maxInputs} inputs given; a workflow may have at most ${limits.maxInputs}`;
-  return new SubmissionRefused("too_many_inputs", message, { limit: limits.maxInputs });
+/** As checkSubmission refuses the JSON form's inputs. */
+function tooManyInputs(limits: SubmitLimits, inputs: number): SubmissionRefused {
+  const message = `${inputs} inputs given; a workflow may have at most ${limits.maxInputs}`;
+  return new SubmissionRefused("too_many_inputs", message, { limit: limits.maxInputs, inputs });
 }
 
 /**

@@ -6,6 +6,7 @@ import { readJson } from "./body.ts";
 import type { ApiDeps, ApiEnv } from "./context.ts";
 import { ApiError, notFound } from "./errors.ts";
 import type { RouteDoc } from "./openapi.ts";
+import { refuseUnknownPools } from "./pools.ts";
 import { Trigger, TRIGGER_NAME, TriggerCreate, TriggerList } from "./schemas.ts";
 
 /** The one input a webhook delivery gives its workflow: the request body. */
@@ -17,13 +18,13 @@ export function triggerRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
     const owner = c.get("caller").owner;
     const body = await readJson(c, TriggerCreate);
     checkWorkflowSize(body.workflow, deps.settings.submitLimits); // before the parse, which blocks
-    const extra = workflowInputs(parseWorkflow(body.workflow, `${body.name}.workflow`)).filter(
-      (n) => n !== PAYLOAD_INPUT,
-    );
+    const spec = parseWorkflow(body.workflow, `${body.name}.workflow`);
+    const extra = workflowInputs(spec).filter((n) => n !== PAYLOAD_INPUT);
     if (extra.length > 0) {
       const message = `a trigger's workflow can read only inputs.${PAYLOAD_INPUT}, not ${extra.map((n) => `inputs.${n}`).join(", ")}`;
       throw new ApiError(422, "invalid_request", message, { inputs: extra });
     }
+    await refuseUnknownPools(deps, spec);
     const requirements = body.requirements ?? null;
     const id = await deps.api.createTrigger({ ...body, owner, source: body.workflow, requirements });
     // Names are the caller's own: this says nothing of other owners' triggers (nor do secrets, which

@@ -100,7 +100,7 @@ describe("submission limits", () => {
       workflowForm(READS_DATA, { "inputs.data": "x", "inputs.b": "y", "inputs.c": "z" }),
     );
     expect(many.status).toBe(413);
-    expect((await errorOf(many)).code).toBe("too_many_inputs");
+    expect(await errorOf(many)).toMatchObject({ code: "too_many_inputs", details: { limit: 2, inputs: 3 } });
     await expectNothingStored();
   });
 

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ErrorResponse, HookAccepted, Trigger, TriggerList } from "../functions/schemas.ts";
 import { CODE_BUCKET, objectPaths } from "../shared/model.ts";
 import { signedHeaders, signPayload } from "../shared/signature.ts";
-import { apiHarness, workflowIds, type ApiHarness } from "./support/api.ts";
+import { API_TOKEN, apiHarness, workflowIds, type ApiHarness } from "./support/api.ts";
 
 const SECRET = "whsec-0123456789abcdef";
 const WORKFLOW = "fun echo(body:inputs.payload):\n    print(open('body').read())\n";
@@ -152,6 +152,29 @@ describe("triggers", () => {
     expect((await h.app.request("/triggers", { method: "POST", headers: alice, body: "x" })).status).toBe(
       415,
     );
+    // A pool that does not exist, as a schedule's is refused: else every delivery would be.
+    const pooled = await register("pooled", alice, `@pool("gpu")\n${WORKFLOW}`);
+    expect([pooled.status, await code(pooled)]).toEqual([422, "unknown_pool"]);
+    const list = TriggerList.parse(await (await h.app.request("/triggers", { headers: alice })).json());
+    expect(list.triggers).toEqual([]);
+  });
+
+  it("answers a delivery 422 unknown_pool once its pool is deleted, and starts it once it is back", async () => {
+    const operator = { authorization: `Bearer ${API_TOKEN}`, "content-type": "application/json" };
+    const pool = (method: string) =>
+      h.app.request("/pools/gpu", {
+        method,
+        headers: operator,
+        body: method === "PUT" ? '{"slots":1}' : null,
+      });
+    expect((await pool("PUT")).status).toBe(200);
+    const res = await register("pooled", alice, `@pool("gpu")\n${WORKFLOW}`);
+    const { id } = Trigger.parse(await res.json());
+    expect((await pool("DELETE")).status).toBe(204);
+    const refused = await deliver("{}", await signed("{}", "d-1", id), id);
+    expect([refused.status, await code(refused)]).toEqual([422, "unknown_pool"]);
+    expect((await pool("PUT")).status).toBe(200);
+    expect((await deliver("{}", await signed("{}", "d-1", id), id)).status).toBe(202);
   });
 
   it("refuses a workflow over the submission limits (bytes, tasks) with 413 before parsing it", async () => {
