@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { appendFile, readFile, writeFile } from "node:fs/promises";
 import { createServer, type AddressInfo } from "node:net";
@@ -330,6 +330,25 @@ describe("dwop dev", () => {
 });
 
 describe("dwop validate", () => {
+  it("writes all of a big answer into a pipe before it exits, and ends quietly when the reader goes", async () => {
+    const file = await workflowFile(
+      Array.from({ length: 10_001 }, (_, i) => `fun t${i}():\n    pass\n`).join(""),
+    );
+    // execFile reads stdout through a pipe: its 64 KiB were all an exit left of 1.5 MB.
+    const all = await dwop(["validate", "--json", file]);
+    expect(all.code).toBe(0);
+    expect((JSON.parse(all.stdout) as { tasks: unknown[] }).tasks).toHaveLength(10_001);
+    // `| head -c 100`: the reader closes after its first chunk.
+    const child = spawn(process.execPath, [join(ROOT, "bin/dwop.js"), "validate", "--json", file], {
+      cwd: ROOT,
+    });
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    child.stdout.once("data", () => child.stdout.destroy());
+    const code = await new Promise((resolve) => child.once("close", resolve));
+    expect([code, stderr]).toEqual([0, ""]);
+  }, 60_000);
+
   it("prints the DAG and exits 0, or prints FILE:LINE:COL errors and exits 2", async () => {
     const ok = await dwop(["validate", "examples/etl.workflow"]);
     expect(ok).toMatchObject({
