@@ -18,12 +18,15 @@ const SUFFIX: Record<string, number> = {
 const MEMORY = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/;
 const CPU = /^(\d+(?:\.\d+)?)(m)?$/;
 
-/** Bytes of a memory quantity ("256Mi", "1.5Gi", "1G", "1048576"), rounded up; null when it is not one. */
+/**
+ * Bytes of a memory quantity ("256Mi", "1.5Gi", "1G", "1048576"), rounded up; null when it is not one. A
+ * quantity past 2^53 bytes (8 PiB: "8E", more than any machine has) is that much, not an invalid one.
+ */
 export function parseMemory(text: string): number | null {
   const match = MEMORY.exec(text.trim());
   if (!match) return null;
   const bytes = Math.ceil(Number(match[1]) * SUFFIX[match[2] ?? ""]!);
-  return Number.isSafeInteger(bytes) && bytes > 0 ? bytes : null;
+  return Number.isFinite(bytes) && bytes > 0 ? Math.min(bytes, Number.MAX_SAFE_INTEGER) : null;
 }
 
 /** Cores of a CPU quantity ("500m", "2", "0.5"); null when it is not one. */
