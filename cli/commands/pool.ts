@@ -42,8 +42,8 @@ export async function poolSetCommand(
 export async function poolListCommand(config: Config, opts: { json?: boolean }): Promise<number> {
   const res = await clientFromConfig(config).request("GET", "/pools");
   const { pools } = (await res.json()) as { pools: PoolRow[] };
-  if (opts.json)
-    process.stdout.write(`${JSON.stringify({ pools })}\n`); // as GET /pools
+  // --json: as GET /pools answers.
+  if (opts.json) process.stdout.write(`${JSON.stringify({ pools })}\n`);
   else process.stdout.write(pools.length ? `${pools.map(line).join("\n")}\n` : "no pools\n");
   return EXIT.ok;
 }
