@@ -95,6 +95,16 @@ describe("the Schedules page", () => {
     await row.getByRole("button", { name: "Resume" }).click();
     await expect.poll(() => row.locator(".next-fire").textContent()).toContain(expected);
 
+    // At phone width each schedule is a card: nothing runs off the side, the button is in view.
+    await page.setViewportSize({ width: 390, height: 844 });
+    expect(
+      await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth),
+    ).toBeLessThanOrEqual(0);
+    const button = await row.getByRole("button", { name: "Pause" }).boundingBox();
+    expect(button!.x + button!.width).toBeLessThanOrEqual(390);
+    await browser.screenshot("schedules-phone");
+    await page.setViewportSize({ width: 1280, height: 800 });
+
     await run.click();
     await page.waitForURL(/#\/workflows\/[0-9a-f-]{36}/);
     await expect.poll(() => page.locator("h1").textContent()).toBe("new-year");
