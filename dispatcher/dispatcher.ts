@@ -112,6 +112,10 @@ export class Dispatcher {
   private adjustingFlow = false;
   private pausedUntil = 0;
   private heartbeat: ReturnType<typeof setInterval> | null = null;
+  /** When the last heartbeat the database recorded was sent (performance.now()): see mayStore. */
+  private beatSentAt = performance.now();
+  /** Runs held while this dispatcher was silent long enough to be declared dead: see mayStore. */
+  private readonly suspect = new Set<string>();
   private unlisten: (() => Promise<void>) | null = null;
   private stopping = false;
 
@@ -156,6 +160,8 @@ export class Dispatcher {
     // The listener's own connection opens beside the rest (40 ms of a `dwop run`'s start here).
     const listening = this.store.db.listen("dwop_cancel", () => void this.stopCancelledRuns());
     try {
+      // The registration's heartbeat went out before this (at most the process's start before).
+      this.beatSentAt = performance.now();
       await this.register();
     } catch (err) {
       await listening.then((l) => l.unlisten()).catch(() => {});
@@ -218,7 +224,10 @@ export class Dispatcher {
 
   private async beat(): Promise<void> {
     try {
+      const sent = performance.now();
+      this.noteSilence(sent);
       await this.store.heartbeat(this.options.id, this.executor.kind);
+      this.beatSentAt = sent;
       await this.store.reapLostRuns(this.options.lostAfterSeconds, null);
       if (this.executor.runsIn === "process") {
         const held = [...new Set([...this.held, ...this.executor.active()])];
@@ -259,7 +268,7 @@ export class Dispatcher {
           launched = true;
         });
       } finally {
-        if (!launched) this.held.delete(result.assignment.runId);
+        if (!launched) this.forget(result.assignment.runId);
       }
     } finally {
       if (holding) this.slots.release();
@@ -377,7 +386,7 @@ export class Dispatcher {
       // The run stays active in the database; the heartbeat's reaper or a restart retries it as lost.
       this.log.error({ err, runId: run.runId }, "could not record the end of a run");
     } finally {
-      this.held.delete(run.runId);
+      this.forget(run.runId);
       if (next) {
         this.track(this.launchHere(next));
       } else {
@@ -405,7 +414,7 @@ export class Dispatcher {
       this.log.error({ err, runId: run.runId }, "could not record a run's dispatch");
     } finally {
       if (!launched) {
-        this.held.delete(run.runId);
+        this.forget(run.runId);
         this.slots.release();
         void this.adjustFlow();
       }
@@ -435,6 +444,14 @@ export class Dispatcher {
    */
   private async storeResult(run: RunAssignment, outcome: RunOutcome): Promise<RunOutcome> {
     if (outcome.kind !== "succeeded" || !outcome.result) return outcome;
+    if (!(await this.mayStore(run))) {
+      // Its success is refused too (the record's compare-and-set): the attempt that replaced it stands.
+      this.log.warn(
+        { runId: run.runId, task: run.taskName, attempt: run.attempt },
+        "a run ended after this dispatcher was silent long enough to be declared dead, and its run retried: its output is dropped",
+      );
+      return { kind: "succeeded" };
+    }
     const { output, log } = outcome.result;
     const wf = run.workflowId;
     const [stored, logged] = await Promise.allSettled([
@@ -447,6 +464,46 @@ export class Dispatcher {
     if (stored.status === "fulfilled") return { kind: "succeeded" };
     const message = `storing the output: ${(stored.reason as Error).message ?? String(stored.reason)}`;
     return { kind: "failed", reason: "lost", message, exitCode: null, logTail: "", nonRetryable: false };
+  }
+
+  /**
+   * Whether this dispatcher may still store a run's result at its task's fixed paths. A dispatcher silent
+   * for DWOP_LOST_AFTER_SECONDS (paused, cut off from the database) is dead to the others, which retry its
+   * runs; the attempt that then succeeds stores its output there, and this one's, ending later, must not
+   * overwrite it. A run held through no such silence cannot have been retried: no query on its path (the
+   * silence counts from the last heartbeat the database recorded, less one heartbeat's interval). One held
+   * through one asks its own row, whether the silence is over or not.
+   */
+  private async mayStore(run: RunAssignment): Promise<boolean> {
+    this.noteSilence(performance.now());
+    if (!this.suspect.has(run.runId)) return true;
+    // The database away all that time (no heartbeat got through): asked again until it answers, as the
+    // record is, rather than leave a run that may have succeeded to be retried as lost.
+    return retryTransient(async () => (await this.store.inactiveRuns([run.runId])).length === 0, {
+      retryIf: (err) => !isPermanent(err),
+      giveUp: () => this.stopping,
+      onRetry: (err, attempt) =>
+        this.log.warn(
+          { err, runId: run.runId, attempt },
+          "asking whether a run is still this one's; retrying",
+        ),
+    });
+  }
+
+  /** A run this dispatcher no longer holds. */
+  private forget(runId: string): void {
+    this.held.delete(runId);
+    this.suspect.delete(runId);
+  }
+
+  /**
+   * At `now`: when the last recorded heartbeat is old enough for this dispatcher to be thought dead, every
+   * run it holds becomes suspect (mayStore).
+   */
+  private noteSilence(now: number): void {
+    const silent = (this.options.lostAfterSeconds - this.options.heartbeatSeconds) * 1000;
+    if (now - this.beatSentAt < silent) return;
+    for (const id of [...this.held, ...this.executor.active()]) this.suspect.add(id);
   }
 
   /** Records a run's end; returns the run its success started here, if any. */
@@ -477,7 +534,7 @@ export class Dispatcher {
       for (const runId of inactive) {
         // A killed run reports no outcome, so its slot is freed here.
         if (await this.executor.kill(runId)) {
-          this.held.delete(runId);
+          this.forget(runId);
           this.slots.release();
         }
       }

@@ -222,6 +222,34 @@ describe("crashes", () => {
     expect((await engine.waitFor(id)).status).toBe("succeeded");
   });
 
+  it("keeps the output of the attempt that replaced a run declared lost, when that run ends after it", async () => {
+    // A dispatcher paused or cut off for DWOP_LOST_AFTER_SECONDS is dead to the others, which retry its
+    // runs; its worker goes on. Here the reaper's verdict comes from the test, and no heartbeat of the
+    // dispatcher's (an hour apart) stops the worker before it ends: it ends after the retry succeeded.
+    engine = await startEngine("run_declared_lost", { bus: "rabbit", heartbeatSeconds: 3600 });
+    const id = await engine.submit(
+      "fun t():\n    import os, time\n    attempt = os.environ['DWOP_ATTEMPT']\n" +
+        "    time.sleep(3 if attempt == '1' else 0)\n    print('attempt', attempt)\n",
+    );
+    await until(
+      async () => (await engine!.m.store.workflowSummary(id))?.tasks[0]?.status === "running",
+      60_000,
+    );
+    await engine.m.db`select dwop.reap_lost_runs(0)`;
+    expect((await engine.waitFor(id)).status).toBe("succeeded");
+    expect(await engine.output(id, "t")).toBe("attempt 2\n");
+    // Attempt 1's worker ends (3 s) and its dispatcher reads its result: it must not replace attempt 2's.
+    await until(
+      async () =>
+        (await engine!.m.db`select 1 from dwop.runs where attempt = 1 and finished_at is not null`).length ===
+        1,
+      10_000,
+    );
+    await new Promise((r) => setTimeout(r, 4000));
+    expect(await engine.output(id, "t")).toBe("attempt 2\n");
+    expect(await runCounts(engine, id)).toEqual([{ name: "t", runs: 2, succeeded: 1, lost: 1 }]);
+  });
+
   it("records a task still running when the grace period ends as lost, and another dispatcher reruns it", async () => {
     engine = await startEngine("sigterm_grace_over", { bus: "rabbit", dispatchers: 0 });
     const home = await testFolder("dwop-disp-");

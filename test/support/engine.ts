@@ -56,6 +56,8 @@ export interface EngineOptions {
   ownerMaxRunning?: number;
   /** What the dispatchers store runs' outputs and logs in, around the engine's storage (a failing disk). */
   wrapStorage?: (storage: LocalStorage) => Storage;
+  /** The dispatchers' heartbeat (1 s when not given): a long one leaves a run's fate to the test. */
+  heartbeatSeconds?: number;
 }
 
 export interface Engine {
@@ -119,7 +121,7 @@ export async function startEngine(label: string, options: EngineOptions): Promis
     const d = new Dispatcher(m.store, options.wrapPublisher?.(bus) ?? bus, executor, stores, {
       id: `d${i}-${queue}`,
       concurrency: options.concurrency ?? 4,
-      heartbeatSeconds: 1,
+      heartbeatSeconds: options.heartbeatSeconds ?? 1,
       lostAfterSeconds: 10,
       shutdownGraceSeconds: 5,
       signedUrlTtlSeconds: 300,
