@@ -111,13 +111,17 @@ export class DwopClient {
     return body.stall ?? null;
   }
 
-  submit(form: FormData): Promise<WorkflowDetail> {
-    return this.json("POST", "/workflows", { body: form });
+  /** Submits; with `key`, as `Idempotency-Key`: the same key and body again get the same workflow. */
+  submit(form: FormData, key?: string): Promise<WorkflowDetail> {
+    return this.json("POST", "/workflows", { body: form, headers: idempotency(key) });
   }
 
   /** Submits and gets the new workflow's id alone (`Prefer: return=minimal`): no read back of its tasks. */
-  submitForId(form: FormData): Promise<{ id: string }> {
-    return this.json("POST", "/workflows", { body: form, headers: { prefer: "return=minimal" } });
+  submitForId(form: FormData, key?: string): Promise<{ id: string }> {
+    return this.json("POST", "/workflows", {
+      body: form,
+      headers: { prefer: "return=minimal", ...idempotency(key) },
+    });
   }
 
   workflow(id: string): Promise<WorkflowDetail> {
@@ -220,4 +224,8 @@ function homeToken(home: string): string | null {
   } catch {
     return null;
   }
+}
+
+function idempotency(key: string | undefined): Record<string, string> {
+  return key ? { "idempotency-key": key } : {};
 }

@@ -8,6 +8,7 @@ import { WorkflowDetail, WorkflowList } from "../functions/schemas.ts";
 import { startDevServer, type DevServer } from "./support/api-server.ts";
 import { dwopClient, type CliResult } from "./support/cli-client.ts";
 import { spawnDwop } from "./support/dev-process.ts";
+import { TcpProxy } from "./support/tcp-proxy.ts";
 import { until } from "./support/until.ts";
 
 // The client commands against `dwop dev` run as its own process, as a script would use them.
@@ -292,4 +293,35 @@ describe("dwop against a server", () => {
     expect(await dwop(["pool", "rm", "gpu"])).toMatchObject({ code: 0, stdout: "pool gpu deleted\n" });
     expect((await dwop(["pool", "list"])).stdout).toBe("no pools\n");
   }, 60_000);
+  it("submit --wait sends again a submit whose answer was lost, and the server makes one workflow of it", async () => {
+    const name = `lost-answer-${Date.now()}`;
+    const source = await file(`${name}.workflow`, 'fun a():\n    print("made once")\n');
+    // A proxy that passes the first submit on but drops its answer, as a server restarting or a proxy
+    // timing out after the workflow was made would.
+    let dropped = false;
+    const proxy = new TcpProxy("127.0.0.1", Number(new URL(server.url).port), (chunk, client, upstream) => {
+      if (dropped || !chunk.includes("POST /workflows")) return false;
+      dropped = true;
+      upstream.unpipe(client);
+      upstream.write(chunk);
+      setTimeout(() => client.destroy(), 1000);
+      return true;
+    });
+    await proxy.start();
+    try {
+      const r = await dwop(["submit", source, "--wait", "--json"], {
+        DWOP_URL: `http://127.0.0.1:${proxy.port}`,
+      });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(/lost http:\/\/127\.0\.0\.1:\d+ \(.*\); waiting for it to come back/);
+      expect(WorkflowDetail.parse(json(r)).status).toBe("succeeded");
+    } finally {
+      await proxy.cut();
+    }
+    expect(dropped).toBe(true);
+    const made = WorkflowList.parse(json(await dwop(["list", "--all", "--json"]))).workflows.filter(
+      (w) => w.name === name,
+    );
+    expect(made).toHaveLength(1);
+  }, 120_000);
 });

@@ -1,9 +1,10 @@
+import { randomUUID } from "node:crypto";
 import { basename } from "node:path";
 import type { Config } from "../../shared/config.ts";
 import { parseWorkflow, workflowInputs } from "../../shared/dsl/index.ts";
 import { clientFromConfig, type WorkflowDetail } from "../client.ts";
 import { CliError, EXIT } from "../exit.ts";
-import { followRemote, progressTasks } from "../follow.ts";
+import { followRemote, progressTasks, Reconnecting } from "../follow.ts";
 import { Progress } from "../progress.ts";
 import { colorsFor, liveFor } from "../terminal.ts";
 import { readInputs } from "./run.ts";
@@ -42,10 +43,15 @@ export async function submitCommand(config: Config, file: string, opts: SubmitOp
     form.set(`inputs.${name}`, new File([new Uint8Array(bytes)], name));
 
   const client = clientFromConfig(config);
+  const say = (s: string) => process.stderr.write(`${s}\n`);
   // Only --json without --wait prints the submitted workflow; otherwise its id is all that is needed.
   const printsWorkflow = opts.json && !opts.wait;
-  const submitted = printsWorkflow ? await client.submit(form) : await client.submitForId(form);
-  const say = (s: string) => process.stderr.write(`${s}\n`);
+  // One key for every try: a try whose answer was lost (the server restarted, a proxy dropped it) is
+  // answered by the server with the workflow it made, not made twice. --wait rides out an outage in the
+  // submit too, as in what follows; without it, the first failure is said (exit 3).
+  const key = randomUUID();
+  const send = () => (printsWorkflow ? client.submit(form, key) : client.submitForId(form, key));
+  const submitted = opts.wait ? await new Reconnecting(client, say).call(send) : await send();
   say(
     `workflow ${submitted.id} (${spec.tasks.length} tasks): ${client.baseUrl.replace(/\/+$/, "")}/ui/#/workflows/${submitted.id}`,
   );
