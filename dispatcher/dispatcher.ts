@@ -230,7 +230,7 @@ export class Dispatcher {
       this.beatSentAt = sent;
       await this.store.reapLostRuns(this.options.lostAfterSeconds, null);
       if (this.executor.runsIn === "process") {
-        const held = [...new Set([...this.held, ...this.executor.active()])];
+        const held = this.heldRuns();
         const orphans = await this.store.reapOrphanedRuns(
           this.options.id,
           held,
@@ -376,11 +376,8 @@ export class Dispatcher {
       // A deadlock, a dropped connection or a database refusing connections must not leave the run
       // active forever: retry until recorded (the SQL is a compare-and-set, so a retry is harmless; a run
       // the lost answer had started here is this dispatcher's orphan, which its heartbeat retries).
-      await retryTransient(async () => void (next = await this.record(run, outcome)), {
-        retryIf: (err) => !isPermanent(err),
-        giveUp: () => this.stopping,
-        onRetry: (err, attempt) =>
-          this.log.warn({ err, runId: run.runId, attempt }, "recording a run's end; retrying"),
+      await this.untilAnswered(run, "recording a run's end", async () => {
+        next = await this.record(run, outcome);
       });
     } catch (err) {
       // The run stays active in the database; the heartbeat's reaper or a restart retries it as lost.
@@ -479,15 +476,28 @@ export class Dispatcher {
     if (!this.suspect.has(run.runId)) return true;
     // The database away all that time (no heartbeat got through): asked again until it answers, as the
     // record is, rather than leave a run that may have succeeded to be retried as lost.
-    return retryTransient(async () => (await this.store.inactiveRuns([run.runId])).length === 0, {
+    return this.untilAnswered(
+      run,
+      "asking whether a run is still this one's",
+      async () => (await this.store.inactiveRuns([run.runId])).length === 0,
+    );
+  }
+
+  /**
+   * A statement about a run that ended here, again after a transient error (a deadlock, a dropped
+   * connection, a database refusing connections) until it is answered or this dispatcher stops.
+   */
+  private untilAnswered<T>(run: RunAssignment, what: string, step: () => Promise<T>): Promise<T> {
+    return retryTransient(step, {
       retryIf: (err) => !isPermanent(err),
       giveUp: () => this.stopping,
-      onRetry: (err, attempt) =>
-        this.log.warn(
-          { err, runId: run.runId, attempt },
-          "asking whether a run is still this one's; retrying",
-        ),
+      onRetry: (err, attempt) => this.log.warn({ err, runId: run.runId, attempt }, `${what}; retrying`),
     });
+  }
+
+  /** The runs this dispatcher holds: its deliveries in hand and its executor's active runs. */
+  private heldRuns(): string[] {
+    return [...new Set([...this.held, ...this.executor.active()])];
   }
 
   /** A run this dispatcher no longer holds. */
@@ -503,7 +513,7 @@ export class Dispatcher {
   private noteSilence(now: number): void {
     const silent = (this.options.lostAfterSeconds - this.options.heartbeatSeconds) * 1000;
     if (now - this.beatSentAt < silent) return;
-    for (const id of [...this.held, ...this.executor.active()]) this.suspect.add(id);
+    for (const id of this.heldRuns()) this.suspect.add(id);
   }
 
   /** Records a run's end; returns the run its success started here, if any. */

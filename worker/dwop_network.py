@@ -80,12 +80,14 @@ def host_networks():
         return []
     leaf = None  # the address of the entries below it ("|-- a.b.c.d", then "/bits scope type" lines)
     for line in lines:
+        if "+--" in line:  # a node of the trie, not an address
+            leaf = None
+            continue
         if "|--" in line:
             leaf = line.split("|--")[1].strip()
             continue
         entry = line.split()
-        if "+--" in line or leaf is None or not entry or not entry[0].startswith("/") or leaf.startswith("127."):
-            leaf = None if "+--" in line else leaf
+        if leaf is None or leaf.startswith("127.") or not entry or not entry[0].startswith("/"):
             continue
         bits, kind = int(entry[0][1:]), " ".join(entry[1:])
         if leaf.startswith(SLIRP_NETWORK) and bits >= 24:
