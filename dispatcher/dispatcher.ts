@@ -435,32 +435,41 @@ export class Dispatcher {
   }
 
   /**
-   * Stores the output and log a local run left to the dispatcher (RunOutcome's `result`) where its worker
-   * would have uploaded them, before its success is recorded. A storage that fails them fails the attempt
-   * as a failed upload does, an infrastructure loss; a log that cannot be stored does not fail the run.
+   * Puts a successful run's output at its task's path, before its success is recorded: the output and
+   * log a local run left to the dispatcher (RunOutcome's `result`) are stored there, the output a worker
+   * uploaded itself (to its attempt's own object, objectPaths.attemptOutput) is moved there. A storage
+   * that fails them fails the attempt as a failed upload does, an infrastructure loss; a log that cannot
+   * be stored does not fail the run.
    */
   private async storeResult(run: RunAssignment, outcome: RunOutcome): Promise<RunOutcome> {
-    if (outcome.kind !== "succeeded" || !outcome.result) return outcome;
+    if (outcome.kind !== "succeeded" || !(outcome.result || outcome.uploaded)) return outcome;
     if (!(await this.mayStore(run))) {
       // Its success is refused too (the record's compare-and-set): the attempt that replaced it stands.
       this.log.warn(
         { runId: run.runId, task: run.taskName, attempt: run.attempt },
-        "a run ended after this dispatcher was silent long enough to be declared dead, and its run retried: its output is dropped",
+        "a run ended after this dispatcher was silent long enough to be declared dead, and its run retried: its output is not stored",
       );
       return { kind: "succeeded" };
     }
-    const { output, log } = outcome.result;
     const wf = run.workflowId;
+    const path = objectPaths.output(wf, run.taskName);
+    if (!outcome.result) {
+      // Uploaded by the worker (the guard above): to its attempt's own object.
+      const uploaded = objectPaths.attemptOutput(wf, run.taskName, run.attempt);
+      return this.storage.move(OUTPUT_BUCKET, uploaded, path).then(
+        () => ({ kind: "succeeded" }),
+        (err: unknown) => storingFailed(err),
+      );
+    }
+    const { output, log } = outcome.result;
     const [stored, logged] = await Promise.allSettled([
-      this.storage.put(OUTPUT_BUCKET, objectPaths.output(wf, run.taskName), output),
+      this.storage.put(OUTPUT_BUCKET, path, output),
       this.storage.put(OUTPUT_BUCKET, objectPaths.log(wf, run.taskName, run.attempt), log),
     ]);
     if (logged.status === "rejected") {
       this.log.warn({ err: logged.reason, runId: run.runId }, "could not store a run's log");
     }
-    if (stored.status === "fulfilled") return { kind: "succeeded" };
-    const message = `storing the output: ${(stored.reason as Error).message ?? String(stored.reason)}`;
-    return { kind: "failed", reason: "lost", message, exitCode: null, logTail: "", nonRetryable: false };
+    return stored.status === "fulfilled" ? { kind: "succeeded" } : storingFailed(stored.reason);
   }
 
   /**
@@ -605,4 +614,10 @@ function retryDeadlock<T>(fn: () => Promise<T>): Promise<T> {
     retryIf: (err) => /^(40P01|40001)$/.test(String((err as { code?: unknown } | null)?.code)),
     giveUp: () => ++tries >= BATCH_TRIES,
   });
+}
+
+/** A successful run whose output could not be put in place: lost, retried as an infrastructure failure. */
+function storingFailed(err: unknown): RunOutcome {
+  const message = `storing the output: ${(err as Error)?.message ?? String(err)}`;
+  return { kind: "failed", reason: "lost", message, exitCode: null, logTail: "", nonRetryable: false };
 }

@@ -56,7 +56,12 @@ export async function signWorkerEnv(
     DWOP_CODE_RANGE: `${range.offset},${range.length}`,
     DWOP_INPUTS: JSON.stringify(inputs),
     DWOP_ATTEMPT: String(run.attempt),
-    DWOP_OUTPUT_URL: await storage.signUrl(OUTPUT_BUCKET, objectPaths.output(wf, run.taskName), "PUT", ttl),
+    DWOP_OUTPUT_URL: await storage.signUrl(
+      OUTPUT_BUCKET,
+      objectPaths.attemptOutput(wf, run.taskName, run.attempt),
+      "PUT",
+      ttl,
+    ),
     DWOP_LOG_URL: await storage.signUrl(
       OUTPUT_BUCKET,
       objectPaths.log(wf, run.taskName, run.attempt),

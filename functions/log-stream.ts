@@ -57,7 +57,7 @@ async function uploadUrls(deps: ApiDeps, target: RunTarget): Promise<{ output: s
   const ttl = deps.settings.uploadUrlTtlSeconds;
   const { workflowId: wf, taskName, attempt } = target;
   const [output, log] = await Promise.all([
-    storage.signUrl(OUTPUT_BUCKET, objectPaths.output(wf, taskName), "PUT", ttl),
+    storage.signUrl(OUTPUT_BUCKET, objectPaths.attemptOutput(wf, taskName, attempt), "PUT", ttl),
     storage.signUrl(OUTPUT_BUCKET, objectPaths.log(wf, taskName, attempt), "PUT", ttl),
   ]);
   return { output, log };
@@ -93,7 +93,7 @@ export const logStreamDocs: RouteDoc[] = [
   {
     method: "post",
     path: "/runs/:runId/upload-urls",
-    summary: `Signed PUT URLs for the run's output and log, minted now; ${tokenAuth}`,
+    summary: `Signed PUT URLs for the run's output (its attempt's own object) and log, minted now; ${tokenAuth}`,
     auth: "runToken",
     responses: { 200: { description: "`{output, log}`" } },
     errors: [404, 409, 503],

@@ -178,7 +178,15 @@ export const OUTPUT_BUCKET = "Task_Output";
 export const CODE_BUCKET = "Task_Code";
 
 export const objectPaths = {
+  /** A task's output: the one of its attempt whose success was recorded (what downstream tasks read). */
   output: (workflowId: string, taskName: string) => `${workflowId}/${taskName}/output.txt`,
+  /**
+   * Where a worker that uploads its output itself puts it: its attempt's own object, which the dispatcher
+   * moves to `output` before it records the success. An attempt that ends after it was replaced (its
+   * worker cut off, its dispatcher paused) writes only here, where nobody reads.
+   */
+  attemptOutput: (workflowId: string, taskName: string, attempt: number) =>
+    `${workflowId}/${taskName}/attempt-${attempt}.output.txt`,
   log: (workflowId: string, taskName: string, attempt: number) =>
     `${workflowId}/${taskName}/attempt-${attempt}.log`,
   /** Every task's code of one workflow, one after another; each task's range is stored with the task. */

@@ -118,7 +118,7 @@ describe("a run's log-stream token", () => {
     expect(urls.status, "an ended run gets no upload URL").toBe(409);
   });
 
-  it("mints upload URLs for the run's own output and log, and sealing drops the chunks", async () => {
+  it("mints upload URLs for the run's own output (its attempt's) and log, and sealing drops the chunks", async () => {
     const token = logStreamToken(key, run.runId);
     const res = await h.app.request(`/runs/${run.runId}/upload-urls`, {
       method: "POST",
@@ -126,7 +126,7 @@ describe("a run's log-stream token", () => {
     });
     const urls = (await res.json()) as { output: string; log: string };
     expect(new URL(urls.output).pathname).toBe(
-      `/storage/v1/object/Task_Output/${workflowId}/extract/output.txt`,
+      `/storage/v1/object/Task_Output/${workflowId}/extract/attempt-${run.attempt}.output.txt`,
     );
     expect(new URL(urls.log).pathname).toContain(`/Task_Output/${workflowId}/extract/`);
     await ship(run.runId, token, 0, "kept until sealed\n");

@@ -244,6 +244,27 @@ describe("crashes", () => {
     expect(await runCounts(engine, id)).toEqual([{ name: "t", runs: 2, succeeded: 1, lost: 1 }]);
   });
 
+  it("keeps the output of the attempt that replaced a run declared lost, also when the late worker uploads its own", async () => {
+    // An output past the executor's inline limit (64 KiB) goes by the worker's own signed URL, as every
+    // output of a Kubernetes pod does: the late worker can store it whatever its dispatcher decides.
+    engine = await startEngine("run_declared_lost_upload", { bus: "rabbit", heartbeatSeconds: 3600 });
+    const id = await engine.submit(
+      "fun t():\n    import os, time\n    attempt = os.environ['DWOP_ATTEMPT']\n" +
+        "    time.sleep(3 if attempt == '1' else 0)\n    print('attempt', attempt, 'x' * 100000)\n",
+    );
+    await until(
+      async () => (await engine!.m.store.workflowSummary(id))?.tasks[0]?.status === "running",
+      60_000,
+    );
+    await engine.m.db`select dwop.reap_lost_runs(0)`;
+    expect((await engine.waitFor(id)).status).toBe("succeeded");
+    const kept = `attempt 2 ${"x".repeat(100000)}\n`;
+    expect(await engine.output(id, "t")).toBe(kept);
+    await new Promise((r) => setTimeout(r, 4000));
+    expect(await engine.output(id, "t")).toBe(kept);
+    expect(await runCounts(engine, id)).toEqual([{ name: "t", runs: 2, succeeded: 1, lost: 1 }]);
+  });
+
   it("records a task still running when the grace period ends as lost, and another dispatcher reruns it", async () => {
     engine = await startEngine("sigterm_grace_over", { bus: "rabbit", dispatchers: 0 });
     const home = await testFolder("dwop-disp-");

@@ -1,6 +1,7 @@
 // A local run's small output and log come back to the dispatcher, which stores them before it records the
-// success: an output that cannot be stored fails its attempt as an infrastructure loss (retried), and is
-// never recorded as a success.
+// success; a larger output its worker uploads to its attempt's own object, which the dispatcher moves to
+// the task's path. An output that cannot be stored or moved fails its attempt as an infrastructure loss
+// (retried), and is never recorded as a success.
 import { afterEach, describe, expect, it } from "vitest";
 import type { LocalStorage } from "../shared/storage/local.ts";
 import type { Storage } from "../shared/storage/storage.ts";
@@ -13,7 +14,10 @@ fun b(x:a):
     print(open("x").read().strip() + "B")
 `;
 
-/** The engine's storage, each put of a task's output handed to `put` with the real put to call. */
+/**
+ * The engine's storage, each put of a task's output, and each move of one into place, handed to `put`
+ * with the task's output path and the real call to make.
+ */
 function outputsThrough(put: (key: string, store: () => Promise<void>) => Promise<void>) {
   return (storage: LocalStorage): Storage =>
     new Proxy(storage, {
@@ -23,6 +27,9 @@ function outputsThrough(put: (key: string, store: () => Promise<void>) => Promis
             const store = () => target.put(bucket, key, body);
             return key.endsWith("/output.txt") ? put(key, store) : store();
           };
+        }
+        if (prop === "move") {
+          return (bucket: string, from: string, to: string) => put(to, () => target.move(bucket, from, to));
         }
         const value: unknown = Reflect.get(target, prop);
         return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
@@ -62,5 +69,26 @@ describe("a local run's output stored by the dispatcher", () => {
     ]);
     expect(attempts[0]!.error).toContain("storing the output: disk full");
     expect(await engine.output(id, "b")).toBe("AB\n");
+  });
+  it("fails the attempt as lost when the output its worker uploaded cannot be moved into place", async (ctx) => {
+    let refused = 0;
+    engine = await startEngine(ctx.task.name, {
+      bus: "rabbit",
+      wrapStorage: outputsThrough(async (key, store) => {
+        if (key.endsWith("/a/output.txt") && refused++ === 0) throw new Error("disk full");
+        await store();
+      }),
+    });
+    // Past the executor's inline limit (64 KiB): the worker uploads it itself.
+    const id = await engine.submit(CHAIN.replace('print("A")', 'print("A" * 100000)'));
+    expect((await engine.waitFor(id)).status).toBe("succeeded");
+    const attempts = await runs(id, "a");
+    expect(attempts.map((r) => [r.status, r.reason])).toEqual([
+      ["lost", "lost"],
+      ["succeeded", null],
+    ]);
+    expect(attempts[0]!.error).toContain("storing the output: disk full");
+    expect(await engine.output(id, "b")).toBe(`${"A".repeat(100000)}B\n`);
+    expect(refused).toBe(2); // attempt 1's move, refused; attempt 2's, made
   });
 });

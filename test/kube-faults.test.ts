@@ -257,6 +257,46 @@ describe("pods and Jobs that end badly", () => {
     expect((await e.waitFor(id, 30_000)).status).toBe("succeeded");
   });
 
+  it("keeps the replacement's output when a pod whose run was retried as lost succeeds after it", async () => {
+    // A pod on a node cut off from the cluster goes on after its run was given up on, the deletion of its
+    // Job never reaching it: here the verdict comes from the test, and no reconcile deletes the Job. Its
+    // worker uploads its output with its own URL when it ends.
+    const e = await start("kube_late_pod", WATCH_ONLY);
+    const id = await e.submit(
+      "fun t():\n    import os, time\n    attempt = os.environ['DWOP_ATTEMPT']\n" +
+        "    print('working', flush=True)\n    time.sleep(3 if attempt == '1' else 0)\n    print('attempt', attempt)\n",
+    );
+    const api = e.replicas[0]!.parts.api;
+    await waitFor(
+      "the first attempt's body running",
+      async () => {
+        const pod = sim.pods(jobName(id, "t", 1), e.namespace)[0]?.metadata.name;
+        return pod && (await api.readLogTail(pod, "worker", 10))?.includes("working");
+      },
+      15_000,
+    );
+    const [first] = await e.m.db<{ id: string }[]>`
+      select r.id from dwop.runs r join dwop.tasks t on t.id = r.task_id
+      where t.workflow_id = ${id} and r.attempt = 1`;
+    const lost = {
+      reason: "lost" as const,
+      message: "the node stopped answering",
+      exitCode: null,
+      logTail: null,
+    };
+    expect(await e.m.store.increaseAttempt(first!.id, { ...lost, nonRetryable: false })).toBe("retried");
+    expect((await e.waitFor(id, 30_000)).status).toBe("succeeded");
+    expect(await e.output(id, "t")).toBe("working\nattempt 2\n");
+    const stats = e.leader()!.parts.observer.stats;
+    await waitFor("the late Job's end seen", () => stats.alreadyRecorded >= 1, 15_000);
+    expect(await e.output(id, "t")).toBe("working\nattempt 2\n");
+    const runs = await taskRuns(e, id, "t");
+    expect(runs.map((r) => [r.attempt, r.status])).toEqual([
+      [1, "lost"],
+      [2, "succeeded"],
+    ]);
+  });
+
   it("deletes a cancelled workflow's Jobs and records the task cancelled", async () => {
     const e = await start("kube_cancel");
     const id = await slowOnce(e);

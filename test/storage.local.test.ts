@@ -93,6 +93,53 @@ describe("LocalStorage", () => {
     expect(await readText(storage(), "wf/a/output.txt")).toBe("secret a");
   });
 
+  it("moves an object on the server for a remote storage, by a POST only the secret's holder can sign", async () => {
+    // A dispatcher on another machine: the same secret and server, a DWOP_HOME of its own.
+    const remote = new LocalStorage({
+      root: join(dir, "elsewhere"),
+      secret: SECRET,
+      baseUrl: server.url,
+      remote: true,
+      now: () => clock,
+    });
+    await storage().put("Task_Output", "wf/t/attempt-2.output.txt", "attempt 2");
+    await storage().put("Task_Output", "wf/t/output.txt", "attempt 1");
+    await remote.move("Task_Output", "wf/t/attempt-2.output.txt", "wf/t/output.txt");
+    expect(await readText(storage(), "wf/t/output.txt")).toBe("attempt 2");
+    expect(await storage().get("Task_Output", "wf/t/attempt-2.output.txt")).toBeNull();
+    await expect(remote.move("Task_Output", "wf/t/attempt-2.output.txt", "wf/t/output.txt")).rejects.toThrow(
+      /did not move Task_Output\/wf\/t\/attempt-2\.output\.txt: 404 no object/,
+    );
+
+    // What a worker holds, a signed PUT, moves nothing; nor does a MOVE whose destination was changed.
+    await storage().put("Task_Output", "wf/u/attempt-1.output.txt", "late");
+    const put = new URL(await storage().signUrl("Task_Output", "wf/u/attempt-1.output.txt", "PUT", 60));
+    put.searchParams.set("to", "wf/t/output.txt");
+    const asMove = new URL(put);
+    asMove.searchParams.set("method", "MOVE");
+    const expires = String(clock / 1000 + 60);
+    const signed = hmac(`MOVE\nTask_Output/wf/u/attempt-1.output.txt\n${expires}\nwf/u/output.txt`);
+    const otherTarget = new URL(`${server.url}/storage/v1/object/Task_Output/wf/u/attempt-1.output.txt`);
+    for (const [k, v] of Object.entries({
+      method: "MOVE",
+      to: "wf/t/output.txt",
+      expires,
+      signature: signed,
+    })) {
+      otherTarget.searchParams.set(k, v);
+    }
+    const traversing = new URL(otherTarget);
+    traversing.searchParams.set("to", "../../Task_Code/wf/code.bundle");
+    for (const url of [put, asMove, otherTarget, traversing]) {
+      expect((await fetch(url, { method: "POST" })).status, url.href).toBe(403);
+    }
+    const right = new URL(otherTarget);
+    right.searchParams.set("to", "wf/u/output.txt");
+    expect((await fetch(right, { method: "POST" })).status).toBe(200);
+    expect(await readText(storage(), "wf/t/output.txt")).toBe("attempt 2");
+    expect(await readText(storage(), "wf/u/output.txt")).toBe("late");
+  });
+
   it("refuses an expired URL", async () => {
     await storage().put("Task_Output", "wf/a/output.txt", "x");
     const url = await storage().signUrl("Task_Output", "wf/a/output.txt", "GET", 30);

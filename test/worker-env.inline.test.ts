@@ -101,6 +101,7 @@ describe("a run's objects given inline", () => {
       put: (...a) => storage.put(...a),
       get: (...a) => storage.get(...a),
       signUrl: (...a) => storage.signUrl(...a),
+      move: (...a) => storage.move(...a),
       remove: (...a) => storage.remove(...a),
     };
     for (const [store, limit] of [

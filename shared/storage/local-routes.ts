@@ -8,6 +8,7 @@ import {
   type ByteRange,
   LocalStorage,
   nodeReadable,
+  ObjectMissing,
   ObjectTooLarge,
   SIGNED_PATH_PREFIX,
   type LocalStorageOptions,
@@ -18,12 +19,14 @@ import {
 /**
  * `GET` and `PUT` of `/storage/v1/object/<bucket>/<key>?method=&expires=&signature=`: the method must be
  * the signed one, the URL unexpired and its signature valid, or the answer is 403. Bodies stream both ways.
- * Mount it at the root of the server's app: the path is checked as the client sent it.
+ * `POST` of the same, signed for `MOVE` with `&to=<key>`: the object is moved there (a remote
+ * LocalStorage's move; 404 when it does not exist). Mount it at the root of the server's app: the path
+ * is checked as the client sent it.
  */
 export function localStorageRoutes(storage: LocalStorage): Hono {
   const app = new Hono();
   // All of /storage/: a traversing path may normalise to somewhere else below it, and is refused there too.
-  app.on(["GET", "PUT"], "/storage/*", async (c) => {
+  app.on(["GET", "PUT", "POST"], "/storage/*", async (c) => {
     const target = objectTarget(c);
     if (typeof target === "string") return forbidden(c, target);
     const { bucket, key } = target;
@@ -31,9 +34,22 @@ export function localStorageRoutes(storage: LocalStorage): Hono {
       method: c.req.query("method"),
       expires: c.req.query("expires"),
       signature: c.req.query("signature"),
+      to: c.req.query("to"),
     };
-    const refusal = storage.verify(c.req.method, bucket, key, query);
+    const moving = c.req.method === "POST";
+    const refusal = storage.verify(moving ? "MOVE" : c.req.method, bucket, key, query);
     if (refusal) return forbidden(c, refusal);
+    if (moving) {
+      const moved = await storage.move(bucket, key, query.to!).then(
+        () => true,
+        (err: unknown) => {
+          if (err instanceof ObjectMissing) return false;
+          throw err;
+        },
+      );
+      if (!moved) return c.json({ error: { code: "not_found", message: `no object ${bucket}/${key}` } }, 404);
+      return c.json({ key: `${bucket}/${query.to}` }, 200);
+    }
 
     if (c.req.method === "GET") {
       const asked = c.req.header("range");

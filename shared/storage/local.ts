@@ -3,6 +3,7 @@ import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import {
   closeSync,
   constants,
+  existsSync,
   createReadStream,
   createWriteStream,
   fdatasync,
@@ -38,6 +39,11 @@ export interface LocalStorageOptions {
   now?: () => number;
   /** The largest object a signed PUT may store (DWOP_STORAGE_MAX_OBJECT_SIZE); larger ones get 413. */
   maxObjectBytes?: number;
+  /**
+   * The objects are the server's at baseUrl, whose disk may be another machine's (a dispatcher that serves
+   * no storage routes itself): a move of an object that is not under `root` asks that server to make it.
+   */
+  remote?: boolean;
 }
 
 /** A stored stream went past the object size limit; nothing was stored. */
@@ -53,7 +59,20 @@ export interface SignedQuery {
   method: string | undefined;
   expires: string | undefined;
   signature: string | undefined;
+  /** A MOVE's destination (a key in the same bucket), which its signature covers. */
+  to?: string | undefined;
 }
+
+/** A move whose source object does not exist. */
+export class ObjectMissing extends Error {
+  constructor(bucket: string, key: string, options?: { cause: unknown }) {
+    super(`no object ${bucket}/${key} to move`, options);
+    this.name = "ObjectMissing";
+  }
+}
+
+/** How long a MOVE a remote storage signs for its server lives: it is sent at once. */
+const MOVE_TTL_SECONDS = 60;
 
 /**
  * Objects (or ranges) up to this size are read and written with synchronous calls, a few microseconds each
@@ -86,6 +105,7 @@ export class LocalStorage implements Storage {
   private readonly root: string;
   private readonly secret: string | Uint8Array;
   private readonly now: () => number;
+  private readonly remote: boolean;
   private baseUrl: string | undefined;
   readonly maxObjectBytes: number;
   /** Each folder's flush that has not begun (flushFolder). */
@@ -98,6 +118,7 @@ export class LocalStorage implements Storage {
     this.root = resolve(options.root);
     this.secret = options.secret;
     this.now = options.now ?? Date.now;
+    this.remote = options.remote ?? false;
     if (options.baseUrl) this.setBaseUrl(options.baseUrl);
   }
 
@@ -176,6 +197,23 @@ export class LocalStorage implements Storage {
     }
   }
 
+  /**
+   * One rename: the object appears under its new name whole, and both names are flushed to the disk. A
+   * remote storage's object that is not on this machine is moved by its server (a signed MOVE).
+   */
+  async move(bucket: string, from: string, to: string): Promise<void> {
+    const source = this.filePath(bucket, from);
+    const target = this.filePath(bucket, to);
+    if (this.remote && !existsSync(source)) return this.moveOnServer(bucket, from, to);
+    const named = this.folderFor(target);
+    await rename(source, target).catch((err: NodeJS.ErrnoException) => {
+      // Its folder is made: the source is what is missing.
+      throw err.code === "ENOENT" ? new ObjectMissing(bucket, from, { cause: err }) : err;
+    });
+    const folders = new Set([dirname(source), dirname(target)]);
+    await Promise.all([...[...folders].map((folder) => this.flushFolder(folder)), named]);
+  }
+
   /** Deletes the files, then each folder they leave empty, up to the bucket's. */
   async remove(bucket: string, keys: readonly string[]): Promise<void> {
     const files = keys.map((key) => this.filePath(bucket, key));
@@ -203,6 +241,25 @@ export class LocalStorage implements Storage {
     return `${this.baseUrl}${SIGNED_PATH_PREFIX}${encodeObjectPath(bucket, key)}?${query}`;
   }
 
+  /**
+   * Asks the server at baseUrl to move an object on its disk: a POST signed for MOVE, `from` and `to`
+   * (only a holder of the storage's secret can sign one; no worker gets such a URL).
+   */
+  private async moveOnServer(bucket: string, from: string, to: string): Promise<void> {
+    if (!this.baseUrl) throw new Error("LocalStorage has no base URL: set one to move objects on its server");
+    const expires = String(Math.floor(this.now() / 1000) + MOVE_TTL_SECONDS);
+    const signature = this.signature("MOVE", bucket, from, expires, to);
+    const query = new URLSearchParams({ method: "MOVE", to, expires, signature });
+    const url = `${this.baseUrl}${SIGNED_PATH_PREFIX}${encodeObjectPath(bucket, from)}?${query}`;
+    const res = await fetch(url, { method: "POST" });
+    if (res.ok) return void (await res.body?.cancel());
+    const body = (await res.json().catch(() => null)) as { error?: { message?: string } } | null;
+    const why = body?.error?.message ?? res.statusText;
+    throw new Error(
+      `the storage server at ${this.baseUrl} did not move ${bucket}/${from}: ${res.status} ${why}`,
+    );
+  }
+
   /** Why a signed request may not proceed, or null when it may. */
   verify(method: string, bucket: string, key: string, query: SignedQuery): string | null {
     try {
@@ -213,16 +270,28 @@ export class LocalStorage implements Storage {
     }
     if (query.method !== method)
       return `this URL is signed for ${query.method ?? "no method"}, not ${method}`;
+    const to = method === "MOVE" ? query.to : undefined;
+    if (method === "MOVE") {
+      if (!to) return "a move names no destination";
+      try {
+        assertObjectPath(bucket, to);
+      } catch (err) {
+        if (err instanceof InvalidObjectPathError) return err.message;
+        throw err;
+      }
+    }
     if (!query.expires || !/^\d{1,12}$/.test(query.expires)) return "missing or bad expiry";
     if (!query.signature || !/^[0-9a-f]{64}$/.test(query.signature)) return "missing or bad signature";
-    const expected = Buffer.from(this.signature(method, bucket, key, query.expires), "hex");
+    const expected = Buffer.from(this.signature(method, bucket, key, query.expires, to), "hex");
     if (!timingSafeEqual(Buffer.from(query.signature, "hex"), expected)) return "signature does not match";
     if (Number(query.expires) * 1000 <= this.now()) return "this URL has expired";
     return null;
   }
 
-  private signature(method: string, bucket: string, key: string, expires: string): string {
-    return createHmac("sha256", this.secret).update(`${method}\n${bucket}/${key}\n${expires}`).digest("hex");
+  /** HMAC of what a signed request may do; a MOVE's covers its destination too. */
+  private signature(method: string, bucket: string, key: string, expires: string, to?: string): string {
+    const signed = `${method}\n${bucket}/${key}\n${expires}${to === undefined ? "" : `\n${to}`}`;
+    return createHmac("sha256", this.secret).update(signed).digest("hex");
   }
 
   private filePath(bucket: string, key: string): string {
@@ -236,15 +305,23 @@ export class LocalStorage implements Storage {
 
   /**
    * A fresh temporary file's path for an object's file (in `<root>/.tmp`, which no bucket can name), with
-   * both folders made: two mkdir calls, synchronous (see SMALL_OBJECT_BYTES). The name of each folder made
-   * for the object is flushed (a flush of its parent, in the thread pool), and `named` settles once the
-   * names of the object's folder and of its parents are on the disk: those this put made, and those another
-   * put of this process made and is still flushing (it found them made). The object's own name is flushed
-   * once it is in place (flushFolder).
+   * both folders made (folderFor): synchronous (see SMALL_OBJECT_BYTES).
    */
   private tempFor(file: string): { temp: string; named: Promise<unknown> } {
     const tempDir = join(this.root, ".tmp");
     makeFoldersSync(tempDir);
+    const named = this.folderFor(file);
+    return { temp: join(tempDir, `${randomBytes(12).toString("hex")}.part`), named };
+  }
+
+  /**
+   * Makes an object's folder (one mkdir call when it is there). The name of each folder made for the
+   * object is flushed (a flush of its parent, in the thread pool), and the promise settles once the names
+   * of the object's folder and of its parents are on the disk: those this call made, and those another
+   * put of this process made and is still flushing (it found them made). The object's own name is
+   * flushed once it is in place (flushFolder).
+   */
+  private folderFor(file: string): Promise<unknown> {
     const folder = dirname(file);
     for (const made of makeFoldersSync(folder)) {
       const flushed: Promise<void> = this.flushFolder(dirname(made)).finally(() => {
@@ -260,7 +337,7 @@ export class LocalStorage implements Storage {
     }
     const named = Promise.all(waits);
     named.catch(() => {}); // awaited once the object is in place; a failed write leaves it
-    return { temp: join(tempDir, `${randomBytes(12).toString("hex")}.part`), named };
+    return named;
   }
 
   /**
