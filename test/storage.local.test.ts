@@ -102,8 +102,10 @@ describe("LocalStorage", () => {
       remote: true,
       now: () => clock,
     });
-    await storage().put("Task_Output", "wf/t/attempt-2.output.txt", "attempt 2");
+    await remote.put("Task_Output", "wf/t/attempt-2.output.txt", "attempt 2"); // on the server's disk
     await storage().put("Task_Output", "wf/t/output.txt", "attempt 1");
+    expect(await readdir(dir)).toEqual(["elsewhere", "root"]);
+    expect(await readdir(join(dir, "elsewhere", "Task_Code"))).toEqual([]); // its probe, gone
     await remote.move("Task_Output", "wf/t/attempt-2.output.txt", "wf/t/output.txt");
     expect(await readText(storage(), "wf/t/output.txt")).toBe("attempt 2");
     expect(await storage().get("Task_Output", "wf/t/attempt-2.output.txt")).toBeNull();
@@ -138,6 +140,27 @@ describe("LocalStorage", () => {
     expect((await fetch(right, { method: "POST" })).status).toBe(200);
     expect(await readText(storage(), "wf/t/output.txt")).toBe("attempt 2");
     expect(await readText(storage(), "wf/u/output.txt")).toBe("late");
+  });
+
+  it("stores and moves on its own disk when a remote storage's root is its server's", async () => {
+    const beside = new LocalStorage({
+      root,
+      secret: SECRET,
+      baseUrl: server.url,
+      remote: true,
+      now: () => clock,
+    });
+    await beside.put("Task_Output", "wf/t/first.txt", "asked the server once whether its disk is this one");
+    const realFetch = globalThis.fetch;
+    globalThis.fetch = () => Promise.reject(new Error("no request expected"));
+    try {
+      await beside.put("Task_Output", "wf/t/attempt-1.output.txt", "one machine");
+      await beside.move("Task_Output", "wf/t/attempt-1.output.txt", "wf/t/output.txt");
+    } finally {
+      globalThis.fetch = realFetch;
+    }
+    expect(await readText(storage(), "wf/t/output.txt")).toBe("one machine");
+    expect(await readdir(join(root, "Task_Code"))).toEqual([]);
   });
 
   it("refuses an expired URL", async () => {

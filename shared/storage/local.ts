@@ -3,7 +3,6 @@ import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import {
   closeSync,
   constants,
-  existsSync,
   createReadStream,
   createWriteStream,
   fdatasync,
@@ -40,8 +39,10 @@ export interface LocalStorageOptions {
   /** The largest object a signed PUT may store (DWOP_STORAGE_MAX_OBJECT_SIZE); larger ones get 413. */
   maxObjectBytes?: number;
   /**
-   * The objects are the server's at baseUrl, whose disk may be another machine's (a dispatcher that serves
-   * no storage routes itself): a move of an object that is not under `root` asks that server to make it.
+   * The objects are the server's at baseUrl (a claimer or dispatcher that serves no storage routes
+   * itself), whose disk may be another machine's: then puts and moves are asked of that server (a PUT and
+   * a MOVE signed with the secret). Whether `root` is the server's own storage is found out once
+   * (sharesServerDisk).
    */
   remote?: boolean;
 }
@@ -71,8 +72,11 @@ export class ObjectMissing extends Error {
   }
 }
 
-/** How long a MOVE a remote storage signs for its server lives: it is sent at once. */
-const MOVE_TTL_SECONDS = 60;
+/** Where a remote storage puts its probe object (sharesServerDisk), for a moment. */
+const PROBE_BUCKET = "Task_Code";
+
+/** How long a request a remote storage signs for its server lives: it is sent at once. */
+const REQUEST_TTL_SECONDS = 60;
 
 /**
  * Objects (or ranges) up to this size are read and written with synchronous calls, a few microseconds each
@@ -106,6 +110,8 @@ export class LocalStorage implements Storage {
   private readonly secret: string | Uint8Array;
   private readonly now: () => number;
   private readonly remote: boolean;
+  /** A remote storage's answer to whether `root` is its server's own (sharesServerDisk). */
+  private sharing: Promise<boolean> | null = null;
   private baseUrl: string | undefined;
   readonly maxObjectBytes: number;
   /** Each folder's flush that has not begun (flushFolder). */
@@ -129,6 +135,7 @@ export class LocalStorage implements Storage {
 
   async put(bucket: string, key: string, body: Uint8Array | string): Promise<void> {
     const file = this.filePath(bucket, key);
+    if (this.remote && !(await this.sharesServerDisk())) return this.putOnServer(bucket, key, body);
     if (body.length <= SMALL_OBJECT_BYTES) return this.replaceNow(file, body);
     await this.replaceAtomically(file, (temp) => writeFile(temp, body, { flag: "wx", flush: true }));
   }
@@ -199,12 +206,12 @@ export class LocalStorage implements Storage {
 
   /**
    * One rename: the object appears under its new name whole, and both names are flushed to the disk. A
-   * remote storage's object that is not on this machine is moved by its server (a signed MOVE).
+   * remote storage on another machine than its server's disk asks the server (a signed MOVE).
    */
   async move(bucket: string, from: string, to: string): Promise<void> {
     const source = this.filePath(bucket, from);
     const target = this.filePath(bucket, to);
-    if (this.remote && !existsSync(source)) return this.moveOnServer(bucket, from, to);
+    if (this.remote && !(await this.sharesServerDisk())) return this.moveOnServer(bucket, from, to);
     const named = this.folderFor(target);
     await rename(source, target).catch((err: NodeJS.ErrnoException) => {
       // Its folder is made: the source is what is missing.
@@ -242,22 +249,57 @@ export class LocalStorage implements Storage {
   }
 
   /**
+   * Whether a remote storage's `root` is its server's own storage (one machine, one DWOP_HOME), asked
+   * once: a probe object put here is read back through the server. A failed probe (the server not up)
+   * is asked again at the next call.
+   */
+  private sharesServerDisk(): Promise<boolean> {
+    this.sharing ??= this.probeServer().catch((err: unknown) => {
+      this.sharing = null;
+      throw err;
+    });
+    return this.sharing;
+  }
+
+  private async probeServer(): Promise<boolean> {
+    const key = `.dwop-probes/${randomBytes(12).toString("hex")}`;
+    const token = randomBytes(16).toString("hex");
+    await this.replaceNow(this.filePath(PROBE_BUCKET, key), token);
+    try {
+      const res = await fetch(await this.signUrl(PROBE_BUCKET, key, "GET", REQUEST_TTL_SECONDS));
+      return res.ok && (await res.text()) === token;
+    } finally {
+      await this.remove(PROBE_BUCKET, [key]);
+    }
+  }
+
+  /** Stores an object on the server at baseUrl, by a PUT signed now. */
+  private async putOnServer(bucket: string, key: string, body: Uint8Array | string): Promise<void> {
+    const url = await this.signUrl(bucket, key, "PUT", REQUEST_TTL_SECONDS);
+    // A Uint8Array over an ArrayBuffer (no SharedArrayBuffer here) is a body as fetch takes it.
+    const sent = await fetch(url, { method: "PUT", body: body as string | Uint8Array<ArrayBuffer> });
+    await this.answered(sent, `store ${bucket}/${key}`);
+  }
+
+  /**
    * Asks the server at baseUrl to move an object on its disk: a POST signed for MOVE, `from` and `to`
    * (only a holder of the storage's secret can sign one; no worker gets such a URL).
    */
   private async moveOnServer(bucket: string, from: string, to: string): Promise<void> {
     if (!this.baseUrl) throw new Error("LocalStorage has no base URL: set one to move objects on its server");
-    const expires = String(Math.floor(this.now() / 1000) + MOVE_TTL_SECONDS);
+    const expires = String(Math.floor(this.now() / 1000) + REQUEST_TTL_SECONDS);
     const signature = this.signature("MOVE", bucket, from, expires, to);
     const query = new URLSearchParams({ method: "MOVE", to, expires, signature });
     const url = `${this.baseUrl}${SIGNED_PATH_PREFIX}${encodeObjectPath(bucket, from)}?${query}`;
-    const res = await fetch(url, { method: "POST" });
+    await this.answered(await fetch(url, { method: "POST" }), `move ${bucket}/${from}`);
+  }
+
+  /** Nothing for a server's 2xx; an error with its status and message otherwise. */
+  private async answered(res: Response, what: string): Promise<void> {
     if (res.ok) return void (await res.body?.cancel());
     const body = (await res.json().catch(() => null)) as { error?: { message?: string } } | null;
     const why = body?.error?.message ?? res.statusText;
-    throw new Error(
-      `the storage server at ${this.baseUrl} did not move ${bucket}/${from}: ${res.status} ${why}`,
-    );
+    throw new Error(`the storage server at ${this.baseUrl} did not ${what}: ${res.status} ${why}`);
   }
 
   /** Why a signed request may not proceed, or null when it may. */
