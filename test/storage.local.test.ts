@@ -163,6 +163,19 @@ describe("LocalStorage", () => {
     expect(await readdir(join(root, "Task_Code"))).toEqual([]);
   });
 
+  it("stores through the server for a remote storage whose root it cannot write (a read-only home)", async () => {
+    await writeFile(join(dir, "a-file"), "not a folder");
+    const readOnly = new LocalStorage({
+      root: join(dir, "a-file", "storage"),
+      secret: SECRET,
+      baseUrl: server.url,
+      remote: true,
+      now: () => clock,
+    });
+    await readOnly.put("Task_Code", "wf/code.bundle", "fired by a schedule elsewhere");
+    expect(await readText(storage(), "wf/code.bundle", "Task_Code")).toBe("fired by a schedule elsewhere");
+  });
+
   it("refuses an expired URL", async () => {
     await storage().put("Task_Output", "wf/a/output.txt", "x");
     const url = await storage().signUrl("Task_Output", "wf/a/output.txt", "GET", 30);

@@ -264,7 +264,11 @@ export class LocalStorage implements Storage {
   private async probeServer(): Promise<boolean> {
     const key = `.dwop-probes/${randomBytes(12).toString("hex")}`;
     const token = randomBytes(16).toString("hex");
-    await this.replaceNow(this.filePath(PROBE_BUCKET, key), token);
+    const written = await this.replaceNow(this.filePath(PROBE_BUCKET, key), token).then(
+      () => true,
+      () => false, // a root this process cannot write to holds none of its server's objects
+    );
+    if (!written) return false;
     try {
       const res = await fetch(await this.signUrl(PROBE_BUCKET, key, "GET", REQUEST_TTL_SECONDS));
       return res.ok && (await res.text()) === token;
