@@ -198,6 +198,36 @@ describe("the dashboard", () => {
     await page.setViewportSize({ width: 1280, height: 800 });
   });
 
+  it("shows the bidi controls of a task's output, log and error as code points, not as reordered text", async () => {
+    // Trojan Source: U+202E makes what follows read right to left, so "txt.exe" would show as "exe.txt".
+    const source = `fun trojan():
+    import sys
+    print("invoice_\u202etxt.exe")
+    print("\u2067isolated\u2069 in the log", file=sys.stderr)
+
+@retries(0)
+fun fails(x:trojan):
+    raise ValueError("bad row \u202e24")
+`;
+    const res = await fetch(`${server.url}/workflows`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${server.token}`, "content-type": "application/json" },
+      body: JSON.stringify({ workflow: source, name: "trojan-source" }),
+    });
+    expect(res.status).toBe(201);
+    const { id } = (await res.json()) as { id: string };
+    await page.goto(`${server.url}/ui/#/workflows/${id}?task=trojan`);
+    const output = page.locator(".task-panel pre.output");
+    await expect.poll(() => output.textContent(), { timeout: 30_000 }).toContain("invoice_⟨U+202E⟩txt.exe");
+    const log = page.locator(".task-panel pre.log");
+    await expect.poll(() => log.textContent()).toContain("⟨U+2067⟩isolated⟨U+2069⟩ in the log");
+    await page.goto(`${server.url}/ui/#/workflows/${id}?task=fails`);
+    const failure = page.locator(".task-panel .callout.failure").first();
+    await expect.poll(() => failure.textContent(), { timeout: 30_000 }).toContain("bad row ⟨U+202E⟩24");
+    const shownText = await page.locator(".task-panel").textContent();
+    expect(shownText).not.toMatch(/[\u202a-\u202e\u2066-\u2069]/);
+  });
+
   it("follows a running task's log in its panel while it runs, and heads a failure with its exception", async () => {
     // Three phases, each after the test creates a flag file: 30 lines, 30 more, then 30 more and a raise.
     const wait = (f: string) =>

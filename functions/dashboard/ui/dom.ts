@@ -3,11 +3,23 @@
 type Attr = string | number | boolean | null | undefined | ((event: Event) => void);
 export type Child = Node | string | number | null | undefined | false | Child[];
 
+/** The characters that reorder the text around them without being seen (bidi embeddings, overrides, isolates). */
+const BIDI_CONTROLS = /[\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * Text as shown on the page: each invisible bidi control shown as its code point (`⟨U+202E⟩`), so that a
+ * task's log, output or error cannot make what it says read otherwise than it is (Trojan Source).
+ */
+export function shown(text: string): string {
+  return text.replace(BIDI_CONTROLS, (c) => `⟨U+${c.charCodeAt(0).toString(16).toUpperCase()}⟩`);
+}
+
 function append(parent: Node, children: Child[]): void {
   for (const child of children) {
     if (child === null || child === undefined || child === false) continue;
     if (Array.isArray(child)) append(parent, child);
-    else parent.appendChild(typeof child === "object" ? child : document.createTextNode(String(child)));
+    else
+      parent.appendChild(typeof child === "object" ? child : document.createTextNode(shown(String(child))));
   }
 }
 

@@ -1,5 +1,5 @@
 import { ApiError, call, readTail } from "./api.ts";
-import { h } from "./dom.ts";
+import { h, shown } from "./dom.ts";
 
 /** What is read at first: the log's last 64 KiB, its last 200 lines shown; the rest is a download away. */
 const FIRST_BYTES = 64 * 1024;
@@ -151,7 +151,7 @@ export class LogTail {
 
   private replace(text: string): void {
     this.text = text;
-    this.pre.textContent = text.replace(/\n$/, "");
+    this.pre.textContent = shown(text.replace(/\n$/, ""));
     this.pre.hidden = text === "";
     this.pre.scrollTop = this.pre.scrollHeight;
   }
@@ -166,10 +166,10 @@ export class LogTail {
     if (lines.length - 1 > KEEP_LINES) {
       this.text = lines.slice(-KEEP_LINES - 1).join("\n");
       this.cutNote.hidden = false;
-      this.pre.textContent = this.text.replace(/\n$/, "");
+      this.pre.textContent = shown(this.text.replace(/\n$/, ""));
     } else {
       // Only the new lines touch the page: a text node, no re-render of what is there.
-      this.pre.append(`${hadText ? "\n" : ""}${chunk.replace(/\n$/, "")}`);
+      this.pre.append(shown(`${hadText ? "\n" : ""}${chunk.replace(/\n$/, "")}`));
     }
     this.pre.hidden = false;
     if (stick) this.pre.scrollTop = this.pre.scrollHeight;
