@@ -437,39 +437,57 @@ export class Dispatcher {
   /**
    * Puts a successful run's output at its task's path, before its success is recorded: the output and
    * log a local run left to the dispatcher (RunOutcome's `result`) are stored there, the output a worker
-   * uploaded itself (to its attempt's own object, objectPaths.attemptOutput) is moved there. A storage
-   * that fails them fails the attempt as a failed upload does, an infrastructure loss; a log that cannot
-   * be stored does not fail the run.
+   * uploaded itself is moved there (placeUploaded). A storage that fails them fails the attempt as a
+   * failed upload does, an infrastructure loss; a log that cannot be stored does not fail the run.
    */
   private async storeResult(run: RunAssignment, outcome: RunOutcome): Promise<RunOutcome> {
     if (outcome.kind !== "succeeded" || !(outcome.result || outcome.uploaded)) return outcome;
+    if (!outcome.result) return this.placeUploaded(run);
     if (!(await this.mayStore(run))) {
-      // Its success is refused too (the record's compare-and-set): the attempt that replaced it stands.
-      this.log.warn(
-        { runId: run.runId, task: run.taskName, attempt: run.attempt },
-        "a run ended after this dispatcher was silent long enough to be declared dead, and its run retried: its output is not stored",
-      );
+      this.dropLate(run);
       return { kind: "succeeded" };
     }
-    const wf = run.workflowId;
-    const path = objectPaths.output(wf, run.taskName);
-    if (!outcome.result) {
-      // Uploaded by the worker (the guard above): to its attempt's own object.
-      const uploaded = objectPaths.attemptOutput(wf, run.taskName, run.attempt);
-      return this.storage.move(OUTPUT_BUCKET, uploaded, path).then(
-        () => ({ kind: "succeeded" }),
-        (err: unknown) => storingFailed(err),
-      );
-    }
     const { output, log } = outcome.result;
+    const wf = run.workflowId;
     const [stored, logged] = await Promise.allSettled([
-      this.storage.put(OUTPUT_BUCKET, path, output),
+      this.storage.put(OUTPUT_BUCKET, objectPaths.output(wf, run.taskName), output),
       this.storage.put(OUTPUT_BUCKET, objectPaths.log(wf, run.taskName, run.attempt), log),
     ]);
     if (logged.status === "rejected") {
       this.log.warn({ err: logged.reason, runId: run.runId }, "could not store a run's log");
     }
     return stored.status === "fulfilled" ? { kind: "succeeded" } : storingFailed(stored.reason);
+  }
+
+  /**
+   * Moves the output a worker uploaded itself (to its attempt's own object, objectPaths.attemptOutput) to
+   * its task's path while the run's row is held active (Store.whileRunActive): a run retried meanwhile
+   * (this dispatcher paused or cut off) is left to the attempt that replaced it, and one not yet retried
+   * cannot be until the move is done, so its replacement's output, placed later, is the one that stays.
+   */
+  private async placeUploaded(run: RunAssignment): Promise<RunOutcome> {
+    const wf = run.workflowId;
+    const uploaded = objectPaths.attemptOutput(wf, run.taskName, run.attempt);
+    let failure: unknown = null;
+    const active = await this.untilAnswered(run, "moving a run's output into place", () =>
+      this.store.whileRunActive(run.runId, () =>
+        this.storage
+          .move(OUTPUT_BUCKET, uploaded, objectPaths.output(wf, run.taskName))
+          .catch((err: unknown) => {
+            failure = err;
+          }),
+      ),
+    );
+    if (!active) this.dropLate(run);
+    return failure === null ? { kind: "succeeded" } : storingFailed(failure);
+  }
+
+  /** A run that ended here after it was retried elsewhere: its success is refused too (the record's compare-and-set). */
+  private dropLate(run: RunAssignment): void {
+    this.log.warn(
+      { runId: run.runId, task: run.taskName, attempt: run.attempt },
+      "a run ended after it was declared lost and retried: its output is not stored",
+    );
   }
 
   /**

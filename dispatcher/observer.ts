@@ -65,6 +65,8 @@ export class JobObserver {
   private readonly pods = new Map<string, Map<string, V1Pod>>();
   private readonly handled = new Set<string>();
   private readonly recording = new Set<string>();
+  /** Runs whose output placeOutput moved into place (forgotten with their Jobs). */
+  private readonly placed = new Set<string>();
   private readonly running = new Set<string>();
   private readonly inflight = new Set<Promise<void>>();
   private readonly completions: Batcher<string, boolean>;
@@ -368,22 +370,27 @@ export class JobObserver {
   }
 
   /**
-   * Moves the output a succeeded Job's worker uploaded to its task's path, before the success is recorded:
-   * true, or why it could not (the storage failed it, the object is missing). A run that is no longer
-   * active (retried as lost while its pod went on, on a node cut off; cancelled) is left alone (true): the
-   * attempt that replaced it keeps the path, and the record refuses this one. A Job without DWOP's labels
-   * has no attempt's object to move.
+   * Moves the output a succeeded Job's worker uploaded to its task's path, before the success is recorded,
+   * while the run's row is held active (Store.whileRunActive): true, or why it could not (the storage
+   * failed it, the object is missing). A run that is no longer active (retried as lost while its pod went
+   * on, on a node cut off; cancelled) is left alone (true): the attempt that replaced it keeps the path,
+   * and the record refuses this one. Moved once: a record that failed after it is tried again without it.
+   * A Job without DWOP's labels has no attempt's object to move.
    */
   private async placeOutput(runId: string, job: V1Job): Promise<true | string> {
     const attempt = attemptOf(job);
-    if (!attempt || (await this.store.inactiveRuns([runId])).length > 0) return true;
+    if (!attempt || this.placed.has(runId)) return true;
     const { workflowId: wf, taskName, attempt: n } = attempt;
-    return this.storage
-      .move(OUTPUT_BUCKET, objectPaths.attemptOutput(wf, taskName, n), objectPaths.output(wf, taskName))
-      .then(
-        () => true as const,
-        (err: unknown) => messageOf(err),
-      );
+    let failure: string | null = null;
+    await this.store.whileRunActive(runId, () =>
+      this.storage
+        .move(OUTPUT_BUCKET, objectPaths.attemptOutput(wf, taskName, n), objectPaths.output(wf, taskName))
+        .then(
+          () => void this.placed.add(runId),
+          (err: unknown) => void (failure = messageOf(err)),
+        ),
+    );
+    return failure ?? true;
   }
 
   /** An active run whose Job is gone: retried as lost (from the infrastructure budget). */
@@ -423,6 +430,7 @@ export class JobObserver {
   private forgetExcept(runIds: Set<string>): void {
     const gone = (id: string) => !runIds.has(id) && !this.jobs.has(id) && !this.recording.has(id);
     for (const id of this.handled) if (gone(id)) this.handled.delete(id);
+    for (const id of this.placed) if (gone(id)) this.placed.delete(id);
     for (const id of this.running) if (gone(id)) this.running.delete(id);
   }
 

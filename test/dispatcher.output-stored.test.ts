@@ -70,6 +70,7 @@ describe("a local run's output stored by the dispatcher", () => {
     expect(attempts[0]!.error).toContain("storing the output: disk full");
     expect(await engine.output(id, "b")).toBe("AB\n");
   });
+
   it("fails the attempt as lost when the output its worker uploaded cannot be moved into place", async (ctx) => {
     let refused = 0;
     engine = await startEngine(ctx.task.name, {
@@ -90,5 +91,50 @@ describe("a local run's output stored by the dispatcher", () => {
     expect(attempts[0]!.error).toContain("storing the output: disk full");
     expect(await engine.output(id, "b")).toBe(`${"A".repeat(100000)}B\n`);
     expect(refused).toBe(2); // attempt 1's move, refused; attempt 2's, made
+  });
+
+  it("holds a run while its uploaded output is moved: a retry waits, and the output stays the recorded attempt's", async (ctx) => {
+    // The dispatcher is paused (here: its move held) between the run's end and the move; meanwhile the
+    // others retry the run as lost, as they do a silent dispatcher's. The late move must not replace the
+    // output of the attempt recorded as the success, which the downstream task reads.
+    let release: () => void = () => {};
+    const released = new Promise<void>((r) => (release = r));
+    let held: () => void = () => {};
+    const holding = new Promise<void>((r) => (held = r));
+    let moved = false;
+    engine = await startEngine(ctx.task.name, {
+      bus: "rabbit",
+      wrapStorage: outputsThrough(async (key, store) => {
+        if (key.endsWith("/a/output.txt") && !moved) {
+          moved = true;
+          held();
+          await released;
+        }
+        await store();
+      }),
+    });
+    const id = await engine.submit(
+      'fun a():\n    import os\n    print("A" + os.environ["DWOP_ATTEMPT"] + "x" * 100000)\n\n' +
+        'fun b(x:a):\n    print(open("x").read()[:2])\n',
+    );
+    await holding;
+    const [first] = await engine.m.db<{ id: string }[]>`
+      select r.id from dwop.runs r join dwop.tasks t on t.id = r.task_id
+      where t.workflow_id = ${id} and t.name = 'a' and r.attempt = 1`;
+    const lost = { reason: "lost" as const, message: "declared lost", exitCode: null, logTail: null };
+    const retry = engine.m.store.increaseAttempt(first!.id, { ...lost, nonRetryable: false });
+    const early = await Promise.race([retry, new Promise((r) => setTimeout(() => r("waiting"), 500))]);
+    release();
+    expect(early, "the retry waits for the move").toBe("waiting");
+    const retried = await retry;
+    expect((await engine.waitFor(id)).status).toBe("succeeded");
+    const attempts = await runs(id, "a");
+    // Either the retry came first (attempt 2 succeeded, its output placed after the held one) or the
+    // success's record did (the retry was ignored): the output is the recorded attempt's, either way.
+    const recorded = retried === "retried" ? "A2" : "A1";
+    expect(attempts.at(-1)!.status).toBe("succeeded");
+    expect(attempts).toHaveLength(retried === "retried" ? 2 : 1);
+    expect((await engine.output(id, "a")).slice(0, 2)).toBe(recorded);
+    expect(await engine.output(id, "b")).toBe(`${recorded}\n`);
   });
 });

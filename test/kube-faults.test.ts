@@ -297,6 +297,23 @@ describe("pods and Jobs that end badly", () => {
     ]);
   });
 
+  it("records a success whose first record failed after its output was moved into place", async () => {
+    const e = await start("kube_record_again");
+    const store = e.m.store;
+    const completeRuns = store.completeRuns.bind(store);
+    let failed = 0;
+    store.completeRuns = async (ids) => {
+      if (failed++ === 0) throw Object.assign(new Error("connection reset"), { code: "ECONNRESET" });
+      return completeRuns(ids);
+    };
+    const id = await e.submit('@retries(0)\nfun t():\n    print("x" * 100000)\n');
+    expect((await e.waitFor(id, 30_000)).status).toBe("succeeded");
+    expect(failed).toBeGreaterThan(1);
+    const runs = await taskRuns(e, id, "t");
+    expect(runs.map((r) => [r.attempt, r.status])).toEqual([[1, "succeeded"]]);
+    expect(await e.output(id, "t")).toBe(`${"x".repeat(100000)}\n`);
+  });
+
   it("deletes a cancelled workflow's Jobs and records the task cancelled", async () => {
     const e = await start("kube_cancel");
     const id = await slowOnce(e);

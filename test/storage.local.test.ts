@@ -120,11 +120,13 @@ describe("LocalStorage", () => {
     const asMove = new URL(put);
     asMove.searchParams.set("method", "MOVE");
     const expires = String(clock / 1000 + 60);
-    const signed = hmac(`MOVE\nTask_Output/wf/u/attempt-1.output.txt\n${expires}\nwf/u/output.txt`);
+    const nonce = "0123456789abcdef01234567";
+    const signed = hmac(`MOVE\nTask_Output/wf/u/attempt-1.output.txt\n${expires}\nwf/u/output.txt\n${nonce}`);
     const otherTarget = new URL(`${server.url}/storage/v1/object/Task_Output/wf/u/attempt-1.output.txt`);
     for (const [k, v] of Object.entries({
       method: "MOVE",
       to: "wf/t/output.txt",
+      nonce,
       expires,
       signature: signed,
     })) {
@@ -132,12 +134,20 @@ describe("LocalStorage", () => {
     }
     const traversing = new URL(otherTarget);
     traversing.searchParams.set("to", "../../Task_Code/wf/code.bundle");
-    for (const url of [put, asMove, otherTarget, traversing]) {
+    const otherNonce = new URL(otherTarget);
+    otherNonce.searchParams.set("to", "wf/u/output.txt");
+    otherNonce.searchParams.set("nonce", "f123456789abcdef01234567");
+    for (const url of [put, asMove, otherTarget, traversing, otherNonce]) {
       expect((await fetch(url, { method: "POST" })).status, url.href).toBe(403);
     }
     const right = new URL(otherTarget);
     right.searchParams.set("to", "wf/u/output.txt");
     expect((await fetch(right, { method: "POST" })).status).toBe(200);
+    // Made once: replayed after a later upload to the same object, it moves nothing.
+    await storage().put("Task_Output", "wf/u/attempt-1.output.txt", "later still");
+    const replayed = await fetch(right, { method: "POST" });
+    expect(replayed.status).toBe(403);
+    expect(((await replayed.json()) as { error: { message: string } }).error.message).toMatch(/made already/);
     expect(await readText(storage(), "wf/t/output.txt")).toBe("attempt 2");
     expect(await readText(storage(), "wf/u/output.txt")).toBe("late");
   });
@@ -174,6 +184,23 @@ describe("LocalStorage", () => {
     });
     await readOnly.put("Task_Code", "wf/code.bundle", "fired by a schedule elsewhere");
     expect(await readText(storage(), "wf/code.bundle", "Task_Code")).toBe("fired by a schedule elsewhere");
+  });
+
+  it("asks its server again after a probe refused (a clock behind), and says why it was refused", async () => {
+    let behind = 120_000;
+    const late = new LocalStorage({
+      root: join(dir, "elsewhere"),
+      secret: SECRET,
+      baseUrl: server.url,
+      remote: true,
+      now: () => clock - behind,
+    });
+    await expect(late.put("Task_Output", "wf/t/output.txt", "x")).rejects.toThrow(
+      /403 this URL has expired \(is this machine's clock behind the server's\?\)/,
+    );
+    behind = 0;
+    await late.put("Task_Output", "wf/t/output.txt", "on time");
+    expect(await readText(storage(), "wf/t/output.txt")).toBe("on time");
   });
 
   it("refuses an expired URL", async () => {

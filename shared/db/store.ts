@@ -111,6 +111,9 @@ export interface StartRunRow {
 }
 
 /** Typed calls to DWOP's SQL functions: the only way the engine changes state. */
+/** How long Store.whileRunActive may hold a run's row while its step runs. */
+const HOLD_RUN_SECONDS = 60;
+
 export class Store {
   constructor(readonly db: Db) {}
 
@@ -337,6 +340,24 @@ export class Store {
     const [row] = await this.db<{ n: number }[]>`
       select dwop.reap_orphaned_runs(${dispatcherId}, ${held}::bigint[], ${graceSeconds}) as n`;
     return row?.n ?? 0;
+  }
+
+  /**
+   * Calls `step` while the run's row is held (FOR SHARE) and the run active: nothing can end or replace
+   * the run meanwhile (increase_attempt, the reaper, a cancel wait for the row). False, without calling
+   * it, for a run that has ended. A step must be short: those who would end the run wait for it, at most
+   * HOLD_RUN_SECONDS (then Postgres ends the session, and the row is free again).
+   */
+  async whileRunActive(runId: string, step: () => Promise<void>): Promise<boolean> {
+    return this.db.begin(async (sql) => {
+      const [row] = await sql`
+        select set_config('idle_in_transaction_session_timeout', ${`${HOLD_RUN_SECONDS}s`}, true)
+        from dwop.runs where id = ${runId} and status in ('starting', 'dispatched', 'running')
+        for share`;
+      if (!row) return false;
+      await step();
+      return true;
+    });
   }
 
   /** Of the given runs, those that are no longer active (cancelled or recorded elsewhere). */

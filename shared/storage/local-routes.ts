@@ -25,6 +25,7 @@ import {
  */
 export function localStorageRoutes(storage: LocalStorage): Hono {
   const app = new Hono();
+  const moves = new UsedSignatures();
   // All of /storage/: a traversing path may normalise to somewhere else below it, and is refused there too.
   app.on(["GET", "PUT", "POST"], "/storage/*", async (c) => {
     const target = objectTarget(c);
@@ -35,11 +36,15 @@ export function localStorageRoutes(storage: LocalStorage): Hono {
       expires: c.req.query("expires"),
       signature: c.req.query("signature"),
       to: c.req.query("to"),
+      nonce: c.req.query("nonce"),
     };
     const moving = c.req.method === "POST";
     const refusal = storage.verify(moving ? "MOVE" : c.req.method, bucket, key, query);
     if (refusal) return forbidden(c, refusal);
     if (moving) {
+      // Once: a MOVE seen again (replayed by whoever saw it go by) would move a later upload over the output.
+      if (!moves.take(query.signature!, Number(query.expires)))
+        return forbidden(c, "this move was made already");
       const moved = await storage.move(bucket, key, query.to!).then(
         () => true,
         (err: unknown) => {
@@ -81,6 +86,20 @@ export function localStorageRoutes(storage: LocalStorage): Hono {
     return c.json({ key: `${bucket}/${key}` }, 200);
   });
   return app;
+}
+
+/** Signatures of requests that may be made once, each kept until it expires. */
+class UsedSignatures {
+  private readonly expiries = new Map<string, number>();
+
+  /** True the first time a signature is seen; `expires` (seconds since the epoch) is when it lapses. */
+  take(signature: string, expires: number): boolean {
+    const now = Date.now() / 1000;
+    for (const [seen, until] of this.expiries) if (until <= now) this.expiries.delete(seen);
+    if (this.expiries.has(signature)) return false;
+    this.expiries.set(signature, expires);
+    return true;
+  }
 }
 
 /** 200 with the whole object, 206 with the range asked for, or 416 when the range is past its end. */

@@ -62,6 +62,8 @@ export interface SignedQuery {
   signature: string | undefined;
   /** A MOVE's destination (a key in the same bucket), which its signature covers. */
   to?: string | undefined;
+  /** A MOVE's random part, which its signature covers: two moves are never one signature (each is made once). */
+  nonce?: string | undefined;
 }
 
 /** A move whose source object does not exist. */
@@ -271,7 +273,11 @@ export class LocalStorage implements Storage {
     if (!written) return false;
     try {
       const res = await fetch(await this.signUrl(PROBE_BUCKET, key, "GET", REQUEST_TTL_SECONDS));
-      return res.ok && (await res.text()) === token;
+      // Only the server's own answer about the object decides; anything else is asked again next time.
+      if (res.status === 404) return false;
+      if (res.ok) return (await res.text()) === token;
+      await this.answered(res, "read back a probe object");
+      return false;
     } finally {
       await this.remove(PROBE_BUCKET, [key]);
     }
@@ -292,8 +298,9 @@ export class LocalStorage implements Storage {
   private async moveOnServer(bucket: string, from: string, to: string): Promise<void> {
     if (!this.baseUrl) throw new Error("LocalStorage has no base URL: set one to move objects on its server");
     const expires = String(Math.floor(this.now() / 1000) + REQUEST_TTL_SECONDS);
-    const signature = this.signature("MOVE", bucket, from, expires, to);
-    const query = new URLSearchParams({ method: "MOVE", to, expires, signature });
+    const nonce = randomBytes(12).toString("hex");
+    const signature = this.signature("MOVE", bucket, from, expires, `${to}\n${nonce}`);
+    const query = new URLSearchParams({ method: "MOVE", to, nonce, expires, signature });
     const url = `${this.baseUrl}${SIGNED_PATH_PREFIX}${encodeObjectPath(bucket, from)}?${query}`;
     await this.answered(await fetch(url, { method: "POST" }), `move ${bucket}/${from}`);
   }
@@ -303,7 +310,9 @@ export class LocalStorage implements Storage {
     if (res.ok) return void (await res.body?.cancel());
     const body = (await res.json().catch(() => null)) as { error?: { message?: string } } | null;
     const why = body?.error?.message ?? res.statusText;
-    throw new Error(`the storage server at ${this.baseUrl} did not ${what}: ${res.status} ${why}`);
+    // Signed requests live REQUEST_TTL_SECONDS: a clock that far behind the server's makes them expired.
+    const clock = /expired/.test(why) ? " (is this machine's clock behind the server's?)" : "";
+    throw new Error(`the storage server at ${this.baseUrl} did not ${what}: ${res.status} ${why}${clock}`);
   }
 
   /** Why a signed request may not proceed, or null when it may. */
@@ -317,6 +326,7 @@ export class LocalStorage implements Storage {
     if (query.method !== method)
       return `this URL is signed for ${query.method ?? "no method"}, not ${method}`;
     const to = method === "MOVE" ? query.to : undefined;
+    if (method === "MOVE" && !/^[0-9a-f]{16,64}$/.test(query.nonce ?? "")) return "a move without its nonce";
     if (method === "MOVE") {
       if (!to) return "a move names no destination";
       try {
@@ -328,15 +338,16 @@ export class LocalStorage implements Storage {
     }
     if (!query.expires || !/^\d{1,12}$/.test(query.expires)) return "missing or bad expiry";
     if (!query.signature || !/^[0-9a-f]{64}$/.test(query.signature)) return "missing or bad signature";
-    const expected = Buffer.from(this.signature(method, bucket, key, query.expires, to), "hex");
+    const moveLines = to === undefined ? undefined : `${to}\n${query.nonce}`;
+    const expected = Buffer.from(this.signature(method, bucket, key, query.expires, moveLines), "hex");
     if (!timingSafeEqual(Buffer.from(query.signature, "hex"), expected)) return "signature does not match";
     if (Number(query.expires) * 1000 <= this.now()) return "this URL has expired";
     return null;
   }
 
-  /** HMAC of what a signed request may do; a MOVE's covers its destination too. */
-  private signature(method: string, bucket: string, key: string, expires: string, to?: string): string {
-    const signed = `${method}\n${bucket}/${key}\n${expires}${to === undefined ? "" : `\n${to}`}`;
+  /** HMAC of what a signed request may do; a MOVE's covers its destination and nonce too (`more`). */
+  private signature(method: string, bucket: string, key: string, expires: string, more?: string): string {
+    const signed = `${method}\n${bucket}/${key}\n${expires}${more === undefined ? "" : `\n${more}`}`;
     return createHmac("sha256", this.secret).update(signed).digest("hex");
   }
 
