@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { localServerUrl } from "./local-url.ts";
 import type * as z from "zod";
 import type {
   Run as RunSchema,
@@ -210,7 +211,7 @@ const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]", "::1"]);
  * DWOP_HOME stand in for a missing DWOP_TOKEN: a server's own secret is never sent anywhere else.
  */
 export function clientFromConfig(config: Config): DwopClient {
-  const url = config.DWOP_URL ?? `http://${config.DWOP_HOST}:${config.DWOP_PORT}`;
+  const url = config.DWOP_URL ?? localServerUrl(config.DWOP_HOST, config.DWOP_PORT);
   let token = config.DWOP_TOKEN ?? null;
   if (!token && LOOPBACK.has(new URL(url).hostname)) {
     token = config.DWOP_API_TOKEN ?? homeToken(config.DWOP_HOME);

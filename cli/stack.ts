@@ -22,6 +22,7 @@ import type { Storage } from "../shared/storage/storage.ts";
 import { supabaseStorageFromConfig } from "../shared/storage/supabase.ts";
 import { startHomeDatabase, type EmbeddedDatabase } from "./embedded-postgres.ts";
 import { CliError, EXIT } from "./exit.ts";
+import { localServerUrl } from "./local-url.ts";
 import { makePrivateFolder, prepareHome } from "../shared/folders.ts";
 import { boundHeapGrowth } from "./heap-growth.ts";
 
@@ -244,7 +245,7 @@ async function startServer(options: StackOptions, home: string, db: Db): Promise
     extraRoutes: local ? localStorageRoutes(local) : undefined,
   });
   const server = await listen(app.fetch, config.DWOP_HOST, config.DWOP_PORT);
-  const serverUrl = config.DWOP_PUBLIC_URL ?? `http://${config.DWOP_HOST}:${server.port}`;
+  const serverUrl = config.DWOP_PUBLIC_URL ?? localServerUrl(config.DWOP_HOST, server.port);
   local?.setBaseUrl(serverUrl);
   return { store, storage, server, serverUrl, apiTokenFile };
 }
@@ -285,6 +286,8 @@ function listenError(err: NodeJS.ErrnoException, host: string, port: number): Er
     EADDRINUSE: "something listens there already (another `dwop dev`?)",
     EACCES: "not allowed (a port below 1024 needs root)",
     EADDRNOTAVAIL: "no such address on this machine",
+    ENOTFOUND: "no such host",
+    EAI_AGAIN: "the host's name could not be looked up",
   };
   const reason = err.code ? why[err.code] : undefined;
   if (!reason) return err;

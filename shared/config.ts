@@ -119,7 +119,7 @@ export const configSchema = z.object({
           }),
       ),
     ),
-  DWOP_PORT: int(0, 8080),
+  DWOP_PORT: z.coerce.number().int().min(0).max(65535, "must be a port, 0 to 65535").default(8080),
   DWOP_HOST: z.string().default("127.0.0.1"),
   DWOP_PUBLIC_URL: optionalUrl,
   DWOP_STORAGE_SECRET: z.string().min(16).optional(),

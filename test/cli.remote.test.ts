@@ -279,6 +279,21 @@ describe("dwop against a server", () => {
     expect(unreachable.stderr).toContain(`cannot reach ${closed}: ECONNREFUSED`);
   }, 120_000);
 
+  it("reaches the server on this machine by DWOP_HOST and DWOP_PORT, also a wildcard host; a bad port exits 2", async () => {
+    // No DWOP_URL, no DWOP_TOKEN: the server's own token stands in, for a server on this machine only.
+    const port = new URL(server.url).port;
+    const local = { DWOP_URL: "", DWOP_TOKEN: "", DWOP_API_TOKEN: server.token, DWOP_PORT: port };
+    const [wildcard, badPort] = await Promise.all([
+      dwop(["list", "--json"], { ...local, DWOP_HOST: "0.0.0.0" }),
+      dwop(["list"], { ...local, DWOP_PORT: "70000" }),
+    ]);
+    expect(wildcard.code, wildcard.stderr).toBe(0);
+    expect(json(wildcard)).toHaveProperty("workflows");
+    expect(badPort.code).toBe(2);
+    expect(badPort.stderr).toContain("DWOP_PORT: must be a port, 0 to 65535");
+    expect(badPort.stderr).not.toMatch(/^\s+at /m);
+  });
+
   it("pool set, list and rm manage pools with the server's token; bad arguments exit 2 and change nothing", async () => {
     const set = await dwop(["pool", "set", "gpu", "3"]);
     expect([set.code, set.stdout]).toEqual([0, "gpu  0/3 slots busy, 0 waiting\n"]);

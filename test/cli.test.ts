@@ -327,6 +327,17 @@ describe("dwop dev", () => {
       await new Promise((resolve) => taken.close(resolve));
     }
   }, 120_000);
+
+  it("exits 2 in one line for a host it cannot listen on", async () => {
+    database = await createTestDatabase("cli_bad_host");
+    const home = await testFolder("dwop-h-");
+    const r = await dwop(["dev"], { DATABASE_URL: database.url, DWOP_HOME: home, DWOP_HOST: "999.1.1.1" });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /dwop: cannot listen on 999\.1\.1\.1:8080: (no such host|the host's name could not be looked up)/,
+    );
+    expect(r.stderr).not.toMatch(/^\s+at /m);
+  }, 120_000);
 });
 
 describe("dwop validate", () => {

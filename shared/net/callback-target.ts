@@ -59,7 +59,8 @@ export async function checkCallbackTarget(
   if (literal) {
     const why = forbiddenReason(literal);
     if (why && !addressAllowed(literal, allow)) {
-      throw new CallbackRefused(`callback_url's host ${host} is a ${why} address: ${RULE}`);
+      const article = /^[aeiou]/.test(why) ? "an" : "a";
+      throw new CallbackRefused(`callback_url's host ${host} is ${article} ${why} address: ${RULE}`);
     }
     return { url, host, addresses: [host] };
   }
