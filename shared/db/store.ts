@@ -343,9 +343,10 @@ export class Store {
   }
 
   /**
-   * Calls `step` while the run's row is held (FOR SHARE) and the run active: nothing can end or replace
-   * the run meanwhile (increase_attempt, the reaper, a cancel wait for the row). False, without calling
-   * it, for a run that has ended. A step must be short: those who would end the run wait for it, at most
+   * Calls `step` while the run's row is held (FOR NO KEY UPDATE) and the run active: nothing can end or
+   * replace the run meanwhile (increase_attempt, the reaper, a cancel wait for the row), nor hold it for a
+   * step of its own (two observers during a lease's handover). False, without calling it, for a run that
+   * has ended. A step must be short: those who would end the run wait for it, at most
    * HOLD_RUN_SECONDS (then Postgres ends the session, and the row is free again).
    */
   async whileRunActive(runId: string, step: () => Promise<void>): Promise<boolean> {
@@ -353,7 +354,7 @@ export class Store {
       const [row] = await sql`
         select set_config('idle_in_transaction_session_timeout', ${`${HOLD_RUN_SECONDS}s`}, true)
         from dwop.runs where id = ${runId} and status in ('starting', 'dispatched', 'running')
-        for share`;
+        for no key update`;
       if (!row) return false;
       await step();
       return true;
