@@ -3,6 +3,7 @@ import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import {
   closeSync,
   constants,
+  existsSync,
   createReadStream,
   createWriteStream,
   fdatasync,
@@ -40,9 +41,10 @@ export interface LocalStorageOptions {
   maxObjectBytes?: number;
   /**
    * The objects are the server's at baseUrl (a claimer or dispatcher that serves no storage routes
-   * itself), whose disk may be another machine's: then puts and moves are asked of that server (a PUT and
-   * a MOVE signed with the secret). Whether `root` is the server's own storage is found out once
-   * (sharesServerDisk).
+   * itself), whose disk may be another machine's. A put or a move is then made here only where this
+   * machine shows it holds the server's objects (the object, or its bucket's folder, is under `root`), and
+   * asked of the server otherwise (a PUT and a MOVE signed with the secret): no request, and no need of
+   * the server, where one DWOP_HOME serves both.
    */
   remote?: boolean;
 }
@@ -73,9 +75,6 @@ export class ObjectMissing extends Error {
     this.name = "ObjectMissing";
   }
 }
-
-/** Where a remote storage puts its probe object (sharesServerDisk), for a moment. */
-const PROBE_BUCKET = "Task_Code";
 
 /** How long a request a remote storage signs for its server lives: it is sent at once. */
 const REQUEST_TTL_SECONDS = 60;
@@ -112,8 +111,6 @@ export class LocalStorage implements Storage {
   private readonly secret: string | Uint8Array;
   private readonly now: () => number;
   private readonly remote: boolean;
-  /** A remote storage's answer to whether `root` is its server's own (sharesServerDisk). */
-  private sharing: Promise<boolean> | null = null;
   private baseUrl: string | undefined;
   readonly maxObjectBytes: number;
   /** Each folder's flush that has not begun (flushFolder). */
@@ -137,7 +134,7 @@ export class LocalStorage implements Storage {
 
   async put(bucket: string, key: string, body: Uint8Array | string): Promise<void> {
     const file = this.filePath(bucket, key);
-    if (this.remote && !(await this.sharesServerDisk())) return this.putOnServer(bucket, key, body);
+    if (this.remote && !existsSync(join(this.root, bucket))) return this.putOnServer(bucket, key, body);
     if (body.length <= SMALL_OBJECT_BYTES) return this.replaceNow(file, body);
     await this.replaceAtomically(file, (temp) => writeFile(temp, body, { flag: "wx", flush: true }));
   }
@@ -208,12 +205,12 @@ export class LocalStorage implements Storage {
 
   /**
    * One rename: the object appears under its new name whole, and both names are flushed to the disk. A
-   * remote storage on another machine than its server's disk asks the server (a signed MOVE).
+   * remote storage whose disk does not hold the object asks its server (a signed MOVE).
    */
   async move(bucket: string, from: string, to: string): Promise<void> {
     const source = this.filePath(bucket, from);
     const target = this.filePath(bucket, to);
-    if (this.remote && !(await this.sharesServerDisk())) return this.moveOnServer(bucket, from, to);
+    if (this.remote && !existsSync(source)) return this.moveOnServer(bucket, from, to);
     const named = this.folderFor(target);
     await rename(source, target).catch((err: NodeJS.ErrnoException) => {
       // Its folder is made: the source is what is missing.
@@ -248,39 +245,6 @@ export class LocalStorage implements Storage {
     const signature = this.signature(method, bucket, key, String(expires));
     const query = `method=${method}&expires=${expires}&signature=${signature}`;
     return `${this.baseUrl}${SIGNED_PATH_PREFIX}${encodeObjectPath(bucket, key)}?${query}`;
-  }
-
-  /**
-   * Whether a remote storage's `root` is its server's own storage (one machine, one DWOP_HOME), asked
-   * once: a probe object put here is read back through the server. A failed probe (the server not up)
-   * is asked again at the next call.
-   */
-  private sharesServerDisk(): Promise<boolean> {
-    this.sharing ??= this.probeServer().catch((err: unknown) => {
-      this.sharing = null;
-      throw err;
-    });
-    return this.sharing;
-  }
-
-  private async probeServer(): Promise<boolean> {
-    const key = `.dwop-probes/${randomBytes(12).toString("hex")}`;
-    const token = randomBytes(16).toString("hex");
-    const written = await this.replaceNow(this.filePath(PROBE_BUCKET, key), token).then(
-      () => true,
-      () => false, // a root this process cannot write to holds none of its server's objects
-    );
-    if (!written) return false;
-    try {
-      const res = await fetch(await this.signUrl(PROBE_BUCKET, key, "GET", REQUEST_TTL_SECONDS));
-      // Only the server's own answer about the object decides; anything else is asked again next time.
-      if (res.status === 404) return false;
-      if (res.ok) return (await res.text()) === token;
-      await this.answered(res, "read back a probe object");
-      return false;
-    } finally {
-      await this.remove(PROBE_BUCKET, [key]);
-    }
   }
 
   /** Stores an object on the server at baseUrl, by a PUT signed now. */
