@@ -222,48 +222,39 @@ describe("crashes", () => {
     expect((await engine.waitFor(id)).status).toBe("succeeded");
   });
 
-  it("keeps the output of the attempt that replaced a run declared lost, when that run ends after it", async () => {
-    // A dispatcher paused or cut off for DWOP_LOST_AFTER_SECONDS is dead to the others, which retry its
-    // runs; its worker goes on. Here the reaper's verdict comes from the test, and no heartbeat of the
-    // dispatcher's (an hour apart) stops the worker before it ends: it ends after the retry succeeded.
-    engine = await startEngine("run_declared_lost", { bus: "rabbit", heartbeatSeconds: 3600 });
-    const id = await engine.submit(
-      "fun t():\n    import os, time\n    attempt = os.environ['DWOP_ATTEMPT']\n" +
-        "    time.sleep(3 if attempt == '1' else 0)\n    print('attempt', attempt)\n",
-    );
-    await until(
-      async () => (await engine!.m.store.workflowSummary(id))?.tasks[0]?.status === "running",
-      60_000,
-    );
-    await engine.m.db`select dwop.reap_lost_runs(0)`;
-    expect((await engine.waitFor(id)).status).toBe("succeeded");
-    expect(await engine.output(id, "t")).toBe("attempt 2\n");
-    // Attempt 1's worker ends (3 s) and its dispatcher reads its result: it must not replace attempt 2's.
-    await new Promise((r) => setTimeout(r, 4000));
-    expect(await engine.output(id, "t")).toBe("attempt 2\n");
-    expect(await runCounts(engine, id)).toEqual([{ name: "t", runs: 2, succeeded: 1, lost: 1 }]);
-  });
-
-  it("keeps the output of the attempt that replaced a run declared lost, also when the late worker uploads its own", async () => {
-    // An output past the executor's inline limit (64 KiB) goes by the worker's own signed URL, as every
+  it.each([
+    ["its dispatcher stores", ""],
+    // Past the executor's inline limit (64 KiB) an output goes by the worker's own signed URL, as every
     // output of a Kubernetes pod does: the late worker can store it whatever its dispatcher decides.
-    engine = await startEngine("run_declared_lost_upload", { bus: "rabbit", heartbeatSeconds: 3600 });
-    const id = await engine.submit(
-      "fun t():\n    import os, time\n    attempt = os.environ['DWOP_ATTEMPT']\n" +
-        "    time.sleep(3 if attempt == '1' else 0)\n    print('attempt', attempt, 'x' * 100000)\n",
-    );
-    await until(
-      async () => (await engine!.m.store.workflowSummary(id))?.tasks[0]?.status === "running",
-      60_000,
-    );
-    await engine.m.db`select dwop.reap_lost_runs(0)`;
-    expect((await engine.waitFor(id)).status).toBe("succeeded");
-    const kept = `attempt 2 ${"x".repeat(100000)}\n`;
-    expect(await engine.output(id, "t")).toBe(kept);
-    await new Promise((r) => setTimeout(r, 4000));
-    expect(await engine.output(id, "t")).toBe(kept);
-    expect(await runCounts(engine, id)).toEqual([{ name: "t", runs: 2, succeeded: 1, lost: 1 }]);
-  });
+    ["its worker uploads", ` ${"x".repeat(100000)}`],
+  ])(
+    "keeps the output of the attempt that replaced a run declared lost, which ends after it (an output %s)",
+    async (_how, tail) => {
+      // A dispatcher paused or cut off for DWOP_LOST_AFTER_SECONDS is dead to the others, which retry its
+      // runs; its worker goes on. Here the reaper's verdict comes from the test, and no heartbeat of the
+      // dispatcher's (an hour apart) stops the worker before it ends: it ends after the retry succeeded.
+      engine = await startEngine(`run_declared_lost_${tail.length}`, {
+        bus: "rabbit",
+        heartbeatSeconds: 3600,
+      });
+      const id = await engine.submit(
+        "fun t():\n    import os, time\n    attempt = os.environ['DWOP_ATTEMPT']\n" +
+          `    time.sleep(3 if attempt == '1' else 0)\n    print('attempt', attempt, end='')\n    print(${JSON.stringify(tail)})\n`,
+      );
+      await until(
+        async () => (await engine!.m.store.workflowSummary(id))?.tasks[0]?.status === "running",
+        60_000,
+      );
+      await engine.m.db`select dwop.reap_lost_runs(0)`;
+      expect((await engine.waitFor(id)).status).toBe("succeeded");
+      const kept = `attempt 2${tail}\n`;
+      expect(await engine.output(id, "t")).toBe(kept);
+      // Attempt 1's worker ends (3 s) and its dispatcher reads its result: it must not replace attempt 2's.
+      await new Promise((r) => setTimeout(r, 4000));
+      expect(await engine.output(id, "t")).toBe(kept);
+      expect(await runCounts(engine, id)).toEqual([{ name: "t", runs: 2, succeeded: 1, lost: 1 }]);
+    },
+  );
 
   it("records a task still running when the grace period ends as lost, and another dispatcher reruns it", async () => {
     engine = await startEngine("sigterm_grace_over", { bus: "rabbit", dispatchers: 0 });

@@ -65,6 +65,17 @@ fun report(y:flaky):
     print(open("y").read().splitlines()[-1])
 `;
 
+/** Submits a workflow through the API (not the page); its id. */
+async function submitByApi(source: string, name: string): Promise<string> {
+  const res = await fetch(`${server.url}/workflows`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${server.token}`, "content-type": "application/json" },
+    body: JSON.stringify({ workflow: source, name }),
+  });
+  expect(res.status).toBe(201);
+  return ((await res.json()) as { id: string }).id;
+}
+
 const node = (task: string) => page.locator(`svg.dag g.node[data-task="${task}"]`);
 
 async function submitThroughForm(text: string | null, file?: string, name?: string): Promise<string> {
@@ -209,13 +220,7 @@ describe("the dashboard", () => {
 fun fails(x:trojan):
     raise ValueError("bad row \u202e24")
 `;
-    const res = await fetch(`${server.url}/workflows`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${server.token}`, "content-type": "application/json" },
-      body: JSON.stringify({ workflow: source, name: "trojan-source" }),
-    });
-    expect(res.status).toBe(201);
-    const { id } = (await res.json()) as { id: string };
+    const id = await submitByApi(source, "trojan-source");
     await page.goto(`${server.url}/ui/#/workflows/${id}?task=trojan`);
     const output = page.locator(".task-panel pre.output");
     await expect.poll(() => output.textContent(), { timeout: 30_000 }).toContain("invoice_⟨U+202E⟩txt.exe");
@@ -239,13 +244,7 @@ fun talk():
     print("first line, before the wait")
 ${lines("one")}${wait(liveFlag)}${lines("two")}${wait(`${liveFlag}-2`)}${lines("three")}    raise ValueError("bad row 42: expected 3 columns, got 2")
 `;
-    const res = await fetch(`${server.url}/workflows`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${server.token}`, "content-type": "application/json" },
-      body: JSON.stringify({ workflow: source, name: "live-log" }),
-    });
-    expect(res.status).toBe(201);
-    const { id } = (await res.json()) as { id: string };
+    const id = await submitByApi(source, "live-log");
     await page.goto(`${server.url}/ui/#/workflows/${id}?task=talk`);
     const log = page.locator(".task-panel pre.log");
     await expect.poll(() => log.textContent(), { timeout: 30_000 }).toContain("one 29");

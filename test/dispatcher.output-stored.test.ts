@@ -50,48 +50,35 @@ describe("a local run's output stored by the dispatcher", () => {
       where t.workflow_id = ${workflowId} and t.name = ${name} order by r.attempt`;
   }
 
-  it("fails the attempt as lost when its output cannot be stored, and records the next one's success", async (ctx) => {
-    let refused = 0;
-    engine = await startEngine(ctx.task.name, {
-      bus: "rabbit",
-      wrapStorage: outputsThrough(async (key, store) => {
-        if (key.endsWith("/a/output.txt") && refused++ === 0) throw new Error("disk full");
-        await store();
-      }),
-    });
-    const id = await engine.submit(CHAIN);
-    const summary = await engine.waitFor(id);
-    expect(summary.status).toBe("succeeded");
-    const attempts = await runs(id, "a");
-    expect(attempts.map((r) => [r.status, r.reason])).toEqual([
-      ["lost", "lost"],
-      ["succeeded", null],
-    ]);
-    expect(attempts[0]!.error).toContain("storing the output: disk full");
-    expect(await engine.output(id, "b")).toBe("AB\n");
-  });
-
-  it("fails the attempt as lost when the output its worker uploaded cannot be moved into place", async (ctx) => {
-    let refused = 0;
-    engine = await startEngine(ctx.task.name, {
-      bus: "rabbit",
-      wrapStorage: outputsThrough(async (key, store) => {
-        if (key.endsWith("/a/output.txt") && refused++ === 0) throw new Error("disk full");
-        await store();
-      }),
-    });
-    // Past the executor's inline limit (64 KiB): the worker uploads it itself.
-    const id = await engine.submit(CHAIN.replace('print("A")', 'print("A" * 100000)'));
-    expect((await engine.waitFor(id)).status).toBe("succeeded");
-    const attempts = await runs(id, "a");
-    expect(attempts.map((r) => [r.status, r.reason])).toEqual([
-      ["lost", "lost"],
-      ["succeeded", null],
-    ]);
-    expect(attempts[0]!.error).toContain("storing the output: disk full");
-    expect(await engine.output(id, "b")).toBe(`${"A".repeat(100000)}B\n`);
-    expect(refused).toBe(2); // attempt 1's move, refused; attempt 2's, made
-  });
+  it.each([
+    ["stored by the dispatcher", "A"],
+    [
+      "uploaded by its worker (past the executor's 64 KiB inline limit) and moved into place",
+      "A".repeat(100000),
+    ],
+  ])(
+    "fails the attempt as lost when an output %s, and records the next one's success",
+    async (_how, printed) => {
+      let refused = 0;
+      engine = await startEngine(`output_refused_${printed.length}`, {
+        bus: "rabbit",
+        wrapStorage: outputsThrough(async (key, store) => {
+          if (key.endsWith("/a/output.txt") && refused++ === 0) throw new Error("disk full");
+          await store();
+        }),
+      });
+      const id = await engine.submit(CHAIN.replace('print("A")', `print("A" * ${printed.length})`));
+      expect((await engine.waitFor(id)).status).toBe("succeeded");
+      const attempts = await runs(id, "a");
+      expect(attempts.map((r) => [r.status, r.reason])).toEqual([
+        ["lost", "lost"],
+        ["succeeded", null],
+      ]);
+      expect(attempts[0]!.error).toContain("storing the output: disk full");
+      expect(await engine.output(id, "b")).toBe(`${printed}B\n`);
+      expect(refused).toBe(2); // attempt 1's, refused; attempt 2's, made
+    },
+  );
 
   it("holds a run while its uploaded output is moved: a retry waits, and the output stays the recorded attempt's", async (ctx) => {
     // The dispatcher is paused (here: its move held) between the run's end and the move; meanwhile the

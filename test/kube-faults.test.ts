@@ -153,7 +153,12 @@ describe("pods and Jobs that end badly", () => {
         "    print('done')",
       ].join("\n"),
     );
-    // The body is running once its first line is relayed to the container log (the log tail keeps it).
+    await firstAttemptWorking(e, id);
+    return id;
+  }
+
+  /** Until task t's first attempt has logged "working": its body is running then (the log tail keeps it). */
+  async function firstAttemptWorking(e: KubeEngine, id: string): Promise<void> {
     const api = e.replicas[0]!.parts.api;
     await waitFor(
       "the first line logged",
@@ -163,7 +168,6 @@ describe("pods and Jobs that end badly", () => {
       },
       15_000,
     );
-    return id;
   }
 
   it("retries a run whose Job someone deleted as lost, found by the reconcile", async () => {
@@ -266,15 +270,7 @@ describe("pods and Jobs that end badly", () => {
       "fun t():\n    import os, time\n    attempt = os.environ['DWOP_ATTEMPT']\n" +
         "    print('working', flush=True)\n    time.sleep(3 if attempt == '1' else 0)\n    print('attempt', attempt)\n",
     );
-    const api = e.replicas[0]!.parts.api;
-    await waitFor(
-      "the first attempt's body running",
-      async () => {
-        const pod = sim.pods(jobName(id, "t", 1), e.namespace)[0]?.metadata.name;
-        return pod && (await api.readLogTail(pod, "worker", 10))?.includes("working");
-      },
-      15_000,
-    );
+    await firstAttemptWorking(e, id);
     const [first] = await e.m.db<{ id: string }[]>`
       select r.id from dwop.runs r join dwop.tasks t on t.id = r.task_id
       where t.workflow_id = ${id} and r.attempt = 1`;
