@@ -193,6 +193,9 @@ describe("PATCH /schedules/:name", () => {
       expect([body, e.code]).toEqual([body, code]);
       expect(e.message + JSON.stringify(e.details)).toContain(says);
     }
+    // An unknown field is the one thing wrong, not "no field given" besides.
+    const renamed = await error(await send("PATCH", "/schedules/nightly", alice, { name: "renamed" }), 422);
+    expect(renamed.message).toBe('invalid request body: Unrecognized key: "name"');
     expect(await (await send("GET", "/schedules/nightly", alice)).json()).toEqual(before);
     const [row] = await h.m.db<{ updated: Date }[]>`select updated_at as updated from dwop.schedules`;
     expect(row!.updated.toISOString()).toBe((before as { updatedAt: string }).updatedAt);
