@@ -5,6 +5,7 @@ import type { StartRunResult, Store } from "../shared/db/store.ts";
 import type { Executor, RunOutcome, WorkerEnv } from "../shared/executors/executor.ts";
 import { silentLogger, type Logger } from "../shared/log.ts";
 import { OUTPUT_BUCKET, objectPaths, type RunAssignment, type TaskMessage } from "../shared/model.ts";
+import { placeUploadedOutput } from "./place-output.ts";
 import { isPermanent, retryTransient } from "../shared/db/retry.ts";
 import { Semaphore } from "../shared/semaphore.ts";
 import type { Storage } from "../shared/storage/storage.ts";
@@ -459,27 +460,13 @@ export class Dispatcher {
     return stored.status === "fulfilled" ? { kind: "succeeded" } : storingFailed(stored.reason);
   }
 
-  /**
-   * Moves the output a worker uploaded itself (to its attempt's own object, objectPaths.attemptOutput) to
-   * its task's path while the run's row is held active (Store.whileRunActive): a run retried meanwhile
-   * (this dispatcher paused or cut off) is left to the attempt that replaced it, and one not yet retried
-   * cannot be until the move is done, so its replacement's output, placed later, is the one that stays.
-   */
+  /** Moves the output a worker uploaded itself to its task's path (placeUploadedOutput). */
   private async placeUploaded(run: RunAssignment): Promise<RunOutcome> {
-    const wf = run.workflowId;
-    const uploaded = objectPaths.attemptOutput(wf, run.taskName, run.attempt);
-    let failure: unknown = null;
-    const active = await this.untilAnswered(run, "moving a run's output into place", () =>
-      this.store.whileRunActive(run.runId, () =>
-        this.storage
-          .move(OUTPUT_BUCKET, uploaded, objectPaths.output(wf, run.taskName))
-          .catch((err: unknown) => {
-            failure = err;
-          }),
-      ),
+    const placed = await this.untilAnswered(run, "moving a run's output into place", () =>
+      placeUploadedOutput(this.store, this.storage, run.runId, run),
     );
-    if (!active) this.dropLate(run);
-    return failure === null ? { kind: "succeeded" } : storingFailed(failure);
+    if (placed === "ended") this.dropLate(run);
+    return typeof placed === "string" ? { kind: "succeeded" } : storingFailed(placed.failed);
   }
 
   /** A run that ended here after it was retried elsewhere: its success is refused too (the record's compare-and-set). */

@@ -8,9 +8,10 @@ import { ListWatch, type WatchEventType } from "../shared/executors/kubernetes/l
 import { attemptOf, LABELS, MANAGED_SELECTOR, runIdOf } from "../shared/executors/kubernetes/names.ts";
 import { judgeJob, type JobVerdict, type WaitLimits } from "../shared/executors/kubernetes/outcome.ts";
 import { silentLogger, type Logger } from "../shared/log.ts";
-import { ACTIVE_RUN_STATES, OUTPUT_BUCKET, objectPaths } from "../shared/model.ts";
+import { ACTIVE_RUN_STATES } from "../shared/model.ts";
 import type { Storage } from "../shared/storage/storage.ts";
 import { ClusterStore } from "./cluster-store.ts";
+import { placeUploadedOutput } from "./place-output.ts";
 import { reconcileOnce, type ReconcileReport, type ReconcileTarget } from "./reconcile.ts";
 
 export interface ObserverOptions {
@@ -380,17 +381,9 @@ export class JobObserver {
   private async placeOutput(runId: string, job: V1Job): Promise<true | string> {
     const attempt = attemptOf(job);
     if (!attempt || this.placed.has(runId)) return true;
-    const { workflowId: wf, taskName, attempt: n } = attempt;
-    let failure: string | null = null;
-    await this.store.whileRunActive(runId, () =>
-      this.storage
-        .move(OUTPUT_BUCKET, objectPaths.attemptOutput(wf, taskName, n), objectPaths.output(wf, taskName))
-        .then(
-          () => void this.placed.add(runId),
-          (err: unknown) => void (failure = messageOf(err)),
-        ),
-    );
-    return failure ?? true;
+    const placed = await placeUploadedOutput(this.store, this.storage, runId, attempt);
+    if (placed === "placed") this.placed.add(runId);
+    return typeof placed === "string" ? true : messageOf(placed.failed);
   }
 
   /** An active run whose Job is gone: retried as lost (from the infrastructure budget). */

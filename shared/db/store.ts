@@ -110,10 +110,10 @@ export interface StartRunRow {
   has_requirements: boolean;
 }
 
-/** Typed calls to DWOP's SQL functions: the only way the engine changes state. */
 /** How long Store.whileRunActive may hold a run's row while its step runs. */
 const HOLD_RUN_SECONDS = 60;
 
+/** Typed calls to DWOP's SQL functions: the only way the engine changes state. */
 export class Store {
   constructor(readonly db: Db) {}
 

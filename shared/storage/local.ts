@@ -76,6 +76,17 @@ export class ObjectMissing extends Error {
   }
 }
 
+/** Why an object path may not be used (InvalidObjectPathError's message), or null. */
+function pathRefusal(bucket: string, key: string): string | null {
+  try {
+    assertObjectPath(bucket, key);
+    return null;
+  } catch (err) {
+    if (err instanceof InvalidObjectPathError) return err.message;
+    throw err;
+  }
+}
+
 /** How long a request a remote storage signs for its server lives: it is sent at once. */
 const REQUEST_TTL_SECONDS = 60;
 
@@ -281,29 +292,21 @@ export class LocalStorage implements Storage {
 
   /** Why a signed request may not proceed, or null when it may. */
   verify(method: string, bucket: string, key: string, query: SignedQuery): string | null {
-    try {
-      assertObjectPath(bucket, key);
-    } catch (err) {
-      if (err instanceof InvalidObjectPathError) return err.message;
-      throw err;
-    }
+    const badPath = pathRefusal(bucket, key);
+    if (badPath) return badPath;
     if (query.method !== method)
       return `this URL is signed for ${query.method ?? "no method"}, not ${method}`;
-    const to = method === "MOVE" ? query.to : undefined;
-    if (method === "MOVE" && !/^[0-9a-f]{16,64}$/.test(query.nonce ?? "")) return "a move without its nonce";
+    let more: string | undefined;
     if (method === "MOVE") {
-      if (!to) return "a move names no destination";
-      try {
-        assertObjectPath(bucket, to);
-      } catch (err) {
-        if (err instanceof InvalidObjectPathError) return err.message;
-        throw err;
-      }
+      if (!/^[0-9a-f]{16,64}$/.test(query.nonce ?? "")) return "a move without its nonce";
+      if (!query.to) return "a move names no destination";
+      const badDestination = pathRefusal(bucket, query.to);
+      if (badDestination) return badDestination;
+      more = `${query.to}\n${query.nonce}`;
     }
     if (!query.expires || !/^\d{1,12}$/.test(query.expires)) return "missing or bad expiry";
     if (!query.signature || !/^[0-9a-f]{64}$/.test(query.signature)) return "missing or bad signature";
-    const moveLines = to === undefined ? undefined : `${to}\n${query.nonce}`;
-    const expected = Buffer.from(this.signature(method, bucket, key, query.expires, moveLines), "hex");
+    const expected = Buffer.from(this.signature(method, bucket, key, query.expires, more), "hex");
     if (!timingSafeEqual(Buffer.from(query.signature, "hex"), expected)) return "signature does not match";
     if (Number(query.expires) * 1000 <= this.now()) return "this URL has expired";
     return null;
