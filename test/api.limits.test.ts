@@ -212,7 +212,6 @@ function bind(s: Storage): Storage {
     put: s.put.bind(s),
     get: s.get.bind(s),
     signUrl: s.signUrl.bind(s),
-    move: s.move.bind(s),
     remove: s.remove.bind(s),
   };
 }
