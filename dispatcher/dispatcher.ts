@@ -153,8 +153,11 @@ export class Dispatcher {
 
   /** Announces itself, retries what a previous life of this dispatcher left behind, then consumes. */
   async start(): Promise<void> {
-    // The listener's own connection opens beside the rest (40 ms of a `dwop run`'s start here).
+    // The listener's own connection opens beside the rest (40 ms of a `dwop run`'s start here). Its
+    // failure (a database refusing connections) is this start's, once the registration is done: handled
+    // from now on, or Node ends the process for a rejection nobody awaits yet (found by the soak).
     const listening = this.store.db.listen("dwop_cancel", () => void this.stopCancelledRuns());
+    listening.catch(() => {});
     try {
       await this.register();
     } catch (err) {

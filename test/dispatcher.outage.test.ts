@@ -1,5 +1,11 @@
+import { join } from "node:path";
 import postgres from "postgres";
 import { afterEach, expect, it } from "vitest";
+import { Dispatcher } from "../dispatcher/dispatcher.ts";
+import { connectDb } from "../shared/db/connect.ts";
+import { Store } from "../shared/db/store.ts";
+import { LocalExecutor } from "../shared/executors/local.ts";
+import { resolvePython, WORKER_SCRIPT } from "../shared/executors/python.ts";
 import { ADMIN_URL } from "./support/db.ts";
 import { startEngine, type Engine } from "./support/engine.ts";
 import { recordingLogger } from "./support/recording-logger.ts";
@@ -18,9 +24,14 @@ let passed = false;
 const unhandled: unknown[] = [];
 const onUnhandled = (reason: unknown) => unhandled.push(reason);
 
+const cleanups: (() => Promise<unknown>)[] = [];
+
 afterEach(async () => {
   process.off("unhandledRejection", onUnhandled);
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   await engine?.stop(passed);
+  unhandled.length = 0;
+  passed = false;
 });
 
 it("keeps running when a cancellation notice comes while the database refuses connections", async () => {
@@ -62,5 +73,46 @@ it("keeps running when a cancellation notice comes while the database refuses co
   const done = await engine.waitFor(id, 60_000);
   expect(done.status).toBe("succeeded");
   expect(await engine.output(id, "slow")).toBe("done\n");
+  passed = true;
+}, 120_000);
+
+it("fails its start, and starts when asked again, when the database refuses the cancel listener's connection", async () => {
+  // Found by the soak: a dispatcher restarted while the database refused connections crashed (exit 1)
+  // on its listener's refused connection, rejected while its registration was still under way.
+  process.on("unhandledRejection", onUnhandled);
+  engine = await startEngine("dispatcher_start_refused", { bus: "rabbit", dispatchers: 0 });
+  const { m } = engine;
+  const executor = new LocalExecutor({
+    python: await resolvePython(),
+    workerScript: WORKER_SCRIPT,
+    workRoot: join(engine.storageRoot, "runs-refused"),
+  });
+  cleanups.push(() => executor.close());
+  // A pool of its own, as a dispatcher process has: no listener connection open yet.
+  const db = connectDb(m.url);
+  cleanups.push(() => db.end());
+  const dispatcher = new Dispatcher(new Store(db), await engine.newBus(), executor, engine.storage, {
+    id: "refused",
+    concurrency: 2,
+    heartbeatSeconds: 1,
+    lostAfterSeconds: 10,
+    shutdownGraceSeconds: 5,
+    signedUrlTtlSeconds: 300,
+    // Registered by the process (as `dwop dispatcher` does), slowly: the listener is refused first.
+    registration: new Promise((r) => setTimeout(r, 500)),
+  });
+  const admin = postgres(ADMIN_URL, { max: 1, onnotice: () => {} });
+  cleanups.push(() => admin.end());
+  await admin.unsafe(`alter database "${m.name}" allow_connections false`);
+  try {
+    await expect(dispatcher.start()).rejects.toThrow(/not currently accepting connections/);
+  } finally {
+    await admin.unsafe(`alter database "${m.name}" allow_connections true`);
+  }
+  expect(unhandled).toEqual([]);
+  await dispatcher.start(); // as retryWhileStarting asks again
+  cleanups.push(() => dispatcher.stop());
+  const id = await engine.submit('fun t():\n    print("after")\n');
+  expect((await engine.waitFor(id, 60_000)).status).toBe("succeeded");
   passed = true;
 }, 120_000);
