@@ -55,7 +55,11 @@ export function hookRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
     }
     // A replay, or the same delivery arriving twice at once: the other request started the workflow.
     const details = { workflowId: recorded.workflowId };
-    throw new ApiError(409, "replayed_delivery", `delivery ${delivery} was already received`, details);
+    const what =
+      recorded.seenAs === "signature"
+        ? "this signed request (its timestamp and body) was already received"
+        : `delivery ${delivery} was already received`;
+    throw new ApiError(409, "replayed_delivery", what, details);
   });
 }
 
@@ -72,16 +76,16 @@ async function recordDelivery(
   triggerId: string,
   delivery: string,
   signature: string,
-): Promise<{ workflowId: string; workflowExists: boolean }> {
+): Promise<{ workflowId: string; workflowExists: boolean; seenAs: "signature" | "delivery" }> {
   const signed = await deps.api.recordHookDelivery(
     triggerId,
     `signature ${signature.toLowerCase()}`,
     crypto.randomUUID(),
   );
   // A replay of a request that started its workflow: refused without recording anything more.
-  if (signed.workflowExists) return signed;
+  if (signed.workflowExists) return { ...signed, seenAs: "signature" };
   const byId = await deps.api.recordHookDelivery(triggerId, delivery, signed.workflowId);
-  return byId.workflowId === signed.workflowId ? signed : byId;
+  return { ...(byId.workflowId === signed.workflowId ? signed : byId), seenAs: "delivery" };
 }
 
 export const hookDocs: RouteDoc[] = [

@@ -230,10 +230,23 @@ describe("POST /hooks/:id", () => {
     expect(first.status).toBe(202);
     const replay = await deliver(body, good, id);
     expect(replay.status).toBe(409);
+    expect(await replay.clone().json()).toMatchObject({
+      error: { message: "this signed request (its timestamp and body) was already received" },
+    });
     expect(await code(replay)).toBe("replayed_delivery");
+    // The same signed bytes under another delivery id: the captured request replayed.
+    const renamed = await deliver(body, { ...good, "X-DWOP-Delivery": "delivery-9" }, id);
+    expect(renamed.status).toBe(409);
+    expect(((await renamed.json()) as { error: { message: string } }).error.message).toBe(
+      "this signed request (its timestamp and body) was already received",
+    );
     // Re-signed with a fresh timestamp, the same delivery id is still a replay.
     h.clock.now += 10_000;
-    expect((await deliver(body, await signed(body, "delivery-1", id), id)).status).toBe(409);
+    const again = await deliver(body, await signed(body, "delivery-1", id), id);
+    expect(again.status).toBe(409);
+    expect(((await again.json()) as { error: { message: string } }).error.message).toBe(
+      "delivery delivery-1 was already received",
+    );
     expect((await workflowIds(h.m)).length).toBe(1);
   });
 
