@@ -164,6 +164,10 @@ describe("dwop against a server", () => {
     const log = await dwop(["logs", id, "flaky"]);
     expect(log).toMatchObject({ code: 0 });
     expect(log.stdout).toContain("trying\nno flag yet");
+    expect(await dwop(["logs", id, "flaky", "--attempt", "7"])).toMatchObject({
+      code: 1,
+      stderr: "dwop: task 'flaky' has no attempt 7: it has had one attempt\n",
+    });
     expect((await dwop(["cancel", id])).code).toBe(1); // it has ended: 409
 
     const retried = await dwop(["retry", id, "--json"]);

@@ -50,6 +50,10 @@ export async function logsCommand(
     const t = await findTask(client, wf, name);
     const which = attempt ?? t.attempt;
     if (which === 0) throw new CliError(notRun(t), EXIT.failed);
+    if (which > t.attempt) {
+      const had = t.attempt === 1 ? "one attempt" : `attempts 1 to ${t.attempt}`;
+      throw new CliError(`task '${name}' has no attempt ${which}: it has had ${had}`, EXIT.failed);
+    }
     const run = t.runs.find((r) => r.attempt === which);
     await printLog(client, wf, name, which, opts.json ?? false, run?.status);
     return EXIT.ok;
