@@ -2109,11 +2109,12 @@ CREATE FUNCTION dwop.with_output_attempts(p_workflow_id uuid, p_params jsonb) RE
     SET plan_cache_mode TO 'force_generic_plan'
     SET enable_seqscan TO 'off'
     AS $$
-  select coalesce(jsonb_agg(case when u.id is null then p.param
-                                 else p.param || jsonb_build_object('outputAttempt', u.output_attempt) end
+  select coalesce(jsonb_agg(p.param || coalesce((select jsonb_build_object('outputAttempt', u.output_attempt)
+                                                 from dwop.tasks u
+                                                 where u.workflow_id = p_workflow_id
+                                                   and u.name = p.param ->> 'upstream'), '{}'::jsonb)
                             order by p.i), '[]'::jsonb)
   from jsonb_array_elements(p_params) with ordinality as p (param, i)
-  left join dwop.tasks u on u.workflow_id = p_workflow_id and u.name = p.param ->> 'upstream'
 $$;
 
 
