@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { WorkflowDetail, WorkflowEvent } from "../functions/schemas.ts";
-import { apiHarness, driveToEnd, SAMPLE, workflowForm, type ApiHarness } from "./support/api.ts";
+import { WorkflowEvent } from "../functions/schemas.ts";
+import { apiHarness, driveToEnd, submitted, type ApiHarness } from "./support/api.ts";
 
 interface Frame {
   id?: string;
@@ -59,12 +59,7 @@ let id: string;
 beforeEach(async (ctx) => {
   h = await apiHarness(ctx.task.name);
   alice = await h.as("alice");
-  const res = await h.app.request("/workflows", {
-    method: "POST",
-    headers: alice,
-    body: workflowForm(SAMPLE),
-  });
-  id = WorkflowDetail.parse(await res.json()).id;
+  id = await submitted(h, alice);
 });
 afterEach(async (ctx) => {
   await h.close(ctx.task.result?.state === "pass");

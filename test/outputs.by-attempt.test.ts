@@ -3,10 +3,9 @@
 // before outputs were kept by attempt (its output_attempt null, as migration 20261207000200 leaves it)
 // is read at its output.txt.
 import { afterEach, beforeEach, expect, it } from "vitest";
-import { WorkflowDetail } from "../functions/schemas.ts";
 import { signWorkerEnv } from "../dispatcher/worker-env.ts";
 import { OUTPUT_BUCKET, objectPaths, type RunAssignment } from "../shared/model.ts";
-import { apiHarness, SAMPLE, workflowForm, type ApiHarness } from "./support/api.ts";
+import { apiHarness, submitted, type ApiHarness } from "./support/api.ts";
 
 let h: ApiHarness;
 let alice: Record<string, string>;
@@ -16,12 +15,7 @@ beforeEach(async (ctx) => {
   h = await apiHarness(ctx.task.name);
   h.storage.setBaseUrl("http://127.0.0.1:9"); // URLs are signed, never fetched
   alice = await h.as("alice");
-  const res = await h.app.request("/workflows", {
-    method: "POST",
-    headers: alice,
-    body: workflowForm(SAMPLE),
-  });
-  id = WorkflowDetail.parse(await res.json()).id;
+  id = await submitted(h, alice);
 });
 afterEach(async (ctx) => {
   await h.close(ctx.task.result?.state === "pass");

@@ -124,6 +124,17 @@ export function workflowForm(
   return form;
 }
 
+/** Submits `source` through the harness's app as the owner of `headers`; the new workflow's id. */
+export async function submitted(
+  h: ApiHarness,
+  headers: Record<string, string>,
+  source = SAMPLE,
+): Promise<string> {
+  const res = await h.app.request("/workflows", { method: "POST", headers, body: workflowForm(source) });
+  if (res.status !== 201) throw new Error(`submit answered ${res.status}: ${await res.text()}`);
+  return ((await res.json()) as { id: string }).id;
+}
+
 /** The ids of every workflow in the database, of any owner. */
 export async function workflowIds(m: MigratedDatabase): Promise<string[]> {
   const rows = await m.db<{ id: string }[]>`select id from dwop.workflows order by created_at`;
