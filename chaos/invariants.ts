@@ -34,7 +34,6 @@ interface TaskRow {
   infra_failures: number;
   max_retries: number;
   max_infra_retries: number;
-  output_attempt: number | null;
 }
 
 interface RunRow {
@@ -64,7 +63,7 @@ export async function checkInvariants(
   >`select id, name, status from dwop.workflows`;
   const tasks = await db<TaskRow[]>`
     select t.id::text, t.workflow_id, w.name as workflow, w.status as wf_status, t.name, t.status,
-           t.failures, t.infra_failures, t.max_retries, t.max_infra_retries, t.output_attempt
+           t.failures, t.infra_failures, t.max_retries, t.max_infra_retries
     from dwop.tasks t join dwop.workflows w on w.id = t.workflow_id`;
   const runs = await db<RunRow[]>`
     select task_id::text, attempt, status, failure_reason, error, log_tail from dwop.runs order by task_id, attempt`;
@@ -103,39 +102,25 @@ export async function checkInvariants(
   }
   row("every workflow terminal, matching its tasks and its plan", workflows.length, bad1);
 
-  // Succeeded tasks: exactly one successful run, whose attempt is the one readers read, and the expected
-  // output in storage there.
+  // Succeeded tasks: exactly one successful run, and the expected output in storage.
   const bad2: string[] = [];
   const bad3: string[] = [];
   let outputsChecked = 0;
   for (const t of tasks) {
-    const ok = (runsOf.get(t.id) ?? []).filter((r) => r.status === "succeeded");
+    const ok = (runsOf.get(t.id) ?? []).filter((r) => r.status === "succeeded").length;
     const want = t.status === "succeeded" ? 1 : 0;
-    if (ok.length !== want)
-      bad2.push(`${t.workflow}.${t.name}: ${t.status} with ${ok.length} successful runs`);
-    else if ((ok[0]?.attempt ?? null) !== t.output_attempt)
-      bad2.push(
-        `${t.workflow}.${t.name}: attempt ${ok[0]?.attempt} succeeded, its output read at ${t.output_attempt}`,
-      );
+    if (ok !== want) bad2.push(`${t.workflow}.${t.name}: ${t.status} with ${ok} successful runs`);
     const expected = plans.get(t.workflow)?.expect.outputs[t.name];
     if (t.status !== "succeeded" || expected === undefined) continue;
     outputsChecked++;
-    const path = join(
-      storageRoot,
-      OUTPUT_BUCKET,
-      objectPaths.output(t.workflow_id, t.name, t.output_attempt),
-    );
+    const path = join(storageRoot, OUTPUT_BUCKET, objectPaths.output(t.workflow_id, t.name));
     const got = await readFile(path, "utf8").catch(() => null);
     if (got !== expected)
       bad3.push(
         `${t.workflow}.${t.name}: output ${got === null ? "missing" : JSON.stringify(got.slice(0, 40))}, expected ${JSON.stringify(expected.slice(0, 40))}`,
       );
   }
-  row(
-    "succeeded task has exactly one successful run, the one its output is read at (others none)",
-    tasks.length,
-    bad2,
-  );
+  row("succeeded task has exactly one successful run (others none)", tasks.length, bad2);
   row("succeeded task's output equals the expected output", outputsChecked, bad3);
 
   const dup = await db<{ task_id: string; attempt: number; n: number }[]>`

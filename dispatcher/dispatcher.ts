@@ -5,6 +5,7 @@ import type { StartRunResult, Store } from "../shared/db/store.ts";
 import type { Executor, RunOutcome, WorkerEnv } from "../shared/executors/executor.ts";
 import { silentLogger, type Logger } from "../shared/log.ts";
 import { OUTPUT_BUCKET, objectPaths, type RunAssignment, type TaskMessage } from "../shared/model.ts";
+import { placeUploadedOutput } from "./place-output.ts";
 import { isPermanent, retryTransient } from "../shared/db/retry.ts";
 import { Semaphore } from "../shared/semaphore.ts";
 import type { Storage } from "../shared/storage/storage.ts";
@@ -112,6 +113,10 @@ export class Dispatcher {
   private adjustingFlow = false;
   private pausedUntil = 0;
   private heartbeat: ReturnType<typeof setInterval> | null = null;
+  /** When the last heartbeat the database recorded was sent (performance.now()): see mayStore. */
+  private beatSentAt = performance.now();
+  /** Runs held while this dispatcher was silent long enough to be declared dead: see mayStore. */
+  private readonly suspect = new Set<string>();
   private unlisten: (() => Promise<void>) | null = null;
   private stopping = false;
 
@@ -159,6 +164,8 @@ export class Dispatcher {
     const listening = this.store.db.listen("dwop_cancel", () => void this.stopCancelledRuns());
     listening.catch(() => {});
     try {
+      // The registration's heartbeat went out before this (at most the process's start before).
+      this.beatSentAt = performance.now();
       await this.register();
     } catch (err) {
       await listening.then((l) => l.unlisten()).catch(() => {});
@@ -221,7 +228,10 @@ export class Dispatcher {
 
   private async beat(): Promise<void> {
     try {
+      const sent = performance.now();
+      this.noteSilence(sent);
       await this.store.heartbeat(this.options.id, this.executor.kind);
+      this.beatSentAt = sent;
       await this.store.reapLostRuns(this.options.lostAfterSeconds, null);
       if (this.executor.runsIn === "process") {
         const held = this.heldRuns();
@@ -429,27 +439,65 @@ export class Dispatcher {
   }
 
   /**
-   * Stores the output and log a local run left to the dispatcher (RunOutcome's `result`) at its attempt's
-   * own objects, where its worker would have uploaded them, before its success is recorded. A run that
-   * ended here after it was retried elsewhere (this dispatcher paused, cut off) writes only its own
-   * attempt's objects, which nobody reads: its success is refused (the record's compare-and-set). A storage
-   * that fails the output fails the attempt as a failed upload does, an infrastructure loss; a log that
-   * cannot be stored does not fail the run.
+   * Puts a successful run's output at its task's path, before its success is recorded: the output and
+   * log a local run left to the dispatcher (RunOutcome's `result`) are stored there, the output a worker
+   * uploaded itself is moved there (placeUploaded). A storage that fails them fails the attempt as a
+   * failed upload does, an infrastructure loss; a log that cannot be stored does not fail the run.
    */
   private async storeResult(run: RunAssignment, outcome: RunOutcome): Promise<RunOutcome> {
-    if (outcome.kind !== "succeeded" || !outcome.result) return outcome;
+    if (outcome.kind !== "succeeded" || !(outcome.result || outcome.uploaded)) return outcome;
+    if (!outcome.result) return this.placeUploaded(run);
+    if (!(await this.mayStore(run))) {
+      this.dropLate(run);
+      return { kind: "succeeded" };
+    }
     const { output, log } = outcome.result;
     const wf = run.workflowId;
     const [stored, logged] = await Promise.allSettled([
-      this.storage.put(OUTPUT_BUCKET, objectPaths.output(wf, run.taskName, run.attempt), output),
+      this.storage.put(OUTPUT_BUCKET, objectPaths.output(wf, run.taskName), output),
       this.storage.put(OUTPUT_BUCKET, objectPaths.log(wf, run.taskName, run.attempt), log),
     ]);
     if (logged.status === "rejected") {
       this.log.warn({ err: logged.reason, runId: run.runId }, "could not store a run's log");
     }
-    if (stored.status === "fulfilled") return { kind: "succeeded" };
-    const message = `storing the output: ${(stored.reason as Error)?.message ?? String(stored.reason)}`;
-    return { kind: "failed", reason: "lost", message, exitCode: null, logTail: "", nonRetryable: false };
+    return stored.status === "fulfilled" ? { kind: "succeeded" } : storingFailed(stored.reason);
+  }
+
+  /** Moves the output a worker uploaded itself to its task's path (placeUploadedOutput). */
+  private async placeUploaded(run: RunAssignment): Promise<RunOutcome> {
+    const placed = await this.untilAnswered(run, "moving a run's output into place", () =>
+      placeUploadedOutput(this.store, this.storage, run.runId, run),
+    );
+    if (placed === "ended") this.dropLate(run);
+    return typeof placed === "string" ? { kind: "succeeded" } : storingFailed(placed.failed);
+  }
+
+  /** A run that ended here after it was retried elsewhere: its success is refused too (the record's compare-and-set). */
+  private dropLate(run: RunAssignment): void {
+    this.log.warn(
+      { runId: run.runId, task: run.taskName, attempt: run.attempt },
+      "a run ended after it was declared lost and retried: its output is not stored",
+    );
+  }
+
+  /**
+   * Whether this dispatcher may still store a run's result at its task's fixed paths. A dispatcher silent
+   * for DWOP_LOST_AFTER_SECONDS (paused, cut off from the database) is dead to the others, which retry its
+   * runs; the attempt that then succeeds stores its output there, and this one's, ending later, must not
+   * overwrite it. A run held through no such silence cannot have been retried: no query on its path (the
+   * silence counts from the last heartbeat the database recorded, less one heartbeat's interval). One held
+   * through one asks its own row, whether the silence is over or not.
+   */
+  private async mayStore(run: RunAssignment): Promise<boolean> {
+    this.noteSilence(performance.now());
+    if (!this.suspect.has(run.runId)) return true;
+    // The database away all that time (no heartbeat got through): asked again until it answers, as the
+    // record is, rather than leave a run that may have succeeded to be retried as lost.
+    return this.untilAnswered(
+      run,
+      "asking whether a run is still this one's",
+      async () => (await this.store.inactiveRuns([run.runId])).length === 0,
+    );
   }
 
   /**
@@ -472,6 +520,17 @@ export class Dispatcher {
   /** A run this dispatcher no longer holds. */
   private forget(runId: string): void {
     this.held.delete(runId);
+    this.suspect.delete(runId);
+  }
+
+  /**
+   * At `now`: when the last recorded heartbeat is old enough for this dispatcher to be thought dead, every
+   * run it holds becomes suspect (mayStore).
+   */
+  private noteSilence(now: number): void {
+    const silent = (this.options.lostAfterSeconds - this.options.heartbeatSeconds) * 1000;
+    if (now - this.beatSentAt < silent) return;
+    for (const id of this.heldRuns()) this.suspect.add(id);
   }
 
   /** Records a run's end; returns the run its success started here, if any. */
@@ -563,4 +622,10 @@ function retryDeadlock<T>(fn: () => Promise<T>): Promise<T> {
     retryIf: (err) => /^(40P01|40001)$/.test(String((err as { code?: unknown } | null)?.code)),
     giveUp: () => ++tries >= BATCH_TRIES,
   });
+}
+
+/** A successful run whose output could not be put in place: lost, retried as an infrastructure failure. */
+function storingFailed(err: unknown): RunOutcome {
+  const message = `storing the output: ${(err as Error)?.message ?? String(err)}`;
+  return { kind: "failed", reason: "lost", message, exitCode: null, logTail: "", nonRetryable: false };
 }

@@ -6,6 +6,7 @@ import { KubeApi } from "../shared/executors/kubernetes/api.ts";
 import { KubernetesExecutor } from "../shared/executors/kubernetes/executor.ts";
 import type { ImagePullPolicy } from "../shared/executors/kubernetes/job-spec.ts";
 import type { Logger } from "../shared/log.ts";
+import type { Storage } from "../shared/storage/storage.ts";
 import { ClusterStore } from "./cluster-store.ts";
 import { LeaderLease } from "./lease.ts";
 import { JobObserver } from "./observer.ts";
@@ -72,6 +73,7 @@ export interface KubernetesParts {
 
 export function kubernetesParts(
   store: Store,
+  storage: Storage,
   kc: KubeConfig,
   s: KubernetesSettings,
   holder: string,
@@ -88,7 +90,7 @@ export function kubernetesParts(
     defaultMemory: s.defaultMemory,
     volumeSizeLimit: s.volumeSizeLimit,
   });
-  const observer = new JobObserver(store, api, {
+  const observer = new JobObserver(store, api, storage, {
     limits: { imagePullSeconds: s.imagePullTimeoutSeconds, pendingSeconds: s.pendingTimeoutSeconds },
     reconcileSeconds: s.reconcileSeconds,
     lostGraceSeconds: s.lostGraceSeconds,

@@ -5,11 +5,13 @@ import type { Store } from "../shared/db/store.ts";
 import { messageOf, type KubeApi } from "../shared/executors/kubernetes/api.ts";
 import { WORKER_CONTAINER } from "../shared/executors/kubernetes/job-spec.ts";
 import { ListWatch, type WatchEventType } from "../shared/executors/kubernetes/list-watch.ts";
-import { LABELS, MANAGED_SELECTOR, runIdOf } from "../shared/executors/kubernetes/names.ts";
+import { attemptOf, LABELS, MANAGED_SELECTOR, runIdOf } from "../shared/executors/kubernetes/names.ts";
 import { judgeJob, type JobVerdict, type WaitLimits } from "../shared/executors/kubernetes/outcome.ts";
 import { silentLogger, type Logger } from "../shared/log.ts";
 import { ACTIVE_RUN_STATES } from "../shared/model.ts";
+import type { Storage } from "../shared/storage/storage.ts";
 import { ClusterStore } from "./cluster-store.ts";
+import { placeUploadedOutput } from "./place-output.ts";
 import { reconcileOnce, type ReconcileReport, type ReconcileTarget } from "./reconcile.ts";
 
 export interface ObserverOptions {
@@ -41,6 +43,7 @@ type Failed = Extract<JobVerdict, { kind: "failed" }>;
 
 /**
  * Watches DWOP's Jobs and their pods and records how each attempt ended: success through complete_runs,
+ * once the output the pod's worker uploaded (to its attempt's own object) is moved to its task's path,
  * failure (with the reason from the pod and the last lines of its log, read before the Job goes) through
  * increase_attempt; a running pod through mark_run_running. Each Job's end is handled once in this
  * process (the `handled` set) and once in the database (compare-and-set); the Job is deleted after its
@@ -63,6 +66,8 @@ export class JobObserver {
   private readonly pods = new Map<string, Map<string, V1Pod>>();
   private readonly handled = new Set<string>();
   private readonly recording = new Set<string>();
+  /** Runs whose output placeOutput moved into place (forgotten with their Jobs). */
+  private readonly placed = new Set<string>();
   private readonly running = new Set<string>();
   private readonly inflight = new Set<Promise<void>>();
   private readonly completions: Batcher<string, boolean>;
@@ -76,6 +81,7 @@ export class JobObserver {
   constructor(
     private readonly store: Store,
     private readonly api: KubeApi,
+    private readonly storage: Storage,
     private readonly options: ObserverOptions,
   ) {
     this.cluster = new ClusterStore(store.db);
@@ -302,7 +308,9 @@ export class JobObserver {
     try {
       const final = verdict.kind === "failed" ? await this.confirmFailure(runId, job) : verdict;
       if (final.kind === "succeeded") {
-        if (await this.completions.add(runId)) this.stats.succeeded++;
+        const placed = await this.placeOutput(runId, job);
+        if (placed !== true) await this.retryAsLost(runId, `storing the output: ${placed}`);
+        else if (await this.completions.add(runId)) this.stats.succeeded++;
         else this.stats.alreadyRecorded++;
       } else if (final.kind === "failed") {
         await this.recordFailure(runId, name, final);
@@ -362,18 +370,39 @@ export class JobObserver {
     }
   }
 
+  /**
+   * Moves the output a succeeded Job's worker uploaded to its task's path, before the success is recorded,
+   * while the run's row is held active (Store.whileRunActive): true, or why it could not (the storage
+   * failed it, the object is missing). A run that is no longer active (retried as lost while its pod went
+   * on, on a node cut off; cancelled) is left alone (true): the attempt that replaced it keeps the path,
+   * and the record refuses this one. Moved once: a record that failed after it is tried again without it.
+   * A Job without DWOP's labels has no attempt's object to move.
+   */
+  private async placeOutput(runId: string, job: V1Job): Promise<true | string> {
+    const attempt = attemptOf(job);
+    if (!attempt || this.placed.has(runId)) return true;
+    const placed = await placeUploadedOutput(this.store, this.storage, runId, attempt);
+    if (placed === "placed") this.placed.add(runId);
+    return typeof placed === "string" ? true : messageOf(placed.failed);
+  }
+
   /** An active run whose Job is gone: retried as lost (from the infrastructure budget). */
   private async recordLost(runId: string): Promise<"retried" | "failed" | "ignored"> {
     if (this.recording.has(runId)) return "ignored";
+    const message = "its Job disappeared before the attempt ended (deleted by someone, or never created)";
+    return this.retryAsLost(runId, message);
+  }
+
+  private async retryAsLost(runId: string, message: string): Promise<"retried" | "failed" | "ignored"> {
     const result = await this.store.increaseAttempt(runId, {
       reason: "lost",
-      message: "its Job disappeared before the attempt ended (deleted by someone, or never created)",
+      message,
       exitCode: null,
       logTail: null,
       nonRetryable: false,
     });
     if (result !== "ignored") this.stats.lost++;
-    this.log.warn({ runId, result }, "run without a Job: retried as lost");
+    this.log.warn({ runId, result, why: message }, "run retried as lost");
     return result;
   }
 
@@ -394,6 +423,7 @@ export class JobObserver {
   private forgetExcept(runIds: Set<string>): void {
     const gone = (id: string) => !runIds.has(id) && !this.jobs.has(id) && !this.recording.has(id);
     for (const id of this.handled) if (gone(id)) this.handled.delete(id);
+    for (const id of this.placed) if (gone(id)) this.placed.delete(id);
     for (const id of this.running) if (gone(id)) this.running.delete(id);
   }
 

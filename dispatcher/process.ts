@@ -10,6 +10,7 @@ import { LOCAL_EXECUTOR, startLocalExecutor } from "../shared/executors/local.ts
 import type { Logger } from "../shared/log.ts";
 import { createLogger } from "../shared/pino.ts";
 import { storageFromConfig } from "../shared/storage/from-config.ts";
+import type { Storage } from "../shared/storage/storage.ts";
 import type { KubernetesParts } from "./kubernetes.ts";
 import { prepareHome } from "../shared/folders.ts";
 import { postgresPatchProblem } from "../shared/db/postgres-patch.ts";
@@ -97,7 +98,9 @@ export async function runDispatcher(options: DispatcherProcessOptions = {}): Pro
   );
 
   const metrics = new DispatcherMetrics(db, bus, { exportsDatabase: () => kube?.lease.isLeader ?? true });
-  const kube: KubernetesParts | null = kubeModule ? kubernetes(config, logger, await kubeModule) : null;
+  const kube: KubernetesParts | null = kubeModule
+    ? kubernetes(config, storage, logger, await kubeModule)
+    : null;
   const executor: Executor = kube?.executor ?? (await local!);
   const dispatcher = new Dispatcher(store, bus, executor, storage, {
     id,
@@ -123,9 +126,22 @@ export async function runDispatcher(options: DispatcherProcessOptions = {}): Pro
   await kube?.lease.start();
   logger.info({ id, executor: executor.kind, opsPort: ops?.port ?? null }, "dispatcher started");
 
-  function kubernetes(c: Config, log: Logger, k: typeof import("./kubernetes.ts")): KubernetesParts {
+  function kubernetes(
+    c: Config,
+    objects: Storage,
+    log: Logger,
+    k: typeof import("./kubernetes.ts"),
+  ): KubernetesParts {
     const onRequest = (call: string) => metrics.kubeRequests.inc({ call });
-    return k.kubernetesParts(store, k.loadKubeConfig(c), k.kubernetesSettings(c), id, log, onRequest);
+    return k.kubernetesParts(
+      store,
+      objects,
+      k.loadKubeConfig(c),
+      k.kubernetesSettings(c),
+      id,
+      log,
+      onRequest,
+    );
   }
 
   /** The promise, marked as handled until awaited: a failure then surfaces where it is awaited. */

@@ -42,7 +42,7 @@ export async function signWorkerEnv(
     run.params.map(async (p) => {
       const [bucket, key] = isInputRef(p.upstream)
         ? [CODE_BUCKET, objectPaths.input(wf, inputRefName(p.upstream))]
-        : [OUTPUT_BUCKET, objectPaths.output(wf, p.upstream, p.outputAttempt ?? null)];
+        : [OUTPUT_BUCKET, objectPaths.output(wf, p.upstream)];
       const data = inline(bucket, key, null);
       return data !== null
         ? { param: p.name, data }
@@ -58,7 +58,7 @@ export async function signWorkerEnv(
     DWOP_ATTEMPT: String(run.attempt),
     DWOP_OUTPUT_URL: await storage.signUrl(
       OUTPUT_BUCKET,
-      objectPaths.output(wf, run.taskName, run.attempt),
+      objectPaths.attemptOutput(wf, run.taskName, run.attempt),
       "PUT",
       ttl,
     ),

@@ -57,7 +57,7 @@ async function uploadUrls(deps: ApiDeps, target: RunTarget): Promise<{ output: s
   const ttl = deps.settings.uploadUrlTtlSeconds;
   const { workflowId: wf, taskName, attempt } = target;
   const [output, log] = await Promise.all([
-    storage.signUrl(OUTPUT_BUCKET, objectPaths.output(wf, taskName, attempt), "PUT", ttl),
+    storage.signUrl(OUTPUT_BUCKET, objectPaths.attemptOutput(wf, taskName, attempt), "PUT", ttl),
     storage.signUrl(OUTPUT_BUCKET, objectPaths.log(wf, taskName, attempt), "PUT", ttl),
   ]);
   return { output, log };

@@ -24,10 +24,8 @@ export function runRoutes(app: Hono<ApiEnv>, deps: ApiDeps): void {
   });
 
   app.get("/workflows/:id/tasks/:name/output", async (c) => {
-    const { id, name, status, outputAttempt } = await findTask(c, deps);
-    const what = "output (the task has not succeeded)";
-    if (status !== "succeeded") throw notFound(what);
-    return streamObject(c, deps, objectPaths.output(id, name, outputAttempt), what);
+    const { id, name } = await findTask(c, deps);
+    return streamObject(c, deps, objectPaths.output(id, name), "output (the task has not succeeded)");
   });
 
   app.get("/workflows/:id/tasks/:name/logs", async (c) => {
@@ -100,7 +98,7 @@ function skipBytes(stream: ReadableStream<Uint8Array>, n: number): ReadableStrea
 async function findTask(
   c: Context<ApiEnv>,
   deps: ApiDeps,
-): Promise<{ id: string; name: string; attempt: number; status: TaskState; outputAttempt: number | null }> {
+): Promise<{ id: string; name: string; attempt: number; status: TaskState }> {
   const id = uuidParam(c, "id", "workflow");
   const name = taskNameParam(c);
   const task = await deps.api.taskAttempt(c.get("caller").owner, id, name);

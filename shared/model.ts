@@ -134,14 +134,6 @@ export interface TaskMessage {
   attempt: number;
 }
 
-/**
- * One input of an attempt: a param, and for one read from an upstream task, the attempt of that task
- * whose output it reads (null: an output kept before outputs were kept by attempt; see objectPaths.output).
- */
-export interface RunInput extends TaskParam {
-  outputAttempt?: number | null;
-}
-
 /** What a dispatcher needs to run an attempt, returned by `start_runs`. */
 export interface RunAssignment {
   runId: string;
@@ -149,7 +141,7 @@ export interface RunAssignment {
   taskId: string;
   taskName: string;
   attempt: number;
-  params: RunInput[];
+  params: TaskParam[];
   options: TaskOptions;
   /** Where the task's code is in its workflow's code bundle. */
   code: CodeRange;
@@ -186,16 +178,15 @@ export const OUTPUT_BUCKET = "Task_Output";
 export const CODE_BUCKET = "Task_Code";
 
 export const objectPaths = {
+  /** A task's output: the one of its attempt whose success was recorded (what downstream tasks read). */
+  output: (workflowId: string, taskName: string) => `${workflowId}/${taskName}/output.txt`,
   /**
-   * A task's output: its attempt's own object, which that attempt's worker (or its dispatcher) writes and
-   * nothing moves. Readers read the one of the attempt whose success was recorded (the task's
-   * `output_attempt`): an attempt that ends after it was replaced writes only its own object, where nobody
-   * reads. `null`: a task that succeeded before outputs were kept by attempt, whose output is `output.txt`.
+   * Where a worker that uploads its output itself puts it: its attempt's own object, which the dispatcher
+   * moves to `output` before it records the success. An attempt that ends after it was replaced (its
+   * worker cut off, its dispatcher paused) writes only here, where nobody reads.
    */
-  output: (workflowId: string, taskName: string, attempt: number | null) =>
-    attempt === null
-      ? `${workflowId}/${taskName}/output.txt`
-      : `${workflowId}/${taskName}/attempt-${attempt}.output.txt`,
+  attemptOutput: (workflowId: string, taskName: string, attempt: number) =>
+    `${workflowId}/${taskName}/attempt-${attempt}.output.txt`,
   log: (workflowId: string, taskName: string, attempt: number) =>
     `${workflowId}/${taskName}/attempt-${attempt}.log`,
   /** Every task's code of one workflow, one after another; each task's range is stored with the task. */

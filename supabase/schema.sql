@@ -301,7 +301,7 @@ begin
   with succeeded as (
     update dwop.tasks t
     set status = 'succeeded', finished_at = greatest(v_now, t.started_at), started_at = coalesce(t.started_at, v_now),
-        error = null, output_attempt = t.attempt
+        error = null
     where t.id = any(v_tasks)
     returning t.workflow_id, t.name, t.attempt
   )
@@ -1669,8 +1669,8 @@ begin
   end if;
 
   return query
-  select r.id, coalesce(v_created, false), r.status, false, r.workflow_id, t.name,
-         dwop.with_output_attempts(r.workflow_id, t.params), t.options, t.timeout_seconds, w.has_requirements
+  select r.id, coalesce(v_created, false), r.status, false, r.workflow_id, t.name, t.params, t.options,
+         t.timeout_seconds, w.has_requirements
   from dwop.runs r
   join dwop.tasks t on t.id = r.task_id
   join dwop.workflows w on w.id = r.workflow_id
@@ -1822,8 +1822,7 @@ begin
            jsonb_build_object('run_id', m.id, 'executor', p_executor), v_now
     from made m join admitted a on a.task_id = m.task_id order by a.task_id
   )
-  select a.item, m.id, true, a.workflow_id, a.name, dwop.with_output_attempts(a.workflow_id, a.params), a.options,
-         a.timeout_seconds, w.has_requirements
+  select a.item, m.id, true, a.workflow_id, a.name, a.params, a.options, a.timeout_seconds, w.has_requirements
   from made m join admitted a on a.task_id = m.task_id join dwop.workflows w on w.id = a.workflow_id;
 
   -- Only a slot's unique index can have left an admitted item without its run (see made).
@@ -2097,24 +2096,6 @@ begin
   end if;
   return v_stalled;
 end;
-$$;
-
-
---
--- Name: with_output_attempts(uuid, jsonb); Type: FUNCTION; Schema: dwop; Owner: -
---
-
-CREATE FUNCTION dwop.with_output_attempts(p_workflow_id uuid, p_params jsonb) RETURNS jsonb
-    LANGUAGE sql STABLE
-    SET plan_cache_mode TO 'force_generic_plan'
-    SET enable_seqscan TO 'off'
-    AS $$
-  select coalesce(jsonb_agg(p.param || coalesce((select jsonb_build_object('outputAttempt', u.output_attempt)
-                                                 from dwop.tasks u
-                                                 where u.workflow_id = p_workflow_id
-                                                   and u.name = p.param ->> 'upstream'), '{}'::jsonb)
-                            order by p.i), '[]'::jsonb)
-  from jsonb_array_elements(p_params) with ordinality as p (param, i)
 $$;
 
 
@@ -2458,7 +2439,6 @@ CREATE TABLE dwop.tasks (
     dispatched_at timestamp with time zone,
     started_at timestamp with time zone,
     finished_at timestamp with time zone,
-    output_attempt integer,
     CONSTRAINT tasks_attempt_check CHECK ((attempt >= 0)),
     CONSTRAINT tasks_check CHECK (((pending_inputs >= 0) AND (pending_inputs <= cardinality(upstream_ids)))),
     CONSTRAINT tasks_failures_check CHECK ((failures >= 0)),
@@ -3526,13 +3506,6 @@ REVOKE ALL ON FUNCTION dwop.update_schedule(p_owner text, p_name text, p_cron te
 --
 
 REVOKE ALL ON FUNCTION dwop.wake_stalled_outbox(p_stale_seconds integer, p_now timestamp with time zone) FROM PUBLIC;
-
-
---
--- Name: FUNCTION with_output_attempts(p_workflow_id uuid, p_params jsonb); Type: ACL; Schema: dwop; Owner: -
---
-
-REVOKE ALL ON FUNCTION dwop.with_output_attempts(p_workflow_id uuid, p_params jsonb) FROM PUBLIC;
 
 
 --

@@ -212,6 +212,7 @@ function bind(s: Storage): Storage {
     put: s.put.bind(s),
     get: s.get.bind(s),
     signUrl: s.signUrl.bind(s),
+    move: s.move.bind(s),
     remove: s.remove.bind(s),
   };
 }

@@ -227,6 +227,7 @@ describe("POST /workflows", () => {
         put: () => Promise.reject(new Error("disk on fire at /secret/path")),
         get: () => Promise.resolve(null),
         signUrl: () => Promise.reject(new Error("unused")),
+        move: () => Promise.reject(new Error("unused")),
         remove: () => Promise.resolve(),
       },
     });

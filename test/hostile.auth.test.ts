@@ -71,7 +71,7 @@ beforeAll(async () => {
       .tasks[0]!.runs[0]!.id;
   mine.runId = await runOf(mine.failed, alice);
   mine.bobRunId = await runOf(mine.bobWorkflow, bob);
-  await storage.put(OUTPUT_BUCKET, objectPaths.output(mine.failed, "extract", 1), "a,b,c\n");
+  await storage.put(OUTPUT_BUCKET, objectPaths.output(mine.failed, "extract"), "a,b,c\n");
   await storage.put(OUTPUT_BUCKET, objectPaths.log(mine.failed, "extract", 1), "log\n");
 
   const trigger = async (owner: Record<string, string>, name: string, secret: string) => {

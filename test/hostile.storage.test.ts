@@ -62,9 +62,9 @@ const OBJECTS = (): [string, string][] => [
   [CODE_BUCKET, objectPaths.requirements(W2)],
   [CODE_BUCKET, objectPaths.input(W1, "doc")],
   [CODE_BUCKET, objectPaths.input(W2, "doc")],
-  [OUTPUT_BUCKET, objectPaths.output(W1, "extract", 1)],
-  [OUTPUT_BUCKET, objectPaths.output(W1, "shout", 1)],
-  [OUTPUT_BUCKET, objectPaths.output(W2, "extract", 1)],
+  [OUTPUT_BUCKET, objectPaths.output(W1, "extract")],
+  [OUTPUT_BUCKET, objectPaths.output(W1, "shout")],
+  [OUTPUT_BUCKET, objectPaths.output(W2, "extract")],
   [OUTPUT_BUCKET, objectPaths.log(W1, "extract", 1)],
   [OUTPUT_BUCKET, objectPaths.log(W1, "shout", 1)],
   [OUTPUT_BUCKET, objectPaths.log(W2, "extract", 1)],
@@ -78,7 +78,7 @@ beforeAll(async () => {
   for (const [bucket, key] of OBJECTS())
     await server.storage.put(bucket, key, `contents of ${bucket}/${key}`);
   const params = [
-    { name: "raw", upstream: "extract", outputAttempt: 1 },
+    { name: "raw", upstream: "extract" },
     { name: "doc", upstream: "inputs.doc" },
   ];
   envA = await signWorkerEnv(server.storage, assignment(W1, "shout", params), TTL);
@@ -258,7 +258,7 @@ describe("a worker's signed URLs", () => {
     const { url } = urlsOf(envA).find((u) => u.what === "output")!;
     // Signed for W1/extract/output.txt: a path that only normalises to it is refused all the same.
     const signedForTarget = new URL(
-      await server.storage.signUrl(OUTPUT_BUCKET, objectPaths.output(W1, "extract", null), "GET", TTL),
+      await server.storage.signUrl(OUTPUT_BUCKET, objectPaths.output(W1, "extract"), "GET", TTL),
     );
     const base = `${SIGNED_PATH_PREFIX}${OUTPUT_BUCKET}/${W1}`;
     const paths = [

@@ -293,7 +293,7 @@ describe("pods and Jobs that end badly", () => {
     ]);
   });
 
-  it("records a success whose first record failed, with the output its pod uploaded", async () => {
+  it("records a success whose first record failed after its output was moved into place", async () => {
     const e = await start("kube_record_again");
     const store = e.m.store;
     const completeRuns = store.completeRuns.bind(store);

@@ -93,8 +93,8 @@ describe("LocalStorage", () => {
     expect(await readText(storage(), "wf/a/output.txt")).toBe("secret a");
   });
 
-  it("stores on the server for a remote storage whose disk does not hold its objects", async () => {
-    // A claimer or dispatcher on another machine: the same secret and server, a DWOP_HOME of its own.
+  it("moves an object on the server for a remote storage, by a POST only the secret's holder can sign", async () => {
+    // A dispatcher on another machine: the same secret and server, a DWOP_HOME of its own.
     const remote = new LocalStorage({
       root: join(dir, "elsewhere"),
       secret: SECRET,
@@ -102,12 +102,56 @@ describe("LocalStorage", () => {
       remote: true,
       now: () => clock,
     });
-    await remote.put("Task_Output", "wf/t/attempt-2.output.txt", "attempt 2");
-    expect(await readText(storage(), "wf/t/attempt-2.output.txt")).toBe("attempt 2");
+    await remote.put("Task_Output", "wf/t/attempt-2.output.txt", "attempt 2"); // on the server's disk
+    await storage().put("Task_Output", "wf/t/output.txt", "attempt 1");
     expect(await readdir(dir)).toEqual(["root"]); // nothing on its own disk
+    await remote.move("Task_Output", "wf/t/attempt-2.output.txt", "wf/t/output.txt");
+    expect(await readText(storage(), "wf/t/output.txt")).toBe("attempt 2");
+    expect(await storage().get("Task_Output", "wf/t/attempt-2.output.txt")).toBeNull();
+    await expect(remote.move("Task_Output", "wf/t/attempt-2.output.txt", "wf/t/output.txt")).rejects.toThrow(
+      /did not move Task_Output\/wf\/t\/attempt-2\.output\.txt: 404 no object/,
+    );
+
+    // What a worker holds, a signed PUT, moves nothing; nor does a MOVE whose destination was changed.
+    await storage().put("Task_Output", "wf/u/attempt-1.output.txt", "late");
+    const put = new URL(await storage().signUrl("Task_Output", "wf/u/attempt-1.output.txt", "PUT", 60));
+    put.searchParams.set("to", "wf/t/output.txt");
+    const asMove = new URL(put);
+    asMove.searchParams.set("method", "MOVE");
+    const expires = String(clock / 1000 + 60);
+    const nonce = "0123456789abcdef01234567";
+    const signed = hmac(`MOVE\nTask_Output/wf/u/attempt-1.output.txt\n${expires}\nwf/u/output.txt\n${nonce}`);
+    const otherTarget = new URL(`${server.url}/storage/v1/object/Task_Output/wf/u/attempt-1.output.txt`);
+    for (const [k, v] of Object.entries({
+      method: "MOVE",
+      to: "wf/t/output.txt",
+      nonce,
+      expires,
+      signature: signed,
+    })) {
+      otherTarget.searchParams.set(k, v);
+    }
+    const traversing = new URL(otherTarget);
+    traversing.searchParams.set("to", "../../Task_Code/wf/code.bundle");
+    const otherNonce = new URL(otherTarget);
+    otherNonce.searchParams.set("to", "wf/u/output.txt");
+    otherNonce.searchParams.set("nonce", "f123456789abcdef01234567");
+    for (const url of [put, asMove, otherTarget, traversing, otherNonce]) {
+      expect((await fetch(url, { method: "POST" })).status, url.href).toBe(403);
+    }
+    const right = new URL(otherTarget);
+    right.searchParams.set("to", "wf/u/output.txt");
+    expect((await fetch(right, { method: "POST" })).status).toBe(200);
+    // Made once: replayed after a later upload to the same object, it moves nothing.
+    await storage().put("Task_Output", "wf/u/attempt-1.output.txt", "later still");
+    const replayed = await fetch(right, { method: "POST" });
+    expect(replayed.status).toBe(403);
+    expect(((await replayed.json()) as { error: { message: string } }).error.message).toMatch(/made already/);
+    expect(await readText(storage(), "wf/t/output.txt")).toBe("attempt 2");
+    expect(await readText(storage(), "wf/u/output.txt")).toBe("late");
   });
 
-  it("stores on its own disk when a remote storage's root is its server's", async () => {
+  it("stores and moves on its own disk when a remote storage's root is its server's", async () => {
     const beside = new LocalStorage({
       root,
       secret: SECRET,
@@ -120,10 +164,11 @@ describe("LocalStorage", () => {
     globalThis.fetch = () => Promise.reject(new Error("no request expected"));
     try {
       await beside.put("Task_Output", "wf/t/attempt-1.output.txt", "one machine");
+      await beside.move("Task_Output", "wf/t/attempt-1.output.txt", "wf/t/output.txt");
     } finally {
       globalThis.fetch = realFetch;
     }
-    expect(await readText(storage(), "wf/t/attempt-1.output.txt")).toBe("one machine");
+    expect(await readText(storage(), "wf/t/output.txt")).toBe("one machine");
   });
 
   it("stores through the server for a remote storage whose root it cannot write (a read-only home)", async () => {

@@ -15,7 +15,7 @@ afterEach(async () => {
   await storage?.close();
 });
 
-it("with SUPABASE_PROJECT_URL and SUPABASE_SERVICE_KEY, code and outputs live in Supabase Storage and the worker moves them by signed URL, each output where its attempt's worker put it", async () => {
+it("with SUPABASE_PROJECT_URL and SUPABASE_SERVICE_KEY, code and outputs live in Supabase Storage and the worker moves them by signed URL", async () => {
   storage = await startSupabaseStorageDouble();
   dev = await startDevServer("supabase storage", {
     SUPABASE_PROJECT_URL: storage.url,
@@ -42,24 +42,28 @@ it("with SUPABASE_PROJECT_URL and SUPABASE_SERVICE_KEY, code and outputs live in
   const output = await fetch(`${dev.url}/workflows/${id}/tasks/transform/output`, { headers: auth });
   expect(await output.text()).toBe("A,B,C\n\n"); // print() adds its own newline
   const outputs = storage.buckets.get("Task_Output")!;
-  expect(outputs.get(`${id}/extract/attempt-1.output.txt`)?.body.toString()).toBe("a,b,c\n");
+  expect(outputs.get(`${id}/extract/output.txt`)?.body.toString()).toBe("a,b,c\n");
   expect(outputs.has(`${id}/transform/attempt-1.log`)).toBe(true);
+  // The worker's own upload (its attempt's object), moved to the task's path by the dispatcher.
+  expect(outputs.get(`${id}/transform/output.txt`)?.body.toString()).toBe("A,B,C\n\n");
+  expect(outputs.has(`${id}/transform/attempt-1.output.txt`)).toBe(false);
+  expect(storage.requests.some((r) => r.method === "POST" && r.path === "/storage/v1/object/move")).toBe(
+    true,
+  );
   expect(existsSync(join(dev.home, "storage"))).toBe(false);
 
-  // The Python worker read its code (its range of the bundle) and its input, and wrote its output,
-  // through signed URLs alone.
+  // The Python worker read its code (its range of the bundle) and its input, and wrote its output (to its
+  // attempt's object), through signed URLs alone.
   const byWorker = storage.requests.filter((r) => r.authorization === undefined);
   const bundle = storage.buckets.get("Task_Code")!.get(`${id}/code.bundle`)!.body;
   const start = bundle.indexOf('# dwop-source: {"file":"etl.workflow","line":4,"task":"transform"}\n');
   expect(byWorker.map((r) => `${r.method} ${r.path.split("?")[0]} ${r.range ?? ""}`.trim())).toEqual(
     expect.arrayContaining([
       `GET /storage/v1/object/sign/Task_Code/${id}/code.bundle bytes=${start}-${bundle.length - 1}`,
-      `GET /storage/v1/object/sign/Task_Output/${id}/extract/attempt-1.output.txt`,
+      `GET /storage/v1/object/sign/Task_Output/${id}/extract/output.txt`,
       `PUT /storage/v1/object/upload/sign/Task_Output/${id}/transform/attempt-1.output.txt`,
     ]),
   );
   expect(byWorker.find((r) => r.method === "PUT")?.contentType).toBe("text/plain; charset=utf-8");
-  // The output stays where the worker put it: downstream tasks read the recorded attempt's object.
-  expect(storage.requests.filter((r) => r.path.includes("/object/move"))).toEqual([]);
   passed = true;
 });

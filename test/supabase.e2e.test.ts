@@ -135,6 +135,6 @@ it("runs a workflow submitted to the `api` function, with the claimer and dispat
   expect(status, processes.map((p) => p.output()).join("\n---\n")).toBe("succeeded");
   const output = await fetch(`${api.url}/api/workflows/${id}/tasks/transform/output`, { headers: AUTH });
   expect(await output.text()).toBe("A,B,C\n\n");
-  expect(storage.buckets.get("Task_Output")?.has(`${id}/transform/attempt-1.output.txt`)).toBe(true);
+  expect(storage.buckets.get("Task_Output")?.has(`${id}/transform/output.txt`)).toBe(true);
   passed = true;
 });

@@ -53,9 +53,9 @@ beforeAll(async () => {
     baseUrl: "http://127.0.0.1:9",
   });
   await storage.put(CODE_BUCKET, objectPaths.codeBundle(WF), BUNDLE);
-  await storage.put(OUTPUT_BUCKET, objectPaths.output(WF, "small", 2), new Uint8Array([0, 1, 255, 10]));
-  await storage.put(OUTPUT_BUCKET, objectPaths.output(WF, "empty", null), "");
-  await storage.put(OUTPUT_BUCKET, objectPaths.output(WF, "large", 1), "x".repeat(LIMIT + 1));
+  await storage.put(OUTPUT_BUCKET, objectPaths.output(WF, "small"), new Uint8Array([0, 1, 255, 10]));
+  await storage.put(OUTPUT_BUCKET, objectPaths.output(WF, "empty"), "");
+  await storage.put(OUTPUT_BUCKET, objectPaths.output(WF, "large"), "x".repeat(LIMIT + 1));
   await storage.put(CODE_BUCKET, objectPaths.input(WF, "doc"), "a document");
 });
 
@@ -70,11 +70,10 @@ afterAll(async () => {
 describe("a run's objects given inline", () => {
   it("puts the task's code range and each small input in the environment, the rest as signed URLs", async () => {
     const params = [
-      { name: "a", upstream: "small", outputAttempt: 2 },
-      // An output kept before outputs were kept by attempt.
-      { name: "b", upstream: "empty", outputAttempt: null },
-      { name: "c", upstream: "large", outputAttempt: 1 },
-      { name: "d", upstream: "missing", outputAttempt: 1 },
+      { name: "a", upstream: "small" },
+      { name: "b", upstream: "empty" },
+      { name: "c", upstream: "large" },
+      { name: "d", upstream: "missing" },
       { name: "e", upstream: "inputs.doc" },
     ];
     const env = await signWorkerEnv(storage, assignment(params), 60, null, LIMIT);
@@ -87,8 +86,8 @@ describe("a run's objects given inline", () => {
     expect(a!.url).toBeUndefined();
     expect(b).toEqual({ param: "b", data: "" });
     for (const [input, key] of [
-      [c, objectPaths.output(WF, "large", 1)],
-      [d, objectPaths.output(WF, "missing", 1)],
+      [c, objectPaths.output(WF, "large")],
+      [d, objectPaths.output(WF, "missing")],
     ] as const) {
       expect(input!.data).toBeUndefined();
       expect(new URL(input!.url!).pathname).toContain(key);
@@ -97,11 +96,12 @@ describe("a run's objects given inline", () => {
   });
 
   it("gives everything by URL without a limit, or from a storage that cannot read at once", async () => {
-    const params = [{ name: "a", upstream: "small", outputAttempt: 2 }];
+    const params = [{ name: "a", upstream: "small" }];
     const elsewhere: Storage = {
       put: (...a) => storage.put(...a),
       get: (...a) => storage.get(...a),
       signUrl: (...a) => storage.signUrl(...a),
+      move: (...a) => storage.move(...a),
       remove: (...a) => storage.remove(...a),
     };
     for (const [store, limit] of [
@@ -127,8 +127,8 @@ describe("a run's objects given inline", () => {
   it("stops inlining once the run's total would pass INLINE_TOTAL_BYTES", async () => {
     const size = INLINE_TOTAL_BYTES / 4;
     for (const name of ["q1", "q2", "q3", "q4", "q5"])
-      await storage.put(OUTPUT_BUCKET, objectPaths.output(WF, name, 1), "y".repeat(size));
-    const params = ["q1", "q2", "q3", "q4", "q5"].map((name) => ({ name, upstream: name, outputAttempt: 1 }));
+      await storage.put(OUTPUT_BUCKET, objectPaths.output(WF, name), "y".repeat(size));
+    const params = ["q1", "q2", "q3", "q4", "q5"].map((name) => ({ name, upstream: name }));
     const env = await signWorkerEnv(storage, assignment(params), 60, null, size);
     const kinds = inputsOf(env).map((i) => (i.data !== undefined ? "data" : "url"));
     // The code's bytes count too: the fourth quarter no longer fits beside them.

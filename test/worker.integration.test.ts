@@ -39,7 +39,7 @@ describe("worker with LocalStorage", () => {
     const { offset, length } = bundle.ranges[1]!;
     const signedInputs = [];
     for (const [param, upstream] of Object.entries(inputs)) {
-      const url = await storage.signUrl(OUTPUT_BUCKET, objectPaths.output(wf, upstream, 1), "GET", 60);
+      const url = await storage.signUrl(OUTPUT_BUCKET, objectPaths.output(wf, upstream), "GET", 60);
       signedInputs.push({ param, url });
     }
     return {
@@ -47,7 +47,7 @@ describe("worker with LocalStorage", () => {
       DWOP_CODE_RANGE: `${offset},${length}`,
       DWOP_INPUTS: JSON.stringify(signedInputs),
       DWOP_ATTEMPT: "1",
-      DWOP_OUTPUT_URL: await storage.signUrl(OUTPUT_BUCKET, objectPaths.output(wf, task, 1), "PUT", 60),
+      DWOP_OUTPUT_URL: await storage.signUrl(OUTPUT_BUCKET, objectPaths.output(wf, task), "PUT", 60),
       DWOP_LOG_URL: await storage.signUrl(OUTPUT_BUCKET, objectPaths.log(wf, task, 1), "PUT", 60),
     };
   }
@@ -85,8 +85,8 @@ describe("worker with LocalStorage", () => {
   }
 
   it("runs a body over two upstream outputs and uploads its output and log", async () => {
-    await server.storage.put(OUTPUT_BUCKET, objectPaths.output(wf, "extract", 1), "a,b,c\n");
-    await server.storage.put(OUTPUT_BUCKET, objectPaths.output(wf, "lookup", 1), "déjà vu ✓\n");
+    await server.storage.put(OUTPUT_BUCKET, objectPaths.output(wf, "extract"), "a,b,c\n");
+    await server.storage.put(OUTPUT_BUCKET, objectPaths.output(wf, "lookup"), "déjà vu ✓\n");
     const body = [
       "import sys",
       'print(open("raw").read().upper(), end="")',
@@ -99,14 +99,14 @@ describe("worker with LocalStorage", () => {
     const { code, stderr } = await runWorker(env);
 
     expect(code, stderr).toBe(0);
-    expect(await object(objectPaths.output(wf, "transform", 1))).toBe("A,B,C\ndéjà vu ✓\n");
+    expect(await object(objectPaths.output(wf, "transform"))).toBe("A,B,C\ndéjà vu ✓\n");
     const log = await object(objectPaths.log(wf, "transform", 1));
     expect(log).toContain("to the log");
     expect(log).toContain("déjà vu ✓");
   });
 
   it("reports a failing body in the result file and keeps the previous output", async () => {
-    await server.storage.put(OUTPUT_BUCKET, objectPaths.output(wf, "load", 1), "earlier good output");
+    await server.storage.put(OUTPUT_BUCKET, objectPaths.output(wf, "load"), "earlier good output");
     const env = await workerEnv("load", 'print("partial")\nraise SystemExit(3)\n', {});
 
     const { code, resultFile } = await runWorker(env);
@@ -119,12 +119,12 @@ describe("worker with LocalStorage", () => {
       exitCode: 3,
       nonRetryable: false,
     });
-    expect(await object(objectPaths.output(wf, "load", 1))).toBe("earlier good output");
+    expect(await object(objectPaths.output(wf, "load"))).toBe("earlier good output");
     expect(await object(objectPaths.log(wf, "load", 1))).toBe("partial\n");
   });
 
   it("reports a refused input URL as a download failure", async () => {
-    await server.storage.put(OUTPUT_BUCKET, objectPaths.output(wf, "extract", 1), "x");
+    await server.storage.put(OUTPUT_BUCKET, objectPaths.output(wf, "extract"), "x");
     const env = await workerEnv("transform", "print(1)\n", { raw: "extract" });
     const inputs = JSON.parse(env.DWOP_INPUTS) as { param: string; url: string }[];
     const tampered = inputs.map((i) => ({ ...i, url: i.url.replace(/expires=\d+/, "expires=1") }));
@@ -178,6 +178,6 @@ describe("worker with LocalStorage", () => {
         nonRetryable: true,
       });
     }
-    expect(await object(objectPaths.output(wf, "load", 1))).toBeNull();
+    expect(await object(objectPaths.output(wf, "load"))).toBeNull();
   });
 });

@@ -10,7 +10,7 @@ Started as `python dwop_worker.py` (a launcher, so this module's bytecode is cac
   DWOP_INPUTS            JSON array [{"param": "raw", "url": "<signed GET>"}]; each saved as file `param`;
                          an item may hold {"param", "data": "<base64>"} instead of a URL, as DWOP_CODE
   DWOP_OUTPUT_URL        signed PUT of Task_Output/<workflow>/<task>/attempt-<n>.output.txt (the body's
-                         stdout), which downstream tasks read if this attempt's success is recorded
+                         stdout), which the dispatcher moves to the task's output.txt if the run succeeded
   DWOP_LOG_URL           signed PUT of the full log (stdout and stderr in arrival order)
   DWOP_INLINE_RESULT_BYTES  optional n: after a success whose output and log are both at most n bytes (and
                          none of the log went out live), they are left in the working folder as one file,

@@ -204,10 +204,7 @@ async function printLeafOutputs(
   const upstreams = new Set(tasks.flatMap((t) => t.params.map((p) => p.upstream)));
   for (const t of final.tasks) {
     if (upstreams.has(t.name) || t.status !== "succeeded") continue;
-    const body = await stack.storage.get(
-      OUTPUT_BUCKET,
-      objectPaths.output(final.id, t.name, t.outputAttempt),
-    );
+    const body = await stack.storage.get(OUTPUT_BUCKET, objectPaths.output(final.id, t.name));
     if (!body) continue;
     process.stdout.write(`── ${t.name} ──\n`);
     let written = 0;

@@ -237,19 +237,15 @@ export class ApiStore {
     return row ?? null;
   }
 
-  /**
-   * The owner's task's latest attempt (0 before its first), its state, and the attempt whose output its
-   * readers read (objectPaths.output; null before it succeeded, and for an output kept as output.txt); null
-   * for another owner's or no such task.
-   */
+  /** The attempt a task of the owner's workflow is at (0 before its first), or null when there is none. */
+  /** The owner's task's latest attempt and its state; null for another owner's or no such task. */
   async taskAttempt(
     owner: string,
     workflowId: string,
     name: string,
-  ): Promise<{ attempt: number; status: TaskState; outputAttempt: number | null } | null> {
-    const [row] = await this.db<{ attempt: number; status: TaskState; outputAttempt: number | null }[]>`
-      select t.attempt, t.status, t.output_attempt as "outputAttempt"
-      from dwop.tasks t join dwop.workflows w on w.id = t.workflow_id
+  ): Promise<{ attempt: number; status: TaskState } | null> {
+    const [row] = await this.db<{ attempt: number; status: TaskState }[]>`
+      select t.attempt, t.status from dwop.tasks t join dwop.workflows w on w.id = t.workflow_id
       where w.id = ${workflowId} and w.owner = ${owner} and t.name = ${name}`;
     return row ?? null;
   }

@@ -4,9 +4,9 @@ import type {
   CodeRange,
   FailureReason,
   RunAssignment,
-  RunInput,
   TaskMessage,
   TaskOptions,
+  TaskParam,
   TaskSpec,
   TaskState,
   WorkflowState,
@@ -78,8 +78,6 @@ export interface TaskSummary {
   status: TaskState;
   attempt: number;
   attempts: number;
-  /** The attempt whose output readers read (objectPaths.output); null before a success. */
-  outputAttempt: number | null;
   error: string | null;
   startedAt: Date | null;
   finishedAt: Date | null;
@@ -106,11 +104,14 @@ export interface StartRunRow {
   created: boolean;
   workflow_id: string;
   task_name: string;
-  params: RunInput[];
+  params: TaskParam[];
   options: Partial<TaskOptions> & { code: CodeRange };
   timeout_seconds: number | null;
   has_requirements: boolean;
 }
+
+/** How long Store.whileRunActive may hold a run's row while its step runs. */
+const HOLD_RUN_SECONDS = 60;
 
 /** Typed calls to DWOP's SQL functions: the only way the engine changes state. */
 export class Store {
@@ -341,6 +342,25 @@ export class Store {
     return row?.n ?? 0;
   }
 
+  /**
+   * Calls `step` while the run's row is held (FOR NO KEY UPDATE) and the run active: nothing can end or
+   * replace the run meanwhile (increase_attempt, the reaper, a cancel wait for the row), nor hold it for a
+   * step of its own (two observers during a lease's handover). False, without calling it, for a run that
+   * has ended. A step must be short: those who would end the run wait for it, at most
+   * HOLD_RUN_SECONDS (then Postgres ends the session, and the row is free again).
+   */
+  async whileRunActive(runId: string, step: () => Promise<void>): Promise<boolean> {
+    return this.db.begin(async (sql) => {
+      const [row] = await sql`
+        select set_config('idle_in_transaction_session_timeout', ${`${HOLD_RUN_SECONDS}s`}, true)
+        from dwop.runs where id = ${runId} and status in ('starting', 'dispatched', 'running')
+        for no key update`;
+      if (!row) return false;
+      await step();
+      return true;
+    });
+  }
+
   /** Of the given runs, those that are no longer active (cancelled or recorded elsewhere). */
   async inactiveRuns(runIds: string[]): Promise<string[]> {
     if (runIds.length === 0) return [];
@@ -363,8 +383,7 @@ export class Store {
     >`select id, name, owner, status, created_at, finished_at from dwop.workflows where id = ${workflowId}`;
     if (!wf) return null;
     const tasks = await this.db<TaskSummary[]>`
-      select t.name, t.status, t.attempt, t.output_attempt as "outputAttempt", t.error,
-             t.started_at as "startedAt", t.finished_at as "finishedAt",
+      select t.name, t.status, t.attempt, t.error, t.started_at as "startedAt", t.finished_at as "finishedAt",
              (select count(*)::int from dwop.runs r where r.task_id = t.id) as attempts
       from dwop.tasks t where t.workflow_id = ${workflowId} order by t.position`;
     return {

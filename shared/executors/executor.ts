@@ -32,8 +32,12 @@ export interface WorkerEnv {
 
 /** How an attempt ended, as observed by the executor. */
 export type RunOutcome =
-  /** `result`: the output and log the worker left to be stored (WorkerEnv.DWOP_INLINE_RESULT_BYTES). */
-  | { kind: "succeeded"; result?: RunResult }
+  /**
+   * `result`: the output and log the worker left to be stored (WorkerEnv.DWOP_INLINE_RESULT_BYTES).
+   * `uploaded`: the worker uploaded its output itself, to its attempt's own object (DWOP_OUTPUT_URL),
+   * which the dispatcher moves to the task's path. Neither: the executor has no output (a no-op one).
+   */
+  | { kind: "succeeded"; result?: RunResult; uploaded?: true }
   | {
       kind: "failed";
       reason: FailureReason;

@@ -339,7 +339,7 @@ export class LocalExecutor implements Executor {
   private async outcome(run: LocalRun, exit: ForkedExit): Promise<RunOutcome> {
     if (exit.code === 0 && !run.timedOut) {
       const result = readResult(run.dir, run.inlineResultBytes);
-      return result ? { kind: "succeeded", result } : { kind: "succeeded" };
+      return result ? { kind: "succeeded", result } : { kind: "succeeded", uploaded: true };
     }
     const logTail = await readLogTail(join(run.dir, LOG_FILE), LOG_TAIL_LINES);
     if (run.timedOut) {

@@ -7,8 +7,8 @@ import { supabaseStorageFromConfig } from "./supabase.ts";
 
 /**
  * Supabase Storage when SUPABASE_PROJECT_URL and SUPABASE_SERVICE_KEY are set; otherwise local files
- * signed for the `dwop dev` server at DWOP_PUBLIC_URL with DWOP_STORAGE_SECRET (an object whose bucket this
- * machine's DWOP_HOME does not hold is stored through that server); null without either.
+ * signed for the `dwop dev` server at DWOP_PUBLIC_URL with DWOP_STORAGE_SECRET (an object this machine's
+ * DWOP_HOME does not hold is moved by that server); null without either.
  */
 export function storageFromConfig(config: Config): Storage | null {
   const supabase = supabaseStorageFromConfig(config);

@@ -8,6 +8,7 @@ import {
   type ByteRange,
   LocalStorage,
   nodeReadable,
+  ObjectMissing,
   ObjectTooLarge,
   SIGNED_PATH_PREFIX,
   type LocalStorageOptions,
@@ -18,12 +19,15 @@ import {
 /**
  * `GET` and `PUT` of `/storage/v1/object/<bucket>/<key>?method=&expires=&signature=`: the method must be
  * the signed one, the URL unexpired and its signature valid, or the answer is 403. Bodies stream both ways.
- * Mount it at the root of the server's app: the path is checked as the client sent it.
+ * `POST` of the same, signed for `MOVE` with `&to=<key>`: the object is moved there (a remote
+ * LocalStorage's move; 404 when it does not exist). Mount it at the root of the server's app: the path
+ * is checked as the client sent it.
  */
 export function localStorageRoutes(storage: LocalStorage): Hono {
   const app = new Hono();
+  const moves = new UsedSignatures();
   // All of /storage/: a traversing path may normalise to somewhere else below it, and is refused there too.
-  app.on(["GET", "PUT"], "/storage/*", async (c) => {
+  app.on(["GET", "PUT", "POST"], "/storage/*", async (c) => {
     const target = objectTarget(c);
     if (typeof target === "string") return forbidden(c, target);
     const { bucket, key } = target;
@@ -31,9 +35,26 @@ export function localStorageRoutes(storage: LocalStorage): Hono {
       method: c.req.query("method"),
       expires: c.req.query("expires"),
       signature: c.req.query("signature"),
+      to: c.req.query("to"),
+      nonce: c.req.query("nonce"),
     };
-    const refusal = storage.verify(c.req.method, bucket, key, query);
+    const moving = c.req.method === "POST";
+    const refusal = storage.verify(moving ? "MOVE" : c.req.method, bucket, key, query);
     if (refusal) return forbidden(c, refusal);
+    if (moving) {
+      // Once: a MOVE seen again (replayed by whoever saw it go by) would move a later upload over the output.
+      if (!moves.take(query.signature!, Number(query.expires)))
+        return forbidden(c, "this move was made already");
+      const moved = await storage.move(bucket, key, query.to!).then(
+        () => true,
+        (err: unknown) => {
+          if (err instanceof ObjectMissing) return false;
+          throw err;
+        },
+      );
+      if (!moved) return c.json({ error: { code: "not_found", message: `no object ${bucket}/${key}` } }, 404);
+      return c.json({ key: `${bucket}/${query.to}` }, 200);
+    }
 
     if (c.req.method === "GET") {
       const asked = c.req.header("range");
@@ -65,6 +86,20 @@ export function localStorageRoutes(storage: LocalStorage): Hono {
     return c.json({ key: `${bucket}/${key}` }, 200);
   });
   return app;
+}
+
+/** Signatures of requests that may be made once, each kept until it expires. */
+class UsedSignatures {
+  private readonly expiries = new Map<string, number>();
+
+  /** True the first time a signature is seen; `expires` (seconds since the epoch) is when it lapses. */
+  take(signature: string, expires: number): boolean {
+    const now = Date.now() / 1000;
+    for (const [seen, until] of this.expiries) if (until <= now) this.expiries.delete(seen);
+    if (this.expiries.has(signature)) return false;
+    this.expiries.set(signature, expires);
+    return true;
+  }
 }
 
 /** 200 with the whole object, 206 with the range asked for, or 416 when the range is past its end. */

@@ -41,10 +41,10 @@ export interface LocalStorageOptions {
   maxObjectBytes?: number;
   /**
    * The objects are the server's at baseUrl (a claimer or dispatcher that serves no storage routes
-   * itself), whose disk may be another machine's. A put is then made here only where this
-   * machine shows it holds the server's objects (its bucket's folder is under `root`), and asked of the
-   * server otherwise (a PUT signed with the secret): no request, and no need of the server, where one
-   * DWOP_HOME serves both.
+   * itself), whose disk may be another machine's. A put or a move is then made here only where this
+   * machine shows it holds the server's objects (the object, or its bucket's folder, is under `root`), and
+   * asked of the server otherwise (a PUT and a MOVE signed with the secret): no request, and no need of
+   * the server, where one DWOP_HOME serves both.
    */
   remote?: boolean;
 }
@@ -62,6 +62,29 @@ export interface SignedQuery {
   method: string | undefined;
   expires: string | undefined;
   signature: string | undefined;
+  /** A MOVE's destination (a key in the same bucket), which its signature covers. */
+  to?: string | undefined;
+  /** A MOVE's random part, which its signature covers: two moves are never one signature (each is made once). */
+  nonce?: string | undefined;
+}
+
+/** A move whose source object does not exist. */
+export class ObjectMissing extends Error {
+  constructor(bucket: string, key: string, options?: { cause: unknown }) {
+    super(`no object ${bucket}/${key} to move`, options);
+    this.name = "ObjectMissing";
+  }
+}
+
+/** Why an object path may not be used (InvalidObjectPathError's message), or null. */
+function pathRefusal(bucket: string, key: string): string | null {
+  try {
+    assertObjectPath(bucket, key);
+    return null;
+  } catch (err) {
+    if (err instanceof InvalidObjectPathError) return err.message;
+    throw err;
+  }
 }
 
 /** How long a request a remote storage signs for its server lives: it is sent at once. */
@@ -191,6 +214,23 @@ export class LocalStorage implements Storage {
     }
   }
 
+  /**
+   * One rename: the object appears under its new name whole, and both names are flushed to the disk. A
+   * remote storage whose disk does not hold the object asks its server (a signed MOVE).
+   */
+  async move(bucket: string, from: string, to: string): Promise<void> {
+    const source = this.filePath(bucket, from);
+    const target = this.filePath(bucket, to);
+    if (this.remote && !existsSync(source)) return this.moveOnServer(bucket, from, to);
+    const named = this.folderFor(target);
+    await rename(source, target).catch((err: NodeJS.ErrnoException) => {
+      // Its folder is made: the source is what is missing.
+      throw err.code === "ENOENT" ? new ObjectMissing(bucket, from, { cause: err }) : err;
+    });
+    const folders = new Set([dirname(source), dirname(target)]);
+    await Promise.all([...[...folders].map((folder) => this.flushFolder(folder)), named]);
+  }
+
   /** Deletes the files, then each folder they leave empty, up to the bucket's. */
   async remove(bucket: string, keys: readonly string[]): Promise<void> {
     const files = keys.map((key) => this.filePath(bucket, key));
@@ -226,6 +266,20 @@ export class LocalStorage implements Storage {
     await this.answered(sent, `store ${bucket}/${key}`);
   }
 
+  /**
+   * Asks the server at baseUrl to move an object on its disk: a POST signed for MOVE, `from` and `to`
+   * (only a holder of the storage's secret can sign one; no worker gets such a URL).
+   */
+  private async moveOnServer(bucket: string, from: string, to: string): Promise<void> {
+    if (!this.baseUrl) throw new Error("LocalStorage has no base URL: set one to move objects on its server");
+    const expires = String(Math.floor(this.now() / 1000) + REQUEST_TTL_SECONDS);
+    const nonce = randomBytes(12).toString("hex");
+    const signature = this.signature("MOVE", bucket, from, expires, `${to}\n${nonce}`);
+    const query = new URLSearchParams({ method: "MOVE", to, nonce, expires, signature });
+    const url = `${this.baseUrl}${SIGNED_PATH_PREFIX}${encodeObjectPath(bucket, from)}?${query}`;
+    await this.answered(await fetch(url, { method: "POST" }), `move ${bucket}/${from}`);
+  }
+
   /** Nothing for a server's 2xx; an error with its status and message otherwise. */
   private async answered(res: Response, what: string): Promise<void> {
     if (res.ok) return void (await res.body?.cancel());
@@ -238,24 +292,30 @@ export class LocalStorage implements Storage {
 
   /** Why a signed request may not proceed, or null when it may. */
   verify(method: string, bucket: string, key: string, query: SignedQuery): string | null {
-    try {
-      assertObjectPath(bucket, key);
-    } catch (err) {
-      if (err instanceof InvalidObjectPathError) return err.message;
-      throw err;
-    }
+    const badPath = pathRefusal(bucket, key);
+    if (badPath) return badPath;
     if (query.method !== method)
       return `this URL is signed for ${query.method ?? "no method"}, not ${method}`;
+    let more: string | undefined;
+    if (method === "MOVE") {
+      if (!/^[0-9a-f]{16,64}$/.test(query.nonce ?? "")) return "a move without its nonce";
+      if (!query.to) return "a move names no destination";
+      const badDestination = pathRefusal(bucket, query.to);
+      if (badDestination) return badDestination;
+      more = `${query.to}\n${query.nonce}`;
+    }
     if (!query.expires || !/^\d{1,12}$/.test(query.expires)) return "missing or bad expiry";
     if (!query.signature || !/^[0-9a-f]{64}$/.test(query.signature)) return "missing or bad signature";
-    const expected = Buffer.from(this.signature(method, bucket, key, query.expires), "hex");
+    const expected = Buffer.from(this.signature(method, bucket, key, query.expires, more), "hex");
     if (!timingSafeEqual(Buffer.from(query.signature, "hex"), expected)) return "signature does not match";
     if (Number(query.expires) * 1000 <= this.now()) return "this URL has expired";
     return null;
   }
 
-  private signature(method: string, bucket: string, key: string, expires: string): string {
-    return createHmac("sha256", this.secret).update(`${method}\n${bucket}/${key}\n${expires}`).digest("hex");
+  /** HMAC of what a signed request may do; a MOVE's covers its destination and nonce too (`more`). */
+  private signature(method: string, bucket: string, key: string, expires: string, more?: string): string {
+    const signed = `${method}\n${bucket}/${key}\n${expires}${more === undefined ? "" : `\n${more}`}`;
+    return createHmac("sha256", this.secret).update(signed).digest("hex");
   }
 
   private filePath(bucket: string, key: string): string {
@@ -269,15 +329,23 @@ export class LocalStorage implements Storage {
 
   /**
    * A fresh temporary file's path for an object's file (in `<root>/.tmp`, which no bucket can name), with
-   * both folders made: two mkdir calls, synchronous (see SMALL_OBJECT_BYTES). The name of each folder made
-   * for the object is flushed (a flush of its parent, in the thread pool), and `named` settles once the
-   * names of the object's folder and of its parents are on the disk: those this put made, and those another
-   * put of this process made and is still flushing (it found them made). The object's own name is flushed
-   * once it is in place (flushFolder).
+   * both folders made (folderFor): synchronous (see SMALL_OBJECT_BYTES).
    */
   private tempFor(file: string): { temp: string; named: Promise<unknown> } {
     const tempDir = join(this.root, ".tmp");
     makeFoldersSync(tempDir);
+    const named = this.folderFor(file);
+    return { temp: join(tempDir, `${randomBytes(12).toString("hex")}.part`), named };
+  }
+
+  /**
+   * Makes an object's folder (one mkdir call when it is there). The name of each folder made for the
+   * object is flushed (a flush of its parent, in the thread pool), and the promise settles once the names
+   * of the object's folder and of its parents are on the disk: those this call made, and those another
+   * put of this process made and is still flushing (it found them made). The object's own name is
+   * flushed once it is in place (flushFolder).
+   */
+  private folderFor(file: string): Promise<unknown> {
     const folder = dirname(file);
     for (const made of makeFoldersSync(folder)) {
       const flushed: Promise<void> = this.flushFolder(dirname(made)).finally(() => {
@@ -293,7 +361,7 @@ export class LocalStorage implements Storage {
     }
     const named = Promise.all(waits);
     named.catch(() => {}); // awaited once the object is in place; a failed write leaves it
-    return { temp: join(tempDir, `${randomBytes(12).toString("hex")}.part`), named };
+    return named;
   }
 
   /**

@@ -11,6 +11,11 @@ export interface Storage {
   /** The object's bytes as a stream, or null when it does not exist. */
   get(bucket: string, key: string): Promise<ReadableStream<Uint8Array> | null>;
   signUrl(bucket: string, key: string, method: SignedMethod, ttlSeconds: number): Promise<string>;
+  /**
+   * Renames the object `from` to `to`, replacing what `to` held; fails when `from` does not exist. A
+   * reader of `to` never finds a part of either (on Supabase Storage, it may find none for a moment).
+   */
+  move(bucket: string, from: string, to: string): Promise<void>;
   /** Deletes objects; keys that do not exist are no error. */
   remove(bucket: string, keys: readonly string[]): Promise<void>;
   /**

@@ -86,6 +86,23 @@ export class SupabaseStorage implements Storage {
     throw failure("get", bucket, key, answer);
   }
 
+  /**
+   * storage-api's move, which refuses a destination that exists (409): that one is deleted, and the move
+   * asked again. Between the two a reader of `to` finds no object: DWOP moves an attempt's output into
+   * place before its success is recorded, when nobody has been told to read it.
+   */
+  async move(bucket: string, from: string, to: string): Promise<void> {
+    assertObjectPath(bucket, from);
+    assertObjectPath(bucket, to);
+    const objects = this.client.from(bucket);
+    let { error } = await objects.move(from, to);
+    if ((error as Answer | null)?.statusCode === "409") {
+      await this.remove(bucket, [to]);
+      ({ error } = await objects.move(from, to));
+    }
+    if (error) throw failure("move", bucket, `${from} to ${to}`, error as Answer);
+  }
+
   /** Deletes in calls of at most 1,000 keys (storage-api's limit per request). */
   async remove(bucket: string, keys: readonly string[]): Promise<void> {
     for (const key of keys) assertObjectPath(bucket, key);

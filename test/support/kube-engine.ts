@@ -95,7 +95,14 @@ export async function startKubeEngine(label: string, o: KubeEngineOptions): Prom
   const replicas: Replica[] = [];
 
   const replica = (id: string): Replica => {
-    const parts = kubernetesParts(engine.m.store, o.sim.kubeConfig(o.namespace), settings, id, silentLogger);
+    const parts = kubernetesParts(
+      engine.m.store,
+      engine.storage,
+      o.sim.kubeConfig(o.namespace),
+      settings,
+      id,
+      silentLogger,
+    );
     const r: Replica = {
       id,
       parts,

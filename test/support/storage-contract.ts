@@ -45,6 +45,21 @@ export function storageContract(name: string, makeStorage: () => Promise<Storage
       expect(await text(await fx.storage.get(fx.bucket, `${prefix}/t/output.txt`))).toBe("second");
     });
 
+    it("moves an object over another, into a new folder, and refuses a source that does not exist", async () => {
+      const [from, to] = [`${prefix}/t/attempt-2.output.txt`, `${prefix}/t/output.txt`];
+      await fx.storage.put(fx.bucket, to, "attempt 1, which must not stay");
+      await fx.storage.put(fx.bucket, from, "attempt 2");
+      await fx.storage.move(fx.bucket, from, to);
+      expect(await text(await fx.storage.get(fx.bucket, to))).toBe("attempt 2");
+      expect(await fx.storage.get(fx.bucket, from)).toBeNull();
+      await fx.storage.move(fx.bucket, to, `${prefix}/new/folder/output.txt`);
+      expect(await text(await fx.storage.get(fx.bucket, `${prefix}/new/folder/output.txt`))).toBe(
+        "attempt 2",
+      );
+      await expect(fx.storage.move(fx.bucket, from, to)).rejects.toThrow(/attempt-2\.output\.txt/);
+      expect(await fx.storage.get(fx.bucket, to)).toBeNull();
+    });
+
     it("removes objects, and takes keys that do not exist as already removed", async () => {
       const keys = [`${prefix}/a/main.py`, `${prefix}/b/main.py`, `${prefix}/inputs/x`];
       for (const key of keys) await fx.storage.put(fx.bucket, key, "x");

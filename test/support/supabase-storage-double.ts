@@ -12,6 +12,9 @@ import type { AddressInfo } from "node:net";
  *   POST     /object/upload/sign/{bucket}/{path} (`x-upsert`) -> `{"url": "/object/upload/sign/...?token=", "token"}`
  *   PUT      /object/upload/sign/{bucket}/{path}?token=   a raw body, any content type
  *   DELETE   /object/{bucket}                   `{"prefixes": [path, ...]}` -> the objects deleted
+ *   POST     /object/move                       `{"bucketId", "sourceKey", "destinationKey"}`: refused
+ *                                               (409 KeyAlreadyExists) where the destination exists, as
+ *                                               storage-api's moveObject creates it without upsert
  *
  * As storage-api does, it answers its own errors with HTTP 400 (500 for internal ones) and the real
  * status as a string in the body: `{"statusCode": "404", "code": "NoSuchKey", "error": "not_found",
@@ -134,6 +137,7 @@ export async function startSupabaseStorageDouble(
     const method = req.method ?? "GET";
     const bulk = method === "DELETE" ? /^\/storage\/v1\/object\/([^/]+)$/.exec(url.pathname) : null;
     if (bulk) return removeObjects(req, res, decodeURIComponent(bulk[1]!));
+    if (method === "POST" && url.pathname === `${PREFIX}/object/move`) return moveObject(req, res);
     const route = matchRoute(method, url.pathname);
     if (!route) {
       // Fastify's own 404, which is a real 404 (not a rendered storage error).
@@ -221,6 +225,30 @@ export async function startSupabaseStorageDouble(
       200,
       deleted.map((name) => ({ name, bucket_id: bucket })),
     );
+  }
+
+  async function moveObject(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    authenticate(req);
+    const body = parseJson(await readBody(req)) as Record<string, unknown>;
+    const [bucket, from, to] = [body.bucketId, body.sourceKey, body.destinationKey];
+    if (typeof bucket !== "string" || typeof from !== "string" || typeof to !== "string") {
+      return sendJson(res, 400, {
+        statusCode: "400",
+        code: "InvalidRequest",
+        error: "Bad Request",
+        message: "body must have required properties bucketId, sourceKey, destinationKey",
+      });
+    }
+    if (!VALID_KEY.test(to)) throw ERRORS.invalidKey(to);
+    const objects = buckets.get(bucket);
+    if (!objects) throw ERRORS.noSuchBucket();
+    const moved = objects.get(from);
+    if (!moved) throw ERRORS.noSuchKey();
+    if (from === to) return sendJson(res, 200, { message: "Successfully moved" });
+    if (objects.has(to)) throw ERRORS.keyAlreadyExists();
+    objects.set(to, moved);
+    objects.delete(from);
+    return sendJson(res, 200, { message: "Successfully moved" });
   }
 
   /** AccessDenied unless the request carries the service key as its bearer (storage-api's jwt plugin). */

@@ -70,3 +70,15 @@ export function runIdOf(obj: { metadata?: { labels?: Record<string, string> } })
   const id = obj.metadata?.labels?.[LABELS.runId];
   return id && /^\d+$/.test(id) ? id : null;
 }
+
+/** The attempt a Job runs, from its labels and annotation; null for a Job without them. */
+export function attemptOf(job: {
+  metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> };
+}): { workflowId: string; taskName: string; attempt: number } | null {
+  const labels = job.metadata?.labels ?? {};
+  const taskName = job.metadata?.annotations?.[TASK_NAME_ANNOTATION];
+  const workflowId = labels[LABELS.workflow];
+  const attempt = Number(labels[LABELS.attempt]);
+  if (!taskName || !workflowId || !Number.isSafeInteger(attempt) || attempt < 1) return null;
+  return { workflowId, taskName, attempt };
+}
