@@ -4,7 +4,7 @@
 // auto_explain, loaded in the test's own session, hands every nested statement's plan back as a notice.
 import postgres from "postgres";
 import { afterEach, describe, expect, it } from "vitest";
-import { Store } from "../shared/db/store.ts";
+import { Store, type ClaimedEvent } from "../shared/db/store.ts";
 import { drainOutbox } from "./support/outbox.ts";
 import { submission, task } from "./support/factory.ts";
 import { migratedDatabase, type MigratedDatabase } from "./support/migrated.ts";
@@ -80,6 +80,16 @@ function rowsRemoved(plans: string[]): number {
   return removed;
 }
 
+/** Rows the plans' scans of `tasks` returned, summed over their loops. */
+function tasksRowsRead(plans: string[]): number {
+  let read = 0;
+  for (const plan of plans) {
+    for (const m of plan.matchAll(/Scan[^\n]* on tasks\b[^\n]*\(actual rows=(\d+) loops=(\d+)\)/g))
+      read += Number(m[1]) * Number(m[2]);
+  }
+  return read;
+}
+
 describe("plans on a database in use", () => {
   let m: MigratedDatabase;
   afterEach(async (ctx) => {
@@ -98,14 +108,28 @@ describe("plans on a database in use", () => {
     if (started.kind !== "created") throw new Error(`expected a new run, got ${started.kind}`);
     await m.store.markRunsDispatched([{ runId: started.assignment.runId, jobName: "job" }], true);
 
+    let claimed: ClaimedEvent[] = [];
     const plans = await plansOf(m.url, async (store) => {
       expect(await store.completeRuns([started.assignment.runId])).toEqual([started.assignment.runId]);
-      expect(await store.claimOutbox("c2", 500, 30)).toHaveLength(500);
+      claimed = await store.claimOutbox("c2", 500, 30);
+      expect(claimed).toHaveLength(500);
     });
     expect(plans.length).toBeGreaterThan(10); // every nested statement came back
     // 2,000 ready tasks and a claim of 500: a few thousand rows read and dropped is a walk by key;
     // matching every row against every other was millions.
     expect(rowsRemoved(plans)).toBeLessThan(50_000);
+
+    // Their starts read tasks by key, a few rows a start: a lookup of each input's upstream joined to the
+    // workflow's tasks (a reverted version's) read every task of the workflow for each, a million rows.
+    const starts = await plansOf(m.url, async (store) => {
+      const results = await store.startRuns(
+        claimed.map((c) => c.message),
+        "d1",
+        "local",
+      );
+      expect(results.filter((r) => r.kind === "created")).toHaveLength(500);
+    });
+    expect(tasksRowsRead(starts)).toBeLessThan(20_000);
   });
 
   it("keeps reading rows by key on a connection that planned while the tables were nearly empty", async (ctx) => {
