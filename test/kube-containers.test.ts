@@ -10,7 +10,8 @@ import { until } from "./support/until.ts";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { containerExitCode } from "../tools/kube-sim/podman-runtime.ts";
+import { containerExitCode, exitWatch } from "../tools/kube-sim/podman-runtime.ts";
+import { spawn } from "node:child_process";
 import { podman } from "../scripts/images/podman.ts";
 import { WORKER_IMAGE as WORKER_IMAGE_NAME } from "./support/kube-engine.ts";
 
@@ -163,6 +164,33 @@ describe.skipIf(!containers)("a container whose `podman run` lost track of it", 
     expect(await containerExitCode(cidFile, 0)).toBe(0);
     await rm(dir, { recursive: true, force: true });
   });
+
+  it("has a `podman run` that does not return after its container ended killed, and the container's code read", async () => {
+    // Seen in a 100-Job chaos soak: the container printed its output and exited, `podman run` never
+    // returned, and the pod stayed Running. Here a process that never returns stands in for it.
+    const dir = await mkdtemp(join(tmpdir(), "dwop-hung-run-"));
+    const cidFile = join(dir, "container-id");
+    await podman([
+      "run",
+      "--detach",
+      `--cidfile=${cidFile}`,
+      "--network=none",
+      "--entrypoint=/bin/sh",
+      WORKER_IMAGE_NAME,
+      "-c",
+      "exit 4",
+    ]);
+    const id = (await readFile(cidFile, "utf8")).trim();
+    const hung = spawn("sleep", ["600"]);
+    const ended = new Promise<[number | null, string | null]>((r) =>
+      hung.once("exit", (code, signal) => r([code, signal])),
+    );
+    exitWatch(hung, cidFile);
+    expect(await ended).toEqual([null, "SIGKILL"]); // two looks, five seconds apart
+    expect(await containerExitCode(cidFile, 137)).toBe(4);
+    await expect(podman(["container", "exists", id])).rejects.toThrow();
+    await rm(dir, { recursive: true, force: true });
+  }, 60_000);
 });
 
 /** The arguments of every process on the machine, from /proc (skipping those gone meanwhile). */

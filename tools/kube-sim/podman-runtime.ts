@@ -121,9 +121,10 @@ export class PodmanRuntime {
     await (this.swept ??= sweepOrphans());
     const name = `kube-sim-${l.pod.metadata.namespace}-${l.pod.metadata.name}-${randomBytes(3).toString("hex")}`;
     const cidFile = join(l.dir, "container-id");
+    // No --rm: the container is removed once its exit code is read (containerExitCode), so that a `podman
+    // run` that never returns can be told the container's code (exitWatch).
     const args = [
       "run",
-      "--rm",
       `--name=${name}`,
       `--label=${LABEL}=${this.instance}`,
       `--label=${PID_LABEL}=${process.pid}`,
@@ -154,6 +155,7 @@ export class PodmanRuntime {
       env: podmanEnv(),
       stdio: ["ignore", l.logFd, l.logFd],
     });
+    exitWatch(child, cidFile);
     const signal = (sig: "SIGTERM" | "SIGKILL", tries = 20): void => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       // Until the container exists there is nothing to signal: try again shortly, while `podman run` lives.
@@ -164,7 +166,7 @@ export class PodmanRuntime {
     return {
       child,
       signal: (sig) => signal(sig),
-      // podman leaves the id file when --rm removes the container.
+      // podman leaves the id file when the container is removed.
       oomKilled: async () => this.oom.killedIn((await readFile(cidFile, "utf8").catch(() => "")).trim()),
       exitCode: (code) => containerExitCode(cidFile, code),
     };
@@ -294,18 +296,47 @@ function resourceArgs(container: Container): string[] {
 
 /** How long to wait for a container whose `podman run` lost track of it. */
 const LOST_WAIT_SECONDS = 30;
+/** How often exitWatch looks at a running container, and how long it gives `podman run` after its end. */
+const EXIT_WATCH_MS = 5_000;
+
+/**
+ * Under load (a 100-Job chaos soak on a 2-core guest) podman 4.3's foreground `podman run` sometimes never
+ * returns after its container ended: the container printed its output and exited, and `podman run` waited
+ * on, so its pod stayed Running until the soak gave up. Every EXIT_WATCH_MS this asks podman for the
+ * container's state; a container seen exited twice in a row while `podman run` lives gets its `podman
+ * run` killed, and containerExitCode then reads the container's own code (it is not removed until then).
+ */
+export function exitWatch(child: ChildProcess, cidFile: string): void {
+  let exitedOnce = false;
+  const timer = setInterval(() => {
+    void (async () => {
+      const id = (await readFile(cidFile, "utf8").catch(() => "")).trim();
+      if (!id) return;
+      const state = await podman(["inspect", "--format", "{{.State.Status}}", id]).catch(() => "");
+      if (state.trim() !== "exited") return void (exitedOnce = false);
+      if (exitedOnce && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      exitedOnce = true;
+    })();
+  }, EXIT_WATCH_MS);
+  timer.unref();
+  child.once("exit", () => clearInterval(timer));
+}
 
 /**
  * `podman run` exits with the container's code, or with 125-127 when podman itself failed. Under load
  * podman 4.3 sometimes loses the exit code of a container that ended ("getting exit code of container
  * ... from DB: no such exit code (container in state running)") and exits 127 although the container
- * exited 0, leaving it behind. Then the container, if it is still there, is asked directly (`podman
- * wait`) and removed. Null when there is no container's code to be had: podman failed to create or start
- * it (the kubelet reports that as StartError), or lost it altogether.
+ * exited 0, leaving it behind, or does not return at all (exitWatch kills it: code 137). Then the
+ * container, if it is still there, is asked directly (`podman wait`). The container is removed either way.
+ * Null when there is no container's code to be had: podman failed to create or start it (the kubelet
+ * reports that as StartError), or lost it altogether.
  */
 export async function containerExitCode(cidFile: string, podmanCode: number): Promise<number | null> {
-  if (podmanCode < 125) return podmanCode;
   const id = (await readFile(cidFile, "utf8").catch(() => "")).trim();
+  if (podmanCode < 125) {
+    if (id) await podman(["rm", "--force", "--time=0", id]).catch(() => undefined);
+    return podmanCode;
+  }
   if (!id) return null;
   let timer: NodeJS.Timeout | undefined;
   const waited = await Promise.race([
