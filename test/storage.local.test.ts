@@ -171,6 +171,20 @@ describe("LocalStorage", () => {
     expect(await readText(storage(), "wf/t/output.txt")).toBe("one machine");
   });
 
+  it("stores its first output on its own disk when the server's root holds only the code bucket (the server down)", async () => {
+    // A dispatcher sharing the API's DWOP_HOME: the submits made Task_Code, no output is stored yet.
+    await storage().put("Task_Code", "wf/code.bundle", "code");
+    const beside = new LocalStorage({ root, secret: SECRET, baseUrl: server.url, remote: true });
+    const realFetch = globalThis.fetch;
+    globalThis.fetch = () => Promise.reject(new Error("fetch failed: the API is down"));
+    try {
+      await beside.put("Task_Output", "wf/t/output.txt", "while the API was down");
+    } finally {
+      globalThis.fetch = realFetch;
+    }
+    expect(await readText(storage(), "wf/t/output.txt")).toBe("while the API was down");
+  });
+
   it("stores through the server for a remote storage whose root it cannot write (a read-only home)", async () => {
     await writeFile(join(dir, "a-file"), "not a folder");
     const readOnly = new LocalStorage({

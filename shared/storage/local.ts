@@ -21,6 +21,7 @@ import { Readable, Transform } from "node:stream";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
+import { CODE_BUCKET, OUTPUT_BUCKET } from "../model.ts";
 import { assertObjectPath, encodeObjectPath, InvalidObjectPathError } from "./keys.ts";
 import type { ObjectRange, SignedMethod, Storage } from "./storage.ts";
 import { makeFoldersSync } from "../folders.ts";
@@ -42,9 +43,10 @@ export interface LocalStorageOptions {
   /**
    * The objects are the server's at baseUrl (a claimer or dispatcher that serves no storage routes
    * itself), whose disk may be another machine's. A put or a move is then made here only where this
-   * machine shows it holds the server's objects (the object, or its bucket's folder, is under `root`), and
-   * asked of the server otherwise (a PUT and a MOVE signed with the secret): no request, and no need of
-   * the server, where one DWOP_HOME serves both.
+   * machine shows it holds the server's objects (the object, or a bucket's folder, is under `root`: a
+   * bucket the server has not written to yet has none, while the code bucket has one from the first
+   * submit), and asked of the server otherwise (a PUT and a MOVE signed with the secret): no request, and
+   * no need of the server, where one DWOP_HOME serves both.
    */
   remote?: boolean;
 }
@@ -86,6 +88,9 @@ function pathRefusal(bucket: string, key: string): string | null {
     throw err;
   }
 }
+
+/** The buckets DWOP stores in: one's folder under a remote storage's root shows the disk is the server's. */
+const KNOWN_BUCKETS = [CODE_BUCKET, OUTPUT_BUCKET];
 
 /** How long a request a remote storage signs for its server lives: it is sent at once. */
 const REQUEST_TTL_SECONDS = 60;
@@ -145,7 +150,7 @@ export class LocalStorage implements Storage {
 
   async put(bucket: string, key: string, body: Uint8Array | string): Promise<void> {
     const file = this.filePath(bucket, key);
-    if (this.remote && !existsSync(join(this.root, bucket))) return this.putOnServer(bucket, key, body);
+    if (this.remote && !this.holdsBuckets(bucket)) return this.putOnServer(bucket, key, body);
     if (body.length <= SMALL_OBJECT_BYTES) return this.replaceNow(file, body);
     await this.replaceAtomically(file, (temp) => writeFile(temp, body, { flag: "wx", flush: true }));
   }
@@ -256,6 +261,16 @@ export class LocalStorage implements Storage {
     const signature = this.signature(method, bucket, key, String(expires));
     const query = `method=${method}&expires=${expires}&signature=${signature}`;
     return `${this.baseUrl}${SIGNED_PATH_PREFIX}${encodeObjectPath(bucket, key)}?${query}`;
+  }
+
+  /**
+   * Whether this machine's disk holds the server's objects: a folder of `bucket` or of another bucket
+   * under root. A dispatcher sharing the API's DWOP_HOME found no output bucket before the first output
+   * was stored, and stored through the API, failing every run that ended while the API was down (a test
+   * chaos soak: four workflows failed on "storing the output: fetch failed").
+   */
+  private holdsBuckets(bucket: string): boolean {
+    return [bucket, ...KNOWN_BUCKETS].some((b) => existsSync(join(this.root, b)));
   }
 
   /** Stores an object on the server at baseUrl, by a PUT signed now. */
