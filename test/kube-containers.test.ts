@@ -142,22 +142,27 @@ describe.skipIf(!containers)("Job pods as real containers", () => {
   });
 });
 
+/** A container of the worker's image that exited with `code`, its id in `cidFile` in a new folder. */
+async function exitedContainer(prefix: string, code: number) {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  const cidFile = join(dir, "container-id");
+  await podman([
+    "run",
+    "--detach",
+    `--cidfile=${cidFile}`,
+    "--network=none",
+    "--entrypoint=/bin/sh",
+    WORKER_IMAGE_NAME,
+    "-c",
+    `exit ${code}`,
+  ]);
+  return { dir, cidFile, id: (await readFile(cidFile, "utf8")).trim() };
+}
+
 describe.skipIf(!containers)("a container whose `podman run` lost track of it", () => {
   it("is asked for its own exit code and removed; one that never was has none", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "dwop-lost-exit-"));
-    const cidFile = join(dir, "container-id");
     // Ended on its own with 3, left behind as podman leaves a container whose exit code it lost.
-    await podman([
-      "run",
-      "--detach",
-      `--cidfile=${cidFile}`,
-      "--network=none",
-      "--entrypoint=/bin/sh",
-      WORKER_IMAGE_NAME,
-      "-c",
-      "exit 3",
-    ]);
-    const id = (await readFile(cidFile, "utf8")).trim();
+    const { dir, cidFile, id } = await exitedContainer("dwop-lost-exit-", 3);
     expect(await containerExitCode(cidFile, 127)).toBe(3);
     await expect(podman(["container", "exists", id])).rejects.toThrow();
     expect(await containerExitCode(join(dir, "none"), 127)).toBeNull(); // reported as StartError
@@ -168,19 +173,7 @@ describe.skipIf(!containers)("a container whose `podman run` lost track of it", 
   it("has a `podman run` that does not return after its container ended killed, and the container's code read", async () => {
     // Seen in a 100-Job chaos soak: the container printed its output and exited, `podman run` never
     // returned, and the pod stayed Running. Here a process that never returns stands in for it.
-    const dir = await mkdtemp(join(tmpdir(), "dwop-hung-run-"));
-    const cidFile = join(dir, "container-id");
-    await podman([
-      "run",
-      "--detach",
-      `--cidfile=${cidFile}`,
-      "--network=none",
-      "--entrypoint=/bin/sh",
-      WORKER_IMAGE_NAME,
-      "-c",
-      "exit 4",
-    ]);
-    const id = (await readFile(cidFile, "utf8")).trim();
+    const { dir, cidFile, id } = await exitedContainer("dwop-hung-run-", 4);
     const hung = spawn("sleep", ["600"]);
     const ended = new Promise<[number | null, string | null]>((r) =>
       hung.once("exit", (code, signal) => r([code, signal])),
