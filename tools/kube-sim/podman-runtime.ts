@@ -308,15 +308,21 @@ const EXIT_WATCH_MS = 5_000;
  */
 export function exitWatch(child: ChildProcess, cidFile: string): void {
   let exitedOnce = false;
+  // One look at a time: under load a `podman inspect` can take longer than EXIT_WATCH_MS, and looks that
+  // overlapped would pile up podman processes and could take two looks at once for two 5 s apart.
+  let looking = false;
+  const look = async () => {
+    const id = (await readFile(cidFile, "utf8").catch(() => "")).trim();
+    if (!id) return;
+    const state = await podman(["inspect", "--format", "{{.State.Status}}", id]).catch(() => "");
+    if (state.trim() !== "exited") return void (exitedOnce = false);
+    if (exitedOnce && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    exitedOnce = true;
+  };
   const timer = setInterval(() => {
-    void (async () => {
-      const id = (await readFile(cidFile, "utf8").catch(() => "")).trim();
-      if (!id) return;
-      const state = await podman(["inspect", "--format", "{{.State.Status}}", id]).catch(() => "");
-      if (state.trim() !== "exited") return void (exitedOnce = false);
-      if (exitedOnce && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-      exitedOnce = true;
-    })();
+    if (looking) return;
+    looking = true;
+    void look().finally(() => (looking = false));
   }, EXIT_WATCH_MS);
   timer.unref();
   child.once("exit", () => clearInterval(timer));
