@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Run, WorkflowDetail } from "../functions/schemas.ts";
 import { OUTPUT_BUCKET, objectPaths } from "../shared/model.ts";
-import { apiHarness, driveToEnd, SAMPLE, workflowForm, type ApiHarness } from "./support/api.ts";
+import { apiHarness, driveToEnd, SAMPLE, submitted, type ApiHarness } from "./support/api.ts";
 
 let h: ApiHarness;
 let alice: Record<string, string>;
@@ -10,12 +10,7 @@ let id: string;
 beforeEach(async (ctx) => {
   h = await apiHarness(ctx.task.name);
   alice = await h.as("alice");
-  const res = await h.app.request("/workflows", {
-    method: "POST",
-    headers: alice,
-    body: workflowForm(`@retries(1)\n${SAMPLE}`),
-  });
-  id = WorkflowDetail.parse(await res.json()).id;
+  id = await submitted(h, alice, `@retries(1)\n${SAMPLE}`);
 });
 afterEach(async (ctx) => {
   await h.close(ctx.task.result?.state === "pass");
@@ -51,12 +46,7 @@ describe("GET /workflows/:id/runs/:runId", () => {
     const runId = (await detail()).tasks[0]!.runs[0]!.id;
     const bob = await h.as("bob");
     expect((await h.app.request(`/workflows/${id}/runs/${runId}`, { headers: bob })).status).toBe(404);
-    const other = await h.app.request("/workflows", {
-      method: "POST",
-      headers: alice,
-      body: workflowForm(SAMPLE),
-    });
-    const otherId = WorkflowDetail.parse(await other.json()).id;
+    const otherId = await submitted(h, alice);
     expect((await h.app.request(`/workflows/${otherId}/runs/${runId}`, { headers: alice })).status).toBe(404);
     expect((await h.app.request(`/workflows/${id}/runs/abc`, { headers: alice })).status).toBe(404);
   });
