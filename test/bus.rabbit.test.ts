@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { connect, createServer, type AddressInfo } from "node:net";
-import { describe, expect, test } from "vitest";
+import { describe, expect, test, vi } from "vitest";
 import type { Delivery } from "../shared/bus/bus.ts";
 import { silentLogger } from "../shared/log.ts";
 import { RabbitBus, rabbitTopology, type RabbitBusOptions } from "../shared/bus/rabbit.ts";
@@ -68,6 +68,55 @@ describe("RabbitBus", () => {
         ch.assertQueue(deadLetterQueue, { durable: true, arguments: { "x-queue-type": "quorum" } }),
       ),
     ).resolves.toMatchObject({ queue: deadLetterQueue });
+  });
+
+  test("acks the deliveries whose handlers ended together with one frame, never one still being handled", async () => {
+    const connectionName = `dwop-test-${randomBytes(4).toString("hex")}`;
+    const fx = await useFixture(rabbitFixture({ connectionName }), "acks");
+    // The channels a consumer opens are amqplib's Channel, as this one is: its ack is watched.
+    const proto = await withRabbitChannel(async (ch) => Object.getPrototypeOf(ch) as { ack: () => void });
+    const ack = vi.spyOn(proto, "ack");
+    try {
+      const bus = await fx.open();
+      const gate = deferred();
+      const slow = deferred();
+      const handled = new Map<string, number>();
+      let holding = 0;
+      const consumer = await bus.consume(
+        async (d: Delivery) => {
+          holding++;
+          if (d.body.taskId === "acks-20" && !d.redelivered) {
+            await slow.promise; // still running when its channel dies below: it must not count
+            return;
+          }
+          await gate.promise;
+          handled.set(d.body.taskId, (handled.get(d.body.taskId) ?? 0) + 1);
+        },
+        { prefetch: 30 },
+      );
+      await publishAll(bus, taskMessages("acks", 20));
+      await waitFor("20 handlers holding deliveries", () => holding === 20);
+      gate.resolve(); // all twenty end in one turn of the event loop
+      await waitFor("20 handled", () => handled.size === 20);
+      await waitFor("their ack sent", () => ack.mock.calls.length > 0);
+      expect(ack.mock.calls.map((c) => (c as unknown[])[1] === true)).toEqual([true]);
+
+      // The oldest of the next ten stays in its handler: the nine after it are acked one by one.
+      await publishAll(bus, taskMessages("acks", 10, 20));
+      await waitFor("29 handled", () => handled.size === 29);
+      await waitFor("nine more acks", () => ack.mock.calls.length === 10);
+      expect(ack.mock.calls.slice(1).every((c) => (c as unknown[])[1] !== true)).toBe(true);
+      // The broker drops the connection with acks-20 unsettled: it alone comes again.
+      expect(await forceCloseConnections(connectionName)).toBe(1);
+      await waitFor("acks-20 delivered again and handled", () => handled.get("acks-20") === 1, 30_000);
+      slow.resolve();
+      await consumer.stop();
+      expect([...handled.values()].every((n) => n === 1)).toBe(true);
+      await bus.close();
+      expect(await fx.unsettled()).toBe(0);
+    } finally {
+      ack.mockRestore();
+    }
   });
 
   test("after the broker closes the connection, consumption resumes and no message is lost", async () => {

@@ -1,6 +1,7 @@
 import type { Channel, ChannelModel, ConsumeMessage } from "amqplib";
 import type { Consumer, Delivery } from "./bus.ts";
 import { callHandler, InFlight } from "./in-flight.ts";
+import { RabbitAcks } from "./rabbit-acks.ts";
 import { describeError, parseTaskMessage, type BusLogger } from "./message.ts";
 import type { TaskMessage } from "../model.ts";
 
@@ -40,6 +41,7 @@ export class RabbitConsumer implements Consumer {
   /** Deliveries waiting for a free handler slot (only after a reconnect, when old handlers still run). */
   private readonly waiting: Received[] = [];
   private readonly inFlight = new InFlight();
+  private readonly acks = new RabbitAcks();
   private stopping: Promise<void> | null = null;
 
   constructor(private readonly options: RabbitConsumerOptions) {}
@@ -69,6 +71,7 @@ export class RabbitConsumer implements Consumer {
     );
     channel.on("close", () => {
       this.closedChannels.add(channel);
+      this.acks.forget(channel);
       if (this.channel !== channel) return;
       this.channel = null;
       if (!this.stopped) this.options.onCancelled(this);
@@ -97,6 +100,7 @@ export class RabbitConsumer implements Consumer {
     if (current && this.consumerTag !== null) await current.cancel(this.consumerTag).catch(() => {});
     for (const { channel, message } of this.waiting.splice(0)) this.settle(channel, message, "requeue");
     await this.inFlight.whenIdle();
+    this.acks.flush();
     this.channel = null;
     // Closing returns whatever the broker still counts as unacknowledged on it.
     if (current && !this.closedChannels.has(current)) await current.close().catch(() => {});
@@ -110,6 +114,7 @@ export class RabbitConsumer implements Consumer {
       if (!this.stopped) this.options.onCancelled(this);
       return;
     }
+    this.acks.received(channel, message);
     const body = parseTaskMessage(message.content);
     if (body === null) {
       this.options.logger.warn(
@@ -151,11 +156,16 @@ export class RabbitConsumer implements Consumer {
     }
   }
 
+  /** An ack goes out with the others of this turn of the event loop (RabbitAcks), a nack at once. */
   private settle(channel: Channel, message: ConsumeMessage, how: "ack" | "requeue" | "dead-letter"): void {
     if (this.closedChannels.has(channel)) return;
+    if (how === "ack") {
+      this.acks.ack(channel, message);
+      return;
+    }
+    this.acks.settled(channel, message);
     try {
-      if (how === "ack") channel.ack(message);
-      else channel.nack(message, false, how === "requeue");
+      channel.nack(message, false, how === "requeue");
     } catch {
       // The channel closed between the check and the call; the broker redelivers the message.
     }
