@@ -2243,7 +2243,7 @@ CREATE TABLE dwop.outbox (
     CONSTRAINT outbox_delivery_attempts_check CHECK ((delivery_attempts >= 0)),
     CONSTRAINT outbox_topic_check CHECK ((topic = ANY (ARRAY['task.ready'::text, 'workflow.callback'::text])))
 )
-WITH (fillfactor='70');
+WITH (fillfactor='50');
 
 
 --
