@@ -1,6 +1,7 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Sql } from "postgres";
+import type { WalTally } from "./wal-records.ts";
 
 /** The sum of a list of numbers. */
 export const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
@@ -140,36 +141,50 @@ export function childrenOf(pid: number): number[] {
   }
 }
 
-/** What the database has written so far: WAL records and bytes (the whole server), and updates of dwop's
- * busiest tables, how many of them heap-only ("HOT": the row rewritten in its page, no index touched). */
+/** What the database has written so far: WAL records and bytes (the whole server's) and the log's end, and
+ * updates of dwop's busiest tables, how many of them heap-only ("HOT": the row rewritten in its page, no
+ * index touched). */
 export interface Writes {
   walRecords: number;
   walBytes: number;
+  lsn: string;
   updates: Map<string, { all: number; hot: number }>;
 }
 
 /** Writes as the statistics hold them once every backend has reported (an idle one within a second). */
 export async function writesSoFar(db: Sql): Promise<Writes> {
   await new Promise((r) => setTimeout(r, 1500));
-  const [wal] = await db<{ records: number; bytes: number }[]>`
-    select wal_records::float8 as records, wal_bytes::float8 as bytes from pg_stat_wal`;
+  const [wal] = await db<{ records: number; bytes: number; lsn: string }[]>`
+    select wal_records::float8 as records, wal_bytes::float8 as bytes, pg_current_wal_lsn()::text as lsn
+    from pg_stat_wal`;
   const tables = await db<{ name: string; all: number; hot: number }[]>`
     select relname as name, n_tup_upd::float8 as all, n_tup_hot_upd::float8 as hot from pg_stat_user_tables
     where schemaname = 'dwop' and relname in ('tasks', 'runs', 'outbox') order by relname desc`;
   return {
     walRecords: wal!.records,
     walBytes: wal!.bytes,
+    lsn: wal!.lsn,
     updates: new Map(tables.map((t) => [t.name, { all: t.all, hot: t.hot }])),
   };
 }
 
-/** `71 WAL records (8.1 kB) a task; HOT updates: tasks 38 %, ...` between two readings. */
-export function writesLine(before: Writes, after: Writes, tasks: number): string {
+/**
+ * `57 WAL records (6.1 kB) a task in its database; HOT updates: tasks 38 %, ...` between two readings:
+ * the records of `wal` (the database's own, read with pg_waldump) when given, else pg_stat_wal's, the
+ * whole server's, and said so.
+ */
+export function writesLine(before: Writes, after: Writes, tasks: number, wal?: WalTally | null): string {
   const hot = [...after.updates].map(([name, a]) => {
     const b = before.updates.get(name) ?? { all: 0, hot: 0 };
     return `${name} ${(((a.hot - b.hot) / Math.max(1, a.all - b.all)) * 100).toFixed(0)} %`;
   });
-  const records = (after.walRecords - before.walRecords) / tasks;
-  const kb = (after.walBytes - before.walBytes) / tasks / 1024;
-  return `${records.toFixed(0)} WAL records (${kb.toFixed(1)} kB) a task; HOT updates: ${hot.join(", ")}`;
+  const [records, bytes, whose] = wal
+    ? [wal.records, wal.bytes, "in its database (pg_waldump)"]
+    : [
+        after.walRecords - before.walRecords,
+        after.walBytes - before.walBytes,
+        "on the whole server (pg_stat_wal)",
+      ];
+  const kb = bytes / tasks / 1024;
+  return `${(records / tasks).toFixed(0)} WAL records (${kb.toFixed(1)} kB) a task ${whose}; HOT updates: ${hot.join(", ")}`;
 }

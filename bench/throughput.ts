@@ -15,6 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
 import { deploy, ROOT } from "./deployment.ts";
+import { walBetween, walReader } from "./wal-records.ts";
 import { NoopExecutor } from "./noop-executor.ts";
 import { startEngine } from "../test/support/engine.ts";
 import {
@@ -153,12 +154,17 @@ try {
             }
             if (state === "in use") await bringIntoUse(target.run, target.db);
             const written = state === "in use" ? await writesSoFar(target.db) : null;
+            const reader = written ? await walReader(target.db).catch(() => null) : null;
             const before = await target.cpu?.();
             const t0 = performance.now();
             const id = await target.run(fanWorkflow(n - 2));
             const seconds = (performance.now() - t0) / 1000;
             if (before) split = cpuLine(before, await target.cpu!(), n, seconds);
-            if (written) writes = `  in use, ${writesLine(written, await writesSoFar(target.db), n)}`;
+            if (written) {
+              const after = await writesSoFar(target.db);
+              const wal = reader && (await walBetween(target.db, reader, written.lsn, after.lsn));
+              writes = `  in use, ${writesLine(written, after, n, wal)}`;
+            }
             rates.push(`${state} ${(await completedPerSecond(target.db, id)).toFixed(0)}`);
           }
           console.log(
