@@ -37,6 +37,28 @@ export interface DeployOptions {
   env?: Record<string, string>;
 }
 
+/** The orchestration benches' dispatchers: 64 runs a dispatcher at once (its bus prefetch), claims of 500. */
+export const NOOP_SETTINGS = { concurrency: 64, claimBatch: 500 };
+
+/**
+ * `dwop api`, `dwop claimer` and `dispatchers` dispatcher processes whose executor reports each run a
+ * success at once (bench/noop-dispatcher.ts), with NOOP_SETTINGS: the orchestration alone, as deployed.
+ */
+export function deployNoop(
+  o: Pick<DeployOptions, "home" | "bus" | "cpuProf"> & { dispatchers: number },
+): Promise<Deployment> {
+  return deploy({
+    ...o,
+    mode: "deployed",
+    sandbox: "off",
+    dispatcher: ["--import", "tsx", join(ROOT, "bench/noop-dispatcher.ts")],
+    env: {
+      DWOP_CONCURRENCY: String(NOOP_SETTINGS.concurrency),
+      DWOP_CLAIM_BATCH: String(NOOP_SETTINGS.claimBatch),
+    },
+  });
+}
+
 /** One DWOP deployment of processes on a fresh database and queue. */
 export class Deployment {
   private readonly children: { name: string; child: ChildProcess }[] = [];

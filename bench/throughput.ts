@@ -14,7 +14,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
-import { deploy, ROOT } from "./deployment.ts";
+import { deployNoop, NOOP_SETTINGS } from "./deployment.ts";
 import { walBetween, walReader } from "./wal-records.ts";
 import { NoopExecutor } from "./noop-executor.ts";
 import { startEngine } from "../test/support/engine.ts";
@@ -39,8 +39,6 @@ const rounds = Number(process.argv.find((a) => a.startsWith("--rounds="))?.slice
 const processes = process.argv.includes("--processes");
 /** --cpu-prof=DIR (with --processes): each process writes a V8 CPU profile there when it stops. */
 const cpuProf = process.argv.find((a) => a.startsWith("--cpu-prof="))?.slice(11);
-/** As the in-process engine below: 64 runs a dispatcher at once (its bus prefetch), claims of 500. */
-const SETTINGS = { concurrency: 64, claimBatch: 500 };
 
 /** What the three measurements need of a deployment: a workflow run to its end, its database. */
 interface Target {
@@ -56,10 +54,10 @@ interface Target {
 async function inProcess(bus: "rabbit" | "pgboss", dispatchers: number): Promise<Target> {
   const engine = await startEngine(`bench_tp_${bus}`, {
     bus,
-    concurrency: SETTINGS.concurrency,
+    concurrency: NOOP_SETTINGS.concurrency,
     dispatchers,
     claimers: 1,
-    claimBatch: SETTINGS.claimBatch,
+    claimBatch: NOOP_SETTINGS.claimBatch,
     executor: () => new NoopExecutor(),
   });
   return {
@@ -76,16 +74,7 @@ async function inProcess(bus: "rabbit" | "pgboss", dispatchers: number): Promise
 
 /** `dwop api`, `dwop claimer` and the dispatchers as processes of their own. */
 async function asDeployed(bus: "rabbit" | "pgboss", dispatchers: number, home: string): Promise<Target> {
-  const d = await deploy({
-    mode: "deployed",
-    home,
-    bus,
-    sandbox: "off",
-    dispatchers,
-    dispatcher: ["--import", "tsx", join(ROOT, "bench/noop-dispatcher.ts")],
-    env: { DWOP_CONCURRENCY: String(SETTINGS.concurrency), DWOP_CLAIM_BATCH: String(SETTINGS.claimBatch) },
-    cpuProf,
-  });
+  const d = await deployNoop({ home, bus, dispatchers, cpuProf });
   return {
     run: async (source) => (await d.runTimed(source, "fan")).id,
     db: d.m.db,

@@ -7,7 +7,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { deploy, ROOT } from "./deployment.ts";
+import { deployNoop } from "./deployment.ts";
 import { bringIntoUse, completedPerSecond, fanWorkflow } from "./stats.ts";
 import { walBetween, walPosition, walReader } from "./wal-records.ts";
 
@@ -15,15 +15,7 @@ const n = Number(process.argv.find((a) => a.startsWith("--tasks="))?.slice(8) ??
 const top = Number(process.argv.find((a) => a.startsWith("--top="))?.slice(6) ?? 30);
 
 const home = await mkdtemp(join(tmpdir(), "dwop-bench-wal-"));
-const d = await deploy({
-  mode: "deployed",
-  home,
-  bus: "rabbit",
-  sandbox: "off",
-  dispatchers: 1,
-  dispatcher: ["--import", "tsx", join(ROOT, "bench/noop-dispatcher.ts")],
-  env: { DWOP_CONCURRENCY: "64", DWOP_CLAIM_BATCH: "500" },
-});
+const d = await deployNoop({ home, bus: "rabbit", dispatchers: 1 });
 try {
   const db = d.m.db;
   const reader = await walReader(db);
