@@ -8,6 +8,7 @@ import { NoopExecutor } from "../bench/noop-executor.ts";
 import type { Bus } from "../shared/bus/bus.ts";
 import type { Executor, RunOutcome, StartedRun } from "../shared/executors/executor.ts";
 import type { RunAssignment } from "../shared/model.ts";
+import { forwarding } from "./support/bus-contract.ts";
 import { startEngine, type BusKind, type Engine } from "./support/engine.ts";
 import { until } from "./support/until.ts";
 
@@ -17,20 +18,10 @@ afterEach(async (ctx) => {
   engine = null;
 });
 
-/** The bus as it is: a wrapper's other methods (a class's methods do not spread). */
-function wrapped(bus: Bus): Bus {
-  return {
-    publish: (messages) => bus.publish(messages),
-    consume: (handler, options) => bus.consume(handler, options),
-    depth: () => bus.depth(),
-    close: () => bus.close(),
-  };
-}
-
 /** The bus, counting each subscription a dispatcher makes. */
 function countingConsumes(counter: { n: number }): (bus: Bus) => Bus {
   return (bus) => ({
-    ...wrapped(bus),
+    ...forwarding(bus),
     consume: (handler, options) => {
       counter.n += 1;
       return bus.consume(handler, options);
@@ -110,7 +101,7 @@ describe.each<BusKind>(["rabbit", "pgboss"])("a dispatcher's subscription (%s)",
         const seen: string[] = [];
         delivered.push(seen);
         return {
-          ...wrapped(inner),
+          ...forwarding(inner),
           consume: (handler, options) =>
             inner.consume((d) => (seen.push(d.body.taskId), handler(d)), options),
         };

@@ -5,6 +5,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Bus } from "../shared/bus/bus.ts";
+import { forwarding } from "./support/bus-contract.ts";
 import { startEngine, type BusKind, type Engine } from "./support/engine.ts";
 
 const ETL = await readFile(new URL("../examples/etl.workflow", import.meta.url), "utf8");
@@ -104,13 +105,11 @@ describe.each<BusKind>(["rabbit", "pgboss"])("the engine on %s", (bus) => {
   it("runs each attempt once when every message is delivered twice", async () => {
     const marks = await testFolder("dwop-marks-");
     const twice = (bus: Bus): Bus => ({
+      ...forwarding(bus),
       publish: async (messages) => {
         await bus.publish(messages);
         return bus.publish(messages);
       },
-      consume: (h, o) => bus.consume(h, o),
-      depth: () => bus.depth(),
-      close: () => bus.close(),
     });
     // Sandbox off: the bodies mark each run in a folder of the test's, which a sandboxed task cannot see.
     const log = recordingLogger();

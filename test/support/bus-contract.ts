@@ -67,6 +67,19 @@ export function deferred(): { promise: Promise<void>; resolve: () => void; rejec
   return { promise, resolve, reject };
 }
 
+/**
+ * A bus that hands every call to `bus`: spread it and override what a test watches or changes (a class's
+ * methods do not spread).
+ */
+export function forwarding(bus: Bus): Bus {
+  return {
+    publish: (messages) => bus.publish(messages),
+    consume: (handler, options) => bus.consume(handler, options),
+    depth: () => bus.depth(),
+    close: () => bus.close(),
+  };
+}
+
 /** Publishes until every message is confirmed, as the claimer does when rows come back after their lease. */
 export async function publishAll(bus: Bus, messages: OutgoingMessage[]): Promise<void> {
   let left = messages;
