@@ -270,7 +270,7 @@ export class LocalStorage implements Storage {
    * chaos soak: four workflows failed on "storing the output: fetch failed").
    */
   private holdsBuckets(bucket: string): boolean {
-    return [bucket, ...KNOWN_BUCKETS].some((b) => existsSync(join(this.root, b)));
+    return [bucket, ...KNOWN_BUCKETS.filter((b) => b !== bucket)].some((b) => existsSync(join(this.root, b)));
   }
 
   /** Stores an object on the server at baseUrl, by a PUT signed now. */
