@@ -1,6 +1,6 @@
 import type { Config } from "../shared/config.ts";
 import type { Bus, Consumer, Delivery } from "../shared/bus/bus.ts";
-import { Batcher } from "../shared/batcher.ts";
+import { Batcher, type Waiting } from "../shared/batcher.ts";
 import type { StartRunResult, Store } from "../shared/db/store.ts";
 import type { Executor, RunOutcome, WorkerEnv } from "../shared/executors/executor.ts";
 import { silentLogger, type Logger } from "../shared/log.ts";
@@ -106,12 +106,15 @@ export interface DispatcherOptions {
 export class Dispatcher {
   private logStream: LogStream | null = null;
   private readonly slots: Semaphore;
-  /** Each success: whether this call recorded it, and the run it started here (complete_runs_and_start). */
-  private readonly completions: Batcher<string, { recorded: boolean; next?: RunAssignment }>;
+  /**
+   * Each success (with the job name of a run whose dispatch it records, see settle): whether this call
+   * recorded it, and the run it started here (complete_runs_and_start).
+   */
+  private readonly completions: Batcher<Success, { recorded: boolean; next?: RunAssignment }>;
   /** Deliveries arriving while a start_runs is in flight go together in the next one. */
   private readonly starts: Batcher<TaskMessage, StartRunResult>;
   /** Runs the executor took while a mark_runs_dispatched is in flight go together in the next one. */
-  private readonly dispatches: Batcher<{ runId: string; jobName: string }, boolean>;
+  private readonly dispatches: Batcher<Dispatch, void>;
   private readonly cluster: ClusterStore;
   private readonly settling = new Set<Promise<void>>();
   /** Runs of this process between start_runs and their recorded end: what the orphan reaper must spare. */
@@ -141,14 +144,16 @@ export class Dispatcher {
     this.slots = new Semaphore(options.concurrency);
     this.cluster = new ClusterStore(store.db);
     this.log = (options.logger ?? silentLogger).child({ component: "dispatcher", dispatcher: options.id });
-    this.completions = new Batcher(async (runIds): Promise<{ recorded: boolean; next?: RunAssignment }[]> => {
-      const { completed, started } = await this.completeRuns(runIds);
-      const recorded = new Set(completed);
-      // Each run started here takes the slot of one recorded success: slots are alike.
-      return runIds.map((id) =>
-        recorded.has(id) ? { recorded: true, next: started.shift() } : { recorded: false },
-      );
-    });
+    this.completions = new Batcher(
+      async (successes): Promise<{ recorded: boolean; next?: RunAssignment }[]> => {
+        const { completed, started } = await this.completeRuns(successes);
+        const recorded = new Set(completed);
+        // Each run started here takes the slot of one recorded success: slots are alike.
+        return successes.map(({ runId }) =>
+          recorded.has(runId) ? { recorded: true, next: started.shift() } : { recorded: false },
+        );
+      },
+    );
     // A start batch holds an advisory lock per pool and per cap slot it takes until it commits: 128
     // deliveries keep that to at most 256 entries of Postgres's shared lock table.
     this.starts = new Batcher(
@@ -158,11 +163,9 @@ export class Dispatcher {
         ),
       START_BATCH,
     );
-    this.dispatches = new Batcher(async (runs) => {
-      const marked = new Set(
-        await retryDeadlock(() => store.markRunsDispatched(runs, executor.runsIn === "process")),
-      );
-      return runs.map((r) => marked.has(r.runId));
+    this.dispatches = new Batcher<Dispatch, void>(async (runs) => {
+      await retryDeadlock(() => store.markRunsDispatched(runs, executor.runsIn === "process"));
+      return runs.map(() => undefined);
     });
     executor.onFinished((run, outcome) => this.track(this.settle(run, outcome)));
   }
@@ -404,17 +407,25 @@ export class Dispatcher {
 
   private async settle(run: RunAssignment, ended: RunOutcome): Promise<void> {
     let next: RunAssignment | undefined;
+    let unmarked: Waiting<Dispatch, void> | null = null;
     try {
       const outcome = await this.storeResult(run, ended);
+      // A success that ended before its dispatch was marked (the mark still waits for the batch before
+      // it) records the dispatch itself: one transaction, not a mark and a success over the same rows,
+      // the second waiting for the first's locks. The delivery is acknowledged once it is recorded.
+      if (outcome.kind === "succeeded") unmarked = this.dispatches.withdraw((d) => d.runId === run.runId);
+      const jobName = unmarked?.item.jobName ?? null;
       // A deadlock, a dropped connection or a database refusing connections must not leave the run
       // active forever: retry until recorded (the SQL is a compare-and-set, so a retry is harmless; a run
       // the lost answer had started here is this dispatcher's orphan, which its heartbeat retries).
       await this.untilAnswered(run, "recording a run's end", async () => {
-        next = await this.record(run, outcome);
+        next = await this.record(run, outcome, jobName);
       });
+      unmarked?.resolve();
     } catch (err) {
       // The run stays active in the database; the heartbeat's reaper or a restart retries it as lost.
       this.log.error({ err, runId: run.runId }, "could not record the end of a run");
+      unmarked?.reject(err);
     } finally {
       this.forget(run.runId);
       if (next) {
@@ -455,15 +466,20 @@ export class Dispatcher {
    * Records successes; unless startReady is false or the dispatcher is stopping, also starts one task each
    * made ready (launched by settle).
    */
-  private async completeRuns(runIds: string[]): Promise<{ completed: string[]; started: RunAssignment[] }> {
+  private async completeRuns(
+    successes: Success[],
+  ): Promise<{ completed: string[]; started: RunAssignment[] }> {
+    const runIds = successes.map((s) => s.runId);
+    const jobNames = successes.map((s) => s.jobName);
     if (this.options.startReady === false || this.stopping) {
-      return { completed: await this.store.completeRuns(runIds), started: [] };
+      return { completed: await this.store.completeRuns(runIds, jobNames), started: [] };
     }
     return this.store.completeRunsAndStart(
       runIds,
       this.options.id,
       this.executor.kind,
       this.options.ownerMaxRunning || null,
+      jobNames,
     );
   }
 
@@ -562,10 +578,17 @@ export class Dispatcher {
     for (const id of this.heldRuns()) this.suspect.add(id);
   }
 
-  /** Records a run's end; returns the run its success started here, if any. */
-  private async record(run: RunAssignment, outcome: RunOutcome): Promise<RunAssignment | undefined> {
+  /**
+   * Records a run's end (a success with the job name of its dispatch, if that was not marked); returns
+   * the run its success started here, if any.
+   */
+  private async record(
+    run: RunAssignment,
+    outcome: RunOutcome,
+    jobName: string | null,
+  ): Promise<RunAssignment | undefined> {
     if (outcome.kind === "succeeded") {
-      const { recorded, next } = await this.completions.add(run.runId);
+      const { recorded, next } = await this.completions.add({ runId: run.runId, jobName });
       this.log.debug({ runId: run.runId, task: run.taskName, recorded }, "run succeeded");
       return next;
     }
@@ -640,6 +663,18 @@ export class Dispatcher {
     if (this.heartbeat) clearInterval(this.heartbeat);
     await this.unlisten?.().catch(() => {});
   }
+}
+
+/** A run the executor took, for mark_runs_dispatched. */
+interface Dispatch {
+  runId: string;
+  jobName: string;
+}
+
+/** A run that succeeded, with its job name when its dispatch was never marked (null: it was). */
+interface Success {
+  runId: string;
+  jobName: string | null;
 }
 
 /**

@@ -1,3 +1,10 @@
+/** An item added to a Batcher, with what settles the promise add() gave for it. */
+export interface Waiting<T, R> {
+  item: T;
+  resolve: (r: R) => void;
+  reject: (e: unknown) => void;
+}
+
 /**
  * Natural batching: items added while a flush is in flight wait for it and go together in the next
  * one. An idle batcher flushes on the event loop's next turn (what the current turn adds joins it: a
@@ -5,7 +12,7 @@
  * a busy one turns many calls into one.
  */
 export class Batcher<T, R> {
-  private queue: { item: T; resolve: (r: R) => void; reject: (e: unknown) => void }[] = [];
+  private queue: Waiting<T, R>[] = [];
   private flushing = false;
 
   constructor(
@@ -19,6 +26,15 @@ export class Batcher<T, R> {
       this.queue.push({ item, resolve, reject });
       if (!this.flushing) void this.drain();
     });
+  }
+
+  /**
+   * Takes back the first item waiting for a flush (not one a flush in flight carries) that `match` holds
+   * for: it goes in no flush, and the caller settles the promise add() gave for it.
+   */
+  withdraw(match: (item: T) => boolean): Waiting<T, R> | null {
+    const i = this.queue.findIndex((w) => match(w.item));
+    return i < 0 ? null : this.queue.splice(i, 1)[0]!;
   }
 
   private async drain(): Promise<void> {

@@ -254,10 +254,10 @@ $$;
 
 
 --
--- Name: complete_runs(bigint[], timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+-- Name: complete_runs(bigint[], timestamp with time zone, text[]); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
-CREATE FUNCTION dwop.complete_runs(p_run_ids bigint[], p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS SETOF bigint
+CREATE FUNCTION dwop.complete_runs(p_run_ids bigint[], p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_job_names text[] DEFAULT NULL::text[]) RETURNS SETOF bigint
     LANGUAGE plpgsql
     SET plan_cache_mode TO 'force_generic_plan'
     SET enable_seqscan TO 'off'
@@ -294,10 +294,15 @@ begin
     return;
   end if;
 
+  -- A run not marked dispatched (its mark taken back by the dispatcher, or not yet made) is given its job
+  -- name here, and the success's time as its dispatch.
   update dwop.runs r
   set status = 'succeeded', finished_at = greatest(v_now, r.started_at),
-      started_at = coalesce(r.started_at, v_now)
-  where r.id = any(v_runs);
+      started_at = coalesce(r.started_at, v_now), dispatched_at = coalesce(r.dispatched_at, v_now),
+      job_name = coalesce(r.job_name, g.job_name)
+  from (select distinct on (u.id) u.id, u.job_name from unnest(p_run_ids, p_job_names) as u (id, job_name)
+        order by u.id, u.job_name) g
+  where r.id = g.id and r.id = any(v_runs);
   with succeeded as (
     update dwop.tasks t
     set status = 'succeeded', finished_at = greatest(v_now, t.started_at), started_at = coalesce(t.started_at, v_now),
@@ -361,10 +366,10 @@ $$;
 
 
 --
--- Name: complete_runs_and_start(bigint[], text, text, integer, timestamp with time zone); Type: FUNCTION; Schema: dwop; Owner: -
+-- Name: complete_runs_and_start(bigint[], text, text, integer, timestamp with time zone, text[]); Type: FUNCTION; Schema: dwop; Owner: -
 --
 
-CREATE FUNCTION dwop.complete_runs_and_start(p_run_ids bigint[], p_dispatcher_id text, p_executor text, p_owner_max_running integer DEFAULT NULL::integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(completed_id bigint, run_id bigint, task_id bigint, attempt integer, workflow_id uuid, task_name text, params jsonb, options jsonb, timeout_seconds integer, has_requirements boolean)
+CREATE FUNCTION dwop.complete_runs_and_start(p_run_ids bigint[], p_dispatcher_id text, p_executor text, p_owner_max_running integer DEFAULT NULL::integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_job_names text[] DEFAULT NULL::text[]) RETURNS TABLE(completed_id bigint, run_id bigint, task_id bigint, attempt integer, workflow_id uuid, task_name text, params jsonb, options jsonb, timeout_seconds integer, has_requirements boolean)
     LANGUAGE plpgsql
     SET plan_cache_mode TO 'force_generic_plan'
     SET enable_seqscan TO 'off'
@@ -378,7 +383,7 @@ declare
   v_attempts int[];
 begin
   perform set_config('dwop.outbox_quiet', 'on', true);
-  select array_agg(c.id) into v_runs from dwop.complete_runs(p_run_ids, v_now) as c (id);
+  select array_agg(c.id) into v_runs from dwop.complete_runs(p_run_ids, v_now, p_job_names) as c (id);
   if v_runs is not null then
     return query select r.id, null::bigint, null::bigint, null::int, null::uuid, null::text, null::jsonb,
                         null::jsonb, null::int, null::boolean
@@ -3096,17 +3101,17 @@ REVOKE ALL ON FUNCTION dwop.claim_outbox_events(p_claimer_id text, p_batch_size 
 
 
 --
--- Name: FUNCTION complete_runs(p_run_ids bigint[], p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+-- Name: FUNCTION complete_runs(p_run_ids bigint[], p_now timestamp with time zone, p_job_names text[]); Type: ACL; Schema: dwop; Owner: -
 --
 
-REVOKE ALL ON FUNCTION dwop.complete_runs(p_run_ids bigint[], p_now timestamp with time zone) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dwop.complete_runs(p_run_ids bigint[], p_now timestamp with time zone, p_job_names text[]) FROM PUBLIC;
 
 
 --
--- Name: FUNCTION complete_runs_and_start(p_run_ids bigint[], p_dispatcher_id text, p_executor text, p_owner_max_running integer, p_now timestamp with time zone); Type: ACL; Schema: dwop; Owner: -
+-- Name: FUNCTION complete_runs_and_start(p_run_ids bigint[], p_dispatcher_id text, p_executor text, p_owner_max_running integer, p_now timestamp with time zone, p_job_names text[]); Type: ACL; Schema: dwop; Owner: -
 --
 
-REVOKE ALL ON FUNCTION dwop.complete_runs_and_start(p_run_ids bigint[], p_dispatcher_id text, p_executor text, p_owner_max_running integer, p_now timestamp with time zone) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dwop.complete_runs_and_start(p_run_ids bigint[], p_dispatcher_id text, p_executor text, p_owner_max_running integer, p_now timestamp with time zone, p_job_names text[]) FROM PUBLIC;
 
 
 --

@@ -426,3 +426,62 @@ describe("a success's lock on its workflow", () => {
     expect(w!.status).toBe("succeeded");
   });
 });
+
+describe("a success whose dispatch was never marked", () => {
+  // A run that ends while its mark still waits for the batch before it: the dispatcher takes the mark back
+  // and hands its job name to the success (migration 20261207000300).
+  it.each([
+    ["complete_runs", (ids: string[], jobs: (string | null)[]) => store.completeRuns(ids, jobs)],
+    [
+      "complete_runs_and_start",
+      async (ids: string[], jobs: (string | null)[]) =>
+        (await store.completeRunsAndStart(ids, "d1", "local", null, jobs)).completed,
+    ],
+  ])(
+    "%s records its job name and its time as the dispatch; a marked run keeps its own",
+    async (_, complete) => {
+      const w = await roots(["a", "b"]);
+      const [a, b] = (await store.startRuns([w.byName.a!, w.byName.b!], "d1", "local")).map((r) =>
+        r.kind === "created" ? r.assignment.runId : "",
+      );
+      const markedAt = "2026-12-07T10:00:00.000Z";
+      await m.db`select dwop.mark_runs_dispatched(array[${b!}]::bigint[], array['pid-2'], true, ${markedAt}::timestamptz)`;
+      expect((await complete([a!, b!], ["pid-1", "pid-9"])).sort()).toEqual([a, b].sort());
+      const rows = await m.db<
+        {
+          name: string;
+          run: string;
+          job: string;
+          dispatched: Date;
+          started: Date;
+          finished: Date;
+          task: string;
+        }[]
+      >`
+      select t.name, r.status as run, r.job_name as job, r.dispatched_at as dispatched, r.started_at as started,
+             r.finished_at as finished, t.status as task
+      from dwop.runs r join dwop.tasks t on t.id = r.task_id where r.workflow_id = ${w.id} order by t.name`;
+      expect(rows.map(({ name, run, job, task }) => ({ name, run, job, task }))).toEqual([
+        { name: "a", run: "succeeded", job: "pid-1", task: "succeeded" },
+        { name: "b", run: "succeeded", job: "pid-2", task: "succeeded" },
+      ]);
+      const [ra, rb] = rows;
+      expect(ra!.dispatched.getTime()).toBe(ra!.finished.getTime());
+      expect(ra!.started.getTime()).toBe(ra!.finished.getTime());
+      expect(rb!.dispatched.toISOString()).toBe(markedAt);
+    },
+  );
+
+  it("gets a dispatch time without a job name when the success came before its mark", async () => {
+    const w = await roots(["a"]);
+    const [r] = await store.startRuns([w.byName.a!], "d1", "local");
+    const runId = r?.kind === "created" ? r.assignment.runId : "";
+    expect(await store.completeRuns([runId])).toEqual([runId]);
+    // The mark that arrives after it changes nothing.
+    expect(await store.markRunsDispatched([{ runId, jobName: "pid-1" }], true)).toEqual([]);
+    const [row] = await m.db<{ job: string | null; dispatched: Date | null; finished: Date }[]>`
+      select job_name as job, dispatched_at as dispatched, finished_at as finished from dwop.runs where id = ${runId}`;
+    expect(row!.job).toBeNull();
+    expect(row!.dispatched?.getTime()).toBe(row!.finished.getTime());
+  });
+});

@@ -67,4 +67,25 @@ describe("Batcher", () => {
     await expect(failed).rejects.toThrow("deadlock detected");
     expect(await next).toBe("B");
   });
+
+  it("gives back an item still waiting, which goes in no flush; not one a flush in flight carries", async () => {
+    const gate = deferred<void>();
+    const flushes: string[][] = [];
+    const b = new Batcher(async (items: string[]) => {
+      flushes.push(items);
+      if (flushes.length === 1) await gate.promise;
+      return items;
+    });
+    const first = b.add("a");
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r)); // "a" is in flight, held at the gate
+    const waiting = ["b", "c"].map((x) => b.add(x));
+    expect(b.withdraw((x) => x === "a")).toBeNull();
+    const taken = b.withdraw((x) => x === "b");
+    expect(taken?.item).toBe("b");
+    taken!.resolve("settled by its taker");
+    gate.resolve();
+    expect(await Promise.all([first, ...waiting])).toEqual(["a", "settled by its taker", "c"]);
+    expect(flushes).toEqual([["a"], ["c"]]);
+  });
 });

@@ -253,10 +253,14 @@ export class Store {
     return row?.ok ?? false;
   }
 
-  /** Records successes; returns the run ids this call recorded. */
-  async completeRuns(runIds: string[]): Promise<string[]> {
+  /**
+   * Records successes; returns the run ids this call recorded. `jobNames[i]`, where given, is the job name
+   * of run i, whose dispatch was never marked (it ended before its mark went out): recorded with it.
+   */
+  async completeRuns(runIds: string[], jobNames: (string | null)[] = []): Promise<string[]> {
     if (runIds.length === 0) return [];
-    const rows = await this.db<{ id: string }[]>`select dwop.complete_runs(${runIds}::bigint[]) as id`;
+    const rows = await this.db<{ id: string }[]>`
+      select dwop.complete_runs(${runIds}::bigint[], p_job_names => ${jobNameArray(runIds, jobNames)}::text[]) as id`;
     return rows.map((r) => r.id);
   }
 
@@ -269,13 +273,14 @@ export class Store {
     dispatcherId: string,
     executor: string,
     ownerMaxRunning: number | null = null,
+    jobNames: (string | null)[] = [],
   ): Promise<{ completed: string[]; started: RunAssignment[] }> {
     if (runIds.length === 0) return { completed: [], started: [] };
     const rows = await this.db<
       (StartRunRow & { completed_id: string | null; task_id: string; attempt: number })[]
     >`
       select * from dwop.complete_runs_and_start(${runIds}::bigint[], ${dispatcherId}, ${executor},
-        ${ownerMaxRunning})`;
+        ${ownerMaxRunning}, p_job_names => ${jobNameArray(runIds, jobNames)}::text[])`;
     const completed: string[] = [];
     const started: RunAssignment[] = [];
     for (const r of rows) {
@@ -479,4 +484,10 @@ function intArray(values: (number | null)[]): string {
     if (v !== null && !Number.isSafeInteger(v)) throw new Error(`not an integer: ${v}`);
   }
   return `{${values.map((v) => (v === null ? "NULL" : v)).join(",")}}`;
+}
+
+/** The job names of runs completed without a mark, parallel to their ids; null when there is none. */
+function jobNameArray(runIds: string[], jobNames: (string | null)[]): (string | null)[] | null {
+  if (!jobNames.some((n) => n !== null)) return null;
+  return runIds.map((_, i) => jobNames[i] ?? null);
 }
