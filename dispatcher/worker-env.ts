@@ -1,7 +1,7 @@
 import { inputRefName, isInputRef } from "../shared/dsl/index.ts";
 import type { WorkerEnv } from "../shared/executors/executor.ts";
 import { CODE_BUCKET, OUTPUT_BUCKET, objectPaths, type RunAssignment } from "../shared/model.ts";
-import type { ObjectRange, Storage } from "../shared/storage/storage.ts";
+import type { ObjectRange, SignedMethod, Storage } from "../shared/storage/storage.ts";
 import { createHmac } from "node:crypto";
 import { logStreamMessage, logStreamUrl } from "../shared/log-stream.ts";
 
@@ -37,37 +37,35 @@ export async function signWorkerEnv(
   const wf = run.workflowId;
   const range = codeRange(run);
   const inline = inliner(storage, inlineBytes);
-  const code = inline(CODE_BUCKET, objectPaths.codeBundle(wf), range);
-  const inputs = await Promise.all(
-    run.params.map(async (p) => {
-      const [bucket, key] = isInputRef(p.upstream)
-        ? [CODE_BUCKET, objectPaths.input(wf, inputRefName(p.upstream))]
-        : [OUTPUT_BUCKET, objectPaths.output(wf, p.upstream)];
-      const data = inline(bucket, key, null);
-      return data !== null
-        ? { param: p.name, data }
-        : { param: p.name, url: await storage.signUrl(bucket, key, "GET", ttl) };
-    }),
+  const codeKey = objectPaths.codeBundle(wf);
+  const code = inline(CODE_BUCKET, codeKey, range);
+  const params = run.params.map((p) => {
+    const [bucket, key] = isInputRef(p.upstream)
+      ? [CODE_BUCKET, objectPaths.input(wf, inputRefName(p.upstream))]
+      : [OUTPUT_BUCKET, objectPaths.output(wf, p.upstream)];
+    return { name: p.name, bucket, key, data: inline(bucket, key, null) };
+  });
+  // Every URL the run needs, signed together: each one's index in `urls`.
+  const wanted: WantedUrl[] = [];
+  const want = (bucket: string, key: string, method: SignedMethod) =>
+    wanted.push({ bucket, key, method }) - 1;
+  const output = want(OUTPUT_BUCKET, objectPaths.attemptOutput(wf, run.taskName, run.attempt), "PUT");
+  const log = want(OUTPUT_BUCKET, objectPaths.log(wf, run.taskName, run.attempt), "PUT");
+  const inputUrls = params.map((p) => (p.data === null ? want(p.bucket, p.key, "GET") : -1));
+  const codeUrl = code === null ? want(CODE_BUCKET, codeKey, "GET") : -1;
+  const requirementsUrl = run.hasRequirements ? want(CODE_BUCKET, objectPaths.requirements(wf), "GET") : -1;
+  const urls = await signAll(storage, wanted, ttl);
+
+  const inputs = params.map((p, i) =>
+    p.data !== null ? { param: p.name, data: p.data } : { param: p.name, url: urls[inputUrls[i]!]! },
   );
   const env: WorkerEnv = {
-    ...(code !== null
-      ? { DWOP_CODE: code }
-      : { DWOP_CODE_URL: await storage.signUrl(CODE_BUCKET, objectPaths.codeBundle(wf), "GET", ttl) }),
+    ...(code !== null ? { DWOP_CODE: code } : { DWOP_CODE_URL: urls[codeUrl]! }),
     DWOP_CODE_RANGE: `${range.offset},${range.length}`,
     DWOP_INPUTS: JSON.stringify(inputs),
     DWOP_ATTEMPT: String(run.attempt),
-    DWOP_OUTPUT_URL: await storage.signUrl(
-      OUTPUT_BUCKET,
-      objectPaths.attemptOutput(wf, run.taskName, run.attempt),
-      "PUT",
-      ttl,
-    ),
-    DWOP_LOG_URL: await storage.signUrl(
-      OUTPUT_BUCKET,
-      objectPaths.log(wf, run.taskName, run.attempt),
-      "PUT",
-      ttl,
-    ),
+    DWOP_OUTPUT_URL: urls[output]!,
+    DWOP_LOG_URL: urls[log]!,
   };
   // The code found where the storage keeps objects shows that it is the storage server's own: a
   // dispatcher whose DWOP_HOME is not the API's signs URLs for objects it does not hold, and must not
@@ -79,10 +77,26 @@ export async function signWorkerEnv(
     env.DWOP_LOG_STREAM_URL = logStreamUrl(logStream.apiUrl, run.runId);
     env.DWOP_LOG_STREAM_TOKEN = logStreamToken(logStream.key, run.runId);
   }
-  if (run.hasRequirements) {
-    env.DWOP_REQUIREMENTS_URL = await storage.signUrl(CODE_BUCKET, objectPaths.requirements(wf), "GET", ttl);
-  }
+  if (requirementsUrl >= 0) env.DWOP_REQUIREMENTS_URL = urls[requirementsUrl]!;
   return env;
+}
+
+/** One URL to sign for a run. */
+interface WantedUrl {
+  bucket: string;
+  key: string;
+  method: SignedMethod;
+}
+
+/**
+ * Signs the URLs in order: at once where the storage signs with its own key (LocalStorage's signUrlNow,
+ * no promise each), else every request together (Supabase Storage signs over HTTP: one round trip's time
+ * for all of them, not one after another).
+ */
+function signAll(storage: Storage, wanted: WantedUrl[], ttl: number): string[] | Promise<string[]> {
+  const { signUrlNow } = storage;
+  if (signUrlNow) return wanted.map((w) => signUrlNow.call(storage, w.bucket, w.key, w.method, ttl));
+  return Promise.all(wanted.map((w) => storage.signUrl(w.bucket, w.key, w.method, ttl)));
 }
 
 /** The most bytes one run gets in its environment (its code and inputs together); see signWorkerEnv. */

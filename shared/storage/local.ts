@@ -254,6 +254,10 @@ export class LocalStorage implements Storage {
   }
 
   async signUrl(bucket: string, key: string, method: SignedMethod, ttlSeconds: number): Promise<string> {
+    return this.signUrlNow(bucket, key, method, ttlSeconds);
+  }
+
+  signUrlNow(bucket: string, key: string, method: SignedMethod, ttlSeconds: number): string {
     assertObjectPath(bucket, key);
     if (!this.baseUrl)
       throw new Error("LocalStorage has no base URL yet: call setBaseUrl once the server listens");

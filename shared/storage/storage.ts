@@ -12,6 +12,11 @@ export interface Storage {
   get(bucket: string, key: string): Promise<ReadableStream<Uint8Array> | null>;
   signUrl(bucket: string, key: string, method: SignedMethod, ttlSeconds: number): Promise<string>;
   /**
+   * signUrl's URL made at once, without a request: only a storage that signs with its own key has it
+   * (LocalStorage). A run's start signs four URLs or more.
+   */
+  signUrlNow?(bucket: string, key: string, method: SignedMethod, ttlSeconds: number): string;
+  /**
    * Renames the object `from` to `to`, replacing what `to` held; fails when `from` does not exist. A
    * reader of `to` never finds a part of either (on Supabase Storage, it may find none for a moment).
    */
