@@ -4,12 +4,13 @@
 // emptied, never analyzed) by the same processes once they have run a 2,000-task workflow ("warm"); and on
 // a database in use (a workflow run through it and ANALYZE taken, see bringIntoUse). Cold against warm is
 // the processes' start (V8 compiling the hot paths, new connections and backends); warm against in use is
-// the database's state.
+// the database's state. The round in use is run --in-use=N times (3 unless given) through the same
+// processes, and its median printed with each: this machine's speed moves by a quarter within minutes.
 // By default the claimer and the dispatchers run in this process (test/support/engine.ts); with
 // --processes, as deployed: `dwop api` (the workflow submitted over HTTP), `dwop claimer` and each
 // dispatcher a process of its own (bench/noop-dispatcher.ts: the real dispatcher with the no-op executor).
 // Run: npx tsx bench/throughput.ts [--bus=rabbit|pgboss] [--tasks=2000] [--dispatchers=1,2] [--rounds=1]
-//                                  [--processes [--cpu-prof=DIR]]
+//                                  [--in-use=3] [--processes [--cpu-prof=DIR]]
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -36,6 +37,7 @@ const dispatcherCounts = (process.argv.find((a) => a.startsWith("--dispatchers="
   .split(",")
   .map(Number);
 const rounds = Number(process.argv.find((a) => a.startsWith("--rounds="))?.slice(9) ?? 1);
+const inUseRounds = Number(process.argv.find((a) => a.startsWith("--in-use="))?.slice(9) ?? 3);
 const processes = process.argv.includes("--processes");
 /** --cpu-prof=DIR (with --processes): each process writes a V8 CPU profile there when it stops. */
 const cpuProf = process.argv.find((a) => a.startsWith("--cpu-prof="))?.slice(11);
@@ -90,6 +92,14 @@ async function asDeployed(bus: "rabbit" | "pgboss", dispatchers: number, home: s
   };
 }
 
+/** One rate, or the median of several with each (in the order run). */
+function rateText(rates: number[]): string {
+  const sorted = [...rates].sort((a, b) => a - b);
+  const median = sorted[Math.floor(sorted.length / 2)]!;
+  if (rates.length === 1) return median.toFixed(0);
+  return `${median.toFixed(0)} (median of ${rates.map((r) => r.toFixed(0)).join(", ")})`;
+}
+
 /** CPU ms a task of each part between two readings, and how busy the cores were over `seconds`. */
 function cpuLine(
   before: Map<string, number>,
@@ -142,19 +152,24 @@ try {
               await target.db`truncate dwop.workflows cascade`;
             }
             if (state === "in use") await bringIntoUse(target.run, target.db);
+            const times = state === "in use" ? inUseRounds : 1;
             const written = state === "in use" ? await writesSoFar(target.db) : null;
             const reader = written ? await walReader(target.db).catch(() => null) : null;
             const before = await target.cpu?.();
             const t0 = performance.now();
-            const id = await target.run(fanWorkflow(n - 2));
+            const each: number[] = [];
+            for (let i = 0; i < times; i++) {
+              const id = await target.run(fanWorkflow(n - 2));
+              each.push(await completedPerSecond(target.db, id));
+            }
             const seconds = (performance.now() - t0) / 1000;
-            if (before) split = cpuLine(before, await target.cpu!(), n, seconds);
+            if (before) split = cpuLine(before, await target.cpu!(), n * times, seconds);
             if (written) {
               const after = await writesSoFar(target.db);
               const wal = reader && (await walBetween(target.db, reader, written.lsn, after.lsn));
-              writes = `  in use, ${writesLine(written, after, n, wal)}`;
+              writes = `  in use, ${writesLine(written, after, n * times, wal)}`;
             }
-            rates.push(`${state} ${(await completedPerSecond(target.db, id)).toFixed(0)}`);
+            rates.push(`${state} ${rateText(each)}`);
           }
           console.log(
             `${bus.padEnd(7)} ${dispatchers} dispatcher(s)${processes ? " (processes)" : ""}, ${n} tasks: ` +
