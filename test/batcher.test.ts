@@ -13,6 +13,24 @@ function deferred<T>() {
   return { promise, resolve, reject };
 }
 
+/**
+ * A batcher that records each flush, whose first one (of "a", added here) is in flight, held until `gate`
+ * is resolved.
+ */
+async function firstFlushHeld(maxBatch?: number) {
+  const gate = deferred<void>();
+  const flushes: string[][] = [];
+  const b = new Batcher(async (items: string[]) => {
+    flushes.push(items);
+    if (flushes.length === 1) await gate.promise;
+    return items;
+  }, maxBatch);
+  const first = b.add("a");
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setImmediate(r));
+  return { b, gate, flushes, first };
+}
+
 describe("Batcher", () => {
   it("flushes what one turn of the event loop adds as one batch, each caller getting its own result", async () => {
     const flushes: number[][] = [];
@@ -32,16 +50,7 @@ describe("Batcher", () => {
   });
 
   it("sends what arrives during a flush together in the next one, and up to maxBatch at a time", async () => {
-    const gate = deferred<void>();
-    const flushes: string[][] = [];
-    const b = new Batcher(async (items: string[]) => {
-      flushes.push(items);
-      if (flushes.length === 1) await gate.promise;
-      return items;
-    }, 2);
-    const first = b.add("a");
-    await new Promise((r) => setImmediate(r));
-    await new Promise((r) => setImmediate(r)); // the first flush is in flight, held at the gate
+    const { b, gate, flushes, first } = await firstFlushHeld(2);
     const later = ["b", "c", "d"].map((x) => b.add(x));
     gate.resolve();
     expect(await Promise.all([first, ...later])).toEqual(["a", "b", "c", "d"]);
@@ -69,16 +78,7 @@ describe("Batcher", () => {
   });
 
   it("gives back an item still waiting, which goes in no flush; not one a flush in flight carries", async () => {
-    const gate = deferred<void>();
-    const flushes: string[][] = [];
-    const b = new Batcher(async (items: string[]) => {
-      flushes.push(items);
-      if (flushes.length === 1) await gate.promise;
-      return items;
-    });
-    const first = b.add("a");
-    await new Promise((r) => setImmediate(r));
-    await new Promise((r) => setImmediate(r)); // "a" is in flight, held at the gate
+    const { b, gate, flushes, first } = await firstFlushHeld();
     const waiting = ["b", "c"].map((x) => b.add(x));
     expect(b.withdraw((x) => x === "a")).toBeNull();
     const taken = b.withdraw((x) => x === "b");
