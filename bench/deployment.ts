@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import { migratedDatabase, type MigratedDatabase } from "../test/support/migrated.ts";
 import { deleteRabbitTopology, RABBIT_URL } from "../test/support/rabbit.ts";
 import { freePort } from "../test/support/dev-process.ts";
-import { childrenOf, cpuSeconds, sum } from "./stats.ts";
+import { childrenOf, cpuSeconds, requireFreshBundle, sum } from "./stats.ts";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -188,6 +188,7 @@ export class Deployment {
 
 /** Starts a deployment (see DeployOptions); resolves once it takes work. */
 export async function deploy(o: DeployOptions): Promise<Deployment> {
+  requireFreshBundle();
   const m = await migratedDatabase(`bench_${o.mode}`);
   const port = await freePort();
   const queue = `dwop.bench.${o.mode}.${randomBytes(3).toString("hex")}`;

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createTestDatabase } from "../test/support/db.ts";
 import { freePort, spawnDwop } from "../test/support/dev-process.ts";
-import { percentile } from "./stats.ts";
+import { percentile, requireFreshBundle } from "./stats.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const arg = (name: string, fallback: number) =>
@@ -17,6 +17,7 @@ const arg = (name: string, fallback: number) =>
 const RUNS = arg("runs", 10);
 const DISPATCHER_RUNS = arg("dispatcher-runs", 5);
 
+requireFreshBundle(); // the bundle's rows would measure the sources
 const BUNDLE = [join(ROOT, "bin/dwop.js")];
 const SOURCES = ["--import", "tsx", join(ROOT, "cli/main.ts")];
 const load = () =>

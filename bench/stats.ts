@@ -1,7 +1,19 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Sql } from "postgres";
+import { bundleIsFresh } from "../bin/bundle.js";
 import type { WalTally } from "./wal-records.ts";
+
+/**
+ * Throws unless dist/ was built from the sources as they are: `dwop` would otherwise run the sources
+ * through tsx, and a benchmark would measure that instead of what a user runs (a second more to start, a
+ * slower API), with nothing on its output to say so.
+ */
+export function requireFreshBundle(): void {
+  if (!bundleIsFresh()) {
+    throw new Error("dist/ is older than the sources: run `npm run build` first (see bench/README.md)");
+  }
+}
 
 /** The sum of a list of numbers. */
 export const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);

@@ -20,8 +20,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort } from "../test/support/dev-process.ts";
 import { migratedDatabase, type MigratedDatabase } from "../test/support/migrated.ts";
-import { cpuSeconds, fanWorkflow, minorFaults } from "./stats.ts";
+import { cpuSeconds, fanWorkflow, minorFaults, requireFreshBundle } from "./stats.ts";
 
+requireFreshBundle();
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split("=")[1];
 const sizes = (arg("tasks") ?? "10001,100000").split(",").map(Number);

@@ -6,9 +6,10 @@ import { fileURLToPath } from "node:url";
 
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
-/** What `dwop` runs from: bin/dwop.js and its module, the sources, the migrations, postgres.js's patch; and package.json. */
+/** What `dwop` runs from: bin/dwop.js and its modules, the sources, the migrations, postgres.js's patch; and package.json. */
 const SOURCES = [
   "bin/dwop.js",
+  "bin/bundle.js",
   "bin/compile-cache.js",
   "cli",
   "cron",
