@@ -26,6 +26,7 @@ import {
   cpuSeconds,
   fanWorkflow,
   machineCpu,
+  percentile,
   pidsNamed,
   sum,
   writesLine,
@@ -92,10 +93,9 @@ async function asDeployed(bus: "rabbit" | "pgboss", dispatchers: number, home: s
   };
 }
 
-/** One rate, or the median of several with each (in the order run). */
+/** One rate, or the median (nearest rank) of several with each (in the order run). */
 function rateText(rates: number[]): string {
-  const sorted = [...rates].sort((a, b) => a - b);
-  const median = sorted[Math.floor(sorted.length / 2)]!;
+  const median = percentile(rates, 50);
   if (rates.length === 1) return median.toFixed(0);
   return `${median.toFixed(0)} (median of ${rates.map((r) => r.toFixed(0)).join(", ")})`;
 }
