@@ -7,10 +7,12 @@ import type { KubeSim } from "../tools/kube-sim/index.ts";
 import { startKubeEngine, startWorkerSim, type KubeEngine } from "./support/kube-engine.ts";
 import { workerContainers } from "../tools/kube-sim/worker-containers.ts";
 import { until } from "./support/until.ts";
+import { closeSync, openSync } from "node:fs";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { containerExitCode, exitWatch } from "../tools/kube-sim/podman-runtime.ts";
+import { containerExitCode, exitWatch, PodmanRuntime } from "../tools/kube-sim/podman-runtime.ts";
+import type { Container, Pod } from "../tools/kube-sim/types.ts";
 import { spawn } from "node:child_process";
 import { podman } from "../scripts/images/podman.ts";
 import { WORKER_IMAGE as WORKER_IMAGE_NAME } from "./support/kube-engine.ts";
@@ -184,6 +186,38 @@ describe.skipIf(!containers)("a container whose `podman run` lost track of it", 
     await expect(podman(["container", "exists", id])).rejects.toThrow();
     await rm(dir, { recursive: true, force: true });
   }, 60_000);
+});
+
+describe.skipIf(!containers)("a runtime closed while a container is still being made", () => {
+  it("kills and removes it once made: nothing of the runtime's is left, then or later", async () => {
+    // A test that ends (or a simulator that closes) right after its pod's container was asked for: the
+    // `podman run` has not made the container yet, so a kill finds nothing and a listing misses it.
+    const runtime = new PodmanRuntime();
+    const dir = await mkdtemp(join(tmpdir(), "dwop-closing-"));
+    const logFd = openSync(join(dir, "log"), "a");
+    const namespace = `closing${process.pid}`;
+    const start = await runtime.prepare({
+      pod: { metadata: { name: "sleeper", namespace }, spec: { containers: [] } } as unknown as Pod,
+      container: {
+        name: "main",
+        image: WORKER_IMAGE_NAME,
+        command: ["python3", "-c", "import time; time.sleep(120)"],
+      } as Container,
+      dir,
+      env: {},
+      logFd,
+      terminationFile: join(dir, "termination-log"),
+    });
+    const { child } = start();
+    closeSync(logFd);
+    await runtime.close();
+    expect(child.exitCode !== null || child.signalCode !== null).toBe(true); // its `podman run` is over
+    const left = () => podman(["ps", "-aq", `--filter=name=kube-sim-${namespace}-`]);
+    expect((await left()).trim()).toBe("");
+    await new Promise((r) => setTimeout(r, 3000)); // what a `podman run` still at work would have made by now
+    expect((await left()).trim()).toBe("");
+    await rm(dir, { recursive: true, force: true });
+  }, 90_000);
 });
 
 /** The arguments of every process on the machine, from /proc (skipping those gone meanwhile). */

@@ -8,6 +8,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { once } from "node:events";
 import { chmod, chown, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { podman, podmanEnv } from "../../scripts/images/podman.ts";
@@ -91,6 +92,8 @@ export class PodmanRuntime {
   private swept: Promise<void> | null = null;
   private readonly oom = new OomWatch();
   private readonly instance = randomBytes(4).toString("hex");
+  /** Each `podman run` still going, with what signals its container. */
+  private readonly launched = new Map<ChildProcess, (signal: "SIGTERM" | "SIGKILL") => void>();
 
   /**
    * Does once, before any pod, what the first pod would otherwise wait for (removing orphans, looking
@@ -156,24 +159,41 @@ export class PodmanRuntime {
       stdio: ["ignore", l.logFd, l.logFd],
     });
     exitWatch(child, cidFile);
-    const signal = (sig: "SIGTERM" | "SIGKILL", tries = 20): void => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      // Until the container exists there is nothing to signal: try again shortly, while `podman run` lives.
+    const signal = (sig: "SIGTERM" | "SIGKILL"): void => {
+      if (!running(child)) return;
+      // Until the container exists (or runs) there is nothing to signal: try again shortly, for as long as
+      // `podman run` lives, which may be seconds under load. A kill lost here left a container running
+      // after its pod was deleted, and after the simulator closed.
       podman(["kill", `--signal=${sig}`, name]).catch(() => {
-        if (tries > 0) setTimeout(() => signal(sig, tries - 1), 100);
+        setTimeout(() => signal(sig), SIGNAL_RETRY_MS);
       });
     };
+    this.launched.set(child, signal);
+    child.once("exit", () => this.launched.delete(child));
     return {
       child,
-      signal: (sig) => signal(sig),
+      signal,
       // podman leaves the id file when the container is removed.
       oomKilled: async () => this.oom.killedIn((await readFile(cidFile, "utf8").catch(() => "")).trim()),
       exitCode: (code) => containerExitCode(cidFile, code),
     };
   }
 
-  /** Removes every container this runtime started that is still there. */
+  /**
+   * Kills every container this runtime started and removes each that is still there. A `podman run` that
+   * has not made its container yet is waited for (CLOSE_WAIT_MS at most, then killed itself): its
+   * container, made after a listing, would be left running.
+   */
   async close(): Promise<void> {
+    const runs = [...this.launched];
+    for (const [, signal] of runs) signal("SIGKILL");
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(runs.map(([child]) => (running(child) ? once(child, "exit") : null))),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS))),
+    ]);
+    clearTimeout(timer);
+    for (const [child] of runs) if (running(child)) child.kill("SIGKILL");
     this.oom.stop();
     const ids = (await podman(["ps", "-aq", `--filter=label=${LABEL}=${this.instance}`]).catch(() => ""))
       .split("\n")
@@ -256,6 +276,16 @@ export class PodmanRuntime {
     for (const host of this.options.nodeReadOnlyMounts ?? []) args.push(`--volume=${host}:${host}:ro`);
     return args;
   }
+}
+
+/** How often a signal is sent again while its container does not exist yet. */
+const SIGNAL_RETRY_MS = 100;
+/** How long close() waits for the `podman run` processes it killed. */
+const CLOSE_WAIT_MS = 30_000;
+
+/** Whether a child process has not exited yet. */
+function running(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
 }
 
 function alive(pid: number): boolean {
