@@ -81,6 +81,7 @@ export default tseslint.config(
       "shared/bus/rabbit*.ts",
       "shared/bus/pgboss*.ts",
       "shared/db/migrate.ts",
+      "shared/db/dead-connections.ts",
       "shared/db/postgres-patch.ts",
       "shared/pino.ts",
       "shared/folders.ts",

@@ -12,6 +12,7 @@ import type { Bus } from "../shared/bus/bus.ts";
 import { connectBus, preloadBus } from "../shared/bus/from-config.ts";
 import { databaseUrl, type Config } from "../shared/config.ts";
 import { connectDb, retryWhileStarting, waitForDatabase, type Db } from "../shared/db/connect.ts";
+import { deadConnectionOptions } from "../shared/db/dead-connections.ts";
 import { migrate } from "../shared/db/migrate.ts";
 import { Store } from "../shared/db/store.ts";
 import { LOCAL_EXECUTOR, startLocalExecutor, type LocalExecutor } from "../shared/executors/local.ts";
@@ -96,7 +97,7 @@ async function startRest(
   preloadBus(config);
   const embedded = await (options.database ?? startHomeDatabase({ ...config, DWOP_HOME: home }, say));
   const url = embedded?.url ?? databaseUrl(config)!;
-  const db = connectDb(url, { max: 20, applicationName: "dwop" });
+  const db = connectDb(url, { max: 20, applicationName: "dwop", ...deadConnectionOptions(logger) });
   /** Closes the server (when it listens), the database's pool and the embedded database. */
   const release = async (server: HttpServer | null, fast = false) => {
     if (server) await closeServer(server);

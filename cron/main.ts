@@ -4,6 +4,7 @@ import { hostname } from "node:os";
 import { connectBus } from "../shared/bus/from-config.ts";
 import { databaseUrl, loadConfig } from "../shared/config.ts";
 import { connectDb, retryWhileStarting, waitForDatabase } from "../shared/db/connect.ts";
+import { deadConnectionOptions } from "../shared/db/dead-connections.ts";
 import { migrate } from "../shared/db/migrate.ts";
 import { postgresPatchProblem } from "../shared/db/postgres-patch.ts";
 import { Store } from "../shared/db/store.ts";
@@ -25,7 +26,11 @@ if (unpatched) {
   process.exit(2);
 }
 const id = config.DWOP_CLAIMER_ID ?? `claimer-${hostname()}-${process.pid}`;
-const db = connectDb(url, { max: 4, applicationName: `dwop-claimer:${id}` });
+const db = connectDb(url, {
+  max: 4,
+  applicationName: `dwop-claimer:${id}`,
+  ...deadConnectionOptions(logger),
+});
 await waitForDatabase(db, logger);
 await retryWhileStarting("the migrations", () => migrate(db), logger);
 const bus = await retryWhileStarting(

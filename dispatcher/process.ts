@@ -55,6 +55,7 @@ export async function runDispatcher(options: DispatcherProcessOptions = {}): Pro
   const [
     { connectBus },
     { connectDb, retryWhileStarting, waitForDatabase },
+    { deadConnectionOptions },
     { migrate },
     { Store: StoreClass },
     { Dispatcher, dispatcherSettings },
@@ -64,6 +65,7 @@ export async function runDispatcher(options: DispatcherProcessOptions = {}): Pro
   ] = await Promise.all([
     import("../shared/bus/from-config.ts"),
     import("../shared/db/connect.ts"),
+    import("../shared/db/dead-connections.ts"),
     import("../shared/db/migrate.ts"),
     import("../shared/db/store.ts"),
     import("./dispatcher.ts"),
@@ -71,7 +73,11 @@ export async function runDispatcher(options: DispatcherProcessOptions = {}): Pro
     import("./ops-server.ts"),
     import("./registration.ts"),
   ]);
-  const db = connectDb(url, { max: 10, applicationName: `dwop-dispatcher:${id}` });
+  const db = connectDb(url, {
+    max: 10,
+    applicationName: `dwop-dispatcher:${id}`,
+    ...deadConnectionOptions(logger),
+  });
   await waitForDatabase(db, logger);
   await retryWhileStarting("the migrations", () => migrate(db), logger);
   const store: Store = new StoreClass(db);

@@ -9,7 +9,21 @@ export interface ConnectOptions {
   max?: number;
   /** Name shown in pg_stat_activity, so an operator can tell DWOP's processes apart. */
   applicationName?: string;
+  /**
+   * Node only: how the pool's TCP connections are opened (postgres.js's `socket` option), given the URL,
+   * whose TLS they then speak themselves (postgres.js none of its own). Long-lived processes pass
+   * deadConnectionOptions (shared/db/dead-connections.ts). Not used for a Unix socket.
+   */
+  connections?: (url: string) => SocketFactory;
 }
+
+/** What postgres.js's `socket` option takes (its types leave it out): a function giving a connected socket. */
+export type SocketFactory = (target: {
+  host: string[];
+  port: number[];
+  connect_timeout?: number;
+  keep_alive?: number | null;
+}) => Promise<unknown>;
 
 /** How long a pooled connection may sit unused before it is closed. */
 export const IDLE_TIMEOUT_SECONDS = 30;
@@ -26,6 +40,7 @@ export function connectDb(url: string, options: ConnectOptions = {}): Db {
     idle_timeout: IDLE_TIMEOUT_SECONDS,
     connection: { application_name: options.applicationName ?? "dwop" },
     prepare: preparesStatements(url),
+    ...(options.connections && !target.path ? { ssl: false, socket: options.connections(target.url) } : {}),
   });
 }
 

@@ -1,0 +1,34 @@
+import { execFileSync } from "node:child_process";
+
+/**
+ * Why packets cannot be dropped here (dropPackets needs nft and root), or null. A partition, a firewall
+ * or NAT that forgot a flow, loses packets without a word: no close, no refusal, nothing a proxy of the
+ * test could do from user space (whatever it stops reading, its kernel still acknowledges).
+ */
+export function whyNoPacketDrop(): string | null {
+  if (process.getuid?.() !== 0) return "dropping packets needs root (nft)";
+  try {
+    execFileSync("nft", ["--version"], { stdio: "ignore" });
+    return null;
+  } catch {
+    return "nft (Debian's nftables) is not installed";
+  }
+}
+
+/**
+ * Drops every TCP packet to and from `port` on this machine (a table of its own in nftables, named for
+ * the port) until the returned function is called: connections through it neither close nor answer.
+ */
+export function dropPackets(port: number): () => void {
+  const table = `dwop_test_drop_${port}`;
+  execFileSync("nft", ["-f", "-"], {
+    input: [
+      `add table inet ${table}`,
+      `add chain inet ${table} input { type filter hook input priority -10; }`,
+      `add rule inet ${table} input tcp dport ${port} drop`,
+      `add rule inet ${table} input tcp sport ${port} drop`,
+      "",
+    ].join("\n"),
+  });
+  return () => execFileSync("nft", ["delete", "table", "inet", table]);
+}
