@@ -54,61 +54,49 @@ async function plainProxy(label: string) {
   return proxy.port;
 }
 
-/** Fails with what the query failed with, and how long that took; throws if it succeeded. */
-async function failure(query: Promise<unknown>): Promise<{ err: Error & { code?: string }; ms: number }> {
+/**
+ * Drops the packets through `port` under a statement of `db`'s, and expects the connection closed as dead
+ * within the silence (2 s), a tick and the first retransmission's wait, the statement failed as a
+ * transient ETIMEDOUT, and the pool going on on a new connection once the network is back.
+ */
+async function expectDeathAndRecovery(db: Db, dead: unknown[], port: number): Promise<void> {
+  expect((await db<{ n: number }[]>`select 1 as n`)[0]!.n).toBe(1);
+  const restore = dropPackets(port);
+  cleanups.push(restore);
   const t0 = performance.now();
-  const err = await query.then(
+  const err = await db`select 2`.then(
     () => {
       throw new Error("the query succeeded");
     },
-    (e: Error) => e,
+    (e: Error & { code?: string }) => e,
   );
-  return { err, ms: performance.now() - t0 };
+  const ms = performance.now() - t0;
+  expect(err.code).toBe("ETIMEDOUT");
+  expect(err.message).toMatch(/acknowledged nothing for \d+ s: the connection is closed as dead/);
+  expect(isTransient(err)).toBe(true);
+  expect(ms).toBeGreaterThan(1500);
+  expect(ms).toBeLessThan(10_000);
+  expect(dead).toHaveLength(1);
+  cleanups.pop();
+  restore();
+  // Retried as DWOP's callers retry a transient error: one sent before the dead connection's close
+  // event has run fails as CONNECTION_CLOSED, as after TCP's own timeout.
+  expect((await retryTransient(() => db<{ n: number }[]>`select 3 as n`))[0]!.n).toBe(3);
 }
 
 describe.skipIf(whyNot !== null && !process.env.CI)("dead database connections", () => {
   it("closes a connection the network dropped, fails its statement as transient, and goes on on a new one", async () => {
     const port = await plainProxy("dead_conn_plain");
     const { db, dead } = await poolThrough("dead_conn_plain", port, 2000);
-    expect((await db<{ n: number }[]>`select 1 as n`)[0]!.n).toBe(1);
-
-    const restore = dropPackets(port);
-    cleanups.push(restore);
-    const { err, ms } = await failure(db`select 2`);
-    expect(err.code).toBe("ETIMEDOUT");
-    expect(err.message).toMatch(/acknowledged nothing for \d+ s: the connection is closed as dead/);
-    expect(isTransient(err)).toBe(true);
-    expect(ms).toBeGreaterThan(1500);
-    expect(ms).toBeLessThan(10_000); // the silence, a tick, the first retransmission's wait
-    expect(dead).toHaveLength(1);
-
-    cleanups.pop();
-    restore();
-    // Retried as DWOP's callers retry a transient error: one sent before the dead connection's close
-    // event has run fails as CONNECTION_CLOSED, as after TCP's own timeout.
-    expect((await retryTransient(() => db<{ n: number }[]>`select 3 as n`))[0]!.n).toBe(3);
+    await expectDeathAndRecovery(db, dead, port);
   }, 30_000);
 
   it("does so under TLS, where the bytes it watches are the encrypted ones", async () => {
     database = await createTestDatabase("dead_conn_tls");
     const port = await tlsTerminator(Number(new URL(database.url).port || 5432));
     const { db, dead } = await poolThrough("dead_conn_tls", port, 2000, "?sslmode=require");
-    const [row] = await db<{ n: number }[]>`select 1 as n`;
-    expect(row!.n).toBe(1);
+    await expectDeathAndRecovery(db, dead, port);
     expect(terminated).toBeGreaterThan(0); // the pool spoke TLS to the terminator
-
-    const restore = dropPackets(port);
-    cleanups.push(restore);
-    const { err, ms } = await failure(db`select 2`);
-    expect(err.code).toBe("ETIMEDOUT");
-    expect(ms).toBeLessThan(10_000);
-    expect(dead).toHaveLength(1);
-
-    cleanups.pop();
-    restore();
-    // Retried as DWOP's callers retry a transient error: one sent before the dead connection's close
-    // event has run fails as CONNECTION_CLOSED, as after TCP's own timeout.
-    expect((await retryTransient(() => db<{ n: number }[]>`select 3 as n`))[0]!.n).toBe(3);
   }, 30_000);
 
   it("lets a statement run longer than the silence: its bytes were acknowledged", async () => {
