@@ -9,8 +9,10 @@ import { connectDb, type Db } from "../shared/db/connect.ts";
 import { DeadConnectionWatch, tlsOf } from "../shared/db/dead-connections.ts";
 import { isTransient, retryTransient } from "../shared/db/retry.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
-import { dropPackets, whyNoPacketDrop } from "./support/packet-drop.ts";
+import { dropPackets, forgetConnections, whyNoPacketDrop } from "./support/packet-drop.ts";
+import { startEngine } from "./support/engine.ts";
 import { TcpProxy } from "./support/tcp-proxy.ts";
+import { until } from "./support/until.ts";
 
 /**
  * A database connection the network drops without a word (a partition; a firewall or NAT that forgot the
@@ -98,6 +100,43 @@ describe.skipIf(whyNot !== null && !process.env.CI)("dead database connections",
     await expectDeathAndRecovery(db, dead, port);
     expect(terminated).toBeGreaterThan(0); // the pool spoke TLS to the terminator
   }, 30_000);
+
+  it("lets a dispatcher record a run's success although the network dropped its connection meanwhile", async () => {
+    const proxy = new TcpProxy("127.0.0.1", 5432);
+    await proxy.start();
+    cleanups.push(() => proxy.cut());
+    const dead: unknown[] = [];
+    const engine = await startEngine("dead_conn_dispatcher", {
+      bus: "rabbit",
+      concurrency: 1,
+      // Its pool, its listener included, through the proxy; the claimer and the test's reads go direct.
+      dispatcherDb: (m) => {
+        const url = new URL(m.url);
+        url.hostname = "127.0.0.1";
+        url.port = String(proxy.port);
+        const watch = new DeadConnectionWatch(2000, (info) => dead.push(info));
+        // One connection, as a pool whose every connection the firewall forgot: the success has no other.
+        return connectDb(url.toString(), { max: 1, connections: (u) => watch.socketFactory(tlsOf(u)) });
+      },
+    });
+    let passed = false;
+    cleanups.push(() => engine.stop(passed));
+    const id = await engine.submit(`fun slow():\n    import time\n    time.sleep(2)\n    print("done")\n`);
+    await until(async () => (await engine.m.db`select 1 from dwop.runs where status = 'running'`).length > 0);
+
+    // The run ends (2 s) while nothing gets through, and its success is sent; then the network comes back
+    // but the connections of before stay lost for good (a firewall or NAT that forgot them), so TCP's
+    // retransmissions never get through: without the watch the success waits some 15 minutes.
+    const restore = dropPackets(proxy.port);
+    cleanups.push(restore);
+    await new Promise((r) => setTimeout(r, 3500));
+    cleanups.push(forgetConnections(proxy.port));
+    restore();
+    const w = await engine.waitFor(id, 20_000);
+    expect(w.status).toBe("succeeded");
+    expect(dead.length).toBeGreaterThan(0);
+    passed = true;
+  }, 60_000);
 
   it("lets a statement run longer than the silence: its bytes were acknowledged", async () => {
     const port = await plainProxy("dead_conn_slow");

@@ -11,7 +11,8 @@ import type { Bus } from "../../shared/bus/bus.ts";
 import { PgBossBus } from "../../shared/bus/pgboss.ts";
 import { RabbitBus } from "../../shared/bus/rabbit.ts";
 import { deleteRabbitTopology, RABBIT_URL } from "./rabbit.ts";
-import type { WorkflowSummary } from "../../shared/db/store.ts";
+import type { Db } from "../../shared/db/connect.ts";
+import { Store, type WorkflowSummary } from "../../shared/db/store.ts";
 import type { Executor } from "../../shared/executors/executor.ts";
 import type { SandboxMode } from "../../shared/executors/fork-server.ts";
 import { LocalExecutor } from "../../shared/executors/local.ts";
@@ -58,6 +59,8 @@ export interface EngineOptions {
   wrapStorage?: (storage: LocalStorage) => Storage;
   /** The dispatchers' heartbeat (1 s when not given): a long one leaves a run's fate to the test. */
   heartbeatSeconds?: number;
+  /** The dispatchers' own pool to the engine's database (through a proxy of the test's, say), else the engine's. */
+  dispatcherDb?: (m: MigratedDatabase) => Db;
 }
 
 export interface Engine {
@@ -118,7 +121,8 @@ export async function startEngine(label: string, options: EngineOptions): Promis
     // Through the same wrapper as a claimer, so faults injected on the bus reach both.
     const bus = await newBus();
     const stores = options.wrapStorage?.(storage) ?? storage;
-    const d = new Dispatcher(m.store, options.wrapPublisher?.(bus) ?? bus, executor, stores, {
+    const store = options.dispatcherDb ? new Store(options.dispatcherDb(m)) : m.store;
+    const d = new Dispatcher(store, options.wrapPublisher?.(bus) ?? bus, executor, stores, {
       id: `d${i}-${queue}`,
       concurrency: options.concurrency ?? 4,
       heartbeatSeconds: options.heartbeatSeconds ?? 1,

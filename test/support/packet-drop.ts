@@ -17,7 +17,7 @@ export function whyNoPacketDrop(): string | null {
 
 /**
  * Drops every TCP packet to and from `port` on this machine (a table of its own in nftables, named for
- * the port) until the returned function is called: connections through it neither close nor answer.
+ * the port) until the returned function is first called: connections through it neither close nor answer.
  */
 export function dropPackets(port: number): () => void {
   const table = `dwop_test_drop_${port}`;
@@ -30,5 +30,42 @@ export function dropPackets(port: number): () => void {
       "",
     ].join("\n"),
   });
-  return () => execFileSync("nft", ["delete", "table", "inet", table]);
+  return undoOnce(table);
+}
+
+/**
+ * Drops every packet of the TCP connections through local `port` that exist now, until the returned
+ * function is first called; connections made later go through. What a stateful firewall or NAT that forgot
+ * those flows does: neither end hears of the other again, while the network itself works.
+ */
+export function forgetConnections(port: number): () => void {
+  const peers = execFileSync("ss", ["-Htn", "state", "established", `( sport = :${port} )`], {
+    encoding: "utf8",
+  })
+    .split("\n")
+    .map((line) => /:(\d+)\s*$/.exec(line.trim())?.[1])
+    .filter((p): p is string => p !== undefined);
+  if (peers.length === 0) return () => {};
+  const table = `dwop_test_forget_${port}`;
+  const set = `{ ${peers.join(", ")} }`;
+  execFileSync("nft", ["-f", "-"], {
+    input: [
+      `add table inet ${table}`,
+      `add chain inet ${table} input { type filter hook input priority -10; }`,
+      `add rule inet ${table} input tcp dport ${port} tcp sport ${set} drop`,
+      `add rule inet ${table} input tcp sport ${port} tcp dport ${set} drop`,
+      "",
+    ].join("\n"),
+  });
+  return undoOnce(table);
+}
+
+/** Deletes the table the first time it is called, and does nothing after. */
+function undoOnce(table: string): () => void {
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    execFileSync("nft", ["delete", "table", "inet", table]);
+  };
 }
