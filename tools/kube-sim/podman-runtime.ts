@@ -159,20 +159,20 @@ export class PodmanRuntime {
       stdio: ["ignore", l.logFd, l.logFd],
     });
     exitWatch(child, cidFile);
-    const signal = (sig: "SIGTERM" | "SIGKILL"): void => {
+    const signal = (sig: "SIGTERM" | "SIGKILL", retryMs = SIGNAL_RETRY_MS): void => {
       if (!running(child)) return;
       // Until the container exists (or runs) there is nothing to signal: try again shortly, for as long as
-      // `podman run` lives, which may be seconds under load. A kill lost here left a container running
-      // after its pod was deleted, and after the simulator closed.
+      // `podman run` lives, which may be seconds under load (at most a second apart). A kill lost here
+      // left a container running after its pod was deleted, and after the simulator closed.
       podman(["kill", `--signal=${sig}`, name]).catch(() => {
-        setTimeout(() => signal(sig), SIGNAL_RETRY_MS);
+        setTimeout(() => signal(sig, Math.min(retryMs * 2, 1000)), retryMs);
       });
     };
-    this.launched.set(child, signal);
+    this.launched.set(child, (sig) => signal(sig));
     child.once("exit", () => this.launched.delete(child));
     return {
       child,
-      signal,
+      signal: (sig) => signal(sig),
       // podman leaves the id file when the container is removed.
       oomKilled: async () => this.oom.killedIn((await readFile(cidFile, "utf8").catch(() => "")).trim()),
       exitCode: (code) => containerExitCode(cidFile, code),
@@ -278,7 +278,7 @@ export class PodmanRuntime {
   }
 }
 
-/** How often a signal is sent again while its container does not exist yet. */
+/** How soon a signal is first sent again while its container does not exist yet (then twice as late, up to 1 s). */
 const SIGNAL_RETRY_MS = 100;
 /** How long close() waits for the `podman run` processes it killed. */
 const CLOSE_WAIT_MS = 30_000;
