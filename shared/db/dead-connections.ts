@@ -10,6 +10,7 @@
 // a transient error every caller retries on a new connection). A slow statement is never taken for a
 // dead one: the server's kernel acknowledges the statement's bytes at once, whatever the server does
 // with them, so its connection shows neither.
+import { once } from "node:events";
 import { isIP, Socket } from "node:net";
 import { connect as connectTls, type ConnectionOptions } from "node:tls";
 import { readFile } from "node:fs/promises";
@@ -136,12 +137,7 @@ export class DeadConnectionWatch {
       const timeoutMs = (target.connect_timeout ?? DEFAULT_CONNECT_TIMEOUT_S) * 1000;
       const raw = new Socket();
       const connected = (async () => {
-        await new Promise<void>((resolve, reject) => {
-          raw.once("error", reject).connect(port, host, () => {
-            raw.removeListener("error", reject);
-            resolve();
-          });
-        });
+        await once(raw.connect(port, host), "connect");
         // On the TCP socket itself, under TLS too: its unanswered probes are what shows an idle one dead.
         if (target.keep_alive) raw.setKeepAlive(true, target.keep_alive * 1000);
         return tls.mode ? await secure(raw, host, tls) : raw;
@@ -172,8 +168,8 @@ export class DeadConnectionWatch {
     const inode = socketInode(socket);
     if (inode === null) return; // not a TCP socket this process's /proc shows (or not Linux)
     const now = performance.now();
-    const w = { inode, outer, read: socket.bytesRead, written: socket.bytesWritten, silentSince: null };
-    this.sockets.set(socket, { ...w, wroteAt: now, activeAt: now });
+    const { bytesRead: read, bytesWritten: written } = socket;
+    this.sockets.set(socket, { inode, outer, read, written, wroteAt: now, activeAt: now, silentSince: null });
     socket.once("close", () => this.sockets.delete(socket));
     if (!this.timer) {
       this.timer = setInterval(() => void this.tick(), TICK_MS);
@@ -249,13 +245,8 @@ function deadError(remote: string, silentMs: number): Error {
 async function secure(raw: Socket, host: string, tls: TlsMode): Promise<Socket> {
   if (!tls.direct) {
     raw.write(SSL_REQUEST);
-    const answer = await new Promise<number>((resolve, reject) => {
-      raw.once("error", reject).once("data", (chunk: Buffer) => {
-        raw.removeListener("error", reject);
-        resolve(chunk[0]!);
-      });
-    });
-    if (answer !== 83 /* S */) {
+    const [answer] = (await once(raw, "data")) as [Buffer];
+    if (answer[0] !== 83 /* S */) {
       if (tls.mode === "prefer") return raw;
       raw.destroy();
       throw Object.assign(new Error(`the database at ${host} does not speak TLS (sslmode=${tls.mode})`), {
@@ -270,12 +261,7 @@ async function secure(raw: Socket, host: string, tls: TlsMode): Promise<Socket> 
     ...(tls.mode === "verify" ? {} : { rejectUnauthorized: false }),
   };
   const socket = connectTls(options);
-  await new Promise<void>((resolve, reject) => {
-    socket.once("error", reject).once("secureConnect", () => {
-      socket.removeListener("error", reject);
-      resolve();
-    });
-  });
+  await once(socket, "secureConnect");
   return socket;
 }
 
