@@ -121,7 +121,9 @@ export async function startEngine(label: string, options: EngineOptions): Promis
     // Through the same wrapper as a claimer, so faults injected on the bus reach both.
     const bus = await newBus();
     const stores = options.wrapStorage?.(storage) ?? storage;
-    const store = options.dispatcherDb ? new Store(options.dispatcherDb(m)) : m.store;
+    const ownDb = options.dispatcherDb?.(m);
+    if (ownDb) stops.push(() => ownDb.end({ timeout: 1 }));
+    const store = ownDb ? new Store(ownDb) : m.store;
     const d = new Dispatcher(store, options.wrapPublisher?.(bus) ?? bus, executor, stores, {
       id: `d${i}-${queue}`,
       concurrency: options.concurrency ?? 4,

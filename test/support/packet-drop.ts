@@ -20,17 +20,7 @@ export function whyNoPacketDrop(): string | null {
  * the port) until the returned function is first called: connections through it neither close nor answer.
  */
 export function dropPackets(port: number): () => void {
-  const table = `dwop_test_drop_${port}`;
-  execFileSync("nft", ["-f", "-"], {
-    input: [
-      `add table inet ${table}`,
-      `add chain inet ${table} input { type filter hook input priority -10; }`,
-      `add rule inet ${table} input tcp dport ${port} drop`,
-      `add rule inet ${table} input tcp sport ${port} drop`,
-      "",
-    ].join("\n"),
-  });
-  return undoOnce(table);
+  return dropTable(`dwop_test_drop_${port}`, [`tcp dport ${port}`, `tcp sport ${port}`]);
 }
 
 /**
@@ -46,22 +36,26 @@ export function forgetConnections(port: number): () => void {
     .map((line) => /:(\d+)\s*$/.exec(line.trim())?.[1])
     .filter((p): p is string => p !== undefined);
   if (peers.length === 0) return () => {};
-  const table = `dwop_test_forget_${port}`;
   const set = `{ ${peers.join(", ")} }`;
+  return dropTable(`dwop_test_forget_${port}`, [
+    `tcp dport ${port} tcp sport ${set}`,
+    `tcp sport ${port} tcp dport ${set}`,
+  ]);
+}
+
+/**
+ * Makes an nftables table of its own that drops the incoming packets each of `matches` selects; returns
+ * what deletes it the first time it is called, and does nothing after.
+ */
+function dropTable(table: string, matches: string[]): () => void {
   execFileSync("nft", ["-f", "-"], {
     input: [
       `add table inet ${table}`,
       `add chain inet ${table} input { type filter hook input priority -10; }`,
-      `add rule inet ${table} input tcp dport ${port} tcp sport ${set} drop`,
-      `add rule inet ${table} input tcp sport ${port} tcp dport ${set} drop`,
+      ...matches.map((match) => `add rule inet ${table} input ${match} drop`),
       "",
     ].join("\n"),
   });
-  return undoOnce(table);
-}
-
-/** Deletes the table the first time it is called, and does nothing after. */
-function undoOnce(table: string): () => void {
   let done = false;
   return () => {
     if (done) return;
